@@ -1,0 +1,18 @@
+#!/usr/bin/env bun
+/**
+ * mailgw CLI root: wiring only. Each command lives in src/cli/<name>.ts and is loaded
+ * lazily so `mailgw rules lint` does not pay for the SMTP stack.
+ */
+import { defineCommand, runMain } from "citty";
+import { VERSION_STRING } from "./version.ts";
+
+const main = defineCommand({
+  meta: { name: "mailgw", version: VERSION_STRING, description: "Inbound mail gateway: SMTP in, rules, archive / forward / webhook" },
+  subCommands: {
+    // cli-commands:start (one line per command; keep sorted)
+    version: () => import("./cli/version.ts").then((m) => m.default),
+    // cli-commands:end
+  },
+});
+
+runMain(main);

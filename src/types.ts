@@ -1,0 +1,85 @@
+/**
+ * Boundary types shared by the pipeline stages:
+ *   SMTP session → spool → parse → classify → act → deliver.
+ * Each stage owns its internal types; only what crosses a stage boundary lives here.
+ */
+
+/** Result of an SPF/DKIM/DMARC/ARC evaluation, as the rules see it. */
+export type AuthResult = "pass" | "fail" | "softfail" | "neutral" | "none" | "temperror" | "permerror";
+
+/** What the SMTP session knows about a message before its bytes are parsed. */
+export interface Envelope {
+  /** Envelope sender (MAIL FROM), "" for the null sender `<>`. */
+  mailFrom: string;
+  /** Envelope recipients (RCPT TO), lower-cased domain part, in order. */
+  rcptTo: string[];
+  /** The real client address (after PROXY protocol), IPv4-mapped IPv6 unwrapped. */
+  clientIp: string;
+  /** HELO/EHLO argument as given. */
+  helo: string;
+  /** Whether the session was under TLS when DATA began. */
+  tls: boolean;
+}
+
+/**
+ * Everything a rule condition can look at. Built by `parse/` from the raw bytes and the
+ * envelope; a message that cannot be parsed still yields facts (missing fields empty).
+ */
+export interface MessageFacts {
+  subject: string;
+  /** Header From address (lower-case), "" if none. */
+  from: string;
+  /** Header From display name, "" if none. */
+  fromName: string;
+  /** Header To addresses. */
+  to: string[];
+  /** Header Cc addresses. */
+  cc: string[];
+  /** All header fields: lower-case name → decoded values in message order. */
+  headers: Map<string, string[]>;
+  /** Text body, or HTML converted to text when there is no text part. */
+  body: string;
+  /** Attachment file names (nested messages included). */
+  attachments: string[];
+  /** Attachment MIME types, lower-case. */
+  attachmentTypes: string[];
+  /** Raw message size in bytes. */
+  size: number;
+  mailFrom: string;
+  rcpt: string[];
+  clientIp: string;
+  helo: string;
+  tls: boolean;
+  spf: AuthResult;
+  dkim: AuthResult;
+  dmarc: AuthResult;
+  arc: AuthResult;
+  /** Set when parsing failed or hit a limit; the facts above are then partial. */
+  parseError?: string;
+}
+
+export type Action = "reject" | "archive" | "forward" | "webhook" | "drop";
+
+/** The classifier's verdict for one message. */
+export interface Decision {
+  /** Name of the rule that matched, or null when the default applied. */
+  rule: string | null;
+  category: string;
+  action: Action;
+  /** Envelope recipients for `forward`. */
+  forwardTo: string[];
+  /** Target for `webhook`. */
+  url: string | null;
+  /** Text after `550 5.7.1` for `reject`. */
+  rejectMessage: string | null;
+  /** Also archive (always true for action `archive`). */
+  archive: boolean;
+}
+
+/** Delivery queue states (SPEC §5). `held` = forward waiting for a relay to be configured. */
+export type DeliveryState = "queued" | "deferred" | "held" | "delivering" | "delivered" | "failed";
+
+export type DeliveryKind = "forward" | "webhook";
+
+/** Message record status: `spooled` = accepted, post-250 actions not yet finished. */
+export type MessageStatus = "spooled" | "done";
