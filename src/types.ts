@@ -83,3 +83,23 @@ export type DeliveryKind = "forward" | "webhook";
 
 /** Message record status: `spooled` = accepted, post-250 actions not yet finished. */
 export type MessageStatus = "spooled" | "done";
+
+/**
+ * The contract between `smtp/` and the rest of the pipeline (see src/pipeline.ts).
+ * `smtp/` hands over the complete message (Received header already prepended) and the
+ * envelope; it knows nothing of storage or delivery.
+ */
+export interface ReceiveOutcome {
+  /** Generated message id (never taken from the message). */
+  id: string;
+  decision: Decision;
+}
+
+export interface MessageSink {
+  /**
+   * Classifies and stores a message. Resolves only when the message is durable (spool file
+   * fsynced and its record committed) — the caller may then answer `250`. Throws SmtpError:
+   * 550 5.7.1 for a reject decision, 451 4.3.0 when storing failed.
+   */
+  receive(raw: Uint8Array, envelope: Envelope): Promise<ReceiveOutcome>;
+}

@@ -1,0 +1,215 @@
+/**
+ * Config: the one module that reads the environment (SPEC §2).
+ *
+ * Precedence: flags > process environment > `.env` in the working directory > defaults.
+ * Everything is validated here, once, into a typed object; a bad value throws a CliError
+ * whose single line names the variable, what was wrong and what is accepted. Paths are
+ * resolved against the working directory so the rest of the program never sees a relative
+ * path. Nothing else in mailgw reads `process.env`.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { isAbsolute, resolve } from "node:path";
+import { CliError } from "../errors.ts";
+import { VARIABLES, VARIABLE_NAMES } from "./variables.ts";
+import { parseCidrList, parseDotenv } from "./parse-values.ts";
+
+export type RelaySecurity = "starttls" | "tls" | "none";
+export type LogFormat = "text" | "json";
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+export interface TlsConfig {
+  enabled: boolean;
+  keyPath: string | null;
+  certPath: string | null;
+  required: boolean;
+}
+
+export interface RelayConfig {
+  host: string;
+  port: number;
+  user: string | null;
+  pass: string | null;
+  secure: RelaySecurity;
+  tlsVerify: boolean;
+}
+
+export interface Config {
+  cwd: string;
+  smtp: {
+    host: string;
+    port: number;
+    hostname: string;
+    allowedIps: string[];
+    proxyProtocol: boolean;
+    proxyTrusted: string[];
+    tls: TlsConfig;
+    maxMessageBytes: number;
+    rateLimit: { max: number; windowMs: number };
+  };
+  /** null: no relay configured → forwards are held (SPEC §2). */
+  relay: RelayConfig | null;
+  databasePath: string;
+  dataDir: string;
+  archiveMaxAgeDays: number;
+  rulesFile: string;
+  http: { host: string; port: number; statsToken: string | null };
+  log: { level: LogLevel; format: LogFormat };
+  queue: { maxAgeHours: number; retryBaseSeconds: number };
+  webhookSecret: string | null;
+}
+
+export interface LoadOptions {
+  /** Overrides from command-line flags, keyed by variable name. */
+  flags?: Partial<Record<string, string | undefined>>;
+  /** Defaults to process.env. */
+  env?: Record<string, string | undefined>;
+  cwd?: string;
+  /** Path of the .env file; default `<cwd>/.env` (missing is fine). */
+  envFile?: string;
+  /** Whether stdout is a TTY (for the LOG_FORMAT default). */
+  isTty?: boolean;
+}
+
+/** Raw string value of each variable after applying precedence. */
+export function resolveRawValues(opts: LoadOptions = {}): Map<string, string> {
+  const cwd = opts.cwd ?? process.cwd();
+  const env = opts.env ?? process.env;
+  const envFile = opts.envFile ?? resolve(cwd, ".env");
+  const dotenv = existsSync(envFile) ? parseDotenv(readFileSync(envFile, "utf8"), envFile) : new Map<string, string>();
+  for (const key of Object.keys(opts.flags ?? {})) {
+    if (!VARIABLE_NAMES.has(key)) throw new CliError(`unknown configuration variable ${key}`);
+  }
+  const raw = new Map<string, string>();
+  for (const v of VARIABLES) {
+    const value = opts.flags?.[v.name] ?? env[v.name] ?? dotenv.get(v.name) ?? v.default;
+    raw.set(v.name, value.trim());
+  }
+  return raw;
+}
+
+export function loadConfig(opts: LoadOptions = {}): Config {
+  const cwd = opts.cwd ?? process.cwd();
+  const raw = resolveRawValues(opts);
+  const get = (name: string): string => raw.get(name) ?? "";
+  const path = (name: string): string => resolvePath(cwd, get(name), name);
+  const keyPath = get("SMTP_TLS_KEY") ? path("SMTP_TLS_KEY") : null;
+  const certPath = get("SMTP_TLS_CERT") ? path("SMTP_TLS_CERT") : null;
+  const tlsEnabled = get("SMTP_TLS_ENABLED") === "" ? keyPath !== null && certPath !== null : bool(get, "SMTP_TLS_ENABLED");
+  if (tlsEnabled && (!keyPath || !certPath)) {
+    throw new CliError(`SMTP_TLS_ENABLED=true needs SMTP_TLS_KEY and SMTP_TLS_CERT (PEM file paths)`);
+  }
+  const maxMb = number(get, "MAX_MESSAGE_SIZE_MB", 0.001, 1024);
+  return {
+    cwd,
+    smtp: {
+      host: nonEmpty(get, "SMTP_HOST"),
+      port: integer(get, "SMTP_PORT", 0, 65535),
+      hostname: get("SMTP_HOSTNAME") || hostname(),
+      allowedIps: parseCidrList(get("SMTP_ALLOWED_IPS"), "SMTP_ALLOWED_IPS"),
+      proxyProtocol: bool(get, "SMTP_PROXY_PROTOCOL"),
+      proxyTrusted: parseCidrList(get("SMTP_PROXY_TRUSTED"), "SMTP_PROXY_TRUSTED"),
+      tls: { enabled: tlsEnabled, keyPath, certPath, required: bool(get, "SMTP_TLS_REQUIRED") },
+      maxMessageBytes: Math.floor(maxMb * 1024 * 1024),
+      rateLimit: { max: integer(get, "RATE_LIMIT_MAX", 1, 1e9), windowMs: integer(get, "RATE_LIMIT_WINDOW_MS", 1, 864e5 * 365) },
+    },
+    relay: relayConfig(get),
+    databasePath: databasePath(cwd, get("DATABASE_URL")),
+    dataDir: path("DATA_DIR"),
+    archiveMaxAgeDays: number(get, "ARCHIVE_MAX_AGE_DAYS", 0, 1e6),
+    rulesFile: path("RULES_FILE"),
+    http: {
+      host: nonEmpty(get, "HTTP_HOST"),
+      port: integer(get, "HTTP_PORT", 0, 65535),
+      statsToken: get("STATS_TOKEN") || null,
+    },
+    log: { level: oneOf(get, "LOG_LEVEL", ["debug", "info", "warn", "error"] as const), format: logFormat(get, opts.isTty) },
+    queue: {
+      maxAgeHours: number(get, "QUEUE_MAX_AGE_HOURS", 0.001, 1e6),
+      retryBaseSeconds: number(get, "QUEUE_RETRY_BASE_SECONDS", 0.001, 86400),
+    },
+    webhookSecret: get("WEBHOOK_SECRET") || null,
+  };
+}
+
+function relayConfig(get: (n: string) => string): RelayConfig | null {
+  const secure = oneOf(get, "RELAY_SMTP_SECURE", ["starttls", "tls", "none"] as const);
+  const port = integer(get, "RELAY_SMTP_PORT", 1, 65535);
+  const tlsVerify = bool(get, "RELAY_SMTP_TLS_VERIFY");
+  const host = get("RELAY_SMTP_HOST");
+  if (!host) return null;
+  const user = get("RELAY_SMTP_USER") || null;
+  const pass = get("RELAY_SMTP_PASS") || null;
+  if ((user === null) !== (pass === null)) {
+    throw new CliError(`RELAY_SMTP_USER and RELAY_SMTP_PASS must be set together (one of them is empty)`);
+  }
+  return { host, port, user, pass, secure, tlsVerify };
+}
+
+function logFormat(get: (n: string) => string, isTty = Boolean(process.stdout.isTTY)): LogFormat {
+  if (get("LOG_FORMAT") === "") return isTty ? "text" : "json";
+  return oneOf(get, "LOG_FORMAT", ["text", "json"] as const);
+}
+
+function databasePath(cwd: string, url: string): string {
+  if (!url) throw new CliError(`DATABASE_URL is empty: expected file:PATH (e.g. file:./data/mail-gateway.db)`);
+  const m = /^(?:sqlite:|file:)?(?:\/\/)?(.*)$/.exec(url);
+  const p = m?.[1] ?? "";
+  if (!p || /^[a-z]+:/i.test(url.replace(/^(sqlite|file):/, ""))) {
+    throw new CliError(`DATABASE_URL=${url} is not a SQLite file URL: expected file:PATH (e.g. file:./data/mail-gateway.db)`);
+  }
+  return isAbsolute(p) ? p : resolve(cwd, p);
+}
+
+function resolvePath(cwd: string, value: string, name: string): string {
+  if (!value) throw new CliError(`${name} is empty: expected a path`);
+  return isAbsolute(value) ? value : resolve(cwd, value);
+}
+
+function nonEmpty(get: (n: string) => string, name: string): string {
+  const v = get(name);
+  if (!v) throw new CliError(`${name} is empty`);
+  return v;
+}
+
+function bool(get: (n: string) => string, name: string): boolean {
+  const v = get(name).toLowerCase();
+  if (["true", "1", "yes", "on"].includes(v)) return true;
+  if (["false", "0", "no", "off", ""].includes(v)) return false;
+  throw new CliError(`${name}=${get(name)} is not a boolean: use true or false`);
+}
+
+function number(get: (n: string) => string, name: string, min: number, max: number): number {
+  const v = get(name);
+  const n = Number(v);
+  if (v === "" || !Number.isFinite(n) || n < min || n > max) {
+    throw new CliError(`${name}=${v} is not a number between ${min} and ${max}`);
+  }
+  return n;
+}
+
+function integer(get: (n: string) => string, name: string, min: number, max: number): number {
+  const v = get(name);
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) {
+    throw new CliError(`${name}=${v} is not an integer between ${min} and ${max}`);
+  }
+  return Number(v);
+}
+
+function oneOf<const T extends readonly string[]>(get: (n: string) => string, name: string, allowed: T): T[number] {
+  const v = get(name).toLowerCase();
+  if (!(allowed as readonly string[]).includes(v)) {
+    throw new CliError(`${name}=${get(name)} is not one of: ${allowed.join(", ")}`);
+  }
+  return v as T[number];
+}
+
+/** A copy of the config safe to log or show: secrets replaced. */
+export function redactedConfig(config: Config): Config {
+  return {
+    ...config,
+    relay: config.relay ? { ...config.relay, pass: config.relay.pass ? "***" : null } : null,
+    http: { ...config.http, statsToken: config.http.statsToken ? "***" : null },
+    webhookSecret: config.webhookSecret ? "***" : null,
+  };
+}

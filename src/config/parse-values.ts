@@ -1,0 +1,40 @@
+/**
+ * Parsers for configuration values that are more than a scalar: `.env` files and CIDR
+ * lists. Both throw a CliError naming the variable (or file:line) on bad input.
+ */
+import { isIP } from "node:net";
+import { CliError } from "../errors.ts";
+
+/** KEY=VALUE lines; `#` comments; optional `export `; single or double quotes. */
+export function parseDotenv(text: string, file: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const lines = text.split(/\r?\n/);
+  lines.forEach((line, i) => {
+    const trimmed = line.trim();
+    if (!trimmed || trimmed.startsWith("#")) return;
+    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(trimmed);
+    if (!m) throw new CliError(`${file}:${i + 1}: not a KEY=VALUE line`);
+    let value = m[2] ?? "";
+    const quoted = /^(["'])(.*)\1$/.exec(value);
+    if (quoted) value = quoted[2] ?? "";
+    else value = value.replace(/\s+#.*$/, "");
+    out.set(m[1] ?? "", value);
+  });
+  return out;
+}
+
+/** Comma-separated CIDRs or single addresses, validated; single addresses get /32 or /128. */
+export function parseCidrList(value: string, name: string): string[] {
+  const items = value.split(",").map((s) => s.trim()).filter(Boolean);
+  if (items.length === 0) throw new CliError(`${name} is empty: expected comma-separated CIDRs such as 10.0.0.0/8,::1/128`);
+  return items.map((item) => {
+    const [addr = "", prefix, extra] = item.split("/");
+    const family = isIP(addr);
+    const max = family === 4 ? 32 : 128;
+    const validPrefix = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= max);
+    if (family === 0 || !validPrefix || extra !== undefined) {
+      throw new CliError(`${name}: "${item}" is not an IP address or CIDR (e.g. 192.0.2.0/24, 2001:db8::/32)`);
+    }
+    return prefix === undefined ? `${addr}/${max}` : item;
+  });
+}

@@ -1,0 +1,63 @@
+/**
+ * Opens the SQLite database (bun:sqlite) in WAL mode and brings its schema up to date.
+ *
+ * Durability: synchronous=FULL, so a commit is on disk when it returns — the `250` reply
+ * depends on it. WAL lets readers (stats page, `mailgw queue list` in another process) run
+ * while the single writer commits. busy_timeout covers the short moments two processes
+ * (serve and the queue CLI) both want to write.
+ * Failure: an unopenable file or a failed migration throws a CliError naming the file.
+ */
+import { Database } from "bun:sqlite";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { CliError, describeError } from "../errors.ts";
+import { MIGRATIONS } from "./migrations.ts";
+
+/** How long a writer waits for another process's write lock before failing. */
+const BUSY_TIMEOUT_MS = 5000;
+
+export function openDatabase(path: string, opts: { readonly?: boolean } = {}): Database {
+  let db: Database;
+  try {
+    if (!opts.readonly) mkdirSync(dirname(path), { recursive: true });
+    db = new Database(path, opts.readonly ? { readonly: true } : { create: true, readwrite: true, strict: true });
+  } catch (err) {
+    throw new CliError(`cannot open database ${path}: ${describeError(err)} (check DATABASE_URL and permissions)`);
+  }
+  db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  if (opts.readonly) return db;
+  db.exec("PRAGMA journal_mode = WAL");
+  db.exec("PRAGMA synchronous = FULL");
+  db.exec("PRAGMA foreign_keys = ON");
+  migrate(db, path);
+  return db;
+}
+
+export function schemaVersion(db: Database): number {
+  const row = db.query<{ user_version: number }, []>("PRAGMA user_version").get();
+  return row?.user_version ?? 0;
+}
+
+function migrate(db: Database, path: string): void {
+  const current = schemaVersion(db);
+  const latest = MIGRATIONS.at(-1)?.version ?? 0;
+  if (current > latest) {
+    throw new CliError(`database ${path} has schema version ${current}, newer than this mailgw (${latest}): upgrade mailgw`);
+  }
+  for (const m of MIGRATIONS) {
+    if (m.version <= current) continue;
+    try {
+      db.transaction(() => {
+        db.exec(m.sql);
+        db.exec(`PRAGMA user_version = ${m.version}`);
+      }).immediate();
+    } catch (err) {
+      throw new CliError(`database ${path}: migration ${m.version} (${m.name}) failed: ${describeError(err)}`);
+    }
+  }
+}
+
+/** UTC day key used by daily_counters and the archive layout. */
+export function dayKey(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}

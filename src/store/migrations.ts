@@ -1,0 +1,89 @@
+/**
+ * Versioned schema migrations. Each runs once, in order, inside a transaction; the applied
+ * version is kept in `PRAGMA user_version`. Never edit a released migration: add a new one.
+ *
+ * Tables:
+ *  messages          one row per message that reached DATA's end (rejects included): the
+ *                    envelope, subject, size and decision. status `spooled` = accepted, its
+ *                    post-250 actions (archive, spool cleanup) not finished; `done` = finished.
+ *  deliveries        one row per forward/webhook action: the durable queue (SPEC §5).
+ *  delivery_attempts every attempt: when, how long, ok, the reply or error.
+ *  daily_counters    counters per UTC day, metric, rule and category, for /stats and /metrics.
+ *                    metric: received | action:<action> | session | session_tls |
+ *                    <delivered|deferred|failed>:<forward|webhook>
+ *  meta              small key/value facts (e.g. last rules reload).
+ */
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "initial",
+    sql: `
+      CREATE TABLE messages (
+        id           TEXT PRIMARY KEY,
+        received_at  INTEGER NOT NULL,            -- unix ms
+        client_ip    TEXT NOT NULL,
+        helo         TEXT NOT NULL,
+        tls          INTEGER NOT NULL,            -- 0/1
+        mail_from    TEXT NOT NULL,
+        recipients   TEXT NOT NULL,               -- JSON array of envelope recipients
+        subject      TEXT NOT NULL,
+        size         INTEGER NOT NULL,            -- bytes as stored (Received header included)
+        rule         TEXT,                        -- NULL = default decision
+        category     TEXT NOT NULL,
+        action       TEXT NOT NULL,               -- reject | archive | forward | webhook | drop
+        archive      INTEGER NOT NULL DEFAULT 0,  -- 1 when a copy goes to the archive
+        status       TEXT NOT NULL,               -- spooled | done
+        archive_path TEXT                         -- relative to DATA_DIR, once archived
+      );
+      CREATE INDEX messages_received_at ON messages(received_at);
+      CREATE INDEX messages_pending ON messages(status) WHERE status <> 'done';
+
+      CREATE TABLE deliveries (
+        id              INTEGER PRIMARY KEY,
+        message_id      TEXT NOT NULL REFERENCES messages(id),
+        kind            TEXT NOT NULL,            -- forward | webhook
+        target          TEXT NOT NULL,            -- forward: JSON array of addresses; webhook: URL
+        rule            TEXT,
+        category        TEXT NOT NULL,
+        state           TEXT NOT NULL,            -- queued | deferred | held | delivering | delivered | failed
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        created_at      INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        last_error      TEXT,
+        delivered_at    INTEGER
+      );
+      CREATE INDEX deliveries_due ON deliveries(state, next_attempt_at);
+      CREATE INDEX deliveries_message ON deliveries(message_id);
+
+      CREATE TABLE delivery_attempts (
+        id          INTEGER PRIMARY KEY,
+        delivery_id INTEGER NOT NULL REFERENCES deliveries(id),
+        at          INTEGER NOT NULL,
+        target      TEXT NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        ok          INTEGER NOT NULL,
+        reply       TEXT
+      );
+      CREATE INDEX delivery_attempts_delivery ON delivery_attempts(delivery_id);
+
+      CREATE TABLE daily_counters (
+        day      TEXT NOT NULL,                   -- YYYY-MM-DD (UTC)
+        metric   TEXT NOT NULL,
+        rule     TEXT NOT NULL DEFAULT '',
+        category TEXT NOT NULL DEFAULT '',
+        n        INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (day, metric, rule, category)
+      ) WITHOUT ROWID;
+
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    `,
+  },
+];
