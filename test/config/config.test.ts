@@ -1,0 +1,116 @@
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadConfig, redactedConfig } from "../../src/config/config.ts";
+import { parseCidrList, parseDotenv } from "../../src/config/parse-values.ts";
+import { CliError } from "../../src/errors.ts";
+
+const emptyDir = () => mkdtempSync(join(tmpdir(), "mailgw-config-"));
+
+function errorOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(CliError);
+    return (err as Error).message;
+  }
+  throw new Error("expected an error");
+}
+
+describe("loadConfig", () => {
+  test("defaults match SPEC §2", () => {
+    const cwd = emptyDir();
+    const c = loadConfig({ env: {}, cwd, isTty: false });
+    expect(c.smtp.host).toBe("0.0.0.0");
+    expect(c.smtp.port).toBe(2525);
+    expect(c.smtp.allowedIps).toEqual(["0.0.0.0/0", "::/0"]);
+    expect(c.smtp.proxyProtocol).toBe(false);
+    expect(c.smtp.proxyTrusted).toEqual(["127.0.0.0/8", "::1/128"]);
+    expect(c.smtp.tls).toEqual({ enabled: false, keyPath: null, certPath: null, required: false });
+    expect(c.smtp.maxMessageBytes).toBe(25 * 1024 * 1024);
+    expect(c.smtp.rateLimit).toEqual({ max: 200, windowMs: 60000 });
+    expect(c.relay).toBeNull();
+    expect(c.databasePath).toBe(join(cwd, "data/mail-gateway.db"));
+    expect(c.dataDir).toBe(join(cwd, "data"));
+    expect(c.rulesFile).toBe(join(cwd, "rules.yaml"));
+    expect(c.archiveMaxAgeDays).toBe(0);
+    expect(c.http).toEqual({ host: "127.0.0.1", port: 3000, statsToken: null });
+    expect(c.log).toEqual({ level: "info", format: "json" });
+    expect(c.queue).toEqual({ maxAgeHours: 96, retryBaseSeconds: 60 });
+    expect(loadConfig({ env: {}, cwd, isTty: true }).log.format).toBe("text");
+  });
+
+  test("precedence: flags > env > .env > defaults", () => {
+    const cwd = emptyDir();
+    writeFileSync(join(cwd, ".env"), "# comment\nSMTP_PORT=2601\nHTTP_PORT=3601\nexport RATE_LIMIT_MAX='7'\nLOG_LEVEL=warn # trailing\n");
+    const c = loadConfig({ env: { HTTP_PORT: "3701", SMTP_PORT: "2701" }, flags: { SMTP_PORT: "2801" }, cwd });
+    expect(c.smtp.port).toBe(2801);
+    expect(c.http.port).toBe(3701);
+    expect(c.smtp.rateLimit.max).toBe(7);
+    expect(c.log.level).toBe("warn");
+  });
+
+  test("TLS is on by default only when key and cert are set", () => {
+    const cwd = emptyDir();
+    expect(loadConfig({ env: { SMTP_TLS_KEY: "k.pem", SMTP_TLS_CERT: "c.pem" }, cwd }).smtp.tls).toEqual({
+      enabled: true,
+      keyPath: join(cwd, "k.pem"),
+      certPath: join(cwd, "c.pem"),
+      required: false,
+    });
+    expect(loadConfig({ env: { SMTP_TLS_KEY: "k.pem", SMTP_TLS_CERT: "c.pem", SMTP_TLS_ENABLED: "false" }, cwd }).smtp.tls.enabled).toBe(false);
+    expect(errorOf(() => loadConfig({ env: { SMTP_TLS_ENABLED: "true" }, cwd }))).toContain("SMTP_TLS_KEY");
+  });
+
+  test("relay config, secrets redacted", () => {
+    const env = { RELAY_SMTP_HOST: "smtp.mailgun.org", RELAY_SMTP_USER: "u", RELAY_SMTP_PASS: "s3cret", STATS_TOKEN: "t0k", WEBHOOK_SECRET: "w" };
+    const c = loadConfig({ env, cwd: emptyDir() });
+    expect(c.relay).toEqual({ host: "smtp.mailgun.org", port: 587, user: "u", pass: "s3cret", secure: "starttls", tlsVerify: true });
+    const shown = JSON.stringify(redactedConfig(c));
+    expect(shown).not.toContain("s3cret");
+    expect(shown).not.toContain("t0k");
+    expect(errorOf(() => loadConfig({ env: { RELAY_SMTP_HOST: "h", RELAY_SMTP_USER: "u" }, cwd: emptyDir() }))).toContain("RELAY_SMTP_PASS");
+  });
+
+  test.each([
+    ["SMTP_PORT", "70000"],
+    ["SMTP_PORT", "abc"],
+    ["SMTP_PROXY_PROTOCOL", "maybe"],
+    ["RELAY_SMTP_SECURE", "ssl"],
+    ["MAX_MESSAGE_SIZE_MB", "-1"],
+    ["RATE_LIMIT_MAX", "0"],
+    ["SMTP_ALLOWED_IPS", "10.0.0.0/33"],
+    ["SMTP_ALLOWED_IPS", "not-an-ip"],
+    ["LOG_LEVEL", "loud"],
+    ["DATABASE_URL", "postgres://x"],
+    ["QUEUE_RETRY_BASE_SECONDS", "0"],
+  ])("%s=%s is refused with a message naming the variable", (name, value) => {
+    expect(errorOf(() => loadConfig({ env: { [name]: value }, cwd: emptyDir() }))).toContain(name);
+  });
+
+  test("0 is not silently turned into the default", () => {
+    const c = loadConfig({ env: { ARCHIVE_MAX_AGE_DAYS: "0", SMTP_PORT: "0" }, cwd: emptyDir() });
+    expect(c.archiveMaxAgeDays).toBe(0);
+    expect(c.smtp.port).toBe(0);
+  });
+
+  test("unknown flag variable is refused", () => {
+    expect(errorOf(() => loadConfig({ flags: { SMTP_PROT: "1" }, cwd: emptyDir() }))).toContain("SMTP_PROT");
+  });
+
+  test("DATABASE_URL forms", () => {
+    const cwd = emptyDir();
+    expect(loadConfig({ env: { DATABASE_URL: "file:/var/lib/mailgw/x.db" }, cwd }).databasePath).toBe("/var/lib/mailgw/x.db");
+    expect(loadConfig({ env: { DATABASE_URL: "./y.db" }, cwd }).databasePath).toBe(join(cwd, "y.db"));
+  });
+});
+
+describe("value parsers", () => {
+  test("CIDR list: single addresses get a full prefix", () => {
+    expect(parseCidrList("10.0.0.1, ::1,192.168.0.0/16", "X")).toEqual(["10.0.0.1/32", "::1/128", "192.168.0.0/16"]);
+  });
+  test(".env syntax errors name file and line", () => {
+    expect(errorOf(() => parseDotenv("A=1\nthis is wrong\n", "/x/.env"))).toBe("/x/.env:2: not a KEY=VALUE line");
+  });
+});

@@ -1,0 +1,19 @@
+import { expect, test } from "bun:test";
+import { createLogger } from "../../src/log/logger.ts";
+
+test("json lines carry every field and are not throttled", () => {
+  const lines: string[] = [];
+  const log = createLogger({ level: "info", format: "json", write: (s) => lines.push(s) });
+  for (let i = 0; i < 5; i++) log.info("smtp session", { client: "192.0.2.1", rcpt: ["a@x.test"], id: "ID" });
+  log.debug("hidden at info");
+  expect(lines).toHaveLength(5);
+  const obj = JSON.parse(lines[0]!);
+  expect(obj).toMatchObject({ level: "info", msg: "smtp session", client: "192.0.2.1", rcpt: ["a@x.test"], id: "ID" });
+});
+
+test("text lines are key=value with quoting", () => {
+  const lines: string[] = [];
+  const log = createLogger({ level: "debug", format: "text", write: (s) => lines.push(s) });
+  log.warn("delivery deferred", { id: "ABC", error: "451 try later", n: 2 });
+  expect(lines[0]).toMatch(/WARN  delivery deferred id=ABC error="451 try later" n=2\n$/);
+});
