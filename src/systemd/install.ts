@@ -1,0 +1,226 @@
+/**
+ * `mailgw systemd install|uninstall`: writes (or removes) the unit, the env file and a
+ * starter rules.yaml, under `root` (`--root DIR`) or on the live system.
+ *
+ * Trusts: the settings map it is given (already resolved by src/config) and the caller's uid.
+ * Never overwrites an existing env file or rules file (they hold the operator's settings and
+ * secrets); always rewrites the unit, which is generated. Writes go to a temp file that is
+ * renamed into place. On the live system it refuses to run without root, and a missing or
+ * failing `systemctl` becomes a warning in the report, not a failure: the files are in place.
+ * On a file-system error it throws a CliError naming the path.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, isAbsolute, join } from "node:path";
+import { CliError, describeError } from "../errors.ts";
+import { parseDotenv } from "../config/parse-values.ts";
+import { VARIABLES } from "../config/variables.ts";
+import { STARTER_RULES_YAML } from "./starter-rules.ts";
+import {
+  CONFIG_DIR,
+  ENV_FILE_PATH,
+  RULES_PATH,
+  SERVICE_PATH_SETTINGS,
+  STATE_DIR,
+  UNIT_PATH,
+  renderEnvTemplate,
+  renderUnit,
+} from "./unit.ts";
+
+export interface SystemctlResult {
+  ok: boolean;
+  detail: string;
+}
+export type RunSystemctl = (args: readonly string[]) => SystemctlResult;
+
+export interface SystemdOptions {
+  /** Write below this directory instead of `/` (no root needed, no systemctl). */
+  root: string | null;
+  /** Effective uid of the caller; 0 = root. */
+  uid: number;
+  /** Argv that starts mailgw (see resolveExec). */
+  exec: readonly string[];
+  /** Raw variable values at install time (flags > env > .env > defaults), from src/config. */
+  settings: ReadonlyMap<string, string>;
+  version: string;
+  runSystemctl: RunSystemctl;
+}
+
+export interface SystemdReport {
+  written: string[];
+  kept: string[];
+  removed: string[];
+  warnings: string[];
+  nextSteps: string[];
+}
+
+const COMPILED_MAIN_PREFIXES = ["/$bunfs/", "B:/~BUN/", "B:\\~BUN\\"];
+
+/**
+ * ExecStart argv: `override` if given; the executable itself when compiled; otherwise
+ * (running from source) bun plus the absolute entry script, with a warning.
+ */
+export function resolveExec(execPath: string, mainPath: string, override?: string): { exec: string[]; warning?: string } {
+  if (override !== undefined) {
+    if (!isAbsolute(override)) throw new CliError(`--exec-path ${override} is not absolute: give the full path, e.g. /usr/local/bin/mailgw`);
+    return { exec: [override] };
+  }
+  if (COMPILED_MAIN_PREFIXES.some((p) => mainPath.startsWith(p))) return { exec: [execPath] };
+  return {
+    exec: [execPath, mainPath],
+    warning:
+      `running from source: the unit starts ${execPath} ${mainPath}; for production run \`npm run build\`, ` +
+      `copy dist/mailgw to /usr/local/bin and run \`/usr/local/bin/mailgw systemd install\` (ProtectHome=yes hides /home and /root from the service)`,
+  };
+}
+
+/** Default systemctl runner; a missing binary is reported, not thrown. */
+export const runSystemctl: RunSystemctl = (args) => {
+  try {
+    const proc = Bun.spawnSync(["systemctl", ...args], { stdout: "pipe", stderr: "pipe" });
+    const out = (proc.stderr.toString() || proc.stdout.toString()).trim();
+    return { ok: proc.exitCode === 0, detail: out || `exit ${proc.exitCode}` };
+  } catch (err) {
+    return { ok: false, detail: describeError(err) };
+  }
+};
+
+function requireRoot(opts: SystemdOptions, verb: string): void {
+  if (opts.root === null && opts.uid !== 0) {
+    throw new CliError(
+      `systemd ${verb} needs root (it writes ${UNIT_PATH} and ${CONFIG_DIR}): run it with sudo, or pass --root DIR to write the files below DIR`,
+    );
+  }
+}
+
+function target(opts: SystemdOptions, path: string): string {
+  return opts.root === null ? path : join(opts.root, path);
+}
+
+function writeAtomic(path: string, text: string, mode: number): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+    writeFileSync(tmp, text, { mode });
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw new CliError(`cannot write ${path}: ${describeError(err)}`);
+  }
+}
+
+function parsePort(name: string, value: string, source: string): number {
+  if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) {
+    throw new CliError(`${name}=${value} (${source}) is not a port number between 0 and 65535`);
+  }
+  return Number(value);
+}
+
+/** Settings the service will run with: the existing env file wins over the install-time values. */
+function serviceSettings(opts: SystemdOptions, envFile: string): { values: Map<string, string>; source: string; exists: boolean } {
+  if (existsSync(envFile)) {
+    const fromFile = parseDotenv(readFileSync(envFile, "utf8"), envFile);
+    const values = new Map<string, string>();
+    for (const v of VARIABLES) values.set(v.name, fromFile.get(v.name) ?? SERVICE_PATH_SETTINGS.get(v.name) ?? v.default);
+    return { values, source: envFile, exists: true };
+  }
+  const values = new Map<string, string>();
+  for (const v of VARIABLES) values.set(v.name, SERVICE_PATH_SETTINGS.get(v.name) ?? opts.settings.get(v.name) ?? v.default);
+  return { values, source: "environment", exists: false };
+}
+
+/** Lines the new env file sets: the service paths, and ports that differ from the defaults. */
+function activeTemplateValues(values: ReadonlyMap<string, string>): Map<string, string> {
+  const active = new Map(SERVICE_PATH_SETTINGS);
+  for (const v of VARIABLES) {
+    const value = values.get(v.name);
+    if ((v.name === "SMTP_PORT" || v.name === "HTTP_PORT") && value !== undefined && value !== v.default) active.set(v.name, value);
+  }
+  return active;
+}
+
+/**
+ * ReadWritePaths: the state directory (exists: systemd creates it before the namespace), plus a
+ * DATA_DIR / database directory configured outside it, prefixed "-" so a missing one lets the
+ * service start and mailgw itself report the bad path.
+ */
+function writableDirs(values: ReadonlyMap<string, string>): string[] {
+  const dirs = [STATE_DIR];
+  const dataDir = values.get("DATA_DIR") ?? "";
+  const dbPath = (values.get("DATABASE_URL") ?? "").replace(/^(?:sqlite:|file:)(?:\/\/)?/, "");
+  for (const dir of [dataDir, isAbsolute(dbPath) ? dirname(dbPath) : ""]) {
+    if (isAbsolute(dir) && dir !== STATE_DIR && !dir.startsWith(`${STATE_DIR}/`)) dirs.push(`-${dir}`);
+  }
+  return [...new Set(dirs)];
+}
+
+/** The unit text for the settings the service will run with. */
+export function planUnit(opts: SystemdOptions): { unit: string; env: ReturnType<typeof serviceSettings> } {
+  const env = serviceSettings(opts, target(opts, ENV_FILE_PATH));
+  const get = (n: string): string => env.values.get(n) ?? "";
+  const unit = renderUnit({
+    exec: opts.exec,
+    smtpPort: parsePort("SMTP_PORT", get("SMTP_PORT"), env.source),
+    httpPort: parsePort("HTTP_PORT", get("HTTP_PORT"), env.source),
+    writablePaths: writableDirs(env.values),
+    version: opts.version,
+  });
+  return { unit, env };
+}
+
+export function installSystemd(opts: SystemdOptions): SystemdReport {
+  requireRoot(opts, "install");
+  const report: SystemdReport = { written: [], kept: [], removed: [], warnings: [], nextSteps: [] };
+  const { unit, env } = planUnit(opts);
+  const unitPath = target(opts, UNIT_PATH);
+  writeAtomic(unitPath, unit, 0o644);
+  report.written.push(unitPath);
+
+  const envPath = target(opts, ENV_FILE_PATH);
+  if (env.exists) report.kept.push(envPath);
+  else {
+    writeAtomic(envPath, renderEnvTemplate(activeTemplateValues(env.values), opts.version), 0o600);
+    report.written.push(envPath);
+  }
+  const rulesPath = target(opts, RULES_PATH);
+  if (existsSync(rulesPath)) report.kept.push(rulesPath);
+  else {
+    writeAtomic(rulesPath, STARTER_RULES_YAML, 0o644);
+    report.written.push(rulesPath);
+  }
+
+  if (opts.root === null) {
+    const reload = opts.runSystemctl(["daemon-reload"]);
+    if (!reload.ok) report.warnings.push(`systemctl daemon-reload failed (${reload.detail}); run it yourself once systemd is running`);
+  }
+  report.nextSteps.push(
+    `edit ${ENV_FILE_PATH} (relay, TLS, hostname) and ${RULES_PATH} (your domains)`,
+    `mailgw rules lint ${RULES_PATH}`,
+    "systemctl enable --now mailgw && systemctl status mailgw",
+  );
+  return report;
+}
+
+export function uninstallSystemd(opts: SystemdOptions): SystemdReport {
+  requireRoot(opts, "uninstall");
+  const report: SystemdReport = { written: [], kept: [], removed: [], warnings: [], nextSteps: [] };
+  const unitPath = target(opts, UNIT_PATH);
+  if (opts.root === null) {
+    const stop = opts.runSystemctl(["disable", "--now", "mailgw.service"]);
+    if (!stop.ok) report.warnings.push(`systemctl disable --now mailgw failed (${stop.detail})`);
+  }
+  if (existsSync(unitPath)) {
+    try {
+      rmSync(unitPath);
+    } catch (err) {
+      throw new CliError(`cannot remove ${unitPath}: ${describeError(err)}`);
+    }
+    report.removed.push(unitPath);
+  } else report.warnings.push(`${unitPath} does not exist: nothing to remove`);
+  if (opts.root === null) {
+    const reload = opts.runSystemctl(["daemon-reload"]);
+    if (!reload.ok) report.warnings.push(`systemctl daemon-reload failed (${reload.detail})`);
+  }
+  report.kept.push(target(opts, CONFIG_DIR), target(opts, STATE_DIR));
+  report.nextSteps.push(`settings and data are kept; delete ${CONFIG_DIR} and /var/lib/mailgw (or /var/lib/private/mailgw) yourself if you no longer need them`);
+  return report;
+}
