@@ -1,0 +1,110 @@
+/**
+ * Test helper: a fresh dist/mailgw, copied to a temp directory outside the repository, and a
+ * way to run it with a PATH that holds neither bun nor node_modules.
+ *
+ * The executable is rebuilt (scripts/build.ts, atomic rename) only when it is missing or older
+ * than any source file, so one `bun test` run builds at most once and .ci/run's own build is
+ * reused. A failed build throws with bun's output: a test against a stale binary would lie.
+ */
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+export const REPO_ROOT = resolve(import.meta.dir, "../..");
+export const DIST_BINARY = join(REPO_ROOT, "dist/mailgw");
+/** PATH for the copied executable: system tools only (sh, kill), no bun, no node_modules. */
+export const BARE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin";
+/** A build takes ~1 s here; this bounds a stuck compiler. */
+const BUILD_TIMEOUT_MS = 120_000;
+
+function newestMtimeMs(path: string): number {
+  const st = statSync(path);
+  if (!st.isDirectory()) return st.mtimeMs;
+  let newest = st.mtimeMs;
+  for (const entry of readdirSync(path)) newest = Math.max(newest, newestMtimeMs(join(path, entry)));
+  return newest;
+}
+
+function sourcesMtimeMs(): number {
+  const inputs = ["src", "package.json", "package-lock.json", "scripts/build.ts"].map((p) => join(REPO_ROOT, p));
+  return Math.max(...inputs.filter(existsSync).map(newestMtimeMs));
+}
+
+/** Path of an up-to-date dist/mailgw, building it if needed. */
+export function ensureBinary(): string {
+  if (existsSync(DIST_BINARY) && statSync(DIST_BINARY).mtimeMs >= sourcesMtimeMs()) return DIST_BINARY;
+  const proc = Bun.spawnSync([process.execPath, join(REPO_ROOT, "scripts/build.ts")], {
+    cwd: REPO_ROOT,
+    stdout: "pipe",
+    stderr: "pipe",
+    timeout: BUILD_TIMEOUT_MS,
+  });
+  if (proc.exitCode !== 0) {
+    throw new Error(`npm run build failed (exit ${proc.exitCode}):\n${proc.stdout.toString()}${proc.stderr.toString()}`);
+  }
+  return DIST_BINARY;
+}
+
+export interface CopiedBinary {
+  dir: string;
+  bin: string;
+  cleanup(): void;
+}
+
+/** The executable alone in a fresh temp directory (world-readable, so other uids can run it). */
+export function copyBinaryToTemp(): CopiedBinary {
+  const dir = mkdtempSync(join(tmpdir(), "mailgw-bin-"));
+  chmodSync(dir, 0o755);
+  const bin = join(dir, "mailgw");
+  copyFileSync(ensureBinary(), bin);
+  chmodSync(bin, 0o755);
+  return { dir, bin, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export interface RunResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  cwd: string;
+  env?: Record<string, string>;
+  stdin?: string;
+  timeoutMs?: number;
+  /** Prefix argv, e.g. ["setpriv", "--reuid=65534", ...] to run as another user. */
+  wrapper?: string[];
+}
+
+/** Runs the executable with only BARE_PATH and HOME set (plus `env`). */
+export async function runBinary(bin: string, args: string[], opts: RunOptions): Promise<RunResult> {
+  const proc = Bun.spawn([...(opts.wrapper ?? []), bin, ...args], {
+    cwd: opts.cwd,
+    env: { PATH: BARE_PATH, HOME: opts.cwd, ...opts.env },
+    stdin: opts.stdin === undefined ? "ignore" : new TextEncoder().encode(opts.stdin),
+    stdout: "pipe",
+    stderr: "pipe",
+    timeout: opts.timeoutMs ?? 30_000,
+  });
+  const [stdout, stderr, exitCode] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
+  return { exitCode, stdout, stderr };
+}
+
+/** Which subcommands src/main.ts registers (so tests can follow commands as they land). */
+export async function registeredCommands(): Promise<Set<string>> {
+  const main = await Bun.file(join(REPO_ROOT, "src/main.ts")).text();
+  return new Set([...main.matchAll(/^\s+([a-z-]+): \(\) => import\(/gm)].map((m) => m[1] ?? ""));
+}
+
+/** First executable named `name` on the system PATH, or null. */
+export function findTool(name: string): string | null {
+  for (const dir of BARE_PATH.split(":")) {
+    const candidate = join(dir, name);
+    if (existsSync(candidate)) return candidate;
+  }
+  return null;
+}

@@ -1,0 +1,226 @@
+/**
+ * `mailgw systemd install|uninstall` as an operator runs it: the compiled executable, copied
+ * outside the repository, writing below `--root` into a temp dir. The unit is checked key by
+ * key, then by `systemd-analyze verify` where the Debian systemd package is installed.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { VARIABLES } from "../../src/config/variables.ts";
+import { installSystemd, type SystemdOptions } from "../../src/systemd/install.ts";
+import { quoteExecArg } from "../../src/systemd/unit.ts";
+import { copyBinaryToTemp, findTool, runBinary, type CopiedBinary } from "./binary.ts";
+
+let binary: CopiedBinary;
+const roots: string[] = [];
+
+beforeAll(() => {
+  binary = copyBinaryToTemp();
+});
+afterAll(() => {
+  binary.cleanup();
+  for (const r of roots) rmSync(r, { recursive: true, force: true });
+});
+
+function newRoot(): string {
+  const root = mkdtempSync(join(tmpdir(), "mailgw-root-"));
+  roots.push(root);
+  return root;
+}
+
+/** [Section] → key → values, in file order (repeated keys keep every value). */
+function parseUnit(text: string): Map<string, Map<string, string[]>> {
+  const sections = new Map<string, Map<string, string[]>>();
+  let current = new Map<string, string[]>();
+  for (const line of text.split("\n")) {
+    const section = /^\[(\w+)\]$/.exec(line);
+    if (section) sections.set(section[1] ?? "", (current = new Map()));
+    const kv = /^([A-Za-z]+)=(.*)$/.exec(line);
+    if (kv) current.set(kv[1] ?? "", [...(current.get(kv[1] ?? "") ?? []), kv[2] ?? ""]);
+  }
+  return sections;
+}
+
+async function install(root: string, env: Record<string, string> = {}, extra: string[] = []) {
+  return runBinary(binary.bin, ["systemd", "install", "--root", root, ...extra], { cwd: binary.dir, env });
+}
+
+describe("systemd install --root", () => {
+  test("writes a hardened unit, checked key by key", async () => {
+    const root = newRoot();
+    const run = await install(root);
+    expect(run.stderr).toBe("");
+    expect(run.exitCode).toBe(0);
+    const unitPath = join(root, "etc/systemd/system/mailgw.service");
+    expect(run.stdout).toContain(`wrote   ${unitPath}`);
+    const service = parseUnit(readFileSync(unitPath, "utf8")).get("Service");
+    if (!service) throw new Error("no [Service] section");
+    const expected: Record<string, string> = {
+      ExecStart: `${binary.bin} serve`,
+      ExecReload: "/bin/kill -HUP $MAINPID",
+      Restart: "always",
+      DynamicUser: "yes",
+      User: "mailgw",
+      StateDirectory: "mailgw",
+      WorkingDirectory: "/var/lib/mailgw",
+      EnvironmentFile: "/etc/mailgw/mailgw.env",
+      NoNewPrivileges: "yes",
+      ProtectSystem: "strict",
+      ProtectHome: "yes",
+      PrivateTmp: "yes",
+      ReadWritePaths: "/var/lib/mailgw",
+      LimitNOFILE: "65536",
+      CapabilityBoundingSet: "",
+    };
+    for (const [key, value] of Object.entries(expected)) expect({ key, values: service.get(key) }).toEqual({ key, values: [value] });
+    expect(service.has("AmbientCapabilities")).toBe(false);
+    expect(statSync(unitPath).mode & 0o777).toBe(0o644);
+  });
+
+  test("env file lists every SPEC §2 variable with its default, paths into /var/lib/mailgw and /etc/mailgw", async () => {
+    const root = newRoot();
+    expect((await install(root)).exitCode).toBe(0);
+    const envPath = join(root, "etc/mailgw/mailgw.env");
+    const text = readFileSync(envPath, "utf8");
+    const active: Record<string, string> = {
+      DATA_DIR: "/var/lib/mailgw/data",
+      DATABASE_URL: "file:/var/lib/mailgw/data/mail-gateway.db",
+      RULES_FILE: "/etc/mailgw/rules.yaml",
+    };
+    for (const v of VARIABLES) {
+      const line = active[v.name] !== undefined ? `\n${v.name}=${active[v.name]}\n` : `\n#${v.name}=${v.default}\n`;
+      expect({ variable: v.name, present: text.includes(line) }).toEqual({ variable: v.name, present: true });
+    }
+    expect(statSync(envPath).mode & 0o777).toBe(0o600);
+    expect(readFileSync(join(root, "etc/mailgw/rules.yaml"), "utf8")).toContain("domains:");
+  });
+
+  test("CAP_NET_BIND_SERVICE only when a configured port is below 1024", async () => {
+    const cases: { env: Record<string, string>; flags: string[]; privileged: boolean }[] = [
+      { env: { SMTP_PORT: "25" }, flags: [], privileged: true },
+      { env: { SMTP_PORT: "2525" }, flags: [], privileged: false },
+      { env: {}, flags: ["--smtp-port", "25"], privileged: true },
+      { env: { HTTP_PORT: "80" }, flags: [], privileged: true },
+      { env: { SMTP_PORT: "0" }, flags: [], privileged: false },
+    ];
+    for (const c of cases) {
+      const root = newRoot();
+      const run = await install(root, c.env, c.flags);
+      expect(run.exitCode).toBe(0);
+      const service = parseUnit(readFileSync(join(root, "etc/systemd/system/mailgw.service"), "utf8")).get("Service");
+      const label = JSON.stringify(c);
+      expect({ label, ambient: service?.get("AmbientCapabilities") ?? null }).toEqual({
+        label,
+        ambient: c.privileged ? ["CAP_NET_BIND_SERVICE"] : null,
+      });
+      expect({ label, bounding: service?.get("CapabilityBoundingSet") }).toEqual({
+        label,
+        bounding: [c.privileged ? "CAP_NET_BIND_SERVICE" : ""],
+      });
+      if (c.env.SMTP_PORT === "25") expect(readFileSync(join(root, "etc/mailgw/mailgw.env"), "utf8")).toContain("\nSMTP_PORT=25\n");
+    }
+  });
+
+  test("never overwrites an existing env file or rules file; its ports decide the capability", async () => {
+    const root = newRoot();
+    mkdirSync(join(root, "etc/mailgw"), { recursive: true });
+    const envPath = join(root, "etc/mailgw/mailgw.env");
+    const rulesPath = join(root, "etc/mailgw/rules.yaml");
+    writeFileSync(envPath, "SMTP_PORT=25\nRELAY_SMTP_PASS=keep-me\n");
+    writeFileSync(rulesPath, "domains: [mine.example]\n");
+    const run = await install(root, { SMTP_PORT: "2525" });
+    expect(run.exitCode).toBe(0);
+    expect(run.stdout).toContain(`kept    ${envPath}`);
+    expect(readFileSync(envPath, "utf8")).toBe("SMTP_PORT=25\nRELAY_SMTP_PASS=keep-me\n");
+    expect(readFileSync(rulesPath, "utf8")).toBe("domains: [mine.example]\n");
+    const unit = readFileSync(join(root, "etc/systemd/system/mailgw.service"), "utf8");
+    expect(unit).toContain("\nAmbientCapabilities=CAP_NET_BIND_SERVICE\n");
+    expect(unit).not.toContain("keep-me");
+  });
+
+  test("--print writes the unit to stdout and nothing to disk", async () => {
+    const root = newRoot();
+    const run = await install(root, {}, ["--print"]);
+    expect(run.exitCode).toBe(0);
+    expect(run.stdout.startsWith("# /etc/systemd/system/mailgw.service")).toBe(true);
+    expect(run.stdout).toContain(`\nExecStart=${binary.bin} serve\n`);
+    expect(existsSync(join(root, "etc"))).toBe(false);
+  });
+
+  test("--exec-path sets ExecStart (packaging); a relative path is refused", async () => {
+    const root = newRoot();
+    const ok = await install(root, {}, ["--print", "--exec-path", "/usr/local/bin/mailgw"]);
+    expect(ok.stdout).toContain("\nExecStart=/usr/local/bin/mailgw serve\n");
+    const bad = await install(root, {}, ["--exec-path", "mailgw"]);
+    expect(bad.exitCode).toBe(1);
+    expect(bad.stderr.trim().split("\n")).toEqual([expect.stringContaining("--exec-path mailgw is not absolute")]);
+  });
+
+  test("uninstall --root removes the unit and keeps settings", async () => {
+    const root = newRoot();
+    expect((await install(root)).exitCode).toBe(0);
+    const run = await runBinary(binary.bin, ["systemd", "uninstall", "--root", root], { cwd: binary.dir });
+    expect(run.exitCode).toBe(0);
+    expect(existsSync(join(root, "etc/systemd/system/mailgw.service"))).toBe(false);
+    expect(existsSync(join(root, "etc/mailgw/mailgw.env"))).toBe(true);
+  });
+
+  test("systemd-analyze verify accepts the unit", async () => {
+    const analyze = findTool("systemd-analyze");
+    if (!analyze) {
+      console.warn("skip: systemd-analyze not installed (Debian package systemd)");
+      return;
+    }
+    for (const port of ["2525", "25"]) {
+      const root = newRoot();
+      expect((await install(root, { SMTP_PORT: port })).exitCode).toBe(0);
+      const verify = Bun.spawnSync([analyze, "verify", join(root, "etc/systemd/system/mailgw.service")], { stdout: "pipe", stderr: "pipe" });
+      expect({ port, stderr: verify.stderr.toString(), exitCode: verify.exitCode }).toEqual({ port, stderr: "", exitCode: 0 });
+    }
+  });
+});
+
+describe("systemd install without root", () => {
+  test("the executable run as nobody refuses with one line and exit 1", async () => {
+    const setpriv = findTool("setpriv");
+    if (!setpriv || process.getuid?.() !== 0) {
+      console.warn("skip: needs setpriv (util-linux) and a root test run to drop to uid 65534");
+      return;
+    }
+    const wrapper = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"];
+    const run = await runBinary(binary.bin, ["systemd", "install"], { cwd: binary.dir, wrapper });
+    expect(run.exitCode).toBe(1);
+    expect(run.stderr.trim().split("\n")).toEqual([expect.stringContaining("systemd install needs root")]);
+    expect(run.stderr).toContain("--root DIR");
+  });
+
+  test("installSystemd with a non-root uid throws before touching anything", () => {
+    const calls: string[][] = [];
+    const opts: SystemdOptions = {
+      root: null,
+      uid: 1000,
+      exec: ["/usr/local/bin/mailgw"],
+      settings: new Map(),
+      version: "test",
+      runSystemctl: (args) => {
+        calls.push([...args]);
+        return { ok: true, detail: "" };
+      },
+    };
+    expect(() => installSystemd(opts)).toThrow("needs root");
+    expect(calls).toEqual([]);
+  });
+});
+
+describe("ExecStart quoting", () => {
+  test.each([
+    ["/usr/local/bin/mailgw", "/usr/local/bin/mailgw"],
+    ["/opt/mail gw/mailgw", '"/opt/mail gw/mailgw"'],
+    ["/opt/100%/mailgw", "/opt/100%%/mailgw"],
+    ["/opt/$HOME/mailgw", "/opt/$$HOME/mailgw"],
+    ['/opt/a"b/mailgw', '"/opt/a\\"b/mailgw"'],
+  ])("%s → %s", (input, quoted) => {
+    expect(quoteExecArg(input)).toBe(quoted);
+  });
+});
