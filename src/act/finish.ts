@@ -1,0 +1,112 @@
+/**
+ * Post-250 work for accepted messages: the archive copy, then `status = done`, then the
+ * spool file is removed once nothing needs it (no delivery still queued, deferred, held,
+ * delivering or failed). Runs after the reply, in batches: archive links/copies in
+ * parallel, each day directory fsynced once, one transaction marking the batch done.
+ *
+ * Order is what makes a crash harmless: archive entry durable → row done → spool unlink.
+ * A crash before "done" leaves a `spooled` row and its spool file: recovery archives again
+ * (same path, `EEXIST` = already there) — never lost, never duplicated.
+ * Failure: a message whose archive copy fails is logged and stays `spooled`; the pipeline's
+ * sweep retries it. Trusts: ids and times from the message rows.
+ */
+import type { Database } from "bun:sqlite";
+import type { Logger } from "../log/logger.ts";
+import { markMessageDone, spoolStillNeeded } from "../store/messages.ts";
+import type { Spool } from "../spool/spool.ts";
+import { describeError } from "../errors.ts";
+import type { Archive } from "./archive.ts";
+
+export interface FinishItem {
+  id: string;
+  receivedAt: number;
+  /** Whether a copy goes to the archive. */
+  archive: boolean;
+}
+
+export class Finisher {
+  private queue: FinishItem[] = [];
+  private running = false;
+  private scheduled = false;
+  /** Ids queued or being finished, so a sweep never finishes the same message twice at once. */
+  private readonly inFlight = new Set<string>();
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly db: Database,
+    private readonly spool: Spool,
+    private readonly archive: Archive,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Queues a message for its post-250 work; a message already queued is ignored. */
+  schedule(item: FinishItem): void {
+    if (this.inFlight.has(item.id)) return;
+    this.inFlight.add(item.id);
+    this.queue.push(item);
+    if (this.running || this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.run();
+    });
+  }
+
+  isInFlight(id: string): boolean {
+    return this.inFlight.has(id);
+  }
+
+  /** Resolves when everything scheduled so far has been attempted. */
+  idle(): Promise<void> {
+    if (!this.running && !this.scheduled && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Removes the spool file if the message is done and no delivery needs it any more. */
+  async release(id: string): Promise<boolean> {
+    if (this.inFlight.has(id) || spoolStillNeeded(this.db, id)) return false;
+    await this.spool.remove(id);
+    return true;
+  }
+
+  private async run(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue;
+        this.queue = [];
+        await this.finishBatch(batch).catch((err: unknown) => {
+          this.logger.error("finishing accepted messages failed, will retry", { error: describeError(err), count: batch.length });
+        });
+        for (const it of batch) this.inFlight.delete(it.id);
+      }
+    } finally {
+      this.running = false;
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  private async finishBatch(batch: FinishItem[]): Promise<void> {
+    const toArchive = batch.filter((it) => it.archive);
+    const results = await this.archive.archiveBatch(
+      toArchive.map((it) => ({ id: it.id, receivedAt: it.receivedAt, source: this.spool.pathOf(it.id) })),
+    );
+    const done: { id: string; archivePath: string | null }[] = batch.filter((it) => !it.archive).map((it) => ({ id: it.id, archivePath: null }));
+    toArchive.forEach((it, i) => {
+      const r = results[i];
+      if (r && r.error === null) done.push({ id: it.id, archivePath: r.archivePath });
+      else this.logger.error("archive failed, message stays spooled", { id: it.id, error: describeError(r?.error) });
+    });
+    if (done.length === 0) return;
+    this.db.transaction(() => {
+      for (const d of done) markMessageDone(this.db, d.id, d.archivePath);
+    }).immediate();
+    for (const d of done) {
+      this.logger.debug("message done", { id: d.id, archive_path: d.archivePath });
+      if (!spoolStillNeeded(this.db, d.id)) await this.spool.remove(d.id);
+    }
+  }
+}

@@ -1,0 +1,175 @@
+/**
+ * The pipeline: the one place that connects the stages behind an SMTP session.
+ *
+ *   receive(raw, envelope)
+ *     → id (generated)  → parse (extractFacts)  → classify (rules in force right now)
+ *     → reject: row recorded, 550 5.7.1
+ *     → otherwise: spool file + row + deliveries + counters made durable (group commit,
+ *       act/intake.ts) → resolve (the caller answers 250)
+ *     → after the reply: archive copy, status done, spool released (act/finish.ts)
+ *
+ * Trusts: the bytes and envelope from smtp/ (size already limited there). Nothing from the
+ * message becomes a path. Failure: any storage error → SmtpError 451 4.3.0 (detail logged,
+ * nothing half-written); an unexpected error anywhere → 451 too, never 250.
+ * Start-up: `recover()` before SMTP listens (finishes what a crash left, starts the
+ * background retention and retry timers). `close()` waits for work in flight.
+ */
+import type { Database } from "bun:sqlite";
+import { mkdirSync } from "node:fs";
+import type { Config } from "./config/config.ts";
+import { describeError, SmtpError } from "./errors.ts";
+import type { Logger } from "./log/logger.ts";
+import { extractFacts } from "./parse/extract.ts";
+import { classify } from "./rules/classify.ts";
+import type { RulesRuntime } from "./rules-runtime/runtime.ts";
+import { Archive } from "./act/archive.ts";
+import { Finisher } from "./act/finish.ts";
+import { Intake, type IntakeStats } from "./act/intake.ts";
+import { newMessageId } from "./spool/ids.ts";
+import { recoverSpool, sweepPending, type RecoveryReport } from "./spool/recovery.ts";
+import { Spool } from "./spool/spool.ts";
+import type { MessageRow, NewDelivery } from "./store/messages.ts";
+import { startRetention, type RetentionTimer } from "./store/retention.ts";
+import type { Decision, Envelope, MessageFacts, MessageSink, ReceiveOutcome } from "./types.ts";
+
+/** How often messages left `spooled` by a failed archive copy are retried. */
+const SWEEP_INTERVAL_MS = 60_000;
+/** Longest reject text sent to a client (after `550 5.7.1 `): one SMTP reply line. */
+const MAX_REJECT_TEXT_CHARS = 400;
+const DEFAULT_REJECT_TEXT = "Message rejected";
+
+export interface PipelineDeps {
+  config: Config;
+  db: Database;
+  logger: Logger;
+  rules: RulesRuntime;
+  /** Clock, for tests (default Date.now). */
+  now?: () => number;
+}
+
+export interface Pipeline extends MessageSink {
+  /** Finishes what a crash left in the spool; starts background timers. Call before listening. */
+  recover(): Promise<RecoveryReport>;
+  /** Stops accepting (451), waits for commits and post-250 work in flight, stops timers. */
+  close(): Promise<void>;
+  /** For the delivery worker: removes the spool file once nothing needs it. */
+  releaseSpool(id: string): Promise<boolean>;
+  /** For the delivery worker: the exact accepted bytes of a spooled message. */
+  readSpooled(id: string): Promise<Uint8Array>;
+  /** Resolves when post-250 work scheduled so far is done (tests, shutdown). */
+  settle(): Promise<void>;
+  intakeStats(): IntakeStats;
+}
+
+export function createPipeline(deps: PipelineDeps): Pipeline {
+  const { config, db, logger, rules } = deps;
+  const now = deps.now ?? Date.now;
+  const spool = new Spool(config.dataDir);
+  mkdirSync(spool.orphanDir, { recursive: true });
+  const archive = new Archive(config.dataDir);
+  const intake = new Intake(db, spool);
+  const finisher = new Finisher(db, spool, archive, logger);
+  let closed = false;
+  let retention: RetentionTimer | null = null;
+  let sweepTimer: ReturnType<typeof setInterval> | null = null;
+
+  async function receive(raw: Uint8Array, envelope: Envelope): Promise<ReceiveOutcome> {
+    if (closed) throw SmtpError.temporary(new Error("pipeline is shutting down"));
+    const receivedAt = now();
+    const id = newMessageId(receivedAt);
+    let decision: Decision;
+    let facts: MessageFacts;
+    try {
+      facts = await extractFacts(raw, envelope);
+      decision = classify(facts, rules.current(), { trace: false }).decision;
+    } catch (err) {
+      logger.error("classification failed", { id, error: describeError(err) });
+      throw SmtpError.temporary(err);
+    }
+    if (decision.action === "reject") return reject(id, receivedAt, facts, decision);
+    const finishLater = decision.archive;
+    const row = messageRow(id, receivedAt, facts, decision, finishLater ? "spooled" : "done");
+    const keepBytes = finishLater || decision.action === "forward" || decision.action === "webhook";
+    try {
+      await intake.commit({ row, bytes: keepBytes ? raw : null, deliveries: deliveriesFor(row, decision, config.relay !== null) });
+    } catch (err) {
+      logger.error("storing message failed, answered 451", { id, error: describeError(err) });
+      throw SmtpError.temporary(err);
+    }
+    logger.info("message stored", {
+      id, action: decision.action, rule: decision.rule, category: decision.category, size: raw.byteLength,
+      archive: decision.archive, parse_error: facts.parseError,
+    });
+    if (finishLater) finisher.schedule({ id, receivedAt, archive: decision.archive });
+    return { id, decision };
+  }
+
+  async function reject(id: string, receivedAt: number, facts: MessageFacts, decision: Decision): Promise<never> {
+    const row = messageRow(id, receivedAt, facts, decision, "done");
+    await intake.commit({ row, bytes: null, deliveries: [] }).catch((err: unknown) => {
+      logger.error("recording a rejected message failed", { id, error: describeError(err) });
+    });
+    logger.info("message rejected", { id, rule: decision.rule, category: decision.category, size: facts.size });
+    throw new SmtpError(550, "5.7.1", publicRejectText(decision.rejectMessage));
+  }
+
+  return {
+    receive,
+    async recover() {
+      const report = await recoverSpool(db, spool, finisher, logger, config.dataDir);
+      startTimers();
+      return report;
+    },
+    async close() {
+      closed = true;
+      retention?.stop();
+      if (sweepTimer) clearInterval(sweepTimer);
+      await intake.drain();
+      await finisher.idle();
+    },
+    releaseSpool: (id) => finisher.release(id),
+    readSpooled: (id) => spool.read(id),
+    settle: async () => {
+      await intake.drain();
+      await finisher.idle();
+    },
+    intakeStats: () => ({ ...intake.stats }),
+  };
+
+  function startTimers(): void {
+    if (closed || sweepTimer) return;
+    sweepTimer = setInterval(() => {
+      try {
+        sweepPending(db, finisher, now() - SWEEP_INTERVAL_MS);
+      } catch (err) {
+        logger.error("retrying unfinished messages failed", { error: describeError(err) });
+      }
+    }, SWEEP_INTERVAL_MS);
+    sweepTimer.unref();
+    retention = startRetention({
+      db, dataDir: config.dataDir, maxAgeDays: config.archiveMaxAgeDays, logger, now,
+      onPruned: () => archive.forgetDays(),
+    });
+  }
+}
+
+function messageRow(id: string, receivedAt: number, facts: MessageFacts, d: Decision, status: MessageRow["status"]): MessageRow {
+  return {
+    id, receivedAt, status,
+    clientIp: facts.clientIp, helo: facts.helo, tls: facts.tls, mailFrom: facts.mailFrom, recipients: facts.rcpt,
+    subject: facts.subject, size: facts.size, rule: d.rule, category: d.category, action: d.action, archive: d.archive,
+  };
+}
+
+function deliveriesFor(row: MessageRow, d: Decision, relayConfigured: boolean): NewDelivery[] {
+  const base = { messageId: row.id, rule: d.rule, category: d.category, createdAt: row.receivedAt };
+  if (d.action === "forward") return [{ ...base, kind: "forward", target: d.forwardTo, state: relayConfigured ? "queued" : "held" }];
+  if (d.action === "webhook" && d.url !== null) return [{ ...base, kind: "webhook", target: d.url, state: "queued" }];
+  return [];
+}
+
+/** The rule's reject text as one safe reply line (no control characters, bounded). */
+export function publicRejectText(message: string | null): string {
+  const text = (message ?? "").replace(/[\x00-\x1f\x7f]+/g, " ").trim().slice(0, MAX_REJECT_TEXT_CHARS);
+  return text || DEFAULT_REJECT_TEXT;
+}

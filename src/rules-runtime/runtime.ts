@@ -1,0 +1,179 @@
+/**
+ * Hot-reloaded rules (SPEC §3): holds the rules in force and swaps them atomically when a
+ * valid new version of RULES_FILE appears. A session classifies with whatever
+ * `current()` returns at that moment; a swap never affects a classification in progress.
+ *
+ * Watching: the DIRECTORY of the file (editors and `mv` replace the file, so a watch on the
+ * file itself would stay on the old inode), events for the file's name debounced, then
+ * `reload()`. SIGHUP also calls `reload()` (wired by serve). Reloads run one at a time.
+ * Failure: an invalid or unreadable file is refused with a logged error; the last good
+ * rules stay in force and `status().lastError` says why. At start, a missing or invalid file
+ * throws a CliError naming it (serve exits 1).
+ * Each reload is recorded in `meta` (rules.version, rules.loaded_at, rules.last_error,
+ * rules.reloads_ok, rules.reloads_error) for the stats page and metrics.
+ */
+import type { Database } from "bun:sqlite";
+import { existsSync, watch } from "node:fs";
+import { basename, dirname } from "node:path";
+import { CliError, describeError } from "../errors.ts";
+import type { Logger } from "../log/logger.ts";
+import { loadRules } from "../rules/load.ts";
+import type { Diagnostic, ParseResult, RuleSet } from "../rules/types.ts";
+
+/** Quiet time after the last file event before reloading: editors write in several steps. */
+export const RELOAD_DEBOUNCE_MS = 200;
+/** Diagnostics quoted in one error line (the rest are counted). */
+const MAX_QUOTED_DIAGNOSTICS = 3;
+
+export type RulesLoader = (path: string) => ParseResult | Promise<ParseResult>;
+
+export type ReloadResult = { ok: true; version: string; changed: boolean } | { ok: false; error: string };
+
+export interface RulesStatus {
+  file: string;
+  version: string;
+  loadedAt: Date;
+  /** Why the last reload was refused; null once a reload succeeds again. */
+  lastError: string | null;
+  lastErrorAt: Date | null;
+  reloads: { ok: number; error: number };
+}
+
+export interface RulesRuntime {
+  current(): RuleSet;
+  domains(): readonly string[];
+  reload(): Promise<ReloadResult>;
+  status(): RulesStatus;
+  close(): void;
+}
+
+export interface RulesRuntimeOptions {
+  file: string;
+  /** Default: `loadRules` from rules/load.ts (tests may pass their own). */
+  load?: RulesLoader;
+  logger: Logger;
+  /** Where reloads are recorded; optional for commands that do not keep state. */
+  db?: Database;
+  /** Watch the file's directory (default true). */
+  watch?: boolean;
+  debounceMs?: number;
+}
+
+export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<RulesRuntime> {
+  if (!existsSync(opts.file)) {
+    throw new CliError(`RULES_FILE ${opts.file} does not exist: create it (see README) or set RULES_FILE`);
+  }
+  const first = await loadOnce(opts);
+  if (!first.ok) throw new CliError(`RULES_FILE ${opts.file} is invalid: ${first.error}`);
+  let rules = first.rules;
+  const status: RulesStatus = {
+    file: opts.file,
+    version: rules.version,
+    loadedAt: rules.loadedAt,
+    lastError: null,
+    lastErrorAt: null,
+    reloads: { ok: 0, error: 0 },
+  };
+  record(opts.db, status);
+
+  let chain: Promise<ReloadResult> = Promise.resolve({ ok: true, version: rules.version, changed: false });
+  const reloadNow = async (): Promise<ReloadResult> => {
+    const next = await loadOnce(opts);
+    if (!next.ok) {
+      status.reloads.error++;
+      status.lastError = next.error;
+      status.lastErrorAt = new Date();
+      opts.logger.error("rules reload refused, previous rules stay in force", { file: opts.file, error: next.error, version: rules.version });
+      record(opts.db, status);
+      return { ok: false, error: next.error };
+    }
+    const changed = next.rules.version !== rules.version;
+    rules = next.rules;
+    status.reloads.ok++;
+    status.lastError = null;
+    status.lastErrorAt = null;
+    if (changed) {
+      status.version = rules.version;
+      status.loadedAt = rules.loadedAt;
+      opts.logger.info("rules reloaded", { file: opts.file, version: rules.version, rules: rules.rules.length });
+    }
+    record(opts.db, status);
+    return { ok: true, version: rules.version, changed };
+  };
+  const reload = (): Promise<ReloadResult> => (chain = chain.then(reloadNow, reloadNow));
+
+  const watcher = opts.watch === false ? null : watchFile(opts, () => void reload());
+  return {
+    current: () => rules,
+    domains: () => rules.domains,
+    reload,
+    status: () => ({ ...status, reloads: { ...status.reloads } }),
+    close: () => watcher?.close(),
+  };
+}
+
+type LoadOutcome = { ok: true; rules: RuleSet } | { ok: false; error: string };
+
+async function loadOnce(opts: RulesRuntimeOptions): Promise<LoadOutcome> {
+  try {
+    if (!existsSync(opts.file)) return { ok: false, error: `${opts.file}: file does not exist` };
+    const result = await (opts.load ?? loadRules)(opts.file);
+    if (result.ok) return { ok: true, rules: result.rules };
+    return { ok: false, error: describeDiagnostics(result.diagnostics) };
+  } catch (err) {
+    return { ok: false, error: `${opts.file}: ${describeError(err)}` };
+  }
+}
+
+export function describeDiagnostics(diagnostics: readonly Diagnostic[]): string {
+  const errors = diagnostics.filter((d) => d.severity === "error");
+  const shown = errors.slice(0, MAX_QUOTED_DIAGNOSTICS).map((d) => `${d.file}:${d.line}:${d.col}: ${d.message}`);
+  const more = errors.length - shown.length;
+  return shown.join("; ") + (more > 0 ? `; and ${more} more error(s)` : "") || "invalid rules file";
+}
+
+function watchFile(opts: RulesRuntimeOptions, onChange: () => void): { close(): void } | null {
+  const name = basename(opts.file);
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  try {
+    const watcher = watch(dirname(opts.file), { persistent: false }, (_event, filename) => {
+      if (filename !== null && filename !== undefined && String(filename) !== name) return;
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(() => {
+        timer = null;
+        onChange();
+      }, opts.debounceMs ?? RELOAD_DEBOUNCE_MS);
+    });
+    watcher.on("error", (err: unknown) => {
+      opts.logger.warn("watching the rules directory failed; SIGHUP still reloads", { file: opts.file, error: describeError(err) });
+    });
+    return {
+      close: () => {
+        if (timer) clearTimeout(timer);
+        watcher.close();
+      },
+    };
+  } catch (err) {
+    opts.logger.warn("cannot watch the rules directory; SIGHUP still reloads", { file: opts.file, error: describeError(err) });
+    return null;
+  }
+}
+
+const META_UPSERT = `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
+
+function record(db: Database | undefined, s: RulesStatus): void {
+  if (!db) return;
+  try {
+    db.transaction(() => {
+      const put = db.query(META_UPSERT);
+      put.run("rules.file", s.file);
+      put.run("rules.version", s.version);
+      put.run("rules.loaded_at", s.loadedAt.toISOString());
+      put.run("rules.last_error", s.lastError ?? "");
+      put.run("rules.reloads_ok", String(s.reloads.ok));
+      put.run("rules.reloads_error", String(s.reloads.error));
+    }).immediate();
+  } catch {
+    // Recording is informational; the rules in force do not depend on it.
+  }
+}

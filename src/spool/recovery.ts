@@ -1,0 +1,107 @@
+/**
+ * Recovery, run at start before SMTP listens: brings the spool and the message rows back
+ * into agreement after a crash (kill -9, power loss).
+ *
+ *  - `<id>.tmp` files: a write that never finished; its client never got 250 → removed.
+ *  - `<id>.eml` without a row: fsynced but not committed (crash between the two); the client
+ *    never got 250 and will retry → moved to `spool/orphaned/`, logged, never deleted.
+ *  - files mailgw never writes → moved to `spool/orphaned/` too.
+ *  - rows `spooled`: accepted (250 sent) but post-250 work unfinished → finished now
+ *    (archive redone idempotently: same path, an existing copy counts as done).
+ *  - rows `done` whose spool file is still there: removed unless a delivery needs it.
+ * Failure: file-system and SQLite errors are thrown (serve refuses to start rather than run
+ * with a spool it does not understand); a message whose archive copy fails stays spooled.
+ */
+import type { Database } from "bun:sqlite";
+import { access } from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "../log/logger.ts";
+import { existingMessageIds, markMessageDone, pendingMessages } from "../store/messages.ts";
+import { archiveRelativePath } from "../act/archive.ts";
+import type { Finisher } from "../act/finish.ts";
+import type { Spool } from "./spool.ts";
+
+/** Rows read per page while finishing pending messages (bounds memory after a long outage). */
+const RECOVERY_PAGE_ROWS = 1000;
+
+export interface RecoveryReport {
+  temporaryRemoved: number;
+  orphaned: string[];
+  finished: number;
+  missing: string[];
+  released: number;
+}
+
+export async function recoverSpool(db: Database, spool: Spool, finisher: Finisher, logger: Logger, dataDir: string): Promise<RecoveryReport> {
+  await spool.ensureDirs();
+  const report: RecoveryReport = { temporaryRemoved: 0, orphaned: [], finished: 0, missing: [], released: 0 };
+  const listing = await spool.list();
+  for (const name of listing.temporary) {
+    await spool.removeTemporary(name);
+    report.temporaryRemoved++;
+    logger.info("removed unfinished spool write", { file: name });
+  }
+  for (const name of listing.foreign) {
+    const to = await spool.quarantine(name);
+    report.orphaned.push(to);
+    logger.warn("unknown file in spool moved aside", { file: name, moved_to: to });
+  }
+  const withRow = existingMessageIds(db, listing.messages);
+  const onDisk = new Set(listing.messages);
+  for (const id of listing.messages) {
+    if (withRow.has(id)) continue;
+    const to = await spool.quarantine(`${id}.eml`);
+    report.orphaned.push(to);
+    logger.warn("spool file without a record (never acknowledged) moved aside", { id, moved_to: to });
+  }
+  let cursor = "";
+  for (;;) {
+    const page = pendingMessages(db, cursor, RECOVERY_PAGE_ROWS);
+    if (page.length === 0) break;
+    cursor = page[page.length - 1]?.id ?? cursor;
+    for (const m of page) {
+      if (onDisk.has(m.id)) {
+        finisher.schedule({ id: m.id, receivedAt: m.receivedAt, archive: m.archive });
+        report.finished++;
+        continue;
+      }
+      // No spool file for an unfinished row: the archive copy may exist (crash after it).
+      const rel = m.archive ? archiveRelativePath(m.id, m.receivedAt) : null;
+      const archived = rel !== null && (await access(join(dataDir, rel)).then(() => true, () => false));
+      markMessageDone(db, m.id, archived ? rel : null);
+      if (!archived) {
+        report.missing.push(m.id);
+        logger.error("spool file of an accepted message is missing", { id: m.id });
+      }
+    }
+    await finisher.idle();
+  }
+  await finisher.idle();
+  for (const id of listing.messages) {
+    if (withRow.has(id) && (await finisher.release(id))) report.released++;
+  }
+  logger.info("spool recovered", {
+    temporary_removed: report.temporaryRemoved,
+    orphaned: report.orphaned.length,
+    finished: report.finished,
+    missing: report.missing.length,
+    released: report.released,
+  });
+  return report;
+}
+
+/** Retries messages left `spooled` by a failed archive (called periodically by the pipeline). */
+export function sweepPending(db: Database, finisher: Finisher, olderThanMs: number): number {
+  let n = 0;
+  let cursor = "";
+  for (;;) {
+    const page = pendingMessages(db, cursor, RECOVERY_PAGE_ROWS);
+    if (page.length === 0) return n;
+    cursor = page[page.length - 1]?.id ?? cursor;
+    for (const m of page) {
+      if (m.receivedAt >= olderThanMs || finisher.isInFlight(m.id)) continue;
+      finisher.schedule({ id: m.id, receivedAt: m.receivedAt, archive: m.archive });
+      n++;
+    }
+  }
+}

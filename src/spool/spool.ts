@@ -1,0 +1,145 @@
+/**
+ * The spool: `DATA_DIR/spool/<id>.eml` holds every accepted message whose post-250 work
+ * (archive copy, deliveries) is not finished. A spool file counts only once it is complete
+ * and fsynced under its final name: bytes go to `<id>.tmp` (exclusive create), are fsynced,
+ * renamed to `<id>.eml`, and the directory is fsynced (once per batch — group commit, see
+ * act/intake.ts).
+ *
+ * Trusts: ids come from `newMessageId` (checked with `isMessageId` before any path is built).
+ * Failure: every function throws the file-system error; `write` removes whatever it
+ * half-wrote, so a failed write leaves neither a `.tmp` nor an `.eml` behind.
+ * Files found without a database row are moved to `spool/orphaned/`, never deleted.
+ * All I/O is async (thread pool), never synchronous on the event loop.
+ */
+import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import { isMessageId } from "./ids.ts";
+
+export const SPOOL_SUFFIX = ".eml";
+export const TMP_SUFFIX = ".tmp";
+
+export interface SpoolWrite {
+  id: string;
+  bytes: Uint8Array;
+}
+
+export interface SpoolListing {
+  /** Ids of complete spool files. */
+  messages: string[];
+  /** Names of leftover temporary files (crash during a write). */
+  temporary: string[];
+  /** Names that are neither (not written by mailgw). */
+  foreign: string[];
+}
+
+export class Spool {
+  readonly dir: string;
+  readonly orphanDir: string;
+
+  constructor(dataDir: string) {
+    this.dir = join(dataDir, "spool");
+    this.orphanDir = join(this.dir, "orphaned");
+  }
+
+  async ensureDirs(): Promise<void> {
+    await mkdir(this.orphanDir, { recursive: true });
+  }
+
+  pathOf(id: string): string {
+    if (!isMessageId(id)) throw new Error(`invalid message id ${JSON.stringify(id)}`);
+    return join(this.dir, id + SPOOL_SUFFIX);
+  }
+
+  /**
+   * Writes one message: `<id>.tmp` (exclusive create) → fsync → rename to `<id>.eml`.
+   * The rename is durable only after `syncDir()`, which the caller runs once per batch.
+   * On failure nothing is left under either name.
+   */
+  async write(w: SpoolWrite): Promise<void> {
+    const final = this.pathOf(w.id);
+    const tmp = join(this.dir, w.id + TMP_SUFFIX);
+    const fh = await open(tmp, "wx", 0o640);
+    try {
+      await fh.writeFile(w.bytes);
+      await fh.sync();
+    } catch (err) {
+      await fh.close().catch(() => undefined);
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+    await fh.close();
+    try {
+      await rename(tmp, final);
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Makes the renames (and removals) done so far durable: one fsync of the spool directory. */
+  async syncDir(): Promise<void> {
+    await fsyncDir(this.dir);
+  }
+
+  async read(id: string): Promise<Uint8Array> {
+    return new Uint8Array(await readFile(this.pathOf(id)));
+  }
+
+  /** Removes a spool file; a file already gone is not an error. */
+  async remove(id: string): Promise<void> {
+    await unlink(this.pathOf(id)).catch(ignoreMissing);
+  }
+
+  async list(): Promise<SpoolListing> {
+    const listing: SpoolListing = { messages: [], temporary: [], foreign: [] };
+    for (const entry of await readdir(this.dir, { withFileTypes: true })) {
+      if (!entry.isFile()) continue;
+      const name = entry.name;
+      const id = name.endsWith(SPOOL_SUFFIX) ? name.slice(0, -SPOOL_SUFFIX.length) : null;
+      if (id !== null && isMessageId(id)) listing.messages.push(id);
+      else if (name.endsWith(TMP_SUFFIX)) listing.temporary.push(name);
+      else listing.foreign.push(name);
+    }
+    listing.messages.sort();
+    return listing;
+  }
+
+  async removeTemporary(name: string): Promise<void> {
+    if (!name.endsWith(TMP_SUFFIX) || name.includes("/")) throw new Error(`not a spool temporary file: ${name}`);
+    await unlink(join(this.dir, name)).catch(ignoreMissing);
+  }
+
+  /** Moves a file (by its name in the spool dir) to `spool/orphaned/`; returns the new path. */
+  async quarantine(name: string): Promise<string> {
+    if (name.includes("/") || name === "." || name === "..") throw new Error(`bad spool file name ${name}`);
+    let target = join(this.orphanDir, name);
+    let n = 0;
+    while (await exists(target)) target = join(this.orphanDir, `${name}.${++n}`);
+    await rename(join(this.dir, name), target);
+    await fsyncDir(this.orphanDir);
+    await fsyncDir(this.dir);
+    return target;
+  }
+}
+
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await (await open(path, "r")).close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function ignoreMissing(err: unknown): void {
+  if ((err as NodeJS.ErrnoException | null)?.code !== "ENOENT") throw err;
+}

@@ -1,0 +1,158 @@
+/**
+ * Message-row SQL: the one writer path for `messages` (and the deliveries created with a
+ * message). Callers wrap these in their own transaction (the pipeline commits a whole batch
+ * of messages, their deliveries and counters in one). Prepared statements are cached per
+ * Database by bun:sqlite's `query`.
+ * Trusts: values come from the pipeline (generated id, parsed and classified facts).
+ * Failure: SQLite errors are thrown to the caller, which rolls back its transaction.
+ */
+import type { Database } from "bun:sqlite";
+import type { Action, DeliveryKind, DeliveryState, MessageStatus } from "../types.ts";
+
+export interface MessageRow {
+  id: string;
+  receivedAt: number;
+  clientIp: string;
+  helo: string;
+  tls: boolean;
+  mailFrom: string;
+  recipients: string[];
+  subject: string;
+  size: number;
+  rule: string | null;
+  category: string;
+  action: Action;
+  archive: boolean;
+  status: MessageStatus;
+}
+
+export interface NewDelivery {
+  messageId: string;
+  kind: DeliveryKind;
+  /** forward: the addresses; webhook: the URL. */
+  target: string[] | string;
+  rule: string | null;
+  category: string;
+  state: DeliveryState;
+  createdAt: number;
+}
+
+/** A message whose post-250 work is not finished. */
+export interface PendingMessage {
+  id: string;
+  receivedAt: number;
+  archive: boolean;
+  archivePath: string | null;
+}
+
+/** Delivery states in which the spool file is still needed. */
+export const SPOOL_NEEDED_STATES: readonly DeliveryState[] = ["queued", "deferred", "held", "delivering", "failed"];
+
+/** Longest subject stored (the rest is cut): keeps one hostile header from bloating rows. */
+export const MAX_STORED_SUBJECT_CHARS = 998;
+
+export function insertMessage(db: Database, m: MessageRow): void {
+  db.query(
+    `INSERT INTO messages (id, received_at, client_ip, helo, tls, mail_from, recipients, subject, size,
+                           rule, category, action, archive, status)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  ).run(
+    m.id,
+    m.receivedAt,
+    m.clientIp,
+    m.helo,
+    m.tls ? 1 : 0,
+    m.mailFrom,
+    JSON.stringify(m.recipients),
+    m.subject.slice(0, MAX_STORED_SUBJECT_CHARS),
+    m.size,
+    m.rule,
+    m.category,
+    m.action,
+    m.archive ? 1 : 0,
+    m.status,
+  );
+}
+
+export function insertDelivery(db: Database, d: NewDelivery): void {
+  db.query(
+    `INSERT INTO deliveries (message_id, kind, target, rule, category, state, attempts, created_at, next_attempt_at, updated_at)
+     VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)`,
+  ).run(
+    d.messageId,
+    d.kind,
+    typeof d.target === "string" ? d.target : JSON.stringify(d.target),
+    d.rule,
+    d.category,
+    d.state,
+    d.createdAt,
+    d.createdAt,
+    d.createdAt,
+  );
+}
+
+/** Marks a message finished; `archivePath` (relative to DATA_DIR) when a copy was archived. */
+export function markMessageDone(db: Database, id: string, archivePath: string | null): void {
+  db.query(`UPDATE messages SET status = 'done', archive_path = coalesce(?, archive_path) WHERE id = ?`).run(archivePath, id);
+}
+
+/** Messages not yet done, in id order, after `afterId` (a cursor for paging). */
+export function pendingMessages(db: Database, afterId: string, limit: number): PendingMessage[] {
+  return db
+    .query<{ id: string; received_at: number; archive: number; archive_path: string | null }, [string, number]>(
+      `SELECT id, received_at, archive, archive_path FROM messages WHERE status <> 'done' AND id > ? ORDER BY id LIMIT ?`,
+    )
+    .all(afterId, limit)
+    .map((r) => ({ id: r.id, receivedAt: r.received_at, archive: r.archive === 1, archivePath: r.archive_path }));
+}
+
+export function messageStatus(db: Database, id: string): { status: MessageStatus; receivedAt: number; archive: boolean } | null {
+  const row = db
+    .query<{ status: MessageStatus; received_at: number; archive: number }, [string]>(
+      `SELECT status, received_at, archive FROM messages WHERE id = ?`,
+    )
+    .get(id);
+  return row ? { status: row.status, receivedAt: row.received_at, archive: row.archive === 1 } : null;
+}
+
+/**
+ * True while the spool file must stay: the message has no row (recovery decides), is not done,
+ * or a delivery still needs it (failed ones too: `mailgw queue retry` reads it).
+ */
+export function spoolStillNeeded(db: Database, id: string): boolean {
+  const row = db
+    .query<{ needed: number }, [string]>(
+      `SELECT coalesce((SELECT status FROM messages WHERE id = ?1), 'no row') <> 'done'
+           OR EXISTS (SELECT 1 FROM deliveries WHERE message_id = ?1
+                        AND state IN (${SPOOL_NEEDED_STATES.map((s) => `'${s}'`).join(", ")})) AS needed`,
+    )
+    .get(id);
+  return row?.needed === 1;
+}
+
+/** Ids (of those given) that have a message row. */
+export function existingMessageIds(db: Database, ids: readonly string[]): Set<string> {
+  const found = new Set<string>();
+  const stmt = db.query<{ id: string }, [string]>(`SELECT id FROM messages WHERE id = ?`);
+  for (const id of ids) if (stmt.get(id)) found.add(id);
+  return found;
+}
+
+export interface ArchivedRow {
+  id: string;
+  archivePath: string;
+}
+
+/** Archived messages received before `beforeMs`, oldest first (for retention). */
+export function archivedBefore(db: Database, beforeMs: number, limit: number): ArchivedRow[] {
+  return db
+    .query<{ id: string; archive_path: string }, [number, number]>(
+      `SELECT id, archive_path FROM messages WHERE received_at < ? AND archive_path IS NOT NULL ORDER BY received_at LIMIT ?`,
+    )
+    .all(beforeMs, limit)
+    .map((r) => ({ id: r.id, archivePath: r.archive_path }));
+}
+
+export function clearArchivePath(db: Database, id: string): void {
+  db.query(`UPDATE messages SET archive_path = NULL WHERE id = ?`).run(id);
+}

@@ -1,0 +1,110 @@
+/**
+ * Archive retention (ARCHIVE_MAX_AGE_DAYS > 0): deletes archive copies of messages received
+ * more than that many days ago and clears their `archive_path` (rows are kept for the
+ * stats). Day directories wholly older than the cutoff are then removed with whatever they
+ * still hold (copies without a row, leftover `.tmp` files). Spool files are never touched.
+ *
+ * Runs in the background (once at start, then hourly), in pages with a yield to the event
+ * loop between them and async file I/O only, so a large archive never stalls SMTP sessions.
+ * Trusts: `archive_path` values written by the pipeline, still checked to stay inside
+ * `DATA_DIR/archive/`. Failure: logged; the next run tries again.
+ */
+import type { Database } from "bun:sqlite";
+import { readdir, rm, unlink } from "node:fs/promises";
+import { join, normalize, sep } from "node:path";
+import { describeError } from "../errors.ts";
+import type { Logger } from "../log/logger.ts";
+import { ignoreMissing } from "../spool/spool.ts";
+import { archivedBefore, clearArchivePath } from "./messages.ts";
+
+/** Rows handled per page before yielding to the event loop. */
+const RETENTION_PAGE_ROWS = 500;
+/** How often retention runs while serving. */
+export const RETENTION_INTERVAL_MS = 60 * 60 * 1000;
+const DAY_MS = 24 * 60 * 60 * 1000;
+const DAY_DIR_PATTERN = /^\d{4}-\d{2}-\d{2}$/;
+
+export interface RetentionReport {
+  filesDeleted: number;
+  rowsCleared: number;
+  dayDirsRemoved: number;
+}
+
+export async function pruneArchive(db: Database, dataDir: string, maxAgeDays: number, nowMs: number): Promise<RetentionReport> {
+  const report: RetentionReport = { filesDeleted: 0, rowsCleared: 0, dayDirsRemoved: 0 };
+  if (!(maxAgeDays > 0)) return report;
+  const cutoffMs = nowMs - maxAgeDays * DAY_MS;
+  for (;;) {
+    const rows = archivedBefore(db, cutoffMs, RETENTION_PAGE_ROWS);
+    if (rows.length === 0) break;
+    for (const r of rows) {
+      const rel = normalize(r.archivePath);
+      if (rel.startsWith(`archive${sep}`) && !rel.split(sep).includes("..")) {
+        await unlink(join(dataDir, rel)).then(() => report.filesDeleted++, ignoreMissing);
+      }
+    }
+    db.transaction(() => {
+      for (const r of rows) clearArchivePath(db, r.id);
+    }).immediate();
+    report.rowsCleared += rows.length;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  const root = join(dataDir, "archive");
+  const days = await readdir(root).catch((err: unknown) => (ignoreMissing(err), [] as string[]));
+  for (const day of days) {
+    if (!DAY_DIR_PATTERN.test(day)) continue;
+    const dayEnd = Date.parse(`${day}T00:00:00Z`) + DAY_MS;
+    if (!(dayEnd <= cutoffMs)) continue;
+    await rm(join(root, day), { recursive: true, force: true });
+    report.dayDirsRemoved++;
+  }
+  return report;
+}
+
+export interface RetentionTimer {
+  /** Runs one pass now (also what the timer does); never throws. */
+  runNow(): Promise<RetentionReport | null>;
+  stop(): void;
+}
+
+export function startRetention(opts: {
+  db: Database;
+  dataDir: string;
+  maxAgeDays: number;
+  logger: Logger;
+  intervalMs?: number;
+  now?: () => number;
+  /** Called after a pass that removed something (e.g. to forget cached directories). */
+  onPruned?: () => void;
+}): RetentionTimer {
+  const now = opts.now ?? Date.now;
+  let running: Promise<RetentionReport | null> | null = null;
+  const runNow = (): Promise<RetentionReport | null> => {
+    running ??= pruneArchive(opts.db, opts.dataDir, opts.maxAgeDays, now())
+      .then((report) => {
+        if (report.filesDeleted + report.rowsCleared + report.dayDirsRemoved > 0) {
+          opts.onPruned?.();
+          opts.logger.info("archive retention pruned", {
+            files_deleted: report.filesDeleted,
+            rows_cleared: report.rowsCleared,
+            day_dirs_removed: report.dayDirsRemoved,
+            max_age_days: opts.maxAgeDays,
+          });
+        }
+        return report;
+      })
+      .catch((err: unknown) => {
+        opts.logger.error("archive retention failed, will retry", { error: describeError(err) });
+        return null;
+      })
+      .finally(() => {
+        running = null;
+      });
+    return running;
+  };
+  if (!(opts.maxAgeDays > 0)) return { runNow, stop() {} };
+  const timer = setInterval(() => void runNow(), opts.intervalMs ?? RETENTION_INTERVAL_MS);
+  timer.unref();
+  void runNow();
+  return { runNow, stop: () => clearInterval(timer) };
+}
