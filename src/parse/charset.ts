@@ -1,0 +1,66 @@
+/**
+ * Charset label → TextDecoder, for header bytes, encoded words and 8-bit header fallbacks.
+ * Trusts nothing about the label: unknown labels fall back to windows-1252 (never throws).
+ * Only labels the runtime accepted are cached, so the cache is bounded by the WHATWG label
+ * list however many made-up labels a message carries.
+ */
+
+/** Labels mail software writes that TextDecoder does not know, mapped to one it does. */
+const CHARSET_ALIASES = new Map<string, string>([
+  ["cp949", "euc-kr"],
+  ["uhc", "euc-kr"],
+  ["ks_c_5601", "euc-kr"],
+  ["iso-2022-jp-1", "iso-2022-jp"],
+  ["iso-2022-jp-2", "iso-2022-jp"],
+  ["iso-2022-jp-3", "iso-2022-jp"],
+  ["cp932", "shift_jis"],
+  ["ms932", "shift_jis"],
+  ["cp936", "gbk"],
+  ["cp950", "big5"],
+  ["utf8", "utf-8"],
+  ["unicode-1-1-utf-7", "utf-8"],
+  ["iso-8859-8-i", "iso-8859-8"],
+  ["tis-620", "windows-874"],
+]);
+
+/** Longest label worth trying; real labels are under 30 characters. */
+const MAX_CHARSET_LABEL_CHARS = 64;
+
+const decoders = new Map<string, TextDecoder>();
+const utf8Fatal = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+function tryDecoder(label: string): TextDecoder | null {
+  const cached = decoders.get(label);
+  if (cached) return cached;
+  try {
+    const decoder = new TextDecoder(label as ConstructorParameters<typeof TextDecoder>[0]);
+    decoders.set(label, decoder);
+    return decoder;
+  } catch {
+    return null;
+  }
+}
+
+/** A decoder for `label`, or windows-1252 when the label is unknown or missing. */
+export function decoderFor(label: string | null | undefined): TextDecoder {
+  const clean = (label ?? "").trim().toLowerCase().slice(0, MAX_CHARSET_LABEL_CHARS);
+  const withoutLanguage = clean.split("*")[0] ?? ""; // RFC 2231 `charset*lang`
+  const direct = withoutLanguage ? tryDecoder(withoutLanguage) : null;
+  if (direct) return direct;
+  const stripped = withoutLanguage.replace(/^x-/, "");
+  const alias = CHARSET_ALIASES.get(stripped) ?? stripped;
+  return (alias ? tryDecoder(alias) : null) ?? (tryDecoder("windows-1252") as TextDecoder);
+}
+
+/**
+ * Decodes header bytes: UTF-8 when they are valid UTF-8 (RFC 6532), otherwise with the
+ * message's declared charset (legacy clients write raw EUC-KR / Shift_JIS headers), otherwise
+ * windows-1252.
+ */
+export function decodeHeaderBytes(bytes: Uint8Array, fallbackCharset: string | null): string {
+  try {
+    return utf8Fatal.decode(bytes);
+  } catch {
+    return decoderFor(fallbackCharset).decode(bytes);
+  }
+}

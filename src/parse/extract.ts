@@ -1,0 +1,259 @@
+/**
+ * Raw message + envelope → MessageFacts (what the rules look at).
+ *
+ * Trusts nothing in the message. The top-level header block is split and decoded here
+ * (header-block.ts, encoded-words.ts, address-list.ts: all linear); postal-mime only sees
+ * the MIME structure: the Content-* headers and the body, cut to the limits in limits.ts.
+ * Attached message/rfc822 parts are parsed in turn, within a shared budget, for their
+ * attachments and (when inline) their text. Any failure or limit hit yields partial facts
+ * with `parseError` set; this function never throws.
+ */
+import PostalMime, { type Email } from "postal-mime";
+import type { AuthResult, Envelope, MessageFacts } from "../types.ts";
+import { describeError } from "../errors.ts";
+import { parseAddressList } from "./address-list.ts";
+import { decodeHeaderBytes } from "./charset.ts";
+import { decodeEncodedWords } from "./encoded-words.ts";
+import { splitHeaderBlock, type RawHeaderField } from "./header-block.ts";
+import { htmlToText } from "./html-text.ts";
+import {
+  MAX_ADDRESSES_PER_LIST, MAX_ATTACHMENTS, MAX_BODY_TEXT_CHARS, MAX_BOUNDARY_LINES, MAX_MIME_DEPTH,
+  MAX_MIME_PART_HEADER_BYTES, MAX_NESTED_MESSAGE_DEPTH, MAX_NESTED_MESSAGES, MAX_PARSE_BYTES_TOTAL,
+  MAX_RETRY_BOUNDARY_LINES, MAX_RETRY_PARSE_BYTES,
+} from "./limits.ts";
+
+export interface ExtractOptions {
+  /** SPF/DKIM/DMARC/ARC results from `authenticate()`; each missing one is "none". */
+  auth?: Partial<Record<"spf" | "dkim" | "dmarc" | "arc", AuthResult>>;
+}
+
+/** Header-derived facts of one message. */
+interface HeaderFacts {
+  subject: string;
+  from: string;
+  fromName: string;
+  to: string[];
+  cc: string[];
+  headers: Map<string, string[]>;
+}
+
+/** Body-derived facts of one message (and its nested messages). */
+interface ContentFacts {
+  body: string;
+  attachments: string[];
+  attachmentTypes: string[];
+}
+
+/** Limits shared by a message and the messages nested in it. */
+interface ParseBudget {
+  bytesLeft: number;
+  nestedLeft: number;
+  notes: string[];
+}
+
+/** Content-* headers postal-mime needs to read the top-level body. */
+const MIME_HEADERS = new Set(["content-type", "content-transfer-encoding", "content-disposition"]);
+
+function note(budget: ParseBudget, text: string): void {
+  if (!budget.notes.includes(text)) budget.notes.push(text);
+}
+
+/** charset parameter of the top-level Content-Type, for raw 8-bit header bytes. */
+function declaredCharset(fields: RawHeaderField[]): string | null {
+  const contentType = fields.find((field) => field.name === "content-type");
+  if (!contentType) return null;
+  const match = /charset\s*=\s*"?([^";\s]{1,64})/i.exec(Buffer.from(contentType.value).toString("latin1"));
+  return match?.[1] ?? null;
+}
+
+function fieldText(field: RawHeaderField, charset: string | null): string {
+  return decodeHeaderBytes(field.value, charset).replace(/\r/g, " ").replace(/^[ \t]+|[ \t]+$/g, "");
+}
+
+function addressFacts(values: string[], header: string, budget: ParseBudget): string[] {
+  const addresses: string[] = [];
+  for (const value of values) {
+    const list = parseAddressList(value, MAX_ADDRESSES_PER_LIST - addresses.length);
+    for (const mailbox of list.mailboxes) if (mailbox.address) addresses.push(mailbox.address.toLowerCase());
+    if (list.truncated || addresses.length >= MAX_ADDRESSES_PER_LIST) {
+      if (list.truncated || values.indexOf(value) < values.length - 1) {
+        note(budget, `more than ${MAX_ADDRESSES_PER_LIST} ${header} addresses, the rest ignored`);
+      }
+      break;
+    }
+  }
+  return addresses;
+}
+
+function appendValue(map: Map<string, string[]>, name: string, value: string): void {
+  const values = map.get(name);
+  if (values) values.push(value);
+  else map.set(name, [value]);
+}
+
+function headerFacts(fields: RawHeaderField[], budget: ParseBudget): { facts: HeaderFacts; raw: Map<string, string[]> } {
+  const charset = declaredCharset(fields);
+  const raw = new Map<string, string[]>();
+  const headers = new Map<string, string[]>();
+  for (const field of fields) {
+    const text = fieldText(field, charset);
+    appendValue(raw, field.name, text);
+    appendValue(headers, field.name, decodeEncodedWords(text));
+  }
+  const from = parseAddressList(raw.get("from")?.[0] ?? "", 1).mailboxes[0];
+  return {
+    raw,
+    facts: {
+      subject: headers.get("subject")?.[0] ?? "",
+      from: from?.address.toLowerCase() ?? "",
+      fromName: from?.name ?? "",
+      to: addressFacts(raw.get("to") ?? [], "To", budget),
+      cc: addressFacts(raw.get("cc") ?? [], "Cc", budget),
+      headers,
+    },
+  };
+}
+
+/** How much of a body postal-mime may see. */
+interface ParseCut {
+  maxBoundaryLines: number;
+  maxBytes: number;
+}
+
+const FIRST_CUT: ParseCut = { maxBoundaryLines: MAX_BOUNDARY_LINES, maxBytes: MAX_PARSE_BYTES_TOTAL };
+const RETRY_CUT: ParseCut = { maxBoundaryLines: MAX_RETRY_BOUNDARY_LINES, maxBytes: MAX_RETRY_PARSE_BYTES };
+
+/** End of the body postal-mime may see: the cut's boundary lines and bytes, and the shared byte budget. */
+function parseEnd(raw: Uint8Array, bodyStart: number, cut: ParseCut, budget: ParseBudget): number {
+  const buffer = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  let end = raw.length;
+  let lines = buffer.indexOf("--", bodyStart) === bodyStart ? 1 : 0;
+  for (let at = buffer.indexOf("\n--", bodyStart); at >= 0; at = buffer.indexOf("\n--", at + 3)) {
+    if (++lines > cut.maxBoundaryLines) {
+      end = at + 1;
+      note(budget, `more than ${cut.maxBoundaryLines} MIME boundary lines, the rest not inspected`);
+      break;
+    }
+  }
+  if (end - bodyStart > cut.maxBytes) {
+    end = bodyStart + cut.maxBytes;
+    note(budget, `more than ${cut.maxBytes} bytes to parse, the rest not inspected`);
+  }
+  if (end - bodyStart > budget.bytesLeft) {
+    end = bodyStart + budget.bytesLeft;
+    note(budget, `parse budget of ${MAX_PARSE_BYTES_TOTAL} bytes used up, the rest not inspected`);
+  }
+  budget.bytesLeft -= end - bodyStart;
+  return end;
+}
+
+/** The message postal-mime parses: the top-level Content-* headers and the (cut) body. */
+function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number, end: number): Uint8Array {
+  const head: Uint8Array[] = [];
+  for (const field of fields) {
+    if (!MIME_HEADERS.has(field.name)) continue;
+    head.push(Buffer.from(`${field.originalName}:`, "latin1"), field.value, Buffer.from("\r\n"));
+  }
+  head.push(Buffer.from("\r\n"));
+  return Buffer.concat([...head, raw.subarray(bodyStart, end)]);
+}
+
+async function parseMime(input: Uint8Array): Promise<Email> {
+  return PostalMime.parse(input, {
+    forceRfc822Attachments: true, // nested messages are parsed by contentFacts, within the budget
+    maxRfc822NestingDepth: 0,
+    maxNestingDepth: MAX_MIME_DEPTH,
+    maxHeadersSize: MAX_MIME_PART_HEADER_BYTES,
+    attachmentEncoding: "arraybuffer",
+  });
+}
+
+function bodyText(email: Email): string {
+  if (email.text) return email.text.slice(0, MAX_BODY_TEXT_CHARS);
+  if (email.html) return htmlToText(email.html, MAX_BODY_TEXT_CHARS);
+  return "";
+}
+
+function isMessage(mimeType: string): boolean {
+  return mimeType === "message/rfc822" || mimeType === "message/global";
+}
+
+/** Body and attachment facts of `raw` (header block already split), nested messages included. */
+async function contentFacts(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number, depth: number, budget: ParseBudget): Promise<ContentFacts> {
+  const facts: ContentFacts = { body: "", attachments: [], attachmentTypes: [] };
+  let email: Email;
+  try {
+    email = await parseMime(mimeInput(raw, fields, bodyStart, parseEnd(raw, bodyStart, FIRST_CUT, budget)));
+  } catch (err) {
+    note(budget, `MIME structure not parsed: ${describeError(err)}`);
+    try {
+      email = await parseMime(mimeInput(raw, fields, bodyStart, parseEnd(raw, bodyStart, RETRY_CUT, budget)));
+      note(budget, "parsed again, cut short");
+    } catch {
+      return facts;
+    }
+  }
+  const bodies = [bodyText(email)];
+  for (const attachment of email.attachments) {
+    if (facts.attachmentTypes.length >= MAX_ATTACHMENTS) {
+      note(budget, `more than ${MAX_ATTACHMENTS} attachments, the rest not listed`);
+      break;
+    }
+    if (attachment.filename) facts.attachments.push(attachment.filename);
+    facts.attachmentTypes.push(attachment.mimeType.toLowerCase());
+    if (!isMessage(attachment.mimeType) || typeof attachment.content === "string") continue;
+    if (depth >= MAX_NESTED_MESSAGE_DEPTH || budget.nestedLeft <= 0) {
+      note(budget, `nested messages beyond ${MAX_NESTED_MESSAGES} (or ${MAX_NESTED_MESSAGE_DEPTH} deep) not inspected`);
+      continue;
+    }
+    budget.nestedLeft--;
+    const content = attachment.content;
+    const nestedRaw = content instanceof ArrayBuffer ? new Uint8Array(content) : new Uint8Array(content.buffer, content.byteOffset, content.byteLength);
+    const nestedBlock = splitHeaderBlock(nestedRaw);
+    const nested = await contentFacts(nestedRaw, nestedBlock.fields, nestedBlock.bodyStart, depth + 1, budget);
+    if (attachment.disposition !== "attachment" && nested.body) bodies.push(nested.body);
+    facts.attachments.push(...nested.attachments);
+    facts.attachmentTypes.push(...nested.attachmentTypes);
+  }
+  facts.body = bodies.filter((text) => text !== "").join("\n").slice(0, MAX_BODY_TEXT_CHARS);
+  if (facts.body.length >= MAX_BODY_TEXT_CHARS) note(budget, `body text longer than ${MAX_BODY_TEXT_CHARS} characters, truncated`);
+  return facts;
+}
+
+function emptyHeaderFacts(): HeaderFacts {
+  return { subject: "", from: "", fromName: "", to: [], cc: [], headers: new Map() };
+}
+
+/**
+ * Builds the facts the rules evaluate. Never throws: a message that cannot be parsed yields
+ * the envelope facts with empty message facts and `parseError` set.
+ */
+export async function extractFacts(raw: Uint8Array, envelope: Envelope, opts: ExtractOptions = {}): Promise<MessageFacts> {
+  const budget: ParseBudget = { bytesLeft: MAX_PARSE_BYTES_TOTAL, nestedLeft: MAX_NESTED_MESSAGES, notes: [] };
+  let header = emptyHeaderFacts();
+  let content: ContentFacts = { body: "", attachments: [], attachmentTypes: [] };
+  try {
+    const block = splitHeaderBlock(raw);
+    budget.notes.push(...block.notes);
+    header = headerFacts(block.fields, budget).facts;
+    content = await contentFacts(raw, block.fields, block.bodyStart, 0, budget);
+  } catch (err) {
+    note(budget, `message not parsed: ${describeError(err)}`);
+  }
+  const facts: MessageFacts = {
+    ...header,
+    ...content,
+    size: raw.byteLength,
+    mailFrom: envelope.mailFrom,
+    rcpt: [...envelope.rcptTo],
+    clientIp: envelope.clientIp,
+    helo: envelope.helo,
+    tls: envelope.tls,
+    spf: opts.auth?.spf ?? "none",
+    dkim: opts.auth?.dkim ?? "none",
+    dmarc: opts.auth?.dmarc ?? "none",
+    arc: opts.auth?.arc ?? "none",
+  };
+  if (budget.notes.length > 0) facts.parseError = budget.notes.join("; ");
+  return facts;
+}

@@ -1,0 +1,137 @@
+/**
+ * Splits the top-level header block of a raw message into fields, before (and instead of)
+ * postal-mime, so that header-borne traps never reach a parser with super-linear parts.
+ * Lines are split on LF (a CR before it is dropped), a line of nothing but CRs ends the
+ * block, like postal-mime. Bounded by MAX_HEADER_BLOCK_BYTES, MAX_HEADER_FIELDS and
+ * MAX_HEADER_FIELD_BYTES; what a limit cut off is named in `notes`. Never throws.
+ */
+import { MAX_HEADER_BLOCK_BYTES, MAX_HEADER_FIELD_BYTES, MAX_HEADER_FIELDS } from "./limits.ts";
+
+export interface RawHeaderField {
+  /** Lower-case field name. */
+  name: string;
+  /** Name as written. */
+  originalName: string;
+  /** Value bytes, unfolded (line breaks removed, folding whitespace kept), not trimmed. */
+  value: Uint8Array;
+}
+
+export interface HeaderBlock {
+  fields: RawHeaderField[];
+  /** Offset of the first body byte (raw length when the message has no body). */
+  bodyStart: number;
+  /** Limits that were hit, one short sentence each. */
+  notes: string[];
+}
+
+const LF = 0x0a;
+const CR = 0x0d;
+const SP = 0x20;
+const TAB = 0x09;
+const COLON = 0x3a;
+
+/** Field-name characters (RFC 5322 ftext: printable ASCII except ':'). */
+function isFieldName(bytes: Uint8Array): boolean {
+  if (bytes.length === 0) return false;
+  for (const byte of bytes) if (byte < 33 || byte > 126 || byte === COLON) return false;
+  return true;
+}
+
+/** End of line content: LF position minus trailing CRs. */
+function contentEnd(raw: Uint8Array, start: number, lineEnd: number): number {
+  let end = lineEnd;
+  while (end > start && raw[end - 1] === CR) end--;
+  return end;
+}
+
+/** Body start for a header block too long to walk line by line: first empty line. */
+function findBlankLine(buffer: Buffer, from: number): number {
+  const candidates = [buffer.indexOf("\n\n", from), buffer.indexOf("\n\r\n", from)].filter((i) => i >= 0);
+  if (candidates.length === 0) return buffer.length;
+  const at = Math.min(...candidates);
+  return buffer.indexOf(LF, at + 1) + 1;
+}
+
+class FieldCollector {
+  fields: RawHeaderField[] = [];
+  notes: string[] = [];
+  private name = "";
+  private originalName = "";
+  private segments: Uint8Array[] = [];
+  private bytes = 0;
+  private cut = false;
+  private active = false;
+
+  start(raw: Uint8Array, lineStart: number, end: number): void {
+    this.finish();
+    const colon = raw.subarray(lineStart, end).indexOf(COLON);
+    if (colon < 0) return;
+    let nameEnd = lineStart + colon;
+    while (nameEnd > lineStart && (raw[nameEnd - 1] === SP || raw[nameEnd - 1] === TAB)) nameEnd--;
+    const nameBytes = raw.subarray(lineStart, nameEnd);
+    if (!isFieldName(nameBytes)) return;
+    if (this.fields.length >= MAX_HEADER_FIELDS) {
+      this.note(`more than ${MAX_HEADER_FIELDS} header fields, the rest ignored`);
+      return;
+    }
+    this.originalName = Buffer.from(nameBytes).toString("latin1");
+    this.name = this.originalName.toLowerCase();
+    this.active = true;
+    this.append(raw.subarray(lineStart + colon + 1, end));
+  }
+
+  append(segment: Uint8Array): void {
+    if (!this.active || this.cut) return;
+    const room = MAX_HEADER_FIELD_BYTES - this.bytes;
+    if (segment.length > room) {
+      this.cut = true;
+      this.note(`header ${this.originalName} longer than ${MAX_HEADER_FIELD_BYTES} bytes, truncated`);
+    }
+    const kept = segment.subarray(0, Math.max(0, room));
+    this.segments.push(kept);
+    this.bytes += kept.length;
+  }
+
+  finish(): void {
+    if (this.active) {
+      this.fields.push({ name: this.name, originalName: this.originalName, value: Buffer.concat(this.segments) });
+    }
+    this.active = false;
+    this.cut = false;
+    this.segments = [];
+    this.bytes = 0;
+  }
+
+  note(text: string): void {
+    if (!this.notes.includes(text)) this.notes.push(text);
+  }
+}
+
+/** Splits the header block at the start of `raw`. */
+export function splitHeaderBlock(raw: Uint8Array): HeaderBlock {
+  const buffer = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  const collector = new FieldCollector();
+  let pos = 0;
+  let bodyStart = raw.length;
+  while (pos < raw.length) {
+    if (pos >= MAX_HEADER_BLOCK_BYTES) {
+      collector.note(`header block longer than ${MAX_HEADER_BLOCK_BYTES} bytes, the rest ignored`);
+      bodyStart = findBlankLine(buffer, pos - 1);
+      break;
+    }
+    const lf = buffer.indexOf(LF, pos);
+    const lineEnd = lf < 0 ? raw.length : lf;
+    const next = lf < 0 ? raw.length : lf + 1;
+    const end = contentEnd(raw, pos, lineEnd);
+    if (end === pos) {
+      bodyStart = next;
+      break;
+    }
+    const first = raw[pos];
+    if (first === SP || first === TAB) collector.append(raw.subarray(pos, end));
+    else collector.start(raw, pos, end);
+    pos = next;
+  }
+  collector.finish();
+  return { fields: collector.fields, bodyStart, notes: collector.notes };
+}

@@ -1,0 +1,153 @@
+/**
+ * HTML → plain text for the `body` fact when a message has only an HTML part.
+ * One forward pass: tags are skipped to the next '>', comments to '-->', script/style/head
+ * content to its closing tag, found by indexOf from a position that only moves forward, so
+ * the cost is linear whatever the markup (unclosed '<', '<!--', '<script' included).
+ * Block elements become line breaks, whitespace runs collapse, common entities are
+ * decoded. Output stops at `maxChars`. Never throws.
+ */
+
+const BLOCK_TAGS = new Set([
+  "br", "p", "div", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5", "h6",
+  "hr", "blockquote", "pre", "section", "article", "header", "footer", "dt", "dd", "center",
+]);
+const CELL_TAGS = new Set(["td", "th"]);
+/** Elements whose content is not text. */
+const SKIPPED_CONTENT_TAGS = new Set(["script", "style", "head", "title", "template", "noscript"]);
+
+const NAMED_ENTITIES: Record<string, string> = {
+  amp: "&", lt: "<", gt: ">", quot: '"', apos: "'", nbsp: " ", copy: "©", reg: "®", trade: "™",
+  hellip: "…", mdash: "—", ndash: "–", lsquo: "‘", rsquo: "’", ldquo: "“", rdquo: "”", bull: "•",
+  middot: "·", euro: "€", pound: "£", yen: "¥", cent: "¢", laquo: "«", raquo: "»", deg: "°",
+  times: "×", divide: "÷", shy: "", zwnj: "", zwj: "", ensp: " ", emsp: " ", thinsp: " ",
+};
+
+/** Longest entity worth looking at: `&#x10FFFF;` and the named ones above fit. */
+const MAX_ENTITY_CHARS = 12;
+
+function decodeEntity(html: string, at: number): { text: string; end: number } | null {
+  const semi = html.indexOf(";", at + 1);
+  if (semi < 0 || semi - at > MAX_ENTITY_CHARS) return null;
+  const name = html.slice(at + 1, semi);
+  let code = -1;
+  if (/^#[0-9]{1,7}$/.test(name)) code = Number.parseInt(name.slice(1), 10);
+  else if (/^#[xX][0-9a-fA-F]{1,6}$/.test(name)) code = Number.parseInt(name.slice(2), 16);
+  else {
+    const named = NAMED_ENTITIES[name.toLowerCase()];
+    return named === undefined ? null : { text: named, end: semi + 1 };
+  }
+  const valid = code > 0 && code <= 0x10ffff && (code < 0xd800 || code > 0xdfff);
+  return { text: valid ? String.fromCodePoint(code) : "\ufffd", end: semi + 1 };
+}
+
+/** Lower-case tag name starting at `at` (just after '<' or '</'). */
+function tagName(html: string, at: number): string {
+  let end = at;
+  while (end < html.length && end - at < 16 && /[A-Za-z0-9]/.test(html[end] as string)) end++;
+  return html.slice(at, end).toLowerCase();
+}
+
+/** Collects output text with whitespace collapsed. */
+class TextSink {
+  private parts: string[] = [];
+  length = 0;
+  private pendingSpace = false;
+  private newlines = 0;
+
+  constructor(private readonly maxChars: number) {}
+
+  get full(): boolean {
+    return this.length >= this.maxChars;
+  }
+
+  text(chunk: string): void {
+    for (const piece of chunk.split(/([ \t\r\n\f\v\u00a0]+)/)) {
+      if (this.full) return;
+      if (piece === "") continue;
+      if (/^[ \t\r\n\f\v\u00a0]+$/.test(piece)) {
+        this.pendingSpace = true;
+        continue;
+      }
+      if (this.newlines > 0) this.push("\n".repeat(this.newlines));
+      else if (this.pendingSpace && this.length > 0) this.push(" ");
+      this.newlines = 0;
+      this.pendingSpace = false;
+      this.push(piece);
+    }
+  }
+
+  lineBreak(): void {
+    if (this.length > 0) this.newlines = Math.min(2, this.newlines + 1);
+    this.pendingSpace = false;
+  }
+
+  space(): void {
+    this.pendingSpace = true;
+  }
+
+  private push(piece: string): void {
+    this.parts.push(piece);
+    this.length += piece.length;
+  }
+
+  result(): string {
+    return this.parts.join("").slice(0, this.maxChars);
+  }
+}
+
+/** Position after the closing `</name ...>` at or after `from`, or the end of the input. */
+function skipElementContent(html: string, from: number, name: string): number {
+  let search = from;
+  for (;;) {
+    const close = html.indexOf("</", search);
+    if (close < 0) return html.length;
+    if (tagName(html, close + 2) === name) {
+      const gt = html.indexOf(">", close);
+      return gt < 0 ? html.length : gt + 1;
+    }
+    search = close + 2;
+  }
+}
+
+/** Converts HTML to readable plain text of at most `maxChars` characters. */
+export function htmlToText(html: string, maxChars: number): string {
+  const sink = new TextSink(maxChars);
+  let pos = 0;
+  let textFrom = 0;
+  const flushText = (end: number): void => {
+    let run = textFrom;
+    while (run < end && !sink.full) {
+      const amp = html.indexOf("&", run);
+      if (amp < 0 || amp >= end) {
+        sink.text(html.slice(run, end));
+        break;
+      }
+      sink.text(html.slice(run, amp));
+      const entity = decodeEntity(html, amp);
+      sink.text(entity ? entity.text : "&");
+      run = entity ? entity.end : amp + 1;
+    }
+  };
+  while (pos < html.length && !sink.full) {
+    const lt = html.indexOf("<", pos);
+    if (lt < 0) break;
+    flushText(lt);
+    if (html.startsWith("<!--", lt)) {
+      const close = html.indexOf("-->", lt + 4);
+      pos = textFrom = close < 0 ? html.length : close + 3;
+      continue;
+    }
+    const gt = html.indexOf(">", lt + 1);
+    if (gt < 0) {
+      pos = textFrom = html.length; // an unclosed '<' and everything after it is markup
+      break;
+    }
+    const closing = html[lt + 1] === "/";
+    const name = tagName(html, lt + (closing ? 2 : 1));
+    if (BLOCK_TAGS.has(name)) sink.lineBreak();
+    else if (CELL_TAGS.has(name)) sink.space();
+    pos = textFrom = !closing && SKIPPED_CONTENT_TAGS.has(name) ? skipElementContent(html, gt + 1, name) : gt + 1;
+  }
+  if (!sink.full) flushText(html.length);
+  return sink.result();
+}

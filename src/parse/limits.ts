@@ -1,0 +1,66 @@
+/**
+ * Parsing limits. Every message the gateway parses comes from an untrusted sender, so each
+ * stage that could cost super-linear time or unbounded memory is capped here. A message
+ * that hits a limit is still classified: the facts are partial and `parseError` says which
+ * limit was hit. Together these keep any message up to 25 MB under one second of CPU
+ * (measured by bench/hostile-parse.ts).
+ */
+
+/** Top-level header bytes read for facts. Stops a 20 MB header block from being decoded and scanned. */
+export const MAX_HEADER_BLOCK_BYTES = 1024 * 1024;
+
+/** Header fields kept from the top-level block. Stops 100,000 one-line fields from filling the header map. */
+export const MAX_HEADER_FIELDS = 1000;
+
+/**
+ * Bytes of one header field value; longer values are cut. Stops a single 2 MB To:/Subject: of
+ * encoded words from reaching the RFC 2047 decoder and the address parser.
+ */
+export const MAX_HEADER_FIELD_BYTES = 64 * 1024;
+
+/** Addresses kept per address header list (To, Cc). Stops a To: of 300,000 short addresses. */
+export const MAX_ADDRESSES_PER_LIST = 1000;
+
+/** MIME multipart nesting depth (postal-mime `maxNestingDepth`). Stops deeply nested multiparts. */
+export const MAX_MIME_DEPTH = 20;
+
+/**
+ * Header bytes of all MIME parts together (postal-mime `maxHeadersSize`); the top-level
+ * header block is handled by this module and not counted. Stops part headers (file names
+ * of joined encoded words, huge parameter lists) from costing decode time.
+ */
+export const MAX_MIME_PART_HEADER_BYTES = 256 * 1024;
+
+/**
+ * Lines starting with "--" handed to postal-mime per message. Each such line is compared
+ * with every open boundary and each boundary line may open a part, so this bounds both the
+ * number of parts and the boundary-scan cost (lines × open boundaries). The message is
+ * parsed up to the line past the limit; the rest is not inspected.
+ */
+export const MAX_BOUNDARY_LINES = 10_000;
+
+/**
+ * When postal-mime refuses a message (a limit above was hit inside it), it is parsed once
+ * more, cut to this many boundary lines and MAX_RETRY_PARSE_BYTES, so the first parts of a
+ * broken or hostile message are still inspected. Bounds the cost of the second attempt.
+ */
+export const MAX_RETRY_BOUNDARY_LINES = 1000;
+export const MAX_RETRY_PARSE_BYTES = 4 * 1024 * 1024;
+
+/** Attached message/rfc822 parts that are parsed in turn. Stops 50,000 sub-messages each costing a parser. */
+export const MAX_NESTED_MESSAGES = 20;
+
+/** Depth of message/rfc822 inside message/rfc822 that is parsed. Stops recursion bombs. */
+export const MAX_NESTED_MESSAGE_DEPTH = 3;
+
+/**
+ * Bytes handed to postal-mime for one message, its nested messages included. Stops a
+ * 25 MB message nested in itself from being parsed several times over.
+ */
+export const MAX_PARSE_BYTES_TOTAL = 32 * 1024 * 1024;
+
+/** Characters of body text kept as a fact. Stops rule regexes from scanning 25 MB of text. */
+export const MAX_BODY_TEXT_CHARS = 1_000_000;
+
+/** Attachment names / types kept. Stops a message with 10,000 attachments from producing huge fact lists. */
+export const MAX_ATTACHMENTS = 1000;

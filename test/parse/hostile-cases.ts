@@ -1,0 +1,223 @@
+/**
+ * Generators for hostile messages (CPU and memory traps for a MIME parser). Shared by the
+ * limit tests in test/parse/ and the timing script bench/hostile-parse.ts. Each case is
+ * built in memory, ASCII only, and stays under the 25 MB message size limit.
+ */
+
+const encoder = new TextEncoder();
+const MB = 1024 * 1024;
+
+export interface HostileCase {
+  name: string;
+  /** What the case attacks, for the bench table. */
+  trap: string;
+  build: () => Uint8Array;
+}
+
+/** Repeats `unit` until the result is at least `bytes` long. */
+function fill(unit: string, bytes: number): string {
+  return unit.repeat(Math.ceil(bytes / unit.length));
+}
+
+function message(headers: string, body: string): Uint8Array {
+  return encoder.encode(`${headers}\r\n\r\n${body}`);
+}
+
+const BASE_HEADERS = "From: a@example.com\r\nSubject: hostile\r\nMIME-Version: 1.0";
+
+function nestedMultipart(depth: number): Uint8Array {
+  let head = `${BASE_HEADERS}\r\nContent-Type: multipart/mixed; boundary="b0"\r\n\r\n`;
+  let tail = "";
+  for (let level = 1; level <= depth; level++) {
+    head += `--b${level - 1}\r\nContent-Type: multipart/mixed; boundary="b${level}"\r\n\r\n`;
+    tail = `--b${level - 1}--\r\n${tail}`;
+  }
+  return encoder.encode(`${head}--b${depth}\r\nContent-Type: text/plain\r\n\r\ninner\r\n--b${depth}--\r\n${tail}`);
+}
+
+function manyParts(count: number): Uint8Array {
+  const part = "--p\r\nContent-Type: text/plain\r\n\r\nx\r\n";
+  return message(`${BASE_HEADERS}\r\nContent-Type: multipart/mixed; boundary="p"`, `${part.repeat(count)}--p--\r\n`);
+}
+
+function manyRfc822(count: number): Uint8Array {
+  const inner = "From: b@example.com\r\nSubject: inner\r\n\r\nhello\r\n";
+  const part = `--p\r\nContent-Type: message/rfc822\r\n\r\n${inner}`;
+  return message(`${BASE_HEADERS}\r\nContent-Type: multipart/mixed; boundary="p"`, `${part.repeat(count)}--p--\r\n`);
+}
+
+function nestedRfc822(depth: number, partsPerLevel: number): Uint8Array {
+  let inner = "From: z@example.com\r\nSubject: bottom\r\n\r\nbottom\r\n";
+  for (let level = 0; level < depth; level++) {
+    const b = `l${level}`;
+    const filler = `--${b}\r\nContent-Type: text/plain\r\n\r\nx\r\n`.repeat(partsPerLevel);
+    inner =
+      `From: n${level}@example.com\r\nContent-Type: multipart/mixed; boundary="${b}"\r\n\r\n` +
+      `${filler}--${b}\r\nContent-Type: message/rfc822\r\n\r\n${inner}--${b}--\r\n`;
+  }
+  return encoder.encode(`${BASE_HEADERS}\r\n${inner}`);
+}
+
+/** Many open boundaries, then a body of lines that all start with "--" (boundary scan per line). */
+function boundaryScan(depth: number, bytes: number): Uint8Array {
+  let head = `${BASE_HEADERS}\r\nContent-Type: multipart/mixed; boundary="b0"\r\n\r\n`;
+  for (let level = 1; level <= depth; level++) {
+    head += `--b${level - 1}\r\nContent-Type: multipart/mixed; boundary="b${level}"\r\n\r\n`;
+  }
+  head += `--b${depth}\r\nContent-Type: text/plain\r\n\r\n`;
+  return encoder.encode(head + fill("--b1x\r\n", bytes));
+}
+
+export const HOSTILE_CASES: HostileCase[] = [
+  {
+    name: "to-encoded-words-2mb",
+    trap: "2 MB To: of encoded words (address parser + RFC 2047 decoding)",
+    build: () => message(`${BASE_HEADERS}\r\nTo: ${fill("=?utf-8?B?YWJj?= <a@b.c>, ", 1.95 * MB)}`, "x"),
+  },
+  {
+    name: "to-no-at-300k",
+    trap: "To: of 300,000 'a' without @ (address parser backtracking)",
+    build: () => message(`${BASE_HEADERS}\r\nTo: ${"a".repeat(300_000)}`, "x"),
+  },
+  {
+    name: "to-angle-at-2mb",
+    trap: "To: '<' followed by 2 MB of '@' and no '>'",
+    build: () => message(`${BASE_HEADERS}\r\nTo: <${"@".repeat(1.95 * MB)}`, "x"),
+  },
+  {
+    name: "to-many-addresses",
+    trap: "1.9 MB To: of short addresses (address count)",
+    build: () => message(`${BASE_HEADERS}\r\nTo: ${fill("x@y.z, ", 1.9 * MB)}`, "x"),
+  },
+  {
+    name: "from-quotes-2mb",
+    trap: "From: of 2 MB of unbalanced quotes and comments",
+    build: () => message(`Subject: x\r\nFrom: ${fill('"(a ', 1.95 * MB)}`, "x"),
+  },
+  {
+    name: "subject-encoded-words-2mb",
+    trap: "2 MB Subject of encoded words (RFC 2047 decode and join)",
+    build: () => message(`${BASE_HEADERS}\r\nX-S: 1\r\nSubject: ${fill("=?utf-8?B?6rKs?=", 1.95 * MB)}`, "x"),
+  },
+  {
+    name: "to-colons-1.9mb",
+    trap: "To: of 1.9 MB of ':' (slow path of postal-mime's address parser)",
+    build: () => message(`${BASE_HEADERS}\r\nTo: ${":".repeat(1.9 * MB)}`, "x"),
+  },
+  {
+    name: "to-fields-many",
+    trap: "900 To: fields of 1 KB addresses each",
+    build: () => message(`${BASE_HEADERS}\r\n${`To: ${fill("x@y.z, ", 1024)}\r\n`.repeat(900)}X-End: 1`, "x"),
+  },
+  {
+    name: "filename-encoded-words",
+    trap: "attachment file name of 200 KB of joinable encoded words (postal-mime decodes it)",
+    build: () =>
+      message(
+        `${BASE_HEADERS}\r\nContent-Type: multipart/mixed; boundary="p"`,
+        `--p\r\nContent-Type: application/pdf; name="${fill("=?utf-8?B?6rKs?=", 200 * 1024)}"\r\n\r\nx\r\n--p--\r\n`,
+      ),
+  },
+  {
+    name: "header-line-20mb",
+    trap: "one 20 MB header line",
+    build: () => message(`${BASE_HEADERS}\r\nX-Long: ${fill("abcdefgh", 20 * MB)}`, "x"),
+  },
+  {
+    name: "header-folds-200k",
+    trap: "one header folded over 200,000 lines",
+    build: () => message(`${BASE_HEADERS}\r\nX-Folded: a${"\r\n b".repeat(200_000)}`, "x"),
+  },
+  {
+    name: "many-headers-100k",
+    trap: "100,000 short header fields",
+    build: () => message(`${BASE_HEADERS}\r\n${"X-H: v\r\n".repeat(100_000)}X-End: 1`, "x"),
+  },
+  {
+    name: "deep-multipart-250",
+    trap: "multipart nested 250 levels",
+    build: () => nestedMultipart(250),
+  },
+  {
+    name: "deep-multipart-5000",
+    trap: "multipart nested 5,000 levels",
+    build: () => nestedMultipart(5000),
+  },
+  {
+    name: "many-parts-400k",
+    trap: "400,000 sibling MIME parts",
+    build: () => manyParts(400_000),
+  },
+  {
+    name: "many-rfc822-50k",
+    trap: "50,000 inline message/rfc822 parts (one sub-parser each)",
+    build: () => manyRfc822(50_000),
+  },
+  {
+    name: "nested-rfc822-10x2000",
+    trap: "message/rfc822 nested 10 deep, 2,000 parts per level",
+    build: () => nestedRfc822(10, 2000),
+  },
+  {
+    name: "boundary-scan-200x20mb",
+    trap: "200 open boundaries and 20 MB of lines starting with '--'",
+    build: () => boundaryScan(200, 20 * MB),
+  },
+  {
+    name: "boundary-scan-19x20mb",
+    trap: "19 open boundaries (within the depth limit) and 20 MB of lines starting with '--'",
+    build: () => boundaryScan(19, 20 * MB),
+  },
+  {
+    name: "rfc822-nested-20mb",
+    trap: "20 MB base64 attachment inside message/rfc822 inside message/rfc822 (parsed once per level)",
+    build: () => {
+      let inner =
+        `Content-Type: application/octet-stream; name="big.bin"\r\nContent-Transfer-Encoding: base64\r\n\r\n` +
+        fill("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2\r\n", 20 * MB);
+      for (let level = 0; level < 3; level++) inner = `Content-Type: message/rfc822\r\n\r\n${inner}`;
+      return encoder.encode(`${BASE_HEADERS}\r\n${inner}`);
+    },
+  },
+  {
+    name: "mixed-html-hostile-20mb",
+    trap: "text part plus a 20 MB HTML part of unclosed markup (postal-mime converts it to text)",
+    build: () =>
+      message(
+        `${BASE_HEADERS}\r\nContent-Type: multipart/mixed; boundary="p"`,
+        `--p\r\nContent-Type: text/plain\r\n\r\nhi\r\n--p\r\nContent-Type: text/html\r\n\r\n` +
+          `${fill("<a <!-- <script <li <br ", 20 * MB)}\r\n--p--\r\n`,
+      ),
+  },
+  {
+    name: "html-unclosed-tags-20mb",
+    trap: "20 MB HTML-only body of unclosed '<a ' and '<!--'",
+    build: () => message(`${BASE_HEADERS}\r\nContent-Type: text/html`, fill("<a <!-- <script ", 20 * MB)),
+  },
+  {
+    name: "html-entities-20mb",
+    trap: "20 MB HTML-only body of entities and tags",
+    build: () => message(`${BASE_HEADERS}\r\nContent-Type: text/html`, fill("<p>&amp;&#x41;&unknown;&#99999999;</p>\n", 20 * MB)),
+  },
+  {
+    name: "body-one-line-24mb",
+    trap: "24 MB body without a line break",
+    build: () => message(BASE_HEADERS, fill("abcdefgh", 24 * MB)),
+  },
+  {
+    name: "base64-attachment-18mb",
+    trap: "18 MB base64 attachment (throughput baseline)",
+    build: () =>
+      message(
+        `${BASE_HEADERS}\r\nContent-Type: multipart/mixed; boundary="p"`,
+        `--p\r\nContent-Type: text/plain\r\n\r\nhi\r\n--p\r\nContent-Type: application/octet-stream; name="a.bin"\r\n` +
+          `Content-Transfer-Encoding: base64\r\n\r\n${fill("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2\r\n", 18 * MB)}--p--\r\n`,
+      ),
+  },
+  {
+    name: "content-type-params-1mb",
+    trap: "Content-Type with 1 MB of parameters and RFC 2231 sections",
+    build: () =>
+      message(`${BASE_HEADERS}\r\nContent-Type: text/plain; ${fill("name*7*=%41%42; x=(c) ", 1024 * 1024)}`, "x"),
+  },
+];
