@@ -16,8 +16,13 @@ import { dirname, resolve } from "node:path";
 const REPO_ROOT = resolve(import.meta.dir, "..");
 const DEFAULT_OUTFILE = resolve(REPO_ROOT, "dist/mailgw");
 
-/** Short commit of HEAD, or "unknown" when git or the repository is missing. */
+/**
+ * Short commit of HEAD, or "unknown" when git or the repository is missing. A Docker build has
+ * no .git: it passes the commit as the MAILGW_BUILD_COMMIT build argument instead.
+ */
 export function buildCommit(cwd: string = REPO_ROOT): string {
+  const given = process.env.MAILGW_BUILD_COMMIT?.trim();
+  if (given) return /^[0-9A-Za-z._-]{1,64}$/.test(given) ? given : "unknown";
   try {
     const git = Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], { cwd, stdout: "pipe", stderr: "ignore" });
     const sha = git.stdout.toString().trim();

@@ -4,9 +4,9 @@
  * loses nothing and forwards nothing until the operator writes real rules (SPEC §3).
  * Never written over an existing file.
  */
-export const STARTER_RULES_YAML = `# /etc/mailgw/rules.yaml — written by \`mailgw systemd install\`.
-# Edit, check with \`mailgw rules lint /etc/mailgw/rules.yaml\`, and the running service
-# picks the new version up by itself (or: systemctl reload mailgw).
+export const STARTER_RULES_YAML = `# mailgw starter rules (written because no rules file existed; see README "Rules").
+# Edit, check with \`mailgw rules lint FILE\`; the running gateway picks a valid new
+# version up by itself (or on SIGHUP: systemctl reload mailgw).
 
 # Recipient domains this gateway accepts mail for; RCPT TO any other domain → 550 5.7.1.
 domains: [example.com]
