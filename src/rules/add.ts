@@ -1,0 +1,135 @@
+/**
+ * `rules add` as a pure text transform: rules.yaml text + a new rule → new text, or the
+ * diagnostics that refuse it. The existing bytes are kept exactly (comments, alignment,
+ * quoting): yaml's Document API locates the end of the `rules:` list and renders the new
+ * rule, which is spliced in as text. (Re-stringifying the whole document would move
+ * comments and re-space flow lists.) Only when `rules` is a flow list (`rules: []`) does
+ * it fall back to re-stringifying. The result is validated by the same lint as the
+ * loader; any error refuses the change.
+ */
+import { Document, isMap, isScalar, isSeq, parseDocument, type Node, type YAMLMap } from "yaml";
+import { lintRules } from "./load.ts";
+import type { Diagnostic } from "./types.ts";
+
+export interface NewRule {
+  name: string;
+  action: string;
+  /** A number, or the text given on the command line (lint reports a bad one). */
+  priority?: number | string;
+  category?: string;
+  forwardTo?: readonly string[];
+  url?: string;
+  rejectMessage?: string;
+  archive?: boolean;
+  /** Parsed JSON: a list of condition objects (or one object); lint validates it. */
+  conditions: unknown;
+}
+
+export type AddResult = { ok: true; text: string; diagnostics: Diagnostic[] } | { ok: false; diagnostics: Diagnostic[] };
+
+function ruleObject(rule: NewRule): Record<string, unknown> {
+  const object: Record<string, unknown> = { name: rule.name };
+  if (rule.priority !== undefined) {
+    const numeric = typeof rule.priority === "string" && /^-?\d+$/.test(rule.priority) ? Number(rule.priority) : rule.priority;
+    object.priority = numeric;
+  }
+  if (rule.category !== undefined) object.category = rule.category;
+  object.action = rule.action;
+  if (rule.rejectMessage !== undefined) object.reject_message = rule.rejectMessage;
+  if (rule.forwardTo !== undefined && rule.forwardTo.length > 0) {
+    object.forward_to = rule.forwardTo.length === 1 ? rule.forwardTo[0] : [...rule.forwardTo];
+  }
+  if (rule.url !== undefined) object.url = rule.url;
+  if (rule.archive === true) object.archive = true;
+  object.conditions = Array.isArray(rule.conditions) ? rule.conditions : [rule.conditions];
+  return object;
+}
+
+/** `- name: …` block for the rule, each line indented by `indent` spaces. */
+export function renderRule(rule: NewRule, indent: number): string {
+  const doc = new Document([ruleObject(rule)]);
+  const seq = doc.contents;
+  if (isSeq(seq)) {
+    for (const item of seq.items) if (isMap(item)) flowStyleLists(item);
+  }
+  const pad = " ".repeat(indent);
+  return doc
+    .toString({ lineWidth: 0 })
+    .split("\n")
+    .map((line) => (line === "" ? line : pad + line))
+    .join("\n");
+}
+
+/** Conditions one per line as `{ field: …, operator: …, value: … }`, forward_to as `[a, b]`. */
+function flowStyleLists(rule: YAMLMap): void {
+  for (const pair of rule.items) {
+    const key = isScalar(pair.key) ? pair.key.value : null;
+    const value = pair.value as Node | null;
+    if (key === "conditions" && isSeq(value)) {
+      for (const condition of value.items) if (isMap(condition)) condition.flow = true;
+    }
+    if (key === "forward_to" && isSeq(value)) value.flow = true;
+  }
+}
+
+function lineStart(text: string, offset: number): number {
+  return text.lastIndexOf("\n", offset - 1) + 1;
+}
+
+/** Offset just after the line on which `offset - 1` lies (end of text if no newline). */
+function afterLine(text: string, offset: number): number {
+  if (offset > 0 && text[offset - 1] === "\n") return offset;
+  const newline = text.indexOf("\n", offset);
+  return newline === -1 ? text.length : newline + 1;
+}
+
+function withNewline(text: string): string {
+  return text === "" || text.endsWith("\n") ? text : `${text}\n`;
+}
+
+/** Splices the rendered rule into the text; null when only a full re-stringify works. */
+function spliceRule(text: string, rule: NewRule): string | null {
+  const doc = parseDocument(text);
+  if (doc.errors.length > 0) return null;
+  if (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null)) {
+    return `${withNewline(text)}rules:\n${renderRule(rule, 2)}`;
+  }
+  if (!isMap(doc.contents)) return null;
+  const pair = doc.contents.items.find((p) => isScalar(p.key) && p.key.value === "rules");
+  if (pair === undefined) return `${withNewline(text)}rules:\n${renderRule(rule, 2)}`;
+  const value = pair.value as Node | null;
+  if (value === null || (isScalar(value) && value.value === null)) {
+    const keyEnd = (pair.key as Node).range?.[1] ?? 0;
+    const at = afterLine(text, keyEnd);
+    const before = at === text.length ? withNewline(text) : text.slice(0, at);
+    return `${before}${renderRule(rule, 2)}${text.slice(at)}`;
+  }
+  if (!isSeq(value) || value.flow === true || value.items.length === 0) return null;
+  const last = value.items[value.items.length - 1] as Node;
+  const seqStart = value.range?.[0] ?? 0;
+  const indent = seqStart - lineStart(text, seqStart);
+  const at = afterLine(text, last.range?.[1] ?? text.length);
+  const before = at === text.length ? withNewline(text) : text.slice(0, at);
+  return `${before}${renderRule(rule, indent)}${text.slice(at)}`;
+}
+
+/** Fallback for flow-style `rules: [...]`: append through the Document API. */
+function restringify(text: string, rule: NewRule): string {
+  const doc = parseDocument(text);
+  const rendered = new Document(ruleObject(rule)).contents;
+  if (isMap(rendered)) flowStyleLists(rendered);
+  const rules = doc.get("rules", true);
+  if (isSeq(rules)) rules.items.push(rendered);
+  else doc.set("rules", doc.createNode([rendered]));
+  return doc.toString({ lineWidth: 0 });
+}
+
+/** The file text with the rule appended, if the result lints without errors. */
+export function addRuleToText(text: string, fileName: string, rule: NewRule): AddResult {
+  const errorsBefore = lintRules(text, fileName).filter((d) => d.severity === "error");
+  if (errorsBefore.length > 0) return { ok: false, diagnostics: errorsBefore };
+  const next = spliceRule(text, rule) ?? restringify(text, rule);
+  const diagnostics = lintRules(next, fileName);
+  if (diagnostics.some((d) => d.severity === "error")) return { ok: false, diagnostics };
+  return { ok: true, text: next, diagnostics };
+}

@@ -1,0 +1,50 @@
+/**
+ * Syntax checks for the addresses a rules file names: recipient domains, forward_to
+ * mailboxes and webhook URLs. Deliberately stricter than RFC 5321 allows: the routing
+ * tricks SPEC §4 refuses at RCPT (`%` hack, bang paths, quoted local parts, IP literals)
+ * are refused here too, so a rule can never forward to an address the gateway itself
+ * would treat as a relay attempt. Pure functions; invalid input returns null / false.
+ */
+import { domainToASCII } from "node:url";
+
+/** RFC 5321 limits: local part 64 octets, domain 253 characters, label 63. */
+const MAX_LOCAL_PART_CHARS = 64;
+const MAX_DOMAIN_CHARS = 253;
+
+const DOMAIN_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+/** dot-atom text without `%` and `!` (routing tricks); Unicode letters allowed (SMTPUTF8). */
+const LOCAL_PART = /^[\p{L}\p{N}#$&'*+/=?^_`{|}~-]+(?:\.[\p{L}\p{N}#$&'*+/=?^_`{|}~-]+)*$/u;
+
+/**
+ * Lower-case ASCII form of a domain name (IDNs converted to punycode), or null when it is
+ * not a fully qualified host name (at least two labels, alphabetic TLD, no IP literal).
+ */
+export function normalizeDomain(input: string): string | null {
+  if (input.length === 0 || input.length > MAX_DOMAIN_CHARS || input.endsWith(".")) return null;
+  const ascii = /^[\x21-\x7e]+$/.test(input) ? input.toLowerCase() : domainToASCII(input);
+  if (ascii === "" || ascii.length > MAX_DOMAIN_CHARS) return null;
+  const labels = ascii.split(".");
+  if (labels.length < 2) return null;
+  if (!labels.every((label) => DOMAIN_LABEL.test(label))) return null;
+  const tld = labels[labels.length - 1] ?? "";
+  if (/^[0-9]+$/.test(tld)) return null;
+  return ascii;
+}
+
+/** Normalized mailbox (`local@domain`, domain lower-cased ASCII) or null if refused. */
+export function normalizeMailbox(input: string): string | null {
+  const at = input.lastIndexOf("@");
+  if (at <= 0) return null;
+  const local = input.slice(0, at);
+  const domain = normalizeDomain(input.slice(at + 1));
+  if (domain === null) return null;
+  if (local.length > MAX_LOCAL_PART_CHARS || !LOCAL_PART.test(local)) return null;
+  return `${local}@${domain}`;
+}
+
+/** True for an absolute http(s) URL with a host. */
+export function isWebhookUrl(input: string): boolean {
+  if (!URL.canParse(input)) return false;
+  const url = new URL(input);
+  return (url.protocol === "http:" || url.protocol === "https:") && url.hostname !== "";
+}

@@ -1,0 +1,81 @@
+/**
+ * CIDR handling for `in_cidr` conditions. Ranges are parsed once at compile time (via
+ * cidr-tools) into integer bounds; a message's client address is parsed once per message
+ * and compared with plain bigint comparisons. IPv4-mapped IPv6 client addresses
+ * (`::ffff:192.0.2.1`) match IPv4 ranges, and IPv4 clients match `::ffff:0:0/96`-style
+ * IPv6 ranges. Stricter than cidr-tools alone: prefixes beyond the address width and
+ * short IPv4 forms (`10.1`) are refused. Invalid input yields null, never a throw.
+ */
+import { normalizeCidr, parseCidr } from "cidr-tools";
+import type { ParsedClientIp } from "./types.ts";
+
+export interface CidrRange {
+  version: 4 | 6;
+  start: bigint;
+  end: bigint;
+  /** True when the written address had bits set below the prefix (10.0.0.1/8). */
+  hostBitsSet: boolean;
+  /** Canonical text, e.g. `10.0.0.0/8`. */
+  text: string;
+}
+
+const IPV4_DOTTED = /^\d{1,3}(?:\.\d{1,3}){3}$/;
+const MAPPED_PREFIX = 0xffffn << 32n;
+const LOW_32_BITS = 0xffffffffn;
+
+export function parseCidrRange(input: string): CidrRange | null {
+  const trimmed = input.trim();
+  const slash = trimmed.indexOf("/");
+  const address = slash === -1 ? trimmed : trimmed.slice(0, slash);
+  const prefixText = slash === -1 ? null : trimmed.slice(slash + 1);
+  if (address.includes("%")) return null;
+  const isV4 = !address.includes(":");
+  if (isV4 && !IPV4_DOTTED.test(address)) return null;
+  if (prefixText !== null) {
+    if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > (isV4 ? 32 : 128)) return null;
+  }
+  try {
+    const parsed = parseCidr(trimmed);
+    const exact = parseCidr(address);
+    return {
+      version: parsed.version,
+      start: parsed.start,
+      end: parsed.end,
+      hostBitsSet: exact.start !== parsed.start,
+      text: normalizeCidr(trimmed),
+    };
+  } catch {
+    return null;
+  }
+}
+
+/** Numeric forms of a client address, or null when it is not an IP address. */
+export function parseClientIp(input: string): ParsedClientIp | null {
+  if (input === "" || input.includes("/")) return null;
+  try {
+    const parsed = parseCidr(input);
+    if (parsed.version === 4) {
+      if (!IPV4_DOTTED.test(input)) return null;
+      return { v4: parsed.start, v6: MAPPED_PREFIX | parsed.start };
+    }
+    const mapped = parsed.start >> 32n === 0xffffn;
+    return { v4: mapped ? parsed.start & LOW_32_BITS : null, v6: parsed.start };
+  } catch {
+    return null;
+  }
+}
+
+export function ipInRanges(ip: ParsedClientIp, ranges: readonly CidrRange[]): boolean {
+  for (const range of ranges) {
+    const value = range.version === 4 ? ip.v4 : ip.v6;
+    if (value !== null && value >= range.start && value <= range.end) return true;
+  }
+  return false;
+}
+
+/** True when the ranges together cover every IPv4 and IPv6 address. */
+export function coversEverything(ranges: readonly CidrRange[]): boolean {
+  const allV4 = ranges.some((r) => r.version === 4 && r.start === 0n && r.end === LOW_32_BITS);
+  const allV6 = ranges.some((r) => r.version === 6 && r.start === 0n && r.end === (1n << 128n) - 1n);
+  return allV4 && allV6;
+}

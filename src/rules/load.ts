@@ -1,0 +1,85 @@
+/**
+ * Entry points for turning a rules file into a RuleSet: `parseRules` (text → rules or
+ * diagnostics, pure apart from the optional clock default), `loadRules` (reads the file,
+ * hashes its bytes for the version), and `lintRules` (diagnostics only). All three go
+ * through validateRulesText, so what lint refuses the loader refuses. A file that cannot
+ * be read yields one `file-unreadable` diagnostic (CLI exit 2), never a throw.
+ */
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { MAX_RULES_FILE_BYTES } from "./schema.ts";
+import type { Diagnostic, ParseResult, RuleSet } from "./types.ts";
+import { validateRulesText } from "./validate.ts";
+
+/** Hex digits of the SHA-256 kept as the rules version (shown on the stats page). */
+const VERSION_HEX_DIGITS = 12;
+
+export const UNREADABLE_CODE = "file-unreadable";
+
+export interface ParseOptions {
+  /** When the rules were loaded (defaults to now); passed in so tests are deterministic. */
+  loadedAt?: Date;
+  /** The file's bytes, when known, for the version hash (defaults to the UTF-8 text). */
+  bytes?: Uint8Array;
+}
+
+export function rulesVersion(bytes: Uint8Array | string): string {
+  return createHash("sha256").update(bytes).digest("hex").slice(0, VERSION_HEX_DIGITS);
+}
+
+function fileDiagnostic(file: string, code: string, message: string): Diagnostic {
+  return { severity: "error", file, line: 1, col: 1, message, code };
+}
+
+/** Diagnostics for a rules file's text (errors and warnings, sorted by position). */
+export function lintRules(text: string, fileName: string): Diagnostic[] {
+  if (text.length > MAX_RULES_FILE_BYTES) {
+    return [fileDiagnostic(fileName, "file-too-large", `rules file is larger than ${MAX_RULES_FILE_BYTES} bytes`)];
+  }
+  return validateRulesText(text, fileName).diagnostics;
+}
+
+export function parseRules(text: string, fileName: string, options: ParseOptions = {}): ParseResult {
+  if (text.length > MAX_RULES_FILE_BYTES) return { ok: false, diagnostics: lintRules(text, fileName) };
+  const { diagnostics, compiled } = validateRulesText(text, fileName);
+  if (compiled === null) return { ok: false, diagnostics };
+  const rules: RuleSet = Object.freeze({
+    fileName,
+    domains: Object.freeze(compiled.domains),
+    default: compiled.defaultDecision,
+    rules: Object.freeze(compiled.rules),
+    version: rulesVersion(options.bytes ?? text),
+    loadedAt: options.loadedAt ?? new Date(),
+    slotCount: compiled.slotCount,
+  });
+  return { ok: true, rules, diagnostics };
+}
+
+export type ReadResult = { ok: true; text: string; bytes: Uint8Array } | { ok: false; diagnostic: Diagnostic };
+
+/** Reads a rules file as strict UTF-8 within the size limit. */
+export async function readRulesFile(path: string): Promise<ReadResult> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    const reason = err instanceof Error && "code" in err ? String(err.code) : String(err);
+    return { ok: false, diagnostic: fileDiagnostic(path, UNREADABLE_CODE, `cannot read rules file (${reason})`) };
+  }
+  if (bytes.byteLength > MAX_RULES_FILE_BYTES) {
+    return { ok: false, diagnostic: fileDiagnostic(path, "file-too-large", `rules file is larger than ${MAX_RULES_FILE_BYTES} bytes`) };
+  }
+  try {
+    const text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+    return { ok: true, text, bytes };
+  } catch {
+    return { ok: false, diagnostic: fileDiagnostic(path, "not-utf8", "rules file is not valid UTF-8") };
+  }
+}
+
+/** Reads, validates and compiles a rules file. Never throws. */
+export async function loadRules(path: string, options: Omit<ParseOptions, "bytes"> = {}): Promise<ParseResult> {
+  const read = await readRulesFile(path);
+  if (!read.ok) return { ok: false, diagnostics: [read.diagnostic] };
+  return parseRules(read.text, path, { ...options, bytes: read.bytes });
+}

@@ -1,0 +1,293 @@
+/**
+ * Turns one validated condition into a CompiledCondition: a `test` closure that reads
+ * the message facts through the per-message scope (lower-cased values computed once per
+ * message and field, client address parsed once) and an `actual` reader for traces.
+ * Everything that can be prepared ahead (lower-cased expected text, RegExp objects,
+ * CIDR bounds) is prepared here, once per rules load. Pure; the inputs were validated.
+ */
+import { coversEverything, type CidrRange, ipInRanges, parseClientIp } from "./cidr.ts";
+import type { FieldKind } from "./schema.ts";
+import type {
+  AuthResult,
+  CompiledCondition,
+  EvalScope,
+  FieldName,
+  MessageFacts,
+  Operator,
+  ParsedClientIp,
+  SourcePos,
+  TraceValue,
+} from "./types.ts";
+
+/** Trace values longer than this are cut: a trace must stay printable for a 10 MB body. */
+export const MAX_TRACE_VALUE_CHARS = 200;
+/** Multi-valued fields show at most this many values in a trace (1000 recipients...). */
+export const MAX_TRACE_VALUES = 20;
+
+export type ConditionValue =
+  | { kind: "text"; text: string }
+  | { kind: "regex"; regex: RegExp }
+  | { kind: "cidr"; ranges: CidrRange[] }
+  | { kind: "number"; value: number }
+  | { kind: "bool"; value: boolean }
+  | { kind: "auth"; value: AuthResult }
+  | { kind: "none" };
+
+export interface ConditionSpec {
+  field: FieldName;
+  fieldKind: FieldKind;
+  operator: Operator;
+  negate: boolean;
+  value: ConditionValue;
+  pos: SourcePos;
+}
+
+/** Hands out one cache slot per distinct field, shared by all rules of a RuleSet. */
+export class SlotAllocator {
+  private readonly slots = new Map<string, number>();
+  slotFor(field: string): number {
+    let slot = this.slots.get(field);
+    if (slot === undefined) {
+      slot = this.slots.size;
+      this.slots.set(field, slot);
+    }
+    return slot;
+  }
+  get count(): number {
+    return this.slots.size;
+  }
+}
+
+const NO_VALUES: readonly string[] = Object.freeze([]);
+
+type TextReader = (facts: MessageFacts) => string;
+type ListReader = (facts: MessageFacts) => readonly string[];
+
+const TEXT_READERS: Readonly<Record<string, TextReader>> = {
+  subject: (f) => f.subject,
+  from: (f) => f.from,
+  from_name: (f) => f.fromName,
+  mail_from: (f) => f.mailFrom,
+  body: (f) => f.body,
+  helo: (f) => f.helo,
+  client_ip: (f) => f.clientIp,
+};
+
+const LIST_READERS: Readonly<Record<string, ListReader>> = {
+  to: (f) => f.to,
+  cc: (f) => f.cc,
+  rcpt: (f) => f.rcpt,
+  attachment: (f) => f.attachments,
+  attachment_type: (f) => f.attachmentTypes,
+};
+
+const AUTH_READERS: Readonly<Record<string, (facts: MessageFacts) => AuthResult>> = {
+  spf: (f) => f.spf,
+  dkim: (f) => f.dkim,
+  dmarc: (f) => f.dmarc,
+  arc: (f) => f.arc,
+};
+
+function listReader(field: FieldName): ListReader {
+  if (field.startsWith("header:")) {
+    const name = field.slice("header:".length);
+    return (f) => f.headers.get(name) ?? NO_VALUES;
+  }
+  const reader = LIST_READERS[field];
+  if (reader === undefined) throw new Error(`no list reader for ${field}`);
+  return reader;
+}
+
+function textReader(field: FieldName): TextReader {
+  const reader = TEXT_READERS[field];
+  if (reader === undefined) throw new Error(`no text reader for ${field}`);
+  return reader;
+}
+
+function truncate(value: string): string {
+  return value.length > MAX_TRACE_VALUE_CHARS ? `${value.slice(0, MAX_TRACE_VALUE_CHARS)}…` : value;
+}
+
+function traceList(values: readonly string[]): readonly string[] {
+  const short = values.length <= MAX_TRACE_VALUES && values.every((v) => v.length <= MAX_TRACE_VALUE_CHARS);
+  if (short) return values;
+  const shown = values.slice(0, MAX_TRACE_VALUES).map(truncate);
+  if (values.length > MAX_TRACE_VALUES) shown.push(`… ${values.length - MAX_TRACE_VALUES} more`);
+  return shown;
+}
+
+type StringPredicate = (value: string) => boolean;
+
+/** Case-insensitive comparison against an already lower-cased value. */
+function textPredicate(operator: Operator, expectedLower: string): StringPredicate {
+  switch (operator) {
+    case "equals":
+      return (v) => v === expectedLower;
+    case "contains":
+      return (v) => v.includes(expectedLower);
+    case "starts_with":
+      return (v) => v.startsWith(expectedLower);
+    case "ends_with":
+      return (v) => v.endsWith(expectedLower);
+    default:
+      throw new Error(`${operator} is not a text comparison`);
+  }
+}
+
+function anyOf(values: readonly string[], predicate: StringPredicate): boolean {
+  for (let i = 0; i < values.length; i++) {
+    if (predicate(values[i] as string)) return true;
+  }
+  return false;
+}
+
+function clientIpOf(scope: EvalScope): ParsedClientIp | null {
+  if (scope.clientIp === undefined) scope.clientIp = parseClientIp(scope.facts.clientIp);
+  return scope.clientIp;
+}
+
+/**
+ * True when the regex matches every string: it matches "" and uses no assertion other
+ * than `^` (so its empty match also succeeds at position 0 of any input). Conservative:
+ * `$`, `\b`, lookarounds or an escaped `$` make it "not provably universal".
+ */
+export function regexMatchesEverything(regex: RegExp): boolean {
+  if (/\$|\\[bB]|\(\?<?[=!]/.test(regex.source)) return false;
+  return new RegExp(regex.source, regex.flags).test("");
+}
+
+interface Test {
+  test: (scope: EvalScope) => boolean;
+  alwaysTrue: boolean;
+}
+
+function singleTextTest(spec: ConditionSpec, slot: number): Test {
+  const read = textReader(spec.field);
+  const { value, operator } = spec;
+  if (operator === "exists") return { test: (s) => read(s.facts) !== "", alwaysTrue: false };
+  if (operator === "in_cidr" && value.kind === "cidr") {
+    const ranges = value.ranges;
+    const test = (s: EvalScope): boolean => {
+      const ip = clientIpOf(s);
+      return ip !== null && ipInRanges(ip, ranges);
+    };
+    return { test, alwaysTrue: coversEverything(ranges) };
+  }
+  if (value.kind === "regex") {
+    const regex = value.regex;
+    return { test: (s) => regex.test(read(s.facts)), alwaysTrue: regexMatchesEverything(regex) };
+  }
+  if (value.kind !== "text") throw new Error(`unexpected value for ${spec.field} ${operator}`);
+  const expected = value.text.toLowerCase();
+  const predicate = textPredicate(operator, expected);
+  const lowered = (s: EvalScope): string => {
+    let v = s.lowered[slot];
+    if (v === undefined) {
+      v = read(s.facts).toLowerCase();
+      s.lowered[slot] = v;
+    }
+    return v as string;
+  };
+  return { test: (s) => predicate(lowered(s)), alwaysTrue: expected === "" && operator !== "equals" };
+}
+
+function listTest(spec: ConditionSpec, slot: number): Test {
+  const read = listReader(spec.field);
+  const { value, operator } = spec;
+  if (operator === "exists") return { test: (s) => read(s.facts).length > 0, alwaysTrue: false };
+  if (value.kind === "regex") {
+    const regex = value.regex;
+    return { test: (s) => anyOf(read(s.facts), (v) => regex.test(v)), alwaysTrue: false };
+  }
+  if (value.kind !== "text") throw new Error(`unexpected value for ${spec.field} ${operator}`);
+  const predicate = textPredicate(operator, value.text.toLowerCase());
+  const lowered = (s: EvalScope): readonly string[] => {
+    let v = s.lowered[slot];
+    if (v === undefined) {
+      v = read(s.facts).map((item) => item.toLowerCase());
+      s.lowered[slot] = v;
+    }
+    return v as readonly string[];
+  };
+  return { test: (s) => anyOf(lowered(s), predicate), alwaysTrue: false };
+}
+
+function scalarTest(spec: ConditionSpec): Test {
+  const { value, operator, field } = spec;
+  if (value.kind === "number") {
+    const n = value.value;
+    if (operator === "gt") return { test: (s) => s.facts.size > n, alwaysTrue: false };
+    if (operator === "lt") return { test: (s) => s.facts.size < n, alwaysTrue: false };
+    return { test: (s) => s.facts.size === n, alwaysTrue: false };
+  }
+  if (value.kind === "bool") {
+    const b = value.value;
+    return { test: (s) => s.facts.tls === b, alwaysTrue: false };
+  }
+  const read = AUTH_READERS[field];
+  if (value.kind === "auth" && read !== undefined) {
+    const expected = value.value;
+    return { test: (s) => read(s.facts) === expected, alwaysTrue: false };
+  }
+  throw new Error(`unexpected value for ${field} ${operator}`);
+}
+
+function actualReader(spec: ConditionSpec): (facts: MessageFacts) => TraceValue {
+  const { field, fieldKind } = spec;
+  switch (fieldKind) {
+    case "text":
+    case "ip": {
+      const read = textReader(field);
+      return (f) => truncate(read(f));
+    }
+    case "list": {
+      const read = listReader(field);
+      if (field.startsWith("header:")) {
+        const name = field.slice("header:".length);
+        return (f) => (f.headers.has(name) ? traceList(read(f)) : null);
+      }
+      return (f) => traceList(read(f));
+    }
+    case "size":
+      return (f) => f.size;
+    case "bool":
+      return (f) => f.tls;
+    case "auth": {
+      const read = AUTH_READERS[field];
+      return (f) => (read === undefined ? null : read(f));
+    }
+  }
+}
+
+function expectedText(value: ConditionValue): string {
+  switch (value.kind) {
+    case "text":
+      return value.text;
+    case "regex":
+      return `/${value.regex.source}/${value.regex.flags}`;
+    case "cidr":
+      return value.ranges.map((r) => r.text).join(", ");
+    case "number":
+    case "bool":
+    case "auth":
+      return String(value.value);
+    case "none":
+      return "";
+  }
+}
+
+export function compileCondition(spec: ConditionSpec, slots: SlotAllocator): CompiledCondition {
+  const slot = slots.slotFor(spec.field);
+  const kind = spec.fieldKind;
+  const raw = kind === "text" || kind === "ip" ? singleTextTest(spec, slot) : kind === "list" ? listTest(spec, slot) : scalarTest(spec);
+  return Object.freeze({
+    field: spec.field,
+    operator: spec.operator,
+    negate: spec.negate,
+    expected: expectedText(spec.value),
+    alwaysTrue: raw.alwaysTrue && !spec.negate,
+    test: raw.test,
+    actual: actualReader(spec),
+    pos: spec.pos,
+  });
+}

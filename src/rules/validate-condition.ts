@@ -1,0 +1,214 @@
+/**
+ * Validates one `conditions:` item of a rule (field, operator, value, flags, not) and
+ * turns it into a ConditionSpec for matchers.ts. Every problem is reported at the key or
+ * value that causes it; a condition with any error yields null (the rule then fails to
+ * compile, and so does the file). Regexes are compiled here, once.
+ */
+import { isScalar, isSeq, type Node } from "yaml";
+import { parseCidrRange, type CidrRange } from "./cidr.ts";
+import type { ConditionSpec, ConditionValue } from "./matchers.ts";
+import {
+  AUTH_RESULTS,
+  CONDITION_KEYS,
+  FIELD_KINDS,
+  FIXED_FIELDS,
+  type FieldKind,
+  HEADER_FIELD_PREFIX,
+  HEADER_NAME_PATTERN,
+  isFixedField,
+  MAX_REGEX_SOURCE_CHARS,
+  OPERATORS,
+  OPERATORS_BY_KIND,
+  oneOf,
+  suggestion,
+} from "./schema.ts";
+import type { AuthResult, FieldName, Operator } from "./types.ts";
+import { entryMap, type MapEntry, type YamlContext } from "./yaml-context.ts";
+
+/** Regex flags a rule may use; `g`, `y` (stateful lastIndex) and `d` (no effect) are refused. */
+const ALLOWED_REGEX_FLAGS = "imsuv";
+/** Default for text fields (SPEC §3): case-insensitive. `flags:` replaces it entirely. */
+const DEFAULT_REGEX_FLAGS = "i";
+const SIZE_UNITS: Readonly<Record<string, number>> = { "": 1, b: 1, k: 1024, kb: 1024, m: 1024 ** 2, mb: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3 };
+
+function parseField(ctx: YamlContext, entry: MapEntry): { field: FieldName; kind: FieldKind } | null {
+  const text = ctx.string(entry.value, "field", entry.keyNode);
+  if (text === null) return null;
+  if (text.startsWith(HEADER_FIELD_PREFIX)) {
+    const name = text.slice(HEADER_FIELD_PREFIX.length).trim();
+    if (!HEADER_NAME_PATTERN.test(name)) {
+      ctx.error(entry.value, "unknown-field", `'${text}' names no header; write header:<Name>, e.g. header:X-Spam-Flag`);
+      return null;
+    }
+    return { field: `header:${name.toLowerCase()}`, kind: "list" };
+  }
+  if (isFixedField(text)) return { field: text, kind: FIELD_KINDS[text] };
+  const known = [...FIXED_FIELDS, "header:<Name>"];
+  ctx.error(entry.value, "unknown-field", `unknown field '${text}'${suggestion(text, FIXED_FIELDS)}; fields: ${oneOf(known)}`);
+  return null;
+}
+
+function parseOperator(ctx: YamlContext, entry: MapEntry, field: FieldName, kind: FieldKind): Operator | null {
+  const text = ctx.string(entry.value, "operator", entry.keyNode);
+  if (text === null) return null;
+  const operator = OPERATORS.find((op) => op === text);
+  if (operator === undefined) {
+    ctx.error(entry.value, "unknown-operator", `unknown operator '${text}'${suggestion(text, OPERATORS)}; operators: ${oneOf(OPERATORS)}`);
+    return null;
+  }
+  const allowed = OPERATORS_BY_KIND[kind];
+  if (!allowed.includes(operator)) {
+    ctx.error(entry.value, "operator-field-mismatch", `operator '${operator}' does not apply to field '${field}'; use ${oneOf(allowed)}`);
+    return null;
+  }
+  return operator;
+}
+
+function regexFlags(ctx: YamlContext, flagsEntry: MapEntry | undefined): string | null {
+  if (flagsEntry === undefined) return DEFAULT_REGEX_FLAGS;
+  const flags = ctx.string(flagsEntry.value, "flags", flagsEntry.keyNode);
+  if (flags === null) return null;
+  const bad = [...flags].find((flag, i) => !ALLOWED_REGEX_FLAGS.includes(flag) || flags.indexOf(flag) !== i);
+  let problem = bad === undefined ? null : `flag '${bad}' is not allowed (repeated, or not one of ${[...ALLOWED_REGEX_FLAGS].join(", ")}; g and y would make the regex stateful)`;
+  if (problem === null) {
+    try {
+      new RegExp("", flags);
+    } catch (err) {
+      problem = err instanceof Error ? err.message : String(err);
+    }
+  }
+  if (problem === null) return flags;
+  ctx.error(flagsEntry.value, "invalid-regex-flags", `invalid regex flags '${flags}': ${problem}`);
+  return null;
+}
+
+function regexValue(ctx: YamlContext, entry: MapEntry, flags: string): ConditionValue | null {
+  const source = ctx.string(entry.value, "a regex", entry.keyNode);
+  if (source === null) return null;
+  if (source.length > MAX_REGEX_SOURCE_CHARS) {
+    ctx.error(entry.value, "invalid-regex", `regex longer than ${MAX_REGEX_SOURCE_CHARS} characters`);
+    return null;
+  }
+  try {
+    return { kind: "regex", regex: new RegExp(source, flags) };
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    ctx.error(entry.value, "invalid-regex", `invalid regex '${source}': ${reason}`);
+    return null;
+  }
+}
+
+function cidrValue(ctx: YamlContext, entry: MapEntry): ConditionValue | null {
+  const items = ctx.scalarList(entry.value);
+  if (items.length === 0) {
+    ctx.error(entry.value ?? entry.keyNode, "invalid-cidr", "in_cidr needs a CIDR or a list of CIDRs, e.g. 192.0.2.0/24");
+    return null;
+  }
+  const ranges: CidrRange[] = [];
+  for (const item of items) {
+    const text = ctx.string(item, "a CIDR", entry.keyNode);
+    if (text === null) continue;
+    const range = parseCidrRange(text);
+    if (range === null) {
+      ctx.error(item, "invalid-cidr", `invalid CIDR '${text}'; write an address or address/prefix, e.g. 192.0.2.0/24 or 2001:db8::/32`);
+      continue;
+    }
+    if (range.hostBitsSet) ctx.warn(item, "cidr-host-bits", `'${text}' has host bits set; it means ${range.text}`);
+    ranges.push(range);
+  }
+  return ranges.length === items.length ? { kind: "cidr", ranges } : null;
+}
+
+function sizeValue(ctx: YamlContext, entry: MapEntry): ConditionValue | null {
+  const node = entry.value;
+  if (isScalar(node) && typeof node.value === "number" && Number.isSafeInteger(node.value) && node.value >= 0) {
+    return { kind: "number", value: node.value };
+  }
+  const text = isScalar(node) && typeof node.value === "string" ? node.value.trim().toLowerCase() : null;
+  const match = text === null ? null : /^(\d+)\s*([kmg]?b?)$/.exec(text);
+  const multiplier = match === null ? undefined : SIZE_UNITS[match[2] ?? ""];
+  if (match !== null && multiplier !== undefined) {
+    const bytes = Number(match[1]) * multiplier;
+    if (Number.isSafeInteger(bytes)) return { kind: "number", value: bytes };
+  }
+  ctx.error(node ?? entry.keyNode, "invalid-value", "size must be a whole number of bytes, or a number with KB, MB or GB (1024-based), e.g. 10MB");
+  return null;
+}
+
+function boolValue(ctx: YamlContext, entry: MapEntry): ConditionValue | null {
+  const node = entry.value;
+  if (isScalar(node) && typeof node.value === "boolean") return { kind: "bool", value: node.value };
+  if (isScalar(node) && (node.value === "true" || node.value === "false")) return { kind: "bool", value: node.value === "true" };
+  ctx.error(node ?? entry.keyNode, "invalid-value", "tls must be compared with true or false");
+  return null;
+}
+
+function authValue(ctx: YamlContext, entry: MapEntry, field: FieldName): ConditionValue | null {
+  const text = ctx.string(entry.value, "value", entry.keyNode);
+  if (text === null) return null;
+  const result = AUTH_RESULTS.find((r) => r === text.toLowerCase());
+  if (result !== undefined) return { kind: "auth", value: result as AuthResult };
+  ctx.error(entry.value, "invalid-value", `'${text}' is not a ${field} result; use ${oneOf(AUTH_RESULTS)}`);
+  return null;
+}
+
+interface ValueContext {
+  field: FieldName;
+  kind: FieldKind;
+  operator: Operator;
+  entries: Map<string, MapEntry>;
+  map: Node;
+}
+
+function conditionValue(ctx: YamlContext, c: ValueContext): ConditionValue | null {
+  const valueEntry = c.entries.get("value");
+  const flagsEntry = c.entries.get("flags");
+  if (flagsEntry !== undefined && c.operator !== "regex") {
+    ctx.error(flagsEntry.keyNode, "invalid-key", "flags only apply to operator regex");
+    return null;
+  }
+  if (c.operator === "exists") {
+    if (valueEntry === undefined) return { kind: "none" };
+    ctx.error(valueEntry.keyNode, "invalid-value", "operator exists takes no value; add not: true to test for absence");
+    return null;
+  }
+  if (valueEntry === undefined || valueEntry.value === null) {
+    ctx.error(valueEntry?.keyNode ?? c.map, "missing-value", `condition on '${c.field}' with operator '${c.operator}' needs a value`);
+    return null;
+  }
+  if (isSeq(valueEntry.value) && c.operator !== "in_cidr") {
+    ctx.error(valueEntry.value, "invalid-value", "value must be a single value; for alternatives use several conditions with match: any, or a regex");
+    return null;
+  }
+  if (c.operator === "regex") {
+    const flags = regexFlags(ctx, flagsEntry);
+    return flags === null ? null : regexValue(ctx, valueEntry, flags);
+  }
+  if (c.operator === "in_cidr") return cidrValue(ctx, valueEntry);
+  if (c.kind === "size") return sizeValue(ctx, valueEntry);
+  if (c.kind === "bool") return boolValue(ctx, valueEntry);
+  if (c.kind === "auth") return authValue(ctx, valueEntry, c.field);
+  const text = ctx.string(valueEntry.value, "value", valueEntry.keyNode);
+  return text === null ? null : { kind: "text", text };
+}
+
+/** Validates a condition node; null when it has errors (already reported). */
+export function validateCondition(ctx: YamlContext, node: Node | null, at: Node): ConditionSpec | null {
+  const map = ctx.asMap(node, "a condition", at);
+  if (map === null) return null;
+  const errorsBefore = ctx.errorCount;
+  const entries = entryMap(ctx.entries(map, CONDITION_KEYS, "a condition"));
+  const fieldEntry = entries.get("field");
+  const operatorEntry = entries.get("operator");
+  if (fieldEntry === undefined) ctx.error(map, "missing-key", "condition has no 'field'");
+  if (operatorEntry === undefined) ctx.error(map, "missing-key", "condition has no 'operator'");
+  const notEntry = entries.get("not");
+  const negate = notEntry === undefined ? false : ctx.boolean(notEntry.value, "not", notEntry.keyNode);
+  const field = fieldEntry === undefined ? null : parseField(ctx, fieldEntry);
+  if (field === null || operatorEntry === undefined) return null;
+  const operator = parseOperator(ctx, operatorEntry, field.field, field.kind);
+  if (operator === null) return null;
+  const value = conditionValue(ctx, { field: field.field, kind: field.kind, operator, entries, map });
+  if (value === null || negate === null || ctx.errorCount > errorsBefore) return null;
+  return { field: field.field, fieldKind: field.kind, operator, negate, value, pos: ctx.posOf(map) };
+}
