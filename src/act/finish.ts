@@ -62,11 +62,13 @@ export class Finisher {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  /** Removes the spool file if the message is done and no delivery needs it any more. */
+  /**
+   * Removes the spool file if the message is done and no delivery needs it any more.
+   * Returns whether a file was removed.
+   */
   async release(id: string): Promise<boolean> {
     if (this.inFlight.has(id) || spoolStillNeeded(this.db, id)) return false;
-    await this.spool.remove(id);
-    return true;
+    return this.spool.remove(id);
   }
 
   private async run(): Promise<void> {

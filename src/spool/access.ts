@@ -21,6 +21,5 @@ export function readSpooled(dataDir: string, id: string): Promise<Uint8Array> {
  */
 export async function releaseSpooled(db: Database, dataDir: string, id: string): Promise<boolean> {
   if (spoolStillNeeded(db, id)) return false;
-  await new Spool(dataDir).remove(id);
-  return true;
+  return new Spool(dataDir).remove(id);
 }

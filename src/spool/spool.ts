@@ -85,9 +85,12 @@ export class Spool {
     return new Uint8Array(await readFile(this.pathOf(id)));
   }
 
-  /** Removes a spool file; a file already gone is not an error. */
-  async remove(id: string): Promise<void> {
-    await unlink(this.pathOf(id)).catch(ignoreMissing);
+  /** Removes a spool file; returns false when it was already gone (not an error). */
+  async remove(id: string): Promise<boolean> {
+    return unlink(this.pathOf(id)).then(
+      () => true,
+      (err: unknown) => (ignoreMissing(err), false),
+    );
   }
 
   async list(): Promise<SpoolListing> {

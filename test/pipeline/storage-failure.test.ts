@@ -1,0 +1,93 @@
+/**
+ * Storage failures must answer 451 4.3.0 and leave nothing half-written: no spool file, no
+ * temporary file, no message row — and the pipeline keeps working once storage is back.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { SmtpError } from "../../src/errors.ts";
+import { envelope, listFiles, makeHarness, message, type Harness } from "./helpers.ts";
+
+let h: Harness | null = null;
+afterEach(async () => {
+  await h?.close();
+  h = null;
+});
+
+async function expect451(p: Promise<unknown>): Promise<void> {
+  const err = await p.then(() => null, (e: unknown) => e);
+  expect(err).toBeInstanceOf(SmtpError);
+  expect([(err as SmtpError).code, (err as SmtpError).enhanced]).toEqual([451, "4.3.0"]);
+}
+
+function messageCount(hh: Harness): number {
+  return hh.db.query<{ n: number }, []>("SELECT count(*) AS n FROM messages").get()?.n ?? -1;
+}
+
+describe("storage failure", () => {
+  test("spool directory unusable (replaced by a file) → 451, nothing recorded; works again once fixed", async () => {
+    h = await makeHarness();
+    const spoolDir = join(h.config.dataDir, "spool");
+    await rm(spoolDir, { recursive: true });
+    await writeFile(spoolDir, "not a directory");
+    await expect451(h.pipeline.receive(message("hello"), envelope()));
+    await expect451(h.pipeline.receive(message("a quote"), envelope()));
+    expect(messageCount(h)).toBe(0);
+    expect(h.db.query<{ n: number }, []>("SELECT count(*) AS n FROM deliveries").get()?.n).toBe(0);
+    await rm(spoolDir);
+    await mkdir(spoolDir);
+    const ok = await h.pipeline.receive(message("hello again"), envelope());
+    await h.pipeline.settle();
+    expect(messageCount(h)).toBe(1);
+    expect(ok.decision.action).toBe("archive");
+  });
+
+  test("database write fails → 451, the spool file written for it is removed", async () => {
+    h = await makeHarness();
+    h.db.exec("CREATE TRIGGER simulate_db_failure BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'simulated disk I/O error'); END");
+    const many = Array.from({ length: 5 }, (_, i) => expect451(h!.pipeline.receive(message(`m${i}`), envelope())));
+    await Promise.all(many);
+    expect(await listFiles(join(h.config.dataDir, "spool"))).toEqual([]);
+    h.db.exec("DROP TRIGGER simulate_db_failure");
+    expect(messageCount(h)).toBe(0);
+    await h.pipeline.receive(message("after"), envelope());
+    expect(messageCount(h)).toBe(1);
+  });
+
+  test("full disk (DATA_DIR on a 1 MB tmpfs) → 451 for what does not fit, earlier messages intact", async () => {
+    const mnt = await mkdtemp(join(tmpdir(), "mailgw-tmpfs-"));
+    const mount = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt]);
+    if (mount.status !== 0) {
+      console.log(`skipped: cannot mount a tmpfs here (${String(mount.stderr).trim() || "mount failed"})`);
+      await rm(mnt, { recursive: true, force: true });
+      return;
+    }
+    try {
+      h = await makeHarness({ env: { DATA_DIR: mnt } });
+      const accepted: string[] = [];
+      let refused = 0;
+      for (let i = 0; i < 12; i++) {
+        try {
+          accepted.push((await h.pipeline.receive(message(`quote ${i}`, 150_000), envelope())).id);
+        } catch (err) {
+          expect(err).toBeInstanceOf(SmtpError);
+          expect((err as SmtpError).code).toBe(451);
+          refused++;
+        }
+      }
+      expect(refused).toBeGreaterThan(0);
+      expect(accepted.length).toBeGreaterThan(0);
+      expect(messageCount(h)).toBe(accepted.length);
+      const spooled = await listFiles(join(mnt, "spool"));
+      expect(spooled).toEqual(accepted.map((id) => `${id}.eml`).sort());
+      for (const id of accepted) expect((await h.pipeline.readSpooled(id)).byteLength).toBeGreaterThan(150_000);
+      await h.close();
+      h = null;
+    } finally {
+      spawnSync("umount", [mnt]);
+      await rm(mnt, { recursive: true, force: true });
+    }
+  });
+});
