@@ -1,0 +1,54 @@
+/**
+ * `mailgw healthcheck`: asks the running gateway's /healthz (for Docker HEALTHCHECK) and
+ * prints one line. Exit 0 healthy, 1 not (unreachable, timeout, 503, unreadable answer).
+ * Trusts: the configured HTTP_HOST/HTTP_PORT; a wildcard bind address (0.0.0.0, ::) is asked
+ * on loopback. Failure: every failure is one line on stderr and exit 1, never a stack trace.
+ */
+import { defineCommand } from "citty";
+import { loadConfig } from "../config/config.ts";
+import { CliError, describeError } from "../errors.ts";
+import { cliAction } from "./action.ts";
+
+/** Docker's own timeout is 30 s by default; answer well before it so the reason gets printed. */
+const HEALTHCHECK_TIMEOUT_MS = 3000;
+
+export function healthzUrl(host: string, port: number): string {
+  const h = host === "0.0.0.0" || host === "" ? "127.0.0.1" : host === "::" || host === "[::]" ? "::1" : host.replace(/^\[|\]$/g, "");
+  return `http://${h.includes(":") ? `[${h}]` : h}:${port}/healthz`;
+}
+
+export default defineCommand({
+  meta: { name: "healthcheck", description: "Ask the running gateway's /healthz; exit 0 when healthy, 1 when not (for Docker HEALTHCHECK)" },
+  args: {
+    timeout: { type: "string", description: `Give up after this many milliseconds (default ${HEALTHCHECK_TIMEOUT_MS})` },
+  },
+  run: cliAction<{ timeout?: string }>(async (args) => {
+    const timeoutMs = args.timeout === undefined ? HEALTHCHECK_TIMEOUT_MS : Number(args.timeout);
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000) {
+      throw new CliError(`--timeout=${args.timeout} is not a number of milliseconds between 1 and 600000`);
+    }
+    const config = loadConfig();
+    const url = healthzUrl(config.http.host, config.http.port);
+    let res: Response;
+    try {
+      res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: "error" });
+    } catch (err) {
+      const why = err instanceof Error && err.name === "TimeoutError" ? `no answer within ${timeoutMs} ms` : describeError(err);
+      throw new CliError(`unhealthy: ${url} unreachable: ${why} (is mailgw serve running? check HTTP_HOST/HTTP_PORT)`);
+    }
+    const body = await res.text().catch(() => "");
+    let report: { status?: unknown; reason?: unknown; warnings?: unknown } = {};
+    try {
+      report = JSON.parse(body) as typeof report;
+    } catch {
+      // Not JSON: judged by the status code alone.
+    }
+    if (res.status === 200 && report.status === "ok") {
+      const warnings = Array.isArray(report.warnings) && report.warnings.length > 0 ? ` (warnings: ${report.warnings.map(String).join("; ")})` : "";
+      process.stdout.write(`healthy: ${url}${warnings}\n`);
+      return 0;
+    }
+    const reason = typeof report.reason === "string" ? report.reason : `HTTP ${res.status}`;
+    throw new CliError(`unhealthy: ${reason} (${url})`);
+  }),
+});

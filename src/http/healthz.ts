@@ -1,0 +1,108 @@
+/**
+ * GET /healthz (open even with STATS_TOKEN, for Docker and load balancers): 200 when the SMTP
+ * listener accepts connections, the database answers and the data dir takes a write; 503 with
+ * the reason otherwise. A missing relay is a warning, not a failure (SPEC §2: forwards are held).
+ * Trusts: nothing from the request. The answer names no paths (the endpoint is unauthenticated);
+ * the full detail goes to the log when health changes.
+ * Failure: each probe's failure becomes its reason; the probes themselves never throw.
+ */
+import type { Database } from "bun:sqlite";
+import { randomBytes } from "node:crypto";
+import { unlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { describeError } from "../errors.ts";
+import { VERSION_STRING } from "../version.ts";
+import type { StatusSource } from "./status-source.ts";
+import { RELAY_MISSING_WARNING } from "./stats-data.ts";
+
+/** A data dir probe slower than this counts as unusable: a hung disk must not hang the health check. */
+const DATA_DIR_PROBE_TIMEOUT_MS = 2000;
+
+export interface CheckResult {
+  ok: boolean;
+  /** Why not, in words safe for an unauthenticated client. */
+  reason?: string;
+  /** Full detail for the log (may name paths). */
+  detail?: string;
+}
+
+export interface HealthReport {
+  status: "ok" | "unhealthy";
+  reason?: string;
+  version: string;
+  uptimeSeconds: number;
+  checks: { smtp: CheckResult; database: CheckResult; dataDir: CheckResult };
+  warnings: string[];
+}
+
+export async function checkHealth(db: Database, dataDir: string, status: StatusSource, now: number): Promise<HealthReport> {
+  const checks = {
+    smtp: checkSmtp(status),
+    database: checkDatabase(db),
+    dataDir: await checkDataDir(dataDir),
+  };
+  const failed = Object.entries(checks).filter(([, c]) => !c.ok);
+  const warnings: string[] = [];
+  if (!safe(() => status.relay().configured, true)) warnings.push(RELAY_MISSING_WARNING);
+  const rulesError = safe(() => status.rules().lastError, null);
+  if (rulesError !== null) warnings.push("the last rules reload was refused; the previous rules are in force");
+  return {
+    status: failed.length === 0 ? "ok" : "unhealthy",
+    ...(failed.length > 0 ? { reason: failed.map(([name, c]) => `${name}: ${c.reason}`).join("; ") } : {}),
+    version: VERSION_STRING,
+    uptimeSeconds: Math.max(0, Math.floor((now - status.startedAt) / 1000)),
+    checks,
+    warnings,
+  };
+}
+
+/** The report as sent: without the `detail` fields, which may name paths. */
+export function publicHealthReport(report: HealthReport): HealthReport {
+  const strip = (c: CheckResult): CheckResult => (c.ok ? { ok: true } : { ok: false, reason: c.reason ?? "failed" });
+  return {
+    ...report,
+    checks: { smtp: strip(report.checks.smtp), database: strip(report.checks.database), dataDir: strip(report.checks.dataDir) },
+  };
+}
+
+function checkSmtp(status: StatusSource): CheckResult {
+  try {
+    return status.smtpListening() ? { ok: true } : { ok: false, reason: "SMTP listener is not accepting connections" };
+  } catch (err) {
+    return { ok: false, reason: "SMTP listener state unknown", detail: describeError(err) };
+  }
+}
+
+function checkDatabase(db: Database): CheckResult {
+  try {
+    db.query("SELECT COUNT(*) FROM meta").get();
+    return { ok: true };
+  } catch (err) {
+    return { ok: false, reason: "database query failed", detail: describeError(err) };
+  }
+}
+
+async function checkDataDir(dataDir: string): Promise<CheckResult> {
+  const probe = join(dataDir, `.healthz-${process.pid}-${randomBytes(6).toString("hex")}`);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${DATA_DIR_PROBE_TIMEOUT_MS} ms`)), DATA_DIR_PROBE_TIMEOUT_MS);
+  });
+  try {
+    await Promise.race([writeFile(probe, "ok\n", { flag: "wx" }).then(() => unlink(probe)), timeout]);
+    return { ok: true };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return { ok: false, reason: `data dir is not writable${code ? ` (${code})` : ""}`, detail: `${dataDir}: ${describeError(err)}` };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function safe<T>(get: () => T, fallback: T): T {
+  try {
+    return get();
+  } catch {
+    return fallback;
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * GET /metrics: Prometheus text exposition format 0.0.4. Counters are all-time sums of
+ * daily_counters (they survive restarts; a pruned day looks like a counter reset, which
+ * Prometheus handles); gauges come from the same snapshot as the stats page.
+ * Trusts: nothing in label values — categories are user-chosen strings and are escaped.
+ * Failure: a database error propagates; the server answers 500 and Prometheus marks the
+ * scrape as failed (better than a partial exposition).
+ */
+import type { Database } from "bun:sqlite";
+import { ACTIONS, DELIVERY_KINDS, QUEUE_STATES, periodTotals, type StatsSnapshot } from "./stats-data.ts";
+import { DURATION_BUCKETS_SECONDS, type DeliveryDurationHistogram } from "./delivery-histogram.ts";
+import { escapePromLabel } from "./escape.ts";
+
+export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+type Labels = Record<string, string>;
+type MetricType = "counter" | "gauge" | "histogram";
+
+class Exposition {
+  private readonly lines: string[] = [];
+
+  family(name: string, type: MetricType, help: string): this {
+    this.lines.push(`# HELP ${name} ${help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}`, `# TYPE ${name} ${type}`);
+    return this;
+  }
+
+  sample(name: string, labels: Labels, value: number): this {
+    const pairs = Object.entries(labels).map(([k, v]) => `${k}="${escapePromLabel(v)}"`);
+    this.lines.push(`${name}${pairs.length ? `{${pairs.join(",")}}` : ""} ${formatValue(value)}`);
+    return this;
+  }
+
+  text(): string {
+    return `${this.lines.join("\n")}\n`;
+  }
+}
+
+function formatValue(v: number): string {
+  if (Number.isNaN(v)) return "NaN";
+  if (v === Infinity) return "+Inf";
+  if (v === -Infinity) return "-Inf";
+  return String(v);
+}
+
+export function renderMetrics(db: Database, snapshot: StatsSnapshot, histogram: DeliveryDurationHistogram): string {
+  const counterRows = db
+    .query<{ metric: string; category: string; n: number }, []>(
+      `SELECT metric, category, SUM(n) AS n FROM daily_counters GROUP BY metric, category`,
+    )
+    .all();
+  const all = periodTotals(counterRows);
+  histogram.refresh(db);
+  const out = new Exposition();
+
+  out.family("mailgw_build_info", "gauge", "Build information; the value is always 1.").sample("mailgw_build_info", { version: snapshot.version }, 1);
+  out.family("mailgw_uptime_seconds", "gauge", "Seconds since this gateway process started.").sample("mailgw_uptime_seconds", {}, snapshot.uptimeSeconds);
+
+  out.family("mailgw_messages_received_total", "counter", "Messages received to the end of DATA (rejected ones included).");
+  out.sample("mailgw_messages_received_total", {}, all.received);
+
+  out.family("mailgw_messages_total", "counter", "Classified messages by action and category.");
+  for (const { action, category, n } of messagesByActionCategory(counterRows)) {
+    out.sample("mailgw_messages_total", { action, category }, n);
+  }
+
+  out.family("mailgw_smtp_sessions_total", "counter", "SMTP sessions, by whether they used TLS.");
+  out.sample("mailgw_smtp_sessions_total", { tls: "true" }, all.tlsSessions);
+  out.sample("mailgw_smtp_sessions_total", { tls: "false" }, Math.max(0, all.sessions - all.tlsSessions));
+
+  out.family("mailgw_deliveries_total", "counter", "Delivery attempt outcomes by kind (forward, webhook) and result.");
+  for (const kind of DELIVERY_KINDS) {
+    for (const [result, n] of Object.entries(all.deliveries[kind])) out.sample("mailgw_deliveries_total", { kind, result }, n);
+  }
+
+  out.family("mailgw_queue_depth", "gauge", "Deliveries in the queue by state (failed ones wait for `mailgw queue retry`).");
+  for (const state of QUEUE_STATES) out.sample("mailgw_queue_depth", { state }, snapshot.queue.depth[state]);
+  out.family("mailgw_queue_oldest_deferred_age_seconds", "gauge", "Age of the oldest deferred delivery; 0 when none is deferred.");
+  out.sample("mailgw_queue_oldest_deferred_age_seconds", {}, snapshot.queue.oldestDeferredAgeSeconds ?? 0);
+
+  out.family("mailgw_delivery_duration_seconds", "histogram", "Duration of delivery attempts (relay SMTP or webhook POST).");
+  for (const kind of DELIVERY_KINDS) {
+    const s = histogram.series(kind);
+    DURATION_BUCKETS_SECONDS.forEach((le, i) => out.sample("mailgw_delivery_duration_seconds_bucket", { kind, le: String(le) }, s.buckets[i] ?? 0));
+    out.sample("mailgw_delivery_duration_seconds_bucket", { kind, le: "+Inf" }, s.count);
+    out.sample("mailgw_delivery_duration_seconds_sum", { kind }, s.sumSeconds);
+    out.sample("mailgw_delivery_duration_seconds_count", { kind }, s.count);
+  }
+
+  out.family("mailgw_rules_reload_total", "counter", "Rules file loads since start, by result (a failed reload keeps the last good rules).");
+  out.sample("mailgw_rules_reload_total", { result: "success" }, snapshot.rules.reloads.ok);
+  out.sample("mailgw_rules_reload_total", { result: "failure" }, snapshot.rules.reloads.failed);
+  out.family("mailgw_rules_last_reload_ok", "gauge", "1 when the last rules reload succeeded, 0 when it was refused.");
+  out.sample("mailgw_rules_last_reload_ok", {}, snapshot.rules.lastError === null ? 1 : 0);
+
+  out.family("mailgw_smtp_listening", "gauge", "1 while the SMTP listener accepts connections.").sample("mailgw_smtp_listening", {}, snapshot.smtp.listening ? 1 : 0);
+  out.family("mailgw_relay_configured", "gauge", "1 when a relay is configured; 0 means forwards are held.").sample("mailgw_relay_configured", {}, snapshot.relay.configured ? 1 : 0);
+  return out.text();
+}
+
+/** One sample per (action, category) seen, plus a zero sample per action never seen so every action has a series. */
+function messagesByActionCategory(rows: readonly { metric: string; category: string; n: number }[]) {
+  const byAction = new Map<string, Map<string, number>>(ACTIONS.map((a) => [a, new Map<string, number>()]));
+  for (const r of rows) {
+    if (!r.metric.startsWith("action:")) continue;
+    const action = r.metric.slice("action:".length);
+    const categories = byAction.get(action) ?? new Map<string, number>();
+    const category = r.category || "default";
+    categories.set(category, (categories.get(category) ?? 0) + r.n);
+    byAction.set(action, categories);
+  }
+  const samples: { action: string; category: string; n: number }[] = [];
+  for (const [action, categories] of byAction) {
+    if (categories.size === 0) samples.push({ action, category: "default", n: 0 });
+    for (const [category, n] of categories) samples.push({ action, category, n });
+  }
+  return samples;
+}

@@ -1,0 +1,182 @@
+/**
+ * The stats HTTP server (SPEC §6) on HTTP_HOST:HTTP_PORT: /stats, /stats.json, /metrics,
+ * /healthz. GET and HEAD only; read-only towards the database.
+ * Trusts: nothing from the request beyond its method and path; STATS_TOKEN (when set) guards
+ * everything but /healthz. Every response carries a Content-Security-Policy (the page's allows
+ * only its own hashed style and script), nosniff, no-referrer and no-store.
+ * Failure: a port that cannot be bound throws a CliError naming HTTP_HOST/HTTP_PORT; an error
+ * while answering is logged and becomes a generic 500 (503 for /healthz).
+ */
+import type { Database } from "bun:sqlite";
+import type { Server } from "bun";
+import type { Config } from "../config/config.ts";
+import { CliError, describeError } from "../errors.ts";
+import type { Logger } from "../log/logger.ts";
+import { AUTH_CHALLENGES, createTokenChecker } from "./auth.ts";
+import { DeliveryDurationHistogram } from "./delivery-histogram.ts";
+import { checkHealth, publicHealthReport } from "./healthz.ts";
+import { METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
+import { collectStats } from "./stats-data.ts";
+import { renderStatsPage } from "./stats-page.ts";
+import { LOCKED_CSP, STATS_PAGE_CSP } from "./stats-page-assets.ts";
+import type { StatusSource } from "./status-source.ts";
+
+/** We never read request bodies; anything larger is refused by Bun before it is buffered (memory exhaustion). */
+const MAX_REQUEST_BODY_BYTES = 16 * 1024;
+/** Idle keep-alive connections are closed after this: stops slow clients holding sockets open. */
+const IDLE_TIMEOUT_SECONDS = 15;
+/** How long stop() lets in-flight requests finish before closing their connections. */
+const STOP_GRACE_MS = 2000;
+
+export interface HttpServerOptions {
+  config: Pick<Config, "http" | "dataDir"> & { smtp: Pick<Config["smtp"], "hostname"> };
+  db: Database;
+  logger: Logger;
+  status: StatusSource;
+  /** Clock (unix ms); tests may pin it. */
+  now?: () => number;
+}
+
+export interface HttpServer {
+  start(): void;
+  stop(): Promise<void>;
+  /** Base URL once started, e.g. `http://127.0.0.1:3000/`. */
+  readonly url: string;
+}
+
+interface Reply {
+  status: number;
+  body: string;
+  contentType: string;
+  csp?: string;
+  headers?: Record<string, string>;
+}
+
+type Route = "/stats" | "/stats.json" | "/metrics" | "/healthz";
+const ROUTES: ReadonlySet<string> = new Set<Route>(["/stats", "/stats.json", "/metrics", "/healthz"]);
+
+export function createHttpServer(opts: HttpServerOptions): HttpServer {
+  const { config, db, logger, status } = opts;
+  const now = opts.now ?? Date.now;
+  const token = createTokenChecker(config.http.statsToken);
+  const histogram = new DeliveryDurationHistogram();
+  let server: Server<undefined> | null = null;
+  let lastHealthy: boolean | null = null;
+
+  async function route(path: Route): Promise<Reply> {
+    const t = now();
+    switch (path) {
+      case "/stats":
+        return { status: 200, body: renderStatsPage(collectStats(db, status, t, config.smtp.hostname), t), contentType: "text/html; charset=utf-8", csp: STATS_PAGE_CSP };
+      case "/stats.json":
+        return json(200, collectStats(db, status, t, config.smtp.hostname));
+      case "/metrics":
+        return { status: 200, body: renderMetrics(db, collectStats(db, status, t, config.smtp.hostname), histogram), contentType: METRICS_CONTENT_TYPE };
+      case "/healthz": {
+        const report = await checkHealth(db, config.dataDir, status, t);
+        const healthy = report.status === "ok";
+        if (healthy !== lastHealthy) {
+          const details = Object.entries(report.checks).filter(([, c]) => !c.ok).map(([n, c]) => `${n}: ${c.detail ?? c.reason}`);
+          if (healthy) logger.info("health ok", { warnings: report.warnings });
+          else logger.warn("health check failing", { reasons: details });
+          lastHealthy = healthy;
+        }
+        return json(healthy ? 200 : 503, publicHealthReport(report));
+      }
+    }
+  }
+
+  async function handle(req: Request): Promise<Response> {
+    const path = new URL(req.url).pathname;
+    if (!ROUTES.has(path)) return respond(req, text(404, "not found\n"));
+    if (req.method !== "GET" && req.method !== "HEAD") return respond(req, { ...text(405, "method not allowed\n"), headers: { allow: "GET, HEAD" } });
+    if (path !== "/healthz" && !token.allows(req.headers.get("authorization"))) return unauthorized(req);
+    try {
+      return respond(req, await route(path as Route));
+    } catch (err) {
+      logger.error("http request failed", { path, error: describeError(err) });
+      return respond(req, text(path === "/healthz" ? 503 : 500, path === "/healthz" ? '{"status":"unhealthy","reason":"internal error"}\n' : "internal error\n"));
+    }
+  }
+
+  return {
+    start() {
+      if (server) return;
+      try {
+        server = Bun.serve({
+          hostname: config.http.host,
+          port: config.http.port,
+          maxRequestBodySize: MAX_REQUEST_BODY_BYTES,
+          idleTimeout: IDLE_TIMEOUT_SECONDS,
+          fetch: handle,
+          error(err) {
+            logger.error("http server error", { error: describeError(err) });
+            return new Response("internal error\n", { status: 500, headers: baseHeaders("text/plain; charset=utf-8", LOCKED_CSP) });
+          },
+        });
+      } catch (err) {
+        throw new CliError(`cannot listen for HTTP on ${config.http.host}:${config.http.port}: ${describeError(err)} (check HTTP_HOST and HTTP_PORT)`);
+      }
+      logger.info("http listening", { url: this.url, auth: token.required ? "token" : "none" });
+      if (!token.required && !isLoopback(config.http.host)) {
+        logger.warn("stats page, stats.json and metrics are open to the network: set STATS_TOKEN or bind HTTP_HOST to 127.0.0.1", { host: config.http.host });
+      }
+    },
+    async stop() {
+      const s = server;
+      if (!s) return;
+      server = null;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const forced = new Promise<void>((resolve) => {
+        timer = setTimeout(() => resolve(s.stop(true)), STOP_GRACE_MS);
+      });
+      await Promise.race([s.stop(false), forced]);
+      clearTimeout(timer);
+    },
+    get url() {
+      if (!server) throw new Error("http server not started");
+      const host = server.hostname ?? config.http.host;
+      return `http://${host.includes(":") ? `[${host}]` : host}:${server.port}/`;
+    },
+  };
+}
+
+function json(status: number, value: unknown): Reply {
+  return { status, body: `${JSON.stringify(value, null, 2)}\n`, contentType: "application/json; charset=utf-8" };
+}
+
+function text(status: number, body: string): Reply {
+  return { status, body, contentType: "text/plain; charset=utf-8" };
+}
+
+function unauthorized(req: Request): Response {
+  const res = respond(req, text(401, "authorization required: send Authorization: Bearer <STATS_TOKEN>\n"));
+  for (const challenge of AUTH_CHALLENGES) res.headers.append("www-authenticate", challenge);
+  return res;
+}
+
+function baseHeaders(contentType: string, csp: string): Headers {
+  return new Headers({
+    "content-type": contentType,
+    "content-security-policy": csp,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+    "cross-origin-resource-policy": "same-origin",
+    "cache-control": "no-store",
+  });
+}
+
+function respond(req: Request, reply: Reply): Response {
+  const headers = baseHeaders(reply.contentType, reply.csp ?? LOCKED_CSP);
+  for (const [k, v] of Object.entries(reply.headers ?? {})) headers.set(k, v);
+  const bytes = new TextEncoder().encode(reply.body);
+  headers.set("content-length", String(bytes.byteLength));
+  return new Response(req.method === "HEAD" ? null : bytes, { status: reply.status, headers });
+}
+
+/** 127.0.0.0/8, ::1 and localhost: addresses only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, "");
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || h === "::ffff:127.0.0.1";
+}

@@ -1,0 +1,274 @@
+/**
+ * Collects the figures behind /stats, /stats.json and /metrics from SQLite (read only) and
+ * the live StatusSource. Totals come from daily_counters (one small table), the queue from
+ * the deliveries_due index; the messages table is only joined for the 20 failed deliveries
+ * shown. Aggregated per request: cheap at a gateway's scale, never stale.
+ * Trusts: the schema from store/migrations.ts. Values that came from mail (subjects,
+ * addresses, relay errors) are returned as-is: the renderers escape them.
+ * Failure: a database error propagates; the server answers 500 (or 503 for /healthz).
+ */
+import type { Database } from "bun:sqlite";
+import type { Action, DeliveryKind, DeliveryState } from "../types.ts";
+import { dayKey } from "../store/db.ts";
+import { VERSION_STRING } from "../version.ts";
+import type { RelayStatus, RulesStatus, StatusSource } from "./status-source.ts";
+
+/** Days in the received-per-day chart. */
+export const CHART_DAYS = 30;
+/** Failed deliveries listed on the page: enough to spot a pattern, small enough to render fast. */
+export const FAILED_SHOWN = 20;
+const DAY_MS = 86_400_000;
+
+export const ACTIONS: readonly Action[] = ["reject", "archive", "forward", "webhook", "drop"];
+export const DELIVERY_KINDS: readonly DeliveryKind[] = ["forward", "webhook"];
+/** Queue states that count towards depth (delivered is history, not queue). */
+export const QUEUE_STATES = ["queued", "deferred", "held", "delivering", "failed"] as const satisfies readonly DeliveryState[];
+export type QueueState = (typeof QUEUE_STATES)[number];
+export type DeliveryResult = "delivered" | "deferred" | "failed";
+const DELIVERY_RESULTS: readonly DeliveryResult[] = ["delivered", "deferred", "failed"];
+
+export interface PeriodTotals {
+  received: number;
+  sessions: number;
+  tlsSessions: number;
+  /** tlsSessions / sessions, null when there were no sessions. */
+  tlsShare: number | null;
+  byAction: Record<Action, number>;
+  deliveries: Record<DeliveryKind, Record<DeliveryResult, number>>;
+}
+
+export interface CategoryCount {
+  category: string;
+  today: number;
+  last30Days: number;
+}
+
+export interface FailedDelivery {
+  id: number;
+  messageId: string;
+  kind: DeliveryKind;
+  /** Where it was going: addresses for forward, URL without credentials or query for webhook. */
+  target: string;
+  attempts: number;
+  failedAt: string;
+  lastError: string | null;
+  subject: string | null;
+  mailFrom: string | null;
+  retryCommand: string;
+}
+
+export interface StatsSnapshot {
+  generatedAt: string;
+  version: string;
+  startedAt: string;
+  uptimeSeconds: number;
+  /** UTC day of `generatedAt`, as used by the counters. */
+  today: string;
+  smtp: { hostname: string; listening: boolean; tls: { enabled: boolean; required: boolean } };
+  relay: RelayStatus & { warning: string | null };
+  rules: { version: string | null; loadedAt: string | null; lastError: string | null; lastErrorAt: string | null; reloads: RulesStatus["reloads"] };
+  /** Oldest first; the last entry is today. */
+  receivedPerDay: { day: string; received: number }[];
+  totals: { today: PeriodTotals; last30Days: PeriodTotals };
+  categories: CategoryCount[];
+  queue: { depth: Record<QueueState, number>; oldestDeferredAgeSeconds: number | null };
+  failedDeliveries: FailedDelivery[];
+}
+
+export const RELAY_MISSING_WARNING = "no relay configured (RELAY_SMTP_HOST): forward deliveries are held in the queue";
+
+/** `hostname` is SMTP_HOSTNAME, shown in the page title. */
+export function collectStats(db: Database, status: StatusSource, now: number, hostname: string): StatsSnapshot {
+  const today = dayKey(now);
+  const firstDay = dayKey(now - (CHART_DAYS - 1) * DAY_MS);
+  const rows = db
+    .query<CounterRow, [string]>(
+      `SELECT day, metric, category, SUM(n) AS n FROM daily_counters WHERE day >= ? GROUP BY day, metric, category`,
+    )
+    .all(firstDay);
+  const rules = status.rules();
+  const relay = status.relay();
+  return {
+    generatedAt: new Date(now).toISOString(),
+    version: VERSION_STRING,
+    startedAt: new Date(status.startedAt).toISOString(),
+    uptimeSeconds: Math.max(0, Math.floor((now - status.startedAt) / 1000)),
+    today,
+    smtp: { hostname, listening: status.smtpListening(), tls: status.smtpTls() },
+    relay: { ...relay, warning: relay.configured ? null : RELAY_MISSING_WARNING },
+    rules: {
+      version: rules.version,
+      loadedAt: isoOrNull(rules.loadedAt),
+      lastError: rules.lastError,
+      lastErrorAt: isoOrNull(rules.lastErrorAt),
+      reloads: { ...rules.reloads },
+    },
+    receivedPerDay: receivedPerDay(rows, now),
+    totals: { today: periodTotals(rows.filter((r) => r.day === today)), last30Days: periodTotals(rows) },
+    categories: categoryCounts(rows, today),
+    queue: queueFigures(db, now),
+    failedDeliveries: failedDeliveries(db),
+  };
+}
+
+interface CounterRow {
+  day: string;
+  metric: string;
+  category: string;
+  n: number;
+}
+
+function isoOrNull(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString();
+}
+
+function receivedPerDay(rows: CounterRow[], now: number): { day: string; received: number }[] {
+  const byDay = new Map<string, number>();
+  for (const r of rows) if (r.metric === "received") byDay.set(r.day, (byDay.get(r.day) ?? 0) + r.n);
+  const days: { day: string; received: number }[] = [];
+  for (let i = CHART_DAYS - 1; i >= 0; i--) {
+    const day = dayKey(now - i * DAY_MS);
+    days.push({ day, received: byDay.get(day) ?? 0 });
+  }
+  return days;
+}
+
+export function emptyActionCounts(): Record<Action, number> {
+  return { reject: 0, archive: 0, forward: 0, webhook: 0, drop: 0 };
+}
+
+export function emptyDeliveryCounts(): Record<DeliveryKind, Record<DeliveryResult, number>> {
+  return {
+    forward: { delivered: 0, deferred: 0, failed: 0 },
+    webhook: { delivered: 0, deferred: 0, failed: 0 },
+  };
+}
+
+/** Sums counter rows (any period) into the figures the page shows. */
+export function periodTotals(rows: readonly { metric: string; n: number }[]): PeriodTotals {
+  const t: PeriodTotals = {
+    received: 0,
+    sessions: 0,
+    tlsSessions: 0,
+    tlsShare: null,
+    byAction: emptyActionCounts(),
+    deliveries: emptyDeliveryCounts(),
+  };
+  for (const r of rows) {
+    const [head, tail] = splitMetric(r.metric);
+    if (head === "received") t.received += r.n;
+    else if (head === "session") t.sessions += r.n;
+    else if (head === "session_tls") t.tlsSessions += r.n;
+    else if (head === "action" && isAction(tail)) t.byAction[tail] += r.n;
+    else if (isDeliveryResult(head) && isDeliveryKind(tail)) t.deliveries[tail][head] += r.n;
+  }
+  t.tlsShare = t.sessions > 0 ? Math.min(1, t.tlsSessions / t.sessions) : null;
+  return t;
+}
+
+/** Category counts come from the action:* counters: every classified message has one action. */
+function categoryCounts(rows: CounterRow[], today: string): CategoryCount[] {
+  const byCategory = new Map<string, CategoryCount>();
+  for (const r of rows) {
+    if (!r.metric.startsWith("action:")) continue;
+    const category = r.category || "default";
+    const c = byCategory.get(category) ?? { category, today: 0, last30Days: 0 };
+    c.last30Days += r.n;
+    if (r.day === today) c.today += r.n;
+    byCategory.set(category, c);
+  }
+  return [...byCategory.values()].sort((a, b) => b.last30Days - a.last30Days || a.category.localeCompare(b.category));
+}
+
+function queueFigures(db: Database, now: number): StatsSnapshot["queue"] {
+  const placeholders = QUEUE_STATES.map(() => "?").join(",");
+  const rows = db
+    .query<{ state: string; n: number; oldest: number | null }, string[]>(
+      `SELECT state, COUNT(*) AS n, MIN(created_at) AS oldest FROM deliveries WHERE state IN (${placeholders}) GROUP BY state`,
+    )
+    .all(...QUEUE_STATES);
+  const depth: Record<QueueState, number> = { queued: 0, deferred: 0, held: 0, delivering: 0, failed: 0 };
+  let oldestDeferredAgeSeconds: number | null = null;
+  for (const r of rows) {
+    if (!isQueueState(r.state)) continue;
+    depth[r.state] = r.n;
+    if (r.state === "deferred" && r.oldest !== null) oldestDeferredAgeSeconds = Math.max(0, Math.floor((now - r.oldest) / 1000));
+  }
+  return { depth, oldestDeferredAgeSeconds };
+}
+
+interface FailedRow {
+  id: number;
+  message_id: string;
+  kind: string;
+  target: string;
+  attempts: number;
+  updated_at: number;
+  last_error: string | null;
+  subject: string | null;
+  mail_from: string | null;
+}
+
+function failedDeliveries(db: Database): FailedDelivery[] {
+  const rows = db
+    .query<FailedRow, [number]>(
+      `SELECT d.id, d.message_id, d.kind, d.target, d.attempts, d.updated_at, d.last_error, m.subject, m.mail_from
+         FROM deliveries d LEFT JOIN messages m ON m.id = d.message_id
+        WHERE d.state = 'failed' ORDER BY d.updated_at DESC, d.id DESC LIMIT ?`,
+    )
+    .all(FAILED_SHOWN);
+  return rows.map((r) => ({
+    id: r.id,
+    messageId: r.message_id,
+    kind: r.kind === "webhook" ? "webhook" : "forward",
+    target: displayTarget(r.kind, r.target),
+    attempts: r.attempts,
+    failedAt: new Date(r.updated_at).toISOString(),
+    lastError: r.last_error,
+    subject: r.subject,
+    mailFrom: r.mail_from,
+    retryCommand: retryCommand(r.id),
+  }));
+}
+
+/** The command an admin runs to put this one failed delivery back in the queue (`queue retry` takes a delivery number or a message id). */
+export function retryCommand(deliveryId: number): string {
+  return `mailgw queue retry ${deliveryId}`;
+}
+
+/** Forward targets are a JSON array of addresses; webhook URLs lose credentials and query (they may hold secrets). */
+export function displayTarget(kind: string, target: string): string {
+  if (kind === "webhook") {
+    try {
+      const u = new URL(target);
+      return `${u.protocol}//${u.host}${u.pathname}${u.search ? "?…" : ""}`;
+    } catch {
+      return "(invalid URL)";
+    }
+  }
+  try {
+    const parsed: unknown = JSON.parse(target);
+    if (Array.isArray(parsed)) return parsed.map(String).join(", ");
+  } catch {
+    // Not JSON: show it as stored.
+  }
+  return target;
+}
+
+function splitMetric(metric: string): [string, string] {
+  const i = metric.indexOf(":");
+  return i < 0 ? [metric, ""] : [metric.slice(0, i), metric.slice(i + 1)];
+}
+
+function isAction(s: string): s is Action {
+  return (ACTIONS as readonly string[]).includes(s);
+}
+function isDeliveryKind(s: string): s is DeliveryKind {
+  return (DELIVERY_KINDS as readonly string[]).includes(s);
+}
+function isDeliveryResult(s: string): s is DeliveryResult {
+  return (DELIVERY_RESULTS as readonly string[]).includes(s);
+}
+function isQueueState(s: string): s is QueueState {
+  return (QUEUE_STATES as readonly string[]).includes(s);
+}

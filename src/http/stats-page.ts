@@ -1,0 +1,191 @@
+/**
+ * GET /stats: one self-contained HTML page rendered from a StatsSnapshot. Inline CSS and SVG
+ * only, readable without JavaScript; the one small script refreshes it in place.
+ * Trusts: nothing in the snapshot's strings — subjects, addresses, categories, rule versions
+ * and relay errors all pass through escapeHtml; numbers are formatted, never interpolated raw.
+ * Failure: none (pure rendering).
+ */
+import type { Action } from "../types.ts";
+import { escapeHtml as e } from "./escape.ts";
+import { formatAgo, formatCount, formatDuration, formatPercent, formatTime } from "./format.ts";
+import { renderChart } from "./stats-chart.ts";
+import { ACTIONS, QUEUE_STATES, type FailedDelivery, type StatsSnapshot } from "./stats-data.ts";
+import { FAVICON_HREF, STATS_CSS, STATS_JS } from "./stats-page-assets.ts";
+
+const ACTION_LABELS: Record<Action, string> = {
+  reject: "Rejected",
+  archive: "Archived",
+  forward: "Forwarded",
+  webhook: "Webhook",
+  drop: "Dropped",
+};
+
+export function renderStatsPage(s: StatsSnapshot, now: number): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark">
+<meta name="referrer" content="no-referrer">
+<title>mailgw · ${e(s.smtp.hostname)}</title>
+<link rel="icon" href="${FAVICON_HREF}">
+<style>${STATS_CSS}</style>
+</head><body><div id="app">
+${header(s)}
+<main class="wrap">
+${alerts(s)}
+${kpis(s)}
+<section class="card" aria-labelledby="h-chart">${chartSection(s)}</section>
+<div class="cols">
+<section class="card" aria-labelledby="h-actions">${actionsSection(s)}</section>
+<section class="card" aria-labelledby="h-categories">${categoriesSection(s)}</section>
+</div>
+<section class="card" aria-labelledby="h-failed">${failedSection(s.failedDeliveries, now)}</section>
+<div class="cols">
+<section class="card" aria-labelledby="h-queue">${queueSection(s)}</section>
+<section class="card" aria-labelledby="h-rules">${rulesSection(s, now)}</section>
+<section class="card" aria-labelledby="h-gateway">${gatewaySection(s)}</section>
+</div>
+</main>
+<footer class="wrap"><a href="stats.json">stats.json</a><a href="metrics">metrics</a><a href="healthz">healthz</a>
+<span>Days are UTC. Generated ${e(formatTime(s.generatedAt))}.</span></footer>
+</div><script>${STATS_JS}</script></body></html>
+`;
+}
+
+function header(s: StatsSnapshot): string {
+  const smtp = s.smtp.listening ? `<span class="pill ok">SMTP up</span>` : `<span class="pill bad">SMTP down</span>`;
+  return `<header class="top"><div class="wrap">
+<div class="brand"><b>mailgw</b><span class="host">${e(s.smtp.hostname)}</span></div>
+<div class="meta">${smtp}<span>up ${e(formatDuration(s.uptimeSeconds))}</span><span>v${e(s.version)}</span><span id="updated">updated ${e(s.generatedAt.slice(11, 19))} UTC</span></div>
+</div></header>`;
+}
+
+function alerts(s: StatsSnapshot): string {
+  const out: string[] = [];
+  if (!s.smtp.listening) out.push(alert("bad", "The SMTP listener is not accepting connections.", "Mail is not being received; check the log."));
+  if (s.rules.lastError !== null) {
+    const when = s.rules.lastErrorAt ? ` at ${formatTime(s.rules.lastErrorAt)}` : "";
+    out.push(alert("bad", `The last rules reload was refused${when}; the previous rules stay in force.`, s.rules.lastError));
+  }
+  if (s.relay.warning !== null) {
+    out.push(alert("warn", "No relay configured: forwarded mail is held in the queue.", "Set RELAY_SMTP_HOST (and credentials), then restart mailgw or send it SIGHUP."));
+  }
+  return out.join("\n");
+}
+
+function alert(kind: "warn" | "bad", title: string, detail: string): string {
+  return `<div class="alert ${kind}" role="${kind === "bad" ? "alert" : "status"}"><strong>${e(title)}</strong><span>${e(detail)}</span></div>`;
+}
+
+function kpis(s: StatsSnapshot): string {
+  const t = s.totals.today;
+  const m = s.totals.last30Days;
+  const q = s.queue.depth;
+  const pending = q.queued + q.deferred + q.held + q.delivering;
+  const delivered = t.deliveries.forward.delivered + t.deliveries.webhook.delivered;
+  const oldest = s.queue.oldestDeferredAgeSeconds;
+  return `<section class="kpis" aria-label="Today">
+${kpi("Received today", formatCount(t.received), `${formatCount(m.received)} in 30 days`, "", "kpi-received")}
+${kpi("Rejected today", formatCount(t.byAction.reject), `${formatCount(m.byAction.reject)} in 30 days`)}
+${kpi("Delivered today", formatCount(delivered), `forward ${formatCount(t.deliveries.forward.delivered)} · webhook ${formatCount(t.deliveries.webhook.delivered)}`)}
+${kpi("In queue", formatCount(pending), oldest !== null ? `oldest deferred ${formatDuration(oldest)}` : q.held > 0 ? `${formatCount(q.held)} held` : "nothing deferred", q.deferred + q.held > 0 ? "warn" : "")}
+${kpi("Failed deliveries", formatCount(q.failed), q.failed > 0 ? "waiting for a retry" : "none", q.failed > 0 ? "bad" : "")}
+${kpi("TLS sessions", formatPercent(t.tlsShare), `${formatPercent(m.tlsShare)} over 30 days`)}
+</section>`;
+}
+
+function kpi(label: string, value: string, sub: string, tone = "", id = ""): string {
+  return `<div class="card kpi${tone ? ` ${tone}` : ""}"${id ? ` id="${id}"` : ""}><div class="label">${e(label)}</div><div class="value">${e(value)}</div><div class="sub">${e(sub)}</div></div>`;
+}
+
+function chartSection(s: StatsSnapshot): string {
+  const rows = [...s.receivedPerDay]
+    .reverse()
+    .map((d) => `<tr><td>${e(d.day)}${d.day === s.today ? " (today)" : ""}</td><td class="num">${formatCount(d.received)}</td></tr>`)
+    .join("");
+  return `<div class="chart-head"><h2 id="h-chart">Received per day <small>last 30 days, UTC</small></h2>
+<span class="big"><b>${formatCount(s.totals.last30Days.received)}</b> in 30 days</span></div>
+${renderChart(s.receivedPerDay, s.today)}
+<details><summary>Show as a table</summary><table><thead><tr><th>Day</th><th class="num">Received</th></tr></thead><tbody>${rows}</tbody></table></details>`;
+}
+
+function miniBar(value: number, max: number): string {
+  const pct = max > 0 ? Math.max(value > 0 ? 1.5 : 0, (value / max) * 100) : 0;
+  return `<svg class="mini" viewBox="0 0 100 8" preserveAspectRatio="none" aria-hidden="true"><rect class="track" width="100" height="8" rx="2"/><rect width="${pct.toFixed(2)}" height="8" rx="2"/></svg>`;
+}
+
+function actionsSection(s: StatsSnapshot): string {
+  const t = s.totals.today.byAction;
+  const m = s.totals.last30Days.byAction;
+  const max = Math.max(0, ...ACTIONS.map((a) => m[a]));
+  const rows = ACTIONS.map(
+    (a) =>
+      `<tr data-action="${a}"><td>${ACTION_LABELS[a]} <span class="muted">(${a})</span>${miniBar(m[a], max)}</td><td class="num">${formatCount(t[a])}</td><td class="num">${formatCount(m[a])}</td></tr>`,
+  ).join("");
+  return `<h2 id="h-actions">By action</h2>
+<table><thead><tr><th>Action</th><th class="num">Today</th><th class="num">30 days</th></tr></thead><tbody>${rows}</tbody></table>`;
+}
+
+function categoriesSection(s: StatsSnapshot): string {
+  const max = Math.max(0, ...s.categories.map((c) => c.last30Days));
+  const rows = s.categories
+    .map(
+      (c) =>
+        `<tr data-category="${e(c.category)}"><td>${e(c.category)}${miniBar(c.last30Days, max)}</td><td class="num">${formatCount(c.today)}</td><td class="num">${formatCount(c.last30Days)}</td></tr>`,
+    )
+    .join("");
+  const body = rows || `<tr><td colspan="3" class="muted">No messages classified in the last 30 days.</td></tr>`;
+  return `<h2 id="h-categories">By category</h2>
+<table><thead><tr><th>Category</th><th class="num">Today</th><th class="num">30 days</th></tr></thead><tbody>${body}</tbody></table>`;
+}
+
+function failedSection(failed: readonly FailedDelivery[], now: number): string {
+  if (failed.length === 0) {
+    return `<h2 id="h-failed">Failed deliveries</h2><p class="muted">No failed deliveries. Deliveries that give up (permanent error or too old) show up here with the command to retry them.</p>`;
+  }
+  const rows = failed.map((f) => failedRow(f, now)).join("\n");
+  return `<h2 id="h-failed">Failed deliveries <small>latest ${failed.length}</small></h2>
+<table class="stack"><thead><tr><th>Failed</th><th>Message</th><th>Target</th><th>Last error</th><th>Retry with</th></tr></thead><tbody>
+${rows}
+</tbody></table>`;
+}
+
+function failedRow(f: FailedDelivery, now: number): string {
+  const subject = f.subject === null ? `<span class="muted">(message record missing)</span>` : f.subject === "" ? `<span class="muted">(no subject)</span>` : `<span class="subject">${e(f.subject)}</span>`;
+  const from = f.mailFrom === null ? "" : `<div class="muted">from ${e(f.mailFrom === "" ? "<>" : f.mailFrom)}</div>`;
+  return `<tr data-delivery="${f.id}"><td data-label="Failed"><span title="${e(formatTime(f.failedAt))}">${e(formatAgo(f.failedAt, now))}</span><div class="muted">${f.attempts} attempt${f.attempts === 1 ? "" : "s"}</div></td>` +
+    `<td data-label="Message"><div>${subject}${from}<div class="muted"><code>${e(f.messageId)}</code></div></div></td>` +
+    `<td data-label="${e(f.kind)}"><div>${e(f.kind)}: ${e(f.target)}</div></td>` +
+    `<td data-label="Error"><div class="err">${f.lastError === null ? `<span class="muted">(none recorded)</span>` : e(f.lastError)}</div></td>` +
+    `<td data-label="Retry"><code class="cmd">${e(f.retryCommand)}</code></td></tr>`;
+}
+
+function queueSection(s: StatsSnapshot): string {
+  const rows = QUEUE_STATES.map((st) => `<dt>${st}</dt><dd data-state="${st}">${formatCount(s.queue.depth[st])}</dd>`).join("");
+  const oldest = s.queue.oldestDeferredAgeSeconds;
+  return `<h2 id="h-queue">Delivery queue</h2>
+<dl>${rows}<dt>oldest deferred</dt><dd>${oldest === null ? `<span class="muted">none</span>` : e(formatDuration(oldest))}</dd></dl>`;
+}
+
+function rulesSection(s: StatsSnapshot, now: number): string {
+  const r = s.rules;
+  const status = r.lastError === null ? `<span class="ok">in force</span>` : `<span class="bad">last reload refused</span>`;
+  return `<h2 id="h-rules">Rules</h2>
+<dl><dt>version</dt><dd>${r.version === null ? `<span class="muted">not loaded</span>` : `<code>${e(r.version)}</code>`}</dd>
+<dt>loaded</dt><dd>${r.loadedAt === null ? "–" : `${e(formatTime(r.loadedAt))} <span class="muted">(${e(formatAgo(r.loadedAt, now))})</span>`}</dd>
+<dt>status</dt><dd>${status}</dd>
+<dt>reloads</dt><dd>${formatCount(r.reloads.ok)} ok, ${formatCount(r.reloads.failed)} refused</dd>
+${r.lastError === null ? "" : `<dt>error</dt><dd class="err">${e(r.lastError)}</dd>`}</dl>`;
+}
+
+function gatewaySection(s: StatsSnapshot): string {
+  const tls = s.smtp.tls.enabled ? (s.smtp.tls.required ? "STARTTLS required" : "STARTTLS offered") : `<span class="warn">off</span>`;
+  const relay = s.relay.configured ? e(s.relay.address ?? "configured") : `<span class="warn">none — forwards held</span>`;
+  return `<h2 id="h-gateway">Gateway</h2>
+<dl><dt>SMTP</dt><dd>${s.smtp.listening ? `<span class="ok">listening</span>` : `<span class="bad">not listening</span>`}</dd>
+<dt>TLS</dt><dd>${tls}</dd>
+<dt>relay</dt><dd>${relay}</dd>
+<dt>sessions</dt><dd>${formatCount(s.totals.today.sessions)} today, ${formatPercent(s.totals.today.tlsShare)} TLS</dd>
+<dt>started</dt><dd>${e(formatTime(s.startedAt))}</dd>
+<dt>version</dt><dd>${e(s.version)}</dd></dl>`;
+}

@@ -1,0 +1,185 @@
+/**
+ * The HTTP server against a real SQLite file filled the way the pipeline fills it: routes,
+ * methods, headers, and that /stats.json and /stats show what the rows say.
+ */
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import type { HttpServer } from "../../src/http/server.ts";
+import type { StatsSnapshot } from "../../src/http/stats-data.ts";
+import { dayKey } from "../../src/store/db.ts";
+import { addAttempt, addDelivery, addMessage, addSession, get, makeFixture, startServer, type Fixture } from "./fixture.ts";
+
+const DAY = 86_400_000;
+let fx: Fixture;
+let server: HttpServer;
+
+beforeEach(async () => {
+  fx = makeFixture();
+  server = await startServer(fx);
+});
+afterEach(async () => {
+  await server.stop();
+  fx.cleanup();
+});
+
+function populate(db: Fixture["db"]): void {
+  const now = Date.now();
+  for (let i = 0; i < 3; i++) addMessage(db, { action: "archive", category: "default" });
+  addMessage(db, { action: "reject", category: "spam", rule: "reject-spam" });
+  addMessage(db, { action: "reject", category: "spam", rule: "reject-spam" });
+  const fwd = addMessage(db, { action: "forward", category: "sales", rule: "to-sales" });
+  addMessage(db, { action: "webhook", category: "orders" });
+  addMessage(db, { action: "drop", category: "noise" });
+  for (let i = 0; i < 4; i++) addMessage(db, { at: now - 3 * DAY, action: "archive" });
+  addMessage(db, { at: now - 40 * DAY, action: "archive" }); // outside the 30-day window
+  addSession(db, true);
+  addSession(db, true);
+  addSession(db, true);
+  addSession(db, false);
+  const d = addDelivery(db, fwd, { state: "deferred", createdAt: now - 7200_000, attempts: 2 });
+  addAttempt(db, d, "forward", 350, "deferred");
+  addAttempt(db, d, "forward", 1200, "deferred");
+  const w = addDelivery(db, addMessage(db, { action: "webhook" }), { kind: "webhook", target: "https://u:p@erp.example/hook?key=secret", state: "failed", attempts: 5, lastError: "HTTP 404" });
+  addAttempt(db, w, "webhook", 80, "failed");
+  addDelivery(db, addMessage(db, { action: "forward" }), { state: "held" });
+}
+
+describe("routes and methods", () => {
+  test("GET of each route answers 200 with its content type", async () => {
+    const cases: [string, string][] = [
+      ["/stats", "text/html; charset=utf-8"],
+      ["/stats.json", "application/json; charset=utf-8"],
+      ["/metrics", "text/plain; version=0.0.4; charset=utf-8"],
+      ["/healthz", "application/json; charset=utf-8"],
+    ];
+    for (const [path, type] of cases) {
+      const res = await get(server, path);
+      expect(res.status, path).toBe(200);
+      expect(res.headers.get("content-type"), path).toBe(type);
+      expect((await res.text()).length, path).toBeGreaterThan(10);
+    }
+  });
+
+  test("HEAD answers the same status and headers with no body", async () => {
+    const getRes = await get(server, "/stats.json");
+    const getBody = await getRes.text();
+    const head = await get(server, "/stats.json", { method: "HEAD" });
+    expect(head.status).toBe(200);
+    expect(head.headers.get("content-type")).toBe("application/json; charset=utf-8");
+    expect(await head.text()).toBe("");
+    expect(Number(head.headers.get("content-length"))).toBeGreaterThan(getBody.length / 2);
+  });
+
+  test("unknown paths are 404, other methods 405 with Allow", async () => {
+    for (const path of ["/", "/stats/", "/admin", "/stats.json/../etc/passwd", "/favicon.ico"]) {
+      expect((await get(server, path)).status, path).toBe(404);
+    }
+    for (const method of ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"]) {
+      const res = await get(server, "/stats", { method, ...(method === "POST" || method === "PUT" ? { body: "x" } : {}) });
+      expect(res.status, method).toBe(405);
+      expect(res.headers.get("allow")).toBe("GET, HEAD");
+    }
+  });
+
+  test("every response carries the security headers", async () => {
+    for (const path of ["/stats", "/stats.json", "/metrics", "/healthz", "/nope"]) {
+      const res = await get(server, path);
+      expect(res.headers.get("x-content-type-options"), path).toBe("nosniff");
+      expect(res.headers.get("referrer-policy"), path).toBe("no-referrer");
+      expect(res.headers.get("cache-control"), path).toBe("no-store");
+      expect(res.headers.get("content-security-policy"), path).toStartWith("default-src 'none'");
+    }
+    const csp = (await get(server, "/stats")).headers.get("content-security-policy") ?? "";
+    expect(csp).toMatch(/script-src 'sha256-[A-Za-z0-9+/=]+'/);
+    expect(csp).toMatch(/style-src 'sha256-[A-Za-z0-9+/=]+'/);
+    expect(csp).not.toContain("unsafe-inline");
+    expect(csp).toContain("frame-ancestors 'none'");
+  });
+});
+
+describe("stats.json", () => {
+  test("counts match the rows inserted", async () => {
+    populate(fx.db);
+    const s = (await (await get(server, "/stats.json")).json()) as StatsSnapshot;
+    const today = dayKey(Date.now());
+    expect(s.today).toBe(today);
+    expect(s.totals.today.received).toBe(10);
+    expect(s.totals.today.byAction).toEqual({ reject: 2, archive: 3, forward: 2, webhook: 2, drop: 1 });
+    expect(s.totals.last30Days.received).toBe(14);
+    expect(s.totals.today.sessions).toBe(4);
+    expect(s.totals.today.tlsSessions).toBe(3);
+    expect(s.totals.today.tlsShare).toBe(0.75);
+    expect(s.receivedPerDay).toHaveLength(30);
+    expect(s.receivedPerDay.at(-1)).toEqual({ day: today, received: 10 });
+    expect(s.receivedPerDay.at(-4)).toEqual({ day: dayKey(Date.now() - 3 * DAY), received: 4 });
+    expect(s.categories.find((c) => c.category === "spam")).toEqual({ category: "spam", today: 2, last30Days: 2 });
+    expect(s.categories[0]?.category).toBe("default");
+    expect(s.queue.depth).toEqual({ queued: 0, deferred: 1, held: 1, delivering: 0, failed: 1 });
+    expect(s.queue.oldestDeferredAgeSeconds).toBeGreaterThanOrEqual(7199);
+    expect(s.totals.today.deliveries.forward.deferred).toBe(2);
+    expect(s.totals.today.deliveries.webhook.failed).toBe(1);
+    expect(s.failedDeliveries).toHaveLength(1);
+    const f = s.failedDeliveries[0];
+    expect(f?.target).toBe("https://erp.example/hook?…");
+    expect(f?.lastError).toBe("HTTP 404");
+    expect(f?.retryCommand).toBe(`mailgw queue retry ${f?.id}`);
+    expect(s.rules.version).toBe("sha256:1a2b3c4d");
+    expect(s.uptimeSeconds).toBeGreaterThanOrEqual(3723);
+    expect(s.relay).toEqual({ configured: true, address: "smtp.relay.example:587", warning: null });
+  });
+
+  test("relay missing and refused rules reload are reported", async () => {
+    fx.status.relayConfigured = false;
+    fx.status.rulesStatus = { ...fx.status.rulesStatus, lastError: "rules.yaml:3:5 unknown operator", lastErrorAt: Date.now(), reloads: { ok: 1, failed: 1 } };
+    const s = (await (await get(server, "/stats.json")).json()) as StatsSnapshot;
+    expect(s.relay.configured).toBe(false);
+    expect(s.relay.warning).toContain("RELAY_SMTP_HOST");
+    expect(s.rules.lastError).toBe("rules.yaml:3:5 unknown operator");
+    const page = await (await get(server, "/stats")).text();
+    expect(page).toContain("No relay configured");
+    expect(page).toContain("The last rules reload was refused");
+    expect(page).toContain("rules.yaml:3:5 unknown operator");
+  });
+
+  test("only the last 20 failed deliveries are listed, newest first", async () => {
+    const now = Date.now();
+    for (let i = 0; i < 25; i++) {
+      addDelivery(fx.db, addMessage(fx.db, { action: "forward", subject: `s${i}` }), { state: "failed", updatedAt: now - (25 - i) * 1000, lastError: `550 no ${i}` });
+    }
+    const s = (await (await get(server, "/stats.json")).json()) as StatsSnapshot;
+    expect(s.failedDeliveries).toHaveLength(20);
+    expect(s.failedDeliveries[0]?.subject).toBe("s24");
+    expect(s.failedDeliveries[19]?.subject).toBe("s5");
+    expect(s.queue.depth.failed).toBe(25);
+  });
+});
+
+describe("stats page", () => {
+  test("shows today's bar with its count, totals, actions, queue and retry commands", async () => {
+    populate(fx.db);
+    const html = await (await get(server, "/stats")).text();
+    const today = dayKey(Date.now());
+    expect(html).toStartWith("<!doctype html>");
+    const todayBar = /<g class="bar today"[^>]*>/.exec(html)?.[0];
+    expect(todayBar).toBe(`<g class="bar today" data-day="${today}" data-count="10" data-today="true" role="img" aria-label="Today, ${today}: 10 received">`);
+    expect((html.match(/<g class="bar/g) ?? []).length).toBe(30);
+    expect(html).toContain("mx.test.example");
+    expect(html).toMatch(/<tr data-action="reject"><td>Rejected.*?<td class="num">2<\/td><td class="num">2<\/td><\/tr>/);
+    expect(html).toContain('<dd data-state="deferred">1</dd>');
+    expect(html).toMatch(/<code class="cmd">mailgw queue retry \d+<\/code>/);
+    expect(html).toContain("HTTP 404");
+    expect(html).toContain("75%");
+    expect(html).not.toContain("secret");
+    expect(html).not.toContain("u:p@");
+    // Self-contained: no external URL is referenced anywhere.
+    expect(html).not.toMatch(/(?:src|href)="(?:https?:)?\/\//);
+    expect(html).not.toMatch(/\sstyle="/);
+  });
+
+  test("an empty database renders a complete page", async () => {
+    const html = await (await get(server, "/stats")).text();
+    expect(html).toContain("No failed deliveries");
+    expect(html).toContain("No messages classified in the last 30 days");
+    expect(html).toContain('data-count="0" data-today="true"');
+    expect(html.trimEnd()).toEndWith("</html>");
+  });
+});
