@@ -10,6 +10,7 @@ const main = defineCommand({
   meta: { name: "mailgw", version: VERSION_STRING, description: "Inbound mail gateway: SMTP in, rules, archive / forward / webhook" },
   subCommands: {
     // cli-commands:start (one line per command; keep sorted)
+    healthcheck: () => import("./cli/healthcheck.ts").then((m) => m.default),
     systemd: () => import("./cli/systemd.ts").then((m) => m.default),
     version: () => import("./cli/version.ts").then((m) => m.default),
     // cli-commands:end
