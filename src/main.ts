@@ -11,6 +11,7 @@ const main = defineCommand({
   subCommands: {
     // cli-commands:start (one line per command; keep sorted)
     healthcheck: () => import("./cli/healthcheck.ts").then((m) => m.default),
+    rules: () => import("./cli/rules.ts").then((m) => m.default),
     systemd: () => import("./cli/systemd.ts").then((m) => m.default),
     version: () => import("./cli/version.ts").then((m) => m.default),
     // cli-commands:end
