@@ -1,0 +1,138 @@
+/**
+ * `mailgw rules lint|list|add` (SPEC §1): wiring between citty and src/rules/.
+ * lint: exit 0 no errors (warnings allowed), 1 errors, 2 a file unreadable.
+ * list: rules in evaluation order, one line each; exit 1 if the file does not load.
+ * add:  appends a rule keeping the file's bytes, validated by the same lint; refused
+ *       (exit 1, file untouched) if the result would not lint; atomic write otherwise.
+ */
+import { readFile } from "node:fs/promises";
+import { defineCommand } from "citty";
+import { CliError, describeError } from "../errors.ts";
+import { addRuleToText, type NewRule } from "../rules/add.ts";
+import { writeFileAtomic } from "../rules/atomic-write.ts";
+import { alignColumns, ruleRows } from "../rules/describe.ts";
+import { formatDiagnostics, LINT_FORMATS, type LintFormat, lintExitCode } from "../rules/format.ts";
+import { loadRules } from "../rules/load.ts";
+import type { Diagnostic } from "../rules/types.ts";
+import { cliAction } from "./action.ts";
+
+const DEFAULT_RULES_FILE = "rules.yaml";
+
+function printDiagnostics(diagnostics: readonly Diagnostic[], stream: NodeJS.WriteStream): void {
+  for (const d of diagnostics) stream.write(`${d.file}:${d.line}:${d.col}: ${d.severity}: ${d.message} [${d.code}]\n`);
+}
+
+const lint = defineCommand({
+  meta: { name: "lint", description: "Validate rules files without starting anything (exit 0 ok, 1 errors, 2 unreadable)" },
+  args: {
+    files: { type: "positional", required: false, valueHint: "FILE...", description: `Rules files (default ./${DEFAULT_RULES_FILE})` },
+    format: { type: "enum", options: [...LINT_FORMATS], default: "text", description: "Output: text, json or github (annotations)" },
+  },
+  run: cliAction(async (args: { _: string[]; format: string }) => {
+    const files = args._.length > 0 ? args._ : [DEFAULT_RULES_FILE];
+    const diagnostics: Diagnostic[] = [];
+    for (const file of files) diagnostics.push(...(await loadRules(file)).diagnostics);
+    process.stdout.write(formatDiagnostics(args.format as LintFormat, diagnostics, files.length));
+    return lintExitCode(diagnostics);
+  }),
+});
+
+const list = defineCommand({
+  meta: { name: "list", description: "Show the rules in evaluation order: priority, name, action, category, targets, conditions" },
+  args: {
+    file: { type: "positional", required: false, valueHint: "FILE", description: `Rules file (default ./${DEFAULT_RULES_FILE})` },
+  },
+  run: cliAction(async (args: { file?: string }) => {
+    const file = args.file ?? DEFAULT_RULES_FILE;
+    const result = await loadRules(file);
+    printDiagnostics(result.diagnostics, process.stderr);
+    if (!result.ok) throw new CliError(`${file} has errors; fix them (mailgw rules lint ${file}) and retry`);
+    process.stdout.write(alignColumns(ruleRows(result.rules)));
+  }),
+});
+
+interface AddArgs {
+  name: string;
+  action: string;
+  priority?: string;
+  category?: string;
+  url?: string;
+  "reject-message"?: string;
+  archive?: boolean;
+  conditions: string;
+  file: string;
+}
+
+/** citty keeps only the last of a repeated string flag, so collect --forward-to ourselves. */
+export function repeatedFlag(rawArgs: readonly string[], names: readonly string[]): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const arg = rawArgs[i] ?? "";
+    if (arg === "--") break;
+    const name = names.find((n) => arg === `--${n}` || arg.startsWith(`--${n}=`));
+    if (name === undefined) continue;
+    const value = arg.length > name.length + 2 ? arg.slice(name.length + 3) : rawArgs[++i];
+    if (value === undefined) throw new CliError(`--${name} needs an address`);
+    values.push(...value.split(",").map((v) => v.trim()).filter((v) => v !== ""));
+  }
+  return values;
+}
+
+function parseConditions(json: string): unknown {
+  try {
+    return JSON.parse(json);
+  } catch (err) {
+    throw new CliError(`--conditions is not valid JSON (${describeError(err)}); e.g. '[{"field":"subject","operator":"contains","value":"invoice"}]'`);
+  }
+}
+
+async function readOrEmpty(file: string): Promise<string> {
+  try {
+    return await readFile(file, "utf8");
+  } catch (err) {
+    if (err instanceof Error && "code" in err && err.code === "ENOENT") return "";
+    throw new CliError(`cannot read ${file} (${describeError(err)})`);
+  }
+}
+
+async function addRule(args: AddArgs, rawArgs: readonly string[]): Promise<void> {
+  const rule: NewRule = {
+    name: args.name,
+    action: args.action,
+    conditions: parseConditions(args.conditions),
+    forwardTo: repeatedFlag(rawArgs, ["forward-to", "forwardTo"]),
+  };
+  if (args.priority !== undefined) rule.priority = args.priority;
+  if (args.category !== undefined) rule.category = args.category;
+  if (args.url !== undefined) rule.url = args.url;
+  if (args["reject-message"] !== undefined) rule.rejectMessage = args["reject-message"];
+  if (args.archive === true) rule.archive = true;
+  const before = await readOrEmpty(args.file);
+  const result = addRuleToText(before, args.file, rule);
+  printDiagnostics(result.diagnostics, process.stderr);
+  if (!result.ok) throw new CliError(`rule '${args.name}' not added: ${args.file} would not lint; file unchanged`);
+  await writeFileAtomic(args.file, result.text);
+  process.stdout.write(`added rule '${args.name}' to ${args.file}\n`);
+}
+
+const add = defineCommand({
+  meta: { name: "add", description: "Append a rule to rules.yaml (comments and formatting kept); refused if the result would not lint" },
+  args: {
+    name: { type: "positional", required: true, valueHint: "NAME", description: "Rule name: a-z, 0-9 and -" },
+    action: { type: "string", required: true, valueHint: "reject|archive|forward|webhook|drop", description: "What the rule does" },
+    priority: { type: "string", valueHint: "N", description: "Higher is evaluated first (default 0)" },
+    category: { type: "string", valueHint: "C", description: "Category recorded for matching messages (default: the name)" },
+    "forward-to": { type: "string", valueHint: "ADDR", description: "Forward target; repeat for several (action forward)" },
+    url: { type: "string", valueHint: "URL", description: "Webhook target (action webhook)" },
+    "reject-message": { type: "string", valueHint: "TEXT", description: "Text after 550 5.7.1 (action reject)" },
+    archive: { type: "boolean", description: "Also archive (forward / webhook)" },
+    conditions: { type: "string", required: true, valueHint: "JSON", description: 'List of conditions, e.g. \'[{"field":"subject","operator":"contains","value":"invoice"}]\'' },
+    file: { type: "string", default: DEFAULT_RULES_FILE, valueHint: "F", description: "Rules file to change" },
+  },
+  run: (context) => cliAction((args: AddArgs) => addRule(args, context.rawArgs))(context),
+});
+
+export default defineCommand({
+  meta: { name: "rules", description: "Check, list and add classification rules (rules.yaml)" },
+  subCommands: { lint, list, add },
+});
