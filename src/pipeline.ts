@@ -2,7 +2,8 @@
  * The pipeline: the one place that connects the stages behind an SMTP session.
  *
  *   receive(raw, envelope)
- *     → id (generated)  → parse (extractFacts)  → classify (rules in force right now)
+ *     → id (generated)  → parse (extractFacts; SPF/DKIM/DMARC only when a rule reads them)
+ *     → classify (the rules in force right now)
  *     → reject: row recorded, 550 5.7.1
  *     → otherwise: spool file + row + deliveries + counters made durable (group commit,
  *       act/intake.ts) → resolve (the caller answers 250)
@@ -19,8 +20,10 @@ import { mkdirSync } from "node:fs";
 import type { Config } from "./config/config.ts";
 import { describeError, SmtpError } from "./errors.ts";
 import type { Logger } from "./log/logger.ts";
+import { authenticate, type AuthResults } from "./parse/authenticate.ts";
 import { extractFacts } from "./parse/extract.ts";
 import { classify } from "./rules/classify.ts";
+import type { RuleSet } from "./rules/types.ts";
 import type { RulesRuntime } from "./rules-runtime/runtime.ts";
 import { Archive } from "./act/archive.ts";
 import { Finisher } from "./act/finish.ts";
@@ -37,6 +40,12 @@ const SWEEP_INTERVAL_MS = 60_000;
 /** Longest reject text sent to a client (after `550 5.7.1 `): one SMTP reply line. */
 const MAX_REJECT_TEXT_CHARS = 400;
 const DEFAULT_REJECT_TEXT = "Message rejected";
+/**
+ * Deadline for SPF/DKIM/DMARC/ARC (DNS) per message: a slow or hostile DNS zone cannot hold
+ * a session longer; missing results become temperror. Only run when a rule looks at them.
+ */
+const AUTH_TIMEOUT_MS = 5000;
+const AUTH_FIELDS: ReadonlySet<string> = new Set(["spf", "dkim", "dmarc", "arc"]);
 
 export interface PipelineDeps {
   config: Config;
@@ -80,8 +89,13 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     let decision: Decision;
     let facts: MessageFacts;
     try {
-      facts = await extractFacts(raw, envelope);
-      decision = classify(facts, rules.current(), { trace: false }).decision;
+      const ruleSet = rules.current();
+      const auth = needsAuthentication(ruleSet)
+        ? authenticate(raw, envelope, { timeoutMs: AUTH_TIMEOUT_MS, mta: config.smtp.hostname })
+        : Promise.resolve<AuthResults | undefined>(undefined);
+      const [parsed, authResults] = await Promise.all([extractFacts(raw, envelope), auth]);
+      facts = authResults ? { ...parsed, ...authResults } : parsed;
+      decision = classify(facts, ruleSet, { trace: false }).decision;
     } catch (err) {
       logger.error("classification failed", { id, error: describeError(err) });
       throw SmtpError.temporary(err);
@@ -151,6 +165,18 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       onPruned: () => archive.forgetDays(),
     });
   }
+}
+
+const authNeeded = new WeakMap<RuleSet, boolean>();
+
+/** Whether any rule reads spf/dkim/dmarc/arc (DNS lookups are skipped otherwise). */
+function needsAuthentication(ruleSet: RuleSet): boolean {
+  let needed = authNeeded.get(ruleSet);
+  if (needed === undefined) {
+    needed = ruleSet.rules.some((r) => r.conditions.some((c) => AUTH_FIELDS.has(c.field)));
+    authNeeded.set(ruleSet, needed);
+  }
+  return needed;
 }
 
 function messageRow(id: string, receivedAt: number, facts: MessageFacts, d: Decision, status: MessageRow["status"]): MessageRow {

@@ -120,7 +120,7 @@ export function envelope(overrides: Partial<Envelope> = {}): Envelope {
   return { mailFrom: "alice@sender.org", rcptTo: ["bob@example.com"], clientIp: "192.0.2.7", helo: "mx.sender.org", tls: false, ...overrides };
 }
 
-export function message(subject: string, bodyBytes = 200, extraHeaders = ""): Uint8Array {
+export function message(subject: string, bodyBytes = 200, extraHeaders = ""): Uint8Array<ArrayBuffer> {
   const body = "Lorem ipsum dolor sit amet.\r\n".repeat(Math.max(1, Math.ceil(bodyBytes / 29)));
   return new TextEncoder().encode(
     `Received: from mx.sender.org ([192.0.2.7]) by gw.example.com with ESMTP; Mon, 1 Jan 2024 00:00:00 +0000\r\n` +

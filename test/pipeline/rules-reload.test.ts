@@ -1,0 +1,98 @@
+/**
+ * Hot reload of rules.yaml: a real file in a mkdtemp directory, the real watcher (inotify)
+ * and loader. Replacing the file by `mv` and rewriting it in place both take effect; an
+ * invalid version is refused and the previous rules stay in force.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CliError } from "../../src/errors.ts";
+import { openDatabase } from "../../src/store/db.ts";
+import { silentLogger } from "../../src/log/logger.ts";
+import { startRulesRuntime, type RulesRuntime } from "../../src/rules-runtime/runtime.ts";
+
+const rulesWithDomain = (domain: string) => `domains: [${domain}]\ndefault: { action: archive, category: default }\nrules: []\n`;
+
+let dir = "";
+let runtime: RulesRuntime | null = null;
+afterEach(async () => {
+  runtime?.close();
+  runtime = null;
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function start(opts: { watch?: boolean } = {}) {
+  dir = await mkdtemp(join(tmpdir(), "mailgw-rules-"));
+  const file = join(dir, "rules.yaml");
+  await writeFile(file, rulesWithDomain("one.example"));
+  const db = openDatabase(join(dir, "db.sqlite"));
+  runtime = await startRulesRuntime({ file, logger: silentLogger, db, debounceMs: 50, watch: opts.watch ?? true });
+  return { file, db, rt: runtime };
+}
+
+describe("rules hot reload", () => {
+  test("a file replaced with mv takes effect; an invalid one is refused and the old rules stay", async () => {
+    const { file, db, rt } = await start();
+    expect(rt.domains()).toEqual(["one.example"]);
+    const v1 = rt.status().version;
+
+    await writeFile(join(dir, "rules.yaml.new"), rulesWithDomain("two.example"));
+    await rename(join(dir, "rules.yaml.new"), file);
+    await until(() => rt.domains()[0] === "two.example", "mv-replaced rules");
+    expect(rt.status().version).not.toBe(v1);
+    expect(rt.status().reloads.ok).toBeGreaterThanOrEqual(1);
+
+    await writeFile(file, "domains: [three.example]\nrules:\n  - name: BAD NAME\n    action: explode\n");
+    await until(() => rt.status().lastError !== null, "refused reload");
+    expect(rt.domains()).toEqual(["two.example"]);
+    expect(rt.status().lastError).toContain(file);
+    expect(rt.status().reloads.error).toBeGreaterThanOrEqual(1);
+    const meta = new Map(db.query<{ key: string; value: string }, []>("SELECT key, value FROM meta").all().map((r) => [r.key, r.value]));
+    expect(meta.get("rules.version")).toBe(rt.status().version);
+    expect(meta.get("rules.last_error")).toContain("rules.yaml");
+    expect(Number(meta.get("rules.reloads_error"))).toBeGreaterThanOrEqual(1);
+
+    await writeFile(file, rulesWithDomain("four.example"));
+    await until(() => rt.domains()[0] === "four.example", "in-place rewrite");
+    expect(rt.status().lastError).toBeNull();
+    db.close();
+  });
+
+  test("reload() (what SIGHUP calls) swaps without a watcher; a vanished file keeps the old rules", async () => {
+    const { file, db, rt } = await start({ watch: false });
+    await writeFile(file, rulesWithDomain("five.example"));
+    expect(rt.domains()).toEqual(["one.example"]);
+    const ok = await rt.reload();
+    expect(ok).toMatchObject({ ok: true, changed: true });
+    expect(rt.domains()).toEqual(["five.example"]);
+    expect(await rt.reload()).toMatchObject({ ok: true, changed: false });
+    await rm(file);
+    const refused = await rt.reload();
+    expect(refused.ok).toBe(false);
+    expect(rt.domains()).toEqual(["five.example"]);
+    db.close();
+  });
+
+  test("a missing or invalid rules file at start is a CliError naming the file", async () => {
+    dir = await mkdtemp(join(tmpdir(), "mailgw-rules-"));
+    const missing = join(dir, "nope.yaml");
+    const e1 = await startRulesRuntime({ file: missing, logger: silentLogger }).catch((e: unknown) => e);
+    expect(e1).toBeInstanceOf(CliError);
+    expect((e1 as CliError).message).toContain(missing);
+    expect((e1 as CliError).exitCode).toBe(1);
+    const bad = join(dir, "bad.yaml");
+    await writeFile(bad, "rules: [1, 2\n");
+    const e2 = await startRulesRuntime({ file: bad, logger: silentLogger }).catch((e: unknown) => e);
+    expect(e2).toBeInstanceOf(CliError);
+    expect((e2 as CliError).message).toContain(bad);
+  });
+});

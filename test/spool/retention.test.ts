@@ -1,0 +1,60 @@
+/** ARCHIVE_MAX_AGE_DAYS: old archive copies go, their rows stay (archive_path cleared), new ones stay. */
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { newMessageId } from "../../src/spool/ids.ts";
+import { dayKey } from "../../src/store/db.ts";
+import { insertMessage, markMessageDone } from "../../src/store/messages.ts";
+import { pruneArchive } from "../../src/store/retention.ts";
+import { envelope, listFiles, makeHarness, message, type Harness } from "../pipeline/helpers.ts";
+
+const DAY = 86_400_000;
+let h: Harness | null = null;
+afterEach(async () => {
+  await h?.close();
+  h = null;
+});
+
+async function archivedAt(hh: Harness, receivedAt: number): Promise<string> {
+  const id = newMessageId(receivedAt);
+  const rel = `archive/${dayKey(receivedAt)}/${id}.eml`;
+  await mkdir(join(hh.config.dataDir, "archive", dayKey(receivedAt)), { recursive: true });
+  await writeFile(join(hh.config.dataDir, rel), "old mail");
+  insertMessage(hh.db, {
+    id, receivedAt, clientIp: "192.0.2.1", helo: "x", tls: false, mailFrom: "", recipients: [], subject: "", size: 8,
+    rule: null, category: "default", action: "archive", archive: true, status: "spooled",
+  });
+  markMessageDone(hh.db, id, rel);
+  return id;
+}
+
+describe("archive retention", () => {
+  test("deletes copies older than the limit and clears their path; keeps rows and newer copies", async () => {
+    h = await makeHarness({ env: { ARCHIVE_MAX_AGE_DAYS: "7" } });
+    const now = Date.now();
+    const old1 = await archivedAt(h, now - 30 * DAY);
+    const old2 = await archivedAt(h, now - 8 * DAY);
+    const recent = await archivedAt(h, now - 6 * DAY);
+    // A stray file in an old day directory without any row goes with its directory.
+    await writeFile(join(h.config.dataDir, "archive", dayKey(now - 30 * DAY), "stray.eml.tmp"), "x");
+    const fresh = await h.pipeline.receive(message("today"), envelope());
+    await h.pipeline.settle();
+
+    const report = await pruneArchive(h.db, h.config.dataDir, 7, now);
+    expect(report.rowsCleared).toBe(2);
+    expect(report.filesDeleted).toBe(2);
+    const files = await listFiles(join(h.config.dataDir, "archive"));
+    expect(files).toEqual([`${dayKey(now - 6 * DAY)}/${recent}.eml`, `${dayKey(now)}/${fresh.id}.eml`].sort());
+    const rows = h.db.query<{ id: string; archive_path: string | null }, []>("SELECT id, archive_path FROM messages ORDER BY id").all();
+    expect(rows.length).toBe(4);
+    expect(rows.filter((r) => r.archive_path === null).map((r) => r.id).sort()).toEqual([old1, old2].sort());
+  });
+
+  test("ARCHIVE_MAX_AGE_DAYS=0 keeps everything", async () => {
+    h = await makeHarness();
+    const now = Date.now();
+    await archivedAt(h, now - 400 * DAY);
+    expect(await pruneArchive(h.db, h.config.dataDir, 0, now)).toEqual({ filesDeleted: 0, rowsCleared: 0, dayDirsRemoved: 0 });
+    expect((await listFiles(join(h.config.dataDir, "archive"))).length).toBe(1);
+  });
+});
