@@ -118,9 +118,8 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
         throw new CliError(`cannot listen for HTTP on ${config.http.host}:${config.http.port}: ${describeError(err)} (check HTTP_HOST and HTTP_PORT)`);
       }
       logger.info("http listening", { url: this.url, auth: token.required ? "token" : "none" });
-      if (!token.required && !isLoopback(config.http.host)) {
-        logger.warn("stats page, stats.json and metrics are open to the network: set STATS_TOKEN or bind HTTP_HOST to 127.0.0.1", { host: config.http.host });
-      }
+      const warning = exposureWarning(config.http.host, token.required);
+      if (warning) logger.warn(warning, { host: config.http.host });
     },
     async stop() {
       const s = server;
@@ -173,6 +172,12 @@ function respond(req: Request, reply: Reply): Response {
   const bytes = new TextEncoder().encode(reply.body);
   headers.set("content-length", String(bytes.byteLength));
   return new Response(req.method === "HEAD" ? null : bytes, { status: reply.status, headers });
+}
+
+/** The warning logged at start when the stats are reachable from the network without a token. */
+export function exposureWarning(host: string, tokenRequired: boolean): string | null {
+  if (tokenRequired || isLoopback(host)) return null;
+  return "stats page, stats.json and metrics are open to the network: set STATS_TOKEN or bind HTTP_HOST to 127.0.0.1";
 }
 
 /** 127.0.0.0/8, ::1 and localhost: addresses only this machine can reach. */

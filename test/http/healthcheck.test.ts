@@ -1,0 +1,74 @@
+/**
+ * `mailgw healthcheck` as a real subprocess against a real server: exit 0 and one line when
+ * healthy, exit 1 and one line on stderr when /healthz says 503 or nothing answers.
+ */
+import { afterEach, beforeEach, expect, test } from "bun:test";
+import { join } from "node:path";
+import { healthzUrl } from "../../src/cli/healthcheck.ts";
+import type { HttpServer } from "../../src/http/server.ts";
+import { makeFixture, startServer, type Fixture } from "./fixture.ts";
+
+const MAIN = join(import.meta.dir, "../../src/main.ts");
+let fx: Fixture;
+let server: HttpServer;
+beforeEach(async () => {
+  fx = makeFixture();
+  server = await startServer(fx);
+});
+afterEach(async () => {
+  await server.stop();
+  fx.cleanup();
+});
+
+async function healthcheck(port: number, host = "127.0.0.1", extra: string[] = []) {
+  const proc = Bun.spawn([process.execPath, MAIN, "healthcheck", ...extra], {
+    cwd: fx.dir, // no .env there
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HTTP_HOST: host, HTTP_PORT: String(port) },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { stdout, stderr, code };
+}
+
+const portOf = (s: HttpServer) => Number(new URL(s.url).port);
+
+test("healthy → exit 0, one line on stdout", async () => {
+  const r = await healthcheck(portOf(server));
+  expect(r.code).toBe(0);
+  expect(r.stdout).toBe(`healthy: http://127.0.0.1:${portOf(server)}/healthz\n`);
+  expect(r.stderr).toBe("");
+});
+
+test("a wildcard HTTP_HOST is asked on loopback", async () => {
+  expect(healthzUrl("0.0.0.0", 3000)).toBe("http://127.0.0.1:3000/healthz");
+  expect(healthzUrl("::", 3000)).toBe("http://[::1]:3000/healthz");
+  expect(healthzUrl("::1", 3000)).toBe("http://[::1]:3000/healthz");
+  expect(healthzUrl("10.0.0.5", 80)).toBe("http://10.0.0.5:80/healthz");
+  const r = await healthcheck(portOf(server), "0.0.0.0");
+  expect(r.code).toBe(0);
+});
+
+test("unhealthy (503) → exit 1 with the reason on one line", async () => {
+  fx.status.listening = false;
+  const r = await healthcheck(portOf(server));
+  expect(r.code).toBe(1);
+  expect(r.stdout).toBe("");
+  expect(r.stderr).toBe(`mailgw: unhealthy: smtp: SMTP listener is not accepting connections (http://127.0.0.1:${portOf(server)}/healthz)\n`);
+});
+
+test("nothing listening → exit 1, one line", async () => {
+  const port = portOf(server);
+  await server.stop();
+  const r = await healthcheck(port);
+  expect(r.code).toBe(1);
+  expect(r.stderr.trimEnd().split("\n")).toHaveLength(1);
+  expect(r.stderr).toContain("unreachable");
+  server = await startServer(fx); // for afterEach
+});
+
+test("a bad --timeout is refused", async () => {
+  const r = await healthcheck(portOf(server), "127.0.0.1", ["--timeout", "soon"]);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toContain("--timeout=soon");
+});

@@ -1,0 +1,92 @@
+/**
+ * /healthz: 200 when SMTP listens, the database answers and the data dir takes a write; 503
+ * naming the failed check otherwise (data dir removed or replaced by a file, SMTP down, database
+ * closed). A missing relay is only a warning. Health changes are logged with the detail.
+ */
+import { afterEach, beforeEach, expect, test } from "bun:test";
+import { readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import type { HealthReport } from "../../src/http/healthz.ts";
+import type { HttpServer } from "../../src/http/server.ts";
+import { createLogger } from "../../src/log/logger.ts";
+import { get, makeFixture, startServer, type Fixture } from "./fixture.ts";
+
+let fx: Fixture;
+let server: HttpServer;
+let log: string[];
+beforeEach(async () => {
+  fx = makeFixture();
+  log = [];
+  server = await startServer(fx, { logger: createLogger({ level: "info", format: "json", write: (s) => void log.push(s) }) });
+});
+afterEach(async () => {
+  await server.stop();
+  fx.cleanup();
+});
+
+async function health(): Promise<{ status: number; body: HealthReport }> {
+  const res = await get(server, "/healthz");
+  return { status: res.status, body: (await res.json()) as HealthReport };
+}
+
+test("healthy: 200 with status ok, and the probe leaves nothing behind", async () => {
+  const { status, body } = await health();
+  expect(status).toBe(200);
+  expect(body.status).toBe("ok");
+  expect(body.checks).toEqual({ smtp: { ok: true }, database: { ok: true }, dataDir: { ok: true } });
+  expect(body.warnings).toEqual([]);
+  expect(readdirSync(fx.dataDir).filter((f) => f.startsWith(".healthz"))).toEqual([]);
+});
+
+test("data dir removed → 503; restored → 200 again", async () => {
+  const aside = `${fx.dataDir}.aside`;
+  renameSync(fx.dataDir, aside); // the open database keeps working on its inode
+  const down = await health();
+  expect(down.status).toBe(503);
+  expect(down.body.status).toBe("unhealthy");
+  expect(down.body.checks.dataDir.ok).toBe(false);
+  expect(down.body.reason).toContain("dataDir: data dir is not writable (ENOENT)");
+  expect(JSON.stringify(down.body)).not.toContain(fx.dir); // no paths to unauthenticated clients
+  expect(log.join("")).toContain("health check failing");
+  expect(log.join("")).toContain(fx.dataDir); // the detail is in the log
+  renameSync(aside, fx.dataDir);
+  expect((await health()).status).toBe(200);
+  expect(log.join("")).toContain("health ok");
+});
+
+test("data dir replaced by a file → 503", async () => {
+  const aside = `${fx.dataDir}.aside`;
+  renameSync(fx.dataDir, aside);
+  writeFileSync(fx.dataDir, "not a directory");
+  const down = await health();
+  expect(down.status).toBe(503);
+  expect(down.body.reason).toContain("data dir is not writable (ENOTDIR)");
+  rmSync(fx.dataDir);
+  renameSync(aside, fx.dataDir);
+});
+
+test("SMTP listener down → 503", async () => {
+  fx.status.listening = false;
+  const { status, body } = await health();
+  expect(status).toBe(503);
+  expect(body.reason).toBe("smtp: SMTP listener is not accepting connections");
+  expect(body.checks.database.ok).toBe(true);
+});
+
+test("database unusable → 503", async () => {
+  fx.db.close();
+  const { status, body } = await health();
+  expect(status).toBe(503);
+  expect(body.checks.database.ok).toBe(false);
+  // Guarded routes answer a generic 500 rather than leaking the error.
+  const stats = await get(server, "/stats.json");
+  expect(stats.status).toBe(500);
+  expect(await stats.text()).toBe("internal error\n");
+});
+
+test("no relay is a warning, not a failure", async () => {
+  fx.status.relayConfigured = false;
+  const { status, body } = await health();
+  expect(status).toBe(200);
+  expect(body.warnings.join(" ")).toContain("no relay configured");
+  expect((await get(server, "/healthz", { method: "HEAD" })).status).toBe(200);
+});

@@ -1,0 +1,138 @@
+/**
+ * /metrics is valid Prometheus text exposition, checked line by line: every sample belongs to a
+ * family declared with # HELP and # TYPE, label syntax and values parse, histograms are
+ * cumulative with a +Inf bucket equal to _count, and the numbers match the database.
+ */
+import { afterEach, beforeEach, expect, test } from "bun:test";
+import type { HttpServer } from "../../src/http/server.ts";
+import { addAttempt, addDelivery, addMessage, addSession, get, makeFixture, startServer, type Fixture } from "./fixture.ts";
+
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+
+/** A strict parser for the subset of the 0.0.4 text format we emit; throws on any invalid line. */
+function parseExposition(text: string): { samples: Sample[]; types: Map<string, string> } {
+  expect(text.endsWith("\n")).toBe(true);
+  const types = new Map<string, string>();
+  const helps = new Set<string>();
+  const samples: Sample[] = [];
+  for (const line of text.slice(0, -1).split("\n")) {
+    let m: RegExpExecArray | null;
+    if ((m = /^# HELP (\S+) (.+)$/.exec(line))) {
+      expect(m[1]).toMatch(NAME);
+      helps.add(m[1] ?? "");
+    } else if ((m = /^# TYPE (\S+) (counter|gauge|histogram|summary|untyped)$/.exec(line))) {
+      expect(types.has(m[1] ?? "")).toBe(false);
+      expect(helps.has(m[1] ?? "")).toBe(true);
+      types.set(m[1] ?? "", m[2] ?? "");
+    } else if ((m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line))) {
+      const name = m[1] ?? "";
+      const family = types.has(name) ? name : name.replace(/_(bucket|sum|count)$/, "");
+      if (!types.has(family)) throw new Error(`sample without # TYPE: ${line}`);
+      const labels: Record<string, string> = {};
+      const body = m[2] ?? "";
+      const labelRe = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\["\\n])*)"(,|$)/y;
+      let pos = 0;
+      while (pos < body.length) {
+        labelRe.lastIndex = pos;
+        const l = labelRe.exec(body);
+        if (!l) throw new Error(`bad labels at ${pos}: ${line}`);
+        labels[l[1] ?? ""] = (l[2] ?? "").replace(/\\(["\\n])/g, (_, c: string) => (c === "n" ? "\n" : c));
+        pos = labelRe.lastIndex;
+      }
+      const raw = m[3] ?? "";
+      const value = raw === "+Inf" ? Infinity : raw === "-Inf" ? -Infinity : Number(raw);
+      if (raw !== "NaN" && Number.isNaN(value)) throw new Error(`bad value: ${line}`);
+      samples.push({ name, labels, value });
+    } else {
+      throw new Error(`invalid exposition line: ${JSON.stringify(line)}`);
+    }
+  }
+  return { samples, types };
+}
+
+function find(samples: Sample[], name: string, labels: Record<string, string> = {}): number | undefined {
+  return samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
+}
+
+let fx: Fixture;
+let server: HttpServer;
+beforeEach(async () => {
+  fx = makeFixture();
+  server = await startServer(fx);
+});
+afterEach(async () => {
+  await server.stop();
+  fx.cleanup();
+});
+
+test("exposition is valid and the numbers match the database", async () => {
+  addMessage(fx.db, { action: "archive" });
+  addMessage(fx.db, { action: "reject", category: "spam" });
+  addMessage(fx.db, { action: "reject", category: "spam", at: Date.now() - 90 * 86_400_000 }); // all-time counters include old days
+  const fwd = addMessage(fx.db, { action: "forward", category: "sales" });
+  addSession(fx.db, true);
+  addSession(fx.db, false);
+  addSession(fx.db, false);
+  const d = addDelivery(fx.db, fwd, { state: "deferred" });
+  addAttempt(fx.db, d, "forward", 40, "deferred"); // ≤ 0.05 s
+  addAttempt(fx.db, d, "forward", 700, "deferred"); // ≤ 1 s
+  addAttempt(fx.db, d, "forward", 200_000, "delivered"); // > 120 s: only +Inf
+  const res = await get(server, "/metrics");
+  expect(res.headers.get("content-type")).toBe("text/plain; version=0.0.4; charset=utf-8");
+  const { samples, types } = parseExposition(await res.text());
+
+  expect(types.get("mailgw_messages_total")).toBe("counter");
+  expect(types.get("mailgw_delivery_duration_seconds")).toBe("histogram");
+  expect(types.get("mailgw_queue_depth")).toBe("gauge");
+  expect(find(samples, "mailgw_messages_received_total")).toBe(4);
+  expect(find(samples, "mailgw_messages_total", { action: "reject", category: "spam" })).toBe(2);
+  expect(find(samples, "mailgw_messages_total", { action: "forward", category: "sales" })).toBe(1);
+  expect(find(samples, "mailgw_messages_total", { action: "drop" })).toBe(0);
+  expect(find(samples, "mailgw_smtp_sessions_total", { tls: "true" })).toBe(1);
+  expect(find(samples, "mailgw_smtp_sessions_total", { tls: "false" })).toBe(2);
+  expect(find(samples, "mailgw_queue_depth", { state: "deferred" })).toBe(1);
+  expect(find(samples, "mailgw_queue_depth", { state: "queued" })).toBe(0);
+  expect(find(samples, "mailgw_deliveries_total", { kind: "forward", result: "deferred" })).toBe(2);
+  expect(find(samples, "mailgw_deliveries_total", { kind: "forward", result: "delivered" })).toBe(1);
+  expect(find(samples, "mailgw_rules_reload_total", { result: "success" })).toBe(1);
+  expect(find(samples, "mailgw_build_info")).toBe(1);
+  expect(samples.find((s) => s.name === "mailgw_build_info")?.labels.version).toMatch(/^\d+\.\d+\.\d+/);
+  expect(find(samples, "mailgw_uptime_seconds")).toBeGreaterThan(3000);
+
+  const buckets = samples.filter((s) => s.name === "mailgw_delivery_duration_seconds_bucket" && s.labels.kind === "forward");
+  expect(buckets.at(-1)?.labels.le).toBe("+Inf");
+  for (let i = 1; i < buckets.length; i++) expect(buckets[i]?.value ?? 0).toBeGreaterThanOrEqual(buckets[i - 1]?.value ?? 0);
+  expect(find(samples, "mailgw_delivery_duration_seconds_bucket", { kind: "forward", le: "0.05" })).toBe(1);
+  expect(find(samples, "mailgw_delivery_duration_seconds_bucket", { kind: "forward", le: "1" })).toBe(2);
+  expect(find(samples, "mailgw_delivery_duration_seconds_bucket", { kind: "forward", le: "120" })).toBe(2);
+  expect(find(samples, "mailgw_delivery_duration_seconds_bucket", { kind: "forward", le: "+Inf" })).toBe(3);
+  expect(find(samples, "mailgw_delivery_duration_seconds_count", { kind: "forward" })).toBe(3);
+  expect(find(samples, "mailgw_delivery_duration_seconds_sum", { kind: "forward" })).toBeCloseTo(200.74, 5);
+  expect(find(samples, "mailgw_delivery_duration_seconds_count", { kind: "webhook" })).toBe(0);
+});
+
+test("the histogram only adds attempts recorded since the last scrape", async () => {
+  const d = addDelivery(fx.db, addMessage(fx.db, { action: "webhook" }), { kind: "webhook" });
+  addAttempt(fx.db, d, "webhook", 100, "deferred");
+  const first = parseExposition(await (await get(server, "/metrics")).text()).samples;
+  expect(find(first, "mailgw_delivery_duration_seconds_count", { kind: "webhook" })).toBe(1);
+  const again = parseExposition(await (await get(server, "/metrics")).text()).samples;
+  expect(find(again, "mailgw_delivery_duration_seconds_count", { kind: "webhook" })).toBe(1);
+  addAttempt(fx.db, d, "webhook", 300, "delivered");
+  const later = parseExposition(await (await get(server, "/metrics")).text()).samples;
+  expect(find(later, "mailgw_delivery_duration_seconds_count", { kind: "webhook" })).toBe(2);
+  expect(find(later, "mailgw_delivery_duration_seconds_bucket", { kind: "webhook", le: "0.25" })).toBe(1);
+  expect(find(later, "mailgw_delivery_duration_seconds_bucket", { kind: "webhook", le: "0.5" })).toBe(2);
+});
+
+test("the parser used here rejects invalid exposition (so the test above means something)", () => {
+  expect(() => parseExposition("mailgw_x 1\n")).toThrow("sample without # TYPE");
+  expect(() => parseExposition('# HELP a b\n# TYPE a gauge\na{l="x} 1\n')).toThrow("bad labels");
+  expect(() => parseExposition("# HELP a b\n# TYPE a gauge\na one\n")).toThrow("bad value");
+});
