@@ -1,0 +1,158 @@
+/**
+ * Relay client for `forward` deliveries: one pooled nodemailer transport, reused across
+ * messages, to the configured smarthost (SPEC §2 RELAY_*, §5).
+ *
+ * Security: RELAY_SMTP_SECURE=starttls sets requireTLS, so a relay that does not offer
+ * STARTTLS, answers 454, or fails certificate checks (RELAY_SMTP_TLS_VERIFY) is dropped
+ * before AUTH: credentials never travel in clear unless `none` was chosen. The password is
+ * handed to nodemailer only; it is never logged or put in an error text.
+ * Bytes: the stored message is sent as `raw` after normalizeLineEndings (no bare CR/LF,
+ * SMTP smuggling); nodemailer only dot-stuffs. Envelope = original MAIL FROM → forward_to.
+ * Latency: nodemailer ≥ 10 sets TCP_NODELAY on its sockets (smtp-connection `_onConnect`),
+ * which avoids the 40 ms Nagle/delayed-ACK stall per message Haraka suffers from.
+ * Failure: never throws; every send resolves to an AttemptOutcome (see classifyRelayError).
+ */
+import { isIP } from "node:net";
+import nodemailer from "nodemailer";
+import type { RelayConfig } from "../config/config.ts";
+import type { AttemptOutcome } from "../queue/retry.ts";
+import { normalizeLineEndings } from "./normalize-crlf.ts";
+
+/** Parallel connections to the relay; relays throttle per client, a handful is plenty. */
+export const RELAY_MAX_CONNECTIONS = 8;
+/** Messages per connection before it is recycled (bounds a relay-side session's state). */
+export const RELAY_MAX_MESSAGES_PER_CONNECTION = 1000;
+/** TCP connect deadline: a blackholed relay address must not hold a slot for minutes. */
+export const RELAY_CONNECT_TIMEOUT_MS = 15_000;
+/** Greeting / STARTTLS deadline: stops a relay that accepts and then says nothing. */
+export const RELAY_GREETING_TIMEOUT_MS = 15_000;
+/** Silence on an established connection before it is abandoned. */
+export const RELAY_SOCKET_TIMEOUT_MS = 60_000;
+/** Idle pooled connections are closed after this, before relays time them out themselves. */
+export const RELAY_IDLE_TIMEOUT_MS = 60_000;
+
+export interface RelaySendInput {
+  mailFrom: string;
+  to: string[];
+  raw: Uint8Array;
+  /** Aborting fails the attempt and closes the connection it was using. */
+  signal: AbortSignal;
+}
+
+export interface RelayClient {
+  send(input: RelaySendInput): Promise<AttemptOutcome>;
+  /** Closes pooled connections; in-flight sends fail as temporary. */
+  close(): void;
+  readonly maxConnections: number;
+  /** `host:port` for logs and attempt records (never the credentials). */
+  readonly label: string;
+}
+
+export interface RelayClientOptions {
+  /** Name sent in EHLO (SMTP_HOSTNAME). */
+  ehloName: string;
+  maxConnections?: number;
+}
+
+export function createRelayClient(relay: RelayConfig, opts: RelayClientOptions): RelayClient {
+  const maxConnections = opts.maxConnections ?? RELAY_MAX_CONNECTIONS;
+  const transport = nodemailer.createTransport({
+    pool: true,
+    host: relay.host,
+    port: relay.port,
+    name: opts.ehloName,
+    secure: relay.secure === "tls",
+    requireTLS: relay.secure === "starttls",
+    ignoreTLS: relay.secure === "none",
+    auth: relay.user !== null ? { user: relay.user, pass: relay.pass ?? "" } : undefined,
+    // SNI only for names (TLS forbids IP addresses there); verification still checks IP SANs.
+    tls: { rejectUnauthorized: relay.tlsVerify, ...(isIP(relay.host) ? {} : { servername: relay.host }) },
+    maxConnections,
+    maxMessages: RELAY_MAX_MESSAGES_PER_CONNECTION,
+    // One immediate retry on a fresh connection when a pooled one was closed under us
+    // (relay idle timeout); anything beyond that is the queue's job, with backoff.
+    maxRequeues: 1,
+    idleTimeout: RELAY_IDLE_TIMEOUT_MS,
+    connectionTimeout: RELAY_CONNECT_TIMEOUT_MS,
+    greetingTimeout: RELAY_GREETING_TIMEOUT_MS,
+    socketTimeout: RELAY_SOCKET_TIMEOUT_MS,
+    disableFileAccess: true,
+    disableUrlAccess: true,
+    logger: false,
+  });
+  const label = `${relay.host}:${relay.port}`;
+  return {
+    maxConnections,
+    label,
+    async send(input) {
+      try {
+        const info = await transport.sendMail({
+          envelope: { from: input.mailFrom, to: input.to },
+          raw: Buffer.from(normalizeLineEndings(input.raw)),
+          signal: input.signal,
+        });
+        return acceptedOutcome(info.response, info.rejectedErrors);
+      } catch (err) {
+        return classifyRelayError(err);
+      }
+    },
+    close() {
+      transport.close();
+    },
+  };
+}
+
+interface RelayErrorFields {
+  message?: unknown;
+  code?: unknown;
+  responseCode?: unknown;
+  command?: unknown;
+  name?: unknown;
+}
+
+/** Commands whose 5xx condemns the message itself; a 5xx anywhere else is about the session. */
+const MESSAGE_COMMANDS = new Set(["MAIL FROM", "RCPT TO", "DATA", "EOM"]);
+
+/**
+ * Maps a nodemailer failure to temporary / permanent (maddy-style: unknown → temporary).
+ * - 4xx, connection errors, timeouts, aborts → temporary.
+ * - EAUTH / ETLS (wrong credentials, no STARTTLS, 454, bad certificate) → temporary: the
+ *   message is fine, the configuration or the relay is not (Postfix soft-bounces these too).
+ * - 5xx to MAIL/RCPT/DATA/end of data → permanent.
+ */
+export function classifyRelayError(err: unknown): AttemptOutcome {
+  const e: RelayErrorFields = typeof err === "object" && err !== null ? (err as RelayErrorFields) : {};
+  const message = oneLine(typeof e.message === "string" ? e.message : String(err));
+  const code = typeof e.code === "string" ? e.code : "";
+  const responseCode = typeof e.responseCode === "number" ? e.responseCode : 0;
+  const command = typeof e.command === "string" ? e.command : "";
+  const error = code ? `${code}: ${message}` : message;
+  if (e.name === "AbortError" || code === "ABORT_ERR") return { kind: "temporary", error: `timed out: ${message}` };
+  if (code === "EAUTH" || code === "ETLS") return { kind: "temporary", error };
+  if (responseCode >= 500 && responseCode < 600 && (code === "EENVELOPE" || code === "EMESSAGE" || MESSAGE_COMMANDS.has(command))) {
+    return { kind: "permanent", error };
+  }
+  return { kind: "temporary", error };
+}
+
+interface RejectedRecipient {
+  responseCode?: number | false;
+  recipient?: string;
+  response?: string;
+}
+
+/** Some recipients accepted: a 4xx for any other one makes the whole delivery retry (duplicates over loss). */
+function acceptedOutcome(response: string, rejected: readonly unknown[] | undefined): AttemptOutcome {
+  const reply = oneLine(response);
+  const list = (rejected ?? []) as RejectedRecipient[];
+  if (list.length === 0) return { kind: "delivered", reply };
+  const detail = list.map((r) => `${r.recipient ?? "?"}: ${oneLine(r.response ?? "")}`).join("; ");
+  const temporary = list.some((r) => typeof r.responseCode === "number" && r.responseCode < 500);
+  if (temporary) return { kind: "temporary", error: `some recipients deferred (${detail})` };
+  return { kind: "delivered", reply: `${reply} (rejected: ${detail})` };
+}
+
+/** Relay replies and errors can span lines; keep logs and the attempts table one-line. */
+function oneLine(s: string): string {
+  return s.replace(/[\r\n]+/g, " ").trim().slice(0, 1000);
+}

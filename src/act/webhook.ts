@@ -1,0 +1,90 @@
+/**
+ * Webhook transport: POSTs the JSON payload (webhook-payload.ts) to a rule's `url`.
+ * With WEBHOOK_SECRET: `X-Mailgw-Signature: sha256=<hex HMAC-SHA256 of the exact body>` and
+ * `X-Mailgw-Timestamp: <unix seconds>` (the same value as the body's `timestamp`, so the
+ * signed body pins it and a receiver can refuse stale replays).
+ *
+ * Trusts: the URL (validated by rules lint). Not the receiver: redirects are not followed
+ * (a POST body must not wander to another host), and at most WEBHOOK_MAX_REPLY_BYTES of its
+ * reply are read. Failure: never throws; 2xx → delivered, 408/429/5xx, network errors and
+ * timeouts → temporary, any other status (4xx, 3xx) → permanent.
+ */
+import { createHmac } from "node:crypto";
+import type { AttemptOutcome } from "../queue/retry.ts";
+import { buildWebhookPayload, type WebhookMessage } from "./webhook-payload.ts";
+
+/** Reply bytes kept for the attempt record. Stops a receiver that streams forever from holding memory. */
+export const WEBHOOK_MAX_REPLY_BYTES = 1024;
+
+export const SIGNATURE_HEADER = "X-Mailgw-Signature";
+export const TIMESTAMP_HEADER = "X-Mailgw-Timestamp";
+
+export interface WebhookPostInput {
+  url: string;
+  message: WebhookMessage;
+  secret: string | null;
+  /** Aborting (attempt timeout, shutdown) ends the request as a temporary failure. */
+  signal: AbortSignal;
+  nowMs: number;
+  userAgent: string;
+}
+
+/** `sha256=<hex>` for a body and secret. */
+export function signWebhookBody(body: string | Uint8Array, secret: string): string {
+  return `sha256=${createHmac("sha256", secret).update(body).digest("hex")}`;
+}
+
+export async function postWebhook(input: WebhookPostInput): Promise<AttemptOutcome> {
+  const payload = await buildWebhookPayload(input.message, input.nowMs);
+  const body = JSON.stringify(payload);
+  const headers: Record<string, string> = { "content-type": "application/json", "user-agent": input.userAgent };
+  if (input.secret !== null) {
+    headers[SIGNATURE_HEADER] = signWebhookBody(body, input.secret);
+    headers[TIMESTAMP_HEADER] = String(payload.timestamp);
+  }
+  let res: Response;
+  try {
+    res = await fetch(input.url, { method: "POST", body, headers, redirect: "manual", signal: input.signal });
+  } catch (err) {
+    const aborted = input.signal.aborted;
+    const text = err instanceof Error ? err.message : String(err);
+    return { kind: "temporary", error: aborted ? `timed out: ${text}` : `request failed: ${text}` };
+  }
+  const reply = `HTTP ${res.status}${await readReplySnippet(res)}`;
+  if (res.status >= 200 && res.status < 300) return { kind: "delivered", reply };
+  if (res.status === 408 || res.status === 429 || res.status >= 500) return { kind: "temporary", error: reply };
+  return { kind: "permanent", error: res.status >= 300 && res.status < 400 ? `${reply} (redirects are not followed)` : reply };
+}
+
+/** First bytes of the reply body as one line, prefixed with ": ", or "" when empty. */
+async function readReplySnippet(res: Response): Promise<string> {
+  if (!res.body) return "";
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (size < WEBHOOK_MAX_REPLY_BYTES) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.byteLength;
+    }
+  } catch {
+    // A reply that breaks off mid-body still has its status; the body is only for the log.
+  } finally {
+    reader.cancel().catch(() => undefined);
+  }
+  const text = Buffer.concat(chunks).subarray(0, WEBHOOK_MAX_REPLY_BYTES).toString("utf8");
+  const line = text.replace(/\s+/g, " ").trim();
+  return line ? `: ${line}` : "";
+}
+
+/** URL as shown in logs and attempt records: no query string or credentials (they may carry tokens). */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return "(invalid url)";
+  }
+}

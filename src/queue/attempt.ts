@@ -1,0 +1,78 @@
+/**
+ * One delivery attempt: read the stored bytes, hand them to the transport the delivery's
+ * kind names, and report what happened. Knows nothing about scheduling or the database.
+ *
+ * Trusts: the claimed row (written by the pipeline). Failure: never throws. A missing spool
+ * file is permanent (nothing left to send; the log says so loudly), any other read error is
+ * temporary (disk hiccup), and transport outcomes pass through.
+ */
+import type { RelayClient } from "../act/relay.ts";
+import { postWebhook, redactUrl } from "../act/webhook.ts";
+import { VERSION } from "../version.ts";
+import type { ClaimedDelivery } from "./queue-store.ts";
+import type { AttemptOutcome } from "./retry.ts";
+import { isMissingFile, type SpoolAccess } from "./spool-access.ts";
+
+export interface AttemptContext {
+  spool: SpoolAccess;
+  /** null when no relay is configured (forwards are then held before reaching here). */
+  relay: RelayClient | null;
+  webhookSecret: string | null;
+  signal: AbortSignal;
+  nowMs: number;
+}
+
+export interface AttemptResult {
+  outcome: AttemptOutcome;
+  /** What was tried, for logs and the attempts table. */
+  target: string;
+}
+
+export async function runAttempt(d: ClaimedDelivery, ctx: AttemptContext): Promise<AttemptResult> {
+  const target = describeTarget(d, ctx.relay);
+  let raw: Uint8Array;
+  try {
+    raw = await ctx.spool.read(d.messageId);
+  } catch (err) {
+    const text = err instanceof Error ? err.message : String(err);
+    if (isMissingFile(err)) return { target, outcome: { kind: "permanent", error: `spool file missing: ${text}` } };
+    return { target, outcome: { kind: "temporary", error: `cannot read spool file: ${text}` } };
+  }
+  if (d.kind === "forward") {
+    if (ctx.relay === null) return { target, outcome: { kind: "temporary", error: "no relay configured" } };
+    const to = parseAddresses(d.target);
+    if (to.length === 0) return { target, outcome: { kind: "permanent", error: `delivery has no forward_to addresses` } };
+    return { target, outcome: await ctx.relay.send({ mailFrom: d.mailFrom, to, raw, signal: ctx.signal }) };
+  }
+  const outcome = await postWebhook({
+    url: d.target,
+    secret: ctx.webhookSecret,
+    signal: ctx.signal,
+    nowMs: ctx.nowMs,
+    userAgent: `mailgw/${VERSION}`,
+    message: {
+      id: d.messageId,
+      receivedAt: d.receivedAt,
+      rule: d.rule,
+      category: d.category,
+      envelope: { mailFrom: d.mailFrom, rcptTo: parseAddresses(d.recipients), clientIp: d.clientIp, helo: d.helo, tls: d.tls === 1 },
+      raw,
+    },
+  });
+  return { target, outcome };
+}
+
+export function describeTarget(d: ClaimedDelivery, relay: RelayClient | null): string {
+  if (d.kind === "webhook") return redactUrl(d.target);
+  return `${relay?.label ?? "(no relay)"} → ${parseAddresses(d.target).join(",")}`;
+}
+
+/** A JSON array of strings from the database; anything else yields []. */
+export function parseAddresses(json: string): string[] {
+  try {
+    const v: unknown = JSON.parse(json);
+    return Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : [];
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,218 @@
+/**
+ * Queue SQL: every read and write of `deliveries` / `delivery_attempts` made by the worker
+ * and by `mailgw queue`. State machine (SPEC §5):
+ *   queued|deferred → delivering → delivered | deferred | failed;  held → queued (relay set);
+ *   failed|deferred|held → queued (`queue retry`);  delivering → queued (start after a crash).
+ * Each transition is one UPDATE guarded by the state it leaves, so the worker and the CLI
+ * (another process, same WAL database) never overwrite each other's change.
+ * Trusts: the schema of store/migrations.ts. Failure: SQLite errors are thrown to the caller.
+ */
+import type { Database } from "bun:sqlite";
+import { bumpCounter } from "../store/counters.ts";
+import type { DeliveryKind, DeliveryState } from "../types.ts";
+import type { NextStep } from "./retry.ts";
+
+/** A claimed delivery with what an attempt needs from its message row. */
+export interface ClaimedDelivery {
+  id: number;
+  messageId: string;
+  kind: DeliveryKind;
+  /** forward: JSON array of addresses; webhook: URL. */
+  target: string;
+  rule: string | null;
+  category: string;
+  attempts: number;
+  createdAt: number;
+  mailFrom: string;
+  recipients: string;
+  clientIp: string;
+  helo: string;
+  tls: number;
+  receivedAt: number;
+  subject: string;
+}
+
+/** Targets the claim must skip because they already have as many attempts running as allowed. */
+export interface ClaimExclusions {
+  /** No forward may be claimed (relay at its cap). */
+  forwards: boolean;
+  /** Webhook URLs at their cap. */
+  webhookTargets: string[];
+}
+
+const CLAIM_COLUMNS = `d.id, d.message_id AS messageId, d.kind, d.target, d.rule, d.category, d.attempts,
+  d.created_at AS createdAt, m.mail_from AS mailFrom, m.recipients, m.client_ip AS clientIp, m.helo, m.tls,
+  m.received_at AS receivedAt, m.subject`;
+
+/** Due deliveries (oldest due first), not yet claimed. Uses the deliveries_due index. */
+export function dueCandidates(db: Database, now: number, limit: number, ex: ClaimExclusions): ClaimedDelivery[] {
+  return db
+    .query<ClaimedDelivery, [number, number, string, number]>(
+      `SELECT ${CLAIM_COLUMNS} FROM deliveries d JOIN messages m ON m.id = d.message_id
+       WHERE d.state IN ('queued', 'deferred') AND d.next_attempt_at <= ?
+         AND NOT (d.kind = 'forward' AND ?)
+         AND NOT (d.kind = 'webhook' AND d.target IN (SELECT value FROM json_each(?)))
+       ORDER BY d.next_attempt_at LIMIT ?`,
+    )
+    .all(now, ex.forwards ? 1 : 0, JSON.stringify(ex.webhookTargets), limit);
+}
+
+/** Marks the given candidates `delivering`; returns those it actually took (the CLI may have dropped one). */
+export function claim(db: Database, candidates: readonly ClaimedDelivery[], now: number): ClaimedDelivery[] {
+  const stmt = db.query(`UPDATE deliveries SET state = 'delivering', updated_at = ? WHERE id = ? AND state IN ('queued', 'deferred')`);
+  return db.transaction(() => candidates.filter((c) => stmt.run(now, c.id).changes === 1)).immediate();
+}
+
+export interface AttemptRecord {
+  delivery: ClaimedDelivery;
+  at: number;
+  durationMs: number;
+  /** What was tried, for the attempts table and logs (relay host + recipients, or URL). */
+  target: string;
+  ok: boolean;
+  /** Reply on success, error otherwise. */
+  reply: string;
+  step: NextStep;
+}
+
+/**
+ * Records an attempt and the state it leads to, with the counter, in one transaction.
+ * Returns false (and records nothing) when the delivery is no longer `delivering`
+ * (dropped with `mailgw queue drop` while the attempt ran).
+ */
+export function finishAttempt(db: Database, r: AttemptRecord): boolean {
+  const { delivery: d, step } = r;
+  return db
+    .transaction(() => {
+      const changed = db
+        .query(
+          `UPDATE deliveries SET state = ?, attempts = attempts + 1, next_attempt_at = ?, updated_at = ?,
+             last_error = ?, delivered_at = ? WHERE id = ? AND state = 'delivering'`,
+        )
+        .run(
+          step.state,
+          step.nextAttemptAt,
+          r.at + r.durationMs,
+          r.ok ? null : (step.reason ?? r.reply),
+          step.state === "delivered" ? r.at + r.durationMs : null,
+          d.id,
+        ).changes;
+      if (changed !== 1) return false;
+      db.query(`INSERT INTO delivery_attempts (delivery_id, at, target, duration_ms, ok, reply) VALUES (?, ?, ?, ?, ?, ?)`).run(
+        d.id,
+        r.at,
+        r.target,
+        r.durationMs,
+        r.ok ? 1 : 0,
+        r.reply,
+      );
+      bumpCounter(db, r.at, `${step.state}:${d.kind}`, { rule: d.rule, category: d.category });
+      return true;
+    })
+    .immediate();
+}
+
+/** A claimed forward found with no relay configured goes (back) to `held`. */
+export function holdClaimed(db: Database, id: number, now: number): void {
+  db.query(`UPDATE deliveries SET state = 'held', updated_at = ? WHERE id = ? AND state = 'delivering'`).run(now, id);
+}
+
+/** Without a relay: queued/deferred forwards become `held` (e.g. after `queue retry`). */
+export function holdForwards(db: Database, now: number): number {
+  return db
+    .query(`UPDATE deliveries SET state = 'held', updated_at = ? WHERE kind = 'forward' AND state IN ('queued', 'deferred')`)
+    .run(now).changes;
+}
+
+/** With a relay: held forwards become due now. */
+export function releaseHeld(db: Database, now: number): number {
+  return db
+    .query(`UPDATE deliveries SET state = 'queued', next_attempt_at = ?, updated_at = ? WHERE state = 'held'`)
+    .run(now, now).changes;
+}
+
+/** At start: attempts a crash interrupted are due again (at-least-once; a duplicate is possible). */
+export function recoverInterrupted(db: Database, now: number): number {
+  return db
+    .query(`UPDATE deliveries SET state = 'queued', next_attempt_at = ?, updated_at = ? WHERE state = 'delivering'`)
+    .run(now, now).changes;
+}
+
+/** Earliest next_attempt_at among waiting deliveries, or null when none wait. */
+export function nextDueAt(db: Database): number | null {
+  const row = db
+    .query<{ t: number | null }, []>(`SELECT min(next_attempt_at) AS t FROM deliveries WHERE state IN ('queued', 'deferred')`)
+    .get();
+  return row?.t ?? null;
+}
+
+// ---- for `mailgw queue` -------------------------------------------------------------
+
+export interface QueueEntry {
+  id: number;
+  messageId: string;
+  kind: DeliveryKind;
+  target: string;
+  state: DeliveryState;
+  attempts: number;
+  createdAt: number;
+  nextAttemptAt: number;
+  lastError: string | null;
+  rule: string | null;
+  category: string;
+}
+
+/** States `queue list` shows by default: everything not delivered. */
+export const PENDING_STATES: readonly DeliveryState[] = ["queued", "deferred", "held", "delivering", "failed"];
+
+export function listQueue(db: Database, states: readonly DeliveryState[], limit: number): QueueEntry[] {
+  return db
+    .query<QueueEntry, [string, number]>(
+      `SELECT id, message_id AS messageId, kind, target, state, attempts, created_at AS createdAt,
+              next_attempt_at AS nextAttemptAt, last_error AS lastError, rule, category
+       FROM deliveries WHERE state IN (SELECT value FROM json_each(?)) ORDER BY created_at, id LIMIT ?`,
+    )
+    .all(JSON.stringify(states), limit);
+}
+
+/** Deliveries an ID names: a delivery number, or a message id (all of its deliveries). */
+export function findDeliveries(db: Database, ref: string): QueueEntry[] {
+  const byNumber = /^\d+$/.test(ref);
+  return db
+    .query<QueueEntry, [string]>(
+      `SELECT id, message_id AS messageId, kind, target, state, attempts, created_at AS createdAt,
+              next_attempt_at AS nextAttemptAt, last_error AS lastError, rule, category
+       FROM deliveries WHERE ${byNumber ? "id = CAST(? AS INTEGER)" : "message_id = ?"} ORDER BY id`,
+    )
+    .all(ref);
+}
+
+/** States `queue retry` moves to queued. */
+export const RETRYABLE_STATES: readonly DeliveryState[] = ["failed", "deferred", "held"];
+
+/** Makes the deliveries due now; returns how many changed. `ids` null = all retryable. */
+export function retryNow(db: Database, ids: readonly number[] | null, now: number): number {
+  const states = JSON.stringify(RETRYABLE_STATES);
+  if (ids === null) {
+    return db
+      .query(`UPDATE deliveries SET state = 'queued', next_attempt_at = ?, updated_at = ? WHERE state IN (SELECT value FROM json_each(?))`)
+      .run(now, now, states).changes;
+  }
+  return db
+    .query(
+      `UPDATE deliveries SET state = 'queued', next_attempt_at = ?, updated_at = ?
+       WHERE id IN (SELECT value FROM json_each(?)) AND state IN (SELECT value FROM json_each(?))`,
+    )
+    .run(now, now, JSON.stringify(ids), states).changes;
+}
+
+/** Removes deliveries and their attempts (`queue drop`); returns how many were removed. */
+export function dropDeliveries(db: Database, ids: readonly number[]): number {
+  const list = JSON.stringify(ids);
+  return db
+    .transaction(() => {
+      db.query(`DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT value FROM json_each(?))`).run(list);
+      return db.query(`DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?))`).run(list).changes;
+    })
+    .immediate();
+}

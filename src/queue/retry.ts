@@ -1,0 +1,67 @@
+/**
+ * Retry schedule and the state a delivery moves to after an attempt (SPEC §5). Pure: no
+ * clock, no randomness of its own — callers pass `now` and a random source, so the
+ * schedule is testable and the worker stays the only place that knows the time.
+ *
+ * Trusts: its inputs (validated config). Failure: none; every input yields a decision.
+ */
+import type { DeliveryState } from "../types.ts";
+
+/** Longest wait between two attempts: SPEC §2 caps the doubling at one hour. */
+export const RETRY_CAP_MS = 60 * 60 * 1000;
+/** ±20% jitter, so deliveries deferred together by one outage do not retry in lockstep. */
+export const RETRY_JITTER_FRACTION = 0.2;
+
+/** What one attempt came to, as the transports report it. */
+export type AttemptOutcome =
+  | { kind: "delivered"; reply: string }
+  | { kind: "temporary"; error: string }
+  | { kind: "permanent"; error: string };
+
+/**
+ * Delay before the next attempt after `attempts` failed attempts (1 = the first failed).
+ * base × 2^(attempts−1), ±20% jitter, never above RETRY_CAP_MS. `random` returns [0, 1).
+ */
+export function retryDelayMs(attempts: number, baseSeconds: number, random: () => number): number {
+  const exponent = Math.max(0, Math.min(attempts - 1, 40));
+  const unjittered = Math.min(RETRY_CAP_MS, baseSeconds * 1000 * 2 ** exponent);
+  const factor = 1 - RETRY_JITTER_FRACTION + 2 * RETRY_JITTER_FRACTION * random();
+  return Math.max(1, Math.min(RETRY_CAP_MS, Math.round(unjittered * factor)));
+}
+
+export interface NextStep {
+  state: Extract<DeliveryState, "delivered" | "deferred" | "failed">;
+  /** Unix ms of the next attempt (only meaningful for `deferred`). */
+  nextAttemptAt: number;
+  /** Why it ended as failed (permanent error, or too old); null otherwise. */
+  reason: string | null;
+}
+
+export interface ScheduleInput {
+  outcome: AttemptOutcome;
+  /** Attempts made so far, this one included. */
+  attempts: number;
+  /** When the delivery was queued (unix ms). */
+  createdAt: number;
+  now: number;
+  maxAgeHours: number;
+  retryBaseSeconds: number;
+  random: () => number;
+}
+
+/**
+ * Decides the state after an attempt. A temporary failure is retried until the delivery is
+ * QUEUE_MAX_AGE_HOURS old; the last retry is moved up to the expiry moment, so a delivery
+ * gets one final try at its deadline rather than being given up before it.
+ */
+export function nextStep(input: ScheduleInput): NextStep {
+  const { outcome, now } = input;
+  if (outcome.kind === "delivered") return { state: "delivered", nextAttemptAt: now, reason: null };
+  if (outcome.kind === "permanent") return { state: "failed", nextAttemptAt: now, reason: outcome.error };
+  const expiresAt = input.createdAt + input.maxAgeHours * 3600 * 1000;
+  if (now >= expiresAt) {
+    return { state: "failed", nextAttemptAt: now, reason: `gave up after ${input.maxAgeHours} h (QUEUE_MAX_AGE_HOURS): ${outcome.error}` };
+  }
+  const delay = retryDelayMs(input.attempts, input.retryBaseSeconds, input.random);
+  return { state: "deferred", nextAttemptAt: Math.min(now + delay, expiresAt), reason: null };
+}

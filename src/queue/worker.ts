@@ -1,0 +1,228 @@
+/**
+ * The delivery worker inside `mailgw serve` (SPEC §5): claims due deliveries from SQLite,
+ * runs attempts with bounded concurrency, records each attempt and the next state.
+ *
+ * Scheduling: woken by intake (`wake()`), by finished attempts, and by a short poll (which
+ * also notices `mailgw queue retry` from another process). At most MAX_IN_FLIGHT attempts
+ * run at once; forwards share the relay's cap and each webhook URL has its own, so one slow
+ * or stalled target never takes every slot. Every attempt has a deadline.
+ * Durability: at-least-once. A claim is committed (`delivering`) before the attempt; on
+ * start, `delivering` rows left by a crash are queued again (a duplicate is possible, a loss
+ * is not). A final state is committed before the spool file is released.
+ * Failure: database errors in a tick are logged and retried on the next tick; an attempt
+ * whose result cannot be recorded stays `delivering` and is redone after a restart.
+ */
+import type { Database } from "bun:sqlite";
+import { createRelayClient, type RelayClient } from "../act/relay.ts";
+import type { Config, RelayConfig } from "../config/config.ts";
+import type { Logger } from "../log/logger.ts";
+import { runAttempt } from "./attempt.ts";
+import * as store from "./queue-store.ts";
+import { nextStep } from "./retry.ts";
+import { createSpoolAccess, type SpoolAccess } from "./spool-access.ts";
+
+/** Attempts running at once, all targets together. Bounds sockets, memory (message bytes) and CPU. */
+export const MAX_IN_FLIGHT = 32;
+/** Attempts running at once against one webhook URL, so a slow receiver cannot take every slot. */
+export const MAX_PER_WEBHOOK_TARGET = 4;
+/** Forwards in flight per pooled relay connection (keeps each connection busy without a long internal queue). */
+export const FORWARDS_PER_RELAY_CONNECTION = 2;
+/** Fallback poll: picks up `mailgw queue retry` from another process and missed wake-ups. */
+export const POLL_INTERVAL_MS = 500;
+/** Deadline of one attempt: a relay or webhook that stalls is cut off and retried later. */
+export const ATTEMPT_TIMEOUT_MS = 120_000;
+/** On stop, how long running attempts may finish before they are aborted. */
+export const STOP_GRACE_MS = 10_000;
+
+export interface DeliveryWorkerOptions {
+  config: Config;
+  db: Database;
+  logger: Logger;
+  dataDir?: string;
+  spool?: SpoolAccess;
+  pollIntervalMs?: number;
+  attemptTimeoutMs?: number;
+  maxInFlight?: number;
+  now?: () => number;
+  random?: () => number;
+}
+
+export interface DeliveryWorker {
+  /** Recovers interrupted attempts, releases held forwards if a relay is set, starts polling. */
+  start(): void;
+  /** Stops claiming; waits for running attempts (bounded), then closes the relay pool. */
+  stop(): Promise<void>;
+  /** Something was enqueued: look for due work now. */
+  wake(): void;
+  /** New relay settings (SIGHUP): replaces the pool; with a relay, held forwards become due. */
+  reloadRelay(relay: RelayConfig | null): void;
+  /** Attempts running now (for health and tests). */
+  inFlight(): number;
+}
+
+export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorker {
+  const { config, db, logger } = opts;
+  const now = opts.now ?? Date.now;
+  const random = opts.random ?? Math.random;
+  const spool = opts.spool ?? createSpoolAccess(db, opts.dataDir ?? config.dataDir);
+  const pollMs = opts.pollIntervalMs ?? POLL_INTERVAL_MS;
+  const attemptTimeoutMs = opts.attemptTimeoutMs ?? ATTEMPT_TIMEOUT_MS;
+  const maxInFlight = opts.maxInFlight ?? MAX_IN_FLIGHT;
+  const stopController = new AbortController();
+  const running = new Map<number, { promise: Promise<void>; key: string }>();
+  let relay: RelayClient | null = null;
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  let started = false;
+  let stopping = false;
+
+  const makeRelay = (r: RelayConfig | null): RelayClient | null =>
+    r === null ? null : createRelayClient(r, { ehloName: config.smtp.hostname });
+
+  function countByKey(key: string): number {
+    let n = 0;
+    for (const r of running.values()) if (r.key === key) n++;
+    return n;
+  }
+
+  function exclusions(): store.ClaimExclusions {
+    const relayCap = relay === null ? 0 : relay.maxConnections * FORWARDS_PER_RELAY_CONNECTION;
+    const webhookTargets = new Set<string>();
+    for (const r of running.values()) {
+      if (r.key !== "relay" && countByKey(r.key) >= MAX_PER_WEBHOOK_TARGET) webhookTargets.add(r.key.slice("webhook:".length));
+    }
+    return { forwards: relay !== null && countByKey("relay") >= relayCap, webhookTargets: [...webhookTargets] };
+  }
+
+  function tick(): void {
+    if (!started || stopping) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(tick, pollMs);
+    try {
+      claimAndRun();
+    } catch (err) {
+      logger.error("delivery queue error", { error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+
+  function claimAndRun(): void {
+    const t = now();
+    if (relay === null) {
+      const held = store.holdForwards(db, t);
+      if (held > 0) logger.warn("forwards held: no relay configured (set RELAY_SMTP_HOST)", { count: held });
+    }
+    const free = maxInFlight - running.size;
+    if (free <= 0) return;
+    const candidates = store.dueCandidates(db, t, free * 4, exclusions());
+    if (candidates.length === 0) return;
+    const chosen = applyCaps(candidates, free);
+    for (const d of store.claim(db, chosen, t)) startAttempt(d);
+  }
+
+  /** Picks up to `free` candidates without pushing any target past its cap. */
+  function applyCaps(candidates: store.ClaimedDelivery[], free: number): store.ClaimedDelivery[] {
+    const relayCap = relay === null ? Infinity : relay.maxConnections * FORWARDS_PER_RELAY_CONNECTION;
+    const counts = new Map<string, number>();
+    const chosen: store.ClaimedDelivery[] = [];
+    for (const d of candidates) {
+      if (chosen.length >= free) break;
+      const key = keyOf(d);
+      const n = counts.get(key) ?? countByKey(key);
+      if (n >= (key === "relay" ? relayCap : MAX_PER_WEBHOOK_TARGET)) continue;
+      counts.set(key, n + 1);
+      chosen.push(d);
+    }
+    return chosen;
+  }
+
+  function startAttempt(d: store.ClaimedDelivery): void {
+    const promise = attempt(d)
+      .catch((err) => logger.error("delivery attempt error", { id: d.messageId, delivery: d.id, error: String(err) }))
+      .finally(() => {
+        running.delete(d.id);
+        if (!stopping) queueMicrotask(tick);
+      });
+    running.set(d.id, { promise, key: keyOf(d) });
+  }
+
+  async function attempt(d: store.ClaimedDelivery): Promise<void> {
+    if (d.kind === "forward" && relay === null) {
+      store.holdClaimed(db, d.id, now());
+      return;
+    }
+    const at = now();
+    const signal = AbortSignal.any([AbortSignal.timeout(attemptTimeoutMs), stopController.signal]);
+    const { outcome, target } = await runAttempt(d, { spool, relay, webhookSecret: config.webhookSecret, signal, nowMs: at });
+    const end = now();
+    const attempts = d.attempts + 1;
+    const step = nextStep({ outcome, attempts, createdAt: d.createdAt, now: end, ...config.queue, random });
+    const ok = outcome.kind === "delivered";
+    const reply = ok ? outcome.reply : outcome.error;
+    const durationMs = Math.max(0, end - at);
+    const recorded = store.finishAttempt(db, { delivery: d, at, durationMs, target, ok, reply, step });
+    const fields = {
+      id: d.messageId,
+      delivery: d.id,
+      kind: d.kind,
+      rule: d.rule,
+      category: d.category,
+      target,
+      attempt: attempts,
+      duration_ms: durationMs,
+      ...(ok ? { reply } : { error: step.reason ?? reply }),
+      ...(step.state === "deferred" ? { next_attempt: new Date(step.nextAttemptAt).toISOString() } : {}),
+    };
+    if (!recorded) {
+      logger.warn("delivery dropped while in flight", fields);
+      return;
+    }
+    if (step.state === "delivered") logger.info("delivered", fields);
+    else if (step.state === "deferred") logger.warn("deferred", fields);
+    else logger.error("failed", fields);
+    if (step.state !== "deferred") await spool.release(d.messageId);
+  }
+
+  function keyOf(d: store.ClaimedDelivery): string {
+    return d.kind === "forward" ? "relay" : `webhook:${d.target}`;
+  }
+
+  function releaseHeldIfRelay(): void {
+    if (relay === null) return;
+    const n = store.releaseHeld(db, now());
+    if (n > 0) logger.info("held forwards released to the relay", { count: n, relay: relay.label });
+  }
+
+  return {
+    start() {
+      if (started) return;
+      started = true;
+      relay = makeRelay(config.relay);
+      const recovered = store.recoverInterrupted(db, now());
+      if (recovered > 0) logger.warn("deliveries interrupted by a stop or crash are queued again", { count: recovered });
+      if (relay === null) logger.warn("no relay configured (RELAY_SMTP_HOST): forward deliveries are held until one is set");
+      releaseHeldIfRelay();
+      tick();
+    },
+    async stop() {
+      if (!started || stopping) return;
+      stopping = true;
+      if (timer) clearTimeout(timer);
+      const all = () => Promise.allSettled([...running.values()].map((r) => r.promise));
+      const graceTimer = setTimeout(() => stopController.abort(new Error("mailgw is stopping")), STOP_GRACE_MS);
+      await all();
+      clearTimeout(graceTimer);
+      relay?.close();
+      relay = null;
+    },
+    wake() {
+      if (started && !stopping) queueMicrotask(tick);
+    },
+    reloadRelay(next) {
+      relay?.close();
+      relay = makeRelay(next);
+      logger.info("relay settings reloaded", { relay: relay?.label ?? null });
+      releaseHeldIfRelay();
+      this.wake();
+    },
+    inFlight: () => running.size,
+  };
+}

@@ -1,0 +1,268 @@
+/**
+ * Test helpers for delivery: temp data dirs with a seeded queue, a self-signed certificate,
+ * and a real smtp-server relay (STARTTLS + AUTH) whose behaviour a test can script.
+ */
+import type { Database } from "bun:sqlite";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import type { Socket } from "node:net";
+import { join } from "node:path";
+import { SMTPServer, type SMTPServerOptions } from "smtp-server";
+import { loadConfig, type Config } from "../../src/config/config.ts";
+import { newMessageId } from "../../src/spool/ids.ts";
+import { openDatabase } from "../../src/store/db.ts";
+import type { DeliveryKind, DeliveryState } from "../../src/types.ts";
+
+export function tempDir(prefix = "mailgw-delivery-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+let certCache: { key: string; cert: string } | null = null;
+
+/** A self-signed certificate for 127.0.0.1 / localhost, made with openssl once per test process. */
+export function selfSignedCert(): { key: string; cert: string } {
+  if (certCache) return certCache;
+  const dir = tempDir("mailgw-cert-");
+  const key = join(dir, "key.pem");
+  const cert = join(dir, "cert.pem");
+  const r = Bun.spawnSync([
+    "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+  ]);
+  if (r.exitCode !== 0) throw new Error(`openssl failed: ${r.stderr.toString()}`);
+  certCache = { key: readFileSync(key, "utf8"), cert: readFileSync(cert, "utf8") };
+  return certCache;
+}
+
+export interface TestEnv {
+  dir: string;
+  dataDir: string;
+  dbPath: string;
+  db: Database;
+  config: Config;
+  env: Record<string, string>;
+}
+
+/** A data dir + database + Config from the given variables (no process.env, no .env). */
+export function makeEnv(vars: Record<string, string> = {}): TestEnv {
+  const dir = tempDir();
+  const dataDir = join(dir, "data");
+  mkdirSync(join(dataDir, "spool"), { recursive: true });
+  const dbPath = join(dataDir, "mail-gateway.db");
+  const env: Record<string, string> = {
+    DATA_DIR: dataDir,
+    DATABASE_URL: `file:${dbPath}`,
+    RULES_FILE: join(dir, "rules.yaml"),
+    SMTP_HOSTNAME: "mx.test",
+    QUEUE_RETRY_BASE_SECONDS: "0.05",
+    LOG_FORMAT: "json",
+    ...vars,
+  };
+  const config = loadConfig({ env, cwd: dir, isTty: false });
+  const db = openDatabase(dbPath);
+  return { dir, dataDir, dbPath, db, config, env };
+}
+
+export interface SeedOptions {
+  kind?: DeliveryKind;
+  target?: string[] | string;
+  state?: DeliveryState;
+  mailFrom?: string;
+  raw?: string | Uint8Array;
+  createdAt?: number;
+  rule?: string | null;
+  category?: string;
+}
+
+export const SAMPLE_MESSAGE =
+  "Received: from client.example by mx.test; Mon, 1 Jan 2024 00:00:00 +0000\r\n" +
+  "From: Alice <alice@example.org>\r\nTo: sales@company.com\r\nSubject: Quote request\r\n" +
+  "Message-ID: <abc@example.org>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" +
+  "Hello,\r\nplease send a quote.\r\n";
+
+/** Inserts a message row, one delivery and the spool file, as intake would. Returns the message id. */
+export function seedDelivery(t: TestEnv, o: SeedOptions = {}): string {
+  const id = newMessageId();
+  const now = o.createdAt ?? Date.now();
+  const raw = typeof o.raw === "string" || o.raw === undefined ? Buffer.from(o.raw ?? SAMPLE_MESSAGE, "binary") : o.raw;
+  writeFileSync(join(t.dataDir, "spool", `${id}.eml`), raw);
+  const kind = o.kind ?? "forward";
+  const target = o.target ?? (kind === "forward" ? ["sales@company.com"] : "http://127.0.0.1:1/hook");
+  t.db
+    .query(
+      `INSERT INTO messages (id, received_at, client_ip, helo, tls, mail_from, recipients, subject, size, rule, category, action, archive, status)
+       VALUES (?, ?, '192.0.2.7', 'client.example', 1, ?, '["orders@company.com"]', 'Quote request', ?, ?, ?, ?, 0, 'done')`,
+    )
+    .run(id, now, o.mailFrom ?? "alice@example.org", raw.byteLength, o.rule ?? "test-rule", o.category ?? "sales", kind);
+  t.db
+    .query(
+      `INSERT INTO deliveries (message_id, kind, target, rule, category, state, attempts, created_at, next_attempt_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)`,
+    )
+    .run(id, kind, typeof target === "string" ? target : JSON.stringify(target), o.rule ?? "test-rule", o.category ?? "sales", o.state ?? "queued", now, now, now);
+  return id;
+}
+
+export interface DeliveryRow {
+  id: number;
+  state: DeliveryState;
+  attempts: number;
+  last_error: string | null;
+}
+
+export function deliveryOf(db: Database, messageId: string): DeliveryRow {
+  const row = db.query<DeliveryRow, [string]>(`SELECT id, state, attempts, last_error FROM deliveries WHERE message_id = ?`).get(messageId);
+  if (!row) throw new Error(`no delivery for ${messageId}`);
+  return row;
+}
+
+export function attemptsOf(db: Database, messageId: string): { ok: number; reply: string | null; target: string; duration_ms: number }[] {
+  return db
+    .query<{ ok: number; reply: string | null; target: string; duration_ms: number }, [string]>(
+      `SELECT a.ok, a.reply, a.target, a.duration_ms FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+       WHERE d.message_id = ? ORDER BY a.id`,
+    )
+    .all(messageId);
+}
+
+export function counter(db: Database, metric: string): number {
+  const row = db.query<{ n: number | null }, [string]>(`SELECT sum(n) AS n FROM daily_counters WHERE metric = ?`).get(metric);
+  return row?.n ?? 0;
+}
+
+/** Polls until `check` returns true (or throws after `timeoutMs`). */
+export async function waitFor(check: () => boolean, timeoutMs = 10_000, what = "condition"): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(20);
+  }
+}
+
+// ---- scripted relay ----------------------------------------------------------------------
+
+export type RelayMode = "ok" | "tempfail" | "permfail" | "drop" | "stall";
+
+export interface ReceivedMessage {
+  from: string;
+  to: string[];
+  data: Buffer;
+  secure: boolean;
+  user: string | undefined;
+}
+
+export interface ScriptedRelay {
+  port: number;
+  received: ReceivedMessage[];
+  /** Every AUTH attempt the relay saw (user, whether the session was under TLS). */
+  authAttempts: { user: string; password: string; secure: boolean }[];
+  connections: number;
+  /** Answer 451 to this many DATA commands before accepting. */
+  tempFailures: number;
+  mode: RelayMode;
+  close(): Promise<void>;
+}
+
+export interface RelayOptions {
+  user?: string;
+  pass?: string;
+  starttls?: boolean;
+  port?: number;
+}
+
+/** A real smtp-server relay: STARTTLS (self-signed), AUTH required after TLS, scripted failures. */
+export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay> {
+  const user = opts.user ?? "relayuser";
+  const pass = opts.pass ?? "relaypass";
+  const starttls = opts.starttls ?? true;
+  const { key, cert } = selfSignedCert();
+  const relay: ScriptedRelay = {
+    port: 0,
+    received: [],
+    authAttempts: [],
+    connections: 0,
+    tempFailures: 0,
+    mode: "ok",
+    close: async () => undefined,
+  };
+  const sockets = new Set<Socket>();
+  const serverOptions: SMTPServerOptions = {
+    closeTimeout: 500,
+    key,
+    cert,
+    logger: false,
+    authMethods: ["PLAIN", "LOGIN"],
+    disabledCommands: starttls ? [] : ["STARTTLS"],
+    hideSTARTTLS: !starttls,
+    allowInsecureAuth: !starttls,
+    onConnect(_session, cb) {
+      relay.connections++;
+      cb();
+    },
+    onAuth(auth, session, cb) {
+      relay.authAttempts.push({ user: auth.username ?? "", password: auth.password ?? "", secure: session.secure });
+      if (auth.username === user && auth.password === pass) return cb(null, { user });
+      const err = Object.assign(new Error("Authentication credentials invalid"), { responseCode: 535 });
+      return cb(err);
+    },
+    onMailFrom(_address, session, cb) {
+      if (!session.user) return cb(Object.assign(new Error("Authentication required"), { responseCode: 530 }));
+      cb();
+    },
+    onData(stream, session, cb) {
+      const chunks: Buffer[] = [];
+      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("end", () => {
+        if (relay.mode === "stall") return; // never answer
+        if (relay.mode === "drop") {
+          for (const s of sockets) if (s.remotePort === session.remotePort) s.destroy();
+          return;
+        }
+        if (relay.mode === "permfail") return cb(Object.assign(new Error("Mailbox unavailable"), { responseCode: 550 }));
+        if (relay.tempFailures > 0 || relay.mode === "tempfail") {
+          if (relay.tempFailures > 0) relay.tempFailures--;
+          return cb(Object.assign(new Error("Try again later"), { responseCode: 451 }));
+        }
+        relay.received.push({
+          from: session.envelope.mailFrom ? session.envelope.mailFrom.address : "",
+          to: session.envelope.rcptTo.map((r) => r.address),
+          data: Buffer.concat(chunks),
+          secure: session.secure,
+          user: typeof session.user === "string" ? session.user : undefined,
+        });
+        cb(null, "Ok: queued");
+      });
+    },
+  };
+  const server = new SMTPServer(serverOptions);
+  server.on("error", () => undefined);
+  server.server.on("connection", (s: Socket) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(opts.port ?? 0, "127.0.0.1", () => resolve()));
+  const address = server.server.address();
+  relay.port = typeof address === "object" && address ? address.port : 0;
+  let closed: Promise<void> | null = null;
+  relay.close = () => {
+    closed ??= new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      for (const s of sockets) s.destroy();
+    });
+    return closed;
+  };
+  return relay;
+}
+
+/** Config variables for a relay started with startRelay. */
+export function relayVars(relay: { port: number }, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    RELAY_SMTP_HOST: "127.0.0.1",
+    RELAY_SMTP_PORT: String(relay.port),
+    RELAY_SMTP_USER: "relayuser",
+    RELAY_SMTP_PASS: "relaypass",
+    RELAY_SMTP_SECURE: "starttls",
+    RELAY_SMTP_TLS_VERIFY: "false",
+    ...extra,
+  };
+}

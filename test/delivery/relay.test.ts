@@ -1,0 +1,195 @@
+/**
+ * Forward deliveries through a real smtp-server relay on loopback (STARTTLS + AUTH):
+ * success, wrong credentials, 451 then success, 550, dropped connection, stall, relay down
+ * then up, a relay without STARTTLS, connection reuse.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { silentLogger } from "../../src/log/logger.ts";
+import { createDeliveryWorker, type DeliveryWorker } from "../../src/queue/worker.ts";
+import {
+  attemptsOf, counter, deliveryOf, makeEnv, relayVars, SAMPLE_MESSAGE, seedDelivery, startRelay,
+  waitFor, type ScriptedRelay, type TestEnv,
+} from "./helpers.ts";
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function setup(relayOpts = {}, vars: Record<string, string> = {}, workerOpts = {}): Promise<{ relay: ScriptedRelay; t: TestEnv; worker: DeliveryWorker }> {
+  const relay = await startRelay(relayOpts);
+  cleanups.push(() => relay.close());
+  const t = makeEnv({ ...relayVars(relay), ...vars });
+  const worker = createDeliveryWorker({ config: t.config, db: t.db, logger: silentLogger, pollIntervalMs: 50, ...workerOpts });
+  cleanups.push(() => worker.stop());
+  return { relay, t, worker };
+}
+
+describe("forward through the relay", () => {
+  test("delivers with STARTTLS + AUTH, original envelope sender, forward_to recipients, bytes intact", async () => {
+    const { relay, t, worker } = await setup();
+    const id = seedDelivery(t, { target: ["sales@company.com", "boss@company.com"], mailFrom: "alice@example.org" });
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "delivered", 10_000, "delivered");
+    expect(relay.received).toHaveLength(1);
+    const m = relay.received[0]!;
+    expect(m.from).toBe("alice@example.org");
+    expect(m.to).toEqual(["sales@company.com", "boss@company.com"]);
+    expect(m.secure).toBe(true);
+    expect(m.user).toBe("relayuser");
+    expect(m.data.toString("binary")).toBe(SAMPLE_MESSAGE);
+    expect(relay.authAttempts.every((a) => a.secure)).toBe(true);
+    const attempts = attemptsOf(t.db, id);
+    expect(attempts).toHaveLength(1);
+    expect(attempts[0]!.ok).toBe(1);
+    expect(attempts[0]!.reply).toContain("250");
+    expect(counter(t.db, "delivered:forward")).toBe(1);
+    // delivered + message done → spool file released
+    await waitFor(() => !existsSync(join(t.dataDir, "spool", `${id}.eml`)), 5_000, "spool file released");
+  }, 30_000);
+
+  test("null sender is relayed as MAIL FROM:<>", async () => {
+    const { relay, t, worker } = await setup();
+    const id = seedDelivery(t, { mailFrom: "" });
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "delivered", 10_000, "delivered");
+    expect(relay.received[0]!.from).toBe("");
+  }, 30_000);
+
+  test("wrong credentials → deferred (temporary), never delivered, password not in the error", async () => {
+    const { relay, t, worker } = await setup({}, { RELAY_SMTP_PASS: "wrong-secret-pass" });
+    const id = seedDelivery(t);
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).attempts >= 2, 10_000, "two attempts");
+    const d = deliveryOf(t.db, id);
+    expect(["deferred", "delivering", "queued"]).toContain(d.state);
+    expect(relay.received).toHaveLength(0);
+    expect(relay.authAttempts.length).toBeGreaterThan(0);
+    expect(d.last_error ?? "").toContain("535");
+    expect(d.last_error ?? "").not.toContain("wrong-secret-pass");
+    expect(counter(t.db, "deferred:forward")).toBeGreaterThanOrEqual(2);
+  }, 30_000);
+
+  test("451 for the first 2 attempts, then delivered on the 3rd", async () => {
+    const { relay, t, worker } = await setup();
+    relay.tempFailures = 2;
+    const id = seedDelivery(t);
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "delivered", 10_000, "delivered");
+    expect(relay.received).toHaveLength(1);
+    const attempts = attemptsOf(t.db, id);
+    expect(attempts.map((a) => a.ok)).toEqual([0, 0, 1]);
+    expect(attempts[0]!.reply).toContain("451");
+    expect(counter(t.db, "deferred:forward")).toBe(2);
+    expect(counter(t.db, "delivered:forward")).toBe(1);
+  }, 30_000);
+
+  test("550 → failed at once, spool file kept for `queue retry`", async () => {
+    const { relay, t, worker } = await setup();
+    relay.mode = "permfail";
+    const id = seedDelivery(t);
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "failed", 10_000, "failed");
+    expect(deliveryOf(t.db, id).attempts).toBe(1);
+    expect(deliveryOf(t.db, id).last_error ?? "").toContain("550");
+    expect(existsSync(join(t.dataDir, "spool", `${id}.eml`))).toBe(true);
+    expect(counter(t.db, "failed:forward")).toBe(1);
+  }, 30_000);
+
+  test("dropped connection → deferred, then delivered once the relay behaves", async () => {
+    const { relay, t, worker } = await setup();
+    relay.mode = "drop";
+    const id = seedDelivery(t);
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).attempts >= 1, 10_000, "first attempt");
+    expect(deliveryOf(t.db, id).state).not.toBe("failed");
+    relay.mode = "ok";
+    await waitFor(() => deliveryOf(t.db, id).state === "delivered", 10_000, "delivered");
+    expect(relay.received).toHaveLength(1);
+  }, 30_000);
+
+  test("a stalled relay is cut off by the attempt deadline and retried", async () => {
+    const { relay, t, worker } = await setup({}, {}, { attemptTimeoutMs: 500 });
+    relay.mode = "stall";
+    const id = seedDelivery(t);
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).attempts >= 1, 10_000, "first attempt");
+    expect(attemptsOf(t.db, id)[0]!.reply ?? "").toMatch(/timed out|abort/i);
+    relay.mode = "ok";
+    await waitFor(() => deliveryOf(t.db, id).state === "delivered", 15_000, "delivered");
+  }, 30_000);
+
+  test("too old → failed (QUEUE_MAX_AGE_HOURS), message kept on disk", async () => {
+    const { relay, t, worker } = await setup({}, { QUEUE_MAX_AGE_HOURS: "1" });
+    relay.mode = "tempfail";
+    const id = seedDelivery(t, { createdAt: Date.now() - 2 * 3600 * 1000 });
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "failed", 10_000, "failed");
+    expect(deliveryOf(t.db, id).last_error ?? "").toContain("QUEUE_MAX_AGE_HOURS");
+    expect(existsSync(join(t.dataDir, "spool", `${id}.eml`))).toBe(true);
+  }, 30_000);
+
+  test("relay down during intake, then up: deferred, then delivered", async () => {
+    const { relay, t, worker } = await setup();
+    const port = relay.port;
+    await relay.close();
+    const ids = [seedDelivery(t), seedDelivery(t), seedDelivery(t)];
+    worker.start();
+    await waitFor(() => ids.every((id) => deliveryOf(t.db, id).attempts >= 1), 10_000, "attempts while down");
+    expect(ids.map((id) => deliveryOf(t.db, id).last_error ?? "").join()).toMatch(/ECONNREFUSED|ECONNECTION|ESOCKET|connect/i);
+    const again = await startRelay({ port });
+    cleanups.push(() => again.close());
+    await waitFor(() => ids.every((id) => deliveryOf(t.db, id).state === "delivered"), 15_000, "delivered after relay is back");
+    expect(again.received).toHaveLength(3);
+  }, 30_000);
+
+  test("relay without STARTTLS: no credentials sent, deferred", async () => {
+    const { relay, t, worker } = await setup({ starttls: false });
+    const id = seedDelivery(t);
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).attempts >= 2, 10_000, "two attempts");
+    expect(relay.authAttempts).toHaveLength(0);
+    expect(relay.received).toHaveLength(0);
+    expect(deliveryOf(t.db, id).state).not.toBe("failed");
+    expect(deliveryOf(t.db, id).last_error ?? "").toMatch(/ETLS|STARTTLS/);
+  }, 30_000);
+
+  test("RELAY_SMTP_TLS_VERIFY=true with a self-signed relay cert: no credentials, deferred", async () => {
+    const { relay, t, worker } = await setup({}, { RELAY_SMTP_TLS_VERIFY: "true" });
+    const id = seedDelivery(t);
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).attempts >= 1, 10_000, "an attempt");
+    expect(relay.authAttempts).toHaveLength(0);
+    expect(deliveryOf(t.db, id).state).not.toBe("failed");
+  }, 30_000);
+
+  test("100 messages reuse a few pooled connections", async () => {
+    const { relay, t, worker } = await setup();
+    const ids = Array.from({ length: 100 }, () => seedDelivery(t));
+    worker.start();
+    await waitFor(() => relay.received.length === 100, 20_000, "100 delivered");
+    await waitFor(() => ids.every((id) => deliveryOf(t.db, id).state === "delivered"), 5_000, "states");
+    expect(relay.connections).toBeLessThanOrEqual(8);
+  }, 30_000);
+});
+
+describe("no relay configured", () => {
+  test("forwards are held, then delivered after reloadRelay", async () => {
+    const relay = await startRelay();
+    cleanups.push(() => relay.close());
+    const t = makeEnv({});
+    expect(t.config.relay).toBeNull();
+    const worker = createDeliveryWorker({ config: t.config, db: t.db, logger: silentLogger, pollIntervalMs: 50 });
+    cleanups.push(() => worker.stop());
+    const id = seedDelivery(t);
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "held", 5_000, "held");
+    expect(deliveryOf(t.db, id).attempts).toBe(0);
+    const withRelay = makeEnv(relayVars(relay)).config.relay;
+    worker.reloadRelay(withRelay);
+    await waitFor(() => deliveryOf(t.db, id).state === "delivered", 10_000, "delivered");
+    expect(relay.received).toHaveLength(1);
+  }, 30_000);
+});
