@@ -19,8 +19,7 @@ RUN npm run build \
  && ./dist/mailgw --version \
  && mkdir -p /out/data \
  && cp dist/mailgw /out/mailgw \
- && if [ -f rules.yaml ]; then cp rules.yaml /out/rules.yaml; \
-    else ./node_modules/.bin/bun -e 'import { STARTER_RULES_YAML } from "./src/systemd/starter-rules.ts"; await Bun.write("/out/rules.yaml", STARTER_RULES_YAML);'; fi
+ && cp rules.yaml /out/rules.yaml
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 LABEL org.opencontainers.image.title="mailgw" \

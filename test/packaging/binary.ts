@@ -6,7 +6,7 @@
  * than any source file, so one `bun test` run builds at most once and .ci/run's own build is
  * reused. A failed build throws with bun's output: a test against a stale binary would lie.
  */
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
@@ -76,9 +76,31 @@ export interface RunOptions {
   wrapper?: string[];
 }
 
-/** Runs the executable with only BARE_PATH and HOME set (plus `env`). */
+let cachedHideWrapper: string[] | null | undefined;
+
+/**
+ * argv prefix that runs a command with the repository hidden under an empty tmpfs (a private
+ * mount namespace), so a binary that still read src/ or node_modules/ at run time would fail.
+ * null when mount namespaces are not available (not root, or a restricted container).
+ */
+export function hideRepoWrapper(): string[] | null {
+  if (cachedHideWrapper !== undefined) return cachedHideWrapper;
+  const unshare = findTool("unshare");
+  const wrapper = unshare
+    ? [unshare, "--mount", "--propagation", "private", "sh", "-c", 'mount -t tmpfs mailgw-hidden "$0" && exec "$@"', REPO_ROOT]
+    : null;
+  const probe = wrapper ? Bun.spawnSync([...wrapper, "true"], { stdout: "ignore", stderr: "ignore" }) : null;
+  cachedHideWrapper = probe?.exitCode === 0 ? wrapper : null;
+  if (!cachedHideWrapper) console.warn("note: cannot hide the repository from the executable (needs unshare + root); running it in place");
+  return cachedHideWrapper;
+}
+
+/**
+ * Runs the executable with only BARE_PATH and HOME set (plus `env`), with the repository
+ * hidden when the system allows it.
+ */
 export async function runBinary(bin: string, args: string[], opts: RunOptions): Promise<RunResult> {
-  const proc = Bun.spawn([...(opts.wrapper ?? []), bin, ...args], {
+  const proc = Bun.spawn([...(hideRepoWrapper() ?? []), ...(opts.wrapper ?? []), bin, ...args], {
     cwd: opts.cwd,
     env: { PATH: BARE_PATH, HOME: opts.cwd, ...opts.env },
     stdin: opts.stdin === undefined ? "ignore" : new TextEncoder().encode(opts.stdin),
@@ -95,8 +117,8 @@ export async function runBinary(bin: string, args: string[], opts: RunOptions): 
 }
 
 /** Which subcommands src/main.ts registers (so tests can follow commands as they land). */
-export async function registeredCommands(): Promise<Set<string>> {
-  const main = await Bun.file(join(REPO_ROOT, "src/main.ts")).text();
+export function registeredCommands(): Set<string> {
+  const main = readFileSync(join(REPO_ROOT, "src/main.ts"), "utf8");
   return new Set([...main.matchAll(/^\s+([a-z-]+): \(\) => import\(/gm)].map((m) => m[1] ?? ""));
 }
 
