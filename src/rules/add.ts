@@ -56,6 +56,7 @@ export function renderRule(rule: NewRule, indent: number): string {
   return doc
     .toString({ lineWidth: 0 })
     .split("\n")
+    .map((line) => (/^\s*forward_to: \[ .* \]$/.test(line) ? line.replace("[ ", "[").replace(/ \]$/, "]") : line))
     .map((line) => (line === "" ? line : pad + line))
     .join("\n");
 }
@@ -126,8 +127,6 @@ function restringify(text: string, rule: NewRule): string {
 
 /** The file text with the rule appended, if the result lints without errors. */
 export function addRuleToText(text: string, fileName: string, rule: NewRule): AddResult {
-  const errorsBefore = lintRules(text, fileName).filter((d) => d.severity === "error");
-  if (errorsBefore.length > 0) return { ok: false, diagnostics: errorsBefore };
   const next = spliceRule(text, rule) ?? restringify(text, rule);
   const diagnostics = lintRules(next, fileName);
   if (diagnostics.some((d) => d.severity === "error")) return { ok: false, diagnostics };

@@ -43,7 +43,7 @@ function yamlMessage(message: string): string {
 
 function parseDomains(ctx: YamlContext, entry: MapEntry | undefined, top: YAMLMap): string[] {
   if (entry === undefined) {
-    ctx.warn(top, "no-domains", "no 'domains' list: the gateway accepts mail for no recipient domain; add domains: [example.com]");
+    ctx.warn(top, "no-domains", "no 'domains' list: every recipient is refused (550 relaying denied); add domains: [example.com]");
     return [];
   }
   if (!isSeq(entry.value)) {
