@@ -115,7 +115,9 @@ export function parseAddressList(value: string, maxMailboxes: number): AddressLi
       i = comment.end;
     } else if (ch === "<") {
       const close = value.indexOf(">", i + 1);
-      draft.angle = value.slice(i + 1, close < 0 ? value.length : close);
+      const inside = value.slice(i + 1, close < 0 ? value.length : close);
+      if (draft.angle === null) draft.angle = inside; // `A <a@x> B <b@y>`: the first one counts
+      else draft.words.push({ text: inside, quoted: true });
       i = close < 0 ? value.length : close + 1;
     } else if (ch === "," || ch === ";") {
       if (!flush()) return { mailboxes, truncated: i + 1 < value.length && value.slice(i + 1).trim() !== "" };

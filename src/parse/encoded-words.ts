@@ -47,8 +47,24 @@ interface PendingRun {
   chunks: Uint8Array[];
 }
 
+function countReplacements(text: string): number {
+  let count = 0;
+  for (let at = text.indexOf("\ufffd"); at >= 0; at = text.indexOf("\ufffd", at + 1)) count++;
+  return count;
+}
+
+/**
+ * Decodes a run of adjacent words. Joined bytes first (a UTF-8 character split over two
+ * words comes out whole); when that yields replacement characters, word by word as well
+ * (stateful charsets such as ISO-2022-JP end every word with an escape sequence, and two
+ * escapes in a row are an error when joined), keeping whichever has fewer.
+ */
 function renderRun(run: PendingRun): string {
-  return decoderFor(run.charset).decode(Buffer.concat(run.chunks));
+  const decoder = decoderFor(run.charset);
+  const joined = decoder.decode(Buffer.concat(run.chunks));
+  if (run.chunks.length === 1 || !joined.includes("\ufffd")) return joined;
+  const separate = run.chunks.map((chunk) => decoder.decode(chunk)).join("");
+  return countReplacements(separate) < countReplacements(joined) ? separate : joined;
 }
 
 /** Decodes every RFC 2047 encoded word in `value`; text around the words is kept as is. */

@@ -52,54 +52,55 @@ function findBlankLine(buffer: Buffer, from: number): number {
   return buffer.indexOf(LF, at + 1) + 1;
 }
 
+/**
+ * Gathers one field's lines (first line + continuations, capped), then splits name and
+ * value after unfolding, as RFC 5322 says: `From\r\n : <a@b>` is a From field.
+ */
 class FieldCollector {
   fields: RawHeaderField[] = [];
   notes: string[] = [];
-  private name = "";
-  private originalName = "";
   private segments: Uint8Array[] = [];
   private bytes = 0;
   private cut = false;
-  private active = false;
 
-  start(raw: Uint8Array, lineStart: number, end: number): void {
+  /** A line that does not start with whitespace: a new field. */
+  start(line: Uint8Array): void {
     this.finish();
-    const colon = raw.subarray(lineStart, end).indexOf(COLON);
-    if (colon < 0) return;
-    let nameEnd = lineStart + colon;
-    while (nameEnd > lineStart && (raw[nameEnd - 1] === SP || raw[nameEnd - 1] === TAB)) nameEnd--;
-    const nameBytes = raw.subarray(lineStart, nameEnd);
-    if (!isFieldName(nameBytes)) return;
-    if (this.fields.length >= MAX_HEADER_FIELDS) {
-      this.note(`more than ${MAX_HEADER_FIELDS} header fields, the rest ignored`);
-      return;
-    }
-    this.originalName = Buffer.from(nameBytes).toString("latin1");
-    this.name = this.originalName.toLowerCase();
-    this.active = true;
-    this.append(raw.subarray(lineStart + colon + 1, end));
+    this.append(line);
   }
 
-  append(segment: Uint8Array): void {
-    if (!this.active || this.cut) return;
+  /** A line that starts with whitespace: continues the field (or starts one, if none is open). */
+  append(line: Uint8Array): void {
+    if (this.cut) return;
     const room = MAX_HEADER_FIELD_BYTES - this.bytes;
-    if (segment.length > room) {
+    if (line.length > room) {
       this.cut = true;
-      this.note(`header ${this.originalName} longer than ${MAX_HEADER_FIELD_BYTES} bytes, truncated`);
+      this.note(`header field longer than ${MAX_HEADER_FIELD_BYTES} bytes, truncated`);
     }
-    const kept = segment.subarray(0, Math.max(0, room));
+    const kept = line.subarray(0, Math.max(0, room));
     this.segments.push(kept);
     this.bytes += kept.length;
   }
 
   finish(): void {
-    if (this.active) {
-      this.fields.push({ name: this.name, originalName: this.originalName, value: Buffer.concat(this.segments) });
-    }
-    this.active = false;
-    this.cut = false;
+    const unfolded = Buffer.concat(this.segments);
     this.segments = [];
     this.bytes = 0;
+    this.cut = false;
+    const colon = unfolded.indexOf(COLON);
+    if (colon < 0) return;
+    let nameStart = 0;
+    let nameEnd = colon;
+    while (nameStart < nameEnd && (unfolded[nameStart] === SP || unfolded[nameStart] === TAB)) nameStart++;
+    while (nameEnd > nameStart && (unfolded[nameEnd - 1] === SP || unfolded[nameEnd - 1] === TAB)) nameEnd--;
+    const nameBytes = unfolded.subarray(nameStart, nameEnd);
+    if (!isFieldName(nameBytes)) return;
+    if (this.fields.length >= MAX_HEADER_FIELDS) {
+      this.note(`more than ${MAX_HEADER_FIELDS} header fields, the rest ignored`);
+      return;
+    }
+    const originalName = nameBytes.toString("latin1");
+    this.fields.push({ name: originalName.toLowerCase(), originalName, value: unfolded.subarray(colon + 1) });
   }
 
   note(text: string): void {
@@ -129,7 +130,7 @@ export function splitHeaderBlock(raw: Uint8Array): HeaderBlock {
     }
     const first = raw[pos];
     if (first === SP || first === TAB) collector.append(raw.subarray(pos, end));
-    else collector.start(raw, pos, end);
+    else collector.start(raw.subarray(pos, end));
     pos = next;
   }
   collector.finish();

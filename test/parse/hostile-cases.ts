@@ -25,7 +25,7 @@ function message(headers: string, body: string): Uint8Array {
 
 const BASE_HEADERS = "From: a@example.com\r\nSubject: hostile\r\nMIME-Version: 1.0";
 
-function nestedMultipart(depth: number): Uint8Array {
+export function nestedMultipart(depth: number): Uint8Array {
   let head = `${BASE_HEADERS}\r\nContent-Type: multipart/mixed; boundary="b0"\r\n\r\n`;
   let tail = "";
   for (let level = 1; level <= depth; level++) {
@@ -35,18 +35,18 @@ function nestedMultipart(depth: number): Uint8Array {
   return encoder.encode(`${head}--b${depth}\r\nContent-Type: text/plain\r\n\r\ninner\r\n--b${depth}--\r\n${tail}`);
 }
 
-function manyParts(count: number): Uint8Array {
+export function manyParts(count: number): Uint8Array {
   const part = "--p\r\nContent-Type: text/plain\r\n\r\nx\r\n";
   return message(`${BASE_HEADERS}\r\nContent-Type: multipart/mixed; boundary="p"`, `${part.repeat(count)}--p--\r\n`);
 }
 
-function manyRfc822(count: number): Uint8Array {
+export function manyRfc822(count: number): Uint8Array {
   const inner = "From: b@example.com\r\nSubject: inner\r\n\r\nhello\r\n";
   const part = `--p\r\nContent-Type: message/rfc822\r\n\r\n${inner}`;
   return message(`${BASE_HEADERS}\r\nContent-Type: multipart/mixed; boundary="p"`, `${part.repeat(count)}--p--\r\n`);
 }
 
-function nestedRfc822(depth: number, partsPerLevel: number): Uint8Array {
+export function nestedRfc822(depth: number, partsPerLevel: number): Uint8Array {
   let inner = "From: z@example.com\r\nSubject: bottom\r\n\r\nbottom\r\n";
   for (let level = 0; level < depth; level++) {
     const b = `l${level}`;

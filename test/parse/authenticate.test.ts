@@ -1,0 +1,89 @@
+/**
+ * authenticate(): SPF/DKIM/DMARC through mailauth against a fixed DNS table (a resolver
+ * function, i.e. DNS data, not a mock of anything the gateway runs), and the deadline:
+ * a resolver that never answers yields "temperror" within the timeout.
+ */
+import { describe, expect, test } from "bun:test";
+import { generateKeyPairSync } from "node:crypto";
+import { dkimSign } from "mailauth";
+import { authenticate, type DNSResolver } from "../../src/parse/authenticate.ts";
+import type { Envelope } from "../../src/types.ts";
+
+const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+const PUBLIC_KEY_B64 = publicKey.export({ type: "spki", format: "der" }).toString("base64");
+
+const DNS: Record<string, string[][]> = {
+  "example.org/TXT": [["v=spf1 ip4:192.0.2.10 -all"]],
+  "sel._domainkey.example.org/TXT": [[`v=DKIM1; k=rsa; p=${PUBLIC_KEY_B64}`]],
+  "_dmarc.example.org/TXT": [["v=DMARC1; p=reject"]],
+};
+
+function notFound(domain: string): Error {
+  return Object.assign(new Error(`queryTxt ENOTFOUND ${domain}`), { code: "ENOTFOUND" });
+}
+
+const tableResolver: DNSResolver = async (domain, rrtype) => {
+  const answer = DNS[`${domain.toLowerCase()}/${rrtype}`];
+  if (!answer) throw notFound(domain);
+  return answer;
+};
+
+const MESSAGE = [
+  "From: Alice <alice@example.org>",
+  "To: sales@company.com",
+  "Subject: signed",
+  "Date: Mon, 01 Jan 2024 00:00:00 +0000",
+  "Message-ID: <signed@example.org>",
+  "",
+  "Hello.",
+  "",
+].join("\r\n");
+
+async function signed(): Promise<Uint8Array> {
+  const result = await dkimSign(MESSAGE, {
+    signatureData: [{ signingDomain: "example.org", selector: "sel", privateKey: privateKey.export({ type: "pkcs8", format: "pem" }) }],
+  });
+  return new TextEncoder().encode(result.signatures + MESSAGE);
+}
+
+function envelope(clientIp: string): Envelope {
+  return { mailFrom: "alice@example.org", rcptTo: ["sales@company.com"], clientIp, helo: "mail.example.org", tls: true };
+}
+
+describe("authenticate", () => {
+  test("aligned SPF and DKIM pass, so DMARC passes", async () => {
+    const results = await authenticate(await signed(), envelope("192.0.2.10"), { resolver: tableResolver, timeoutMs: 5000 });
+    expect(results).toEqual({ spf: "pass", dkim: "pass", dmarc: "pass", arc: "none" });
+  });
+
+  test("wrong client address fails SPF; a modified body breaks DKIM; DMARC fails", async () => {
+    const raw = new TextDecoder().decode(await signed()).replace("Hello.", "Hello, changed.");
+    const results = await authenticate(new TextEncoder().encode(raw), envelope("198.51.100.1"), { resolver: tableResolver, timeoutMs: 5000 });
+    expect(results.spf).toBe("fail");
+    expect(results.dkim).toBe("neutral"); // mailauth: "body hash did not verify" is neutral, not fail
+    expect(results.dmarc).toBe("fail");
+  });
+
+  test("unsigned message from a domain without records: none", async () => {
+    const raw = new TextEncoder().encode(MESSAGE.replaceAll("example.org", "nodns.example"));
+    const results = await authenticate(raw, { ...envelope("192.0.2.10"), mailFrom: "alice@nodns.example" }, { resolver: tableResolver, timeoutMs: 5000 });
+    expect(results).toEqual({ spf: "none", dkim: "none", dmarc: "none", arc: "none" });
+  });
+
+  test("a resolver that never answers gives temperror within the deadline", async () => {
+    const silent: DNSResolver = () => new Promise(() => {});
+    const started = performance.now();
+    const results = await authenticate(await signed(), envelope("192.0.2.10"), { resolver: silent, timeoutMs: 200 });
+    expect(results).toEqual({ spf: "temperror", dkim: "temperror", dmarc: "temperror", arc: "temperror" });
+    expect(performance.now() - started).toBeLessThan(2000);
+  });
+
+  test("a resolver that throws SERVFAIL gives temperror, not a throw", async () => {
+    const failing: DNSResolver = async () => {
+      throw Object.assign(new Error("SERVFAIL"), { code: "ESERVFAIL" });
+    };
+    const results = await authenticate(await signed(), envelope("192.0.2.10"), { resolver: failing, timeoutMs: 5000 });
+    expect(results.spf).toBe("temperror");
+    expect(results.dkim).toBe("temperror");
+  });
+});

@@ -1,0 +1,67 @@
+/** Unit tables for the linear decoders: RFC 2047 words, address lists, HTML → text. */
+import { describe, expect, test } from "bun:test";
+import { parseAddressList } from "../../src/parse/address-list.ts";
+import { decodeEncodedWords } from "../../src/parse/encoded-words.ts";
+import { htmlToText } from "../../src/parse/html-text.ts";
+
+describe("decodeEncodedWords", () => {
+  const cases: [string, string][] = [
+    ["plain text", "plain text"],
+    ["=?UTF-8?B?6rKs7KCB?=", "견적"],
+    ["=?utf-8?q?caf=C3=A9_ok?=", "café ok"],
+    ["=?UTF-8?B?6rKs?= =?UTF-8?B?7KCB?=", "견적"], // whitespace between words dropped
+    ["=?UTF-8?Q?=EA=B2?= =?UTF-8?Q?=AC?=", "견"], // a character split across two words
+    ["=?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?=  =?ISO-2022-JP?B?GyRCJUYlOSVIGyhC?=", "テストテスト"],
+    ["=?ks_c_5601-1987?B?sN/A+w==?=", "견적"],
+    ["=?x-unknown?Q?abc?=", "abc"],
+    ["a =?utf-8?Q?b?= c", "a b c"],
+    ["=?utf-8?Q?broken", "=?utf-8?Q?broken"],
+  ];
+  for (const [input, expected] of cases) test(JSON.stringify(input), () => expect(decodeEncodedWords(input)).toBe(expected));
+});
+
+describe("parseAddressList", () => {
+  const cases: [string, [string, string][]][] = [
+    ["a@b.c", [["", "a@b.c"]]],
+    ['"Doe, John" <J@D.com>, x@y.z', [["Doe, John", "J@D.com"], ["", "x@y.z"]]],
+    ["Team: a@b.c, b@c.d;, e@f.g", [["", "a@b.c"], ["", "b@c.d"], ["", "e@f.g"]]],
+    ["undisclosed-recipients:;", []],
+    ["j@d.com (John)", [["John", "j@d.com"]]],
+    ["=?UTF-8?B?6rKs7KCB?= <q@x.kr>", [["견적", "q@x.kr"]]],
+    ["<@relay.example:user@x.example>", [["", "user@x.example"]]],
+    ["Bob <bob@x> Bobby <bobby@x>", [["Bob Bobby bobby@x", "bob@x"]]],
+    ["no address here", [["no address here", ""]]],
+    ['"unterminated <a@b.c>', [["unterminated <a@b.c>", ""]]],
+  ];
+  for (const [input, expected] of cases) {
+    test(JSON.stringify(input), () => {
+      expect(parseAddressList(input, 100).mailboxes.map((m) => [m.name, m.address])).toEqual(expected);
+    });
+  }
+
+  test("stops at the mailbox cap and says so", () => {
+    const list = parseAddressList("a@x, b@x, c@x, d@x", 2);
+    expect(list.mailboxes.map((m) => m.address)).toEqual(["a@x", "b@x"]);
+    expect(list.truncated).toBe(true);
+    expect(parseAddressList("a@x, b@x", 2).truncated).toBe(false);
+  });
+});
+
+describe("htmlToText", () => {
+  const cases: [string, string][] = [
+    ["<p>Hello</p><p>World</p>", "Hello\n\nWorld"],
+    ["a<br>b<br/>c", "a\nb\nc"],
+    ["<script>var x = '<p>no</p>';</script>yes", "yes"],
+    ["<style>p{}</style><!-- c -->text", "text"],
+    ["&amp; &lt;tag&gt; &#x41;&#66; &nbsp;&unknown; &#0;", "& <tag> AB &unknown; \ufffd"],
+    ["<td>a</td><td>b</td>", "a b"],
+    ["keep < this", "keep"],
+    ["<a <!-- <script", ""],
+    ["  lots   of\n\n  space  ", "lots of space"],
+  ];
+  for (const [input, expected] of cases) test(JSON.stringify(input), () => expect(htmlToText(input, 1000)).toBe(expected));
+
+  test("output is capped", () => {
+    expect(htmlToText("<p>word</p>".repeat(1000), 50).length).toBe(50);
+  });
+});
