@@ -1,0 +1,134 @@
+/**
+ * Thin subclasses of smtp-server 3.21's SMTPServer / SMTPConnection for what the library has
+ * no option for (read from node_modules/smtp-server/dist/esm/smtp-connection.js):
+ *
+ *  - Enhanced status codes chosen by us. The library maps a reply code to a fixed enhanced
+ *    code (550 → 5.1.1, 552 → 5.2.2, 554 → 5.6.0, 451 → 4.3.0), and error callbacks cannot
+ *    carry one. Here a reply text that already starts with an enhanced code (`5.7.1 ...`) is
+ *    sent as is; every other reply keeps the library's mapping.
+ *  - The raw RCPT argument, because the library silently strips source routes
+ *    (`<@a:b@c>` → `b@c`) before onRcptTo sees the address.
+ *  - Session and DATA deadlines (slow clients): the library only has an idle timeout, which
+ *    any trickled byte resets.
+ *  - Every reply observed, for the one-line session log.
+ *
+ * Failure: a deadline answers 421 4.4.2 and closes the session; the library then aborts the
+ * DATA stream so nothing half-received is stored.
+ */
+import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
+import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
+import { SMTPConnection, type SMTPConnectionOptions } from "smtp-server/lib/smtp-connection.js";
+
+/** What the gateway layer wants to know about every connection. */
+export interface ConnectionHooks {
+  sessionTimeoutMs: number;
+  dataTimeoutMs: number;
+  /** Called for every reply line written (code and text, enhanced code included). */
+  onReply(session: SMTPServerSession, code: number, text: string): void;
+  /** True while our onData handler holds a complete message (storing it): deadlines wait. */
+  isStoring(session: SMTPServerSession): boolean;
+}
+
+const ENHANCED_PREFIX = /^[245]\.\d{1,3}\.\d{1,3} /;
+const rcptArguments = new WeakMap<SMTPServerSession, string>();
+/** How long a deadline that fell during storage is postponed before it is checked again. */
+const DEADLINE_RECHECK_MS = 1000;
+
+/** The RCPT argument (`TO:<...> PARAMS`) of the command being handled, before any parsing. */
+export function lastRcptArgument(session: SMTPServerSession): string {
+  return rcptArguments.get(session) ?? "";
+}
+
+export class GatewaySmtpServer extends SMTPServer {
+  constructor(
+    options: SMTPServerOptions,
+    readonly hooks: ConnectionHooks,
+  ) {
+    super(options);
+  }
+
+  /** Same as the library's connect(), with our connection class. */
+  override connect(socket: Socket | TLSSocket, socketOptions?: SMTPConnectionOptions | null): void {
+    const connection = new GatewayConnection(this, socket, socketOptions);
+    this.connections.add(connection);
+    connection.on("error", (err: Error) => this.emit("error", err));
+    connection.on("connect", (info: unknown) => this.emit("connect", info));
+    connection.init();
+  }
+}
+
+export class GatewayConnection extends SMTPConnection {
+  private sessionTimer: ReturnType<typeof setTimeout> | null = null;
+  private dataTimer: ReturnType<typeof setTimeout> | null = null;
+
+  private get hooks(): ConnectionHooks {
+    return (this._server as GatewaySmtpServer).hooks;
+  }
+
+  override init(): void {
+    this.sessionTimer = this.deadline(this.hooks.sessionTimeoutMs, "Session time limit exceeded");
+    this._socket.once("close", () => this.clearTimers());
+    super.init();
+  }
+
+  override send(code: number, data?: string | string[] | null, context?: string | false): void {
+    const own = typeof data === "string" && ENHANCED_PREFIX.test(data);
+    super.send(code, data, own ? false : context);
+    const text = Array.isArray(data) ? (data[0] ?? "") : (data ?? "");
+    this.hooks.onReply(this.session, code, text);
+  }
+
+  override handler_RCPT(command: Buffer, callback: () => void): void {
+    rcptArguments.set(this.session, command.toString("latin1").replace(/^\s*RCPT\s*/i, ""));
+    super.handler_RCPT(command, callback);
+  }
+
+  override handler_DATA(command: Buffer, callback: () => void): void {
+    super.handler_DATA(command, callback);
+    const stream = this._dataStream;
+    if (!stream) return;
+    this.dataTimer = this.deadline(this.hooks.dataTimeoutMs, "DATA time limit exceeded");
+    const stop = (): void => {
+      if (this.dataTimer) clearTimeout(this.dataTimer);
+      this.dataTimer = null;
+    };
+    stream.once("end", stop);
+    stream.once("close", stop);
+  }
+
+  /** No transaction in progress: closing now loses nothing. */
+  isIdle(): boolean {
+    return !this.session.envelope?.mailFrom && !this._dataStream && !this.hooks.isStoring(this.session);
+  }
+
+  /** Our DATA handler is storing this session's message. */
+  isStoring(): boolean {
+    return this.hooks.isStoring(this.session);
+  }
+
+  /** Server shutdown: 421 and close (the client retries later, RFC 5321 §3.8). */
+  shutDown(): void {
+    if (!this._closing && !this._closed) this.send(421, `4.3.2 ${this.name} Service shutting down, try again later`);
+  }
+
+  private deadline(ms: number, text: string): ReturnType<typeof setTimeout> {
+    const fire = (): void => {
+      if (this._closing || this._closed) return;
+      if (this.hooks.isStoring(this.session)) {
+        setTimeout(fire, DEADLINE_RECHECK_MS).unref();
+        return;
+      }
+      this.send(421, `4.4.2 ${this.name} ${text}, closing connection`);
+    };
+    const timer = setTimeout(fire, ms);
+    timer.unref();
+    return timer;
+  }
+
+  private clearTimers(): void {
+    if (this.sessionTimer) clearTimeout(this.sessionTimer);
+    if (this.dataTimer) clearTimeout(this.dataTimer);
+    this.sessionTimer = this.dataTimer = null;
+  }
+}

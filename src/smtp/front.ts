@@ -1,0 +1,85 @@
+/**
+ * The TCP listener in front of smtp-server. It owns everything that happens before the SMTP
+ * greeting: the connection limit, the PROXY protocol header (v1 and v2, only from
+ * SMTP_PROXY_TRUSTED), and the SMTP_ALLOWED_IPS check against the real client address.
+ * Accepted sockets are handed to smtp-server with that address, so allow-lists, rate limits,
+ * logs, the Received header and the rules all see the same client.
+ *
+ * Trusts: only the socket peer address, and a PROXY header only from a trusted peer.
+ * Failure: refusals are one SMTP reply line and a close (421 for proxy problems and
+ * overload, 554 5.7.1 for clients not allowed); a socket that errors or stalls is destroyed.
+ * Nothing here can throw into the event loop: every socket has an error listener.
+ */
+import { createServer, type Server, type Socket } from "node:net";
+import type { Logger } from "../log/logger.ts";
+import type { GatewaySmtpServer } from "./connection.ts";
+import { createIpMatcher, normalizeIp } from "./ip.ts";
+import type { SmtpLimits } from "./limits.ts";
+import { readProxyHeader } from "./proxy-protocol.ts";
+
+export interface FrontOptions {
+  smtp: GatewaySmtpServer;
+  hostname: string;
+  allowedIps: readonly string[];
+  proxyProtocol: boolean;
+  proxyTrusted: readonly string[];
+  limits: SmtpLimits;
+  logger: Logger;
+  /** A connection refused before any SMTP session existed (for the session log and counters). */
+  onRefused(client: string, reply: string): void;
+}
+
+export interface Front {
+  server: Server;
+  /** Sockets still sending their PROXY header. */
+  pending: Set<Socket>;
+}
+
+/** A refused socket gets this long to receive its reply line before it is destroyed. */
+const REFUSAL_LINGER_MS = 1000;
+
+const ignore = (): void => {};
+
+export function createFront(opts: FrontOptions): Front {
+  const allowed = createIpMatcher(opts.allowedIps);
+  const trusted = createIpMatcher(opts.proxyTrusted);
+  const pending = new Set<Socket>();
+
+  const refuse = (socket: Socket, client: string, reply: string): void => {
+    opts.onRefused(client, reply);
+    if (!socket.destroyed && socket.writable) socket.end(`${reply}\r\n`);
+    setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref();
+  };
+
+  const admit = (socket: Socket, client: string, port: number | undefined): void => {
+    if (socket.destroyed) return;
+    if (!allowed(client)) return refuse(socket, client, `554 5.7.1 ${opts.hostname} Access denied`);
+    opts.smtp.connect(socket, { remoteAddress: client, remotePort: port });
+  };
+
+  const readProxy = async (socket: Socket, peer: string): Promise<void> => {
+    pending.add(socket);
+    const header = await readProxyHeader(socket, opts.limits.proxyHeaderTimeoutMs);
+    pending.delete(socket);
+    if (header.kind === "invalid") {
+      opts.logger.warn("PROXY header refused", { peer, reason: header.reason });
+      return refuse(socket, peer, `421 4.7.0 ${opts.hostname} Invalid PROXY protocol header`);
+    }
+    admit(socket, header.source?.address ?? peer, header.source?.port ?? socket.remotePort);
+  };
+
+  const server = createServer((socket) => {
+    socket.on("error", ignore);
+    const peer = normalizeIp(socket.remoteAddress);
+    if (pending.size + opts.smtp.connections.size >= opts.limits.maxClients) {
+      return refuse(socket, peer, `421 4.7.0 ${opts.hostname} Too many connections, try again later`);
+    }
+    if (!opts.proxyProtocol) return admit(socket, peer, socket.remotePort);
+    if (!trusted(peer)) {
+      return refuse(socket, peer, `421 4.7.0 ${opts.hostname} PROXY protocol accepted only from trusted proxies`);
+    }
+    void readProxy(socket, peer);
+  });
+  server.on("error", (err) => opts.logger.error("SMTP listener error", { error: err.message }));
+  return { server, pending };
+}

@@ -1,0 +1,81 @@
+/**
+ * Limits of the SMTP listener, each a named constant with its unit and the abuse it stops.
+ * `createSmtpServer` takes a partial override (tests shorten the timeouts); every override
+ * is validated here, so a 0 or a negative value is refused instead of silently turning a
+ * limit off.
+ */
+
+export interface SmtpLimits {
+  /** Idle time while the client owes us a command or data (smtp-server socketTimeout). */
+  idleTimeoutMs: number;
+  /** Whole DATA phase, from 354 to the final dot. */
+  dataTimeoutMs: number;
+  /** Whole session, greeting to close, whatever the client does. */
+  sessionTimeoutMs: number;
+  /** Time a client on a PROXY listener has to send the complete PROXY header. */
+  proxyHeaderTimeoutMs: number;
+  /** Concurrent SMTP sessions plus sockets still sending their PROXY header. */
+  maxClients: number;
+  /** RCPT TO per transaction; more → 452 4.5.3. */
+  maxRecipients: number;
+  /** `Received:` headers a message may carry before it is refused as a loop (554 5.4.6). */
+  maxReceivedHeaders: number;
+  /** Client IPs (or IPv6 /64s) the rate limiter remembers at once. */
+  rateLimitTrackedClients: number;
+  /** On SIGTERM, how long sessions in the middle of a transaction may take to finish. */
+  shutdownGraceMs: number;
+}
+
+/** Clients that open a session and go quiet hold a descriptor each; RFC 5321 asks for minutes. */
+export const IDLE_TIMEOUT_MS = 120_000;
+/** A client trickling one byte per idle period would otherwise hold a DATA phase for days. */
+export const DATA_TIMEOUT_MS = 10 * 60_000;
+/** Same trickle, spread over many commands (NOOP loops) instead of DATA. */
+export const SESSION_TIMEOUT_MS = 30 * 60_000;
+/** A proxy sends its header at once; a client that does not is not a proxy. */
+export const PROXY_HEADER_TIMEOUT_MS = 5_000;
+/** Connection floods: each session costs a socket, buffers and up to a message in memory. */
+export const MAX_CLIENTS = 500;
+/** RFC 5321 §4.5.3.1.8 minimum is 100; more is a fan-out amplifier. */
+export const MAX_RECIPIENTS = 100;
+/** RFC 5321 §6.3 loop detection; Postfix uses 50 as well (hopcount_limit). */
+export const MAX_RECEIVED_HEADERS = 50;
+/** Rate-limiter memory bound: a scan from many addresses cannot grow the table without limit. */
+export const RATE_LIMIT_TRACKED_CLIENTS = 50_000;
+/** SIGTERM: sessions in the middle of a transaction get this long to finish. */
+export const SHUTDOWN_GRACE_MS = 10_000;
+/**
+ * Longest command line kept in memory (smtp-server maxCommandLength). A 10,000-byte line still
+ * gets a 5xx and the session goes on; beyond this the session is closed with 421 instead of
+ * buffering without end.
+ */
+export const MAX_COMMAND_LINE_BYTES = 16 * 1024;
+/** PROXY v1 lines are at most 107 bytes (spec); anything longer is not a proxy. */
+export const PROXY_V1_MAX_BYTES = 107;
+/** PROXY v2 address block + TLVs (AWS/Azure add ~50 bytes); bounds what we buffer per socket. */
+export const PROXY_V2_MAX_PAYLOAD_BYTES = 1024;
+
+export const DEFAULT_LIMITS: SmtpLimits = {
+  idleTimeoutMs: IDLE_TIMEOUT_MS,
+  dataTimeoutMs: DATA_TIMEOUT_MS,
+  sessionTimeoutMs: SESSION_TIMEOUT_MS,
+  proxyHeaderTimeoutMs: PROXY_HEADER_TIMEOUT_MS,
+  maxClients: MAX_CLIENTS,
+  maxRecipients: MAX_RECIPIENTS,
+  maxReceivedHeaders: MAX_RECEIVED_HEADERS,
+  rateLimitTrackedClients: RATE_LIMIT_TRACKED_CLIENTS,
+  shutdownGraceMs: SHUTDOWN_GRACE_MS,
+};
+
+/** Defaults merged with overrides; every value must be a positive integer. */
+export function resolveLimits(overrides: Partial<SmtpLimits> = {}): SmtpLimits {
+  const limits: SmtpLimits = { ...DEFAULT_LIMITS };
+  for (const [key, value] of Object.entries(overrides) as [keyof SmtpLimits, number | undefined][]) {
+    if (value === undefined) continue;
+    if (!Number.isInteger(value) || value <= 0) {
+      throw new RangeError(`SMTP limit ${key}=${value} must be a positive integer`);
+    }
+    limits[key] = value;
+  }
+  return limits;
+}

@@ -1,0 +1,65 @@
+/**
+ * Per-client message rate limit (RATE_LIMIT_MAX messages per RATE_LIMIT_WINDOW_MS), checked
+ * at MAIL FROM. Fixed windows per client key (IPv4 address or IPv6 /64, see ip.ts).
+ *
+ * Memory is bounded: at most `maxTracked` clients are remembered. When the table is full,
+ * expired windows are swept first, then the oldest entries are evicted (a Map keeps
+ * insertion order). Eviction can only forget a client's count — it errs towards letting a
+ * client through again, never towards refusing one that is under the limit.
+ * The clock is passed in, so tests control time.
+ */
+
+export interface RateLimiter {
+  /** Counts one message for the client; false when the client is over its limit. */
+  take(key: string): boolean;
+  /** Clients currently tracked (for tests and metrics). */
+  size(): number;
+}
+
+interface Window {
+  startedAt: number;
+  count: number;
+}
+
+export function createRateLimiter(opts: {
+  max: number;
+  windowMs: number;
+  maxTracked: number;
+  now?: () => number;
+}): RateLimiter {
+  const now = opts.now ?? Date.now;
+  const windows = new Map<string, Window>();
+
+  const makeRoom = (t: number): void => {
+    for (const [key, w] of windows) {
+      if (t - w.startedAt >= opts.windowMs) windows.delete(key);
+    }
+    const excess = windows.size - opts.maxTracked + 1;
+    if (excess <= 0) return;
+    let dropped = 0;
+    for (const key of windows.keys()) {
+      if (dropped++ >= excess) break;
+      windows.delete(key);
+    }
+  };
+
+  return {
+    take(key) {
+      const t = now();
+      let w = windows.get(key);
+      if (w && t - w.startedAt >= opts.windowMs) {
+        windows.delete(key);
+        w = undefined;
+      }
+      if (!w) {
+        if (windows.size >= opts.maxTracked) makeRoom(t);
+        w = { startedAt: t, count: 0 };
+        windows.set(key, w);
+      }
+      if (w.count >= opts.max) return false;
+      w.count++;
+      return true;
+    },
+    size: () => windows.size,
+  };
+}

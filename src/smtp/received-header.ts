@@ -1,0 +1,77 @@
+/**
+ * The `Received:` trace header mailgw prepends (RFC 5321 §4.4) and the loop check on the
+ * ones already present (more than MAX_RECEIVED_HEADERS → 554 5.4.6).
+ *
+ * Trusts nothing from the client: the HELO name is reduced to a safe character set before
+ * it goes into the header (no CR/LF/parentheses injection); the client address is the
+ * socket's (or PROXY header's), never client-supplied text.
+ */
+
+export interface ReceivedInfo {
+  helo: string;
+  clientIp: string;
+  /** Our name (SMTP_HOSTNAME). */
+  hostname: string;
+  /** smtp-server's transmission type: SMTP, ESMTP, ESMTPS. */
+  protocol: string;
+  /** Negotiated TLS version and cipher, when under TLS. */
+  tls: { version: string; cipher: string } | null;
+  /** Session/transaction id (ours, not the message's). */
+  id: string;
+  recipients: readonly string[];
+  date: Date;
+}
+
+const UNSAFE_HELO = /[^A-Za-z0-9.\-_:[\]]/g;
+const MAX_HELO_IN_HEADER = 255;
+
+export function buildReceivedHeader(info: ReceivedInfo): string {
+  const helo = info.helo.replace(UNSAFE_HELO, "?").slice(0, MAX_HELO_IN_HEADER) || "unknown";
+  const ip = info.clientIp.includes(":") ? `IPv6:${info.clientIp}` : info.clientIp;
+  const lines = [`Received: from ${helo} ([${ip}])`, `\tby ${info.hostname} (mailgw) with ${info.protocol}`];
+  if (info.tls) lines.push(`\t(version=${info.tls.version} cipher=${info.tls.cipher})`);
+  const only = info.recipients.length === 1 ? info.recipients[0] : undefined;
+  lines.push(`\tid ${info.id}${only ? ` for <${only}>` : ""};`, `\t${rfc5322Date(info.date)}`);
+  return `${lines.join("\r\n")}\r\n`;
+}
+
+const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/** `Tue, 1 Jul 2025 12:00:00 +0000` (UTC; RFC 5322 §3.3). */
+export function rfc5322Date(d: Date): string {
+  const two = (n: number) => String(n).padStart(2, "0");
+  const time = `${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())}`;
+  return `${DAYS[d.getUTCDay()]}, ${d.getUTCDate()} ${MONTHS[d.getUTCMonth()]} ${d.getUTCFullYear()} ${time} +0000`;
+}
+
+const RECEIVED = Buffer.from("received:");
+
+/**
+ * Counts `Received:` fields in the header section (up to the first empty line; CRLF or bare
+ * LF line ends; any case), stopping as soon as the count exceeds `stopAfter`, so a message
+ * with a million of them costs no more than one with `stopAfter + 1`.
+ */
+export function countReceivedHeaders(message: Uint8Array, stopAfter: number): number {
+  let count = 0;
+  let lineStart = 0;
+  while (lineStart < message.length) {
+    let next = message.indexOf(0x0a, lineStart);
+    if (next === -1) next = message.length;
+    const lineEnd = next > lineStart && message[next - 1] === 0x0d ? next - 1 : next;
+    if (lineEnd === lineStart) break;
+    if (startsWithReceived(message, lineStart, lineEnd) && ++count > stopAfter) return count;
+    lineStart = next + 1;
+  }
+  return count;
+}
+
+function startsWithReceived(message: Uint8Array, start: number, end: number): boolean {
+  if (end - start < RECEIVED.length) return false;
+  for (let i = 0; i < RECEIVED.length; i++) {
+    const byte = message[start + i] ?? 0;
+    const lower = byte >= 0x41 && byte <= 0x5a ? byte + 0x20 : byte;
+    if (lower !== RECEIVED[i]) return false;
+  }
+  return true;
+}

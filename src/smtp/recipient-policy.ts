@@ -1,0 +1,66 @@
+/**
+ * RCPT TO policy: this gateway accepts mail only for the domains in rules.yaml and is never
+ * an open relay (SPEC §4). Besides the plain domain check, the routing syntaxes that older
+ * MTAs honoured — and that turn a "local" address into a relay request — are refused:
+ *   `%` hack        v%other.example@company.com           → 550 5.7.1
+ *   bang path       other.example!v@company.com           → 550 5.7.1
+ *   source route    <@company.com:v@other.example>        → 550 5.7.1
+ *   quoted `@`      <"v@other.example"@company.com>       → 501 (smtp-server refuses the syntax)
+ *   double `@`      <v@other.example@company.com>         → 501 (idem)
+ *   IP literal      v@[192.0.2.1]                         → 550 5.7.1
+ * Input: the raw RCPT argument (smtp-server strips source routes silently, so they are only
+ * visible there) and the address smtp-server parsed. Trusts nothing in either.
+ * Pure: no I/O; the domain list is passed in.
+ */
+import { domainToASCII } from "node:url";
+
+export type RecipientVerdict =
+  | { ok: true; address: string }
+  | { ok: false; code: 550 | 501; enhanced: string; text: string };
+
+const RELAY_DENIED = { ok: false, code: 550, enhanced: "5.7.1", text: "Relaying denied" } as const;
+const ROUTING_REFUSED = { ok: false, code: 550, enhanced: "5.7.1", text: "Relaying denied: address routing syntax not accepted" } as const;
+const BAD_SYNTAX = { ok: false, code: 501, enhanced: "5.1.3", text: "Bad recipient address syntax" } as const;
+
+/** `<@a,@b:user@c>` — a source route right after the opening bracket of the path. */
+const SOURCE_ROUTE = /^\s*TO\s*:\s*<\s*@/i;
+
+const normalizedDomains = new WeakMap<readonly string[], ReadonlySet<string>>();
+
+function domainSet(domains: readonly string[]): ReadonlySet<string> {
+  let set = normalizedDomains.get(domains);
+  if (!set) {
+    set = new Set(domains.map(normalizeDomain).filter((d) => d !== ""));
+    normalizedDomains.set(domains, set);
+  }
+  return set;
+}
+
+/** Lower-case ASCII (punycode) form; "" when the domain is not a valid IDN. */
+export function normalizeDomain(domain: string): string {
+  return domainToASCII(domain.trim().replace(/\.$/, "").toLowerCase());
+}
+
+/**
+ * @param rawArgument the RCPT command after the verb, e.g. `TO:<a@b> NOTIFY=NEVER`
+ * @param address the address smtp-server parsed from it
+ */
+export function checkRecipient(rawArgument: string, address: string, domains: readonly string[]): RecipientVerdict {
+  if (SOURCE_ROUTE.test(rawArgument)) return ROUTING_REFUSED;
+  const allowed = domainSet(domains);
+  if (address.toLowerCase() === "postmaster") {
+    // RFC 5321 §4.1.1.3: the domain-less postmaster must be accepted; it means ours.
+    const first = [...allowed][0];
+    return first ? { ok: true, address: `postmaster@${first}` } : RELAY_DENIED;
+  }
+  const at = address.lastIndexOf("@");
+  if (at <= 0 || at === address.length - 1) return BAD_SYNTAX;
+  const local = address.slice(0, at);
+  const domain = address.slice(at + 1);
+  if (local.includes("@")) return BAD_SYNTAX;
+  if (local.includes("%") || local.includes("!")) return ROUTING_REFUSED;
+  if (domain.startsWith("[")) return ROUTING_REFUSED;
+  const ascii = normalizeDomain(domain);
+  if (!ascii || !allowed.has(ascii)) return RELAY_DENIED;
+  return { ok: true, address: `${local}@${ascii}` };
+}

@@ -1,0 +1,191 @@
+/**
+ * The SMTP listener (SPEC §4): smtp-server 3.21 behind our own TCP front (front.ts), with
+ * the gateway policy in its handlers: STARTTLS (required or not), per-client rate limit at
+ * MAIL, the domain and routing-trick check at RCPT, DATA via data-handler.ts, one log line
+ * per session. It knows nothing of storage or delivery: messages go to the MessageSink.
+ *
+ * Depends only on its deps object. Trusts nothing from clients.
+ * Failure: start-up problems (TLS files, port in use) reject/throw with a message naming the
+ * variable or file; per-session problems become SMTP replies and never stop the server.
+ */
+import type { AddressInfo } from "node:net";
+import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from "smtp-server";
+import { CliError, describeError } from "../errors.ts";
+import type { Config } from "../config/config.ts";
+import type { Logger } from "../log/logger.ts";
+import type { MessageSink } from "../types.ts";
+import { GatewaySmtpServer, lastRcptArgument } from "./connection.ts";
+import { receiveMessage, toSmtpServerError } from "./data-handler.ts";
+import { createFront } from "./front.ts";
+import { clientKey } from "./ip.ts";
+import { MAX_COMMAND_LINE_BYTES, resolveLimits, type SmtpLimits } from "./limits.ts";
+import { createRateLimiter } from "./rate-limiter.ts";
+import { checkRecipient } from "./recipient-policy.ts";
+import { isNotableReply, logSession, newSessionState, summarize, type SessionState, type SessionSummary } from "./session-log.ts";
+import { createShutdown } from "./shutdown.ts";
+import { createTlsManager, type TlsManager } from "./tls-manager.ts";
+
+export interface SmtpServerDeps {
+  smtp: Config["smtp"];
+  logger: Logger;
+  sink: MessageSink;
+  /** The domains of the rules currently in force (changes on hot reload). */
+  domains: () => readonly string[];
+  limits?: Partial<SmtpLimits>;
+  /** Called once per session when it ends (counters `session` / `session_tls`). */
+  onSessionEnd?: (summary: SessionSummary) => void;
+  now?: () => number;
+}
+
+export interface SmtpServerHandle {
+  /** Starts listening on smtp.host:smtp.port; resolves with the bound address. */
+  listen(): Promise<{ host: string; port: number }>;
+  /** Re-reads the TLS key/cert; false (and logged) when the new files are unusable. */
+  reloadTls(): boolean;
+  /** Stops accepting, lets transactions in flight finish (bounded), closes the rest with 421. */
+  close(graceMs?: number): Promise<void>;
+  /** Open SMTP sessions (for health checks and tests). */
+  sessionCount(): number;
+}
+
+const SMTP_FAILURE = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
+
+export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
+  const limits = resolveLimits(deps.limits);
+  const now = deps.now ?? Date.now;
+  const cfg = deps.smtp;
+  const tls: TlsManager | null = cfg.tls.enabled ? createTlsManager(cfg.tls, deps.logger) : null;
+  const states = new Map<string, SessionState>();
+  const limiter = createRateLimiter({ ...cfg.rateLimit, maxTracked: limits.rateLimitTrackedClients, now });
+
+  const stateOf = (session: SMTPServerSession): SessionState => {
+    let state = states.get(session.id);
+    if (!state) {
+      state = newSessionState(session.id, session.remoteAddress, now());
+      states.set(session.id, state);
+    }
+    return state;
+  };
+  const endSession = (summary: SessionSummary): void => {
+    logSession(deps.logger, summary);
+    deps.onSessionEnd?.(summary);
+  };
+
+  const options: SMTPServerOptions = {
+    name: cfg.hostname,
+    size: cfg.maxMessageBytes,
+    hideENHANCEDSTATUSCODES: false,
+    authOptional: true,
+    disabledCommands: ["AUTH", "XCLIENT", "XFORWARD", "WIZ", "SHELL", "KILL", ...(tls ? [] : ["STARTTLS"])],
+    hideSTARTTLS: !tls,
+    disableReverseLookup: true,
+    maxClients: limits.maxClients,
+    maxRecipients: limits.maxRecipients,
+    socketTimeout: limits.idleTimeoutMs,
+    closeTimeout: limits.shutdownGraceMs,
+    maxCommandLength: MAX_COMMAND_LINE_BYTES,
+    logger: false,
+    ...(tls ? tls.current() : {}),
+
+    onConnect(session, callback) {
+      stateOf(session);
+      callback();
+    },
+    onMailFrom(address: SMTPServerAddress, session, callback) {
+      const state = stateOf(session);
+      state.helo = session.hostNameAppearsAs || "";
+      state.tls = Boolean(session.secure);
+      if (cfg.tls.required && !session.secure) {
+        return callback(SMTP_FAILURE(530, "5.7.0 Must issue a STARTTLS command first"));
+      }
+      if (!limiter.take(clientKey(state.client))) {
+        return callback(SMTP_FAILURE(451, "4.7.1 Too many messages from your address, try again later"));
+      }
+      state.from = address.address;
+      state.recipients = [];
+      callback();
+    },
+    onRcptTo(address: SMTPServerAddress, session, callback) {
+      const verdict = checkRecipient(lastRcptArgument(session), address.address, deps.domains());
+      if (!verdict.ok) return callback(SMTP_FAILURE(verdict.code, `${verdict.enhanced} ${verdict.text}`));
+      address.address = verdict.address;
+      const state = stateOf(session);
+      if (!state.recipients.includes(verdict.address)) state.recipients.push(verdict.address);
+      callback();
+    },
+    onData(stream: SMTPServerDataStream, session, callback) {
+      const state = stateOf(session);
+      const ctx = { sink: deps.sink, logger: deps.logger, hostname: cfg.hostname, maxMessageBytes: cfg.maxMessageBytes, maxReceivedHeaders: limits.maxReceivedHeaders };
+      receiveMessage(stream, session, state, ctx).then(
+        (reply) => {
+          if (!reply) return callback(SMTP_FAILURE(451, "4.4.2 Connection lost during DATA"));
+          if (reply.code === 250) return callback(null, reply.text);
+          callback(toSmtpServerError(reply));
+        },
+        (err: unknown) => {
+          deps.logger.error("DATA handler failed", { session: session.id, error: describeError(err) });
+          callback(SMTP_FAILURE(451, "4.3.0 Temporary local problem, please try again later"));
+        },
+      );
+    },
+    onClose(session) {
+      const state = states.get(session.id) ?? newSessionState(session.id, session.remoteAddress, now());
+      states.delete(session.id);
+      state.tls = state.tls || Boolean(session.secure);
+      state.helo = state.helo || session.hostNameAppearsAs || "";
+      endSession(summarize(state, now()));
+    },
+  };
+
+  const smtp = new GatewaySmtpServer(options, {
+    sessionTimeoutMs: limits.sessionTimeoutMs,
+    dataTimeoutMs: limits.dataTimeoutMs,
+    onReply(session, code, text) {
+      if (isNotableReply(code, text)) stateOf(session).reply = `${code} ${text}`;
+    },
+    isStoring: (session) => states.get(session.id)?.storing ?? false,
+  });
+  smtp.on("error", (err: Error) => deps.logger.debug("SMTP connection error", { error: err.message }));
+  tls?.attach(smtp);
+
+  const front = createFront({
+    smtp,
+    hostname: cfg.hostname,
+    allowedIps: cfg.allowedIps,
+    proxyProtocol: cfg.proxyProtocol,
+    proxyTrusted: cfg.proxyTrusted,
+    limits,
+    logger: deps.logger,
+    onRefused(client, reply) {
+      const state = newSessionState("-", client, now());
+      state.reply = reply;
+      endSession(summarize(state, now()));
+    },
+  });
+  const shutdown = createShutdown({ smtp, front, isStoring: () => [...states.values()].some((s) => s.storing) });
+
+  return {
+    listen: () => listen(front.server, cfg.host, cfg.port, () => tls?.watch()),
+    reloadTls: () => tls?.reload() ?? false,
+    async close(graceMs = limits.shutdownGraceMs) {
+      tls?.unwatch();
+      await shutdown(graceMs);
+    },
+    sessionCount: () => smtp.connections.size,
+  };
+}
+
+function listen(server: import("node:net").Server, host: string, port: number, started: () => void): Promise<{ host: string; port: number }> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      reject(new CliError(`cannot listen on SMTP_HOST=${host} SMTP_PORT=${port}: ${err.code ?? err.message}`));
+    };
+    server.once("error", onError);
+    server.listen({ host, port }, () => {
+      server.off("error", onError);
+      started();
+      const address = server.address() as AddressInfo;
+      resolve({ host: address.address, port: address.port });
+    });
+  });
+}

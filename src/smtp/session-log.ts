@@ -1,0 +1,82 @@
+/**
+ * Per-session bookkeeping for the one log line per SMTP session (SPEC §2 LOG_*): client,
+ * helo, tls, from, recipients, size, decision, id, duration, reply. State lives in a Map
+ * keyed by smtp-server's session id and is removed when the session closes, so its size is
+ * bounded by the number of open sessions (MAX_CLIENTS).
+ * Nothing here writes anything but the log line; counters are the caller's (onSessionEnd).
+ */
+import type { Logger } from "../log/logger.ts";
+
+export interface SessionSummary {
+  id: string;
+  client: string;
+  helo: string;
+  tls: boolean;
+  /** Envelope sender of the last transaction ("" = null sender, null = none). */
+  from: string | null;
+  recipients: string[];
+  /** Bytes of the last message received (before our Received header). */
+  size: number | null;
+  /** Last decision: the action taken, "reject", or null when no message was stored. */
+  decision: string | null;
+  category: string | null;
+  rule: string | null;
+  /** Ids of every message accepted in the session. */
+  ids: string[];
+  durationMs: number;
+  /** Last notable reply (an error, a refusal, or `250 2.0.0 Queued as ...`). */
+  reply: string | null;
+}
+
+export interface SessionState extends Omit<SessionSummary, "durationMs"> {
+  startedAt: number;
+  /** A complete message is being classified/stored: deadlines must wait. */
+  storing: boolean;
+}
+
+export function newSessionState(id: string, client: string, now: number): SessionState {
+  return {
+    id,
+    client,
+    helo: "",
+    tls: false,
+    from: null,
+    recipients: [],
+    size: null,
+    decision: null,
+    category: null,
+    rule: null,
+    ids: [],
+    reply: null,
+    startedAt: now,
+    storing: false,
+  };
+}
+
+/** Replies worth keeping as the session's outcome: failures and the final queued reply. */
+export function isNotableReply(code: number, text: string): boolean {
+  return code >= 400 || (code === 250 && text.startsWith("2.0.0 Queued"));
+}
+
+export function summarize(state: SessionState, now: number): SessionSummary {
+  const { startedAt, storing: _storing, ...rest } = state;
+  return { ...rest, durationMs: Math.max(0, now - startedAt) };
+}
+
+export function logSession(logger: Logger, s: SessionSummary): void {
+  logger.info("smtp session", {
+    session: s.id,
+    client: s.client,
+    helo: s.helo || undefined,
+    tls: s.tls,
+    from: s.from ?? undefined,
+    recipients: s.recipients.length ? s.recipients : undefined,
+    size: s.size ?? undefined,
+    decision: s.decision ?? undefined,
+    category: s.category ?? undefined,
+    rule: s.rule ?? undefined,
+    id: s.ids.length ? s.ids.join(",") : undefined,
+    duration_ms: s.durationMs,
+    reply: s.reply ?? undefined,
+  });
+}

@@ -1,0 +1,44 @@
+/**
+ * Graceful stop of the SMTP listener (SIGTERM/SIGINT): stop accepting, drop sockets still
+ * sending a PROXY header, close idle sessions at once with 421, let sessions in the middle of
+ * a transaction finish for up to `graceMs` (smtp-server answers any *new* command with 421
+ * meanwhile), then close what is left with 421. A message being stored is always waited for
+ * (bounded by STORE_WAIT_MS), so the process never exits between fsync and the reply.
+ */
+import type { Front } from "./front.ts";
+import { GatewayConnection, type GatewaySmtpServer } from "./connection.ts";
+
+/** Upper bound on waiting for a message whose storage already started. */
+const STORE_WAIT_MS = 30_000;
+const POLL_MS = 50;
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export function createShutdown(opts: { smtp: GatewaySmtpServer; front: Front; isStoring: () => boolean }) {
+  const { smtp, front } = opts;
+  const closeWhere = (pick: (c: GatewayConnection) => boolean): void => {
+    for (const c of smtp.connections) if (c instanceof GatewayConnection && pick(c)) c.shutDown();
+  };
+  return async (graceMs: number): Promise<void> => {
+    front.server.close();
+    for (const socket of front.pending) socket.destroy();
+    try {
+      smtp.close();
+    } catch {
+      // the internal net.Server never listened (we accept through front); nothing to close
+    }
+    const graceEnd = Date.now() + graceMs;
+    while (smtp.connections.size > 0 && Date.now() < graceEnd) {
+      closeWhere((c) => c.isIdle());
+      await sleep(POLL_MS);
+    }
+    // Past the grace period: every session goes, except one whose message is being stored.
+    const storeEnd = Date.now() + STORE_WAIT_MS;
+    for (;;) {
+      closeWhere((c) => !c.isStoring());
+      if (!opts.isStoring() || Date.now() >= storeEnd) break;
+      await sleep(POLL_MS);
+    }
+    closeWhere(() => true);
+  };
+}

@@ -1,0 +1,87 @@
+/**
+ * STARTTLS key and certificate: loading (with the file named in every error) and watching
+ * for renewals (certbot swaps symlinks in its `live/` directory, Kubernetes swaps a `..data`
+ * symlink), so the directories are watched, not the files, and any change there triggers a
+ * debounced reload attempt.
+ *
+ * Failure: at start, a missing/unreadable/invalid file throws a CliError naming the variable
+ * and path (serve exits 1). On reload, the error is returned to the caller, which logs it
+ * and keeps the certificate in force — a half-written renewal never takes TLS down.
+ */
+import { watch, readFileSync, type FSWatcher } from "node:fs";
+import { createSecureContext } from "node:tls";
+import { dirname } from "node:path";
+import { CliError, describeError } from "../errors.ts";
+
+export interface TlsMaterial {
+  key: Buffer;
+  cert: Buffer;
+}
+
+/** Reload attempts wait this long after the last change: renewals write several files. */
+export const TLS_RELOAD_DEBOUNCE_MS = 500;
+
+export function loadTlsMaterial(keyPath: string, certPath: string): TlsMaterial {
+  const key = readPem(keyPath, "SMTP_TLS_KEY");
+  const cert = readPem(certPath, "SMTP_TLS_CERT");
+  try {
+    createSecureContext({ key, cert });
+  } catch (err) {
+    throw new CliError(
+      `SMTP_TLS_KEY=${keyPath} and SMTP_TLS_CERT=${certPath} are not a matching PEM key and certificate: ${describeError(err)}`,
+    );
+  }
+  return { key, cert };
+}
+
+function readPem(path: string, variable: string): Buffer {
+  let data: Buffer;
+  try {
+    data = readFileSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? describeError(err);
+    throw new CliError(`${variable}=${path} cannot be read (${code}): check the path and permissions`);
+  }
+  if (!data.includes("-----BEGIN")) throw new CliError(`${variable}=${path} is not a PEM file`);
+  return data;
+}
+
+/**
+ * Calls `onChange` (debounced) whenever something changes in the directories holding the
+ * files. Returns a function that stops watching. Watch errors go to `onError`.
+ */
+export function watchTlsFiles(
+  paths: readonly string[],
+  onChange: () => void,
+  onError: (err: unknown) => void,
+  debounceMs = TLS_RELOAD_DEBOUNCE_MS,
+): () => void {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const trigger = (): void => {
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = null;
+      onChange();
+    }, debounceMs);
+    timer.unref();
+  };
+  const watchers: FSWatcher[] = [];
+  for (const dir of new Set(paths.map((p) => dirname(p)))) {
+    try {
+      const w = watch(dir, { persistent: false }, trigger);
+      w.on("error", onError);
+      watchers.push(w);
+    } catch (err) {
+      onError(err);
+    }
+  }
+  return () => {
+    if (timer) clearTimeout(timer);
+    for (const w of watchers) w.close();
+  };
+}
+
+/** True when two loads carry the same bytes (nothing to reload). */
+export function sameMaterial(a: TlsMaterial, b: TlsMaterial): boolean {
+  return a.key.equals(b.key) && a.cert.equals(b.cert);
+}

@@ -1,0 +1,100 @@
+/**
+ * SMTP session basics over raw sockets against a real listener on loopback: banner, EHLO
+ * extensions (no AUTH), a full transaction with the Received header, sink outcomes (reject,
+ * storage failure), size and loop limits, the session log line.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { RawClient, greet, sendMail, simpleMessage, startTestServer, terminated, type TestServer } from "./helpers.ts";
+
+let server: TestServer | null = null;
+afterEach(async () => {
+  await server?.close();
+  server = null;
+});
+
+describe("SMTP session", () => {
+  test("banner and EHLO advertise the SPEC §4 extensions and no AUTH", async () => {
+    server = await startTestServer({ env: { MAX_MESSAGE_SIZE_MB: "1" } });
+    const c = await RawClient.connect(server.port);
+    expect(await c.reply()).toMatch(/^220 mx\.test ESMTP/);
+    const ehlo = await c.cmd("EHLO client.example");
+    expect(ehlo).toStartWith("250-mx.test");
+    for (const ext of ["PIPELINING", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", `SIZE ${1024 * 1024}`]) {
+      expect(ehlo).toContain(ext);
+    }
+    expect(ehlo).not.toContain("AUTH");
+    expect(ehlo).not.toContain("STARTTLS");
+    expect(await c.cmd("AUTH PLAIN AGFAYg==")).toMatch(/^5\d\d /);
+    expect(await c.cmd("QUIT")).toStartWith("221");
+  });
+
+  test("a message is handed to the sink with a Received header and answered 250 2.0.0 Queued as <id>", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c, "client.example");
+    expect(await c.cmd("MAIL FROM:<a@sender.example>")).toStartWith("250 2.1.0");
+    expect(await c.cmd("RCPT TO:<Bob@Company.COM>")).toStartWith("250 2.1.5");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    c.write(terminated(simpleMessage("hi")));
+    expect(await c.reply()).toBe("250 2.0.0 Queued as t1");
+    await c.cmd("QUIT");
+    expect(server.sink.messages).toHaveLength(1);
+    const [m] = server.sink.messages;
+    const raw = m?.raw.toString("latin1") ?? "";
+    expect(raw).toMatch(/^Received: from client\.example \(\[127\.0\.0\.1\]\)\r\n\tby mx\.test \(mailgw\) with ESMTP\r\n\tid \S+ for <Bob@company\.com>;\r\n\t\w{3}, \d+ \w{3} \d{4} \d\d:\d\d:\d\d \+0000\r\nFrom: /);
+    expect(raw.endsWith("Hi there.\r\n")).toBe(true);
+    expect(m?.envelope).toEqual({ mailFrom: "a@sender.example", rcptTo: ["Bob@company.com"], clientIp: "127.0.0.1", helo: "client.example", tls: false });
+  });
+
+  test("sink reject → 550 5.7.1 with its public text; storage failure → 451 4.3.0 generic, detail only in the log", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    expect(await sendMail(c, "b@company.com", simpleMessage("[SPAM] buy"))).toBe("550 5.7.1 Message rejected as spam");
+    const failed = await sendMail(c, "b@company.com", simpleMessage("[FAIL] x"));
+    expect(failed).toBe("451 4.3.0 Temporary local problem, please try again later");
+    expect(failed).not.toContain("secret");
+    expect(server.logs.lines.some((l) => String(l.fields.error).includes("/secret/path"))).toBe(true);
+    expect(await sendMail(c)).toStartWith("250 2.0.0 Queued as");
+    await c.cmd("QUIT");
+    expect(server.sink.messages).toHaveLength(1);
+  });
+
+  test("oversized message → 552 5.3.4, nothing stored, session goes on", async () => {
+    server = await startTestServer({ env: { MAX_MESSAGE_SIZE_MB: "0.01" } });
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    const big = simpleMessage("big", `${"x".repeat(998)}\r\n`.repeat(20));
+    expect(await sendMail(c, "b@company.com", big)).toMatch(/^552 5\.3\.4 /);
+    expect(server.sink.messages).toHaveLength(0);
+    expect(await sendMail(c)).toStartWith("250 2.0.0");
+  });
+
+  test("more than 50 Received headers → 554 5.4.6; exactly 50 is accepted", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    const hops = (n: number) => "Received: from x by y; Mon, 1 Jan 2024 00:00:00 +0000\r\n".repeat(n);
+    expect(await sendMail(c, "b@company.com", hops(51) + simpleMessage())).toMatch(/^554 5\.4\.6 /);
+    expect(await sendMail(c, "b@company.com", hops(50) + simpleMessage())).toStartWith("250 2.0.0");
+    expect(server.sink.messages).toHaveLength(1);
+  });
+
+  test("one log line per session with client, helo, from, recipients, size, decision, id, duration, reply", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c, "log.example");
+    await sendMail(c);
+    await c.cmd("QUIT");
+    const deadline = Date.now() + 2000;
+    while (server.sessions.length === 0 && Date.now() < deadline) await Bun.sleep(20);
+    const lines = server.logs.lines.filter((l) => l.msg === "smtp session");
+    expect(lines).toHaveLength(1);
+    const f = lines[0]?.fields ?? {};
+    expect(f).toMatchObject({ client: "127.0.0.1", helo: "log.example", tls: false, from: "a@sender.example", decision: "archive", id: "t1" });
+    expect(f.recipients).toEqual(["b@company.com"]);
+    expect(typeof f.size).toBe("number");
+    expect(typeof f.duration_ms).toBe("number");
+    expect(String(f.reply)).toStartWith("250 2.0.0 Queued as t1");
+  });
+});
