@@ -41,7 +41,9 @@ const MESSAGE = [
 
 async function signed(): Promise<Uint8Array> {
   const result = await dkimSign(MESSAGE, {
-    signatureData: [{ signingDomain: "example.org", selector: "sel", privateKey: privateKey.export({ type: "pkcs8", format: "pem" }) }],
+    signingDomain: "example.org",
+    selector: "sel",
+    privateKey: privateKey.export({ type: "pkcs8", format: "pem" }),
   });
   return new TextEncoder().encode(result.signatures + MESSAGE);
 }
