@@ -30,19 +30,20 @@ export function normalizeLineEndings(input: Uint8Array): Uint8Array {
   if (extra === 0) return input;
   const out = new Uint8Array(input.length + extra);
   let o = 0;
-  const n = input.length;
-  for (let i = 0; i < n; i++) {
-    const byte = input[i] as number;
-    if (byte === CR) {
-      out[o++] = CR;
-      out[o++] = LF;
-      if (input[i + 1] === LF) i++;
-    } else if (byte === LF) {
-      out[o++] = CR;
-      out[o++] = LF;
-    } else {
-      out[o++] = byte;
-    }
+  let copied = 0;
+  let cr = input.indexOf(CR);
+  let lf = input.indexOf(LF);
+  // Walk line ending to line ending, copying the text between them in one native call each.
+  while (cr !== -1 || lf !== -1) {
+    const at = cr === -1 ? lf : lf === -1 ? cr : Math.min(cr, lf);
+    out.set(input.subarray(copied, at), o);
+    o += at - copied;
+    out[o++] = CR;
+    out[o++] = LF;
+    copied = input[at] === CR && input[at + 1] === LF ? at + 2 : at + 1;
+    if (cr !== -1 && cr < copied) cr = input.indexOf(CR, copied);
+    if (lf !== -1 && lf < copied) lf = input.indexOf(LF, copied);
   }
+  out.set(input.subarray(copied), o);
   return out;
 }

@@ -1,0 +1,190 @@
+/**
+ * Webhook deliveries to a real Bun.serve receiver: JSON payload contents, HMAC signature,
+ * 500 then 200 (retried), 400 → failed, 429 → deferred, redirect not followed, timeout.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { createHmac, timingSafeEqual } from "node:crypto";
+import type { WebhookPayload } from "../../src/act/webhook-payload.ts";
+import { silentLogger } from "../../src/log/logger.ts";
+import { createDeliveryWorker } from "../../src/queue/worker.ts";
+import { attemptsOf, counter, deliveryOf, makeEnv, SAMPLE_MESSAGE, seedDelivery, waitFor } from "./helpers.ts";
+
+const SECRET = "webhook-test-secret";
+
+interface Received {
+  body: string;
+  signature: string | null;
+  timestamp: string | null;
+  contentType: string | null;
+}
+
+/** A receiver answering the scripted statuses in order (then 200), recording every request. */
+function receiver(statuses: number[] = [], opts: { delayMs?: number } = {}) {
+  const received: Received[] = [];
+  const server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    async fetch(req) {
+      const body = await req.text();
+      received.push({
+        body,
+        signature: req.headers.get("x-mailgw-signature"),
+        timestamp: req.headers.get("x-mailgw-timestamp"),
+        contentType: req.headers.get("content-type"),
+      });
+      if (opts.delayMs) await Bun.sleep(opts.delayMs);
+      const status = statuses.shift() ?? 200;
+      if (status === 302) return new Response(null, { status, headers: { location: "http://127.0.0.1:1/elsewhere" } });
+      return new Response(status === 200 ? "thanks" : `status ${status}`, { status });
+    },
+  });
+  return { server, received, url: `http://127.0.0.1:${server.port}/inbound?token=abc` };
+}
+
+function validSignature(r: Received): boolean {
+  if (!r.signature?.startsWith("sha256=")) return false;
+  const want = Buffer.from(createHmac("sha256", SECRET).update(r.body).digest("hex"));
+  const got = Buffer.from(r.signature.slice(7));
+  return want.length === got.length && timingSafeEqual(want, got);
+}
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function setup(vars: Record<string, string> = { WEBHOOK_SECRET: SECRET }, workerOpts = {}) {
+  const t = makeEnv(vars);
+  const worker = createDeliveryWorker({ config: t.config, db: t.db, logger: silentLogger, pollIntervalMs: 50, ...workerOpts });
+  cleanups.push(() => worker.stop());
+  return { t, worker };
+}
+
+describe("webhook", () => {
+  test("posts the JSON payload, signed; receiver can verify; delivered", async () => {
+    const hook = receiver();
+    cleanups.push(() => hook.server.stop(true));
+    const { t, worker } = setup();
+    const id = seedDelivery(t, { kind: "webhook", target: hook.url });
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "delivered", 10_000, "delivered");
+    expect(hook.received).toHaveLength(1);
+    const r = hook.received[0]!;
+    expect(r.contentType).toBe("application/json");
+    expect(validSignature(r)).toBe(true);
+    const p = JSON.parse(r.body) as WebhookPayload;
+    expect(String(p.timestamp)).toBe(r.timestamp!);
+    expect(Math.abs(p.timestamp - Date.now() / 1000)).toBeLessThan(60);
+    expect(p.id).toBe(id);
+    expect(p.envelope).toEqual({ mailFrom: "alice@example.org", rcptTo: ["orders@company.com"], clientIp: "192.0.2.7", helo: "client.example", tls: true });
+    expect(p.subject).toBe("Quote request");
+    expect(p.from).toEqual({ name: "Alice", address: "alice@example.org" });
+    expect(p.text).toContain("please send a quote.");
+    expect(p.headers.find((h) => h.name.toLowerCase() === "subject")?.value).toBe("Quote request");
+    expect(Buffer.from(p.raw, "base64").toString("binary")).toBe(SAMPLE_MESSAGE);
+    expect(p.attachments).toEqual([]);
+    expect(counter(t.db, "delivered:webhook")).toBe(1);
+    // the token in the query string never reaches the attempts table
+    expect(attemptsOf(t.db, id)[0]!.target).toBe(`http://127.0.0.1:${hook.server.port}/inbound`);
+  }, 30_000);
+
+  test("attachments are listed with metadata only", async () => {
+    const hook = receiver();
+    cleanups.push(() => hook.server.stop(true));
+    const { t, worker } = setup();
+    const raw =
+      'From: a@example.org\r\nTo: b@company.com\r\nSubject: files\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b1"\r\n\r\n' +
+      '--b1\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b1\r\nContent-Type: application/pdf; name="q.pdf"\r\nContent-Disposition: attachment; filename="q.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b1--\r\n';
+    const id = seedDelivery(t, { kind: "webhook", target: hook.url, raw });
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "delivered", 10_000, "delivered");
+    const p = JSON.parse(hook.received[0]!.body) as WebhookPayload;
+    expect(p.attachments).toEqual([{ filename: "q.pdf", contentType: "application/pdf", size: 9, disposition: "attachment", contentId: null }]);
+  }, 30_000);
+
+  test("500 then 200: deferred once, then delivered", async () => {
+    const hook = receiver([500]);
+    cleanups.push(() => hook.server.stop(true));
+    const { t, worker } = setup();
+    const id = seedDelivery(t, { kind: "webhook", target: hook.url });
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "delivered", 10_000, "delivered");
+    expect(hook.received).toHaveLength(2);
+    expect(hook.received.every(validSignature)).toBe(true);
+    const attempts = attemptsOf(t.db, id);
+    expect(attempts.map((a) => a.ok)).toEqual([0, 1]);
+    expect(attempts[0]!.reply).toContain("HTTP 500");
+    expect(counter(t.db, "deferred:webhook")).toBe(1);
+  }, 30_000);
+
+  test("429 is temporary too", async () => {
+    const hook = receiver([429, 429]);
+    cleanups.push(() => hook.server.stop(true));
+    const { t, worker } = setup();
+    const id = seedDelivery(t, { kind: "webhook", target: hook.url });
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "delivered", 10_000, "delivered");
+    expect(attemptsOf(t.db, id).map((a) => a.ok)).toEqual([0, 0, 1]);
+  }, 30_000);
+
+  test("400 → failed, no retry", async () => {
+    const hook = receiver([400]);
+    cleanups.push(() => hook.server.stop(true));
+    const { t, worker } = setup();
+    const id = seedDelivery(t, { kind: "webhook", target: hook.url });
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "failed", 10_000, "failed");
+    await Bun.sleep(300);
+    expect(hook.received).toHaveLength(1);
+    expect(deliveryOf(t.db, id).last_error).toContain("HTTP 400");
+    expect(counter(t.db, "failed:webhook")).toBe(1);
+  }, 30_000);
+
+  test("a redirect is not followed and fails", async () => {
+    const hook = receiver([302]);
+    cleanups.push(() => hook.server.stop(true));
+    const { t, worker } = setup();
+    const id = seedDelivery(t, { kind: "webhook", target: hook.url });
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "failed", 10_000, "failed");
+    expect(deliveryOf(t.db, id).last_error).toContain("redirect");
+  }, 30_000);
+
+  test("no secret → no signature headers", async () => {
+    const hook = receiver();
+    cleanups.push(() => hook.server.stop(true));
+    const { t, worker } = setup({});
+    const id = seedDelivery(t, { kind: "webhook", target: hook.url });
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "delivered", 10_000, "delivered");
+    expect(hook.received[0]!.signature).toBeNull();
+    expect(hook.received[0]!.timestamp).toBeNull();
+  }, 30_000);
+
+  test("a slow receiver times out (deferred) and does not block another target", async () => {
+    const slow = receiver([], { delayMs: 5_000 });
+    const fast = receiver();
+    cleanups.push(() => slow.server.stop(true), () => fast.server.stop(true));
+    const { t, worker } = setup({ WEBHOOK_SECRET: SECRET }, { attemptTimeoutMs: 400 });
+    const slowIds = Array.from({ length: 10 }, () => seedDelivery(t, { kind: "webhook", target: slow.url }));
+    const fastId = seedDelivery(t, { kind: "webhook", target: fast.url });
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, fastId).state === "delivered", 3_000, "fast target delivered");
+    await waitFor(() => deliveryOf(t.db, slowIds[0]!).attempts >= 1, 5_000, "slow attempt recorded");
+    expect(attemptsOf(t.db, slowIds[0]!)[0]!.reply ?? "").toMatch(/timed out/);
+    expect(deliveryOf(t.db, slowIds[0]!).state).not.toBe("failed");
+  }, 30_000);
+
+  test("unparseable message is still posted with raw and parseError", async () => {
+    const hook = receiver();
+    cleanups.push(() => hook.server.stop(true));
+    const { t, worker } = setup();
+    const hugeHeader = `To: ${"=?utf-8?B?YWFh?= ".repeat(20000)}\r\n`;
+    const id = seedDelivery(t, { kind: "webhook", target: hook.url, raw: `Subject: x\r\n${hugeHeader}\r\nbody\r\n` });
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "delivered", 10_000, "delivered");
+    const p = JSON.parse(hook.received[0]!.body) as WebhookPayload;
+    expect(p.parseError).toBeDefined();
+    expect(p.raw.length).toBeGreaterThan(0);
+  }, 30_000);
+});
