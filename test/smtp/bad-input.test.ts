@@ -1,0 +1,141 @@
+/**
+ * Bad input over raw sockets (SPEC §4): SMTP smuggling payloads give exactly one message,
+ * NUL bytes, 10,000-byte lines, over-long lines, garbage commands, bare LF, a client that
+ * stalls mid-DATA, slow clients (DATA and session deadlines). The server must stay up: every
+ * test ends with a fresh connection completing a transaction.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { RawClient, greet, sendMail, startTestServer, type TestServer } from "./helpers.ts";
+
+let server: TestServer | null = null;
+afterEach(async () => {
+  await server?.close();
+  server = null;
+});
+
+async function stillServes(s: TestServer): Promise<void> {
+  const c = await RawClient.connect(s.port);
+  await greet(c);
+  expect(await sendMail(c)).toStartWith("250 2.0.0");
+  c.end();
+}
+
+const SMUGGLING = ["\n.\n", "\r.\r", "\r.\n", "\n.\r", "\n.\r\n", "\r\n.\n", "\r.\r\n", "\r\n.\r", "\r\n\x00.\r\n", "\r\n.\x00\r\n"];
+
+describe("SMTP smuggling", () => {
+  for (const sep of SMUGGLING) {
+    test(`payload ${JSON.stringify(sep)} + second MAIL/RCPT/DATA → exactly one message`, async () => {
+      server = await startTestServer();
+      const c = await RawClient.connect(server.port);
+      await greet(c);
+      await c.cmd("MAIL FROM:<a@sender.example>");
+      await c.cmd("RCPT TO:<b@company.com>");
+      expect(await c.cmd("DATA")).toStartWith("354");
+      const smuggled = "MAIL FROM:<admin@company.com>\r\nRCPT TO:<victim@company.com>\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n";
+      c.write(`Subject: first\r\n\r\nbody${sep}${smuggled}.\r\n`);
+      expect(await c.reply()).toStartWith("250 2.0.0");
+      expect(await c.cmd("NOOP")).toStartWith("250");
+      await c.cmd("QUIT");
+      expect(server.sink.messages).toHaveLength(1);
+      expect(server.sink.messages[0]?.raw.toString("latin1")).toContain("Subject: smuggled");
+    });
+  }
+});
+
+describe("malformed input", () => {
+  test("NUL bytes in commands and in DATA", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    expect(await c.cmd("NO\x00OP")).toMatch(/^5\d\d /);
+    expect(await c.cmd("MAIL FROM:<a\x00b@sender.example>")).toMatch(/^501 /);
+    expect(await sendMail(c, "b@company.com", "Subject: nul\x00\r\n\r\nbo\x00dy\r\n")).toStartWith("250 2.0.0");
+    expect(server.sink.messages[0]?.raw.includes(Buffer.from("bo\x00dy"))).toBe(true);
+  });
+
+  test("10,000-byte command line gets a 5xx and the session goes on; 20,000 bytes closes it with 421", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    expect(await c.cmd(`MAIL FROM:<${"a".repeat(10_000)}@sender.example>`)).toMatch(/^5\d\d /);
+    expect(await c.cmd(`X${"y".repeat(10_000)}`)).toMatch(/^5\d\d /);
+    expect(await sendMail(c)).toStartWith("250");
+    c.write(`NOOP ${"z".repeat(20_000)}\r\n`);
+    expect(await c.reply()).toMatch(/^421 /);
+    await stillServes(server);
+  });
+
+  test("10,000-byte lines and bare LF inside DATA are accepted as they are", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    const long = "L".repeat(10_000);
+    expect(await sendMail(c, "b@company.com", `Subject: long\nX: bare-lf\r\n\r\n${long}\r\n`)).toStartWith("250");
+    expect(server.sink.messages[0]?.raw.toString("latin1")).toContain(long);
+  });
+
+  test("garbage commands, 8-bit bytes, HTTP requests: errors, then the session or server goes on", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    expect(await c.cmd("FOO bar")).toMatch(/^500 /);
+    expect(await c.cmd("\xff\xfe\xfd")).toMatch(/^500 /);
+    expect(await c.cmd("MAIL")).toMatch(/^501 /);
+    expect(await c.cmd("RCPT TO:<b@company.com>")).toMatch(/^503 /);
+    expect(await c.cmd("DATA")).toMatch(/^503 /);
+    expect(await sendMail(c)).toStartWith("250");
+    const h = await RawClient.connect(server.port);
+    await h.reply();
+    expect(await h.cmd("GET / HTTP/1.1")).toMatch(/^421 /);
+    await stillServes(server);
+  });
+
+  test("a client that stalls mid-DATA is timed out; nothing is stored; server stays up", async () => {
+    server = await startTestServer({ limits: { idleTimeoutMs: 400 } });
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    await c.cmd("MAIL FROM:<a@sender.example>");
+    await c.cmd("RCPT TO:<b@company.com>");
+    await c.cmd("DATA");
+    c.write("Subject: half\r\n\r\nhalf a mess");
+    expect(await c.reply(3000)).toMatch(/^421 /);
+    expect(await c.waitClose(7000)).toBe(true);
+    expect(server.sink.messages).toHaveLength(0);
+    await stillServes(server);
+  });
+
+  test("a slow client trickling bytes hits the DATA deadline; another the session deadline", async () => {
+    server = await startTestServer({ limits: { dataTimeoutMs: 600, sessionTimeoutMs: 1500, idleTimeoutMs: 5000 } });
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    await c.cmd("MAIL FROM:<a@sender.example>");
+    await c.cmd("RCPT TO:<b@company.com>");
+    await c.cmd("DATA");
+    const trickle = setInterval(() => c.write("x"), 100);
+    const reply = await c.reply(3000);
+    clearInterval(trickle);
+    expect(reply).toMatch(/^421 4\.4\.2 .*DATA time limit/);
+    const n = await RawClient.connect(server.port);
+    await greet(n);
+    const noop = setInterval(() => n.write("NOOP\r\n"), 100);
+    let last = "";
+    while (!last.startsWith("421") && !n.closed) last = await n.reply(3000);
+    clearInterval(noop);
+    expect(last).toMatch(/^421 4\.4\.2 .*Session time limit/);
+    expect(server.sink.messages).toHaveLength(0);
+  });
+
+  test("a client that disconnects mid-DATA stores nothing", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    await c.cmd("MAIL FROM:<a@sender.example>");
+    await c.cmd("RCPT TO:<b@company.com>");
+    await c.cmd("DATA");
+    c.write("Subject: gone\r\n\r\npartial");
+    c.end();
+    await Bun.sleep(200);
+    expect(server.sink.messages).toHaveLength(0);
+    await stillServes(server);
+  });
+});

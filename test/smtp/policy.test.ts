@@ -1,0 +1,142 @@
+/**
+ * Access policy over raw sockets: domains and every open-relay address trick of SPEC §4,
+ * recipient limit, per-client rate limit, SMTP_ALLOWED_IPS (IPv4, IPv6 ::1), connection limit.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { RawClient, greet, sendMail, startTestServer, type TestServer } from "./helpers.ts";
+import { checkRecipient } from "../../src/smtp/recipient-policy.ts";
+import { createRateLimiter } from "../../src/smtp/rate-limiter.ts";
+import { clientKey, createIpMatcher, normalizeIp } from "../../src/smtp/ip.ts";
+
+let server: TestServer | null = null;
+afterEach(async () => {
+  await server?.close();
+  server = null;
+});
+
+const TRICKS: [string, string, RegExp][] = [
+  ["other domain", "<v@other.example>", /^550 5\.7\.1 /],
+  ["% hack", "<v%other.example@company.com>", /^550 5\.7\.1 /],
+  ["bang path", "<other.example!v@company.com>", /^550 5\.7\.1 /],
+  ["bang path without domain", "<other.example!v>", /^501 /],
+  ["source route to other", "<@company.com:v@other.example>", /^550 5\.7\.1 /],
+  ["source route via other", "<@other.example:v@company.com>", /^550 5\.7\.1 /],
+  ["source route list", "<@a.example,@company.com:v@company.com>", /^550 5\.7\.1 /],
+  ["quoted local part with @", '<"v@other.example"@company.com>', /^(501|550) /],
+  ["double @", "<v@other.example@company.com>", /^501 /],
+  ["IPv4 literal", "<v@[192.0.2.1]>", /^550 5\.7\.1 /],
+  ["IPv6 literal", "<v@[IPv6:2001:db8::1]>", /^550 5\.7\.1 /],
+  ["subdomain of ours", "<v@sub.company.com>", /^550 5\.7\.1 /],
+  ["no brackets", "v@company.com", /^501 /],
+  ["NUL in address", "<v\u0000@company.com>", /^501 /],
+];
+
+describe("RCPT policy (raw socket)", () => {
+  test("every open-relay trick is refused; the session goes on; ours is accepted", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    expect(await c.cmd("MAIL FROM:<a@sender.example>")).toStartWith("250");
+    for (const [name, arg, expected] of TRICKS) {
+      const reply = await c.cmd(`RCPT TO:${arg}`);
+      expect({ name, reply }).toEqual({ name, reply: expect.stringMatching(expected) });
+    }
+    expect(await c.cmd("RCPT TO:<v@COMPANY.com>")).toStartWith("250 2.1.5");
+    expect(await c.cmd("RCPT TO:<postmaster>")).toStartWith("250");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    c.write("Subject: x\r\n\r\nx\r\n.\r\n");
+    expect(await c.reply()).toStartWith("250 2.0.0");
+    expect(server.sink.messages[0]?.envelope.rcptTo).toEqual(["v@company.com", "postmaster@company.com"]);
+  });
+
+  test("no domains configured → every recipient is refused (never an open relay)", async () => {
+    server = await startTestServer({ domains: [] });
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    await c.cmd("MAIL FROM:<a@sender.example>");
+    expect(await c.cmd("RCPT TO:<v@company.com>")).toMatch(/^550 5\.7\.1 /);
+  });
+
+  test("recipient 101 → 452 4.5.3, the first 100 are kept", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    await c.cmd("MAIL FROM:<a@sender.example>");
+    for (let i = 0; i < 100; i++) expect(await c.cmd(`RCPT TO:<u${i}@company.com>`)).toStartWith("250");
+    expect(await c.cmd("RCPT TO:<u100@company.com>")).toMatch(/^452 4\.5\.3 /);
+    expect(await c.cmd("DATA")).toStartWith("354");
+    c.write("Subject: x\r\n\r\nx\r\n.\r\n");
+    expect(await c.reply()).toStartWith("250");
+    expect(server.sink.messages[0]?.envelope.rcptTo).toHaveLength(100);
+  });
+
+  test("rate limit: RATE_LIMIT_MAX messages per window, then 451 4.7.1 at MAIL FROM", async () => {
+    server = await startTestServer({ env: { RATE_LIMIT_MAX: "2", RATE_LIMIT_WINDOW_MS: "60000" } });
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    expect(await sendMail(c)).toStartWith("250");
+    expect(await sendMail(c)).toStartWith("250");
+    expect(await c.cmd("MAIL FROM:<a@sender.example>")).toMatch(/^451 4\.7\.1 /);
+    const c2 = await RawClient.connect(server.port);
+    await greet(c2);
+    expect(await c2.cmd("MAIL FROM:<a@sender.example>")).toMatch(/^451 4\.7\.1 /);
+  });
+
+  test("SMTP_ALLOWED_IPS: a client outside the list gets 554 5.7.1 at connect", async () => {
+    server = await startTestServer({ env: { SMTP_ALLOWED_IPS: "10.0.0.0/8,2001:db8::/32" } });
+    const c = await RawClient.connect(server.port);
+    expect(await c.reply()).toMatch(/^554 5\.7\.1 /);
+    expect(await c.waitClose()).toBe(true);
+    expect(server.sink.messages).toHaveLength(0);
+  });
+
+  test("IPv6 loopback ::1 is served, and matched against IPv6 allow-lists", async () => {
+    server = await startTestServer({ host: "::1", env: { SMTP_ALLOWED_IPS: "::1/128" } });
+    const c = await RawClient.connect(server.port, "::1");
+    await greet(c);
+    expect(await sendMail(c)).toStartWith("250");
+    expect(server.sink.messages[0]?.envelope.clientIp).toBe("::1");
+  });
+
+  test("max clients: the connection over the limit gets 421 and the others go on", async () => {
+    server = await startTestServer({ limits: { maxClients: 2 } });
+    const a = await RawClient.connect(server.port);
+    const b = await RawClient.connect(server.port);
+    await greet(a);
+    await greet(b);
+    const c = await RawClient.connect(server.port);
+    expect(await c.reply()).toMatch(/^421 /);
+    expect(await sendMail(a)).toStartWith("250");
+  });
+});
+
+describe("policy units", () => {
+  test("checkRecipient normalizes the domain to lower-case ASCII (IDN)", () => {
+    expect(checkRecipient("TO:<a@bücher.example>", "a@bücher.example", ["xn--bcher-kva.example"])).toEqual({ ok: true, address: "a@xn--bcher-kva.example" });
+    expect(checkRecipient("TO:<a@b.example>", "a@b.example", ["B.example"])).toEqual({ ok: true, address: "a@b.example" });
+  });
+
+  test("IP matching: IPv4-mapped IPv6 clients match IPv4 ranges; IPv6 keyed by /64", () => {
+    const m = createIpMatcher(["192.0.2.0/24", "2001:db8::/32"]);
+    expect(m("192.0.2.7")).toBe(true);
+    expect(m("::ffff:192.0.2.7")).toBe(true);
+    expect(m("::ffff:c000:207")).toBe(true);
+    expect(m("198.51.100.1")).toBe(false);
+    expect(m("2001:db8::1")).toBe(true);
+    expect(m("not-an-ip")).toBe(false);
+    expect(normalizeIp("::FFFF:10.1.2.3")).toBe("10.1.2.3");
+    expect(normalizeIp("2001:DB8:0:0:0:0:0:1")).toBe("2001:db8::1");
+    expect(clientKey("2001:db8:1:2:3:4:5:6")).toBe(clientKey("2001:db8:1:2:ffff::1"));
+    expect(createIpMatcher(["::/0"])("10.0.0.1")).toBe(true);
+  });
+
+  test("rate limiter: window resets, memory stays bounded", () => {
+    let t = 0;
+    const rl = createRateLimiter({ max: 2, windowMs: 1000, maxTracked: 100, now: () => t });
+    expect([rl.take("a"), rl.take("a"), rl.take("a")]).toEqual([true, true, false]);
+    t = 1000;
+    expect(rl.take("a")).toBe(true);
+    for (let i = 0; i < 10_000; i++) rl.take(`ip${i}`);
+    expect(rl.size()).toBeLessThanOrEqual(100);
+  });
+});
