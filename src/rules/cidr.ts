@@ -20,6 +20,11 @@ export interface CidrRange {
 }
 
 const IPV4_DOTTED = /^\d{1,3}(?:\.\d{1,3}){3}$/;
+
+/** Four dotted decimal octets, each 0-255 (cidr-tools alone accepts `10.1` and `300.1.1.1`). */
+function isDottedQuad(text: string): boolean {
+  return IPV4_DOTTED.test(text) && text.split(".").every((octet) => Number(octet) <= 255);
+}
 const MAPPED_PREFIX = 0xffffn << 32n;
 const LOW_32_BITS = 0xffffffffn;
 
@@ -30,7 +35,7 @@ export function parseCidrRange(input: string): CidrRange | null {
   const prefixText = slash === -1 ? null : trimmed.slice(slash + 1);
   if (address.includes("%")) return null;
   const isV4 = !address.includes(":");
-  if (isV4 && !IPV4_DOTTED.test(address)) return null;
+  if (isV4 && !isDottedQuad(address)) return null;
   if (prefixText !== null) {
     if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > (isV4 ? 32 : 128)) return null;
   }
@@ -55,7 +60,7 @@ export function parseClientIp(input: string): ParsedClientIp | null {
   try {
     const parsed = parseCidr(input);
     if (parsed.version === 4) {
-      if (!IPV4_DOTTED.test(input)) return null;
+      if (!isDottedQuad(input)) return null;
       return { v4: parsed.start, v6: MAPPED_PREFIX | parsed.start };
     }
     const mapped = parsed.start >> 32n === 0xffffn;

@@ -64,12 +64,20 @@ function parseOperator(ctx: YamlContext, entry: MapEntry, field: FieldName, kind
   return operator;
 }
 
+function flagProblem(flags: string): string | null {
+  for (const [i, flag] of [...flags].entries()) {
+    if (flag === "g" || flag === "y") return `flag '${flag}' would make the regex stateful; remove it`;
+    if (!ALLOWED_REGEX_FLAGS.includes(flag)) return `unknown flag '${flag}'; use ${oneOf([...ALLOWED_REGEX_FLAGS])}`;
+    if (flags.indexOf(flag) !== i) return `flag '${flag}' is repeated`;
+  }
+  return null;
+}
+
 function regexFlags(ctx: YamlContext, flagsEntry: MapEntry | undefined): string | null {
   if (flagsEntry === undefined) return DEFAULT_REGEX_FLAGS;
   const flags = ctx.string(flagsEntry.value, "flags", flagsEntry.keyNode);
   if (flags === null) return null;
-  const bad = [...flags].find((flag, i) => !ALLOWED_REGEX_FLAGS.includes(flag) || flags.indexOf(flag) !== i);
-  let problem = bad === undefined ? null : `flag '${bad}' is not allowed (repeated, or not one of ${[...ALLOWED_REGEX_FLAGS].join(", ")}; g and y would make the regex stateful)`;
+  let problem = flagProblem(flags);
   if (problem === null) {
     try {
       new RegExp("", flags);

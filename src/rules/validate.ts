@@ -5,7 +5,7 @@
  * compilation into evaluation order. `lint` and the loader both call this, so serve
  * refuses exactly what lint refuses. Pure: no file system, no clock.
  */
-import { isSeq, LineCounter, type Node, parseDocument, type YAMLMap } from "yaml";
+import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type YAMLMap } from "yaml";
 import { normalizeDomain } from "./address.ts";
 import { compileCondition, SlotAllocator } from "./matchers.ts";
 import { MAX_RULES, TOP_LEVEL_KEYS } from "./schema.ts";
@@ -87,12 +87,17 @@ function warnLoops(ctx: YamlContext, fields: ActionFields, domains: readonly str
   }
 }
 
-function checkDuplicateNames(ctx: YamlContext, drafts: readonly RuleDraft[]): void {
-  const seen = new Map<string, RuleDraft>();
-  for (const draft of drafts) {
-    const first = seen.get(draft.name);
-    if (first === undefined) seen.set(draft.name, draft);
-    else ctx.error(draft.nameNode, "duplicate-name", `duplicate rule name '${draft.name}' (first defined at line ${first.pos.line})`);
+/** Duplicate names are checked on the raw items, so a rule with other errors still counts. */
+function checkDuplicateNames(ctx: YamlContext, items: readonly unknown[]): void {
+  const seen = new Map<string, number>();
+  for (const item of items) {
+    const map = ctx.deref(item);
+    if (!isMap(map)) continue;
+    const nameNode = map.items.find((pair) => isScalar(pair.key) && pair.key.value === "name")?.value;
+    if (!isScalar(nameNode) || typeof nameNode.value !== "string") continue;
+    const firstLine = seen.get(nameNode.value);
+    if (firstLine === undefined) seen.set(nameNode.value, ctx.posOf(map).line);
+    else ctx.error(nameNode, "duplicate-name", `duplicate rule name '${nameNode.value}' (first defined at line ${firstLine})`);
   }
 }
 
@@ -140,7 +145,7 @@ function validateRules(ctx: YamlContext, entry: MapEntry | undefined): { drafts:
   }
   const results = seq.items.map((item, index) => validateRule(ctx, ctx.deref(item), seq, index));
   const drafts = results.filter((d): d is RuleDraft => d !== null);
-  checkDuplicateNames(ctx, drafts);
+  checkDuplicateNames(ctx, seq.items);
   return { drafts, ok: drafts.length === results.length };
 }
 

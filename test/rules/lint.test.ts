@@ -1,0 +1,265 @@
+/**
+ * lintRules: every error and warning, each asserted at its exact line and column (the
+ * offending key or value), and the loader refusing exactly what lint refuses.
+ */
+import { describe, expect, test } from "bun:test";
+import { lintRules, parseRules } from "../../src/rules/load.ts";
+
+type Expected = [line: number, col: number, severity: "error" | "warning", code: string];
+
+function found(text: string): Expected[] {
+  return lintRules(text, "rules.yaml").map((d) => [d.line, d.col, d.severity, d.code]);
+}
+
+/** A file with domains and one rule whose body lines are given (indented 4). */
+function rule(...lines: string[]): string {
+  return `domains: [company.com]\nrules:\n  - name: r\n${lines.map((l) => `    ${l}`).join("\n")}\n`;
+}
+
+const SUBJECT_EXISTS = "conditions: [{ field: subject, operator: exists }]";
+
+const ERROR_CASES: [string, string, Expected[]][] = [
+  ["YAML syntax error", "domains: [company.com\nrules: []\n", [[2, 1, "error", "yaml-syntax"]]],
+  ["duplicate YAML key", "domains: [company.com]\ndomains: [other.com]\n", [[2, 1, "error", "yaml-syntax"]]],
+  ["empty file", "# only a comment\n", [[1, 1, "error", "empty-file"]]],
+  ["top level is not a mapping", "- a\n- b\n", [[1, 1, "error", "invalid-type"]]],
+  ["unknown top-level key", "domains: [company.com]\nrulez: []\n", [[2, 1, "error", "unknown-key"]]],
+  ["unknown rule key", rule("action: drop", "prority: 5", SUBJECT_EXISTS), [[5, 5, "error", "unknown-key"]]],
+  ["unknown condition key", rule("action: drop", "conditions:", "  - { field: subject, operator: exists, nott: true }"), [[6, 45, "error", "unknown-key"]]],
+  ["unknown field", rule("action: drop", "conditions:", "  - { field: subjekt, operator: exists }"), [[6, 18, "error", "unknown-field"]]],
+  ["header: without a name", rule("action: drop", "conditions:", "  - { field: 'header:', operator: exists }"), [[6, 18, "error", "unknown-field"]]],
+  ["unknown operator", rule("action: drop", "conditions:", "  - { field: subject, operator: matches, value: x }"), [[6, 37, "error", "unknown-operator"]]],
+  ["gt on subject", rule("action: drop", "conditions:", "  - { field: subject, operator: gt, value: 5 }"), [[6, 37, "error", "operator-field-mismatch"]]],
+  ["in_cidr on subject", rule("action: drop", "conditions:", "  - { field: subject, operator: in_cidr, value: 10.0.0.0/8 }"), [[6, 37, "error", "operator-field-mismatch"]]],
+  ["contains on size", rule("action: drop", "conditions:", "  - { field: size, operator: contains, value: 5 }"), [[6, 34, "error", "operator-field-mismatch"]]],
+  ["regex on tls", rule("action: drop", "conditions:", "  - { field: tls, operator: regex, value: x }"), [[6, 33, "error", "operator-field-mismatch"]]],
+  ["invalid regex", rule("action: drop", "conditions:", "  - { field: subject, operator: regex, value: '([a-z]' }"), [[6, 51, "error", "invalid-regex"]]],
+  ["stateful regex flag", rule("action: drop", "conditions:", "  - { field: subject, operator: regex, value: x, flags: gi }"), [[6, 61, "error", "invalid-regex-flags"]]],
+  ["unknown regex flag", rule("action: drop", "conditions:", "  - { field: subject, operator: regex, value: x, flags: q }"), [[6, 61, "error", "invalid-regex-flags"]]],
+  ["flags on a non-regex operator", rule("action: drop", "conditions:", "  - { field: subject, operator: contains, value: x, flags: i }"), [[6, 57, "error", "invalid-key"]]],
+  ["missing forward_to", rule("action: forward", SUBJECT_EXISTS), [[4, 13, "error", "missing-forward-to"]]],
+  ["empty forward_to", rule("action: forward", "forward_to: []", SUBJECT_EXISTS), [[5, 17, "error", "missing-forward-to"]]],
+  ["invalid forward_to address", rule("action: forward", "forward_to: [ok@other.example, 'bad%hack@other.example']", SUBJECT_EXISTS), [[5, 36, "error", "invalid-address"]]],
+  ["forward_to without @", rule("action: forward", "forward_to: nobody", SUBJECT_EXISTS), [[5, 17, "error", "invalid-address"]]],
+  ["missing url", rule("action: webhook", SUBJECT_EXISTS), [[4, 13, "error", "missing-url"]]],
+  ["invalid url", rule("action: webhook", "url: ftp://files.example/x", SUBJECT_EXISTS), [[5, 10, "error", "invalid-url"]]],
+  ["unknown action", rule("action: forwrd", SUBJECT_EXISTS), [[4, 13, "error", "unknown-action"]]],
+  ["missing action", rule(SUBJECT_EXISTS), [[3, 5, "error", "missing-key"]]],
+  ["invalid name", "domains: [company.com]\nrules:\n  - name: Spam_Rule\n    action: drop\n    " + SUBJECT_EXISTS + "\n", [[3, 11, "error", "invalid-name"]]],
+  ["negative priority", rule("priority: -1", "action: drop", SUBJECT_EXISTS), [[4, 15, "error", "invalid-priority"]]],
+  ["fractional priority", rule("priority: 1.5", "action: drop", SUBJECT_EXISTS), [[4, 15, "error", "invalid-priority"]]],
+  ["priority not a number", rule("priority: high", "action: drop", SUBJECT_EXISTS), [[4, 15, "error", "invalid-priority"]]],
+  ["invalid CIDR", rule("action: drop", "conditions:", "  - { field: client_ip, operator: in_cidr, value: [10.0.0.0/8, 300.1.1.1] }"), [[6, 68, "error", "invalid-cidr"]]],
+  ["IPv4 prefix beyond 32", rule("action: drop", "conditions:", "  - { field: client_ip, operator: in_cidr, value: 10.0.0.0/33 }"), [[6, 55, "error", "invalid-cidr"]]],
+  ["missing conditions", rule("action: drop"), [[3, 5, "error", "missing-conditions"]]],
+  ["empty conditions", rule("action: drop", "conditions: []"), [[5, 17, "error", "missing-conditions"]]],
+  ["domains not a list", "domains: company.com\nrules: []\n", [[1, 10, "error", "invalid-domains"]]],
+  ["invalid domain", "domains: [company.com, 'user@company.com', localhost]\nrules: []\n", [[1, 24, "error", "invalid-domain"], [1, 44, "error", "invalid-domain"]]],
+  ["exists with a value", rule("action: drop", "conditions:", "  - { field: subject, operator: exists, value: x }"), [[6, 45, "error", "invalid-value"]]],
+  ["missing value", rule("action: drop", "conditions:", "  - { field: subject, operator: contains }"), [[6, 9, "error", "missing-value"]]],
+  ["missing field", rule("action: drop", "conditions:", "  - { operator: exists }"), [[6, 9, "error", "missing-key"]]],
+  ["bad auth result", rule("action: drop", "conditions:", "  - { field: spf, operator: equals, value: passed }"), [[6, 48, "error", "invalid-value"]]],
+  ["tls not boolean", rule("action: drop", "conditions:", "  - { field: tls, operator: equals, value: yes }"), [[6, 48, "error", "invalid-value"]]],
+  ["size not a size", rule("action: drop", "conditions:", "  - { field: size, operator: gt, value: big }"), [[6, 45, "error", "invalid-value"]]],
+  ["archive with reject", rule("action: reject", "archive: true", SUBJECT_EXISTS), [[5, 14, "error", "invalid-value"]]],
+  ["reject_message with CRLF", rule("action: reject", 'reject_message: "bye\\r\\n250 ok"', SUBJECT_EXISTS), [[5, 21, "error", "invalid-value"]]],
+  ["not is not a boolean", rule("action: drop", "conditions:", "  - { field: subject, operator: exists, not: maybe }"), [[6, 50, "error", "invalid-type"]]],
+  ["match is not all/any", rule("action: drop", "match: some", SUBJECT_EXISTS), [[5, 12, "error", "invalid-value"]]],
+];
+
+describe("errors point at the offending key or value", () => {
+  test.each(ERROR_CASES)("%s", (_name, text, expected) => {
+    expect(found(text)).toEqual(expected);
+    expect(parseRules(text, "rules.yaml").ok).toBe(false);
+  });
+
+  test("duplicate rule names: the second name is reported, naming the first's line", () => {
+    const text = `domains: [company.com]
+rules:
+  - name: same
+    action: drop
+    ${SUBJECT_EXISTS}
+  - name: same
+    action: drop
+    ${SUBJECT_EXISTS}
+`;
+    const diagnostics = lintRules(text, "rules.yaml");
+    expect(diagnostics.map((d) => [d.line, d.col, d.code])).toEqual([[6, 11, "duplicate-name"]]);
+    expect(diagnostics[0]?.message).toContain("first defined at line 3");
+  });
+
+  test("unknown names come with a suggestion", () => {
+    const messages = lintRules(rule("action: drop", "conditions:", "  - { field: subjct, operator: containz, value: x }"), "f").map((d) => d.message);
+    expect(messages[0]).toContain("did you mean 'subject'?");
+  });
+
+  test("several errors in one file are all reported, in position order", () => {
+    const text = `domains: [company.com]
+rules:
+  - name: one
+    action: explode
+    ${SUBJECT_EXISTS}
+  - name: two
+    action: drop
+    conditions: [{ field: subject, operator: regex, value: '(' }]
+`;
+    expect(found(text)).toEqual([
+      [4, 13, "error", "unknown-action"],
+      [8, 60, "error", "invalid-regex"],
+    ]);
+  });
+});
+
+const CATCH_ALL = "conditions: [{ field: subject, operator: regex, value: '.*' }]";
+
+describe("warnings", () => {
+  test("rules after a catch-all are shadowed (priority order, ties by file order)", () => {
+    const text = `domains: [company.com]
+rules:
+  - name: catch-all
+    priority: 5
+    action: archive
+    ${CATCH_ALL}
+  - name: same-priority-later
+    priority: 5
+    action: drop
+    ${SUBJECT_EXISTS}
+  - name: lower
+    priority: 1
+    action: drop
+    ${SUBJECT_EXISTS}
+  - name: higher-but-later-in-file
+    priority: 9
+    action: drop
+    ${SUBJECT_EXISTS}
+`;
+    expect(found(text)).toEqual([
+      [7, 5, "warning", "shadowed-rule"],
+      [11, 5, "warning", "shadowed-rule"],
+    ]);
+    expect(lintRules(text, "f")[0]?.message).toContain("catch-all rule 'catch-all' (priority 5, line 3)");
+    expect(parseRules(text, "f").ok).toBe(true);
+  });
+
+  test("match: any with one always-true condition is a catch-all; not: true is not", () => {
+    const anyCatchAll = `domains: [company.com]
+rules:
+  - name: any-catch-all
+    priority: 2
+    action: archive
+    match: any
+    conditions:
+      - { field: to, operator: equals, value: x@company.com }
+      - { field: subject, operator: contains, value: "" }
+  - name: after
+    priority: 1
+    action: drop
+    ${SUBJECT_EXISTS}
+`;
+    expect(found(anyCatchAll)).toEqual([[10, 5, "warning", "shadowed-rule"]]);
+    const negated = anyCatchAll.replace(`value: "" }`, `value: "", not: true }`);
+    expect(found(negated)).toEqual([]);
+    const allOfThem = anyCatchAll.replace("    match: any\n", "");
+    expect(found(allOfThem)).toEqual([]);
+  });
+
+  test("anchored or asserting regexes are not catch-alls", () => {
+    for (const regex of ["'^$'", "'.*$'", "'\\bx'", "'^(?!spam)'", "'.+'"]) {
+      const text = `domains: [company.com]
+rules:
+  - name: a
+    priority: 2
+    action: archive
+    conditions: [{ field: subject, operator: regex, value: ${regex} }]
+  - name: b
+    action: drop
+    ${SUBJECT_EXISTS}
+`;
+      expect(found(text)).toEqual([]);
+    }
+  });
+
+  test("no domains", () => {
+    expect(found(`rules:\n  - name: a\n    action: drop\n    ${SUBJECT_EXISTS}\n`)).toEqual([[1, 1, "warning", "no-domains"]]);
+  });
+
+  test("forward targets inside domains warn (loop), loop_ok acknowledges it", () => {
+    const text = `domains: [company.com, Company.org]
+default: { action: forward, forward_to: triage@company.org }
+rules:
+  - name: sales
+    action: forward
+    forward_to: [sales@other.example, sales@COMPANY.com]
+    ${SUBJECT_EXISTS}
+`;
+    expect(found(text)).toEqual([
+      [2, 41, "warning", "forward-loop"],
+      [6, 39, "warning", "forward-loop"],
+    ]);
+    expect(parseRules(text, "f").ok).toBe(true);
+    const acknowledged = text
+      .replace("forward_to: triage@company.org }", "forward_to: triage@company.org, loop_ok: true }")
+      .replace("    action: forward\n", "    action: forward\n    loop_ok: true\n");
+    expect(found(acknowledged)).toEqual([]);
+  });
+
+  test("keys that do not apply to the action, repeated domains, CIDR host bits", () => {
+    const text = `domains: [company.com, company.com]
+rules:
+  - name: a
+    action: drop
+    url: https://x.example/
+    conditions:
+      - { field: client_ip, operator: in_cidr, value: 10.1.2.3/8 }
+`;
+    expect(found(text)).toEqual([
+      [1, 24, "warning", "duplicate-domain"],
+      [5, 5, "warning", "ignored-key"],
+      [7, 55, "warning", "cidr-host-bits"],
+    ]);
+  });
+
+  test("the shipped rules.yaml has no errors", async () => {
+    const text = await Bun.file(new URL("../../rules.yaml", import.meta.url)).text();
+    const diagnostics = lintRules(text, "rules.yaml");
+    expect(diagnostics.filter((d) => d.severity === "error")).toEqual([]);
+    expect(diagnostics.map((d) => d.code)).toEqual(["forward-loop", "forward-loop"]);
+    const result = parseRules(text, "rules.yaml");
+    expect(result.ok && result.rules.rules.map((r) => [r.name, r.priority, r.category])).toEqual([
+      ["reject-spam-subject", 1000, "spam"],
+      ["route-quote-to-sales", 100, "sales"],
+      ["catch-all", 1, "inbox"],
+    ]);
+  });
+});
+
+describe("loader", () => {
+  test("version is a short sha256 of the bytes; loadedAt is what was passed", () => {
+    const text = rule("action: drop", SUBJECT_EXISTS);
+    const at = new Date("2024-01-02T03:04:05Z");
+    const a = parseRules(text, "f", { loadedAt: at });
+    const b = parseRules(`${text}\n`, "f");
+    expect(a.ok && a.rules.version).toMatch(/^[0-9a-f]{12}$/);
+    expect(a.ok && a.rules.loadedAt).toBe(at);
+    expect(a.ok && b.ok && a.rules.version !== b.rules.version).toBe(true);
+  });
+
+  test("aliases are followed, and a billion-laughs file is refused, not expanded", () => {
+    const withAlias = `domains: [company.com]
+rules:
+  - name: a
+    action: drop
+    conditions: &c [{ field: subject, operator: exists }]
+  - name: b
+    action: drop
+    conditions: *c
+`;
+    expect(parseRules(withAlias, "f").ok).toBe(true);
+    const levels = ["a0: &a0 [{ field: subject, operator: exists }]"];
+    for (let i = 1; i < 12; i++) levels.push(`a${i}: &a${i} [${Array.from({ length: 10 }, () => `*a${i - 1}`).join(", ")}]`);
+    const bomb = `${levels.join("\n")}\n`;
+    const started = performance.now();
+    expect(parseRules(bomb, "f").ok).toBe(false);
+    expect(performance.now() - started).toBeLessThan(2000);
+  });
+});
