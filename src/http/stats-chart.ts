@@ -15,11 +15,12 @@ const HEIGHT = 100;
 /** A day with no mail still shows a sliver so the 30 days stay countable. */
 const ZERO_BAR_HEIGHT = 1.2;
 
-/** Smallest "nice" number (1, 2, 2.5, 5 × 10^k) ≥ n, so gridlines fall on round values. */
+/** Smallest round number ≥ n whose half is a whole number too, so both gridlines get integer labels. */
 export function niceCeiling(n: number): number {
   if (n <= 4) return 4;
+  if (n <= 10) return 2 * Math.ceil(n / 2);
   const magnitude = 10 ** Math.floor(Math.log10(n));
-  for (const step of [1, 2, 2.5, 5, 10]) if (step * magnitude >= n) return step * magnitude;
+  for (const step of [1, 2, 3, 4, 5, 6, 8, 10]) if (step * magnitude >= n) return step * magnitude;
   return 10 * magnitude;
 }
 

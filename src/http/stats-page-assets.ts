@@ -30,7 +30,7 @@ main.wrap{padding-top:16px;padding-bottom:24px;display:grid;gap:16px}
 .alert.warn{color:var(--warn);background:var(--warn-bg);border-color:currentColor}
 .alert.bad{color:var(--bad);background:var(--bad-bg);border-color:currentColor}
 .alert strong{display:block}.alert span{color:var(--fg)}
-.kpis{display:grid;gap:12px;grid-template-columns:repeat(auto-fit,minmax(158px,1fr))}
+.kpis{display:grid;gap:12px;grid-template-columns:repeat(auto-fit,minmax(170px,1fr))}
 .card{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:14px 16px;min-width:0}
 .kpi .label{color:var(--muted);font-size:13px}
 .kpi .value{font-size:30px;font-weight:650;line-height:1.2;font-variant-numeric:tabular-nums;letter-spacing:-.01em}
@@ -54,8 +54,9 @@ code.cmd{user-select:all;white-space:nowrap}
 .muted{color:var(--muted)}.ok{color:var(--ok)}.warn{color:var(--warn)}.bad{color:var(--bad)}
 .err{color:var(--bad);overflow-wrap:anywhere}
 .subject{font-weight:600;overflow-wrap:anywhere}
+table.failed td.when{white-space:nowrap}table.failed td.msg{width:30%}table.failed td.target{width:20%;overflow-wrap:anywhere}
 .chart{margin:0}
-.plot{position:relative;margin-left:44px}
+.plot{position:relative;margin:14px 0 0 44px}
 .plot svg{display:block;width:100%;height:190px;overflow:visible}
 .yaxis span{position:absolute;left:-44px;width:38px;text-align:right;font-size:11.5px;color:var(--muted);transform:translateY(-50%);font-variant-numeric:tabular-nums}
 .yaxis .y100{top:0}.yaxis .y50{top:50%}.yaxis .y0{top:100%}
@@ -78,7 +79,7 @@ footer a{margin-right:12px}
  table.stack thead{display:none}
  table.stack tr{display:block;padding:10px 0;border-bottom:1px solid var(--line)}
  table.stack tr:last-child{border-bottom:0}
- table.stack td{display:flex;gap:10px;border:0;padding:2px 0}
+ table.stack td{display:flex;gap:10px;border:0;padding:2px 0;width:auto!important}
  table.stack td::before{content:attr(data-label);color:var(--muted);font-size:12.5px;min-width:5.5em;flex:none;padding-top:1px}
  code.cmd{white-space:normal}
 }

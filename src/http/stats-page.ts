@@ -87,8 +87,8 @@ function kpis(s: StatsSnapshot): string {
   return `<section class="kpis" aria-label="Today">
 ${kpi("Received today", formatCount(t.received), `${formatCount(m.received)} in 30 days`, "", "kpi-received")}
 ${kpi("Rejected today", formatCount(t.byAction.reject), `${formatCount(m.byAction.reject)} in 30 days`)}
-${kpi("Delivered today", formatCount(delivered), `forward ${formatCount(t.deliveries.forward.delivered)} · webhook ${formatCount(t.deliveries.webhook.delivered)}`)}
-${kpi("In queue", formatCount(pending), oldest !== null ? `oldest deferred ${formatDuration(oldest)}` : q.held > 0 ? `${formatCount(q.held)} held` : "nothing deferred", q.deferred + q.held > 0 ? "warn" : "")}
+${kpi("Delivered today", formatCount(delivered), `relay ${formatCount(t.deliveries.forward.delivered)} · webhook ${formatCount(t.deliveries.webhook.delivered)}`)}
+${kpi("In queue", formatCount(pending), oldest !== null ? `oldest ${formatDuration(oldest)}` : q.held > 0 ? `${formatCount(q.held)} held` : "nothing deferred", q.deferred + q.held > 0 ? "warn" : "")}
 ${kpi("Failed deliveries", formatCount(q.failed), q.failed > 0 ? "waiting for a retry" : "none", q.failed > 0 ? "bad" : "")}
 ${kpi("TLS sessions", formatPercent(t.tlsShare), `${formatPercent(m.tlsShare)} over 30 days`)}
 </section>`;
@@ -145,7 +145,7 @@ function failedSection(failed: readonly FailedDelivery[], now: number): string {
   }
   const rows = failed.map((f) => failedRow(f, now)).join("\n");
   return `<h2 id="h-failed">Failed deliveries <small>latest ${failed.length}</small></h2>
-<table class="stack"><thead><tr><th>Failed</th><th>Message</th><th>Target</th><th>Last error</th><th>Retry with</th></tr></thead><tbody>
+<table class="stack failed"><thead><tr><th>Failed</th><th>Message</th><th>Target</th><th>Last error</th><th>Retry with</th></tr></thead><tbody>
 ${rows}
 </tbody></table>`;
 }
@@ -153,9 +153,9 @@ ${rows}
 function failedRow(f: FailedDelivery, now: number): string {
   const subject = f.subject === null ? `<span class="muted">(message record missing)</span>` : f.subject === "" ? `<span class="muted">(no subject)</span>` : `<span class="subject">${e(f.subject)}</span>`;
   const from = f.mailFrom === null ? "" : `<div class="muted">from ${e(f.mailFrom === "" ? "<>" : f.mailFrom)}</div>`;
-  return `<tr data-delivery="${f.id}"><td data-label="Failed"><span title="${e(formatTime(f.failedAt))}">${e(formatAgo(f.failedAt, now))}</span><div class="muted">${f.attempts} attempt${f.attempts === 1 ? "" : "s"}</div></td>` +
-    `<td data-label="Message"><div>${subject}${from}<div class="muted"><code>${e(f.messageId)}</code></div></div></td>` +
-    `<td data-label="${e(f.kind)}"><div>${e(f.kind)}: ${e(f.target)}</div></td>` +
+  return `<tr data-delivery="${f.id}"><td data-label="Failed" class="when"><span title="${e(formatTime(f.failedAt))}">${e(formatAgo(f.failedAt, now))}</span><div class="muted">${f.attempts} attempt${f.attempts === 1 ? "" : "s"}</div></td>` +
+    `<td data-label="Message" class="msg"><div>${subject}${from}<div class="muted"><code>${e(f.messageId)}</code></div></div></td>` +
+    `<td data-label="Target" class="target"><div><span class="muted">${e(f.kind)}</span> ${e(f.target)}</div></td>` +
     `<td data-label="Error"><div class="err">${f.lastError === null ? `<span class="muted">(none recorded)</span>` : e(f.lastError)}</div></td>` +
     `<td data-label="Retry"><code class="cmd">${e(f.retryCommand)}</code></td></tr>`;
 }

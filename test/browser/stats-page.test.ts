@@ -1,0 +1,189 @@
+/**
+ * The stats page in a real headless Chromium (Debian's /usr/bin/chromium driven by
+ * playwright-core; no browser is ever downloaded): today's bar is there and labelled with the
+ * right count, no console errors (CSP violations included), no request leaves the page's own
+ * origin, a hostile subject stays text, the in-place refresh works, and nothing overflows a
+ * phone screen. Screenshots at phone and desktop widths go to test-output/.
+ * Skips with a printed reason when /usr/bin/chromium is missing.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { chromium, type BrowserContext, type Page } from "playwright-core";
+import type { HttpServer } from "../../src/http/server.ts";
+import { dayKey } from "../../src/store/db.ts";
+import { addAttempt, addDelivery, addMessage, addSession, makeFixture, startServer, type Fixture } from "../http/fixture.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+const OUTPUT = join(import.meta.dir, "../../test-output");
+const DAY = 86_400_000;
+const XSS = "<img src=x onerror=alert(1)>";
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium) console.log(`skipping browser tests: ${CHROMIUM} not found (apt-get install -y chromium)`);
+
+let fx: Fixture;
+let server: HttpServer;
+let context: BrowserContext;
+let profileDir: string;
+let todayCount = 0;
+
+function populate(): void {
+  const now = Date.now();
+  // A plausible month: weekday peaks, quiet weekends, a few rejects and forwards.
+  for (let d = 29; d >= 1; d--) {
+    const at = now - d * DAY;
+    const weekday = new Date(at).getUTCDay();
+    const n = weekday === 0 || weekday === 6 ? 3 + (d % 3) : 12 + ((d * 7) % 11);
+    for (let i = 0; i < n; i++) {
+      const action = i % 9 === 0 ? "reject" : i % 4 === 0 ? "forward" : i % 7 === 0 ? "webhook" : "archive";
+      addMessage(fx.db, { at, action, category: action === "reject" ? "spam" : i % 3 === 0 ? "sales" : "default" });
+    }
+  }
+  const cats = ["sales", "support", "default", "spam"] as const;
+  for (let i = 0; i < 14; i++) {
+    addMessage(fx.db, { action: i % 5 === 0 ? "reject" : i % 3 === 0 ? "forward" : "archive", category: cats[i % 4] ?? "default", subject: `Quote request #${i}` });
+    todayCount++;
+  }
+  for (let i = 0; i < 20; i++) addSession(fx.db, i % 5 !== 0);
+  const fwd = addMessage(fx.db, { action: "forward", category: "sales", subject: "견적 요청 — 2025 pricing", mailFrom: "buyer@customer.example" });
+  todayCount++;
+  const deferred = addDelivery(fx.db, fwd, { state: "deferred", createdAt: now - 5400_000, attempts: 3, lastError: "421 4.7.0 Try again later" });
+  addAttempt(fx.db, deferred, "forward", 820, "deferred");
+  const bad = addMessage(fx.db, { action: "forward", subject: XSS, mailFrom: "attacker@evil.example" });
+  todayCount++;
+  addDelivery(fx.db, bad, { state: "failed", attempts: 1, target: '["ceo@company.com"]', lastError: '550 5.7.1 <script>alert("relay")</script> Message rejected due to content restrictions (SPAM score 9.8 > 5.0)' });
+  const hook = addMessage(fx.db, { action: "webhook", category: "orders", subject: "Order 10442 confirmation" });
+  todayCount++;
+  addDelivery(fx.db, hook, { kind: "webhook", target: "https://erp.internal/inbound?key=abc", state: "failed", attempts: 8, lastError: "HTTP 404 Not Found", updatedAt: now - 3 * 3600_000 });
+}
+
+beforeAll(async () => {
+  if (!haveChromium) return;
+  mkdirSync(OUTPUT, { recursive: true });
+  fx = makeFixture();
+  populate();
+  server = await startServer(fx, { hostname: "mx.company.com" });
+  profileDir = mkdtempSync(join(tmpdir(), "mailgw-chromium-"));
+  context = await chromium.launchPersistentContext(profileDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+afterAll(async () => {
+  if (!haveChromium) return;
+  await context?.close();
+  await server?.stop();
+  fx?.cleanup();
+  rmSync(profileDir, { recursive: true, force: true });
+});
+
+interface Watch {
+  errors: string[];
+  foreign: string[];
+  dialogs: string[];
+}
+
+async function openStats(width: number, height: number, scheme: "light" | "dark"): Promise<{ page: Page; watch: Watch }> {
+  const page = await context.newPage();
+  const watch: Watch = { errors: [], foreign: [], dialogs: [] };
+  const origin = new URL(server.url).origin;
+  page.on("console", (m) => {
+    if (m.type() === "error" || m.type() === "warning") watch.errors.push(`${m.type()}: ${m.text()}`);
+  });
+  page.on("pageerror", (err) => watch.errors.push(`pageerror: ${err.message}`));
+  page.on("dialog", (d) => {
+    watch.dialogs.push(d.message());
+    void d.dismiss();
+  });
+  page.on("request", (r) => {
+    const url = r.url();
+    if (!url.startsWith("data:") && new URL(url).origin !== origin) watch.foreign.push(url);
+  });
+  await page.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (e) => console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`));
+  });
+  await page.setViewportSize({ width, height });
+  await page.emulateMedia({ colorScheme: scheme });
+  const res = await page.goto(new URL("stats", server.url).href, { waitUntil: "load" });
+  expect(res?.status()).toBe(200);
+  return { page, watch };
+}
+
+test.skipIf(!haveChromium)("desktop: today's bar is labelled with today's count; clean console; same-origin only", async () => {
+  const { page, watch } = await openStats(1280, 900, "light");
+  const today = dayKey(Date.now());
+  const bar = page.locator('g.bar[data-today="true"]');
+  expect(await bar.count()).toBe(1);
+  expect(await bar.getAttribute("data-day")).toBe(today);
+  expect(await bar.getAttribute("data-count")).toBe(String(todayCount));
+  expect(await bar.getAttribute("aria-label")).toBe(`Today, ${today}: ${todayCount} received`);
+  expect(await bar.locator("title").textContent()).toBe(`Today, ${today}: ${todayCount} received`);
+  const box = await bar.locator("rect.v").boundingBox();
+  expect(box?.width ?? 0).toBeGreaterThan(5);
+  expect(box?.height ?? 0).toBeGreaterThan(5);
+  expect(await page.locator("g.bar").count()).toBe(30);
+  expect(await page.locator("#kpi-received .value").textContent()).toBe(String(todayCount));
+  // The hostile subject is shown as text, and no dialog ever opened.
+  expect(await page.getByText(XSS, { exact: true }).count()).toBe(1);
+  expect(await page.locator("img").count()).toBe(0);
+  await page.screenshot({ path: join(OUTPUT, "stats-desktop-light.png"), fullPage: true });
+  expect(watch.errors).toEqual([]);
+  expect(watch.foreign).toEqual([]);
+  expect(watch.dialogs).toEqual([]);
+  await page.close();
+});
+
+test.skipIf(!haveChromium)("phone, dark: fits 390 px without horizontal scrolling", async () => {
+  const { page, watch } = await openStats(390, 844, "dark");
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  expect(overflow).toBeLessThanOrEqual(0);
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  expect(bg).toBe("rgb(14, 17, 21)"); // the dark palette applied
+  expect(await page.locator('g.bar[data-today="true"]').getAttribute("data-count")).toBe(String(todayCount));
+  await page.screenshot({ path: join(OUTPUT, "stats-phone-dark.png"), fullPage: true });
+  await page.screenshot({ path: join(OUTPUT, "stats-phone-dark-first-screen.png") });
+  await page.emulateMedia({ colorScheme: "light" });
+  await page.screenshot({ path: join(OUTPUT, "stats-phone-light.png"), fullPage: true });
+  expect(watch.errors).toEqual([]);
+  expect(watch.foreign).toEqual([]);
+  await page.close();
+});
+
+test.skipIf(!haveChromium)("desktop dark with warnings, and the in-place refresh picks up new mail", async () => {
+  fx.status.relayConfigured = false;
+  fx.status.rulesStatus = { ...fx.status.rulesStatus, lastError: "rules.yaml:14:9: unknown operator 'containz' (did you mean 'contains'?)", lastErrorAt: Date.now() - 600_000, reloads: { ok: 3, failed: 1 } };
+  const { page, watch } = await openStats(1280, 900, "dark");
+  expect(await page.locator(".alert").count()).toBe(2);
+  await page.screenshot({ path: join(OUTPUT, "stats-desktop-dark.png"), fullPage: true });
+  addMessage(fx.db, { action: "archive" });
+  const expected = String(todayCount + 1);
+  // The page refreshes on becoming visible (and every 30 s); trigger it instead of waiting.
+  await page.evaluate(() => document.dispatchEvent(new Event("visibilitychange")));
+  await page.waitForFunction((n) => document.querySelector('g.bar[data-today="true"]')?.getAttribute("data-count") === n, expected, { timeout: 5000 });
+  expect(await page.locator("#kpi-received .value").textContent()).toBe(expected);
+  expect(watch.errors).toEqual([]);
+  expect(watch.foreign).toEqual([]);
+  await page.close();
+});
+
+test.skipIf(!haveChromium)("the CSP blocks injected inline script and style, and the watcher reports it", async () => {
+  const { page, watch } = await openStats(800, 600, "light");
+  const ran = await page.evaluate(() => {
+    const w = window as unknown as { injected?: boolean };
+    const div = document.createElement("div");
+    div.innerHTML = `<span id="styled" style="color: rgb(255, 0, 0)">x</span>`;
+    document.body.append(div);
+    const script = document.createElement("script");
+    script.textContent = "window.injected = true";
+    document.body.append(script);
+    return { injected: w.injected === true, color: getComputedStyle(document.getElementById("styled") as Element).color };
+  });
+  expect(ran.injected).toBe(false);
+  expect(ran.color).not.toBe("rgb(255, 0, 0)");
+  await page.waitForTimeout(200);
+  expect(watch.errors.join("\n")).toMatch(/Content Security Policy|CSP violation/);
+  await page.close();
+});
