@@ -102,8 +102,9 @@ async function openStats(width: number, height: number, scheme: "light" | "dark"
     const url = r.url();
     if (!url.startsWith("data:") && new URL(url).origin !== origin) watch.foreign.push(url);
   });
-  await page.addInitScript(() => {
-    document.addEventListener("securitypolicyviolation", (e) => console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`));
+  // Browser-side code is passed as strings: this project's TypeScript has no DOM lib.
+  await page.addInitScript({
+    content: `document.addEventListener("securitypolicyviolation", (e) => console.error("CSP violation: " + e.violatedDirective + " " + e.blockedURI));`,
   });
   await page.setViewportSize({ width, height });
   await page.emulateMedia({ colorScheme: scheme });
@@ -138,9 +139,9 @@ test.skipIf(!haveChromium)("desktop: today's bar is labelled with today's count;
 
 test.skipIf(!haveChromium)("phone, dark: fits 390 px without horizontal scrolling", async () => {
   const { page, watch } = await openStats(390, 844, "dark");
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  const overflow = (await page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")) as number;
   expect(overflow).toBeLessThanOrEqual(0);
-  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  const bg = await page.evaluate("getComputedStyle(document.body).backgroundColor");
   expect(bg).toBe("rgb(14, 17, 21)"); // the dark palette applied
   expect(await page.locator('g.bar[data-today="true"]').getAttribute("data-count")).toBe(String(todayCount));
   await page.screenshot({ path: join(OUTPUT, "stats-phone-dark.png"), fullPage: true });
@@ -161,8 +162,8 @@ test.skipIf(!haveChromium)("desktop dark with warnings, and the in-place refresh
   addMessage(fx.db, { action: "archive" });
   const expected = String(todayCount + 1);
   // The page refreshes on becoming visible (and every 30 s); trigger it instead of waiting.
-  await page.evaluate(() => document.dispatchEvent(new Event("visibilitychange")));
-  await page.waitForFunction((n) => document.querySelector('g.bar[data-today="true"]')?.getAttribute("data-count") === n, expected, { timeout: 5000 });
+  await page.evaluate(`document.dispatchEvent(new Event("visibilitychange"))`);
+  await page.waitForFunction(`document.querySelector('g.bar[data-today="true"]')?.getAttribute("data-count") === "${expected}"`, undefined, { timeout: 5000 });
   expect(await page.locator("#kpi-received .value").textContent()).toBe(expected);
   expect(watch.errors).toEqual([]);
   expect(watch.foreign).toEqual([]);
@@ -171,16 +172,15 @@ test.skipIf(!haveChromium)("desktop dark with warnings, and the in-place refresh
 
 test.skipIf(!haveChromium)("the CSP blocks injected inline script and style, and the watcher reports it", async () => {
   const { page, watch } = await openStats(800, 600, "light");
-  const ran = await page.evaluate(() => {
-    const w = window as unknown as { injected?: boolean };
+  const ran = (await page.evaluate(`(() => {
     const div = document.createElement("div");
-    div.innerHTML = `<span id="styled" style="color: rgb(255, 0, 0)">x</span>`;
+    div.innerHTML = '<span id="styled" style="color: rgb(255, 0, 0)">x</span>';
     document.body.append(div);
     const script = document.createElement("script");
     script.textContent = "window.injected = true";
     document.body.append(script);
-    return { injected: w.injected === true, color: getComputedStyle(document.getElementById("styled") as Element).color };
-  });
+    return { injected: window.injected === true, color: getComputedStyle(document.getElementById("styled")).color };
+  })()`)) as { injected: boolean; color: string };
   expect(ran.injected).toBe(false);
   expect(ran.color).not.toBe("rgb(255, 0, 0)");
   await page.waitForTimeout(200);
