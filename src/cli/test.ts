@@ -1,0 +1,86 @@
+/**
+ * `mailgw test MESSAGE.eml|-` (SPEC §1): dry run. Parses the message with the same
+ * extractFacts and classifies it with the same classify that `serve` uses, then prints the
+ * decision and a per-rule trace (or JSON with --json). Never sends, writes or listens.
+ * Exit codes: 0 decided, 1 rules invalid (lint errors printed), 2 message unreadable.
+ */
+import { defineCommand } from "citty";
+import { readFile } from "node:fs/promises";
+import { resolveRawValues } from "../config/config.ts";
+import { CliError, describeError } from "../errors.ts";
+import { applyHeaderDefaults, flagEnvelope, renderJson, renderText, type EnvelopeFlags } from "../parse/dry-run.ts";
+import { extractFacts } from "../parse/extract.ts";
+import { classify } from "../rules/classify.ts";
+import { formatDiagnostics } from "../rules/format.ts";
+import { loadRules } from "../rules/load.ts";
+import { cliAction } from "./action.ts";
+
+interface TestArgs {
+  message?: string;
+  from?: string;
+  "client-ip": string;
+  helo: string;
+  tls: boolean;
+  rules?: string;
+  json: boolean;
+}
+
+/** citty keeps only the last of a repeated flag; collect every `--name V` / `--name=V`. */
+export function repeatedFlag(rawArgs: readonly string[], name: string): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const arg = rawArgs[i] as string;
+    if (arg === "--") break;
+    if (arg === `--${name}` && i + 1 < rawArgs.length) values.push(rawArgs[++i] as string);
+    else if (arg.startsWith(`--${name}=`)) values.push(arg.slice(name.length + 3));
+  }
+  return values;
+}
+
+async function readMessage(source: string): Promise<Uint8Array> {
+  try {
+    if (source === "-") return new Uint8Array(await Bun.stdin.arrayBuffer());
+    return new Uint8Array(await readFile(source));
+  } catch (err) {
+    throw new CliError(`cannot read message ${source === "-" ? "from stdin" : source}: ${describeError(err)}`, 2);
+  }
+}
+
+/** The dry run itself; `rulesPath` is resolved by the caller (flag > RULES_FILE > ./rules.yaml). */
+export async function runDryRun(source: string, flags: EnvelopeFlags, rulesPath: string, json: boolean): Promise<number> {
+  const raw = await readMessage(source);
+  const loaded = await loadRules(rulesPath);
+  if (!loaded.ok) {
+    process.stderr.write(formatDiagnostics("text", loaded.diagnostics, 1));
+    process.stderr.write(`mailgw: rules ${rulesPath} are invalid; nothing was classified\n`);
+    return 1;
+  }
+  const facts = applyHeaderDefaults(await extractFacts(raw, flagEnvelope(flags)), flags);
+  const result = classify(facts, loaded.rules);
+  const report = { source: source === "-" ? "(stdin)" : source, facts, rules: loaded.rules, result };
+  process.stdout.write(json ? renderJson(report) : renderText(report));
+  return 0;
+}
+
+export default defineCommand({
+  meta: { name: "test", description: "Dry run: parse a message, evaluate the rules, print the decision and a per-rule trace" },
+  args: {
+    message: { type: "positional", required: false, valueHint: "MESSAGE.eml|-", description: "message file, or - for stdin" },
+    from: { type: "string", valueHint: "ADDR", description: "envelope sender (MAIL FROM); default: header From" },
+    to: { type: "string", valueHint: "ADDR", description: "envelope recipient (RCPT TO), repeatable; default: header To" },
+    "client-ip": { type: "string", default: "127.0.0.1", valueHint: "IP", description: "client address the rules see" },
+    helo: { type: "string", default: "localhost", valueHint: "NAME", description: "HELO/EHLO name the rules see" },
+    tls: { type: "boolean", default: false, description: "pretend the session used STARTTLS" },
+    rules: { type: "string", valueHint: "FILE", description: "rules file (default: RULES_FILE or ./rules.yaml)" },
+    json: { type: "boolean", default: false, description: "machine-readable output" },
+  },
+  run: async (context) => {
+    const to = repeatedFlag(context.rawArgs, "to");
+    await cliAction<TestArgs>(async (args) => {
+      if (!args.message) throw new CliError("missing MESSAGE: give a file name, or - to read stdin (mailgw test --help)", 2);
+      const rulesPath = resolveRawValues({ flags: { RULES_FILE: args.rules } }).get("RULES_FILE") ?? "./rules.yaml";
+      const flags: EnvelopeFlags = { from: args.from ?? null, to, clientIp: args["client-ip"], helo: args.helo, tls: args.tls };
+      return runDryRun(args.message, flags, rulesPath, args.json);
+    })({ args: context.args });
+  },
+});

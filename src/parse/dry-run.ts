@@ -1,0 +1,127 @@
+/**
+ * The pure half of `mailgw test` (dry run): envelope defaults taken from the message's
+ * headers, and the decision + per-rule trace rendered as text or JSON. No I/O; the command
+ * (src/cli/test.ts) reads files and prints. Trusts the trace it is given (from classify).
+ */
+import type { ClassifyResult, ConditionTrace, RuleSet, RuleTrace, TraceValue } from "../rules/types.ts";
+import type { Envelope, MessageFacts } from "../types.ts";
+
+/** Envelope flags of `mailgw test`; an absent from/to means "take it from the headers". */
+export interface EnvelopeFlags {
+  from: string | null;
+  to: string[];
+  clientIp: string;
+  helo: string;
+  tls: boolean;
+}
+
+/** `User@Example.COM` → `User@example.com` (the envelope keeps the local part's case). */
+function lowerDomain(address: string): string {
+  const at = address.lastIndexOf("@");
+  return at < 0 ? address : address.slice(0, at + 1) + address.slice(at + 1).toLowerCase();
+}
+
+function stripAngles(address: string): string {
+  const trimmed = address.trim();
+  return trimmed.startsWith("<") && trimmed.endsWith(">") ? trimmed.slice(1, -1) : trimmed;
+}
+
+/** The envelope given on the command line, before header defaults are known. */
+export function flagEnvelope(flags: EnvelopeFlags): Envelope {
+  return {
+    mailFrom: flags.from === null ? "" : lowerDomain(stripAngles(flags.from)),
+    rcptTo: flags.to.map((to) => lowerDomain(stripAngles(to))),
+    clientIp: flags.clientIp,
+    helo: flags.helo,
+    tls: flags.tls,
+  };
+}
+
+/** Fills envelope facts the flags left out from the header From / To (SPEC §1). */
+export function applyHeaderDefaults(facts: MessageFacts, flags: EnvelopeFlags): MessageFacts {
+  return {
+    ...facts,
+    mailFrom: flags.from === null ? facts.from : facts.mailFrom,
+    rcpt: flags.to.length === 0 ? [...facts.to] : facts.rcpt,
+  };
+}
+
+function showValue(value: TraceValue): string {
+  if (value === null) return "(none)";
+  if (Array.isArray(value)) return value.length === 0 ? "[] (none)" : `[${value.map((v) => JSON.stringify(v)).join(", ")}]`;
+  return typeof value === "string" ? JSON.stringify(value) : String(value);
+}
+
+function showCondition(condition: ConditionTrace): string {
+  const not = condition.not ? "not " : "";
+  if (condition.operator === "exists") return `${not}${condition.field} exists`;
+  const expected = condition.operator === "regex" ? condition.expected : JSON.stringify(condition.expected);
+  return `${not}${condition.field} ${condition.operator} ${expected}`;
+}
+
+function showRule(rule: RuleTrace): string[] {
+  const how = rule.match === "any" ? "any condition" : "all conditions";
+  const lines = [`  ${rule.matched ? "MATCH" : "no   "} ${rule.rule} (priority ${rule.priority}, ${how})`];
+  for (const condition of rule.conditions) {
+    lines.push(`        ${condition.matched ? "yes" : "no "}  ${showCondition(condition)}   actual: ${showValue(condition.actual)}`);
+  }
+  return lines;
+}
+
+function showDecision(result: ClassifyResult): string {
+  const d = result.decision;
+  const parts = [`decision: ${d.action}`, `rule=${d.rule ?? "(default)"}`, `category=${d.category}`];
+  if (d.action === "forward") parts.push(`forward_to=${d.forwardTo.join(",")}`);
+  if (d.action === "webhook" && d.url) parts.push(`url=${d.url}`);
+  if (d.action === "reject") parts.push(`reply="550 5.7.1 ${d.rejectMessage ?? "Message rejected"}"`);
+  if (d.archive && d.action !== "archive") parts.push("+archive");
+  return parts.join("  ");
+}
+
+export interface DryRunReport {
+  source: string;
+  facts: MessageFacts;
+  rules: RuleSet;
+  result: ClassifyResult;
+}
+
+/** Human-readable dry run: message, envelope, every rule evaluated with its conditions, decision. */
+export function renderText(report: DryRunReport): string {
+  const { facts, rules, result } = report;
+  const lines = [
+    `message:  ${report.source} (${facts.size} bytes)${facts.parseError ? ` — parsed partially: ${facts.parseError}` : ""}`,
+    `subject:  ${JSON.stringify(facts.subject)}  from: ${facts.from || "(none)"}`,
+    `envelope: mail_from=<${facts.mailFrom}> rcpt=${facts.rcpt.map((r) => `<${r}>`).join(",") || "(none)"} client_ip=${facts.clientIp} helo=${facts.helo} tls=${facts.tls}`,
+    `rules:    ${rules.fileName} (version ${rules.version}, ${rules.rules.length} rules; first match wins)`,
+    "",
+  ];
+  for (const rule of result.trace) lines.push(...showRule(rule));
+  if (result.decision.rule === null) lines.push(`  (no rule matched: default applies)`);
+  lines.push("", showDecision(result));
+  return `${lines.join("\n")}\n`;
+}
+
+/** Characters of body text included in --json output. */
+const JSON_BODY_PREVIEW_CHARS = 500;
+
+/** Machine-readable dry run (`--json`). */
+export function renderJson(report: DryRunReport): string {
+  const { facts, rules, result } = report;
+  const { headers, body, ...scalarFacts } = facts;
+  return `${JSON.stringify(
+    {
+      source: report.source,
+      decision: result.decision,
+      trace: result.trace,
+      rules: { file: rules.fileName, version: rules.version, count: rules.rules.length },
+      facts: {
+        ...scalarFacts,
+        parseError: facts.parseError ?? null,
+        bodyPreview: body.slice(0, JSON_BODY_PREVIEW_CHARS),
+        headers: Object.fromEntries(headers),
+      },
+    },
+    null,
+    2,
+  )}\n`;
+}

@@ -1,0 +1,173 @@
+/**
+ * `mailgw test` as a subprocess (`bun src/main.ts test ...`) on the .eml fixtures: decision
+ * and trace text, --json shape, repeated --to, stdin `-`, RULES_FILE, exit codes 0/1/2.
+ * Rules files are written to a mkdtemp dir per run.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const ROOT = join(import.meta.dir, "../..");
+const FIXTURES = join(ROOT, "test/fixtures/eml");
+
+const RULES = `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - name: reject-spam-subject
+    priority: 1000
+    category: spam
+    action: reject
+    reject_message: "Message rejected as spam"
+    conditions:
+      - { field: subject, operator: regex, value: '^\\[SPAM\\]' }
+  - name: quotes-over-tls
+    priority: 100
+    category: sales
+    action: forward
+    forward_to: [sales@sales-desk.example]
+    conditions:
+      - { field: subject, operator: contains, value: 견적 }
+      - { field: tls, operator: equals, value: true }
+  - name: pdf-from-lan
+    priority: 50
+    action: archive
+    conditions:
+      - { field: attachment, operator: ends_with, value: .pdf }
+      - { field: client_ip, operator: in_cidr, value: 10.0.0.0/8 }
+`;
+
+const BAD_RULES = `rules:
+  - name: broken
+    action: explode
+    conditions:
+      - { field: subjekt, operator: contains, value: x }
+`;
+
+let dir = "";
+let rulesFile = "";
+let badRulesFile = "";
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "mailgw-cli-test-"));
+  rulesFile = join(dir, "rules.yaml");
+  badRulesFile = join(dir, "bad.yaml");
+  writeFileSync(rulesFile, RULES);
+  writeFileSync(badRulesFile, BAD_RULES);
+});
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function mailgw(args: string[], options: { stdin?: Uint8Array; env?: Record<string, string> } = {}): Promise<Run> {
+  const child = Bun.spawn([process.execPath, join(ROOT, "src/main.ts"), "test", ...args], {
+    cwd: dir,
+    stdin: options.stdin ?? "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { PATH: process.env.PATH ?? "", HOME: dir, ...options.env },
+  });
+  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  return { code, stdout, stderr };
+}
+
+const fixture = (name: string): string => join(FIXTURES, name);
+
+describe("mailgw test", () => {
+  test("spam subject: reject, with the matching condition and its actual value", async () => {
+    const run = await mailgw([fixture("spam-subject.eml"), "--rules", rulesFile]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("MATCH reject-spam-subject (priority 1000");
+    expect(run.stdout).toContain('yes  subject regex /^\\[SPAM\\]/i   actual: "[SPAM] cheap pills"');
+    expect(run.stdout).toContain('decision: reject  rule=reject-spam-subject  category=spam  reply="550 5.7.1 Message rejected as spam"');
+    expect(run.stdout).toContain("mail_from=<deals@spam.example> rcpt=<sales@company.com>"); // header defaults
+  });
+
+  test("trace shows failed conditions with actual values, then the default", async () => {
+    const run = await mailgw([fixture("utf8-korean-subject.eml"), "--rules", rulesFile]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("no    quotes-over-tls (priority 100, all conditions)");
+    expect(run.stdout).toContain('yes  subject contains "견적"   actual: "견적 요청"');
+    expect(run.stdout).toContain("no   tls equals");
+    expect(run.stdout).toContain("actual: false");
+    expect(run.stdout).toContain("(no rule matched: default applies)");
+    expect(run.stdout).toContain("decision: archive  rule=(default)  category=default");
+  });
+
+  test("--tls, --client-ip and repeated --to set the envelope (--json)", async () => {
+    const run = await mailgw([
+      fixture("utf8-korean-subject.eml"), "--rules", rulesFile, "--json", "--tls",
+      "--to", "A@Company.COM", "--to=b@company.com", "--from", "<Sender@Example.NET>", "--client-ip", "10.1.2.3", "--helo", "mx.example.net",
+    ]);
+    expect(run.code).toBe(0);
+    const out = JSON.parse(run.stdout);
+    expect(out.decision).toMatchObject({ action: "forward", rule: "quotes-over-tls", category: "sales", forwardTo: ["sales@sales-desk.example"] });
+    expect(out.trace.map((r: { rule: string }) => r.rule)).toEqual(["reject-spam-subject", "quotes-over-tls"]);
+    expect(out.trace[1].conditions[1]).toMatchObject({ field: "tls", operator: "equals", matched: true, actual: true });
+    expect(out.facts).toMatchObject({
+      rcpt: ["A@company.com", "b@company.com"],
+      mailFrom: "Sender@example.net",
+      clientIp: "10.1.2.3",
+      helo: "mx.example.net",
+      tls: true,
+      subject: "견적 요청",
+      parseError: null,
+    });
+    expect(out.facts.headers["x-custom"]).toEqual(["값"]);
+    expect(out.rules).toMatchObject({ file: rulesFile, count: 3 });
+  });
+
+  test("message from stdin with -", async () => {
+    const run = await mailgw(["-", "--rules", rulesFile, "--client-ip", "10.9.9.9", "--json"], {
+      stdin: await Bun.file(fixture("attachments.eml")).bytes(),
+    });
+    expect(run.code).toBe(0);
+    const out = JSON.parse(run.stdout);
+    expect(out.source).toBe("(stdin)");
+    expect(out.decision.rule).toBe("pdf-from-lan");
+    expect(out.facts.attachments).toEqual(["invoice.pdf", "견적.exe", "사진.png"]);
+  });
+
+  test("RULES_FILE is honoured when --rules is absent", async () => {
+    const run = await mailgw([fixture("spam-subject.eml")], { env: { RULES_FILE: rulesFile } });
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("decision: reject");
+  });
+
+  test("invalid rules: exit 1 with the lint errors", async () => {
+    const run = await mailgw([fixture("spam-subject.eml"), "--rules", badRulesFile]);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe("");
+    expect(run.stderr).toContain(`${badRulesFile}:3:`);
+    expect(run.stderr).toContain("explode");
+    expect(run.stderr).toContain("rules");
+  });
+
+  test("missing rules file: exit 1", async () => {
+    const run = await mailgw([fixture("spam-subject.eml"), "--rules", join(dir, "nope.yaml")]);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain("nope.yaml");
+  });
+
+  test("unreadable message: exit 2, one line on stderr", async () => {
+    const run = await mailgw([join(dir, "missing.eml"), "--rules", rulesFile]);
+    expect(run.code).toBe(2);
+    expect(run.stderr.trim().split("\n")).toHaveLength(1);
+    expect(run.stderr).toContain("cannot read message");
+    const none = await mailgw(["--rules", rulesFile]);
+    expect(none.code).toBe(2);
+  });
+
+  test("broken MIME, bare LF and NUL bytes still decide (exit 0)", async () => {
+    for (const name of ["broken-mime.eml", "bare-lf.eml", "nul-bytes.eml"]) {
+      const run = await mailgw([fixture(name), "--rules", rulesFile, "--json"]);
+      expect(run.code).toBe(0);
+      expect(JSON.parse(run.stdout).decision.action).toBe("archive");
+    }
+  });
+});
