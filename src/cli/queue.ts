@@ -1,0 +1,81 @@
+/**
+ * `mailgw queue list|retry|drop` (SPEC §1): inspect and act on the delivery queue of a data
+ * dir, also while `serve` runs on it. Wiring only; the work is in src/queue/queue-admin.ts.
+ * Config: DATABASE_URL and DATA_DIR as for serve (flags > environment > .env > defaults).
+ * Exit 0 done, 1 on any error (unknown ID, nothing retryable, unreadable database).
+ */
+import { existsSync } from "node:fs";
+import { defineCommand } from "citty";
+import { loadConfig, type Config } from "../config/config.ts";
+import { CliError } from "../errors.ts";
+import { drop, formatList, listEntries, parseStates, retry } from "../queue/queue-admin.ts";
+import { createSpoolAccess } from "../queue/spool-access.ts";
+import { openDatabase } from "../store/db.ts";
+import { cliAction } from "./action.ts";
+
+const configArgs = {
+  "data-dir": { type: "string", description: "Data directory (DATA_DIR, default ./data)" },
+  "database-url": { type: "string", description: "SQLite file (DATABASE_URL, default file:./data/mail-gateway.db)" },
+} as const;
+
+interface ConfigArgs {
+  "data-dir"?: string;
+  "database-url"?: string;
+}
+
+function open(args: ConfigArgs) {
+  const config: Config = loadConfig({ flags: { DATA_DIR: args["data-dir"], DATABASE_URL: args["database-url"] } });
+  if (!existsSync(config.databasePath)) {
+    throw new CliError(`no database at ${config.databasePath}: run mailgw queue where serve runs, or set DATABASE_URL / --database-url`);
+  }
+  return { config, db: openDatabase(config.databasePath) };
+}
+
+const list = defineCommand({
+  meta: { name: "list", description: "Show deliveries: id, state, age, attempts, next try, target, last error" },
+  args: {
+    ...configArgs,
+    state: { type: "string", description: "Only these states, comma-separated (default: all but delivered)" },
+    json: { type: "boolean", description: "Print JSON instead of a table" },
+  },
+  run: cliAction((args: ConfigArgs & { state?: string; json?: boolean }) => {
+    const states = parseStates(args.state);
+    const { db } = open(args);
+    const now = Date.now();
+    const entries = listEntries(db, states, now);
+    process.stdout.write(args.json ? `${JSON.stringify(entries, null, 2)}\n` : formatList(entries, now));
+  }),
+});
+
+const retryCommand = defineCommand({
+  meta: { name: "retry", description: "Make failed, deferred or held deliveries due now: retry ID, or retry --all" },
+  args: {
+    ...configArgs,
+    id: { type: "positional", required: false, valueHint: "ID", description: "Message id (or MESSAGE#N, or a delivery number)" },
+    all: { type: "boolean", description: "Every failed, deferred and held delivery" },
+  },
+  run: cliAction((args: ConfigArgs & { id?: string; all?: boolean }) => {
+    if (args.all === Boolean(args.id)) throw new CliError("give either an ID or --all (mailgw queue retry ID | mailgw queue retry --all)");
+    const { db } = open(args);
+    const n = retry(db, args.all ? null : (args.id ?? null), Date.now());
+    process.stdout.write(`${n} deliver${n === 1 ? "y" : "ies"} queued for a new attempt\n`);
+  }),
+});
+
+const dropCommand = defineCommand({
+  meta: { name: "drop", description: "Remove a delivery from the queue (its spool file is deleted once nothing needs it)" },
+  args: {
+    ...configArgs,
+    id: { type: "positional", required: true, valueHint: "ID", description: "Message id (or MESSAGE#N, or a delivery number)" },
+  },
+  run: cliAction(async (args: ConfigArgs & { id: string }) => {
+    const { config, db } = open(args);
+    const n = await drop(db, createSpoolAccess(db, config.dataDir), args.id);
+    process.stdout.write(`${n} deliver${n === 1 ? "y" : "ies"} dropped\n`);
+  }),
+});
+
+export default defineCommand({
+  meta: { name: "queue", description: "Inspect and act on the delivery queue (works while serve runs)" },
+  subCommands: { list, retry: retryCommand, drop: dropCommand },
+});

@@ -1,0 +1,128 @@
+/**
+ * What `mailgw queue list|retry|drop` does, on a data dir that a running `serve` may be using
+ * at the same time (WAL + busy_timeout; the worker notices changes on its next poll).
+ *
+ * Trusts: the database schema. Failure: an unknown ID or nothing to act on throws a CliError
+ * (exit 1) with one line saying what to do; SQLite errors propagate as CliErrors from the
+ * caller.
+ */
+import type { Database } from "bun:sqlite";
+import { CliError } from "../errors.ts";
+import type { DeliveryState } from "../types.ts";
+import { parseAddresses } from "./attempt.ts";
+import {
+  dropDeliveries, findDeliveries, listQueue, PENDING_STATES, type QueueEntry, RETRYABLE_STATES, retryNow,
+} from "./queue-store.ts";
+import type { SpoolAccess } from "./spool-access.ts";
+
+/** Rows `queue list` prints at most; the rest is summarized (a huge backlog must not flood a terminal). */
+export const LIST_LIMIT = 10_000;
+
+const ALL_STATES: readonly DeliveryState[] = ["queued", "deferred", "held", "delivering", "delivered", "failed"];
+
+/** Parses `--state a,b` into states; empty → the pending states. */
+export function parseStates(arg: string | undefined): DeliveryState[] {
+  if (arg === undefined || arg.trim() === "") return [...PENDING_STATES];
+  const states = arg.split(",").map((s) => s.trim().toLowerCase()).filter(Boolean);
+  for (const s of states) {
+    if (!(ALL_STATES as readonly string[]).includes(s)) {
+      throw new CliError(`--state=${s} is not a delivery state: use ${ALL_STATES.join(", ")} (comma-separated)`);
+    }
+  }
+  return states as DeliveryState[];
+}
+
+export interface ListedEntry {
+  id: string;
+  delivery: number;
+  kind: string;
+  state: DeliveryState;
+  target: string;
+  ageSeconds: number;
+  attempts: number;
+  nextAttemptAt: string | null;
+  lastError: string | null;
+  rule: string | null;
+  category: string;
+}
+
+export function listEntries(db: Database, states: readonly DeliveryState[], now: number): ListedEntry[] {
+  return listQueue(db, states, LIST_LIMIT).map((e) => ({
+    id: e.messageId,
+    delivery: e.id,
+    kind: e.kind,
+    state: e.state,
+    target: e.kind === "forward" ? parseAddresses(e.target).join(",") : e.target,
+    ageSeconds: Math.max(0, Math.round((now - e.createdAt) / 1000)),
+    attempts: e.attempts,
+    nextAttemptAt: e.state === "queued" || e.state === "deferred" ? new Date(e.nextAttemptAt).toISOString() : null,
+    lastError: e.lastError,
+    rule: e.rule,
+    category: e.category,
+  }));
+}
+
+/** Aligned text table for a terminal, one delivery per line; "queue is empty" when none. */
+export function formatList(entries: readonly ListedEntry[], now: number): string {
+  if (entries.length === 0) return "queue is empty\n";
+  const header = ["ID", "#", "STATE", "KIND", "AGE", "ATTEMPTS", "NEXT TRY", "TARGET", "LAST ERROR"];
+  const rows = entries.map((e) => [
+    e.id,
+    String(e.delivery),
+    e.state,
+    e.kind,
+    formatDuration(e.ageSeconds),
+    String(e.attempts),
+    e.nextAttemptAt === null ? "-" : nextTry(Date.parse(e.nextAttemptAt), now),
+    e.target,
+    oneLine(e.lastError ?? "-", 120),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ");
+  return [line(header), ...rows.map(line)].join("\n") + `\n${entries.length} deliver${entries.length === 1 ? "y" : "ies"}\n`;
+}
+
+/** Resolves an ID argument: `<message id>`, `<message id>#<n>` or a delivery number `<n>`. */
+export function resolveRef(db: Database, ref: string): QueueEntry[] {
+  const m = /^([0-9a-z]+)#(\d+)$/.exec(ref);
+  const found = m ? findDeliveries(db, m[2] ?? "").filter((e) => e.messageId === m[1]) : findDeliveries(db, ref);
+  if (found.length === 0) throw new CliError(`no delivery ${ref} in the queue (see mailgw queue list --state failed,deferred,held)`);
+  return found;
+}
+
+export function retry(db: Database, ref: string | null, now: number): number {
+  if (ref === null) return retryNow(db, null, now);
+  const entries = resolveRef(db, ref);
+  const retryable = entries.filter((e) => RETRYABLE_STATES.includes(e.state));
+  if (retryable.length === 0) {
+    const states = [...new Set(entries.map((e) => e.state))].join(", ");
+    throw new CliError(`delivery ${ref} is ${states}: only ${RETRYABLE_STATES.join(", ")} deliveries can be retried`);
+  }
+  return retryNow(db, retryable.map((e) => e.id), now);
+}
+
+/** Removes the deliveries, then releases spool files nothing needs any more. */
+export async function drop(db: Database, spool: SpoolAccess, ref: string): Promise<number> {
+  const entries = resolveRef(db, ref);
+  const n = dropDeliveries(db, entries.map((e) => e.id));
+  for (const messageId of new Set(entries.map((e) => e.messageId))) await spool.release(messageId);
+  return n;
+}
+
+export function formatDuration(seconds: number): string {
+  if (seconds < 60) return `${seconds}s`;
+  const m = Math.floor(seconds / 60);
+  if (m < 60) return `${m}m`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h}h${m % 60 ? `${m % 60}m` : ""}`;
+  return `${Math.floor(h / 24)}d${h % 24 ? `${h % 24}h` : ""}`;
+}
+
+function nextTry(at: number, now: number): string {
+  return at <= now ? "now" : `in ${formatDuration(Math.ceil((at - now) / 1000))}`;
+}
+
+function oneLine(s: string, max: number): string {
+  const line = s.replace(/\s+/g, " ").trim();
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
