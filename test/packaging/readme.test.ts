@@ -1,0 +1,71 @@
+/**
+ * Keeps the README true: the configuration table is the one generated from VARIABLES, the
+ * quick-start commands are the package.json scripts CI runs, every command the CLI registers
+ * is documented, every `npm run X` exists, and the rules example lints clean with the
+ * compiled executable.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse as parseYaml } from "yaml";
+import pkg from "../../package.json" with { type: "json" };
+import { withCurrentTable } from "../../scripts/gen-config-docs.ts";
+import { REPO_ROOT, copyBinaryToTemp, registeredCommands, runBinary } from "./binary.ts";
+
+const readme = readFileSync(join(REPO_ROOT, "README.md"), "utf8");
+const codeBlocks = (lang: string): string[] =>
+  [...readme.matchAll(new RegExp("```" + lang + "\\n([\\s\\S]*?)```", "g"))].map((m) => m[1] ?? "");
+const temps: string[] = [];
+afterAll(() => {
+  for (const t of temps) rmSync(t, { recursive: true, force: true });
+});
+
+describe("README", () => {
+  test("configuration table matches src/config/variables.ts (bun scripts/gen-config-docs.ts)", () => {
+    expect(withCurrentTable(readme)).toBe(readme);
+  });
+
+  test("quick start: one command runs the gateway, one runs the tests, and CI runs the same", () => {
+    const shell = codeBlocks("sh");
+    expect(shell).toContain("npm install && npm start\n");
+    expect(shell).toContain("npm install && npm test\n");
+    expect(pkg.scripts.start).toBe("bun src/main.ts serve");
+    expect(pkg.scripts.test).toBe("bun test");
+    expect(readFileSync(join(REPO_ROOT, ".ci/run"), "utf8")).toMatch(/^\s*npm test 2>&1/m);
+  });
+
+  test("every registered command and every SPEC §1 command is in the commands table", () => {
+    const table = readme.slice(readme.indexOf("## Commands"), readme.indexOf("## Configuration"));
+    const spec = ["serve", "rules", "test", "queue", "systemd", "healthcheck", "version"];
+    for (const name of new Set([...registeredCommands(), ...spec])) {
+      expect({ name, documented: table.includes(`| \`mailgw ${name}`) }).toEqual({ name, documented: true });
+    }
+  });
+
+  test("every `npm run X` in the README is a package.json script", () => {
+    const used = new Set([...readme.matchAll(/npm run (?:--silent )?([a-z:-]+)/g)].map((m) => m[1] ?? ""));
+    const scripts = pkg.scripts as Record<string, string>;
+    for (const name of used) expect({ name, exists: name in scripts }).toEqual({ name, exists: true });
+    expect(used.size).toBeGreaterThan(2);
+  });
+
+  test("the GitHub Actions snippet is valid YAML running rules lint with --format github", () => {
+    const workflow = codeBlocks("yaml").find((b) => b.includes("runs-on:"));
+    const parsed = parseYaml(workflow ?? "") as { jobs?: { lint?: { steps?: { run?: string }[] } } };
+    const runs = (parsed.jobs?.lint?.steps ?? []).map((s) => s.run).filter(Boolean);
+    expect(runs).toContain("npm run mailgw -- rules lint --format github rules.yaml");
+  });
+
+  test.skipIf(!registeredCommands().has("rules"))("the rules example lints with 0 errors and 0 warnings (compiled executable)", async () => {
+    const example = codeBlocks("yaml").find((b) => b.startsWith("domains:"));
+    if (!example) throw new Error("README has no rules example starting with domains:");
+    const binary = copyBinaryToTemp();
+    temps.push(binary.dir);
+    const work = mkdtempSync(join(tmpdir(), "mailgw-readme-"));
+    temps.push(work);
+    writeFileSync(join(work, "rules.yaml"), example);
+    const out = await runBinary(binary.bin, ["rules", "lint", "rules.yaml"], { cwd: work });
+    expect({ exitCode: out.exitCode, stdout: out.stdout }).toEqual({ exitCode: 0, stdout: "0 errors, 0 warnings in 1 file\n" });
+  });
+});
