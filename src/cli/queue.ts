@@ -55,7 +55,7 @@ const retryCommand = defineCommand({
     all: { type: "boolean", description: "Every failed, deferred and held delivery" },
   },
   run: cliAction((args: ConfigArgs & { id?: string; all?: boolean }) => {
-    if (args.all === Boolean(args.id)) throw new CliError("give either an ID or --all (mailgw queue retry ID | mailgw queue retry --all)");
+    if (Boolean(args.all) === Boolean(args.id)) throw new CliError("give either an ID or --all (mailgw queue retry ID | mailgw queue retry --all)");
     const { db } = open(args);
     const n = retry(db, args.all ? null : (args.id ?? null), Date.now());
     process.stdout.write(`${n} deliver${n === 1 ? "y" : "ies"} queued for a new attempt\n`);

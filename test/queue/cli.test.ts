@@ -1,0 +1,103 @@
+/**
+ * `mailgw queue list|retry|drop` as subprocesses (`bun src/main.ts queue ...`) on a data dir
+ * that a running delivery worker (in this process, as inside serve) uses at the same time.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { silentLogger } from "../../src/log/logger.ts";
+import type { ListedEntry } from "../../src/queue/queue-admin.ts";
+import { createDeliveryWorker } from "../../src/queue/worker.ts";
+import { deliveryOf, makeEnv, relayVars, seedDelivery, startRelay, waitFor, type TestEnv } from "../delivery/helpers.ts";
+
+const ROOT = resolve(import.meta.dir, "../..");
+const BUN = process.execPath;
+
+function mailgw(t: TestEnv, ...args: string[]): { code: number; stdout: string; stderr: string } {
+  const r = Bun.spawnSync([BUN, join(ROOT, "src/main.ts"), "queue", ...args], {
+    cwd: t.dir,
+    env: { PATH: process.env.PATH ?? "", HOME: t.dir, DATA_DIR: t.dataDir, DATABASE_URL: `file:${t.dbPath}`, NO_COLOR: "1" },
+  });
+  return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+describe("mailgw queue", () => {
+  test("list (table and --json), --state filter, empty queue", () => {
+    const t = makeEnv();
+    expect(mailgw(t, "list").stdout).toBe("queue is empty\n");
+    const a = seedDelivery(t, { target: ["sales@company.com"] });
+    const b = seedDelivery(t, { kind: "webhook", target: "https://erp.example/inbound", state: "failed" });
+    t.db.query(`UPDATE deliveries SET last_error = '550 5.1.1 no such user', attempts = 3 WHERE message_id = ?`).run(b);
+    const table = mailgw(t, "list");
+    expect(table.code).toBe(0);
+    expect(table.stdout).toContain(a);
+    expect(table.stdout).toContain(b);
+    expect(table.stdout).toContain("550 5.1.1 no such user");
+    expect(table.stdout).toMatch(/ID\s+#\s+STATE\s+KIND\s+AGE\s+ATTEMPTS\s+NEXT TRY\s+TARGET\s+LAST ERROR/);
+    const json = JSON.parse(mailgw(t, "list", "--json").stdout) as ListedEntry[];
+    expect(json.map((e) => e.id).sort()).toEqual([a, b].sort());
+    const failed = JSON.parse(mailgw(t, "list", "--json", "--state", "failed").stdout) as ListedEntry[];
+    expect(failed).toHaveLength(1);
+    expect(failed[0]).toMatchObject({ id: b, state: "failed", kind: "webhook", attempts: 3, target: "https://erp.example/inbound", lastError: "550 5.1.1 no such user" });
+    const bad = mailgw(t, "list", "--state", "bogus");
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain("--state=bogus");
+  }, 30_000);
+
+  test("retry and drop while a worker (as in serve) runs on the same data dir", async () => {
+    const relay = await startRelay();
+    cleanups.push(() => relay.close());
+    relay.mode = "permfail";
+    const t = makeEnv(relayVars(relay));
+    const worker = createDeliveryWorker({ config: t.config, db: t.db, logger: silentLogger, pollIntervalMs: 100 });
+    cleanups.push(() => worker.stop());
+    const ids = [seedDelivery(t), seedDelivery(t), seedDelivery(t)];
+    worker.start();
+    await waitFor(() => ids.every((id) => deliveryOf(t.db, id).state === "failed"), 10_000, "failed");
+    expect(mailgw(t, "list", "--state", "failed").stdout).toContain("550");
+
+    relay.mode = "ok";
+    const one = mailgw(t, "retry", ids[0]!);
+    expect(one).toMatchObject({ code: 0, stdout: "1 delivery queued for a new attempt\n" });
+    await waitFor(() => deliveryOf(t.db, ids[0]!).state === "delivered", 10_000, "retried one delivered");
+    expect(deliveryOf(t.db, ids[1]!).state).toBe("failed");
+
+    const again = mailgw(t, "retry", ids[0]!);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain("delivered");
+
+    const dropped = mailgw(t, "drop", ids[1]!);
+    expect(dropped).toMatchObject({ code: 0, stdout: "1 delivery dropped\n" });
+    expect(existsSync(join(t.dataDir, "spool", `${ids[1]}.eml`))).toBe(false);
+    expect(mailgw(t, "list", "--json").stdout).not.toContain(ids[1]!);
+
+    const all = mailgw(t, "retry", "--all");
+    expect(all.stdout).toBe("1 delivery queued for a new attempt\n");
+    await waitFor(() => deliveryOf(t.db, ids[2]!).state === "delivered", 10_000, "retry --all delivered");
+    expect(relay.received).toHaveLength(2);
+  }, 30_000);
+
+  test("errors: unknown id, missing argument, no database → exit 1 with one line", () => {
+    const t = makeEnv();
+    const unknown = mailgw(t, "retry", "01aaaaaaaaaaaaaaaaaaaaaaaa");
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr.trim().split("\n")).toHaveLength(1);
+    expect(unknown.stderr).toContain("no delivery");
+    const neither = mailgw(t, "retry");
+    expect(neither.code).toBe(1);
+    expect(neither.stderr).toContain("--all");
+    const dropUnknown = mailgw(t, "drop", "42");
+    expect(dropUnknown.code).toBe(1);
+    const r = Bun.spawnSync([BUN, join(ROOT, "src/main.ts"), "queue", "list"], {
+      cwd: t.dir,
+      env: { PATH: process.env.PATH ?? "", DATABASE_URL: `file:${join(t.dir, "nope", "x.db")}`, DATA_DIR: t.dataDir },
+    });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.toString()).toContain("no database");
+  }, 30_000);
+});
