@@ -52,7 +52,7 @@ export async function runDryRun(source: string, flags: EnvelopeFlags, rulesPath:
   const loaded = await loadRules(rulesPath);
   if (!loaded.ok) {
     process.stderr.write(formatDiagnostics("text", loaded.diagnostics, 1));
-    process.stderr.write(`mailgw: rules ${rulesPath} are invalid; nothing was classified\n`);
+    process.stderr.write(`mailgw: rules file ${rulesPath} cannot be used (see above); nothing was classified\n`);
     return 1;
   }
   const facts = applyHeaderDefaults(await extractFacts(raw, flagEnvelope(flags)), flags);
