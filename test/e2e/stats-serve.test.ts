@@ -1,0 +1,166 @@
+/**
+ * The stats endpoints of a real `mailgw serve` (the compiled executable, copied outside the
+ * repository) after real mail sent with nodemailer: /stats.json counts what was sent (received,
+ * by action and category, sessions, the held forward), /metrics agrees, /stats shows today's bar
+ * with the count, STATS_TOKEN guards everything but /healthz. Skipped until serve is registered.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import nodemailer from "nodemailer";
+import type { StatsSnapshot } from "../../src/http/stats-data.ts";
+import { dayKey } from "../../src/store/db.ts";
+import { BARE_PATH, copyBinaryToTemp, hideRepoWrapper, registeredCommands, type CopiedBinary } from "../packaging/binary.ts";
+
+const SERVE_REGISTERED = registeredCommands().has("serve");
+/** How long the gateway may take to open its ports. */
+const STARTUP_TIMEOUT_MS = 20_000;
+/** Session counters are bumped when a session ends, a moment after the client's last reply. */
+const SETTLE_TIMEOUT_MS = 5_000;
+const TOKEN = "e2e-stats-token";
+if (!SERVE_REGISTERED) console.warn("skip: `mailgw serve` is not registered in src/main.ts yet");
+
+const RULES = `domains: [example.test]
+default: { action: archive, category: default }
+rules:
+  - name: reject-spam
+    priority: 100
+    category: spam
+    action: reject
+    conditions:
+      - { field: subject, operator: contains, value: "[SPAM]" }
+  - name: to-sales
+    priority: 50
+    category: sales
+    action: forward
+    forward_to: [sales@elsewhere.example]
+    conditions:
+      - { field: rcpt, operator: equals, value: sales@example.test }
+  - name: drop-noise
+    priority: 40
+    category: noise
+    action: drop
+    conditions:
+      - { field: subject, operator: starts_with, value: "noise" }
+`;
+
+let binary: CopiedBinary;
+let work: string;
+beforeAll(() => {
+  if (!SERVE_REGISTERED) return;
+  binary = copyBinaryToTemp();
+  work = mkdtempSync(join(tmpdir(), "mailgw-stats-e2e-"));
+});
+afterAll(() => {
+  binary?.cleanup();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+  const address = server.address();
+  await new Promise<void>((ok) => server.close(() => ok()));
+  if (address === null || typeof address === "string") throw new Error("no port");
+  return address.port;
+}
+
+async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | null>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown = null;
+  while (Date.now() < deadline) {
+    try {
+      const v = await probe();
+      if (v !== null) return v;
+    } catch (err) {
+      last = err;
+    }
+    await Bun.sleep(100);
+  }
+  throw new Error(`${what} not reached in ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ""}`);
+}
+
+async function send(port: number, to: string, subject: string): Promise<"accepted" | "rejected"> {
+  const transport = nodemailer.createTransport({ host: "127.0.0.1", port, secure: false, ignoreTLS: true });
+  try {
+    await transport.sendMail({ envelope: { from: "sender@origin.example", to: [to] }, raw: `From: sender@origin.example\r\nTo: ${to}\r\nSubject: ${subject}\r\n\r\nbody\r\n` });
+    return "accepted";
+  } catch (err) {
+    if ((err as { responseCode?: number }).responseCode === 550) return "rejected";
+    throw err;
+  } finally {
+    transport.close();
+  }
+}
+
+test.skipIf(!SERVE_REGISTERED)("counts on /stats.json, /metrics and /stats match the mail sent", async () => {
+  writeFileSync(join(work, "rules.yaml"), RULES);
+  const [smtpPort, httpPort] = [await freePort(), await freePort()];
+  const env = { SMTP_HOST: "127.0.0.1", SMTP_PORT: String(smtpPort), HTTP_HOST: "127.0.0.1", HTTP_PORT: String(httpPort), SMTP_HOSTNAME: "mx.example.test", LOG_FORMAT: "json", STATS_TOKEN: TOKEN };
+  const serve = Bun.spawn([...(hideRepoWrapper() ?? []), binary.bin, "serve"], { cwd: work, env: { PATH: BARE_PATH, HOME: work, ...env }, stdout: "pipe", stderr: "pipe" });
+  const output = Promise.all([new Response(serve.stdout).text(), new Response(serve.stderr).text()]);
+  const base = `http://127.0.0.1:${httpPort}`;
+  const auth = { headers: { authorization: `Bearer ${TOKEN}` } };
+  try {
+    await waitFor("healthy", STARTUP_TIMEOUT_MS, async () => {
+      if (serve.exitCode !== null) throw new Error(`serve exited with ${serve.exitCode}`);
+      return (await fetch(`${base}/healthz`)).status === 200 ? true : null;
+    });
+    const outcomes = [
+      await send(smtpPort, "user@example.test", "hello 1"),
+      await send(smtpPort, "user@example.test", "hello 2"),
+      await send(smtpPort, "other@example.test", "hello 3"),
+      await send(smtpPort, "user@example.test", "[SPAM] buy now"),
+      await send(smtpPort, "user@example.test", "[SPAM] again"),
+      await send(smtpPort, "sales@example.test", "quote please"),
+      await send(smtpPort, "user@example.test", "noise from a printer"),
+    ];
+    expect(outcomes).toEqual(["accepted", "accepted", "accepted", "rejected", "rejected", "accepted", "accepted"]);
+
+    expect((await fetch(`${base}/stats.json`)).status).toBe(401);
+    expect((await fetch(`${base}/metrics`)).status).toBe(401);
+    const s = await waitFor("counters settled", SETTLE_TIMEOUT_MS, async () => {
+      const snap = (await (await fetch(`${base}/stats.json`, auth)).json()) as StatsSnapshot;
+      return snap.totals.today.sessions >= 7 && snap.queue.depth.held === 1 ? snap : null;
+    });
+    const today = dayKey(Date.now());
+    expect(s.today).toBe(today);
+    expect(s.smtp.listening).toBe(true);
+    expect(s.smtp.hostname).toBe("mx.example.test");
+    expect(s.totals.today.received).toBe(7);
+    expect(s.totals.today.byAction).toEqual({ reject: 2, archive: 3, forward: 1, webhook: 0, drop: 1 });
+    expect(s.totals.today.sessions).toBe(7);
+    expect(s.totals.today.tlsShare).toBe(0);
+    expect(s.receivedPerDay.at(-1)).toEqual({ day: today, received: 7 });
+    const cats = Object.fromEntries(s.categories.map((c) => [c.category, c.today]));
+    expect(cats).toEqual({ default: 3, spam: 2, sales: 1, noise: 1 });
+    expect(s.queue.depth.held).toBe(1);
+    expect(s.relay.configured).toBe(false);
+    expect(s.relay.warning).toContain("RELAY_SMTP_HOST");
+    expect(s.rules.version).not.toBeNull();
+    expect(s.rules.loadedAt).not.toBeNull();
+    expect(s.rules.lastError).toBeNull();
+
+    const metrics = await (await fetch(`${base}/metrics`, auth)).text();
+    expect(metrics).toContain("mailgw_messages_received_total 7\n");
+    expect(metrics).toContain('mailgw_messages_total{action="reject",category="spam"} 2\n');
+    expect(metrics).toContain('mailgw_smtp_sessions_total{tls="false"} 7\n');
+    expect(metrics).toContain('mailgw_queue_depth{state="held"} 1\n');
+    expect(metrics).toContain('mailgw_rules_reload_total{result="success"} 1\n');
+
+    const page = await (await fetch(`${base}/stats`, auth)).text();
+    expect(/<g class="bar today"[^>]*>/.exec(page)?.[0]).toContain(`aria-label="Today, ${today}: 7 received"`);
+    expect(page).toContain("No relay configured");
+
+    const health = (await (await fetch(`${base}/healthz`)).json()) as { status: string; warnings: string[] };
+    expect(health.status).toBe("ok");
+    expect(health.warnings.join(" ")).toContain("no relay configured");
+  } finally {
+    serve.kill("SIGTERM");
+  }
+  const exitCode = await serve.exited;
+  const [stdout, stderr] = await output;
+  expect({ exitCode, stderr: exitCode === 0 ? "" : stderr + stdout }).toEqual({ exitCode: 0, stderr: "" });
+}, 60_000);
