@@ -2,7 +2,8 @@
  * `mailgw serve` from the compiled executable, copied outside the repository: it accepts one
  * message over real SMTP (nodemailer), answers 250 with the queue id, writes the archive file
  * DATA_DIR/archive/YYYY-MM-DD/<id>.eml with the message bytes, answers `mailgw healthcheck`,
- * and stops with exit 0 on SIGTERM. Skipped (with the reason) until `serve` is registered.
+ * holds a forward while no relay is configured (seen by `mailgw queue list`), and stops with
+ * exit 0 on SIGTERM. Skipped (with the reason) until `serve` is registered.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -53,8 +54,20 @@ async function waitForHealthy(bin: string, env: Record<string, string>, proc: { 
 if (!SERVE_REGISTERED) console.warn("skip: `mailgw serve` is not registered in src/main.ts yet");
 
 describe("serve (compiled)", () => {
-  test.skipIf(!SERVE_REGISTERED)("accepts one message, archives it, is healthy, stops cleanly on SIGTERM", async () => {
-    writeFileSync(join(work, "rules.yaml"), "domains: [example.test]\ndefault: { action: archive, category: default }\nrules: []\n");
+  test.skipIf(!SERVE_REGISTERED)("accepts mail, archives it, holds a forward without relay, is healthy, stops cleanly on SIGTERM", async () => {
+    writeFileSync(
+      join(work, "rules.yaml"),
+      [
+        "domains: [example.test]",
+        "default: { action: archive, category: default }",
+        "rules:",
+        "  - name: forward-team",
+        "    action: forward",
+        "    forward_to: team@elsewhere.example",
+        "    conditions: [{ field: rcpt, operator: equals, value: team@example.test }]",
+        "",
+      ].join("\n"),
+    );
     const [smtpPort, httpPort] = [await freePort(), await freePort()];
     const env = {
       SMTP_HOST: "127.0.0.1",
@@ -78,7 +91,17 @@ describe("serve (compiled)", () => {
         envelope: { from: "sender@origin.example", to: ["user@example.test"] },
         raw: "From: sender@origin.example\r\nTo: user@example.test\r\nSubject: binary e2e\r\n\r\nhello from the compiled gateway\r\n",
       });
+      const forwarded = await transport.sendMail({
+        envelope: { from: "sender@origin.example", to: ["team@example.test"] },
+        raw: "From: sender@origin.example\r\nTo: team@example.test\r\nSubject: for the team\r\n\r\nplease forward\r\n",
+      });
       transport.close();
+      expect(forwarded.response).toStartWith("250");
+      const queue = await runBinary(binary.bin, ["queue", "list"], { cwd: work, env });
+      expect(queue.exitCode).toBe(0);
+      expect(queue.stdout).toContain("held");
+      expect(queue.stdout).toContain("team@elsewhere.example");
+
       const id = /Queued as (\S+)/.exec(info.response)?.[1];
       expect(info.response).toStartWith("250");
       if (!id) throw new Error(`no queue id in ${info.response}`);
