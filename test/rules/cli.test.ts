@@ -1,0 +1,201 @@
+/**
+ * `mailgw rules lint|list|add` run as a real subprocess (`bun src/main.ts rules …`) in a
+ * temporary directory: exit codes, output formats, comment-preserving add, refusal that
+ * leaves the file byte-identical, repeatable --forward-to.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { cp, lstat, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const ROOT = new URL("../..", import.meta.url).pathname;
+const MAIN = join(ROOT, "src/main.ts");
+const FIXTURES = join(ROOT, "test/fixtures/rules");
+
+let dir = "";
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "mailgw-rules-cli-"));
+  await cp(join(ROOT, "rules.yaml"), join(dir, "rules.yaml"));
+  for (const name of ["commented.yaml", "invalid.yaml", "valid.yaml"]) await cp(join(FIXTURES, name), join(dir, name));
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function mailgw(...args: string[]): Promise<Run> {
+  const child = Bun.spawn([process.execPath, MAIN, "rules", ...args], {
+    cwd: dir,
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, NO_COLOR: "1", LOG_LEVEL: "info" },
+  });
+  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  return { code, stdout, stderr };
+}
+
+const CONDITIONS = '[{"field":"subject","operator":"contains","value":"invoice"}]';
+
+describe("rules lint", () => {
+  test("defaults to ./rules.yaml; the shipped file has warnings only → exit 0", async () => {
+    const run = await mailgw("lint");
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^rules\.yaml:\d+:\d+: warning: .*\[forward-loop\]$/m);
+    expect(run.stdout).toContain("0 errors, 2 warnings in 1 file");
+  });
+
+  test("several files; any error → exit 1 with file:line:col", async () => {
+    const run = await mailgw("lint", "valid.yaml", "invalid.yaml");
+    expect(run.code).toBe(1);
+    expect(run.stdout).toContain("invalid.yaml:4:13: error: action forward needs forward_to");
+    expect(run.stdout).toContain("invalid.yaml:6:51: error: invalid regex '(':");
+    expect(run.stdout).toContain("2 errors, 0 warnings in 2 files");
+  });
+
+  test("an unreadable file → exit 2", async () => {
+    const run = await mailgw("lint", "valid.yaml", "missing.yaml");
+    expect(run.code).toBe(2);
+    expect(run.stdout).toContain("missing.yaml:1:1: error: cannot read rules file (ENOENT) [file-unreadable]");
+  });
+
+  test("--format json", async () => {
+    const run = await mailgw("lint", "--format", "json", "invalid.yaml");
+    expect(run.code).toBe(1);
+    const parsed = JSON.parse(run.stdout) as { diagnostics: { line: number; col: number; code: string }[]; summary: unknown };
+    expect(parsed.diagnostics.map((d) => [d.line, d.col, d.code])).toEqual([
+      [4, 13, "missing-forward-to"],
+      [6, 51, "invalid-regex"],
+    ]);
+    expect(parsed.summary).toEqual({ files: 1, errors: 2, warnings: 0 });
+  });
+
+  test("--format github", async () => {
+    const run = await mailgw("lint", "--format=github", "invalid.yaml", "rules.yaml");
+    expect(run.code).toBe(1);
+    expect(run.stdout).toContain("::error file=invalid.yaml,line=6,col=51,title=invalid-regex::invalid regex '(':");
+    expect(run.stdout).toMatch(/^::warning file=rules\.yaml,line=\d+,col=\d+,title=forward-loop::/m);
+  });
+});
+
+describe("rules list", () => {
+  test("one line per rule in evaluation order, then the default", async () => {
+    const run = await mailgw("list");
+    expect(run.code).toBe(0);
+    const lines = run.stdout.trimEnd().split("\n");
+    expect(lines).toHaveLength(4);
+    expect(lines[0]).toMatch(/^1000 +reject-spam-subject +reject +spam +"Message rejected as spam" +subject regex \/\^\\\[SPAM\\\]\/i$/);
+    expect(lines[1]).toMatch(/^ 100 +route-quote-to-sales +forward +sales +sales@company\.com +subject contains "견적"$/);
+    expect(lines[2]).toMatch(/^ {3}1 +catch-all +forward +inbox +inbox@company\.com +subject regex \/\.\*\/i$/);
+    expect(lines[3]).toMatch(/^ {3}- +\(default\) +archive +default +- +no rule matched$/);
+  });
+
+  test("shows not, match any, webhook targets and +archive", async () => {
+    const run = await mailgw("list", "valid.yaml");
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('https://erp.example/inbound +archive  to equals "orders@company.com" AND not client_ip in_cidr "192.0.2.0/24, 2001:db8::/32"');
+  });
+
+  test("a file with errors → exit 1, diagnostics on stderr", async () => {
+    const run = await mailgw("list", "invalid.yaml");
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe("");
+    expect(run.stderr).toContain("invalid.yaml:6:51: error:");
+    expect(run.stderr.trimEnd().split("\n").at(-1)).toMatch(/^mailgw: invalid\.yaml has errors/);
+  });
+});
+
+describe("rules add", () => {
+  test("appends the rule, keeps comments and formatting, repeatable --forward-to", async () => {
+    const file = join(dir, "add-ok.yaml");
+    const before = await readFile(join(FIXTURES, "commented.yaml"), "utf8");
+    await writeFile(file, before);
+    const run = await mailgw(
+      "add",
+      "invoices",
+      "--action",
+      "forward",
+      "--priority",
+      "50",
+      "--category",
+      "billing",
+      "--forward-to",
+      "ap@other.example",
+      "--forward-to=cfo@other.example",
+      "--forward-to",
+      "audit@other.example,archive@other.example",
+      "--conditions",
+      CONDITIONS,
+      "--file",
+      "add-ok.yaml",
+    );
+    expect(run.stderr).toBe("");
+    expect(run.code).toBe(0);
+    expect(run.stdout).toBe("added rule 'invoices' to add-ok.yaml\n");
+    const after = await readFile(file, "utf8");
+    const at = before.indexOf("  # a commented-out rule");
+    expect(after.slice(0, at)).toBe(before.slice(0, at));
+    expect(after.endsWith(before.slice(at))).toBe(true);
+    expect(after.slice(at, after.length - (before.length - at))).toBe(
+      "  - name: invoices\n    priority: 50\n    category: billing\n    action: forward\n" +
+        "    forward_to: [ap@other.example, cfo@other.example, audit@other.example, archive@other.example]\n" +
+        "    conditions:\n      - { field: subject, operator: contains, value: invoice }\n",
+    );
+    const lint = await mailgw("lint", "add-ok.yaml");
+    expect(lint.code).toBe(0);
+    expect(await readdir(dir)).not.toContainEqual(expect.stringMatching(/\.tmp$/));
+  });
+
+  test("a rule that would not lint → exit 1, file byte-identical", async () => {
+    const file = join(dir, "add-refused.yaml");
+    const before = await readFile(join(FIXTURES, "commented.yaml"));
+    await writeFile(file, before);
+    const attempts: string[][] = [
+      ["bad-regex", "--action", "drop", "--conditions", '[{"field":"subject","operator":"regex","value":"("}]'],
+      ["no-target", "--action", "forward", "--conditions", CONDITIONS],
+      ["bad-address", "--action", "forward", "--forward-to", "nobody", "--conditions", CONDITIONS],
+      ["reject-spam-subject", "--action", "drop", "--conditions", CONDITIONS],
+      ["bad-priority", "--action", "drop", "--priority", "soon", "--conditions", CONDITIONS],
+      ["bad-json", "--action", "drop", "--conditions", "[{field: subject}"],
+    ];
+    for (const args of attempts) {
+      const run = await mailgw("add", ...args, "--file", "add-refused.yaml");
+      expect(run.code).toBe(1);
+      expect(run.stderr.trimEnd().split("\n").at(-1)).toMatch(/^mailgw: /);
+      expect(Buffer.compare(await readFile(file), before)).toBe(0);
+    }
+    expect((await readdir(dir)).filter((name) => name.endsWith(".tmp"))).toEqual([]);
+  });
+
+  test("webhook with --url, --archive and --reject-message; a symlinked file stays a symlink", async () => {
+    const target = join(dir, "real-rules.yaml");
+    await writeFile(target, "domains: [company.com]\nrules:\n");
+    await symlink(target, join(dir, "linked.yaml"));
+    const hook = await mailgw("add", "hook", "--action", "webhook", "--url", "https://erp.example/in", "--archive", "--conditions", CONDITIONS, "--file", "linked.yaml");
+    expect(hook.code).toBe(0);
+    const reject = await mailgw("add", "spam", "--action", "reject", "--priority", "9", "--reject-message", "No spam here", "--conditions", CONDITIONS, "--file", "linked.yaml");
+    expect(reject.code).toBe(0);
+    const list = await mailgw("list", "linked.yaml");
+    expect(list.stdout.split("\n").slice(0, 2)).toEqual([
+      '9  spam       reject   spam     "No spam here"                   subject contains "invoice"',
+      '0  hook       webhook  hook     https://erp.example/in +archive  subject contains "invoice"',
+    ]);
+    expect(await readFile(target, "utf8")).toContain("name: spam");
+    expect((await lstat(join(dir, "linked.yaml"))).isSymbolicLink()).toBe(true);
+  });
+
+  test("--help for every subcommand", async () => {
+    for (const args of [["--help"], ["lint", "--help"], ["list", "--help"], ["add", "--help"]]) {
+      const run = await mailgw(...args);
+      expect(run.code).toBe(0);
+      expect(run.stdout).toContain("USAGE");
+    }
+    expect((await mailgw("add", "--help")).stdout).toContain("--forward-to");
+  });
+});
