@@ -1,0 +1,154 @@
+/**
+ * STARTTLS in process (Bun): handshake, pipelined plaintext after STARTTLS discarded (whole
+ * and partial lines), SMTP_TLS_REQUIRED, certificate reload (SIGHUP path and file change)
+ * without dropping a session already under TLS, unusable files at start → CliError naming
+ * the file. A real client (nodemailer) sends over STARTTLS too.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { TLSSocket } from "node:tls";
+import nodemailer from "nodemailer";
+import { CliError } from "../../src/errors.ts";
+import { RawClient, greet, makeCert, sendMail, startTestServer, tempDir, type TestServer } from "./helpers.ts";
+
+let server: TestServer | null = null;
+afterEach(async () => {
+  await server?.close();
+  server = null;
+});
+
+function tlsEnv(dir: string, extra: Record<string, string> = {}): Record<string, string> {
+  const { key, cert } = makeCert(dir);
+  return { SMTP_TLS_KEY: key, SMTP_TLS_CERT: cert, ...extra };
+}
+
+async function startTls(c: RawClient): Promise<void> {
+  expect(await c.cmd("STARTTLS")).toMatch(/^220 /);
+  await c.upgrade();
+}
+
+function fingerprint(c: RawClient): string {
+  return (c.socket as TLSSocket).getPeerCertificate().fingerprint256;
+}
+
+describe("STARTTLS", () => {
+  test("handshake, then EHLO again, message marked tls and Received says ESMTPS", async () => {
+    const dir = tempDir();
+    server = await startTestServer({ env: tlsEnv(dir) });
+    const c = await RawClient.connect(server.port);
+    expect(await greet(c)).toContain("STARTTLS");
+    await startTls(c);
+    const ehlo = await c.cmd("EHLO client.example");
+    expect(ehlo).not.toContain("STARTTLS");
+    expect(ehlo).not.toContain("AUTH");
+    expect(await sendMail(c)).toStartWith("250 2.0.0");
+    const m = server.sink.messages[0];
+    expect(m?.envelope.tls).toBe(true);
+    expect(m?.raw.toString("latin1")).toMatch(/with ESMTPS\r\n\t\(version=TLSv1\.[23] cipher=/);
+    await c.cmd("QUIT");
+    await Bun.sleep(50);
+    expect(server.sessions.some((s) => s.tls)).toBe(true);
+  });
+
+  test("STARTTLS\\r\\nRSET\\r\\n in one segment: the RSET is discarded, no plaintext reply", async () => {
+    server = await startTestServer({ env: tlsEnv(tempDir()) });
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    c.write("STARTTLS\r\nRSET\r\n");
+    expect(await c.reply()).toMatch(/^220 /);
+    await c.upgrade();
+    // Had the RSET been executed, its "250 Flushed" would now be read as the NOOP reply.
+    expect(await c.cmd("NOOP")).toMatch(/^250 2\.0\.0 OK/);
+    expect(await c.cmd("MAIL FROM:<a@sender.example>")).toMatch(/^503 /); // EHLO needed again
+    await c.cmd("EHLO again.example");
+    expect(await sendMail(c)).toStartWith("250");
+  });
+
+  test("partial line STARTTLS\\r\\nRSE before the handshake does not prefix the first encrypted command", async () => {
+    server = await startTestServer({ env: tlsEnv(tempDir()) });
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    c.write("STARTTLS\r\nRSE");
+    expect(await c.reply()).toMatch(/^220 /);
+    await c.upgrade();
+    // "RSE" + "T\r\n" would make "RSET"; the server must see only "T".
+    expect(await c.cmd("T")).toMatch(/^500 /);
+    expect(await c.cmd("EHLO again.example")).toStartWith("250");
+  });
+
+  test("SMTP_TLS_REQUIRED: MAIL before STARTTLS → 530 5.7.0, after STARTTLS accepted", async () => {
+    server = await startTestServer({ env: tlsEnv(tempDir(), { SMTP_TLS_REQUIRED: "true" }) });
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    expect(await c.cmd("MAIL FROM:<a@sender.example>")).toBe("530 5.7.0 Must issue a STARTTLS command first");
+    await startTls(c);
+    await c.cmd("EHLO client.example");
+    expect(await sendMail(c)).toStartWith("250");
+  });
+
+  test("certificate reload (SIGHUP path and file change) keeps open TLS sessions", async () => {
+    const dir = tempDir();
+    const live = join(dir, "live");
+    const { key, cert } = makeCert(dir, "one");
+    const two = makeCert(dir, "two");
+    mkdirSync(live);
+    copyFileSync(key, join(live, "key.pem"));
+    copyFileSync(cert, join(live, "cert.pem"));
+    server = await startTestServer({ env: { SMTP_TLS_KEY: join(live, "key.pem"), SMTP_TLS_CERT: join(live, "cert.pem") } });
+    const old = await RawClient.connect(server.port);
+    await greet(old);
+    await startTls(old);
+    const before = fingerprint(old);
+
+    copyFileSync(two.key, join(live, "key.pem"));
+    copyFileSync(two.cert, join(live, "cert.pem"));
+    expect(server.handle.reloadTls()).toBe(true);
+    const fresh = await RawClient.connect(server.port);
+    await greet(fresh);
+    await startTls(fresh);
+    expect(fingerprint(fresh)).not.toBe(before);
+    await old.cmd("EHLO still.example");
+    expect(await sendMail(old)).toStartWith("250");
+
+    // File change without SIGHUP: the watcher picks it up (debounced).
+    copyFileSync(key, join(live, "key.pem"));
+    copyFileSync(cert, join(live, "cert.pem"));
+    let back = "";
+    for (let i = 0; i < 40 && back !== before; i++) {
+      await Bun.sleep(100);
+      const probe = await RawClient.connect(server.port);
+      await greet(probe);
+      await startTls(probe);
+      back = fingerprint(probe);
+      probe.end();
+    }
+    expect(back).toBe(before);
+
+    // A broken renewal is refused; the current certificate stays.
+    writeFileSync(join(live, "cert.pem"), "-----BEGIN CERTIFICATE-----\ngarbage\n");
+    expect(server.handle.reloadTls()).toBe(false);
+    expect(server.logs.lines.some((l) => l.level === "error" && l.msg.includes("TLS certificate reload failed"))).toBe(true);
+  });
+
+  test("TLS enabled with a missing or unreadable file → CliError naming the variable and file", async () => {
+    const dir = tempDir();
+    const missing = join(dir, "nope.pem");
+    const { cert } = makeCert(dir);
+    const attempt = () => startTestServer({ env: { SMTP_TLS_ENABLED: "true", SMTP_TLS_KEY: missing, SMTP_TLS_CERT: cert } });
+    await expect(attempt()).rejects.toThrow(CliError);
+    await expect(attempt()).rejects.toThrow(`SMTP_TLS_KEY=${missing}`);
+    const notPem = join(dir, "not.pem");
+    writeFileSync(notPem, "hello");
+    await expect(startTestServer({ env: { SMTP_TLS_KEY: notPem, SMTP_TLS_CERT: cert } })).rejects.toThrow(`SMTP_TLS_KEY=${notPem} is not a PEM file`);
+  });
+
+  test("nodemailer sends over STARTTLS (requireTLS)", async () => {
+    server = await startTestServer({ env: tlsEnv(tempDir()) });
+    const transport = nodemailer.createTransport({ host: "127.0.0.1", port: server.port, secure: false, requireTLS: true, tls: { rejectUnauthorized: false } });
+    const info = await transport.sendMail({ from: "a@sender.example", to: "b@company.com", subject: "nm", text: "hello" });
+    expect(info.response).toMatch(/^250 2\.0\.0 Queued as t1/);
+    expect(server.sink.messages[0]?.envelope.tls).toBe(true);
+    transport.close();
+  });
+});
