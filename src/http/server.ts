@@ -99,6 +99,12 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
     }
   }
 
+  function url(): string {
+    if (!server) throw new Error("http server not started");
+    const host = server.hostname ?? config.http.host;
+    return `http://${host.includes(":") ? `[${host}]` : host}:${server.port}/`;
+  }
+
   return {
     start() {
       if (server) return;
@@ -117,7 +123,7 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
       } catch (err) {
         throw new CliError(`cannot listen for HTTP on ${config.http.host}:${config.http.port}: ${describeError(err)} (check HTTP_HOST and HTTP_PORT)`);
       }
-      logger.info("http listening", { url: this.url, auth: token.required ? "token" : "none" });
+      logger.info("http listening", { url: url(), auth: token.required ? "token" : "none" });
       const warning = exposureWarning(config.http.host, token.required);
       if (warning) logger.warn(warning, { host: config.http.host });
     },
@@ -133,9 +139,7 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
       clearTimeout(timer);
     },
     get url() {
-      if (!server) throw new Error("http server not started");
-      const host = server.hostname ?? config.http.host;
-      return `http://${host.includes(":") ? `[${host}]` : host}:${server.port}/`;
+      return url();
     },
   };
 }

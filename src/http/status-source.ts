@@ -35,3 +35,43 @@ export interface StatusSource {
   rules(): RulesStatus;
   relay(): RelayStatus;
 }
+
+/** The shapes `serve` already has, described structurally so http/ imports none of them. */
+export interface StatusParts {
+  startedAt: number;
+  smtpListening: () => boolean;
+  tls: { enabled: boolean; required: boolean };
+  /** The relay in force (config.relay; may change on SIGHUP), null when none is configured. */
+  relay: () => { host: string; port: number } | null;
+  /** RulesRuntime.status(). */
+  rules: () => {
+    version: string;
+    loadedAt: Date;
+    lastError: string | null;
+    lastErrorAt: Date | null;
+    reloads: { ok: number; error: number };
+  };
+}
+
+/** Adapts serve's components to a StatusSource (dates to unix ms, never credentials). */
+export function createStatusSource(parts: StatusParts): StatusSource {
+  return {
+    startedAt: parts.startedAt,
+    smtpListening: parts.smtpListening,
+    smtpTls: () => ({ enabled: parts.tls.enabled, required: parts.tls.required }),
+    relay() {
+      const r = parts.relay();
+      return r ? { configured: true, address: `${r.host}:${r.port}` } : { configured: false, address: null };
+    },
+    rules() {
+      const s = parts.rules();
+      return {
+        version: s.version,
+        loadedAt: s.loadedAt.getTime(),
+        lastError: s.lastError,
+        lastErrorAt: s.lastErrorAt ? s.lastErrorAt.getTime() : null,
+        reloads: { ok: s.reloads.ok, failed: s.reloads.error },
+      };
+    },
+  };
+}

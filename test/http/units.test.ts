@@ -1,0 +1,55 @@
+/**
+ * The small pure pieces behind the page: chart scale, formatting, target display, and the
+ * StatusSource adapter serve uses (dates → ms, reload counts renamed, no credentials).
+ */
+import { expect, test } from "bun:test";
+import { formatCount, formatDay, formatDuration, formatPercent } from "../../src/http/format.ts";
+import { niceCeiling } from "../../src/http/stats-chart.ts";
+import { displayTarget } from "../../src/http/stats-data.ts";
+import { createStatusSource } from "../../src/http/status-source.ts";
+
+test("chart ceilings are round and halve to whole numbers", () => {
+  const cases: [number, number][] = [[0, 4], [3, 4], [5, 6], [9, 10], [11, 20], [22, 30], [25, 30], [61, 80], [99, 100], [101, 200], [1234, 2000], [5000, 5000]];
+  for (const [n, ceiling] of cases) {
+    expect(niceCeiling(n), String(n)).toBe(ceiling);
+    expect(Number.isInteger(niceCeiling(n) / 2)).toBe(true);
+  }
+});
+
+test("formatting", () => {
+  expect(formatCount(1234567)).toBe("1,234,567");
+  expect(formatCount(12)).toBe("12");
+  expect(formatPercent(null)).toBe("–");
+  expect(formatPercent(0.756)).toBe("76%");
+  expect(formatPercent(0.0123)).toBe("1.2%");
+  expect(formatPercent(0)).toBe("0%");
+  expect(formatDuration(42)).toBe("42 s");
+  expect(formatDuration(5400)).toBe("1 h 30 min");
+  expect(formatDuration(3 * 86400 + 7200)).toBe("3 d 2 h");
+  expect(formatDay("2025-03-07")).toBe("Mar 7");
+});
+
+test("targets: forward addresses joined, webhook URLs without credentials or query", () => {
+  expect(displayTarget("forward", '["a@x.example","b@y.example"]')).toBe("a@x.example, b@y.example");
+  expect(displayTarget("forward", "plain@x.example")).toBe("plain@x.example");
+  expect(displayTarget("webhook", "https://user:pw@hooks.example:8443/in/abc?token=s3cret#frag")).toBe("https://hooks.example:8443/in/abc?…");
+  expect(displayTarget("webhook", "not a url")).toBe("(invalid URL)");
+});
+
+test("createStatusSource adapts serve's shapes", () => {
+  let relay: { host: string; port: number; pass: string } | null = null;
+  const loadedAt = new Date("2025-01-02T03:04:05Z");
+  const status = createStatusSource({
+    startedAt: 1000,
+    smtpListening: () => true,
+    tls: { enabled: true, required: true },
+    relay: () => relay,
+    rules: () => ({ version: "abc", loadedAt, lastError: "bad", lastErrorAt: new Date(5000), reloads: { ok: 2, error: 1 } }),
+  });
+  expect(status.relay()).toEqual({ configured: false, address: null });
+  relay = { host: "smtp.example", port: 587, pass: "hunter2" };
+  expect(status.relay()).toEqual({ configured: true, address: "smtp.example:587" });
+  expect(JSON.stringify(status.relay())).not.toContain("hunter2");
+  expect(status.rules()).toEqual({ version: "abc", loadedAt: loadedAt.getTime(), lastError: "bad", lastErrorAt: 5000, reloads: { ok: 2, failed: 1 } });
+  expect(status.smtpTls()).toEqual({ enabled: true, required: true });
+});
