@@ -183,3 +183,28 @@ describe("stats page", () => {
     expect(html.trimEnd()).toEndWith("</html>");
   });
 });
+
+describe("lifecycle", () => {
+  test("a port already in use is refused with a one-line error naming HTTP_HOST/HTTP_PORT", async () => {
+    const { createHttpServer } = await import("../../src/http/server.ts");
+    const { silentLogger } = await import("../../src/log/logger.ts");
+    const port = Number(new URL(server.url).port);
+    const second = createHttpServer({
+      config: { http: { host: "127.0.0.1", port, statsToken: null }, dataDir: fx.dataDir, smtp: { hostname: "x" } },
+      db: fx.db,
+      logger: silentLogger,
+      status: fx.status,
+    });
+    expect(() => second.start()).toThrow(`cannot listen for HTTP on 127.0.0.1:${port}`);
+    expect(() => second.url).toThrow("not started");
+  });
+
+  test("stop() closes the port and is idempotent", async () => {
+    const url = server.url;
+    await server.stop();
+    await server.stop();
+    await expect(fetch(new URL("/healthz", url))).rejects.toThrow();
+    server.start(); // afterEach stops it again
+    expect((await get(server, "/healthz")).status).toBe(200);
+  });
+});
