@@ -40,11 +40,10 @@ const MESSAGE = [
 ].join("\r\n");
 
 async function signed(): Promise<Uint8Array> {
-  const result = await dkimSign(MESSAGE, {
-    signingDomain: "example.org",
-    selector: "sel",
-    privateKey: privateKey.export({ type: "pkcs8", format: "pem" }),
-  });
+  const key = { signingDomain: "example.org", selector: "sel", privateKey: privateKey.export({ type: "pkcs8", format: "pem" }) };
+  // mailauth signs what is listed in signatureData; its .d.ts also demands the top-level keys
+  const result = await dkimSign(MESSAGE, { ...key, signatureData: [key] });
+  if (result.signatures.split("DKIM-Signature:").length !== 2) throw new Error(`expected one signature: ${result.signatures}`);
   return new TextEncoder().encode(result.signatures + MESSAGE);
 }
 
