@@ -125,9 +125,20 @@ function restringify(text: string, rule: NewRule): string {
   return doc.toString({ lineWidth: 0 });
 }
 
+/** Gives the inserted lines the file's CRLF endings (the original bytes are left as they were). */
+function toCrlf(original: string, spliced: string): string {
+  let start = 0;
+  while (start < original.length && original[start] === spliced[start]) start++;
+  const tail = original.length - start;
+  const inserted = spliced.slice(start, spliced.length - tail);
+  return spliced.slice(0, start) + inserted.replace(/(?<!\r)\n/g, "\r\n") + spliced.slice(spliced.length - tail);
+}
+
 /** The file text with the rule appended, if the result lints without errors. */
 export function addRuleToText(text: string, fileName: string, rule: NewRule): AddResult {
-  const next = spliceRule(text, rule) ?? restringify(text, rule);
+  const spliced = spliceRule(text, rule);
+  const crlf = spliced !== null && text.includes("\r\n");
+  const next = spliced === null ? restringify(text, rule) : crlf ? toCrlf(text, spliced) : spliced;
   const diagnostics = lintRules(next, fileName);
   if (diagnostics.some((d) => d.severity === "error")) return { ok: false, diagnostics };
   return { ok: true, text: next, diagnostics };

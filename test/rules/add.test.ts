@@ -100,3 +100,12 @@ describe("addRuleToText", () => {
     expect(result.diagnostics.map((d) => [d.line, d.col, d.code])).toContainEqual([6, 51, "invalid-regex"]);
   });
 });
+
+test("a CRLF file gets CRLF lines for the new rule", () => {
+  const text = "domains: [company.com]\r\nrules:\r\n  - name: a\r\n    action: drop\r\n    conditions: [{ field: subject, operator: exists }]\r\n# end\r\n";
+  const next = added(text, { name: "b", action: "drop", conditions: [{ field: "helo", operator: "exists" }] });
+  expect(next).toBe(
+    "domains: [company.com]\r\nrules:\r\n  - name: a\r\n    action: drop\r\n    conditions: [{ field: subject, operator: exists }]\r\n" +
+      "  - name: b\r\n    action: drop\r\n    conditions:\r\n      - { field: helo, operator: exists }\r\n# end\r\n",
+  );
+});

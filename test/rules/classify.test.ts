@@ -5,6 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { classify } from "../../src/rules/classify.ts";
 import { parseRules } from "../../src/rules/load.ts";
+import { syntheticRulesYaml } from "../../src/rules/synthetic.ts";
 import type { RuleSet } from "../../src/rules/types.ts";
 import type { MessageFacts } from "../../src/types.ts";
 import { type FactsInput, makeFacts } from "../helpers/facts.ts";
@@ -322,5 +323,21 @@ rules:
     const { decision, trace } = classify(makeFacts({ size: 0 }), rules);
     expect(decision.rule).toBeNull();
     expect(trace.map((t) => t.rule)).toEqual(["first", "second", "third"]);
+  });
+});
+
+describe("synthetic rule sets (bench helper)", () => {
+  test("200 generated rules compile, none matches an ordinary message, the catch-all does", () => {
+    const rules = compile(syntheticRulesYaml(200));
+    expect(rules.rules).toHaveLength(201);
+    const facts = makeFacts({ subject: "Quarterly report", from: "a@b.example", to: ["x@company.com"], rcpt: ["x@company.com"], clientIp: "192.0.2.1", body: "hello ".repeat(2000), size: 12_000 });
+    const { decision, trace } = classify(facts, rules);
+    expect(decision.rule).toBe("catch-all");
+    expect(trace).toHaveLength(201);
+    const started = performance.now();
+    for (let i = 0; i < 1000; i++) classify(facts, rules, { trace: false });
+    const perMessageMs = (performance.now() - started) / 1000;
+    // Generous bound for a shared 2-core machine; bench/parse-classify.ts measures for real.
+    expect(perMessageMs).toBeLessThan(5);
   });
 });
