@@ -86,7 +86,7 @@ export function renderMetrics(db: Database, snapshot: StatsSnapshot, histogram: 
     out.sample("mailgw_delivery_duration_seconds_count", { kind }, s.count);
   }
 
-  out.family("mailgw_rules_reload_total", "counter", "Rules file loads since start, by result (a failed reload keeps the last good rules).");
+  out.family("mailgw_rules_reload_total", "counter", "Rules file reloads since start (the initial load not counted), by result; a refused reload keeps the last good rules.");
   out.sample("mailgw_rules_reload_total", { result: "success" }, snapshot.rules.reloads.ok);
   out.sample("mailgw_rules_reload_total", { result: "failure" }, snapshot.rules.reloads.failed);
   out.family("mailgw_rules_last_reload_ok", "gauge", "1 when the last rules reload succeeded, 0 when it was refused.");

@@ -15,7 +15,7 @@ export interface RulesStatus {
   lastError: string | null;
   /** When the last reload was refused (unix ms). */
   lastErrorAt: number | null;
-  /** Reloads since start, first load included. */
+  /** Reloads since start (the initial load is not counted). */
   reloads: { ok: number; failed: number };
 }
 

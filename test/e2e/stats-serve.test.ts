@@ -148,7 +148,7 @@ test.skipIf(!SERVE_REGISTERED)("counts on /stats.json, /metrics and /stats match
     expect(metrics).toContain('mailgw_messages_total{action="reject",category="spam"} 2\n');
     expect(metrics).toContain('mailgw_smtp_sessions_total{tls="false"} 7\n');
     expect(metrics).toContain('mailgw_queue_depth{state="held"} 1\n');
-    expect(metrics).toContain('mailgw_rules_reload_total{result="success"} 1\n');
+    expect(metrics).toContain('mailgw_rules_reload_total{result="success"} 0\n');
 
     const page = await (await fetch(`${base}/stats`, auth)).text();
     expect(/<g class="bar today"[^>]*>/.exec(page)?.[0]).toContain(`aria-label="Today, ${today}: 7 received"`);
@@ -157,6 +157,23 @@ test.skipIf(!SERVE_REGISTERED)("counts on /stats.json, /metrics and /stats match
     const health = (await (await fetch(`${base}/healthz`)).json()) as { status: string; warnings: string[] };
     expect(health.status).toBe("ok");
     expect(health.warnings.join(" ")).toContain("no relay configured");
+
+    // Hot reload shows up live: a valid edit bumps the version, an invalid one is reported.
+    writeFileSync(join(work, "rules.yaml"), RULES.replace("priority: 40", "priority: 45"));
+    const reloaded = await waitFor("rules reloaded", SETTLE_TIMEOUT_MS, async () => {
+      const snap = (await (await fetch(`${base}/stats.json`, auth)).json()) as StatsSnapshot;
+      return snap.rules.reloads.ok === 1 ? snap : null;
+    });
+    expect(reloaded.rules.version).not.toBe(s.rules.version);
+    writeFileSync(join(work, "rules.yaml"), RULES.replace("operator: contains", "operator: containz"));
+    const refused = await waitFor("rules reload refused", SETTLE_TIMEOUT_MS, async () => {
+      const snap = (await (await fetch(`${base}/stats.json`, auth)).json()) as StatsSnapshot;
+      return snap.rules.reloads.failed === 1 ? snap : null;
+    });
+    expect(refused.rules.lastError).toContain("containz");
+    expect(refused.rules.version).toBe(reloaded.rules.version);
+    expect(await (await fetch(`${base}/stats`, auth)).text()).toContain("The last rules reload was refused");
+    expect(await (await fetch(`${base}/metrics`, auth)).text()).toContain('mailgw_rules_reload_total{result="failure"} 1\n');
   } finally {
     serve.kill("SIGTERM");
   }

@@ -25,7 +25,7 @@ export function makeStatus(startedAt = Date.now() - 3_723_000): MutableStatus {
     startedAt,
     listening: true,
     relayConfigured: true,
-    rulesStatus: { version: "sha256:1a2b3c4d", loadedAt: startedAt, lastError: null, lastErrorAt: null, reloads: { ok: 1, failed: 0 } },
+    rulesStatus: { version: "sha256:1a2b3c4d", loadedAt: startedAt, lastError: null, lastErrorAt: null, reloads: { ok: 0, failed: 0 } },
     smtpListening: () => s.listening,
     smtpTls: () => ({ enabled: true, required: false }),
     rules: () => s.rulesStatus,
