@@ -2,17 +2,19 @@
  * The stats endpoints of a real `mailgw serve` (the compiled executable, copied outside the
  * repository) after real mail sent with nodemailer: /stats.json counts what was sent (received,
  * by action and category, sessions, the held forward), /metrics agrees, /stats shows today's bar
- * with the count, STATS_TOKEN guards everything but /healthz. Skipped until serve is registered.
+ * with the count, STATS_TOKEN guards everything but /healthz, rules reloads show up live, and
+ * /healthz + `mailgw healthcheck` turn unhealthy while the data dir is gone. Skipped until serve
+ * is registered.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import nodemailer from "nodemailer";
 import type { StatsSnapshot } from "../../src/http/stats-data.ts";
 import { dayKey } from "../../src/store/db.ts";
-import { BARE_PATH, copyBinaryToTemp, hideRepoWrapper, registeredCommands, type CopiedBinary } from "../packaging/binary.ts";
+import { BARE_PATH, copyBinaryToTemp, hideRepoWrapper, registeredCommands, runBinary, type CopiedBinary } from "../packaging/binary.ts";
 
 const SERVE_REGISTERED = registeredCommands().has("serve");
 /** How long the gateway may take to open its ports. */
@@ -174,6 +176,22 @@ test.skipIf(!SERVE_REGISTERED)("counts on /stats.json, /metrics and /stats match
     expect(refused.rules.version).toBe(reloaded.rules.version);
     expect(await (await fetch(`${base}/stats`, auth)).text()).toContain("The last rules reload was refused");
     expect(await (await fetch(`${base}/metrics`, auth)).text()).toContain('mailgw_rules_reload_total{result="failure"} 1\n');
+
+    // The data dir becomes unusable: /healthz says 503 and `mailgw healthcheck` exits 1; back again → healthy.
+    const dataDir = join(work, "data");
+    renameSync(dataDir, `${dataDir}.aside`);
+    try {
+      const down = await fetch(`${base}/healthz`);
+      expect(down.status).toBe(503);
+      expect(((await down.json()) as { reason: string }).reason).toContain("data dir is not writable");
+      const check = await runBinary(binary.bin, ["healthcheck"], { cwd: work, env });
+      expect(check.exitCode).toBe(1);
+      expect(check.stderr).toContain("unhealthy: dataDir: data dir is not writable");
+    } finally {
+      renameSync(`${dataDir}.aside`, dataDir);
+    }
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    expect((await runBinary(binary.bin, ["healthcheck"], { cwd: work, env })).exitCode).toBe(0);
   } finally {
     serve.kill("SIGTERM");
   }
