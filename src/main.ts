@@ -12,8 +12,8 @@ const main = defineCommand({
     // cli-commands:start (one line per command; keep sorted)
     healthcheck: () => import("./cli/healthcheck.ts").then((m) => m.default),
     queue: () => import("./cli/queue.ts").then((m) => m.default),
-    queue: () => import("./cli/queue.ts").then((m) => m.default),
     rules: () => import("./cli/rules.ts").then((m) => m.default),
+    serve: () => import("./cli/serve.ts").then((m) => m.default),
     systemd: () => import("./cli/systemd.ts").then((m) => m.default),
     test: () => import("./cli/test.ts").then((m) => m.default),
     version: () => import("./cli/version.ts").then((m) => m.default),

@@ -1,0 +1,53 @@
+/**
+ * `mailgw serve`: the gateway in one process (SPEC §1). Flags map to configuration variables
+ * (flags > environment > .env > defaults); everything else lives in src/serve/.
+ * Exit 0 after a clean stop (SIGTERM/SIGINT), 1 on bad configuration (one line naming the
+ * variable or file) or when a port cannot be bound.
+ */
+import { defineCommand } from "citty";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { loadConfig, type LoadOptions } from "../config/config.ts";
+import { CliError } from "../errors.ts";
+import { createLogger } from "../log/logger.ts";
+import { startGateway } from "../serve/gateway.ts";
+import { runUntilSignalled } from "../serve/signals.ts";
+import { cliAction } from "./action.ts";
+
+/** If something still holds the event loop after a clean stop, exit anyway after this. */
+const EXIT_FALLBACK_MS = 2000;
+
+interface ServeArgs {
+  port?: string;
+  host?: string;
+  "http-port"?: string;
+  rules?: string;
+  "data-dir"?: string;
+  "env-file"?: string;
+}
+
+export default defineCommand({
+  meta: { name: "serve", description: "Run the gateway: SMTP listener, classifier, delivery queue and stats HTTP server" },
+  args: {
+    port: { type: "string", description: "SMTP port (SMTP_PORT, default 2525)" },
+    host: { type: "string", description: "SMTP listen address (SMTP_HOST, default 0.0.0.0)" },
+    "http-port": { type: "string", description: "Stats/health HTTP port (HTTP_PORT, default 3000)" },
+    rules: { type: "string", description: "Rules file (RULES_FILE, default ./rules.yaml)" },
+    "data-dir": { type: "string", description: "Spool and archive directory (DATA_DIR, default ./data)" },
+    "env-file": { type: "string", description: "Read variables from this file instead of ./.env" },
+  },
+  run: cliAction<ServeArgs>(async (args) => {
+    const envFile = args["env-file"] === undefined ? undefined : resolve(args["env-file"]);
+    if (envFile !== undefined && !existsSync(envFile)) throw new CliError(`--env-file ${envFile} does not exist`);
+    const loadOptions: LoadOptions = {
+      envFile,
+      flags: { SMTP_PORT: args.port, SMTP_HOST: args.host, HTTP_PORT: args["http-port"], RULES_FILE: args.rules, DATA_DIR: args["data-dir"] },
+    };
+    const config = loadConfig(loadOptions);
+    const logger = createLogger(config.log);
+    const gateway = await startGateway({ config, logger, reloadConfig: () => loadConfig(loadOptions) });
+    await runUntilSignalled(gateway, logger);
+    setTimeout(() => process.exit(0), EXIT_FALLBACK_MS).unref();
+    return 0;
+  }),
+});

