@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # mailgw container image: the one executable (SPEC §7) on a slim glibc base, as a non-root user.
 #
 #   docker build --build-arg MAILGW_BUILD_COMMIT=$(git rev-parse --short HEAD) -t mailgw .
