@@ -1,0 +1,60 @@
+/**
+ * `mailgw serve` start-up failures (SPEC §1/§2): exit 1 with ONE stderr line naming the
+ * variable or file, no stack trace — bad values (env and flags), TLS on with a missing key,
+ * a missing rules file, a port already in use, a missing --env-file. Run from source.
+ */
+import { describe, expect, test } from "bun:test";
+import { rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { runServeOnce, serveDir } from "../smtp/serve-process.ts";
+
+function oneLine(stderr: string): string {
+  const lines = stderr.trim().split("\n");
+  expect(lines).toHaveLength(1);
+  expect(stderr).not.toContain("    at ");
+  return lines[0] ?? "";
+}
+
+describe("mailgw serve refuses bad configuration with exit 1 and one line", () => {
+  test("bad variable values, from the environment and from flags", async () => {
+    const dir = serveDir();
+    const env = await runServeOnce("source", dir, { RATE_LIMIT_MAX: "lots" });
+    expect(env.exitCode).toBe(1);
+    expect(oneLine(env.stderr)).toContain("RATE_LIMIT_MAX=lots");
+    const flag = await runServeOnce("source", dir, {}, ["--port", "99999"]);
+    expect(flag.exitCode).toBe(1);
+    expect(oneLine(flag.stderr)).toContain("SMTP_PORT=99999");
+    const cidr = await runServeOnce("source", dir, { SMTP_ALLOWED_IPS: "10.0.0.0/33" });
+    expect(cidr.exitCode).toBe(1);
+    expect(oneLine(cidr.stderr)).toContain("SMTP_ALLOWED_IPS");
+  });
+
+  test("SMTP_TLS_ENABLED=true with an unreadable key names the file", async () => {
+    const dir = serveDir();
+    const missing = join(dir, "missing-key.pem");
+    const r = await runServeOnce("source", dir, { SMTP_TLS_ENABLED: "true", SMTP_TLS_KEY: missing, SMTP_TLS_CERT: join(dir, "rules.yaml") });
+    expect(r.exitCode).toBe(1);
+    expect(oneLine(r.stderr)).toContain(`SMTP_TLS_KEY=${missing}`);
+  });
+
+  test("missing rules file, port in use, missing --env-file", async () => {
+    const dir = serveDir();
+    const rules = await runServeOnce("source", dir, {}, ["--rules", "nope.yaml"]);
+    expect(rules.exitCode).toBe(1);
+    expect(oneLine(rules.stderr)).toContain("nope.yaml");
+
+    const blocker = createServer();
+    await new Promise<void>((ok) => blocker.listen(0, "127.0.0.1", ok));
+    const port = (blocker.address() as { port: number }).port;
+    const busy = await runServeOnce("source", dir, { SMTP_HOST: "127.0.0.1", SMTP_PORT: String(port) });
+    blocker.close();
+    expect(busy.exitCode).toBe(1);
+    expect(oneLine(busy.stderr)).toContain(`SMTP_PORT=${port}`);
+
+    const envFile = await runServeOnce("source", dir, {}, ["--env-file", "absent.env"]);
+    expect(envFile.exitCode).toBe(1);
+    expect(oneLine(envFile.stderr)).toContain("absent.env");
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
