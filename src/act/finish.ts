@@ -106,9 +106,8 @@ export class Finisher {
     this.db.transaction(() => {
       for (const d of done) markMessageDone(this.db, d.id, d.archivePath);
     }).immediate();
-    for (const d of done) {
-      this.logger.debug("message done", { id: d.id, archive_path: d.archivePath });
-      if (!spoolStillNeeded(this.db, d.id)) await this.spool.remove(d.id);
-    }
+    const unneeded = done.filter((d) => !spoolStillNeeded(this.db, d.id));
+    await Promise.all(unneeded.map((d) => this.spool.remove(d.id)));
+    for (const d of done) this.logger.debug("message done", { id: d.id, archive_path: d.archivePath });
   }
 }

@@ -2,21 +2,22 @@
  * Intake with group commit: makes an accepted message durable before its `250`.
  *
  * Each message's spool file is written and fsynced as soon as it arrives (async, in the
- * thread pool, in parallel with others). Messages whose file is ready are then committed
- * together: ONE fsync of the spool directory (makes their renames durable) and ONE SQLite
- * transaction (message rows, deliveries, counters). Only then are their promises resolved.
- * Under load a commit group grows to whatever arrived while the previous one ran, so the
- * cost of the directory fsync and the WAL fsync is shared.
+ * thread pool, in parallel with others). Messages whose file is ready form a group: ONE
+ * fsync of the spool directory (makes their renames durable), running while ONE SQLite
+ * transaction commits their rows, deliveries and counters. Only when both are done are
+ * their promises resolved. One group commits at a time; under load the next group is
+ * whatever finished meanwhile, so the directory fsync and the WAL fsync are shared by
+ * more messages the busier the gateway is.
  *
  * Trusts: rows built by the pipeline. Failure: an entry whose file cannot be written is
- * rejected alone; a failed directory fsync or transaction rejects its whole group and
- * removes the group's spool files (no row was committed, no client got 250 — nothing lost,
- * nothing half-written). Callers turn rejections into 451 4.3.0.
+ * rejected alone; a failed transaction or directory fsync rejects its whole group, removes
+ * the group's spool files and (after a failed fsync) deletes the rows again — no client got
+ * 250, nothing lost, nothing half-written. Callers turn rejections into 451 4.3.0.
  */
 import type { Database } from "bun:sqlite";
 import { bumpCounter, type CounterMetric } from "../store/counters.ts";
 import { dayKey } from "../store/db.ts";
-import { insertDelivery, insertMessage, type MessageRow, type NewDelivery } from "../store/messages.ts";
+import { deleteMessages, insertDelivery, insertMessage, type MessageRow, type NewDelivery } from "../store/messages.ts";
 import type { Spool } from "../spool/spool.ts";
 
 export interface IntakeEntry {
@@ -37,13 +38,19 @@ export interface IntakeStats {
   groups: number;
   committed: number;
   largestGroup: number;
+  /** Time spent in directory fsyncs (async) and in SQLite commits (synchronous), ms. */
+  dirSyncMs: number;
+  sqliteMs: number;
 }
 
 export class Intake {
   private ready: Waiting[] = [];
-  private committing = false;
   private scheduled = false;
-  readonly stats: IntakeStats = { groups: 0, committed: 0, largestGroup: 0 };
+  private committing = false;
+  /** Entries handed in and not yet resolved or rejected. */
+  private inFlight = 0;
+  private idleWaiters: (() => void)[] = [];
+  readonly stats: IntakeStats = { groups: 0, committed: 0, largestGroup: 0, dirSyncMs: 0, sqliteMs: 0 };
 
   constructor(
     private readonly db: Database,
@@ -52,7 +59,8 @@ export class Intake {
 
   /** Resolves once the entry's file (if any) and rows are durable; rejects if not stored. */
   commit(entry: IntakeEntry): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+    this.inFlight++;
+    const settled = new Promise<void>((resolve, reject) => {
       const waiting: Waiting = { entry, resolve, reject };
       if (entry.bytes === null) return this.enqueue(waiting);
       this.spool.write({ id: entry.row.id, bytes: entry.bytes }).then(
@@ -60,11 +68,18 @@ export class Intake {
         (err: unknown) => reject(err),
       );
     });
+    const done = (): void => {
+      this.inFlight--;
+      this.notifyIdle();
+    };
+    settled.then(done, done);
+    return settled;
   }
 
-  /** Waits until everything handed in so far has been committed or rejected. */
-  async drain(): Promise<void> {
-    while (this.committing || this.scheduled || this.ready.length > 0) await new Promise((r) => setTimeout(r, 5));
+  /** Resolves when everything handed in so far has been committed or rejected. */
+  drain(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   private enqueue(w: Waiting): void {
@@ -78,6 +93,7 @@ export class Intake {
     });
   }
 
+  /** One group at a time: what arrives meanwhile forms the next (bigger) group. */
   private async commitLoop(): Promise<void> {
     if (this.committing) return;
     this.committing = true;
@@ -92,21 +108,35 @@ export class Intake {
     }
   }
 
+  /**
+   * Commits one group. The directory fsync runs (in the thread pool) while the SQLite
+   * transaction commits; both must succeed before anyone hears "stored". If the transaction
+   * fails, the group's files are removed. If the directory fsync fails after the rows were
+   * committed, the rows are deleted again. A crash between the two leaves rows whose file
+   * may be missing: recovery drops exactly those (their clients never got 250).
+   */
   private async commitGroup(group: Waiting[]): Promise<void> {
     const spooled = group.filter((w) => w.entry.bytes !== null);
+    const t0 = performance.now();
+    const dirSync = spooled.length > 0 ? this.spool.syncDir().then(() => null, toError) : Promise.resolve(null);
     try {
-      if (spooled.length > 0) await this.spool.syncDir();
       this.db.transaction(() => {
         for (const w of group) {
           insertMessage(this.db, w.entry.row);
           for (const d of w.entry.deliveries) insertDelivery(this.db, d);
         }
-        bumpCounters(this.db, group.map((w) => w.entry.row));
+        bumpCounters(this.db, group.map((w) => w.entry.row), 1);
       }).immediate();
+      this.stats.sqliteMs += performance.now() - t0;
     } catch (err) {
-      await Promise.all(spooled.map((w) => this.spool.remove(w.entry.row.id).catch(() => undefined)));
-      await this.spool.syncDir().catch(() => undefined);
-      for (const w of group) w.reject(err);
+      await dirSync;
+      await this.fail(group, spooled, err, false);
+      return;
+    }
+    const dirError = await dirSync;
+    this.stats.dirSyncMs += performance.now() - t0;
+    if (dirError) {
+      await this.fail(group, spooled, dirError, true);
       return;
     }
     this.stats.groups++;
@@ -114,10 +144,33 @@ export class Intake {
     this.stats.largestGroup = Math.max(this.stats.largestGroup, group.length);
     for (const w of group) w.resolve();
   }
+
+  private async fail(group: Waiting[], spooled: Waiting[], err: unknown, rowsCommitted: boolean): Promise<void> {
+    if (rowsCommitted) {
+      try {
+        this.db.transaction(() => {
+          deleteMessages(this.db, group.map((w) => w.entry.row.id));
+          bumpCounters(this.db, group.map((w) => w.entry.row), -1);
+        }).immediate();
+      } catch {
+        // The rows stay; recovery removes rows whose spool file is missing.
+      }
+    }
+    await Promise.all(spooled.map((w) => this.spool.remove(w.entry.row.id).catch(() => false)));
+    await this.spool.syncDir().catch(() => undefined);
+    for (const w of group) w.reject(err);
+  }
+
+  private notifyIdle(): void {
+    if (this.inFlight > 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
 }
 
 /** Counters for a group, summed first so each (metric, rule, category) is one statement. */
-function bumpCounters(db: Database, rows: readonly MessageRow[]): void {
+function bumpCounters(db: Database, rows: readonly MessageRow[], sign: 1 | -1): void {
   const sums = new Map<string, { at: number; metric: CounterMetric; rule: string | null; category: string; n: number }>();
   const add = (at: number, metric: CounterMetric, rule: string | null, category: string): void => {
     const key = JSON.stringify([metric, rule, category, dayKey(at)]);
@@ -129,5 +182,9 @@ function bumpCounters(db: Database, rows: readonly MessageRow[]): void {
     add(r.receivedAt, "received", r.rule, r.category);
     add(r.receivedAt, `action:${r.action}`, r.rule, r.category);
   }
-  for (const s of sums.values()) bumpCounter(db, s.at, s.metric, { rule: s.rule, category: s.category }, s.n);
+  for (const s of sums.values()) bumpCounter(db, s.at, s.metric, { rule: s.rule, category: s.category }, sign * s.n);
+}
+
+function toError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
 }

@@ -8,6 +8,8 @@
  *  - files mailgw never writes → moved to `spool/orphaned/` too.
  *  - rows `spooled`: accepted (250 sent) but post-250 work unfinished → finished now
  *    (archive redone idempotently: same path, an existing copy counts as done).
+ *  - rows whose spool file is missing (and not archived): committed while the directory
+ *    fsync was still running when the crash came, so no 250 was sent → row removed.
  *  - rows `done` whose spool file is still there: removed unless a delivery needs it.
  * Failure: file-system and SQLite errors are thrown (serve refuses to start rather than run
  * with a spool it does not understand); a message whose archive copy fails stays spooled.
@@ -16,7 +18,7 @@ import type { Database } from "bun:sqlite";
 import { access } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log/logger.ts";
-import { existingMessageIds, markMessageDone, pendingMessages } from "../store/messages.ts";
+import { deleteMessages, existingMessageIds, markMessageDone, messagesNeedingSpool, pendingMessages } from "../store/messages.ts";
 import { archiveRelativePath } from "../act/archive.ts";
 import type { Finisher } from "../act/finish.ts";
 import type { Spool } from "./spool.ts";
@@ -28,13 +30,14 @@ export interface RecoveryReport {
   temporaryRemoved: number;
   orphaned: string[];
   finished: number;
-  missing: string[];
+  /** Rows removed: committed, but their spool file never became durable (no 250 was sent). */
+  unacknowledged: string[];
   released: number;
 }
 
 export async function recoverSpool(db: Database, spool: Spool, finisher: Finisher, logger: Logger, dataDir: string): Promise<RecoveryReport> {
   await spool.ensureDirs();
-  const report: RecoveryReport = { temporaryRemoved: 0, orphaned: [], finished: 0, missing: [], released: 0 };
+  const report: RecoveryReport = { temporaryRemoved: 0, orphaned: [], finished: 0, unacknowledged: [], released: 0 };
   const listing = await spool.list();
   for (const name of listing.temporary) {
     await spool.removeTemporary(name);
@@ -65,16 +68,24 @@ export async function recoverSpool(db: Database, spool: Spool, finisher: Finishe
         report.finished++;
         continue;
       }
-      // No spool file for an unfinished row: the archive copy may exist (crash after it).
+      // No spool file: either archived and the crash came before "done" (acknowledged), or
+      // the crash came between the commit and the directory fsync (never acknowledged).
       const rel = m.archive ? archiveRelativePath(m.id, m.receivedAt) : null;
-      const archived = rel !== null && (await access(join(dataDir, rel)).then(() => true, () => false));
-      markMessageDone(db, m.id, archived ? rel : null);
-      if (!archived) {
-        report.missing.push(m.id);
-        logger.error("spool file of an accepted message is missing", { id: m.id });
+      if (rel !== null && (await access(join(dataDir, rel)).then(() => true, () => false))) {
+        markMessageDone(db, m.id, rel);
+      } else {
+        dropUnacknowledged(db, logger, m.id, report);
       }
     }
     await finisher.idle();
+  }
+  // Messages done at intake (forward, webhook) whose deliveries need a file that is not there.
+  cursor = "";
+  for (;;) {
+    const ids = messagesNeedingSpool(db, cursor, RECOVERY_PAGE_ROWS);
+    if (ids.length === 0) break;
+    cursor = ids[ids.length - 1] ?? cursor;
+    for (const id of ids) if (!onDisk.has(id)) dropUnacknowledged(db, logger, id, report);
   }
   await finisher.idle();
   for (const id of listing.messages) {
@@ -84,10 +95,17 @@ export async function recoverSpool(db: Database, spool: Spool, finisher: Finishe
     temporary_removed: report.temporaryRemoved,
     orphaned: report.orphaned.length,
     finished: report.finished,
-    missing: report.missing.length,
+    unacknowledged: report.unacknowledged.length,
     released: report.released,
   });
   return report;
+}
+
+/** A record whose spool file never became durable: its client never got 250. */
+function dropUnacknowledged(db: Database, logger: Logger, id: string, report: RecoveryReport): void {
+  db.transaction(() => deleteMessages(db, [id])).immediate();
+  report.unacknowledged.push(id);
+  logger.warn("record without its spool file (crash before the reply was sent) removed", { id });
 }
 
 /** Retries messages left `spooled` by a failed archive (called periodically by the pipeline). */

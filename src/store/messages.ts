@@ -91,6 +91,14 @@ export function insertDelivery(db: Database, d: NewDelivery): void {
   );
 }
 
+/** Deletes messages and their deliveries (a group whose storage failed after its commit). */
+export function deleteMessages(db: Database, ids: readonly string[]): void {
+  for (const id of ids) {
+    db.query(`DELETE FROM deliveries WHERE message_id = ?`).run(id);
+    db.query(`DELETE FROM messages WHERE id = ?`).run(id);
+  }
+}
+
 /** Marks a message finished; `archivePath` (relative to DATA_DIR) when a copy was archived. */
 export function markMessageDone(db: Database, id: string, archivePath: string | null): void {
   db.query(`UPDATE messages SET status = 'done', archive_path = coalesce(?, archive_path) WHERE id = ?`).run(archivePath, id);
@@ -128,6 +136,18 @@ export function spoolStillNeeded(db: Database, id: string): boolean {
     )
     .get(id);
   return row?.needed === 1;
+}
+
+/** Ids of messages (after `afterId`, in id order) with a delivery that still needs the spool file. */
+export function messagesNeedingSpool(db: Database, afterId: string, limit: number): string[] {
+  return db
+    .query<{ message_id: string }, [string, number]>(
+      `SELECT DISTINCT message_id FROM deliveries
+        WHERE state IN (${SPOOL_NEEDED_STATES.map((s) => `'${s}'`).join(", ")}) AND message_id > ?
+        ORDER BY message_id LIMIT ?`,
+    )
+    .all(afterId, limit)
+    .map((r) => r.message_id);
 }
 
 /** Ids (of those given) that have a message row. */

@@ -85,7 +85,20 @@ describe("recover", () => {
     await mkdir(join(h.config.dataDir, "archive", dayKey(t)), { recursive: true });
     await writeFile(join(h.config.dataDir, rel), "x");
     const report = await h.pipeline.recover();
-    expect(report.missing).toEqual([]);
+    expect(report.unacknowledged).toEqual([]);
     expect(h.db.query<{ status: string; archive_path: string }, [string]>("SELECT status, archive_path FROM messages WHERE id = ?").get(id)).toEqual({ status: "done", archive_path: rel });
+  });
+
+  test("records whose spool file never became durable (crash before the reply) are removed", async () => {
+    h = await makeHarness({ recover: false });
+    const t = Date.now();
+    const archiveId = newMessageId(t);
+    const forwardId = newMessageId(t + 1);
+    insertMessage(h.db, row(archiveId, t));
+    insertMessage(h.db, row(forwardId, t, { status: "done", archive: false, action: "forward" }));
+    insertDelivery(h.db, { messageId: forwardId, kind: "forward", target: ["x@y.org"], rule: null, category: "default", state: "queued", createdAt: t });
+    const report = await h.pipeline.recover();
+    expect(report.unacknowledged.sort()).toEqual([archiveId, forwardId].sort());
+    expect(h.db.query<{ n: number }, []>("SELECT (SELECT count(*) FROM messages) + (SELECT count(*) FROM deliveries) AS n").get()?.n).toBe(0);
   });
 });
