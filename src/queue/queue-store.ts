@@ -23,6 +23,7 @@ export interface ClaimedDelivery {
   category: string;
   attempts: number;
   createdAt: number;
+  nextAttemptAt: number;
   mailFrom: string;
   recipients: string;
   clientIp: string;
@@ -41,26 +42,54 @@ export interface ClaimExclusions {
 }
 
 const CLAIM_COLUMNS = `d.id, d.message_id AS messageId, d.kind, d.target, d.rule, d.category, d.attempts,
-  d.created_at AS createdAt, m.mail_from AS mailFrom, m.recipients, m.client_ip AS clientIp, m.helo, m.tls,
-  m.received_at AS receivedAt, m.subject`;
+  d.created_at AS createdAt, d.next_attempt_at AS nextAttemptAt, m.mail_from AS mailFrom, m.recipients,
+  m.client_ip AS clientIp, m.helo, m.tls, m.received_at AS receivedAt, m.subject`;
 
-/** Due deliveries (oldest due first), not yet claimed. Uses the deliveries_due index. */
+/**
+ * Due deliveries (oldest due first), not yet claimed. One ordered range seek per
+ * (kind, state) on deliveries_kind_due (migration 2), merged here: no sort of the backlog,
+ * and a relay at its cap does not make the claim walk past every queued forward.
+ */
 export function dueCandidates(db: Database, now: number, limit: number, ex: ClaimExclusions): ClaimedDelivery[] {
-  return db
-    .query<ClaimedDelivery, [number, number, string, number]>(
-      `SELECT ${CLAIM_COLUMNS} FROM deliveries d JOIN messages m ON m.id = d.message_id
-       WHERE d.state IN ('queued', 'deferred') AND d.next_attempt_at <= ?
-         AND NOT (d.kind = 'forward' AND ?)
-         AND NOT (d.kind = 'webhook' AND d.target IN (SELECT value FROM json_each(?)))
-       ORDER BY d.next_attempt_at LIMIT ?`,
-    )
-    .all(now, ex.forwards ? 1 : 0, JSON.stringify(ex.webhookTargets), limit);
+  const forward = db.query<ClaimedDelivery, [string, number, number]>(
+    `SELECT ${CLAIM_COLUMNS} FROM deliveries d JOIN messages m ON m.id = d.message_id
+     WHERE d.kind = 'forward' AND d.state = ? AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at LIMIT ?`,
+  );
+  const webhook = db.query<ClaimedDelivery, [string, number, string, number]>(
+    `SELECT ${CLAIM_COLUMNS} FROM deliveries d JOIN messages m ON m.id = d.message_id
+     WHERE d.kind = 'webhook' AND d.state = ? AND d.next_attempt_at <= ?
+       AND d.target NOT IN (SELECT value FROM json_each(?)) ORDER BY d.next_attempt_at LIMIT ?`,
+  );
+  const skip = JSON.stringify(ex.webhookTargets);
+  const found: ClaimedDelivery[] = [];
+  for (const state of ["queued", "deferred"]) {
+    if (!ex.forwards) found.push(...forward.all(state, now, limit));
+    found.push(...webhook.all(state, now, skip, limit));
+  }
+  return found.sort((a, b) => a.nextAttemptAt - b.nextAttemptAt).slice(0, limit);
 }
 
-/** Marks the given candidates `delivering`; returns those it actually took (the CLI may have dropped one). */
+/**
+ * Marks the given candidates `delivering`; returns those it actually took (the CLI may have
+ * dropped one). The commit is not fsynced: a claim lost in a crash leaves the row queued and
+ * it is simply attempted again (at-least-once), while the next durable commit on this
+ * connection (intake or finishAttempts, synchronous=FULL) makes it durable anyway.
+ */
 export function claim(db: Database, candidates: readonly ClaimedDelivery[], now: number): ClaimedDelivery[] {
+  if (candidates.length === 0) return [];
   const stmt = db.query(`UPDATE deliveries SET state = 'delivering', updated_at = ? WHERE id = ? AND state IN ('queued', 'deferred')`);
-  return db.transaction(() => candidates.filter((c) => stmt.run(now, c.id).changes === 1)).immediate();
+  return withoutFsync(db, () => db.transaction(() => candidates.filter((c) => stmt.run(now, c.id).changes === 1)).immediate());
+}
+
+/** Runs `fn` with synchronous=OFF on this connection, restoring the previous level after. */
+function withoutFsync<T>(db: Database, fn: () => T): T {
+  const level = db.query<{ synchronous: number }, []>("PRAGMA synchronous").get()?.synchronous ?? 2;
+  db.exec("PRAGMA synchronous = OFF");
+  try {
+    return fn();
+  } finally {
+    db.exec(`PRAGMA synchronous = ${Number(level)}`);
+  }
 }
 
 export interface AttemptRecord {
@@ -76,40 +105,30 @@ export interface AttemptRecord {
 }
 
 /**
- * Records an attempt and the state it leads to, with the counter, in one transaction.
- * Returns false (and records nothing) when the delivery is no longer `delivering`
+ * Records attempts and the states they lead to, with their counters, in ONE durable
+ * transaction (group commit: one WAL fsync for every attempt that finished meanwhile).
+ * Per record: false (nothing recorded) when the delivery is no longer `delivering`
  * (dropped with `mailgw queue drop` while the attempt ran).
  */
-export function finishAttempt(db: Database, r: AttemptRecord): boolean {
+export function finishAttempts(db: Database, records: readonly AttemptRecord[]): boolean[] {
+  return db.transaction(() => records.map((r) => recordAttempt(db, r))).immediate();
+}
+
+function recordAttempt(db: Database, r: AttemptRecord): boolean {
   const { delivery: d, step } = r;
-  return db
-    .transaction(() => {
-      const changed = db
-        .query(
-          `UPDATE deliveries SET state = ?, attempts = attempts + 1, next_attempt_at = ?, updated_at = ?,
-             last_error = ?, delivered_at = ? WHERE id = ? AND state = 'delivering'`,
-        )
-        .run(
-          step.state,
-          step.nextAttemptAt,
-          r.at + r.durationMs,
-          r.ok ? null : (step.reason ?? r.reply),
-          step.state === "delivered" ? r.at + r.durationMs : null,
-          d.id,
-        ).changes;
-      if (changed !== 1) return false;
-      db.query(`INSERT INTO delivery_attempts (delivery_id, at, target, duration_ms, ok, reply) VALUES (?, ?, ?, ?, ?, ?)`).run(
-        d.id,
-        r.at,
-        r.target,
-        r.durationMs,
-        r.ok ? 1 : 0,
-        r.reply,
-      );
-      bumpCounter(db, r.at, `${step.state}:${d.kind}`, { rule: d.rule, category: d.category });
-      return true;
-    })
-    .immediate();
+  const end = r.at + r.durationMs;
+  const changed = db
+    .query(
+      `UPDATE deliveries SET state = ?, attempts = attempts + 1, next_attempt_at = ?, updated_at = ?,
+         last_error = ?, delivered_at = ? WHERE id = ? AND state = 'delivering'`,
+    )
+    .run(step.state, step.nextAttemptAt, end, r.ok ? null : (step.reason ?? r.reply), step.state === "delivered" ? end : null, d.id)
+    .changes;
+  if (changed !== 1) return false;
+  db.query(`INSERT INTO delivery_attempts (delivery_id, at, target, duration_ms, ok, reply) VALUES (?, ?, ?, ?, ?, ?)`)
+    .run(d.id, r.at, r.target, r.durationMs, r.ok ? 1 : 0, r.reply);
+  bumpCounter(db, r.at, `${step.state}:${d.kind}`, { rule: d.rule, category: d.category });
+  return true;
 }
 
 /** A claimed forward found with no relay configured goes (back) to `held`. */

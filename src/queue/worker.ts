@@ -17,6 +17,7 @@ import { createRelayClient, type RelayClient } from "../act/relay.ts";
 import type { Config, RelayConfig } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
 import { runAttempt } from "./attempt.ts";
+import { createGroupCommit } from "./group-commit.ts";
 import * as store from "./queue-store.ts";
 import { nextStep } from "./retry.ts";
 import { createSpoolAccess, type SpoolAccess } from "./spool-access.ts";
@@ -74,6 +75,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   let timer: ReturnType<typeof setTimeout> | null = null;
   let started = false;
   let stopping = false;
+  let tickScheduled = false;
+  const recordFinished = createGroupCommit((records: store.AttemptRecord[]) => store.finishAttempts(db, records));
 
   const makeRelay = (r: RelayConfig | null): RelayClient | null =>
     r === null ? null : createRelayClient(r, { ehloName: config.smtp.hostname });
@@ -93,7 +96,15 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     return { forwards: relay !== null && countByKey("relay") >= relayCap, webhookTargets: [...webhookTargets] };
   }
 
+  /** Coalesces wake-ups (intake, finished attempts) into one claim per event-loop turn. */
+  function scheduleTick(): void {
+    if (tickScheduled || !started || stopping) return;
+    tickScheduled = true;
+    setImmediate(tick);
+  }
+
   function tick(): void {
+    tickScheduled = false;
     if (!started || stopping) return;
     if (timer) clearTimeout(timer);
     timer = setTimeout(tick, pollMs);
@@ -139,7 +150,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       .catch((err) => logger.error("delivery attempt error", { id: d.messageId, delivery: d.id, error: String(err) }))
       .finally(() => {
         running.delete(d.id);
-        if (!stopping) queueMicrotask(tick);
+        scheduleTick();
       });
     running.set(d.id, { promise, key: keyOf(d) });
   }
@@ -158,7 +169,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     const ok = outcome.kind === "delivered";
     const reply = ok ? outcome.reply : outcome.error;
     const durationMs = Math.max(0, end - at);
-    const recorded = store.finishAttempt(db, { delivery: d, at, durationMs, target, ok, reply, step });
+    const recorded = await recordFinished({ delivery: d, at, durationMs, target, ok, reply, step });
     const fields = {
       id: d.messageId,
       delivery: d.id,
@@ -213,15 +224,13 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       relay?.close();
       relay = null;
     },
-    wake() {
-      if (started && !stopping) queueMicrotask(tick);
-    },
+    wake: scheduleTick,
     reloadRelay(next) {
       relay?.close();
       relay = makeRelay(next);
       logger.info("relay settings reloaded", { relay: relay?.label ?? null });
       releaseHeldIfRelay();
-      this.wake();
+      scheduleTick();
     },
     inFlight: () => running.size,
   };

@@ -86,4 +86,13 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     `,
   },
+  {
+    // The delivery worker claims due rows per (kind, state) in next_attempt_at order. With only
+    // deliveries_due, skipping the forwards (relay at its cap) to reach a webhook meant walking
+    // every queued forward, and `state IN (...) ORDER BY` sorted all due rows on every claim:
+    // O(backlog) per claim, quadratic over a backlog. This index makes each claim a range seek.
+    version: 2,
+    name: "deliveries-kind-due",
+    sql: `CREATE INDEX deliveries_kind_due ON deliveries(kind, state, next_attempt_at);`,
+  },
 ];
