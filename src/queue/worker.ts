@@ -228,7 +228,6 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     reloadRelay(next) {
       relay?.close();
       relay = makeRelay(next);
-      logger.info("relay settings reloaded", { relay: relay?.label ?? null });
       releaseHeldIfRelay();
       scheduleTick();
     },
