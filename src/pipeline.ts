@@ -59,7 +59,10 @@ export interface PipelineDeps {
 export interface Pipeline extends MessageSink {
   /** Finishes what a crash left in the spool; starts background timers. Call before listening. */
   recover(): Promise<RecoveryReport>;
-  /** Stops accepting (451), waits for commits and post-250 work in flight, stops timers. */
+  /**
+   * Stops accepting (451), waits for receives, commits and post-250 work in flight, stops
+   * timers. Call after the SMTP listener has stopped; the database must stay open until then.
+   */
   close(): Promise<void>;
   /** For the delivery worker: removes the spool file once nothing needs it. */
   releaseSpool(id: string): Promise<boolean>;
@@ -82,8 +85,21 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   let retention: RetentionTimer | null = null;
   let sweepTimer: ReturnType<typeof setInterval> | null = null;
 
+  let active = 0;
+  let onInactive: (() => void) | null = null;
+
   async function receive(raw: Uint8Array, envelope: Envelope): Promise<ReceiveOutcome> {
     if (closed) throw SmtpError.temporary(new Error("pipeline is shutting down"));
+    active++;
+    try {
+      return await receiveOne(raw, envelope);
+    } finally {
+      active--;
+      if (active === 0) onInactive?.();
+    }
+  }
+
+  async function receiveOne(raw: Uint8Array, envelope: Envelope): Promise<ReceiveOutcome> {
     const receivedAt = now();
     const id = newMessageId(receivedAt);
     let decision: Decision;
@@ -138,6 +154,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       closed = true;
       retention?.stop();
       if (sweepTimer) clearInterval(sweepTimer);
+      if (active > 0) await new Promise<void>((resolve) => (onInactive = resolve));
       await intake.drain();
       await finisher.idle();
     },

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { SmtpError } from "../../src/errors.ts";
 import { isMessageId } from "../../src/spool/ids.ts";
@@ -147,5 +147,34 @@ describe("receive", () => {
       expect(new Uint8Array(await readFile(path))).toEqual(raws[i]!);
     }
     expect(counter(h, "received", "default")).toBe(50);
+  });
+
+  test("classification uses the rules in force when the message arrives", async () => {
+    h = await makeHarness();
+    expect((await h.pipeline.receive(message("hello"), envelope())).decision.action).toBe("archive");
+    await writeFile(h.config.rulesFile, "domains: [example.com]\ndefault: { action: drop, category: off }\nrules: []\n");
+    expect(await h.rules.reload()).toMatchObject({ ok: true, changed: true });
+    const out = await h.pipeline.receive(message("hello"), envelope());
+    expect(out.decision).toMatchObject({ action: "drop", category: "off" });
+  });
+
+  test("a 25 MB message is stored and archived byte for byte", async () => {
+    h = await makeHarness();
+    const raw = message("big", 25 * 1024 * 1024 - 4096);
+    const out = await h.pipeline.receive(raw, envelope());
+    await h.pipeline.settle();
+    const stored = new Uint8Array(await readFile(join(h.config.dataDir, "archive", dayKey(Date.now()), `${out.id}.eml`)));
+    expect(stored.byteLength).toBe(raw.byteLength);
+    expect(Buffer.compare(stored, raw)).toBe(0);
+  }, 30_000);
+
+  test("close() waits for receives in flight, then refuses new ones with 451", async () => {
+    h = await makeHarness();
+    const inFlight = Array.from({ length: 10 }, (_, i) => h!.pipeline.receive(message(`late ${i}`), envelope()));
+    await h.pipeline.close();
+    const outs = await Promise.all(inFlight);
+    expect(h.db.query<{ n: number }, []>("SELECT count(*) AS n FROM messages WHERE status = 'done'").get()?.n).toBe(outs.length);
+    const err = (await h.pipeline.receive(message("after close"), envelope()).catch((e: unknown) => e)) as SmtpError;
+    expect([err.code, err.enhanced]).toEqual([451, "4.3.0"]);
   });
 });
