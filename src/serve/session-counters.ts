@@ -11,7 +11,7 @@ import type { Logger } from "../log/logger.ts";
 import { bumpCounter } from "../store/counters.ts";
 
 /** Stats readers see a session at most this long after it ended. */
-export const FLUSH_INTERVAL_MS = 1000;
+export const FLUSH_INTERVAL_MS = 2000;
 
 export interface SessionCounters {
   count(tls: boolean): void;
