@@ -17,7 +17,10 @@ import { cleanupBinary, serveDir, startServe, type ServeMode } from "../smtp/ser
 afterAll(() => cleanupBinary());
 
 const SWAKS = findTool("swaks");
+/** swaks does STARTTLS only with Net::SSLeay (Debian: libnet-ssleay-perl, a Recommends). */
+const SWAKS_TLS = SWAKS !== null && Bun.spawnSync([SWAKS, "--support"]).stdout.toString().includes("TLS supported");
 if (!SWAKS) console.warn("skip: swaks not installed (apt-get install -y swaks libnet-ssleay-perl)");
+else if (!SWAKS_TLS) console.warn("skip (swaks STARTTLS leg): swaks lacks Net::SSLeay (apt-get install -y libnet-ssleay-perl)");
 
 async function startTls(c: RawClient): Promise<string> {
   expect(await c.cmd("STARTTLS")).toMatch(/^220 /);
@@ -57,7 +60,7 @@ describe.each(["source", "binary"] as ServeMode[])("mailgw serve STARTTLS (%s)",
     const serve = await startServe(mode, dir, { SMTP_TLS_KEY: key, SMTP_TLS_CERT: cert });
     try {
       if (SWAKS) {
-        for (const tls of [false, true]) {
+        for (const tls of SWAKS_TLS ? [false, true] : [false]) {
           const r = await swaks(serve.smtpPort, tls);
           expect({ tls, code: r.code, queued: /250 2\.0\.0 Queued as/.test(r.out) }).toEqual({ tls, code: 0, queued: true });
           if (tls) expect(r.out).toContain("TLS started");
