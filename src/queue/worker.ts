@@ -145,12 +145,22 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     return chosen;
   }
 
+  /**
+   * After an attempt ends: claim again only once a quarter of its target's slots are free, so a
+   * busy relay is refilled in small batches (one claim query and commit per batch, not per
+   * message). Idle targets and webhooks (small caps) still refill at once; the poll covers the rest.
+   */
+  function worthClaiming(key: string): boolean {
+    const cap = key === "relay" ? (relay?.maxConnections ?? 0) * FORWARDS_PER_RELAY_CONNECTION : MAX_PER_WEBHOOK_TARGET;
+    return countByKey(key) <= Math.floor((cap * 3) / 4);
+  }
+
   function startAttempt(d: store.ClaimedDelivery): void {
     const promise = attempt(d)
       .catch((err) => logger.error("delivery attempt error", { id: d.messageId, delivery: d.id, error: String(err) }))
       .finally(() => {
         running.delete(d.id);
-        scheduleTick();
+        if (worthClaiming(keyOf(d))) scheduleTick();
       });
     running.set(d.id, { promise, key: keyOf(d) });
   }
