@@ -86,7 +86,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   let sweepTimer: ReturnType<typeof setInterval> | null = null;
 
   let active = 0;
-  let onInactive: (() => void) | null = null;
+  const inactiveWaiters: (() => void)[] = [];
 
   async function receive(raw: Uint8Array, envelope: Envelope): Promise<ReceiveOutcome> {
     if (closed) throw SmtpError.temporary(new Error("pipeline is shutting down"));
@@ -95,7 +95,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       return await receiveOne(raw, envelope);
     } finally {
       active--;
-      if (active === 0) onInactive?.();
+      if (active === 0) for (const wake of inactiveWaiters.splice(0)) wake();
     }
   }
 
@@ -154,7 +154,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       closed = true;
       retention?.stop();
       if (sweepTimer) clearInterval(sweepTimer);
-      if (active > 0) await new Promise<void>((resolve) => (onInactive = resolve));
+      if (active > 0) await new Promise<void>((resolve) => inactiveWaiters.push(resolve));
       await intake.drain();
       await finisher.idle();
     },

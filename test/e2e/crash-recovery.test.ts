@@ -32,6 +32,7 @@ describe("kill -9 of a running serve", () => {
     const serve = await startServe("source", dir);
     const acked: Acked[] = [];
     let killed = false;
+    const unexpected: string[] = [];
     let next = 0;
     const sender = async (): Promise<void> => {
       const c = await RawClient.connect(serve.smtpPort);
@@ -40,7 +41,10 @@ describe("kill -9 of a running serve", () => {
         const subject = `crash-e2e-${next++}`;
         const reply = await sendMail(c, "b@company.com", simpleMessage(subject, `body of ${subject}\r\n`)).catch(() => "");
         const m = /^250 2\.0\.0 Queued as (\S+)/.exec(reply);
-        if (!m?.[1]) break;
+        if (!m?.[1]) {
+          if (!killed) unexpected.push(reply || "(connection lost)");
+          break;
+        }
         acked.push({ id: m[1], subject });
         if (acked.length >= KILL_AFTER_ACKS && !killed) {
           killed = true;
@@ -50,6 +54,7 @@ describe("kill -9 of a running serve", () => {
       c.end();
     };
     await Promise.all(Array.from({ length: SENDERS }, sender));
+    expect(unexpected).toEqual([]);
     expect(killed).toBe(true);
     expect(await serve.proc.exited).not.toBe(0);
     expect(acked.length).toBeGreaterThanOrEqual(KILL_AFTER_ACKS);
@@ -73,7 +78,9 @@ describe("kill -9 of a running serve", () => {
       const spool = (await readdir(join(dir, "data", "spool"))).filter((n) => n.endsWith(".eml") || n.endsWith(".tmp"));
       expect(spool).toEqual([]);
     } finally {
-      expect(await again.stop("SIGTERM")).toBe(0);
+      const code = await again.stop("SIGTERM");
+      if (code !== 0) console.log(`serve exited ${code}; stderr: ${again.stderr()}; last logs: ${JSON.stringify(again.logs.slice(-5))}`);
+      expect(code).toBe(0);
     }
   }, 60_000);
 });
