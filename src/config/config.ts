@@ -213,3 +213,15 @@ export function redactedConfig(config: Config): Config {
     webhookSecret: config.webhookSecret ? "***" : null,
   };
 }
+
+/**
+ * Whether errors should show stack traces (LOG_LEVEL=debug from flags, env or .env). Used by
+ * the CLI error path, so it must not throw even when the rest of the config is invalid.
+ */
+export function debugRequested(opts: LoadOptions = {}): boolean {
+  try {
+    return resolveRawValues(opts).get("LOG_LEVEL")?.toLowerCase() === "debug";
+  } catch {
+    return (opts.env ?? process.env).LOG_LEVEL === "debug";
+  }
+}

@@ -114,3 +114,14 @@ describe("value parsers", () => {
     expect(errorOf(() => parseDotenv("A=1\nthis is wrong\n", "/x/.env"))).toBe("/x/.env:2: not a KEY=VALUE line");
   });
 });
+
+describe("debugRequested", () => {
+  test("reads LOG_LEVEL from env or .env, and survives an otherwise invalid config", async () => {
+    const { debugRequested } = await import("../../src/config/config.ts");
+    const cwd = emptyDir();
+    expect(debugRequested({ env: {}, cwd })).toBe(false);
+    expect(debugRequested({ env: { LOG_LEVEL: "debug", SMTP_PORT: "nope" }, cwd })).toBe(true);
+    writeFileSync(join(cwd, ".env"), "LOG_LEVEL=debug\n");
+    expect(debugRequested({ env: {}, cwd })).toBe(true);
+  });
+});
