@@ -25,6 +25,12 @@ import {
 export interface ExtractOptions {
   /** SPF/DKIM/DMARC/ARC results from `authenticate()`; each missing one is "none". */
   auth?: Partial<Record<"spf" | "dkim" | "dmarc" | "arc", AuthResult>>;
+  /**
+   * Parse the MIME body for `body`, `attachments` and `attachmentTypes` (default true).
+   * false: header block only (those facts stay empty) — for rule sets that never read them
+   * (see rules/fact-needs.ts); every other fact is the same as with a full parse.
+   */
+  content?: boolean;
 }
 
 /** Header-derived facts of one message. */
@@ -236,7 +242,7 @@ export async function extractFacts(raw: Uint8Array, envelope: Envelope, opts: Ex
     const block = splitHeaderBlock(raw);
     budget.notes.push(...block.notes);
     header = headerFacts(block.fields, budget).facts;
-    content = await contentFacts(raw, block.fields, block.bodyStart, 0, budget);
+    if (opts.content !== false) content = await contentFacts(raw, block.fields, block.bodyStart, 0, budget);
   } catch (err) {
     note(budget, `message not parsed: ${describeError(err)}`);
   }

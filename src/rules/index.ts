@@ -7,6 +7,7 @@
 export { addRuleToText, type AddResult, type NewRule } from "./add.ts";
 export { writeFileAtomic } from "./atomic-write.ts";
 export { classify } from "./classify.ts";
+export { factNeeds, type FactNeeds } from "./fact-needs.ts";
 export { describeCondition, describeConditions, describeTargets, ruleRows } from "./describe.ts";
 export { formatDiagnostics, LINT_FORMATS, lintExitCode, type LintFormat, summarize } from "./format.ts";
 export { lintRules, loadRules, parseRules, readRulesFile, rulesVersion, UNREADABLE_CODE } from "./load.ts";
