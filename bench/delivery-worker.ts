@@ -1,7 +1,10 @@
 /**
  * Delivery-side throughput: N queued 4 KB forwards in a fresh data dir, one worker, a relay
  * (Postfix smtp-sink on loopback: /work/shared/bench-peers/sink.sh start PORT). Prints
- * delivered msg/s and the relay sessions the sink counted (connection reuse).
+ * delivered msg/s, the relay sessions the sink counted (connection reuse), and CPU time per
+ * delivered message of this process (process.cpuUsage: worker + SQLite + nodemailer) and of the
+ * sink (/proc/<pid>/stat utime+stime; --sink-pid, or found from sink.sh's state dir). CPU per
+ * message is the figure to compare on a shared 2-core machine, where wall-clock rates are noisy.
  *
  *   bun bench/delivery-worker.ts --port 2727 [--messages 5000] [--size 4096] [--runs 3]
  *
@@ -24,12 +27,35 @@ const { values } = parseArgs({
     size: { type: "string", default: "4096" },
     runs: { type: "string", default: "3" },
     "sink-file": { type: "string" },
+    "sink-pid": { type: "string" },
   },
 });
 const port = Number(values.port);
 const total = Number(values.messages);
 const size = Number(values.size);
 const sinkFile = values["sink-file"] ?? `/tmp/smtp-bench-sink/${port}/out`;
+
+const sinkPidFile = `/tmp/smtp-bench-sink/${port}/sink.pid`;
+function sinkPid(): number | null {
+  if (values["sink-pid"]) return Number(values["sink-pid"]);
+  try {
+    return Number(readFileSync(sinkPidFile, "utf8").trim());
+  } catch {
+    return null;
+  }
+}
+
+/** utime+stime of a process in microseconds (clock ticks assumed 100/s, as on Linux x86/arm). */
+function processCpuMicros(pid: number | null): number {
+  if (pid === null) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10_000;
+  } catch {
+    return 0;
+  }
+}
 
 function sinkCounters(): { sess: number; mesg: number } {
   try {
@@ -47,7 +73,16 @@ function message(i: number): string {
   return head + line.repeat(Math.max(1, Math.ceil((size - head.length) / line.length)));
 }
 
-async function run(): Promise<{ rate: number; sessions: number; delivered: number }> {
+interface RunResult {
+  rate: number;
+  sessions: number;
+  delivered: number;
+  /** CPU µs per delivered message: this process (user+system) and the sink. */
+  selfCpuUs: number;
+  sinkCpuUs: number;
+}
+
+async function run(): Promise<RunResult> {
   const dir = mkdtempSync(join(tmpdir(), "mailgw-bench-delivery-"));
   const dataDir = join(dir, "data");
   mkdirSync(join(dataDir, "spool"), { recursive: true });
@@ -72,23 +107,42 @@ async function run(): Promise<{ rate: number; sessions: number; delivered: numbe
   const before = sinkCounters();
   const worker = createDeliveryWorker({ config, db, logger: silentLogger });
   const start = performance.now();
+  const cpuBefore = process.cpuUsage();
+  const sinkBefore = processCpuMicros(sinkPid());
   worker.start();
-  const done = () => db.query<{ n: number }, []>(`SELECT count(*) AS n FROM deliveries WHERE state = 'delivered'`).get()?.n ?? 0;
-  while (done() < total) await Bun.sleep(20);
+  // One index seek per poll (deliveries_due), so the bench's own polling costs next to no CPU.
+  const pending = db.query<{ n: number }, []>(`SELECT 1 AS n FROM deliveries WHERE state IN ('queued', 'deferred', 'delivering') LIMIT 1`);
+  while (pending.get() !== null) await Bun.sleep(20);
   const seconds = (performance.now() - start) / 1000;
+  const delivered = db.query<{ n: number }, []>(`SELECT count(*) AS n FROM deliveries WHERE state = 'delivered'`).get()?.n ?? 0;
+  if (delivered !== total) console.error(`only ${delivered} of ${total} delivered`);
+  const cpu = process.cpuUsage(cpuBefore);
+  const sinkCpu = processCpuMicros(sinkPid()) - sinkBefore;
   await worker.stop();
   await Bun.sleep(300);
   const after = sinkCounters();
   db.close();
   rmSync(dir, { recursive: true, force: true });
-  return { rate: total / seconds, sessions: after.sess - before.sess, delivered: after.mesg - before.mesg };
+  return {
+    rate: total / seconds,
+    sessions: after.sess - before.sess,
+    delivered: after.mesg - before.mesg,
+    selfCpuUs: (cpu.user + cpu.system) / total,
+    sinkCpuUs: sinkCpu / total,
+  };
 }
 
 const results = [];
 for (let r = 0; r < Number(values.runs); r++) {
   const res = await run();
   results.push(res);
-  console.log(`run ${r + 1}: ${res.rate.toFixed(0)} msg/s delivered, sink counted ${res.delivered} messages over ${res.sessions} sessions`);
+  console.log(
+    `run ${r + 1}: ${res.rate.toFixed(0)} msg/s delivered, sink counted ${res.delivered} messages over ${res.sessions} sessions;` +
+      ` CPU/msg: mailgw ${res.selfCpuUs.toFixed(0)} µs, sink ${res.sinkCpuUs.toFixed(0)} µs`,
+  );
 }
-const rates = results.map((r) => r.rate).sort((a, b) => a - b);
-console.log(`median: ${rates[Math.floor(rates.length / 2)]?.toFixed(0)} msg/s (${total} × ${size} B)`);
+const median = (xs: number[]): number => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+console.log(
+  `median: ${median(results.map((r) => r.rate)).toFixed(0)} msg/s (${total} × ${size} B);` +
+    ` CPU/msg: mailgw ${median(results.map((r) => r.selfCpuUs)).toFixed(0)} µs, sink ${median(results.map((r) => r.sinkCpuUs)).toFixed(0)} µs`,
+);

@@ -1,6 +1,6 @@
 /**
- * Relay client for `forward` deliveries: one pooled nodemailer transport, reused across
- * messages, to the configured smarthost (SPEC §2 RELAY_*, §5).
+ * Relay client for `forward` deliveries: a pool of nodemailer SMTP connections (relay-pool.ts),
+ * reused across messages, to the configured smarthost (SPEC §2 RELAY_*, §5).
  *
  * Security: RELAY_SMTP_SECURE=starttls sets requireTLS, so a relay that does not offer
  * STARTTLS, answers 454, or fails certificate checks (RELAY_SMTP_TLS_VERIFY) is dropped
@@ -13,10 +13,10 @@
  * Failure: never throws; every send resolves to an AttemptOutcome (see classifyRelayError).
  */
 import { isIP } from "node:net";
-import nodemailer from "nodemailer";
 import type { RelayConfig } from "../config/config.ts";
 import type { AttemptOutcome } from "../queue/retry.ts";
 import { normalizeLineEndings } from "./normalize-crlf.ts";
+import { createRelayPool } from "./relay-pool.ts";
 
 /** Parallel connections to the relay; relays throttle per client, a handful is plenty. */
 export const RELAY_MAX_CONNECTIONS = 8;
@@ -56,48 +56,41 @@ export interface RelayClientOptions {
 
 export function createRelayClient(relay: RelayConfig, opts: RelayClientOptions): RelayClient {
   const maxConnections = opts.maxConnections ?? RELAY_MAX_CONNECTIONS;
-  const transport = nodemailer.createTransport({
-    pool: true,
-    host: relay.host,
-    port: relay.port,
-    name: opts.ehloName,
-    secure: relay.secure === "tls",
-    requireTLS: relay.secure === "starttls",
-    ignoreTLS: relay.secure === "none",
-    auth: relay.user !== null ? { user: relay.user, pass: relay.pass ?? "" } : undefined,
-    // SNI only for names (TLS forbids IP addresses there); verification still checks IP SANs.
-    tls: { rejectUnauthorized: relay.tlsVerify, ...(isIP(relay.host) ? {} : { servername: relay.host }) },
+  const pool = createRelayPool({
+    connection: {
+      host: relay.host,
+      port: relay.port,
+      name: opts.ehloName,
+      secure: relay.secure === "tls",
+      requireTLS: relay.secure === "starttls",
+      ignoreTLS: relay.secure === "none",
+      // SNI only for names (TLS forbids IP addresses there); verification still checks IP SANs.
+      tls: { rejectUnauthorized: relay.tlsVerify, ...(isIP(relay.host) ? {} : { servername: relay.host }) },
+      connectionTimeout: RELAY_CONNECT_TIMEOUT_MS,
+      greetingTimeout: RELAY_GREETING_TIMEOUT_MS,
+      socketTimeout: RELAY_SOCKET_TIMEOUT_MS,
+      logger: false,
+    },
+    auth: relay.user !== null ? { user: relay.user, pass: relay.pass ?? "" } : null,
     maxConnections,
-    maxMessages: RELAY_MAX_MESSAGES_PER_CONNECTION,
+    maxMessagesPerConnection: RELAY_MAX_MESSAGES_PER_CONNECTION,
+    idleTimeoutMs: RELAY_IDLE_TIMEOUT_MS,
     // One immediate retry on a fresh connection when a pooled one was closed under us
     // (relay idle timeout); anything beyond that is the queue's job, with backoff.
     maxRequeues: 1,
-    idleTimeout: RELAY_IDLE_TIMEOUT_MS,
-    connectionTimeout: RELAY_CONNECT_TIMEOUT_MS,
-    greetingTimeout: RELAY_GREETING_TIMEOUT_MS,
-    socketTimeout: RELAY_SOCKET_TIMEOUT_MS,
-    disableFileAccess: true,
-    disableUrlAccess: true,
-    logger: false,
   });
   const label = `${relay.host}:${relay.port}`;
   return {
     maxConnections,
     label,
     async send(input) {
-      try {
-        const info = await transport.sendMail({
-          envelope: { from: input.mailFrom, to: input.to },
-          raw: Buffer.from(normalizeLineEndings(input.raw)),
-          signal: input.signal,
-        });
-        return acceptedOutcome(info.response, info.rejectedErrors);
-      } catch (err) {
-        return classifyRelayError(err);
-      }
+      const normal = normalizeLineEndings(input.raw);
+      const raw = Buffer.from(normal.buffer, normal.byteOffset, normal.byteLength);
+      const result = await pool.send({ from: input.mailFrom, to: input.to, raw, signal: input.signal });
+      return result.ok ? acceptedOutcome(result.info.response, result.info.rejectedErrors) : classifyRelayError(result.error);
     },
     close() {
-      transport.close();
+      pool.close();
     },
   };
 }

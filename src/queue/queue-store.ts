@@ -33,10 +33,15 @@ export interface ClaimedDelivery {
   subject: string;
 }
 
-/** Targets the claim must skip because they already have as many attempts running as allowed. */
-export interface ClaimExclusions {
-  /** No forward may be claimed (relay at its cap). */
-  forwards: boolean;
+/**
+ * How many due deliveries a claim may look at, per kind: exactly the free slots, so a busy
+ * relay's refill reads a handful of rows rather than a page of them, and targets at their cap.
+ */
+export interface ClaimLimits {
+  /** Forwards the relay can take now (0 when it is at its cap). */
+  forwards: number;
+  /** Webhook deliveries the free slots can take now. */
+  webhooks: number;
   /** Webhook URLs at their cap. */
   webhookTargets: string[];
 }
@@ -50,35 +55,42 @@ const CLAIM_COLUMNS = `d.id, d.message_id AS messageId, d.kind, d.target, d.rule
  * (kind, state) on deliveries_kind_due (migration 2), merged here: no sort of the backlog,
  * and a relay at its cap does not make the claim walk past every queued forward.
  */
-export function dueCandidates(db: Database, now: number, limit: number, ex: ClaimExclusions): ClaimedDelivery[] {
-  const forward = db.query<ClaimedDelivery, [string, number, number]>(
-    `SELECT ${CLAIM_COLUMNS} FROM deliveries d JOIN messages m ON m.id = d.message_id
-     WHERE d.kind = 'forward' AND d.state = ? AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at LIMIT ?`,
-  );
-  const webhook = db.query<ClaimedDelivery, [string, number, string, number]>(
-    `SELECT ${CLAIM_COLUMNS} FROM deliveries d JOIN messages m ON m.id = d.message_id
-     WHERE d.kind = 'webhook' AND d.state = ? AND d.next_attempt_at <= ?
-       AND d.target NOT IN (SELECT value FROM json_each(?)) ORDER BY d.next_attempt_at LIMIT ?`,
-  );
-  const skip = JSON.stringify(ex.webhookTargets);
+export function dueCandidates(db: Database, now: number, limits: ClaimLimits): ClaimedDelivery[] {
   const found: ClaimedDelivery[] = [];
   for (const state of ["queued", "deferred"]) {
-    if (!ex.forwards) found.push(...forward.all(state, now, limit));
-    found.push(...webhook.all(state, now, skip, limit));
+    if (limits.forwards > 0) found.push(...db.query<ClaimedDelivery, [string, number, number]>(DUE_FORWARDS).all(state, now, limits.forwards));
+    if (limits.webhooks > 0) {
+      found.push(...db.query<ClaimedDelivery, [string, number, string, number]>(DUE_WEBHOOKS).all(state, now, JSON.stringify(limits.webhookTargets), limits.webhooks));
+    }
   }
-  return found.sort((a, b) => a.nextAttemptAt - b.nextAttemptAt).slice(0, limit);
+  return found.length < 2 ? found : found.sort((a, b) => a.nextAttemptAt - b.nextAttemptAt);
 }
 
+const DUE_FORWARDS = `SELECT ${CLAIM_COLUMNS} FROM deliveries d JOIN messages m ON m.id = d.message_id
+  WHERE d.kind = 'forward' AND d.state = ? AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at LIMIT ?`;
+const DUE_WEBHOOKS = `SELECT ${CLAIM_COLUMNS} FROM deliveries d JOIN messages m ON m.id = d.message_id
+  WHERE d.kind = 'webhook' AND d.state = ? AND d.next_attempt_at <= ?
+    AND d.target NOT IN (SELECT value FROM json_each(?)) ORDER BY d.next_attempt_at LIMIT ?`;
+
 /**
- * Marks the given candidates `delivering`; returns those it actually took (the CLI may have
- * dropped one). The commit is not fsynced: a claim lost in a crash leaves the row queued and
- * it is simply attempted again (at-least-once), while the next durable commit on this
- * connection (intake or finishAttempts, synchronous=FULL) makes it durable anyway.
+ * Marks the given candidates `delivering` in one UPDATE; returns those it actually took (the
+ * CLI may have dropped or changed one meanwhile). The commit is not fsynced: a claim lost in
+ * a crash leaves the row queued and it is simply attempted again (at-least-once), while the
+ * next durable commit on this connection (intake or finishAttempts) makes it durable anyway.
  */
 export function claim(db: Database, candidates: readonly ClaimedDelivery[], now: number): ClaimedDelivery[] {
   if (candidates.length === 0) return [];
-  const stmt = db.query(`UPDATE deliveries SET state = 'delivering', updated_at = ? WHERE id = ? AND state IN ('queued', 'deferred')`);
-  return withoutFsync(db, () => db.transaction(() => candidates.filter((c) => stmt.run(now, c.id).changes === 1)).immediate());
+  const taken = withoutFsync(db, () =>
+    db
+      .query<{ id: number }, [number, string]>(
+        `UPDATE deliveries SET state = 'delivering', updated_at = ?
+         WHERE id IN (SELECT value FROM json_each(?)) AND state IN ('queued', 'deferred') RETURNING id`,
+      )
+      .all(now, JSON.stringify(candidates.map((c) => c.id))),
+  );
+  if (taken.length === candidates.length) return [...candidates];
+  const ids = new Set(taken.map((r) => r.id));
+  return candidates.filter((c) => ids.has(c.id));
 }
 
 /** Runs `fn` with synchronous=OFF on this connection, restoring the previous level after. */

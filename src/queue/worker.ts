@@ -87,13 +87,19 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     return n;
   }
 
-  function exclusions(): store.ClaimExclusions {
-    const relayCap = relay === null ? 0 : relay.maxConnections * FORWARDS_PER_RELAY_CONNECTION;
+  function relayCap(): number {
+    return relay === null ? 0 : relay.maxConnections * FORWARDS_PER_RELAY_CONNECTION;
+  }
+
+  /** Claim sizes from the free slots: a claim never reads rows it could not start now. */
+  function claimLimits(free: number): store.ClaimLimits {
     const webhookTargets = new Set<string>();
     for (const r of running.values()) {
       if (r.key !== "relay" && countByKey(r.key) >= MAX_PER_WEBHOOK_TARGET) webhookTargets.add(r.key.slice("webhook:".length));
     }
-    return { forwards: relay !== null && countByKey("relay") >= relayCap, webhookTargets: [...webhookTargets] };
+    // Without a relay, forwards were just held; any claimed meanwhile go back to held in attempt().
+    const forwards = relay === null ? free : Math.min(free, Math.max(0, relayCap() - countByKey("relay")));
+    return { forwards, webhooks: free, webhookTargets: [...webhookTargets] };
   }
 
   /** Coalesces wake-ups (intake, finished attempts) into one claim per event-loop turn. */
@@ -123,7 +129,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     }
     const free = maxInFlight - running.size;
     if (free <= 0) return;
-    const candidates = store.dueCandidates(db, t, free * 4, exclusions());
+    const candidates = store.dueCandidates(db, t, claimLimits(free));
     if (candidates.length === 0) return;
     const chosen = applyCaps(candidates, free);
     for (const d of store.claim(db, chosen, t)) startAttempt(d);
@@ -131,14 +137,14 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
 
   /** Picks up to `free` candidates without pushing any target past its cap. */
   function applyCaps(candidates: store.ClaimedDelivery[], free: number): store.ClaimedDelivery[] {
-    const relayCap = relay === null ? Infinity : relay.maxConnections * FORWARDS_PER_RELAY_CONNECTION;
+    const forwardCap = relay === null ? Infinity : relayCap();
     const counts = new Map<string, number>();
     const chosen: store.ClaimedDelivery[] = [];
     for (const d of candidates) {
       if (chosen.length >= free) break;
       const key = keyOf(d);
       const n = counts.get(key) ?? countByKey(key);
-      if (n >= (key === "relay" ? relayCap : MAX_PER_WEBHOOK_TARGET)) continue;
+      if (n >= (key === "relay" ? forwardCap : MAX_PER_WEBHOOK_TARGET)) continue;
       counts.set(key, n + 1);
       chosen.push(d);
     }
@@ -151,7 +157,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
    * message). Idle targets and webhooks (small caps) still refill at once; the poll covers the rest.
    */
   function worthClaiming(key: string): boolean {
-    const cap = key === "relay" ? (relay?.maxConnections ?? 0) * FORWARDS_PER_RELAY_CONNECTION : MAX_PER_WEBHOOK_TARGET;
+    const cap = key === "relay" ? relayCap() : MAX_PER_WEBHOOK_TARGET;
     return countByKey(key) <= Math.floor((cap * 3) / 4);
   }
 
