@@ -100,6 +100,8 @@ async function run(size: number, callers: number, seconds: number): Promise<void
         `${String(size / 1024).padStart(4)} KB`, `callers ${String(callers).padStart(3)}`,
         `${(done / elapsed).toFixed(0).padStart(6)} msg/s`, `p50 ${pct(0.5)} ms`, `p99 ${pct(0.99)} ms`,
         `avg group ${(stats.committed / Math.max(1, stats.groups)).toFixed(1)}`,
+        `spool flush ${(stats.flushMs / Math.max(1, stats.groups)).toFixed(1)} ms/group`,
+        `wal fsync ${(stats.walSyncMs / Math.max(1, stats.groups)).toFixed(1)} ms/group`,
         `dir fsync ${(stats.dirSyncMs / Math.max(1, stats.groups)).toFixed(1)} ms/group`,
         `sqlite ${(stats.sqliteMs / Math.max(1, stats.groups)).toFixed(1)} ms/group (${((stats.sqliteMs / 1000 / elapsed) * 100).toFixed(0)}% of loop)`, `max loop lag ${maxLagMs.toFixed(0)} ms`,
         `peak RSS ${(peakRss / 1048576).toFixed(0)} MB`,

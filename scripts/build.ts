@@ -15,6 +15,8 @@ import { dirname, resolve } from "node:path";
 
 const REPO_ROOT = resolve(import.meta.dir, "..");
 const DEFAULT_OUTFILE = resolve(REPO_ROOT, "dist/mailgw");
+/** Files started with `new Worker(...)`: extra entry points of the executable. */
+export const WORKER_ENTRYPOINTS: readonly string[] = ["src/spool/syncfs-worker.ts"];
 
 /**
  * Short commit of HEAD, or "unknown" when git or the repository is missing. A Docker build has
@@ -46,6 +48,8 @@ export function buildCommand(outfile: string, commit: string): string[] {
     "--define",
     `MAILGW_BUILD_COMMIT=${JSON.stringify(commit)}`,
     resolve(REPO_ROOT, "src/main.ts"),
+    // Worker entry points (each `new Worker(...)` target) must be compiled in as well.
+    ...WORKER_ENTRYPOINTS.map((path) => resolve(REPO_ROOT, path)),
     "--outfile",
     outfile,
   ];

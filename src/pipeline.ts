@@ -2,7 +2,8 @@
  * The pipeline: the one place that connects the stages behind an SMTP session.
  *
  *   receive(raw, envelope)
- *     → id (generated)  → parse (extractFacts; SPF/DKIM/DMARC only when a rule reads them)
+ *     → id (generated)  → parse (extractFacts: the MIME body only when a rule reads body or
+ *       attachments, SPF/DKIM/DMARC only when a rule reads them — rules/fact-needs.ts)
  *     → classify (the rules in force right now)
  *     → reject: row recorded, 550 5.7.1
  *     → otherwise: spool file + row + deliveries + counters made durable (group commit,
@@ -16,14 +17,15 @@
  * background retention and retry timers). `close()` waits for work in flight.
  */
 import type { Database } from "bun:sqlite";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
+import { dirname } from "node:path";
 import type { Config } from "./config/config.ts";
 import { describeError, SmtpError } from "./errors.ts";
 import type { Logger } from "./log/logger.ts";
 import { authenticate, type AuthResults } from "./parse/authenticate.ts";
 import { extractFacts } from "./parse/extract.ts";
 import { classify } from "./rules/classify.ts";
-import type { RuleSet } from "./rules/types.ts";
+import { factNeeds } from "./rules/fact-needs.ts";
 import type { RulesRuntime } from "./rules-runtime/runtime.ts";
 import { Archive } from "./act/archive.ts";
 import { Finisher } from "./act/finish.ts";
@@ -31,6 +33,8 @@ import { Intake, type IntakeStats } from "./act/intake.ts";
 import { newMessageId } from "./spool/ids.ts";
 import { recoverSpool, sweepPending, type RecoveryReport } from "./spool/recovery.ts";
 import { Spool } from "./spool/spool.ts";
+import { SpoolFlusher } from "./spool/spool-flusher.ts";
+import { WalSync } from "./spool/wal-sync.ts";
 import type { MessageRow, NewDelivery } from "./store/messages.ts";
 import { startRetention, type RetentionTimer } from "./store/retention.ts";
 import type { Decision, Envelope, MessageFacts, MessageSink, ReceiveOutcome } from "./types.ts";
@@ -45,7 +49,6 @@ const DEFAULT_REJECT_TEXT = "Message rejected";
  * a session longer; missing results become temperror. Only run when a rule looks at them.
  */
 const AUTH_TIMEOUT_MS = 5000;
-const AUTH_FIELDS: ReadonlySet<string> = new Set(["spf", "dkim", "dmarc", "arc"]);
 
 export interface PipelineDeps {
   config: Config;
@@ -79,10 +82,12 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   const spool = new Spool(config.dataDir);
   mkdirSync(spool.orphanDir, { recursive: true });
   const archive = new Archive(config.dataDir);
-  const intake = new Intake(db, spool);
-  const finisher = new Finisher(db, spool, archive, logger);
+  const wal = new WalSync(db);
+  const intake = new Intake(db, spool, wal);
+  const finisher = new Finisher(db, spool, archive, logger, wal);
   let closed = false;
   let retention: RetentionTimer | null = null;
+  let flusher: SpoolFlusher | null = null;
   let sweepTimer: ReturnType<typeof setInterval> | null = null;
 
   let active = 0;
@@ -106,10 +111,11 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     let facts: MessageFacts;
     try {
       const ruleSet = rules.current();
-      const auth = needsAuthentication(ruleSet)
+      const needs = factNeeds(ruleSet);
+      const auth = needs.auth
         ? authenticate(raw, envelope, { timeoutMs: AUTH_TIMEOUT_MS, mta: config.smtp.hostname })
         : Promise.resolve<AuthResults | undefined>(undefined);
-      const [parsed, authResults] = await Promise.all([extractFacts(raw, envelope), auth]);
+      const [parsed, authResults] = await Promise.all([extractFacts(raw, envelope, { content: needs.content }), auth]);
       facts = authResults ? { ...parsed, ...authResults } : parsed;
       decision = classify(facts, ruleSet, { trace: false }).decision;
     } catch (err) {
@@ -147,6 +153,15 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     receive,
     async recover() {
       const report = await recoverSpool(db, spool, finisher, logger, config.dataDir);
+      const started = await SpoolFlusher.start(spool.dir);
+      if (started.flusher) {
+        const spoolFlusher = (flusher = started.flusher);
+        intake.useFlusher(spoolFlusher);
+        const walToo = wal.file !== null && sameFileSystem(dirname(wal.file), spool.dir);
+        if (walToo) wal.useSyncer(() => spoolFlusher.flush());
+        logger.info("spool files made durable by group syncfs", { wal_by_syncfs: walToo });
+      }
+      else logger.info("spool files fsynced one by one (no syncfs)", { reason: started.reason });
       startTimers();
       return report;
     },
@@ -157,6 +172,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       if (active > 0) await new Promise<void>((resolve) => inactiveWaiters.push(resolve));
       await intake.drain();
       await finisher.idle();
+      await flusher?.close();
     },
     releaseSpool: (id) => finisher.release(id),
     readSpooled: (id) => spool.read(id),
@@ -184,16 +200,12 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   }
 }
 
-const authNeeded = new WeakMap<RuleSet, boolean>();
-
-/** Whether any rule reads spf/dkim/dmarc/arc (DNS lookups are skipped otherwise). */
-function needsAuthentication(ruleSet: RuleSet): boolean {
-  let needed = authNeeded.get(ruleSet);
-  if (needed === undefined) {
-    needed = ruleSet.rules.some((r) => r.conditions.some((c) => AUTH_FIELDS.has(c.field)));
-    authNeeded.set(ruleSet, needed);
+function sameFileSystem(a: string, b: string): boolean {
+  try {
+    return statSync(a).dev === statSync(b).dev;
+  } catch {
+    return false;
   }
-  return needed;
 }
 
 function messageRow(id: string, receivedAt: number, facts: MessageFacts, d: Decision, status: MessageRow["status"]): MessageRow {

@@ -14,6 +14,7 @@ import type { Database } from "bun:sqlite";
 import type { Logger } from "../log/logger.ts";
 import { markMessageDone, spoolStillNeeded } from "../store/messages.ts";
 import type { Spool } from "../spool/spool.ts";
+import { WalSync } from "../spool/wal-sync.ts";
 import { describeError } from "../errors.ts";
 import type { Archive } from "./archive.ts";
 
@@ -37,6 +38,7 @@ export class Finisher {
     private readonly spool: Spool,
     private readonly archive: Archive,
     private readonly logger: Logger,
+    private readonly wal: WalSync = new WalSync(db),
   ) {}
 
   /** Queues a message for its post-250 work; a message already queued is ignored. */
@@ -103,9 +105,10 @@ export class Finisher {
       else this.logger.error("archive failed, message stays spooled", { id: it.id, error: describeError(r?.error) });
     });
     if (done.length === 0) return;
-    this.db.transaction(() => {
+    // Durable (WAL fsynced, off the event loop) before any spool file goes.
+    await this.wal.commit(() => {
       for (const d of done) markMessageDone(this.db, d.id, d.archivePath);
-    }).immediate();
+    });
     const unneeded = done.filter((d) => !spoolStillNeeded(this.db, d.id));
     await Promise.all(unneeded.map((d) => this.spool.remove(d.id)));
     for (const d of done) this.logger.debug("message done", { id: d.id, archive_path: d.archivePath });

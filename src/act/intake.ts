@@ -3,8 +3,9 @@
  *
  * Each message's spool file is written and fsynced as soon as it arrives (async, in the
  * thread pool, in parallel with others). Messages whose file is ready form a group: ONE
- * fsync of the spool directory (makes their renames durable), running while ONE SQLite
- * transaction commits their rows, deliveries and counters. Only when both are done are
+ * SQLite transaction for their rows, deliveries and counters, then ONE fsync of the WAL and
+ * ONE of the spool directory (makes their renames durable), both in the thread pool — no
+ * fsync ever runs on the event loop. Only when both are done are
  * their promises resolved. One group commits at a time; under load the next group is
  * whatever finished meanwhile, so the directory fsync and the WAL fsync are shared by
  * more messages the busier the gateway is.
@@ -19,6 +20,8 @@ import { bumpCounter, type CounterMetric } from "../store/counters.ts";
 import { dayKey } from "../store/db.ts";
 import { deleteMessages, insertDelivery, insertMessage, type MessageRow, type NewDelivery } from "../store/messages.ts";
 import type { Spool } from "../spool/spool.ts";
+import type { SpoolFlusher } from "../spool/spool-flusher.ts";
+import { WalSync } from "../spool/wal-sync.ts";
 
 export interface IntakeEntry {
   row: MessageRow;
@@ -38,9 +41,15 @@ export interface IntakeStats {
   groups: number;
   committed: number;
   largestGroup: number;
-  /** Time spent in directory fsyncs (async) and in SQLite commits (synchronous), ms. */
+  /**
+   * Time spent in directory fsyncs (async), in SQLite transactions on the event loop
+   * (synchronous, no fsync) and until the WAL fsync (async) was done, ms.
+   */
   dirSyncMs: number;
   sqliteMs: number;
+  walSyncMs: number;
+  /** Time waiting for the group's spool flush (syncfs, in a worker), ms. */
+  flushMs: number;
 }
 
 export class Intake {
@@ -50,12 +59,20 @@ export class Intake {
   /** Entries handed in and not yet resolved or rejected. */
   private inFlight = 0;
   private idleWaiters: (() => void)[] = [];
-  readonly stats: IntakeStats = { groups: 0, committed: 0, largestGroup: 0, dirSyncMs: 0, sqliteMs: 0 };
+  /** Group flush of spool files (syncfs); null: each file and the directory are fsynced. */
+  private flusher: SpoolFlusher | null = null;
+  readonly stats: IntakeStats = { groups: 0, committed: 0, largestGroup: 0, dirSyncMs: 0, sqliteMs: 0, walSyncMs: 0, flushMs: 0 };
 
   constructor(
     private readonly db: Database,
     private readonly spool: Spool,
+    private readonly wal: WalSync = new WalSync(db),
   ) {}
+
+  /** From now on, spool files are made durable per group by `flusher` (see spool-flusher.ts). */
+  useFlusher(flusher: SpoolFlusher): void {
+    this.flusher = flusher;
+  }
 
   /** Resolves once the entry's file (if any) and rows are durable; rejects if not stored. */
   commit(entry: IntakeEntry): Promise<void> {
@@ -63,7 +80,7 @@ export class Intake {
     const settled = new Promise<void>((resolve, reject) => {
       const waiting: Waiting = { entry, resolve, reject };
       if (entry.bytes === null) return this.enqueue(waiting);
-      this.spool.write({ id: entry.row.id, bytes: entry.bytes }).then(
+      this.spool.write({ id: entry.row.id, bytes: entry.bytes, fsync: this.flusher === null }).then(
         () => this.enqueue(waiting),
         (err: unknown) => reject(err),
       );
@@ -109,34 +126,48 @@ export class Intake {
   }
 
   /**
-   * Commits one group. The directory fsync runs (in the thread pool) while the SQLite
-   * transaction commits; both must succeed before anyone hears "stored". If the transaction
-   * fails, the group's files are removed. If the directory fsync fails after the rows were
-   * committed, the rows are deleted again. A crash between the two leaves rows whose file
+   * Commits one group. The SQLite transaction runs on the event loop without an fsync; the
+   * WAL fsync and the directory fsync then run together in the thread pool (spool/wal-sync.ts);
+   * all must succeed before anyone hears "stored". If the transaction fails, the group's
+   * files are removed. If an fsync fails after the rows were committed, the rows are deleted
+   * again. A crash between the two leaves rows whose file
    * may be missing: recovery drops exactly those (their clients never got 250).
    */
   private async commitGroup(group: Waiting[]): Promise<void> {
     const spooled = group.filter((w) => w.entry.bytes !== null);
     const t0 = performance.now();
-    const dirSync = spooled.length > 0 ? this.spool.syncDir().then(() => null, toError) : Promise.resolve(null);
+    // Files first: a row is committed only once its file is durable (recovery relies on it).
+    const flushed = spooled.length > 0 && this.flusher !== null ? await this.flusher.flush().then(() => null, toError) : null;
+    this.stats.flushMs += performance.now() - t0;
+    if (flushed) {
+      await this.fail(group, spooled, flushed, false);
+      return;
+    }
+    const t1 = performance.now();
+    const dirSync = spooled.length > 0 && this.flusher === null ? this.spool.syncDir().then(() => null, toError) : Promise.resolve(null);
+    let walSync: Promise<Error | null>;
     try {
-      this.db.transaction(() => {
-        for (const w of group) {
-          insertMessage(this.db, w.entry.row);
-          for (const d of w.entry.deliveries) insertDelivery(this.db, d);
-        }
-        bumpCounters(this.db, group.map((w) => w.entry.row), 1);
-      }).immediate();
-      this.stats.sqliteMs += performance.now() - t0;
+      walSync = this.wal
+        .commit(() => {
+          for (const w of group) {
+            insertMessage(this.db, w.entry.row);
+            for (const d of w.entry.deliveries) insertDelivery(this.db, d);
+          }
+          bumpCounters(this.db, group.map((w) => w.entry.row), 1);
+        })
+        .then(() => null, toError);
+      this.stats.sqliteMs += performance.now() - t1;
     } catch (err) {
       await dirSync;
       await this.fail(group, spooled, err, false);
       return;
     }
+    const walError = await walSync;
+    this.stats.walSyncMs += performance.now() - t1;
     const dirError = await dirSync;
-    this.stats.dirSyncMs += performance.now() - t0;
-    if (dirError) {
-      await this.fail(group, spooled, dirError, true);
+    this.stats.dirSyncMs += performance.now() - t1;
+    if (walError || dirError) {
+      await this.fail(group, spooled, walError ?? dirError, true);
       return;
     }
     this.stats.groups++;
@@ -148,10 +179,10 @@ export class Intake {
   private async fail(group: Waiting[], spooled: Waiting[], err: unknown, rowsCommitted: boolean): Promise<void> {
     if (rowsCommitted) {
       try {
-        this.db.transaction(() => {
+        await this.wal.commit(() => {
           deleteMessages(this.db, group.map((w) => w.entry.row.id));
           bumpCounters(this.db, group.map((w) => w.entry.row), -1);
-        }).immediate();
+        });
       } catch {
         // The rows stay; recovery removes rows whose spool file is missing.
       }

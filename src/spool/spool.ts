@@ -21,6 +21,11 @@ export const TMP_SUFFIX = ".tmp";
 export interface SpoolWrite {
   id: string;
   bytes: Uint8Array;
+  /**
+   * fsync the file before the rename (default true). false only when the caller makes it
+   * durable afterwards for a whole group (SpoolFlusher) before anyone relies on it.
+   */
+  fsync?: boolean;
 }
 
 export interface SpoolListing {
@@ -52,7 +57,8 @@ export class Spool {
 
   /**
    * Writes one message: `<id>.tmp` (exclusive create) → fsync → rename to `<id>.eml`.
-   * The rename is durable only after `syncDir()`, which the caller runs once per batch.
+   * The rename is durable only after `syncDir()`, which the caller runs once per batch
+   * (or, with `fsync: false`, file and rename only after the group's SpoolFlusher flush).
    * On failure nothing is left under either name.
    */
   async write(w: SpoolWrite): Promise<void> {
@@ -61,7 +67,7 @@ export class Spool {
     const fh = await open(tmp, "wx", 0o640);
     try {
       await fh.writeFile(w.bytes);
-      await fh.sync();
+      if (w.fsync !== false) await fh.sync();
     } catch (err) {
       await fh.close().catch(() => undefined);
       await unlink(tmp).catch(() => undefined);

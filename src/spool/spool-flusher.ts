@@ -1,0 +1,151 @@
+/**
+ * Group commit of spool files: ONE syncfs(2) makes every spool file written so far durable
+ * — data, inode, and the rename into the spool directory — instead of one fsync per file
+ * plus one of the directory. On Linux, syncfs waits for the writes and the journal commit
+ * (the man page: "the same guarantees as fsync() called on every file in the file system").
+ * This disk does about 350 file fsyncs/s from one thread, 800/s from 16, but one syncfs
+ * covering 20 files takes ~1 ms: per-file fsyncs were the ceiling of the whole gateway.
+ *
+ * The call blocks, so it runs in a worker thread (syncfs-worker.ts), never on the event loop.
+ * Flushes are shared: calls made while one runs are covered by ONE next flush.
+ * Cost note: syncfs also writes back other programs' dirty data on the same file system; a
+ * DATA_DIR on its own file system keeps that to mailgw's own writes.
+ * Trusts: the spool directory path. Failure: `start` resolves null where syncfs is not
+ * available (not Linux, no glibc, the worker does not start in time): the caller then
+ * fsyncs each file and the directory. A failed syncfs rejects every flush it covers.
+ */
+
+/** How long the worker may take to load libc and answer; past it, per-file fsync is used. */
+const START_TIMEOUT_MS = 5000;
+
+type Reply =
+  | { kind: "ready" }
+  | { kind: "unsupported"; reason: string }
+  | { kind: "synced"; seq: number; errno: number }
+  | { kind: "closed" };
+
+/** How long close() waits for the worker to close its directory fd. */
+const CLOSE_TIMEOUT_MS = 2000;
+
+interface Pending {
+  seq: number;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/**
+ * Where the worker file is: next to this file when run from source; in the executable built
+ * by scripts/build.ts (which lists it as an entry point), at its path below src/ inside the
+ * embedded file system (`/$bunfs/root/spool/syncfs-worker.js`, found as below).
+ */
+function workerSpecifier(): string {
+  if (import.meta.url.includes("/$bunfs/")) return "./spool/syncfs-worker.ts";
+  return new URL("./syncfs-worker.ts", import.meta.url).href;
+}
+
+export class SpoolFlusher {
+  private seq = 0;
+  private running: Pending | null = null;
+  private queued: { promise: Promise<void>; waiters: Pending } | null = null;
+  private closed = false;
+
+  private constructor(private readonly worker: Worker) {
+    worker.onmessage = (event: MessageEvent<Reply>) => this.onReply(event.data);
+    worker.onerror = (event) => {
+      // A dead worker flushes nothing: from now on every flush fails (451), never a false 250.
+      this.closed = true;
+      this.failAll(new Error(`syncfs worker failed: ${event.message}`));
+    };
+  }
+
+  /** Starts the worker for the file system holding `dir`; null when syncfs cannot be used. */
+  static start(dir: string): Promise<{ flusher: SpoolFlusher } | { flusher: null; reason: string }> {
+    return new Promise((resolve) => {
+      let worker: Worker;
+      try {
+        worker = new Worker(workerSpecifier());
+      } catch (err) {
+        resolve({ flusher: null, reason: `worker did not start: ${err instanceof Error ? err.message : String(err)}` });
+        return;
+      }
+      const timer = setTimeout(() => {
+        worker.terminate();
+        resolve({ flusher: null, reason: `worker did not answer in ${START_TIMEOUT_MS} ms` });
+      }, START_TIMEOUT_MS);
+      worker.onerror = (event) => {
+        clearTimeout(timer);
+        worker.terminate();
+        resolve({ flusher: null, reason: `worker failed: ${event.message}` });
+      };
+      worker.onmessage = (event: MessageEvent<Reply>) => {
+        clearTimeout(timer);
+        const reply = event.data;
+        if (reply.kind === "ready") {
+          worker.unref();
+          resolve({ flusher: new SpoolFlusher(worker) });
+        } else {
+          worker.terminate();
+          resolve({ flusher: null, reason: reply.kind === "unsupported" ? reply.reason : "unexpected reply" });
+        }
+      };
+      worker.postMessage({ kind: "open", dir });
+    });
+  }
+
+  /** Resolves after a syncfs that started after this call completed without error. */
+  flush(): Promise<void> {
+    if (this.closed) return Promise.reject(new Error("spool flusher is closed"));
+    if (this.queued) return this.queued.promise;
+    if (!this.running) return this.send();
+    let waiters!: Pending;
+    const promise = new Promise<void>((resolve, reject) => {
+      waiters = { seq: -1, resolve, reject };
+    });
+    this.queued = { promise, waiters };
+    return promise;
+  }
+
+  /** Fails pending flushes, closes the worker's directory fd, stops the worker. */
+  async close(): Promise<void> {
+    const wasClosed = this.closed;
+    this.closed = true;
+    this.failAll(new Error("spool flusher is closed"));
+    if (!wasClosed) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, CLOSE_TIMEOUT_MS);
+        this.worker.onmessage = (event: MessageEvent<Reply>) => {
+          if (event.data.kind !== "closed") return;
+          clearTimeout(timer);
+          resolve();
+        };
+        this.worker.postMessage({ kind: "close" });
+      });
+    }
+    this.worker.terminate();
+  }
+
+  private send(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.running = { seq: ++this.seq, resolve, reject };
+      this.worker.postMessage({ kind: "sync", seq: this.seq });
+    });
+  }
+
+  private onReply(reply: Reply): void {
+    const running = this.running;
+    if (reply.kind !== "synced" || running === null || reply.seq !== running.seq) return;
+    this.running = null;
+    if (reply.errno === 0) running.resolve();
+    else running.reject(new Error(`syncfs of the spool file system failed (errno ${reply.errno})`));
+    const next = this.queued;
+    this.queued = null;
+    if (next && !this.closed) this.send().then(next.waiters.resolve, next.waiters.reject);
+  }
+
+  private failAll(err: Error): void {
+    this.running?.reject(err);
+    this.running = null;
+    this.queued?.waiters.reject(err);
+    this.queued = null;
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * Worker thread that calls syncfs(2) on the file system holding the spool, so the blocking
+ * system call never runs on the event loop. Protocol (structured clone messages):
+ *   in:  { kind: "open", dir }            → out: { kind: "ready" } or { kind: "unsupported", reason }
+ *   in:  { kind: "sync", seq }            → out: { kind: "synced", seq, errno }  (errno 0 = ok)
+ *   in:  { kind: "close" }                → out: { kind: "closed" }  (the directory fd is closed:
+ *        fds belong to the process, terminating the worker would leak it)
+ * Trusts: the directory path from the main thread. Failure: anything that keeps syncfs from
+ * being loaded (not Linux, no glibc) answers "unsupported" and the caller fsyncs per file.
+ */
+import { dlopen, FFIType, read } from "bun:ffi";
+import { closeSync, openSync } from "node:fs";
+
+declare const self: Worker;
+
+type Request = { kind: "open"; dir: string } | { kind: "sync"; seq: number } | { kind: "close" };
+
+const LIBC_NAMES = ["libc.so.6", "libc.so"];
+
+interface Syncfs {
+  syncfs: (fd: number) => number;
+  errno: () => number;
+}
+
+function loadSyncfs(): Syncfs {
+  let lastError: unknown = null;
+  for (const name of LIBC_NAMES) {
+    try {
+      const lib = dlopen(name, {
+        syncfs: { args: [FFIType.i32], returns: FFIType.i32 },
+        __errno_location: { args: [], returns: FFIType.ptr },
+      });
+      return {
+        syncfs: (fd) => lib.symbols.syncfs(fd),
+        errno: () => {
+          const at = lib.symbols.__errno_location();
+          return at === null ? -1 : read.i32(at, 0);
+        },
+      };
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  throw lastError instanceof Error ? lastError : new Error("libc not found");
+}
+
+let fd = -1;
+let lib: Syncfs | null = null;
+
+self.onmessage = (event: MessageEvent<Request>) => {
+  const req = event.data;
+  if (req.kind === "open") {
+    try {
+      if (process.platform !== "linux") throw new Error(`syncfs needs Linux (this is ${process.platform})`);
+      lib = loadSyncfs();
+      fd = openSync(req.dir, "r");
+      if (lib.syncfs(fd) !== 0) {
+        const errno = lib.errno();
+        closeSync(fd);
+        fd = -1;
+        throw new Error(`syncfs failed (errno ${errno})`);
+      }
+      self.postMessage({ kind: "ready" });
+    } catch (err) {
+      self.postMessage({ kind: "unsupported", reason: err instanceof Error ? err.message : String(err) });
+    }
+    return;
+  }
+  if (req.kind === "close") {
+    if (fd >= 0) closeSync(fd);
+    fd = -1;
+    self.postMessage({ kind: "closed" });
+    return;
+  }
+  if (lib === null || fd < 0) {
+    self.postMessage({ kind: "synced", seq: req.seq, errno: -1 });
+    return;
+  }
+  const rc = lib.syncfs(fd);
+  self.postMessage({ kind: "synced", seq: req.seq, errno: rc === 0 ? 0 : lib.errno() });
+};

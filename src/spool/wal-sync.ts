@@ -1,0 +1,99 @@
+/**
+ * Durable SQLite commits without an fsync on the event loop.
+ *
+ * The database runs in WAL mode with synchronous=FULL, which makes every COMMIT call fsync()
+ * on the WAL file — synchronously, on the thread that runs the SQL, i.e. the event loop.
+ * `commit(fn)` instead runs the transaction with synchronous=NORMAL (in WAL mode: the commit
+ * only write()s its frames into the WAL, no fsync) and then fsyncs the WAL file in the
+ * thread pool; the returned promise resolves only after that fsync, so "resolved" means
+ * exactly what a FULL commit means: the transaction survives a power loss. (A process crash
+ * loses nothing either way: the frames are in the kernel once write() returned.) SQLite
+ * itself still syncs the WAL before each checkpoint and the WAL header when it is reused,
+ * so the database can never be corrupted, only lose commits no one was told about.
+ *
+ * Fsyncs are shared: commits made while one is in flight are covered by ONE next fsync.
+ * Not in WAL mode (or an in-memory database): commits run with the connection's own
+ * synchronous setting and resolve at once.
+ * Trusts: the Database handle. Failure: a failed transaction throws (rolled back, nothing to
+ * sync); a failed fsync rejects every commit it was to cover (the caller answers 451).
+ */
+import type { Database } from "bun:sqlite";
+import { open } from "node:fs/promises";
+
+export class WalSync {
+  private readonly walPath: string | null;
+  /** The fsync running now, and the one queued after it (covers commits made meanwhile). */
+  private running: Promise<void> | null = null;
+  private queued: Promise<void> | null = null;
+  /** Replaces the WAL fsync (e.g. a syncfs of the same file system); null = fsync the WAL. */
+  private syncer: (() => Promise<void>) | null = null;
+
+  constructor(private readonly db: Database) {
+    const mode = db.query<{ journal_mode: string }, []>("PRAGMA journal_mode").get()?.journal_mode;
+    const file = db.filename;
+    this.walPath = mode === "wal" && file !== "" && file !== ":memory:" ? `${file}-wal` : null;
+  }
+
+  /** The WAL file, or null when commits are synced by SQLite itself (not WAL, in memory). */
+  get file(): string | null {
+    return this.walPath;
+  }
+
+  /**
+   * Makes commits durable with `syncer` instead of an fsync of the WAL file. Only for a
+   * syncer that flushes the WAL's whole file system (SpoolFlusher on the same file system).
+   */
+  useSyncer(syncer: () => Promise<void>): void {
+    this.syncer = syncer;
+  }
+
+  /**
+   * Runs `fn` in one IMMEDIATE transaction (synchronously: it has committed when this
+   * returns) and resolves once the commit is durable on disk.
+   */
+  commit(fn: () => void): Promise<void> {
+    if (this.walPath === null) {
+      this.db.transaction(fn).immediate();
+      return Promise.resolve();
+    }
+    this.db.exec("PRAGMA synchronous = NORMAL");
+    try {
+      this.db.transaction(fn).immediate();
+    } finally {
+      this.db.exec("PRAGMA synchronous = FULL");
+    }
+    return this.sync();
+  }
+
+  /** Resolves after an fsync of the WAL file that started after this call. */
+  sync(): Promise<void> {
+    if (this.queued) return this.queued;
+    if (!this.running) return this.start();
+    const after = this.running.catch(() => undefined);
+    this.queued = after.then(() => {
+      this.queued = null;
+      return this.start();
+    });
+    return this.queued;
+  }
+
+  private start(): Promise<void> {
+    const path = this.walPath;
+    if (path === null) return Promise.resolve();
+    const run = (this.syncer ? this.syncer() : fsyncFile(path)).finally(() => {
+      if (this.running === run) this.running = null;
+    });
+    this.running = run;
+    return run;
+  }
+}
+
+/** fsync of a file by path (opened anew each time, so a recreated WAL file is the one synced). */
+async function fsyncFile(path: string): Promise<void> {
+  const fh = await open(path, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
