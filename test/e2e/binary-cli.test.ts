@@ -102,4 +102,33 @@ describe("test (compiled)", () => {
     const unreadable = await run(["test", "missing.eml"]);
     expect(unreadable.exitCode).toBe(2);
   });
+
+  // Each fixture's decoded subject or body is matched by a rule written in UTF-8: the compiled
+  // executable must carry the charset decoders (EUC-KR, ISO-2022-JP, windows-1252, raw 8-bit).
+  testCommand("test", "decodes EUC-KR, ISO-2022-JP, windows-1252 and raw 8-bit headers/bodies", async () => {
+    writeFileSync(
+      join(work, "charsets.yaml"),
+      [
+        "domains: [company.com]",
+        "rules:",
+        "  - { name: euc-kr-body, priority: 50, action: archive, category: ko, conditions: [{ field: body, operator: contains, value: 견적서 }] }",
+        "  - { name: jp-subject, priority: 40, action: archive, category: jp, conditions: [{ field: subject, operator: equals, value: 日本語 }] }",
+        "  - { name: cp1252-name, priority: 30, action: archive, category: fr, conditions: [{ field: from_name, operator: equals, value: René }, { field: body, operator: contains, value: “café” }] }",
+        "  - { name: raw-8bit, priority: 20, action: archive, category: raw, conditions: [{ field: subject, operator: equals, value: 견적 }] }",
+        "",
+      ].join("\n"),
+    );
+    const cases: Array<[string, string]> = [
+      ["euc-kr-body.eml", "euc-kr-body"],
+      ["iso-2022-jp.eml", "jp-subject"],
+      ["windows-1252.eml", "cp1252-name"],
+      ["raw-8bit-subject.eml", "raw-8bit"],
+    ];
+    for (const [fixture, rule] of cases) {
+      copyFileSync(join(REPO_ROOT, "test/fixtures/eml", fixture), join(work, fixture));
+      const out = await run(["test", fixture, "--rules", "charsets.yaml", "--json"]);
+      expect({ fixture, exit: out.exitCode }).toEqual({ fixture, exit: 0 });
+      expect({ fixture, rule: JSON.parse(out.stdout).decision.rule }).toEqual({ fixture, rule });
+    }
+  });
 });
