@@ -5,7 +5,7 @@
  *
  * Trusts: message ids from the database (the Spool re-checks them before building a path).
  * Failure: `read` throws the file-system error (ENOENT = the file is gone); `release` removes
- * the file only when no delivery (failed ones included, `queue retry` needs them) and no
+ * the file (`remove` too, its caller having checked) only when no delivery (failed ones included, `queue retry` needs them) and no
  * unfinished intake still needs it, and ignores a file already gone.
  */
 import type { Database } from "bun:sqlite";
@@ -14,7 +14,10 @@ import { spoolStillNeeded } from "../store/messages.ts";
 
 export interface SpoolAccess {
   read(messageId: string): Promise<Uint8Array>;
+  /** Removes the file if nothing needs it any more (checks the database first). */
   release(messageId: string): Promise<void>;
+  /** Removes the file: the caller already decided, inside its own transaction, that nothing needs it. */
+  remove(messageId: string): Promise<void>;
 }
 
 export function createSpoolAccess(db: Database, dataDir: string): SpoolAccess {
@@ -23,6 +26,9 @@ export function createSpoolAccess(db: Database, dataDir: string): SpoolAccess {
     read: (id) => spool.read(id),
     async release(id) {
       if (!spoolStillNeeded(db, id)) await spool.remove(id);
+    },
+    async remove(id) {
+      await spool.remove(id);
     },
   };
 }

@@ -129,10 +129,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     }
     const free = maxInFlight - running.size;
     if (free <= 0) return;
-    const candidates = store.dueCandidates(db, t, claimLimits(free));
-    if (candidates.length === 0) return;
-    const chosen = applyCaps(candidates, free);
-    for (const d of store.claim(db, chosen, t)) startAttempt(d);
+    for (const d of store.claimDue(db, t, claimLimits(free), (candidates) => applyCaps(candidates, free))) startAttempt(d);
   }
 
   /** Picks up to `free` candidates without pushing any target past its cap. */
@@ -185,7 +182,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     const ok = outcome.kind === "delivered";
     const reply = ok ? outcome.reply : outcome.error;
     const durationMs = Math.max(0, end - at);
-    const recorded = await recordFinished({ delivery: d, at, durationMs, target, ok, reply, step });
+    const { recorded, spoolReleasable } = await recordFinished({ delivery: d, at, durationMs, target, ok, reply, step });
     const fields = {
       id: d.messageId,
       delivery: d.id,
@@ -205,7 +202,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     if (step.state === "delivered") logger.info("delivered", fields);
     else if (step.state === "deferred") logger.warn("deferred", fields);
     else logger.error("failed", fields);
-    if (step.state !== "deferred") await spool.release(d.messageId);
+    if (spoolReleasable) await spool.remove(d.messageId);
   }
 
   function keyOf(d: store.ClaimedDelivery): string {
