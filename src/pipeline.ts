@@ -24,14 +24,17 @@ import { describeError, SmtpError } from "./errors.ts";
 import type { Logger } from "./log/logger.ts";
 import { authenticate, type AuthResults } from "./parse/authenticate.ts";
 import { extractFacts } from "./parse/extract.ts";
+import { MAX_HEADER_BLOCK_BYTES, MAX_HEADER_FIELD_BYTES } from "./parse/limits.ts";
+import { ParsePool, ParseWorkerError } from "./parse/parse-pool.ts";
 import { classify } from "./rules/classify.ts";
 import { factNeeds } from "./rules/fact-needs.ts";
 import type { RulesRuntime } from "./rules-runtime/runtime.ts";
 import { Archive } from "./act/archive.ts";
 import { Finisher } from "./act/finish.ts";
-import { Intake, type IntakeStats } from "./act/intake.ts";
+import { Intake, type IntakeEntry, type IntakeStats } from "./act/intake.ts";
 import { newMessageId } from "./spool/ids.ts";
 import { recoverSpool, sweepPending, type RecoveryReport } from "./spool/recovery.ts";
+import { joinParts, prefixOf, type MessageBytes } from "./spool/message-bytes.ts";
 import { Spool } from "./spool/spool.ts";
 import { SpoolFlusher } from "./spool/spool-flusher.ts";
 import { WalSync } from "./spool/wal-sync.ts";
@@ -49,6 +52,16 @@ const DEFAULT_REJECT_TEXT = "Message rejected";
  * a session longer; missing results become temperror. Only run when a rule looks at them.
  */
 const AUTH_TIMEOUT_MS = 5000;
+/**
+ * Messages above this size are parsed in a parse worker even when only the header block is
+ * read (below it, and for header-only rules, the in-thread parse costs less than the hand-over).
+ */
+const WORKER_PARSE_MIN_BYTES = 1024 * 1024;
+/**
+ * Bytes of a message in parts joined for a header-only parse: the header block limit plus two
+ * field lengths, so a field crossing the limit is cut exactly as in a whole-message parse.
+ */
+const HEADER_PREFIX_BYTES = MAX_HEADER_BLOCK_BYTES + 2 * MAX_HEADER_FIELD_BYTES;
 
 export interface PipelineDeps {
   config: Config;
@@ -60,6 +73,8 @@ export interface PipelineDeps {
 }
 
 export interface Pipeline extends MessageSink {
+  /** Like receive(), for the SMTP layer: takes ownership of the message's bytes (no copies). */
+  receiveOwned(message: MessageBytes, envelope: Envelope): Promise<ReceiveOutcome>;
   /** Finishes what a crash left in the spool; starts background timers. Call before listening. */
   recover(): Promise<RecoveryReport>;
   /**
@@ -88,52 +103,112 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   let closed = false;
   let retention: RetentionTimer | null = null;
   let flusher: SpoolFlusher | null = null;
+  /** Parse workers (started by recover()); null: parse in-thread. */
+  let parsePool: ParsePool | null = null;
   let sweepTimer: ReturnType<typeof setInterval> | null = null;
 
   let active = 0;
   const inactiveWaiters: (() => void)[] = [];
 
-  async function receive(raw: Uint8Array, envelope: Envelope): Promise<ReceiveOutcome> {
+  /** MessageSink: the caller keeps its bytes (a copy goes to a parse worker). */
+  function receive(raw: Uint8Array, envelope: Envelope): Promise<ReceiveOutcome> {
+    return guarded(() => receiveOne({ parts: [raw], size: raw.byteLength }, envelope, false));
+  }
+
+  /** From smtp/: the pipeline owns `message` (its bytes are moved, not copied, and freed early). */
+  function receiveOwned(message: MessageBytes, envelope: Envelope): Promise<ReceiveOutcome> {
+    return guarded(() => receiveOne(message, envelope, true));
+  }
+
+  async function guarded(run: () => Promise<ReceiveOutcome>): Promise<ReceiveOutcome> {
     if (closed) throw SmtpError.temporary(new Error("pipeline is shutting down"));
     active++;
     try {
-      return await receiveOne(raw, envelope);
+      return await run();
     } finally {
       active--;
       if (active === 0) for (const wake of inactiveWaiters.splice(0)) wake();
     }
   }
 
-  async function receiveOne(raw: Uint8Array, envelope: Envelope): Promise<ReceiveOutcome> {
+  /**
+   * Facts of a message: in a parse worker when the rules read the body or the message is big
+   * (owned bytes go there and back: use the returned ones), else in-thread. A worker that
+   * fails on this message: with the bytes still here, a decision on empty facts with
+   * `parseError`; with the bytes gone with the worker, an error (→ 451).
+   */
+  async function parse(raw: Uint8Array, envelope: Envelope, size: number, content: boolean, owned: boolean): Promise<{ facts: MessageFacts; bytes: Uint8Array }> {
+    const pool = parsePool;
+    if (pool === null || !pool.usable || (!content && size <= WORKER_PARSE_MIN_BYTES)) {
+      return { facts: await extractFacts(raw, envelope, { content }), bytes: raw };
+    }
+    try {
+      const outcome = await pool.parse(owned ? raw : new Uint8Array(raw), envelope, { content });
+      return { facts: outcome.facts, bytes: owned ? outcome.bytes : raw };
+    } catch (err) {
+      if (!(err instanceof ParseWorkerError) || err.bytesLost) throw err;
+      logger.error("parse worker failed on a message, classified without its content", { error: describeError(err) });
+      const facts = await extractFacts(new Uint8Array(0), envelope, { content: false });
+      return { facts: { ...facts, parseError: `not parsed: ${err.message}` }, bytes: raw };
+    }
+  }
+
+  /**
+   * Classifies `message`. Rules that read only headers, on a message still in parts: only a
+   * prefix holding the header block is joined and parsed, the parts are spooled as they are.
+   * Otherwise the message is joined once (no copy when it is one part) and parsed whole.
+   */
+  async function classifyMessage(message: MessageBytes, envelope: Envelope, owned: boolean): Promise<{ facts: MessageFacts; decision: Decision; spool: Uint8Array | Uint8Array[] }> {
+    const ruleSet = rules.current();
+    const needs = factNeeds(ruleSet);
+    const size = message.size;
+    let spool: Uint8Array | Uint8Array[];
+    let parsed: MessageFacts;
+    let authResults: AuthResults | undefined;
+    if (!needs.content && !needs.auth && message.parts.length > 1) {
+      spool = message.parts;
+      parsed = (await parse(prefixOf(message, HEADER_PREFIX_BYTES), envelope, size, false, true)).facts;
+    } else {
+      const raw = joinParts(message);
+      if (owned) message.parts = [];
+      // The authentication checks read the bytes meanwhile: the worker then gets a copy.
+      const auth = needs.auth ? authenticate(raw, envelope, { timeoutMs: AUTH_TIMEOUT_MS, mta: config.smtp.hostname }) : undefined;
+      const [result, authDone] = await Promise.all([parse(raw, envelope, size, needs.content, owned && !auth), auth]);
+      spool = result.bytes;
+      parsed = result.facts;
+      authResults = authDone;
+    }
+    const facts: MessageFacts = { ...parsed, ...authResults, size };
+    return { facts, decision: classify(facts, ruleSet, { trace: false }).decision, spool };
+  }
+
+  async function receiveOne(message: MessageBytes, envelope: Envelope, owned: boolean): Promise<ReceiveOutcome> {
     const receivedAt = now();
     const id = newMessageId(receivedAt);
-    let decision: Decision;
-    let facts: MessageFacts;
+    let classified: Awaited<ReturnType<typeof classifyMessage>>;
     try {
-      const ruleSet = rules.current();
-      const needs = factNeeds(ruleSet);
-      const auth = needs.auth
-        ? authenticate(raw, envelope, { timeoutMs: AUTH_TIMEOUT_MS, mta: config.smtp.hostname })
-        : Promise.resolve<AuthResults | undefined>(undefined);
-      const [parsed, authResults] = await Promise.all([extractFacts(raw, envelope, { content: needs.content }), auth]);
-      facts = authResults ? { ...parsed, ...authResults } : parsed;
-      decision = classify(facts, ruleSet, { trace: false }).decision;
+      classified = await classifyMessage(message, envelope, owned);
     } catch (err) {
       logger.error("classification failed", { id, error: describeError(err) });
       throw SmtpError.temporary(err);
     }
+    const { facts, decision } = classified;
     if (decision.action === "reject") return reject(id, receivedAt, facts, decision);
     const finishLater = decision.archive;
     const row = messageRow(id, receivedAt, facts, decision, finishLater ? "spooled" : "done");
     const keepBytes = finishLater || decision.action === "forward" || decision.action === "webhook";
+    const entry: IntakeEntry = { row, bytes: keepBytes ? classified.spool : null, deliveries: deliveriesFor(row, decision, config.relay !== null) };
+    // From here only the intake holds the bytes; it drops them once they are in the spool file.
+    classified.spool = [];
+    message.parts = owned ? [] : message.parts;
     try {
-      await intake.commit({ row, bytes: keepBytes ? raw : null, deliveries: deliveriesFor(row, decision, config.relay !== null) });
+      await intake.commit(entry);
     } catch (err) {
       logger.error("storing message failed, answered 451", { id, error: describeError(err) });
       throw SmtpError.temporary(err);
     }
     logger.info("message stored", {
-      id, action: decision.action, rule: decision.rule, category: decision.category, size: raw.byteLength,
+      id, action: decision.action, rule: decision.rule, category: decision.category, size: facts.size,
       archive: decision.archive, parse_error: facts.parseError,
     });
     if (finishLater) finisher.schedule({ id, receivedAt, archive: decision.archive });
@@ -151,6 +226,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
 
   return {
     receive,
+    receiveOwned,
     async recover() {
       const report = await recoverSpool(db, spool, finisher, logger, config.dataDir);
       const started = await SpoolFlusher.start(spool.dir);
@@ -162,6 +238,11 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
         logger.info("spool files made durable by group syncfs", { wal_by_syncfs: walToo });
       }
       else logger.info("spool files fsynced one by one (no syncfs)", { reason: started.reason });
+      const pool = await ParsePool.start();
+      if (pool.pool) {
+        parsePool = pool.pool;
+        logger.info("messages parsed in parse workers", { workers: pool.pool.size });
+      } else logger.warn("parse workers did not start, parsing in-thread", { reason: pool.reason });
       startTimers();
       return report;
     },
@@ -173,6 +254,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       await intake.drain();
       await finisher.idle();
       await flusher?.close();
+      await parsePool?.close();
     },
     releaseSpool: (id) => finisher.release(id),
     readSpooled: (id) => spool.read(id),

@@ -25,13 +25,19 @@ import { WalSync } from "../spool/wal-sync.ts";
 
 export interface IntakeEntry {
   row: MessageRow;
-  /** The raw message to spool, or null when nothing is kept (reject, plain drop). */
-  bytes: Uint8Array | null;
+  /**
+   * The raw message to spool (whole or in parts), or null when nothing is kept (reject,
+   * plain drop). Set to null by the intake once written, so the bytes can be freed while
+   * the group commits.
+   */
+  bytes: Uint8Array | readonly Uint8Array[] | null;
   deliveries: NewDelivery[];
 }
 
 interface Waiting {
   entry: IntakeEntry;
+  /** Its bytes are in a spool file (which a failed commit must remove). */
+  spooled: boolean;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -78,10 +84,13 @@ export class Intake {
   commit(entry: IntakeEntry): Promise<void> {
     this.inFlight++;
     const settled = new Promise<void>((resolve, reject) => {
-      const waiting: Waiting = { entry, resolve, reject };
+      const waiting: Waiting = { entry, spooled: entry.bytes !== null, resolve, reject };
       if (entry.bytes === null) return this.enqueue(waiting);
       this.spool.write({ id: entry.row.id, bytes: entry.bytes, fsync: this.flusher === null }).then(
-        () => this.enqueue(waiting),
+        () => {
+          entry.bytes = null; // written: the memory can go now, not after the group commit
+          this.enqueue(waiting);
+        },
         (err: unknown) => reject(err),
       );
     });
@@ -134,7 +143,7 @@ export class Intake {
    * may be missing: recovery drops exactly those (their clients never got 250).
    */
   private async commitGroup(group: Waiting[]): Promise<void> {
-    const spooled = group.filter((w) => w.entry.bytes !== null);
+    const spooled = group.filter((w) => w.spooled);
     const t0 = performance.now();
     // Files first: a row is committed only once its file is durable (recovery relies on it).
     const flushed = spooled.length > 0 && this.flusher !== null ? await this.flusher.flush().then(() => null, toError) : null;

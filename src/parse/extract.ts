@@ -16,6 +16,7 @@ import { decodeHeaderBytes } from "./charset.ts";
 import { decodeEncodedWords } from "./encoded-words.ts";
 import { splitHeaderBlock, type RawHeaderField } from "./header-block.ts";
 import { htmlToText } from "./html-text.ts";
+import { cutLeafContents } from "./leaf-cut.ts";
 import {
   MAX_ADDRESSES_PER_LIST, MAX_ATTACHMENTS, MAX_BODY_TEXT_CHARS, MAX_BOUNDARY_LINES, MAX_MIME_DEPTH,
   MAX_MIME_PART_HEADER_BYTES, MAX_NESTED_MESSAGE_DEPTH, MAX_NESTED_MESSAGES, MAX_PARSE_BYTES_TOTAL,
@@ -153,7 +154,10 @@ function parseEnd(raw: Uint8Array, bodyStart: number, cut: ParseCut, budget: Par
   return end;
 }
 
-/** The message postal-mime parses: the top-level Content-* headers and the (cut) body. */
+/**
+ * The message postal-mime parses: the top-level Content-* headers and the (cut) body, with
+ * over-long leaf part contents cut (leaf-cut.ts: structure and facts kept, memory bounded).
+ */
 function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number, end: number): Uint8Array {
   const head: Uint8Array[] = [];
   for (const field of fields) {
@@ -161,7 +165,9 @@ function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number,
     head.push(Buffer.from(`${field.originalName}:`, "latin1"), field.value, Buffer.from("\r\n"));
   }
   head.push(Buffer.from("\r\n"));
-  return Buffer.concat([...head, raw.subarray(bodyStart, end)]);
+  const contentType = fields.find((field) => field.name === "content-type");
+  const topType = contentType ? (/^\s*([^\s;]+)/.exec(Buffer.from(contentType.value).toString("latin1"))?.[1] ?? null) : null;
+  return Buffer.concat([...head, ...cutLeafContents(raw, bodyStart, end, topType)]);
 }
 
 async function parseMime(input: Uint8Array): Promise<Email> {

@@ -21,7 +21,8 @@ import { startRulesRuntime } from "../rules-runtime/runtime.ts";
 import type { SmtpLimits } from "../smtp/limits.ts";
 import { createSmtpServer } from "../smtp/server.ts";
 import { openDatabase } from "../store/db.ts";
-import type { MessageSink } from "../types.ts";
+import type { OwningMessageSink } from "../spool/message-bytes.ts";
+import type { ReceiveOutcome } from "../types.ts";
 import { VERSION_STRING } from "../version.ts";
 import { serviceGroup, type Service } from "./services.ts";
 import { createSessionCounters } from "./session-counters.ts";
@@ -59,12 +60,13 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
   let relay: RelayConfig | null = config.relay;
   const worker = createDeliveryWorker({ config, db, logger });
   const counters = createSessionCounters(db, logger);
-  const sink: MessageSink = {
-    async receive(raw, envelope) {
-      const outcome = await pipeline.receive(raw, envelope);
-      if (outcome.decision.action === "forward" || outcome.decision.action === "webhook") worker.wake();
-      return outcome;
-    },
+  const wakeDelivery = (outcome: ReceiveOutcome): ReceiveOutcome => {
+    if (outcome.decision.action === "forward" || outcome.decision.action === "webhook") worker.wake();
+    return outcome;
+  };
+  const sink: OwningMessageSink = {
+    receive: (raw, envelope) => pipeline.receive(raw, envelope).then(wakeDelivery),
+    receiveOwned: (message, envelope) => pipeline.receiveOwned(message, envelope).then(wakeDelivery),
   };
   const smtp = createSmtpServer({
     smtp: config.smtp,

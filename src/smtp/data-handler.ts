@@ -6,13 +6,17 @@
  * <id>` only when the sink resolved (the message is durable).
  *
  * Trusts nothing in the bytes. Memory: chunks are kept only while the total is under the size
- * limit; past it the rest is read and dropped.
+ * limit; past it the rest is read and dropped. A big message is never joined here: the
+ * header and the chunks go to the sink as parts (it spools them with writev, and joins them
+ * once only if its rules read the body); a small one is joined into one allocation.
  * Failure: SmtpError from the sink → its code and public text; anything else → 451 4.3.0
  * with a generic text (smtp-server sends err.message verbatim), the detail goes to the log.
  */
 import type { SMTPServerDataStream, SMTPServerSession } from "smtp-server";
 import { SmtpError, describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
+import { MAX_HEADER_BLOCK_BYTES } from "../parse/limits.ts";
+import { isOwningSink, joinParts, prefixOf, type MessageBytes } from "../spool/message-bytes.ts";
 import type { Envelope, MessageSink, ReceiveOutcome } from "../types.ts";
 import { buildReceivedHeader, countReceivedHeaders } from "./received-header.ts";
 import type { SessionState } from "./session-log.ts";
@@ -31,6 +35,12 @@ export interface DataReply {
   text: string;
   outcome?: ReceiveOutcome;
 }
+
+/**
+ * Messages up to this size are joined into one buffer right away (cheaper to handle than
+ * parts); bigger ones stay in the chunks they arrived in, so they are never held twice.
+ */
+const JOIN_BELOW_BYTES = 256 * 1024;
 
 type Collected = { kind: "ok"; chunks: Buffer[]; size: number } | { kind: "too-big"; size: number } | { kind: "aborted" };
 
@@ -84,18 +94,25 @@ export async function receiveMessage(
       date: new Date(),
     }),
   );
-  const raw = Buffer.concat([header, ...collected.chunks], header.length + collected.size);
-  collected.chunks.length = 0;
-  if (countReceivedHeaders(raw.subarray(header.length), ctx.maxReceivedHeaders) > ctx.maxReceivedHeaders) {
+  const chunks = collected.chunks;
+  const message: MessageBytes = { parts: [header, ...chunks], size: header.length + collected.size };
+  if (message.size <= JOIN_BELOW_BYTES) message.parts = [joinParts(message)];
+  // The loop check reads the client's header section only (not our own Received: line).
+  const clientPart = message.parts.length === 1
+    ? (message.parts[0] ?? header).subarray(header.length)
+    : prefixOf({ parts: chunks, size: collected.size }, MAX_HEADER_BLOCK_BYTES);
+  chunks.length = 0;
+  if (countReceivedHeaders(clientPart, ctx.maxReceivedHeaders) > ctx.maxReceivedHeaders) {
     return { code: 554, text: "5.4.6 Too many hops (Received headers), mail loop suspected" };
   }
-  return store(raw, envelope, state, ctx);
+  return store(message, envelope, state, ctx);
 }
 
-async function store(raw: Buffer, envelope: Envelope, state: SessionState, ctx: DataContext): Promise<DataReply> {
+async function store(message: MessageBytes, envelope: Envelope, state: SessionState, ctx: DataContext): Promise<DataReply> {
   state.storing = true;
   try {
-    const outcome = await ctx.sink.receive(raw, envelope);
+    const sink = ctx.sink;
+    const outcome = await (isOwningSink(sink) ? sink.receiveOwned(message, envelope) : sink.receive(joinParts(message), envelope));
     state.decision = outcome.decision.action;
     state.category = outcome.decision.category;
     state.rule = outcome.decision.rule;

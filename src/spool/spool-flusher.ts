@@ -14,9 +14,12 @@
  * available (not Linux, no glibc, the worker does not start in time): the caller then
  * fsyncs each file and the directory. A failed syncfs rejects every flush it covers.
  */
+import { workerSpecifier } from "./worker-url.ts";
 
 /** How long the worker may take to load libc and answer; past it, per-file fsync is used. */
 const START_TIMEOUT_MS = 5000;
+/** The worker file, below src/ (also listed in scripts/build.ts WORKER_ENTRYPOINTS). */
+export const SYNCFS_WORKER_PATH = "spool/syncfs-worker.ts";
 
 type Reply =
   | { kind: "ready" }
@@ -31,16 +34,6 @@ interface Pending {
   seq: number;
   resolve: () => void;
   reject: (err: Error) => void;
-}
-
-/**
- * Where the worker file is: next to this file when run from source; in the executable built
- * by scripts/build.ts (which lists it as an entry point), at its path below src/ inside the
- * embedded file system (`/$bunfs/root/spool/syncfs-worker.js`, found as below).
- */
-function workerSpecifier(): string {
-  if (import.meta.url.includes("/$bunfs/")) return "./spool/syncfs-worker.ts";
-  return new URL("./syncfs-worker.ts", import.meta.url).href;
 }
 
 export class SpoolFlusher {
@@ -63,7 +56,7 @@ export class SpoolFlusher {
     return new Promise((resolve) => {
       let worker: Worker;
       try {
-        worker = new Worker(workerSpecifier());
+        worker = new Worker(workerSpecifier(SYNCFS_WORKER_PATH));
       } catch (err) {
         resolve({ flusher: null, reason: `worker did not start: ${err instanceof Error ? err.message : String(err)}` });
         return;

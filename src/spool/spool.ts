@@ -11,16 +11,20 @@
  * Files found without a database row are moved to `spool/orphaned/`, never deleted.
  * All I/O is async (thread pool), never synchronous on the event loop.
  */
-import { mkdir, open, readdir, readFile, rename, unlink } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, unlink, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { isMessageId } from "./ids.ts";
 
 export const SPOOL_SUFFIX = ".eml";
 export const TMP_SUFFIX = ".tmp";
 
+/** Parts per writev call (below the kernel's IOV_MAX of 1024). */
+const WRITEV_MAX_PARTS = 512;
+
 export interface SpoolWrite {
   id: string;
-  bytes: Uint8Array;
+  /** The message, whole or in parts (written in order, with writev: no joined copy). */
+  bytes: Uint8Array | readonly Uint8Array[];
   /**
    * fsync the file before the rename (default true). false only when the caller makes it
    * durable afterwards for a whole group (SpoolFlusher) before anyone relies on it.
@@ -66,7 +70,8 @@ export class Spool {
     const tmp = join(this.dir, w.id + TMP_SUFFIX);
     const fh = await open(tmp, "wx", 0o640);
     try {
-      await fh.writeFile(w.bytes);
+      if (w.bytes instanceof Uint8Array) await fh.writeFile(w.bytes);
+      else await writeParts(fh, w.bytes);
       if (w.fsync !== false) await fh.sync();
     } catch (err) {
       await fh.close().catch(() => undefined);
@@ -128,6 +133,16 @@ export class Spool {
     await fsyncDir(this.orphanDir);
     await fsyncDir(this.dir);
     return target;
+  }
+}
+
+/** Writes `parts` in order at the file position; a short write is an error. */
+async function writeParts(fh: FileHandle, parts: readonly Uint8Array[]): Promise<void> {
+  for (let i = 0; i < parts.length; i += WRITEV_MAX_PARTS) {
+    const batch = parts.slice(i, i + WRITEV_MAX_PARTS);
+    const expected = batch.reduce((n, part) => n + part.byteLength, 0);
+    const { bytesWritten } = await fh.writev(batch);
+    if (bytesWritten !== expected) throw new Error(`short write to the spool (${bytesWritten} of ${expected} bytes)`);
   }
 }
 

@@ -1,0 +1,90 @@
+/**
+ * What of a body postal-mime needs to see: every MIME boundary line and every part header,
+ * but not megabytes of one part's content. The rules read only the first
+ * MAX_BODY_TEXT_CHARS of text and the names and types of attachments, yet postal-mime keeps
+ * a whole part in memory several times over (line chunks, a Blob, an ArrayBuffer, a string):
+ * a 25 MB text part cost ~250 MB and ~0.4 s. So the body is cut into spans at lines starting
+ * with "--" (every boundary line is one, so no cut can touch the MIME structure) and the
+ * content of a span past its part header is kept only up to a cap:
+ *   - Content-Type multipart/* or message/*: no cap (nested messages are parsed in turn);
+ *   - text/*, no Content-Type, or anything unclear (a "--" line inside a text): TEXT_PART_BYTES,
+ *     enough for MAX_BODY_TEXT_CHARS of text in any transfer encoding short of
+ *     quoted-printable of 4-byte characters;
+ *   - any other type (attachments: only name and type are facts): OTHER_PART_BYTES.
+ * Cuts fall on line ends. Trusts nothing in the bytes; linear in the body size. Never throws.
+ */
+import { MAX_BODY_TEXT_CHARS } from "./limits.ts";
+
+/** Content bytes of a text part handed to the parser: 4 bytes per body-text character kept. */
+export const TEXT_PART_BYTES = 4 * MAX_BODY_TEXT_CHARS;
+/** Content bytes of a non-text leaf part (an attachment) handed to the parser. */
+export const OTHER_PART_BYTES = 64 * 1024;
+/** Part header bytes looked at for the Content-Type. */
+const PART_HEADER_SCAN_BYTES = 16 * 1024;
+
+type Kind = "container" | "text" | "other";
+
+function kindOf(contentType: string | null): Kind {
+  const type = (contentType ?? "text/plain").trim().toLowerCase();
+  if (type.startsWith("multipart/") || type.startsWith("message/")) return "container";
+  if (type.startsWith("text/")) return "text";
+  return type.includes("/") ? "other" : "text";
+}
+
+function capOf(kind: Kind): number {
+  return kind === "container" ? Number.POSITIVE_INFINITY : kind === "text" ? TEXT_PART_BYTES : OTHER_PART_BYTES;
+}
+
+/** End of the header lines starting at `from` (just past the blank line), or -1 within `limit`. */
+function headerEnd(buffer: Buffer, from: number, limit: number): number {
+  // Searched in [from - 1, limit) only: an unbounded indexOf per span would be quadratic.
+  const window = buffer.subarray(from - 1, Math.max(from - 1, limit) + 2);
+  const a = window.indexOf("\n\n");
+  const b = window.indexOf("\n\r\n");
+  const at = [a, b].filter((i) => i >= 0 && from - 1 + i < limit).sort((x, y) => x - y)[0];
+  if (at === undefined) return -1;
+  return from - 1 + at + (at === b && (a < 0 || b < a) ? 3 : 2);
+}
+
+function contentTypeIn(buffer: Buffer, start: number, end: number): string | null {
+  const text = buffer.toString("latin1", start, Math.min(end, start + PART_HEADER_SCAN_BYTES));
+  return /^content-type:[ \t\r\n]*([^\s;]+)/im.exec(text)?.[1] ?? null;
+}
+
+/**
+ * The body bytes [bodyStart, end) with over-long leaf contents cut, as slices of `raw` (no
+ * copies). `topContentType`: the message's own Content-Type (for the span before the first
+ * "--" line). Returns `[raw.subarray(bodyStart, end)]` when nothing is cut.
+ */
+export function cutLeafContents(raw: Uint8Array, bodyStart: number, end: number, topContentType: string | null): Uint8Array[] {
+  const buffer = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  const slices: Uint8Array[] = [];
+  let cut = false;
+  let spanStart = bodyStart;
+  let contentStart = bodyStart;
+  let kind = kindOf(topContentType);
+  // From the line end before the body, so a body that opens with a "--" line is split there.
+  let searchFrom = Math.max(0, bodyStart - 1);
+  while (spanStart < end) {
+    let next = buffer.indexOf("\n--", searchFrom);
+    next = next < 0 || next >= end ? end : next + 1;
+    const keepTo = Math.min(next, contentStart + capOf(kind));
+    if (keepTo < next) {
+      const lineEnd = buffer.lastIndexOf(0x0a, keepTo - 1);
+      slices.push(raw.subarray(spanStart, lineEnd >= contentStart ? lineEnd + 1 : keepTo));
+      cut = true;
+    } else slices.push(raw.subarray(spanStart, next));
+    if (next >= end) break;
+    // The next span: a "--" line, then (if it is a boundary) the part's header lines.
+    spanStart = next;
+    searchFrom = next;
+    const lineEnd = buffer.indexOf(0x0a, next);
+    const headersFrom = lineEnd < 0 || lineEnd >= end ? end : lineEnd + 1;
+    const nextDashes = buffer.indexOf("\n--", headersFrom - 1);
+    const spanEnd = nextDashes < 0 || nextDashes >= end ? end : nextDashes + 1;
+    const headersTo = headerEnd(buffer, headersFrom, Math.min(spanEnd, headersFrom + PART_HEADER_SCAN_BYTES));
+    contentStart = headersTo < 0 ? headersFrom : headersTo;
+    kind = headersTo < 0 ? "text" : kindOf(contentTypeIn(buffer, headersFrom, headersTo));
+  }
+  return cut ? slices : [raw.subarray(bodyStart, end)];
+}

@@ -1,0 +1,59 @@
+/**
+ * Big leaf parts are cut before postal-mime (src/parse/leaf-cut.ts) without changing facts:
+ * a 25 MB message with a big text part, a big attachment and, behind them, a message/rfc822
+ * part with its own attachment gives the full body text (up to MAX_BODY_TEXT_CHARS), every
+ * attachment name and type, in well under a second; every "--" line survives the cut.
+ */
+import { expect, test } from "bun:test";
+import { extractFacts } from "../../src/parse/extract.ts";
+import { cutLeafContents, OTHER_PART_BYTES, TEXT_PART_BYTES } from "../../src/parse/leaf-cut.ts";
+import { MAX_BODY_TEXT_CHARS } from "../../src/parse/limits.ts";
+import type { Envelope } from "../../src/types.ts";
+
+const ENVELOPE: Envelope = { mailFrom: "a@example.org", rcptTo: ["b@company.com"], clientIp: "192.0.2.1", helo: "h", tls: false };
+const LINE = "The quick brown fox jumps over the lazy dog 0123456789 abcdefghijklmnopqrstuv\r\n";
+const B64_LINE = `${"QUJDRA==".padEnd(76, "A")}\r\n`;
+
+function bigMessage(): Uint8Array {
+  const text = LINE.repeat(Math.ceil((10 * 1024 * 1024) / LINE.length));
+  const pdf = B64_LINE.repeat(Math.ceil((10 * 1024 * 1024) / B64_LINE.length));
+  const nested = [
+    "From: inner@example.org", "Subject: inner", 'Content-Type: multipart/mixed; boundary="in"', "", "--in",
+    "Content-Type: text/plain", "", "inner text marker-inner", "--in",
+    'Content-Type: application/zip; name="inner.zip"', "Content-Disposition: attachment; filename=\"inner.zip\"",
+    "Content-Transfer-Encoding: base64", "", B64_LINE.repeat(30_000), "--in--", "",
+  ].join("\r\n");
+  return new TextEncoder().encode([
+    "From: a@example.org", "To: b@company.com", "Subject: big", 'Content-Type: multipart/mixed; boundary="out"', "",
+    "--out", "Content-Type: text/plain; charset=us-ascii", "", `marker-start ${text}marker-end`,
+    "--out", 'Content-Type: application/pdf; name="big.pdf"', 'Content-Disposition: attachment; filename="big.pdf"',
+    "Content-Transfer-Encoding: base64", "", pdf,
+    "--out", "Content-Type: message/rfc822", 'Content-Disposition: attachment; filename="fwd.eml"', "", nested,
+    "--out--", "",
+  ].join("\r\n"));
+}
+
+test("a 25 MB multipart message keeps its facts through the cut, fast", async () => {
+  const raw = bigMessage();
+  expect(raw.byteLength).toBeGreaterThan(20 * 1024 * 1024);
+  const t0 = performance.now();
+  const facts = await extractFacts(raw, ENVELOPE);
+  const ms = performance.now() - t0;
+  expect(facts.body.startsWith("marker-start The quick brown fox")).toBe(true);
+  expect(facts.body.length).toBe(MAX_BODY_TEXT_CHARS);
+  expect(facts.attachments).toEqual(["big.pdf", "fwd.eml", "inner.zip"]);
+  expect(facts.attachmentTypes).toEqual(["application/pdf", "message/rfc822", "application/zip"]);
+  expect(ms).toBeLessThan(1000);
+}, 20_000);
+
+test("the cut keeps every line starting with -- and caps leaf contents", () => {
+  const raw = bigMessage();
+  const bodyStart = Buffer.from(raw).indexOf("\r\n\r\n") + 4;
+  const slices = cutLeafContents(raw, bodyStart, raw.byteLength, "multipart/mixed");
+  const kept = Buffer.concat(slices);
+  const dashLines = (b: Uint8Array) => Buffer.from(b).toString("latin1").split("\n").filter((l) => l.startsWith("--"));
+  expect(dashLines(kept)).toEqual(dashLines(raw.subarray(bodyStart)));
+  expect(kept.byteLength).toBeLessThan(TEXT_PART_BYTES + OTHER_PART_BYTES + 3 * 1024 * 1024);
+  const small = new TextEncoder().encode("Subject: x\r\n\r\nshort body\r\n-- \r\nsig\r\n");
+  expect(cutLeafContents(small, 14, small.byteLength, null)).toEqual([small.subarray(14)]);
+});
