@@ -1,0 +1,171 @@
+/**
+ * The relay connection pool (src/act/relay-pool.ts) against a small scripted SMTP server on
+ * loopback (raw socket, PIPELINING): session reuse, one requeue when a reused session dies
+ * before DATA, abort of a stalled message closing only its session, a relay that is down
+ * failing the waiting messages at once, and close().
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { createServer, type Server, type Socket } from "node:net";
+import { createRelayPool, type RelayPool, type RelayPoolResult } from "../../src/act/relay-pool.ts";
+
+interface Script {
+  /** Close the session without a reply when its Nth MAIL FROM arrives (1-based). */
+  dropOnMail?: number;
+  /** Never answer the end of DATA for messages to this recipient. */
+  stallRcpt?: string;
+}
+
+interface FakeRelay {
+  port: number;
+  sessions: number;
+  delivered: { to: string; body: string }[];
+  close(): Promise<void>;
+}
+
+async function startFakeRelay(script: Script = {}): Promise<FakeRelay> {
+  const sockets = new Set<Socket>();
+  const state: FakeRelay = { port: 0, sessions: 0, delivered: [], close: async () => {} };
+  const server: Server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => {});
+    state.sessions++;
+    let buffer = "";
+    let inData = false;
+    let body = "";
+    let rcpt = "";
+    let mails = 0;
+    socket.write("220 fake.test ESMTP\r\n");
+    socket.on("data", (chunk) => {
+      buffer += chunk.toString("latin1");
+      let nl: number;
+      while ((nl = buffer.indexOf("\r\n")) !== -1) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 2);
+        if (inData) {
+          if (line === ".") {
+            inData = false;
+            if (rcpt === script.stallRcpt) continue;
+            state.delivered.push({ to: rcpt, body });
+            socket.write("250 2.0.0 queued\r\n");
+          } else body += `${line}\r\n`;
+          continue;
+        }
+        const verb = line.slice(0, 4).toUpperCase();
+        if (verb === "EHLO") socket.write("250-fake.test\r\n250 PIPELINING\r\n");
+        else if (verb === "MAIL") {
+          mails++;
+          if (mails === script.dropOnMail) return void socket.destroy();
+          socket.write("250 ok\r\n");
+        } else if (verb === "RCPT") {
+          rcpt = /<(.*)>/.exec(line)?.[1] ?? "";
+          socket.write("250 ok\r\n");
+        } else if (verb === "DATA") {
+          inData = true;
+          body = "";
+          socket.write("354 go\r\n");
+        } else if (verb === "QUIT") socket.end("221 bye\r\n");
+        else socket.write("250 ok\r\n");
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  state.port = typeof address === "object" && address !== null ? address.port : 0;
+  state.close = () =>
+    new Promise<void>((resolve) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => resolve());
+    });
+  return state;
+}
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function pool(port: number, maxConnections = 1): RelayPool {
+  const p = createRelayPool({
+    connection: { host: "127.0.0.1", port, ignoreTLS: true, name: "pool.test", connectionTimeout: 2_000, greetingTimeout: 2_000, logger: false },
+    auth: null,
+    maxConnections,
+    maxMessagesPerConnection: 100,
+    idleTimeoutMs: 5_000,
+    maxRequeues: 1,
+  });
+  cleanups.push(() => p.close());
+  return p;
+}
+
+function send(p: RelayPool, to: string, signal = new AbortController().signal): Promise<RelayPoolResult> {
+  return p.send({ from: "a@example.org", to: [to], raw: Buffer.from(`Subject: ${to}\r\n\r\nhello\r\n`), signal });
+}
+
+function errorCode(r: RelayPoolResult): string {
+  if (r.ok) return "ok";
+  const e = r.error as { code?: unknown; name?: unknown };
+  return typeof e.code === "string" ? e.code : String(e.name);
+}
+
+describe("relay pool", () => {
+  test("messages share one session; bytes arrive as sent", async () => {
+    const relay = await startFakeRelay();
+    cleanups.push(() => relay.close());
+    const p = pool(relay.port);
+    const results = await Promise.all(["x1@t.test", "x2@t.test", "x3@t.test"].map((to) => send(p, to)));
+    expect(results.map(errorCode)).toEqual(["ok", "ok", "ok"]);
+    expect(relay.sessions).toBe(1);
+    expect(relay.delivered.map((d) => d.to)).toEqual(["x1@t.test", "x2@t.test", "x3@t.test"]);
+    expect(relay.delivered[0]!.body).toBe("Subject: x1@t.test\r\n\r\nhello\r\n");
+  });
+
+  test("a reused session that dies at MAIL FROM: the message goes out once more on a fresh session", async () => {
+    const relay = await startFakeRelay({ dropOnMail: 2 });
+    cleanups.push(() => relay.close());
+    const p = pool(relay.port);
+    expect(errorCode(await send(p, "first@t.test"))).toBe("ok");
+    expect(errorCode(await send(p, "second@t.test"))).toBe("ok");
+    expect(relay.sessions).toBe(2);
+    expect(relay.delivered.map((d) => d.to)).toEqual(["first@t.test", "second@t.test"]);
+  });
+
+  test("an aborted (stalled) message closes only its session; the next one is delivered", async () => {
+    const relay = await startFakeRelay({ stallRcpt: "stall@t.test" });
+    cleanups.push(() => relay.close());
+    const p = pool(relay.port);
+    const stalled = await send(p, "stall@t.test", AbortSignal.timeout(300));
+    expect(errorCode(stalled)).toBe("AbortError");
+    expect(errorCode(await send(p, "after@t.test"))).toBe("ok");
+    expect(relay.sessions).toBe(2);
+    expect(relay.delivered.map((d) => d.to)).toEqual(["after@t.test"]);
+  });
+
+  test("relay down: every waiting message fails at once with a connection error, no session left", async () => {
+    const relay = await startFakeRelay();
+    const port = relay.port;
+    await relay.close();
+    const p = pool(port, 2);
+    const started = Date.now();
+    const results = await Promise.all([1, 2, 3, 4, 5].map((i) => send(p, `m${i}@t.test`)));
+    expect(results.every((r) => !r.ok)).toBe(true);
+    expect(results.map(errorCode).every((c) => c === "ESOCKET" || c === "ECONNECTION")).toBe(true);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    // A second session still opening when the first failed goes away on its own failure.
+    for (let i = 0; i < 50 && p.sessions() > 0; i++) await Bun.sleep(20);
+    expect(p.sessions()).toBe(0);
+  });
+
+  test("close(): waiting messages fail, later sends fail, nothing hangs", async () => {
+    const relay = await startFakeRelay({ stallRcpt: "stall@t.test" });
+    cleanups.push(() => relay.close());
+    const p = pool(relay.port);
+    const busy = send(p, "stall@t.test", AbortSignal.timeout(1_000));
+    const queued = send(p, "queued@t.test");
+    await Bun.sleep(100);
+    p.close();
+    expect(errorCode(await queued)).toBe("ECONNECTION");
+    expect(errorCode(await send(p, "late@t.test"))).toBe("ECONNECTION");
+    expect(errorCode(await busy)).toBe("AbortError");
+  });
+});
