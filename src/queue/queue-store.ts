@@ -113,10 +113,15 @@ export function claimDue(
   );
 }
 
-/** Runs `fn` with synchronous=OFF on this connection, restoring the previous level after. */
+/**
+ * Runs `fn` with synchronous=NORMAL on this connection, restoring the previous level after. In
+ * WAL mode a NORMAL commit only write()s its frames (no fsync, so the write lock is never held
+ * across one), while checkpoints still sync (OFF would skip those too and risk corruption).
+ */
 function withoutFsync<T>(db: Database, fn: () => T): T {
   const level = db.query<{ synchronous: number }, []>("PRAGMA synchronous").get()?.synchronous ?? 2;
-  db.exec("PRAGMA synchronous = OFF");
+  if (level <= 1) return fn();
+  db.exec("PRAGMA synchronous = NORMAL");
   try {
     return fn();
   } finally {
@@ -149,9 +154,11 @@ export interface FinishResult {
  * (group commit: every attempt that finished meanwhile). Counters are summed per
  * (day, metric, rule, category) first, so a group bumps each counter row once. Whether a
  * final delivery's spool file may go is decided inside the same transaction.
+ * Committed without an fsync (see withoutFsync): the caller must wait for a WAL fsync before
+ * it unlinks a releasable spool file (a lost "delivered" only means a redelivery).
  */
 export function finishAttempts(db: Database, records: readonly AttemptRecord[]): FinishResult[] {
-  return db
+  return withoutFsync(db, () => db
     .transaction(() => {
       const counts = new Map<string, { at: number; metric: CounterMetric; rule: string | null; category: string; n: number }>();
       const results = records.map((r): FinishResult => {
@@ -167,7 +174,7 @@ export function finishAttempts(db: Database, records: readonly AttemptRecord[]):
       for (const c of counts.values()) bumpCounter(db, c.at, c.metric, { rule: c.rule, category: c.category }, c.n);
       return results;
     })
-    .immediate();
+    .immediate());
 }
 
 function recordAttempt(db: Database, r: AttemptRecord): boolean {

@@ -8,7 +8,10 @@
  * or stalled target never takes every slot. Every attempt has a deadline.
  * Durability: at-least-once. A claim is committed (`delivering`) before the attempt; on
  * start, `delivering` rows left by a crash are queued again (a duplicate is possible, a loss
- * is not). A final state is committed before the spool file is released.
+ * is not). Results are committed without an fsync (WAL, synchronous=NORMAL: the write lock is
+ * held only for the write); a spool file is unlinked only after an fsync of the WAL that began
+ * after that commit (`durable`), so a crash can lose a "delivered" state (→ a redelivery) but
+ * never leave a queued row whose spool file is gone.
  * Failure: database errors in a tick are logged and retried on the next tick; an attempt
  * whose result cannot be recorded stays `delivering` and is redone after a restart.
  */
@@ -17,6 +20,7 @@ import { createRelayClient, type RelayClient } from "../act/relay.ts";
 import type { Config, RelayConfig } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
 import { runAttempt } from "./attempt.ts";
+import { WalSync } from "../spool/wal-sync.ts";
 import { createGroupCommit } from "./group-commit.ts";
 import * as store from "./queue-store.ts";
 import { nextStep } from "./retry.ts";
@@ -46,11 +50,13 @@ export interface DeliveryWorkerOptions {
   maxInFlight?: number;
   now?: () => number;
   random?: () => number;
+  /** Resolves once every commit made so far is on disk; default: an fsync of the WAL file. */
+  durable?: () => Promise<void>;
 }
 
 export interface DeliveryWorker {
   /** Recovers interrupted attempts, releases held forwards if a relay is set, starts polling. */
-  start(): void;
+  start(): void | Promise<void>;
   /** Stops claiming; waits for running attempts (bounded), then closes the relay pool. */
   stop(): Promise<void>;
   /** Something was enqueued: look for due work now. */
@@ -77,6 +83,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   let stopping = false;
   let tickScheduled = false;
   const recordFinished = createGroupCommit((records: store.AttemptRecord[]) => store.finishAttempts(db, records));
+  const walSync = opts.durable ? null : new WalSync(db);
+  const durable = opts.durable ?? (() => (walSync as WalSync).sync());
 
   const makeRelay = (r: RelayConfig | null): RelayClient | null =>
     r === null ? null : createRelayClient(r, { ehloName: config.smtp.hostname });
@@ -202,7 +210,9 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     if (step.state === "delivered") logger.info("delivered", fields);
     else if (step.state === "deferred") logger.warn("deferred", fields);
     else logger.error("failed", fields);
-    if (spoolReleasable) await spool.remove(d.messageId);
+    if (!spoolReleasable) return;
+    await durable();
+    await spool.remove(d.messageId);
   }
 
   function keyOf(d: store.ClaimedDelivery): string {

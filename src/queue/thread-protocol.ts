@@ -1,0 +1,25 @@
+/**
+ * Messages between the main thread (threaded-worker.ts) and the delivery thread
+ * (delivery-thread.ts). Plain data only (structured clone). Trusts: both ends are this build.
+ */
+import type { Config, RelayConfig } from "../config/config.ts";
+import type { LogFields } from "../log/logger.ts";
+
+export type ThreadRequest =
+  | { kind: "init"; config: Config }
+  | { kind: "wake" }
+  | { kind: "reload-relay"; relay: RelayConfig | null }
+  | { kind: "stop" };
+
+export interface ThreadLogRecord {
+  level: "debug" | "info" | "warn" | "error";
+  msg: string;
+  fields: LogFields;
+}
+
+export type ThreadReply =
+  | { kind: "ready" }
+  | { kind: "started" }
+  | { kind: "start-failed"; error: string }
+  | { kind: "logs"; records: ThreadLogRecord[]; inFlight: number }
+  | { kind: "stopped" };

@@ -1,0 +1,97 @@
+/**
+ * The delivery worker in its own thread (src/queue/threaded-worker.ts): delivers through a real
+ * relay with its own SQLite connection, forwards its log lines to the main logger (one per
+ * attempt, with the message id), releases held forwards when a relay is configured, stops
+ * gracefully, and is replaced after a crash with the attempts it left `delivering` queued
+ * again and delivered (at-least-once). A thread that cannot start falls back to the main thread.
+ */
+import { afterEach, expect, test } from "bun:test";
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { createLogger, type Logger } from "../../src/log/logger.ts";
+import { createThreadedDeliveryWorker } from "../../src/queue/threaded-worker.ts";
+import { deliveryOf, makeEnv, relayVars, seedDelivery, startRelay, waitFor } from "../delivery/helpers.ts";
+
+const CRASHABLE = new URL("./crashable-delivery-thread.ts", import.meta.url).href;
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function capture(): { logger: Logger; lines: () => { msg: string; id?: string; level: string }[] } {
+  const out: string[] = [];
+  const logger = createLogger({ level: "info", format: "json", write: (s) => void out.push(s) });
+  return { logger, lines: () => out.map((l) => JSON.parse(l) as { msg: string; id?: string; level: string }) };
+}
+
+test("delivers from its own thread; one 'delivered' line per message, with its id", async () => {
+  const relay = await startRelay();
+  cleanups.push(() => relay.close());
+  const t = makeEnv(relayVars(relay));
+  const log = capture();
+  const worker = createThreadedDeliveryWorker({ config: t.config, db: t.db, logger: log.logger });
+  cleanups.push(() => worker.stop());
+  const ids = Array.from({ length: 5 }, () => seedDelivery(t));
+  await worker.start();
+  expect(worker.mode()).toBe("thread");
+  worker.wake();
+  await waitFor(() => ids.every((id) => deliveryOf(t.db, id).state === "delivered"), 15_000, "delivered");
+  await waitFor(() => ids.every((id) => !existsSync(join(t.dataDir, "spool", `${id}.eml`))), 5_000, "spool released");
+  expect(relay.received).toHaveLength(5);
+  await waitFor(() => log.lines().filter((l) => l.msg === "delivered").length === 5, 5_000, "log lines");
+  expect(log.lines().filter((l) => l.msg === "delivered").map((l) => l.id).sort()).toEqual([...ids].sort());
+  expect(log.lines().some((l) => l.msg === "deliveries run in their own thread")).toBe(true);
+  await worker.stop();
+  expect(worker.inFlight()).toBe(0);
+}, 30_000);
+
+test("held forwards are released to a relay configured later (reloadRelay)", async () => {
+  const relay = await startRelay();
+  cleanups.push(() => relay.close());
+  const t = makeEnv();
+  const worker = createThreadedDeliveryWorker({ config: t.config, db: t.db, logger: capture().logger });
+  cleanups.push(() => worker.stop());
+  const id = seedDelivery(t);
+  await worker.start();
+  await waitFor(() => deliveryOf(t.db, id).state === "held", 10_000, "held");
+  const withRelay = makeEnv(relayVars(relay)).config.relay;
+  worker.reloadRelay(withRelay);
+  await waitFor(() => deliveryOf(t.db, id).state === "delivered", 15_000, "delivered after reload");
+  expect(relay.received).toHaveLength(1);
+}, 30_000);
+
+test("a crashed thread is replaced; the attempts it left delivering are delivered", async () => {
+  const relay = await startRelay();
+  cleanups.push(() => relay.close());
+  const t = makeEnv(relayVars(relay));
+  relay.mode = "stall"; // attempts are in flight (rows `delivering`) when the thread dies
+  writeFileSync(join(t.dataDir, "crash-thread"), "400");
+  const log = capture();
+  const worker = createThreadedDeliveryWorker({ config: t.config, db: t.db, logger: log.logger, specifier: CRASHABLE, restartDelayMs: 300 });
+  cleanups.push(() => worker.stop());
+  const ids = Array.from({ length: 3 }, () => seedDelivery(t));
+  await worker.start();
+  await waitFor(() => ids.every((id) => deliveryOf(t.db, id).state === "delivering"), 10_000, "delivering");
+  await waitFor(() => log.lines().some((l) => l.msg === "delivery thread crashed; starting a new one"), 10_000, "crash logged");
+  relay.mode = "ok";
+  await waitFor(() => worker.restarts() === 1, 10_000, "restarted");
+  await waitFor(() => ids.every((id) => deliveryOf(t.db, id).state === "delivered"), 20_000, "delivered after restart");
+  expect(log.lines().some((l) => l.msg === "deliveries interrupted by a stop or crash are queued again")).toBe(true);
+  expect(worker.mode()).toBe("thread");
+}, 45_000);
+
+test("a thread that cannot start falls back to the main thread and still delivers", async () => {
+  const relay = await startRelay();
+  cleanups.push(() => relay.close());
+  const t = makeEnv(relayVars(relay));
+  const log = capture();
+  const missing = new URL("./no-such-thread.ts", import.meta.url).href;
+  const worker = createThreadedDeliveryWorker({ config: t.config, db: t.db, logger: log.logger, specifier: missing });
+  cleanups.push(() => worker.stop());
+  const id = seedDelivery(t);
+  await worker.start();
+  expect(worker.mode()).toBe("main");
+  expect(log.lines().some((l) => l.msg === "delivery thread unavailable: delivering on the main thread")).toBe(true);
+  await waitFor(() => deliveryOf(t.db, id).state === "delivered", 15_000, "delivered");
+}, 30_000);
