@@ -16,7 +16,7 @@ import { createHttpServer } from "../http/server.ts";
 import { createStatusSource } from "../http/status-source.ts";
 import type { Logger } from "../log/logger.ts";
 import { createPipeline } from "../pipeline.ts";
-import { createDeliveryWorker } from "../queue/worker.ts";
+import { createThreadedDeliveryWorker } from "../queue/threaded-worker.ts";
 import { startRulesRuntime } from "../rules-runtime/runtime.ts";
 import type { SmtpLimits } from "../smtp/limits.ts";
 import { createSmtpServer } from "../smtp/server.ts";
@@ -58,7 +58,8 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
   const rules = await startRulesRuntime({ file: config.rulesFile, logger, db });
   const pipeline = createPipeline({ config, db, logger, rules });
   let relay: RelayConfig | null = config.relay;
-  const worker = createDeliveryWorker({ config, db, logger });
+  // Delivery runs in its own thread (own SQLite connection), so it uses a second core.
+  const worker = createThreadedDeliveryWorker({ config, db, logger });
   const counters = createSessionCounters(db, logger);
   const wakeDelivery = (outcome: ReceiveOutcome): ReceiveOutcome => {
     if (outcome.decision.action === "forward" || outcome.decision.action === "webhook") worker.wake();
