@@ -16,8 +16,12 @@ import { dirname, resolve } from "node:path";
 const REPO_ROOT = resolve(import.meta.dir, "..");
 const DEFAULT_OUTFILE = resolve(REPO_ROOT, "dist/mailgw");
 /** Files started with `new Worker(...)`: extra entry points of the executable. */
-/** Paths must match what src/spool/worker-url.ts resolves (SYNCFS_WORKER_PATH, PARSE_WORKER_PATH below src/). */
-export const WORKER_ENTRYPOINTS: readonly string[] = ["src/spool/syncfs-worker.ts", "src/parse/parse-worker.ts"];
+/** Paths must match what src/spool/worker-url.ts resolves (SYNCFS_WORKER_PATH, PARSE_WORKER_PATH, DELIVERY_THREAD_PATH below src/). */
+export const WORKER_ENTRYPOINTS: readonly string[] = [
+  "src/spool/syncfs-worker.ts",
+  "src/parse/parse-worker.ts",
+  "src/queue/delivery-thread.ts",
+];
 
 /**
  * Short commit of HEAD, or "unknown" when git or the repository is missing. A Docker build has
