@@ -1,0 +1,124 @@
+/**
+ * `serve` delivers from its delivery thread, both from source (`bun src/main.ts serve`) and as
+ * the compiled dist/mailgw (copied outside the repository, repo hidden when the system allows
+ * it, so the thread must come from the executable's embedded files — scripts/build.ts
+ * WORKER_ENTRYPOINTS): a message matched by a `forward` rule reaches a real smtp-server relay
+ * on loopback (RELAY_SMTP_SECURE=none) byte for byte, the log says the deliveries ran in their
+ * own thread (not the main-thread fallback) with a "delivered" line carrying the message id,
+ * and SIGTERM stops serve with exit 0.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import nodemailer from "nodemailer";
+import { SMTPServer } from "smtp-server";
+import { BARE_PATH, copyBinaryToTemp, hideRepoWrapper, REPO_ROOT, runBinary, type CopiedBinary } from "../packaging/binary.ts";
+
+/** How long the gateway may take to open its ports. */
+const STARTUP_TIMEOUT_MS = 20_000;
+
+let binary: CopiedBinary;
+const dirs: string[] = [];
+
+beforeAll(() => {
+  binary = copyBinaryToTemp();
+});
+afterAll(() => {
+  binary?.cleanup();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+  const address = server.address();
+  await new Promise<void>((ok) => server.close(() => ok()));
+  if (address === null || typeof address === "string") throw new Error("no port");
+  return address.port;
+}
+
+/** A plain relay (no TLS, no AUTH) that records what it receives. */
+async function startPlainRelay(): Promise<{ port: number; received: { to: string[]; data: string }[]; close: () => Promise<void> }> {
+  const received: { to: string[]; data: string }[] = [];
+  const server = new SMTPServer({
+    logger: false,
+    authOptional: true,
+    disabledCommands: ["STARTTLS", "AUTH"],
+    onData(stream, session, cb) {
+      const chunks: Buffer[] = [];
+      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("end", () => {
+        received.push({ to: session.envelope.rcptTo.map((r) => r.address), data: Buffer.concat(chunks).toString("latin1") });
+        cb();
+      });
+    },
+  });
+  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+  const address = server.server.address();
+  if (address === null || typeof address === "string") throw new Error("no relay port");
+  return { port: address.port, received, close: () => new Promise<void>((ok) => server.close(() => ok())) };
+}
+
+const RULES = [
+  "domains: [example.test]",
+  "default: { action: archive, category: default }",
+  "rules:",
+  "  - { name: fwd, action: forward, category: forwarded, forward_to: [ops@elsewhere.test], conditions: [{ field: size, operator: gt, value: 0 }] }",
+  "",
+].join("\n");
+
+async function runServeAndForward(command: string[], healthcheck: string[]): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), "mailgw-delivery-thread-"));
+  dirs.push(work);
+  writeFileSync(join(work, "rules.yaml"), RULES);
+  const relay = await startPlainRelay();
+  const [smtpPort, httpPort] = [await freePort(), await freePort()];
+  const env = {
+    SMTP_HOST: "127.0.0.1", SMTP_PORT: String(smtpPort), HTTP_HOST: "127.0.0.1", HTTP_PORT: String(httpPort),
+    SMTP_HOSTNAME: "mx.example.test", LOG_FORMAT: "json", LOG_LEVEL: "info",
+    RELAY_SMTP_HOST: "127.0.0.1", RELAY_SMTP_PORT: String(relay.port), RELAY_SMTP_SECURE: "none",
+  };
+  const serve = Bun.spawn(command, { cwd: work, env: { PATH: BARE_PATH, HOME: work, ...env }, stdout: "pipe", stderr: "pipe" });
+  const output = Promise.all([new Response(serve.stdout).text(), new Response(serve.stderr).text()]);
+  const raw = "From: sender@origin.example\r\nTo: user@example.test\r\nSubject: forward me\r\n\r\nbody line\r\n";
+  let id = "";
+  try {
+    const deadline = Date.now() + STARTUP_TIMEOUT_MS;
+    for (;;) {
+      if (serve.exitCode !== null) throw new Error(`serve exited early with ${serve.exitCode}: ${(await output).join("\n")}`);
+      if ((await runBinary(healthcheck[0] ?? "", [...healthcheck.slice(1), "healthcheck"], { cwd: work, env })).exitCode === 0) break;
+      if (Date.now() > deadline) throw new Error("serve did not become healthy in time");
+      await Bun.sleep(200);
+    }
+    const transport = nodemailer.createTransport({ host: "127.0.0.1", port: smtpPort, secure: false, ignoreTLS: true });
+    const info = await transport.sendMail({ envelope: { from: "sender@origin.example", to: ["user@example.test"] }, raw });
+    transport.close();
+    id = /Queued as (\S+)/.exec(info.response)?.[1] ?? "";
+    const until = Date.now() + 15_000;
+    while (relay.received.length === 0 && Date.now() < until) await Bun.sleep(50);
+  } finally {
+    serve.kill("SIGTERM");
+    await relay.close();
+  }
+  expect(await serve.exited).toBe(0);
+  const log = (await output).join("\n");
+  expect(id).not.toBe("");
+  expect(relay.received).toHaveLength(1);
+  expect(relay.received[0]?.to).toEqual(["ops@elsewhere.test"]);
+  expect(relay.received[0]?.data.endsWith(raw)).toBe(true);
+  expect(log).toContain("deliveries run in their own thread");
+  expect(log).not.toContain("delivery thread unavailable");
+  const delivered = log.split("\n").find((line) => line.includes('"msg":"delivered"') && line.includes(id)) ?? "";
+  expect(delivered).toContain('"rule":"fwd"');
+}
+
+test("compiled serve delivers from its delivery thread", async () => {
+  await runServeAndForward([...(hideRepoWrapper() ?? []), binary.bin, "serve"], [binary.bin]);
+}, 90_000);
+
+test("serve from source delivers from its delivery thread", async () => {
+  const main = join(REPO_ROOT, "src/main.ts");
+  await runServeAndForward([process.execPath, main, "serve"], [process.execPath, main]);
+}, 90_000);
