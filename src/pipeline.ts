@@ -18,6 +18,7 @@
  */
 import type { Database } from "bun:sqlite";
 import { mkdirSync, statSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { Config } from "./config/config.ts";
 import { describeError, SmtpError } from "./errors.ts";
@@ -34,7 +35,7 @@ import { Finisher } from "./act/finish.ts";
 import { Intake, type IntakeEntry, type IntakeStats } from "./act/intake.ts";
 import { newMessageId } from "./spool/ids.ts";
 import { recoverSpool, sweepPending, type RecoveryReport } from "./spool/recovery.ts";
-import { joinParts, prefixOf, type MessageBytes } from "./spool/message-bytes.ts";
+import { IncomingFile } from "./spool/incoming-file.ts";
 import { Spool } from "./spool/spool.ts";
 import { SpoolFlusher } from "./spool/spool-flusher.ts";
 import { WalSync } from "./spool/wal-sync.ts";
@@ -63,6 +64,9 @@ const WORKER_PARSE_MIN_BYTES = 1024 * 1024;
  */
 const HEADER_PREFIX_BYTES = MAX_HEADER_BLOCK_BYTES + 2 * MAX_HEADER_FIELD_BYTES;
 
+/** Where a parse reads the message: its bytes in memory, or its spool file. */
+type ParseSource = { kind: "bytes"; bytes: Uint8Array } | { kind: "file"; path: string };
+
 export interface PipelineDeps {
   config: Config;
   db: Database;
@@ -73,8 +77,10 @@ export interface PipelineDeps {
 }
 
 export interface Pipeline extends MessageSink {
-  /** Like receive(), for the SMTP layer: takes ownership of the message's bytes (no copies). */
-  receiveOwned(message: MessageBytes, envelope: Envelope): Promise<ReceiveOutcome>;
+  /** For the SMTP layer: a new spool file to write DATA into as it arrives. */
+  openIncoming(): Promise<IncomingFile>;
+  /** Like receive(), for the SMTP layer: takes ownership of `file` (installs or removes it). */
+  receiveOwned(file: IncomingFile, envelope: Envelope): Promise<ReceiveOutcome>;
   /** Finishes what a crash left in the spool; starts background timers. Call before listening. */
   recover(): Promise<RecoveryReport>;
   /**
@@ -110,14 +116,31 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   let active = 0;
   const inactiveWaiters: (() => void)[] = [];
 
-  /** MessageSink: the caller keeps its bytes (a copy goes to a parse worker). */
+  /** MessageSink: the caller keeps its bytes (they are written to a new spool file). */
   function receive(raw: Uint8Array, envelope: Envelope): Promise<ReceiveOutcome> {
-    return guarded(() => receiveOne({ parts: [raw], size: raw.byteLength }, envelope, false));
+    return guarded(async () => {
+      const file = await openIncoming();
+      file.write(raw);
+      return receiveFile(file, envelope);
+    });
   }
 
-  /** From smtp/: the pipeline owns `message` (its bytes are moved, not copied, and freed early). */
-  function receiveOwned(message: MessageBytes, envelope: Envelope): Promise<ReceiveOutcome> {
-    return guarded(() => receiveOne(message, envelope, true));
+  /** From smtp/: `file` was written as the message arrived; the pipeline installs or removes it. */
+  function receiveOwned(file: IncomingFile, envelope: Envelope): Promise<ReceiveOutcome> {
+    if (closed) void file.abort();
+    return guarded(() => receiveFile(file, envelope));
+  }
+
+  /** A new message's spool file (`<id>.tmp`), for the SMTP layer to write DATA into as it arrives. */
+  async function openIncoming(): Promise<IncomingFile> {
+    if (closed) throw SmtpError.temporary(new Error("pipeline is shutting down"));
+    const receivedAt = now();
+    try {
+      return await IncomingFile.create(spool, newMessageId(receivedAt), receivedAt, HEADER_PREFIX_BYTES);
+    } catch (err) {
+      logger.error("creating a spool file failed", { error: describeError(err) });
+      throw SmtpError.temporary(err);
+    }
   }
 
   async function guarded(run: () => Promise<ReceiveOutcome>): Promise<ReceiveOutcome> {
@@ -132,75 +155,79 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   }
 
   /**
-   * Facts of a message: in a parse worker when the rules read the body or the message is big
-   * (owned bytes go there and back: use the returned ones), else in-thread. A worker that
-   * fails on this message: with the bytes still here, a decision on empty facts with
-   * `parseError`; with the bytes gone with the worker, an error (→ 451).
+   * Facts of a message, from its bytes in memory or from its spool file: in a parse worker when
+   * the rules read the body or the message is big, else in-thread. A worker that fails on this
+   * message: a decision on facts without content, with `parseError` (the file is still here).
    */
-  async function parse(raw: Uint8Array, envelope: Envelope, size: number, content: boolean, owned: boolean): Promise<{ facts: MessageFacts; bytes: Uint8Array }> {
+  async function parse(source: ParseSource, envelope: Envelope, size: number, content: boolean): Promise<MessageFacts> {
     const pool = parsePool;
     if (pool === null || !pool.usable || (!content && size <= WORKER_PARSE_MIN_BYTES)) {
-      return { facts: await extractFacts(raw, envelope, { content }), bytes: raw };
+      const raw = source.kind === "bytes" ? source.bytes : new Uint8Array(await readFile(source.path));
+      return extractFacts(raw, envelope, { content });
     }
     try {
-      const outcome = await pool.parse(owned ? raw : new Uint8Array(raw), envelope, { content });
-      return { facts: outcome.facts, bytes: owned ? outcome.bytes : raw };
+      const outcome = source.kind === "bytes"
+        ? await pool.parse(source.bytes, envelope, { content })
+        : await pool.parseFile(source.path, envelope, { content });
+      return outcome.facts;
     } catch (err) {
-      if (!(err instanceof ParseWorkerError) || err.bytesLost) throw err;
+      if (!(err instanceof ParseWorkerError)) throw err;
       logger.error("parse worker failed on a message, classified without its content", { error: describeError(err) });
       const facts = await extractFacts(new Uint8Array(0), envelope, { content: false });
-      return { facts: { ...facts, parseError: `not parsed: ${err.message}` }, bytes: raw };
+      return { ...facts, parseError: `not parsed: ${err.message}` };
     }
   }
 
   /**
-   * Classifies `message`. Rules that read only headers, on a message still in parts: only a
-   * prefix holding the header block is joined and parsed, the parts are spooled as they are.
-   * Otherwise the message is joined once (no copy when it is one part) and parsed whole.
+   * Classifies the message in `file`. Header-only rules: the in-memory prefix (the whole message
+   * when small) is parsed. Rules that read the body: the bytes in memory when the whole
+   * message is there, else the parse worker reads the spool file. Authentication checks need
+   * the whole message in memory (read back from the file when big).
    */
-  async function classifyMessage(message: MessageBytes, envelope: Envelope, owned: boolean): Promise<{ facts: MessageFacts; decision: Decision; spool: Uint8Array | Uint8Array[] }> {
+  async function classifyMessage(file: IncomingFile, envelope: Envelope): Promise<{ facts: MessageFacts; decision: Decision }> {
     const ruleSet = rules.current();
     const needs = factNeeds(ruleSet);
-    const size = message.size;
-    let spool: Uint8Array | Uint8Array[];
+    const size = file.size;
     let parsed: MessageFacts;
     let authResults: AuthResults | undefined;
-    if (!needs.content && !needs.auth && message.parts.length > 1) {
-      spool = message.parts;
-      parsed = (await parse(prefixOf(message, HEADER_PREFIX_BYTES), envelope, size, false, true)).facts;
+    if (!needs.content && !needs.auth) {
+      parsed = await parse({ kind: "bytes", bytes: file.bytes() ?? file.prefix(HEADER_PREFIX_BYTES) }, envelope, size, false);
     } else {
-      const raw = joinParts(message);
-      if (owned) message.parts = [];
+      const inMemory = file.bytes();
+      const raw = needs.auth ? (inMemory ?? new Uint8Array(await readFile(file.path))) : null;
       // The authentication checks read the bytes meanwhile: the worker then gets a copy.
-      const auth = needs.auth ? authenticate(raw, envelope, { timeoutMs: AUTH_TIMEOUT_MS, mta: config.smtp.hostname }) : undefined;
-      const [result, authDone] = await Promise.all([parse(raw, envelope, size, needs.content, owned && !auth), auth]);
-      spool = result.bytes;
-      parsed = result.facts;
+      const auth = raw ? authenticate(raw, envelope, { timeoutMs: AUTH_TIMEOUT_MS, mta: config.smtp.hostname }) : undefined;
+      const source: ParseSource = inMemory ? { kind: "bytes", bytes: raw ? new Uint8Array(inMemory) : inMemory } : { kind: "file", path: file.path };
+      const [result, authDone] = await Promise.all([parse(source, envelope, size, needs.content), auth]);
+      parsed = result;
       authResults = authDone;
     }
+    file.forgetPrefix();
     const facts: MessageFacts = { ...parsed, ...authResults, size };
-    return { facts, decision: classify(facts, ruleSet, { trace: false }).decision, spool };
+    return { facts, decision: classify(facts, ruleSet, { trace: false }).decision };
   }
 
-  async function receiveOne(message: MessageBytes, envelope: Envelope, owned: boolean): Promise<ReceiveOutcome> {
-    const receivedAt = now();
-    const id = newMessageId(receivedAt);
+  async function receiveFile(file: IncomingFile, envelope: Envelope): Promise<ReceiveOutcome> {
+    const { id, receivedAt } = file;
     let classified: Awaited<ReturnType<typeof classifyMessage>>;
     try {
-      classified = await classifyMessage(message, envelope, owned);
+      await file.end();
+      classified = await classifyMessage(file, envelope);
     } catch (err) {
+      await file.abort();
       logger.error("classification failed", { id, error: describeError(err) });
       throw SmtpError.temporary(err);
     }
     const { facts, decision } = classified;
-    if (decision.action === "reject") return reject(id, receivedAt, facts, decision);
+    if (decision.action === "reject") {
+      await file.abort();
+      return reject(id, receivedAt, facts, decision);
+    }
     const finishLater = decision.archive;
     const row = messageRow(id, receivedAt, facts, decision, finishLater ? "spooled" : "done");
     const keepBytes = finishLater || decision.action === "forward" || decision.action === "webhook";
-    const entry: IntakeEntry = { row, bytes: keepBytes ? classified.spool : null, deliveries: deliveriesFor(row, decision, config.relay !== null) };
-    // From here only the intake holds the bytes; it drops them once they are in the spool file.
-    classified.spool = [];
-    message.parts = owned ? [] : message.parts;
+    if (!keepBytes) await file.abort();
+    const entry: IntakeEntry = { row, file: keepBytes ? file : null, deliveries: deliveriesFor(row, decision, config.relay !== null) };
     try {
       await intake.commit(entry);
     } catch (err) {
@@ -217,7 +244,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
 
   async function reject(id: string, receivedAt: number, facts: MessageFacts, decision: Decision): Promise<never> {
     const row = messageRow(id, receivedAt, facts, decision, "done");
-    await intake.commit({ row, bytes: null, deliveries: [] }).catch((err: unknown) => {
+    await intake.commit({ row, file: null, deliveries: [] }).catch((err: unknown) => {
       logger.error("recording a rejected message failed", { id, error: describeError(err) });
     });
     logger.info("message rejected", { id, rule: decision.rule, category: decision.category, size: facts.size });
@@ -227,6 +254,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   return {
     receive,
     receiveOwned,
+    openIncoming,
     async recover() {
       const report = await recoverSpool(db, spool, finisher, logger, config.dataDir);
       const started = await SpoolFlusher.start(spool.dir);

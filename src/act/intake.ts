@@ -1,7 +1,8 @@
 /**
  * Intake with group commit: makes an accepted message durable before its `250`.
  *
- * Each message's spool file is written and fsynced as soon as it arrives (async, in the
+ * Each message's spool file was written as it arrived (spool/incoming-file.ts); here it is
+ * installed (fsynced when there is no group flush, renamed to `<id>.eml`; async, in the
  * thread pool, in parallel with others). Messages whose file is ready form a group: ONE
  * SQLite transaction for their rows, deliveries and counters, then ONE fsync of the WAL and
  * ONE of the spool directory (makes their renames durable), both in the thread pool — no
@@ -19,6 +20,7 @@ import type { Database } from "bun:sqlite";
 import { bumpCounter, type CounterMetric } from "../store/counters.ts";
 import { dayKey } from "../store/db.ts";
 import { deleteMessages, insertDelivery, insertMessage, type MessageRow, type NewDelivery } from "../store/messages.ts";
+import type { IncomingFile } from "../spool/incoming-file.ts";
 import type { Spool } from "../spool/spool.ts";
 import type { SpoolFlusher } from "../spool/spool-flusher.ts";
 import { WalSync } from "../spool/wal-sync.ts";
@@ -26,11 +28,10 @@ import { WalSync } from "../spool/wal-sync.ts";
 export interface IntakeEntry {
   row: MessageRow;
   /**
-   * The raw message to spool (whole or in parts), or null when nothing is kept (reject,
-   * plain drop). Set to null by the intake once written, so the bytes can be freed while
-   * the group commits.
+   * The message's spool file, written as it arrived (installed under its final name by the
+   * intake), or null when nothing is kept (reject, plain drop).
    */
-  bytes: Uint8Array | readonly Uint8Array[] | null;
+  file: IncomingFile | null;
   deliveries: NewDelivery[];
 }
 
@@ -84,13 +85,10 @@ export class Intake {
   commit(entry: IntakeEntry): Promise<void> {
     this.inFlight++;
     const settled = new Promise<void>((resolve, reject) => {
-      const waiting: Waiting = { entry, spooled: entry.bytes !== null, resolve, reject };
-      if (entry.bytes === null) return this.enqueue(waiting);
-      this.spool.write({ id: entry.row.id, bytes: entry.bytes, fsync: this.flusher === null }).then(
-        () => {
-          entry.bytes = null; // written: the memory can go now, not after the group commit
-          this.enqueue(waiting);
-        },
+      const waiting: Waiting = { entry, spooled: entry.file !== null, resolve, reject };
+      if (entry.file === null) return this.enqueue(waiting);
+      entry.file.install({ fsync: this.flusher === null }).then(
+        () => this.enqueue(waiting),
         (err: unknown) => reject(err),
       );
     });

@@ -4,7 +4,8 @@
  * text, part buffers) lives and dies in the worker's heap. Only the facts come back.
  *
  * The message bytes are transferred (not copied) to the worker and, when the caller still
- * needs them (to spool them), transferred back with the facts. Bytes that do not own their
+ * needs them, transferred back with the facts; or (`parseFile`) the worker reads the message
+ * from its spool file, so a big message never passes through the main thread. Bytes that do not own their
  * whole ArrayBuffer (a slice of a pooled Buffer) are copied instead.
  * Trusts: the bytes' sizes (smtp/ limits them). Failure: `start` resolves null when no
  * worker starts (the caller parses in-thread). A worker that crashes or misses
@@ -27,14 +28,10 @@ const START_TIMEOUT_MS = 10_000;
 /** Workers: one per spare core, at most 2 (parsing is bursty; more would compete with the loop). */
 export const DEFAULT_POOL_SIZE = Math.min(2, Math.max(1, availableParallelism() - 1));
 
-export interface ParseRequest {
-  kind: "parse";
-  job: number;
-  bytes: ArrayBuffer;
-  envelope: Envelope;
-  content: boolean;
-  giveBack: boolean;
-}
+export type ParseRequest =
+  | { kind: "parse"; job: number; bytes: ArrayBuffer; envelope: Envelope; content: boolean; giveBack: boolean }
+  /** The message is in a file (its spool file): the worker reads it, nothing is transferred. */
+  | { kind: "parse-file"; job: number; path: string; envelope: Envelope; content: boolean };
 
 export type ParseReply = { kind: "parsed"; job: number; facts: MessageFacts; bytes: ArrayBuffer | null } | { kind: "ready" };
 
@@ -120,6 +117,20 @@ export class ParsePool {
     });
   }
 
+  /**
+   * Facts of the message in the file at `path` (read by the worker; the file must not change
+   * meanwhile). The outcome's `bytes` are empty: nothing comes back but the facts.
+   */
+  parseFile(path: string, envelope: Envelope, opts: { content: boolean }): Promise<ParseOutcome> {
+    if (this.closed) return Promise.reject(new Error("parse pool is closed"));
+    return new Promise<ParseOutcome>((resolve, reject) => {
+      const id = ++this.nextJob;
+      const request: ParseRequest = { kind: "parse-file", job: id, path, envelope, content: opts.content };
+      this.queue.push({ id, request, kept: EMPTY, resolve, reject });
+      this.dispatch();
+    });
+  }
+
   /** Fails queued and running jobs and stops the workers. */
   async close(): Promise<void> {
     this.closed = true;
@@ -149,7 +160,8 @@ export class ParsePool {
       if (!job) return;
       slot.job = job;
       slot.timer = setTimeout(() => this.replace(slot, `parse worker took longer than ${this.timeoutMs} ms`), this.timeoutMs);
-      slot.worker.postMessage(job.request, [job.request.bytes]);
+      const request = job.request;
+      slot.worker.postMessage(request, request.kind === "parse" ? [request.bytes] : []);
     }
   }
 
@@ -197,6 +209,9 @@ export class ParsePool {
     return !this.closed && this.slots.length > 0;
   }
 }
+
+/** What a file job "keeps" (nothing was transferred, so nothing is lost or given back). */
+const EMPTY = new Uint8Array(0);
 
 function ownsWholeBuffer(bytes: Uint8Array): boolean {
   return bytes.buffer instanceof ArrayBuffer && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;

@@ -1,22 +1,25 @@
 /**
- * DATA: collects the message smtp-server streams to us (dot-unstuffed, up to the final
- * `CRLF.CRLF` — bare-LF/bare-CR dots never end it, so smuggling payloads stay inside the one
- * message), then: size limit (552 5.3.4, nothing stored), loop check (554 5.4.6), our
- * `Received:` header, and the hand-over to the MessageSink. The reply is `250 2.0.0 Queued as
- * <id>` only when the sink resolved (the message is durable).
+ * DATA: the message smtp-server streams to us (dot-unstuffed, up to the final `CRLF.CRLF` —
+ * bare-LF/bare-CR dots never end it, so smuggling payloads stay inside the one message) goes
+ * AS IT ARRIVES to where the sink wants it: for the gateway's pipeline, straight into the
+ * message's spool file (spool/incoming-file.ts; our `Received:` header, known at DATA start,
+ * is written first); for any other sink, into memory. Then: size limit (552 5.3.4, nothing
+ * kept), loop check (554 5.4.6), the hand-over to the MessageSink. The reply is
+ * `250 2.0.0 Queued as <id>` only when the sink resolved (the message is durable).
  *
- * Trusts nothing in the bytes. Memory: chunks are kept only while the total is under the size
- * limit; past it the rest is read and dropped. A big message is never joined here: the
- * header and the chunks go to the sink as parts (it spools them with writev, and joins them
- * once only if its rules read the body); a small one is joined into one allocation.
- * Failure: SmtpError from the sink → its code and public text; anything else → 451 4.3.0
- * with a generic text (smtp-server sends err.message verbatim), the detail goes to the log.
+ * Trusts nothing in the bytes. Memory: a big message is never held here: the socket is paused
+ * while the file writes lag (`write` returns false until `drained()`). Past the size limit
+ * the file is removed and the rest is read and dropped. A client that goes away mid-DATA:
+ * the file is removed. Failure: the file cannot be created or written → the rest is read
+ * and dropped, 451 4.3.0; SmtpError from the sink → its code and public text; anything else →
+ * 451 4.3.0 with a generic text (smtp-server sends err.message verbatim), detail to the log.
  */
 import type { SMTPServerDataStream, SMTPServerSession } from "smtp-server";
 import { SmtpError, describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { MAX_HEADER_BLOCK_BYTES } from "../parse/limits.ts";
-import { isOwningSink, joinParts, prefixOf, type MessageBytes } from "../spool/message-bytes.ts";
+import { isOwningSink } from "../spool/incoming-file.ts";
+import { MessageCollector, type IncomingMessage } from "../spool/message-bytes.ts";
 import type { Envelope, MessageSink, ReceiveOutcome } from "../types.ts";
 import { buildReceivedHeader, countReceivedHeaders } from "./received-header.ts";
 import type { SessionState } from "./session-log.ts";
@@ -36,31 +39,54 @@ export interface DataReply {
   outcome?: ReceiveOutcome;
 }
 
+/** Where the message goes while it arrives, and how it is handed to the sink at the end. */
+interface Receiver {
+  incoming: IncomingMessage;
+  deliver(envelope: Envelope): Promise<ReceiveOutcome>;
+}
+
+async function openReceiver(sink: MessageSink): Promise<Receiver> {
+  if (isOwningSink(sink)) {
+    const file = await sink.openIncoming();
+    return { incoming: file, deliver: (envelope) => sink.receiveOwned(file, envelope) };
+  }
+  const memory = new MessageCollector();
+  return { incoming: memory, deliver: (envelope) => sink.receive(memory.take(), envelope) };
+}
+
+type Pumped = { kind: "ok"; size: number } | { kind: "too-big"; size: number } | { kind: "aborted" };
+
 /**
- * Messages up to this size are joined into one buffer right away (cheaper to handle than
- * parts); bigger ones stay in the chunks they arrived in, so they are never held twice.
+ * Feeds the DATA stream into `incoming` (null: storage unusable, bytes dropped), pausing the
+ * stream while `incoming` lags. Past `maxBytes` the bytes are dropped and `onOversize` runs once.
  */
-const JOIN_BELOW_BYTES = 256 * 1024;
-
-type Collected = { kind: "ok"; chunks: Buffer[]; size: number } | { kind: "too-big"; size: number } | { kind: "aborted" };
-
-function collect(stream: SMTPServerDataStream, maxBytes: number): Promise<Collected> {
+function pump(stream: SMTPServerDataStream, incoming: IncomingMessage | null, maxBytes: number, onOversize: () => void): Promise<Pumped> {
   return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
     let size = 0;
     let over = false;
+    let done = false;
+    const finish = (result: Pumped): void => {
+      if (done) return;
+      done = true;
+      resolve(result);
+    };
+    if (stream.destroyed) return finish({ kind: "aborted" });
     stream.on("data", (chunk: Buffer) => {
       size += chunk.length;
-      if (over || size > maxBytes) {
+      if (over) return;
+      if (size > maxBytes) {
         over = true;
-        chunks.length = 0;
+        onOversize();
         return;
       }
-      chunks.push(chunk);
+      if (incoming && !incoming.write(chunk)) {
+        stream.pause();
+        void incoming.drained().then(() => stream.resume());
+      }
     });
-    stream.once("end", () => resolve(over || stream.sizeExceeded ? { kind: "too-big", size } : { kind: "ok", chunks, size }));
-    stream.once("error", () => resolve({ kind: "aborted" }));
-    stream.once("close", () => resolve({ kind: "aborted" }));
+    stream.once("end", () => finish(over || stream.sizeExceeded ? { kind: "too-big", size } : { kind: "ok", size }));
+    stream.once("error", () => finish({ kind: "aborted" }));
+    stream.once("close", () => finish({ kind: "aborted" }));
   });
 }
 
@@ -75,12 +101,11 @@ export async function receiveMessage(
   state: SessionState,
   ctx: DataContext,
 ): Promise<DataReply | null> {
-  const collected = await collect(stream, ctx.maxMessageBytes);
-  if (collected.kind === "aborted") return null;
-  state.size = collected.size;
-  if (collected.kind === "too-big") {
-    return { code: 552, text: `5.3.4 Message size exceeds fixed maximum message size ${ctx.maxMessageBytes}` };
-  }
+  // Listened to at once: a client gone while the file is being created must not be missed.
+  let gone = stream.destroyed;
+  const markGone = (): void => void (gone = true);
+  stream.once("close", markGone);
+  stream.once("error", markGone);
   const envelope = envelopeOf(session, state);
   const header = Buffer.from(
     buildReceivedHeader({
@@ -94,25 +119,61 @@ export async function receiveMessage(
       date: new Date(),
     }),
   );
-  const chunks = collected.chunks;
-  const message: MessageBytes = { parts: [header, ...chunks], size: header.length + collected.size };
-  if (message.size <= JOIN_BELOW_BYTES) message.parts = [joinParts(message)];
-  // The loop check reads the client's header section only (not our own Received: line).
-  const clientPart = message.parts.length === 1
-    ? (message.parts[0] ?? header).subarray(header.length)
-    : prefixOf({ parts: chunks, size: collected.size }, MAX_HEADER_BLOCK_BYTES);
-  chunks.length = 0;
-  if (countReceivedHeaders(clientPart, ctx.maxReceivedHeaders) > ctx.maxReceivedHeaders) {
-    return { code: 554, text: "5.4.6 Too many hops (Received headers), mail loop suspected" };
+  let receiver: Receiver | null = null;
+  let storageError: unknown = null;
+  try {
+    receiver = await openReceiver(ctx.sink);
+    receiver.incoming.write(header);
+  } catch (err) {
+    storageError = err;
   }
-  return store(message, envelope, state, ctx);
-}
-
-async function store(message: MessageBytes, envelope: Envelope, state: SessionState, ctx: DataContext): Promise<DataReply> {
+  const incoming = receiver?.incoming ?? null;
+  const pumped = gone ? ({ kind: "aborted" } as const) : await pump(stream, incoming, ctx.maxMessageBytes, () => void incoming?.abort());
+  if (pumped.kind === "aborted") {
+    await incoming?.abort();
+    return null;
+  }
+  state.size = pumped.size;
+  if (pumped.kind === "too-big") {
+    await incoming?.abort();
+    return { code: 552, text: `5.3.4 Message size exceeds fixed maximum message size ${ctx.maxMessageBytes}` };
+  }
+  if (receiver === null) return storageFailed(storageError, state, ctx);
+  // The whole message is here (deadlines wait for us now, see connection.ts).
   state.storing = true;
   try {
-    const sink = ctx.sink;
-    const outcome = await (isOwningSink(sink) ? sink.receiveOwned(message, envelope) : sink.receive(joinParts(message), envelope));
+    return await finishMessage(receiver, header.length, envelope, state, ctx);
+  } finally {
+    state.storing = false;
+  }
+}
+
+/** After the final dot: the last writes, the loop check, the hand-over. */
+async function finishMessage(receiver: Receiver, headerBytes: number, envelope: Envelope, state: SessionState, ctx: DataContext): Promise<DataReply> {
+  try {
+    await receiver.incoming.end();
+  } catch (err) {
+    await receiver.incoming.abort();
+    return storageFailed(err, state, ctx);
+  }
+  // The loop check reads the client's header section only (not our own Received: line).
+  const clientPart = receiver.incoming.prefix(headerBytes + MAX_HEADER_BLOCK_BYTES).subarray(headerBytes);
+  if (countReceivedHeaders(clientPart, ctx.maxReceivedHeaders) > ctx.maxReceivedHeaders) {
+    await receiver.incoming.abort();
+    return { code: 554, text: "5.4.6 Too many hops (Received headers), mail loop suspected" };
+  }
+  return store(receiver, envelope, state, ctx);
+}
+
+function storageFailed(err: unknown, state: SessionState, ctx: DataContext): DataReply {
+  const smtpError = err instanceof SmtpError ? err : SmtpError.temporary(err);
+  ctx.logger.error("message not accepted", { session: state.id, client: state.client, error: describeError(smtpError.detail ?? err) });
+  return { code: smtpError.code, text: `${smtpError.enhanced} ${smtpError.publicText}` };
+}
+
+async function store(receiver: Receiver, envelope: Envelope, state: SessionState, ctx: DataContext): Promise<DataReply> {
+  try {
+    const outcome = await receiver.deliver(envelope);
     state.decision = outcome.decision.action;
     state.category = outcome.decision.category;
     state.rule = outcome.decision.rule;
@@ -125,8 +186,6 @@ async function store(message: MessageBytes, envelope: Envelope, state: SessionSt
       ctx.logger.error("message not accepted", { session: state.id, client: state.client, error: describeError(smtpError.detail ?? err) });
     }
     return { code: smtpError.code, text: `${smtpError.enhanced} ${smtpError.publicText}` };
-  } finally {
-    state.storing = false;
   }
 }
 

@@ -1,16 +1,64 @@
 /**
- * A received message as the SMTP layer hands it over: its byte parts in order (our
- * `Received:` header, then the DATA chunks as they came off the socket) and the total size.
- * Big messages stay in parts so they are never copied whole when nothing needs them
- * contiguous: the spool writes the parts with one writev, a header-only parse reads a
- * prefix. Whoever receives a MessageBytes owns it (it may empty `parts` to free memory early).
- * Trusts: `size` equals the sum of the part lengths (checked by `join`). Failure: none.
+ * A received message as the SMTP layer writes it: `IncomingMessage` is where DATA goes as it
+ * arrives (our `Received:` header first, then the chunks in order). The gateway's pipeline
+ * gives an IncomingFile (spool/incoming-file.ts: straight into the spool file); any other
+ * MessageSink gets a MessageCollector, which keeps the parts in memory and joins them once.
+ * Also the helpers to join parts or take a prefix without copying more than needed.
+ * Trusts: `size` equals the sum of the part lengths (checked by `joinParts`). Failure: none.
  */
-import type { Envelope, MessageSink, ReceiveOutcome } from "../types.ts";
+export type { OwningMessageSink } from "./incoming-file.ts";
 
 export interface MessageBytes {
   parts: Uint8Array[];
   size: number;
+}
+
+/** Where the bytes of a message go while it is received. */
+export interface IncomingMessage {
+  /** Queues bytes; false when the sender should wait for `drained()` (pause the socket). */
+  write(bytes: Uint8Array): boolean;
+  drained(): Promise<void>;
+  /** No more bytes; resolves when all are stored, rejects when storing failed. */
+  end(): Promise<void>;
+  /** Discards the message (nothing kept). Never throws. */
+  abort(): Promise<void>;
+  /** The first `limit` bytes, as one allocation. */
+  prefix(limit: number): Uint8Array;
+}
+
+/** An IncomingMessage held in memory (for sinks that take the whole message at once). */
+export class MessageCollector implements IncomingMessage {
+  private message: MessageBytes = { parts: [], size: 0 };
+
+  write(bytes: Uint8Array): boolean {
+    this.message.parts.push(bytes);
+    this.message.size += bytes.byteLength;
+    return true;
+  }
+
+  drained(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  end(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  abort(): Promise<void> {
+    this.message = { parts: [], size: 0 };
+    return Promise.resolve();
+  }
+
+  prefix(limit: number): Uint8Array {
+    return prefixOf(this.message, limit);
+  }
+
+  /** The whole message, joined once; the collector lets go of it. */
+  take(): Uint8Array {
+    const joined = joinParts(this.message);
+    this.message = { parts: [], size: 0 };
+    return joined;
+  }
 }
 
 /**
@@ -42,13 +90,4 @@ export function prefixOf(message: MessageBytes, limit: number): Uint8Array {
     at += take;
   }
   return prefix;
-}
-
-/** A MessageSink that can also take a message in parts, owning it (the gateway's pipeline). */
-export interface OwningMessageSink extends MessageSink {
-  receiveOwned(message: MessageBytes, envelope: Envelope): Promise<ReceiveOutcome>;
-}
-
-export function isOwningSink(sink: MessageSink): sink is OwningMessageSink {
-  return typeof (sink as Partial<OwningMessageSink>).receiveOwned === "function";
 }

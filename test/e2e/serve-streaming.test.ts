@@ -1,0 +1,154 @@
+/**
+ * DATA goes into the spool file as it arrives (src/spool/incoming-file.ts), against the real
+ * `mailgw serve` from source: a 25 MB message with a body rule is classified on its body and
+ * archived byte for byte; a 25 MB message a body rule rejects leaves no file anywhere; a client
+ * that disconnects mid-DATA leaves no `.tmp`; a `.tmp` left by kill -9 mid-DATA is removed by
+ * the restart's recovery (it was never acknowledged).
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { RawClient, greet } from "../smtp/helpers.ts";
+import { serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+
+const RULES = `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - { name: body-spam, priority: 100, action: reject, category: spam, reject_message: "Body says spam", conditions: [{ field: body, operator: contains, value: "buy-cheap-pills-now" }] }
+  - { name: body-invoice, priority: 50, action: archive, category: invoices, conditions: [{ field: body, operator: contains, value: "invoice-number-4711" }] }
+`;
+const BIG_BYTES = 25 * 1024 * 1024;
+const ENV = { MAX_MESSAGE_SIZE_MB: "30", RATE_LIMIT_MAX: "1000" };
+
+const dirs: string[] = [];
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function serveWithBodyRules(): Promise<ServeProcess> {
+  const dir = serveDir();
+  dirs.push(dir);
+  await writeFile(join(dir, "rules.yaml"), RULES);
+  return startServe("source", dir, ENV);
+}
+
+/** A plain-text message of `bytes` bytes (CRLF lines, none starting with a dot) with `marker` near the top. */
+function bigMessage(bytes: number, subject: string, marker: string): Buffer {
+  const head = `From: a@sender.example\r\nTo: b@company.com\r\nSubject: ${subject}\r\nContent-Type: text/plain\r\n\r\nHello, ${marker} here.\r\n`;
+  const line = "Lorem ipsum dolor sit amet, consectetur adipiscing elit 0123456789 abcdefghij\r\n";
+  const body = line.repeat(Math.ceil((bytes - head.length) / line.length));
+  return Buffer.from((head + body).slice(0, bytes - 2) + "\r\n", "latin1");
+}
+
+async function startData(c: RawClient): Promise<void> {
+  expect(await greet(c)).toStartWith("250");
+  expect(await c.cmd("MAIL FROM:<a@sender.example>")).toStartWith("250");
+  expect(await c.cmd("RCPT TO:<b@company.com>")).toStartWith("250");
+  expect(await c.cmd("DATA")).toStartWith("354");
+}
+
+async function send(port: number, message: Buffer): Promise<string> {
+  const c = await RawClient.connect(port);
+  await startData(c);
+  c.write(message);
+  c.write(".\r\n");
+  const reply = await c.reply(60_000);
+  c.socket.destroy();
+  return reply;
+}
+
+async function spoolNames(serve: ServeProcess): Promise<string[]> {
+  const entries = await readdir(join(serve.dir, "data", "spool"), { withFileTypes: true });
+  return entries.filter((e) => e.isFile()).map((e) => e.name);
+}
+
+async function archived(serve: ServeProcess, id: string): Promise<Buffer | null> {
+  const root = join(serve.dir, "data", "archive");
+  for (const day of await readdir(root).catch(() => [] as string[])) {
+    const file = await readFile(join(root, day, `${id}.eml`)).catch(() => null);
+    if (file) return file;
+  }
+  return null;
+}
+
+async function until(what: string, check: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+    await Bun.sleep(50);
+  }
+}
+
+/** Opens DATA, sends `bytes` of a message without the final dot, waits for its `.tmp` to appear. */
+async function halfSent(serve: ServeProcess, bytes: number): Promise<{ client: RawClient; tmp: string }> {
+  const client = await RawClient.connect(serve.smtpPort);
+  await startData(client);
+  client.write(bigMessage(bytes, "half", "nothing"));
+  let tmp = "";
+  await until("a .tmp spool file while DATA is still open", async () => {
+    tmp = (await spoolNames(serve)).find((n) => n.endsWith(".tmp")) ?? "";
+    return tmp !== "";
+  });
+  return { client, tmp };
+}
+
+describe("DATA streamed into the spool file", () => {
+  test("25 MB with a body rule: classified on the body, archived byte for byte; a rejected one leaves no file", async () => {
+    const serve = await serveWithBodyRules();
+    try {
+      const invoice = bigMessage(BIG_BYTES, "big invoice", "invoice-number-4711");
+      const reply = await send(serve.smtpPort, invoice);
+      const id = /^250 2\.0\.0 Queued as (\S+)/.exec(reply)?.[1];
+      expect(id, reply).toBeString();
+      const stored = await serve.waitForLog((l) => l.msg === "message stored" && l.id === id);
+      expect([stored.rule, stored.category, stored.action]).toEqual(["body-invoice", "invoices", "archive"]);
+      let file: Buffer | null = null;
+      await until("the archive copy", async () => (file = await archived(serve, id ?? "")) !== null, 20_000);
+      const copy = file as unknown as Buffer;
+      // Our Received: header (one field, folded), then exactly the bytes sent.
+      expect(copy.subarray(0, 10).toString()).toBe("Received: ");
+      const headerLength = copy.length - invoice.length;
+      expect(headerLength).toBeGreaterThan(0);
+      expect(headerLength).toBeLessThan(1000);
+      expect(copy.subarray(headerLength - 2, headerLength).toString()).toBe("\r\n");
+      expect(Buffer.compare(copy.subarray(headerLength), invoice)).toBe(0);
+
+      const spam = await send(serve.smtpPort, bigMessage(BIG_BYTES, "big spam", "buy-cheap-pills-now"));
+      expect(spam).toBe("550 5.7.1 Body says spam");
+      await until("the spool released", async () => (await spoolNames(serve)).length === 0);
+      expect(await spoolNames(serve)).toEqual([]);
+    } finally {
+      await serve.stop();
+    }
+  }, 90_000);
+
+  test("a client gone mid-DATA leaves no .tmp; the next message is accepted", async () => {
+    const serve = await serveWithBodyRules();
+    try {
+      const { client, tmp } = await halfSent(serve, 3 * 1024 * 1024);
+      expect(tmp).toMatch(/\.tmp$/);
+      client.socket.destroy();
+      await until("the .tmp removed", async () => (await spoolNames(serve)).length === 0);
+      const reply = await send(serve.smtpPort, bigMessage(64 * 1024, "small", "invoice-number-4711"));
+      expect(reply).toStartWith("250 2.0.0 Queued as");
+    } finally {
+      await serve.stop();
+    }
+  }, 60_000);
+
+  test("kill -9 mid-DATA leaves a .tmp; the restart's recovery removes it", async () => {
+    const serve = await serveWithBodyRules();
+    const { client, tmp } = await halfSent(serve, 2 * 1024 * 1024);
+    await serve.stop("SIGKILL");
+    client.socket.destroy();
+    expect(await spoolNames(serve)).toContain(tmp);
+    const again = await startServe("source", serve.dir, ENV);
+    try {
+      const removed = await again.waitForLog((l) => l.msg === "removed unfinished spool write");
+      expect(removed.file).toBe(tmp);
+      expect(await spoolNames(again)).toEqual([]);
+    } finally {
+      await again.stop();
+    }
+  }, 60_000);
+});
