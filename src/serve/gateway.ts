@@ -68,6 +68,7 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
   const sink: OwningMessageSink = {
     receive: (raw, envelope) => pipeline.receive(raw, envelope).then(wakeDelivery),
     receiveOwned: (message, envelope) => pipeline.receiveOwned(message, envelope).then(wakeDelivery),
+    openIncoming: () => pipeline.openIncoming(),
   };
   const smtp = createSmtpServer({
     smtp: config.smtp,
