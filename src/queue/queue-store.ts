@@ -76,7 +76,7 @@ const DUE_WEBHOOKS = `SELECT ${CLAIM_COLUMNS} FROM deliveries d JOIN messages m 
 
 /**
  * Marks the given candidates `delivering` in one UPDATE; returns those it actually took (the
- * CLI may have dropped or changed one meanwhile). Runs inside claimDue's transaction.
+ * CLI, or another claimer, may have changed one since it was read). Runs in claimDue's transaction.
  */
 function claim(db: Database, candidates: readonly ClaimedDelivery[], now: number): ClaimedDelivery[] {
   if (candidates.length === 0) return [];
@@ -92,12 +92,13 @@ function claim(db: Database, candidates: readonly ClaimedDelivery[], now: number
 }
 
 /**
- * dueCandidates + claim in ONE write transaction, so the worker's refill takes the WAL locks
- * once instead of once per statement (each autocommit statement costs ~10 µs in lock calls).
- * `choose` picks from the candidates (the worker's per-target caps) before the claim.
+ * Due candidates, read WITHOUT the write lock (a WAL read never blocks a writer), then — only
+ * when `choose` (the worker's per-target caps) keeps some — ONE short write transaction with the
+ * guarded `UPDATE … RETURNING` (a row the CLI changed meanwhile is simply not taken). A worker
+ * at its relay cap, woken by intake, therefore never takes the lock another connection (intake
+ * on the main thread) may be waiting for.
  * The commit is not fsynced: a claim lost in a crash leaves the row queued and it is simply
- * attempted again (at-least-once), while the next durable commit on this connection (intake
- * or finishAttempts) makes it durable anyway.
+ * attempted again (at-least-once).
  */
 export function claimDue(
   db: Database,
@@ -105,12 +106,12 @@ export function claimDue(
   limits: ClaimLimits,
   choose: (candidates: ClaimedDelivery[]) => ClaimedDelivery[],
 ): ClaimedDelivery[] {
-  return withoutFsync(db, () =>
-    db.transaction(() => {
-      const candidates = dueCandidates(db, now, limits);
-      return candidates.length === 0 ? [] : claim(db, choose(candidates), now);
-    }).immediate(),
-  );
+  if (limits.forwards <= 0 && limits.webhooks <= 0) return [];
+  const candidates = dueCandidates(db, now, limits);
+  if (candidates.length === 0) return [];
+  const chosen = choose(candidates);
+  if (chosen.length === 0) return [];
+  return withoutFsync(db, () => db.transaction(() => claim(db, chosen, now)).immediate());
 }
 
 /**
