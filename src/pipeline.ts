@@ -1,13 +1,15 @@
 /**
  * The pipeline: the one place that connects the stages behind an SMTP session.
  *
- *   receive(raw, envelope)
- *     → id (generated)  → parse (extractFacts: the MIME body only when a rule reads body or
- *       attachments, SPF/DKIM/DMARC only when a rule reads them — rules/fact-needs.ts)
+ *   openIncoming() → `spool/<id>.tmp`, which smtp/ writes DATA into as it arrives
+ *   receiveOwned(file, envelope)  (receive(raw, envelope) does both at once)
+ *     → parse (extractFacts: the MIME body only when a rule reads body or attachments,
+ *       SPF/DKIM/DMARC only when a rule reads them — rules/fact-needs.ts; a big message is
+ *       read from its file by a parse worker, a small one parsed from memory)
  *     → classify (the rules in force right now)
- *     → reject: row recorded, 550 5.7.1
- *     → otherwise: spool file + row + deliveries + counters made durable (group commit,
- *       act/intake.ts) → resolve (the caller answers 250)
+ *     → reject: file removed, row recorded, 550 5.7.1
+ *     → otherwise: file renamed to `<id>.eml` + row + deliveries + counters made durable
+ *       (group commit, act/intake.ts) → resolve (the caller answers 250)
  *     → after the reply: archive copy, status done, spool released (act/finish.ts)
  *
  * Trusts: the bytes and envelope from smtp/ (size already limited there). Nothing from the
@@ -66,6 +68,23 @@ const HEADER_PREFIX_BYTES = MAX_HEADER_BLOCK_BYTES + 2 * MAX_HEADER_FIELD_BYTES;
 
 /** Where a parse reads the message: its bytes in memory, or its spool file. */
 type ParseSource = { kind: "bytes"; bytes: Uint8Array } | { kind: "file"; path: string };
+
+/**
+ * After receiving a message this big, the garbage collector runs once (synchronously, ~10-40
+ * ms) before the message is parsed: its socket chunks (dead once written to the spool file,
+ * two copies of every byte through smtp-server) would otherwise still be in memory when the
+ * parse worker's memory peaks. An async GC request comes too late to matter.
+ */
+const GC_AFTER_MESSAGE_BYTES = 8 * 1024 * 1024;
+/** At most one such collection per this interval (a flood of big messages costs the loop ≤ ~4%). */
+const GC_MIN_INTERVAL_MS = 1000;
+let lastForcedGcAt = Number.NEGATIVE_INFINITY;
+
+function collectReceiveGarbage(at: number): void {
+  if (at - lastForcedGcAt < GC_MIN_INTERVAL_MS) return;
+  lastForcedGcAt = at;
+  Bun.gc(true);
+}
 
 export interface PipelineDeps {
   config: Config;
@@ -212,6 +231,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     let classified: Awaited<ReturnType<typeof classifyMessage>>;
     try {
       await file.end();
+      if (file.size >= GC_AFTER_MESSAGE_BYTES) collectReceiveGarbage(now());
       classified = await classifyMessage(file, envelope);
     } catch (err) {
       await file.abort();

@@ -8,6 +8,7 @@
  * attachments and (when inline) their text. Any failure or limit hit yields partial facts
  * with `parseError` set; this function never throws.
  */
+import { readFile } from "node:fs/promises";
 import PostalMime, { type Email } from "postal-mime";
 import type { AuthResult, Envelope, MessageFacts } from "../types.ts";
 import { describeError } from "../errors.ts";
@@ -190,16 +191,23 @@ function isMessage(mimeType: string): boolean {
   return mimeType === "message/rfc822" || mimeType === "message/global";
 }
 
-/** Body and attachment facts of `raw` (header block already split), nested messages included. */
-async function contentFacts(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number, depth: number, budget: ParseBudget): Promise<ContentFacts> {
+/** What postal-mime parses for a cut (FIRST_CUT, or RETRY_CUT after a failure); uses the budget. */
+type MimeInputOf = (cut: ParseCut, budget: ParseBudget) => Promise<Uint8Array>;
+
+function mimeInputOf(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number): MimeInputOf {
+  return async (cut, budget) => mimeInput(raw, fields, bodyStart, parseEnd(raw, bodyStart, cut, budget));
+}
+
+/** Body and attachment facts of a message (its MIME input), nested messages included. */
+async function contentFacts(inputOf: MimeInputOf, depth: number, budget: ParseBudget): Promise<ContentFacts> {
   const facts: ContentFacts = { body: "", attachments: [], attachmentTypes: [] };
   let email: Email;
   try {
-    email = await parseMime(mimeInput(raw, fields, bodyStart, parseEnd(raw, bodyStart, FIRST_CUT, budget)));
+    email = await parseMime(await inputOf(FIRST_CUT, budget));
   } catch (err) {
     note(budget, `MIME structure not parsed: ${describeError(err)}`);
     try {
-      email = await parseMime(mimeInput(raw, fields, bodyStart, parseEnd(raw, bodyStart, RETRY_CUT, budget)));
+      email = await parseMime(await inputOf(RETRY_CUT, budget));
       note(budget, "parsed again, cut short");
     } catch {
       return facts;
@@ -222,7 +230,7 @@ async function contentFacts(raw: Uint8Array, fields: RawHeaderField[], bodyStart
     const content = attachment.content;
     const nestedRaw = content instanceof ArrayBuffer ? new Uint8Array(content) : new Uint8Array(content.buffer, content.byteOffset, content.byteLength);
     const nestedBlock = splitHeaderBlock(nestedRaw);
-    const nested = await contentFacts(nestedRaw, nestedBlock.fields, nestedBlock.bodyStart, depth + 1, budget);
+    const nested = await contentFacts(mimeInputOf(nestedRaw, nestedBlock.fields, nestedBlock.bodyStart), depth + 1, budget);
     if (attachment.disposition !== "attachment" && nested.body) bodies.push(nested.body);
     facts.attachments.push(...nested.attachments);
     facts.attachmentTypes.push(...nested.attachmentTypes);
@@ -236,26 +244,78 @@ function emptyHeaderFacts(): HeaderFacts {
   return { subject: "", from: "", fromName: "", to: [], cc: [], headers: new Map() };
 }
 
+function newBudget(): ParseBudget {
+  return { bytesLeft: MAX_PARSE_BYTES_TOTAL, nestedLeft: MAX_NESTED_MESSAGES, notes: [] };
+}
+
 /**
  * Builds the facts the rules evaluate. Never throws: a message that cannot be parsed yields
  * the envelope facts with empty message facts and `parseError` set.
  */
 export async function extractFacts(raw: Uint8Array, envelope: Envelope, opts: ExtractOptions = {}): Promise<MessageFacts> {
-  const budget: ParseBudget = { bytesLeft: MAX_PARSE_BYTES_TOTAL, nestedLeft: MAX_NESTED_MESSAGES, notes: [] };
+  const budget = newBudget();
   let header = emptyHeaderFacts();
   let content: ContentFacts = { body: "", attachments: [], attachmentTypes: [] };
   try {
     const block = splitHeaderBlock(raw);
     budget.notes.push(...block.notes);
     header = headerFacts(block.fields, budget).facts;
-    if (opts.content !== false) content = await contentFacts(raw, block.fields, block.bodyStart, 0, budget);
+    if (opts.content !== false) content = await contentFacts(mimeInputOf(raw, block.fields, block.bodyStart), 0, budget);
   } catch (err) {
     note(budget, `message not parsed: ${describeError(err)}`);
   }
+  return assembleFacts(header, content, raw.byteLength, envelope, opts, budget);
+}
+
+/**
+ * extractFacts of the message in the file at `path` (a parse worker's spool-file job), with
+ * less memory: the file is read once for the header block and postal-mime's first input
+ * (leaf contents cut), then let go of BEFORE postal-mime runs (`onRawDropped` is called then,
+ * e.g. to collect it); a retry after a parse failure reads the file again. Same facts as
+ * extractFacts on the file's bytes. Never throws (an unreadable file: `parseError`).
+ */
+export async function extractFactsFromFile(path: string, envelope: Envelope, opts: ExtractOptions & { onRawDropped?: () => void } = {}): Promise<MessageFacts> {
+  const budget = newBudget();
+  let header = emptyHeaderFacts();
+  let content: ContentFacts = { body: "", attachments: [], attachmentTypes: [] };
+  let size = 0;
+  try {
+    const top = await readTop(path, budget, opts.content !== false);
+    opts.onRawDropped?.();
+    header = top.header;
+    size = top.size;
+    let first: Uint8Array | null = top.firstInput;
+    const inputOf: MimeInputOf = async (cut, b) => {
+      if (cut === FIRST_CUT && first !== null) {
+        const input = first;
+        first = null;
+        return input;
+      }
+      const raw = new Uint8Array(await readFile(path));
+      return mimeInput(raw, top.fields, top.bodyStart, parseEnd(raw, top.bodyStart, cut, b));
+    };
+    if (opts.content !== false) content = await contentFacts(inputOf, 0, budget);
+  } catch (err) {
+    note(budget, `message not parsed: ${describeError(err)}`);
+  }
+  return assembleFacts(header, content, size, envelope, opts, budget);
+}
+
+/** Header facts and postal-mime's first input of the file; the raw bytes die with this call. */
+async function readTop(path: string, budget: ParseBudget, content: boolean) {
+  const raw = new Uint8Array(await readFile(path));
+  const block = splitHeaderBlock(raw);
+  budget.notes.push(...block.notes);
+  const header = headerFacts(block.fields, budget).facts;
+  const firstInput = content ? mimeInput(raw, block.fields, block.bodyStart, parseEnd(raw, block.bodyStart, FIRST_CUT, budget)) : null;
+  return { header, fields: block.fields, bodyStart: block.bodyStart, size: raw.byteLength, firstInput };
+}
+
+function assembleFacts(header: HeaderFacts, content: ContentFacts, size: number, envelope: Envelope, opts: ExtractOptions, budget: ParseBudget): MessageFacts {
   const facts: MessageFacts = {
     ...header,
     ...content,
-    size: raw.byteLength,
+    size,
     mailFrom: envelope.mailFrom,
     rcpt: [...envelope.rcptTo],
     clientIp: envelope.clientIp,

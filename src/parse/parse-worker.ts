@@ -12,8 +12,7 @@
  * Failure: an unexpected exception escapes as the worker's error event; the pool answers that
  * job and starts a new worker.
  */
-import { readFile } from "node:fs/promises";
-import { extractFacts } from "./extract.ts";
+import { extractFacts, extractFactsFromFile } from "./extract.ts";
 import type { ParseReply, ParseRequest } from "./parse-pool.ts";
 
 declare const self: Worker;
@@ -21,7 +20,8 @@ declare const self: Worker;
 self.onmessage = async (event: MessageEvent<ParseRequest>) => {
   const req = event.data;
   if (req.kind === "parse-file") {
-    const facts = await extractFacts(new Uint8Array(await readFile(req.path)), req.envelope, { content: req.content });
+    // The file's bytes are collected before postal-mime runs: this thread never holds both.
+    const facts = await extractFactsFromFile(req.path, req.envelope, { content: req.content, onRawDropped: () => Bun.gc(true) });
     const reply: ParseReply = { kind: "parsed", job: req.job, facts, bytes: null };
     self.postMessage(reply);
     return;
