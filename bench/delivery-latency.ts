@@ -88,12 +88,6 @@ function message(bytes: number, subject: string): Uint8Array {
   return new TextEncoder().encode(head + line.repeat(Math.ceil((bytes - head.length) / line.length)));
 }
 
-function message(bytes: number): Uint8Array {
-  const head = "From: Bench <bench@sender.org>\r\nTo: inbox@company.com\r\nSubject: small\r\nContent-Type: text/plain\r\n\r\n";
-  const line = "The quick brown fox jumps over the lazy dog 0123456789 abcdefghijklmnopqrstuv\r\n";
-  return new TextEncoder().encode(head + line.repeat(Math.ceil((bytes - head.length) / line.length)));
-}
-
 function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_S;
@@ -132,7 +126,7 @@ try {
     if (ok) break;
     await Bun.sleep(100);
   }
-  const small = message(4096);
+  const small = message(4096, "small");
   const clients = await Promise.all(Array.from({ length: Number(values.sessions) }, () => Client.open()));
   await phase(clients, 1, small); // warm-up
   const cpu0 = cpuSeconds(server.pid);
