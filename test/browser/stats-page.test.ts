@@ -163,7 +163,12 @@ test.skipIf(!haveChromium)("desktop dark with warnings, and the in-place refresh
   const expected = String(todayCount + 1);
   // The page refreshes on becoming visible (and every 30 s); trigger it instead of waiting.
   await page.evaluate(`document.dispatchEvent(new Event("visibilitychange"))`);
-  await page.waitForFunction(`document.querySelector('g.bar[data-today="true"]')?.getAttribute("data-count") === "${expected}"`, undefined, { timeout: 5000 });
+  // Poll from the test side: page.waitForFunction evaluates its string predicate inside the
+  // page, which the page's own CSP (no 'unsafe-eval') refuses whenever the first check fails.
+  const todayBarCount = `document.querySelector('g.bar[data-today="true"]')?.getAttribute("data-count")`;
+  const deadline = Date.now() + 5000;
+  while ((await page.evaluate(todayBarCount)) !== expected && Date.now() < deadline) await Bun.sleep(25);
+  expect(await page.evaluate(todayBarCount)).toBe(expected);
   expect(await page.locator("#kpi-received .value").textContent()).toBe(expected);
   expect(watch.errors).toEqual([]);
   expect(watch.foreign).toEqual([]);
