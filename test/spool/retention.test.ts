@@ -59,11 +59,12 @@ describe("archive retention", () => {
     const recent = await archivedAt(h, now - 1 * DAY);
     await h.pipeline.recover();
     const archive = join(h.config.dataDir, "archive");
+    const oldPath = () => h!.db.query<{ archive_path: string | null }, [string]>("SELECT archive_path FROM messages WHERE id = ?").get(old);
+    // The pass deletes the file, then clears the row: wait for both before asserting.
     const deadline = Date.now() + 5000;
-    while ((await listFiles(archive)).length > 1 && Date.now() < deadline) await Bun.sleep(20);
+    while (((await listFiles(archive)).length > 1 || oldPath()?.archive_path !== null) && Date.now() < deadline) await Bun.sleep(20);
     expect(await listFiles(archive)).toEqual([`${dayKey(now - 1 * DAY)}/${recent}.eml`]);
-    const row = h.db.query<{ archive_path: string | null }, [string]>("SELECT archive_path FROM messages WHERE id = ?").get(old);
-    expect(row).toEqual({ archive_path: null });
+    expect(oldPath()).toEqual({ archive_path: null });
   });
 
   test("ARCHIVE_MAX_AGE_DAYS=0 keeps everything", async () => {
