@@ -10,7 +10,12 @@
 #   --postfix   also measure Postfix (needs `postfix-peer.sh setup` done once, as root)
 # Workloads are SESSIONS:PER_SESSION (see smtp-bench.sh -s/-P): 20:0 = (a) 20 sessions kept open,
 # 100:10 = (b) 100 sessions ~10 messages each, 20:1 and 100:1 = (c) one message per connection.
-# Everything listens on loopback only. The data dir is a fresh mktemp directory per run.
+# Everything listens on loopback only. Each workload gets a fresh data dir (DATA_DIR) in one
+# mktemp directory; they are all removed only at exit, never between workloads: on ext4
+# without a journal (this bench host), creating a file skips every inode freed in the last
+# ~30 s (dirty_expire_centisecs), so the thousands of files an `rm -rf` frees made the NEXT
+# workload's spool-file creations cost ~40% more server CPU (profiled: openat in the kernel).
+# Run nothing that deletes many files (another peer's cleanup) within 30 s before a measurement.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
@@ -43,6 +48,7 @@ default: { action: archive, category: default }
 rules: []
 YAML
 server_pid=""
+data_runs=0
 cleanup() {
   if [[ -n "$server_pid" ]] && kill -0 "$server_pid" 2>/dev/null; then
     kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null || true
@@ -52,11 +58,12 @@ cleanup() {
 trap cleanup EXIT
 
 start_mailgw() {
-  rm -rf "$work/data"
+  data_runs=$((data_runs + 1))
+  data_dir="$work/data-$data_runs"
   local cmd=("$BUN" "$REPO/src/main.ts" serve)
   [[ $binary -eq 1 ]] && cmd=("$REPO/dist/mailgw" serve)
   (cd "$work" && exec env SMTP_HOST=127.0.0.1 SMTP_PORT="$port" HTTP_HOST=127.0.0.1 HTTP_PORT=0 \
-      SMTP_HOSTNAME=mx.bench RATE_LIMIT_MAX=1000000000 LOG_FORMAT=json LOG_LEVEL="${LOG_LEVEL:-info}" \
+      DATA_DIR="$data_dir" SMTP_HOSTNAME=mx.bench RATE_LIMIT_MAX=1000000000 LOG_FORMAT=json LOG_LEVEL="${LOG_LEVEL:-info}" \
       "${cmd[@]}" >"$work/serve.log" 2>&1) &
   server_pid=$!
   for _ in $(seq 1 100); do
