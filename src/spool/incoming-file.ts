@@ -41,6 +41,8 @@ export class IncomingFile implements IncomingMessage {
   private error: Error | null = null;
   private prefixParts: Uint8Array[] = [];
   private prefixBytes = 0;
+  /** The prefix joined into one buffer (by joinedPrefix), or null. */
+  private joined: Uint8Array | null = null;
   private drainWaiters: (() => void)[] = [];
   private idleWaiters: (() => void)[] = [];
 
@@ -97,23 +99,44 @@ export class IncomingFile implements IncomingMessage {
     return this.size <= this.prefixLimit;
   }
 
-  /** The first `limit` bytes (at most `prefixLimit`), as one allocation. */
+  /**
+   * The first `limit` bytes (at most `prefixLimit`): a view of the prefix, joined into one
+   * allocation once (the loop check and the parse both read it: one copy, not two).
+   */
   prefix(limit: number = this.prefixLimit): Uint8Array {
-    return prefixOf({ parts: this.prefixParts, size: this.prefixBytes }, limit);
+    if (this.state === "open") return prefixOf({ parts: this.prefixParts, size: this.prefixBytes }, limit);
+    return this.joinedPrefix().subarray(0, Math.min(limit, this.prefixBytes));
   }
 
   /**
-   * The whole message as one NEW buffer owning its memory (it may be transferred to a worker;
-   * the parts may be the caller's), when `whollyInMemory`; else null.
+   * The whole message as one buffer owning its memory (it may be transferred to a worker; the
+   * parts may be the caller's), when `whollyInMemory`; else null. The caller owns it from now
+   * on: the in-memory prefix is let go of.
    */
   bytes(): Uint8Array | null {
-    return this.whollyInMemory ? prefixOf({ parts: this.prefixParts, size: this.prefixBytes }, this.prefixBytes) : null;
+    if (!this.whollyInMemory) return null;
+    const whole = this.state === "open" ? prefixOf({ parts: this.prefixParts, size: this.prefixBytes }, this.prefixBytes) : this.joinedPrefix();
+    this.forgetPrefix();
+    return whole;
   }
 
   /** Drops the in-memory prefix (the file has the bytes). */
   forgetPrefix(): void {
     this.prefixParts = [];
     this.prefixBytes = 0;
+    this.joined = null;
+  }
+
+  /**
+   * The prefix parts as ONE new buffer owning its ArrayBuffer, joined once (the parts are then
+   * replaced by it). Never one of the caller's parts: bytes() may hand it to a worker.
+   */
+  private joinedPrefix(): Uint8Array {
+    if (this.joined && this.prefixParts.length === 1 && this.prefixParts[0] === this.joined) return this.joined;
+    const joined = prefixOf({ parts: this.prefixParts, size: this.prefixBytes }, this.prefixBytes);
+    this.prefixParts = [joined];
+    this.joined = joined;
+    return joined;
   }
 
   /**

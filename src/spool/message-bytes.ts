@@ -81,7 +81,9 @@ export function joinParts(message: MessageBytes): Uint8Array {
 
 /** The first `limit` bytes of the message (or all of it), as one new allocation. */
 export function prefixOf(message: MessageBytes, limit: number): Uint8Array {
-  const prefix = new Uint8Array(Math.min(limit, message.size));
+  // allocUnsafeSlow: owns its ArrayBuffer (transferable) and skips zero-filling what is overwritten.
+  const size = Math.min(limit, message.size);
+  const prefix = new Uint8Array(Buffer.allocUnsafeSlow(size).buffer, 0, size);
   let at = 0;
   for (const part of message.parts) {
     if (at >= prefix.byteLength) break;
