@@ -128,8 +128,13 @@ write_rules() { # $1 = archive | forward
       '    forward_to: [sink@example.net]' '    conditions:' '      - { field: size, operator: gt, value: 0 }'
   fi
 }
-start_mailgw() { # $1 = archive | forward; a fresh data dir per workload
-  local dir="$work/run"; rm -rf "$dir"; mkdir -p "$dir"
+# A fresh data dir per workload, all deleted only at exit: on a file system without a journal,
+# creating files soon after an `rm -rf` of thousands (the previous workload's) makes the kernel
+# scan the freed inodes on every create, which would be measured as mailgw's CPU.
+run_seq=0; run_dir=""
+start_mailgw() { # $1 = archive | forward
+  run_seq=$((run_seq + 1)); run_dir="$work/run-$run_seq"
+  local dir="$run_dir"; mkdir -p "$dir"
   write_rules "$1" > "$dir/rules.yaml"
   {
     echo "SMTP_HOST=127.0.0.1"; echo "SMTP_PORT=$port"; echo "SMTP_HOSTNAME=mx.bench.invalid"
@@ -149,7 +154,7 @@ start_mailgw() { # $1 = archive | forward; a fresh data dir per workload
   done
   die "mailgw did not listen on $port within ${MAILGW_START_TIMEOUT_S}s"
 }
-archived_files() { find "$work/run/data/archive" -name '*.eml' 2>/dev/null | wc -l; }
+archived_files() { find "$run_dir/data/archive" -name '*.eml' 2>/dev/null | wc -l; }
 
 # ---------- peers ----------
 sink_field() { # sess | mesg: the sink's running counter (0 before its first session)
