@@ -45,8 +45,8 @@ export default defineCommand({
     };
     const config = loadConfig(loadOptions);
     const logger = createLogger(config.log);
-    const gateway = await startGateway({ config, logger, reloadConfig: () => loadConfig(loadOptions) });
-    await runUntilSignalled(gateway, logger);
+    // Signal handlers go in before start-up begins (see serve/signals.ts).
+    await runUntilSignalled(startGateway({ config, logger, reloadConfig: () => loadConfig(loadOptions) }), logger);
     setTimeout(() => process.exit(0), EXIT_FALLBACK_MS).unref();
     return 0;
   }),
