@@ -9,12 +9,11 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import nodemailer from "nodemailer";
 import { SMTPServer } from "smtp-server";
-import { BARE_PATH, copyBinaryToTemp, hideRepoWrapper, REPO_ROOT, type CopiedBinary } from "../packaging/binary.ts";
+import { BARE_PATH, copyBinaryToTemp, hideRepoWrapper, REPO_ROOT, type CopiedBinary, freePort } from "../packaging/binary.ts";
 
 /** How long the gateway may take to open its ports. */
 const STARTUP_TIMEOUT_MS = 20_000;
@@ -29,15 +28,6 @@ afterAll(() => {
   binary?.cleanup();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
-  const address = server.address();
-  await new Promise<void>((ok) => server.close(() => ok()));
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
-}
 
 /** A plain relay (no TLS, no AUTH) that records what it receives. */
 async function startPlainRelay(): Promise<{ port: number; received: { to: string[]; data: string }[]; close: () => Promise<void> }> {

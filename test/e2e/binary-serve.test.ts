@@ -7,11 +7,10 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import nodemailer from "nodemailer";
-import { BARE_PATH, copyBinaryToTemp, hideRepoWrapper, registeredCommands, runBinary, type CopiedBinary } from "../packaging/binary.ts";
+import { BARE_PATH, copyBinaryToTemp, hideRepoWrapper, registeredCommands, runBinary, type CopiedBinary, freePort } from "../packaging/binary.ts";
 
 const SERVE_REGISTERED = registeredCommands().has("serve");
 /** How long the gateway may take to open its ports. */
@@ -29,16 +28,6 @@ afterAll(() => {
   binary?.cleanup();
   if (work) rmSync(work, { recursive: true, force: true });
 });
-
-/** A port that was free a moment ago on 127.0.0.1 (serve needs a fixed one to be found). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
-  const address = server.address();
-  await new Promise<void>((ok) => server.close(() => ok()));
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
-}
 
 async function waitForHealthy(bin: string, env: Record<string, string>, proc: { exitCode: number | null }): Promise<void> {
   const deadline = Date.now() + STARTUP_TIMEOUT_MS;

@@ -8,13 +8,12 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import nodemailer from "nodemailer";
 import type { StatsSnapshot } from "../../src/http/stats-data.ts";
 import { dayKey } from "../../src/store/db.ts";
-import { BARE_PATH, copyBinaryToTemp, hideRepoWrapper, registeredCommands, runBinary, type CopiedBinary } from "../packaging/binary.ts";
+import { BARE_PATH, copyBinaryToTemp, hideRepoWrapper, registeredCommands, runBinary, type CopiedBinary, freePort } from "../packaging/binary.ts";
 
 const SERVE_REGISTERED = registeredCommands().has("serve");
 /** How long the gateway may take to open its ports. */
@@ -59,15 +58,6 @@ afterAll(() => {
   binary?.cleanup();
   if (work) rmSync(work, { recursive: true, force: true });
 });
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
-  const address = server.address();
-  await new Promise<void>((ok) => server.close(() => ok()));
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
-}
 
 async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | null>): Promise<T> {
   const deadline = Date.now() + timeoutMs;

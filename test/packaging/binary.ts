@@ -9,6 +9,7 @@
 import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { createServer } from "node:net";
 
 export const REPO_ROOT = resolve(import.meta.dir, "../..");
 export const DIST_BINARY = join(REPO_ROOT, "dist/mailgw");
@@ -129,4 +130,14 @@ export function findTool(name: string): string | null {
     if (existsSync(candidate)) return candidate;
   }
   return null;
+}
+
+/** A port that was free a moment ago on 127.0.0.1 (for a serve that must be found on a fixed port). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+  const address = server.address();
+  await new Promise<void>((ok) => server.close(() => ok()));
+  if (address === null || typeof address === "string") throw new Error("no port");
+  return address.port;
 }
