@@ -10,11 +10,11 @@
  * complete (it only ever appears by link or rename), so finding it means "already archived".
  * Failure: per message, the error is returned; nothing partial stays under the final name.
  */
-import { copyFile, link, mkdir, open, rename, unlink } from "node:fs/promises";
+import { copyFile, link, mkdir, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { dayKey } from "../store/db.ts";
 import { isMessageId } from "../spool/ids.ts";
-import { fsyncDir } from "../spool/spool.ts";
+import { fsyncPath } from "../fs-sync.ts";
 
 export interface ArchiveItem {
   id: string;
@@ -54,7 +54,7 @@ export class Archive {
     });
     const dirErrors = new Map<string, Error>();
     await Promise.all(
-      [...dirs].map((d) => fsyncDir(d).catch((err: unknown) => void dirErrors.set(d, asError(err)))),
+      [...dirs].map((d) => fsyncPath(d).catch((err: unknown) => void dirErrors.set(d, asError(err)))),
     );
     if (dirErrors.size === 0) return results;
     return results.map((r, i) => {
@@ -87,8 +87,8 @@ export class Archive {
     if (this.knownDays.has(day)) return;
     const created = await mkdir(join(this.root, day), { recursive: true });
     if (created !== undefined) {
-      await fsyncDir(this.root);
-      await fsyncDir(this.dataDir);
+      await fsyncPath(this.root);
+      await fsyncPath(this.dataDir);
     }
     this.knownDays.add(day);
   }
@@ -103,12 +103,7 @@ async function copyDurably(source: string, final: string): Promise<void> {
   const tmp = `${final}.tmp`;
   try {
     await copyFile(source, tmp);
-    const fh = await open(tmp, "r+");
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    await fsyncPath(tmp);
     await rename(tmp, final);
   } catch (err) {
     await unlink(tmp).catch(() => undefined);

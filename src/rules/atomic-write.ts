@@ -8,6 +8,7 @@
 import { randomBytes } from "node:crypto";
 import { open, realpath, rename, stat, unlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { fsyncPath } from "../fs-sync.ts";
 
 const DEFAULT_FILE_MODE = 0o644;
 
@@ -24,15 +25,6 @@ async function fileMode(path: string): Promise<number> {
     return (await stat(path)).mode & 0o7777;
   } catch {
     return DEFAULT_FILE_MODE;
-  }
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
 
@@ -54,5 +46,5 @@ export async function writeFileAtomic(path: string, content: string): Promise<vo
     await unlink(tmp).catch(() => undefined);
     throw err;
   }
-  await syncDirectory(dir);
+  await fsyncPath(dir);
 }

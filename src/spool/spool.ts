@@ -14,6 +14,7 @@
 import { mkdir, open, readdir, readFile, rename, unlink, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { isMessageId } from "./ids.ts";
+import { fsyncPath } from "../fs-sync.ts";
 
 export const SPOOL_SUFFIX = ".eml";
 export const TMP_SUFFIX = ".tmp";
@@ -89,7 +90,7 @@ export class Spool {
 
   /** Makes the renames (and removals) done so far durable: one fsync of the spool directory. */
   async syncDir(): Promise<void> {
-    await fsyncDir(this.dir);
+    await fsyncPath(this.dir);
   }
 
   async read(id: string): Promise<Uint8Array> {
@@ -130,8 +131,8 @@ export class Spool {
     let n = 0;
     while (await exists(target)) target = join(this.orphanDir, `${name}.${++n}`);
     await rename(join(this.dir, name), target);
-    await fsyncDir(this.orphanDir);
-    await fsyncDir(this.dir);
+    await fsyncPath(this.orphanDir);
+    await fsyncPath(this.dir);
     return target;
   }
 }
@@ -143,15 +144,6 @@ async function writeParts(fh: FileHandle, parts: readonly Uint8Array[]): Promise
     const expected = batch.reduce((n, part) => n + part.byteLength, 0);
     const { bytesWritten } = await fh.writev(batch);
     if (bytesWritten !== expected) throw new Error(`short write to the spool (${bytesWritten} of ${expected} bytes)`);
-  }
-}
-
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, "r");
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
   }
 }
 

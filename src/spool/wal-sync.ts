@@ -18,7 +18,7 @@
  * sync); a failed fsync rejects every commit it was to cover (the caller answers 451).
  */
 import type { Database } from "bun:sqlite";
-import { open } from "node:fs/promises";
+import { fsyncPath } from "../fs-sync.ts";
 
 export class WalSync {
   private readonly walPath: string | null;
@@ -80,20 +80,10 @@ export class WalSync {
   private start(): Promise<void> {
     const path = this.walPath;
     if (path === null) return Promise.resolve();
-    const run = (this.syncer ? this.syncer() : fsyncFile(path)).finally(() => {
+    const run = (this.syncer ? this.syncer() : fsyncPath(path) /* opened anew: a recreated WAL file is the one synced */).finally(() => {
       if (this.running === run) this.running = null;
     });
     this.running = run;
     return run;
-  }
-}
-
-/** fsync of a file by path (opened anew each time, so a recreated WAL file is the one synced). */
-async function fsyncFile(path: string): Promise<void> {
-  const fh = await open(path, "r");
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
   }
 }
