@@ -36,21 +36,10 @@ export interface ExtractOptions {
 }
 
 /** Header-derived facts of one message. */
-interface HeaderFacts {
-  subject: string;
-  from: string;
-  fromName: string;
-  to: string[];
-  cc: string[];
-  headers: Map<string, string[]>;
-}
+type HeaderFacts = Pick<MessageFacts, "subject" | "from" | "fromName" | "to" | "cc" | "headers">;
 
 /** Body-derived facts of one message (and its nested messages). */
-interface ContentFacts {
-  body: string;
-  attachments: string[];
-  attachmentTypes: string[];
-}
+type ContentFacts = Pick<MessageFacts, "body" | "attachments" | "attachmentTypes">;
 
 /** Limits shared by a message and the messages nested in it. */
 interface ParseBudget {
