@@ -214,9 +214,11 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     } else {
       const inMemory = file.bytes();
       const raw = needs.auth ? (inMemory ?? new Uint8Array(await readFile(file.path))) : null;
-      // The authentication checks read the bytes meanwhile: the worker then gets a copy.
+      // The authentication checks read the bytes meanwhile, and a message kept in memory still
+      // has to be written to the spool: the worker then gets a copy.
       const auth = raw ? authenticate(raw, envelope, { timeoutMs: AUTH_TIMEOUT_MS, mta: config.smtp.hostname }) : undefined;
-      const source: ParseSource = inMemory ? { kind: "bytes", bytes: raw ? new Uint8Array(inMemory) : inMemory } : { kind: "file", path: file.path };
+      const copy = raw !== null || file.keptInMemory;
+      const source: ParseSource = inMemory ? { kind: "bytes", bytes: copy ? new Uint8Array(inMemory) : inMemory } : { kind: "file", path: file.path };
       const [result, authDone] = await Promise.all([parse(source, envelope, size, needs.content), auth]);
       parsed = result;
       authResults = authDone;
@@ -280,9 +282,9 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       const started = await SpoolFlusher.start(spool.dir);
       if (started.flusher) {
         const spoolFlusher = (flusher = started.flusher);
-        intake.useFlusher(spoolFlusher);
         const walToo = wal.file !== null && sameFileSystem(dirname(wal.file), spool.dir);
-        if (walToo) wal.useSyncer(() => spoolFlusher.flush());
+        intake.useFlusher(spoolFlusher, { coversWal: walToo });
+        if (walToo) wal.useSyncer(() => spoolFlusher.flush().then(() => undefined));
         logger.info("spool files made durable by group syncfs", { wal_by_syncfs: walToo });
       }
       else logger.info("spool files fsynced one by one (no syncfs)", { reason: started.reason });

@@ -1,26 +1,33 @@
 /**
  * Intake with group commit: makes an accepted message durable before its `250`.
  *
- * Each message's spool file was written as it arrived (spool/incoming-file.ts); here it is
- * installed (fsynced when there is no group flush, renamed to `<id>.eml`; async, in the
- * thread pool, in parallel with others). Messages whose file is ready form a group: ONE
- * SQLite transaction for their rows, deliveries and counters, then ONE fsync of the WAL and
- * ONE of the spool directory (makes their renames durable), both in the thread pool — no
- * fsync ever runs on the event loop. Only when both are done are
- * their promises resolved. One group commits at a time; under load the next group is
- * whatever finished meanwhile, so the directory fsync and the WAL fsync are shared by
- * more messages the busier the gateway is.
+ * Messages that finished DATA meanwhile form a group (one at a time; under load the next group
+ * is whatever arrived during this one, so every fixed cost is shared by more messages the
+ * busier the gateway is). With the spool writer thread (spool-flusher.ts, Linux):
+ *   1. ONE SQLite transaction: the group's rows (with each spool file's size and CRC-32 and
+ *      the group's number), deliveries, counters — committed on the event loop, no fsync;
+ *   2. ONE message to the writer thread: it writes each message kept in memory to its `.tmp`,
+ *      renames every file to `<id>.eml`, then ONE syncfs(2) makes the files, the renames and
+ *      the WAL durable together (a WAL on another file system is fsynced alongside);
+ *   3. only then are the group's promises resolved (the callers answer 250).
+ * A crash before step 2 finished leaves rows whose files may be missing or incomplete: the
+ * group's number is above the durable mark, so recovery checks those rows against their
+ * files (size, CRC) and drops the ones that do not match — their clients never got 250.
+ * Without the writer thread (no syncfs): each file is written, fsynced and renamed first,
+ * then the rows are committed and the WAL and the spool directory are fsynced.
+ * No fsync, and no per-message file I/O of small messages, ever runs on the event loop.
  *
  * Trusts: rows built by the pipeline. Failure: an entry whose file cannot be written is
- * rejected alone; a failed transaction or directory fsync rejects its whole group, removes
- * the group's spool files and (after a failed fsync) deletes the rows again — no client got
- * 250, nothing lost, nothing half-written. Callers turn rejections into 451 4.3.0.
+ * rejected alone (its rows deleted again); a failed transaction or syncfs rejects its whole
+ * group, removes the group's spool files and (after the commit) deletes the rows again — no
+ * client got 250, nothing lost, nothing half-written. Callers turn rejections into 451 4.3.0.
  */
 import type { Database } from "bun:sqlite";
 import { bumpCounter, type CounterMetric } from "../store/counters.ts";
 import { dayKey } from "../store/db.ts";
+import { readIntakeMarks, writeIntakeMarks, type IntakeMarks } from "../store/intake-marks.ts";
 import { deleteMessages, insertDelivery, insertMessage, type MessageRow, type NewDelivery } from "../store/messages.ts";
-import type { IncomingFile } from "../spool/incoming-file.ts";
+import type { IncomingFile, SpoolJob } from "../spool/incoming-file.ts";
 import type { Spool } from "../spool/spool.ts";
 import type { SpoolFlusher } from "../spool/spool-flusher.ts";
 import { WalSync } from "../spool/wal-sync.ts";
@@ -37,8 +44,10 @@ export interface IntakeEntry {
 
 interface Waiting {
   entry: IntakeEntry;
-  /** Its bytes are in a spool file (which a failed commit must remove). */
+  /** Its bytes go to a spool file (which a failed commit must remove). */
   spooled: boolean;
+  /** For the writer thread: what to write and rename (null without it, or without a file). */
+  job: SpoolJob | null;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -49,13 +58,13 @@ export interface IntakeStats {
   committed: number;
   largestGroup: number;
   /**
-   * Time spent in directory fsyncs (async), in SQLite transactions on the event loop
-   * (synchronous, no fsync) and until the WAL fsync (async) was done, ms.
+   * Time until the directory fsync (async; no writer thread) was done, in SQLite transactions
+   * on the event loop (synchronous, no fsync), until the WAL fsync (async) was done, ms.
    */
   dirSyncMs: number;
   sqliteMs: number;
   walSyncMs: number;
-  /** Time waiting for the group's spool flush (syncfs, in a worker), ms. */
+  /** Time waiting for the group's spool writes and syncfs (in the writer thread), ms. */
   flushMs: number;
 }
 
@@ -66,8 +75,12 @@ export class Intake {
   /** Entries handed in and not yet resolved or rejected. */
   private inFlight = 0;
   private idleWaiters: (() => void)[] = [];
-  /** Group flush of spool files (syncfs); null: each file and the directory are fsynced. */
+  /** The spool writer thread (syncfs); null: each file and the directory are fsynced. */
   private flusher: SpoolFlusher | null = null;
+  /** The flusher's syncfs also covers the WAL (same file system): no separate WAL fsync. */
+  private flushCoversWal = false;
+  /** Read from the database at the first group (after recovery has settled them). */
+  private marks: IntakeMarks | null = null;
   readonly stats: IntakeStats = { groups: 0, committed: 0, largestGroup: 0, dirSyncMs: 0, sqliteMs: 0, walSyncMs: 0, flushMs: 0 };
 
   constructor(
@@ -76,20 +89,27 @@ export class Intake {
     private readonly wal: WalSync = new WalSync(db),
   ) {}
 
-  /** From now on, spool files are made durable per group by `flusher` (see spool-flusher.ts). */
-  useFlusher(flusher: SpoolFlusher): void {
+  /**
+   * From now on, spool files are written and made durable per group by `flusher` (see
+   * spool-flusher.ts); `coversWal`: its syncfs flushes the WAL's file system too.
+   */
+  useFlusher(flusher: SpoolFlusher, opts: { coversWal: boolean }): void {
     this.flusher = flusher;
+    this.flushCoversWal = opts.coversWal;
   }
 
   /** Resolves once the entry's file (if any) and rows are durable; rejects if not stored. */
   commit(entry: IntakeEntry): Promise<void> {
     this.inFlight++;
     const settled = new Promise<void>((resolve, reject) => {
-      const waiting: Waiting = { entry, spooled: entry.file !== null, resolve, reject };
-      if (entry.file === null) return this.enqueue(waiting);
-      entry.file.install({ fsync: this.flusher === null }).then(
+      const file = entry.file;
+      const waiting: Waiting = { entry, spooled: file !== null, job: null, resolve, reject };
+      if (file === null) return this.enqueue(waiting);
+      const flusher = this.flusher;
+      const ready = flusher ? file.spoolJob().then((job) => void (waiting.job = job)) : file.install({ fsync: true });
+      ready.then(
         () => this.enqueue(waiting),
-        (err: unknown) => reject(err),
+        (err: unknown) => void file.abort().then(() => reject(err)),
       );
     });
     const done = (): void => {
@@ -132,57 +152,83 @@ export class Intake {
     }
   }
 
-  /**
-   * Commits one group. The SQLite transaction runs on the event loop without an fsync; the
-   * WAL fsync and the directory fsync then run together in the thread pool (spool/wal-sync.ts);
-   * all must succeed before anyone hears "stored". If the transaction fails, the group's
-   * files are removed. If an fsync fails after the rows were committed, the rows are deleted
-   * again. A crash between the two leaves rows whose file
-   * may be missing: recovery drops exactly those (their clients never got 250).
-   */
+  /** Commits one group: rows first (not yet durable), then the files and ONE sync for all. */
   private async commitGroup(group: Waiting[]): Promise<void> {
     const spooled = group.filter((w) => w.spooled);
+    const marks = (this.marks ??= readIntakeMarks(this.db));
+    const seq = marks.lastSeq + 1;
     const t0 = performance.now();
-    // Files first: a row is committed only once its file is durable (recovery relies on it).
-    const flushed = spooled.length > 0 && this.flusher !== null ? await this.flusher.flush().then(() => null, toError) : null;
-    this.stats.flushMs += performance.now() - t0;
-    if (flushed) {
-      await this.fail(group, spooled, flushed, false);
-      return;
-    }
-    const t1 = performance.now();
-    const dirSync = spooled.length > 0 && this.flusher === null ? this.spool.syncDir().then(() => null, toError) : Promise.resolve(null);
-    let walSync: Promise<Error | null>;
     try {
-      walSync = this.wal
-        .commit(() => {
-          for (const w of group) {
-            insertMessage(this.db, w.entry.row);
-            for (const d of w.entry.deliveries) insertDelivery(this.db, d);
-          }
-          bumpCounters(this.db, group.map((w) => w.entry.row), 1);
-        })
-        .then(() => null, toError);
-      this.stats.sqliteMs += performance.now() - t1;
+      this.wal.commitUnsynced(() => {
+        for (const w of group) {
+          insertMessage(this.db, { ...w.entry.row, spoolCrc: w.entry.file?.crc ?? null, commitSeq: seq });
+          for (const d of w.entry.deliveries) insertDelivery(this.db, d);
+        }
+        bumpCounters(this.db, group.map((w) => w.entry.row), 1);
+        writeIntakeMarks(this.db, { lastSeq: seq, durableSeq: marks.durableSeq });
+      });
+      marks.lastSeq = seq;
     } catch (err) {
-      await dirSync;
       await this.fail(group, spooled, err, false);
       return;
     }
-    const walError = await walSync;
-    this.stats.walSyncMs += performance.now() - t1;
-    const dirError = await dirSync;
-    this.stats.dirSyncMs += performance.now() - t1;
-    if (walError || dirError) {
-      await this.fail(group, spooled, walError ?? dirError, true);
+    this.stats.sqliteMs += performance.now() - t0;
+    let failures: (string | null)[];
+    try {
+      failures = await this.makeDurable(spooled);
+    } catch (err) {
+      await this.fail(group, spooled, err, true);
       return;
     }
+    const failed = spooled.filter((_, i) => failures[i] != null);
+    if (failed.length > 0) {
+      const failedSet = new Set(failed);
+      await this.fail(failed, failed, new Error(`writing the spool file failed: ${failures.find((f) => f != null) ?? ""}`), true);
+      group = group.filter((w) => !failedSet.has(w));
+    }
+    marks.durableSeq = seq;
     this.stats.groups++;
     this.stats.committed += group.length;
     this.stats.largestGroup = Math.max(this.stats.largestGroup, group.length);
-    for (const w of group) w.resolve();
+    for (const w of group) {
+      w.entry.file?.installed();
+      w.resolve();
+    }
   }
 
+  /**
+   * After the rows' commit: the spool files written and renamed (writer thread) and everything
+   * synced. Resolves with one failure text (or null) per entry of `spooled`; rejects when the
+   * sync itself failed.
+   */
+  private async makeDurable(spooled: Waiting[]): Promise<(string | null)[]> {
+    const t0 = performance.now();
+    const flusher = this.flusher;
+    if (flusher) {
+      const jobs = spooled.map((w) => w.job).filter((j): j is SpoolJob => j !== null);
+      if (jobs.length !== spooled.length) throw new Error("a spool file has no write job");
+      const walSync = this.flushCoversWal ? Promise.resolve() : this.timed(this.wal.sync(), "walSyncMs");
+      const [failures] = await Promise.all([flusher.flush(jobs), walSync]);
+      this.stats.flushMs += performance.now() - t0;
+      return failures;
+    }
+    // Files were fsynced and renamed by install(): their renames and the WAL remain.
+    const dirSync = spooled.length > 0 ? this.timed(this.spool.syncDir(), "dirSyncMs") : Promise.resolve();
+    await Promise.all([dirSync, this.timed(this.wal.sync(), "walSyncMs")]);
+    return spooled.map(() => null);
+  }
+
+  private async timed(p: Promise<void>, stat: "walSyncMs" | "dirSyncMs"): Promise<void> {
+    const t0 = performance.now();
+    await p;
+    this.stats[stat] += performance.now() - t0;
+  }
+
+  /**
+   * Rejects `group` with `err`: its rows deleted again (when committed), its spool files
+   * removed under either name. A crash meanwhile leaves rows above the durable mark, whose
+   * files recovery checks.
+   */
   private async fail(group: Waiting[], spooled: Waiting[], err: unknown, rowsCommitted: boolean): Promise<void> {
     if (rowsCommitted) {
       try {
@@ -194,7 +240,12 @@ export class Intake {
         // The rows stay; recovery removes rows whose spool file is missing.
       }
     }
-    await Promise.all(spooled.map((w) => this.spool.remove(w.entry.row.id).catch(() => false)));
+    await Promise.all(
+      spooled.map(async (w) => {
+        await w.entry.file?.abort();
+        await this.spool.remove(w.entry.row.id).catch(() => false);
+      }),
+    );
     await this.spool.syncDir().catch(() => undefined);
     for (const w of group) w.reject(err);
   }
@@ -221,8 +272,4 @@ function bumpCounters(db: Database, rows: readonly MessageRow[], sign: 1 | -1): 
     add(r.receivedAt, `action:${r.action}`, r.rule, r.category);
   }
   for (const s of sums.values()) bumpCounter(db, s.at, s.metric, { rule: s.rule, category: s.category }, sign * s.n);
-}
-
-function toError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
 }

@@ -1,14 +1,20 @@
 /**
- * A message being received, written to its spool file AS IT ARRIVES (like Postfix's queue
- * file): `spool/<id>.tmp` is created at DATA start, our `Received:` header and then every
- * DATA chunk are appended with async writes, so the main thread never holds a whole big
- * message — only the chunks not yet written (at most about INCOMING_HIGH_WATER_BYTES: above
- * it `write` returns false and the caller pauses the socket until `drained()`) and the first
- * `prefixLimit` bytes (the header block the classifier reads; for a small message, all of it).
- * Accepted: `install()` (fsync when asked, close, rename to `<id>.eml`; made durable by the
- * intake's group flush before the 250). Anything else (reject, 552, disconnect, storage
- * error): `abort()` closes and removes the `.tmp`. A crash leaves a `.tmp`, which recovery
- * removes (it was never acknowledged).
+ * A message being received, on its way to its spool file (like Postfix's queue file).
+ * A small message (up to INCOMING_MEMORY_MAX_BYTES: nearly all mail) is kept in memory: at
+ * commit the intake's spool writer thread writes it to `spool/<id>.tmp`, renames it to
+ * `<id>.eml` and makes it durable with the group's syncfs, with no thread-pool round trip on
+ * the event loop per message (spool/spool-flusher.ts). A bigger one is SPILLED: once it
+ * passes the limit, `spool/<id>.tmp` is created and our `Received:` header and every DATA
+ * chunk so far and to come are appended with async writes, so the main thread never holds a
+ * whole big message — only the chunks not yet written (at most about
+ * INCOMING_HIGH_WATER_BYTES: above it `write` returns false and the caller pauses the socket
+ * until `drained()`) and the first `prefixLimit` bytes (the header block the classifier reads).
+ * Every byte also goes through a running CRC-32 (`crc`), recorded with the message's row:
+ * recovery checks it for rows committed just before a crash (see act/intake.ts).
+ * Accepted: `spoolJob()` for the writer thread, or `install()` (write or close, fsync when asked,
+ * rename to `<id>.eml`) where there is no group flush. Anything else (reject, 552, disconnect,
+ * storage error): `abort()` removes the `.tmp` if there is one. A crash leaves at most a `.tmp`,
+ * which recovery removes (it was never acknowledged).
  * Trusts: the id (from newMessageId, checked by Spool.pathOf). Failure: a failed write is
  * remembered (later writes are dropped, `end()` rejects with it); `install` removes the file
  * when it fails; `abort` never throws.
@@ -29,12 +35,34 @@ const INCOMING_LOW_WATER_BYTES = 256 * 1024;
 /** Parts per writev call (below the kernel's IOV_MAX of 1024). */
 const WRITEV_MAX_PARTS = 512;
 
+/**
+ * Messages up to this size stay in memory until the spool writer thread writes them at commit
+ * (one write, no per-chunk async I/O). Bounds the memory a session can hold this way: 100
+ * sessions in DATA hold at most 25 MB; anything bigger streams to its file as it arrives.
+ */
+export const INCOMING_MEMORY_MAX_BYTES = 256 * 1024;
+
 type State = "open" | "ended" | "installed" | "aborted";
 
+/** What the spool writer thread does for one accepted message (spool-flusher.ts). */
+export interface SpoolJob {
+  /** Where the bytes go first (or already are, for a spilled message). */
+  tmp: string;
+  /** `<id>.eml`: renamed to once the bytes are all there. */
+  final: string;
+  /** The whole message for a message kept in memory; null: `tmp` is already written. */
+  bytes: Uint8Array | null;
+}
+
 export class IncomingFile implements IncomingMessage {
-  /** Total bytes written (our header included). */
+  /** Total bytes received (our header included). */
   size = 0;
+  /** CRC-32 of every byte so far (of the spool file's exact contents once complete). */
+  crc = 0;
   private state: State = "open";
+  /** The bytes go to `path` as they arrive (the message outgrew the memory limit). */
+  private spilled = false;
+  private fh: FileHandle | null = null;
   private queue: Uint8Array[] = [];
   private queuedBytes = 0;
   private writing = false;
@@ -43,40 +71,43 @@ export class IncomingFile implements IncomingMessage {
   private prefixBytes = 0;
   /** The prefix joined into one buffer (by joinedPrefix), or null. */
   private joined: Uint8Array | null = null;
+  /** The whole message of a message never spilled, once ended (kept until it is written). */
+  private memory: Uint8Array | null = null;
   private drainWaiters: (() => void)[] = [];
   private idleWaiters: (() => void)[] = [];
 
   private constructor(
     readonly id: string,
     readonly receivedAt: number,
-    /** The `.tmp` path (what a parse worker reads). */
+    /** The `.tmp` path (what a parse worker reads once spilled). */
     readonly path: string,
     private readonly finalPath: string,
-    private fh: FileHandle | null,
     private readonly prefixLimit: number,
+    private readonly memoryLimit: number,
   ) {}
 
-  /** Creates `<id>.tmp` (exclusive). Throws the file-system error (nothing is left behind). */
-  static async create(spool: Spool, id: string, receivedAt: number, prefixLimit: number): Promise<IncomingFile> {
-    const finalPath = spool.pathOf(id);
-    const path = join(spool.dir, id + TMP_SUFFIX);
-    const fh = await open(path, "wx", 0o640);
-    return new IncomingFile(id, receivedAt, path, finalPath, fh, prefixLimit);
+  /**
+   * A message to receive; nothing is created on disk until it outgrows `memoryLimit` (at most
+   * `prefixLimit`, so every byte before the spill is still in the prefix).
+   */
+  static async create(spool: Spool, id: string, receivedAt: number, prefixLimit: number, memoryLimit = INCOMING_MEMORY_MAX_BYTES): Promise<IncomingFile> {
+    return new IncomingFile(id, receivedAt, join(spool.dir, id + TMP_SUFFIX), spool.pathOf(id), prefixLimit, Math.min(memoryLimit, prefixLimit));
   }
 
   /** Queues bytes for the file; false when the sender should wait for `drained()`. */
   write(bytes: Uint8Array): boolean {
     if (this.state !== "open" || bytes.byteLength === 0) return true;
     this.size += bytes.byteLength;
+    this.crc = Bun.hash.crc32(bytes, this.crc);
+    // Before this chunk joins the prefix, the prefix holds every byte so far: that is what spills.
+    if (!this.spilled && this.size > this.memoryLimit) this.spill();
     if (this.prefixBytes < this.prefixLimit) {
       const take = Math.min(bytes.byteLength, this.prefixLimit - this.prefixBytes);
       this.prefixParts.push(take === bytes.byteLength ? bytes : bytes.subarray(0, take));
       this.prefixBytes += take;
     }
-    if (this.error) return true; // failed: dropped, end() reports it
-    this.queue.push(bytes);
-    this.queuedBytes += bytes.byteLength;
-    if (!this.writing) void this.writeLoop();
+    if (!this.spilled || this.error) return true; // failed: dropped, end() reports it
+    this.enqueue(bytes);
     return this.queuedBytes < INCOMING_HIGH_WATER_BYTES;
   }
 
@@ -88,7 +119,10 @@ export class IncomingFile implements IncomingMessage {
 
   /** No more bytes: resolves when all are written; rejects with the first write error. */
   async end(): Promise<void> {
-    if (this.state === "open") this.state = "ended";
+    if (this.state === "open") {
+      this.state = "ended";
+      if (!this.spilled) this.memory = this.joinedPrefix();
+    }
     await this.idle();
     if (this.error) throw this.error;
     if (this.state === "aborted") throw new Error("spool file was discarded");
@@ -97,6 +131,11 @@ export class IncomingFile implements IncomingMessage {
   /** Whether the whole message is in memory (it fits in the prefix). */
   get whollyInMemory(): boolean {
     return this.size <= this.prefixLimit;
+  }
+
+  /** Whether nothing is on disk yet: the bytes are written at commit (spoolJob / install). */
+  get keptInMemory(): boolean {
+    return !this.spilled;
   }
 
   /**
@@ -109,18 +148,19 @@ export class IncomingFile implements IncomingMessage {
   }
 
   /**
-   * The whole message as one buffer owning its memory (it may be transferred to a worker; the
-   * parts may be the caller's), when `whollyInMemory`; else null. The caller owns it from now
-   * on: the in-memory prefix is let go of.
+   * The whole message as one buffer, when `whollyInMemory`; else null. For a spilled message
+   * the caller owns it (the prefix is let go of: the file has the bytes) and may transfer it;
+   * for a message kept in memory it is the one to be written: copy it before transferring.
    */
   bytes(): Uint8Array | null {
+    if (this.memory) return this.memory;
     if (!this.whollyInMemory) return null;
     const whole = this.state === "open" ? prefixOf({ parts: this.prefixParts, size: this.prefixBytes }, this.prefixBytes) : this.joinedPrefix();
     this.forgetPrefix();
     return whole;
   }
 
-  /** Drops the in-memory prefix (the file has the bytes). */
+  /** Drops the in-memory prefix (the file or `memory` has the bytes). */
   forgetPrefix(): void {
     this.prefixParts = [];
     this.prefixBytes = 0;
@@ -140,21 +180,43 @@ export class IncomingFile implements IncomingMessage {
   }
 
   /**
-   * Makes the file the message's spool file: all bytes written, fsync (when `fsync`), close,
-   * rename to `<id>.eml`. Durable only after the caller's group flush (or directory fsync).
-   * On failure the file is removed and the error thrown.
+   * For the spool writer thread (after end()): the bytes to write, or — spilled — the closed
+   * `.tmp` to rename. The file is the writer's until `installed()` or `abort()`.
+   */
+  async spoolJob(): Promise<SpoolJob> {
+    await this.end();
+    if (this.memory) return { tmp: this.path, final: this.finalPath, bytes: this.memory };
+    const fh = this.fh;
+    this.fh = null;
+    if (!fh) throw new Error("spool file is closed");
+    await fh.close();
+    return { tmp: this.path, final: this.finalPath, bytes: null };
+  }
+
+  /** The writer thread wrote and renamed the file: it is the message's spool file now. */
+  installed(): void {
+    this.state = "installed";
+    this.memory = null;
+    this.forgetPrefix();
+  }
+
+  /**
+   * Makes the file the message's spool file without the writer thread: all bytes written (now,
+   * for a message kept in memory), fsync (when `fsync`), close, rename to `<id>.eml`. Durable
+   * only after the caller's directory fsync. On failure the file is removed and the error thrown.
    */
   async install(opts: { fsync: boolean }): Promise<void> {
     try {
       await this.end();
-      const fh = this.fh;
+      const fh = this.memory ? await open(this.path, "wx", 0o640) : this.fh;
       if (!fh) throw new Error("spool file is closed");
+      this.fh = fh;
+      if (this.memory) await fh.writeFile(this.memory);
       if (opts.fsync) await fh.sync();
       this.fh = null;
       await fh.close();
       await rename(this.path, this.finalPath);
-      this.state = "installed";
-      this.forgetPrefix();
+      this.installed();
     } catch (err) {
       await this.abort();
       throw err;
@@ -167,6 +229,7 @@ export class IncomingFile implements IncomingMessage {
     this.state = "aborted";
     this.queue = [];
     this.queuedBytes = 0;
+    this.memory = null;
     this.forgetPrefix();
     this.wakeDrain();
     await this.idle();
@@ -176,6 +239,18 @@ export class IncomingFile implements IncomingMessage {
     await unlink(this.path).catch(() => undefined);
   }
 
+  /** The message outgrew memory: create the `.tmp` and queue every byte so far for it. */
+  private spill(): void {
+    this.spilled = true;
+    for (const part of this.prefixParts) this.enqueue(part);
+  }
+
+  private enqueue(bytes: Uint8Array): void {
+    this.queue.push(bytes);
+    this.queuedBytes += bytes.byteLength;
+    if (!this.writing) void this.writeLoop();
+  }
+
   private idle(): Promise<void> {
     if (!this.writing) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
@@ -183,6 +258,13 @@ export class IncomingFile implements IncomingMessage {
 
   private async writeLoop(): Promise<void> {
     this.writing = true;
+    if (this.fh === null && this.error === null) {
+      try {
+        this.fh = await open(this.path, "wx", 0o640);
+      } catch (err) {
+        this.error = err instanceof Error ? err : new Error(String(err));
+      }
+    }
     while (this.queue.length > 0 && this.error === null && this.fh !== null) {
       const batch = this.queue.splice(0, WRITEV_MAX_PARTS);
       const expected = batch.reduce((n, part) => n + part.byteLength, 0);

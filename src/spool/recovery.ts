@@ -5,6 +5,10 @@
  *  - `<id>.tmp` files: a write that never finished; its client never got 250 → removed.
  *  - `<id>.eml` without a row: fsynced but not committed (crash between the two); the client
  *    never got 250 and will retry → moved to `spool/orphaned/`, logged, never deleted.
+ *  - rows of commit groups after the durable mark (committed, then the crash came before or
+ *    during the group's syncfs, act/intake.ts): a spool file whose size or CRC-32 does not
+ *    match was never complete on disk, so no 250 was sent → file moved to `spool/orphaned/`,
+ *    row removed. Matching ones are kept (at worst a duplicate of a message the client resends).
  *  - files mailgw never writes → moved to `spool/orphaned/` too.
  *  - rows `spooled`: accepted (250 sent) but post-250 work unfinished → finished now
  *    (archive redone idempotently: same path, an existing copy counts as done).
@@ -15,9 +19,10 @@
  * with a spool it does not understand); a message whose archive copy fails stays spooled.
  */
 import type { Database } from "bun:sqlite";
-import { access } from "node:fs/promises";
+import { access, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log/logger.ts";
+import { readIntakeMarks, uncertainSpoolRows, writeIntakeMarks } from "../store/intake-marks.ts";
 import { deleteMessages, existingMessageIds, markMessageDone, messagesNeedingSpool, pendingMessages } from "../store/messages.ts";
 import { archiveRelativePath } from "../act/archive.ts";
 import type { Finisher } from "../act/finish.ts";
@@ -57,6 +62,7 @@ export async function recoverSpool(db: Database, spool: Spool, finisher: Finishe
     report.orphaned.push(to);
     logger.warn("spool file without a record (never acknowledged) moved aside", { id, moved_to: to });
   }
+  await checkUncertainRows(db, spool, logger, onDisk, report);
   let cursor = "";
   for (;;) {
     const page = pendingMessages(db, cursor, RECOVERY_PAGE_ROWS);
@@ -99,6 +105,26 @@ export async function recoverSpool(db: Database, spool: Spool, finisher: Finishe
     released: report.released,
   });
   return report;
+}
+
+/**
+ * Rows committed by groups whose syncfs may not have finished: each spool file must hold
+ * exactly the bytes recorded (size, CRC-32); one that does not was never acknowledged. Then
+ * every remaining row counts as durable (this pass is not repeated at the next start).
+ */
+async function checkUncertainRows(db: Database, spool: Spool, logger: Logger, onDisk: Set<string>, report: RecoveryReport): Promise<void> {
+  const marks = readIntakeMarks(db);
+  for (const row of uncertainSpoolRows(db, marks.durableSeq)) {
+    if (!onDisk.has(row.id)) continue; // no file at all: dropped below as unacknowledged
+    const bytes = new Uint8Array(await readFile(spool.pathOf(row.id)));
+    if (bytes.byteLength === row.size && Bun.hash.crc32(bytes) === row.spoolCrc) continue;
+    const to = await spool.quarantine(`${row.id}.eml`);
+    onDisk.delete(row.id);
+    report.orphaned.push(to);
+    logger.warn("incomplete spool file (crash before the reply was sent) moved aside", { id: row.id, moved_to: to });
+    dropUnacknowledged(db, logger, row.id, report);
+  }
+  if (marks.durableSeq !== marks.lastSeq) db.transaction(() => writeIntakeMarks(db, { ...marks, durableSeq: marks.lastSeq })).immediate();
 }
 
 /** A record whose spool file never became durable: its client never got 250. */

@@ -1,5 +1,6 @@
 /**
- * Group commit of spool files: ONE syncfs(2) makes every spool file written so far durable
+ * Group commit of spool files: the spool writer thread (syncfs-worker.ts) writes and renames
+ * the files handed to `flush(jobs)`, then ONE syncfs(2) makes every spool file written so far durable
  * — data, inode, and the rename into the spool directory — instead of one fsync per file
  * plus one of the directory. On Linux, syncfs waits for the writes and the journal commit
  * (the man page: "the same guarantees as fsync() called on every file in the file system").
@@ -14,6 +15,7 @@
  * available (not Linux, no glibc, the worker does not start in time): the caller then
  * fsyncs each file and the directory. A failed syncfs rejects every flush it covers.
  */
+import type { SpoolJob } from "./incoming-file.ts";
 import { workerSpecifier } from "./worker-url.ts";
 
 /** How long the worker may take to load libc and answer; past it, per-file fsync is used. */
@@ -24,22 +26,32 @@ export const SYNCFS_WORKER_PATH = "spool/syncfs-worker.ts";
 type Reply =
   | { kind: "ready" }
   | { kind: "unsupported"; reason: string }
-  | { kind: "synced"; seq: number; errno: number }
+  | { kind: "synced"; seq: number; errno: number; failures: (string | null)[] }
   | { kind: "closed" };
 
 /** How long close() waits for the worker to close its directory fd. */
 const CLOSE_TIMEOUT_MS = 2000;
 
-interface Pending {
-  seq: number;
-  resolve: () => void;
+/** One caller of flush(): its jobs are `jobs[from .. from + count)` of the batch. */
+interface Caller {
+  from: number;
+  count: number;
+  resolve: (failures: (string | null)[]) => void;
   reject: (err: Error) => void;
+}
+
+/** What one syncfs covers: the jobs written before it and everyone waiting on it. */
+interface Batch {
+  seq: number;
+  jobs: SpoolJob[];
+  callers: Caller[];
 }
 
 export class SpoolFlusher {
   private seq = 0;
-  private running: Pending | null = null;
-  private queued: { promise: Promise<void>; waiters: Pending } | null = null;
+  /** The batch the worker is on, and the one that will be sent when it is done. */
+  private running: Batch | null = null;
+  private queued: Batch | null = null;
   private closed = false;
 
   private constructor(private readonly worker: Worker) {
@@ -85,17 +97,24 @@ export class SpoolFlusher {
     });
   }
 
-  /** Resolves after a syncfs that started after this call completed without error. */
-  flush(): Promise<void> {
+  /**
+   * Writes and renames `jobs` (in the worker), then resolves after a syncfs that started after
+   * this call completed without error, with one entry per job: null (written, renamed, durable)
+   * or why that job failed (its `.tmp` is gone). Rejects when the syncfs failed.
+   */
+  flush(jobs: readonly SpoolJob[] = []): Promise<(string | null)[]> {
     if (this.closed) return Promise.reject(new Error("spool flusher is closed"));
-    if (this.queued) return this.queued.promise;
-    if (!this.running) return this.send();
-    let waiters!: Pending;
-    const promise = new Promise<void>((resolve, reject) => {
-      waiters = { seq: -1, resolve, reject };
+    return new Promise((resolve, reject) => {
+      const batch = this.running ? (this.queued ??= { seq: -1, jobs: [], callers: [] }) : { seq: -1, jobs: [], callers: [] };
+      batch.callers.push({ from: batch.jobs.length, count: jobs.length, resolve, reject });
+      batch.jobs.push(...jobs);
+      if (!this.running) this.send(batch);
     });
-    this.queued = { promise, waiters };
-    return promise;
+  }
+
+  /** How many syncfs calls were asked of the worker so far (tests, benchmarks). */
+  get syncs(): number {
+    return this.seq;
   }
 
   /** Fails pending flushes, closes the worker's directory fd, stops the worker. */
@@ -117,28 +136,28 @@ export class SpoolFlusher {
     this.worker.terminate();
   }
 
-  private send(): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.running = { seq: ++this.seq, resolve, reject };
-      this.worker.postMessage({ kind: "sync", seq: this.seq });
-    });
+  private send(batch: Batch): void {
+    batch.seq = ++this.seq;
+    this.running = batch;
+    this.worker.postMessage({ kind: "sync", seq: batch.seq, jobs: batch.jobs });
   }
 
   private onReply(reply: Reply): void {
     const running = this.running;
     if (reply.kind !== "synced" || running === null || reply.seq !== running.seq) return;
     this.running = null;
-    if (reply.errno === 0) running.resolve();
-    else running.reject(new Error(`syncfs of the spool file system failed (errno ${reply.errno})`));
+    for (const caller of running.callers) {
+      if (reply.errno === 0) caller.resolve(reply.failures.slice(caller.from, caller.from + caller.count));
+      else caller.reject(new Error(`syncfs of the spool file system failed (errno ${reply.errno})`));
+    }
     const next = this.queued;
     this.queued = null;
-    if (next && !this.closed) this.send().then(next.waiters.resolve, next.waiters.reject);
+    if (next && !this.closed) this.send(next);
   }
 
   private failAll(err: Error): void {
-    this.running?.reject(err);
+    for (const batch of [this.running, this.queued]) for (const caller of batch?.callers ?? []) caller.reject(err);
     this.running = null;
-    this.queued?.waiters.reject(err);
     this.queued = null;
   }
 }

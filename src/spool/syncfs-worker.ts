@@ -1,19 +1,25 @@
 /**
- * Worker thread that calls syncfs(2) on the file system holding the spool, so the blocking
- * system call never runs on the event loop. Protocol (structured clone messages):
+ * The spool writer thread: writes the accepted messages of a commit group into the spool and
+ * calls syncfs(2) on the file system holding it, so neither these writes nor the blocking
+ * system call run on the event loop, and a whole group costs one message each way.
+ * Protocol (structured clone messages):
  *   in:  { kind: "open", dir }            → out: { kind: "ready" } or { kind: "unsupported", reason }
- *   in:  { kind: "sync", seq }            → out: { kind: "synced", seq, errno }  (errno 0 = ok)
+ *   in:  { kind: "sync", seq, jobs }      → out: { kind: "synced", seq, errno, failures }
+ *        each job: bytes (if any) written to `tmp` (exclusive create), then `tmp` renamed to
+ *        `final`; then ONE syncfs (errno 0 = ok). failures[i]: null, or why job i failed (its
+ *        `tmp` is removed; the other jobs are unaffected).
  *   in:  { kind: "close" }                → out: { kind: "closed" }  (the directory fd is closed:
  *        fds belong to the process, terminating the worker would leak it)
  * Trusts: the directory path from the main thread. Failure: anything that keeps syncfs from
  * being loaded (not Linux, no glibc) answers "unsupported" and the caller fsyncs per file.
  */
 import { dlopen, FFIType, read } from "bun:ffi";
-import { closeSync, openSync } from "node:fs";
+import { closeSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import type { SpoolJob } from "./incoming-file.ts";
 
 declare const self: Worker;
 
-type Request = { kind: "open"; dir: string } | { kind: "sync"; seq: number } | { kind: "close" };
+type Request = { kind: "open"; dir: string } | { kind: "sync"; seq: number; jobs: SpoolJob[] } | { kind: "close" };
 
 const LIBC_NAMES = ["libc.so.6", "libc.so"];
 
@@ -72,10 +78,41 @@ self.onmessage = (event: MessageEvent<Request>) => {
     self.postMessage({ kind: "closed" });
     return;
   }
+  const failures = req.jobs.map(runJob);
   if (lib === null || fd < 0) {
-    self.postMessage({ kind: "synced", seq: req.seq, errno: -1 });
+    self.postMessage({ kind: "synced", seq: req.seq, errno: -1, failures });
     return;
   }
   const rc = lib.syncfs(fd);
-  self.postMessage({ kind: "synced", seq: req.seq, errno: rc === 0 ? 0 : lib.errno() });
+  self.postMessage({ kind: "synced", seq: req.seq, errno: rc === 0 ? 0 : lib.errno(), failures });
 };
+
+/** Writes (if it carries bytes) and renames one spool file; null, or why it failed. */
+function runJob(job: SpoolJob): string | null {
+  try {
+    if (job.bytes) writeWhole(job.tmp, job.bytes);
+    renameSync(job.tmp, job.final);
+    return null;
+  } catch (err) {
+    try {
+      unlinkSync(job.tmp);
+    } catch {
+      // already gone
+    }
+    return err instanceof Error ? err.message : String(err);
+  }
+}
+
+function writeWhole(path: string, bytes: Uint8Array): void {
+  const out = openSync(path, "wx", 0o640);
+  try {
+    let at = 0;
+    while (at < bytes.byteLength) {
+      const n = writeSync(out, bytes, at, bytes.byteLength - at);
+      if (n <= 0) throw new Error(`short write to the spool (${at} of ${bytes.byteLength} bytes)`);
+      at += n;
+    }
+  } finally {
+    closeSync(out);
+  }
+}

@@ -52,9 +52,19 @@ export class WalSync {
    * returns) and resolves once the commit is durable on disk.
    */
   commit(fn: () => void): Promise<void> {
+    this.commitUnsynced(fn);
+    return this.sync();
+  }
+
+  /**
+   * Runs `fn` in one IMMEDIATE transaction, committed but NOT yet durable: the caller makes it
+   * so (sync(), or a syncfs of the WAL's file system started after this returned) before it
+   * tells anyone. Not in WAL mode: committed with the connection's own synchronous setting.
+   */
+  commitUnsynced(fn: () => void): void {
     if (this.walPath === null) {
       this.db.transaction(fn).immediate();
-      return Promise.resolve();
+      return;
     }
     this.db.exec("PRAGMA synchronous = NORMAL");
     try {
@@ -62,7 +72,6 @@ export class WalSync {
     } finally {
       this.db.exec("PRAGMA synchronous = FULL");
     }
-    return this.sync();
   }
 
   /** Resolves after an fsync of the WAL file that started after this call. */

@@ -24,6 +24,10 @@ export interface MessageRow {
   action: Action;
   archive: boolean;
   status: MessageStatus;
+  /** CRC-32 of the spool file's bytes (null: no spool file). */
+  spoolCrc?: number | null;
+  /** The intake commit group that wrote the row (see act/intake.ts), null outside one. */
+  commitSeq?: number | null;
 }
 
 export interface NewDelivery {
@@ -54,8 +58,8 @@ export const MAX_STORED_SUBJECT_CHARS = 998;
 export function insertMessage(db: Database, m: MessageRow): void {
   db.query(
     `INSERT INTO messages (id, received_at, client_ip, helo, tls, mail_from, recipients, subject, size,
-                           rule, category, action, archive, status)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+                           rule, category, action, archive, status, spool_crc, commit_seq)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   ).run(
     m.id,
     m.receivedAt,
@@ -71,6 +75,8 @@ export function insertMessage(db: Database, m: MessageRow): void {
     m.action,
     m.archive ? 1 : 0,
     m.status,
+    m.spoolCrc ?? null,
+    m.commitSeq ?? null,
   );
 }
 

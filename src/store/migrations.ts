@@ -95,4 +95,17 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "deliveries-kind-due",
     sql: `CREATE INDEX deliveries_kind_due ON deliveries(kind, state, next_attempt_at);`,
   },
+  {
+    // A commit group's rows are written before the one syncfs that makes them, their spool files
+    // and the WAL durable (act/intake.ts). After a crash, rows of groups not known to be durable
+    // are checked against their files: size and CRC-32 (spool_crc) of the bytes as stored, found
+    // by commit_seq (the group's number, compared with meta `intake_durable_seq`).
+    version: 3,
+    name: "messages-commit-check",
+    sql: `
+      ALTER TABLE messages ADD COLUMN spool_crc INTEGER;
+      ALTER TABLE messages ADD COLUMN commit_seq INTEGER;
+      CREATE INDEX messages_commit_seq ON messages(commit_seq) WHERE commit_seq IS NOT NULL;
+    `,
+  },
 ];

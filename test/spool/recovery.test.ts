@@ -7,6 +7,7 @@ import { link, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { newMessageId } from "../../src/spool/ids.ts";
 import { dayKey } from "../../src/store/db.ts";
+import { readIntakeMarks, writeIntakeMarks } from "../../src/store/intake-marks.ts";
 import { insertDelivery, insertMessage, type MessageRow } from "../../src/store/messages.ts";
 import { listFiles, makeHarness, message, type Harness } from "../pipeline/helpers.ts";
 
@@ -100,5 +101,37 @@ describe("recover", () => {
     const report = await h.pipeline.recover();
     expect(report.unacknowledged.sort()).toEqual([archiveId, forwardId].sort());
     expect(h.db.query<{ n: number }, []>("SELECT (SELECT count(*) FROM messages) + (SELECT count(*) FROM deliveries) AS n").get()?.n).toBe(0);
+  });
+
+  test("rows of groups after the durable mark: files that do not match size and CRC were never acknowledged", async () => {
+    h = await makeHarness({ recover: false });
+    const spool = join(h.config.dataDir, "spool");
+    const t = Date.now();
+    const [durable, complete, zeroFilled, truncated, missing] = [0, 1, 2, 3, 4].map((i) => newMessageId(t + i)) as [string, string, string, string, string];
+    const bytes = (id: string) => message(`uncertain ${id}`);
+    const crc = (id: string) => Bun.hash.crc32(bytes(id));
+    const size = (id: string) => bytes(id).byteLength;
+    // Group 7 is durable (its file is never checked, even when it no longer matches).
+    await writeFile(join(spool, `${durable}.eml`), "changed since");
+    insertMessage(h.db, row(durable, t, { size: size(durable), spoolCrc: crc(durable), commitSeq: 7 }));
+    // Group 8 was committed, then the crash came during its syncfs.
+    await writeFile(join(spool, `${complete}.eml`), bytes(complete));
+    await writeFile(join(spool, `${zeroFilled}.eml`), new Uint8Array(size(zeroFilled)));
+    await writeFile(join(spool, `${truncated}.eml`), bytes(truncated).subarray(0, 10));
+    for (const id of [complete, zeroFilled, truncated, missing]) {
+      insertMessage(h.db, row(id, t, { size: size(id), spoolCrc: crc(id), commitSeq: 8, status: "done", archive: false, action: "forward" }));
+      insertDelivery(h.db, { messageId: id, kind: "forward", target: ["x@y.org"], rule: null, category: "default", state: "queued", createdAt: t });
+    }
+    writeIntakeMarks(h.db, { lastSeq: 8, durableSeq: 7 });
+
+    const report = await h.pipeline.recover();
+    expect(report.unacknowledged.sort()).toEqual([zeroFilled, truncated, missing].sort());
+    expect(report.orphaned.map((p) => p.split("/").pop()).sort()).toEqual([`${zeroFilled}.eml`, `${truncated}.eml`].sort());
+    const ids = h.db.query<{ id: string }, []>("SELECT id FROM messages ORDER BY id").all().map((r) => r.id);
+    expect(ids).toEqual([durable, complete].sort());
+    expect(new Uint8Array(await readFile(join(spool, `${complete}.eml`)))).toEqual(bytes(complete));
+    expect(await readFile(join(spool, "orphaned", `${zeroFilled}.eml`))).toEqual(Buffer.alloc(size(zeroFilled)));
+    // Everything left is durable now: the next start checks nothing again.
+    expect(readIntakeMarks(h.db)).toEqual({ lastSeq: 8, durableSeq: 8 });
   });
 });

@@ -1,11 +1,12 @@
 /**
  * SpoolFlusher: starts its syncfs worker (Linux), flushes (many concurrent flushes all
- * resolve, sharing syncfs calls), rejects after close, and close() releases the directory
- * fd (a tmpfs holding it can be unmounted, when mount is allowed here).
+ * resolve, sharing syncfs calls), writes and renames the spool files handed to it (a job that
+ * fails fails alone), rejects after close, and close() releases the directory fd (a tmpfs
+ * holding it can be unmounted, when mount is allowed here).
  */
 import { expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SpoolFlusher } from "../../src/spool/spool-flusher.ts";
@@ -21,12 +22,44 @@ test("flushes resolve, are shared, and fail after close", async () => {
     if (!started.flusher) throw new Error(`no flusher: ${started.reason}`);
     const flusher = started.flusher;
     await writeFile(join(dir, "a"), "x");
+    const before = flusher.syncs;
     const flushes = Array.from({ length: 30 }, () => flusher.flush());
-    // All but the first share one next syncfs.
-    expect(new Set(flushes.slice(1)).size).toBe(1);
-    await Promise.all(flushes);
+    // The first starts a syncfs, all the others share the one after it.
+    expect(await Promise.all(flushes)).toEqual(Array.from({ length: 30 }, () => []));
+    expect(flusher.syncs - before).toBe(2);
     await flusher.close();
     await expect(flusher.flush()).rejects.toThrow("closed");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("jobs: bytes written to the tmp name, renamed; a failing job fails alone", async () => {
+  if (process.platform !== "linux") {
+    console.log("skipped: syncfs is Linux only");
+    return;
+  }
+  const dir = await mkdtemp(join(tmpdir(), "flusher-jobs-"));
+  try {
+    const started = await SpoolFlusher.start(dir);
+    if (!started.flusher) throw new Error(`no flusher: ${started.reason}`);
+    const flusher = started.flusher;
+    await writeFile(join(dir, "spilled.tmp"), "written earlier");
+    const bytes = new TextEncoder().encode("Subject: one\r\n\r\nbody\r\n");
+    const [first, second] = await Promise.all([
+      flusher.flush([
+        { tmp: join(dir, "a.tmp"), final: join(dir, "a.eml"), bytes },
+        { tmp: join(dir, "b.tmp"), final: join(dir, "no-such-dir", "b.eml"), bytes },
+      ]),
+      flusher.flush([{ tmp: join(dir, "spilled.tmp"), final: join(dir, "spilled.eml"), bytes: null }]),
+    ]);
+    expect(first?.[0]).toBeNull();
+    expect(first?.[1]).toContain("ENOENT");
+    expect(second).toEqual([null]);
+    expect((await readdir(dir)).sort()).toEqual(["a.eml", "spilled.eml"]);
+    expect(new Uint8Array(await readFile(join(dir, "a.eml")))).toEqual(bytes);
+    expect(await readFile(join(dir, "spilled.eml"), "utf8")).toBe("written earlier");
+    await flusher.close();
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
