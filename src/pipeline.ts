@@ -284,7 +284,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
         const spoolFlusher = (flusher = started.flusher);
         const walToo = wal.file !== null && sameFileSystem(dirname(wal.file), spool.dir);
         intake.useFlusher(spoolFlusher, { coversWal: walToo });
-        if (walToo) wal.useSyncer(() => spoolFlusher.flush().then(() => undefined));
+        // The finisher's done marks ride on the intake's next group syncfs (see afterSync).
+        if (walToo) wal.useSyncer(() => spoolFlusher.afterSync());
         logger.info("spool files made durable by group syncfs", { wal_by_syncfs: walToo });
       }
       else logger.info("spool files fsynced one by one (no syncfs)", { reason: started.reason });

@@ -1,9 +1,10 @@
 /**
  * Intake with group commit: makes an accepted message durable before its `250`.
  *
- * Messages that finished DATA meanwhile form a group (one at a time; under load the next group
- * is whatever arrived during this one, so every fixed cost is shared by more messages the
- * busier the gateway is). With the spool writer thread (spool-flusher.ts, Linux):
+ * Messages that finished DATA meanwhile form a group (at most MAX_GROUPS_IN_FLIGHT at a time;
+ * under load the next group is whatever arrived during the last one, so every fixed cost is
+ * shared by more messages the busier the gateway is). With the spool writer thread
+ * (spool-flusher.ts, Linux):
  *   1. ONE SQLite transaction: the group's rows (with each spool file's size and CRC-32 and
  *      the group's number), deliveries, counters — committed on the event loop, no fsync;
  *   2. ONE message to the writer thread: it writes each message kept in memory to its `.tmp`,
@@ -31,6 +32,13 @@ import type { IncomingFile, SpoolJob } from "../spool/incoming-file.ts";
 import type { Spool } from "../spool/spool.ts";
 import type { SpoolFlusher } from "../spool/spool-flusher.ts";
 import { WalSync } from "../spool/wal-sync.ts";
+
+/**
+ * Commit groups under way at once: while the writer thread syncs one group, the next is
+ * committed and queued behind it, so the thread never waits for the event loop between two
+ * syncfs calls. More would only make smaller groups.
+ */
+const MAX_GROUPS_IN_FLIGHT = 2;
 
 export interface IntakeEntry {
   row: MessageRow;
@@ -71,7 +79,7 @@ export interface IntakeStats {
 export class Intake {
   private ready: Waiting[] = [];
   private scheduled = false;
-  private committing = false;
+  private groupsInFlight = 0;
   /** Entries handed in and not yet resolved or rejected. */
   private inFlight = 0;
   private idleWaiters: (() => void)[] = [];
@@ -128,28 +136,24 @@ export class Intake {
 
   private enqueue(w: Waiting): void {
     this.ready.push(w);
-    if (this.committing || this.scheduled) return;
-    this.scheduled = true;
-    // setImmediate lets every file that finished in this turn of the loop join the group.
-    setImmediate(() => {
-      this.scheduled = false;
-      void this.commitLoop();
-    });
+    this.schedule();
   }
 
-  /** One group at a time: what arrives meanwhile forms the next (bigger) group. */
-  private async commitLoop(): Promise<void> {
-    if (this.committing) return;
-    this.committing = true;
-    try {
-      while (this.ready.length > 0) {
-        const group = this.ready;
-        this.ready = [];
-        await this.commitGroup(group);
-      }
-    } finally {
-      this.committing = false;
-    }
+  private schedule(): void {
+    if (this.scheduled || this.groupsInFlight >= MAX_GROUPS_IN_FLIGHT || this.ready.length === 0) return;
+    this.scheduled = true;
+    // setImmediate lets every message that finished in this turn of the loop join the group.
+    setImmediate(() => {
+      this.scheduled = false;
+      if (this.groupsInFlight >= MAX_GROUPS_IN_FLIGHT || this.ready.length === 0) return;
+      const group = this.ready;
+      this.ready = [];
+      this.groupsInFlight++;
+      void this.commitGroup(group).finally(() => {
+        this.groupsInFlight--;
+        this.schedule();
+      });
+    });
   }
 
   /** Commits one group: rows first (not yet durable), then the files and ONE sync for all. */
@@ -186,7 +190,8 @@ export class Intake {
       await this.fail(failed, failed, new Error(`writing the spool file failed: ${failures.find((f) => f != null) ?? ""}`), true);
       group = group.filter((w) => !failedSet.has(w));
     }
-    marks.durableSeq = seq;
+    // Groups finish in the order they were sent to the writer thread; max() for the fallback.
+    marks.durableSeq = Math.max(marks.durableSeq, seq);
     this.stats.groups++;
     this.stats.committed += group.length;
     this.stats.largestGroup = Math.max(this.stats.largestGroup, group.length);

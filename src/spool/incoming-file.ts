@@ -37,10 +37,12 @@ const WRITEV_MAX_PARTS = 512;
 
 /**
  * Messages up to this size stay in memory until the spool writer thread writes them at commit
- * (one write, no per-chunk async I/O). Bounds the memory a session can hold this way: 100
- * sessions in DATA hold at most 25 MB; anything bigger streams to its file as it arrives.
+ * (one write, no per-chunk async I/O): most mail. Anything bigger streams to its file as it
+ * arrives, overlapping the writes with the transfer (measured: 100 KB messages cost ~30% more
+ * CPU when held and handed to the writer thread than when streamed). 100 sessions in DATA
+ * hold at most 6.4 MB this way.
  */
-export const INCOMING_MEMORY_MAX_BYTES = 256 * 1024;
+export const INCOMING_MEMORY_MAX_BYTES = 64 * 1024;
 
 type State = "open" | "ended" | "installed" | "aborted";
 

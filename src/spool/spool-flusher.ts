@@ -8,7 +8,8 @@
  * covering 20 files takes ~1 ms: per-file fsyncs were the ceiling of the whole gateway.
  *
  * The call blocks, so it runs in a worker thread (syncfs-worker.ts), never on the event loop.
- * Flushes are shared: calls made while one runs are covered by ONE next flush.
+ * Flushes are shared: while MAX_BATCHES_SENT are with the worker, further calls are covered
+ * by ONE next flush.
  * Cost note: syncfs also writes back other programs' dirty data on the same file system; a
  * DATA_DIR on its own file system keeps that to mailgw's own writes.
  * Trusts: the spool directory path. Failure: `start` resolves null where syncfs is not
@@ -28,6 +29,20 @@ type Reply =
   | { kind: "unsupported"; reason: string }
   | { kind: "synced"; seq: number; errno: number; failures: (string | null)[] }
   | { kind: "closed" };
+
+/**
+ * Batches handed to the worker at once: the next one waits in the worker's queue while it
+ * syncs, so it never idles until the event loop has read a reply. A flush arriving when this
+ * many are out joins the batch sent after the oldest completes.
+ */
+const MAX_BATCHES_SENT = 2;
+
+/**
+ * How long `afterSync()` waits for someone else's syncfs before it asks for one: post-250
+ * bookkeeping (done marks) rides on the intake's group syncfs under load instead of adding
+ * its own, and still becomes durable this soon when the gateway is idle.
+ */
+const PASSIVE_SYNC_MAX_WAIT_MS = 20;
 
 /** How long close() waits for the worker to close its directory fd. */
 const CLOSE_TIMEOUT_MS = 2000;
@@ -49,9 +64,14 @@ interface Batch {
 
 export class SpoolFlusher {
   private seq = 0;
-  /** The batch the worker is on, and the one that will be sent when it is done. */
-  private running: Batch | null = null;
+  /**
+   * Batches sent to the worker, oldest first (it runs them in order), and the one collecting
+   * flushes until fewer than MAX_BATCHES_SENT are out.
+   */
+  private sent: Batch[] = [];
   private queued: Batch | null = null;
+  /** Sends the queued batch when only afterSync() callers wait in it. */
+  private passiveTimer: ReturnType<typeof setTimeout> | null = null;
   private closed = false;
 
   private constructor(private readonly worker: Worker) {
@@ -105,10 +125,28 @@ export class SpoolFlusher {
   flush(jobs: readonly SpoolJob[] = []): Promise<(string | null)[]> {
     if (this.closed) return Promise.reject(new Error("spool flusher is closed"));
     return new Promise((resolve, reject) => {
-      const batch = this.running ? (this.queued ??= { seq: -1, jobs: [], callers: [] }) : { seq: -1, jobs: [], callers: [] };
+      const batch = (this.queued ??= { seq: -1, jobs: [], callers: [] });
       batch.callers.push({ from: batch.jobs.length, count: jobs.length, resolve, reject });
       batch.jobs.push(...jobs);
-      if (!this.running) this.send(batch);
+      this.sendQueued();
+    });
+  }
+
+  /**
+   * Resolves after a syncfs that started after this call, without asking for one at once: it
+   * joins the next flush anyone asks for, or asks itself after PASSIVE_SYNC_MAX_WAIT_MS.
+   */
+  afterSync(): Promise<void> {
+    if (this.closed) return Promise.reject(new Error("spool flusher is closed"));
+    return new Promise((resolve, reject) => {
+      const batch = (this.queued ??= { seq: -1, jobs: [], callers: [] });
+      batch.callers.push({ from: 0, count: 0, resolve: () => resolve(), reject });
+      if (this.passiveTimer === null) {
+        this.passiveTimer = setTimeout(() => {
+          this.passiveTimer = null;
+          this.sendQueued();
+        }, PASSIVE_SYNC_MAX_WAIT_MS);
+      }
     });
   }
 
@@ -136,28 +174,35 @@ export class SpoolFlusher {
     this.worker.terminate();
   }
 
-  private send(batch: Batch): void {
+  private sendQueued(): void {
+    const batch = this.queued;
+    if (batch === null || this.closed || this.sent.length >= MAX_BATCHES_SENT) return;
+    this.queued = null;
+    if (this.passiveTimer !== null) {
+      clearTimeout(this.passiveTimer);
+      this.passiveTimer = null;
+    }
     batch.seq = ++this.seq;
-    this.running = batch;
+    this.sent.push(batch);
     this.worker.postMessage({ kind: "sync", seq: batch.seq, jobs: batch.jobs });
   }
 
   private onReply(reply: Reply): void {
-    const running = this.running;
-    if (reply.kind !== "synced" || running === null || reply.seq !== running.seq) return;
-    this.running = null;
-    for (const caller of running.callers) {
+    const done = this.sent[0];
+    if (reply.kind !== "synced" || done === undefined || reply.seq !== done.seq) return;
+    this.sent.shift();
+    for (const caller of done.callers) {
       if (reply.errno === 0) caller.resolve(reply.failures.slice(caller.from, caller.from + caller.count));
       else caller.reject(new Error(`syncfs of the spool file system failed (errno ${reply.errno})`));
     }
-    const next = this.queued;
-    this.queued = null;
-    if (next && !this.closed) this.send(next);
+    this.sendQueued();
   }
 
   private failAll(err: Error): void {
-    for (const batch of [this.running, this.queued]) for (const caller of batch?.callers ?? []) caller.reject(err);
-    this.running = null;
+    if (this.passiveTimer !== null) clearTimeout(this.passiveTimer);
+    this.passiveTimer = null;
+    for (const batch of [...this.sent, this.queued]) for (const caller of batch?.callers ?? []) caller.reject(err);
+    this.sent = [];
     this.queued = null;
   }
 }

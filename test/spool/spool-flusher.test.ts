@@ -24,11 +24,38 @@ test("flushes resolve, are shared, and fail after close", async () => {
     await writeFile(join(dir, "a"), "x");
     const before = flusher.syncs;
     const flushes = Array.from({ length: 30 }, () => flusher.flush());
-    // The first starts a syncfs, all the others share the one after it.
+    // The first two go to the worker at once (it queues the second), the 28 others share one.
     expect(await Promise.all(flushes)).toEqual(Array.from({ length: 30 }, () => []));
-    expect(flusher.syncs - before).toBe(2);
+    expect(flusher.syncs - before).toBe(3);
     await flusher.close();
     await expect(flusher.flush()).rejects.toThrow("closed");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("afterSync() rides on the next flush, or asks for its own when nobody flushes", async () => {
+  if (process.platform !== "linux") {
+    console.log("skipped: syncfs is Linux only");
+    return;
+  }
+  const dir = await mkdtemp(join(tmpdir(), "flusher-passive-"));
+  try {
+    const started = await SpoolFlusher.start(dir);
+    if (!started.flusher) throw new Error(`no flusher: ${started.reason}`);
+    const flusher = started.flusher;
+    let before = flusher.syncs;
+    const riders = [flusher.afterSync(), flusher.afterSync()];
+    expect(flusher.syncs).toBe(before); // nothing asked yet
+    await Promise.all([flusher.flush(), ...riders]);
+    expect(flusher.syncs - before).toBe(1);
+    before = flusher.syncs;
+    const t0 = performance.now();
+    await flusher.afterSync();
+    expect(flusher.syncs - before).toBe(1);
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(15);
+    await flusher.close();
+    await expect(flusher.afterSync()).rejects.toThrow("closed");
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
