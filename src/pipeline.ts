@@ -21,7 +21,7 @@
 import type { Database } from "bun:sqlite";
 import { mkdirSync, statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import type { Config } from "./config/config.ts";
 import { describeError, SmtpError } from "./errors.ts";
 import type { Logger } from "./log/logger.ts";
@@ -32,7 +32,7 @@ import { ParsePool, ParseWorkerError } from "./parse/parse-pool.ts";
 import { classify } from "./rules/classify.ts";
 import { factNeeds } from "./rules/fact-needs.ts";
 import type { RulesRuntime } from "./rules-runtime/runtime.ts";
-import { Archive } from "./act/archive.ts";
+import { Archive, archiveRelativePath } from "./act/archive.ts";
 import { Finisher } from "./act/finish.ts";
 import { Intake, type IntakeEntry, type IntakeStats } from "./act/intake.ts";
 import { newMessageId } from "./spool/ids.ts";
@@ -131,6 +131,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   /** Parse workers (started by recover()); null: parse in-thread. */
   let parsePool: ParsePool | null = null;
   let sweepTimer: ReturnType<typeof setInterval> | null = null;
+  /** Archive-only messages go straight to the archive (writer thread, archive on the spool's file system). */
+  let directArchive = false;
 
   let active = 0;
   const inactiveWaiters: (() => void)[] = [];
@@ -245,11 +247,18 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       await file.abort();
       return reject(id, receivedAt, facts, decision);
     }
-    const finishLater = decision.archive;
+    // Archive only: the writer thread puts the file straight into the archive (no spool file,
+    // no post-250 work). Otherwise the spool file stays for the archive copy or the deliveries.
+    const direct = directArchive && decision.archive && decision.action === "archive";
+    const finishLater = decision.archive && !direct;
     const row = messageRow(id, receivedAt, facts, decision, finishLater ? "spooled" : "done");
-    const keepBytes = finishLater || decision.action === "forward" || decision.action === "webhook";
+    if (direct) row.archivePath = archiveRelativePath(id, receivedAt);
+    const keepBytes = decision.archive || decision.action === "forward" || decision.action === "webhook";
     if (!keepBytes) await file.abort();
-    const entry: IntakeEntry = { row, file: keepBytes ? file : null, deliveries: deliveriesFor(row, decision, config.relay !== null) };
+    const entry: IntakeEntry = {
+      row, file: keepBytes ? file : null, deliveries: deliveriesFor(row, decision, config.relay !== null),
+      finalPath: row.archivePath ? join(config.dataDir, row.archivePath) : null,
+    };
     try {
       await intake.commit(entry);
     } catch (err) {
@@ -284,9 +293,11 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
         const spoolFlusher = (flusher = started.flusher);
         const walToo = wal.file !== null && sameFileSystem(dirname(wal.file), spool.dir);
         intake.useFlusher(spoolFlusher, { coversWal: walToo });
+        mkdirSync(archive.root, { recursive: true });
+        directArchive = sameFileSystem(archive.root, spool.dir);
         // The finisher's done marks ride on the intake's next group syncfs (see afterSync).
         if (walToo) wal.useSyncer(() => spoolFlusher.afterSync());
-        logger.info("spool files made durable by group syncfs", { wal_by_syncfs: walToo });
+        logger.info("spool files made durable by group syncfs", { wal_by_syncfs: walToo, archive_direct: directArchive });
       }
       else logger.info("spool files fsynced one by one (no syncfs)", { reason: started.reason });
       const pool = await ParsePool.start();

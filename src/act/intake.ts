@@ -24,10 +24,13 @@
  * client got 250, nothing lost, nothing half-written. Callers turn rejections into 451 4.3.0.
  */
 import type { Database } from "bun:sqlite";
+import { unlink } from "node:fs/promises";
 import { bumpCounter, type CounterMetric } from "../store/counters.ts";
 import { dayKey } from "../store/db.ts";
 import { readIntakeMarks, writeIntakeMarks, type IntakeMarks } from "../store/intake-marks.ts";
-import { deleteMessages, insertDelivery, insertMessage, type MessageRow, type NewDelivery } from "../store/messages.ts";
+import {
+  deleteMessages, insertDelivery, insertMessage, NOT_YET_DURABLE_AT, releaseDeliveries, type MessageRow, type NewDelivery,
+} from "../store/messages.ts";
 import type { IncomingFile, SpoolJob } from "../spool/incoming-file.ts";
 import type { Spool } from "../spool/spool.ts";
 import type { SpoolFlusher } from "../spool/spool-flusher.ts";
@@ -48,6 +51,11 @@ export interface IntakeEntry {
    */
   file: IncomingFile | null;
   deliveries: NewDelivery[];
+  /**
+   * Where the writer thread puts the file instead of `spool/<id>.eml` (an archive-only
+   * message goes straight to its archive path, recorded in the row); null: the spool.
+   */
+  finalPath?: string | null;
 }
 
 interface Waiting {
@@ -114,7 +122,11 @@ export class Intake {
       const waiting: Waiting = { entry, spooled: file !== null, job: null, resolve, reject };
       if (file === null) return this.enqueue(waiting);
       const flusher = this.flusher;
-      const ready = flusher ? file.spoolJob().then((job) => void (waiting.job = job)) : file.install({ fsync: true });
+      const finalPath = entry.finalPath ?? null;
+      if (!flusher && finalPath) return reject(new Error("a final path other than the spool needs the spool writer thread"));
+      const ready = flusher
+        ? file.spoolJob().then((job) => void (waiting.job = finalPath ? { ...job, final: finalPath } : job))
+        : file.install({ fsync: true });
       ready.then(
         () => this.enqueue(waiting),
         (err: unknown) => void file.abort().then(() => reject(err)),
@@ -166,7 +178,8 @@ export class Intake {
       this.wal.commitUnsynced(() => {
         for (const w of group) {
           insertMessage(this.db, { ...w.entry.row, spoolCrc: w.entry.file?.crc ?? null, commitSeq: seq });
-          for (const d of w.entry.deliveries) insertDelivery(this.db, d);
+          // Not claimable until the group is durable: the worker must not read a file not yet written.
+          for (const d of w.entry.deliveries) insertDelivery(this.db, d, NOT_YET_DURABLE_AT);
         }
         bumpCounters(this.db, group.map((w) => w.entry.row), 1);
         writeIntakeMarks(this.db, { lastSeq: seq, durableSeq: marks.durableSeq });
@@ -192,12 +205,27 @@ export class Intake {
     }
     // Groups finish in the order they were sent to the writer thread; max() for the fallback.
     marks.durableSeq = Math.max(marks.durableSeq, seq);
+    this.releaseDeliveries(group);
     this.stats.groups++;
     this.stats.committed += group.length;
     this.stats.largestGroup = Math.max(this.stats.largestGroup, group.length);
     for (const w of group) {
       w.entry.file?.installed();
       w.resolve();
+    }
+  }
+
+  /**
+   * The group's deliveries become claimable (before the callers hear 250 and wake the worker).
+   * If this fails they stay held back until the pipeline's sweep or the next start releases them.
+   */
+  private releaseDeliveries(group: Waiting[]): void {
+    const ids = group.filter((w) => w.entry.deliveries.length > 0).map((w) => w.entry.row.id);
+    if (ids.length === 0) return;
+    try {
+      this.wal.commitUnsynced(() => releaseDeliveries(this.db, ids));
+    } catch {
+      // Released later (sweep, recovery); the messages themselves are stored.
     }
   }
 
@@ -249,6 +277,7 @@ export class Intake {
       spooled.map(async (w) => {
         await w.entry.file?.abort();
         await this.spool.remove(w.entry.row.id).catch(() => false);
+        if (w.entry.finalPath) await unlink(w.entry.finalPath).catch(() => undefined);
       }),
     );
     await this.spool.syncDir().catch(() => undefined);

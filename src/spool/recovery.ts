@@ -23,7 +23,7 @@ import { access, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log/logger.ts";
 import { readIntakeMarks, uncertainSpoolRows, writeIntakeMarks } from "../store/intake-marks.ts";
-import { deleteMessages, existingMessageIds, markMessageDone, messagesNeedingSpool, pendingMessages } from "../store/messages.ts";
+import { deleteMessages, existingMessageIds, releaseDeliveriesCreatedBefore, markMessageDone, messagesNeedingSpool, pendingMessages } from "../store/messages.ts";
 import { archiveRelativePath } from "../act/archive.ts";
 import type { Finisher } from "../act/finish.ts";
 import type { Spool } from "./spool.ts";
@@ -62,7 +62,7 @@ export async function recoverSpool(db: Database, spool: Spool, finisher: Finishe
     report.orphaned.push(to);
     logger.warn("spool file without a record (never acknowledged) moved aside", { id, moved_to: to });
   }
-  await checkUncertainRows(db, spool, logger, onDisk, report);
+  await checkUncertainRows(db, spool, logger, dataDir, onDisk, report);
   let cursor = "";
   for (;;) {
     const page = pendingMessages(db, cursor, RECOVERY_PAGE_ROWS);
@@ -112,19 +112,27 @@ export async function recoverSpool(db: Database, spool: Spool, finisher: Finishe
  * exactly the bytes recorded (size, CRC-32); one that does not was never acknowledged. Then
  * every remaining row counts as durable (this pass is not repeated at the next start).
  */
-async function checkUncertainRows(db: Database, spool: Spool, logger: Logger, onDisk: Set<string>, report: RecoveryReport): Promise<void> {
+async function checkUncertainRows(db: Database, spool: Spool, logger: Logger, dataDir: string, onDisk: Set<string>, report: RecoveryReport): Promise<void> {
   const marks = readIntakeMarks(db);
   for (const row of uncertainSpoolRows(db, marks.durableSeq)) {
-    if (!onDisk.has(row.id)) continue; // no file at all: dropped below as unacknowledged
-    const bytes = new Uint8Array(await readFile(spool.pathOf(row.id)));
-    if (bytes.byteLength === row.size && Bun.hash.crc32(bytes) === row.spoolCrc) continue;
-    const to = await spool.quarantine(`${row.id}.eml`);
-    onDisk.delete(row.id);
-    report.orphaned.push(to);
-    logger.warn("incomplete spool file (crash before the reply was sent) moved aside", { id: row.id, moved_to: to });
+    // The spool file, else (written straight there, or already copied) the archive file.
+    const inSpool = onDisk.has(row.id);
+    const path = inSpool ? spool.pathOf(row.id) : row.archivePath ? join(dataDir, row.archivePath) : null;
+    if (path === null) continue; // no file at all: dropped below as unacknowledged
+    const bytes = await readFile(path).then((b) => new Uint8Array(b), () => null);
+    if (bytes && bytes.byteLength === row.size && Bun.hash.crc32(bytes) === row.spoolCrc) continue;
+    if (bytes) {
+      const to = inSpool ? await spool.quarantine(`${row.id}.eml`) : await spool.quarantineFrom(path);
+      onDisk.delete(row.id);
+      report.orphaned.push(to);
+      logger.warn("incomplete spool file (crash before the reply was sent) moved aside", { id: row.id, moved_to: to });
+    }
     dropUnacknowledged(db, logger, row.id, report);
   }
-  if (marks.durableSeq !== marks.lastSeq) db.transaction(() => writeIntakeMarks(db, { ...marks, durableSeq: marks.lastSeq })).immediate();
+  db.transaction(() => {
+    if (marks.durableSeq !== marks.lastSeq) writeIntakeMarks(db, { ...marks, durableSeq: marks.lastSeq });
+    releaseDeliveriesCreatedBefore(db, Number.MAX_SAFE_INTEGER); // what is left was checked
+  }).immediate();
 }
 
 /** A record whose spool file never became durable: its client never got 250. */
@@ -134,8 +142,12 @@ function dropUnacknowledged(db: Database, logger: Logger, id: string, report: Re
   logger.warn("record without its spool file (crash before the reply was sent) removed", { id });
 }
 
-/** Retries messages left `spooled` by a failed archive (called periodically by the pipeline). */
+/**
+ * Retries messages left `spooled` by a failed archive, and releases deliveries an intake could
+ * not release (called periodically by the pipeline; only what is older than `olderThanMs`).
+ */
 export function sweepPending(db: Database, finisher: Finisher, olderThanMs: number): number {
+  releaseDeliveriesCreatedBefore(db, olderThanMs);
   let n = 0;
   let cursor = "";
   for (;;) {

@@ -12,7 +12,7 @@
  * All I/O is async (thread pool), never synchronous on the event loop.
  */
 import { mkdir, open, readdir, readFile, rename, unlink, type FileHandle } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { isMessageId } from "./ids.ts";
 import { fsyncPath } from "../fs-sync.ts";
 
@@ -127,12 +127,18 @@ export class Spool {
   /** Moves a file (by its name in the spool dir) to `spool/orphaned/`; returns the new path. */
   async quarantine(name: string): Promise<string> {
     if (name.includes("/") || name === "." || name === "..") throw new Error(`bad spool file name ${name}`);
+    return this.quarantineFrom(join(this.dir, name));
+  }
+
+  /** Moves the file at `path` (the spool or the archive) to `spool/orphaned/`; returns the new path. */
+  async quarantineFrom(path: string): Promise<string> {
+    const name = basename(path);
     let target = join(this.orphanDir, name);
     let n = 0;
     while (await exists(target)) target = join(this.orphanDir, `${name}.${++n}`);
-    await rename(join(this.dir, name), target);
+    await rename(path, target);
     await fsyncPath(this.orphanDir);
-    await fsyncPath(this.dir);
+    await fsyncPath(dirname(path));
     return target;
   }
 }

@@ -6,7 +6,7 @@
  *   in:  { kind: "open", dir }            → out: { kind: "ready" } or { kind: "unsupported", reason }
  *   in:  { kind: "sync", seq, jobs }      → out: { kind: "synced", seq, errno, failures }
  *        each job: bytes (if any) written to `tmp` (exclusive create), then `tmp` renamed to
- *        `final`; then ONE syncfs (errno 0 = ok). failures[i]: null, or why job i failed (its
+ *        `final` (its directory created if missing: a new archive day); then ONE syncfs (errno 0 = ok). failures[i]: null, or why job i failed (its
  *        `tmp` is removed; the other jobs are unaffected).
  *   in:  { kind: "close" }                → out: { kind: "closed" }  (the directory fd is closed:
  *        fds belong to the process, terminating the worker would leak it)
@@ -14,7 +14,8 @@
  * being loaded (not Linux, no glibc) answers "unsupported" and the caller fsyncs per file.
  */
 import { dlopen, FFIType, read } from "bun:ffi";
-import { closeSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
 import type { SpoolJob } from "./incoming-file.ts";
 
 declare const self: Worker;
@@ -91,7 +92,14 @@ self.onmessage = (event: MessageEvent<Request>) => {
 function runJob(job: SpoolJob): string | null {
   try {
     if (job.bytes) writeWhole(job.tmp, job.bytes);
-    renameSync(job.tmp, job.final);
+    try {
+      renameSync(job.tmp, job.final);
+    } catch (err) {
+      // A new archive day directory (same file system: this syncfs makes it durable too).
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT" || !existsSync(job.tmp)) throw err;
+      mkdirSync(dirname(job.final), { recursive: true });
+      renameSync(job.tmp, job.final);
+    }
     return null;
   } catch (err) {
     try {

@@ -39,14 +39,16 @@ export interface UncertainSpoolRow {
   id: string;
   size: number;
   spoolCrc: number;
+  /** Relative to DATA_DIR, when the file is (also) in the archive. */
+  archivePath: string | null;
 }
 
 /** Rows with a spool file from groups after `durableSeq` (at most a few groups' worth). */
 export function uncertainSpoolRows(db: Database, durableSeq: number): UncertainSpoolRow[] {
   return db
-    .query<{ id: string; size: number; spool_crc: number }, [number]>(
-      `SELECT id, size, spool_crc FROM messages WHERE commit_seq > ? AND spool_crc IS NOT NULL ORDER BY commit_seq, id`,
+    .query<{ id: string; size: number; spool_crc: number; archive_path: string | null }, [number]>(
+      `SELECT id, size, spool_crc, archive_path FROM messages WHERE commit_seq > ? AND spool_crc IS NOT NULL ORDER BY commit_seq, id`,
     )
     .all(durableSeq)
-    .map((r) => ({ id: r.id, size: r.size, spoolCrc: r.spool_crc }));
+    .map((r) => ({ id: r.id, size: r.size, spoolCrc: r.spool_crc, archivePath: r.archive_path }));
 }

@@ -28,6 +28,8 @@ export interface MessageRow {
   spoolCrc?: number | null;
   /** The intake commit group that wrote the row (see act/intake.ts), null outside one. */
   commitSeq?: number | null;
+  /** Set at intake for a message written straight to the archive (relative to DATA_DIR). */
+  archivePath?: string | null;
 }
 
 export interface NewDelivery {
@@ -58,8 +60,8 @@ export const MAX_STORED_SUBJECT_CHARS = 998;
 export function insertMessage(db: Database, m: MessageRow): void {
   db.query(
     `INSERT INTO messages (id, received_at, client_ip, helo, tls, mail_from, recipients, subject, size,
-                           rule, category, action, archive, status, spool_crc, commit_seq)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+                           rule, category, action, archive, status, spool_crc, commit_seq, archive_path)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   ).run(
     m.id,
     m.receivedAt,
@@ -77,10 +79,30 @@ export function insertMessage(db: Database, m: MessageRow): void {
     m.status,
     m.spoolCrc ?? null,
     m.commitSeq ?? null,
+    m.archivePath ?? null,
   );
 }
 
-export function insertDelivery(db: Database, d: NewDelivery): void {
+/**
+ * next_attempt_at of a delivery whose message is committed but not yet known to be durable
+ * (act/intake.ts commits rows before the group's syncfs, and writes the files then): no
+ * worker claims it before `releaseDeliveries` (or recovery) sets its real time. Year 275760.
+ */
+export const NOT_YET_DURABLE_AT = 8.64e15;
+
+/** Makes the deliveries of these messages claimable (their messages are durable now). */
+export function releaseDeliveries(db: Database, messageIds: readonly string[]): void {
+  const stmt = db.query(`UPDATE deliveries SET next_attempt_at = created_at WHERE message_id = ? AND next_attempt_at = ?`);
+  for (const id of messageIds) stmt.run(id, NOT_YET_DURABLE_AT);
+}
+
+/** Recovery and the sweep: releases every held-back delivery created before `beforeMs`. */
+export function releaseDeliveriesCreatedBefore(db: Database, beforeMs: number): number {
+  return db.query(`UPDATE deliveries SET next_attempt_at = created_at WHERE next_attempt_at = ? AND created_at < ?`).run(NOT_YET_DURABLE_AT, beforeMs).changes;
+}
+
+/** `notBefore`: NOT_YET_DURABLE_AT to hold it back until released; default: due at once. */
+export function insertDelivery(db: Database, d: NewDelivery, notBefore: number = d.createdAt): void {
   db.query(
     `INSERT INTO deliveries (message_id, kind, target, rule, category, state, attempts, created_at, next_attempt_at, updated_at)
      VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)`,
@@ -92,7 +114,7 @@ export function insertDelivery(db: Database, d: NewDelivery): void {
     d.category,
     d.state,
     d.createdAt,
-    d.createdAt,
+    notBefore,
     d.createdAt,
   );
 }

@@ -134,4 +134,26 @@ describe("recover", () => {
     // Everything left is durable now: the next start checks nothing again.
     expect(readIntakeMarks(h.db)).toEqual({ lastSeq: 8, durableSeq: 8 });
   });
+
+  test("archive-only rows above the durable mark: the archive file is checked, a bad or missing one dropped", async () => {
+    h = await makeHarness({ recover: false });
+    const t = Date.now();
+    const [good, zeroFilled, missing] = [0, 1, 2].map((i) => newMessageId(t + i)) as [string, string, string];
+    const bytes = (id: string) => message(`direct ${id}`);
+    const rel = (id: string) => `archive/${dayKey(t)}/${id}.eml`;
+    await mkdir(join(h.config.dataDir, "archive", dayKey(t)), { recursive: true });
+    await writeFile(join(h.config.dataDir, rel(good)), bytes(good));
+    await writeFile(join(h.config.dataDir, rel(zeroFilled)), new Uint8Array(bytes(zeroFilled).byteLength));
+    for (const id of [good, zeroFilled, missing]) {
+      const b = bytes(id);
+      insertMessage(h.db, row(id, t, { status: "done", size: b.byteLength, spoolCrc: Bun.hash.crc32(b), commitSeq: 3, archivePath: rel(id) }));
+    }
+    writeIntakeMarks(h.db, { lastSeq: 3, durableSeq: 2 });
+
+    const report = await h.pipeline.recover();
+    expect(report.unacknowledged.sort()).toEqual([zeroFilled, missing].sort());
+    expect(await listFiles(h.config.dataDir)).toEqual([rel(good), `spool/orphaned/${zeroFilled}.eml`].sort());
+    const ids = h.db.query<{ id: string }, []>("SELECT id FROM messages").all().map((r) => r.id);
+    expect(ids).toEqual([good]);
+  });
 });

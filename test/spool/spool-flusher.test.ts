@@ -72,18 +72,22 @@ test("jobs: bytes written to the tmp name, renamed; a failing job fails alone", 
     if (!started.flusher) throw new Error(`no flusher: ${started.reason}`);
     const flusher = started.flusher;
     await writeFile(join(dir, "spilled.tmp"), "written earlier");
+    await writeFile(join(dir, "b.tmp"), "in the way"); // exclusive create fails: that job fails alone
     const bytes = new TextEncoder().encode("Subject: one\r\n\r\nbody\r\n");
     const [first, second] = await Promise.all([
       flusher.flush([
         { tmp: join(dir, "a.tmp"), final: join(dir, "a.eml"), bytes },
-        { tmp: join(dir, "b.tmp"), final: join(dir, "no-such-dir", "b.eml"), bytes },
+        { tmp: join(dir, "b.tmp"), final: join(dir, "b.eml"), bytes },
+        { tmp: join(dir, "c.tmp"), final: join(dir, "new-day", "c.eml"), bytes }, // directory created
       ]),
       flusher.flush([{ tmp: join(dir, "spilled.tmp"), final: join(dir, "spilled.eml"), bytes: null }]),
     ]);
     expect(first?.[0]).toBeNull();
-    expect(first?.[1]).toContain("ENOENT");
+    expect(first?.[1]).toContain("EEXIST");
+    expect(first?.[2]).toBeNull();
     expect(second).toEqual([null]);
-    expect((await readdir(dir)).sort()).toEqual(["a.eml", "spilled.eml"]);
+    expect((await readdir(dir)).sort()).toEqual(["a.eml", "new-day", "spilled.eml"]);
+    expect(new Uint8Array(await readFile(join(dir, "new-day", "c.eml")))).toEqual(bytes);
     expect(new Uint8Array(await readFile(join(dir, "a.eml")))).toEqual(bytes);
     expect(await readFile(join(dir, "spilled.eml"), "utf8")).toBe("written earlier");
     await flusher.close();

@@ -1,0 +1,46 @@
+/**
+ * A forward's delivery must not be claimable before its message is durable: the intake
+ * commits rows before the writer thread has written the spool files, so a delivery worker
+ * claiming at that moment would find no file ("spool file missing" → failed, seen in a
+ * benchmark). Watches the deliveries table from a second connection while messages are
+ * received: every delivery that is due has its spool file; all are due once 250 was answered.
+ */
+import { Database } from "bun:sqlite";
+import { afterEach, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { NOT_YET_DURABLE_AT } from "../../src/store/messages.ts";
+import { envelope, makeHarness, message, type Harness } from "./helpers.ts";
+
+let h: Harness | null = null;
+afterEach(async () => {
+  await h?.close();
+  h = null;
+});
+
+test("deliveries are held back until their message is durable, then due at once", async () => {
+  h = await makeHarness();
+  const watcher = new Database(h.config.databasePath, { readonly: true });
+  const spool = join(h.config.dataDir, "spool");
+  let heldSeen = 0;
+  let dueWithoutFile = 0;
+  let watching = true;
+  const watch = (): void => {
+    if (!watching) return;
+    const rows = watcher.query<{ message_id: string; next_attempt_at: number }, []>("SELECT message_id, next_attempt_at FROM deliveries").all();
+    for (const r of rows) {
+      if (r.next_attempt_at === NOT_YET_DURABLE_AT) heldSeen++;
+      else if (!existsSync(join(spool, `${r.message_id}.eml`))) dueWithoutFile++;
+    }
+    setImmediate(watch);
+  };
+  watch();
+  const outs = await Promise.all(Array.from({ length: 40 }, (_, i) => h!.pipeline.receive(message(`quote ${i}`), envelope())));
+  watching = false;
+  expect(outs.every((o) => o.decision.action === "forward")).toBe(true);
+  expect(dueWithoutFile).toBe(0);
+  expect(heldSeen).toBeGreaterThan(0); // the window was observed, not skipped
+  const due = watcher.query<{ n: number }, [number]>("SELECT count(*) AS n FROM deliveries WHERE next_attempt_at = created_at AND next_attempt_at <> ?").get(NOT_YET_DURABLE_AT);
+  expect(due?.n).toBe(40);
+  watcher.close();
+});
