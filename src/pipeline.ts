@@ -265,10 +265,14 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       logger.error("storing message failed, answered 451", { id, error: describeError(err) });
       throw SmtpError.temporary(err);
     }
-    logger.info("message stored", {
+    // The session's log line (smtp/session-log.ts) reports every message at info level; this one
+    // adds the per-message detail at debug, or at warn when the parser gave up on the content.
+    const stored = {
       id, action: decision.action, rule: decision.rule, category: decision.category, size: facts.size,
       archive: decision.archive, parse_error: facts.parseError,
-    });
+    };
+    if (facts.parseError) logger.warn("message stored", stored);
+    else logger.debug("message stored", stored);
     if (finishLater) finisher.schedule({ id, receivedAt, archive: decision.archive });
     return { id, decision };
   }

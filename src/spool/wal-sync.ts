@@ -17,7 +17,7 @@
  * Trusts: the Database handle. Failure: a failed transaction throws (rolled back, nothing to
  * sync); a failed fsync rejects every commit it was to cover (the caller answers 451).
  */
-import type { Database } from "bun:sqlite";
+import type { Database, Statement } from "bun:sqlite";
 import { fsyncPath } from "../fs-sync.ts";
 
 export class WalSync {
@@ -27,11 +27,16 @@ export class WalSync {
   private queued: Promise<void> | null = null;
   /** Replaces the WAL fsync (e.g. a syncfs of the same file system); null = fsync the WAL. */
   private syncer: (() => Promise<void>) | null = null;
+  /** Prepared once: a commit per commit group would otherwise parse both pragmas each time. */
+  private readonly syncNormal: Statement;
+  private readonly syncFull: Statement;
 
   constructor(private readonly db: Database) {
     const mode = db.query<{ journal_mode: string }, []>("PRAGMA journal_mode").get()?.journal_mode;
     const file = db.filename;
     this.walPath = mode === "wal" && file !== "" && file !== ":memory:" ? `${file}-wal` : null;
+    this.syncNormal = db.prepare("PRAGMA synchronous = NORMAL");
+    this.syncFull = db.prepare("PRAGMA synchronous = FULL");
   }
 
   /** The WAL file, or null when commits are synced by SQLite itself (not WAL, in memory). */
@@ -66,11 +71,11 @@ export class WalSync {
       this.db.transaction(fn).immediate();
       return;
     }
-    this.db.exec("PRAGMA synchronous = NORMAL");
+    this.syncNormal.run();
     try {
       this.db.transaction(fn).immediate();
     } finally {
-      this.db.exec("PRAGMA synchronous = FULL");
+      this.syncFull.run();
     }
   }
 

@@ -83,7 +83,7 @@ test("compiled serve parses in its parse worker, syncs with group syncfs, archiv
   expect(log).not.toContain("parse workers did not start");
   expect(log).toContain("spool files made durable by group syncfs");
   expect(log).not.toContain("fsynced one by one");
-  const stored = log.split("\n").find((line) => line.includes("message stored") && line.includes(id)) ?? "";
+  const stored = log.split("\n").find((line) => line.includes('"msg":"smtp session"') && line.includes(id)) ?? "";
   expect(stored).toContain('"category":"invoices"');
   const archiveDir = join(work, "data/archive");
   const days = existsSync(archiveDir) ? readdirSync(archiveDir) : [];

@@ -40,7 +40,7 @@ describe("mailgw serve graceful stop", () => {
     expect(reply).toMatch(/^250 2\.0\.0 Queued as \S+/);
     expect(await busy.cmd("MAIL FROM:<a@sender.example>")).toMatch(/^421 /);
     expect(await serve.proc.exited).toBe(0);
-    expect(serve.logs.some((l) => l.msg === "message stored" && reply.endsWith(String(l.id)))).toBe(true);
+    expect(serve.logs.some((l) => l.msg === "smtp session" && reply.endsWith(String(l.id)))).toBe(true);
   }, 30_000);
 
   test("SIGINT with no sessions exits 0 promptly", async () => {

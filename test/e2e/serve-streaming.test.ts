@@ -100,8 +100,8 @@ describe("DATA streamed into the spool file", () => {
       const reply = await send(serve.smtpPort, invoice);
       const id = /^250 2\.0\.0 Queued as (\S+)/.exec(reply)?.[1];
       expect(id, reply).toBeString();
-      const stored = await serve.waitForLog((l) => l.msg === "message stored" && l.id === id);
-      expect([stored.rule, stored.category, stored.action]).toEqual(["body-invoice", "invoices", "archive"]);
+      const session = await serve.waitForLog((l) => l.msg === "smtp session" && l.id === id);
+      expect([session.rule, session.category, session.decision]).toEqual(["body-invoice", "invoices", "archive"]);
       let file: Buffer | null = null;
       await until("the archive copy", async () => (file = await archived(serve, id ?? "")) !== null, 20_000);
       const copy = file as unknown as Buffer;
