@@ -82,8 +82,10 @@ function claim(db: Database, candidates: readonly ClaimedDelivery[], now: number
   if (candidates.length === 0) return [];
   const taken = db
     .query<{ id: number }, [number, string]>(
+      // `+state`: without it SQLite walks deliveries_due over every queued row (O(backlog) per
+      // claim, 39% of the delivery thread's CPU with 8,000 queued); with it, one key lookup per id.
       `UPDATE deliveries SET state = 'delivering', updated_at = ?
-       WHERE id IN (SELECT value FROM json_each(?)) AND state IN ('queued', 'deferred') RETURNING id`,
+       WHERE id IN (SELECT value FROM json_each(?)) AND +state IN ('queued', 'deferred') RETURNING id`,
     )
     .all(now, JSON.stringify(candidates.map((c) => c.id)));
   if (taken.length === candidates.length) return [...candidates];
@@ -218,14 +220,6 @@ export function recoverInterrupted(db: Database, now: number): number {
   return db
     .query(`UPDATE deliveries SET state = 'queued', next_attempt_at = ?, updated_at = ? WHERE state = 'delivering'`)
     .run(now, now).changes;
-}
-
-/** Earliest next_attempt_at among waiting deliveries, or null when none wait. */
-export function nextDueAt(db: Database): number | null {
-  const row = db
-    .query<{ t: number | null }, []>(`SELECT min(next_attempt_at) AS t FROM deliveries WHERE state IN ('queued', 'deferred')`)
-    .get();
-  return row?.t ?? null;
 }
 
 // ---- for `mailgw queue` -------------------------------------------------------------

@@ -98,7 +98,10 @@ export function releaseDeliveries(db: Database, messageIds: readonly string[]): 
 
 /** Recovery and the sweep: releases every held-back delivery created before `beforeMs`. */
 export function releaseDeliveriesCreatedBefore(db: Database, beforeMs: number): number {
-  return db.query(`UPDATE deliveries SET next_attempt_at = created_at WHERE next_attempt_at = ? AND created_at < ?`).run(NOT_YET_DURABLE_AT, beforeMs).changes;
+  // Held back rows are `queued` or `held` (as inserted): a seek on deliveries_due, not a scan.
+  return db
+    .query(`UPDATE deliveries SET next_attempt_at = created_at WHERE state IN ('queued', 'held') AND next_attempt_at = ? AND created_at < ?`)
+    .run(NOT_YET_DURABLE_AT, beforeMs).changes;
 }
 
 /** `notBefore`: NOT_YET_DURABLE_AT to hold it back until released; default: due at once. */
