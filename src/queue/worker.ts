@@ -30,8 +30,12 @@ import { createSpoolAccess, type SpoolAccess } from "./spool-access.ts";
 export const MAX_IN_FLIGHT = 32;
 /** Attempts running at once against one webhook URL, so a slow receiver cannot take every slot. */
 export const MAX_PER_WEBHOOK_TARGET = 4;
-/** Forwards in flight per pooled relay connection (keeps each connection busy without a long internal queue). */
-export const FORWARDS_PER_RELAY_CONNECTION = 2;
+/**
+ * Forwards in flight per pooled relay connection: keeps each connection busy and lets claims and
+ * result commits cover several messages (2 -> 4: -11% delivery CPU per message), while the
+ * queue behind one connection stays short.
+ */
+export const FORWARDS_PER_RELAY_CONNECTION = 4;
 /** Fallback poll: picks up `mailgw queue retry` from another process and missed wake-ups. */
 export const POLL_INTERVAL_MS = 500;
 /** Deadline of one attempt: a relay or webhook that stalls is cut off and retried later. */
