@@ -17,6 +17,10 @@
  * fsyncs each file and the directory. A failed syncfs rejects every flush it covers.
  */
 import type { SpoolJob } from "./incoming-file.ts";
+
+function ownsWholeBuffer(bytes: Uint8Array): boolean {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer;
+}
 import { workerSpecifier } from "./worker-url.ts";
 
 /** How long the worker may take to load libc and answer; past it, per-file fsync is used. */
@@ -184,7 +188,9 @@ export class SpoolFlusher {
     }
     batch.seq = ++this.seq;
     this.sent.push(batch);
-    this.worker.postMessage({ kind: "sync", seq: batch.seq, jobs: batch.jobs });
+    // The bytes are moved, not copied (each owns its whole ArrayBuffer; see IncomingFile.spoolJob).
+    const transfer = batch.jobs.flatMap((j) => (j.bytes && ownsWholeBuffer(j.bytes) ? [j.bytes.buffer as ArrayBuffer] : []));
+    this.worker.postMessage({ kind: "sync", seq: batch.seq, jobs: batch.jobs }, transfer);
   }
 
   private onReply(reply: Reply): void {
