@@ -122,7 +122,8 @@ export class SpoolFlusher {
   }
 
   /**
-   * Writes and renames `jobs` (in the worker), then resolves after a syncfs that started after
+   * Writes and renames `jobs` (in the worker; their `bytes` are moved there: do not use them
+   * afterwards), then resolves after a syncfs that started after
    * this call completed without error, with one entry per job: null (written, renamed, durable)
    * or why that job failed (its `.tmp` is gone). Rejects when the syncfs failed.
    */
@@ -188,9 +189,18 @@ export class SpoolFlusher {
     }
     batch.seq = ++this.seq;
     this.sent.push(batch);
-    // The bytes are moved, not copied (each owns its whole ArrayBuffer; see IncomingFile.spoolJob).
-    const transfer = batch.jobs.flatMap((j) => (j.bytes && ownsWholeBuffer(j.bytes) ? [j.bytes.buffer as ArrayBuffer] : []));
-    this.worker.postMessage({ kind: "sync", seq: batch.seq, jobs: batch.jobs }, transfer);
+    // The bytes are moved, not copied (the callers gave them away; each buffer listed once).
+    const transfer = new Set<ArrayBuffer>();
+    for (const j of batch.jobs) if (j.bytes && ownsWholeBuffer(j.bytes)) transfer.add(j.bytes.buffer as ArrayBuffer);
+    try {
+      this.worker.postMessage({ kind: "sync", seq: batch.seq, jobs: batch.jobs }, [...transfer]);
+    } catch (err) {
+      // Never left waiting for a reply that cannot come: this batch fails, the next may go.
+      this.sent.pop();
+      const error = new Error(`spool writer thread refused the batch: ${err instanceof Error ? err.message : String(err)}`);
+      for (const caller of batch.callers) caller.reject(error);
+      this.sendQueued();
+    }
   }
 
   private onReply(reply: Reply): void {

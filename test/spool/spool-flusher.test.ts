@@ -9,6 +9,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { SpoolJob } from "../../src/spool/incoming-file.ts";
 import { SpoolFlusher } from "../../src/spool/spool-flusher.ts";
 
 test("flushes resolve, are shared, and fail after close", async () => {
@@ -74,11 +75,12 @@ test("jobs: bytes written to the tmp name, renamed; a failing job fails alone", 
     await writeFile(join(dir, "spilled.tmp"), "written earlier");
     await writeFile(join(dir, "b.tmp"), "in the way"); // exclusive create fails: that job fails alone
     const bytes = new TextEncoder().encode("Subject: one\r\n\r\nbody\r\n");
+    const given = () => new Uint8Array(bytes); // a job's bytes are moved to the worker
     const [first, second] = await Promise.all([
       flusher.flush([
-        { tmp: join(dir, "a.tmp"), final: join(dir, "a.eml"), bytes },
-        { tmp: join(dir, "b.tmp"), final: join(dir, "b.eml"), bytes },
-        { tmp: join(dir, "c.tmp"), final: join(dir, "new-day", "c.eml"), bytes }, // directory created
+        { tmp: join(dir, "a.tmp"), final: join(dir, "a.eml"), bytes: given() },
+        { tmp: join(dir, "b.tmp"), final: join(dir, "b.eml"), bytes: given() },
+        { tmp: join(dir, "c.tmp"), final: join(dir, "new-day", "c.eml"), bytes: given() }, // directory created
       ]),
       flusher.flush([{ tmp: join(dir, "spilled.tmp"), final: join(dir, "spilled.eml"), bytes: null }]),
     ]);
@@ -90,6 +92,31 @@ test("jobs: bytes written to the tmp name, renamed; a failing job fails alone", 
     expect(new Uint8Array(await readFile(join(dir, "new-day", "c.eml")))).toEqual(bytes);
     expect(new Uint8Array(await readFile(join(dir, "a.eml")))).toEqual(bytes);
     expect(await readFile(join(dir, "spilled.eml"), "utf8")).toBe("written earlier");
+    await flusher.close();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("a batch the worker cannot be sent fails alone; jobs sharing one buffer are fine", async () => {
+  if (process.platform !== "linux") {
+    console.log("skipped: syncfs is Linux only");
+    return;
+  }
+  const dir = await mkdtemp(join(tmpdir(), "flusher-refused-"));
+  try {
+    const started = await SpoolFlusher.start(dir);
+    if (!started.flusher) throw new Error(`no flusher: ${started.reason}`);
+    const flusher = started.flusher;
+    const uncloneable = { tmp: join(dir, "x.tmp"), final: join(dir, "x.eml"), bytes: null, why: () => 0 } as unknown as SpoolJob;
+    await expect(flusher.flush([uncloneable])).rejects.toThrow("refused the batch");
+    const shared = new TextEncoder().encode("same bytes twice");
+    const ok = await flusher.flush([
+      { tmp: join(dir, "s1.tmp"), final: join(dir, "s1.eml"), bytes: shared },
+      { tmp: join(dir, "s2.tmp"), final: join(dir, "s2.eml"), bytes: shared },
+    ]);
+    expect(ok).toEqual([null, null]);
+    expect(await readFile(join(dir, "s2.eml"), "utf8")).toBe("same bytes twice");
     await flusher.close();
   } finally {
     await rm(dir, { recursive: true, force: true });
