@@ -12,116 +12,95 @@ import { join } from "node:path";
 import type { SpoolJob } from "../../src/spool/incoming-file.ts";
 import { SpoolFlusher } from "../../src/spool/spool-flusher.ts";
 
-test("flushes resolve, are shared, and fail after close", async () => {
+/**
+ * Runs `body` with a started flusher on a fresh temp dir (skipped, with the reason printed,
+ * where syncfs is not available); the dir is removed after, the flusher closed if still open.
+ */
+async function withFlusher(prefix: string, body: (flusher: SpoolFlusher, dir: string) => Promise<void>): Promise<void> {
   if (process.platform !== "linux") {
     console.log("skipped: syncfs is Linux only");
     return;
   }
-  const dir = await mkdtemp(join(tmpdir(), "flusher-"));
+  const dir = await mkdtemp(join(tmpdir(), prefix));
   try {
     const started = await SpoolFlusher.start(dir);
     if (!started.flusher) throw new Error(`no flusher: ${started.reason}`);
-    const flusher = started.flusher;
-    await writeFile(join(dir, "a"), "x");
-    const before = flusher.syncs;
-    const flushes = Array.from({ length: 30 }, () => flusher.flush());
-    // The first two go to the worker at once (it queues the second), the 28 others share one.
-    expect(await Promise.all(flushes)).toEqual(Array.from({ length: 30 }, () => []));
-    expect(flusher.syncs - before).toBe(3);
-    await flusher.close();
-    await expect(flusher.flush()).rejects.toThrow("closed");
+    try {
+      await body(started.flusher, dir);
+    } finally {
+      await started.flusher.close();
+    }
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-});
+}
 
-test("afterSync() rides on the next flush, or asks for its own when nobody flushes", async () => {
-  if (process.platform !== "linux") {
-    console.log("skipped: syncfs is Linux only");
-    return;
-  }
-  const dir = await mkdtemp(join(tmpdir(), "flusher-passive-"));
-  try {
-    const started = await SpoolFlusher.start(dir);
-    if (!started.flusher) throw new Error(`no flusher: ${started.reason}`);
-    const flusher = started.flusher;
-    let before = flusher.syncs;
-    const riders = [flusher.afterSync(), flusher.afterSync()];
-    expect(flusher.syncs).toBe(before); // nothing asked yet
-    await Promise.all([flusher.flush(), ...riders]);
-    expect(flusher.syncs - before).toBe(1);
-    before = flusher.syncs;
-    const t0 = performance.now();
-    await flusher.afterSync();
-    expect(flusher.syncs - before).toBe(1);
-    expect(performance.now() - t0).toBeGreaterThanOrEqual(15);
-    await flusher.close();
-    await expect(flusher.afterSync()).rejects.toThrow("closed");
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+test("flushes resolve, are shared, and fail after close", () =>
+  withFlusher("flusher-", async (flusher, dir) => {
+  await writeFile(join(dir, "a"), "x");
+  const before = flusher.syncs;
+  const flushes = Array.from({ length: 30 }, () => flusher.flush());
+  // The first two go to the worker at once (it queues the second), the 28 others share one.
+  expect(await Promise.all(flushes)).toEqual(Array.from({ length: 30 }, () => []));
+  expect(flusher.syncs - before).toBe(3);
+  await flusher.close();
+  await expect(flusher.flush()).rejects.toThrow("closed");
+  }));
 
-test("jobs: bytes written to the tmp name, renamed; a failing job fails alone", async () => {
-  if (process.platform !== "linux") {
-    console.log("skipped: syncfs is Linux only");
-    return;
-  }
-  const dir = await mkdtemp(join(tmpdir(), "flusher-jobs-"));
-  try {
-    const started = await SpoolFlusher.start(dir);
-    if (!started.flusher) throw new Error(`no flusher: ${started.reason}`);
-    const flusher = started.flusher;
-    await writeFile(join(dir, "spilled.tmp"), "written earlier");
-    await writeFile(join(dir, "b.tmp"), "in the way"); // exclusive create fails: that job fails alone
-    const bytes = new TextEncoder().encode("Subject: one\r\n\r\nbody\r\n");
-    const given = () => new Uint8Array(bytes); // a job's bytes are moved to the worker
-    const [first, second] = await Promise.all([
-      flusher.flush([
-        { tmp: join(dir, "a.tmp"), final: join(dir, "a.eml"), bytes: given() },
-        { tmp: join(dir, "b.tmp"), final: join(dir, "b.eml"), bytes: given() },
-        { tmp: join(dir, "c.tmp"), final: join(dir, "new-day", "c.eml"), bytes: given() }, // directory created
-      ]),
-      flusher.flush([{ tmp: join(dir, "spilled.tmp"), final: join(dir, "spilled.eml"), bytes: null }]),
-    ]);
-    expect(first?.[0]).toBeNull();
-    expect(first?.[1]).toContain("EEXIST");
-    expect(first?.[2]).toBeNull();
-    expect(second).toEqual([null]);
-    expect((await readdir(dir)).sort()).toEqual(["a.eml", "new-day", "spilled.eml"]);
-    expect(new Uint8Array(await readFile(join(dir, "new-day", "c.eml")))).toEqual(bytes);
-    expect(new Uint8Array(await readFile(join(dir, "a.eml")))).toEqual(bytes);
-    expect(await readFile(join(dir, "spilled.eml"), "utf8")).toBe("written earlier");
-    await flusher.close();
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+test("afterSync() rides on the next flush, or asks for its own when nobody flushes", () =>
+  withFlusher("flusher-passive-", async (flusher, dir) => {
+  let before = flusher.syncs;
+  const riders = [flusher.afterSync(), flusher.afterSync()];
+  expect(flusher.syncs).toBe(before); // nothing asked yet
+  await Promise.all([flusher.flush(), ...riders]);
+  expect(flusher.syncs - before).toBe(1);
+  before = flusher.syncs;
+  const t0 = performance.now();
+  await flusher.afterSync();
+  expect(flusher.syncs - before).toBe(1);
+  expect(performance.now() - t0).toBeGreaterThanOrEqual(15);
+  await flusher.close();
+  await expect(flusher.afterSync()).rejects.toThrow("closed");
+  }));
 
-test("a batch the worker cannot be sent fails alone; jobs sharing one buffer are fine", async () => {
-  if (process.platform !== "linux") {
-    console.log("skipped: syncfs is Linux only");
-    return;
-  }
-  const dir = await mkdtemp(join(tmpdir(), "flusher-refused-"));
-  try {
-    const started = await SpoolFlusher.start(dir);
-    if (!started.flusher) throw new Error(`no flusher: ${started.reason}`);
-    const flusher = started.flusher;
-    const uncloneable = { tmp: join(dir, "x.tmp"), final: join(dir, "x.eml"), bytes: null, why: () => 0 } as unknown as SpoolJob;
-    await expect(flusher.flush([uncloneable])).rejects.toThrow("refused the batch");
-    const shared = new TextEncoder().encode("same bytes twice");
-    const ok = await flusher.flush([
-      { tmp: join(dir, "s1.tmp"), final: join(dir, "s1.eml"), bytes: shared },
-      { tmp: join(dir, "s2.tmp"), final: join(dir, "s2.eml"), bytes: shared },
-    ]);
-    expect(ok).toEqual([null, null]);
-    expect(await readFile(join(dir, "s2.eml"), "utf8")).toBe("same bytes twice");
-    await flusher.close();
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+test("jobs: bytes written to the tmp name, renamed; a failing job fails alone", () =>
+  withFlusher("flusher-jobs-", async (flusher, dir) => {
+  await writeFile(join(dir, "spilled.tmp"), "written earlier");
+  await writeFile(join(dir, "b.tmp"), "in the way"); // exclusive create fails: that job fails alone
+  const bytes = new TextEncoder().encode("Subject: one\r\n\r\nbody\r\n");
+  const given = () => new Uint8Array(bytes); // a job's bytes are moved to the worker
+  const [first, second] = await Promise.all([
+    flusher.flush([
+      { tmp: join(dir, "a.tmp"), final: join(dir, "a.eml"), bytes: given() },
+      { tmp: join(dir, "b.tmp"), final: join(dir, "b.eml"), bytes: given() },
+      { tmp: join(dir, "c.tmp"), final: join(dir, "new-day", "c.eml"), bytes: given() }, // directory created
+    ]),
+    flusher.flush([{ tmp: join(dir, "spilled.tmp"), final: join(dir, "spilled.eml"), bytes: null }]),
+  ]);
+  expect(first?.[0]).toBeNull();
+  expect(first?.[1]).toContain("EEXIST");
+  expect(first?.[2]).toBeNull();
+  expect(second).toEqual([null]);
+  expect((await readdir(dir)).sort()).toEqual(["a.eml", "new-day", "spilled.eml"]);
+  expect(new Uint8Array(await readFile(join(dir, "new-day", "c.eml")))).toEqual(bytes);
+  expect(new Uint8Array(await readFile(join(dir, "a.eml")))).toEqual(bytes);
+  expect(await readFile(join(dir, "spilled.eml"), "utf8")).toBe("written earlier");
+  await flusher.close();
+  }));
+
+test("a batch the worker cannot be sent fails alone; jobs sharing one buffer are fine", () =>
+  withFlusher("flusher-refused-", async (flusher, dir) => {
+  const uncloneable = { tmp: join(dir, "x.tmp"), final: join(dir, "x.eml"), bytes: null, why: () => 0 } as unknown as SpoolJob;
+  await expect(flusher.flush([uncloneable])).rejects.toThrow("refused the batch");
+  const shared = new TextEncoder().encode("same bytes twice");
+  const ok = await flusher.flush([
+    { tmp: join(dir, "s1.tmp"), final: join(dir, "s1.eml"), bytes: shared },
+    { tmp: join(dir, "s2.tmp"), final: join(dir, "s2.eml"), bytes: shared },
+  ]);
+  expect(ok).toEqual([null, null]);
+  expect(await readFile(join(dir, "s2.eml"), "utf8")).toBe("same bytes twice");
+  await flusher.close();
+  }));
 
 test("close() releases the directory: its tmpfs can be unmounted", async () => {
   const mnt = await mkdtemp(join(tmpdir(), "flusher-tmpfs-"));
