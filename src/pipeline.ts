@@ -302,6 +302,14 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
         // The finisher's done marks ride on the intake's next group syncfs (see afterSync).
         if (walToo) wal.useSyncer(() => spoolFlusher.afterSync());
         logger.info("spool files made durable by group syncfs", { wal_by_syncfs: walToo, archive_direct: directArchive });
+        spoolFlusher.onDeath((reason) => {
+          // Messages in its hands get 451; from now on every file is fsynced by the intake itself.
+          logger.error("spool writer thread died, spool files are fsynced one by one from now on", { reason });
+          flusher = null;
+          directArchive = false;
+          intake.useFlusher(null, { coversWal: false });
+          wal.useSyncer(null);
+        });
       }
       else logger.info("spool files fsynced one by one (no syncfs)", { reason: started.reason });
       const pool = await ParsePool.start();

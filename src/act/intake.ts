@@ -109,9 +109,9 @@ export class Intake {
    * From now on, spool files are written and made durable per group by `flusher` (see
    * spool-flusher.ts); `coversWal`: its syncfs flushes the WAL's file system too.
    */
-  useFlusher(flusher: SpoolFlusher, opts: { coversWal: boolean }): void {
+  useFlusher(flusher: SpoolFlusher | null, opts: { coversWal: boolean }): void {
     this.flusher = flusher;
-    this.flushCoversWal = opts.coversWal;
+    this.flushCoversWal = flusher !== null && opts.coversWal;
   }
 
   /** Resolves once the entry's file (if any) and rows are durable; rejects if not stored. */
@@ -245,6 +245,8 @@ export class Intake {
       this.stats.flushMs += performance.now() - t0;
       return failures;
     }
+    // Prepared for a writer thread that has stopped since: nothing was written, the client retries.
+    if (spooled.some((w) => w.job !== null)) throw new Error("the spool writer thread stopped");
     // Files were fsynced and renamed by install(): their renames and the WAL remain.
     const dirSync = spooled.length > 0 ? this.timed(this.spool.syncDir(), "dirSyncMs") : Promise.resolve();
     await Promise.all([dirSync, this.timed(this.wal.sync(), "walSyncMs")]);

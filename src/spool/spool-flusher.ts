@@ -77,14 +77,23 @@ export class SpoolFlusher {
   /** Sends the queued batch when only afterSync() callers wait in it. */
   private passiveTimer: ReturnType<typeof setTimeout> | null = null;
   private closed = false;
+  private deathListeners: ((reason: string) => void)[] = [];
 
   private constructor(private readonly worker: Worker) {
     worker.onmessage = (event: MessageEvent<Reply>) => this.onReply(event.data);
     worker.onerror = (event) => {
-      // A dead worker flushes nothing: from now on every flush fails (451), never a false 250.
+      // A dead worker flushes nothing: what it had fails (451), never a false 250; the owner
+      // is told so it can go on without it (onDeath).
+      const reason = `syncfs worker failed: ${event.message}`;
       this.closed = true;
-      this.failAll(new Error(`syncfs worker failed: ${event.message}`));
+      this.failAll(new Error(reason));
+      for (const listener of this.deathListeners.splice(0)) listener(reason);
     };
+  }
+
+  /** Called once if the worker dies (not on close()). */
+  onDeath(listener: (reason: string) => void): void {
+    this.deathListeners.push(listener);
   }
 
   /** Starts the worker for the file system holding `dir`; null when syncfs cannot be used. */

@@ -48,7 +48,7 @@ export class WalSync {
    * Makes commits durable with `syncer` instead of an fsync of the WAL file. Only for a
    * syncer that flushes the WAL's whole file system (SpoolFlusher on the same file system).
    */
-  useSyncer(syncer: () => Promise<void>): void {
+  useSyncer(syncer: (() => Promise<void>) | null): void {
     this.syncer = syncer;
   }
 

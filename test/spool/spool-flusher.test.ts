@@ -102,6 +102,17 @@ test("a batch the worker cannot be sent fails alone; jobs sharing one buffer are
   await flusher.close();
   }));
 
+test("a worker that dies tells onDeath; what it had and every later flush fail", () =>
+  withFlusher("flusher-death-", async (flusher) => {
+    const died = new Promise<string>((resolve) => flusher.onDeath(resolve));
+    // A request the worker cannot handle throws inside it: the thread dies.
+    (flusher as unknown as { worker: Worker }).worker.postMessage({ kind: "sync", seq: -5, jobs: null });
+    const caught = flusher.flush().then(() => "resolved", (err: Error) => err.message);
+    expect(await died).toContain("syncfs worker failed");
+    expect(await caught).toContain("syncfs worker failed");
+    await expect(flusher.flush()).rejects.toThrow("closed");
+  }));
+
 test("close() releases the directory: its tmpfs can be unmounted", async () => {
   const mnt = await mkdtemp(join(tmpdir(), "flusher-tmpfs-"));
   const mount = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt]);
