@@ -11,10 +11,10 @@
  *   --body-rule  rules read `body` (full MIME parse of every message) instead of subject only
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { connect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { Client, message, pct, waitForPort } from "./lib/smtp-client.ts";
 
 const { values } = parseArgs({
   options: {
@@ -29,69 +29,9 @@ const { values } = parseArgs({
 const REPO = resolve(import.meta.dir, "..");
 const PORT = Number(values.port);
 
-/** Minimal SMTP client: one reply at a time (multi-line replies joined). */
-class Client {
-  private buffer = "";
-  private waiters: ((line: string) => void)[] = [];
-  private constructor(private readonly socket: Socket) {
-    socket.setEncoding("latin1");
-    socket.on("data", (chunk: string) => {
-      this.buffer += chunk;
-      for (let i = this.buffer.indexOf("\r\n"); i >= 0; i = this.buffer.indexOf("\r\n")) {
-        const line = this.buffer.slice(0, i);
-        this.buffer = this.buffer.slice(i + 2);
-        if (/^\d{3} /.test(line)) this.waiters.shift()?.(line);
-      }
-    });
-  }
-  static async open(): Promise<Client> {
-    const socket = connect(PORT, "127.0.0.1");
-    socket.setNoDelay(true);
-    const client = new Client(socket);
-    await client.reply();
-    await client.command("EHLO bench.example");
-    return client;
-  }
-  reply(): Promise<string> {
-    return new Promise((resolveReply) => this.waiters.push(resolveReply));
-  }
-  async command(line: string | Uint8Array): Promise<string> {
-    const r = this.reply();
-    this.socket.write(typeof line === "string" ? `${line}\r\n` : line);
-    return r;
-  }
-  /** Sends one message; resolves with ms from the end of DATA to the final reply. */
-  async send(body: Uint8Array): Promise<number> {
-    await this.command("MAIL FROM:<bench@sender.org>");
-    await this.command("RCPT TO:<inbox@company.com>");
-    await this.command("DATA");
-    const r = this.reply();
-    this.socket.write(body);
-    const t0 = performance.now();
-    this.socket.write("\r\n.\r\n");
-    const line = await r;
-    if (!line.startsWith("250")) throw new Error(`not accepted: ${line}`);
-    return performance.now() - t0;
-  }
-  close(): void {
-    this.socket.end("QUIT\r\n");
-  }
-}
-
-function message(bytes: number, subject: string): Uint8Array {
-  const head = `From: Bench <bench@sender.org>\r\nTo: inbox@company.com\r\nSubject: ${subject}\r\nContent-Type: text/plain\r\n\r\n`;
-  const line = "The quick brown fox jumps over the lazy dog 0123456789 abcdefghijklmnopqrstuv\r\n";
-  return new TextEncoder().encode(head + line.repeat(Math.ceil((bytes - head.length) / line.length)));
-}
-
 function rssMb(pid: number): number {
   const status = require("node:fs").readFileSync(`/proc/${pid}/status`, "utf8") as string;
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
-}
-
-function pct(list: number[], p: number): string {
-  const s = [...list].sort((a, b) => a - b);
-  return (s[Math.min(s.length - 1, Math.floor(p * s.length))] ?? 0).toFixed(1);
 }
 
 async function phase(clients: Client[], seconds: number, small: Uint8Array, during?: Promise<unknown>): Promise<number[]> {
@@ -120,20 +60,16 @@ const server = Bun.spawn(cmd, {
   stdout: "ignore", stderr: "inherit",
 });
 try {
-  for (let i = 0; i < 100; i++) {
-    const ok = await new Promise<boolean>((r) => connect(PORT, "127.0.0.1").on("connect", function (this: Socket) { this.destroy(); r(true); }).on("error", () => r(false)));
-    if (ok) break;
-    await Bun.sleep(100);
-  }
+  await waitForPort(PORT);
   const small = message(4096, "small");
   const big = message(Number(values["big-mb"]) * 1024 * 1024, "big");
-  const clients = await Promise.all(Array.from({ length: Number(values.sessions) }, () => Client.open()));
+  const clients = await Promise.all(Array.from({ length: Number(values.sessions) }, () => Client.open(PORT)));
   await phase(clients, 1, small); // warm-up
   const rssBefore = rssMb(server.pid);
   const alone = await phase(clients, Number(values.seconds), small);
   let peak = rssBefore;
   const sampler = setInterval(() => (peak = Math.max(peak, rssMb(server.pid))), 20);
-  const bigClient = await Client.open();
+  const bigClient = await Client.open(PORT);
   const t0 = performance.now();
   const bigDone = bigClient.send(big).then((ms) => ({ ms, total: performance.now() - t0 }));
   const during = await phase(clients, 0, small, bigDone);
