@@ -10,7 +10,7 @@
 import type { Database } from "bun:sqlite";
 import { bumpCounter, type CounterMetric } from "../store/counters.ts";
 import { dayKey } from "../store/db.ts";
-import { spoolStillNeeded } from "../store/messages.ts";
+import { NOT_YET_DURABLE_AT, spoolStillNeeded } from "../store/messages.ts";
 import type { DeliveryKind, DeliveryState } from "../types.ts";
 import type { NextStep } from "./retry.ts";
 
@@ -267,17 +267,20 @@ export function findDeliveries(db: Database, ref: string): QueueEntry[] {
 export const RETRYABLE_STATES: readonly DeliveryState[] = ["failed", "deferred", "held"];
 
 /** Makes the deliveries due now; returns how many changed. `ids` null = all retryable. */
+/** Not a delivery the intake holds back until its message is durable (released then, not retried). */
+const DURABLE = `next_attempt_at <> ${NOT_YET_DURABLE_AT}`;
+
 export function retryNow(db: Database, ids: readonly number[] | null, now: number): number {
   const states = JSON.stringify(RETRYABLE_STATES);
   if (ids === null) {
     return db
-      .query(`UPDATE deliveries SET state = 'queued', next_attempt_at = ?, updated_at = ? WHERE state IN (SELECT value FROM json_each(?))`)
+      .query(`UPDATE deliveries SET state = 'queued', next_attempt_at = ?, updated_at = ? WHERE state IN (SELECT value FROM json_each(?)) AND ${DURABLE}`)
       .run(now, now, states).changes;
   }
   return db
     .query(
       `UPDATE deliveries SET state = 'queued', next_attempt_at = ?, updated_at = ?
-       WHERE id IN (SELECT value FROM json_each(?)) AND state IN (SELECT value FROM json_each(?))`,
+       WHERE id IN (SELECT value FROM json_each(?)) AND state IN (SELECT value FROM json_each(?)) AND ${DURABLE}`,
     )
     .run(now, now, JSON.stringify(ids), states).changes;
 }

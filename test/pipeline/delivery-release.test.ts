@@ -9,7 +9,8 @@ import { Database } from "bun:sqlite";
 import { afterEach, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { NOT_YET_DURABLE_AT } from "../../src/store/messages.ts";
+import { retryNow } from "../../src/queue/queue-store.ts";
+import { insertDelivery, insertMessage, NOT_YET_DURABLE_AT, releaseDeliveries } from "../../src/store/messages.ts";
 import { envelope, makeHarness, message, type Harness } from "./helpers.ts";
 
 let h: Harness | null = null;
@@ -43,4 +44,21 @@ test("deliveries are held back until their message is durable, then due at once"
   const due = watcher.query<{ n: number }, [number]>("SELECT count(*) AS n FROM deliveries WHERE next_attempt_at = created_at AND next_attempt_at <> ?").get(NOT_YET_DURABLE_AT);
   expect(due?.n).toBe(40);
   watcher.close();
+});
+
+test("`queue retry --all` leaves a held-back delivery alone; its release makes it due", async () => {
+  h = await makeHarness({ recover: false });
+  const t = Date.now();
+  const id = "01m81zh58fmmh9a1q2rb3b1kab";
+  insertMessage(h.db, {
+    id, receivedAt: t, clientIp: "192.0.2.1", helo: "x", tls: false, mailFrom: "a@b.org", recipients: ["x@example.com"],
+    subject: "s", size: 10, rule: null, category: "default", action: "forward", archive: false, status: "done",
+  });
+  insertDelivery(h.db, { messageId: id, kind: "forward", target: ["x@y.org"], rule: null, category: "default", state: "held", createdAt: t }, NOT_YET_DURABLE_AT);
+  const next = () => h!.db.query<{ state: string; next_attempt_at: number }, []>("SELECT state, next_attempt_at FROM deliveries").get();
+  expect(retryNow(h.db, null, t + 5)).toBe(0);
+  expect(next()).toEqual({ state: "held", next_attempt_at: NOT_YET_DURABLE_AT });
+  releaseDeliveries(h.db, [id]);
+  expect(next()).toEqual({ state: "held", next_attempt_at: t });
+  expect(retryNow(h.db, null, t + 5)).toBe(1);
 });
