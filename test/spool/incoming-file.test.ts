@@ -20,7 +20,7 @@ afterEach(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-function bytesOf(size: number): Uint8Array {
+function bytesOf(size: number): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(size);
   for (let i = 0; i < size; i++) out[i] = (i * 31 + (i >> 8)) & 0xff;
   return out;
