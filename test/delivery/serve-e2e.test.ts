@@ -1,6 +1,7 @@
 /**
  * Delivery inside the real `mailgw serve` (from source, as a subprocess): mail received over
- * SMTP is forwarded through a real relay (STARTTLS + AUTH); kill -9 while the relay holds the
+ * SMTP is forwarded through a real relay (STARTTLS + AUTH), also from many concurrent sessions
+ * (none may fail because the worker claimed it before its spool file was written); kill -9 while the relay holds the
  * deliveries mid-DATA, restart → delivered; relay down during intake, then up → delivered;
  * no relay → held, then a relay configured in .env + SIGHUP → delivered.
  */
@@ -92,6 +93,24 @@ describe("delivery inside mailgw serve", () => {
     expect(relay.received.every((m) => m.to.join() === "sales@forward.example" && m.from === "alice@example.org")).toBe(true);
     await second.waitForLog((l) => l.msg === "delivered" && l.id === ids[0]);
     expect(await second.stop()).toBe(0);
+  }, 60_000);
+
+  test("many forwards from concurrent sessions: every one delivered, none failed (none claimed before its file exists)", async () => {
+    const relay = await startRelay();
+    cleanups.push(() => relay.close());
+    const dir = gatewayDir();
+    const s = await serve(dir, { ...relayVars(relay), RATE_LIMIT_MAX: "100000" });
+    const sessions = 16;
+    const perSession = 15;
+    const batches = await Promise.all(
+      Array.from({ length: sessions }, (_, i) => send(s.smtpPort, Array.from({ length: perSession }, (_, j) => `quote ${i}-${j}`))),
+    );
+    const ids = batches.flat();
+    const db = dbOf(dir);
+    await waitFor(() => states(db, ids).every((x) => x === "delivered" || x === "failed"), 30_000, "all attempted");
+    expect(states(db, ids).filter((x) => x !== "delivered")).toEqual([]);
+    expect(subjectsAt(relay)).toHaveLength(sessions * perSession);
+    expect(await s.stop()).toBe(0);
   }, 60_000);
 
   test("relay down during intake, then up → delivered", async () => {
