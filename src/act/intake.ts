@@ -25,8 +25,7 @@
  */
 import type { Database } from "bun:sqlite";
 import { unlink } from "node:fs/promises";
-import { bumpCounter, type CounterMetric } from "../store/counters.ts";
-import { dayKey } from "../store/db.ts";
+import { bumpCounterBatch, type CounterIncrement } from "../store/counters.ts";
 import { readIntakeMarks, writeIntakeMarks, type IntakeMarks } from "../store/intake-marks.ts";
 import {
   deleteMessages, insertDelivery, insertMessage, NOT_YET_DURABLE_AT, releaseDeliveries, type MessageRow, type NewDelivery,
@@ -60,8 +59,6 @@ export interface IntakeEntry {
 
 interface Waiting {
   entry: IntakeEntry;
-  /** Its bytes go to a spool file (which a failed commit must remove). */
-  spooled: boolean;
   /** For the writer thread: what to write and rename (null without it, or without a file). */
   job: SpoolJob | null;
   resolve: () => void;
@@ -119,7 +116,7 @@ export class Intake {
     this.inFlight++;
     const settled = new Promise<void>((resolve, reject) => {
       const file = entry.file;
-      const waiting: Waiting = { entry, spooled: file !== null, job: null, resolve, reject };
+      const waiting: Waiting = { entry, job: null, resolve, reject };
       if (file === null) return this.enqueue(waiting);
       const flusher = this.flusher;
       const finalPath = entry.finalPath ?? null;
@@ -170,7 +167,8 @@ export class Intake {
 
   /** Commits one group: rows first (not yet durable), then the files and ONE sync for all. */
   private async commitGroup(group: Waiting[]): Promise<void> {
-    const spooled = group.filter((w) => w.spooled);
+    // Those whose bytes go to a file (which a failed commit must remove).
+    const spooled = group.filter((w) => w.entry.file !== null);
     const marks = (this.marks ??= readIntakeMarks(this.db));
     const seq = marks.lastSeq + 1;
     const t0 = performance.now();
@@ -181,7 +179,7 @@ export class Intake {
           // Not claimable until the group is durable: the worker must not read a file not yet written.
           for (const d of w.entry.deliveries) insertDelivery(this.db, d, NOT_YET_DURABLE_AT);
         }
-        bumpCounters(this.db, group.map((w) => w.entry.row), 1);
+        bumpCounterBatch(this.db, counterIncrements(group.map((w) => w.entry.row)));
         writeIntakeMarks(this.db, { lastSeq: seq, durableSeq: marks.durableSeq });
       });
       marks.lastSeq = seq;
@@ -269,7 +267,7 @@ export class Intake {
       try {
         await this.wal.commit(() => {
           deleteMessages(this.db, group.map((w) => w.entry.row.id));
-          bumpCounters(this.db, group.map((w) => w.entry.row), -1);
+          bumpCounterBatch(this.db, counterIncrements(group.map((w) => w.entry.row)), -1);
         });
       } catch {
         // The rows stay; recovery removes rows whose spool file is missing.
@@ -294,18 +292,10 @@ export class Intake {
   }
 }
 
-/** Counters for a group, summed first so each (metric, rule, category) is one statement. */
-function bumpCounters(db: Database, rows: readonly MessageRow[], sign: 1 | -1): void {
-  const sums = new Map<string, { at: number; metric: CounterMetric; rule: string | null; category: string; n: number }>();
-  const add = (at: number, metric: CounterMetric, rule: string | null, category: string): void => {
-    const key = JSON.stringify([metric, rule, category, dayKey(at)]);
-    const cur = sums.get(key);
-    if (cur) cur.n++;
-    else sums.set(key, { at, metric, rule, category, n: 1 });
-  };
-  for (const r of rows) {
-    add(r.receivedAt, "received", r.rule, r.category);
-    add(r.receivedAt, `action:${r.action}`, r.rule, r.category);
-  }
-  for (const s of sums.values()) bumpCounter(db, s.at, s.metric, { rule: s.rule, category: s.category }, sign * s.n);
+/** The `received` and `action:<action>` increments of a group's rows. */
+function counterIncrements(rows: readonly MessageRow[]): CounterIncrement[] {
+  return rows.flatMap((r) => [
+    { at: r.receivedAt, metric: "received" as const, rule: r.rule, category: r.category },
+    { at: r.receivedAt, metric: `action:${r.action}` as const, rule: r.rule, category: r.category },
+  ]);
 }

@@ -8,8 +8,8 @@
  * Trusts: the schema of store/migrations.ts. Failure: SQLite errors are thrown to the caller.
  */
 import type { Database } from "bun:sqlite";
-import { bumpCounter, type CounterMetric } from "../store/counters.ts";
-import { dayKey } from "../store/db.ts";
+import { withoutFsync } from "../spool/wal-sync.ts";
+import { bumpCounterBatch, type CounterIncrement } from "../store/counters.ts";
 import { NOT_YET_DURABLE_AT, spoolStillNeeded } from "../store/messages.ts";
 import type { DeliveryKind, DeliveryState } from "../types.ts";
 import type { NextStep } from "./retry.ts";
@@ -116,21 +116,6 @@ export function claimDue(
   return withoutFsync(db, () => db.transaction(() => claim(db, chosen, now)).immediate());
 }
 
-/**
- * Runs `fn` with synchronous=NORMAL on this connection, restoring the previous level after. In
- * WAL mode a NORMAL commit only write()s its frames (no fsync, so the write lock is never held
- * across one), while checkpoints still sync (OFF would skip those too and risk corruption).
- */
-function withoutFsync<T>(db: Database, fn: () => T): T {
-  const level = db.query<{ synchronous: number }, []>("PRAGMA synchronous").get()?.synchronous ?? 2;
-  if (level <= 1) return fn();
-  db.exec("PRAGMA synchronous = NORMAL");
-  try {
-    return fn();
-  } finally {
-    db.exec(`PRAGMA synchronous = ${Number(level)}`);
-  }
-}
 
 export interface AttemptRecord {
   delivery: ClaimedDelivery;
@@ -163,18 +148,14 @@ export interface FinishResult {
 export function finishAttempts(db: Database, records: readonly AttemptRecord[]): FinishResult[] {
   return withoutFsync(db, () => db
     .transaction(() => {
-      const counts = new Map<string, { at: number; metric: CounterMetric; rule: string | null; category: string; n: number }>();
+      const increments: CounterIncrement[] = [];
       const results = records.map((r): FinishResult => {
         if (!recordAttempt(db, r)) return { recorded: false, spoolReleasable: false };
-        const metric: CounterMetric = `${r.step.state}:${r.delivery.kind}`;
-        const key = `${dayKey(r.at)}\u0000${metric}\u0000${r.delivery.rule ?? ""}\u0000${r.delivery.category}`;
-        const c = counts.get(key);
-        if (c) c.n++;
-        else counts.set(key, { at: r.at, metric, rule: r.delivery.rule, category: r.delivery.category, n: 1 });
+        increments.push({ at: r.at, metric: `${r.step.state}:${r.delivery.kind}`, rule: r.delivery.rule, category: r.delivery.category });
         const final = r.step.state !== "deferred";
         return { recorded: true, spoolReleasable: final && !spoolStillNeeded(db, r.delivery.messageId) };
       });
-      for (const c of counts.values()) bumpCounter(db, c.at, c.metric, { rule: c.rule, category: c.category }, c.n);
+      bumpCounterBatch(db, increments);
       return results;
     })
     .immediate());

@@ -27,16 +27,11 @@ export class WalSync {
   private queued: Promise<void> | null = null;
   /** Replaces the WAL fsync (e.g. a syncfs of the same file system); null = fsync the WAL. */
   private syncer: (() => Promise<void>) | null = null;
-  /** Prepared once: a commit per commit group would otherwise parse both pragmas each time. */
-  private readonly syncNormal: Statement;
-  private readonly syncFull: Statement;
 
   constructor(private readonly db: Database) {
     const mode = db.query<{ journal_mode: string }, []>("PRAGMA journal_mode").get()?.journal_mode;
     const file = db.filename;
     this.walPath = mode === "wal" && file !== "" && file !== ":memory:" ? `${file}-wal` : null;
-    this.syncNormal = db.prepare("PRAGMA synchronous = NORMAL");
-    this.syncFull = db.prepare("PRAGMA synchronous = FULL");
   }
 
   /** The WAL file, or null when commits are synced by SQLite itself (not WAL, in memory). */
@@ -71,12 +66,7 @@ export class WalSync {
       this.db.transaction(fn).immediate();
       return;
     }
-    this.syncNormal.run();
-    try {
-      this.db.transaction(fn).immediate();
-    } finally {
-      this.syncFull.run();
-    }
+    withoutFsync(this.db, () => this.db.transaction(fn).immediate());
   }
 
   /** Resolves after an fsync of the WAL file that started after this call. */
@@ -99,5 +89,31 @@ export class WalSync {
     });
     this.running = run;
     return run;
+  }
+}
+
+/** Per connection: the pragmas that switch it to NORMAL and back (null: it is NORMAL or lower). */
+const fsyncToggles = new WeakMap<Database, { normal: Statement; restore: Statement } | null>();
+
+/**
+ * Runs `fn` with synchronous=NORMAL on this connection, restoring its own level after. In WAL
+ * mode a NORMAL commit only write()s its frames (no fsync, so the write lock is never held
+ * across one), while checkpoints still sync (OFF would skip those too and risk corruption).
+ * The level is read and the pragmas prepared once per connection: this runs for every commit
+ * group and every delivery claim.
+ */
+export function withoutFsync<T>(db: Database, fn: () => T): T {
+  let toggle = fsyncToggles.get(db);
+  if (toggle === undefined) {
+    const level = db.query<{ synchronous: number }, []>("PRAGMA synchronous").get()?.synchronous ?? 2;
+    toggle = level <= 1 ? null : { normal: db.prepare("PRAGMA synchronous = NORMAL"), restore: db.prepare(`PRAGMA synchronous = ${Number(level)}`) };
+    fsyncToggles.set(db, toggle);
+  }
+  if (toggle === null) return fn();
+  toggle.normal.run();
+  try {
+    return fn();
+  } finally {
+    toggle.restore.run();
   }
 }

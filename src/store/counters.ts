@@ -27,3 +27,26 @@ export function bumpCounter(
      ON CONFLICT (day, metric, rule, category) DO UPDATE SET n = n + excluded.n`,
   ).run(dayKey(at), metric, labels.rule ?? "", labels.category ?? "", n);
 }
+
+/** One increment of a counter row, as the writers of a group collect them. */
+export interface CounterIncrement {
+  at: number;
+  metric: CounterMetric;
+  rule: string | null;
+  category: string;
+}
+
+/**
+ * Bumps counters for a whole group of increments, each (day, metric, rule, category) row ONCE
+ * by its total × `sign`: a group of 50 messages costs two upserts, not a hundred.
+ */
+export function bumpCounterBatch(db: Database, increments: Iterable<CounterIncrement>, sign: 1 | -1 = 1): void {
+  const sums = new Map<string, CounterIncrement & { n: number }>();
+  for (const inc of increments) {
+    const key = `${dayKey(inc.at)}\u0000${inc.metric}\u0000${inc.rule ?? ""}\u0000${inc.category}`;
+    const cur = sums.get(key);
+    if (cur) cur.n++;
+    else sums.set(key, { ...inc, n: 1 });
+  }
+  for (const s of sums.values()) bumpCounter(db, s.at, s.metric, { rule: s.rule, category: s.category }, sign * s.n);
+}
