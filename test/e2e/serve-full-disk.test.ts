@@ -5,11 +5,10 @@
  * a printed reason otherwise.
  */
 import { expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
+import { withTmpfs } from "../helpers/tmpfs.ts";
 import { serveDir, startServe } from "../smtp/serve-process.ts";
 
 function archived(dataDir: string): Map<string, string> {
@@ -21,53 +20,44 @@ function archived(dataDir: string): Map<string, string> {
   return out;
 }
 
-test("DATA_DIR full: 451 4.3.0 for what does not fit, session and server go on, every 250 archived", async () => {
-  const mnt = mkdtempSync(join(tmpdir(), "mailgw-full-"));
-  const mount = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt]);
-  if (mount.status !== 0) {
-    console.log(`skipped: cannot mount a tmpfs here (${String(mount.stderr).trim() || "mount failed"}); run as root`);
-    rmSync(mnt, { recursive: true, force: true });
-    return;
-  }
-  const dir = serveDir();
-  // The database stays off the tiny file system: this test is about the spool filling up.
-  const serve = await startServe("source", dir, { DATA_DIR: mnt, DATABASE_URL: `file:${join(dir, "db", "mail-gateway.db")}` });
-  try {
-    const c = await RawClient.connect(serve.smtpPort);
-    await greet(c);
-    const body = `${"x".repeat(76)}\r\n`.repeat(5000); // ~390 KB
-    const replies: string[] = [];
-    const acked = new Map<string, string>();
-    for (let i = 0; i < 5; i++) {
-      const subject = `big-${i}`;
-      const reply = await sendMail(c, "b@company.com", simpleMessage(subject, body));
-      replies.push(reply);
-      const id = /^250 2\.0\.0 Queued as (\S+)/.exec(reply)?.[1];
-      if (id) acked.set(id, subject);
-    }
-    console.log(`full-disk replies: ${replies.map((r) => r.slice(0, 9)).join(" | ")}`);
-    expect(replies.every((r) => /^250 2\.0\.0 /.test(r) || /^451 4\.3\.0 /.test(r))).toBe(true);
-    expect(replies.filter((r) => r.startsWith("451")).length).toBeGreaterThan(0);
-    expect(acked.size).toBeGreaterThan(0);
+test("DATA_DIR full: 451 4.3.0 for what does not fit, session and server go on, every 250 archived", () =>
+  withTmpfs("mailgw-full-", 1, async (mnt) => {
+    const dir = serveDir();
+    // The database stays off the tiny file system: this test is about the spool filling up.
+    const serve = await startServe("source", dir, { DATA_DIR: mnt, DATABASE_URL: `file:${join(dir, "db", "mail-gateway.db")}` });
+    try {
+      const c = await RawClient.connect(serve.smtpPort);
+      await greet(c);
+      const body = `${"x".repeat(76)}\r\n`.repeat(5000); // ~390 KB
+      const replies: string[] = [];
+      const acked = new Map<string, string>();
+      for (let i = 0; i < 5; i++) {
+        const subject = `big-${i}`;
+        const reply = await sendMail(c, "b@company.com", simpleMessage(subject, body));
+        replies.push(reply);
+        const id = /^250 2\.0\.0 Queued as (\S+)/.exec(reply)?.[1];
+        if (id) acked.set(id, subject);
+      }
+      console.log(`full-disk replies: ${replies.map((r) => r.slice(0, 9)).join(" | ")}`);
+      expect(replies.every((r) => /^250 2\.0\.0 /.test(r) || /^451 4\.3\.0 /.test(r))).toBe(true);
+      expect(replies.filter((r) => r.startsWith("451")).length).toBeGreaterThan(0);
+      expect(acked.size).toBeGreaterThan(0);
 
-    // The same session goes on, and the server still greets new clients.
-    expect(await c.cmd("NOOP")).toMatch(/^250/);
-    const other = await RawClient.connect(serve.smtpPort);
-    expect(await greet(other)).toMatch(/^250/);
-    other.end();
-    c.end();
+      // The same session goes on, and the server still greets new clients.
+      expect(await c.cmd("NOOP")).toMatch(/^250/);
+      const other = await RawClient.connect(serve.smtpPort);
+      expect(await greet(other)).toMatch(/^250/);
+      other.end();
+      c.end();
 
-    // Everything that got 250 is archived, whole.
-    await Bun.sleep(200);
-    const files = archived(mnt);
-    for (const [id, subject] of acked) {
-      const text = readFileSync(files.get(id) ?? "/nonexistent-archive-file", "utf8");
-      expect(text.includes(`Subject: ${subject}\r\n`) && text.endsWith(body)).toBe(true);
+      // Everything that got 250 is archived, whole.
+      await Bun.sleep(200);
+      const files = archived(mnt);
+      for (const [id, subject] of acked) {
+        const text = readFileSync(files.get(id) ?? "/nonexistent-archive-file", "utf8");
+        expect(text.includes(`Subject: ${subject}\r\n`) && text.endsWith(body)).toBe(true);
+      }
+    } finally {
+      expect(await serve.stop("SIGTERM")).toBe(0);
     }
-  } finally {
-    const code = await serve.stop("SIGTERM");
-    spawnSync("umount", [mnt]);
-    rmSync(mnt, { recursive: true, force: true });
-    expect(code).toBe(0);
-  }
-});
+  }));

@@ -3,12 +3,11 @@
  * temporary file, no message row — and the pipeline keeps working once storage is back.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { SmtpError } from "../../src/errors.ts";
 import { envelope, listFiles, makeHarness, message, type Harness } from "./helpers.ts";
+import { withTmpfs } from "../helpers/tmpfs.ts";
 
 let h: Harness | null = null;
 afterEach(async () => {
@@ -56,15 +55,8 @@ describe("storage failure", () => {
     expect(messageCount(h)).toBe(1);
   });
 
-  test("full disk (DATA_DIR on a 1 MB tmpfs) → 451 for what does not fit, earlier messages intact", async () => {
-    const mnt = await mkdtemp(join(tmpdir(), "mailgw-tmpfs-"));
-    const mount = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt]);
-    if (mount.status !== 0) {
-      console.log(`skipped: cannot mount a tmpfs here (${String(mount.stderr).trim() || "mount failed"})`);
-      await rm(mnt, { recursive: true, force: true });
-      return;
-    }
-    try {
+  test("full disk (DATA_DIR on a 1 MB tmpfs) → 451 for what does not fit, earlier messages intact", () =>
+    withTmpfs("mailgw-tmpfs-", 1, async (mnt) => {
       h = await makeHarness({ env: { DATA_DIR: mnt } });
       const accepted: string[] = [];
       let refused = 0;
@@ -85,9 +77,5 @@ describe("storage failure", () => {
       for (const id of accepted) expect((await h.pipeline.readSpooled(id)).byteLength).toBeGreaterThan(150_000);
       await h.close();
       h = null;
-    } finally {
-      spawnSync("umount", [mnt]);
-      await rm(mnt, { recursive: true, force: true });
-    }
-  });
+    }));
 });

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { SpoolJob } from "../../src/spool/incoming-file.ts";
 import { SpoolFlusher } from "../../src/spool/spool-flusher.ts";
+import { withTmpfs } from "../helpers/tmpfs.ts";
 
 /**
  * Runs `body` with a started flusher on a fresh temp dir (skipped, with the reason printed,
@@ -113,22 +114,11 @@ test("a worker that dies tells onDeath; what it had and every later flush fail",
     await expect(flusher.flush()).rejects.toThrow("closed");
   }));
 
-test("close() releases the directory: its tmpfs can be unmounted", async () => {
-  const mnt = await mkdtemp(join(tmpdir(), "flusher-tmpfs-"));
-  const mount = spawnSync("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", mnt]);
-  if (mount.status !== 0) {
-    console.log(`skipped: cannot mount a tmpfs here (${String(mount.stderr).trim() || "mount failed"})`);
-    await rm(mnt, { recursive: true, force: true });
-    return;
-  }
-  try {
+test("close() releases the directory: its tmpfs can be unmounted", () =>
+  withTmpfs("flusher-tmpfs-", 1, async (mnt) => {
     const started = await SpoolFlusher.start(mnt);
     if (!started.flusher) throw new Error(`no flusher: ${started.reason}`);
     await started.flusher.flush();
     await started.flusher.close();
     expect(spawnSync("umount", [mnt]).status).toBe(0);
-  } finally {
-    spawnSync("umount", [mnt]);
-    await rm(mnt, { recursive: true, force: true });
-  }
-});
+  }));

@@ -1,0 +1,25 @@
+/**
+ * A small tmpfs for tests that need a file system that fills up or can be unmounted. Mounting
+ * needs root: elsewhere the test prints why it is skipped (never passes silently) and `body`
+ * does not run. The mount is undone and the directory removed afterwards, whatever happens.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export async function withTmpfs(prefix: string, sizeMb: number, body: (mnt: string) => Promise<void>): Promise<void> {
+  const mnt = await mkdtemp(join(tmpdir(), prefix));
+  const mount = spawnSync("mount", ["-t", "tmpfs", "-o", `size=${sizeMb}m`, "tmpfs", mnt]);
+  if (mount.status !== 0) {
+    console.log(`skipped: cannot mount a tmpfs here (${String(mount.stderr).trim() || "mount failed"}); run as root`);
+    await rm(mnt, { recursive: true, force: true });
+    return;
+  }
+  try {
+    await body(mnt);
+  } finally {
+    spawnSync("umount", [mnt]);
+    await rm(mnt, { recursive: true, force: true });
+  }
+}
