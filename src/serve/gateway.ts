@@ -24,6 +24,7 @@ import { openDatabase } from "../store/db.ts";
 import type { OwningMessageSink } from "../spool/message-bytes.ts";
 import type { ReceiveOutcome } from "../types.ts";
 import { VERSION_STRING } from "../version.ts";
+import { startHeapGovernor, type HeapGovernor } from "./heap-governor.ts";
 import { serviceGroup, type Service } from "./services.ts";
 import { createSessionCounters } from "./session-counters.ts";
 
@@ -40,6 +41,9 @@ export interface Gateway {
   reload(): Promise<void>;
   stop(): Promise<void>;
 }
+
+/** See heap-governor.ts: bounds the main thread's garbage between full collections. */
+const HEAP_GOVERNOR = { checkEveryMs: 500, growthBytes: 8 * 1024 * 1024 };
 
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const { config, logger } = opts;
@@ -79,6 +83,7 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
     onSessionEnd: (s) => counters.count(s.tls),
   });
   let smtpAddress: { host: string; port: number } | null = null;
+  let heap: HeapGovernor | null = null;
   const http = createHttpServer({
     config,
     db,
@@ -96,6 +101,7 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
     { name: "rules", start() {}, stop: () => rules.close(), reload: () => rules.reload().then(() => undefined) },
     { name: "pipeline", start: () => pipeline.recover().then(() => undefined), stop: () => pipeline.close() },
     { name: "session counters", start: () => counters.start(), stop: () => counters.stop() },
+    { name: "heap governor", start: () => void (heap = startHeapGovernor(HEAP_GOVERNOR)), stop: () => heap?.stop() },
     {
       name: "delivery",
       start: () => worker.start(),
