@@ -212,7 +212,9 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     let parsed: MessageFacts;
     let authResults: AuthResults | undefined;
     if (!needs.content && !needs.auth) {
-      parsed = await parse({ kind: "bytes", bytes: file.bytes() ?? file.prefix(HEADER_PREFIX_BYTES) }, envelope, size, false);
+      // A spilled message's body is on disk: only its header section is parsed (not joined).
+      const bytes = file.keptInMemory ? file.bytes() : null;
+      parsed = await parse({ kind: "bytes", bytes: bytes ?? file.headerSection(HEADER_PREFIX_BYTES) }, envelope, size, false);
     } else {
       const inMemory = file.bytes();
       const raw = needs.auth ? (inMemory ?? new Uint8Array(await readFile(file.path))) : null;

@@ -157,7 +157,7 @@ async function finishMessage(receiver: Receiver, headerBytes: number, envelope: 
     return storageFailed(err, state, ctx);
   }
   // The loop check reads the client's header section only (not our own Received: line).
-  const clientPart = receiver.incoming.prefix(headerBytes + MAX_HEADER_BLOCK_BYTES).subarray(headerBytes);
+  const clientPart = receiver.incoming.headerSection(headerBytes + MAX_HEADER_BLOCK_BYTES).subarray(headerBytes);
   if (countReceivedHeaders(clientPart, ctx.maxReceivedHeaders) > ctx.maxReceivedHeaders) {
     await receiver.incoming.abort();
     return { code: 554, text: "5.4.6 Too many hops (Received headers), mail loop suspected" };

@@ -22,7 +22,7 @@
 import { open, rename, unlink, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { Envelope, MessageSink, ReceiveOutcome } from "../types.ts";
-import { prefixOf, type IncomingMessage } from "./message-bytes.ts";
+import { headerEndOf, prefixOf, type IncomingMessage } from "./message-bytes.ts";
 import { TMP_SUFFIX, type Spool } from "./spool.ts";
 
 /**
@@ -141,12 +141,15 @@ export class IncomingFile implements IncomingMessage {
   }
 
   /**
-   * The first `limit` bytes (at most `prefixLimit`): a view of the prefix, joined into one
-   * allocation once (the loop check and the parse both read it: one copy, not two).
+   * The header section (see headerEndOf), at most `limit` and `prefixLimit` bytes: a view when
+   * the message is already one buffer in memory, else a copy of just those bytes. A spilled
+   * message's body is never joined for a header-only read (the loop check, header-only rules).
    */
-  prefix(limit: number = this.prefixLimit): Uint8Array {
-    if (this.state === "open") return prefixOf({ parts: this.prefixParts, size: this.prefixBytes }, limit);
-    return this.joinedPrefix().subarray(0, Math.min(limit, this.prefixBytes));
+  headerSection(limit: number): Uint8Array {
+    const whole = this.memory ?? this.joined;
+    const bytes = whole ? { parts: [whole], size: whole.byteLength } : { parts: this.prefixParts, size: this.prefixBytes };
+    const end = headerEndOf(bytes, Math.min(limit, this.prefixLimit));
+    return whole ? whole.subarray(0, end) : prefixOf(bytes, end);
   }
 
   /**

@@ -22,8 +22,11 @@ export interface IncomingMessage {
   end(): Promise<void>;
   /** Discards the message (nothing kept). Never throws. */
   abort(): Promise<void>;
-  /** The first `limit` bytes, as one allocation. */
-  prefix(limit: number): Uint8Array;
+  /**
+   * The header section: the first bytes through the first blank line (all of the header
+   * block), at most `limit`; not the body of a big message.
+   */
+  headerSection(limit: number): Uint8Array;
 }
 
 /** An IncomingMessage held in memory (for sinks that take the whole message at once). */
@@ -49,8 +52,8 @@ export class MessageCollector implements IncomingMessage {
     return Promise.resolve();
   }
 
-  prefix(limit: number): Uint8Array {
-    return prefixOf(this.message, limit);
+  headerSection(limit: number): Uint8Array {
+    return prefixOf(this.message, headerEndOf(this.message, limit));
   }
 
   /** The whole message, joined once; the collector lets go of it. */
@@ -92,4 +95,42 @@ export function prefixOf(message: MessageBytes, limit: number): Uint8Array {
     at += take;
   }
   return prefix;
+}
+
+const BLANK_LINES = [Buffer.from("\n\n"), Buffer.from("\n\r\n")];
+const EMPTY = Buffer.alloc(0);
+
+/** End (exclusive) of the first `\n\n` or `\n\r\n` in `bytes`, or -1. */
+function blankLineEnd(bytes: Buffer): number {
+  let end = -1;
+  for (const blank of BLANK_LINES) {
+    const at = bytes.indexOf(blank);
+    if (at >= 0 && (end < 0 || at + blank.length < end)) end = at + blank.length;
+  }
+  return end;
+}
+
+/**
+ * Where the header section ends, within the first `limit` bytes: the end of the first `\n\n`
+ * or `\n\r\n` (either is a blank line for splitHeaderBlock, which may find an earlier one —
+ * a line of several CRs — but never a later one, so the whole header block is before this),
+ * else `limit` (or the size). Found part by part, across part boundaries, without joining.
+ */
+export function headerEndOf(message: MessageBytes, limit: number): number {
+  const max = Math.min(limit, message.size);
+  let base = 0;
+  let carry: Buffer = EMPTY;
+  for (const part of message.parts) {
+    if (base >= max) break;
+    const bytes = Buffer.from(part.buffer, part.byteOffset, part.byteLength);
+    // A blank line across the boundary ends within this part's first two bytes.
+    const joint = blankLineEnd(Buffer.concat([carry, bytes.subarray(0, 2)]));
+    if (joint > carry.length) return Math.min(base + joint - carry.length, max);
+    const inside = blankLineEnd(bytes);
+    if (inside >= 0) return Math.min(base + inside, max);
+    const tail = Buffer.concat([carry, bytes.subarray(Math.max(0, bytes.length - 2))]);
+    carry = tail.subarray(Math.max(0, tail.length - 2));
+    base += bytes.length;
+  }
+  return max;
 }
