@@ -6,7 +6,9 @@
  * dot at the start of a line is ever looked at, exactly as in the library's loop
  * (node_modules/smtp-server/dist/esm/smtp-stream.js `_feedDataStream`). Everything else
  * (start-of-DATA checks, the 4 bytes kept across chunks, drain handling, ending DATA mode)
- * is the library's own code path, unchanged.
+ * is the library's own code path, unchanged — except that a big chunk is not copied into one
+ * joined with the 4 bytes held back from the previous chunk (feedAfterTail): the library's
+ * join copied every byte of a message once more.
  *
  * Trusts nothing in the bytes: bare-LF dots never end DATA (the full `CRLF.CRLF` is compared),
  * as in the library. Failure: none of its own; the library's callbacks carry on.
@@ -14,25 +16,81 @@
 import type { SMTPStream } from "smtp-server/lib/smtp-stream.js";
 
 type Done = (err?: Error | null) => void;
+type DataStream = NonNullable<SMTPStream["_dataStream"]>;
 
 const END_SEQUENCE = Buffer.from("\r\n.\r\n");
 const LINE_START_DOT = Buffer.from("\n.");
 const START_TERMINATOR = Buffer.from(".\r\n");
+const LF = 0x0a;
+const DOT = 0x2e;
+
+/**
+ * An input up to this size is joined to the bytes held back from the previous chunk, as the
+ * library does (a copy of a few bytes); a bigger one is never copied (feedAfterTail).
+ */
+const JOIN_MAX_BYTES = 256;
+/**
+ * feedAfterTail needs an input longer than the bridge's 4 bytes and than the 4 bytes then held
+ * back, so that what is held back comes from the input alone (the tail is emitted at once).
+ */
+const BRIDGE_MIN_INPUT = 8;
 
 /** Replaces `parser._feedDataStream` with the indexOf-based scanner (same behaviour). */
-export function useFastDataScanner(parser: SMTPStream): SMTPStream {
-  parser._feedDataStream = (chunk: Buffer, done: Done): void => feedDataStream(parser, chunk, done);
+export function useFastDataScanner(parser: SMTPStream, opts: { joinMaxBytes?: number } = {}): SMTPStream {
+  const joinMax = opts.joinMaxBytes ?? JOIN_MAX_BYTES;
+  parser._feedDataStream = (chunk: Buffer, done: Done): void => feedDataStream(parser, chunk, done, joinMax);
   return parser;
 }
 
-function feedDataStream(parser: SMTPStream, input: Buffer, done: Done): void {
+function feedDataStream(parser: SMTPStream, input: Buffer, done: Done, joinMax: number): void {
+  const dataStream = parser._dataStream;
+  if (!dataStream) return done();
+  const tail = parser._lastBytes && parser._lastBytes.length ? parser._lastBytes : null;
+  parser._lastBytes = false;
+  if (tail === null) return scan(parser, input, done);
+  // The library joins every chunk to the held-back tail: a full copy of each chunk.
+  if (parser._atDataStart || input.length <= Math.max(joinMax, BRIDGE_MIN_INPUT)) return scan(parser, Buffer.concat([tail, input], tail.length + input.length), done);
+  if (!feedAfterTail(parser, dataStream, tail, input, done)) scan(parser, input, done);
+}
+
+/**
+ * The held-back `tail` (1-4 bytes) followed by `input`, decided as the library decides on
+ * their concatenation, without making it: a dot whose 5-byte window (`CRLF.CRLF`) touches the
+ * tail is at most one byte into `input`, so it is found in a bridge of the tail and input's
+ * first 4 bytes; every later one lies in `input` alone, which the caller scans once the tail
+ * is emitted (same bytes, same order, same counts). True when the bridge ended DATA or found
+ * an escape dot.
+ */
+function feedAfterTail(parser: SMTPStream, dataStream: DataStream, tail: Buffer, input: Buffer, done: Done): boolean {
+  const held = tail.length;
+  const bridge = Buffer.concat([tail, input.subarray(0, 4)]);
+  // The library's loop looks at dots from index 2 of the joined chunk.
+  for (let i = 2; i <= held + 1; i++) {
+    if (bridge[i] !== DOT || bridge[i - 1] !== LF) continue;
+    const buf = bridge.subarray(0, i);
+    if (bridge.subarray(i - 2, i + 3).equals(END_SEQUENCE)) {
+      parser._countDataBytes(buf.length);
+      parser._endDataMode(buf, input.subarray(i + 3 - held), done);
+      return true;
+    }
+    if (bridge[i + 1] === DOT) {
+      parser._countDataBytes(buf.length);
+      if (dataStream.writable) dataStream.write(buf);
+      const rest = i + 1 >= held ? input.subarray(i + 1 - held) : Buffer.concat([tail.subarray(i + 1), input]);
+      setImmediate(() => parser._feedDataStream(rest, done));
+      return true;
+    }
+  }
+  parser._countDataBytes(held);
+  if (dataStream.writable) dataStream.write(tail);
+  return false;
+}
+
+/** The library's scan of one chunk (after joining), with indexOf. */
+function scan(parser: SMTPStream, input: Buffer, done: Done): void {
   const dataStream = parser._dataStream;
   if (!dataStream) return done();
   let chunk = input;
-  if (parser._lastBytes && parser._lastBytes.length) {
-    chunk = Buffer.concat([parser._lastBytes, chunk], parser._lastBytes.length + chunk.length);
-    parser._lastBytes = false;
-  }
   let len = chunk.length;
   if (parser._atDataStart && len >= 3 && chunk.subarray(0, 3).equals(START_TERMINATOR)) {
     parser._endDataMode(false, chunk.subarray(3), done);

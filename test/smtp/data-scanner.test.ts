@@ -2,7 +2,8 @@
  * The indexOf-based DATA scanner (src/smtp/data-scanner.ts) against smtp-server's own byte
  * loop: for random messages made of the bytes that matter (CR, LF, '.', 'a') cut into random
  * chunks, both must emit exactly the same message bytes and the same bytes after the end
- * (the next commands) — same end of DATA, same dot-unstuffing, same smuggling resistance.
+ * (the next commands) — same end of DATA, same dot-unstuffing, same smuggling resistance —
+ * also when chunks are not joined to the bytes held back from the previous one.
  */
 import { expect, test } from "bun:test";
 import { SMTPStream } from "smtp-server/lib/smtp-stream.js";
@@ -38,11 +39,11 @@ function randomMessage(rand: () => number): Buffer {
   return Buffer.from(text + "\r\n.\r\nQUIT\r\n", "latin1");
 }
 
-function randomChunks(bytes: Buffer, rand: () => number): Buffer[] {
+function randomChunks(bytes: Buffer, rand: () => number, maxSize = 8): Buffer[] {
   const chunks: Buffer[] = [];
   let at = 0;
   while (at < bytes.length) {
-    const size = 1 + Math.floor(rand() * 8);
+    const size = 1 + Math.floor(rand() * maxSize);
     chunks.push(bytes.subarray(at, at + size));
     at += size;
   }
@@ -67,6 +68,10 @@ test("the fast scanner decides exactly like smtp-server's loop (800 random messa
     const expected = await run(new SMTPStream(), chunks);
     const actual = await run(useFastDataScanner(new SMTPStream()), chunks);
     expect(actual).toEqual(expected);
+    // Chunks over 8 bytes scanned without joining them to the bytes held back before them.
+    const bigger = randomChunks(bytes, rand, 24);
+    const unjoined = await run(useFastDataScanner(new SMTPStream(), { joinMaxBytes: 0 }), bigger);
+    expect(unjoined).toEqual(await run(new SMTPStream(), bigger));
     if (expected.commands.length > 0) ended++;
   }
   expect(ended).toBeGreaterThan(400);
@@ -78,6 +83,15 @@ test("a 100 KB message in 64 KB chunks: same bytes, dots unstuffed", async () =>
   const chunks = [body.subarray(0, 65536), body.subarray(65536)];
   const fast = await run(useFastDataScanner(new SMTPStream()), chunks);
   expect(fast).toEqual(await run(new SMTPStream(), chunks));
+  // The terminator and escape dots cut at every offset around a chunk boundary.
+  for (let cut = body.length - 12; cut < body.length; cut++) {
+    const split = [body.subarray(0, cut), body.subarray(cut)];
+    expect(await run(useFastDataScanner(new SMTPStream()), split)).toEqual(await run(new SMTPStream(), split));
+  }
+  for (let cut = 65536 - 60; cut < 65536; cut++) {
+    const split = [body.subarray(0, cut), body.subarray(cut)];
+    expect(await run(useFastDataScanner(new SMTPStream()), split)).toEqual(await run(new SMTPStream(), split));
+  }
   expect(fast.commands).toEqual(["QUIT"]);
   expect(fast.message.startsWith(".dot-stuffed")).toBe(true);
 });
