@@ -8,7 +8,9 @@
  * chunk so far and to come are appended with async writes, so the main thread never holds a
  * whole big message — only the chunks not yet written (at most about
  * INCOMING_HIGH_WATER_BYTES: above it `write` returns false and the caller pauses the socket
- * until `drained()`) and the first `prefixLimit` bytes (the header block the classifier reads).
+ * until `drained()`) and its header section: the bytes through the first blank line, found as
+ * they arrive (at most `prefixLimit`; all of them while no blank line is found). Keeping the
+ * body chunks until the message ends made every one outlive the young-generation collections.
  * Every byte also goes through a running CRC-32 (`crc`), recorded with the message's row:
  * recovery checks it for rows committed just before a crash (see act/intake.ts).
  * Accepted: `spoolJob()` for the writer thread, or `install()` (write or close, fsync when asked,
@@ -22,7 +24,7 @@
 import { open, rename, unlink, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { Envelope, MessageSink, ReceiveOutcome } from "../types.ts";
-import { headerEndOf, prefixOf, type IncomingMessage } from "./message-bytes.ts";
+import { HeaderEndFinder, headerEndOf, prefixOf, type IncomingMessage } from "./message-bytes.ts";
 import { TMP_SUFFIX, type Spool } from "./spool.ts";
 
 /**
@@ -75,6 +77,8 @@ export class IncomingFile implements IncomingMessage {
   private joined: Uint8Array | null = null;
   /** The whole message of a message never spilled, once ended (kept until it is written). */
   private memory: Uint8Array | null = null;
+  /** Fed every byte of the first `prefixLimit` until it finds the end of the header section. */
+  private headerEnd = new HeaderEndFinder();
   private drainWaiters: (() => void)[] = [];
   private idleWaiters: (() => void)[] = [];
 
@@ -99,12 +103,14 @@ export class IncomingFile implements IncomingMessage {
   /** Queues bytes for the file; false when the sender should wait for `drained()`. */
   write(bytes: Uint8Array): boolean {
     if (this.state !== "open" || bytes.byteLength === 0) return true;
+    if (this.headerEnd.fed === this.size && this.size < this.prefixLimit) this.headerEnd.feed(bytes);
     this.size += bytes.byteLength;
     this.crc = Bun.hash.crc32(bytes, this.crc);
     // Before this chunk joins the prefix, the prefix holds every byte so far: that is what spills.
     if (!this.spilled && this.size > this.memoryLimit) this.spill();
-    if (this.prefixBytes < this.prefixLimit) {
-      const take = Math.min(bytes.byteLength, this.prefixLimit - this.prefixBytes);
+    const keep = this.prefixKeep();
+    if (this.prefixBytes < keep) {
+      const take = Math.min(bytes.byteLength, keep - this.prefixBytes);
       this.prefixParts.push(take === bytes.byteLength ? bytes : bytes.subarray(0, take));
       this.prefixBytes += take;
     }
@@ -130,9 +136,9 @@ export class IncomingFile implements IncomingMessage {
     if (this.state === "aborted") throw new Error("spool file was discarded");
   }
 
-  /** Whether the whole message is in memory (it fits in the prefix). */
+  /** Whether the whole message is in memory (the prefix holds all of it). */
   get whollyInMemory(): boolean {
-    return this.size <= this.prefixLimit;
+    return this.memory !== null || this.prefixBytes === this.size;
   }
 
   /** Whether nothing is on disk yet: the bytes are written at commit (spoolJob / install). */
@@ -244,10 +250,25 @@ export class IncomingFile implements IncomingMessage {
     await unlink(this.path).catch(() => undefined);
   }
 
-  /** The message outgrew memory: create the `.tmp` and queue every byte so far for it. */
+  /**
+   * How much of the message the prefix keeps: a spilled message's body is in its file, so past
+   * its header section (once found) none of it is held in memory until the message ends.
+   */
+  private prefixKeep(): number {
+    return this.spilled && this.headerEnd.end >= 0 ? Math.min(this.headerEnd.end, this.prefixLimit) : this.prefixLimit;
+  }
+
+  /** The message outgrew memory: create the `.tmp`, queue every byte so far for it, keep its header section. */
   private spill(): void {
     this.spilled = true;
     for (const part of this.prefixParts) this.enqueue(part);
+    const keep = this.prefixKeep();
+    if (keep < this.prefixBytes) {
+      const parts = { parts: this.prefixParts, size: this.prefixBytes };
+      this.forgetPrefix();
+      this.prefixParts = [prefixOf(parts, keep)];
+      this.prefixBytes = keep;
+    }
   }
 
   private enqueue(bytes: Uint8Array): void {

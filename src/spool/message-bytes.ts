@@ -111,26 +111,40 @@ function blankLineEnd(bytes: Buffer): number {
 }
 
 /**
- * Where the header section ends, within the first `limit` bytes: the end of the first `\n\n`
- * or `\n\r\n` (either is a blank line for splitHeaderBlock, which may find an earlier one —
- * a line of several CRs — but never a later one, so the whole header block is before this),
- * else `limit` (or the size). Found part by part, across part boundaries, without joining.
+ * Finds where the header section ends in bytes fed in order: the end of the first `\n\n` or
+ * `\n\r\n` (either is a blank line for splitHeaderBlock, which may find an earlier one — a
+ * line of several CRs — but never a later one, so the whole header block is before it), also
+ * across the boundary between two feeds. Each byte is looked at once.
  */
-export function headerEndOf(message: MessageBytes, limit: number): number {
-  const max = Math.min(limit, message.size);
-  let base = 0;
-  let carry: Buffer = EMPTY;
-  for (const part of message.parts) {
-    if (base >= max) break;
+export class HeaderEndFinder {
+  /** The end (exclusive) once found, else -1. */
+  end = -1;
+  /** Bytes fed so far. */
+  fed = 0;
+  private carry: Buffer = EMPTY;
+
+  /** Feeds the next bytes; returns `end`. */
+  feed(part: Uint8Array): number {
+    if (this.end >= 0) return this.end;
     const bytes = Buffer.from(part.buffer, part.byteOffset, part.byteLength);
     // A blank line across the boundary ends within this part's first two bytes.
-    const joint = blankLineEnd(Buffer.concat([carry, bytes.subarray(0, 2)]));
-    if (joint > carry.length) return Math.min(base + joint - carry.length, max);
-    const inside = blankLineEnd(bytes);
-    if (inside >= 0) return Math.min(base + inside, max);
-    const tail = Buffer.concat([carry, bytes.subarray(Math.max(0, bytes.length - 2))]);
-    carry = tail.subarray(Math.max(0, tail.length - 2));
-    base += bytes.length;
+    const joint = blankLineEnd(Buffer.concat([this.carry, bytes.subarray(0, 2)]));
+    const inside = joint > this.carry.length ? joint - this.carry.length : blankLineEnd(bytes);
+    if (inside >= 0) return (this.end = this.fed + inside);
+    const tail = Buffer.concat([this.carry, bytes.subarray(Math.max(0, bytes.length - 2))]);
+    this.carry = tail.subarray(Math.max(0, tail.length - 2));
+    this.fed += bytes.length;
+    return -1;
+  }
+}
+
+/** Where the header section ends within the first `limit` bytes (HeaderEndFinder), else `limit` (or the size). */
+export function headerEndOf(message: MessageBytes, limit: number): number {
+  const max = Math.min(limit, message.size);
+  const finder = new HeaderEndFinder();
+  for (const part of message.parts) {
+    if (finder.fed >= max) break;
+    if (finder.feed(part) >= 0) return Math.min(finder.end, max);
   }
   return max;
 }

@@ -78,3 +78,28 @@ test("abort leaves nothing, in memory or spilled", async () => {
   }
   expect((await readdir(spool.dir)).filter((n) => n !== "orphaned")).toEqual([]);
 });
+
+test("a spilled message keeps only its header section in memory, whatever the chunking", async () => {
+  dir = await mkdtemp(join(tmpdir(), "incoming-"));
+  const spool = new Spool(dir);
+  await spool.ensureDirs();
+  const header = new TextEncoder().encode("Received: from x\r\nSubject: big\r\n\r\n");
+  const whole = new Uint8Array(header.byteLength + 100_000);
+  whole.set(header);
+  whole.set(bytesOf(100_000).map((b) => (b === 0x0a ? 0x41 : b)), header.byteLength);
+  for (const sizes of [[65_536], [7], [header.byteLength - 1, 70_000], [100_000 + header.byteLength]]) {
+    const file = await receive(spool, chunked(whole, sizes));
+    expect(file.keptInMemory).toBe(false);
+    expect(new TextDecoder().decode(file.headerSection(PREFIX_LIMIT))).toBe("Received: from x\r\nSubject: big\r\n\r\n");
+    expect(file.whollyInMemory).toBe(false);
+    expect(file.bytes()).toBeNull();
+    await file.install({ fsync: false });
+    expect(new Uint8Array(await readFile(spool.pathOf(file.id)))).toEqual(whole);
+  }
+  // No blank line: everything up to the prefix limit stays, as before (and the message is whole in memory).
+  const noBlank = bytesOf(100_000).map((b) => (b === 0x0a ? 0x41 : b));
+  const file = await receive(spool, chunked(noBlank, [30_000]));
+  expect(file.whollyInMemory).toBe(true);
+  expect(file.bytes()).toEqual(noBlank);
+  await file.abort();
+});
