@@ -20,9 +20,9 @@
 #                              [--warmup N] [--port 2545] [--binary PATH] [--out DIR]
 #   workloads (SIZE-SHAPE; shapes as in issue 3):
 #     a-4k a-100k   (a) 20 sessions kept open (smtp-source -d, smtp-bench -P 0)
-#     b-4k          (b) 100 sessions, about 10 messages each (-P 10)
-#     c20-4k c20-100k c100-4k   (c) one message per connection, 20 / 100 sessions (-P 1)
-#   --ingress LIST  ingress workloads (default: all six; "" = none)
+#     b-4k b-100k   (b) 100 sessions, about 10 messages each (-P 10)
+#     c20-4k c20-100k c100-4k c100-100k   (c) one message per connection, 20 / 100 sessions (-P 1)
+#   --ingress LIST  ingress workloads (default: all eight; "" = none)
 #   --e2e LIST      end-to-end workloads (default: "a-4k b-4k"; "" = none)
 #   --peers LIST    which servers to measure (default: all four; sink takes part in ingress only)
 #   --count N       messages per measured run for 4 KB (100 KB workloads use N/2); default 2000
@@ -52,7 +52,7 @@ MAILGW_STOP_TIMEOUT_S=20       # graceful stop finishes sessions in flight; then
 ARCHIVE_SETTLE_TIMEOUT_S=20    # archive files written after the 250 may trail the last reply
 RUN_TIMEOUT_S=300              # smtp-bench hard limit per run and per delivery wait
 
-ingress="a-4k a-100k b-4k c20-4k c20-100k c100-4k"; e2e="a-4k b-4k"; peers="mailgw postfix haraka sink"
+ingress="a-4k a-100k b-4k b-100k c20-4k c20-100k c100-4k c100-100k"; e2e="a-4k b-4k"; peers="mailgw postfix haraka sink"
 count=2000; runs=3; warmup=200; cooldown=2; port=2545; binary=""; log_level=info
 out="$HERE/results/side-by-side-$(date -u +%Y%m%dT%H%M%SZ)"; argv="$(printf '%q ' "$@")"
 while [[ $# -gt 0 ]]; do
