@@ -122,6 +122,22 @@ describe("DATA streamed into the spool file", () => {
     }
   }, 90_000);
 
+  test("200 KB (spilled, under the prefix limit): body rules read the body from the .tmp", async () => {
+    const serve = await serveWithBodyRules();
+    try {
+      for (const bytes of [70_000, 200_000, 900_000]) {
+        const reply = await send(serve.smtpPort, bigMessage(bytes, "mid invoice", "invoice-number-4711"));
+        const id = /^250 2\.0\.0 Queued as (\S+)/.exec(reply)?.[1];
+        expect(id, reply).toBeString();
+        const session = await serve.waitForLog((l) => l.msg === "smtp session" && l.id === id);
+        expect([bytes, session.rule, session.category]).toEqual([bytes, "body-invoice", "invoices"]);
+        expect(await send(serve.smtpPort, bigMessage(bytes, "mid spam", "buy-cheap-pills-now"))).toBe("550 5.7.1 Body says spam");
+      }
+    } finally {
+      await serve.stop();
+    }
+  }, 60_000);
+
   test("a client gone mid-DATA leaves no .tmp; the next message is accepted", async () => {
     const serve = await serveWithBodyRules();
     try {
