@@ -138,6 +138,19 @@ describe("DATA streamed into the spool file", () => {
     }
   }, 60_000);
 
+  test("200 KB (spilled): the loop check still reads every Received: header (51 → 554, 50 → 250)", async () => {
+    const serve = await serveWithBodyRules();
+    try {
+      const hops = (n: number): Buffer => Buffer.from("Received: from x by y; Mon, 1 Jan 2024 00:00:00 +0000\r\n".repeat(n));
+      const body = bigMessage(200_000, "many hops", "nothing");
+      expect(await send(serve.smtpPort, Buffer.concat([hops(51), body]))).toMatch(/^554 5\.4\.6 /);
+      expect(await send(serve.smtpPort, Buffer.concat([hops(50), body]))).toStartWith("250 2.0.0");
+      await until("the spool released", async () => (await spoolNames(serve)).filter((n) => n.endsWith(".tmp")).length === 0);
+    } finally {
+      await serve.stop();
+    }
+  }, 60_000);
+
   test("a client gone mid-DATA leaves no .tmp; the next message is accepted", async () => {
     const serve = await serveWithBodyRules();
     try {
