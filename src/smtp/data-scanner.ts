@@ -127,10 +127,14 @@ function scan(parser: SMTPStream, input: Buffer, done: Done): void {
   emitAllButTail(parser, chunk, done);
 }
 
-/** Keeps the last 4 bytes (a terminator may straddle chunks) and emits the rest. */
+/**
+ * Keeps the last 4 bytes (a terminator may straddle chunks) and emits the rest. The kept bytes
+ * are a copy: a view would hold the whole socket chunk until the next one arrives, long enough
+ * under load for a young collection to promote it (then only a full collection frees it).
+ */
 function emitAllButTail(parser: SMTPStream, chunk: Buffer, done: Done): void {
   const dataStream = parser._dataStream;
-  parser._lastBytes = chunk.length < 4 ? chunk : chunk.subarray(chunk.length - 4);
+  parser._lastBytes = Buffer.from(chunk.length < 4 ? chunk : chunk.subarray(chunk.length - 4));
   if (!dataStream || parser._lastBytes.length >= chunk.length) return done();
   const buf = chunk.subarray(0, chunk.length - parser._lastBytes.length);
   parser._countDataBytes(buf.length);

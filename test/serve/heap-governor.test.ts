@@ -51,6 +51,50 @@ describe("heap governor", () => {
     }
   });
 
+  test("a young collection once the heap grew by youngGrowthBytes since any collection; a full one only if still over the floor", () => {
+    let size = 10 * MB;
+    const calls: string[] = [];
+    let survivesYoung = 10 * MB;
+    const governor = startHeapGovernor({
+      checkEveryMs: 60_000,
+      growthBytes: 8 * MB,
+      youngGrowthBytes: 4 * MB,
+      heapSize: () => size,
+      collect: () => {
+        calls.push("full");
+        size = 10 * MB;
+      },
+      collectYoung: () => {
+        calls.push("young");
+        size = survivesYoung;
+      },
+    });
+    try {
+      size = 13.5 * MB;
+      expect(governor.check()).toBe(false);
+      expect(calls).toEqual([]);
+      size = 14 * MB; // +4 MB of short-lived garbage: a young collection frees it
+      expect(governor.check()).toBe(false);
+      expect(calls).toEqual(["young"]);
+      // Promoted objects: young collections leave 6, then 9 MB over the floor.
+      survivesYoung = 16 * MB;
+      size = 16 * MB; // +6 MB over the last young collection's 10: young again, 6 over the floor
+      expect(governor.check()).toBe(false);
+      expect(calls).toEqual(["young", "young"]);
+      survivesYoung = 19 * MB;
+      size = 20 * MB; // young → 19 MB, 9 MB over the floor: full
+      expect(governor.check()).toBe(true);
+      expect(calls).toEqual(["young", "young", "young", "full"]);
+      expect(governor.youngCollections()).toBe(3);
+      expect(governor.collections()).toBe(1);
+      size = 12 * MB; // under both thresholds again
+      expect(governor.check()).toBe(false);
+      expect(calls).toHaveLength(4);
+    } finally {
+      governor.stop();
+    }
+  });
+
   test("with the real heap: promoted garbage is collected and the heap shrinks back", () => {
     Bun.gc(true);
     const start = heapSize();
@@ -68,6 +112,25 @@ describe("heap governor", () => {
       expect(governor.check()).toBe(true);
       expect(heapSize()).toBeLessThan(grown - 4 * MB);
       expect(kept).toHaveLength(0);
+    } finally {
+      governor.stop();
+    }
+  });
+
+  test("with the real heap: the default young collector runs, and no full collection under growthBytes", () => {
+    Bun.gc(true);
+    let fulls = 0;
+    const governor = startHeapGovernor({ checkEveryMs: 60_000, growthBytes: 64 * MB, youngGrowthBytes: 4 * MB, collect: () => void fulls++ });
+    try {
+      const start = heapSize();
+      // Objects still referenced (sessions in flight) when the check comes: they survive it.
+      const inFlight: object[][] = [];
+      for (let round = 0; round < 100 && heapSize() - start < 5 * MB; round++) inFlight.push(Array.from({ length: 10_000 }, (_, i) => ({ round, i })));
+      expect(heapSize() - start).toBeGreaterThanOrEqual(5 * MB);
+      expect(governor.check()).toBe(false);
+      expect(governor.youngCollections()).toBe(1);
+      expect(fulls).toBe(0);
+      expect(inFlight.flat()).toHaveLength(inFlight.length * 10_000);
     } finally {
       governor.stop();
     }
