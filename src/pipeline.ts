@@ -70,21 +70,12 @@ const HEADER_PREFIX_BYTES = MAX_HEADER_BLOCK_BYTES + 2 * MAX_HEADER_FIELD_BYTES;
 type ParseSource = { kind: "bytes"; bytes: Uint8Array } | { kind: "file"; path: string };
 
 /**
- * After receiving a message this big, the garbage collector runs once (synchronously, ~10-40
- * ms) before the message is parsed: its socket chunks (dead once written to the spool file,
- * two copies of every byte through smtp-server) would otherwise still be in memory when the
- * parse worker's memory peaks. An async GC request comes too late to matter.
+ * After receiving a message this big, `afterBigMessage` runs before the message is parsed: its
+ * socket chunks (dead once written to the spool file, two copies of every byte through
+ * smtp-server) would otherwise still be in memory when the parse worker's memory peaks. An
+ * async GC request comes too late to matter.
  */
-const GC_AFTER_MESSAGE_BYTES = 8 * 1024 * 1024;
-/** At most one such collection per this interval (a flood of big messages costs the loop ≤ ~4%). */
-const GC_MIN_INTERVAL_MS = 1000;
-let lastForcedGcAt = Number.NEGATIVE_INFINITY;
-
-function collectReceiveGarbage(at: number): void {
-  if (at - lastForcedGcAt < GC_MIN_INTERVAL_MS) return;
-  lastForcedGcAt = at;
-  Bun.gc(true);
-}
+const BIG_MESSAGE_BYTES = 8 * 1024 * 1024;
 
 export interface PipelineDeps {
   config: Config;
@@ -93,6 +84,8 @@ export interface PipelineDeps {
   rules: RulesRuntime;
   /** Clock, for tests (default Date.now). */
   now?: () => number;
+  /** Called after a message of BIG_MESSAGE_BYTES or more, before its parse (the heap governor's check). */
+  afterBigMessage?: () => void;
 }
 
 export interface Pipeline extends MessageSink {
@@ -237,7 +230,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     let classified: Awaited<ReturnType<typeof classifyMessage>>;
     try {
       await file.end();
-      if (file.size >= GC_AFTER_MESSAGE_BYTES) collectReceiveGarbage(now());
+      if (file.size >= BIG_MESSAGE_BYTES) deps.afterBigMessage?.();
       classified = await classifyMessage(file, envelope);
     } catch (err) {
       await file.abort();

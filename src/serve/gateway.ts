@@ -60,7 +60,8 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
   const { config, logger } = opts;
   const startedAt = Date.now();
   const rules = await startRulesRuntime({ file: config.rulesFile, logger, db });
-  const pipeline = createPipeline({ config, db, logger, rules });
+  let heap: HeapGovernor | null = null;
+  const pipeline = createPipeline({ config, db, logger, rules, afterBigMessage: () => void heap?.check() });
   let relay: RelayConfig | null = config.relay;
   // Delivery runs in its own thread (own SQLite connection), so it uses a second core.
   const worker = createThreadedDeliveryWorker({ config, db, logger });
@@ -83,7 +84,6 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
     onSessionEnd: (s) => counters.count(s.tls),
   });
   let smtpAddress: { host: string; port: number } | null = null;
-  let heap: HeapGovernor | null = null;
   const http = createHttpServer({
     config,
     db,
