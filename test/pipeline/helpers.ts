@@ -86,7 +86,9 @@ export async function makeConfig(dir: string, env: Record<string, string> = {}):
   });
 }
 
-export async function makeHarness(opts: { env?: Record<string, string>; logger?: Logger; rulesYaml?: string; recover?: boolean } = {}): Promise<Harness> {
+export async function makeHarness(
+  opts: { env?: Record<string, string>; logger?: Logger; rulesYaml?: string; recover?: boolean; afterBigMessage?: () => void } = {},
+): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), "mailgw-pipeline-"));
   await writeFile(join(dir, "rules.yaml"), opts.rulesYaml ?? RULES_YAML);
   const config = await makeConfig(dir, opts.env);
@@ -111,7 +113,7 @@ export async function makeHarness(opts: { env?: Record<string, string>; logger?:
       await rm(dir, { recursive: true, force: true });
     },
   };
-  h.pipeline = createPipeline({ config, db: h.db, logger, rules: h.rules });
+  h.pipeline = createPipeline({ config, db: h.db, logger, rules: h.rules, afterBigMessage: opts.afterBigMessage });
   if (opts.recover !== false) await h.pipeline.recover();
   return h;
 }

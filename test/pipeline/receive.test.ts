@@ -168,6 +168,16 @@ describe("receive", () => {
     expect(Buffer.compare(stored, raw)).toBe(0);
   }, 30_000);
 
+  test("after an 8 MB+ message, before its parse, the heap governor is asked to check; not after smaller ones", async () => {
+    let checks = 0;
+    h = await makeHarness({ afterBigMessage: () => void checks++ });
+    await h.pipeline.receive(message("medium", 7 * 1024 * 1024), envelope());
+    expect(checks).toBe(0);
+    const out = await h.pipeline.receive(message("big", 9 * 1024 * 1024), envelope());
+    expect(checks).toBe(1);
+    expect(out.decision).toMatchObject({ action: "archive" });
+  }, 30_000);
+
   test("close() waits for receives in flight, then refuses new ones with 451", async () => {
     h = await makeHarness();
     const inFlight = Array.from({ length: 10 }, (_, i) => h!.pipeline.receive(message(`late ${i}`), envelope()));
