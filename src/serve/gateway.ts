@@ -43,7 +43,7 @@ export interface Gateway {
 }
 
 /** See heap-governor.ts: bounds the main thread's garbage between full collections. */
-const HEAP_GOVERNOR = { checkEveryMs: 100, growthBytes: 8 * 1024 * 1024, youngGrowthBytes: 4 * 1024 * 1024 };
+const HEAP_GOVERNOR = { checkEveryMs: 50, growthBytes: 8 * 1024 * 1024, youngGrowthBytes: 4 * 1024 * 1024 };
 
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const { config, logger } = opts;
