@@ -6,7 +6,7 @@
  */
 import { expect, test } from "bun:test";
 import { BARE_PATH } from "../packaging/binary.ts";
-import { serveCommand, serveDir } from "../smtp/serve-process.ts";
+import { logLines, serveCommand, serveDir } from "../smtp/serve-process.ts";
 
 async function startAndSignalEarly(signal: NodeJS.Signals, then: "stop-after-start" | "wait-exit") {
   const dir = serveDir();
@@ -18,11 +18,7 @@ async function startAndSignalEarly(signal: NodeJS.Signals, then: "stop-after-sta
   });
   const messages: string[] = [];
   let signalled = false;
-  let partial = "";
-  for await (const chunk of proc.stdout) {
-    partial += new TextDecoder().decode(chunk);
-    const lines = partial.split("\n");
-    partial = lines.pop() ?? "";
+  for await (const lines of logLines(proc.stdout)) {
     for (const line of lines) {
       const msg = String((JSON.parse(line) as { msg?: unknown }).msg);
       messages.push(msg);

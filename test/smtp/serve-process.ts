@@ -38,6 +38,18 @@ rules:
 let copied: CopiedBinary | null = null;
 
 /** Command line for a mode; the binary is built (if stale) and copied once per test file. */
+/** A process's output as the complete lines of each chunk read (a partial line waits for the next). */
+export async function* logLines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string[]> {
+  const decoder = new TextDecoder();
+  let partial = "";
+  for await (const chunk of stream) {
+    partial += decoder.decode(chunk, { stream: true });
+    const lines = partial.split("\n");
+    partial = lines.pop() ?? "";
+    yield lines;
+  }
+}
+
 export function serveCommand(mode: ServeMode): string[] {
   if (mode === "source") return [process.execPath, join(REPO_ROOT, "src/main.ts"), "serve"];
   copied ??= copyBinaryToTemp();
@@ -79,11 +91,7 @@ export async function startServe(mode: ServeMode, dir: string, env: Record<strin
   let stderr = "";
   const listeners: (() => void)[] = [];
   void (async () => {
-    let partial = "";
-    for await (const chunk of proc.stdout) {
-      partial += new TextDecoder().decode(chunk);
-      const lines = partial.split("\n");
-      partial = lines.pop() ?? "";
+    for await (const lines of logLines(proc.stdout)) {
       for (const line of lines) {
         try {
           logs.push(JSON.parse(line) as Record<string, unknown>);
