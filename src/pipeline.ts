@@ -287,11 +287,14 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     openIncoming,
     async recover() {
       const report = await recoverSpool(db, spool, finisher, logger, config.dataDir);
-      const started = await SpoolFlusher.start(spool.dir);
+      const walToo = wal.file !== null && sameFileSystem(dirname(wal.file), spool.dir);
+      // The writer thread commits the intake's rows on its own connection (a WAL database only).
+      const database = wal.file !== null ? { path: db.filename, walFsync: walToo ? null : wal.file } : undefined;
+      const started = await SpoolFlusher.start(spool.dir, database);
       if (started.flusher) {
         const spoolFlusher = (flusher = started.flusher);
-        const walToo = wal.file !== null && sameFileSystem(dirname(wal.file), spool.dir);
         intake.useFlusher(spoolFlusher, { coversWal: walToo });
+        if (spoolFlusher.rowsUnavailable !== null) logger.warn("intake rows committed on the event loop", { reason: spoolFlusher.rowsUnavailable });
         mkdirSync(archive.root, { recursive: true });
         directArchive = sameFileSystem(archive.root, spool.dir);
         // The finisher's done marks ride on the intake's next group syncfs (see afterSync).

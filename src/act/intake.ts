@@ -4,19 +4,24 @@
  * Messages that finished DATA meanwhile form a group (at most MAX_GROUPS_IN_FLIGHT at a time;
  * under load the next group is whatever arrived during the last one, so every fixed cost is
  * shared by more messages the busier the gateway is). With the spool writer thread
- * (spool-flusher.ts, Linux):
- *   1. ONE SQLite transaction: the group's rows (with each spool file's size and CRC-32 and
- *      the group's number), deliveries, counters — committed on the event loop, no fsync;
- *   2. ONE message to the writer thread: it writes each message kept in memory to its `.tmp`,
- *      renames every file to `<id>.eml`, then ONE syncfs(2) makes the files, the renames and
- *      the WAL durable together (a WAL on another file system is fsynced alongside);
- *   3. only then are the group's promises resolved (the callers answer 250).
+ * (spool-flusher.ts, Linux), the group is ONE message to that thread, which
+ *   1. commits ONE SQLite transaction on its own connection: the group's rows (with each spool
+ *      file's size and CRC-32 and the group's number), deliveries held back, counters — no
+ *      fsync; the event loop neither runs this SQL nor waits for the write lock, which the
+ *      delivery thread holds at times (SQLite's busy handler sleeps a whole millisecond);
+ *   2. writes each message kept in memory to its `.tmp`, renames every file to `<id>.eml`,
+ *      then ONE syncfs(2) makes the files, the renames and the WAL durable together (a WAL on
+ *      another file system is fsynced after it);
+ *   3. releases the group's deliveries (claimable now) and answers;
+ * only then are the group's promises resolved (the callers answer 250).
  * A crash before step 2 finished leaves rows whose files may be missing or incomplete: the
  * group's number is above the durable mark, so recovery checks those rows against their
  * files (size, CRC) and drops the ones that do not match — their clients never got 250.
- * Without the writer thread (no syncfs): each file is written, fsynced and renamed first,
- * then the rows are committed and the WAL and the spool directory are fsynced.
- * No fsync, and no per-message file I/O of small messages, ever runs on the event loop.
+ * If the thread cannot open the database, steps 1 and 3 run here on the event loop (the same
+ * SQL, store/intake-rows.ts). Without the writer thread (no syncfs): each file is written,
+ * fsynced and renamed first, then the rows are committed and the WAL and the spool directory
+ * are fsynced. No fsync, and no per-message file I/O of small messages, ever runs on the
+ * event loop.
  *
  * Trusts: rows built by the pipeline. Failure: an entry whose file cannot be written is
  * rejected alone (its rows deleted again); a failed transaction or syncfs rejects its whole
@@ -25,14 +30,13 @@
  */
 import type { Database } from "bun:sqlite";
 import { unlink } from "node:fs/promises";
-import { bumpCounterBatch, type CounterIncrement } from "../store/counters.ts";
-import { readIntakeMarks, writeIntakeMarks, type IntakeMarks } from "../store/intake-marks.ts";
-import {
-  deleteMessages, insertDelivery, insertMessage, NOT_YET_DURABLE_AT, releaseDeliveries, type MessageRow, type NewDelivery,
-} from "../store/messages.ts";
+import { bumpCounterBatch } from "../store/counters.ts";
+import { readIntakeMarks, type IntakeMarks } from "../store/intake-marks.ts";
+import { insertIntakeGroup, intakeCounterIncrements, releaseIntakeDeliveries, type IntakeRowItem } from "../store/intake-rows.ts";
+import { deleteMessages, type MessageRow, type NewDelivery } from "../store/messages.ts";
 import type { IncomingFile, SpoolJob } from "../spool/incoming-file.ts";
 import type { Spool } from "../spool/spool.ts";
-import type { SpoolFlusher } from "../spool/spool-flusher.ts";
+import { IntakeRowsError, type SpoolFlusher } from "../spool/spool-flusher.ts";
 import { WalSync } from "../spool/wal-sync.ts";
 
 /**
@@ -108,6 +112,8 @@ export class Intake {
    */
   useFlusher(flusher: SpoolFlusher | null, opts: { coversWal: boolean }): void {
     this.flusher = flusher;
+    // Marks the writer thread advanced are in the database (read again when needed here).
+    this.marks = null;
     this.flushCoversWal = flusher !== null && opts.coversWal;
   }
 
@@ -169,30 +175,14 @@ export class Intake {
   private async commitGroup(group: Waiting[]): Promise<void> {
     // Those whose bytes go to a file (which a failed commit must remove).
     const spooled = group.filter((w) => w.entry.file !== null);
-    const marks = (this.marks ??= readIntakeMarks(this.db));
-    const seq = marks.lastSeq + 1;
-    const t0 = performance.now();
-    try {
-      this.wal.commitUnsynced(() => {
-        for (const w of group) {
-          insertMessage(this.db, { ...w.entry.row, spoolCrc: w.entry.file?.crc ?? null, commitSeq: seq });
-          // Not claimable until the group is durable: the worker must not read a file not yet written.
-          for (const d of w.entry.deliveries) insertDelivery(this.db, d, NOT_YET_DURABLE_AT);
-        }
-        bumpCounterBatch(this.db, counterIncrements(group.map((w) => w.entry.row)));
-        writeIntakeMarks(this.db, { lastSeq: seq, durableSeq: marks.durableSeq });
-      });
-      marks.lastSeq = seq;
-    } catch (err) {
-      await this.fail(group, spooled, err, false);
-      return;
-    }
-    this.stats.sqliteMs += performance.now() - t0;
+    const items = rowItems(group);
+    const flusher = this.flusher;
+    const inWriter = flusher !== null && flusher.rowsUnavailable === null;
     let failures: (string | null)[];
     try {
-      failures = await this.makeDurable(spooled);
+      failures = inWriter ? await this.flushWithRows(flusher, spooled, items) : await this.commitHere(spooled, items);
     } catch (err) {
-      await this.fail(group, spooled, err, true);
+      await this.fail(group, spooled, err, !(err instanceof IntakeRowsError));
       return;
     }
     const failed = spooled.filter((_, i) => failures[i] != null);
@@ -201,9 +191,8 @@ export class Intake {
       await this.fail(failed, failed, new Error(`writing the spool file failed: ${failures.find((f) => f != null) ?? ""}`), true);
       group = group.filter((w) => !failedSet.has(w));
     }
-    // Groups finish in the order they were sent to the writer thread; max() for the fallback.
-    marks.durableSeq = Math.max(marks.durableSeq, seq);
-    this.releaseDeliveries(group);
+    // The writer thread released the deliveries itself, before it answered.
+    if (!inWriter) this.releaseDeliveries(items, failures);
     this.stats.groups++;
     this.stats.committed += group.length;
     this.stats.largestGroup = Math.max(this.stats.largestGroup, group.length);
@@ -213,15 +202,39 @@ export class Intake {
     }
   }
 
+  /** The writer thread commits the rows, writes the files, syncs, releases the deliveries. */
+  private async flushWithRows(flusher: SpoolFlusher, spooled: Waiting[], items: IntakeRowItem[]): Promise<(string | null)[]> {
+    const t0 = performance.now();
+    const failures = await flusher.flush(spoolJobs(spooled), items);
+    this.stats.flushMs += performance.now() - t0;
+    return failures;
+  }
+
+  /** Rows committed on this connection (no fsync), then the files and the sync. */
+  private async commitHere(spooled: Waiting[], items: IntakeRowItem[]): Promise<(string | null)[]> {
+    const marks = (this.marks ??= readIntakeMarks(this.db));
+    const t0 = performance.now();
+    let seq = 0;
+    try {
+      this.wal.commitUnsynced(() => void (seq = insertIntakeGroup(this.db, items, marks)));
+      marks.lastSeq = seq;
+    } catch (err) {
+      throw new IntakeRowsError(`committing the rows failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    }
+    this.stats.sqliteMs += performance.now() - t0;
+    const failures = await this.makeDurable(spooled);
+    // Not lastSeq: the next group may have committed its rows meanwhile, not yet durable.
+    marks.durableSeq = Math.max(marks.durableSeq, seq);
+    return failures;
+  }
+
   /**
    * The group's deliveries become claimable (before the callers hear 250 and wake the worker).
    * If this fails they stay held back until the pipeline's sweep or the next start releases them.
    */
-  private releaseDeliveries(group: Waiting[]): void {
-    const ids = group.filter((w) => w.entry.deliveries.length > 0).map((w) => w.entry.row.id);
-    if (ids.length === 0) return;
+  private releaseDeliveries(items: IntakeRowItem[], failures: (string | null)[]): void {
     try {
-      this.wal.commitUnsynced(() => releaseDeliveries(this.db, ids));
+      this.wal.commitUnsynced(() => releaseIntakeDeliveries(this.db, items, failures));
     } catch {
       // Released later (sweep, recovery); the messages themselves are stored.
     }
@@ -236,8 +249,7 @@ export class Intake {
     const t0 = performance.now();
     const flusher = this.flusher;
     if (flusher) {
-      const jobs = spooled.map((w) => w.job).filter((j): j is SpoolJob => j !== null);
-      if (jobs.length !== spooled.length) throw new Error("a spool file has no write job");
+      const jobs = spoolJobs(spooled);
       const walSync = this.flushCoversWal ? Promise.resolve() : this.timed(this.wal.sync(), "walSyncMs");
       const [failures] = await Promise.all([flusher.flush(jobs), walSync]);
       this.stats.flushMs += performance.now() - t0;
@@ -267,7 +279,7 @@ export class Intake {
       try {
         await this.wal.commit(() => {
           deleteMessages(this.db, group.map((w) => w.entry.row.id));
-          bumpCounterBatch(this.db, counterIncrements(group.map((w) => w.entry.row)), -1);
+          bumpCounterBatch(this.db, intakeCounterIncrements(group.map((w) => w.entry.row)), -1);
         });
       } catch {
         // The rows stay; recovery removes rows whose spool file is missing.
@@ -292,10 +304,20 @@ export class Intake {
   }
 }
 
-/** The `received` and `action:<action>` increments of a group's rows. */
-function counterIncrements(rows: readonly MessageRow[]): CounterIncrement[] {
-  return rows.flatMap((r) => [
-    { at: r.receivedAt, metric: "received" as const, rule: r.rule, category: r.category },
-    { at: r.receivedAt, metric: `action:${r.action}` as const, rule: r.rule, category: r.category },
-  ]);
+/** The group's rows for the SQL (store/intake-rows.ts); job: the index among the spooled ones. */
+function rowItems(group: readonly Waiting[]): IntakeRowItem[] {
+  let jobs = 0;
+  return group.map((w) => ({
+    row: w.entry.row,
+    spoolCrc: w.entry.file?.crc ?? null,
+    deliveries: w.entry.deliveries,
+    job: w.entry.file !== null ? jobs++ : null,
+  }));
+}
+
+/** The write jobs of the spooled entries, in order (each prepared before it was enqueued). */
+function spoolJobs(spooled: readonly Waiting[]): SpoolJob[] {
+  const jobs = spooled.map((w) => w.job).filter((j): j is SpoolJob => j !== null);
+  if (jobs.length !== spooled.length) throw new Error("a spool file has no write job");
+  return jobs;
 }

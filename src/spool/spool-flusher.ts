@@ -8,6 +8,9 @@
  * covering 20 files takes ~1 ms: per-file fsyncs were the ceiling of the whole gateway.
  *
  * The call blocks, so it runs in a worker thread (syncfs-worker.ts), never on the event loop.
+ * Started with a database, the thread also commits each intake group's rows on its own
+ * connection before writing the group's files (flush with rows), and makes the group's
+ * deliveries claimable after the sync: the event loop never waits for SQLite's write lock.
  * Flushes are shared: while MAX_BATCHES_SENT are with the worker, further calls are covered
  * by ONE next flush.
  * Cost note: syncfs also writes back other programs' dirty data on the same file system; a
@@ -16,7 +19,9 @@
  * available (not Linux, no glibc, the worker does not start in time): the caller then
  * fsyncs each file and the directory. A failed syncfs rejects every flush it covers.
  */
+import type { IntakeRowItem } from "../store/intake-rows.ts";
 import type { SpoolJob } from "./incoming-file.ts";
+import type { RowsGroup, WriterDatabase } from "./syncfs-worker.ts";
 
 function ownsWholeBuffer(bytes: Uint8Array): boolean {
   return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer;
@@ -29,10 +34,13 @@ const START_TIMEOUT_MS = 5000;
 export const SYNCFS_WORKER_PATH = "spool/syncfs-worker.ts";
 
 type Reply =
-  | { kind: "ready" }
+  | { kind: "ready"; rows: boolean; rowsReason?: string }
   | { kind: "unsupported"; reason: string }
-  | { kind: "synced"; seq: number; errno: number; failures: (string | null)[] }
+  | { kind: "synced"; seq: number; errno: number; error?: string; failures: (string | null)[]; groupErrors: (string | null)[] }
   | { kind: "closed" };
+
+/** A flush whose rows the writer thread could not commit: nothing of it was written or kept. */
+export class IntakeRowsError extends Error {}
 
 /**
  * Batches handed to the worker at once: the next one waits in the worker's queue while it
@@ -55,6 +63,8 @@ const CLOSE_TIMEOUT_MS = 2000;
 interface Caller {
   from: number;
   count: number;
+  /** The intake rows committed by the writer thread before these jobs run. */
+  rows: IntakeRowItem[] | null;
   resolve: (failures: (string | null)[]) => void;
   reject: (err: Error) => void;
 }
@@ -79,7 +89,11 @@ export class SpoolFlusher {
   private closed = false;
   private deathListeners: ((reason: string) => void)[] = [];
 
-  private constructor(private readonly worker: Worker) {
+  private constructor(
+    private readonly worker: Worker,
+    /** The writer thread commits the intake's rows (flush with rows); else why not. */
+    readonly rowsUnavailable: string | null,
+  ) {
     worker.onmessage = (event: MessageEvent<Reply>) => this.onReply(event.data);
     worker.onerror = (event) => {
       // A dead worker flushes nothing: what it had fails (451), never a false 250; the owner
@@ -96,8 +110,11 @@ export class SpoolFlusher {
     this.deathListeners.push(listener);
   }
 
-  /** Starts the worker for the file system holding `dir`; null when syncfs cannot be used. */
-  static start(dir: string): Promise<{ flusher: SpoolFlusher } | { flusher: null; reason: string }> {
+  /**
+   * Starts the worker for the file system holding `dir`; null when syncfs cannot be used.
+   * With `database`, the worker also commits the intake's rows on its own connection.
+   */
+  static start(dir: string, database?: WriterDatabase): Promise<{ flusher: SpoolFlusher } | { flusher: null; reason: string }> {
     return new Promise((resolve) => {
       let worker: Worker;
       try {
@@ -120,13 +137,13 @@ export class SpoolFlusher {
         const reply = event.data;
         if (reply.kind === "ready") {
           worker.unref();
-          resolve({ flusher: new SpoolFlusher(worker) });
+          resolve({ flusher: new SpoolFlusher(worker, reply.rows ? null : (reply.rowsReason ?? "no database")) });
         } else {
           worker.terminate();
           resolve({ flusher: null, reason: reply.kind === "unsupported" ? reply.reason : "unexpected reply" });
         }
       };
-      worker.postMessage({ kind: "open", dir });
+      worker.postMessage({ kind: "open", dir, database });
     });
   }
 
@@ -135,12 +152,16 @@ export class SpoolFlusher {
    * afterwards), then resolves after a syncfs that started after
    * this call completed without error, with one entry per job: null (written, renamed, durable)
    * or why that job failed (its `.tmp` is gone). Rejects when the syncfs failed.
+   * With `rows` (an intake commit group; item.job indexes `jobs`): the worker commits them
+   * first, and releases their deliveries after the sync; if their transaction fails, nothing
+   * of this flush is written and it rejects with an IntakeRowsError.
    */
-  flush(jobs: readonly SpoolJob[] = []): Promise<(string | null)[]> {
+  flush(jobs: readonly SpoolJob[] = [], rows: IntakeRowItem[] | null = null): Promise<(string | null)[]> {
     if (this.closed) return Promise.reject(new Error("spool flusher is closed"));
+    if (rows !== null && this.rowsUnavailable !== null) return Promise.reject(new IntakeRowsError(`the writer thread has no database: ${this.rowsUnavailable}`));
     return new Promise((resolve, reject) => {
       const batch = (this.queued ??= { seq: -1, jobs: [], callers: [] });
-      batch.callers.push({ from: batch.jobs.length, count: jobs.length, resolve, reject });
+      batch.callers.push({ from: batch.jobs.length, count: jobs.length, rows, resolve, reject });
       batch.jobs.push(...jobs);
       this.sendQueued();
     });
@@ -154,7 +175,7 @@ export class SpoolFlusher {
     if (this.closed) return Promise.reject(new Error("spool flusher is closed"));
     return new Promise((resolve, reject) => {
       const batch = (this.queued ??= { seq: -1, jobs: [], callers: [] });
-      batch.callers.push({ from: 0, count: 0, resolve: () => resolve(), reject });
+      batch.callers.push({ from: 0, count: 0, rows: null, resolve: () => resolve(), reject });
       if (this.passiveTimer === null) {
         this.passiveTimer = setTimeout(() => {
           this.passiveTimer = null;
@@ -202,7 +223,8 @@ export class SpoolFlusher {
     const transfer = new Set<ArrayBuffer>();
     for (const j of batch.jobs) if (j.bytes && ownsWholeBuffer(j.bytes)) transfer.add(j.bytes.buffer as ArrayBuffer);
     try {
-      this.worker.postMessage({ kind: "sync", seq: batch.seq, jobs: batch.jobs }, [...transfer]);
+      const groups: RowsGroup[] = batch.callers.flatMap((c) => (c.rows ? [{ from: c.from, items: c.rows }] : []));
+      this.worker.postMessage({ kind: "sync", seq: batch.seq, jobs: batch.jobs, groups }, [...transfer]);
     } catch (err) {
       // Never left waiting for a reply that cannot come: this batch fails, the next may go.
       this.sent.pop();
@@ -216,9 +238,12 @@ export class SpoolFlusher {
     const done = this.sent[0];
     if (reply.kind !== "synced" || done === undefined || reply.seq !== done.seq) return;
     this.sent.shift();
+    let group = 0;
     for (const caller of done.callers) {
-      if (reply.errno === 0) caller.resolve(reply.failures.slice(caller.from, caller.from + caller.count));
-      else caller.reject(new Error(`syncfs of the spool file system failed (errno ${reply.errno})`));
+      const rowsError = caller.rows ? reply.groupErrors[group++] : null;
+      if (rowsError != null) caller.reject(new IntakeRowsError(`committing the rows failed: ${rowsError}`));
+      else if (reply.errno === 0) caller.resolve(reply.failures.slice(caller.from, caller.from + caller.count));
+      else caller.reject(new Error(reply.error ?? `syncfs of the spool file system failed (errno ${reply.errno})`));
     }
     this.sendQueued();
   }

@@ -1,26 +1,56 @@
 /**
- * The spool writer thread: writes the accepted messages of a commit group into the spool and
- * calls syncfs(2) on the file system holding it, so neither these writes nor the blocking
- * system call run on the event loop, and a whole group costs one message each way.
+ * The spool writer thread: commits the intake's rows of a commit group, writes the accepted
+ * messages into the spool and calls syncfs(2) on the file system holding it, so neither these
+ * writes, the SQL, the wait for SQLite's write lock (the delivery thread holds it at times)
+ * nor the blocking system call run on the event loop, and a whole group costs one message
+ * each way.
  * Protocol (structured clone messages):
- *   in:  { kind: "open", dir }            → out: { kind: "ready" } or { kind: "unsupported", reason }
- *   in:  { kind: "sync", seq, jobs }      → out: { kind: "synced", seq, errno, failures }
- *        each job: bytes (if any) written to `tmp` (exclusive create), then `tmp` renamed to
- *        `final` (its directory created if missing: a new archive day); then ONE syncfs (errno 0 = ok). failures[i]: null, or why job i failed (its
- *        `tmp` is removed; the other jobs are unaffected).
- *   in:  { kind: "close" }                → out: { kind: "closed" }  (the directory fd is closed:
- *        fds belong to the process, terminating the worker would leak it)
- * Trusts: the directory path from the main thread. Failure: anything that keeps syncfs from
+ *   in:  { kind: "open", dir, database? }  → out: { kind: "ready", rows, rowsReason? } or
+ *        { kind: "unsupported", reason }. database: { path, walFsync } — this thread opens its
+ *        own connection (rows: true) and, when the WAL is on another file system, fsyncs
+ *        `walFsync` after each syncfs; rows: false (with why) if it cannot open it.
+ *   in:  { kind: "sync", seq, jobs, groups } → out: { kind: "synced", seq, errno, error?,
+ *        failures, groupErrors }
+ *        1. each group's rows (store/intake-rows.ts) in its own transaction; a group whose
+ *           transaction fails gets its error in groupErrors and its jobs are not run;
+ *        2. each job: bytes (if any) written to `tmp` (exclusive create), then `tmp` renamed
+ *           to `final` (its directory created if missing: a new archive day);
+ *        3. ONE syncfs (errno 0 = ok), and the WAL's fsync where asked;
+ *        4. only after both: the groups' deliveries released (claimable), then the reply.
+ *        failures[i]: null, or why job i failed (its `tmp` is removed; the others are
+ *        unaffected). A group's item.job indexes its own jobs, which start at group.from.
+ *   in:  { kind: "close" }                → out: { kind: "closed" }  (the directory fd and the
+ *        database are closed: fds belong to the process, terminating the worker would leak them)
+ * Trusts: the paths and rows from the main thread. Failure: anything that keeps syncfs from
  * being loaded (not Linux, no glibc) answers "unsupported" and the caller fsyncs per file.
  */
 import { dlopen, FFIType, read } from "bun:ffi";
-import { closeSync, existsSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import type { Database } from "bun:sqlite";
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
+import { openDatabase } from "../store/db.ts";
+import { readIntakeMarks, type IntakeMarks } from "../store/intake-marks.ts";
+import { insertIntakeGroup, releaseIntakeDeliveries, type IntakeRowItem } from "../store/intake-rows.ts";
 import type { SpoolJob } from "./incoming-file.ts";
 
 declare const self: Worker;
 
-type Request = { kind: "open"; dir: string } | { kind: "sync"; seq: number; jobs: SpoolJob[] } | { kind: "close" };
+/** One intake commit group's rows; its jobs are `jobs[from ..]` of the batch. */
+export interface RowsGroup {
+  from: number;
+  items: IntakeRowItem[];
+}
+
+export interface WriterDatabase {
+  path: string;
+  /** The WAL file when it is on another file system than the spool (fsynced after syncfs). */
+  walFsync: string | null;
+}
+
+type Request =
+  | { kind: "open"; dir: string; database?: WriterDatabase }
+  | { kind: "sync"; seq: number; jobs: SpoolJob[]; groups?: RowsGroup[] }
+  | { kind: "close" };
 
 const LIBC_NAMES = ["libc.so.6", "libc.so"];
 
@@ -53,6 +83,10 @@ function loadSyncfs(): Syncfs {
 
 let fd = -1;
 let lib: Syncfs | null = null;
+let db: Database | null = null;
+let walFsync: string | null = null;
+/** Read at the first group: recovery (main thread) has settled them before this thread started. */
+let marks: IntakeMarks | null = null;
 
 self.onmessage = (event: MessageEvent<Request>) => {
   const req = event.data;
@@ -67,7 +101,7 @@ self.onmessage = (event: MessageEvent<Request>) => {
         fd = -1;
         throw new Error(`syncfs failed (errno ${errno})`);
       }
-      self.postMessage({ kind: "ready" });
+      self.postMessage({ kind: "ready", ...openRowsDatabase(req.database) });
     } catch (err) {
       self.postMessage({ kind: "unsupported", reason: err instanceof Error ? err.message : String(err) });
     }
@@ -76,17 +110,86 @@ self.onmessage = (event: MessageEvent<Request>) => {
   if (req.kind === "close") {
     if (fd >= 0) closeSync(fd);
     fd = -1;
+    db?.close();
+    db = null;
     self.postMessage({ kind: "closed" });
     return;
   }
-  const failures = req.jobs.map(runJob);
-  if (lib === null || fd < 0) {
-    self.postMessage({ kind: "synced", seq: req.seq, errno: -1, failures });
-    return;
-  }
-  const rc = lib.syncfs(fd);
-  self.postMessage({ kind: "synced", seq: req.seq, errno: rc === 0 ? 0 : lib.errno(), failures });
+  const groups = req.groups ?? [];
+  const notRun = new Set<number>();
+  const groupErrors = groups.map((g) => {
+    const error = commitRows(g.items);
+    if (error !== null) for (const item of g.items) if (item.job !== null) notRun.add(g.from + item.job);
+    return error;
+  });
+  const failures = req.jobs.map((job, i) => (notRun.has(i) ? "its rows were not committed" : runJob(job)));
+  const synced = syncAll();
+  if (synced.errno === 0) releaseRows(groups, groupErrors, failures);
+  self.postMessage({ kind: "synced", seq: req.seq, ...synced, failures, groupErrors });
 };
+
+function openRowsDatabase(database: WriterDatabase | undefined): { rows: boolean; rowsReason?: string } {
+  if (!database) return { rows: false, rowsReason: "no database given" };
+  try {
+    db = openDatabase(database.path);
+    // Never durable by itself: the syncfs (and walFsync) after each batch is what makes it so.
+    db.exec("PRAGMA synchronous = NORMAL");
+    walFsync = database.walFsync;
+    return { rows: true };
+  } catch (err) {
+    db = null;
+    return { rows: false, rowsReason: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/** One group's rows in one transaction; null, or why it failed (rolled back whole). */
+function commitRows(items: IntakeRowItem[]): string | null {
+  try {
+    if (db === null) throw new Error("the writer thread has no database");
+    const conn = db;
+    const m = (marks ??= readIntakeMarks(conn));
+    const seq = conn.transaction(() => insertIntakeGroup(conn, items, m)).immediate();
+    m.lastSeq = seq;
+    return null;
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+}
+
+/** syncfs, then the WAL's own fsync when it lives elsewhere. */
+function syncAll(): { errno: number; error?: string } {
+  if (lib === null || fd < 0) return { errno: -1, error: "no syncfs" };
+  if (lib.syncfs(fd) !== 0) return { errno: lib.errno() };
+  if (walFsync === null) return { errno: 0 };
+  try {
+    const wal = openSync(walFsync, "r");
+    try {
+      fsyncSync(wal);
+    } finally {
+      closeSync(wal);
+    }
+    return { errno: 0 };
+  } catch (err) {
+    return { errno: -1, error: `fsync of ${walFsync} failed: ${err instanceof Error ? err.message : String(err)}` };
+  }
+}
+
+/** Everything committed so far is durable: marks advance, the deliveries become claimable. */
+function releaseRows(groups: RowsGroup[], groupErrors: (string | null)[], failures: (string | null)[]): void {
+  if (db === null || marks === null) return;
+  marks.durableSeq = marks.lastSeq;
+  if (groups.length === 0) return;
+  const conn = db;
+  try {
+    conn.transaction(() => {
+      groups.forEach((g, i) => {
+        if (groupErrors[i] === null) releaseIntakeDeliveries(conn, g.items, failures.slice(g.from));
+      });
+    }).immediate();
+  } catch {
+    // Released later (the pipeline's sweep, recovery); the messages themselves are stored.
+  }
+}
 
 /** Writes (if it carries bytes) and renames one spool file; null, or why it failed. */
 function runJob(job: SpoolJob): string | null {

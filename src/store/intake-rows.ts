@@ -1,0 +1,64 @@
+/**
+ * The SQL of one intake commit group, shared by the two places that run it: the spool writer
+ * thread (spool/syncfs-worker.ts, on its own connection, so the event loop never runs these
+ * statements nor waits for the write lock the delivery thread holds) and the intake itself
+ * when there is no writer thread (act/intake.ts).
+ *
+ * Order inside one group (see act/intake.ts for why it is safe): rows, deliveries held back,
+ * counters and the intake marks in ONE transaction; then the files and a sync; only then
+ * `releaseIntakeDeliveries` makes the deliveries claimable.
+ * Trusts: rows built by the pipeline. Failure: SQLite errors are thrown to the caller, whose
+ * transaction rolls back whole.
+ */
+import type { Database } from "bun:sqlite";
+import { bumpCounterBatch, type CounterIncrement } from "./counters.ts";
+import { writeIntakeMarks, type IntakeMarks } from "./intake-marks.ts";
+import { insertDelivery, insertMessage, NOT_YET_DURABLE_AT, releaseDeliveries, type MessageRow, type NewDelivery } from "./messages.ts";
+
+/** One message of a commit group, as it crosses to the writer thread (structured clone). */
+export interface IntakeRowItem {
+  row: MessageRow;
+  /** CRC-32 of its spool file (null: no file kept). */
+  spoolCrc: number | null;
+  deliveries: NewDelivery[];
+  /** Index of its spool job among the group's jobs; null: no file. */
+  job: number | null;
+}
+
+/**
+ * Inserts a group's rows (numbered `marks.lastSeq + 1`), its deliveries held back, its counters
+ * and the new marks; call inside a transaction. Returns the group's number; `marks` is
+ * updated only by the caller once the transaction committed.
+ */
+export function insertIntakeGroup(db: Database, items: readonly IntakeRowItem[], marks: IntakeMarks): number {
+  const seq = marks.lastSeq + 1;
+  for (const item of items) {
+    insertMessage(db, { ...item.row, spoolCrc: item.spoolCrc, commitSeq: seq });
+    // Not claimable until the group is durable: the worker must not read a file not yet written.
+    for (const d of item.deliveries) insertDelivery(db, d, NOT_YET_DURABLE_AT);
+  }
+  bumpCounterBatch(db, intakeCounterIncrements(items.map((i) => i.row)));
+  writeIntakeMarks(db, { lastSeq: seq, durableSeq: marks.durableSeq });
+  return seq;
+}
+
+/**
+ * Makes the deliveries of the group's durable messages claimable; `jobFailures[i]` non-null
+ * means job i was not written (its message is being taken back: nothing to release).
+ * Call inside a transaction. Returns how many messages had deliveries to release.
+ */
+export function releaseIntakeDeliveries(db: Database, items: readonly IntakeRowItem[], jobFailures: readonly (string | null)[] = []): number {
+  const ids = items
+    .filter((i) => i.deliveries.length > 0 && (i.job === null || jobFailures[i.job] == null))
+    .map((i) => i.row.id);
+  if (ids.length > 0) releaseDeliveries(db, ids);
+  return ids.length;
+}
+
+/** The `received` and `action:<action>` increments of a group's rows. */
+export function intakeCounterIncrements(rows: readonly MessageRow[]): CounterIncrement[] {
+  return rows.flatMap((r) => [
+    { at: r.receivedAt, metric: "received" as const, rule: r.rule, category: r.category },
+    { at: r.receivedAt, metric: `action:${r.action}` as const, rule: r.rule, category: r.category },
+  ]);
+}

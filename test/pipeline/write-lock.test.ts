@@ -1,0 +1,54 @@
+/**
+ * The intake's rows are committed by the spool writer thread, so a write lock held elsewhere
+ * (the delivery thread, `mailgw queue` in another process) delays the 250 but never blocks
+ * the event loop: before, the intake's BEGIN IMMEDIATE ran on the event loop, and SQLite's
+ * busy handler slept there (a whole millisecond per retry) until the lock was free, stalling
+ * every other session. Here another connection holds the lock while a message is received; a
+ * timer on the event loop must keep ticking, and it is that timer that releases the lock.
+ */
+import { Database } from "bun:sqlite";
+import { afterEach, expect, test } from "bun:test";
+import { envelope, makeHarness, message, type Harness } from "./helpers.ts";
+
+let h: Harness | null = null;
+afterEach(async () => {
+  await h?.close();
+  h = null;
+});
+
+test("a write lock held elsewhere delays the 250 but never blocks the event loop", async () => {
+  if (process.platform !== "linux") {
+    console.log("skipped: the spool writer thread needs Linux (syncfs)");
+    return;
+  }
+  h = await makeHarness();
+  expect(h.pipeline.intakeStats().groups).toBe(0);
+  const other = new Database(h.config.databasePath);
+  other.exec("BEGIN IMMEDIATE");
+  let ticks = 0;
+  const ticker = setInterval(() => ticks++, 5);
+  const HOLD_MS = 150;
+  let releasedAt = 0;
+  // Runs only if the event loop is free while the intake waits for the lock.
+  const release = setTimeout(() => {
+    releasedAt = performance.now();
+    other.exec("COMMIT");
+  }, HOLD_MS);
+  try {
+    const t0 = performance.now();
+    const out = await h.pipeline.receive(message("hello while locked"), envelope());
+    const tookMs = performance.now() - t0;
+    expect(out.decision.action).toBe("archive");
+    expect(releasedAt).toBeGreaterThan(0);
+    expect(tookMs).toBeGreaterThanOrEqual(HOLD_MS - 5);
+    expect(ticks).toBeGreaterThanOrEqual(10);
+    expect(h.pipeline.intakeStats().sqliteMs).toBe(0); // no intake SQL ran on this thread
+    const n = h.db.query<{ n: number }, []>("SELECT count(*) AS n FROM messages").get()?.n;
+    expect(n).toBe(1);
+  } finally {
+    clearInterval(ticker);
+    clearTimeout(release);
+    if (other.inTransaction) other.exec("ROLLBACK");
+    other.close();
+  }
+});
