@@ -178,13 +178,13 @@ function syncAll(): { errno: number; error?: string } {
 function releaseRows(groups: RowsGroup[], groupErrors: (string | null)[], failures: (string | null)[]): void {
   if (db === null || marks === null) return;
   marks.durableSeq = marks.lastSeq;
-  if (groups.length === 0) return;
+  // Most groups (archive, reject) have no deliveries: no write transaction for them at all.
+  const releasing = groups.filter((g, i) => groupErrors[i] === null && g.items.some((item) => item.deliveries.length > 0));
+  if (releasing.length === 0) return;
   const conn = db;
   try {
     conn.transaction(() => {
-      groups.forEach((g, i) => {
-        if (groupErrors[i] === null) releaseIntakeDeliveries(conn, g.items, failures.slice(g.from));
-      });
+      for (const g of releasing) releaseIntakeDeliveries(conn, g.items, failures.slice(g.from));
     }).immediate();
   } catch {
     // Released later (the pipeline's sweep, recovery); the messages themselves are stored.
