@@ -1,13 +1,17 @@
 /**
  * The `session` / `session_tls` daily counters (metrics and stats page), batched: sessions are
  * counted in memory and written in one small transaction per FLUSH_INTERVAL_MS, so a flood of
- * short connections does not cost one SQLite commit (an fsync) each. stop() writes what is left.
- * Failure: a failed write is logged and the counts are kept for the next flush. At most one
- * interval of counts is lost on a crash (statistics only, never mail).
+ * short connections does not cost one SQLite commit each. The write runs on the event loop, so
+ * it neither fsyncs (the next synced commit covers it) nor waits for the write lock: while
+ * another connection holds it, the counts simply wait for the next flush. stop() writes what
+ * is left (waiting for the lock and synced, as shutdown may).
+ * Failure: a failed write is logged and the counts are kept for the next flush. At most a few
+ * intervals of counts are lost on a crash (statistics only, never mail).
  */
 import type { Database } from "bun:sqlite";
 import { describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
+import { tryCommitWithoutWaiting } from "../spool/wal-sync.ts";
 import { bumpCounter } from "../store/counters.ts";
 
 /** Stats readers see a session at most this long after it ended. */
@@ -23,14 +27,16 @@ export function createSessionCounters(db: Database, logger: Logger, now: () => n
   let sessions = 0;
   let tlsSessions = 0;
   let timer: ReturnType<typeof setInterval> | null = null;
-  const flush = (): void => {
+  const flush = (wait: boolean): void => {
     if (sessions === 0 && tlsSessions === 0) return;
     const [s, t] = [sessions, tlsSessions];
+    const write = (): void => {
+      if (s > 0) bumpCounter(db, now(), "session", {}, s);
+      if (t > 0) bumpCounter(db, now(), "session_tls", {}, t);
+    };
     try {
-      db.transaction(() => {
-        if (s > 0) bumpCounter(db, now(), "session", {}, s);
-        if (t > 0) bumpCounter(db, now(), "session_tls", {}, t);
-      })();
+      if (wait) db.transaction(write).immediate();
+      else if (!tryCommitWithoutWaiting(db, write)) return; // the lock is busy: next time
       sessions -= s;
       tlsSessions -= t;
     } catch (err) {
@@ -43,13 +49,13 @@ export function createSessionCounters(db: Database, logger: Logger, now: () => n
       if (tls) tlsSessions++;
     },
     start() {
-      timer ??= setInterval(flush, FLUSH_INTERVAL_MS);
+      timer ??= setInterval(() => flush(false), FLUSH_INTERVAL_MS);
       timer.unref();
     },
     stop() {
       if (timer) clearInterval(timer);
       timer = null;
-      flush();
+      flush(true);
     },
   };
 }

@@ -93,7 +93,7 @@ export class WalSync {
 }
 
 /** Per connection: the pragmas that switch it to NORMAL and back (null: it is NORMAL or lower). */
-const fsyncToggles = new WeakMap<Database, { normal: Statement; restore: Statement } | null>();
+const fsyncToggles = new WeakMap<Database, { on: Statement; off: Statement } | null>();
 
 /**
  * Runs `fn` with synchronous=NORMAL on this connection, restoring its own level after. In WAL
@@ -105,15 +105,60 @@ const fsyncToggles = new WeakMap<Database, { normal: Statement; restore: Stateme
 export function withoutFsync<T>(db: Database, fn: () => T): T {
   let toggle = fsyncToggles.get(db);
   if (toggle === undefined) {
-    const level = db.query<{ synchronous: number }, []>("PRAGMA synchronous").get()?.synchronous ?? 2;
-    toggle = level <= 1 ? null : { normal: db.prepare("PRAGMA synchronous = NORMAL"), restore: db.prepare(`PRAGMA synchronous = ${Number(level)}`) };
+    // prepare, not the query cache: a PRAGMA's value is read when it is compiled (see preparedToggle).
+    const level = db.prepare<{ synchronous: number }, []>("PRAGMA synchronous").get()?.synchronous ?? 2;
+    toggle = level <= 1 ? null : preparedToggle(db, "PRAGMA synchronous = NORMAL", `PRAGMA synchronous = ${Number(level)}`);
     fsyncToggles.set(db, toggle);
   }
   if (toggle === null) return fn();
-  toggle.normal.run();
+  toggle.on.run();
   try {
     return fn();
   } finally {
-    toggle.restore.run();
+    toggle.off.run();
   }
+}
+
+/** Per connection: the pragmas that make it give up at once on a held write lock, and restore its wait. */
+const busyToggles = new WeakMap<Database, { on: Statement; off: Statement }>();
+
+/**
+ * Runs `fn` in one IMMEDIATE transaction without an fsync and without waiting for the write
+ * lock: returns false, having done nothing, when another connection (the spool writer or the
+ * delivery thread, `mailgw queue`) holds it. For writes that can simply be tried again later
+ * (statistics): the event loop never sleeps in SQLite's busy handler nor fsyncs for them. They
+ * become durable with the next synced commit (a later WAL fsync or syncfs covers their frames).
+ */
+export function tryCommitWithoutWaiting(db: Database, fn: () => void): boolean {
+  let toggle = busyToggles.get(db);
+  if (toggle === undefined) {
+    const row = db.prepare<Record<string, number>, []>("PRAGMA busy_timeout").get();
+    const ms = Number(Object.values(row ?? {})[0] ?? 0);
+    toggle = preparedToggle(db, "PRAGMA busy_timeout = 0", `PRAGMA busy_timeout = ${Number.isFinite(ms) ? ms : 0}`);
+    busyToggles.set(db, toggle);
+  }
+  toggle.on.run();
+  try {
+    withoutFsync(db, () => db.transaction(fn).immediate());
+    return true;
+  } catch (err) {
+    if ((err as { code?: string }).code === "SQLITE_BUSY") return false;
+    throw err;
+  } finally {
+    toggle.off.run();
+  }
+}
+
+/**
+ * Two prepared PRAGMA statements that set a value (`on`) and put it back (`off`), usable from
+ * their first run. SQLite applies a PRAGMA's setting when the statement is compiled; a prepared
+ * one expires after each run and is recompiled, so applied again, only from its second run on
+ * (measured with bun:sqlite: the first run of `PRAGMA busy_timeout = 0` left it at 5000). So
+ * both are run once here; compiled in this order, the connection ends with `off`'s value.
+ */
+function preparedToggle(db: Database, on: string, off: string): { on: Statement; off: Statement } {
+  const toggle = { on: db.prepare(on), off: db.prepare(off) };
+  toggle.on.run();
+  toggle.off.run();
+  return toggle;
 }

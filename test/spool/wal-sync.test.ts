@@ -9,7 +9,7 @@ import { afterEach, beforeEach, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { WalSync } from "../../src/spool/wal-sync.ts";
+import { tryCommitWithoutWaiting, WalSync } from "../../src/spool/wal-sync.ts";
 
 let dir = "";
 let db: Database;
@@ -122,3 +122,19 @@ console.log("main", main);
   expect(elsewhere.length).toBeGreaterThanOrEqual(20);
   expect(onMain.length).toBeLessThanOrEqual(6);
 }, 30_000);
+
+test("tryCommitWithoutWaiting: gives up at once on a held write lock, commits when free, keeps the busy timeout", () => {
+  db.exec("PRAGMA busy_timeout = 5000");
+  const other = new Database(join(dir, "db.sqlite"));
+  other.exec("BEGIN IMMEDIATE");
+  const t0 = performance.now();
+  expect(tryCommitWithoutWaiting(db, () => db.exec("INSERT INTO t VALUES (1)"))).toBe(false);
+  expect(performance.now() - t0).toBeLessThan(500); // not the 5 s busy timeout
+  other.exec("COMMIT");
+  expect(tryCommitWithoutWaiting(db, () => db.exec("INSERT INTO t VALUES (2)"))).toBe(true);
+  expect(other.query<{ n: number }, []>("SELECT group_concat(n) AS n FROM t").get()?.n).toBe("2" as unknown as number);
+  expect(db.query<{ timeout: number }, []>("PRAGMA busy_timeout").get()?.timeout).toBe(5000);
+  expect(synchronousSetting()).toBe(2);
+  expect(() => tryCommitWithoutWaiting(db, () => db.exec("INSERT INTO nowhere VALUES (1)"))).toThrow("no such table");
+  other.close();
+});
