@@ -339,12 +339,13 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
 
   function startTimers(): void {
     if (closed || sweepTimer) return;
+    let sweeping = false;
     sweepTimer = setInterval(() => {
-      try {
-        sweepPending(db, finisher, now() - SWEEP_INTERVAL_MS);
-      } catch (err) {
-        logger.error("retrying unfinished messages failed", { error: describeError(err) });
-      }
+      if (sweeping) return;
+      sweeping = true;
+      sweepPending(db, finisher, now() - SWEEP_INTERVAL_MS)
+        .catch((err: unknown) => logger.error("retrying unfinished messages failed", { error: describeError(err) }))
+        .finally(() => (sweeping = false));
     }, SWEEP_INTERVAL_MS);
     sweepTimer.unref();
     retention = startRetention({

@@ -105,8 +105,9 @@ export class Finisher {
       else this.logger.error("archive failed, message stays spooled", { id: it.id, error: describeError(r?.error) });
     });
     if (done.length === 0) return;
-    // Durable (WAL fsynced, off the event loop) before any spool file goes.
-    await this.wal.commit(() => {
+    // Durable (WAL fsynced, off the event loop) before any spool file goes; a write lock held
+    // elsewhere is waited for on timers, never in SQLite's busy handler on the event loop.
+    await this.wal.commitWhenFree(() => {
       for (const d of done) markMessageDone(this.db, d.id, d.archivePath);
     });
     const unneeded = done.filter((d) => !spoolStillNeeded(this.db, d.id));

@@ -277,7 +277,7 @@ export class Intake {
   private async fail(group: Waiting[], spooled: Waiting[], err: unknown, rowsCommitted: boolean): Promise<void> {
     if (rowsCommitted) {
       try {
-        await this.wal.commit(() => {
+        await this.wal.commitWhenFree(() => {
           deleteMessages(this.db, group.map((w) => w.entry.row.id));
           bumpCounterBatch(this.db, intakeCounterIncrements(group.map((w) => w.entry.row)), -1);
         });

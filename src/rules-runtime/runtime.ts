@@ -18,6 +18,7 @@ import { basename, dirname } from "node:path";
 import { CliError, describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { loadRules } from "../rules/load.ts";
+import { commitWhenFree } from "../spool/wal-sync.ts";
 import type { Diagnostic, ParseResult, RuleSet } from "../rules/types.ts";
 
 /** Quiet time after the last file event before reloading: editors write in several steps. */
@@ -74,7 +75,7 @@ export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<Rule
     lastErrorAt: null,
     reloads: { ok: 0, error: 0 },
   };
-  record(opts.db, status);
+  await record(opts.db, status);
 
   let chain: Promise<ReloadResult> = Promise.resolve({ ok: true, version: rules.version, changed: false });
   const reloadNow = async (): Promise<ReloadResult> => {
@@ -84,7 +85,7 @@ export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<Rule
       status.lastError = next.error;
       status.lastErrorAt = new Date();
       opts.logger.error("rules reload refused, previous rules stay in force", { file: opts.file, error: next.error, version: rules.version });
-      record(opts.db, status);
+      await record(opts.db, status);
       return { ok: false, error: next.error };
     }
     const changed = next.rules.version !== rules.version;
@@ -97,7 +98,7 @@ export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<Rule
       status.loadedAt = rules.loadedAt;
       opts.logger.info("rules reloaded", { file: opts.file, version: rules.version, rules: rules.rules.length });
     }
-    record(opts.db, status);
+    await record(opts.db, status);
     return { ok: true, version: rules.version, changed };
   };
   const reload = (): Promise<ReloadResult> => (chain = chain.then(reloadNow, reloadNow));
@@ -161,10 +162,11 @@ function watchFile(opts: RulesRuntimeOptions, onChange: () => void): { close(): 
 
 const META_UPSERT = `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
 
-function record(db: Database | undefined, s: RulesStatus): void {
+/** Never waits for the write lock on the event loop (commitWhenFree); reloads run one at a time. */
+async function record(db: Database | undefined, s: RulesStatus): Promise<void> {
   if (!db) return;
   try {
-    db.transaction(() => {
+    await commitWhenFree(db, () => {
       const put = db.query(META_UPSERT);
       put.run("rules.file", s.file);
       put.run("rules.version", s.version);
@@ -172,7 +174,7 @@ function record(db: Database | undefined, s: RulesStatus): void {
       put.run("rules.last_error", s.lastError ?? "");
       put.run("rules.reloads_ok", String(s.reloads.ok));
       put.run("rules.reloads_error", String(s.reloads.error));
-    }).immediate();
+    });
   } catch {
     // Recording is informational; the rules in force do not depend on it.
   }

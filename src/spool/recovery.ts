@@ -27,6 +27,7 @@ import { deleteMessages, existingMessageIds, releaseDeliveriesCreatedBefore, mar
 import { archiveRelativePath } from "../act/archive.ts";
 import type { Finisher } from "../act/finish.ts";
 import type { Spool } from "./spool.ts";
+import { commitWhenFree } from "./wal-sync.ts";
 
 /** Rows read per page while finishing pending messages (bounds memory after a long outage). */
 const RECOVERY_PAGE_ROWS = 1000;
@@ -146,8 +147,9 @@ function dropUnacknowledged(db: Database, logger: Logger, id: string, report: Re
  * Retries messages left `spooled` by a failed archive, and releases deliveries an intake could
  * not release (called periodically by the pipeline; only what is older than `olderThanMs`).
  */
-export function sweepPending(db: Database, finisher: Finisher, olderThanMs: number): number {
-  releaseDeliveriesCreatedBefore(db, olderThanMs);
+export async function sweepPending(db: Database, finisher: Finisher, olderThanMs: number): Promise<number> {
+  // No fsync needed (recovery releases them again after a crash); never waits on the event loop.
+  await commitWhenFree(db, () => void releaseDeliveriesCreatedBefore(db, olderThanMs));
   let n = 0;
   let cursor = "";
   for (;;) {

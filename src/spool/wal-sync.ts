@@ -48,15 +48,6 @@ export class WalSync {
   }
 
   /**
-   * Runs `fn` in one IMMEDIATE transaction (synchronously: it has committed when this
-   * returns) and resolves once the commit is durable on disk.
-   */
-  commit(fn: () => void): Promise<void> {
-    this.commitUnsynced(fn);
-    return this.sync();
-  }
-
-  /**
    * Runs `fn` in one IMMEDIATE transaction, committed but NOT yet durable: the caller makes it
    * so (sync(), or a syncfs of the WAL's file system started after this returned) before it
    * tells anyone. Not in WAL mode: committed with the connection's own synchronous setting.
@@ -67,6 +58,17 @@ export class WalSync {
       return;
     }
     withoutFsync(this.db, () => this.db.transaction(fn).immediate());
+  }
+
+  /**
+   * Runs `fn` in one IMMEDIATE transaction and resolves once the commit is durable on disk.
+   * Never waits for the write lock on the event loop: while another connection holds it, the
+   * transaction is tried again after a timer (see commitWhenFree below). Where the lock is
+   * free, `fn` has run and committed before this returns.
+   */
+  async commitWhenFree(fn: () => void): Promise<void> {
+    await commitWhenFree(this.db, fn);
+    return this.sync();
   }
 
   /** Resolves after an fsync of the WAL file that started after this call. */
@@ -107,7 +109,9 @@ export function withoutFsync<T>(db: Database, fn: () => T): T {
   if (toggle === undefined) {
     // prepare, not the query cache: a PRAGMA's value is read when it is compiled (see preparedToggle).
     const level = db.prepare<{ synchronous: number }, []>("PRAGMA synchronous").get()?.synchronous ?? 2;
-    toggle = level <= 1 ? null : preparedToggle(db, "PRAGMA synchronous = NORMAL", `PRAGMA synchronous = ${Number(level)}`);
+    // NORMAL is only crash-safe without fsyncs in WAL mode; a rollback journal keeps its level.
+    const wal = db.prepare<{ journal_mode: string }, []>("PRAGMA journal_mode").get()?.journal_mode === "wal";
+    toggle = level <= 1 || !wal ? null : preparedToggle(db, "PRAGMA synchronous = NORMAL", `PRAGMA synchronous = ${Number(level)}`);
     fsyncToggles.set(db, toggle);
   }
   if (toggle === null) return fn();
@@ -119,8 +123,20 @@ export function withoutFsync<T>(db: Database, fn: () => T): T {
   }
 }
 
-/** Per connection: the pragmas that make it give up at once on a held write lock, and restore its wait. */
-const busyToggles = new WeakMap<Database, { on: Statement; off: Statement }>();
+/** Per connection: the pragmas that make it give up at once on a held write lock, and its own wait (ms). */
+const busyToggles = new WeakMap<Database, { on: Statement; off: Statement; waitMs: number }>();
+
+function busyToggle(db: Database): { on: Statement; off: Statement; waitMs: number } {
+  let toggle = busyToggles.get(db);
+  if (toggle === undefined) {
+    const row = db.prepare<Record<string, number>, []>("PRAGMA busy_timeout").get();
+    const ms = Number(Object.values(row ?? {})[0] ?? 0);
+    const waitMs = Number.isFinite(ms) && ms > 0 ? ms : 0;
+    toggle = { ...preparedToggle(db, "PRAGMA busy_timeout = 0", `PRAGMA busy_timeout = ${waitMs}`), waitMs };
+    busyToggles.set(db, toggle);
+  }
+  return toggle;
+}
 
 /**
  * Runs `fn` in one IMMEDIATE transaction without an fsync and without waiting for the write
@@ -130,23 +146,43 @@ const busyToggles = new WeakMap<Database, { on: Statement; off: Statement }>();
  * become durable with the next synced commit (a later WAL fsync or syncfs covers their frames).
  */
 export function tryCommitWithoutWaiting(db: Database, fn: () => void): boolean {
-  let toggle = busyToggles.get(db);
-  if (toggle === undefined) {
-    const row = db.prepare<Record<string, number>, []>("PRAGMA busy_timeout").get();
-    const ms = Number(Object.values(row ?? {})[0] ?? 0);
-    toggle = preparedToggle(db, "PRAGMA busy_timeout = 0", `PRAGMA busy_timeout = ${Number.isFinite(ms) ? ms : 0}`);
-    busyToggles.set(db, toggle);
-  }
+  const toggle = busyToggle(db);
   toggle.on.run();
   try {
     withoutFsync(db, () => db.transaction(fn).immediate());
     return true;
   } catch (err) {
-    if ((err as { code?: string }).code === "SQLITE_BUSY") return false;
+    if (isBusy(err)) return false;
     throw err;
   } finally {
     toggle.off.run();
   }
+}
+
+/** Pauses between tries of commitWhenFree: short at first (the writer thread's commits take well under 1 ms). */
+const RETRY_DELAYS_MS = [1, 1, 2, 4, 8, 16];
+
+/**
+ * Runs `fn` in one IMMEDIATE transaction without an fsync (durable with the next synced commit,
+ * or WalSync.commitWhenFree), waiting for a write lock held elsewhere on timers instead of in
+ * SQLite's busy handler, which sleeps on the thread that asked (the event loop: every SMTP
+ * session would stall with it). Gives up like the busy handler would: after the connection's
+ * busy_timeout, rejecting with the SQLITE_BUSY error. A failing `fn` rejects at once.
+ */
+export async function commitWhenFree(db: Database, fn: () => void): Promise<void> {
+  const deadline = performance.now() + busyToggle(db).waitMs;
+  for (let attempt = 0; ; attempt++) {
+    if (tryCommitWithoutWaiting(db, fn)) return;
+    const remaining = deadline - performance.now();
+    if (remaining <= 0) throw Object.assign(new Error("database is locked"), { code: "SQLITE_BUSY" });
+    const delay = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)] ?? 16;
+    await new Promise((resolve) => setTimeout(resolve, Math.min(delay, remaining)));
+  }
+}
+
+function isBusy(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === "SQLITE_BUSY" || code === "SQLITE_BUSY_SNAPSHOT";
 }
 
 /**

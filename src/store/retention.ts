@@ -15,6 +15,7 @@ import { join, normalize, sep } from "node:path";
 import { describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { ignoreMissing } from "../spool/spool.ts";
+import { commitWhenFree } from "../spool/wal-sync.ts";
 import { archivedBefore, clearArchivePath } from "./messages.ts";
 
 /** Rows handled per page before yielding to the event loop. */
@@ -43,9 +44,10 @@ export async function pruneArchive(db: Database, dataDir: string, maxAgeDays: nu
         await unlink(join(dataDir, rel)).then(() => report.filesDeleted++, ignoreMissing);
       }
     }
-    db.transaction(() => {
+    // No fsync needed (a lost clear is redone by the next pass); never waits on the event loop.
+    await commitWhenFree(db, () => {
       for (const r of rows) clearArchivePath(db, r.id);
-    }).immediate();
+    });
     report.rowsCleared += rows.length;
     await new Promise((resolve) => setImmediate(resolve));
   }

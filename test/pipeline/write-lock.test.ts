@@ -5,6 +5,8 @@
  * busy handler slept there (a whole millisecond per retry) until the lock was free, stalling
  * every other session. Here another connection holds the lock while a message is received; a
  * timer on the event loop must keep ticking, and it is that timer that releases the lock.
+ * The same holds for the post-250 work (archive copy of a forward, row marked done): its
+ * commit waits for the lock on timers (commitWhenFree), not in the busy handler.
  */
 import { Database } from "bun:sqlite";
 import { afterEach, expect, test } from "bun:test";
@@ -47,6 +49,39 @@ test("a write lock held elsewhere delays the 250 but never blocks the event loop
     expect(n).toBe(1);
   } finally {
     clearInterval(ticker);
+    clearTimeout(release);
+    if (other.inTransaction) other.exec("ROLLBACK");
+    other.close();
+  }
+});
+
+test("post-250 work waits for a write lock held elsewhere without blocking the event loop", async () => {
+  h = await makeHarness();
+  const out = await h.pipeline.receive(message("keepcopy please"), envelope());
+  expect(out.decision.action).toBe("forward");
+  // Taken before the finisher (scheduled for after the reply) commits its "done".
+  const other = new Database(h.config.databasePath);
+  other.exec("BEGIN IMMEDIATE");
+  const HOLD_MS = 200;
+  const scheduledAt = performance.now();
+  let releasedAt = 0;
+  let statusWhileLocked = "";
+  const release = setTimeout(() => {
+    releasedAt = performance.now();
+    statusWhileLocked = other.query<{ status: string }, [string]>("SELECT status FROM messages WHERE id = ?").get(out.id)?.status ?? "";
+    other.exec("COMMIT");
+  }, HOLD_MS);
+  try {
+    await Bun.sleep(HOLD_MS + 50);
+    // SQLite's busy handler on this thread would have slept 5 s (busy_timeout), this timer with it.
+    expect(releasedAt - scheduledAt).toBeLessThan(HOLD_MS + 150);
+    expect(statusWhileLocked).toBe("spooled");
+    await h.pipeline.settle();
+    const row = h.db.query<{ status: string; archive_path: string | null }, [string]>("SELECT status, archive_path FROM messages WHERE id = ?").get(out.id);
+    expect(row?.status).toBe("done");
+    expect(row?.archive_path).toMatch(/^archive\/\d{4}-\d{2}-\d{2}\//);
+    expect(await Bun.file(`${h.config.dataDir}/${row?.archive_path}`).exists()).toBe(true);
+  } finally {
     clearTimeout(release);
     if (other.inTransaction) other.exec("ROLLBACK");
     other.close();

@@ -9,7 +9,7 @@ import { afterEach, beforeEach, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { tryCommitWithoutWaiting, WalSync } from "../../src/spool/wal-sync.ts";
+import { commitWhenFree, tryCommitWithoutWaiting, WalSync } from "../../src/spool/wal-sync.ts";
 
 let dir = "";
 let db: Database;
@@ -33,7 +33,7 @@ function synchronousSetting(): number | undefined {
 
 test("a resolved commit is visible to another connection; synchronous stays FULL", async () => {
   const wal = new WalSync(db);
-  await wal.commit(() => {
+  await wal.commitWhenFree(() => {
     db.query("INSERT INTO t VALUES (?)").run(1);
   });
   expect(synchronousSetting()).toBe(2);
@@ -42,14 +42,14 @@ test("a resolved commit is visible to another connection; synchronous stays FULL
   other.close();
 });
 
-test("a failing transaction throws, is rolled back, and leaves synchronous FULL", () => {
+test("a failing transaction rejects, is rolled back, and leaves synchronous FULL", async () => {
   const wal = new WalSync(db);
-  expect(() =>
-    wal.commit(() => {
+  await expect(
+    wal.commitWhenFree(() => {
       db.query("INSERT INTO t VALUES (?)").run(1);
       throw new Error("boom");
     }),
-  ).toThrow("boom");
+  ).rejects.toThrow("boom");
   expect(synchronousSetting()).toBe(2);
   expect(db.query<{ c: number }, []>("SELECT count(*) AS c FROM t").get()?.c).toBe(0);
 });
@@ -57,7 +57,7 @@ test("a failing transaction throws, is rolled back, and leaves synchronous FULL"
 test("many commits in one turn all resolve, sharing fsyncs", async () => {
   const wal = new WalSync(db);
   const commits = Array.from({ length: 50 }, (_, i) =>
-    wal.commit(() => {
+    wal.commitWhenFree(() => {
       db.query("INSERT INTO t VALUES (?)").run(i);
     }),
   );
@@ -67,7 +67,7 @@ test("many commits in one turn all resolve, sharing fsyncs", async () => {
 
 test("an fsync that fails rejects the commit", async () => {
   const wal = new WalSync(db);
-  await wal.commit(() => undefined);
+  await wal.commitWhenFree(() => undefined);
   const walPath = join(dir, "db.sqlite-wal");
   expect(existsSync(walPath)).toBe(true);
   // A second connection closing would not remove it; renaming the directory away makes the
@@ -76,7 +76,7 @@ test("an fsync that fails rejects the commit", async () => {
   const { renameSync } = await import("node:fs");
   renameSync(dir, moved);
   try {
-    await expect(wal.commit(() => db.query("INSERT INTO t VALUES (1)").run())).rejects.toThrow();
+    await expect(wal.commitWhenFree(() => db.query("INSERT INTO t VALUES (1)").run())).rejects.toThrow();
   } finally {
     renameSync(moved, dir);
   }
@@ -102,7 +102,7 @@ const db = new Database(${JSON.stringify(dbPath)}, { readwrite: true, strict: tr
 db.exec("PRAGMA synchronous = FULL");
 const wal = new WalSync(db);
 const main = process.pid;
-for (let i = 0; i < 20; i++) await wal.commit(() => { db.query("INSERT INTO t VALUES (?)").run(i); });
+for (let i = 0; i < 20; i++) await wal.commitWhenFree(() => { db.query("INSERT INTO t VALUES (?)").run(i); });
 console.log("main", main);
 `,
   );
@@ -136,5 +136,46 @@ test("tryCommitWithoutWaiting: gives up at once on a held write lock, commits wh
   expect(db.query<{ timeout: number }, []>("PRAGMA busy_timeout").get()?.timeout).toBe(5000);
   expect(synchronousSetting()).toBe(2);
   expect(() => tryCommitWithoutWaiting(db, () => db.exec("INSERT INTO nowhere VALUES (1)"))).toThrow("no such table");
+  other.close();
+});
+
+test("commitWhenFree: waits for a held write lock on timers (the event loop keeps running), then commits", async () => {
+  db.exec("PRAGMA busy_timeout = 5000");
+  const other = new Database(join(dir, "db.sqlite"));
+  other.exec("BEGIN IMMEDIATE");
+  let ticks = 0;
+  let longestGap = 0;
+  let last = performance.now();
+  const ticker = setInterval(() => {
+    const t = performance.now();
+    longestGap = Math.max(longestGap, t - last);
+    last = t;
+    ticks++;
+  }, 5);
+  setTimeout(() => other.exec("COMMIT"), 300);
+  const t0 = performance.now();
+  await commitWhenFree(db, () => db.exec("INSERT INTO t VALUES (7)"));
+  const waited = performance.now() - t0;
+  clearInterval(ticker);
+  expect(waited).toBeGreaterThanOrEqual(250);
+  expect(ticks).toBeGreaterThan(10); // SQLite's busy handler would have slept through them all
+  expect(longestGap).toBeLessThan(200);
+  expect(other.query<{ n: number }, []>("SELECT n FROM t").get()?.n).toBe(7);
+  expect(db.query<{ timeout: number }, []>("PRAGMA busy_timeout").get()?.timeout).toBe(5000);
+  other.close();
+});
+
+test("commitWhenFree: gives up after the connection's busy_timeout with SQLITE_BUSY; a failing fn rejects at once", async () => {
+  db.exec("PRAGMA busy_timeout = 300");
+  const other = new Database(join(dir, "db.sqlite"));
+  other.exec("BEGIN IMMEDIATE");
+  const t0 = performance.now();
+  const err = await commitWhenFree(db, () => db.exec("INSERT INTO t VALUES (1)")).catch((e: unknown) => e);
+  expect((err as { code?: string }).code).toBe("SQLITE_BUSY");
+  expect(performance.now() - t0).toBeGreaterThanOrEqual(280);
+  expect(performance.now() - t0).toBeLessThan(2000);
+  other.exec("ROLLBACK");
+  await expect(commitWhenFree(db, () => db.exec("INSERT INTO nowhere VALUES (1)"))).rejects.toThrow("no such table");
+  expect(db.query<{ c: number }, []>("SELECT count(*) AS c FROM t").get()?.c).toBe(0);
   other.close();
 });
