@@ -15,7 +15,8 @@
 #              run right after another measures the previous run's deletes
 # Prints, per binary and run: msg/s as smtp-source saw it, then µs of CPU per message for each
 # thread that used more than a trace (threads named by /proc comm: the binary's name is the
-# event loop; "Worker" threads in start order: spool writer, parse workers, delivery thread).
+# event loop; "Worker" threads in start order: spool writer, parse workers, delivery thread),
+# and the server's peak RSS (VmHWM, warm-up included).
 # Loopback only; a fresh mktemp data dir per run (kept under $TMPDIR, removed at the end).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -99,7 +100,7 @@ run_one() { # binary
     c=$(awk '{print $14+$15}' "$t/stat"); d=$((c - ${before[$t]:-0})); total=$((total + d))
     [[ $d -gt 2 ]] && line+=" $(cat "$t/comm")=$((d * 1000000 / hz / n))"
   done
-  echo "$line total=$((total * 1000000 / hz / n))"
+  echo "$line total=$((total * 1000000 / hz / n)); peak RSS $(awk '/VmHWM/ {printf "%d MB", $2 / 1024}' "/proc/$server/status")"
   kill "$server"; wait "$server" 2>/dev/null || true; server=""
 }
 
