@@ -3,14 +3,17 @@
  *
  * The database runs in WAL mode with synchronous=FULL, which makes every COMMIT call fsync()
  * on the WAL file — synchronously, on the thread that runs the SQL, i.e. the event loop.
- * `commit(fn)` instead runs the transaction with synchronous=NORMAL (in WAL mode: the commit
- * only write()s its frames into the WAL, no fsync) and then fsyncs the WAL file in the
+ * `commitWhenFree(fn)` instead runs the transaction with synchronous=NORMAL (in WAL mode: the
+ * commit only write()s its frames into the WAL, no fsync) and then fsyncs the WAL file in the
  * thread pool; the returned promise resolves only after that fsync, so "resolved" means
  * exactly what a FULL commit means: the transaction survives a power loss. (A process crash
  * loses nothing either way: the frames are in the kernel once write() returned.) SQLite
  * itself still syncs the WAL before each checkpoint and the WAL header when it is reused,
  * so the database can never be corrupted, only lose commits no one was told about.
  *
+ * Nor does the event loop wait for the write lock (held at times by the spool writer thread,
+ * the delivery thread or `mailgw queue`): SQLite's busy handler would sleep right there,
+ * stalling every session; commitWhenFree tries again on timers instead.
  * Fsyncs are shared: commits made while one is in flight are covered by ONE next fsync.
  * Not in WAL mode (or an in-memory database): commits run with the connection's own
  * synchronous setting and resolve at once.
