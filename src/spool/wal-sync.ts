@@ -56,10 +56,7 @@ export class WalSync {
    * tells anyone. Not in WAL mode: committed with the connection's own synchronous setting.
    */
   commitUnsynced(fn: () => void): void {
-    if (this.walPath === null) {
-      this.db.transaction(fn).immediate();
-      return;
-    }
+    // withoutFsync leaves a connection not in WAL mode at its own level.
     withoutFsync(this.db, () => this.db.transaction(fn).immediate());
   }
 
