@@ -86,6 +86,11 @@ export interface PipelineDeps {
   now?: () => number;
   /** Called after a message of BIG_MESSAGE_BYTES or more, before its parse (the heap governor's check). */
   afterBigMessage?: () => void;
+  /**
+   * Whether a relay is configured now (SIGHUP can add or remove one): new forwards are queued
+   * for it, or held without one. Default: `config.relay` as loaded at start.
+   */
+  relayConfigured?: () => boolean;
 }
 
 export interface Pipeline extends MessageSink {
@@ -112,6 +117,7 @@ export interface Pipeline extends MessageSink {
 export function createPipeline(deps: PipelineDeps): Pipeline {
   const { config, db, logger, rules } = deps;
   const now = deps.now ?? Date.now;
+  const relayConfigured = deps.relayConfigured ?? ((): boolean => config.relay !== null);
   const spool = new Spool(config.dataDir);
   mkdirSync(spool.orphanDir, { recursive: true });
   const archive = new Archive(config.dataDir);
@@ -251,7 +257,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     const keepBytes = decision.archive || decision.action === "forward" || decision.action === "webhook";
     if (!keepBytes) await file.abort();
     const entry: IntakeEntry = {
-      row, file: keepBytes ? file : null, deliveries: deliveriesFor(row, decision, config.relay !== null),
+      row, file: keepBytes ? file : null, deliveries: deliveriesFor(row, decision, relayConfigured()),
       finalPath: row.archivePath ? join(config.dataDir, row.archivePath) : null,
     };
     try {

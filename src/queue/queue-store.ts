@@ -189,11 +189,24 @@ export function holdForwards(db: Database, now: number): number {
     .run(now).changes;
 }
 
-/** With a relay: held forwards become due now. */
+/**
+ * With a relay: held forwards become due now, except one whose message is not yet durable: it
+ * is queued but stays held back until the intake releases it (else the worker could look for
+ * a spool file not written yet, and fail a message its client got 250 for).
+ */
 export function releaseHeld(db: Database, now: number): number {
   return db
-    .query(`UPDATE deliveries SET state = 'queued', next_attempt_at = ?, updated_at = ? WHERE state = 'held'`)
-    .run(now, now).changes;
+    .query(
+      `UPDATE deliveries SET state = 'queued', updated_at = ?1,
+         next_attempt_at = CASE WHEN next_attempt_at = ${NOT_YET_DURABLE_AT} THEN next_attempt_at ELSE ?1 END
+       WHERE state = 'held'`,
+    )
+    .run(now).changes;
+}
+
+/** Whether any delivery is held (a read: no write lock unless there is something to release). */
+export function anyHeld(db: Database): boolean {
+  return db.query(`SELECT 1 FROM deliveries WHERE state = 'held' LIMIT 1`).get() !== null;
 }
 
 /** At start: attempts a crash interrupted are due again (at-least-once; a duplicate is possible). */

@@ -86,6 +86,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   let started = false;
   let stopping = false;
   let tickScheduled = false;
+  /** When claimAndRun last looked for held forwards while a relay is set. */
+  let heldCheckedAt = -Infinity;
   const recordFinished = createGroupCommit((records: store.AttemptRecord[]) => store.finishAttempts(db, records));
   const walSync = opts.durable ? null : new WalSync(db);
   const durable = opts.durable ?? (() => (walSync as WalSync).sync());
@@ -138,6 +140,11 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     if (relay === null) {
       const held = store.holdForwards(db, t);
       if (held > 0) logger.warn("forwards held: no relay configured (set RELAY_SMTP_HOST)", { count: held });
+    } else if (t - heldCheckedAt >= pollMs) {
+      // A forward the intake held while a SIGHUP was adding the relay (it decided before the
+      // reload, committed after the release): found here within a poll, never left held.
+      heldCheckedAt = t;
+      if (store.anyHeld(db)) releaseHeldIfRelay();
     }
     const free = maxInFlight - running.size;
     if (free <= 0) return;

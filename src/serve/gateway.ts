@@ -61,8 +61,12 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
   const startedAt = Date.now();
   const rules = await startRulesRuntime({ file: config.rulesFile, logger, db });
   let heap: HeapGovernor | null = null;
-  const pipeline = createPipeline({ config, db, logger, rules, afterBigMessage: () => void heap?.check() });
   let relay: RelayConfig | null = config.relay;
+  const pipeline = createPipeline({
+    config, db, logger, rules,
+    afterBigMessage: () => void heap?.check(),
+    relayConfigured: () => relay !== null,
+  });
   // Delivery runs in its own thread (own SQLite connection), so it uses a second core.
   const worker = createThreadedDeliveryWorker({ config, db, logger });
   const counters = createSessionCounters(db, logger);
@@ -107,7 +111,8 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
       start: () => worker.start(),
       stop: () => worker.stop(),
       reload() {
-        const next = opts.reloadConfig?.().relay ?? relay;
+        // A relay removed from the configuration is removed here too: new forwards are held.
+        const next = opts.reloadConfig ? opts.reloadConfig().relay : relay;
         if (JSON.stringify(next) === JSON.stringify(relay)) return;
         relay = next;
         worker.reloadRelay(next);

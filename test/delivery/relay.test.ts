@@ -192,4 +192,13 @@ describe("no relay configured", () => {
     await waitFor(() => deliveryOf(t.db, id).state === "delivered", 10_000, "delivered");
     expect(relay.received).toHaveLength(1);
   }, 30_000);
+
+  test("a forward held after the relay was set (intake decided before the reload) is delivered within a poll", async () => {
+    const { relay, t, worker } = await setup();
+    worker.start();
+    await Bun.sleep(100); // the start's release of held rows is over
+    const id = seedDelivery(t, { state: "held" });
+    await waitFor(() => deliveryOf(t.db, id).state === "delivered", 5_000, "delivered");
+    expect(relay.received).toHaveLength(1);
+  }, 30_000);
 });

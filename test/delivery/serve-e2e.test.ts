@@ -3,7 +3,8 @@
  * SMTP is forwarded through a real relay (STARTTLS + AUTH), also from many concurrent sessions
  * (none may fail because the worker claimed it before its spool file was written); kill -9 while the relay holds the
  * deliveries mid-DATA, restart → delivered; relay down during intake, then up → delivered;
- * no relay → held, then a relay configured in .env + SIGHUP → delivered.
+ * no relay → held, then a relay configured in .env + SIGHUP → delivered (also what arrives
+ * after the reload), and the relay removed again + SIGHUP → held.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import type { Database } from "bun:sqlite";
@@ -143,6 +144,19 @@ describe("delivery inside mailgw serve", () => {
     s.proc.kill("SIGHUP");
     await waitFor(() => states(db, ids)[0] === "delivered", 15_000, "delivered after SIGHUP");
     expect(subjectsAt(relay)).toEqual(["quote held"]);
+    // Forwards received after the reload go to the relay too (not held until another SIGHUP).
+    const after = await send(s.smtpPort, ["quote after"]);
+    await waitFor(() => states(db, after)[0] === "delivered", 15_000, "later forward delivered");
+    expect(subjectsAt(relay)).toEqual(["quote after", "quote held"]);
+    // The relay removed from .env + SIGHUP: new forwards are held again, nothing is sent.
+    writeFileSync(join(dir, ".env"), "");
+    s.proc.kill("SIGHUP");
+    await s.waitForLog((l) => l.msg === "relay settings reloaded" && l.relay === "none");
+    const removed = await send(s.smtpPort, ["quote removed"]);
+    await waitFor(() => states(db, removed)[0] === "held", 10_000, "held after the relay was removed");
+    await Bun.sleep(300);
+    expect(states(db, removed)[0]).toBe("held");
+    expect(subjectsAt(relay)).toEqual(["quote after", "quote held"]);
     const logText = JSON.stringify(s.logs);
     expect(logText).not.toContain("relaypass");
   }, 60_000);

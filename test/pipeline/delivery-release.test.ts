@@ -9,7 +9,7 @@ import { Database } from "bun:sqlite";
 import { afterEach, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { retryNow } from "../../src/queue/queue-store.ts";
+import { releaseHeld, retryNow } from "../../src/queue/queue-store.ts";
 import { insertDelivery, insertMessage, NOT_YET_DURABLE_AT, releaseDeliveries } from "../../src/store/messages.ts";
 import { envelope, makeHarness, message, type Harness } from "./helpers.ts";
 
@@ -61,4 +61,24 @@ test("`queue retry --all` leaves a held-back delivery alone; its release makes i
   releaseDeliveries(h.db, [id]);
   expect(next()).toEqual({ state: "held", next_attempt_at: t });
   expect(retryNow(h.db, null, t + 5)).toBe(1);
+});
+
+test("a relay set by SIGHUP queues a held-back forward but leaves it held back until its release", async () => {
+  h = await makeHarness({ recover: false });
+  const t = Date.now();
+  const ids = ["01m81zh58fmmh9a1q2rb3b1kac", "01m81zh58fmmh9a1q2rb3b1kad"];
+  for (const id of ids) {
+    insertMessage(h.db, {
+      id, receivedAt: t, clientIp: "192.0.2.1", helo: "x", tls: false, mailFrom: "a@b.org", recipients: ["x@example.com"],
+      subject: "s", size: 10, rule: null, category: "default", action: "forward", archive: false, status: "done",
+    });
+  }
+  // The first is durable (released) and held; the second's message is still being written.
+  insertDelivery(h.db, { messageId: ids[0]!, kind: "forward", target: ["x@y.org"], rule: null, category: "default", state: "held", createdAt: t });
+  insertDelivery(h.db, { messageId: ids[1]!, kind: "forward", target: ["x@y.org"], rule: null, category: "default", state: "held", createdAt: t }, NOT_YET_DURABLE_AT);
+  const rows = () => h!.db.query<{ state: string; next_attempt_at: number }, []>("SELECT state, next_attempt_at FROM deliveries ORDER BY id").all();
+  expect(releaseHeld(h.db, t + 5)).toBe(2);
+  expect(rows()).toEqual([{ state: "queued", next_attempt_at: t + 5 }, { state: "queued", next_attempt_at: NOT_YET_DURABLE_AT }]);
+  releaseDeliveries(h.db, [ids[1]!]);
+  expect(rows()[1]).toEqual({ state: "queued", next_attempt_at: t });
 });
