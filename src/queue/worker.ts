@@ -4,8 +4,9 @@
  *
  * Scheduling: woken by intake (`wake()`), by finished attempts, and by a short poll (which
  * also notices `mailgw queue retry` from another process). At most MAX_IN_FLIGHT attempts
- * run at once; forwards share the relay's cap and each webhook URL has its own, so one slow
- * or stalled target never takes every slot. Every attempt has a deadline.
+ * run at once; forwards share the relay's cap, webhooks their own share, and each webhook URL
+ * has its own cap, so one slow or stalled target never takes every slot. Every attempt has a
+ * deadline.
  * Durability: at-least-once. A claim is committed (`delivering`) before the attempt; on
  * start, `delivering` rows left by a crash are queued again (a duplicate is possible, a loss
  * is not). Results are committed without an fsync (WAL, synchronous=NORMAL: the write lock is
@@ -26,8 +27,15 @@ import * as store from "./queue-store.ts";
 import { nextStep } from "./retry.ts";
 import { createSpoolAccess, type SpoolAccess } from "./spool-access.ts";
 
-/** Attempts running at once, all targets together. Bounds sockets, memory (message bytes) and CPU. */
-export const MAX_IN_FLIGHT = 32;
+/**
+ * Attempts running at once, all targets together. Bounds sockets, memory (message bytes) and
+ * CPU. Forwards (at most the relay's cap: 8 connections × 4) and webhooks (at most
+ * MAX_WEBHOOKS_IN_FLIGHT) each have their own share of it, so a stalled relay with a backlog
+ * cannot hold every webhook back, nor stalled webhook receivers the forwards.
+ */
+export const MAX_IN_FLIGHT = 48;
+/** Webhook attempts running at once, all URLs together. */
+export const MAX_WEBHOOKS_IN_FLIGHT = 16;
 /** Attempts running at once against one webhook URL, so a slow receiver cannot take every slot. */
 export const MAX_PER_WEBHOOK_TARGET = 4;
 /**
@@ -79,6 +87,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   const pollMs = opts.pollIntervalMs ?? POLL_INTERVAL_MS;
   const attemptTimeoutMs = opts.attemptTimeoutMs ?? ATTEMPT_TIMEOUT_MS;
   const maxInFlight = opts.maxInFlight ?? MAX_IN_FLIGHT;
+  const webhookCap = Math.min(maxInFlight, MAX_WEBHOOKS_IN_FLIGHT);
   const stopController = new AbortController();
   const running = new Map<number, { promise: Promise<void>; key: string }>();
   let relay: RelayClient | null = null;
@@ -113,7 +122,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     }
     // Without a relay, forwards were just held; any claimed meanwhile go back to held in attempt().
     const forwards = relay === null ? free : Math.min(free, Math.max(0, relayCap() - countByKey("relay")));
-    return { forwards, webhooks: free, webhookTargets: [...webhookTargets] };
+    const webhooks = Math.min(free, Math.max(0, webhookCap - (running.size - countByKey("relay"))));
+    return { forwards, webhooks, webhookTargets: [...webhookTargets] };
   }
 
   /** Coalesces wake-ups (intake, finished attempts) into one claim per event-loop turn. */
@@ -155,12 +165,15 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   function applyCaps(candidates: store.ClaimedDelivery[], free: number): store.ClaimedDelivery[] {
     const forwardCap = relay === null ? Infinity : relayCap();
     const counts = new Map<string, number>();
+    let webhooks = running.size - countByKey("relay");
     const chosen: store.ClaimedDelivery[] = [];
     for (const d of candidates) {
       if (chosen.length >= free) break;
       const key = keyOf(d);
       const n = counts.get(key) ?? countByKey(key);
       if (n >= (key === "relay" ? forwardCap : MAX_PER_WEBHOOK_TARGET)) continue;
+      if (key !== "relay" && webhooks >= webhookCap) continue;
+      if (key !== "relay") webhooks++;
       counts.set(key, n + 1);
       chosen.push(d);
     }

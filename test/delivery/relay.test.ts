@@ -121,6 +121,21 @@ describe("forward through the relay", () => {
     await waitFor(() => deliveryOf(t.db, id).state === "delivered", 15_000, "delivered");
   }, 30_000);
 
+  test("a stalled relay with a backlog does not hold a webhook delivery back", async () => {
+    const { relay, t, worker } = await setup({}, {}, { attemptTimeoutMs: 4_000 });
+    const hook = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response("ok") });
+    cleanups.push(() => void hook.stop(true));
+    relay.mode = "stall";
+    const forwards = Array.from({ length: 40 }, () => seedDelivery(t));
+    worker.start();
+    await waitFor(() => worker.inFlight() >= 32, 5_000, "the relay's slots all taken");
+    const webhook = seedDelivery(t, { kind: "webhook", target: `http://127.0.0.1:${hook.port}/in` });
+    worker.wake();
+    await waitFor(() => deliveryOf(t.db, webhook).state === "delivered", 2_000, "webhook delivered beside the stalled forwards");
+    expect(forwards.every((id) => deliveryOf(t.db, id).state !== "delivered")).toBe(true);
+    relay.mode = "ok";
+  }, 30_000);
+
   test("too old → failed (QUEUE_MAX_AGE_HOURS), message kept on disk", async () => {
     const { relay, t, worker } = await setup({}, { QUEUE_MAX_AGE_HOURS: "1" });
     relay.mode = "tempfail";
