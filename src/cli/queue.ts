@@ -48,7 +48,7 @@ const list = defineCommand({
 });
 
 const retryCommand = defineCommand({
-  meta: { name: "retry", description: "Make failed, deferred or held deliveries due now: retry ID, or retry --all" },
+  meta: { name: "retry", description: "Make failed, deferred or held deliveries due now, with a fresh QUEUE_MAX_AGE_HOURS and backoff: retry ID, or retry --all" },
   args: {
     ...configArgs,
     id: { type: "positional", required: false, valueHint: "ID", description: "Message id (or MESSAGE#N, or a delivery number)" },

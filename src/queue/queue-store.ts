@@ -25,6 +25,10 @@ export interface ClaimedDelivery {
   category: string;
   attempts: number;
   createdAt: number;
+  /** What QUEUE_MAX_AGE_HOURS counts from: the queueing, or the last `queue retry`. */
+  ageFrom: number;
+  /** Attempts made before the last `queue retry` (the backoff restarts there). */
+  retryAttempts: number;
   nextAttemptAt: number;
   mailFrom: string;
   recipients: string;
@@ -49,7 +53,8 @@ export interface ClaimLimits {
 }
 
 const CLAIM_COLUMNS = `d.id, d.message_id AS messageId, d.kind, d.target, d.rule, d.category, d.attempts,
-  d.created_at AS createdAt, d.next_attempt_at AS nextAttemptAt, m.mail_from AS mailFrom, m.recipients,
+  d.created_at AS createdAt, coalesce(d.retry_from, d.created_at) AS ageFrom, d.retry_attempts AS retryAttempts,
+  d.next_attempt_at AS nextAttemptAt, m.mail_from AS mailFrom, m.recipients,
   m.client_ip AS clientIp, m.helo, m.tls, m.received_at AS receivedAt, m.subject`;
 
 /**
@@ -260,23 +265,26 @@ export function findDeliveries(db: Database, ref: string): QueueEntry[] {
 /** States `queue retry` moves to queued. */
 export const RETRYABLE_STATES: readonly DeliveryState[] = ["failed", "deferred", "held"];
 
-/** Makes the deliveries due now; returns how many changed. `ids` null = all retryable. */
 /** Not a delivery the intake holds back until its message is durable (released then, not retried). */
 const DURABLE = `next_attempt_at <> ${NOT_YET_DURABLE_AT}`;
 
+/** A fresh start: due now, and the age limit and backoff count from now (migration 4). */
+const RETRY_SET = `state = 'queued', next_attempt_at = ?1, updated_at = ?1, retry_from = ?1, retry_attempts = attempts`;
+
+/** Makes the deliveries due now; returns how many changed. `ids` null = all retryable. */
 export function retryNow(db: Database, ids: readonly number[] | null, now: number): number {
   const states = JSON.stringify(RETRYABLE_STATES);
   if (ids === null) {
     return db
-      .query(`UPDATE deliveries SET state = 'queued', next_attempt_at = ?, updated_at = ? WHERE state IN (SELECT value FROM json_each(?)) AND ${DURABLE}`)
-      .run(now, now, states).changes;
+      .query(`UPDATE deliveries SET ${RETRY_SET} WHERE state IN (SELECT value FROM json_each(?2)) AND ${DURABLE}`)
+      .run(now, states).changes;
   }
   return db
     .query(
-      `UPDATE deliveries SET state = 'queued', next_attempt_at = ?, updated_at = ?
-       WHERE id IN (SELECT value FROM json_each(?)) AND state IN (SELECT value FROM json_each(?)) AND ${DURABLE}`,
+      `UPDATE deliveries SET ${RETRY_SET}
+       WHERE id IN (SELECT value FROM json_each(?3)) AND state IN (SELECT value FROM json_each(?2)) AND ${DURABLE}`,
     )
-    .run(now, now, JSON.stringify(ids), states).changes;
+    .run(now, states, JSON.stringify(ids)).changes;
 }
 
 /** Removes deliveries and their attempts (`queue drop`); returns how many were removed. */

@@ -210,7 +210,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     const { outcome, target } = await runAttempt(d, { spool, relay, webhookSecret: config.webhookSecret, signal, nowMs: at });
     const end = now();
     const attempts = d.attempts + 1;
-    const step = nextStep({ outcome, attempts, createdAt: d.createdAt, now: end, ...config.queue, random });
+    const step = nextStep({ outcome, attempts: attempts - d.retryAttempts, createdAt: d.ageFrom, now: end, ...config.queue, random });
     const ok = outcome.kind === "delivered";
     const reply = ok ? outcome.reply : outcome.error;
     const durationMs = Math.max(0, end - at);

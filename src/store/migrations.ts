@@ -108,4 +108,16 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX messages_commit_seq ON messages(commit_seq) WHERE commit_seq IS NOT NULL;
     `,
   },
+  {
+    // `mailgw queue retry` gives a delivery a fresh start: QUEUE_MAX_AGE_HOURS and the backoff
+    // count from the retry (retry_from, and the attempts made before it), not from the first
+    // queueing, so a delivery retried after a long outage is not failed again at its first 4xx.
+    // created_at stays the message's real age (`queue list`).
+    version: 4,
+    name: "deliveries-retry-from",
+    sql: `
+      ALTER TABLE deliveries ADD COLUMN retry_from INTEGER;
+      ALTER TABLE deliveries ADD COLUMN retry_attempts INTEGER NOT NULL DEFAULT 0;
+    `,
+  },
 ];

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { silentLogger } from "../../src/log/logger.ts";
+import { retryNow } from "../../src/queue/queue-store.ts";
 import { createDeliveryWorker, type DeliveryWorker } from "../../src/queue/worker.ts";
 import {
   attemptsOf, counter, deliveryOf, makeEnv, relayVars, SAMPLE_MESSAGE, seedDelivery, startRelay,
@@ -144,6 +145,17 @@ describe("forward through the relay", () => {
     await waitFor(() => deliveryOf(t.db, id).state === "failed", 10_000, "failed");
     expect(deliveryOf(t.db, id).last_error ?? "").toContain("QUEUE_MAX_AGE_HOURS");
     expect(existsSync(join(t.dataDir, "spool", `${id}.eml`))).toBe(true);
+    // `queue retry` gives it a fresh start: a 4xx now defers it (with a short backoff) instead of
+    // failing it again at once, and it is delivered once the relay accepts.
+    t.db.query("UPDATE deliveries SET attempts = 20 WHERE message_id = ?").run(id); // as after a long outage
+    const before = deliveryOf(t.db, id).attempts;
+    expect(retryNow(t.db, [deliveryOf(t.db, id).id], Date.now())).toBe(1);
+    await waitFor(() => deliveryOf(t.db, id).attempts > before, 10_000, "attempt after the retry");
+    expect(deliveryOf(t.db, id).state).toBe("deferred");
+    const next = t.db.query<{ n: number }, [number]>("SELECT next_attempt_at - updated_at AS n FROM deliveries WHERE id = ?").get(deliveryOf(t.db, id).id);
+    expect(next!.n).toBeLessThan(5_000); // the backoff restarts at the retry: not base × 2^20 (capped at 1 h)
+    relay.mode = "ok";
+    await waitFor(() => deliveryOf(t.db, id).state === "delivered", 10_000, "delivered after the retry");
   }, 30_000);
 
   test("relay down during intake, then up: deferred, then delivered", async () => {
