@@ -13,6 +13,8 @@
  * `maxMessagesPerConnection`; closed after `idleTimeoutMs` idle. A message whose reused
  * session turns out dead before its DATA started goes out once more on a fresh session
  * (`maxRequeues`); a 5xx/4xx to the envelope or data keeps the session (RSET) for the next.
+ * A session that cannot be set up while others work caps the pool at those for a while
+ * (`setupRetryMs`): relays that allow fewer connections refuse the extra ones with 421.
  *
  * Trusts: SMTPConnection for the protocol. Failure: never rejects; every send resolves to
  * { ok: true, info } or { ok: false, error } with nodemailer's error (code, responseCode,
@@ -45,7 +47,16 @@ export interface RelayPoolOptions {
   idleTimeoutMs: number;
   /** Times a message may move to a fresh session after a reused one died before its DATA. */
   maxRequeues: number;
+  /**
+   * After a session failed to set up while others were up or opening (a relay that allows
+   * fewer connections than maxConnections answers the extra ones 421): no new session for this
+   * long, the messages wait for the working ones. Default SETUP_RETRY_MS.
+   */
+  setupRetryMs?: number;
 }
+
+/** See RelayPoolOptions.setupRetryMs. */
+export const SETUP_RETRY_MS = 5_000;
 
 export interface RelayPool {
   send(job: RelayPoolJob): Promise<RelayPoolResult>;
@@ -83,6 +94,9 @@ function poolError(message: string, code: string): Error {
 export function createRelayPool(opts: RelayPoolOptions): RelayPool {
   const waiting: Waiting[] = [];
   const sessions = new Set<Session>();
+  const setupRetryMs = opts.setupRetryMs ?? SETUP_RETRY_MS;
+  /** See setupFailed: while now is before this, sessions that work are all the pool uses. */
+  let openBlockedUntil = 0;
   let closed = false;
 
   function settle(w: Waiting, result: RelayPoolResult): void {
@@ -133,17 +147,22 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
         continue;
       }
       if (sessions.size >= opts.maxConnections || opening >= waiting.length) return;
+      if (sessions.size > 0 && Date.now() < openBlockedUntil) return;
       open();
       opening++;
     }
   }
 
-  /** A session failed before it was usable: with no other session up, the waiting messages fail too. */
+  /**
+   * A session failed before it was usable. With another one up or still opening, the waiting
+   * messages wait for it and no new session is opened for a while (else a relay capping its
+   * connections below ours is hit in a tight connect-421 loop); with none, they fail (the relay
+   * is down or refuses us: the queue retries them with backoff).
+   */
   function setupFailed(s: Session, err: unknown): void {
     drop(s);
-    let othersUp = false;
-    for (const o of sessions) if (o.ready) othersUp = true;
-    if (!othersUp) for (const w of waiting.splice(0)) settle(w, { ok: false, error: err });
+    if (sessions.size > 0) openBlockedUntil = Date.now() + setupRetryMs;
+    else for (const w of waiting.splice(0)) settle(w, { ok: false, error: err });
     dispatch();
   }
 

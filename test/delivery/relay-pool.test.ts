@@ -2,7 +2,7 @@
  * The relay connection pool (src/act/relay-pool.ts) against a small scripted SMTP server on
  * loopback (raw socket, PIPELINING): session reuse, one requeue when a reused session dies
  * before DATA, abort of a stalled message closing only its session, a relay that is down
- * failing the waiting messages at once, and close().
+ * failing the waiting messages at once, a relay refusing extra connections with 421, and close().
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { createServer, type Server, type Socket } from "node:net";
@@ -13,6 +13,10 @@ interface Script {
   dropOnMail?: number;
   /** Never answer the end of DATA for messages to this recipient. */
   stallRcpt?: string;
+  /** Sessions open at once beyond this get `421` as greeting (a relay capping connections). */
+  maxSessions?: number;
+  /** Answer the end of DATA after this many ms (keeps sessions busy). */
+  dataReplyDelayMs?: number;
 }
 
 interface FakeRelay {
@@ -30,6 +34,10 @@ async function startFakeRelay(script: Script = {}): Promise<FakeRelay> {
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => {});
     state.sessions++;
+    if (script.maxSessions !== undefined && sockets.size > script.maxSessions) {
+      socket.end("421 4.7.0 fake.test too many connections from your host\r\n");
+      return;
+    }
     let buffer = "";
     let inData = false;
     let body = "";
@@ -47,7 +55,8 @@ async function startFakeRelay(script: Script = {}): Promise<FakeRelay> {
             inData = false;
             if (rcpt === script.stallRcpt) continue;
             state.delivered.push({ to: rcpt, body });
-            socket.write("250 2.0.0 queued\r\n");
+            if (script.dataReplyDelayMs) setTimeout(() => socket.write("250 2.0.0 queued\r\n"), script.dataReplyDelayMs);
+            else socket.write("250 2.0.0 queued\r\n");
           } else body += `${line}\r\n`;
           continue;
         }
@@ -154,6 +163,17 @@ describe("relay pool", () => {
     // A second session still opening when the first failed goes away on its own failure.
     for (let i = 0; i < 50 && p.sessions() > 0; i++) await Bun.sleep(20);
     expect(p.sessions()).toBe(0);
+  });
+
+  test("a relay allowing fewer connections than the pool: its 421s cap the pool, no reconnect loop, nothing fails", async () => {
+    const relay = await startFakeRelay({ maxSessions: 2, dataReplyDelayMs: 5 });
+    cleanups.push(() => relay.close());
+    const p = pool(relay.port, 8);
+    const results = await Promise.all(Array.from({ length: 60 }, (_, i) => send(p, `m${i}@t.test`)));
+    expect(results.map(errorCode).filter((c) => c !== "ok")).toEqual([]);
+    expect(relay.delivered).toHaveLength(60);
+    // The first burst opens 8 (6 refused); after that only the 2 working sessions are used.
+    expect(relay.sessions).toBeLessThanOrEqual(8);
   });
 
   test("close(): waiting messages fail, later sends fail, nothing hangs", async () => {
