@@ -99,6 +99,11 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (tlsEnabled && (!keyPath || !certPath)) {
     throw new CliError(`SMTP_TLS_ENABLED=true needs SMTP_TLS_KEY and SMTP_TLS_CERT (PEM file paths)`);
   }
+  const tlsRequired = bool(get, "SMTP_TLS_REQUIRED");
+  if (tlsRequired && !tlsEnabled) {
+    // Without STARTTLS on offer, every MAIL would get 530: a gateway that takes no mail at all.
+    throw new CliError(`SMTP_TLS_REQUIRED=true needs STARTTLS: set SMTP_TLS_KEY and SMTP_TLS_CERT (and do not set SMTP_TLS_ENABLED=false)`);
+  }
   const maxMb = number(get, "MAX_MESSAGE_SIZE_MB", 0.001, 1024);
   return {
     cwd,
@@ -109,7 +114,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       allowedIps: parseCidrList(get("SMTP_ALLOWED_IPS"), "SMTP_ALLOWED_IPS"),
       proxyProtocol: bool(get, "SMTP_PROXY_PROTOCOL"),
       proxyTrusted: parseCidrList(get("SMTP_PROXY_TRUSTED"), "SMTP_PROXY_TRUSTED"),
-      tls: { enabled: tlsEnabled, keyPath, certPath, required: bool(get, "SMTP_TLS_REQUIRED") },
+      tls: { enabled: tlsEnabled, keyPath, certPath, required: tlsRequired },
       maxMessageBytes: Math.floor(maxMb * 1024 * 1024),
       rateLimit: { max: integer(get, "RATE_LIMIT_MAX", 1, 1e9), windowMs: integer(get, "RATE_LIMIT_WINDOW_MS", 1, 864e5 * 365) },
     },

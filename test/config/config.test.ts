@@ -61,6 +61,8 @@ describe("loadConfig", () => {
     });
     expect(loadConfig({ env: { SMTP_TLS_KEY: "k.pem", SMTP_TLS_CERT: "c.pem", SMTP_TLS_ENABLED: "false" }, cwd }).smtp.tls.enabled).toBe(false);
     expect(errorOf(() => loadConfig({ env: { SMTP_TLS_ENABLED: "true" }, cwd }))).toContain("SMTP_TLS_KEY");
+    expect(errorOf(() => loadConfig({ env: { SMTP_TLS_REQUIRED: "true" }, cwd }))).toContain("SMTP_TLS_REQUIRED");
+    expect(errorOf(() => loadConfig({ env: { SMTP_TLS_KEY: "k.pem", SMTP_TLS_CERT: "c.pem", SMTP_TLS_ENABLED: "false", SMTP_TLS_REQUIRED: "true" }, cwd }))).toContain("SMTP_TLS_REQUIRED");
   });
 
   test("relay config, secrets redacted", () => {

@@ -38,6 +38,13 @@ describe("mailgw serve refuses bad configuration with exit 1 and one line", () =
     expect(oneLine(r.stderr)).toContain(`SMTP_TLS_KEY=${missing}`);
   });
 
+  test("SMTP_TLS_REQUIRED=true without a key and certificate: exit 1 naming the variable (it would refuse every MAIL)", async () => {
+    const dir = serveDir();
+    const r = await runServeOnce("source", dir, { SMTP_TLS_REQUIRED: "true" });
+    expect(r.exitCode).toBe(1);
+    expect(oneLine(r.stderr)).toContain("SMTP_TLS_REQUIRED=true needs STARTTLS");
+  });
+
   test("missing rules file, port in use, missing --env-file", async () => {
     const dir = serveDir();
     const rules = await runServeOnce("source", dir, {}, ["--rules", "nope.yaml"]);
