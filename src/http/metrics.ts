@@ -9,6 +9,7 @@
 import type { Database } from "bun:sqlite";
 import { ACTIONS, DELIVERY_KINDS, QUEUE_STATES, periodTotals, type StatsSnapshot } from "./stats-data.ts";
 import { DURATION_BUCKETS_SECONDS, type DeliveryDurationHistogram } from "./delivery-histogram.ts";
+import { deliveryMetric } from "./deliveries-by-rule.ts";
 import { escapePromLabel } from "./escape.ts";
 
 export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -44,8 +45,8 @@ function formatValue(v: number): string {
 
 export function renderMetrics(db: Database, snapshot: StatsSnapshot, histogram: DeliveryDurationHistogram): string {
   const counterRows = db
-    .query<{ metric: string; category: string; n: number }, []>(
-      `SELECT metric, category, SUM(n) AS n FROM daily_counters GROUP BY metric, category`,
+    .query<{ metric: string; rule: string; category: string; n: number }, []>(
+      `SELECT metric, rule, category, SUM(n) AS n FROM daily_counters GROUP BY metric, rule, category`,
     )
     .all();
   const all = periodTotals(counterRows);
@@ -70,6 +71,12 @@ export function renderMetrics(db: Database, snapshot: StatsSnapshot, histogram: 
   out.family("mailgw_deliveries_total", "counter", "Delivery attempt outcomes by kind (forward, webhook) and result.");
   for (const kind of DELIVERY_KINDS) {
     for (const [result, n] of Object.entries(all.deliveries[kind])) out.sample("mailgw_deliveries_total", { kind, result }, n);
+  }
+
+  out.family("mailgw_deliveries_by_rule_total", "counter", "Delivery attempt outcomes by kind, result, rule (\"\" = the default action) and category.");
+  for (const r of counterRows) {
+    const m = deliveryMetric(r.metric);
+    if (m !== null) out.sample("mailgw_deliveries_by_rule_total", { kind: m.kind, result: m.result, rule: r.rule, category: r.category || "default" }, r.n);
   }
 
   out.family("mailgw_queue_depth", "gauge", "Deliveries in the queue by state (failed ones wait for `mailgw queue retry`).");

@@ -11,6 +11,7 @@ import type { Database } from "bun:sqlite";
 import type { Action, DeliveryKind, DeliveryState } from "../types.ts";
 import { dayKey } from "../store/db.ts";
 import { VERSION_STRING } from "../version.ts";
+import { deliveriesByRule, DELIVERY_RESULTS, type DeliveryResult, type DeliveryRuleCount } from "./deliveries-by-rule.ts";
 import type { RelayStatus, RulesStatus, StatusSource } from "./status-source.ts";
 
 /** Days in the received-per-day chart. */
@@ -24,8 +25,7 @@ export const DELIVERY_KINDS: readonly DeliveryKind[] = ["forward", "webhook"];
 /** Queue states that count towards depth (delivered is history, not queue). */
 export const QUEUE_STATES = ["queued", "deferred", "held", "delivering", "failed"] as const satisfies readonly DeliveryState[];
 export type QueueState = (typeof QUEUE_STATES)[number];
-export type DeliveryResult = "delivered" | "deferred" | "failed";
-const DELIVERY_RESULTS: readonly DeliveryResult[] = ["delivered", "deferred", "failed"];
+export type { DeliveryResult };
 
 export interface PeriodTotals {
   received: number;
@@ -71,6 +71,8 @@ export interface StatsSnapshot {
   receivedPerDay: { day: string; received: number }[];
   totals: { today: PeriodTotals; last30Days: PeriodTotals };
   categories: CategoryCount[];
+  /** Delivery outcomes per kind, rule and category (today and the last 30 days), busiest first. */
+  deliveriesByRule: DeliveryRuleCount[];
   queue: { depth: Record<QueueState, number>; oldestDeferredAgeSeconds: number | null };
   failedDeliveries: FailedDelivery[];
 }
@@ -83,7 +85,7 @@ export function collectStats(db: Database, status: StatusSource, now: number, ho
   const firstDay = dayKey(now - (CHART_DAYS - 1) * DAY_MS);
   const rows = db
     .query<CounterRow, [string]>(
-      `SELECT day, metric, category, SUM(n) AS n FROM daily_counters WHERE day >= ? GROUP BY day, metric, category`,
+      `SELECT day, metric, rule, category, SUM(n) AS n FROM daily_counters WHERE day >= ? GROUP BY day, metric, rule, category`,
     )
     .all(firstDay);
   const rules = status.rules();
@@ -106,6 +108,7 @@ export function collectStats(db: Database, status: StatusSource, now: number, ho
     receivedPerDay: receivedPerDay(rows, now),
     totals: { today: periodTotals(rows.filter((r) => r.day === today)), last30Days: periodTotals(rows) },
     categories: categoryCounts(rows, today),
+    deliveriesByRule: deliveriesByRule(rows, today),
     queue: queueFigures(db, now),
     failedDeliveries: failedDeliveries(db),
   };
@@ -114,6 +117,7 @@ export function collectStats(db: Database, status: StatusSource, now: number, ho
 interface CounterRow {
   day: string;
   metric: string;
+  rule: string;
   category: string;
   n: number;
 }

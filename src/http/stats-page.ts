@@ -39,6 +39,7 @@ ${kpis(s)}
 <section class="card" aria-labelledby="h-actions">${actionsSection(s)}</section>
 <section class="card" aria-labelledby="h-categories">${categoriesSection(s)}</section>
 </div>
+<section class="card" aria-labelledby="h-by-rule">${deliveriesByRuleSection(s)}</section>
 <section class="card" aria-labelledby="h-failed">${failedSection(s.failedDeliveries, now)}</section>
 <div class="cols">
 <section class="card" aria-labelledby="h-queue">${queueSection(s)}</section>
@@ -137,6 +138,21 @@ function categoriesSection(s: StatsSnapshot): string {
   const body = rows || `<tr><td colspan="3" class="muted">No messages classified in the last 30 days.</td></tr>`;
   return `<h2 id="h-categories">By category</h2>
 <table><thead><tr><th>Category</th><th class="num">Today</th><th class="num">30 days</th></tr></thead><tbody>${body}</tbody></table>`;
+}
+
+function deliveriesByRuleSection(s: StatsSnapshot): string {
+  const rows = s.deliveriesByRule
+    .map((d) => {
+      const rule = d.rule === "" ? `<span class="muted">(default action)</span>` : e(d.rule);
+      const cell = (label: string, today: number, month: number, tone = ""): string =>
+        `<td data-label="${label}" class="num${month > 0 && tone ? ` ${tone}` : ""}">${formatCount(month)} <span class="muted">(${formatCount(today)} today)</span></td>`;
+      return `<tr data-rule="${e(d.rule)}" data-kind="${d.kind}" data-category="${e(d.category)}"><td data-label="Rule">${rule}</td><td data-label="Category">${e(d.category)}</td><td data-label="Kind">${d.kind}</td>` +
+        cell("Delivered", d.today.delivered, d.last30Days.delivered) + cell("Deferred", d.today.deferred, d.last30Days.deferred, "warn") + cell("Failed", d.today.failed, d.last30Days.failed, "bad") + `</tr>`;
+    })
+    .join("");
+  const body = rows || `<tr><td colspan="6" class="muted">No forward or webhook deliveries attempted in the last 30 days.</td></tr>`;
+  return `<h2 id="h-by-rule">Deliveries by rule <small>attempt outcomes, last 30 days</small></h2>
+<table class="stack by-rule"><thead><tr><th>Rule</th><th>Category</th><th>Kind</th><th class="num">Delivered</th><th class="num">Deferred</th><th class="num">Failed</th></tr></thead><tbody>${body}</tbody></table>`;
 }
 
 function failedSection(failed: readonly FailedDelivery[], now: number): string {

@@ -143,7 +143,10 @@ export function addDelivery(db: Database, messageId: string, d: DeliveryInput = 
 }
 
 /** Records an attempt and its counter as the delivery worker does. */
-export function addAttempt(db: Database, deliveryId: number, kind: DeliveryKind, durationMs: number, result: "delivered" | "deferred" | "failed", at = Date.now()): void {
+export function addAttempt(
+  db: Database, deliveryId: number, kind: DeliveryKind, durationMs: number, result: "delivered" | "deferred" | "failed", at = Date.now(),
+  labels: { rule?: string; category?: string } = {},
+): void {
   db.query(`INSERT INTO delivery_attempts (delivery_id, at, target, duration_ms, ok, reply) VALUES (?, ?, 'x', ?, ?, ?)`).run(
     deliveryId,
     at,
@@ -151,7 +154,7 @@ export function addAttempt(db: Database, deliveryId: number, kind: DeliveryKind,
     result === "delivered" ? 1 : 0,
     result === "delivered" ? "250 ok" : "451 try later",
   );
-  bumpCounter(db, at, `${result}:${kind}`, { category: "default" });
+  bumpCounter(db, at, `${result}:${kind}`, { rule: labels.rule ?? null, category: labels.category ?? "default" });
 }
 
 export async function get(server: HttpServer, path: string, init: RequestInit = {}): Promise<Response> {

@@ -5,6 +5,7 @@
  */
 import { afterEach, beforeEach, expect, test } from "bun:test";
 import type { HttpServer } from "../../src/http/server.ts";
+import { bumpCounter } from "../../src/store/counters.ts";
 import { addAttempt, addDelivery, addMessage, addSession, get, makeFixture, startServer, type Fixture } from "./fixture.ts";
 
 interface Sample {
@@ -83,6 +84,7 @@ test("exposition is valid and the numbers match the database", async () => {
   addAttempt(fx.db, d, "forward", 40, "deferred"); // ≤ 0.05 s
   addAttempt(fx.db, d, "forward", 700, "deferred"); // ≤ 1 s
   addAttempt(fx.db, d, "forward", 200_000, "delivered"); // > 120 s: only +Inf
+  bumpCounter(fx.db, Date.now(), "failed:forward", { rule: "to-sales", category: "sales" }); // its attempt is not in the histogram
   const res = await get(server, "/metrics");
   expect(res.headers.get("content-type")).toBe("text/plain; version=0.0.4; charset=utf-8");
   const { samples, types } = parseExposition(await res.text());
@@ -100,6 +102,9 @@ test("exposition is valid and the numbers match the database", async () => {
   expect(find(samples, "mailgw_queue_depth", { state: "queued" })).toBe(0);
   expect(find(samples, "mailgw_deliveries_total", { kind: "forward", result: "deferred" })).toBe(2);
   expect(find(samples, "mailgw_deliveries_total", { kind: "forward", result: "delivered" })).toBe(1);
+  expect(types.get("mailgw_deliveries_by_rule_total")).toBe("counter");
+  expect(find(samples, "mailgw_deliveries_by_rule_total", { kind: "forward", result: "failed", rule: "to-sales", category: "sales" })).toBe(1);
+  expect(find(samples, "mailgw_deliveries_by_rule_total", { kind: "forward", result: "deferred", rule: "", category: "default" })).toBe(2);
   expect(find(samples, "mailgw_rules_reload_total", { result: "success" })).toBe(0);
   expect(find(samples, "mailgw_build_info")).toBe(1);
   expect(samples.find((s) => s.name === "mailgw_build_info")?.labels.version).toMatch(/^\d+\.\d+\.\d+/);

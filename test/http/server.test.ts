@@ -36,8 +36,9 @@ function populate(db: Fixture["db"]): void {
   addSession(db, true);
   addSession(db, false);
   const d = addDelivery(db, fwd, { state: "deferred", createdAt: now - 7200_000, attempts: 2 });
-  addAttempt(db, d, "forward", 350, "deferred");
-  addAttempt(db, d, "forward", 1200, "deferred");
+  addAttempt(db, d, "forward", 350, "deferred", now, { rule: "to-sales", category: "sales" });
+  addAttempt(db, d, "forward", 1200, "deferred", now, { rule: "to-sales", category: "sales" });
+  addAttempt(db, d, "forward", 900, "delivered", now - 3 * DAY, { rule: "to-sales", category: "sales" });
   const w = addDelivery(db, addMessage(db, { action: "webhook" }), { kind: "webhook", target: "https://u:p@erp.example/hook?key=secret", state: "failed", attempts: 5, lastError: "HTTP 404" });
   addAttempt(db, w, "webhook", 80, "failed");
   addDelivery(db, addMessage(db, { action: "forward" }), { state: "held" });
@@ -117,6 +118,10 @@ describe("stats.json", () => {
     expect(s.queue.oldestDeferredAgeSeconds).toBeGreaterThanOrEqual(7199);
     expect(s.totals.today.deliveries.forward.deferred).toBe(2);
     expect(s.totals.today.deliveries.webhook.failed).toBe(1);
+    expect(s.deliveriesByRule).toEqual([
+      { kind: "forward", rule: "to-sales", category: "sales", today: { delivered: 0, deferred: 2, failed: 0 }, last30Days: { delivered: 1, deferred: 2, failed: 0 } },
+      { kind: "webhook", rule: "", category: "default", today: { delivered: 0, deferred: 0, failed: 1 }, last30Days: { delivered: 0, deferred: 0, failed: 1 } },
+    ]);
     expect(s.failedDeliveries).toHaveLength(1);
     const f = s.failedDeliveries[0];
     expect(f?.target).toBe("https://erp.example/hook?…");
@@ -167,6 +172,8 @@ describe("stats page", () => {
     expect(html).toContain('<dd data-state="deferred">1</dd>');
     expect(html).toMatch(/<code class="cmd">mailgw queue retry \d+<\/code>/);
     expect(html).toContain("HTTP 404");
+    expect(html).toMatch(/<tr data-rule="to-sales" data-kind="forward" data-category="sales">.*?<td data-label="Deferred" class="num warn">2 <span class="muted">\(2 today\)<\/span><\/td>/);
+    expect(html).toContain('<tr data-rule="" data-kind="webhook" data-category="default"><td data-label="Rule"><span class="muted">(default action)</span>');
     expect(html).toContain("75%");
     expect(html).not.toContain("secret");
     expect(html).not.toContain("u:p@");
@@ -179,6 +186,7 @@ describe("stats page", () => {
     const html = await (await get(server, "/stats")).text();
     expect(html).toContain("No failed deliveries");
     expect(html).toContain("No messages classified in the last 30 days");
+    expect(html).toContain("No forward or webhook deliveries attempted in the last 30 days");
     expect(html).toContain('data-count="0" data-today="true"');
     expect(html.trimEnd()).toEndWith("</html>");
   });
