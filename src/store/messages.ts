@@ -204,6 +204,32 @@ export function archivedBefore(db: Database, beforeMs: number, limit: number): A
     .map((r) => ({ id: r.id, archivePath: r.archive_path }));
 }
 
+/**
+ * Finished messages received before `beforeMs` that no delivery needs any more (all delivered,
+ * or none): what archive retention deletes. Oldest first, by the received_at index.
+ */
+export function expiredMessages(db: Database, beforeMs: number, limit: number): string[] {
+  return db
+    .query<{ id: string }, [number, number]>(
+      `SELECT id FROM messages m WHERE received_at < ? AND status = 'done'
+         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state <> 'delivered')
+       ORDER BY received_at LIMIT ?`,
+    )
+    .all(beforeMs, limit)
+    .map((r) => r.id);
+}
+
+/** Deletes messages with their deliveries and delivery attempts (run in a transaction). */
+export function deleteMessageHistory(db: Database, ids: readonly string[]): void {
+  const list = JSON.stringify(ids);
+  db.query(
+    `DELETE FROM delivery_attempts WHERE delivery_id IN
+       (SELECT id FROM deliveries WHERE message_id IN (SELECT value FROM json_each(?)))`,
+  ).run(list);
+  db.query(`DELETE FROM deliveries WHERE message_id IN (SELECT value FROM json_each(?))`).run(list);
+  db.query(`DELETE FROM messages WHERE id IN (SELECT value FROM json_each(?))`).run(list);
+}
+
 export function clearArchivePath(db: Database, id: string): void {
   db.query(`UPDATE messages SET archive_path = NULL WHERE id = ?`).run(id);
 }

@@ -1,8 +1,11 @@
 /**
  * Archive retention (ARCHIVE_MAX_AGE_DAYS > 0): deletes archive copies of messages received
- * more than that many days ago and clears their `archive_path` (rows are kept for the
- * stats). Day directories wholly older than the cutoff are then removed with whatever they
- * still hold (copies without a row, leftover `.tmp` files). Spool files are never touched.
+ * more than that many days ago and clears their `archive_path`, then deletes those messages'
+ * rows (message, deliveries, attempts: sender, recipients and subject should not outlive the
+ * copy; the stats come from daily_counters) unless a delivery still needs them: one not
+ * delivered yet, or failed and waiting for `mailgw queue retry` (only its archive copy goes).
+ * Day directories wholly older than the cutoff are then removed with whatever they still hold
+ * (copies without a row, leftover `.tmp` files). Spool files are never touched.
  *
  * Runs in the background (once at start, then hourly), in pages with a yield to the event
  * loop between them and async file I/O only, so a large archive never stalls SMTP sessions.
@@ -16,7 +19,7 @@ import { describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { ignoreMissing } from "../spool/spool.ts";
 import { commitWhenFree } from "../spool/wal-sync.ts";
-import { archivedBefore, clearArchivePath } from "./messages.ts";
+import { archivedBefore, clearArchivePath, deleteMessageHistory, expiredMessages } from "./messages.ts";
 
 /** Rows handled per page before yielding to the event loop. */
 const RETENTION_PAGE_ROWS = 500;
@@ -28,11 +31,13 @@ const DAY_DIR_PATTERN = /^\d{4}-\d{2}-\d{2}$/;
 export interface RetentionReport {
   filesDeleted: number;
   rowsCleared: number;
+  /** Message rows deleted (with their deliveries and attempts). */
+  rowsDeleted: number;
   dayDirsRemoved: number;
 }
 
 export async function pruneArchive(db: Database, dataDir: string, maxAgeDays: number, nowMs: number): Promise<RetentionReport> {
-  const report: RetentionReport = { filesDeleted: 0, rowsCleared: 0, dayDirsRemoved: 0 };
+  const report: RetentionReport = { filesDeleted: 0, rowsCleared: 0, rowsDeleted: 0, dayDirsRemoved: 0 };
   if (!(maxAgeDays > 0)) return report;
   const cutoffMs = nowMs - maxAgeDays * DAY_MS;
   for (;;) {
@@ -49,6 +54,13 @@ export async function pruneArchive(db: Database, dataDir: string, maxAgeDays: nu
       for (const r of rows) clearArchivePath(db, r.id);
     });
     report.rowsCleared += rows.length;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  for (;;) {
+    const ids = expiredMessages(db, cutoffMs, RETENTION_PAGE_ROWS);
+    if (ids.length === 0) break;
+    await commitWhenFree(db, () => deleteMessageHistory(db, ids));
+    report.rowsDeleted += ids.length;
     await new Promise((resolve) => setImmediate(resolve));
   }
   const root = join(dataDir, "archive");
@@ -84,11 +96,12 @@ export function startRetention(opts: {
   const runNow = (): Promise<RetentionReport | null> => {
     running ??= pruneArchive(opts.db, opts.dataDir, opts.maxAgeDays, now())
       .then((report) => {
-        if (report.filesDeleted + report.rowsCleared + report.dayDirsRemoved > 0) {
+        if (report.filesDeleted + report.rowsCleared + report.rowsDeleted + report.dayDirsRemoved > 0) {
           opts.onPruned?.();
           opts.logger.info("archive retention pruned", {
             files_deleted: report.filesDeleted,
             rows_cleared: report.rowsCleared,
+            rows_deleted: report.rowsDeleted,
             day_dirs_removed: report.dayDirsRemoved,
             max_age_days: opts.maxAgeDays,
           });

@@ -1,10 +1,13 @@
-/** ARCHIVE_MAX_AGE_DAYS: old archive copies go, their rows stay (archive_path cleared), new ones stay. */
+/**
+ * ARCHIVE_MAX_AGE_DAYS: old archive copies go with their rows (message, deliveries, attempts),
+ * except a row a delivery still needs (its path is cleared); newer ones stay.
+ */
 import { afterEach, describe, expect, test } from "bun:test";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { newMessageId } from "../../src/spool/ids.ts";
 import { dayKey } from "../../src/store/db.ts";
-import { insertMessage, markMessageDone } from "../../src/store/messages.ts";
+import { insertDelivery, insertMessage, markMessageDone } from "../../src/store/messages.ts";
 import { pruneArchive } from "../../src/store/retention.ts";
 import { envelope, listFiles, makeHarness, message, type Harness } from "../pipeline/helpers.ts";
 
@@ -42,14 +45,26 @@ describe("archive retention", () => {
     const fresh = await h.pipeline.receive(message("today"), envelope());
     await h.pipeline.settle();
 
+    // old2 was also forwarded, and that delivery failed: `queue retry` still needs its row.
+    insertDelivery(h.db, { messageId: old2, kind: "forward", target: ["x@y.org"], rule: null, category: "default", state: "failed", createdAt: now - 8 * DAY });
+    // old3 was forwarded and delivered: its delivery and attempt go with it.
+    const old3 = await archivedAt(h, now - 9 * DAY);
+    insertDelivery(h.db, { messageId: old3, kind: "forward", target: ["x@y.org"], rule: null, category: "default", state: "delivered", createdAt: now - 9 * DAY });
+    h.db.query("INSERT INTO delivery_attempts (delivery_id, at, target, duration_ms, ok, reply) SELECT id, created_at, 'relay', 5, 1, '250 ok' FROM deliveries WHERE message_id = ?").run(old3);
+
     const report = await pruneArchive(h.db, h.config.dataDir, 7, now);
-    expect(report.rowsCleared).toBe(2);
-    expect(report.filesDeleted).toBe(2);
+    expect(report.rowsCleared).toBe(3);
+    expect(report.filesDeleted).toBe(3);
+    expect(report.rowsDeleted).toBe(2);
     const files = await listFiles(join(h.config.dataDir, "archive"));
     expect(files).toEqual([`${dayKey(now - 6 * DAY)}/${recent}.eml`, `${dayKey(now)}/${fresh.id}.eml`].sort());
     const rows = h.db.query<{ id: string; archive_path: string | null }, []>("SELECT id, archive_path FROM messages ORDER BY id").all();
-    expect(rows.length).toBe(4);
-    expect(rows.filter((r) => r.archive_path === null).map((r) => r.id).sort()).toEqual([old1, old2].sort());
+    expect(rows.map((r) => r.id).sort()).toEqual([old2, recent, fresh.id].sort());
+    expect(rows.find((r) => r.id === old2)?.archive_path).toBeNull();
+    expect(rows.find((r) => r.id === old1)).toBeUndefined();
+    const left = (sql: string): number => h!.db.query<{ n: number }, []>(sql).get()?.n ?? -1;
+    expect(left("SELECT count(*) AS n FROM deliveries")).toBe(1); // old2's failed one
+    expect(left("SELECT count(*) AS n FROM delivery_attempts")).toBe(0);
   });
 
   test("with ARCHIVE_MAX_AGE_DAYS set, the pass started by recover() prunes in the background", async () => {
@@ -62,16 +77,17 @@ describe("archive retention", () => {
     const oldPath = () => h!.db.query<{ archive_path: string | null }, [string]>("SELECT archive_path FROM messages WHERE id = ?").get(old);
     // The pass deletes the file, then clears the row: wait for both before asserting.
     const deadline = Date.now() + 5000;
-    while (((await listFiles(archive)).length > 1 || oldPath()?.archive_path !== null) && Date.now() < deadline) await Bun.sleep(20);
+    while (((await listFiles(archive)).length > 1 || oldPath()?.archive_path) && Date.now() < deadline) await Bun.sleep(20);
     expect(await listFiles(archive)).toEqual([`${dayKey(now - 1 * DAY)}/${recent}.eml`]);
-    expect(oldPath()).toEqual({ archive_path: null });
+    while (oldPath() !== null && Date.now() < deadline) await Bun.sleep(20);
+    expect(oldPath()).toBeNull(); // the row went too
   });
 
   test("ARCHIVE_MAX_AGE_DAYS=0 keeps everything", async () => {
     h = await makeHarness();
     const now = Date.now();
     await archivedAt(h, now - 400 * DAY);
-    expect(await pruneArchive(h.db, h.config.dataDir, 0, now)).toEqual({ filesDeleted: 0, rowsCleared: 0, dayDirsRemoved: 0 });
+    expect(await pruneArchive(h.db, h.config.dataDir, 0, now)).toEqual({ filesDeleted: 0, rowsCleared: 0, rowsDeleted: 0, dayDirsRemoved: 0 });
     expect((await listFiles(join(h.config.dataDir, "archive"))).length).toBe(1);
   });
 });
