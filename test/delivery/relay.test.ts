@@ -1,10 +1,12 @@
 /**
  * Forward deliveries through a real smtp-server relay on loopback (STARTTLS + AUTH):
  * success, wrong credentials, 451 then success, 550, dropped connection, stall, relay down
- * then up, a relay without STARTTLS, connection reuse.
+ * then up, a relay without STARTTLS (from the start, or after pooled deliveries), a 454 to
+ * STARTTLS, connection reuse.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { silentLogger } from "../../src/log/logger.ts";
 import { retryNow } from "../../src/queue/queue-store.ts";
@@ -181,6 +183,60 @@ describe("forward through the relay", () => {
     expect(relay.received).toHaveLength(0);
     expect(deliveryOf(t.db, id).state).not.toBe("failed");
     expect(deliveryOf(t.db, id).last_error ?? "").toMatch(/ETLS|STARTTLS/);
+  }, 30_000);
+
+  test("a relay that stops offering STARTTLS after pooled deliveries never sees the credentials in clear", async () => {
+    const { relay, t, worker } = await setup();
+    const first = seedDelivery(t);
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, first).state === "delivered", 10_000, "first delivered over TLS");
+    expect(relay.authAttempts.every((a) => a.secure)).toBe(true);
+    // The relay restarts on the same port without STARTTLS (a downgrade): the pooled session dies.
+    const port = relay.port;
+    await relay.close();
+    const plain = await startRelay({ starttls: false, port });
+    cleanups.push(() => plain.close());
+    const second = seedDelivery(t);
+    worker.wake();
+    await waitFor(() => deliveryOf(t.db, second).attempts >= 2, 10_000, "two attempts");
+    expect(plain.authAttempts).toHaveLength(0);
+    expect(plain.received).toHaveLength(0);
+    expect(deliveryOf(t.db, second).state).toBe("deferred");
+  }, 30_000);
+
+  test("a relay answering 454 to STARTTLS gets no credentials; the delivery is deferred", async () => {
+    const seen: string[] = [];
+    const server = createServer((socket) => {
+      socket.on("error", () => {});
+      socket.write("220 relay.test ESMTP\r\n");
+      let buffer = "";
+      socket.on("data", (chunk) => {
+        buffer += chunk.toString("latin1");
+        let nl: number;
+        while ((nl = buffer.indexOf("\r\n")) !== -1) {
+          const line = buffer.slice(0, nl);
+          buffer = buffer.slice(nl + 2);
+          seen.push(line);
+          const verb = line.slice(0, 4).toUpperCase();
+          if (verb === "EHLO") socket.write("250-relay.test\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN\r\n");
+          else if (verb === "STAR") socket.write("454 4.7.0 TLS not available due to local problem\r\n");
+          else if (verb === "QUIT") socket.end("221 bye\r\n");
+          else socket.write("530 5.7.0 Must issue a STARTTLS command first\r\n");
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const t = makeEnv(relayVars({ port: (server.address() as AddressInfo).port }));
+    const worker = createDeliveryWorker({ config: t.config, db: t.db, logger: silentLogger, pollIntervalMs: 50 });
+    cleanups.push(() => worker.stop());
+    const id = seedDelivery(t);
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).attempts >= 1, 10_000, "an attempt");
+    expect(seen.some((l) => /^STARTTLS/i.test(l))).toBe(true);
+    expect(seen.filter((l) => /^(AUTH|MAIL|RCPT|DATA)/i.test(l) || l.includes("relaypass"))).toEqual([]);
+    expect(deliveryOf(t.db, id).state).toBe("deferred");
+    expect(deliveryOf(t.db, id).last_error ?? "").toContain("454");
   }, 30_000);
 
   test("RELAY_SMTP_TLS_VERIFY=true with a self-signed relay cert: no credentials, deferred", async () => {
