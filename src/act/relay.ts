@@ -134,7 +134,11 @@ interface RejectedRecipient {
   response?: string;
 }
 
-/** Some recipients accepted: a 4xx for any other one makes the whole delivery retry (duplicates over loss). */
+/**
+ * Some recipients accepted: a 4xx for any other one makes the whole delivery retry (duplicates
+ * over loss). Only 5xx refusals: delivered, and the refused recipients are reported apart
+ * (the queue records them as a failed delivery of their own, retryable with `queue retry`).
+ */
 function acceptedOutcome(response: string, rejected: readonly unknown[] | undefined): AttemptOutcome {
   const reply = oneLine(response);
   const list = (rejected ?? []) as RejectedRecipient[];
@@ -142,7 +146,9 @@ function acceptedOutcome(response: string, rejected: readonly unknown[] | undefi
   const detail = list.map((r) => `${r.recipient ?? "?"}: ${oneLine(r.response ?? "")}`).join("; ");
   const temporary = list.some((r) => typeof r.responseCode === "number" && r.responseCode < 500);
   if (temporary) return { kind: "temporary", error: `some recipients deferred (${detail})` };
-  return { kind: "delivered", reply: `${reply} (rejected: ${detail})` };
+  const recipients = list.map((r) => r.recipient).filter((r): r is string => typeof r === "string" && r !== "");
+  const refused = recipients.length > 0 ? { refused: { recipients, error: `recipients refused by the relay: ${detail}` } } : {};
+  return { kind: "delivered", reply: `${reply} (refused: ${detail})`, ...refused };
 }
 
 /** Relay replies and errors can span lines; keep logs and the attempts table one-line. */

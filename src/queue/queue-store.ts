@@ -12,7 +12,7 @@ import { withoutFsync } from "../spool/wal-sync.ts";
 import { bumpCounterBatch, type CounterIncrement } from "../store/counters.ts";
 import { NOT_YET_DURABLE_AT, spoolStillNeeded } from "../store/messages.ts";
 import type { DeliveryKind, DeliveryState } from "../types.ts";
-import type { NextStep } from "./retry.ts";
+import type { NextStep, RefusedRecipients } from "./retry.ts";
 
 /** A claimed delivery with what an attempt needs from its message row. */
 export interface ClaimedDelivery {
@@ -132,6 +132,8 @@ export interface AttemptRecord {
   /** Reply on success, error otherwise. */
   reply: string;
   step: NextStep;
+  /** Recipients the relay refused while delivering to the others: recorded as a failed delivery. */
+  refused?: RefusedRecipients;
 }
 
 /** What recording one attempt found. */
@@ -157,6 +159,10 @@ export function finishAttempts(db: Database, records: readonly AttemptRecord[]):
       const results = records.map((r): FinishResult => {
         if (!recordAttempt(db, r)) return { recorded: false, spoolReleasable: false };
         increments.push({ at: r.at, metric: `${r.step.state}:${r.delivery.kind}`, rule: r.delivery.rule, category: r.delivery.category });
+        if (r.refused) {
+          recordRefused(db, r, r.refused);
+          increments.push({ at: r.at, metric: `failed:${r.delivery.kind}`, rule: r.delivery.rule, category: r.delivery.category });
+        }
         const final = r.step.state !== "deferred";
         return { recorded: true, spoolReleasable: final && !spoolStillNeeded(db, r.delivery.messageId) };
       });
@@ -164,6 +170,20 @@ export function finishAttempts(db: Database, records: readonly AttemptRecord[]):
       return results;
     })
     .immediate());
+}
+
+/**
+ * The refused recipients become a delivery of their own, `failed` with the relay's reply: shown
+ * by `queue list` and the stats page, retried with `queue retry` (for them only), and keeping
+ * the spool file while it waits (spoolStillNeeded counts failed deliveries).
+ */
+function recordRefused(db: Database, r: AttemptRecord, refused: RefusedRecipients): void {
+  const d = r.delivery;
+  const end = r.at + r.durationMs;
+  db.query(
+    `INSERT INTO deliveries (message_id, kind, target, rule, category, state, attempts, created_at, next_attempt_at, updated_at, last_error)
+     VALUES (?, ?, ?, ?, ?, 'failed', 1, ?, ?, ?, ?)`,
+  ).run(d.messageId, d.kind, JSON.stringify(refused.recipients), d.rule, d.category, d.createdAt, end, end, refused.error);
 }
 
 function recordAttempt(db: Database, r: AttemptRecord): boolean {

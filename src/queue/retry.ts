@@ -12,9 +12,16 @@ export const RETRY_CAP_MS = 60 * 60 * 1000;
 /** ±20% jitter, so deliveries deferred together by one outage do not retry in lockstep. */
 export const RETRY_JITTER_FRACTION = 0.2;
 
+export interface RefusedRecipients {
+  recipients: string[];
+  /** The relay's replies, one line: what `queue list` and the stats page show. */
+  error: string;
+}
+
 /** What one attempt came to, as the transports report it. */
 export type AttemptOutcome =
-  | { kind: "delivered"; reply: string }
+  /** `refused`: recipients the relay refused for good while it took the message for the others. */
+  | { kind: "delivered"; reply: string; refused?: RefusedRecipients }
   | { kind: "temporary"; error: string }
   | { kind: "permanent"; error: string };
 

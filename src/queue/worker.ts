@@ -214,7 +214,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     const ok = outcome.kind === "delivered";
     const reply = ok ? outcome.reply : outcome.error;
     const durationMs = Math.max(0, end - at);
-    const { recorded, spoolReleasable } = await recordFinished({ delivery: d, at, durationMs, target, ok, reply, step });
+    const refused = outcome.kind === "delivered" ? outcome.refused : undefined;
+    const { recorded, spoolReleasable } = await recordFinished({ delivery: d, at, durationMs, target, ok, reply, step, ...(refused ? { refused } : {}) });
     const fields = {
       id: d.messageId,
       delivery: d.id,
@@ -231,6 +232,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       logger.warn("delivery dropped while in flight", fields);
       return;
     }
+    if (refused) logger.error("failed", { ...fields, recipients: refused.recipients, error: refused.error });
     if (step.state === "delivered") logger.info("delivered", fields);
     else if (step.state === "deferred") logger.warn("deferred", fields);
     else logger.error("failed", fields);

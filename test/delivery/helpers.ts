@@ -159,6 +159,8 @@ export interface ScriptedRelay {
   connections: number;
   /** Answer 451 to this many DATA commands before accepting. */
   tempFailures: number;
+  /** RCPT TO these addresses gets 550 5.1.1 (the others are accepted). */
+  refuseRecipients: string[];
   mode: RelayMode;
   close(): Promise<void>;
 }
@@ -182,6 +184,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
     authAttempts: [],
     connections: 0,
     tempFailures: 0,
+    refuseRecipients: [],
     mode: "ok",
     close: async () => undefined,
   };
@@ -207,6 +210,10 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
     },
     onMailFrom(_address, session, cb) {
       if (!session.user) return cb(Object.assign(new Error("Authentication required"), { responseCode: 530 }));
+      cb();
+    },
+    onRcptTo(address, _session, cb) {
+      if (relay.refuseRecipients.includes(address.address)) return cb(Object.assign(new Error("5.1.1 No such user here"), { responseCode: 550 }));
       cb();
     },
     onData(stream, session, cb) {

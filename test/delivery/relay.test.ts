@@ -101,6 +101,30 @@ describe("forward through the relay", () => {
     expect(counter(t.db, "failed:forward")).toBe(1);
   }, 30_000);
 
+  test("a recipient the relay refuses (550) while it takes the others: a failed delivery of its own, retryable alone", async () => {
+    const { relay, t, worker } = await setup();
+    relay.refuseRecipients = ["gone@forward.example"];
+    const id = seedDelivery(t, { target: ["sales@forward.example", "gone@forward.example"] });
+    worker.start();
+    const rows = () => t.db.query<{ id: number; target: string; state: string; last_error: string | null }, [string]>(
+      "SELECT id, target, state, last_error FROM deliveries WHERE message_id = ? ORDER BY id").all(id);
+    await waitFor(() => rows().length === 2 && rows()[0]!.state === "delivered", 10_000, "delivered, with a failed delivery for the refused one");
+    const [, refused] = rows();
+    expect(refused).toMatchObject({ target: '["gone@forward.example"]', state: "failed" });
+    expect(refused!.last_error).toContain("gone@forward.example");
+    expect(refused!.last_error).toContain("550");
+    expect(relay.received.map((m) => m.to)).toEqual([["sales@forward.example"]]);
+    expect(counter(t.db, "delivered:forward")).toBe(1);
+    expect(counter(t.db, "failed:forward")).toBe(1);
+    expect(existsSync(join(t.dataDir, "spool", `${id}.eml`))).toBe(true); // `queue retry` needs it
+    // The mailbox exists again: `queue retry` sends to that recipient only.
+    relay.refuseRecipients = [];
+    expect(retryNow(t.db, [refused!.id], Date.now())).toBe(1);
+    await waitFor(() => rows()[1]!.state === "delivered", 10_000, "the refused recipient delivered after queue retry");
+    expect(relay.received.map((m) => m.to)).toEqual([["sales@forward.example"], ["gone@forward.example"]]);
+    await waitFor(() => !existsSync(join(t.dataDir, "spool", `${id}.eml`)), 5_000, "spool file released");
+  }, 30_000);
+
   test("dropped connection → deferred, then delivered once the relay behaves", async () => {
     const { relay, t, worker } = await setup();
     relay.mode = "drop";
