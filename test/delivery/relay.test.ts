@@ -163,6 +163,21 @@ describe("forward through the relay", () => {
     relay.mode = "ok";
   }, 30_000);
 
+  test("stalled webhook receivers (every webhook slot taken) do not hold forwards back", async () => {
+    const { relay, t, worker } = await setup({}, {}, { attemptTimeoutMs: 4_000 });
+    const hooks = Array.from({ length: 6 }, () =>
+      Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Promise<Response>(() => {}) }), // never answers
+    );
+    cleanups.push(() => hooks.forEach((h) => void h.stop(true)));
+    for (const h of hooks) for (let i = 0; i < 4; i++) seedDelivery(t, { kind: "webhook", target: `http://127.0.0.1:${h.port}/in` });
+    worker.start();
+    await waitFor(() => worker.inFlight() >= 16, 5_000, "the webhook slots all taken");
+    const forwards = Array.from({ length: 10 }, () => seedDelivery(t));
+    worker.wake();
+    await waitFor(() => forwards.every((id) => deliveryOf(t.db, id).state === "delivered"), 3_000, "forwards delivered beside the stalled webhooks");
+    expect(relay.received).toHaveLength(10);
+  }, 30_000);
+
   test("too old → failed (QUEUE_MAX_AGE_HOURS), message kept on disk", async () => {
     const { relay, t, worker } = await setup({}, { QUEUE_MAX_AGE_HOURS: "1" });
     relay.mode = "tempfail";
