@@ -1,7 +1,8 @@
 /**
  * `mailgw test MESSAGE.eml|-` (SPEC §1): dry run. Parses the message with the same
  * extractFacts and classifies it with the same classify that `serve` uses, then prints the
- * decision and a per-rule trace (or JSON with --json). Never sends, writes or listens.
+ * decision and a per-rule trace (or JSON with --json). Never sends, writes or listens, so no
+ * SPF/DKIM/DMARC/ARC DNS checks: their results are `none` unless given with --spf etc.
  * Exit codes: 0 decided, 1 rules invalid (lint errors printed), 2 message unreadable.
  */
 import { defineCommand } from "citty";
@@ -9,7 +10,10 @@ import { readFile } from "node:fs/promises";
 import { resolveRawValues } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
 import { applyHeaderDefaults, flagEnvelope, renderJson, renderText, type EnvelopeFlags } from "../parse/dry-run.ts";
+import { hostname } from "node:os";
+import { AUTH_RESULTS, isAuthResult, type AuthResults } from "../parse/authenticate.ts";
 import { extractFacts } from "../parse/extract.ts";
+import { buildReceivedHeader } from "../smtp/received-header.ts";
 import { classify } from "../rules/classify.ts";
 import { formatDiagnostics } from "../rules/format.ts";
 import { loadRules } from "../rules/load.ts";
@@ -23,6 +27,24 @@ interface TestArgs {
   tls: boolean;
   rules?: string;
   json: boolean;
+  spf?: string;
+  dkim?: string;
+  dmarc?: string;
+  arc?: string;
+}
+
+const AUTH_FIELDS = ["spf", "dkim", "dmarc", "arc"] as const;
+
+/** --spf/--dkim/--dmarc/--arc: the results `serve` would have found (a dry run does no DNS). */
+function authFlags(args: TestArgs): Partial<AuthResults> {
+  const out: Partial<AuthResults> = {};
+  for (const field of AUTH_FIELDS) {
+    const value = args[field];
+    if (value === undefined) continue;
+    if (!isAuthResult(value)) throw new CliError(`--${field} must be one of ${AUTH_RESULTS.join(", ")} (got ${JSON.stringify(value)})`, 2);
+    out[field] = value;
+  }
+  return out;
 }
 
 /** citty keeps only the last of a repeated flag; collect every `--name V` / `--name=V`. */
@@ -46,8 +68,14 @@ async function readMessage(source: string): Promise<Uint8Array> {
   }
 }
 
-/** The dry run itself; `rulesPath` is resolved by the caller (flag > RULES_FILE > ./rules.yaml). */
-export async function runDryRun(source: string, flags: EnvelopeFlags, rulesPath: string, json: boolean): Promise<number> {
+/**
+ * The dry run itself; `rulesPath` is resolved by the caller (flag > RULES_FILE > ./rules.yaml).
+ * Like `serve`, the message is classified with mailgw's own `Received:` header on top (it
+ * counts in `size` and in `header:received` conditions).
+ */
+export async function runDryRun(
+  source: string, flags: EnvelopeFlags, rulesPath: string, json: boolean, auth: Partial<AuthResults> = {}, hostname = "localhost",
+): Promise<number> {
   const raw = await readMessage(source);
   const loaded = await loadRules(rulesPath);
   if (!loaded.ok) {
@@ -55,9 +83,19 @@ export async function runDryRun(source: string, flags: EnvelopeFlags, rulesPath:
     process.stderr.write(`mailgw: rules file ${rulesPath} cannot be used (see above); nothing was classified\n`);
     return 1;
   }
-  const facts = applyHeaderDefaults(await extractFacts(raw, flagEnvelope(flags)), flags);
+  const envelope = flagEnvelope(flags);
+  const received = Buffer.from(
+    buildReceivedHeader({
+      helo: envelope.helo, clientIp: envelope.clientIp, hostname, protocol: envelope.tls ? "ESMTPS" : "ESMTP",
+      tls: null, id: "dry-run", recipients: envelope.rcptTo, date: new Date(),
+    }),
+  );
+  const asReceived = Buffer.concat([received, raw]);
+  const authGiven = AUTH_FIELDS.filter((f) => auth[f] !== undefined);
+  const parsed = await extractFacts(asReceived, envelope, { auth });
+  const facts = applyHeaderDefaults(parsed, flags);
   const result = classify(facts, loaded.rules);
-  const report = { source: source === "-" ? "(stdin)" : source, facts, rules: loaded.rules, result };
+  const report = { source: source === "-" ? "(stdin)" : source, facts, rules: loaded.rules, result, authGiven };
   process.stdout.write(json ? renderJson(report) : renderText(report));
   return 0;
 }
@@ -73,14 +111,20 @@ export default defineCommand({
     tls: { type: "boolean", default: false, description: "pretend the session used STARTTLS" },
     rules: { type: "string", valueHint: "FILE", description: "rules file (default: RULES_FILE or ./rules.yaml)" },
     json: { type: "boolean", default: false, description: "machine-readable output" },
+    spf: { type: "string", valueHint: "RESULT", description: "SPF result the rules see (a dry run does no DNS checks; default none)" },
+    dkim: { type: "string", valueHint: "RESULT", description: "DKIM result the rules see (default none)" },
+    dmarc: { type: "string", valueHint: "RESULT", description: "DMARC result the rules see (default none)" },
+    arc: { type: "string", valueHint: "RESULT", description: "ARC result the rules see (default none)" },
   },
   run: async (context) => {
     const to = repeatedFlag(context.rawArgs, "to");
     await cliAction<TestArgs>(async (args) => {
       if (!args.message) throw new CliError("missing MESSAGE: give a file name, or - to read stdin (mailgw test --help)", 2);
-      const rulesPath = resolveRawValues({ flags: { RULES_FILE: args.rules } }).get("RULES_FILE") ?? "./rules.yaml";
+      const auth = authFlags(args);
+      const raw = resolveRawValues({ flags: { RULES_FILE: args.rules } });
+      const rulesPath = raw.get("RULES_FILE") ?? "./rules.yaml";
       const flags: EnvelopeFlags = { from: args.from ?? null, to, clientIp: args["client-ip"], helo: args.helo, tls: args.tls };
-      return runDryRun(args.message, flags, rulesPath, args.json);
+      return runDryRun(args.message, flags, rulesPath, args.json, auth, raw.get("SMTP_HOSTNAME") || hostname());
     })({ args: context.args });
   },
 });

@@ -27,7 +27,12 @@ export interface AuthResults {
   arc: AuthResult;
 }
 
-const KNOWN_RESULTS: ReadonlySet<string> = new Set(["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"]);
+export const AUTH_RESULTS: readonly AuthResult[] = ["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"];
+const KNOWN_RESULTS: ReadonlySet<string> = new Set(AUTH_RESULTS);
+
+export function isAuthResult(value: string): value is AuthResult {
+  return KNOWN_RESULTS.has(value);
+}
 
 const ALL_TEMPERROR: AuthResults = { spf: "temperror", dkim: "temperror", dmarc: "temperror", arc: "temperror" };
 

@@ -83,15 +83,27 @@ export interface DryRunReport {
   facts: MessageFacts;
   rules: RuleSet;
   result: ClassifyResult;
+  /** Authentication results given on the command line (a dry run checks none itself). */
+  authGiven?: readonly string[];
+}
+
+/** The spf/dkim/dmarc/arc facts, and where they came from. */
+function showAuth(report: DryRunReport): string {
+  const f = report.facts;
+  const given = report.authGiven ?? [];
+  const values = (["spf", "dkim", "dmarc", "arc"] as const).map((k) => `${k}=${f[k]}${given.includes(k) ? " (given)" : ""}`).join(" ");
+  const missing = given.length < 4 ? "   not checked in a dry run: `none` unless set with --spf, --dkim, --dmarc, --arc" : "";
+  return `auth:     ${values}${missing}`;
 }
 
 /** Human-readable dry run: message, envelope, every rule evaluated with its conditions, decision. */
 export function renderText(report: DryRunReport): string {
   const { facts, rules, result } = report;
   const lines = [
-    `message:  ${report.source} (${facts.size} bytes)${facts.parseError ? ` — parsed partially: ${facts.parseError}` : ""}`,
+    `message:  ${report.source} (${facts.size} bytes with mailgw's Received: header)${facts.parseError ? ` — parsed partially: ${facts.parseError}` : ""}`,
     `subject:  ${JSON.stringify(facts.subject)}  from: ${facts.from || "(none)"}`,
     `envelope: mail_from=<${facts.mailFrom}> rcpt=${facts.rcpt.map((r) => `<${r}>`).join(",") || "(none)"} client_ip=${facts.clientIp} helo=${facts.helo} tls=${facts.tls}`,
+    showAuth(report),
     `rules:    ${rules.fileName} (version ${rules.version}, ${rules.rules.length} rules; first match wins)`,
     "",
   ];
@@ -114,6 +126,9 @@ export function renderJson(report: DryRunReport): string {
       decision: result.decision,
       trace: result.trace,
       rules: { file: rules.fileName, version: rules.version, count: rules.rules.length },
+      // A dry run does no DNS: spf/dkim/dmarc/arc are the given ones, else "none".
+      authChecked: false,
+      authGiven: report.authGiven ?? [],
       facts: {
         ...scalarFacts,
         parseError: facts.parseError ?? null,

@@ -1,6 +1,7 @@
 /**
  * `mailgw test` as a subprocess (`bun src/main.ts test ...`) on the .eml fixtures: decision
- * and trace text, --json shape, repeated --to, stdin `-`, RULES_FILE, exit codes 0/1/2.
+ * and trace text, --json shape, repeated --to, stdin `-`, RULES_FILE, exit codes 0/1/2, the
+ * Received: header serve adds, and the authentication results given with --spf etc.
  * Rules files are written to a mkdtemp dir per run.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -120,6 +121,43 @@ describe("mailgw test", () => {
     });
     expect(out.facts.headers["x-custom"]).toEqual(["값"]);
     expect(out.rules).toMatchObject({ file: rulesFile, count: 3 });
+  });
+
+  test("like serve: mailgw's Received: header is on top, and counts in size", async () => {
+    const plain = (await Bun.file(fixture("spam-subject.eml")).bytes()).byteLength;
+    const run = await mailgw([fixture("spam-subject.eml"), "--rules", rulesFile, "--json", "--helo", "client.example"], { env: { SMTP_HOSTNAME: "mx.test" } });
+    expect(run.code).toBe(0);
+    const out = JSON.parse(run.stdout);
+    expect(out.facts.headers.received[0]).toStartWith("from client.example ([127.0.0.1])");
+    expect(out.facts.headers.received[0]).toContain("by mx.test (mailgw) with ESMTP");
+    expect(out.facts.size).toBeGreaterThan(plain);
+  });
+
+  test("SPF/DKIM/DMARC/ARC: none unless given (no DNS in a dry run), and said so; --spf fail matches an spf rule", async () => {
+    const authRules = join(dir, "auth.yaml");
+    writeFileSync(authRules, `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - name: spf-fail
+    priority: 10
+    category: spoofed
+    action: reject
+    conditions:
+      - { field: spf, operator: equals, value: fail }
+`);
+    const unchecked = await mailgw([fixture("spam-subject.eml"), "--rules", authRules]);
+    expect(unchecked.code).toBe(0);
+    expect(unchecked.stdout).toContain("auth:     spf=none dkim=none dmarc=none arc=none   not checked in a dry run");
+    expect(unchecked.stdout).toContain("decision: archive  rule=(default)");
+    const given = await mailgw([fixture("spam-subject.eml"), "--rules", authRules, "--spf", "fail", "--dkim", "pass"]);
+    expect(given.code).toBe(0);
+    expect(given.stdout).toContain("spf=fail (given) dkim=pass (given) dmarc=none arc=none");
+    expect(given.stdout).toContain("decision: reject  rule=spf-fail");
+    const json = JSON.parse((await mailgw([fixture("spam-subject.eml"), "--rules", authRules, "--json", "--dmarc", "fail"])).stdout);
+    expect(json).toMatchObject({ authChecked: false, authGiven: ["dmarc"], facts: { spf: "none", dmarc: "fail" } });
+    const bad = await mailgw([fixture("spam-subject.eml"), "--rules", authRules, "--spf", "maybe"]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("--spf must be one of pass, fail, softfail, neutral, none, temperror, permerror");
   });
 
   test("message from stdin with -", async () => {
