@@ -59,6 +59,9 @@ function parseDomains(ctx: YamlContext, entry: MapEntry | undefined, top: YAMLMa
     else if (domains.includes(domain)) ctx.warn(item, "duplicate-domain", `domain '${text}' is listed twice`);
     else domains.push(domain);
   }
+  if (entry.value.items.length === 0) {
+    ctx.warn(entry.value, "no-domains", "empty 'domains' list: every recipient is refused (550 relaying denied); add domains: [example.com]");
+  }
   return domains;
 }
 

@@ -181,6 +181,8 @@ rules:
 
   test("no domains", () => {
     expect(found(`rules:\n  - name: a\n    action: drop\n    ${SUBJECT_EXISTS}\n`)).toEqual([[1, 1, "warning", "no-domains"]]);
+    expect(found(`domains: []\nrules:\n  - name: a\n    action: drop\n    ${SUBJECT_EXISTS}\n`)).toEqual([[1, 10, "warning", "no-domains"]]);
+    expect(found(`domains:\nrules:\n  - name: a\n    action: drop\n    ${SUBJECT_EXISTS}\n`).map((d) => d[3])).toEqual(["invalid-domains"]);
   });
 
   test("forward targets inside domains warn (loop), loop_ok acknowledges it", () => {
