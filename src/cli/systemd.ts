@@ -8,6 +8,7 @@ import { resolveRawValues } from "../config/config.ts";
 import { VERSION_STRING } from "../version.ts";
 import { cliAction } from "./action.ts";
 import {
+  hiddenExecReason,
   installSystemd,
   planUnit,
   resolveExec,
@@ -33,6 +34,9 @@ function options(args: SystemdArgs): SystemdOptions {
   const { exec, warning } = resolveExec(process.execPath, Bun.main, args["exec-path"]);
   if (warning) process.stderr.write(`mailgw: warning: ${warning}\n`);
   const settings = resolveRawValues({ flags: { SMTP_PORT: args["smtp-port"], HTTP_PORT: args["http-port"] } });
+  const portFlags = new Map<string, string>();
+  if (args["smtp-port"] !== undefined) portFlags.set("SMTP_PORT", args["smtp-port"].trim());
+  if (args["http-port"] !== undefined) portFlags.set("HTTP_PORT", args["http-port"].trim());
   return {
     root: args.root ?? null,
     uid: process.getuid?.() ?? 0,
@@ -40,6 +44,7 @@ function options(args: SystemdArgs): SystemdOptions {
     settings,
     version: VERSION_STRING,
     runSystemctl,
+    portFlags,
   };
 }
 
@@ -63,6 +68,8 @@ const install = defineCommand({
   run: cliAction<SystemdArgs>((args) => {
     const opts = options(args);
     if (args.print) {
+      const hidden = hiddenExecReason(opts.exec);
+      if (hidden !== null) process.stderr.write(`mailgw: warning: ${hidden}\n`);
       process.stdout.write(planUnit(opts).unit);
       return 0;
     }

@@ -43,6 +43,8 @@ export interface SystemdOptions {
   settings: ReadonlyMap<string, string>;
   version: string;
   runSystemctl: RunSystemctl;
+  /** SMTP_PORT / HTTP_PORT given as --smtp-port / --http-port (checked against an existing env file). */
+  portFlags?: ReadonlyMap<string, string>;
 }
 
 export interface SystemdReport {
@@ -71,6 +73,19 @@ export function resolveExec(execPath: string, mainPath: string, override?: strin
       `running from source: the unit starts ${execPath} ${mainPath}; for production run \`npm run build\`, ` +
       `copy dist/mailgw to /usr/local/bin and run \`/usr/local/bin/mailgw systemd install\` (ProtectHome=yes hides /home and /root from the service)`,
   };
+}
+
+/** Directories the unit's ProtectHome=yes and PrivateTmp=yes hide from (or empty for) the service. */
+const HIDDEN_FROM_SERVICE = ["/home/", "/root/", "/run/user/", "/tmp/", "/var/tmp/"];
+
+/** Why the service could not start `exec` (a file in a directory it cannot see), or null. */
+export function hiddenExecReason(exec: readonly string[]): string | null {
+  const hidden = exec.find((p) => HIDDEN_FROM_SERVICE.some((dir) => p.startsWith(dir)));
+  if (hidden === undefined) return null;
+  return (
+    `the service could not start ${hidden}: its ProtectHome=yes and PrivateTmp=yes hide /home, /root, /run/user and /tmp from it; ` +
+    `copy the executable out (sudo install -m 755 ${hidden} /usr/local/bin/mailgw) and run /usr/local/bin/mailgw systemd install, or pass --exec-path`
+  );
 }
 
 /** Default systemctl runner; a missing binary is reported, not thrown. */
@@ -118,7 +133,14 @@ function parsePort(name: string, value: string, source: string): number {
 /** Settings the service will run with: the existing env file wins over the install-time values. */
 function serviceSettings(opts: SystemdOptions, envFile: string): { values: Map<string, string>; source: string; exists: boolean } {
   if (existsSync(envFile)) {
-    const fromFile = parseDotenv(readFileSync(envFile, "utf8"), envFile);
+    let text: string;
+    try {
+      text = readFileSync(envFile, "utf8");
+    } catch (err) {
+      // install creates it 0600: `--print` as a normal user lands here.
+      throw new CliError(`cannot read ${envFile} (${describeError(err)}): the unit depends on its ports; run this with sudo`);
+    }
+    const fromFile = parseDotenv(text, envFile);
     const values = new Map<string, string>();
     for (const v of VARIABLES) values.set(v.name, fromFile.get(v.name) ?? SERVICE_PATH_SETTINGS.get(v.name) ?? v.default);
     return { values, source: envFile, exists: true };
@@ -170,7 +192,14 @@ export function planUnit(opts: SystemdOptions): { unit: string; env: ReturnType<
 export function installSystemd(opts: SystemdOptions): SystemdReport {
   requireRoot(opts, "install");
   const report: SystemdReport = { written: [], kept: [], removed: [], warnings: [], nextSteps: [] };
+  const hidden = hiddenExecReason(opts.exec);
+  if (hidden !== null) {
+    // On the live system the unit would fail with 203/EXEC; below --root (packaging) it is a note.
+    if (opts.root === null) throw new CliError(hidden);
+    report.warnings.push(hidden);
+  }
   const { unit, env } = planUnit(opts);
+  if (env.exists) refuseIgnoredPortFlags(opts, env);
   const unitPath = target(opts, UNIT_PATH);
   writeAtomic(unitPath, unit, 0o644);
   report.written.push(unitPath);
@@ -198,6 +227,19 @@ export function installSystemd(opts: SystemdOptions): SystemdReport {
     "systemctl enable --now mailgw && systemctl status mailgw",
   );
   return report;
+}
+
+/** An existing env file is never rewritten: a port flag that says otherwise would be ignored silently. */
+function refuseIgnoredPortFlags(opts: SystemdOptions, env: ReturnType<typeof serviceSettings>): void {
+  for (const [name, value] of opts.portFlags ?? []) {
+    const current = env.values.get(name);
+    if (current === value) continue;
+    const flag = name === "SMTP_PORT" ? "--smtp-port" : "--http-port";
+    throw new CliError(
+      `${flag} ${value} would be ignored: ${env.source} exists and sets ${name}=${current} (install never rewrites it); ` +
+        `change ${name} there, then run install again`,
+    );
+  }
 }
 
 export function uninstallSystemd(opts: SystemdOptions): SystemdReport {

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { VARIABLES } from "../../src/config/variables.ts";
-import { installSystemd, type SystemdOptions } from "../../src/systemd/install.ts";
+import { hiddenExecReason, installSystemd, type SystemdOptions } from "../../src/systemd/install.ts";
 import { quoteExecArg } from "../../src/systemd/unit.ts";
 import { copyBinaryToTemp, findTool, runBinary, type CopiedBinary } from "./binary.ts";
 
@@ -50,7 +50,8 @@ describe("systemd install --root", () => {
   test("writes a hardened unit, checked key by key", async () => {
     const root = newRoot();
     const run = await install(root);
-    expect(run.stderr).toBe("");
+    // The copy under test lives in /tmp, which the service cannot see: said below --root, refused live.
+    expect(run.stderr).toBe(`mailgw: warning: ${hiddenExecReason([binary.bin])}\n`);
     expect(run.exitCode).toBe(0);
     const unitPath = join(root, "etc/systemd/system/mailgw.service");
     expect(run.stdout).toContain(`wrote   ${unitPath}`);
@@ -139,6 +140,27 @@ describe("systemd install --root", () => {
     expect(unit).not.toContain("keep-me");
   });
 
+  test("a port flag an existing env file contradicts is refused (exit 1), not silently ignored", async () => {
+    const root = newRoot();
+    mkdirSync(join(root, "etc/mailgw"), { recursive: true });
+    const envPath = join(root, "etc/mailgw/mailgw.env");
+    writeFileSync(envPath, "SMTP_PORT=2525\n");
+    const refused = await install(root, {}, ["--smtp-port", "25"]);
+    expect(refused.exitCode).toBe(1);
+    expect(refused.stderr).toContain(`--smtp-port 25 would be ignored: ${envPath} exists and sets SMTP_PORT=2525`);
+    expect(existsSync(join(root, "etc/systemd/system/mailgw.service"))).toBe(false);
+    const same = await install(root, {}, ["--smtp-port", "2525"]);
+    expect(same.exitCode).toBe(0);
+  });
+
+  test("an env file it cannot read: exit 1 with one line saying to use sudo", async () => {
+    const root = newRoot();
+    mkdirSync(join(root, "etc/mailgw/mailgw.env"), { recursive: true }); // a directory: unreadable as a file
+    const run = await install(root, {}, ["--print", "--exec-path", "/usr/local/bin/mailgw"]);
+    expect(run.exitCode).toBe(1);
+    expect(run.stderr.trim().split("\n")).toEqual([expect.stringContaining("run this with sudo")]);
+  });
+
   test("--print writes the unit to stdout and nothing to disk", async () => {
     const root = newRoot();
     const run = await install(root, {}, ["--print"]);
@@ -210,6 +232,22 @@ describe("systemd install without root", () => {
     };
     expect(() => installSystemd(opts)).toThrow("needs root");
     expect(calls).toEqual([]);
+  });
+
+  test("an executable the hardened service cannot see (/home, /root, /tmp): refused on the live system, a warning below --root", () => {
+    const calls: string[][] = [];
+    const opts = (exec: string[], root: string | null): SystemdOptions => ({
+      root, uid: 0, exec, settings: new Map(), version: "test",
+      runSystemctl: (args) => (calls.push([...args]), { ok: true, detail: "" }),
+    });
+    for (const exec of [["/home/alice/mailgw"], ["/root/mailgw"], ["/tmp/x/bun", "/tmp/x/src/main.ts"]]) {
+      expect(() => installSystemd(opts(exec, null))).toThrow("ProtectHome=yes and PrivateTmp=yes hide");
+    }
+    expect(calls).toEqual([]); // thrown before anything was written or reloaded
+    const root = newRoot();
+    const report = installSystemd(opts(["/home/alice/mailgw"], root));
+    expect(report.warnings).toEqual([expect.stringContaining("the service could not start /home/alice/mailgw")]);
+    expect(existsSync(join(root, "etc/systemd/system/mailgw.service"))).toBe(true);
   });
 });
 
