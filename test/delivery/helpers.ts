@@ -273,3 +273,17 @@ export function relayVars(relay: { port: number }, extra: Record<string, string>
     ...extra,
   };
 }
+
+/** Calls `onLine` with each CRLF-terminated line the socket receives (raw scripted SMTP peers). */
+export function onLines(socket: Socket, onLine: (line: string) => void): void {
+  let buffer = "";
+  socket.on("data", (chunk: Buffer) => {
+    buffer += chunk.toString("latin1");
+    let nl: number;
+    while ((nl = buffer.indexOf("\r\n")) !== -1) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 2);
+      onLine(line);
+    }
+  });
+}

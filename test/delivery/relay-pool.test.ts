@@ -7,6 +7,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { createServer, type Server, type Socket } from "node:net";
 import { createRelayPool, type RelayPool, type RelayPoolResult } from "../../src/act/relay-pool.ts";
+import { onLines } from "./helpers.ts";
 
 interface Script {
   /** Close the session without a reply when its Nth MAIL FROM arrives (1-based). */
@@ -38,44 +39,38 @@ async function startFakeRelay(script: Script = {}): Promise<FakeRelay> {
       socket.end("421 4.7.0 fake.test too many connections from your host\r\n");
       return;
     }
-    let buffer = "";
     let inData = false;
     let body = "";
     let rcpt = "";
     let mails = 0;
     socket.write("220 fake.test ESMTP\r\n");
-    socket.on("data", (chunk) => {
-      buffer += chunk.toString("latin1");
-      let nl: number;
-      while ((nl = buffer.indexOf("\r\n")) !== -1) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 2);
-        if (inData) {
-          if (line === ".") {
-            inData = false;
-            if (rcpt === script.stallRcpt) continue;
-            state.delivered.push({ to: rcpt, body });
-            if (script.dataReplyDelayMs) setTimeout(() => socket.write("250 2.0.0 queued\r\n"), script.dataReplyDelayMs);
-            else socket.write("250 2.0.0 queued\r\n");
-          } else body += `${line}\r\n`;
-          continue;
-        }
-        const verb = line.slice(0, 4).toUpperCase();
-        if (verb === "EHLO") socket.write("250-fake.test\r\n250 PIPELINING\r\n");
-        else if (verb === "MAIL") {
-          mails++;
-          if (mails === script.dropOnMail) return void socket.destroy();
-          socket.write("250 ok\r\n");
-        } else if (verb === "RCPT") {
-          rcpt = /<(.*)>/.exec(line)?.[1] ?? "";
-          socket.write("250 ok\r\n");
-        } else if (verb === "DATA") {
-          inData = true;
-          body = "";
-          socket.write("354 go\r\n");
-        } else if (verb === "QUIT") socket.end("221 bye\r\n");
-        else socket.write("250 ok\r\n");
+    onLines(socket, (line) => {
+      if (socket.destroyed) return;
+      if (inData) {
+        if (line === ".") {
+          inData = false;
+          if (rcpt === script.stallRcpt) return;
+          state.delivered.push({ to: rcpt, body });
+          if (script.dataReplyDelayMs) setTimeout(() => socket.write("250 2.0.0 queued\r\n"), script.dataReplyDelayMs);
+          else socket.write("250 2.0.0 queued\r\n");
+        } else body += `${line}\r\n`;
+        return;
       }
+      const verb = line.slice(0, 4).toUpperCase();
+      if (verb === "EHLO") socket.write("250-fake.test\r\n250 PIPELINING\r\n");
+      else if (verb === "MAIL") {
+        mails++;
+        if (mails === script.dropOnMail) return void socket.destroy();
+        socket.write("250 ok\r\n");
+      } else if (verb === "RCPT") {
+        rcpt = /<(.*)>/.exec(line)?.[1] ?? "";
+        socket.write("250 ok\r\n");
+      } else if (verb === "DATA") {
+        inData = true;
+        body = "";
+        socket.write("354 go\r\n");
+      } else if (verb === "QUIT") socket.end("221 bye\r\n");
+      else socket.write("250 ok\r\n");
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

@@ -12,7 +12,7 @@ import { silentLogger } from "../../src/log/logger.ts";
 import { retryNow } from "../../src/queue/queue-store.ts";
 import { createDeliveryWorker, type DeliveryWorker } from "../../src/queue/worker.ts";
 import {
-  attemptsOf, counter, deliveryOf, makeEnv, relayVars, SAMPLE_MESSAGE, seedDelivery, startRelay,
+  attemptsOf, counter, deliveryOf, makeEnv, onLines, relayVars, SAMPLE_MESSAGE, seedDelivery, startRelay,
   waitFor, type ScriptedRelay, type TestEnv,
 } from "./helpers.ts";
 
@@ -248,20 +248,13 @@ describe("forward through the relay", () => {
     const server = createServer((socket) => {
       socket.on("error", () => {});
       socket.write("220 relay.test ESMTP\r\n");
-      let buffer = "";
-      socket.on("data", (chunk) => {
-        buffer += chunk.toString("latin1");
-        let nl: number;
-        while ((nl = buffer.indexOf("\r\n")) !== -1) {
-          const line = buffer.slice(0, nl);
-          buffer = buffer.slice(nl + 2);
-          seen.push(line);
-          const verb = line.slice(0, 4).toUpperCase();
-          if (verb === "EHLO") socket.write("250-relay.test\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN\r\n");
-          else if (verb === "STAR") socket.write("454 4.7.0 TLS not available due to local problem\r\n");
-          else if (verb === "QUIT") socket.end("221 bye\r\n");
-          else socket.write("530 5.7.0 Must issue a STARTTLS command first\r\n");
-        }
+      onLines(socket, (line) => {
+        seen.push(line);
+        const verb = line.slice(0, 4).toUpperCase();
+        if (verb === "EHLO") socket.write("250-relay.test\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN\r\n");
+        else if (verb === "STAR") socket.write("454 4.7.0 TLS not available due to local problem\r\n");
+        else if (verb === "QUIT") socket.end("221 bye\r\n");
+        else socket.write("530 5.7.0 Must issue a STARTTLS command first\r\n");
       });
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
