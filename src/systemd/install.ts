@@ -83,7 +83,7 @@ export function hiddenExecReason(exec: readonly string[]): string | null {
   const hidden = exec.find((p) => HIDDEN_FROM_SERVICE.some((dir) => p.startsWith(dir)));
   if (hidden === undefined) return null;
   return (
-    `the service could not start ${hidden}: its ProtectHome=yes and PrivateTmp=yes hide /home, /root, /run/user and /tmp from it; ` +
+    `the service could not start ${hidden}: its ProtectHome=yes and PrivateTmp=yes hide /home, /root, /run/user, /tmp and /var/tmp from it; ` +
     `copy the executable out (sudo install -m 755 ${hidden} /usr/local/bin/mailgw) and run /usr/local/bin/mailgw systemd install, or pass --exec-path`
   );
 }
