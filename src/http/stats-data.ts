@@ -11,7 +11,7 @@ import type { Database } from "bun:sqlite";
 import type { Action, DeliveryKind, DeliveryState } from "../types.ts";
 import { dayKey } from "../store/db.ts";
 import { VERSION_STRING } from "../version.ts";
-import { deliveriesByRule, DELIVERY_RESULTS, type DeliveryResult, type DeliveryRuleCount } from "./deliveries-by-rule.ts";
+import { deliveriesByRule, deliveryMetric, type DeliveryResult, type DeliveryRuleCount } from "./deliveries-by-rule.ts";
 import type { RelayStatus, RulesStatus, StatusSource } from "./status-source.ts";
 
 /** Days in the received-per-day chart. */
@@ -164,7 +164,10 @@ export function periodTotals(rows: readonly { metric: string; n: number }[]): Pe
     else if (head === "session") t.sessions += r.n;
     else if (head === "session_tls") t.tlsSessions += r.n;
     else if (head === "action" && isAction(tail)) t.byAction[tail] += r.n;
-    else if (isDeliveryResult(head) && isDeliveryKind(tail)) t.deliveries[tail][head] += r.n;
+    else {
+      const delivery = deliveryMetric(r.metric);
+      if (delivery !== null) t.deliveries[delivery.kind][delivery.result] += r.n;
+    }
   }
   t.tlsShare = t.sessions > 0 ? Math.min(1, t.tlsSessions / t.sessions) : null;
   return t;
@@ -266,12 +269,6 @@ function splitMetric(metric: string): [string, string] {
 
 function isAction(s: string): s is Action {
   return (ACTIONS as readonly string[]).includes(s);
-}
-function isDeliveryKind(s: string): s is DeliveryKind {
-  return (DELIVERY_KINDS as readonly string[]).includes(s);
-}
-function isDeliveryResult(s: string): s is DeliveryResult {
-  return (DELIVERY_RESULTS as readonly string[]).includes(s);
 }
 function isQueueState(s: string): s is QueueState {
   return (QUEUE_STATES as readonly string[]).includes(s);
