@@ -5,7 +5,7 @@
 import type { Database } from "bun:sqlite";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import type { Socket } from "node:net";
+import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { SMTPServer, type SMTPServerOptions } from "smtp-server";
 import { loadConfig, type Config } from "../../src/config/config.ts";
@@ -286,4 +286,56 @@ export function onLines(socket: Socket, onLine: (line: string) => void): void {
       onLine(line);
     }
   });
+}
+
+// ---- raw capture relay ---------------------------------------------------------------------
+
+export interface RawCapture {
+  /** Commands seen outside DATA, in order. */
+  commands: string[];
+  /** Each DATA body as sent on the wire (dot-stuffed, without the final CRLF.CRLF). */
+  bodies: Buffer[];
+}
+
+/** Minimal line-synchronous SMTP server (no PIPELINING, no TLS) that keeps the raw bytes. */
+export function startRawRelay(): Promise<{ server: Server; port: number; capture: RawCapture }> {
+  const capture: RawCapture = { commands: [], bodies: [] };
+  const server = createServer((socket: Socket) => {
+    let buf = Buffer.alloc(0);
+    let inData = false;
+    socket.write("220 raw.test ESMTP\r\n");
+    socket.on("data", (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      for (;;) {
+        if (inData) {
+          const end = buf.indexOf("\r\n.\r\n");
+          if (end === -1) return;
+          capture.bodies.push(buf.subarray(0, end));
+          buf = buf.subarray(end + 5);
+          inData = false;
+          socket.write("250 2.0.0 accepted\r\n");
+          continue;
+        }
+        const eol = buf.indexOf("\r\n");
+        if (eol === -1) return;
+        const line = buf.subarray(0, eol).toString("latin1");
+        buf = buf.subarray(eol + 2);
+        capture.commands.push(line);
+        const verb = line.slice(0, 4).toUpperCase();
+        if (verb === "EHLO") socket.write("250-raw.test\r\n250 8BITMIME\r\n");
+        else if (verb === "DATA") {
+          inData = true;
+          socket.write("354 go ahead\r\n");
+        } else if (verb === "QUIT") socket.end("221 bye\r\n");
+        else socket.write("250 ok\r\n");
+      }
+    });
+    socket.on("error", () => undefined);
+  });
+  return new Promise((resolve) =>
+    server.listen(0, "127.0.0.1", () => {
+      const a = server.address();
+      resolve({ server, port: typeof a === "object" && a ? a.port : 0, capture });
+    }),
+  );
 }

@@ -5,11 +5,10 @@
  * records every byte, so nothing between mailgw and the capture can clean the stream up.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { createServer, type Server, type Socket } from "node:net";
 import { countBareLineEndings, normalizeLineEndings } from "../../src/act/normalize-crlf.ts";
 import { silentLogger } from "../../src/log/logger.ts";
 import { createDeliveryWorker } from "../../src/queue/worker.ts";
-import { deliveryOf, makeEnv, seedDelivery, startRelay, relayVars, waitFor } from "./helpers.ts";
+import { deliveryOf, makeEnv, seedDelivery, startRawRelay, startRelay, relayVars, waitFor } from "./helpers.ts";
 
 const PAYLOADS = [
   "\n.\n", "\r.\r", "\r\n.\r\r\n", "\r\r\n.\r\r\n", "\r.\n", "\n.\r", "\n.\r\n", "\r\n.\n", "\r.\r\n",
@@ -21,56 +20,6 @@ function messageWith(payload: string): string {
   return `From: a@example.org\r\nTo: b@company.com\r\nSubject: smuggle test\r\n\r\nbefore${payload}${SMUGGLED}after\r\n`;
 }
 
-interface Capture {
-  /** Commands seen outside DATA, in order. */
-  commands: string[];
-  /** Each DATA body as sent on the wire (dot-stuffed, without the final CRLF.CRLF). */
-  bodies: Buffer[];
-}
-
-/** Minimal line-synchronous SMTP server (no PIPELINING, no TLS) that keeps the raw bytes. */
-function rawRelay(): Promise<{ server: Server; port: number; capture: Capture }> {
-  const capture: Capture = { commands: [], bodies: [] };
-  const server = createServer((socket: Socket) => {
-    let buf = Buffer.alloc(0);
-    let inData = false;
-    socket.write("220 raw.test ESMTP\r\n");
-    socket.on("data", (chunk: Buffer) => {
-      buf = Buffer.concat([buf, chunk]);
-      for (;;) {
-        if (inData) {
-          const end = buf.indexOf("\r\n.\r\n");
-          if (end === -1) return;
-          capture.bodies.push(buf.subarray(0, end));
-          buf = buf.subarray(end + 5);
-          inData = false;
-          socket.write("250 2.0.0 accepted\r\n");
-          continue;
-        }
-        const eol = buf.indexOf("\r\n");
-        if (eol === -1) return;
-        const line = buf.subarray(0, eol).toString("latin1");
-        buf = buf.subarray(eol + 2);
-        capture.commands.push(line);
-        const verb = line.slice(0, 4).toUpperCase();
-        if (verb === "EHLO") socket.write("250-raw.test\r\n250 8BITMIME\r\n");
-        else if (verb === "DATA") {
-          inData = true;
-          socket.write("354 go ahead\r\n");
-        } else if (verb === "QUIT") socket.end("221 bye\r\n");
-        else socket.write("250 ok\r\n");
-      }
-    });
-    socket.on("error", () => undefined);
-  });
-  return new Promise((resolve) =>
-    server.listen(0, "127.0.0.1", () => {
-      const a = server.address();
-      resolve({ server, port: typeof a === "object" && a ? a.port : 0, capture });
-    }),
-  );
-}
-
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
@@ -78,7 +27,7 @@ afterEach(async () => {
 
 describe("smuggling payloads reach the relay as one message each", () => {
   test("raw capture: one MAIL per message, no bare CR/LF inside DATA", async () => {
-    const { server, port, capture } = await rawRelay();
+    const { server, port, capture } = await startRawRelay();
     cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
     const t = makeEnv({ RELAY_SMTP_HOST: "127.0.0.1", RELAY_SMTP_PORT: String(port), RELAY_SMTP_SECURE: "none" });
     const worker = createDeliveryWorker({ config: t.config, db: t.db, logger: silentLogger, pollIntervalMs: 50, maxInFlight: 1 });
