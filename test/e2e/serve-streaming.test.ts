@@ -2,10 +2,12 @@
  * DATA goes into the spool file as it arrives (src/spool/incoming-file.ts), against the real
  * `mailgw serve` from source: a 25 MB message with a body rule is classified on its body and
  * archived byte for byte; a 25 MB message a body rule rejects leaves no file anywhere; a client
- * that disconnects mid-DATA leaves no `.tmp`; a `.tmp` left by kill -9 mid-DATA is removed by
- * the restart's recovery (it was never acknowledged).
+ * that disconnects mid-DATA leaves no `.tmp`; one over the size limit gets 552 and leaves no file
+ * and no row; a `.tmp` left by kill -9 mid-DATA is removed by the restart's recovery (it was
+ * never acknowledged).
  */
 import { afterAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
 import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { RawClient, greet } from "../smtp/helpers.ts";
@@ -146,6 +148,38 @@ describe("DATA streamed into the spool file", () => {
       expect(await send(serve.smtpPort, Buffer.concat([hops(51), body]))).toMatch(/^554 5\.4\.6 /);
       expect(await send(serve.smtpPort, Buffer.concat([hops(50), body]))).toStartWith("250 2.0.0");
       await until("the spool released", async () => (await spoolNames(serve)).filter((n) => n.endsWith(".tmp")).length === 0);
+    } finally {
+      await serve.stop();
+    }
+  }, 60_000);
+
+  test("over MAX_MESSAGE_SIZE_MB after spilling: 552 5.3.4, no file, no row; the session goes on", async () => {
+    const dir = serveDir();
+    dirs.push(dir);
+    const serve = await startServe("source", dir, { MAX_MESSAGE_SIZE_MB: "1", RATE_LIMIT_MAX: "1000" });
+    try {
+      const client = await RawClient.connect(serve.smtpPort);
+      await startData(client);
+      client.write(bigMessage(3 * 1024 * 1024, "too big", "nothing"));
+      client.write(".\r\n");
+      expect(await client.reply(30_000)).toMatch(/^552 5\.3\.4 /);
+      expect(await client.cmd("MAIL FROM:<a@sender.example>")).toStartWith("250");
+      expect(await client.cmd("RCPT TO:<b@company.com>")).toStartWith("250");
+      expect(await client.cmd("DATA")).toStartWith("354");
+      client.write(bigMessage(200_000, "fits", "nothing"));
+      client.write(".\r\n");
+      const reply = await client.reply(30_000);
+      expect(reply).toMatch(/^250 2\.0\.0 Queued as \S+/);
+      client.socket.destroy();
+      const id = reply.split(" ").pop() ?? "";
+      await until("the accepted one archived", async () => (await archived(serve, id)) !== null);
+      await until("nothing left in the spool", async () => (await spoolNames(serve)).length === 0);
+      const db = new Database(join(dir, "data", "mail-gateway.db"), { readonly: true });
+      try {
+        expect(db.query<{ id: string }, []>("SELECT id FROM messages").all().map((r) => r.id)).toEqual([id]);
+      } finally {
+        db.close();
+      }
     } finally {
       await serve.stop();
     }
