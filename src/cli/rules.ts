@@ -15,6 +15,7 @@ import { formatDiagnostics, LINT_FORMATS, type LintFormat, lintExitCode } from "
 import { loadRules } from "../rules/load.ts";
 import type { Diagnostic } from "../rules/types.ts";
 import { cliAction } from "./action.ts";
+import { repeatedFlag } from "./argv.ts";
 
 const DEFAULT_RULES_FILE = "rules.yaml";
 
@@ -63,21 +64,6 @@ interface AddArgs {
   file: string;
 }
 
-/** citty keeps only the last of a repeated string flag, so collect --forward-to ourselves. */
-export function repeatedFlag(rawArgs: readonly string[], names: readonly string[]): string[] {
-  const values: string[] = [];
-  for (let i = 0; i < rawArgs.length; i++) {
-    const arg = rawArgs[i] ?? "";
-    if (arg === "--") break;
-    const name = names.find((n) => arg === `--${n}` || arg.startsWith(`--${n}=`));
-    if (name === undefined) continue;
-    const value = arg.length > name.length + 2 ? arg.slice(name.length + 3) : rawArgs[++i];
-    if (value === undefined) throw new CliError(`--${name} needs an address`);
-    values.push(...value.split(",").map((v) => v.trim()).filter((v) => v !== ""));
-  }
-  return values;
-}
-
 function parseConditions(json: string): unknown {
   try {
     return JSON.parse(json);
@@ -96,12 +82,8 @@ async function readOrEmpty(file: string): Promise<string> {
 }
 
 async function addRule(args: AddArgs, rawArgs: readonly string[]): Promise<void> {
-  const rule: NewRule = {
-    name: args.name,
-    action: args.action,
-    conditions: parseConditions(args.conditions),
-    forwardTo: repeatedFlag(rawArgs, ["forward-to", "forwardTo"]),
-  };
+  const forwardTo = repeatedFlag(rawArgs, ["forward-to", "forwardTo"]).flatMap((v) => v.split(",").map((a) => a.trim()).filter((a) => a !== ""));
+  const rule: NewRule = { name: args.name, action: args.action, conditions: parseConditions(args.conditions), forwardTo };
   if (args.priority !== undefined) rule.priority = args.priority;
   if (args.category !== undefined) rule.category = args.category;
   if (args.url !== undefined) rule.url = args.url;
@@ -129,7 +111,7 @@ const add = defineCommand({
     conditions: { type: "string", required: true, valueHint: "JSON", description: 'List of conditions, e.g. \'[{"field":"subject","operator":"contains","value":"invoice"}]\'' },
     file: { type: "string", default: DEFAULT_RULES_FILE, valueHint: "F", description: "Rules file to change" },
   },
-  run: (context) => cliAction((args: AddArgs) => addRule(args, context.rawArgs))(context),
+  run: cliAction((args: AddArgs, rawArgs) => addRule(args, rawArgs)),
 });
 
 export default defineCommand({

@@ -18,6 +18,7 @@ import { classify } from "../rules/classify.ts";
 import { formatDiagnostics } from "../rules/format.ts";
 import { loadRules } from "../rules/load.ts";
 import { cliAction } from "./action.ts";
+import { repeatedFlag } from "./argv.ts";
 
 interface TestArgs {
   message?: string;
@@ -41,22 +42,10 @@ function authFlags(args: TestArgs): Partial<AuthResults> {
   for (const field of AUTH_FIELDS) {
     const value = args[field];
     if (value === undefined) continue;
-    if (!isAuthResult(value)) throw new CliError(`--${field} must be one of ${AUTH_RESULTS.join(", ")} (got ${JSON.stringify(value)})`, 2);
+    if (!isAuthResult(value)) throw new CliError(`--${field} must be one of ${AUTH_RESULTS.join(", ")} (got ${JSON.stringify(value)})`);
     out[field] = value;
   }
   return out;
-}
-
-/** citty keeps only the last of a repeated flag; collect every `--name V` / `--name=V`. */
-export function repeatedFlag(rawArgs: readonly string[], name: string): string[] {
-  const values: string[] = [];
-  for (let i = 0; i < rawArgs.length; i++) {
-    const arg = rawArgs[i] as string;
-    if (arg === "--") break;
-    if (arg === `--${name}` && i + 1 < rawArgs.length) values.push(rawArgs[++i] as string);
-    else if (arg.startsWith(`--${name}=`)) values.push(arg.slice(name.length + 3));
-  }
-  return values;
 }
 
 async function readMessage(source: string): Promise<Uint8Array> {
@@ -116,15 +105,13 @@ export default defineCommand({
     dmarc: { type: "string", valueHint: "RESULT", description: "DMARC result the rules see (default none)" },
     arc: { type: "string", valueHint: "RESULT", description: "ARC result the rules see (default none)" },
   },
-  run: async (context) => {
-    const to = repeatedFlag(context.rawArgs, "to");
-    await cliAction<TestArgs>(async (args) => {
-      if (!args.message) throw new CliError("missing MESSAGE: give a file name, or - to read stdin (mailgw test --help)", 2);
-      const auth = authFlags(args);
-      const raw = resolveRawValues({ flags: { RULES_FILE: args.rules } });
-      const rulesPath = raw.get("RULES_FILE") ?? "./rules.yaml";
-      const flags: EnvelopeFlags = { from: args.from ?? null, to, clientIp: args["client-ip"], helo: args.helo, tls: args.tls };
-      return runDryRun(args.message, flags, rulesPath, args.json, auth, raw.get("SMTP_HOSTNAME") || hostname());
-    })({ args: context.args });
-  },
+  run: cliAction<TestArgs>(async (args, rawArgs) => {
+    if (!args.message) throw new CliError("missing MESSAGE: give a file name, or - to read stdin (mailgw test --help)", 2);
+    const auth = authFlags(args);
+    const raw = resolveRawValues({ flags: { RULES_FILE: args.rules } });
+    const rulesPath = raw.get("RULES_FILE") ?? "./rules.yaml";
+    const to = repeatedFlag(rawArgs, ["to"]);
+    const flags: EnvelopeFlags = { from: args.from ?? null, to, clientIp: args["client-ip"], helo: args.helo, tls: args.tls };
+    return runDryRun(args.message, flags, rulesPath, args.json, auth, raw.get("SMTP_HOSTNAME") || hostname());
+  }),
 });

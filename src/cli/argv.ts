@@ -1,0 +1,80 @@
+/**
+ * What citty's parser lets through: it parses with `strict: false`, so an unknown `--flag`
+ * becomes `true`, the word after it an extra positional, and both are silently ignored —
+ * `mailgw serve --smtp-port 25` would listen on 2525 without a word. `unexpectedArgument`
+ * finds the first such token so the command can refuse it; `repeatedFlag` collects a flag given
+ * several times (citty keeps only the last).
+ *
+ * Trusts: the command's args definitions (citty's ArgsDef shape). Failure: returns a message,
+ * never throws, except `repeatedFlag` for a flag with no value (CliError).
+ */
+import { CliError } from "../errors.ts";
+
+interface ArgDef {
+  type?: string;
+  alias?: string | string[];
+  valueHint?: string;
+}
+
+const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+function definitions(defs: unknown): [string, ArgDef][] {
+  return defs !== null && typeof defs === "object" ? (Object.entries(defs) as [string, ArgDef][]) : [];
+}
+
+/**
+ * The first token of `rawArgs` that no definition accepts: an unknown option, or a positional
+ * beyond the declared ones (a `valueHint` ending in "..." takes any number). null when all fit.
+ */
+export function unexpectedArgument(defs: unknown, rawArgs: readonly string[]): string | null {
+  const takesValue = new Set<string>();
+  const isFlag = new Set<string>();
+  let slots = 0;
+  let variadic = false;
+  for (const [name, def] of definitions(defs)) {
+    if (def.type === "positional") {
+      slots++;
+      variadic ||= def.valueHint?.endsWith("...") ?? false;
+      continue;
+    }
+    const aliases = def.alias === undefined ? [] : Array.isArray(def.alias) ? def.alias : [def.alias];
+    for (const n of [name, kebab(name), camel(name), ...aliases]) {
+      isFlag.add(n);
+      if (def.type !== "boolean") takesValue.add(n);
+      else isFlag.add(`no-${n}`);
+    }
+  }
+  const positionals: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const token = rawArgs[i] ?? "";
+    if (token === "--") {
+      positionals.push(...rawArgs.slice(i + 1));
+      break;
+    }
+    if (!token.startsWith("-") || token === "-") {
+      positionals.push(token);
+      continue;
+    }
+    const name = token.replace(/^--?/, "").split("=")[0] ?? "";
+    if (!isFlag.has(name)) return `unknown option ${token.split("=")[0]}`;
+    if (takesValue.has(name) && !token.includes("=")) i++;
+  }
+  if (!variadic && positionals.length > slots) return `unexpected argument '${positionals[slots]}'`;
+  return null;
+}
+
+/** Every value of a flag given as `--name V` or `--name=V`, in order, under any of `names`. */
+export function repeatedFlag(rawArgs: readonly string[], names: readonly string[]): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const arg = rawArgs[i] ?? "";
+    if (arg === "--") break;
+    const name = names.find((n) => arg === `--${n}` || arg.startsWith(`--${n}=`));
+    if (name === undefined) continue;
+    const value = arg.length > name.length + 2 ? arg.slice(name.length + 3) : rawArgs[++i];
+    if (value === undefined) throw new CliError(`--${name} needs a value`);
+    values.push(value);
+  }
+  return values;
+}
