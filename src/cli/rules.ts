@@ -5,14 +5,14 @@
  * add:  appends a rule keeping the file's bytes, validated by the same lint; refused
  *       (exit 1, file untouched) if the result would not lint; atomic write otherwise.
  */
-import { readFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { defineCommand } from "citty";
 import { CliError, describeError } from "../errors.ts";
 import { addRuleToText, type NewRule } from "../rules/add.ts";
 import { writeFileAtomic } from "../rules/atomic-write.ts";
 import { alignColumns, ruleRows } from "../rules/describe.ts";
 import { formatDiagnostics, LINT_FORMATS, type LintFormat, lintExitCode } from "../rules/format.ts";
-import { loadRules } from "../rules/load.ts";
+import { loadRules, readRulesFile } from "../rules/load.ts";
 import type { Diagnostic } from "../rules/types.ts";
 import { cliAction } from "./action.ts";
 import { repeatedFlag } from "./argv.ts";
@@ -72,13 +72,16 @@ function parseConditions(json: string): unknown {
   }
 }
 
-async function readOrEmpty(file: string): Promise<string> {
-  try {
-    return await readFile(file, "utf8");
-  } catch (err) {
-    if (err instanceof Error && "code" in err && err.code === "ENOENT") return "";
-    throw new CliError(`cannot read ${file} (${describeError(err)})`);
-  }
+/**
+ * The file `rules add` changes, as strict UTF-8. A missing file is refused rather than created:
+ * a typo in --file (or the wrong directory) would otherwise add the rule to a stray new file
+ * while the gateway's rules stay as they were.
+ */
+async function readExisting(file: string): Promise<string> {
+  const read = await readRulesFile(file);
+  if (read.ok) return read.text;
+  if (!existsSync(file)) throw new CliError(`${file} does not exist; nothing written (give the gateway's rules file with --file)`);
+  throw new CliError(`${file}: ${read.diagnostic.message}; nothing written`);
 }
 
 async function addRule(args: AddArgs, rawArgs: readonly string[]): Promise<void> {
@@ -89,7 +92,7 @@ async function addRule(args: AddArgs, rawArgs: readonly string[]): Promise<void>
   if (args.url !== undefined) rule.url = args.url;
   if (args["reject-message"] !== undefined) rule.rejectMessage = args["reject-message"];
   if (args.archive === true) rule.archive = true;
-  const before = await readOrEmpty(args.file);
+  const before = await readExisting(args.file);
   const result = addRuleToText(before, args.file, rule);
   printDiagnostics(result.diagnostics, process.stderr);
   if (!result.ok) throw new CliError(`rule '${args.name}' not added: ${args.file} would not lint; file unchanged`);

@@ -1,9 +1,10 @@
 /**
  * `mailgw rules lint|list|add` run as a real subprocess (`bun src/main.ts rules …`) in a
  * temporary directory: exit codes, output formats, comment-preserving add, refusal that
- * leaves the file byte-identical, repeatable --forward-to.
+ * leaves the file byte-identical, repeatable --forward-to, refusal of a missing or non-UTF-8 file.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
 import { cp, lstat, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -171,6 +172,19 @@ describe("rules add", () => {
       expect(Buffer.compare(await readFile(file), before)).toBe(0);
     }
     expect((await readdir(dir)).filter((name) => name.endsWith(".tmp"))).toEqual([]);
+  });
+
+  test("a missing --file is refused, not created; a file that is not UTF-8 is refused, not rewritten", async () => {
+    const missing = await mailgw("add", "typo", "--action", "drop", "--conditions", CONDITIONS, "--file", "rule.yaml");
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toBe("mailgw: rule.yaml does not exist; nothing written (give the gateway's rules file with --file)\n");
+    expect(existsSync(join(dir, "rule.yaml"))).toBe(false);
+    const latin1 = Buffer.from("domains: [company.com]\nrules:\n  - { name: de, action: archive, conditions: [{ field: subject, operator: contains, value: \"Rechnung f\xfcr\" }] }\n", "latin1");
+    await writeFile(join(dir, "latin1.yaml"), latin1);
+    const run = await mailgw("add", "other", "--action", "drop", "--conditions", CONDITIONS, "--file", "latin1.yaml");
+    expect(run.code).toBe(1);
+    expect(run.stderr).toBe("mailgw: latin1.yaml: rules file is not valid UTF-8; nothing written\n");
+    expect(Buffer.compare(await readFile(join(dir, "latin1.yaml")), latin1)).toBe(0);
   });
 
   test("webhook with --url, --archive and --reject-message; a symlinked file stays a symlink", async () => {
