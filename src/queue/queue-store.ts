@@ -217,12 +217,15 @@ export function holdForwards(db: Database, now: number): number {
 /**
  * With a relay: held forwards become due now, except one whose message is not yet durable: it
  * is queued but stays held back until the intake releases it (else the worker could look for
- * a spool file not written yet, and fail a message its client got 250 for).
+ * a spool file not written yet, and fail a message its client got 250 for). QUEUE_MAX_AGE_HOURS
+ * counts from the release, as from a `queue retry`: it bounds the retries of a relay that fails,
+ * not the wait for a relay to be configured (a forward held for days must not fail at its first
+ * 4xx).
  */
 export function releaseHeld(db: Database, now: number): number {
   return db
     .query(
-      `UPDATE deliveries SET state = 'queued', updated_at = ?1,
+      `UPDATE deliveries SET state = 'queued', updated_at = ?1, retry_from = ?1, retry_attempts = attempts,
          next_attempt_at = CASE WHEN next_attempt_at = ${NOT_YET_DURABLE_AT} THEN next_attempt_at ELSE ?1 END
        WHERE state = 'held'`,
     )

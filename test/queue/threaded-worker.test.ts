@@ -61,6 +61,22 @@ test("held forwards are released to a relay configured later (reloadRelay)", asy
   expect(relay.received).toHaveLength(1);
 }, 30_000);
 
+test("a forward held longer than QUEUE_MAX_AGE_HOURS is retried after a 4xx once a relay is set, not failed", async () => {
+  const relay = await startRelay();
+  cleanups.push(() => relay.close());
+  relay.tempFailures = 1;
+  const t = makeEnv({ QUEUE_MAX_AGE_HOURS: "1", QUEUE_RETRY_BASE_SECONDS: "0.05" });
+  const worker = createThreadedDeliveryWorker({ config: t.config, db: t.db, logger: capture().logger });
+  cleanups.push(() => worker.stop());
+  const id = seedDelivery(t, { createdAt: Date.now() - 5 * 3600_000 }); // held for 5 hours
+  await worker.start();
+  await waitFor(() => deliveryOf(t.db, id).state === "held", 10_000, "held");
+  worker.reloadRelay(makeEnv(relayVars(relay)).config.relay);
+  await waitFor(() => deliveryOf(t.db, id).state === "delivered", 15_000, "delivered after one 451");
+  expect(deliveryOf(t.db, id).attempts).toBe(2);
+  expect(relay.received).toHaveLength(1);
+}, 30_000);
+
 test("a crashed thread is replaced; the attempts it left delivering are delivered", async () => {
   const relay = await startRelay();
   cleanups.push(() => relay.close());
