@@ -14,7 +14,9 @@
  * after that commit (`durable`), so a crash can lose a "delivered" state (→ a redelivery) but
  * never leave a queued row whose spool file is gone.
  * Failure: database errors in a tick are logged and retried on the next tick; an attempt
- * whose result cannot be recorded stays `delivering` and is redone after a restart.
+ * whose result cannot be recorded (disk full, the write lock held past busy_timeout) keeps its
+ * slot and retries the commit with backoff until the database takes it, so the row does not
+ * stay `delivering` until a restart; a stop meanwhile leaves it for the next start to redo.
  */
 import type { Database } from "bun:sqlite";
 import { createRelayClient, type RelayClient } from "../act/relay.ts";
@@ -50,6 +52,9 @@ export const POLL_INTERVAL_MS = 500;
 export const ATTEMPT_TIMEOUT_MS = 120_000;
 /** On stop, how long running attempts may finish before they are aborted. */
 export const STOP_GRACE_MS = 10_000;
+/** First wait before committing an attempt's result again after the commit failed; doubles. */
+export const RECORD_RETRY_MS = 1_000;
+const RECORD_RETRY_MAX_MS = 30_000;
 
 export interface DeliveryWorkerOptions {
   config: Config;
@@ -64,6 +69,8 @@ export interface DeliveryWorkerOptions {
   random?: () => number;
   /** Resolves once every commit made so far is on disk; default: an fsync of the WAL file. */
   durable?: () => Promise<void>;
+  /** Default RECORD_RETRY_MS. */
+  recordRetryMs?: number;
 }
 
 export interface DeliveryWorker {
@@ -89,6 +96,9 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   const maxInFlight = opts.maxInFlight ?? MAX_IN_FLIGHT;
   const webhookCap = Math.min(maxInFlight, MAX_WEBHOOKS_IN_FLIGHT);
   const stopController = new AbortController();
+  /** Aborted as soon as stop() is called (stopController only after the grace period). */
+  const stopRequested = new AbortController();
+  const recordRetryMs = opts.recordRetryMs ?? RECORD_RETRY_MS;
   const running = new Map<number, { promise: Promise<void>; key: string }>();
   let relay: RelayClient | null = null;
   let timer: ReturnType<typeof setTimeout> | null = null;
@@ -200,9 +210,28 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     running.set(d.id, { promise, key: keyOf(d) });
   }
 
+  /**
+   * Runs `write` until the database takes it. null when the worker is stopping and it still
+   * fails: the row stays `delivering`, which the next start queues again (at-least-once).
+   */
+  async function persistently<T>(what: string, d: store.ClaimedDelivery, write: () => T | Promise<T>): Promise<T | null> {
+    for (let wait = recordRetryMs; ; wait = Math.min(wait * 2, RECORD_RETRY_MAX_MS)) {
+      try {
+        return await write();
+      } catch (err) {
+        if (stopping) return null;
+        logger.error(`${what} could not be recorded; retrying`, { id: d.messageId, delivery: d.id, error: err instanceof Error ? err.message : String(err), retry_in_ms: wait });
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, wait);
+          stopRequested.signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+        });
+      }
+    }
+  }
+
   async function attempt(d: store.ClaimedDelivery): Promise<void> {
     if (d.kind === "forward" && relay === null) {
-      store.holdClaimed(db, d.id, now());
+      await persistently("a held forward", d, () => store.holdClaimed(db, d.id, now()));
       return;
     }
     const at = now();
@@ -215,7 +244,10 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     const reply = ok ? outcome.reply : outcome.error;
     const durationMs = Math.max(0, end - at);
     const refused = outcome.kind === "delivered" ? outcome.refused : undefined;
-    const { recorded, spoolReleasable } = await recordFinished({ delivery: d, at, durationMs, target, ok, reply, step, ...(refused ? { refused } : {}) });
+    const record: store.AttemptRecord = { delivery: d, at, durationMs, target, ok, reply, step, ...(refused ? { refused } : {}) };
+    const result = await persistently("a delivery result", d, () => recordFinished(record));
+    if (result === null) return;
+    const { recorded, spoolReleasable } = result;
     const fields = {
       id: d.messageId,
       delivery: d.id,
@@ -265,6 +297,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     async stop() {
       if (!started || stopping) return;
       stopping = true;
+      stopRequested.abort();
       if (timer) clearTimeout(timer);
       const all = () => Promise.allSettled([...running.values()].map((r) => r.promise));
       const graceTimer = setTimeout(() => stopController.abort(new Error("mailgw is stopping")), STOP_GRACE_MS);
