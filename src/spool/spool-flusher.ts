@@ -16,9 +16,10 @@
  * Cost note: syncfs also writes back other programs' dirty data on the same file system; a
  * DATA_DIR on its own file system keeps that to mailgw's own writes.
  * Trusts: the spool directory path. Failure: `start` resolves null where syncfs is not
- * available (not Linux, no glibc, the worker does not start in time): the caller then
- * fsyncs each file and the directory. A failed syncfs rejects every flush it covers.
+ * available (not Linux, no glibc, the worker does not start in time) or would not report a
+ * failed write (Linux before 5.8): the caller then fsyncs each file and the directory. A failed syncfs rejects every flush it covers.
  */
+import { release } from "node:os";
 import type { IntakeRowItem } from "../store/intake-rows.ts";
 import type { SpoolJob } from "./incoming-file.ts";
 import type { RowsGroup, WriterDatabase } from "./syncfs-worker.ts";
@@ -114,7 +115,10 @@ export class SpoolFlusher {
    * Starts the worker for the file system holding `dir`; null when syncfs cannot be used.
    * With `database`, the worker also commits the intake's rows on its own connection.
    */
-  static start(dir: string, database?: WriterDatabase): Promise<{ flusher: SpoolFlusher } | { flusher: null; reason: string }> {
+  static start(dir: string, database?: WriterDatabase, kernel = release()): Promise<{ flusher: SpoolFlusher } | { flusher: null; reason: string }> {
+    if (!syncfsReportsErrors(kernel)) {
+      return Promise.resolve({ flusher: null, reason: `Linux ${kernel} is older than 5.8: its syncfs does not report write-back errors` });
+    }
     return new Promise((resolve) => {
       let worker: Worker;
       try {
@@ -255,4 +259,18 @@ export class SpoolFlusher {
     this.sent = [];
     this.queued = null;
   }
+}
+
+/**
+ * Whether syncfs(2) on this kernel reports write-back errors. Before Linux 5.8 it failed only for
+ * a bad file descriptor: a disk error while writing a group's files would still end in 250. Such
+ * kernels (Ubuntu 20.04's 5.4, Debian 10's 4.19, RHEL 8's 4.18) get the per-file fsync instead,
+ * which reports them. A release string that does not parse is trusted (not Linux-like: the
+ * worker then finds out whether syncfs exists at all).
+ */
+export function syncfsReportsErrors(kernel: string): boolean {
+  const m = /^(\d+)\.(\d+)/.exec(kernel);
+  if (!m) return true;
+  const major = Number(m[1]);
+  return major > 5 || (major === 5 && Number(m[2]) >= 8);
 }

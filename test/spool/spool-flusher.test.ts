@@ -10,7 +10,7 @@ import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { SpoolJob } from "../../src/spool/incoming-file.ts";
-import { SpoolFlusher } from "../../src/spool/spool-flusher.ts";
+import { SpoolFlusher, syncfsReportsErrors } from "../../src/spool/spool-flusher.ts";
 import { withTmpfs } from "../helpers/tmpfs.ts";
 
 /**
@@ -122,3 +122,16 @@ test("close() releases the directory: its tmpfs can be unmounted", () =>
     await started.flusher.close();
     expect(spawnSync("umount", [mnt]).status).toBe(0);
   }));
+
+test("a kernel whose syncfs does not report write-back errors (before 5.8) gets no flusher: per-file fsync", async () => {
+  expect(["4.18.0-553.el8", "4.19.0-27-amd64", "5.4.0-150-generic", "5.7.19"].map(syncfsReportsErrors)).toEqual([false, false, false, false]);
+  expect(["5.8.0", "5.15.0-105-generic", "6.1.0-18-amd64", "6.18.44-fc-v595", "10.0"].map(syncfsReportsErrors)).toEqual([true, true, true, true, true]);
+  const dir = await mkdtemp(join(tmpdir(), "flusher-old-kernel-"));
+  try {
+    const started = await SpoolFlusher.start(dir, undefined, "5.4.0-150-generic");
+    expect(started.flusher).toBeNull();
+    expect(started.flusher === null ? started.reason : "").toBe("Linux 5.4.0-150-generic is older than 5.8: its syncfs does not report write-back errors");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
