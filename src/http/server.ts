@@ -1,14 +1,17 @@
 /**
  * The stats HTTP server (SPEC §6) on HTTP_HOST:HTTP_PORT: /stats, /stats.json, /metrics,
  * /healthz. GET and HEAD only; read-only towards the database.
- * Trusts: nothing from the request beyond its method and path; STATS_TOKEN (when set) guards
- * everything but /healthz. Every response carries a Content-Security-Policy (the page's allows
+ * Trusts: nothing from the request beyond its method, path and Host; STATS_TOKEN (when set)
+ * guards everything but /healthz; without it, a loopback server answers only to its own names
+ * (rebindingGuard). Every response carries a Content-Security-Policy (the page's allows
  * only its own hashed style and script), nosniff, no-referrer and no-store.
  * Failure: a port that cannot be bound throws a CliError naming HTTP_HOST/HTTP_PORT; an error
  * while answering is logged and becomes a generic 500 (503 for /healthz).
  */
 import type { Database } from "bun:sqlite";
 import type { Server } from "bun";
+import { isIP } from "node:net";
+import { hostname } from "node:os";
 import type { Config } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
@@ -86,10 +89,14 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
     }
   }
 
+  const hostAllowed = rebindingGuard(config.http.host, token.required, [config.smtp.hostname, hostname()]);
+
   async function handle(req: Request): Promise<Response> {
-    const path = new URL(req.url).pathname;
+    // An HTTP/1.0 request without Host has a bare path as its url.
+    const path = new URL(req.url, "http://localhost").pathname;
     if (!ROUTES.has(path)) return respond(req, text(404, "not found\n"));
     if (req.method !== "GET" && req.method !== "HEAD") return respond(req, { ...text(405, "method not allowed\n"), headers: { allow: "GET, HEAD" } });
+    if (!hostAllowed(req.headers.get("host"))) return respond(req, text(403, FOREIGN_HOST_TEXT));
     if (path !== "/healthz" && !token.allows(req.headers.get("authorization"))) return unauthorized(req);
     try {
       return respond(req, await route(path as Route));
@@ -176,6 +183,27 @@ function respond(req: Request, reply: Reply): Response {
   const bytes = new TextEncoder().encode(reply.body);
   headers.set("content-length", String(bytes.byteLength));
   return new Response(req.method === "HEAD" ? null : bytes, { status: reply.status, headers });
+}
+
+const FOREIGN_HOST_TEXT =
+  "forbidden: without STATS_TOKEN this server answers only to localhost, an IP address or this machine's name (DNS rebinding)\n";
+
+/**
+ * DNS rebinding: with HTTP_HOST on loopback and no token, a web page the admin opens (on this
+ * machine, or through an `ssh -L` tunnel) can point its own name at 127.0.0.1 and read the
+ * stats with the admin's browser. Such a request carries the page's name in Host, so only
+ * IP literals, localhost, and this machine's names are answered. A token, or a bind to the
+ * network (the admin chose to expose it; a warning says so at start), turns the check off.
+ */
+export function rebindingGuard(bindHost: string, tokenRequired: boolean, ownNames: readonly string[]): (host: string | null) => boolean {
+  if (tokenRequired || !isLoopback(bindHost)) return () => true;
+  const names = new Set(ownNames.filter((n) => n !== "").map((n) => n.toLowerCase().replace(/\.$/, "")));
+  return (host) => {
+    if (host === null) return true; // HTTP/1.0 clients (curl -0, probes): no name to rebind
+    const name = host.toLowerCase().replace(/:\d+$/, "").replace(/\.$/, "");
+    if (name.startsWith("[") || isIP(name) !== 0) return true;
+    return name === "localhost" || name.endsWith(".localhost") || names.has(name);
+  };
 }
 
 /** The warning logged at start when the stats are reachable from the network without a token. */

@@ -1,9 +1,11 @@
 /**
  * The HTTP server against a real SQLite file filled the way the pipeline fills it: routes,
- * methods, headers, and that /stats.json and /stats show what the rows say.
+ * methods, headers, the DNS-rebinding guard, and that /stats.json and /stats show what the rows say.
  */
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import type { HttpServer } from "../../src/http/server.ts";
+import { createConnection } from "node:net";
+import { hostname } from "node:os";
+import { rebindingGuard, type HttpServer } from "../../src/http/server.ts";
 import type { StatsSnapshot } from "../../src/http/stats-data.ts";
 import { dayKey } from "../../src/store/db.ts";
 import { addAttempt, addDelivery, addMessage, addSession, get, makeFixture, startServer, type Fixture } from "./fixture.ts";
@@ -189,6 +191,40 @@ describe("stats page", () => {
     expect(html).toContain("No forward or webhook deliveries attempted in the last 30 days");
     expect(html).toContain('data-count="0" data-today="true"');
     expect(html.trimEnd()).toEndWith("</html>");
+  });
+});
+
+/** One raw HTTP/1.1 request with the given Host header (fetch would set its own); returns the status. */
+async function statusWithHost(url: string, path: string, host: string | null): Promise<number> {
+  const { port } = new URL(url);
+  const reply = await new Promise<string>((resolve, reject) => {
+    let text = "";
+    const conn = createConnection({ host: "127.0.0.1", port: Number(port) }, () => {
+      conn.write(`GET ${path} HTTP/1.${host === null ? 0 : 1}\r\n${host === null ? "" : `Host: ${host}\r\n`}Connection: close\r\n\r\n`);
+    });
+    conn.on("data", (d) => (text += d.toString()));
+    conn.on("end", () => resolve(text));
+    conn.on("error", reject);
+  });
+  return Number(/^HTTP\/1\.[01] (\d{3})/.exec(reply)?.[1] ?? 0);
+}
+
+describe("DNS rebinding", () => {
+  test("loopback, no token: a foreign name in Host gets 403; IPs, localhost and the machine's names are answered", async () => {
+    const port = new URL(server.url).port;
+    expect(await statusWithHost(server.url, "/stats.json", `evil.example:${port}`)).toBe(403);
+    expect(await statusWithHost(server.url, "/metrics", "rebind.attacker.example")).toBe(403);
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, "app.localhost", `[::1]:${port}`, hostname(), null]) {
+      expect({ host, status: await statusWithHost(server.url, "/stats.json", host) }).toEqual({ host, status: 200 });
+    }
+  });
+
+  test("the guard is off with a token or a network bind", () => {
+    expect(rebindingGuard("127.0.0.1", false, ["mx.company.com"])("mx.company.com:3000")).toBe(true);
+    expect(rebindingGuard("127.0.0.1", false, ["mx.company.com"])("MX.Company.com.")).toBe(true);
+    expect(rebindingGuard("127.0.0.1", false, ["mx.company.com"])("stats.company.com")).toBe(false);
+    expect(rebindingGuard("127.0.0.1", true, [])("evil.example")).toBe(true);
+    expect(rebindingGuard("0.0.0.0", false, [])("mailgw:3000")).toBe(true);
   });
 });
 
