@@ -37,6 +37,8 @@ export interface ClaimedDelivery {
   tls: number;
   receivedAt: number;
   subject: string;
+  /** Bytes of the stored message. */
+  size: number;
 }
 
 /**
@@ -55,7 +57,7 @@ export interface ClaimLimits {
 const CLAIM_COLUMNS = `d.id, d.message_id AS messageId, d.kind, d.target, d.rule, d.category, d.attempts,
   d.created_at AS createdAt, coalesce(d.retry_from, d.created_at) AS ageFrom, d.retry_attempts AS retryAttempts,
   d.next_attempt_at AS nextAttemptAt, m.mail_from AS mailFrom, m.recipients,
-  m.client_ip AS clientIp, m.helo, m.tls, m.received_at AS receivedAt, m.subject`;
+  m.client_ip AS clientIp, m.helo, m.tls, m.received_at AS receivedAt, m.subject, m.size`;
 
 /**
  * Due deliveries (oldest due first), not yet claimed. One ordered range seek per

@@ -5,8 +5,8 @@
  * Scheduling: woken by intake (`wake()`), by finished attempts, and by a short poll (which
  * also notices `mailgw queue retry` from another process). At most MAX_IN_FLIGHT attempts
  * run at once; forwards share the relay's cap, webhooks their own share, and each webhook URL
- * has its own cap, so one slow or stalled target never takes every slot. Every attempt has a
- * deadline.
+ * has its own cap, so one slow or stalled target never takes every slot; at most
+ * MAX_LARGE_IN_FLIGHT of them carry a large message (memory). Every attempt has a deadline.
  * Durability: at-least-once. A claim is committed (`delivering`) before the attempt; on
  * start, `delivering` rows left by a crash are queued again (a duplicate is possible, a loss
  * is not). Results are committed without an fsync (WAL, synchronous=NORMAL: the write lock is
@@ -36,6 +36,14 @@ import { createSpoolAccess, type SpoolAccess } from "./spool-access.ts";
  * cannot hold every webhook back, nor stalled webhook receivers the forwards.
  */
 export const MAX_IN_FLIGHT = 48;
+/**
+ * Messages from this size on count as large: an attempt holds several times a message's size in
+ * memory (a webhook: the bytes, the parse, base64 and the JSON body; a forward: the bytes and
+ * their CRLF-normalized copy), so 48 attempts of 25 MB messages could take gigabytes.
+ */
+export const LARGE_MESSAGE_BYTES = 1024 * 1024;
+/** Large messages in flight at once, forwards and webhooks together (small ones are not held back). */
+export const MAX_LARGE_IN_FLIGHT = 2;
 /** Webhook attempts running at once, all URLs together. */
 export const MAX_WEBHOOKS_IN_FLIGHT = 16;
 /** Attempts running at once against one webhook URL, so a slow receiver cannot take every slot. */
@@ -99,7 +107,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   /** Aborted as soon as stop() is called (stopController only after the grace period). */
   const stopRequested = new AbortController();
   const recordRetryMs = opts.recordRetryMs ?? RECORD_RETRY_MS;
-  const running = new Map<number, { promise: Promise<void>; key: string }>();
+  const running = new Map<number, { promise: Promise<void>; key: string; large: boolean }>();
   let relay: RelayClient | null = null;
   let timer: ReturnType<typeof setTimeout> | null = null;
   let started = false;
@@ -176,6 +184,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     const forwardCap = relay === null ? Infinity : relayCap();
     const counts = new Map<string, number>();
     let webhooks = running.size - countByKey("relay");
+    let large = [...running.values()].filter((r) => r.large).length;
     const chosen: store.ClaimedDelivery[] = [];
     for (const d of candidates) {
       if (chosen.length >= free) break;
@@ -183,6 +192,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       const n = counts.get(key) ?? countByKey(key);
       if (n >= (key === "relay" ? forwardCap : MAX_PER_WEBHOOK_TARGET)) continue;
       if (key !== "relay" && webhooks >= webhookCap) continue;
+      if (isLarge(d) && large >= MAX_LARGE_IN_FLIGHT) continue;
+      if (isLarge(d)) large++;
       if (key !== "relay") webhooks++;
       counts.set(key, n + 1);
       chosen.push(d);
@@ -207,7 +218,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
         running.delete(d.id);
         if (worthClaiming(keyOf(d))) scheduleTick();
       });
-    running.set(d.id, { promise, key: keyOf(d) });
+    running.set(d.id, { promise, key: keyOf(d), large: isLarge(d) });
   }
 
   /**
@@ -271,6 +282,10 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     if (!spoolReleasable) return;
     await durable();
     await spool.remove(d.messageId);
+  }
+
+  function isLarge(d: store.ClaimedDelivery): boolean {
+    return d.size >= LARGE_MESSAGE_BYTES;
   }
 
   function keyOf(d: store.ClaimedDelivery): string {

@@ -1,12 +1,13 @@
 /**
  * Webhook deliveries to a real Bun.serve receiver: JSON payload contents, HMAC signature,
- * 500 then 200 (retried), 400 → failed, 429 → deferred, redirect not followed, timeout.
+ * 500 then 200 (retried), 400 → failed, 429 → deferred, redirect not followed, timeout, at most
+ * MAX_LARGE_IN_FLIGHT large messages at once.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { WebhookPayload } from "../../src/act/webhook-payload.ts";
 import { silentLogger } from "../../src/log/logger.ts";
-import { createDeliveryWorker } from "../../src/queue/worker.ts";
+import { createDeliveryWorker, LARGE_MESSAGE_BYTES, MAX_LARGE_IN_FLIGHT } from "../../src/queue/worker.ts";
 import { attemptsOf, counter, deliveryOf, makeEnv, SAMPLE_MESSAGE, seedDelivery, waitFor } from "./helpers.ts";
 
 const SECRET = "webhook-test-secret";
@@ -173,6 +174,39 @@ describe("webhook", () => {
     await waitFor(() => deliveryOf(t.db, slowIds[0]!).attempts >= 1, 5_000, "slow attempt recorded");
     expect(attemptsOf(t.db, slowIds[0]!)[0]!.reply ?? "").toMatch(/timed out/);
     expect(deliveryOf(t.db, slowIds[0]!).state).not.toBe("failed");
+  }, 30_000);
+
+  test("at most MAX_LARGE_IN_FLIGHT large messages in flight (memory); small ones are not held back", async () => {
+    let running = 0;
+    let peak = 0;
+    const bodies: number[] = [];
+    const server = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      async fetch(req) {
+        running++;
+        peak = Math.max(peak, running);
+        bodies.push((await req.arrayBuffer()).byteLength);
+        await Bun.sleep(150);
+        running--;
+        return new Response("ok");
+      },
+    });
+    cleanups.push(() => server.stop(true));
+    const { t, worker } = setup();
+    const big = `Subject: big\r\n\r\n${"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n".repeat(Math.ceil(LARGE_MESSAGE_BYTES / 64) + 1)}`;
+    const urls = [0, 1, 2].map((i) => `http://127.0.0.1:${server.port}/hook${i}`);
+    const large = urls.flatMap((url) => [0, 1].map(() => seedDelivery(t, { kind: "webhook", target: url, raw: big })));
+    worker.start();
+    await waitFor(() => large.every((id) => deliveryOf(t.db, id).state === "delivered"), 15_000, "large delivered");
+    expect(peak).toBe(MAX_LARGE_IN_FLIGHT);
+    expect(bodies.every((n) => n > (LARGE_MESSAGE_BYTES * 4) / 3)).toBe(true);
+
+    peak = 0;
+    const small = urls.flatMap((url) => [0, 1].map(() => seedDelivery(t, { kind: "webhook", target: url })));
+    worker.wake();
+    await waitFor(() => small.every((id) => deliveryOf(t.db, id).state === "delivered"), 15_000, "small delivered");
+    expect(peak).toBeGreaterThan(MAX_LARGE_IN_FLIGHT);
   }, 30_000);
 
   test("unparseable message is still posted with raw and parseError", async () => {
