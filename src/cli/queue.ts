@@ -4,10 +4,10 @@
  * Config: DATABASE_URL and DATA_DIR as for serve (flags > environment > .env > defaults).
  * Exit 0 done, 1 on any error (unknown ID, nothing retryable, unreadable database).
  */
-import { existsSync } from "node:fs";
+import { accessSync, constants } from "node:fs";
 import { defineCommand } from "citty";
 import { loadConfig, type Config } from "../config/config.ts";
-import { CliError } from "../errors.ts";
+import { CliError, describeError } from "../errors.ts";
 import { drop, formatList, listEntries, parseStates, retry } from "../queue/queue-admin.ts";
 import { createSpoolAccess } from "../queue/spool-access.ts";
 import { openDatabase } from "../store/db.ts";
@@ -25,8 +25,13 @@ interface ConfigArgs {
 
 function open(args: ConfigArgs) {
   const config: Config = loadConfig({ flags: { DATA_DIR: args["data-dir"], DATABASE_URL: args["database-url"] } });
-  if (!existsSync(config.databasePath)) {
-    throw new CliError(`no database at ${config.databasePath}: run mailgw queue where serve runs, or set DATABASE_URL / --database-url`);
+  try {
+    accessSync(config.databasePath, constants.R_OK | constants.W_OK);
+  } catch (err) {
+    const code = err instanceof Error && "code" in err ? String(err.code) : "";
+    if (code === "ENOENT") throw new CliError(`no database at ${config.databasePath}: run mailgw queue where serve runs, or set DATABASE_URL / --database-url`);
+    // existsSync says "no" to a file it may not look at: name the real problem.
+    throw new CliError(`cannot open ${config.databasePath} (${code || describeError(err)}): run mailgw queue as the user serve runs as (README: systemd)`);
   }
   return { config, db: openDatabase(config.databasePath) };
 }

@@ -99,5 +99,12 @@ describe("mailgw queue", () => {
     });
     expect(r.exitCode).toBe(1);
     expect(r.stderr.toString()).toContain("no database");
+    // A path it may not look into is not "no database" (as root, a file as a directory stands in for EACCES).
+    const blocked = Bun.spawnSync([BUN, join(ROOT, "src/main.ts"), "queue", "list"], {
+      cwd: t.dir,
+      env: { PATH: process.env.PATH ?? "", DATABASE_URL: `file:${join(t.dbPath, "x.db")}`, DATA_DIR: t.dataDir },
+    });
+    expect(blocked.exitCode).toBe(1);
+    expect(blocked.stderr.toString()).toBe(`mailgw: cannot open ${join(t.dbPath, "x.db")} (ENOTDIR): run mailgw queue as the user serve runs as (README: systemd)\n`);
   }, 30_000);
 });
