@@ -257,7 +257,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     const keepBytes = decision.archive || decision.action === "forward" || decision.action === "webhook";
     if (!keepBytes) await file.abort();
     const entry: IntakeEntry = {
-      row, file: keepBytes ? file : null, deliveries: deliveriesFor(row, decision, relayConfigured()),
+      row, file: keepBytes ? file : null, deliveries: deliveriesFor(row, decision, relayConfigured(), now()),
       finalPath: row.archivePath ? join(config.dataDir, row.archivePath) : null,
     };
     try {
@@ -377,8 +377,14 @@ function messageRow(id: string, receivedAt: number, facts: MessageFacts, d: Deci
   };
 }
 
-function deliveriesFor(row: MessageRow, d: Decision, relayConfigured: boolean): NewDelivery[] {
-  const base = { messageId: row.id, rule: d.rule, category: d.category, createdAt: row.receivedAt };
+/**
+ * `createdAt` is now, just before the rows' commit, not the DATA start: the sweep releases held
+ * back deliveries created over a minute ago, and a message that took longer than that to arrive
+ * must not be released (and claimed, before its file exists) in the moment between its commit
+ * and its syncfs.
+ */
+function deliveriesFor(row: MessageRow, d: Decision, relayConfigured: boolean, createdAt: number): NewDelivery[] {
+  const base = { messageId: row.id, rule: d.rule, category: d.category, createdAt };
   if (d.action === "forward") return [{ ...base, kind: "forward", target: d.forwardTo, state: relayConfigured ? "queued" : "held" }];
   if (d.action === "webhook" && d.url !== null) return [{ ...base, kind: "webhook", target: d.url, state: "queued" }];
   return [];

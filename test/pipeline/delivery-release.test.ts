@@ -46,6 +46,19 @@ test("deliveries are held back until their message is durable, then due at once"
   watcher.close();
 });
 
+test("a delivery is created at its commit, not at DATA start: the minute-old sweep cannot release a slow message's before its syncfs", async () => {
+  const start = Date.now();
+  let clock = start;
+  h = await makeHarness({ now: () => clock });
+  const received = h.pipeline.receive(message("quote slow"), envelope());
+  clock = start + 61_000; // the DATA phase of this message took over a minute
+  const out = await received;
+  const row = h.db.query<{ created_at: number; received_at: number }, [string]>(
+    "SELECT d.created_at, m.received_at FROM deliveries d JOIN messages m ON m.id = d.message_id WHERE d.message_id = ?",
+  ).get(out.id ?? "");
+  expect(row).toEqual({ created_at: start + 61_000, received_at: start });
+});
+
 test("`queue retry --all` leaves a held-back delivery alone; its release makes it due", async () => {
   h = await makeHarness({ recover: false });
   const t = Date.now();

@@ -87,7 +87,7 @@ export async function makeConfig(dir: string, env: Record<string, string> = {}):
 }
 
 export async function makeHarness(
-  opts: { env?: Record<string, string>; logger?: Logger; rulesYaml?: string; recover?: boolean; afterBigMessage?: () => void } = {},
+  opts: { env?: Record<string, string>; logger?: Logger; rulesYaml?: string; recover?: boolean; afterBigMessage?: () => void; now?: () => number } = {},
 ): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), "mailgw-pipeline-"));
   await writeFile(join(dir, "rules.yaml"), opts.rulesYaml ?? RULES_YAML);
@@ -113,7 +113,7 @@ export async function makeHarness(
       await rm(dir, { recursive: true, force: true });
     },
   };
-  h.pipeline = createPipeline({ config, db: h.db, logger, rules: h.rules, afterBigMessage: opts.afterBigMessage });
+  h.pipeline = createPipeline({ config, db: h.db, logger, rules: h.rules, afterBigMessage: opts.afterBigMessage, ...(opts.now ? { now: opts.now } : {}) });
   if (opts.recover !== false) await h.pipeline.recover();
   return h;
 }
