@@ -24,7 +24,7 @@
  * event loop.
  *
  * Trusts: rows built by the pipeline. Failure: an entry whose file cannot be written is
- * rejected alone (its rows deleted again); a failed transaction or syncfs rejects its whole
+ * rejected alone (its rows deleted again, later if the database refuses now); a failed transaction or syncfs rejects its whole
  * group, removes the group's spool files and (after the commit) deletes the rows again — no
  * client got 250, nothing lost, nothing half-written. Callers turn rejections into 451 4.3.0.
  */
@@ -45,6 +45,9 @@ import { WalSync } from "../spool/wal-sync.ts";
  * syncfs calls. More would only make smaller groups.
  */
 const MAX_GROUPS_IN_FLIGHT = 2;
+/** First wait before deleting a failed group's rows again (the database refused); doubles to a minute. */
+export const DELETE_RETRY_MS = 1_000;
+const DELETE_RETRY_MAX_MS = 60_000;
 
 export interface IntakeEntry {
   row: MessageRow;
@@ -275,16 +278,7 @@ export class Intake {
    * files recovery checks.
    */
   private async fail(group: Waiting[], spooled: Waiting[], err: unknown, rowsCommitted: boolean): Promise<void> {
-    if (rowsCommitted) {
-      try {
-        await this.wal.commitWhenFree(() => {
-          deleteMessages(this.db, group.map((w) => w.entry.row.id));
-          bumpCounterBatch(this.db, intakeCounterIncrements(group.map((w) => w.entry.row)), -1);
-        });
-      } catch {
-        // The rows stay; recovery removes rows whose spool file is missing.
-      }
-    }
+    if (rowsCommitted) await this.deleteRows(group.map((w) => w.entry.row));
     await Promise.all(
       spooled.map(async (w) => {
         await w.entry.file?.abort();
@@ -294,6 +288,23 @@ export class Intake {
     );
     await this.spool.syncDir().catch(() => undefined);
     for (const w of group) w.reject(err);
+  }
+
+  /**
+   * Deletes the rows of messages whose clients get 451. When the database refuses (a full disk
+   * fails a delete too), it tries again later without holding the reply back: a row left behind
+   * would stand for a message nobody has (an archive row without its file, a delivery failing
+   * with "spool file missing"), and recovery no longer checks it once the durable mark passed it.
+   */
+  private deleteRows(rows: readonly MessageRow[], wait = DELETE_RETRY_MS): Promise<void> {
+    return this.wal
+      .commitWhenFree(() => {
+        deleteMessages(this.db, rows.map((r) => r.id));
+        bumpCounterBatch(this.db, intakeCounterIncrements(rows), -1);
+      })
+      .catch(() => {
+        setTimeout(() => void this.deleteRows(rows, Math.min(wait * 2, DELETE_RETRY_MAX_MS)), wait).unref();
+      });
   }
 
   private notifyIdle(): void {
