@@ -24,9 +24,10 @@
  * event loop.
  *
  * Trusts: rows built by the pipeline. Failure: an entry whose file cannot be written is
- * rejected alone (its rows deleted again, later if the database refuses now); a failed transaction or syncfs rejects its whole
- * group, removes the group's spool files and (after the commit) deletes the rows again — no
- * client got 250, nothing lost, nothing half-written. Callers turn rejections into 451 4.3.0.
+ * rejected alone (its rows deleted again); a failed transaction or syncfs rejects its whole
+ * group, removes the group's spool files and (after the commit) deletes the rows again, later
+ * if the database refuses now — no client got 250, nothing lost, nothing half-written.
+ * Callers turn rejections into 451 4.3.0.
  */
 import type { Database } from "bun:sqlite";
 import { unlink } from "node:fs/promises";
