@@ -1,0 +1,144 @@
+/**
+ * Ingress cases against the real `mailgw serve` (from source) that the in-process SMTP tests
+ * cover with a stand-in sink:
+ * - listening on `::`, an IPv4 client arrives as an IPv4-mapped address and is matched against
+ *   IPv4 ranges in SMTP_ALLOWED_IPS; IPv6 loopback is refused by the same IPv4-only list;
+ * - the rate limit counts the client address a PROXY header carries, not the proxy's;
+ * - an edit of rules.yaml seen by the file watcher (no SIGHUP) changes the action for the very
+ *   next message of an open session;
+ * - commands ended by a bare LF are understood, and a bare-LF dot does not end DATA;
+ * - broken MIME is accepted and archived byte for byte.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { RawClient, greet, sendMail } from "../smtp/helpers.ts";
+import { RULES_YAML, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+
+const running: ServeProcess[] = [];
+afterEach(async () => {
+  for (const s of running.splice(0)) if (s.proc.exitCode === null) await s.stop("SIGKILL");
+});
+
+async function serve(env: Record<string, string> = {}, rules = RULES_YAML): Promise<ServeProcess> {
+  const dir = serveDir();
+  writeFileSync(join(dir, "rules.yaml"), rules);
+  const s = await startServe("source", dir, env);
+  running.push(s);
+  return s;
+}
+
+function archivedBytes(s: ServeProcess, id: string): Buffer | null {
+  const root = join(s.dir, "data", "archive");
+  for (const day of readdirSync(root)) {
+    try {
+      return readFileSync(join(root, day, `${id}.eml`));
+    } catch {
+      // another day
+    }
+  }
+  return null;
+}
+
+async function archived(s: ServeProcess, id: string): Promise<Buffer> {
+  for (let i = 0; i < 100; i++) {
+    const bytes = archivedBytes(s, id);
+    if (bytes) return bytes;
+    await Bun.sleep(50);
+  }
+  throw new Error(`${id} not archived`);
+}
+
+describe("mailgw serve ingress edges", () => {
+  test("on `::`: an IPv4 client matches IPv4 ranges (IPv4-mapped); ::1 is refused by them", async () => {
+    const s = await serve({ SMTP_HOST: "::", SMTP_ALLOWED_IPS: "127.0.0.0/8" });
+    const v4 = await RawClient.connect(s.smtpPort, "127.0.0.1");
+    expect(await greet(v4)).toStartWith("250");
+    expect(await sendMail(v4)).toMatch(/^250 2\.0\.0 Queued as /);
+    v4.end();
+    const v6 = await RawClient.connect(s.smtpPort, "::1");
+    expect(await v6.reply()).toMatch(/^554 5\.7\.1 /);
+    v6.end();
+    await s.waitForLog((l) => l.msg === "smtp session" && l.client === "127.0.0.1" && typeof l.id === "string");
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+
+  test("the rate limit counts the address a PROXY header carries, not the proxy's", async () => {
+    const s = await serve({ SMTP_PROXY_PROTOCOL: "true", RATE_LIMIT_MAX: "2" });
+    const from = async (client: string) => {
+      const c = await RawClient.connect(s.smtpPort, "127.0.0.1", `PROXY TCP4 ${client} 10.0.0.1 51000 25\r\n`);
+      await greet(c);
+      const replies = [await sendMail(c), await sendMail(c), await c.cmd("MAIL FROM:<a@sender.example>")];
+      c.end();
+      return replies;
+    };
+    const first = await from("203.0.113.5");
+    expect(first.map((r) => r.slice(0, 9))).toEqual(["250 2.0.0", "250 2.0.0", "451 4.7.1"]);
+    const other = await from("203.0.113.6"); // same proxy (127.0.0.1), another client
+    expect(other.map((r) => r.slice(0, 9))).toEqual(["250 2.0.0", "250 2.0.0", "451 4.7.1"]);
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+
+  test("an edit seen by the file watcher changes the action for the next message of an open session", async () => {
+    const s = await serve();
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    const message = "From: a@sender.example\r\nTo: b@company.com\r\nSubject: weekly report\r\n\r\nHi.\r\n";
+    expect(await sendMail(c, "b@company.com", message)).toMatch(/^250 2\.0\.0 /);
+    // An editor's save: a new file renamed over the old one.
+    const rules = RULES_YAML + `  - { name: no-reports, priority: 50, category: noise, action: reject, reject_message: "No reports here", conditions: [{ field: subject, operator: contains, value: report }] }\n`;
+    writeFileSync(join(s.dir, "rules.yaml.new"), rules);
+    renameSync(join(s.dir, "rules.yaml.new"), join(s.dir, "rules.yaml"));
+    await s.waitForLog((l) => l.msg === "rules reloaded");
+    expect(await sendMail(c, "b@company.com", message)).toBe("550 5.7.1 No reports here");
+    c.end();
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+
+  test("bare-LF command lines are understood; a bare-LF dot does not end DATA", async () => {
+    const s = await serve();
+    const c = await RawClient.connect(s.smtpPort);
+    expect(await c.reply()).toStartWith("220");
+    c.write("EHLO lf.example\n");
+    expect(await c.reply()).toStartWith("250");
+    c.write("MAIL FROM:<a@sender.example>\n");
+    expect(await c.reply()).toStartWith("250");
+    c.write("RCPT TO:<b@company.com>\n");
+    expect(await c.reply()).toStartWith("250");
+    c.write("DATA\n");
+    expect(await c.reply()).toStartWith("354");
+    c.write("Subject: lf\n\nbefore\n.\nafter\r\n.\r\n");
+    const reply = await c.reply();
+    expect(reply).toMatch(/^250 2\.0\.0 Queued as /);
+    const id = reply.split(" ").pop() ?? "";
+    const stored = (await archived(s, id)).toString("latin1");
+    expect(stored.endsWith("Subject: lf\n\nbefore\n.\nafter\r\n")).toBe(true);
+    c.end();
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+
+  test("broken MIME (unclosed boundary, bad base64, bad encoded words, 8-bit garbage) is accepted and archived byte for byte", async () => {
+    const s = await serve();
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    const broken =
+      "From: =?utf-8?B?!!!notbase64?= <a@sender.example>\r\nTo: b@company.com\r\nSubject: =?x-unknown?Q?=ZZ?=\r\n" +
+      'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="never-closed"\r\n\r\n' +
+      "--never-closed\r\nContent-Type: text/plain; charset=bogus\r\nContent-Transfer-Encoding: base64\r\n\r\n%%%% not base64 \xff\xfe\r\n" +
+      "--never-closed\r\nContent-Type: application/octet-stream; name=\"\xe9t\xe9.bin\"\r\n\r\n\x01\x02\x80\x81\r\n";
+    expect(await c.cmd("MAIL FROM:<a@sender.example>")).toStartWith("250");
+    expect(await c.cmd("RCPT TO:<b@company.com>")).toStartWith("250");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    const bytes = Buffer.from(broken, "latin1"); // raw 8-bit bytes, not UTF-8
+    c.write(Buffer.concat([bytes, Buffer.from(".\r\n")]));
+    const reply = await c.reply();
+    expect(reply).toMatch(/^250 2\.0\.0 Queued as /);
+    const id = reply.split(" ").pop() ?? "";
+    const stored = await archived(s, id);
+    expect(Buffer.compare(stored.subarray(stored.length - bytes.length), bytes)).toBe(0);
+    c.end(); // the session's log line is written when it ends
+    const session = await s.waitForLog((l) => l.msg === "smtp session" && l.id === id);
+    expect(session.decision).toBe("archive");
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+});
