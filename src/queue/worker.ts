@@ -233,8 +233,13 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
         if (stopping) return null;
         logger.error(`${what} could not be recorded; retrying`, { id: d.messageId, delivery: d.id, error: err instanceof Error ? err.message : String(err), retry_in_ms: wait });
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, wait);
-          stopRequested.signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+          const done = (): void => {
+            clearTimeout(timer);
+            stopRequested.signal.removeEventListener("abort", done);
+            resolve();
+          };
+          const timer = setTimeout(done, wait);
+          stopRequested.signal.addEventListener("abort", done);
         });
       }
     }
