@@ -46,11 +46,15 @@ async function serve(dir: string, env: Record<string, string>): Promise<ServePro
   return s;
 }
 
-async function send(port: number, subjects: string[]): Promise<string[]> {
-  const t = nodemailer.createTransport({ host: "127.0.0.1", port, secure: false, ignoreTLS: true });
+async function send(s: ServeProcess, subjects: string[]): Promise<string[]> {
+  const t = nodemailer.createTransport({ host: "127.0.0.1", port: s.smtpPort, secure: false, ignoreTLS: true });
   const ids: string[] = [];
   for (const subject of subjects) {
-    const info = await t.sendMail({ from: "alice@example.org", to: "orders@company.com", subject, text: `body of ${subject}` });
+    const info = await t.sendMail({ from: "alice@example.org", to: "orders@company.com", subject, text: `body of ${subject}` }).catch((err: unknown) => {
+      // Say what serve was doing: a refused connection once failed here in CI and never again.
+      const state = `serve pid ${s.proc.pid} exit ${s.proc.exitCode} signal ${s.proc.signalCode}`;
+      throw new Error(`sending to 127.0.0.1:${s.smtpPort} failed (${String(err)}); ${state}; last logs ${JSON.stringify(s.logs.slice(-6))}; stderr ${s.stderr()}`);
+    });
     const id = /Queued as (\S+)/.exec(info.response)?.[1];
     if (!id) throw new Error(`unexpected reply ${info.response}`);
     ids.push(id);
@@ -80,7 +84,7 @@ describe("delivery inside mailgw serve", () => {
     relay.mode = "stall";
     const dir = gatewayDir();
     const first = await serve(dir, relayVars(relay));
-    const ids = await send(first.smtpPort, ["quote 1", "quote 2", "quote 3"]);
+    const ids = await send(first, ["quote 1", "quote 2", "quote 3"]);
     const db = dbOf(dir);
     await waitFor(() => states(db, ids).every((s) => s === "delivering"), 15_000, "delivering");
     await Bun.sleep(200);
@@ -104,7 +108,7 @@ describe("delivery inside mailgw serve", () => {
     const sessions = 16;
     const perSession = 15;
     const batches = await Promise.all(
-      Array.from({ length: sessions }, (_, i) => send(s.smtpPort, Array.from({ length: perSession }, (_, j) => `quote ${i}-${j}`))),
+      Array.from({ length: sessions }, (_, i) => send(s, Array.from({ length: perSession }, (_, j) => `quote ${i}-${j}`))),
     );
     const ids = batches.flat();
     const db = dbOf(dir);
@@ -120,7 +124,7 @@ describe("delivery inside mailgw serve", () => {
     await probe.close();
     const dir = gatewayDir();
     const s = await serve(dir, relayVars({ port }));
-    const ids = await send(s.smtpPort, ["quote a", "quote b"]);
+    const ids = await send(s, ["quote a", "quote b"]);
     const db = dbOf(dir);
     await waitFor(() => states(db, ids).every((x) => x === "deferred"), 15_000, "deferred while down");
     await s.waitForLog((l) => l.msg === "deferred" && l.id === ids[0]);
@@ -135,7 +139,7 @@ describe("delivery inside mailgw serve", () => {
     cleanups.push(() => relay.close());
     const dir = gatewayDir();
     const s = await serve(dir, {});
-    const ids = await send(s.smtpPort, ["quote held"]);
+    const ids = await send(s, ["quote held"]);
     const db = dbOf(dir);
     await waitFor(() => states(db, ids)[0] === "held", 10_000, "held");
     await Bun.sleep(300);
@@ -145,14 +149,14 @@ describe("delivery inside mailgw serve", () => {
     await waitFor(() => states(db, ids)[0] === "delivered", 15_000, "delivered after SIGHUP");
     expect(subjectsAt(relay)).toEqual(["quote held"]);
     // Forwards received after the reload go to the relay too (not held until another SIGHUP).
-    const after = await send(s.smtpPort, ["quote after"]);
+    const after = await send(s, ["quote after"]);
     await waitFor(() => states(db, after)[0] === "delivered", 15_000, "later forward delivered");
     expect(subjectsAt(relay)).toEqual(["quote after", "quote held"]);
     // The relay removed from .env + SIGHUP: new forwards are held again, nothing is sent.
     writeFileSync(join(dir, ".env"), "");
     s.proc.kill("SIGHUP");
     await s.waitForLog((l) => l.msg === "relay settings reloaded" && l.relay === "none");
-    const removed = await send(s.smtpPort, ["quote removed"]);
+    const removed = await send(s, ["quote removed"]);
     await waitFor(() => states(db, removed)[0] === "held", 10_000, "held after the relay was removed");
     await Bun.sleep(300);
     expect(states(db, removed)[0]).toBe("held");
