@@ -1,7 +1,7 @@
 /**
  * GET /metrics: Prometheus text exposition format 0.0.4. Counters are all-time sums of
- * daily_counters (they survive restarts; a pruned day looks like a counter reset, which
- * Prometheus handles); gauges come from the same snapshot as the stats page.
+ * daily_counters (they survive restarts), never exported lower than before by this process
+ * (CounterFloor); gauges come from the same snapshot as the stats page.
  * Trusts: nothing in label values — categories are user-chosen strings and are escaped.
  * Failure: a database error propagates; the server answers 500 and Prometheus marks the
  * scrape as failed (better than a partial exposition).
@@ -17,17 +17,36 @@ export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 type Labels = Record<string, string>;
 type MetricType = "counter" | "gauge" | "histogram";
 
+/**
+ * The highest value each counter series was exported with by this process. The sums can go
+ * down: the intake takes back its counts when a storage failure after the commit turns a
+ * group's 250 into 451. Prometheus reads any decrease as a counter reset and adds the whole
+ * total to `increase()`; exporting the highest value seen instead only holds the series until
+ * the sums pass it again.
+ */
+export type CounterFloor = Map<string, number>;
+
 class Exposition {
   private readonly lines: string[] = [];
+  private type: MetricType = "gauge";
+
+  constructor(private readonly floor: CounterFloor | null) {}
 
   family(name: string, type: MetricType, help: string): this {
+    this.type = type;
     this.lines.push(`# HELP ${name} ${help.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}`, `# TYPE ${name} ${type}`);
     return this;
   }
 
   sample(name: string, labels: Labels, value: number): this {
     const pairs = Object.entries(labels).map(([k, v]) => `${k}="${escapePromLabel(v)}"`);
-    this.lines.push(`${name}${pairs.length ? `{${pairs.join(",")}}` : ""} ${formatValue(value)}`);
+    const series = `${name}${pairs.length ? `{${pairs.join(",")}}` : ""}`;
+    let v = value;
+    if (this.type === "counter" && this.floor) {
+      v = Math.max(value, this.floor.get(series) ?? 0);
+      this.floor.set(series, v);
+    }
+    this.lines.push(`${series} ${formatValue(v)}`);
     return this;
   }
 
@@ -43,7 +62,7 @@ function formatValue(v: number): string {
   return String(v);
 }
 
-export function renderMetrics(db: Database, snapshot: StatsSnapshot, histogram: DeliveryDurationHistogram): string {
+export function renderMetrics(db: Database, snapshot: StatsSnapshot, histogram: DeliveryDurationHistogram, floor: CounterFloor | null = null): string {
   const counterRows = db
     .query<{ metric: string; rule: string; category: string; n: number }, []>(
       `SELECT metric, rule, category, SUM(n) AS n FROM daily_counters GROUP BY metric, rule, category`,
@@ -51,7 +70,7 @@ export function renderMetrics(db: Database, snapshot: StatsSnapshot, histogram: 
     .all();
   const all = periodTotals(counterRows);
   histogram.refresh(db);
-  const out = new Exposition();
+  const out = new Exposition(floor);
 
   out.family("mailgw_build_info", "gauge", "Build information; the value is always 1.").sample("mailgw_build_info", { version: snapshot.version }, 1);
   out.family("mailgw_uptime_seconds", "gauge", "Seconds since this gateway process started.").sample("mailgw_uptime_seconds", {}, snapshot.uptimeSeconds);

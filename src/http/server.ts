@@ -18,7 +18,7 @@ import type { Logger } from "../log/logger.ts";
 import { AUTH_CHALLENGES, createTokenChecker } from "./auth.ts";
 import { DeliveryDurationHistogram } from "./delivery-histogram.ts";
 import { checkHealth, publicHealthReport } from "./healthz.ts";
-import { METRICS_CONTENT_TYPE, renderMetrics } from "./metrics.ts";
+import { METRICS_CONTENT_TYPE, renderMetrics, type CounterFloor } from "./metrics.ts";
 import { collectStats } from "./stats-data.ts";
 import { renderStatsPage } from "./stats-page.ts";
 import { LOCKED_CSP, STATS_PAGE_CSP } from "./stats-page-assets.ts";
@@ -63,6 +63,7 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
   const now = opts.now ?? Date.now;
   const token = createTokenChecker(config.http.statsToken);
   const histogram = new DeliveryDurationHistogram();
+  const counterFloor: CounterFloor = new Map();
   let server: Server<undefined> | null = null;
   let lastHealthy: boolean | null = null;
 
@@ -74,7 +75,7 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
       case "/stats.json":
         return json(200, collectStats(db, status, t, config.smtp.hostname));
       case "/metrics":
-        return { status: 200, body: renderMetrics(db, collectStats(db, status, t, config.smtp.hostname), histogram), contentType: METRICS_CONTENT_TYPE };
+        return { status: 200, body: renderMetrics(db, collectStats(db, status, t, config.smtp.hostname), histogram, counterFloor), contentType: METRICS_CONTENT_TYPE };
       case "/healthz": {
         const report = await checkHealth(db, config.dataDir, status, t);
         const healthy = report.status === "ok";

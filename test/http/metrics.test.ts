@@ -136,6 +136,17 @@ test("the histogram only adds attempts recorded since the last scrape", async ()
   expect(find(later, "mailgw_delivery_duration_seconds_bucket", { kind: "webhook", le: "0.5" })).toBe(2);
 });
 
+test("a counter is never exported lower than before (the intake takes back counts of a 451'd group)", async () => {
+  addMessage(fx.db, { action: "archive", category: "default" });
+  addMessage(fx.db, { action: "archive", category: "default" });
+  const received = async () => find(parseExposition(await (await get(server, "/metrics")).text()).samples, "mailgw_messages_received_total", {});
+  const before = await received();
+  bumpCounter(fx.db, Date.now(), "received", {}, -1); // what intake's fail() does after a commit
+  expect(await received()).toBe(before);
+  bumpCounter(fx.db, Date.now(), "received", {}, 2);
+  expect(await received()).toBe(before + 1);
+});
+
 test("the parser used here rejects invalid exposition (so the test above means something)", () => {
   expect(() => parseExposition("mailgw_x 1\n")).toThrow("sample without # TYPE");
   expect(() => parseExposition('# HELP a b\n# TYPE a gauge\na{l="x} 1\n')).toThrow("bad labels");
