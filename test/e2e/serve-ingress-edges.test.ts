@@ -7,10 +7,12 @@
  * - an edit of rules.yaml seen by the file watcher (no SIGHUP) changes the action for the very
  *   next message of an open session;
  * - commands ended by a bare LF are understood, and a bare-LF dot does not end DATA;
- * - broken MIME is accepted and archived byte for byte.
+ * - broken MIME is accepted and archived byte for byte;
+ * - the stats server (loopback, no STATS_TOKEN) refuses a foreign Host name (DNS rebinding).
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { createConnection } from "node:net";
 import { join } from "node:path";
 import { RawClient, greet, sendMail } from "../smtp/helpers.ts";
 import { RULES_YAML, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
@@ -47,6 +49,18 @@ async function archived(s: ServeProcess, id: string): Promise<Buffer> {
     await Bun.sleep(50);
   }
   throw new Error(`${id} not archived`);
+}
+
+/** Status of one raw HTTP/1.1 GET with the given Host header (fetch would set its own). */
+function statusWithHost(url: string, path: string, host: string): Promise<number> {
+  const { port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    let text = "";
+    const conn = createConnection({ host: "127.0.0.1", port: Number(port) }, () => conn.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`));
+    conn.on("data", (d) => (text += d.toString()));
+    conn.on("end", () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)));
+    conn.on("error", reject);
+  });
 }
 
 describe("mailgw serve ingress edges", () => {
@@ -139,6 +153,16 @@ describe("mailgw serve ingress edges", () => {
     c.end(); // the session's log line is written when it ends
     const session = await s.waitForLog((l) => l.msg === "smtp session" && l.id === id);
     expect(session.decision).toBe("archive");
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+
+  test("stats on loopback without a token: a foreign Host name gets 403, localhost and IPs get the page", async () => {
+    const s = await serve();
+    const port = new URL(s.httpUrl).port;
+    expect(await statusWithHost(s.httpUrl, "/stats.json", `evil.example:${port}`)).toBe(403);
+    expect(await statusWithHost(s.httpUrl, "/metrics", "rebind.attacker.example")).toBe(403);
+    expect(await statusWithHost(s.httpUrl, "/stats.json", `localhost:${port}`)).toBe(200);
+    expect(await statusWithHost(s.httpUrl, "/stats", `127.0.0.1:${port}`)).toBe(200);
     expect(await s.stop()).toBe(0);
   }, 30_000);
 });
