@@ -120,4 +120,59 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE deliveries ADD COLUMN retry_attempts INTEGER NOT NULL DEFAULT 0;
     `,
   },
+  {
+    // Without AUTOINCREMENT, SQLite gives a new row max(id)+1, so dropping the newest delivery
+    // (`queue drop`) handed its id to the next one: `queue retry 57` could then act on another
+    // message, and /metrics' histogram, which reads attempts by id above the last one seen,
+    // missed attempts that reused an id. Rebuilt with AUTOINCREMENT, ids are never reused.
+    // The new attempts table points at deliveries_new, so no step drops a parent that still has
+    // children (foreign_keys is on and cannot be turned off inside the migration's transaction);
+    // the rename then rewrites that reference to "deliveries".
+    version: 5,
+    name: "ids-never-reused",
+    sql: `
+      CREATE TABLE deliveries_new (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        message_id      TEXT NOT NULL REFERENCES messages(id),
+        kind            TEXT NOT NULL,
+        target          TEXT NOT NULL,
+        rule            TEXT,
+        category        TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        created_at      INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        last_error      TEXT,
+        delivered_at    INTEGER,
+        retry_from      INTEGER,
+        retry_attempts  INTEGER NOT NULL DEFAULT 0
+      );
+      INSERT INTO deliveries_new (id, message_id, kind, target, rule, category, state, attempts, created_at,
+          next_attempt_at, updated_at, last_error, delivered_at, retry_from, retry_attempts)
+        SELECT id, message_id, kind, target, rule, category, state, attempts, created_at,
+          next_attempt_at, updated_at, last_error, delivered_at, retry_from, retry_attempts FROM deliveries;
+
+      CREATE TABLE delivery_attempts_new (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        delivery_id INTEGER NOT NULL REFERENCES deliveries_new(id),
+        at          INTEGER NOT NULL,
+        target      TEXT NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        ok          INTEGER NOT NULL,
+        reply       TEXT
+      );
+      INSERT INTO delivery_attempts_new (id, delivery_id, at, target, duration_ms, ok, reply)
+        SELECT id, delivery_id, at, target, duration_ms, ok, reply FROM delivery_attempts;
+
+      DROP TABLE delivery_attempts;
+      DROP TABLE deliveries;
+      ALTER TABLE deliveries_new RENAME TO deliveries;
+      ALTER TABLE delivery_attempts_new RENAME TO delivery_attempts;
+      CREATE INDEX deliveries_due ON deliveries(state, next_attempt_at);
+      CREATE INDEX deliveries_message ON deliveries(message_id);
+      CREATE INDEX deliveries_kind_due ON deliveries(kind, state, next_attempt_at);
+      CREATE INDEX delivery_attempts_delivery ON delivery_attempts(delivery_id);
+    `,
+  },
 ];

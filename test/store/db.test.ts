@@ -1,7 +1,8 @@
 import { expect, test } from "bun:test";
-import { mkdtempSync } from "node:fs";
+import { Database } from "bun:sqlite";
+import { mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { openDatabase, schemaVersion } from "../../src/store/db.ts";
 import { bumpCounter } from "../../src/store/counters.ts";
 import { MIGRATIONS } from "../../src/store/migrations.ts";
@@ -37,4 +38,48 @@ test("counters accumulate per day, metric, rule and category", () => {
     { day: "2026-11-22", metric: "received", rule: "r1", category: "spam", n: 3 },
     { day: "2026-11-23", metric: "received", rule: "r1", category: "spam", n: 1 },
   ]);
+});
+
+test("migration 5 keeps every delivery and attempt, and ids are never reused after a drop", () => {
+  const path = dbPath();
+  // A database as mailgw left it at schema 4, with a delivery and two attempts.
+  mkdirSync(dirname(path), { recursive: true });
+  const old = new Database(path, { create: true, strict: true });
+  old.exec("PRAGMA journal_mode = WAL");
+  for (const m of MIGRATIONS.filter((m) => m.version <= 4)) old.exec(m.sql);
+  old.exec("PRAGMA user_version = 4");
+  old.exec(`INSERT INTO messages (id, received_at, client_ip, helo, tls, mail_from, recipients, subject, size,
+              rule, category, action, status) VALUES ('m1', 1, '127.0.0.1', 'h', 0, 'a@x', '[]', 's', 1, 'r', 'c', 'forward', 'done')`);
+  old.exec(`INSERT INTO deliveries (id, message_id, kind, target, rule, category, state, attempts, created_at,
+              next_attempt_at, updated_at, retry_from, retry_attempts) VALUES (7, 'm1', 'forward', '["b@y"]', 'r', 'c', 'failed', 2, 1, 1, 1, 5, 1)`);
+  old.exec(`INSERT INTO delivery_attempts (id, delivery_id, at, target, duration_ms, ok, reply)
+              VALUES (3, 7, 1, 'relay', 10, 0, '451 later'), (4, 7, 2, 'relay', 12, 0, '550 no')`);
+  old.close();
+
+  const db = openDatabase(path);
+  expect(schemaVersion(db)).toBe(MIGRATIONS.at(-1)!.version);
+  expect(db.query("SELECT id, message_id, state, attempts, retry_from, retry_attempts FROM deliveries").all()).toEqual([
+    { id: 7, message_id: "m1", state: "failed", attempts: 2, retry_from: 5, retry_attempts: 1 },
+  ]);
+  expect(db.query("SELECT id, delivery_id, reply FROM delivery_attempts ORDER BY id").all()).toEqual([
+    { id: 3, delivery_id: 7, reply: "451 later" },
+    { id: 4, delivery_id: 7, reply: "550 no" },
+  ]);
+  expect(db.query("PRAGMA foreign_key_check").all()).toEqual([]);
+  const attemptsSql = db.query<{ sql: string }, []>("SELECT sql FROM sqlite_schema WHERE name = 'delivery_attempts'").get()!.sql;
+  expect(attemptsSql).toContain('REFERENCES "deliveries"(id)');
+  const indexes = db.query<{ name: string }, []>("SELECT name FROM sqlite_schema WHERE type = 'index' AND name LIKE 'deliver%' ORDER BY name").all();
+  expect(indexes.map((i) => i.name)).toEqual(["deliveries_due", "deliveries_kind_due", "deliveries_message", "delivery_attempts_delivery"]);
+
+  // `queue drop` of the newest delivery, then a new one: a fresh id, not 7 again (nor attempt 4).
+  db.exec("DELETE FROM delivery_attempts WHERE delivery_id = 7; DELETE FROM deliveries WHERE id = 7");
+  const next = db
+    .query<{ id: number }, []>(`INSERT INTO deliveries (message_id, kind, target, category, state, created_at, next_attempt_at, updated_at)
+              VALUES ('m1', 'forward', '[]', 'c', 'queued', 2, 2, 2) RETURNING id`)
+    .get()!;
+  expect(next.id).toBe(8);
+  const attempt = db
+    .query<{ id: number }, []>(`INSERT INTO delivery_attempts (delivery_id, at, target, duration_ms, ok) VALUES (8, 3, 'relay', 1, 1) RETURNING id`)
+    .get()!;
+  expect(attempt.id).toBe(5);
 });
