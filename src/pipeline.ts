@@ -112,6 +112,11 @@ export interface Pipeline extends MessageSink {
   /** Resolves when post-250 work scheduled so far is done (tests, shutdown). */
   settle(): Promise<void>;
   intakeStats(): IntakeStats;
+  /**
+   * What the minute timer runs: releases held-back deliveries and finishes messages left
+   * unfinished (created or received over a minute ago). Resolves with the messages scheduled.
+   */
+  sweep(): Promise<number>;
 }
 
 export function createPipeline(deps: PipelineDeps): Pipeline {
@@ -260,9 +265,11 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       row, file: keepBytes ? file : null, deliveries: deliveriesFor(row, decision, relayConfigured(), now()),
       finalPath: row.archivePath ? join(config.dataDir, row.archivePath) : null,
     };
+    if (finishLater) finisher.reserve(id);
     try {
       await intake.commit(entry);
     } catch (err) {
+      if (finishLater) finisher.unreserve(id);
       logger.error("storing message failed, answered 451", { id, error: describeError(err) });
       throw SmtpError.temporary(err);
     }
@@ -341,7 +348,12 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       await finisher.idle();
     },
     intakeStats: () => ({ ...intake.stats }),
+    sweep,
   };
+
+  function sweep(): Promise<number> {
+    return sweepPending(db, finisher, now() - SWEEP_INTERVAL_MS);
+  }
 
   function startTimers(): void {
     if (closed || sweepTimer) return;
@@ -349,7 +361,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     sweepTimer = setInterval(() => {
       if (sweeping) return;
       sweeping = true;
-      sweepPending(db, finisher, now() - SWEEP_INTERVAL_MS)
+      sweep()
         .catch((err: unknown) => logger.error("retrying unfinished messages failed", { error: describeError(err) }))
         .finally(() => (sweeping = false));
     }, SWEEP_INTERVAL_MS);

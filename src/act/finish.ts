@@ -31,6 +31,13 @@ export class Finisher {
   private scheduled = false;
   /** Ids queued or being finished, so a sweep never finishes the same message twice at once. */
   private readonly inFlight = new Set<string>();
+  /**
+   * Ids whose commit is under way and whose schedule() follows it. Their rows are visible
+   * (`spooled`) before their files are durable, and a message whose DATA phase began over a
+   * minute ago looks like a straggler to the sweep: it must not be finished (its spool file
+   * linked into the archive) before the intake has made that file durable.
+   */
+  private readonly reserved = new Set<string>();
   private idleWaiters: (() => void)[] = [];
 
   constructor(
@@ -41,8 +48,19 @@ export class Finisher {
     private readonly wal: WalSync = new WalSync(db),
   ) {}
 
+  /** Before committing a message that schedule() will get: from now on the sweep leaves it alone. */
+  reserve(id: string): void {
+    this.reserved.add(id);
+  }
+
+  /** The reserved message was not stored (451): no schedule() follows. */
+  unreserve(id: string): void {
+    this.reserved.delete(id);
+  }
+
   /** Queues a message for its post-250 work; a message already queued is ignored. */
   schedule(item: FinishItem): void {
+    this.reserved.delete(item.id);
     if (this.inFlight.has(item.id)) return;
     this.inFlight.add(item.id);
     this.queue.push(item);
@@ -54,8 +72,9 @@ export class Finisher {
     });
   }
 
+  /** Queued, being finished, or reserved by a commit under way. */
   isInFlight(id: string): boolean {
-    return this.inFlight.has(id);
+    return this.inFlight.has(id) || this.reserved.has(id);
   }
 
   /** Resolves when everything scheduled so far has been attempted. */
@@ -69,7 +88,7 @@ export class Finisher {
    * Returns whether a file was removed.
    */
   async release(id: string): Promise<boolean> {
-    if (this.inFlight.has(id) || spoolStillNeeded(this.db, id)) return false;
+    if (this.isInFlight(id) || spoolStillNeeded(this.db, id)) return false;
     return this.spool.remove(id);
   }
 

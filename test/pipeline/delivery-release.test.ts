@@ -95,3 +95,38 @@ test("a relay set by SIGHUP queues a held-back forward but leaves it held back u
   releaseDeliveries(h.db, [ids[1]!]);
   expect(rows()[1]).toEqual({ state: "queued", next_attempt_at: t });
 });
+
+test("the minute sweep never finishes a message whose commit is under way, however long its DATA phase took", async () => {
+  const start = Date.now();
+  let clock = start;
+  h = await makeHarness({ now: () => clock });
+  const pipeline = h.pipeline;
+  // 30 messages whose DATA began at `start` (forward + archive copy: post-250 work)…
+  const files = await Promise.all(Array.from({ length: 30 }, () => pipeline.openIncoming()));
+  files.forEach((f, i) => f.write(message(`keepcopy ${i}`)));
+  clock = start + 61_000; // …and ended over a minute later, so their rows look a minute old.
+  let sweeping = true;
+  let sweeps = 0;
+  let swept = 0;
+  const sweepLoop = async (): Promise<void> => {
+    while (sweeping) {
+      swept += await pipeline.sweep();
+      sweeps++;
+      await new Promise((r) => setImmediate(r));
+    }
+  };
+  const loop = sweepLoop();
+  const outs = await Promise.all(files.map((f) => pipeline.receiveOwned(f, envelope())));
+  sweeping = false;
+  await loop;
+  await pipeline.settle();
+  expect(outs.every((o) => o.decision.action === "forward" && o.decision.archive)).toBe(true);
+  expect(sweeps).toBeGreaterThan(3);
+  expect(swept).toBe(0);
+  const rows = h.db.query<{ status: string; archive_path: string | null }, []>("SELECT status, archive_path FROM messages").all();
+  expect(rows).toHaveLength(30);
+  expect(rows.every((r) => r.status === "done" && r.archive_path !== null)).toBe(true);
+  // Once nothing is in flight, a real straggler is still the sweep's: a row left spooled.
+  h.db.exec("UPDATE messages SET status = 'spooled' WHERE rowid = (SELECT min(rowid) FROM messages)");
+  expect(await pipeline.sweep()).toBe(1);
+});
