@@ -3,7 +3,8 @@
  * mailgw CLI root: wiring only. Each command lives in src/cli/<name>.ts and is loaded
  * lazily so `mailgw rules lint` does not pay for the SMTP stack.
  */
-import { defineCommand, runMain } from "citty";
+import { defineCommand } from "citty";
+import { runCli } from "./cli/run-main.ts";
 import { VERSION_STRING } from "./version.ts";
 
 const main = defineCommand({
@@ -21,4 +22,4 @@ const main = defineCommand({
   },
 });
 
-runMain(main);
+void runCli(main);

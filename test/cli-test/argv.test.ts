@@ -1,7 +1,8 @@
 /**
  * Command-line strictness (src/cli/argv.ts, src/cli/action.ts): an option or argument a command
  * does not define is refused with one line and exit 1 instead of being ignored, and a failing
- * command's output reaches a slow pipe whole (process.exit used to cut it at 64 KiB).
+ * command's output reaches a slow pipe whole (process.exit used to cut it at 64 KiB). citty's own
+ * usage errors (unknown command, missing argument) are one line too (src/cli/run-main.ts).
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -55,6 +56,13 @@ describe("commands refuse what they do not define", () => {
     [["queue", "list", "--data_dir", "/var/lib/x"], "unknown option --data_dir (see mailgw queue list --help)"],
     [["rules", "list", "a.yaml", "b.yaml"], "unexpected argument 'b.yaml' (see mailgw rules list --help)"],
     [["version", "extra"], "unexpected argument 'extra' (see mailgw version --help)"],
+    // citty's own usage errors: before, the whole usage on stdout and a colour-coded line.
+    [["frob"], "unknown command 'frob': expected one of healthcheck, queue, rules, serve, systemd, test, version (see mailgw --help)"],
+    [[], "no command given: expected one of healthcheck, queue, rules, serve, systemd, test, version (see mailgw --help)"],
+    [["rules"], "no command given: expected one of lint, list, add (see mailgw rules --help)"],
+    [["queue", "frob"], "unknown command 'frob': expected one of list, retry, drop (see mailgw queue --help)"],
+    [["rules", "add", "r1", "--conditions", "[]"], "missing required argument: --action (see mailgw rules add --help)"],
+    [["rules", "lint", "--format", "bogus"], "invalid value for argument: --format (bogus). Expected one of: text, json, github (see mailgw rules lint --help)"],
   ])("mailgw %p → exit 1, one line", (args, message) => {
     const r = mailgw(...args);
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 1, stderr: `mailgw: ${message}\n` });

@@ -1,0 +1,67 @@
+/**
+ * The CLI's entry: citty's runMain for `--help` and `--version`, otherwise runCommand with
+ * citty's own usage errors (unknown command, no command, missing or invalid argument) turned
+ * into one line on stderr, exit 1 (SPEC §1). runMain printed the whole usage to stdout and an
+ * unprefixed, colour-coded message to stderr, even into a pipe or a log.
+ * Errors of the commands themselves are handled by cliAction (action.ts) before they get here.
+ */
+import { runCommand, runMain, type CommandDef } from "citty";
+import { describeError } from "../errors.ts";
+
+// Resolved lazily like citty does: a definition, a promise of one, or a function returning either.
+type Resolvable<T> = T | Promise<T> | (() => T | Promise<T>);
+// The commands' own args types do not matter here; citty's CommandDef is generic over them.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyCommand = CommandDef<any>;
+
+const HELP_FLAGS = ["--help", "-h"];
+const VERSION_FLAGS = ["--version", "-v"];
+
+export async function runCli(main: AnyCommand, rawArgs: string[] = process.argv.slice(2)): Promise<void> {
+  if (rawArgs.some((a) => HELP_FLAGS.includes(a)) || (rawArgs.length === 1 && VERSION_FLAGS.includes(rawArgs[0] ?? ""))) {
+    return runMain(main, { rawArgs });
+  }
+  try {
+    await runCommand(main, { rawArgs });
+  } catch (err) {
+    process.stderr.write(`mailgw: ${await usageErrorLine(main, rawArgs, err)}\n`);
+    process.exitCode = 1;
+  }
+}
+
+/** One line for a usage error: what is wrong, and where the help for it is. */
+async function usageErrorLine(main: AnyCommand, rawArgs: readonly string[], err: unknown): Promise<string> {
+  const code = err !== null && typeof err === "object" && "code" in err ? String(err.code) : "";
+  const plain = describeError(err).replace(/\x1b\[[0-9;]*m/g, "");
+  const message = plain.charAt(0).toLowerCase() + plain.slice(1);
+  const { path, subCommands } = await commandWords(main, rawArgs);
+  const help = `see ${path.join(" ")} --help`;
+  if (code === "E_UNKNOWN_COMMAND" || code === "E_NO_COMMAND") {
+    const what = code === "E_NO_COMMAND" ? "no command given" : message.replace(/^unknown command [`'"]?(.*?)[`'"]?$/, "unknown command '$1'");
+    return `${what}: expected one of ${subCommands.join(", ")} (${help})`;
+  }
+  if (code === "EARG") return `${message.replace(/\.$/, "")} (${help})`;
+  return message;
+}
+
+/** The command words in rawArgs (["mailgw", "rules", "add"]) and the subcommands the last one has. */
+async function commandWords(main: AnyCommand, rawArgs: readonly string[]): Promise<{ path: string[]; subCommands: string[] }> {
+  const path = ["mailgw"];
+  let cmd = main;
+  for (const word of rawArgs) {
+    if (word.startsWith("-")) continue;
+    const subs = await resolve(cmd.subCommands as Resolvable<Record<string, Resolvable<AnyCommand>>> | undefined);
+    const next = subs?.[word];
+    if (!next) break;
+    const resolved = await resolve(next);
+    if (!resolved) break;
+    path.push(word);
+    cmd = resolved;
+  }
+  const subs = await resolve(cmd.subCommands as Resolvable<Record<string, Resolvable<AnyCommand>>> | undefined);
+  return { path, subCommands: Object.keys(subs ?? {}) };
+}
+
+async function resolve<T>(value: Resolvable<T> | undefined): Promise<T | undefined> {
+  return typeof value === "function" ? await (value as () => T | Promise<T>)() : await value;
+}
