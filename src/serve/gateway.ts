@@ -43,6 +43,14 @@ export interface Gateway {
 }
 
 /** See heap-governor.ts: bounds the main thread's garbage between full collections. */
+/**
+ * SIGHUP re-reads `.env` (or `--env-file`) and the flags, but the process environment is fixed
+ * at start: a variable that systemd's EnvironmentFile or `docker --env-file` put there, and any
+ * edit of that file, is seen only after a restart.
+ */
+const RELAY_RELOAD_HINT =
+  "RELAY_SMTP_HOST is read again from .env or --env-file on SIGHUP; set in the service's environment " +
+  "(systemd's /etc/mailgw/mailgw.env, docker --env-file) it needs a restart";
 const HEAP_GOVERNOR = { checkEveryMs: 50, growthBytes: 8 * 1024 * 1024, youngGrowthBytes: 4 * 1024 * 1024 };
 
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
@@ -113,6 +121,8 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
       reload() {
         // A relay removed from the configuration is removed here too: new forwards are held.
         const next = opts.reloadConfig ? opts.reloadConfig().relay : relay;
+        // The usual trap: RELAY_* added to the systemd env file, then `systemctl reload`.
+        if (next === null) logger.warn("no relay after the reload: forwards stay held", { hint: RELAY_RELOAD_HINT });
         if (JSON.stringify(next) === JSON.stringify(relay)) return;
         relay = next;
         worker.reloadRelay(next);

@@ -144,6 +144,10 @@ describe("delivery inside mailgw serve", () => {
     await waitFor(() => states(db, ids)[0] === "held", 10_000, "held");
     await Bun.sleep(300);
     expect(states(db, ids)[0]).toBe("held");
+    // A SIGHUP that finds no relay says so, and where a relay setting has to go to be re-read.
+    s.proc.kill("SIGHUP");
+    await s.waitForLog((l) => l.msg === "no relay after the reload: forwards stay held" && String(l.hint).includes("needs a restart"));
+    expect(states(db, ids)[0]).toBe("held");
     writeFileSync(join(dir, ".env"), Object.entries(relayVars(relay)).map(([k, v]) => `${k}=${v}`).join("\n") + "\n");
     s.proc.kill("SIGHUP");
     await waitFor(() => states(db, ids)[0] === "delivered", 15_000, "delivered after SIGHUP");
