@@ -53,7 +53,6 @@ export interface MessageFacts {
   spf: AuthResult;
   dkim: AuthResult;
   dmarc: AuthResult;
-  arc: AuthResult;
   /** Set when parsing failed or hit a limit; the facts above are then partial. */
   parseError?: string;
 }

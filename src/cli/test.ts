@@ -31,12 +31,11 @@ interface TestArgs {
   spf?: string;
   dkim?: string;
   dmarc?: string;
-  arc?: string;
 }
 
-const AUTH_FIELDS = ["spf", "dkim", "dmarc", "arc"] as const;
+const AUTH_FIELDS = ["spf", "dkim", "dmarc"] as const;
 
-/** --spf/--dkim/--dmarc/--arc: the results `serve` would have found (a dry run does no DNS). */
+/** --spf/--dkim/--dmarc: the results `serve` would have found (a dry run does no DNS). */
 function authFlags(args: TestArgs): Partial<AuthResults> {
   const out: Partial<AuthResults> = {};
   for (const field of AUTH_FIELDS) {
@@ -103,7 +102,6 @@ export default defineCommand({
     spf: { type: "string", valueHint: "RESULT", description: "SPF result the rules see (a dry run does no DNS checks; default none)" },
     dkim: { type: "string", valueHint: "RESULT", description: "DKIM result the rules see (default none)" },
     dmarc: { type: "string", valueHint: "RESULT", description: "DMARC result the rules see (default none)" },
-    arc: { type: "string", valueHint: "RESULT", description: "ARC result the rules see (default none)" },
   },
   run: cliAction<TestArgs>(async (args, rawArgs) => {
     if (!args.message) throw new CliError("missing MESSAGE: give a file name, or - to read stdin (mailgw test --help)", 2);

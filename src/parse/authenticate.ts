@@ -24,7 +24,6 @@ export interface AuthResults {
   spf: AuthResult;
   dkim: AuthResult;
   dmarc: AuthResult;
-  arc: AuthResult;
 }
 
 export const AUTH_RESULTS: readonly AuthResult[] = ["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"];
@@ -34,7 +33,7 @@ export function isAuthResult(value: string): value is AuthResult {
   return KNOWN_RESULTS.has(value);
 }
 
-const ALL_TEMPERROR: AuthResults = { spf: "temperror", dkim: "temperror", dmarc: "temperror", arc: "temperror" };
+const ALL_TEMPERROR: AuthResults = { spf: "temperror", dkim: "temperror", dmarc: "temperror" };
 
 /** mailauth's status words → the rule vocabulary (SPEC §3). */
 function normalize(result: unknown): AuthResult {
@@ -97,7 +96,6 @@ export async function authenticate(raw: Uint8Array, envelope: Envelope, options:
         spf: statusOf(result.spf),
         dkim: dkimVerdict(result.dkim?.results),
         dmarc: statusOf(result.dmarc),
-        arc: statusOf(result.arc),
       };
     } catch {
       return ALL_TEMPERROR;

@@ -87,12 +87,12 @@ export interface DryRunReport {
   authGiven?: readonly string[];
 }
 
-/** The spf/dkim/dmarc/arc facts, and where they came from. */
+/** The spf/dkim/dmarc facts, and where they came from. */
 function showAuth(report: DryRunReport): string {
   const f = report.facts;
   const given = report.authGiven ?? [];
-  const values = (["spf", "dkim", "dmarc", "arc"] as const).map((k) => `${k}=${f[k]}${given.includes(k) ? " (given)" : ""}`).join(" ");
-  const missing = given.length < 4 ? "   not checked in a dry run: `none` unless set with --spf, --dkim, --dmarc, --arc" : "";
+  const values = (["spf", "dkim", "dmarc"] as const).map((k) => `${k}=${f[k]}${given.includes(k) ? " (given)" : ""}`).join(" ");
+  const missing = given.length < 3 ? "   not checked in a dry run: `none` unless set with --spf, --dkim, --dmarc" : "";
   return `auth:     ${values}${missing}`;
 }
 
@@ -126,7 +126,7 @@ export function renderJson(report: DryRunReport): string {
       decision: result.decision,
       trace: result.trace,
       rules: { file: rules.fileName, version: rules.version, count: rules.rules.length },
-      // A dry run does no DNS: spf/dkim/dmarc/arc are the given ones, else "none".
+      // A dry run does no DNS: spf/dkim/dmarc are the given ones, else "none".
       authChecked: false,
       authGiven: report.authGiven ?? [],
       facts: {

@@ -26,7 +26,7 @@ import {
 
 export interface ExtractOptions {
   /** SPF/DKIM/DMARC/ARC results from `authenticate()`; each missing one is "none". */
-  auth?: Partial<Record<"spf" | "dkim" | "dmarc" | "arc", AuthResult>>;
+  auth?: Partial<Record<"spf" | "dkim" | "dmarc", AuthResult>>;
   /**
    * Parse the MIME body for `body`, `attachments` and `attachmentTypes` (default true).
    * false: header block only (those facts stay empty) — for rule sets that never read them
@@ -313,7 +313,6 @@ function assembleFacts(header: HeaderFacts, content: ContentFacts, size: number,
     spf: opts.auth?.spf ?? "none",
     dkim: opts.auth?.dkim ?? "none",
     dmarc: opts.auth?.dmarc ?? "none",
-    arc: opts.auth?.arc ?? "none",
   };
   if (budget.notes.length > 0) facts.parseError = budget.notes.join("; ");
   return facts;

@@ -10,12 +10,12 @@ import type { FieldName, RuleSet } from "./types.ts";
 export interface FactNeeds {
   /** Some rule reads `body`, `attachment` or `attachment_type`: the MIME body must be parsed. */
   readonly content: boolean;
-  /** Some rule reads `spf`, `dkim`, `dmarc` or `arc`: the authentication checks (DNS) must run. */
+  /** Some rule reads `spf`, `dkim` or `dmarc`: the authentication checks (DNS) must run. */
   readonly auth: boolean;
 }
 
 const CONTENT_FIELDS: ReadonlySet<FieldName> = new Set<FieldName>(["body", "attachment", "attachment_type"]);
-const AUTH_FIELDS: ReadonlySet<FieldName> = new Set<FieldName>(["spf", "dkim", "dmarc", "arc"]);
+const AUTH_FIELDS: ReadonlySet<FieldName> = new Set<FieldName>(["spf", "dkim", "dmarc"]);
 
 const cache = new WeakMap<RuleSet, FactNeeds>();
 

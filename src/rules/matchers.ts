@@ -85,7 +85,6 @@ const AUTH_READERS: Readonly<Record<string, (facts: MessageFacts) => AuthResult>
   spf: (f) => f.spf,
   dkim: (f) => f.dkim,
   dmarc: (f) => f.dmarc,
-  arc: (f) => f.arc,
 };
 
 function listReader(field: FieldName): ListReader {

@@ -29,8 +29,7 @@ export type FixedField =
   | "tls"
   | "spf"
   | "dkim"
-  | "dmarc"
-  | "arc";
+  | "dmarc";
 
 export type FieldName = FixedField | `header:${string}`;
 

@@ -11,6 +11,7 @@ import {
   AUTH_RESULTS,
   CONDITION_KEYS,
   FIELD_KINDS,
+  PLANNED_FIELDS,
   FIXED_FIELDS,
   type FieldKind,
   HEADER_FIELD_PREFIX,
@@ -43,6 +44,10 @@ function parseField(ctx: YamlContext, entry: MapEntry): { field: FieldName; kind
     return { field: `header:${name.toLowerCase()}`, kind: "list" };
   }
   if (isFixedField(text)) return { field: text, kind: FIELD_KINDS[text] };
+  if (PLANNED_FIELDS.includes(text)) {
+    ctx.error(entry.value, "planned-field", `field '${text}' is planned but not available yet; fields: ${oneOf([...FIXED_FIELDS, "header:<Name>"])}`);
+    return null;
+  }
   const known = [...FIXED_FIELDS, "header:<Name>"];
   ctx.error(entry.value, "unknown-field", `unknown field '${text}'${suggestion(text, FIXED_FIELDS)}; fields: ${oneOf(known)}`);
   return null;

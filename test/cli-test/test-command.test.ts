@@ -147,11 +147,11 @@ rules:
 `);
     const unchecked = await mailgw([fixture("spam-subject.eml"), "--rules", authRules]);
     expect(unchecked.code).toBe(0);
-    expect(unchecked.stdout).toContain("auth:     spf=none dkim=none dmarc=none arc=none   not checked in a dry run");
+    expect(unchecked.stdout).toContain("auth:     spf=none dkim=none dmarc=none   not checked in a dry run");
     expect(unchecked.stdout).toContain("decision: archive  rule=(default)");
     const given = await mailgw([fixture("spam-subject.eml"), "--rules", authRules, "--spf", "fail", "--dkim", "pass"]);
     expect(given.code).toBe(0);
-    expect(given.stdout).toContain("spf=fail (given) dkim=pass (given) dmarc=none arc=none");
+    expect(given.stdout).toContain("spf=fail (given) dkim=pass (given) dmarc=none");
     expect(given.stdout).toContain("decision: reject  rule=spf-fail");
     const json = JSON.parse((await mailgw([fixture("spam-subject.eml"), "--rules", authRules, "--json", "--dmarc", "fail"])).stdout);
     expect(json).toMatchObject({ authChecked: false, authGiven: ["dmarc"], facts: { spf: "none", dmarc: "fail" } });

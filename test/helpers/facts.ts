@@ -33,7 +33,6 @@ export function makeFacts(input: FactsInput = {}): MessageFacts {
     spf: "none",
     dkim: "none",
     dmarc: "none",
-    arc: "none",
     ...rest,
   };
 }

@@ -165,7 +165,6 @@ describe("size, tls and authentication results", () => {
     [`{ field: spf, operator: equals, value: FAIL }`, { spf: "softfail" }, false],
     [`{ field: dkim, operator: equals, value: pass }`, { dkim: "pass" }, true],
     [`{ field: dmarc, operator: equals, value: pass, not: true }`, { dmarc: "fail" }, true],
-    [`{ field: arc, operator: equals, value: none }`, { arc: "none" }, true],
   ];
   test.each(cases)("%s with %o", (condition, input, expected) => {
     expect(matches(condition, input)).toBe(expected);

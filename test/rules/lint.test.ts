@@ -27,6 +27,7 @@ const ERROR_CASES: [string, string, Expected[]][] = [
   ["unknown rule key", rule("action: drop", "prority: 5", SUBJECT_EXISTS), [[5, 5, "error", "unknown-key"]]],
   ["unknown condition key", rule("action: drop", "conditions:", "  - { field: subject, operator: exists, nott: true }"), [[6, 45, "error", "unknown-key"]]],
   ["unknown field", rule("action: drop", "conditions:", "  - { field: subjekt, operator: exists }"), [[6, 18, "error", "unknown-field"]]],
+  ["a field SPEC marks planned", rule("action: drop", "conditions:", "  - { field: arc, operator: equals, value: pass }"), [[6, 18, "error", "planned-field"]]],
   ["header: without a name", rule("action: drop", "conditions:", "  - { field: 'header:', operator: exists }"), [[6, 18, "error", "unknown-field"]]],
   ["unknown operator", rule("action: drop", "conditions:", "  - { field: subject, operator: matches, value: x }"), [[6, 37, "error", "unknown-operator"]]],
   ["gt on subject", rule("action: drop", "conditions:", "  - { field: subject, operator: gt, value: 5 }"), [[6, 37, "error", "operator-field-mismatch"]]],
