@@ -1,6 +1,6 @@
 /**
  * Webhook deliveries to a real Bun.serve receiver: JSON payload contents, HMAC signature,
- * 500 then 200 (retried), 400 → failed, 429 → deferred, redirect not followed, timeout, at most
+ * 500 then 200 (retried), 400 → failed, 429 and 408 → deferred, redirect not followed, timeout, at most
  * MAX_LARGE_IN_FLIGHT large messages at once.
  */
 import { afterEach, describe, expect, test } from "bun:test";
@@ -118,8 +118,9 @@ describe("webhook", () => {
     expect(counter(t.db, "deferred:webhook")).toBe(1);
   }, 30_000);
 
-  test("429 is temporary too", async () => {
-    const hook = receiver([429, 429]);
+  // 408: the receiver timed out reading the request (SPEC §5 lists timeouts as temporary).
+  test.each([[429], [408]])("%d is temporary too", async (status) => {
+    const hook = receiver([status, status]);
     cleanups.push(() => hook.server.stop(true));
     const { t, worker } = setup();
     const id = seedDelivery(t, { kind: "webhook", target: hook.url });
