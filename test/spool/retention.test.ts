@@ -32,7 +32,7 @@ async function archivedAt(hh: Harness, receivedAt: number): Promise<string> {
 }
 
 describe("archive retention", () => {
-  test("deletes copies older than the limit and clears their path; keeps rows and newer copies", async () => {
+  test("deletes copies older than the limit and the rows no delivery needs; keeps newer copies and a failed delivery's row", async () => {
     // No ARCHIVE_MAX_AGE_DAYS here: the background pass that recover() would start races the
     // explicit pruneArchive below and splits the counts between the two.
     h = await makeHarness();
