@@ -169,6 +169,8 @@ export interface RelayOptions {
   user?: string;
   pass?: string;
   starttls?: boolean;
+  /** TLS from the first byte (port 465 style, RELAY_SMTP_SECURE=tls) instead of STARTTLS. */
+  implicitTls?: boolean;
   port?: number;
 }
 
@@ -195,6 +197,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
     cert,
     logger: false,
     authMethods: ["PLAIN", "LOGIN"],
+    secure: opts.implicitTls ?? false,
     disabledCommands: starttls ? [] : ["STARTTLS"],
     hideSTARTTLS: !starttls,
     allowInsecureAuth: !starttls,

@@ -2,7 +2,7 @@
  * Forward deliveries through a real smtp-server relay on loopback (STARTTLS + AUTH):
  * success, wrong credentials, 451 then success, 550, dropped connection, stall, relay down
  * then up, a relay without STARTTLS (from the start, or after pooled deliveries), a 454 to
- * STARTTLS, connection reuse.
+ * STARTTLS, implicit TLS (RELAY_SMTP_SECURE=tls) with a TLS relay and with a plain one, connection reuse.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
@@ -211,6 +211,26 @@ describe("forward through the relay", () => {
     cleanups.push(() => again.close());
     await waitFor(() => ids.every((id) => deliveryOf(t.db, id).state === "delivered"), 15_000, "delivered after relay is back");
     expect(again.received).toHaveLength(3);
+  }, 30_000);
+
+  test("RELAY_SMTP_SECURE=tls: TLS from the first byte (port 465), then AUTH and delivery", async () => {
+    const { relay, t, worker } = await setup({ implicitTls: true, starttls: false }, { RELAY_SMTP_SECURE: "tls" });
+    const id = seedDelivery(t);
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "delivered", 10_000, "delivered");
+    expect(relay.received.map((m) => m.secure)).toEqual([true]);
+    expect(relay.authAttempts.map((a) => a.secure)).toEqual([true]);
+    expect(relay.received[0]!.data.toString("binary")).toBe(SAMPLE_MESSAGE);
+  }, 30_000);
+
+  test("RELAY_SMTP_SECURE=tls against a relay that speaks plain SMTP: nothing sent in clear, deferred", async () => {
+    const { relay, t, worker } = await setup({ starttls: false }, { RELAY_SMTP_SECURE: "tls" });
+    const id = seedDelivery(t);
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).attempts >= 1, 10_000, "an attempt");
+    expect(relay.authAttempts).toHaveLength(0);
+    expect(relay.received).toHaveLength(0);
+    expect(deliveryOf(t.db, id).state).toBe("deferred");
   }, 30_000);
 
   test("relay without STARTTLS: no credentials sent, deferred", async () => {
