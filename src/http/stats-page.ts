@@ -69,7 +69,7 @@ function alerts(s: StatsSnapshot): string {
     out.push(alert("bad", `The last rules reload was refused${when}; the previous rules stay in force.`, s.rules.lastError));
   }
   if (s.relay.warning !== null) {
-    out.push(alert("warn", "No relay configured: forwarded mail is held in the queue.", "Set RELAY_SMTP_HOST (and credentials), then restart mailgw or send it SIGHUP."));
+    out.push(alert("warn", "No relay configured: forwarded mail is held in the queue.", "Set RELAY_SMTP_HOST (and credentials), then restart mailgw (SIGHUP is enough when it is set in .env)."));
   }
   return out.join("\n");
 }

@@ -139,6 +139,7 @@ describe("delivery inside mailgw serve", () => {
     cleanups.push(() => relay.close());
     const dir = gatewayDir();
     const s = await serve(dir, {});
+    await s.waitForLog((l) => l.level === "warn" && l.msg === "no relay configured (RELAY_SMTP_HOST): forward deliveries are held until one is set");
     const ids = await send(s, ["quote held"]);
     const db = dbOf(dir);
     await waitFor(() => states(db, ids)[0] === "held", 10_000, "held");
