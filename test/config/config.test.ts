@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig, redactedConfig } from "../../src/config/config.ts";
 import { parseCidrList, parseDotenv } from "../../src/config/parse-values.ts";
@@ -24,6 +24,8 @@ describe("loadConfig", () => {
     const c = loadConfig({ env: {}, cwd, isTty: false });
     expect(c.smtp.host).toBe("0.0.0.0");
     expect(c.smtp.port).toBe(2525);
+    expect(c.smtp.hostname).toBe(hostname()); // SMTP_HOSTNAME: banner and EHLO name
+    expect(loadConfig({ env: { SMTP_HOSTNAME: "mx.company.com" }, cwd, isTty: false }).smtp.hostname).toBe("mx.company.com");
     expect(c.smtp.allowedIps).toEqual(["0.0.0.0/0", "::/0"]);
     expect(c.smtp.proxyProtocol).toBe(false);
     expect(c.smtp.proxyTrusted).toEqual(["127.0.0.0/8", "::1/128"]);
