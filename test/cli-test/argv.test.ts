@@ -86,3 +86,15 @@ describe("a failing command's output reaches a slow pipe whole", () => {
     expect(diagnostics.length).toBeGreaterThanOrEqual(1500);
   }, 30_000);
 });
+
+describe("every command has --help", () => {
+  test.each([
+    [["serve"]], [["test"]], [["queue", "list"]], [["queue", "retry"]], [["queue", "drop"]], [["rules", "lint"]],
+    [["systemd", "install"]], [["systemd", "uninstall"]], [["healthcheck"]], [["version"]],
+  ])("mailgw %p --help → usage on stdout, exit 0", (words) => {
+    const r = mailgw(...words, "--help");
+    expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(r.stdout).toContain("USAGE");
+    expect(r.stdout).toContain(words.join(" "));
+  });
+});
