@@ -1,10 +1,14 @@
 /**
  * Graceful stop of the real `mailgw serve` (from source): on SIGTERM an idle session gets
  * 421 at once, new connections are refused, a session in the middle of DATA finishes and gets
- * its 250 (the message is archived), and the process exits 0. SIGINT also exits 0.
+ * its 250 (the message is archived), and the process exits 0; a client stalled mid-DATA is cut
+ * off after the grace, leaving no file and no row. SIGINT also exits 0.
  */
 import { describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import { readdirSync } from "node:fs";
 import { connect } from "node:net";
+import { join } from "node:path";
 import { RawClient, greet, sendMail } from "../smtp/helpers.ts";
 import { serveDir, startServe } from "../smtp/serve-process.ts";
 
@@ -42,6 +46,34 @@ describe("mailgw serve graceful stop", () => {
     expect(await serve.proc.exited).toBe(0);
     expect(serve.logs.some((l) => l.msg === "smtp session" && reply.endsWith(String(l.id)))).toBe(true);
   }, 30_000);
+
+  test("SIGTERM with a client stalled mid-DATA: cut off after the grace, nothing stored, no .tmp, exit 0", async () => {
+    const serve = await startServe("source", serveDir());
+    const stalled = await RawClient.connect(serve.smtpPort);
+    await greet(stalled);
+    await stalled.cmd("MAIL FROM:<a@sender.example>");
+    await stalled.cmd("RCPT TO:<b@company.com>");
+    expect(await stalled.cmd("DATA")).toStartWith("354");
+    // Over the 64 KB kept in memory, so the message is already being written to its spool file.
+    stalled.write(`Subject: never finished\r\n\r\n${"x".repeat(76)}\r\n`.repeat(1500));
+    const spool = join(serve.dir, "data", "spool");
+    for (let i = 0; i < 50 && !readdirSync(spool).some((f) => f.endsWith(".tmp")); i++) await Bun.sleep(20);
+    expect(readdirSync(spool).some((f) => f.endsWith(".tmp"))).toBe(true);
+
+    const t = Date.now();
+    serve.proc.kill("SIGTERM");
+    // The session gets the shutdown grace (10 s) to finish its transaction, then the process goes.
+    const lastWords = stalled.reply(20_000).catch((err: unknown) => `no reply: ${String(err)}`);
+    expect(await serve.proc.exited).toBe(0);
+    expect(await lastWords).toMatch(/^421 4\.3\.2 /); // the sender's MTA knows to retry
+    const took = Date.now() - t;
+    expect(took).toBeGreaterThan(5_000);
+    expect(took).toBeLessThan(20_000);
+    expect(readdirSync(spool, { recursive: true })).toEqual(["orphaned"]); // recovery's (empty) folder
+    const db = new Database(join(serve.dir, "data", "mail-gateway.db"), { readonly: true });
+    expect(db.query<{ n: number }, []>("SELECT count(*) AS n FROM messages").get()?.n).toBe(0);
+    db.close();
+  }, 40_000);
 
   test("SIGINT with no sessions exits 0 promptly", async () => {
     const serve = await startServe("source", serveDir());
