@@ -51,7 +51,7 @@ const SWEEP_INTERVAL_MS = 60_000;
 const MAX_REJECT_TEXT_CHARS = 400;
 const DEFAULT_REJECT_TEXT = "Message rejected";
 /**
- * Deadline for SPF/DKIM/DMARC/ARC (DNS) per message: a slow or hostile DNS zone cannot hold
+ * Deadline for SPF/DKIM/DMARC (DNS) per message: a slow or hostile DNS zone cannot hold
  * a session longer; missing results become temperror. Only run when a rule looks at them.
  */
 const AUTH_TIMEOUT_MS = 5000;

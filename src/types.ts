@@ -4,7 +4,7 @@
  * Each stage owns its internal types; only what crosses a stage boundary lives here.
  */
 
-/** Result of an SPF/DKIM/DMARC/ARC evaluation, as the rules see it. */
+/** Result of an SPF/DKIM/DMARC evaluation, as the rules see it. */
 export type AuthResult = "pass" | "fail" | "softfail" | "neutral" | "none" | "temperror" | "permerror";
 
 /** What the SMTP session knows about a message before its bytes are parsed. */

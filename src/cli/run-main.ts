@@ -6,6 +6,7 @@
  * Errors of the commands themselves are handled by cliAction (action.ts) before they get here.
  */
 import { runCommand, runMain, type CommandDef } from "citty";
+import { debugRequested } from "../config/config.ts";
 import { describeError } from "../errors.ts";
 
 // Resolved lazily like citty does: a definition, a promise of one, or a function returning either.
@@ -25,6 +26,8 @@ export async function runCli(main: AnyCommand, rawArgs: string[] = process.argv.
     await runCommand(main, { rawArgs });
   } catch (err) {
     process.stderr.write(`mailgw: ${await usageErrorLine(main, rawArgs, err)}\n`);
+    // Not a usage error (e.g. a command module that failed to load): its stack, as cliAction does.
+    if (debugRequested() && err instanceof Error && err.stack && !("code" in err)) process.stderr.write(`${err.stack}\n`);
     process.exitCode = 1;
   }
 }

@@ -2,7 +2,7 @@
  * `mailgw test MESSAGE.eml|-` (SPEC §1): dry run. Parses the message with the same
  * extractFacts and classifies it with the same classify that `serve` uses, then prints the
  * decision and a per-rule trace (or JSON with --json). Never sends, writes or listens, so no
- * SPF/DKIM/DMARC/ARC DNS checks: their results are `none` unless given with --spf etc.
+ * SPF/DKIM/DMARC DNS checks: their results are `none` unless given with --spf etc.
  * Exit codes: 0 decided, 1 rules invalid (lint errors printed), 2 message unreadable.
  */
 import { defineCommand } from "citty";

@@ -1,5 +1,5 @@
 /**
- * SPF / DKIM / DMARC / ARC results for a message, via mailauth, with a hard deadline.
+ * SPF / DKIM / DMARC results for a message, via mailauth, with a hard deadline.
  * Trusts only the envelope the SMTP session saw (never Received: or Authentication-Results
  * headers: trustReceived stays off). DNS goes through the given resolver (or the system's);
  * after `timeoutMs` every result still missing is "temperror" and the resolver refuses

@@ -25,7 +25,7 @@ import {
 } from "./limits.ts";
 
 export interface ExtractOptions {
-  /** SPF/DKIM/DMARC/ARC results from `authenticate()`; each missing one is "none". */
+  /** SPF/DKIM/DMARC results from `authenticate()`; each missing one is "none". */
   auth?: Partial<Record<"spf" | "dkim" | "dmarc", AuthResult>>;
   /**
    * Parse the MIME body for `body`, `attachments` and `attachmentTypes` (default true).

@@ -1,7 +1,7 @@
 /**
  * Which message facts a compiled RuleSet can read, so the SMTP hot path parses only what
  * some rule looks at: the MIME body (body text, attachment names and types) and the
- * SPF/DKIM/DMARC/ARC checks cost far more than the header block, and the starter rules
+ * SPF/DKIM/DMARC checks cost far more than the header block, and the starter rules
  * read nothing but the subject. Header fields, envelope fields and size are always cheap
  * and always available. Pure; computed once per RuleSet (cached by identity).
  */

@@ -16,6 +16,7 @@ import { createHttpServer } from "../http/server.ts";
 import { createStatusSource } from "../http/status-source.ts";
 import type { Logger } from "../log/logger.ts";
 import { createPipeline } from "../pipeline.ts";
+import { anyHeld } from "../queue/queue-store.ts";
 import { createThreadedDeliveryWorker } from "../queue/threaded-worker.ts";
 import { startRulesRuntime } from "../rules-runtime/runtime.ts";
 import type { SmtpLimits } from "../smtp/limits.ts";
@@ -42,7 +43,6 @@ export interface Gateway {
   stop(): Promise<void>;
 }
 
-/** See heap-governor.ts: bounds the main thread's garbage between full collections. */
 /**
  * SIGHUP re-reads `.env` (or `--env-file`) and the flags, but the process environment is fixed
  * at start: a variable that systemd's EnvironmentFile or `docker --env-file` put there, and any
@@ -51,6 +51,7 @@ export interface Gateway {
 const RELAY_RELOAD_HINT =
   "RELAY_SMTP_HOST is read again from .env or --env-file on SIGHUP; set in the service's environment " +
   "(systemd's /etc/mailgw/mailgw.env, docker --env-file) it needs a restart";
+/** See heap-governor.ts: bounds the main thread's garbage between full collections. */
 const HEAP_GOVERNOR = { checkEveryMs: 50, growthBytes: 8 * 1024 * 1024, youngGrowthBytes: 4 * 1024 * 1024 };
 
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
@@ -122,7 +123,8 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
         // A relay removed from the configuration is removed here too: new forwards are held.
         const next = opts.reloadConfig ? opts.reloadConfig().relay : relay;
         // The usual trap: RELAY_* added to the systemd env file, then `systemctl reload`.
-        if (next === null) logger.warn("no relay after the reload: forwards stay held", { hint: RELAY_RELOAD_HINT });
+        // Only when forwards are waiting: an archive- or webhook-only gateway needs no relay.
+        if (next === null && anyHeld(db)) logger.warn("no relay after the reload: forwards stay held", { hint: RELAY_RELOAD_HINT });
         if (JSON.stringify(next) === JSON.stringify(relay)) return;
         relay = next;
         worker.reloadRelay(next);

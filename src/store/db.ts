@@ -48,6 +48,9 @@ function migrate(db: Database, path: string): void {
     if (m.version <= current) continue;
     try {
       db.transaction(() => {
+        // Another process (serve and `mailgw queue` starting together) may have run it while
+        // this one waited for the write lock: the version read above is stale then.
+        if (schemaVersion(db) >= m.version) return;
         db.exec(m.sql);
         db.exec(`PRAGMA user_version = ${m.version}`);
       }).immediate();

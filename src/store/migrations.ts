@@ -127,7 +127,10 @@ export const MIGRATIONS: readonly Migration[] = [
     // missed attempts that reused an id. Rebuilt with AUTOINCREMENT, ids are never reused.
     // The new attempts table points at deliveries_new, so no step drops a parent that still has
     // children (foreign_keys is on and cannot be turned off inside the migration's transaction);
-    // the rename then rewrites that reference to "deliveries".
+    // the rename then rewrites that reference to "deliveries". Rows whose parent is gone (only
+    // possible after a DELETE made in the sqlite3 shell, where foreign keys are off by default)
+    // are not copied: they would fail the copy's own FK check and block every start, and nothing
+    // can use them (claims join messages; an attempt belongs to a delivery).
     version: 5,
     name: "ids-never-reused",
     sql: `
@@ -151,7 +154,8 @@ export const MIGRATIONS: readonly Migration[] = [
       INSERT INTO deliveries_new (id, message_id, kind, target, rule, category, state, attempts, created_at,
           next_attempt_at, updated_at, last_error, delivered_at, retry_from, retry_attempts)
         SELECT id, message_id, kind, target, rule, category, state, attempts, created_at,
-          next_attempt_at, updated_at, last_error, delivered_at, retry_from, retry_attempts FROM deliveries;
+          next_attempt_at, updated_at, last_error, delivered_at, retry_from, retry_attempts FROM deliveries
+          WHERE message_id IN (SELECT id FROM messages);
 
       CREATE TABLE delivery_attempts_new (
         id          INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -163,7 +167,8 @@ export const MIGRATIONS: readonly Migration[] = [
         reply       TEXT
       );
       INSERT INTO delivery_attempts_new (id, delivery_id, at, target, duration_ms, ok, reply)
-        SELECT id, delivery_id, at, target, duration_ms, ok, reply FROM delivery_attempts;
+        SELECT id, delivery_id, at, target, duration_ms, ok, reply FROM delivery_attempts
+          WHERE delivery_id IN (SELECT id FROM deliveries_new);
 
       DROP TABLE delivery_attempts;
       DROP TABLE deliveries;

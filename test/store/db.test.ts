@@ -40,7 +40,7 @@ test("counters accumulate per day, metric, rule and category", () => {
   ]);
 });
 
-test("migration 5 keeps every delivery and attempt, and ids are never reused after a drop", () => {
+test("migration 5 keeps every delivery and attempt (orphans aside), and ids are never reused after a drop", () => {
   const path = dbPath();
   // A database as mailgw left it at schema 4, with a delivery and two attempts.
   mkdirSync(dirname(path), { recursive: true });
@@ -54,6 +54,11 @@ test("migration 5 keeps every delivery and attempt, and ids are never reused aft
               next_attempt_at, updated_at, retry_from, retry_attempts) VALUES (7, 'm1', 'forward', '["b@y"]', 'r', 'c', 'failed', 2, 1, 1, 1, 5, 1)`);
   old.exec(`INSERT INTO delivery_attempts (id, delivery_id, at, target, duration_ms, ok, reply)
               VALUES (3, 7, 1, 'relay', 10, 0, '451 later'), (4, 7, 2, 'relay', 12, 0, '550 no')`);
+  // Orphans a DELETE in the sqlite3 shell (foreign keys off there) can leave: they must not block
+  // the upgrade (the copy checks foreign keys), and nothing could use them.
+  old.exec(`INSERT INTO deliveries (id, message_id, kind, target, rule, category, state, created_at, next_attempt_at, updated_at)
+              VALUES (6, 'gone', 'forward', '[]', 'r', 'c', 'failed', 1, 1, 1)`);
+  old.exec(`INSERT INTO delivery_attempts (id, delivery_id, at, target, duration_ms, ok) VALUES (2, 99, 1, 'relay', 1, 0)`);
   old.close();
 
   const db = openDatabase(path);
