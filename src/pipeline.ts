@@ -34,6 +34,7 @@ import { factNeeds } from "./rules/fact-needs.ts";
 import type { RulesRuntime } from "./rules-runtime/runtime.ts";
 import { Archive, archiveRelativePath } from "./act/archive.ts";
 import { Finisher } from "./act/finish.ts";
+import { deliveriesFor, messageRow } from "./act/decision-rows.ts";
 import { Intake, type IntakeEntry, type IntakeStats } from "./act/intake.ts";
 import { newMessageId } from "./spool/ids.ts";
 import { recoverSpool, sweepPending, type RecoveryReport } from "./spool/recovery.ts";
@@ -41,7 +42,6 @@ import { IncomingFile } from "./spool/incoming-file.ts";
 import { Spool } from "./spool/spool.ts";
 import { SpoolFlusher } from "./spool/spool-flusher.ts";
 import { WalSync } from "./spool/wal-sync.ts";
-import type { MessageRow, NewDelivery } from "./store/messages.ts";
 import { startRetention, type RetentionTimer } from "./store/retention.ts";
 import type { Decision, Envelope, MessageFacts, MessageSink, ReceiveOutcome } from "./types.ts";
 
@@ -379,27 +379,6 @@ function sameFileSystem(a: string, b: string): boolean {
   } catch {
     return false;
   }
-}
-
-function messageRow(id: string, receivedAt: number, facts: MessageFacts, d: Decision, status: MessageRow["status"]): MessageRow {
-  return {
-    id, receivedAt, status,
-    clientIp: facts.clientIp, helo: facts.helo, tls: facts.tls, mailFrom: facts.mailFrom, recipients: facts.rcpt,
-    subject: facts.subject, size: facts.size, rule: d.rule, category: d.category, action: d.action, archive: d.archive,
-  };
-}
-
-/**
- * `createdAt` is now, just before the rows' commit, not the DATA start: the sweep releases held
- * back deliveries created over a minute ago, and a message that took longer than that to arrive
- * must not be released (and claimed, before its file exists) in the moment between its commit
- * and its syncfs.
- */
-function deliveriesFor(row: MessageRow, d: Decision, relayConfigured: boolean, createdAt: number): NewDelivery[] {
-  const base = { messageId: row.id, rule: d.rule, category: d.category, createdAt };
-  if (d.action === "forward") return [{ ...base, kind: "forward", target: d.forwardTo, state: relayConfigured ? "queued" : "held" }];
-  if (d.action === "webhook" && d.url !== null) return [{ ...base, kind: "webhook", target: d.url, state: "queued" }];
-  return [];
 }
 
 /** The rule's reject text as one safe reply line (no control characters, bounded). */
