@@ -5,7 +5,7 @@
  * unprefixed, colour-coded message to stderr, even into a pipe or a log.
  * Errors of the commands themselves are handled by cliAction (action.ts) before they get here.
  */
-import { runCommand, runMain, type CommandDef } from "citty";
+import { renderUsage, runCommand, runMain, type CommandDef } from "citty";
 import { debugRequested } from "../config/config.ts";
 import { describeError } from "../errors.ts";
 
@@ -20,7 +20,7 @@ const VERSION_FLAGS = ["--version", "-v"];
 
 export async function runCli(main: AnyCommand, rawArgs: string[] = process.argv.slice(2)): Promise<void> {
   if (rawArgs.some((a) => HELP_FLAGS.includes(a)) || (rawArgs.length === 1 && VERSION_FLAGS.includes(rawArgs[0] ?? ""))) {
-    return runMain(main, { rawArgs });
+    return runMain(main, { rawArgs, showUsage: (cmd, parent) => showUsage(main, rawArgs, cmd, parent) });
   }
   try {
     await runCommand(main, { rawArgs });
@@ -30,6 +30,16 @@ export async function runCli(main: AnyCommand, rawArgs: string[] = process.argv.
     if (debugRequested() && err instanceof Error && err.stack && !("code" in err)) process.stderr.write(`${err.stack}\n`);
     process.exitCode = 1;
   }
+}
+
+/**
+ * citty's usage names a command by its parent alone ("USAGE queue retry"); this names it by
+ * its whole path ("USAGE mailgw queue retry"), as it is typed.
+ */
+async function showUsage(main: AnyCommand, rawArgs: readonly string[], cmd: AnyCommand, parent?: AnyCommand): Promise<void> {
+  const { path } = await commandWords(main, rawArgs);
+  const parentName = path.slice(0, -1).join(" ");
+  console.log(`${await renderUsage(cmd, parentName ? { meta: { name: parentName } } : parent)}\n`);
 }
 
 /** One line for a usage error: what is wrong, and where the help for it is. */

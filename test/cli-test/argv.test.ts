@@ -95,6 +95,6 @@ describe("every command has --help", () => {
     const r = mailgw(...words, "--help");
     expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
     expect(r.stdout).toContain("USAGE");
-    expect(r.stdout).toContain(words.join(" "));
+    expect(r.stdout).toContain(`USAGE mailgw ${words.join(" ")}`); // the whole path, as typed
   });
 });
