@@ -122,12 +122,18 @@ export function insertDelivery(db: Database, d: NewDelivery, notBefore: number =
   );
 }
 
-/** Deletes messages and their deliveries (a group whose storage failed after its commit). */
+/**
+ * Deletes messages with their deliveries and delivery attempts (run in a transaction): a group
+ * whose storage failed after its commit, a row recovery finds unacknowledged, archive retention.
+ */
 export function deleteMessages(db: Database, ids: readonly string[]): void {
-  for (const id of ids) {
-    db.query(`DELETE FROM deliveries WHERE message_id = ?`).run(id);
-    db.query(`DELETE FROM messages WHERE id = ?`).run(id);
-  }
+  const list = JSON.stringify(ids);
+  db.query(
+    `DELETE FROM delivery_attempts WHERE delivery_id IN
+       (SELECT id FROM deliveries WHERE message_id IN (SELECT value FROM json_each(?)))`,
+  ).run(list);
+  db.query(`DELETE FROM deliveries WHERE message_id IN (SELECT value FROM json_each(?))`).run(list);
+  db.query(`DELETE FROM messages WHERE id IN (SELECT value FROM json_each(?))`).run(list);
 }
 
 /** Marks a message finished; `archivePath` (relative to DATA_DIR) when a copy was archived. */
@@ -217,17 +223,6 @@ export function expiredMessages(db: Database, beforeMs: number, limit: number): 
     )
     .all(beforeMs, limit)
     .map((r) => r.id);
-}
-
-/** Deletes messages with their deliveries and delivery attempts (run in a transaction). */
-export function deleteMessageHistory(db: Database, ids: readonly string[]): void {
-  const list = JSON.stringify(ids);
-  db.query(
-    `DELETE FROM delivery_attempts WHERE delivery_id IN
-       (SELECT id FROM deliveries WHERE message_id IN (SELECT value FROM json_each(?)))`,
-  ).run(list);
-  db.query(`DELETE FROM deliveries WHERE message_id IN (SELECT value FROM json_each(?))`).run(list);
-  db.query(`DELETE FROM messages WHERE id IN (SELECT value FROM json_each(?))`).run(list);
 }
 
 export function clearArchivePath(db: Database, id: string): void {

@@ -19,7 +19,7 @@ import { describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { ignoreMissing } from "../spool/spool.ts";
 import { commitWhenFree } from "../spool/wal-sync.ts";
-import { archivedBefore, clearArchivePath, deleteMessageHistory, expiredMessages } from "./messages.ts";
+import { archivedBefore, clearArchivePath, deleteMessages, expiredMessages } from "./messages.ts";
 
 /** Rows handled per page before yielding to the event loop. */
 const RETENTION_PAGE_ROWS = 500;
@@ -59,7 +59,7 @@ export async function pruneArchive(db: Database, dataDir: string, maxAgeDays: nu
   for (;;) {
     const ids = expiredMessages(db, cutoffMs, RETENTION_PAGE_ROWS);
     if (ids.length === 0) break;
-    await commitWhenFree(db, () => deleteMessageHistory(db, ids));
+    await commitWhenFree(db, () => deleteMessages(db, ids));
     report.rowsDeleted += ids.length;
     await new Promise((resolve) => setImmediate(resolve));
   }
