@@ -158,6 +158,8 @@ rules:
     expect(text.stdout).toContain(kept);
     expect(text.stdout).toMatch(/550/);
 
+    // The newest delivery: before migration 5 its number went to the next delivery created.
+    const droppedNumber = db.query<{ id: number }, [string]>(`SELECT id FROM deliveries WHERE message_id = ?`).get(dropped)!.id;
     const drop = queue(s, "drop", dropped);
     expect(drop.code).toBe(0);
     expect(stateOf(db, dropped)).toBe("none");
@@ -170,6 +172,12 @@ rules:
     expect(relay.received.map((m) => /^Subject: (.*)$/m.exec(m.data.toString())?.[1])).toEqual(["quote kept"]);
     expect(relay.received[0]!.to).toEqual(["sales@forward.example"]);
     expect(queue(s, "retry", dropped).code).toBe(1);
+    // A delivery queued after the drop gets a new number: `queue retry <old number>` finds nothing.
+    const later = await sendRaw(s.smtpPort, "b@company.com", "From: a@sender.example\r\nTo: b@company.com\r\nSubject: quote later\r\n\r\nbody\r\n");
+    await waitFor(() => stateOf(db, later) === "delivered", 15_000, "later forward delivered");
+    const laterNumber = db.query<{ id: number }, [string]>(`SELECT id FROM deliveries WHERE message_id = ?`).get(later)!.id;
+    expect(laterNumber).toBeGreaterThan(droppedNumber);
+    expect(queue(s, "retry", String(droppedNumber)).code).toBe(1);
     expect(await s.stop()).toBe(0);
   }, 60_000);
 
