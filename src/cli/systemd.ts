@@ -12,6 +12,7 @@ import {
   installSystemd,
   planUnit,
   resolveExec,
+  rootOption,
   runSystemctl,
   uninstallSystemd,
   type SystemdOptions,
@@ -31,6 +32,7 @@ const commonArgs = {
 } as const;
 
 function options(args: SystemdArgs): SystemdOptions {
+  const root = rootOption(args.root);
   const { exec, warning } = resolveExec(process.execPath, Bun.main, args["exec-path"]);
   if (warning) process.stderr.write(`mailgw: warning: ${warning}\n`);
   const settings = resolveRawValues({ flags: { SMTP_PORT: args["smtp-port"], HTTP_PORT: args["http-port"] } });
@@ -38,7 +40,7 @@ function options(args: SystemdArgs): SystemdOptions {
   if (args["smtp-port"] !== undefined) portFlags.set("SMTP_PORT", args["smtp-port"].trim());
   if (args["http-port"] !== undefined) portFlags.set("HTTP_PORT", args["http-port"].trim());
   return {
-    root: args.root ?? null,
+    root,
     uid: process.getuid?.() ?? 0,
     exec,
     settings,

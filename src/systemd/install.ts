@@ -10,7 +10,7 @@
  * On a file-system error it throws a CliError naming the path.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { dirname, isAbsolute, join } from "node:path";
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import { CliError, describeError } from "../errors.ts";
 import { parseDotenv } from "../config/parse-values.ts";
 import { VARIABLES } from "../config/variables.ts";
@@ -98,6 +98,22 @@ export const runSystemctl: RunSystemctl = (args) => {
     return { ok: false, detail: describeError(err) };
   }
 };
+
+/**
+ * `--root DIR` as given → the root to write below, or null for the live system. An empty value
+ * is refused rather than read as "": join("", "/etc/…") is the live /etc, so a packaging script
+ * passing `--root "$pkgdir"` with the variable unset would install onto the build machine
+ * past the live system's checks. `--root /` is the live system, with its checks.
+ */
+export function rootOption(raw: unknown): string | null {
+  if (raw === undefined) return null;
+  // citty gives "" (or true) for a bare `--root`.
+  if (typeof raw !== "string" || raw.trim() === "") {
+    throw new CliError("--root needs a directory (it was given an empty value); leave --root out to act on this system");
+  }
+  const root = resolve(raw);
+  return root === "/" ? null : root;
+}
 
 function requireRoot(opts: SystemdOptions, verb: string): void {
   if (opts.root === null && opts.uid !== 0) {

@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { VARIABLES } from "../../src/config/variables.ts";
-import { hiddenExecReason, installSystemd, type SystemdOptions } from "../../src/systemd/install.ts";
+import { hiddenExecReason, installSystemd, rootOption, type SystemdOptions } from "../../src/systemd/install.ts";
 import { quoteExecArg } from "../../src/systemd/unit.ts";
 import { copyBinaryToTemp, findTool, runBinary, type CopiedBinary } from "./binary.ts";
 
@@ -248,6 +248,25 @@ describe("systemd install without root", () => {
     const report = installSystemd(opts(["/home/alice/mailgw"], root));
     expect(report.warnings).toEqual([expect.stringContaining("the service could not start /home/alice/mailgw")]);
     expect(existsSync(join(root, "etc/systemd/system/mailgw.service"))).toBe(true);
+  });
+});
+
+describe("--root with an empty value", () => {
+  // join("", "/etc/…") is the live /etc: `--root "$pkgdir"` with the variable unset once
+  // installed onto the machine running it, past the live system's checks.
+  test("rootOption refuses it; `/` is the live system; a directory is resolved", () => {
+    for (const raw of ["", "   ", true]) expect(() => rootOption(raw)).toThrow("--root needs a directory");
+    expect(rootOption(undefined)).toBeNull();
+    expect(rootOption("/")).toBeNull();
+    expect(rootOption("/srv/pkg/")).toBe("/srv/pkg");
+  });
+
+  // --print never writes, so a regression here cannot touch the live /etc.
+  test.each([[["--root", ""]], [["--root"]]])("the executable with %p: exit 1, one line, nothing printed", async (flags) => {
+    const run = await runBinary(binary.bin, ["systemd", "install", "--print", ...flags], { cwd: binary.dir });
+    expect(run.exitCode).toBe(1);
+    expect(run.stdout).toBe("");
+    expect(run.stderr.trim()).toBe("mailgw: --root needs a directory (it was given an empty value); leave --root out to act on this system");
   });
 });
 
