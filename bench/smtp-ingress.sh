@@ -63,7 +63,7 @@ start_mailgw() {
   local cmd=("$BUN" "$REPO/src/main.ts" serve)
   [[ $binary -eq 1 ]] && cmd=("$REPO/dist/mailgw" serve)
   (cd "$work" && exec env SMTP_HOST=127.0.0.1 SMTP_PORT="$port" HTTP_HOST=127.0.0.1 HTTP_PORT=0 \
-      DATA_DIR="$data_dir" SMTP_HOSTNAME=mx.bench RATE_LIMIT_MAX=1000000000 LOG_FORMAT=json LOG_LEVEL="${LOG_LEVEL:-info}" \
+      DATA_DIR="$data_dir" DATABASE_URL="file:$data_dir/mail-gateway.db" SMTP_HOSTNAME=mx.bench RATE_LIMIT_MAX=1000000000 LOG_FORMAT=json LOG_LEVEL="${LOG_LEVEL:-info}" \
       "${cmd[@]}" >"$work/serve.log" 2>&1) &
   server_pid=$!
   for _ in $(seq 1 100); do

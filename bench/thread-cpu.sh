@@ -76,7 +76,7 @@ source_args() { # sessions, messages
 
 run_one() { # binary
   local bin="$1" data; data="$(mktemp -d "$work/data-XXXX")"
-  env SMTP_HOST=127.0.0.1 SMTP_PORT="$port" HTTP_HOST=127.0.0.1 HTTP_PORT=0 DATA_DIR="$data" \
+  env SMTP_HOST=127.0.0.1 SMTP_PORT="$port" HTTP_HOST=127.0.0.1 HTTP_PORT=0 DATA_DIR="$data" DATABASE_URL="file:$data/mail-gateway.db" \
     SMTP_HOSTNAME=mx.bench RATE_LIMIT_MAX=1000000000 LOG_FORMAT=json LOG_LEVEL=warn \
     RULES_FILE="$work/rules.yaml" RELAY_SMTP_HOST=127.0.0.1 RELAY_SMTP_PORT="$sink_port" RELAY_SMTP_SECURE=none \
     "$bin" serve >"$data.log" 2>&1 &

@@ -9,7 +9,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
-import { isAbsolute, resolve } from "node:path";
+import { isAbsolute, join, resolve } from "node:path";
 import { CliError } from "../errors.ts";
 import { VARIABLES, VARIABLE_NAMES } from "./variables.ts";
 import { parseCidrList, parseDotenv } from "./parse-values.ts";
@@ -71,8 +71,16 @@ export interface LoadOptions {
   isTty?: boolean;
 }
 
+/** The database's file name in DATA_DIR when DATABASE_URL is not set. */
+const DEFAULT_DATABASE_FILE = "mail-gateway.db";
+
 /** Raw string value of each variable after applying precedence. */
 export function resolveRawValues(opts: LoadOptions = {}): Map<string, string> {
+  return resolveSettings(opts).raw;
+}
+
+/** The raw values, and which variables were given (flag, environment or .env), not defaulted. */
+function resolveSettings(opts: LoadOptions): { raw: Map<string, string>; given: Set<string> } {
   const cwd = opts.cwd ?? process.cwd();
   const env = opts.env ?? process.env;
   const envFile = opts.envFile ?? resolve(cwd, ".env");
@@ -81,16 +89,18 @@ export function resolveRawValues(opts: LoadOptions = {}): Map<string, string> {
     if (!VARIABLE_NAMES.has(key)) throw new CliError(`unknown configuration variable ${key}`);
   }
   const raw = new Map<string, string>();
+  const given = new Set<string>();
   for (const v of VARIABLES) {
-    const value = opts.flags?.[v.name] ?? env[v.name] ?? dotenv.get(v.name) ?? v.default;
-    raw.set(v.name, value.trim());
+    const value = opts.flags?.[v.name] ?? env[v.name] ?? dotenv.get(v.name);
+    if (value !== undefined) given.add(v.name);
+    raw.set(v.name, (value ?? v.default).trim());
   }
-  return raw;
+  return { raw, given };
 }
 
 export function loadConfig(opts: LoadOptions = {}): Config {
   const cwd = opts.cwd ?? process.cwd();
-  const raw = resolveRawValues(opts);
+  const { raw, given } = resolveSettings(opts);
   const get = (name: string): string => raw.get(name) ?? "";
   const path = (name: string): string => resolvePath(cwd, get(name), name);
   const keyPath = get("SMTP_TLS_KEY") ? path("SMTP_TLS_KEY") : null;
@@ -119,7 +129,9 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       rateLimit: { max: integer(get, "RATE_LIMIT_MAX", 1, 1e9), windowMs: integer(get, "RATE_LIMIT_WINDOW_MS", 1, 864e5 * 365) },
     },
     relay: relayConfig(get),
-    databasePath: databasePath(cwd, get("DATABASE_URL")),
+    // Unset, the database goes with DATA_DIR (the defaults agree: ./data/mail-gateway.db), so
+    // `--data-dir` alone moves everything, and `mailgw queue --data-dir` finds it.
+    databasePath: given.has("DATABASE_URL") ? databasePath(cwd, get("DATABASE_URL")) : join(path("DATA_DIR"), DEFAULT_DATABASE_FILE),
     dataDir: path("DATA_DIR"),
     archiveMaxAgeDays: number(get, "ARCHIVE_MAX_AGE_DAYS", 0, 1e6),
     rulesFile: path("RULES_FILE"),

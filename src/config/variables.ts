@@ -37,7 +37,7 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: "RATE_LIMIT_MAX", default: "200", help: "messages per client IP per window; over it → 451 4.7.1" },
   { name: "RATE_LIMIT_WINDOW_MS", default: "60000", help: "rate limit window in milliseconds" },
   { name: "MAX_MESSAGE_SIZE_MB", default: "25", help: "advertised SIZE; bigger → 552 5.3.4" },
-  { name: "DATABASE_URL", default: "file:./data/mail-gateway.db", help: "SQLite file (WAL)" },
+  { name: "DATABASE_URL", default: "file:./data/mail-gateway.db", help: "SQLite file (WAL); when unset, mail-gateway.db in DATA_DIR" },
   { name: "DATA_DIR", default: "./data", help: "spool and archive directory" },
   { name: "ARCHIVE_MAX_AGE_DAYS", default: "0", help: "delete archived messages older than this, and the records of all messages that old (sender, recipients, subject; kept while a delivery still needs one); 0 keeps everything. The stats page's counters are kept" },
   { name: "RULES_FILE", default: "./rules.yaml", help: "rules file, hot-reloaded" },

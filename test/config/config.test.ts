@@ -103,6 +103,14 @@ describe("loadConfig", () => {
     expect(errorOf(() => loadConfig({ flags: { SMTP_PROT: "1" }, cwd: emptyDir() }))).toContain("SMTP_PROT");
   });
 
+  test("unset DATABASE_URL: the database goes with DATA_DIR; a given one is kept even if it equals the default", () => {
+    const cwd = emptyDir();
+    expect(loadConfig({ flags: { DATA_DIR: "/srv/mail/data" }, cwd }).databasePath).toBe("/srv/mail/data/mail-gateway.db");
+    expect(loadConfig({ env: { DATA_DIR: "spool-disk" }, cwd }).databasePath).toBe(join(cwd, "spool-disk/mail-gateway.db"));
+    const given = loadConfig({ env: { DATA_DIR: "/srv/mail/data", DATABASE_URL: "file:./data/mail-gateway.db" }, cwd });
+    expect(given.databasePath).toBe(join(cwd, "data/mail-gateway.db"));
+  });
+
   test("DATABASE_URL forms", () => {
     const cwd = emptyDir();
     expect(loadConfig({ env: { DATABASE_URL: "file:/var/lib/mailgw/x.db" }, cwd }).databasePath).toBe("/var/lib/mailgw/x.db");

@@ -49,6 +49,18 @@ describe("mailgw queue", () => {
     expect(bad.stderr).toContain("--state=bogus");
   }, 30_000);
 
+  test("--data-dir alone finds the database in it, from any directory", () => {
+    const t = makeEnv();
+    const id = seedDelivery(t, { target: ["sales@company.com"] });
+    const r = Bun.spawnSync([BUN, join(ROOT, "src/main.ts"), "queue", "list", "--data-dir", t.dataDir], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? "", HOME: t.dir, NO_COLOR: "1" },
+    });
+    expect(r.stderr.toString()).toBe("");
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout.toString()).toContain(id);
+  }, 30_000);
+
   test("retry and drop while a worker (as in serve) runs on the same data dir", async () => {
     const relay = await startRelay();
     cleanups.push(() => relay.close());
