@@ -24,11 +24,18 @@ export function openDatabase(path: string, opts: { readonly?: boolean } = {}): D
   } catch (err) {
     throw new CliError(`cannot open database ${path}: ${describeError(err)} (check DATABASE_URL and permissions)`);
   }
-  db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
-  if (opts.readonly) return db;
-  db.exec("PRAGMA journal_mode = WAL");
-  db.exec("PRAGMA synchronous = FULL");
-  db.exec("PRAGMA foreign_keys = ON");
+  try {
+    db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    // The first read of the file: where a file that is not SQLite at all says so.
+    schemaVersion(db);
+    if (opts.readonly) return db;
+    db.exec("PRAGMA journal_mode = WAL");
+    db.exec("PRAGMA synchronous = FULL");
+    db.exec("PRAGMA foreign_keys = ON");
+  } catch (err) {
+    db.close();
+    throw new CliError(`database ${path} (DATABASE_URL) cannot be used: ${describeError(err)}; point DATABASE_URL at mailgw's database, or at a new file`);
+  }
   migrate(db, path);
   return db;
 }

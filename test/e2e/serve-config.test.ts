@@ -4,7 +4,7 @@
  * a missing rules file, a port already in use, a missing --env-file. Run from source.
  */
 import { describe, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { runServeOnce, serveDir } from "../smtp/serve-process.ts";
@@ -28,6 +28,16 @@ describe("mailgw serve refuses bad configuration with exit 1 and one line", () =
     const cidr = await runServeOnce("source", dir, { SMTP_ALLOWED_IPS: "10.0.0.0/33" });
     expect(cidr.exitCode).toBe(1);
     expect(oneLine(cidr.stderr)).toContain("SMTP_ALLOWED_IPS");
+  });
+
+  test("DATABASE_URL at a file that is not SQLite: exit 1 naming the file and the variable, file untouched", async () => {
+    const dir = serveDir();
+    const bad = join(dir, "notes.db");
+    writeFileSync(bad, "not a database\n");
+    const r = await runServeOnce("source", dir, { DATABASE_URL: `file:${bad}` });
+    expect(r.exitCode).toBe(1);
+    expect(oneLine(r.stderr)).toBe(`mailgw: database ${bad} (DATABASE_URL) cannot be used: file is not a database; point DATABASE_URL at mailgw's database, or at a new file`);
+    expect(readFileSync(bad, "utf8")).toBe("not a database\n");
   });
 
   test("SMTP_TLS_ENABLED=true with an unreadable key names the file", async () => {
