@@ -97,7 +97,9 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
     const path = new URL(req.url, "http://localhost").pathname;
     if (!ROUTES.has(path)) return respond(req, text(404, "not found\n"));
     if (req.method !== "GET" && req.method !== "HEAD") return respond(req, { ...text(405, "method not allowed\n"), headers: { allow: "GET, HEAD" } });
-    if (!hostAllowed(req.headers.get("host"))) return respond(req, text(403, FOREIGN_HOST_TEXT));
+    // /healthz is open even with a token (SPEC §6) and says nothing the guard protects: a load
+    // balancer or proxy probing it by the public name must not see the gateway as down.
+    if (path !== "/healthz" && !hostAllowed(req.headers.get("host"))) return respond(req, text(403, FOREIGN_HOST_TEXT));
     if (path !== "/healthz" && !token.allows(req.headers.get("authorization"))) return unauthorized(req);
     try {
       return respond(req, await route(path as Route));

@@ -214,6 +214,9 @@ describe("DNS rebinding", () => {
     const port = new URL(server.url).port;
     expect(await statusWithHost(server.url, "/stats.json", `evil.example:${port}`)).toBe(403);
     expect(await statusWithHost(server.url, "/metrics", "rebind.attacker.example")).toBe(403);
+    expect(await statusWithHost(server.url, "/stats", "mail.company.com")).toBe(403);
+    // Open like it is with a token: a load balancer probing by the public name sees it healthy.
+    expect(await statusWithHost(server.url, "/healthz", "mail.company.com")).toBe(200);
     for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, "app.localhost", `[::1]:${port}`, hostname(), null]) {
       expect({ host, status: await statusWithHost(server.url, "/stats.json", host) }).toEqual({ host, status: 200 });
     }
