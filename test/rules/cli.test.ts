@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
-import { cp, lstat, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { chmod, chown, cp, lstat, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -185,6 +185,24 @@ describe("rules add", () => {
     expect(run.code).toBe(1);
     expect(run.stderr).toBe("mailgw: latin1.yaml: rules file is not valid UTF-8; nothing written\n");
     expect(Buffer.compare(await readFile(join(dir, "latin1.yaml")), latin1)).toBe(0);
+  });
+
+  // A rules file installed 0640 root:mailgw must stay readable by the service after
+  // `sudo mailgw rules add`; a group-writable one keeps its mode whatever the umask.
+  const isRoot = process.getuid?.() === 0;
+  if (!isRoot) console.warn("skipped: rules add keeps the owner and group (needs root to chown the fixture)");
+  test.skipIf(!isRoot)("keeps the file's mode, owner and group", async () => {
+    const path = join(dir, "owned.yaml");
+    await writeFile(path, "domains: [company.com]\nrules:\n");
+    await chown(path, 4321, 4322);
+    await chmod(path, 0o640);
+    expect((await mailgw("add", "owned", "--action", "drop", "--conditions", CONDITIONS, "--file", "owned.yaml")).code).toBe(0);
+    const after = await stat(path);
+    expect({ uid: after.uid, gid: after.gid, mode: after.mode & 0o7777 }).toEqual({ uid: 4321, gid: 4322, mode: 0o640 });
+    await chmod(path, 0o664);
+    expect((await mailgw("add", "shared", "--action", "drop", "--conditions", CONDITIONS, "--file", "owned.yaml")).code).toBe(0);
+    expect((await stat(path)).mode & 0o7777).toBe(0o664);
+    expect(await readFile(path, "utf8")).toContain("name: shared");
   });
 
   test("webhook with --url, --archive and --reject-message; a symlinked file stays a symlink", async () => {
