@@ -21,7 +21,7 @@ import { clientKey } from "./ip.ts";
 import { MAX_COMMAND_LINE_BYTES, resolveLimits, type SmtpLimits } from "./limits.ts";
 import { createRateLimiter } from "./rate-limiter.ts";
 import { checkRecipient } from "./recipient-policy.ts";
-import { isNotableReply, logSession, newSessionState, summarize, type SessionState, type SessionSummary } from "./session-log.ts";
+import { isNotableReply, logSession, newSessionState, noteRefusedRecipient, summarize, type SessionState, type SessionSummary } from "./session-log.ts";
 import { createShutdown } from "./shutdown.ts";
 import { createTlsManager, type TlsManager } from "./tls-manager.ts";
 
@@ -107,9 +107,12 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     },
     onRcptTo(address: SMTPServerAddress, session, callback) {
       const verdict = checkRecipient(lastRcptArgument(session), address.address, deps.domains());
-      if (!verdict.ok) return callback(SMTP_FAILURE(verdict.code, `${verdict.enhanced} ${verdict.text}`));
-      address.address = verdict.address;
       const state = stateOf(session);
+      if (!verdict.ok) {
+        noteRefusedRecipient(state, address.address, verdict.code);
+        return callback(SMTP_FAILURE(verdict.code, `${verdict.enhanced} ${verdict.text}`));
+      }
+      address.address = verdict.address;
       if (!state.recipients.includes(verdict.address)) state.recipients.push(verdict.address);
       callback();
     },

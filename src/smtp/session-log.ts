@@ -15,6 +15,10 @@ export interface SessionSummary {
   /** Envelope sender of the last transaction ("" = null sender, null = none). */
   from: string | null;
   recipients: string[];
+  /** Recipients refused at RCPT in the whole session, with the reply code (the first few). */
+  refused: string[];
+  /** How many recipients were refused in all (more than `refused` lists when over the cap). */
+  refusedCount: number;
   /** Bytes of the last message received (before our Received header). */
   size: number | null;
   /** Last decision: the action taken, "reject", or null when no message was stored. */
@@ -42,6 +46,8 @@ export function newSessionState(id: string, client: string, now: number): Sessio
     tls: false,
     from: null,
     recipients: [],
+    refused: [],
+    refusedCount: 0,
     size: null,
     decision: null,
     category: null,
@@ -51,6 +57,20 @@ export function newSessionState(id: string, client: string, now: number): Sessio
     startedAt: now,
     storing: false,
   };
+}
+
+/** Refused recipients named in the log line; a client probing thousands still gets one line. */
+const REFUSED_LOGGED_MAX = 10;
+/** An address is logged up to this many characters. */
+const REFUSED_ADDRESS_MAX = 256;
+
+/**
+ * Notes a recipient refused at RCPT, like Postfix's `NOQUEUE: reject: RCPT … to=<…>`, so relay
+ * probing shows in the log even when the session stores nothing.
+ */
+export function noteRefusedRecipient(state: SessionState, address: string, code: number): void {
+  state.refusedCount++;
+  if (state.refused.length < REFUSED_LOGGED_MAX) state.refused.push(`${address.slice(0, REFUSED_ADDRESS_MAX)} (${code})`);
 }
 
 /** Replies worth keeping as the session's outcome: failures and the final queued reply. */
@@ -71,6 +91,8 @@ export function logSession(logger: Logger, s: SessionSummary): void {
     tls: s.tls,
     from: s.from ?? undefined,
     recipients: s.recipients.length ? s.recipients : undefined,
+    refused: s.refused.length ? s.refused : undefined,
+    refused_count: s.refusedCount > s.refused.length ? s.refusedCount : undefined,
     size: s.size ?? undefined,
     decision: s.decision ?? undefined,
     category: s.category ?? undefined,

@@ -96,5 +96,24 @@ describe("SMTP session", () => {
     expect(typeof f.size).toBe("number");
     expect(typeof f.duration_ms).toBe("number");
     expect(String(f.reply)).toStartWith("250 2.0.0 Queued as t1");
+    expect(f.refused).toBeUndefined();
+  });
+
+  test("recipients refused at RCPT are named in the session's log line (relay probing shows), at most 10", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c, "probe.example");
+    expect(await c.cmd("MAIL FROM:<a@sender.example>")).toStartWith("250");
+    expect(await c.cmd("RCPT TO:<x@company.com>")).toStartWith("250");
+    expect(await c.cmd("RCPT TO:<victim@gmail.com>")).toStartWith("550 5.7.1");
+    for (let i = 0; i < 11; i++) expect(await c.cmd(`RCPT TO:<v${i}@elsewhere.example>`)).toStartWith("550");
+    await c.cmd("QUIT");
+    const deadline = Date.now() + 2000;
+    while (server.sessions.length === 0 && Date.now() < deadline) await Bun.sleep(20);
+    const f = server.logs.lines.find((l) => l.msg === "smtp session")?.fields ?? {};
+    expect(f.recipients).toEqual(["x@company.com"]);
+    expect((f.refused as string[]).slice(0, 2)).toEqual(["victim@gmail.com (550)", "v0@elsewhere.example (550)"]);
+    expect(f.refused).toHaveLength(10);
+    expect(f.refused_count).toBe(12);
   });
 });
