@@ -6,6 +6,7 @@
  */
 import { defineCommand } from "citty";
 import { loadConfig } from "../config/config.ts";
+import { envFileArg, envFileOption } from "./env-file.ts";
 import { CliError, describeError } from "../errors.ts";
 import { cliAction } from "./action.ts";
 
@@ -21,13 +22,14 @@ export default defineCommand({
   meta: { name: "healthcheck", description: "Ask the running gateway's /healthz; exit 0 when healthy, 1 when not (for Docker HEALTHCHECK)" },
   args: {
     timeout: { type: "string", description: `Give up after this many milliseconds (default ${HEALTHCHECK_TIMEOUT_MS})` },
+    ...envFileArg,
   },
-  run: cliAction<{ timeout?: string }>(async (args) => {
+  run: cliAction<{ timeout?: string; "env-file"?: string }>(async (args) => {
     const timeoutMs = args.timeout === undefined ? HEALTHCHECK_TIMEOUT_MS : Number(args.timeout);
     if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000) {
       throw new CliError(`--timeout=${args.timeout} is not a number of milliseconds between 1 and 600000`);
     }
-    const config = loadConfig();
+    const config = loadConfig({ envFile: envFileOption(args["env-file"]) });
     const url = healthzUrl(config.http.host, config.http.port);
     let res: Response;
     try {

@@ -12,24 +12,27 @@ import { drop, formatList, listEntries, parseStates, retry } from "../queue/queu
 import { createSpoolAccess } from "../queue/spool-access.ts";
 import { openDatabase } from "../store/db.ts";
 import { cliAction } from "./action.ts";
+import { envFileArg, envFileOption } from "./env-file.ts";
 
 const configArgs = {
   "data-dir": { type: "string", description: "Data directory (DATA_DIR, default ./data)" },
-  "database-url": { type: "string", description: "SQLite file (DATABASE_URL, default file:./data/mail-gateway.db)" },
+  "database-url": { type: "string", description: "SQLite file (DATABASE_URL, default mail-gateway.db in the data directory)" },
+  ...envFileArg,
 } as const;
 
 interface ConfigArgs {
   "data-dir"?: string;
   "database-url"?: string;
+  "env-file"?: string;
 }
 
 function open(args: ConfigArgs) {
-  const config: Config = loadConfig({ flags: { DATA_DIR: args["data-dir"], DATABASE_URL: args["database-url"] } });
+  const config: Config = loadConfig({ envFile: envFileOption(args["env-file"]), flags: { DATA_DIR: args["data-dir"], DATABASE_URL: args["database-url"] } });
   try {
     accessSync(config.databasePath, constants.R_OK | constants.W_OK);
   } catch (err) {
     const code = err instanceof Error && "code" in err ? String(err.code) : "";
-    if (code === "ENOENT") throw new CliError(`no database at ${config.databasePath}: run mailgw queue where serve runs, or set DATABASE_URL / --database-url`);
+    if (code === "ENOENT") throw new CliError(`no database at ${config.databasePath}: run mailgw queue where serve runs, or pass --env-file, --data-dir or --database-url`);
     // existsSync says "no" to a file it may not look at: name the real problem.
     throw new CliError(`cannot open ${config.databasePath} (${code || describeError(err)}): run mailgw queue as the user serve runs as (README: systemd)`);
   }

@@ -5,14 +5,12 @@
  * variable or file) or when a port cannot be bound.
  */
 import { defineCommand } from "citty";
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
 import { loadConfig, type LoadOptions } from "../config/config.ts";
-import { CliError } from "../errors.ts";
 import { createLogger } from "../log/logger.ts";
 import { startGateway } from "../serve/gateway.ts";
 import { runUntilSignalled } from "../serve/signals.ts";
 import { cliAction } from "./action.ts";
+import { envFileArg, envFileOption } from "./env-file.ts";
 
 /** If something still holds the event loop after a clean stop, exit anyway after this. */
 const EXIT_FALLBACK_MS = 2000;
@@ -34,13 +32,11 @@ export default defineCommand({
     "http-port": { type: "string", description: "Stats/health HTTP port (HTTP_PORT, default 3000)" },
     rules: { type: "string", description: "Rules file (RULES_FILE, default ./rules.yaml)" },
     "data-dir": { type: "string", description: "Spool and archive directory (DATA_DIR, default ./data)" },
-    "env-file": { type: "string", description: "Read variables from this file instead of ./.env" },
+    ...envFileArg,
   },
   run: cliAction<ServeArgs>(async (args) => {
-    const envFile = args["env-file"] === undefined ? undefined : resolve(args["env-file"]);
-    if (envFile !== undefined && !existsSync(envFile)) throw new CliError(`--env-file ${envFile} does not exist`);
     const loadOptions: LoadOptions = {
-      envFile,
+      envFile: envFileOption(args["env-file"]),
       flags: { SMTP_PORT: args.port, SMTP_HOST: args.host, HTTP_PORT: args["http-port"], RULES_FILE: args.rules, DATA_DIR: args["data-dir"] },
     };
     const config = loadConfig(loadOptions);

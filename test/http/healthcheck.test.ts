@@ -3,6 +3,7 @@
  * healthy, exit 1 and one line on stderr when /healthz says 503 or nothing answers.
  */
 import { afterEach, beforeEach, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { healthzUrl } from "../../src/cli/healthcheck.ts";
 import type { HttpServer } from "../../src/http/server.ts";
@@ -38,6 +39,22 @@ test("healthy → exit 0, one line on stdout", async () => {
   expect(r.code).toBe(0);
   expect(r.stdout).toBe(`healthy: http://127.0.0.1:${portOf(server)}/healthz\n`);
   expect(r.stderr).toBe("");
+});
+
+test("--env-file: the port comes from the file serve was started with; a missing file is one line", async () => {
+  const envFile = join(fx.dir, "mailgw.env");
+  writeFileSync(envFile, `HTTP_HOST=127.0.0.1\nHTTP_PORT=${portOf(server)}\n`);
+  const proc = Bun.spawn([process.execPath, MAIN, "healthcheck", "--env-file", envFile], {
+    cwd: fx.dir,
+    env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+  expect({ code, stdout }).toEqual({ code: 0, stdout: `healthy: http://127.0.0.1:${portOf(server)}/healthz\n` });
+  const missing = await healthcheck(portOf(server), "127.0.0.1", ["--env-file", join(fx.dir, "nope.env")]);
+  expect(missing.code).toBe(1);
+  expect(missing.stderr).toBe(`mailgw: --env-file ${join(fx.dir, "nope.env")} does not exist\n`);
 });
 
 test("a wildcard HTTP_HOST is asked on loopback", async () => {

@@ -3,7 +3,7 @@
  * that a running delivery worker (in this process, as inside serve) uses at the same time.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { silentLogger } from "../../src/log/logger.ts";
 import type { ListedEntry } from "../../src/queue/queue-admin.ts";
@@ -49,7 +49,7 @@ describe("mailgw queue", () => {
     expect(bad.stderr).toContain("--state=bogus");
   }, 30_000);
 
-  test("--data-dir alone finds the database in it, from any directory", () => {
+  test("--data-dir alone, or --env-file, finds the database, from any directory", () => {
     const t = makeEnv();
     const id = seedDelivery(t, { target: ["sales@company.com"] });
     const r = Bun.spawnSync([BUN, join(ROOT, "src/main.ts"), "queue", "list", "--data-dir", t.dataDir], {
@@ -59,6 +59,14 @@ describe("mailgw queue", () => {
     expect(r.stderr.toString()).toBe("");
     expect(r.exitCode).toBe(0);
     expect(r.stdout.toString()).toContain(id);
+    // The env file serve runs with (systemd's EnvironmentFile, `serve --env-file`).
+    writeFileSync(join(t.dir, "mailgw.env"), `DATA_DIR=${t.dataDir}\n`);
+    const viaFile = Bun.spawnSync([BUN, join(ROOT, "src/main.ts"), "queue", "list", "--env-file", join(t.dir, "mailgw.env")], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? "", HOME: t.dir, NO_COLOR: "1" },
+    });
+    expect(viaFile.exitCode).toBe(0);
+    expect(viaFile.stdout.toString()).toContain(id);
   }, 30_000);
 
   test("retry and drop while a worker (as in serve) runs on the same data dir", async () => {
