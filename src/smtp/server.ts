@@ -20,6 +20,7 @@ import { createFront } from "./front.ts";
 import { clientKey } from "./ip.ts";
 import { MAX_COMMAND_LINE_BYTES, resolveLimits, type SmtpLimits } from "./limits.ts";
 import { createRateLimiter } from "./rate-limiter.ts";
+import { MAIL_PARAMETERS, RCPT_PARAMETERS, unsupportedParameter } from "./parameters.ts";
 import { checkRecipient } from "./recipient-policy.ts";
 import { isNotableReply, logSession, newSessionState, noteRefusedRecipient, summarize, type SessionState, type SessionSummary } from "./session-log.ts";
 import { createShutdown } from "./shutdown.ts";
@@ -78,6 +79,9 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     authOptional: true,
     disabledCommands: ["AUTH", "XCLIENT", "XFORWARD", "WIZ", "SHELL", "KILL", ...(tls ? [] : ["STARTTLS"])],
     hideSTARTTLS: !tls,
+    // REQUIRETLS (RFC 8689) promises TLS on every later hop; a relay with RELAY_SMTP_SECURE=none
+    // or no verification could not keep it. SPEC §4 lists what is offered.
+    hideREQUIRETLS: true,
     disableReverseLookup: true,
     maxClients: limits.maxClients,
     maxRecipients: limits.maxRecipients,
@@ -92,6 +96,8 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
       callback();
     },
     onMailFrom(address: SMTPServerAddress, session, callback) {
+      const unsupported = unsupportedParameter(address.args, MAIL_PARAMETERS);
+      if (unsupported !== null) return callback(SMTP_FAILURE(555, `5.5.4 Unsupported option: ${unsupported}`));
       const state = stateOf(session);
       state.helo = session.hostNameAppearsAs || "";
       state.tls = Boolean(session.secure);
@@ -106,6 +112,8 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
       callback();
     },
     onRcptTo(address: SMTPServerAddress, session, callback) {
+      const unsupported = unsupportedParameter(address.args, RCPT_PARAMETERS);
+      if (unsupported !== null) return callback(SMTP_FAILURE(555, `5.5.4 Unsupported option: ${unsupported}`));
       const verdict = checkRecipient(lastRcptArgument(session), address.address, deps.domains());
       const state = stateOf(session);
       if (!verdict.ok) {

@@ -28,6 +28,22 @@ describe("SMTP session", () => {
     expect(await c.cmd("QUIT")).toStartWith("221");
   });
 
+  test("MAIL/RCPT parameters of extensions not offered → 555 5.5.4; SIZE, BODY and SMTPUTF8 are taken", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c, "client.example");
+    expect(await c.cmd("MAIL FROM:<a@sender.example> FOO=bar")).toBe("555 5.5.4 Unsupported option: FOO=bar");
+    expect(await c.cmd("MAIL FROM:<a@sender.example> RET=HDRS ENVID=x1")).toMatch(/^555 5\.5\.4 Unsupported option: (RET=HDRS|ENVID=x1)$/);
+    expect(await c.cmd("MAIL FROM:<a@sender.example> AUTH=<>")).toMatch(/^555 5\.5\.4 /);
+    expect(await c.cmd("MAIL FROM:<a@sender.example> SIZE=1000 BODY=8BITMIME SMTPUTF8")).toStartWith("250 2.1.0");
+    expect(await c.cmd("RCPT TO:<b@company.com> NOTIFY=NEVER")).toBe("555 5.5.4 Unsupported option: NOTIFY=NEVER");
+    expect(await c.cmd("RCPT TO:<b@company.com>")).toStartWith("250 2.1.5");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    c.write(terminated(simpleMessage("hi")));
+    expect(await c.reply()).toStartWith("250 2.0.0 Queued as");
+    expect(server.sink.messages).toHaveLength(1);
+  });
+
   test("a message is handed to the sink with a Received header and answered 250 2.0.0 Queued as <id>", async () => {
     server = await startTestServer();
     const c = await RawClient.connect(server.port);

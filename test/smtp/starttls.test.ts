@@ -42,6 +42,11 @@ describe("STARTTLS", () => {
     const ehlo = await c.cmd("EHLO client.example");
     expect(ehlo).not.toContain("STARTTLS");
     expect(ehlo).not.toContain("AUTH");
+    // smtp-server offers REQUIRETLS after the handshake; its promise (TLS on every later hop)
+    // is not one a relay with RELAY_SMTP_SECURE=none could keep.
+    expect(ehlo).not.toContain("REQUIRETLS");
+    expect(await c.cmd("MAIL FROM:<a@sender.example> REQUIRETLS")).toStartWith("555 5.5.4");
+    await c.cmd("RSET");
     expect(await sendMail(c)).toStartWith("250 2.0.0");
     const m = server.sink.messages[0];
     expect(m?.envelope.tls).toBe(true);
