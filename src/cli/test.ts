@@ -9,11 +9,13 @@ import { defineCommand } from "citty";
 import { readFile } from "node:fs/promises";
 import { resolveRawValues } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
-import { applyHeaderDefaults, flagEnvelope, renderJson, renderText, type EnvelopeFlags } from "../parse/dry-run.ts";
+import { isIP } from "node:net";
 import { hostname } from "node:os";
+import { applyHeaderDefaults, flagEnvelope, renderJson, renderText, type EnvelopeFlags, type RefusedRecipient } from "../parse/dry-run.ts";
 import { AUTH_RESULTS, isAuthResult, type AuthResults } from "../parse/authenticate.ts";
 import { extractFacts } from "../parse/extract.ts";
 import { buildReceivedHeader } from "../smtp/received-header.ts";
+import { checkRecipient } from "../smtp/recipient-policy.ts";
 import { classify } from "../rules/classify.ts";
 import { formatDiagnostics } from "../rules/format.ts";
 import { loadRules } from "../rules/load.ts";
@@ -56,6 +58,16 @@ async function readMessage(source: string): Promise<Uint8Array> {
   }
 }
 
+/** The RCPT check of `serve` (smtp/recipient-policy.ts) on the dry run's recipients. */
+function refusedRecipients(rcpt: readonly string[], domains: readonly string[]): RefusedRecipient[] {
+  const refused: RefusedRecipient[] = [];
+  for (const address of rcpt) {
+    const verdict = checkRecipient(`TO:<${address}>`, address, domains);
+    if (!verdict.ok) refused.push({ address, reply: `${verdict.code} ${verdict.enhanced} ${verdict.text}` });
+  }
+  return refused;
+}
+
 /**
  * The dry run itself; `rulesPath` is resolved by the caller (flag > RULES_FILE > ./rules.yaml).
  * Like `serve`, the message is classified with mailgw's own `Received:` header on top (it
@@ -83,7 +95,8 @@ export async function runDryRun(
   const parsed = await extractFacts(asReceived, envelope, { auth });
   const facts = applyHeaderDefaults(parsed, flags);
   const result = classify(facts, loaded.rules);
-  const report = { source: source === "-" ? "(stdin)" : source, facts, rules: loaded.rules, result, authGiven };
+  const refused = refusedRecipients(facts.rcpt, loaded.rules.domains);
+  const report = { source: source === "-" ? "(stdin)" : source, facts, rules: loaded.rules, result, authGiven, refusedRecipients: refused };
   process.stdout.write(json ? renderJson(report) : renderText(report));
   return 0;
 }
@@ -109,6 +122,7 @@ export default defineCommand({
     const raw = resolveRawValues({ flags: { RULES_FILE: args.rules } });
     const rulesPath = raw.get("RULES_FILE") ?? "./rules.yaml";
     const to = repeatedFlag(rawArgs, ["to"]);
+    if (isIP(args["client-ip"]) === 0) throw new CliError(`--client-ip must be an IPv4 or IPv6 address (got ${JSON.stringify(args["client-ip"])})`);
     const flags: EnvelopeFlags = { from: args.from ?? null, to, clientIp: args["client-ip"], helo: args.helo, tls: args.tls };
     return runDryRun(args.message, flags, rulesPath, args.json, auth, raw.get("SMTP_HOSTNAME") || hostname());
   }),

@@ -85,7 +85,15 @@ export interface DryRunReport {
   result: ClassifyResult;
   /** Authentication results given on the command line (a dry run checks none itself). */
   authGiven?: readonly string[];
+  /** Envelope recipients `serve` would refuse at RCPT (not in `domains`), with the reply. */
+  refusedRecipients?: readonly RefusedRecipient[];
 }
+
+export interface RefusedRecipient {
+  address: string;
+  reply: string;
+}
+
 
 /** The spf/dkim/dmarc facts, and where they came from. */
 function showAuth(report: DryRunReport): string {
@@ -110,6 +118,11 @@ export function renderText(report: DryRunReport): string {
   for (const rule of result.trace) lines.push(...showRule(rule));
   if (result.decision.rule === null) lines.push(`  (no rule matched: default applies)`);
   lines.push("", showDecision(result));
+  const refused = report.refusedRecipients ?? [];
+  if (refused.length > 0) {
+    const all = refused.length === facts.rcpt.length;
+    lines.push(`note:     serve would refuse at RCPT ${refused.map((r) => `<${r.address}> (${r.reply})`).join(", ")}${all ? ": with no recipient left, the message would not be accepted at all" : ""}`);
+  }
   return `${lines.join("\n")}\n`;
 }
 
@@ -129,6 +142,7 @@ export function renderJson(report: DryRunReport): string {
       // A dry run does no DNS: spf/dkim/dmarc are the given ones, else "none".
       authChecked: false,
       authGiven: report.authGiven ?? [],
+      refusedRecipients: report.refusedRecipients ?? [],
       facts: {
         ...scalarFacts,
         parseError: facts.parseError ?? null,

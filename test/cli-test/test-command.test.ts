@@ -123,6 +123,23 @@ describe("mailgw test", () => {
     expect(out.rules).toMatchObject({ file: rulesFile, count: 3 });
   });
 
+  test("a recipient serve would refuse at RCPT (not in domains) is pointed out, text and --json", async () => {
+    const mixed = await mailgw([fixture("utf8-korean-subject.eml"), "--rules", rulesFile, "--to", "someone@gmail.com", "--to", "a@company.com"]);
+    expect(mixed.code).toBe(0);
+    expect(mixed.stdout).toContain("note:     serve would refuse at RCPT <someone@gmail.com> (550 5.7.1 Relaying denied)\n");
+    const none = await mailgw([fixture("utf8-korean-subject.eml"), "--rules", rulesFile, "--to", "v%x@company.com", "--json"]);
+    expect(JSON.parse(none.stdout).refusedRecipients).toEqual([{ address: "v%x@company.com", reply: "550 5.7.1 Relaying denied: address routing syntax not accepted" }]);
+    const ok = await mailgw([fixture("utf8-korean-subject.eml"), "--rules", rulesFile]);
+    expect(ok.stdout).not.toContain("note:");
+  });
+
+  test("--client-ip that is not an address: exit 1, one line", async () => {
+    const run = await mailgw([fixture("utf8-korean-subject.eml"), "--rules", rulesFile, "--client-ip", "not-an-ip"]);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe("");
+    expect(run.stderr).toBe('mailgw: --client-ip must be an IPv4 or IPv6 address (got "not-an-ip")\n');
+  });
+
   test("like serve: mailgw's Received: header is on top, and counts in size", async () => {
     const plain = (await Bun.file(fixture("spam-subject.eml")).bytes()).byteLength;
     const run = await mailgw([fixture("spam-subject.eml"), "--rules", rulesFile, "--json", "--helo", "client.example"], { env: { SMTP_HOSTNAME: "mx.test" } });
