@@ -101,9 +101,13 @@ export function retry(db: Database, ref: string | null, now: number): number {
   return retryNow(db, retryable.map((e) => e.id), now);
 }
 
-/** Removes the deliveries, then releases spool files nothing needs any more. */
+/**
+ * Removes the deliveries, then releases spool files nothing needs any more. A delivered one is
+ * not in the queue: dropping a message by id leaves its history (and `queue list`'s count) alone.
+ */
 export async function drop(db: Database, spool: SpoolAccess, ref: string): Promise<number> {
-  const entries = resolveRef(db, ref);
+  const entries = resolveRef(db, ref).filter((e) => e.state !== "delivered");
+  if (entries.length === 0) throw new CliError(`delivery ${ref} was delivered: nothing to drop`);
   const n = dropDeliveries(db, entries.map((e) => e.id));
   for (const messageId of new Set(entries.map((e) => e.messageId))) await spool.release(messageId);
   return n;

@@ -69,6 +69,19 @@ describe("mailgw queue", () => {
     expect(viaFile.stdout.toString()).toContain(id);
   }, 30_000);
 
+  test("drop by message id leaves a delivered delivery (and its history) alone", () => {
+    const t = makeEnv();
+    const id = seedDelivery(t, { state: "failed" });
+    t.db.query(`INSERT INTO deliveries (message_id, kind, target, rule, category, state, attempts, created_at, next_attempt_at, updated_at)
+      SELECT message_id, 'webhook', 'https://erp.example/in', rule, category, 'delivered', 1, created_at, next_attempt_at, updated_at FROM deliveries WHERE message_id = ?`).run(id);
+    const dropped = mailgw(t, "drop", id);
+    expect(dropped.stdout).toBe("1 delivery dropped\n");
+    expect(t.db.query(`SELECT state FROM deliveries WHERE message_id = ?`).all(id)).toEqual([{ state: "delivered" }]);
+    const again = mailgw(t, "drop", id);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toBe(`mailgw: delivery ${id} was delivered: nothing to drop\n`);
+  }, 30_000);
+
   test("retry and drop while a worker (as in serve) runs on the same data dir", async () => {
     const relay = await startRelay();
     cleanups.push(() => relay.close());
