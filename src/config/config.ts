@@ -8,6 +8,7 @@
  * path. Nothing else in mailgw reads `process.env`.
  */
 import { existsSync, readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { CliError } from "../errors.ts";
@@ -118,9 +119,9 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   return {
     cwd,
     smtp: {
-      host: nonEmpty(get, "SMTP_HOST"),
+      host: listenHost(get, "SMTP_HOST"),
       port: integer(get, "SMTP_PORT", 0, 65535),
-      hostname: get("SMTP_HOSTNAME") || hostname(),
+      hostname: get("SMTP_HOSTNAME") ? hostName(get, "SMTP_HOSTNAME") : hostname(),
       allowedIps: parseCidrList(get("SMTP_ALLOWED_IPS"), "SMTP_ALLOWED_IPS"),
       proxyProtocol: bool(get, "SMTP_PROXY_PROTOCOL"),
       proxyTrusted: parseCidrList(get("SMTP_PROXY_TRUSTED"), "SMTP_PROXY_TRUSTED"),
@@ -136,7 +137,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     archiveMaxAgeDays: number(get, "ARCHIVE_MAX_AGE_DAYS", 0, 1e6),
     rulesFile: path("RULES_FILE"),
     http: {
-      host: nonEmpty(get, "HTTP_HOST"),
+      host: listenHost(get, "HTTP_HOST"),
       port: integer(get, "HTTP_PORT", 0, 65535),
       statsToken: get("STATS_TOKEN") || null,
     },
@@ -187,6 +188,28 @@ function nonEmpty(get: (n: string) => string, name: string): string {
   const v = get(name);
   if (!v) throw new CliError(`${name} is empty`);
   return v;
+}
+
+/** Letters, digits, `-` and `_` in dot-separated labels (`_` is seen in real host names). */
+const HOST_NAME = /^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$/i;
+
+/** A name for the banner, EHLO and Received: a space or a bracket there breaks the protocol line. */
+function hostName(get: (n: string) => string, name: string): string {
+  const v = nonEmpty(get, name);
+  if (!HOST_NAME.test(v)) throw new CliError(`${name}=${v} is not a host name (letters, digits, '-' in dot-separated labels, e.g. mx.example.com)`);
+  return v;
+}
+
+/**
+ * A listen address: an IP, or a name such as localhost. Checked here because a bad one fails
+ * late and obscurely at bind time (Bun answered HTTP_HOST=999.1.1.1 with EEXIST).
+ */
+function listenHost(get: (n: string) => string, name: string): string {
+  const v = nonEmpty(get, name);
+  const bare = v.replace(/^\[(.*)\]$/, "$1");
+  if (isIP(bare) !== 0) return bare;
+  if (!/^[\d.]+$/.test(v) && HOST_NAME.test(v)) return v;
+  throw new CliError(`${name}=${v} is not an IP address or host name (e.g. 0.0.0.0, ::, 127.0.0.1, localhost)`);
 }
 
 function bool(get: (n: string) => string, name: string): boolean {

@@ -89,8 +89,22 @@ describe("loadConfig", () => {
     ["LOG_LEVEL", "loud"],
     ["DATABASE_URL", "postgres://x"],
     ["QUEUE_RETRY_BASE_SECONDS", "0"],
+    ["HTTP_HOST", "999.1.1.1"],
+    ["SMTP_HOST", "0.0.0.0 "+"::"],
+    ["SMTP_HOST", "host name"],
+    ["SMTP_HOSTNAME", "bad host name"],
+    ["SMTP_HOSTNAME", "mx.example.com>"],
   ])("%s=%s is refused with a message naming the variable", (name, value) => {
     expect(errorOf(() => loadConfig({ env: { [name]: value }, cwd: emptyDir() }))).toContain(name);
+  });
+
+  test("listen addresses: IPs (brackets dropped) and names; SMTP_HOSTNAME: a host name", () => {
+    const cwd = emptyDir();
+    for (const [value, host] of [["::", "::"], ["[::1]", "::1"], ["10.0.0.5", "10.0.0.5"], ["localhost", "localhost"], ["mx-1.internal", "mx-1.internal"]]) {
+      expect(loadConfig({ env: { HTTP_HOST: value }, cwd }).http.host).toBe(host ?? "");
+    }
+    expect(loadConfig({ env: { SMTP_HOSTNAME: "mx1.example.com." }, cwd }).smtp.hostname).toBe("mx1.example.com.");
+    expect(errorOf(() => loadConfig({ env: { HTTP_HOST: "999.1.1.1" }, cwd }))).toBe("HTTP_HOST=999.1.1.1 is not an IP address or host name (e.g. 0.0.0.0, ::, 127.0.0.1, localhost)");
   });
 
   test("0 is not silently turned into the default", () => {
