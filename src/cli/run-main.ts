@@ -39,8 +39,13 @@ export async function runCli(main: AnyCommand, rawArgs: string[] = process.argv.
 async function showUsage(main: AnyCommand, rawArgs: readonly string[], cmd: AnyCommand, parent?: AnyCommand): Promise<void> {
   const { path } = await commandWords(main, rawArgs);
   const parentName = path.slice(0, -1).join(" ");
-  console.log(`${await renderUsage(cmd, parentName ? { meta: { name: parentName } } : parent)}\n`);
+  const usage = await renderUsage(cmd, parentName ? { meta: { name: parentName } } : parent);
+  // citty colours it whatever stdout is: `mailgw --help > file` or `| less` got escape codes.
+  console.log(`${process.stdout.isTTY ? usage : usage.replace(ANSI_SGR, "")}\n`);
 }
+
+/** Colour and style escapes (SGR) as citty writes them. */
+const ANSI_SGR = /\x1b\[[0-9;]*m/g;
 
 /** One line for a usage error: what is wrong, and where the help for it is. */
 async function usageErrorLine(main: AnyCommand, rawArgs: readonly string[], err: unknown): Promise<string> {

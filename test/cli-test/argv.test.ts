@@ -97,4 +97,11 @@ describe("every command has --help", () => {
     expect(r.stdout).toContain("USAGE");
     expect(r.stdout).toContain(`USAGE mailgw ${words.join(" ")}`); // the whole path, as typed
   });
+
+  test("--help into a pipe or a file has no colour escapes, even without NO_COLOR", () => {
+    const r = Bun.spawnSync([process.execPath, MAIN, "queue", "--help"], { env: { PATH: process.env.PATH ?? "", FORCE_COLOR: "1" } });
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout.toString()).toContain("USAGE mailgw queue");
+    expect(r.stdout.toString()).not.toContain("\x1b[");
+  });
 });
