@@ -2,7 +2,8 @@
  * `mailgw serve`: the gateway in one process (SPEC §1). Flags map to configuration variables
  * (flags > environment > .env > defaults); everything else lives in src/serve/.
  * Exit 0 after a clean stop (SIGTERM/SIGINT), 1 on bad configuration (one line naming the
- * variable or file) or when a port cannot be bound.
+ * variable or file), when another serve holds DATA_DIR (serve/data-dir-lock.ts) or when a port
+ * cannot be bound.
  */
 import { defineCommand } from "citty";
 import { loadConfig, type LoadOptions } from "../config/config.ts";

@@ -1,13 +1,17 @@
 /**
- * `mailgw serve` wiring: opens the database, loads the rules, builds the pipeline and the
- * long-running services, and starts them in order:
- *   rules → pipeline (spool recovery) → session counters → delivery worker → SMTP → HTTP
- * HTTP comes last so `/healthz` answers ok only when SMTP is listening. Stop runs in reverse:
- * HTTP, SMTP (sessions in flight finish, bounded), worker, counters, pipeline, rules, database.
+ * `mailgw serve` wiring: locks the data dir, opens the database, loads the rules, builds the
+ * pipeline and the long-running services, and starts them in order:
+ *   DATA_DIR lock → database (migrations) → rules → pipeline (spool recovery) → session
+ *   counters → delivery worker → SMTP → HTTP
+ * The lock comes first: a second serve on the same DATA_DIR must be refused before its recovery
+ * or migrations touch anything the running one uses (data-dir-lock.ts). HTTP comes last so
+ * `/healthz` answers ok only when SMTP is listening. Stop runs in reverse: HTTP, SMTP (sessions
+ * in flight finish, bounded), worker, counters, pipeline, rules, database, lock.
  * SIGHUP (reload): rules, TLS certificate, relay settings (config re-read).
  *
  * Trusts: the validated Config. Failure: anything that cannot start throws (CliError naming
- * the variable/file), after stopping what had started; the database is closed either way.
+ * the variable/file), after stopping what had started; the database is closed and the lock
+ * released either way.
  */
 import type { Database } from "bun:sqlite";
 import type { Config, RelayConfig } from "../config/config.ts";
@@ -25,6 +29,7 @@ import { openDatabase } from "../store/db.ts";
 import type { OwningMessageSink } from "../spool/message-bytes.ts";
 import type { ReceiveOutcome } from "../types.ts";
 import { VERSION_STRING } from "../version.ts";
+import { lockDataDir } from "./data-dir-lock.ts";
 import { startHeapGovernor, type HeapGovernor } from "./heap-governor.ts";
 import { serviceGroup, type Service } from "./services.ts";
 import { createSessionCounters } from "./session-counters.ts";
@@ -56,13 +61,31 @@ const HEAP_GOVERNOR = { checkEveryMs: 50, growthBytes: 8 * 1024 * 1024, youngGro
 
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const { config, logger } = opts;
-  const db = openDatabase(config.databasePath);
+  // Before anything opens the database or the spool: throws if another serve has DATA_DIR.
+  const lock = lockDataDir(config.dataDir, logger);
+  let db: Database;
   try {
-    return await startServices(db, opts);
+    db = openDatabase(config.databasePath);
   } catch (err) {
-    db.close();
+    lock.release();
     throw err;
   }
+  let gateway: Gateway;
+  try {
+    gateway = await startServices(db, opts);
+  } catch (err) {
+    db.close();
+    lock.release();
+    throw err;
+  }
+  return {
+    ...gateway,
+    async stop() {
+      await gateway.stop();
+      // Last: a serve started after this one's stop must find the database closed too.
+      lock.release();
+    },
+  };
 }
 
 async function startServices(db: Database, opts: GatewayOptions): Promise<Gateway> {

@@ -1,0 +1,187 @@
+/**
+ * One `mailgw serve` per data dir (Postfix's master.lock does the same): serve takes an
+ * exclusive flock(2) on `DATA_DIR/serve.lock` before anything touches the spool or the database,
+ * holds it for the life of the process and releases it on a clean stop. Without it, a second
+ * serve on the same DATA_DIR ran its start-up recovery over the first one's spool, removing the
+ * `.tmp` of a message still arriving (that client got 451), and then either died on the taken
+ * port or ran a second delivery thread over the same queue.
+ *
+ * Why flock and not a pid file: the kernel drops the lock when the holder dies (kill -9, OOM,
+ * power cut), so a crash never leaves a stale lock that blocks systemd's Restart= or the crash
+ * recovery. The lock belongs to the open file description, so even in one process a second
+ * acquisition on a new fd conflicts: release() (called by a clean stop) closes it. The fd is
+ * opened close-on-exec, so no child process can carry the lock past serve's death. The file
+ * holds the holder's pid, only for the refusal message: the lock decides, never the pid. The
+ * file itself stays: deleting a lock file races with a serve that has just opened it.
+ * `mailgw queue` and `mailgw healthcheck` never take this lock: they work beside a running serve.
+ *
+ * Trusts: nothing. Failure: held by another serve → CliError (serve exits 1 having changed
+ * nothing); the file cannot be created → CliError naming it; no flock here (no libc reachable
+ * through bun:ffi, Windows) or on this file system (ENOLCK on some NFS mounts) → a warning, and
+ * serve runs unprotected, as it did before this lock existed.
+ */
+import { dlopen, FFIType, read } from "bun:ffi";
+import { closeSync, constants as fsConstants, ftruncateSync, mkdirSync, openSync, readSync, writeSync } from "node:fs";
+import { constants as osConstants } from "node:os";
+import { join } from "node:path";
+import { CliError, describeError } from "../errors.ts";
+import type { Logger } from "../log/logger.ts";
+
+export const DATA_DIR_LOCK_FILE = "serve.lock";
+
+export interface DataDirLock {
+  /** DATA_DIR/serve.lock. */
+  readonly path: string;
+  /** false: this platform or file system cannot lock (a warning was logged); nothing is held. */
+  readonly held: boolean;
+  /** Lets the next serve in. Idempotent; a stopped serve leaves the file empty (no pid). */
+  release(): void;
+}
+
+/** flock(2) operations: the same values on Linux, macOS and the BSDs. */
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+/** errno of a non-blocking flock on a file another open file description has locked. */
+const LOCK_HELD_ERRNOS = new Set([osConstants.errno.EWOULDBLOCK, osConstants.errno.EAGAIN]);
+/** More than any pid and newline: the file is read only for the refusal message. */
+const PID_READ_BYTES = 32;
+
+export interface Flock {
+  flock(fd: number, operation: number): number;
+  /** The calling thread's errno, read right after a failed call. */
+  errno(): number;
+}
+
+/** flock(2) from libc, or why this process cannot have it. */
+export type FlockSupport = Flock | { unavailable: string };
+
+/** Where flock(2) and the thread's errno live. musl also answers to "libc.so.6" (its own libc). */
+const LIBC_BY_PLATFORM: Partial<Record<NodeJS.Platform, { names: readonly string[]; errnoSymbol: "__errno_location" | "__error" }>> = {
+  linux: { names: ["libc.so.6", "libc.so"], errnoSymbol: "__errno_location" },
+  darwin: { names: ["libSystem.B.dylib", "/usr/lib/libSystem.B.dylib"], errnoSymbol: "__error" },
+  freebsd: { names: ["libc.so.7"], errnoSymbol: "__error" },
+};
+
+/** Loaded once per process. */
+let loadedFlock: FlockSupport | undefined;
+
+function loadFlock(): FlockSupport {
+  if (loadedFlock !== undefined) return loadedFlock;
+  const where = LIBC_BY_PLATFORM[process.platform];
+  if (!where) return (loadedFlock = { unavailable: `no flock on ${process.platform}` });
+  let lastError = "libc not found";
+  for (const name of where.names) {
+    try {
+      const lib = dlopen(name, {
+        flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
+        [where.errnoSymbol]: { args: [], returns: FFIType.ptr },
+      });
+      const errnoLocation = lib.symbols[where.errnoSymbol];
+      if (!errnoLocation) throw new Error(`${where.errnoSymbol} not found in ${name}`);
+      return (loadedFlock = {
+        flock: (fd, operation) => Number(lib.symbols.flock(fd, operation)),
+        errno: () => {
+          const at = errnoLocation();
+          return at === null ? -1 : read.i32(at, 0);
+        },
+      });
+    } catch (err) {
+      lastError = describeError(err);
+    }
+  }
+  return (loadedFlock = { unavailable: `cannot load flock from libc (${lastError})` });
+}
+
+/**
+ * Takes the data dir for this process, or throws a CliError naming DATA_DIR and the holder's pid
+ * when another serve has it. Creates DATA_DIR (and the empty lock file) if missing; nothing else.
+ * `flock` is libc's; tests pass their own to reach the fallbacks.
+ */
+export function lockDataDir(dataDir: string, logger: Pick<Logger, "warn">, flock: FlockSupport = loadFlock()): DataDirLock {
+  const path = join(dataDir, DATA_DIR_LOCK_FILE);
+  if ("unavailable" in flock) return unlocked(dataDir, path, flock.unavailable, logger);
+  const file = openLockFile(dataDir, path);
+  if (flock.flock(file.fd, LOCK_EX | LOCK_NB) !== 0) {
+    const errno = flock.errno();
+    if (LOCK_HELD_ERRNOS.has(errno)) {
+      const pid = readPid(file.fd);
+      closeSync(file.fd);
+      const holder = pid === null ? "" : ` (pid ${pid})`;
+      throw new CliError(`DATA_DIR ${dataDir} is in use by another mailgw serve${holder}; stop it first or use another DATA_DIR`);
+    }
+    closeSync(file.fd);
+    return unlocked(dataDir, path, `flock on ${path} failed (errno ${errno})`, logger);
+  }
+  if (file.writable) writePid(file.fd);
+  let released = false;
+  return {
+    path,
+    held: true,
+    release() {
+      if (released) return;
+      released = true;
+      // Still holding the lock here, so no newer serve's pid can be erased.
+      if (file.writable) ignoreError(() => ftruncateSync(file.fd, 0));
+      closeSync(file.fd);
+    },
+  };
+}
+
+function unlocked(dataDir: string, path: string, reason: string, logger: Pick<Logger, "warn">): DataDirLock {
+  logger.warn("DATA_DIR cannot be locked: nothing stops a second mailgw serve from using it, so run only one", {
+    data_dir: dataDir,
+    lock_file: path,
+    reason,
+  });
+  return { path, held: false, release() {} };
+}
+
+/**
+ * Opens (creating it if missing) the lock file without truncating it: it may hold the running
+ * serve's pid. flock needs no write access, so a lock file left by another user (serve once run
+ * as root) is locked read-only, without the pid, rather than refusing to start.
+ */
+function openLockFile(dataDir: string, path: string): { fd: number; writable: boolean } {
+  try {
+    mkdirSync(dataDir, { recursive: true });
+    return { fd: openSync(path, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o640), writable: true };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
+      try {
+        return { fd: openSync(path, "r"), writable: false };
+      } catch {
+        // fall through: report the first error, it names the real problem
+      }
+    }
+    throw new CliError(`cannot open the lock file ${path}: ${describeError(err)} (check DATA_DIR and its permissions)`);
+  }
+}
+
+function writePid(fd: number): void {
+  // Only the message of a refused serve reads it: a failure here must not stop this one.
+  ignoreError(() => {
+    ftruncateSync(fd, 0);
+    writeSync(fd, `${process.pid}\n`, 0);
+  });
+}
+
+/** The pid the holder wrote, or null (not written yet, unreadable, not ours). */
+function readPid(fd: number): number | null {
+  try {
+    const buf = Buffer.alloc(PID_READ_BYTES);
+    const n = readSync(fd, buf, 0, buf.byteLength, 0);
+    const m = /^(\d{1,10})\s*$/.exec(buf.subarray(0, n).toString("latin1"));
+    return m?.[1] ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+function ignoreError(fn: () => void): void {
+  try {
+    fn();
+  } catch {
+    // see the callers
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The DATA_DIR lock of `mailgw serve` (src/serve/data-dir-lock.ts) on its own: one holder per
+ * data dir, in this process (a new fd conflicts too, so a restart needs release()) and across
+ * processes; the refusal names DATA_DIR and the holder's pid; a holder killed with SIGKILL
+ * leaves no stale lock; different data dirs do not interfere. Without flock (no libc, a file
+ * system answering ENOLCK) serve still starts, unprotected, with a warning. The real serve is
+ * in test/e2e/serve-data-dir-lock.test.ts.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CliError } from "../../src/errors.ts";
+import { constants as osConstants } from "node:os";
+import { silentLogger, type LogFields } from "../../src/log/logger.ts";
+import { DATA_DIR_LOCK_FILE, lockDataDir } from "../../src/serve/data-dir-lock.ts";
+
+const MODULE = join(import.meta.dir, "../../src/serve/data-dir-lock.ts");
+const FLOCK_PLATFORM = process.platform === "linux" || process.platform === "darwin";
+
+const roots: string[] = [];
+afterAll(() => {
+  for (const r of roots) rmSync(r, { recursive: true, force: true });
+});
+
+function dataDir(): string {
+  const root = mkdtempSync(join(tmpdir(), "mailgw-lock-"));
+  roots.push(root);
+  return join(root, "data");
+}
+
+function refusal(dir: string, pid: number): string {
+  return `DATA_DIR ${dir} is in use by another mailgw serve (pid ${pid}); stop it first or use another DATA_DIR`;
+}
+
+function refusedWith(fn: () => unknown): CliError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof CliError) return err;
+    throw err;
+  }
+  throw new Error("the lock was granted twice");
+}
+
+describe.skipIf(!FLOCK_PLATFORM)("DATA_DIR lock", () => {
+  test("creates DATA_DIR and the lock file with the holder's pid; a second acquisition in this process is refused", () => {
+    const dir = dataDir();
+    const lock = lockDataDir(dir, silentLogger);
+    try {
+      expect(lock.held).toBe(true);
+      expect(lock.path).toBe(join(dir, DATA_DIR_LOCK_FILE));
+      expect(readFileSync(lock.path, "utf8")).toBe(`${process.pid}\n`);
+      const err = refusedWith(() => lockDataDir(dir, silentLogger));
+      expect(err.message).toBe(refusal(dir, process.pid));
+      expect(err.exitCode).toBe(1);
+      // The refused one changed nothing: the holder's pid is still there.
+      expect(readFileSync(lock.path, "utf8")).toBe(`${process.pid}\n`);
+    } finally {
+      lock.release();
+    }
+  });
+
+  test("release lets the next one in (a restart in the same process) and leaves an empty file", () => {
+    const dir = dataDir();
+    const first = lockDataDir(dir, silentLogger);
+    first.release();
+    first.release(); // idempotent: a second stop must not close someone else's fd
+    expect(readFileSync(first.path, "utf8")).toBe("");
+    const second = lockDataDir(dir, silentLogger);
+    expect(second.held).toBe(true);
+    second.release();
+    expect(existsSync(second.path)).toBe(true);
+  });
+
+  test("different data dirs are locked independently", () => {
+    const a = lockDataDir(dataDir(), silentLogger);
+    const b = lockDataDir(dataDir(), silentLogger);
+    expect([a.held, b.held]).toEqual([true, true]);
+    a.release();
+    b.release();
+  });
+
+  test("held by another process: refused with its pid; after that process is killed with SIGKILL, granted", async () => {
+    const dir = dataDir();
+    const holder = Bun.spawn(
+      [process.execPath, "-e", `const m = await import(${JSON.stringify(MODULE)}); m.lockDataDir(process.argv[1], { warn() {} }); console.log("locked"); setInterval(() => {}, 1000);`, dir],
+      { stdout: "pipe", stderr: "inherit" },
+    );
+    try {
+      const reader = holder.stdout.getReader();
+      const { value } = await reader.read();
+      expect(new TextDecoder().decode(value)).toBe("locked\n");
+      expect(refusedWith(() => lockDataDir(dir, silentLogger)).message).toBe(refusal(dir, holder.pid));
+    } finally {
+      holder.kill("SIGKILL");
+    }
+    await holder.exited;
+    const lock = lockDataDir(dir, silentLogger);
+    expect(lock.held).toBe(true);
+    expect(readFileSync(lock.path, "utf8")).toBe(`${process.pid}\n`);
+    lock.release();
+  });
+});
+
+describe("DATA_DIR lock unavailable", () => {
+  const warnings = (): { lines: { msg: string; fields?: LogFields }[]; warn(msg: string, fields?: LogFields): void } => {
+    const lines: { msg: string; fields?: LogFields }[] = [];
+    return { lines, warn: (msg, fields) => void lines.push({ msg, fields }) };
+  };
+
+  test("no flock on this platform: runs unlocked with a warning naming DATA_DIR and the reason", () => {
+    const dir = dataDir();
+    const log = warnings();
+    const lock = lockDataDir(dir, log, { unavailable: "no flock on plan9" });
+    expect(lock.held).toBe(false);
+    expect(log.lines).toEqual([
+      {
+        msg: "DATA_DIR cannot be locked: nothing stops a second mailgw serve from using it, so run only one",
+        fields: { data_dir: dir, lock_file: join(dir, DATA_DIR_LOCK_FILE), reason: "no flock on plan9" },
+      },
+    ]);
+    lock.release();
+  });
+
+  test("a file system that cannot lock (ENOLCK): runs unlocked with a warning, not refused", () => {
+    const dir = dataDir();
+    const log = warnings();
+    const lock = lockDataDir(dir, log, { flock: () => -1, errno: () => osConstants.errno.ENOLCK });
+    expect(lock.held).toBe(false);
+    expect(log.lines.map((l) => l.fields?.reason)).toEqual([`flock on ${join(dir, DATA_DIR_LOCK_FILE)} failed (errno ${osConstants.errno.ENOLCK})`]);
+  });
+});
