@@ -14,7 +14,7 @@ import { readdir, readFile, realpath, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { REPO_ROOT } from "../packaging/binary.ts";
 import { RawClient, greet } from "../smtp/helpers.ts";
-import { cleanupBinary, runServeOnce, serveDir, startServe, type ServeMode } from "../smtp/serve-process.ts";
+import { archivedCopy, cleanupBinary, runServeOnce, serveDir, startServe, until, type ServeMode } from "../smtp/serve-process.ts";
 
 /** Over the 64 KB that the SMTP front keeps in memory: this message is spilled to spool/<id>.tmp as it arrives. */
 const SPILLED_MESSAGE_BYTES = 100 * 1024;
@@ -49,22 +49,8 @@ async function spoolFiles(dir: string): Promise<string[]> {
   return entries.filter((e) => e.isFile()).map((e) => e.name).sort();
 }
 
-async function archived(dir: string, id: string): Promise<Buffer | null> {
-  const root = join(dir, "data", "archive");
-  for (const day of await readdir(root).catch(() => [] as string[])) {
-    const file = await readFile(join(root, day, `${id}.eml`)).catch(() => null);
-    if (file) return file;
-  }
-  return null;
-}
+const archived = archivedCopy;
 
-async function until(what: string, check: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await Bun.sleep(50);
-  }
-}
 
 /** `mailgw <args>` from source in `dir`, with the environment the e2e serves get. */
 async function mailgw(dir: string, args: string[], env: Record<string, string> = {}) {

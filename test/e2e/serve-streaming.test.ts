@@ -8,10 +8,10 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { RawClient, greet } from "../smtp/helpers.ts";
-import { serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { archivedCopy, serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
 
 const RULES = `domains: [company.com]
 default: { action: archive, category: default }
@@ -64,22 +64,8 @@ async function spoolNames(serve: ServeProcess): Promise<string[]> {
   return entries.filter((e) => e.isFile()).map((e) => e.name);
 }
 
-async function archived(serve: ServeProcess, id: string): Promise<Buffer | null> {
-  const root = join(serve.dir, "data", "archive");
-  for (const day of await readdir(root).catch(() => [] as string[])) {
-    const file = await readFile(join(root, day, `${id}.eml`)).catch(() => null);
-    if (file) return file;
-  }
-  return null;
-}
+const archived = (serve: ServeProcess, id: string): Promise<Buffer | null> => archivedCopy(serve.dir, id);
 
-async function until(what: string, check: () => Promise<boolean>, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await Bun.sleep(50);
-  }
-}
 
 /** Opens DATA, sends `bytes` of a message without the final dot, waits for its `.tmp` to appear. */
 async function halfSent(serve: ServeProcess, bytes: number): Promise<{ client: RawClient; tmp: string }> {

@@ -4,6 +4,7 @@
  * read back from the JSON "mailgw serve started" log line, so parallel runs never collide.
  */
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { readdir, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -132,4 +133,23 @@ export async function startServe(mode: ServeMode, dir: string, env: Record<strin
       return proc.exited;
     },
   };
+}
+
+/** The archived copy of message `id` under a serve directory (`<dir>/data/archive/<day>/<id>.eml`), or null. */
+export async function archivedCopy(dir: string, id: string): Promise<Buffer | null> {
+  const root = join(dir, "data", "archive");
+  for (const day of await readdir(root).catch(() => [] as string[])) {
+    const file = await readFile(join(root, day, `${id}.eml`)).catch(() => null);
+    if (file) return file;
+  }
+  return null;
+}
+
+/** Polls `check` every 50 ms until it holds; throws naming `what` after `ms`. */
+export async function until(what: string, check: () => Promise<boolean>, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
+    await Bun.sleep(50);
+  }
 }
