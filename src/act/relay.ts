@@ -10,7 +10,8 @@
  * SMTP smuggling); nodemailer only dot-stuffs. Envelope = original MAIL FROM → forward_to.
  * Latency: nodemailer ≥ 10 sets TCP_NODELAY on its sockets (smtp-connection `_onConnect`),
  * which avoids the 40 ms Nagle/delayed-ACK stall per message Haraka suffers from.
- * Failure: never throws; every send resolves to an AttemptOutcome (see classifyRelayError).
+ * Failure: never throws; every send resolves to an AttemptOutcome (see classifyRelayError and,
+ * when the relay took the message for only some recipients, acceptedOutcome).
  */
 import { isIP } from "node:net";
 import type { RelayConfig } from "../config/config.ts";
@@ -135,20 +136,45 @@ interface RejectedRecipient {
 }
 
 /**
- * Some recipients accepted: a 4xx for any other one makes the whole delivery retry (duplicates
- * over loss). Only 5xx refusals: delivered, and the refused recipients are reported apart
- * (the queue records them as a failed delivery of their own, retryable with `queue retry`).
+ * Some recipients accepted (nodemailer reports "all refused" as an error, see classifyRelayError):
+ * the delivery is done for them. A 5xx refusal is reported as `refused` (the queue records a
+ * failed delivery for those recipients, retryable with `queue retry`); a 4xx one, or a reply
+ * without a code (unknown → temporary), as `deferred` (the queue keeps a delivery for just those
+ * recipients, retried with backoff). Retrying the whole delivery instead would send the accepted
+ * recipients a new copy on every retry. Only if a deferred recipient cannot be named (no address
+ * in nodemailer's error) is the whole delivery retried: a duplicate rather than a loss.
  */
-function acceptedOutcome(response: string, rejected: readonly unknown[] | undefined): AttemptOutcome {
+export function acceptedOutcome(response: string, rejected: readonly unknown[] | undefined): AttemptOutcome {
   const reply = oneLine(response);
   const list = (rejected ?? []) as RejectedRecipient[];
   if (list.length === 0) return { kind: "delivered", reply };
-  const detail = list.map((r) => `${r.recipient ?? "?"}: ${oneLine(r.response ?? "")}`).join("; ");
-  const temporary = list.some((r) => typeof r.responseCode === "number" && r.responseCode < 500);
-  if (temporary) return { kind: "temporary", error: `some recipients deferred (${detail})` };
-  const recipients = list.map((r) => r.recipient).filter((r): r is string => typeof r === "string" && r !== "");
-  const refused = recipients.length > 0 ? { refused: { recipients, error: `recipients refused by the relay: ${detail}` } } : {};
-  return { kind: "delivered", reply: `${reply} (refused: ${detail})`, ...refused };
+  const permanent = list.filter(isPermanentRefusal);
+  const temporary = list.filter((r) => !isPermanentRefusal(r));
+  if (temporary.some((r) => recipientOf(r) === null)) return { kind: "temporary", error: `some recipients deferred (${describeRefusals(temporary)})` };
+  const outcome: Extract<AttemptOutcome, { kind: "delivered" }> = { kind: "delivered", reply };
+  if (permanent.length > 0) {
+    const recipients = permanent.map(recipientOf).filter((r): r is string => r !== null);
+    if (recipients.length > 0) outcome.refused = { recipients, error: `recipients refused by the relay: ${describeRefusals(permanent)}` };
+    outcome.reply += ` (refused: ${describeRefusals(permanent)})`;
+  }
+  if (temporary.length > 0) {
+    const recipients = temporary.map(recipientOf).filter((r): r is string => r !== null);
+    outcome.deferred = { recipients, error: `recipients deferred by the relay: ${describeRefusals(temporary)}` };
+    outcome.reply += ` (deferred: ${describeRefusals(temporary)})`;
+  }
+  return outcome;
+}
+
+function isPermanentRefusal(r: RejectedRecipient): boolean {
+  return typeof r.responseCode === "number" && r.responseCode >= 500 && r.responseCode < 600;
+}
+
+function recipientOf(r: RejectedRecipient): string | null {
+  return typeof r.recipient === "string" && r.recipient !== "" ? r.recipient : null;
+}
+
+function describeRefusals(list: readonly RejectedRecipient[]): string {
+  return list.map((r) => `${r.recipient ?? "?"}: ${oneLine(r.response ?? "")}`).join("; ");
 }
 
 /** Relay replies and errors can span lines; keep logs and the attempts table one-line. */

@@ -3,6 +3,8 @@
  * and by `mailgw queue`. State machine (SPEC §5):
  *   queued|deferred → delivering → delivered | deferred | failed;  held → queued (relay set);
  *   failed|deferred|held → queued (`queue retry`);  delivering → queued (start after a crash).
+ * A forward the relay took for only some recipients is delivered; the recipients it refused
+ * get a delivery of their own, created in the same transaction: failed (5xx) or deferred (4xx).
  * Each transition is one UPDATE guarded by the state it leaves, so the worker and the CLI
  * (another process, same WAL database) never overwrite each other's change.
  * Trusts: the schema of store/migrations.ts. Failure: SQLite errors are thrown to the caller.
@@ -136,6 +138,14 @@ export interface AttemptRecord {
   step: NextStep;
   /** Recipients the relay refused while delivering to the others: recorded as a failed delivery. */
   refused?: RefusedRecipients;
+  /** Recipients the relay deferred (4xx) while delivering to the others: a delivery of their own. */
+  deferred?: DeferredRecipients;
+}
+
+/** Temporarily refused recipients with what their own delivery becomes (see recordDeferred). */
+export interface DeferredRecipients extends RefusedRecipients {
+  /** The retry schedule's step for them: deferred with the next try, or failed once too old. */
+  step: NextStep;
 }
 
 /** What recording one attempt found. */
@@ -144,6 +154,8 @@ export interface FinishResult {
   recorded: boolean;
   /** The message's spool file is needed by nothing any more (see spoolStillNeeded) and may go. */
   spoolReleasable: boolean;
+  /** Number of the delivery created for the record's `deferred` recipients; null when none. */
+  deferredDelivery: number | null;
 }
 
 /**
@@ -159,14 +171,19 @@ export function finishAttempts(db: Database, records: readonly AttemptRecord[]):
     .transaction(() => {
       const increments: CounterIncrement[] = [];
       const results = records.map((r): FinishResult => {
-        if (!recordAttempt(db, r)) return { recorded: false, spoolReleasable: false };
+        if (!recordAttempt(db, r)) return { recorded: false, spoolReleasable: false, deferredDelivery: null };
         increments.push({ at: r.at, metric: `${r.step.state}:${r.delivery.kind}`, rule: r.delivery.rule, category: r.delivery.category });
         if (r.refused) {
           recordRefused(db, r, r.refused);
           increments.push({ at: r.at, metric: `failed:${r.delivery.kind}`, rule: r.delivery.rule, category: r.delivery.category });
         }
+        const deferredDelivery = r.deferred ? recordDeferred(db, r, r.deferred) : null;
+        if (r.deferred) {
+          increments.push({ at: r.at, metric: `${r.deferred.step.state}:${r.delivery.kind}`, rule: r.delivery.rule, category: r.delivery.category });
+        }
+        // After the split rows: a deferred (or failed) split keeps the spool file of a delivered forward.
         const final = r.step.state !== "deferred";
-        return { recorded: true, spoolReleasable: final && !spoolStillNeeded(db, r.delivery.messageId) };
+        return { recorded: true, spoolReleasable: final && !spoolStillNeeded(db, r.delivery.messageId), deferredDelivery };
       });
       bumpCounterBatch(db, increments);
       return results;
@@ -186,6 +203,31 @@ function recordRefused(db: Database, r: AttemptRecord, refused: RefusedRecipient
     `INSERT INTO deliveries (message_id, kind, target, rule, category, state, attempts, created_at, next_attempt_at, updated_at, last_error)
      VALUES (?, ?, ?, ?, ?, 'failed', 1, ?, ?, ?, ?)`,
   ).run(d.messageId, d.kind, JSON.stringify(refused.recipients), d.rule, d.category, d.createdAt, end, end, refused.error);
+}
+
+/**
+ * The deferred recipients become a delivery of their own (same message, kind, rule, category),
+ * so only they are retried and the recipients that took the message get no second copy. It
+ * continues the delivery it split from rather than starting afresh: same created_at and age
+ * origin (QUEUE_MAX_AGE_HOURS still bounds it) and the same attempt count (the backoff goes on
+ * doubling). The attempt itself is recorded once, on the delivery that made it (one relay
+ * transaction, one row in the latency histogram). Returns the new delivery's number.
+ */
+function recordDeferred(db: Database, r: AttemptRecord, deferred: DeferredRecipients): number {
+  const d = r.delivery;
+  const end = r.at + r.durationMs;
+  const row = db
+    .query<{ id: number }, [string, string, string, string | null, string, string, number, number, number, number, string, number, number]>(
+      `INSERT INTO deliveries (message_id, kind, target, rule, category, state, attempts, created_at, next_attempt_at, updated_at,
+                               last_error, retry_from, retry_attempts)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+    )
+    .get(
+      d.messageId, d.kind, JSON.stringify(deferred.recipients), d.rule, d.category, deferred.step.state, d.attempts + 1,
+      d.createdAt, deferred.step.nextAttemptAt, end, deferred.step.reason ?? deferred.error, d.ageFrom, d.retryAttempts,
+    );
+  if (row === null) throw new Error("inserting the delivery for deferred recipients returned no row");
+  return row.id;
 }
 
 function recordAttempt(db: Database, r: AttemptRecord): boolean {

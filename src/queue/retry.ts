@@ -12,6 +12,7 @@ export const RETRY_CAP_MS = 60 * 60 * 1000;
 /** ±20% jitter, so deliveries deferred together by one outage do not retry in lockstep. */
 export const RETRY_JITTER_FRACTION = 0.2;
 
+/** Some of a forward's recipients, refused by the relay while it took the message for the others. */
 export interface RefusedRecipients {
   recipients: string[];
   /** The relay's replies, one line: what `queue list` and the stats page show. */
@@ -20,8 +21,12 @@ export interface RefusedRecipients {
 
 /** What one attempt came to, as the transports report it. */
 export type AttemptOutcome =
-  /** `refused`: recipients the relay refused for good while it took the message for the others. */
-  | { kind: "delivered"; reply: string; refused?: RefusedRecipients }
+  /**
+   * The message was taken (for every recipient, or for some). `refused`: recipients refused for
+   * good (5xx); `deferred`: recipients refused for now (4xx), to be retried on their own — the
+   * accepted ones have their copy and must not get another (Postfix keeps only those in its queue).
+   */
+  | { kind: "delivered"; reply: string; refused?: RefusedRecipients; deferred?: RefusedRecipients }
   | { kind: "temporary"; error: string }
   | { kind: "permanent"; error: string };
 

@@ -26,7 +26,7 @@ import { runAttempt } from "./attempt.ts";
 import { WalSync } from "../spool/wal-sync.ts";
 import { createGroupCommit } from "./group-commit.ts";
 import * as store from "./queue-store.ts";
-import { nextStep } from "./retry.ts";
+import { nextStep, type AttemptOutcome } from "./retry.ts";
 import { createSpoolAccess, type SpoolAccess } from "./spool-access.ts";
 
 /**
@@ -255,12 +255,19 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     const { outcome, target } = await runAttempt(d, { spool, relay, webhookSecret: config.webhookSecret, signal, nowMs: at });
     const end = now();
     const attempts = d.attempts + 1;
-    const step = nextStep({ outcome, attempts: attempts - d.retryAttempts, createdAt: d.ageFrom, now: end, ...config.queue, random });
+    const schedule = (o: AttemptOutcome) => nextStep({ outcome: o, attempts: attempts - d.retryAttempts, createdAt: d.ageFrom, now: end, ...config.queue, random });
+    const step = schedule(outcome);
     const ok = outcome.kind === "delivered";
     const reply = ok ? outcome.reply : outcome.error;
     const durationMs = Math.max(0, end - at);
     const refused = outcome.kind === "delivered" ? outcome.refused : undefined;
-    const record: store.AttemptRecord = { delivery: d, at, durationMs, target, ok, reply, step, ...(refused ? { refused } : {}) };
+    // Recipients deferred while the others took the message: scheduled as this delivery would
+    // have been had the whole attempt failed temporarily (same backoff, same age limit).
+    const split = outcome.kind === "delivered" ? outcome.deferred : undefined;
+    const deferred = split ? { ...split, step: schedule({ kind: "temporary", error: split.error }) } : undefined;
+    const record: store.AttemptRecord = {
+      delivery: d, at, durationMs, target, ok, reply, step, ...(refused ? { refused } : {}), ...(deferred ? { deferred } : {}),
+    };
     const result = await persistently("a delivery result", d, () => recordFinished(record));
     if (result === null) return;
     const { recorded, spoolReleasable } = result;
@@ -281,6 +288,12 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       return;
     }
     if (refused) logger.error("failed", { ...fields, recipients: refused.recipients, error: refused.error });
+    if (deferred) {
+      // Logged under the new delivery's number: the one `queue list` shows for these recipients.
+      const own = { ...fields, delivery: result.deferredDelivery, recipients: deferred.recipients, error: deferred.step.reason ?? deferred.error };
+      if (deferred.step.state === "deferred") logger.warn("deferred", { ...own, next_attempt: new Date(deferred.step.nextAttemptAt).toISOString() });
+      else logger.error("failed", own);
+    }
     if (step.state === "delivered") logger.info("delivered", fields);
     else if (step.state === "deferred") logger.warn("deferred", fields);
     else logger.error("failed", fields);

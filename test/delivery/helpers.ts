@@ -161,6 +161,11 @@ export interface ScriptedRelay {
   tempFailures: number;
   /** RCPT TO these addresses gets 550 5.1.1 (the others are accepted). */
   refuseRecipients: string[];
+  /**
+   * RCPT TO an address listed here gets 450 4.2.1 (mailbox busy, try later) while its count is
+   * above 0; each 450 takes one off (Infinity: always). Other addresses are accepted.
+   */
+  deferRecipients: Map<string, number>;
   mode: RelayMode;
   close(): Promise<void>;
 }
@@ -187,6 +192,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
     connections: 0,
     tempFailures: 0,
     refuseRecipients: [],
+    deferRecipients: new Map(),
     mode: "ok",
     close: async () => undefined,
   };
@@ -217,6 +223,11 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
     },
     onRcptTo(address, _session, cb) {
       if (relay.refuseRecipients.includes(address.address)) return cb(Object.assign(new Error("5.1.1 No such user here"), { responseCode: 550 }));
+      const deferrals = relay.deferRecipients.get(address.address) ?? 0;
+      if (deferrals > 0) {
+        relay.deferRecipients.set(address.address, deferrals - 1);
+        return cb(Object.assign(new Error("4.2.1 Mailbox busy, try again later"), { responseCode: 450 }));
+      }
       cb();
     },
     onData(stream, session, cb) {

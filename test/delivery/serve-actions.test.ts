@@ -6,6 +6,8 @@
  *   `queue retry` while serve runs → delivered, spool file released;
  * - forward: a relay answering 550 → failed; `queue retry` → delivered; `queue drop` of another
  *   → row and spool file gone, the relay never sees it;
+ * - forward to two addresses, the relay answering 450 to one of them: the other gets one copy,
+ *   `queue list` shows a deferred delivery for the refused one alone, which gets one copy later;
  * - smuggling payloads sent over SMTP arrive at a raw-capture relay as one message each, with no
  *   bare CR or LF on the wire;
  * - wrong relay credentials → deferred, and the password is in no log line.
@@ -178,6 +180,33 @@ rules:
     const laterNumber = db.query<{ id: number }, [string]>(`SELECT id FROM deliveries WHERE message_id = ?`).get(later)!.id;
     expect(laterNumber).toBeGreaterThan(droppedNumber);
     expect(queue(s, "retry", String(droppedNumber)).code).toBe(1);
+    expect(await s.stop()).toBe(0);
+  }, 60_000);
+
+  test("forward: 250 for one forward_to address, 450 for the other: one copy each, only the 450 one is retried", async () => {
+    const relay = await startRelay();
+    cleanups.push(() => relay.close());
+    relay.deferRecipients.set("b@forward.example", Infinity);
+    const rules = `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - { name: to-both, priority: 10, category: sales, action: forward, forward_to: [a@forward.example, b@forward.example], conditions: [{ field: subject, operator: contains, value: quote }] }
+`;
+    const s = await serve(rules, relayVars(relay));
+    const db = dbOf(s);
+    const id = await sendRaw(s.smtpPort, "b@company.com", "From: a@sender.example\r\nTo: b@company.com\r\nSubject: quote\r\n\r\nbody\r\n");
+    const rows = () => db.query<{ state: string; attempts: number }, [string]>(`SELECT state, attempts FROM deliveries WHERE message_id = ? ORDER BY id`).all(id);
+    await waitFor(() => rows().some((r) => r.state !== "delivered" && r.attempts >= 3), 15_000, "the refused address retried");
+    const listed = (JSON.parse(queue(s, "list", "--json").stdout) as { id: string; target: string; lastError: string }[]).filter((e) => e.id === id);
+    expect(listed.map((e) => e.target)).toEqual(["b@forward.example"]);
+    expect(listed[0]!.lastError).toContain("450");
+    expect(relay.received.map((m) => m.to)).toEqual([["a@forward.example"]]);
+    expect(existsSync(spoolFile(s, id))).toBe(true);
+
+    relay.deferRecipients.delete("b@forward.example");
+    await waitFor(() => rows().map((r) => r.state).join() === "delivered,delivered", 15_000, "b delivered");
+    expect(relay.received.map((m) => m.to)).toEqual([["a@forward.example"], ["b@forward.example"]]);
+    await waitFor(() => !existsSync(spoolFile(s, id)), 5_000, "spool file released");
     expect(await s.stop()).toBe(0);
   }, 60_000);
 
