@@ -20,11 +20,11 @@
  * through bun:ffi, Windows) or on this file system (ENOLCK on some NFS mounts) → a warning, and
  * serve runs unprotected, as it did before this lock existed.
  */
-import { dlopen, FFIType, read } from "bun:ffi";
 import { closeSync, constants as fsConstants, ftruncateSync, mkdirSync, openSync, readSync, writeSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { join } from "node:path";
 import { CliError, describeError } from "../errors.ts";
+import { loadLibcFunction } from "../libc.ts";
 import type { Logger } from "../log/logger.ts";
 
 export const DATA_DIR_LOCK_FILE = "serve.lock";
@@ -55,41 +55,17 @@ export interface Flock {
 /** flock(2) from libc, or why this process cannot have it. */
 export type FlockSupport = Flock | { unavailable: string };
 
-/** Where flock(2) and the thread's errno live. musl also answers to "libc.so.6" (its own libc). */
-const LIBC_BY_PLATFORM: Partial<Record<NodeJS.Platform, { names: readonly string[]; errnoSymbol: "__errno_location" | "__error" }>> = {
-  linux: { names: ["libc.so.6", "libc.so"], errnoSymbol: "__errno_location" },
-  darwin: { names: ["libSystem.B.dylib", "/usr/lib/libSystem.B.dylib"], errnoSymbol: "__error" },
-  freebsd: { names: ["libc.so.7"], errnoSymbol: "__error" },
-};
-
 /** Loaded once per process. */
 let loadedFlock: FlockSupport | undefined;
 
 function loadFlock(): FlockSupport {
   if (loadedFlock !== undefined) return loadedFlock;
-  const where = LIBC_BY_PLATFORM[process.platform];
-  if (!where) return (loadedFlock = { unavailable: `no flock on ${process.platform}` });
-  let lastError = "libc not found";
-  for (const name of where.names) {
-    try {
-      const lib = dlopen(name, {
-        flock: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-        [where.errnoSymbol]: { args: [], returns: FFIType.ptr },
-      });
-      const errnoLocation = lib.symbols[where.errnoSymbol];
-      if (!errnoLocation) throw new Error(`${where.errnoSymbol} not found in ${name}`);
-      return (loadedFlock = {
-        flock: (fd, operation) => Number(lib.symbols.flock(fd, operation)),
-        errno: () => {
-          const at = errnoLocation();
-          return at === null ? -1 : read.i32(at, 0);
-        },
-      });
-    } catch (err) {
-      lastError = describeError(err);
-    }
+  try {
+    const fn = loadLibcFunction("flock", 2);
+    return (loadedFlock = { flock: (fd, operation) => fn.call(fd, operation), errno: () => fn.errno() });
+  } catch (err) {
+    return (loadedFlock = { unavailable: `cannot load flock from libc (${describeError(err)})` });
   }
-  return (loadedFlock = { unavailable: `cannot load flock from libc (${lastError})` });
 }
 
 /**

@@ -24,10 +24,10 @@
  * Trusts: the paths and rows from the main thread. Failure: anything that keeps syncfs from
  * being loaded (not Linux, no glibc) answers "unsupported" and the caller fsyncs per file.
  */
-import { dlopen, FFIType, read } from "bun:ffi";
 import type { Database } from "bun:sqlite";
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
+import { loadLibcFunction } from "../libc.ts";
 import { openDatabase } from "../store/db.ts";
 import { readIntakeMarks, type IntakeMarks } from "../store/intake-marks.ts";
 import { insertIntakeGroup, releaseIntakeDeliveries, type IntakeRowItem } from "../store/intake-rows.ts";
@@ -52,33 +52,14 @@ type Request =
   | { kind: "sync"; seq: number; jobs: SpoolJob[]; groups?: RowsGroup[] }
   | { kind: "close" };
 
-const LIBC_NAMES = ["libc.so.6", "libc.so"];
-
 interface Syncfs {
   syncfs: (fd: number) => number;
   errno: () => number;
 }
 
 function loadSyncfs(): Syncfs {
-  let lastError: unknown = null;
-  for (const name of LIBC_NAMES) {
-    try {
-      const lib = dlopen(name, {
-        syncfs: { args: [FFIType.i32], returns: FFIType.i32 },
-        __errno_location: { args: [], returns: FFIType.ptr },
-      });
-      return {
-        syncfs: (fd) => lib.symbols.syncfs(fd),
-        errno: () => {
-          const at = lib.symbols.__errno_location();
-          return at === null ? -1 : read.i32(at, 0);
-        },
-      };
-    } catch (err) {
-      lastError = err;
-    }
-  }
-  throw lastError instanceof Error ? lastError : new Error("libc not found");
+  const fn = loadLibcFunction("syncfs", 1);
+  return { syncfs: (fd) => fn.call(fd), errno: () => fn.errno() };
 }
 
 let fd = -1;
