@@ -28,6 +28,10 @@ describe("mailgw serve refuses bad configuration with exit 1 and one line", () =
     const cidr = await runServeOnce("source", dir, { SMTP_ALLOWED_IPS: "10.0.0.0/33" });
     expect(cidr.exitCode).toBe(1);
     expect(oneLine(cidr.stderr)).toContain("SMTP_ALLOWED_IPS");
+    // Refused at start, not at bind time with an unrelated errno (it was EEXIST).
+    const host = await runServeOnce("source", dir, { HTTP_HOST: "999.1.1.1" });
+    expect(host.exitCode).toBe(1);
+    expect(oneLine(host.stderr)).toBe("mailgw: HTTP_HOST=999.1.1.1 is not an IP address or host name (e.g. 0.0.0.0, ::, 127.0.0.1, localhost)");
   });
 
   test("DATABASE_URL at a file that is not SQLite: exit 1 naming the file and the variable, file untouched", async () => {

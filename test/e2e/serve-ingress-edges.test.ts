@@ -8,14 +8,19 @@
  *   next message of an open session;
  * - commands ended by a bare LF are understood, and a bare-LF dot does not end DATA;
  * - broken MIME is accepted and archived byte for byte;
- * - the stats server (loopback, no STATS_TOKEN) refuses a foreign Host name (DNS rebinding).
+ * - the stats server (loopback, no STATS_TOKEN) refuses a foreign Host name (DNS rebinding),
+ *   except on /healthz;
+ * - MAIL/RCPT parameters of extensions not offered get 555 and refused recipients are logged,
+ *   while the session and its message go on;
+ * - with DATABASE_URL unset, the database is in DATA_DIR.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, renameSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { RawClient, greet, sendMail } from "../smtp/helpers.ts";
-import { RULES_YAML, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { Database } from "bun:sqlite";
+import { archivedCopy, RULES_YAML, serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
 
 const running: ServeProcess[] = [];
 afterEach(async () => {
@@ -30,25 +35,10 @@ async function serve(env: Record<string, string> = {}, rules = RULES_YAML): Prom
   return s;
 }
 
-function archivedBytes(s: ServeProcess, id: string): Buffer | null {
-  const root = join(s.dir, "data", "archive");
-  for (const day of readdirSync(root)) {
-    try {
-      return readFileSync(join(root, day, `${id}.eml`));
-    } catch {
-      // another day
-    }
-  }
-  return null;
-}
-
 async function archived(s: ServeProcess, id: string): Promise<Buffer> {
-  for (let i = 0; i < 100; i++) {
-    const bytes = archivedBytes(s, id);
-    if (bytes) return bytes;
-    await Bun.sleep(50);
-  }
-  throw new Error(`${id} not archived`);
+  let bytes: Buffer | null = null;
+  await until(`${id} archived`, async () => (bytes = await archivedCopy(s.dir, id)) !== null, 5000);
+  return bytes ?? Buffer.alloc(0);
 }
 
 /** Status of one raw HTTP/1.1 GET with the given Host header (fetch would set its own). */
@@ -163,6 +153,43 @@ describe("mailgw serve ingress edges", () => {
     expect(await statusWithHost(s.httpUrl, "/metrics", "rebind.attacker.example")).toBe(403);
     expect(await statusWithHost(s.httpUrl, "/stats.json", `localhost:${port}`)).toBe(200);
     expect(await statusWithHost(s.httpUrl, "/stats", `127.0.0.1:${port}`)).toBe(200);
+    // Open like it is with a token: a load balancer probing by the public name sees it healthy.
+    expect(await statusWithHost(s.httpUrl, "/healthz", "mail.company.com")).toBe(200);
     expect(await s.stop()).toBe(0);
+  }, 30_000);
+
+  test("parameters not offered get 555, refused recipients are logged, the session and the message go on", async () => {
+    const s = await serve();
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c, "probe.example");
+    expect(await c.cmd("MAIL FROM:<a@sender.example> RET=HDRS")).toBe("555 5.5.4 Unsupported option: RET=HDRS");
+    expect(await c.cmd("MAIL FROM:<a@sender.example> BODY=8BITMIME")).toStartWith("250");
+    expect(await c.cmd("RCPT TO:<victim@gmail.com>")).toBe("550 5.7.1 Relaying denied");
+    expect(await c.cmd("RCPT TO:<b@company.com> NOTIFY=SUCCESS")).toBe("555 5.5.4 Unsupported option: NOTIFY=SUCCESS");
+    expect(await c.cmd("RCPT TO:<b@company.com>")).toStartWith("250");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    c.write("Subject: after refusals\r\n\r\nHi.\r\n.\r\n");
+    const reply = await c.reply();
+    expect(reply).toMatch(/^250 2\.0\.0 Queued as /);
+    const id = reply.split(" ").pop() ?? "";
+    expect((await archived(s, id)).toString()).toContain("Subject: after refusals");
+    c.end();
+    const session = await s.waitForLog((l) => l.msg === "smtp session" && l.id === id);
+    expect(session).toMatchObject({ recipients: ["b@company.com"], refused: ["victim@gmail.com (550)"] });
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+
+  test("DATA_DIR alone holds the database too (DATABASE_URL unset)", async () => {
+    const s = await serve({ DATA_DIR: "spool-disk" });
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    const reply = await sendMail(c);
+    expect(reply).toMatch(/^250 2\.0\.0 Queued as /);
+    c.end();
+    expect(await s.stop()).toBe(0);
+    expect(existsSync(join(s.dir, "data"))).toBe(false);
+    const db = new Database(join(s.dir, "spool-disk", "mail-gateway.db"), { readonly: true });
+    expect(db.query("SELECT id FROM messages").all()).toEqual([{ id: reply.split(" ").pop() }]);
+    db.close();
   }, 30_000);
 });

@@ -92,7 +92,10 @@ describe.each(["source", "binary"] as ServeMode[])("mailgw serve STARTTLS (%s)",
       const big = await RawClient.connect(serve.smtpPort);
       await greet(big);
       const before = await startTls(big);
-      await big.cmd("EHLO big.example");
+      // No REQUIRETLS after the handshake (a relay without TLS could not keep its promise).
+      expect(await big.cmd("EHLO big.example")).not.toContain("REQUIRETLS");
+      expect(await big.cmd("MAIL FROM:<a@sender.example> REQUIRETLS")).toStartWith("555 5.5.4");
+      expect(await big.cmd("RSET")).toStartWith("250");
       const line = `${"0123456789abcdef".repeat(4)}\r\n`;
       const body = line.repeat(Math.ceil((10 * 1024 * 1024) / line.length));
       const message = `From: a@sender.example\r\nTo: b@company.com\r\nSubject: ten megabytes\r\n\r\n${body}`;
