@@ -197,12 +197,8 @@ export function finishAttempts(db: Database, records: readonly AttemptRecord[]):
  * the spool file while it waits (spoolStillNeeded counts failed deliveries).
  */
 function recordRefused(db: Database, r: AttemptRecord, refused: RefusedRecipients): void {
-  const d = r.delivery;
   const end = r.at + r.durationMs;
-  db.query(
-    `INSERT INTO deliveries (message_id, kind, target, rule, category, state, attempts, created_at, next_attempt_at, updated_at, last_error)
-     VALUES (?, ?, ?, ?, ?, 'failed', 1, ?, ?, ?, ?)`,
-  ).run(d.messageId, d.kind, JSON.stringify(refused.recipients), d.rule, d.category, d.createdAt, end, end, refused.error);
+  insertSplit(db, r, refused.recipients, { state: "failed", attempts: 1, nextAttemptAt: end, lastError: refused.error, retryFrom: null, retryAttempts: 0 });
 }
 
 /**
@@ -215,19 +211,36 @@ function recordRefused(db: Database, r: AttemptRecord, refused: RefusedRecipient
  */
 function recordDeferred(db: Database, r: AttemptRecord, deferred: DeferredRecipients): number {
   const d = r.delivery;
-  const end = r.at + r.durationMs;
-  const row = db
-    .query<{ id: number }, [string, string, string, string | null, string, string, number, number, number, number, string, number, number]>(
+  return insertSplit(db, r, deferred.recipients, {
+    state: deferred.step.state, attempts: d.attempts + 1, nextAttemptAt: deferred.step.nextAttemptAt,
+    lastError: deferred.step.reason ?? deferred.error, retryFrom: d.ageFrom, retryAttempts: d.retryAttempts,
+  });
+}
+
+interface SplitRow {
+  state: DeliveryState;
+  attempts: number;
+  nextAttemptAt: number;
+  lastError: string;
+  retryFrom: number | null;
+  retryAttempts: number;
+}
+
+/** Some recipients of the attempted delivery as a delivery of their own; returns its number. */
+function insertSplit(db: Database, r: AttemptRecord, recipients: readonly string[], row: SplitRow): number {
+  const d = r.delivery;
+  const inserted = db
+    .query<{ id: number }, [string, string, string, string | null, string, string, number, number, number, number, string, number | null, number]>(
       `INSERT INTO deliveries (message_id, kind, target, rule, category, state, attempts, created_at, next_attempt_at, updated_at,
                                last_error, retry_from, retry_attempts)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
     )
     .get(
-      d.messageId, d.kind, JSON.stringify(deferred.recipients), d.rule, d.category, deferred.step.state, d.attempts + 1,
-      d.createdAt, deferred.step.nextAttemptAt, end, deferred.step.reason ?? deferred.error, d.ageFrom, d.retryAttempts,
+      d.messageId, d.kind, JSON.stringify(recipients), d.rule, d.category, row.state, row.attempts,
+      d.createdAt, row.nextAttemptAt, r.at + r.durationMs, row.lastError, row.retryFrom, row.retryAttempts,
     );
-  if (row === null) throw new Error("inserting the delivery for deferred recipients returned no row");
-  return row.id;
+  if (inserted === null) throw new Error("inserting the delivery for split recipients returned no row");
+  return inserted.id;
 }
 
 function recordAttempt(db: Database, r: AttemptRecord): boolean {
