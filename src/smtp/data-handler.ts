@@ -134,6 +134,9 @@ export async function receiveMessage(
     return null;
   }
   state.size = pumped.size;
+  // The session line describes this message from now on, not an earlier one's decision.
+  state.lastMessage = { from: envelope.mailFrom, recipients: [...envelope.rcptTo] };
+  state.decision = state.category = state.rule = null;
   if (pumped.kind === "too-big") {
     await incoming?.abort();
     return { code: 552, text: `5.3.4 Message size exceeds fixed maximum message size ${ctx.maxMessageBytes}` };

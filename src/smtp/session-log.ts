@@ -12,7 +12,11 @@ export interface SessionSummary {
   client: string;
   helo: string;
   tls: boolean;
-  /** Envelope sender of the last transaction ("" = null sender, null = none). */
+  /**
+   * Envelope sender and accepted recipients of the last message that reached the end of DATA,
+   * or, when none did, of the last transaction started ("" = null sender, null = none). A
+   * transaction abandoned after a message (MAIL, refused RCPT, QUIT) never relabels it.
+   */
   from: string | null;
   recipients: string[];
   /** Recipients refused at RCPT in the whole session, with the reply code (the first few). */
@@ -34,6 +38,8 @@ export interface SessionSummary {
 
 export interface SessionState extends Omit<SessionSummary, "durationMs"> {
   startedAt: number;
+  /** Envelope of the last message that reached the end of DATA (see `from` above). */
+  lastMessage: { from: string; recipients: string[] } | null;
   /** A complete message is being classified/stored: deadlines must wait. */
   storing: boolean;
 }
@@ -55,6 +61,7 @@ export function newSessionState(id: string, client: string, now: number): Sessio
     ids: [],
     reply: null,
     startedAt: now,
+    lastMessage: null,
     storing: false,
   };
 }
@@ -79,8 +86,9 @@ export function isNotableReply(code: number, text: string): boolean {
 }
 
 export function summarize(state: SessionState, now: number): SessionSummary {
-  const { startedAt, storing: _storing, ...rest } = state;
-  return { ...rest, durationMs: Math.max(0, now - startedAt) };
+  const { startedAt, storing: _storing, lastMessage, ...rest } = state;
+  const envelope = lastMessage ? { from: lastMessage.from, recipients: [...lastMessage.recipients] } : {};
+  return { ...rest, ...envelope, durationMs: Math.max(0, now - startedAt) };
 }
 
 export function logSession(logger: Logger, s: SessionSummary): void {

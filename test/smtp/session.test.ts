@@ -132,4 +132,35 @@ describe("SMTP session", () => {
     expect(f.refused).toHaveLength(10);
     expect(f.refused_count).toBe(12);
   });
+
+  test("a transaction abandoned after a message does not relabel it in the log line", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c, "two.example");
+    expect(await sendMail(c)).toStartWith("250 2.0.0 Queued as t1");
+    expect(await c.cmd("MAIL FROM:<bob@other.example>")).toStartWith("250");
+    expect(await c.cmd("RCPT TO:<x@elsewhere.example>")).toStartWith("550 5.7.1");
+    await c.cmd("QUIT");
+    const deadline = Date.now() + 2000;
+    while (server.sessions.length === 0 && Date.now() < deadline) await Bun.sleep(20);
+    const f = server.logs.lines.find((l) => l.msg === "smtp session")?.fields ?? {};
+    // The message t1 came from a@sender.example to b@company.com, not from bob.
+    expect(f).toMatchObject({ from: "a@sender.example", recipients: ["b@company.com"], id: "t1", decision: "archive" });
+    expect(f.refused).toEqual(["x@elsewhere.example (550)"]);
+  });
+
+  test("the decision in the log line is the last message's: an oversized second message has none", async () => {
+    server = await startTestServer({ env: { MAX_MESSAGE_SIZE_MB: "0.01" } });
+    const c = await RawClient.connect(server.port);
+    await greet(c, "two.example");
+    expect(await sendMail(c)).toStartWith("250 2.0.0 Queued as t1");
+    expect(await sendMail(c, "c@company.com", simpleMessage("big", `${"x".repeat(998)}\r\n`.repeat(20)))).toStartWith("552 5.3.4");
+    await c.cmd("QUIT");
+    const deadline = Date.now() + 2000;
+    while (server.sessions.length === 0 && Date.now() < deadline) await Bun.sleep(20);
+    const f = server.logs.lines.find((l) => l.msg === "smtp session")?.fields ?? {};
+    expect(f).toMatchObject({ recipients: ["c@company.com"], id: "t1" });
+    expect(f.decision).toBeUndefined();
+    expect(String(f.reply)).toStartWith("552 5.3.4");
+  });
 });
