@@ -41,6 +41,8 @@ export interface DataReply {
 
 /** Where the message goes while it arrives, and how it is handed to the sink at the end. */
 interface Receiver {
+  /** The id the message will be queued as, when known before DATA (the spool file's). */
+  queueId: string | null;
   incoming: IncomingMessage;
   deliver(envelope: Envelope): Promise<ReceiveOutcome>;
 }
@@ -48,10 +50,10 @@ interface Receiver {
 async function openReceiver(sink: MessageSink): Promise<Receiver> {
   if (isOwningSink(sink)) {
     const file = await sink.openIncoming();
-    return { incoming: file, deliver: (envelope) => sink.receiveOwned(file, envelope) };
+    return { queueId: file.id, incoming: file, deliver: (envelope) => sink.receiveOwned(file, envelope) };
   }
   const memory = new MessageCollector();
-  return { incoming: memory, deliver: (envelope) => sink.receive(memory.take(), envelope) };
+  return { queueId: null, incoming: memory, deliver: (envelope) => sink.receive(memory.take(), envelope) };
 }
 
 type Pumped = { kind: "ok"; size: number } | { kind: "too-big"; size: number } | { kind: "aborted" };
@@ -107,6 +109,14 @@ export async function receiveMessage(
   stream.once("close", markGone);
   stream.once("error", markGone);
   const envelope = envelopeOf(session, state);
+  let receiver: Receiver | null = null;
+  let storageError: unknown = null;
+  try {
+    receiver = await openReceiver(ctx.sink);
+  } catch (err) {
+    storageError = err;
+  }
+  // As Postfix does, the header's `id` is the one the 250 reply and the log give (Queued as).
   const header = Buffer.from(
     buildReceivedHeader({
       helo: envelope.helo,
@@ -114,16 +124,13 @@ export async function receiveMessage(
       hostname: ctx.hostname,
       protocol: session.transmissionType || "ESMTP",
       tls: tlsInfo(session),
-      id: `${session.id}.${session.transaction}`,
+      id: receiver?.queueId ?? `${session.id}.${session.transaction}`,
       recipients: envelope.rcptTo,
       date: new Date(),
     }),
   );
-  let receiver: Receiver | null = null;
-  let storageError: unknown = null;
   try {
-    receiver = await openReceiver(ctx.sink);
-    receiver.incoming.write(header);
+    receiver?.incoming.write(header);
   } catch (err) {
     storageError = err;
   }

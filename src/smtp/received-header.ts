@@ -16,7 +16,7 @@ export interface ReceivedInfo {
   protocol: string;
   /** Negotiated TLS version and cipher, when under TLS. */
   tls: { version: string; cipher: string } | null;
-  /** Session/transaction id (ours, not the message's). */
+  /** Our id for the message: the queue id of `250 Queued as` (the session/transaction id for a sink without one). */
   id: string;
   recipients: readonly string[];
   date: Date;

@@ -99,6 +99,20 @@ describe("mailgw serve ingress edges", () => {
     expect(await s.stop()).toBe(0);
   }, 30_000);
 
+  test("the Received header's id is the id of `250 Queued as`, the archive file and the session log", async () => {
+    const s = await serve();
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c, "trace.example");
+    const reply = await sendMail(c);
+    expect(reply).toMatch(/^250 2\.0\.0 Queued as [0-9a-z]+$/);
+    const id = reply.split(" ").pop() ?? "";
+    const stored = (await archived(s, id)).toString("latin1");
+    expect(stored).toMatch(new RegExp(`^Received: from trace\\.example \\(\\[127\\.0\\.0\\.1\\]\\)\r\n\\tby mx\\.test \\(mailgw\\) with ESMTP\r\n\\tid ${id} for <b@company\\.com>;\r\n`));
+    c.end();
+    await s.waitForLog((l) => l.msg === "smtp session" && l.id === id);
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+
   test("bare-LF command lines are understood; a bare-LF dot does not end DATA", async () => {
     const s = await serve();
     const c = await RawClient.connect(s.smtpPort);
