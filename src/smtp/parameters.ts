@@ -21,3 +21,12 @@ export function unsupportedParameter(args: unknown, allowed: ReadonlySet<string>
   }
   return null;
 }
+
+/**
+ * RFC 6531 §3.4: a non-ASCII (UTF-8) address is allowed only in a transaction whose MAIL FROM
+ * carried SMTPUTF8. Postfix answers `553 5.6.7 Must declare SMTPUTF8 to send unicode address`;
+ * accepting it silently would hand the relay an envelope it may refuse after our 250.
+ */
+export function needsSmtpUtf8(address: string, declared: boolean): boolean {
+  return !declared && /[^\x00-\x7f]/.test(address);
+}

@@ -20,7 +20,7 @@ import { createFront } from "./front.ts";
 import { clientKey } from "./ip.ts";
 import { MAX_COMMAND_LINE_BYTES, resolveLimits, type SmtpLimits } from "./limits.ts";
 import { createRateLimiter } from "./rate-limiter.ts";
-import { MAIL_PARAMETERS, RCPT_PARAMETERS, unsupportedParameter } from "./parameters.ts";
+import { MAIL_PARAMETERS, RCPT_PARAMETERS, needsSmtpUtf8, unsupportedParameter } from "./parameters.ts";
 import { checkRecipient } from "./recipient-policy.ts";
 import { isNotableReply, logSession, newSessionState, noteRefusedRecipient, summarize, type SessionState, type SessionSummary } from "./session-log.ts";
 import { createShutdown } from "./shutdown.ts";
@@ -50,6 +50,7 @@ export interface SmtpServerHandle {
 }
 
 const SMTP_FAILURE = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
+const UNDECLARED_UTF8 = "5.6.7 Must declare SMTPUTF8 to send unicode address";
 
 export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
   const limits = resolveLimits(deps.limits);
@@ -98,6 +99,7 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     onMailFrom(address: SMTPServerAddress, session, callback) {
       const unsupported = unsupportedParameter(address.args, MAIL_PARAMETERS);
       if (unsupported !== null) return callback(SMTP_FAILURE(555, `5.5.4 Unsupported option: ${unsupported}`));
+      if (needsSmtpUtf8(address.address, address.args !== false && address.args.SMTPUTF8 === true)) return callback(SMTP_FAILURE(553, UNDECLARED_UTF8));
       const state = stateOf(session);
       state.helo = session.hostNameAppearsAs || "";
       state.tls = Boolean(session.secure);
@@ -114,8 +116,12 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     onRcptTo(address: SMTPServerAddress, session, callback) {
       const unsupported = unsupportedParameter(address.args, RCPT_PARAMETERS);
       if (unsupported !== null) return callback(SMTP_FAILURE(555, `5.5.4 Unsupported option: ${unsupported}`));
-      const verdict = checkRecipient(lastRcptArgument(session), address.address, deps.domains());
       const state = stateOf(session);
+      if (needsSmtpUtf8(address.address, session.envelope.smtpUtf8 === true)) {
+        noteRefusedRecipient(state, address.address, 553);
+        return callback(SMTP_FAILURE(553, UNDECLARED_UTF8));
+      }
+      const verdict = checkRecipient(lastRcptArgument(session), address.address, deps.domains());
       if (!verdict.ok) {
         noteRefusedRecipient(state, address.address, verdict.code);
         return callback(SMTP_FAILURE(verdict.code, `${verdict.enhanced} ${verdict.text}`));

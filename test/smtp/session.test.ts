@@ -44,6 +44,22 @@ describe("SMTP session", () => {
     expect(server.sink.messages).toHaveLength(1);
   });
 
+  test("a UTF-8 address without SMTPUTF8 on MAIL → 553 5.6.7 (RFC 6531, as Postfix); with it, accepted", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c, "client.example");
+    expect(await c.cmd("MAIL FROM:<jörg@sender.example>")).toBe("553 5.6.7 Must declare SMTPUTF8 to send unicode address");
+    expect(await c.cmd("MAIL FROM:<a@sender.example> BODY=8BITMIME")).toStartWith("250 2.1.0");
+    expect(await c.cmd("RCPT TO:<jörg@company.com>")).toBe("553 5.6.7 Must declare SMTPUTF8 to send unicode address");
+    expect(await c.cmd("RSET")).toStartWith("250");
+    expect(await c.cmd("MAIL FROM:<jörg@sender.example> SMTPUTF8")).toStartWith("250 2.1.0");
+    expect(await c.cmd("RCPT TO:<jörg@company.com>")).toStartWith("250 2.1.5");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    c.write(terminated(simpleMessage("utf8")));
+    expect(await c.reply()).toStartWith("250 2.0.0 Queued as");
+    expect(server.sink.messages).toHaveLength(1);
+  });
+
   test("a message is handed to the sink with a Received header and answered 250 2.0.0 Queued as <id>", async () => {
     server = await startTestServer();
     const c = await RawClient.connect(server.port);
