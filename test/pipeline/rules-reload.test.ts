@@ -1,10 +1,11 @@
 /**
  * Hot reload of rules.yaml: a real file in a mkdtemp directory, the real watcher (inotify)
- * and loader. Replacing the file by `mv` and rewriting it in place both take effect; an
- * invalid version is refused and the previous rules stay in force.
+ * and loader. Replacing the file by `mv` and rewriting it in place both take effect, as do a
+ * ConfigMap-style `..data` swap and an edit of a symlink's target; an invalid version is
+ * refused and the previous rules stay in force.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CliError } from "../../src/errors.ts";
@@ -65,6 +66,36 @@ describe("rules hot reload", () => {
     await until(() => rt.domains()[0] === "four.example", "in-place rewrite");
     expect(rt.status().lastError).toBeNull();
     db.close();
+  });
+
+  test("a symlinked rules file is watched: Kubernetes ConfigMap `..data` swap, and an edit of the link's target", async () => {
+    dir = await mkdtemp(join(tmpdir(), "mailgw-rules-"));
+    const cfg = join(dir, "cfg");
+    await mkdir(join(cfg, "..v1"), { recursive: true });
+    await writeFile(join(cfg, "..v1", "rules.yaml"), rulesWithDomain("one.example"));
+    await symlink("..v1", join(cfg, "..data"));
+    const file = join(cfg, "rules.yaml");
+    await symlink("..data/rules.yaml", file);
+    runtime = await startRulesRuntime({ file, logger: silentLogger, debounceMs: 50 });
+    const rt = runtime;
+    // What kubelet's atomic writer does: new directory, new `..data_tmp` link renamed over `..data`.
+    await mkdir(join(cfg, "..v2"));
+    await writeFile(join(cfg, "..v2", "rules.yaml"), rulesWithDomain("two.example"));
+    await symlink("..v2", join(cfg, "..data_tmp"));
+    await rename(join(cfg, "..data_tmp"), join(cfg, "..data"));
+    await until(() => rt.domains()[0] === "two.example", "ConfigMap swap seen");
+    runtime.close();
+
+    // `ln -s /srv/config/rules.yaml /etc/mailgw/rules.yaml`: the target is edited where it lives.
+    const etc = join(dir, "etc");
+    await mkdir(etc);
+    const link = join(etc, "rules.yaml");
+    await symlink(join(cfg, "..v2", "rules.yaml"), link);
+    runtime = await startRulesRuntime({ file: link, logger: silentLogger, debounceMs: 50 });
+    const rt2 = runtime;
+    await writeFile(join(cfg, "..v2", "rules.yaml.new"), rulesWithDomain("three.example"));
+    await rename(join(cfg, "..v2", "rules.yaml.new"), join(cfg, "..v2", "rules.yaml"));
+    await until(() => rt2.domains()[0] === "three.example", "edit of the link target seen");
   });
 
   test("reload() (what SIGHUP calls) swaps without a watcher; a vanished file keeps the old rules", async () => {
