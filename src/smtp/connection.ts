@@ -82,9 +82,12 @@ export class GatewayConnection extends SMTPConnection {
 
   override send(code: number, data?: string | string[] | null, context?: string | false): void {
     const own = typeof data === "string" && ENHANCED_PREFIX.test(data);
-    super.send(code, data, own ? false : context);
+    const sentContext = own ? false : context;
+    // What goes on the wire: the log's `reply` must show the enhanced code the client saw.
+    const enhanced = this._getEnhancedStatusCode(code, sentContext);
+    super.send(code, data, sentContext);
     const text = Array.isArray(data) ? (data[0] ?? "") : (data ?? "");
-    this.hooks.onReply(this.session, code, text);
+    this.hooks.onReply(this.session, code, enhanced ? `${enhanced} ${text}` : text);
   }
 
   override handler_RCPT(command: Buffer, callback: () => void): void {

@@ -179,4 +179,17 @@ describe("SMTP session", () => {
     expect(f.decision).toBeUndefined();
     expect(String(f.reply)).toStartWith("552 5.3.4");
   });
+
+  test("the log line's reply carries the enhanced code the client saw, also for the library's own replies", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c, "seq.example");
+    const wire = await c.cmd("RCPT TO:<b@company.com>");
+    expect(wire).toMatch(/^503 5\.\d\.\d /);
+    await c.cmd("QUIT");
+    const deadline = Date.now() + 2000;
+    while (server.sessions.length === 0 && Date.now() < deadline) await Bun.sleep(20);
+    const f = server.logs.lines.find((l) => l.msg === "smtp session")?.fields ?? {};
+    expect(f.reply).toBe(wire);
+  });
 });
