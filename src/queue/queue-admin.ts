@@ -8,6 +8,7 @@
  */
 import type { Database } from "bun:sqlite";
 import { CliError } from "../errors.ts";
+import { displayTarget } from "../http/stats-data.ts";
 import type { DeliveryState } from "../types.ts";
 import { parseAddresses } from "./attempt.ts";
 import {
@@ -52,7 +53,9 @@ export function listEntries(db: Database, states: readonly DeliveryState[], now:
     delivery: e.id,
     kind: e.kind,
     state: e.state,
-    target: e.kind === "forward" ? parseAddresses(e.target).join(",") : e.target,
+    // A webhook URL shows no credentials or query string, as on the stats page and in the logs:
+    // they often carry the receiver's token, and queue output gets pasted into tickets.
+    target: e.kind === "forward" ? parseAddresses(e.target).join(",") : displayTarget(e.kind, e.target),
     ageSeconds: Math.max(0, Math.round((now - e.createdAt) / 1000)),
     attempts: e.attempts,
     nextAttemptAt: e.state === "queued" || e.state === "deferred" ? new Date(e.nextAttemptAt).toISOString() : null,

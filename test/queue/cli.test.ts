@@ -69,6 +69,16 @@ describe("mailgw queue", () => {
     expect(viaFile.stdout.toString()).toContain(id);
   }, 30_000);
 
+  test("list shows a webhook URL without its credentials or query string (table and --json)", () => {
+    const t = makeEnv();
+    seedDelivery(t, { kind: "webhook", target: "https://hook:pa55word@erp.example/inbound?token=S3CRET-TOKEN", state: "failed" });
+    for (const out of [mailgw(t, "list").stdout, mailgw(t, "list", "--json").stdout]) {
+      expect(out).toContain("https://erp.example/inbound?…");
+      expect(out).not.toContain("S3CRET-TOKEN");
+      expect(out).not.toContain("pa55word");
+    }
+  }, 30_000);
+
   test("drop by message id leaves a delivered delivery (and its history) alone", () => {
     const t = makeEnv();
     const id = seedDelivery(t, { state: "failed" });
