@@ -17,6 +17,7 @@ import { isIP } from "node:net";
 import type { RelayConfig } from "../config/config.ts";
 import type { AttemptOutcome } from "../queue/retry.ts";
 import { normalizeLineEndings } from "./normalize-crlf.ts";
+import { relayErrorHint } from "./relay-advice.ts";
 import { createRelayPool } from "./relay-pool.ts";
 
 /** Parallel connections to the relay; relays throttle per client, a handful is plenty. */
@@ -88,7 +89,11 @@ export function createRelayClient(relay: RelayConfig, opts: RelayClientOptions):
       const normal = normalizeLineEndings(input.raw);
       const raw = Buffer.from(normal.buffer, normal.byteOffset, normal.byteLength);
       const result = await pool.send({ from: input.mailFrom, to: input.to, raw, signal: input.signal });
-      return result.ok ? acceptedOutcome(result.info.response, result.info.rejectedErrors) : classifyRelayError(result.error);
+      if (result.ok) return acceptedOutcome(result.info.response, result.info.rejectedErrors);
+      const outcome = classifyRelayError(result.error);
+      // TLS mode vs port, certificate checks: the raw error names neither the setting nor the fix.
+      const hint = relayErrorHint(relay, outcome.error);
+      return hint === null ? outcome : { ...outcome, error: `${outcome.error} (${hint})` };
     },
     close() {
       pool.close();
@@ -114,7 +119,7 @@ const MESSAGE_COMMANDS = new Set(["MAIL FROM", "RCPT TO", "DATA", "EOM"]);
  *   message is fine, the configuration or the relay is not (Postfix soft-bounces these too).
  * - 5xx to MAIL/RCPT/DATA/end of data → permanent.
  */
-export function classifyRelayError(err: unknown): AttemptOutcome {
+export function classifyRelayError(err: unknown): Extract<AttemptOutcome, { kind: "temporary" | "permanent" }> {
   const e: RelayErrorFields = typeof err === "object" && err !== null ? (err as RelayErrorFields) : {};
   const message = oneLine(typeof e.message === "string" ? e.message : String(err));
   const code = typeof e.code === "string" ? e.code : "";

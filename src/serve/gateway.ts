@@ -14,6 +14,7 @@
  * released either way.
  */
 import type { Database } from "bun:sqlite";
+import { relaySettingWarnings } from "../act/relay-advice.ts";
 import type { Config, RelayConfig } from "../config/config.ts";
 import { describeError } from "../errors.ts";
 import { createHttpServer } from "../http/server.ts";
@@ -151,7 +152,8 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
         if (JSON.stringify(next) === JSON.stringify(relay)) return;
         relay = next;
         worker.reloadRelay(next);
-        logger.info("relay settings reloaded", { relay: next ? `${next.host}:${next.port}` : "none" });
+        logger.info("relay settings reloaded", { relay: describeRelay(next) });
+        warnRelaySettings(logger, next);
       },
     },
     {
@@ -195,7 +197,21 @@ function announce(logger: Logger, config: Config, smtp: { host: string; port: nu
     tls: config.smtp.tls.enabled,
     tls_required: config.smtp.tls.required,
     proxy_protocol: config.smtp.proxyProtocol,
+    relay: describeRelay(config.relay),
     domains: [...domains],
   });
   if (domains.length === 0) logger.warn("the rules list no domains: every recipient is refused (550 5.7.1)");
+  warnRelaySettings(logger, config.relay);
+}
+
+/** `host:port (mode)` for the log; never the credentials. */
+function describeRelay(relay: RelayConfig | null): string {
+  if (relay === null) return "none";
+  return `${relay.host}:${relay.port} (${relay.secure}${relay.secure !== "none" && !relay.tlsVerify ? ", certificate not verified" : ""}${relay.user !== null ? ", SASL" : ""})`;
+}
+
+/** Settings accepted but likely wrong (TLS mode vs port, `none` off this machine): said at start and reload. */
+function warnRelaySettings(logger: Logger, relay: RelayConfig | null): void {
+  if (relay === null) return;
+  for (const warning of relaySettingWarnings(relay)) logger.warn("relay settings look wrong", { warning });
 }

@@ -231,6 +231,7 @@ describe("forward through the relay", () => {
     expect(relay.authAttempts).toHaveLength(0);
     expect(relay.received).toHaveLength(0);
     expect(deliveryOf(t.db, id).state).toBe("deferred");
+    expect(deliveryOf(t.db, id).last_error ?? "").toContain("set RELAY_SMTP_SECURE=starttls");
   }, 30_000);
 
   test("relay without STARTTLS: no credentials sent, deferred", async () => {
@@ -298,6 +299,7 @@ describe("forward through the relay", () => {
     await waitFor(() => deliveryOf(t.db, id).attempts >= 1, 10_000, "an attempt");
     expect(relay.authAttempts).toHaveLength(0);
     expect(deliveryOf(t.db, id).state).not.toBe("failed");
+    expect(deliveryOf(t.db, id).last_error ?? "").toMatch(/self.signed.*RELAY_SMTP_TLS_VERIFY=false only for a private smarthost/);
   }, 30_000);
 
   test("100 messages reuse a few pooled connections", async () => {

@@ -1,0 +1,57 @@
+/**
+ * Advice on relay settings that mailgw accepts but that rarely do what the admin meant
+ * (SPEC §2 RELAY_*): a TLS mode that does not fit the port (implicit TLS to the STARTTLS port
+ * 587, STARTTLS to the implicit-TLS port 465) and `none` towards a relay off this machine (mail
+ * and password in clear). Used for warnings at start and reload, and to add a hint to the
+ * errors those mistakes produce, which name neither the setting nor the fix
+ * ("WRONG_VERSION_NUMBER", "Greeting never received", "self signed certificate").
+ *
+ * Trusts: a validated RelayConfig. Failure: none; pure functions, never throw.
+ */
+import { isIP } from "node:net";
+import type { RelayConfig } from "../config/config.ts";
+
+/** Ports where the relay speaks plain SMTP first and upgrades with STARTTLS. */
+const STARTTLS_PORTS = new Set([25, 587]);
+/** The submissions port: TLS from the first byte (RFC 8314). */
+const IMPLICIT_TLS_PORT = 465;
+
+/** Warnings for the log (one line each, naming the variables); [] when the settings look right. */
+export function relaySettingWarnings(relay: RelayConfig): string[] {
+  const warnings: string[] = [];
+  if (relay.secure === "tls" && STARTTLS_PORTS.has(relay.port)) {
+    warnings.push(
+      `RELAY_SMTP_SECURE=tls starts TLS at once (implicit TLS, port 465), but RELAY_SMTP_PORT=${relay.port} is a STARTTLS port: ` +
+        `set RELAY_SMTP_SECURE=starttls, or RELAY_SMTP_PORT=465`,
+    );
+  }
+  if (relay.secure !== "tls" && relay.port === IMPLICIT_TLS_PORT) {
+    warnings.push(`RELAY_SMTP_PORT=465 expects TLS from the first byte, but RELAY_SMTP_SECURE=${relay.secure} waits for a plain greeting: set RELAY_SMTP_SECURE=tls`);
+  }
+  if (relay.secure === "none" && !isLoopbackHost(relay.host)) {
+    const what = relay.user !== null ? "forwarded mail and RELAY_SMTP_PASS go" : "forwarded mail goes";
+    warnings.push(`RELAY_SMTP_SECURE=none: ${what} unencrypted to ${relay.host}; use starttls (587) or tls (465) unless the relay is on this machine`);
+  }
+  return warnings;
+}
+
+/** A hint to append to a failed attempt's error, or null when the error needs none. */
+export function relayErrorHint(relay: Pick<RelayConfig, "secure" | "tlsVerify">, error: string): string | null {
+  if (relay.secure === "tls" && /wrong[_ ]version[_ ]number|packet length too long|unknown protocol/i.test(error)) {
+    return "the relay answered in plain text: for a STARTTLS port such as 587 set RELAY_SMTP_SECURE=starttls";
+  }
+  if (relay.secure !== "tls" && /greeting never received/i.test(error)) {
+    return "no SMTP greeting: if the relay expects TLS at once (port 465), set RELAY_SMTP_SECURE=tls";
+  }
+  if (relay.tlsVerify && /self[- ]signed|unable to (verify|get local issuer)|certificate|altnames/i.test(error)) {
+    return "the relay's certificate was refused: RELAY_SMTP_HOST must be a name the certificate is for; RELAY_SMTP_TLS_VERIFY=false only for a private smarthost with a self-signed certificate";
+  }
+  return null;
+}
+
+function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, "");
+  if (h === "localhost" || h.endsWith(".localhost")) return true;
+  if (isIP(h) === 4) return h.startsWith("127.");
+  return h === "::1" || h === "::ffff:127.0.0.1";
+}

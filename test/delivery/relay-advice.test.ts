@@ -1,0 +1,53 @@
+/**
+ * Relay settings mailgw accepts but that rarely do what was meant (TLS mode vs port, `none`
+ * off this machine): warned at `serve` start, and a hint on the cryptic errors they produce.
+ * Units, plus the real `serve` (from source) for the start-up warning.
+ */
+import { describe, expect, test } from "bun:test";
+import { relayErrorHint, relaySettingWarnings } from "../../src/act/relay-advice.ts";
+import type { RelayConfig } from "../../src/config/config.ts";
+import { serveDir, startServe } from "../smtp/serve-process.ts";
+
+function relay(o: Partial<RelayConfig>): RelayConfig {
+  return { host: "smtp.mailgun.org", port: 587, user: "postmaster@mg.example.com", pass: "secret", secure: "starttls", tlsVerify: true, ...o };
+}
+
+describe("relay settings warnings", () => {
+  test("the usual settings (587 starttls, 465 tls, none on loopback) get none", () => {
+    expect(relaySettingWarnings(relay({}))).toEqual([]);
+    expect(relaySettingWarnings(relay({ port: 465, secure: "tls" }))).toEqual([]);
+    expect(relaySettingWarnings(relay({ host: "127.0.0.1", port: 2525, secure: "none" }))).toEqual([]);
+    expect(relaySettingWarnings(relay({ host: "localhost", port: 25, secure: "none" }))).toEqual([]);
+  });
+
+  test("TLS mode that does not fit the port, and none to another machine", () => {
+    expect(relaySettingWarnings(relay({ secure: "tls" })).join("\n")).toContain("set RELAY_SMTP_SECURE=starttls, or RELAY_SMTP_PORT=465");
+    expect(relaySettingWarnings(relay({ port: 465 })).join("\n")).toContain("set RELAY_SMTP_SECURE=tls");
+    const clear = relaySettingWarnings(relay({ secure: "none", port: 25 })).join("\n");
+    expect(clear).toContain("RELAY_SMTP_PASS go unencrypted to smtp.mailgun.org");
+    expect(clear).not.toContain("secret");
+  });
+
+  test("error hints name the setting to change", () => {
+    expect(relayErrorHint({ secure: "tls", tlsVerify: true }, "ESOCKET: error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER")).toContain("RELAY_SMTP_SECURE=starttls");
+    expect(relayErrorHint({ secure: "starttls", tlsVerify: true }, "ETIMEDOUT: Greeting never received")).toContain("RELAY_SMTP_SECURE=tls");
+    expect(relayErrorHint({ secure: "starttls", tlsVerify: true }, "ESOCKET: self signed certificate")).toContain("RELAY_SMTP_TLS_VERIFY=false");
+    expect(relayErrorHint({ secure: "starttls", tlsVerify: false }, "ESOCKET: self signed certificate")).toBeNull();
+    expect(relayErrorHint({ secure: "starttls", tlsVerify: true }, "EAUTH: Invalid login: 535 Authentication failed")).toBeNull();
+  });
+});
+
+test("serve says at start which relay it uses and warns about RELAY_SMTP_SECURE=tls on port 587", async () => {
+  const serve = await startServe("source", serveDir(), {
+    RELAY_SMTP_HOST: "127.0.0.1", RELAY_SMTP_PORT: "587", RELAY_SMTP_SECURE: "tls", RELAY_SMTP_USER: "u", RELAY_SMTP_PASS: "hunter2-pass",
+  });
+  try {
+    const started = await serve.waitForLog((l) => l.msg === "mailgw serve started");
+    expect(started.relay).toBe("127.0.0.1:587 (tls, SASL)");
+    const warning = await serve.waitForLog((l) => l.msg === "relay settings look wrong");
+    expect(String(warning.warning)).toContain("RELAY_SMTP_PORT=587 is a STARTTLS port");
+    expect(JSON.stringify(serve.logs)).not.toContain("hunter2-pass");
+  } finally {
+    expect(await serve.stop()).toBe(0);
+  }
+}, 30_000);
