@@ -156,6 +156,8 @@ export interface FinishResult {
   spoolReleasable: boolean;
   /** Number of the delivery created for the record's `deferred` recipients; null when none. */
   deferredDelivery: number | null;
+  /** Number of the failed delivery created for the record's `refused` recipients; null when none. */
+  refusedDelivery: number | null;
 }
 
 /**
@@ -171,10 +173,10 @@ export function finishAttempts(db: Database, records: readonly AttemptRecord[]):
     .transaction(() => {
       const increments: CounterIncrement[] = [];
       const results = records.map((r): FinishResult => {
-        if (!recordAttempt(db, r)) return { recorded: false, spoolReleasable: false, deferredDelivery: null };
+        if (!recordAttempt(db, r)) return { recorded: false, spoolReleasable: false, deferredDelivery: null, refusedDelivery: null };
         increments.push({ at: r.at, metric: `${r.step.state}:${r.delivery.kind}`, rule: r.delivery.rule, category: r.delivery.category });
+        const refusedDelivery = r.refused ? recordRefused(db, r, r.refused) : null;
         if (r.refused) {
-          recordRefused(db, r, r.refused);
           increments.push({ at: r.at, metric: `failed:${r.delivery.kind}`, rule: r.delivery.rule, category: r.delivery.category });
         }
         const deferredDelivery = r.deferred ? recordDeferred(db, r, r.deferred) : null;
@@ -183,7 +185,7 @@ export function finishAttempts(db: Database, records: readonly AttemptRecord[]):
         }
         // After the split rows: a deferred (or failed) split keeps the spool file of a delivered forward.
         const final = r.step.state !== "deferred";
-        return { recorded: true, spoolReleasable: final && !spoolStillNeeded(db, r.delivery.messageId), deferredDelivery };
+        return { recorded: true, spoolReleasable: final && !spoolStillNeeded(db, r.delivery.messageId), deferredDelivery, refusedDelivery };
       });
       bumpCounterBatch(db, increments);
       return results;
@@ -194,11 +196,11 @@ export function finishAttempts(db: Database, records: readonly AttemptRecord[]):
 /**
  * The refused recipients become a delivery of their own, `failed` with the relay's reply: shown
  * by `queue list` and the stats page, retried with `queue retry` (for them only), and keeping
- * the spool file while it waits (spoolStillNeeded counts failed deliveries).
+ * the spool file while it waits (spoolStillNeeded counts failed deliveries). Returns its number.
  */
-function recordRefused(db: Database, r: AttemptRecord, refused: RefusedRecipients): void {
+function recordRefused(db: Database, r: AttemptRecord, refused: RefusedRecipients): number {
   const end = r.at + r.durationMs;
-  insertSplit(db, r, refused.recipients, { state: "failed", attempts: 1, nextAttemptAt: end, lastError: refused.error, retryFrom: null, retryAttempts: 0 });
+  return insertSplit(db, r, refused.recipients, { state: "failed", attempts: 1, nextAttemptAt: end, lastError: refused.error, retryFrom: null, retryAttempts: 0 });
 }
 
 /**

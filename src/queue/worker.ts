@@ -287,7 +287,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       logger.warn("delivery dropped while in flight", fields);
       return;
     }
-    if (refused) logger.error("failed", { ...fields, recipients: refused.recipients, error: refused.error });
+    // Under the new delivery's number, as for deferred below: the one `queue list` shows for them.
+    if (refused) logger.error("failed", { ...fields, delivery: result.refusedDelivery, recipients: refused.recipients, error: refused.error });
     if (deferred) {
       // Logged under the new delivery's number: the one `queue list` shows for these recipients.
       const own = { ...fields, delivery: result.deferredDelivery, recipients: deferred.recipients, error: deferred.step.reason ?? deferred.error };

@@ -123,7 +123,9 @@ test("450 for b twice, then 250: exactly one copy each; b's delivery carries on 
 }, 30_000);
 
 test("550 for b and 450 for c in one attempt: b failed, c deferred then delivered, a one copy", async () => {
-  const { relay, t, worker } = await setup();
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger({ level: "info", format: "json", write: (s) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
+  const { relay, t, worker } = await setup({}, logger);
   relay.refuseRecipients = ["b@company.com"];
   relay.deferRecipients.set("c@company.com", 1);
   const id = seedDelivery(t, { target: ["a@company.com", "b@company.com", "c@company.com"] });
@@ -136,6 +138,9 @@ test("550 for b and 450 for c in one attempt: b failed, c deferred then delivere
     ['["c@company.com"]', "delivered"],
   ]);
   expect(rowsOf(t, id)[1]!.last_error).toContain("550");
+  // b's failure is logged under its own delivery's number, the one `queue list` shows for b.
+  const refusedLog = lines.find((l) => l.msg === "failed" && l.id === id && Array.isArray(l.recipients));
+  expect(refusedLog).toMatchObject({ delivery: rowsOf(t, id)[1]!.id, recipients: ["b@company.com"] });
   expect(relay.received.map((m) => m.to)).toEqual([["a@company.com"], ["c@company.com"]]);
   expect(counter(t.db, "delivered:forward")).toBe(2);
   expect(counter(t.db, "deferred:forward")).toBe(1);

@@ -78,7 +78,7 @@ test("the delivered attempt and b's deferred delivery are one transaction: a fai
   t.db.run("DROP TRIGGER refuse_split");
   const [result] = finishAttempts(t.db, [partialRecord(d, deferredStep)]);
   const [original, split] = rows(t);
-  expect(result).toEqual({ recorded: true, spoolReleasable: false, deferredDelivery: split!.id });
+  expect(result).toEqual({ recorded: true, spoolReleasable: false, deferredDelivery: split!.id, refusedDelivery: null });
   expect(original).toMatchObject({ state: "delivered", attempts: 1, target: '["a@company.com","b@company.com"]' });
   expect(split).toEqual({
     id: split!.id,
@@ -129,6 +129,6 @@ test("once b's delivery is delivered too, the spool file may go", () => {
     delivery: b, at: AT + 1000, durationMs: 30, target: "127.0.0.1:587 → b@company.com", ok: true, reply: "250 Ok",
     step: { state: "delivered", nextAttemptAt: AT + 1030, reason: null },
   }]);
-  expect(result).toEqual({ recorded: true, spoolReleasable: true, deferredDelivery: null });
+  expect(result).toEqual({ recorded: true, spoolReleasable: true, deferredDelivery: null, refusedDelivery: null });
   expect(rows(t).map((r) => r.state)).toEqual(["delivered", "delivered"]);
 });
