@@ -35,16 +35,19 @@ export function relaySettingWarnings(relay: RelayConfig): string[] {
   return warnings;
 }
 
-/** A hint to append to a failed attempt's error, or null when the error needs none. */
+/**
+ * A hint to put before a failed attempt's error (first, so `queue list`'s shortened column
+ * still shows what to change), or null when the error needs none.
+ */
 export function relayErrorHint(relay: Pick<RelayConfig, "secure" | "tlsVerify">, error: string): string | null {
   if (relay.secure === "tls" && /wrong[_ ]version[_ ]number|packet length too long|unknown protocol/i.test(error)) {
-    return "the relay answered in plain text: for a STARTTLS port such as 587 set RELAY_SMTP_SECURE=starttls";
+    return "relay answered in plain text, not TLS: set RELAY_SMTP_SECURE=starttls for port 587";
   }
   if (relay.secure !== "tls" && /greeting never received/i.test(error)) {
     return "no SMTP greeting: if the relay expects TLS at once (port 465), set RELAY_SMTP_SECURE=tls";
   }
   if (relay.tlsVerify && /self[- ]signed|unable to (verify|get local issuer)|certificate|altnames/i.test(error)) {
-    return "the relay's certificate was refused: RELAY_SMTP_HOST must be a name the certificate is for; RELAY_SMTP_TLS_VERIFY=false only for a private smarthost with a self-signed certificate";
+    return "relay certificate refused: RELAY_SMTP_HOST must be a name it covers (RELAY_SMTP_TLS_VERIFY=false only for a private smarthost)";
   }
   return null;
 }

@@ -93,7 +93,7 @@ export function createRelayClient(relay: RelayConfig, opts: RelayClientOptions):
       const outcome = classifyRelayError(result.error);
       // TLS mode vs port, certificate checks: the raw error names neither the setting nor the fix.
       const hint = relayErrorHint(relay, outcome.error);
-      return hint === null ? outcome : { ...outcome, error: `${outcome.error} (${hint})` };
+      return hint === null ? outcome : { ...outcome, error: `${hint}: ${outcome.error}` };
     },
     close() {
       pool.close();
