@@ -8,7 +8,7 @@ import { accessSync, constants } from "node:fs";
 import { defineCommand } from "citty";
 import { loadConfig, type Config } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
-import { drop, formatList, listEntries, parseStates, retry } from "../queue/queue-admin.ts";
+import { drop, formatList, formatRetry, listEntries, parseStates, retry } from "../queue/queue-admin.ts";
 import { createSpoolAccess } from "../queue/spool-access.ts";
 import { openDatabase } from "../store/db.ts";
 import { cliAction } from "./action.ts";
@@ -65,8 +65,7 @@ const retryCommand = defineCommand({
   run: cliAction((args: ConfigArgs & { id?: string; all?: boolean }) => {
     if (Boolean(args.all) === Boolean(args.id)) throw new CliError("give either an ID or --all (mailgw queue retry ID | mailgw queue retry --all)");
     const { db } = open(args);
-    const n = retry(db, args.all ? null : (args.id ?? null), Date.now());
-    process.stdout.write(`${n} deliver${n === 1 ? "y" : "ies"} queued for a new attempt\n`);
+    process.stdout.write(formatRetry(retry(db, args.all ? null : (args.id ?? null), Date.now())));
   }),
 });
 

@@ -93,15 +93,35 @@ export function resolveRef(db: Database, ref: string): QueueEntry[] {
   return found;
 }
 
-export function retry(db: Database, ref: string | null, now: number): number {
-  if (ref === null) return retryNow(db, null, now);
+export interface RetryResult {
+  /** Deliveries made due now. */
+  retried: number;
+  /** Of those, forwards that were `held`: a serve without a relay holds them again at once. */
+  held: number;
+}
+
+export function retry(db: Database, ref: string | null, now: number): RetryResult {
+  if (ref === null) {
+    const held = db.query<{ n: number }, []>(`SELECT COUNT(*) AS n FROM deliveries WHERE state = 'held'`).get()?.n ?? 0;
+    return { retried: retryNow(db, null, now), held };
+  }
   const entries = resolveRef(db, ref);
   const retryable = entries.filter((e) => RETRYABLE_STATES.includes(e.state));
   if (retryable.length === 0) {
     const states = [...new Set(entries.map((e) => e.state))].join(", ");
     throw new CliError(`delivery ${ref} is ${states}: only ${RETRYABLE_STATES.join(", ")} deliveries can be retried`);
   }
-  return retryNow(db, retryable.map((e) => e.id), now);
+  return { retried: retryNow(db, retryable.map((e) => e.id), now), held: retryable.filter((e) => e.state === "held").length };
+}
+
+/** `queue retry`'s report; held forwards get a note, or "queued for a new attempt" would promise a send no relay makes. */
+export function formatRetry(r: RetryResult): string {
+  let out = `${r.retried} deliver${r.retried === 1 ? "y" : "ies"} queued for a new attempt\n`;
+  if (r.held > 0) {
+    out += `note: ${r.held} of them ${r.held === 1 ? "was a forward" : "were forwards"} held for want of a relay: serve holds ` +
+      `${r.held === 1 ? "it" : "them"} again until RELAY_SMTP_HOST is set (restart it, or SIGHUP with .env / --env-file)\n`;
+  }
+  return out;
 }
 
 /**

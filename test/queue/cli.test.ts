@@ -79,6 +79,19 @@ describe("mailgw queue", () => {
     }
   }, 30_000);
 
+  test("retry of a held forward says it stays held until serve has a relay", () => {
+    const t = makeEnv();
+    const held = seedDelivery(t, { state: "held" });
+    const failed = seedDelivery(t, { state: "failed" });
+    const one = mailgw(t, "retry", held);
+    expect(one.code).toBe(0);
+    expect(one.stdout).toBe("1 delivery queued for a new attempt\nnote: 1 of them was a forward held for want of a relay: serve holds it again until RELAY_SMTP_HOST is set (restart it, or SIGHUP with .env / --env-file)\n");
+    t.db.query(`UPDATE deliveries SET state = 'held'`).run();
+    expect(mailgw(t, "retry", "--all").stdout).toContain("2 deliveries queued for a new attempt\nnote: 2 of them were forwards held");
+    t.db.query(`UPDATE deliveries SET state = 'failed' WHERE message_id = ?`).run(failed);
+    expect(mailgw(t, "retry", failed).stdout).toBe("1 delivery queued for a new attempt\n");
+  }, 30_000);
+
   test("drop by message id leaves a delivered delivery (and its history) alone", () => {
     const t = makeEnv();
     const id = seedDelivery(t, { state: "failed" });
