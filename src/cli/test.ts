@@ -50,12 +50,16 @@ function authFlags(args: TestArgs): Partial<AuthResults> {
 }
 
 async function readMessage(source: string): Promise<Uint8Array> {
+  const where = source === "-" ? "from stdin" : source;
+  let raw: Uint8Array;
   try {
-    if (source === "-") return new Uint8Array(await Bun.stdin.arrayBuffer());
-    return new Uint8Array(await readFile(source));
+    raw = source === "-" ? new Uint8Array(await Bun.stdin.arrayBuffer()) : new Uint8Array(await readFile(source));
   } catch (err) {
-    throw new CliError(`cannot read message ${source === "-" ? "from stdin" : source}: ${describeError(err)}`, 2);
+    throw new CliError(`cannot read message ${where}: ${describeError(err)}`, 2);
   }
+  // Nothing to decide on: usually a forgotten `< file` or an empty download, not a message.
+  if (raw.byteLength === 0) throw new CliError(`cannot read message ${where}: it is empty (0 bytes)`, 2);
+  return raw;
 }
 
 /** The RCPT check of `serve` (smtp/recipient-policy.ts) on the dry run's recipients. */

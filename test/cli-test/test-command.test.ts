@@ -218,6 +218,17 @@ rules:
     expect(none.code).toBe(2);
   });
 
+  test("an empty message (stdin or file): exit 2, said so", async () => {
+    const stdin = await mailgw(["-", "--rules", rulesFile], { stdin: new Uint8Array(0) });
+    expect(stdin.code).toBe(2);
+    expect(stdin.stderr.trim()).toBe("mailgw: cannot read message from stdin: it is empty (0 bytes)");
+    const empty = join(dir, "empty.eml");
+    await Bun.write(empty, "");
+    const file = await mailgw([empty, "--rules", rulesFile]);
+    expect(file.code).toBe(2);
+    expect(file.stderr).toContain("it is empty");
+  });
+
   test("broken MIME, bare LF and NUL bytes still decide (exit 0)", async () => {
     for (const name of ["broken-mime.eml", "bare-lf.eml", "nul-bytes.eml"]) {
       const run = await mailgw([fixture(name), "--rules", rulesFile, "--json"]);
