@@ -45,7 +45,8 @@ export function rfc5322Date(d: Date): string {
   return `${DAYS[d.getUTCDay()]}, ${d.getUTCDate()} ${MONTHS[d.getUTCMonth()]} ${d.getUTCFullYear()} ${time} +0000`;
 }
 
-const RECEIVED = Buffer.from("received:");
+/** The field name; the colon may follow after spaces or tabs (RFC 5322 §4.5, obsolete but sent). */
+const RECEIVED = Buffer.from("received");
 
 /**
  * Counts `Received:` fields in the header section (up to the first empty line; CRLF or bare
@@ -67,11 +68,13 @@ export function countReceivedHeaders(message: Uint8Array, stopAfter: number): nu
 }
 
 function startsWithReceived(message: Uint8Array, start: number, end: number): boolean {
-  if (end - start < RECEIVED.length) return false;
+  if (end - start <= RECEIVED.length) return false;
   for (let i = 0; i < RECEIVED.length; i++) {
     const byte = message[start + i] ?? 0;
     const lower = byte >= 0x41 && byte <= 0x5a ? byte + 0x20 : byte;
     if (lower !== RECEIVED[i]) return false;
   }
-  return true;
+  let at = start + RECEIVED.length;
+  while (at < end && (message[at] === 0x20 || message[at] === 0x09)) at++;
+  return at < end && message[at] === 0x3a;
 }

@@ -110,6 +110,10 @@ describe("SMTP session", () => {
     expect(await sendMail(c, "b@company.com", hops(51) + simpleMessage())).toMatch(/^554 5\.4\.6 /);
     expect(await sendMail(c, "b@company.com", hops(50) + simpleMessage())).toStartWith("250 2.0.0");
     expect(server.sink.messages).toHaveLength(1);
+    // The obsolete `Received :` form (space before the colon) counts too; `Received-SPF:` does not.
+    const obsolete = (n: number) => "Received : from x by y; Mon, 1 Jan 2024 00:00:00 +0000\r\n".repeat(n);
+    expect(await sendMail(c, "b@company.com", obsolete(30) + hops(21) + simpleMessage())).toMatch(/^554 5\.4\.6 /);
+    expect(await sendMail(c, "b@company.com", "Received-SPF: pass\r\n".repeat(60) + hops(50) + simpleMessage())).toStartWith("250 2.0.0");
   });
 
   test("one log line per session with client, helo, from, recipients, size, decision, id, duration, reply", async () => {
