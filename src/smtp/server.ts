@@ -22,7 +22,7 @@ import { MAX_COMMAND_LINE_BYTES, resolveLimits, type SmtpLimits } from "./limits
 import { createRateLimiter } from "./rate-limiter.ts";
 import { MAIL_PARAMETERS, RCPT_PARAMETERS, needsSmtpUtf8, unsupportedParameter } from "./parameters.ts";
 import { checkRecipient } from "./recipient-policy.ts";
-import { isNotableReply, logSession, newSessionState, noteRefusedRecipient, summarize, type SessionState, type SessionSummary } from "./session-log.ts";
+import { isNotableReply, logSession, newSessionState, noteConnectionError, noteRefusedRecipient, summarize, type SessionState, type SessionSummary } from "./session-log.ts";
 import { createShutdown } from "./shutdown.ts";
 import { createTlsManager, type TlsManager } from "./tls-manager.ts";
 
@@ -163,6 +163,7 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     isStoring: (session) => states.get(session.id)?.storing ?? false,
   });
   smtp.on("error", (err: Error) => deps.logger.debug("SMTP connection error", { error: err.message }));
+  noteErrorsBySession(smtp, states);
   tls?.attach(smtp);
 
   const front = createFront({
@@ -205,4 +206,21 @@ function listen(server: import("node:net").Server, host: string, port: number, s
       resolve({ host: address.address, port: address.port });
     });
   });
+}
+
+/**
+ * smtp-server gives a connection's error (a failed TLS handshake, a reset) with its session id
+ * only to its logger, then emits it without the id. With `logger: false` every level is a no-op
+ * function on `server.logger`; only `error` is replaced, to note the error for the session's
+ * log line (the other levels, called for every command, stay no-ops).
+ */
+function noteErrorsBySession(smtp: GatewaySmtpServer, states: ReadonlyMap<string, SessionState>): void {
+  const lib = smtp as unknown as { logger?: Record<string, unknown> };
+  if (typeof lib.logger?.error !== "function") return;
+  lib.logger.error = (data: unknown, _format: unknown, id: unknown): void => {
+    const entry = data as { tnx?: unknown; err?: unknown } | null;
+    if (entry?.tnx !== "error" || typeof id !== "string") return;
+    const state = states.get(id);
+    if (state) noteConnectionError(state, entry.err);
+  };
 }

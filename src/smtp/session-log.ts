@@ -34,6 +34,11 @@ export interface SessionSummary {
   durationMs: number;
   /** Last notable reply (an error, a refusal, or `250 2.0.0 Queued as ...`). */
   reply: string | null;
+  /**
+   * What ended the connection abnormally, when the library reported it: a failed STARTTLS
+   * handshake (like Postfix's `SSL_accept error`), a reset mid-transaction. null: none.
+   */
+  error: string | null;
 }
 
 export interface SessionState extends Omit<SessionSummary, "durationMs"> {
@@ -60,6 +65,7 @@ export function newSessionState(id: string, client: string, now: number): Sessio
     rule: null,
     ids: [],
     reply: null,
+    error: null,
     startedAt: now,
     lastMessage: null,
     storing: false,
@@ -108,5 +114,23 @@ export function logSession(logger: Logger, s: SessionSummary): void {
     id: s.ids.length ? s.ids.join(",") : undefined,
     duration_ms: s.durationMs,
     reply: s.reply ?? undefined,
+    error: s.error ?? undefined,
   });
+}
+
+/** Longest connection error text kept for the log line. */
+const ERROR_TEXT_MAX = 200;
+
+/**
+ * The first connection error of a session, as smtp-server reports it: a failed TLS handshake
+ * carries the TLS library's own text in `meta.message` (the error says only "Failed to establish
+ * TLS session") and `meta.stage` "connect".
+ */
+export function noteConnectionError(state: SessionState, err: unknown): void {
+  if (state.error !== null || !(err instanceof Error)) return;
+  const meta = (err as { meta?: { stage?: unknown; message?: unknown } }).meta;
+  const code = (err as { code?: unknown }).code;
+  const detail = typeof meta?.message === "string" ? meta.message : err.message;
+  const text = meta?.stage === "connect" ? `TLS handshake failed: ${detail}` : `${typeof code === "string" ? `${code}: ` : ""}${detail}`;
+  state.error = text.replace(/[\x00-\x1f\x7f]+/g, " ").trim().slice(0, ERROR_TEXT_MAX);
 }

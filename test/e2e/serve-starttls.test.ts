@@ -88,6 +88,14 @@ describe.each(["source", "binary"] as ServeMode[])("mailgw serve STARTTLS (%s)",
       expect(await partial.cmd("T")).toMatch(/^500 /);
       partial.end();
 
+      // A client that talks plaintext after 220: the handshake fails, its session line says so.
+      const plain = await RawClient.connect(serve.smtpPort);
+      await greet(plain, "plaintext.example");
+      expect(await plain.cmd("STARTTLS")).toMatch(/^220 /);
+      plain.write("MAIL FROM:<a@sender.example>\r\n");
+      const failed = await serve.waitForLog((l) => l.msg === "smtp session" && l.helo === "plaintext.example");
+      expect(String(failed.error)).toStartWith("TLS handshake failed: ");
+
       // 10 MB over TLS, and this TLS session stays open across the certificate reload below.
       const big = await RawClient.connect(serve.smtpPort);
       await greet(big);

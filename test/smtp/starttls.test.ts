@@ -82,6 +82,28 @@ describe("STARTTLS", () => {
     expect(await c.cmd("EHLO again.example")).toStartWith("250");
   });
 
+  test("a failed STARTTLS handshake is in the session's log line (like Postfix's SSL_accept error)", async () => {
+    server = await startTestServer({ env: tlsEnv(tempDir()) });
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    expect(await c.cmd("STARTTLS")).toMatch(/^220 /);
+    // Plaintext where the ClientHello should be: the handshake fails and the connection closes.
+    c.socket.write("EHLO still.plaintext.example\r\n");
+    const deadline = Date.now() + 3000;
+    while (server.sessions.length === 0 && Date.now() < deadline) await Bun.sleep(20);
+    expect(server.sessions).toHaveLength(1);
+    expect(server.sessions[0]?.error).toStartWith("TLS handshake failed: ");
+    expect(server.sessions[0]?.tls).toBe(false);
+    const line = server.logs.lines.find((l) => l.msg === "smtp session");
+    expect(String(line?.fields.error)).toStartWith("TLS handshake failed: ");
+    // A session without trouble has no error field.
+    const ok = await RawClient.connect(server.port);
+    await greet(ok);
+    await ok.cmd("QUIT");
+    while (server.sessions.length < 2 && Date.now() < deadline) await Bun.sleep(20);
+    expect(server.sessions[1]?.error).toBeNull();
+  });
+
   test("SMTP_TLS_REQUIRED: MAIL before STARTTLS → 530 5.7.0, after STARTTLS accepted", async () => {
     server = await startTestServer({ env: tlsEnv(tempDir(), { SMTP_TLS_REQUIRED: "true" }) });
     const c = await RawClient.connect(server.port);
