@@ -4,6 +4,7 @@
  * (src/cli/test.ts) reads files and prints. Trusts the trace it is given (from classify).
  */
 import type { ClassifyResult, ConditionTrace, RuleSet, RuleTrace, TraceValue } from "../rules/types.ts";
+import { canonicalSender } from "../smtp/recipient-policy.ts";
 import type { Envelope, MessageFacts } from "../types.ts";
 
 /** Envelope flags of `mailgw test`; an absent from/to means "take it from the headers". */
@@ -16,9 +17,11 @@ export interface EnvelopeFlags {
 }
 
 /** `User@Example.COM` → `User@example.com` (the envelope keeps the local part's case). */
+/** As `serve` keeps envelope addresses: domain lower-cased, needless quotes around the local part dropped. */
 function lowerDomain(address: string): string {
-  const at = address.lastIndexOf("@");
-  return at < 0 ? address : address.slice(0, at + 1) + address.slice(at + 1).toLowerCase();
+  const plain = canonicalSender(address);
+  const at = plain.lastIndexOf("@");
+  return at < 0 ? plain : plain.slice(0, at + 1) + plain.slice(at + 1).toLowerCase();
 }
 
 function stripAngles(address: string): string {

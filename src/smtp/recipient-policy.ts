@@ -62,5 +62,26 @@ export function checkRecipient(rawArgument: string, address: string, domains: re
   if (domain.startsWith("[")) return ROUTING_REFUSED;
   const ascii = normalizeDomain(domain);
   if (!ascii || !allowed.has(ascii)) return RELAY_DENIED;
-  return { ok: true, address: `${local}@${ascii}` };
+  return { ok: true, address: `${unquoteLocalPart(local)}@${ascii}` };
+}
+
+/** RFC 5322 atext (plus UTF-8, RFC 6531), in dot-atom form: a local part that needs no quotes. */
+const DOT_ATOM = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uffff-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uffff-]+)*$/;
+
+/**
+ * `"v"` → `v`: a quoted local part whose content needs no quotes names the same mailbox
+ * (RFC 5321 §4.1.2), so rules that compare addresses see one form, as in Postfix's queue —
+ * else `<"ceo"@company.com>` would slip past a rule for ceo@company.com. Anything that does
+ * need its quotes (spaces, escapes, specials) is kept as sent.
+ */
+export function unquoteLocalPart(local: string): string {
+  if (local.length < 3 || !local.startsWith('"') || !local.endsWith('"')) return local;
+  const inner = local.slice(1, -1);
+  return DOT_ATOM.test(inner) ? inner : local;
+}
+
+/** The envelope sender in the same canonical form (null sender and domain-less kept as they are). */
+export function canonicalSender(address: string): string {
+  const at = address.lastIndexOf("@");
+  return at <= 0 ? address : `${unquoteLocalPart(address.slice(0, at))}${address.slice(at)}`;
 }

@@ -21,7 +21,7 @@ import { clientKey } from "./ip.ts";
 import { MAX_COMMAND_LINE_BYTES, resolveLimits, type SmtpLimits } from "./limits.ts";
 import { createRateLimiter } from "./rate-limiter.ts";
 import { MAIL_PARAMETERS, RCPT_PARAMETERS, needsSmtpUtf8, unsupportedParameter } from "./parameters.ts";
-import { checkRecipient } from "./recipient-policy.ts";
+import { canonicalSender, checkRecipient } from "./recipient-policy.ts";
 import { isNotableReply, logSession, newSessionState, noteConnectionError, noteRefusedRecipient, summarize, type SessionState, type SessionSummary } from "./session-log.ts";
 import { createShutdown } from "./shutdown.ts";
 import { createTlsManager, type TlsManager } from "./tls-manager.ts";
@@ -109,6 +109,7 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
       if (!limiter.take(clientKey(state.client))) {
         return callback(SMTP_FAILURE(451, "4.7.1 Too many messages from your address, try again later"));
       }
+      address.address = canonicalSender(address.address);
       state.from = address.address;
       state.recipients = [];
       callback();

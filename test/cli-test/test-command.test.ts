@@ -133,6 +133,14 @@ describe("mailgw test", () => {
     expect(ok.stdout).not.toContain("note:");
   });
 
+  test("envelope addresses take serve's form: needless quotes dropped, domain lower-cased", async () => {
+    const run = await mailgw([fixture("utf8-korean-subject.eml"), "--rules", rulesFile, "--from", '"bob"@Sender.Example', "--to", '"ceo"@Company.COM', "--json"]);
+    expect(run.code).toBe(0);
+    const facts = JSON.parse(run.stdout).facts;
+    expect(facts.mailFrom).toBe("bob@sender.example");
+    expect(facts.rcpt).toEqual(["ceo@company.com"]);
+  });
+
   test("--client-ip that is not an address: exit 1, one line", async () => {
     const run = await mailgw([fixture("utf8-korean-subject.eml"), "--rules", rulesFile, "--client-ip", "not-an-ip"]);
     expect(run.code).toBe(1);

@@ -113,6 +113,28 @@ describe("mailgw serve ingress edges", () => {
     expect(await s.stop()).toBe(0);
   }, 30_000);
 
+  test("a quoted local part (<\"ceo\"@…>) cannot slip past a rule on rcpt or mail_from", async () => {
+    const rules = RULES_YAML + [
+      `  - { name: no-ceo, priority: 60, category: policy, action: reject, reject_message: "Not for the CEO", conditions: [{ field: rcpt, operator: equals, value: ceo@company.com }] }`,
+      `  - { name: no-bob, priority: 50, category: policy, action: reject, reject_message: "Not from bob", conditions: [{ field: mail_from, operator: equals, value: bob@sender.example }] }`,
+    ].join("\n") + "\n";
+    const s = await serve({}, rules);
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    expect(await sendMail(c, '"ceo"@company.com')).toBe("550 5.7.1 Not for the CEO");
+    expect(await c.cmd('MAIL FROM:<"bob"@sender.example>')).toStartWith("250");
+    expect(await c.cmd("RCPT TO:<b@company.com>")).toStartWith("250");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    expect(await c.cmd("Subject: hi\r\n\r\nhello\r\n.")).toBe("550 5.7.1 Not from bob");
+    // Stored, logged and matched under the one plain form.
+    const kept = await sendMail(c, '"b"@company.com');
+    expect(kept).toMatch(/^250 2\.0\.0 Queued as /);
+    c.end();
+    const line = await s.waitForLog((l) => l.msg === "smtp session" && typeof l.id === "string");
+    expect(line.recipients).toEqual(["b@company.com"]);
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+
   test("bare-LF command lines are understood; a bare-LF dot does not end DATA", async () => {
     const s = await serve();
     const c = await RawClient.connect(s.smtpPort);

@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { RawClient, greet, sendMail, startTestServer, type TestServer } from "./helpers.ts";
-import { checkRecipient } from "../../src/smtp/recipient-policy.ts";
+import { canonicalSender, checkRecipient, unquoteLocalPart } from "../../src/smtp/recipient-policy.ts";
 import { createRateLimiter } from "../../src/smtp/rate-limiter.ts";
 import { clientKey, createIpMatcher, normalizeIp } from "../../src/smtp/ip.ts";
 
@@ -111,6 +111,18 @@ describe("RCPT policy (raw socket)", () => {
 });
 
 describe("policy units", () => {
+  test("a quoted local part that needs no quotes is unquoted (one form for rules); one that does is kept", () => {
+    const domains = ["company.com"];
+    expect(checkRecipient('TO:<"ceo"@company.com>', '"ceo"@company.com', domains)).toEqual({ ok: true, address: "ceo@company.com" });
+    expect(checkRecipient('TO:<"first.last"@Company.com>', '"first.last"@Company.com', domains)).toEqual({ ok: true, address: "first.last@company.com" });
+    expect(checkRecipient('TO:<"john doe"@company.com>', '"john doe"@company.com', domains)).toEqual({ ok: true, address: '"john doe"@company.com' });
+    expect(checkRecipient('TO:<".lead"@company.com>', '".lead"@company.com', domains)).toEqual({ ok: true, address: '".lead"@company.com' });
+    expect(unquoteLocalPart('"jörg"')).toBe("jörg");
+    expect(unquoteLocalPart('""')).toBe('""');
+    expect(canonicalSender('"bob"@sender.example')).toBe("bob@sender.example");
+    expect(canonicalSender("")).toBe("");
+  });
+
   test("checkRecipient normalizes the domain to lower-case ASCII (IDN)", () => {
     expect(checkRecipient("TO:<a@bücher.example>", "a@bücher.example", ["xn--bcher-kva.example"])).toEqual({ ok: true, address: "a@xn--bcher-kva.example" });
     expect(checkRecipient("TO:<a@b.example>", "a@b.example", ["B.example"])).toEqual({ ok: true, address: "a@b.example" });
