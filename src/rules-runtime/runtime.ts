@@ -3,9 +3,10 @@
  * valid new version of RULES_FILE appears. A session classifies with whatever
  * `current()` returns at that moment; a swap never affects a classification in progress.
  *
- * Watching: the DIRECTORY of the file (editors and `mv` replace the file, so a watch on the
- * file itself would stay on the old inode), and for a symlinked file its target's directory
- * and the `..data` swaps of a Kubernetes ConfigMap; events debounced, then `reload()`. SIGHUP also calls `reload()` (wired by serve). Reloads run one at a time.
+ * Watching (watch-files.ts): the DIRECTORY of the file (editors and `mv` replace the file), and
+ * for a symlinked file its target's directory and the `..data` swaps of a Kubernetes ConfigMap;
+ * events debounced, then `reload()`. SIGHUP also calls `reload()` (wired by serve). Reloads
+ * run one at a time.
  * Failure: an invalid or unreadable file is refused with a logged error; the last good
  * rules stay in force and `status().lastError` says why. At start, a missing or invalid file
  * throws a CliError naming it (serve exits 1).
@@ -13,10 +14,10 @@
  * rules.reloads_ok, rules.reloads_error) for the stats page and metrics.
  */
 import type { Database } from "bun:sqlite";
-import { existsSync, lstatSync, realpathSync, watch, type FSWatcher } from "node:fs";
-import { basename, dirname } from "node:path";
+import { existsSync } from "node:fs";
 import { CliError, describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
+import { watchFiles } from "../watch-files.ts";
 import { loadRules } from "../rules/load.ts";
 import { commitWhenFree } from "../spool/wal-sync.ts";
 import type { Diagnostic, ParseResult, RuleSet } from "../rules/types.ts";
@@ -133,70 +134,15 @@ export function describeDiagnostics(diagnostics: readonly Diagnostic[]): string 
   return shown.join("; ") + (more > 0 ? `; and ${more} more error(s)` : "") || "invalid rules file";
 }
 
-/**
- * Names whose change in a watched directory may change what RULES_FILE reads: the file's own
- * name, and when it is a symlink (a Kubernetes ConfigMap, `ln -s /srv/config/rules.yaml`)
- * its target's name in the target's directory, plus the `..data`-style links a ConfigMap swaps
- * (the file itself sees no event then). A spurious reload costs one parse and logs nothing.
- */
-function watchTargets(file: string): Map<string, Set<string>> {
-  const targets = new Map<string, Set<string>>();
-  const add = (path: string): void => {
-    const names = targets.get(dirname(path)) ?? new Set<string>();
-    names.add(basename(path));
-    targets.set(dirname(path), names);
-  };
-  add(file);
-  try {
-    const real = realpathSync(file);
-    if (real !== file) add(real);
-  } catch {
-    // not there yet, or a dangling link: the link's own directory is still watched
-  }
-  return targets;
-}
-
-function watchFile(opts: RulesRuntimeOptions, onChange: () => void): { close(): void } | null {
-  let timer: ReturnType<typeof setTimeout> | null = null;
-  const symlinked = isSymlink(opts.file);
-  const trigger = (): void => {
-    if (timer) clearTimeout(timer);
-    timer = setTimeout(() => {
-      timer = null;
-      onChange();
-    }, opts.debounceMs ?? RELOAD_DEBOUNCE_MS);
-  };
-  const watchers: FSWatcher[] = [];
-  try {
-    for (const [dir, names] of watchTargets(opts.file)) {
-      const watcher = watch(dir, { persistent: false }, (_event, filename) => {
-        const name = filename === null || filename === undefined ? null : String(filename);
-        if (name === null || names.has(name) || (symlinked && name.startsWith(".."))) trigger();
-      });
-      watcher.on("error", (err: unknown) => {
-        opts.logger.warn("watching the rules directory failed; SIGHUP still reloads", { file: opts.file, error: describeError(err) });
-      });
-      watchers.push(watcher);
-    }
-  } catch (err) {
-    for (const w of watchers) w.close();
-    opts.logger.warn("cannot watch the rules directory; SIGHUP still reloads", { file: opts.file, error: describeError(err) });
-    return null;
-  }
-  return {
-    close: () => {
-      if (timer) clearTimeout(timer);
-      for (const w of watchers) w.close();
-    },
-  };
-}
-
-function isSymlink(path: string): boolean {
-  try {
-    return lstatSync(path).isSymbolicLink();
-  } catch {
-    return false;
-  }
+/** The rules file watched (watch-files.ts: its directory, a symlink's target, ConfigMap swaps). */
+function watchFile(opts: RulesRuntimeOptions, onChange: () => void): { close(): void } {
+  const close = watchFiles([opts.file], {
+    only: "named",
+    debounceMs: opts.debounceMs ?? RELOAD_DEBOUNCE_MS,
+    onChange,
+    onError: (err) => opts.logger.warn("watching the rules directory failed; SIGHUP still reloads", { file: opts.file, error: describeError(err) }),
+  });
+  return { close };
 }
 
 const META_UPSERT = `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`;

@@ -8,10 +8,10 @@
  * and path (serve exits 1). On reload, the error is returned to the caller, which logs it
  * and keeps the certificate in force — a half-written renewal never takes TLS down.
  */
-import { watch, readFileSync, type FSWatcher } from "node:fs";
+import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
-import { dirname } from "node:path";
 import { CliError, describeError } from "../errors.ts";
+import { watchFiles } from "../watch-files.ts";
 
 export interface TlsMaterial {
   key: Buffer;
@@ -48,7 +48,8 @@ function readPem(path: string, variable: string): Buffer {
 
 /**
  * Calls `onChange` (debounced) whenever something changes in the directories holding the
- * files. Returns a function that stops watching. Watch errors go to `onError`.
+ * files or, for symlinks, their targets (watch-files.ts). Returns a function that stops
+ * watching. Watch errors go to `onError`.
  */
 export function watchTlsFiles(
   paths: readonly string[],
@@ -56,29 +57,7 @@ export function watchTlsFiles(
   onError: (err: unknown) => void,
   debounceMs = TLS_RELOAD_DEBOUNCE_MS,
 ): () => void {
-  let timer: ReturnType<typeof setTimeout> | null = null;
-  const trigger = (): void => {
-    if (timer) clearTimeout(timer);
-    timer = setTimeout(() => {
-      timer = null;
-      onChange();
-    }, debounceMs);
-    timer.unref();
-  };
-  const watchers: FSWatcher[] = [];
-  for (const dir of new Set(paths.map((p) => dirname(p)))) {
-    try {
-      const w = watch(dir, { persistent: false }, trigger);
-      w.on("error", onError);
-      watchers.push(w);
-    } catch (err) {
-      onError(err);
-    }
-  }
-  return () => {
-    if (timer) clearTimeout(timer);
-    for (const w of watchers) w.close();
-  };
+  return watchFiles(paths, { only: "any", debounceMs, onChange, onError });
 }
 
 /** True when two loads carry the same bytes (nothing to reload). */
