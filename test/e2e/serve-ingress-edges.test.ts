@@ -15,7 +15,7 @@
  * - with DATABASE_URL unset, the database is in DATA_DIR.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { RawClient, greet, sendMail } from "../smtp/helpers.ts";
@@ -132,6 +132,46 @@ describe("mailgw serve ingress edges", () => {
     c.end();
     const line = await s.waitForLog((l) => l.msg === "smtp session" && typeof l.id === "string");
     expect(line.recipients).toEqual(["b@company.com"]);
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+
+  test("UTF-8 address without SMTPUTF8 → 553, `Received :` counts as a hop, the log line describes the last message", async () => {
+    const s = await serve();
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c, "edges.example");
+    expect(await c.cmd("MAIL FROM:<jörg@sender.example>")).toBe("553 5.6.7 Must declare SMTPUTF8 to send unicode address");
+    const hops = "Received : from x by y; Mon, 1 Jan 2024 00:00:00 +0000\r\n".repeat(51);
+    expect(await sendMail(c, "b@company.com", hops + "Subject: loop\r\n\r\nx\r\n")).toMatch(/^554 5\.4\.6 /);
+    const queued = await sendMail(c);
+    expect(queued).toMatch(/^250 2\.0\.0 Queued as /);
+    // A later transaction that never reaches DATA does not relabel the logged message.
+    expect(await c.cmd("MAIL FROM:<other@sender.example>")).toStartWith("250");
+    expect(await c.cmd("RCPT TO:<x@elsewhere.example>")).toStartWith("550");
+    await c.cmd("QUIT");
+    const line = await s.waitForLog((l) => l.msg === "smtp session" && l.helo === "edges.example");
+    expect({ from: line.from, recipients: line.recipients, id: line.id, decision: line.decision }).toEqual({
+      from: "a@sender.example", recipients: ["b@company.com"], id: queued.split(" ").pop(), decision: "archive",
+    });
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+
+  test("RULES_FILE as a symlink: an edit of its target is hot-reloaded (no SIGHUP)", async () => {
+    const dir = serveDir();
+    mkdirSync(join(dir, "conf"));
+    const target = join(dir, "conf", "rules.yaml");
+    writeFileSync(target, RULES_YAML);
+    rmSync(join(dir, "rules.yaml"));
+    symlinkSync(target, join(dir, "rules.yaml"));
+    const s = await startServe("source", dir);
+    running.push(s);
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    const message = "From: a@sender.example\r\nTo: b@company.com\r\nSubject: weekly report\r\n\r\nHi.\r\n";
+    expect(await sendMail(c, "b@company.com", message)).toMatch(/^250 2\.0\.0 /);
+    writeFileSync(target, RULES_YAML + `  - { name: no-reports, priority: 50, category: noise, action: reject, reject_message: "No reports here", conditions: [{ field: subject, operator: contains, value: report }] }\n`);
+    await s.waitForLog((l) => l.msg === "rules reloaded");
+    expect(await sendMail(c, "b@company.com", message)).toBe("550 5.7.1 No reports here");
+    c.end();
     expect(await s.stop()).toBe(0);
   }, 30_000);
 
