@@ -107,6 +107,12 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   const keyPath = get("SMTP_TLS_KEY") ? path("SMTP_TLS_KEY") : null;
   const certPath = get("SMTP_TLS_CERT") ? path("SMTP_TLS_CERT") : null;
   const tlsEnabled = get("SMTP_TLS_ENABLED") === "" ? keyPath !== null && certPath !== null : bool(get, "SMTP_TLS_ENABLED");
+  if (get("SMTP_TLS_ENABLED") === "" && (keyPath === null) !== (certPath === null)) {
+    // One of the pair set (the other forgotten or misspelt, e.g. SMTP_TLS_CRT) would silently
+    // start a public MX without STARTTLS; SMTP_TLS_ENABLED=false says that is what is wanted.
+    const [set, unset] = keyPath !== null ? ["SMTP_TLS_KEY", "SMTP_TLS_CERT"] : ["SMTP_TLS_CERT", "SMTP_TLS_KEY"];
+    throw new CliError(`${set} is set but ${unset} is not: set both to offer STARTTLS (or SMTP_TLS_ENABLED=false to run without it)`);
+  }
   if (tlsEnabled && (!keyPath || !certPath)) {
     throw new CliError(`SMTP_TLS_ENABLED=true needs SMTP_TLS_KEY and SMTP_TLS_CERT (PEM file paths)`);
   }

@@ -63,6 +63,10 @@ describe("loadConfig", () => {
     });
     expect(loadConfig({ env: { SMTP_TLS_KEY: "k.pem", SMTP_TLS_CERT: "c.pem", SMTP_TLS_ENABLED: "false" }, cwd }).smtp.tls.enabled).toBe(false);
     expect(errorOf(() => loadConfig({ env: { SMTP_TLS_ENABLED: "true" }, cwd }))).toContain("SMTP_TLS_KEY");
+    // Half a pair is a typo or an omission, not "TLS off": refused unless TLS is turned off explicitly.
+    expect(errorOf(() => loadConfig({ env: { SMTP_TLS_KEY: "k.pem" }, cwd }))).toContain("SMTP_TLS_CERT is not");
+    expect(errorOf(() => loadConfig({ env: { SMTP_TLS_CERT: "c.pem" }, cwd }))).toContain("SMTP_TLS_KEY is not");
+    expect(loadConfig({ env: { SMTP_TLS_KEY: "k.pem", SMTP_TLS_ENABLED: "false" }, cwd }).smtp.tls.enabled).toBe(false);
     expect(errorOf(() => loadConfig({ env: { SMTP_TLS_REQUIRED: "true" }, cwd }))).toContain("SMTP_TLS_REQUIRED");
     expect(errorOf(() => loadConfig({ env: { SMTP_TLS_KEY: "k.pem", SMTP_TLS_CERT: "c.pem", SMTP_TLS_ENABLED: "false", SMTP_TLS_REQUIRED: "true" }, cwd }))).toContain("SMTP_TLS_REQUIRED");
   });

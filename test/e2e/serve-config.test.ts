@@ -52,6 +52,16 @@ describe("mailgw serve refuses bad configuration with exit 1 and one line", () =
     expect(oneLine(r.stderr)).toContain(`SMTP_TLS_KEY=${missing}`);
   });
 
+  test("only one of SMTP_TLS_KEY / SMTP_TLS_CERT set: exit 1 naming both, not a silent start without STARTTLS", async () => {
+    const dir = serveDir();
+    const r = await runServeOnce("source", dir, { SMTP_TLS_KEY: join(dir, "key.pem") });
+    expect(r.exitCode).toBe(1);
+    expect(oneLine(r.stderr)).toBe("mailgw: SMTP_TLS_KEY is set but SMTP_TLS_CERT is not: set both to offer STARTTLS (or SMTP_TLS_ENABLED=false to run without it)");
+    const cert = await runServeOnce("source", dir, { SMTP_TLS_CERT: join(dir, "cert.pem") });
+    expect(cert.exitCode).toBe(1);
+    expect(oneLine(cert.stderr)).toContain("SMTP_TLS_CERT is set but SMTP_TLS_KEY is not");
+  });
+
   test("SMTP_TLS_REQUIRED=true without a key and certificate: exit 1 naming the variable (it would refuse every MAIL)", async () => {
     const dir = serveDir();
     const r = await runServeOnce("source", dir, { SMTP_TLS_REQUIRED: "true" });
