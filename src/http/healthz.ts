@@ -1,13 +1,14 @@
 /**
  * GET /healthz (open even with STATS_TOKEN, for Docker and load balancers): 200 when the SMTP
- * listener accepts connections, the database answers and the data dir takes a write; 503 with
- * the reason otherwise. A missing relay is a warning, not a failure (SPEC §2: forwards are held).
+ * listener accepts connections, the database answers (and is still the file at DATABASE_URL)
+ * and the data dir takes a write; 503 with the reason otherwise. A missing relay is a warning, not a failure (SPEC §2: forwards are held).
  * Trusts: nothing from the request. The answer names no paths (the endpoint is unauthenticated);
  * the full detail goes to the log when health changes.
  * Failure: each probe's failure becomes its reason; the probes themselves never throw.
  */
 import type { Database } from "bun:sqlite";
 import { randomBytes } from "node:crypto";
+import { statSync } from "node:fs";
 import { unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describeError } from "../errors.ts";
@@ -35,10 +36,27 @@ export interface HealthReport {
   warnings: string[];
 }
 
-export async function checkHealth(db: Database, dataDir: string, status: StatusSource, now: number): Promise<HealthReport> {
+/** The database file the gateway opened: its path and the inode it had then. */
+export interface DatabaseFile {
+  path: string;
+  dev: number;
+  ino: number;
+}
+
+/** Identity of the open database's file, taken right after opening; null if it cannot be read. */
+export function databaseFile(path: string): DatabaseFile | null {
+  try {
+    const st = statSync(path);
+    return { path, dev: st.dev, ino: st.ino };
+  } catch {
+    return null;
+  }
+}
+
+export async function checkHealth(db: Database, dataDir: string, status: StatusSource, now: number, dbFile: DatabaseFile | null = null): Promise<HealthReport> {
   const checks = {
     smtp: checkSmtp(status),
-    database: checkDatabase(db),
+    database: checkDatabase(db, dbFile),
     dataDir: await checkDataDir(dataDir),
   };
   const failed = Object.entries(checks).filter(([, c]) => !c.ok);
@@ -73,12 +91,23 @@ function checkSmtp(status: StatusSource): CheckResult {
   }
 }
 
-function checkDatabase(db: Database): CheckResult {
+function checkDatabase(db: Database, dbFile: DatabaseFile | null): CheckResult {
   try {
     db.query("SELECT COUNT(*) FROM meta").get();
-    return { ok: true };
   } catch (err) {
     return { ok: false, reason: "database query failed", detail: describeError(err) };
+  }
+  if (dbFile === null) return { ok: true };
+  // A deleted (or replaced) database file still answers through the open handle, but every
+  // commit then goes to an unlinked inode: after a restart the accepted messages have no rows
+  // and recovery sets their spool files aside as never acknowledged.
+  try {
+    const st = statSync(dbFile.path);
+    if (st.dev === dbFile.dev && st.ino === dbFile.ino) return { ok: true };
+    return { ok: false, reason: "database file was replaced since start", detail: `${dbFile.path}: not the file opened at start (restart mailgw)` };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return { ok: false, reason: `database file is gone${code ? ` (${code})` : ""}`, detail: `${dbFile.path}: ${describeError(err)}` };
   }
 }
 

@@ -17,7 +17,7 @@ import { CliError, describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { AUTH_CHALLENGES, createTokenChecker } from "./auth.ts";
 import { DeliveryDurationHistogram } from "./delivery-histogram.ts";
-import { checkHealth, publicHealthReport } from "./healthz.ts";
+import { checkHealth, databaseFile, publicHealthReport } from "./healthz.ts";
 import { METRICS_CONTENT_TYPE, renderMetrics, type CounterFloor } from "./metrics.ts";
 import { collectStats } from "./stats-data.ts";
 import { renderStatsPage } from "./stats-page.ts";
@@ -32,7 +32,7 @@ const IDLE_TIMEOUT_SECONDS = 15;
 const STOP_GRACE_MS = 2000;
 
 export interface HttpServerOptions {
-  config: Pick<Config, "http" | "dataDir"> & { smtp: Pick<Config["smtp"], "hostname"> };
+  config: Pick<Config, "http" | "dataDir" | "databasePath"> & { smtp: Pick<Config["smtp"], "hostname"> };
   db: Database;
   logger: Logger;
   status: StatusSource;
@@ -64,6 +64,8 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
   const token = createTokenChecker(config.http.statsToken);
   const histogram = new DeliveryDurationHistogram();
   const counterFloor: CounterFloor = new Map();
+  // The database is open by now: /healthz checks that DATABASE_URL still names this file.
+  const dbFile = databaseFile(config.databasePath);
   let server: Server<undefined> | null = null;
   let lastHealthy: boolean | null = null;
 
@@ -77,7 +79,7 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
       case "/metrics":
         return { status: 200, body: renderMetrics(db, collectStats(db, status, t, config.smtp.hostname), histogram, counterFloor), contentType: METRICS_CONTENT_TYPE };
       case "/healthz": {
-        const report = await checkHealth(db, config.dataDir, status, t);
+        const report = await checkHealth(db, config.dataDir, status, t, dbFile);
         const healthy = report.status === "ok";
         if (healthy !== lastHealthy) {
           const details = Object.entries(report.checks).filter(([, c]) => !c.ok).map(([n, c]) => `${n}: ${c.detail ?? c.reason}`);

@@ -66,6 +66,7 @@ export async function startServer(
     config: {
       http: { host: opts.host ?? "127.0.0.1", port: 0, statsToken: opts.token ?? null },
       dataDir: fx.dataDir,
+      databasePath: join(fx.dataDir, "mail-gateway.db"),
       smtp: { hostname: opts.hostname ?? "mx.test.example" },
     },
     db: fx.db,

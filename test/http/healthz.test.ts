@@ -1,10 +1,11 @@
 /**
  * /healthz: 200 when SMTP listens, the database answers and the data dir takes a write; 503
  * naming the failed check otherwise (data dir removed or replaced by a file, SMTP down, database
- * closed). A missing relay is only a warning. Health changes are logged with the detail.
+ * closed, its file deleted or replaced). A missing relay is only a warning. Health changes are logged with the detail.
  */
 import { afterEach, beforeEach, expect, test } from "bun:test";
-import { readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import type { HealthReport } from "../../src/http/healthz.ts";
 import type { HttpServer } from "../../src/http/server.ts";
 import { createLogger } from "../../src/log/logger.ts";
@@ -81,6 +82,23 @@ test("database unusable → 503", async () => {
   const stats = await get(server, "/stats.json");
   expect(stats.status).toBe(500);
   expect(await stats.text()).toBe("internal error\n");
+});
+
+test("database file deleted or replaced under the open handle → 503 (commits would go to an unlinked inode)", async () => {
+  const file = join(fx.dataDir, "mail-gateway.db");
+  const aside = `${file}.aside`;
+  renameSync(file, aside);
+  const gone = await health();
+  expect(gone.status).toBe(503);
+  expect(gone.body.reason).toBe("database: database file is gone (ENOENT)");
+  copyFileSync(aside, file); // same path, another inode: a restore done while running
+  const replaced = await health();
+  expect(replaced.status).toBe(503);
+  expect(replaced.body.reason).toBe("database: database file was replaced since start");
+  expect(log.join("")).toContain(file); // the path is in the log only
+  rmSync(file);
+  renameSync(aside, file);
+  expect((await health()).status).toBe(200);
 });
 
 test("no relay is a warning, not a failure", async () => {

@@ -5,6 +5,7 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { createConnection } from "node:net";
 import { hostname } from "node:os";
+import { join } from "node:path";
 import { rebindingGuard, type HttpServer } from "../../src/http/server.ts";
 import type { StatsSnapshot } from "../../src/http/stats-data.ts";
 import { dayKey } from "../../src/store/db.ts";
@@ -237,7 +238,7 @@ describe("lifecycle", () => {
     const { silentLogger } = await import("../../src/log/logger.ts");
     const port = Number(new URL(server.url).port);
     const second = createHttpServer({
-      config: { http: { host: "127.0.0.1", port, statsToken: null }, dataDir: fx.dataDir, smtp: { hostname: "x" } },
+      config: { http: { host: "127.0.0.1", port, statsToken: null }, dataDir: fx.dataDir, databasePath: join(fx.dataDir, "mail-gateway.db"), smtp: { hostname: "x" } },
       db: fx.db,
       logger: silentLogger,
       status: fx.status,
