@@ -194,10 +194,24 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
   };
 }
 
+/**
+ * How to fix the common bind failures. EACCES on port 25 is what an admin sees after setting
+ * SMTP_PORT=25 in the env file without re-running `systemd install` (the unit then has no
+ * CAP_NET_BIND_SERVICE); a bare errno in a restart loop does not say that.
+ */
+function listenHint(code: string | undefined, port: number): string {
+  if (code === "EACCES" && port > 0 && port < 1024) {
+    return ` (a port below 1024 needs CAP_NET_BIND_SERVICE: run \`mailgw systemd install\` again after changing SMTP_PORT, or keep 2525 behind nginx or a 25→2525 redirect)`;
+  }
+  if (code === "EADDRINUSE") return " (another process listens there: stop it or choose another SMTP_PORT)";
+  if (code === "EADDRNOTAVAIL") return " (SMTP_HOST is not an address of this machine)";
+  return "";
+}
+
 function listen(server: import("node:net").Server, host: string, port: number, started: () => void): Promise<{ host: string; port: number }> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {
-      reject(new CliError(`cannot listen on SMTP_HOST=${host} SMTP_PORT=${port}: ${err.code ?? err.message}`));
+      reject(new CliError(`cannot listen on SMTP_HOST=${host} SMTP_PORT=${port}: ${err.code ?? err.message}${listenHint(err.code, port)}`));
     };
     server.once("error", onError);
     server.listen({ host, port }, () => {

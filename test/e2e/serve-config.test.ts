@@ -4,9 +4,10 @@
  * a missing rules file, a port already in use, a missing --env-file. Run from source.
  */
 import { describe, expect, test } from "bun:test";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
+import { copyBinaryToTemp, findTool, runBinary } from "../packaging/binary.ts";
 import { runServeOnce, serveDir } from "../smtp/serve-process.ts";
 
 function oneLine(stderr: string): string {
@@ -67,6 +68,30 @@ describe("mailgw serve refuses bad configuration with exit 1 and one line", () =
     const r = await runServeOnce("source", dir, { SMTP_TLS_REQUIRED: "true" });
     expect(r.exitCode).toBe(1);
     expect(oneLine(r.stderr)).toContain("SMTP_TLS_REQUIRED=true needs STARTTLS");
+  });
+
+  test("SMTP_PORT=25 without the capability (env file edited, install not re-run): the line says how to fix it", async () => {
+    const setpriv = findTool("setpriv");
+    if (!setpriv || process.getuid?.() !== 0) {
+      console.warn("skip: needs setpriv (util-linux) and a root test run to drop to uid 65534");
+      return;
+    }
+    const dir = serveDir();
+    chmodSync(dir, 0o777); // the unprivileged user creates ./data there
+    const binary = copyBinaryToTemp();
+    try {
+      const wrapper = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"];
+      const env = { SMTP_HOST: "127.0.0.1", SMTP_PORT: "25", HTTP_PORT: "0", LOG_FORMAT: "json" };
+      const r = await runBinary(binary.bin, ["serve"], { cwd: dir, env, wrapper, timeoutMs: 15_000 });
+      expect(r.exitCode).toBe(1);
+      expect(oneLine(r.stderr)).toBe(
+        "mailgw: cannot listen on SMTP_HOST=127.0.0.1 SMTP_PORT=25: EACCES (a port below 1024 needs CAP_NET_BIND_SERVICE: " +
+          "run `mailgw systemd install` again after changing SMTP_PORT, or keep 2525 behind nginx or a 25→2525 redirect)",
+      );
+    } finally {
+      binary.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("missing rules file, port in use, missing --env-file", async () => {
