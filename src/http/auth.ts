@@ -11,7 +11,12 @@ import { createHash, timingSafeEqual } from "node:crypto";
 /** Longer Authorization headers are refused before hashing: stops hashing megabytes per request. */
 const MAX_AUTHORIZATION_BYTES = 4096;
 
-export const AUTH_CHALLENGES = ['Bearer realm="mailgw"', 'Basic realm="mailgw", charset="UTF-8"'] as const;
+/**
+ * Basic first: Bun joins the challenges into ONE WWW-Authenticate line, and browsers (Chromium,
+ * Firefox) read only the first scheme of a line. With Bearer first they saw no scheme they
+ * know and showed the bare 401 instead of a login prompt.
+ */
+export const AUTH_CHALLENGES = ['Basic realm="mailgw", charset="UTF-8"', 'Bearer realm="mailgw"'] as const;
 
 export interface TokenChecker {
   /** True when no token is configured or the request carries the right one. */
