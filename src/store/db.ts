@@ -8,7 +8,7 @@
  * Failure: an unopenable file or a failed migration throws a CliError naming the file.
  */
 import { Database } from "bun:sqlite";
-import { mkdirSync } from "node:fs";
+import { accessSync, constants, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { CliError, describeError } from "../errors.ts";
 import { MIGRATIONS } from "./migrations.ts";
@@ -18,6 +18,7 @@ const BUSY_TIMEOUT_MS = 5000;
 
 export function openDatabase(path: string, opts: { readonly?: boolean } = {}): Database {
   let db: Database;
+  if (!opts.readonly) requireWritable(path);
   try {
     if (!opts.readonly) mkdirSync(dirname(path), { recursive: true });
     db = new Database(path, opts.readonly ? { readonly: true } : { create: true, readwrite: true, strict: true });
@@ -38,6 +39,28 @@ export function openDatabase(path: string, opts: { readonly?: boolean } = {}): D
   }
   migrate(db, path);
   return db;
+}
+
+/**
+ * SQLite opens a file this user may not write read-only, without a word, and the first write
+ * then fails deep in start-up as a bare "attempt to write a readonly database". The usual cause
+ * is a restored backup (or a -wal/-shm left by `sudo sqlite3`) owned by root.
+ */
+function requireWritable(path: string): void {
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    try {
+      accessSync(file, constants.W_OK);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // Only an ownership/permission problem has this fix; anything else (no such file, a path
+      // through a non-directory) is left to the open below, which names it.
+      if (code !== "EACCES" && code !== "EPERM") continue;
+      throw new CliError(
+        `database file ${file} (DATABASE_URL) is not writable by this user (${code}): ` +
+          `give it to the user mailgw runs as, e.g. chown --reference=${dirname(path)} ${file}`,
+      );
+    }
+  }
 }
 
 export function schemaVersion(db: Database): number {

@@ -4,7 +4,8 @@
  * a missing rules file, a port already in use, a missing --env-file. Run from source.
  */
 import { describe, expect, test } from "bun:test";
-import { chmodSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { Database } from "bun:sqlite";
+import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { copyBinaryToTemp, findTool, runBinary } from "../packaging/binary.ts";
@@ -87,6 +88,37 @@ describe("mailgw serve refuses bad configuration with exit 1 and one line", () =
       expect(oneLine(r.stderr)).toBe(
         "mailgw: cannot listen on SMTP_HOST=127.0.0.1 SMTP_PORT=25: EACCES (a port below 1024 needs CAP_NET_BIND_SERVICE: " +
           "run `mailgw systemd install` again after changing SMTP_PORT, or keep 2525 behind nginx or a 25→2525 redirect)",
+      );
+    } finally {
+      binary.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a restored database owned by root (README: Backups): exit 1 naming the file and the fix, not a bare SQLite error", async () => {
+    const setpriv = findTool("setpriv");
+    if (!setpriv || process.getuid?.() !== 0) {
+      console.warn("skip: needs setpriv (util-linux) and a root test run to drop to uid 65534");
+      return;
+    }
+    const dir = serveDir();
+    chmodSync(dir, 0o777);
+    const binary = copyBinaryToTemp();
+    try {
+      const wrapper = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"];
+      const env = { SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", HTTP_PORT: "0", LOG_FORMAT: "json" };
+      const data = join(dir, "data");
+      // The service user's data dir holding root's copy of the database (sqlite3 .backup, then cp).
+      mkdirSync(data);
+      chownSync(data, 65534, 65534);
+      const db = new Database(join(data, "mail-gateway.db"));
+      db.exec("PRAGMA journal_mode = WAL; CREATE TABLE t (x)");
+      db.close();
+      const r = await runBinary(binary.bin, ["serve"], { cwd: dir, env, wrapper, timeoutMs: 15_000 });
+      expect(r.exitCode).toBe(1);
+      expect(oneLine(r.stderr)).toBe(
+        `mailgw: database file ${join(data, "mail-gateway.db")} (DATABASE_URL) is not writable by this user (EACCES): ` +
+          `give it to the user mailgw runs as, e.g. chown --reference=${data} ${join(data, "mail-gateway.db")}`,
       );
     } finally {
       binary.cleanup();
