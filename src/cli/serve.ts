@@ -42,6 +42,7 @@ export default defineCommand({
     };
     const config = loadConfig(loadOptions);
     const logger = createLogger(config.log);
+    for (const warning of config.warnings) logger.warn(warning);
     // Signal handlers go in before start-up begins (see serve/signals.ts).
     await runUntilSignalled(startGateway({ config, logger, reloadConfig: () => loadConfig(loadOptions) }), logger);
     setTimeout(() => process.exit(0), EXIT_FALLBACK_MS).unref();

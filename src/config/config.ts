@@ -14,6 +14,7 @@ import { isAbsolute, join, resolve } from "node:path";
 import { CliError } from "../errors.ts";
 import { VARIABLES, VARIABLE_NAMES } from "./variables.ts";
 import { parseCidrList, parseDotenv } from "./parse-values.ts";
+import { unknownVariableWarnings } from "./unknown-variables.ts";
 
 export type RelaySecurity = "starttls" | "tls" | "none";
 export type LogFormat = "text" | "json";
@@ -58,6 +59,8 @@ export interface Config {
   log: { level: LogLevel; format: LogFormat };
   queue: { maxAgeHours: number; retryBaseSeconds: number };
   webhookSecret: string | null;
+  /** Settings that were ignored (unknown names, e.g. a typo); `serve` logs them at start. */
+  warnings: string[];
 }
 
 export interface LoadOptions {
@@ -81,7 +84,7 @@ export function resolveRawValues(opts: LoadOptions = {}): Map<string, string> {
 }
 
 /** The raw values, and which variables were given (flag, environment or .env), not defaulted. */
-function resolveSettings(opts: LoadOptions): { raw: Map<string, string>; given: Set<string> } {
+function resolveSettings(opts: LoadOptions): { raw: Map<string, string>; given: Set<string>; warnings: string[] } {
   const cwd = opts.cwd ?? process.cwd();
   const env = opts.env ?? process.env;
   const envFile = opts.envFile ?? resolve(cwd, ".env");
@@ -96,12 +99,13 @@ function resolveSettings(opts: LoadOptions): { raw: Map<string, string>; given: 
     if (value !== undefined) given.add(v.name);
     raw.set(v.name, (value ?? v.default).trim());
   }
-  return { raw, given };
+  const warnings = unknownVariableWarnings(env, dotenv.size > 0 ? { path: envFile, keys: dotenv.keys() } : null);
+  return { raw, given, warnings };
 }
 
 export function loadConfig(opts: LoadOptions = {}): Config {
   const cwd = opts.cwd ?? process.cwd();
-  const { raw, given } = resolveSettings(opts);
+  const { raw, given, warnings } = resolveSettings(opts);
   const get = (name: string): string => raw.get(name) ?? "";
   const path = (name: string): string => resolvePath(cwd, get(name), name);
   const keyPath = get("SMTP_TLS_KEY") ? path("SMTP_TLS_KEY") : null;
@@ -153,6 +157,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       retryBaseSeconds: number(get, "QUEUE_RETRY_BASE_SECONDS", 0.001, 86400),
     },
     webhookSecret: get("WEBHOOK_SECRET") || null,
+    warnings,
   };
 }
 

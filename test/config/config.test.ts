@@ -134,6 +134,24 @@ describe("loadConfig", () => {
     expect(loadConfig({ env: { DATABASE_URL: "file:/var/lib/mailgw/x.db" }, cwd }).databasePath).toBe("/var/lib/mailgw/x.db");
     expect(loadConfig({ env: { DATABASE_URL: "./y.db" }, cwd }).databasePath).toBe(join(cwd, "y.db"));
   });
+
+  test("unknown variables are reported, with the known name they are a typo of", () => {
+    const cwd = emptyDir();
+    writeFileSync(join(cwd, ".env"), "SMTP_TLS_CRT=/etc/cert.pem\nsmtp_port=25\nMY_NOTE=x\nSMTP_PORT=2526\nTZ=UTC\nNODE_EXTRA_CA_CERTS=/etc/ca.pem\n");
+    const env = { RELAY_SMTP_PASSWORD: "pw", HTTP_PROXY: "http://proxy:3128", LOG_DIR: "/var/log", HOME: "/root", RELAY_SMTP_HSOT: "h", SMTP_BANNER: "hi" };
+    const c = loadConfig({ env, cwd });
+    const envFile = join(cwd, ".env");
+    expect(c.warnings).toEqual([
+      `${envFile}: unknown variable SMTP_TLS_CRT (did you mean SMTP_TLS_CERT?); it is ignored`,
+      `${envFile}: unknown variable smtp_port (did you mean SMTP_PORT?); it is ignored`,
+      `${envFile}: unknown variable MY_NOTE; it is ignored`,
+      "environment: unknown variable RELAY_SMTP_PASSWORD; it is ignored",
+      "environment: unknown variable RELAY_SMTP_HSOT (did you mean RELAY_SMTP_HOST?); it is ignored",
+      "environment: unknown variable SMTP_BANNER; it is ignored",
+    ]);
+    // Other programs' variables in the environment are not ours to judge.
+    expect(loadConfig({ env: { HTTP_PROXY: "x", LOG_DIR: "y", PATH: "/bin", DEBUG: "1" }, cwd: emptyDir() }).warnings).toEqual([]);
+  });
 });
 
 describe("value parsers", () => {

@@ -9,7 +9,7 @@ import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync, writeFileSync } 
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { copyBinaryToTemp, findTool, runBinary } from "../packaging/binary.ts";
-import { runServeOnce, serveDir } from "../smtp/serve-process.ts";
+import { runServeOnce, serveDir, startServe } from "../smtp/serve-process.ts";
 
 function oneLine(stderr: string): string {
   const lines = stderr.trim().split("\n");
@@ -144,5 +144,23 @@ describe("mailgw serve refuses bad configuration with exit 1 and one line", () =
     expect(envFile.exitCode).toBe(1);
     expect(oneLine(envFile.stderr)).toContain("absent.env");
     rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe("mailgw serve warns about settings it does not know", () => {
+  test("a misspelt variable in .env is named at start, with the name it is a typo of", async () => {
+    const dir = serveDir();
+    writeFileSync(join(dir, ".env"), "SMTP_TLS_CRT=/etc/ssl/cert.pem\n");
+    const serve = await startServe("source", dir, { RELAY_SMTP_HSOT: "smtp.example.net" });
+    try {
+      const fileWarning = await serve.waitForLog((l) => String(l.msg).includes("SMTP_TLS_CRT"));
+      expect(fileWarning.msg).toBe(`${join(dir, ".env")}: unknown variable SMTP_TLS_CRT (did you mean SMTP_TLS_CERT?); it is ignored`);
+      expect(fileWarning.level).toBe("warn");
+      const envWarning = await serve.waitForLog((l) => String(l.msg).includes("RELAY_SMTP_HSOT"));
+      expect(envWarning.msg).toBe("environment: unknown variable RELAY_SMTP_HSOT (did you mean RELAY_SMTP_HOST?); it is ignored");
+    } finally {
+      expect(await serve.stop()).toBe(0);
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
