@@ -33,6 +33,7 @@ import type { Database } from "bun:sqlite";
 import { unlink } from "node:fs/promises";
 import { bumpCounterBatch } from "../store/counters.ts";
 import { readIntakeMarks, type IntakeMarks } from "../store/intake-marks.ts";
+import { databaseFile, databaseFileProblem, type DatabaseFile } from "../store/db-file.ts";
 import { insertIntakeGroup, intakeCounterIncrements, releaseIntakeDeliveries, type IntakeRowItem } from "../store/intake-rows.ts";
 import { deleteMessages, type MessageRow, type NewDelivery } from "../store/messages.ts";
 import type { IncomingFile, SpoolJob } from "../spool/incoming-file.ts";
@@ -102,13 +103,17 @@ export class Intake {
   private flushCoversWal = false;
   /** Read from the database at the first group (after recovery has settled them). */
   private marks: IntakeMarks | null = null;
+  /** The database file as opened: rows are not committed into it once deleted or replaced. */
+  private readonly dbFile: DatabaseFile | null;
   readonly stats: IntakeStats = { groups: 0, committed: 0, largestGroup: 0, dirSyncMs: 0, sqliteMs: 0, walSyncMs: 0, flushMs: 0 };
 
   constructor(
     private readonly db: Database,
     private readonly spool: Spool,
     private readonly wal: WalSync = new WalSync(db),
-  ) {}
+  ) {
+    this.dbFile = databaseFile(db.filename);
+  }
 
   /**
    * From now on, spool files are written and made durable per group by `flusher` (see
@@ -220,6 +225,8 @@ export class Intake {
     const t0 = performance.now();
     let seq = 0;
     try {
+      const problem = this.dbFile === null ? null : databaseFileProblem(this.dbFile);
+      if (problem !== null) throw new Error(problem.detail);
       this.wal.commitUnsynced(() => void (seq = insertIntakeGroup(this.db, items, marks)));
       marks.lastSeq = seq;
     } catch (err) {

@@ -8,10 +8,10 @@
  */
 import type { Database } from "bun:sqlite";
 import { randomBytes } from "node:crypto";
-import { statSync } from "node:fs";
 import { unlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describeError } from "../errors.ts";
+import { databaseFileProblem, type DatabaseFile } from "../store/db-file.ts";
 import { VERSION_STRING } from "../version.ts";
 import type { StatusSource } from "./status-source.ts";
 import { RELAY_MISSING_WARNING } from "./stats-data.ts";
@@ -34,23 +34,6 @@ export interface HealthReport {
   uptimeSeconds: number;
   checks: { smtp: CheckResult; database: CheckResult; dataDir: CheckResult };
   warnings: string[];
-}
-
-/** The database file the gateway opened: its path and the inode it had then. */
-export interface DatabaseFile {
-  path: string;
-  dev: number;
-  ino: number;
-}
-
-/** Identity of the open database's file, taken right after opening; null if it cannot be read. */
-export function databaseFile(path: string): DatabaseFile | null {
-  try {
-    const st = statSync(path);
-    return { path, dev: st.dev, ino: st.ino };
-  } catch {
-    return null;
-  }
 }
 
 export async function checkHealth(db: Database, dataDir: string, status: StatusSource, now: number, dbFile: DatabaseFile | null = null): Promise<HealthReport> {
@@ -97,18 +80,8 @@ function checkDatabase(db: Database, dbFile: DatabaseFile | null): CheckResult {
   } catch (err) {
     return { ok: false, reason: "database query failed", detail: describeError(err) };
   }
-  if (dbFile === null) return { ok: true };
-  // A deleted (or replaced) database file still answers through the open handle, but every
-  // commit then goes to an unlinked inode: after a restart the accepted messages have no rows
-  // and recovery sets their spool files aside as never acknowledged.
-  try {
-    const st = statSync(dbFile.path);
-    if (st.dev === dbFile.dev && st.ino === dbFile.ino) return { ok: true };
-    return { ok: false, reason: "database file was replaced since start", detail: `${dbFile.path}: not the file opened at start (restart mailgw)` };
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    return { ok: false, reason: `database file is gone${code ? ` (${code})` : ""}`, detail: `${dbFile.path}: ${describeError(err)}` };
-  }
+  const problem = dbFile === null ? null : databaseFileProblem(dbFile);
+  return problem === null ? { ok: true } : { ok: false, ...problem };
 }
 
 async function checkDataDir(dataDir: string): Promise<CheckResult> {

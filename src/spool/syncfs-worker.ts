@@ -29,6 +29,7 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, unli
 import { dirname } from "node:path";
 import { loadLibcFunction } from "../libc.ts";
 import { openDatabase } from "../store/db.ts";
+import { databaseFile, databaseFileProblem, type DatabaseFile } from "../store/db-file.ts";
 import { readIntakeMarks, type IntakeMarks } from "../store/intake-marks.ts";
 import { insertIntakeGroup, releaseIntakeDeliveries, type IntakeRowItem } from "../store/intake-rows.ts";
 import type { SpoolJob } from "./incoming-file.ts";
@@ -65,6 +66,7 @@ function loadSyncfs(): Syncfs {
 let fd = -1;
 let lib: Syncfs | null = null;
 let db: Database | null = null;
+let dbFile: DatabaseFile | null = null;
 let walFsync: string | null = null;
 /** Read at the first group: recovery (main thread) has settled them before this thread started. */
 let marks: IntakeMarks | null = null;
@@ -113,6 +115,7 @@ function openRowsDatabase(database: WriterDatabase | undefined): { rows: boolean
   if (!database) return { rows: false, rowsReason: "no database given" };
   try {
     db = openDatabase(database.path);
+    dbFile = databaseFile(database.path);
     // Never durable by itself: the syncfs (and walFsync) after each batch is what makes it so.
     db.exec("PRAGMA synchronous = NORMAL");
     walFsync = database.walFsync;
@@ -127,6 +130,9 @@ function openRowsDatabase(database: WriterDatabase | undefined): { rows: boolean
 function commitRows(items: IntakeRowItem[]): string | null {
   try {
     if (db === null) throw new Error("the writer thread has no database");
+    // Rows committed into a deleted or replaced file would be gone at the next start: 451.
+    const problem = dbFile === null ? null : databaseFileProblem(dbFile);
+    if (problem !== null) throw new Error(problem.detail);
     const conn = db;
     const m = (marks ??= readIntakeMarks(conn));
     const seq = conn.transaction(() => insertIntakeGroup(conn, items, m)).immediate();

@@ -67,3 +67,23 @@ test("writer thread gone: prepared messages fail, later ones are stored by the i
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test("without the writer thread: a database file deleted under the intake → the message is refused, its file removed", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "intake-fallback-"));
+  const dbPath = join(dir, "mailgw.db");
+  const db = openDatabase(dbPath);
+  const spool = new Spool(dir);
+  await spool.ensureDirs();
+  const intake = new Intake(db, spool);
+  try {
+    for (const suffix of ["", "-wal", "-shm"]) await rm(`${dbPath}${suffix}`, { force: true });
+    const file = await IncomingFile.create(spool, newMessageId(), Date.now(), 1 << 20);
+    file.write(new TextEncoder().encode("after the database was deleted\r\n"));
+    await file.end();
+    await expect(intake.commit({ row: row(file.id, file.size), file, deliveries: [] })).rejects.toThrow(`database ${dbPath} was deleted since mailgw opened it`);
+    expect(existsSync(spool.pathOf(file.id))).toBe(false);
+  } finally {
+    db.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
