@@ -47,7 +47,6 @@ ENV SMTP_HOST=0.0.0.0 \
     RATE_LIMIT_MAX=200 \
     RATE_LIMIT_WINDOW_MS=60000 \
     MAX_MESSAGE_SIZE_MB=25 \
-    DATABASE_URL=file:/app/data/mail-gateway.db \
     DATA_DIR=/app/data \
     ARCHIVE_MAX_AGE_DAYS=0 \
     RULES_FILE=/app/rules.yaml \
