@@ -5,6 +5,7 @@
  * config itself is what failed). An option or argument the command does not define is
  * refused (exit 1) before it runs, instead of being ignored (see argv.ts).
  */
+import { resolve } from "node:path";
 import { debugRequested } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
 import { unexpectedArgument } from "./argv.ts";
@@ -46,7 +47,9 @@ export function cliAction<A>(run: (args: A, rawArgs: readonly string[]) => Promi
       const code = await run(context.args, rawArgs);
       if (typeof code === "number" && code !== 0) exitWith(code);
     } catch (err) {
-      const debug = debugRequested();
+      // LOG_LEVEL=debug may come from the --env-file the command was given, too.
+      const envFile = (context.args as { "env-file"?: unknown } | undefined)?.["env-file"];
+      const debug = debugRequested(typeof envFile === "string" ? { envFile: resolve(envFile) } : {});
       process.stderr.write(`mailgw: ${describeError(err)}\n`);
       if (debug && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
       exitWith(err instanceof CliError ? err.exitCode : 1);

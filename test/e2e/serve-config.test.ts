@@ -147,6 +147,16 @@ describe("mailgw serve refuses bad configuration with exit 1 and one line", () =
   });
 });
 
+test("LOG_LEVEL=debug in the --env-file shows the stack trace of a start-up error", async () => {
+  const dir = serveDir();
+  writeFileSync(join(dir, "debug.env"), "LOG_LEVEL=debug\nRATE_LIMIT_MAX=lots\n");
+  const r = await runServeOnce("source", dir, {}, ["--env-file", "debug.env"]);
+  expect(r.exitCode).toBe(1);
+  expect(r.stderr.split("\n")[0]).toContain("RATE_LIMIT_MAX=lots");
+  expect(r.stderr).toContain("    at ");
+  rmSync(dir, { recursive: true, force: true });
+});
+
 describe("mailgw serve warns about settings it does not know", () => {
   test("a misspelt variable in .env is named at start, with the name it is a typo of", async () => {
     const dir = serveDir();
