@@ -258,6 +258,9 @@ function refuseIgnoredPortFlags(opts: SystemdOptions, env: ReturnType<typeof ser
   }
 }
 
+/** Where systemd keeps the state of a DynamicUser service (STATE_DIR is then a link to it). */
+const PRIVATE_STATE_DIR = "/var/lib/private/mailgw";
+
 export function uninstallSystemd(opts: SystemdOptions): SystemdReport {
   requireRoot(opts, "uninstall");
   const report: SystemdReport = { written: [], kept: [], removed: [], warnings: [], nextSteps: [] };
@@ -278,7 +281,8 @@ export function uninstallSystemd(opts: SystemdOptions): SystemdReport {
     const reload = opts.runSystemctl(["daemon-reload"]);
     if (!reload.ok) report.warnings.push(`systemctl daemon-reload failed (${reload.detail})`);
   }
-  report.kept.push(target(opts, CONFIG_DIR), target(opts, STATE_DIR));
+  // With DynamicUser the state lives in /var/lib/private/mailgw (/var/lib/mailgw links to it).
+  for (const dir of [CONFIG_DIR, STATE_DIR, PRIVATE_STATE_DIR]) if (existsSync(target(opts, dir))) report.kept.push(target(opts, dir));
   report.nextSteps.push(`settings and data are kept; delete ${CONFIG_DIR} and /var/lib/mailgw (or /var/lib/private/mailgw) yourself if you no longer need them`);
   return report;
 }

@@ -131,8 +131,8 @@ export function renderEnvTemplate(active: ReadonlyMap<string, string>, version: 
     "",
   ];
   for (const v of VARIABLES) {
-    const flags = [v.secret ? "secret" : "", v.planned ? "planned" : ""].filter(Boolean).join(", ");
-    lines.push(`# ${v.help}${flags ? ` [${flags}]` : ""}`);
+    // A planned variable's help already says "(planned)".
+    lines.push(`# ${v.help}${v.secret ? " [secret]" : ""}`);
     const value = active.get(v.name);
     if (value !== undefined) lines.push(`${v.name}=${value}`);
     else lines.push(`#${v.name}=${v.default}`);

@@ -186,6 +186,9 @@ describe("systemd install --root", () => {
     expect(run.exitCode).toBe(0);
     expect(existsSync(join(root, "etc/systemd/system/mailgw.service"))).toBe(false);
     expect(existsSync(join(root, "etc/mailgw/mailgw.env"))).toBe(true);
+    // Only what is there is reported as kept (no state directory was ever created below --root).
+    const kept = run.stdout.split("\n").filter((l) => l.startsWith("kept"));
+    expect(kept).toEqual([`kept    ${join(root, "etc/mailgw")} (exists; not changed)`]);
   });
 
   test("systemd-analyze verify accepts the unit", async () => {
