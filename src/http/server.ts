@@ -215,7 +215,7 @@ export function rebindingGuard(bindHost: string, tokenRequired: boolean, ownName
 /** The warning logged at start when the stats are reachable from the network without a token. */
 export function exposureWarning(host: string, tokenRequired: boolean): string | null {
   if (tokenRequired || isLoopback(host)) return null;
-  return "stats page, stats.json and metrics are open to the network: set STATS_TOKEN or bind HTTP_HOST to 127.0.0.1";
+  return "stats page, stats.json and metrics are open to the network: set STATS_TOKEN, or bind HTTP_HOST to 127.0.0.1 (in a container, which needs 0.0.0.0: publish the port on the host's loopback only, e.g. -p 127.0.0.1:3000:3000)";
 }
 
 /** 127.0.0.0/8, ::1 and localhost: addresses only this machine can reach. */
