@@ -22,6 +22,15 @@ const NAMED_ENTITIES: Record<string, string> = {
   times: "×", divide: "÷", shy: "", zwnj: "", zwj: "", ensp: " ", emsp: " ", thinsp: " ",
 };
 
+/**
+ * Own entries only: a plain lookup would find Object.prototype's members, and `&constructor;`
+ * in a message would throw here and cost the message its body and attachment facts (rules on
+ * them evaded).
+ */
+function namedEntity(name: string): string | null {
+  return Object.hasOwn(NAMED_ENTITIES, name) ? (NAMED_ENTITIES[name] as string) : null;
+}
+
 /** Longest entity worth looking at: `&#x10FFFF;` and the named ones above fit. */
 const MAX_ENTITY_CHARS = 12;
 
@@ -33,8 +42,8 @@ function decodeEntity(html: string, at: number): { text: string; end: number } |
   if (/^#[0-9]{1,7}$/.test(name)) code = Number.parseInt(name.slice(1), 10);
   else if (/^#[xX][0-9a-fA-F]{1,6}$/.test(name)) code = Number.parseInt(name.slice(2), 16);
   else {
-    const named = NAMED_ENTITIES[name.toLowerCase()];
-    return named === undefined ? null : { text: named, end: semi + 1 };
+    const named = namedEntity(name.toLowerCase());
+    return named === null ? null : { text: named, end: semi + 1 };
   }
   const valid = code > 0 && code <= 0x10ffff && (code < 0xd800 || code > 0xdfff);
   return { text: valid ? String.fromCodePoint(code) : "\ufffd", end: semi + 1 };

@@ -54,6 +54,7 @@ describe("htmlToText", () => {
     ["<script>var x = '<p>no</p>';</script>yes", "yes"],
     ["<style>p{}</style><!-- c -->text", "text"],
     ["&amp; &lt;tag&gt; &#x41;&#66; &nbsp;&unknown; &#0;", "& <tag> AB &unknown; \ufffd"],
+    ["&constructor; &toString; &__proto__; &hasOwnProperty; ok", "&constructor; &toString; &__proto__; &hasOwnProperty; ok"],
     ["<td>a</td><td>b</td>", "a b"],
     ["keep < this", "keep"],
     ["<a <!-- <script", ""],

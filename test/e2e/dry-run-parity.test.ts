@@ -1,0 +1,89 @@
+/**
+ * `mailgw test` (dry run) against the real `mailgw serve`, both from the compiled executable:
+ * the same message with the same envelope gets the same decision, and the dry run shows the
+ * facts serve classified on. Each case sends a message over SMTP, reads serve's decision from
+ * its database, and runs `mailgw test` on the same bytes with the same rules file.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { RawClient, greet } from "../smtp/helpers.ts";
+import { cleanupBinary, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { BARE_PATH, copyBinaryToTemp, runBinary, type CopiedBinary } from "../packaging/binary.ts";
+
+const RULES = `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - { name: no-viagra, priority: 30, action: reject, conditions: [{ field: body, operator: contains, value: viagra }] }
+  - { name: no-exe, priority: 20, action: reject, conditions: [{ field: attachment, operator: ends_with, value: .exe }] }
+`;
+
+let serve: ServeProcess;
+let binary: CopiedBinary;
+
+beforeAll(async () => {
+  const dir = serveDir();
+  writeFileSync(join(dir, "rules.yaml"), RULES);
+  serve = await startServe("binary", dir);
+  binary = copyBinaryToTemp();
+}, 60_000);
+
+afterAll(async () => {
+  await serve?.stop();
+  binary?.cleanup();
+  cleanupBinary();
+});
+
+interface Served {
+  reply: string;
+  rule: string | null;
+}
+
+/** Sends `message` (CRLF lines) from a@sender.example to b@company.com; serve's reply and recorded rule. */
+async function sendToServe(message: string): Promise<Served> {
+  const c = await RawClient.connect(serve.smtpPort, "127.0.0.1");
+  await greet(c);
+  await c.cmd("MAIL FROM:<a@sender.example>");
+  await c.cmd("RCPT TO:<b@company.com>");
+  await c.cmd("DATA");
+  const reply = await c.cmd(`${message.replace(/\r\n\./g, "\r\n..")}\r\n.`);
+  c.end();
+  const db = new Database(join(serve.dir, "data", "mail-gateway.db"), { readonly: true });
+  try {
+    const row = db.query<{ rule: string | null }, []>("SELECT rule FROM messages ORDER BY received_at DESC, rowid DESC LIMIT 1").get();
+    return { reply, rule: row?.rule ?? null };
+  } finally {
+    db.close();
+  }
+}
+
+/** `mailgw test` on the same bytes and envelope; its JSON output. */
+async function dryRun(message: string, extra: string[] = []) {
+  const file = join(serve.dir, "dry-run.eml");
+  writeFileSync(file, message);
+  const args = ["test", file, "--rules", "rules.yaml", "--from", "a@sender.example", "--to", "b@company.com", "--helo", "client.example", "--json", ...extra];
+  const out = await runBinary(binary.bin, args, { cwd: serve.dir, env: { PATH: BARE_PATH, SMTP_HOSTNAME: "mx.test" } });
+  expect({ exit: out.exitCode, stderr: out.stderr }).toEqual({ exit: 0, stderr: "" });
+  return JSON.parse(out.stdout);
+}
+
+const lines = (...l: string[]): string => `${l.join("\r\n")}\r\n`;
+
+describe("mailgw test decides as serve does", () => {
+  test("an HTML entity named like an Object member (&constructor;) costs no body or attachment facts", async () => {
+    const message = lines(
+      "From: a@sender.example", "To: b@company.com", "Subject: offer", "Content-Type: multipart/mixed; boundary=b", "",
+      "--b", "Content-Type: text/html", "", "<p>cheap viagra &constructor; &toString;</p>",
+      "--b", "Content-Type: application/octet-stream", 'Content-Disposition: attachment; filename="x.exe"', "", "TVo=",
+      "--b--",
+    );
+    const served = await sendToServe(message);
+    expect(served.reply).toStartWith("550 5.7.1");
+    expect(served.rule).toBe("no-viagra");
+    const dry = await dryRun(message);
+    expect(dry.decision.rule).toBe("no-viagra");
+    expect(dry.facts.parseError).toBeNull();
+    expect(dry.facts.attachments).toEqual(["x.exe"]);
+  }, 30_000);
+});
