@@ -20,7 +20,23 @@ const NAMED_ENTITIES: Record<string, string> = {
   hellip: "…", mdash: "—", ndash: "–", lsquo: "‘", rsquo: "’", ldquo: "“", rdquo: "”", bull: "•",
   middot: "·", euro: "€", pound: "£", yen: "¥", cent: "¢", laquo: "«", raquo: "»", deg: "°",
   times: "×", divide: "÷", shy: "", zwnj: "", zwj: "", ensp: " ", emsp: " ", thinsp: " ",
+  OElig: "Œ", oelig: "œ", Scaron: "Š", scaron: "š", Yuml: "Ÿ", sbquo: "‚", bdquo: "„",
 };
+
+/**
+ * The HTML 4 Latin-1 entities, U+00A0 to U+00FF in order. Mail clients and newsletter tools
+ * write accented letters this way (`f&uuml;r`, `caf&eacute;`); a `body` rule written in plain
+ * text must still match them.
+ */
+const LATIN1_ENTITY_NAMES = (
+  "nbsp iexcl cent pound curren yen brvbar sect uml copy ordf laquo not shy reg macr " +
+  "deg plusmn sup2 sup3 acute micro para middot cedil sup1 ordm raquo frac14 frac12 frac34 iquest " +
+  "Agrave Aacute Acirc Atilde Auml Aring AElig Ccedil Egrave Eacute Ecirc Euml Igrave Iacute Icirc Iuml " +
+  "ETH Ntilde Ograve Oacute Ocirc Otilde Ouml times Oslash Ugrave Uacute Ucirc Uuml Yacute THORN szlig " +
+  "agrave aacute acirc atilde auml aring aelig ccedil egrave eacute ecirc euml igrave iacute icirc iuml " +
+  "eth ntilde ograve oacute ocirc otilde ouml divide oslash ugrave uacute ucirc uuml yacute thorn yuml"
+).split(" ");
+LATIN1_ENTITY_NAMES.forEach((name, i) => (NAMED_ENTITIES[name] ??= String.fromCharCode(0xa0 + i)));
 
 /**
  * Own entries only: a plain lookup would find Object.prototype's members, and `&constructor;`
@@ -42,7 +58,8 @@ function decodeEntity(html: string, at: number): { text: string; end: number } |
   if (/^#[0-9]{1,7}$/.test(name)) code = Number.parseInt(name.slice(1), 10);
   else if (/^#[xX][0-9a-fA-F]{1,6}$/.test(name)) code = Number.parseInt(name.slice(2), 16);
   else {
-    const named = namedEntity(name.toLowerCase());
+    // Names are case-sensitive (&Auml; is not &auml;); &AMP;, &NBSP;... are accepted too.
+    const named = namedEntity(name) ?? namedEntity(name.toLowerCase());
     return named === null ? null : { text: named, end: semi + 1 };
   }
   const valid = code > 0 && code <= 0x10ffff && (code < 0xd800 || code > 0xdfff);

@@ -17,6 +17,7 @@ default: { action: archive, category: default }
 rules:
   - { name: no-viagra, priority: 30, action: reject, conditions: [{ field: body, operator: contains, value: viagra }] }
   - { name: no-exe, priority: 20, action: reject, conditions: [{ field: attachment, operator: ends_with, value: .exe }] }
+  - { name: invoice-de, priority: 10, action: archive, conditions: [{ field: body, operator: contains, value: "Rechnung für Müller" }] }
 `;
 
 let serve: ServeProcess;
@@ -85,5 +86,18 @@ describe("mailgw test decides as serve does", () => {
     expect(dry.decision.rule).toBe("no-viagra");
     expect(dry.facts.parseError).toBeNull();
     expect(dry.facts.attachments).toEqual(["x.exe"]);
+  }, 30_000);
+
+  test("an HTML-only body with Latin-1 entities (f&uuml;r) matches a rule written in plain text", async () => {
+    const message = lines(
+      "From: a@sender.example", "To: b@company.com", "Subject: Ihre Rechnung", "Content-Type: text/html; charset=us-ascii", "",
+      "<p>Ihre Rechnung f&uuml;r M&Uuml;LLER &amp; Co.</p>",
+    );
+    const served = await sendToServe(message);
+    expect(served.reply).toStartWith("250 ");
+    expect(served.rule).toBe("invoice-de");
+    const dry = await dryRun(message);
+    expect(dry.decision.rule).toBe("invoice-de");
+    expect(dry.facts.bodyPreview).toBe("Ihre Rechnung für MÜLLER & Co.");
   }, 30_000);
 });

@@ -55,6 +55,7 @@ describe("htmlToText", () => {
     ["<style>p{}</style><!-- c -->text", "text"],
     ["&amp; &lt;tag&gt; &#x41;&#66; &nbsp;&unknown; &#0;", "& <tag> AB &unknown; \ufffd"],
     ["&constructor; &toString; &__proto__; &hasOwnProperty; ok", "&constructor; &toString; &__proto__; &hasOwnProperty; ok"],
+    ["caf&eacute; f&uuml;r &Auml;rger &szlig; &ntilde; &ccedil;a &AElig;&oelig; &frac12; &AMP;", "café für Ärger ß ñ ça Æœ ½ &"],
     ["<td>a</td><td>b</td>", "a b"],
     ["keep < this", "keep"],
     ["<a <!-- <script", ""],
