@@ -14,6 +14,7 @@ import { hostname } from "node:os";
 import { applyHeaderDefaults, flagEnvelope, renderJson, renderText, type EnvelopeFlags, type RefusedRecipient } from "../parse/dry-run.ts";
 import { AUTH_RESULTS, isAuthResult, type AuthResults } from "../parse/authenticate.ts";
 import { extractFacts } from "../parse/extract.ts";
+import { normalizeIp } from "../smtp/ip.ts";
 import { buildReceivedHeader } from "../smtp/received-header.ts";
 import { checkRecipient } from "../smtp/recipient-policy.ts";
 import { classify } from "../rules/classify.ts";
@@ -127,7 +128,9 @@ export default defineCommand({
     const rulesPath = raw.get("RULES_FILE") ?? "./rules.yaml";
     const to = repeatedFlag(rawArgs, ["to"]);
     if (isIP(args["client-ip"]) === 0) throw new CliError(`--client-ip must be an IPv4 or IPv6 address (got ${JSON.stringify(args["client-ip"])})`);
-    const flags: EnvelopeFlags = { from: args.from ?? null, to, clientIp: args["client-ip"], helo: args.helo, tls: args.tls };
+    // In serve's form (smtp/ip.ts): an IPv4-mapped address is the IPv4 one, IPv6 compressed lower-case.
+    const clientIp = normalizeIp(args["client-ip"]);
+    const flags: EnvelopeFlags = { from: args.from ?? null, to, clientIp, helo: args.helo, tls: args.tls };
     return runDryRun(args.message, flags, rulesPath, args.json, auth, raw.get("SMTP_HOSTNAME") || hostname());
   }),
 });

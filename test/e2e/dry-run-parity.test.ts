@@ -17,6 +17,7 @@ default: { action: archive, category: default }
 rules:
   - { name: no-viagra, priority: 30, action: reject, conditions: [{ field: body, operator: contains, value: viagra }] }
   - { name: no-exe, priority: 20, action: reject, conditions: [{ field: attachment, operator: ends_with, value: .exe }] }
+  - { name: loopback-v4, priority: 5, action: archive, conditions: [{ field: client_ip, operator: equals, value: 127.0.0.1 }, { field: subject, operator: equals, value: from loopback }] }
   - { name: invoice-de, priority: 10, action: archive, conditions: [{ field: body, operator: contains, value: "Rechnung für Müller" }] }
 `;
 
@@ -99,5 +100,17 @@ describe("mailgw test decides as serve does", () => {
     const dry = await dryRun(message);
     expect(dry.decision.rule).toBe("invoice-de");
     expect(dry.facts.bodyPreview).toBe("Ihre Rechnung für MÜLLER & Co.");
+  }, 30_000);
+
+  test("--client-ip in IPv4-mapped or upper-case IPv6 form is taken as serve would record it", async () => {
+    const message = lines("From: a@sender.example", "To: b@company.com", "Subject: from loopback", "", "hi");
+    const served = await sendToServe(message);
+    expect(served.rule).toBe("loopback-v4");
+    const dry = await dryRun(message, ["--client-ip", "::FFFF:127.0.0.1"]);
+    expect(dry.facts.clientIp).toBe("127.0.0.1");
+    expect(dry.decision.rule).toBe("loopback-v4");
+    expect(dry.facts.headers.received[0]).toStartWith("from client.example ([127.0.0.1])");
+    const v6 = await dryRun(message, ["--client-ip", "2001:DB8:0:0::1"]);
+    expect(v6.facts.clientIp).toBe("2001:db8::1");
   }, 30_000);
 });
