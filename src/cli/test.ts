@@ -16,6 +16,7 @@ import { AUTH_RESULTS, isAuthResult, type AuthResults } from "../parse/authentic
 import { extractFacts } from "../parse/extract.ts";
 import { normalizeIp } from "../smtp/ip.ts";
 import { buildReceivedHeader } from "../smtp/received-header.ts";
+import { newMessageId } from "../spool/ids.ts";
 import { checkRecipient } from "../smtp/recipient-policy.ts";
 import { classify } from "../rules/classify.ts";
 import { formatDiagnostics } from "../rules/format.ts";
@@ -37,6 +38,13 @@ interface TestArgs {
 }
 
 const AUTH_FIELDS = ["spf", "dkim", "dmarc"] as const;
+
+/**
+ * What serve's Received: line names for a TLS session (the usual TLS 1.3 result), and a queue id
+ * of serve's shape (spool/ids.ts): the line then has serve's length, so `size` rules decide at
+ * the same byte count in the dry run as in serve. The id is never used for anything else.
+ */
+const DRY_RUN_TLS = { version: "TLSv1.3", cipher: "TLS_AES_256_GCM_SHA384" };
 
 /** --spf/--dkim/--dmarc: the results `serve` would have found (a dry run does no DNS). */
 function authFlags(args: TestArgs): Partial<AuthResults> {
@@ -92,7 +100,7 @@ export async function runDryRun(
   const received = Buffer.from(
     buildReceivedHeader({
       helo: envelope.helo, clientIp: envelope.clientIp, hostname, protocol: envelope.tls ? "ESMTPS" : "ESMTP",
-      tls: null, id: "dry-run", recipients: envelope.rcptTo, date: new Date(),
+      tls: envelope.tls ? DRY_RUN_TLS : null, id: newMessageId(), recipients: envelope.rcptTo, date: new Date(),
     }),
   );
   const asReceived = Buffer.concat([received, raw]);

@@ -18,6 +18,7 @@ rules:
   - { name: no-viagra, priority: 30, action: reject, conditions: [{ field: body, operator: contains, value: viagra }] }
   - { name: no-exe, priority: 20, action: reject, conditions: [{ field: attachment, operator: ends_with, value: .exe }] }
   - { name: loopback-v4, priority: 5, action: archive, conditions: [{ field: client_ip, operator: equals, value: 127.0.0.1 }, { field: subject, operator: equals, value: from loopback }] }
+  - { name: over-size, priority: 4, action: archive, conditions: [{ field: subject, operator: equals, value: sized }, { field: size, operator: gt, value: 100MB }] }
   - { name: invoice-de, priority: 10, action: archive, conditions: [{ field: body, operator: contains, value: "Rechnung für Müller" }] }
 `;
 
@@ -40,6 +41,7 @@ afterAll(async () => {
 interface Served {
   reply: string;
   rule: string | null;
+  size: number | null;
 }
 
 /** Sends `message` (CRLF lines) from a@sender.example to b@company.com; serve's reply and recorded rule. */
@@ -49,12 +51,12 @@ async function sendToServe(message: string): Promise<Served> {
   await c.cmd("MAIL FROM:<a@sender.example>");
   await c.cmd("RCPT TO:<b@company.com>");
   await c.cmd("DATA");
-  const reply = await c.cmd(`${message.replace(/\r\n\./g, "\r\n..")}\r\n.`);
+  const reply = await c.cmd(`${message.replace(/\r\n\./g, "\r\n..")}.`); // message ends with CRLF
   c.end();
   const db = new Database(join(serve.dir, "data", "mail-gateway.db"), { readonly: true });
   try {
-    const row = db.query<{ rule: string | null }, []>("SELECT rule FROM messages ORDER BY received_at DESC, rowid DESC LIMIT 1").get();
-    return { reply, rule: row?.rule ?? null };
+    const row = db.query<{ rule: string | null; size: number }, []>("SELECT rule, size FROM messages ORDER BY received_at DESC, rowid DESC LIMIT 1").get();
+    return { reply, rule: row?.rule ?? null, size: row?.size ?? null };
   } finally {
     db.close();
   }
@@ -112,5 +114,15 @@ describe("mailgw test decides as serve does", () => {
     expect(dry.facts.headers.received[0]).toStartWith("from client.example ([127.0.0.1])");
     const v6 = await dryRun(message, ["--client-ip", "2001:DB8:0:0::1"]);
     expect(v6.facts.clientIp).toBe("2001:db8::1");
+  }, 30_000);
+
+  test("size counts serve's Received: line exactly (a size rule decides at the same byte)", async () => {
+    const message = lines("From: a@sender.example", "To: b@company.com", "Subject: sized", "", "x".repeat(100));
+    const served = await sendToServe(message);
+    const dry = await dryRun(message);
+    expect(dry.facts.size).toBe(served.size);
+    // One byte under serve's size: serve recorded it as over the limit, so must the dry run.
+    writeFileSync(join(serve.dir, "sized.yaml"), RULES.replace("100MB", String((served.size ?? 0) - 1)));
+    expect((await dryRun(message, ["--rules", "sized.yaml"])).decision.rule).toBe("over-size");
   }, 30_000);
 });
