@@ -14,8 +14,10 @@ import { hostname } from "node:os";
 import { applyHeaderDefaults, flagEnvelope, renderJson, renderText, type EnvelopeFlags, type RefusedRecipient } from "../parse/dry-run.ts";
 import { AUTH_RESULTS, isAuthResult, type AuthResults } from "../parse/authenticate.ts";
 import { extractFacts } from "../parse/extract.ts";
+import { MAX_HEADER_BLOCK_BYTES } from "../parse/limits.ts";
 import { normalizeIp } from "../smtp/ip.ts";
-import { buildReceivedHeader } from "../smtp/received-header.ts";
+import { MAX_RECEIVED_HEADERS } from "../smtp/limits.ts";
+import { buildReceivedHeader, countReceivedHeaders, LOOP_REPLY } from "../smtp/received-header.ts";
 import { newMessageId } from "../spool/ids.ts";
 import { checkRecipient } from "../smtp/recipient-policy.ts";
 import { classify } from "../rules/classify.ts";
@@ -109,7 +111,10 @@ export async function runDryRun(
   const facts = applyHeaderDefaults(parsed, flags);
   const result = classify(facts, loaded.rules);
   const refused = refusedRecipients(facts.rcpt, loaded.rules.domains);
-  const report = { source: source === "-" ? "(stdin)" : source, facts, rules: loaded.rules, result, authGiven, refusedRecipients: refused };
+  // serve's loop check (smtp/data-handler.ts) counts the client's Received: lines, not its own.
+  const loop = countReceivedHeaders(raw.subarray(0, MAX_HEADER_BLOCK_BYTES), MAX_RECEIVED_HEADERS) > MAX_RECEIVED_HEADERS;
+  const refusedMessage = loop ? `${LOOP_REPLY.code} ${LOOP_REPLY.text}` : null;
+  const report = { source: source === "-" ? "(stdin)" : source, facts, rules: loaded.rules, result, authGiven, refusedRecipients: refused, refusedMessage };
   process.stdout.write(json ? renderJson(report) : renderText(report));
   return 0;
 }

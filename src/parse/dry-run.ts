@@ -90,6 +90,8 @@ export interface DryRunReport {
   authGiven?: readonly string[];
   /** Envelope recipients `serve` would refuse at RCPT (not in `domains`), with the reply. */
   refusedRecipients?: readonly RefusedRecipient[];
+  /** serve's reply when it would refuse the whole message after DATA whatever the rules say (mail loop). */
+  refusedMessage?: string | null;
 }
 
 export interface RefusedRecipient {
@@ -126,6 +128,7 @@ export function renderText(report: DryRunReport): string {
     const all = refused.length === facts.rcpt.length;
     lines.push(`note:     serve would refuse at RCPT ${refused.map((r) => `<${r.address}> (${r.reply})`).join(", ")}${all ? ": with no recipient left, the message would not be accepted at all" : ""}`);
   }
+  if (report.refusedMessage) lines.push(`note:     serve would refuse this message after DATA, before the rules: ${report.refusedMessage}`);
   return `${lines.join("\n")}\n`;
 }
 
@@ -146,6 +149,7 @@ export function renderJson(report: DryRunReport): string {
       authChecked: false,
       authGiven: report.authGiven ?? [],
       refusedRecipients: report.refusedRecipients ?? [],
+      refusedMessage: report.refusedMessage ?? null,
       facts: {
         ...scalarFacts,
         parseError: facts.parseError ?? null,

@@ -21,7 +21,7 @@ import { MAX_HEADER_BLOCK_BYTES } from "../parse/limits.ts";
 import { isOwningSink } from "../spool/incoming-file.ts";
 import { MessageCollector, type IncomingMessage } from "../spool/message-bytes.ts";
 import type { Envelope, MessageSink, ReceiveOutcome } from "../types.ts";
-import { buildReceivedHeader, countReceivedHeaders } from "./received-header.ts";
+import { buildReceivedHeader, countReceivedHeaders, LOOP_REPLY } from "./received-header.ts";
 import type { SessionState } from "./session-log.ts";
 
 export interface DataContext {
@@ -170,7 +170,7 @@ async function finishMessage(receiver: Receiver, headerBytes: number, envelope: 
   const clientPart = receiver.incoming.headerSection(headerBytes + MAX_HEADER_BLOCK_BYTES).subarray(headerBytes);
   if (countReceivedHeaders(clientPart, ctx.maxReceivedHeaders) > ctx.maxReceivedHeaders) {
     await receiver.incoming.abort();
-    return { code: 554, text: "5.4.6 Too many hops (Received headers), mail loop suspected" };
+    return { ...LOOP_REPLY };
   }
   return store(receiver, envelope, state, ctx);
 }

@@ -45,6 +45,9 @@ export function rfc5322Date(d: Date): string {
   return `${DAYS[d.getUTCDay()]}, ${d.getUTCDate()} ${MONTHS[d.getUTCMonth()]} ${d.getUTCFullYear()} ${time} +0000`;
 }
 
+/** serve's reply after DATA when the client's header has more than MAX_RECEIVED_HEADERS of them. */
+export const LOOP_REPLY = { code: 554, text: "5.4.6 Too many hops (Received headers), mail loop suspected" } as const;
+
 /** The field name; the colon may follow after spaces or tabs (RFC 5322 §4.5, obsolete but sent). */
 const RECEIVED = Buffer.from("received");
 

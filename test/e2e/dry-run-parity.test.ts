@@ -125,4 +125,16 @@ describe("mailgw test decides as serve does", () => {
     writeFileSync(join(serve.dir, "sized.yaml"), RULES.replace("100MB", String((served.size ?? 0) - 1)));
     expect((await dryRun(message, ["--rules", "sized.yaml"])).decision.rule).toBe("over-size");
   }, 30_000);
+
+  test("more than 50 Received: lines: serve answers 554 5.4.6, and the dry run says it would", async () => {
+    const hops = Array.from({ length: 51 }, (_, i) => `Received: from hop${i}.example by hop${i + 1}.example; Mon, 1 Jan 2024 00:00:00 +0000`);
+    const message = lines(...hops, "From: a@sender.example", "To: b@company.com", "Subject: loop", "", "round and round");
+    const served = await sendToServe(message);
+    expect(served.reply).toStartWith("554 5.4.6 ");
+    const dry = await dryRun(message);
+    expect(dry.refusedMessage).toBe(served.reply.trim());
+    const text = await runBinary(binary.bin, ["test", "dry-run.eml", "--rules", "rules.yaml"], { cwd: serve.dir });
+    expect(text.stdout).toContain(`serve would refuse this message after DATA, before the rules: ${served.reply.trim()}`);
+    expect((await dryRun(lines(...hops.slice(1), "Subject: fifty", "", "x"))).refusedMessage).toBeNull();
+  }, 30_000);
 });
