@@ -3,9 +3,9 @@
  * diagnostics that refuse it. The existing bytes are kept exactly (comments, alignment,
  * quoting): yaml's Document API locates the end of the `rules:` list and renders the new
  * rule, which is spliced in as text. (Re-stringifying the whole document would move
- * comments and re-space flow lists.) Only when `rules` is a flow list (`rules: []`) does
- * it fall back to re-stringifying. The result is validated by the same lint as the
- * loader; any error refuses the change.
+ * comments and re-space flow lists.) An empty `rules: []` becomes a block list; only a
+ * non-empty flow list (or a file that is one flow mapping) falls back to re-stringifying.
+ * The result is validated by the same lint as the loader; any error refuses the change.
  */
 import { Document, isMap, isScalar, isSeq, parseDocument, type Node, type YAMLMap } from "yaml";
 import { lintRules } from "./load.ts";
@@ -104,6 +104,14 @@ function spliceRule(text: string, rule: NewRule): string | null {
     const at = afterLine(text, keyEnd);
     const before = at === text.length ? withNewline(text) : text.slice(0, at);
     return `${before}${renderRule(rule, 2)}${text.slice(at)}`;
+  }
+  if (isSeq(value) && value.flow === true && value.items.length === 0 && doc.contents.flow !== true) {
+    // `rules: []` (how most files start): the `[]` goes, the rule follows as a block list.
+    const head = text.slice(0, value.range?.[0] ?? 0).replace(/[ \t]+$/, "");
+    const without = head + text.slice(value.range?.[1] ?? 0);
+    const at = afterLine(without, head.length);
+    const before = at === without.length ? withNewline(without) : without.slice(0, at);
+    return `${before}${renderRule(rule, 2)}${without.slice(at)}`;
   }
   if (!isSeq(value) || value.flow === true || value.items.length === 0) return null;
   const last = value.items[value.items.length - 1] as Node;

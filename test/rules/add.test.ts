@@ -67,7 +67,13 @@ describe("addRuleToText", () => {
     expect(added("domains: [company.com] # d\n", rule)).toBe(`domains: [company.com] # d\nrules:\n${block}`);
     expect(added("rules:   # none yet\ndomains: [company.com]\n", rule)).toBe(`rules:   # none yet\n${block}domains: [company.com]\n`);
     expect(added("", rule)).toBe(`rules:\n${block}`);
-    const flow = added("domains: [company.com]\nrules: []\n", rule);
+    // `rules: []` becomes a block list; the rest of the file (flow lists, comments) is untouched.
+    expect(added("domains: [company.com]\nrules: []\n", rule)).toBe(`domains: [company.com]\nrules:\n${block}`);
+    expect(added("domains: [company.com]   # ours\nrules: []  # none yet\n# end\n", rule)).toBe(
+      `domains: [company.com]   # ours\nrules:  # none yet\n${block}# end\n`,
+    );
+    expect(added("rules: []\ndomains: [company.com]", rule)).toBe(`rules:\n${block}domains: [company.com]`);
+    const flow = added("{ domains: [company.com], rules: [] }\n", rule);
     expect(parseRules(flow, "f").ok && flow.includes("name: b")).toBe(true);
   });
 
