@@ -16,7 +16,7 @@ import { AUTH_RESULTS, isAuthResult, type AuthResults } from "../parse/authentic
 import { extractFacts } from "../parse/extract.ts";
 import { MAX_HEADER_BLOCK_BYTES } from "../parse/limits.ts";
 import { normalizeIp } from "../smtp/ip.ts";
-import { MAX_RECEIVED_HEADERS } from "../smtp/limits.ts";
+import { MAX_RECEIVED_HEADERS, oversizeReplyText } from "../smtp/limits.ts";
 import { buildReceivedHeader, countReceivedHeaders, LOOP_REPLY } from "../smtp/received-header.ts";
 import { newMessageId } from "../spool/ids.ts";
 import { checkRecipient } from "../smtp/recipient-policy.ts";
@@ -83,14 +83,24 @@ function refusedRecipients(rcpt: readonly string[], domains: readonly string[]):
   return refused;
 }
 
+interface DryRunOptions {
+  /** Resolved by the caller (flag > RULES_FILE > ./rules.yaml). */
+  rulesPath: string;
+  json: boolean;
+  auth?: Partial<AuthResults>;
+  /** SMTP_HOSTNAME: the `by` of the Received: line. */
+  hostname?: string;
+  /** MAX_MESSAGE_SIZE_MB in bytes, when it could be read: over it serve answers 552. */
+  maxMessageBytes?: number | null;
+}
+
 /**
- * The dry run itself; `rulesPath` is resolved by the caller (flag > RULES_FILE > ./rules.yaml).
+ * The dry run itself.
  * Like `serve`, the message is classified with mailgw's own `Received:` header on top (it
  * counts in `size` and in `header:received` conditions).
  */
-export async function runDryRun(
-  source: string, flags: EnvelopeFlags, rulesPath: string, json: boolean, auth: Partial<AuthResults> = {}, hostname = "localhost",
-): Promise<number> {
+export async function runDryRun(source: string, flags: EnvelopeFlags, opts: DryRunOptions): Promise<number> {
+  const { rulesPath, json, auth = {}, hostname = "localhost", maxMessageBytes = null } = opts;
   const raw = await readMessage(source);
   const loaded = await loadRules(rulesPath);
   if (!loaded.ok) {
@@ -98,7 +108,13 @@ export async function runDryRun(
     process.stderr.write(`mailgw: rules file ${rulesPath} cannot be used (see above); nothing was classified\n`);
     return 1;
   }
-  const envelope = flagEnvelope(flags);
+  let envelope = flagEnvelope(flags);
+  if (flags.to.length === 0) {
+    // The default recipients (header To) go into the Received: line's `for` as serve writes it
+    // for its envelope, so `size` and `header:received` see the same line as in serve.
+    const headerTo = (await extractFacts(raw, envelope, { auth })).to;
+    envelope = { ...envelope, rcptTo: [...headerTo] };
+  }
   const received = Buffer.from(
     buildReceivedHeader({
       helo: envelope.helo, clientIp: envelope.clientIp, hostname, protocol: envelope.tls ? "ESMTPS" : "ESMTP",
@@ -113,7 +129,9 @@ export async function runDryRun(
   const refused = refusedRecipients(facts.rcpt, loaded.rules.domains);
   // serve's loop check (smtp/data-handler.ts) counts the client's Received: lines, not its own.
   const loop = countReceivedHeaders(raw.subarray(0, MAX_HEADER_BLOCK_BYTES), MAX_RECEIVED_HEADERS) > MAX_RECEIVED_HEADERS;
-  const refusedMessage = loop ? `${LOOP_REPLY.code} ${LOOP_REPLY.text}` : null;
+  const refusedMessage = maxMessageBytes !== null && raw.byteLength > maxMessageBytes
+    ? `552 ${oversizeReplyText(maxMessageBytes)}`
+    : loop ? `${LOOP_REPLY.code} ${LOOP_REPLY.text}` : null;
   const report = { source: source === "-" ? "(stdin)" : source, facts, rules: loaded.rules, result, authGiven, refusedRecipients: refused, refusedMessage };
   process.stdout.write(json ? renderJson(report) : renderText(report));
   return 0;
@@ -144,6 +162,9 @@ export default defineCommand({
     // In serve's form (smtp/ip.ts): an IPv4-mapped address is the IPv4 one, IPv6 compressed lower-case.
     const clientIp = normalizeIp(args["client-ip"]);
     const flags: EnvelopeFlags = { from: args.from ?? null, to, clientIp, helo: args.helo, tls: args.tls };
-    return runDryRun(args.message, flags, rulesPath, args.json, auth, raw.get("SMTP_HOSTNAME") || hostname());
+    // Only to say that serve would refuse it: a bad value is serve's to report, not the dry run's.
+    const maxMb = Number(raw.get("MAX_MESSAGE_SIZE_MB"));
+    const maxMessageBytes = Number.isFinite(maxMb) && maxMb > 0 ? Math.floor(maxMb * 1024 * 1024) : null;
+    return runDryRun(args.message, flags, { rulesPath, json: args.json, auth, hostname: raw.get("SMTP_HOSTNAME") || hostname(), maxMessageBytes });
   }),
 });

@@ -21,6 +21,7 @@ import { MAX_HEADER_BLOCK_BYTES } from "../parse/limits.ts";
 import { isOwningSink } from "../spool/incoming-file.ts";
 import { MessageCollector, type IncomingMessage } from "../spool/message-bytes.ts";
 import type { Envelope, MessageSink, ReceiveOutcome } from "../types.ts";
+import { oversizeReplyText } from "./limits.ts";
 import { buildReceivedHeader, countReceivedHeaders, LOOP_REPLY } from "./received-header.ts";
 import type { SessionState } from "./session-log.ts";
 
@@ -146,7 +147,7 @@ export async function receiveMessage(
   state.decision = state.category = state.rule = null;
   if (pumped.kind === "too-big") {
     await incoming?.abort();
-    return { code: 552, text: `5.3.4 Message size exceeds fixed maximum message size ${ctx.maxMessageBytes}` };
+    return { code: 552, text: oversizeReplyText(ctx.maxMessageBytes) };
   }
   if (receiver === null) return storageFailed(storageError, state, ctx);
   // The whole message is here (deadlines wait for us now, see connection.ts).

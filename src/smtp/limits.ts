@@ -79,3 +79,8 @@ export function resolveLimits(overrides: Partial<SmtpLimits> = {}): SmtpLimits {
   }
   return limits;
 }
+
+/** The text of the 552 for a message over MAX_MESSAGE_SIZE_MB (serve, and `mailgw test`'s note). */
+export function oversizeReplyText(maxMessageBytes: number): string {
+  return `5.3.4 Message size exceeds fixed maximum message size ${maxMessageBytes}`;
+}

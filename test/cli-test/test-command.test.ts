@@ -80,6 +80,20 @@ async function mailgw(args: string[], options: { stdin?: Uint8Array; env?: Recor
 const fixture = (name: string): string => join(FIXTURES, name);
 
 describe("mailgw test", () => {
+  test("a message over MAX_MESSAGE_SIZE_MB: the dry run says serve would answer 552 (text and --json)", async () => {
+    const big = join(dir, "big.eml");
+    writeFileSync(big, `From: a@sender.example\r\nTo: b@company.com\r\nSubject: big\r\n\r\n${"x".repeat(2000)}\r\n`);
+    const env = { MAX_MESSAGE_SIZE_MB: "0.001" }; // 1,048 bytes
+    const text = await mailgw([big, "--rules", rulesFile], { env });
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain("note:     serve would refuse this message after DATA, before the rules: 552 5.3.4 Message size exceeds fixed maximum message size 1048");
+    const json = JSON.parse((await mailgw([big, "--rules", rulesFile, "--json"], { env })).stdout);
+    expect(json.refusedMessage).toBe("552 5.3.4 Message size exceeds fixed maximum message size 1048");
+    // Under the limit (the default 25 MB, or a bad value that is serve's to report): no note.
+    expect(JSON.parse((await mailgw([big, "--rules", rulesFile, "--json"])).stdout).refusedMessage).toBeNull();
+    expect(JSON.parse((await mailgw([big, "--rules", rulesFile, "--json"], { env: { MAX_MESSAGE_SIZE_MB: "lots" } })).stdout).refusedMessage).toBeNull();
+  });
+
   test("spam subject: reject, with the matching condition and its actual value", async () => {
     const run = await mailgw([fixture("spam-subject.eml"), "--rules", rulesFile]);
     expect(run.code).toBe(0);

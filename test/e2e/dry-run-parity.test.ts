@@ -63,10 +63,10 @@ async function sendToServe(message: string): Promise<Served> {
 }
 
 /** `mailgw test` on the same bytes and envelope; its JSON output. */
-async function dryRun(message: string, extra: string[] = []) {
+async function dryRun(message: string, extra: string[] = [], envelope = ["--from", "a@sender.example", "--to", "b@company.com"]) {
   const file = join(serve.dir, "dry-run.eml");
   writeFileSync(file, message);
-  const args = ["test", file, "--rules", "rules.yaml", "--from", "a@sender.example", "--to", "b@company.com", "--helo", "client.example", "--json", ...extra];
+  const args = ["test", file, "--rules", "rules.yaml", ...envelope, "--helo", "client.example", "--json", ...extra];
   const out = await runBinary(binary.bin, args, { cwd: serve.dir, env: { PATH: BARE_PATH, SMTP_HOSTNAME: "mx.test" } });
   expect({ exit: out.exitCode, stderr: out.stderr }).toEqual({ exit: 0, stderr: "" });
   return JSON.parse(out.stdout);
@@ -121,6 +121,10 @@ describe("mailgw test decides as serve does", () => {
     const served = await sendToServe(message);
     const dry = await dryRun(message);
     expect(dry.facts.size).toBe(served.size);
+    // Without --to the recipients come from the header To:, and so does the line's `for <…>`.
+    const headerDefaults = await dryRun(message, [], []);
+    expect(headerDefaults.facts.rcpt).toEqual(["b@company.com"]);
+    expect(headerDefaults.facts.size).toBe(served.size);
     // One byte under serve's size: serve recorded it as over the limit, so must the dry run.
     writeFileSync(join(serve.dir, "sized.yaml"), RULES.replace("100MB", String((served.size ?? 0) - 1)));
     expect((await dryRun(message, ["--rules", "sized.yaml"])).decision.rule).toBe("over-size");
