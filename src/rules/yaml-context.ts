@@ -86,6 +86,11 @@ export class YamlContext {
         continue;
       }
       const key = keyNode.value;
+      if (key === "<<") {
+        // YAML 1.1 merge keys are not part of YAML 1.2, which the rules are read as.
+        this.error(keyNode, "unknown-key", `YAML merge keys ('<<: *anchor') are not supported in ${where}: write the keys out in each one`);
+        continue;
+      }
       if (!allowed.includes(key)) {
         this.error(keyNode, "unknown-key", `unknown key '${key}' in ${where}${suggestion(key, allowed)}; allowed: ${oneOf(allowed)}`);
         continue;

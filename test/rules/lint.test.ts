@@ -89,6 +89,13 @@ rules:
     expect(diagnostics[0]?.message).toContain("first defined at line 3");
   });
 
+  test("a YAML merge key is named as such, at the '<<'", () => {
+    const text = "domains: [company.com]\nbase: &base { action: drop }\nrules:\n  - <<: *base\n    name: r\n    " + SUBJECT_EXISTS + "\n";
+    const merge = lintRules(text, "rules.yaml").find((d) => d.message.includes("merge keys"));
+    expect(merge).toMatchObject({ line: 4, col: 5, severity: "error", code: "unknown-key" });
+    expect(merge?.message).toBe("YAML merge keys ('<<: *anchor') are not supported in a rule: write the keys out in each one");
+  });
+
   test("unknown names come with a suggestion", () => {
     const messages = lintRules(rule("action: drop", "conditions:", "  - { field: subjct, operator: containz, value: x }"), "f").map((d) => d.message);
     expect(messages[0]).toContain("did you mean 'subject'?");
