@@ -95,7 +95,7 @@ async function addRule(args: AddArgs, rawArgs: readonly string[]): Promise<void>
   const before = await readExisting(args.file);
   const result = addRuleToText(before, args.file, rule);
   printDiagnostics(result.diagnostics, process.stderr);
-  if (!result.ok) throw new CliError(`rule '${args.name}' not added: ${args.file} would not lint; file unchanged`);
+  if (!result.ok) throw new CliError(`rule '${args.name}' not added: ${args.file} would not lint (positions above are in the file with the rule appended); file unchanged`);
   await writeFileAtomic(args.file, result.text);
   process.stdout.write(`added rule '${args.name}' to ${args.file}\n`);
 }

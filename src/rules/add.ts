@@ -147,7 +147,16 @@ export function addRuleToText(text: string, fileName: string, rule: NewRule): Ad
   const spliced = spliceRule(text, rule);
   const crlf = spliced !== null && text.includes("\r\n");
   const next = spliced === null ? restringify(text, rule) : crlf ? toCrlf(text, spliced) : spliced;
-  const diagnostics = lintRules(next, fileName);
-  if (diagnostics.some((d) => d.severity === "error")) return { ok: false, diagnostics };
+  const all = lintRules(next, fileName);
+  // Shown: every error (one already in the file refuses the change too) and the new warnings;
+  // the file's own warnings are `rules lint`'s to repeat, not every `rules add`'s (appending
+  // shifts no earlier line, so their texts are unchanged).
+  const known = new Set(lintRules(text, fileName).map(diagnosticKey));
+  const diagnostics = all.filter((d) => d.severity === "error" || !known.has(diagnosticKey(d)));
+  if (all.some((d) => d.severity === "error")) return { ok: false, diagnostics };
   return { ok: true, text: next, diagnostics };
+}
+
+function diagnosticKey(d: Diagnostic): string {
+  return `${d.line}:${d.col}:${d.code}:${d.message}`;
 }

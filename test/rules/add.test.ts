@@ -105,6 +105,15 @@ describe("addRuleToText", () => {
     expect(result.ok).toBe(false);
     expect(result.diagnostics.map((d) => [d.line, d.col, d.code])).toContainEqual([6, 51, "invalid-regex"]);
   });
+
+  test("shows the warnings the new rule brings, not the file's own ones again", () => {
+    const text = "domains: [company.com]\nrules:\n  - name: catch-all\n    priority: 1\n    action: forward\n    forward_to: inbox@company.com\n" +
+      "    conditions: [{ field: subject, operator: regex, value: '.*' }]\n";
+    const result = addRuleToText(text, "rules.yaml", { name: "late", action: "archive", conditions: [{ field: "subject", operator: "contains", value: "x" }] });
+    expect(result.ok).toBe(true);
+    // The file's forward-loop warning is not repeated; the new rule's shadowing is reported.
+    expect(result.diagnostics.map((d) => [d.line, d.code])).toEqual([[8, "shadowed-rule"]]);
+  });
 });
 
 test("a CRLF file gets CRLF lines for the new rule", () => {
