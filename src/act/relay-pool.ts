@@ -82,6 +82,12 @@ interface Session {
   messages: number;
   idleTimer: ReturnType<typeof setTimeout> | null;
   gone: boolean;
+  /**
+   * RSET sent after a refused message, reply pending: the session takes no message until it
+   * comes (SMTPConnection would pipeline MAIL behind it, and RSET's reply clears the new
+   * envelope: the MAIL reply then throws inside nodemailer and kills the delivery thread).
+   */
+  resetting: boolean;
 }
 
 /** Error codes for a session that died under us (nodemailer's isTransientError). */
@@ -137,7 +143,7 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
     while (waiting.length > 0) {
       let idle: Session | null = null;
       for (const s of sessions) {
-        if (s.ready && s.current === null) {
+        if (s.ready && s.current === null && !s.resetting) {
           idle = s;
           break;
         }
@@ -167,7 +173,7 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
   }
 
   function open(): void {
-    const s: Session = { smtp: new SMTPConnection(opts.connection), ready: false, current: null, messages: 0, idleTimer: null, gone: false };
+    const s: Session = { smtp: new SMTPConnection(opts.connection), ready: false, current: null, messages: 0, idleTimer: null, gone: false, resetting: false };
     sessions.add(s);
     let setUp = false;
     const fail = (err: unknown): void => {
@@ -244,7 +250,14 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
       }
       settle(w, { ok: false, error: err });
       if ((code === "EENVELOPE" || code === "EMESSAGE") && responseCode !== 421 && !s.gone) {
-        s.smtp.reset((resetErr) => (resetErr ? (drop(s), dispatch()) : release(s)));
+        s.resetting = true;
+        s.smtp.reset((resetErr) => {
+          s.resetting = false;
+          if (resetErr) {
+            drop(s);
+            dispatch();
+          } else release(s);
+        });
         return;
       }
       drop(s);

@@ -1,7 +1,8 @@
 /**
  * The relay connection pool (src/act/relay-pool.ts) against a small scripted SMTP server on
  * loopback (raw socket, PIPELINING): session reuse, one requeue when a reused session dies
- * before DATA, abort of a stalled message closing only its session, a relay that is down
+ * before DATA, no message sent on a session while its RSET is under way, abort of a stalled
+ * message closing only its session, a relay that is down
  * failing the waiting messages at once, a relay refusing extra connections with 421, and close().
  */
 import { afterEach, describe, expect, test } from "bun:test";
@@ -18,6 +19,8 @@ interface Script {
   maxSessions?: number;
   /** Answer the end of DATA after this many ms (keeps sessions busy). */
   dataReplyDelayMs?: number;
+  /** Answer the end of DATA with `451` for messages to this recipient (the pool then sends RSET). */
+  tempfailRcpt?: string;
 }
 
 interface FakeRelay {
@@ -50,6 +53,7 @@ async function startFakeRelay(script: Script = {}): Promise<FakeRelay> {
         if (line === ".") {
           inData = false;
           if (rcpt === script.stallRcpt) return;
+          if (rcpt === script.tempfailRcpt) return void socket.write("451 4.3.0 try again later\r\n");
           state.delivered.push({ to: rcpt, body });
           if (script.dataReplyDelayMs) setTimeout(() => socket.write("250 2.0.0 queued\r\n"), script.dataReplyDelayMs);
           else socket.write("250 2.0.0 queued\r\n");
@@ -132,6 +136,24 @@ describe("relay pool", () => {
     expect(errorCode(await send(p, "second@t.test"))).toBe("ok");
     expect(relay.sessions).toBe(2);
     expect(relay.delivered.map((d) => d.to)).toEqual(["first@t.test", "second@t.test"]);
+  });
+
+  test("a message sent right after a 4xx waits for the session's RSET (no crossed replies)", async () => {
+    const relay = await startFakeRelay({ tempfailRcpt: "later@t.test" });
+    cleanups.push(() => relay.close());
+    const p = pool(relay.port);
+    const uncaught: unknown[] = [];
+    const onUncaught = (err: unknown): void => void uncaught.push(err);
+    process.on("uncaughtException", onUncaught);
+    cleanups.push(() => void process.off("uncaughtException", onUncaught));
+    for (let i = 0; i < 3; i++) {
+      expect(errorCode(await send(p, "later@t.test"))).toBe("EMESSAGE");
+      // Sent while the RSET is on the wire: RSET's reply must not be taken for this MAIL's.
+      expect(errorCode(await send(p, `next${i}@t.test`))).toBe("ok");
+    }
+    expect(uncaught).toEqual([]);
+    expect(relay.delivered.map((d) => d.to)).toEqual(["next0@t.test", "next1@t.test", "next2@t.test"]);
+    expect(relay.sessions).toBe(1); // the session is kept after the RSET, not replaced
   });
 
   test("an aborted (stalled) message closes only its session; the next one is delivered", async () => {
