@@ -296,6 +296,18 @@ export function anyHeld(db: Database): boolean {
   return db.query(`SELECT 1 FROM deliveries WHERE state = 'held' LIMIT 1`).get() !== null;
 }
 
+/**
+ * Deliveries due more than `aheadMs` after `now`, which no schedule does (a retry waits at most
+ * RETRY_CAP_MS): their time came from a clock that has gone back since (set ahead, then corrected
+ * by NTP). Due now, else they would wait for the clock to catch up, days or years. Read first:
+ * no write lock unless one is found. Held-back intake rows (NOT_YET_DURABLE_AT) are not touched.
+ */
+export function rescheduleFromFuture(db: Database, now: number, aheadMs: number): number {
+  const where = `state IN ('queued', 'deferred') AND next_attempt_at > ?1 AND next_attempt_at < ${NOT_YET_DURABLE_AT}`;
+  if (db.query(`SELECT 1 FROM deliveries WHERE ${where} LIMIT 1`).get(now + aheadMs) === null) return 0;
+  return db.query(`UPDATE deliveries SET next_attempt_at = ?2, updated_at = ?2 WHERE ${where}`).run(now + aheadMs, now).changes;
+}
+
 /** At start: attempts a crash interrupted are due again (at-least-once; a duplicate is possible). */
 export function recoverInterrupted(db: Database, now: number): number {
   return db

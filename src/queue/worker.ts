@@ -26,7 +26,7 @@ import { runAttempt } from "./attempt.ts";
 import { WalSync } from "../spool/wal-sync.ts";
 import { createGroupCommit } from "./group-commit.ts";
 import * as store from "./queue-store.ts";
-import { nextStep, type AttemptOutcome } from "./retry.ts";
+import { nextStep, RETRY_CAP_MS, type AttemptOutcome } from "./retry.ts";
 import { createSpoolAccess, type SpoolAccess } from "./spool-access.ts";
 
 /**
@@ -56,6 +56,10 @@ export const MAX_PER_WEBHOOK_TARGET = 4;
 export const FORWARDS_PER_RELAY_CONNECTION = 4;
 /** Fallback poll: picks up `mailgw queue retry` from another process and missed wake-ups. */
 export const POLL_INTERVAL_MS = 500;
+/** How often the queue is checked for retry times a clock that went back left far ahead. */
+const CLOCK_CHECK_MS = 60_000;
+/** Ahead of now by more than this (the longest retry wait, plus slack for clock slewing) = the clock went back. */
+const CLOCK_BACK_MS = RETRY_CAP_MS + 60_000;
 /** Deadline of one attempt: a relay or webhook that stalls is cut off and retried later. */
 export const ATTEMPT_TIMEOUT_MS = 120_000;
 /** On stop, how long running attempts may finish before they are aborted. */
@@ -115,6 +119,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   let tickScheduled = false;
   /** When claimAndRun last looked for held forwards while a relay is set. */
   let heldCheckedAt = -Infinity;
+  let clockCheckedAt = -Infinity;
   const recordFinished = createGroupCommit((records: store.AttemptRecord[]) => store.finishAttempts(db, records));
   const walSync = opts.durable ? null : new WalSync(db);
   const durable = opts.durable ?? (() => (walSync as WalSync).sync());
@@ -168,11 +173,17 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     if (relay === null) {
       const held = store.holdForwards(db, t);
       if (held > 0) logger.warn("forwards held: no relay configured (set RELAY_SMTP_HOST)", { count: held });
-    } else if (t - heldCheckedAt >= pollMs) {
+    } else if (Math.abs(t - heldCheckedAt) >= pollMs) {
       // A forward the intake held while a SIGHUP was adding the relay (it decided before the
       // reload, committed after the release): found here within a poll, never left held.
       heldCheckedAt = t;
       if (store.anyHeld(db)) releaseHeldIfRelay();
+    }
+    // abs: after the clock went back, t is below the last check's time.
+    if (Math.abs(t - clockCheckedAt) >= CLOCK_CHECK_MS) {
+      clockCheckedAt = t;
+      const n = store.rescheduleFromFuture(db, t, CLOCK_BACK_MS);
+      if (n > 0) logger.warn("deliveries scheduled by a clock that has gone back since are due now", { count: n });
     }
     const free = maxInFlight - running.size;
     if (free <= 0) return;
