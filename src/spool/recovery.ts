@@ -13,7 +13,8 @@
  *  - rows `spooled`: accepted (250 sent) but post-250 work unfinished → finished now
  *    (archive redone idempotently: same path, an existing copy counts as done).
  *  - rows whose spool file is missing (and not archived): committed while the directory
- *    fsync was still running when the crash came, so no 250 was sent → row removed.
+ *    fsync was still running when the crash came, so no 250 was sent → row removed (and its
+ *    received/action counters taken back, as the intake does when it answers 451).
  *  - rows `done` whose spool file is still there: removed unless a delivery needs it.
  * Failure: file-system and SQLite errors are thrown (serve refuses to start rather than run
  * with a spool it does not understand); a message whose archive copy fails stays spooled.
@@ -23,6 +24,7 @@ import { access, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "../log/logger.ts";
 import { readIntakeMarks, uncertainSpoolRows, writeIntakeMarks } from "../store/intake-marks.ts";
+import { uncountIntakeRows } from "../store/intake-rows.ts";
 import { deleteMessages, existingMessageIds, releaseDeliveriesCreatedBefore, markMessageDone, messagesNeedingSpool, pendingMessages } from "../store/messages.ts";
 import { archiveRelativePath } from "../act/archive.ts";
 import type { Finisher } from "../act/finish.ts";
@@ -138,7 +140,10 @@ async function checkUncertainRows(db: Database, spool: Spool, logger: Logger, da
 
 /** A record whose spool file never became durable: its client never got 250. */
 function dropUnacknowledged(db: Database, logger: Logger, id: string, report: RecoveryReport): void {
-  db.transaction(() => deleteMessages(db, [id])).immediate();
+  db.transaction(() => {
+    uncountIntakeRows(db, [id]);
+    deleteMessages(db, [id]);
+  }).immediate();
   report.unacknowledged.push(id);
   logger.warn("record without its spool file (crash before the reply was sent) removed", { id });
 }

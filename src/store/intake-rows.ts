@@ -62,3 +62,21 @@ export function intakeCounterIncrements(rows: readonly MessageRow[]): CounterInc
     { at: r.receivedAt, metric: `action:${r.action}` as const, rule: r.rule, category: r.category },
   ]);
 }
+
+/**
+ * Takes back the intake's counters of stored messages, read from their rows (call inside the
+ * transaction that deletes them): recovery removing a message that was never acknowledged
+ * leaves the counters as the intake's own 451 path does.
+ */
+export function uncountIntakeRows(db: Database, ids: readonly string[]): void {
+  const rows = db
+    .query<{ at: number; rule: string | null; category: string; action: string }, [string]>(
+      `SELECT received_at AS at, rule, category, action FROM messages WHERE id IN (SELECT value FROM json_each(?))`,
+    )
+    .all(JSON.stringify(ids));
+  const increments = rows.flatMap((r): CounterIncrement[] => [
+    { at: r.at, metric: "received", rule: r.rule, category: r.category },
+    { at: r.at, metric: `action:${r.action}`, rule: r.rule, category: r.category },
+  ]);
+  bumpCounterBatch(db, increments, -1);
+}

@@ -7,7 +7,9 @@ import { link, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { newMessageId } from "../../src/spool/ids.ts";
 import { dayKey } from "../../src/store/db.ts";
+import { bumpCounterBatch } from "../../src/store/counters.ts";
 import { readIntakeMarks, writeIntakeMarks } from "../../src/store/intake-marks.ts";
+import { intakeCounterIncrements } from "../../src/store/intake-rows.ts";
 import { insertDelivery, insertMessage, type MessageRow } from "../../src/store/messages.ts";
 import { listFiles, makeHarness, message, type Harness } from "../pipeline/helpers.ts";
 
@@ -90,17 +92,21 @@ describe("recover", () => {
     expect(h.db.query<{ status: string; archive_path: string }, [string]>("SELECT status, archive_path FROM messages WHERE id = ?").get(id)).toEqual({ status: "done", archive_path: rel });
   });
 
-  test("records whose spool file never became durable (crash before the reply) are removed", async () => {
+  test("records whose spool file never became durable (crash before the reply) are removed, and uncounted", async () => {
     h = await makeHarness({ recover: false });
     const t = Date.now();
     const archiveId = newMessageId(t);
     const forwardId = newMessageId(t + 1);
-    insertMessage(h.db, row(archiveId, t));
-    insertMessage(h.db, row(forwardId, t, { status: "done", archive: false, action: "forward" }));
+    const rows = [row(archiveId, t), row(forwardId, t, { status: "done", archive: false, action: "forward" })];
+    for (const r of rows) insertMessage(h.db, r);
+    bumpCounterBatch(h.db, intakeCounterIncrements(rows)); // as the intake commits them
     insertDelivery(h.db, { messageId: forwardId, kind: "forward", target: ["x@y.org"], rule: null, category: "default", state: "queued", createdAt: t });
     const report = await h.pipeline.recover();
     expect(report.unacknowledged.sort()).toEqual([archiveId, forwardId].sort());
     expect(h.db.query<{ n: number }, []>("SELECT (SELECT count(*) FROM messages) + (SELECT count(*) FROM deliveries) AS n").get()?.n).toBe(0);
+    // No client got 250 for them: the stats page must not count them as received.
+    const counted = h.db.query<{ metric: string; n: number }, []>("SELECT metric, sum(n) AS n FROM daily_counters GROUP BY metric ORDER BY metric").all();
+    expect(counted).toEqual([{ metric: "action:archive", n: 0 }, { metric: "action:forward", n: 0 }, { metric: "received", n: 0 }]);
   });
 
   test("rows of groups after the durable mark: files that do not match size and CRC were never acknowledged", async () => {
