@@ -16,7 +16,7 @@
 import type { Database } from "bun:sqlite";
 import { relaySettingWarnings } from "../act/relay-advice.ts";
 import type { Config, RelayConfig } from "../config/config.ts";
-import { describeError } from "../errors.ts";
+import { CliError, describeError } from "../errors.ts";
 import { createHttpServer } from "../http/server.ts";
 import { createStatusSource } from "../http/status-source.ts";
 import type { Logger } from "../log/logger.ts";
@@ -26,7 +26,7 @@ import { createThreadedDeliveryWorker } from "../queue/threaded-worker.ts";
 import { startRulesRuntime } from "../rules-runtime/runtime.ts";
 import type { SmtpLimits } from "../smtp/limits.ts";
 import { createSmtpServer } from "../smtp/server.ts";
-import { openDatabase } from "../store/db.ts";
+import { isStorageError, openDatabase } from "../store/db.ts";
 import type { OwningMessageSink } from "../spool/message-bytes.ts";
 import type { ReceiveOutcome } from "../types.ts";
 import { VERSION_STRING } from "../version.ts";
@@ -136,7 +136,7 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
 
   const services: Service[] = [
     { name: "rules", start() {}, stop: () => rules.close(), reload: () => rules.reload().then(() => undefined) },
-    { name: "pipeline", start: () => pipeline.recover().then(() => undefined), stop: () => pipeline.close() },
+    { name: "pipeline", start: () => pipeline.recover().then(() => undefined, (err: unknown) => Promise.reject(storageError(err, config))), stop: () => pipeline.close() },
     { name: "session counters", start: () => counters.start(), stop: () => counters.stop() },
     { name: "heap governor", start: () => void (heap = startHeapGovernor(HEAP_GOVERNOR)), stop: () => heap?.stop() },
     {
@@ -186,6 +186,18 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
       }
     },
   };
+}
+
+/**
+ * Recovery writes before SMTP listens: after a crash on a full or read-only disk serve cannot
+ * start, and SQLite's bare "database or disk is full" named neither the file nor the fix.
+ */
+function storageError(err: unknown, config: Config): unknown {
+  if (err instanceof CliError || !isStorageError(err)) return err;
+  return new CliError(
+    `recovering the spool failed: ${describeError(err)} (database ${config.databasePath}, DATA_DIR ${config.dataDir}); ` +
+      "free space there or make it writable, then start serve again (nothing accepted is lost meanwhile)",
+  );
 }
 
 function announce(logger: Logger, config: Config, smtp: { host: string; port: number } | null, domains: readonly string[], httpUrl: string): void {

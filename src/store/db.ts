@@ -35,6 +35,8 @@ export function openDatabase(path: string, opts: { readonly?: boolean } = {}): D
     db.exec("PRAGMA foreign_keys = ON");
   } catch (err) {
     db.close();
+    // A full or read-only disk is not a wrong file: a new file would leave the queue behind.
+    if (isStorageError(err)) throw new CliError(`database ${path} (DATABASE_URL) cannot be written: ${describeError(err)}; free space there or make it writable, then start again`);
     throw new CliError(`database ${path} (DATABASE_URL) cannot be used: ${describeError(err)}; point DATABASE_URL at mailgw's database, or at a new file`);
   }
   migrate(db, path);
@@ -61,6 +63,14 @@ function requireWritable(path: string): void {
       );
     }
   }
+}
+
+/** Codes of a database or data dir that cannot be written (full disk, read-only, permissions). */
+const STORAGE_CODE = /^(SQLITE_(FULL|READONLY|IOERR|CANTOPEN|PERM)|ENOSPC|EDQUOT|EROFS|EACCES|EPERM|EIO)/;
+
+export function isStorageError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && STORAGE_CODE.test(code);
 }
 
 export function schemaVersion(db: Database): number {

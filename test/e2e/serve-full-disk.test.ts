@@ -1,15 +1,20 @@
 /**
  * Full disk at the SMTP level (issue 3): the real `mailgw serve` with DATA_DIR on a 1 MB
  * tmpfs. Messages that do not fit get 451 4.3.0 (never 250), the session and the server go
- * on, and every message that did get 250 is archived intact. Needs root (mount); skips with
- * a printed reason otherwise.
+ * on, and every message that did get 250 is archived intact. A restart after a crash on the
+ * full disk cannot recover: it says so in one line naming the files and the fix. Needs root
+ * (mount); skips with a printed reason otherwise.
  */
 import { expect, test } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { newMessageId } from "../../src/spool/ids.ts";
+import { openDatabase } from "../../src/store/db.ts";
+import { insertMessage } from "../../src/store/messages.ts";
 import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { withTmpfs } from "../helpers/tmpfs.ts";
-import { serveDir, startServe } from "../smtp/serve-process.ts";
+import { runServeOnce, serveDir, startServe } from "../smtp/serve-process.ts";
 
 function archived(dataDir: string): Map<string, string> {
   const out = new Map<string, string>();
@@ -61,3 +66,36 @@ test("DATA_DIR full: 451 4.3.0 for what does not fit, session and server go on, 
       expect(await serve.stop("SIGTERM")).toBe(0);
     }
   }));
+
+test("restart after a crash on a full disk: exit 1, one line naming the database and the fix", () =>
+  withTmpfs("mailgw-full-restart-", 2, async (mnt) => {
+    const dir = serveDir();
+    const dbPath = join(mnt, "mail-gateway.db");
+    // What a kill -9 between a group's commit and its syncfs leaves: a row whose file never
+    // became durable. Recovery must delete it, which a full disk refuses.
+    const db = openDatabase(dbPath);
+    const id = newMessageId();
+    insertMessage(db, {
+      id, receivedAt: Date.now(), clientIp: "192.0.2.1", helo: "x", tls: false, mailFrom: "a@b.org", recipients: ["b@company.com"],
+      subject: "s", size: 10, rule: null, category: "default", action: "archive", archive: true, status: "spooled",
+    });
+    spawnSync("dd", ["if=/dev/zero", `of=${join(mnt, "filler")}`, "bs=64k"]);
+    const env = { DATA_DIR: mnt, DATABASE_URL: `file:${dbPath}`, SMTP_HOST: "127.0.0.1", HTTP_HOST: "127.0.0.1" };
+    const errorLine = async (): Promise<string> => {
+      const r = await runServeOnce("source", dir, env);
+      expect(r.exitCode).toBe(1);
+      const lines = r.stderr.trim().split("\n");
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toContain(dbPath);
+      expect(lines[0]).toContain("free space there");
+      expect(lines[0]).not.toContain("a new file"); // that advice would leave the queue behind
+      return lines[0] ?? "";
+    };
+    // Its WAL index still there (as after a kill -9): the database opens, recovery's delete fails.
+    expect(await errorLine()).toContain(`recovering the spool failed: database or disk is full (database ${dbPath}, DATA_DIR ${mnt})`);
+    // Closed cleanly (room to checkpoint, WAL and index removed): opening it fails already.
+    rmSync(join(mnt, "filler"));
+    db.close();
+    spawnSync("dd", ["if=/dev/zero", `of=${join(mnt, "filler")}`, "bs=64k"]);
+    expect(await errorLine()).toContain("cannot be written");
+  }), 30_000);
