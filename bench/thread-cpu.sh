@@ -14,7 +14,8 @@
 #              within ~30 s of thousands of unlinks costs extra (see docs/benchmarks.md), so a
 #              run right after another measures the previous run's deletes
 # Prints, per binary and run: msg/s as smtp-source saw it, then µs of CPU per message for each
-# thread that used more than a trace (threads named by /proc comm: the binary's name is the
+# thread that used more than a trace, with its user-space part in parentheses (the rest is
+# kernel time: syscalls, loopback TCP, file system), e.g. `Worker=160(u45)` (threads named by /proc comm: the binary's name is the
 # event loop; "Worker" threads in start order: spool writer, parse workers, delivery thread),
 # and the server's peak RSS (VmHWM, warm-up included).
 # Loopback only; a fresh mktemp data dir per run (kept under $TMPDIR, removed at the end).
@@ -87,7 +88,8 @@ run_one() { # binary
   sleep 1
   declare -A before=()
   local t
-  for t in /proc/$server/task/*; do before[$t]=$(awk '{print $14+$15}' "$t/stat"); done
+  declare -A ubefore=()
+  for t in /proc/$server/task/*; do before[$t]=$(awk '{print $14+$15}' "$t/stat"); ubefore[$t]=$(awk '{print $14}' "$t/stat"); done
   local n="$count"
   local t0 t1; t0=$(date +%s.%N)
   smtp-source $(source_args "$sessions" "$n") -l "$size" -f a@b.example -t x@company.com "127.0.0.1:$port"
@@ -98,7 +100,8 @@ run_one() { # binary
   line="$(basename "$bin") rate $(echo "$n / ($t1 - $t0)" | bc) msg/s; µs/msg:"
   for t in /proc/$server/task/*; do
     c=$(awk '{print $14+$15}' "$t/stat"); d=$((c - ${before[$t]:-0})); total=$((total + d))
-    [[ $d -gt 2 ]] && line+=" $(cat "$t/comm")=$((d * 1000000 / hz / n))"
+    u=$(( $(awk '{print $14}' "$t/stat") - ${ubefore[$t]:-0} ))
+    [[ $d -gt 2 ]] && line+=" $(cat "$t/comm")=$((d * 1000000 / hz / n))(u$((u * 1000000 / hz / n)))"
   done
   echo "$line total=$((total * 1000000 / hz / n)); peak RSS $(awk '/VmHWM/ {printf "%d MB", $2 / 1024}' "/proc/$server/status")"
   kill "$server"; wait "$server" 2>/dev/null || true; server=""
