@@ -13,6 +13,8 @@
  *  - Every reply observed, for the one-line session log.
  *  - The DATA scanner (data-scanner.ts): the same end-of-DATA and dot-unstuffing decisions,
  *    found with the native indexOf instead of a JavaScript loop over every byte.
+ *  - The parser's continue() made re-entrant (continueAfterData): commands pipelined after a
+ *    message were lost when the same read held a second whole transaction.
  *
  * Failure: a deadline answers 421 4.4.2 and closes the session; the library then aborts the
  * DATA stream so nothing half-received is stored.
@@ -62,6 +64,27 @@ export class GatewaySmtpServer extends SMTPServer {
   }
 }
 
+/**
+ * SMTPStream.continue() runs the callback that parses what followed a message's final dot,
+ * and only then clears it. When that remainder holds a whole further transaction (MAIL, RCPT,
+ * DATA, message, dot: one read from a pipelining client), the callback's own end of DATA sets
+ * the next callback synchronously, and continue() then wipes it: every command after the
+ * second message (QUIT, the next MAIL) was never answered and the client hung until the idle
+ * timeout. Cleared before the call instead; otherwise the library's code.
+ */
+function continueAfterData(parser: SMTPStream): SMTPStream {
+  parser.continue = (): void => {
+    const next = parser._continueCallback;
+    if (typeof next !== "function") {
+      parser._continueCallback = true;
+      return;
+    }
+    parser._continueCallback = false;
+    next();
+  };
+  return parser;
+}
+
 export class GatewayConnection extends SMTPConnection {
   private sessionTimer: ReturnType<typeof setTimeout> | null = null;
   private dataTimer: ReturnType<typeof setTimeout> | null = null;
@@ -77,7 +100,7 @@ export class GatewayConnection extends SMTPConnection {
   }
 
   override _createParser(): SMTPStream {
-    return useFastDataScanner(super._createParser());
+    return continueAfterData(useFastDataScanner(super._createParser()));
   }
 
   override send(code: number, data?: string | string[] | null, context?: string | false): void {

@@ -102,6 +102,18 @@ describe("SMTP session", () => {
     expect(await sendMail(c)).toStartWith("250 2.0.0");
   });
 
+  test("three transactions and QUIT pipelined in one write: every command answered, in order", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    const transaction = (n: number) => `MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@company.com>\r\nDATA\r\n${terminated(simpleMessage(`m${n}`))}`;
+    c.write(`${transaction(1)}${transaction(2)}${transaction(3)}QUIT\r\n`);
+    const replies: string[] = [];
+    for (let i = 0; i < 13; i++) replies.push((await c.reply(3000)).slice(0, 3));
+    expect(replies).toEqual([..."250 250 354 250 ".repeat(3).trim().split(" "), "221"]);
+    expect(server.sink.messages.map((m) => m.raw.toString("latin1").match(/Subject: (m\d)/)?.[1])).toEqual(["m1", "m2", "m3"]);
+  });
+
   test("more than 50 Received headers → 554 5.4.6; exactly 50 is accepted", async () => {
     server = await startTestServer();
     const c = await RawClient.connect(server.port);
