@@ -66,4 +66,15 @@ describe("htmlToText", () => {
   test("output is capped", () => {
     expect(htmlToText("<p>word</p>".repeat(1000), 50).length).toBe(50);
   });
+
+  // Each text run used to search on for '&' to the end of the document, and each '&' for a
+  // ';': quadratic, ~5 s for either 2 MB input below (found by fuzzing with corpus HTML).
+  test("linear: 2 MB of tags and no '&', or of '&' and no ';', each well under a second", () => {
+    for (const html of ["<b>x".repeat(500_000), "a & b ".repeat(350_000)]) {
+      const started = performance.now();
+      const text = htmlToText(html, 1_000_000);
+      expect(performance.now() - started).toBeLessThan(1000);
+      expect(text.startsWith(html.startsWith("<b>") ? "xxx" : "a & b a & b")).toBe(true);
+    }
+  });
 });

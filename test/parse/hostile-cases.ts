@@ -195,6 +195,16 @@ export const HOSTILE_CASES: HostileCase[] = [
     build: () => message(`${BASE_HEADERS}\r\nContent-Type: text/html`, fill("<a <!-- <script ", 20 * MB)),
   },
   {
+    name: "html-tags-no-amp-20mb",
+    trap: "20 MB HTML-only body of short tags and text, no '&' (search for the next entity)",
+    build: () => message(`${BASE_HEADERS}\r\nContent-Type: text/html`, fill("<b>x", 20 * MB)),
+  },
+  {
+    name: "html-amp-no-semicolon-20mb",
+    trap: "20 MB HTML-only body of '&' with no ';' after it (search for the entity's end)",
+    build: () => message(`${BASE_HEADERS}\r\nContent-Type: text/html`, fill("a & b ", 20 * MB)),
+  },
+  {
     name: "html-entities-20mb",
     trap: "20 MB HTML-only body of entities and tags",
     build: () => message(`${BASE_HEADERS}\r\nContent-Type: text/html`, fill("<p>&amp;&#x41;&unknown;&#99999999;</p>\n", 20 * MB)),
