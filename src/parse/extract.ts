@@ -17,11 +17,11 @@ import { decodeHeaderBytes } from "./charset.ts";
 import { decodeEncodedWords } from "./encoded-words.ts";
 import { splitHeaderBlock, type RawHeaderField } from "./header-block.ts";
 import { htmlToText } from "./html-text.ts";
-import { cutLeafContents } from "./leaf-cut.ts";
+import { cutLeafContents, type LineBudget } from "./leaf-cut.ts";
 import {
   MAX_ADDRESSES_PER_LIST, MAX_ATTACHMENTS, MAX_BODY_TEXT_CHARS, MAX_BOUNDARY_LINES, MAX_MIME_DEPTH,
   MAX_MIME_PART_HEADER_BYTES, MAX_NESTED_MESSAGE_DEPTH, MAX_NESTED_MESSAGES, MAX_PARSE_BYTES_TOTAL,
-  MAX_RETRY_BOUNDARY_LINES, MAX_RETRY_PARSE_BYTES,
+  MAX_PARSE_LINES, MAX_RETRY_BOUNDARY_LINES, MAX_RETRY_PARSE_BYTES,
 } from "./limits.ts";
 
 export interface ExtractOptions {
@@ -44,6 +44,7 @@ type ContentFacts = Pick<MessageFacts, "body" | "attachments" | "attachmentTypes
 /** Limits shared by a message and the messages nested in it. */
 interface ParseBudget {
   bytesLeft: number;
+  lines: LineBudget;
   nestedLeft: number;
   notes: string[];
 }
@@ -148,7 +149,7 @@ function parseEnd(raw: Uint8Array, bodyStart: number, cut: ParseCut, budget: Par
  * The message postal-mime parses: the top-level Content-* headers and the (cut) body, with
  * over-long leaf part contents cut (leaf-cut.ts: structure and facts kept, memory bounded).
  */
-function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number, end: number): Uint8Array {
+function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number, end: number, budget: ParseBudget): Uint8Array {
   const head: Uint8Array[] = [];
   for (const field of fields) {
     if (!MIME_HEADERS.has(field.name)) continue;
@@ -157,7 +158,9 @@ function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number,
   head.push(Buffer.from("\r\n"));
   const contentType = fields.find((field) => field.name === "content-type");
   const topType = contentType ? (/^\s*([^\s;]+)/.exec(Buffer.from(contentType.value).toString("latin1"))?.[1] ?? null) : null;
-  return Buffer.concat([...head, ...cutLeafContents(raw, bodyStart, end, topType)]);
+  const body = cutLeafContents(raw, bodyStart, end, topType, budget.lines);
+  if (budget.lines.cut) note(budget, `more than ${MAX_PARSE_LINES} lines to parse, the rest not inspected`);
+  return Buffer.concat([...head, ...body]);
 }
 
 async function parseMime(input: Uint8Array): Promise<Email> {
@@ -184,7 +187,7 @@ function isMessage(mimeType: string): boolean {
 type MimeInputOf = (cut: ParseCut, budget: ParseBudget) => Promise<Uint8Array>;
 
 function mimeInputOf(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number): MimeInputOf {
-  return async (cut, budget) => mimeInput(raw, fields, bodyStart, parseEnd(raw, bodyStart, cut, budget));
+  return async (cut, budget) => mimeInput(raw, fields, bodyStart, parseEnd(raw, bodyStart, cut, budget), budget);
 }
 
 /** Body and attachment facts of a message (its MIME input), nested messages included. */
@@ -234,7 +237,7 @@ function emptyHeaderFacts(): HeaderFacts {
 }
 
 function newBudget(): ParseBudget {
-  return { bytesLeft: MAX_PARSE_BYTES_TOTAL, nestedLeft: MAX_NESTED_MESSAGES, notes: [] };
+  return { bytesLeft: MAX_PARSE_BYTES_TOTAL, lines: { left: MAX_PARSE_LINES, cut: false }, nestedLeft: MAX_NESTED_MESSAGES, notes: [] };
 }
 
 /**
@@ -281,7 +284,7 @@ export async function extractFactsFromFile(path: string, envelope: Envelope, opt
         return input;
       }
       const raw = new Uint8Array(await readFile(path));
-      return mimeInput(raw, top.fields, top.bodyStart, parseEnd(raw, top.bodyStart, cut, b));
+      return mimeInput(raw, top.fields, top.bodyStart, parseEnd(raw, top.bodyStart, cut, b), b);
     };
     if (opts.content !== false) content = await contentFacts(inputOf, 0, budget);
   } catch (err) {
@@ -296,7 +299,7 @@ async function readTop(path: string, budget: ParseBudget, content: boolean) {
   const block = splitHeaderBlock(raw);
   budget.notes.push(...block.notes);
   const header = headerFacts(block.fields, budget).facts;
-  const firstInput = content ? mimeInput(raw, block.fields, block.bodyStart, parseEnd(raw, block.bodyStart, FIRST_CUT, budget)) : null;
+  const firstInput = content ? mimeInput(raw, block.fields, block.bodyStart, parseEnd(raw, block.bodyStart, FIRST_CUT, budget), budget) : null;
   return { header, fields: block.fields, bodyStart: block.bodyStart, size: raw.byteLength, firstInput };
 }
 

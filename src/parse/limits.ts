@@ -59,6 +59,13 @@ export const MAX_NESTED_MESSAGE_DEPTH = 3;
  */
 export const MAX_PARSE_BYTES_TOTAL = 32 * 1024 * 1024;
 
+/**
+ * Content lines handed to postal-mime per message, its nested messages included (leaf-cut.ts).
+ * Its cost is per line, not per byte: 20 MB of bare newlines took 10-15 s. A million lines is
+ * more than the text any MAX_BODY_TEXT_CHARS needs unless lines are under a character long.
+ */
+export const MAX_PARSE_LINES = 1_000_000;
+
 /** Characters of body text kept as a fact. Stops rule regexes from scanning 25 MB of text. */
 export const MAX_BODY_TEXT_CHARS = 1_000_000;
 

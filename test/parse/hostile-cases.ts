@@ -195,6 +195,17 @@ export const HOSTILE_CASES: HostileCase[] = [
     build: () => message(`${BASE_HEADERS}\r\nContent-Type: text/html`, fill("<a <!-- <script ", 20 * MB)),
   },
   {
+    name: "newlines-in-rfc822-20mb",
+    trap: "20 MB of bare newlines inside a message/rfc822 part (postal-mime's cost per line)",
+    build: () => message(`${BASE_HEADERS}\r\nContent-Type: message/rfc822`, `Subject: in\r\n\r\n${"\n".repeat(20 * MB)}`),
+  },
+  {
+    name: "newline-text-parts-20mb",
+    trap: "9,000 text parts of 2,400 bare newlines each (per-part caps do not bound the total)",
+    build: () =>
+      message(`${BASE_HEADERS}\r\nContent-Type: multipart/mixed; boundary="p"`, `${`--p\r\nContent-Type: text/plain\r\n\r\n${"\n".repeat(2400)}`.repeat(9000)}--p--\r\n`),
+  },
+  {
     name: "html-tags-no-amp-20mb",
     trap: "20 MB HTML-only body of short tags and text, no '&' (search for the next entity)",
     build: () => message(`${BASE_HEADERS}\r\nContent-Type: text/html`, fill("<b>x", 20 * MB)),

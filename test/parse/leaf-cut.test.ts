@@ -7,7 +7,7 @@
 import { expect, test } from "bun:test";
 import { extractFacts } from "../../src/parse/extract.ts";
 import { cutLeafContents, OTHER_PART_BYTES, TEXT_PART_BYTES } from "../../src/parse/leaf-cut.ts";
-import { MAX_BODY_TEXT_CHARS } from "../../src/parse/limits.ts";
+import { MAX_BODY_TEXT_CHARS, MAX_PARSE_LINES } from "../../src/parse/limits.ts";
 import type { Envelope } from "../../src/types.ts";
 
 const ENVELOPE: Envelope = { mailFrom: "a@example.org", rcptTo: ["b@company.com"], clientIp: "192.0.2.1", helo: "h", tls: false };
@@ -56,4 +56,26 @@ test("the cut keeps every line starting with -- and caps leaf contents", () => {
   expect(kept.byteLength).toBeLessThan(TEXT_PART_BYTES + OTHER_PART_BYTES + 3 * 1024 * 1024);
   const small = new TextEncoder().encode("Subject: x\r\n\r\nshort body\r\n-- \r\nsig\r\n");
   expect(cutLeafContents(small, 14, small.byteLength, null)).toEqual([small.subarray(14)]);
+});
+
+test("content lines are capped across parts, containers included; structure kept", () => {
+  const raw = new TextEncoder().encode("X: y\n\n--b\nContent-Type: text/plain\n\n1\n2\n3\n--b\nContent-Type: message/rfc822\n\n4\n5\n--b--\n");
+  const lines = { left: 4, cut: false };
+  const kept = Buffer.concat(cutLeafContents(raw, 6, raw.byteLength, "multipart/mixed", lines)).toString("latin1");
+  expect(kept).toBe("--b\nContent-Type: text/plain\n\n1\n2\n3\n--b\nContent-Type: message/rfc822\n\n4\n--b--\n");
+  expect(lines).toEqual({ left: 0, cut: true });
+});
+
+// postal-mime spends ~0.5 µs per line: 20 MB of bare newlines in a message/rfc822 part took
+// ~14 s (past the parse worker's timeout, so the message got 451) though every byte cap held.
+test("a message of bare newlines is parsed only up to MAX_PARSE_LINES; later parts still listed", async () => {
+  const newlines = "\n".repeat(MAX_PARSE_LINES + 200_000);
+  const raw = new TextEncoder().encode(
+    'From: a@example.org\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n' +
+      `Subject: in\r\n\r\n${newlines}--b\r\nContent-Type: application/pdf; name="late.pdf"\r\n\r\nx\r\n--b--\r\n`,
+  );
+  const facts = await extractFacts(raw, ENVELOPE);
+  expect(facts.parseError).toContain(`more than ${MAX_PARSE_LINES} lines to parse`);
+  expect(facts.attachmentTypes).toEqual(["message/rfc822", "application/pdf"]);
+  expect(facts.attachments).toContain("late.pdf");
 });
