@@ -92,10 +92,14 @@ export function cutLeafContents(
   let spanStart = bodyStart;
   let contentStart = bodyStart;
   let kind = kindOf(topContentType);
+  // A leaf at the top (text/*, an attachment, no Content-Type) is one part to postal-mime: its
+  // "--" lines are content, not boundaries, and must not open uncapped "container" spans
+  // (a text/plain base64 body of fake multipart spans went to the base64 decoder whole).
+  const topIsLeaf = kind !== "container";
   // From the line end before the body, so a body that opens with a "--" line is split there.
   let searchFrom = Math.max(0, bodyStart - 1);
   while (spanStart < end) {
-    let next = buffer.indexOf("\n--", searchFrom);
+    let next = topIsLeaf ? -1 : buffer.indexOf("\n--", searchFrom);
     next = next < 0 || next >= end ? end : next + 1;
     const capTo = Math.min(next, contentStart + capOf(kind));
     const lastLf = capTo < next ? buffer.lastIndexOf(0x0a, capTo - 1) : -1;
