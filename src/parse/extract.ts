@@ -21,7 +21,7 @@ import { cutLeafContents, type LineBudget } from "./leaf-cut.ts";
 import {
   MAX_ADDRESSES_PER_LIST, MAX_ATTACHMENTS, MAX_BODY_TEXT_CHARS, MAX_BOUNDARY_LINES, MAX_MIME_DEPTH,
   MAX_MIME_PART_HEADER_BYTES, MAX_NESTED_MESSAGE_DEPTH, MAX_NESTED_MESSAGES, MAX_PARSE_BYTES_TOTAL,
-  MAX_PARSE_LINES, MAX_RETRY_BOUNDARY_LINES, MAX_RETRY_PARSE_BYTES,
+  MAX_BASE64_PAD_UNITS, MAX_PARSE_LINES, MAX_RETRY_BOUNDARY_LINES, MAX_RETRY_PARSE_BYTES,
 } from "./limits.ts";
 
 export interface ExtractOptions {
@@ -158,8 +158,11 @@ function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number,
   head.push(Buffer.from("\r\n"));
   const contentType = fields.find((field) => field.name === "content-type");
   const topType = contentType ? (/^\s*([^\s;]+)/.exec(Buffer.from(contentType.value).toString("latin1"))?.[1] ?? null) : null;
-  const body = cutLeafContents(raw, bodyStart, end, topType, budget.lines);
+  const encoding = fields.find((field) => field.name === "content-transfer-encoding");
+  const topQuotedPrintable = encoding !== undefined && /^\s*"?quoted-printable\b/i.test(Buffer.from(encoding.value).toString("latin1"));
+  const body = cutLeafContents(raw, bodyStart, end, topType, budget.lines, topQuotedPrintable);
   if (budget.lines.cut) note(budget, `more than ${MAX_PARSE_LINES} lines to parse, the rest not inspected`);
+  if (budget.lines.padsCut) note(budget, `more than ${MAX_BASE64_PAD_UNITS} padded base64 units (runs of '=') to decode, the rest not inspected`);
   return Buffer.concat([...head, ...body]);
 }
 
@@ -237,7 +240,7 @@ function emptyHeaderFacts(): HeaderFacts {
 }
 
 function newBudget(): ParseBudget {
-  return { bytesLeft: MAX_PARSE_BYTES_TOTAL, lines: { left: MAX_PARSE_LINES, cut: false }, nestedLeft: MAX_NESTED_MESSAGES, notes: [] };
+  return { bytesLeft: MAX_PARSE_BYTES_TOTAL, lines: { left: MAX_PARSE_LINES, cut: false, padsLeft: MAX_BASE64_PAD_UNITS, padsCut: false }, nestedLeft: MAX_NESTED_MESSAGES, notes: [] };
 }
 
 /**

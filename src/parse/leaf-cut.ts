@@ -13,7 +13,8 @@
  *   - any other type (attachments: only name and type are facts): OTHER_PART_BYTES.
  * Cuts fall on line ends. Content lines of all spans together (containers' too) are also
  * capped, by the caller's LineBudget: postal-mime spends ~0.5 µs per line whatever its length,
- * so 20 MB of bare newlines took 10-15 s although every byte cap held.
+ * so 20 MB of bare newlines took 10-15 s although every byte cap held. So are the padded units
+ * of base64 content (MAX_BASE64_PAD_UNITS: its decoder spends ~1 µs on each; see padBudgetEnd).
  * Trusts nothing in the bytes; linear in the body size. Never throws.
  */
 import { MAX_BODY_TEXT_CHARS } from "./limits.ts";
@@ -23,6 +24,10 @@ export interface LineBudget {
   left: number;
   /** Set when content was cut because the budget ran out. */
   cut: boolean;
+  /** Runs of '=' outside quoted-printable content it may still be handed (see padBudgetEnd). */
+  padsLeft: number;
+  /** Set when content was cut because `padsLeft` ran out. */
+  padsCut: boolean;
 }
 
 /** Content bytes of a text part handed to the parser: 4 bytes per body-text character kept. */
@@ -56,9 +61,31 @@ function headerEnd(buffer: Buffer, from: number, limit: number): number {
   return from - 1 + at + (at === b && (a < 0 || b < a) ? 3 : 2);
 }
 
-function contentTypeIn(buffer: Buffer, start: number, end: number): string | null {
+/** The part's Content-Type and whether its content is quoted-printable (from its header lines). */
+function partHeader(buffer: Buffer, start: number, end: number): { type: string | null; quotedPrintable: boolean } {
   const text = buffer.toString("latin1", start, Math.min(end, start + PART_HEADER_SCAN_BYTES));
-  return /^content-type:[ \t\r\n]*([^\s;]+)/im.exec(text)?.[1] ?? null;
+  const type = /^content-type:[ \t\r\n]*([^\s;]+)/im.exec(text)?.[1] ?? null;
+  return { type, quotedPrintable: /^content-transfer-encoding:[ \t\r\n]*"?quoted-printable\b/im.test(text) };
+}
+
+/**
+ * `to`, or the start of the line where the content in [from, to) uses up the pad budget. A unit
+ * is a run of '=' (postal-mime's base64 decoder splits its input there). Counted in every span
+ * but quoted-printable ones (where '=' is the escape and costs nothing): a span's own header does
+ * not say whether it lies inside a base64 part, as "--x" lines and fake part headers within one
+ * split it too (18 MB of them took 5.5 s).
+ */
+function padBudgetEnd(buffer: Buffer, from: number, to: number, lines: LineBudget): number {
+  const window = buffer.subarray(0, to);
+  for (let at = window.indexOf(0x3d, from); at >= 0; at = window.indexOf(0x3d, at)) {
+    if (lines.padsLeft <= 0) {
+      lines.padsCut = true;
+      return Math.max(from, buffer.lastIndexOf(0x0a, at) + 1);
+    }
+    lines.padsLeft--;
+    while (at < to && buffer[at] === 0x3d) at++;
+  }
+  return to;
 }
 
 /** `to`, or where the line budget runs out in [from, to): just past the last line it allows. */
@@ -84,7 +111,8 @@ function lineBudgetEnd(buffer: Buffer, from: number, to: number, lines: LineBudg
  */
 export function cutLeafContents(
   raw: Uint8Array, bodyStart: number, end: number, topContentType: string | null,
-  lines: LineBudget = { left: Number.POSITIVE_INFINITY, cut: false },
+  lines: LineBudget = { left: Number.POSITIVE_INFINITY, cut: false, padsLeft: Number.POSITIVE_INFINITY, padsCut: false },
+  topQuotedPrintable = false,
 ): Uint8Array[] {
   const buffer = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
   const slices: Uint8Array[] = [];
@@ -92,6 +120,7 @@ export function cutLeafContents(
   let spanStart = bodyStart;
   let contentStart = bodyStart;
   let kind = kindOf(topContentType);
+  let quotedPrintable = topQuotedPrintable;
   // A leaf at the top (text/*, an attachment, no Content-Type) is one part to postal-mime: its
   // "--" lines are content, not boundaries, and must not open uncapped "container" spans
   // (a text/plain base64 body of fake multipart spans went to the base64 decoder whole).
@@ -103,7 +132,8 @@ export function cutLeafContents(
     next = next < 0 || next >= end ? end : next + 1;
     const capTo = Math.min(next, contentStart + capOf(kind));
     const lastLf = capTo < next ? buffer.lastIndexOf(0x0a, capTo - 1) : -1;
-    const keepTo = lineBudgetEnd(buffer, contentStart, capTo < next && lastLf >= contentStart ? lastLf + 1 : capTo, lines);
+    const lineTo = lineBudgetEnd(buffer, contentStart, capTo < next && lastLf >= contentStart ? lastLf + 1 : capTo, lines);
+    const keepTo = quotedPrintable ? lineTo : padBudgetEnd(buffer, contentStart, lineTo, lines);
     if (keepTo < next) cut = true;
     slices.push(raw.subarray(spanStart, Math.max(spanStart, keepTo)));
     if (next >= end) break;
@@ -116,7 +146,9 @@ export function cutLeafContents(
     const spanEnd = nextDashes < 0 || nextDashes >= end ? end : nextDashes + 1;
     const headersTo = headerEnd(buffer, headersFrom, Math.min(spanEnd, headersFrom + PART_HEADER_SCAN_BYTES));
     contentStart = headersTo < 0 ? headersFrom : headersTo;
-    kind = headersTo < 0 ? "text" : kindOf(contentTypeIn(buffer, headersFrom, headersTo));
+    const header = headersTo < 0 ? { type: null, quotedPrintable: false } : partHeader(buffer, headersFrom, headersTo);
+    kind = headersTo < 0 ? "text" : kindOf(header.type);
+    quotedPrintable = header.quotedPrintable;
   }
   return cut ? slices : [raw.subarray(bodyStart, end)];
 }

@@ -66,6 +66,14 @@ export const MAX_PARSE_BYTES_TOTAL = 32 * 1024 * 1024;
  */
 export const MAX_PARSE_LINES = 1_000_000;
 
+/**
+ * Padded base64 units ("QQ=" ... each ended by '=') handed to postal-mime per message, its nested
+ * messages included (leaf-cut.ts). Its decoder makes one buffer per unit, ~1 µs each: 4 MB of
+ * "QQ=" took 1.1 s, and a base64 message/rfc822 part of 17 MB 5 s. Real base64 pads once per
+ * part (some mailers once per line: ~55,000 in a 4 MB part).
+ */
+export const MAX_BASE64_PAD_UNITS = 100_000;
+
 /** Characters of body text kept as a fact. Stops rule regexes from scanning 25 MB of text. */
 export const MAX_BODY_TEXT_CHARS = 1_000_000;
 

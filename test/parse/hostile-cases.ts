@@ -236,6 +236,25 @@ export const HOSTILE_CASES: HostileCase[] = [
       ),
   },
   {
+    name: "base64-pads-rfc822-17mb",
+    trap: "17 MB base64 message/rfc822 part of \"QQ=\" units (postal-mime: one buffer per '=')",
+    build: () =>
+      message(
+        `${BASE_HEADERS}\r\nContent-Type: multipart/mixed; boundary="p"`,
+        `--p\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n${fill("QQ=QQ=QQ=QQ=QQ=QQ=QQ=QQ=\r\n", 17 * MB)}--p--\r\n`,
+      ),
+  },
+  {
+    name: "base64-fake-spans-18mb",
+    trap: "18 MB base64 text part of fake \"--f\" / multipart part headers with \"QQ=\" content",
+    build: () =>
+      message(
+        `${BASE_HEADERS}\r\nContent-Type: multipart/mixed; boundary="p"`,
+        `--p\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n` +
+          `${fill(`--f\r\nContent-Type: multipart/mixed; boundary=g\r\n\r\n${"QQ=".repeat(700)}\r\n`, 18 * MB)}--p--\r\n`,
+      ),
+  },
+  {
     name: "content-type-params-1mb",
     trap: "Content-Type with 1 MB of parameters and RFC 2231 sections",
     build: () =>
