@@ -119,6 +119,12 @@ export class GatewayConnection extends SMTPConnection {
   }
 
   override handler_DATA(command: Buffer, callback: () => void): void {
+    // DATA takes no argument (RFC 5321 §4.1.1.4); smtp-server ignored one and answered 354.
+    if (/^DATA\s*\S/i.test(command.toString("latin1"))) {
+      this.send(501, "5.5.4 Syntax: DATA");
+      callback();
+      return;
+    }
     super.handler_DATA(command, callback);
     const stream = this._dataStream;
     if (!stream) return;

@@ -5,7 +5,7 @@
  * test ends with a fresh connection completing a transaction.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { RawClient, greet, sendMail, startTestServer, type TestServer } from "./helpers.ts";
+import { RawClient, greet, sendMail, simpleMessage, startTestServer, terminated, type TestServer } from "./helpers.ts";
 
 let server: TestServer | null = null;
 afterEach(async () => {
@@ -84,6 +84,13 @@ describe("malformed input", () => {
     expect(await c.cmd("RCPT TO:<b@company.com>")).toMatch(/^503 /);
     expect(await c.cmd("DATA")).toMatch(/^503 /);
     expect(await sendMail(c)).toStartWith("250");
+    // DATA with an argument is refused (as Postfix does), not taken as DATA.
+    expect(await c.cmd("MAIL FROM:<a@sender.example>")).toStartWith("250");
+    expect(await c.cmd("RCPT TO:<b@company.com>")).toStartWith("250");
+    expect(await c.cmd("DATA x")).toBe("501 5.5.4 Syntax: DATA");
+    expect(await c.cmd("DATA ")).toStartWith("354");
+    c.write(terminated(simpleMessage()));
+    expect(await c.reply()).toStartWith("250");
     const h = await RawClient.connect(server.port);
     await h.reply();
     expect(await h.cmd("GET / HTTP/1.1")).toMatch(/^421 /);
