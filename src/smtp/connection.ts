@@ -95,8 +95,18 @@ export class GatewayConnection extends SMTPConnection {
 
   override init(): void {
     this.sessionTimer = this.deadline(this.hooks.sessionTimeoutMs, "Session time limit exceeded");
-    this._socket.once("close", () => this.clearTimers());
     super.init();
+  }
+
+  /**
+   * Every way a connection ends comes here, before and after STARTTLS. Not a 'close' listener
+   * on the socket: upgrade() removes every listener from the plain socket, so for a TLS session
+   * the session deadline stayed armed and held the whole connection (sockets, parser, closures)
+   * in memory for SESSION_TIMEOUT_MS after it ended — found by bench/soak.ts.
+   */
+  override _onClose(): void {
+    this.clearTimers();
+    super._onClose();
   }
 
   override _createParser(): SMTPStream {

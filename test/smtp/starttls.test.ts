@@ -2,9 +2,11 @@
  * STARTTLS in process (Bun): handshake, pipelined plaintext after STARTTLS discarded (whole
  * and partial lines), SMTP_TLS_REQUIRED, certificate reload (SIGHUP path and file change)
  * without dropping a session already under TLS, unusable files at start → CliError naming
- * the file. A real client (nodemailer) sends over STARTTLS too.
+ * the file. A real client (nodemailer) sends over STARTTLS too. A TLS session that ended holds
+ * no timer (and so no memory) afterwards.
  */
 import { afterEach, describe, expect, test } from "bun:test";
+import { heapStats } from "bun:jsc";
 import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { TLSSocket } from "node:tls";
@@ -177,5 +179,27 @@ describe("STARTTLS", () => {
     expect(info.response).toMatch(/^250 2\.0\.0 Queued as t1/);
     expect(server.sink.messages[0]?.envelope.tls).toBe(true);
     transport.close();
+  });
+
+  test("a TLS session that ended leaves no timer behind (its deadline held the connection for 30 min)", async () => {
+    server = await startTestServer({ env: tlsEnv(tempDir()) });
+    const timers = (): number => {
+      Bun.gc(true);
+      return heapStats().objectTypeCounts.Timeout ?? 0;
+    };
+    const session = async (): Promise<void> => {
+      const c = await RawClient.connect(server!.port);
+      await greet(c);
+      await startTls(c);
+      await c.cmd("EHLO client.example");
+      expect(await c.cmd("QUIT")).toMatch(/^221 /);
+      await c.waitClose();
+    };
+    await session(); // first use: anything created once
+    const before = timers();
+    for (let i = 0; i < 20; i++) await session();
+    for (let i = 0; i < 50 && server.sessions.length < 21; i++) await Bun.sleep(20);
+    expect(server.sessions.length).toBe(21);
+    expect(timers() - before).toBeLessThan(5);
   });
 });
