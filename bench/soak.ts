@@ -2,7 +2,7 @@
  * soak.ts - does a long-running `mailgw serve` leak anything?
  *
  * Runs the compiled executable for --minutes under a steady, mixed, moderate load and samples
- * every 10 s: VmRSS / VmHWM, open fds, threads, the SQLite file and its -wal, the spool's file
+ * every 10 s: VmRSS (and its anonymous part) / VmHWM, open fds, threads, the SQLite file and its -wal, the spool's file
  * count, msg/s accepted and the queue depth. Then it stops the load, waits --settle seconds and
  * samples again: what a leak-free server holds should come back to a plateau.
  *
@@ -438,7 +438,7 @@ async function queueList(): Promise<void> {
 
 // ---------------------------------------------------------------- sampling
 interface Sample {
-  t: number; phase: string; rssMB: number; hwmMB: number; fds: number; threads: number;
+  t: number; phase: string; rssMB: number; anonMB: number; hwmMB: number; fds: number; threads: number;
   dbMB: number; walMB: number; spool: number; msgS: number; queue: number; deferred: number;
 }
 const samples: Sample[] = [];
@@ -465,7 +465,7 @@ async function sample(phase: string, t0: number): Promise<void> {
   const now = Date.now();
   const s: Sample = {
     t: Math.round((now - t0) / 1000), phase,
-    rssMB: kb("VmRSS") / 1024, hwmMB: kb("VmHWM") / 1024,
+    rssMB: kb("VmRSS") / 1024, anonMB: kb("RssAnon") / 1024, hwmMB: kb("VmHWM") / 1024,
     fds: readdirSync(`/proc/${pid}/fd`).length, threads: readdirSync(`/proc/${pid}/task`).length,
     dbMB: sizeMB(dbPath), walMB: sizeMB(dbPath + "-wal"), spool: countFiles(join(dataDir, "spool")),
     msgS: lastT ? (counts.accepted - lastAccepted) / ((now - lastT) / 1000) : 0, queue, deferred,
@@ -473,8 +473,8 @@ async function sample(phase: string, t0: number): Promise<void> {
   lastAccepted = counts.accepted; lastT = now;
   samples.push(s);
   const f = (x: number, d = 1) => x.toFixed(d).padStart(7);
-  if (samples.length % 20 === 1) console.log("      t phase   rss_MB  hwm_MB    fds threads  db_MB  wal_MB  spool   msg/s  queue  deferr");
-  console.log(`${String(s.t).padStart(7)} ${phase.padEnd(6)} ${f(s.rssMB)} ${f(s.hwmMB)} ${f(s.fds, 0)} ${f(s.threads, 0)} ${f(s.dbMB)} ${f(s.walMB)} ${f(s.spool, 0)} ${f(s.msgS)} ${f(queue, 0)} ${f(deferred, 0)}`);
+  if (samples.length % 20 === 1) console.log("      t phase   rss_MB anon_MB  hwm_MB    fds threads  db_MB  wal_MB  spool   msg/s  queue  deferr");
+  console.log(`${String(s.t).padStart(7)} ${phase.padEnd(6)} ${f(s.rssMB)} ${f(s.anonMB)} ${f(s.hwmMB)} ${f(s.fds, 0)} ${f(s.threads, 0)} ${f(s.dbMB)} ${f(s.walMB)} ${f(s.spool, 0)} ${f(s.msgS)} ${f(queue, 0)} ${f(deferred, 0)}`);
 }
 
 /** Least-squares slope of y against t, per 600 s. */
@@ -545,7 +545,7 @@ async function main(): Promise<number> {
 
 function summarize(load: Sample[], settled: Sample): number {
   const second = load.slice(Math.floor(load.length / 2));
-  const keys: (keyof Sample)[] = ["rssMB", "hwmMB", "fds", "threads", "dbMB", "walMB", "spool", "msgS", "queue"];
+  const keys: (keyof Sample)[] = ["rssMB", "anonMB", "hwmMB", "fds", "threads", "dbMB", "walMB", "spool", "msgS", "queue"];
   const rows = ["| metric | first | last (load) | max | slope/10 min, 2nd half | after settle |", "|---|---:|---:|---:|---:|---:|"];
   const r = (x: number) => (Math.abs(x) >= 100 ? x.toFixed(0) : x.toFixed(1));
   for (const k of keys) {
