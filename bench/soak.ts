@@ -36,6 +36,8 @@ import { mkdtempSync, readdirSync, readFileSync, renameSync, statSync, writeFile
 import { connect, type Socket } from "node:net";
 import { join, resolve } from "node:path";
 import nodemailer from "nodemailer";
+import { Client, counts, freshIp, line, message, pick } from "./lib/soak-client.ts";
+import { countFiles, summarize, type Sample } from "./lib/soak-report.ts";
 
 // ---------------------------------------------------------------- arguments
 const args = new Map<string, string>();
@@ -217,95 +219,6 @@ const env = {
 let server = null as Subprocess | null;
 let serverDied = false;
 
-// ---------------------------------------------------------------- a small SMTP client
-const counts = { accepted: 0, rejected: 0, rateLimited: 0, tempfail: 0, errors: 0, midData: 0, idle: 0, tls: 0 };
-let ipSeq = 0;
-/** A fresh loopback address per call: 127.2.0.1 … 127.2.255.254, then round again. */
-function freshIp(): string {
-  ipSeq = (ipSeq + 1) % 65_000;
-  return `127.2.${(ipSeq >> 8) & 255}.${(ipSeq & 255) || 1}`;
-}
-
-class Client {
-  private sock!: Socket;
-  private buf = "";
-  private waiter: ((r: string) => void) | null = null;
-  private failer: ((e: Error) => void) | null = null;
-  private lines: string[] = [];
-  closed = false;
-  static async open(localAddress: string): Promise<Client> {
-    const c = new Client();
-    await new Promise<void>((res, rej) => {
-      c.sock = connect({ host: "127.0.0.1", port: SMTP_PORT, localAddress }, () => res());
-      c.sock.on("error", (e) => { c.closed = true; rej(e); c.failer?.(e); });
-      c.sock.on("close", () => { c.closed = true; c.failer?.(new Error("closed")); });
-      c.sock.on("data", (d) => c.onData(d.toString("latin1")));
-    });
-    c.sock.setTimeout(180_000, () => c.sock.destroy());
-    await c.reply();
-    return c;
-  }
-  private onData(s: string): void {
-    this.buf += s;
-    let i: number;
-    while ((i = this.buf.indexOf("\r\n")) >= 0) {
-      const line = this.buf.slice(0, i);
-      this.buf = this.buf.slice(i + 2);
-      this.lines.push(line);
-      if (line[3] !== "-") {
-        const r = this.lines.join("\n");
-        this.lines = [];
-        const w = this.waiter;
-        this.waiter = null; this.failer = null;
-        w?.(r);
-      }
-    }
-  }
-  reply(): Promise<string> {
-    return new Promise((res, rej) => {
-      if (this.closed) return rej(new Error("closed"));
-      this.waiter = res; this.failer = rej;
-    });
-  }
-  cmd(line: string): Promise<string> {
-    const p = this.reply();
-    this.sock.write(line + "\r\n");
-    return p;
-  }
-  write(data: string): void { this.sock.write(data); }
-  destroy(): void { this.sock.destroy(); }
-  async send(subject: string, size: number): Promise<string> {
-    const m = await this.cmd("MAIL FROM:<sender@soak.example>");
-    if (m.startsWith("451")) { counts.rateLimited++; await this.cmd("RSET"); return m; }
-    if (!m.startsWith("250")) throw new Error(`MAIL: ${m}`);
-    const r = await this.cmd("RCPT TO:<user@company.com>");
-    if (!r.startsWith("250")) throw new Error(`RCPT: ${r}`);
-    const d = await this.cmd("DATA");
-    if (!d.startsWith("354")) throw new Error(`DATA: ${d}`);
-    const p = this.reply();
-    this.sock.write(message(subject, size) + ".\r\n");
-    const res = await p;
-    if (res.startsWith("250")) counts.accepted++;
-    else if (res.startsWith("550")) counts.rejected++;
-    else counts.tempfail++;
-    return res;
-  }
-}
-
-const line = "abcdefghijklmnopqrstuvwxyz0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ the quick brown fox\r\n";
-function message(subject: string, size: number): string {
-  const head = `From: Sender <sender@soak.example>\r\nTo: user@company.com\r\nSubject: ${subject}\r\n` +
-    `Message-ID: <${Date.now()}.${Math.random()}@soak.example>\r\nDate: ${new Date().toUTCString()}\r\n\r\n`;
-  return head + line.repeat(Math.max(1, Math.floor(size / line.length)));
-}
-/** 40% archive, 25% forward, 15% webhook, 10% reject, 10% drop; sizes 1–20 KB, 1 in 50 ~200 KB. */
-function pick(): { subject: string; size: number } {
-  const x = Math.random();
-  const subject = x < 0.4 ? "hello" : x < 0.65 ? "fwd report" : x < 0.8 ? "hook order" : x < 0.9 ? "[SPAM] buy" : "noise ping";
-  const size = Math.random() < 0.02 ? 200_000 : 1000 + Math.floor(Math.random() * 19_000);
-  return { subject, size };
-}
-
 // ---------------------------------------------------------------- load generators
 let running = true;
 const idleClients = new Set<Client>();
@@ -313,7 +226,7 @@ const idleClients = new Set<Client>();
 async function keptOpen(n: number, perS: number): Promise<void> {
   while (running) {
     try {
-      const c = await Client.open(`127.1.0.${n + 1}`);
+      const c = await Client.open(SMTP_PORT, `127.1.0.${n + 1}`);
       await c.cmd("EHLO kept.soak.example");
       for (let i = 0; i < 500 && running; i++) {
         const t = Date.now();
@@ -331,7 +244,7 @@ async function oneShot(perS: number): Promise<void> {
   while (running) {
     const t = Date.now();
     try {
-      const c = await Client.open(freshIp());
+      const c = await Client.open(SMTP_PORT, freshIp());
       await c.cmd("EHLO one.soak.example");
       const { subject, size } = pick();
       await c.send(subject, size);
@@ -367,7 +280,7 @@ async function tlsSessions(perS: number): Promise<void> {
 async function midData(everyMs: number): Promise<void> {
   while (running) {
     try {
-      const c = await Client.open(freshIp());
+      const c = await Client.open(SMTP_PORT, freshIp());
       await c.cmd("EHLO abort.soak.example");
       await c.cmd("MAIL FROM:<a@soak.example>");
       await c.cmd("RCPT TO:<user@company.com>");
@@ -386,7 +299,7 @@ async function idlers(everyMs: number): Promise<void> {
   let n = 0;
   while (running) {
     try {
-      const c = await Client.open(freshIp());
+      const c = await Client.open(SMTP_PORT, freshIp());
       await c.cmd("EHLO idle.soak.example");
       if (n++ % 2 === 0) {
         await c.cmd("MAIL FROM:<i@soak.example>");
@@ -407,7 +320,7 @@ async function overLimit(): Promise<void> {
   while (running) {
     const t = Date.now();
     try {
-      const c = await Client.open("127.3.0.1");
+      const c = await Client.open(SMTP_PORT, "127.3.0.1");
       await c.cmd("EHLO greedy.soak.example");
       for (let i = 0; i < RATE_LIMIT_MAX + 50 && running; i++) {
         await c.send("hello", 2000);
@@ -437,18 +350,8 @@ async function queueList(): Promise<void> {
 }
 
 // ---------------------------------------------------------------- sampling
-interface Sample {
-  t: number; phase: string; rssMB: number; anonMB: number; hwmMB: number; fds: number; threads: number;
-  dbMB: number; walMB: number; spool: number; msgS: number; queue: number; deferred: number;
-}
 const samples: Sample[] = [];
 let lastAccepted = 0, lastT = 0;
-function countFiles(dir: string): number {
-  if (!existsSync(dir)) return 0;
-  let n = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) n += e.isDirectory() ? countFiles(join(dir, e.name)) : 1;
-  return n;
-}
 const sizeMB = (p: string) => (existsSync(p) ? statSync(p).size / 1048576 : 0);
 async function sample(phase: string, t0: number): Promise<void> {
   const pid = server!.pid;
@@ -475,16 +378,6 @@ async function sample(phase: string, t0: number): Promise<void> {
   const f = (x: number, d = 1) => x.toFixed(d).padStart(7);
   if (samples.length % 20 === 1) console.log("      t phase   rss_MB anon_MB  hwm_MB    fds threads  db_MB  wal_MB  spool   msg/s  queue  deferr");
   console.log(`${String(s.t).padStart(7)} ${phase.padEnd(6)} ${f(s.rssMB)} ${f(s.anonMB)} ${f(s.hwmMB)} ${f(s.fds, 0)} ${f(s.threads, 0)} ${f(s.dbMB)} ${f(s.walMB)} ${f(s.spool, 0)} ${f(s.msgS)} ${f(queue, 0)} ${f(deferred, 0)}`);
-}
-
-/** Least-squares slope of y against t, per 600 s. */
-function slope(xs: Sample[], key: keyof Sample): number {
-  const n = xs.length;
-  if (n < 2) return 0;
-  const mt = xs.reduce((a, s) => a + s.t, 0) / n, my = xs.reduce((a, s) => a + (s[key] as number), 0) / n;
-  let num = 0, den = 0;
-  for (const s of xs) { num += (s.t - mt) * ((s[key] as number) - my); den += (s.t - mt) ** 2; }
-  return den ? (num / den) * 600 : 0;
 }
 
 // ---------------------------------------------------------------- run
@@ -540,35 +433,11 @@ async function main(): Promise<number> {
     await sleep(SAMPLE_MS);
     await sample("settle", t0);
   }
-  return summarize(samples.slice(0, loadEnd), samples.at(-1)!);
+  return report(loadEnd);
 }
 
-function summarize(load: Sample[], settled: Sample): number {
-  const second = load.slice(Math.floor(load.length / 2));
-  const keys: (keyof Sample)[] = ["rssMB", "anonMB", "hwmMB", "fds", "threads", "dbMB", "walMB", "spool", "msgS", "queue"];
-  const rows = ["| metric | first | last (load) | max | slope/10 min, 2nd half | after settle |", "|---|---:|---:|---:|---:|---:|"];
-  const r = (x: number) => (Math.abs(x) >= 100 ? x.toFixed(0) : x.toFixed(1));
-  for (const k of keys) {
-    const v = load.map((s) => s[k] as number);
-    rows.push(`| ${k} | ${r(v[1] ?? v[0]!)} | ${r(v.at(-1)!)} | ${r(Math.max(...v))} | ${r(slope(second, k))} | ${r(settled[k] as number)} |`);
-  }
-  const table = rows.join("\n");
-  console.log("\n" + table);
-  const csv = ["t,phase," + keys.join(","), ...samples.map((s) => [s.t, s.phase, ...keys.map((k) => s[k])].join(","))].join("\n");
-  writeFileSync(join(out, "samples.csv"), csv + "\n");
-  writeFileSync(join(out, "summary.md"), table + "\n");
-
-  const problems: string[] = [];
-  const fdSlope = slope(second, "fds"), thSlope = slope(second, "threads"), rssSlope = slope(second, "rssMB");
-  const secondStart = second[0]!;
-  // Steady growth: a slope that also shows after the load stops (a plateau has none of it).
-  if (fdSlope > 5 && settled.fds > secondStart.fds + 5) problems.push(`fds grow ${fdSlope.toFixed(1)}/10 min and stay (${secondStart.fds} → ${settled.fds} after settle)`);
-  if (thSlope > 1 && settled.threads > secondStart.threads) problems.push(`threads grow ${thSlope.toFixed(1)}/10 min (${secondStart.threads} → ${settled.threads})`);
-  const rssMean = second.reduce((a, s) => a + s.rssMB, 0) / second.length;
-  if (rssSlope > Math.max(5, rssMean * 0.05)) problems.push(`RSS climbs ${rssSlope.toFixed(1)} MB/10 min over the second half`);
-  if (settled.spool > 0) problems.push(`${settled.spool} spool files left after settle (queue ${settled.queue})`);
-  if (settled.walMB > 64) problems.push(`WAL is ${settled.walMB.toFixed(0)} MB after settle (never checkpointed?)`);
-  if (queueListFailures > 0) problems.push(`mailgw queue list failed ${queueListFailures} times`);
+function report(loadEnd: number): number {
+  const problems = summarize(samples, loadEnd, samples.at(-1)!, out, queueListFailures);
   log(problems.length ? `LEAK? ${problems.join("; ")}` : "no steady growth found");
   log(`samples: ${join(out, "samples.csv")}, server log: ${join(out, "serve.log")}`);
   return problems.length ? 1 : 0;
