@@ -20,7 +20,7 @@ import { join, resolve } from "node:path";
 import { countBareLineEndings } from "../../src/act/normalize-crlf.ts";
 import type { WebhookPayload } from "../../src/act/webhook-payload.ts";
 import { openDatabase } from "../../src/store/db.ts";
-import { RawClient, greet, sendMail } from "../smtp/helpers.ts";
+import { RawClient, greet, sendMail, terminated } from "../smtp/helpers.ts";
 import { serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 import { relayVars, startRawRelay, startRelay, waitFor } from "./helpers.ts";
 
@@ -180,6 +180,38 @@ rules:
     const laterNumber = db.query<{ id: number }, [string]>(`SELECT id FROM deliveries WHERE message_id = ?`).get(later)!.id;
     expect(laterNumber).toBeGreaterThan(droppedNumber);
     expect(queue(s, "retry", String(droppedNumber)).code).toBe(1);
+    expect(await s.stop()).toBe(0);
+  }, 60_000);
+
+  test("forward: a relay answering 451 to DATA while more forwards wait: each delivered once retried, the delivery thread never crashes", async () => {
+    const relay = await startRelay();
+    cleanups.push(() => relay.close());
+    relay.tempFailures = 6;
+    const rules = `domains: [company.com]
+default: { action: forward, category: fwd, forward_to: [inbox@forward.example] }
+rules: []
+`;
+    const s = await serve(rules, relayVars(relay));
+    // All in one write, so they are queued together and the relay session has a next one waiting
+    // when its 451 comes (the case where the pool's RSET was still pending).
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    const count = 12;
+    c.write(Array.from({ length: count }, (_, i) =>
+      `MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@company.com>\r\nDATA\r\n${terminated(`Subject: greylisted ${i}\r\n\r\nbody\r\n`)}`).join(""));
+    const ids: string[] = [];
+    for (let i = 0; i < count * 4; i++) {
+      const reply = await c.reply(5000);
+      if (reply.startsWith("250 2.0.0")) ids.push(reply);
+    }
+    c.end();
+    const subjects = () => new Set(relay.received.map((m) => /^Subject: (.*)$/m.exec(m.data.toString())?.[1]));
+    await waitFor(() => subjects().size === ids.length, 30_000, "every forward delivered after the 451s");
+    expect([...subjects()].sort()).toEqual(ids.map((_, i) => `greylisted ${i}`).sort());
+    expect(relay.tempFailures).toBe(0);
+    // A crashed thread is replaced and its deliveries redone: the relay would see duplicates.
+    expect(s.logs.filter((l) => String(l.msg).startsWith("delivery thread"))).toEqual([]);
+    expect(relay.received.length).toBe(ids.length);
     expect(await s.stop()).toBe(0);
   }, 60_000);
 

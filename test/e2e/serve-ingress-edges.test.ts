@@ -18,7 +18,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
-import { RawClient, greet, sendMail } from "../smtp/helpers.ts";
+import { RawClient, greet, sendMail, simpleMessage, terminated } from "../smtp/helpers.ts";
 import { Database } from "bun:sqlite";
 import { archivedCopy, RULES_YAML, serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
 
@@ -252,6 +252,23 @@ describe("mailgw serve ingress edges", () => {
     c.end();
     const session = await s.waitForLog((l) => l.msg === "smtp session" && l.id === id);
     expect(session).toMatchObject({ recipients: ["b@company.com"], refused: ["victim@gmail.com (550)"] });
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+
+  test("three transactions and QUIT in one write: every command answered, three messages archived; DATA x gets 501", async () => {
+    const s = await serve();
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c, "pipeliner.example");
+    const transaction = (n: number) => `MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@company.com>\r\nDATA\r\n${terminated(simpleMessage(`piped-${n}`))}`;
+    c.write(`${transaction(1)}${transaction(2)}${transaction(3)}MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@company.com>\r\nDATA x\r\nQUIT\r\n`);
+    const replies: string[] = [];
+    for (let i = 0; i < 16; i++) replies.push(await c.reply(3000));
+    expect(replies.map((r) => r.slice(0, 3))).toEqual([..."250 250 354 250 ".repeat(3).trim().split(" "), "250", "250", "501", "221"]);
+    expect(replies[14]).toBe("501 5.5.4 Syntax: DATA");
+    for (const reply of [replies[3], replies[7], replies[11]]) {
+      const id = String(reply).split(" ").pop() ?? "";
+      expect((await archived(s, id)).toString()).toMatch(/Subject: piped-\d/);
+    }
     expect(await s.stop()).toBe(0);
   }, 30_000);
 
