@@ -17,7 +17,7 @@ import { decodeHeaderBytes } from "./charset.ts";
 import { decodeEncodedWords } from "./encoded-words.ts";
 import { splitHeaderBlock, type RawHeaderField } from "./header-block.ts";
 import { htmlToText } from "./html-text.ts";
-import { cutLeafContents, type LineBudget } from "./leaf-cut.ts";
+import { cutLeafContents, type ContentBudget } from "./leaf-cut.ts";
 import {
   MAX_ADDRESSES_PER_LIST, MAX_ATTACHMENTS, MAX_BODY_TEXT_CHARS, MAX_BOUNDARY_LINES, MAX_MIME_DEPTH,
   MAX_MIME_PART_HEADER_BYTES, MAX_NESTED_MESSAGE_DEPTH, MAX_NESTED_MESSAGES, MAX_PARSE_BYTES_TOTAL,
@@ -44,7 +44,7 @@ type ContentFacts = Pick<MessageFacts, "body" | "attachments" | "attachmentTypes
 /** Limits shared by a message and the messages nested in it. */
 interface ParseBudget {
   bytesLeft: number;
-  lines: LineBudget;
+  lines: ContentBudget;
   nestedLeft: number;
   notes: string[];
 }

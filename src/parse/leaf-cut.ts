@@ -12,15 +12,15 @@
  *     quoted-printable of 4-byte characters;
  *   - any other type (attachments: only name and type are facts): OTHER_PART_BYTES.
  * Cuts fall on line ends. Content lines of all spans together (containers' too) are also
- * capped, by the caller's LineBudget: postal-mime spends ~0.5 µs per line whatever its length,
+ * capped, by the caller's ContentBudget: postal-mime spends ~0.5 µs per line whatever its length,
  * so 20 MB of bare newlines took 10-15 s although every byte cap held. So are the padded units
  * of base64 content (MAX_BASE64_PAD_UNITS: its decoder spends ~1 µs on each; see padBudgetEnd).
  * Trusts nothing in the bytes; linear in the body size. Never throws.
  */
 import { MAX_BODY_TEXT_CHARS } from "./limits.ts";
 
-/** Content lines the parser may still be handed (shared by a message and its nested ones). */
-export interface LineBudget {
+/** What of the content the parser may still be handed: lines and runs of '=' (shared by a message and its nested ones). */
+export interface ContentBudget {
   left: number;
   /** Set when content was cut because the budget ran out. */
   cut: boolean;
@@ -75,7 +75,7 @@ function partHeader(buffer: Buffer, start: number, end: number): { type: string 
  * not say whether it lies inside a base64 part, as "--x" lines and fake part headers within one
  * split it too (18 MB of them took 5.5 s).
  */
-function padBudgetEnd(buffer: Buffer, from: number, to: number, lines: LineBudget): number {
+function padBudgetEnd(buffer: Buffer, from: number, to: number, lines: ContentBudget): number {
   const window = buffer.subarray(0, to);
   for (let at = window.indexOf(0x3d, from); at >= 0; at = window.indexOf(0x3d, at)) {
     if (lines.padsLeft <= 0) {
@@ -89,7 +89,7 @@ function padBudgetEnd(buffer: Buffer, from: number, to: number, lines: LineBudge
 }
 
 /** `to`, or where the line budget runs out in [from, to): just past the last line it allows. */
-function lineBudgetEnd(buffer: Buffer, from: number, to: number, lines: LineBudget): number {
+function lineBudgetEnd(buffer: Buffer, from: number, to: number, lines: ContentBudget): number {
   const window = buffer.subarray(0, to); // no search runs on past `to`
   for (let at = from; ; ) {
     const lf = window.indexOf(0x0a, at);
@@ -111,7 +111,7 @@ function lineBudgetEnd(buffer: Buffer, from: number, to: number, lines: LineBudg
  */
 export function cutLeafContents(
   raw: Uint8Array, bodyStart: number, end: number, topContentType: string | null,
-  lines: LineBudget = { left: Number.POSITIVE_INFINITY, cut: false, padsLeft: Number.POSITIVE_INFINITY, padsCut: false },
+  lines: ContentBudget = { left: Number.POSITIVE_INFINITY, cut: false, padsLeft: Number.POSITIVE_INFINITY, padsCut: false },
   topQuotedPrintable = false,
 ): Uint8Array[] {
   const buffer = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
