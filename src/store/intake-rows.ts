@@ -56,7 +56,7 @@ export function releaseIntakeDeliveries(db: Database, items: readonly IntakeRowI
 }
 
 /** The `received` and `action:<action>` increments of a group's rows. */
-export function intakeCounterIncrements(rows: readonly MessageRow[]): CounterIncrement[] {
+export function intakeCounterIncrements(rows: readonly Pick<MessageRow, "receivedAt" | "rule" | "category" | "action">[]): CounterIncrement[] {
   return rows.flatMap((r) => [
     { at: r.receivedAt, metric: "received" as const, rule: r.rule, category: r.category },
     { at: r.receivedAt, metric: `action:${r.action}` as const, rule: r.rule, category: r.category },
@@ -70,13 +70,9 @@ export function intakeCounterIncrements(rows: readonly MessageRow[]): CounterInc
  */
 export function uncountIntakeRows(db: Database, ids: readonly string[]): void {
   const rows = db
-    .query<{ at: number; rule: string | null; category: string; action: string }, [string]>(
-      `SELECT received_at AS at, rule, category, action FROM messages WHERE id IN (SELECT value FROM json_each(?))`,
+    .query<Pick<MessageRow, "receivedAt" | "rule" | "category" | "action">, [string]>(
+      `SELECT received_at AS receivedAt, rule, category, action FROM messages WHERE id IN (SELECT value FROM json_each(?))`,
     )
     .all(JSON.stringify(ids));
-  const increments = rows.flatMap((r): CounterIncrement[] => [
-    { at: r.at, metric: "received", rule: r.rule, category: r.category },
-    { at: r.at, metric: `action:${r.action}`, rule: r.rule, category: r.category },
-  ]);
-  bumpCounterBatch(db, increments, -1);
+  bumpCounterBatch(db, intakeCounterIncrements(rows), -1);
 }
