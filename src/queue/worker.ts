@@ -264,37 +264,48 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     const at = now();
     const signal = AbortSignal.any([AbortSignal.timeout(attemptTimeoutMs), stopController.signal]);
     const { outcome, target } = await runAttempt(d, { spool, relay, webhookSecret: config.webhookSecret, signal, nowMs: at });
-    const end = now();
-    const attempts = d.attempts + 1;
-    const schedule = (o: AttemptOutcome) => nextStep({ outcome: o, attempts: attempts - d.retryAttempts, createdAt: d.ageFrom, now: end, ...config.queue, random });
-    const step = schedule(outcome);
+    const record = attemptRecord(d, outcome, target, at, now());
+    const result = await persistently("a delivery result", d, () => recordFinished(record));
+    if (result === null) return;
+    logAttempt(record, result);
+    if (!result.recorded || !result.spoolReleasable) return;
+    await durable();
+    await spool.remove(d.messageId);
+  }
+
+  /** The attempt's result and the next state of its delivery (and of recipients split off). */
+  function attemptRecord(d: store.ClaimedDelivery, outcome: AttemptOutcome, target: string, at: number, end: number): store.AttemptRecord {
+    const schedule = (o: AttemptOutcome) =>
+      nextStep({ outcome: o, attempts: d.attempts + 1 - d.retryAttempts, createdAt: d.ageFrom, now: end, ...config.queue, random });
     const ok = outcome.kind === "delivered";
-    const reply = ok ? outcome.reply : outcome.error;
-    const durationMs = Math.max(0, end - at);
     const refused = outcome.kind === "delivered" ? outcome.refused : undefined;
     // Recipients deferred while the others took the message: scheduled as this delivery would
     // have been had the whole attempt failed temporarily (same backoff, same age limit).
     const split = outcome.kind === "delivered" ? outcome.deferred : undefined;
     const deferred = split ? { ...split, step: schedule({ kind: "temporary", error: split.error }) } : undefined;
-    const record: store.AttemptRecord = {
-      delivery: d, at, durationMs, target, ok, reply, step, ...(refused ? { refused } : {}), ...(deferred ? { deferred } : {}),
+    return {
+      delivery: d, at, durationMs: Math.max(0, end - at), target, ok,
+      reply: ok ? outcome.reply : outcome.error, step: schedule(outcome),
+      ...(refused ? { refused } : {}), ...(deferred ? { deferred } : {}),
     };
-    const result = await persistently("a delivery result", d, () => recordFinished(record));
-    if (result === null) return;
-    const { recorded, spoolReleasable } = result;
+  }
+
+  /** One line per attempt, plus one per group of recipients split off into their own delivery. */
+  function logAttempt(record: store.AttemptRecord, result: store.FinishResult): void {
+    const { delivery: d, step, refused, deferred } = record;
     const fields = {
       id: d.messageId,
       delivery: d.id,
       kind: d.kind,
       rule: d.rule,
       category: d.category,
-      target,
-      attempt: attempts,
-      duration_ms: durationMs,
-      ...(ok ? { reply } : { error: step.reason ?? reply }),
+      target: record.target,
+      attempt: d.attempts + 1,
+      duration_ms: record.durationMs,
+      ...(record.ok ? { reply: record.reply } : { error: step.reason ?? record.reply }),
       ...(step.state === "deferred" ? { next_attempt: new Date(step.nextAttemptAt).toISOString() } : {}),
     };
-    if (!recorded) {
+    if (!result.recorded) {
       logger.warn("delivery dropped while in flight", fields);
       return;
     }
@@ -309,9 +320,6 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     if (step.state === "delivered") logger.info("delivered", fields);
     else if (step.state === "deferred") logger.warn("deferred", fields);
     else logger.error("failed", fields);
-    if (!spoolReleasable) return;
-    await durable();
-    await spool.remove(d.messageId);
   }
 
   function isLarge(d: store.ClaimedDelivery): boolean {

@@ -28,7 +28,7 @@ import { uncountIntakeRows } from "../store/intake-rows.ts";
 import { deleteMessages, existingMessageIds, releaseDeliveriesCreatedBefore, markMessageDone, messagesNeedingSpool, pendingMessages } from "../store/messages.ts";
 import { archiveRelativePath } from "../act/archive.ts";
 import type { Finisher } from "../act/finish.ts";
-import type { Spool } from "./spool.ts";
+import type { Spool, SpoolListing } from "./spool.ts";
 import { commitWhenFree } from "./wal-sync.ts";
 
 /** Rows read per page while finishing pending messages (bounds memory after a long outage). */
@@ -47,6 +47,29 @@ export async function recoverSpool(db: Database, spool: Spool, finisher: Finishe
   await spool.ensureDirs();
   const report: RecoveryReport = { temporaryRemoved: 0, orphaned: [], finished: 0, unacknowledged: [], released: 0 };
   const listing = await spool.list();
+  await clearUnfinishedAndForeign(spool, logger, listing, report);
+  const withRow = existingMessageIds(db, listing.messages);
+  const onDisk = new Set(listing.messages);
+  await quarantineRowless(spool, logger, listing.messages, withRow, report);
+  await checkUncertainRows(db, spool, logger, dataDir, onDisk, report);
+  await finishPending(db, finisher, logger, dataDir, onDisk, report);
+  dropDeliveriesWithoutFile(db, logger, onDisk, report);
+  await finisher.idle();
+  for (const id of listing.messages) {
+    if (withRow.has(id) && (await finisher.release(id))) report.released++;
+  }
+  logger.info("spool recovered", {
+    temporary_removed: report.temporaryRemoved,
+    orphaned: report.orphaned.length,
+    finished: report.finished,
+    unacknowledged: report.unacknowledged.length,
+    released: report.released,
+  });
+  return report;
+}
+
+/** `.tmp` files (writes that never finished) go; files mailgw never writes are moved aside. */
+async function clearUnfinishedAndForeign(spool: Spool, logger: Logger, listing: SpoolListing, report: RecoveryReport): Promise<void> {
   for (const name of listing.temporary) {
     await spool.removeTemporary(name);
     report.temporaryRemoved++;
@@ -57,15 +80,20 @@ export async function recoverSpool(db: Database, spool: Spool, finisher: Finishe
     report.orphaned.push(to);
     logger.warn("unknown file in spool moved aside", { file: name, moved_to: to });
   }
-  const withRow = existingMessageIds(db, listing.messages);
-  const onDisk = new Set(listing.messages);
-  for (const id of listing.messages) {
+}
+
+/** Fsynced but never committed: the client got no 250 and will retry. Kept aside, never deleted. */
+async function quarantineRowless(spool: Spool, logger: Logger, ids: readonly string[], withRow: Set<string>, report: RecoveryReport): Promise<void> {
+  for (const id of ids) {
     if (withRow.has(id)) continue;
     const to = await spool.quarantine(`${id}.eml`);
     report.orphaned.push(to);
     logger.warn("spool file without a record (never acknowledged) moved aside", { id, moved_to: to });
   }
-  await checkUncertainRows(db, spool, logger, dataDir, onDisk, report);
+}
+
+/** Rows `spooled` (250 sent, post-250 work unfinished): finished now, a page at a time. */
+async function finishPending(db: Database, finisher: Finisher, logger: Logger, dataDir: string, onDisk: Set<string>, report: RecoveryReport): Promise<void> {
   let cursor = "";
   for (;;) {
     const page = pendingMessages(db, cursor, RECOVERY_PAGE_ROWS);
@@ -88,26 +116,17 @@ export async function recoverSpool(db: Database, spool: Spool, finisher: Finishe
     }
     await finisher.idle();
   }
-  // Messages done at intake (forward, webhook) whose deliveries need a file that is not there.
-  cursor = "";
+}
+
+/** Messages done at intake (forward, webhook) whose deliveries need a file that is not there. */
+function dropDeliveriesWithoutFile(db: Database, logger: Logger, onDisk: Set<string>, report: RecoveryReport): void {
+  let cursor = "";
   for (;;) {
     const ids = messagesNeedingSpool(db, cursor, RECOVERY_PAGE_ROWS);
     if (ids.length === 0) break;
     cursor = ids[ids.length - 1] ?? cursor;
     for (const id of ids) if (!onDisk.has(id)) dropUnacknowledged(db, logger, id, report);
   }
-  await finisher.idle();
-  for (const id of listing.messages) {
-    if (withRow.has(id) && (await finisher.release(id))) report.released++;
-  }
-  logger.info("spool recovered", {
-    temporary_removed: report.temporaryRemoved,
-    orphaned: report.orphaned.length,
-    finished: report.finished,
-    unacknowledged: report.unacknowledged.length,
-    released: report.released,
-  });
-  return report;
 }
 
 /**
