@@ -41,6 +41,13 @@ const rcptArguments = new WeakMap<SMTPServerSession, string>();
 /** How long a deadline that fell during storage is postponed before it is checked again. */
 const DEADLINE_RECHECK_MS = 1000;
 
+/** Sessions a trusted proxy opened for itself (PROXY LOCAL, or its own address): its health checks. */
+const proxyOwnSessions = new WeakSet<SMTPServerSession>();
+
+export function isProxyOwnSession(session: SMTPServerSession): boolean {
+  return proxyOwnSessions.has(session);
+}
+
 /** The RCPT argument (`TO:<...> PARAMS`) of the command being handled, before any parsing. */
 export function lastRcptArgument(session: SMTPServerSession): string {
   return rcptArguments.get(session) ?? "";
@@ -54,9 +61,10 @@ export class GatewaySmtpServer extends SMTPServer {
     super(options);
   }
 
-  /** Same as the library's connect(), with our connection class. */
-  override connect(socket: Socket | TLSSocket, socketOptions?: SMTPConnectionOptions | null): void {
+  /** Same as the library's connect(), with our connection class; `proxyOwn`: see isProxyOwnSession. */
+  override connect(socket: Socket | TLSSocket, socketOptions?: SMTPConnectionOptions | null, proxyOwn = false): void {
     const connection = new GatewayConnection(this, socket, socketOptions);
+    if (proxyOwn) proxyOwnSessions.add(connection.session);
     this.connections.add(connection);
     connection.on("error", (err: Error) => this.emit("error", err));
     connection.on("connect", (info: unknown) => this.emit("connect", info));
@@ -94,6 +102,9 @@ export class GatewayConnection extends SMTPConnection {
   }
 
   override init(): void {
+    // The library fills the session in only once the greeting is sent; a connection closed
+    // before that (a health check's reset) was logged without its client address.
+    this.session.remoteAddress = this.remoteAddress;
     this.sessionTimer = this.deadline(this.hooks.sessionTimeoutMs, "Session time limit exceeded");
     super.init();
   }

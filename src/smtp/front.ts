@@ -9,6 +9,12 @@
  * Failure: refusals are one SMTP reply line and a close (421 for proxy problems and
  * overload, 554 5.7.1 for clients not allowed); a socket that errors or stalls is destroyed.
  * Nothing here can throw into the event loop: every socket has an error listener.
+ *
+ * Load balancers' health checks (HAProxy `check`, AWS NLB) connect every few seconds and reset
+ * at once, with or without a PROXY header. Those are not clients: a socket already gone when
+ * accepted, or one from a trusted proxy that leaves without sending a byte, is only a debug line;
+ * a session the proxy opened for itself is marked so that server.ts can keep it out of the
+ * info log when it carried no mail.
  */
 import { createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "../log/logger.ts";
@@ -51,25 +57,38 @@ export function createFront(opts: FrontOptions): Front {
     setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref();
   };
 
-  const admit = (socket: Socket, client: string, port: number | undefined): void => {
+  const admit = (socket: Socket, client: string, port: number | undefined, proxyOwn = false): void => {
     if (socket.destroyed) return;
     if (!allowed(client)) return refuse(socket, client, `554 5.7.1 ${opts.hostname} Access denied`);
-    opts.smtp.connect(socket, { remoteAddress: client, remotePort: port });
+    opts.smtp.connect(socket, { remoteAddress: client, remotePort: port }, proxyOwn);
   };
 
   const readProxy = async (socket: Socket, peer: string): Promise<void> => {
     pending.add(socket);
     const header = await readProxyHeader(socket, opts.limits.proxyHeaderTimeoutMs);
     pending.delete(socket);
-    if (header.kind === "invalid") {
-      opts.logger.warn("PROXY header refused", { peer, reason: header.reason });
+    if (header.kind === "closed" && header.bytes === 0) {
+      opts.logger.debug("proxy connection closed before any byte (a TCP health check)", { peer });
+      return void socket.destroy();
+    }
+    if (header.kind !== "ok") {
+      const reason = header.kind === "closed" ? "disconnected before the PROXY header" : header.reason;
+      opts.logger.warn("PROXY header refused", { peer, reason });
       return refuse(socket, peer, `421 4.7.0 ${opts.hostname} Invalid PROXY protocol header`);
     }
-    admit(socket, header.source?.address ?? peer, header.source?.port ?? socket.remotePort);
+    // LOCAL / UNKNOWN, or a v1 check that carries the proxy's own endpoints (HAProxy does).
+    const proxyOwn = header.source === null || header.source.address === peer;
+    admit(socket, header.source?.address ?? peer, header.source?.port ?? socket.remotePort, proxyOwn);
   };
 
   const server = createServer((socket) => {
     socket.on("error", ignore);
+    // Bun reports no address for a socket the peer reset before this callback ran (a health
+    // check's connect-and-reset): nobody is left to refuse, and "" would be logged as a client.
+    if (socket.remoteAddress === undefined) {
+      opts.logger.debug("connection reset before it was accepted");
+      return void socket.destroy();
+    }
     const peer = normalizeIp(socket.remoteAddress);
     if (pending.size + opts.smtp.connections.size >= opts.limits.maxClients) {
       return refuse(socket, peer, `421 4.7.0 ${opts.hostname} Too many connections, try again later`);

@@ -3,9 +3,10 @@
  * (whose own `useProxy` reads only v1). Spec: haproxy.org/download/2.9/doc/proxy-protocol.txt
  *
  * Trusts nothing: the header is read with a byte cap (v1 107 bytes, v2 16 + 1024) and a
- * deadline; anything malformed, too long, too slow, or a disconnect before the header ends
- * as `{ kind: "invalid" }` and the caller closes the socket. Bytes after the header are
- * pushed back into the socket untouched for the SMTP session.
+ * deadline; anything malformed, too long or too slow ends as `{ kind: "invalid" }` and the
+ * caller closes the socket; a disconnect before the header ends is `{ kind: "closed" }` with the
+ * bytes that did arrive (none: a TCP health check). Bytes after the header are pushed back
+ * into the socket untouched for the SMTP session.
  * `source: null` means the proxy spoke for itself (v2 LOCAL, v1 UNKNOWN, AF_UNSPEC/UNIX):
  * the caller then uses the socket's own peer address.
  */
@@ -101,15 +102,18 @@ function ipv6(bytes: Buffer): string {
   return normalizeIp(groups.join(":"));
 }
 
+/** What reading a socket's header came to; `closed`: the peer left first, after `bytes` bytes. */
+export type ProxyRead = Exclude<ProxyParse, { kind: "incomplete" }> | { kind: "closed"; bytes: number };
+
 /**
  * Reads the header from a freshly accepted socket. Resolves once (never rejects); on success
  * the bytes after the header are back in the socket's read buffer.
  */
-export function readProxyHeader(socket: Socket, timeoutMs: number): Promise<Exclude<ProxyParse, { kind: "incomplete" }>> {
+export function readProxyHeader(socket: Socket, timeoutMs: number): Promise<ProxyRead> {
   return new Promise((resolve) => {
     let buffered: Buffer = Buffer.alloc(0);
     let settled = false;
-    const finish = (result: Exclude<ProxyParse, { kind: "incomplete" }>): void => {
+    const finish = (result: ProxyRead): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
@@ -119,7 +123,7 @@ export function readProxyHeader(socket: Socket, timeoutMs: number): Promise<Excl
       socket.off("error", onGone);
       resolve(result);
     };
-    const onGone = (): void => finish({ kind: "invalid", reason: "disconnected before the PROXY header" });
+    const onGone = (): void => finish({ kind: "closed", bytes: buffered.length });
     const onReadable = (): void => {
       let chunk: Buffer | null;
       while (!settled && (chunk = socket.read() as Buffer | null) !== null) {

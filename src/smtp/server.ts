@@ -14,7 +14,7 @@ import { CliError, describeError } from "../errors.ts";
 import type { Config } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
 import type { MessageSink } from "../types.ts";
-import { GatewaySmtpServer, lastRcptArgument } from "./connection.ts";
+import { GatewaySmtpServer, isProxyOwnSession, lastRcptArgument } from "./connection.ts";
 import { receiveMessage, toSmtpServerError } from "./data-handler.ts";
 import { createFront } from "./front.ts";
 import { clientKey } from "./ip.ts";
@@ -22,7 +22,7 @@ import { MAX_COMMAND_LINE_BYTES, resolveLimits, type SmtpLimits } from "./limits
 import { createRateLimiter } from "./rate-limiter.ts";
 import { MAIL_PARAMETERS, RCPT_PARAMETERS, needsSmtpUtf8, unsupportedParameter } from "./parameters.ts";
 import { canonicalSender, checkRecipient } from "./recipient-policy.ts";
-import { isNotableReply, logSession, newSessionState, noteConnectionError, noteRefusedRecipient, summarize, type SessionState, type SessionSummary } from "./session-log.ts";
+import { isNotableReply, logSession, newSessionState, noteConnectionError, noteRefusedRecipient, startedNoMail, summarize, type SessionState, type SessionSummary } from "./session-log.ts";
 import { createShutdown } from "./shutdown.ts";
 import { createTlsManager, type TlsManager } from "./tls-manager.ts";
 
@@ -151,7 +151,11 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
       states.delete(session.id);
       state.tls = state.tls || Boolean(session.secure);
       state.helo = state.helo || session.hostNameAppearsAs || "";
-      endSession(summarize(state, now()));
+      const summary = summarize(state, now());
+      // A proxy's health check every few seconds would otherwise fill the log and the session
+      // counter; it is not a client's session unless it started a transaction.
+      if (isProxyOwnSession(session) && startedNoMail(summary)) return logSession(deps.logger, summary, "debug");
+      endSession(summary);
     },
   };
 

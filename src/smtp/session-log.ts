@@ -97,8 +97,13 @@ export function summarize(state: SessionState, now: number): SessionSummary {
   return { ...rest, ...envelope, durationMs: Math.max(0, now - startedAt) };
 }
 
-export function logSession(logger: Logger, s: SessionSummary): void {
-  logger.info("smtp session", {
+/** No transaction was even started: nothing to trace (a probe, a scanner, a health check). */
+export function startedNoMail(s: SessionSummary): boolean {
+  return s.from === null && s.ids.length === 0 && s.refusedCount === 0 && s.decision === null;
+}
+
+export function logSession(logger: Logger, s: SessionSummary, level: "info" | "debug" = "info"): void {
+  logger[level]("smtp session", {
     session: s.id,
     client: s.client,
     helo: s.helo || undefined,

@@ -4,7 +4,9 @@
  * over-long, endless or unfinished headers are refused without harm to the server.
  */
 import { afterEach, describe, expect, test } from "bun:test";
+import { createConnection } from "node:net";
 import { RawClient, greet, sendMail, startTestServer, type TestServer } from "./helpers.ts";
+import { until } from "./serve-process.ts";
 import { parseProxyHeader } from "../../src/smtp/proxy-protocol.ts";
 
 let server: TestServer | null = null;
@@ -119,6 +121,53 @@ describe("PROXY protocol", () => {
     expect(await sendMail(good)).toStartWith("250");
     expect(server.sink.messages).toHaveLength(1);
   });
+
+  test("health checks (connect and reset, with or without a header) are debug lines, not warnings or sessions", async () => {
+    server = await startTestServer({ env: proxyEnv() });
+    const port = server.port;
+    const probe = (preface: Buffer | string | null, close: "end" | "reset", afterMs = 0) =>
+      new Promise<void>((done) => {
+        const s = createConnection({ port, host: "127.0.0.1" }, async () => {
+          if (preface !== null) s.write(preface);
+          await Bun.sleep(afterMs);
+          if (close === "end") s.end();
+          else s.resetAndDestroy();
+          setTimeout(done, 50);
+        });
+        s.on("error", () => {});
+      });
+    const local = v2(0x00, Buffer.alloc(0), 0x20);
+    const ownV1 = "PROXY TCP4 127.0.0.1 127.0.0.1 40000 25\r\n"; // HAProxy's v1 check: its own endpoints
+    for (const close of ["end", "reset"] as const) {
+      await probe(null, close);
+      await probe(null, close, 100);
+      await probe(local, close);
+      await probe(local, close, 200); // after the banner
+      await probe(ownV1, close, 200);
+      await probe("PROXY UNKNOWN\r\n", close, 200);
+    }
+    await Bun.sleep(300);
+    const noisy = server.logs.lines.filter((l) => l.level !== "debug");
+    expect(noisy).toEqual([]);
+    expect(server.sessions).toEqual([]);
+    const quiet = server.logs.lines.filter((l) => l.msg === "smtp session");
+    expect(quiet.length).toBeGreaterThan(0);
+    expect(quiet.every((l) => l.fields.client === "127.0.0.1")).toBe(true);
+
+    // A real client's session, even one that leaves before the greeting, stays an info line
+    // naming the client; so does a proxy session that started a transaction.
+    await probe("PROXY TCP4 203.0.113.9 10.0.0.1 51000 25\r\n", "end");
+    const own = await RawClient.connect(port, "127.0.0.1", local);
+    await greet(own);
+    expect(await own.cmd("MAIL FROM:<a@sender.example>")).toStartWith("250");
+    own.end();
+    await until("two sessions", async () => server?.sessions.length === 2);
+    expect(server.sessions.map((s) => s.client).sort()).toEqual(["127.0.0.1", "203.0.113.9"]);
+    // A proxy that sends part of a header and leaves is still a warning and a refused session.
+    await probe("PROXY TCP4 20", "end");
+    await until("the refusal", async () => server?.sessions.length === 3);
+    expect(server.logs.lines.filter((l) => l.level === "warn").map((l) => l.fields.reason)).toEqual(["disconnected before the PROXY header"]);
+  }, 15_000);
 
   test("parser units: incomplete vs invalid, byte caps", () => {
     expect(parseProxyHeader(Buffer.from("PROX")).kind).toBe("incomplete");
