@@ -109,9 +109,10 @@ export class RawClient {
     this.attach(socket);
   }
 
-  static connect(port: number, host = "127.0.0.1", preface?: Buffer | string): Promise<RawClient> {
+  /** `localAddress`: the source address to connect from (127.0.0.2 on Linux, to tell a client from a proxy). */
+  static connect(port: number, host = "127.0.0.1", preface?: Buffer | string, localAddress?: string): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const socket = netConnect({ port, host }, () => {
+      const socket = netConnect({ port, host, ...(localAddress ? { localAddress } : {}) }, () => {
         if (preface !== undefined) socket.write(preface);
         resolve(new RawClient(socket));
       });

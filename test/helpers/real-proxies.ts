@@ -1,0 +1,179 @@
+/**
+ * Real nginx (`stream`, PROXY v1) and HAProxy (`send-proxy`, `send-proxy-v2`) in front of the
+ * real `mailgw serve`, for the interoperability tests. Each proxy runs in the foreground with
+ * its own config and files in a temp dir, on ports 37000–37999 of the loopback interfaces only,
+ * and is stopped by its own pid (never by name: other nginx or HAProxy may run on the machine).
+ *
+ * A missing tool, stream module or loopback address is a skip reason (printed by the caller),
+ * never a silent pass.
+ */
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { findTool, REPO_ROOT } from "../packaging/binary.ts";
+
+export const NGINX = findTool("nginx");
+export const HAPROXY = findTool("haproxy");
+/** Debian's libnginx-mod-stream; nginx built with the module in needs no load_module line. */
+const STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so";
+const PORT_FIRST = 37000;
+const PORT_COUNT = 1000;
+const START_MS = 10_000;
+
+export interface RunningProxy {
+  dir: string;
+  /** What the proxy printed (stderr and stdout), for failure messages. */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+const running = new Set<Subprocess>();
+// A test run that dies between start and stop must not leave a proxy behind.
+process.on("exit", () => {
+  for (const p of running) p.kill("SIGKILL");
+});
+
+function canListen(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once("error", () => resolve(false));
+    server.listen({ port, host, exclusive: true }, () => server.close(() => resolve(true)));
+  });
+}
+
+/** Why the loopback addresses these tests use are not there, or null. */
+export async function loopbackSkipReason(): Promise<string | null> {
+  if (!(await canListen(0, "127.0.0.2"))) return "127.0.0.2 is not a local address here (Linux routes all of 127/8 to lo)";
+  if (!(await canListen(0, "::1"))) return "no IPv6 loopback (::1)";
+  return null;
+}
+
+/** A port in 37000–37999 free on both 127.0.0.1 and ::1 a moment ago. */
+export async function pickPort(): Promise<number> {
+  const start = Math.floor(Math.random() * PORT_COUNT);
+  for (let i = 0; i < PORT_COUNT; i++) {
+    const port = PORT_FIRST + ((start + i) % PORT_COUNT);
+    if ((await canListen(port, "127.0.0.1")) && (await canListen(port, "::1"))) return port;
+  }
+  throw new Error("no free port in 37000-37999");
+}
+
+/** The proxy listens once the port can no longer be bound (no connection made: it would reach mailgw). */
+async function waitListening(port: number, proc: Subprocess, output: () => string): Promise<void> {
+  const deadline = Date.now() + START_MS;
+  while (await canListen(port, "127.0.0.1")) {
+    if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`proxy not listening on ${port}: ${output()}`);
+    await Bun.sleep(50);
+  }
+}
+
+async function start(cmd: string[], port: number, dir: string): Promise<RunningProxy> {
+  const proc = Bun.spawn(cmd, { cwd: dir, stdout: "pipe", stderr: "pipe" });
+  running.add(proc);
+  let text = "";
+  const collect = async (s: ReadableStream<Uint8Array>) => {
+    for await (const chunk of s) text += new TextDecoder().decode(chunk);
+  };
+  void collect(proc.stdout);
+  void collect(proc.stderr);
+  const proxy = {
+    dir,
+    output: () => text,
+    async stop() {
+      proc.kill("SIGTERM");
+      await proc.exited;
+      running.delete(proc);
+    },
+  };
+  try {
+    await waitListening(port, proc, proxy.output);
+  } catch (err) {
+    await proxy.stop();
+    throw err;
+  }
+  return proxy;
+}
+
+/** The README's `stream { … }` block for nginx, as written. */
+export function readmeStreamBlock(): string {
+  const readme = readFileSync(join(REPO_ROOT, "README.md"), "utf8");
+  const block = /```nginx\n(stream \{[\s\S]*?)```/.exec(readme)?.[1];
+  if (!block) throw new Error("README.md has no ```nginx block starting with `stream {`");
+  return block;
+}
+
+/**
+ * The README block with its ports changed. The listen addresses become the loopback ones too:
+ * a test must not listen on every interface of the machine it runs on.
+ */
+export function readmeBlockFor(listenPort: number, upstreamPort: number): string {
+  const swaps: [string, string][] = [
+    ["listen 25;", `listen 127.0.0.1:${listenPort};`],
+    ["listen [::]:25;", `listen [::1]:${listenPort};`],
+    ["proxy_pass 127.0.0.1:2525;", `proxy_pass 127.0.0.1:${upstreamPort};`],
+  ];
+  let block = readmeStreamBlock();
+  for (const [from, to] of swaps) {
+    if (block.split(from).length !== 2) throw new Error(`README stream block: expected \`${from}\` once:\n${block}`);
+    block = block.replace(from, to);
+  }
+  return block;
+}
+
+/** A whole nginx.conf around `block`: what Debian's nginx.conf adds at the top level, minus `http`. */
+function nginxConf(dir: string, block: string): string {
+  return [
+    existsSync(STREAM_MODULE) ? `load_module ${STREAM_MODULE};` : "",
+    "worker_processes 1;",
+    `error_log ${join(dir, "error.log")} notice;`,
+    `pid ${join(dir, "nginx.pid")};`,
+    "events { worker_connections 128; }",
+    block,
+  ].join("\n");
+}
+
+function nginxArgs(dir: string, conf: string): string[] {
+  const file = join(dir, "nginx.conf");
+  writeFileSync(file, conf);
+  return [NGINX ?? "nginx", "-p", dir, "-e", join(dir, "error.log"), "-c", file];
+}
+
+/** `nginx -t` of the config, as the README says to run: null when fine, else its output. */
+export function nginxTest(dir: string, block: string): string | null {
+  const r = Bun.spawnSync([...nginxArgs(dir, nginxConf(dir, block)), "-t"], { stdout: "pipe", stderr: "pipe" });
+  return r.exitCode === 0 ? null : `${r.stdout.toString()}${r.stderr.toString()}`.trim();
+}
+
+/** Why nginx with the stream module cannot run here, or null. */
+export function nginxSkipReason(): string | null {
+  if (!NGINX) return "nginx not installed (apt-get install -y nginx libnginx-mod-stream)";
+  const dir = mkdtempSync(join(tmpdir(), "mailgw-nginx-probe-"));
+  const failed = nginxTest(dir, "stream { server { listen 127.0.0.1:37999; proxy_pass 127.0.0.1:1; proxy_protocol on; } }");
+  return failed ? `nginx cannot load a stream block (apt-get install -y libnginx-mod-stream): ${failed.split("\n")[0]}` : null;
+}
+
+export async function startNginx(block: string, listenPort: number): Promise<RunningProxy> {
+  const dir = mkdtempSync(join(tmpdir(), "mailgw-nginx-"));
+  const failed = nginxTest(dir, block);
+  if (failed) throw new Error(`nginx -t failed:\n${failed}`);
+  return start([...nginxArgs(dir, nginxConf(dir, block)), "-g", "daemon off;"], listenPort, dir);
+}
+
+/** Why HAProxy cannot run here, or null. */
+export function haproxySkipReason(): string | null {
+  if (!HAPROXY) return "haproxy not installed (apt-get install -y haproxy)";
+  const r = Bun.spawnSync([HAPROXY, "-v"], { stdout: "pipe", stderr: "pipe" });
+  return r.exitCode === 0 ? null : `haproxy -v failed: ${r.stderr.toString().trim()}`;
+}
+
+/** HAProxy in the foreground (`-db`) with `conf`; `{{dir}}` in it becomes its temp dir. */
+export async function startHaproxy(conf: string, firstPort: number): Promise<RunningProxy> {
+  const dir = mkdtempSync(join(tmpdir(), "mailgw-haproxy-"));
+  const file = join(dir, "haproxy.cfg");
+  writeFileSync(file, conf.replaceAll("{{dir}}", dir));
+  const check = Bun.spawnSync([HAPROXY ?? "haproxy", "-c", "-f", file], { stdout: "pipe", stderr: "pipe" });
+  if (check.exitCode !== 0) throw new Error(`haproxy -c failed:\n${check.stdout.toString()}${check.stderr.toString()}`);
+  return start([HAPROXY ?? "haproxy", "-db", "-f", file], firstPort, dir);
+}
