@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { bigMessageOverTls, mailFrom, messageCount, messageRow, queuedId, SWAKS, SWAKS_TLS, swaks, viaProxy } from "../helpers/proxied-mail.ts";
-import { loopbackSkipReason, nginxSkipReason, pickPort, readmeBlockFor, startNginx, type RunningProxy } from "../helpers/real-proxies.ts";
+import { loopbackSkipReason, nginxSkipReason, pickPorts, readmeBlockFor, startNginx, type RunningProxy } from "../helpers/real-proxies.ts";
 import { RawClient, greet, makeCert, sendMail } from "../smtp/helpers.ts";
 import { archivedCopy, RULES_YAML, serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
 
@@ -44,7 +44,7 @@ beforeAll(async () => {
     SMTP_TLS_KEY: key,
     SMTP_TLS_CERT: cert,
   });
-  port = await pickPort();
+  [port = 0] = await pickPorts(1);
   nginx = await startNginx(readmeBlockFor(port, serve.smtpPort), port);
 }, 30_000);
 

@@ -8,7 +8,7 @@
  * never a silent pass.
  */
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -50,14 +50,16 @@ export async function loopbackSkipReason(): Promise<string | null> {
   return null;
 }
 
-/** A port in 37000–37999 free on both 127.0.0.1 and ::1 a moment ago. */
-export async function pickPort(): Promise<number> {
+/** `n` different ports in 37000–37999, each free on both 127.0.0.1 and ::1 a moment ago. */
+export async function pickPorts(n: number): Promise<number[]> {
   const start = Math.floor(Math.random() * PORT_COUNT);
-  for (let i = 0; i < PORT_COUNT; i++) {
+  const ports: number[] = [];
+  for (let i = 0; i < PORT_COUNT && ports.length < n; i++) {
     const port = PORT_FIRST + ((start + i) % PORT_COUNT);
-    if ((await canListen(port, "127.0.0.1")) && (await canListen(port, "::1"))) return port;
+    if ((await canListen(port, "127.0.0.1")) && (await canListen(port, "::1"))) ports.push(port);
   }
-  throw new Error("no free port in 37000-37999");
+  if (ports.length < n) throw new Error(`not ${n} free ports in 37000-37999`);
+  return ports;
 }
 
 /** The proxy listens once the port can no longer be bound (no connection made: it would reach mailgw). */
@@ -176,4 +178,18 @@ export async function startHaproxy(conf: string, firstPort: number): Promise<Run
   const check = Bun.spawnSync([HAPROXY ?? "haproxy", "-c", "-f", file], { stdout: "pipe", stderr: "pipe" });
   if (check.exitCode !== 0) throw new Error(`haproxy -c failed:\n${check.stdout.toString()}${check.stderr.toString()}`);
   return start([HAPROXY ?? "haproxy", "-db", "-f", file], firstPort, dir);
+}
+
+/** `show stat` on HAProxy's stats socket (`stats socket {{dir}}/admin.sock` in its config), one object per row. */
+export async function haproxyStats(proxy: RunningProxy): Promise<Record<string, string>[]> {
+  const text = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    const socket = connect(join(proxy.dir, "admin.sock"), () => socket.write("show stat\n"));
+    socket.on("data", (d) => (out += d.toString()));
+    socket.on("end", () => resolve(out));
+    socket.on("error", reject);
+  });
+  const [head = "", ...rows] = text.trim().split("\n");
+  const names = head.replace(/^# /, "").split(",");
+  return rows.map((row) => Object.fromEntries(row.split(",").map((v, i) => [names[i] ?? String(i), v])));
 }
