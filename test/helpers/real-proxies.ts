@@ -7,7 +7,7 @@
  * A missing tool, stream module or loopback address is a skip reason (printed by the caller),
  * never a silent pass.
  */
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,6 +26,9 @@ export interface RunningProxy {
   dir: string;
   /** What the proxy printed (stderr and stdout), for failure messages. */
   output(): string;
+  /** Lines of nginx's error.log at warn level or above ([] for HAProxy, which prints them). */
+  problems(): string[];
+  /** Stops the proxy and removes its directory. */
   stop(): Promise<void>;
 }
 
@@ -83,10 +86,16 @@ async function start(cmd: string[], port: number, dir: string): Promise<RunningP
   const proxy = {
     dir,
     output: () => text,
+    problems() {
+      const log = join(dir, "error.log");
+      const lines = existsSync(log) ? readFileSync(log, "utf8").split("\n") : [];
+      return lines.filter((l) => /\[(warn|error|crit|alert|emerg)\]/.test(l));
+    },
     async stop() {
       proc.kill("SIGTERM");
       await proc.exited;
       running.delete(proc);
+      rmSync(dir, { recursive: true, force: true });
     },
   };
   try {
@@ -153,6 +162,7 @@ export function nginxSkipReason(): string | null {
   if (!NGINX) return "nginx not installed (apt-get install -y nginx libnginx-mod-stream)";
   const dir = mkdtempSync(join(tmpdir(), "mailgw-nginx-probe-"));
   const failed = nginxTest(dir, "stream { server { listen 127.0.0.1:37999; proxy_pass 127.0.0.1:1; proxy_protocol on; } }");
+  rmSync(dir, { recursive: true, force: true });
   return failed ? `nginx cannot load a stream block (apt-get install -y libnginx-mod-stream): ${failed.split("\n")[0]}` : null;
 }
 
