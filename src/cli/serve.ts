@@ -6,6 +6,7 @@
  * cannot be bound.
  */
 import { defineCommand } from "citty";
+import { bunDotenvWarning } from "../config/bun-dotenv.ts";
 import { loadConfig, type LoadOptions } from "../config/config.ts";
 import { createLogger } from "../log/logger.ts";
 import { startGateway } from "../serve/gateway.ts";
@@ -43,6 +44,8 @@ export default defineCommand({
     const config = loadConfig(loadOptions);
     const logger = createLogger(config.log);
     for (const warning of config.warnings) logger.warn(warning);
+    const dotenv = bunDotenvWarning(Bun.main, process.execArgv, process.cwd());
+    if (dotenv !== null) logger.warn(dotenv);
     // Signal handlers go in before start-up begins (see serve/signals.ts).
     await runUntilSignalled(startGateway({ config, logger, reloadConfig: () => loadConfig(loadOptions) }), logger);
     setTimeout(() => process.exit(0), EXIT_FALLBACK_MS).unref();

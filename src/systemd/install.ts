@@ -12,6 +12,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { CliError, describeError } from "../errors.ts";
+import { isCompiled, NO_ENV_FILE_FLAG } from "../config/bun-dotenv.ts";
 import { parseDotenv } from "../config/parse-values.ts";
 import { VARIABLES } from "../config/variables.ts";
 import { STARTER_RULES_YAML } from "./starter-rules.ts";
@@ -55,8 +56,6 @@ export interface SystemdReport {
   nextSteps: string[];
 }
 
-const COMPILED_MAIN_PREFIXES = ["/$bunfs/", "B:/~BUN/", "B:\\~BUN\\"];
-
 /**
  * ExecStart argv: `override` if given; the executable itself when compiled; otherwise
  * (running from source) bun plus the absolute entry script, with a warning.
@@ -66,9 +65,10 @@ export function resolveExec(execPath: string, mainPath: string, override?: strin
     if (!isAbsolute(override)) throw new CliError(`--exec-path ${override} is not absolute: give the full path, e.g. /usr/local/bin/mailgw`);
     return { exec: [override] };
   }
-  if (COMPILED_MAIN_PREFIXES.some((p) => mainPath.startsWith(p))) return { exec: [execPath] };
+  if (isCompiled(mainPath)) return { exec: [execPath] };
   return {
-    exec: [execPath, mainPath],
+    // Without the flag Bun would load a .env in the working directory over the EnvironmentFile.
+    exec: [execPath, NO_ENV_FILE_FLAG, mainPath],
     warning:
       `running from source: the unit starts ${execPath} ${mainPath}; for production run \`npm run build\`, ` +
       `copy dist/mailgw to /usr/local/bin and run \`/usr/local/bin/mailgw systemd install\` (ProtectHome=yes hides /home and /root from the service)`,

@@ -30,7 +30,7 @@ describe("README", () => {
     const shell = codeBlocks("sh");
     expect(shell).toContain("npm install && npm start\n");
     expect(shell).toContain("npm install && npm test\n");
-    expect(pkg.scripts.start).toBe("bun src/main.ts serve");
+    expect(pkg.scripts.start).toBe("bun --no-env-file src/main.ts serve");
     expect(pkg.scripts.test).toBe("bun test");
     expect(readFileSync(join(REPO_ROOT, ".ci/run"), "utf8")).toMatch(/^\s*npm test 2>&1/m);
   });

@@ -8,6 +8,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import pkg from "../../package.json" with { type: "json" };
 import { BARE_PATH, REPO_ROOT, copyBinaryToTemp, type CopiedBinary } from "../packaging/binary.ts";
 
 export type ServeMode = "source" | "binary";
@@ -51,8 +52,14 @@ export async function* logLines(stream: ReadableStream<Uint8Array>): AsyncGenera
   }
 }
 
+/** `npm start` (package.json), run with this bun and the entry point made absolute. */
+function startScript(): string[] {
+  const [, ...args] = pkg.scripts.start.split(" ");
+  return [process.execPath, ...args.map((a) => (a.endsWith(".ts") ? join(REPO_ROOT, a) : a))];
+}
+
 export function serveCommand(mode: ServeMode): string[] {
-  if (mode === "source") return [process.execPath, join(REPO_ROOT, "src/main.ts"), "serve"];
+  if (mode === "source") return startScript();
   copied ??= copyBinaryToTemp();
   return [copied.bin, "serve"];
 }
