@@ -32,6 +32,8 @@ export interface RelayPoolJob {
   to: string[];
   /** Complete message, CRLF line endings; SMTPConnection dot-stuffs it. */
   raw: Buffer;
+  /** Bytes above 127 in `raw`: declared with BODY=8BITMIME when the relay offers it (RFC 6152). */
+  eightBit?: boolean;
   /** Aborting fails the job and closes the session it was using. */
   signal: AbortSignal;
 }
@@ -230,7 +232,7 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
         dest.end(w.job.raw);
       },
     } as unknown as NodeJS.ReadableStream as Parameters<SMTPConnection["send"]>[1];
-    s.smtp.send({ from: w.job.from, to: w.job.to }, message, (err, info) => {
+    s.smtp.send({ from: w.job.from, to: w.job.to, use8BitMime: w.job.eightBit === true }, message, (err, info) => {
       s.messages++;
       if (s.current !== w) return; // aborted: the session was dropped already
       s.current = null;

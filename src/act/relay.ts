@@ -7,12 +7,15 @@
  * before AUTH: credentials never travel in clear unless `none` was chosen. The password is
  * handed to nodemailer only; it is never logged or put in an error text.
  * Bytes: the stored message is sent as `raw` after normalizeLineEndings (no bare CR/LF,
- * SMTP smuggling); nodemailer only dot-stuffs. Envelope = original MAIL FROM → forward_to.
+ * SMTP smuggling); nodemailer only dot-stuffs. Envelope = original MAIL FROM → forward_to, with
+ * BODY=8BITMIME when the message has 8-bit bytes (else a relay such as Postfix records it as
+ * 7-bit and would pass the bytes unconverted to a 7-bit-only next hop).
  * Latency: nodemailer ≥ 10 sets TCP_NODELAY on its sockets (smtp-connection `_onConnect`),
  * which avoids the 40 ms Nagle/delayed-ACK stall per message Haraka suffers from.
  * Failure: never throws; every send resolves to an AttemptOutcome (see classifyRelayError and,
  * when the relay took the message for only some recipients, acceptedOutcome).
  */
+import { isAscii } from "node:buffer";
 import { isIP } from "node:net";
 import type { RelayConfig } from "../config/config.ts";
 import type { AttemptOutcome } from "../queue/retry.ts";
@@ -88,7 +91,7 @@ export function createRelayClient(relay: RelayConfig, opts: RelayClientOptions):
     async send(input) {
       const normal = normalizeLineEndings(input.raw);
       const raw = Buffer.from(normal.buffer, normal.byteOffset, normal.byteLength);
-      const result = await pool.send({ from: input.mailFrom, to: input.to, raw, signal: input.signal });
+      const result = await pool.send({ from: input.mailFrom, to: input.to, raw, eightBit: !isAscii(raw), signal: input.signal });
       if (result.ok) return acceptedOutcome(result.info.response, result.info.rejectedErrors);
       const outcome = classifyRelayError(result.error);
       // TLS mode vs port, certificate checks: the raw error names neither the setting nor the fix.

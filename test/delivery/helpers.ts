@@ -149,6 +149,8 @@ export interface ReceivedMessage {
   data: Buffer;
   secure: boolean;
   user: string | undefined;
+  /** MAIL FROM's BODY= parameter (8BITMIME), if any. */
+  body: string | undefined;
 }
 
 export interface ScriptedRelay {
@@ -250,6 +252,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
           data: Buffer.concat(chunks),
           secure: session.secure,
           user: typeof session.user === "string" ? session.user : undefined,
+          body: session.envelope.mailFrom && session.envelope.mailFrom.args ? (session.envelope.mailFrom.args as Record<string, string>).BODY : undefined,
         });
         cb(null, "Ok: queued");
       });

@@ -53,6 +53,19 @@ describe("forward through the relay", () => {
     await waitFor(() => !existsSync(join(t.dataDir, "spool", `${id}.eml`)), 5_000, "spool file released");
   }, 30_000);
 
+  // RFC 6152: 8-bit data only after BODY=8BITMIME. Without it a relay (Postfix) takes the message
+  // as 7-bit, passes that on, and would send the 8-bit bytes unconverted to a 7-bit-only host.
+  test("an 8-bit message is relayed with BODY=8BITMIME, a 7-bit one without", async () => {
+    const { relay, t, worker } = await setup();
+    const eight = seedDelivery(t, { raw: Buffer.from(`${SAMPLE_MESSAGE}Grüße\r\n`, "utf8") });
+    const seven = seedDelivery(t, { raw: SAMPLE_MESSAGE });
+    worker.start();
+    await waitFor(() => [eight, seven].every((id) => deliveryOf(t.db, id).state === "delivered"), 10_000, "delivered");
+    const bodyOf = (needle: string) => relay.received.filter((m) => m.data.includes(needle)).map((m) => m.body);
+    expect(bodyOf("Grüße")).toEqual(["8BITMIME"]);
+    expect(relay.received.filter((m) => !m.data.includes("Grüße")).map((m) => m.body)).toEqual([undefined]);
+  }, 30_000);
+
   test("null sender is relayed as MAIL FROM:<>", async () => {
     const { relay, t, worker } = await setup();
     const id = seedDelivery(t, { mailFrom: "" });
