@@ -46,9 +46,22 @@ export function relayErrorHint(relay: Pick<RelayConfig, "secure" | "tlsVerify">,
   if (relay.secure !== "tls" && /greeting never received/i.test(error)) {
     return "no SMTP greeting: if the relay expects TLS at once (port 465), set RELAY_SMTP_SECURE=tls";
   }
-  if (relay.tlsVerify && /self[- ]signed|unable to (verify|get local issuer)|certificate|altnames/i.test(error)) {
-    return "relay certificate refused: RELAY_SMTP_HOST must be a name it covers (RELAY_SMTP_TLS_VERIFY=false only for a private smarthost)";
+  if (relay.tlsVerify) return certificateHint(error);
+  return null;
+}
+
+/** Names what is wrong with the certificate: a self-signed one is not fixed by a host name. */
+function certificateHint(error: string): string | null {
+  if (/altnames|does not match/i.test(error)) {
+    return "relay certificate refused (RELAY_SMTP_HOST is not a name it covers): set RELAY_SMTP_HOST to a name the certificate lists";
   }
+  if (/self[- ]signed|unable to (verify|get local issuer)/i.test(error)) {
+    return (
+      "relay certificate refused (not signed by a trusted CA): give the relay a certificate from a public CA, " +
+      "or set RELAY_SMTP_TLS_VERIFY=false if it is a private smarthost"
+    );
+  }
+  if (/certificate/i.test(error)) return "relay certificate refused: renew or fix the relay's certificate, or set RELAY_SMTP_TLS_VERIFY=false if it is a private smarthost";
   return null;
 }
 
