@@ -18,7 +18,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePorts, postfixSkipReason, startPostfix, type Postfix } from "../helpers/postfix.ts";
+import { freePorts, leadingFields, postfixSkipReason, startPostfix, type Postfix } from "../helpers/postfix.ts";
 import { RawClient, greet, makeCert } from "../smtp/helpers.ts";
 import { serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 
@@ -129,20 +129,6 @@ function archivedCopies(raw: Buffer): Buffer[] {
   return archiveFiles().map((f) => readFileSync(f)).filter((b) => b.includes(line));
 }
 
-/** Drops the first `n` header fields (with their folded lines). */
-function withoutFields(raw: Buffer, n: number): { fields: string[]; rest: Buffer } {
-  const text = raw.toString("latin1");
-  const fields: string[] = [];
-  let at = 0;
-  while (fields.length < n) {
-    let end = text.indexOf("\r\n", at);
-    while (text[end + 2] === " " || text[end + 2] === "\t") end = text.indexOf("\r\n", end + 2);
-    fields.push(text.slice(at, end));
-    at = end + 2;
-  }
-  return { fields, rest: raw.subarray(at) };
-}
-
 /** What Postfix's smtp process `pid` said (">") and heard ("<") talking to mailgw, in order. */
 function dialogue(pid: string, mark: number): string[] {
   const peer = `127.0.0.1[127.0.0.1]:${ports.smtp}: `;
@@ -172,7 +158,7 @@ describe.skipIf(SKIP !== null)("Postfix (sending MTA) → mailgw serve", () => {
 
     const copies = archivedCopies(raw);
     expect(copies).toHaveLength(1);
-    const { fields, rest } = withoutFields(copies[0] as Buffer, 2);
+    const { fields, rest } = leadingFields(copies[0] as Buffer, 2);
     expect(fields[0]).toMatch(/^Received: from postfix\.test \(\[127\.0\.0\.1\]\)\r\n\tby mx\.test \(mailgw\) with ESMTPS\r\n\t\(version=TLSv1\.[23] /);
     expect(fields[0]).toContain(`id ${id} for <${RCPT}>`);
     expect(fields[1]).toMatch(new RegExp(`^Received: from client\\.test \\(localhost \\[127\\.0\\.0\\.1\\]\\)\r\n\tby postfix\\.test \\(Postfix\\) with ESMTP id ${qid}`));
@@ -206,7 +192,7 @@ describe.skipIf(SKIP !== null)("Postfix (sending MTA) → mailgw serve", () => {
     expect({ from: session.from, recipients: session.recipients }).toEqual({ from: sender, recipients: [RCPT, utf8Rcpt] });
     const copies = archiveFiles().filter((f) => f.includes(id));
     expect(copies).toHaveLength(1);
-    expect(Buffer.compare(withoutFields(readFileSync(copies[0] as string), 2).rest, raw)).toBe(0);
+    expect(Buffer.compare(leadingFields(readFileSync(copies[0] as string), 2).rest, raw)).toBe(0);
   }, 60_000);
 
   test("reject rule → bounced with mailgw's 550 5.7.1 text; a recipient outside domains → 550 5.7.1 at RCPT", async () => {

@@ -18,7 +18,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { SMTPServer } from "smtp-server";
 import pkg from "../../package.json" with { type: "json" };
-import { freePorts, postfixSkipReason, saslMainSettings, startPostfix, writeSasldb, type Postfix } from "../helpers/postfix.ts";
+import { freePorts, leadingFields, postfixSkipReason, saslMainSettings, startPostfix, writeSasldb, type Postfix } from "../helpers/postfix.ts";
 import { REPO_ROOT } from "../packaging/binary.ts";
 import { RawClient, greet, makeCert } from "../smtp/helpers.ts";
 import { serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
@@ -166,20 +166,6 @@ async function waitFor(what: string, check: () => boolean, ms = 20_000): Promise
   }
 }
 
-/** The first `n` header fields and what follows them. */
-function splitFields(raw: Buffer, n: number): { fields: string[]; rest: Buffer } {
-  const text = raw.toString("latin1");
-  const fields: string[] = [];
-  let at = 0;
-  while (fields.length < n) {
-    let end = text.indexOf("\r\n", at);
-    while (text[end + 2] === " " || text[end + 2] === "\t") end = text.indexOf("\r\n", end + 2);
-    fields.push(text.slice(at, end));
-    at = end + 2;
-  }
-  return { fields, rest: raw.subarray(at) };
-}
-
 async function queueList(dir: string): Promise<{ id: string; state: string; lastError: string | null }[]> {
   const [bun = "bun", ...flags] = pkg.scripts.mailgw.split(" ");
   const cmd = [bun === "bun" ? process.execPath : bun, ...flags.map((a) => (a.endsWith(".ts") ? join(REPO_ROOT, a) : a)), "queue", "list", "--json"];
@@ -209,7 +195,7 @@ describe.skipIf(SKIP !== null)("mailgw serve → Postfix smarthost (STARTTLS + S
         expect(got).toHaveLength(1);
         const { from, to, data } = got[0] as Captured;
         expect({ from, to: [...to].sort() }).toEqual({ from: m.from, to: [...FORWARD_TO].sort() });
-        const { fields, rest } = splitFields(data, 2);
+        const { fields, rest } = leadingFields(data, 2);
         expect(fields[0]).toMatch(/^Received: from mx\.test \(localhost \[127\.0\.0\.1\]\)\r\n\t\(using TLSv1\.[23] /);
         // ESMTPSA: ESMTP + STARTTLS + SASL ("UTF8SMTPSA" for the SMTPUTF8 one).
         expect(fields[0]).toContain(`(Authenticated sender: ${USER}@${REALM})\r\n\tby relay.test (Postfix) with ${i === 2 ? "UTF8SMTPSA" : "ESMTPSA"} id`);

@@ -235,3 +235,17 @@ export function saslMainSettings(etc: string, realm: string): Record<string, str
     smtpd_sasl_local_domain: realm,
   };
 }
+
+/** The first `n` header fields (each with its folded lines) of a message, and the bytes after them. */
+export function leadingFields(raw: Buffer, n: number): { fields: string[]; rest: Buffer } {
+  const text = raw.toString("latin1");
+  const fields: string[] = [];
+  let at = 0;
+  while (fields.length < n) {
+    let end = text.indexOf("\r\n", at);
+    while (text[end + 2] === " " || text[end + 2] === "\t") end = text.indexOf("\r\n", end + 2);
+    fields.push(text.slice(at, end));
+    at = end + 2;
+  }
+  return { fields, rest: raw.subarray(at) };
+}
