@@ -146,14 +146,7 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
       reload() {
         // A relay removed from the configuration is removed here too: new forwards are held.
         const next = opts.reloadConfig ? opts.reloadConfig().relay : relay;
-        // The usual trap: RELAY_* added to the systemd env file, then `systemctl reload`.
-        // Only when forwards are waiting: an archive- or webhook-only gateway needs no relay.
-        if (next === null && anyHeld(db)) logger.warn("no relay after the reload: forwards stay held", { hint: RELAY_RELOAD_HINT });
-        if (JSON.stringify(next) === JSON.stringify(relay)) return;
-        relay = next;
-        worker.reloadRelay(next);
-        logger.info("relay settings reloaded", { relay: describeRelay(next) });
-        warnRelaySettings(logger, next);
+        if (reloadRelay(db, logger, relay, next, worker)) relay = next;
       },
     },
     {
@@ -186,6 +179,18 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
       }
     },
   };
+}
+
+/** SIGHUP: hands changed relay settings to the delivery worker; true if they changed. */
+function reloadRelay(db: Database, logger: Logger, current: RelayConfig | null, next: RelayConfig | null, worker: { reloadRelay(r: RelayConfig | null): void }): boolean {
+  // The usual trap: RELAY_* added to the systemd env file, then `systemctl reload`.
+  // Only when forwards are waiting: an archive- or webhook-only gateway needs no relay.
+  if (next === null && anyHeld(db)) logger.warn("no relay after the reload: forwards stay held", { hint: RELAY_RELOAD_HINT });
+  if (JSON.stringify(next) === JSON.stringify(current)) return false;
+  worker.reloadRelay(next);
+  logger.info("relay settings reloaded", { relay: describeRelay(next) });
+  warnRelaySettings(logger, next);
+  return true;
 }
 
 /**
