@@ -1,14 +1,16 @@
 /**
- * GET /metrics: Prometheus text exposition format 0.0.4. Counters are all-time sums of
- * daily_counters (they survive restarts), never exported lower than before by this process
- * (CounterFloor); gauges come from the same snapshot as the stats page.
+ * GET /metrics: Prometheus text exposition format 0.0.4. Counters, the delivery duration
+ * histogram included, are all-time sums of daily_counters (they survive restarts, `queue drop`
+ * and archive retention), never exported lower than before by this process (CounterFloor);
+ * mailgw_rules_reload_total alone counts since start. Gauges come from the same snapshot as
+ * the stats page.
  * Trusts: nothing in label values — categories are user-chosen strings and are escaped.
  * Failure: a database error propagates; the server answers 500 and Prometheus marks the
  * scrape as failed (better than a partial exposition).
  */
 import type { Database } from "bun:sqlite";
 import { ACTIONS, DELIVERY_KINDS, QUEUE_STATES, periodTotals, type StatsSnapshot } from "./stats-data.ts";
-import { DURATION_BUCKETS_SECONDS, type DeliveryDurationHistogram } from "./delivery-histogram.ts";
+import { DURATION_BUCKETS_SECONDS, durationHistogram } from "../store/delivery-durations.ts";
 import { deliveryMetric } from "./deliveries-by-rule.ts";
 import { escapePromLabel } from "./escape.ts";
 
@@ -62,14 +64,13 @@ function formatValue(v: number): string {
   return String(v);
 }
 
-export function renderMetrics(db: Database, snapshot: StatsSnapshot, histogram: DeliveryDurationHistogram, floor: CounterFloor | null = null): string {
+export function renderMetrics(db: Database, snapshot: StatsSnapshot, floor: CounterFloor | null = null): string {
   const counterRows = db
     .query<{ metric: string; rule: string; category: string; n: number }, []>(
       `SELECT metric, rule, category, SUM(n) AS n FROM daily_counters GROUP BY metric, rule, category`,
     )
     .all();
   const all = periodTotals(counterRows);
-  histogram.refresh(db);
   const out = new Exposition(floor);
 
   out.family("mailgw_build_info", "gauge", "Build information; the value is always 1.").sample("mailgw_build_info", { version: snapshot.version }, 1);
@@ -105,7 +106,7 @@ export function renderMetrics(db: Database, snapshot: StatsSnapshot, histogram: 
 
   out.family("mailgw_delivery_duration_seconds", "histogram", "Duration of delivery attempts (relay SMTP or webhook POST).");
   for (const kind of DELIVERY_KINDS) {
-    const s = histogram.series(kind);
+    const s = durationHistogram(counterRows, kind);
     DURATION_BUCKETS_SECONDS.forEach((le, i) => out.sample("mailgw_delivery_duration_seconds_bucket", { kind, le: String(le) }, s.buckets[i] ?? 0));
     out.sample("mailgw_delivery_duration_seconds_bucket", { kind, le: "+Inf" }, s.count);
     out.sample("mailgw_delivery_duration_seconds_sum", { kind }, s.sumSeconds);

@@ -17,7 +17,6 @@ import { CliError, describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { databaseFile } from "../store/db-file.ts";
 import { AUTH_CHALLENGES, createTokenChecker } from "./auth.ts";
-import { DeliveryDurationHistogram } from "./delivery-histogram.ts";
 import { checkHealth, publicHealthReport } from "./healthz.ts";
 import { METRICS_CONTENT_TYPE, renderMetrics, type CounterFloor } from "./metrics.ts";
 import { collectStats } from "./stats-data.ts";
@@ -63,7 +62,6 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
   const { config, db, logger, status } = opts;
   const now = opts.now ?? Date.now;
   const token = createTokenChecker(config.http.statsToken);
-  const histogram = new DeliveryDurationHistogram();
   const counterFloor: CounterFloor = new Map();
   // The database is open by now: /healthz checks that DATABASE_URL still names this file.
   const dbFile = databaseFile(config.databasePath);
@@ -78,7 +76,7 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
       case "/stats.json":
         return json(200, collectStats(db, status, t, config.smtp.hostname));
       case "/metrics":
-        return { status: 200, body: renderMetrics(db, collectStats(db, status, t, config.smtp.hostname), histogram, counterFloor), contentType: METRICS_CONTENT_TYPE };
+        return { status: 200, body: renderMetrics(db, collectStats(db, status, t, config.smtp.hostname), counterFloor), contentType: METRICS_CONTENT_TYPE };
       case "/healthz": {
         const report = await checkHealth(db, config.dataDir, status, t, dbFile);
         const healthy = report.status === "ok";

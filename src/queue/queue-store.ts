@@ -12,6 +12,7 @@
 import type { Database } from "bun:sqlite";
 import { withoutFsync } from "../spool/wal-sync.ts";
 import { bumpCounterBatch, type CounterIncrement } from "../store/counters.ts";
+import { durationIncrements } from "../store/delivery-durations.ts";
 import { NOT_YET_DURABLE_AT, spoolStillNeeded } from "../store/messages.ts";
 import type { DeliveryKind, DeliveryState } from "../types.ts";
 import type { NextStep, RefusedRecipients } from "./retry.ts";
@@ -161,7 +162,8 @@ export interface FinishResult {
 }
 
 /**
- * Records attempts and the states they lead to, with their counters, in ONE transaction
+ * Records attempts and the states they lead to, with their counters (the duration histogram's
+ * included: it must outlive the attempt rows, see delivery-durations.ts), in ONE transaction
  * (group commit: every attempt that finished meanwhile). Counters are summed per
  * (day, metric, rule, category) first, so a group bumps each counter row once. Whether a
  * final delivery's spool file may go is decided inside the same transaction.
@@ -175,6 +177,7 @@ export function finishAttempts(db: Database, records: readonly AttemptRecord[]):
       const results = records.map((r): FinishResult => {
         if (!recordAttempt(db, r)) return { recorded: false, spoolReleasable: false, deferredDelivery: null, refusedDelivery: null };
         increments.push({ at: r.at, metric: `${r.step.state}:${r.delivery.kind}`, rule: r.delivery.rule, category: r.delivery.category });
+        increments.push(...durationIncrements(r.at, r.delivery.kind, r.durationMs));
         const refusedDelivery = r.refused ? recordRefused(db, r, r.refused) : null;
         if (r.refused) {
           increments.push({ at: r.at, metric: `failed:${r.delivery.kind}`, rule: r.delivery.rule, category: r.delivery.category });

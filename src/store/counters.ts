@@ -13,7 +13,9 @@ export type CounterMetric =
   | `action:${string}`
   | `delivered:${"forward" | "webhook"}`
   | `deferred:${"forward" | "webhook"}`
-  | `failed:${"forward" | "webhook"}`;
+  | `failed:${"forward" | "webhook"}`
+  | `duration:${"forward" | "webhook"}:${string}`
+  | `duration_ms:${"forward" | "webhook"}`;
 
 export function bumpCounter(
   db: Database,
@@ -34,6 +36,8 @@ export interface CounterIncrement {
   metric: CounterMetric;
   rule: string | null;
   category: string;
+  /** How much to add (default 1): a duration sum adds milliseconds. */
+  n?: number;
 }
 
 /**
@@ -45,8 +49,8 @@ export function bumpCounterBatch(db: Database, increments: Iterable<CounterIncre
   for (const inc of increments) {
     const key = `${dayKey(inc.at)}\u0000${inc.metric}\u0000${inc.rule ?? ""}\u0000${inc.category}`;
     const cur = sums.get(key);
-    if (cur) cur.n++;
-    else sums.set(key, { ...inc, n: 1 });
+    if (cur) cur.n += inc.n ?? 1;
+    else sums.set(key, { ...inc, n: inc.n ?? 1 });
   }
   for (const s of sums.values()) bumpCounter(db, s.at, s.metric, { rule: s.rule, category: s.category }, sign * s.n);
 }

@@ -10,7 +10,8 @@
  *  delivery_attempts every attempt: when, how long, ok, the reply or error.
  *  daily_counters    counters per UTC day, metric, rule and category, for /stats and /metrics.
  *                    metric: received | action:<action> | session | session_tls |
- *                    <delivered|deferred|failed>:<forward|webhook>
+ *                    <delivered|deferred|failed>:<forward|webhook> |
+ *                    duration:<forward|webhook>:<le> | duration_ms:<forward|webhook>
  *  meta              small key/value facts (e.g. last rules reload).
  */
 
@@ -178,6 +179,42 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX deliveries_message ON deliveries(message_id);
       CREATE INDEX deliveries_kind_due ON deliveries(kind, state, next_attempt_at);
       CREATE INDEX delivery_attempts_delivery ON delivery_attempts(delivery_id);
+    `,
+  },
+  {
+    // /metrics' delivery duration histogram was summed from delivery_attempts at each start, so
+    // attempts whose rows `queue drop` or archive retention deleted dropped out of it after a
+    // restart: its counts went down, and Prometheus took that for a counter reset (increase()
+    // then added the whole remaining count). It is now counted at write time in daily_counters
+    // (store/delivery-durations.ts); this copies the attempts still on record into it, with the
+    // bucket bounds of DURATION_BUCKETS_SECONDS. An attempt whose delivery is gone counts as a
+    // forward, as the histogram did.
+    version: 6,
+    name: "delivery-duration-counters",
+    sql: `
+      CREATE TEMP TABLE attempt_buckets AS
+        SELECT strftime('%Y-%m-%d', a.at / 1000, 'unixepoch') AS day,
+               CASE WHEN d.kind = 'webhook' THEN 'webhook' ELSE 'forward' END AS kind,
+               CASE
+               WHEN max(a.duration_ms, 0) <= 50 THEN '0.05'
+               WHEN max(a.duration_ms, 0) <= 100 THEN '0.1'
+               WHEN max(a.duration_ms, 0) <= 250 THEN '0.25'
+               WHEN max(a.duration_ms, 0) <= 500 THEN '0.5'
+               WHEN max(a.duration_ms, 0) <= 1000 THEN '1'
+               WHEN max(a.duration_ms, 0) <= 2500 THEN '2.5'
+               WHEN max(a.duration_ms, 0) <= 5000 THEN '5'
+               WHEN max(a.duration_ms, 0) <= 10000 THEN '10'
+               WHEN max(a.duration_ms, 0) <= 30000 THEN '30'
+               WHEN max(a.duration_ms, 0) <= 60000 THEN '60'
+               WHEN max(a.duration_ms, 0) <= 120000 THEN '120'
+               ELSE '+Inf' END AS le,
+               max(a.duration_ms, 0) AS ms
+          FROM delivery_attempts a LEFT JOIN deliveries d ON d.id = a.delivery_id;
+      INSERT INTO daily_counters (day, metric, rule, category, n)
+        SELECT day, 'duration:' || kind || ':' || le, '', '', count(*) FROM attempt_buckets GROUP BY day, kind, le;
+      INSERT INTO daily_counters (day, metric, rule, category, n)
+        SELECT day, 'duration_ms:' || kind, '', '', sum(ms) FROM attempt_buckets GROUP BY day, kind;
+      DROP TABLE attempt_buckets;
     `,
   },
 ];

@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { createHttpServer, type HttpServer } from "../../src/http/server.ts";
 import type { RulesStatus, StatusSource } from "../../src/http/status-source.ts";
 import { silentLogger, type Logger } from "../../src/log/logger.ts";
-import { bumpCounter } from "../../src/store/counters.ts";
+import { bumpCounter, bumpCounterBatch } from "../../src/store/counters.ts";
+import { durationIncrements } from "../../src/store/delivery-durations.ts";
 import { openDatabase } from "../../src/store/db.ts";
 import type { Action, DeliveryKind, DeliveryState } from "../../src/types.ts";
 
@@ -156,6 +157,7 @@ export function addAttempt(
     result === "delivered" ? "250 ok" : "451 try later",
   );
   bumpCounter(db, at, `${result}:${kind}`, { rule: labels.rule ?? null, category: labels.category ?? "default" });
+  bumpCounterBatch(db, durationIncrements(at, kind, durationMs)); // as finishAttempts records it
 }
 
 export async function get(server: HttpServer, path: string, init: RequestInit = {}): Promise<Response> {

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { openDatabase, schemaVersion } from "../../src/store/db.ts";
 import { bumpCounter } from "../../src/store/counters.ts";
+import { durationBucket, durationHistogram } from "../../src/store/delivery-durations.ts";
 import { MIGRATIONS } from "../../src/store/migrations.ts";
 
 const dbPath = () => join(mkdtempSync(join(tmpdir(), "mailgw-db-")), "nested", "m.db");
@@ -87,4 +88,40 @@ test("migration 5 keeps every delivery and attempt (orphans aside), and ids are 
     .query<{ id: number }, []>(`INSERT INTO delivery_attempts (delivery_id, at, target, duration_ms, ok) VALUES (8, 3, 'relay', 1, 1) RETURNING id`)
     .get()!;
   expect(attempt.id).toBe(5);
+});
+
+test("migration 6 counts the attempts on record into the duration histogram's daily counters", () => {
+  const path = dbPath();
+  mkdirSync(dirname(path), { recursive: true });
+  const old = new Database(path, { create: true, strict: true });
+  old.exec("PRAGMA journal_mode = WAL");
+  for (const m of MIGRATIONS.filter((m) => m.version <= 5)) old.exec(m.sql);
+  old.exec("PRAGMA user_version = 5");
+  old.exec(`INSERT INTO messages (id, received_at, client_ip, helo, tls, mail_from, recipients, subject, size,
+              rule, category, action, status) VALUES ('m1', 1, '127.0.0.1', 'h', 0, 'a@x', '[]', 's', 1, 'r', 'c', 'forward', 'done')`);
+  old.exec(`INSERT INTO deliveries (id, message_id, kind, target, category, state, created_at, next_attempt_at, updated_at)
+              VALUES (1, 'm1', 'forward', '[]', 'c', 'failed', 1, 1, 1), (2, 'm1', 'webhook', 'http://h/', 'c', 'delivered', 1, 1, 1)`);
+  const day1 = Date.UTC(2026, 10, 22, 23, 59);
+  const day2 = Date.UTC(2026, 10, 23, 0, 1);
+  old.exec(`INSERT INTO delivery_attempts (delivery_id, at, target, duration_ms, ok) VALUES
+              (1, ${day1}, 'relay', 50, 0), (1, ${day1}, 'relay', 51, 0), (1, ${day2}, 'relay', 700, 0),
+              (2, ${day2}, 'hook', 200000, 1), (2, ${day2}, 'hook', -5, 1)`);
+  old.close();
+
+  const db = openDatabase(path);
+  const rows = db.query<{ day: string; metric: string; n: number }, []>("SELECT day, metric, n FROM daily_counters ORDER BY day, metric").all();
+  expect(rows).toEqual([
+    { day: "2026-11-22", metric: "duration:forward:0.05", n: 1 },
+    { day: "2026-11-22", metric: "duration:forward:0.1", n: 1 },
+    { day: "2026-11-22", metric: "duration_ms:forward", n: 101 },
+    { day: "2026-11-23", metric: "duration:forward:1", n: 1 },
+    { day: "2026-11-23", metric: "duration:webhook:+Inf", n: 1 },
+    { day: "2026-11-23", metric: "duration:webhook:0.05", n: 1 },
+    { day: "2026-11-23", metric: "duration_ms:forward", n: 700 },
+    { day: "2026-11-23", metric: "duration_ms:webhook", n: 200000 },
+  ]);
+  // The same buckets as an attempt recorded now would bump.
+  for (const [ms, le] of [[50, "0.05"], [51, "0.1"], [700, "1"], [200000, "+Inf"], [-5, "0.05"]] as const) expect(durationBucket(ms)).toBe(le);
+  expect(durationHistogram(rows, "forward")).toEqual({ buckets: [1, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3], count: 3, sumSeconds: 0.801 });
+  expect(durationHistogram(rows, "webhook")).toEqual({ buckets: [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], count: 2, sumSeconds: 200 });
 });
