@@ -4,9 +4,12 @@
  * cumulative with a +Inf bucket equal to _count, and the numbers match the database.
  */
 import { afterEach, beforeEach, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import type { HttpServer } from "../../src/http/server.ts";
 import { bumpCounter } from "../../src/store/counters.ts";
 import { find, parseExposition } from "../helpers/exposition.ts";
+import { REPO_ROOT } from "../packaging/binary.ts";
 import { addAttempt, addDelivery, addMessage, addSession, get, makeFixture, startServer, type Fixture } from "./fixture.ts";
 
 let fx: Fixture;
@@ -100,4 +103,12 @@ test("the parser used here rejects invalid exposition (so the test above means s
   expect(() => parseExposition("mailgw_x 1\n")).toThrow("sample without # TYPE");
   expect(() => parseExposition('# HELP a b\n# TYPE a gauge\na{l="x} 1\n')).toThrow("bad labels");
   expect(() => parseExposition("# HELP a b\n# TYPE a gauge\na one\n")).toThrow("bad value");
+});
+
+test("the README's metric table names exactly the families /metrics exports", async () => {
+  const readme = readFileSync(join(REPO_ROOT, "README.md"), "utf8");
+  const section = readme.slice(readme.indexOf("### Monitoring with Prometheus"), readme.indexOf("### systemd"));
+  const documented = new Set([...section.matchAll(/^\|(.*?)\|/gm)].flatMap((m) => [...(m[1] ?? "").matchAll(/`(mailgw_[a-z_]+)`/g)].map((n) => n[1])));
+  const { types } = parseExposition(await (await get(server, "/metrics")).text());
+  expect([...documented].sort()).toEqual([...types.keys()].sort());
 });
