@@ -24,7 +24,8 @@ type MetricType = "counter" | "gauge" | "histogram";
  * down: the intake takes back its counts when a storage failure after the commit turns a
  * group's 250 into 451. Prometheus reads any decrease as a counter reset and adds the whole
  * total to `increase()`; exporting the highest value seen instead only holds the series until
- * the sums pass it again.
+ * the sums pass it again. The floor lives in this process: a restart before the sums pass it
+ * again shows the taken-back counts as one reset (only ever after such a storage failure).
  */
 export type CounterFloor = Map<string, number>;
 
