@@ -7,7 +7,9 @@
  * Trusts: the URL (validated by rules lint). Not the receiver: redirects are not followed
  * (a POST body must not wander to another host), and at most WEBHOOK_MAX_REPLY_BYTES of its
  * reply are read. Failure: never throws; 2xx → delivered, 408/429/5xx, network errors and
- * timeouts → temporary, any other status (4xx, 3xx) → permanent.
+ * timeouts → temporary, any other status (4xx, 3xx) → permanent. A 2xx whose reply breaks off
+ * before those bytes (or its end) arrive is temporary: a handler that sends its status first and
+ * then dies looks exactly like that, and a duplicate (same `id`) is recoverable, a loss is not.
  */
 import { createHmac } from "node:crypto";
 import type { AttemptOutcome } from "../queue/retry.ts";
@@ -49,21 +51,33 @@ export async function postWebhook(input: WebhookPostInput): Promise<AttemptOutco
     res = await fetch(input.url, { method: "POST", body, headers, redirect: "manual", signal: input.signal });
   } catch (err) {
     const aborted = input.signal.aborted;
-    const text = err instanceof Error ? err.message : String(err);
+    const text = errorText(err);
     return { kind: "temporary", error: aborted ? `timed out: ${text}` : `request failed: ${text}` };
   }
-  const reply = `HTTP ${res.status}${await readReplySnippet(res)}`;
-  if (res.status >= 200 && res.status < 300) return { kind: "delivered", reply };
+  const { snippet, broken } = await readReplySnippet(res);
+  const reply = `HTTP ${res.status}${snippet}`;
+  if (res.status >= 200 && res.status < 300) {
+    if (broken === null) return { kind: "delivered", reply };
+    const why = input.signal.aborted ? `timed out: ${broken}` : broken;
+    return { kind: "temporary", error: `${reply} (the reply broke off, so the post is not taken as received: ${why})` };
+  }
   if (res.status === 408 || res.status === 429 || res.status >= 500) return { kind: "temporary", error: reply };
   return { kind: "permanent", error: res.status >= 300 && res.status < 400 ? `${reply} (redirects are not followed)` : reply };
 }
 
-/** First bytes of the reply body as one line, prefixed with ": ", or "" when empty. */
-async function readReplySnippet(res: Response): Promise<string> {
-  if (!res.body) return "";
+interface ReplySnippet {
+  /** First bytes of the reply body as one line, prefixed with ": ", or "" when empty. */
+  snippet: string;
+  /** Why the body ended before WEBHOOK_MAX_REPLY_BYTES or its end arrived, or null. */
+  broken: string | null;
+}
+
+async function readReplySnippet(res: Response): Promise<ReplySnippet> {
+  if (!res.body) return { snippet: "", broken: null };
   const reader = res.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
+  let broken: string | null = null;
   try {
     while (size < WEBHOOK_MAX_REPLY_BYTES) {
       const { done, value } = await reader.read();
@@ -71,14 +85,20 @@ async function readReplySnippet(res: Response): Promise<string> {
       chunks.push(value);
       size += value.byteLength;
     }
-  } catch {
-    // A reply that breaks off mid-body still has its status; the body is only for the log.
+  } catch (err) {
+    broken = errorText(err);
   } finally {
     reader.cancel().catch(() => undefined);
   }
   const text = Buffer.concat(chunks).subarray(0, WEBHOOK_MAX_REPLY_BYTES).toString("utf8");
   const line = text.replace(/\s+/g, " ").trim();
-  return line ? `: ${line}` : "";
+  return { snippet: line ? `: ${line}` : "", broken };
+}
+
+/** An error's message without Bun's advice to the programmer ("pass `verbose: true` to fetch()"). */
+function errorText(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.replace(/\s*For more information, pass `verbose: true`[^.]*\.?/, "").trim().replace(/\.$/, "");
 }
 
 /** URL as shown in logs and attempt records: no query string or credentials (they may carry tokens). */

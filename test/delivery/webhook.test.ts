@@ -1,10 +1,11 @@
 /**
  * Webhook deliveries to a real Bun.serve receiver: JSON payload contents, HMAC signature,
- * 500 then 200 (retried), 400 → failed, 429 and 408 → deferred, redirect not followed, timeout, at most
- * MAX_LARGE_IN_FLIGHT large messages at once.
+ * 500 then 200 (retried), 400 → failed, 429 and 408 → deferred, redirect not followed, timeout, a 200
+ * whose reply breaks off → deferred, at most MAX_LARGE_IN_FLIGHT large messages at once.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { createHmac, timingSafeEqual } from "node:crypto";
+import { createServer, type AddressInfo } from "node:net";
 import type { WebhookPayload } from "../../src/act/webhook-payload.ts";
 import { silentLogger } from "../../src/log/logger.ts";
 import { createDeliveryWorker, LARGE_MESSAGE_BYTES, MAX_LARGE_IN_FLIGHT } from "../../src/queue/worker.ts";
@@ -150,6 +151,36 @@ describe("webhook", () => {
     worker.start();
     await waitFor(() => deliveryOf(t.db, id).state === "failed", 10_000, "failed");
     expect(deliveryOf(t.db, id).last_error).toContain("redirect");
+  }, 30_000);
+
+  // The receiver (or the proxy in front of it) died while answering: a handler that sends its
+  // headers first and crashes while still working looks exactly like this, so the post counts
+  // as not taken (at-least-once: a duplicate, which the receiver drops by `id`, never a loss).
+  test("a 200 whose reply breaks off (Content-Length not reached) is deferred, then delivered", async () => {
+    let posts = 0;
+    const server = createServer((socket) => {
+      let seen = "";
+      socket.on("data", (d: Buffer) => {
+        seen += d.toString("latin1");
+        const head = seen.indexOf("\r\n\r\n");
+        const length = Number(/content-length: *(\d+)/i.exec(seen)?.[1] ?? -1);
+        if (head < 0 || seen.length < head + 4 + length) return;
+        seen = "";
+        if (++posts === 1) socket.end("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial");
+        else socket.end("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+      });
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+    cleanups.push(() => new Promise<void>((ok) => server.close(() => ok())));
+    const { t, worker } = setup();
+    const id = seedDelivery(t, { kind: "webhook", target: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook` });
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "delivered", 10_000, "delivered");
+    const attempts = attemptsOf(t.db, id);
+    expect(attempts.map((a) => a.ok)).toEqual([0, 1]);
+    expect(attempts[0]!.reply).toMatch(/^HTTP 200\b.*the reply broke off.*ECONNRESET: The socket connection was closed unexpectedly\)$/);
+    expect(posts).toBe(2);
   }, 30_000);
 
   test("no secret → no signature headers", async () => {
