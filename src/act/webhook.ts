@@ -13,6 +13,7 @@
  */
 import { createHmac } from "node:crypto";
 import type { AttemptOutcome } from "../queue/retry.ts";
+import { describeStatus, replyLine, requestErrorHint } from "./webhook-advice.ts";
 import { buildWebhookPayload, type WebhookMessage } from "./webhook-payload.ts";
 
 /** Reply bytes kept for the attempt record. Stops a receiver that streams forever from holding memory. */
@@ -50,19 +51,21 @@ export async function postWebhook(input: WebhookPostInput): Promise<AttemptOutco
   try {
     res = await fetch(input.url, { method: "POST", body, headers, redirect: "manual", signal: input.signal });
   } catch (err) {
-    const aborted = input.signal.aborted;
     const text = errorText(err);
-    return { kind: "temporary", error: aborted ? `timed out: ${text}` : `request failed: ${text}` };
+    if (input.signal.aborted) return { kind: "temporary", error: `timed out: ${text}` };
+    const hint = requestErrorHint(text);
+    return { kind: "temporary", error: `request failed: ${text}${hint ? ` (${hint})` : ""}` };
   }
   const { snippet, broken } = await readReplySnippet(res);
-  const reply = `HTTP ${res.status}${snippet}`;
+  const status = describeStatus({ status: res.status, statusText: res.statusText, location: locationOf(res, input.url), bodyBytes: body.byteLength });
+  const reply = `${status}${snippet}`;
   if (res.status >= 200 && res.status < 300) {
     if (broken === null) return { kind: "delivered", reply };
     const why = input.signal.aborted ? `timed out: ${broken}` : broken;
     return { kind: "temporary", error: `${reply} (the reply broke off, so the post is not taken as received: ${why})` };
   }
   if (res.status === 408 || res.status === 429 || res.status >= 500) return { kind: "temporary", error: reply };
-  return { kind: "permanent", error: res.status >= 300 && res.status < 400 ? `${reply} (redirects are not followed)` : reply };
+  return { kind: "permanent", error: reply };
 }
 
 interface ReplySnippet {
@@ -91,8 +94,19 @@ async function readReplySnippet(res: Response): Promise<ReplySnippet> {
     reader.cancel().catch(() => undefined);
   }
   const text = Buffer.concat(chunks).subarray(0, WEBHOOK_MAX_REPLY_BYTES).toString("utf8");
-  const line = text.replace(/\s+/g, " ").trim();
+  const line = replyLine(text, res.headers.get("content-type"));
   return { snippet: line ? `: ${line}` : "", broken };
+}
+
+/** A redirect's Location, resolved against the request URL, without query or credentials; null when absent. */
+function locationOf(res: Response, url: string): string | null {
+  const location = res.headers.get("location");
+  if (location === null) return null;
+  try {
+    return redactUrl(new URL(location, url).href);
+  } catch {
+    return "(an invalid Location)";
+  }
 }
 
 /** An error's message without Bun's advice to the programmer ("pass `verbose: true` to fetch()"). */
