@@ -109,10 +109,18 @@ function locationOf(res: Response, url: string): string | null {
   }
 }
 
-/** An error's message without Bun's advice to the programmer ("pass `verbose: true` to fetch()"). */
+/**
+ * An error's message for the attempt record: URLs in it redacted (Bun names the whole URL in some,
+ * `Malformed_HTTP_Response fetching "https://…?token=…"`, and the record is shown in `queue list`,
+ * on the stats page and in the log), and without Bun's advice to the programmer ("pass `verbose: true`").
+ */
 function errorText(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
-  return text.replace(/\s*For more information, pass `verbose: true`[^.]*\.?/, "").trim().replace(/\.$/, "");
+  return text
+    .replace(/\s*For more information, pass `verbose: true`[^.]*\.?/, "")
+    .replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>]+/gi, (url) => redactUrl(url))
+    .trim()
+    .replace(/\.$/, "");
 }
 
 /** URL as shown in logs and attempt records: no query string or credentials (they may carry tokens). */

@@ -183,6 +183,25 @@ describe("webhook", () => {
     expect(posts).toBe(2);
   }, 30_000);
 
+  // Bun names the URL in some errors (`Malformed_HTTP_Response fetching "…?token=…"`), and the
+  // error is kept for `queue list`, the stats page and the log, where the query must not show.
+  test("a reply that is not HTTP: deferred, and the error does not carry the URL's query (a token)", async () => {
+    const server = createServer((socket) => {
+      socket.on("data", () => socket.end("SSH-2.0-OpenSSH_9.2\r\n\r\n"));
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+    cleanups.push(() => new Promise<void>((ok) => server.close(() => ok())));
+    const { t, worker } = setup();
+    const id = seedDelivery(t, { kind: "webhook", target: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook?token=s3cr3t-t0ken` });
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).attempts >= 1, 10_000, "attempted");
+    const error = deliveryOf(t.db, id).last_error ?? "";
+    expect(deliveryOf(t.db, id).state).toBe("deferred");
+    expect(error).toMatch(/^request failed: Malformed_HTTP_Response fetching "http:\/\/127\.0\.0\.1:\d+\/hook"$/);
+    expect(error).not.toContain("s3cr3t");
+  }, 30_000);
+
   test("no secret → no signature headers", async () => {
     const hook = receiver();
     cleanups.push(() => hook.server.stop(true));
