@@ -15,7 +15,10 @@ const OWN_PREFIXES = ["SMTP_", "RELAY_", "QUEUE_", "WEBHOOK_", "RATE_LIMIT_", "A
 
 /**
  * Variables the runtime or the C library read, which an env file may set on purpose (under
- * systemd it becomes the process environment): not reported.
+ * systemd or `docker --env-file` it becomes the process environment): not reported as unknown.
+ * mailgw reads its env file itself and never copies it into the process environment, so one
+ * that is ONLY in the env file has no effect (NODE_EXTRA_CA_CERTS for a webhook's private CA,
+ * TZ): that is reported.
  */
 const PROCESS_VARIABLES = /^(TZ|LANG|LANGUAGE|PATH|HOME|USER|TMPDIR|LC_\w+|NODE_\w+|BUN_\w+|UV_\w+|SSL_CERT_(FILE|DIR)|(HTTPS?|NO|ALL)_PROXY)$/i;
 
@@ -26,7 +29,9 @@ export function unknownVariableWarnings(env: Record<string, string | undefined>,
   const warnings: string[] = [];
   if (envFile) {
     for (const key of envFile.keys) {
-      if (!VARIABLE_NAMES.has(key) && !PROCESS_VARIABLES.test(key)) warnings.push(`${envFile.path}: unknown variable ${key}${suggestion(key)}; it is ignored`);
+      if (VARIABLE_NAMES.has(key)) continue;
+      if (!PROCESS_VARIABLES.test(key)) warnings.push(`${envFile.path}: unknown variable ${key}${suggestion(key)}; it is ignored`);
+      else if (env[key] === undefined) warnings.push(`${envFile.path}: ${key} has no effect here: the runtime reads it from the process environment only (export it, or use systemd's EnvironmentFile or docker --env-file)`);
     }
   }
   for (const key of Object.keys(env)) {

@@ -145,10 +145,15 @@ describe("loadConfig", () => {
       `${envFile}: unknown variable SMTP_TLS_CRT (did you mean SMTP_TLS_CERT?); it is ignored`,
       `${envFile}: unknown variable smtp_port (did you mean SMTP_PORT?); it is ignored`,
       `${envFile}: unknown variable MY_NOTE; it is ignored`,
+      `${envFile}: TZ has no effect here: the runtime reads it from the process environment only (export it, or use systemd's EnvironmentFile or docker --env-file)`,
+      `${envFile}: NODE_EXTRA_CA_CERTS has no effect here: the runtime reads it from the process environment only (export it, or use systemd's EnvironmentFile or docker --env-file)`,
       "environment: unknown variable RELAY_SMTP_PASSWORD; it is ignored",
       "environment: unknown variable RELAY_SMTP_HSOT (did you mean RELAY_SMTP_HOST?); it is ignored",
       "environment: unknown variable SMTP_BANNER; it is ignored",
     ]);
+    // The same file as systemd's EnvironmentFile: the runtime's variables are in the process environment too.
+    const both = loadConfig({ env: { TZ: "UTC", NODE_EXTRA_CA_CERTS: "/etc/ca.pem" }, cwd });
+    expect(both.warnings.filter((w) => /TZ|NODE_/.test(w))).toEqual([]);
     // Other programs' variables in the environment are not ours to judge.
     expect(loadConfig({ env: { HTTP_PROXY: "x", LOG_DIR: "y", PATH: "/bin", DEBUG: "1" }, cwd: emptyDir() }).warnings).toEqual([]);
   });
