@@ -17,11 +17,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { SMTPServer } from "smtp-server";
-import pkg from "../../package.json" with { type: "json" };
 import { freePorts, leadingFields, postfixSkipReason, saslMainSettings, startPostfix, writeSasldb, type Postfix } from "../helpers/postfix.ts";
-import { REPO_ROOT } from "../packaging/binary.ts";
 import { RawClient, greet, makeCert } from "../smtp/helpers.ts";
-import { serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { queueList, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 
 const SKIP = postfixSkipReason(["saslpasswd2"]);
 if (SKIP) console.warn(`skip: mailgw → Postfix relay interop tests: ${SKIP}`);
@@ -164,15 +162,6 @@ async function waitFor(what: string, check: () => boolean, ms = 20_000): Promise
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; postfix log:\n${pf().tail(20)}`);
     await Bun.sleep(50);
   }
-}
-
-async function queueList(dir: string): Promise<{ id: string; state: string; lastError: string | null }[]> {
-  const [bun = "bun", ...flags] = pkg.scripts.mailgw.split(" ");
-  const cmd = [bun === "bun" ? process.execPath : bun, ...flags.map((a) => (a.endsWith(".ts") ? join(REPO_ROOT, a) : a)), "queue", "list", "--json"];
-  const proc = Bun.spawn(cmd, { cwd: dir, env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", HOME: dir }, stdout: "pipe", stderr: "pipe" });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  if (code !== 0) throw new Error(`queue list: exit ${code}: ${err}`);
-  return JSON.parse(out) as { id: string; state: string; lastError: string | null }[];
 }
 
 const count = (lines: string[], re: RegExp): number => lines.filter((l) => re.test(l)).length;

@@ -1,13 +1,14 @@
 /**
  * Real nginx (`stream`, PROXY v1) and HAProxy (`send-proxy`, `send-proxy-v2`) in front of the
- * real `mailgw serve`, for the interoperability tests. Each proxy runs in the foreground with
- * its own config and files in a temp dir, on ports 37000–37999 of the loopback interfaces only,
- * and is stopped by its own pid (never by name: other nginx or HAProxy may run on the machine).
+ * real `mailgw serve`, for the interoperability tests, and nginx as the HTTP reverse proxy in
+ * front of a webhook receiver. Each proxy runs in the foreground with its own config and files in
+ * a temp dir, on loopback ports only (37000–37999 unless the caller names its own range), and is
+ * stopped or reloaded by its own pid (never by name: other nginx or HAProxy may run on the machine).
  *
  * A missing tool, stream module or loopback address is a skip reason (printed by the caller),
  * never a silent pass.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -53,15 +54,15 @@ export async function loopbackSkipReason(): Promise<string | null> {
   return null;
 }
 
-/** `n` different ports in 37000–37999, each free on both 127.0.0.1 and ::1 a moment ago. */
-export async function pickPorts(n: number): Promise<number[]> {
-  const start = Math.floor(Math.random() * PORT_COUNT);
+/** `n` different ports in first…first+count−1 (default 37000–37999), each free on both 127.0.0.1 and ::1 a moment ago. */
+export async function pickPorts(n: number, first = PORT_FIRST, count = PORT_COUNT): Promise<number[]> {
+  const start = Math.floor(Math.random() * count);
   const ports: number[] = [];
-  for (let i = 0; i < PORT_COUNT && ports.length < n; i++) {
-    const port = PORT_FIRST + ((start + i) % PORT_COUNT);
+  for (let i = 0; i < count && ports.length < n; i++) {
+    const port = first + ((start + i) % count);
     if ((await canListen(port, "127.0.0.1")) && (await canListen(port, "::1"))) ports.push(port);
   }
-  if (ports.length < n) throw new Error(`not ${n} free ports in 37000-37999`);
+  if (ports.length < n) throw new Error(`not ${n} free ports in ${first}-${first + count - 1}`);
   return ports;
 }
 
@@ -166,11 +167,53 @@ export function nginxSkipReason(): string | null {
   return failed ? `nginx cannot load a stream block (apt-get install -y libnginx-mod-stream): ${failed.split("\n")[0]}` : null;
 }
 
-export async function startNginx(block: string, listenPort: number): Promise<RunningProxy> {
+/** Why nginx cannot serve an `http` block here, or null. */
+export function nginxHttpSkipReason(): string | null {
+  if (!NGINX) return "nginx not installed (apt-get install -y nginx)";
+  const dir = mkdtempSync(join(tmpdir(), "mailgw-nginx-probe-"));
+  const failed = nginxTest(dir, httpProbe(dir));
+  rmSync(dir, { recursive: true, force: true });
+  return failed ? `nginx cannot load an http block: ${failed.split("\n")[0]}` : null;
+}
+
+function httpProbe(dir: string): string {
+  return `http { ${nginxHttpPaths(dir)} server { listen 127.0.0.1:37999; location / { return 204; } } }`;
+}
+
+/**
+ * The `http` settings that point nginx's files into `dir`: Debian's build writes request bodies
+ * and its access log under /var/lib/nginx and /var/log/nginx, which a test must not touch.
+ */
+export function nginxHttpPaths(dir: string, logFormat = ""): string {
+  const temp = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"].map((t) => `${t}_temp_path ${join(dir, t)};`);
+  return [...temp, `access_log ${join(dir, "access.log")}${logFormat ? ` ${logFormat}` : ""};`].join(" ");
+}
+
+export interface RunningNginx extends RunningProxy {
+  /** Checks `block` with nginx -t, then makes the running nginx load it (SIGHUP, as `nginx -s reload`). */
+  reload(block: string): void;
+}
+
+/** nginx with `block` (`{{dir}}` in it becomes nginx's temp dir) at the top level of its config. */
+export async function startNginx(block: string, listenPort: number): Promise<RunningNginx> {
   const dir = mkdtempSync(join(tmpdir(), "mailgw-nginx-"));
-  const failed = nginxTest(dir, block);
+  // Started as root, nginx runs its workers as `nobody`: they must reach the temp paths inside
+  // (request bodies over client_body_buffer_size are written there), which mkdtemp's 0700 forbids.
+  chmodSync(dir, 0o755);
+  const withDir = (b: string) => b.replaceAll("{{dir}}", dir);
+  const failed = nginxTest(dir, withDir(block));
   if (failed) throw new Error(`nginx -t failed:\n${failed}`);
-  return start([...nginxArgs(dir, nginxConf(dir, block)), "-g", "daemon off;"], listenPort, dir);
+  const proxy = await start([...nginxArgs(dir, nginxConf(dir, withDir(block))), "-g", "daemon off;"], listenPort, dir);
+  return {
+    ...proxy,
+    reload(next: string) {
+      const bad = nginxTest(dir, withDir(next));
+      if (bad) throw new Error(`nginx -t failed:\n${bad}`);
+      nginxArgs(dir, nginxConf(dir, withDir(next)));
+      // The master in the foreground ("daemon off") is the process start() spawned: its pid file names it.
+      process.kill(Number(readFileSync(join(dir, "nginx.pid"), "utf8").trim()), "SIGHUP");
+    },
+  };
 }
 
 /** Why HAProxy cannot run here, or null. */

@@ -4,7 +4,7 @@
  * self-signed certificate made with openssl. No mocks: real sockets, real files.
  */
 import { execFileSync } from "node:child_process";
-import { closeSync, fsyncSync, mkdtempSync, openSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, mkdtempSync, openSync, writeFileSync, writeSync } from "node:fs";
 import { connect as netConnect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -209,6 +209,20 @@ export function makeCert(dir: string, name = "cert"): { key: string; cert: strin
   const cert = join(dir, `${name}.pem`);
   execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"], { stdio: "ignore" });
   return { key, cert };
+}
+
+/**
+ * A private CA (`ca.pem`) and a certificate it signed for localhost and 127.0.0.1, in `dir`: what
+ * a company's internal services use, trusted only where the CA has been added.
+ */
+export function makeCaSignedCert(dir: string): { ca: string; key: string; cert: string } {
+  const [ca, caKey, key, csr, cert, ext] = ["ca.pem", "ca-key.pem", "server-key.pem", "server.csr", "server.pem", "server.ext"].map((f) => join(dir, f)) as [string, string, string, string, string, string];
+  const run = (args: string[]) => execFileSync("openssl", args, { stdio: "ignore" });
+  run(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", caKey, "-out", ca, "-days", "2", "-subj", "/CN=mailgw test private CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+  run(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=localhost"]);
+  writeFileSync(ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
+  run(["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", caKey, "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", ext]);
+  return { ca, key, cert };
 }
 
 export function simpleMessage(subject = "hello", body = "Hi there.\r\n"): string {

@@ -160,3 +160,33 @@ export async function until(what: string, check: () => Promise<boolean>, ms = 10
     await Bun.sleep(50);
   }
 }
+
+/** One row of `mailgw queue list --json` (src/queue/queue-admin.ts ListedEntry). */
+export interface QueueEntry {
+  id: string;
+  delivery: number;
+  kind: string;
+  state: string;
+  target: string;
+  attempts: number;
+  nextAttemptAt: string | null;
+  lastError: string | null;
+  rule: string | null;
+  category: string;
+}
+
+/** `mailgw queue ARGS…` as `npm run mailgw` runs it (from source), in a serve directory (its ./data), beside the running serve. */
+export async function mailgwQueue(dir: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const [bun = "bun", ...flags] = pkg.scripts.mailgw.split(" ");
+  const cmd = [bun === "bun" ? process.execPath : bun, ...flags.map((a) => (a.endsWith(".ts") ? join(REPO_ROOT, a) : a)), "queue", ...args];
+  const proc = Bun.spawn(cmd, { cwd: dir, env: { PATH: BARE_PATH, HOME: dir, NO_COLOR: "1" }, stdout: "pipe", stderr: "pipe" });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { code, stdout, stderr };
+}
+
+/** `mailgw queue list --json` (`states`: its --state, default all but delivered); throws on a non-zero exit. */
+export async function queueList(dir: string, states?: string): Promise<QueueEntry[]> {
+  const r = await mailgwQueue(dir, "list", "--json", ...(states ? ["--state", states] : []));
+  if (r.code !== 0) throw new Error(`queue list: exit ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout) as QueueEntry[];
+}
