@@ -10,9 +10,9 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import nodemailer from "nodemailer";
 import type { StatsSnapshot } from "../../src/http/stats-data.ts";
 import { dayKey } from "../../src/store/db.ts";
+import { send } from "../helpers/metrics-gateway.ts";
 import { BARE_PATH, copyBinaryToTemp, hideRepoWrapper, registeredCommands, runBinary, type CopiedBinary, freePort } from "../packaging/binary.ts";
 
 const SERVE_REGISTERED = registeredCommands().has("serve");
@@ -72,19 +72,6 @@ async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<
     await Bun.sleep(100);
   }
   throw new Error(`${what} not reached in ${timeoutMs} ms${last ? ` (last error: ${String(last)})` : ""}`);
-}
-
-async function send(port: number, to: string, subject: string): Promise<"accepted" | "rejected"> {
-  const transport = nodemailer.createTransport({ host: "127.0.0.1", port, secure: false, ignoreTLS: true });
-  try {
-    await transport.sendMail({ envelope: { from: "sender@origin.example", to: [to] }, raw: `From: sender@origin.example\r\nTo: ${to}\r\nSubject: ${subject}\r\n\r\nbody\r\n` });
-    return "accepted";
-  } catch (err) {
-    if ((err as { responseCode?: number }).responseCode === 550) return "rejected";
-    throw err;
-  } finally {
-    transport.close();
-  }
 }
 
 test.skipIf(!SERVE_REGISTERED)("counts on /stats.json, /metrics and /stats match the mail sent", async () => {

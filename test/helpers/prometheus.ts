@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { findTool } from "../packaging/binary.ts";
+import { collectOutput } from "./process-output.ts";
 
 export const PROMETHEUS = findTool("prometheus");
 export const PROMTOOL = findTool("promtool");
@@ -100,12 +101,7 @@ export async function startPrometheus(config: string, port: number, files: Recor
     { cwd: dir, stdout: "pipe", stderr: "pipe" },
   );
   running.add(proc);
-  let text = "";
-  const collect = async (s: ReadableStream<Uint8Array>) => {
-    for await (const chunk of s) text += new TextDecoder().decode(chunk);
-  };
-  void collect(proc.stdout);
-  void collect(proc.stderr);
+  const output = collectOutput(proc);
   const url = `http://127.0.0.1:${port}`;
   const api = async <T>(path: string): Promise<T> => {
     const body = (await (await fetch(`${url}${path}`)).json()) as { status: string; data: T; error?: string };
@@ -115,7 +111,7 @@ export async function startPrometheus(config: string, port: number, files: Recor
   const prom: RunningPrometheus = {
     url,
     dir,
-    output: () => text,
+    output,
     targets: async () => (await api<{ activeTargets: Target[] }>("/api/v1/targets?state=active")).activeTargets,
     async query(expr, time) {
       const at = time === undefined ? "" : `&time=${time}`;
@@ -136,7 +132,7 @@ export async function startPrometheus(config: string, port: number, files: Recor
   while ((await fetch(`${url}/-/ready`).then((r) => r.status, () => 0)) !== 200) {
     if (proc.exitCode !== null || Date.now() > deadline) {
       await prom.stop();
-      throw new Error(`Prometheus not ready on ${url}: ${text}`);
+      throw new Error(`Prometheus not ready on ${url}: ${output()}`);
     }
     await Bun.sleep(100);
   }

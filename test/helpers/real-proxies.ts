@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { findTool, REPO_ROOT } from "../packaging/binary.ts";
+import { collectOutput } from "./process-output.ts";
 
 export const NGINX = findTool("nginx");
 export const HAPROXY = findTool("haproxy");
@@ -78,15 +79,10 @@ async function waitListening(port: number, proc: Subprocess, output: () => strin
 async function start(cmd: string[], port: number, dir: string): Promise<RunningProxy> {
   const proc = Bun.spawn(cmd, { cwd: dir, stdout: "pipe", stderr: "pipe" });
   running.add(proc);
-  let text = "";
-  const collect = async (s: ReadableStream<Uint8Array>) => {
-    for await (const chunk of s) text += new TextDecoder().decode(chunk);
-  };
-  void collect(proc.stdout);
-  void collect(proc.stderr);
+  const output = collectOutput(proc);
   const proxy = {
     dir,
-    output: () => text,
+    output,
     problems() {
       const log = join(dir, "error.log");
       const lines = existsSync(log) ? readFileSync(log, "utf8").split("\n") : [];
