@@ -14,43 +14,23 @@
  * Needs root and Postfix ≥ 3.4; skips with the reason printed otherwise.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { freePorts, leadingFields, postfixSkipReason, startPostfix, type Postfix } from "../helpers/postfix.ts";
-import { RawClient, greet, makeCert } from "../smtp/helpers.ts";
-import { serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { readFileSync } from "node:fs";
+import { escapeRe as esc, leadingFields, submit, testMessage } from "../helpers/interop.ts";
+import { startMxGateway, type MxGateway } from "../helpers/mx-gateway.ts";
+import { freePorts, postfixSkipReason, startPostfix, type Postfix } from "../helpers/postfix.ts";
 
 const SKIP = postfixSkipReason();
 if (SKIP) console.warn(`skip: Postfix → mailgw interop tests: ${SKIP}`);
 
 let postfix: Postfix | null = null;
-let gateway: ServeProcess | null = null;
-let dir = "";
-let spoolFs = "";
+let gateway: MxGateway | null = null;
 let ports = { postfix: 0, smtp: 0, http: 0 };
-let tls: { key: string; cert: string };
-
-/** mailgw on the relayhost port; DATA_DIR on a small tmpfs (the full-disk case fills it). */
-async function startGateway(env: Record<string, string> = {}): Promise<ServeProcess> {
-  gateway = await startServe("source", dir, {
-    SMTP_PORT: String(ports.smtp), HTTP_PORT: String(ports.http), SMTP_TLS_KEY: tls.key, SMTP_TLS_CERT: tls.cert,
-    DATA_DIR: spoolFs, DATABASE_URL: `file:${join(dir, "db", "mail-gateway.db")}`, ...env,
-  });
-  return gateway;
-}
 
 beforeAll(async () => {
   if (SKIP) return;
   const [p, s, h] = await freePorts(3);
   ports = { postfix: p ?? 0, smtp: s ?? 0, http: h ?? 0 };
-  dir = serveDir();
-  tls = makeCert(dir);
-  spoolFs = mkdtempSync(join(tmpdir(), "mailgw-interop-spool-"));
-  const mount = spawnSync("mount", ["-t", "tmpfs", "-o", "size=8m", "tmpfs", spoolFs]);
-  if (mount.status !== 0) throw new Error(`mount tmpfs: ${mount.stderr?.toString()}`);
-  await startGateway();
+  gateway = await startMxGateway({ smtp: ports.smtp, http: ports.http });
   postfix = await startPostfix({
     services: [`127.0.0.1:${ports.postfix} inet n - n - - smtpd`],
     main: {
@@ -71,62 +51,29 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await postfix?.stop();
-  if (gateway && gateway.proc.exitCode === null) await gateway.stop();
-  if (spoolFs) {
-    spawnSync("umount", [spoolFs]);
-    rmSync(spoolFs, { recursive: true, force: true });
-  }
+  await gateway?.close();
 });
 
 const pf = (): Postfix => postfix as Postfix;
+const gw = (): MxGateway => gateway as MxGateway;
 const RCPT = "bob@company.com";
 
 /** A message with a unique Message-ID and Date (so Postfix adds nothing to it). */
-function message(subject: string, body: string, from = "Alice <alice@sender.example>"): Buffer {
-  const id = `<${crypto.randomUUID()}@sender.example>`;
-  return Buffer.from(
-    `From: ${from}\r\nTo: ${RCPT}\r\nSubject: ${subject}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: ${id}\r\n` +
-      `MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n${body}`,
-    "utf8",
-  );
+function message(subject: string, body: string, from?: string): Buffer {
+  return testMessage(subject, body, { from, headers: "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n" });
 }
 
 /** Submits to Postfix's smtpd; returns Postfix's queue id. */
 async function inject(raw: Buffer, rcpts = [RCPT], from = "alice@sender.example", params = ""): Promise<string> {
-  const c = await RawClient.connect(ports.postfix);
-  try {
-    await greet(c, "client.test");
-    expect(await c.cmd(`MAIL FROM:<${from}>${params}`)).toStartWith("250");
-    for (const r of rcpts) expect(await c.cmd(`RCPT TO:<${r}>`)).toStartWith("250");
-    expect(await c.cmd("DATA")).toStartWith("354");
-    c.write(Buffer.concat([Buffer.from(raw.toString("latin1").replace(/^\./gm, ".."), "latin1"), Buffer.from(".\r\n")]));
-    const reply = await c.reply();
-    const id = /queued as ([0-9A-F]+)/.exec(reply)?.[1];
-    if (!id) throw new Error(`postfix refused the message: ${reply}`);
-    await c.cmd("QUIT");
-    return id;
-  } finally {
-    c.end();
-  }
+  const reply = await submit(ports.postfix, { raw, rcpts, from, params });
+  const id = /queued as ([0-9A-F]+)/.exec(reply)?.[1];
+  if (!id) throw new Error(`postfix refused the message: ${reply}`);
+  return id;
 }
 
-const esc = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 /** `<qid>: to=<rcpt>, relay=<mailgw>, … status=<status> (<text>)` in Postfix's log. */
 function statusLine(qid: string, rcpt: string, status: string, text: string): RegExp {
   return new RegExp(`postfix/smtp\\[(\\d+)\\]: ${qid}: to=<${esc(rcpt)}>, relay=127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\]:${ports.smtp}, .*status=${status} \\(${text}\\)$`);
-}
-
-function archiveFiles(): string[] {
-  const root = join(spoolFs, "archive");
-  if (!existsSync(root)) return [];
-  return readdirSync(root).flatMap((day) => readdirSync(join(root, day)).map((f) => join(root, day, f)));
-}
-
-/** Archived copies of an injected message (found by its unique Message-ID line). */
-function archivedCopies(raw: Buffer): Buffer[] {
-  const text = raw.toString("latin1");
-  const line = /^Message-ID: .*$/m.exec(text)?.[0] ?? text;
-  return archiveFiles().map((f) => readFileSync(f)).filter((b) => b.includes(line));
 }
 
 /** What Postfix's smtp process `pid` said (">") and heard ("<") talking to mailgw, in order. */
@@ -156,7 +103,7 @@ describe.skipIf(SKIP !== null)("Postfix (sending MTA) → mailgw serve", () => {
     const sent = await pf().waitForLog(statusLine(qid, RCPT, "sent", "250 2\\.0\\.0 Queued as (\\S+)"), mark);
     const [, pid = "", id = ""] = sent;
 
-    const copies = archivedCopies(raw);
+    const copies = gw().archivedCopies(raw);
     expect(copies).toHaveLength(1);
     const { fields, rest } = leadingFields(copies[0] as Buffer, 2);
     expect(fields[0]).toMatch(/^Received: from postfix\.test \(\[127\.0\.0\.1\]\)\r\n\tby mx\.test \(mailgw\) with ESMTPS\r\n\t\(version=TLSv1\.[23] /);
@@ -164,7 +111,7 @@ describe.skipIf(SKIP !== null)("Postfix (sending MTA) → mailgw serve", () => {
     expect(fields[1]).toMatch(new RegExp(`^Received: from client\\.test \\(localhost \\[127\\.0\\.0\\.1\\]\\)\r\n\tby postfix\\.test \\(Postfix\\) with ESMTP id ${qid}`));
     expect(Buffer.compare(rest, raw)).toBe(0);
 
-    const session = await (gateway as ServeProcess).waitForLog((l) => l.msg === "smtp session" && l.id === id);
+    const session = await gw().serve.waitForLog((l) => l.msg === "smtp session" && l.id === id);
     expect({ tls: session.tls, helo: session.helo, from: session.from, recipients: session.recipients }).toEqual({
       tls: true, helo: "postfix.test", from: "alice@sender.example", recipients: [RCPT],
     });
@@ -188,16 +135,16 @@ describe.skipIf(SKIP !== null)("Postfix (sending MTA) → mailgw serve", () => {
     await pf().waitForLog(statusLine(qid, utf8Rcpt, "sent", `250 2\\.0\\.0 Queued as ${id}`), mark);
     const mail = dialogue(pid, mark).find((l) => l.startsWith("> MAIL FROM:"));
     expect(mail).toMatch(/SMTPUTF8/);
-    const session = await (gateway as ServeProcess).waitForLog((l) => l.msg === "smtp session" && l.id === id);
+    const session = await gw().serve.waitForLog((l) => l.msg === "smtp session" && l.id === id);
     expect({ from: session.from, recipients: session.recipients }).toEqual({ from: sender, recipients: [RCPT, utf8Rcpt] });
-    const copies = archiveFiles().filter((f) => f.includes(id));
+    const copies = gw().archiveFiles().filter((f) => f.includes(id));
     expect(copies).toHaveLength(1);
     expect(Buffer.compare(leadingFields(readFileSync(copies[0] as string), 2).rest, raw)).toBe(0);
   }, 60_000);
 
   test("reject rule → bounced with mailgw's 550 5.7.1 text; a recipient outside domains → 550 5.7.1 at RCPT", async () => {
     const mark = pf().mark();
-    const before = archiveFiles().length;
+    const before = gw().archiveFiles().length;
     const spam = await inject(message("[SPAM] cheap watches", "buy\r\n"));
     await pf().waitForLog(statusLine(spam, RCPT, "bounced", "host 127\\.0\\.0\\.1\\[127\\.0\\.0\\.1\\] said: 550 5\\.7\\.1 Message rejected as spam \\(in reply to end of DATA command\\)"), mark);
 
@@ -207,17 +154,16 @@ describe.skipIf(SKIP !== null)("Postfix (sending MTA) → mailgw serve", () => {
     const refused = await pf().waitForLog(statusLine(qid, outsider, "bounced", "host .* said: (550 5\\.7\\.1 .*) \\(in reply to RCPT TO command\\)"), mark);
     expect(refused[2]).toMatch(/Relaying denied/i);
     const [, , id = ""] = await pf().waitForLog(statusLine(qid, RCPT, "sent", "250 2\\.0\\.0 Queued as (\\S+)"), mark);
-    const session = await (gateway as ServeProcess).waitForLog((l) => l.msg === "smtp session" && l.id === id);
+    const session = await gw().serve.waitForLog((l) => l.msg === "smtp session" && l.id === id);
     expect(session.recipients).toEqual([RCPT]);
     // Only the mixed message is archived (once); the spam was refused in the session.
-    expect(archiveFiles().length).toBe(before + 1);
-    expect(archiveFiles().filter((f) => f.includes(id))).toHaveLength(1);
+    expect(gw().archiveFiles().length).toBe(before + 1);
+    expect(gw().archiveFiles().filter((f) => f.includes(id))).toHaveLength(1);
     await waitForQueueEmpty();
   }, 60_000);
 
   test("451 4.3.0 (DATA_DIR full) → deferred and kept queued; space freed + postqueue -f → exactly one copy", async () => {
-    const filler = join(spoolFs, "filler");
-    spawnSync("dd", ["if=/dev/zero", `of=${filler}`, "bs=64k"]);
+    const free = gw().fillDisk();
     const mark = pf().mark();
     const raw = message("while the disk is full", `${"x".repeat(70)}\r\n`.repeat(200));
     let qid = "";
@@ -228,21 +174,20 @@ describe.skipIf(SKIP !== null)("Postfix (sending MTA) → mailgw serve", () => {
       expect(queued.map((q) => [q.queue_id, q.queue_name])).toEqual([[qid, "deferred"]]);
       expect(queued[0]?.recipients[0]?.delay_reason).toContain("451 4.3.0");
     } finally {
-      rmSync(filler);
+      free();
     }
 
     const again = pf().mark();
     pf().flush();
     const [, , id = ""] = await pf().waitForLog(statusLine(qid, RCPT, "sent", "250 2\\.0\\.0 Queued as (\\S+)"), again);
     await waitForQueueEmpty();
-    expect(archivedCopies(raw)).toHaveLength(1);
-    expect(archiveFiles().filter((f) => f.includes(id))).toHaveLength(1);
+    expect(gw().archivedCopies(raw)).toHaveLength(1);
+    expect(gw().archiveFiles().filter((f) => f.includes(id))).toHaveLength(1);
   }, 60_000);
 
   test("451 4.7.1 (rate limit, at MAIL under PIPELINING) → deferred; after the window, postqueue -f → both delivered once", async () => {
-    expect(await (gateway as ServeProcess).stop()).toBe(0);
     const windowMs = 3000;
-    await startGateway({ RATE_LIMIT_MAX: "1", RATE_LIMIT_WINDOW_MS: String(windowMs) });
+    await gw().restart({ RATE_LIMIT_MAX: "1", RATE_LIMIT_WINDOW_MS: String(windowMs) });
     const mark = pf().mark();
     const first = message("rate one", "1\r\n");
     const second = message("rate two", "2\r\n");
@@ -258,7 +203,7 @@ describe.skipIf(SKIP !== null)("Postfix (sending MTA) → mailgw serve", () => {
     pf().flush();
     await pf().waitForLog(statusLine(late, RCPT, "sent", "250 2\\.0\\.0 Queued as \\S+"), again);
     await waitForQueueEmpty();
-    for (const raw of [first, second]) expect(archivedCopies(raw)).toHaveLength(1);
+    for (const raw of [first, second]) expect(gw().archivedCopies(raw)).toHaveLength(1);
     expect(pf().linesSince(mark).filter((l) => l.includes("status=deferred"))).toHaveLength(1);
   }, 60_000);
 

@@ -14,12 +14,11 @@
  * Needs root, Postfix ≥ 3.4 and saslpasswd2 (sasl2-bin); skips with the reason printed otherwise.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { SMTPServer } from "smtp-server";
-import { freePorts, leadingFields, postfixSkipReason, saslMainSettings, startPostfix, writeSasldb, type Postfix } from "../helpers/postfix.ts";
-import { RawClient, greet, makeCert } from "../smtp/helpers.ts";
-import { queueList, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { countMatching as count, leadingFields, queueList, startCapture, waitUntil, type Capture, type Captured } from "../helpers/interop.ts";
+import { freePorts, postfixSkipReason, saslMainSettings, startPostfix, writeSasldb, type Postfix } from "../helpers/postfix.ts";
+import { FORWARD_TO, forwardMessage as message, sendToGateway as send, startRelayGateway, writeRelayEnv, type ToForward } from "../helpers/relay-gateway.ts";
+import { makeCert } from "../smtp/helpers.ts";
+import type { ServeProcess } from "../smtp/serve-process.ts";
 
 const SKIP = postfixSkipReason(["saslpasswd2"]);
 if (SKIP) console.warn(`skip: mailgw → Postfix relay interop tests: ${SKIP}`);
@@ -27,28 +26,7 @@ if (SKIP) console.warn(`skip: mailgw → Postfix relay interop tests: ${SKIP}`);
 const REALM = "relay.test";
 const USER = "relayuser";
 const PASS = "Rel4y-s3cret-pass";
-const FORWARD_TO = ["ops@forward.example", "audit@forward.example"];
-const RULES = `domains: [company.com]
-default: { action: archive, category: default }
-rules:
-  - name: to-ops
-    priority: 10
-    category: ops
-    action: forward
-    forward_to: [${FORWARD_TO.join(", ")}]
-    conditions:
-      - { field: size, operator: gt, value: 0 }
-`;
-
-interface Captured {
-  from: string;
-  to: string[];
-  body: string | undefined;
-  data: Buffer;
-}
-
-const captured: Captured[] = [];
-let capture: SMTPServer | null = null;
+let capture: Capture | null = null;
 let postfix: Postfix | null = null;
 let relayPort = 0;
 
@@ -56,22 +34,7 @@ beforeAll(async () => {
   if (SKIP) return;
   const [capturePort = 0, submission = 0] = await freePorts(2);
   relayPort = submission;
-  capture = new SMTPServer({
-    logger: false,
-    authOptional: true,
-    disabledCommands: ["STARTTLS", "AUTH"],
-    onData(stream, session, cb) {
-      const chunks: Buffer[] = [];
-      stream.on("data", (c: Buffer) => chunks.push(c));
-      stream.on("end", () => {
-        const { mailFrom, rcptTo } = session.envelope;
-        const args = mailFrom ? (mailFrom.args as Record<string, string> | false) : false;
-        captured.push({ from: mailFrom ? mailFrom.address : "", to: rcptTo.map((r) => r.address), body: args ? args.BODY : undefined, data: Buffer.concat(chunks) });
-        cb();
-      });
-    },
-  });
-  await new Promise<void>((ok) => capture?.listen(capturePort, "127.0.0.1", ok));
+  capture = await startCapture(capturePort);
   postfix = await startPostfix({
     services: [`127.0.0.1:${relayPort} inet n - n - - smtpd`],
     prepare(etc) {
@@ -102,76 +65,28 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await postfix?.stop();
-  await new Promise<void>((ok) => (capture ? capture.close(() => ok()) : ok()));
+  await capture?.close();
 });
 
 const pf = (): Postfix => postfix as Postfix;
 
-function envFile(dir: string, vars: Record<string, string>): void {
-  const all = { RELAY_SMTP_HOST: "127.0.0.1", RELAY_SMTP_PORT: String(relayPort), RELAY_SMTP_SECURE: "starttls", RELAY_SMTP_TLS_VERIFY: "false", RELAY_SMTP_USER: USER, RELAY_SMTP_PASS: PASS, ...vars };
-  writeFileSync(join(dir, ".env"), Object.entries(all).map(([k, v]) => `${k}=${v}\n`).join(""));
-}
+const relay = () => ({ port: relayPort, user: USER, pass: PASS });
 
-/** mailgw with the forward rule; relay settings from `.env` (so SIGHUP can change them). */
+/** mailgw with the forward rule through this Postfix; relay settings from `.env` with `vars` on top. */
 async function gateway(vars: Record<string, string> = {}): Promise<ServeProcess> {
-  const dir = serveDir();
-  writeFileSync(join(dir, "rules.yaml"), RULES);
-  envFile(dir, vars);
   const [smtp = 0, http = 0] = await freePorts(2);
-  return startServe("source", dir, { SMTP_PORT: String(smtp), HTTP_PORT: String(http), QUEUE_RETRY_BASE_SECONDS: "0.5" });
+  return startRelayGateway({ smtp, http }, relay(), vars);
 }
 
-function message(n: number, from = "alice@sender.example", body = `message ${n}\r\n.dot line\r\n`): Buffer {
-  return Buffer.from(
-    `From: ${from}\r\nTo: bob@company.com\r\nSubject: forward ${n}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n` +
-      `Message-ID: <${crypto.randomUUID()}@sender.example>\r\n\r\n${body}`,
-    "utf8",
-  );
-}
-
-/** Sends each message to mailgw over one session; returns mailgw's ids. */
-async function send(s: ServeProcess, messages: { raw: Buffer; from: string; params?: string }[]): Promise<string[]> {
-  const c = await RawClient.connect(s.smtpPort);
-  const ids: string[] = [];
-  try {
-    await greet(c, "client.test");
-    for (const m of messages) {
-      expect(await c.cmd(`MAIL FROM:<${m.from}>${m.params ?? ""}`)).toStartWith("250");
-      expect(await c.cmd("RCPT TO:<bob@company.com>")).toStartWith("250");
-      expect(await c.cmd("DATA")).toStartWith("354");
-      c.write(Buffer.concat([Buffer.from(m.raw.toString("latin1").replace(/^\./gm, ".."), "latin1"), Buffer.from(".\r\n")]));
-      const reply = await c.reply();
-      const id = /^250 2\.0\.0 Queued as (\S+)/.exec(reply)?.[1];
-      if (!id) throw new Error(`mailgw answered ${reply}`);
-      ids.push(id);
-    }
-  } finally {
-    c.end();
-  }
-  return ids;
-}
-
-function capturedOf(raw: Buffer): Captured[] {
-  const line = /^Message-ID: .*$/m.exec(raw.toString("latin1"))?.[0] ?? "";
-  return captured.filter((c) => c.data.includes(line));
-}
-
-async function waitFor(what: string, check: () => boolean, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; postfix log:\n${pf().tail(20)}`);
-    await Bun.sleep(50);
-  }
-}
-
-const count = (lines: string[], re: RegExp): number => lines.filter((l) => re.test(l)).length;
+const capturedOf = (raw: Buffer): Captured[] => (capture as Capture).of(raw);
+const waitFor = (what: string, check: () => boolean): Promise<void> => waitUntil(what, check, 20_000, () => `postfix log:\n${pf().tail(20)}`);
 
 describe.skipIf(SKIP !== null)("mailgw serve → Postfix smarthost (STARTTLS + SASL)", () => {
   test("20 forwards: each arrives once, bytes intact, envelope right, AUTH over TLS, pooled connections, queue empty", async () => {
     const mark = pf().mark();
     const s = await gateway();
     try {
-      const messages = Array.from({ length: 20 }, (_, i) => ({ raw: message(i), from: "alice@sender.example", params: "" }));
+      const messages: ToForward[] = Array.from({ length: 20 }, (_, i) => ({ raw: message(i), from: "alice@sender.example", params: "" }));
       messages[1] = { raw: message(1, "alice@sender.example", "8-bit body: Grüße, ½ €\r\n"), from: "alice@sender.example", params: " BODY=8BITMIME" };
       messages[2] = { raw: message(2, "jörg@sender.example"), from: "jörg@sender.example", params: " SMTPUTF8" };
       const ids = await send(s, messages);
@@ -228,7 +143,7 @@ describe.skipIf(SKIP !== null)("mailgw serve → Postfix smarthost (STARTTLS + S
       const [listed] = await queueList(s.dir);
       expect({ id: listed?.id, state: listed?.state }).toEqual({ id, state: "deferred" });
 
-      envFile(s.dir, {}); // the right password
+      writeRelayEnv(s.dir, relay()); // the right password
       s.proc.kill("SIGHUP");
       await s.waitForLog((l) => l.msg === "relay settings reloaded");
       await s.waitForLog((l) => l.msg === "delivered" && l.id === id, 20_000);

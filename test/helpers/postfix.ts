@@ -11,14 +11,13 @@
  */
 import { spawnSync } from "node:child_process";
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { freePortsIn, watchLog, type LogWatch } from "./interop.ts";
 
 /** This helper's port range (the other suites use ephemeral ports or other ranges). */
-const PORT_MIN = 36000;
-const PORT_MAX = 36999;
+export const freePorts = (n: number): Promise<number[]> => freePortsIn(n, 36000, 36999);
 
 export interface QueuedMessage {
   queue_id: string;
@@ -26,19 +25,13 @@ export interface QueuedMessage {
   recipients: { address: string; delay_reason?: string }[];
 }
 
-export interface Postfix {
+export interface Postfix extends LogWatch {
   dir: string;
   etc: string;
-  /** Byte offset of the end of the log now (what `linesSince` starts from). */
-  mark(): number;
-  linesSince(mark: number): string[];
-  /** Polls the log after `mark` for a line matching `re`; throws with the log's tail after `ms`. */
-  waitForLog(re: RegExp, mark?: number, ms?: number): Promise<RegExpMatchArray>;
   /** `postqueue -j`: what is still queued. */
   queued(): QueuedMessage[];
   /** `postqueue -f`: deliver everything queued now, backoff or not. */
   flush(): void;
-  tail(lines?: number): string;
   stop(): Promise<void>;
 }
 
@@ -65,26 +58,6 @@ export function postfixSkipReason(tools: string[] = []): string | null {
 function saslModule(name: string): boolean {
   const dirs = ["/usr/lib/sasl2", ...readdirSync("/usr/lib").map((d) => join("/usr/lib", d, "sasl2"))];
   return dirs.some((d) => existsSync(join(d, name)));
-}
-
-/** `n` distinct ports in 36000-36999 that were free a moment ago. */
-export async function freePorts(n: number): Promise<number[]> {
-  const found: number[] = [];
-  const start = PORT_MIN + Math.floor(Math.random() * (PORT_MAX - PORT_MIN));
-  for (let i = 0; i <= PORT_MAX - PORT_MIN && found.length < n; i++) {
-    const port = PORT_MIN + ((start - PORT_MIN + i) % (PORT_MAX - PORT_MIN + 1));
-    if (await canListen(port)) found.push(port);
-  }
-  if (found.length < n) throw new Error(`no ${n} free ports in ${PORT_MIN}-${PORT_MAX}`);
-  return found;
-}
-
-function canListen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once("error", () => resolve(false));
-    server.listen(port, "127.0.0.1", () => server.close(() => resolve(true)));
-  });
 }
 
 /** Daemons every instance needs (qmgr, cleanup, bounces, showq and pickup for postqueue, the log). */
@@ -167,26 +140,10 @@ function uidOf(user: string): number {
 }
 
 function postfixInstance(dir: string, etc: string, log: string, proc: Subprocess): Postfix {
-  const read = (): Buffer => (existsSync(log) ? readFileSync(log) : Buffer.alloc(0));
-  const linesSince = (mark: number): string[] => read().subarray(mark).toString("utf8").split("\n").filter((l) => l !== "");
-  const tail = (n = 40): string => linesSince(0).slice(-n).join("\n");
   return {
+    ...watchLog(log, "postfix"),
     dir,
     etc,
-    mark: () => read().length,
-    linesSince,
-    tail,
-    async waitForLog(re, mark = 0, ms = 20_000) {
-      const deadline = Date.now() + ms;
-      for (;;) {
-        for (const line of linesSince(mark)) {
-          const m = re.exec(line);
-          if (m) return m;
-        }
-        if (Date.now() > deadline) throw new Error(`postfix log: no line matching ${re} within ${ms} ms; last lines:\n${tail(15)}`);
-        await Bun.sleep(100);
-      }
-    },
     queued() {
       const out = spawnSync("postqueue", ["-c", etc, "-j"]).stdout?.toString() ?? "";
       return out.split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as QueuedMessage);
@@ -234,18 +191,4 @@ export function saslMainSettings(etc: string, realm: string): Record<string, str
     cyrus_sasl_config_path: join(etc, "sasl"),
     smtpd_sasl_local_domain: realm,
   };
-}
-
-/** The first `n` header fields (each with its folded lines) of a message, and the bytes after them. */
-export function leadingFields(raw: Buffer, n: number): { fields: string[]; rest: Buffer } {
-  const text = raw.toString("latin1");
-  const fields: string[] = [];
-  let at = 0;
-  while (fields.length < n) {
-    let end = text.indexOf("\r\n", at);
-    while (text[end + 2] === " " || text[end + 2] === "\t") end = text.indexOf("\r\n", end + 2);
-    fields.push(text.slice(at, end));
-    at = end + 2;
-  }
-  return { fields, rest: raw.subarray(at) };
 }

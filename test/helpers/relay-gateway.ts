@@ -1,0 +1,83 @@
+/**
+ * The real `mailgw serve` forwarding through a real smarthost (Postfix, Exim) for the relay
+ * interoperability tests: a rule forwarding every message to FORWARD_TO, the RELAY_SMTP_*
+ * settings in `.env` (so a test can rewrite them and send SIGHUP), quick retries; and a client
+ * that hands it messages over one SMTP session.
+ */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { RawClient, greet } from "../smtp/helpers.ts";
+import { serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { testMessage } from "./interop.ts";
+
+export const FORWARD_TO = ["ops@forward.example", "audit@forward.example"];
+const RULES = `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - name: to-ops
+    priority: 10
+    category: ops
+    action: forward
+    forward_to: [${FORWARD_TO.join(", ")}]
+    conditions:
+      - { field: size, operator: gt, value: 0 }
+`;
+
+export interface RelaySettings {
+  port: number;
+  user: string;
+  pass: string;
+}
+
+/** Writes `.env` with the relay settings (STARTTLS, certificate not verified) and `vars` on top. */
+export function writeRelayEnv(dir: string, relay: RelaySettings, vars: Record<string, string> = {}): void {
+  const all = {
+    RELAY_SMTP_HOST: "127.0.0.1", RELAY_SMTP_PORT: String(relay.port), RELAY_SMTP_SECURE: "starttls", RELAY_SMTP_TLS_VERIFY: "false",
+    RELAY_SMTP_USER: relay.user, RELAY_SMTP_PASS: relay.pass, ...vars,
+  };
+  writeFileSync(join(dir, ".env"), Object.entries(all).map(([k, v]) => `${k}=${v}\n`).join(""));
+}
+
+/** mailgw with the forward rule on `ports`; relay settings from `.env` (so SIGHUP can change them). */
+export async function startRelayGateway(ports: { smtp: number; http: number }, relay: RelaySettings, vars: Record<string, string> = {}): Promise<ServeProcess> {
+  const dir = serveDir();
+  writeFileSync(join(dir, "rules.yaml"), RULES);
+  writeRelayEnv(dir, relay, vars);
+  return startServe("source", dir, { SMTP_PORT: String(ports.smtp), HTTP_PORT: String(ports.http), QUEUE_RETRY_BASE_SECONDS: "0.5" });
+}
+
+export function forwardMessage(n: number, from = "alice@sender.example", body = `message ${n}\r\n.dot line\r\n`): Buffer {
+  return testMessage(`forward ${n}`, body, { from });
+}
+
+export interface ToForward {
+  raw: Buffer;
+  from: string;
+  /** MAIL FROM parameters, with their leading space. */
+  params?: string;
+}
+
+/** Sends each message to mailgw (RCPT bob@company.com) over one session; returns mailgw's ids. */
+export async function sendToGateway(s: ServeProcess, messages: ToForward[]): Promise<string[]> {
+  const c = await RawClient.connect(s.smtpPort);
+  const ids: string[] = [];
+  const expect250 = (what: string, reply: string, code = "250"): void => {
+    if (!reply.startsWith(code)) throw new Error(`mailgw answered ${what} with ${reply}`);
+  };
+  try {
+    await greet(c, "client.test");
+    for (const m of messages) {
+      expect250("MAIL", await c.cmd(`MAIL FROM:<${m.from}>${m.params ?? ""}`));
+      expect250("RCPT", await c.cmd("RCPT TO:<bob@company.com>"));
+      expect250("DATA", await c.cmd("DATA"), "354");
+      c.write(Buffer.concat([Buffer.from(m.raw.toString("latin1").replace(/^\./gm, ".."), "latin1"), Buffer.from(".\r\n")]));
+      const reply = await c.reply();
+      const id = /^250 2\.0\.0 Queued as (\S+)/.exec(reply)?.[1];
+      if (!id) throw new Error(`mailgw answered ${reply}`);
+      ids.push(id);
+    }
+  } finally {
+    c.end();
+  }
+  return ids;
+}
