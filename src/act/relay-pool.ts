@@ -10,7 +10,10 @@
  * message at a time on each; a session is opened only when a message waits and is logged in
  * (SASL) only when the relay offers AUTH, after STARTTLS when it is required (SMTPConnection
  * refuses to go on without it, so credentials never travel in clear); recycled after
- * `maxMessagesPerConnection`; closed after `idleTimeoutMs` idle. A message whose reused
+ * `maxMessagesPerConnection`; closed after `idleTimeoutMs` idle. A healthy session is ended with
+ * QUIT (RFC 5321 4.1.1.10: never just closed; relays log that as a lost connection: Exim's
+ * "SMTP connection … lost", Postfix's "lost connection after AUTH"), one in an unknown state
+ * (a send that failed or was aborted mid-message) is closed at once. A message whose reused
  * session turns out dead before its DATA started goes out once more on a fresh session
  * (`maxRequeues`); a 5xx/4xx to the envelope or data keeps the session (RSET) for the next.
  * A session that cannot be set up while others work caps the pool at those for a while
@@ -59,11 +62,16 @@ export interface RelayPoolOptions {
 
 /** See RelayPoolOptions.setupRetryMs. */
 export const SETUP_RETRY_MS = 5_000;
+/** How long an ending session waits for the reply to its QUIT before the socket is closed anyway. */
+export const QUIT_TIMEOUT_MS = 2_000;
 
 export interface RelayPool {
   send(job: RelayPoolJob): Promise<RelayPoolResult>;
-  /** Waiting messages fail at once; sessions close (a busy one after its message). */
-  close(): void;
+  /**
+   * Waiting messages fail at once; sessions end with QUIT (a busy one after its message).
+   * Resolves once the idle ones have (at most QUIT_TIMEOUT_MS).
+   */
+  close(): Promise<void>;
   /** Open or opening sessions (tests, health). */
   sessions(): number;
 }
@@ -130,12 +138,35 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
     dispatch();
   }
 
-  function drop(s: Session): void {
-    if (s.gone) return;
+  /** Takes the session out of the pool; true if it was still in. */
+  function remove(s: Session): boolean {
+    if (s.gone) return false;
     s.gone = true;
     if (s.idleTimer) clearTimeout(s.idleTimer);
     sessions.delete(s);
-    s.smtp.close();
+    return true;
+  }
+
+  /** Closes a session whose state is unknown or broken (nothing more may be sent on it). */
+  function drop(s: Session): void {
+    if (remove(s)) s.smtp.close();
+  }
+
+  /** Ends an idle, healthy session: QUIT, and close on its reply (or after QUIT_TIMEOUT_MS). */
+  function retire(s: Session): Promise<void> {
+    if (!remove(s)) return Promise.resolve();
+    if (s.smtp.destroyed) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        s.smtp.close();
+        resolve();
+      }, QUIT_TIMEOUT_MS);
+      s.smtp.once("end", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      s.smtp.quit();
+    });
   }
 
   function dispatch(): void {
@@ -168,7 +199,9 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
    * is down or refuses us: the queue retries them with backoff).
    */
   function setupFailed(s: Session, err: unknown): void {
-    drop(s);
+    // A refused login leaves a sound session: say QUIT. Anything else broke it.
+    if ((err as { code?: unknown } | null)?.code === "EAUTH") void retire(s);
+    else drop(s);
     if (sessions.size > 0) openBlockedUntil = Date.now() + setupRetryMs;
     else for (const w of waiting.splice(0)) settle(w, { ok: false, error: err });
     dispatch();
@@ -210,12 +243,12 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
   function release(s: Session): void {
     if (s.gone) return;
     if (closed || s.messages >= opts.maxMessagesPerConnection) {
-      drop(s);
+      void retire(s);
       dispatch();
       return;
     }
     if (s.idleTimer) s.idleTimer.refresh();
-    else s.idleTimer = setTimeout(() => s.current === null && drop(s), opts.idleTimeoutMs).unref();
+    else s.idleTimer = setTimeout(() => s.current === null && void retire(s), opts.idleTimeoutMs).unref();
     dispatch();
   }
 
@@ -278,10 +311,13 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
         dispatch();
       });
     },
-    close() {
+    async close() {
       closed = true;
       for (const w of waiting.splice(0)) settle(w, { ok: false, error: poolError("relay connection pool was closed", "ECONNECTION") });
-      for (const s of [...sessions]) if (s.current === null) drop(s);
+      // One still opening has no reply to wait for yet: closed. Busy ones retire after their message.
+      const idle = [...sessions].filter((s) => s.current === null);
+      for (const s of idle) if (!s.ready) drop(s);
+      await Promise.all(idle.map(retire));
     },
     sessions: () => sessions.size,
   };

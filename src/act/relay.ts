@@ -46,8 +46,8 @@ export interface RelaySendInput {
 
 export interface RelayClient {
   send(input: RelaySendInput): Promise<AttemptOutcome>;
-  /** Closes pooled connections; in-flight sends fail as temporary. */
-  close(): void;
+  /** Ends pooled connections (QUIT); in-flight sends fail as temporary. Resolves when the idle ones are done. */
+  close(): Promise<void>;
   readonly maxConnections: number;
   /** `host:port` for logs and attempt records (never the credentials). */
   readonly label: string;
@@ -99,7 +99,7 @@ export function createRelayClient(relay: RelayConfig, opts: RelayClientOptions):
       return hint === null ? outcome : { ...outcome, error: `${hint}: ${outcome.error}` };
     },
     close() {
-      pool.close();
+      return pool.close();
     },
   };
 }

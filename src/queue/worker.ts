@@ -356,12 +356,13 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       const graceTimer = setTimeout(() => stopController.abort(new Error("mailgw is stopping")), STOP_GRACE_MS);
       await all();
       clearTimeout(graceTimer);
-      relay?.close();
+      // Before the delivery thread ends: its sockets would otherwise die without QUIT.
+      await relay?.close();
       relay = null;
     },
     wake: scheduleTick,
     reloadRelay(next) {
-      relay?.close();
+      void relay?.close(); // the old relay's idle sessions say QUIT in the background
       relay = makeRelay(next);
       releaseHeldIfRelay();
       scheduleTick();

@@ -3,11 +3,12 @@
  * loopback (raw socket, PIPELINING): session reuse, one requeue when a reused session dies
  * before DATA, no message sent on a session while its RSET is under way, abort of a stalled
  * message closing only its session, a relay that is down
- * failing the waiting messages at once, a relay refusing extra connections with 421, and close().
+ * failing the waiting messages at once, a relay refusing extra connections with 421, close(), and
+ * sessions ended with QUIT (idle, retired, closed, refused login), never just dropped.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { createServer, type Server, type Socket } from "node:net";
-import { createRelayPool, type RelayPool, type RelayPoolResult } from "../../src/act/relay-pool.ts";
+import { createRelayPool, type RelayPool, type RelayPoolOptions, type RelayPoolResult } from "../../src/act/relay-pool.ts";
 import { onLines } from "./helpers.ts";
 
 interface Script {
@@ -21,21 +22,29 @@ interface Script {
   dataReplyDelayMs?: number;
   /** Answer the end of DATA with `451` for messages to this recipient (the pool then sends RSET). */
   tempfailRcpt?: string;
+  /** Offer AUTH PLAIN and refuse every login with 535. */
+  refuseAuth?: boolean;
 }
 
 interface FakeRelay {
   port: number;
   sessions: number;
+  /** Sessions that ended with QUIT; `ended`: all sessions that ended. */
+  quits: number;
+  ended: number;
   delivered: { to: string; body: string }[];
   close(): Promise<void>;
 }
 
 async function startFakeRelay(script: Script = {}): Promise<FakeRelay> {
   const sockets = new Set<Socket>();
-  const state: FakeRelay = { port: 0, sessions: 0, delivered: [], close: async () => {} };
+  const state: FakeRelay = { port: 0, sessions: 0, quits: 0, ended: 0, delivered: [], close: async () => {} };
   const server: Server = createServer((socket) => {
     sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
+    socket.on("close", () => {
+      sockets.delete(socket);
+      state.ended++;
+    });
     socket.on("error", () => {});
     state.sessions++;
     if (script.maxSessions !== undefined && sockets.size > script.maxSessions) {
@@ -61,7 +70,8 @@ async function startFakeRelay(script: Script = {}): Promise<FakeRelay> {
         return;
       }
       const verb = line.slice(0, 4).toUpperCase();
-      if (verb === "EHLO") socket.write("250-fake.test\r\n250 PIPELINING\r\n");
+      if (verb === "EHLO") socket.write(`250-fake.test\r\n${script.refuseAuth ? "250-AUTH PLAIN\r\n" : ""}250 PIPELINING\r\n`);
+      else if (verb === "AUTH") socket.write("535 5.7.8 authentication failed\r\n");
       else if (verb === "MAIL") {
         mails++;
         if (mails === script.dropOnMail) return void socket.destroy();
@@ -73,7 +83,10 @@ async function startFakeRelay(script: Script = {}): Promise<FakeRelay> {
         inData = true;
         body = "";
         socket.write("354 go\r\n");
-      } else if (verb === "QUIT") socket.end("221 bye\r\n");
+      } else if (verb === "QUIT") {
+        state.quits++;
+        socket.end("221 bye\r\n");
+      }
       else socket.write("250 ok\r\n");
     });
   });
@@ -93,7 +106,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-function pool(port: number, maxConnections = 1): RelayPool {
+function pool(port: number, maxConnections = 1, more: Partial<RelayPoolOptions> = {}): RelayPool {
   const p = createRelayPool({
     connection: { host: "127.0.0.1", port, ignoreTLS: true, name: "pool.test", connectionTimeout: 2_000, greetingTimeout: 2_000, logger: false },
     auth: null,
@@ -101,6 +114,7 @@ function pool(port: number, maxConnections = 1): RelayPool {
     maxMessagesPerConnection: 100,
     idleTimeoutMs: 5_000,
     maxRequeues: 1,
+    ...more,
   });
   cleanups.push(() => p.close());
   return p;
@@ -204,5 +218,35 @@ describe("relay pool", () => {
     expect(errorCode(await queued)).toBe("ECONNECTION");
     expect(errorCode(await send(p, "late@t.test"))).toBe("ECONNECTION");
     expect(errorCode(await busy)).toBe("AbortError");
+  });
+
+  test("sessions end with QUIT, not a bare close: on close(), when idle, when retired, after a refused login", async () => {
+    const relay = await startFakeRelay();
+    cleanups.push(() => relay.close());
+    /** QUITs and ended sessions at the relay once `n` sessions have ended there. */
+    const endings = async (r: FakeRelay, n: number) => {
+      for (let i = 0; i < 100 && r.ended < n; i++) await Bun.sleep(20);
+      return { quits: r.quits, ended: r.ended };
+    };
+    const closing = pool(relay.port);
+    expect(errorCode(await send(closing, "c@t.test"))).toBe("ok");
+    await closing.close();
+    expect(await endings(relay, 1)).toEqual({ quits: 1, ended: 1 });
+
+    const idle = pool(relay.port, 1, { idleTimeoutMs: 100 });
+    expect(errorCode(await send(idle, "i@t.test"))).toBe("ok");
+    expect(await endings(relay, 2)).toEqual({ quits: 2, ended: 2 });
+
+    const recycling = pool(relay.port, 1, { maxMessagesPerConnection: 1 });
+    for (const to of ["r1@t.test", "r2@t.test"]) expect(errorCode(await send(recycling, to))).toBe("ok");
+    await recycling.close();
+    expect(await endings(relay, 4)).toEqual({ quits: 4, ended: 4 });
+    expect(relay.sessions).toBe(4);
+
+    const refusing = await startFakeRelay({ refuseAuth: true });
+    cleanups.push(() => refusing.close());
+    const login = pool(refusing.port, 1, { auth: { user: "u", pass: "wrong" } });
+    expect(errorCode(await send(login, "a@t.test"))).toBe("EAUTH");
+    expect(await endings(refusing, 1)).toEqual({ quits: 1, ended: 1 });
   });
 });
