@@ -10,7 +10,9 @@
  * - a wrong password: deferred, the password in no mailgw log line; fixed in .env + SIGHUP →
  *   delivered once;
  * - RELAY_SMTP_TLS_VERIFY=true against the self-signed Postfix: deferred with a certificate
- *   error in `queue list`, no AUTH ever reaches Postfix.
+ *   error in `queue list`, no AUTH ever reaches Postfix;
+ * - every session ends with QUIT (Postfix's `disconnect from … quit=1`), but the TLS one mailgw
+ *   gave up on.
  * Needs root, Postfix ≥ 3.4 and saslpasswd2 (sasl2-bin); skips with the reason printed otherwise.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -185,5 +187,12 @@ describe.skipIf(SKIP !== null)("mailgw serve → Postfix smarthost (STARTTLS + S
       .linesSince(0)
       .filter((l) => /warning:/.test(l) && !/SASL (PLAIN|LOGIN) authentication failed|SASL authentication failure: Password verification failed/.test(l));
     expect(unexpected).toEqual([]);
+  });
+
+  test("every session mailgw opened ended with QUIT (quit=1), but the one whose certificate it refused", async () => {
+    await pf().waitForLog(/disconnect from localhost\[127\.0\.0\.1\] ehlo=1 starttls=0\/1 /); // logged last
+    const disconnects = pf().linesSince(0).filter((l) => /postfix\/smtpd\[\d+\]: disconnect from localhost\[127\.0\.0\.1\]/.test(l));
+    expect(disconnects.length).toBeGreaterThan(0);
+    expect(disconnects.filter((l) => !/ quit=1 /.test(l)).map((l) => l.replace(/^.*disconnect from \S+ /, ""))).toEqual(["ehlo=1 starttls=0/1 commands=1/2"]);
   });
 });
