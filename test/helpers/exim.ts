@@ -15,6 +15,7 @@ import { spawnSync } from "node:child_process";
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { makeCert } from "../smtp/helpers.ts";
 import { watchLog, type LogWatch } from "./interop.ts";
 import { endChild, findSbin, namespaceSkipReason, namespaceUsers, runIn, spawnIsolated } from "./mta-namespace.ts";
 
@@ -34,8 +35,8 @@ export interface EximOptions {
   routers: string;
   transports: string;
   authenticators?: string;
-  /** Called with the instance directory and the Exim uid before start (certificates). */
-  prepare?: (dir: string, uid: number) => void;
+  /** Offer STARTTLS (tls_advertise_hosts = *) with a self-signed certificate for localhost. */
+  serverTls?: boolean;
 }
 
 export interface Exim extends LogWatch {
@@ -60,7 +61,7 @@ export interface Exim extends LogWatch {
  * recipients and the SMTP reply on `<=`/`=>` lines (C="250 …"), pipelining (L) and chunking
  * (K) flags, and the full text of refused commands.
  */
-const LOG_SELECTOR = "+smtp_connection +received_recipients +smtp_protocol_error +smtp_syntax_error +tls_cipher +tls_certificate_verified +pipelining +smtp_confirmation +incoming_port +outgoing_port +8bitmime +smtp_no_mail +pid";
+const LOG_SELECTOR = "+smtp_connection +received_recipients +smtp_protocol_error +smtp_syntax_error +tls_cipher +tls_certificate_verified +pipelining +smtp_confirmation +incoming_port +outgoing_port +8bitmime +smtp_no_mail +incoming_interface +pid";
 
 function configuration(dir: string, bin: string, o: EximOptions): string {
   return `# mailgw interop test instance (test/helpers/exim.ts)
@@ -75,7 +76,7 @@ daemon_smtp_ports = ${o.ports.join(" : ")}
 local_interfaces = 127.0.0.1
 host_lookup =
 rfc1413_hosts =
-tls_advertise_hosts =
+${o.serverTls ? `tls_advertise_hosts = *\ntls_certificate = ${join(dir, "exim.pem")}\ntls_privatekey = ${join(dir, "exim-key.pem")}` : "tls_advertise_hosts ="}
 log_selector = ${LOG_SELECTOR}
 ${o.main ?? ""}
 
@@ -110,7 +111,8 @@ export async function startExim(o: EximOptions): Promise<Exim> {
   }
   const config = join(dir, "configure");
   writeFileSync(config, configuration(dir, bin, o), { mode: 0o644 });
-  o.prepare?.(dir, uid);
+  // Exim reads its key after dropping to its own user.
+  if (o.serverTls) chownSync(makeCert(dir, "exim").key, uid, uid);
   const overlays = [{ target: "/etc", files: { ...users.files, "exim4/trusted_configs": `${config}\n` } }];
   const command = [bin, "-C", config, "-bdf", "-d-all+transport"];
   const proc = spawnIsolated(dir, overlays, command, { stdout: join(dir, "exim.out"), stderr: join(dir, "exim.debug") });
