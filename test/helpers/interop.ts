@@ -144,7 +144,7 @@ export interface Captured {
   data: Buffer;
 }
 
-/** A plain SMTP server on loopback that keeps what it is sent: the world behind a smarthost. */
+/** A plain SMTP server on loopback that keeps what it is sent: the world behind a smarthost, or where bounces go. */
 export interface Capture {
   captured: Captured[];
   /** What arrived of a test message (found by its Message-ID line). */
@@ -152,7 +152,7 @@ export interface Capture {
   close(): Promise<void>;
 }
 
-export async function startCapture(port: number): Promise<Capture> {
+export async function startCapture(port: number, host = "127.0.0.1"): Promise<Capture> {
   const captured: Captured[] = [];
   const server = new SMTPServer({
     logger: false,
@@ -169,7 +169,7 @@ export async function startCapture(port: number): Promise<Capture> {
       });
     },
   });
-  await new Promise<void>((ok) => server.listen(port, "127.0.0.1", ok));
+  await new Promise<void>((ok) => server.listen(port, host, ok));
   return {
     captured,
     of: (raw) => captured.filter((c) => c.data.includes(messageIdLine(raw))),
