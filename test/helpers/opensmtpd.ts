@@ -9,6 +9,7 @@
  * never written, and `smtpctl` is run inside the same namespace. KEEP_OPENSMTPD_DIR=1 keeps an
  * instance's directory after `stop`, to look at after a failure.
  */
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,7 +17,10 @@ import { watchLog, type LogWatch } from "./interop.ts";
 import { endChild, findSbin, namespaceSkipReason, namespaceUsers, runIn, spawnIsolated, type Overlay } from "./mta-namespace.ts";
 
 export function opensmtpdSkipReason(): string | null {
-  return namespaceSkipReason("smtpd", "opensmtpd") ?? (findSbin("smtpctl") ? null : "smtpctl not found next to smtpd");
+  const reason = namespaceSkipReason("smtpd", "opensmtpd");
+  if (reason) return reason;
+  if (!findSbin("smtpctl")) return "smtpctl not found next to smtpd";
+  return spawnSync("sh", ["-c", "command -v setpriv"], { env: { PATH: "/usr/bin:/bin:/usr/sbin:/sbin" } }).status === 0 ? null : "setpriv not installed (util-linux)";
 }
 
 export interface OpenSmtpd extends LogWatch {
