@@ -21,7 +21,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eximSkipReason, startExim, type Exim } from "../helpers/exim.ts";
-import { escapeRe, freePortsIn, leadingFields, submit, testMessage, type Submission } from "../helpers/interop.ts";
+import { MIME_8BIT, escapeRe, freePortsIn, leadingFields, submit, testMessage, type Submission } from "../helpers/interop.ts";
 import { startMxGateway, type MxGateway } from "../helpers/mx-gateway.ts";
 import type { ServeProcess } from "../smtp/serve-process.ts";
 
@@ -29,7 +29,6 @@ const SKIP = eximSkipReason();
 if (SKIP) console.warn(`skip: Exim → mailgw interop tests: ${SKIP}`);
 
 const RCPT = "bob@company.com";
-const MIME_8BIT = "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n";
 let exim: Exim | null = null;
 let gateway: MxGateway | null = null;
 let mxPort = 0;
@@ -95,8 +94,10 @@ const message = (subject: string, body: string, from?: string): Buffer => testMe
 
 /** An Exim main log line for `eximId`: `=>` delivered (`->` another recipient in the same transaction), `**` failed, to `rcpt` through mailgw. */
 function logLine(eximId: string, flag: "=>" | "->" | "**", rcpt: string, rest: string): RegExp {
-  return new RegExp(`\\[\\d+\\] ${eximId} ${escapeRe(flag)} ${escapeRe(rcpt)} R=mailgw T=to_mailgw .*H=127\\.0\\.0\\.1 \\[127\\.0\\.0\\.1\\]:${mxPort} ${rest}$`);
+  return new RegExp(`\\[\\d+\\] ${eximId} ${escapeRe(flag)} ${escapeRe(rcpt)} R=mailgw T=to_mailgw .*H=127\\.0\\.0\\.1 \\[127\\.0\\.0\\.1\\]:${mxPort}${LOCAL} ${rest}$`);
 }
+/** The local address Exim connected from (log_selector +incoming_interface adds it to delivery lines). */
+const LOCAL = "(?: I=\\[127\\.0\\.0\\.1\\]:\\d+)?";
 const QUEUED = `X=TLS1\\.[23]:\\S+ CV=no L C="250 2\\.0\\.0 Queued as (\\S+)"`;
 
 /**
@@ -229,7 +230,7 @@ describe.skipIf(SKIP !== null)("Exim (sending MTA) → mailgw serve", () => {
     let eid = "";
     try {
       eid = await inject({ raw, rcpts: [RCPT], from: "alice@sender.example" });
-      await ex().waitForLog(new RegExp(`${eid} == ${RCPT} R=mailgw T=to_mailgw defer \\(-\\d+\\) H=127\\.0\\.0\\.1 \\[127\\.0\\.0\\.1\\]:${mxPort}: SMTP error from remote mail server after end of data: 451 4\\.3\\.0 `), mark);
+      await ex().waitForLog(new RegExp(`${eid} == ${RCPT} R=mailgw T=to_mailgw defer \\(-\\d+\\) H=127\\.0\\.0\\.1 \\[127\\.0\\.0\\.1\\]:${mxPort}${LOCAL}: SMTP error from remote mail server after end of data: 451 4\\.3\\.0 `), mark);
       expect(ex().queued().join("\n")).toContain(eid);
     } finally {
       free();

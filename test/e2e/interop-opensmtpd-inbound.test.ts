@@ -19,7 +19,7 @@
  * printed otherwise.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { escapeRe, freePortsIn, leadingFields, startCapture, submit, testMessage, waitUntil, type Capture, type Submission } from "../helpers/interop.ts";
+import { MIME_8BIT, escapeRe, freePortsIn, leadingFields, startCapture, submit, testMessage, waitUntil, type Capture, type Submission } from "../helpers/interop.ts";
 import { startMxGateway, type MxGateway } from "../helpers/mx-gateway.ts";
 import { opensmtpdSkipReason, startOpenSmtpd, type OpenSmtpd } from "../helpers/opensmtpd.ts";
 
@@ -27,7 +27,6 @@ const SKIP = opensmtpdSkipReason();
 if (SKIP) console.warn(`skip: OpenSMTPD → mailgw interop tests: ${SKIP}`);
 
 const RCPT = "bob@company.com";
-const MIME_8BIT = "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n";
 let smtpd: OpenSmtpd | null = null;
 let gateway: MxGateway | null = null;
 let limited: MxGateway | null = null;

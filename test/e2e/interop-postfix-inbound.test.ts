@@ -15,7 +15,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { escapeRe as esc, leadingFields, submit, testMessage } from "../helpers/interop.ts";
+import { MIME_8BIT, escapeRe as esc, leadingFields, submit, testMessage } from "../helpers/interop.ts";
 import { startMxGateway, type MxGateway } from "../helpers/mx-gateway.ts";
 import { freePorts, postfixSkipReason, startPostfix, type Postfix } from "../helpers/postfix.ts";
 
@@ -60,7 +60,7 @@ const RCPT = "bob@company.com";
 
 /** A message with a unique Message-ID and Date (so Postfix adds nothing to it). */
 function message(subject: string, body: string, from?: string): Buffer {
-  return testMessage(subject, body, { from, headers: "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n" });
+  return testMessage(subject, body, { from, headers: MIME_8BIT });
 }
 
 /** Submits to Postfix's smtpd; returns Postfix's queue id. */

@@ -66,6 +66,9 @@ export function watchLog(file: string, name: string): LogWatch {
 
 export const escapeRe = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
+/** Header fields of a UTF-8 text message sent as 8 bits (the inbound tests' bodies are). */
+export const MIME_8BIT = "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n";
+
 /** A test message with a unique Message-ID and a Date, so no MTA adds either. */
 export function testMessage(subject: string, body: string, opts: { from?: string; to?: string; headers?: string } = {}): Buffer {
   const id = `<${crypto.randomUUID()}@sender.example>`;
