@@ -8,8 +8,6 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { SMTPServer } from "smtp-server";
-import pkg from "../../package.json" with { type: "json" };
-import { REPO_ROOT } from "../packaging/binary.ts";
 import { RawClient, greet } from "../smtp/helpers.ts";
 
 /** `n` distinct loopback ports in [min, max] that were free a moment ago (each suite has its range). */
@@ -180,21 +178,7 @@ export async function startCapture(port: number, host = "127.0.0.1"): Promise<Ca
   };
 }
 
-export interface QueueEntry {
-  id: string;
-  state: string;
-  lastError: string | null;
-}
-
-/** `mailgw queue list --json` in a serve directory (the same command line as `npm run mailgw`). */
-export async function queueList(dir: string): Promise<QueueEntry[]> {
-  const [bun = "bun", ...flags] = pkg.scripts.mailgw.split(" ");
-  const cmd = [bun === "bun" ? process.execPath : bun, ...flags.map((a) => (a.endsWith(".ts") ? join(REPO_ROOT, a) : a)), "queue", "list", "--json"];
-  const proc = Bun.spawn(cmd, { cwd: dir, env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", HOME: dir }, stdout: "pipe", stderr: "pipe" });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  if (code !== 0) throw new Error(`queue list: exit ${code}: ${err}`);
-  return JSON.parse(out) as QueueEntry[];
-}
+export { queueList, type QueueEntry } from "../smtp/serve-process.ts";
 
 /** Polls `check` every 50 ms; throws naming `what` (and `context()`, e.g. an MTA log's tail) after `ms`. */
 export async function waitUntil(what: string, check: () => boolean, ms = 20_000, context: () => string = () => ""): Promise<void> {

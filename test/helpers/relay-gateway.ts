@@ -4,10 +4,11 @@
  * settings in `.env` (so a test can rewrite them and send SIGHUP), quick retries; and a client
  * that hands it messages over one SMTP session.
  */
+import { expect } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { RawClient, greet } from "../smtp/helpers.ts";
-import { serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { queueList, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 import { testMessage } from "./interop.ts";
 
 export const FORWARD_TO = ["ops@forward.example", "audit@forward.example"];
@@ -80,4 +81,48 @@ export async function sendToGateway(s: ServeProcess, messages: ToForward[]): Pro
     c.end();
   }
   return ids;
+}
+
+export interface WrongPasswordCase {
+  /** Starts mailgw with `vars` on top of the right relay settings. */
+  gateway: (vars: Record<string, string>) => Promise<ServeProcess>;
+  relay: RelaySettings;
+  /** Copies of a message the relay passed on (the test's capture server). */
+  captured: (raw: Buffer) => unknown[];
+  /** Waits for the relay's own log line refusing the login (written after `startedAt`). */
+  relayRefused: () => Promise<void>;
+}
+
+/**
+ * The wrong-password scenario every smarthost test runs: the forward is deferred (535 / EAUTH)
+ * and listed so; after the right password in `.env` and a SIGHUP it is delivered once; neither
+ * password, nor the AUTH PLAIN blob carrying it, is in anything mailgw wrote.
+ */
+export async function wrongPasswordThenFixed(c: WrongPasswordCase): Promise<void> {
+  const wrong = "Wr0ng-relay-pass";
+  const s = await c.gateway({ RELAY_SMTP_PASS: wrong });
+  try {
+    const raw = forwardMessage(100);
+    const [id = ""] = await sendToGateway(s, [{ raw, from: "alice@sender.example" }]);
+    const deferred = await s.waitForLog((l) => l.msg === "deferred" && l.id === id, 20_000);
+    expect(String(deferred.error)).toMatch(/535|EAUTH/);
+    await c.relayRefused();
+    const [listed] = await queueList(s.dir);
+    expect({ id: listed?.id, state: listed?.state }).toEqual({ id, state: "deferred" });
+
+    writeRelayEnv(s.dir, c.relay); // the right password
+    s.proc.kill("SIGHUP");
+    await s.waitForLog((l) => l.msg === "relay settings reloaded");
+    await s.waitForLog((l) => l.msg === "delivered" && l.id === id, 20_000);
+    await Bun.sleep(300);
+    expect(c.captured(raw)).toHaveLength(1);
+    expect(await queueList(s.dir)).toEqual([]);
+  } finally {
+    expect(await s.stop()).toBe(0);
+  }
+  const output = JSON.stringify(s.logs) + s.stderr();
+  const { user, pass } = c.relay;
+  for (const secret of [wrong, pass, Buffer.from(`\0${user}\0${wrong}`).toString("base64"), Buffer.from(wrong).toString("base64")]) {
+    expect(output.includes(secret)).toBe(false);
+  }
 }
