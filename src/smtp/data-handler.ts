@@ -124,7 +124,7 @@ export async function receiveMessage(
       clientIp: envelope.clientIp,
       hostname: ctx.hostname,
       protocol: session.transmissionType || "ESMTP",
-      tls: tlsInfo(session),
+      tls: tlsInfo(session, state),
       id: receiver?.queueId ?? `${session.id}.${session.transaction}`,
       recipients: envelope.rcptTo,
       date: new Date(),
@@ -211,8 +211,8 @@ function envelopeOf(session: SMTPServerSession, state: SessionState): Envelope {
   };
 }
 
-function tlsInfo(session: SMTPServerSession): { version: string; cipher: string } | null {
-  const cipher = session.secure ? session.tlsOptions : null;
-  if (!cipher || typeof cipher !== "object") return null;
-  return { version: String(cipher.version ?? "TLS"), cipher: String(cipher.name ?? "unknown") };
+/** The protocol and cipher the handshake negotiated (noteTlsEstablished), for the Received header. */
+function tlsInfo(session: SMTPServerSession, state: SessionState): { version: string; cipher: string } | null {
+  if (!session.secure) return null;
+  return { version: state.tlsVersion ?? "TLS", cipher: state.tlsCipher ?? (session.tlsOptions ? session.tlsOptions.name : "unknown") };
 }

@@ -22,7 +22,7 @@ import { MAX_COMMAND_LINE_BYTES, resolveLimits, type SmtpLimits } from "./limits
 import { createRateLimiter } from "./rate-limiter.ts";
 import { MAIL_PARAMETERS, RCPT_PARAMETERS, needsSmtpUtf8, unsupportedParameter } from "./parameters.ts";
 import { canonicalSender, checkRecipient } from "./recipient-policy.ts";
-import { isNotableReply, logSession, newSessionState, noteConnectionError, noteRefusedRecipient, startedNoMail, summarize, type SessionState, type SessionSummary } from "./session-log.ts";
+import { isNotableReply, logSession, newSessionState, noteConnectionError, noteRefusedRecipient, noteTlsEstablished, startedNoMail, summarize, type SessionState, type SessionSummary } from "./session-log.ts";
 import { createShutdown } from "./shutdown.ts";
 import { createTlsManager, type TlsManager } from "./tls-manager.ts";
 
@@ -94,6 +94,11 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
 
     onConnect(session, callback) {
       stateOf(session);
+      callback();
+    },
+    onSecure(socket, session, callback) {
+      // After STARTTLS: the negotiated protocol and cipher, for the session line and Received.
+      if ("getProtocol" in socket) noteTlsEstablished(stateOf(session), socket);
       callback();
     },
     onMailFrom(address: SMTPServerAddress, session, callback) {

@@ -5,6 +5,7 @@
  * bounded by the number of open sessions (MAX_CLIENTS).
  * Nothing here writes anything but the log line; counters are the caller's (onSessionEnd).
  */
+import type { TLSSocket } from "node:tls";
 import type { Logger } from "../log/logger.ts";
 
 export interface SessionSummary {
@@ -12,6 +13,13 @@ export interface SessionSummary {
   client: string;
   helo: string;
   tls: boolean;
+  /**
+   * The TLS protocol the STARTTLS handshake negotiated (`TLSv1.3`) and its cipher suite
+   * (`TLS_AES_256_GCM_SHA384`), what Postfix logs as `TLS connection established from …:
+   * TLSv1.3 with cipher …`; null without TLS.
+   */
+  tlsVersion: string | null;
+  tlsCipher: string | null;
   /**
    * Envelope sender and accepted recipients of the last message that reached the end of DATA,
    * or, when none did, of the last transaction started ("" = null sender, null = none). A
@@ -55,6 +63,8 @@ export function newSessionState(id: string, client: string, now: number): Sessio
     client,
     helo: "",
     tls: false,
+    tlsVersion: null,
+    tlsCipher: null,
     from: null,
     recipients: [],
     refused: [],
@@ -108,6 +118,8 @@ export function logSession(logger: Logger, s: SessionSummary, level: "info" | "d
     client: s.client,
     helo: s.helo || undefined,
     tls: s.tls,
+    tls_version: s.tlsVersion ?? undefined,
+    tls_cipher: s.tlsCipher ?? undefined,
     from: s.from ?? undefined,
     recipients: s.recipients.length ? s.recipients : undefined,
     refused: s.refused.length ? s.refused : undefined,
@@ -123,6 +135,17 @@ export function logSession(logger: Logger, s: SessionSummary, level: "info" | "d
   });
 }
 
+/**
+ * Notes the outcome of a completed STARTTLS handshake. The protocol comes from getProtocol():
+ * getCipher().version is the oldest protocol the cipher suite exists in, not the one negotiated
+ * (ECDHE-RSA-AES128-SHA over TLS 1.2 reports `TLSv1.0`).
+ */
+export function noteTlsEstablished(state: SessionState, socket: Pick<TLSSocket, "getProtocol" | "getCipher">): void {
+  state.tls = true;
+  state.tlsVersion = socket.getProtocol() || null;
+  state.tlsCipher = socket.getCipher()?.name || null;
+}
+
 /** Longest connection error text kept for the log line. */
 const ERROR_TEXT_MAX = 200;
 
@@ -136,6 +159,9 @@ export function noteConnectionError(state: SessionState, err: unknown): void {
   const meta = (err as { meta?: { stage?: unknown; message?: unknown } }).meta;
   const code = (err as { code?: unknown }).code;
   const detail = typeof meta?.message === "string" ? meta.message : err.message;
-  const text = meta?.stage === "connect" ? `TLS handshake failed: ${detail}` : `${typeof code === "string" ? `${code}: ` : ""}${detail}`;
+  // smtp-server labels every error of the TLS socket stage "connect", also one after the
+  // handshake (a refused renegotiation: BoringSSL answers no_renegotiation and the client drops).
+  const tlsText = state.tlsVersion === null ? "TLS handshake failed" : "TLS error after the handshake";
+  const text = meta?.stage === "connect" ? `${tlsText}: ${detail}` : `${typeof code === "string" ? `${code}: ` : ""}${detail}`;
   state.error = text.replace(/[\x00-\x1f\x7f]+/g, " ").trim().slice(0, ERROR_TEXT_MAX);
 }

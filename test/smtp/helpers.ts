@@ -8,7 +8,7 @@ import { closeSync, fsyncSync, mkdtempSync, openSync, writeFileSync, writeSync }
 import { connect as netConnect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from "node:tls";
 import { loadConfig, type Config } from "../../src/config/config.ts";
 import { SmtpError } from "../../src/errors.ts";
 import type { Logger, LogFields } from "../../src/log/logger.ts";
@@ -165,13 +165,13 @@ export class RawClient {
     return this.reply(ms);
   }
 
-  /** STARTTLS handshake on the same socket (after a 220 to STARTTLS). */
-  async upgrade(): Promise<void> {
+  /** STARTTLS handshake on the same socket (after a 220 to STARTTLS); `options` e.g. pin a version or cipher. */
+  async upgrade(options: ConnectionOptions = {}): Promise<void> {
     const plain = this.socket;
     plain.removeAllListeners("data");
     plain.removeAllListeners("close");
     const secure = await new Promise<TLSSocket>((resolve, reject) => {
-      const s = tlsConnect({ socket: plain as Socket, rejectUnauthorized: false, servername: "localhost" }, () => resolve(s));
+      const s = tlsConnect({ socket: plain as Socket, rejectUnauthorized: false, servername: "localhost", ...options }, () => resolve(s));
       s.once("error", reject);
     });
     this.socket = secure;
