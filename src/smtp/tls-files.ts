@@ -8,6 +8,7 @@
  * and path (serve exits 1). On reload, the error is returned to the caller, which logs it
  * and keeps the certificate in force — a half-written renewal never takes TLS down.
  */
+import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import { CliError, describeError } from "../errors.ts";
@@ -58,6 +59,27 @@ export function watchTlsFiles(
   debounceMs = TLS_RELOAD_DEBOUNCE_MS,
 ): () => void {
   return watchFiles(paths, { only: "any", debounceMs, onChange, onError });
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----/g;
+
+/**
+ * A warning when SMTP_TLS_CERT holds a CA-issued server certificate without its intermediate
+ * (certbot's cert.pem instead of fullchain.pem): the handshake works, but senders that verify
+ * (MTA-STS, DANE with a CA usage, `smtp_tls_security_level = verify`) cannot build the chain and
+ * defer or bounce. null when the file carries more than one certificate or a self-signed one.
+ */
+export function missingChainWarning(certPath: string, cert: Buffer): string | null {
+  if ((cert.toString("latin1").match(PEM_CERTIFICATE) ?? []).length !== 1) return null;
+  let leaf: X509Certificate;
+  try {
+    leaf = new X509Certificate(cert);
+  } catch {
+    return null;
+  }
+  if (leaf.checkIssued(leaf)) return null;
+  const issuer = leaf.issuer.replace(/\n/g, ", ");
+  return `SMTP_TLS_CERT=${certPath} holds only the server certificate, without the intermediate of its issuer (${issuer}): senders that verify certificates (MTA-STS, DANE) cannot build the chain; point it at the full chain (certbot: fullchain.pem, not cert.pem)`;
 }
 
 /** True when two loads carry the same bytes (nothing to reload). */

@@ -9,7 +9,7 @@ import type { SMTPServer } from "smtp-server";
 import type { TlsConfig } from "../config/config.ts";
 import { describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
-import { loadTlsMaterial, sameMaterial, watchTlsFiles, type TlsMaterial } from "./tls-files.ts";
+import { loadTlsMaterial, missingChainWarning, sameMaterial, watchTlsFiles, type TlsMaterial } from "./tls-files.ts";
 
 export interface TlsManager {
   current(): TlsMaterial;
@@ -24,6 +24,11 @@ export function createTlsManager(cfg: TlsConfig, logger: Logger, debounceMs?: nu
   const keyPath = cfg.keyPath ?? "";
   const certPath = cfg.certPath ?? "";
   let material = loadTlsMaterial(keyPath, certPath);
+  const warnIfNoChain = (cert: Buffer): void => {
+    const warning = missingChainWarning(certPath, cert);
+    if (warning) logger.warn(warning);
+  };
+  warnIfNoChain(material.cert);
   let server: SMTPServer | null = null;
   let stopWatching: (() => void) | null = null;
 
@@ -44,6 +49,7 @@ export function createTlsManager(cfg: TlsConfig, logger: Logger, debounceMs?: nu
     }
     material = next;
     logger.info("TLS certificate reloaded", { cert: certPath });
+    warnIfNoChain(next.cert);
     return true;
   };
 
