@@ -51,15 +51,19 @@ export function createFront(opts: FrontOptions): Front {
   const trusted = createIpMatcher(opts.proxyTrusted);
   const pending = new Set<Socket>();
 
-  const refuse = (socket: Socket, client: string, reply: string): void => {
-    opts.onRefused(client, reply);
+  /** `proxyOwn`: a proxy's health check, refused all the same but only as a debug line, not a session. */
+  const refuse = (socket: Socket, client: string, reply: string, proxyOwn = false): void => {
+    if (proxyOwn) opts.logger.debug("proxy's own connection refused (a health check)", { client, reply });
+    else opts.onRefused(client, reply);
     if (!socket.destroyed && socket.writable) socket.end(`${reply}\r\n`);
     setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref();
   };
 
   const admit = (socket: Socket, client: string, port: number | undefined, proxyOwn = false): void => {
     if (socket.destroyed) return;
-    if (!allowed(client)) return refuse(socket, client, `554 5.7.1 ${opts.hostname} Access denied`);
+    // An allow-list of senders that leaves out the proxy's own address refuses its checks too,
+    // every few seconds: that is the admin's choice, but not worth a log line each time.
+    if (!allowed(client)) return refuse(socket, client, `554 5.7.1 ${opts.hostname} Access denied`, proxyOwn);
     opts.smtp.connect(socket, { remoteAddress: client, remotePort: port }, proxyOwn);
   };
 

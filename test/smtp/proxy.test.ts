@@ -169,6 +169,24 @@ describe("PROXY protocol", () => {
     expect(server.logs.lines.filter((l) => l.level === "warn").map((l) => l.fields.reason)).toEqual(["disconnected before the PROXY header"]);
   }, 15_000);
 
+  test("an allow-list without the proxy's own address: its checks get 554 as debug lines, clients outside it still a refused session", async () => {
+    server = await startTestServer({ env: proxyEnv({ SMTP_ALLOWED_IPS: "203.0.113.0/24" }) });
+    const local = v2(0x00, Buffer.alloc(0), 0x20);
+    for (let i = 0; i < 3; i++) {
+      const check = await RawClient.connect(server.port, "127.0.0.1", local);
+      expect(await check.reply()).toStartWith("554 5.7.1");
+      check.end();
+    }
+    const outsider = await RawClient.connect(server.port, "127.0.0.1", "PROXY TCP4 198.51.100.7 10.0.0.1 51000 25\r\n");
+    expect(await outsider.reply()).toStartWith("554 5.7.1");
+    outsider.end();
+    await until("the outsider's refusal", async () => server?.sessions.length === 1);
+    await Bun.sleep(200);
+    expect(server.sessions.map((s) => s.client)).toEqual(["198.51.100.7"]);
+    expect(server.logs.lines.filter((l) => l.level !== "debug" && l.fields.client === "127.0.0.1")).toEqual([]);
+    expect(server.logs.lines.filter((l) => l.msg === "proxy's own connection refused (a health check)")).toHaveLength(3);
+  });
+
   test("parser units: incomplete vs invalid, byte caps", () => {
     expect(parseProxyHeader(Buffer.from("PROX")).kind).toBe("incomplete");
     expect(parseProxyHeader(Buffer.from("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nEHLO")).kind).toBe("ok");
