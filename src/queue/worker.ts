@@ -356,12 +356,15 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       const graceTimer = setTimeout(() => stopController.abort(new Error("mailgw is stopping")), STOP_GRACE_MS);
       await all();
       clearTimeout(graceTimer);
-      // Before the delivery thread ends: its sockets would otherwise die without QUIT.
-      await relay?.close();
+      // Before the delivery thread ends: its sockets would otherwise die without QUIT. Taken out
+      // first, so a reload during the QUITs cannot swap in a pool that is never closed.
+      const closing = relay;
       relay = null;
+      await closing?.close();
     },
     wake: scheduleTick,
     reloadRelay(next) {
+      if (stopping) return; // stop() closes the pool; a new one would never be closed
       void relay?.close(); // the old relay's idle sessions say QUIT in the background
       relay = makeRelay(next);
       releaseHeldIfRelay();
