@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import nodemailer from "nodemailer";
-import { SMTPServer } from "smtp-server";
+import { startCapture } from "../helpers/interop.ts";
 import { BARE_PATH, copyBinaryToTemp, hideRepoWrapper, REPO_ROOT, type CopiedBinary, freePort } from "../packaging/binary.ts";
 
 /** How long the gateway may take to open its ports. */
@@ -28,28 +28,6 @@ afterAll(() => {
   binary?.cleanup();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
-
-/** A plain relay (no TLS, no AUTH) that records what it receives. */
-async function startPlainRelay(): Promise<{ port: number; received: { to: string[]; data: string }[]; close: () => Promise<void> }> {
-  const received: { to: string[]; data: string }[] = [];
-  const server = new SMTPServer({
-    logger: false,
-    authOptional: true,
-    disabledCommands: ["STARTTLS", "AUTH"],
-    onData(stream, session, cb) {
-      const chunks: Buffer[] = [];
-      stream.on("data", (c: Buffer) => chunks.push(c));
-      stream.on("end", () => {
-        received.push({ to: session.envelope.rcptTo.map((r) => r.address), data: Buffer.concat(chunks).toString("latin1") });
-        cb();
-      });
-    },
-  });
-  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
-  const address = server.server.address();
-  if (address === null || typeof address === "string") throw new Error("no relay port");
-  return { port: address.port, received, close: () => new Promise<void>((ok) => server.close(() => ok())) };
-}
 
 const RULES = [
   "domains: [example.test]",
@@ -71,7 +49,7 @@ async function runServeAndForward(command: string[]): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), "mailgw-delivery-thread-"));
   dirs.push(work);
   writeFileSync(join(work, "rules.yaml"), RULES);
-  const relay = await startPlainRelay();
+  const relay = await startCapture(0); // a plain relay (no TLS, no AUTH) that records what it receives
   const [smtpPort, httpPort] = [await freePort(), await freePort()];
   const env = {
     SMTP_HOST: "127.0.0.1", SMTP_PORT: String(smtpPort), HTTP_HOST: "127.0.0.1", HTTP_PORT: String(httpPort),
@@ -95,7 +73,7 @@ async function runServeAndForward(command: string[]): Promise<void> {
     transport.close();
     id = /Queued as (\S+)/.exec(info.response)?.[1] ?? "";
     const until = Date.now() + 15_000;
-    while (relay.received.length === 0 && Date.now() < until) await Bun.sleep(50);
+    while (relay.captured.length === 0 && Date.now() < until) await Bun.sleep(50);
   } finally {
     serve.kill("SIGTERM");
     await relay.close();
@@ -103,9 +81,9 @@ async function runServeAndForward(command: string[]): Promise<void> {
   expect(await serve.exited).toBe(0);
   const log = (await output).join("\n");
   expect(id).not.toBe("");
-  expect(relay.received).toHaveLength(1);
-  expect(relay.received[0]?.to).toEqual(["ops@elsewhere.test"]);
-  expect(relay.received[0]?.data.endsWith(raw)).toBe(true);
+  expect(relay.captured).toHaveLength(1);
+  expect(relay.captured[0]?.to).toEqual(["ops@elsewhere.test"]);
+  expect(relay.captured[0]?.data.toString("latin1").endsWith(raw)).toBe(true);
   expect(log).toContain("deliveries run in their own thread");
   expect(log).not.toContain("delivery thread unavailable");
   const delivered = log.split("\n").find((line) => line.includes('"msg":"delivered"') && line.includes(id)) ?? "";

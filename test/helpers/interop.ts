@@ -147,6 +147,8 @@ export interface Captured {
 
 /** A plain SMTP server on loopback that keeps what it is sent: the world behind a smarthost, or where bounces go. */
 export interface Capture {
+  /** The port it listens on (the one asked for, or the one the system chose for 0). */
+  port: number;
   captured: Captured[];
   /** What arrived of a test message (found by its Message-ID line). */
   of(raw: Buffer): Captured[];
@@ -171,7 +173,10 @@ export async function startCapture(port: number, host = "127.0.0.1"): Promise<Ca
     },
   });
   await new Promise<void>((ok) => server.listen(port, host, ok));
+  const address = server.server.address();
+  if (address === null || typeof address === "string") throw new Error("the capture server has no port");
   return {
+    port: address.port,
     captured,
     of: (raw) => captured.filter((c) => c.data.includes(messageIdLine(raw))),
     close: () => new Promise<void>((ok) => server.close(() => ok())),
