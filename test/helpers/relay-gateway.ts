@@ -9,7 +9,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { RawClient, greet } from "../smtp/helpers.ts";
 import { queueList, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
-import { testMessage } from "./interop.ts";
+import { leadingFields, testMessage, type Captured } from "./interop.ts";
 
 export const FORWARD_TO = ["ops@forward.example", "audit@forward.example"];
 const RULES = `domains: [company.com]
@@ -125,4 +125,43 @@ export async function wrongPasswordThenFixed(c: WrongPasswordCase): Promise<void
   for (const secret of [wrong, pass, Buffer.from(`\0${user}\0${wrong}`).toString("base64"), Buffer.from(wrong).toString("base64")]) {
     expect(output.includes(secret)).toBe(false);
   }
+}
+
+/** The 20 forwards each smarthost test sends: plain ones, an 8-bit body (BODY=8BITMIME), a UTF-8 sender (SMTPUTF8). */
+export function twentyForwards(): ToForward[] {
+  const messages: ToForward[] = Array.from({ length: 20 }, (_, i) => ({ raw: forwardMessage(i), from: "alice@sender.example", params: "" }));
+  messages[1] = { raw: forwardMessage(1, "alice@sender.example", "8-bit body: Grüße, ½ €\r\n"), from: "alice@sender.example", params: " BODY=8BITMIME" };
+  messages[2] = { raw: forwardMessage(2, "jörg@sender.example"), from: "jörg@sender.example", params: " SMTPUTF8" };
+  return messages;
+}
+
+/**
+ * Sends `messages` through mailgw and waits until the capture behind the smarthost has each and
+ * mailgw logged each delivered (then 300 ms for a duplicate to show). Then checks that each arrived
+ * exactly once, with the original sender, FORWARD_TO, mailgw's Received: line naming its id and the
+ * original bytes after the smarthost's own Received:, which is returned per message (latin1) for
+ * the smarthost-specific checks. Returns mailgw's ids too.
+ */
+export async function forwardEachOnce(
+  s: ServeProcess,
+  messages: ToForward[],
+  capturedOf: (raw: Buffer) => Captured[],
+  waitFor: (what: string, check: () => boolean) => Promise<void>,
+): Promise<{ ids: string[]; relayReceived: string[] }> {
+  const ids = await sendToGateway(s, messages);
+  await waitFor(`${messages.length} messages at the capture`, () => messages.every((m) => capturedOf(m.raw).length > 0));
+  for (const id of ids) await s.waitForLog((l) => l.msg === "delivered" && l.id === id);
+  await Bun.sleep(300); // a duplicate would arrive now
+  const relayReceived = messages.map((m, i) => {
+    const got = capturedOf(m.raw);
+    expect(got).toHaveLength(1);
+    const { from, to, data } = got[0] as Captured;
+    expect({ from, to: [...to].sort() }).toEqual({ from: m.from, to: [...FORWARD_TO].sort() });
+    const { fields, rest } = leadingFields(data, 2);
+    expect(fields[1]).toContain("by mx.test (mailgw) with ESMTP");
+    expect(fields[1]).toContain(`id ${ids[i]} for <bob@company.com>`);
+    expect(Buffer.compare(rest, m.raw)).toBe(0);
+    return fields[0] ?? "";
+  });
+  return { ids, relayReceived };
 }
