@@ -22,7 +22,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eximSkipReason, startExim, type Exim } from "../helpers/exim.ts";
 import { countMatching as count, freePortsIn, queueList, startCapture, waitUntil, type Capture, type Captured } from "../helpers/interop.ts";
-import { forwardMessage as message, sendToGateway as send, startRelayGateway, type ToForward, forwardEachOnce, twentyForwards, wrongPasswordThenFixed } from "../helpers/relay-gateway.ts";
+import { forwardMessage as message, sendToGateway as send, startRelayGateway, type ToForward, certificateRefused, forwardEachOnce, twentyForwards, wrongPasswordThenFixed } from "../helpers/relay-gateway.ts";
 import type { ServeProcess } from "../smtp/serve-process.ts";
 
 const SKIP = eximSkipReason();
@@ -151,20 +151,10 @@ describe.skipIf(SKIP !== null)("mailgw serve → Exim smarthost (STARTTLS + SASL
 
   test("RELAY_SMTP_TLS_VERIFY=true against the self-signed Exim: deferred with a certificate error, no AUTH sent", async () => {
     const mark = ex().mark();
-    const s = await gateway({ RELAY_SMTP_TLS_VERIFY: "true" });
-    try {
-      const raw = message(200);
-      const [id = ""] = await send(s, [{ raw, from: "alice@sender.example" }]);
-      await s.waitForLog((l) => l.msg === "deferred" && l.id === id, 20_000);
-      const [listed] = await queueList(s.dir);
-      expect({ id: listed?.id, state: listed?.state }).toEqual({ id, state: "deferred" });
-      expect(listed?.lastError).toMatch(/certificate/i);
+    await certificateRefused(gateway, capturedOf, async () => {
       await ex().waitForLog(CONNECTION, mark);
       expect(ex().linesSince(mark).filter((l) => /authenticator|A=|<= /.test(l))).toEqual([]);
-      expect(capturedOf(raw)).toEqual([]);
-    } finally {
-      expect(await s.stop()).toBe(0);
-    }
+    });
   }, 60_000);
 
   test("RELAY_SMTP_SECURE=tls on Exim's implicit-TLS port (tls_on_connect_ports): delivered once, authenticated", async () => {

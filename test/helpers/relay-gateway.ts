@@ -165,3 +165,29 @@ export async function forwardEachOnce(
   });
   return { ids, relayReceived };
 }
+
+/**
+ * RELAY_SMTP_TLS_VERIFY=true against a smarthost with a self-signed certificate: the forward is
+ * deferred with a certificate error in `queue list` and never reaches the capture; `noLogin`
+ * then checks in the smarthost's own log that no AUTH (or MAIL) was sent.
+ */
+export async function certificateRefused(
+  gateway: (vars: Record<string, string>) => Promise<ServeProcess>,
+  capturedOf: (raw: Buffer) => unknown[],
+  noLogin: () => Promise<void>,
+): Promise<void> {
+  const s = await gateway({ RELAY_SMTP_TLS_VERIFY: "true" });
+  try {
+    const raw = forwardMessage(200);
+    const [id = ""] = await sendToGateway(s, [{ raw, from: "alice@sender.example" }]);
+    await s.waitForLog((l) => l.msg === "deferred" && l.id === id, 20_000);
+    const [listed] = await queueList(s.dir);
+    expect({ id: listed?.id, state: listed?.state }).toEqual({ id, state: "deferred" });
+    expect(listed?.lastError).toMatch(/certificate/i);
+    console.log(`queue list last error: ${listed?.lastError}`);
+    await noLogin();
+    expect(capturedOf(raw)).toEqual([]);
+  } finally {
+    expect(await s.stop()).toBe(0);
+  }
+}
