@@ -83,6 +83,29 @@ describe("mailgw serve ingress edges", () => {
     expect(await s.stop()).toBe(0);
   }, 30_000);
 
+  test("PROXY: a health check (v2 LOCAL) that SMTP_ALLOWED_IPS refuses gets 554 as a debug line; clients are as before", async () => {
+    const s = await serve({ SMTP_PROXY_PROTOCOL: "true", SMTP_ALLOWED_IPS: "203.0.113.0/24", LOG_LEVEL: "debug" });
+    // PROXY v2 LOCAL (what HAProxy's send-proxy-v2 checks send): no address, the proxy's own.
+    const local = Buffer.concat([Buffer.from("0d0a0d0a000d0a515549540a", "hex"), Buffer.from([0x20, 0x00, 0x00, 0x00])]);
+    for (let i = 0; i < 3; i++) {
+      const check = await RawClient.connect(s.smtpPort, "127.0.0.1", local);
+      expect(await check.reply()).toStartWith("554 5.7.1");
+      check.end();
+    }
+    const outsider = await RawClient.connect(s.smtpPort, "127.0.0.1", "PROXY TCP4 198.51.100.7 10.0.0.1 51000 25\r\n");
+    expect(await outsider.reply()).toStartWith("554 5.7.1");
+    outsider.end();
+    const insider = await RawClient.connect(s.smtpPort, "127.0.0.1", "PROXY TCP4 203.0.113.5 10.0.0.1 51000 25\r\n");
+    await greet(insider);
+    expect(await sendMail(insider)).toMatch(/^250 2\.0\.0 /);
+    insider.end();
+    await s.waitForLog((l) => l.msg === "smtp session" && l.client === "203.0.113.5" && typeof l.id === "string");
+    await s.waitForLog((l) => l.msg === "smtp session" && l.client === "198.51.100.7");
+    expect(s.logs.filter((l) => l.msg === "proxy's own connection refused (a health check)")).toHaveLength(3);
+    expect(s.logs.filter((l) => l.level !== "debug" && l.client === "127.0.0.1")).toEqual([]);
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+
   test("an edit seen by the file watcher changes the action for the next message of an open session", async () => {
     const s = await serve();
     const c = await RawClient.connect(s.smtpPort);
