@@ -253,4 +253,20 @@ describe.skipIf(!OPENSSL)("STARTTLS audit (dist/mailgw, openssl s_client)", () =
       expect(await serve.stop()).toBe(0);
     }
   }, 60_000);
+
+  test("a CA-issued certificate without its intermediate (certbot's cert.pem): serve warns at start, STARTTLS still works", async () => {
+    const dir = serveDir();
+    const pki = makePki(join(dir, "pki"));
+    const leafOnly = pki.issue("leaf-only");
+    const serve = await startServe("binary", dir, { SMTP_TLS_KEY: leafOnly.key, SMTP_TLS_CERT: leafOnly.leaf });
+    try {
+      const warning = await serve.waitForLog((l) => l.level === "warn" && String(l.msg).includes("holds only the server certificate"));
+      expect(String(warning.msg)).toContain(leafOnly.leaf);
+      expect(String(warning.msg)).toContain("fullchain.pem");
+      const r = await sClient(serve.smtpPort, ["-tls1_3"], "QUIT\n", /221 /);
+      expect(r.protocol).toBe("TLSv1.3");
+    } finally {
+      expect(await serve.stop()).toBe(0);
+    }
+  }, 60_000);
 });
