@@ -10,7 +10,7 @@
  * Trusts: the schema of store/migrations.ts. Failure: SQLite errors are thrown to the caller.
  */
 import type { Database } from "bun:sqlite";
-import { withoutFsync } from "../spool/wal-sync.ts";
+import { commitWithShortWaits, withoutFsync } from "../spool/wal-sync.ts";
 import { bumpCounterBatch, type CounterIncrement } from "../store/counters.ts";
 import { durationIncrements } from "../store/delivery-durations.ts";
 import { NOT_YET_DURABLE_AT, spoolStillNeeded } from "../store/messages.ts";
@@ -123,7 +123,7 @@ export function claimDue(
   if (candidates.length === 0) return [];
   const chosen = choose(candidates);
   if (chosen.length === 0) return [];
-  return withoutFsync(db, () => db.transaction(() => claim(db, chosen, now)).immediate());
+  return withoutFsync(db, () => commitWithShortWaits(db, () => claim(db, chosen, now)));
 }
 
 
@@ -171,29 +171,27 @@ export interface FinishResult {
  * it unlinks a releasable spool file (a lost "delivered" only means a redelivery).
  */
 export function finishAttempts(db: Database, records: readonly AttemptRecord[]): FinishResult[] {
-  return withoutFsync(db, () => db
-    .transaction(() => {
-      const increments: CounterIncrement[] = [];
-      const results = records.map((r): FinishResult => {
-        if (!recordAttempt(db, r)) return { recorded: false, spoolReleasable: false, deferredDelivery: null, refusedDelivery: null };
-        increments.push({ at: r.at, metric: `${r.step.state}:${r.delivery.kind}`, rule: r.delivery.rule, category: r.delivery.category });
-        increments.push(...durationIncrements(r.at, r.delivery.kind, r.durationMs));
-        const refusedDelivery = r.refused ? recordRefused(db, r, r.refused) : null;
-        if (r.refused) {
-          increments.push({ at: r.at, metric: `failed:${r.delivery.kind}`, rule: r.delivery.rule, category: r.delivery.category });
-        }
-        const deferredDelivery = r.deferred ? recordDeferred(db, r, r.deferred) : null;
-        if (r.deferred) {
-          increments.push({ at: r.at, metric: `${r.deferred.step.state}:${r.delivery.kind}`, rule: r.delivery.rule, category: r.delivery.category });
-        }
-        // After the split rows: a deferred (or failed) split keeps the spool file of a delivered forward.
-        const final = r.step.state !== "deferred";
-        return { recorded: true, spoolReleasable: final && !spoolStillNeeded(db, r.delivery.messageId), deferredDelivery, refusedDelivery };
-      });
-      bumpCounterBatch(db, increments);
-      return results;
-    })
-    .immediate());
+  return withoutFsync(db, () => commitWithShortWaits(db, () => {
+    const increments: CounterIncrement[] = [];
+    const results = records.map((r): FinishResult => {
+      if (!recordAttempt(db, r)) return { recorded: false, spoolReleasable: false, deferredDelivery: null, refusedDelivery: null };
+      increments.push({ at: r.at, metric: `${r.step.state}:${r.delivery.kind}`, rule: r.delivery.rule, category: r.delivery.category });
+      increments.push(...durationIncrements(r.at, r.delivery.kind, r.durationMs));
+      const refusedDelivery = r.refused ? recordRefused(db, r, r.refused) : null;
+      if (r.refused) {
+        increments.push({ at: r.at, metric: `failed:${r.delivery.kind}`, rule: r.delivery.rule, category: r.delivery.category });
+      }
+      const deferredDelivery = r.deferred ? recordDeferred(db, r, r.deferred) : null;
+      if (r.deferred) {
+        increments.push({ at: r.at, metric: `${r.deferred.step.state}:${r.delivery.kind}`, rule: r.delivery.rule, category: r.delivery.category });
+      }
+      // After the split rows: a deferred (or failed) split keeps the spool file of a delivered forward.
+      const final = r.step.state !== "deferred";
+      return { recorded: true, spoolReleasable: final && !spoolStillNeeded(db, r.delivery.messageId), deferredDelivery, refusedDelivery };
+    });
+    bumpCounterBatch(db, increments);
+    return results;
+  }));
 }
 
 /**

@@ -33,6 +33,7 @@ import { databaseFile, databaseFileProblem, type DatabaseFile } from "../store/d
 import { readIntakeMarks, type IntakeMarks } from "../store/intake-marks.ts";
 import { insertIntakeGroup, releaseIntakeDeliveries, type IntakeRowItem } from "../store/intake-rows.ts";
 import type { SpoolJob } from "./incoming-file.ts";
+import { commitWithShortWaits } from "./wal-sync.ts";
 
 declare const self: Worker;
 
@@ -135,7 +136,7 @@ function commitRows(items: IntakeRowItem[]): string | null {
     if (problem !== null) throw new Error(problem.detail);
     const conn = db;
     const m = (marks ??= readIntakeMarks(conn));
-    const seq = conn.transaction(() => insertIntakeGroup(conn, items, m)).immediate();
+    const seq = commitWithShortWaits(conn, () => insertIntakeGroup(conn, items, m));
     m.lastSeq = seq;
     return null;
   } catch (err) {
@@ -170,9 +171,9 @@ function releaseRows(groups: RowsGroup[], groupErrors: (string | null)[], failur
   if (releasing.length === 0) return;
   const conn = db;
   try {
-    conn.transaction(() => {
+    commitWithShortWaits(conn, () => {
       for (const g of releasing) releaseIntakeDeliveries(conn, g.items, failures.slice(g.from));
-    }).immediate();
+    });
   } catch {
     // Released later (the pipeline's sweep, recovery); the messages themselves are stored.
   }

@@ -2,14 +2,15 @@
  * WalSync: a commit is visible to another connection when it resolves, the connection is
  * back on synchronous=FULL afterwards (also after a failed transaction), the commit itself
  * does no fsync on the calling thread (strace, when installed), concurrent commits share
- * fsyncs, and a failed fsync rejects the commit.
+ * fsyncs, and a failed fsync rejects the commit. commitWithShortWaits (worker threads) waits for
+ * a lock another process holds, then commits; gives up after busy_timeout; never retries a failing fn.
  */
 import { Database } from "bun:sqlite";
 import { afterEach, beforeEach, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { commitWhenFree, tryCommitWithoutWaiting, WalSync } from "../../src/spool/wal-sync.ts";
+import { commitWhenFree, commitWithShortWaits, tryCommitWithoutWaiting, WalSync } from "../../src/spool/wal-sync.ts";
 
 let dir = "";
 let db: Database;
@@ -178,4 +179,63 @@ test("commitWhenFree: gives up after the connection's busy_timeout with SQLITE_B
   await expect(commitWhenFree(db, () => db.exec("INSERT INTO nowhere VALUES (1)"))).rejects.toThrow("no such table");
   expect(db.query<{ c: number }, []>("SELECT count(*) AS c FROM t").get()?.c).toBe(0);
   other.close();
+});
+
+/** Another process takes the write lock, says so, and commits after `holdMs`. */
+async function lockElsewhere(path: string, holdMs: number): Promise<Bun.Subprocess<"ignore", "pipe", "inherit">> {
+  const script = `
+    const { Database } = require("bun:sqlite");
+    const db = new Database(${JSON.stringify(path)});
+    db.exec("BEGIN IMMEDIATE");
+    console.log("locked");
+    setTimeout(() => { db.exec("COMMIT"); db.close(); }, ${holdMs});`;
+  const child = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "inherit" });
+  const reader = child.stdout.getReader();
+  const { value } = await reader.read();
+  reader.releaseLock();
+  expect(new TextDecoder().decode(value)).toContain("locked");
+  return child;
+}
+
+test("commitWithShortWaits: waits (blocking) for a write lock another process holds, then commits; the busy timeout stays", async () => {
+  db.exec("PRAGMA busy_timeout = 5000");
+  const child = await lockElsewhere(join(dir, "db.sqlite"), 150);
+  const t0 = performance.now();
+  const out = commitWithShortWaits(db, () => {
+    db.exec("INSERT INTO t VALUES (3)");
+    return "done";
+  });
+  expect(out).toBe("done");
+  expect(performance.now() - t0).toBeGreaterThanOrEqual(100); // it did wait for the other process
+  expect(await child.exited).toBe(0);
+  expect(db.query<{ n: number }, []>("SELECT n FROM t").get()?.n).toBe(3);
+  expect(db.query<{ timeout: number }, []>("PRAGMA busy_timeout").get()?.timeout).toBe(5000);
+  expect(synchronousSetting()).toBe(2); // the connection's own level: not switched here
+});
+
+test("commitWithShortWaits: gives up after busy_timeout with SQLITE_BUSY; a failing fn throws at once, rolled back", async () => {
+  db.exec("PRAGMA busy_timeout = 200");
+  const child = await lockElsewhere(join(dir, "db.sqlite"), 1500);
+  let calls = 0;
+  let err: unknown = null;
+  const t0 = performance.now();
+  try {
+    commitWithShortWaits(db, () => void calls++);
+  } catch (e) {
+    err = e;
+  }
+  expect((err as { code?: string } | null)?.code).toBe("SQLITE_BUSY");
+  expect(performance.now() - t0).toBeGreaterThanOrEqual(190);
+  expect(calls).toBe(0); // BEGIN IMMEDIATE never got the lock
+  expect(await child.exited).toBe(0);
+  expect(() =>
+    commitWithShortWaits(db, () => {
+      calls++;
+      db.exec("INSERT INTO t VALUES (1)");
+      db.exec("INSERT INTO nowhere VALUES (1)");
+    }),
+  ).toThrow("no such table");
+  expect(calls).toBe(1);
+  expect(db.query<{ c: number }, []>("SELECT count(*) AS c FROM t").get()?.c).toBe(0);
+  expect(db.query<{ timeout: number }, []>("PRAGMA busy_timeout").get()?.timeout).toBe(200);
 });
