@@ -146,17 +146,26 @@ function busyToggle(db: Database): { on: Statement; off: Statement; waitMs: numb
  * become durable with the next synced commit (a later WAL fsync or syncfs covers their frames).
  */
 export function tryCommitWithoutWaiting(db: Database, fn: () => void): boolean {
+  return withoutFsync(db, () => immediateUnlessBusy(db, fn)) !== null;
+}
+
+/** One IMMEDIATE transaction with busy_timeout 0: `fn`'s value, or null when the lock is held elsewhere. */
+function immediateUnlessBusy<T>(db: Database, fn: () => T): { value: T } | null {
   const toggle = busyToggle(db);
   toggle.on.run();
   try {
-    withoutFsync(db, () => db.transaction(fn).immediate());
-    return true;
+    return { value: db.transaction(fn).immediate() };
   } catch (err) {
-    if (isBusy(err)) return false;
+    if (isBusy(err)) return null;
     throw err;
   } finally {
     toggle.off.run();
   }
+}
+
+/** The error commitWhenFree and commitWithShortWaits give up with, as SQLite's busy handler would. */
+function lockedError(): Error {
+  return Object.assign(new Error("database is locked"), { code: "SQLITE_BUSY" });
 }
 
 /** Pauses between tries of commitWhenFree: short at first (the writer thread's commits take well under 1 ms). */
@@ -174,7 +183,7 @@ export async function commitWhenFree(db: Database, fn: () => void): Promise<void
   for (let attempt = 0; ; attempt++) {
     if (tryCommitWithoutWaiting(db, fn)) return;
     const remaining = deadline - performance.now();
-    if (remaining <= 0) throw Object.assign(new Error("database is locked"), { code: "SQLITE_BUSY" });
+    if (remaining <= 0) throw lockedError();
     const delay = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)] ?? 16;
     await new Promise((resolve) => setTimeout(resolve, Math.min(delay, remaining)));
   }
@@ -212,21 +221,16 @@ let sleepCell: Int32Array | null = null;
  * for a write lock held elsewhere in steps of 50 µs to 1 ms instead of in SQLite's busy
  * handler, whose first sleep is a whole millisecond: the spool writer thread, on the path of
  * every 250, slept there in one group of five while the delivery thread committed. Blocks the
- * calling thread like the busy handler does (for worker threads and the CLI, never the event
- * loop of `serve`), and gives up like it: after the connection's busy_timeout, with SQLITE_BUSY.
+ * calling thread like the busy handler does: for the spool writer and delivery threads (and the
+ * delivery worker's in-thread fallback, which blocked in the busy handler before), never for the
+ * event loop's own commits. Gives up like it: after the connection's busy_timeout, with SQLITE_BUSY.
  */
 export function commitWithShortWaits<T>(db: Database, fn: () => T): T {
-  const toggle = busyToggle(db);
-  const deadline = performance.now() + toggle.waitMs;
+  const deadline = performance.now() + busyToggle(db).waitMs;
   for (let attempt = 0; ; attempt++) {
-    toggle.on.run();
-    try {
-      return db.transaction(fn).immediate();
-    } catch (err) {
-      if (!isBusy(err) || performance.now() >= deadline) throw err;
-    } finally {
-      toggle.off.run();
-    }
+    const done = immediateUnlessBusy(db, fn);
+    if (done !== null) return done.value;
+    if (performance.now() >= deadline) throw lockedError();
     sleepCell ??= new Int32Array(new SharedArrayBuffer(4));
     Atomics.wait(sleepCell, 0, 0, SHORT_WAITS_MS[Math.min(attempt, SHORT_WAITS_MS.length - 1)]);
   }
