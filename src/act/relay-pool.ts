@@ -68,8 +68,9 @@ export const QUIT_TIMEOUT_MS = 2_000;
 export interface RelayPool {
   send(job: RelayPoolJob): Promise<RelayPoolResult>;
   /**
-   * Waiting messages fail at once; sessions end with QUIT (a busy one after its message).
-   * Resolves once the idle ones have (at most QUIT_TIMEOUT_MS).
+   * Waiting messages fail at once with an error `isPoolClosedError` recognizes (none of their
+   * bytes was sent: the caller may hand them to a new pool); sessions end with QUIT (a busy one
+   * after its message). Resolves once the idle ones have (at most QUIT_TIMEOUT_MS).
    */
   close(): Promise<void>;
   /** Open or opening sessions (tests, health). */
@@ -105,6 +106,18 @@ const TRANSIENT_CODES = new Set(["ECONNECTION", "ESOCKET", "ETIMEDOUT"]);
 
 function poolError(message: string, code: string): Error {
   return Object.assign(new Error(message), { code });
+}
+
+/** Marks the failure of a message the pool never started because it was closed. */
+const POOL_CLOSED = Symbol("relay pool closed");
+
+function poolClosedError(): Error {
+  return Object.assign(poolError("relay connection pool was closed", "ECONNECTION"), { [POOL_CLOSED]: true });
+}
+
+/** True for a message a closed pool failed before any of it was sent (safe to send elsewhere). */
+export function isPoolClosedError(err: unknown): boolean {
+  return typeof err === "object" && err !== null && (err as { [POOL_CLOSED]?: boolean })[POOL_CLOSED] === true;
 }
 
 export function createRelayPool(opts: RelayPoolOptions): RelayPool {
@@ -276,10 +289,12 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
       const code = typeof err?.code === "string" ? err.code : "";
       const responseCode = typeof err?.responseCode === "number" ? err.responseCode : 0;
       const dead = TRANSIENT_CODES.has(code) || responseCode === 421;
-      if (reused && dead && !dataStarted && w.requeues < opts.maxRequeues && !closed) {
+      if (reused && dead && !dataStarted && w.requeues < opts.maxRequeues) {
         w.requeues++;
         w.session = null;
         drop(s);
+        // Closed meanwhile (a reload): not sent, so the caller may take it to the new pool.
+        if (closed) return settle(w, { ok: false, error: poolClosedError() });
         waiting.unshift(w);
         return dispatch();
       }
@@ -304,7 +319,7 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
     send(job) {
       return new Promise<RelayPoolResult>((resolve) => {
         const w: Waiting = { job, resolve, requeues: 0, settled: false, session: null, onAbort: () => abort(w) };
-        if (closed) return settle(w, { ok: false, error: poolError("relay connection pool was closed", "ECONNECTION") });
+        if (closed) return settle(w, { ok: false, error: poolClosedError() });
         if (job.signal.aborted) return abort(w);
         job.signal.addEventListener("abort", w.onAbort, { once: true });
         waiting.push(w);
@@ -313,7 +328,7 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
     },
     async close() {
       closed = true;
-      for (const w of waiting.splice(0)) settle(w, { ok: false, error: poolError("relay connection pool was closed", "ECONNECTION") });
+      for (const w of waiting.splice(0)) settle(w, { ok: false, error: poolClosedError() });
       // One still opening has no reply to wait for yet: closed. Busy ones retire after their message.
       const idle = [...sessions].filter((s) => s.current === null);
       for (const s of idle) if (!s.ready) drop(s);

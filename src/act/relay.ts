@@ -21,7 +21,7 @@ import type { RelayConfig } from "../config/config.ts";
 import type { AttemptOutcome } from "../queue/retry.ts";
 import { normalizeLineEndings } from "./normalize-crlf.ts";
 import { relayErrorHint } from "./relay-advice.ts";
-import { createRelayPool } from "./relay-pool.ts";
+import { createRelayPool, isPoolClosedError } from "./relay-pool.ts";
 
 /** Parallel connections to the relay; relays throttle per client, a handful is plenty. */
 export const RELAY_MAX_CONNECTIONS = 8;
@@ -44,10 +44,20 @@ export interface RelaySendInput {
   signal: AbortSignal;
 }
 
+/** What became of one message, and the relay (`host:port`) that had it. */
+export interface RelayAttempt {
+  outcome: AttemptOutcome;
+  relay: string;
+}
+
 export interface RelayClient {
-  send(input: RelaySendInput): Promise<AttemptOutcome>;
-  /** Ends pooled connections (QUIT); in-flight sends fail as temporary. Resolves when the idle ones are done. */
-  close(): Promise<void>;
+  send(input: RelaySendInput): Promise<RelayAttempt>;
+  /**
+   * Ends pooled connections (QUIT; a busy one after its message). Messages still waiting for a
+   * connection go to `next` (the relay a SIGHUP loaded): a reload defers nothing. Without
+   * `next` they fail as temporary. Resolves when the idle connections are done.
+   */
+  close(next?: RelayClient): Promise<void>;
   readonly maxConnections: number;
   /** `host:port` for logs and attempt records (never the credentials). */
   readonly label: string;
@@ -85,6 +95,7 @@ export function createRelayClient(relay: RelayConfig, opts: RelayClientOptions):
     maxRequeues: 1,
   });
   const label = `${relay.host}:${relay.port}`;
+  let successor: RelayClient | null = null;
   return {
     maxConnections,
     label,
@@ -92,13 +103,16 @@ export function createRelayClient(relay: RelayConfig, opts: RelayClientOptions):
       const normal = normalizeLineEndings(input.raw);
       const raw = Buffer.from(normal.buffer, normal.byteOffset, normal.byteLength);
       const result = await pool.send({ from: input.mailFrom, to: input.to, raw, eightBit: !isAscii(raw), signal: input.signal });
-      if (result.ok) return acceptedOutcome(result.info.response, result.info.rejectedErrors);
+      if (result.ok) return { relay: label, outcome: acceptedOutcome(result.info.response, result.info.rejectedErrors) };
+      // Closed by a reload before any byte of it was sent: the new relay takes it, no retry delay.
+      if (successor !== null && isPoolClosedError(result.error)) return successor.send(input);
       const outcome = classifyRelayError(result.error);
       // TLS mode vs port, certificate checks: the raw error names neither the setting nor the fix.
       const hint = relayErrorHint(relay, outcome.error);
-      return hint === null ? outcome : { ...outcome, error: `${hint}: ${outcome.error}` };
+      return { relay: label, outcome: hint === null ? outcome : { ...outcome, error: `${hint}: ${outcome.error}` } };
     },
-    close() {
+    close(next) {
+      successor = next ?? null;
       return pool.close();
     },
   };

@@ -42,7 +42,9 @@ export async function runAttempt(d: ClaimedDelivery, ctx: AttemptContext): Promi
     if (ctx.relay === null) return { target, outcome: { kind: "temporary", error: "no relay configured" } };
     const to = parseAddresses(d.target);
     if (to.length === 0) return { target, outcome: { kind: "permanent", error: `delivery has no forward_to addresses` } };
-    return { target, outcome: await ctx.relay.send({ mailFrom: d.mailFrom, to, raw, signal: ctx.signal }) };
+    const sent = await ctx.relay.send({ mailFrom: d.mailFrom, to, raw, signal: ctx.signal });
+    // A reload may have handed the message to the new relay: name the one that had it.
+    return { target: sent.relay === ctx.relay.label ? target : forwardTarget(sent.relay, d), outcome: sent.outcome };
   }
   const outcome = await postWebhook({
     url: d.target,
@@ -64,7 +66,11 @@ export async function runAttempt(d: ClaimedDelivery, ctx: AttemptContext): Promi
 
 export function describeTarget(d: ClaimedDelivery, relay: RelayClient | null): string {
   if (d.kind === "webhook") return redactUrl(d.target);
-  return `${relay?.label ?? "(no relay)"} → ${parseAddresses(d.target).join(",")}`;
+  return forwardTarget(relay?.label ?? "(no relay)", d);
+}
+
+function forwardTarget(relayLabel: string, d: ClaimedDelivery): string {
+  return `${relayLabel} → ${parseAddresses(d.target).join(",")}`;
 }
 
 /** A JSON array of strings from the database; anything else yields []. */

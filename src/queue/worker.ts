@@ -365,8 +365,11 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     wake: scheduleTick,
     reloadRelay(next) {
       if (stopping) return; // stop() closes the pool; a new one would never be closed
-      void relay?.close(); // the old relay's idle sessions say QUIT in the background
+      const previous = relay;
       relay = makeRelay(next);
+      // The old relay's idle sessions say QUIT in the background; what waited for one of them
+      // goes to the new relay (nothing deferred by a reload), busy ones finish their message.
+      void previous?.close(relay ?? undefined);
       releaseHeldIfRelay();
       scheduleTick();
     },
