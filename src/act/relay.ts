@@ -48,6 +48,8 @@ export interface RelaySendInput {
 export interface RelayAttempt {
   outcome: AttemptOutcome;
   relay: string;
+  /** The client was closed with no successor (relay removed by a reload) before it was sent. */
+  unsent?: true;
 }
 
 export interface RelayClient {
@@ -105,7 +107,10 @@ export function createRelayClient(relay: RelayConfig, opts: RelayClientOptions):
       const result = await pool.send({ from: input.mailFrom, to: input.to, raw, eightBit: !isAscii(raw), signal: input.signal });
       if (result.ok) return { relay: label, outcome: acceptedOutcome(result.info.response, result.info.rejectedErrors) };
       // Closed by a reload before any byte of it was sent: the new relay takes it, no retry delay.
-      if (successor !== null && isPoolClosedError(result.error)) return successor.send(input);
+      if (isPoolClosedError(result.error)) {
+        if (successor !== null) return successor.send(input);
+        return { relay: label, outcome: { kind: "temporary", error: "not sent: the relay was removed by a reload" }, unsent: true };
+      }
       const outcome = classifyRelayError(result.error);
       // TLS mode vs port, certificate checks: the raw error names neither the setting nor the fix.
       const hint = relayErrorHint(relay, outcome.error);

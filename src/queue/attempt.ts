@@ -26,6 +26,8 @@ export interface AttemptResult {
   outcome: AttemptOutcome;
   /** What was tried, for logs and the attempts table. */
   target: string;
+  /** A forward not sent because a reload removed the relay: not an attempt, it is held again. */
+  unsent?: true;
 }
 
 export async function runAttempt(d: ClaimedDelivery, ctx: AttemptContext): Promise<AttemptResult> {
@@ -44,7 +46,7 @@ export async function runAttempt(d: ClaimedDelivery, ctx: AttemptContext): Promi
     if (to.length === 0) return { target, outcome: { kind: "permanent", error: `delivery has no forward_to addresses` } };
     const sent = await ctx.relay.send({ mailFrom: d.mailFrom, to, raw, signal: ctx.signal });
     // A reload may have handed the message to the new relay: name the one that had it.
-    return { target: sent.relay === ctx.relay.label ? target : forwardTarget(sent.relay, d), outcome: sent.outcome };
+    return { target: sent.relay === ctx.relay.label ? target : forwardTarget(sent.relay, d), outcome: sent.outcome, ...(sent.unsent ? { unsent: true } : {}) };
   }
   const outcome = await postWebhook({
     url: d.target,

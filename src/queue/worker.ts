@@ -263,7 +263,13 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     }
     const at = now();
     const signal = AbortSignal.any([AbortSignal.timeout(attemptTimeoutMs), stopController.signal]);
-    const { outcome, target } = await runAttempt(d, { spool, relay, webhookSecret: config.webhookSecret, signal, nowMs: at });
+    const { outcome, target, unsent } = await runAttempt(d, { spool, relay, webhookSecret: config.webhookSecret, signal, nowMs: at });
+    if (unsent) {
+      // The relay was removed while it waited for a connection: held, as if claimed without one.
+      await persistently("a held forward", d, () => store.holdClaimed(db, d.id, now()));
+      releaseHeldIfRelay(); // a relay set again since
+      return;
+    }
     const record = attemptRecord(d, outcome, target, at, now());
     const result = await persistently("a delivery result", d, () => recordFinished(record));
     if (result === null) return;
