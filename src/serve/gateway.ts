@@ -58,7 +58,7 @@ const RELAY_RELOAD_HINT =
   "RELAY_SMTP_HOST is read again from .env or --env-file on SIGHUP; set in the service's environment " +
   "(systemd's /etc/mailgw/mailgw.env, docker --env-file) it needs a restart";
 /** See heap-governor.ts: bounds the main thread's garbage between full collections. */
-const HEAP_GOVERNOR = { checkEveryMs: 50, growthBytes: 8 * 1024 * 1024, youngGrowthBytes: 4 * 1024 * 1024 };
+const HEAP_GOVERNOR = { checkEveryMs: 50, idleCheckEveryMs: 1000, growthBytes: 8 * 1024 * 1024, youngGrowthBytes: 4 * 1024 * 1024 };
 
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const { config, logger } = opts;
@@ -107,10 +107,20 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
     if (outcome.decision.action === "forward" || outcome.decision.action === "webhook") worker.wake();
     return outcome;
   };
+  // Every message wakes the heap governor from its idle back-off (a no-op while it is awake).
   const sink: OwningMessageSink = {
-    receive: (raw, envelope) => pipeline.receive(raw, envelope).then(wakeDelivery),
-    receiveOwned: (message, envelope) => pipeline.receiveOwned(message, envelope).then(wakeDelivery),
-    openIncoming: () => pipeline.openIncoming(),
+    receive(raw, envelope) {
+      heap?.wake();
+      return pipeline.receive(raw, envelope).then(wakeDelivery);
+    },
+    receiveOwned(message, envelope) {
+      heap?.wake();
+      return pipeline.receiveOwned(message, envelope).then(wakeDelivery);
+    },
+    openIncoming() {
+      heap?.wake();
+      return pipeline.openIncoming();
+    },
   };
   const smtp = createSmtpServer({
     smtp: config.smtp,

@@ -17,6 +17,11 @@
  * 100 KB); a full one follows only if the heap is still `growthBytes` over its floor. The
  * pipeline also calls `check()` right after an 8 MB+ message, before its parse.
  *
+ * Idle, the checks back off (`idleCheckEveryMs`) once the heap has stopped growing for
+ * `quietChecks` checks: every check reads the heap size and wakes the thread, which was half of
+ * an idle serve's CPU (measured: 350 → 155 ms per 30 s, 59 → 35 wake-ups/s). `wake()` (each
+ * message) brings the fast checks back at once, before a burst can pile up garbage.
+ *
  * Trusts: nothing external. Failure: none; `heapSize` and `collect` are injectable for tests.
  */
 import { edenGC, heapSize as jscHeapSize } from "bun:jsc";
@@ -33,7 +38,14 @@ export interface HeapGovernorOptions {
   collect?: () => void;
   /** A synchronous young-generation collection (JSC's eden collection). */
   collectYoung?: () => void;
+  /** Check period once the heap is quiet (default checkEveryMs: no back-off). */
+  idleCheckEveryMs?: number;
+  /** Checks in a row with less than QUIET_GROWTH_BYTES of growth that make the heap quiet. */
+  quietChecks?: number;
 }
+
+/** Growth between two checks below which the heap counts as quiet (timers allocate a little). */
+export const QUIET_GROWTH_BYTES = 256 * 1024;
 
 export interface HeapGovernor {
   /** One check, as the timer runs it; true when it made a full collection. */
@@ -41,6 +53,10 @@ export interface HeapGovernor {
   /** Full collections so far. */
   collections(): number;
   youngCollections(): number;
+  /** Work is arriving (a message): back to checking every checkEveryMs if it had backed off. */
+  wake(): void;
+  /** The period of the next check, ms (tests). */
+  period(): number;
   stop(): void;
 }
 
@@ -54,23 +70,55 @@ export function startHeapGovernor(opts: HeapGovernorOptions): HeapGovernor {
   let base = floor;
   let collections = 0;
   let youngCollections = 0;
+  const idleEveryMs = opts.idleCheckEveryMs ?? opts.checkEveryMs;
+  const quietChecks = opts.quietChecks ?? 20;
+  /** Size at the end of the last check, and checks in a row since the heap last grew. */
+  let lastSize = floor;
+  let quiet = 0;
   const check = (): boolean => {
     let size = heapSize();
+    quiet = size - lastSize < QUIET_GROWTH_BYTES ? quiet + 1 : 0;
+    lastSize = size;
     // JSC's own collection shrank the heap: measure growth from there.
     base = Math.min(base, size);
     if (youngGrowth > 0 && size - base >= youngGrowth) {
       collectYoung();
       youngCollections++;
-      size = base = heapSize();
+      size = lastSize = base = heapSize();
     }
     floor = Math.min(floor, size);
     if (size - floor < opts.growthBytes) return false;
     collect();
     collections++;
-    floor = base = heapSize();
+    lastSize = floor = base = heapSize();
     return true;
   };
-  const timer = setInterval(check, opts.checkEveryMs);
-  timer.unref();
-  return { check, collections: () => collections, youngCollections: () => youngCollections, stop: () => clearInterval(timer) };
+  const period = (): number => (quiet >= quietChecks ? idleEveryMs : opts.checkEveryMs);
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const schedule = (): void => {
+    timer = setTimeout(() => {
+      check();
+      schedule();
+    }, period());
+    timer.unref();
+  };
+  schedule();
+  return {
+    check,
+    collections: () => collections,
+    youngCollections: () => youngCollections,
+    wake() {
+      const wasIdle = period() !== opts.checkEveryMs;
+      quiet = 0;
+      if (wasIdle && timer !== null) {
+        clearTimeout(timer);
+        schedule();
+      }
+    },
+    period,
+    stop() {
+      if (timer !== null) clearTimeout(timer);
+      timer = null;
+    },
+  };
 }

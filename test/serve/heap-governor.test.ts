@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { edenGC, heapSize } from "bun:jsc";
-import { startHeapGovernor } from "../../src/serve/heap-governor.ts";
+import { QUIET_GROWTH_BYTES, startHeapGovernor } from "../../src/serve/heap-governor.ts";
 
 const MB = 1024 * 1024;
 
@@ -131,6 +131,51 @@ describe("heap governor", () => {
       expect(governor.youngCollections()).toBe(1);
       expect(fulls).toBe(0);
       expect(inFlight.flat()).toHaveLength(inFlight.length * 10_000);
+    } finally {
+      governor.stop();
+    }
+  });
+  test("idle: backs off once the heap is quiet; growth or wake() brings the fast checks back", () => {
+    let size = 10 * MB;
+    const governor = startHeapGovernor({ checkEveryMs: 60_000, idleCheckEveryMs: 600_000, quietChecks: 3, growthBytes: 64 * MB, heapSize: () => size });
+    try {
+      expect(governor.period()).toBe(60_000);
+      size += QUIET_GROWTH_BYTES / 2; // timers allocate a little: still quiet
+      for (let i = 0; i < 3; i++) governor.check();
+      expect(governor.period()).toBe(600_000);
+      size += 2 * MB; // a burst: fast again at the next check
+      governor.check();
+      expect(governor.period()).toBe(60_000);
+      for (let i = 0; i < 3; i++) governor.check();
+      expect(governor.period()).toBe(600_000);
+      governor.wake(); // a message arrived
+      expect(governor.period()).toBe(60_000);
+    } finally {
+      governor.stop();
+    }
+  });
+
+  test("the timer follows the period: idle checks are rare, wake() reschedules at once", async () => {
+    let checks = 0;
+    const governor = startHeapGovernor({
+      checkEveryMs: 10,
+      idleCheckEveryMs: 60_000,
+      quietChecks: 3,
+      growthBytes: 64 * MB,
+      heapSize: () => {
+        checks++;
+        return 10 * MB;
+      },
+    });
+    try {
+      await Bun.sleep(300);
+      const afterBackOff = checks;
+      expect(governor.period()).toBe(60_000);
+      await Bun.sleep(300);
+      expect(checks).toBe(afterBackOff); // no check while idle
+      governor.wake();
+      await Bun.sleep(100);
+      expect(checks).toBeGreaterThan(afterBackOff);
     } finally {
       governor.stop();
     }
