@@ -37,6 +37,11 @@ export interface RelayPoolJob {
   raw: Buffer;
   /** Bytes above 127 in `raw`: declared with BODY=8BITMIME when the relay offers it (RFC 6152). */
   eightBit?: boolean;
+  /**
+   * An envelope address only SMTPUTF8 can carry (relay-envelope.ts): a session whose relay does
+   * not offer it refuses the job before MAIL FROM (553 5.6.7, as Postfix) and stays usable.
+   */
+  smtpUtf8Address?: string | null;
   /** Aborting fails the job and closes the session it was using. */
   signal: AbortSignal;
 }
@@ -118,6 +123,22 @@ function poolClosedError(): Error {
 /** True for a message a closed pool failed before any of it was sent (safe to send elsewhere). */
 export function isPoolClosedError(err: unknown): boolean {
   return typeof err === "object" && err !== null && (err as { [POOL_CLOSED]?: boolean })[POOL_CLOSED] === true;
+}
+
+/**
+ * Whether the session's relay announced `extension` in its (last) EHLO reply. SMTPConnection
+ * keeps the list in a private field; if a nodemailer upgrade drops it, the answer is "yes",
+ * today's behaviour (test/delivery/relay-envelope.test.ts checks the field is still there).
+ */
+function offers(s: Session, extension: string): boolean {
+  const list = (s.smtp as unknown as { _supportedExtensions?: unknown })._supportedExtensions;
+  return !Array.isArray(list) || list.includes(extension);
+}
+
+/** The relay cannot take this envelope: permanent, like Postfix's 5.6.7 bounce (RFC 6531 3.2). */
+function smtpUtf8Missing(address: string): Error {
+  const message = `553 5.6.7 the relay does not offer SMTPUTF8, which the address ${address} needs (its local part is not ASCII): use a relay that supports SMTPUTF8, then \`mailgw queue retry\``;
+  return Object.assign(new Error(message), { code: "EENVELOPE", responseCode: 553, command: "MAIL FROM" });
 }
 
 export function createRelayPool(opts: RelayPoolOptions): RelayPool {
@@ -266,6 +287,12 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
   }
 
   function run(s: Session, w: Waiting): void {
+    const needs = w.job.smtpUtf8Address;
+    if (needs && !offers(s, "SMTPUTF8")) {
+      // Nothing was sent: the session stays idle and dispatch's loop hands it the next message.
+      settle(w, { ok: false, error: smtpUtf8Missing(needs) });
+      return;
+    }
     s.current = w;
     w.session = s;
     const reused = s.messages > 0;
@@ -278,7 +305,9 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
         dest.end(w.job.raw);
       },
     } as unknown as NodeJS.ReadableStream as Parameters<SMTPConnection["send"]>[1];
-    s.smtp.send({ from: w.job.from, to: w.job.to, use8BitMime: w.job.eightBit === true }, message, (err, info) => {
+    // SIZE= (RFC 1870, when offered): a relay with a lower limit refuses at MAIL FROM, not after the transfer.
+    const envelope = { from: w.job.from, to: w.job.to, use8BitMime: w.job.eightBit === true, size: w.job.raw.length };
+    s.smtp.send(envelope, message, (err, info) => {
       s.messages++;
       if (s.current !== w) return; // aborted: the session was dropped already
       s.current = null;

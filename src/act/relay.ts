@@ -9,7 +9,8 @@
  * Bytes: the stored message is sent as `raw` after normalizeLineEndings (no bare CR/LF,
  * SMTP smuggling); nodemailer only dot-stuffs. Envelope = original MAIL FROM → forward_to, with
  * BODY=8BITMIME when the message has 8-bit bytes (else a relay such as Postfix records it as
- * 7-bit and would pass the bytes unconverted to a 7-bit-only next hop).
+ * 7-bit and would pass the bytes unconverted to a 7-bit-only next hop), SIZE= when offered,
+ * UTF-8 domains as A-labels, SMTPUTF8 when a local part needs it (relay-envelope.ts).
  * Latency: nodemailer ≥ 10 sets TCP_NODELAY on its sockets (smtp-connection `_onConnect`),
  * which avoids the 40 ms Nagle/delayed-ACK stall per message Haraka suffers from.
  * Failure: never throws; every send resolves to an AttemptOutcome (see classifyRelayError and,
@@ -21,6 +22,7 @@ import type { RelayConfig } from "../config/config.ts";
 import type { AttemptOutcome } from "../queue/retry.ts";
 import { normalizeLineEndings } from "./normalize-crlf.ts";
 import { relayErrorHint } from "./relay-advice.ts";
+import { relayEnvelope } from "./relay-envelope.ts";
 import { createRelayPool, isPoolClosedError } from "./relay-pool.ts";
 
 /** Parallel connections to the relay; relays throttle per client, a handful is plenty. */
@@ -104,7 +106,8 @@ export function createRelayClient(relay: RelayConfig, opts: RelayClientOptions):
     async send(input) {
       const normal = normalizeLineEndings(input.raw);
       const raw = Buffer.from(normal.buffer, normal.byteOffset, normal.byteLength);
-      const result = await pool.send({ from: input.mailFrom, to: input.to, raw, eightBit: !isAscii(raw), signal: input.signal });
+      const envelope = relayEnvelope(input.mailFrom, input.to);
+      const result = await pool.send({ ...envelope, raw, eightBit: !isAscii(raw), signal: input.signal });
       if (result.ok) return { relay: label, outcome: acceptedOutcome(result.info.response, result.info.rejectedErrors) };
       // Closed by a reload before any byte of it was sent: the new relay takes it, no retry delay.
       if (isPoolClosedError(result.error)) {
@@ -139,7 +142,7 @@ const MESSAGE_COMMANDS = new Set(["MAIL FROM", "RCPT TO", "DATA", "EOM"]);
  * - 4xx, connection errors, timeouts, aborts → temporary.
  * - EAUTH / ETLS (wrong credentials, no STARTTLS, 454, bad certificate) → temporary: the
  *   message is fine, the configuration or the relay is not (Postfix soft-bounces these too).
- * - 5xx to MAIL/RCPT/DATA/end of data → permanent.
+ * - 5xx to MAIL/RCPT/DATA/end of data, a message over the relay's SIZE → permanent.
  */
 export function classifyRelayError(err: unknown): Extract<AttemptOutcome, { kind: "temporary" | "permanent" }> {
   const e: RelayErrorFields = typeof err === "object" && err !== null ? (err as RelayErrorFields) : {};
@@ -150,6 +153,11 @@ export function classifyRelayError(err: unknown): Extract<AttemptOutcome, { kind
   const error = code ? `${code}: ${message}` : message;
   if (e.name === "AbortError" || code === "ABORT_ERR") return { kind: "temporary", error: `timed out: ${message}` };
   if (code === "EAUTH" || code === "ETLS") return { kind: "temporary", error };
+  // SMTPConnection's own check of SIZE= against the relay's announced limit, before MAIL FROM:
+  // the relay would answer 552 5.3.4, and retrying cannot make the message smaller.
+  if (code === "EMESSAGE" && /size larger than allowed/i.test(message)) {
+    return { kind: "permanent", error: `552 5.3.4 the message is larger than the relay's SIZE limit: ${error}` };
+  }
   if (responseCode >= 500 && responseCode < 600 && (code === "EENVELOPE" || code === "EMESSAGE" || MESSAGE_COMMANDS.has(command))) {
     return { kind: "permanent", error };
   }

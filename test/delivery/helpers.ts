@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
-import { SMTPServer, type SMTPServerOptions } from "smtp-server";
+import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
 import { loadConfig, type Config } from "../../src/config/config.ts";
 import { newMessageId } from "../../src/spool/ids.ts";
 import { openDatabase } from "../../src/store/db.ts";
@@ -151,6 +151,10 @@ export interface ReceivedMessage {
   user: string | undefined;
   /** MAIL FROM's BODY= parameter (8BITMIME), if any. */
   body: string | undefined;
+  /** MAIL FROM's SIZE= parameter, if any. */
+  size: string | undefined;
+  /** MAIL FROM carried SMTPUTF8. */
+  smtpUtf8: boolean;
 }
 
 export interface ScriptedRelay {
@@ -159,6 +163,8 @@ export interface ScriptedRelay {
   /** Every AUTH attempt the relay saw (user, whether the session was under TLS). */
   authAttempts: { user: string; password: string; secure: boolean }[];
   connections: number;
+  /** MAIL FROM commands that reached the relay (accepted or not). */
+  mailFroms: string[];
   /** Answer 451 to this many DATA commands before accepting. */
   tempFailures: number;
   /** RCPT TO these addresses gets 550 5.1.1 (the others are accepted). */
@@ -179,6 +185,10 @@ export interface RelayOptions {
   /** TLS from the first byte (port 465 style, RELAY_SMTP_SECURE=tls) instead of STARTTLS. */
   implicitTls?: boolean;
   port?: number;
+  /** Leave SMTPUTF8 out of the EHLO reply (smtp-server offers it by default). */
+  hideSmtpUtf8?: boolean;
+  /** Announce SIZE with this limit and refuse bigger MAIL FROM SIZE= values (552). */
+  sizeLimit?: number;
 }
 
 /** A real smtp-server relay: STARTTLS (self-signed), AUTH required after TLS, scripted failures. */
@@ -192,6 +202,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
     received: [],
     authAttempts: [],
     connections: 0,
+    mailFroms: [],
     tempFailures: 0,
     refuseRecipients: [],
     deferRecipients: new Map(),
@@ -209,6 +220,8 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
     disabledCommands: starttls ? [] : ["STARTTLS"],
     hideSTARTTLS: !starttls,
     allowInsecureAuth: !starttls,
+    hideSMTPUTF8: opts.hideSmtpUtf8 ?? false,
+    ...(opts.sizeLimit !== undefined ? { size: opts.sizeLimit } : {}),
     onConnect(_session, cb) {
       relay.connections++;
       cb();
@@ -219,7 +232,8 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
       const err = Object.assign(new Error("Authentication credentials invalid"), { responseCode: 535 });
       return cb(err);
     },
-    onMailFrom(_address, session, cb) {
+    onMailFrom(address, session, cb) {
+      relay.mailFroms.push(address.address);
       if (!session.user) return cb(Object.assign(new Error("Authentication required"), { responseCode: 530 }));
       cb();
     },
@@ -252,7 +266,9 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
           data: Buffer.concat(chunks),
           secure: session.secure,
           user: typeof session.user === "string" ? session.user : undefined,
-          body: session.envelope.mailFrom && session.envelope.mailFrom.args ? (session.envelope.mailFrom.args as Record<string, string>).BODY : undefined,
+          body: textArg(mailArgs(session).BODY),
+          size: textArg(mailArgs(session).SIZE),
+          smtpUtf8: mailArgs(session).SMTPUTF8 === true,
         });
         cb(null, "Ok: queued");
       });
@@ -276,6 +292,15 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
     return closed;
   };
   return relay;
+}
+
+function mailArgs(session: SMTPServerSession): Record<string, string | true | undefined> {
+  const from = session.envelope.mailFrom;
+  return from && from.args ? (from.args as Record<string, string | true>) : {};
+}
+
+function textArg(v: string | true | undefined): string | undefined {
+  return typeof v === "string" ? v : undefined;
 }
 
 /** Config variables for a relay started with startRelay. */
