@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { edenGC, heapSize } from "bun:jsc";
-import { QUIET_GROWTH_BYTES, startHeapGovernor } from "../../src/serve/heap-governor.ts";
+import { heapUsed, QUIET_GROWTH_BYTES, startHeapGovernor } from "../../src/serve/heap-governor.ts";
 
 const MB = 1024 * 1024;
 
@@ -95,22 +95,40 @@ describe("heap governor", () => {
     }
   });
 
+  // The governor reads heapUsed (constant time) instead of bun:jsc's heapSize (a walk of the
+  // heap): both must follow allocation and collection alike, or its thresholds mean nothing.
+  test("heapUsed follows bun:jsc's heapSize through allocation and a full collection", () => {
+    Bun.gc(true);
+    const close = (): void => expect(Math.abs(heapUsed() - heapSize())).toBeLessThan(4 * MB);
+    const start = heapUsed();
+    close();
+    let kept: object[][] = [];
+    for (let round = 0; round < 100 && heapUsed() < start + 16 * MB; round++) kept.push(Array.from({ length: 10_000 }, (_, i) => ({ round, i, text: `s ${i}` })));
+    expect(heapUsed()).toBeGreaterThanOrEqual(start + 16 * MB);
+    close();
+    kept = [];
+    Bun.gc(true);
+    expect(heapUsed()).toBeLessThan(start + 4 * MB);
+    close();
+    expect(kept).toHaveLength(0);
+  });
+
   test("with the real heap: promoted garbage is collected and the heap shrinks back", () => {
     Bun.gc(true);
-    const start = heapSize();
+    const start = heapUsed();
     const governor = startHeapGovernor({ checkEveryMs: 60_000, growthBytes: 4 * MB });
     try {
       // Objects that outlive young collections (as an SMTP session's do), then are dropped.
       let kept: object[][] = [];
-      for (let round = 0; round < 100 && heapSize() < start + 6 * MB; round++) {
+      for (let round = 0; round < 100 && heapUsed() < start + 6 * MB; round++) {
         kept.push(Array.from({ length: 10_000 }, (_, i) => ({ round, i, text: `session ${round}/${i}` })));
         edenGC();
       }
-      expect(heapSize()).toBeGreaterThan(start + 4 * MB);
+      expect(heapUsed()).toBeGreaterThan(start + 4 * MB);
       kept = [];
-      const grown = heapSize();
+      const grown = heapUsed();
       expect(governor.check()).toBe(true);
-      expect(heapSize()).toBeLessThan(grown - 4 * MB);
+      expect(heapUsed()).toBeLessThan(grown - 4 * MB);
       expect(kept).toHaveLength(0);
     } finally {
       governor.stop();
@@ -122,11 +140,11 @@ describe("heap governor", () => {
     let fulls = 0;
     const governor = startHeapGovernor({ checkEveryMs: 60_000, growthBytes: 64 * MB, youngGrowthBytes: 4 * MB, collect: () => void fulls++ });
     try {
-      const start = heapSize();
+      const start = heapUsed();
       // Objects still referenced (sessions in flight) when the check comes: they survive it.
       const inFlight: object[][] = [];
-      for (let round = 0; round < 100 && heapSize() - start < 5 * MB; round++) inFlight.push(Array.from({ length: 10_000 }, (_, i) => ({ round, i })));
-      expect(heapSize() - start).toBeGreaterThanOrEqual(5 * MB);
+      for (let round = 0; round < 100 && heapUsed() - start < 5 * MB; round++) inFlight.push(Array.from({ length: 10_000 }, (_, i) => ({ round, i })));
+      expect(heapUsed() - start).toBeGreaterThanOrEqual(5 * MB);
       expect(governor.check()).toBe(false);
       expect(governor.youngCollections()).toBe(1);
       expect(fulls).toBe(0);
