@@ -19,6 +19,7 @@ import { normalizeIp } from "../smtp/ip.ts";
 import { MAX_RECEIVED_HEADERS, oversizeReplyText } from "../smtp/limits.ts";
 import { buildReceivedHeader, countReceivedHeaders, LOOP_REPLY } from "../smtp/received-header.ts";
 import { newMessageId } from "../spool/ids.ts";
+import { parseEnvelopeAddress } from "../smtp/connection.ts";
 import { checkRecipient } from "../smtp/recipient-policy.ts";
 import { classify } from "../rules/classify.ts";
 import { formatDiagnostics } from "../rules/format.ts";
@@ -73,12 +74,28 @@ async function readMessage(source: string): Promise<Uint8Array> {
   return raw;
 }
 
-/** The RCPT check of `serve` (smtp/recipient-policy.ts) on the dry run's recipients. */
+/**
+ * serve's RCPT check on one dry-run recipient: smtp-server's syntax check first (501 before any
+ * hook), then recipient-policy.ts. `address`: as serve stores it when accepted (`postmaster` →
+ * `postmaster@<first domain>`, A-label domain), else as given.
+ */
+function rcptVerdict(address: string, domains: readonly string[]): { address: string; reply: string | null } {
+  const parsed = parseEnvelopeAddress("RCPT TO", address);
+  if (parsed === false) return { address, reply: "501 5.1.3 Bad recipient address syntax" };
+  const verdict = checkRecipient(`TO:<${address}>`, parsed, domains);
+  return verdict.ok ? { address: verdict.address, reply: null } : { address, reply: `${verdict.code} ${verdict.enhanced} ${verdict.text}` };
+}
+
+function asServeKeeps(address: string, domains: readonly string[]): string {
+  return rcptVerdict(address, domains).address;
+}
+
+/** The RCPT check of `serve` on the dry run's recipients. */
 function refusedRecipients(rcpt: readonly string[], domains: readonly string[]): RefusedRecipient[] {
   const refused: RefusedRecipient[] = [];
   for (const address of rcpt) {
-    const verdict = checkRecipient(`TO:<${address}>`, address, domains);
-    if (!verdict.ok) refused.push({ address, reply: `${verdict.code} ${verdict.enhanced} ${verdict.text}` });
+    const { reply } = rcptVerdict(address, domains);
+    if (reply !== null) refused.push({ address, reply });
   }
   return refused;
 }
@@ -108,6 +125,7 @@ export async function runDryRun(source: string, flags: EnvelopeFlags, opts: DryR
     process.stderr.write(`mailgw: rules file ${rulesPath} cannot be used (see above); nothing was classified\n`);
     return 1;
   }
+  const domains = loaded.rules.domains;
   let envelope = flagEnvelope(flags);
   if (flags.to.length === 0) {
     // The default recipients (header To) go into the Received: line's `for` as serve writes it
@@ -115,6 +133,7 @@ export async function runDryRun(source: string, flags: EnvelopeFlags, opts: DryR
     const headerTo = (await extractFacts(raw, envelope, { auth })).to;
     envelope = { ...envelope, rcptTo: [...headerTo] };
   }
+  envelope = { ...envelope, rcptTo: envelope.rcptTo.map((a) => asServeKeeps(a, domains)) };
   const received = Buffer.from(
     buildReceivedHeader({
       helo: envelope.helo, clientIp: envelope.clientIp, hostname, protocol: envelope.tls ? "ESMTPS" : "ESMTP",
@@ -124,15 +143,18 @@ export async function runDryRun(source: string, flags: EnvelopeFlags, opts: DryR
   const asReceived = Buffer.concat([received, raw]);
   const authGiven = AUTH_FIELDS.filter((f) => auth[f] !== undefined);
   const parsed = await extractFacts(asReceived, envelope, { auth });
-  const facts = applyHeaderDefaults(parsed, flags);
+  const defaulted = applyHeaderDefaults(parsed, flags);
+  const facts = { ...defaulted, rcpt: defaulted.rcpt.map((a) => asServeKeeps(a, domains)) };
   const result = classify(facts, loaded.rules);
-  const refused = refusedRecipients(facts.rcpt, loaded.rules.domains);
+  const refused = refusedRecipients(facts.rcpt, domains);
   // serve's loop check (smtp/data-handler.ts) counts the client's Received: lines, not its own.
   const loop = countReceivedHeaders(raw.subarray(0, MAX_HEADER_BLOCK_BYTES), MAX_RECEIVED_HEADERS) > MAX_RECEIVED_HEADERS;
   const refusedMessage = maxMessageBytes !== null && raw.byteLength > maxMessageBytes
     ? `552 ${oversizeReplyText(maxMessageBytes)}`
     : loop ? `${LOOP_REPLY.code} ${LOOP_REPLY.text}` : null;
-  const report = { source: source === "-" ? "(stdin)" : source, facts, rules: loaded.rules, result, authGiven, refusedRecipients: refused, refusedMessage };
+  // smtp-server's MAIL syntax check (501 before any hook); only a sender given with --from.
+  const refusedSender = flags.from !== null && parseEnvelopeAddress("MAIL FROM", facts.mailFrom) === false ? "501 5.1.7 Bad sender address syntax" : null;
+  const report = { source: source === "-" ? "(stdin)" : source, facts, rules: loaded.rules, result, authGiven, refusedRecipients: refused, refusedMessage, refusedSender };
   process.stdout.write(json ? renderJson(report) : renderText(report));
   return 0;
 }

@@ -16,12 +16,9 @@ export interface EnvelopeFlags {
   tls: boolean;
 }
 
-/** `User@Example.COM` → `User@example.com` (the envelope keeps the local part's case). */
-/** As `serve` keeps envelope addresses: domain lower-cased, needless quotes around the local part dropped. */
+/** As `serve` keeps envelope addresses (canonicalSender): domain lower-cased in ASCII form, needless quotes dropped. */
 function lowerDomain(address: string): string {
-  const plain = canonicalSender(address);
-  const at = plain.lastIndexOf("@");
-  return at < 0 ? plain : plain.slice(0, at + 1) + plain.slice(at + 1).toLowerCase();
+  return canonicalSender(address);
 }
 
 function stripAngles(address: string): string {
@@ -92,6 +89,8 @@ export interface DryRunReport {
   refusedRecipients?: readonly RefusedRecipient[];
   /** serve's reply when it would refuse the whole message after DATA whatever the rules say (mail loop). */
   refusedMessage?: string | null;
+  /** serve's reply to the MAIL FROM, when it would refuse the envelope sender's syntax. */
+  refusedSender?: string | null;
 }
 
 export interface RefusedRecipient {
@@ -123,6 +122,7 @@ export function renderText(report: DryRunReport): string {
   for (const rule of result.trace) lines.push(...showRule(rule));
   if (result.decision.rule === null) lines.push(`  (no rule matched: default applies)`);
   lines.push("", showDecision(result));
+  if (report.refusedSender) lines.push(`note:     serve would refuse MAIL FROM <${facts.mailFrom}> (${report.refusedSender}): the message would not be accepted at all`);
   const refused = report.refusedRecipients ?? [];
   if (refused.length > 0) {
     const all = refused.length === facts.rcpt.length;
@@ -150,6 +150,7 @@ export function renderJson(report: DryRunReport): string {
       authGiven: report.authGiven ?? [],
       refusedRecipients: report.refusedRecipients ?? [],
       refusedMessage: report.refusedMessage ?? null,
+      refusedSender: report.refusedSender ?? null,
       facts: {
         ...scalarFacts,
         parseError: facts.parseError ?? null,

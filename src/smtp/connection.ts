@@ -38,6 +38,7 @@ export interface ConnectionHooks {
 
 const ENHANCED_PREFIX = /^[245]\.\d{1,3}\.\d{1,3} /;
 const rcptArguments = new WeakMap<SMTPServerSession, string>();
+const addressCommands = new WeakMap<SMTPServerSession, Buffer>();
 /** How long a deadline that fell during storage is postponed before it is checked again. */
 const DEADLINE_RECHECK_MS = 1000;
 
@@ -51,6 +52,24 @@ export function isProxyOwnSession(session: SMTPServerSession): boolean {
 /** The RCPT argument (`TO:<...> PARAMS`) of the command being handled, before any parsing. */
 export function lastRcptArgument(session: SMTPServerSession): string {
   return rcptArguments.get(session) ?? "";
+}
+
+/**
+ * What smtp-server's own parser makes of `MAIL FROM:<address>` / `RCPT TO:<address>`: the
+ * address it would hand our hooks (A-labels decoded), or false where serve answers 501 before
+ * any hook runs (`"a b"@x`, `a@b@c`, a trailing dot, no `@`). For the dry run (`mailgw test
+ * --from/--to`), so it refuses exactly what serve refuses; the parser uses only its options
+ * and logger from the connection.
+ */
+export function parseEnvelopeAddress(verb: "MAIL FROM" | "RCPT TO", address: string): string | false {
+  const connection = { _server: { options: {}, logger: { error() {} } }, session: {}, id: "dry-run" };
+  const parsed = SMTPConnection.prototype._parseAddressCommand.call(connection as unknown as SMTPConnection, verb, `${verb}:<${address}>`);
+  return parsed === false ? false : parsed.address;
+}
+
+/** The MAIL or RCPT command being handled, as the client's bytes (smtp-server decodes A-labels). */
+export function lastAddressCommand(session: SMTPServerSession): Buffer | undefined {
+  return addressCommands.get(session);
 }
 
 export class GatewaySmtpServer extends SMTPServer {
@@ -134,7 +153,13 @@ export class GatewayConnection extends SMTPConnection {
     this.hooks.onReply(this.session, code, enhanced ? `${enhanced} ${text}` : text);
   }
 
+  override handler_MAIL(command: Buffer, callback: () => void): void {
+    addressCommands.set(this.session, command);
+    super.handler_MAIL(command, callback);
+  }
+
   override handler_RCPT(command: Buffer, callback: () => void): void {
+    addressCommands.set(this.session, command);
     rcptArguments.set(this.session, command.toString("latin1").replace(/^\s*RCPT\s*/i, ""));
     super.handler_RCPT(command, callback);
   }

@@ -60,6 +60,9 @@ export function checkRecipient(rawArgument: string, address: string, domains: re
   if (local.includes("@")) return BAD_SYNTAX;
   if (local.includes("%") || local.includes("!")) return ROUTING_REFUSED;
   if (domain.startsWith("[")) return ROUTING_REFUSED;
+  // smtp-server refuses a trailing dot (`v@company.com.`) with 501 5.1.3 before this runs; the
+  // dry run (mailgw test --to) has no smtp-server in front and must say the same.
+  if (domain.endsWith(".")) return BAD_SYNTAX;
   const ascii = normalizeDomain(domain);
   if (!ascii || !allowed.has(ascii)) return RELAY_DENIED;
   return { ok: true, address: `${unquoteLocalPart(local)}@${ascii}` };
@@ -80,8 +83,19 @@ export function unquoteLocalPart(local: string): string {
   return DOT_ATOM.test(inner) ? inner : local;
 }
 
-/** The envelope sender in the same canonical form (null sender and domain-less kept as they are). */
+/**
+ * The envelope sender in the recipients' canonical form: needless quotes dropped, the domain
+ * lower-cased in its ASCII form (an IDN as its A-label, which is also how it can go to any
+ * relay). smtp-server hands `a@xn--mnchen-3ya.de` over as `a@münchen.de`; without this, rules
+ * and the database would see the Unicode form of what the client sent in ASCII. The null
+ * sender, domain-less addresses, IP literals, a trailing dot and domains IDNA refuses are kept
+ * as they are.
+ */
 export function canonicalSender(address: string): string {
   const at = address.lastIndexOf("@");
-  return at <= 0 ? address : `${unquoteLocalPart(address.slice(0, at))}${address.slice(at)}`;
+  if (at <= 0) return address;
+  const domain = address.slice(at + 1);
+  // A trailing dot never gets past smtp-server (501); kept, so the dry run can say so.
+  const ascii = domain.startsWith("[") || domain.endsWith(".") ? domain : normalizeDomain(domain);
+  return `${unquoteLocalPart(address.slice(0, at))}@${ascii === "" ? domain : ascii}`;
 }

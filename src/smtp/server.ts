@@ -14,13 +14,13 @@ import { CliError, describeError } from "../errors.ts";
 import type { Config } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
 import type { MessageSink } from "../types.ts";
-import { GatewaySmtpServer, isProxyOwnSession, lastRcptArgument } from "./connection.ts";
+import { GatewaySmtpServer, isProxyOwnSession, lastAddressCommand, lastRcptArgument } from "./connection.ts";
 import { receiveMessage, toSmtpServerError } from "./data-handler.ts";
 import { createFront } from "./front.ts";
 import { clientKey } from "./ip.ts";
 import { MAX_COMMAND_LINE_BYTES, resolveLimits, type SmtpLimits } from "./limits.ts";
 import { createRateLimiter } from "./rate-limiter.ts";
-import { MAIL_PARAMETERS, RCPT_PARAMETERS, needsSmtpUtf8, unsupportedParameter } from "./parameters.ts";
+import { MAIL_PARAMETERS, RCPT_PARAMETERS, unsupportedParameter, utf8Refusal } from "./parameters.ts";
 import { canonicalSender, checkRecipient } from "./recipient-policy.ts";
 import { isNotableReply, logSession, newSessionState, noteConnectionError, noteRefusedRecipient, noteTlsEstablished, startedNoMail, summarize, type SessionState, type SessionSummary } from "./session-log.ts";
 import { createShutdown } from "./shutdown.ts";
@@ -50,7 +50,6 @@ export interface SmtpServerHandle {
 }
 
 const SMTP_FAILURE = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
-const UNDECLARED_UTF8 = "5.6.7 Must declare SMTPUTF8 to send unicode address";
 
 export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
   const limits = resolveLimits(deps.limits);
@@ -104,7 +103,8 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     onMailFrom(address: SMTPServerAddress, session, callback) {
       const unsupported = unsupportedParameter(address.args, MAIL_PARAMETERS);
       if (unsupported !== null) return callback(SMTP_FAILURE(555, `5.5.4 Unsupported option: ${unsupported}`));
-      if (needsSmtpUtf8(address.address, address.args !== false && address.args.SMTPUTF8 === true)) return callback(SMTP_FAILURE(553, UNDECLARED_UTF8));
+      const utf8 = utf8Refusal(lastAddressCommand(session), address.args !== false && address.args.SMTPUTF8 === true);
+      if (utf8 !== null) return callback(SMTP_FAILURE(utf8.code, utf8.text));
       const state = stateOf(session);
       state.helo = session.hostNameAppearsAs || "";
       state.tls = Boolean(session.secure);
@@ -123,9 +123,10 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
       const unsupported = unsupportedParameter(address.args, RCPT_PARAMETERS);
       if (unsupported !== null) return callback(SMTP_FAILURE(555, `5.5.4 Unsupported option: ${unsupported}`));
       const state = stateOf(session);
-      if (needsSmtpUtf8(address.address, session.envelope.smtpUtf8 === true)) {
-        noteRefusedRecipient(state, address.address, 553);
-        return callback(SMTP_FAILURE(553, UNDECLARED_UTF8));
+      const utf8 = utf8Refusal(lastAddressCommand(session), session.envelope.smtpUtf8 === true);
+      if (utf8 !== null) {
+        noteRefusedRecipient(state, address.address, utf8.code);
+        return callback(SMTP_FAILURE(utf8.code, utf8.text));
       }
       const verdict = checkRecipient(lastRcptArgument(session), address.address, deps.domains());
       if (!verdict.ok) {

@@ -147,6 +147,24 @@ describe("mailgw test", () => {
     expect(ok.stdout).not.toContain("note:");
   });
 
+  // serve's smtp-server answers 501 to these before any rule or domain check; the dry run must say so.
+  test("addresses serve refuses by syntax (501) are pointed out; postmaster and A-labels take serve's stored form", async () => {
+    const json = async (...flags: string[]) => JSON.parse((await mailgw([fixture("utf8-korean-subject.eml"), "--rules", rulesFile, "--json", ...flags])).stdout);
+    for (const from of ["not an address", "a@b@c"]) {
+      expect((await json("--from", from)).refusedSender).toBe("501 5.1.7 Bad sender address syntax");
+    }
+    expect((await json("--from", "a@b.example")).refusedSender).toBeNull();
+    for (const to of ["x@company.com.", '"a b"@company.com']) {
+      expect((await json("--to", to)).refusedRecipients).toEqual([{ address: to, reply: "501 5.1.3 Bad recipient address syntax" }]);
+    }
+    const postmaster = await json("--to", "postmaster", "--from", "a@xn--mnchen-3ya.de");
+    expect(postmaster.refusedRecipients).toEqual([]);
+    expect(postmaster.facts.rcpt).toEqual(["postmaster@company.com"]);
+    expect(postmaster.facts.mailFrom).toBe("a@xn--mnchen-3ya.de");
+    const text = await mailgw([fixture("utf8-korean-subject.eml"), "--rules", rulesFile, "--from", "a@b@c"]);
+    expect(text.stdout).toContain("note:     serve would refuse MAIL FROM <a@b@c> (501 5.1.7 Bad sender address syntax): the message would not be accepted at all\n");
+  });
+
   test("envelope addresses take serve's form: needless quotes dropped, domain lower-cased", async () => {
     const run = await mailgw([fixture("utf8-korean-subject.eml"), "--rules", rulesFile, "--from", '"bob"@Sender.Example', "--to", '"ceo"@Company.COM', "--json"]);
     expect(run.code).toBe(0);

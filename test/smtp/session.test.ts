@@ -60,6 +60,46 @@ describe("SMTP session", () => {
     expect(server.sink.messages).toHaveLength(1);
   });
 
+  // smtp-server decodes A-labels to Unicode before the hooks run; the address as sent is ASCII.
+  test("IDN domains in A-label form need no SMTPUTF8; the sender keeps them, as the recipients do", async () => {
+    server = await startTestServer({ domains: ["company.com", "münchen.de"] });
+    const c = await RawClient.connect(server.port);
+    await greet(c, "client.example");
+    expect(await c.cmd("MAIL FROM:<a@xn--mnchen-3ya.de>")).toStartWith("250 2.1.0");
+    expect(await c.cmd("RCPT TO:<v@xn--mnchen-3ya.de>")).toStartWith("250 2.1.5");
+    expect(await c.cmd("RCPT TO:<w@XN--MNCHEN-3YA.DE>")).toStartWith("250 2.1.5");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    c.write(terminated(simpleMessage("idn")));
+    expect(await c.reply()).toStartWith("250 2.0.0 Queued as");
+    expect(server.sink.messages[0]!.envelope.mailFrom).toBe("a@xn--mnchen-3ya.de");
+    expect(server.sink.messages[0]!.envelope.rcptTo).toEqual(["v@xn--mnchen-3ya.de", "w@xn--mnchen-3ya.de"]);
+    // Declared SMTPUTF8 with a Unicode domain: stored in the same (ASCII) form.
+    expect(await c.cmd("MAIL FROM:<a@München.de> SMTPUTF8")).toStartWith("250 2.1.0");
+    expect(await c.cmd("RCPT TO:<v@münchen.de>")).toStartWith("250 2.1.5");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    c.write(terminated(simpleMessage("idn2")));
+    expect(await c.reply()).toStartWith("250 2.0.0 Queued as");
+    expect(server.sink.messages[1]!.envelope.mailFrom).toBe("a@xn--mnchen-3ya.de");
+  });
+
+  test("bytes that are not UTF-8 in MAIL or RCPT → 500 5.5.2 (as Postfix), declared SMTPUTF8 or not; nothing stored", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c, "client.example");
+    const line = (text: string) => Buffer.concat([Buffer.from(text.split("#")[0]!, "latin1"), Buffer.from([0xff]), Buffer.from(`${text.split("#")[1]}\r\n`, "latin1")]);
+    c.write(line("MAIL FROM:<#@b.example> SMTPUTF8"));
+    expect(await c.reply()).toBe("500 5.5.2 Error: bad UTF-8 syntax");
+    c.write(line("MAIL FROM:<#@b.example>"));
+    expect(await c.reply()).toBe("500 5.5.2 Error: bad UTF-8 syntax");
+    expect(await c.cmd("MAIL FROM:<a@b.example> SMTPUTF8")).toStartWith("250 2.1.0");
+    c.write(line("RCPT TO:<v#@company.com>"));
+    expect(await c.reply()).toBe("500 5.5.2 Error: bad UTF-8 syntax");
+    c.write(Buffer.concat([Buffer.from("RCPT TO:<v", "latin1"), Buffer.from([0xc0, 0x80]), Buffer.from("@company.com>\r\n", "latin1")]));
+    expect(await c.reply()).toBe("500 5.5.2 Error: bad UTF-8 syntax");
+    expect(await c.cmd("DATA")).toStartWith("503");
+    expect(server.sink.messages).toHaveLength(0);
+  });
+
   test("a message is handed to the sink with a Received header and answered 250 2.0.0 Queued as <id>", async () => {
     server = await startTestServer();
     const c = await RawClient.connect(server.port);
