@@ -2,10 +2,14 @@
  * RFC 5322 address-list parsing for From/To/Cc, in one linear pass. Replaces postal-mime's
  * addressParser, whose cost per byte is high enough that a 1 MB To: of ':' takes seconds.
  * Lenient like mail clients: groups are flattened, comments become the name when there is
- * no phrase, an address without angle brackets is the first word containing '@'. Stops
- * after `maxMailboxes` mailboxes (reported as truncated). Never throws.
+ * no phrase, an address without angle brackets is the first word containing '@'. A quoted
+ * local part (`"ceo"@x`, bare or in brackets) is part of the address, in the envelope's
+ * canonical form (local-part.ts): read as a name, `"ceo"@company.com` became `@company.com`
+ * and slipped past a rule for ceo@company.com. Stops after `maxMailboxes` mailboxes
+ * (reported as truncated). Never throws.
  */
 import { decodeEncodedWords } from "./encoded-words.ts";
+import { quoteLocalPart, unquoteAddress } from "./local-part.ts";
 
 export interface Mailbox {
   /** Display name, RFC 2047 decoded; "" when none. */
@@ -39,7 +43,7 @@ class MailboxDraft {
     let address = "";
     let nameWords = this.words;
     if (this.angle !== null) {
-      address = stripRoute(this.angle.trim());
+      address = unquoteAddress(stripRoute(this.angle.trim()));
     } else {
       const index = this.words.findIndex((word) => !word.quoted && word.text.includes("@"));
       if (index >= 0) {
@@ -107,6 +111,15 @@ export function parseAddressList(value: string, maxMailboxes: number): AddressLi
     const ch = value[i] as string;
     if (ch === '"') {
       const quoted = scanQuoted(value, i);
+      const next = value[quoted.end];
+      if (next === "@" || next === ".") {
+        // A quoted local part (`"ceo"@x`, `"a b".c@x`): the address word runs on from here.
+        let end = quoted.end;
+        while (end < value.length && !WORD_BREAK.has(value[end] as string)) end++;
+        draft.words.push({ text: unquoteAddress(quoteLocalPart(quoted.text) + value.slice(quoted.end, end)), quoted: false });
+        i = end;
+        continue;
+      }
       draft.words.push({ text: quoted.text, quoted: true });
       i = quoted.end;
     } else if (ch === "(") {

@@ -13,6 +13,9 @@
  * Pure: no I/O; the domain list is passed in.
  */
 import { domainToASCII } from "node:url";
+import { unquoteLocalPart } from "../parse/local-part.ts";
+
+export { unquoteLocalPart };
 
 export type RecipientVerdict =
   | { ok: true; address: string }
@@ -66,21 +69,6 @@ export function checkRecipient(rawArgument: string, address: string, domains: re
   const ascii = normalizeDomain(domain);
   if (!ascii || !allowed.has(ascii)) return RELAY_DENIED;
   return { ok: true, address: `${unquoteLocalPart(local)}@${ascii}` };
-}
-
-/** RFC 5322 atext (plus UTF-8, RFC 6531), in dot-atom form: a local part that needs no quotes. */
-const DOT_ATOM = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uffff-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uffff-]+)*$/;
-
-/**
- * `"v"` → `v`: a quoted local part whose content needs no quotes names the same mailbox
- * (RFC 5321 §4.1.2), so rules that compare addresses see one form, as in Postfix's queue —
- * else `<"ceo"@company.com>` would slip past a rule for ceo@company.com. Anything that does
- * need its quotes (spaces, escapes, specials) is kept as sent.
- */
-export function unquoteLocalPart(local: string): string {
-  if (local.length < 3 || !local.startsWith('"') || !local.endsWith('"')) return local;
-  const inner = local.slice(1, -1);
-  return DOT_ATOM.test(inner) ? inner : local;
 }
 
 /**

@@ -165,6 +165,17 @@ describe("mailgw test", () => {
     expect(text.stdout).toContain("note:     serve would refuse MAIL FROM <a@b@c> (501 5.1.7 Bad sender address syntax): the message would not be accepted at all\n");
   });
 
+  test("a quoted local part in From: cannot slip past a rule for the plain address", async () => {
+    const rules = join(dir, "spoof.yaml");
+    writeFileSync(rules, "domains: [company.com]\nrules:\n  - name: spoofed-boss\n    priority: 10\n    action: reject\n    conditions:\n      - { field: from, operator: equals, value: boss@company.com }\n");
+    for (const from of ['"boss"@company.com', 'Boss <"boss"@company.com>', "boss@company.com"]) {
+      const message = new TextEncoder().encode(`From: ${from}\r\nTo: a@company.com\r\nSubject: pay this\r\n\r\nhi\r\n`);
+      const out = JSON.parse((await mailgw(["-", "--rules", rules, "--json"], { stdin: message })).stdout);
+      expect(out.facts.from).toBe("boss@company.com");
+      expect(out.decision).toMatchObject({ rule: "spoofed-boss", action: "reject" });
+    }
+  });
+
   test("envelope addresses take serve's form: needless quotes dropped, domain lower-cased", async () => {
     const run = await mailgw([fixture("utf8-korean-subject.eml"), "--rules", rulesFile, "--from", '"bob"@Sender.Example', "--to", '"ceo"@Company.COM', "--json"]);
     expect(run.code).toBe(0);

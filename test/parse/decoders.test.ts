@@ -32,6 +32,13 @@ describe("parseAddressList", () => {
     ["Bob <bob@x> Bobby <bobby@x>", [["Bob Bobby bobby@x", "bob@x"]]],
     ["no address here", [["no address here", ""]]],
     ['"unterminated <a@b.c>', [["unterminated <a@b.c>", ""]]],
+    // Quoted local parts are the address, in one form: a rule for boss@company.com sees them all.
+    ['"boss"@company.com', [["", "boss@company.com"]]],
+    ['Boss <"boss"@company.com>', [["Boss", "boss@company.com"]]],
+    ['"Boss" "boss"@company.com', [["Boss", "boss@company.com"]]],
+    ['"john doe"@company.com, "ceo"@company.com', [["", '"john doe"@company.com'], ["", "ceo@company.com"]]],
+    ['"a\\"b"@x.example (Q)', [["Q", '"a\\"b"@x.example']]],
+    ['"first.last"@x.example', [["", "first.last@x.example"]]],
   ];
   for (const [input, expected] of cases) {
     test(JSON.stringify(input), () => {
