@@ -73,6 +73,14 @@ export function lastAddressCommand(session: SMTPServerSession): Buffer | undefin
 }
 
 export class GatewaySmtpServer extends SMTPServer {
+  /**
+   * Set by the graceful stop (shutdown.ts) instead of the library's close(): that one answers
+   * every further command of every session 421, so a transaction already under way (MAIL and
+   * RCPT accepted) was cut at DATA. Draining, a transaction in progress goes on to its final
+   * reply; a new MAIL gets 421 and the connection closes.
+   */
+  draining = false;
+
   constructor(
     options: SMTPServerOptions,
     readonly hooks: ConnectionHooks,
@@ -154,6 +162,11 @@ export class GatewayConnection extends SMTPConnection {
   }
 
   override handler_MAIL(command: Buffer, callback: () => void): void {
+    if ((this._server as GatewaySmtpServer).draining) {
+      this.shutDown();
+      callback();
+      return;
+    }
     addressCommands.set(this.session, command);
     super.handler_MAIL(command, callback);
   }

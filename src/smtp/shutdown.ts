@@ -1,8 +1,8 @@
 /**
  * Graceful stop of the SMTP listener (SIGTERM/SIGINT): stop accepting, drop sockets still
  * sending a PROXY header, close idle sessions at once with 421, let sessions in the middle of
- * a transaction finish for up to `graceMs` (smtp-server answers any *new* command with 421
- * meanwhile), then close what is left with 421. A message being stored is always waited for
+ * a transaction finish it for up to `graceMs` (a new MAIL is answered 421 and closed
+ * meanwhile, GatewaySmtpServer.draining), then close what is left with 421. A message being stored is always waited for
  * (bounded by STORE_WAIT_MS), so the process never exits between fsync and the reply.
  */
 import type { Front } from "./front.ts";
@@ -22,11 +22,9 @@ export function createShutdown(opts: { smtp: GatewaySmtpServer; front: Front; is
   return async (graceMs: number): Promise<void> => {
     front.server.close();
     for (const socket of front.pending) socket.destroy();
-    try {
-      smtp.close();
-    } catch {
-      // the internal net.Server never listened (we accept through front); nothing to close
-    }
+    // Not smtp.close(): see GatewaySmtpServer.draining (its listener never listened anyway:
+    // connections come through front).
+    smtp.draining = true;
     const graceEnd = Date.now() + graceMs;
     while (smtp.connections.size > 0 && Date.now() < graceEnd) {
       closeWhere((c) => c.isIdle());

@@ -1,7 +1,8 @@
 /**
  * Graceful stop of the real `mailgw serve` (from source): on SIGTERM an idle session gets
- * 421 at once, new connections are refused, a session in the middle of DATA finishes and gets
- * its 250 (the message is archived), and the process exits 0; a client stalled mid-DATA is cut
+ * 421 at once, new connections are refused, a session in the middle of DATA, or of a
+ * transaction between its commands, finishes and gets its 250 (a new MAIL then gets 421), and
+ * the process exits 0; a client stalled mid-DATA is cut
  * off after the grace, leaving no file and no row. SIGINT also exits 0.
  */
 import { describe, expect, test } from "bun:test";
@@ -24,7 +25,7 @@ function refused(port: number): Promise<boolean> {
 }
 
 describe("mailgw serve graceful stop", () => {
-  test("SIGTERM: idle → 421, new → refused, DATA in flight → 250 and archived, exit 0", async () => {
+  test("SIGTERM: idle → 421, new → refused, DATA or a transaction in flight → 250 and archived, exit 0", async () => {
     const serve = await startServe("source", serveDir());
     const idle = await RawClient.connect(serve.smtpPort);
     await greet(idle);
@@ -34,6 +35,11 @@ describe("mailgw serve graceful stop", () => {
     await busy.cmd("RCPT TO:<b@company.com>");
     expect(await busy.cmd("DATA")).toStartWith("354");
     busy.write("Subject: in flight\r\n\r\nfirst half\r\n");
+    // A transaction under way, between commands: MAIL and RCPT accepted, DATA not yet sent.
+    const midway = await RawClient.connect(serve.smtpPort);
+    await greet(midway);
+    await midway.cmd("MAIL FROM:<a@sender.example>");
+    await midway.cmd("RCPT TO:<c@company.com>");
 
     serve.proc.kill("SIGTERM");
     expect(await idle.reply(3000)).toMatch(/^421 /);
@@ -43,6 +49,13 @@ describe("mailgw serve graceful stop", () => {
     const reply = await busy.reply(5000);
     expect(reply).toMatch(/^250 2\.0\.0 Queued as \S+/);
     expect(await busy.cmd("MAIL FROM:<a@sender.example>")).toMatch(/^421 /);
+    // The transaction under way is finished too (it was cut at DATA with 421 before).
+    expect(await midway.cmd("RCPT TO:<d@company.com>")).toStartWith("250 2.1.5");
+    expect(await midway.cmd("DATA")).toStartWith("354");
+    expect(await midway.cmd("Subject: midway\r\n\r\nbody\r\n.")).toMatch(/^250 2\.0\.0 Queued as \S+/);
+    // A new transaction is not: 421, and the connection closes.
+    expect(await midway.cmd("MAIL FROM:<a@sender.example>")).toMatch(/^421 4\.3\.2 /);
+    expect(await midway.reply(3000)).toBe("");
     expect(await serve.proc.exited).toBe(0);
     expect(serve.logs.some((l) => l.msg === "smtp session" && reply.endsWith(String(l.id)))).toBe(true);
   }, 30_000);
