@@ -6,7 +6,7 @@
  */
 import { accessSync, constants } from "node:fs";
 import { defineCommand } from "citty";
-import { loadConfig, type Config } from "../config/config.ts";
+import { loadStoragePaths, type StoragePaths } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
 import { drop, formatList, formatRetry, listEntries, parseStates, retry } from "../queue/queue-admin.ts";
 import { createSpoolAccess } from "../queue/spool-access.ts";
@@ -27,7 +27,7 @@ interface ConfigArgs {
 }
 
 function open(args: ConfigArgs) {
-  const config: Config = loadConfig({ envFile: envFileOption(args["env-file"]), flags: { DATA_DIR: args["data-dir"], DATABASE_URL: args["database-url"] } });
+  const config: StoragePaths = loadStoragePaths({ envFile: envFileOption(args["env-file"]), flags: { DATA_DIR: args["data-dir"], DATABASE_URL: args["database-url"] } });
   try {
     accessSync(config.databasePath, constants.R_OK | constants.W_OK);
   } catch (err) {

@@ -103,6 +103,30 @@ function resolveSettings(opts: LoadOptions): { raw: Map<string, string>; given: 
   return { raw, given, warnings };
 }
 
+/** Where the spool, archive and database are: DATA_DIR and DATABASE_URL, nothing else read. */
+export interface StoragePaths {
+  dataDir: string;
+  databasePath: string;
+}
+
+function storage(cwd: string, get: (n: string) => string, given: ReadonlySet<string>): StoragePaths {
+  const dataDir = resolvePath(cwd, get("DATA_DIR"), "DATA_DIR");
+  // Unset, the database goes with DATA_DIR (the defaults agree: ./data/mail-gateway.db), so
+  // `--data-dir` alone moves everything, and `mailgw queue --data-dir` finds it.
+  const db = given.has("DATABASE_URL") ? databasePath(cwd, get("DATABASE_URL")) : join(dataDir, DEFAULT_DATABASE_FILE);
+  return { dataDir, databasePath: db };
+}
+
+/**
+ * The storage paths alone, for `mailgw queue`: an admin must be able to look at the queue
+ * while another setting is wrong (a bad RELAY_SMTP_SECURE that a reload refused, say), which
+ * is exactly when it is needed.
+ */
+export function loadStoragePaths(opts: LoadOptions = {}): StoragePaths {
+  const { raw, given } = resolveSettings(opts);
+  return storage(opts.cwd ?? process.cwd(), (name) => raw.get(name) ?? "", given);
+}
+
 export function loadConfig(opts: LoadOptions = {}): Config {
   const cwd = opts.cwd ?? process.cwd();
   const { raw, given, warnings } = resolveSettings(opts);
@@ -140,10 +164,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       rateLimit: { max: integer(get, "RATE_LIMIT_MAX", 1, 1e9), windowMs: integer(get, "RATE_LIMIT_WINDOW_MS", 1, 864e5 * 365) },
     },
     relay: relayConfig(get),
-    // Unset, the database goes with DATA_DIR (the defaults agree: ./data/mail-gateway.db), so
-    // `--data-dir` alone moves everything, and `mailgw queue --data-dir` finds it.
-    databasePath: given.has("DATABASE_URL") ? databasePath(cwd, get("DATABASE_URL")) : join(path("DATA_DIR"), DEFAULT_DATABASE_FILE),
-    dataDir: path("DATA_DIR"),
+    ...storage(cwd, get, given),
     archiveMaxAgeDays: number(get, "ARCHIVE_MAX_AGE_DAYS", 0, 1e6),
     rulesFile: path("RULES_FILE"),
     http: {
@@ -165,7 +186,7 @@ function relayConfig(get: (n: string) => string): RelayConfig | null {
   const secure = oneOf(get, "RELAY_SMTP_SECURE", ["starttls", "tls", "none"] as const);
   const port = integer(get, "RELAY_SMTP_PORT", 1, 65535);
   const tlsVerify = bool(get, "RELAY_SMTP_TLS_VERIFY");
-  const host = get("RELAY_SMTP_HOST");
+  const host = relayHost(get("RELAY_SMTP_HOST"), port);
   if (!host) return null;
   const user = get("RELAY_SMTP_USER") || null;
   const pass = get("RELAY_SMTP_PASS") || null;
@@ -221,6 +242,26 @@ function listenHost(get: (n: string) => string, name: string): string {
   if (isIP(bare) !== 0) return bare;
   if (!/^[\d.]+$/.test(v) && HOST_NAME.test(v)) return v;
   throw new CliError(`${name}=${v} is not an IP address or host name (e.g. 0.0.0.0, ::, 127.0.0.1, localhost)`);
+}
+
+/**
+ * RELAY_SMTP_HOST: a host name or IP address ("" = no relay). Checked at start because a bad
+ * one only showed at delivery time, every forward retried until QUEUE_MAX_AGE_HOURS; the usual
+ * slips (`smtp.example.com:587`, `smtp://…`) get their fix named.
+ */
+function relayHost(v: string, port: number): string {
+  if (!v) return "";
+  const bare = v.replace(/^\[(.*)\]$/, "$1");
+  if (isIP(bare) !== 0) return bare;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(v)) {
+    throw new CliError(`RELAY_SMTP_HOST=${v} is a URL: give the host name only (e.g. smtp.mailgun.org), the port in RELAY_SMTP_PORT and TLS in RELAY_SMTP_SECURE`);
+  }
+  const withPort = /^([^:\s]+):(\d+)$/.exec(v);
+  if (withPort) {
+    throw new CliError(`RELAY_SMTP_HOST=${v} has a port in it: set RELAY_SMTP_HOST=${withPort[1]} and RELAY_SMTP_PORT=${withPort[2]} (now ${port})`);
+  }
+  if (!/^[\d.]+$/.test(v) && HOST_NAME.test(v)) return v;
+  throw new CliError(`RELAY_SMTP_HOST=${v} is not a host name or IP address (e.g. smtp.mailgun.org, 10.0.0.5)`);
 }
 
 function bool(get: (n: string) => string, name: string): boolean {

@@ -102,6 +102,20 @@ describe("loadConfig", () => {
     expect(errorOf(() => loadConfig({ env: { [name]: value }, cwd: emptyDir() }))).toContain(name);
   });
 
+  test("RELAY_SMTP_HOST: a host name or IP; a port, a URL or junk in it is refused with the fix named", () => {
+    const cwd = emptyDir();
+    for (const [value, host] of [["smtp.mailgun.org", "smtp.mailgun.org"], ["10.0.0.5", "10.0.0.5"], ["[::1]", "::1"], ["::1", "::1"], ["smarthost", "smarthost"]]) {
+      expect(loadConfig({ env: { RELAY_SMTP_HOST: value }, cwd }).relay?.host).toBe(host ?? "");
+    }
+    expect(errorOf(() => loadConfig({ env: { RELAY_SMTP_HOST: "smtp.example.com:587" }, cwd }))).toBe(
+      "RELAY_SMTP_HOST=smtp.example.com:587 has a port in it: set RELAY_SMTP_HOST=smtp.example.com and RELAY_SMTP_PORT=587 (now 587)",
+    );
+    expect(errorOf(() => loadConfig({ env: { RELAY_SMTP_HOST: "smtp://smtp.example.com" }, cwd }))).toContain("is a URL: give the host name only");
+    for (const bad of ["bad host!", "a b", "999.1.1.1", "smtp.example.com>"]) {
+      expect(errorOf(() => loadConfig({ env: { RELAY_SMTP_HOST: bad }, cwd }))).toBe(`RELAY_SMTP_HOST=${bad} is not a host name or IP address (e.g. smtp.mailgun.org, 10.0.0.5)`);
+    }
+  });
+
   test("listen addresses: IPs (brackets dropped) and names; SMTP_HOSTNAME: a host name", () => {
     const cwd = emptyDir();
     for (const [value, host] of [["::", "::"], ["[::1]", "::1"], ["10.0.0.5", "10.0.0.5"], ["localhost", "localhost"], ["mx-1.internal", "mx-1.internal"]]) {

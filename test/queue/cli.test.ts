@@ -69,6 +69,20 @@ describe("mailgw queue", () => {
     expect(viaFile.stdout.toString()).toContain(id);
   }, 30_000);
 
+  // When a reload refused a bad setting, serve runs on with the old one: the queue must stay readable.
+  test("a bad non-storage setting (RELAY_SMTP_SECURE=bogus in the env file) does not stop queue list", () => {
+    const t = makeEnv();
+    const id = seedDelivery(t, { target: ["sales@company.com"] });
+    writeFileSync(join(t.dir, "bad.env"), `DATA_DIR=${t.dataDir}\nRELAY_SMTP_HOST=smtp.example.com\nRELAY_SMTP_SECURE=bogus\nRATE_LIMIT_MAX=lots\n`);
+    const r = Bun.spawnSync([BUN, join(ROOT, "src/main.ts"), "queue", "list", "--env-file", join(t.dir, "bad.env")], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? "", HOME: t.dir, NO_COLOR: "1" },
+    });
+    expect(r.stderr.toString()).toBe("");
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout.toString()).toContain(id);
+  }, 30_000);
+
   test("list shows a webhook URL without its credentials or query string (table and --json)", () => {
     const t = makeEnv();
     seedDelivery(t, { kind: "webhook", target: "https://hook:pa55word@erp.example/inbound?token=S3CRET-TOKEN", state: "failed" });
