@@ -39,7 +39,12 @@ export function relaySettingWarnings(relay: RelayConfig): string[] {
  * A hint to put before a failed attempt's error (first, so `queue list`'s shortened column
  * still shows what to change), or null when the error needs none.
  */
-export function relayErrorHint(relay: Pick<RelayConfig, "secure" | "tlsVerify">, error: string): string | null {
+export function relayErrorHint(relay: Pick<RelayConfig, "secure" | "tlsVerify" | "user">, error: string): string | null {
+  if (/\b530\b/.test(error) && /auth/i.test(error)) {
+    return relay.user === null
+      ? "the relay requires a login: set RELAY_SMTP_USER and RELAY_SMTP_PASS"
+      : "the relay refused mail without a login although RELAY_SMTP_USER is set (it offered no AUTH here: check RELAY_SMTP_SECURE and the relay's AUTH settings)";
+  }
   if (relay.secure === "tls" && /wrong[_ ]version[_ ]number|packet length too long|unknown protocol/i.test(error)) {
     return "relay answered in plain text, not TLS: set RELAY_SMTP_SECURE=starttls for port 587";
   }

@@ -140,8 +140,9 @@ const MESSAGE_COMMANDS = new Set(["MAIL FROM", "RCPT TO", "DATA", "EOM"]);
 /**
  * Maps a nodemailer failure to temporary / permanent (maddy-style: unknown → temporary).
  * - 4xx, connection errors, timeouts, aborts → temporary.
- * - EAUTH / ETLS (wrong credentials, no STARTTLS, 454, bad certificate) → temporary: the
- *   message is fine, the configuration or the relay is not (Postfix soft-bounces these too).
+ * - EAUTH / ETLS (wrong credentials, no STARTTLS, 454, bad certificate) and 530 (a login or
+ *   STARTTLS the relay requires) → temporary: the message is fine, the configuration or the
+ *   relay is not (Postfix soft-bounces these too).
  * - 5xx to MAIL/RCPT/DATA/end of data, a message over the relay's SIZE → permanent.
  */
 export function classifyRelayError(err: unknown): Extract<AttemptOutcome, { kind: "temporary" | "permanent" }> {
@@ -153,6 +154,9 @@ export function classifyRelayError(err: unknown): Extract<AttemptOutcome, { kind
   const error = code ? `${code}: ${message}` : message;
   if (e.name === "AbortError" || code === "ABORT_ERR") return { kind: "temporary", error: `timed out: ${message}` };
   if (code === "EAUTH" || code === "ETLS") return { kind: "temporary", error };
+  // 530 (5.7.0/5.7.1 authentication or STARTTLS required, RFC 4954 §6) is about this gateway's
+  // session, not the message: a missing login is fixed in the settings, like a wrong one (EAUTH).
+  if (responseCode === 530) return { kind: "temporary", error };
   // SMTPConnection's own check of SIZE= against the relay's announced limit, before MAIL FROM:
   // the relay would answer 552 5.3.4, and retrying cannot make the message smaller.
   if (code === "EMESSAGE" && /size larger than allowed/i.test(message)) {

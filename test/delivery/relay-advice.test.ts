@@ -29,17 +29,20 @@ describe("relay settings warnings", () => {
   });
 
   test("error hints name the setting to change", () => {
-    expect(relayErrorHint({ secure: "tls", tlsVerify: true }, "ESOCKET: error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER")).toContain("RELAY_SMTP_SECURE=starttls");
-    expect(relayErrorHint({ secure: "starttls", tlsVerify: true }, "ETIMEDOUT: Greeting never received")).toContain("RELAY_SMTP_SECURE=tls");
-    expect(relayErrorHint({ secure: "starttls", tlsVerify: true }, "ESOCKET: self signed certificate")).toContain("RELAY_SMTP_TLS_VERIFY=false");
+    expect(relayErrorHint({ secure: "tls", tlsVerify: true, user: "u" }, "ESOCKET: error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER")).toContain("RELAY_SMTP_SECURE=starttls");
+    expect(relayErrorHint({ secure: "starttls", tlsVerify: true, user: "u" }, "ETIMEDOUT: Greeting never received")).toContain("RELAY_SMTP_SECURE=tls");
+    expect(relayErrorHint({ secure: "starttls", tlsVerify: true, user: "u" }, "ESOCKET: self signed certificate")).toContain("RELAY_SMTP_TLS_VERIFY=false");
     // A self-signed certificate is not fixed by changing the host name, a name mismatch is.
-    expect(relayErrorHint({ secure: "starttls", tlsVerify: true }, "ESOCKET: self signed certificate")).not.toContain("RELAY_SMTP_HOST");
-    expect(relayErrorHint({ secure: "starttls", tlsVerify: true }, "ESOCKET: unable to get local issuer certificate")).toContain("trusted CA");
+    expect(relayErrorHint({ secure: "starttls", tlsVerify: true, user: "u" }, "ESOCKET: self signed certificate")).not.toContain("RELAY_SMTP_HOST");
+    expect(relayErrorHint({ secure: "starttls", tlsVerify: true, user: "u" }, "ESOCKET: unable to get local issuer certificate")).toContain("trusted CA");
     const mismatch = "ESOCKET: Hostname/IP does not match certificate's altnames: IP: 127.0.0.1 is not in the cert's list: ";
-    expect(relayErrorHint({ secure: "starttls", tlsVerify: true }, mismatch)).toContain("set RELAY_SMTP_HOST to a name the certificate lists");
-    expect(relayErrorHint({ secure: "starttls", tlsVerify: true }, "ESOCKET: certificate has expired")).toContain("renew");
-    expect(relayErrorHint({ secure: "starttls", tlsVerify: false }, "ESOCKET: self signed certificate")).toBeNull();
-    expect(relayErrorHint({ secure: "starttls", tlsVerify: true }, "EAUTH: Invalid login: 535 Authentication failed")).toBeNull();
+    expect(relayErrorHint({ secure: "starttls", tlsVerify: true, user: "u" }, mismatch)).toContain("set RELAY_SMTP_HOST to a name the certificate lists");
+    expect(relayErrorHint({ secure: "starttls", tlsVerify: true, user: "u" }, "ESOCKET: certificate has expired")).toContain("renew");
+    expect(relayErrorHint({ secure: "starttls", tlsVerify: false, user: "u" }, "ESOCKET: self signed certificate")).toBeNull();
+    expect(relayErrorHint({ secure: "starttls", tlsVerify: true, user: "u" }, "EAUTH: Invalid login: 535 Authentication failed")).toBeNull();
+    const required = "EENVELOPE: Mail command failed: 530 5.7.0 Authentication required";
+    expect(relayErrorHint({ secure: "starttls", tlsVerify: true, user: null }, required)).toBe("the relay requires a login: set RELAY_SMTP_USER and RELAY_SMTP_PASS");
+    expect(relayErrorHint({ secure: "starttls", tlsVerify: true, user: "u" }, required)).toContain("check RELAY_SMTP_SECURE");
   });
 });
 

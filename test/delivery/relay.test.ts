@@ -88,6 +88,18 @@ describe("forward through the relay", () => {
     expect(counter(t.db, "deferred:forward")).toBeGreaterThanOrEqual(2);
   }, 30_000);
 
+  test("a relay that requires a login, none configured: deferred (530 is not the message's fault), the error names the settings", async () => {
+    const { relay, t, worker } = await setup({}, { RELAY_SMTP_USER: "", RELAY_SMTP_PASS: "" });
+    const id = seedDelivery(t);
+    worker.start();
+    await waitFor(() => attemptsOf(t.db, id).length >= 1, 10_000, "attempted");
+    await worker.stop();
+    expect(deliveryOf(t.db, id).state).toBe("deferred");
+    expect(attemptsOf(t.db, id)[0]!.reply).toStartWith("the relay requires a login: set RELAY_SMTP_USER and RELAY_SMTP_PASS: ");
+    expect(attemptsOf(t.db, id)[0]!.reply).toContain("530");
+    expect(relay.received).toHaveLength(0);
+  }, 30_000);
+
   test("451 for the first 2 attempts, then delivered on the 3rd", async () => {
     const { relay, t, worker } = await setup();
     relay.tempFailures = 2;
