@@ -25,7 +25,7 @@ export function describeStatus(f: StatusFacts): string {
   const head = `HTTP ${f.status}${f.statusText ? ` ${f.statusText}` : ""}`;
   if (f.status === 413) {
     return (
-      `${head}: the receiver or a proxy in front of it refused a ${megabytes(f.bodyBytes)} post; ` +
+      `${head}: the receiver or a proxy in front of it refused a ${postSize(f.bodyBytes)} post; ` +
       `raise its request body limit (nginx: client_max_body_size, default 1m), then mailgw queue retry`
     );
   }
@@ -55,6 +55,9 @@ export function requestErrorHint(error: string): string | null {
   return null;
 }
 
-function megabytes(bytes: number): string {
+/** The post's size in a unit that shows it: a 1.6 KB post was "0.0 MB". */
+function postSize(bytes: number): string {
+  if (bytes < 1024) return `${bytes}-byte`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
   return `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
 }

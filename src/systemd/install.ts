@@ -63,6 +63,8 @@ export interface SystemdReport {
 export function resolveExec(execPath: string, mainPath: string, override?: string): { exec: string[]; warning?: string } {
   if (override !== undefined) {
     if (!isAbsolute(override)) throw new CliError(`--exec-path ${override} is not absolute: give the full path, e.g. /usr/local/bin/mailgw`);
+    // A line break would end ExecStart= and start a directive of the caller's choosing in the unit.
+    if (/[\x00-\x1f\x7f]/.test(override)) throw new CliError(`--exec-path ${JSON.stringify(override)} contains a control character (a line break would add lines to the unit): give a plain path`);
     return { exec: [override] };
   }
   if (isCompiled(mainPath)) return { exec: [execPath] };

@@ -17,6 +17,9 @@ describe("webhook failure advice", () => {
       "HTTP 413 Request Entity Too Large: the receiver or a proxy in front of it refused a 1.8 MB post; " +
         "raise its request body limit (nginx: client_max_body_size, default 1m), then mailgw queue retry",
     );
+    // A small post in a unit that shows it (it read "0.0 MB").
+    expect(describeStatus({ status: 413, statusText: "", location: null, bodyBytes: 1_640 })).toContain("refused a 1.6 KB post");
+    expect(describeStatus({ status: 413, statusText: "", location: null, bodyBytes: 900 })).toContain("refused a 900-byte post");
   });
 
   test("a redirect names where to, and that queued posts keep the old URL", () => {

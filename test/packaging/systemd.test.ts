@@ -177,6 +177,11 @@ describe("systemd install --root", () => {
     const bad = await install(root, {}, ["--exec-path", "mailgw"]);
     expect(bad.exitCode).toBe(1);
     expect(bad.stderr.trim().split("\n")).toEqual([expect.stringContaining("--exec-path mailgw is not absolute")]);
+    // A line break would add a directive of its own to the unit.
+    const injected = await install(root, {}, ["--print", "--exec-path", "/opt/a\nExecStartPre=/bin/evil"]);
+    expect(injected.exitCode).toBe(1);
+    expect(injected.stdout).not.toContain("ExecStartPre");
+    expect(injected.stderr).toContain("contains a control character");
   });
 
   test("uninstall --root removes the unit and keeps settings", async () => {
