@@ -139,7 +139,9 @@ function warnShadowed(ctx: YamlContext, ordered: readonly CompiledRule[]): void 
 
 /** All rules that validated, and whether every rule did. */
 function validateRules(ctx: YamlContext, entry: MapEntry | undefined): { drafts: RuleDraft[]; ok: boolean } {
-  if (entry === undefined || entry.value === null) return { drafts: [], ok: true };
+  // `rules:` with nothing after it (every rule commented out) or `rules: ~`: no rules, the
+  // default applies, as with the key left out.
+  if (entry === undefined || entry.value === null || (isScalar(entry.value) && entry.value.value === null)) return { drafts: [], ok: true };
   const seq = ctx.asSeq(entry.value, "rules", entry.keyNode);
   if (seq === null) return { drafts: [], ok: false };
   if (seq.items.length > MAX_RULES) {

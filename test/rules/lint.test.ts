@@ -193,6 +193,13 @@ rules:
     expect(found(`domains:\nrules:\n  - name: a\n    action: drop\n    ${SUBJECT_EXISTS}\n`).map((d) => d[3])).toEqual(["invalid-domains"]);
   });
 
+  test("`rules:` with every rule commented out, or `rules: ~`: no rules, no error (the default applies)", () => {
+    expect(found("domains: [company.com]\nrules:\n#  - name: a\n#    action: drop\n")).toEqual([]);
+    expect(found("domains: [company.com]\nrules: ~\n")).toEqual([]);
+    expect(parseRules("domains: [company.com]\nrules:\n", "rules.yaml").ok).toBe(true);
+    expect(found("domains: [company.com]\nrules: archive\n")).toEqual([[2, 8, "error", "invalid-type"]]);
+  });
+
   test("forward targets inside domains warn (loop), loop_ok acknowledges it", () => {
     const text = `domains: [company.com, Company.org]
 default: { action: forward, forward_to: triage@company.org }
