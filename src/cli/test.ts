@@ -175,7 +175,7 @@ export default defineCommand({
     dmarc: { type: "string", valueHint: "RESULT", description: "DMARC result the rules see (default none)" },
   },
   run: cliAction<TestArgs>(async (args, rawArgs) => {
-    if (!args.message) throw new CliError("missing MESSAGE: give a file name, or - to read stdin (mailgw test --help)", 2);
+    if (!args.message) throw new CliError("missing MESSAGE: give a file name, or - to read stdin (mailgw test --help)");
     const auth = authFlags(args);
     const raw = resolveRawValues({ flags: { RULES_FILE: args.rules } });
     const rulesPath = raw.get("RULES_FILE") ?? "./rules.yaml";
