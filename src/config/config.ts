@@ -79,6 +79,13 @@ export interface LoadOptions {
 const DEFAULT_DATABASE_FILE = "mail-gateway.db";
 
 /** Raw string value of each variable after applying precedence. */
+/** SPEC's (planned) variables: set, they would let an admin believe a rewrite happens. */
+const PLANNED_WARNINGS: Record<string, string> = {
+  FORWARD_FROM: "FORWARD_FROM is set, but it is planned, not implemented yet: forwarded copies keep their original From:",
+  SRS_DOMAIN: "SRS_DOMAIN is set, but SRS is planned, not implemented yet: forwarded mail keeps its original envelope sender",
+  SRS_SECRET: "SRS_SECRET is set, but SRS is planned, not implemented yet: forwarded mail keeps its original envelope sender",
+};
+
 export function resolveRawValues(opts: LoadOptions = {}): Map<string, string> {
   return resolveSettings(opts).raw;
 }
@@ -100,6 +107,7 @@ function resolveSettings(opts: LoadOptions): { raw: Map<string, string>; given: 
     raw.set(v.name, (value ?? v.default).trim());
   }
   const warnings = unknownVariableWarnings(env, dotenv.size > 0 ? { path: envFile, keys: dotenv.keys() } : null);
+  for (const v of VARIABLES) if (v.planned && raw.get(v.name)) warnings.push(PLANNED_WARNINGS[v.name] ?? `${v.name} is set, but it is planned, not implemented yet: it has no effect`);
   return { raw, given, warnings };
 }
 

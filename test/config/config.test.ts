@@ -149,6 +149,15 @@ describe("loadConfig", () => {
     expect(loadConfig({ env: { DATABASE_URL: "./y.db" }, cwd }).databasePath).toBe(join(cwd, "y.db"));
   });
 
+  test("SPEC's planned variables, set, are warned about: they do nothing yet", () => {
+    const c = loadConfig({ env: { FORWARD_FROM: "fwd@company.com", SRS_DOMAIN: "company.com" }, cwd: emptyDir() });
+    expect(c.warnings).toEqual([
+      "FORWARD_FROM is set, but it is planned, not implemented yet: forwarded copies keep their original From:",
+      "SRS_DOMAIN is set, but SRS is planned, not implemented yet: forwarded mail keeps its original envelope sender",
+    ]);
+    expect(loadConfig({ env: {}, cwd: emptyDir() }).warnings).toEqual([]);
+  });
+
   test("unknown variables are reported, with the known name they are a typo of", () => {
     const cwd = emptyDir();
     writeFileSync(join(cwd, ".env"), "SMTP_TLS_CRT=/etc/cert.pem\nsmtp_port=25\nMY_NOTE=x\nSMTP_PORT=2526\nTZ=UTC\nNODE_EXTRA_CA_CERTS=/etc/ca.pem\n");
