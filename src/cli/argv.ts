@@ -2,7 +2,8 @@
  * What citty's parser lets through: it parses with `strict: false`, so an unknown `--flag`
  * becomes `true`, the word after it an extra positional, and both are silently ignored —
  * `mailgw serve --smtp-port 25` would listen on 2525 without a word. `unexpectedArgument`
- * finds the first such token so the command can refuse it; `repeatedFlag` collects a flag given
+ * finds the first such token so the command can refuse it, and a switch given a value citty
+ * would misread (`--tls=no` is true to it); `repeatedFlag` collects a flag given
  * several times (citty keeps only the last).
  *
  * Trusts: the command's args definitions (citty's ArgsDef shape). Failure: returns a message,
@@ -58,6 +59,10 @@ export function unexpectedArgument(defs: unknown, rawArgs: readonly string[]): s
     }
     const name = token.replace(/^--?/, "").split("=")[0] ?? "";
     if (!isFlag.has(name)) return `unknown option ${token.split("=")[0]}`;
+    // citty reads `--tls=no` as true (any string is): only the two words it gets right pass.
+    if (!takesValue.has(name) && token.includes("=") && !/=(true|false)$/.test(token)) {
+      return `${token}: --${name} is a switch, give it alone (or =true, =false)`;
+    }
     if (takesValue.has(name) && !token.includes("=")) i++;
   }
   if (!variadic && positionals.length > slots) return `unexpected argument '${positionals[slots]}'`;

@@ -39,6 +39,15 @@ describe("unexpectedArgument", () => {
     expect(unexpectedArgument(defs, ["a.eml", "b.eml"])).toBe("unexpected argument 'b.eml'");
     expect(unexpectedArgument({}, ["x"])).toBe("unexpected argument 'x'");
   });
+  test("a switch given a value citty would misread (--json=no is true to it) is refused; =true and =false pass", () => {
+    expect(unexpectedArgument(defs, ["--json=no"])).toBe("--json=no: --json is a switch, give it alone (or =true, =false)");
+    expect(unexpectedArgument(defs, ["--json=0"])).toBe("--json=0: --json is a switch, give it alone (or =true, =false)");
+    expect(unexpectedArgument(defs, ["--json=false", "m.eml"])).toBeNull();
+    expect(unexpectedArgument(defs, ["--json=true"])).toBeNull();
+    const run = mailgw("test", "m.eml", "--tls=no");
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain("--tls=no: --tls is a switch");
+  });
   test("a FILE... positional takes any number", () => {
     expect(unexpectedArgument({ files: { type: "positional", valueHint: "FILE..." } }, ["a", "b", "c"])).toBeNull();
   });
