@@ -16,6 +16,7 @@ import { durationIncrements } from "../store/delivery-durations.ts";
 import { NOT_YET_DURABLE_AT, spoolStillNeeded } from "../store/messages.ts";
 import type { DeliveryKind, DeliveryState } from "../types.ts";
 import type { NextStep, RefusedRecipients } from "./retry.ts";
+import { keepTakenRecipients, recordDeferred, recordRefused } from "./split-deliveries.ts";
 
 /** A claimed delivery with what an attempt needs from its message row. */
 export interface ClaimedDelivery {
@@ -185,6 +186,7 @@ export function finishAttempts(db: Database, records: readonly AttemptRecord[]):
       if (r.deferred) {
         increments.push({ at: r.at, metric: `${r.deferred.step.state}:${r.delivery.kind}`, rule: r.delivery.rule, category: r.delivery.category });
       }
+      if (r.refused || r.deferred) keepTakenRecipients(db, r, [...(r.refused?.recipients ?? []), ...(r.deferred?.recipients ?? [])]);
       // After the split rows: a deferred (or failed) split keeps the spool file of a delivered forward.
       const final = r.step.state !== "deferred";
       return { recorded: true, spoolReleasable: final && !spoolStillNeeded(db, r.delivery.messageId), deferredDelivery, refusedDelivery };
@@ -192,58 +194,6 @@ export function finishAttempts(db: Database, records: readonly AttemptRecord[]):
     bumpCounterBatch(db, increments);
     return results;
   }));
-}
-
-/**
- * The refused recipients become a delivery of their own, `failed` with the relay's reply: shown
- * by `queue list` and the stats page, retried with `queue retry` (for them only), and keeping
- * the spool file while it waits (spoolStillNeeded counts failed deliveries). Returns its number.
- */
-function recordRefused(db: Database, r: AttemptRecord, refused: RefusedRecipients): number {
-  const end = r.at + r.durationMs;
-  return insertSplit(db, r, refused.recipients, { state: "failed", attempts: 1, nextAttemptAt: end, lastError: refused.error, retryFrom: null, retryAttempts: 0 });
-}
-
-/**
- * The deferred recipients become a delivery of their own (same message, kind, rule, category),
- * so only they are retried and the recipients that took the message get no second copy. It
- * continues the delivery it split from rather than starting afresh: same created_at and age
- * origin (QUEUE_MAX_AGE_HOURS still bounds it) and the same attempt count (the backoff goes on
- * doubling). The attempt itself is recorded once, on the delivery that made it (one relay
- * transaction, one row in the latency histogram). Returns the new delivery's number.
- */
-function recordDeferred(db: Database, r: AttemptRecord, deferred: DeferredRecipients): number {
-  const d = r.delivery;
-  return insertSplit(db, r, deferred.recipients, {
-    state: deferred.step.state, attempts: d.attempts + 1, nextAttemptAt: deferred.step.nextAttemptAt,
-    lastError: deferred.step.reason ?? deferred.error, retryFrom: d.ageFrom, retryAttempts: d.retryAttempts,
-  });
-}
-
-interface SplitRow {
-  state: DeliveryState;
-  attempts: number;
-  nextAttemptAt: number;
-  lastError: string;
-  retryFrom: number | null;
-  retryAttempts: number;
-}
-
-/** Some recipients of the attempted delivery as a delivery of their own; returns its number. */
-function insertSplit(db: Database, r: AttemptRecord, recipients: readonly string[], row: SplitRow): number {
-  const d = r.delivery;
-  const inserted = db
-    .query<{ id: number }, [string, string, string, string | null, string, string, number, number, number, number, string, number | null, number]>(
-      `INSERT INTO deliveries (message_id, kind, target, rule, category, state, attempts, created_at, next_attempt_at, updated_at,
-                               last_error, retry_from, retry_attempts)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-    )
-    .get(
-      d.messageId, d.kind, JSON.stringify(recipients), d.rule, d.category, row.state, row.attempts,
-      d.createdAt, row.nextAttemptAt, r.at + r.durationMs, row.lastError, row.retryFrom, row.retryAttempts,
-    );
-  if (inserted === null) throw new Error("inserting the delivery for split recipients returned no row");
-  return inserted.id;
 }
 
 function recordAttempt(db: Database, r: AttemptRecord): boolean {

@@ -134,8 +134,10 @@ describe("forward through the relay", () => {
     const rows = () => t.db.query<{ id: number; target: string; state: string; last_error: string | null }, [string]>(
       "SELECT id, target, state, last_error FROM deliveries WHERE message_id = ? ORDER BY id").all(id);
     await waitFor(() => rows().length === 2 && rows()[0]!.state === "delivered", 10_000, "delivered, with a failed delivery for the refused one");
-    const [, refused] = rows();
+    const [taken, refused] = rows();
     expect(refused).toMatchObject({ target: '["gone@forward.example"]', state: "failed" });
+    // The delivered one names only the recipient that took it (queue list showed both).
+    expect(taken).toMatchObject({ target: '["sales@forward.example"]', state: "delivered" });
     expect(refused!.last_error).toContain("gone@forward.example");
     expect(refused!.last_error).toContain("550");
     expect(relay.received.map((m) => m.to)).toEqual([["sales@forward.example"]]);
