@@ -171,6 +171,17 @@ export class GatewayConnection extends SMTPConnection {
     super.handler_MAIL(command, callback);
   }
 
+  /**
+   * REQUIRETLS is not offered (hideREQUIRETLS), so it is answered like any option not offered
+   * (555 5.5.4, parameters.ts). The library checks it first and said 530 "not permitted on
+   * non-TLS connections" before STARTTLS, as if it would be honoured after.
+   */
+  override _validateMailParams(parsed: Parameters<SMTPConnection["_validateMailParams"]>[0]): ReturnType<SMTPConnection["_validateMailParams"]> {
+    const args = parsed.args || {};
+    if (Object.keys(args).some((k) => k.toUpperCase() === "REQUIRETLS")) return { code: 555, message: "5.5.4 Unsupported option: REQUIRETLS", enhancedCode: null };
+    return super._validateMailParams(parsed);
+  }
+
   override handler_RCPT(command: Buffer, callback: () => void): void {
     addressCommands.set(this.session, command);
     rcptArguments.set(this.session, command.toString("latin1").replace(/^\s*RCPT\s*/i, ""));

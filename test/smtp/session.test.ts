@@ -35,6 +35,8 @@ describe("SMTP session", () => {
     expect(await c.cmd("MAIL FROM:<a@sender.example> FOO=bar")).toBe("555 5.5.4 Unsupported option: FOO=bar");
     expect(await c.cmd("MAIL FROM:<a@sender.example> RET=HDRS ENVID=x1")).toMatch(/^555 5\.5\.4 Unsupported option: (RET=HDRS|ENVID=x1)$/);
     expect(await c.cmd("MAIL FROM:<a@sender.example> AUTH=<>")).toMatch(/^555 5\.5\.4 /);
+    // Not offered, so not "530 not permitted on non-TLS connections" (as if it were after STARTTLS).
+    expect(await c.cmd("MAIL FROM:<a@sender.example> REQUIRETLS")).toBe("555 5.5.4 Unsupported option: REQUIRETLS");
     expect(await c.cmd("MAIL FROM:<a@sender.example> SIZE=1000 BODY=8BITMIME SMTPUTF8")).toStartWith("250 2.1.0");
     expect(await c.cmd("RCPT TO:<b@company.com> NOTIFY=NEVER")).toBe("555 5.5.4 Unsupported option: NOTIFY=NEVER");
     expect(await c.cmd("RCPT TO:<b@company.com>")).toStartWith("250 2.1.5");
