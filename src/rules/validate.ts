@@ -12,6 +12,7 @@ import { MAX_RULES, TOP_LEVEL_KEYS } from "./schema.ts";
 import type { CompiledRule, Decision, Diagnostic } from "./types.ts";
 import { type ActionFields, type RuleDraft, validateDefault, validateRule } from "./validate-rule.ts";
 import { entryMap, type MapEntry, YamlContext } from "./yaml-context.ts";
+import { yamlProblems } from "./yaml-errors.ts";
 
 export interface CompiledRules {
   domains: string[];
@@ -34,12 +35,6 @@ const DEFAULT_DECISION_FIELDS: ActionFields = {
   rejectMessage: null,
   archive: true,
 };
-
-/** "Map keys must be unique at line 2, column 1:\n…" → "Map keys must be unique". */
-function yamlMessage(message: string): string {
-  const firstLine = message.split("\n")[0] ?? message;
-  return firstLine.replace(/ at line \d+, column \d+:?$/, "");
-}
 
 function parseDomains(ctx: YamlContext, entry: MapEntry | undefined, top: YAMLMap): string[] {
   if (entry === undefined) {
@@ -181,8 +176,8 @@ export function validateRulesText(text: string, file: string): ValidationResult 
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   const ctx = new YamlContext(file, doc, lineCounter);
-  for (const err of doc.errors) ctx.reportAt("error", ctx.posAt(err.pos[0]), "yaml-syntax", yamlMessage(err.message));
-  for (const warning of doc.warnings) ctx.reportAt("warning", ctx.posAt(warning.pos[0]), "yaml-warning", yamlMessage(warning.message));
+  for (const p of yamlProblems(doc.errors, text)) ctx.reportAt("error", ctx.posAt(p.offset), "yaml-syntax", p.message);
+  for (const p of yamlProblems(doc.warnings, text)) ctx.reportAt("warning", ctx.posAt(p.offset), "yaml-warning", p.message);
   let compiled: CompiledRules | null = null;
   if (doc.errors.length === 0) {
     const contents = ctx.deref(doc.contents) as Node | null;

@@ -193,6 +193,18 @@ rules:
     expect(found(`domains:\nrules:\n  - name: a\n    action: drop\n    ${SUBJECT_EXISTS}\n`).map((d) => d[3])).toEqual(["invalid-domains"]);
   });
 
+  test("YAML syntax errors said for an admin, where the mistake is", () => {
+    const messages = (text: string) => lintRules(text, "rules.yaml").map((d) => [d.line, d.col, d.message]);
+    // The library reports an unclosed quote at the end of the file; the quote is on line 3.
+    expect(messages('domains: [company.com]\nrules:\n  - name: "abc\n    action: drop\n')).toEqual([[3, 11, "quoted text is never closed: add the closing quote"]]);
+    expect(messages("domains: [company.com]\nrules:\n  - name: 'a''b\n    action: drop\n")).toEqual([[3, 11, "quoted text is never closed: add the closing quote"]]);
+    expect(messages("domains: [company.com]\nrules: []\nrules: []\n")).toEqual([[3, 1, "duplicate key 'rules': each key may appear once in a mapping"]]);
+    expect(messages("domains: [company.com]\n---\nrules: []\n")[0]?.[2]).toContain("a second YAML document starts here (---)");
+    const deep = messages(`domains: ${"[".repeat(50_000)}\n`);
+    expect(deep.some((d) => String(d[2]).startsWith("nested too deeply to read"))).toBe(true);
+    expect(new Set(deep.map((d) => String(d))).size).toBe(deep.length); // each once
+  });
+
   test("`rules:` with every rule commented out, or `rules: ~`: no rules, no error (the default applies)", () => {
     expect(found("domains: [company.com]\nrules:\n#  - name: a\n#    action: drop\n")).toEqual([]);
     expect(found("domains: [company.com]\nrules: ~\n")).toEqual([]);
