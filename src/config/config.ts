@@ -236,7 +236,7 @@ const HOST_NAME = /^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-
 /** A name for the banner, EHLO and Received: a space or a bracket there breaks the protocol line. */
 function hostName(get: (n: string) => string, name: string): string {
   const v = nonEmpty(get, name);
-  if (!HOST_NAME.test(v)) throw new CliError(`${name}=${v} is not a host name (letters, digits, '-' in dot-separated labels, e.g. mx.example.com)`);
+  if (!HOST_NAME.test(v)) throw new CliError(`${name}=${v} is not a host name (letters, digits, '-' and '_' in dot-separated labels, e.g. mx.example.com)`);
   return v;
 }
 

@@ -21,7 +21,7 @@ import type { Logger } from "../log/logger.ts";
 import type { GatewaySmtpServer } from "./connection.ts";
 import { createIpMatcher, normalizeIp } from "./ip.ts";
 import type { SmtpLimits } from "./limits.ts";
-import { readProxyHeader } from "./proxy-protocol.ts";
+import { PROXY_TIMEOUT_REASON, readProxyHeader } from "./proxy-protocol.ts";
 
 export interface FrontOptions {
   smtp: GatewaySmtpServer;
@@ -78,7 +78,9 @@ export function createFront(opts: FrontOptions): Front {
     if (header.kind !== "ok") {
       const reason = header.kind === "closed" ? "disconnected before the PROXY header" : header.reason;
       opts.logger.warn("PROXY header refused", { peer, reason });
-      return refuse(socket, peer, `421 4.7.0 ${opts.hostname} Invalid PROXY protocol header`);
+      // A client that sent nothing in time is told so, not that its (absent) header was wrong.
+      const text = header.kind === "invalid" && header.reason === PROXY_TIMEOUT_REASON ? "No PROXY protocol header in time" : "Invalid PROXY protocol header";
+      return refuse(socket, peer, `421 4.7.0 ${opts.hostname} ${text}`);
     }
     // LOCAL / UNKNOWN, or a v1 check that carries the proxy's own endpoints (HAProxy does).
     const proxyOwn = header.source === null || header.source.address === peer;

@@ -109,6 +109,9 @@ export type ProxyRead = Exclude<ProxyParse, { kind: "incomplete" }> | { kind: "c
  * Reads the header from a freshly accepted socket. Resolves once (never rejects); on success
  * the bytes after the header are back in the socket's read buffer.
  */
+/** The reason readProxyHeader gives when no complete header came within its timeout. */
+export const PROXY_TIMEOUT_REASON = "PROXY header timeout";
+
 export function readProxyHeader(socket: Socket, timeoutMs: number): Promise<ProxyRead> {
   return new Promise((resolve) => {
     let buffered: Buffer = Buffer.alloc(0);
@@ -134,7 +137,7 @@ export function readProxyHeader(socket: Socket, timeoutMs: number): Promise<Prox
         finish(parsed);
       }
     };
-    const timer = setTimeout(() => finish({ kind: "invalid", reason: "PROXY header timeout" }), timeoutMs);
+    const timer = setTimeout(() => finish({ kind: "invalid", reason: PROXY_TIMEOUT_REASON }), timeoutMs);
     socket.on("readable", onReadable);
     socket.on("end", onGone);
     socket.on("close", onGone);
