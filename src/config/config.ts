@@ -79,6 +79,17 @@ export interface LoadOptions {
 const DEFAULT_DATABASE_FILE = "mail-gateway.db";
 
 /** Raw string value of each variable after applying precedence. */
+/** The env file's text; a directory or an unreadable file is named with the reason. */
+function readEnvFile(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === "EISDIR" ? "it is a directory" : code === "EACCES" ? "permission denied" : String((err as Error).message);
+    throw new CliError(`cannot read env file ${path}: ${why}`);
+  }
+}
+
 /** SPEC's (planned) variables: set, they would let an admin believe a rewrite happens. */
 const PLANNED_WARNINGS: Record<string, string> = {
   FORWARD_FROM: "FORWARD_FROM is set, but it is planned, not implemented yet: forwarded copies keep their original From:",
@@ -95,7 +106,7 @@ function resolveSettings(opts: LoadOptions): { raw: Map<string, string>; given: 
   const cwd = opts.cwd ?? process.cwd();
   const env = opts.env ?? process.env;
   const envFile = opts.envFile ?? resolve(cwd, ".env");
-  const dotenv = existsSync(envFile) ? parseDotenv(readFileSync(envFile, "utf8"), envFile) : new Map<string, string>();
+  const dotenv = existsSync(envFile) ? parseDotenv(readEnvFile(envFile), envFile) : new Map<string, string>();
   for (const key of Object.keys(opts.flags ?? {})) {
     if (!VARIABLE_NAMES.has(key)) throw new CliError(`unknown configuration variable ${key}`);
   }

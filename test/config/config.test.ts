@@ -149,6 +149,11 @@ describe("loadConfig", () => {
     expect(loadConfig({ env: { DATABASE_URL: "./y.db" }, cwd }).databasePath).toBe(join(cwd, "y.db"));
   });
 
+  test("an env file that is a directory is named, with the reason", () => {
+    const cwd = emptyDir();
+    expect(errorOf(() => loadConfig({ envFile: cwd, cwd }))).toBe(`cannot read env file ${cwd}: it is a directory`);
+  });
+
   test("SPEC's planned variables, set, are warned about: they do nothing yet", () => {
     const c = loadConfig({ env: { FORWARD_FROM: "fwd@company.com", SRS_DOMAIN: "company.com" }, cwd: emptyDir() });
     expect(c.warnings).toEqual([
