@@ -42,6 +42,11 @@ export default defineCommand({
       flags: { SMTP_PORT: args.port, SMTP_HOST: args.host, HTTP_PORT: args["http-port"], RULES_FILE: args.rules, DATA_DIR: args["data-dir"] },
     };
     const config = loadConfig(loadOptions);
+    // Mail and its metadata are not for other local users: the database, its WAL and the
+    // archive's day directories were created 0644/0755 under the usual umask 022 (message files
+    // are 0640 already). The systemd unit sets UMask=0027; this does the same when run by hand.
+    // Only ever tightens: a stricter umask (077) is kept.
+    process.umask(process.umask() | 0o027);
     const logger = createLogger(config.log);
     for (const warning of config.warnings) logger.warn(warning);
     const dotenv = bunDotenvWarning(Bun.main, process.execArgv, process.cwd());

@@ -5,10 +5,11 @@
  */
 import { describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { copyBinaryToTemp, findTool, runBinary } from "../packaging/binary.ts";
+import { greet, RawClient, sendMail } from "../smtp/helpers.ts";
 import { runServeOnce, serveDir, startServe } from "../smtp/serve-process.ts";
 
 function oneLine(stderr: string): string {
@@ -168,6 +169,29 @@ describe("mailgw serve warns about settings it does not know", () => {
       expect(fileWarning.level).toBe("warn");
       const envWarning = await serve.waitForLog((l) => String(l.msg).includes("RELAY_SMTP_HSOT"));
       expect(envWarning.msg).toBe("environment: unknown variable RELAY_SMTP_HSOT (did you mean RELAY_SMTP_HOST?); it is ignored");
+    } finally {
+      expect(await serve.stop()).toBe(0);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("mailgw serve keeps mail from other local users", () => {
+  // Under the usual umask 022 the database and the archive's day directories came out 0644/0755.
+  test("database, WAL and archive are not readable by others, whatever the umask 022 of the shell", async () => {
+    const dir = serveDir();
+    const serve = await startServe("source", dir);
+    try {
+      const c = await RawClient.connect(serve.smtpPort);
+      await greet(c);
+      expect(await sendMail(c)).toMatch(/^250 2\.0\.0 Queued as /);
+      await c.cmd("QUIT");
+      const data = join(dir, "data");
+      const day = readdirSync(join(data, "archive"))[0] ?? "";
+      const archived = join(data, "archive", day, readdirSync(join(data, "archive", day))[0] ?? "");
+      for (const path of [join(data, "mail-gateway.db"), join(data, "mail-gateway.db-wal"), join(data, "archive"), join(data, "archive", day), archived, join(data, "spool")]) {
+        expect({ path, other: statSync(path).mode & 0o007 }).toEqual({ path, other: 0 });
+      }
     } finally {
       expect(await serve.stop()).toBe(0);
       rmSync(dir, { recursive: true, force: true });
