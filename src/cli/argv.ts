@@ -63,7 +63,11 @@ export function unexpectedArgument(defs: unknown, rawArgs: readonly string[]): s
     if (!takesValue.has(name) && token.includes("=") && !/=(true|false)$/.test(token)) {
       return `${token}: --${name} is a switch, give it alone (or =true, =false)`;
     }
-    if (takesValue.has(name) && !token.includes("=")) i++;
+    if (takesValue.has(name) && !token.includes("=")) {
+      // citty gives an option with nothing after it an empty value, read as "not given".
+      if (i + 1 >= rawArgs.length || rawArgs[i + 1] === "--") return `--${name} needs a value`;
+      i++;
+    }
   }
   if (!variadic && positionals.length > slots) return `unexpected argument '${positionals[slots]}'`;
   return null;

@@ -48,6 +48,13 @@ describe("unexpectedArgument", () => {
     expect(run.code).toBe(1);
     expect(run.stderr).toContain("--tls=no: --tls is a switch");
   });
+  test("an option that takes a value, given last with none, is refused (citty read it as not given)", () => {
+    expect(unexpectedArgument(defs, ["m.eml", "--to"])).toBe("--to needs a value");
+    expect(unexpectedArgument(defs, ["--to", "--", "m.eml"])).toBe("--to needs a value");
+    const run = mailgw("queue", "list", "--state");
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain("--state needs a value");
+  });
   test("a FILE... positional takes any number", () => {
     expect(unexpectedArgument({ files: { type: "positional", valueHint: "FILE..." } }, ["a", "b", "c"])).toBeNull();
   });
