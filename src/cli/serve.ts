@@ -40,6 +40,7 @@ export default defineCommand({
     const loadOptions: LoadOptions = {
       envFile: envFileOption(args["env-file"]),
       flags: { SMTP_PORT: args.port, SMTP_HOST: args.host, HTTP_PORT: args["http-port"], RULES_FILE: args.rules, DATA_DIR: args["data-dir"] },
+      flagNames: { SMTP_PORT: "--port", SMTP_HOST: "--host", HTTP_PORT: "--http-port", RULES_FILE: "--rules", DATA_DIR: "--data-dir" },
     };
     const config = loadConfig(loadOptions);
     // Mail and its metadata are not for other local users: the database, its WAL and the

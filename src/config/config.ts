@@ -73,12 +73,13 @@ export interface LoadOptions {
   envFile?: string;
   /** Whether stdout is a TTY (for the LOG_FORMAT default). */
   isTty?: boolean;
+  /** The command-line spelling of `flags` (SMTP_PORT → --port), for errors about a flag's value. */
+  flagNames?: Partial<Record<string, string>>;
 }
 
 /** The database's file name in DATA_DIR when DATABASE_URL is not set. */
 const DEFAULT_DATABASE_FILE = "mail-gateway.db";
 
-/** Raw string value of each variable after applying precedence. */
 /** The env file's text; a directory or an unreadable file is named with the reason. */
 function readEnvFile(path: string): string {
   try {
@@ -97,6 +98,7 @@ const PLANNED_WARNINGS: Record<string, string> = {
   SRS_SECRET: "SRS_SECRET is set, but SRS is planned, not implemented yet: forwarded mail keeps its original envelope sender",
 };
 
+/** Raw string value of each variable after applying precedence. */
 export function resolveRawValues(opts: LoadOptions = {}): Map<string, string> {
   return resolveSettings(opts).raw;
 }
@@ -146,7 +148,25 @@ export function loadStoragePaths(opts: LoadOptions = {}): StoragePaths {
   return storage(opts.cwd ?? process.cwd(), (name) => raw.get(name) ?? "", given);
 }
 
+/**
+ * A bad value that came from a flag is named as the flag the user typed (`--port abc`), not
+ * only as the variable it sets: "SMTP_PORT=abc" sent the admin looking through .env.
+ */
 export function loadConfig(opts: LoadOptions = {}): Config {
+  try {
+    return loadConfigValues(opts);
+  } catch (err) {
+    if (!(err instanceof CliError)) throw err;
+    for (const [name, flag] of Object.entries(opts.flagNames ?? {})) {
+      const value = opts.flags?.[name];
+      if (flag === undefined || value === undefined || !err.message.startsWith(`${name}=${value.trim()} `)) continue;
+      throw new CliError(`${flag} ${value.trim()} (${name})${err.message.slice(`${name}=${value.trim()}`.length)}`, err.exitCode);
+    }
+    throw err;
+  }
+}
+
+function loadConfigValues(opts: LoadOptions): Config {
   const cwd = opts.cwd ?? process.cwd();
   const { raw, given, warnings } = resolveSettings(opts);
   const get = (name: string): string => raw.get(name) ?? "";

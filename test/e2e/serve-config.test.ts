@@ -27,7 +27,8 @@ describe("mailgw serve refuses bad configuration with exit 1 and one line", () =
     expect(oneLine(env.stderr)).toContain("RATE_LIMIT_MAX=lots");
     const flag = await runServeOnce("source", dir, {}, ["--port", "99999"]);
     expect(flag.exitCode).toBe(1);
-    expect(oneLine(flag.stderr)).toContain("SMTP_PORT=99999");
+    // Named as typed, with the variable it sets.
+    expect(oneLine(flag.stderr)).toBe("mailgw: --port 99999 (SMTP_PORT) is not an integer between 0 and 65535");
     const cidr = await runServeOnce("source", dir, { SMTP_ALLOWED_IPS: "10.0.0.0/33" });
     expect(cidr.exitCode).toBe(1);
     expect(oneLine(cidr.stderr)).toContain("SMTP_ALLOWED_IPS");
