@@ -137,7 +137,6 @@ export function describeDiagnostics(diagnostics: readonly Diagnostic[]): string 
 /** The rules file watched (watch-files.ts: its directory, a symlink's target, ConfigMap swaps). */
 function watchFile(opts: RulesRuntimeOptions, onChange: () => void): { close(): void } {
   const close = watchFiles([opts.file], {
-    only: "named",
     debounceMs: opts.debounceMs ?? RELOAD_DEBOUNCE_MS,
     onChange,
     onError: (err) => opts.logger.warn("watching the rules directory failed; SIGHUP still reloads", { file: opts.file, error: describeError(err) }),

@@ -1,8 +1,9 @@
 /**
  * STARTTLS key and certificate: loading (with the file named in every error) and watching
- * for renewals (certbot swaps symlinks in its `live/` directory, Kubernetes swaps a `..data`
- * symlink), so the directories are watched, not the files, and any change there triggers a
- * debounced reload attempt.
+ * for renewals (certbot re-points the symlinks in its `live/` directory, Kubernetes swaps a
+ * `..data` symlink, a deploy hook installs new files): watch-files.ts watches the directories
+ * for the files' own names and follows a replaced directory or a re-pointed link; each change
+ * triggers a debounced reload attempt.
  *
  * Failure: at start, a missing/unreadable/invalid file throws a CliError naming the variable
  * and path (serve exits 1). On reload, the error is returned to the caller, which logs it
@@ -48,8 +49,8 @@ function readPem(path: string, variable: string): Buffer {
 }
 
 /**
- * Calls `onChange` (debounced) whenever something changes in the directories holding the
- * files or, for symlinks, their targets (watch-files.ts). Returns a function that stops
+ * Calls `onChange` (debounced) whenever the files, or for symlinks their targets, change
+ * (watch-files.ts). Returns a function that stops
  * watching. Watch errors go to `onError`.
  */
 export function watchTlsFiles(
@@ -58,7 +59,7 @@ export function watchTlsFiles(
   onError: (err: unknown) => void,
   debounceMs = TLS_RELOAD_DEBOUNCE_MS,
 ): () => void {
-  return watchFiles(paths, { only: "any", debounceMs, onChange, onError });
+  return watchFiles(paths, { debounceMs, onChange, onError });
 }
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----/g;
