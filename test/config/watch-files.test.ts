@@ -23,6 +23,16 @@ function setup(): { root: string; link: string; target: string; linkDir: string 
   return { root, link, target, linkDir };
 }
 
+/** DIR/conf/rules.yaml, as a deployed configuration directory. */
+function confDir(): { root: string; conf: string; file: string } {
+  const root = mkdtempSync(join(tmpdir(), "mailgw-watch-"));
+  const conf = join(root, "conf");
+  mkdirSync(conf);
+  const file = join(conf, "rules.yaml");
+  writeFileSync(file, "v1");
+  return { root, conf, file };
+}
+
 /** Counts onChange calls while `steps` run (each followed by a pause longer than the debounce). */
 async function changesDuring(files: string[], steps: (() => void)[], recheckMs = 100): Promise<number[]> {
   let changes = 0;
@@ -52,11 +62,7 @@ test("other files next to the link are ignored: a busy neighbour neither trigger
 });
 
 test("the watched directory replaced (mv conf.new conf): the new one is watched, the old copy is not", async () => {
-  const root = mkdtempSync(join(tmpdir(), "mailgw-watch-"));
-  const conf = join(root, "conf");
-  mkdirSync(conf);
-  const file = join(conf, "rules.yaml");
-  writeFileSync(file, "v1");
+  const { root, conf, file } = confDir();
   const seen = await changesDuring([file], [
     () => {
       mkdirSync(join(root, "conf.new"));
@@ -73,11 +79,7 @@ test("the watched directory replaced (mv conf.new conf): the new one is watched,
 });
 
 test("the directory deleted and recreated later: seen when it is back, and edits after that too", async () => {
-  const root = mkdtempSync(join(tmpdir(), "mailgw-watch-"));
-  const conf = join(root, "conf");
-  mkdirSync(conf);
-  const file = join(conf, "rules.yaml");
-  writeFileSync(file, "v1");
+  const { root, conf, file } = confDir();
   const seen = await changesDuring([file], [
     () => rmSync(conf, { recursive: true }),
     () => {
