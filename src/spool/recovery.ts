@@ -12,9 +12,14 @@
  *  - files mailgw never writes → moved to `spool/orphaned/` too.
  *  - rows `spooled`: accepted (250 sent) but post-250 work unfinished → finished now
  *    (archive redone idempotently: same path, an existing copy counts as done).
- *  - rows whose spool file is missing (and not archived): committed while the directory
- *    fsync was still running when the crash came, so no 250 was sent → row removed (and its
- *    received/action counters taken back, as the intake does when it answers 451).
+ *  - rows of those groups whose spool file is missing (and not archived): committed while
+ *    the syncfs was still running when the crash came, so no 250 was sent → row removed (and
+ *    its received/action counters taken back, as the intake does when it answers 451).
+ *  - rows of durable groups whose spool file is missing: acknowledged (250 sent), and the file
+ *    went some other way — a data dir restored from a backup whose files were copied after the
+ *    database, a hand-deleted file. The record and its counters stay; its unfinished
+ *    deliveries become `failed` with the reason (queue list, stats page), loudly logged.
+ *    Removing it as "never acknowledged" erased the history of mail that did get its 250.
  *  - rows `done` whose spool file is still there: removed unless a delivery needs it.
  * Failure: file-system and SQLite errors are thrown (serve refuses to start rather than run
  * with a spool it does not understand); a message whose archive copy fails stays spooled.
@@ -25,7 +30,7 @@ import { join } from "node:path";
 import type { Logger } from "../log/logger.ts";
 import { readIntakeMarks, uncertainSpoolRows, writeIntakeMarks } from "../store/intake-marks.ts";
 import { uncountIntakeRows } from "../store/intake-rows.ts";
-import { deleteMessages, existingMessageIds, releaseDeliveriesCreatedBefore, markMessageDone, messagesNeedingSpool, pendingMessages } from "../store/messages.ts";
+import { deleteMessages, existingMessageIds, failDeliveriesWithoutFile, releaseDeliveriesCreatedBefore, markMessageDone, messagesNeedingSpool, pendingMessages } from "../store/messages.ts";
 import { archiveRelativePath } from "../act/archive.ts";
 import type { Finisher } from "../act/finish.ts";
 import type { Spool, SpoolListing } from "./spool.ts";
@@ -40,20 +45,23 @@ export interface RecoveryReport {
   finished: number;
   /** Rows removed: committed, but their spool file never became durable (no 250 was sent). */
   unacknowledged: string[];
+  /** Acknowledged messages whose spool file is gone: kept, their deliveries failed. */
+  missing: string[];
   released: number;
 }
 
 export async function recoverSpool(db: Database, spool: Spool, finisher: Finisher, logger: Logger, dataDir: string): Promise<RecoveryReport> {
   await spool.ensureDirs();
-  const report: RecoveryReport = { temporaryRemoved: 0, orphaned: [], finished: 0, unacknowledged: [], released: 0 };
+  const report: RecoveryReport = { temporaryRemoved: 0, orphaned: [], finished: 0, unacknowledged: [], missing: [], released: 0 };
   const listing = await spool.list();
   await clearUnfinishedAndForeign(spool, logger, listing, report);
   const withRow = existingMessageIds(db, listing.messages);
   const onDisk = new Set(listing.messages);
   await quarantineRowless(spool, logger, listing.messages, withRow, report);
-  await checkUncertainRows(db, spool, logger, dataDir, onDisk, report);
-  await finishPending(db, finisher, logger, dataDir, onDisk, report);
-  dropDeliveriesWithoutFile(db, logger, onDisk, report);
+  const uncertain = await checkUncertainRows(db, spool, logger, dataDir, onDisk, report);
+  const withoutFile = (id: string): void => (uncertain.has(id) ? dropUnacknowledged(db, logger, id, report) : keepWithoutFile(db, logger, id, report));
+  await finishPending(db, finisher, dataDir, onDisk, report, withoutFile);
+  dropDeliveriesWithoutFile(db, onDisk, withoutFile);
   await finisher.idle();
   for (const id of listing.messages) {
     if (withRow.has(id) && (await finisher.release(id))) report.released++;
@@ -63,6 +71,7 @@ export async function recoverSpool(db: Database, spool: Spool, finisher: Finishe
     orphaned: report.orphaned.length,
     finished: report.finished,
     unacknowledged: report.unacknowledged.length,
+    acknowledged_without_file: report.missing.length,
     released: report.released,
   });
   return report;
@@ -93,7 +102,7 @@ async function quarantineRowless(spool: Spool, logger: Logger, ids: readonly str
 }
 
 /** Rows `spooled` (250 sent, post-250 work unfinished): finished now, a page at a time. */
-async function finishPending(db: Database, finisher: Finisher, logger: Logger, dataDir: string, onDisk: Set<string>, report: RecoveryReport): Promise<void> {
+async function finishPending(db: Database, finisher: Finisher, dataDir: string, onDisk: Set<string>, report: RecoveryReport, withoutFile: (id: string) => void): Promise<void> {
   let cursor = "";
   for (;;) {
     const page = pendingMessages(db, cursor, RECOVERY_PAGE_ROWS);
@@ -105,13 +114,12 @@ async function finishPending(db: Database, finisher: Finisher, logger: Logger, d
         report.finished++;
         continue;
       }
-      // No spool file: either archived and the crash came before "done" (acknowledged), or
-      // the crash came between the commit and the directory fsync (never acknowledged).
+      // No spool file: archived and the crash came before "done" (acknowledged); else see withoutFile.
       const rel = m.archive ? archiveRelativePath(m.id, m.receivedAt) : null;
       if (rel !== null && (await access(join(dataDir, rel)).then(() => true, () => false))) {
         markMessageDone(db, m.id, rel);
       } else {
-        dropUnacknowledged(db, logger, m.id, report);
+        withoutFile(m.id);
       }
     }
     await finisher.idle();
@@ -119,13 +127,13 @@ async function finishPending(db: Database, finisher: Finisher, logger: Logger, d
 }
 
 /** Messages done at intake (forward, webhook) whose deliveries need a file that is not there. */
-function dropDeliveriesWithoutFile(db: Database, logger: Logger, onDisk: Set<string>, report: RecoveryReport): void {
+function dropDeliveriesWithoutFile(db: Database, onDisk: Set<string>, withoutFile: (id: string) => void): void {
   let cursor = "";
   for (;;) {
     const ids = messagesNeedingSpool(db, cursor, RECOVERY_PAGE_ROWS);
     if (ids.length === 0) break;
     cursor = ids[ids.length - 1] ?? cursor;
-    for (const id of ids) if (!onDisk.has(id)) dropUnacknowledged(db, logger, id, report);
+    for (const id of ids) if (!onDisk.has(id)) withoutFile(id);
   }
 }
 
@@ -133,10 +141,13 @@ function dropDeliveriesWithoutFile(db: Database, logger: Logger, onDisk: Set<str
  * Rows committed by groups whose syncfs may not have finished: each spool file must hold
  * exactly the bytes recorded (size, CRC-32); one that does not was never acknowledged. Then
  * every remaining row counts as durable (this pass is not repeated at the next start).
+ * Returns the ids of those rows: only they can be missing their file for want of a 250.
  */
-async function checkUncertainRows(db: Database, spool: Spool, logger: Logger, dataDir: string, onDisk: Set<string>, report: RecoveryReport): Promise<void> {
+async function checkUncertainRows(db: Database, spool: Spool, logger: Logger, dataDir: string, onDisk: Set<string>, report: RecoveryReport): Promise<Set<string>> {
   const marks = readIntakeMarks(db);
+  const uncertain = new Set<string>();
   for (const row of uncertainSpoolRows(db, marks.durableSeq)) {
+    uncertain.add(row.id);
     // The spool file, else (written straight there, or already copied) the archive file.
     const inSpool = onDisk.has(row.id);
     const path = inSpool ? spool.pathOf(row.id) : row.archivePath ? join(dataDir, row.archivePath) : null;
@@ -155,7 +166,21 @@ async function checkUncertainRows(db: Database, spool: Spool, logger: Logger, da
     if (marks.durableSeq !== marks.lastSeq) writeIntakeMarks(db, { ...marks, durableSeq: marks.lastSeq });
     releaseDeliveriesCreatedBefore(db, Number.MAX_SAFE_INTEGER); // what is left was checked
   }).immediate();
+  return uncertain;
 }
+
+/** An acknowledged message whose spool file is gone: see the header. */
+function keepWithoutFile(db: Database, logger: Logger, id: string, report: RecoveryReport): void {
+  db.transaction(() => {
+    failDeliveriesWithoutFile(db, id, MISSING_FILE_ERROR, Date.now());
+    markMessageDone(db, id, null);
+  }).immediate();
+  report.missing.push(id);
+  logger.error("accepted message's spool file is missing (data dir restored from a backup? file deleted?): record kept, its deliveries failed", { id });
+}
+
+const MISSING_FILE_ERROR =
+  "spool file missing at start: the message was accepted, but its file is gone (data dir restored from a backup taken while it was being delivered, or deleted); nothing left to send";
 
 /** A record whose spool file never became durable: its client never got 250. */
 function dropUnacknowledged(db: Database, logger: Logger, id: string, report: RecoveryReport): void {

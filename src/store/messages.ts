@@ -187,6 +187,14 @@ export function messagesNeedingSpool(db: Database, afterId: string, limit: numbe
     .map((r) => r.message_id);
 }
 
+/** Every delivery of the message that still needs its spool file becomes `failed` with `error`. */
+export function failDeliveriesWithoutFile(db: Database, messageId: string, error: string, now: number): void {
+  db.query(
+    `UPDATE deliveries SET state = 'failed', last_error = ?, updated_at = ?
+      WHERE message_id = ? AND state IN (${SPOOL_NEEDED_STATES.map((s) => `'${s}'`).join(", ")})`,
+  ).run(error, now, messageId);
+}
+
 /** Ids (of those given) that have a message row. */
 export function existingMessageIds(db: Database, ids: readonly string[]): Set<string> {
   const found = new Set<string>();

@@ -12,6 +12,7 @@ import { readIntakeMarks, writeIntakeMarks } from "../../src/store/intake-marks.
 import { intakeCounterIncrements } from "../../src/store/intake-rows.ts";
 import { insertDelivery, insertMessage, type MessageRow } from "../../src/store/messages.ts";
 import { listFiles, makeHarness, message, type Harness } from "../pipeline/helpers.ts";
+import { captureLogger } from "../smtp/helpers.ts";
 
 let h: Harness | null = null;
 afterEach(async () => {
@@ -97,16 +98,47 @@ describe("recover", () => {
     const t = Date.now();
     const archiveId = newMessageId(t);
     const forwardId = newMessageId(t + 1);
-    const rows = [row(archiveId, t), row(forwardId, t, { status: "done", archive: false, action: "forward" })];
+    // Group 3 was committed, then the crash came before its syncfs finished (durable: 2).
+    const uncertain = { commitSeq: 3, spoolCrc: 1 };
+    const rows = [row(archiveId, t, uncertain), row(forwardId, t, { ...uncertain, status: "done", archive: false, action: "forward" })];
     for (const r of rows) insertMessage(h.db, r);
+    writeIntakeMarks(h.db, { lastSeq: 3, durableSeq: 2 });
     bumpCounterBatch(h.db, intakeCounterIncrements(rows)); // as the intake commits them
     insertDelivery(h.db, { messageId: forwardId, kind: "forward", target: ["x@y.org"], rule: null, category: "default", state: "queued", createdAt: t });
     const report = await h.pipeline.recover();
     expect(report.unacknowledged.sort()).toEqual([archiveId, forwardId].sort());
+    expect(report.missing).toEqual([]);
     expect(h.db.query<{ n: number }, []>("SELECT (SELECT count(*) FROM messages) + (SELECT count(*) FROM deliveries) AS n").get()?.n).toBe(0);
     // No client got 250 for them: the stats page must not count them as received.
     const counted = h.db.query<{ metric: string; n: number }, []>("SELECT metric, sum(n) AS n FROM daily_counters GROUP BY metric ORDER BY metric").all();
     expect(counted).toEqual([{ metric: "action:archive", n: 0 }, { metric: "action:forward", n: 0 }, { metric: "received", n: 0 }]);
+  });
+
+  // A data dir restored from a backup whose files were copied after the database: the rows
+  // are of durable groups, their clients got 250, and the files went with finished deliveries.
+  test("acknowledged records (durable groups) whose file is gone are kept and counted; their deliveries fail with the reason", async () => {
+    const logs = captureLogger();
+    h = await makeHarness({ recover: false, logger: logs });
+    const t = Date.now();
+    const archiveId = newMessageId(t);
+    const forwardId = newMessageId(t + 1);
+    const durable = { commitSeq: 5, spoolCrc: 1 };
+    const rows = [row(archiveId, t, durable), row(forwardId, t, { ...durable, status: "done", archive: false, action: "forward" })];
+    for (const r of rows) insertMessage(h.db, r);
+    writeIntakeMarks(h.db, { lastSeq: 5, durableSeq: 5 });
+    bumpCounterBatch(h.db, intakeCounterIncrements(rows));
+    insertDelivery(h.db, { messageId: forwardId, kind: "forward", target: ["x@y.org"], rule: null, category: "default", state: "deferred", createdAt: t });
+    const report = await h.pipeline.recover();
+    expect(report.unacknowledged).toEqual([]);
+    expect(report.missing.sort()).toEqual([archiveId, forwardId].sort());
+    const messages = h.db.query<{ id: string; status: string }, []>("SELECT id, status FROM messages ORDER BY id").all();
+    expect(messages).toEqual([archiveId, forwardId].sort().map((id) => ({ id, status: "done" })));
+    const delivery = h.db.query<{ state: string; last_error: string }, []>("SELECT state, last_error FROM deliveries").get();
+    expect(delivery?.state).toBe("failed");
+    expect(delivery?.last_error).toContain("spool file missing at start");
+    const counted = h.db.query<{ metric: string; n: number }, []>("SELECT metric, sum(n) AS n FROM daily_counters GROUP BY metric ORDER BY metric").all();
+    expect(counted).toEqual([{ metric: "action:archive", n: 1 }, { metric: "action:forward", n: 1 }, { metric: "received", n: 2 }]);
+    expect(logs.lines.filter((l) => l.level === "error" && l.msg.startsWith("accepted message's spool file is missing"))).toHaveLength(2);
   });
 
   test("rows of groups after the durable mark: files that do not match size and CRC were never acknowledged", async () => {
