@@ -42,6 +42,15 @@ export class SmtpError extends Error {
   }
 }
 
+/** SmtpError detail of a message a rule rejected (recorded under `id`): for the session line. */
+export class RejectedMessage {
+  constructor(
+    readonly id: string,
+    readonly rule: string | null,
+    readonly category: string | null,
+  ) {}
+}
+
 /** One-line description of an unknown thrown value, for logs and CLI errors. */
 export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message;

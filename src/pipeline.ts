@@ -23,7 +23,7 @@ import { mkdirSync, statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Config } from "./config/config.ts";
-import { describeError, SmtpError } from "./errors.ts";
+import { describeError, RejectedMessage, SmtpError } from "./errors.ts";
 import type { Logger } from "./log/logger.ts";
 import { authenticate, type AuthResults } from "./parse/authenticate.ts";
 import { extractFacts } from "./parse/extract.ts";
@@ -291,7 +291,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       logger.error("recording a rejected message failed", { id, error: describeError(err) });
     });
     logger.info("message rejected", { id, rule: decision.rule, category: decision.category, size: facts.size });
-    throw new SmtpError(550, "5.7.1", publicRejectText(decision.rejectMessage));
+    throw new SmtpError(550, "5.7.1", publicRejectText(decision.rejectMessage), new RejectedMessage(id, decision.rule, decision.category));
   }
 
   return {

@@ -7,7 +7,10 @@
 import { createConsola, type ConsolaReporter, type LogObject } from "consola/core";
 import type { LogFormat, LogLevel } from "../config/config.ts";
 
-export type LogFields = Record<string, string | number | boolean | null | undefined | string[]>;
+type LogScalar = string | number | boolean | null | undefined;
+/** A flat record inside a field (one entry of a session's `messages`). */
+export type LogRecord = Record<string, LogScalar | string[]>;
+export type LogFields = Record<string, LogScalar | string[] | LogRecord[]>;
 
 export interface Logger {
   debug(msg: string, fields?: LogFields): void;
@@ -31,7 +34,7 @@ const jsonReporter = (write: (s: string) => void): ConsolaReporter => ({
 });
 
 function textValue(v: LogFields[string]): string {
-  if (Array.isArray(v)) return v.join(",");
+  if (Array.isArray(v)) return v.some((x) => typeof x === "object") ? JSON.stringify(v) : v.join(",");
   const s = String(v);
   return /[\s"=]/.test(s) || s === "" ? JSON.stringify(s) : s;
 }

@@ -15,7 +15,7 @@
  * 451 4.3.0 with a generic text (smtp-server sends err.message verbatim), detail to the log.
  */
 import type { SMTPServerDataStream, SMTPServerSession } from "smtp-server";
-import { SmtpError, describeError } from "../errors.ts";
+import { RejectedMessage, SmtpError, describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { MAX_HEADER_BLOCK_BYTES } from "../parse/limits.ts";
 import { isOwningSink } from "../spool/incoming-file.ts";
@@ -144,7 +144,7 @@ export async function receiveMessage(
   state.size = pumped.size;
   // The session line describes this message from now on, not an earlier one's decision.
   state.lastMessage = { from: envelope.mailFrom, recipients: [...envelope.rcptTo] };
-  state.decision = state.category = state.rule = null;
+  state.decision = state.category = state.rule = state.messageId = null;
   if (pumped.kind === "too-big") {
     await incoming?.abort();
     return { code: 552, text: oversizeReplyText(ctx.maxMessageBytes) };
@@ -188,11 +188,17 @@ async function store(receiver: Receiver, envelope: Envelope, state: SessionState
     state.decision = outcome.decision.action;
     state.category = outcome.decision.category;
     state.rule = outcome.decision.rule;
+    state.messageId = outcome.id;
     state.ids.push(outcome.id);
     return { code: 250, text: `2.0.0 Queued as ${outcome.id}`, outcome };
   } catch (err) {
     const smtpError = err instanceof SmtpError ? err : SmtpError.temporary(err);
     if (smtpError.code >= 500) state.decision = "reject";
+    if (smtpError.detail instanceof RejectedMessage) {
+      state.messageId = smtpError.detail.id;
+      state.rule = smtpError.detail.rule;
+      state.category = smtpError.detail.category;
+    }
     if (smtpError.temporary) {
       ctx.logger.error("message not accepted", { session: state.id, client: state.client, error: describeError(smtpError.detail ?? err) });
     }

@@ -22,7 +22,7 @@ import { MAX_COMMAND_LINE_BYTES, resolveLimits, type SmtpLimits } from "./limits
 import { createRateLimiter } from "./rate-limiter.ts";
 import { MAIL_PARAMETERS, RCPT_PARAMETERS, unsupportedParameter, utf8Refusal } from "./parameters.ts";
 import { canonicalSender, checkRecipient } from "./recipient-policy.ts";
-import { isNotableReply, logSession, newSessionState, noteConnectionError, noteRefusedRecipient, noteTlsEstablished, startedNoMail, summarize, type SessionState, type SessionSummary } from "./session-log.ts";
+import { isNotableReply, logSession, newSessionState, noteConnectionError, noteMessageEnd, noteRefusedRecipient, noteTlsEstablished, startedNoMail, summarize, type SessionState, type SessionSummary } from "./session-log.ts";
 import { createShutdown } from "./shutdown.ts";
 import { createTlsManager, type TlsManager } from "./tls-manager.ts";
 
@@ -143,6 +143,7 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
       receiveMessage(stream, session, state, ctx).then(
         (reply) => {
           if (!reply) return callback(SMTP_FAILURE(451, "4.4.2 Connection lost during DATA"));
+          noteMessageEnd(state, reply.code, reply.text);
           if (reply.code === 250) return callback(null, reply.text);
           callback(toSmtpServerError(reply));
         },

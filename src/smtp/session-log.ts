@@ -6,7 +6,7 @@
  * Nothing here writes anything but the log line; counters are the caller's (onSessionEnd).
  */
 import type { TLSSocket } from "node:tls";
-import type { Logger } from "../log/logger.ts";
+import type { Logger, LogRecord } from "../log/logger.ts";
 
 export interface SessionSummary {
   id: string;
@@ -39,6 +39,13 @@ export interface SessionSummary {
   rule: string | null;
   /** Ids of every message accepted in the session. */
   ids: string[];
+  /**
+   * Every message that reached its final reply, in order (the first MESSAGES_LOGGED_MAX): the
+   * line lists them when there was more than one, so each id goes with its own envelope and
+   * decision (the top-level fields describe the last message).
+   */
+  messages: MessageSummary[];
+  messageCount: number;
   durationMs: number;
   /** Last notable reply (an error, a refusal, or `250 2.0.0 Queued as ...`). */
   reply: string | null;
@@ -49,7 +56,21 @@ export interface SessionSummary {
   error: string | null;
 }
 
+export interface MessageSummary {
+  /** Absent when the message was refused before it got one (too big, a loop, a storage failure). */
+  id?: string;
+  from: string;
+  recipients: string[];
+  size: number | null;
+  decision: string | null;
+  category?: string;
+  rule?: string;
+  reply: string;
+}
+
 export interface SessionState extends Omit<SessionSummary, "durationMs"> {
+  /** Id of the message being finished (accepted, or recorded as rejected); null before. */
+  messageId: string | null;
   startedAt: number;
   /** Envelope of the last message that reached the end of DATA (see `from` above). */
   lastMessage: { from: string; recipients: string[] } | null;
@@ -74,6 +95,9 @@ export function newSessionState(id: string, client: string, now: number): Sessio
     category: null,
     rule: null,
     ids: [],
+    messages: [],
+    messageCount: 0,
+    messageId: null,
     reply: null,
     error: null,
     startedAt: now,
@@ -96,13 +120,32 @@ export function noteRefusedRecipient(state: SessionState, address: string, code:
   if (state.refused.length < REFUSED_LOGGED_MAX) state.refused.push(`${address.slice(0, REFUSED_ADDRESS_MAX)} (${code})`);
 }
 
+/** Messages listed in one session line; a client sending thousands still gets one line. */
+const MESSAGES_LOGGED_MAX = 100;
+
+/** A message got its final reply (250 with its id, or a refusal after DATA). */
+export function noteMessageEnd(state: SessionState, code: number, text: string): void {
+  state.messageCount++;
+  if (state.messages.length >= MESSAGES_LOGGED_MAX || state.lastMessage === null) return;
+  state.messages.push({
+    ...(state.messageId !== null ? { id: state.messageId } : {}),
+    from: state.lastMessage.from,
+    recipients: [...state.lastMessage.recipients],
+    size: state.size,
+    decision: state.decision,
+    ...(state.category !== null ? { category: state.category } : {}),
+    ...(state.rule !== null ? { rule: state.rule } : {}),
+    reply: `${code} ${text}`,
+  });
+}
+
 /** Replies worth keeping as the session's outcome: failures and the final queued reply. */
 export function isNotableReply(code: number, text: string): boolean {
   return code >= 400 || (code === 250 && text.startsWith("2.0.0 Queued"));
 }
 
 export function summarize(state: SessionState, now: number): SessionSummary {
-  const { startedAt, storing: _storing, lastMessage, ...rest } = state;
+  const { startedAt, storing: _storing, lastMessage, messageId: _messageId, ...rest } = state;
   const envelope = lastMessage ? { from: lastMessage.from, recipients: [...lastMessage.recipients] } : {};
   return { ...rest, ...envelope, durationMs: Math.max(0, now - startedAt) };
 }
@@ -128,7 +171,11 @@ export function logSession(logger: Logger, s: SessionSummary, level: "info" | "d
     decision: s.decision ?? undefined,
     category: s.category ?? undefined,
     rule: s.rule ?? undefined,
-    id: s.ids.length ? s.ids.join(",") : undefined,
+    // One message: its id. Several: the last one's (the fields above are the last one's too),
+    // and each message with its own id, envelope and decision below.
+    id: s.messageCount > 1 ? s.messages[s.messages.length - 1]?.id : s.ids.length ? s.ids.join(",") : undefined,
+    messages: s.messageCount > 1 ? s.messages.map((m): LogRecord => ({ ...m })) : undefined,
+    messages_count: s.messageCount > s.messages.length ? s.messageCount : undefined,
     duration_ms: s.durationMs,
     reply: s.reply ?? undefined,
     error: s.error ?? undefined,

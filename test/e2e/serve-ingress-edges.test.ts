@@ -67,6 +67,30 @@ describe("mailgw serve ingress edges", () => {
     expect(await s.stop()).toBe(0);
   }, 30_000);
 
+  // The line used to carry the first message's id beside the last message's sender and decision.
+  test("a session with several messages: its line lists each with its own id, envelope and decision", async () => {
+    const s = await serve({});
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    const first = await sendMail(c, "b@company.com", simpleMessage("quote please"));
+    expect(first).toMatch(/^250 2\.0\.0 Queued as /);
+    expect(await c.cmd("MAIL FROM:<second@sender.example>")).toStartWith("250");
+    expect(await c.cmd("RCPT TO:<c@company.com>")).toStartWith("250");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    expect(await c.cmd(`${simpleMessage("[SPAM] cheap")}\r\n.`)).toMatch(/^550 5\.7\.1 /);
+    await c.cmd("QUIT");
+    const line = await s.waitForLog((l) => l.msg === "smtp session" && Array.isArray(l.messages));
+    const messages = line.messages as Record<string, unknown>[];
+    expect(messages).toHaveLength(2);
+    expect(messages[0]).toMatchObject({ id: first.split(" ").pop(), from: "a@sender.example", recipients: ["b@company.com"], decision: "archive", reply: first });
+    expect(messages[1]).toMatchObject({ from: "second@sender.example", recipients: ["c@company.com"], decision: "reject", rule: "reject-spam", category: "spam" });
+    expect(String(messages[1]!.reply)).toStartWith("550 5.7.1");
+    // The top-level fields, id included, are the last message's.
+    expect(line).toMatchObject({ from: "second@sender.example", decision: "reject", id: messages[1]!.id });
+    expect(messages[1]!.id).not.toBe(messages[0]!.id);
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+
   test("the rate limit counts the address a PROXY header carries, not the proxy's", async () => {
     const s = await serve({ SMTP_PROXY_PROTOCOL: "true", RATE_LIMIT_MAX: "2" });
     const from = async (client: string) => {

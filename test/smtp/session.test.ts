@@ -223,7 +223,7 @@ describe("SMTP session", () => {
     expect(f.refused).toEqual(["x@elsewhere.example (550)"]);
   });
 
-  test("the decision in the log line is the last message's: an oversized second message has none", async () => {
+  test("the log line's top-level fields are the last message's (an oversized second one has no id, no decision); each is listed", async () => {
     server = await startTestServer({ env: { MAX_MESSAGE_SIZE_MB: "0.01" } });
     const c = await RawClient.connect(server.port);
     await greet(c, "two.example");
@@ -233,9 +233,16 @@ describe("SMTP session", () => {
     const deadline = Date.now() + 2000;
     while (server.sessions.length === 0 && Date.now() < deadline) await Bun.sleep(20);
     const f = server.logs.lines.find((l) => l.msg === "smtp session")?.fields ?? {};
-    expect(f).toMatchObject({ recipients: ["c@company.com"], id: "t1" });
+    // The top-level fields are the last message's: it has no id (t1 was the first one's).
+    expect(f).toMatchObject({ recipients: ["c@company.com"] });
+    expect(f.id).toBeUndefined();
     expect(f.decision).toBeUndefined();
     expect(String(f.reply)).toStartWith("552 5.3.4");
+    const messages = f.messages as Record<string, unknown>[];
+    expect(messages[0]).toMatchObject({ id: "t1", recipients: ["b@company.com"] });
+    expect(messages[1]).toMatchObject({ recipients: ["c@company.com"], decision: null });
+    expect(messages[1]!.id).toBeUndefined();
+    expect(String(messages[1]!.reply)).toStartWith("552 5.3.4");
   });
 
   test("the log line's reply carries the enhanced code the client saw, also for the library's own replies", async () => {
