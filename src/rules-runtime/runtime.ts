@@ -67,6 +67,7 @@ export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<Rule
   }
   const first = await loadOnce(opts);
   if (!first.ok) throw new CliError(`RULES_FILE ${opts.file} is invalid: ${first.error}`);
+  logWarnings(opts.logger, first.warnings);
   let rules = first.rules;
   const status: RulesStatus = {
     file: opts.file,
@@ -80,7 +81,7 @@ export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<Rule
 
   let chain: Promise<ReloadResult> = Promise.resolve({ ok: true, version: rules.version, changed: false });
   const reloadNow = async (): Promise<ReloadResult> => {
-    const next = await loadOnce(opts);
+    const next = refuseLosingDomains(await loadOnce(opts), rules);
     if (!next.ok) {
       status.reloads.error++;
       status.lastError = next.error;
@@ -90,6 +91,7 @@ export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<Rule
       return { ok: false, error: next.error };
     }
     const changed = next.rules.version !== rules.version;
+    const recovered = status.lastError !== null;
     rules = next.rules;
     status.reloads.ok++;
     status.lastError = null;
@@ -98,6 +100,10 @@ export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<Rule
       status.version = rules.version;
       status.loadedAt = rules.loadedAt;
       opts.logger.info("rules reloaded", { file: opts.file, version: rules.version, rules: rules.rules.length });
+      logWarnings(opts.logger, next.warnings);
+    } else if (recovered) {
+      // The log's last word on the rules was an error: say that the file is fine again.
+      opts.logger.info("rules file valid again; the rules in force are unchanged", { file: opts.file, version: rules.version });
     }
     await record(opts.db, status);
     return { ok: true, version: rules.version, changed };
@@ -114,13 +120,28 @@ export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<Rule
   };
 }
 
-type LoadOutcome = { ok: true; rules: RuleSet } | { ok: false; error: string };
+type LoadOutcome = { ok: true; rules: RuleSet; warnings: Diagnostic[] } | { ok: false; error: string };
+
+/**
+ * A reload that would take every domain away is refused: every RCPT would get 550 (a
+ * permanent bounce for real senders), and a half-written or wrong file is the usual cause.
+ * Starting with no domains is still allowed (lint and the start-up log warn).
+ */
+function refuseLosingDomains(next: LoadOutcome, current: RuleSet): LoadOutcome {
+  if (!next.ok || next.rules.domains.length > 0 || current.domains.length === 0) return next;
+  return { ok: false, error: "the new rules list no domains: every recipient would be refused (550 5.7.1); add domains: [...] (restart serve to run with none)" };
+}
+
+/** Lint warnings (shadowed rules, forward loops, no domains) in the log, as `mailgw rules lint` shows them. */
+function logWarnings(logger: Logger, warnings: readonly Diagnostic[]): void {
+  for (const w of warnings) logger.warn("rules warning", { warning: `${w.file}:${w.line}:${w.col}: ${w.message}`, code: w.code });
+}
 
 async function loadOnce(opts: RulesRuntimeOptions): Promise<LoadOutcome> {
   try {
     if (!existsSync(opts.file)) return { ok: false, error: `${opts.file}: file does not exist` };
     const result = await (opts.load ?? loadRules)(opts.file);
-    if (result.ok) return { ok: true, rules: result.rules };
+    if (result.ok) return { ok: true, rules: result.rules, warnings: result.diagnostics.filter((d) => d.severity === "warning") };
     return { ok: false, error: describeDiagnostics(result.diagnostics) };
   } catch (err) {
     return { ok: false, error: `${opts.file}: ${describeError(err)}` };

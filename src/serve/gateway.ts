@@ -227,7 +227,6 @@ function announce(logger: Logger, config: Config, smtp: { host: string; port: nu
     relay: describeRelay(config.relay),
     domains: [...domains],
   });
-  if (domains.length === 0) logger.warn("the rules list no domains: every recipient is refused (550 5.7.1)");
   warnRelaySettings(logger, config.relay);
 }
 

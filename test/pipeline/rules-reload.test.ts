@@ -10,7 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CliError } from "../../src/errors.ts";
 import { openDatabase } from "../../src/store/db.ts";
-import { silentLogger } from "../../src/log/logger.ts";
+import { silentLogger, type Logger } from "../../src/log/logger.ts";
+import { captureLogger } from "../smtp/helpers.ts";
 import { startRulesRuntime, type RulesRuntime } from "../../src/rules-runtime/runtime.ts";
 
 const rulesWithDomain = (domain: string) => `domains: [${domain}]\ndefault: { action: archive, category: default }\nrules: []\n`;
@@ -31,12 +32,12 @@ async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promi
   }
 }
 
-async function start(opts: { watch?: boolean } = {}) {
+async function start(opts: { watch?: boolean; logger?: Logger } = {}) {
   dir = await mkdtemp(join(tmpdir(), "mailgw-rules-"));
   const file = join(dir, "rules.yaml");
   await writeFile(file, rulesWithDomain("one.example"));
   const db = openDatabase(join(dir, "db.sqlite"));
-  runtime = await startRulesRuntime({ file, logger: silentLogger, db, debounceMs: 50, watch: opts.watch ?? true });
+  runtime = await startRulesRuntime({ file, logger: opts.logger ?? silentLogger, db, debounceMs: 50, watch: opts.watch ?? true });
   return { file, db, rt: runtime };
 }
 
@@ -110,6 +111,37 @@ describe("rules hot reload", () => {
     const refused = await rt.reload();
     expect(refused.ok).toBe(false);
     expect(rt.domains()).toEqual(["five.example"]);
+    db.close();
+  });
+
+  // A half-written file, or domains: forgotten: every RCPT would get 550, a permanent bounce.
+  test("a reload that lists no domains is refused while the rules in force have some; lint warnings are logged", async () => {
+    const logs = captureLogger();
+    const { file, db, rt } = await start({ watch: false, logger: logs });
+    await writeFile(file, "default: { action: archive }\n");
+    const refused = await rt.reload();
+    expect(refused).toMatchObject({ ok: false });
+    expect(!refused.ok && refused.error).toContain("the new rules list no domains");
+    expect(rt.domains()).toEqual(["one.example"]);
+    // A catch-all shadowing a later rule: reloaded, and its lint warning is in the log.
+    const shadowed = `domains: [two.example]\nrules:\n  - name: all\n    priority: 10\n    action: archive\n    conditions: [{ field: subject, operator: regex, value: ".*" }]\n  - name: never\n    priority: 1\n    action: drop\n    conditions: [{ field: subject, operator: contains, value: x }]\n`;
+    await writeFile(file, shadowed);
+    expect(await rt.reload()).toMatchObject({ ok: true, changed: true });
+    const warning = logs.lines.find((l) => l.level === "warn" && l.msg === "rules warning");
+    expect(String(warning?.fields.warning)).toContain("can never match");
+    db.close();
+  });
+
+  test("after a refused reload, the same rules valid again are said to be so (the log's last word was an error)", async () => {
+    const logs = captureLogger();
+    const { file, db, rt } = await start({ watch: false, logger: logs });
+    await writeFile(file, "domains: [one.example\n");
+    expect((await rt.reload()).ok).toBe(false);
+    await writeFile(file, rulesWithDomain("one.example"));
+    expect(await rt.reload()).toMatchObject({ ok: true, changed: false });
+    expect(logs.lines.map((l) => l.msg)).toContain("rules file valid again; the rules in force are unchanged");
+    expect(await rt.reload()).toMatchObject({ ok: true, changed: false });
+    expect(logs.lines.filter((l) => l.msg.startsWith("rules file valid again"))).toHaveLength(1);
     db.close();
   });
 
