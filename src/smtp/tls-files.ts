@@ -87,3 +87,23 @@ export function missingChainWarning(certPath: string, cert: Buffer): string | nu
 export function sameMaterial(a: TlsMaterial, b: TlsMaterial): boolean {
   return a.key.equals(b.key) && a.cert.equals(b.cert);
 }
+
+/** What identifies the served certificate in the log (the first one of the file: the leaf). */
+export interface CertificateInfo {
+  serial: string;
+  subject: string;
+  notAfter: Date;
+}
+
+export function certificateInfo(cert: Buffer): CertificateInfo | null {
+  try {
+    const leaf = new X509Certificate(cert);
+    return { serial: leaf.serialNumber, subject: leaf.subject.replace(/\n/g, ", "), notAfter: new Date(leaf.validTo) };
+  } catch {
+    return null;
+  }
+}
+
+export function isExpired(info: CertificateInfo | null, now: number): boolean {
+  return info !== null && info.notAfter.getTime() <= now;
+}

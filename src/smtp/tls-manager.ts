@@ -3,13 +3,15 @@
  * file when unusable → serve exits 1), reloads it on SIGHUP (reload()) and when its directory
  * changes (watch()). A reload swaps smtp-server's secure context (updateSecureContext), so new
  * handshakes use the new certificate while sessions already under TLS keep theirs.
- * Failure on reload: logged, the previous certificate stays in force.
+ * Failure on reload: logged, the previous certificate stays in force; so does it when the new
+ * certificate has expired and the one in force has not. An expired certificate at start is
+ * served (senders mostly use opportunistic TLS) with a warning.
  */
 import type { SMTPServer } from "smtp-server";
 import type { TlsConfig } from "../config/config.ts";
 import { describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
-import { loadTlsMaterial, missingChainWarning, sameMaterial, watchTlsFiles, type TlsMaterial } from "./tls-files.ts";
+import { certificateInfo, isExpired, loadTlsMaterial, missingChainWarning, sameMaterial, watchTlsFiles, type TlsMaterial } from "./tls-files.ts";
 
 export interface TlsManager {
   current(): TlsMaterial;
@@ -24,32 +26,50 @@ export function createTlsManager(cfg: TlsConfig, logger: Logger, debounceMs?: nu
   const keyPath = cfg.keyPath ?? "";
   const certPath = cfg.certPath ?? "";
   let material = loadTlsMaterial(keyPath, certPath);
-  const warnIfNoChain = (cert: Buffer): void => {
+  const warnAbout = (cert: Buffer): void => {
     const warning = missingChainWarning(certPath, cert);
     if (warning) logger.warn(warning);
+    const info = certificateInfo(cert);
+    if (isExpired(info, Date.now())) logger.warn(`SMTP_TLS_CERT=${certPath} expired on ${info?.notAfter.toISOString()}: senders that verify certificates will not deliver over it; renew it`);
   };
-  warnIfNoChain(material.cert);
+  warnAbout(material.cert);
   let server: SMTPServer | null = null;
   let stopWatching: (() => void) | null = null;
+  /** The last reload attempt failed: the next good one says so, even with nothing to swap. */
+  let failing = false;
+  const fail = (err: unknown): false => {
+    failing = true;
+    logger.error("TLS certificate reload failed; the current certificate stays in force", { error: describeError(err) });
+    return false;
+  };
 
   const reload = (): boolean => {
     let next: TlsMaterial;
     try {
       next = loadTlsMaterial(keyPath, certPath);
     } catch (err) {
-      logger.error("TLS certificate reload failed; the current certificate stays in force", { error: describeError(err) });
-      return false;
+      return fail(err);
     }
-    if (sameMaterial(next, material)) return true;
+    if (sameMaterial(next, material)) {
+      if (failing) logger.info("TLS certificate files valid again; the certificate in force is unchanged", { cert: certPath });
+      failing = false;
+      return true;
+    }
+    const info = certificateInfo(next.cert);
+    const now = Date.now();
+    // A renewal gone wrong (an old file restored, a stale copy) must not replace a valid certificate.
+    if (isExpired(info, now) && !isExpired(certificateInfo(material.cert), now)) {
+      return fail(new Error(`the new certificate ${certPath} expired on ${info?.notAfter.toISOString()} (serial ${info?.serial})`));
+    }
     try {
       server?.updateSecureContext({ key: next.key, cert: next.cert });
     } catch (err) {
-      logger.error("TLS certificate reload failed; the current certificate stays in force", { error: describeError(err) });
-      return false;
+      return fail(err);
     }
     material = next;
-    logger.info("TLS certificate reloaded", { cert: certPath });
-    warnIfNoChain(next.cert);
+    failing = false;
+    logger.info("TLS certificate reloaded", { cert: certPath, serial: info?.serial, subject: info?.subject, not_after: info?.notAfter.toISOString() });
+    warnAbout(next.cert);
     return true;
   };
 

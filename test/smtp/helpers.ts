@@ -4,7 +4,7 @@
  * self-signed certificate made with openssl. No mocks: real sockets, real files.
  */
 import { execFileSync } from "node:child_process";
-import { closeSync, fsyncSync, mkdtempSync, openSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, writeFileSync, writeSync } from "node:fs";
 import { connect as netConnect, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -208,6 +208,21 @@ export function makeCert(dir: string, name = "cert"): { key: string; cert: strin
   const key = join(dir, `${name}-key.pem`);
   const cert = join(dir, `${name}.pem`);
   execFileSync("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"], { stdio: "ignore" });
+  return { key, cert };
+}
+
+/** A self-signed certificate for localhost that expired on 2020-01-02 (openssl ca sets the dates). */
+export function makeExpiredCert(dir: string): { key: string; cert: string } {
+  const ca = join(dir, "expired-ca");
+  mkdirSync(ca, { recursive: true });
+  writeFileSync(join(ca, "index.txt"), "");
+  writeFileSync(join(ca, "serial"), "01\n");
+  writeFileSync(join(ca, "ca.cnf"), "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\nserial = serial\nnew_certs_dir = .\ndefault_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n");
+  const key = join(dir, "expired-key.pem");
+  const cert = join(dir, "expired.pem");
+  const run = (args: string[]) => execFileSync("openssl", args, { stdio: "ignore", cwd: ca });
+  run(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", "req.csr", "-subj", "/CN=localhost"]);
+  run(["ca", "-batch", "-config", "ca.cnf", "-selfsign", "-keyfile", key, "-in", "req.csr", "-out", cert, "-startdate", "20200101000000Z", "-enddate", "20200102000000Z"]);
   return { key, cert };
 }
 

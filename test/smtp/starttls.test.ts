@@ -12,7 +12,7 @@ import { join } from "node:path";
 import type { TLSSocket } from "node:tls";
 import nodemailer from "nodemailer";
 import { CliError } from "../../src/errors.ts";
-import { RawClient, greet, makeCert, sendMail, startTestServer, tempDir, type TestServer } from "./helpers.ts";
+import { RawClient, greet, makeCert, makeExpiredCert, sendMail, startTestServer, tempDir, type TestServer } from "./helpers.ts";
 
 let server: TestServer | null = null;
 afterEach(async () => {
@@ -158,6 +158,48 @@ describe("STARTTLS", () => {
     writeFileSync(join(live, "cert.pem"), "-----BEGIN CERTIFICATE-----\ngarbage\n");
     expect(server.handle.reloadTls()).toBe(false);
     expect(server.logs.lines.some((l) => l.level === "error" && l.msg.includes("TLS certificate reload failed"))).toBe(true);
+  });
+
+  test("an expired certificate: refused on reload while the one in force is valid; served with a warning at start", async () => {
+    const dir = tempDir();
+    const live = join(dir, "live");
+    mkdirSync(live);
+    const good = makeCert(dir, "good");
+    const expired = makeExpiredCert(dir);
+    copyFileSync(good.key, join(live, "key.pem"));
+    copyFileSync(good.cert, join(live, "cert.pem"));
+    server = await startTestServer({ env: { SMTP_TLS_KEY: join(live, "key.pem"), SMTP_TLS_CERT: join(live, "cert.pem") } });
+    const probe = async (): Promise<string> => {
+      const c = await RawClient.connect(server!.port);
+      await greet(c);
+      await startTls(c);
+      const f = fingerprint(c);
+      c.end();
+      return f;
+    };
+    const before = await probe();
+    copyFileSync(expired.key, join(live, "key.pem"));
+    copyFileSync(expired.cert, join(live, "cert.pem"));
+    expect(server.handle.reloadTls()).toBe(false);
+    expect(await probe()).toBe(before);
+    const refusal = server.logs.lines.find((l) => l.level === "error" && l.msg.startsWith("TLS certificate reload failed"));
+    expect(String(refusal?.fields.error)).toContain("expired on 2020-01-02");
+    // Put back: said to be fine again. A reload that swaps logs what is served now.
+    copyFileSync(good.key, join(live, "key.pem"));
+    copyFileSync(good.cert, join(live, "cert.pem"));
+    expect(server.handle.reloadTls()).toBe(true);
+    expect(server.logs.lines.map((l) => l.msg)).toContain("TLS certificate files valid again; the certificate in force is unchanged");
+    const other = makeCert(dir, "other");
+    copyFileSync(other.key, join(live, "key.pem"));
+    copyFileSync(other.cert, join(live, "cert.pem"));
+    expect(server.handle.reloadTls()).toBe(true);
+    const reloaded = server.logs.lines.find((l) => l.msg === "TLS certificate reloaded");
+    expect(reloaded?.fields).toMatchObject({ subject: "CN=localhost" });
+    expect(String(reloaded?.fields.serial)).toMatch(/^[0-9A-F]+$/);
+    await server.close();
+    // At start an expired certificate is served (opportunistic TLS still works), with a warning.
+    server = await startTestServer({ env: { SMTP_TLS_KEY: expired.key, SMTP_TLS_CERT: expired.cert } });
+    expect(server.logs.lines.some((l) => l.level === "warn" && l.msg.includes("expired on 2020-01-02"))).toBe(true);
   });
 
   test("TLS enabled with a missing or unreadable file → CliError naming the variable and file", async () => {
