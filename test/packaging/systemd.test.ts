@@ -270,11 +270,15 @@ describe("--root with an empty value", () => {
   });
 
   // --print never writes, so a regression here cannot touch the live /etc.
-  test.each([[["--root", ""]], [["--root"]]])("the executable with %p: exit 1, one line, nothing printed", async (flags) => {
+  test.each([
+    [["--root", ""], "mailgw: --root needs a directory (it was given an empty value); leave --root out to act on this system"],
+    // Given last with nothing after it: refused by the argument check before systemd's own.
+    [["--root"], "mailgw: --root needs a value (see mailgw systemd install --help)"],
+  ])("the executable with %p: exit 1, one line, nothing printed", async (flags, message) => {
     const run = await runBinary(binary.bin, ["systemd", "install", "--print", ...flags], { cwd: binary.dir });
     expect(run.exitCode).toBe(1);
     expect(run.stdout).toBe("");
-    expect(run.stderr.trim()).toBe("mailgw: --root needs a directory (it was given an empty value); leave --root out to act on this system");
+    expect(run.stderr.trim()).toBe(message);
   });
 });
 
