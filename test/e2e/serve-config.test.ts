@@ -29,6 +29,9 @@ describe("mailgw serve refuses bad configuration with exit 1 and one line", () =
     expect(flag.exitCode).toBe(1);
     // Named as typed, with the variable it sets.
     expect(oneLine(flag.stderr)).toBe("mailgw: --port 99999 (SMTP_PORT) is not an integer between 0 and 65535");
+    const relay = await runServeOnce("source", dir, { RELAY_SMTP_HOST: "smtp.example.com:587" });
+    expect(relay.exitCode).toBe(1);
+    expect(oneLine(relay.stderr)).toBe("mailgw: RELAY_SMTP_HOST=smtp.example.com:587 has a port in it: set RELAY_SMTP_HOST=smtp.example.com and RELAY_SMTP_PORT=587 (now 587)");
     const cidr = await runServeOnce("source", dir, { SMTP_ALLOWED_IPS: "10.0.0.0/33" });
     expect(cidr.exitCode).toBe(1);
     expect(oneLine(cidr.stderr)).toContain("SMTP_ALLOWED_IPS");

@@ -91,6 +91,43 @@ describe("mailgw serve ingress edges", () => {
     expect(await s.stop()).toBe(0);
   }, 30_000);
 
+  test("IDN in A-label form needs no SMTPUTF8; bad UTF-8 gets 500; a quoted local part in From: meets the rule for the plain address", async () => {
+    const rules = `domains: [company.com, münchen.de]
+default: { action: archive, category: default }
+rules:
+  - name: spoofed-boss
+    priority: 10
+    category: spoof
+    action: reject
+    conditions:
+      - { field: from, operator: equals, value: boss@company.com }
+`;
+    const s = await serve({}, rules);
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    expect(await c.cmd("MAIL FROM:<a@xn--mnchen-3ya.de>")).toStartWith("250 2.1.0");
+    expect(await c.cmd("RCPT TO:<v@xn--mnchen-3ya.de>")).toStartWith("250 2.1.5");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    const accepted = await c.cmd(`${simpleMessage("idn")}\r\n.`);
+    expect(accepted).toMatch(/^250 2\.0\.0 Queued as /);
+    c.write(Buffer.concat([Buffer.from("MAIL FROM:<", "latin1"), Buffer.from([0xff]), Buffer.from("@b.example> SMTPUTF8\r\n", "latin1")]));
+    expect(await c.reply()).toBe("500 5.5.2 Error: bad UTF-8 syntax");
+    expect(await c.cmd("MAIL FROM:<x@sender.example>")).toStartWith("250");
+    expect(await c.cmd("RCPT TO:<b@company.com>")).toStartWith("250");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    expect(await c.cmd('From: "boss"@company.com\r\nTo: b@company.com\r\nSubject: pay this\r\n\r\nnow\r\n.')).toMatch(/^550 5\.7\.1 /);
+    await c.cmd("QUIT");
+    const id = accepted.split(" ").pop() ?? "";
+    const db = new Database(join(s.dir, "data", "mail-gateway.db"), { readonly: true });
+    try {
+      const row = db.query<{ mail_from: string; recipients: string }, [string]>("SELECT mail_from, recipients FROM messages WHERE id = ?").get(id);
+      expect(row).toEqual({ mail_from: "a@xn--mnchen-3ya.de", recipients: '["v@xn--mnchen-3ya.de"]' });
+    } finally {
+      db.close();
+    }
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+
   test("the rate limit counts the address a PROXY header carries, not the proxy's", async () => {
     const s = await serve({ SMTP_PROXY_PROTOCOL: "true", RATE_LIMIT_MAX: "2" });
     const from = async (client: string) => {

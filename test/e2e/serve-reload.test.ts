@@ -5,7 +5,7 @@
  * setting changed in .env is read again on SIGHUP when serve runs the way `npm start` runs it.
  */
 import { describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { RawClient, greet } from "../smtp/helpers.ts";
 import { RULES_YAML, serveDir, startServe } from "../smtp/serve-process.ts";
@@ -36,6 +36,42 @@ describe("mailgw serve domains follow rules reloads", () => {
       expect(await serve.stop()).toBe(0);
     }
   }, 30_000);
+
+  // A deployed configuration directory swapped as a whole (rsync, git checkout, Ansible), with
+  // no SIGHUP: the watch must follow the new directory; a file listing no domains is refused.
+  test("rules in a directory replaced with mv are picked up, later edits too; a reload losing every domain is refused", async () => {
+    const dir = serveDir();
+    const conf = join(dir, "conf");
+    mkdirSync(conf);
+    writeFileSync(join(conf, "rules.yaml"), RULES_YAML);
+    const serve = await startServe("source", dir, { RULES_FILE: join(conf, "rules.yaml") });
+    const rcpt = async (to: string): Promise<string> => {
+      const c = await RawClient.connect(serve.smtpPort);
+      await greet(c);
+      await c.cmd("MAIL FROM:<a@sender.example>");
+      const reply = await c.cmd(`RCPT TO:<${to}>`);
+      c.end();
+      return reply;
+    };
+    const waitFor = async (to: string, ok: boolean): Promise<void> => {
+      for (let i = 0; i < 100 && (await rcpt(to)).startsWith("250") !== ok; i++) await Bun.sleep(100);
+      expect((await rcpt(to)).startsWith("250")).toBe(ok);
+    };
+    try {
+      mkdirSync(join(dir, "conf.new"));
+      writeFileSync(join(dir, "conf.new", "rules.yaml"), RULES_YAML.replace("domains: [company.com]", "domains: [company.com, two.example]"));
+      renameSync(conf, join(dir, "conf.old"));
+      renameSync(join(dir, "conf.new"), conf);
+      await waitFor("x@two.example", true);
+      writeFileSync(join(conf, "rules.yaml"), RULES_YAML.replace("domains: [company.com]", "domains: [company.com, three.example]"));
+      await waitFor("x@three.example", true);
+      writeFileSync(join(conf, "rules.yaml"), "default: { action: archive }\n");
+      await serve.waitForLog((l) => String(l.msg).startsWith("rules reload refused") && String(l.error).includes("no domains"));
+      expect(await rcpt("x@company.com")).toStartWith("250");
+    } finally {
+      expect(await serve.stop()).toBe(0);
+    }
+  }, 40_000);
 
   // Bun loads ./.env into process.env by itself unless told not to (--no-env-file); the
   // environment outranks .env, so the value at start-up would then win over every later edit
