@@ -16,11 +16,6 @@ export interface EnvelopeFlags {
   tls: boolean;
 }
 
-/** As `serve` keeps envelope addresses (canonicalSender): domain lower-cased in ASCII form, needless quotes dropped. */
-function lowerDomain(address: string): string {
-  return canonicalSender(address);
-}
-
 function stripAngles(address: string): string {
   const trimmed = address.trim();
   return trimmed.startsWith("<") && trimmed.endsWith(">") ? trimmed.slice(1, -1) : trimmed;
@@ -29,8 +24,9 @@ function stripAngles(address: string): string {
 /** The envelope given on the command line, before header defaults are known. */
 export function flagEnvelope(flags: EnvelopeFlags): Envelope {
   return {
-    mailFrom: flags.from === null ? "" : lowerDomain(stripAngles(flags.from)),
-    rcptTo: flags.to.map((to) => lowerDomain(stripAngles(to))),
+    // As serve keeps envelope addresses: domain lower-cased in ASCII form, needless quotes dropped.
+    mailFrom: flags.from === null ? "" : canonicalSender(stripAngles(flags.from)),
+    rcptTo: flags.to.map((to) => canonicalSender(stripAngles(to))),
     clientIp: flags.clientIp,
     helo: flags.helo,
     tls: flags.tls,
