@@ -94,8 +94,10 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
   const hostAllowed = rebindingGuard(config.http.host, token.required, [config.smtp.hostname, hostname()]);
 
   async function handle(req: Request): Promise<Response> {
-    // An HTTP/1.0 request without Host has a bare path as its url.
-    const path = new URL(req.url, "http://localhost").pathname;
+    const path = requestPath(req.url);
+    // A Host header that is no host name (`[evil.example]`, `%`) gives Bun a url no parser takes:
+    // the client's mistake, answered 400 without an ERROR line in the log for every such request.
+    if (path === null) return respond(req, text(400, "bad request: invalid Host header\n"));
     if (!ROUTES.has(path)) return respond(req, text(404, "not found\n"));
     if (req.method !== "GET" && req.method !== "HEAD") return respond(req, { ...text(405, "method not allowed\n"), headers: { allow: "GET, HEAD" } });
     // /healthz is open even with a token (SPEC §6) and says nothing the guard protects: a load
@@ -153,6 +155,16 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
       return url();
     },
   };
+}
+
+/** The path of a request's url; null when the url does not parse (Bun builds it from the Host header). */
+function requestPath(url: string): string | null {
+  try {
+    // An HTTP/1.0 request without Host has a bare path as its url.
+    return new URL(url, "http://localhost").pathname;
+  } catch {
+    return null;
+  }
 }
 
 function json(status: number, value: unknown): Reply {
