@@ -30,6 +30,7 @@ import { extractFacts } from "./parse/extract.ts";
 import { MAX_HEADER_BLOCK_BYTES, MAX_HEADER_FIELD_BYTES } from "./parse/limits.ts";
 import { ParsePool, ParseWorkerError } from "./parse/parse-pool.ts";
 import { classify } from "./rules/classify.ts";
+import { REGEX_BUDGET_MS } from "./rules/matchers.ts";
 import { factNeeds } from "./rules/fact-needs.ts";
 import type { RulesRuntime } from "./rules-runtime/runtime.ts";
 import { Archive, archiveRelativePath } from "./act/archive.ts";
@@ -209,7 +210,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
    * message is there, else the parse worker reads the spool file. Authentication checks need
    * the whole message in memory (read back from the file when big).
    */
-  async function classifyMessage(file: IncomingFile, envelope: Envelope): Promise<{ facts: MessageFacts; decision: Decision }> {
+  async function classifyMessage(file: IncomingFile, envelope: Envelope): Promise<{ facts: MessageFacts; decision: Decision; unevaluated?: string[] }> {
     const ruleSet = rules.current();
     const needs = factNeeds(ruleSet);
     const size = file.size;
@@ -233,7 +234,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     }
     file.forgetPrefix();
     const facts: MessageFacts = { ...parsed, ...authResults, size };
-    return { facts, decision: classify(facts, ruleSet, { trace: false }).decision };
+    const { decision, unevaluated } = classify(facts, ruleSet, { trace: false });
+    return unevaluated ? { facts, decision, unevaluated } : { facts, decision };
   }
 
   async function receiveFile(file: IncomingFile, envelope: Envelope): Promise<ReceiveOutcome> {
@@ -248,7 +250,12 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       logger.error("classification failed", { id, error: describeError(err) });
       throw SmtpError.temporary(err);
     }
-    const { facts, decision } = classified;
+    const { facts, decision, unevaluated } = classified;
+    if (unevaluated) {
+      logger.warn("rule regexes used up the message's time budget: these rules were not evaluated and did not match (a regex that backtracks catastrophically?)", {
+        id, budget_ms: REGEX_BUDGET_MS, rules: unevaluated, decision: decision.action, category: decision.category,
+      });
+    }
     if (decision.action === "reject") {
       await file.abort();
       return reject(id, receivedAt, facts, decision);

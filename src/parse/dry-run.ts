@@ -4,6 +4,7 @@
  * (src/cli/test.ts) reads files and prints. Trusts the trace it is given (from classify).
  */
 import type { ClassifyResult, ConditionTrace, RuleSet, RuleTrace, TraceValue } from "../rules/types.ts";
+import { REGEX_BUDGET_MS } from "../rules/matchers.ts";
 import { canonicalSender } from "../smtp/recipient-policy.ts";
 import type { Envelope, MessageFacts } from "../types.ts";
 
@@ -125,6 +126,9 @@ export function renderText(report: DryRunReport): string {
     lines.push(`note:     serve would refuse at RCPT ${refused.map((r) => `<${r.address}> (${r.reply})`).join(", ")}${all ? ": with no recipient left, the message would not be accepted at all" : ""}`);
   }
   if (report.refusedMessage) lines.push(`note:     serve would refuse this message after DATA, before the rules: ${report.refusedMessage}`);
+  if (result.unevaluated) {
+    lines.push(`note:     rule regexes took more than ${REGEX_BUDGET_MS} ms on this message: ${result.unevaluated.join(", ")} not evaluated (no match); check them with \`mailgw rules lint\``);
+  }
   return `${lines.join("\n")}\n`;
 }
 
@@ -147,6 +151,7 @@ export function renderJson(report: DryRunReport): string {
       refusedRecipients: report.refusedRecipients ?? [],
       refusedMessage: report.refusedMessage ?? null,
       refusedSender: report.refusedSender ?? null,
+      unevaluatedRules: result.unevaluated ?? [],
       facts: {
         ...scalarFacts,
         parseError: facts.parseError ?? null,

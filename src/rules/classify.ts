@@ -5,6 +5,8 @@
  * it allocates one scope and lower-cases each field a condition compares at most once.
  * First matching rule wins; no match → the rule set's default decision. Returned
  * decisions are frozen objects shared between calls. Never throws for any facts.
+ * Regexes share a per-message time budget (REGEX_BUDGET_MS): a rule whose regex condition
+ * finds it used up does not match, and is named in `unevaluated`.
  */
 import type {
   ClassifyOptions,
@@ -17,9 +19,10 @@ import type {
   RuleSet,
   RuleTrace,
 } from "./types.ts";
+import { RegexBudgetExceeded } from "./matchers.ts";
 
 function newScope(facts: MessageFacts, slotCount: number): EvalScope {
-  return { facts, lowered: new Array<string | readonly string[] | undefined>(slotCount), clientIp: undefined };
+  return { facts, lowered: new Array<string | readonly string[] | undefined>(slotCount), clientIp: undefined, regexMs: 0 };
 }
 
 function conditionHolds(condition: CompiledCondition, scope: EvalScope): boolean {
@@ -37,35 +40,57 @@ function ruleMatches(rule: CompiledRule, scope: EvalScope): boolean {
   return true;
 }
 
-/** Evaluates every condition (no short-circuit) so the trace shows all of them. */
-function traceRule(rule: CompiledRule, scope: EvalScope): RuleTrace {
-  const conditions: ConditionTrace[] = rule.conditions.map((condition) => ({
-    field: condition.field,
-    operator: condition.operator,
-    not: condition.negate,
-    expected: condition.expected,
-    actual: condition.actual(scope.facts),
-    matched: conditionHolds(condition, scope),
-  }));
-  const matched = rule.match === "any" ? conditions.some((c) => c.matched) : conditions.every((c) => c.matched);
-  return { rule: rule.name, priority: rule.priority, match: rule.match, matched, conditions };
+/** ruleMatches, or null when a regex condition found the message's regex budget used up. */
+function ruleMatchesWithinBudget(rule: CompiledRule, scope: EvalScope): boolean | null {
+  try {
+    return ruleMatches(rule, scope);
+  } catch (err) {
+    if (err instanceof RegexBudgetExceeded) return null;
+    throw err;
+  }
+}
+
+/**
+ * Evaluates every condition (no short-circuit) so the trace shows all of them. A rule with a
+ * condition the regex budget left unevaluated does not match (`unevaluated` is true).
+ */
+function traceRule(rule: CompiledRule, scope: EvalScope): RuleTrace & { unevaluated: boolean } {
+  let unevaluated = false;
+  const conditions: ConditionTrace[] = rule.conditions.map((condition) => {
+    let matched = false;
+    try {
+      matched = conditionHolds(condition, scope);
+    } catch (err) {
+      if (!(err instanceof RegexBudgetExceeded)) throw err;
+      unevaluated = true;
+    }
+    return { field: condition.field, operator: condition.operator, not: condition.negate, expected: condition.expected, actual: condition.actual(scope.facts), matched };
+  });
+  const matched = !unevaluated && (rule.match === "any" ? conditions.some((c) => c.matched) : conditions.every((c) => c.matched));
+  return { rule: rule.name, priority: rule.priority, match: rule.match, matched, conditions, unevaluated };
 }
 
 export function classify(facts: MessageFacts, rules: RuleSet, options?: ClassifyOptions): ClassifyResult {
   const scope = newScope(facts, rules.slotCount);
   const list = rules.rules;
+  const unevaluated: string[] = [];
+  const result = (decision: ClassifyResult["decision"], trace: RuleTrace[]): ClassifyResult =>
+    unevaluated.length > 0 ? { decision, trace, unevaluated } : { decision, trace };
   if (options?.trace === false) {
     for (let i = 0; i < list.length; i++) {
       const rule = list[i] as CompiledRule;
-      if (ruleMatches(rule, scope)) return { decision: rule.decision, trace: [] };
+      const matched = ruleMatchesWithinBudget(rule, scope);
+      if (matched === null) unevaluated.push(rule.name);
+      else if (matched) return result(rule.decision, []);
     }
-    return { decision: rules.default, trace: [] };
+    return result(rules.default, []);
   }
   const trace: RuleTrace[] = [];
   for (const rule of list) {
-    const entry = traceRule(rule, scope);
+    const { unevaluated: skipped, ...entry } = traceRule(rule, scope);
     trace.push(entry);
-    if (entry.matched) return { decision: rule.decision, trace };
+    if (skipped) unevaluated.push(rule.name);
+    if (entry.matched) return result(rule.decision, trace);
   }
-  return { decision: rules.default, trace };
+  return result(rules.default, trace);
 }

@@ -19,6 +19,33 @@ import type {
   TraceValue,
 } from "./types.ts";
 
+/**
+ * Time all the regexes of the rules may take on one message together. Classification runs on
+ * the event loop, and a pattern that backtracks catastrophically (`(a+)+$` against "aaaa…!")
+ * costs up to about a second per value before JavaScriptCore gives up on it: a message with
+ * 1000 attachment names (or To addresses, or headers) would stall every session, the stats
+ * server and /healthz for many minutes. Past the budget, no further regex runs for that
+ * message (RegexBudgetExceeded); the rules that needed one do not match.
+ */
+export const REGEX_BUDGET_MS = 250;
+
+/** Thrown by a regex condition once the message's REGEX_BUDGET_MS is used up; classify catches it. */
+export class RegexBudgetExceeded extends Error {
+  constructor() {
+    super(`rule regexes took more than ${REGEX_BUDGET_MS} ms on this message`);
+  }
+}
+
+function budgetedTest(regex: RegExp, value: string, scope: EvalScope): boolean {
+  if (scope.regexMs > REGEX_BUDGET_MS) throw new RegexBudgetExceeded();
+  const start = performance.now();
+  try {
+    return regex.test(value);
+  } finally {
+    scope.regexMs += performance.now() - start;
+  }
+}
+
 /** Trace values longer than this are cut: a trace must stay printable for a 10 MB body. */
 export const MAX_TRACE_VALUE_CHARS = 200;
 /** Multi-valued fields show at most this many values in a trace (1000 recipients...). */
@@ -174,7 +201,7 @@ function singleTextTest(spec: ConditionSpec, slot: number): Test {
   }
   if (value.kind === "regex") {
     const regex = value.regex;
-    return { test: (s) => regex.test(read(s.facts)), alwaysTrue: regexMatchesEverything(regex) };
+    return { test: (s) => budgetedTest(regex, read(s.facts), s), alwaysTrue: regexMatchesEverything(regex) };
   }
   if (value.kind !== "text") throw new Error(`unexpected value for ${spec.field} ${operator}`);
   const expected = value.text.toLowerCase();
@@ -196,7 +223,7 @@ function listTest(spec: ConditionSpec, slot: number): Test {
   if (operator === "exists") return { test: (s) => read(s.facts).length > 0, alwaysTrue: false };
   if (value.kind === "regex") {
     const regex = value.regex;
-    return { test: (s) => anyOf(read(s.facts), (v) => regex.test(v)), alwaysTrue: false };
+    return { test: (s) => anyOf(read(s.facts), (v) => budgetedTest(regex, v, s)), alwaysTrue: false };
   }
   if (value.kind !== "text") throw new Error(`unexpected value for ${spec.field} ${operator}`);
   const predicate = textPredicate(operator, value.text.toLowerCase());

@@ -70,6 +70,8 @@ export interface EvalScope {
   readonly lowered: (string | readonly string[] | undefined)[];
   /** Parsed client address; undefined = not parsed yet, null = not an IP address. */
   clientIp: ParsedClientIp | null | undefined;
+  /** Milliseconds spent in rule regexes for this message so far (see REGEX_BUDGET_MS). */
+  regexMs: number;
 }
 
 /** A client address as numbers, so CIDR tests are integer comparisons. */
@@ -148,6 +150,11 @@ export interface ClassifyResult {
   decision: Decision;
   /** The rules evaluated, in order, up to and including the one that matched. */
   trace: RuleTrace[];
+  /**
+   * Rules left unmatched because the message's regex time budget was used up before one of
+   * their regex conditions could run (REGEX_BUDGET_MS); absent when none.
+   */
+  unevaluated?: string[];
 }
 
 export interface ClassifyOptions {

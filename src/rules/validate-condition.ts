@@ -6,7 +6,8 @@
  */
 import { isScalar, isSeq, type Node } from "yaml";
 import { parseCidrRange, type CidrRange } from "./cidr.ts";
-import type { ConditionSpec, ConditionValue } from "./matchers.ts";
+import { REGEX_BUDGET_MS, type ConditionSpec, type ConditionValue } from "./matchers.ts";
+import { nestedRepetition } from "./regex-risk.ts";
 import {
   AUTH_RESULTS,
   CONDITION_KEYS,
@@ -103,7 +104,16 @@ function regexValue(ctx: YamlContext, entry: MapEntry, flags: string): Condition
     return null;
   }
   try {
-    return { kind: "regex", regex: new RegExp(source, flags) };
+    const regex = new RegExp(source, flags);
+    const nested = nestedRepetition(source);
+    if (nested !== null) {
+      ctx.warn(
+        entry.value,
+        "slow-regex",
+        `regex '${source}' repeats '${nested}', a group whose body repeats too: on hostile text it backtracks for seconds per value (ReDoS), and serve stops evaluating regexes for a message after ${REGEX_BUDGET_MS} ms; repeat only one level (e.g. 'a+' for '(a+)+')`,
+      );
+    }
+    return { kind: "regex", regex };
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
     ctx.error(entry.value, "invalid-regex", `invalid regex '${source}': ${reason}`);

@@ -3,11 +3,16 @@
  * stats server would send it:
  * - a Host header that is no host name (`[evil.example]`, `%`) is the client's mistake: 400, and
  *   no ERROR line in the log per request (it used to be a 500 logged as "http server error");
+ * - a rule regex that backtracks catastrophically (`^(a+)+$` on attachment names) against a
+ *   message with 40 such names: classified within the regex budget, the gateway (another
+ *   SMTP session, /healthz) stays responsive, and the log names the rule (it used to stall the
+ *   whole process about a second per name).
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
+import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { RULES_YAML, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 
 const running: ServeProcess[] = [];
@@ -47,4 +52,51 @@ describe("mailgw serve against hostile input", () => {
     expect(s.logs.filter((l) => l.level === "error")).toEqual([]);
     expect(await s.stop()).toBe(0);
   }, 30_000);
+
+  test("a catastrophic rule regex against hostile attachment names neither stalls the gateway nor other sessions", async () => {
+    const rules = `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - name: slow-names
+    priority: 10
+    action: reject
+    conditions:
+      - { field: attachment, operator: regex, value: '^(a+)+$' }
+`;
+    const s = await serve({}, rules);
+    const boundary = "b0undary";
+    const parts = Array.from({ length: 40 }, (_, i) =>
+      `--${boundary}\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="${"a".repeat(40)}${i}!"\r\n\r\nx\r\n`);
+    const hostile = `From: a@sender.example\r\nTo: b@company.com\r\nSubject: names\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="${boundary}"\r\n\r\n${parts.join("")}--${boundary}--\r\n`;
+
+    const slow = await RawClient.connect(s.smtpPort);
+    await greet(slow);
+    const started = Date.now();
+    const hostileReply = sendMail(slow, "b@company.com", hostile).then((r) => ({ reply: r, ms: Date.now() - started }));
+    await Bun.sleep(300);
+    // Meanwhile: the health check and an ordinary session answer promptly.
+    const healthStarted = Date.now();
+    expect((await fetch(new URL("/healthz", s.httpUrl))).status).toBe(200);
+    const healthMs = Date.now() - healthStarted;
+    const other = await RawClient.connect(s.smtpPort);
+    await greet(other);
+    const otherStarted = Date.now();
+    expect(await sendMail(other, "c@company.com", simpleMessage("ordinary"))).toMatch(/^250 2\.0\.0 Queued as /);
+    const otherMs = Date.now() - otherStarted;
+    other.end();
+
+    const { reply, ms } = await hostileReply;
+    slow.end();
+    // Without the budget: ~1 s per name, 40 s in all, every other session and /healthz waiting.
+    expect(reply).toMatch(/^250 2\.0\.0 Queued as /);
+    expect(ms).toBeLessThan(10_000);
+    expect(healthMs).toBeLessThan(5000);
+    expect(otherMs).toBeLessThan(5000);
+    const warned = await s.waitForLog((l) => typeof l.msg === "string" && l.msg.startsWith("rule regexes used up"));
+    expect(warned.rules).toEqual(["slow-names"]);
+    expect(warned.decision).toBe("archive");
+    // Lint's warning about the regex is logged at start too.
+    expect(s.logs.some((l) => l.msg === "rules warning" && l.code === "slow-regex")).toBe(true);
+    expect(await s.stop()).toBe(0);
+  }, 120_000);
 });
