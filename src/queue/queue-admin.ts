@@ -149,7 +149,11 @@ function nextTry(at: number, now: number): string {
   return at <= now ? "now" : `in ${formatDuration(Math.ceil((at - now) / 1000))}`;
 }
 
+/**
+ * One line for the terminal: whitespace runs become one space, and other control characters
+ * (an ESC from a relay's or a webhook receiver's reply would drive the admin's terminal) a `?`.
+ */
 function oneLine(s: string, max: number): string {
-  const line = s.replace(/\s+/g, " ").trim();
+  const line = s.replace(/\s+/g, " ").replace(/[\x00-\x1f\x7f-\x9f]/g, "?").trim();
   return line.length > max ? `${line.slice(0, max - 1)}…` : line;
 }

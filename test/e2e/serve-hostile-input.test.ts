@@ -6,14 +6,16 @@
  * - a rule regex that backtracks catastrophically (`^(a+)+$` on attachment names) against a
  *   message with 40 such names: classified within the regex budget, the gateway (another
  *   SMTP session, /healthz) stays responsive, and the log names the rule (it used to stall the
- *   whole process about a second per name).
+ *   whole process about a second per name);
+ * - a webhook receiver whose error reply carries terminal escapes: `mailgw queue list` shows
+ *   them as `?`, not as bytes that drive the admin's terminal.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
 import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
-import { RULES_YAML, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { RULES_YAML, mailgwQueue, queueList, serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
 
 const running: ServeProcess[] = [];
 afterEach(async () => {
@@ -99,4 +101,31 @@ rules:
     expect(s.logs.some((l) => l.msg === "rules warning" && l.code === "slow-regex")).toBe(true);
     expect(await s.stop()).toBe(0);
   }, 120_000);
+
+  test("queue list shows a webhook reply's terminal escapes as '?'", async () => {
+    const receiver = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: () => new Response("\x1b]0;owned\x07\x1b[2Jrefused\x1b[31m", { status: 400 }),
+    });
+    try {
+      const rules = `domains: [company.com]
+default: { action: webhook, url: "http://127.0.0.1:${receiver.port}/hook" }
+rules: []
+`;
+      const s = await serve({}, rules);
+      const c = await RawClient.connect(s.smtpPort);
+      await greet(c);
+      expect(await sendMail(c)).toMatch(/^250 2\.0\.0 Queued as /);
+      c.end();
+      await until("webhook failed", async () => (await queueList(s.dir, "failed")).length === 1, 15_000);
+      const listed = await mailgwQueue(s.dir, "list", "--state", "failed");
+      expect(listed.code).toBe(0);
+      expect(listed.stdout).toContain("HTTP 400 Bad Request: ?]0;owned??[2Jrefused?[31m");
+      expect(listed.stdout).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
+      expect(await s.stop()).toBe(0);
+    } finally {
+      receiver.stop(true);
+    }
+  }, 60_000);
 });
