@@ -33,10 +33,27 @@ const jsonReporter = (write: (s: string) => void): ConsolaReporter => ({
   },
 });
 
+/**
+ * Characters a text value is quoted for: whitespace, quote and `=` (they would split or fake a
+ * `key=value`), and what a terminal or `journalctl` would act on or hide instead of showing:
+ * C0/C1 controls (ESC sequences), bidi overrides and isolates (an address that reads backwards),
+ * zero-width and line/paragraph separators.
+ */
+const NEEDS_QUOTES = /[\s"=\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/;
+/** The ones JSON.stringify leaves as they are; written as \uXXXX inside the quotes. */
+const ESCAPE_IN_QUOTES = /[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
+
+function json(v: unknown): string {
+  return JSON.stringify(v).replace(ESCAPE_IN_QUOTES, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 function textValue(v: LogFields[string]): string {
-  if (Array.isArray(v)) return v.some((x) => typeof x === "object") ? JSON.stringify(v) : v.join(",");
-  const s = String(v);
-  return /[\s"=]/.test(s) || s === "" ? JSON.stringify(s) : s;
+  // A list of records (a session's `messages`) as JSON, which delimits itself.
+  if (Array.isArray(v) && v.some((x) => typeof x === "object")) return json(v);
+  // A list is one value: `refused="x@other.example (550),y@other.example (550)"`, not bare text
+  // whose spaces a reader would take for the end of the field.
+  const s = Array.isArray(v) ? v.join(",") : String(v);
+  return NEEDS_QUOTES.test(s) || s === "" ? json(s) : s;
 }
 
 const textReporter = (write: (s: string) => void): ConsolaReporter => ({

@@ -8,18 +8,24 @@
  *   SMTP session, /healthz) stays responsive, and the log names the rule (it used to stall the
  *   whole process about a second per name);
  * - a webhook receiver whose error reply carries terminal escapes: `mailgw queue list` shows
- *   them as `?`, not as bytes that drive the admin's terminal.
+ *   them as `?`, not as bytes that drive the admin's terminal;
+ * - LOG_FORMAT=text (what an admin reads in a TTY or journalctl): a sender address with a bidi
+ *   override is escaped, and the refused recipients are one quoted value.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import { join } from "node:path";
+import type { Subprocess } from "bun";
 import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
-import { RULES_YAML, mailgwQueue, queueList, serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
+import { RULES_YAML, logLines, mailgwQueue, queueList, serveCommand, serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
+import { BARE_PATH } from "../packaging/binary.ts";
 
 const running: ServeProcess[] = [];
+const textProcs: Subprocess[] = [];
 afterEach(async () => {
   for (const s of running.splice(0)) if (s.proc.exitCode === null) await s.stop("SIGKILL");
+  for (const p of textProcs.splice(0)) if (p.exitCode === null) p.kill("SIGKILL");
 });
 
 async function serve(env: Record<string, string> = {}, rules = RULES_YAML): Promise<ServeProcess> {
@@ -28,6 +34,33 @@ async function serve(env: Record<string, string> = {}, rules = RULES_YAML): Prom
   const s = await startServe("source", dir, env);
   running.push(s);
   return s;
+}
+
+/** serve with LOG_FORMAT=text (startServe reads JSON lines): its SMTP port and its log lines. */
+async function serveText() {
+  const dir = serveDir();
+  const proc = Bun.spawn(serveCommand("source"), {
+    cwd: dir,
+    env: { PATH: BARE_PATH, HOME: dir, LOG_FORMAT: "text", SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", HTTP_HOST: "127.0.0.1", HTTP_PORT: "0", SMTP_HOSTNAME: "mx.test" },
+    stdout: "pipe",
+    stderr: "ignore",
+  });
+  textProcs.push(proc);
+  const lines: string[] = [];
+  void (async () => {
+    for await (const chunk of logLines(proc.stdout)) lines.push(...chunk);
+  })();
+  const waitForLine = async (pred: (l: string) => boolean, ms = 15_000): Promise<string> => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const found = lines.find(pred);
+      if (found !== undefined) return found;
+      if (Date.now() > deadline) throw new Error(`log line not seen in ${ms} ms: ${lines.slice(-3).join("\n")}`);
+      await Bun.sleep(50);
+    }
+  };
+  const started = await waitForLine((l) => l.includes(" mailgw serve started "));
+  return { proc, smtpPort: Number(/ smtp=127\.0\.0\.1:(\d+) /.exec(started)?.[1]), waitForLine };
 }
 
 /** Status line of one raw HTTP/1.1 GET with the given Host header (fetch would set its own). */
@@ -128,4 +161,23 @@ rules: []
       receiver.stop(true);
     }
   }, 60_000);
+
+  test("text log: a bidi override in a sender is escaped and refused recipients are one quoted value", async () => {
+    const s = await serveText();
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    expect(await c.cmd("MAIL FROM:<\u202egro.live@evil.example> SMTPUTF8")).toStartWith("250");
+    expect(await c.cmd("RCPT TO:<x=y@other.example>")).toStartWith("550");
+    expect(await c.cmd("RCPT TO:<b@company.com>")).toStartWith("250");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    expect(await c.cmd(`${simpleMessage("bidi")}\r\n.`)).toMatch(/^250 2\.0\.0 Queued as /);
+    await c.cmd("QUIT");
+    c.end();
+    const line = await s.waitForLine((l) => l.includes(" smtp session ") && l.includes("refused="));
+    expect(line).toContain(' from="\\u202egro.live@evil.example" ');
+    expect(line).toContain(' refused="x=y@other.example (550)" ');
+    expect(line).not.toContain("\u202e");
+    s.proc.kill("SIGTERM");
+    expect(await s.proc.exited).toBe(0);
+  }, 30_000);
 });

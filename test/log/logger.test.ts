@@ -17,3 +17,13 @@ test("text lines are key=value with quoting", () => {
   log.warn("delivery deferred", { id: "ABC", error: "451 try later", n: 2 });
   expect(lines[0]).toMatch(/WARN  delivery deferred id=ABC error="451 try later" n=2\n$/);
 });
+
+test("text values: lists are one quoted value; controls, bidi overrides and separators are escaped", () => {
+  const lines: string[] = [];
+  const log = createLogger({ level: "debug", format: "text", write: (s) => lines.push(s) });
+  log.info("smtp session", { from: "\u202egro.live@evil.example", refused: ["x=y@other.example (550)", "z@other.example (550)"], recipients: ["a@company.com", "b@company.com"], helo: "a\u001b[2Jb", note: "x\u2028y" });
+  expect(lines[0]).toEndWith(
+    ' smtp session from="\\u202egro.live@evil.example" refused="x=y@other.example (550),z@other.example (550)" recipients=a@company.com,b@company.com helo="a\\u001b[2Jb" note="x\\u2028y"\n',
+  );
+  expect(lines[0]).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u202e\u2028]/);
+});
