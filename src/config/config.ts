@@ -209,7 +209,7 @@ function loadConfigValues(opts: LoadOptions): Config {
     http: {
       host: listenHost(get, "HTTP_HOST"),
       port: integer(get, "HTTP_PORT", 0, 65535),
-      statsToken: get("STATS_TOKEN") || null,
+      statsToken: statsToken(get),
     },
     log: { level: oneOf(get, "LOG_LEVEL", ["debug", "info", "warn", "error"] as const), format: logFormat(get, opts.isTty) },
     queue: {
@@ -219,6 +219,20 @@ function loadConfigValues(opts: LoadOptions): Config {
     webhookSecret: get("WEBHOOK_SECRET") || null,
     warnings,
   };
+}
+
+/**
+ * A client presents the token as `Authorization: Bearer TOKEN`: a space, a control character
+ * or a non-ASCII one could never arrive intact, so every scrape would get 401. The value is a
+ * secret: the message does not repeat it.
+ */
+function statsToken(get: (n: string) => string): string | null {
+  const v = get("STATS_TOKEN");
+  if (!v) return null;
+  if (!/^[\x21-\x7e]+$/.test(v)) {
+    throw new CliError(`STATS_TOKEN has a space or a character that is not printable ASCII, so no client could send it as "Authorization: Bearer TOKEN": use letters, digits and punctuation only (e.g. the output of openssl rand -hex 32)`);
+  }
+  return v;
 }
 
 function relayConfig(get: (n: string) => string): RelayConfig | null {

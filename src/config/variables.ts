@@ -43,7 +43,7 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: "RULES_FILE", default: "./rules.yaml", help: "rules file, hot-reloaded" },
   { name: "HTTP_HOST", default: "127.0.0.1", help: "stats/metrics/health listen address" },
   { name: "HTTP_PORT", default: "3000", help: "stats/metrics/health port" },
-  { name: "STATS_TOKEN", default: "", help: "Bearer token for /stats, /stats.json, /metrics", secret: true },
+  { name: "STATS_TOKEN", default: "", help: "Bearer token for /stats, /stats.json, /metrics; printable ASCII without spaces (e.g. `openssl rand -hex 32`)", secret: true },
   { name: "LOG_LEVEL", default: "info", help: "debug | info | warn | error" },
   { name: "LOG_FORMAT", default: "", help: "text | json (default: text on a TTY, json otherwise)" },
   { name: "QUEUE_MAX_AGE_HOURS", default: "96", help: "give up a deferred delivery after this many hours (counted from its queueing, from its last `mailgw queue retry`, or — for a forward held without a relay — from the relay being set)" },

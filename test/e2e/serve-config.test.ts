@@ -39,6 +39,13 @@ describe("mailgw serve refuses bad configuration with exit 1 and one line", () =
     const host = await runServeOnce("source", dir, { HTTP_HOST: "999.1.1.1" });
     expect(host.exitCode).toBe(1);
     expect(oneLine(host.stderr)).toBe("mailgw: HTTP_HOST=999.1.1.1 is not an IP address or host name (e.g. 0.0.0.0, ::, 127.0.0.1, localhost)");
+    // A token with a space could never be sent as a Bearer token (every scrape: 401); the
+    // line must not repeat the secret.
+    const token = await runServeOnce("source", dir, { STATS_TOKEN: "tok en" });
+    expect(token.exitCode).toBe(1);
+    const tokenLine = oneLine(token.stderr);
+    expect(tokenLine).toContain("STATS_TOKEN has a space");
+    expect(tokenLine).not.toContain("tok en");
   });
 
   test("DATABASE_URL at a file that is not SQLite: exit 1 naming the file and the variable, file untouched", async () => {
