@@ -19,6 +19,7 @@ const HELP_FLAGS = ["--help", "-h"];
 const VERSION_FLAGS = ["--version", "-v"];
 
 export async function runCli(main: AnyCommand, rawArgs: string[] = process.argv.slice(2)): Promise<void> {
+  if (rawArgs.find((a) => !a.startsWith("-")) !== "serve") endQuietlyOnBrokenPipe();
   if (rawArgs.some((a) => HELP_FLAGS.includes(a)) || (rawArgs.length === 1 && VERSION_FLAGS.includes(rawArgs[0] ?? ""))) {
     return runMain(main, { rawArgs, showUsage: (cmd, parent) => showUsage(main, rawArgs, cmd, parent) });
   }
@@ -30,6 +31,20 @@ export async function runCli(main: AnyCommand, rawArgs: string[] = process.argv.
     if (debugRequested() && err instanceof Error && err.stack && !("code" in err)) process.stderr.write(`${err.stack}\n`);
     process.exitCode = 1;
   }
+}
+
+/**
+ * `mailgw queue list | head` on a big queue: the reader goes away while output is still being
+ * written, and Bun reported the EPIPE as an uncaught error with a stack trace and exit 1. Like
+ * any Unix filter, a command whose reader has gone just stops, quietly (exit 0: it did what it
+ * was asked; a queue retry or drop has already been committed when its one line is printed).
+ * Not for `serve`: its stdout is the log, and what to do when that goes is serve's concern.
+ */
+function endQuietlyOnBrokenPipe(): void {
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (err.code === "EPIPE") process.exit(0);
+    throw err;
+  });
 }
 
 /**
