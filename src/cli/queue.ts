@@ -8,7 +8,7 @@ import { accessSync, constants } from "node:fs";
 import { defineCommand } from "citty";
 import { loadStoragePaths, type StoragePaths } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
-import { drop, formatList, formatRetry, listEntries, parseStates, retry } from "../queue/queue-admin.ts";
+import { countEntries, drop, formatList, formatRetry, listEntries, parseStates, retry, truncationNote } from "../queue/queue-admin.ts";
 import { createSpoolAccess } from "../queue/spool-access.ts";
 import { openDatabase } from "../store/db.ts";
 import { cliAction } from "./action.ts";
@@ -51,7 +51,12 @@ const list = defineCommand({
     const { db } = open(args);
     const now = Date.now();
     const entries = listEntries(db, states, now);
-    process.stdout.write(args.json ? `${JSON.stringify(entries, null, 2)}\n` : formatList(entries, now));
+    const total = countEntries(db, states);
+    if (!args.json) return void process.stdout.write(formatList(entries, now, total));
+    // The JSON stays an array (scripts read it); a cut list is said on stderr.
+    const note = truncationNote(entries.length, total);
+    if (note !== null) process.stderr.write(`mailgw: ${note}\n`);
+    process.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
   }),
 });
 

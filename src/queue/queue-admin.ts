@@ -12,11 +12,14 @@ import { displayTarget } from "../http/stats-data.ts";
 import type { DeliveryState } from "../types.ts";
 import { parseAddresses } from "./attempt.ts";
 import {
-  dropDeliveries, findDeliveries, listQueue, PENDING_STATES, type QueueEntry, RETRYABLE_STATES, retryNow,
+  countQueue, dropDeliveries, findDeliveries, listQueue, PENDING_STATES, type QueueEntry, RETRYABLE_STATES, retryNow,
 } from "./queue-store.ts";
 import type { SpoolAccess } from "./spool-access.ts";
 
-/** Rows `queue list` prints at most; the rest is summarized (a huge backlog must not flood a terminal). */
+/**
+ * Rows `queue list` prints at most, the oldest first (a huge backlog must not flood a terminal);
+ * the footer (or, with --json, stderr) says how many there are in all.
+ */
 export const LIST_LIMIT = 10_000;
 
 const ALL_STATES: readonly DeliveryState[] = ["queued", "deferred", "held", "delivering", "delivered", "failed"];
@@ -65,8 +68,22 @@ export function listEntries(db: Database, states: readonly DeliveryState[], now:
   }));
 }
 
-/** Aligned text table for a terminal, one delivery per line; "queue is empty" when none. */
-export function formatList(entries: readonly ListedEntry[], now: number): string {
+/** How many deliveries are in these states in all; more than listEntries returns past LIST_LIMIT. */
+export function countEntries(db: Database, states: readonly DeliveryState[]): number {
+  return countQueue(db, states);
+}
+
+/** The line saying that a list was cut at LIST_LIMIT, and how to see the rest; null when it was not. */
+export function truncationNote(shown: number, total: number): string | null {
+  if (total <= shown) return null;
+  return `${shown} of ${total} deliveries shown (the oldest): narrow the list with --state, or query the deliveries table with sqlite3 for the rest`;
+}
+
+/**
+ * Aligned text table for a terminal, one delivery per line; "queue is empty" when none.
+ * `total`: how many there are in all (more than `entries` when the list was cut at LIST_LIMIT).
+ */
+export function formatList(entries: readonly ListedEntry[], now: number, total = entries.length): string {
   if (entries.length === 0) return "queue is empty\n";
   const header = ["ID", "#", "STATE", "KIND", "AGE", "ATTEMPTS", "NEXT TRY", "TARGET", "LAST ERROR"];
   const rows = entries.map((e) => [
@@ -82,7 +99,8 @@ export function formatList(entries: readonly ListedEntry[], now: number): string
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ");
-  return [line(header), ...rows.map(line)].join("\n") + `\n${entries.length} deliver${entries.length === 1 ? "y" : "ies"}\n`;
+  const footer = truncationNote(entries.length, total) ?? `${entries.length} deliver${entries.length === 1 ? "y" : "ies"}`;
+  return [line(header), ...rows.map(line)].join("\n") + `\n${footer}\n`;
 }
 
 /** Resolves an ID argument: `<message id>`, `<message id>#<n>` or a delivery number `<n>`. */

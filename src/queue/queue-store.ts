@@ -295,6 +295,13 @@ export function listQueue(db: Database, states: readonly DeliveryState[], limit:
     .all(JSON.stringify(states), limit);
 }
 
+/** How many deliveries are in these states (what `queue list` shows at most LIST_LIMIT of). */
+export function countQueue(db: Database, states: readonly DeliveryState[]): number {
+  return db
+    .query<{ n: number }, [string]>(`SELECT COUNT(*) AS n FROM deliveries WHERE state IN (SELECT value FROM json_each(?))`)
+    .get(JSON.stringify(states))?.n ?? 0;
+}
+
 /** Deliveries an ID names: a delivery number, or a message id (all of its deliveries). */
 export function findDeliveries(db: Database, ref: string): QueueEntry[] {
   const byNumber = /^\d+$/.test(ref);
