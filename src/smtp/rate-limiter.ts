@@ -6,7 +6,10 @@
  * expired windows are swept first, then the oldest entries are evicted (a Map keeps
  * insertion order). Eviction can only forget a client's count — it errs towards letting a
  * client through again, never towards refusing one that is under the limit.
- * The clock is passed in, so tests control time.
+ * Windows are timed with the monotonic clock: a wall clock stepped back (NTP correcting a
+ * clock that was ahead, an RTC kept in local time) left every window "not over yet" until the
+ * wall clock caught up, so a client at its limit got 451 for hours. A clock passed in (tests)
+ * that goes back ends the window too: the error is on the side of letting a client through.
  */
 
 export interface RateLimiter {
@@ -27,12 +30,13 @@ export function createRateLimiter(opts: {
   maxTracked: number;
   now?: () => number;
 }): RateLimiter {
-  const now = opts.now ?? Date.now;
+  const now = opts.now ?? (() => performance.now());
+  const over = (w: Window, t: number): boolean => t - w.startedAt >= opts.windowMs || t < w.startedAt;
   const windows = new Map<string, Window>();
 
   const makeRoom = (t: number): void => {
     for (const [key, w] of windows) {
-      if (t - w.startedAt >= opts.windowMs) windows.delete(key);
+      if (over(w, t)) windows.delete(key);
     }
     const excess = windows.size - opts.maxTracked + 1;
     if (excess <= 0) return;
@@ -47,7 +51,7 @@ export function createRateLimiter(opts: {
     take(key) {
       const t = now();
       let w = windows.get(key);
-      if (w && t - w.startedAt >= opts.windowMs) {
+      if (w && over(w, t)) {
         windows.delete(key);
         w = undefined;
       }

@@ -57,7 +57,8 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
   const cfg = deps.smtp;
   const tls: TlsManager | null = cfg.tls.enabled ? createTlsManager(cfg.tls, deps.logger) : null;
   const states = new Map<string, SessionState>();
-  const limiter = createRateLimiter({ ...cfg.rateLimit, maxTracked: limits.rateLimitTrackedClients, now });
+  // Its own (monotonic) clock unless a test sets one: the wall clock can be stepped back.
+  const limiter = createRateLimiter({ ...cfg.rateLimit, maxTracked: limits.rateLimitTrackedClients, ...(deps.now ? { now: deps.now } : {}) });
 
   const stateOf = (session: SMTPServerSession): SessionState => {
     let state = states.get(session.id);

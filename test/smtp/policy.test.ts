@@ -151,4 +151,12 @@ describe("policy units", () => {
     for (let i = 0; i < 10_000; i++) rl.take(`ip${i}`);
     expect(rl.size()).toBeLessThanOrEqual(100);
   });
+
+  test("rate limiter: a clock that goes back ends the window (never refuses until it catches up)", () => {
+    let t = 10_000_000;
+    const rl = createRateLimiter({ max: 1, windowMs: 1000, maxTracked: 100, now: () => t });
+    expect([rl.take("a"), rl.take("a")]).toEqual([true, false]);
+    t -= 3_600_000;
+    expect(rl.take("a")).toBe(true);
+  });
 });
