@@ -15,6 +15,14 @@ import { MIGRATIONS } from "./migrations.ts";
 
 /** How long a writer waits for another process's write lock before failing. */
 const BUSY_TIMEOUT_MS = 5000;
+/**
+ * What is left of the WAL file on disk once a checkpoint has emptied it. SQLite reuses the WAL
+ * from its start but never shrinks it: a reader that held a snapshot for a while (`sqlite3`
+ * left inside BEGIN, a long `.backup`) while mail flowed made it grow by ~30 KB a message
+ * (hundreds of MB an hour), and it stayed that size until serve stopped. Normal use stays
+ * near 4 MB (the 1000-page autocheckpoint), far below this.
+ */
+export const WAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024;
 
 export function openDatabase(path: string, opts: { readonly?: boolean } = {}): Database {
   let db: Database;
@@ -31,6 +39,7 @@ export function openDatabase(path: string, opts: { readonly?: boolean } = {}): D
     schemaVersion(db);
     if (opts.readonly) return db;
     db.exec("PRAGMA journal_mode = WAL");
+    db.exec(`PRAGMA journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
     db.exec("PRAGMA synchronous = FULL");
     db.exec("PRAGMA foreign_keys = ON");
   } catch (err) {
