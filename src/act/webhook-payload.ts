@@ -2,13 +2,23 @@
  * The JSON body a `webhook` rule posts (SPEC §3 `url`): envelope, headers, text, html,
  * attachment metadata (no contents) and the raw message in base64.
  *
- * Trusts nothing in the message: it is parsed with postal-mime under explicit limits; a
- * message that cannot be parsed (or hits a limit) is still posted, with the decoded fields
- * empty, `parseError` set, and the raw bytes intact — the receiver can always re-parse.
+ * Trusts nothing in the message. The top-level header block is decoded the way the rules see
+ * it (parse/header-block.ts, header-text.ts, encoded-words.ts, address-list.ts: linear and
+ * bounded), so `subject`, `from`, `to`… are what a rule was matched on: raw 8-bit headers in
+ * the declared charset (EUC-KR, KOI8-R, Big5…), UTF-8 split across encoded words, and a To:
+ * too big for postal-mime's header limit. postal-mime reads only the MIME structure (the
+ * Content-* headers and the body) under explicit limits. A message that cannot be parsed (or
+ * hits a limit) is still posted, with what could be decoded, `parseError` set, and the raw
+ * bytes intact — the receiver can always re-parse.
  */
-import PostalMime, { type Address, type Email } from "postal-mime";
+import PostalMime, { type Email } from "postal-mime";
+import { parseAddressList } from "../parse/address-list.ts";
+import { decodeEncodedWords } from "../parse/encoded-words.ts";
+import { splitHeaderBlock, type RawHeaderField } from "../parse/header-block.ts";
+import { declaredCharset, fieldText } from "../parse/header-text.ts";
+import { MAX_ADDRESSES_PER_LIST } from "../parse/limits.ts";
 
-/** Header bytes postal-mime may decode (all parts). Stops a megabyte To: of encoded words costing seconds of CPU. */
+/** Header bytes postal-mime may decode in a MIME part. Stops a megabyte part header of encoded words costing seconds of CPU. */
 export const WEBHOOK_PARSE_MAX_HEADER_BYTES = 128 * 1024;
 /** MIME nesting depth parsed. Stops deeply nested multiparts. */
 export const WEBHOOK_PARSE_MAX_DEPTH = 20;
@@ -75,6 +85,7 @@ export interface WebhookPayload {
 }
 
 export async function buildWebhookPayload(msg: WebhookMessage, nowMs: number): Promise<WebhookPayload> {
+  const top = topLevel(msg.raw);
   const base: WebhookPayload = {
     id: msg.id,
     timestamp: Math.floor(nowMs / 1000),
@@ -82,58 +93,95 @@ export async function buildWebhookPayload(msg: WebhookMessage, nowMs: number): P
     rule: msg.rule,
     category: msg.category,
     envelope: msg.envelope,
-    subject: null,
-    messageId: null,
-    date: null,
-    from: null,
-    to: [],
-    cc: [],
-    replyTo: [],
-    headers: [],
+    ...top.fields,
     text: null,
     html: null,
     attachments: [],
     raw: Buffer.from(msg.raw.buffer, msg.raw.byteOffset, msg.raw.byteLength).toString("base64"),
     size: msg.raw.byteLength,
   };
-  let email: Email;
+  const notes = [...top.notes];
+  let email: Email | null = null;
   try {
-    email = await PostalMime.parse(msg.raw, {
+    email = await PostalMime.parse(top.mimeInput, {
       maxHeadersSize: WEBHOOK_PARSE_MAX_HEADER_BYTES,
       maxNestingDepth: WEBHOOK_PARSE_MAX_DEPTH,
       maxRfc822NestingDepth: WEBHOOK_PARSE_MAX_RFC822_DEPTH,
     });
   } catch (err) {
-    return { ...base, parseError: err instanceof Error ? err.message : String(err) };
+    notes.push(err instanceof Error ? err.message : String(err));
   }
+  const content: Partial<WebhookPayload> = email
+    ? {
+        text: email.text ?? null,
+        html: email.html ?? null,
+        attachments: email.attachments.slice(0, WEBHOOK_MAX_ATTACHMENTS).map((a) => ({
+          filename: a.filename,
+          contentType: a.mimeType,
+          size: typeof a.content === "string" ? a.content.length : a.content.byteLength,
+          disposition: a.disposition,
+          contentId: a.contentId ?? null,
+        })),
+      }
+    : {};
+  return { ...base, ...content, ...(notes.length > 0 ? { parseError: notes.join("; ") } : {}) };
+}
+
+type HeaderFields = Pick<WebhookPayload, "subject" | "messageId" | "date" | "from" | "to" | "cc" | "replyTo" | "headers">;
+
+/** The top-level header fields of the payload, postal-mime's input (Content-* headers + body), and the limits hit. */
+function topLevel(raw: Uint8Array): { fields: HeaderFields; mimeInput: Uint8Array; notes: string[] } {
+  const block = splitHeaderBlock(raw);
+  const charset = declaredCharset(block.fields);
+  const headers = block.fields.map((field) => ({ name: field.originalName, value: fieldText(field, charset) }));
+  const first = (name: string): string | null => {
+    const at = block.fields.findIndex((field) => field.name === name);
+    return at < 0 ? null : (headers[at]?.value ?? null);
+  };
+  const all = (name: string): string[] => headers.filter((_, i) => block.fields[i]?.name === name).map((h) => h.value);
+  const subject = first("subject");
+  const messageId = first("message-id");
+  const date = first("date");
+  const from = parseAddressList(first("from") ?? "", 1).mailboxes[0];
   return {
-    ...base,
-    subject: email.subject ?? null,
-    messageId: email.messageId ?? null,
-    date: email.date ?? null,
-    from: email.from ? (mailboxes([email.from])[0] ?? null) : null,
-    to: mailboxes(email.to),
-    cc: mailboxes(email.cc),
-    replyTo: mailboxes(email.replyTo),
-    headers: email.headers.map((h) => ({ name: h.originalKey, value: h.value })),
-    text: email.text ?? null,
-    html: email.html ?? null,
-    attachments: email.attachments.slice(0, WEBHOOK_MAX_ATTACHMENTS).map((a) => ({
-      filename: a.filename,
-      contentType: a.mimeType,
-      size: typeof a.content === "string" ? a.content.length : a.content.byteLength,
-      disposition: a.disposition,
-      contentId: a.contentId ?? null,
-    })),
+    fields: {
+      subject: subject === null ? null : decodeEncodedWords(subject),
+      messageId: messageId ? decodeEncodedWords(messageId) : null,
+      date: date === null ? null : isoDate(date),
+      from: from ? { name: from.name, address: from.address } : null,
+      to: mailboxes(all("to")),
+      cc: mailboxes(all("cc")),
+      replyTo: mailboxes(all("reply-to")),
+      headers,
+    },
+    mimeInput: mimeInput(raw, block.fields, block.bodyStart),
+    notes: block.notes,
   };
 }
 
-/** Flattens groups into their members. */
-function mailboxes(list: Address[] | undefined): MailboxJson[] {
+/** As postal-mime gives it: ISO 8601 when the value reads as a date, else the value. */
+function isoDate(value: string): string {
+  const date = new Date(value);
+  return Number.isNaN(date.getTime()) ? value : date.toISOString();
+}
+
+/** Every mailbox of the fields (groups flattened), at most MAX_ADDRESSES_PER_LIST in all. */
+function mailboxes(values: string[]): MailboxJson[] {
   const out: MailboxJson[] = [];
-  for (const a of list ?? []) {
-    if (a.group) for (const m of a.group) out.push({ name: m.name, address: m.address });
-    else out.push({ name: a.name, address: a.address });
+  for (const value of values) {
+    if (out.length >= MAX_ADDRESSES_PER_LIST) break;
+    for (const m of parseAddressList(value, MAX_ADDRESSES_PER_LIST - out.length).mailboxes) out.push({ name: m.name, address: m.address });
   }
   return out;
+}
+
+/** The message as postal-mime needs it for the body: the top-level Content-* fields, a blank line, the body. */
+function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (const field of fields) {
+    if (!field.name.startsWith("content-")) continue;
+    parts.push(Buffer.from(`${field.originalName}:`, "latin1"), field.value, Buffer.from("\r\n"));
+  }
+  parts.push(Buffer.from("\r\n"), raw.subarray(bodyStart));
+  return Buffer.concat(parts);
 }

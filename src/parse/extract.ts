@@ -13,9 +13,9 @@ import PostalMime, { type Email } from "postal-mime";
 import type { AuthResult, Envelope, MessageFacts } from "../types.ts";
 import { describeError } from "../errors.ts";
 import { parseAddressList } from "./address-list.ts";
-import { decodeHeaderBytes } from "./charset.ts";
 import { decodeEncodedWords } from "./encoded-words.ts";
 import { splitHeaderBlock, type RawHeaderField } from "./header-block.ts";
+import { declaredCharset, fieldText } from "./header-text.ts";
 import { htmlToText } from "./html-text.ts";
 import { cutLeafContents, type ContentBudget } from "./leaf-cut.ts";
 import {
@@ -54,18 +54,6 @@ const MIME_HEADERS = new Set(["content-type", "content-transfer-encoding", "cont
 
 function note(budget: ParseBudget, text: string): void {
   if (!budget.notes.includes(text)) budget.notes.push(text);
-}
-
-/** charset parameter of the top-level Content-Type, for raw 8-bit header bytes. */
-function declaredCharset(fields: RawHeaderField[]): string | null {
-  const contentType = fields.find((field) => field.name === "content-type");
-  if (!contentType) return null;
-  const match = /charset\s*=\s*"?([^";\s]{1,64})/i.exec(Buffer.from(contentType.value).toString("latin1"));
-  return match?.[1] ?? null;
-}
-
-function fieldText(field: RawHeaderField, charset: string | null): string {
-  return decodeHeaderBytes(field.value, charset).replace(/\r/g, " ").replace(/^[ \t]+|[ \t]+$/g, "");
 }
 
 function addressFacts(values: string[], header: string, budget: ParseBudget): string[] {

@@ -1,0 +1,148 @@
+/**
+ * What a webhook receiver gets for messages real senders write, through the real `mailgw serve`
+ * (from source): the post's `subject`, `from`, `to`, `headers` are the decoded values a rule
+ * was matched on (the subject in the database is the classifier's), and text, html and
+ * attachments are there even when the top-level header block is too big for postal-mime.
+ * - a Korean mailer writing raw EUC-KR header bytes, declared only in Content-Type's charset;
+ * - a UTF-8 character split across two encoded words with an RFC 2231 language (`utf-8*sl`);
+ * - a To: and Cc: of 1,100 addresses each and a long References: (over postal-mime's 128 KB header
+ *   limit), the Subject after them.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { WebhookPayload } from "../../src/act/webhook-payload.ts";
+import { RawClient, greet } from "../smtp/helpers.ts";
+import { serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { waitFor } from "./helpers.ts";
+
+const posts: WebhookPayload[] = [];
+let receiver: ReturnType<typeof Bun.serve>;
+let serve: ServeProcess;
+let db: Database;
+
+beforeAll(async () => {
+  receiver = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    async fetch(req) {
+      posts.push((await req.json()) as WebhookPayload);
+      return new Response("ok");
+    },
+  });
+  const dir = serveDir();
+  writeFileSync(
+    join(dir, "rules.yaml"),
+    `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - { name: hook, priority: 10, action: webhook, url: "http://127.0.0.1:${receiver.port}/in", conditions: [{ field: rcpt, operator: equals, value: hook@company.com }] }
+`,
+  );
+  serve = await startServe("source", dir, { QUEUE_RETRY_BASE_SECONDS: "0.05" });
+  db = new Database(join(dir, "data", "mail-gateway.db"), { readonly: true });
+}, 60_000);
+
+afterAll(async () => {
+  db?.close();
+  await serve?.stop();
+  receiver?.stop(true);
+});
+
+/** Sends `message` (exact bytes, CRLF lines, dot-stuffed here) to hook@company.com; waits for its post. */
+async function post(message: Buffer): Promise<{ payload: WebhookPayload; classifiedSubject: string }> {
+  const c = await RawClient.connect(serve.smtpPort);
+  let id: string;
+  try {
+    await greet(c);
+    expect(await c.cmd("MAIL FROM:<a@sender.example>")).toStartWith("250");
+    expect(await c.cmd("RCPT TO:<hook@company.com>")).toStartWith("250");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    c.write(Buffer.concat([Buffer.from(message.toString("latin1").replace(/^\./gm, ".."), "latin1"), Buffer.from(".\r\n")]));
+    const reply = await c.reply(15_000);
+    id = /^250 2\.0\.0 Queued as (\S+)/.exec(reply)?.[1] ?? "";
+    expect(reply).toStartWith("250");
+  } finally {
+    c.end();
+  }
+  await waitFor(() => posts.some((p) => p.id === id), 15_000, `webhook post of ${id}`);
+  const payload = posts.find((p) => p.id === id) as WebhookPayload;
+  expect(Buffer.from(payload.raw, "base64").subarray(-message.length).equals(message)).toBe(true);
+  const row = db.query<{ subject: string }, [string]>("SELECT subject FROM messages WHERE id = ?").get(id);
+  return { payload, classifiedSubject: row?.subject ?? "(no row)" };
+}
+
+const crlf = (lines: (string | Buffer)[]) => Buffer.concat(lines.flatMap((l) => [typeof l === "string" ? Buffer.from(l, "utf8") : l, Buffer.from("\r\n")]));
+/** 견적 요청 ("quote request") and 김철수 (a name) in EUC-KR. */
+const EUCKR_SUBJECT = Buffer.from([0xb0, 0xdf, 0xc0, 0xfb, 0x20, 0xbf, 0xe4, 0xc3, 0xbb]);
+const EUCKR_NAME = Buffer.from([0xb1, 0xe8, 0xc3, 0xb6, 0xbc, 0xf6]);
+
+test("raw EUC-KR headers declared by Content-Type: the post has the subject and name the rules saw", async () => {
+  const message = crlf([
+    Buffer.concat([Buffer.from("From: "), EUCKR_NAME, Buffer.from(" <kim@sender.example>")]),
+    "To: hook@company.com",
+    Buffer.concat([Buffer.from("Subject: "), EUCKR_SUBJECT]),
+    "MIME-Version: 1.0",
+    "Content-Type: text/plain; charset=euc-kr",
+    "Content-Transfer-Encoding: 8bit",
+    "",
+    EUCKR_SUBJECT,
+  ]);
+  const { payload, classifiedSubject } = await post(message);
+  expect(classifiedSubject).toBe("견적 요청");
+  expect(payload.subject).toBe("견적 요청");
+  expect(payload.from).toEqual({ name: "김철수", address: "kim@sender.example" });
+  expect(payload.headers.find((h) => h.name === "Subject")?.value).toBe("견적 요청");
+  expect(payload.text).toBe("견적 요청\n");
+  expect(payload.parseError).toBeUndefined();
+}, 30_000);
+
+test("a UTF-8 character split over two encoded words (charset*language) comes out whole", async () => {
+  const message = crlf([
+    "From: a@sender.example",
+    "To: hook@company.com",
+    "Subject: =?iso-8859-2*sl?Q?Doma=e8e?=",
+    "  =?utf-8*sl?Q?_omre=C5?=     =?Utf-8*SL?q?=BEje?=",
+    "",
+    "body",
+  ]);
+  const { payload, classifiedSubject } = await post(message);
+  expect(classifiedSubject).toBe("Domače omrežje");
+  expect(payload.subject).toBe("Domače omrežje");
+}, 30_000);
+
+test("headers over 128 KB (To:, Cc:, References:): subject, from, text and attachments are still posted", async () => {
+  const list = (n: number, tag: string) => Array.from({ length: n }, (_, i) => `"Recipient ${tag}${i}" <recipient.${tag}${i}@lists.example.org>`).join(",\r\n ");
+  const message = crlf([
+    "From: Newsletter <news@sender.example>",
+    `To: ${list(1100, "t")}`,
+    `Cc: ${list(1100, "c")}`,
+    `References: ${Array.from({ length: 1400 }, (_, i) => `<thread.${i}@sender.example>`).join("\r\n ")}`,
+    "Subject: after the big lists",
+    "MIME-Version: 1.0",
+    'Content-Type: multipart/mixed; boundary="b"',
+    "",
+    "--b",
+    "Content-Type: text/plain; charset=utf-8",
+    "",
+    "the text",
+    "--b",
+    'Content-Type: application/pdf; name="a.pdf"',
+    "Content-Disposition: attachment; filename=\"a.pdf\"",
+    "Content-Transfer-Encoding: base64",
+    "",
+    "JVBERi0=",
+    "--b--",
+  ]);
+  expect(message.length).toBeGreaterThan(128 * 1024);
+  const { payload, classifiedSubject } = await post(message);
+  expect(classifiedSubject).toBe("after the big lists");
+  expect(payload.subject).toBe("after the big lists");
+  expect(payload.from).toEqual({ name: "Newsletter", address: "news@sender.example" });
+  expect(payload.to).toHaveLength(1000); // the rules' limit per list (parse/limits.ts)
+  expect(payload.to[0]).toEqual({ name: "Recipient t0", address: "recipient.t0@lists.example.org" });
+  expect(payload.text).toBe("the text\n");
+  expect(payload.attachments.map((a) => [a.filename, a.contentType, a.size])).toEqual([["a.pdf", "application/pdf", 5]]);
+  expect(payload.parseError).toBeUndefined();
+}, 30_000);
