@@ -182,6 +182,9 @@ export function regexMatchesEverything(regex: RegExp): boolean {
   return new RegExp(regex.source, regex.flags).test("");
 }
 
+/** Some character that is not whitespace: what `exists` asks of a text field. */
+const NOT_WHITESPACE = /\S/;
+
 interface Test {
   test: (scope: EvalScope) => boolean;
   alwaysTrue: boolean;
@@ -190,7 +193,8 @@ interface Test {
 function singleTextTest(spec: ConditionSpec, slot: number): Test {
   const read = textReader(spec.field);
   const { value, operator } = spec;
-  if (operator === "exists") return { test: (s) => read(s.facts) !== "", alwaysTrue: false };
+  // Whitespace is not content: an "empty" body is usually a blank line (`\n`), as MUAs send it.
+  if (operator === "exists") return { test: (s) => NOT_WHITESPACE.test(read(s.facts)), alwaysTrue: false };
   if (operator === "in_cidr" && value.kind === "cidr") {
     const ranges = value.ranges;
     const test = (s: EvalScope): boolean => {

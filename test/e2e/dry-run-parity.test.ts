@@ -16,6 +16,7 @@ const RULES = `domains: [company.com]
 default: { action: archive, category: default }
 rules:
   - { name: no-viagra, priority: 30, action: reject, conditions: [{ field: body, operator: contains, value: viagra }] }
+  - { name: empty-body-zip, priority: 25, action: reject, conditions: [{ field: body, operator: exists, not: true }, { field: attachment, operator: ends_with, value: .zip }] }
   - { name: no-exe, priority: 20, action: reject, conditions: [{ field: attachment, operator: ends_with, value: .exe }] }
   - { name: loopback-v4, priority: 5, action: archive, conditions: [{ field: client_ip, operator: equals, value: 127.0.0.1 }, { field: subject, operator: equals, value: from loopback }] }
   - { name: over-size, priority: 4, action: archive, conditions: [{ field: subject, operator: equals, value: sized }, { field: size, operator: gt, value: 100MB }] }
@@ -102,6 +103,25 @@ describe("mailgw test decides as serve does", () => {
     const dry = await dryRun(message);
     expect(dry.decision.rule).toBe("invoice-de");
     expect(dry.facts.bodyPreview).toBe("Ihre Rechnung für MÜLLER & Co.");
+  }, 30_000);
+
+  test("a body of blank lines (as mail clients send an empty one) does not exist: `not: true` matches", async () => {
+    const withText = (text: string[]) => lines(
+      "From: a@sender.example", "To: b@company.com", "Subject: invoice", "Content-Type: multipart/mixed; boundary=b", "",
+      "--b", "Content-Type: text/plain; charset=utf-8", "", ...text,
+      "--b", "Content-Type: application/zip", 'Content-Disposition: attachment; filename="invoice.zip"', "", "UEsFBg==",
+      "--b--",
+    );
+    for (const empty of [withText([""]), withText(["", " \t", ""])]) {
+      const served = await sendToServe(empty);
+      expect(served.reply).toStartWith("550 5.7.1");
+      expect(served.rule).toBe("empty-body-zip");
+      const dry = await dryRun(empty);
+      expect(dry.decision.rule).toBe("empty-body-zip");
+    }
+    const worded = withText(["see attached"]);
+    expect((await sendToServe(worded)).rule).toBeNull();
+    expect((await dryRun(worded)).decision.rule).toBeNull();
   }, 30_000);
 
   test("--client-ip in IPv4-mapped or upper-case IPv6 form is taken as serve would record it", async () => {
