@@ -25,7 +25,7 @@
  *
  * Trusts: nothing external. Failure: none; `heapSize` and `collect` are injectable for tests.
  */
-import { edenGC } from "bun:jsc";
+import { edenGC, heapStats } from "bun:jsc";
 
 export interface HeapGovernorOptions {
   /** How often the heap size is read (see heapUsed: ~10 µs whatever the heap's size). */
@@ -67,9 +67,16 @@ export interface HeapGovernor {
  * bun:jsc's `heapSize()` walks every block of the heap instead: ~55 µs at 23 MB, 0.6–0.9 ms at
  * 140 MB, measured; at 20 checks a second under load that was ~6% of the event loop's samples
  * at 100 sessions (`bun --cpu-prof-md`). Both grow with allocation and drop with a collection.
+ * Bun's `process.memoryUsage()` also opens /proc/self/statm for the RSS and throws when the
+ * process is out of file descriptors (a connection flood under `ulimit -n`): thrown from the
+ * governor's timer, that ended serve. Then the heap walk is read instead, until descriptors free up.
  */
 export function heapUsed(): number {
-  return process.memoryUsage().heapUsed;
+  try {
+    return process.memoryUsage().heapUsed;
+  } catch {
+    return heapStats().heapSize;
+  }
 }
 
 export function startHeapGovernor(opts: HeapGovernorOptions): HeapGovernor {
