@@ -41,7 +41,7 @@ import { newMessageId } from "./spool/ids.ts";
 import { recoverSpool, sweepPending, type RecoveryReport } from "./spool/recovery.ts";
 import { IncomingFile } from "./spool/incoming-file.ts";
 import { Spool } from "./spool/spool.ts";
-import { SpoolFlusher } from "./spool/spool-flusher.ts";
+import { IntakeRowsError, SpoolFlusher } from "./spool/spool-flusher.ts";
 import { WalSync } from "./spool/wal-sync.ts";
 import { startRetention, type RetentionTimer } from "./store/retention.ts";
 import type { Decision, Envelope, MessageFacts, MessageSink, ReceiveOutcome } from "./types.ts";
@@ -114,6 +114,12 @@ export interface Pipeline extends MessageSink {
   settle(): Promise<void>;
   intakeStats(): IntakeStats;
   /**
+   * Why the last commit of a received message's rows failed (database full, read-only, I/O
+   * error), or null once a later one succeeded: /healthz reports the database unusable
+   * meanwhile, since a query alone still answers while every message gets 451.
+   */
+  databaseWriteFailure(): string | null;
+  /**
    * What the minute timer runs: releases held-back deliveries and finishes messages left
    * unfinished (created or received over a minute ago). Resolves with the messages scheduled.
    */
@@ -125,6 +131,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   const now = deps.now ?? Date.now;
   const relayConfigured = deps.relayConfigured ?? ((): boolean => config.relay !== null);
   const spool = new Spool(config.dataDir);
+  let databaseWriteFailure: string | null = null;
   mkdirSync(spool.orphanDir, { recursive: true });
   const archive = new Archive(config.dataDir);
   const wal = new WalSync(db);
@@ -275,8 +282,10 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     if (finishLater) finisher.reserve(id);
     try {
       await intake.commit(entry);
+      databaseWriteFailure = null;
     } catch (err) {
       if (finishLater) finisher.unreserve(id);
+      if (err instanceof IntakeRowsError) databaseWriteFailure = describeError(err);
       logger.error("storing message failed, answered 451", { id, error: describeError(err) });
       throw SmtpError.temporary(err);
     }
@@ -355,6 +364,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       await finisher.idle();
     },
     intakeStats: () => ({ ...intake.stats }),
+    databaseWriteFailure: () => databaseWriteFailure,
     sweep,
   };
 

@@ -1,7 +1,7 @@
 /**
  * GET /healthz (open even with STATS_TOKEN, for Docker and load balancers): 200 when the SMTP
- * listener accepts connections, the database answers (and is still the file at DATABASE_URL)
- * and the data dir takes a write; 503 with the reason otherwise. A missing relay is a warning, not a failure (SPEC §2: forwards are held).
+ * listener accepts connections, the database answers (and is still the file at DATABASE_URL,
+ * and the last commit of a received message did not fail) and the data dir takes a write; 503 with the reason otherwise. A missing relay is a warning, not a failure (SPEC §2: forwards are held).
  * Trusts: nothing from the request. The answer names no paths (the endpoint is unauthenticated);
  * the full detail goes to the log when health changes.
  * Failure: each probe's failure becomes its reason; the probes themselves never throw.
@@ -39,7 +39,7 @@ export interface HealthReport {
 export async function checkHealth(db: Database, dataDir: string, status: StatusSource, now: number, dbFile: DatabaseFile | null = null): Promise<HealthReport> {
   const checks = {
     smtp: checkSmtp(status),
-    database: checkDatabase(db, dbFile),
+    database: checkDatabase(db, dbFile, status),
     dataDir: await checkDataDir(dataDir),
   };
   const failed = Object.entries(checks).filter(([, c]) => !c.ok);
@@ -74,11 +74,16 @@ function checkSmtp(status: StatusSource): CheckResult {
   }
 }
 
-function checkDatabase(db: Database, dbFile: DatabaseFile | null): CheckResult {
+function checkDatabase(db: Database, dbFile: DatabaseFile | null, status: StatusSource): CheckResult {
   try {
     db.query("SELECT COUNT(*) FROM meta").get();
   } catch (err) {
     return { ok: false, reason: "database query failed", detail: describeError(err) };
+  }
+  // A full or read-only database still answers queries while every message gets 451.
+  const writeFailure = safe(() => status.databaseWriteFailure?.() ?? null, null);
+  if (writeFailure !== null) {
+    return { ok: false, reason: "the last commit of a received message failed; every message gets 451", detail: writeFailure };
   }
   const problem = dbFile === null ? null : databaseFileProblem(dbFile);
   return problem === null ? { ok: true } : { ok: false, ...problem };

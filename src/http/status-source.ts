@@ -34,6 +34,8 @@ export interface StatusSource {
   smtpTls(): { enabled: boolean; required: boolean };
   rules(): RulesStatus;
   relay(): RelayStatus;
+  /** Why the last commit of a received message failed, null when the last one succeeded (or none yet). */
+  databaseWriteFailure?(): string | null;
 }
 
 /** The shapes `serve` already has, described structurally so http/ imports none of them. */
@@ -51,6 +53,8 @@ export interface StatusParts {
     lastErrorAt: Date | null;
     reloads: { ok: number; error: number };
   };
+  /** Pipeline.databaseWriteFailure(). */
+  databaseWriteFailure?: () => string | null;
 }
 
 /** Adapts serve's components to a StatusSource (dates to unix ms, never credentials). */
@@ -59,6 +63,7 @@ export function createStatusSource(parts: StatusParts): StatusSource {
     startedAt: parts.startedAt,
     smtpListening: parts.smtpListening,
     smtpTls: () => ({ enabled: parts.tls.enabled, required: parts.tls.required }),
+    databaseWriteFailure: () => parts.databaseWriteFailure?.() ?? null,
     relay() {
       const r = parts.relay();
       return r ? { configured: true, address: `${r.host}:${r.port}` } : { configured: false, address: null };

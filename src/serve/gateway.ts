@@ -141,6 +141,7 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
       tls: { enabled: config.smtp.tls.enabled, required: config.smtp.tls.required },
       relay: () => relay,
       rules: () => rules.status(),
+      databaseWriteFailure: () => pipeline.databaseWriteFailure(),
     }),
   });
 
