@@ -25,7 +25,7 @@ import { open, rename, unlink, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { Envelope, MessageSink, ReceiveOutcome } from "../types.ts";
 import { HeaderEndFinder, headerEndOf, prefixOf, type IncomingMessage } from "./message-bytes.ts";
-import { TMP_SUFFIX, type Spool } from "./spool.ts";
+import { TMP_SUFFIX, writevAll, type Spool } from "./spool.ts";
 
 /**
  * Bytes queued for the file above which the sender must wait (the socket is paused): a client
@@ -295,10 +295,11 @@ export class IncomingFile implements IncomingMessage {
       const batch = this.queue.splice(0, WRITEV_MAX_PARTS);
       const expected = batch.reduce((n, part) => n + part.byteLength, 0);
       try {
-        const { bytesWritten } = await this.fh.writev(batch);
-        if (bytesWritten !== expected) throw new Error(`short write to the spool (${bytesWritten} of ${expected} bytes)`);
+        await writevAll(this.fh, batch);
       } catch (err) {
-        this.error = err instanceof Error ? err : new Error(String(err));
+        // "ENOSPC: no space left on device, write" names no file: say which one (code kept).
+        const code = (err as NodeJS.ErrnoException | null)?.code;
+        this.error = Object.assign(new Error(`writing ${this.path} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err }), code ? { code } : {});
       }
       this.queuedBytes = Math.max(0, this.queuedBytes - expected);
       if (this.queuedBytes < INCOMING_LOW_WATER_BYTES) this.wakeDrain();

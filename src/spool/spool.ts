@@ -143,13 +143,28 @@ export class Spool {
   }
 }
 
-/** Writes `parts` in order at the file position; a short write is an error. */
+/** Writes `parts` in order at the file position. */
 async function writeParts(fh: FileHandle, parts: readonly Uint8Array[]): Promise<void> {
-  for (let i = 0; i < parts.length; i += WRITEV_MAX_PARTS) {
-    const batch = parts.slice(i, i + WRITEV_MAX_PARTS);
-    const expected = batch.reduce((n, part) => n + part.byteLength, 0);
-    const { bytesWritten } = await fh.writev(batch);
-    if (bytesWritten !== expected) throw new Error(`short write to the spool (${bytesWritten} of ${expected} bytes)`);
+  for (let i = 0; i < parts.length; i += WRITEV_MAX_PARTS) await writevAll(fh, parts.slice(i, i + WRITEV_MAX_PARTS));
+}
+
+/**
+ * One writev of `parts`, continued after a partial write. A file system that fills up mid-write
+ * first writes what fits (a partial count, no error); only the next write fails with the reason
+ * (ENOSPC, EDQUOT, EFBIG), which is what the admin has to read in the log, not "short write".
+ */
+export async function writevAll(fh: FileHandle, parts: readonly Uint8Array[]): Promise<void> {
+  let rest = parts.filter((p) => p.byteLength > 0);
+  while (rest.length > 0) {
+    const { bytesWritten } = await fh.writev(rest);
+    if (bytesWritten <= 0) throw new Error("write to the spool made no progress (0 bytes written)");
+    let skip = bytesWritten;
+    while (rest.length > 0 && skip >= (rest[0]?.byteLength ?? 0)) {
+      skip -= rest[0]?.byteLength ?? 0;
+      rest = rest.slice(1);
+    }
+    const first = rest[0];
+    if (first !== undefined && skip > 0) rest = [first.subarray(skip), ...rest.slice(1)];
   }
 }
 

@@ -99,3 +99,26 @@ test("restart after a crash on a full disk: exit 1, one line naming the database
     spawnSync("dd", ["if=/dev/zero", `of=${join(mnt, "filler")}`, "bs=64k"]);
     expect(await errorLine()).toContain("cannot be written");
   }), 30_000);
+
+test("DATA_DIR fills up during a big message: 451, nothing left behind, the log names ENOSPC and the file (not 'short write')", () =>
+  withTmpfs("mailgw-full-big-", 2, async (mnt) => {
+    const dir = serveDir();
+    const serve = await startServe("source", dir, { DATA_DIR: mnt, DATABASE_URL: `file:${join(dir, "db", "mail-gateway.db")}` });
+    try {
+      const c = await RawClient.connect(serve.smtpPort);
+      await greet(c);
+      const body = `${"y".repeat(76)}\r\n`.repeat(60_000); // ~4.7 MB, written to the spool as it arrives
+      expect(await sendMail(c, "b@company.com", simpleMessage("too-big-for-the-disk", body))).toMatch(/^451 4\.3\.0 /);
+      const line = await serve.waitForLog((l) => l.msg === "message not accepted");
+      const error = String(line.error);
+      expect(error).toContain("ENOSPC");
+      expect(error).toContain(join(mnt, "spool"));
+      expect(error).not.toContain("short write");
+      expect(readdirSync(join(mnt, "spool")).filter((f) => f !== "orphaned")).toEqual([]);
+      // The same session goes on and a message that fits is stored.
+      expect(await sendMail(c, "b@company.com", simpleMessage("small"))).toMatch(/^250 2\.0\.0 /);
+      c.end();
+    } finally {
+      expect(await serve.stop("SIGTERM")).toBe(0);
+    }
+  }), 30_000);
