@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+
 /**
  * Limits of the SMTP listener, each a named constant with its unit and the abuse it stops.
  * `createSmtpServer` takes a partial override (tests shorten the timeouts); every override
@@ -83,4 +85,32 @@ export function resolveLimits(overrides: Partial<SmtpLimits> = {}): SmtpLimits {
 /** The text of the 552 for a message over MAX_MESSAGE_SIZE_MB (serve, and `mailgw test`'s note). */
 export function oversizeReplyText(maxMessageBytes: number): string {
   return `5.3.4 Message size exceeds fixed maximum message size ${maxMessageBytes}`;
+}
+
+/**
+ * Descriptors kept for everything but SMTP sessions: the database (three connections, each with
+ * its file, WAL and index), logs, the spool and archive files of post-250 work, relay and webhook
+ * connections, HTTP clients, file watches, worker threads' pipes.
+ */
+export const FILE_DESCRIPTOR_RESERVE = 64;
+
+/**
+ * The connection limit the process's open-file limit can carry: each SMTP session holds its
+ * socket and, during DATA, its spool file. Past the file limit the listener cannot accept (the
+ * clients wait in the backlog with no greeting while accept() fails in a loop, a core busy) and
+ * a DATA already under way gets 451 for want of a spool file; under it, a client gets the 421.
+ */
+export function maxClientsForFiles(maxClients: number, openFileLimit: number | null): number {
+  if (openFileLimit === null) return maxClients;
+  return Math.max(1, Math.min(maxClients, Math.floor((openFileLimit - FILE_DESCRIPTOR_RESERVE) / 2)));
+}
+
+/** RLIMIT_NOFILE's soft limit as the process has it (Bun raises it to the hard limit at start); null if unknown or unlimited. */
+export function openFileLimit(read: () => string = () => readFileSync("/proc/self/limits", "utf8")): number | null {
+  try {
+    const m = /^Max open files\s+(\d+)\s/m.exec(read());
+    return m?.[1] ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
 }

@@ -18,7 +18,7 @@ import { GatewaySmtpServer, isProxyOwnSession, lastAddressCommand, lastRcptArgum
 import { receiveMessage, toSmtpServerError } from "./data-handler.ts";
 import { createFront } from "./front.ts";
 import { clientKey } from "./ip.ts";
-import { MAX_COMMAND_LINE_BYTES, resolveLimits, type SmtpLimits } from "./limits.ts";
+import { MAX_COMMAND_LINE_BYTES, maxClientsForFiles, openFileLimit, resolveLimits, type SmtpLimits } from "./limits.ts";
 import { createRateLimiter } from "./rate-limiter.ts";
 import { MAIL_PARAMETERS, RCPT_PARAMETERS, unsupportedParameter, utf8Refusal } from "./parameters.ts";
 import { canonicalSender, checkRecipient } from "./recipient-policy.ts";
@@ -53,6 +53,15 @@ const SMTP_FAILURE = (code: number, text: string) => Object.assign(new Error(tex
 
 export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
   const limits = resolveLimits(deps.limits);
+  const fileLimit = openFileLimit();
+  const maxClients = maxClientsForFiles(limits.maxClients, fileLimit);
+  if (maxClients < limits.maxClients) {
+    deps.logger.warn("the open-file limit lowers the SMTP connection limit", {
+      open_file_limit: fileLimit, max_clients: maxClients, without_it: limits.maxClients,
+      hint: "raise LimitNOFILE (systemd), --ulimit nofile (Docker) or ulimit -Hn",
+    });
+    limits.maxClients = maxClients;
+  }
   const now = deps.now ?? Date.now;
   const cfg = deps.smtp;
   const tls: TlsManager | null = cfg.tls.enabled ? createTlsManager(cfg.tls, deps.logger) : null;

@@ -10,7 +10,7 @@
 import { expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { readdirSync } from "node:fs";
-import { RawClient, greet, simpleMessage, terminated } from "../smtp/helpers.ts";
+import { RawClient, greet, sendMail, simpleMessage, terminated } from "../smtp/helpers.ts";
 import { archivedCopy, serveDir, startServe } from "../smtp/serve-process.ts";
 
 const openFds = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length;
@@ -58,6 +58,36 @@ test("descriptors exhausted: 451 for the message that cannot be spooled, serve s
     c.end();
   } finally {
     for (const s of idle) s.end();
+    expect(await serve.stop("SIGTERM")).toBe(0);
+  }
+}, 30_000);
+
+test("a low open-file limit lowers the connection limit: the client past it gets 421 at once, admitted ones can still store", async () => {
+  if (spawnSync("prlimit", ["--version"]).status !== 0) {
+    console.log("skipped: prlimit (util-linux) not installed");
+    return;
+  }
+  const dir = serveDir();
+  // 200 descriptors carry (200 - 64) / 2 = 68 sessions, each with its socket and its spool file.
+  const serve = await startServe("source", dir, {}, 20_000, ["prlimit", "--nofile=200:200", "--"]);
+  const clients: RawClient[] = [];
+  try {
+    const warning = await serve.waitForLog((l) => l.msg === "the open-file limit lowers the SMTP connection limit");
+    expect(warning.max_clients).toBe(68);
+    for (let i = 0; i < 250; i++) clients.push(await RawClient.connect(serve.smtpPort));
+    const greetings = await Promise.all(clients.map((c) => c.reply(5000).catch(() => "no greeting")));
+    const count = (re: RegExp): number => greetings.filter((g) => re.test(g)).length;
+    expect(count(/^220 /)).toBe(68);
+    expect(count(/^421 4\.7\.0 .*Too many connections/)).toBe(250 - 68);
+
+    // Every admitted session has its socket; one of them still gets a spool file for its DATA.
+    const admitted = clients.filter((_, i) => greetings[i]?.startsWith("220"));
+    const c = admitted[0];
+    if (c === undefined) throw new Error("no session admitted");
+    expect(await c.cmd("EHLO client.example")).toMatch(/^250/);
+    expect(await sendMail(c, "b@company.com", simpleMessage("under-the-file-limit"))).toMatch(/^250 2\.0\.0 Queued as /);
+  } finally {
+    for (const c of clients) c.end();
     expect(await serve.stop("SIGTERM")).toBe(0);
   }
 }, 30_000);

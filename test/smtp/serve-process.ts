@@ -88,8 +88,9 @@ export async function runServeOnce(mode: ServeMode, dir: string, env: Record<str
   return { exitCode, stdout, stderr };
 }
 
-export async function startServe(mode: ServeMode, dir: string, env: Record<string, string> = {}, startMs = 20_000): Promise<ServeProcess> {
-  const proc = Bun.spawn(serveCommand(mode), {
+/** `prefix`: a command serve runs under, e.g. `prlimit --nofile=200:200 --`. */
+export async function startServe(mode: ServeMode, dir: string, env: Record<string, string> = {}, startMs = 20_000, prefix: string[] = []): Promise<ServeProcess> {
+  const proc = Bun.spawn([...prefix, ...serveCommand(mode)], {
     cwd: dir,
     env: { PATH: BARE_PATH, HOME: dir, LOG_FORMAT: "json", SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", HTTP_HOST: "127.0.0.1", HTTP_PORT: "0", SMTP_HOSTNAME: "mx.test", ...env },
     stdout: "pipe",
