@@ -8,7 +8,7 @@
 import { defineCommand } from "citty";
 import { bunDotenvWarning } from "../config/bun-dotenv.ts";
 import { loadConfig, type LoadOptions } from "../config/config.ts";
-import { createLogger } from "../log/logger.ts";
+import { createLogger, logSinkSurvivingClosedStdout } from "../log/logger.ts";
 import { startGateway } from "../serve/gateway.ts";
 import { runUntilSignalled } from "../serve/signals.ts";
 import { cliAction } from "./action.ts";
@@ -48,7 +48,7 @@ export default defineCommand({
     // are 0640 already). The systemd unit sets UMask=0027; this does the same when run by hand.
     // Only ever tightens: a stricter umask (077) is kept.
     process.umask(process.umask() | 0o027);
-    const logger = createLogger(config.log);
+    const logger = createLogger({ ...config.log, write: logSinkSurvivingClosedStdout(config.log.format) });
     for (const warning of config.warnings) logger.warn(warning);
     const dotenv = bunDotenvWarning(Bun.main, process.execArgv, process.cwd());
     if (dotenv !== null) logger.warn(dotenv);

@@ -82,5 +82,26 @@ export function createLogger(opts: { level: LogLevel; format: LogFormat; write?:
   };
 }
 
+/**
+ * serve's log sink. A mail server must not stop because its log reader went away (`serve |
+ * tee log` with tee killed, a log shipper restarted): Bun turned the EPIPE of the next
+ * stdout write into an uncaught error that ended serve, every session with it. From the
+ * first EPIPE on, lines go to stderr (one line says so there); if stderr is gone too, they
+ * are dropped. The mail itself never depended on the log.
+ */
+export function logSinkSurvivingClosedStdout(format: LogFormat): (s: string) => void {
+  let target: NodeJS.WriteStream = process.stdout;
+  process.stderr.on("error", () => undefined);
+  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+    if (target !== process.stdout) return;
+    target = process.stderr;
+    const time = new Date().toISOString();
+    const msg = "log output on stdout failed: logging to stderr from now on";
+    const error = err.code ?? err.message;
+    target.write(format === "json" ? `${JSON.stringify({ time, level: "warn", msg, error })}\n` : `${time} WARN  ${msg} error=${error}\n`);
+  });
+  return (s) => void target.write(s);
+}
+
 /** For tests and commands that must stay quiet. */
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
