@@ -220,7 +220,7 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
         continue;
       }
       if (sessions.size >= opts.maxConnections || opening >= waiting.length) return;
-      if (sessions.size > 0 && Date.now() < openBlockedUntil) return;
+      if (sessions.size > 0 && performance.now() < openBlockedUntil) return;
       open();
       opening++;
     }
@@ -236,7 +236,7 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
     // A refused login leaves a sound session: say QUIT. Anything else broke it.
     if ((err as { code?: unknown } | null)?.code === "EAUTH") void retire(s);
     else drop(s);
-    if (sessions.size > 0) openBlockedUntil = Date.now() + setupRetryMs;
+    if (sessions.size > 0) openBlockedUntil = performance.now() + setupRetryMs;
     else for (const w of waiting.splice(0)) settle(w, { ok: false, error: err });
     dispatch();
   }

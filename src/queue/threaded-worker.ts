@@ -111,7 +111,7 @@ export function createThreadedDeliveryWorker(opts: ThreadedDeliveryWorkerOptions
 
   function attach(t: Worker): void {
     thread = t;
-    startedAt = Date.now();
+    startedAt = performance.now();
     t.onmessage = (event: MessageEvent<ThreadReply>) => onReply(event.data);
     t.onerror = (event) => died(t, `uncaught error: ${event.message}`);
     t.addEventListener("close", () => died(t, "the thread exited"));
@@ -126,7 +126,7 @@ export function createThreadedDeliveryWorker(opts: ThreadedDeliveryWorkerOptions
       onStopped?.();
       return;
     }
-    if (Date.now() - startedAt > STABLE_AFTER_MS) delay = baseDelay;
+    if (performance.now() - startedAt > STABLE_AFTER_MS) delay = baseDelay;
     logger.error("delivery thread crashed; starting a new one", { reason, restart_in_ms: delay });
     restartTimer = setTimeout(restart, delay);
     delay = Math.min(delay * 2, RESTART_DELAY_CAP_MS);

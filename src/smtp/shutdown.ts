@@ -25,16 +25,16 @@ export function createShutdown(opts: { smtp: GatewaySmtpServer; front: Front; is
     // Not smtp.close(): see GatewaySmtpServer.draining (its listener never listened anyway:
     // connections come through front).
     smtp.draining = true;
-    const graceEnd = Date.now() + graceMs;
-    while (smtp.connections.size > 0 && Date.now() < graceEnd) {
+    const graceEnd = performance.now() + graceMs;
+    while (smtp.connections.size > 0 && performance.now() < graceEnd) {
       closeWhere((c) => c.isIdle());
       await sleep(POLL_MS);
     }
     // Past the grace period: every session goes, except one whose message is being stored.
-    const storeEnd = Date.now() + STORE_WAIT_MS;
+    const storeEnd = performance.now() + STORE_WAIT_MS;
     for (;;) {
       closeWhere((c) => !c.isStoring());
-      if (!opts.isStoring() || Date.now() >= storeEnd) break;
+      if (!opts.isStoring() || performance.now() >= storeEnd) break;
       await sleep(POLL_MS);
     }
     closeWhere(() => true);
