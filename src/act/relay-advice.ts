@@ -10,6 +10,7 @@
  */
 import { isIP } from "node:net";
 import type { RelayConfig } from "../config/config.ts";
+import { RELAY_GREETING_TIMEOUT_MS } from "./relay.ts";
 
 /** Ports where the relay speaks plain SMTP first and upgrades with STARTTLS. */
 const STARTTLS_PORTS = new Set([25, 587]);
@@ -49,7 +50,9 @@ export function relayErrorHint(relay: Pick<RelayConfig, "secure" | "tlsVerify" |
     return "relay answered in plain text, not TLS: set RELAY_SMTP_SECURE=starttls for port 587";
   }
   if (relay.secure !== "tls" && /greeting never received/i.test(error)) {
-    return "no SMTP greeting: if the relay expects TLS at once (port 465), set RELAY_SMTP_SECURE=tls";
+    // A relay that greets late (overloaded, a postscreen-style greet delay) looks the same as
+    // a port that waits for a TLS handshake: name both.
+    return `no SMTP greeting within ${RELAY_GREETING_TIMEOUT_MS / 1000} s: the relay is overloaded or slow to greet, or the port expects TLS at once (port 465: set RELAY_SMTP_SECURE=tls)`;
   }
   if (relay.tlsVerify) return certificateHint(error);
   return null;

@@ -30,7 +30,10 @@ describe("relay settings warnings", () => {
 
   test("error hints name the setting to change", () => {
     expect(relayErrorHint({ secure: "tls", tlsVerify: true, user: "u" }, "ESOCKET: error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER")).toContain("RELAY_SMTP_SECURE=starttls");
-    expect(relayErrorHint({ secure: "starttls", tlsVerify: true, user: "u" }, "ETIMEDOUT: Greeting never received")).toContain("RELAY_SMTP_SECURE=tls");
+    const noGreeting = relayErrorHint({ secure: "starttls", tlsVerify: true, user: "u" }, "ETIMEDOUT: Greeting never received");
+    expect(noGreeting).toContain("RELAY_SMTP_SECURE=tls");
+    // A relay that is merely slow to greet is named first, not only the port-465 mistake.
+    expect(noGreeting).toContain("no SMTP greeting within 15 s: the relay is overloaded or slow to greet");
     expect(relayErrorHint({ secure: "starttls", tlsVerify: true, user: "u" }, "ESOCKET: self signed certificate")).toContain("RELAY_SMTP_TLS_VERIFY=false");
     // A self-signed certificate is not fixed by changing the host name, a name mismatch is.
     expect(relayErrorHint({ secure: "starttls", tlsVerify: true, user: "u" }, "ESOCKET: self signed certificate")).not.toContain("RELAY_SMTP_HOST");
