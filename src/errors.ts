@@ -31,6 +31,9 @@ export class SmtpError extends Error {
     this.name = "SmtpError";
   }
 
+  /** Already logged with its detail where it happened: the SMTP layer does not log it again. */
+  logged = false;
+
   get temporary(): boolean {
     return this.code >= 400 && this.code < 500;
   }
@@ -39,6 +42,13 @@ export class SmtpError extends Error {
   static temporary(detail: unknown): SmtpError {
     if (detail instanceof SmtpError) return detail;
     return new SmtpError(451, "4.3.0", "Temporary local problem, please try again later", detail);
+  }
+
+  /** `temporary`, for a failure the caller has just logged with its detail. */
+  static temporaryLogged(detail: unknown): SmtpError {
+    const err = SmtpError.temporary(detail);
+    err.logged = true;
+    return err;
   }
 }
 

@@ -172,7 +172,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       return await IncomingFile.create(spool, newMessageId(receivedAt), receivedAt, HEADER_PREFIX_BYTES);
     } catch (err) {
       logger.error("creating a spool file failed", { error: describeError(err) });
-      throw SmtpError.temporary(err);
+      throw SmtpError.temporaryLogged(err);
     }
   }
 
@@ -255,7 +255,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     } catch (err) {
       await file.abort();
       logger.error("classification failed", { id, error: describeError(err) });
-      throw SmtpError.temporary(err);
+      throw SmtpError.temporaryLogged(err);
     }
     const { facts, decision, unevaluated } = classified;
     if (unevaluated) {
@@ -287,7 +287,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       if (finishLater) finisher.unreserve(id);
       if (err instanceof IntakeRowsError) databaseWriteFailure = describeError(err);
       logger.error("storing message failed, answered 451", { id, error: describeError(err) });
-      throw SmtpError.temporary(err);
+      throw SmtpError.temporaryLogged(err);
     }
     // The session's log line (smtp/session-log.ts) reports every message at info level; this one
     // adds the per-message detail at debug, or at warn when the parser gave up on the content.

@@ -178,7 +178,7 @@ async function finishMessage(receiver: Receiver, headerBytes: number, envelope: 
 
 function storageFailed(err: unknown, state: SessionState, ctx: DataContext): DataReply {
   const smtpError = err instanceof SmtpError ? err : SmtpError.temporary(err);
-  ctx.logger.error("message not accepted", { session: state.id, client: state.client, error: describeError(smtpError.detail ?? err) });
+  if (!smtpError.logged) ctx.logger.error("message not accepted", { session: state.id, client: state.client, error: describeError(smtpError.detail ?? err) });
   return { code: smtpError.code, text: `${smtpError.enhanced} ${smtpError.publicText}` };
 }
 
@@ -199,7 +199,8 @@ async function store(receiver: Receiver, envelope: Envelope, state: SessionState
       state.rule = smtpError.detail.rule;
       state.category = smtpError.detail.category;
     }
-    if (smtpError.temporary) {
+    // The pipeline logs its own failures with the message id; the session line has the reply.
+    if (smtpError.temporary && !smtpError.logged) {
       ctx.logger.error("message not accepted", { session: state.id, client: state.client, error: describeError(smtpError.detail ?? err) });
     }
     return { code: smtpError.code, text: `${smtpError.enhanced} ${smtpError.publicText}` };

@@ -51,6 +51,10 @@ test("database volume full: /healthz 503 (database) while messages get 451, 200 
       expect(await sendMail(c, "b@company.com", simpleMessage("after"))).toMatch(/^250 /);
       expect((await health(serve.httpUrl)).code).toBe(200);
       c.end();
+      // One error line per refused message (with its id), not a second one from the SMTP layer.
+      await serve.waitForLog((l) => l.msg === "smtp session");
+      const errors = serve.logs.filter((l) => l.level === "error" && String(l.error).includes("database or disk is full"));
+      expect(errors.map((l) => l.msg)).toEqual(["storing message failed, answered 451"]);
     } finally {
       expect(await serve.stop("SIGTERM")).toBe(0);
     }
