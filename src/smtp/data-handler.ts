@@ -123,7 +123,7 @@ export async function receiveMessage(
       helo: envelope.helo,
       clientIp: envelope.clientIp,
       hostname: ctx.hostname,
-      protocol: session.transmissionType || "ESMTP",
+      protocol: withProtocol(session),
       tls: tlsInfo(session, state),
       id: receiver?.queueId ?? `${session.id}.${session.transaction}`,
       recipients: envelope.rcptTo,
@@ -216,6 +216,18 @@ function envelopeOf(session: SMTPServerSession, state: SessionState): Envelope {
     helo: session.hostNameAppearsAs || "",
     tls: Boolean(session.secure),
   };
+}
+
+/**
+ * The Received header's `with` type: smtp-server's SMTP / ESMTP / ESMTPS, or, for a transaction
+ * that declared SMTPUTF8, RFC 6531's UTF8SMTP / UTF8SMTPS (so a reader of the trace can tell
+ * the message may carry UTF-8 addresses and headers).
+ */
+function withProtocol(session: SMTPServerSession): string {
+  const base = session.transmissionType || "ESMTP";
+  const args = session.envelope.mailFrom ? (session.envelope.mailFrom.args as Record<string, unknown> | false) : false;
+  if (!args || !args.SMTPUTF8 || !base.startsWith("ESMTP")) return base;
+  return `UTF8SMTP${base.slice("ESMTP".length)}`;
 }
 
 /** The protocol and cipher the handshake negotiated (noteTlsEstablished), for the Received header. */

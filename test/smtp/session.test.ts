@@ -120,6 +120,22 @@ describe("SMTP session", () => {
     expect(m?.envelope).toEqual({ mailFrom: "a@sender.example", rcptTo: ["Bob@company.com"], clientIp: "127.0.0.1", helo: "client.example", tls: false });
   });
 
+  test("a transaction that declared SMTPUTF8 is received 'with UTF8SMTP' (RFC 6531), the next one without it 'with ESMTP'", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c, "client.example");
+    for (const params of [" SMTPUTF8", ""]) {
+      expect(await c.cmd(`MAIL FROM:<a@sender.example>${params}`)).toStartWith("250");
+      expect(await c.cmd("RCPT TO:<bob@company.com>")).toStartWith("250");
+      expect(await c.cmd("DATA")).toStartWith("354");
+      c.write(terminated(simpleMessage("hi")));
+      expect(await c.reply()).toStartWith("250 2.0.0");
+    }
+    await c.cmd("QUIT");
+    const withTypes = server.sink.messages.map((m) => / with (\S+)\r\n/.exec(m.raw.toString("latin1"))?.[1]);
+    expect(withTypes).toEqual(["UTF8SMTP", "ESMTP"]);
+  });
+
   test("sink reject → 550 5.7.1 with its public text; storage failure → 451 4.3.0 generic, detail only in the log", async () => {
     server = await startTestServer();
     const c = await RawClient.connect(server.port);
