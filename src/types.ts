@@ -31,6 +31,13 @@ export interface MessageFacts {
   from: string;
   /** Header From display name, "" if none. */
   fromName: string;
+  /**
+   * Every From address (lower-case) and display name, in order: RFC 5322 allows a list, mail
+   * clients show all of it, and a `from` rule must not miss `From: x@evil.example, ceo@…`.
+   * `from` and `fromName` are the first of each.
+   */
+  fromAll: string[];
+  fromNames: string[];
   /** Header To addresses. */
   to: string[];
   /** Header Cc addresses. */

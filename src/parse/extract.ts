@@ -12,14 +12,14 @@ import { readFile } from "node:fs/promises";
 import PostalMime, { type Email } from "postal-mime";
 import type { AuthResult, Envelope, MessageFacts } from "../types.ts";
 import { describeError } from "../errors.ts";
-import { parseAddressList } from "./address-list.ts";
+import { parseAddressList, type Mailbox } from "./address-list.ts";
 import { decodeEncodedWords } from "./encoded-words.ts";
 import { splitHeaderBlock, type RawHeaderField } from "./header-block.ts";
 import { declaredCharset, fieldText } from "./header-text.ts";
 import { htmlToText } from "./html-text.ts";
 import { cutLeafContents, type ContentBudget } from "./leaf-cut.ts";
 import {
-  MAX_ADDRESSES_PER_LIST, MAX_ATTACHMENTS, MAX_BODY_TEXT_CHARS, MAX_BOUNDARY_LINES, MAX_MIME_DEPTH,
+  MAX_ADDRESSES_PER_LIST, MAX_ATTACHMENTS, MAX_FROM_MAILBOXES, MAX_BODY_TEXT_CHARS, MAX_BOUNDARY_LINES, MAX_MIME_DEPTH,
   MAX_MIME_PART_HEADER_BYTES, MAX_NESTED_MESSAGE_DEPTH, MAX_NESTED_MESSAGES, MAX_PARSE_BYTES_TOTAL,
   MAX_BASE64_PAD_UNITS, MAX_PARSE_LINES, MAX_RETRY_BOUNDARY_LINES, MAX_RETRY_PARSE_BYTES,
 } from "./limits.ts";
@@ -36,7 +36,7 @@ export interface ExtractOptions {
 }
 
 /** Header-derived facts of one message. */
-type HeaderFacts = Pick<MessageFacts, "subject" | "from" | "fromName" | "to" | "cc" | "headers">;
+type HeaderFacts = Pick<MessageFacts, "subject" | "from" | "fromName" | "fromAll" | "fromNames" | "to" | "cc" | "headers">;
 
 /** Body-derived facts of one message (and its nested messages). */
 type ContentFacts = Pick<MessageFacts, "body" | "attachments" | "attachmentTypes">;
@@ -71,6 +71,16 @@ function addressFacts(values: string[], header: string, budget: ParseBudget): st
   return addresses;
 }
 
+/** The mailboxes of every From field (a forged second one counts too), at most MAX_FROM_MAILBOXES. */
+function fromMailboxes(values: string[]): Mailbox[] {
+  const mailboxes: Mailbox[] = [];
+  for (const value of values) {
+    if (mailboxes.length >= MAX_FROM_MAILBOXES) break;
+    mailboxes.push(...parseAddressList(value, MAX_FROM_MAILBOXES - mailboxes.length).mailboxes);
+  }
+  return mailboxes;
+}
+
 function appendValue(map: Map<string, string[]>, name: string, value: string): void {
   const values = map.get(name);
   if (values) values.push(value);
@@ -86,13 +96,16 @@ function headerFacts(fields: RawHeaderField[], budget: ParseBudget): { facts: He
     appendValue(raw, field.name, text);
     appendValue(headers, field.name, decodeEncodedWords(text));
   }
-  const from = parseAddressList(raw.get("from")?.[0] ?? "", 1).mailboxes[0];
+  const senders = fromMailboxes(raw.get("from") ?? []);
+  const from = senders[0];
   return {
     raw,
     facts: {
       subject: headers.get("subject")?.[0] ?? "",
       from: from?.address.toLowerCase() ?? "",
       fromName: from?.name ?? "",
+      fromAll: senders.flatMap((m) => (m.address ? [m.address.toLowerCase()] : [])),
+      fromNames: senders.flatMap((m) => (m.name ? [m.name] : [])),
       to: addressFacts(raw.get("to") ?? [], "To", budget),
       cc: addressFacts(raw.get("cc") ?? [], "Cc", budget),
       headers,
@@ -224,7 +237,7 @@ async function contentFacts(inputOf: MimeInputOf, depth: number, budget: ParseBu
 }
 
 function emptyHeaderFacts(): HeaderFacts {
-  return { subject: "", from: "", fromName: "", to: [], cc: [], headers: new Map() };
+  return { subject: "", from: "", fromName: "", fromAll: [], fromNames: [], to: [], cc: [], headers: new Map() };
 }
 
 function newBudget(): ParseBudget {

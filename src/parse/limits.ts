@@ -21,6 +21,9 @@ export const MAX_HEADER_FIELD_BYTES = 64 * 1024;
 /** Addresses kept per address header list (To, Cc). Stops a To: of 300,000 short addresses. */
 export const MAX_ADDRESSES_PER_LIST = 1000;
 
+/** From addresses kept (RFC 5322 allows a list; real mail has one, a forgery a few). */
+export const MAX_FROM_MAILBOXES = 100;
+
 /** MIME multipart nesting depth (postal-mime `maxNestingDepth`). Stops deeply nested multiparts. */
 export const MAX_MIME_DEPTH = 20;
 

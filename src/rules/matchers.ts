@@ -92,8 +92,6 @@ type ListReader = (facts: MessageFacts) => readonly string[];
 
 const TEXT_READERS: Readonly<Record<string, TextReader>> = {
   subject: (f) => f.subject,
-  from: (f) => f.from,
-  from_name: (f) => f.fromName,
   mail_from: (f) => f.mailFrom,
   body: (f) => f.body,
   helo: (f) => f.helo,
@@ -101,6 +99,8 @@ const TEXT_READERS: Readonly<Record<string, TextReader>> = {
 };
 
 const LIST_READERS: Readonly<Record<string, ListReader>> = {
+  from: (f) => f.fromAll,
+  from_name: (f) => f.fromNames,
   to: (f) => f.to,
   cc: (f) => f.cc,
   rcpt: (f) => f.rcpt,

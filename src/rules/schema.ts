@@ -60,8 +60,8 @@ export const OPERATORS_BY_KIND: Readonly<Record<FieldKind, readonly Operator[]>>
 
 export const FIELD_KINDS: Readonly<Record<FixedField, FieldKind>> = {
   subject: "text",
-  from: "text",
-  from_name: "text",
+  from: "list",
+  from_name: "list",
   to: "list",
   cc: "list",
   rcpt: "list",

@@ -17,6 +17,7 @@ default: { action: archive, category: default }
 rules:
   - { name: no-viagra, priority: 30, action: reject, conditions: [{ field: body, operator: contains, value: viagra }] }
   - { name: empty-body-zip, priority: 25, action: reject, conditions: [{ field: body, operator: exists, not: true }, { field: attachment, operator: ends_with, value: .zip }] }
+  - { name: ceo-spoof, priority: 28, action: reject, conditions: [{ field: from, operator: equals, value: ceo@company.com }, { field: client_ip, operator: equals, value: 127.0.0.1 }] }
   - { name: no-exe, priority: 20, action: reject, conditions: [{ field: attachment, operator: ends_with, value: .exe }] }
   - { name: loopback-v4, priority: 5, action: archive, conditions: [{ field: client_ip, operator: equals, value: 127.0.0.1 }, { field: subject, operator: equals, value: from loopback }] }
   - { name: over-size, priority: 4, action: archive, conditions: [{ field: subject, operator: equals, value: sized }, { field: size, operator: gt, value: 100MB }] }
@@ -122,6 +123,19 @@ describe("mailgw test decides as serve does", () => {
     const worded = withText(["see attached"]);
     expect((await sendToServe(worded)).rule).toBeNull();
     expect((await dryRun(worded)).decision.rule).toBeNull();
+  }, 30_000);
+
+  test("every From address counts for a `from` rule: a second one (in the list or a second field) is not hidden", async () => {
+    for (const from of ['From: "Doe, John" <john@sender.example>, CEO@company.com', "From: john@sender.example\r\nFrom: ceo@company.com"]) {
+      const message = lines(from, "To: b@company.com", "Subject: wire transfer", "", "Please pay today.");
+      const served = await sendToServe(message);
+      expect(served.reply).toStartWith("550 5.7.1");
+      expect(served.rule).toBe("ceo-spoof");
+      const dry = await dryRun(message);
+      expect(dry.decision.rule).toBe("ceo-spoof");
+      expect(dry.facts.from).toBe("john@sender.example");
+      expect(dry.facts.fromAll).toEqual(["john@sender.example", "ceo@company.com"]);
+    }
   }, 30_000);
 
   test("--client-ip in IPv4-mapped or upper-case IPv6 form is taken as serve would record it", async () => {

@@ -34,5 +34,8 @@ export function makeFacts(input: FactsInput = {}): MessageFacts {
     dkim: "none",
     dmarc: "none",
     ...rest,
+    // As parse/ builds them: every From address and name; `from`/`fromName` are the first.
+    fromAll: rest.fromAll ?? (rest.from ? [rest.from] : []),
+    fromNames: rest.fromNames ?? (rest.fromName ? [rest.fromName] : []),
   };
 }
