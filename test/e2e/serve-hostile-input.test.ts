@@ -14,11 +14,10 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
-import { createConnection } from "node:net";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
-import { RULES_YAML, logLines, mailgwQueue, queueList, serveCommand, serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
+import { RULES_YAML, logLines, mailgwQueue, queueList, serveCommand, serveDir, startServe, statusWithHost, until, type ServeProcess } from "../smtp/serve-process.ts";
 import { BARE_PATH } from "../packaging/binary.ts";
 
 const running: ServeProcess[] = [];
@@ -61,18 +60,6 @@ async function serveText() {
   };
   const started = await waitForLine((l) => l.includes(" mailgw serve started "));
   return { proc, smtpPort: Number(/ smtp=127\.0\.0\.1:(\d+) /.exec(started)?.[1]), waitForLine };
-}
-
-/** Status line of one raw HTTP/1.1 GET with the given Host header (fetch would set its own). */
-function statusWithHost(url: string, path: string, host: string): Promise<number> {
-  const { port } = new URL(url);
-  return new Promise((resolve, reject) => {
-    let text = "";
-    const conn = createConnection({ host: "127.0.0.1", port: Number(port) }, () => conn.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`));
-    conn.on("data", (d) => (text += d.toString()));
-    conn.on("end", () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)));
-    conn.on("error", reject);
-  });
 }
 
 describe("mailgw serve against hostile input", () => {

@@ -16,11 +16,10 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { createConnection } from "node:net";
 import { join } from "node:path";
 import { RawClient, greet, sendMail, simpleMessage, terminated } from "../smtp/helpers.ts";
 import { Database } from "bun:sqlite";
-import { archivedCopy, RULES_YAML, serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
+import { archivedCopy, RULES_YAML, serveDir, startServe, statusWithHost, until, type ServeProcess } from "../smtp/serve-process.ts";
 
 const running: ServeProcess[] = [];
 afterEach(async () => {
@@ -39,18 +38,6 @@ async function archived(s: ServeProcess, id: string): Promise<Buffer> {
   let bytes: Buffer | null = null;
   await until(`${id} archived`, async () => (bytes = await archivedCopy(s.dir, id)) !== null, 5000);
   return bytes ?? Buffer.alloc(0);
-}
-
-/** Status of one raw HTTP/1.1 GET with the given Host header (fetch would set its own). */
-function statusWithHost(url: string, path: string, host: string): Promise<number> {
-  const { port } = new URL(url);
-  return new Promise((resolve, reject) => {
-    let text = "";
-    const conn = createConnection({ host: "127.0.0.1", port: Number(port) }, () => conn.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`));
-    conn.on("data", (d) => (text += d.toString()));
-    conn.on("end", () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)));
-    conn.on("error", reject);
-  });
 }
 
 describe("mailgw serve ingress edges", () => {

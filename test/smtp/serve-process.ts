@@ -7,6 +7,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createConnection } from "node:net";
 import type { Subprocess } from "bun";
 import pkg from "../../package.json" with { type: "json" };
 import { BARE_PATH, REPO_ROOT, copyBinaryToTemp, type CopiedBinary } from "../packaging/binary.ts";
@@ -190,4 +191,16 @@ export async function queueList(dir: string, states?: string): Promise<QueueEntr
   const r = await mailgwQueue(dir, "list", "--json", ...(states ? ["--state", states] : []));
   if (r.code !== 0) throw new Error(`queue list: exit ${r.code}: ${r.stderr}`);
   return JSON.parse(r.stdout) as QueueEntry[];
+}
+
+/** Status of one raw HTTP/1.1 GET with the given Host header (fetch would set its own). */
+export function statusWithHost(url: string, path: string, host: string): Promise<number> {
+  const { port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    let text = "";
+    const conn = createConnection({ host: "127.0.0.1", port: Number(port) }, () => conn.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`));
+    conn.on("data", (d) => (text += d.toString()));
+    conn.on("end", () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)));
+    conn.on("error", reject);
+  });
 }
