@@ -61,6 +61,32 @@ export function decodeHeaderBytes(bytes: Uint8Array, fallbackCharset: string | n
   try {
     return utf8Fatal.decode(bytes);
   } catch {
+    if (fallbackCharset === null) {
+      const lossy = mostlyUtf8(bytes);
+      if (lossy !== null) return lossy;
+    }
     return decoderFor(fallbackCharset).decode(bytes);
   }
+}
+
+const utf8Lossy = new TextDecoder("utf-8", { ignoreBOM: true });
+/** Valid non-ASCII characters needed per broken sequence to read the bytes as damaged UTF-8. */
+const UTF8_VALID_PER_BROKEN = 4;
+
+/**
+ * With no charset declared, UTF-8 with a stray bad byte (a name cut mid-character by a
+ * mailer) reads as UTF-8 with one U+FFFD, as mail clients show it, not as windows-1252
+ * mojibake of the whole field. Latin-1 text has no valid multi-byte sequences, so it still
+ * falls through to windows-1252. Null: not mostly UTF-8.
+ */
+function mostlyUtf8(bytes: Uint8Array): string | null {
+  const text = utf8Lossy.decode(bytes);
+  let broken = 0;
+  let valid = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0xfffd) broken++;
+    else if (c > 0x7f) valid++;
+  }
+  return valid >= broken * UTF8_VALID_PER_BROKEN ? text : null;
 }

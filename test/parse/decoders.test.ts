@@ -1,6 +1,7 @@
 /** Unit tables for the linear decoders: RFC 2047 words, address lists, HTML → text. */
 import { describe, expect, test } from "bun:test";
 import { parseAddressList } from "../../src/parse/address-list.ts";
+import { decodeHeaderBytes } from "../../src/parse/charset.ts";
 import { decodeEncodedWords } from "../../src/parse/encoded-words.ts";
 import { htmlToText } from "../../src/parse/html-text.ts";
 
@@ -83,5 +84,21 @@ describe("htmlToText", () => {
       expect(performance.now() - started).toBeLessThan(1000);
       expect(text.startsWith(html.startsWith("<b>") ? "xxx" : "a & b a & b")).toBe(true);
     }
+  });
+});
+
+describe("decodeHeaderBytes (raw 8-bit header bytes)", () => {
+  const bytes = (...parts: (string | number[])[]): Uint8Array =>
+    Buffer.concat(parts.map((p) => (typeof p === "string" ? Buffer.from(p, "utf8") : Buffer.from(p))));
+  test("valid UTF-8 is UTF-8; Latin-1 with no charset declared is windows-1252", () => {
+    expect(decodeHeaderBytes(bytes("Jürgen"), null)).toBe("Jürgen");
+    expect(decodeHeaderBytes(bytes("J", [0xfc], "rgen Caf", [0xe9]), null)).toBe("Jürgen Café");
+  });
+  test("UTF-8 with one stray byte (no charset declared) stays UTF-8 with one U+FFFD, not mojibake", () => {
+    // flanker's mailformed-headers.eml: a Cyrillic name whose last character was cut.
+    expect(decodeHeaderBytes(bytes("Юникод запрещен", [0xf1]), null)).toBe("Юникод запрещен\uFFFD");
+  });
+  test("a declared charset still wins over the UTF-8 guess (raw EUC-KR headers)", () => {
+    expect(decodeHeaderBytes(bytes([0xb0, 0xdf, 0xc0, 0xfb]), "euc-kr")).toBe("견적");
   });
 });
