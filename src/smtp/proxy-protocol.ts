@@ -53,7 +53,10 @@ function parseV1(buf: Buffer): ProxyParse {
   if (parts[1] === "UNKNOWN") return { kind: "ok", version: 1, source: null, consumed };
   const [, proto, src = "", dst = "", srcPort = "", dstPort = ""] = parts;
   const isFamily = proto === "TCP4" ? isIPv4 : proto === "TCP6" ? isIPv6 : null;
-  if (!isFamily || parts.length !== 6 || !isFamily(src) || !isFamily(dst) || !isPort(srcPort) || !isPort(dstPort)) {
+  // isIPv6 accepts a zone id (fe80::1%eth0), which the PROXY format has no room for: it would
+  // reach the logs, rules and the Received header as part of the client address.
+  const zoned = src.includes("%") || dst.includes("%");
+  if (!isFamily || parts.length !== 6 || zoned || !isFamily(src) || !isFamily(dst) || !isPort(srcPort) || !isPort(dstPort)) {
     return { kind: "invalid", reason: "malformed PROXY v1 line" };
   }
   return { kind: "ok", version: 1, source: { address: normalizeIp(src), port: Number(srcPort) }, consumed };

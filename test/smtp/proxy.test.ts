@@ -193,6 +193,9 @@ describe("PROXY protocol", () => {
     expect(parseProxyHeader(Buffer.from("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nEHLO")).kind).toBe("ok");
     expect(parseProxyHeader(Buffer.from("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nEHLO"))).toMatchObject({ consumed: 32 });
     expect(parseProxyHeader(Buffer.from("PROXY TCP4 1.2.3.4 5.6.7.8 1 99999\r\n")).kind).toBe("invalid");
+    // An IPv6 zone id is no part of the PROXY format (it would land in the Received header).
+    expect(parseProxyHeader(Buffer.from("PROXY TCP6 fe80::1%eth0 ::1 1234 25\r\n")).kind).toBe("invalid");
+    expect(parseProxyHeader(Buffer.from("PROXY TCP6 fe80::1 ::1 1234 25\r\n")).kind).toBe("ok");
     expect(parseProxyHeader(Buffer.from(`PROXY ${"x".repeat(110)}`)).kind).toBe("invalid");
     expect(parseProxyHeader(SIG.subarray(0, 5)).kind).toBe("incomplete");
     expect(parseProxyHeader(v2Tcp4("1.2.3.4", 5).subarray(0, 20)).kind).toBe("incomplete");
