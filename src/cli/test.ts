@@ -26,6 +26,7 @@ import { formatDiagnostics } from "../rules/format.ts";
 import { loadRules } from "../rules/load.ts";
 import { cliAction } from "./action.ts";
 import { repeatedFlag } from "./argv.ts";
+import type { Envelope } from "../types.ts";
 
 interface TestArgs {
   message?: string;
@@ -136,7 +137,7 @@ export async function runDryRun(source: string, flags: EnvelopeFlags, opts: DryR
   envelope = { ...envelope, rcptTo: envelope.rcptTo.map((a) => asServeKeeps(a, domains)) };
   const received = Buffer.from(
     buildReceivedHeader({
-      helo: envelope.helo, clientIp: envelope.clientIp, hostname, protocol: envelope.tls ? "ESMTPS" : "ESMTP",
+      helo: envelope.helo, clientIp: envelope.clientIp, hostname, protocol: `${receivedWith(envelope)}${envelope.tls ? "S" : ""}`,
       tls: envelope.tls ? DRY_RUN_TLS : null, id: newMessageId(), recipients: envelope.rcptTo, date: new Date(),
     }),
   );
@@ -190,3 +191,12 @@ export default defineCommand({
     return runDryRun(args.message, flags, { rulesPath, json: args.json, auth, hostname: raw.get("SMTP_HOSTNAME") || hostname(), maxMessageBytes });
   }),
 });
+
+/**
+ * serve's Received `with` type for this envelope: a client must declare SMTPUTF8 for a UTF-8
+ * address (else 553), and serve then writes UTF8SMTP (RFC 6531): `size` counts the same bytes.
+ */
+function receivedWith(envelope: Envelope): "UTF8SMTP" | "ESMTP" {
+  const nonAscii = /[^\x00-\x7f]/;
+  return [envelope.mailFrom, ...envelope.rcptTo].some((a) => nonAscii.test(a)) ? "UTF8SMTP" : "ESMTP";
+}

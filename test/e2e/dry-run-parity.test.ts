@@ -47,10 +47,10 @@ interface Served {
 }
 
 /** Sends `message` (CRLF lines) from a@sender.example to b@company.com; serve's reply and recorded rule. */
-async function sendToServe(message: string): Promise<Served> {
+async function sendToServe(message: string, mailFrom = "<a@sender.example>"): Promise<Served> {
   const c = await RawClient.connect(serve.smtpPort, "127.0.0.1");
   await greet(c);
-  await c.cmd("MAIL FROM:<a@sender.example>");
+  await c.cmd(`MAIL FROM:${mailFrom}`);
   await c.cmd("RCPT TO:<b@company.com>");
   await c.cmd("DATA");
   const reply = await c.cmd(`${message.replace(/\r\n\./g, "\r\n..")}.`); // message ends with CRLF
@@ -162,6 +162,15 @@ describe("mailgw test decides as serve does", () => {
     // One byte under serve's size: serve recorded it as over the limit, so must the dry run.
     writeFileSync(join(serve.dir, "sized.yaml"), RULES.replace("100MB", String((served.size ?? 0) - 1)));
     expect((await dryRun(message, ["--rules", "sized.yaml"])).decision.rule).toBe("over-size");
+  }, 30_000);
+
+  test("size with a UTF-8 sender: serve's Received: says UTF8SMTP (RFC 6531), and the dry run counts it too", async () => {
+    const message = lines("From: jörg@sender.example", "To: b@company.com", "Subject: sized", "", "x".repeat(100));
+    const served = await sendToServe(message, "<jörg@sender.example> SMTPUTF8");
+    expect(served.reply).toStartWith("250 ");
+    const dry = await dryRun(message, [], ["--from", "jörg@sender.example", "--to", "b@company.com"]);
+    expect(dry.facts.headers.received[0]).toContain("with UTF8SMTP");
+    expect(dry.facts.size).toBe(served.size);
   }, 30_000);
 
   test("more than 50 Received: lines: serve answers 554 5.4.6, and the dry run says it would", async () => {

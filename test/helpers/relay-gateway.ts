@@ -158,7 +158,8 @@ export async function forwardEachOnce(
     const { from, to, data } = got[0] as Captured;
     expect({ from, to: [...to].sort() }).toEqual({ from: m.from, to: [...FORWARD_TO].sort() });
     const { fields, rest } = leadingFields(data, 2);
-    expect(fields[1]).toContain("by mx.test (mailgw) with ESMTP");
+    // RFC 6531: a transaction that declared SMTPUTF8 is received "with UTF8SMTP".
+    expect(fields[1]).toContain(`by mx.test (mailgw) with ${(m.params ?? "").includes("SMTPUTF8") ? "UTF8SMTP" : "ESMTP"}\r\n`);
     expect(fields[1]).toContain(`id ${ids[i]} for <bob@company.com>`);
     expect(Buffer.compare(rest, m.raw)).toBe(0);
     return fields[0] ?? "";
