@@ -55,6 +55,20 @@ export function requestErrorHint(error: string): string | null {
   return null;
 }
 
+/**
+ * A `Retry-After` header (RFC 9110 §10.2.3: delay-seconds or an HTTP-date) as milliseconds from
+ * `nowMs`; null when absent or unreadable. A date in the past is 0. Not bounded here: the
+ * scheduler caps it (queue/retry.ts).
+ */
+export function parseRetryAfter(value: string | null, nowMs: number): number | null {
+  if (value === null) return null;
+  const v = value.trim();
+  if (/^\d+$/.test(v)) return Math.min(Number(v), 1e9) * 1000;
+  if (!/[a-z]/i.test(v)) return null; // "-5", "1.5": neither form; Date.parse would guess a year
+  const at = Date.parse(v);
+  return Number.isFinite(at) ? Math.max(0, at - nowMs) : null;
+}
+
 /** The post's size in a unit that shows it: a 1.6 KB post was "0.0 MB". */
 function postSize(bytes: number): string {
   if (bytes < 1024) return `${bytes}-byte`;

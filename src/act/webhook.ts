@@ -7,13 +7,14 @@
  * Trusts: the URL (validated by rules lint). Not the receiver: redirects are not followed
  * (a POST body must not wander to another host), and at most WEBHOOK_MAX_REPLY_BYTES of its
  * reply are read. Failure: never throws; 2xx → delivered, 408/429/5xx, network errors and
- * timeouts → temporary, any other status (4xx, 3xx) → permanent. A 2xx whose reply breaks off
+ * timeouts → temporary (a 408/429/5xx's Retry-After is heeded by the scheduler), any other
+ * status (4xx, 3xx) → permanent. A 2xx whose reply breaks off
  * before those bytes (or its end) arrive is temporary: a handler that sends its status first and
  * then dies looks exactly like that, and a duplicate (same `id`) is recoverable, a loss is not.
  */
 import { createHmac } from "node:crypto";
 import type { AttemptOutcome } from "../queue/retry.ts";
-import { describeStatus, replyLine, requestErrorHint } from "./webhook-advice.ts";
+import { describeStatus, parseRetryAfter, replyLine, requestErrorHint } from "./webhook-advice.ts";
 import { buildWebhookPayload, type WebhookMessage } from "./webhook-payload.ts";
 
 /** Reply bytes kept for the attempt record. Stops a receiver that streams forever from holding memory. */
@@ -64,7 +65,12 @@ export async function postWebhook(input: WebhookPostInput): Promise<AttemptOutco
     const why = input.signal.aborted ? `timed out: ${broken}` : broken;
     return { kind: "temporary", error: `${reply} (the reply broke off, so the post is not taken as received: ${why})` };
   }
-  if (res.status === 408 || res.status === 429 || res.status >= 500) return { kind: "temporary", error: reply };
+  if (res.status === 408 || res.status === 429 || res.status >= 500) {
+    // A rate-limited or overloaded receiver's Retry-After sets the earliest next attempt.
+    const retryAfterMs = parseRetryAfter(res.headers.get("retry-after"), input.nowMs);
+    if (retryAfterMs === null) return { kind: "temporary", error: reply };
+    return { kind: "temporary", error: `${reply} (Retry-After: ${Math.round(retryAfterMs / 1000)} s)`, retryAfterMs };
+  }
   return { kind: "permanent", error: reply };
 }
 

@@ -27,7 +27,11 @@ export type AttemptOutcome =
    * accepted ones have their copy and must not get another (Postfix keeps only those in its queue).
    */
   | { kind: "delivered"; reply: string; refused?: RefusedRecipients; deferred?: RefusedRecipients }
-  | { kind: "temporary"; error: string }
+  /**
+   * `retryAfterMs`: how long the other side asked us to wait (a webhook's `Retry-After` on a 429
+   * or 503); the next attempt is not made sooner than that, nor later than RETRY_CAP_MS.
+   */
+  | { kind: "temporary"; error: string; retryAfterMs?: number }
   | { kind: "permanent"; error: string };
 
 /**
@@ -63,7 +67,7 @@ export interface ScheduleInput {
 
 /**
  * Decides the state after an attempt. A temporary failure is retried until the delivery is
- * QUEUE_MAX_AGE_HOURS old; the last retry is moved up to the expiry moment, so a delivery
+ * QUEUE_MAX_AGE_HOURS old, no sooner than a `retryAfterMs` the outcome carries; the last retry is moved up to the expiry moment, so a delivery
  * gets one final try at its deadline rather than being given up before it.
  */
 export function nextStep(input: ScheduleInput): NextStep {
@@ -74,6 +78,10 @@ export function nextStep(input: ScheduleInput): NextStep {
   if (now >= expiresAt) {
     return { state: "failed", nextAttemptAt: now, reason: `gave up after ${input.maxAgeHours} h (QUEUE_MAX_AGE_HOURS): ${outcome.error}` };
   }
-  const delay = retryDelayMs(input.attempts, input.retryBaseSeconds, input.random);
+  const backoff = retryDelayMs(input.attempts, input.retryBaseSeconds, input.random);
+  // A receiver that says when to come back is heeded (hammering a rate limit only prolongs it),
+  // within the one-hour cap, so a huge Retry-After cannot park a delivery for days.
+  const asked = Math.min(RETRY_CAP_MS, Math.max(0, outcome.retryAfterMs ?? 0));
+  const delay = Math.max(backoff, asked);
   return { state: "deferred", nextAttemptAt: Math.min(now + delay, expiresAt), reason: null };
 }

@@ -5,7 +5,7 @@
  * nginx and receivers are in test/e2e/interop-webhook.test.ts.
  */
 import { describe, expect, test } from "bun:test";
-import { describeStatus, replyLine, requestErrorHint } from "../../src/act/webhook-advice.ts";
+import { describeStatus, parseRetryAfter, replyLine, requestErrorHint } from "../../src/act/webhook-advice.ts";
 
 const NGINX_413 =
   "<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n" +
@@ -48,5 +48,16 @@ describe("webhook failure advice", () => {
     expect(requestErrorHint('ERR_TLS_CERT_ALTNAME_INVALID fetching "https://127.0.0.1:8443/hook"')).toBe("use a host name the certificate lists in the rule's url");
     expect(requestErrorHint("certificate has expired")).toBe("renew the receiver's certificate");
     expect(requestErrorHint("ECONNREFUSED: Unable to connect. Is the computer able to access the url?")).toBeNull();
+  });
+});
+
+describe("parseRetryAfter", () => {
+  const now = Date.parse("2026-11-23T12:00:00Z");
+  test("delay-seconds and an HTTP-date (past dates are 0); anything else is ignored", () => {
+    expect(parseRetryAfter("120", now)).toBe(120_000);
+    expect(parseRetryAfter(" 0 ", now)).toBe(0);
+    expect(parseRetryAfter("Mon, 23 Nov 2026 12:05:00 GMT", now)).toBe(300_000);
+    expect(parseRetryAfter("Mon, 23 Nov 2026 11:00:00 GMT", now)).toBe(0);
+    for (const bad of [null, "", "-5", "1.5", "soon", "12 34"]) expect(parseRetryAfter(bad, now)).toBeNull();
   });
 });

@@ -48,6 +48,15 @@ describe("nextStep", () => {
     expect(s.reason).toContain("QUEUE_MAX_AGE_HOURS");
     expect(s.reason).toContain("451 busy");
   });
+  test("a retryAfterMs longer than the backoff sets the delay, capped at an hour; a shorter one changes nothing", () => {
+    const after = (retryAfterMs: number) => nextStep({ ...base, outcome: { kind: "temporary", error: "429", retryAfterMs } }).nextAttemptAt;
+    expect(after(300_000)).toBe(1000 + 300_000);
+    expect(after(86_400_000)).toBe(1000 + RETRY_CAP_MS);
+    expect(after(5_000)).toBe(1000 + 60_000);
+    // Never past the age limit: the final try stays at the expiry moment.
+    const last = nextStep({ ...base, now: 96 * HOUR - 1000, outcome: { kind: "temporary", error: "429", retryAfterMs: 600_000 } });
+    expect(last.nextAttemptAt).toBe(96 * HOUR);
+  });
   test("the last retry is pulled in to the expiry moment", () => {
     const s = nextStep({ ...base, now: 96 * HOUR - 1000, attempts: 20, outcome: { kind: "temporary", error: "x" } });
     expect(s.state).toBe("deferred");
