@@ -39,6 +39,28 @@ function open(args: ConfigArgs) {
   return { config, db: openDatabase(config.databasePath) };
 }
 
+/**
+ * A change waits BUSY_TIMEOUT_MS for SQLite's write lock; serve holds it for milliseconds, so
+ * running out means another process holds it (a `sqlite3` shell or a backup inside a
+ * transaction). Say so, and that nothing was changed, instead of a bare "database is locked".
+ */
+function whileUnlocked<T>(config: StoragePaths, change: () => T): T {
+  try {
+    const result = change();
+    if (result instanceof Promise) return result.catch((err: unknown) => rethrowBusy(config, err)) as T;
+    return result;
+  } catch (err) {
+    return rethrowBusy(config, err);
+  }
+}
+
+function rethrowBusy(config: StoragePaths, err: unknown): never {
+  if (err instanceof Error && "code" in err && err.code === "SQLITE_BUSY") {
+    throw new CliError(`${config.databasePath} stayed locked for writing by another process (a sqlite3 shell or a backup inside a transaction?): nothing was changed; end that transaction and run the command again`);
+  }
+  throw err;
+}
+
 const list = defineCommand({
   meta: { name: "list", description: "Show deliveries: id, state, age, attempts, next try, target, last error" },
   args: {
@@ -69,8 +91,8 @@ const retryCommand = defineCommand({
   },
   run: cliAction((args: ConfigArgs & { id?: string; all?: boolean }) => {
     if (Boolean(args.all) === Boolean(args.id)) throw new CliError("give either an ID or --all (mailgw queue retry ID | mailgw queue retry --all)");
-    const { db } = open(args);
-    process.stdout.write(formatRetry(retry(db, args.all ? null : (args.id ?? null), Date.now())));
+    const { config, db } = open(args);
+    process.stdout.write(formatRetry(whileUnlocked(config, () => retry(db, args.all ? null : (args.id ?? null), Date.now()))));
   }),
 });
 
@@ -82,8 +104,7 @@ const dropCommand = defineCommand({
   },
   run: cliAction(async (args: ConfigArgs & { id: string }) => {
     const { config, db } = open(args);
-    const n = await drop(db, createSpoolAccess(db, config.dataDir), args.id);
-    process.stdout.write(`${n} deliver${n === 1 ? "y" : "ies"} dropped\n`);
+    process.stdout.write(await whileUnlocked(config, () => drop(db, createSpoolAccess(db, config.dataDir), args.id)));
   }),
 });
 

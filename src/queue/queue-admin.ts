@@ -146,12 +146,18 @@ export function formatRetry(r: RetryResult): string {
  * Removes the deliveries, then releases spool files nothing needs any more. A delivered one is
  * not in the queue: dropping a message by id leaves its history (and `queue list`'s count) alone.
  */
-export async function drop(db: Database, spool: SpoolAccess, ref: string): Promise<number> {
+export async function drop(db: Database, spool: SpoolAccess, ref: string): Promise<string> {
   const entries = resolveRef(db, ref).filter((e) => e.state !== "delivered");
   if (entries.length === 0) throw new CliError(`delivery ${ref} was delivered: nothing to drop`);
-  const n = dropDeliveries(db, entries.map((e) => e.id));
+  const { dropped, inFlight } = dropDeliveries(db, entries.map((e) => e.id));
   for (const messageId of new Set(entries.map((e) => e.messageId))) await spool.release(messageId);
-  return n;
+  let out = `${dropped} deliver${dropped === 1 ? "y" : "ies"} dropped\n`;
+  // The attempt under way is not recalled: the relay or webhook may still take the message.
+  if (inFlight > 0) {
+    out += `${inFlight === dropped ? (dropped === 1 ? "it" : "all of them") : `${inFlight} of them`} ${inFlight === 1 ? "was" : "were"} being delivered: ` +
+      `the relay or webhook may still receive ${inFlight === 1 ? "it" : "them"} (the attempt under way is not recalled); no further attempt will be made\n`;
+  }
+  return out;
 }
 
 export function formatDuration(seconds: number): string {

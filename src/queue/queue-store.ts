@@ -340,12 +340,17 @@ export function retryNow(db: Database, ids: readonly number[] | null, now: numbe
 }
 
 /** Removes deliveries and their attempts (`queue drop`); returns how many were removed. */
-export function dropDeliveries(db: Database, ids: readonly number[]): number {
+/**
+ * Deletes the deliveries; `inFlight`: how many of them the worker was attempting at that moment
+ * (state read by the DELETE itself, so a claim between the caller's lookup and now counts too).
+ */
+export function dropDeliveries(db: Database, ids: readonly number[]): { dropped: number; inFlight: number } {
   const list = JSON.stringify(ids);
   return db
     .transaction(() => {
       db.query(`DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT value FROM json_each(?))`).run(list);
-      return db.query(`DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?))`).run(list).changes;
+      const states = db.query<{ state: string }, [string]>(`DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?)) RETURNING state`).all(list);
+      return { dropped: states.length, inFlight: states.filter((r) => r.state === "delivering").length };
     })
     .immediate();
 }

@@ -3,6 +3,7 @@
  * that a running delivery worker (in this process, as inside serve) uses at the same time.
  */
 import { afterEach, describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
 import { existsSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { silentLogger } from "../../src/log/logger.ts";
@@ -150,6 +151,40 @@ describe("mailgw queue", () => {
     expect(all.stdout).toBe("1 delivery queued for a new attempt\n");
     await waitFor(() => deliveryOf(t.db, ids[2]!).state === "delivered", 10_000, "retry --all delivered");
     expect(relay.received).toHaveLength(2);
+  }, 30_000);
+
+  test("drop of a delivery being attempted right now says the relay may still receive it", async () => {
+    const relay = await startRelay();
+    cleanups.push(() => relay.close());
+    relay.mode = "stall";
+    const t = makeEnv(relayVars(relay));
+    const worker = createDeliveryWorker({ config: t.config, db: t.db, logger: silentLogger, pollIntervalMs: 100 });
+    cleanups.push(() => worker.stop());
+    const id = seedDelivery(t);
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "delivering", 10_000, "delivering");
+    const dropped = mailgw(t, "drop", id);
+    expect(dropped.code).toBe(0);
+    expect(dropped.stdout).toBe("1 delivery dropped\nit was being delivered: the relay or webhook may still receive it (the attempt under way is not recalled); no further attempt will be made\n");
+    await worker.stop(); // here, not in afterEach: it waits out the stalled attempt's grace (10 s)
+  }, 30_000);
+
+  test("a write lock held by another process past the busy timeout: one line naming the file, nothing changed", () => {
+    const t = makeEnv();
+    const id = seedDelivery(t, { state: "failed" });
+    const other = new Database(t.dbPath);
+    other.run("BEGIN IMMEDIATE");
+    try {
+      for (const args of [["retry", "--all"], ["drop", id]]) {
+        const r = mailgw(t, ...args);
+        expect(r.code).toBe(1);
+        expect(r.stderr).toBe(`mailgw: ${t.dbPath} stayed locked for writing by another process (a sqlite3 shell or a backup inside a transaction?): nothing was changed; end that transaction and run the command again\n`);
+      }
+    } finally {
+      other.run("COMMIT");
+      other.close();
+    }
+    expect(deliveryOf(t.db, id).state).toBe("failed");
   }, 30_000);
 
   test("errors: unknown id, missing argument, no database → exit 1 with one line", () => {
