@@ -131,6 +131,22 @@ rules:
     expect(await s.stop()).toBe(0);
   }, 30_000);
 
+  test("PROXY v1 with an IPv6 zone id is refused as malformed; a plain TCP6 header still works and is the client in the archive", async () => {
+    const s = await serve({ SMTP_PROXY_PROTOCOL: "true" });
+    const zoned = await RawClient.connect(s.smtpPort, "127.0.0.1", "PROXY TCP6 fe80::1%eth0 ::1 51000 25\r\n");
+    expect(await zoned.reply(2000)).toMatch(/^421 4\.7\.0 .*PROXY/);
+    expect(await zoned.waitClose(3000)).toBe(true);
+    const plain = await RawClient.connect(s.smtpPort, "127.0.0.1", "PROXY TCP6 fe80::1 ::1 51000 25\r\n");
+    await greet(plain);
+    const reply = await sendMail(plain);
+    expect(reply).toStartWith("250 2.0.0");
+    plain.end();
+    const stored = (await archived(s, reply.split(" ").pop() ?? "")).toString("latin1");
+    expect(stored).toContain("([IPv6:fe80::1])");
+    expect(stored).not.toContain("%");
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+
   test("PROXY: a health check (v2 LOCAL) that SMTP_ALLOWED_IPS refuses gets 554 as a debug line; clients are as before", async () => {
     const s = await serve({ SMTP_PROXY_PROTOCOL: "true", SMTP_ALLOWED_IPS: "203.0.113.0/24", LOG_LEVEL: "debug" });
     // PROXY v2 LOCAL (what HAProxy's send-proxy-v2 checks send): no address, the proxy's own.
