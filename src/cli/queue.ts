@@ -8,7 +8,8 @@ import { accessSync, constants } from "node:fs";
 import { defineCommand } from "citty";
 import { loadStoragePaths, type StoragePaths } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
-import { countEntries, drop, formatList, formatRetry, listEntries, parseStates, retry, truncationNote } from "../queue/queue-admin.ts";
+import { drop, formatList, formatRetry, listEntries, parseStates, retry, truncationNote } from "../queue/queue-admin.ts";
+import { countQueue } from "../queue/queue-store.ts";
 import { createSpoolAccess } from "../queue/spool-access.ts";
 import { openDatabase } from "../store/db.ts";
 import { cliAction } from "./action.ts";
@@ -73,7 +74,7 @@ const list = defineCommand({
     const { db } = open(args);
     const now = Date.now();
     const entries = listEntries(db, states, now);
-    const total = countEntries(db, states);
+    const total = countQueue(db, states); // more than listEntries returns past LIST_LIMIT
     if (!args.json) return void process.stdout.write(formatList(entries, now, total));
     // The JSON stays an array (scripts read it); a cut list is said on stderr.
     const note = truncationNote(entries.length, total);

@@ -12,7 +12,7 @@ import { displayTarget } from "../http/stats-data.ts";
 import type { DeliveryState } from "../types.ts";
 import { parseAddresses } from "./attempt.ts";
 import {
-  countQueue, dropDeliveries, findDeliveries, listQueue, PENDING_STATES, type QueueEntry, RETRYABLE_STATES, retryNow,
+  dropDeliveries, findDeliveries, listQueue, PENDING_STATES, type QueueEntry, RETRYABLE_STATES, retryNow,
 } from "./queue-store.ts";
 import type { SpoolAccess } from "./spool-access.ts";
 
@@ -66,11 +66,6 @@ export function listEntries(db: Database, states: readonly DeliveryState[], now:
     rule: e.rule,
     category: e.category,
   }));
-}
-
-/** How many deliveries are in these states in all; more than listEntries returns past LIST_LIMIT. */
-export function countEntries(db: Database, states: readonly DeliveryState[]): number {
-  return countQueue(db, states);
 }
 
 /** The line saying that a list was cut at LIST_LIMIT, and how to see the rest; null when it was not. */
