@@ -25,7 +25,7 @@ import { open, rename, unlink, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { Envelope, MessageSink, ReceiveOutcome } from "../types.ts";
 import { HeaderEndFinder, headerEndOf, prefixOf, type IncomingMessage } from "./message-bytes.ts";
-import { TMP_SUFFIX, writevAll, type Spool } from "./spool.ts";
+import { TMP_SUFFIX, WRITEV_MAX_PARTS, writevAll, type Spool } from "./spool.ts";
 
 /**
  * Bytes queued for the file above which the sender must wait (the socket is paused): a client
@@ -34,8 +34,6 @@ import { TMP_SUFFIX, writevAll, type Spool } from "./spool.ts";
 export const INCOMING_HIGH_WATER_BYTES = 1024 * 1024;
 /** The socket is resumed once the backlog is below this. */
 const INCOMING_LOW_WATER_BYTES = 256 * 1024;
-/** Parts per writev call (below the kernel's IOV_MAX of 1024). */
-const WRITEV_MAX_PARTS = 512;
 
 /**
  * Messages up to this size stay in memory until the spool writer thread writes them at commit

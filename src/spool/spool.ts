@@ -20,7 +20,7 @@ export const SPOOL_SUFFIX = ".eml";
 export const TMP_SUFFIX = ".tmp";
 
 /** Parts per writev call (below the kernel's IOV_MAX of 1024). */
-const WRITEV_MAX_PARTS = 512;
+export const WRITEV_MAX_PARTS = 512;
 
 export interface SpoolWrite {
   id: string;
@@ -154,17 +154,20 @@ async function writeParts(fh: FileHandle, parts: readonly Uint8Array[]): Promise
  * (ENOSPC, EDQUOT, EFBIG), which is what the admin has to read in the log, not "short write".
  */
 export async function writevAll(fh: FileHandle, parts: readonly Uint8Array[]): Promise<void> {
-  let rest = parts.filter((p) => p.byteLength > 0);
-  while (rest.length > 0) {
-    const { bytesWritten } = await fh.writev(rest);
+  let left = 0;
+  for (const p of parts) left += p.byteLength;
+  let rest: readonly Uint8Array[] = parts;
+  while (left > 0) {
+    const { bytesWritten } = await fh.writev(rest as Uint8Array[]);
     if (bytesWritten <= 0) throw new Error("write to the spool made no progress (0 bytes written)");
+    left -= bytesWritten;
+    if (left <= 0) return; // the usual case: all of it at once, nothing to copy
+    // Partial: skip the parts written whole, cut the one written in part (rare, so a copy is fine).
     let skip = bytesWritten;
-    while (rest.length > 0 && skip >= (rest[0]?.byteLength ?? 0)) {
-      skip -= rest[0]?.byteLength ?? 0;
-      rest = rest.slice(1);
-    }
-    const first = rest[0];
-    if (first !== undefined && skip > 0) rest = [first.subarray(skip), ...rest.slice(1)];
+    let i = 0;
+    while (skip >= (rest[i]?.byteLength ?? Infinity)) skip -= (rest[i++] as Uint8Array).byteLength;
+    const first = rest[i] as Uint8Array;
+    rest = [first.subarray(skip), ...rest.slice(i + 1)];
   }
 }
 
