@@ -48,7 +48,8 @@ export default defineCommand({
     // are 0640 already). The systemd unit sets UMask=0027; this does the same when run by hand.
     // Only ever tightens: a stricter umask (077) is kept.
     process.umask(process.umask() | 0o027);
-    const logger = createLogger({ ...config.log, write: logSinkSurvivingClosedStdout(config.log.format) });
+    const sink = logSinkSurvivingClosedStdout((error) => logger.warn("log output on stdout failed: logging to stderr from now on", { error }));
+    const logger = createLogger({ ...config.log, write: sink });
     for (const warning of config.warnings) logger.warn(warning);
     const dotenv = bunDotenvWarning(Bun.main, process.execArgv, process.cwd());
     if (dotenv !== null) logger.warn(dotenv);

@@ -86,19 +86,16 @@ export function createLogger(opts: { level: LogLevel; format: LogFormat; write?:
  * serve's log sink. A mail server must not stop because its log reader went away (`serve |
  * tee log` with tee killed, a log shipper restarted): Bun turned the EPIPE of the next
  * stdout write into an uncaught error that ended serve, every session with it. From the
- * first EPIPE on, lines go to stderr (one line says so there); if stderr is gone too, they
- * are dropped. The mail itself never depended on the log.
+ * first EPIPE on, lines go to stderr and `onSwitch` is told once (serve logs it, through
+ * this sink); if stderr is gone too, lines are dropped. The mail never depended on the log.
  */
-export function logSinkSurvivingClosedStdout(format: LogFormat): (s: string) => void {
+export function logSinkSurvivingClosedStdout(onSwitch: (error: string) => void): (s: string) => void {
   let target: NodeJS.WriteStream = process.stdout;
   process.stderr.on("error", () => undefined);
   process.stdout.on("error", (err: NodeJS.ErrnoException) => {
     if (target !== process.stdout) return;
     target = process.stderr;
-    const time = new Date().toISOString();
-    const msg = "log output on stdout failed: logging to stderr from now on";
-    const error = err.code ?? err.message;
-    target.write(format === "json" ? `${JSON.stringify({ time, level: "warn", msg, error })}\n` : `${time} WARN  ${msg} error=${error}\n`);
+    onSwitch(err.code ?? err.message);
   });
   return (s) => void target.write(s);
 }
