@@ -8,9 +8,10 @@ import { accessSync, constants } from "node:fs";
 import { defineCommand } from "citty";
 import { loadStoragePaths, type StoragePaths } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
-import { drop, formatList, formatRetry, listEntries, parseStates, retry, truncationNote } from "../queue/queue-admin.ts";
+import { drop, formatList, formatRetry, interruptedNote, listEntries, parseStates, retry, truncationNote } from "../queue/queue-admin.ts";
 import { countQueue } from "../queue/queue-store.ts";
 import { createSpoolAccess } from "../queue/spool-access.ts";
+import { serveRunning } from "../serve/data-dir-lock.ts";
 import { openDatabase } from "../store/db.ts";
 import { cliAction } from "./action.ts";
 import { envFileArg, envFileOption } from "./env-file.ts";
@@ -71,14 +72,14 @@ const list = defineCommand({
   },
   run: cliAction((args: ConfigArgs & { state?: string; json?: boolean }) => {
     const states = parseStates(args.state);
-    const { db } = open(args);
+    const { config, db } = open(args);
     const now = Date.now();
     const entries = listEntries(db, states, now);
     const total = countQueue(db, states); // more than listEntries returns past LIST_LIMIT
-    if (!args.json) return void process.stdout.write(formatList(entries, now, total));
-    // The JSON stays an array (scripts read it); a cut list is said on stderr.
-    const note = truncationNote(entries.length, total);
-    if (note !== null) process.stderr.write(`mailgw: ${note}\n`);
+    const interrupted = serveRunning(config.dataDir) === false ? interruptedNote(entries, config.dataDir) : null;
+    if (!args.json) return void process.stdout.write(formatList(entries, now, total) + (interrupted === null ? "" : `${interrupted}\n`));
+    // The JSON stays an array (scripts read it); notes go to stderr.
+    for (const note of [truncationNote(entries.length, total), interrupted]) if (note !== null) process.stderr.write(`mailgw: ${note}\n`);
     process.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
   }),
 });
@@ -93,7 +94,7 @@ const retryCommand = defineCommand({
   run: cliAction((args: ConfigArgs & { id?: string; all?: boolean }) => {
     if (Boolean(args.all) === Boolean(args.id)) throw new CliError("give either an ID or --all (mailgw queue retry ID | mailgw queue retry --all)");
     const { config, db } = open(args);
-    process.stdout.write(formatRetry(whileUnlocked(config, () => retry(db, args.all ? null : (args.id ?? null), Date.now()))));
+    process.stdout.write(formatRetry(whileUnlocked(config, () => retry(db, args.all ? null : (args.id ?? null), Date.now(), serveRunning(config.dataDir) === false))));
   }),
 });
 

@@ -98,6 +98,18 @@ export function formatList(entries: readonly ListedEntry[], now: number, total =
   return [line(header), ...rows.map(line)].join("\n") + `\n${footer}\n`;
 }
 
+/**
+ * For `queue list` when no serve runs: rows left `delivering` were under way at a crash or kill -9,
+ * and stay so until serve starts again. null when there are none.
+ */
+export function interruptedNote(entries: readonly ListedEntry[], dataDir: string): string | null {
+  const n = entries.filter((e) => e.state === "delivering").length;
+  if (n === 0) return null;
+  return `note: no serve is running on ${dataDir}: ${n === 1 ? "the delivery" : `the ${n} deliveries`} shown as delivering ` +
+    `${n === 1 ? "was" : "were"} under way when it stopped; serve attempts ${n === 1 ? "it" : "them"} again as soon as it starts ` +
+    `(the relay or webhook may then receive ${n === 1 ? "it" : "them"} twice)`;
+}
+
 /** Resolves an ID argument: `<message id>`, `<message id>#<n>` or a delivery number `<n>`. */
 export function resolveRef(db: Database, ref: string): QueueEntry[] {
   const m = /^([0-9a-z]+)#(\d+)$/.exec(ref);
@@ -113,7 +125,11 @@ export interface RetryResult {
   held: number;
 }
 
-export function retry(db: Database, ref: string | null, now: number): RetryResult {
+/**
+ * `serveStopped`: no serve runs on this data dir (serveRunning), so a `delivering` row is one a
+ * crash interrupted, which serve's start makes due anyway: the refusal says that instead.
+ */
+export function retry(db: Database, ref: string | null, now: number, serveStopped = false): RetryResult {
   if (ref === null) {
     const held = db.query<{ n: number }, []>(`SELECT COUNT(*) AS n FROM deliveries WHERE state = 'held'`).get()?.n ?? 0;
     return { retried: retryNow(db, null, now), held };
@@ -121,6 +137,9 @@ export function retry(db: Database, ref: string | null, now: number): RetryResul
   const entries = resolveRef(db, ref);
   const retryable = entries.filter((e) => RETRYABLE_STATES.includes(e.state));
   if (retryable.length === 0) {
+    if (serveStopped && entries.every((e) => e.state === "delivering")) {
+      throw new CliError(`delivery ${ref} was being delivered when serve stopped: serve attempts it again as soon as it starts (nothing to retry now)`);
+    }
     const states = [...new Set(entries.map((e) => e.state))].join(", ");
     throw new CliError(`delivery ${ref} is ${states}: only ${RETRYABLE_STATES.join(", ")} deliveries can be retried`);
   }

@@ -103,6 +103,31 @@ export function lockDataDir(dataDir: string, logger: Pick<Logger, "warn">, flock
   };
 }
 
+/**
+ * Whether a serve holds `dataDir`, from the pid it wrote into the lock file, for `mailgw queue`'s
+ * notes only (it never takes the lock: a probe could make a serve starting at that moment refuse).
+ * null when it cannot tell (no lock file readable). A clean stop empties the file; a crash leaves
+ * a pid whose process is gone. A reused pid reads as running: the notes are then left out.
+ */
+export function serveRunning(dataDir: string): boolean | null {
+  let fd: number;
+  try {
+    fd = openSync(join(dataDir, DATA_DIR_LOCK_FILE), "r");
+  } catch {
+    return null;
+  }
+  const pid = readPid(fd);
+  closeSync(fd);
+  if (pid === null) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: alive, another user's (serve runs as mailgw, the admin as root or themself).
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 function unlocked(dataDir: string, path: string, reason: string, logger: Pick<Logger, "warn">): DataDirLock {
   logger.warn("DATA_DIR cannot be locked: nothing stops a second mailgw serve from using it, so run only one", {
     data_dir: dataDir,

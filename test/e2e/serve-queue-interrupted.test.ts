@@ -1,0 +1,72 @@
+/**
+ * `mailgw queue` after serve was killed while a forward was being sent (SPEC §1 queue, §5): the
+ * row stays `delivering` until serve starts again. `queue list` says that no serve runs and that
+ * serve attempts it again at its start (instead of a row that looks stuck), `queue retry` says
+ * the same instead of "only failed, deferred, held can be retried", and the restarted serve does
+ * deliver it. While serve runs, neither note appears.
+ */
+import { afterEach, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { relayVars, startRelay, waitFor } from "../delivery/helpers.ts";
+import { greet, RawClient, sendMail, simpleMessage } from "../smtp/helpers.ts";
+import { mailgwQueue, queueList, serveDir, startServe, until } from "../smtp/serve-process.ts";
+
+const RULES = `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - { name: to-inbox, priority: 10, action: forward, forward_to: inbox@company.com, conditions: [{ field: subject, operator: contains, value: forward }] }
+`;
+
+const cleanups: (() => Promise<unknown> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+test("a forward interrupted by kill -9: queue list and retry say serve attempts it again at start; it does", async () => {
+  const relay = await startRelay();
+  cleanups.push(() => relay.close());
+  relay.mode = "stall";
+  const dir = serveDir();
+  writeFileSync(join(dir, "rules.yaml"), RULES);
+  const first = await startServe("source", dir, relayVars(relay));
+  cleanups.push(async () => {
+    if (first.proc.exitCode === null) await first.stop("SIGKILL");
+  });
+  const c = await RawClient.connect(first.smtpPort);
+  await greet(c);
+  const reply = await sendMail(c, "b@company.com", simpleMessage("please forward"));
+  expect(reply).toStartWith("250 2.0.0");
+  const id = reply.split(" ").pop() ?? "";
+  c.end();
+  await until("the forward is being delivered", async () => (await queueList(dir)).some((e) => e.id === id && e.state === "delivering"), 15_000);
+
+  // serve is running: no note.
+  const running = await mailgwQueue(dir, "list");
+  expect(running.code).toBe(0);
+  expect(running.stdout).not.toContain("no serve is running");
+
+  await first.stop("SIGKILL");
+  const listed = await mailgwQueue(dir, "list");
+  expect(listed.code).toBe(0);
+  expect(listed.stdout).toContain(`${id}  1  delivering`);
+  expect(listed.stdout).toContain(
+    `note: no serve is running on ${join(dir, "data")}: the delivery shown as delivering was under way when it stopped; serve attempts it again as soon as it starts`,
+  );
+  const json = await mailgwQueue(dir, "list", "--json");
+  expect(JSON.parse(json.stdout)).toHaveLength(1);
+  expect(json.stderr).toContain("no serve is running");
+
+  const retried = await mailgwQueue(dir, "retry", id);
+  expect(retried.code).toBe(1);
+  expect(retried.stderr).toContain(`delivery ${id} was being delivered when serve stopped: serve attempts it again as soon as it starts`);
+
+  relay.mode = "ok";
+  const second = await startServe("source", dir, relayVars(relay));
+  cleanups.push(async () => {
+    if (second.proc.exitCode === null) await second.stop("SIGKILL");
+  });
+  await waitFor(() => relay.received.length >= 1, 15_000, "delivered after the restart");
+  await until("the queue is empty", async () => (await queueList(dir)).length === 0, 15_000);
+  expect(await second.stop("SIGTERM")).toBe(0);
+}, 90_000);
