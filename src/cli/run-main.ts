@@ -70,11 +70,25 @@ async function usageErrorLine(main: AnyCommand, rawArgs: readonly string[], err:
   const { path, subCommands } = await commandWords(main, rawArgs);
   const help = `see ${path.join(" ")} --help`;
   if (code === "E_UNKNOWN_COMMAND" || code === "E_NO_COMMAND") {
+    const reordered = optionsBeforeCommand(rawArgs, path, subCommands);
+    if (reordered !== null) return `options go after the command: ${reordered} (${help})`;
     const what = code === "E_NO_COMMAND" ? "no command given" : message.replace(/^unknown command [`'"]?(.*?)[`'"]?$/, "unknown command '$1'");
     return `${what}: expected one of ${subCommands.join(", ")} (${help})`;
   }
   if (code === "EARG") return `${message.replace(/\.$/, "")} (${help})`;
   return message;
+}
+
+/**
+ * `mailgw queue --env-file F list`: citty takes the option's value for the command word, and
+ * "unknown command 'F'" hid the real slip. When a subcommand is named after options, the same
+ * line with the options moved after it; otherwise null.
+ */
+function optionsBeforeCommand(rawArgs: readonly string[], path: readonly string[], subCommands: readonly string[]): string | null {
+  const rest = rawArgs.slice(rawArgs.indexOf(path[path.length - 1] ?? "") + 1);
+  const at = rest.findIndex((a) => subCommands.includes(a));
+  if (at <= 0 || !rest[0]?.startsWith("-")) return null;
+  return [...path, rest[at], ...rest.slice(at + 1), ...rest.slice(0, at)].join(" ");
 }
 
 /** The command words in rawArgs (["mailgw", "rules", "add"]) and the subcommands the last one has. */

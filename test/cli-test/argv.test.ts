@@ -77,6 +77,10 @@ describe("commands refuse what they do not define", () => {
     [[], "no command given: expected one of healthcheck, queue, rules, serve, systemd, test, version (see mailgw --help)"],
     [["rules"], "no command given: expected one of lint, list, add (see mailgw rules --help)"],
     [["queue", "frob"], "unknown command 'frob': expected one of list, retry, drop (see mailgw queue --help)"],
+    // Options before the command word: citty took the option's value for the command.
+    [["queue", "--env-file", "prod.env", "list"], "options go after the command: mailgw queue list --env-file prod.env (see mailgw queue --help)"],
+    [["rules", "--format", "json", "lint", "a.yaml"], "options go after the command: mailgw rules lint a.yaml --format json (see mailgw rules --help)"],
+    [["--data-dir", "/srv/d", "queue", "list"], "options go after the command: mailgw queue list --data-dir /srv/d (see mailgw --help)"],
     [["rules", "add", "r1", "--conditions", "[]"], "missing required argument: --action (see mailgw rules add --help)"],
     [["rules", "lint", "--format", "bogus"], "invalid value for argument: --format (bogus). Expected one of: text, json, github (see mailgw rules lint --help)"],
   ])("mailgw %p → exit 1, one line", (args, message) => {
