@@ -3,9 +3,11 @@
  * cidr-tools) into integer bounds; a message's client address is parsed once per message
  * and compared with plain bigint comparisons. IPv4-mapped IPv6 client addresses
  * (`::ffff:192.0.2.1`) match IPv4 ranges, and IPv4 clients match `::ffff:0:0/96`-style
- * IPv6 ranges. Stricter than cidr-tools alone: prefixes beyond the address width and
- * short IPv4 forms (`10.1`) are refused. Invalid input yields null, never a throw.
+ * IPv6 ranges. Stricter than cidr-tools alone: prefixes beyond the address width, short
+ * IPv4 forms (`10.1`) and malformed IPv6 (`2001:db8:acme::`, which cidr-tools reads as some
+ * other network) are refused. Invalid input yields null, never a throw.
  */
+import { isIPv6 } from "node:net";
 import { normalizeCidr, parseCidr } from "cidr-tools";
 import type { ParsedClientIp } from "./types.ts";
 
@@ -35,7 +37,7 @@ export function parseCidrRange(input: string): CidrRange | null {
   const prefixText = slash === -1 ? null : trimmed.slice(slash + 1);
   if (address.includes("%")) return null;
   const isV4 = !address.includes(":");
-  if (isV4 && !isDottedQuad(address)) return null;
+  if (isV4 ? !isDottedQuad(address) : !isIPv6(address)) return null;
   if (prefixText !== null) {
     if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > (isV4 ? 32 : 128)) return null;
   }

@@ -51,6 +51,10 @@ const ERROR_CASES: [string, string, Expected[]][] = [
   ["fractional priority", rule("priority: 1.5", "action: drop", SUBJECT_EXISTS), [[4, 15, "error", "invalid-priority"]]],
   ["priority not a number", rule("priority: high", "action: drop", SUBJECT_EXISTS), [[4, 15, "error", "invalid-priority"]]],
   ["invalid CIDR", rule("action: drop", "conditions:", "  - { field: client_ip, operator: in_cidr, value: [10.0.0.0/8, 300.1.1.1] }"), [[6, 68, "error", "invalid-cidr"]]],
+  // cidr-tools reads these as other networks (2001:db8:ac::/48) instead of refusing them.
+  ["IPv6 CIDR with a non-hex group", rule("action: drop", "conditions:", "  - { field: client_ip, operator: in_cidr, value: [10.0.0.0/8, '2001:db8:acme::/48'] }"), [[6, 68, "error", "invalid-cidr"]]],
+  ["IPv6 CIDR with two ::", rule("action: drop", "conditions:", "  - { field: client_ip, operator: in_cidr, value: 'fe80::1::2/64' }"), [[6, 55, "error", "invalid-cidr"]]],
+  ["IPv6 CIDR with nine groups", rule("action: drop", "conditions:", "  - { field: client_ip, operator: in_cidr, value: '1:2:3:4:5:6:7:8:9/64' }"), [[6, 55, "error", "invalid-cidr"]]],
   ["IPv4 prefix beyond 32", rule("action: drop", "conditions:", "  - { field: client_ip, operator: in_cidr, value: 10.0.0.0/33 }"), [[6, 55, "error", "invalid-cidr"]]],
   ["missing conditions", rule("action: drop"), [[3, 5, "error", "missing-conditions"]]],
   ["empty conditions", rule("action: drop", "conditions: []"), [[5, 17, "error", "missing-conditions"]]],
