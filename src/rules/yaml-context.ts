@@ -70,7 +70,14 @@ export class YamlContext {
         }
         return null;
       }
-      current = current.resolve(this.doc) ?? null;
+      const target = current.resolve(this.doc);
+      if (target === undefined) {
+        // The yaml library leaves an alias without an earlier anchor unresolved, with no error:
+        // skipped silently, it dropped a forward_to target or turned into "missing forward_to".
+        this.error(current, "unknown-alias", `alias *${current.source} names no anchor before it: define &${current.source} earlier in the file, or write the value out`);
+        return null;
+      }
+      current = target;
     }
     if (current === null || current === undefined) return null;
     return current as Node;

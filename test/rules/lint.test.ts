@@ -56,6 +56,8 @@ const ERROR_CASES: [string, string, Expected[]][] = [
   ["IPv6 CIDR with two ::", rule("action: drop", "conditions:", "  - { field: client_ip, operator: in_cidr, value: 'fe80::1::2/64' }"), [[6, 55, "error", "invalid-cidr"]]],
   ["IPv6 CIDR with nine groups", rule("action: drop", "conditions:", "  - { field: client_ip, operator: in_cidr, value: '1:2:3:4:5:6:7:8:9/64' }"), [[6, 55, "error", "invalid-cidr"]]],
   ["IPv4 prefix beyond 32", rule("action: drop", "conditions:", "  - { field: client_ip, operator: in_cidr, value: 10.0.0.0/33 }"), [[6, 55, "error", "invalid-cidr"]]],
+  // Left unresolved by the yaml library without an error: the target was dropped silently.
+  ["alias without an anchor in forward_to", rule("action: forward", "forward_to: [ops@other.example, *oncall]", SUBJECT_EXISTS), [[5, 37, "error", "unknown-alias"]]],
   ["missing conditions", rule("action: drop"), [[3, 5, "error", "missing-conditions"]]],
   ["empty conditions", rule("action: drop", "conditions: []"), [[5, 17, "error", "missing-conditions"]]],
   ["domains not a list", "domains: company.com\nrules: []\n", [[1, 10, "error", "invalid-domains"]]],
