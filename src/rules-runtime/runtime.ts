@@ -5,8 +5,11 @@
  *
  * Watching (watch-files.ts): the DIRECTORY of the file (editors and `mv` replace the file), and
  * for a symlinked file its target's directory and the `..data` swaps of a Kubernetes ConfigMap;
- * events debounced, then `reload()`. SIGHUP also calls `reload()` (wired by serve). Reloads
- * run one at a time.
+ * events debounced, then the file must read the same twice RELOAD_SETTLE_MS apart before it is
+ * loaded: a writer that pauses (a slow copy, scp, `cat >` with a paste) leaves a prefix that can
+ * be valid YAML with fewer rules, and loading it would silently drop the rest until the write
+ * ends. SIGHUP also calls `reload()` (wired by serve), which loads at once: the admin says the
+ * file is done. Reloads run one at a time.
  * Failure: an invalid or unreadable file is refused with a logged error; the last good
  * rules stay in force and `status().lastError` says why. At start, a missing or invalid file
  * throws a CliError naming it (serve exits 1).
@@ -15,6 +18,7 @@
  */
 import type { Database } from "bun:sqlite";
 import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { CliError, describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { watchFiles } from "../watch-files.ts";
@@ -24,6 +28,10 @@ import type { Diagnostic, ParseResult, RuleSet } from "../rules/types.ts";
 
 /** Quiet time after the last file event before reloading: editors write in several steps. */
 export const RELOAD_DEBOUNCE_MS = 200;
+/** A watched change is loaded once two reads this far apart agree (a writer may pause). */
+export const RELOAD_SETTLE_MS = 1_000;
+/** A file still changing after this many settle rounds is loaded as it is then. */
+const MAX_SETTLE_ROUNDS = 10;
 /** Diagnostics quoted in one error line (the rest are counted). */
 const MAX_QUOTED_DIAGNOSTICS = 3;
 
@@ -59,6 +67,7 @@ export interface RulesRuntimeOptions {
   /** Watch the file's directory (default true). */
   watch?: boolean;
   debounceMs?: number;
+  settleMs?: number;
 }
 
 export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<RulesRuntime> {
@@ -109,15 +118,51 @@ export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<Rule
     return { ok: true, version: rules.version, changed };
   };
   const reload = (): Promise<ReloadResult> => (chain = chain.then(reloadNow, reloadNow));
+  // Events during a slow write queue one settled reload, not one per event.
+  let settledQueued = false;
+  let closed = false;
+  const reloadSettled = async (): Promise<ReloadResult> => {
+    settledQueued = false;
+    await untilSettled(opts.file, opts.settleMs ?? RELOAD_SETTLE_MS);
+    if (closed) return { ok: true, version: rules.version, changed: false };
+    return reloadNow();
+  };
+  const onChange = (): void => {
+    if (settledQueued) return;
+    settledQueued = true;
+    chain = chain.then(reloadSettled, reloadSettled);
+  };
 
-  const watcher = opts.watch === false ? null : watchFile(opts, () => void reload());
+  const watcher = opts.watch === false ? null : watchFile(opts, onChange);
   return {
     current: () => rules,
     domains: () => rules.domains,
     reload,
     status: () => ({ ...status, reloads: { ...status.reloads } }),
-    close: () => watcher?.close(),
+    close: () => {
+      closed = true;
+      watcher?.close();
+    },
   };
+}
+
+/** Waits until two reads of the file `ms` apart return the same bytes (or the same failure). */
+async function untilSettled(file: string, ms: number): Promise<void> {
+  let before = await readOrNull(file);
+  for (let round = 0; round < MAX_SETTLE_ROUNDS; round++) {
+    await new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+    const after = await readOrNull(file);
+    if (before === null ? after === null : after !== null && before.equals(after)) return;
+    before = after;
+  }
+}
+
+async function readOrNull(file: string): Promise<Buffer | null> {
+  try {
+    return await readFile(file);
+  } catch {
+    return null; // missing or unreadable: loadOnce says why
+  }
 }
 
 type LoadOutcome = { ok: true; rules: RuleSet; warnings: Diagnostic[] } | { ok: false; error: string };

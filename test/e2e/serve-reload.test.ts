@@ -5,9 +5,9 @@
  * setting changed in .env is read again on SIGHUP when serve runs the way `npm start` runs it.
  */
 import { describe, expect, test } from "bun:test";
-import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, renameSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import { RawClient, greet } from "../smtp/helpers.ts";
+import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { RULES_YAML, serveDir, startServe } from "../smtp/serve-process.ts";
 
 const relayEnv = (port: number): string => `RELAY_SMTP_HOST=127.0.0.1\nRELAY_SMTP_PORT=${port}\nRELAY_SMTP_SECURE=none\n`;
@@ -72,6 +72,40 @@ describe("mailgw serve domains follow rules reloads", () => {
       expect(await serve.stop()).toBe(0);
     }
   }, 40_000);
+
+  // `cp`, scp or a paste into `cat >` truncates and writes; a writer that pauses leaves a prefix
+  // that can be valid YAML with fewer rules. Loaded, it silently dropped the rest until the write
+  // ended: here the rule that rejects BLOCKME mail, so such mail was accepted and archived.
+  test("a rules file rewritten in place by a writer that pauses is not loaded half-written", async () => {
+    const dir = serveDir();
+    const blockRule = `  - name: block-me
+    priority: 50
+    category: spam
+    action: reject
+    conditions:
+      - { field: subject, operator: contains, value: BLOCKME }
+`;
+    writeFileSync(join(dir, "rules.yaml"), RULES_YAML + blockRule);
+    const serve = await startServe("source", dir);
+    try {
+      const next = RULES_YAML.replace("domains: [company.com]", "domains: [company.com, two.example]");
+      const fd = openSync(join(dir, "rules.yaml"), "w");
+      writeSync(fd, next); // valid on its own: domains and reject-spam, no block-me yet
+      await Bun.sleep(500);
+      const c = await RawClient.connect(serve.smtpPort);
+      await greet(c);
+      expect(await sendMail(c, "b@company.com", simpleMessage("BLOCKME now"))).toMatch(/^550 5\.7\.1 /);
+      c.end();
+      writeSync(fd, blockRule);
+      closeSync(fd);
+      const reloaded = await serve.waitForLog((l) => l.msg === "rules reloaded");
+      expect(reloaded.rules).toBe(2);
+      await Bun.sleep(1500); // a reload of the prefix, had there been one, would have been logged first
+      expect(serve.logs.filter((l) => l.msg === "rules reloaded").map((l) => l.rules)).toEqual([2]);
+    } finally {
+      expect(await serve.stop()).toBe(0);
+    }
+  }, 30_000);
 
   // Bun loads ./.env into process.env by itself unless told not to (--no-env-file); the
   // environment outranks .env, so the value at start-up would then win over every later edit
