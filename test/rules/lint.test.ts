@@ -19,7 +19,7 @@ function rule(...lines: string[]): string {
 const SUBJECT_EXISTS = "conditions: [{ field: subject, operator: exists }]";
 
 const ERROR_CASES: [string, string, Expected[]][] = [
-  ["YAML syntax error", "domains: [company.com\nrules: []\n", [[2, 1, "error", "yaml-syntax"]]],
+  ["YAML syntax error", "domains: [company.com\nrules: []\n", [[1, 10, "error", "yaml-syntax"]]],
   ["duplicate YAML key", "domains: [company.com]\ndomains: [other.com]\n", [[2, 1, "error", "yaml-syntax"]]],
   ["empty file", "# only a comment\n", [[1, 1, "error", "empty-file"]]],
   ["top level is not a mapping", "- a\n- b\n", [[1, 1, "error", "invalid-type"]]],
@@ -206,6 +206,13 @@ rules:
     expect(messages("domains: [company.com]\nrules:\n  - name: 'a''b\n    action: drop\n")).toEqual([[3, 11, "quoted text is never closed: add the closing quote"]]);
     expect(messages("domains: [company.com]\nrules: []\nrules: []\n")).toEqual([[3, 1, "duplicate key 'rules': each key may appear once in a mapping"]]);
     expect(messages("domains: [company.com]\n---\nrules: []\n")[0]?.[2]).toContain("a second YAML document starts here (---)");
+    // An unquoted ' #' hides the rest of the line, '}' included: the library says so at the next line (or past the end).
+    expect(messages("domains: [company.com]\nrules:\n  - name: a\n    action: drop\n    conditions:\n      - { field: subject, operator: regex, value: ^Case #\\d+ }\n")).toEqual([
+      [6, 9, "'{' is not closed: ' #' starts a comment in YAML, which hid the rest of the line and its '}'; quote the value with '#' in it (value: '^Case #\\d+')"],
+    ]);
+    expect(messages("domains: [company.com\nrules: []\n")).toEqual([[1, 10, "'[' is never closed: add ']', or indent its continuation lines more than the line it opens on"]]);
+    const colon = messages("domains: [company.com]\nrules:\n  - name: a\n    action: drop\n    conditions:\n      - field: subject\n        operator: regex\n        value: ^Re: .*견적\n");
+    expect(colon).toEqual([[8, 16, "Nested mappings are not allowed in compact mappings: a value with ': ' in it is read as another key: value; put the value in quotes (value: '^Re: .*')"]]);
     const deep = messages(`domains: ${"[".repeat(50_000)}\n`);
     expect(deep.some((d) => String(d[2]).startsWith("nested too deeply to read"))).toBe(true);
     expect(new Set(deep.map((d) => String(d))).size).toBe(deep.length); // each once
