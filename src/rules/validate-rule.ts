@@ -148,7 +148,10 @@ function parsePriority(ctx: YamlContext, entry: MapEntry | undefined): number | 
   if (entry === undefined) return 0;
   const node = entry.value;
   if (isScalar(node) && typeof node.value === "number" && Number.isSafeInteger(node.value) && node.value >= 0) return node.value;
-  ctx.error(node ?? entry.keyNode, "invalid-priority", "priority must be a whole number ≥ 0 (higher is evaluated first)");
+  // `priority: "10"` is text to YAML; the bare rule would leave the admin staring at a 10.
+  const quoted = isScalar(node) && typeof node.value === "string" && /^\d+$/.test(node.value.trim());
+  const fix = quoted ? `: write priority: ${String(node.value).trim()} without quotes` : "";
+  ctx.error(node ?? entry.keyNode, "invalid-priority", `priority must be a whole number ≥ 0 (higher is evaluated first)${fix}`);
   return null;
 }
 

@@ -218,6 +218,11 @@ rules:
     expect(new Set(deep.map((d) => String(d))).size).toBe(deep.length); // each once
   });
 
+  test("a quoted priority says to write it without the quotes", () => {
+    const messages = lintRules(rule('priority: "10"', "action: drop", SUBJECT_EXISTS), "rules.yaml").map((d) => [d.line, d.col, d.message]);
+    expect(messages).toEqual([[4, 15, "priority must be a whole number ≥ 0 (higher is evaluated first): write priority: 10 without quotes"]]);
+  });
+
   test("`rules:` with every rule commented out, or `rules: ~`: no rules, no error (the default applies)", () => {
     expect(found("domains: [company.com]\nrules:\n#  - name: a\n#    action: drop\n")).toEqual([]);
     expect(found("domains: [company.com]\nrules: ~\n")).toEqual([]);
