@@ -118,15 +118,17 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
       const state = stateOf(session);
       state.helo = session.hostNameAppearsAs || "";
       state.tls = Boolean(session.secure);
+      address.address = canonicalSender(address.address);
+      // Noted before the policy checks: a sender refused here (rate limit, TLS required) is what
+      // an admin searches the log for, as Postfix's `NOQUEUE: reject: MAIL … from=<…>`.
+      state.from = address.address;
+      state.recipients = [];
       if (cfg.tls.required && !session.secure) {
         return callback(SMTP_FAILURE(530, "5.7.0 Must issue a STARTTLS command first"));
       }
       if (!limiter.take(clientKey(state.client))) {
         return callback(SMTP_FAILURE(451, "4.7.1 Too many messages from your address, try again later"));
       }
-      address.address = canonicalSender(address.address);
-      state.from = address.address;
-      state.recipients = [];
       callback();
     },
     onRcptTo(address: SMTPServerAddress, session, callback) {

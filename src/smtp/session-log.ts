@@ -22,8 +22,9 @@ export interface SessionSummary {
   tlsCipher: string | null;
   /**
    * Envelope sender and accepted recipients of the last message that reached the end of DATA,
-   * or, when none did, of the last transaction started ("" = null sender, null = none). A
-   * transaction abandoned after a message (MAIL, refused RCPT, QUIT) never relabels it.
+   * or, when none did, of the last MAIL FROM, one refused by the rate limit or SMTP_TLS_REQUIRED
+   * included ("" = null sender, null = none). A transaction abandoned after a message (MAIL,
+   * refused RCPT, QUIT) never relabels it.
    */
   from: string | null;
   recipients: string[];

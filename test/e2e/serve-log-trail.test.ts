@@ -1,0 +1,51 @@
+/**
+ * What an admin finds in the real `mailgw serve` log when a sender complains, the way one
+ * searches Postfix's maillog (`grep from=<erp@…>`):
+ * - a MAIL FROM refused by the rate limit or by SMTP_TLS_REQUIRED leaves a session line that
+ *   names the refused sender beside the reply, so "mail from our ERP stopped" is found by address;
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { RawClient, greet, makeCert, sendMail } from "../smtp/helpers.ts";
+import { RULES_YAML, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+
+const running: ServeProcess[] = [];
+afterEach(async () => {
+  for (const s of running.splice(0)) if (s.proc.exitCode === null) await s.stop("SIGKILL");
+});
+
+async function serve(env: Record<string, string> = {}, rules = RULES_YAML): Promise<ServeProcess> {
+  const dir = serveDir();
+  writeFileSync(join(dir, "rules.yaml"), rules);
+  const s = await startServe("source", dir, env);
+  running.push(s);
+  return s;
+}
+
+describe("mailgw serve log trail", () => {
+  test("a MAIL FROM refused by the rate limit or by SMTP_TLS_REQUIRED: the session line names the sender", async () => {
+    const s = await serve({ RATE_LIMIT_MAX: "1" });
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    expect(await sendMail(c)).toMatch(/^250 2\.0\.0 Queued as /);
+    c.end();
+    const erp = await RawClient.connect(s.smtpPort);
+    await greet(erp);
+    expect(await erp.cmd("MAIL FROM:<erp@erp.example>")).toMatch(/^451 4\.7\.1 /);
+    await erp.cmd("QUIT");
+    const limited = await s.waitForLog((l) => l.msg === "smtp session" && String(l.reply).startsWith("451 4.7.1"));
+    expect(limited).toMatchObject({ client: "127.0.0.1", from: "erp@erp.example" });
+    expect(await s.stop()).toBe(0);
+
+    const certs = makeCert(s.dir);
+    const t = await serve({ SMTP_TLS_KEY: certs.key, SMTP_TLS_CERT: certs.cert, SMTP_TLS_REQUIRED: "true" });
+    const plain = await RawClient.connect(t.smtpPort);
+    await greet(plain);
+    expect(await plain.cmd("MAIL FROM:<erp@erp.example>")).toMatch(/^530 5\.7\.0 /);
+    await plain.cmd("QUIT");
+    const refused = await t.waitForLog((l) => l.msg === "smtp session" && String(l.reply).startsWith("530"));
+    expect(refused).toMatchObject({ client: "127.0.0.1", from: "erp@erp.example" });
+    expect(await t.stop()).toBe(0);
+  }, 60_000);
+});
