@@ -172,9 +172,10 @@ export function logSession(logger: Logger, s: SessionSummary, level: "info" | "d
     decision: s.decision ?? undefined,
     category: s.category ?? undefined,
     rule: s.rule ?? undefined,
-    // One message: its id. Several: the last one's (the fields above are the last one's too),
-    // and each message with its own id, envelope and decision below.
-    id: s.messageCount > 1 ? s.messages[s.messages.length - 1]?.id : s.ids.length ? s.ids.join(",") : undefined,
+    // One message: its id, also when a rule rejected it (it is recorded under that id, and the
+    // "message rejected" line names it). Several: the last one's (the fields above are the last
+    // one's too), and each message with its own id, envelope and decision below.
+    id: s.messageCount > 1 ? s.messages[s.messages.length - 1]?.id : s.ids.length ? s.ids.join(",") : s.messages[0]?.id,
     messages: s.messageCount > 1 ? s.messages.map((m): LogRecord => ({ ...m })) : undefined,
     messages_count: s.messageCount > s.messages.length ? s.messageCount : undefined,
     duration_ms: s.durationMs,

@@ -3,11 +3,14 @@
  * searches Postfix's maillog (`grep from=<erp@…>`):
  * - a MAIL FROM refused by the rate limit or by SMTP_TLS_REQUIRED leaves a session line that
  *   names the refused sender beside the reply, so "mail from our ERP stopped" is found by address;
+ * - a message refused by a rule is recorded under an id; the session line carries that id, as
+ *   the "message rejected" line and the database row do, also when it is the session's only one.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { RawClient, greet, makeCert, sendMail } from "../smtp/helpers.ts";
+import { Database } from "bun:sqlite";
+import { RawClient, greet, makeCert, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { RULES_YAML, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 
 const running: ServeProcess[] = [];
@@ -48,4 +51,23 @@ describe("mailgw serve log trail", () => {
     expect(refused).toMatchObject({ client: "127.0.0.1", from: "erp@erp.example" });
     expect(await t.stop()).toBe(0);
   }, 60_000);
+
+  test("a rule reject, the session's only message: the session line carries the id it was recorded under", async () => {
+    const s = await serve();
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    expect(await sendMail(c, "b@company.com", simpleMessage("[SPAM] cheap"))).toMatch(/^550 5\.7\.1 /);
+    await c.cmd("QUIT");
+    const rejected = await s.waitForLog((l) => l.msg === "message rejected");
+    const line = await s.waitForLog((l) => l.msg === "smtp session" && l.decision === "reject");
+    expect(typeof rejected.id).toBe("string");
+    expect(line).toMatchObject({ id: rejected.id, rule: "reject-spam", from: "a@sender.example", recipients: ["b@company.com"] });
+    expect(await s.stop()).toBe(0);
+    const db = new Database(join(s.dir, "data", "mail-gateway.db"), { readonly: true });
+    try {
+      expect(db.query<{ action: string }, [string]>("SELECT action FROM messages WHERE id = ?").get(String(rejected.id))).toEqual({ action: "reject" });
+    } finally {
+      db.close();
+    }
+  }, 30_000);
 });
