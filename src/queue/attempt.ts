@@ -71,8 +71,21 @@ export function describeTarget(d: ClaimedDelivery, relay: RelayClient | null): s
   return forwardTarget(relay?.label ?? "(no relay)", d);
 }
 
+const FORWARD_ARROW = " → ";
+
 function forwardTarget(relayLabel: string, d: ClaimedDelivery): string {
-  return `${relayLabel} → ${parseAddresses(d.target).join(",")}`;
+  return `${relayLabel}${FORWARD_ARROW}${parseAddresses(d.target).join(",")}`;
+}
+
+/**
+ * A forward's target (`relay → a,b,c`) naming only `recipients`: for the log lines of an attempt
+ * the relay took for some recipients and refused or deferred for others. A webhook's target, or
+ * no recipients, is returned as it is.
+ */
+export function narrowTarget(target: string, recipients: readonly string[]): string {
+  const arrow = target.indexOf(FORWARD_ARROW);
+  if (arrow < 0 || recipients.length === 0) return target;
+  return `${target.slice(0, arrow + FORWARD_ARROW.length)}${recipients.join(",")}`;
 }
 
 /** A JSON array of strings from the database; anything else yields []. */

@@ -49,11 +49,16 @@ export function keepTakenRecipients(db: Database, r: AttemptRecord, split: reado
     return;
   }
   if (!Array.isArray(all)) return;
-  const key = (a: string): string => (asciiAddress(a) ?? a).toLowerCase();
-  const gone = new Set(split.map(key));
-  const kept = (all as string[]).filter((a) => !gone.has(key(String(a))));
+  const kept = takenRecipients((all as unknown[]).map(String), split);
   if (kept.length === 0 || kept.length === all.length) return;
   db.query(`UPDATE deliveries SET target = ? WHERE id = ?`).run(JSON.stringify(kept), r.delivery.id);
+}
+
+/** The addresses of `all` that are not in `split` (the refused and deferred ones), in their order. */
+export function takenRecipients(all: readonly string[], split: readonly string[]): string[] {
+  const key = (a: string): string => (asciiAddress(a) ?? a).toLowerCase();
+  const gone = new Set(split.map(key));
+  return all.filter((a) => !gone.has(key(a)));
 }
 
 interface SplitRow {

@@ -22,12 +22,13 @@ import type { Database } from "bun:sqlite";
 import { createRelayClient, type RelayClient } from "../act/relay.ts";
 import type { Config, RelayConfig } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
-import { runAttempt } from "./attempt.ts";
+import { narrowTarget, parseAddresses, runAttempt } from "./attempt.ts";
 import { WalSync } from "../spool/wal-sync.ts";
 import { createGroupCommit } from "./group-commit.ts";
 import * as store from "./queue-store.ts";
 import { nextStep, RETRY_CAP_MS, type AttemptOutcome } from "./retry.ts";
 import { createSpoolAccess, type SpoolAccess } from "./spool-access.ts";
+import { takenRecipients } from "./split-deliveries.ts";
 
 /**
  * Attempts running at once, all targets together. Bounds sockets, memory (message bytes) and
@@ -299,13 +300,15 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   /** One line per attempt, plus one per group of recipients split off into their own delivery. */
   function logAttempt(record: store.AttemptRecord, result: store.FinishResult): void {
     const { delivery: d, step, refused, deferred } = record;
+    // Each line names only its own recipients, as `queue list` does (split-deliveries.ts).
+    const split = [...(refused?.recipients ?? []), ...(deferred?.recipients ?? [])];
     const fields = {
       id: d.messageId,
       delivery: d.id,
       kind: d.kind,
       rule: d.rule,
       category: d.category,
-      target: record.target,
+      target: split.length ? narrowTarget(record.target, takenRecipients(parseAddresses(d.target), split)) : record.target,
       attempt: d.attempts + 1,
       duration_ms: record.durationMs,
       ...(record.ok ? { reply: record.reply } : { error: step.reason ?? record.reply }),
@@ -316,10 +319,15 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       return;
     }
     // Under the new delivery's number, as for deferred below: the one `queue list` shows for them.
-    if (refused) logger.error("failed", { ...fields, delivery: result.refusedDelivery, recipients: refused.recipients, error: refused.error });
+    if (refused) {
+      logger.error("failed", { ...fields, delivery: result.refusedDelivery, target: narrowTarget(record.target, refused.recipients), recipients: refused.recipients, error: refused.error });
+    }
     if (deferred) {
       // Logged under the new delivery's number: the one `queue list` shows for these recipients.
-      const own = { ...fields, delivery: result.deferredDelivery, recipients: deferred.recipients, error: deferred.step.reason ?? deferred.error };
+      const own = {
+        ...fields, delivery: result.deferredDelivery, target: narrowTarget(record.target, deferred.recipients),
+        recipients: deferred.recipients, error: deferred.step.reason ?? deferred.error,
+      };
       if (deferred.step.state === "deferred") logger.warn("deferred", { ...own, next_attempt: new Date(deferred.step.nextAttemptAt).toISOString() });
       else logger.error("failed", own);
     }

@@ -141,6 +141,14 @@ test("550 for b and 450 for c in one attempt: b failed, c deferred then delivere
   // b's failure is logged under its own delivery's number, the one `queue list` shows for b.
   const refusedLog = lines.find((l) => l.msg === "failed" && l.id === id && Array.isArray(l.recipients));
   expect(refusedLog).toMatchObject({ delivery: rowsOf(t, id)[1]!.id, recipients: ["b@company.com"] });
+  // Each line of the attempt that split them names only its own recipients as the target, as
+  // `queue list` does: the "delivered" line must not name b and c, which did not take it.
+  const splitAttempt = lines.filter((l) => l.id === id && l.attempt === 1);
+  expect(splitAttempt.map((l) => [l.msg, String(l.target).replace(/^.* → /, "")])).toEqual([
+    ["failed", "b@company.com"],
+    ["deferred", "c@company.com"],
+    ["delivered", "a@company.com"],
+  ]);
   expect(relay.received.map((m) => m.to)).toEqual([["a@company.com"], ["c@company.com"]]);
   expect(counter(t.db, "delivered:forward")).toBe(2);
   expect(counter(t.db, "deferred:forward")).toBe(1);
