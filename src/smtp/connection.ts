@@ -34,6 +34,11 @@ export interface ConnectionHooks {
   onReply(session: SMTPServerSession, code: number, text: string): void;
   /** True while our onData handler holds a complete message (storing it): deadlines wait. */
   isStoring(session: SMTPServerSession): boolean;
+  /**
+   * A MAIL FROM the library refuses for its parameters before onMailFrom runs (a declared SIZE=
+   * over the limit, a bad BODY=): the sender, for the session's log line.
+   */
+  onMailRefused(session: SMTPServerSession, address: string): void;
 }
 
 const ENHANCED_PREFIX = /^[245]\.\d{1,3}\.\d{1,3} /;
@@ -178,8 +183,11 @@ export class GatewayConnection extends SMTPConnection {
    */
   override _validateMailParams(parsed: Parameters<SMTPConnection["_validateMailParams"]>[0]): ReturnType<SMTPConnection["_validateMailParams"]> {
     const args = parsed.args || {};
-    if (Object.keys(args).some((k) => k.toUpperCase() === "REQUIRETLS")) return { code: 555, message: "5.5.4 Unsupported option: REQUIRETLS", enhancedCode: null };
-    return super._validateMailParams(parsed);
+    const refusal = Object.keys(args).some((k) => k.toUpperCase() === "REQUIRETLS")
+      ? { code: 555, message: "5.5.4 Unsupported option: REQUIRETLS", enhancedCode: null }
+      : super._validateMailParams(parsed);
+    if (refusal) (this._server as GatewaySmtpServer).hooks.onMailRefused(this.session, parsed.address);
+    return refusal;
   }
 
   override handler_RCPT(command: Buffer, callback: () => void): void {

@@ -22,7 +22,7 @@ import { MAX_COMMAND_LINE_BYTES, maxClientsForFiles, openFileLimit, resolveLimit
 import { createRateLimiter } from "./rate-limiter.ts";
 import { MAIL_PARAMETERS, RCPT_PARAMETERS, unsupportedParameter, utf8Refusal } from "./parameters.ts";
 import { canonicalSender, checkRecipient } from "./recipient-policy.ts";
-import { isNotableReply, logSession, newSessionState, noteConnectionError, noteMessageEnd, noteRefusedRecipient, noteTlsEstablished, startedNoMail, summarize, type SessionState, type SessionSummary } from "./session-log.ts";
+import { isNotableReply, logSession, newSessionState, noteConnectionError, noteMessageEnd, noteRefusedRecipient, noteSender, noteTlsEstablished, startedNoMail, summarize, type SessionState, type SessionSummary } from "./session-log.ts";
 import { createShutdown } from "./shutdown.ts";
 import { createTlsManager, type TlsManager } from "./tls-manager.ts";
 
@@ -111,18 +111,17 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
       callback();
     },
     onMailFrom(address: SMTPServerAddress, session, callback) {
-      const unsupported = unsupportedParameter(address.args, MAIL_PARAMETERS);
-      if (unsupported !== null) return callback(SMTP_FAILURE(555, `5.5.4 Unsupported option: ${unsupported}`));
-      const utf8 = utf8Refusal(lastAddressCommand(session), address.args !== false && address.args.SMTPUTF8 === true);
-      if (utf8 !== null) return callback(SMTP_FAILURE(utf8.code, utf8.text));
       const state = stateOf(session);
       state.helo = session.hostNameAppearsAs || "";
       state.tls = Boolean(session.secure);
       address.address = canonicalSender(address.address);
-      // Noted before the policy checks: a sender refused here (rate limit, TLS required) is what
-      // an admin searches the log for, as Postfix's `NOQUEUE: reject: MAIL … from=<…>`.
-      state.from = address.address;
-      state.recipients = [];
+      // Noted before any check: a sender refused here (an option, the rate limit, TLS required)
+      // is what an admin searches the log for, as Postfix's `NOQUEUE: reject: MAIL … from=<…>`.
+      noteSender(state, address.address);
+      const unsupported = unsupportedParameter(address.args, MAIL_PARAMETERS);
+      if (unsupported !== null) return callback(SMTP_FAILURE(555, `5.5.4 Unsupported option: ${unsupported}`));
+      const utf8 = utf8Refusal(lastAddressCommand(session), address.args !== false && address.args.SMTPUTF8 === true);
+      if (utf8 !== null) return callback(SMTP_FAILURE(utf8.code, utf8.text));
       if (cfg.tls.required && !session.secure) {
         return callback(SMTP_FAILURE(530, "5.7.0 Must issue a STARTTLS command first"));
       }
@@ -185,6 +184,7 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
       if (isNotableReply(code, text)) stateOf(session).reply = `${code} ${text}`;
     },
     isStoring: (session) => states.get(session.id)?.storing ?? false,
+    onMailRefused: (session, address) => noteSender(stateOf(session), canonicalSender(address)),
   });
   smtp.on("error", (err: Error) => deps.logger.debug("SMTP connection error", { error: err.message }));
   noteErrorsBySession(smtp, states);

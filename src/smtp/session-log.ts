@@ -107,6 +107,12 @@ export function newSessionState(id: string, client: string, now: number): Sessio
   };
 }
 
+/** A MAIL FROM was given (accepted or refused): its sender labels the session until a message ends. */
+export function noteSender(state: SessionState, from: string): void {
+  state.from = from;
+  state.recipients = [];
+}
+
 /** Refused recipients named in the log line; a client probing thousands still gets one line. */
 const REFUSED_LOGGED_MAX = 10;
 /** An address is logged up to this many characters. */

@@ -3,6 +3,8 @@
  * searches Postfix's maillog (`grep from=<erp@…>`):
  * - a MAIL FROM refused by the rate limit or by SMTP_TLS_REQUIRED leaves a session line that
  *   names the refused sender beside the reply, so "mail from our ERP stopped" is found by address;
+ * - so does a MAIL FROM refused for the SIZE= it declares (what Postfix and Exim senders do with an
+ *   oversized message) or for a parameter or address it may not use;
  * - a message refused by a rule is recorded under an id; the session line carries that id, as
  *   the "message rejected" line and the database row do, also when it is the session's only one.
  */
@@ -51,6 +53,24 @@ describe("mailgw serve log trail", () => {
     expect(refused).toMatchObject({ client: "127.0.0.1", from: "erp@erp.example" });
     expect(await t.stop()).toBe(0);
   }, 60_000);
+
+  test("a MAIL FROM refused for its declared SIZE=, an option not offered or a UTF-8 address: the session line names the sender", async () => {
+    const s = await serve({ MAX_MESSAGE_SIZE_MB: "1" });
+    const cases: [string, RegExp, string][] = [
+      ["MAIL FROM:<big@sender.example> SIZE=99999999", /^552 5\.3\.4 /, "big@sender.example"],
+      ["MAIL FROM:<opt@sender.example> RET=HDRS", /^555 5\.5\.4 /, "opt@sender.example"],
+      ["MAIL FROM:<jörg@sender.example>", /^553 5\.6\.7 /, "jörg@sender.example"],
+    ];
+    for (const [command, reply, from] of cases) {
+      const c = await RawClient.connect(s.smtpPort);
+      await greet(c);
+      expect(await c.cmd(command)).toMatch(reply);
+      await c.cmd("QUIT");
+      const line = await s.waitForLog((l) => l.msg === "smtp session" && reply.test(String(l.reply)));
+      expect(line).toMatchObject({ client: "127.0.0.1", from });
+    }
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
 
   test("a rule reject, the session's only message: the session line carries the id it was recorded under", async () => {
     const s = await serve();
