@@ -42,8 +42,9 @@ export interface SessionSummary {
   ids: string[];
   /**
    * Every message that reached its final reply, in order (the first MESSAGES_LOGGED_MAX): the
-   * line lists them when there was more than one, so each id goes with its own envelope and
-   * decision (the top-level fields describe the last message).
+   * line lists them when there was more than one, or when the session's last reply is not the
+   * message's, so each id goes with its own envelope, decision and reply (the top-level fields
+   * describe the last message).
    */
   messages: MessageSummary[];
   messageCount: number;
@@ -163,6 +164,9 @@ export function startedNoMail(s: SessionSummary): boolean {
 }
 
 export function logSession(logger: Logger, s: SessionSummary, level: "info" | "debug" = "info"): void {
+  // The messages are listed, each with its own reply, when there were several, or when a later
+  // reply (a MAIL refused by the rate limit) is the session's: `id=X reply=451` would say X was refused.
+  const listed = s.messageCount > 1 || (s.messageCount === 1 && s.messages[0] !== undefined && s.messages[0].reply !== s.reply);
   logger[level]("smtp session", {
     session: s.id,
     client: s.client,
@@ -182,7 +186,7 @@ export function logSession(logger: Logger, s: SessionSummary, level: "info" | "d
     // "message rejected" line names it). Several: the last one's (the fields above are the last
     // one's too), and each message with its own id, envelope and decision below.
     id: s.messageCount > 1 ? s.messages[s.messages.length - 1]?.id : s.ids.length ? s.ids.join(",") : s.messages[0]?.id,
-    messages: s.messageCount > 1 ? s.messages.map((m): LogRecord => ({ ...m })) : undefined,
+    messages: listed ? s.messages.map((m): LogRecord => ({ ...m })) : undefined,
     messages_count: s.messageCount > s.messages.length ? s.messageCount : undefined,
     duration_ms: s.durationMs,
     reply: s.reply ?? undefined,

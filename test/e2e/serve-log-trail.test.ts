@@ -5,6 +5,8 @@
  *   names the refused sender beside the reply, so "mail from our ERP stopped" is found by address;
  * - so does a MAIL FROM refused for the SIZE= it declares (what Postfix and Exim senders do with an
  *   oversized message) or for a parameter or address it may not use;
+ * - a session whose last reply is not its message's (a later MAIL refused by the rate limit) lists
+ *   the message with its own 250, so the line does not pair the queued id with the 451;
  * - a message refused by a rule is recorded under an id; the session line carries that id, as
  *   the "message rejected" line and the database row do, also when it is the session's only one.
  */
@@ -69,6 +71,22 @@ describe("mailgw serve log trail", () => {
       const line = await s.waitForLog((l) => l.msg === "smtp session" && reply.test(String(l.reply)));
       expect(line).toMatchObject({ client: "127.0.0.1", from });
     }
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+
+  test("one message queued, then a MAIL refused by the rate limit: the line lists the message with its own 250", async () => {
+    const s = await serve({ RATE_LIMIT_MAX: "1" });
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    const queued = await sendMail(c);
+    expect(queued).toMatch(/^250 2\.0\.0 Queued as /);
+    expect(await c.cmd("MAIL FROM:<a@sender.example>")).toMatch(/^451 4\.7\.1 /);
+    await c.cmd("QUIT");
+    const line = await s.waitForLog((l) => l.msg === "smtp session");
+    expect(String(line.reply)).toStartWith("451 4.7.1");
+    expect(line.messages).toEqual([
+      { id: queued.split(" ").pop(), from: "a@sender.example", recipients: ["b@company.com"], size: expect.any(Number), decision: "archive", category: "default", reply: queued },
+    ]);
     expect(await s.stop()).toBe(0);
   }, 30_000);
 
