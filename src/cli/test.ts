@@ -62,6 +62,32 @@ function authFlags(args: TestArgs): Partial<AuthResults> {
   return out;
 }
 
+const CR = 0x0d;
+const LF = 0x0a;
+const MBOX_SEPARATOR = Buffer.from("From ");
+
+/**
+ * The file as an SMTP client sends it, so that `size` (and the rest) decide as in serve: a file
+ * saved with Unix line endings (no CR anywhere) goes over the wire with CRLF (sendmail, swaks and
+ * nodemailer convert), and a leading mbox `From ` separator (a message saved from a mailbox file)
+ * is not part of the message (sendmail and procmail drop it; as a header it would be malformed).
+ * `notes` say what was changed, for the report.
+ */
+export function asSent(raw: Uint8Array): { bytes: Uint8Array; notes: string[] } {
+  const notes: string[] = [];
+  let bytes = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  if (bytes.subarray(0, MBOX_SEPARATOR.length).equals(MBOX_SEPARATOR)) {
+    const end = bytes.indexOf(LF);
+    bytes = end < 0 ? Buffer.alloc(0) : bytes.subarray(end + 1);
+    notes.push("the leading mbox 'From ' line was left out, as an SMTP client sends the message");
+  }
+  if (bytes.indexOf(CR) < 0 && bytes.indexOf(LF) >= 0) {
+    bytes = Buffer.from(bytes.toString("latin1").replaceAll("\n", "\r\n"), "latin1");
+    notes.push("LF line endings counted as CRLF, as an SMTP client sends them");
+  }
+  return { bytes, notes };
+}
+
 async function readMessage(source: string): Promise<Uint8Array> {
   const where = source === "-" ? "from stdin" : source;
   let raw: Uint8Array;
@@ -119,7 +145,7 @@ interface DryRunOptions {
  */
 export async function runDryRun(source: string, flags: EnvelopeFlags, opts: DryRunOptions): Promise<number> {
   const { rulesPath, json, auth = {}, hostname = "localhost", maxMessageBytes = null } = opts;
-  const raw = await readMessage(source);
+  const { bytes: raw, notes: inputNotes } = asSent(await readMessage(source));
   const loaded = await loadRules(rulesPath);
   if (!loaded.ok) {
     process.stderr.write(formatDiagnostics("text", loaded.diagnostics, 1));
@@ -155,7 +181,7 @@ export async function runDryRun(source: string, flags: EnvelopeFlags, opts: DryR
     : loop ? `${LOOP_REPLY.code} ${LOOP_REPLY.text}` : null;
   // smtp-server's MAIL syntax check (501 before any hook); only a sender given with --from.
   const refusedSender = flags.from !== null && parseEnvelopeAddress("MAIL FROM", facts.mailFrom) === false ? "501 5.1.7 Bad sender address syntax" : null;
-  const report = { source: source === "-" ? "(stdin)" : source, facts, rules: loaded.rules, result, authGiven, refusedRecipients: refused, refusedMessage, refusedSender };
+  const report = { source: source === "-" ? "(stdin)" : source, inputNotes, facts, rules: loaded.rules, result, authGiven, refusedRecipients: refused, refusedMessage, refusedSender };
   process.stdout.write(json ? renderJson(report) : renderText(report));
   return 0;
 }

@@ -77,6 +77,8 @@ function showDecision(result: ClassifyResult): string {
 
 export interface DryRunReport {
   source: string;
+  /** How the file was read as an SMTP client would send it (LF → CRLF, an mbox `From ` line left out). */
+  inputNotes?: readonly string[];
   facts: MessageFacts;
   rules: RuleSet;
   result: ClassifyResult;
@@ -110,6 +112,7 @@ export function renderText(report: DryRunReport): string {
   const { facts, rules, result } = report;
   const lines = [
     `message:  ${report.source} (${facts.size} bytes with mailgw's Received: header)${facts.parseError ? ` — parsed partially: ${facts.parseError}` : ""}`,
+    ...(report.inputNotes ?? []).map((n) => `          ${n}`),
     `subject:  ${JSON.stringify(facts.subject)}  from: ${facts.from || "(none)"}`,
     `envelope: mail_from=<${facts.mailFrom}> rcpt=${facts.rcpt.map((r) => `<${r}>`).join(",") || "(none)"} client_ip=${facts.clientIp} helo=${facts.helo} tls=${facts.tls}`,
     showAuth(report),
@@ -142,6 +145,7 @@ export function renderJson(report: DryRunReport): string {
   return `${JSON.stringify(
     {
       source: report.source,
+      inputNotes: report.inputNotes ?? [],
       decision: result.decision,
       trace: result.trace,
       rules: { file: rules.fileName, version: rules.version, count: rules.rules.length },

@@ -164,6 +164,23 @@ describe("mailgw test decides as serve does", () => {
     expect((await dryRun(message, ["--rules", "sized.yaml"])).decision.rule).toBe("over-size");
   }, 30_000);
 
+  test("a file saved with LF line endings and an mbox 'From ' line: the dry run counts what an SMTP client sends", async () => {
+    const message = lines("From: a@sender.example", "To: b@company.com", "Subject: sized", "", ...Array.from({ length: 40 }, (_, i) => `line ${i}`));
+    const served = await sendToServe(message);
+    expect(served.reply).toStartWith("250 ");
+    // As saved by a mail client or cut from an mbox file: Unix line ends, a separator line first.
+    const unix = `From a@sender.example Mon Nov 23 10:00:00 2026\n${message.replaceAll("\r\n", "\n")}`;
+    const dry = await dryRun(unix);
+    expect(dry.facts.size).toBe(served.size);
+    expect(dry.facts.from).toBe("a@sender.example");
+    expect(dry.inputNotes).toEqual([
+      "the leading mbox 'From ' line was left out, as an SMTP client sends the message",
+      "LF line endings counted as CRLF, as an SMTP client sends them",
+    ]);
+    // A file with CRLF is taken as it is.
+    expect((await dryRun(message)).inputNotes).toEqual([]);
+  }, 30_000);
+
   test("size with a UTF-8 sender: serve's Received: says UTF8SMTP (RFC 6531), and the dry run counts it too", async () => {
     const message = lines("From: jörg@sender.example", "To: b@company.com", "Subject: sized", "", "x".repeat(100));
     const served = await sendToServe(message, "<jörg@sender.example> SMTPUTF8");
