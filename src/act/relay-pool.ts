@@ -18,6 +18,9 @@
  * (`maxRequeues`); a 5xx/4xx to the envelope or data keeps the session (RSET) for the next.
  * A session that cannot be set up while others work caps the pool at those for a while
  * (`setupRetryMs`): relays that allow fewer connections refuse the extra ones with 421.
+ * Timeouts: a job's `deadlineMs` runs until its data is all handed to the socket; then only the
+ * relay's reply to the end of data is awaited, up to `finalReplyTimeoutMs` of silence (RFC 5321
+ * 4.5.3.2.6: 10 minutes). The relay has the message by then: giving up early sends a duplicate.
  *
  * Trusts: SMTPConnection for the protocol. Failure: never rejects; every send resolves to
  * { ok: true, info } or { ok: false, error } with nodemailer's error (code, responseCode,
@@ -44,6 +47,11 @@ export interface RelayPoolJob {
   smtpUtf8Address?: string | null;
   /** Aborting fails the job and closes the session it was using. */
   signal: AbortSignal;
+  /**
+   * Fails the job (as timed out, closing its session) if its data is not all sent by then: a relay
+   * that stalls before or during the transfer. Not applied to the wait for the final reply.
+   */
+  deadlineMs?: number;
 }
 
 export type RelayPoolResult = { ok: true; info: SMTPConnectionSendInfo } | { ok: false; error: unknown };
@@ -63,6 +71,11 @@ export interface RelayPoolOptions {
    * long, the messages wait for the working ones. Default SETUP_RETRY_MS.
    */
   setupRetryMs?: number;
+  /**
+   * Socket inactivity allowed while waiting for the reply to the end of data, instead of
+   * connection.socketTimeout (restored after it). Default: no change.
+   */
+  finalReplyTimeoutMs?: number;
 }
 
 /** See RelayPoolOptions.setupRetryMs. */
@@ -89,6 +102,7 @@ interface Waiting {
   settled: boolean;
   session: Session | null;
   onAbort: () => void;
+  deadline: ReturnType<typeof setTimeout> | null;
 }
 
 interface Session {
@@ -141,6 +155,20 @@ function smtpUtf8Missing(address: string): Error {
   return Object.assign(new Error(message), { code: "EENVELOPE", responseCode: 553, command: "MAIL FROM" });
 }
 
+/** Like AbortSignal.timeout's reason, so the attempt reads "timed out" either way. */
+function deadlineError(): Error {
+  return Object.assign(new Error("The operation timed out."), { name: "TimeoutError" });
+}
+
+/**
+ * Sets the inactivity timeout of the session's socket (the TLS one after STARTTLS). SMTPConnection
+ * sets it once, from socketTimeout, in a private field; without the field, nothing changes.
+ */
+function setSocketTimeout(s: Session, ms: number | undefined): void {
+  const socket = (s.smtp as unknown as { _socket?: { setTimeout?: unknown } })._socket;
+  if (ms !== undefined && socket && typeof socket.setTimeout === "function") (socket as { setTimeout(ms: number): void }).setTimeout(ms);
+}
+
 export function createRelayPool(opts: RelayPoolOptions): RelayPool {
   const waiting: Waiting[] = [];
   const sessions = new Set<Session>();
@@ -153,11 +181,12 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
     if (w.settled) return;
     w.settled = true;
     w.session = null;
+    if (w.deadline) clearTimeout(w.deadline);
     w.job.signal.removeEventListener("abort", w.onAbort);
     w.resolve(result);
   }
 
-  function abort(w: Waiting): void {
+  function abort(w: Waiting, reason: unknown): void {
     const i = waiting.indexOf(w);
     if (i !== -1) waiting.splice(i, 1);
     const s = w.session;
@@ -165,7 +194,6 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
       s.current = null;
       drop(s);
     }
-    const reason: unknown = w.job.signal.reason;
     const error = new Error(reason instanceof Error ? reason.message : "aborted", { cause: reason });
     error.name = "AbortError";
     settle(w, { ok: false, error });
@@ -302,6 +330,8 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
     const message = {
       pipe(dest: NodeJS.WritableStream): void {
         dataStarted = true;
+        // 'end': the dot-stuffed data and the final dot are all in the socket's hands.
+        (dest as unknown as NodeJS.ReadableStream).once("end", () => s.current === w && awaitFinalReply(s, w));
         dest.end(w.job.raw);
       },
     } as unknown as NodeJS.ReadableStream as Parameters<SMTPConnection["send"]>[1];
@@ -310,6 +340,7 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
     s.smtp.send(envelope, message, (err, info) => {
       s.messages++;
       if (s.current !== w) return; // aborted: the session was dropped already
+      if (opts.finalReplyTimeoutMs !== undefined) setSocketTimeout(s, opts.connection.socketTimeout);
       s.current = null;
       if (!err && info) {
         settle(w, { ok: true, info });
@@ -344,12 +375,20 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
     });
   }
 
+  /** The message is sent: the deadline no longer applies, the relay gets its time to answer. */
+  function awaitFinalReply(s: Session, w: Waiting): void {
+    if (w.deadline) clearTimeout(w.deadline);
+    w.deadline = null;
+    if (opts.finalReplyTimeoutMs !== undefined) setSocketTimeout(s, opts.finalReplyTimeoutMs);
+  }
+
   return {
     send(job) {
       return new Promise<RelayPoolResult>((resolve) => {
-        const w: Waiting = { job, resolve, requeues: 0, settled: false, session: null, onAbort: () => abort(w) };
+        const w: Waiting = { job, resolve, requeues: 0, settled: false, session: null, onAbort: () => abort(w, job.signal.reason), deadline: null };
         if (closed) return settle(w, { ok: false, error: poolClosedError() });
-        if (job.signal.aborted) return abort(w);
+        if (job.signal.aborted) return abort(w, job.signal.reason);
+        if (job.deadlineMs !== undefined) w.deadline = setTimeout(() => abort(w, deadlineError()), job.deadlineMs);
         job.signal.addEventListener("abort", w.onAbort, { once: true });
         waiting.push(w);
         dispatch();

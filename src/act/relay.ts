@@ -35,6 +35,12 @@ export const RELAY_CONNECT_TIMEOUT_MS = 15_000;
 export const RELAY_GREETING_TIMEOUT_MS = 15_000;
 /** Silence on an established connection before it is abandoned. */
 export const RELAY_SOCKET_TIMEOUT_MS = 60_000;
+/**
+ * Silence allowed after the end of data, awaiting the relay's reply: RFC 5321 4.5.3.2.6's 10
+ * minutes (Postfix's smtp_data_done_timeout). The relay has the message then; a shorter wait
+ * would send a second copy of a message that a slow relay (content scanning) was accepting.
+ */
+export const RELAY_FINAL_REPLY_TIMEOUT_MS = 600_000;
 /** Idle pooled connections are closed after this, before relays time them out themselves. */
 export const RELAY_IDLE_TIMEOUT_MS = 60_000;
 
@@ -44,6 +50,11 @@ export interface RelaySendInput {
   raw: Uint8Array;
   /** Aborting fails the attempt and closes the connection it was using. */
   signal: AbortSignal;
+  /**
+   * The attempt fails as timed out if the message is not all sent by then (waiting for a
+   * connection included); the relay's reply to the end of data is awaited beyond it.
+   */
+  deadlineMs?: number;
 }
 
 /** What became of one message, and the relay (`host:port`) that had it. */
@@ -94,6 +105,7 @@ export function createRelayClient(relay: RelayConfig, opts: RelayClientOptions):
     maxConnections,
     maxMessagesPerConnection: RELAY_MAX_MESSAGES_PER_CONNECTION,
     idleTimeoutMs: RELAY_IDLE_TIMEOUT_MS,
+    finalReplyTimeoutMs: RELAY_FINAL_REPLY_TIMEOUT_MS,
     // One immediate retry on a fresh connection when a pooled one was closed under us
     // (relay idle timeout); anything beyond that is the queue's job, with backoff.
     maxRequeues: 1,
@@ -107,7 +119,7 @@ export function createRelayClient(relay: RelayConfig, opts: RelayClientOptions):
       const normal = normalizeLineEndings(input.raw);
       const raw = Buffer.from(normal.buffer, normal.byteOffset, normal.byteLength);
       const envelope = relayEnvelope(input.mailFrom, input.to);
-      const result = await pool.send({ ...envelope, raw, eightBit: !isAscii(raw), signal: input.signal });
+      const result = await pool.send({ ...envelope, raw, eightBit: !isAscii(raw), signal: input.signal, deadlineMs: input.deadlineMs });
       if (result.ok) return { relay: label, outcome: acceptedOutcome(result.info.response, result.info.rejectedErrors) };
       // Closed by a reload before any byte of it was sent: the new relay takes it, no retry delay.
       if (isPoolClosedError(result.error)) {

@@ -18,7 +18,14 @@ export interface AttemptContext {
   /** null when no relay is configured (forwards are then held before reaching here). */
   relay: RelayClient | null;
   webhookSecret: string | null;
+  /** Aborted at the attempt's deadline or when the worker stops. */
   signal: AbortSignal;
+  /**
+   * Forwards: aborted only when the worker stops, with `deadlineMs` for the deadline, which the
+   * relay client applies until the message is sent but not to the wait for the relay's final reply.
+   */
+  stopSignal: AbortSignal;
+  deadlineMs: number;
   nowMs: number;
 }
 
@@ -44,7 +51,7 @@ export async function runAttempt(d: ClaimedDelivery, ctx: AttemptContext): Promi
     if (ctx.relay === null) return { target, outcome: { kind: "temporary", error: "no relay configured" } };
     const to = parseAddresses(d.target);
     if (to.length === 0) return { target, outcome: { kind: "permanent", error: `delivery has no forward_to addresses` } };
-    const sent = await ctx.relay.send({ mailFrom: d.mailFrom, to, raw, signal: ctx.signal });
+    const sent = await ctx.relay.send({ mailFrom: d.mailFrom, to, raw, signal: ctx.stopSignal, deadlineMs: ctx.deadlineMs });
     // A reload may have handed the message to the new relay: name the one that had it.
     return { target: sent.relay === ctx.relay.label ? target : forwardTarget(sent.relay, d), outcome: sent.outcome, ...(sent.unsent ? { unsent: true } : {}) };
   }

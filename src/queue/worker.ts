@@ -61,7 +61,10 @@ export const POLL_INTERVAL_MS = 500;
 const CLOCK_CHECK_MS = 60_000;
 /** Ahead of now by more than this (the longest retry wait, plus slack for clock slewing) = the clock went back. */
 const CLOCK_BACK_MS = RETRY_CAP_MS + 60_000;
-/** Deadline of one attempt: a relay or webhook that stalls is cut off and retried later. */
+/**
+ * Deadline of one attempt: a relay or webhook that stalls is cut off and retried later. A forward
+ * whose data is all sent then waits for the relay's reply instead (RELAY_FINAL_REPLY_TIMEOUT_MS).
+ */
 export const ATTEMPT_TIMEOUT_MS = 120_000;
 /** On stop, how long running attempts may finish before they are aborted. */
 export const STOP_GRACE_MS = 10_000;
@@ -264,7 +267,9 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     }
     const at = now();
     const signal = AbortSignal.any([AbortSignal.timeout(attemptTimeoutMs), stopController.signal]);
-    const { outcome, target, unsent } = await runAttempt(d, { spool, relay, webhookSecret: config.webhookSecret, signal, nowMs: at });
+    const { outcome, target, unsent } = await runAttempt(d, {
+      spool, relay, webhookSecret: config.webhookSecret, signal, stopSignal: stopController.signal, deadlineMs: attemptTimeoutMs, nowMs: at,
+    });
     if (unsent) {
       // The relay was removed while it waited for a connection: held, as if claimed without one.
       await persistently("a held forward", d, () => store.holdClaimed(db, d.id, now()));

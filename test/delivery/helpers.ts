@@ -141,7 +141,8 @@ export async function waitFor(check: () => boolean, timeoutMs = 10_000, what = "
 
 // ---- scripted relay ----------------------------------------------------------------------
 
-export type RelayMode = "ok" | "tempfail" | "permfail" | "drop" | "stall";
+/** "stall": never answers the end of DATA; "stall-mail": never answers MAIL FROM (nothing sent yet). */
+export type RelayMode = "ok" | "tempfail" | "permfail" | "drop" | "stall" | "stall-mail";
 
 export interface ReceivedMessage {
   from: string;
@@ -174,6 +175,8 @@ export interface ScriptedRelay {
    * above 0; each 450 takes one off (Infinity: always). Other addresses are accepted.
    */
   deferRecipients: Map<string, number>;
+  /** Answer the end of DATA (with 250) only after this many ms, as a relay scanning the message does. */
+  dataReplyDelayMs: number;
   mode: RelayMode;
   close(): Promise<void>;
 }
@@ -206,6 +209,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
     tempFailures: 0,
     refuseRecipients: [],
     deferRecipients: new Map(),
+    dataReplyDelayMs: 0,
     mode: "ok",
     close: async () => undefined,
   };
@@ -234,6 +238,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
     },
     onMailFrom(address, session, cb) {
       relay.mailFroms.push(address.address);
+      if (relay.mode === "stall-mail") return; // never answer
       if (!session.user) return cb(Object.assign(new Error("Authentication required"), { responseCode: 530 }));
       cb();
     },
@@ -270,7 +275,8 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
           size: textArg(mailArgs(session).SIZE),
           smtpUtf8: mailArgs(session).SMTPUTF8 === true,
         });
-        cb(null, "Ok: queued");
+        if (relay.dataReplyDelayMs > 0) setTimeout(() => cb(null, "Ok: queued"), relay.dataReplyDelayMs);
+        else cb(null, "Ok: queued");
       });
     },
   };

@@ -181,6 +181,23 @@ describe("relay pool", () => {
     expect(relay.delivered.map((d) => d.to)).toEqual(["after@t.test"]);
   });
 
+  // RFC 5321 4.5.3.2.6: up to 10 minutes for the reply to the end of data; cutting it short makes a
+  // duplicate of a message the relay already has. Scaled down here: socket 400 ms, deadline 300 ms.
+  test("the reply to the end of data is awaited past the deadline and the socket timeout, up to finalReplyTimeoutMs", async () => {
+    const relay = await startFakeRelay({ dataReplyDelayMs: 1_200 });
+    cleanups.push(() => relay.close());
+    const p = createRelayPool({
+      connection: { host: "127.0.0.1", port: relay.port, ignoreTLS: true, name: "pool.test", socketTimeout: 400, logger: false },
+      auth: null, maxConnections: 1, maxMessagesPerConnection: 100, idleTimeoutMs: 5_000, maxRequeues: 1, finalReplyTimeoutMs: 5_000,
+    });
+    cleanups.push(() => p.close());
+    const job = (to: string) => ({ from: "a@example.org", to: [to], raw: Buffer.from(`Subject: ${to}\r\n\r\nhello\r\n`), signal: new AbortController().signal, deadlineMs: 300 });
+    expect(errorCode(await p.send(job("slow@t.test")))).toBe("ok");
+    expect(errorCode(await p.send(job("again@t.test")))).toBe("ok"); // same session, same again
+    expect(relay.delivered.map((d) => d.to)).toEqual(["slow@t.test", "again@t.test"]);
+    expect(relay.sessions).toBe(1);
+  });
+
   test("relay down: every waiting message fails at once with a connection error, no session left", async () => {
     const relay = await startFakeRelay();
     const port = relay.port;

@@ -166,7 +166,7 @@ describe("forward through the relay", () => {
 
   test("a stalled relay is cut off by the attempt deadline and retried", async () => {
     const { relay, t, worker } = await setup({}, {}, { attemptTimeoutMs: 500 });
-    relay.mode = "stall";
+    relay.mode = "stall-mail"; // before the message is sent: the deadline applies (see the next test for after)
     const id = seedDelivery(t);
     worker.start();
     await waitFor(() => deliveryOf(t.db, id).attempts >= 1, 10_000, "first attempt");
@@ -175,11 +175,24 @@ describe("forward through the relay", () => {
     await waitFor(() => deliveryOf(t.db, id).state === "delivered", 15_000, "delivered");
   }, 30_000);
 
+  // RFC 5321 4.5.3.2.6: the reply to the end of data may take up to 10 minutes (the relay scans or
+  // queues the message meanwhile). Giving up on it sends a second copy of a message the relay has.
+  test("a relay that answers the end of data after the attempt deadline is waited for: one copy, one attempt", async () => {
+    const { relay, t, worker } = await setup({}, {}, { attemptTimeoutMs: 500 });
+    relay.dataReplyDelayMs = 1_500;
+    const id = seedDelivery(t);
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "delivered", 10_000, "delivered");
+    await Bun.sleep(300); // a second copy would arrive now
+    expect(relay.received).toHaveLength(1);
+    expect(attemptsOf(t.db, id).map((a) => a.ok)).toEqual([1]);
+  }, 30_000);
+
   test("a stalled relay with a backlog does not hold a webhook delivery back", async () => {
     const { relay, t, worker } = await setup({}, {}, { attemptTimeoutMs: 4_000 });
     const hook = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response("ok") });
     cleanups.push(() => void hook.stop(true));
-    relay.mode = "stall";
+    relay.mode = "stall-mail";
     const forwards = Array.from({ length: 40 }, () => seedDelivery(t));
     worker.start();
     await waitFor(() => worker.inFlight() >= 32, 5_000, "the relay's slots all taken");
