@@ -191,7 +191,8 @@ interface RejectedRecipient {
  * the delivery is done for them. A 5xx refusal is reported as `refused` (the queue records a
  * failed delivery for those recipients, retryable with `queue retry`); a 4xx one, or a reply
  * without a code (unknown → temporary), as `deferred` (the queue keeps a delivery for just those
- * recipients, retried with backoff). Retrying the whole delivery instead would send the accepted
+ * recipients, retried with backoff; at once for a 452 "too many recipients", the relay's cap on
+ * recipients per message). Retrying the whole delivery instead would send the accepted
  * recipients a new copy on every retry. Only if a deferred recipient cannot be named (no address
  * in nodemailer's error) is the whole delivery retried: a duplicate rather than a loss.
  */
@@ -211,6 +212,8 @@ export function acceptedOutcome(response: string, rejected: readonly unknown[] |
   if (temporary.length > 0) {
     const recipients = temporary.map(recipientOf).filter((r): r is string => r !== null);
     outcome.deferred = { recipients, error: `recipients deferred by the relay: ${describeRefusals(temporary)}` };
+    // Some recipients took it, so the next transaction makes progress: no retry loop.
+    if (temporary.every(isTooManyRecipients)) outcome.deferred.retryNow = true;
     outcome.reply += ` (deferred: ${describeRefusals(temporary)})`;
   }
   return outcome;
@@ -218,6 +221,11 @@ export function acceptedOutcome(response: string, rejected: readonly unknown[] |
 
 function isPermanentRefusal(r: RejectedRecipient): boolean {
   return typeof r.responseCode === "number" && r.responseCode >= 500 && r.responseCode < 600;
+}
+
+/** The relay's cap on recipients per message (SES 50, Gmail 100), not a problem with the address. */
+function isTooManyRecipients(r: RejectedRecipient): boolean {
+  return r.responseCode === 452 && /\b4\.5\.3\b|too many recipients/i.test(r.response ?? "");
 }
 
 function recipientOf(r: RejectedRecipient): string | null {

@@ -17,6 +17,11 @@ export interface RefusedRecipients {
   recipients: string[];
   /** The relay's replies, one line: what `queue list` and the stats page show. */
   error: string;
+  /**
+   * Deferred only because the relay takes that many recipients per message (452 "too many
+   * recipients", RFC 5321 4.5.3.1.10): sent at once in a new transaction, not after a backoff.
+   */
+  retryNow?: true;
 }
 
 /** What one attempt came to, as the transports report it. */

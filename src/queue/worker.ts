@@ -26,7 +26,7 @@ import { narrowTarget, parseAddresses, runAttempt } from "./attempt.ts";
 import { WalSync } from "../spool/wal-sync.ts";
 import { createGroupCommit } from "./group-commit.ts";
 import * as store from "./queue-store.ts";
-import { nextStep, RETRY_CAP_MS, type AttemptOutcome } from "./retry.ts";
+import { nextStep, RETRY_CAP_MS, type AttemptOutcome, type NextStep } from "./retry.ts";
 import { createSpoolAccess, type SpoolAccess } from "./spool-access.ts";
 import { takenRecipients } from "./split-deliveries.ts";
 
@@ -294,7 +294,9 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     // Recipients deferred while the others took the message: scheduled as this delivery would
     // have been had the whole attempt failed temporarily (same backoff, same age limit).
     const split = outcome.kind === "delivered" ? outcome.deferred : undefined;
-    const deferred = split ? { ...split, step: schedule({ kind: "temporary", error: split.error }) } : undefined;
+    // Over the relay's recipient cap: the rest go in a new transaction now (RFC 5321 4.5.3.1.10).
+    const now: NextStep = { state: "deferred", nextAttemptAt: end, reason: null };
+    const deferred = split ? { ...split, step: split.retryNow ? now : schedule({ kind: "temporary", error: split.error }) } : undefined;
     return {
       delivery: d, at, durationMs: Math.max(0, end - at), target, ok,
       reply: ok ? outcome.reply : outcome.error, step: schedule(outcome),

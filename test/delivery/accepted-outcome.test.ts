@@ -49,3 +49,12 @@ test("4xx and 5xx together: each set apart; a reply without a code counts as tem
 test("a deferred recipient without an address: the whole delivery is retried (a duplicate, never a loss)", () => {
   expect(acceptedOutcome("250 Ok", [rejected(undefined, "450 4.2.1 Mailbox busy")])).toMatchObject({ kind: "temporary" });
 });
+
+// RFC 5321 4.5.3.1.10: "452 too many recipients" is the relay's cap per message; the rest go in
+// a new transaction at once. Any other 4xx among them (a busy mailbox) keeps the backoff.
+test("452 4.5.3 too many recipients only: deferred recipients marked for a new transaction at once", () => {
+  const over = [rejected("c@x.example", "452 4.5.3 Too many recipients"), rejected("d@x.example", "452 Error: too many recipients")];
+  expect(acceptedOutcome("250 Ok", over)).toMatchObject({ kind: "delivered", deferred: { recipients: ["c@x.example", "d@x.example"], retryNow: true } });
+  const busy = acceptedOutcome("250 Ok", [...over, rejected("e@x.example", "452 4.2.2 Mailbox full")]);
+  expect(busy.kind === "delivered" && busy.deferred?.retryNow).toBeUndefined();
+});

@@ -175,6 +175,8 @@ export interface ScriptedRelay {
    * above 0; each 450 takes one off (Infinity: always). Other addresses are accepted.
    */
   deferRecipients: Map<string, number>;
+  /** RCPT TO beyond this many in one transaction gets 452 4.5.3 (a provider's per-message cap). */
+  maxRecipients: number;
   /** Answer the end of DATA (with 250) only after this many ms, as a relay scanning the message does. */
   dataReplyDelayMs: number;
   mode: RelayMode;
@@ -209,6 +211,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
     tempFailures: 0,
     refuseRecipients: [],
     deferRecipients: new Map(),
+    maxRecipients: Infinity,
     dataReplyDelayMs: 0,
     mode: "ok",
     close: async () => undefined,
@@ -242,7 +245,8 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
       if (!session.user) return cb(Object.assign(new Error("Authentication required"), { responseCode: 530 }));
       cb();
     },
-    onRcptTo(address, _session, cb) {
+    onRcptTo(address, session, cb) {
+      if (session.envelope.rcptTo.length >= relay.maxRecipients) return cb(Object.assign(new Error("4.5.3 Too many recipients"), { responseCode: 452 }));
       if (relay.refuseRecipients.includes(address.address)) return cb(Object.assign(new Error("5.1.1 No such user here"), { responseCode: 550 }));
       const deferrals = relay.deferRecipients.get(address.address) ?? 0;
       if (deferrals > 0) {
