@@ -64,8 +64,11 @@ function certificateHint(error: string): string | null {
     return "relay certificate refused (RELAY_SMTP_HOST is not a name it covers): set RELAY_SMTP_HOST to a name the certificate lists";
   }
   if (/self[- ]signed|unable to (verify|get local issuer)/i.test(error)) {
+    // A private CA is trusted by adding it, which keeps the check on: named first, so that
+    // `queue list`'s shortened column shows it; turning the check off comes last.
     return (
-      "relay certificate refused (not signed by a trusted CA): give the relay a certificate from a public CA, " +
+      "relay certificate refused (not signed by a trusted CA): trust its CA with NODE_EXTRA_CA_CERTS=<CA PEM file> " +
+      "(README: Forwarding through a relay), give the relay a certificate from a public CA, " +
       "or set RELAY_SMTP_TLS_VERIFY=false if it is a private smarthost"
     );
   }
