@@ -9,7 +9,7 @@
  * and path (serve exits 1). On reload, the error is returned to the caller, which logs it
  * and keeps the certificate in force — a half-written renewal never takes TLS down.
  */
-import { X509Certificate } from "node:crypto";
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import { CliError, describeError } from "../errors.ts";
@@ -26,6 +26,13 @@ export const TLS_RELOAD_DEBOUNCE_MS = 500;
 export function loadTlsMaterial(keyPath: string, certPath: string): TlsMaterial {
   const key = readPem(keyPath, "SMTP_TLS_KEY");
   const cert = readPem(certPath, "SMTP_TLS_CERT");
+  // Each file on its own first: the TLS library's error about the pair ("BAD_DECRYPT",
+  // "NO_START_LINE") would send the admin comparing two files when one is encrypted, cut short
+  // or swapped with the other.
+  const keyFault = keyProblem(key);
+  if (keyFault) throw new CliError(`SMTP_TLS_KEY=${keyPath} ${keyFault}`);
+  const certFault = certificateProblem(cert);
+  if (certFault) throw new CliError(`SMTP_TLS_CERT=${certPath} ${certFault}`);
   try {
     createSecureContext({ key, cert });
   } catch (err) {
@@ -48,6 +55,45 @@ function readPem(path: string, variable: string): Buffer {
   return data;
 }
 
+const SWAPPED = "(are SMTP_TLS_KEY and SMTP_TLS_CERT swapped?)";
+
+/** What makes the key file unusable on its own, or null. */
+function keyProblem(key: Buffer): string | null {
+  const text = key.toString("latin1");
+  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: *4,ENCRYPTED/.test(text)) {
+    return "is encrypted (protected by a passphrase), and serve cannot ask for one: write it out unencrypted (openssl pkey -in KEY -out KEY.plain) to a file only mailgw can read";
+  }
+  if (!/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(text)) {
+    return text.includes("-----BEGIN CERTIFICATE-----") ? `holds a certificate, not a private key ${SWAPPED}` : "holds no PEM private key";
+  }
+  try {
+    createPrivateKey(key);
+  } catch (err) {
+    return `is not a readable private key (cut short or damaged?): ${describeError(err)}`;
+  }
+  return null;
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----/g;
+const PEM_CERTIFICATE_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
+
+/** What makes the certificate file unusable on its own, or null. */
+function certificateProblem(cert: Buffer): string | null {
+  const text = cert.toString("latin1");
+  const begun = (text.match(PEM_CERTIFICATE) ?? []).length;
+  if (begun === 0) return /PRIVATE KEY-----/.test(text) ? `holds a private key, not a certificate ${SWAPPED}` : "holds no PEM certificate";
+  const blocks = text.match(PEM_CERTIFICATE_BLOCK) ?? [];
+  if (blocks.length !== begun) return `is cut short: certificate ${blocks.length + 1} of ${begun} has no END line (a partly written file?)`;
+  for (const [i, block] of blocks.entries()) {
+    try {
+      new X509Certificate(block);
+    } catch (err) {
+      return `is damaged: certificate ${i + 1} of ${begun} cannot be read: ${describeError(err)}`;
+    }
+  }
+  return null;
+}
+
 /**
  * Calls `onChange` (debounced) whenever the files, or for symlinks their targets, change
  * (watch-files.ts). Returns a function that stops
@@ -61,8 +107,6 @@ export function watchTlsFiles(
 ): () => void {
   return watchFiles(paths, { debounceMs, onChange, onError });
 }
-
-const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----/g;
 
 /**
  * A warning when SMTP_TLS_CERT holds a CA-issued server certificate without its intermediate
