@@ -1,7 +1,9 @@
 /**
  * GET /healthz (open even with STATS_TOKEN, for Docker and load balancers): 200 when the SMTP
  * listener accepts connections, the database answers (and is still the file at DATABASE_URL,
- * and the last commit of a received message did not fail) and the data dir takes a write; 503 with the reason otherwise. A missing relay is a warning, not a failure (SPEC §2: forwards are held).
+ * and the last commit of a received message did not fail) and the data dir takes a write; 503 with the reason otherwise. A missing relay is a warning, not a failure (SPEC §2: forwards are held);
+ * so are a refused rules or TLS certificate reload and an expired or soon-expiring STARTTLS
+ * certificate (mail still flows: senders mostly use opportunistic TLS).
  * Trusts: nothing from the request. The answer names no paths (the endpoint is unauthenticated);
  * the full detail goes to the log when health changes.
  * Failure: each probe's failure becomes its reason; the probes themselves never throw.
@@ -13,7 +15,7 @@ import { join } from "node:path";
 import { describeError } from "../errors.ts";
 import { databaseFileProblem, type DatabaseFile } from "../store/db-file.ts";
 import { VERSION_STRING } from "../version.ts";
-import type { StatusSource } from "./status-source.ts";
+import type { StatusSource, TlsCertificateStatus } from "./status-source.ts";
 import { RELAY_MISSING_WARNING } from "./stats-data.ts";
 
 /** A data dir probe slower than this counts as unusable: a hung disk must not hang the health check. */
@@ -47,6 +49,7 @@ export async function checkHealth(db: Database, dataDir: string, status: StatusS
   if (!safe(() => status.relay().configured, true)) warnings.push(RELAY_MISSING_WARNING);
   const rulesError = safe(() => status.rules().lastError, null);
   if (rulesError !== null) warnings.push("the last rules reload was refused; the previous rules are in force");
+  warnings.push(...tlsWarnings(safe(() => status.tlsCertificate?.() ?? null, null), now));
   return {
     status: failed.length === 0 ? "ok" : "unhealthy",
     ...(failed.length > 0 ? { reason: failed.map(([name, c]) => `${name}: ${c.reason}`).join("; ") } : {}),
@@ -104,6 +107,31 @@ async function checkDataDir(dataDir: string): Promise<CheckResult> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** A certificate this close to its end (or a third of its lifetime, if shorter) has missed its renewal. */
+const CERTIFICATE_WARNING_MS = 14 * 86_400_000;
+
+/**
+ * An expired or soon-expiring STARTTLS certificate, and a refused reload (a renewal that keeps
+ * failing): until now only in the log, at start or at the reload. The dates are not secret
+ * (any client sees the certificate); the reason, which names files, stays in the log.
+ */
+function tlsWarnings(tls: TlsCertificateStatus | null, now: number): string[] {
+  if (tls === null) return [];
+  const warnings: string[] = [];
+  if (tls.reloadRefused) warnings.push("the last TLS certificate reload was refused (the log says why); the previous certificate is in force");
+  if (tls.notAfter === null) return warnings;
+  const end = new Date(tls.notAfter).toISOString();
+  const lifetime = tls.notBefore === null ? Infinity : tls.notAfter - tls.notBefore;
+  if (tls.notAfter <= now) {
+    warnings.push(`the STARTTLS certificate expired on ${end}: senders that verify certificates will not deliver over it; renew it`);
+  } else if (tls.notAfter - now < Math.min(CERTIFICATE_WARNING_MS, lifetime / 3)) {
+    const days = Math.floor((tls.notAfter - now) / 86_400_000);
+    const left = days === 0 ? "less than a day" : `${days} day${days === 1 ? "" : "s"}`;
+    warnings.push(`the STARTTLS certificate expires on ${end} (in ${left}): check that its renewal works`);
+  }
+  return warnings;
 }
 
 function safe<T>(get: () => T, fallback: T): T {

@@ -25,6 +25,14 @@ export interface RelayStatus {
   address: string | null;
 }
 
+export interface TlsCertificateStatus {
+  /** Validity of the certificate in force (unix ms); null when it cannot be parsed. */
+  notBefore: number | null;
+  notAfter: number | null;
+  /** Whether the last reload of the key and certificate was refused (the log says why). */
+  reloadRefused: boolean;
+}
+
 export interface StatusSource {
   /** Process start (unix ms), for uptime. */
   readonly startedAt: number;
@@ -36,6 +44,8 @@ export interface StatusSource {
   relay(): RelayStatus;
   /** Why the last commit of a received message failed, null when the last one succeeded (or none yet). */
   databaseWriteFailure?(): string | null;
+  /** The STARTTLS certificate in force; null when STARTTLS is off. */
+  tlsCertificate?(): TlsCertificateStatus | null;
 }
 
 /** The shapes `serve` already has, described structurally so http/ imports none of them. */
@@ -55,6 +65,8 @@ export interface StatusParts {
   };
   /** Pipeline.databaseWriteFailure(). */
   databaseWriteFailure?: () => string | null;
+  /** SmtpServerHandle.tlsStatus(). */
+  tlsStatus?: () => { certificate: { notBefore: Date; notAfter: Date } | null; reloadError: string | null } | null;
 }
 
 /** Adapts serve's components to a StatusSource (dates to unix ms, never credentials). */
@@ -64,6 +76,11 @@ export function createStatusSource(parts: StatusParts): StatusSource {
     smtpListening: parts.smtpListening,
     smtpTls: () => ({ enabled: parts.tls.enabled, required: parts.tls.required }),
     databaseWriteFailure: () => parts.databaseWriteFailure?.() ?? null,
+    tlsCertificate() {
+      const s = parts.tlsStatus?.() ?? null;
+      if (s === null) return null;
+      return { notBefore: s.certificate?.notBefore.getTime() ?? null, notAfter: s.certificate?.notAfter.getTime() ?? null, reloadRefused: s.reloadError !== null };
+    },
     relay() {
       const r = parts.relay();
       return r ? { configured: true, address: `${r.host}:${r.port}` } : { configured: false, address: null };

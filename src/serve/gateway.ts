@@ -142,6 +142,7 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
       relay: () => relay,
       rules: () => rules.status(),
       databaseWriteFailure: () => pipeline.databaseWriteFailure(),
+      tlsStatus: () => smtp.tlsStatus(),
     }),
   });
 

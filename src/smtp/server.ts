@@ -24,7 +24,7 @@ import { MAIL_PARAMETERS, RCPT_PARAMETERS, unsupportedParameter, utf8Refusal } f
 import { canonicalSender, checkRecipient } from "./recipient-policy.ts";
 import { isNotableReply, logSession, newSessionState, noteConnectionError, noteMessageEnd, noteRefusedRecipient, noteSender, noteTlsEstablished, startedNoMail, summarize, type SessionState, type SessionSummary } from "./session-log.ts";
 import { createShutdown } from "./shutdown.ts";
-import { createTlsManager, type TlsManager } from "./tls-manager.ts";
+import { createTlsManager, type TlsManager, type TlsStatus } from "./tls-manager.ts";
 
 export interface SmtpServerDeps {
   smtp: Config["smtp"];
@@ -43,6 +43,8 @@ export interface SmtpServerHandle {
   listen(): Promise<{ host: string; port: number }>;
   /** Re-reads the TLS key/cert; false (and logged) when the new files are unusable. */
   reloadTls(): boolean;
+  /** The STARTTLS certificate in force and the last reload's refusal; null when TLS is off. */
+  tlsStatus(): TlsStatus | null;
   /** Stops accepting, lets transactions in flight finish (bounded), closes the rest with 421. */
   close(graceMs?: number): Promise<void>;
   /** Open SMTP sessions (for health checks and tests). */
@@ -209,6 +211,7 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
   return {
     listen: () => listen(front.server, cfg.host, cfg.port, () => tls?.watch()),
     reloadTls: () => tls?.reload() ?? false,
+    tlsStatus: () => tls?.status() ?? null,
     async close(graceMs = limits.shutdownGraceMs) {
       tls?.unwatch();
       await shutdown(graceMs);

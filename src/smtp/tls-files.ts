@@ -136,13 +136,14 @@ export function sameMaterial(a: TlsMaterial, b: TlsMaterial): boolean {
 export interface CertificateInfo {
   serial: string;
   subject: string;
+  notBefore: Date;
   notAfter: Date;
 }
 
 export function certificateInfo(cert: Buffer): CertificateInfo | null {
   try {
     const leaf = new X509Certificate(cert);
-    return { serial: leaf.serialNumber, subject: leaf.subject.replace(/\n/g, ", "), notAfter: new Date(leaf.validTo) };
+    return { serial: leaf.serialNumber, subject: leaf.subject.replace(/\n/g, ", "), notBefore: new Date(leaf.validFrom), notAfter: new Date(leaf.validTo) };
   } catch {
     return null;
   }

@@ -5,21 +5,31 @@
  * handshakes use the new certificate while sessions already under TLS keep theirs.
  * Failure on reload: logged, the previous certificate stays in force; so does it when the new
  * certificate has expired and the one in force has not. An expired certificate at start is
- * served (senders mostly use opportunistic TLS) with a warning.
+ * served (senders mostly use opportunistic TLS) with a warning. status() tells /healthz which
+ * certificate is in force and whether the last reload was refused: a renewal that keeps failing
+ * is otherwise only in the log, until the certificate expires.
  */
 import type { SMTPServer } from "smtp-server";
 import type { TlsConfig } from "../config/config.ts";
 import { describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
-import { certificateInfo, isExpired, loadTlsMaterial, missingChainWarning, sameMaterial, watchTlsFiles, type TlsMaterial } from "./tls-files.ts";
+import { certificateInfo, isExpired, type CertificateInfo, loadTlsMaterial, missingChainWarning, sameMaterial, watchTlsFiles, type TlsMaterial } from "./tls-files.ts";
 
 export interface TlsManager {
   current(): TlsMaterial;
   attach(smtp: SMTPServer): void;
   /** Re-reads the files; true when the certificate in force is the one on disk. */
   reload(): boolean;
+  status(): TlsStatus;
   watch(): void;
   unwatch(): void;
+}
+
+export interface TlsStatus {
+  /** The certificate in force (its leaf), null when it cannot be parsed. */
+  certificate: CertificateInfo | null;
+  /** Why the last reload was refused; null when it was not (or none happened). */
+  reloadError: string | null;
 }
 
 export function createTlsManager(cfg: TlsConfig, logger: Logger, debounceMs?: number): TlsManager {
@@ -33,13 +43,14 @@ export function createTlsManager(cfg: TlsConfig, logger: Logger, debounceMs?: nu
     if (isExpired(info, Date.now())) logger.warn(`SMTP_TLS_CERT=${certPath} expired on ${info?.notAfter.toISOString()}: senders that verify certificates will not deliver over it; renew it`);
   };
   warnAbout(material.cert);
+  let inForce = certificateInfo(material.cert);
   let server: SMTPServer | null = null;
   let stopWatching: (() => void) | null = null;
-  /** The last reload attempt failed: the next good one says so, even with nothing to swap. */
-  let failing = false;
+  /** Why the last reload attempt failed: the next good one says so, even with nothing to swap. */
+  let failing: string | null = null;
   const fail = (err: unknown): false => {
-    failing = true;
-    logger.error("TLS certificate reload failed; the current certificate stays in force", { error: describeError(err) });
+    failing = describeError(err);
+    logger.error("TLS certificate reload failed; the current certificate stays in force", { error: failing });
     return false;
   };
 
@@ -51,8 +62,8 @@ export function createTlsManager(cfg: TlsConfig, logger: Logger, debounceMs?: nu
       return fail(err);
     }
     if (sameMaterial(next, material)) {
-      if (failing) logger.info("TLS certificate files valid again; the certificate in force is unchanged", { cert: certPath });
-      failing = false;
+      if (failing !== null) logger.info("TLS certificate files valid again; the certificate in force is unchanged", { cert: certPath });
+      failing = null;
       return true;
     }
     const info = certificateInfo(next.cert);
@@ -67,7 +78,8 @@ export function createTlsManager(cfg: TlsConfig, logger: Logger, debounceMs?: nu
       return fail(err);
     }
     material = next;
-    failing = false;
+    inForce = info;
+    failing = null;
     logger.info("TLS certificate reloaded", { cert: certPath, serial: info?.serial, subject: info?.subject, not_after: info?.notAfter.toISOString() });
     warnAbout(next.cert);
     return true;
@@ -75,6 +87,7 @@ export function createTlsManager(cfg: TlsConfig, logger: Logger, debounceMs?: nu
 
   return {
     current: () => material,
+    status: () => ({ certificate: inForce, reloadError: failing }),
     attach(smtp) {
       server = smtp;
     },

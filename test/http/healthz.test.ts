@@ -108,3 +108,21 @@ test("no relay is a warning, not a failure", async () => {
   expect(body.warnings.join(" ")).toContain("no relay configured");
   expect((await get(server, "/healthz", { method: "HEAD" })).status).toBe(200);
 });
+
+test("STARTTLS certificate: warned under 14 days left, or a third of a short lifetime; 'less than a day' at the end", async () => {
+  const DAY = 86_400_000;
+  const now = Date.now();
+  const tlsWarnings = async (notBefore: number, notAfter: number): Promise<string[]> => {
+    fx.status.tlsCertificate = () => ({ notBefore, notAfter, reloadRefused: false });
+    const { status, body } = await health();
+    expect(status).toBe(200);
+    return body.warnings.filter((w) => w.includes("STARTTLS certificate"));
+  };
+  expect(await tlsWarnings(now - 60 * DAY, now + 30 * DAY)).toEqual([]);
+  expect((await tlsWarnings(now - 80 * DAY, now + 10 * DAY + 60_000)).join()).toContain("(in 10 days): check that its renewal works");
+  expect((await tlsWarnings(now - 89 * DAY, now + 3_600_000)).join()).toContain("(in less than a day)");
+  // A 6-day certificate renewed at half its life is not "expiring" with 3 days left, but is with 1.
+  expect(await tlsWarnings(now - 3 * DAY, now + 3 * DAY)).toEqual([]);
+  expect((await tlsWarnings(now - 5 * DAY, now + DAY + 60_000)).join()).toContain("(in 1 day)");
+  expect((await tlsWarnings(now - 90 * DAY, now - 1000)).join()).toContain("expired on");
+});
