@@ -36,11 +36,34 @@ export function loadTlsMaterial(keyPath: string, certPath: string): TlsMaterial 
   try {
     createSecureContext({ key, cert });
   } catch (err) {
+    const later = laterMatchingCertificate(key, cert);
+    if (later !== null) {
+      throw new CliError(
+        `SMTP_TLS_CERT=${certPath} is in the wrong order: the key in SMTP_TLS_KEY=${keyPath} belongs to certificate ${later} of the file, ` +
+          "but the server's certificate must come first, then its intermediates (certbot's fullchain.pem order)",
+      );
+    }
     throw new CliError(
       `SMTP_TLS_KEY=${keyPath} and SMTP_TLS_CERT=${certPath} are not a matching PEM key and certificate: ${describeError(err)}`,
     );
   }
   return { key, cert };
+}
+
+/**
+ * The position (1-based) of a certificate after the first that the key belongs to, or null: a
+ * chain concatenated intermediate-first (`cat chain.pem cert.pem`) fails as a "mismatch", and the
+ * admin compares the key with the first certificate, which indeed does not match.
+ */
+function laterMatchingCertificate(key: Buffer, cert: Buffer): number | null {
+  const blocks = cert.toString("latin1").match(PEM_CERTIFICATE_BLOCK) ?? [];
+  try {
+    const privateKey = createPrivateKey(key);
+    for (let i = 1; i < blocks.length; i++) if (new X509Certificate(blocks[i] ?? "").checkPrivateKey(privateKey)) return i + 1;
+  } catch {
+    // Unreadable here too: the general message stands.
+  }
+  return null;
 }
 
 function readPem(path: string, variable: string): Buffer {

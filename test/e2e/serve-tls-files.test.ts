@@ -2,7 +2,8 @@
  * The STARTTLS key and certificate files an admin actually ends up with, against the compiled
  * dist/mailgw: RSA keys in PKCS#1 and PKCS#8 and an EC key in SEC1 start; an encrypted key
  * (PKCS#8 and the legacy `Proc-Type: 4,ENCRYPTED`), the two files swapped and a certificate
- * file cut short are refused with an error that says which file and what is wrong with it.
+ * file cut short are refused with an error that says which file and what is wrong with it, and
+ * so is a chain concatenated in the wrong order (intermediate first).
  * Before, all of these were "SMTP_TLS_KEY=… and SMTP_TLS_CERT=… are not a matching PEM key and
  * certificate: …BAD_DECRYPT" (or NO_START_LINE, BAD_END_LINE): the admin compared two files
  * that matched. On a running serve, a fullchain cut short by a renewal is refused the same way
@@ -32,7 +33,7 @@ function certFor(dir: string, key: string): string {
   return join(dir, `${key}.crt`);
 }
 
-test("key formats that start, and encrypted, swapped or cut-short files refused naming the file and the fault (binary)", async () => {
+test("key formats that start, and encrypted, swapped, cut-short or misordered files refused naming the file and the fault (binary)", async () => {
   const dir = serveDir();
   dirs.push(dir);
   openssl(dir, "genrsa", "-traditional", "-out", "rsa-pkcs1.pem", "2048");
@@ -70,6 +71,13 @@ test("key formats that start, and encrypted, swapped or cut-short files refused 
   writeFileSync(cut, fullchain.slice(0, fullchain.lastIndexOf("-----END")));
   copyFileSync(signed.key, join(dir, "signed-key.pem"));
   expect(await refusal("signed-key.pem", cut)).toBe(`mailgw: SMTP_TLS_CERT=${cut} is cut short: certificate 2 of 2 has no END line (a partly written file?)`);
+  // The chain concatenated intermediate first (`cat chain.pem cert.pem`).
+  const reversed = join(dir, "reversed-chain.pem");
+  writeFileSync(reversed, readFileSync(signed.ca, "latin1") + readFileSync(signed.cert, "latin1"));
+  expect(await refusal("signed-key.pem", reversed)).toBe(
+    `mailgw: SMTP_TLS_CERT=${reversed} is in the wrong order: the key in SMTP_TLS_KEY=${join(dir, "signed-key.pem")} belongs to certificate 2 of the file, ` +
+      "but the server's certificate must come first, then its intermediates (certbot's fullchain.pem order)",
+  );
   // The real mismatch still says so.
   expect(await refusal("ec-sec1.pem", rsaCert)).toContain("are not a matching PEM key and certificate");
 }, 120_000);
