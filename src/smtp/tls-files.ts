@@ -66,6 +66,8 @@ function laterMatchingCertificate(key: Buffer, cert: Buffer): number | null {
   return null;
 }
 
+const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+
 function readPem(path: string, variable: string): Buffer {
   let data: Buffer;
   try {
@@ -75,7 +77,9 @@ function readPem(path: string, variable: string): Buffer {
     throw new CliError(`${variable}=${path} cannot be read (${code}): check the path and permissions`);
   }
   if (!data.includes("-----BEGIN")) throw new CliError(`${variable}=${path} is not a PEM file`);
-  return data;
+  // A file saved by an editor that starts UTF-8 with a byte order mark (Windows Notepad): the
+  // openssl command reads it, the TLS library here refuses it ("NO_START_LINE").
+  return data.subarray(0, 3).equals(UTF8_BOM) ? data.subarray(3) : data;
 }
 
 const SWAPPED = "(are SMTP_TLS_KEY and SMTP_TLS_CERT swapped?)";

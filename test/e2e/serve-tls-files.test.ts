@@ -1,6 +1,7 @@
 /**
  * The STARTTLS key and certificate files an admin actually ends up with, against the compiled
- * dist/mailgw: RSA keys in PKCS#1 and PKCS#8 and an EC key in SEC1 start; an encrypted key
+ * dist/mailgw: RSA keys in PKCS#1 and PKCS#8 and an EC key in SEC1 start, so do files that
+ * begin with a UTF-8 byte order mark (openssl reads them; serve refused them); an encrypted key
  * (PKCS#8 and the legacy `Proc-Type: 4,ENCRYPTED`), the two files swapped and a certificate
  * file cut short are refused with an error that says which file and what is wrong with it, and
  * so is a chain concatenated in the wrong order (intermediate first).
@@ -51,6 +52,14 @@ test("key formats that start, and encrypted, swapped, cut-short or misordered fi
     const r = await start(key, cert);
     expect({ key, started: r.stdout.includes('"msg":"mailgw serve started"'), stderr: r.stderr }).toEqual({ key, started: true, stderr: "" });
   }
+
+  // Both saved by an editor that starts UTF-8 files with a byte order mark (Windows Notepad):
+  // openssl reads them, so must serve.
+  const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+  writeFileSync(join(dir, "bom-key.pem"), Buffer.concat([bom, readFileSync(join(dir, "rsa-pkcs1.pem"))]));
+  writeFileSync(join(dir, "bom-cert.pem"), Buffer.concat([bom, readFileSync(rsaCert)]));
+  const withBom = await start("bom-key.pem", join(dir, "bom-cert.pem"));
+  expect({ started: withBom.stdout.includes('"msg":"mailgw serve started"'), stderr: withBom.stderr }).toEqual({ started: true, stderr: "" });
 
   const refusal = async (key: string, cert: string): Promise<string> => {
     const r = await start(key, cert);
