@@ -359,7 +359,10 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
         return dispatch();
       }
       settle(w, { ok: false, error: err });
-      if ((code === "EENVELOPE" || code === "EMESSAGE") && responseCode !== 421 && !s.gone) {
+      // 421, the relay closing on us (throttled, overloaded): each waiting message would open a
+      // session only to hear it again. They fail with it, as at setup (Postfix: destination dead).
+      if (responseCode === 421) return setupFailed(s, err);
+      if ((code === "EENVELOPE" || code === "EMESSAGE") && !s.gone) {
         s.resetting = true;
         s.smtp.reset((resetErr) => {
           s.resetting = false;

@@ -24,6 +24,8 @@ interface Script {
   tempfailRcpt?: string;
   /** Offer AUTH PLAIN and refuse every login with 535. */
   refuseAuth?: boolean;
+  /** Answer every MAIL FROM with 421 and close (a provider throttling us). */
+  closeOnMail421?: boolean;
 }
 
 interface FakeRelay {
@@ -75,6 +77,7 @@ async function startFakeRelay(script: Script = {}): Promise<FakeRelay> {
       else if (verb === "MAIL") {
         mails++;
         if (mails === script.dropOnMail) return void socket.destroy();
+        if (script.closeOnMail421) return void socket.end("421 4.7.0 fake.test try again later, closing connection\r\n");
         socket.write("250 ok\r\n");
       } else if (verb === "RCPT") {
         rcpt = /<(.*)>/.exec(line)?.[1] ?? "";
@@ -222,6 +225,17 @@ describe("relay pool", () => {
     expect(relay.delivered).toHaveLength(60);
     // The first burst opens 8 (6 refused); after that only the 2 working sessions are used.
     expect(relay.sessions).toBeLessThanOrEqual(8);
+  });
+
+  test("a relay answering 421 at MAIL FROM (throttling): the waiting messages fail with it, not one new session each", async () => {
+    const relay = await startFakeRelay({ closeOnMail421: true });
+    cleanups.push(() => relay.close());
+    const p = pool(relay.port, 2);
+    const results = await Promise.all(Array.from({ length: 12 }, (_, i) => send(p, `m${i}@t.test`)));
+    expect(results.every((r) => !r.ok && (r.error as { responseCode?: number }).responseCode === 421)).toBe(true);
+    // The two sessions opened at once; none after (before: one more per waiting message).
+    expect(relay.sessions).toBeLessThanOrEqual(2);
+    expect(relay.delivered).toHaveLength(0);
   });
 
   test("close(): waiting messages fail marked as never started, later sends too; a busy one is not; nothing hangs", async () => {
