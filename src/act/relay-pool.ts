@@ -32,6 +32,9 @@ import SMTPConnection, {
   type SMTPConnectionOptions,
   type SMTPConnectionSendInfo,
 } from "nodemailer/lib/smtp-connection";
+import { deadlineError, poolClosedError, poolError, smtpUtf8Missing, TRANSIENT_CODES } from "./relay-pool-errors.ts";
+
+export { isPoolClosedError } from "./relay-pool-errors.ts";
 
 export interface RelayPoolJob {
   from: string;
@@ -120,25 +123,6 @@ interface Session {
   resetting: boolean;
 }
 
-/** Error codes for a session that died under us (nodemailer's isTransientError). */
-const TRANSIENT_CODES = new Set(["ECONNECTION", "ESOCKET", "ETIMEDOUT"]);
-
-function poolError(message: string, code: string): Error {
-  return Object.assign(new Error(message), { code });
-}
-
-/** Marks the failure of a message the pool never started because it was closed. */
-const POOL_CLOSED = Symbol("relay pool closed");
-
-function poolClosedError(): Error {
-  return Object.assign(poolError("relay connection pool was closed", "ECONNECTION"), { [POOL_CLOSED]: true });
-}
-
-/** True for a message a closed pool failed before any of it was sent (safe to send elsewhere). */
-export function isPoolClosedError(err: unknown): boolean {
-  return typeof err === "object" && err !== null && (err as { [POOL_CLOSED]?: boolean })[POOL_CLOSED] === true;
-}
-
 /**
  * Whether the session's relay announced `extension` in its (last) EHLO reply. SMTPConnection
  * keeps the list in a private field; if a nodemailer upgrade drops it, the answer is "yes",
@@ -147,17 +131,6 @@ export function isPoolClosedError(err: unknown): boolean {
 function offers(s: Session, extension: string): boolean {
   const list = (s.smtp as unknown as { _supportedExtensions?: unknown })._supportedExtensions;
   return !Array.isArray(list) || list.includes(extension);
-}
-
-/** The relay cannot take this envelope: permanent, like Postfix's 5.6.7 bounce (RFC 6531 3.2). */
-function smtpUtf8Missing(address: string): Error {
-  const message = `553 5.6.7 the relay does not offer SMTPUTF8, which the address ${address} needs (its local part is not ASCII): use a relay that supports SMTPUTF8, then \`mailgw queue retry\``;
-  return Object.assign(new Error(message), { code: "EENVELOPE", responseCode: 553, command: "MAIL FROM" });
-}
-
-/** Like AbortSignal.timeout's reason, so the attempt reads "timed out" either way. */
-function deadlineError(): Error {
-  return Object.assign(new Error("The operation timed out."), { name: "TimeoutError" });
 }
 
 /**
