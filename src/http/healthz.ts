@@ -124,7 +124,10 @@ function tlsWarnings(tls: TlsCertificateStatus | null, now: number): string[] {
   if (tls.notAfter === null) return warnings;
   const end = new Date(tls.notAfter).toISOString();
   const lifetime = tls.notBefore === null ? Infinity : tls.notAfter - tls.notBefore;
-  if (tls.notAfter <= now) {
+  if (tls.notBefore !== null && tls.notBefore > now) {
+    // A renewal copied in early, or a clock behind: served, but refused by senders that verify.
+    warnings.push(`the STARTTLS certificate is not valid before ${new Date(tls.notBefore).toISOString()}: senders that verify certificates will not deliver over it until then`);
+  } else if (tls.notAfter <= now) {
     warnings.push(`the STARTTLS certificate expired on ${end}: senders that verify certificates will not deliver over it; renew it`);
   } else if (tls.notAfter - now < Math.min(CERTIFICATE_WARNING_MS, lifetime / 3)) {
     const days = Math.floor((tls.notAfter - now) / 86_400_000);

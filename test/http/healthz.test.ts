@@ -125,4 +125,6 @@ test("STARTTLS certificate: warned under 14 days left, or a third of a short lif
   expect(await tlsWarnings(now - 3 * DAY, now + 3 * DAY)).toEqual([]);
   expect((await tlsWarnings(now - 5 * DAY, now + DAY + 60_000)).join()).toContain("(in 1 day)");
   expect((await tlsWarnings(now - 90 * DAY, now - 1000)).join()).toContain("expired on");
+  // Not valid yet (copied in before its start, or this machine's clock is behind).
+  expect((await tlsWarnings(now + DAY, now + 90 * DAY)).join()).toContain(`is not valid before ${new Date(now + DAY).toISOString()}`);
 });
