@@ -17,6 +17,7 @@ import { decodeEncodedWords } from "../parse/encoded-words.ts";
 import { splitHeaderBlock, type RawHeaderField } from "../parse/header-block.ts";
 import { declaredCharset, fieldText } from "../parse/header-text.ts";
 import { MAX_ADDRESSES_PER_LIST } from "../parse/limits.ts";
+import { cutAttachmentContents, restoredSizes, type AttachmentCut } from "./webhook-cut.ts";
 
 /** Header bytes postal-mime may decode in a MIME part. Stops a megabyte part header of encoded words costing seconds of CPU. */
 export const WEBHOOK_PARSE_MAX_HEADER_BYTES = 128 * 1024;
@@ -101,24 +102,20 @@ export async function buildWebhookPayload(msg: WebhookMessage, nowMs: number): P
     size: msg.raw.byteLength,
   };
   const notes = [...top.notes];
-  let email: Email | null = null;
+  let parsed: { email: Email; sizes: number[] } | null = null;
   try {
-    email = await PostalMime.parse(top.mimeInput, {
-      maxHeadersSize: WEBHOOK_PARSE_MAX_HEADER_BYTES,
-      maxNestingDepth: WEBHOOK_PARSE_MAX_DEPTH,
-      maxRfc822NestingDepth: WEBHOOK_PARSE_MAX_RFC822_DEPTH,
-    });
+    parsed = await parseContent(top.mime);
   } catch (err) {
     notes.push(err instanceof Error ? err.message : String(err));
   }
-  const content: Partial<WebhookPayload> = email
+  const content: Partial<WebhookPayload> = parsed
     ? {
-        text: email.text ?? null,
-        html: email.html ?? null,
-        attachments: email.attachments.slice(0, WEBHOOK_MAX_ATTACHMENTS).map((a) => ({
+        text: parsed.email.text ?? null,
+        html: parsed.email.html ?? null,
+        attachments: parsed.email.attachments.slice(0, WEBHOOK_MAX_ATTACHMENTS).map((a, i) => ({
           filename: a.filename,
           contentType: a.mimeType,
-          size: typeof a.content === "string" ? a.content.length : a.content.byteLength,
+          size: parsed.sizes[i]!,
           disposition: a.disposition,
           contentId: a.contentId ?? null,
         })),
@@ -127,10 +124,33 @@ export async function buildWebhookPayload(msg: WebhookMessage, nowMs: number): P
   return { ...base, ...content, ...(notes.length > 0 ? { parseError: notes.join("; ") } : {}) };
 }
 
+/**
+ * postal-mime's parse of the body and each attachment's decoded size. Big attachment contents
+ * are left out of the parse (webhook-cut.ts) when their sizes can be restored exactly; when
+ * they cannot, the whole body is parsed, as the size must be the decoded bytes.
+ */
+async function parseContent(mime: MimeInput): Promise<{ email: Email; sizes: number[] }> {
+  if (mime.cut) {
+    const email = await parseMime(Buffer.concat([...mime.head, ...mime.cut.body])).catch(() => null);
+    const sizes = email && restoredSizes(email.attachments, mime.cut);
+    if (email && sizes) return { email, sizes };
+  }
+  const email = await parseMime(Buffer.concat([...mime.head, mime.body]));
+  return { email, sizes: email.attachments.map((a) => (typeof a.content === "string" ? a.content.length : a.content.byteLength)) };
+}
+
+function parseMime(input: Uint8Array): Promise<Email> {
+  return PostalMime.parse(input, {
+    maxHeadersSize: WEBHOOK_PARSE_MAX_HEADER_BYTES,
+    maxNestingDepth: WEBHOOK_PARSE_MAX_DEPTH,
+    maxRfc822NestingDepth: WEBHOOK_PARSE_MAX_RFC822_DEPTH,
+  });
+}
+
 type HeaderFields = Pick<WebhookPayload, "subject" | "messageId" | "date" | "from" | "to" | "cc" | "replyTo" | "headers">;
 
 /** The top-level header fields of the payload, postal-mime's input (Content-* headers + body), and the limits hit. */
-function topLevel(raw: Uint8Array): { fields: HeaderFields; mimeInput: Uint8Array; notes: string[] } {
+function topLevel(raw: Uint8Array): { fields: HeaderFields; mime: MimeInput; notes: string[] } {
   const block = splitHeaderBlock(raw);
   const charset = declaredCharset(block.fields);
   const headers = block.fields.map((field) => ({ name: field.originalName, value: fieldText(field, charset) }));
@@ -154,7 +174,7 @@ function topLevel(raw: Uint8Array): { fields: HeaderFields; mimeInput: Uint8Arra
       replyTo: mailboxes(all("reply-to")),
       headers,
     },
-    mimeInput: mimeInput(raw, block.fields, block.bodyStart),
+    mime: mimeInput(raw, block.fields, block.bodyStart),
     notes: block.notes,
   };
 }
@@ -175,13 +195,21 @@ function mailboxes(values: string[]): MailboxJson[] {
   return out;
 }
 
-/** The message as postal-mime needs it for the body: the top-level Content-* fields, a blank line, the body. */
-function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number): Uint8Array {
-  const parts: Uint8Array[] = [];
+/** The message as postal-mime needs it for the body: the top-level Content-* fields and a blank line, then the body (in full or cut). */
+interface MimeInput {
+  head: Uint8Array[];
+  body: Uint8Array;
+  cut: AttachmentCut | null;
+}
+
+function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number): MimeInput {
+  const head: Uint8Array[] = [];
   for (const field of fields) {
     if (!field.name.startsWith("content-")) continue;
-    parts.push(Buffer.from(`${field.originalName}:`, "latin1"), field.value, Buffer.from("\r\n"));
+    head.push(Buffer.from(`${field.originalName}:`, "latin1"), field.value, Buffer.from("\r\n"));
   }
-  parts.push(Buffer.from("\r\n"), raw.subarray(bodyStart));
-  return Buffer.concat(parts);
+  head.push(Buffer.from("\r\n"));
+  const contentType = fields.find((field) => field.name === "content-type");
+  const topType = contentType ? (/^\s*([^\s;]+)/.exec(Buffer.from(contentType.value).toString("latin1"))?.[1] ?? null) : null;
+  return { head, body: raw.subarray(bodyStart), cut: cutAttachmentContents(raw, bodyStart, raw.byteLength, topType) };
 }

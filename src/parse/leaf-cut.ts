@@ -35,11 +35,11 @@ export const TEXT_PART_BYTES = 4 * MAX_BODY_TEXT_CHARS;
 /** Content bytes of a non-text leaf part (an attachment) handed to the parser. */
 export const OTHER_PART_BYTES = 64 * 1024;
 /** Part header bytes looked at for the Content-Type. */
-const PART_HEADER_SCAN_BYTES = 16 * 1024;
+export const PART_HEADER_SCAN_BYTES = 16 * 1024;
 
-type Kind = "container" | "text" | "other";
+export type Kind = "container" | "text" | "other";
 
-function kindOf(contentType: string | null): Kind {
+export function kindOf(contentType: string | null): Kind {
   const type = (contentType ?? "text/plain").trim().toLowerCase();
   if (type.startsWith("multipart/") || type.startsWith("message/")) return "container";
   if (type.startsWith("text/")) return "text";
@@ -51,7 +51,7 @@ function capOf(kind: Kind): number {
 }
 
 /** End of the header lines starting at `from` (just past the blank line), or -1 within `limit`. */
-function headerEnd(buffer: Buffer, from: number, limit: number): number {
+export function headerEnd(buffer: Buffer, from: number, limit: number): number {
   // Searched in [from - 1, limit) only: an unbounded indexOf per span would be quadratic.
   const window = buffer.subarray(from - 1, Math.max(from - 1, limit) + 2);
   const a = window.indexOf("\n\n");
@@ -62,7 +62,7 @@ function headerEnd(buffer: Buffer, from: number, limit: number): number {
 }
 
 /** The part's Content-Type and whether its content is quoted-printable (from its header lines). */
-function partHeader(buffer: Buffer, start: number, end: number): { type: string | null; quotedPrintable: boolean } {
+export function partHeader(buffer: Buffer, start: number, end: number): { type: string | null; quotedPrintable: boolean } {
   const text = buffer.toString("latin1", start, Math.min(end, start + PART_HEADER_SCAN_BYTES));
   const type = /^content-type:[ \t\r\n]*([^\s;]+)/im.exec(text)?.[1] ?? null;
   return { type, quotedPrintable: /^content-transfer-encoding:[ \t\r\n]*"?quoted-printable\b/im.test(text) };

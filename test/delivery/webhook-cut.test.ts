@@ -1,0 +1,133 @@
+/**
+ * Leaving big attachment contents out of the webhook's parse (src/act/webhook-cut.ts) changes
+ * nothing in the payload: text, html and every attachment's filename, type, decoded size,
+ * disposition and Content-ID are what postal-mime's parse of the whole message gives, for
+ * every corpus message (cut at every clean line, so the small corpus exercises it) and for
+ * tricky big ones: base64 with CRLF or LF, in 75 columns, padding inside, a fake "--" line, quoted-printable
+ * and 8bit attachments, nested message/rfc822 (inline and as an attachment), a single-part
+ * attachment, no MIME at all, text/calendar (whose size postal-mime re-encodes: full parse).
+ */
+import { expect, test } from "bun:test";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import PostalMime, { type Email } from "postal-mime";
+import { cutAttachmentContents, MIN_CUT_BYTES, restoredSizes } from "../../src/act/webhook-cut.ts";
+import { buildWebhookPayload, WEBHOOK_PARSE_MAX_DEPTH, WEBHOOK_PARSE_MAX_HEADER_BYTES, WEBHOOK_PARSE_MAX_RFC822_DEPTH } from "../../src/act/webhook-payload.ts";
+import { splitHeaderBlock } from "../../src/parse/header-block.ts";
+
+const CORPUS = "/work/shared/corpus";
+const OPTIONS = { maxHeadersSize: WEBHOOK_PARSE_MAX_HEADER_BYTES, maxNestingDepth: WEBHOOK_PARSE_MAX_DEPTH, maxRfc822NestingDepth: WEBHOOK_PARSE_MAX_RFC822_DEPTH };
+
+/** postal-mime's input as the payload builds it: the top-level Content-* fields, a blank line; the top type; the body offset. */
+function mimeParts(raw: Uint8Array) {
+  const block = splitHeaderBlock(raw);
+  const head: Uint8Array[] = [];
+  for (const f of block.fields) if (f.name.startsWith("content-")) head.push(Buffer.from(`${f.originalName}:`, "latin1"), f.value, Buffer.from("\r\n"));
+  head.push(Buffer.from("\r\n"));
+  const ct = block.fields.find((f) => f.name === "content-type");
+  const topType = ct ? (/^\s*([^\s;]+)/.exec(Buffer.from(ct.value).toString("latin1"))?.[1] ?? null) : null;
+  return { head, topType, bodyStart: block.bodyStart };
+}
+
+/** What a receiver sees of the content, from a parse and the attachment sizes. */
+function content(email: Email, sizes: number[]) {
+  return {
+    text: email.text ?? null,
+    html: email.html ?? null,
+    attachments: email.attachments.map((a, i) => ({ filename: a.filename, contentType: a.mimeType, size: sizes[i]!, disposition: a.disposition, contentId: a.contentId ?? null })),
+  };
+}
+
+/** The reference: postal-mime's parse of the whole body, sizes its decoded byte lengths. */
+async function fullParse(raw: Uint8Array) {
+  const { head, bodyStart } = mimeParts(raw);
+  const email = await PostalMime.parse(Buffer.concat([...head, raw.subarray(bodyStart)]), OPTIONS);
+  return content(email, email.attachments.map((a) => (a.content as ArrayBuffer).byteLength));
+}
+
+/** The cut parse with restored sizes, or null when the cut does not apply or is not accounted for (the payload then parses in full). */
+async function cutParse(raw: Uint8Array, minCutBytes = MIN_CUT_BYTES) {
+  const { head, topType, bodyStart } = mimeParts(raw);
+  const cut = cutAttachmentContents(raw, bodyStart, raw.byteLength, topType, minCutBytes);
+  if (!cut) return null;
+  const email = await PostalMime.parse(Buffer.concat([...head, ...cut.body]), OPTIONS);
+  const sizes = restoredSizes(email.attachments, cut);
+  return sizes ? { parsed: content(email, sizes), inputBytes: Buffer.concat(cut.body).byteLength } : null;
+}
+
+function files(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    return statSync(path).isDirectory() ? files(path) : [path];
+  });
+}
+
+test("every corpus message: cut at every clean line, the same text, html and attachments as a full parse", async () => {
+  let cut = 0;
+  for (const file of files(CORPUS)) {
+    const raw = new Uint8Array(readFileSync(file));
+    const result = await cutParse(raw, 1).catch(() => null);
+    if (!result) continue;
+    cut++;
+    expect({ file, ...result.parsed }).toEqual({ file, ...(await fullParse(raw)) });
+  }
+  expect(cut).toBeGreaterThan(100);
+}, 120_000);
+
+const crlf = (lines: string[]) => `${lines.join("\r\n")}\r\n`;
+const bytes = (n: number, seed = 7) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 2654435761 + seed) >>> 24));
+const base64Lines = (data: Buffer, width = 76, eol = "\r\n") => `${(data.toString("base64").match(new RegExp(`.{1,${width}}`, "g")) ?? []).join(eol)}${eol}`;
+const message = (headers: string[], body: string) => new TextEncoder().encode(`${crlf(["From: a@sender.example", "To: hook@company.com", "Subject: tricky", "MIME-Version: 1.0", ...headers, ""])}${body}`);
+const mixed = (...parts: string[]) => `${parts.map((p) => `--b1\r\n${p}`).join("")}--b1--\r\n`;
+const part = (headers: string[], body: string) => `${crlf([...headers, ""])}${body}`;
+const TEXT = part(["Content-Type: text/plain; charset=utf-8"], "Hello, the files are attached. Grüße\r\n");
+const HTML_B64 = part(["Content-Type: text/html; charset=utf-8", "Content-Transfer-Encoding: base64"], base64Lines(Buffer.from(`<p>${"long html ".repeat(30_000)}</p>`)));
+const pdf = (data: Buffer, lines = base64Lines(data)) => part(['Content-Type: application/pdf; name="a.pdf"', 'Content-Disposition: attachment; filename="a.pdf"', "Content-Transfer-Encoding: base64"], lines);
+const MULTI = ['Content-Type: multipart/mixed; boundary="b1"'];
+/** Letters only: clean lines in any encoding. */
+const letterLines = (n: number, width = 76) => Array.from({ length: n }, (_, i) => "abcdefghijklmnopqrstuvwxyz".repeat(4).slice(i % 26, (i % 26) + width)).join("\r\n");
+
+const TRICKY: { name: string; raw: Uint8Array; cut: boolean }[] = [
+  { name: "text + base64 pdf (CRLF, 76 columns)", raw: message(MULTI, mixed(TEXT, pdf(bytes(300_001)))), cut: true },
+  { name: "base64 in 75 columns (lines not a multiple of 4)", raw: message(MULTI, mixed(TEXT, pdf(bytes(300_004), base64Lines(bytes(300_004), 75)))), cut: true },
+  { name: "base64 with LF only, 72 columns", raw: message(MULTI, mixed(TEXT, pdf(bytes(300_002), base64Lines(bytes(300_002), 72, "\n")))), cut: true },
+  {
+    name: "base64 padded inside, a line with trailing space, a fake -- line, an odd-length line",
+    raw: message(MULTI, mixed(TEXT, pdf(bytes(1), `${base64Lines(bytes(200_000))}QUJD\r\nQQ==\r\n${base64Lines(bytes(100_000, 3)).replace("\r\n", " \r\n")}--b1x not a boundary\r\n${base64Lines(bytes(150_000, 5))}QUJDRA\r\n${base64Lines(bytes(90_000, 9))}`))),
+    cut: true,
+  },
+  { name: "CR CR LF line ends", raw: message(MULTI, mixed(TEXT, pdf(bytes(1), base64Lines(bytes(200_001), 76, "\r\r\n")))), cut: true },
+  { name: "base64 html (not cut) and a pdf", raw: message(['Content-Type: multipart/mixed; boundary="b1"'], mixed(HTML_B64, pdf(bytes(100_003)))), cut: true },
+  {
+    name: "quoted-printable and 8bit attachments",
+    raw: message(MULTI, mixed(TEXT,
+      part(['Content-Type: application/octet-stream; name="q.bin"', "Content-Transfer-Encoding: quoted-printable"], `${letterLines(2000)}\r\nsoft=\r\nbreak =3D=C3=A9\r\n${letterLines(1500)}\r\nend=\r\n`),
+      part(['Content-Type: application/octet-stream; name="e.bin"', "Content-Transfer-Encoding: 8bit"], `${letterLines(3000, 40)}\r\n\xe9t\xe9\r\n${letterLines(10)}\r\n`))),
+    cut: true,
+  },
+  {
+    name: "nested message/rfc822 inline and as an attachment",
+    raw: message(MULTI, mixed(TEXT,
+      part(["Content-Type: message/rfc822"], crlf(["From: inner@x", "Subject: inner", 'Content-Type: multipart/mixed; boundary="in"', "", "--in", "Content-Type: text/plain", "", "inner text", "--in", 'Content-Type: image/png; name="i.png"', "Content-ID: <img1@x>", "Content-Transfer-Encoding: base64", "", base64Lines(bytes(120_000)), "--in--"])),
+      part(["Content-Type: message/rfc822", 'Content-Disposition: attachment; filename="fwd.eml"'], crlf(["From: inner2@x", "Subject: fwd", 'Content-Type: multipart/mixed; boundary="in2"', "", "--in2", 'Content-Type: application/zip; name="z.zip"', "Content-Transfer-Encoding: base64", "", base64Lines(bytes(130_000)), "--in2--"])))),
+    cut: true,
+  },
+  { name: "a single-part attachment", raw: message(['Content-Type: application/pdf; name="only.pdf"', "Content-Transfer-Encoding: base64"], base64Lines(bytes(250_000))), cut: true },
+  { name: "no MIME at all", raw: message([], `${letterLines(5000)}\r\n`), cut: false },
+  { name: "text/calendar in base64 (re-encoded by postal-mime)", raw: message(MULTI, mixed(TEXT, part(["Content-Type: application/ics; method=REQUEST", "Content-Transfer-Encoding: base64"], base64Lines(Buffer.from(`BEGIN:VCALENDAR\r\n${"X-A:b\r\n".repeat(20_000)}END:VCALENDAR\r\n`))))), cut: false },
+];
+
+for (const { name, raw, cut } of TRICKY) {
+  test(`the payload of a tricky message is a full parse's: ${name}`, async () => {
+    const full = await fullParse(raw);
+    const result = await cutParse(raw);
+    expect(result !== null).toBe(cut);
+    if (result) {
+      expect(result.parsed).toEqual(full);
+      expect(result.inputBytes).toBeLessThan(raw.byteLength - MIN_CUT_BYTES + 100); // a run left out, a marker line in
+    }
+    const payload = await buildWebhookPayload({ id: "m1", receivedAt: 0, rule: null, category: "c", envelope: { mailFrom: "", rcptTo: [], clientIp: "", helo: "", tls: false }, raw }, 0);
+    expect({ text: payload.text, html: payload.html, attachments: payload.attachments }).toEqual(full);
+    expect(payload.raw).toBe(Buffer.from(raw).toString("base64"));
+  }, 30_000);
+}
