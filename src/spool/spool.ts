@@ -11,7 +11,7 @@
  * Files found without a database row are moved to `spool/orphaned/`, never deleted.
  * All I/O is async (thread pool), never synchronous on the event loop.
  */
-import { mkdir, open, readdir, readFile, rename, unlink, type FileHandle } from "node:fs/promises";
+import { mkdir, open, readdir, rename, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { isMessageId } from "./ids.ts";
 import { fsyncPath } from "../fs-sync.ts";
@@ -93,8 +93,13 @@ export class Spool {
     await fsyncPath(this.dir);
   }
 
+  /**
+   * The stored bytes, read into one buffer of the file's size. Not fs/promises readFile: in Bun
+   * (1.4.5) it kept twice the file resident (25 MB file: RSS +51 MB, still after a full GC), once
+   * per delivery attempt of a big message.
+   */
   async read(id: string): Promise<Uint8Array> {
-    return new Uint8Array(await readFile(this.pathOf(id)));
+    return new Uint8Array(await Bun.file(this.pathOf(id)).arrayBuffer());
   }
 
   /** Removes a spool file; returns false when it was already gone (not an error). */
