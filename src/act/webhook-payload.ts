@@ -85,9 +85,12 @@ export interface WebhookPayload {
   parseError?: string;
 }
 
-export async function buildWebhookPayload(msg: WebhookMessage, nowMs: number): Promise<WebhookPayload> {
+/** The payload but `raw`, which webhook-body.ts writes into the body straight from the message bytes. */
+export type WebhookFields = Omit<WebhookPayload, "raw">;
+
+export async function buildWebhookPayload(msg: WebhookMessage, nowMs: number): Promise<WebhookFields> {
   const top = topLevel(msg.raw);
-  const base: WebhookPayload = {
+  const base: WebhookFields = {
     id: msg.id,
     timestamp: Math.floor(nowMs / 1000),
     receivedAt: new Date(msg.receivedAt).toISOString(),
@@ -98,7 +101,6 @@ export async function buildWebhookPayload(msg: WebhookMessage, nowMs: number): P
     text: null,
     html: null,
     attachments: [],
-    raw: Buffer.from(msg.raw.buffer, msg.raw.byteOffset, msg.raw.byteLength).toString("base64"),
     size: msg.raw.byteLength,
   };
   const notes = [...top.notes];
@@ -108,7 +110,7 @@ export async function buildWebhookPayload(msg: WebhookMessage, nowMs: number): P
   } catch (err) {
     notes.push(err instanceof Error ? err.message : String(err));
   }
-  const content: Partial<WebhookPayload> = parsed
+  const content: Partial<WebhookFields> = parsed
     ? {
         text: parsed.email.text ?? null,
         html: parsed.email.html ?? null,

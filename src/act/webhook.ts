@@ -15,6 +15,7 @@
 import { createHmac } from "node:crypto";
 import type { AttemptOutcome } from "../queue/retry.ts";
 import { describeStatus, parseRetryAfter, replyLine, requestErrorHint } from "./webhook-advice.ts";
+import { bodyStream, webhookBody } from "./webhook-body.ts";
 import { buildWebhookPayload, type WebhookMessage } from "./webhook-payload.ts";
 
 /** Reply bytes kept for the attempt record. Stops a receiver that streams forever from holding memory. */
@@ -39,18 +40,18 @@ export function signWebhookBody(body: string | Uint8Array, secret: string): stri
 }
 
 export async function postWebhook(input: WebhookPostInput): Promise<AttemptOutcome> {
-  const payload = await buildWebhookPayload(input.message, input.nowMs);
-  // Encoded once: the bytes signed are the bytes sent, and neither the HMAC nor fetch makes its
-  // own UTF-8 copy of a body that is ~1.4× a big message (base64 raw, text, html).
-  const body = Buffer.from(JSON.stringify(payload));
-  const headers: Record<string, string> = { "content-type": "application/json", "user-agent": input.userAgent };
+  const fields = await buildWebhookPayload(input.message, input.nowMs);
+  // Encoded once, into one Buffer (webhook-body.ts): the bytes signed are the bytes sent, and
+  // neither the HMAC nor fetch (handed slices of it) makes its own copy.
+  const body = webhookBody(fields, input.message.raw);
+  const headers: Record<string, string> = { "content-type": "application/json", "content-length": String(body.byteLength), "user-agent": input.userAgent };
   if (input.secret !== null) {
     headers[SIGNATURE_HEADER] = signWebhookBody(body, input.secret);
-    headers[TIMESTAMP_HEADER] = String(payload.timestamp);
+    headers[TIMESTAMP_HEADER] = String(fields.timestamp);
   }
   let res: Response;
   try {
-    res = await fetch(input.url, { method: "POST", body, headers, redirect: "manual", signal: input.signal });
+    res = await fetch(input.url, { method: "POST", body: bodyStream(body), headers, redirect: "manual", signal: input.signal });
   } catch (err) {
     const text = errorText(err);
     if (input.signal.aborted) return { kind: "temporary", error: `timed out: ${text}` };

@@ -128,6 +128,5 @@ for (const { name, raw, cut } of TRICKY) {
     }
     const payload = await buildWebhookPayload({ id: "m1", receivedAt: 0, rule: null, category: "c", envelope: { mailFrom: "", rcptTo: [], clientIp: "", helo: "", tls: false }, raw }, 0);
     expect({ text: payload.text, html: payload.html, attachments: payload.attachments }).toEqual(full);
-    expect(payload.raw).toBe(Buffer.from(raw).toString("base64"));
   }, 30_000);
 }

@@ -1,0 +1,79 @@
+/**
+ * The webhook body written in pieces (src/act/webhook-body.ts) is byte for byte
+ * JSON.stringify of the payload with `raw` in base64, in the field order receivers have
+ * always had, for every remainder of the message length mod 3, with and without `parseError`,
+ * with text that JSON must escape; and it goes out with a Content-Length, not chunked.
+ */
+import { afterEach, expect, test } from "bun:test";
+import { createHmac } from "node:crypto";
+import { webhookBody, writeBase64 } from "../../src/act/webhook-body.ts";
+import { postWebhook } from "../../src/act/webhook.ts";
+import { buildWebhookPayload, type WebhookFields, type WebhookMessage } from "../../src/act/webhook-payload.ts";
+
+const ENVELOPE = { mailFrom: "a@sender.example", rcptTo: ["hook@company.com"], clientIp: "192.0.2.1", helo: "client.example", tls: true };
+const message = (raw: Uint8Array): WebhookMessage => ({ id: "msg-1", receivedAt: 1_700_000_000_000, rule: "hook", category: "orders", envelope: ENVELOPE, raw });
+
+/** The body as it was built before: the whole payload through JSON.stringify. */
+function reference(fields: WebhookFields, raw: Uint8Array): Buffer {
+  const { size, parseError, ...before } = fields;
+  return Buffer.from(JSON.stringify({ ...before, raw: Buffer.from(raw).toString("base64"), size, ...(parseError === undefined ? {} : { parseError }) }));
+}
+
+test("writeBase64 is Buffer's base64, for every length mod 3", () => {
+  for (const n of [0, 1, 2, 3, 4, 5, 6, 7, 100, 65_536, 65_537, 300_001]) {
+    const bytes = Buffer.from(Array.from({ length: n }, (_, i) => (i * 2654435761) >>> 24));
+    const out = Buffer.alloc(4 * Math.ceil(n / 3) + 2, 0x7e);
+    const end = writeBase64(bytes, out, 1);
+    expect(end).toBe(1 + 4 * Math.ceil(n / 3));
+    expect(out.toString("latin1", 1, end)).toBe(bytes.toString("base64"));
+    expect([out[0], out[end]]).toEqual([0x7e, 0x7e]); // nothing written outside
+  }
+});
+
+test("the body is JSON.stringify of the payload, byte for byte", async () => {
+  const messages = [
+    "Subject: plain\r\n\r\nhello\r\n",
+    'From: "Q \\" uote" <q@x>\r\nSubject: =?utf-8?B?4pyTIOWunw==?= "quoted" \\ back\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>line\u2028sep "q" \\ tab\t \u00e9\u4e2d\ud83d\ude00</p>\r\n',
+    `Subject: deep\r\nContent-Type: multipart/mixed; boundary=a\r\n\r\n${"--a\r\nContent-Type: multipart/mixed; boundary=a\r\n\r\n".repeat(30)}`, // parseError (nesting)
+    "no header block at all",
+    "",
+  ];
+  for (const text of messages) {
+    for (const pad of ["", "x", "xy"]) {
+      const raw = new TextEncoder().encode(text + pad);
+      const fields = await buildWebhookPayload(message(raw), 1_700_000_123_000);
+      const body = webhookBody(fields, raw);
+      expect(body.toString("utf8")).toBe(reference(fields, raw).toString("utf8"));
+      expect(body.equals(reference(fields, raw))).toBe(true);
+    }
+  }
+  const deep = await buildWebhookPayload(message(new TextEncoder().encode(messages[2]!)), 0);
+  expect(deep.parseError).toContain("nesting");
+});
+
+const servers: ReturnType<typeof Bun.serve>[] = [];
+afterEach(() => {
+  for (const s of servers.splice(0)) s.stop(true);
+});
+
+test("posted with Content-Length (not chunked), signed over the bytes sent", async () => {
+  const seen: { length: string | null; encoding: string | null; signature: string | null; body: Buffer }[] = [];
+  const server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    async fetch(req) {
+      seen.push({ length: req.headers.get("content-length"), encoding: req.headers.get("transfer-encoding"), signature: req.headers.get("x-mailgw-signature"), body: Buffer.from(await req.arrayBuffer()) });
+      return new Response("ok");
+    },
+  });
+  servers.push(server);
+  const raw = new TextEncoder().encode(`Subject: big\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n${"QUJDRA".repeat(200_000)}\r\n`);
+  const outcome = await postWebhook({ url: `http://127.0.0.1:${server.port}/in`, message: message(raw), secret: "s3cret", signal: new AbortController().signal, nowMs: 1_700_000_123_000, userAgent: "mailgw/test" });
+  expect(outcome.kind).toBe("delivered");
+  const [post] = seen;
+  expect(post!.encoding).toBeNull();
+  expect(Number(post!.length)).toBe(post!.body.byteLength);
+  expect(post!.signature).toBe(`sha256=${createHmac("sha256", "s3cret").update(post!.body).digest("hex")}`);
+  const fields = await buildWebhookPayload(message(raw), 1_700_000_123_000);
+  expect(post!.body.equals(reference(fields, raw))).toBe(true);
+});
