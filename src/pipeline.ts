@@ -20,7 +20,7 @@
  */
 import type { Database } from "bun:sqlite";
 import { mkdirSync, statSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readFileBytes } from "./read-file.ts";
 import { dirname, join } from "node:path";
 import type { Config } from "./config/config.ts";
 import { describeError, RejectedMessage, SmtpError } from "./errors.ts";
@@ -195,7 +195,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   async function parse(source: ParseSource, envelope: Envelope, size: number, content: boolean): Promise<MessageFacts> {
     const pool = parsePool;
     if (pool === null || !pool.usable || (!content && size <= WORKER_PARSE_MIN_BYTES)) {
-      const raw = source.kind === "bytes" ? source.bytes : new Uint8Array(await readFile(source.path));
+      const raw = source.kind === "bytes" ? source.bytes : await readFileBytes(source.path);
       return extractFacts(raw, envelope, { content });
     }
     try {
@@ -229,7 +229,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       parsed = await parse({ kind: "bytes", bytes: bytes ?? file.headerSection(HEADER_PREFIX_BYTES) }, envelope, size, false);
     } else {
       const inMemory = file.bytes();
-      const raw = needs.auth ? (inMemory ?? new Uint8Array(await readFile(file.path))) : null;
+      const raw = needs.auth ? (inMemory ?? await readFileBytes(file.path)) : null;
       // The authentication checks read the bytes meanwhile, and a message kept in memory still
       // has to be written to the spool: the worker then gets a copy.
       const auth = raw ? authenticate(raw, envelope, { timeoutMs: AUTH_TIMEOUT_MS, mta: config.smtp.hostname }) : undefined;

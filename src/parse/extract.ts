@@ -8,7 +8,7 @@
  * attachments and (when inline) their text. Any failure or limit hit yields partial facts
  * with `parseError` set; this function never throws.
  */
-import { readFile } from "node:fs/promises";
+import { readFileBytes } from "../read-file.ts";
 import PostalMime, { type Email } from "postal-mime";
 import type { AuthResult, Envelope, MessageFacts } from "../types.ts";
 import { describeError } from "../errors.ts";
@@ -287,7 +287,7 @@ export async function extractFactsFromFile(path: string, envelope: Envelope, opt
         first = null;
         return input;
       }
-      const raw = new Uint8Array(await readFile(path));
+      const raw = await readFileBytes(path);
       return mimeInput(raw, top.fields, top.bodyStart, parseEnd(raw, top.bodyStart, cut, b), b);
     };
     if (opts.content !== false) content = await contentFacts(inputOf, 0, budget);
@@ -299,7 +299,7 @@ export async function extractFactsFromFile(path: string, envelope: Envelope, opt
 
 /** Header facts and postal-mime's first input of the file; the raw bytes die with this call. */
 async function readTop(path: string, budget: ParseBudget, content: boolean) {
-  const raw = new Uint8Array(await readFile(path));
+  const raw = await readFileBytes(path);
   const block = splitHeaderBlock(raw);
   budget.notes.push(...block.notes);
   const header = headerFacts(block.fields, budget).facts;

@@ -25,7 +25,8 @@
  * with a spool it does not understand); a message whose archive copy fails stays spooled.
  */
 import type { Database } from "bun:sqlite";
-import { access, readFile } from "node:fs/promises";
+import { access } from "node:fs/promises";
+import { readFileBytes } from "../read-file.ts";
 import { join } from "node:path";
 import type { Logger } from "../log/logger.ts";
 import { readIntakeMarks, uncertainSpoolRows, writeIntakeMarks } from "../store/intake-marks.ts";
@@ -152,7 +153,7 @@ async function checkUncertainRows(db: Database, spool: Spool, logger: Logger, da
     const inSpool = onDisk.has(row.id);
     const path = inSpool ? spool.pathOf(row.id) : row.archivePath ? join(dataDir, row.archivePath) : null;
     if (path === null) continue; // no file at all: dropped below as unacknowledged
-    const bytes = await readFile(path).then((b) => new Uint8Array(b), () => null);
+    const bytes = await readFileBytes(path).catch(() => null);
     if (bytes && bytes.byteLength === row.size && Bun.hash.crc32(bytes) === row.spoolCrc) continue;
     if (bytes) {
       const to = inSpool ? await spool.quarantine(`${row.id}.eml`) : await spool.quarantineFrom(path);

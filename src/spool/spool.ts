@@ -15,6 +15,7 @@ import { mkdir, open, readdir, rename, unlink, type FileHandle } from "node:fs/p
 import { basename, dirname, join } from "node:path";
 import { isMessageId } from "./ids.ts";
 import { fsyncPath } from "../fs-sync.ts";
+import { readFileBytes } from "../read-file.ts";
 
 export const SPOOL_SUFFIX = ".eml";
 export const TMP_SUFFIX = ".tmp";
@@ -93,13 +94,9 @@ export class Spool {
     await fsyncPath(this.dir);
   }
 
-  /**
-   * The stored bytes, read into one buffer of the file's size. Not fs/promises readFile: in Bun
-   * (1.4.5) it kept twice the file resident (25 MB file: RSS +51 MB, still after a full GC), once
-   * per delivery attempt of a big message.
-   */
-  async read(id: string): Promise<Uint8Array> {
-    return new Uint8Array(await Bun.file(this.pathOf(id)).arrayBuffer());
+  /** The stored bytes, in one buffer of the file's size (read-file.ts: once per delivery attempt). */
+  read(id: string): Promise<Uint8Array> {
+    return readFileBytes(this.pathOf(id));
   }
 
   /** Removes a spool file; returns false when it was already gone (not an error). */
