@@ -32,7 +32,7 @@
 import type { Database } from "bun:sqlite";
 import { unlink } from "node:fs/promises";
 import { bumpCounterBatch } from "../store/counters.ts";
-import { readIntakeMarks, type IntakeMarks } from "../store/intake-marks.ts";
+import { readIntakeMarks, writeIntakeMarks, type IntakeMarks } from "../store/intake-marks.ts";
 import { databaseFile, databaseFileProblem, type DatabaseFile } from "../store/db-file.ts";
 import { insertIntakeGroup, intakeCounterIncrements, releaseIntakeDeliveries, type IntakeRowItem } from "../store/intake-rows.ts";
 import { deleteMessages, type MessageRow, type NewDelivery } from "../store/messages.ts";
@@ -244,8 +244,13 @@ export class Intake {
    * If this fails they stay held back until the pipeline's sweep or the next start releases them.
    */
   private releaseDeliveries(items: IntakeRowItem[], failures: (string | null)[]): void {
+    const marks = this.marks;
     try {
-      this.wal.commitUnsynced(() => releaseIntakeDeliveries(this.db, items, failures));
+      // The advanced durable mark too (see syncfs-worker.ts releaseRows for why).
+      this.wal.commitUnsynced(() => {
+        if (marks !== null) writeIntakeMarks(this.db, marks);
+        releaseIntakeDeliveries(this.db, items, failures);
+      });
     } catch {
       // Released later (sweep, recovery); the messages themselves are stored.
     }

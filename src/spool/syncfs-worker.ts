@@ -16,7 +16,8 @@
  *        2. each job: bytes (if any) written to `tmp` (exclusive create), then `tmp` renamed
  *           to `final` (its directory created if missing: a new archive day);
  *        3. ONE syncfs (errno 0 = ok), and the WAL's fsync where asked;
- *        4. only after both: the groups' deliveries released (claimable), then the reply.
+ *        4. only after both: the intake marks written (these groups are durable) and the
+ *           groups' deliveries released (claimable), in one transaction; then the reply.
  *        failures[i]: null, or why job i failed (its `tmp` is removed; the others are
  *        unaffected). A group's item.job indexes its own jobs, which start at group.from.
  *   in:  { kind: "close" }                → out: { kind: "closed" }  (the directory fd and the
@@ -30,7 +31,7 @@ import { dirname } from "node:path";
 import { loadLibcFunction } from "../libc.ts";
 import { openDatabase } from "../store/db.ts";
 import { databaseFile, databaseFileProblem, type DatabaseFile } from "../store/db-file.ts";
-import { readIntakeMarks, type IntakeMarks } from "../store/intake-marks.ts";
+import { readIntakeMarks, writeIntakeMarks, type IntakeMarks } from "../store/intake-marks.ts";
 import { insertIntakeGroup, releaseIntakeDeliveries, type IntakeRowItem } from "../store/intake-rows.ts";
 import type { SpoolJob } from "./incoming-file.ts";
 import { commitWithShortWaits } from "./wal-sync.ts";
@@ -71,6 +72,8 @@ let dbFile: DatabaseFile | null = null;
 let walFsync: string | null = null;
 /** Read at the first group: recovery (main thread) has settled them before this thread started. */
 let marks: IntakeMarks | null = null;
+/** The durable mark as last written to the database by releaseRows. */
+let writtenDurableSeq = -1;
 
 self.onmessage = (event: MessageEvent<Request>) => {
   const req = event.data;
@@ -162,20 +165,30 @@ function syncAll(): { errno: number; error?: string } {
   }
 }
 
-/** Everything committed so far is durable: marks advance, the deliveries become claimable. */
+/**
+ * Everything committed so far is durable: the marks advance and are written now, with the
+ * deliveries made claimable, before the replies. Left for the next group's transaction, the
+ * last group before a quiet spell (or before an online backup of the database) stayed
+ * "not known durable": a backup restored with the files copied first (README) then lost the
+ * records of messages acknowledged between the two copies, taken for a crash before the reply.
+ */
 function releaseRows(groups: RowsGroup[], groupErrors: (string | null)[], failures: (string | null)[]): void {
   if (db === null || marks === null) return;
-  marks.durableSeq = marks.lastSeq;
-  // Most groups (archive, reject) have no deliveries: no write transaction for them at all.
+  const m = marks;
+  m.durableSeq = m.lastSeq;
   const releasing = groups.filter((g, i) => groupErrors[i] === null && g.items.some((item) => item.deliveries.length > 0));
-  if (releasing.length === 0) return;
+  if (releasing.length === 0 && m.durableSeq === writtenDurableSeq) return;
   const conn = db;
   try {
+    // Not fsynced: lost in a crash, the mark is only behind (recovery checks more rows).
     commitWithShortWaits(conn, () => {
+      writeIntakeMarks(conn, m);
       for (const g of releasing) releaseIntakeDeliveries(conn, g.items, failures.slice(g.from));
     });
+    writtenDurableSeq = m.durableSeq;
   } catch {
-    // Released later (the pipeline's sweep, recovery); the messages themselves are stored.
+    // Released later (the pipeline's sweep, recovery), the mark with the next group; the
+    // messages themselves are stored.
   }
 }
 

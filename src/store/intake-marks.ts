@@ -3,7 +3,9 @@
  * on its message rows); `intake_durable_seq` is the last group whose rows, spool files and WAL
  * are known to be on disk. Rows of later groups were committed before their group's syncfs
  * finished, so after a crash recovery checks them against their files (size and CRC-32).
- * The marks are written inside each group's own transaction (so they never run ahead of it).
+ * The marks are written inside each group's own transaction (so they never run ahead of it),
+ * and again once its sync is done, with its deliveries' release (so a copy of the database
+ * taken after its 250s does not count it as uncertain).
  * Trusts: the database. Failure: SQLite errors are thrown to the caller's transaction.
  */
 import type { Database } from "bun:sqlite";

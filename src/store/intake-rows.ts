@@ -6,7 +6,8 @@
  *
  * Order inside one group (see act/intake.ts for why it is safe): rows, deliveries held back,
  * counters and the intake marks in ONE transaction; then the files and a sync; only then
- * `releaseIntakeDeliveries` makes the deliveries claimable.
+ * `releaseIntakeDeliveries` makes the deliveries claimable, in the transaction that writes
+ * the advanced durable mark.
  * Trusts: rows built by the pipeline. Failure: SQLite errors are thrown to the caller, whose
  * transaction rolls back whole.
  */
