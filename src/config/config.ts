@@ -254,12 +254,38 @@ function logFormat(get: (n: string) => string, isTty = Boolean(process.stdout.is
   return oneOf(get, "LOG_FORMAT", ["text", "json"] as const);
 }
 
+/**
+ * DATABASE_URL: file:PATH (RFC 8089: file:///abs, file://localhost/abs), sqlite:PATH (sqlite://
+ * then a path, as sqlx writes it), or a bare path. What SQLite URIs add (?mode=rwc, #…) and a
+ * file URL's host are refused: taken as part of the path, they opened a new, empty database
+ * beside the real one, and the queue's spool files were then moved aside as having no record.
+ */
 function databasePath(cwd: string, url: string): string {
   if (!url) throw new CliError(`DATABASE_URL is empty: expected file:PATH (e.g. file:./data/mail-gateway.db)`);
-  const m = /^(?:sqlite:|file:)?(?:\/\/)?(.*)$/.exec(url);
-  const p = m?.[1] ?? "";
-  if (!p || /^[a-z]+:/i.test(url.replace(/^(sqlite|file):/, ""))) {
+  const scheme = /^(?:sqlite|file):/.exec(url)?.[0] ?? "";
+  let p = url.slice(scheme.length);
+  if (!p || /^[a-z][a-z0-9+.-]*:/i.test(p)) {
     throw new CliError(`DATABASE_URL=${url} is not a SQLite file URL: expected file:PATH (e.g. file:./data/mail-gateway.db)`);
+  }
+  if (scheme !== "") {
+    const cut = p.search(/[?#]/);
+    if (cut !== -1) {
+      const rest = p.slice(cut);
+      const plain = url.slice(0, scheme.length + cut);
+      throw new CliError(
+        rest.startsWith("?")
+          ? `DATABASE_URL=${url} has a query string (${rest}): mailgw opens the file itself and takes no parameters; write ${plain}`
+          : `DATABASE_URL=${url} has a fragment (${rest}): write ${plain}`,
+      );
+    }
+    const host = scheme === "file:" ? /^\/\/([^/]*)/.exec(p)?.[1] : undefined;
+    if (host !== undefined && host !== "" && host.toLowerCase() !== "localhost") {
+      const path = p.slice(2);
+      throw new CliError(
+        `DATABASE_URL=${url} names a host (${host}): write file:///${path} or file:/${path} for an absolute path, file:./${path} for one under the working directory`,
+      );
+    }
+    p = host !== undefined ? p.slice(2 + host.length) : p.replace(/^\/\//, "");
   }
   return isAbsolute(p) ? p : resolve(cwd, p);
 }

@@ -147,6 +147,23 @@ describe("loadConfig", () => {
     const cwd = emptyDir();
     expect(loadConfig({ env: { DATABASE_URL: "file:/var/lib/mailgw/x.db" }, cwd }).databasePath).toBe("/var/lib/mailgw/x.db");
     expect(loadConfig({ env: { DATABASE_URL: "./y.db" }, cwd }).databasePath).toBe(join(cwd, "y.db"));
+    expect(loadConfig({ env: { DATABASE_URL: "file:///var/lib/mailgw/x.db" }, cwd }).databasePath).toBe("/var/lib/mailgw/x.db");
+    expect(loadConfig({ env: { DATABASE_URL: "file://localhost/var/lib/mailgw/x.db" }, cwd }).databasePath).toBe("/var/lib/mailgw/x.db");
+    expect(loadConfig({ env: { DATABASE_URL: "sqlite:./z.db" }, cwd }).databasePath).toBe(join(cwd, "z.db"));
+    expect(loadConfig({ env: { DATABASE_URL: "sqlite:///var/lib/mailgw/x.db" }, cwd }).databasePath).toBe("/var/lib/mailgw/x.db");
+    expect(loadConfig({ env: { DATABASE_URL: "sqlite://z.db" }, cwd }).databasePath).toBe(join(cwd, "z.db"));
+  });
+
+  test("DATABASE_URL with a query string, a fragment, a host or another scheme is refused, not made part of a new file's name", () => {
+    const cwd = emptyDir();
+    const err = (url: string) => errorOf(() => loadConfig({ env: { DATABASE_URL: url }, cwd }));
+    expect(err("file:./data/x.db?mode=ro")).toBe(
+      "DATABASE_URL=file:./data/x.db?mode=ro has a query string (?mode=ro): mailgw opens the file itself and takes no parameters; write file:./data/x.db",
+    );
+    expect(err("file:/var/lib/x.db?cache=shared&mode=rwc")).toContain("has a query string (?cache=shared&mode=rwc)");
+    expect(err("sqlite:x.db#main")).toBe("DATABASE_URL=sqlite:x.db#main has a fragment (#main): write sqlite:x.db");
+    expect(err("file://db.internal/srv/x.db")).toContain("names a host (db.internal): write file:///db.internal/srv/x.db or file:/db.internal/srv/x.db");
+    expect(err("sqlite3:./x.db")).toBe("DATABASE_URL=sqlite3:./x.db is not a SQLite file URL: expected file:PATH (e.g. file:./data/mail-gateway.db)");
   });
 
   test("an env file that is a directory is named, with the reason", () => {

@@ -58,6 +58,27 @@ describe("mailgw serve refuses bad configuration with exit 1 and one line", () =
     expect(readFileSync(bad, "utf8")).toBe("not a database\n");
   });
 
+  test("DATABASE_URL with SQLite URI parameters or a host: exit 1 naming the form to write, no new database made", async () => {
+    const dir = serveDir();
+    // Taken as part of the file name, these opened a new, empty database beside the real one
+    // (or under the working directory), and the queue's spool files were moved aside as rowless.
+    const query = await runServeOnce("source", dir, { DATABASE_URL: `file:${join(dir, "data", "mail-gateway.db")}?mode=rwc` });
+    expect(query.exitCode).toBe(1);
+    expect(oneLine(query.stderr)).toBe(
+      `mailgw: DATABASE_URL=file:${join(dir, "data", "mail-gateway.db")}?mode=rwc has a query string (?mode=rwc): mailgw opens the file itself and takes no parameters; write file:${join(dir, "data", "mail-gateway.db")}`,
+    );
+    const host = await runServeOnce("source", dir, { DATABASE_URL: "file://var/lib/mailgw/mail-gateway.db" });
+    expect(host.exitCode).toBe(1);
+    expect(oneLine(host.stderr)).toBe(
+      "mailgw: DATABASE_URL=file://var/lib/mailgw/mail-gateway.db names a host (var): write file:///var/lib/mailgw/mail-gateway.db or file:/var/lib/mailgw/mail-gateway.db for an absolute path, file:./var/lib/mailgw/mail-gateway.db for one under the working directory",
+    );
+    expect(readdirSync(dir).filter((f) => f !== ".bun").sort()).toEqual(["rules.yaml"]); // no data/, no var/
+    // A local host is the machine itself (RFC 8089).
+    const local = await startServe("source", dir, { DATABASE_URL: `file://localhost${join(dir, "local.db")}` });
+    expect(await local.stop()).toBe(0);
+    expect(readdirSync(dir)).toContain("local.db");
+  });
+
   test("SMTP_TLS_ENABLED=true with an unreadable key names the file", async () => {
     const dir = serveDir();
     const missing = join(dir, "missing-key.pem");
