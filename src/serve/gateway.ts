@@ -14,6 +14,8 @@
  * released either way.
  */
 import type { Database } from "bun:sqlite";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
 import { relaySettingWarnings } from "../act/relay-advice.ts";
 import type { Config, RelayConfig } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
@@ -28,6 +30,7 @@ import type { SmtpLimits } from "../smtp/limits.ts";
 import { createSmtpServer } from "../smtp/server.ts";
 import { isStorageError, openDatabase } from "../store/db.ts";
 import type { OwningMessageSink } from "../spool/message-bytes.ts";
+import { SPOOL_SUFFIX } from "../spool/spool.ts";
 import type { ReceiveOutcome } from "../types.ts";
 import { VERSION_STRING } from "../version.ts";
 import { lockDataDir } from "./data-dir-lock.ts";
@@ -66,6 +69,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const lock = lockDataDir(config.dataDir, logger);
   let db: Database;
   try {
+    refuseNewDatabaseBesideSpool(config);
     db = openDatabase(config.databasePath);
   } catch (err) {
     lock.release();
@@ -87,6 +91,30 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       lock.release();
     },
   };
+}
+
+/**
+ * A database about to be created beside a spool that holds accepted messages is the wrong one,
+ * not a first start: DATABASE_URL changed in a move or a restore, or an upgrade from a mailgw
+ * that kept the database in ./data of its working directory when DATABASE_URL was unset (it
+ * goes with DATA_DIR now). Started anyway, recovery found no record of those messages and moved
+ * them all to spool/orphaned/ as "never acknowledged": the queue gone, without an error.
+ */
+function refuseNewDatabaseBesideSpool(config: Config): void {
+  if (existsSync(config.databasePath)) return;
+  const spoolDir = join(config.dataDir, "spool");
+  let waiting: number;
+  try {
+    waiting = readdirSync(spoolDir).filter((name) => name.endsWith(SPOOL_SUFFIX)).length;
+  } catch {
+    return; // no spool yet (a first start), or one recovery will report on
+  }
+  if (waiting === 0) return;
+  throw new CliError(
+    `database ${config.databasePath} (DATABASE_URL) does not exist, but ${spoolDir} holds ${waiting} accepted message(s) ` +
+      `recorded in another database: point DATABASE_URL at it (with DATABASE_URL unset, older versions kept it in ` +
+      `./data/mail-gateway.db of the directory they ran in); to start on a new database, move those .eml files out of the spool first`,
+  );
 }
 
 async function startServices(db: Database, opts: GatewayOptions): Promise<Gateway> {

@@ -79,6 +79,40 @@ describe("mailgw serve refuses bad configuration with exit 1 and one line", () =
     expect(readdirSync(dir)).toContain("local.db");
   });
 
+  test("a new database beside a spool of accepted messages (upgrade from a database in ./data of the working directory): exit 1, spool untouched", async () => {
+    const dir = serveDir();
+    writeFileSync(join(dir, "rules.yaml"), "domains: [company.com]\ndefault: { action: forward, forward_to: ops@elsewhere.example }\n");
+    // As an older serve ran it: DATA_DIR elsewhere, the database in ./data of the working directory.
+    const dataDir = join(dir, "var", "data");
+    const oldDb = join(dir, "data", "mail-gateway.db");
+    const old = await startServe("source", dir, { DATA_DIR: dataDir, DATABASE_URL: `file:${oldDb}` });
+    const c = await RawClient.connect(old.smtpPort);
+    await greet(c);
+    const reply = await sendMail(c, "a@company.com", "Subject: held\r\n\r\nno relay yet\r\n");
+    c.end();
+    expect(reply).toStartWith("250 ");
+    expect(await old.stop()).toBe(0);
+    const held = readdirSync(join(dataDir, "spool")).filter((f) => f.endsWith(".eml"));
+    expect(held).toHaveLength(1);
+
+    // Now DATABASE_URL unset means DATA_DIR/mail-gateway.db: a database that does not exist.
+    const r = await runServeOnce("source", dir, { DATA_DIR: dataDir });
+    expect(r.exitCode).toBe(1);
+    expect(oneLine(r.stderr)).toBe(
+      `mailgw: database ${join(dataDir, "mail-gateway.db")} (DATABASE_URL) does not exist, but ${join(dataDir, "spool")} holds 1 accepted message(s) recorded in another database: ` +
+        "point DATABASE_URL at it (with DATABASE_URL unset, older versions kept it in ./data/mail-gateway.db of the directory they ran in); to start on a new database, move those .eml files out of the spool first",
+    );
+    expect(readdirSync(join(dataDir, "spool")).filter((f) => f.endsWith(".eml"))).toEqual(held);
+    expect(readdirSync(dataDir)).not.toContain("mail-gateway.db");
+    // Pointed at its database, the held forward is still in the queue.
+    const again = await startServe("source", dir, { DATA_DIR: dataDir, DATABASE_URL: `file:${oldDb}` });
+    await again.waitForLog((l) => l.msg === "spool recovered" && l.orphaned === 0);
+    expect(await again.stop()).toBe(0);
+    const db = new Database(oldDb, { readonly: true });
+    expect(db.query<{ state: string }, []>("SELECT state FROM deliveries").all()).toEqual([{ state: "held" }]);
+    db.close();
+  });
+
   test("SMTP_TLS_ENABLED=true with an unreadable key names the file", async () => {
     const dir = serveDir();
     const missing = join(dir, "missing-key.pem");
