@@ -260,7 +260,7 @@ function logFormat(get: (n: string) => string, isTty = Boolean(process.stdout.is
  * file URL's host are refused: taken as part of the path, they opened a new, empty database
  * beside the real one, and the queue's spool files were then moved aside as having no record.
  */
-function databasePath(cwd: string, url: string): string {
+export function databasePath(cwd: string, url: string): string {
   if (!url) throw new CliError(`DATABASE_URL is empty: expected file:PATH (e.g. file:./data/mail-gateway.db)`);
   const scheme = /^(?:sqlite|file):/.exec(url)?.[0] ?? "";
   let p = url.slice(scheme.length);

@@ -13,6 +13,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync 
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { CliError, describeError } from "../errors.ts";
 import { isCompiled, NO_ENV_FILE_FLAG } from "../config/bun-dotenv.ts";
+import { databasePath } from "../config/config.ts";
 import { parseDotenv } from "../config/parse-values.ts";
 import { VARIABLES } from "../config/variables.ts";
 import { STARTER_RULES_YAML } from "./starter-rules.ts";
@@ -186,7 +187,13 @@ function activeTemplateValues(values: ReadonlyMap<string, string>): Map<string, 
 function writableDirs(values: ReadonlyMap<string, string>): string[] {
   const dirs = [STATE_DIR];
   const dataDir = values.get("DATA_DIR") ?? "";
-  const dbPath = (values.get("DATABASE_URL") ?? "").replace(/^(?:sqlite:|file:)(?:\/\/)?/, "");
+  let dbPath = "";
+  try {
+    // Read as serve reads it (the unit's WorkingDirectory is STATE_DIR); a bad one is serve's to name.
+    dbPath = databasePath(STATE_DIR, values.get("DATABASE_URL") ?? "");
+  } catch {
+    // left out
+  }
   for (const dir of [dataDir, isAbsolute(dbPath) ? dirname(dbPath) : ""]) {
     if (isAbsolute(dir) && dir !== STATE_DIR && !dir.startsWith(`${STATE_DIR}/`)) dirs.push(`-${dir}`);
   }

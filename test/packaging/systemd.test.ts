@@ -140,6 +140,17 @@ describe("systemd install --root", () => {
     expect(unit).not.toContain("keep-me");
   });
 
+  test("a database outside the state directory is writable for the service, in every DATABASE_URL form serve reads", async () => {
+    for (const url of ["file:/srv/mailgw-db/x.db", "file:///srv/mailgw-db/x.db", "file://localhost/srv/mailgw-db/x.db", "/srv/mailgw-db/x.db"]) {
+      const root = newRoot();
+      mkdirSync(join(root, "etc/mailgw"), { recursive: true });
+      writeFileSync(join(root, "etc/mailgw/mailgw.env"), `DATABASE_URL=${url}\n`);
+      expect((await install(root)).exitCode).toBe(0);
+      const service = parseUnit(readFileSync(join(root, "etc/systemd/system/mailgw.service"), "utf8")).get("Service");
+      expect({ url, writable: service?.get("ReadWritePaths") }).toEqual({ url, writable: ["/var/lib/mailgw -/srv/mailgw-db"] });
+    }
+  });
+
   test("a port flag an existing env file contradicts is refused (exit 1), not silently ignored", async () => {
     const root = newRoot();
     mkdirSync(join(root, "etc/mailgw"), { recursive: true });
