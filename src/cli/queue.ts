@@ -38,7 +38,7 @@ function open(args: ConfigArgs) {
     // existsSync says "no" to a file it may not look at: name the real problem.
     throw new CliError(`cannot open ${config.databasePath} (${code || describeError(err)}): run mailgw queue as the user serve runs as (README: systemd)`);
   }
-  return { config, db: openDatabase(config.databasePath) };
+  return { config, db: openDatabase(config.databasePath, { migrate: false }) };
 }
 
 /**

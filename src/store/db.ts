@@ -24,7 +24,12 @@ const BUSY_TIMEOUT_MS = 5000;
  */
 export const WAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024;
 
-export function openDatabase(path: string, opts: { readonly?: boolean } = {}): Database {
+/**
+ * `migrate: false` (`mailgw queue`): a database of an older schema is refused instead of upgraded.
+ * A new binary's admin command must not upgrade the database under an older serve still running
+ * on it (that serve's own `mailgw queue` would then refuse it, and going back takes a restore).
+ */
+export function openDatabase(path: string, opts: { readonly?: boolean; migrate?: boolean } = {}): Database {
   let db: Database;
   if (!opts.readonly) requireWritable(path);
   try {
@@ -48,8 +53,18 @@ export function openDatabase(path: string, opts: { readonly?: boolean } = {}): D
     if (isStorageError(err)) throw new CliError(`database ${path} (DATABASE_URL) cannot be written: ${describeError(err)}; free space there or make it writable, then start again`);
     throw new CliError(`database ${path} (DATABASE_URL) cannot be used: ${describeError(err)}; point DATABASE_URL at mailgw's database, or at a new file`);
   }
-  migrate(db, path);
+  if (opts.migrate === false) requireCurrentSchema(db, path);
+  else migrate(db, path);
   return db;
+}
+
+function requireCurrentSchema(db: Database, path: string): void {
+  const current = schemaVersion(db);
+  const latest = MIGRATIONS.at(-1)?.version ?? 0;
+  if (current >= latest) return migrate(db, path); // newer: migrate() refuses it, naming both
+  db.close();
+  throw new CliError(`database ${path} has schema version ${current}, older than this mailgw (${latest}): ` +
+    `use the mailgw that serve runs, or restart serve with this one (its start upgrades the database)`);
 }
 
 /**

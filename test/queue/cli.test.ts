@@ -9,6 +9,7 @@ import { join, resolve } from "node:path";
 import { silentLogger } from "../../src/log/logger.ts";
 import type { ListedEntry } from "../../src/queue/queue-admin.ts";
 import { createDeliveryWorker } from "../../src/queue/worker.ts";
+import { MIGRATIONS } from "../../src/store/migrations.ts";
 import { deliveryOf, makeEnv, relayVars, seedDelivery, startRelay, waitFor, type TestEnv } from "../delivery/helpers.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
@@ -211,5 +212,23 @@ describe("mailgw queue", () => {
     });
     expect(blocked.exitCode).toBe(1);
     expect(blocked.stderr.toString()).toBe(`mailgw: cannot open ${join(t.dbPath, "x.db")} (ENOTDIR): run mailgw queue as the user serve runs as (README: systemd)\n`);
+  }, 30_000);
+
+  test("a database of an older schema (serve not yet restarted after an upgrade) is refused, not upgraded under it", () => {
+    const t = makeEnv();
+    const dbPath = join(t.dir, "old.db");
+    const old = new Database(dbPath, { create: true });
+    const latest = MIGRATIONS.at(-1)?.version ?? 0;
+    for (const m of MIGRATIONS.slice(0, -1)) old.exec(m.sql);
+    old.exec(`PRAGMA user_version = ${latest - 1}`);
+    old.close();
+    const r = Bun.spawnSync([BUN, join(ROOT, "src/main.ts"), "queue", "list", "--database-url", `file:${dbPath}`], { cwd: t.dir, env: { PATH: process.env.PATH ?? "", HOME: t.dir, NO_COLOR: "1" } });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.toString()).toBe(
+      `mailgw: database ${dbPath} has schema version ${latest - 1}, older than this mailgw (${latest}): use the mailgw that serve runs, or restart serve with this one (its start upgrades the database)\n`,
+    );
+    const after = new Database(dbPath, { readonly: true });
+    expect(after.query<{ user_version: number }, []>("PRAGMA user_version").get()?.user_version).toBe(latest - 1);
+    after.close();
   }, 30_000);
 });
