@@ -13,27 +13,17 @@
  *   override is escaped, and the refused recipients are one quoted value.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
-import { RULES_YAML, logLines, mailgwQueue, queueList, serveCommand, serveDir, startServe, statusWithHost, until, type ServeProcess } from "../smtp/serve-process.ts";
+import { logLines, mailgwQueue, queueList, serveCommand, serveDir, startServe, statusWithHost, until, serveEachTest } from "../smtp/serve-process.ts";
 import { BARE_PATH } from "../packaging/binary.ts";
 
-const running: ServeProcess[] = [];
 const textProcs: Subprocess[] = [];
-afterEach(async () => {
-  for (const s of running.splice(0)) if (s.proc.exitCode === null) await s.stop("SIGKILL");
+const serve = serveEachTest();
+afterEach(() => {
   for (const p of textProcs.splice(0)) if (p.exitCode === null) p.kill("SIGKILL");
 });
-
-async function serve(env: Record<string, string> = {}, rules = RULES_YAML): Promise<ServeProcess> {
-  const dir = serveDir();
-  writeFileSync(join(dir, "rules.yaml"), rules);
-  const s = await startServe("source", dir, env);
-  running.push(s);
-  return s;
-}
 
 /** serve with LOG_FORMAT=text (startServe reads JSON lines): its SMTP port and its log lines. */
 async function serveText() {

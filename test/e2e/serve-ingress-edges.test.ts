@@ -14,25 +14,14 @@
  *   while the session and its message go on;
  * - with DATABASE_URL unset, the database is in DATA_DIR.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { RawClient, greet, sendMail, simpleMessage, terminated } from "../smtp/helpers.ts";
 import { Database } from "bun:sqlite";
-import { archivedCopy, RULES_YAML, serveDir, startServe, statusWithHost, until, type ServeProcess } from "../smtp/serve-process.ts";
+import { archivedCopy, RULES_YAML, serveDir, statusWithHost, until, type ServeProcess, serveEachTest } from "../smtp/serve-process.ts";
 
-const running: ServeProcess[] = [];
-afterEach(async () => {
-  for (const s of running.splice(0)) if (s.proc.exitCode === null) await s.stop("SIGKILL");
-});
-
-async function serve(env: Record<string, string> = {}, rules = RULES_YAML): Promise<ServeProcess> {
-  const dir = serveDir();
-  writeFileSync(join(dir, "rules.yaml"), rules);
-  const s = await startServe("source", dir, env);
-  running.push(s);
-  return s;
-}
+const serve = serveEachTest();
 
 async function archived(s: ServeProcess, id: string): Promise<Buffer> {
   let bytes: Buffer | null = null;
@@ -249,8 +238,7 @@ rules:
     writeFileSync(target, RULES_YAML);
     rmSync(join(dir, "rules.yaml"));
     symlinkSync(target, join(dir, "rules.yaml"));
-    const s = await startServe("source", dir);
-    running.push(s);
+    const s = await serve({}, RULES_YAML, dir);
     const c = await RawClient.connect(s.smtpPort);
     await greet(c);
     const message = "From: a@sender.example\r\nTo: b@company.com\r\nSubject: weekly report\r\n\r\nHi.\r\n";

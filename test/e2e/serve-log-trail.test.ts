@@ -10,25 +10,13 @@
  * - a message refused by a rule is recorded under an id; the session line carries that id, as
  *   the "message rejected" line and the database row do, also when it is the session's only one.
  */
-import { afterEach, describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { Database } from "bun:sqlite";
 import { RawClient, greet, makeCert, sendMail, simpleMessage } from "../smtp/helpers.ts";
-import { RULES_YAML, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { serveEachTest } from "../smtp/serve-process.ts";
 
-const running: ServeProcess[] = [];
-afterEach(async () => {
-  for (const s of running.splice(0)) if (s.proc.exitCode === null) await s.stop("SIGKILL");
-});
-
-async function serve(env: Record<string, string> = {}, rules = RULES_YAML): Promise<ServeProcess> {
-  const dir = serveDir();
-  writeFileSync(join(dir, "rules.yaml"), rules);
-  const s = await startServe("source", dir, env);
-  running.push(s);
-  return s;
-}
+const serve = serveEachTest();
 
 describe("mailgw serve log trail", () => {
   test("a MAIL FROM refused by the rate limit or by SMTP_TLS_REQUIRED: the session line names the sender", async () => {

@@ -1,13 +1,17 @@
 /**
- * `mailgw queue drop` beside the real serve (SPEC §1 queue, §5): a forward whose attempt is
- * under way (the relay stalls after the message's data) is dropped, and the command says the
- * relay may still receive it instead of a bare "dropped"; the row and spool file are gone and
- * serve stays up.
+ * `mailgw queue` beside the real serve (SPEC §1 queue, §5), with a forward whose attempt is under
+ * way (the relay stalls after the message's data):
+ * - drop: the command says the relay may still receive it instead of a bare "dropped"; the row
+ *   and spool file are gone and serve stays up;
+ * - after serve was killed: the row stays `delivering` until serve starts again. `queue list`
+ *   says that no serve runs and that serve attempts it again at its start (instead of a row that
+ *   looks stuck), `queue retry` says the same instead of "only failed, deferred, held can be
+ *   retried", and the restarted serve does deliver it. While serve runs, no such note.
  */
 import { afterEach, expect, test } from "bun:test";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { relayVars, startRelay } from "../delivery/helpers.ts";
+import { relayVars, startRelay, waitFor } from "../delivery/helpers.ts";
 import { greet, RawClient, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { mailgwQueue, queueList, serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
 
@@ -50,3 +54,51 @@ test("drop of a forward being sent: the command says the relay may still receive
   c.end();
   expect(await s.stop("SIGTERM")).toBe(0);
 }, 60_000);
+
+test("a forward interrupted by kill -9: queue list and retry say serve attempts it again at start; it does", async () => {
+  const relay = await startRelay();
+  cleanups.push(() => relay.close());
+  relay.mode = "stall";
+  const dir = serveDir();
+  writeFileSync(join(dir, "rules.yaml"), RULES);
+  const first = await startServe("source", dir, relayVars(relay));
+  cleanups.push(async () => {
+    if (first.proc.exitCode === null) await first.stop("SIGKILL");
+  });
+  const c = await RawClient.connect(first.smtpPort);
+  await greet(c);
+  const reply = await sendMail(c, "b@company.com", simpleMessage("please forward"));
+  expect(reply).toStartWith("250 2.0.0");
+  const id = reply.split(" ").pop() ?? "";
+  c.end();
+  await until("the forward is being delivered", async () => (await queueList(dir)).some((e) => e.id === id && e.state === "delivering"), 15_000);
+
+  // serve is running: no note.
+  const running = await mailgwQueue(dir, "list");
+  expect(running.code).toBe(0);
+  expect(running.stdout).not.toContain("no serve is running");
+
+  await first.stop("SIGKILL");
+  const listed = await mailgwQueue(dir, "list");
+  expect(listed.code).toBe(0);
+  expect(listed.stdout).toContain(`${id}  1  delivering`);
+  expect(listed.stdout).toContain(
+    `note: no serve is running on ${join(dir, "data")}: the delivery shown as delivering was under way when it stopped; serve attempts it again as soon as it starts`,
+  );
+  const json = await mailgwQueue(dir, "list", "--json");
+  expect(JSON.parse(json.stdout)).toHaveLength(1);
+  expect(json.stderr).toContain("no serve is running");
+
+  const retried = await mailgwQueue(dir, "retry", id);
+  expect(retried.code).toBe(1);
+  expect(retried.stderr).toContain(`delivery ${id} was being delivered when serve stopped: serve attempts it again as soon as it starts`);
+
+  relay.mode = "ok";
+  const second = await startServe("source", dir, relayVars(relay));
+  cleanups.push(async () => {
+    if (second.proc.exitCode === null) await second.stop("SIGKILL");
+  });
+  await waitFor(() => relay.received.length >= 1, 15_000, "delivered after the restart");
+  await until("the queue is empty", async () => (await queueList(dir)).length === 0, 15_000);
+  expect(await second.stop("SIGTERM")).toBe(0);
+}, 90_000);

@@ -3,6 +3,7 @@
  * src/main.ts serve`) or the compiled dist/mailgw (copied outside the repo). Ports are 0 and
  * read back from the JSON "mailgw serve started" log line, so parallel runs never collide.
  */
+import { afterEach } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -74,6 +75,25 @@ export function serveDir(): string {
   const dir = mkdtempSync(join(tmpdir(), "mailgw-serve-e2e-"));
   writeFileSync(join(dir, "rules.yaml"), RULES_YAML);
   return dir;
+}
+
+/**
+ * For a test file: `serve(env, rules)` starts serve from source in a fresh dir with that rules
+ * file (or in `dir`, prepared by the test, as it is); every serve it started is killed after
+ * each test.
+ */
+export function serveEachTest(): (env?: Record<string, string>, rules?: string, dir?: string) => Promise<ServeProcess> {
+  const running: ServeProcess[] = [];
+  afterEach(async () => {
+    for (const s of running.splice(0)) if (s.proc.exitCode === null) await s.stop("SIGKILL");
+  });
+  return async (env = {}, rules = RULES_YAML, prepared?: string) => {
+    const dir = prepared ?? serveDir();
+    if (prepared === undefined) writeFileSync(join(dir, "rules.yaml"), rules);
+    const s = await startServe("source", dir, env);
+    running.push(s);
+    return s;
+  };
 }
 
 /** Runs serve to completion (for start-up failures); resolves with exit code and output. */
