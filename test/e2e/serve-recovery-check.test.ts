@@ -12,18 +12,8 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { openDatabase } from "../../src/store/db.ts";
 import { readIntakeMarks, writeIntakeMarks } from "../../src/store/intake-marks.ts";
-import { greet, RawClient, sendMail, simpleMessage } from "../smtp/helpers.ts";
+import { sendOne } from "../smtp/helpers.ts";
 import { serveDir, startServe } from "../smtp/serve-process.ts";
-
-async function sendOne(port: number, subject: string): Promise<string> {
-  const c = await RawClient.connect(port);
-  await greet(c);
-  const reply = await sendMail(c, "b@company.com", simpleMessage(subject));
-  c.end();
-  const id = /^250 2\.0\.0 Queued as (\S+)/.exec(reply)?.[1];
-  if (!id) throw new Error(`not accepted: ${reply}`);
-  return id;
-}
 
 test("a file that does not match its row after a crash is moved aside; the rest stays; serve goes on", async () => {
   const dir = serveDir();

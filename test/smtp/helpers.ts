@@ -260,3 +260,14 @@ export async function sendMail(c: RawClient, rcpt = "b@company.com", message = s
   c.write(terminated(message));
   return c.reply();
 }
+
+/** One message to b@company.com on a new connection; the id of its `250 2.0.0 Queued as`, or throws. */
+export async function sendOne(port: number, subject: string): Promise<string> {
+  const c = await RawClient.connect(port);
+  await greet(c);
+  const reply = await sendMail(c, "b@company.com", simpleMessage(subject));
+  c.end();
+  const id = /^250 2\.0\.0 Queued as (\S+)/.exec(reply)?.[1];
+  if (!id) throw new Error(`not accepted: ${reply}`);
+  return id;
+}
