@@ -16,7 +16,10 @@ import type { RefusedRecipients } from "./retry.ts";
  */
 export function recordRefused(db: Database, r: AttemptRecord, refused: RefusedRecipients): number {
   const end = r.at + r.durationMs;
-  return insertSplit(db, r, refused.recipients, { state: "failed", attempts: 1, nextAttemptAt: end, lastError: refused.error, retryFrom: null, retryAttempts: 0 });
+  // The attempt count goes on from the delivery it split from, as for deferred ones and the log.
+  return insertSplit(db, r, refused.recipients, {
+    state: "failed", attempts: r.delivery.attempts + 1, nextAttemptAt: end, lastError: refused.error, retryFrom: null, retryAttempts: 0,
+  });
 }
 
 /**

@@ -129,6 +129,8 @@ test("550 for b and 450 for c in one attempt: b failed, c deferred then delivere
   relay.refuseRecipients = ["b@company.com"];
   relay.deferRecipients.set("c@company.com", 1);
   const id = seedDelivery(t, { target: ["a@company.com", "b@company.com", "c@company.com"] });
+  // Two earlier attempts failed as a whole: this is the third, for the log and for `queue list`.
+  t.db.query("UPDATE deliveries SET attempts = 2 WHERE message_id = ?").run(id);
   worker.start();
   await waitFor(() => rowsOf(t, id).length === 3 && rowsOf(t, id)[2]!.state === "delivered", 15_000, "c delivered");
   const rows = rowsOf(t, id).map((r) => [r.target, r.state]);
@@ -140,10 +142,11 @@ test("550 for b and 450 for c in one attempt: b failed, c deferred then delivere
   expect(rowsOf(t, id)[1]!.last_error).toContain("550");
   // b's failure is logged under its own delivery's number, the one `queue list` shows for b.
   const refusedLog = lines.find((l) => l.msg === "failed" && l.id === id && Array.isArray(l.recipients));
-  expect(refusedLog).toMatchObject({ delivery: rowsOf(t, id)[1]!.id, recipients: ["b@company.com"] });
+  expect(refusedLog).toMatchObject({ delivery: rowsOf(t, id)[1]!.id, recipients: ["b@company.com"], attempt: 3 });
+  expect(rowsOf(t, id)[1]!.attempts).toBe(3); // as the log says, and as c's deferred delivery counts
   // Each line of the attempt that split them names only its own recipients as the target, as
   // `queue list` does: the "delivered" line must not name b and c, which did not take it.
-  const splitAttempt = lines.filter((l) => l.id === id && l.attempt === 1);
+  const splitAttempt = lines.filter((l) => l.id === id && l.attempt === 3);
   expect(splitAttempt.map((l) => [l.msg, String(l.target).replace(/^.* → /, "")])).toEqual([
     ["failed", "b@company.com"],
     ["deferred", "c@company.com"],
