@@ -11,7 +11,8 @@ import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import pkg from "../../package.json" with { type: "json" };
 import { withCurrentTable } from "../../scripts/gen-config-docs.ts";
-import { REPO_ROOT, copyBinaryToTemp, registeredCommands, runBinary } from "./binary.ts";
+import { REPO_ROOT, copyBinaryToTemp, findTool, registeredCommands, runBinary } from "./binary.ts";
+import { cleanupBinary, serveDir, startServe } from "../smtp/serve-process.ts";
 
 const readme = readFileSync(join(REPO_ROOT, "README.md"), "utf8");
 const codeBlocks = (lang: string): string[] =>
@@ -19,7 +20,9 @@ const codeBlocks = (lang: string): string[] =>
 const temps: string[] = [];
 afterAll(() => {
   for (const t of temps) rmSync(t, { recursive: true, force: true });
+  cleanupBinary();
 });
+const SWAKS = findTool("swaks");
 
 describe("README", () => {
   test("configuration table matches src/config/variables.ts (bun scripts/gen-config-docs.ts)", () => {
@@ -68,4 +71,31 @@ describe("README", () => {
     const out = await runBinary(binary.bin, ["rules", "lint", "rules.yaml"], { cwd: work });
     expect({ exitCode: out.exitCode, stdout: out.stdout }).toEqual({ exitCode: 0, stdout: "0 errors, 0 warnings in 1 file\n" });
   });
+
+  test.skipIf(SWAKS === null || !registeredCommands().has("serve"))(
+    "quick start: each swaks command gets the reply its comment shows, with the repository's rules.yaml (compiled serve)",
+    async () => {
+      const start = readme.indexOf("## Quick start");
+      const block = codeBlocks("sh").find((b) => b.includes("swaks --server") && readme.indexOf(b) > start) ?? "";
+      const lines = block.split("\n").filter((l) => l.startsWith("swaks "));
+      expect(lines.length).toBe(3);
+      const dir = serveDir();
+      temps.push(dir);
+      writeFileSync(join(dir, "rules.yaml"), readFileSync(join(REPO_ROOT, "rules.yaml")));
+      const serve = await startServe("binary", dir);
+      try {
+        for (const line of lines) {
+          const [command = "", comment = ""] = line.split(/\s+#\s+/);
+          const run = Bun.spawnSync(["sh", "-c", command.replace("127.0.0.1:2525", `127.0.0.1:${serve.smtpPort}`)], { stdout: "pipe", stderr: "pipe" });
+          // swaks prints the server's replies as "<-  250 ..." (or "<** 550 ..." for an error).
+          const replies = run.stdout.toString().split("\n").filter((l) => /^<(-|\*\*) /.test(l)).map((l) => l.replace(/^<(-|\*\*)\s+/, ""));
+          const expected = new RegExp(`^${comment.trim().replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace("<id>", "\\S+")}$`);
+          expect({ command, reply: replies.find((r) => expected.test(r)) ?? replies }).toEqual({ command, reply: expect.stringMatching(expected) });
+        }
+      } finally {
+        await serve.stop();
+      }
+    },
+    30_000,
+  );
 });
