@@ -67,7 +67,8 @@ export function renderUnit(opts: UnitOptions): string {
   return [
     `# ${UNIT_PATH} — written by \`mailgw systemd install\` (mailgw ${opts.version}).`,
     `# Settings: ${ENV_FILE_PATH}. Rules: ${RULES_PATH}. Data: ${STATE_DIR}.`,
-    "# Re-run `mailgw systemd install` after moving the executable or changing ports below 1024.",
+    "# Re-run `mailgw systemd install` after moving the executable, changing ports below 1024, or",
+    `# pointing DATA_DIR or DATABASE_URL outside ${STATE_DIR} (ReadWritePaths below follows them).`,
     "[Unit]",
     "Description=mailgw inbound mail gateway (SMTP, rules, archive / forward / webhook)",
     "After=network-online.target",
