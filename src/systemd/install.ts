@@ -150,7 +150,7 @@ function parsePort(name: string, value: string, source: string): number {
 }
 
 /** Settings the service will run with: the existing env file wins over the install-time values. */
-function serviceSettings(opts: SystemdOptions, envFile: string): { values: Map<string, string>; source: string; exists: boolean } {
+function serviceSettings(opts: SystemdOptions, envFile: string): { values: Map<string, string>; source: string; exists: boolean; setInFile: Set<string> } {
   if (existsSync(envFile)) {
     let text: string;
     try {
@@ -162,11 +162,11 @@ function serviceSettings(opts: SystemdOptions, envFile: string): { values: Map<s
     const fromFile = parseDotenv(text, envFile);
     const values = new Map<string, string>();
     for (const v of VARIABLES) values.set(v.name, fromFile.get(v.name) ?? SERVICE_PATH_SETTINGS.get(v.name) ?? v.default);
-    return { values, source: envFile, exists: true };
+    return { values, source: envFile, exists: true, setInFile: new Set(fromFile.keys()) };
   }
   const values = new Map<string, string>();
   for (const v of VARIABLES) values.set(v.name, SERVICE_PATH_SETTINGS.get(v.name) ?? opts.settings.get(v.name) ?? v.default);
-  return { values, source: "environment", exists: false };
+  return { values, source: "environment", exists: false, setInFile: new Set() };
 }
 
 /** Lines the new env file sets: the service paths, and ports that differ from the defaults. */
@@ -260,9 +260,11 @@ function refuseIgnoredPortFlags(opts: SystemdOptions, env: ReturnType<typeof ser
     const current = env.values.get(name);
     if (current === value) continue;
     const flag = name === "SMTP_PORT" ? "--smtp-port" : "--http-port";
+    // A commented-out line (the template's `#SMTP_PORT=2525`) sets nothing: the default applies.
+    const what = env.setInFile.has(name) ? `sets ${name}=${current}` : `does not set ${name} (so the default ${current} applies)`;
     throw new CliError(
-      `${flag} ${value} would be ignored: ${env.source} exists and sets ${name}=${current} (install never rewrites it); ` +
-        `change ${name} there, then run install again`,
+      `${flag} ${value} would be ignored: ${env.source} exists and ${what} (install never rewrites it); ` +
+        `set ${name}=${value} there, then run install again`,
     );
   }
 }

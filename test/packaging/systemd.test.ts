@@ -162,6 +162,11 @@ describe("systemd install --root", () => {
     expect(existsSync(join(root, "etc/systemd/system/mailgw.service"))).toBe(false);
     const same = await install(root, {}, ["--smtp-port", "2525"]);
     expect(same.exitCode).toBe(0);
+    // The template's commented-out line sets nothing: the message says the default applies.
+    writeFileSync(envPath, "#SMTP_PORT=2525\n");
+    const commented = await install(root, {}, ["--smtp-port", "25"]);
+    expect(commented.exitCode).toBe(1);
+    expect(commented.stderr).toContain(`${envPath} exists and does not set SMTP_PORT (so the default 2525 applies) (install never rewrites it); set SMTP_PORT=25 there`);
   });
 
   test("an env file it cannot read: exit 1 with one line saying to use sudo", async () => {
