@@ -155,7 +155,11 @@ function openLockFile(dataDir: string, path: string): { fd: number; writable: bo
         // fall through: report the first error, it names the real problem
       }
     }
-    throw new CliError(`cannot open the lock file ${path}: ${describeError(err)} (check DATA_DIR and its permissions)`);
+    // Under systemd, ProtectSystem=strict makes everything but the unit's ReadWritePaths read-only.
+    const hint = code === "EROFS"
+      ? "a read-only file system: under systemd, run `mailgw systemd install` again after moving DATA_DIR, so the unit lets serve write there"
+      : "check DATA_DIR and its permissions";
+    throw new CliError(`cannot open the lock file ${path}: ${describeError(err)} (${hint})`);
   }
 }
 

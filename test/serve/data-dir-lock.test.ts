@@ -14,6 +14,8 @@ import { CliError } from "../../src/errors.ts";
 import { constants as osConstants } from "node:os";
 import { silentLogger, type LogFields } from "../../src/log/logger.ts";
 import { DATA_DIR_LOCK_FILE, lockDataDir } from "../../src/serve/data-dir-lock.ts";
+import { spawnSync } from "node:child_process";
+import { withTmpfs } from "../helpers/tmpfs.ts";
 
 const MODULE = join(import.meta.dir, "../../src/serve/data-dir-lock.ts");
 const FLOCK_PLATFORM = process.platform === "linux" || process.platform === "darwin";
@@ -129,5 +131,17 @@ describe("DATA_DIR lock unavailable", () => {
     const lock = lockDataDir(dir, log, { flock: () => -1, errno: () => osConstants.errno.ENOLCK });
     expect(lock.held).toBe(false);
     expect(log.lines.map((l) => l.fields?.reason)).toEqual([`flock on ${join(dir, DATA_DIR_LOCK_FILE)} failed (errno ${osConstants.errno.ENOLCK})`]);
+  });
+});
+
+test("a DATA_DIR on a read-only file system (systemd's ProtectSystem outside ReadWritePaths): the error says to re-run install", async () => {
+  await withTmpfs("mailgw-lock-ro-", 1, async (mnt) => {
+    const remount = spawnSync("mount", ["-o", "remount,ro", mnt]);
+    expect(remount.status).toBe(0);
+    const dir = join(mnt, "data");
+    const err = refusedWith(() => lockDataDir(dir, silentLogger));
+    expect(err.message).toStartWith(`cannot open the lock file ${join(dir, DATA_DIR_LOCK_FILE)}: `);
+    expect(err.message).toContain("EROFS");
+    expect(err.message).toEndWith("(a read-only file system: under systemd, run `mailgw systemd install` again after moving DATA_DIR, so the unit lets serve write there)");
   });
 });
