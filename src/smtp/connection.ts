@@ -15,6 +15,8 @@
  *    found with the native indexOf instead of a JavaScript loop over every byte.
  *  - The parser's continue() made re-entrant (continueAfterData): commands pipelined after a
  *    message were lost when the same read held a second whole transaction.
+ *  - Replies to a client that shut down its sending side (half-open listener, front.ts): still
+ *    written, and the connection closed once none is owed (closeWhenAnswered).
  *
  * Failure: a deadline answers 421 4.4.2 and closes the session; the library then aborts the
  * DATA stream so nothing half-received is stored.
@@ -46,6 +48,8 @@ const rcptArguments = new WeakMap<SMTPServerSession, string>();
 const addressCommands = new WeakMap<SMTPServerSession, Buffer>();
 /** How long a deadline that fell during storage is postponed before it is checked again. */
 const DEADLINE_RECHECK_MS = 1000;
+/** How often a client that stopped sending is checked for replies still owed to it. */
+const ANSWER_RECHECK_MS = 50;
 
 /** Sessions a trusted proxy opened for itself (PROXY LOCAL, or its own address): its health checks. */
 const proxyOwnSessions = new WeakSet<SMTPServerSession>();
@@ -125,6 +129,26 @@ function continueAfterData(parser: SMTPStream): SMTPStream {
   return parser;
 }
 
+/**
+ * The library writes a reply only while the socket's readyState is "open". A client that shut
+ * down its sending side after its last command (the socket is then "writeOnly": the listener
+ * is half-open, front.ts) still reads the replies owed to it, as from Postfix; the library's
+ * check dropped them, the 250 of a message already stored included.
+ */
+function repliesAfterClientEnd(socket: Socket | TLSSocket): void {
+  let proto: object | null = Object.getPrototypeOf(socket) as object | null;
+  while (proto && !Object.getOwnPropertyDescriptor(proto, "readyState")) proto = Object.getPrototypeOf(proto) as object | null;
+  const readyState = proto ? Object.getOwnPropertyDescriptor(proto, "readyState")?.get : undefined;
+  if (!readyState) return;
+  Object.defineProperty(socket, "readyState", {
+    configurable: true,
+    get(this: Socket): string {
+      const state = readyState.call(this) as string;
+      return state === "writeOnly" ? "open" : state;
+    },
+  });
+}
+
 export class GatewayConnection extends SMTPConnection {
   private sessionTimer: ReturnType<typeof setTimeout> | null = null;
   private dataTimer: ReturnType<typeof setTimeout> | null = null;
@@ -137,6 +161,7 @@ export class GatewayConnection extends SMTPConnection {
     // The library fills the session in only once the greeting is sent; a connection closed
     // before that (a health check's reset) was logged without its client address.
     this.session.remoteAddress = this.remoteAddress;
+    repliesAfterClientEnd(this._socket);
     this.sessionTimer = this.deadline(this.hooks.sessionTimeoutMs, "Session time limit exceeded");
     super.init();
   }
@@ -153,7 +178,26 @@ export class GatewayConnection extends SMTPConnection {
   }
 
   override _createParser(): SMTPStream {
-    return continueAfterData(useFastDataScanner(super._createParser()));
+    const parser = continueAfterData(useFastDataScanner(super._createParser()));
+    // The socket ends the parser when the client has sent its last byte (the listener is
+    // half-open, front.ts); by then every whole command before it has been answered.
+    parser.once("finish", () => this.closeWhenAnswered());
+    return parser;
+  }
+
+  /**
+   * The client will send nothing more: close once no reply is owed. One may still be: the
+   * command the parser flushed at the end (a last line without CRLF), or a message still being
+   * stored; a message cut off mid-DATA is not waited for (the close aborts it).
+   */
+  private closeWhenAnswered(): void {
+    if (this._closing || this._closed) return;
+    const owed = this._handlerPending || this.hooks.isStoring(this.session) || (Boolean(this._dataStream) && this._parser !== false && !this._parser._dataMode);
+    if (owed) {
+      setTimeout(() => this.closeWhenAnswered(), ANSWER_RECHECK_MS).unref();
+      return;
+    }
+    this.close();
   }
 
   override send(code: number, data?: string | string[] | null, context?: string | false): void {

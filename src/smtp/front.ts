@@ -87,7 +87,11 @@ export function createFront(opts: FrontOptions): Front {
     admit(socket, header.source?.address ?? peer, header.source?.port ?? socket.remotePort, proxyOwn);
   };
 
-  const server = createServer((socket) => {
+  // Half-open: a client that shuts down its sending side right after the final dot (a script's
+  // `nc -N`, shutdown(SHUT_WR)) still reads the reply. Without it the socket was closed on the
+  // client's FIN: the message was stored but its 250 never sent, so the client would send it
+  // again. GatewayConnection closes our side once every reply owed is sent.
+  const server = createServer({ allowHalfOpen: true }, (socket) => {
     socket.on("error", ignore);
     // Bun reports no address for a socket the peer reset before this callback ran (a health
     // check's connect-and-reset): nobody is left to refuse, and "" would be logged as a client.

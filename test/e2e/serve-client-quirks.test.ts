@@ -1,0 +1,62 @@
+/**
+ * What SMTP clients in the wild do to an MX, against the real `mailgw serve` (from source):
+ * - a client that shuts down its sending side (shutdown(SHUT_WR), `nc -N`) right after the
+ *   final dot still reads its 250, as from Postfix; the message is archived once and the
+ *   session line names it. A shutdown mid-DATA stores nothing and the session ends at once.
+ */
+import { describe, expect, test } from "bun:test";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { RawClient, greet, simpleMessage, terminated } from "../smtp/helpers.ts";
+import { archivedCopy, serveEachTest, until } from "../smtp/serve-process.ts";
+
+const serve = serveEachTest();
+
+/** Everything the server sends until it closes the connection (or `ms` passes). */
+function rest(c: RawClient, ms = 5000): Promise<string> {
+  return new Promise((resolve) => {
+    let text = "";
+    const done = (): void => resolve(text);
+    c.socket.on("data", (d: Buffer) => (text += d.toString("latin1")));
+    c.socket.once("close", done);
+    setTimeout(done, ms);
+  });
+}
+
+describe("mailgw serve and clients in the wild", () => {
+  // The listener closed the socket on the client's FIN: the message was stored, but its 250
+  // was never written, so the client would send it again (and the session line had no id).
+  test("shutdown(SHUT_WR) after the final dot: the 250 (and a pipelined QUIT's 221) still arrive; mid-DATA: nothing kept", async () => {
+    const s = await serve();
+    const ids: string[] = [];
+    for (const quit of ["", "QUIT\r\n"]) {
+      const c = await RawClient.connect(s.smtpPort);
+      await greet(c);
+      const replies = rest(c);
+      c.write(`MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@company.com>\r\nDATA\r\n${terminated(simpleMessage(`half-closed ${quit.length}`))}${quit}`);
+      c.socket.end();
+      const text = await replies;
+      const id = /^250 2\.0\.0 Queued as (\S+)\r\n/m.exec(text)?.[1];
+      expect(id, text).toBeString();
+      if (quit) expect(text).toEndWith("221 2.0.0 Bye\r\n");
+      expect(c.closed).toBe(true);
+      ids.push(id!);
+      await until(`${id} archived`, async () => (await archivedCopy(s.dir, id!)) !== null, 5000);
+      await s.waitForLog((l) => l.msg === "smtp session" && l.id === id && l.reply === `250 2.0.0 Queued as ${id}`);
+    }
+    expect(ids[0]).not.toBe(ids[1]);
+
+    const cut = await RawClient.connect(s.smtpPort);
+    await greet(cut);
+    const replies = rest(cut);
+    cut.write(`MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@company.com>\r\nDATA\r\nSubject: cut off\r\n\r\nhalf a message\r\n`);
+    cut.socket.end();
+    const text = await replies;
+    expect(text).toEndWith("354 End data with <CR><LF>.<CR><LF>\r\n");
+    expect(cut.closed).toBe(true);
+    await s.waitForLog((l) => l.msg === "smtp session" && l.from === "a@sender.example" && l.id === undefined);
+    expect(s.logs.filter((l) => l.msg === "smtp session" && l.id !== undefined)).toHaveLength(2);
+    expect(readdirSync(join(s.dir, "data", "archive"), { recursive: true }).filter((f) => String(f).endsWith(".eml"))).toHaveLength(2);
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+});
