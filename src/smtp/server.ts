@@ -153,29 +153,52 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     onData(stream: SMTPServerDataStream, session, callback) {
       const state = stateOf(session);
       const ctx = { sink: deps.sink, logger: deps.logger, hostname: cfg.hostname, maxMessageBytes: cfg.maxMessageBytes, maxReceivedHeaders: limits.maxReceivedHeaders };
+      state.receiving = true;
+      const settled = (): void => {
+        state.receiving = false;
+        state.afterReceiving?.();
+      };
       receiveMessage(stream, session, state, ctx).then(
         (reply) => {
-          if (!reply) return callback(SMTP_FAILURE(451, "4.4.2 Connection lost during DATA"));
-          noteMessageEnd(state, reply.code, reply.text);
-          if (reply.code === 250) return callback(null, reply.text);
-          callback(toSmtpServerError(reply));
+          if (!reply) callback(SMTP_FAILURE(451, "4.4.2 Connection lost during DATA"));
+          else {
+            noteMessageEnd(state, reply.code, reply.text);
+            if (reply.code === 250) callback(null, reply.text);
+            else callback(toSmtpServerError(reply));
+          }
+          settled();
         },
         (err: unknown) => {
           deps.logger.error("DATA handler failed", { session: session.id, error: describeError(err) });
           callback(SMTP_FAILURE(451, "4.3.0 Temporary local problem, please try again later"));
+          settled();
         },
       );
     },
     onClose(session) {
       const state = states.get(session.id) ?? newSessionState(session.id, session.remoteAddress, now());
-      states.delete(session.id);
+      const closedAt = now();
       state.tls = state.tls || Boolean(session.secure);
       state.helo = state.helo || session.hostNameAppearsAs || "";
-      const summary = summarize(state, now());
-      // A proxy's health check every few seconds would otherwise fill the log and the session
-      // counter; it is not a client's session unless it started a transaction.
-      if (isProxyOwnSession(session) && startedNoMail(summary)) return logSession(deps.logger, summary, "debug");
-      endSession(summary);
+      const log = (): void => {
+        states.delete(session.id);
+        const summary = summarize(state, closedAt);
+        // A proxy's health check every few seconds would otherwise fill the log and the session
+        // counter; it is not a client's session unless it started a transaction.
+        if (isProxyOwnSession(session) && startedNoMail(summary)) return logSession(deps.logger, summary, "debug");
+        endSession(summary);
+      };
+      // The client left while its message was being received or stored. The line waits for the
+      // outcome: it was written without the id of a message kept all the same (the client saw
+      // no reply and may send it again), which then appeared in no log line at all.
+      if (state.receiving) {
+        state.afterReceiving = () => {
+          state.error ??= "connection closed before the reply to DATA";
+          log();
+        };
+        return;
+      }
+      log();
     },
   };
 

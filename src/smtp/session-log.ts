@@ -78,6 +78,10 @@ export interface SessionState extends Omit<SessionSummary, "durationMs"> {
   lastMessage: { from: string; recipients: string[] } | null;
   /** A complete message is being classified/stored: deadlines must wait. */
   storing: boolean;
+  /** The DATA handler has not settled yet (the message is arriving or being stored). */
+  receiving: boolean;
+  /** Set when the session closed while `receiving`: writes its line once the handler settles. */
+  afterReceiving: (() => void) | null;
 }
 
 export function newSessionState(id: string, client: string, now: number): SessionState {
@@ -105,6 +109,8 @@ export function newSessionState(id: string, client: string, now: number): Sessio
     startedAt: now,
     lastMessage: null,
     storing: false,
+    receiving: false,
+    afterReceiving: null,
   };
 }
 
@@ -153,7 +159,7 @@ export function isNotableReply(code: number, text: string): boolean {
 }
 
 export function summarize(state: SessionState, now: number): SessionSummary {
-  const { startedAt, storing: _storing, lastMessage, messageId: _messageId, ...rest } = state;
+  const { startedAt, storing: _storing, receiving: _receiving, afterReceiving: _afterReceiving, lastMessage, messageId: _messageId, ...rest } = state;
   const envelope = lastMessage ? { from: lastMessage.from, recipients: [...lastMessage.recipients] } : {};
   return { ...rest, ...envelope, durationMs: Math.max(0, now - startedAt) };
 }

@@ -2,7 +2,9 @@
  * What SMTP clients in the wild do to an MX, against the real `mailgw serve` (from source):
  * - a client that shuts down its sending side (shutdown(SHUT_WR), `nc -N`) right after the
  *   final dot still reads its 250, as from Postfix; the message is archived once and the
- *   session line names it. A shutdown mid-DATA stores nothing and the session ends at once.
+ *   session line names it. A shutdown mid-DATA stores nothing and the session ends at once;
+ * - a client that resets the connection right after the final dot: the message it sent is kept
+ *   all the same, and the session line waits for it, to name it.
  */
 import { describe, expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
@@ -57,6 +59,22 @@ describe("mailgw serve and clients in the wild", () => {
     await s.waitForLog((l) => l.msg === "smtp session" && l.from === "a@sender.example" && l.id === undefined);
     expect(s.logs.filter((l) => l.msg === "smtp session" && l.id !== undefined)).toHaveLength(2);
     expect(readdirSync(join(s.dir, "data", "archive"), { recursive: true }).filter((f) => String(f).endsWith(".eml"))).toHaveLength(2);
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+
+  // The line was written at the reset, before the message was stored: no id, no decision, and
+  // the id of the archived message appeared in no log line at all.
+  test("a reset right after the final dot: the message kept is named in the session line", async () => {
+    const s = await serve();
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    c.write(`MAIL FROM:<a@sender.example>\r\nRCPT TO:<b@company.com>\r\nDATA\r\n${terminated(simpleMessage("reset after the dot"))}`);
+    c.socket.resetAndDestroy();
+    const line = await s.waitForLog((l) => l.msg === "smtp session" && l.from === "a@sender.example");
+    expect(line).toMatchObject({ decision: "archive", category: "default" });
+    expect(line.id).toBeString();
+    expect(await archivedCopy(s.dir, String(line.id))).not.toBeNull();
+    expect(line.error).toBeString();
     expect(await s.stop()).toBe(0);
   }, 30_000);
 });
