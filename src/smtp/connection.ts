@@ -130,12 +130,14 @@ function continueAfterData(parser: SMTPStream): SMTPStream {
 }
 
 /**
- * The library writes a reply only while the socket's readyState is "open". A client that shut
- * down its sending side after its last command (the socket is then "writeOnly": the listener
- * is half-open, front.ts) still reads the replies owed to it, as from Postfix; the library's
- * check dropped them, the 250 of a message already stored included.
+ * A client that shut down its sending side after its last command still reads the replies owed
+ * to it, as from Postfix. The plain socket is half-open from the listener (front.ts); the TLS
+ * socket STARTTLS makes is not, and is made so here (server.ts onSecure), or it ended our side
+ * on the client's. The library writes a reply only while readyState is "open", not "writeOnly":
+ * its check dropped them, the 250 of a message already stored included.
  */
-function repliesAfterClientEnd(socket: Socket | TLSSocket): void {
+export function repliesAfterClientEnd(socket: Socket | TLSSocket): void {
+  socket.allowHalfOpen = true;
   let proto: object | null = Object.getPrototypeOf(socket) as object | null;
   while (proto && !Object.getOwnPropertyDescriptor(proto, "readyState")) proto = Object.getPrototypeOf(proto) as object | null;
   const readyState = proto ? Object.getOwnPropertyDescriptor(proto, "readyState")?.get : undefined;

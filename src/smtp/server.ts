@@ -14,7 +14,7 @@ import { CliError, describeError } from "../errors.ts";
 import type { Config } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
 import type { MessageSink } from "../types.ts";
-import { GatewaySmtpServer, isProxyOwnSession, lastAddressCommand, lastRcptArgument } from "./connection.ts";
+import { GatewaySmtpServer, isProxyOwnSession, repliesAfterClientEnd, lastAddressCommand, lastRcptArgument } from "./connection.ts";
 import { receiveMessage, toSmtpServerError } from "./data-handler.ts";
 import { createFront } from "./front.ts";
 import { clientKey } from "./ip.ts";
@@ -110,6 +110,8 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     onSecure(socket, session, callback) {
       // After STARTTLS: the negotiated protocol and cipher, for the session line and Received.
       if ("getProtocol" in socket) noteTlsEstablished(stateOf(session), socket);
+      // A client that half-closes after the final dot still gets its 250 over TLS as well.
+      repliesAfterClientEnd(socket);
       callback();
     },
     onMailFrom(address: SMTPServerAddress, session, callback) {
