@@ -5,7 +5,10 @@
  * block, like postal-mime. Bounded by MAX_HEADER_BLOCK_BYTES, MAX_HEADER_FIELDS and
  * MAX_HEADER_FIELD_BYTES; what a limit cut off is named in `notes`. Never throws.
  */
-import { MAX_HEADER_BLOCK_BYTES, MAX_HEADER_FIELD_BYTES, MAX_HEADER_FIELDS } from "./limits.ts";
+import { MAX_HEADER_BLOCK_BYTES, MAX_HEADER_FIELD_BYTES, MAX_HEADER_FIELDS, MAX_NAMED_FIELDS_PAST_LIMIT } from "./limits.ts";
+
+/** Fields the facts (subject, from, to, cc) and the MIME parse read by name: kept past MAX_HEADER_FIELDS. */
+const KEPT_PAST_LIMIT: ReadonlySet<string> = new Set(["subject", "from", "to", "cc", "content-type", "content-transfer-encoding", "mime-version"]);
 
 export interface RawHeaderField {
   /** Lower-case field name. */
@@ -95,12 +98,13 @@ class FieldCollector {
     while (nameEnd > nameStart && (unfolded[nameEnd - 1] === SP || unfolded[nameEnd - 1] === TAB)) nameEnd--;
     const nameBytes = unfolded.subarray(nameStart, nameEnd);
     if (!isFieldName(nameBytes)) return;
-    if (this.fields.length >= MAX_HEADER_FIELDS) {
-      this.note(`more than ${MAX_HEADER_FIELDS} header fields, the rest ignored`);
-      return;
-    }
     const originalName = nameBytes.toString("latin1");
-    this.fields.push({ name: originalName.toLowerCase(), originalName, value: unfolded.subarray(colon + 1) });
+    const name = originalName.toLowerCase();
+    if (this.fields.length >= MAX_HEADER_FIELDS) {
+      this.note(`more than ${MAX_HEADER_FIELDS} header fields, the rest ignored but for ${[...KEPT_PAST_LIMIT].join(", ")}`);
+      if (!KEPT_PAST_LIMIT.has(name) || this.fields.length >= MAX_HEADER_FIELDS + MAX_NAMED_FIELDS_PAST_LIMIT) return;
+    }
+    this.fields.push({ name, originalName, value: unfolded.subarray(colon + 1) });
   }
 
   note(text: string): void {

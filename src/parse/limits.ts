@@ -13,6 +13,13 @@ export const MAX_HEADER_BLOCK_BYTES = 1024 * 1024;
 export const MAX_HEADER_FIELDS = 1000;
 
 /**
+ * Past MAX_HEADER_FIELDS, fields the facts and the MIME parse read by name (header-block.ts
+ * KEPT_PAST_LIMIT) are still kept, up to this many: else 1,001 padding fields before a
+ * `Subject: [SPAM]` hid it from every subject rule (Postfix's header_checks see 100 KB of header).
+ */
+export const MAX_NAMED_FIELDS_PAST_LIMIT = 100;
+
+/**
  * Bytes of one header field value; longer values are cut. Stops a single 2 MB To:/Subject: of
  * encoded words from reaching the RFC 2047 decoder and the address parser.
  */

@@ -112,6 +112,17 @@ rules:
     expect(await s.stop()).toBe(0);
   }, 120_000);
 
+  test("1,001 padding header fields before the Subject do not hide it from a subject rule", async () => {
+    const s = await serve();
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    const padding = Array.from({ length: 1001 }, (_, i) => `X-Pad-${i}: x`).join("\r\n");
+    const message = `${padding}\r\nFrom: a@sender.example\r\nTo: b@company.com\r\nSubject: [SPAM] buy now\r\n\r\nhello\r\n`;
+    expect(await sendMail(c, "b@company.com", message)).toBe("550 5.7.1 Message rejected as spam");
+    c.end();
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+
   test("queue list shows a webhook reply's terminal escapes as '?'", async () => {
     const receiver = Bun.serve({
       hostname: "127.0.0.1",
