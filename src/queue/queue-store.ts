@@ -2,7 +2,8 @@
  * Queue SQL: every read and write of `deliveries` / `delivery_attempts` made by the worker
  * and by `mailgw queue`. State machine (SPEC §5):
  *   queued|deferred → delivering → delivered | deferred | failed;  held → queued (relay set);
- *   failed|deferred|held → queued (`queue retry`);  delivering → queued (start after a crash).
+ *   failed|deferred|held → queued (`queue retry`);  delivering → queued|deferred|failed (start
+ *   after a crash: interrupted.ts).
  * A forward the relay took for only some recipients is delivered; the recipients it refused
  * get a delivery of their own, created in the same transaction: failed (5xx) or deferred (4xx).
  * Each transition is one UPDATE guarded by the state it leaves, so the worker and the CLI
@@ -257,13 +258,6 @@ export function rescheduleFromFuture(db: Database, now: number, aheadMs: number)
   const where = `state IN ('queued', 'deferred') AND next_attempt_at > ?1 AND next_attempt_at < ${NOT_YET_DURABLE_AT}`;
   if (db.query(`SELECT 1 FROM deliveries WHERE ${where} LIMIT 1`).get(now + aheadMs) === null) return 0;
   return db.query(`UPDATE deliveries SET next_attempt_at = ?2, updated_at = ?2 WHERE ${where}`).run(now + aheadMs, now).changes;
-}
-
-/** At start: attempts a crash interrupted are due again (at-least-once; a duplicate is possible). */
-export function recoverInterrupted(db: Database, now: number): number {
-  return db
-    .query(`UPDATE deliveries SET state = 'queued', next_attempt_at = ?, updated_at = ? WHERE state = 'delivering'`)
-    .run(now, now).changes;
 }
 
 // ---- for `mailgw queue` -------------------------------------------------------------

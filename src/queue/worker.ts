@@ -8,8 +8,8 @@
  * has its own cap, so one slow or stalled target never takes every slot; at most
  * MAX_LARGE_IN_FLIGHT of them carry a large message (memory). Every attempt has a deadline.
  * Durability: at-least-once. A claim is committed (`delivering`) before the attempt; on
- * start, `delivering` rows left by a crash are queued again (a duplicate is possible, a loss
- * is not). Results are committed without an fsync (WAL, synchronous=NORMAL: the write lock is
+ * start, `delivering` rows left by a crash are attempted again (interrupted.ts; a duplicate is
+ * possible, a loss is not). Results are committed without an fsync (WAL, synchronous=NORMAL: the write lock is
  * held only for the write); a spool file is unlinked only after an fsync of the WAL that began
  * after that commit (`durable`), so a crash can lose a "delivered" state (→ a redelivery) but
  * never leave a queued row whose spool file is gone.
@@ -25,6 +25,7 @@ import type { Logger } from "../log/logger.ts";
 import { narrowTarget, parseAddresses, runAttempt } from "./attempt.ts";
 import { WalSync } from "../spool/wal-sync.ts";
 import { createGroupCommit } from "./group-commit.ts";
+import { logInterrupted, recoverInterrupted } from "./interrupted.ts";
 import * as store from "./queue-store.ts";
 import { nextStep, RETRY_CAP_MS, type AttemptOutcome, type NextStep } from "./retry.ts";
 import { createSpoolAccess, type SpoolAccess } from "./spool-access.ts";
@@ -362,8 +363,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       if (started) return;
       started = true;
       relay = makeRelay(config.relay);
-      const recovered = store.recoverInterrupted(db, now());
-      if (recovered > 0) logger.warn("deliveries interrupted by a stop or crash are queued again", { count: recovered });
+      logInterrupted(logger, recoverInterrupted(db, { now: now(), ...config.queue, random }));
       if (relay === null) logger.warn("no relay configured (RELAY_SMTP_HOST): forward deliveries are held until one is set");
       releaseHeldIfRelay();
       tick();
