@@ -3,18 +3,25 @@
  * relay SMTP, result commits, fsyncs) uses a second core instead of sharing the event loop
  * with intake. It opens its own SQLite connection (same file, WAL) and its own relay pool.
  * Protocol (structured clone; see thread-protocol.ts):
- *   in:  init { config } once, then wake, reload-relay { relay }, stop
+ *   in:  init { config } once, then wake, reload-relay { relay }, count-sessions, stop
  *   out: ready (module loaded), started | start-failed { error }, logs { records, inFlight },
  *        stopped
  * Log records are filtered by LOG_LEVEL here and written by the main thread's logger, so the
  * lines are the same as with an in-thread worker (one per attempt, with the message id).
+ * count-sessions: the SMTP session counters (serve/session-counters.ts) are committed here, not
+ * on the event loop, where a write to the WAL waited as long as the disk did: behind a syncfs of
+ * big messages on a slow disk (23 s), or until a frozen or hung file system came back, with no
+ * SMTP greeting and no /healthz answer meanwhile. Counts a commit could not take are kept for the next.
  * Trusts: the Config the main thread validated. Failure: a start error is reported
  * (start-failed) and the main thread falls back to an in-thread worker; an uncaught exception
  * ends this thread and the main thread starts a new one (threaded-worker.ts).
  */
 import type { Database } from "bun:sqlite";
 import type { LogFields, Logger } from "../log/logger.ts";
+import { bumpCounter } from "../store/counters.ts";
 import { openDatabase } from "../store/db.ts";
+import { describeError } from "../errors.ts";
+import { commitWithShortWaits } from "../spool/wal-sync.ts";
 import type { ThreadLogRecord, ThreadReply, ThreadRequest } from "./thread-protocol.ts";
 import { createDeliveryWorker, type DeliveryWorker } from "./worker.ts";
 
@@ -25,6 +32,9 @@ const LEVEL_RANK = { error: 0, warn: 1, info: 3, debug: 4 } as const;
 let worker: DeliveryWorker | null = null;
 let db: Database | null = null;
 let pending: ThreadLogRecord[] = [];
+let log: Logger | null = null;
+/** Ended sessions not yet committed, and the time of the latest count. */
+const sessionCounts = { at: 0, sessions: 0, tls: 0 };
 let flushScheduled = false;
 
 function post(reply: ThreadReply): void {
@@ -60,7 +70,8 @@ async function handle(req: ThreadRequest): Promise<void> {
         // Every commit here is non-durable; spool files are unlinked only after `durable`
         // (a WAL fsync), so this only shortens how long the write lock is held.
         db.exec("PRAGMA synchronous = NORMAL");
-        worker = createDeliveryWorker({ config: req.config, db, logger: forwardingLogger(req.config.log.level) });
+        log = forwardingLogger(req.config.log.level);
+        worker = createDeliveryWorker({ config: req.config, db, logger: log });
         await worker.start();
         post({ kind: "started" });
       } catch (err) {
@@ -74,14 +85,37 @@ async function handle(req: ThreadRequest): Promise<void> {
     case "reload-relay":
       worker?.reloadRelay(req.relay);
       return;
+    case "count-sessions":
+      sessionCounts.at = req.at;
+      sessionCounts.sessions += req.sessions;
+      sessionCounts.tls += req.tls;
+      commitSessionCounts();
+      return;
     case "stop":
       await worker?.stop();
+      commitSessionCounts();
       worker = null;
       db?.close();
       db = null;
       if (pending.length > 0) flushLogs();
       post({ kind: "stopped" });
       return;
+  }
+}
+
+function commitSessionCounts(): void {
+  const conn = db;
+  const { at, sessions, tls } = sessionCounts;
+  if (conn === null || (sessions === 0 && tls === 0)) return;
+  try {
+    commitWithShortWaits(conn, () => {
+      if (sessions > 0) bumpCounter(conn, at, "session", {}, sessions);
+      if (tls > 0) bumpCounter(conn, at, "session_tls", {}, tls);
+    });
+    sessionCounts.sessions -= sessions;
+    sessionCounts.tls -= tls;
+  } catch (err) {
+    log?.error("writing session counters failed; kept for the next try", { error: describeError(err) });
   }
 }
 

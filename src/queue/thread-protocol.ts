@@ -9,6 +9,8 @@ export type ThreadRequest =
   | { kind: "init"; config: Config }
   | { kind: "wake" }
   | { kind: "reload-relay"; relay: RelayConfig | null }
+  /** SMTP sessions that ended (serve/session-counters.ts), committed here on this thread's connection. */
+  | { kind: "count-sessions"; at: number; sessions: number; tls: number }
   | { kind: "stop" };
 
 export interface ThreadLogRecord {

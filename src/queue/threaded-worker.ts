@@ -48,6 +48,11 @@ export interface ThreadedDeliveryWorker extends DeliveryWorker {
   mode(): "thread" | "main" | "none";
   /** Threads replaced after a crash. */
   restarts(): number;
+  /**
+   * Hands ended SMTP sessions to the thread, which commits their counters on its own connection;
+   * false when no thread runs (the caller commits them itself).
+   */
+  countSessions(at: number, sessions: number, tls: number): boolean;
 }
 
 type Launch = { thread: Worker } | { reason: string };
@@ -194,6 +199,11 @@ export function createThreadedDeliveryWorker(opts: ThreadedDeliveryWorkerOptions
       relay = next;
       if (fallback) fallback.reloadRelay(next);
       else send({ kind: "reload-relay", relay: next });
+    },
+    countSessions(at, sessions, tls) {
+      if (thread === null || stopping) return false;
+      send({ kind: "count-sessions", at, sessions, tls });
+      return true;
     },
     inFlight: () => (fallback ? fallback.inFlight() : inFlight),
     mode: () => (fallback ? "main" : thread ? "thread" : "none"),

@@ -130,7 +130,7 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
   });
   // Delivery runs in its own thread (own SQLite connection), so it uses a second core.
   const worker = createThreadedDeliveryWorker({ config, db, logger });
-  const counters = createSessionCounters(db, logger);
+  const counters = createSessionCounters(db, logger, Date.now, (at, sessions, tls) => worker.countSessions(at, sessions, tls));
   const wakeDelivery = (outcome: ReceiveOutcome): ReceiveOutcome => {
     if (outcome.decision.action === "forward" || outcome.decision.action === "webhook") worker.wake();
     return outcome;

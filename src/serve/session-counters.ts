@@ -1,10 +1,14 @@
 /**
  * The `session` / `session_tls` daily counters (metrics and stats page), batched: sessions are
  * counted in memory and written in one small transaction per FLUSH_INTERVAL_MS, so a flood of
- * short connections does not cost one SQLite commit each. The write runs on the event loop, so
- * it neither fsyncs (the next synced commit covers it) nor waits for the write lock: while
- * another connection holds it, the counts simply wait for the next flush. stop() writes what
- * is left (waiting for the lock and synced, as shutdown may).
+ * short connections does not cost one SQLite commit each. With a delivery thread (`offload`),
+ * the counts are handed to it and committed on its connection: a write on the event loop
+ * waits as long as the disk does (a WAL write blocked 23 s behind the syncfs of big messages on
+ * a slow disk, and for good on a frozen file system), and every session and /healthz with it.
+ * Without one, the write runs on the event loop, so it neither fsyncs (the next synced commit
+ * covers it) nor waits for the write lock: while another connection holds it, the counts simply
+ * wait for the next flush. stop() writes what is left here (waiting for the lock and synced, as
+ * shutdown may; the delivery thread has stopped by then).
  * Failure: a failed write is logged and the counts are kept for the next flush. At most a few
  * intervals of counts are lost on a crash (statistics only, never mail).
  */
@@ -23,7 +27,10 @@ export interface SessionCounters {
   stop(): void;
 }
 
-export function createSessionCounters(db: Database, logger: Logger, now: () => number = Date.now): SessionCounters {
+/** Hands counts to another thread that commits them; false when it cannot take them now. */
+export type SessionCountsOffload = (at: number, sessions: number, tls: number) => boolean;
+
+export function createSessionCounters(db: Database, logger: Logger, now: () => number = Date.now, offload: SessionCountsOffload | null = null): SessionCounters {
   let sessions = 0;
   let tlsSessions = 0;
   let timer: ReturnType<typeof setInterval> | null = null;
@@ -35,6 +42,11 @@ export function createSessionCounters(db: Database, logger: Logger, now: () => n
       if (t > 0) bumpCounter(db, now(), "session_tls", {}, t);
     };
     try {
+      if (!wait && offload?.(now(), s, t)) {
+        sessions -= s;
+        tlsSessions -= t;
+        return;
+      }
       if (wait) db.transaction(write).immediate();
       else if (!tryCommitWithoutWaiting(db, write)) return; // the lock is busy: next time
       sessions -= s;

@@ -1,0 +1,94 @@
+/**
+ * A disk that stops answering (fsfreeze here; a hung network volume, or a slow disk writing back
+ * the syncfs of big messages, in production) must not stop the event loop: SMTP clients still get
+ * their greeting and /healthz answers 503 within its probe's 2 s, as healthz.ts promises. The
+ * SMTP session counters were committed on the event loop every 2 s; their write to the WAL waited
+ * for the file system (23 s behind a syncfs of 240 MB on a 5 MB/s disk), and with it every session.
+ *
+ * Needs root (a loop-mounted ext4 that can be frozen): elsewhere the test prints why it is skipped.
+ */
+import { afterEach, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createConnection } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { greet, RawClient } from "../smtp/helpers.ts";
+import { serveDir, startServe } from "../smtp/serve-process.ts";
+
+const cleanups: (() => Promise<unknown> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function run(cmd: string, ...args: string[]): { ok: boolean; out: string } {
+  const r = spawnSync(cmd, args, { encoding: "utf8" });
+  return { ok: r.status === 0, out: `${r.stdout ?? ""}${r.stderr ?? ""}${r.error ? String(r.error) : ""}`.trim() };
+}
+
+/** A small ext4 on a loop device, mounted; null (with the reason printed) where that cannot be done. */
+function loopExt4(): string | null {
+  const dir = mkdtempSync(join(tmpdir(), "mailgw-frozen-"));
+  const image = join(dir, "fs.img");
+  const mnt = join(dir, "mnt");
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const steps: [string, ...string[]][] = [["truncate", "-s", "64M", image], ["mkfs.ext4", "-q", "-F", image], ["mkdir", mnt], ["mount", "-o", "loop", image, mnt]];
+  for (const [cmd, ...args] of steps) {
+    const r = run(cmd, ...args);
+    if (!r.ok) {
+      console.log(`skipped: cannot mount a loop ext4 here (${cmd}: ${r.out || "failed"}); run as root`);
+      return null;
+    }
+  }
+  cleanups.push(() => void run("umount", mnt));
+  return mnt;
+}
+
+/** Milliseconds until the SMTP greeting arrives, or null if none within `ms`. */
+function greetingAfter(port: number, ms: number): Promise<number | null> {
+  const start = performance.now();
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: "127.0.0.1", port });
+    const done = (v: number | null) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(() => done(null), ms);
+    socket.once("data", () => done(performance.now() - start));
+    socket.once("error", () => done(null));
+  });
+}
+
+test("while the data dir's file system is frozen, SMTP still greets and /healthz answers 503", async () => {
+  const mnt = loopExt4();
+  if (mnt === null) return;
+  const dir = serveDir();
+  const data = join(mnt, "data");
+  const s = await startServe("source", dir, { DATA_DIR: data, DATABASE_URL: `file:${join(data, "mail-gateway.db")}` });
+  cleanups.push(async () => {
+    if (s.proc.exitCode === null) await s.stop("SIGKILL");
+  });
+
+  // A session ends: its count waits for the next flush of the session counters (every 2 s).
+  const c = await RawClient.connect(s.smtpPort);
+  await greet(c);
+  c.end();
+  const frozen = run("fsfreeze", "--freeze", mnt);
+  if (!frozen.ok) {
+    console.log(`skipped: fsfreeze failed (${frozen.out})`);
+    return;
+  }
+  cleanups.push(() => void run("fsfreeze", "--unfreeze", mnt));
+  await Bun.sleep(3_000); // past a flush
+
+  expect(await greetingAfter(s.smtpPort, 2_000)).not.toBeNull();
+  const started = performance.now();
+  const health = await fetch(`${s.httpUrl}healthz`, { signal: AbortSignal.timeout(5_000) }).then((r) => r.status, (err: unknown) => String(err));
+  expect(health).toBe(503);
+  expect(performance.now() - started).toBeLessThan(4_000);
+
+  run("fsfreeze", "--unfreeze", mnt);
+  expect(await greetingAfter(s.smtpPort, 5_000)).not.toBeNull();
+  expect(await s.stop("SIGTERM")).toBe(0);
+}, 60_000);
