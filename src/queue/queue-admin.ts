@@ -106,7 +106,7 @@ export function interruptedNote(entries: readonly ListedEntry[], dataDir: string
   const n = entries.filter((e) => e.state === "delivering").length;
   if (n === 0) return null;
   return `note: no serve is running on ${dataDir}: ${n === 1 ? "the delivery" : `the ${n} deliveries`} shown as delivering ` +
-    `${n === 1 ? "was" : "were"} under way when it stopped; serve attempts ${n === 1 ? "it" : "them"} again as soon as it starts ` +
+    `${n === 1 ? "was" : "were"} under way when it stopped; serve attempts ${n === 1 ? "it" : "them"} again when it starts ` +
     `(the relay or webhook may then receive ${n === 1 ? "it" : "them"} twice)`;
 }
 
@@ -138,7 +138,7 @@ export function retry(db: Database, ref: string | null, now: number, serveStoppe
   const retryable = entries.filter((e) => RETRYABLE_STATES.includes(e.state));
   if (retryable.length === 0) {
     if (serveStopped && entries.every((e) => e.state === "delivering")) {
-      throw new CliError(`delivery ${ref} was being delivered when serve stopped: serve attempts it again as soon as it starts (nothing to retry now)`);
+      throw new CliError(`delivery ${ref} was being delivered when serve stopped: serve attempts it again when it starts (at once, or after the backoff if its attempt before was interrupted too; nothing to retry now)`);
     }
     const states = [...new Set(entries.map((e) => e.state))].join(", ");
     throw new CliError(`delivery ${ref} is ${states}: only ${RETRYABLE_STATES.join(", ")} deliveries can be retried`);

@@ -83,7 +83,7 @@ test("a forward interrupted by kill -9: queue list and retry say serve attempts 
   expect(listed.code).toBe(0);
   expect(listed.stdout).toContain(`${id}  1  delivering`);
   expect(listed.stdout).toContain(
-    `note: no serve is running on ${join(dir, "data")}: the delivery shown as delivering was under way when it stopped; serve attempts it again as soon as it starts`,
+    `note: no serve is running on ${join(dir, "data")}: the delivery shown as delivering was under way when it stopped; serve attempts it again when it starts`,
   );
   const json = await mailgwQueue(dir, "list", "--json");
   expect(JSON.parse(json.stdout)).toHaveLength(1);
@@ -91,7 +91,7 @@ test("a forward interrupted by kill -9: queue list and retry say serve attempts 
 
   const retried = await mailgwQueue(dir, "retry", id);
   expect(retried.code).toBe(1);
-  expect(retried.stderr).toContain(`delivery ${id} was being delivered when serve stopped: serve attempts it again as soon as it starts`);
+  expect(retried.stderr).toContain(`delivery ${id} was being delivered when serve stopped: serve attempts it again when it starts`);
 
   relay.mode = "ok";
   const second = await startServe("source", dir, relayVars(relay));
