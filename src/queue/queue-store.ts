@@ -57,6 +57,22 @@ export interface ClaimLimits {
   webhooks: number;
   /** Webhook URLs at their cap. */
   webhookTargets: string[];
+  /** Which large messages can start now; absent: messages of any size. */
+  large?: LargeLimits;
+}
+
+/**
+ * A due row that cannot start now is not read at all: a claim reads only as many rows as there
+ * are free slots, so large ones no large-message slot can take would fill the read and hide the
+ * rows behind them (another URL's posts behind a stalled receiver's backlog of large posts).
+ */
+export interface LargeLimits {
+  /** Messages from this size on are large. */
+  bytes: number;
+  /** Whether a large forward can start now. */
+  forwards: boolean;
+  /** Whether a large webhook post can start now. */
+  webhooks: boolean;
 }
 
 const CLAIM_COLUMNS = `d.id, d.message_id AS messageId, d.kind, d.target, d.rule, d.category, d.attempts,
@@ -71,20 +87,25 @@ const CLAIM_COLUMNS = `d.id, d.message_id AS messageId, d.kind, d.target, d.rule
  */
 export function dueCandidates(db: Database, now: number, limits: ClaimLimits): ClaimedDelivery[] {
   const found: ClaimedDelivery[] = [];
+  const large = limits.large ?? { bytes: Number.MAX_SAFE_INTEGER, forwards: true, webhooks: true };
   for (const state of ["queued", "deferred"]) {
-    if (limits.forwards > 0) found.push(...db.query<ClaimedDelivery, [string, number, number]>(DUE_FORWARDS).all(state, now, limits.forwards));
+    if (limits.forwards > 0) {
+      found.push(...db.query<ClaimedDelivery, [string, number, number, number, number]>(DUE_FORWARDS).all(state, now, limits.forwards, large.bytes, large.forwards ? 1 : 0));
+    }
     if (limits.webhooks > 0) {
-      found.push(...db.query<ClaimedDelivery, [string, number, string, number]>(DUE_WEBHOOKS).all(state, now, JSON.stringify(limits.webhookTargets), limits.webhooks));
+      found.push(...db.query<ClaimedDelivery, [string, number, number, number, number, string]>(DUE_WEBHOOKS)
+        .all(state, now, limits.webhooks, large.bytes, large.webhooks ? 1 : 0, JSON.stringify(limits.webhookTargets)));
     }
   }
   return found.length < 2 ? found : found.sort((a, b) => a.nextAttemptAt - b.nextAttemptAt);
 }
 
 const DUE_FORWARDS = `SELECT ${CLAIM_COLUMNS} FROM deliveries d JOIN messages m ON m.id = d.message_id
-  WHERE d.kind = 'forward' AND d.state = ? AND d.next_attempt_at <= ? ORDER BY d.next_attempt_at LIMIT ?`;
+  WHERE d.kind = 'forward' AND d.state = ?1 AND d.next_attempt_at <= ?2 AND (m.size < ?4 OR ?5)
+  ORDER BY d.next_attempt_at LIMIT ?3`;
 const DUE_WEBHOOKS = `SELECT ${CLAIM_COLUMNS} FROM deliveries d JOIN messages m ON m.id = d.message_id
-  WHERE d.kind = 'webhook' AND d.state = ? AND d.next_attempt_at <= ?
-    AND d.target NOT IN (SELECT value FROM json_each(?)) ORDER BY d.next_attempt_at LIMIT ?`;
+  WHERE d.kind = 'webhook' AND d.state = ?1 AND d.next_attempt_at <= ?2 AND (m.size < ?4 OR ?5)
+    AND d.target NOT IN (SELECT value FROM json_each(?6)) ORDER BY d.next_attempt_at LIMIT ?3`;
 
 /**
  * Marks the given candidates `delivering` in one UPDATE; returns those it actually took (the

@@ -138,6 +138,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     return n;
   }
 
+  const largeInFlight = (): number => [...running.values()].filter((r) => r.large).length;
+
   function relayCap(): number {
     return relay === null ? 0 : relay.maxConnections * FORWARDS_PER_RELAY_CONNECTION;
   }
@@ -151,7 +153,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     // Without a relay, forwards were just held; any claimed meanwhile go back to held in attempt().
     const forwards = relay === null ? free : Math.min(free, Math.max(0, relayCap() - countByKey("relay")));
     const webhooks = Math.min(free, Math.max(0, webhookCap - (running.size - countByKey("relay"))));
-    return { forwards, webhooks, webhookTargets: [...webhookTargets] };
+    const largeFree = largeInFlight() < MAX_LARGE_IN_FLIGHT;
+    return { forwards, webhooks, webhookTargets: [...webhookTargets], large: { bytes: LARGE_MESSAGE_BYTES, forwards: largeFree, webhooks: largeFree } };
   }
 
   /** Coalesces wake-ups (intake, finished attempts) into one claim per event-loop turn. */
@@ -200,7 +203,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     const forwardCap = relay === null ? Infinity : relayCap();
     const counts = new Map<string, number>();
     let webhooks = running.size - countByKey("relay");
-    let large = [...running.values()].filter((r) => r.large).length;
+    let large = largeInFlight();
     const chosen: store.ClaimedDelivery[] = [];
     for (const d of candidates) {
       if (chosen.length >= free) break;

@@ -1,0 +1,75 @@
+/**
+ * One stalled delivery target must not hold back the others (SPEC §5, worker.ts's caps), through
+ * the real `mailgw serve` (from source), a webhook receiver that takes the connection and never
+ * answers, a healthy receiver and a real smtp-server relay:
+ * - a backlog of large posts (>= LARGE_MESSAGE_BYTES) to the stalled receiver: small posts to
+ *   another URL are delivered at once. They were left queued until the stalled attempts timed out
+ *   (120 s), and then again: the claim read only as many due webhook rows as there were free slots,
+ *   all of them the stalled URL's large posts that no large slot could take, so the healthy URL's
+ *   rows were never read.
+ */
+import { afterEach, expect, test } from "bun:test";
+import { relayVars, startRelay, type ScriptedRelay } from "../delivery/helpers.ts";
+import { greet, RawClient, sendMail, simpleMessage } from "../smtp/helpers.ts";
+import { serveEachTest, until } from "../smtp/serve-process.ts";
+import { LARGE_MESSAGE_BYTES } from "../../src/queue/worker.ts";
+
+const serve = serveEachTest();
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/** Counts posts; `stall`: takes the request and never answers it. */
+function receiver(stall: boolean) {
+  const posts: string[] = [];
+  const server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    idleTimeout: 0,
+    async fetch(req) {
+      const body = await req.text();
+      if (stall) return new Promise<Response>(() => undefined);
+      posts.push(body);
+      return new Response("ok");
+    },
+  });
+  cleanups.push(() => server.stop(true));
+  return { posts, url: `http://127.0.0.1:${server.port}/hook` };
+}
+
+async function relay(): Promise<ScriptedRelay> {
+  const r = await startRelay();
+  cleanups.push(() => r.close());
+  return r;
+}
+
+function rules(stalledUrl: string, healthyUrl: string): string {
+  return `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - { name: to-stalled, priority: 30, action: webhook, url: "${stalledUrl}", conditions: [{ field: rcpt, operator: equals, value: stalled@company.com }] }
+  - { name: to-healthy, priority: 20, action: webhook, url: "${healthyUrl}", conditions: [{ field: rcpt, operator: equals, value: healthy@company.com }] }
+  - { name: forward, priority: 10, action: forward, forward_to: inbox@elsewhere.example, conditions: [{ field: rcpt, operator: equals, value: forward@company.com }] }
+`;
+}
+
+const LARGE_BODY = `${"0123456789abcdef".repeat(4)}\r\n`.repeat(Math.ceil(LARGE_MESSAGE_BYTES / 66) + 100);
+
+async function send(port: number, rcpts: string[], large: boolean): Promise<void> {
+  const c = await RawClient.connect(port);
+  await greet(c);
+  for (const [i, rcpt] of rcpts.entries()) {
+    expect(await sendMail(c, rcpt, simpleMessage(`message ${i}`, large ? LARGE_BODY : "Hi.\r\n"))).toStartWith("250 2.0.0");
+  }
+  c.end();
+}
+
+test("a backlog of large posts to a receiver that never answers: small posts to another URL go at once", async () => {
+  const stalled = receiver(true);
+  const healthy = receiver(false);
+  const s = await serve(relayVars(await relay()), rules(stalled.url, healthy.url));
+  await send(s.smtpPort, Array<string>(20).fill("stalled@company.com"), true);
+  await send(s.smtpPort, ["healthy@company.com", "healthy@company.com", "healthy@company.com"], false);
+  await until("the small posts reached the healthy receiver", async () => healthy.posts.length === 3, 15_000);
+}, 60_000);
