@@ -71,8 +71,10 @@ export interface LargeLimits {
   bytes: number;
   /** Whether a large forward can start now. */
   forwards: boolean;
-  /** Whether a large webhook post can start now. */
+  /** Whether a large webhook post can start now, to a URL not in `webhookTargets`. */
   webhooks: boolean;
+  /** Webhook URLs holding their share of the large-message slots. */
+  webhookTargets: string[];
 }
 
 const CLAIM_COLUMNS = `d.id, d.message_id AS messageId, d.kind, d.target, d.rule, d.category, d.attempts,
@@ -87,14 +89,14 @@ const CLAIM_COLUMNS = `d.id, d.message_id AS messageId, d.kind, d.target, d.rule
  */
 export function dueCandidates(db: Database, now: number, limits: ClaimLimits): ClaimedDelivery[] {
   const found: ClaimedDelivery[] = [];
-  const large = limits.large ?? { bytes: Number.MAX_SAFE_INTEGER, forwards: true, webhooks: true };
+  const large = limits.large ?? { bytes: Number.MAX_SAFE_INTEGER, forwards: true, webhooks: true, webhookTargets: [] };
   for (const state of ["queued", "deferred"]) {
     if (limits.forwards > 0) {
       found.push(...db.query<ClaimedDelivery, [string, number, number, number, number]>(DUE_FORWARDS).all(state, now, limits.forwards, large.bytes, large.forwards ? 1 : 0));
     }
     if (limits.webhooks > 0) {
-      found.push(...db.query<ClaimedDelivery, [string, number, number, number, number, string]>(DUE_WEBHOOKS)
-        .all(state, now, limits.webhooks, large.bytes, large.webhooks ? 1 : 0, JSON.stringify(limits.webhookTargets)));
+      found.push(...db.query<ClaimedDelivery, [string, number, number, number, number, string, string]>(DUE_WEBHOOKS)
+        .all(state, now, limits.webhooks, large.bytes, large.webhooks ? 1 : 0, JSON.stringify(limits.webhookTargets), JSON.stringify(large.webhookTargets)));
     }
   }
   return found.length < 2 ? found : found.sort((a, b) => a.nextAttemptAt - b.nextAttemptAt);
@@ -104,7 +106,8 @@ const DUE_FORWARDS = `SELECT ${CLAIM_COLUMNS} FROM deliveries d JOIN messages m 
   WHERE d.kind = 'forward' AND d.state = ?1 AND d.next_attempt_at <= ?2 AND (m.size < ?4 OR ?5)
   ORDER BY d.next_attempt_at LIMIT ?3`;
 const DUE_WEBHOOKS = `SELECT ${CLAIM_COLUMNS} FROM deliveries d JOIN messages m ON m.id = d.message_id
-  WHERE d.kind = 'webhook' AND d.state = ?1 AND d.next_attempt_at <= ?2 AND (m.size < ?4 OR ?5)
+  WHERE d.kind = 'webhook' AND d.state = ?1 AND d.next_attempt_at <= ?2
+    AND (m.size < ?4 OR (?5 AND d.target NOT IN (SELECT value FROM json_each(?7))))
     AND d.target NOT IN (SELECT value FROM json_each(?6)) ORDER BY d.next_attempt_at LIMIT ?3`;
 
 /**

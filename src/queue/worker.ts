@@ -6,7 +6,8 @@
  * also notices `mailgw queue retry` from another process). At most MAX_IN_FLIGHT attempts
  * run at once; forwards share the relay's cap, webhooks their own share, and each webhook URL
  * has its own cap, so one slow or stalled target never takes every slot; at most
- * MAX_LARGE_IN_FLIGHT of them carry a large message (memory). Every attempt has a deadline.
+ * MAX_LARGE_IN_FLIGHT of them carry a large message (memory), MAX_LARGE_PER_TARGET to one
+ * target. Every attempt has a deadline.
  * Durability: at-least-once. A claim is committed (`delivering`) before the attempt; on
  * start, `delivering` rows left by a crash are attempted again (interrupted.ts; a duplicate is
  * possible, a loss is not). Results are committed without an fsync (WAL, synchronous=NORMAL: the write lock is
@@ -28,6 +29,7 @@ import { createGroupCommit } from "./group-commit.ts";
 import { logInterrupted, recoverInterrupted } from "./interrupted.ts";
 import * as store from "./queue-store.ts";
 import { nextStep, RETRY_CAP_MS, type AttemptOutcome, type NextStep } from "./retry.ts";
+import { applyCaps, claimLimits, countByKey, isLarge, keyOf, MAX_PER_WEBHOOK_TARGET, type SlotUse } from "./slots.ts";
 import { createSpoolAccess, type SpoolAccess } from "./spool-access.ts";
 import { takenRecipients } from "./split-deliveries.ts";
 
@@ -38,18 +40,9 @@ import { takenRecipients } from "./split-deliveries.ts";
  * cannot hold every webhook back, nor stalled webhook receivers the forwards.
  */
 export const MAX_IN_FLIGHT = 48;
-/**
- * Messages from this size on count as large: an attempt holds several times a message's size in
- * memory (a webhook: the bytes, the parse, base64 and the JSON body; a forward: the bytes and
- * their CRLF-normalized copy), so 48 attempts of 25 MB messages could take gigabytes.
- */
-export const LARGE_MESSAGE_BYTES = 1024 * 1024;
-/** Large messages in flight at once, forwards and webhooks together (small ones are not held back). */
-export const MAX_LARGE_IN_FLIGHT = 2;
+export { LARGE_MESSAGE_BYTES, MAX_LARGE_IN_FLIGHT, MAX_LARGE_PER_TARGET, MAX_PER_WEBHOOK_TARGET } from "./slots.ts";
 /** Webhook attempts running at once, all URLs together. */
 export const MAX_WEBHOOKS_IN_FLIGHT = 16;
-/** Attempts running at once against one webhook URL, so a slow receiver cannot take every slot. */
-export const MAX_PER_WEBHOOK_TARGET = 4;
 /**
  * Forwards in flight per pooled relay connection: keeps each connection busy and lets claims and
  * result commits cover several messages (2 -> 4: -11% delivery CPU per message), while the
@@ -132,29 +125,13 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   const makeRelay = (r: RelayConfig | null): RelayClient | null =>
     r === null ? null : createRelayClient(r, { ehloName: config.smtp.hostname });
 
-  function countByKey(key: string): number {
-    let n = 0;
-    for (const r of running.values()) if (r.key === key) n++;
-    return n;
-  }
-
-  const largeInFlight = (): number => [...running.values()].filter((r) => r.large).length;
-
   function relayCap(): number {
     return relay === null ? 0 : relay.maxConnections * FORWARDS_PER_RELAY_CONNECTION;
   }
 
-  /** Claim sizes from the free slots: a claim never reads rows it could not start now. */
-  function claimLimits(free: number): store.ClaimLimits {
-    const webhookTargets = new Set<string>();
-    for (const r of running.values()) {
-      if (r.key !== "relay" && countByKey(r.key) >= MAX_PER_WEBHOOK_TARGET) webhookTargets.add(r.key.slice("webhook:".length));
-    }
-    // Without a relay, forwards were just held; any claimed meanwhile go back to held in attempt().
-    const forwards = relay === null ? free : Math.min(free, Math.max(0, relayCap() - countByKey("relay")));
-    const webhooks = Math.min(free, Math.max(0, webhookCap - (running.size - countByKey("relay"))));
-    const largeFree = largeInFlight() < MAX_LARGE_IN_FLIGHT;
-    return { forwards, webhooks, webhookTargets: [...webhookTargets], large: { bytes: LARGE_MESSAGE_BYTES, forwards: largeFree, webhooks: largeFree } };
+  /** The attempts in flight and the caps, for slots.ts. */
+  function slotUse(): SlotUse {
+    return { running: [...running.values()], relayCap: relay === null ? null : relayCap(), webhookCap };
   }
 
   /** Coalesces wake-ups (intake, finished attempts) into one claim per event-loop turn. */
@@ -195,29 +172,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     }
     const free = maxInFlight - running.size;
     if (free <= 0) return;
-    for (const d of store.claimDue(db, t, claimLimits(free), (candidates) => applyCaps(candidates, free))) startAttempt(d);
-  }
-
-  /** Picks up to `free` candidates without pushing any target past its cap. */
-  function applyCaps(candidates: store.ClaimedDelivery[], free: number): store.ClaimedDelivery[] {
-    const forwardCap = relay === null ? Infinity : relayCap();
-    const counts = new Map<string, number>();
-    let webhooks = running.size - countByKey("relay");
-    let large = largeInFlight();
-    const chosen: store.ClaimedDelivery[] = [];
-    for (const d of candidates) {
-      if (chosen.length >= free) break;
-      const key = keyOf(d);
-      const n = counts.get(key) ?? countByKey(key);
-      if (n >= (key === "relay" ? forwardCap : MAX_PER_WEBHOOK_TARGET)) continue;
-      if (key !== "relay" && webhooks >= webhookCap) continue;
-      if (isLarge(d) && large >= MAX_LARGE_IN_FLIGHT) continue;
-      if (isLarge(d)) large++;
-      if (key !== "relay") webhooks++;
-      counts.set(key, n + 1);
-      chosen.push(d);
-    }
-    return chosen;
+    const use = slotUse();
+    for (const d of store.claimDue(db, t, claimLimits(use, free), (candidates) => applyCaps(use, candidates, free))) startAttempt(d);
   }
 
   /**
@@ -227,7 +183,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
    */
   function worthClaiming(key: string): boolean {
     const cap = key === "relay" ? relayCap() : MAX_PER_WEBHOOK_TARGET;
-    return countByKey(key) <= Math.floor((cap * 3) / 4);
+    return countByKey(slotUse(), key) <= Math.floor((cap * 3) / 4);
   }
 
   function startAttempt(d: store.ClaimedDelivery): void {
@@ -345,14 +301,6 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     if (step.state === "delivered") logger.info("delivered", fields);
     else if (step.state === "deferred") logger.warn("deferred", fields);
     else logger.error("failed", fields);
-  }
-
-  function isLarge(d: store.ClaimedDelivery): boolean {
-    return d.size >= LARGE_MESSAGE_BYTES;
-  }
-
-  function keyOf(d: store.ClaimedDelivery): string {
-    return d.kind === "forward" ? "relay" : `webhook:${d.target}`;
   }
 
   function releaseHeldIfRelay(): void {

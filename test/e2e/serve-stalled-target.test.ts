@@ -6,7 +6,10 @@
  *   another URL are delivered at once. They were left queued until the stalled attempts timed out
  *   (120 s), and then again: the claim read only as many due webhook rows as there were free slots,
  *   all of them the stalled URL's large posts that no large slot could take, so the healthy URL's
- *   rows were never read.
+ *   rows were never read;
+ * - large posts to the stalled receiver do not take every large-message slot: a large forward
+ *   through the healthy relay is sent at once (it waited behind them the same way), and the
+ *   reverse, a stalled relay's large forwards do not hold back a large post to a healthy receiver.
  */
 import { afterEach, expect, test } from "bun:test";
 import { relayVars, startRelay, type ScriptedRelay } from "../delivery/helpers.ts";
@@ -72,4 +75,25 @@ test("a backlog of large posts to a receiver that never answers: small posts to 
   await send(s.smtpPort, Array<string>(20).fill("stalled@company.com"), true);
   await send(s.smtpPort, ["healthy@company.com", "healthy@company.com", "healthy@company.com"], false);
   await until("the small posts reached the healthy receiver", async () => healthy.posts.length === 3, 15_000);
+}, 60_000);
+
+test("large posts to a receiver that never answers do not hold back a large forward through a healthy relay", async () => {
+  const stalled = receiver(true);
+  const healthy = receiver(false);
+  const r = await relay();
+  const s = await serve(relayVars(r), rules(stalled.url, healthy.url));
+  await send(s.smtpPort, ["stalled@company.com", "stalled@company.com", "stalled@company.com"], true);
+  await send(s.smtpPort, ["forward@company.com"], true);
+  await until("the large forward reached the relay", async () => r.received.length === 1, 15_000);
+}, 60_000);
+
+test("large forwards to a relay that never answers do not hold back a large post to a healthy receiver", async () => {
+  const stalled = receiver(true);
+  const healthy = receiver(false);
+  const r = await relay();
+  r.mode = "stall";
+  const s = await serve(relayVars(r), rules(stalled.url, healthy.url));
+  await send(s.smtpPort, ["forward@company.com", "forward@company.com", "forward@company.com"], true);
+  await send(s.smtpPort, ["healthy@company.com"], true);
+  await until("the large post reached the healthy receiver", async () => healthy.posts.length === 1, 15_000);
 }, 60_000);
