@@ -24,6 +24,13 @@ export const MAX_LARGE_IN_FLIGHT = 2;
 export const MAX_LARGE_PER_TARGET = MAX_LARGE_IN_FLIGHT - 1;
 /** Attempts running at once against one webhook URL, so a slow receiver cannot take every slot. */
 export const MAX_PER_WEBHOOK_TARGET = 4;
+/**
+ * The same for a URL whose last attempt failed for now (timed out, refused, 5xx): one probe at a
+ * time until a post succeeds (Postfix lowers a failing destination's concurrency the same way).
+ * Four receivers that never answer would otherwise hold every webhook slot, and take each slot a
+ * timeout frees again with their older posts, until all of those were tried (120 s each).
+ */
+export const MAX_PER_FAILING_WEBHOOK_TARGET = 1;
 
 /** What the worker has in flight, and its caps. */
 export interface SlotUse {
@@ -32,6 +39,8 @@ export interface SlotUse {
   relayCap: number | null;
   /** Webhook attempts in flight at most, all URLs together. */
   webhookCap: number;
+  /** Keys of the webhook URLs whose last attempt failed for now. */
+  failing: ReadonlySet<string>;
 }
 
 /** The running attempts' key for a delivery: one per relay, one per webhook URL. */
@@ -41,6 +50,12 @@ export function keyOf(d: ClaimedDelivery): string {
 
 export function isLarge(d: ClaimedDelivery): boolean {
   return d.size >= LARGE_MESSAGE_BYTES;
+}
+
+/** Attempts the key may have in flight at once. */
+function targetCap(use: SlotUse, key: string): number {
+  if (key === "relay") return use.relayCap ?? Infinity;
+  return use.failing.has(key) ? MAX_PER_FAILING_WEBHOOK_TARGET : MAX_PER_WEBHOOK_TARGET;
 }
 
 export function countByKey(use: SlotUse, key: string): number {
@@ -60,7 +75,7 @@ const sum = (counts: Map<string, number>): number => [...counts.values()].reduce
 export function claimLimits(use: SlotUse, free: number): ClaimLimits {
   const webhookTargets = new Set<string>();
   for (const r of use.running) {
-    if (r.key !== "relay" && countByKey(use, r.key) >= MAX_PER_WEBHOOK_TARGET) webhookTargets.add(r.key.slice("webhook:".length));
+    if (r.key !== "relay" && countByKey(use, r.key) >= targetCap(use, r.key)) webhookTargets.add(r.key.slice("webhook:".length));
   }
   const relayRunning = countByKey(use, "relay");
   // Without a relay, forwards were just held; any claimed meanwhile go back to held in attempt().
@@ -79,7 +94,6 @@ export function claimLimits(use: SlotUse, free: number): ClaimLimits {
 
 /** Picks up to `free` candidates without pushing any target past its cap. */
 export function applyCaps(use: SlotUse, candidates: readonly ClaimedDelivery[], free: number): ClaimedDelivery[] {
-  const forwardCap = use.relayCap ?? Infinity;
   const counts = new Map<string, number>();
   let webhooks = use.running.length - countByKey(use, "relay");
   const largeHeld = largeByKey(use);
@@ -89,7 +103,7 @@ export function applyCaps(use: SlotUse, candidates: readonly ClaimedDelivery[], 
     if (chosen.length >= free) break;
     const key = keyOf(d);
     const n = counts.get(key) ?? countByKey(use, key);
-    if (n >= (key === "relay" ? forwardCap : MAX_PER_WEBHOOK_TARGET)) continue;
+    if (n >= targetCap(use, key)) continue;
     if (key !== "relay" && webhooks >= use.webhookCap) continue;
     if (isLarge(d)) {
       if (large >= MAX_LARGE_IN_FLIGHT || (largeHeld.get(key) ?? 0) >= MAX_LARGE_PER_TARGET) continue;

@@ -5,9 +5,9 @@
  * Scheduling: woken by intake (`wake()`), by finished attempts, and by a short poll (which
  * also notices `mailgw queue retry` from another process). At most MAX_IN_FLIGHT attempts
  * run at once; forwards share the relay's cap, webhooks their own share, and each webhook URL
- * has its own cap, so one slow or stalled target never takes every slot; at most
- * MAX_LARGE_IN_FLIGHT of them carry a large message (memory), MAX_LARGE_PER_TARGET to one
- * target. Every attempt has a deadline.
+ * has its own cap (one slot while its last attempt failed for now), so one slow or stalled
+ * target never takes every slot; at most MAX_LARGE_IN_FLIGHT of them carry a large message
+ * (memory), MAX_LARGE_PER_TARGET to one target (slots.ts). Every attempt has a deadline.
  * Durability: at-least-once. A claim is committed (`delivering`) before the attempt; on
  * start, `delivering` rows left by a crash are attempted again (interrupted.ts; a duplicate is
  * possible, a loss is not). Results are committed without an fsync (WAL, synchronous=NORMAL: the write lock is
@@ -110,6 +110,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   const stopRequested = new AbortController();
   const recordRetryMs = opts.recordRetryMs ?? RECORD_RETRY_MS;
   const running = new Map<number, { promise: Promise<void>; key: string; large: boolean }>();
+  /** Webhook URLs (keys) whose last attempt failed for now: slots.ts gives them one slot. */
+  const failing = new Set<string>();
   let relay: RelayClient | null = null;
   let timer: ReturnType<typeof setTimeout> | null = null;
   let started = false;
@@ -131,7 +133,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
 
   /** The attempts in flight and the caps, for slots.ts. */
   function slotUse(): SlotUse {
-    return { running: [...running.values()], relayCap: relay === null ? null : relayCap(), webhookCap };
+    return { running: [...running.values()], relayCap: relay === null ? null : relayCap(), webhookCap, failing };
   }
 
   /** Coalesces wake-ups (intake, finished attempts) into one claim per event-loop turn. */
@@ -235,6 +237,10 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       await persistently("a held forward", d, () => store.holdClaimed(db, d.id, now()));
       releaseHeldIfRelay(); // a relay set again since
       return;
+    }
+    if (d.kind === "webhook") {
+      if (outcome.kind === "temporary") failing.add(keyOf(d));
+      else failing.delete(keyOf(d));
     }
     const record = attemptRecord(d, outcome, target, at, now());
     const result = await persistently("a delivery result", d, () => recordFinished(record));

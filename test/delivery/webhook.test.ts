@@ -8,7 +8,7 @@ import { createHmac, timingSafeEqual } from "node:crypto";
 import { createServer, type AddressInfo } from "node:net";
 import type { WebhookPayload } from "../../src/act/webhook-payload.ts";
 import { silentLogger } from "../../src/log/logger.ts";
-import { createDeliveryWorker, LARGE_MESSAGE_BYTES, MAX_LARGE_IN_FLIGHT } from "../../src/queue/worker.ts";
+import { createDeliveryWorker, LARGE_MESSAGE_BYTES, MAX_LARGE_IN_FLIGHT, MAX_PER_WEBHOOK_TARGET } from "../../src/queue/worker.ts";
 import { attemptsOf, counter, deliveryOf, makeEnv, SAMPLE_MESSAGE, seedDelivery, waitFor } from "./helpers.ts";
 
 const SECRET = "webhook-test-secret";
@@ -225,6 +225,26 @@ describe("webhook", () => {
     await waitFor(() => deliveryOf(t.db, slowIds[0]!).attempts >= 1, 5_000, "slow attempt recorded");
     expect(attemptsOf(t.db, slowIds[0]!)[0]!.reply ?? "").toMatch(/timed out/);
     expect(deliveryOf(t.db, slowIds[0]!).state).not.toBe("failed");
+  }, 30_000);
+
+  test("receivers that never answer, enough to fill every webhook slot: after their first timeouts they get one slot each", async () => {
+    // Four stalled URLs × MAX_PER_WEBHOOK_TARGET = every webhook slot. Their posts, older than the
+    // healthy one, took each slot freed by a timeout again, so the healthy URL waited until all of
+    // theirs had been tried (here 10 rounds of the 1 s deadline; in serve 10 × 120 s).
+    const stalled = Bun.serve({ port: 0, hostname: "127.0.0.1", idleTimeout: 0, fetch: () => new Promise<Response>(() => undefined) });
+    const healthy = receiver();
+    cleanups.push(() => stalled.stop(true), () => healthy.server.stop(true));
+    const { t, worker } = setup({ WEBHOOK_SECRET: SECRET, QUEUE_RETRY_BASE_SECONDS: "600" }, { attemptTimeoutMs: 1_000 });
+    const old = Date.now() - 60_000;
+    for (let i = 0; i < 4 * MAX_PER_WEBHOOK_TARGET * 10; i++) {
+      seedDelivery(t, { kind: "webhook", target: `http://127.0.0.1:${stalled.port}/hook${i % 4}`, createdAt: old + i });
+    }
+    const id = seedDelivery(t, { kind: "webhook", target: healthy.url });
+    const started = Date.now();
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "delivered", 15_000, "healthy receiver delivered");
+    // First timeouts after 1 s; the healthy post goes in the next claim, not after 10 rounds.
+    expect(Date.now() - started).toBeLessThan(4_000);
   }, 30_000);
 
   test("at most MAX_LARGE_IN_FLIGHT large messages in flight (memory); small ones are not held back", async () => {
