@@ -16,23 +16,14 @@
 import type { Database } from "bun:sqlite";
 import type { Logger } from "../log/logger.ts";
 import { bumpCounterBatch, type CounterIncrement } from "../store/counters.ts";
-import type { DeliveryKind } from "../types.ts";
+import type { ClaimedDelivery } from "./queue-store.ts";
 import { nextStep, type NextStep } from "./retry.ts";
 
 /** What an interrupted attempt is recorded as: its reply in delivery_attempts, the delivery's last_error. */
 export const INTERRUPTED_REPLY = "attempt interrupted: serve or its delivery thread crashed or was killed during it";
 
-export interface InterruptedDelivery {
-  id: number;
-  messageId: string;
-  kind: DeliveryKind;
-  target: string;
-  rule: string | null;
-  category: string;
-  attempts: number;
-  retryAttempts: number;
-  /** What QUEUE_MAX_AGE_HOURS counts from (as ClaimedDelivery.ageFrom). */
-  ageFrom: number;
+export interface InterruptedDelivery
+  extends Pick<ClaimedDelivery, "id" | "messageId" | "kind" | "target" | "rule" | "category" | "attempts" | "retryAttempts" | "ageFrom"> {
   /** When it was claimed: the interrupted attempt's start. */
   claimedAt: number;
   /** The attempt before this one was interrupted as well. */
