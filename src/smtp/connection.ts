@@ -138,17 +138,30 @@ function continueAfterData(parser: SMTPStream): SMTPStream {
  */
 export function repliesAfterClientEnd(socket: Socket | TLSSocket): void {
   socket.allowHalfOpen = true;
-  let proto: object | null = Object.getPrototypeOf(socket) as object | null;
+  const descriptor = readyStateDescriptor(Object.getPrototypeOf(socket) as object);
+  if (descriptor) Object.defineProperty(socket, "readyState", descriptor);
+}
+
+/** The wrapped readyState getter per socket class, looked up once (every connection needs it). */
+const readyStateDescriptors = new WeakMap<object, PropertyDescriptor | null>();
+
+function readyStateDescriptor(socketProto: object): PropertyDescriptor | null {
+  const known = readyStateDescriptors.get(socketProto);
+  if (known !== undefined) return known;
+  let proto: object | null = socketProto;
   while (proto && !Object.getOwnPropertyDescriptor(proto, "readyState")) proto = Object.getPrototypeOf(proto) as object | null;
   const readyState = proto ? Object.getOwnPropertyDescriptor(proto, "readyState")?.get : undefined;
-  if (!readyState) return;
-  Object.defineProperty(socket, "readyState", {
-    configurable: true,
-    get(this: Socket): string {
-      const state = readyState.call(this) as string;
-      return state === "writeOnly" ? "open" : state;
-    },
-  });
+  const descriptor: PropertyDescriptor | null = readyState
+    ? {
+        configurable: true,
+        get(this: Socket): string {
+          const state = readyState.call(this) as string;
+          return state === "writeOnly" ? "open" : state;
+        },
+      }
+    : null;
+  readyStateDescriptors.set(socketProto, descriptor);
+  return descriptor;
 }
 
 export class GatewayConnection extends SMTPConnection {
