@@ -8,6 +8,7 @@
 import { promises as dns } from "node:dns";
 import { authenticate as mailauthAuthenticate, type DNSResolver } from "mailauth";
 import type { AuthResult, Envelope } from "../types.ts";
+import { resolveTxt } from "./dns-txt.ts";
 
 export type { DNSResolver };
 
@@ -59,8 +60,12 @@ function statusOf(value: unknown): AuthResult {
   return value && typeof value === "object" ? normalize((value as StatusHolder).status?.result) : "none";
 }
 
-/** The system resolver, in the shape mailauth calls (node:dns `resolve`). */
-const systemResolver: DNSResolver = (domain, rrtype) => dns.resolve(domain, rrtype) as Promise<string[][] | string[]>;
+/**
+ * The system resolver, in the shape mailauth calls (node:dns `resolve`). TXT goes through
+ * dns-txt.ts: Bun's node:dns splits a record of several strings into several records.
+ */
+const systemResolver: DNSResolver = (domain, rrtype) =>
+  rrtype === "TXT" ? resolveTxt(domain) : dns.resolve(domain, rrtype) as Promise<string[][] | string[]>;
 
 class DeadlineError extends Error {
   readonly code = "ETIMEOUT";

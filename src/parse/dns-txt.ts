@@ -1,0 +1,192 @@
+/**
+ * TXT lookups on the wire: a UDP query to each of the system's name servers (node:dns
+ * getServers(), i.e. /etc/resolv.conf) in turn, asked again over TCP when the answer comes
+ * back truncated. Answers in node:dns's shape: one array per record, holding that record's
+ * character-strings; errors carry node:dns's codes (ENOTFOUND, ENODATA, ESERVFAIL, ETIMEOUT…),
+ * which mailauth maps to SPF/DKIM/DMARC results.
+ *
+ * Why not node:dns: Bun's resolve(name, "TXT") (oven-sh/bun#21370, still in 1.4.x) returns
+ * each character-string of a record as a record of its own. A TXT record longer than 255
+ * bytes is always sent as several strings (RFC 1035 §3.3.14, RFC 7208 §3.3), so every 2048-bit
+ * DKIM key reached mailauth cut after 255 bytes (never a pass) and long SPF records lost their
+ * tail. A, AAAA, MX and PTR answers are not affected and stay with node:dns.
+ */
+import { randomInt } from "node:crypto";
+import { createSocket } from "node:dgram";
+import { getServers } from "node:dns";
+import { connect, isIPv6 } from "node:net";
+
+export interface TxtLookupOptions {
+  /** "ip" or "ip:port" / "[ip6]:port", as node:dns getServers() lists them; default the system's. */
+  servers?: readonly string[];
+  /** Wait for one server's answer; each server is asked up to twice (as c-ares does by default). */
+  tryTimeoutMs?: number;
+}
+
+const TYPE_TXT = 16;
+const CLASS_IN = 1;
+const ROUNDS = 2;
+const DEFAULT_TRY_TIMEOUT_MS = 2000;
+const RCODE_ERRORS: Record<number, string> = { 1: "EFORMERR", 2: "ESERVFAIL", 4: "ENOTIMP", 5: "EREFUSED" };
+
+function dnsError(code: string, name: string): Error {
+  return Object.assign(new Error(`queryTxt ${code} ${name}`), { code, hostname: name });
+}
+
+/** The query: RD set, one question, no EDNS (an answer over 512 bytes comes truncated and is asked again over TCP). */
+function encodeQuery(id: number, name: string): Buffer {
+  const labels = name.split(".");
+  if (labels.some((l) => l.length === 0 || Buffer.byteLength(l) > 63) || name.length > 253) throw dnsError("EBADNAME", name);
+  const header = Buffer.alloc(12);
+  header.writeUInt16BE(id, 0);
+  header.writeUInt16BE(0x0100, 2);
+  header.writeUInt16BE(1, 4);
+  const qname = Buffer.concat([...labels.map((l) => { const b = Buffer.from(l); return Buffer.concat([Buffer.from([b.length]), b]); }), Buffer.from([0])]);
+  const tail = Buffer.alloc(4);
+  tail.writeUInt16BE(TYPE_TXT, 0);
+  tail.writeUInt16BE(CLASS_IN, 2);
+  return Buffer.concat([header, qname, tail]);
+}
+
+/** Offset just past the (possibly compressed) name at `at`. */
+function skipName(msg: Buffer, at: number): number {
+  let p = at;
+  for (;;) {
+    if (p >= msg.length) throw new RangeError("name past the end");
+    const len = msg[p] as number;
+    if ((len & 0xc0) === 0xc0) return p + 2;
+    if (len === 0) return p + 1;
+    p += 1 + len;
+  }
+}
+
+type Parsed = { truncated: true } | { truncated: false; rcode: number; records: string[][] };
+
+/** null when `msg` is not the answer to `query` (another id or question: ignored, as a resolver does). */
+function parseAnswer(msg: Buffer, query: Buffer): Parsed | null {
+  if (msg.length < 12 || msg.readUInt16BE(0) !== query.readUInt16BE(0) || (msg.readUInt16BE(2) & 0x8000) === 0) return null;
+  const flags = msg.readUInt16BE(2);
+  const questionEnd = query.length;
+  // The question echoed back; names compare case-insensitively (a server may change the case).
+  const echoed = (bytes: Buffer) => bytes.toString("latin1").toLowerCase();
+  if (msg.readUInt16BE(4) !== 1 || msg.length < questionEnd || echoed(msg.subarray(12, questionEnd)) !== echoed(query.subarray(12))) return null;
+  if (flags & 0x0200) return { truncated: true };
+  const rcode = flags & 0x000f;
+  const records: string[][] = [];
+  let p = questionEnd;
+  for (let i = msg.readUInt16BE(6); i > 0; i--) {
+    p = skipName(msg, p);
+    if (p + 10 > msg.length) throw new RangeError("record past the end");
+    const type = msg.readUInt16BE(p);
+    const klass = msg.readUInt16BE(p + 2);
+    const end = p + 10 + msg.readUInt16BE(p + 8);
+    if (end > msg.length) throw new RangeError("record data past the end");
+    if (type === TYPE_TXT && klass === CLASS_IN) {
+      const strings: string[] = [];
+      for (let s = p + 10; s < end; s += 1 + (msg[s] as number)) {
+        // latin1, as node:dns decodes TXT data: mailauth refuses non-ASCII SPF records itself.
+        strings.push(msg.subarray(s + 1, Math.min(end, s + 1 + (msg[s] as number))).toString("latin1"));
+      }
+      records.push(strings);
+    }
+    p = end;
+  }
+  return { truncated: false, rcode, records };
+}
+
+function hostPort(server: string): { host: string; port: number } {
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(server);
+  if (bracketed) return { host: bracketed[1] as string, port: Number(bracketed[2] ?? 53) };
+  if (isIPv6(server)) return { host: server, port: 53 };
+  const [host = server, port = "53"] = server.split(":");
+  return { host, port: Number(port) };
+}
+
+function askUdp(query: Buffer, host: string, port: number, timeoutMs: number): Promise<Parsed | "timeout"> {
+  return new Promise((resolve, reject) => {
+    const socket = createSocket(isIPv6(host) ? "udp6" : "udp4");
+    const timer = setTimeout(() => finish(() => resolve("timeout")), timeoutMs);
+    function finish(settle: () => void): void {
+      clearTimeout(timer);
+      socket.close();
+      settle();
+    }
+    socket.on("error", (err) => finish(() => reject(err)));
+    socket.on("message", (msg, from) => {
+      if (from.port !== port) return;
+      try {
+        const parsed = parseAnswer(msg, query);
+        if (parsed) finish(() => resolve(parsed));
+      } catch (err) {
+        finish(() => reject(err));
+      }
+    });
+    socket.send(query, port, host);
+  });
+}
+
+function askTcp(query: Buffer, host: string, port: number, timeoutMs: number): Promise<Parsed | "timeout"> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port });
+    let buffered = Buffer.alloc(0);
+    const timer = setTimeout(() => finish(() => resolve("timeout")), timeoutMs);
+    function finish(settle: () => void): void {
+      clearTimeout(timer);
+      socket.destroy();
+      settle();
+    }
+    socket.on("error", (err) => finish(() => reject(err)));
+    socket.on("connect", () => {
+      const length = Buffer.alloc(2);
+      length.writeUInt16BE(query.length, 0);
+      socket.write(Buffer.concat([length, query]));
+    });
+    socket.on("data", (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      if (buffered.length < 2 || buffered.length < 2 + buffered.readUInt16BE(0)) return;
+      try {
+        const parsed = parseAnswer(buffered.subarray(2, 2 + buffered.readUInt16BE(0)), query);
+        finish(parsed ? () => resolve(parsed) : () => reject(new RangeError("TCP answer to another query")));
+      } catch (err) {
+        finish(() => reject(err));
+      }
+    });
+    socket.on("end", () => finish(() => reject(new RangeError("connection closed before the answer"))));
+  });
+}
+
+/** The TXT records of `name`, one array of character-strings per record (node:dns `resolveTxt` shape). */
+export async function resolveTxt(name: string, options: TxtLookupOptions = {}): Promise<string[][]> {
+  const domain = name.replace(/\.$/, "");
+  const servers = (options.servers ?? getServers()).map(hostPort);
+  const tryTimeoutMs = options.tryTimeoutMs ?? DEFAULT_TRY_TIMEOUT_MS;
+  // What the last server said when none gave an answer: a server that fails or is silent
+  // is skipped for the next one, as c-ares does.
+  let lastError = "ETIMEOUT";
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const { host, port } of servers) {
+      const query = encodeQuery(randomInt(0x10000), domain);
+      let answer: Parsed | "timeout";
+      try {
+        answer = await askUdp(query, host, port, tryTimeoutMs);
+        if (answer !== "timeout" && answer.truncated) answer = await askTcp(query, host, port, tryTimeoutMs);
+      } catch (err) {
+        lastError = err instanceof RangeError ? "EBADRESP" : "ECONNREFUSED";
+        continue;
+      }
+      if (answer === "timeout") continue;
+      if (answer.truncated) {
+        lastError = "EBADRESP";
+        continue;
+      }
+      if (answer.rcode === 3) throw dnsError("ENOTFOUND", domain);
+      if (answer.rcode !== 0) {
+        lastError = RCODE_ERRORS[answer.rcode] ?? "EBADRESP";
+        continue;
+      }
+      if (answer.records.length === 0) throw dnsError("ENODATA", domain);
+      return answer.records;
+    }
+  }
+  throw dnsError(lastError, domain);
+}

@@ -1,0 +1,113 @@
+/**
+ * SPF/DKIM/DMARC in the compiled `mailgw serve` against a real DNS server: serve runs in a
+ * private mount namespace whose /etc/resolv.conf names a DNS server this test runs on a
+ * loopback address (port 53), so the system resolver path is the one used in production.
+ * The rules reject with the three results in the reply, so the client sees what the rules saw.
+ * Needs root (mount namespace, port 53); skipped with the reason otherwise.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
+import { userInfo } from "node:os";
+import { join } from "node:path";
+import { writeFileSync } from "node:fs";
+import { dkimSign } from "mailauth";
+import nodemailer from "nodemailer";
+import { startDnsServer, type DnsEntry, type DnsServer } from "../helpers/dns-server.ts";
+import { cleanupBinary, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+
+const RESULTS = ["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"];
+
+function skipReason(): string | null {
+  if (userInfo().uid !== 0) return "not root (needs a mount namespace for /etc/resolv.conf and port 53)";
+  const probe = spawnSync("unshare", ["--mount", "--propagation", "private", "true"]);
+  return probe.status === 0 ? null : `unshare --mount failed: ${probe.stderr?.toString().trim()}`;
+}
+const SKIP = skipReason();
+if (SKIP) console.warn(`skip serve-dns-auth: ${SKIP}`);
+
+/** One reject rule per combination, its message naming the three results. */
+function rulesYaml(): string {
+  const lines = ["domains: [company.test]", "default: { action: archive, category: default }", "rules:"];
+  for (const spf of RESULTS) for (const dkim of RESULTS) for (const dmarc of RESULTS) {
+    lines.push(
+      `  - name: auth-${spf}-${dkim}-${dmarc}`,
+      "    action: reject",
+      `    reject_message: "auth spf=${spf} dkim=${dkim} dmarc=${dmarc}"`,
+      `    conditions: [{ field: spf, operator: equals, value: ${spf} }, { field: dkim, operator: equals, value: ${dkim} }, { field: dmarc, operator: equals, value: ${dmarc} }]`,
+    );
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+const PUBLIC_KEY_B64 = publicKey.export({ type: "spki", format: "der" }).toString("base64");
+
+const MESSAGE = [
+  "From: Alice <alice@example.org>",
+  "To: sales@company.test",
+  "Subject: signed",
+  "Date: Mon, 01 Jan 2024 00:00:00 +0000",
+  "Message-ID: <signed@example.org>",
+  "",
+  "Hello.",
+  "",
+].join("\r\n");
+
+async function signed(): Promise<string> {
+  const key = { signingDomain: "example.org", selector: "sel", privateKey: privateKey.export({ type: "pkcs8", format: "pem" }) };
+  return (await dkimSign(MESSAGE, { ...key, signatureData: [key] })).signatures + MESSAGE;
+}
+
+const ZONE: Record<string, DnsEntry> = {
+  "example.org": { txt: ["v=spf1 ip4:127.0.0.0/8 -all"] },
+  // A 2048-bit key is longer than 255 bytes: one TXT record of two strings, as every DNS host publishes it.
+  "sel._domainkey.example.org": { txt: [`v=DKIM1; k=rsa; p=${PUBLIC_KEY_B64}`] },
+  "_dmarc.example.org": { txt: ["v=DMARC1; p=reject"] },
+  // An SPF record of 20 networks, the client's last: past the first 255-byte string.
+  "long.example.org": { txt: [`v=spf1 ${Array.from({ length: 20 }, (_, i) => `ip4:198.51.${i}.0/24`).join(" ")} ip4:127.0.0.0/8 -all`] },
+};
+
+let dns: DnsServer;
+let serve: ServeProcess;
+
+beforeAll(async () => {
+  if (SKIP) return;
+  // A loopback address of its own, so parallel runs (and a local resolver on 127.0.0.53) do not collide.
+  const host = `127.53.${1 + Math.floor(Math.random() * 250)}.${1 + Math.floor(Math.random() * 250)}`;
+  dns = await startDnsServer(ZONE, host, 53);
+  const dir = serveDir();
+  writeFileSync(join(dir, "rules.yaml"), rulesYaml());
+  writeFileSync(join(dir, "resolv.conf"), `nameserver ${host}\n`);
+  const inNamespace = ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"', join(dir, "resolv.conf")];
+  serve = await startServe("binary", dir, { SMTP_HOSTNAME: "mx.company.test" }, 20_000, inNamespace);
+});
+afterAll(async () => {
+  if (serve && serve.proc.exitCode === null) await serve.stop();
+  await dns?.close();
+  cleanupBinary();
+});
+
+async function send(raw: string, from = "alice@example.org"): Promise<string> {
+  const transport = nodemailer.createTransport({ host: "127.0.0.1", port: serve.smtpPort, secure: false, ignoreTLS: true, name: "mail.example.org" });
+  try {
+    const info = await transport.sendMail({ envelope: { from, to: ["sales@company.test"] }, raw });
+    return info.response;
+  } catch (err) {
+    return String((err as { response?: string }).response ?? err);
+  } finally {
+    transport.close();
+  }
+}
+
+describe("serve: SPF/DKIM/DMARC through the system resolver", () => {
+  test.skipIf(SKIP !== null)("a message signed with a 2048-bit key (a TXT record of two strings) passes DKIM, and so DMARC", async () => {
+    expect(await send(await signed())).toBe("550 5.7.1 auth spf=pass dkim=pass dmarc=pass");
+    expect(dns.queries).toContain("sel._domainkey.example.org/TXT");
+  });
+
+  test.skipIf(SKIP !== null)("an SPF record longer than 255 bytes is read whole", async () => {
+    // long.example.org is aligned with From: example.org (relaxed), so DMARC passes on SPF alone.
+    expect(await send(MESSAGE, "bounces@long.example.org")).toBe("550 5.7.1 auth spf=pass dkim=none dmarc=pass");
+  });
+});
