@@ -1,12 +1,14 @@
 /**
  * SPF / DKIM / DMARC results for a message, via mailauth, with a hard deadline.
  * Trusts only the envelope the SMTP session saw (never Received: or Authentication-Results
- * headers: trustReceived stays off). DNS goes through the given resolver (or the system's);
- * after `timeoutMs` every result still missing is "temperror" and the resolver refuses
- * further queries, so a slow DNS server cannot hold a session. Never throws.
+ * headers). ARC and BIMI are not checked (`arc` is a planned field): no DNS is spent on them.
+ * DNS goes through the given resolver (or the system's); after `timeoutMs` every result still
+ * missing is "temperror" and the resolver refuses further queries, so a slow DNS server cannot
+ * hold a session. Never throws.
  */
 import { promises as dns } from "node:dns";
-import { authenticate as mailauthAuthenticate, type DNSResolver } from "mailauth";
+import { isIP } from "node:net";
+import { dkimVerify, dmarc, spf, type DNSResolver } from "mailauth";
 import type { AuthResult, Envelope } from "../types.ts";
 import { resolveTxt } from "./dns-txt.ts";
 
@@ -15,7 +17,7 @@ export type { DNSResolver };
 export interface AuthenticateOptions {
   /** DNS lookups; defaults to mailauth's (node:dns). Tests pass a fixed table. */
   resolver?: DNSResolver;
-  /** Deadline for all four checks together. */
+  /** Deadline for the three checks together. */
   timeoutMs: number;
   /** This gateway's host name, written into mailauth's comments. */
   mta?: string;
@@ -33,8 +35,6 @@ const KNOWN_RESULTS: ReadonlySet<string> = new Set(AUTH_RESULTS);
 export function isAuthResult(value: string): value is AuthResult {
   return KNOWN_RESULTS.has(value);
 }
-
-const ALL_TEMPERROR: AuthResults = { spf: "temperror", dkim: "temperror", dmarc: "temperror" };
 
 /** mailauth's status words → the rule vocabulary (SPEC §3). */
 function normalize(result: unknown): AuthResult {
@@ -71,14 +71,25 @@ class DeadlineError extends Error {
   readonly code = "ETIMEOUT";
 }
 
-/** Runs mailauth; resolves to temperror for everything when the deadline passes first. */
+/** The HELO identity as mailauth's own authenticate() passes it: the client address when none, an address literal bracketed. */
+function heloIdentity(envelope: Envelope): string {
+  const helo = envelope.helo || envelope.clientIp;
+  return isIP(helo) ? `[${helo}]` : helo;
+}
+
+/**
+ * Runs mailauth's checks: DKIM and SPF side by side (neither waits for the other's DNS), then
+ * DMARC from both. When the deadline passes first, the results found by then stand and only
+ * the missing ones are "temperror": a DKIM key whose DNS server is down must not turn a
+ * finished SPF pass into temperror.
+ */
 export async function authenticate(raw: Uint8Array, envelope: Envelope, options: AuthenticateOptions): Promise<AuthResults> {
   let expired = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const deadline = new Promise<AuthResults>((resolve) => {
+  const deadline = new Promise<void>((resolve) => {
     timer = setTimeout(() => {
       expired = true;
-      resolve(ALL_TEMPERROR);
+      resolve();
     }, options.timeoutMs);
   });
   const baseResolver = options.resolver ?? systemResolver;
@@ -86,29 +97,39 @@ export async function authenticate(raw: Uint8Array, envelope: Envelope, options:
     if (expired) throw new DeadlineError(`DNS deadline passed before ${rrtype} ${domain}`);
     return baseResolver(domain, rrtype);
   };
-  const run = (async (): Promise<AuthResults> => {
-    try {
-      const result = await mailauthAuthenticate(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength), {
-        ip: envelope.clientIp,
-        helo: envelope.helo,
-        sender: envelope.mailFrom,
-        mta: options.mta ?? "mailgw",
-        trustReceived: false,
-        disableBimi: true,
-        resolver,
-      });
-      return {
-        spf: statusOf(result.spf),
-        dkim: dkimVerdict(result.dkim?.results),
-        dmarc: statusOf(result.dmarc),
-      };
-    } catch {
-      return ALL_TEMPERROR;
+  const found: Partial<AuthResults> = {};
+  const spfRun = spf({ ip: envelope.clientIp, helo: heloIdentity(envelope), sender: envelope.mailFrom, mta: options.mta ?? "mailgw", resolver })
+    .then((result) => {
+      found.spf = statusOf(result);
+      return result;
+    });
+  const dkimRun = dkimVerify(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength), { resolver, sender: envelope.mailFrom })
+    .then((result) => {
+      found.dkim = dkimVerdict(result.results);
+      return result;
+    });
+  const run = (async () => {
+    const [spfResult, dkimResult] = await Promise.all([spfRun, dkimRun]);
+    if (!dkimResult.headerFrom) {
+      found.dmarc = "none";
+      return;
     }
-  })();
+    const dmarcResult = await dmarc({
+      headerFrom: dkimResult.headerFrom,
+      spfDomains: spfResult.status.result === "pass" && spfResult.domain ? [spfResult.domain] : [],
+      dkimDomains: (dkimResult.results ?? [])
+        .filter((r) => r.status.result === "pass")
+        .map((r) => ({ id: r.id, domain: r.signingDomain, aligned: r.status.aligned, underSized: r.status.underSized })),
+      resolver,
+    });
+    found.dmarc = statusOf(dmarcResult);
+  })().catch(() => {
+    // A check that threw (mailauth catches DNS errors itself) leaves its result, and DMARC's, to temperror.
+  });
   try {
-    return await Promise.race([run, deadline]);
+    await Promise.race([run, deadline]);
   } finally {
     clearTimeout(timer);
   }
+  return { spf: found.spf ?? "temperror", dkim: found.dkim ?? "temperror", dmarc: found.dmarc ?? "temperror" };
 }

@@ -54,8 +54,8 @@ const MESSAGE = [
   "",
 ].join("\r\n");
 
-async function signed(): Promise<string> {
-  const key = { signingDomain: "example.org", selector: "sel", privateKey: privateKey.export({ type: "pkcs8", format: "pem" }) };
+async function signed(selector = "sel"): Promise<string> {
+  const key = { signingDomain: "example.org", selector, privateKey: privateKey.export({ type: "pkcs8", format: "pem" }) };
   return (await dkimSign(MESSAGE, { ...key, signatureData: [key] })).signatures + MESSAGE;
 }
 
@@ -64,6 +64,8 @@ const ZONE: Record<string, DnsEntry> = {
   // A 2048-bit key is longer than 255 bytes: one TXT record of two strings, as every DNS host publishes it.
   "sel._domainkey.example.org": { txt: [`v=DKIM1; k=rsa; p=${PUBLIC_KEY_B64}`] },
   "_dmarc.example.org": { txt: ["v=DMARC1; p=reject"] },
+  // The DNS server of this key never answers.
+  "down._domainkey.example.org": { silent: true },
   // An SPF record of 20 networks, the client's last: past the first 255-byte string.
   "long.example.org": { txt: [`v=spf1 ${Array.from({ length: 20 }, (_, i) => `ip4:198.51.${i}.0/24`).join(" ")} ip4:127.0.0.0/8 -all`] },
 };
@@ -104,6 +106,12 @@ describe("serve: SPF/DKIM/DMARC through the system resolver", () => {
   test.skipIf(SKIP !== null)("a message signed with a 2048-bit key (a TXT record of two strings) passes DKIM, and so DMARC", async () => {
     expect(await send(await signed())).toBe("550 5.7.1 auth spf=pass dkim=pass dmarc=pass");
     expect(dns.queries).toContain("sel._domainkey.example.org/TXT");
+  });
+
+  test.skipIf(SKIP !== null)("a DKIM key server that never answers: DKIM is temperror within the deadline, SPF's aligned pass still stands (and so DMARC's)", async () => {
+    const started = performance.now();
+    expect(await send(await signed("down"))).toBe("550 5.7.1 auth spf=pass dkim=temperror dmarc=pass");
+    expect(performance.now() - started).toBeLessThan(8000);
   });
 
   test.skipIf(SKIP !== null)("an SPF record longer than 255 bytes is read whole", async () => {

@@ -79,6 +79,20 @@ describe("authenticate", () => {
     expect(performance.now() - started).toBeLessThan(2000);
   });
 
+  test("a DKIM key lookup that never answers leaves SPF's finished result standing; only DKIM and DMARC are temperror", async () => {
+    const keyServerDown: DNSResolver = (domain, rrtype) => domain.includes("._domainkey.") ? new Promise(() => {}) : tableResolver(domain, rrtype);
+    const started = performance.now();
+    const results = await authenticate(await signed(), envelope("192.0.2.10"), { resolver: keyServerDown, timeoutMs: 300 });
+    expect(results).toEqual({ spf: "pass", dkim: "temperror", dmarc: "temperror" });
+    expect(performance.now() - started).toBeLessThan(2000);
+  });
+
+  test("the null sender <> is checked with the HELO identity (RFC 7208 §2.3)", async () => {
+    const bounce = { ...envelope("192.0.2.10"), mailFrom: "", helo: "example.org" };
+    expect((await authenticate(await signed(), bounce, { resolver: tableResolver, timeoutMs: 5000 })).spf).toBe("pass");
+    expect((await authenticate(await signed(), { ...bounce, clientIp: "198.51.100.1" }, { resolver: tableResolver, timeoutMs: 5000 })).spf).toBe("fail");
+  });
+
   test("a resolver that throws SERVFAIL gives temperror, not a throw", async () => {
     const failing: DNSResolver = async () => {
       throw Object.assign(new Error("SERVFAIL"), { code: "ESERVFAIL" });
