@@ -67,6 +67,18 @@ function statusOf(value: unknown): AuthResult {
 const systemResolver: DNSResolver = (domain, rrtype) =>
   rrtype === "TXT" ? resolveTxt(domain) : dns.resolve(domain, rrtype) as Promise<string[][] | string[]>;
 
+/**
+ * DMARC's verdict, except that a "fail" which only stands because SPF or a DKIM signature could
+ * not be checked for now is "temperror": mailauth says "fail" whenever nothing aligned passed,
+ * so a rule "dmarc equals fail → reject" would refuse for good the mail of a sender whose DNS
+ * had a passing SERVFAIL (RFC 7489 §6.6.2 lets a receiver treat that as temporary).
+ */
+function dmarcVerdict(verdict: AuthResult, spfResult: StatusHolder, dkimResults: readonly StatusHolder[] | undefined): AuthResult {
+  if (verdict !== "fail") return verdict;
+  const temporary = [spfResult, ...(dkimResults ?? [])].some((row) => normalize(row.status?.result) === "temperror");
+  return temporary ? "temperror" : verdict;
+}
+
 class DeadlineError extends Error {
   readonly code = "ETIMEOUT";
 }
@@ -122,7 +134,7 @@ export async function authenticate(raw: Uint8Array, envelope: Envelope, options:
         .map((r) => ({ id: r.id, domain: r.signingDomain, aligned: r.status.aligned, underSized: r.status.underSized })),
       resolver,
     });
-    found.dmarc = statusOf(dmarcResult);
+    found.dmarc = dmarcVerdict(statusOf(dmarcResult), spfResult, dkimResult.results);
   })().catch(() => {
     // A check that threw (mailauth catches DNS errors itself) leaves its result, and DMARC's, to temperror.
   });

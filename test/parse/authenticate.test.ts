@@ -101,4 +101,15 @@ describe("authenticate", () => {
     expect(results.spf).toBe("temperror");
     expect(results.dkim).toBe("temperror");
   });
+
+  test("DMARC that fails only because SPF and DKIM could not be checked for now is temperror, not fail", async () => {
+    // The domain's own TXT (SPF) and its DKIM key answer SERVFAIL; its DMARC record answers.
+    const flaky: DNSResolver = async (domain, rrtype) => {
+      if (domain === "example.org" || domain.includes("._domainkey.")) throw Object.assign(new Error("SERVFAIL"), { code: "ESERVFAIL" });
+      return tableResolver(domain, rrtype);
+    };
+    const results = await authenticate(await signed(), envelope("192.0.2.10"), { resolver: flaky, timeoutMs: 5000 });
+    expect(results).toEqual({ spf: "temperror", dkim: "temperror", dmarc: "temperror" });
+    // A real failure stays a failure (see the modified-body test above).
+  });
 });
