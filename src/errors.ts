@@ -58,6 +58,8 @@ export class RejectedMessage {
     readonly id: string,
     readonly rule: string | null,
     readonly category: string | null,
+    /** `spf=… dkim=… dmarc=…` when the checks ran (see ReceiveOutcome). */
+    readonly auth?: string,
   ) {}
 }
 

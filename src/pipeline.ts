@@ -217,7 +217,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
    * message is there, else the parse worker reads the spool file. Authentication checks need
    * the whole message in memory (read back from the file when big).
    */
-  async function classifyMessage(file: IncomingFile, envelope: Envelope): Promise<{ facts: MessageFacts; decision: Decision; unevaluated?: string[] }> {
+  async function classifyMessage(file: IncomingFile, envelope: Envelope): Promise<{ facts: MessageFacts; decision: Decision; unevaluated?: string[]; auth?: string }> {
     const ruleSet = rules.current();
     const needs = factNeeds(ruleSet);
     const size = file.size;
@@ -242,7 +242,9 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     file.forgetPrefix();
     const facts: MessageFacts = { ...parsed, ...authResults, size };
     const { decision, unevaluated } = classify(facts, ruleSet, { trace: false });
-    return unevaluated ? { facts, decision, unevaluated } : { facts, decision };
+    // Which results the rules saw: `mailgw test` cannot tell afterwards (it does no DNS).
+    const auth = authResults ? `spf=${authResults.spf} dkim=${authResults.dkim} dmarc=${authResults.dmarc}` : undefined;
+    return { facts, decision, ...(unevaluated ? { unevaluated } : {}), ...(auth ? { auth } : {}) };
   }
 
   async function receiveFile(file: IncomingFile, envelope: Envelope): Promise<ReceiveOutcome> {
@@ -257,7 +259,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       logger.error("classification failed", { id, error: describeError(err) });
       throw SmtpError.temporaryLogged(err);
     }
-    const { facts, decision, unevaluated } = classified;
+    const { facts, decision, unevaluated, auth } = classified;
     if (unevaluated) {
       logger.warn("rule regexes used up the message's time budget: these rules were not evaluated and did not match (a regex that backtracks catastrophically?)", {
         id, budget_ms: REGEX_BUDGET_MS, rules: unevaluated, decision: decision.action, category: decision.category,
@@ -265,7 +267,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     }
     if (decision.action === "reject") {
       await file.abort();
-      return reject(id, receivedAt, facts, decision);
+      return reject(id, receivedAt, facts, decision, auth);
     }
     // Archive only: the writer thread puts the file straight into the archive (no spool file,
     // no post-250 work). Otherwise the spool file stays for the archive copy or the deliveries.
@@ -298,16 +300,16 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     if (facts.parseError) logger.warn("message stored", stored);
     else logger.debug("message stored", stored);
     if (finishLater) finisher.schedule({ id, receivedAt, archive: decision.archive });
-    return { id, decision };
+    return auth ? { id, decision, auth } : { id, decision };
   }
 
-  async function reject(id: string, receivedAt: number, facts: MessageFacts, decision: Decision): Promise<never> {
+  async function reject(id: string, receivedAt: number, facts: MessageFacts, decision: Decision, auth?: string): Promise<never> {
     const row = messageRow(id, receivedAt, facts, decision, "done");
     await intake.commit({ row, file: null, deliveries: [] }).catch((err: unknown) => {
       logger.error("recording a rejected message failed", { id, error: describeError(err) });
     });
-    logger.info("message rejected", { id, rule: decision.rule, category: decision.category, size: facts.size });
-    throw new SmtpError(550, "5.7.1", publicRejectText(decision.rejectMessage), new RejectedMessage(id, decision.rule, decision.category));
+    logger.info("message rejected", { id, rule: decision.rule, category: decision.category, size: facts.size, auth });
+    throw new SmtpError(550, "5.7.1", publicRejectText(decision.rejectMessage), new RejectedMessage(id, decision.rule, decision.category, auth));
   }
 
   return {

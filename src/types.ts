@@ -99,6 +99,8 @@ export interface ReceiveOutcome {
   /** Generated message id (never taken from the message). */
   id: string;
   decision: Decision;
+  /** `spf=… dkim=… dmarc=…` when a rule needed the checks (for the session's log line). */
+  auth?: string;
 }
 
 export interface MessageSink {

@@ -144,7 +144,7 @@ export async function receiveMessage(
   state.size = pumped.size;
   // The session line describes this message from now on, not an earlier one's decision.
   state.lastMessage = { from: envelope.mailFrom, recipients: [...envelope.rcptTo] };
-  state.decision = state.category = state.rule = state.messageId = null;
+  state.decision = state.category = state.rule = state.messageId = state.auth = null;
   if (pumped.kind === "too-big") {
     await incoming?.abort();
     return { code: 552, text: oversizeReplyText(ctx.maxMessageBytes) };
@@ -188,6 +188,7 @@ async function store(receiver: Receiver, envelope: Envelope, state: SessionState
     state.decision = outcome.decision.action;
     state.category = outcome.decision.category;
     state.rule = outcome.decision.rule;
+    state.auth = outcome.auth ?? null;
     state.messageId = outcome.id;
     state.ids.push(outcome.id);
     return { code: 250, text: `2.0.0 Queued as ${outcome.id}`, outcome };
@@ -198,6 +199,7 @@ async function store(receiver: Receiver, envelope: Envelope, state: SessionState
       state.messageId = smtpError.detail.id;
       state.rule = smtpError.detail.rule;
       state.category = smtpError.detail.category;
+      state.auth = smtpError.detail.auth ?? null;
     }
     // The pipeline logs its own failures with the message id; the session line has the reply.
     if (smtpError.temporary && !smtpError.logged) {

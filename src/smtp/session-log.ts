@@ -38,6 +38,8 @@ export interface SessionSummary {
   decision: string | null;
   category: string | null;
   rule: string | null;
+  /** The last message's SPF/DKIM/DMARC results, when a rule needed them (`spf=… dkim=… dmarc=…`). */
+  auth: string | null;
   /** Ids of every message accepted in the session. */
   ids: string[];
   /**
@@ -67,6 +69,7 @@ export interface MessageSummary {
   decision: string | null;
   category?: string;
   rule?: string;
+  auth?: string;
   reply: string;
 }
 
@@ -100,6 +103,7 @@ export function newSessionState(id: string, client: string, now: number): Sessio
     decision: null,
     category: null,
     rule: null,
+    auth: null,
     ids: [],
     messages: [],
     messageCount: 0,
@@ -149,6 +153,7 @@ export function noteMessageEnd(state: SessionState, code: number, text: string):
     decision: state.decision,
     ...(state.category !== null ? { category: state.category } : {}),
     ...(state.rule !== null ? { rule: state.rule } : {}),
+    ...(state.auth !== null ? { auth: state.auth } : {}),
     reply: `${code} ${text}`,
   });
 }
@@ -188,6 +193,7 @@ export function logSession(logger: Logger, s: SessionSummary, level: "info" | "d
     decision: s.decision ?? undefined,
     category: s.category ?? undefined,
     rule: s.rule ?? undefined,
+    auth: s.auth ?? undefined,
     // One message: its id, also when a rule rejected it (it is recorded under that id, and the
     // "message rejected" line names it). Several: the last one's (the fields above are the last
     // one's too), and each message with its own id, envelope and decision below.

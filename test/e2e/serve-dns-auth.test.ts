@@ -14,7 +14,7 @@ import { writeFileSync } from "node:fs";
 import { dkimSign } from "mailauth";
 import nodemailer from "nodemailer";
 import { startDnsServer, type DnsEntry, type DnsServer } from "../helpers/dns-server.ts";
-import { cleanupBinary, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { cleanupBinary, serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
 
 const RESULTS = ["pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"];
 
@@ -28,7 +28,16 @@ if (SKIP) console.warn(`skip serve-dns-auth: ${SKIP}`);
 
 /** One reject rule per combination, its message naming the three results. */
 function rulesYaml(): string {
-  const lines = ["domains: [company.test]", "default: { action: archive, category: default }", "rules:"];
+  const lines = [
+    "domains: [company.test]",
+    "default: { action: archive, category: default }",
+    "rules:",
+    // Accepted, so the session line of a stored message is seen too.
+    "  - name: keep-passing",
+    "    priority: 100",
+    "    action: archive",
+    "    conditions: [{ field: subject, operator: equals, value: keep }, { field: spf, operator: equals, value: pass }]",
+  ];
   for (const spf of RESULTS) for (const dkim of RESULTS) for (const dmarc of RESULTS) {
     lines.push(
       `  - name: auth-${spf}-${dkim}-${dmarc}`,
@@ -54,9 +63,9 @@ const MESSAGE = [
   "",
 ].join("\r\n");
 
-async function signed(selector = "sel"): Promise<string> {
+async function signed(selector = "sel", message = MESSAGE): Promise<string> {
   const key = { signingDomain: "example.org", selector, privateKey: privateKey.export({ type: "pkcs8", format: "pem" }) };
-  return (await dkimSign(MESSAGE, { ...key, signatureData: [key] })).signatures + MESSAGE;
+  return (await dkimSign(message, { ...key, signatureData: [key] })).signatures + message;
 }
 
 const ZONE: Record<string, DnsEntry> = {
@@ -112,6 +121,19 @@ describe("serve: SPF/DKIM/DMARC through the system resolver", () => {
     const started = performance.now();
     expect(await send(await signed("down"))).toBe("550 5.7.1 auth spf=pass dkim=temperror dmarc=pass");
     expect(performance.now() - started).toBeLessThan(8000);
+  });
+
+  test.skipIf(SKIP !== null)("the session's log line says what the checks gave, for a stored and for a rejected message", async () => {
+    const reply = await send(await signed("sel", MESSAGE.replace("Subject: signed", "Subject: keep")));
+    expect(reply).toStartWith("250 2.0.0 Queued as ");
+    const id = reply.split(" ").pop();
+    await until("the stored message's session line", async () => serve.logs.some((l) => l.msg === "smtp session" && l.id === id));
+    expect(serve.logs.find((l) => l.msg === "smtp session" && l.id === id)).toMatchObject({ auth: "spf=pass dkim=pass dmarc=pass", decision: "archive" });
+    await send(MESSAGE, "bounces@long.example.org");
+    const rejected = (l: Record<string, unknown>) => l.msg === "smtp session" && l.decision === "reject" && l.from === "bounces@long.example.org";
+    await until("the rejected message's session line", async () => serve.logs.some(rejected));
+    expect(serve.logs.find(rejected)).toMatchObject({ auth: "spf=pass dkim=none dmarc=pass", rule: "auth-pass-none-pass" });
+    expect(serve.logs.find((l) => l.msg === "message rejected" && l.rule === "auth-pass-none-pass")).toMatchObject({ auth: "spf=pass dkim=none dmarc=pass" });
   });
 
   test.skipIf(SKIP !== null)("an SPF record longer than 255 bytes is read whole", async () => {
