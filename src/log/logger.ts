@@ -26,10 +26,15 @@ function splitArgs(obj: LogObject): { msg: string; fields: LogFields } {
   return { msg: String(msg), fields: fields ?? {} };
 }
 
+/**
+ * JSON lines go through `json` too: `journalctl -u mailgw` and `docker logs` show them in a
+ * terminal as they are, where a raw bidi override in a client's HELO or sender reversed the
+ * rest of the line. The escapes decode to the same string for a log shipper.
+ */
 const jsonReporter = (write: (s: string) => void): ConsolaReporter => ({
   log(obj) {
     const { msg, fields } = splitArgs(obj);
-    write(`${JSON.stringify({ time: obj.date.toISOString(), level: obj.type, msg, ...fields })}\n`);
+    write(`${json({ time: obj.date.toISOString(), level: obj.type, msg, ...fields })}\n`);
   },
 });
 

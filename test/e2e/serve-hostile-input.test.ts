@@ -10,7 +10,10 @@
  * - a webhook receiver whose error reply carries terminal escapes: `mailgw queue list` shows
  *   them as `?`, not as bytes that drive the admin's terminal;
  * - LOG_FORMAT=text (what an admin reads in a TTY or journalctl): a sender address with a bidi
- *   override is escaped, and the refused recipients are one quoted value.
+ *   override is escaped, and the refused recipients are one quoted value;
+ * - LOG_FORMAT=json (the default off a TTY, read with journalctl or docker logs): a bidi
+ *   override in the HELO name and the sender is written as \u202e, not as the raw character
+ *   that reversed the rest of the line on the admin's terminal.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { join } from "node:path";
@@ -25,12 +28,12 @@ afterEach(() => {
   for (const p of textProcs.splice(0)) if (p.exitCode === null) p.kill("SIGKILL");
 });
 
-/** serve with LOG_FORMAT=text (startServe reads JSON lines): its SMTP port and its log lines. */
-async function serveText() {
+/** serve with LOG_FORMAT=text, or json kept as raw lines (startServe parses them): its SMTP port and its log lines. */
+async function serveLogLines(format: "text" | "json" = "text") {
   const dir = serveDir();
   const proc = Bun.spawn(serveCommand("source"), {
     cwd: dir,
-    env: { PATH: BARE_PATH, HOME: dir, LOG_FORMAT: "text", SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", HTTP_HOST: "127.0.0.1", HTTP_PORT: "0", SMTP_HOSTNAME: "mx.test" },
+    env: { PATH: BARE_PATH, HOME: dir, LOG_FORMAT: format, SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", HTTP_HOST: "127.0.0.1", HTTP_PORT: "0", SMTP_HOSTNAME: "mx.test" },
     stdout: "pipe",
     stderr: "ignore",
   });
@@ -48,8 +51,9 @@ async function serveText() {
       await Bun.sleep(50);
     }
   };
-  const started = await waitForLine((l) => l.includes(" mailgw serve started "));
-  return { proc, smtpPort: Number(/ smtp=127\.0\.0\.1:(\d+) /.exec(started)?.[1]), waitForLine };
+  const started = await waitForLine((l) => l.includes(format === "text" ? " mailgw serve started " : '"msg":"mailgw serve started"'));
+  const port = format === "text" ? / smtp=127\.0\.0\.1:(\d+) /.exec(started)?.[1] : /"smtp":"127\.0\.0\.1:(\d+)"/.exec(started)?.[1];
+  return { proc, smtpPort: Number(port), waitForLine };
 }
 
 describe("mailgw serve against hostile input", () => {
@@ -151,7 +155,7 @@ rules: []
   }, 60_000);
 
   test("text log: a bidi override in a sender is escaped and refused recipients are one quoted value", async () => {
-    const s = await serveText();
+    const s = await serveLogLines();
     const c = await RawClient.connect(s.smtpPort);
     await greet(c);
     expect(await c.cmd("MAIL FROM:<\u202egro.live@evil.example> SMTPUTF8")).toStartWith("250");
@@ -165,6 +169,24 @@ rules: []
     expect(line).toContain(' from="\\u202egro.live@evil.example" ');
     expect(line).toContain(' refused="x=y@other.example (550)" ');
     expect(line).not.toContain("\u202e");
+    s.proc.kill("SIGTERM");
+    expect(await s.proc.exited).toBe(0);
+  }, 30_000);
+
+  test("json log: a bidi override in the HELO name and the sender is escaped, and decodes to the same value", async () => {
+    const s = await serveLogLines("json");
+    const c = await RawClient.connect(s.smtpPort);
+    expect(await greet(c, "\u202eevil.example")).toStartWith("250");
+    expect(await c.cmd("MAIL FROM:<\u202egro.live@evil.example> SMTPUTF8")).toStartWith("250");
+    expect(await c.cmd("RCPT TO:<b@company.com>")).toStartWith("250");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    expect(await c.cmd(`${simpleMessage("bidi")}\r\n.`)).toMatch(/^250 2\.0\.0 Queued as /);
+    await c.cmd("QUIT");
+    c.end();
+    const line = await s.waitForLine((l) => l.includes('"msg":"smtp session"') && l.includes('"decision"'));
+    expect(line).not.toContain("\u202e");
+    expect(line).toContain('"helo":"\\u202eevil.example"');
+    expect(JSON.parse(line)).toMatchObject({ helo: "\u202eevil.example", from: "\u202egro.live@evil.example" });
     s.proc.kill("SIGTERM");
     expect(await s.proc.exited).toBe(0);
   }, 30_000);
