@@ -132,7 +132,22 @@ export function renderText(report: DryRunReport): string {
   if (result.unevaluated) {
     lines.push(`note:     rule regexes took more than ${REGEX_BUDGET_MS} ms on this message: ${result.unevaluated.join(", ")} not evaluated (no match); check them with \`mailgw rules lint\``);
   }
-  return `${lines.join("\n")}\n`;
+  return `${terminalSafe(lines.join("\n"))}\n`;
+}
+
+/**
+ * What a terminal would act on or hide instead of showing: C0/C1 controls but the line feed
+ * (ESC sequences), bidi overrides and isolates, zero-width and line/paragraph separators.
+ */
+const UNSAFE_IN_TERMINAL = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
+
+/**
+ * The text report is read in the admin's terminal, often for a suspicious message: a From or To
+ * address (shown bare, and as the default envelope) carried its ESC sequences there as they
+ * were. They are written as `\uXXXX`, as the log does.
+ */
+function terminalSafe(text: string): string {
+  return text.replace(UNSAFE_IN_TERMINAL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
 /** Characters of body text included in --json output. */

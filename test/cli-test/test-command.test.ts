@@ -291,4 +291,16 @@ rules:
       expect(JSON.parse(run.stdout).decision.action).toBe("archive");
     }
   });
+
+  test("terminal escapes and bidi overrides from the message's headers are shown as \\uXXXX in the text report", async () => {
+    const hostile = join(dir, "escapes.eml");
+    const title = Buffer.from("\u202etxt.exe").toString("base64");
+    writeFileSync(hostile, `From: "x" <a\x1b[31mred@evil.example>\r\nTo: b\x1b]0;owned\x07@company.com\r\nSubject: =?utf-8?B?${title}?=\r\n\r\nbody\r\n`);
+    const run = await mailgw([hostile, "--rules", rulesFile]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]/);
+    expect(run.stdout).toContain("from: a\\u001b[31mred@evil.example");
+    expect(run.stdout).toContain("mail_from=<a\\u001b[31mred@evil.example>");
+    expect(run.stdout).toContain('subject:  "\\u202etxt.exe"');
+  });
 });
