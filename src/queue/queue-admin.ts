@@ -189,9 +189,10 @@ function nextTry(at: number, now: number): string {
 
 /**
  * One line for the terminal: whitespace runs become one space, and other control characters
- * (an ESC from a relay's or a webhook receiver's reply would drive the admin's terminal) a `?`.
+ * (an ESC from a relay's or a webhook receiver's reply would drive the admin's terminal), bidi
+ * overrides and isolates (they reversed the rest of the row) and zero-width characters a `?`.
  */
 function oneLine(s: string, max: number): string {
-  const line = s.replace(/\s+/g, " ").replace(/[\x00-\x1f\x7f-\x9f]/g, "?").trim();
+  const line = s.replace(/\s+/g, " ").replace(/[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g, "?").trim();
   return line.length > max ? `${line.slice(0, max - 1)}…` : line;
 }

@@ -7,8 +7,8 @@
  *   message with 40 such names: classified within the regex budget, the gateway (another
  *   SMTP session, /healthz) stays responsive, and the log names the rule (it used to stall the
  *   whole process about a second per name);
- * - a webhook receiver whose error reply carries terminal escapes: `mailgw queue list` shows
- *   them as `?`, not as bytes that drive the admin's terminal;
+ * - a webhook receiver whose error reply carries terminal escapes or a bidi override: `mailgw
+ *   queue list` shows them as `?`, not as bytes that drive the admin's terminal or reverse the line;
  * - LOG_FORMAT=text (what an admin reads in a TTY or journalctl): a sender address with a bidi
  *   override is escaped, and the refused recipients are one quoted value;
  * - LOG_FORMAT=json (the default off a TTY, read with journalctl or docker logs): a bidi
@@ -127,11 +127,11 @@ rules:
     expect(await s.stop()).toBe(0);
   }, 30_000);
 
-  test("queue list shows a webhook reply's terminal escapes as '?'", async () => {
+  test("queue list shows a webhook reply's terminal escapes and bidi overrides as '?'", async () => {
     const receiver = Bun.serve({
       hostname: "127.0.0.1",
       port: 0,
-      fetch: () => new Response("\x1b]0;owned\x07\x1b[2Jrefused\x1b[31m", { status: 400 }),
+      fetch: () => new Response("\x1b]0;owned\x07\x1b[2Jrefused\x1b[31m \u202etxt.exe\u200b", { status: 400 }),
     });
     try {
       const rules = `domains: [company.com]
@@ -146,8 +146,8 @@ rules: []
       await until("webhook failed", async () => (await queueList(s.dir, "failed")).length === 1, 15_000);
       const listed = await mailgwQueue(s.dir, "list", "--state", "failed");
       expect(listed.code).toBe(0);
-      expect(listed.stdout).toContain("HTTP 400 Bad Request: ?]0;owned??[2Jrefused?[31m");
-      expect(listed.stdout).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
+      expect(listed.stdout).toContain("HTTP 400 Bad Request: ?]0;owned??[2Jrefused?[31m ?txt.exe?");
+      expect(listed.stdout).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f\u202e\u200b]/);
       expect(await s.stop()).toBe(0);
     } finally {
       receiver.stop(true);
