@@ -17,7 +17,7 @@ import { extractFacts } from "../parse/extract.ts";
 import { MAX_HEADER_BLOCK_BYTES } from "../parse/limits.ts";
 import { normalizeIp } from "../smtp/ip.ts";
 import { MAX_RECEIVED_HEADERS, oversizeReplyText } from "../smtp/limits.ts";
-import { buildReceivedHeader, countReceivedHeaders, LOOP_REPLY } from "../smtp/received-header.ts";
+import { buildReceivedHeader, continuesReceived, countReceivedHeaders, FOLD_BREAK, LOOP_REPLY } from "../smtp/received-header.ts";
 import { newMessageId } from "../spool/ids.ts";
 import { parseEnvelopeAddress } from "../smtp/connection.ts";
 import { checkRecipient } from "../smtp/recipient-policy.ts";
@@ -167,7 +167,7 @@ export async function runDryRun(source: string, flags: EnvelopeFlags, opts: DryR
       tls: envelope.tls ? DRY_RUN_TLS : null, id: newMessageId(), recipients: envelope.rcptTo, date: new Date(),
     }),
   );
-  const asReceived = Buffer.concat([received, raw]);
+  const asReceived = Buffer.concat([received, ...(continuesReceived(raw[0]) ? [FOLD_BREAK] : []), raw]);
   const authGiven = AUTH_FIELDS.filter((f) => auth[f] !== undefined);
   const parsed = await extractFacts(asReceived, envelope, { auth });
   const defaulted = applyHeaderDefaults(parsed, flags);

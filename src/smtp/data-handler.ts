@@ -22,7 +22,7 @@ import { isOwningSink } from "../spool/incoming-file.ts";
 import { MessageCollector, type IncomingMessage } from "../spool/message-bytes.ts";
 import type { Envelope, MessageSink, ReceiveOutcome } from "../types.ts";
 import { oversizeReplyText } from "./limits.ts";
-import { buildReceivedHeader, countReceivedHeaders, LOOP_REPLY } from "./received-header.ts";
+import { buildReceivedHeader, continuesReceived, countReceivedHeaders, FOLD_BREAK, LOOP_REPLY } from "./received-header.ts";
 import type { SessionState } from "./session-log.ts";
 
 export interface DataContext {
@@ -57,15 +57,18 @@ async function openReceiver(sink: MessageSink): Promise<Receiver> {
   return { queueId: null, incoming: memory, deliver: (envelope) => sink.receive(memory.take(), envelope) };
 }
 
-type Pumped = { kind: "ok"; size: number } | { kind: "too-big"; size: number } | { kind: "aborted" };
+/** `separated`: FOLD_BREAK was written before the client's first byte. */
+type Pumped = { kind: "ok"; size: number; separated: boolean } | { kind: "too-big"; size: number } | { kind: "aborted" };
 
 /**
  * Feeds the DATA stream into `incoming` (null: storage unusable, bytes dropped), pausing the
  * stream while `incoming` lags. Past `maxBytes` the bytes are dropped and `onOversize` runs once.
+ * A first byte that would continue our Received header gets FOLD_BREAK written before it.
  */
 function pump(stream: SMTPServerDataStream, incoming: IncomingMessage | null, maxBytes: number, onOversize: () => void): Promise<Pumped> {
   return new Promise((resolve) => {
     let size = 0;
+    let separated = false;
     let over = false;
     let done = false;
     const finish = (result: Pumped): void => {
@@ -75,6 +78,10 @@ function pump(stream: SMTPServerDataStream, incoming: IncomingMessage | null, ma
     };
     if (stream.destroyed) return finish({ kind: "aborted" });
     stream.on("data", (chunk: Buffer) => {
+      if (size === 0 && continuesReceived(chunk[0])) {
+        separated = true;
+        incoming?.write(FOLD_BREAK);
+      }
       size += chunk.length;
       if (over) return;
       if (size > maxBytes) {
@@ -87,7 +94,7 @@ function pump(stream: SMTPServerDataStream, incoming: IncomingMessage | null, ma
         void incoming.drained().then(() => stream.resume());
       }
     });
-    stream.once("end", () => finish(over || stream.sizeExceeded ? { kind: "too-big", size } : { kind: "ok", size }));
+    stream.once("end", () => finish(over || stream.sizeExceeded ? { kind: "too-big", size } : { kind: "ok", size, separated }));
     stream.once("error", () => finish({ kind: "aborted" }));
     stream.once("close", () => finish({ kind: "aborted" }));
   });
@@ -153,13 +160,13 @@ export async function receiveMessage(
   // The whole message is here (deadlines wait for us now, see connection.ts).
   state.storing = true;
   try {
-    return await finishMessage(receiver, header.length, envelope, state, ctx);
+    return await finishMessage(receiver, header.length + (pumped.separated ? FOLD_BREAK.length : 0), envelope, state, ctx);
   } finally {
     state.storing = false;
   }
 }
 
-/** After the final dot: the last writes, the loop check, the hand-over. */
+/** After the final dot: the last writes, the loop check, the hand-over. `headerBytes`: the bytes before the client's. */
 async function finishMessage(receiver: Receiver, headerBytes: number, envelope: Envelope, state: SessionState, ctx: DataContext): Promise<DataReply> {
   try {
     await receiver.incoming.end();

@@ -35,6 +35,21 @@ export function buildReceivedHeader(info: ReceivedInfo): string {
   return `${lines.join("\r\n")}\r\n`;
 }
 
+/**
+ * The empty line written after our Received header when the client's message starts with a
+ * space or a tab. Such a first line continues the header before it, which is ours: the
+ * client's text would have been folded into mailgw's trace header (a forged `by`, `for` or
+ * date inside the one Received line that rules and downstream filters trust). Postfix's smtpd
+ * does the same (its "ugly kluge"); the client's lines become the body, as they have no
+ * header field to belong to.
+ */
+export const FOLD_BREAK = Buffer.from("\r\n");
+
+/** Whether a message starting with this byte needs FOLD_BREAK after our Received header. */
+export function continuesReceived(firstByte: number | undefined): boolean {
+  return firstByte === 0x20 || firstByte === 0x09;
+}
+
 const DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 

@@ -21,6 +21,7 @@ rules:
   - { name: no-exe, priority: 20, action: reject, conditions: [{ field: attachment, operator: ends_with, value: .exe }] }
   - { name: loopback-v4, priority: 5, action: archive, conditions: [{ field: client_ip, operator: equals, value: 127.0.0.1 }, { field: subject, operator: equals, value: from loopback }] }
   - { name: over-size, priority: 4, action: archive, conditions: [{ field: subject, operator: equals, value: sized }, { field: size, operator: gt, value: 100MB }] }
+  - { name: forged-hop, priority: 40, action: reject, conditions: [{ field: "header:received", operator: contains, value: by trusted.example }] }
   - { name: invoice-de, priority: 10, action: archive, conditions: [{ field: body, operator: contains, value: "Rechnung für Müller" }] }
 `;
 
@@ -200,5 +201,16 @@ describe("mailgw test decides as serve does", () => {
     const text = await runBinary(binary.bin, ["test", "dry-run.eml", "--rules", "rules.yaml"], { cwd: serve.dir });
     expect(text.stdout).toContain(`serve would refuse this message after DATA, before the rules: ${served.reply.trim()}`);
     expect((await dryRun(lines(...hops.slice(1), "Subject: fifty", "", "x"))).refusedMessage).toBeNull();
+  }, 30_000);
+
+  test("a first line starting with a space is kept out of serve's Received: line, in the dry run too", async () => {
+    const message = lines(" (internal) by trusted.example; Mon, 1 Jan 2001 00:00:00 +0000", "From: a@sender.example", "To: b@company.com", "Subject: sized", "", "hi");
+    const served = await sendToServe(message);
+    expect(served.reply).toStartWith("250 ");
+    expect(served.rule).toBeNull();
+    const dry = await dryRun(message);
+    expect(dry.decision.rule).toBeNull();
+    expect(dry.facts.headers.received).toHaveLength(1);
+    expect(dry.facts.size).toBe(served.size);
   }, 30_000);
 });

@@ -11,6 +11,9 @@
  *   queue list` shows them as `?`, not as bytes that drive the admin's terminal or reverse the line;
  * - LOG_FORMAT=text (what an admin reads in a TTY or journalctl): a sender address with a bidi
  *   override is escaped, and the refused recipients are one quoted value;
+ * - a message whose first line starts with a space continued mailgw's own Received header (a
+ *   forged `by` and date inside the trace line rules and downstream filters trust): an empty
+ *   line now ends our header first, as Postfix's smtpd does;
  * - LOG_FORMAT=json (the default off a TTY, read with journalctl or docker logs): a bidi
  *   override in the HELO name and the sender is written as \u202e, not as the raw character
  *   that reversed the rest of the line on the admin's terminal.
@@ -19,7 +22,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
-import { logLines, mailgwQueue, queueList, serveCommand, serveDir, startServe, statusWithHost, until, serveEachTest } from "../smtp/serve-process.ts";
+import { archivedCopy, logLines, mailgwQueue, queueList, serveCommand, serveDir, startServe, statusWithHost, until, serveEachTest } from "../smtp/serve-process.ts";
 import { BARE_PATH } from "../packaging/binary.ts";
 
 const textProcs: Subprocess[] = [];
@@ -189,5 +192,31 @@ rules: []
     expect(JSON.parse(line)).toMatchObject({ helo: "\u202eevil.example", from: "\u202egro.live@evil.example" });
     s.proc.kill("SIGTERM");
     expect(await s.proc.exited).toBe(0);
+  }, 30_000);
+
+  test("a first line starting with a space is not folded into mailgw's Received header", async () => {
+    const rules = `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - name: trusted-hop
+    priority: 10
+    action: reject
+    conditions:
+      - { field: "header:received", operator: contains, value: "by trusted.example" }
+`;
+    const s = await serve({}, rules);
+    const forged = " (internal) by trusted.example with ESMTPS id x\r\n\tfor <b@company.com>; Mon, 1 Jan 2001 00:00:00 +0000\r\n";
+    for (const lead of [forged, `\t${forged.slice(1)}`]) {
+      const c = await RawClient.connect(s.smtpPort);
+      await greet(c);
+      const reply = await sendMail(c, "b@company.com", `${lead}${simpleMessage("folded")}`);
+      c.end();
+      // Folded in, the forged hop was part of our trusted Received line and met the rule.
+      expect(reply).toMatch(/^250 2\.0\.0 Queued as /);
+      const stored = (await archivedCopy(s.dir, reply.split(" ").pop() ?? ""))?.toString("latin1") ?? "";
+      expect(stored).toMatch(/^Received: from client\.example \(\[127\.0\.0\.1\]\)\r\n(\t[^\r\n]*\r\n){3}\r\n[ \t]\(internal\) by trusted\.example/);
+      expect(stored.endsWith(`${lead}${simpleMessage("folded")}`)).toBe(true);
+    }
+    expect(await s.stop()).toBe(0);
   }, 30_000);
 });
