@@ -7,7 +7,13 @@
  * Attached message/rfc822 parts are parsed in turn, within a shared budget, for their
  * attachments and (when inline) their text. Any failure or limit hit yields partial facts
  * with `parseError` set; this function never throws.
+ *
+ * The facts are those of the message as it is forwarded: bare CRs and LFs are read as CRLF
+ * (normalizeLineEndings, what the relay path sends). Read as they were, a `Subject: x<CR>
+ * Content-Type: multipart/mixed…` was one Subject here but two fields at the relay, so an
+ * attachment rule never saw the `.exe` the recipient got.
  */
+import { normalizeLineEndings } from "../act/normalize-crlf.ts";
 import { readFileBytes } from "../read-file.ts";
 import PostalMime, { type Email } from "postal-mime";
 import type { AuthResult, Envelope, MessageFacts } from "../types.ts";
@@ -253,10 +259,11 @@ export async function extractFacts(raw: Uint8Array, envelope: Envelope, opts: Ex
   let header = emptyHeaderFacts();
   let content: ContentFacts = { body: "", attachments: [], attachmentTypes: [] };
   try {
-    const block = splitHeaderBlock(raw);
+    const forwarded = normalizeLineEndings(raw);
+    const block = splitHeaderBlock(forwarded);
     budget.notes.push(...block.notes);
     header = headerFacts(block.fields, budget).facts;
-    if (opts.content !== false) content = await contentFacts(mimeInputOf(raw, block.fields, block.bodyStart), 0, budget);
+    if (opts.content !== false) content = await contentFacts(mimeInputOf(forwarded, block.fields, block.bodyStart), 0, budget);
   } catch (err) {
     note(budget, `message not parsed: ${describeError(err)}`);
   }
@@ -287,7 +294,7 @@ export async function extractFactsFromFile(path: string, envelope: Envelope, opt
         first = null;
         return input;
       }
-      const raw = await readFileBytes(path);
+      const raw = normalizeLineEndings(await readFileBytes(path));
       return mimeInput(raw, top.fields, top.bodyStart, parseEnd(raw, top.bodyStart, cut, b), b);
     };
     if (opts.content !== false) content = await contentFacts(inputOf, 0, budget);
@@ -299,12 +306,13 @@ export async function extractFactsFromFile(path: string, envelope: Envelope, opt
 
 /** Header facts and postal-mime's first input of the file; the raw bytes die with this call. */
 async function readTop(path: string, budget: ParseBudget, content: boolean) {
-  const raw = await readFileBytes(path);
+  const stored = await readFileBytes(path);
+  const raw = normalizeLineEndings(stored);
   const block = splitHeaderBlock(raw);
   budget.notes.push(...block.notes);
   const header = headerFacts(block.fields, budget).facts;
   const firstInput = content ? mimeInput(raw, block.fields, block.bodyStart, parseEnd(raw, block.bodyStart, FIRST_CUT, budget), budget) : null;
-  return { header, fields: block.fields, bodyStart: block.bodyStart, size: raw.byteLength, firstInput };
+  return { header, fields: block.fields, bodyStart: block.bodyStart, size: stored.byteLength, firstInput };
 }
 
 function assembleFacts(header: HeaderFacts, content: ContentFacts, size: number, envelope: Envelope, opts: ExtractOptions, budget: ParseBudget): MessageFacts {

@@ -14,6 +14,10 @@
  * - a message whose first line starts with a space continued mailgw's own Received header (a
  *   forged `by` and date inside the trace line rules and downstream filters trust): an empty
  *   line now ends our header first, as Postfix's smtpd does;
+ * - bare CRs a relay-bound copy turns into line breaks (a `Subject:` line that goes on with
+ *   `<CR>Content-Type: multipart/mixed…`, parts split by bare CRs) hid an .exe attachment from
+ *   an attachment rule, while the relay got it as a plain attachment: the rules now read the
+ *   message with CRLF line ends, as it is forwarded, small (in memory) or big (spool file);
  * - LOG_FORMAT=json (the default off a TTY, read with journalctl or docker logs): a bidi
  *   override in the HELO name and the sender is written as \u202e, not as the raw character
  *   that reversed the rest of the line on the admin's terminal.
@@ -219,4 +223,33 @@ rules:
     }
     expect(await s.stop()).toBe(0);
   }, 30_000);
+
+  test("bare CRs that the forwarded copy turns into line breaks do not hide an attachment from the rules", async () => {
+    const rules = `domains: [company.com]
+default: { action: forward, forward_to: [inbox@other.example] }
+rules:
+  - name: no-exe
+    priority: 10
+    action: reject
+    conditions:
+      - { field: attachment, operator: ends_with, value: .exe }
+`;
+    const s = await serve({}, rules);
+    const part = (pad: string, nl: string) =>
+      `--b${nl}Content-Type: text/plain${nl}${nl}${pad}hello${nl}--b${nl}Content-Type: application/octet-stream${nl}` +
+      `Content-Disposition: attachment; filename="evil.exe"${nl}Content-Transfer-Encoding: base64${nl}${nl}TVo=${nl}--b--${nl}`;
+    const inSubject = (pad: string) =>
+      `From: a@sender.example\r\nTo: b@company.com\r\nSubject: hi\rMIME-Version: 1.0\rContent-Type: multipart/mixed; boundary="b"\r\n\r\n${part(pad, "\r\n")}`;
+    const inBody = (pad: string) =>
+      `From: a@sender.example\r\nTo: b@company.com\r\nSubject: hi\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\nx\r${part(pad, "\r")}`;
+    // 100 KB of text: past the 64 KB a message is kept in memory for, so the parse reads the spool file.
+    const big = `${"y".repeat(76)}\r\n`.repeat(1300);
+    for (const message of [inSubject(""), inBody(""), inSubject(big), inBody(big)]) {
+      const c = await RawClient.connect(s.smtpPort);
+      await greet(c);
+      expect(await sendMail(c, "b@company.com", message)).toBe("550 5.7.1 Message rejected");
+      c.end();
+    }
+    expect(await s.stop()).toBe(0);
+  }, 60_000);
 });
