@@ -27,6 +27,7 @@ import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp
 import { SMTPConnection, type SMTPConnectionOptions } from "smtp-server/lib/smtp-connection.js";
 import type { SMTPStream } from "smtp-server/lib/smtp-stream.js";
 import { useFastDataScanner } from "./data-scanner.ts";
+import { clientKey } from "./ip.ts";
 
 /** What the gateway layer wants to know about every connection. */
 export interface ConnectionHooks {
@@ -100,11 +101,23 @@ export class GatewaySmtpServer extends SMTPServer {
   /** Same as the library's connect(), with our connection class; `proxyOwn`: see isProxyOwnSession. */
   override connect(socket: Socket | TLSSocket, socketOptions?: SMTPConnectionOptions | null, proxyOwn = false): void {
     const connection = new GatewayConnection(this, socket, socketOptions);
+    connection.clientKey = clientKey(connection.remoteAddress);
     if (proxyOwn) proxyOwnSessions.add(connection.session);
     this.connections.add(connection);
     connection.on("error", (err: Error) => this.emit("error", err));
     connection.on("connect", (info: unknown) => this.emit("connect", info));
     connection.init();
+  }
+
+  /**
+   * Open sessions of a client key (ip.ts clientKey). Counted over `connections`, which the
+   * library leaves when a session closes (also one still lingering half-closed), so the count
+   * never drifts; at most MAX_CLIENTS string comparisons per accepted connection.
+   */
+  connectionsOf(key: string): number {
+    let n = 0;
+    for (const c of this.connections) if (c instanceof GatewayConnection && c.clientKey === key) n++;
+    return n;
   }
 }
 
@@ -165,6 +178,8 @@ function readyStateDescriptor(socketProto: object): PropertyDescriptor | null {
 }
 
 export class GatewayConnection extends SMTPConnection {
+  /** The client's key for per-client accounting (ip.ts clientKey), set by GatewaySmtpServer.connect. */
+  clientKey = "";
   private sessionTimer: ReturnType<typeof setTimeout> | null = null;
   private dataTimer: ReturnType<typeof setTimeout> | null = null;
 

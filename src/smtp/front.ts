@@ -1,7 +1,8 @@
 /**
  * The TCP listener in front of smtp-server. It owns everything that happens before the SMTP
- * greeting: the connection limit, the PROXY protocol header (v1 and v2, only from
- * SMTP_PROXY_TRUSTED), and the SMTP_ALLOWED_IPS check against the real client address.
+ * greeting: the connection limits (in all, and per client once its address is known), the
+ * PROXY protocol header (v1 and v2, only from SMTP_PROXY_TRUSTED), and the SMTP_ALLOWED_IPS
+ * check against the real client address.
  * Accepted sockets are handed to smtp-server with that address, so allow-lists, rate limits,
  * logs, the Received header and the rules all see the same client.
  *
@@ -19,7 +20,7 @@
 import { createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "../log/logger.ts";
 import type { GatewaySmtpServer } from "./connection.ts";
-import { createIpMatcher, normalizeIp } from "./ip.ts";
+import { clientKey, createIpMatcher, normalizeIp } from "./ip.ts";
 import type { SmtpLimits } from "./limits.ts";
 import { PROXY_TIMEOUT_REASON, readProxyHeader } from "./proxy-protocol.ts";
 
@@ -46,9 +47,13 @@ const REFUSAL_LINGER_MS = 1000;
 
 const ignore = (): void => {};
 
+/** Clients exempt from the per-client connection limit (limits.ts MAX_CONNECTIONS_PER_CLIENT). */
+const LOOPBACK = ["127.0.0.0/8", "::1/128"];
+
 export function createFront(opts: FrontOptions): Front {
   const allowed = createIpMatcher(opts.allowedIps);
   const trusted = createIpMatcher(opts.proxyTrusted);
+  const loopback = createIpMatcher(LOOPBACK);
   const pending = new Set<Socket>();
 
   /** `proxyOwn`: a proxy's health check, refused all the same but only as a debug line, not a session. */
@@ -64,6 +69,9 @@ export function createFront(opts: FrontOptions): Front {
     // An allow-list of senders that leaves out the proxy's own address refuses its checks too,
     // every few seconds: that is the admin's choice, but not worth a log line each time.
     if (!allowed(client)) return refuse(socket, client, `554 5.7.1 ${opts.hostname} Access denied`, proxyOwn);
+    if (!loopback(client) && opts.smtp.connectionsOf(clientKey(client)) >= opts.limits.maxClientConnections) {
+      return refuse(socket, client, `421 4.7.0 ${opts.hostname} Too many connections from your address, try again later`, proxyOwn);
+    }
     opts.smtp.connect(socket, { remoteAddress: client, remotePort: port }, proxyOwn);
   };
 

@@ -18,6 +18,8 @@ export interface SmtpLimits {
   proxyHeaderTimeoutMs: number;
   /** Concurrent SMTP sessions plus sockets still sending their PROXY header. */
   maxClients: number;
+  /** Concurrent SMTP sessions of one client (IPv4 address or IPv6 /64); loopback is exempt. */
+  maxClientConnections: number;
   /** RCPT TO per transaction; more → 452 4.5.3. */
   maxRecipients: number;
   /** `Received:` headers a message may carry before it is refused as a loop (554 5.4.6). */
@@ -38,6 +40,14 @@ export const SESSION_TIMEOUT_MS = 30 * 60_000;
 export const PROXY_HEADER_TIMEOUT_MS = 5_000;
 /** Connection floods: each session costs a socket, buffers and up to a message in memory. */
 export const MAX_CLIENTS = 500;
+/**
+ * One address holding idle connections (trickling a NOOP within each idle timeout) took every
+ * slot of MAX_CLIENTS and locked all other senders out. Postfix's
+ * smtpd_client_connection_count_limit is 50 too; like its default exception ($mynetworks with
+ * mynetworks_style=host), loopback clients are exempt: a local proxy without the PROXY
+ * protocol, local scripts and benchmarks.
+ */
+export const MAX_CONNECTIONS_PER_CLIENT = 50;
 /** RFC 5321 §4.5.3.1.8 minimum is 100; more is a fan-out amplifier. */
 export const MAX_RECIPIENTS = 100;
 /** RFC 5321 §6.3 loop detection; Postfix uses 50 as well (hopcount_limit). */
@@ -63,6 +73,7 @@ export const DEFAULT_LIMITS: SmtpLimits = {
   sessionTimeoutMs: SESSION_TIMEOUT_MS,
   proxyHeaderTimeoutMs: PROXY_HEADER_TIMEOUT_MS,
   maxClients: MAX_CLIENTS,
+  maxClientConnections: MAX_CONNECTIONS_PER_CLIENT,
   maxRecipients: MAX_RECIPIENTS,
   maxReceivedHeaders: MAX_RECEIVED_HEADERS,
   rateLimitTrackedClients: RATE_LIMIT_TRACKED_CLIENTS,

@@ -1,0 +1,72 @@
+/**
+ * Abuse of the SMTP listener as an MX on the internet sees it, against the real `mailgw serve`
+ * (from source), with client addresses claimed through the PROXY protocol (trusted loopback):
+ * - one client address holding idle connections cannot take every connection slot: past
+ *   MAX_CONNECTIONS_PER_CLIENT it gets 421, and other clients are still greeted (Postfix's
+ *   smtpd_client_connection_count_limit); an IPv6 client is counted by its /64.
+ */
+import { describe, expect, test } from "bun:test";
+import { RawClient, sendMail } from "../smtp/helpers.ts";
+import { serveEachTest } from "../smtp/serve-process.ts";
+import { MAX_CONNECTIONS_PER_CLIENT } from "../../src/smtp/limits.ts";
+
+const serve = serveEachTest();
+const PROXIED = { SMTP_PROXY_PROTOCOL: "true", SMTP_PROXY_TRUSTED: "127.0.0.1/32" };
+
+/** A connection through the "proxy" (loopback) for `client`, with its first reply. */
+async function proxied(port: number, client: string): Promise<{ c: RawClient; banner: string }> {
+  const family = client.includes(":") ? "TCP6" : "TCP4";
+  const to = family === "TCP6" ? "2001:db8:ffff::25" : "198.51.100.25";
+  const c = await RawClient.connect(port, "127.0.0.1", `PROXY ${family} ${client} ${to} 51000 25\r\n`);
+  return { c, banner: await c.reply(5000) };
+}
+
+describe("mailgw serve under connection abuse", () => {
+  test("one client address holding idle connections gets 421 past its share; other clients are still served", async () => {
+    const s = await serve(PROXIED);
+    const open: RawClient[] = [];
+    try {
+      for (let i = 0; i < MAX_CONNECTIONS_PER_CLIENT; i++) {
+        const { c, banner } = await proxied(s.smtpPort, "192.0.2.1");
+        expect(banner).toStartWith("220 ");
+        open.push(c);
+      }
+      const over = await proxied(s.smtpPort, "192.0.2.1");
+      expect(over.banner).toMatch(/^421 4\.7\.0 mx\.test Too many connections from your address/);
+      expect(await over.c.waitClose()).toBe(true);
+
+      // Another sender is greeted and its mail accepted while the hog's connections stay open.
+      const other = await proxied(s.smtpPort, "203.0.113.7");
+      expect(other.banner).toStartWith("220 ");
+      expect(await other.c.cmd("EHLO sender.example")).toStartWith("250");
+      expect(await sendMail(other.c)).toMatch(/^250 2\.0\.0 Queued as /);
+      other.c.end();
+
+      // IPv6: the addresses of one /64 share the client's connections (one host owns a /64).
+      for (let i = 0; i < MAX_CONNECTIONS_PER_CLIENT; i++) {
+        const { c, banner } = await proxied(s.smtpPort, `2001:db8:1:2::${(i + 1).toString(16)}`);
+        expect(banner).toStartWith("220 ");
+        open.push(c);
+      }
+      expect((await proxied(s.smtpPort, "2001:db8:1:2:ffff::1")).banner).toMatch(/^421 4\.7\.0 /);
+      expect((await proxied(s.smtpPort, "2001:db8:1:3::1")).banner).toStartWith("220 ");
+
+      // A slot freed by the client is its own again.
+      open.shift()?.end();
+      let again = "";
+      for (let tries = 0; tries < 50 && !again.startsWith("220"); tries++) {
+        const next = await proxied(s.smtpPort, "192.0.2.1");
+        again = next.banner;
+        open.push(next.c);
+        if (!again.startsWith("220")) await Bun.sleep(50);
+      }
+      expect(again).toStartWith("220 ");
+
+      const refused = await s.waitForLog((l) => l.msg === "smtp session" && l.client === "192.0.2.1" && typeof l.reply === "string" && l.reply.startsWith("421"));
+      expect(refused.reply).toMatch(/Too many connections from your address/);
+    } finally {
+      for (const c of open) c.end();
+    }
+    expect(await s.stop()).toBe(0);
+  }, 60_000);
+});
