@@ -10,7 +10,8 @@
  *    (`<@a:b@c>` → `b@c`) before onRcptTo sees the address.
  *  - Session and DATA deadlines (slow clients): the library only has an idle timeout, which
  *    any trickled byte resets.
- *  - Every reply observed, for the one-line session log.
+ *  - Every reply observed, for the one-line session log, and the errors among them counted: a
+ *    session that collects MAX_ERRORS_PER_SESSION of them without delivering mail is closed.
  *  - The DATA scanner (data-scanner.ts): the same end-of-DATA and dot-unstuffing decisions,
  *    found with the native indexOf instead of a JavaScript loop over every byte.
  *  - The parser's continue() made re-entrant (continueAfterData): commands pipelined after a
@@ -33,6 +34,8 @@ import { clientKey } from "./ip.ts";
 export interface ConnectionHooks {
   sessionTimeoutMs: number;
   dataTimeoutMs: number;
+  /** Error replies a session may collect without delivering mail (limits.ts MAX_ERRORS_PER_SESSION). */
+  maxErrors: number;
   /** Called for every reply line written (code and text, enhanced code included). */
   onReply(session: SMTPServerSession, code: number, text: string): void;
   /** True while our onData handler holds a complete message (storing it): deadlines wait. */
@@ -181,6 +184,8 @@ export class GatewayConnection extends SMTPConnection {
   /** The client's key for per-client accounting (ip.ts clientKey), set by GatewaySmtpServer.connect. */
   clientKey = "";
   private sessionTimer: ReturnType<typeof setTimeout> | null = null;
+  /** Error replies since the session started or last queued a message. */
+  private errors = 0;
   private dataTimer: ReturnType<typeof setTimeout> | null = null;
 
   private get hooks(): ConnectionHooks {
@@ -237,7 +242,16 @@ export class GatewayConnection extends SMTPConnection {
     const enhanced = this._getEnhancedStatusCode(code, sentContext);
     super.send(code, data, sentContext);
     const text = Array.isArray(data) ? (data[0] ?? "") : (data ?? "");
-    this.hooks.onReply(this.session, code, enhanced ? `${enhanced} ${text}` : text);
+    const reply = enhanced ? `${enhanced} ${text}` : text;
+    this.hooks.onReply(this.session, code, reply);
+    this.countError(code, reply);
+  }
+
+  /** As Postfix's smtpd_hard_error_limit: errors without mail delivered in between end the session. */
+  private countError(code: number, reply: string): void {
+    if (code === 250 && reply.startsWith("2.0.0 Queued")) this.errors = 0;
+    if (code < 400 || code === 421 || reply.startsWith("4.5.3 ") || this._closing || this._closed) return;
+    if (++this.errors >= this.hooks.maxErrors) this.send(421, `4.7.0 ${this.name} Error: too many errors, closing connection`);
   }
 
   override handler_MAIL(command: Buffer, callback: () => void): void {

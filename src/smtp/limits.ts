@@ -22,6 +22,8 @@ export interface SmtpLimits {
   maxClientConnections: number;
   /** RCPT TO per transaction; more → 452 4.5.3. */
   maxRecipients: number;
+  /** Error replies (4xx/5xx) a session may collect without delivering mail; then 421 and close. */
+  maxErrors: number;
   /** `Received:` headers a message may carry before it is refused as a loop (554 5.4.6). */
   maxReceivedHeaders: number;
   /** Client IPs (or IPv6 /64s) the rate limiter remembers at once. */
@@ -50,6 +52,13 @@ export const MAX_CLIENTS = 500;
 export const MAX_CONNECTIONS_PER_CLIENT = 50;
 /** RFC 5321 §4.5.3.1.8 minimum is 100; more is a fan-out amplifier. */
 export const MAX_RECIPIENTS = 100;
+/**
+ * A relay or address probe pipelined thousands of RCPTs into one session, each answered 550, for
+ * as long as it liked. Postfix's smtpd_hard_error_limit is 20 too, counted, like it, only while
+ * no mail is delivered (a queued message starts the count again); recipients past MAX_RECIPIENTS
+ * (452 4.5.3, a big mailing) are not errors.
+ */
+export const MAX_ERRORS_PER_SESSION = 20;
 /** RFC 5321 §6.3 loop detection; Postfix uses 50 as well (hopcount_limit). */
 export const MAX_RECEIVED_HEADERS = 50;
 /** Rate-limiter memory bound: a scan from many addresses cannot grow the table without limit. */
@@ -75,6 +84,7 @@ export const DEFAULT_LIMITS: SmtpLimits = {
   maxClients: MAX_CLIENTS,
   maxClientConnections: MAX_CONNECTIONS_PER_CLIENT,
   maxRecipients: MAX_RECIPIENTS,
+  maxErrors: MAX_ERRORS_PER_SESSION,
   maxReceivedHeaders: MAX_RECEIVED_HEADERS,
   rateLimitTrackedClients: RATE_LIMIT_TRACKED_CLIENTS,
   shutdownGraceMs: SHUTDOWN_GRACE_MS,

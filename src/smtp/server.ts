@@ -207,6 +207,7 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
   const smtp = new GatewaySmtpServer(options, {
     sessionTimeoutMs: limits.sessionTimeoutMs,
     dataTimeoutMs: limits.dataTimeoutMs,
+    maxErrors: limits.maxErrors,
     onReply(session, code, text) {
       if (isNotableReply(code, text)) stateOf(session).reply = `${code} ${text}`;
     },

@@ -3,12 +3,16 @@
  * (from source), with client addresses claimed through the PROXY protocol (trusted loopback):
  * - one client address holding idle connections cannot take every connection slot: past
  *   MAX_CONNECTIONS_PER_CLIENT it gets 421, and other clients are still greeted (Postfix's
- *   smtpd_client_connection_count_limit); an IPv6 client is counted by its /64.
+ *   smtpd_client_connection_count_limit); an IPv6 client is counted by its /64;
+ * - a session that only collects errors (a relay or address probe sending thousands of RCPTs)
+ *   is closed with 421 after MAX_ERRORS_PER_SESSION of them (Postfix's smtpd_hard_error_limit),
+ *   while recipients over the per-message limit (452 4.5.3) and a session that delivers mail
+ *   between its errors go on.
  */
 import { describe, expect, test } from "bun:test";
-import { RawClient, sendMail } from "../smtp/helpers.ts";
+import { RawClient, greet, sendMail } from "../smtp/helpers.ts";
 import { serveEachTest } from "../smtp/serve-process.ts";
-import { MAX_CONNECTIONS_PER_CLIENT } from "../../src/smtp/limits.ts";
+import { MAX_CONNECTIONS_PER_CLIENT, MAX_ERRORS_PER_SESSION, MAX_RECIPIENTS } from "../../src/smtp/limits.ts";
 
 const serve = serveEachTest();
 const PROXIED = { SMTP_PROXY_PROTOCOL: "true", SMTP_PROXY_TRUSTED: "127.0.0.1/32" };
@@ -69,4 +73,46 @@ describe("mailgw serve under connection abuse", () => {
     }
     expect(await s.stop()).toBe(0);
   }, 60_000);
+
+  test("a session that only collects errors is closed with 421 after the error limit; the log line says so", async () => {
+    const s = await serve();
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    expect(await c.cmd("MAIL FROM:<probe@sender.example>")).toStartWith("250");
+    // Pipelined, as a probe sends them: every reply after the limit's 421 is never sent.
+    c.write(Array.from({ length: 1000 }, (_, i) => `RCPT TO:<u${i}@relay-target.example>\r\n`).join(""));
+    const replies: string[] = [];
+    for (let i = 0; i < MAX_ERRORS_PER_SESSION; i++) replies.push(await c.reply());
+    expect(replies.every((r) => r.startsWith("550 5.7.1 "))).toBe(true);
+    expect(await c.reply()).toBe("421 4.7.0 mx.test Error: too many errors, closing connection");
+    expect(await c.waitClose()).toBe(true);
+    const line = await s.waitForLog((l) => l.msg === "smtp session" && l.from === "probe@sender.example");
+    expect(line.reply).toBe("421 4.7.0 mx.test Error: too many errors, closing connection");
+    expect(line.refused_count).toBe(MAX_ERRORS_PER_SESSION);
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+
+  test("recipients over the per-message limit and errors between accepted messages do not close the session", async () => {
+    const s = await serve();
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    // A big mailing: the recipients past the limit get 452 4.5.3 and are sent again later.
+    expect(await c.cmd("MAIL FROM:<list@sender.example>")).toStartWith("250");
+    c.write(Array.from({ length: MAX_RECIPIENTS + MAX_ERRORS_PER_SESSION + 5 }, (_, i) => `RCPT TO:<m${i}@company.com>\r\n`).join(""));
+    const replies: string[] = [];
+    for (let i = 0; i < MAX_RECIPIENTS + MAX_ERRORS_PER_SESSION + 5; i++) replies.push(await c.reply());
+    expect(replies.filter((r) => r.startsWith("452 4.5.3")).length).toBe(MAX_ERRORS_PER_SESSION + 5);
+    expect(await c.cmd("DATA")).toStartWith("354");
+    expect(await c.cmd("Subject: list\r\n\r\nhi\r\n.")).toMatch(/^250 2\.0\.0 Queued as /);
+    // Errors that a delivered message separates are not one run of errors.
+    for (let round = 0; round < 2; round++) {
+      expect(await c.cmd("MAIL FROM:<list@sender.example>")).toStartWith("250");
+      for (let i = 0; i < MAX_ERRORS_PER_SESSION - 1; i++) expect(await c.cmd(`RCPT TO:<x${i}@other.example>`)).toStartWith("550");
+      expect(await c.cmd("RCPT TO:<b@company.com>")).toStartWith("250");
+      expect(await c.cmd("DATA")).toStartWith("354");
+      expect(await c.cmd("Subject: again\r\n\r\nhi\r\n.")).toMatch(/^250 2\.0\.0 Queued as /);
+    }
+    expect(await c.cmd("QUIT")).toStartWith("221");
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
 });
