@@ -47,6 +47,13 @@ const REFUSAL_LINGER_MS = 1000;
 
 const ignore = (): void => {};
 
+/**
+ * The connection limit reached is a warning at most this often, with the clients refused since
+ * the last one: each refusal is also its own info session line, but at LOG_LEVEL=warn nothing
+ * said that senders were being turned away, and a flood must not make a warning per client.
+ */
+const OVERLOAD_WARNING_INTERVAL_MS = 60_000;
+
 /** Clients exempt from the per-client connection limit (limits.ts MAX_CONNECTIONS_PER_CLIENT). */
 const LOOPBACK = ["127.0.0.0/8", "::1/128"];
 
@@ -54,6 +61,16 @@ export function createFront(opts: FrontOptions): Front {
   const allowed = createIpMatcher(opts.allowedIps);
   const trusted = createIpMatcher(opts.proxyTrusted);
   const loopback = createIpMatcher(LOOPBACK);
+  let overloadWarnedAt = -Infinity;
+  let refusedSinceWarning = 0;
+  const noteOverload = (): void => {
+    refusedSinceWarning++;
+    const now = performance.now();
+    if (now - overloadWarnedAt < OVERLOAD_WARNING_INTERVAL_MS) return;
+    opts.logger.warn("SMTP connection limit reached: new clients get 421", { max_clients: opts.limits.maxClients, refused: refusedSinceWarning });
+    overloadWarnedAt = now;
+    refusedSinceWarning = 0;
+  };
   const pending = new Set<Socket>();
 
   /** `proxyOwn`: a proxy's health check, refused all the same but only as a debug line, not a session. */
@@ -109,6 +126,7 @@ export function createFront(opts: FrontOptions): Front {
     }
     const peer = normalizeIp(socket.remoteAddress);
     if (pending.size + opts.smtp.connections.size >= opts.limits.maxClients) {
+      noteOverload();
       return refuse(socket, peer, `421 4.7.0 ${opts.hostname} Too many connections, try again later`);
     }
     if (!opts.proxyProtocol) return admit(socket, peer, socket.remotePort);

@@ -7,12 +7,14 @@
  * - a session that only collects errors (a relay or address probe sending thousands of RCPTs)
  *   is closed with 421 after MAX_ERRORS_PER_SESSION of them (Postfix's smtpd_hard_error_limit),
  *   while recipients over the per-message limit (452 4.5.3) and a session that delivers mail
- *   between its errors go on.
+ *   between its errors go on;
+ * - the connection limit reached is a warning (at most one a minute, with the refusals since the
+ *   last one), not only an info line per refused client: with LOG_LEVEL=warn nothing said so.
  */
 import { describe, expect, test } from "bun:test";
 import { RawClient, greet, sendMail } from "../smtp/helpers.ts";
 import { serveEachTest } from "../smtp/serve-process.ts";
-import { MAX_CONNECTIONS_PER_CLIENT, MAX_ERRORS_PER_SESSION, MAX_RECIPIENTS } from "../../src/smtp/limits.ts";
+import { MAX_CLIENTS, MAX_CONNECTIONS_PER_CLIENT, MAX_ERRORS_PER_SESSION, MAX_RECIPIENTS } from "../../src/smtp/limits.ts";
 
 const serve = serveEachTest();
 const PROXIED = { SMTP_PROXY_PROTOCOL: "true", SMTP_PROXY_TRUSTED: "127.0.0.1/32" };
@@ -115,4 +117,27 @@ describe("mailgw serve under connection abuse", () => {
     expect(await c.cmd("QUIT")).toStartWith("221");
     expect(await s.stop()).toBe(0);
   }, 30_000);
+
+  test("the connection limit reached is one warning, not silence at LOG_LEVEL=warn", async () => {
+    // At the default level (startServe reads the info line "mailgw serve started"); the level
+    // of the line is what an admin running LOG_LEVEL=warn sees or not.
+    const s = await serve();
+    const open: RawClient[] = [];
+    try {
+      // Loopback clients are exempt from the per-client limit: these fill the whole listener.
+      for (let i = 0; i < MAX_CLIENTS; i++) open.push(await RawClient.connect(s.smtpPort));
+      for (const c of open.slice(-5)) expect(await c.reply()).toStartWith("220 ");
+      const refused = await Promise.all(Array.from({ length: 30 }, () => RawClient.connect(s.smtpPort)));
+      for (const c of refused) expect(await c.reply()).toMatch(/^421 4\.7\.0 mx\.test Too many connections/);
+      const warning = await s.waitForLog((l) => l.msg === "SMTP connection limit reached: new clients get 421");
+      expect(warning.level).toBe("warn");
+      expect(warning.max_clients).toBe(MAX_CLIENTS);
+      await Bun.sleep(300);
+      expect(s.logs.filter((l) => l.msg === warning.msg)).toHaveLength(1);
+      for (const c of refused) c.end();
+    } finally {
+      for (const c of open) c.end();
+    }
+    expect(await s.stop()).toBe(0);
+  }, 60_000);
 });
