@@ -57,7 +57,14 @@ export interface RelayPoolJob {
   deadlineMs?: number;
 }
 
-export type RelayPoolResult = { ok: true; info: SMTPConnectionSendInfo } | { ok: false; error: unknown };
+/**
+ * `relayDown` on a failure: true when no session could be set up for it (connection, greeting,
+ * EHLO, STARTTLS or TLS handshake, AUTH) or the relay answered 421 (closing the channel, RFC 5321
+ * 3.8): the relay's failure, not the message's; false when it failed on a session that was set up
+ * (a reply to MAIL, RCPT or DATA: the relay works); absent when no session was tried for it
+ * (aborted while waiting, the pool closed).
+ */
+export type RelayPoolResult = { ok: true; info: SMTPConnectionSendInfo } | { ok: false; error: unknown; relayDown?: boolean };
 
 export interface RelayPoolOptions {
   connection: SMTPConnectionOptions;
@@ -169,7 +176,7 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
     }
     const error = new Error(reason instanceof Error ? reason.message : "aborted", { cause: reason });
     error.name = "AbortError";
-    settle(w, { ok: false, error });
+    settle(w, s !== null ? { ok: false, error, relayDown: false } : { ok: false, error });
     dispatch();
   }
 
@@ -238,7 +245,7 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
     if ((err as { code?: unknown } | null)?.code === "EAUTH") void retire(s);
     else drop(s);
     if (sessions.size > 0) openBlockedUntil = performance.now() + setupRetryMs;
-    else for (const w of waiting.splice(0)) settle(w, { ok: false, error: err });
+    else for (const w of waiting.splice(0)) settle(w, { ok: false, error: err, relayDown: true });
     dispatch();
   }
 
@@ -291,7 +298,7 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
     const needs = w.job.smtpUtf8Address;
     if (needs && !offers(s, "SMTPUTF8")) {
       // Nothing was sent: the session stays idle and dispatch's loop hands it the next message.
-      settle(w, { ok: false, error: smtpUtf8Missing(needs) });
+      settle(w, { ok: false, error: smtpUtf8Missing(needs), relayDown: false });
       return;
     }
     s.current = w;
@@ -331,9 +338,9 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
         waiting.unshift(w);
         return dispatch();
       }
-      settle(w, { ok: false, error: err });
       // 421, the relay closing on us (throttled, overloaded): each waiting message would open a
       // session only to hear it again. They fail with it, as at setup (Postfix: destination dead).
+      settle(w, { ok: false, error: err, relayDown: responseCode === 421 });
       if (responseCode === 421) return setupFailed(s, err);
       if ((code === "EENVELOPE" || code === "EMESSAGE") && !s.gone) {
         s.resetting = true;

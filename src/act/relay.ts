@@ -63,6 +63,12 @@ export interface RelayAttempt {
   relay: string;
   /** The client was closed with no successor (relay removed by a reload) before it was sent. */
   unsent?: true;
+  /**
+   * Whether the relay itself failed (no session could be set up, or it answered 421): see
+   * RelayPoolResult. false: a session worked (the message was taken or refused on it); absent:
+   * no session was tried for the message.
+   */
+  relayDown?: boolean;
 }
 
 export interface RelayClient {
@@ -120,7 +126,7 @@ export function createRelayClient(relay: RelayConfig, opts: RelayClientOptions):
       const raw = Buffer.from(normal.buffer, normal.byteOffset, normal.byteLength);
       const envelope = relayEnvelope(input.mailFrom, input.to);
       const result = await pool.send({ ...envelope, raw, eightBit: !isAscii(raw), signal: input.signal, deadlineMs: input.deadlineMs });
-      if (result.ok) return { relay: label, outcome: acceptedOutcome(result.info.response, result.info.rejectedErrors) };
+      if (result.ok) return { relay: label, outcome: acceptedOutcome(result.info.response, result.info.rejectedErrors), relayDown: false };
       // Closed by a reload before any byte of it was sent: the new relay takes it, no retry delay.
       if (isPoolClosedError(result.error)) {
         if (successor !== null) return successor.send(input);
@@ -129,7 +135,8 @@ export function createRelayClient(relay: RelayConfig, opts: RelayClientOptions):
       const outcome = classifyRelayError(result.error);
       // TLS mode vs port, certificate checks: the raw error names neither the setting nor the fix.
       const hint = relayErrorHint(relay, outcome.error);
-      return { relay: label, outcome: hint === null ? outcome : { ...outcome, error: `${hint}: ${outcome.error}` } };
+      const down = result.relayDown === undefined ? {} : { relayDown: result.relayDown };
+      return { relay: label, outcome: hint === null ? outcome : { ...outcome, error: `${hint}: ${outcome.error}` }, ...down };
     },
     close(next) {
       successor = next ?? null;

@@ -35,6 +35,8 @@ export interface AttemptResult {
   target: string;
   /** A forward not sent because a reload removed the relay: not an attempt, it is held again. */
   unsent?: true;
+  /** A forward's: whether the relay itself failed (RelayAttempt.relayDown); absent when not known. */
+  relayDown?: boolean;
 }
 
 export async function runAttempt(d: ClaimedDelivery, ctx: AttemptContext): Promise<AttemptResult> {
@@ -53,7 +55,10 @@ export async function runAttempt(d: ClaimedDelivery, ctx: AttemptContext): Promi
     if (to.length === 0) return { target, outcome: { kind: "permanent", error: `delivery has no forward_to addresses` } };
     const sent = await ctx.relay.send({ mailFrom: d.mailFrom, to, raw, signal: ctx.stopSignal, deadlineMs: ctx.deadlineMs });
     // A reload may have handed the message to the new relay: name the one that had it.
-    return { target: sent.relay === ctx.relay.label ? target : forwardTarget(sent.relay, d), outcome: sent.outcome, ...(sent.unsent ? { unsent: true } : {}) };
+    return {
+      target: sent.relay === ctx.relay.label ? target : forwardTarget(sent.relay, to), outcome: sent.outcome,
+      ...(sent.unsent ? { unsent: true } : {}), ...(sent.relayDown === undefined ? {} : { relayDown: sent.relayDown }),
+    };
   }
   const outcome = await postWebhook({
     url: d.target,
@@ -75,13 +80,14 @@ export async function runAttempt(d: ClaimedDelivery, ctx: AttemptContext): Promi
 
 export function describeTarget(d: ClaimedDelivery, relay: RelayClient | null): string {
   if (d.kind === "webhook") return redactUrl(d.target);
-  return forwardTarget(relay?.label ?? "(no relay)", d);
+  return forwardTarget(relay?.label ?? "(no relay)", parseAddresses(d.target));
 }
 
 const FORWARD_ARROW = " → ";
 
-function forwardTarget(relayLabel: string, d: ClaimedDelivery): string {
-  return `${relayLabel}${FORWARD_ARROW}${parseAddresses(d.target).join(",")}`;
+/** `relay → a,b,c`: a forward's target in logs and attempt records. */
+export function forwardTarget(relayLabel: string, addresses: readonly string[]): string {
+  return `${relayLabel}${FORWARD_ARROW}${addresses.join(",")}`;
 }
 
 /**

@@ -50,11 +50,19 @@ export function retryDelayMs(attempts: number, baseSeconds: number, random: () =
   return Math.max(1, Math.min(RETRY_CAP_MS, Math.round(unjittered * factor)));
 }
 
+/** The last error of a delivery given up at QUEUE_MAX_AGE_HOURS. */
+export function gaveUpReason(maxAgeHours: number, error: string): string {
+  return `gave up after ${maxAgeHours} h (QUEUE_MAX_AGE_HOURS): ${error}`;
+}
+
 export interface NextStep {
   state: Extract<DeliveryState, "delivered" | "deferred" | "failed">;
   /** Unix ms of the next attempt (only meaningful for `deferred`). */
   nextAttemptAt: number;
-  /** Why it ended as failed (permanent error, or too old); null otherwise. */
+  /**
+   * Why it ended as failed (permanent error, or too old), or why a deferred one waits when that is
+   * not its attempt's own error (the relay is suspended: relay-suspension.ts); null otherwise.
+   */
   reason: string | null;
 }
 
@@ -81,7 +89,7 @@ export function nextStep(input: ScheduleInput): NextStep {
   if (outcome.kind === "permanent") return { state: "failed", nextAttemptAt: now, reason: outcome.error };
   const expiresAt = input.createdAt + input.maxAgeHours * 3600 * 1000;
   if (now >= expiresAt) {
-    return { state: "failed", nextAttemptAt: now, reason: `gave up after ${input.maxAgeHours} h (QUEUE_MAX_AGE_HOURS): ${outcome.error}` };
+    return { state: "failed", nextAttemptAt: now, reason: gaveUpReason(input.maxAgeHours, outcome.error) };
   }
   const backoff = retryDelayMs(input.attempts, input.retryBaseSeconds, input.random);
   // A receiver that says when to come back is heeded (hammering a rate limit only prolongs it),

@@ -28,6 +28,7 @@ import { WalSync } from "../spool/wal-sync.ts";
 import { createGroupCommit } from "./group-commit.ts";
 import { logInterrupted, recoverInterrupted } from "./interrupted.ts";
 import * as store from "./queue-store.ts";
+import { createRelayGate, suspendedStep, type RelaySuspension } from "./relay-suspension.ts";
 import { nextStep, RETRY_CAP_MS, type AttemptOutcome, type NextStep } from "./retry.ts";
 import { applyCaps, claimLimits, countByKey, isLarge, keyOf, MAX_PER_WEBHOOK_TARGET, type SlotUse } from "./slots.ts";
 import { createSpoolAccess, type SpoolAccess } from "./spool-access.ts";
@@ -112,6 +113,10 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   const running = new Map<number, { promise: Promise<void>; key: string; large: boolean }>();
   /** Webhook URLs (keys) whose last attempt failed for now: slots.ts gives them one slot. */
   const failing = new Set<string>();
+  /** The relay suspended after it failed itself: forwards wait for one probe (relay-suspension.ts). */
+  const gate = createRelayGate({ db, logger, queue: config.queue });
+  /** Forwards the gate lets start on this claim besides those running (Infinity: no suspension). */
+  let forwardAllowance = Infinity;
   let relay: RelayClient | null = null;
   let timer: ReturnType<typeof setTimeout> | null = null;
   let started = false;
@@ -133,7 +138,9 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
 
   /** The attempts in flight and the caps, for slots.ts. */
   function slotUse(): SlotUse {
-    return { running: [...running.values()], relayCap: relay === null ? null : relayCap(), webhookCap, failing };
+    const all = [...running.values()];
+    const relayRunning = all.filter((r) => r.key === "relay").length;
+    return { running: all, relayCap: relay === null ? null : Math.min(relayCap(), relayRunning + forwardAllowance), webhookCap, failing };
   }
 
   /** Coalesces wake-ups (intake, finished attempts) into one claim per event-loop turn. */
@@ -172,10 +179,14 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       const n = store.rescheduleFromFuture(db, t, CLOCK_BACK_MS);
       if (n > 0) logger.warn("deliveries scheduled by a clock that has gone back since are due now", { count: n });
     }
+    forwardAllowance = relay === null ? Infinity : gate.beforeClaim(t);
     const free = maxInFlight - running.size;
     if (free <= 0) return;
     const use = slotUse();
-    for (const d of store.claimDue(db, t, claimLimits(use, free), (candidates) => applyCaps(use, candidates, free))) startAttempt(d);
+    for (const d of store.claimDue(db, t, claimLimits(use, free), (candidates) => applyCaps(use, candidates, free))) {
+      if (d.kind === "forward" && forwardAllowance === 1) gate.claimed(d.id);
+      startAttempt(d);
+    }
   }
 
   /**
@@ -193,6 +204,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       .catch((err) => logger.error("delivery attempt error", { id: d.messageId, delivery: d.id, error: String(err) }))
       .finally(() => {
         running.delete(d.id);
+        gate.settled(d.id);
         if (worthClaiming(keyOf(d))) scheduleTick();
       });
     running.set(d.id, { promise, key: keyOf(d), large: isLarge(d) });
@@ -229,7 +241,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     }
     const at = now();
     const signal = AbortSignal.any([AbortSignal.timeout(attemptTimeoutMs), stopController.signal]);
-    const { outcome, target, unsent } = await runAttempt(d, {
+    const { outcome, target, unsent, relayDown } = await runAttempt(d, {
       spool, relay, webhookSecret: config.webhookSecret, signal, stopSignal: stopController.signal, deadlineMs: attemptTimeoutMs, nowMs: at,
     });
     if (unsent) {
@@ -242,7 +254,11 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       if (outcome.kind === "temporary") failing.add(keyOf(d));
       else failing.delete(keyOf(d));
     }
-    const record = attemptRecord(d, outcome, target, at, now());
+    const end = now();
+    const suspended = d.kind === "forward" && relay !== null
+      ? gate.ended(d.id, relay.label, relayDown, outcome.kind === "delivered" ? "" : outcome.error, end)
+      : null;
+    const record = attemptRecord(d, outcome, target, at, end, suspended);
     const result = await persistently("a delivery result", d, () => recordFinished(record));
     if (result === null) return;
     logAttempt(record, result);
@@ -251,8 +267,11 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     await spool.remove(d.messageId);
   }
 
-  /** The attempt's result and the next state of its delivery (and of recipients split off). */
-  function attemptRecord(d: store.ClaimedDelivery, outcome: AttemptOutcome, target: string, at: number, end: number): store.AttemptRecord {
+  /**
+   * The attempt's result and the next state of its delivery (and of recipients split off). A
+   * forward the relay itself failed (`suspended`) waits for the suspension's end, not its own backoff.
+   */
+  function attemptRecord(d: store.ClaimedDelivery, outcome: AttemptOutcome, target: string, at: number, end: number, suspended: RelaySuspension | null): store.AttemptRecord {
     const schedule = (o: AttemptOutcome) =>
       nextStep({ outcome: o, attempts: d.attempts + 1 - d.retryAttempts, createdAt: d.ageFrom, now: end, ...config.queue, random });
     const ok = outcome.kind === "delivered";
@@ -265,7 +284,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     const deferred = split ? { ...split, step: split.retryNow ? now : schedule({ kind: "temporary", error: split.error }) } : undefined;
     return {
       delivery: d, at, durationMs: Math.max(0, end - at), target, ok,
-      reply: ok ? outcome.reply : outcome.error, step: schedule(outcome),
+      reply: ok ? outcome.reply : outcome.error,
+      step: suspended ? suspendedStep(schedule(outcome), suspended, d.attempts + 1, d.ageFrom + config.queue.maxAgeHours * 3600 * 1000) : schedule(outcome),
       ...(refused ? { refused } : {}), ...(deferred ? { deferred } : {}),
     };
   }
@@ -321,6 +341,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       started = true;
       relay = makeRelay(config.relay);
       logInterrupted(logger, recoverInterrupted(db, { now: now(), ...config.queue, random }));
+      gate.start(relay?.label ?? null);
       if (relay === null) logger.warn("no relay configured (RELAY_SMTP_HOST): forward deliveries are held until one is set");
       releaseHeldIfRelay();
       tick();
@@ -348,6 +369,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       // The old relay's idle sessions say QUIT in the background; what waited for one of them
       // goes to the new relay (nothing deferred by a reload), busy ones finish their message.
       void previous?.close(relay ?? undefined);
+      gate.lift(now());
       releaseHeldIfRelay();
       scheduleTick();
     },

@@ -339,7 +339,7 @@ describe("forward through the relay", () => {
     await waitFor(() => deliveryOf(t.db, id).attempts >= 1, 10_000, "an attempt");
     expect(relay.authAttempts).toHaveLength(0);
     expect(deliveryOf(t.db, id).state).not.toBe("failed");
-    expect(deliveryOf(t.db, id).last_error ?? "").toMatch(/^relay certificate refused \(not signed by a trusted CA\): .*RELAY_SMTP_TLS_VERIFY=false if it is a private smarthost.*self.signed/);
+    expect(deliveryOf(t.db, id).last_error ?? "").toMatch(/^relay suspended: relay certificate refused \(not signed by a trusted CA\): .*RELAY_SMTP_TLS_VERIFY=false if it is a private smarthost.*self.signed/);
   }, 30_000);
 
   test("100 messages reuse a few pooled connections", async () => {

@@ -59,7 +59,7 @@ test("private-CA relay: deferred with the NODE_EXTRA_CA_CERTS fix named; deliver
     expect(String(deferred.error)).toContain("NODE_EXTRA_CA_CERTS=");
     const [entry] = await queueList(dir);
     expect(entry).toMatchObject({ id, state: "deferred" });
-    expect(entry?.lastError).toMatch(/^relay certificate refused \(not signed by a trusted CA\): .*NODE_EXTRA_CA_CERTS=.*unable to verify the first certificate/);
+    expect(entry?.lastError).toMatch(/^relay suspended: relay certificate refused \(not signed by a trusted CA\): .*NODE_EXTRA_CA_CERTS=.*unable to verify the first certificate/);
     // The table's shortened error column still shows the fix that keeps verification on.
     expect((await mailgwQueue(dir, "list")).stdout).toContain("NODE_EXTRA_CA_CERTS=<CA PEM file>");
     expect(received).toEqual([]);

@@ -1,0 +1,276 @@
+/**
+ * Relay suspension: Postfix's "delivery temporarily suspended" for a dead destination, adapted
+ * to the one relay. When the relay itself fails (no session can be set up: connection, greeting,
+ * EHLO, STARTTLS or TLS handshake, AUTH; or it answers 421), trying every due forward on its own
+ * would open a connection (and send the password) per message: hundreds an hour to a relay that
+ * is down, and Gmail or SES lock an account after repeated failed logins. Instead:
+ *  - the relay is suspended for suspensionDelayMs (QUEUE_RETRY_BASE_SECONDS, doubling per failed
+ *    probe, capped at an hour as SPEC §2's message backoff); forwards that become due meanwhile
+ *    are not attempted (no attempt counted) but deferred to its end, their last error saying
+ *    RELAY_SUSPENDED_PREFIX and why; those past QUEUE_MAX_AGE_HOURS fail as they would have;
+ *  - at its end ONE forward is tried (the probe). A session that works (the message taken, or
+ *    refused on its own account) ends the suspension, and every forward deferred by it is due at
+ *    once: the queue drains with the usual caps, not after each message's own backoff;
+ *  - `mailgw queue retry` and SIGHUP lift it (they delete its meta row, which the worker checks
+ *    while suspended), as does a change of relay settings.
+ * The suspension lives in the delivery worker; its meta row (`relay_suspension`) is what
+ * /healthz, /stats and `mailgw queue list` show, and what the next start goes on with.
+ * A reply to MAIL, RCPT or DATA is the message's problem (its own backoff), never a suspension.
+ *
+ * Trusts: the worker's calls (one gate per worker). Failure: database errors while recording or
+ * lifting are logged; the suspension in memory still applies (and bounds the connections).
+ */
+import type { Database } from "bun:sqlite";
+import { describeError } from "../errors.ts";
+import type { Logger } from "../log/logger.ts";
+import { commitWithShortWaits, withoutFsync } from "../spool/wal-sync.ts";
+import { bumpCounterBatch } from "../store/counters.ts";
+import { NOT_YET_DURABLE_AT } from "../store/messages.ts";
+import { forwardTarget, parseAddresses } from "./attempt.ts";
+import { gaveUpReason, RETRY_CAP_MS, type NextStep } from "./retry.ts";
+
+/** Starts the last error of every forward waiting for a suspended relay (and finds them again). */
+export const RELAY_SUSPENDED_PREFIX = "relay suspended: ";
+const META_KEY = "relay_suspension";
+
+export interface RelaySuspension {
+  /** The relay's `host:port`. */
+  relay: string;
+  /** Unix ms of the failure that suspended it. */
+  since: number;
+  /** Unix ms when the next probe may go. */
+  until: number;
+  /** The latest failure, as an attempt reports it. */
+  reason: string;
+  /** Failed tries in a row, the first included: the backoff's exponent. */
+  failures: number;
+}
+
+/** How long a relay stays suspended after `failures` failed tries in a row: base × 2^(n−1), at most an hour. */
+export function suspensionDelayMs(failures: number, baseSeconds: number): number {
+  const exponent = Math.max(0, Math.min(failures - 1, 40));
+  return Math.max(1, Math.min(RETRY_CAP_MS, Math.round(baseSeconds * 1000 * 2 ** exponent)));
+}
+
+/** The last error of a forward deferred by the suspension. */
+export function suspendedError(s: Pick<RelaySuspension, "reason">): string {
+  return `${RELAY_SUSPENDED_PREFIX}${s.reason}`;
+}
+
+/** The suspension on record (null: none, or a row this version cannot read). */
+export function readSuspension(db: Database): RelaySuspension | null {
+  const row = db.query<{ value: string }, [string]>(`SELECT value FROM meta WHERE key = ?`).get(META_KEY);
+  if (!row) return null;
+  try {
+    const v = JSON.parse(row.value) as Partial<RelaySuspension>;
+    const ok = typeof v.relay === "string" && typeof v.since === "number" && typeof v.until === "number" && typeof v.reason === "string" && typeof v.failures === "number";
+    return ok ? (v as RelaySuspension) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Ends the suspension on record (`queue retry`, SIGHUP); returns it, null when there was none. */
+export function liftSuspension(db: Database): RelaySuspension | null {
+  const s = readSuspension(db);
+  db.query(`DELETE FROM meta WHERE key = ?`).run(META_KEY);
+  return s;
+}
+
+function recordSuspension(db: Database, s: RelaySuspension): void {
+  db.query(`INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)`).run(META_KEY, JSON.stringify(s));
+}
+
+/**
+ * When a forward waits for the suspension's end: then, plus a millisecond per attempt it has had,
+ * so the forward tried least is the next probe (not the same message each time), and its expiry
+ * at the latest. The relay's return makes it due at once anyway (resumeForwards).
+ */
+function waitUntil(s: RelaySuspension, attempts: number, expiresAt: number): number {
+  return Math.min(s.until + attempts, expiresAt);
+}
+
+/** A forward's step after an attempt (`attempts` made, this one included) the relay itself failed. */
+export function suspendedStep(step: NextStep, s: RelaySuspension, attempts: number, expiresAt: number): NextStep {
+  if (step.state !== "deferred") return step;
+  return { state: "deferred", nextAttemptAt: waitUntil(s, attempts, expiresAt), reason: suspendedError(s) };
+}
+
+interface FailedForward {
+  id: number;
+  messageId: string;
+  target: string;
+  rule: string | null;
+  category: string;
+}
+
+const DUE_FORWARDS = `kind = 'forward' AND state IN ('queued', 'deferred') AND next_attempt_at <= ?1`;
+
+/**
+ * Forwards due while the relay is suspended: deferred to its end with its error, no attempt
+ * counted; those past QUEUE_MAX_AGE_HOURS (from their queueing or last `queue retry`) failed, as
+ * the attempt they would have had would have failed them. Read first: no write lock when none is due.
+ */
+export function deferDueForwards(db: Database, s: RelaySuspension, now: number, maxAgeHours: number): FailedForward[] {
+  if (db.query(`SELECT 1 FROM deliveries WHERE ${DUE_FORWARDS} LIMIT 1`).get(now) === null) return [];
+  const maxAgeMs = maxAgeHours * 3600 * 1000;
+  const error = suspendedError(s);
+  const expiresAt = `coalesce(retry_from, created_at) + ?3`;
+  return withoutFsync(db, () => commitWithShortWaits(db, () => {
+    const failed = db
+      .query<FailedForward, [number, string, number]>(
+        `UPDATE deliveries SET state = 'failed', last_error = ?2, updated_at = ?1 WHERE ${DUE_FORWARDS} AND ${expiresAt} <= ?1
+         RETURNING id, message_id AS messageId, target, rule, category`,
+      )
+      .all(now, gaveUpReason(maxAgeHours, error), maxAgeMs);
+    // min(): as waitUntil.
+    db.query(`UPDATE deliveries SET state = 'deferred', last_error = ?2, updated_at = ?1, next_attempt_at = min(?4 + attempts, ${expiresAt}) WHERE ${DUE_FORWARDS}`)
+      .run(now, error, maxAgeMs, s.until);
+    bumpCounterBatch(db, failed.map((f) => ({ at: now, metric: "failed:forward" as const, rule: f.rule, category: f.category })));
+    return failed;
+  }));
+}
+
+/**
+ * Forwards deferred by a suspension become due now (the relay is back, or the suspension was
+ * lifted), the least tried first as in waitUntil.
+ */
+export function resumeForwards(db: Database, now: number): number {
+  return db
+    .query(
+      `UPDATE deliveries SET next_attempt_at = ?1 + attempts, updated_at = ?1
+       WHERE kind = 'forward' AND state = 'deferred' AND next_attempt_at > ?1 + attempts AND next_attempt_at <> ${NOT_YET_DURABLE_AT}
+         AND substr(last_error, 1, ?3) = ?2`,
+    )
+    .run(now, RELAY_SUSPENDED_PREFIX, RELAY_SUSPENDED_PREFIX.length).changes;
+}
+
+export interface RelayGateOptions {
+  db: Database;
+  logger: Logger;
+  queue: { retryBaseSeconds: number; maxAgeHours: number };
+}
+
+/** The worker's side of the suspension (see the module comment). */
+export interface RelayGate {
+  /** At start: a suspension the last run left on record goes on; one of another relay (or of none) is dropped. */
+  start(relay: string | null): void;
+  /** Before a claim: how many more forwards may start (Infinity: no limit; 1: the probe; 0: none). Defers the due ones while suspended. */
+  beforeClaim(now: number): number;
+  /** A forward was claimed with beforeClaim's allowance of 1: it is the probe. */
+  claimed(id: number): void;
+  /** A forward's attempt ended: the suspension its next step follows (the relay failed), or null. */
+  ended(id: number, relay: string, relayDown: boolean | undefined, error: string, now: number): RelaySuspension | null;
+  /** The attempt is over (recorded or not): its probe slot is free. */
+  settled(id: number): void;
+  /** New relay settings: whatever was suspended is not this relay. */
+  lift(now: number): void;
+  current(): RelaySuspension | null;
+}
+
+export function createRelayGate(opts: RelayGateOptions): RelayGate {
+  const { db, logger, queue } = opts;
+  let s: RelaySuspension | null = null;
+  let probe: number | null = null;
+
+  /** Runs a database write whose failure must not lose the attempt that triggered it. */
+  function safely(what: string, write: () => void): void {
+    try {
+      write();
+    } catch (err) {
+      logger.error(`${what} could not be recorded`, { error: describeError(err) });
+    }
+  }
+
+  /** `queue retry` or SIGHUP deleted the row: the suspension is over. */
+  function liftedElsewhere(): boolean {
+    return db.query(`SELECT 1 FROM meta WHERE key = ?`).get(META_KEY) === null;
+  }
+
+  function resume(now: number, back: boolean): void {
+    const was = s;
+    s = null;
+    if (was === null) return;
+    let due = 0;
+    safely("the end of the relay suspension", () => {
+      if (back) db.query(`DELETE FROM meta WHERE key = ?`).run(META_KEY);
+      due = resumeForwards(db, now);
+    });
+    const fields = { relay: was.relay, suspended_since: new Date(was.since).toISOString(), forwards_due: due };
+    if (back) logger.info("relay is back: the suspension is over, deferred forwards are due now", fields);
+    else logger.info("relay suspension lifted (mailgw queue retry, or SIGHUP): trying the relay again", fields);
+  }
+
+  function failFor(failed: FailedForward[], suspended: RelaySuspension): void {
+    for (const f of failed) {
+      logger.error("failed", {
+        id: f.messageId, delivery: f.id, kind: "forward", rule: f.rule, category: f.category,
+        target: forwardTarget(suspended.relay, parseAddresses(f.target)), error: gaveUpReason(queue.maxAgeHours, suspendedError(suspended)),
+      });
+    }
+  }
+
+  return {
+    start(relay) {
+      const stored = readSuspension(db);
+      if (stored === null) return;
+      if (stored.relay !== relay) {
+        safely("the end of the relay suspension", () => void liftSuspension(db));
+        return;
+      }
+      // A restart is no sign the relay works again (`queue retry` and SIGHUP are): the
+      // suspension goes on, so a crash loop or restarts by a supervisor do not hammer it.
+      s = stored;
+      logger.warn("relay suspended when serve stopped: forwards wait for it", {
+        relay, reason: stored.reason, since: new Date(stored.since).toISOString(), until: new Date(stored.until).toISOString(),
+        hint: "once it is fixed, mailgw queue retry --all (or SIGHUP) tries it at once",
+      });
+    },
+    beforeClaim(now) {
+      if (s === null) return Infinity;
+      if (liftedElsewhere()) {
+        resume(now, false);
+        return Infinity;
+      }
+      if (probe !== null) return 0;
+      if (now >= s.until) return 1;
+      failFor(deferDueForwards(db, s, now, queue.maxAgeHours), s);
+      return 0;
+    },
+    claimed(id) {
+      if (s !== null && probe === null) probe = id;
+    },
+    ended(id, relay, relayDown, error, now) {
+      if (relayDown === false) {
+        resume(now, true);
+        return null;
+      }
+      if (relayDown !== true) return null;
+      if (s !== null && liftedElsewhere()) s = null; // lifted during the attempt: this failure starts anew
+      if (s === null) {
+        s = { relay, since: now, until: now + suspensionDelayMs(1, queue.retryBaseSeconds), reason: error, failures: 1 };
+        logger.warn("relay suspended: forwards wait, one is tried when the suspension ends", {
+          relay, reason: error, until: new Date(s.until).toISOString(), hint: "fix the relay or its settings, then mailgw queue retry --all (or SIGHUP)",
+        });
+      } else if (probe === id) {
+        s = { ...s, reason: error, failures: s.failures + 1 };
+        s.until = now + suspensionDelayMs(s.failures, queue.retryBaseSeconds);
+      } else {
+        return s; // in flight when the relay was suspended: waits for the same end
+      }
+      const recorded = s;
+      safely("the relay suspension", () => recordSuspension(db, recorded));
+      return s;
+    },
+    settled(id) {
+      if (probe === id) probe = null;
+    },
+    lift(now) {
+      probe = null;
+      if (s === null) return;
+      resume(now, false);
+      safely("the end of the relay suspension", () => void liftSuspension(db));
+    },
+    current: () => s,
+  };
+}
