@@ -8,7 +8,7 @@ import { accessSync, constants } from "node:fs";
 import { defineCommand } from "citty";
 import { loadStoragePaths, type StoragePaths } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
-import { drop, formatList, formatRetry, interruptedNote, listEntries, parseStates, retry, truncationNote } from "../queue/queue-admin.ts";
+import { drop, formatList, formatRetry, interruptedNote, listEntries, parseStates, retry, suspensionNote, truncationNote } from "../queue/queue-admin.ts";
 import { countQueue } from "../queue/queue-store.ts";
 import { createSpoolAccess } from "../queue/spool-access.ts";
 import { serveRunning } from "../serve/data-dir-lock.ts";
@@ -76,10 +76,15 @@ const list = defineCommand({
     const now = Date.now();
     const entries = listEntries(db, states, now);
     const total = countQueue(db, states); // more than listEntries returns past LIST_LIMIT
-    const interrupted = serveRunning(config.dataDir) === false ? interruptedNote(entries, config.dataDir) : null;
-    if (!args.json) return void process.stdout.write(formatList(entries, now, total) + (interrupted === null ? "" : `${interrupted}\n`));
+    const stopped = serveRunning(config.dataDir) === false;
+    const interrupted = stopped ? interruptedNote(entries, config.dataDir) : null;
+    // Above the table: why the forwards in it are not being tried.
+    const suspended = suspensionNote(db, now, stopped);
+    if (!args.json) {
+      return void process.stdout.write((suspended === null ? "" : `${suspended}\n\n`) + formatList(entries, now, total) + (interrupted === null ? "" : `${interrupted}\n`));
+    }
     // The JSON stays an array (scripts read it); notes go to stderr.
-    for (const note of [truncationNote(entries.length, total), interrupted]) if (note !== null) process.stderr.write(`mailgw: ${note}\n`);
+    for (const note of [suspended, truncationNote(entries.length, total), interrupted]) if (note !== null) process.stderr.write(`mailgw: ${note}\n`);
     process.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
   }),
 });

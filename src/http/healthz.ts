@@ -2,6 +2,7 @@
  * GET /healthz (open even with STATS_TOKEN, for Docker and load balancers): 200 when the SMTP
  * listener accepts connections, the database answers (and is still the file at DATABASE_URL,
  * and the last commit of a received message did not fail) and the data dir takes a write; 503 with the reason otherwise. A missing relay is a warning, not a failure (SPEC §2: forwards are held);
+ * so is a suspended one (it failed itself: forwards wait, mail is still received);
  * so are a refused rules or TLS certificate reload and an expired or soon-expiring STARTTLS
  * certificate (mail still flows: senders mostly use opportunistic TLS).
  * Trusts: nothing from the request. The answer names no paths (the endpoint is unauthenticated);
@@ -16,7 +17,7 @@ import { describeError } from "../errors.ts";
 import { databaseFileProblem, type DatabaseFile } from "../store/db-file.ts";
 import { VERSION_STRING } from "../version.ts";
 import type { StatusSource, TlsCertificateStatus } from "./status-source.ts";
-import { RELAY_MISSING_WARNING } from "./stats-data.ts";
+import { RELAY_MISSING_WARNING, relaySuspendedWarning } from "./stats-data.ts";
 
 /** A data dir probe slower than this counts as unusable: a hung disk must not hang the health check. */
 const DATA_DIR_PROBE_TIMEOUT_MS = 2000;
@@ -46,7 +47,9 @@ export async function checkHealth(db: Database, dataDir: string, status: StatusS
   };
   const failed = Object.entries(checks).filter(([, c]) => !c.ok);
   const warnings: string[] = [];
-  if (!safe(() => status.relay().configured, true)) warnings.push(RELAY_MISSING_WARNING);
+  const relay = safe(() => status.relay(), null);
+  if (relay !== null && !relay.configured) warnings.push(RELAY_MISSING_WARNING);
+  if (relay?.suspended) warnings.push(relaySuspendedWarning(relay.suspended.since));
   const rulesError = safe(() => status.rules().lastError, null);
   if (rulesError !== null) warnings.push("the last rules reload was refused; the previous rules are in force");
   warnings.push(...tlsWarnings(safe(() => status.tlsCertificate?.() ?? null, null), now));

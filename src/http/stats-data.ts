@@ -65,7 +65,8 @@ export interface StatsSnapshot {
   /** UTC day of `generatedAt`, as used by the counters. */
   today: string;
   smtp: { hostname: string; listening: boolean; tls: { enabled: boolean; required: boolean } };
-  relay: RelayStatus & { warning: string | null };
+  /** `suspended`: as RelayStatus's, with ISO times. `warning`: the relay is missing, or suspended. */
+  relay: Omit<RelayStatus, "suspended"> & { suspended: { since: string; until: string; reason: string } | null; warning: string | null };
   rules: { version: string | null; loadedAt: string | null; lastError: string | null; lastErrorAt: string | null; reloads: RulesStatus["reloads"] };
   /** Oldest first; the last entry is today. */
   receivedPerDay: { day: string; received: number }[];
@@ -78,6 +79,14 @@ export interface StatsSnapshot {
 }
 
 export const RELAY_MISSING_WARNING = "no relay configured (RELAY_SMTP_HOST): forward deliveries are held in the queue";
+
+/**
+ * The relay failed itself and is suspended (queue/relay-suspension.ts). Without its reason: this
+ * is also /healthz's warning, which is unauthenticated (/stats and the log say why).
+ */
+export function relaySuspendedWarning(since: number): string {
+  return `relay suspended since ${new Date(since).toISOString()}: it failed (connection, TLS or login), forwards wait for it to answer a probe (/stats or the log say why)`;
+}
 
 /** `hostname` is SMTP_HOSTNAME, shown in the page title. */
 export function collectStats(db: Database, status: StatusSource, now: number, hostname: string): StatsSnapshot {
@@ -97,7 +106,11 @@ export function collectStats(db: Database, status: StatusSource, now: number, ho
     uptimeSeconds: Math.max(0, Math.floor((now - status.startedAt) / 1000)),
     today,
     smtp: { hostname, listening: status.smtpListening(), tls: status.smtpTls() },
-    relay: { ...relay, warning: relay.configured ? null : RELAY_MISSING_WARNING },
+    relay: {
+      ...relay,
+      suspended: relay.suspended && { since: new Date(relay.suspended.since).toISOString(), until: new Date(relay.suspended.until).toISOString(), reason: relay.suspended.reason },
+      warning: !relay.configured ? RELAY_MISSING_WARNING : relay.suspended ? relaySuspendedWarning(relay.suspended.since) : null,
+    },
     rules: {
       version: rules.version,
       loadedAt: isoOrNull(rules.loadedAt),

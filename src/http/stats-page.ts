@@ -68,8 +68,12 @@ function alerts(s: StatsSnapshot): string {
     const when = s.rules.lastErrorAt ? ` at ${formatTime(s.rules.lastErrorAt)}` : "";
     out.push(alert("bad", `The last rules reload was refused${when}; the previous rules stay in force.`, s.rules.lastError));
   }
-  if (s.relay.warning !== null) {
+  if (!s.relay.configured) {
     out.push(alert("warn", "No relay configured: forwarded mail is held in the queue.", "Set RELAY_SMTP_HOST (and credentials), then restart mailgw (SIGHUP is enough when it is set in .env)."));
+  } else if (s.relay.suspended !== null) {
+    const r = s.relay.suspended;
+    out.push(alert("warn", `The relay is suspended since ${formatTime(r.since)}: forwarded mail waits; one message is tried at ${formatTime(r.until)}.`,
+      `${r.reason} — fix the relay or its settings, then run mailgw queue retry --all (or send SIGHUP).`));
   }
   return out.join("\n");
 }
@@ -196,7 +200,8 @@ ${r.lastError === null ? "" : `<dt>error</dt><dd class="err">${e(r.lastError)}</
 
 function gatewaySection(s: StatsSnapshot): string {
   const tls = s.smtp.tls.enabled ? (s.smtp.tls.required ? "STARTTLS required" : "STARTTLS offered") : `<span class="warn">off</span>`;
-  const relay = s.relay.configured ? e(s.relay.address ?? "configured") : `<span class="warn">none — forwards held</span>`;
+  const suspended = s.relay.suspended ? ` <span class="warn">suspended since ${e(formatTime(s.relay.suspended.since))}</span>` : "";
+  const relay = s.relay.configured ? `${e(s.relay.address ?? "configured")}${suspended}` : `<span class="warn">none — forwards held</span>`;
   return `<h2 id="h-gateway">Gateway</h2>
 <dl><dt>SMTP</dt><dd>${s.smtp.listening ? `<span class="ok">listening</span>` : `<span class="bad">not listening</span>`}</dd>
 <dt>TLS</dt><dd>${tls}</dd>

@@ -23,6 +23,11 @@ export interface RelayStatus {
   configured: boolean;
   /** host:port for display; never credentials. */
   address: string | null;
+  /**
+   * The relay failed itself (connection, TLS, login) and is suspended: forwards wait for one probe
+   * (queue/relay-suspension.ts). Unix ms; `reason` is the failure. null when it is not.
+   */
+  suspended: { since: number; until: number; reason: string } | null;
 }
 
 export interface TlsCertificateStatus {
@@ -55,6 +60,8 @@ export interface StatusParts {
   tls: { enabled: boolean; required: boolean };
   /** The relay in force (config.relay; may change on SIGHUP), null when none is configured. */
   relay: () => { host: string; port: number } | null;
+  /** The relay suspension on record (queue/relay-suspension.ts readSuspension), null when none. */
+  relaySuspension?: () => { relay: string; since: number; until: number; reason: string } | null;
   /** RulesRuntime.status(). */
   rules: () => {
     version: string;
@@ -83,7 +90,11 @@ export function createStatusSource(parts: StatusParts): StatusSource {
     },
     relay() {
       const r = parts.relay();
-      return r ? { configured: true, address: `${r.host}:${r.port}` } : { configured: false, address: null };
+      if (!r) return { configured: false, address: null, suspended: null };
+      const address = `${r.host}:${r.port}`;
+      const s = parts.relaySuspension?.() ?? null;
+      // One recorded for another relay (a reload changed it) is not this one's; the worker drops it.
+      return { configured: true, address, suspended: s !== null && s.relay === address ? { since: s.since, until: s.until, reason: s.reason } : null };
     },
     rules() {
       const s = parts.rules();

@@ -14,6 +14,7 @@ import { parseAddresses } from "./attempt.ts";
 import {
   dropDeliveries, findDeliveries, listQueue, PENDING_STATES, type QueueEntry, RETRYABLE_STATES, retryNow,
 } from "./queue-store.ts";
+import { liftSuspension, readSuspension, RELAY_SUSPENDED_PREFIX, type RelaySuspension } from "./relay-suspension.ts";
 import type { SpoolAccess } from "./spool-access.ts";
 
 /**
@@ -90,7 +91,8 @@ export function formatList(entries: readonly ListedEntry[], now: number, total =
     String(e.attempts),
     e.nextAttemptAt === null ? "-" : nextTry(Date.parse(e.nextAttemptAt), now),
     e.target,
-    oneLine(e.lastError ?? "-", 120),
+    // The suspension's prefix does not push the error (and a hint's fix) out of the column.
+    oneLine(e.lastError ?? "-", 120 + (e.lastError?.startsWith(RELAY_SUSPENDED_PREFIX) ? RELAY_SUSPENDED_PREFIX.length : 0)),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ");
@@ -110,6 +112,24 @@ export function interruptedNote(entries: readonly ListedEntry[], dataDir: string
     `(the relay or webhook may then receive ${n === 1 ? "it" : "them"} twice)`;
 }
 
+/**
+ * For `queue list`: the relay is suspended (relay-suspension.ts), so forwards wait for one probe;
+ * null when it is not. `serveStopped`: what the last serve left, which the next one probes at once.
+ */
+export function suspensionNote(db: Database, now: number, serveStopped: boolean): string | null {
+  const s = readSuspension(db);
+  if (s === null) return null;
+  const since = `since ${new Date(s.since).toISOString()}`;
+  if (serveStopped) {
+    return `note: the relay ${s.relay} was suspended (${since}) when serve stopped: ${oneLine(s.reason, 300)}; ` +
+      `the suspension goes on when serve starts (mailgw queue retry --all lifts it)`;
+  }
+  const probe = s.until <= now ? "now" : `in ${formatDuration(Math.ceil((s.until - now) / 1000))}`;
+  return `relay ${s.relay} suspended ${since} (next probe: ${probe}): ${oneLine(s.reason, 300)}
+` +
+    `forwards wait without attempts; once it is fixed, mailgw queue retry --all (or SIGHUP) tries it at once`;
+}
+
 /** Resolves an ID argument: `<message id>`, `<message id>#<n>` or a delivery number `<n>`. */
 export function resolveRef(db: Database, ref: string): QueueEntry[] {
   const m = /^([0-9a-z]+)#(\d+)$/.exec(ref);
@@ -123,6 +143,8 @@ export interface RetryResult {
   retried: number;
   /** Of those, forwards that were `held`: a serve without a relay holds them again at once. */
   held: number;
+  /** The relay suspension this retry lifted (the admin fixed the relay or its password), if any. */
+  lifted: RelaySuspension | null;
 }
 
 /**
@@ -132,7 +154,7 @@ export interface RetryResult {
 export function retry(db: Database, ref: string | null, now: number, serveStopped = false): RetryResult {
   if (ref === null) {
     const held = db.query<{ n: number }, []>(`SELECT COUNT(*) AS n FROM deliveries WHERE state = 'held'`).get()?.n ?? 0;
-    return { retried: retryNow(db, null, now), held };
+    return { retried: retryNow(db, null, now), held, lifted: liftSuspension(db) };
   }
   const entries = resolveRef(db, ref);
   const retryable = entries.filter((e) => RETRYABLE_STATES.includes(e.state));
@@ -143,7 +165,8 @@ export function retry(db: Database, ref: string | null, now: number, serveStoppe
     const states = [...new Set(entries.map((e) => e.state))].join(", ");
     throw new CliError(`delivery ${ref} is ${states}: only ${RETRYABLE_STATES.join(", ")} deliveries can be retried`);
   }
-  return { retried: retryNow(db, retryable.map((e) => e.id), now), held: retryable.filter((e) => e.state === "held").length };
+  const lifted = retryable.some((e) => e.kind === "forward") ? liftSuspension(db) : null;
+  return { retried: retryNow(db, retryable.map((e) => e.id), now), held: retryable.filter((e) => e.state === "held").length, lifted };
 }
 
 /** `queue retry`'s report; held forwards get a note, or "queued for a new attempt" would promise a send no relay makes. */
@@ -153,6 +176,7 @@ export function formatRetry(r: RetryResult): string {
     out += `note: ${r.held} of them ${r.held === 1 ? "was a forward" : "were forwards"} held for want of a relay: serve holds ` +
       `${r.held === 1 ? "it" : "them"} again until RELAY_SMTP_HOST is set (restart it, or SIGHUP with .env / --env-file)\n`;
   }
+  if (r.lifted !== null) out += `the relay ${r.lifted.relay} is no longer suspended: serve tries it again now\n`;
   return out;
 }
 

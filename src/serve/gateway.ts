@@ -24,6 +24,7 @@ import { createStatusSource } from "../http/status-source.ts";
 import type { Logger } from "../log/logger.ts";
 import { createPipeline } from "../pipeline.ts";
 import { anyHeld } from "../queue/queue-store.ts";
+import { liftSuspension, readSuspension } from "../queue/relay-suspension.ts";
 import { createThreadedDeliveryWorker } from "../queue/threaded-worker.ts";
 import { startRulesRuntime } from "../rules-runtime/runtime.ts";
 import type { SmtpLimits } from "../smtp/limits.ts";
@@ -168,6 +169,7 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
       smtpListening: () => smtpAddress !== null,
       tls: { enabled: config.smtp.tls.enabled, required: config.smtp.tls.required },
       relay: () => relay,
+      relaySuspension: () => readSuspension(db),
       rules: () => rules.status(),
       databaseWriteFailure: () => pipeline.databaseWriteFailure(),
       tlsStatus: () => smtp.tlsStatus(),
@@ -187,6 +189,9 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
         // A relay removed from the configuration is removed here too: new forwards are held.
         const next = opts.reloadConfig ? opts.reloadConfig().relay : relay;
         if (reloadRelay(db, logger, relay, next, worker)) relay = next;
+        // SIGHUP also says "the relay is fixed" (its password reset, its certificate renewed): a
+        // suspension ends; the delivery worker sees it on its next claim and logs it (relay-suspension.ts).
+        liftSuspension(db);
       },
     },
     {

@@ -163,6 +163,8 @@ export interface ScriptedRelay {
   received: ReceivedMessage[];
   /** Every AUTH attempt the relay saw (user, whether the session was under TLS). */
   authAttempts: { user: string; password: string; secure: boolean }[];
+  /** The password AUTH takes (a test may change it: the account's password reset at the provider). */
+  password: string;
   connections: number;
   /** MAIL FROM commands that reached the relay (accepted or not). */
   mailFroms: string[];
@@ -206,6 +208,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
     port: 0,
     received: [],
     authAttempts: [],
+    password: pass,
     connections: 0,
     mailFroms: [],
     tempFailures: 0,
@@ -235,7 +238,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
     },
     onAuth(auth, session, cb) {
       relay.authAttempts.push({ user: auth.username ?? "", password: auth.password ?? "", secure: session.secure });
-      if (auth.username === user && auth.password === pass) return cb(null, { user });
+      if (auth.username === user && auth.password === relay.password) return cb(null, { user });
       const err = Object.assign(new Error("Authentication credentials invalid"), { responseCode: 535 });
       return cb(err);
     },

@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { openDatabase } from "../../src/store/db.ts";
 import { relayVars, startRelay, waitFor, type ScriptedRelay } from "../delivery/helpers.ts";
 import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
-import { serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { mailgwQueue, queueList, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 
 /** Ports of this file (the range the test run gave it). */
 const PORTS = { relay: 27010, smtp: 27011, http: 27012 };
@@ -159,3 +159,92 @@ test("a 550 to RCPT for one forward suspends nothing: the others flow", async ()
   }
 }, 30_000);
 
+const SUSPENDED = "relay suspended: forwards wait, one is tried when the suspension ends";
+
+async function json(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const r = await fetch(url);
+  return { status: r.status, body: (await r.json()) as Record<string, unknown> };
+}
+
+test("wrong password (535): suspended with one log line, shown by /healthz, /stats.json and queue list; queue retry --all lifts it at once", async () => {
+  const relay = await startRelay({ port: PORTS.relay });
+  // A long backoff: only the admin's retry can make these go within the test.
+  const serve = await startGateway({ ...relayVars(relay, { RELAY_SMTP_PASS: "0ld-pa55word" }), QUEUE_RETRY_BASE_SECONDS: "30" });
+  try {
+    const subjects = Array.from({ length: 10 }, (_, i) => `fwd ${i}`);
+    await send(serve, subjects, 100);
+    const line = await serve.waitForLog((l) => l.msg === SUSPENDED);
+    expect(String(line.reason)).toContain("535");
+    await Bun.sleep(1500);
+    // Before: one failed login per forward (and again at each retry), which locks Gmail and SES accounts.
+    expect(relay.authAttempts.length).toBeLessThanOrEqual(2);
+    expect(logged(serve, SUSPENDED)).toHaveLength(1);
+    expect(rows(serve).filter((r) => r.attempts > 1)).toEqual([]);
+    const waiting = rows(serve).filter((r) => r.attempts === 0);
+    expect(waiting.length).toBeGreaterThanOrEqual(8);
+    for (const r of waiting) expect([r.state, r.last_error?.slice(0, 23)]).toEqual(["deferred", "relay suspended: EAUTH:"]);
+
+    const health = await json(`${serve.httpUrl}/healthz`);
+    expect(health.status).toBe(200);
+    expect((health.body.warnings as string[]).filter((w) => w.startsWith("relay suspended since "))).toHaveLength(1);
+    const stats = await json(`${serve.httpUrl}/stats.json`);
+    const suspended = (stats.body.relay as { suspended: { since: string; until: string; reason: string } | null }).suspended;
+    expect(suspended?.reason).toContain("535");
+    expect(Date.parse(suspended?.until ?? "") - Date.parse(suspended?.since ?? "")).toBe(30_000);
+    const page = await (await fetch(`${serve.httpUrl}/stats`)).text();
+    expect(page).toContain("The relay is suspended since");
+    const list = await mailgwQueue(serve.dir, "list");
+    expect(list.stdout).toStartWith(`relay 127.0.0.1:${PORTS.relay} suspended since `);
+    expect(list.stdout).toContain("535");
+    const listed = await queueList(serve.dir);
+    expect(listed).toHaveLength(10);
+
+    relay.password = "0ld-pa55word"; // the account's password set back to what mailgw has
+    const retried = await mailgwQueue(serve.dir, "retry", "--all");
+    expect(retried.code).toBe(0);
+    expect(retried.stdout).toContain(`the relay 127.0.0.1:${PORTS.relay} is no longer suspended`);
+    await waitFor(() => relay.received.length >= 10, 5_000, "the 10 forwards at the relay, well before the 30 s suspension ends");
+    await Bun.sleep(300);
+    expect(subjectsReceived(relay)).toEqual(subjects);
+    await serve.waitForLog((l) => l.msg === "relay suspension lifted (mailgw queue retry, or SIGHUP): trying the relay again");
+    expect(((await json(`${serve.httpUrl}/healthz`)).body.warnings as string[])).toEqual([]);
+    expect((await mailgwQueue(serve.dir, "list")).stdout).toBe("queue is empty\n");
+  } finally {
+    expect(await serve.stop()).toBe(0);
+    await relay.close();
+  }
+}, 60_000);
+
+test("a restart keeps the suspension; SIGHUP lifts it at once", async () => {
+  // Nothing listens on the relay's port: connection refused.
+  let serve = await startGateway({ ...relayVars({ port: PORTS.relay }), QUEUE_RETRY_BASE_SECONDS: "30" });
+  let relay: ScriptedRelay | null = null;
+  try {
+    await send(serve, ["fwd a", "fwd b", "fwd c"], 200);
+    expect(String((await serve.waitForLog((l) => l.msg === SUSPENDED)).reason)).toContain("ECONNREFUSED");
+    await waitFor(() => rows(serve).every((r) => r.state === "deferred"), 5_000, "all three deferred");
+    expect(await serve.stop()).toBe(0);
+    expect((await mailgwQueue(serve.dir, "list")).stdout).toContain(`note: the relay 127.0.0.1:${PORTS.relay} was suspended`);
+
+    // A restart does not end the suspension: no connection, no attempt, until its end or the admin's word.
+    const dead = await deadRelay(PORTS.relay, "421");
+    serve = await startServe("source", serve.dir, { SMTP_PORT: String(PORTS.smtp), HTTP_PORT: String(PORTS.http) });
+    await serve.waitForLog((l) => l.msg === "relay suspended when serve stopped: forwards wait for it");
+    await send(serve, ["fwd d"]);
+    await Bun.sleep(1500);
+    expect(dead.accepts).toBe(0);
+    expect(rows(serve).map((r) => [r.subject, r.state, r.attempts])).toEqual([
+      ["fwd a", "deferred", 1], ["fwd b", "deferred", 0], ["fwd c", "deferred", 0], ["fwd d", "deferred", 0],
+    ]);
+    await dead.close();
+
+    relay = await startRelay({ port: PORTS.relay });
+    serve.proc.kill("SIGHUP"); // the admin fixed the relay; its settings are unchanged
+    await waitFor(() => relay !== null && relay.received.length === 4, 5_000, "the 4 forwards at the relay, well before the 30 s suspension ends");
+    expect(subjectsReceived(relay)).toEqual(["fwd a", "fwd b", "fwd c", "fwd d"]);
+    await serve.waitForLog((l) => l.msg === "relay suspension lifted (mailgw queue retry, or SIGHUP): trying the relay again");
+  } finally {
+    expect(await serve.stop()).toBe(0);
+    await relay?.close();
+  }
+}, 60_000);

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createHttpServer, type HttpServer } from "../../src/http/server.ts";
-import type { RulesStatus, StatusSource } from "../../src/http/status-source.ts";
+import type { RelayStatus, RulesStatus, StatusSource } from "../../src/http/status-source.ts";
 import { silentLogger, type Logger } from "../../src/log/logger.ts";
 import { bumpCounter, bumpCounterBatch } from "../../src/store/counters.ts";
 import { durationIncrements } from "../../src/store/delivery-durations.ts";
@@ -18,6 +18,7 @@ import type { Action, DeliveryKind, DeliveryState } from "../../src/types.ts";
 export interface MutableStatus extends StatusSource {
   listening: boolean;
   relayConfigured: boolean;
+  relaySuspended: RelayStatus["suspended"];
   rulesStatus: RulesStatus;
 }
 
@@ -26,11 +27,12 @@ export function makeStatus(startedAt = Date.now() - 3_723_000): MutableStatus {
     startedAt,
     listening: true,
     relayConfigured: true,
+    relaySuspended: null,
     rulesStatus: { version: "sha256:1a2b3c4d", loadedAt: startedAt, lastError: null, lastErrorAt: null, reloads: { ok: 0, failed: 0 } },
     smtpListening: () => s.listening,
     smtpTls: () => ({ enabled: true, required: false }),
     rules: () => s.rulesStatus,
-    relay: () => ({ configured: s.relayConfigured, address: s.relayConfigured ? "smtp.relay.example:587" : null }),
+    relay: () => ({ configured: s.relayConfigured, address: s.relayConfigured ? "smtp.relay.example:587" : null, suspended: s.relayConfigured ? s.relaySuspended : null }),
   };
   return s;
 }

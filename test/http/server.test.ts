@@ -132,7 +132,7 @@ describe("stats.json", () => {
     expect(f?.retryCommand).toBe(`mailgw queue retry ${f?.id}`);
     expect(s.rules.version).toBe("sha256:1a2b3c4d");
     expect(s.uptimeSeconds).toBeGreaterThanOrEqual(3723);
-    expect(s.relay).toEqual({ configured: true, address: "smtp.relay.example:587", warning: null });
+    expect(s.relay).toEqual({ configured: true, address: "smtp.relay.example:587", suspended: null, warning: null });
   });
 
   test("relay missing and refused rules reload are reported", async () => {

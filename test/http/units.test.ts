@@ -46,9 +46,9 @@ test("createStatusSource adapts serve's shapes", () => {
     relay: () => relay,
     rules: () => ({ version: "abc", loadedAt, lastError: "bad", lastErrorAt: new Date(5000), reloads: { ok: 2, error: 1 } }),
   });
-  expect(status.relay()).toEqual({ configured: false, address: null });
+  expect(status.relay()).toEqual({ configured: false, address: null, suspended: null });
   relay = { host: "smtp.example", port: 587, pass: "hunter2" };
-  expect(status.relay()).toEqual({ configured: true, address: "smtp.example:587" });
+  expect(status.relay()).toEqual({ configured: true, address: "smtp.example:587", suspended: null });
   expect(JSON.stringify(status.relay())).not.toContain("hunter2");
   expect(status.rules()).toEqual({ version: "abc", loadedAt: loadedAt.getTime(), lastError: "bad", lastErrorAt: 5000, reloads: { ok: 2, failed: 1 } });
   expect(status.smtpTls()).toEqual({ enabled: true, required: true });
