@@ -47,7 +47,7 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: "LOG_LEVEL", default: "info", help: "debug | info | warn | error" },
   { name: "LOG_FORMAT", default: "", help: "text | json (default: text on a TTY, json otherwise)" },
   { name: "QUEUE_MAX_AGE_HOURS", default: "96", help: "give up a deferred delivery after this many hours (counted from its queueing, from its last `mailgw queue retry`, or — for a forward held without a relay — from the relay being set)" },
-  { name: "QUEUE_RETRY_BASE_SECONDS", default: "60", help: "first retry delay; doubles per attempt, ±20% jitter, capped at 1 hour" },
+  { name: "QUEUE_RETRY_BASE_SECONDS", default: "60", help: "first retry delay; doubles per attempt, ±20% jitter, capped at 1 hour. Also how long a failing relay is first suspended (doubling per failed probe, capped at 1 hour)" },
   { name: "WEBHOOK_SECRET", default: "", help: "HMAC-SHA256 key for X-Mailgw-Signature on webhook posts", secret: true },
   { name: "SRS_DOMAIN", default: "", help: "(planned) SRS rewriting domain", planned: true },
   { name: "SRS_SECRET", default: "", help: "(planned) SRS secret", secret: true, planned: true },
