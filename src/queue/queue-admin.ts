@@ -122,7 +122,7 @@ export function suspensionNote(db: Database, now: number, serveStopped: boolean)
   const since = `since ${new Date(s.since).toISOString()}`;
   if (serveStopped) {
     return `note: the relay ${s.relay} was suspended (${since}) when serve stopped: ${oneLine(s.reason, 300)}; ` +
-      `the suspension goes on when serve starts (mailgw queue retry --all lifts it)`;
+      `serve tries one forward when it starts, and the others if that one goes (mailgw queue retry --all lifts it)`;
   }
   const probe = s.until <= now ? "now" : `in ${formatDuration(Math.ceil((s.until - now) / 1000))}`;
   return `relay ${s.relay} suspended ${since} (next probe: ${probe}): ${oneLine(s.reason, 300)}

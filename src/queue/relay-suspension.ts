@@ -12,7 +12,10 @@
  *    refused on its own account) ends the suspension, and every forward deferred by it is due at
  *    once: the queue drains with the usual caps, not after each message's own backoff;
  *  - `mailgw queue retry` and SIGHUP lift it (they delete its meta row, which the worker checks
- *    while suspended), as does a change of relay settings.
+ *    while suspended), as does a change of relay settings;
+ *  - a restart probes at once: what an admin does after fixing the password or the CA in the
+ *    environment (which only a restart reads), as Postfix forgets dead destinations on restart.
+ *    A failed probe goes on with the doubled backoff, so restarts cost one connection each.
  * The suspension lives in the delivery worker; its meta row (`relay_suspension`) is what
  * /healthz, /stats and `mailgw queue list` show, and what the next start goes on with.
  * A reply to MAIL, RCPT or DATA is the message's problem (its own backoff), never a suspension.
@@ -153,8 +156,8 @@ export interface RelayGateOptions {
 
 /** The worker's side of the suspension (see the module comment). */
 export interface RelayGate {
-  /** At start: a suspension the last run left on record goes on; one of another relay (or of none) is dropped. */
-  start(relay: string | null): void;
+  /** At start: a suspension the last run left on record is probed at once; one of another relay (or of none) is dropped. */
+  start(relay: string | null, now: number): void;
   /** Before a claim: how many more forwards may start (Infinity: no limit; 1: the probe; 0: none). Defers the due ones while suspended. */
   beforeClaim(now: number): number;
   /** A forward was claimed with beforeClaim's allowance of 1: it is the probe. */
@@ -211,19 +214,19 @@ export function createRelayGate(opts: RelayGateOptions): RelayGate {
   }
 
   return {
-    start(relay) {
+    start(relay, now) {
       const stored = readSuspension(db);
       if (stored === null) return;
       if (stored.relay !== relay) {
         safely("the end of the relay suspension", () => void liftSuspension(db));
         return;
       }
-      // A restart is no sign the relay works again (`queue retry` and SIGHUP are): the
-      // suspension goes on, so a crash loop or restarts by a supervisor do not hammer it.
-      s = stored;
-      logger.warn("relay suspended when serve stopped: forwards wait for it", {
-        relay, reason: stored.reason, since: new Date(stored.since).toISOString(), until: new Date(stored.until).toISOString(),
-        hint: "once it is fixed, mailgw queue retry --all (or SIGHUP) tries it at once",
+      // The suspension goes on, but its probe is due now: a restart is how an admin applies a
+      // fixed password or CA file. One forward is tried; the others wait for its outcome.
+      s = { ...stored, until: now };
+      safely("the relay suspension's probe at start", () => void resumeForwards(db, now));
+      logger.warn("relay suspended when serve stopped: one forward is tried now, the others wait for it", {
+        relay, reason: stored.reason, since: new Date(stored.since).toISOString(),
       });
     },
     beforeClaim(now) {

@@ -341,7 +341,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       started = true;
       relay = makeRelay(config.relay);
       logInterrupted(logger, recoverInterrupted(db, { now: now(), ...config.queue, random }));
-      gate.start(relay?.label ?? null);
+      gate.start(relay?.label ?? null, now());
       if (relay === null) logger.warn("no relay configured (RELAY_SMTP_HOST): forward deliveries are held until one is set");
       releaseHeldIfRelay();
       tick();

@@ -180,8 +180,10 @@ test("wrong password (535): suspended with one log line, shown by /healthz, /sta
     expect(relay.authAttempts.length).toBeLessThanOrEqual(2);
     expect(logged(serve, SUSPENDED)).toHaveLength(1);
     expect(rows(serve).filter((r) => r.attempts > 1)).toEqual([]);
+    // Those already handed to the pool's one connection when the login failed share its failure
+    // (no login of their own); how many depends on the machine's speed, the rest waited.
     const waiting = rows(serve).filter((r) => r.attempts === 0);
-    expect(waiting.length).toBeGreaterThanOrEqual(8);
+    expect(waiting.length).toBeGreaterThanOrEqual(5);
     for (const r of waiting) expect([r.state, r.last_error?.slice(0, 23)]).toEqual(["deferred", "relay suspended: EAUTH:"]);
 
     const health = await json(`${serve.httpUrl}/healthz`);
@@ -215,10 +217,11 @@ test("wrong password (535): suspended with one log line, shown by /healthz, /sta
   }
 }, 60_000);
 
-test("a restart keeps the suspension; SIGHUP lifts it at once", async () => {
+test("a restart tries the relay once and keeps the suspension if it still fails; SIGHUP lifts it; a restart once fixed delivers", async () => {
   // Nothing listens on the relay's port: connection refused.
   let serve = await startGateway({ ...relayVars({ port: PORTS.relay }), QUEUE_RETRY_BASE_SECONDS: "30" });
   let relay: ScriptedRelay | null = null;
+  const restart = () => startServe("source", serve.dir, { SMTP_PORT: String(PORTS.smtp), HTTP_PORT: String(PORTS.http) });
   try {
     await send(serve, ["fwd a", "fwd b", "fwd c"], 200);
     expect(String((await serve.waitForLog((l) => l.msg === SUSPENDED)).reason)).toContain("ECONNREFUSED");
@@ -226,23 +229,37 @@ test("a restart keeps the suspension; SIGHUP lifts it at once", async () => {
     expect(await serve.stop()).toBe(0);
     expect((await mailgwQueue(serve.dir, "list")).stdout).toContain(`note: the relay 127.0.0.1:${PORTS.relay} was suspended`);
 
-    // A restart does not end the suspension: no connection, no attempt, until its end or the admin's word.
+    // Restarted with the relay still refusing: one forward is tried at once (the probe), the
+    // others wait; the suspension goes on with a longer backoff.
     const dead = await deadRelay(PORTS.relay, "421");
-    serve = await startServe("source", serve.dir, { SMTP_PORT: String(PORTS.smtp), HTTP_PORT: String(PORTS.http) });
-    await serve.waitForLog((l) => l.msg === "relay suspended when serve stopped: forwards wait for it");
+    serve = await restart();
+    await serve.waitForLog((l) => l.msg === "relay suspended when serve stopped: one forward is tried now, the others wait for it");
+    await waitFor(() => dead.accepts === 1 && rows(serve).reduce((n, r) => n + r.attempts, 0) === 2, 5_000, "one probe at start");
     await send(serve, ["fwd d"]);
     await Bun.sleep(1500);
-    expect(dead.accepts).toBe(0);
-    expect(rows(serve).map((r) => [r.subject, r.state, r.attempts])).toEqual([
-      ["fwd a", "deferred", 1], ["fwd b", "deferred", 0], ["fwd c", "deferred", 0], ["fwd d", "deferred", 0],
-    ]);
+    expect(dead.accepts).toBe(1);
+    expect(rows(serve).every((r) => r.state === "deferred")).toBe(true);
+    expect(rows(serve).reduce((n, r) => n + r.attempts, 0)).toBe(2);
+    expect(rows(serve).find((r) => r.subject === "fwd d")?.attempts).toBe(0);
     await dead.close();
 
     relay = await startRelay({ port: PORTS.relay });
     serve.proc.kill("SIGHUP"); // the admin fixed the relay; its settings are unchanged
-    await waitFor(() => relay !== null && relay.received.length === 4, 5_000, "the 4 forwards at the relay, well before the 30 s suspension ends");
+    await waitFor(() => relay !== null && relay.received.length === 4, 5_000, "the 4 forwards at the relay, well before the 60 s suspension ends");
     expect(subjectsReceived(relay)).toEqual(["fwd a", "fwd b", "fwd c", "fwd d"]);
     await serve.waitForLog((l) => l.msg === "relay suspension lifted (mailgw queue retry, or SIGHUP): trying the relay again");
+    await relay.close();
+    relay = null;
+
+    // Suspended again (relay gone), then fixed and restarted: everything goes at once.
+    await send(serve, ["fwd e", "fwd f"], 200);
+    await serve.waitForLog((l) => l.msg === SUSPENDED);
+    expect(await serve.stop()).toBe(0);
+    relay = await startRelay({ port: PORTS.relay });
+    serve = await restart();
+    await waitFor(() => relay !== null && relay.received.length === 2, 5_000, "the 2 forwards right after the restart");
+    expect(subjectsReceived(relay)).toEqual(["fwd e", "fwd f"]);
+    await serve.waitForLog((l) => l.msg === "relay is back: the suspension is over, deferred forwards are due now");
   } finally {
     expect(await serve.stop()).toBe(0);
     await relay?.close();
