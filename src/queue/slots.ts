@@ -25,12 +25,13 @@ export const MAX_LARGE_PER_TARGET = MAX_LARGE_IN_FLIGHT - 1;
 /** Attempts running at once against one webhook URL, so a slow receiver cannot take every slot. */
 export const MAX_PER_WEBHOOK_TARGET = 4;
 /**
- * The same for a URL whose last attempt failed for now (timed out, refused, 5xx): one probe at a
- * time until a post succeeds (Postfix lowers a failing destination's concurrency the same way).
- * Four receivers that never answer would otherwise hold every webhook slot, and take each slot a
- * timeout frees again with their older posts, until all of those were tried (120 s each).
+ * The same for a URL not known to answer: one probe at a time until a post gets an answer (a 2xx,
+ * or a refusal for good), as Postfix lowers a failing destination's concurrency. That covers a URL
+ * whose last attempt failed for now (timed out, refused, 5xx), and one not tried since the start:
+ * four receivers that never answer would otherwise hold every webhook slot from their first posts
+ * until the 120 s deadline, and take each slot a timeout frees again with their older posts.
  */
-export const MAX_PER_FAILING_WEBHOOK_TARGET = 1;
+export const MAX_PER_UNPROVEN_WEBHOOK_TARGET = 1;
 
 /** What the worker has in flight, and its caps. */
 export interface SlotUse {
@@ -39,8 +40,8 @@ export interface SlotUse {
   relayCap: number | null;
   /** Webhook attempts in flight at most, all URLs together. */
   webhookCap: number;
-  /** Keys of the webhook URLs whose last attempt failed for now. */
-  failing: ReadonlySet<string>;
+  /** Keys of the webhook URLs whose last attempt got an answer (the others get one slot). */
+  answering: ReadonlySet<string>;
 }
 
 /** The running attempts' key for a delivery: one per relay, one per webhook URL. */
@@ -55,7 +56,7 @@ export function isLarge(d: ClaimedDelivery): boolean {
 /** Attempts the key may have in flight at once. */
 function targetCap(use: SlotUse, key: string): number {
   if (key === "relay") return use.relayCap ?? Infinity;
-  return use.failing.has(key) ? MAX_PER_FAILING_WEBHOOK_TARGET : MAX_PER_WEBHOOK_TARGET;
+  return use.answering.has(key) ? MAX_PER_WEBHOOK_TARGET : MAX_PER_UNPROVEN_WEBHOOK_TARGET;
 }
 
 export function countByKey(use: SlotUse, key: string): number {

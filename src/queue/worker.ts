@@ -5,9 +5,10 @@
  * Scheduling: woken by intake (`wake()`), by finished attempts, and by a short poll (which
  * also notices `mailgw queue retry` from another process). At most MAX_IN_FLIGHT attempts
  * run at once; forwards share the relay's cap, webhooks their own share, and each webhook URL
- * has its own cap (one slot while its last attempt failed for now), so one slow or stalled
- * target never takes every slot; at most MAX_LARGE_IN_FLIGHT of them carry a large message
- * (memory), MAX_LARGE_PER_TARGET to one target (slots.ts). Every attempt has a deadline.
+ * has its own cap (one slot until a post to it gets an answer, and while its last attempt failed
+ * for now), so one slow or stalled target never takes every slot; at most MAX_LARGE_IN_FLIGHT of
+ * them carry a large message (memory), MAX_LARGE_PER_TARGET to one target (slots.ts). Every
+ * attempt has a deadline.
  * Durability: at-least-once. A claim is committed (`delivering`) before the attempt; on
  * start, `delivering` rows left by a crash are attempted again (interrupted.ts; a duplicate is
  * possible, a loss is not). Results are committed without an fsync (WAL, synchronous=NORMAL: the write lock is
@@ -111,8 +112,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   const stopRequested = new AbortController();
   const recordRetryMs = opts.recordRetryMs ?? RECORD_RETRY_MS;
   const running = new Map<number, { promise: Promise<void>; key: string; large: boolean }>();
-  /** Webhook URLs (keys) whose last attempt failed for now: slots.ts gives them one slot. */
-  const failing = new Set<string>();
+  /** Webhook URLs (keys) whose last attempt got an answer: slots.ts gives the others one slot. */
+  const answering = new Set<string>();
   /** The relay suspended after it failed itself: forwards wait for one probe (relay-suspension.ts). */
   const gate = createRelayGate({ db, logger, queue: config.queue });
   /** Forwards the gate lets start on this claim besides those running (Infinity: no suspension). */
@@ -140,7 +141,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   function slotUse(): SlotUse {
     const all = [...running.values()];
     const relayRunning = all.filter((r) => r.key === "relay").length;
-    return { running: all, relayCap: relay === null ? null : Math.min(relayCap(), relayRunning + forwardAllowance), webhookCap, failing };
+    return { running: all, relayCap: relay === null ? null : Math.min(relayCap(), relayRunning + forwardAllowance), webhookCap, answering };
   }
 
   /** Coalesces wake-ups (intake, finished attempts) into one claim per event-loop turn. */
@@ -251,8 +252,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       return;
     }
     if (d.kind === "webhook") {
-      if (outcome.kind === "temporary") failing.add(keyOf(d));
-      else failing.delete(keyOf(d));
+      if (outcome.kind === "temporary") answering.delete(keyOf(d));
+      else answering.add(keyOf(d));
     }
     const end = now();
     const suspended = d.kind === "forward" && relay !== null

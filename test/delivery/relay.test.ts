@@ -209,7 +209,8 @@ describe("forward through the relay", () => {
       Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Promise<Response>(() => {}) }), // never answers
     );
     cleanups.push(() => hooks.forEach((h) => void h.stop(true)));
-    for (const h of hooks) for (let i = 0; i < 4; i++) seedDelivery(t, { kind: "webhook", target: `http://127.0.0.1:${h.port}/in` });
+    // Four paths each: a URL not yet known to answer gets one slot (slots.ts), 24 URLs fill all 16.
+    for (const h of hooks) for (let i = 0; i < 4; i++) seedDelivery(t, { kind: "webhook", target: `http://127.0.0.1:${h.port}/in${i}` });
     worker.start();
     await waitFor(() => worker.inFlight() >= 16, 5_000, "the webhook slots all taken");
     const forwards = Array.from({ length: 10 }, () => seedDelivery(t));

@@ -97,3 +97,20 @@ test("large forwards to a relay that never answers do not hold back a large post
   await send(s.smtpPort, ["healthy@company.com"], true);
   await until("the large post reached the healthy receiver", async () => healthy.posts.length === 1, 15_000);
 }, 60_000);
+
+test("four receivers that never answer, posted to from the start: posts to a healthy URL and forwards go at once", async () => {
+  // Each URL not yet known to answer gets one slot: four of them took 4 slots each, all 16, from
+  // their first posts until the 120 s deadline, and the healthy URL's posts waited that long.
+  const stalled = receiver(true);
+  const healthy = receiver(false);
+  const r = await relay();
+  const hooks = [0, 1, 2, 3].map((i) =>
+    `  - { name: stalled-${i}, priority: ${40 + i}, action: webhook, url: "${stalled.url}${i}", conditions: [{ field: rcpt, operator: equals, value: stalled${i}@company.com }] }`);
+  const s = await serve(relayVars(r), `${rules(stalled.url, healthy.url)}${hooks.join("\n")}\n`);
+  await send(s.smtpPort, [0, 1, 2, 3].flatMap((i) => Array<string>(5).fill(`stalled${i}@company.com`)), false);
+  await until("the stalled URLs' first posts are in flight", async () => s.logs.some((l) => l.msg === "smtp session" && l.rule === "stalled-3"), 10_000);
+  await Bun.sleep(1_000);
+  await send(s.smtpPort, ["healthy@company.com", "healthy@company.com", "healthy@company.com", "forward@company.com"], false);
+  await until("the posts reached the healthy receiver", async () => healthy.posts.length === 3, 15_000);
+  await until("the forward reached the relay", async () => r.received.length === 1, 5_000);
+}, 60_000);
