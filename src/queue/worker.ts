@@ -26,6 +26,7 @@ import type { Config, RelayConfig } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
 import { narrowTarget, parseAddresses, runAttempt } from "./attempt.ts";
 import { WalSync } from "../spool/wal-sync.ts";
+import { expireWaiting, logExpired } from "./expire.ts";
 import { createGroupCommit } from "./group-commit.ts";
 import { logInterrupted, recoverInterrupted } from "./interrupted.ts";
 import * as store from "./queue-store.ts";
@@ -57,6 +58,8 @@ export const POLL_INTERVAL_MS = 500;
 const CLOCK_CHECK_MS = 60_000;
 /** Ahead of now by more than this (the longest retry wait, plus slack for clock slewing) = the clock went back. */
 const CLOCK_BACK_MS = RETRY_CAP_MS + 60_000;
+/** How often deliveries waiting for a failing target are checked against QUEUE_MAX_AGE_HOURS (expire.ts). */
+const EXPIRY_CHECK_MS = 5_000;
 /**
  * Deadline of one attempt: a relay or webhook that stalls is cut off and retried later. A forward
  * whose data is all sent then waits for the relay's reply instead (RELAY_FINAL_REPLY_TIMEOUT_MS).
@@ -114,6 +117,9 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   const running = new Map<number, { promise: Promise<void>; key: string; large: boolean }>();
   /** Webhook URLs (keys) whose last attempt got an answer: slots.ts gives the others one slot. */
   const answering = new Set<string>();
+  /** Webhook URLs whose last attempt failed for now, with its error; and the relay's (expire.ts). */
+  const failing = new Map<string, string>();
+  let relayFailure: string | null = null;
   /** The relay suspended after it failed itself: forwards wait for one probe (relay-suspension.ts). */
   const gate = createRelayGate({ db, logger, queue: config.queue });
   /** Forwards the gate lets start on this claim besides those running (Infinity: no suspension). */
@@ -126,6 +132,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   /** When claimAndRun last looked for held forwards while a relay is set. */
   let heldCheckedAt = -Infinity;
   let clockCheckedAt = -Infinity;
+  let expiryCheckedAt = -Infinity;
   const recordFinished = createGroupCommit((records: store.AttemptRecord[]) => store.finishAttempts(db, records));
   const walSync = opts.durable ? null : new WalSync(db);
   const durable = opts.durable ?? (() => (walSync as WalSync).sync());
@@ -179,6 +186,11 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       clockCheckedAt = t;
       const n = store.rescheduleFromFuture(db, t, CLOCK_BACK_MS);
       if (n > 0) logger.warn("deliveries scheduled by a clock that has gone back since are due now", { count: n });
+    }
+    // Before the claim: a failing target's slot goes to a delivery still within the age limit.
+    if (Math.abs(t - expiryCheckedAt) >= EXPIRY_CHECK_MS) {
+      expiryCheckedAt = t;
+      logExpired(logger, expireWaiting(db, t, config.queue.maxAgeHours, { webhooks: failing, relay: relayFailure }));
     }
     forwardAllowance = relay === null ? Infinity : gate.beforeClaim(t);
     const free = maxInFlight - running.size;
@@ -251,10 +263,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       releaseHeldIfRelay(); // a relay set again since
       return;
     }
-    if (d.kind === "webhook") {
-      if (outcome.kind === "temporary") answering.delete(keyOf(d));
-      else answering.add(keyOf(d));
-    }
+    noteTargetHealth(d, outcome);
     const end = now();
     const suspended = d.kind === "forward" && relay !== null
       ? gate.ended(d.id, relay.label, relayDown, outcome.kind === "delivered" ? "" : outcome.error, end)
@@ -266,6 +275,22 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     if (!result.recorded || !result.spoolReleasable) return;
     await durable();
     await spool.remove(d.messageId);
+  }
+
+  /** Whether the attempt's target answers: its slots (slots.ts), and what expire.ts gives up. */
+  function noteTargetHealth(d: store.ClaimedDelivery, outcome: AttemptOutcome): void {
+    const error = outcome.kind === "temporary" ? outcome.error : null;
+    // A target starting to fail: the deliveries past the age limit behind it go before the next claim.
+    if (error !== null && (d.kind === "webhook" ? !failing.has(d.target) : relayFailure === null)) expiryCheckedAt = -Infinity;
+    if (d.kind === "forward") {
+      relayFailure = error;
+    } else if (error === null) {
+      answering.add(keyOf(d));
+      failing.delete(d.target);
+    } else {
+      answering.delete(keyOf(d));
+      failing.set(d.target, error);
+    }
   }
 
   /**
@@ -367,6 +392,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       if (stopping) return; // stop() closes the pool; a new one would never be closed
       const previous = relay;
       relay = makeRelay(next);
+      relayFailure = null; // the new relay's health is not known yet
       // The old relay's idle sessions say QUIT in the background; what waited for one of them
       // goes to the new relay (nothing deferred by a reload), busy ones finish their message.
       void previous?.close(relay ?? undefined);

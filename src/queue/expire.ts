@@ -1,0 +1,76 @@
+/**
+ * QUEUE_MAX_AGE_HOURS for deliveries that wait for a failing target without an attempt (SPEC §5:
+ * older than that → `failed`). retry.ts applies the limit after an attempt; a delivery due but
+ * never claimed, because its target holds every slot it may have (a webhook URL whose attempts
+ * fail gets one, each for up to the 120 s deadline when it never answers), was never looked at:
+ * a backlog behind a receiver that hangs stayed `queued` for days past the limit, not `failed`.
+ *
+ * Only behind a target whose last attempt failed for now, as Postfix gives up mail deferred for a
+ * dead destination without trying each message (the final try retry.ts schedules at the limit
+ * included): the failing target's next slot goes to a delivery still within the limit. One waiting
+ * behind a healthy but busy target, or after serve was down for a while, still gets its attempt.
+ * No attempt is recorded (none was made); the spool file stays, as for every failed one.
+ * Trusts: the schema of store/migrations.ts. Failure: SQLite errors are thrown to the caller.
+ */
+import type { Database } from "bun:sqlite";
+import { redactUrl } from "../act/webhook.ts";
+import type { Logger } from "../log/logger.ts";
+import { commitWithShortWaits, withoutFsync } from "../spool/wal-sync.ts";
+import { bumpCounterBatch } from "../store/counters.ts";
+import type { DeliveryKind } from "../types.ts";
+import { parseAddresses } from "./attempt.ts";
+
+/** The targets whose last attempt failed for now, with that attempt's error. */
+export interface FailingTargets {
+  /** Webhook URL → error. */
+  webhooks: ReadonlyMap<string, string>;
+  /** The relay's error, or null when its last forward did not fail for now. */
+  relay: string | null;
+}
+
+export interface ExpiredDelivery {
+  id: number;
+  messageId: string;
+  kind: DeliveryKind;
+  target: string;
+  rule: string | null;
+  category: string;
+  attempts: number;
+  /** The error it was given up with. */
+  error: string;
+}
+
+/**
+ * Due deliveries (queued or deferred) older than the limit, to a failing target, become `failed`
+ * with that target's error; returns them. Due: `next_attempt_at <= now`, so held-back intake rows
+ * and held forwards (their age counts from the relay being set) are never touched. Read first: no
+ * write lock unless one is found.
+ */
+export function expireWaiting(db: Database, now: number, maxAgeHours: number, failing: FailingTargets): ExpiredDelivery[] {
+  if (failing.webhooks.size === 0 && failing.relay === null) return [];
+  const where = `state IN ('queued', 'deferred') AND next_attempt_at <= ?1 AND coalesce(retry_from, created_at) <= ?2
+    AND CASE kind WHEN 'forward' THEN ?4 IS NOT NULL ELSE target IN (SELECT key FROM json_each(?3)) END`;
+  const args = [now, now - maxAgeHours * 3600 * 1000, JSON.stringify(Object.fromEntries(failing.webhooks)), failing.relay] as const;
+  if (db.query(`SELECT 1 FROM deliveries WHERE ${where} LIMIT 1`).get(...args) === null) return [];
+  const why = `gave up after ${maxAgeHours} h (QUEUE_MAX_AGE_HOURS) waiting for a slot while its target fails: `;
+  return withoutFsync(db, () => commitWithShortWaits(db, () => {
+    const expired = db
+      .query<ExpiredDelivery, [...typeof args, string]>(
+        `UPDATE deliveries SET state = 'failed', updated_at = ?1, next_attempt_at = ?1, last_error = ?5 ||
+           CASE kind WHEN 'forward' THEN ?4 ELSE (SELECT value FROM json_each(?3) WHERE key = deliveries.target) END
+         WHERE ${where}
+         RETURNING id, message_id AS messageId, kind, target, rule, category, attempts, last_error AS error`,
+      )
+      .all(...args, why);
+    bumpCounterBatch(db, expired.map((d) => ({ at: now, metric: `failed:${d.kind}`, rule: d.rule, category: d.category })));
+    return expired;
+  }));
+}
+
+/** One `failed` line per delivery given up, as for one given up after an attempt. */
+export function logExpired(logger: Logger, expired: readonly ExpiredDelivery[]): void {
+  for (const d of expired) {
+    const target = d.kind === "webhook" ? redactUrl(d.target) : parseAddresses(d.target).join(",");
+    logger.error("failed", { id: d.messageId, delivery: d.id, kind: d.kind, rule: d.rule, category: d.category, target, attempts: d.attempts, error: d.error });
+  }
+}
