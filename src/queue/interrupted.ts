@@ -14,6 +14,7 @@
  * Trusts: the schema of store/migrations.ts. Failure: SQLite errors are thrown to the caller.
  */
 import type { Database } from "bun:sqlite";
+import { redactUrl } from "../act/webhook.ts";
 import type { Logger } from "../log/logger.ts";
 import { bumpCounterBatch, type CounterIncrement } from "../store/counters.ts";
 import type { ClaimedDelivery } from "./queue-store.ts";
@@ -71,7 +72,7 @@ export function recoverInterrupted(db: Database, opts: RecoverOptions): Interrup
         ).run(step?.state ?? "queued", step?.nextAttemptAt ?? opts.now, opts.now, step?.reason ?? INTERRUPTED_REPLY, row.id);
         // duration_ms 0: how long it ran before the crash is not known (and it stays out of the latency histogram).
         db.query(`INSERT INTO delivery_attempts (delivery_id, at, target, duration_ms, ok, reply) VALUES (?, ?, ?, 0, 0, ?)`)
-          .run(row.id, row.claimedAt, row.target, INTERRUPTED_REPLY);
+          .run(row.id, row.claimedAt, shownTarget(row), INTERRUPTED_REPLY);
         if (step) increments.push({ at: opts.now, metric: `${step.state}:${row.kind}`, rule: row.rule, category: row.category });
         return { ...row, interruptedBefore, step };
       });
@@ -81,13 +82,18 @@ export function recoverInterrupted(db: Database, opts: RecoverOptions): Interrup
     .immediate();
 }
 
+/** A webhook's URL without its query (it may carry a token), as an attempt's record and log line show it. */
+function shownTarget(d: Pick<InterruptedDelivery, "kind" | "target">): string {
+  return d.kind === "webhook" ? redactUrl(d.target) : d.target;
+}
+
 /** One line for those due again now; one per delivery interrupted again, with where it goes. */
 export function logInterrupted(logger: Logger, recovered: readonly InterruptedDelivery[]): void {
   const again = recovered.filter((d) => d.step === null).length;
   if (again > 0) logger.warn("deliveries interrupted by a stop or crash are queued again", { count: again });
   for (const d of recovered) {
     if (d.step === null) continue;
-    const fields = { id: d.messageId, delivery: d.id, kind: d.kind, rule: d.rule, category: d.category, target: d.target, attempt: d.attempts + 1 };
+    const fields = { id: d.messageId, delivery: d.id, kind: d.kind, rule: d.rule, category: d.category, target: shownTarget(d), attempt: d.attempts + 1 };
     if (d.step.state === "failed") {
       logger.error("failed", { ...fields, error: d.step.reason });
       continue;

@@ -6,6 +6,8 @@
  * mail, and QUEUE_MAX_AGE_HOURS never ended it (it is checked only after an attempt finishes).
  * Here kill -9 during the relay's DATA stands in for the OOM kill: the first interruption is
  * retried at once, one interrupted again waits the backoff, and one too old becomes failed.
+ * The start-up line naming a webhook post interrupted again shows its URL without the query, as
+ * every other line does (it showed `?token=…`, and the attempt row kept it).
  */
 import { afterEach, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
@@ -99,5 +101,47 @@ test("a forward interrupted again once older than QUEUE_MAX_AGE_HOURS becomes fa
   const [entry] = await queueList(dir, "failed");
   expect(entry?.id).toBe(id ?? "");
   expect(entry?.attempts).toBe(2);
+  expect(await third.stop("SIGTERM")).toBe(0);
+}, 90_000);
+
+test("a webhook post interrupted again: the start-up line names its URL without the query (a token), as every other line", async () => {
+  let posts = 0;
+  const hook = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    idleTimeout: 0,
+    async fetch(req) {
+      await req.arrayBuffer();
+      posts++;
+      return new Promise<Response>(() => undefined); // killed while it waits
+    },
+  });
+  cleanups.push(() => hook.stop(true));
+  const dir = serveDir();
+  writeFileSync(join(dir, "rules.yaml"), `domains: [company.com]
+default: { action: webhook, url: "http://127.0.0.1:${hook.port}/hook?token=s3cr3t", category: default }
+rules: []
+`);
+  for (const attempt of [1, 2]) {
+    const s = await startServe("source", dir, {});
+    cleanups.push(async () => {
+      if (s.proc.exitCode === null) await s.stop("SIGKILL");
+    });
+    if (attempt === 1) {
+      const c = await RawClient.connect(s.smtpPort);
+      await greet(c);
+      expect(await sendMail(c, "b@company.com", simpleMessage("post me"))).toStartWith("250 2.0.0");
+      c.end();
+    }
+    await waitFor(() => posts >= attempt, 15_000, `post ${attempt} reached the receiver`);
+    await s.stop("SIGKILL");
+  }
+  const third = await startServe("source", dir, {});
+  cleanups.push(async () => {
+    if (third.proc.exitCode === null) await third.stop("SIGKILL");
+  });
+  const line = await third.waitForLog((l) => l.msg === "delivery interrupted by a crash again: next attempt after a backoff");
+  expect(line.target).toBe(`http://127.0.0.1:${hook.port}/hook`);
+  expect(JSON.stringify(third.logs)).not.toContain("s3cr3t");
   expect(await third.stop("SIGTERM")).toBe(0);
 }, 90_000);
