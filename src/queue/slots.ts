@@ -32,6 +32,13 @@ export const MAX_PER_WEBHOOK_TARGET = 4;
  * until the 120 s deadline, and take each slot a timeout frees again with their older posts.
  */
 export const MAX_PER_UNPROVEN_WEBHOOK_TARGET = 1;
+/**
+ * Webhook slots left to the URLs whose last attempt did not fail: the failing ones together hold
+ * the rest at most. Sixteen failing URLs would otherwise hold every slot, and take each slot a
+ * failure frees again with their older posts, so a healthy URL's posts waited until all of those
+ * were tried (120 s each when the receivers never answer).
+ */
+export const WEBHOOK_SLOTS_KEPT_FROM_FAILING = MAX_PER_WEBHOOK_TARGET;
 
 /** What the worker has in flight, and its caps. */
 export interface SlotUse {
@@ -42,6 +49,8 @@ export interface SlotUse {
   webhookCap: number;
   /** Keys of the webhook URLs whose last attempt got an answer (the others get one slot). */
   answering: ReadonlySet<string>;
+  /** The webhook URLs (not keys) whose last attempt failed for now. */
+  failing: ReadonlyMap<string, unknown>;
 }
 
 /** The running attempts' key for a delivery: one per relay, one per webhook URL. */
@@ -57,6 +66,15 @@ export function isLarge(d: ClaimedDelivery): boolean {
 function targetCap(use: SlotUse, key: string): number {
   if (key === "relay") return use.relayCap ?? Infinity;
   return use.answering.has(key) ? MAX_PER_WEBHOOK_TARGET : MAX_PER_UNPROVEN_WEBHOOK_TARGET;
+}
+
+function isFailing(use: SlotUse, key: string): boolean {
+  return key !== "relay" && use.failing.has(key.slice("webhook:".length));
+}
+
+/** Webhook attempts the failing URLs may have in flight together. */
+function failingCap(use: SlotUse): number {
+  return Math.max(1, use.webhookCap - WEBHOOK_SLOTS_KEPT_FROM_FAILING);
 }
 
 export function countByKey(use: SlotUse, key: string): number {
@@ -78,6 +96,8 @@ export function claimLimits(use: SlotUse, free: number): ClaimLimits {
   for (const r of use.running) {
     if (r.key !== "relay" && countByKey(use, r.key) >= targetCap(use, r.key)) webhookTargets.add(r.key.slice("webhook:".length));
   }
+  // Not read at all once they hold their share: their older rows would fill the read (claimDue).
+  if (use.running.filter((r) => isFailing(use, r.key)).length >= failingCap(use)) for (const url of use.failing.keys()) webhookTargets.add(url);
   const relayRunning = countByKey(use, "relay");
   // Without a relay, forwards were just held; any claimed meanwhile go back to held in attempt().
   const forwards = use.relayCap === null ? free : Math.min(free, Math.max(0, use.relayCap - relayRunning));
@@ -97,6 +117,7 @@ export function claimLimits(use: SlotUse, free: number): ClaimLimits {
 export function applyCaps(use: SlotUse, candidates: readonly ClaimedDelivery[], free: number): ClaimedDelivery[] {
   const counts = new Map<string, number>();
   let webhooks = use.running.length - countByKey(use, "relay");
+  let failing = use.running.filter((r) => isFailing(use, r.key)).length;
   const largeHeld = largeByKey(use);
   let large = sum(largeHeld);
   const chosen: ClaimedDelivery[] = [];
@@ -106,12 +127,14 @@ export function applyCaps(use: SlotUse, candidates: readonly ClaimedDelivery[], 
     const n = counts.get(key) ?? countByKey(use, key);
     if (n >= targetCap(use, key)) continue;
     if (key !== "relay" && webhooks >= use.webhookCap) continue;
+    if (isFailing(use, key) && failing >= failingCap(use)) continue;
     if (isLarge(d)) {
       if (large >= MAX_LARGE_IN_FLIGHT || (largeHeld.get(key) ?? 0) >= MAX_LARGE_PER_TARGET) continue;
       large++;
       largeHeld.set(key, (largeHeld.get(key) ?? 0) + 1);
     }
     if (key !== "relay") webhooks++;
+    if (isFailing(use, key)) failing++;
     counts.set(key, n + 1);
     chosen.push(d);
   }

@@ -148,7 +148,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   function slotUse(): SlotUse {
     const all = [...running.values()];
     const relayRunning = all.filter((r) => r.key === "relay").length;
-    return { running: all, relayCap: relay === null ? null : Math.min(relayCap(), relayRunning + forwardAllowance), webhookCap, answering };
+    return { running: all, relayCap: relay === null ? null : Math.min(relayCap(), relayRunning + forwardAllowance), webhookCap, answering, failing };
   }
 
   /** Coalesces wake-ups (intake, finished attempts) into one claim per event-loop turn. */

@@ -114,3 +114,30 @@ test("four receivers that never answer, posted to from the start: posts to a hea
   await until("the posts reached the healthy receiver", async () => healthy.posts.length === 3, 15_000);
   await until("the forward reached the relay", async () => r.received.length === 1, 5_000);
 }, 60_000);
+
+test("sixteen URLs whose posts fail, each with a backlog: posts to a healthy URL still go at once", async () => {
+  // One slot each filled all 16; each slot a failure freed went to the failing URLs' older posts,
+  // so the healthy post waited for every one of them to be tried (here 10 × 2 s; 10 × 120 s when
+  // they never answer). The failing URLs now hold 12 slots at most.
+  const failing = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    idleTimeout: 0,
+    async fetch(req) {
+      await req.arrayBuffer();
+      await Bun.sleep(2_000);
+      return new Response("down", { status: 503 });
+    },
+  });
+  cleanups.push(() => failing.stop(true));
+  const healthy = receiver(false);
+  const hooks = Array.from({ length: 16 }, (_, i) =>
+    `  - { name: failing-${i}, priority: ${40 + i}, action: webhook, url: "http://127.0.0.1:${failing.port}/hook${i}", conditions: [{ field: rcpt, operator: equals, value: failing${i}@company.com }] }`);
+  const s = await serve({ QUEUE_RETRY_BASE_SECONDS: "600", RATE_LIMIT_MAX: "1000" }, `${rules(healthy.url, healthy.url)}${hooks.join("\n")}\n`);
+  await send(s.smtpPort, Array.from({ length: 160 }, (_, i) => `failing${i % 16}@company.com`), false);
+  await until("the first failures", async () => s.logs.some((l) => l.msg === "deferred"), 15_000);
+  const sent = Date.now();
+  await send(s.smtpPort, ["healthy@company.com"], false);
+  await until("the post reached the healthy receiver", async () => healthy.posts.length === 1, 30_000);
+  expect(Date.now() - sent).toBeLessThan(5_000);
+}, 90_000);
