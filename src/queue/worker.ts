@@ -67,6 +67,8 @@ const EXPIRY_CHECK_MS = 5_000;
 export const ATTEMPT_TIMEOUT_MS = 120_000;
 /** On stop, how long running attempts may finish before they are aborted. */
 export const STOP_GRACE_MS = 10_000;
+/** Starts the last error of an attempt serve's stop cut off (due again at the next start). */
+export const STOPPED_DURING_ATTEMPT = "cut off by serve's stop, due again at start";
 /** First wait before committing an attempt's result again after the commit failed; doubles. */
 export const RECORD_RETRY_MS = 1_000;
 const RECORD_RETRY_MAX_MS = 30_000;
@@ -263,12 +265,17 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       releaseHeldIfRelay(); // a relay set again since
       return;
     }
-    noteTargetHealth(d, outcome);
+    // Cut off by our own stop (STOP_GRACE_MS passed): not the target's failure. It is due again
+    // as soon as serve starts, with no backoff and no suspension of the relay, as Postfix's
+    // active queue is taken up again after a restart.
+    const cutByStop = stopController.signal.aborted && outcome.kind === "temporary";
+    if (!cutByStop) noteTargetHealth(d, outcome);
     const end = now();
-    const suspended = d.kind === "forward" && relay !== null
+    const suspended = !cutByStop && d.kind === "forward" && relay !== null
       ? gate.ended(d.id, relay.label, relayDown, outcome.kind === "delivered" ? "" : outcome.error, end)
       : null;
     const record = attemptRecord(d, outcome, target, at, end, suspended);
+    if (cutByStop) record.step = { state: "deferred", nextAttemptAt: end, reason: `${STOPPED_DURING_ATTEMPT}: ${outcome.error}` };
     const result = await persistently("a delivery result", d, () => recordFinished(record));
     if (result === null) return;
     logAttempt(record, result);
