@@ -351,7 +351,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     },
     async close() {
       closed = true;
-      retention?.stop();
+      await retention?.stop(); // before the database closes under a pass
       if (sweepTimer) clearInterval(sweepTimer);
       if (active > 0) await new Promise<void>((resolve) => inactiveWaiters.push(resolve));
       await intake.drain();

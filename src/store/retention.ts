@@ -9,6 +9,8 @@
  *
  * Runs in the background (once at start, then hourly), in pages with a yield to the event
  * loop between them and async file I/O only, so a large archive never stalls SMTP sessions.
+ * A first pass over a year of mail takes minutes: stop() ends it between two pages (what it
+ * did is logged, the next start goes on), before serve closes the database under it.
  * Trusts: `archive_path` values written by the pipeline, still checked to stay inside
  * `DATA_DIR/archive/`. Failure: logged; the next run tries again.
  */
@@ -34,13 +36,18 @@ export interface RetentionReport {
   /** Message rows deleted (with their deliveries and attempts). */
   rowsDeleted: number;
   dayDirsRemoved: number;
+  /** The pass was stopped before the end (serve stopping); the next one goes on. */
+  stopped: boolean;
 }
 
-export async function pruneArchive(db: Database, dataDir: string, maxAgeDays: number, nowMs: number): Promise<RetentionReport> {
-  const report: RetentionReport = { filesDeleted: 0, rowsCleared: 0, rowsDeleted: 0, dayDirsRemoved: 0 };
+/** `signal`: aborted, the pass ends before its next page (report.stopped). */
+export async function pruneArchive(db: Database, dataDir: string, maxAgeDays: number, nowMs: number, signal?: AbortSignal): Promise<RetentionReport> {
+  const report: RetentionReport = { filesDeleted: 0, rowsCleared: 0, rowsDeleted: 0, dayDirsRemoved: 0, stopped: false };
   if (!(maxAgeDays > 0)) return report;
   const cutoffMs = nowMs - maxAgeDays * DAY_MS;
+  const stopped = (): boolean => (report.stopped = signal?.aborted === true);
   for (;;) {
+    if (stopped()) return report;
     const rows = archivedBefore(db, cutoffMs, RETENTION_PAGE_ROWS);
     if (rows.length === 0) break;
     for (const r of rows) {
@@ -57,6 +64,7 @@ export async function pruneArchive(db: Database, dataDir: string, maxAgeDays: nu
     await new Promise((resolve) => setImmediate(resolve));
   }
   for (;;) {
+    if (stopped()) return report;
     const ids = expiredMessages(db, cutoffMs, RETENTION_PAGE_ROWS);
     if (ids.length === 0) break;
     await commitWhenFree(db, () => deleteMessages(db, ids));
@@ -66,6 +74,7 @@ export async function pruneArchive(db: Database, dataDir: string, maxAgeDays: nu
   const root = join(dataDir, "archive");
   const days = await readdir(root).catch((err: unknown) => (ignoreMissing(err), [] as string[]));
   for (const day of days) {
+    if (stopped()) return report;
     if (!DAY_DIR_PATTERN.test(day)) continue;
     const dayEnd = Date.parse(`${day}T00:00:00Z`) + DAY_MS;
     if (!(dayEnd <= cutoffMs)) continue;
@@ -78,7 +87,8 @@ export async function pruneArchive(db: Database, dataDir: string, maxAgeDays: nu
 export interface RetentionTimer {
   /** Runs one pass now (also what the timer does); never throws. */
   runNow(): Promise<RetentionReport | null>;
-  stop(): void;
+  /** No more passes; resolves once the running one (if any) has ended, between two pages. */
+  stop(): Promise<void>;
 }
 
 export function startRetention(opts: {
@@ -93,8 +103,10 @@ export function startRetention(opts: {
 }): RetentionTimer {
   const now = opts.now ?? Date.now;
   let running: Promise<RetentionReport | null> | null = null;
+  const stopping = new AbortController();
   const runNow = (): Promise<RetentionReport | null> => {
-    running ??= pruneArchive(opts.db, opts.dataDir, opts.maxAgeDays, now())
+    if (stopping.signal.aborted) return Promise.resolve(null);
+    running ??= pruneArchive(opts.db, opts.dataDir, opts.maxAgeDays, now(), stopping.signal)
       .then((report) => {
         if (report.filesDeleted + report.rowsCleared + report.rowsDeleted + report.dayDirsRemoved > 0) {
           opts.onPruned?.();
@@ -104,6 +116,7 @@ export function startRetention(opts: {
             rows_deleted: report.rowsDeleted,
             day_dirs_removed: report.dayDirsRemoved,
             max_age_days: opts.maxAgeDays,
+            ...(report.stopped ? { stopped: true, hint: "stopped before the end: the next start goes on with the rest" } : {}),
           });
         }
         return report;
@@ -117,9 +130,16 @@ export function startRetention(opts: {
       });
     return running;
   };
-  if (!(opts.maxAgeDays > 0)) return { runNow, stop() {} };
+  if (!(opts.maxAgeDays > 0)) return { runNow, stop: () => Promise.resolve() };
   const timer = setInterval(() => void runNow(), opts.intervalMs ?? RETENTION_INTERVAL_MS);
   timer.unref();
   void runNow();
-  return { runNow, stop: () => clearInterval(timer) };
+  return {
+    runNow,
+    async stop() {
+      clearInterval(timer);
+      stopping.abort();
+      await running;
+    },
+  };
 }

@@ -87,7 +87,7 @@ describe("archive retention", () => {
     h = await makeHarness();
     const now = Date.now();
     await archivedAt(h, now - 400 * DAY);
-    expect(await pruneArchive(h.db, h.config.dataDir, 0, now)).toEqual({ filesDeleted: 0, rowsCleared: 0, rowsDeleted: 0, dayDirsRemoved: 0 });
+    expect(await pruneArchive(h.db, h.config.dataDir, 0, now)).toEqual({ filesDeleted: 0, rowsCleared: 0, rowsDeleted: 0, dayDirsRemoved: 0, stopped: false });
     expect((await listFiles(join(h.config.dataDir, "archive"))).length).toBe(1);
   });
 });
