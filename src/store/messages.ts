@@ -206,31 +206,40 @@ export function existingMessageIds(db: Database, ids: readonly string[]): Set<st
 export interface ArchivedRow {
   id: string;
   archivePath: string;
+  receivedAt: number;
 }
 
-/** Archived messages received before `beforeMs`, oldest first (for retention). */
-export function archivedBefore(db: Database, beforeMs: number, limit: number): ArchivedRow[] {
+/*
+ * Both retention queries take `fromMs`, where the previous page ended (its last received_at),
+ * so that each page seeks there by the received_at index. From the oldest row each time, page
+ * N walked again over every row the pages before it had passed (cleared, never archived, or
+ * kept for a delivery): on a year's database the late pages took 170 ms each, on the event loop.
+ */
+
+/** Archived messages received in [fromMs, beforeMs), oldest first (for retention). */
+export function archivedBefore(db: Database, beforeMs: number, limit: number, fromMs = 0): ArchivedRow[] {
   return db
-    .query<{ id: string; archive_path: string }, [number, number]>(
-      `SELECT id, archive_path FROM messages WHERE received_at < ? AND archive_path IS NOT NULL ORDER BY received_at LIMIT ?`,
+    .query<{ id: string; archive_path: string; received_at: number }, [number, number, number]>(
+      `SELECT id, archive_path, received_at FROM messages WHERE received_at >= ? AND received_at < ? AND archive_path IS NOT NULL
+        ORDER BY received_at LIMIT ?`,
     )
-    .all(beforeMs, limit)
-    .map((r) => ({ id: r.id, archivePath: r.archive_path }));
+    .all(fromMs, beforeMs, limit)
+    .map((r) => ({ id: r.id, archivePath: r.archive_path, receivedAt: r.received_at }));
 }
 
 /**
- * Finished messages received before `beforeMs` that no delivery needs any more (all delivered,
- * or none): what archive retention deletes. Oldest first, by the received_at index.
+ * Finished messages received in [fromMs, beforeMs) that no delivery needs any more (all
+ * delivered, or none): what archive retention deletes. Oldest first, by the received_at index.
  */
-export function expiredMessages(db: Database, beforeMs: number, limit: number): string[] {
+export function expiredMessages(db: Database, beforeMs: number, limit: number, fromMs = 0): { id: string; receivedAt: number }[] {
   return db
-    .query<{ id: string }, [number, number]>(
-      `SELECT id FROM messages m WHERE received_at < ? AND status = 'done'
+    .query<{ id: string; received_at: number }, [number, number, number]>(
+      `SELECT id, received_at FROM messages m WHERE received_at >= ? AND received_at < ? AND status = 'done'
          AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.state <> 'delivered')
        ORDER BY received_at LIMIT ?`,
     )
-    .all(beforeMs, limit)
-    .map((r) => r.id);
+    .all(fromMs, beforeMs, limit)
+    .map((r) => ({ id: r.id, receivedAt: r.received_at }));
 }
 
 export function clearArchivePath(db: Database, id: string): void {

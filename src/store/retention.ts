@@ -46,10 +46,13 @@ export async function pruneArchive(db: Database, dataDir: string, maxAgeDays: nu
   if (!(maxAgeDays > 0)) return report;
   const cutoffMs = nowMs - maxAgeDays * DAY_MS;
   const stopped = (): boolean => (report.stopped = signal?.aborted === true);
+  // Where the last page ended: the next one starts there (rows at that same time included).
+  let fromMs = 0;
   for (;;) {
     if (stopped()) return report;
-    const rows = archivedBefore(db, cutoffMs, RETENTION_PAGE_ROWS);
+    const rows = archivedBefore(db, cutoffMs, RETENTION_PAGE_ROWS, fromMs);
     if (rows.length === 0) break;
+    fromMs = rows.at(-1)?.receivedAt ?? fromMs;
     for (const r of rows) {
       const rel = normalize(r.archivePath);
       if (rel.startsWith(`archive${sep}`) && !rel.split(sep).includes("..")) {
@@ -63,10 +66,13 @@ export async function pruneArchive(db: Database, dataDir: string, maxAgeDays: nu
     report.rowsCleared += rows.length;
     await new Promise((resolve) => setImmediate(resolve));
   }
+  fromMs = 0;
   for (;;) {
     if (stopped()) return report;
-    const ids = expiredMessages(db, cutoffMs, RETENTION_PAGE_ROWS);
-    if (ids.length === 0) break;
+    const expired = expiredMessages(db, cutoffMs, RETENTION_PAGE_ROWS, fromMs);
+    if (expired.length === 0) break;
+    fromMs = expired.at(-1)?.receivedAt ?? fromMs;
+    const ids = expired.map((r) => r.id);
     await commitWhenFree(db, () => deleteMessages(db, ids));
     report.rowsDeleted += ids.length;
     await new Promise((resolve) => setImmediate(resolve));
