@@ -8,7 +8,7 @@ import { accessSync, constants } from "node:fs";
 import { defineCommand } from "citty";
 import { loadStoragePaths, type StoragePaths } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
-import { drop, formatList, formatRetry, interruptedNote, listEntries, parseStates, retry, suspensionNote, truncationNote } from "../queue/queue-admin.ts";
+import { drop, dropFailed, formatList, formatRetry, interruptedNote, listEntries, parseStates, retry, suspensionNote, truncationNote } from "../queue/queue-admin.ts";
 import { countQueue } from "../queue/queue-store.ts";
 import { createSpoolAccess } from "../queue/spool-access.ts";
 import { serveRunning } from "../serve/data-dir-lock.ts";
@@ -104,14 +104,17 @@ const retryCommand = defineCommand({
 });
 
 const dropCommand = defineCommand({
-  meta: { name: "drop", description: "Remove a delivery from the queue (its spool file is deleted once nothing needs it)" },
+  meta: { name: "drop", description: "Remove a delivery from the queue (its spool file is deleted once nothing needs it): drop ID, or drop --failed" },
   args: {
     ...configArgs,
-    id: { type: "positional", required: true, valueHint: "ID", description: "Message id (or MESSAGE#N, or a delivery number)" },
+    id: { type: "positional", required: false, valueHint: "ID", description: "Message id (or MESSAGE#N, or a delivery number)" },
+    failed: { type: "boolean", description: "Every failed delivery (what mailgw gave up on)" },
   },
-  run: cliAction(async (args: ConfigArgs & { id: string }) => {
+  run: cliAction(async (args: ConfigArgs & { id?: string; failed?: boolean }) => {
+    if (Boolean(args.failed) === Boolean(args.id)) throw new CliError("give either an ID or --failed (mailgw queue drop ID | mailgw queue drop --failed)");
     const { config, db } = open(args);
-    process.stdout.write(await whileUnlocked(config, () => drop(db, createSpoolAccess(db, config.dataDir), args.id)));
+    const spool = createSpoolAccess(db, config.dataDir);
+    process.stdout.write(await whileUnlocked(config, () => (args.failed ? dropFailed(db, spool) : drop(db, spool, args.id ?? ""))));
   }),
 });
 

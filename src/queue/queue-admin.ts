@@ -12,7 +12,7 @@ import { displayTarget } from "../http/stats-data.ts";
 import type { DeliveryState } from "../types.ts";
 import { parseAddresses } from "./attempt.ts";
 import {
-  dropDeliveries, findDeliveries, listQueue, PENDING_STATES, type QueueEntry, RETRYABLE_STATES, retryNow,
+  dropDeliveries, dropFailedDeliveries, findDeliveries, listQueue, PENDING_STATES, type QueueEntry, RETRYABLE_STATES, retryNow,
 } from "./queue-store.ts";
 import { liftSuspension, readSuspension, RELAY_SUSPENDED_PREFIX, type RelaySuspension } from "./relay-suspension.ts";
 import type { SpoolAccess } from "./spool-access.ts";
@@ -196,6 +196,17 @@ export async function drop(db: Database, spool: SpoolAccess, ref: string): Promi
       `the relay or webhook may still receive ${inFlight === 1 ? "it" : "them"} (the attempt under way is not recalled); no further attempt will be made\n`;
   }
   return out;
+}
+
+/**
+ * `queue drop --failed`: every delivery mailgw gave up on, as `postsuper -d ALL deferred` clears
+ * Postfix's; their spool files go once nothing else needs them (an archived copy stays).
+ */
+export async function dropFailed(db: Database, spool: SpoolAccess): Promise<string> {
+  const messageIds = dropFailedDeliveries(db);
+  if (messageIds.length === 0) return "no failed deliveries: nothing dropped\n";
+  for (const messageId of new Set(messageIds)) await spool.release(messageId);
+  return `${messageIds.length} failed deliver${messageIds.length === 1 ? "y" : "ies"} dropped\n`;
 }
 
 export function formatDuration(seconds: number): string {

@@ -362,6 +362,19 @@ export function retryNow(db: Database, ids: readonly number[] | null, now: numbe
  * Deletes the deliveries; `inFlight`: how many of them the worker was attempting at that moment
  * (state read by the DELETE itself, so a claim between the caller's lookup and now counts too).
  */
+/**
+ * Every `failed` delivery, in one transaction (`queue drop --failed`): only rows still failed
+ * when it runs (a `queue retry` just before made them queued again). Returns their message ids.
+ */
+export function dropFailedDeliveries(db: Database): string[] {
+  return db
+    .transaction(() => {
+      db.query(`DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE state = 'failed')`).run();
+      return db.query<{ messageId: string }, []>(`DELETE FROM deliveries WHERE state = 'failed' RETURNING message_id AS messageId`).all().map((r) => r.messageId);
+    })
+    .immediate();
+}
+
 export function dropDeliveries(db: Database, ids: readonly number[]): { dropped: number; inFlight: number } {
   const list = JSON.stringify(ids);
   return db

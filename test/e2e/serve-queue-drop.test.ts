@@ -102,3 +102,34 @@ test("a forward interrupted by kill -9: queue list and retry say serve attempts 
   await until("the queue is empty", async () => (await queueList(dir)).length === 0, 15_000);
   expect(await second.stop("SIGTERM")).toBe(0);
 }, 90_000);
+
+test("drop --failed removes every failed delivery (and its spool file) while serve runs, nothing else", async () => {
+  const relay = await startRelay();
+  cleanups.push(() => relay.close());
+  relay.mode = "permfail"; // 550: the forwards fail for good
+  const dir = serveDir();
+  writeFileSync(join(dir, "rules.yaml"), RULES);
+  const s: ServeProcess = await startServe("source", dir, relayVars(relay));
+  cleanups.push(async () => {
+    if (s.proc.exitCode === null) await s.stop("SIGKILL");
+  });
+  const c = await RawClient.connect(s.smtpPort);
+  await greet(c);
+  const ids: string[] = [];
+  for (const subject of ["forward one", "forward two"]) ids.push((await sendMail(c, "b@company.com", simpleMessage(subject))).split(" ").pop() ?? "");
+  await until("both forwards failed", async () => (await queueList(dir, "failed")).length === 2, 15_000);
+  // A third one stays queued behind a relay that now stalls: not failed, so not dropped.
+  relay.mode = "stall";
+  const kept = (await sendMail(c, "b@company.com", simpleMessage("forward three"))).split(" ").pop() ?? "";
+  c.end();
+  await until("the third is being delivered", async () => (await queueList(dir)).some((e) => e.id === kept && e.state === "delivering"), 15_000);
+
+  expect(await mailgwQueue(dir, "drop")).toMatchObject({ code: 1, stderr: expect.stringContaining("give either an ID or --failed") });
+  const dropped = await mailgwQueue(dir, "drop", "--failed");
+  expect(dropped).toMatchObject({ code: 0, stdout: "2 failed deliveries dropped\n" });
+  expect(await queueList(dir, "failed")).toEqual([]);
+  for (const id of ids) expect(existsSync(join(dir, "data", "spool", `${id}.eml`))).toBe(false);
+  expect((await queueList(dir)).map((e) => e.id)).toEqual([kept]);
+  expect(existsSync(join(dir, "data", "spool", `${kept}.eml`))).toBe(true);
+  expect((await mailgwQueue(dir, "drop", "--failed")).stdout).toBe("no failed deliveries: nothing dropped\n");
+}, 60_000);
