@@ -17,8 +17,8 @@ import { redactUrl } from "../act/webhook.ts";
 import type { Logger } from "../log/logger.ts";
 import { commitWithShortWaits, withoutFsync } from "../spool/wal-sync.ts";
 import { bumpCounterBatch } from "../store/counters.ts";
-import type { DeliveryKind } from "../types.ts";
 import { parseAddresses } from "./attempt.ts";
+import type { ClaimedDelivery } from "./queue-store.ts";
 
 /** The targets whose last attempt failed for now, with that attempt's error. */
 export interface FailingTargets {
@@ -28,14 +28,7 @@ export interface FailingTargets {
   relay: string | null;
 }
 
-export interface ExpiredDelivery {
-  id: number;
-  messageId: string;
-  kind: DeliveryKind;
-  target: string;
-  rule: string | null;
-  category: string;
-  attempts: number;
+export interface ExpiredDelivery extends Pick<ClaimedDelivery, "id" | "messageId" | "kind" | "target" | "rule" | "category" | "attempts"> {
   /** The error it was given up with. */
   error: string;
 }
