@@ -59,10 +59,11 @@ export interface RelayPoolJob {
 
 /**
  * `relayDown` on a failure: true when no session could be set up for it (connection, greeting,
- * EHLO, STARTTLS or TLS handshake, AUTH) or the relay answered 421 (closing the channel, RFC 5321
- * 3.8): the relay's failure, not the message's; false when it failed on a session that was set up
- * (a reply to MAIL, RCPT or DATA: the relay works); absent when no session was tried for it
- * (aborted while waiting, the pool closed).
+ * EHLO, STARTTLS or TLS handshake, AUTH), the relay answered 421 (closing the channel, RFC 5321
+ * 3.8) or the session died without a reply (connection closed or reset, socket timeout): the
+ * relay's failure, not the message's; false when it failed on a session that was set up (a reply
+ * to MAIL, RCPT or DATA: the relay works); absent when no session was tried for it (aborted while
+ * waiting, the pool closed).
  */
 export type RelayPoolResult = { ok: true; info: SMTPConnectionSendInfo } | { ok: false; error: unknown; relayDown?: boolean };
 
@@ -338,10 +339,12 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
         waiting.unshift(w);
         return dispatch();
       }
-      // 421, the relay closing on us (throttled, overloaded): each waiting message would open a
-      // session only to hear it again. They fail with it, as at setup (Postfix: destination dead).
-      settle(w, { ok: false, error: err, relayDown: responseCode === 421 });
-      if (responseCode === 421) return setupFailed(s, err);
+      // 421, or the relay closing the connection or going silent without a reply (throttled,
+      // overloaded, its backend broken): a failure of the relay, not of this message (Postfix
+      // throttles the destination on "lost connection" and "timed out" too). Each waiting message
+      // would open a session only to meet the same; they fail with it, as at setup.
+      settle(w, { ok: false, error: err, relayDown: dead });
+      if (dead) return setupFailed(s, err);
       if ((code === "EENVELOPE" || code === "EMESSAGE") && !s.gone) {
         s.resetting = true;
         s.smtp.reset((resetErr) => {

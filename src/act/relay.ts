@@ -64,8 +64,8 @@ export interface RelayAttempt {
   /** The client was closed with no successor (relay removed by a reload) before it was sent. */
   unsent?: true;
   /**
-   * Whether the relay itself failed (no session could be set up, or it answered 421): see
-   * RelayPoolResult. false: a session worked (the message was taken or refused on it); absent:
+   * Whether the relay itself failed (no session could be set up, it answered 421, or the session
+   * died without a reply): see RelayPoolResult. false: a session worked (the message was taken or refused on it); absent:
    * no session was tried for the message.
    */
   relayDown?: boolean;

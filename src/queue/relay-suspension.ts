@@ -1,7 +1,8 @@
 /**
  * Relay suspension: Postfix's "delivery temporarily suspended" for a dead destination, adapted
  * to the one relay. When the relay itself fails (no session can be set up: connection, greeting,
- * EHLO, STARTTLS or TLS handshake, AUTH; or it answers 421), trying every due forward on its own
+ * EHLO, STARTTLS or TLS handshake, AUTH; or it answers 421, or a session dies without a reply:
+ * closed, reset or silent past the socket timeout), trying every due forward on its own
  * would open a connection (and send the password) per message: hundreds an hour to a relay that
  * is down, and Gmail or SES lock an account after repeated failed logins. Instead:
  *  - the relay is suspended for suspensionDelayMs (QUEUE_RETRY_BASE_SECONDS, doubling per failed

@@ -1,0 +1,169 @@
+/**
+ * Relay suspension (queue/relay-suspension.ts) against the real `mailgw serve`, in the cases
+ * serve-relay-suspension.test.ts leaves out: a relay that takes the connection and then closes it
+ * or goes silent mid-session (a failure of the relay, as Postfix counts "lost connection" and
+ * "conversation timed out": not a reply to the message).
+ */
+import { expect, test } from "bun:test";
+import { createServer, type Server, type Socket } from "node:net";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { openDatabase } from "../../src/store/db.ts";
+import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
+import { serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+
+/** Ports of this file (the range the test run gave it). */
+const PORTS = { relay: 28220, smtp: 28221, http: 28222 };
+
+const RULES = `domains: [company.com]
+rules:
+  - name: forward
+    priority: 10
+    category: sales
+    action: forward
+    forward_to: [sales@forward.example]
+    conditions:
+      - { field: subject, operator: contains, value: fwd }
+`;
+
+const SUSPENDED = "relay suspended: forwards wait, one is tried when the suspension ends";
+const BACK = "relay is back: the suspension is over, deferred forwards are due now";
+
+/**
+ * A plain SMTP relay (no TLS, no AUTH) that greets and answers EHLO, then either takes every
+ * message (`ok`) or closes the connection at MAIL FROM (`close-at-mail`: a relay whose backend
+ * broke, a proxy in front of it cutting sessions). Counts connections and keeps the subjects taken.
+ */
+interface RawRelay {
+  mode: "ok" | "close-at-mail";
+  connections: number;
+  subjects: string[];
+  close(): Promise<void>;
+}
+
+async function rawRelay(port: number, mode: RawRelay["mode"]): Promise<RawRelay> {
+  const sockets = new Set<Socket>();
+  const relay: RawRelay = { mode, connections: 0, subjects: [], close: async () => undefined };
+  const server: Server = createServer((s) => {
+    relay.connections++;
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+    s.on("error", () => undefined);
+    s.write("220 relay.test ESMTP\r\n");
+    let buf = "";
+    let data: string | null = null;
+    s.on("data", (chunk: Buffer) => {
+      buf += chunk.toString("latin1");
+      for (;;) {
+        if (data !== null) {
+          const end = buf.indexOf("\r\n.\r\n");
+          if (end === -1) return;
+          relay.subjects.push(/^Subject: (.*)$/m.exec(buf.slice(0, end))?.[1]?.trim() ?? "");
+          buf = buf.slice(end + 5);
+          data = null;
+          s.write("250 2.0.0 queued\r\n");
+          continue;
+        }
+        const eol = buf.indexOf("\r\n");
+        if (eol === -1) return;
+        const verb = buf.slice(0, 4).toUpperCase();
+        buf = buf.slice(eol + 2);
+        if (verb === "EHLO") s.write("250-relay.test\r\n250 8BITMIME\r\n");
+        else if (verb === "MAIL" && relay.mode === "close-at-mail") return void s.destroy();
+        else if (verb === "DATA") {
+          data = "";
+          s.write("354 go ahead\r\n");
+        } else if (verb === "QUIT") return void s.end("221 bye\r\n");
+        else s.write("250 ok\r\n");
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+  relay.close = () => new Promise<void>((resolve) => {
+    for (const s of sockets) s.destroy();
+    server.close(() => resolve());
+  });
+  return relay;
+}
+
+function writeEnv(dir: string, vars: Record<string, string>): void {
+  writeFileSync(join(dir, ".env"), Object.entries(vars).map(([k, v]) => `${k}=${v}\n`).join(""));
+}
+
+async function startGateway(vars: Record<string, string>, dir = serveDir()): Promise<ServeProcess> {
+  writeFileSync(join(dir, "rules.yaml"), RULES);
+  writeEnv(dir, vars);
+  return startServe("source", dir, { SMTP_PORT: String(PORTS.smtp), HTTP_PORT: String(PORTS.http) });
+}
+
+const plainRelay = (port: number) => ({ RELAY_SMTP_HOST: "127.0.0.1", RELAY_SMTP_PORT: String(port), RELAY_SMTP_SECURE: "none" });
+
+/** Sends one message per subject over one session, `gapMs` apart. */
+async function send(serve: ServeProcess, subjects: string[], gapMs = 0): Promise<void> {
+  const c = await RawClient.connect(serve.smtpPort);
+  await greet(c);
+  for (const subject of subjects) {
+    expect(await sendMail(c, "orders@company.com", simpleMessage(subject))).toStartWith("250 2.0.0");
+    if (gapMs > 0) await Bun.sleep(gapMs);
+  }
+  c.end();
+}
+
+interface Row {
+  subject: string;
+  state: string;
+  attempts: number;
+  last_error: string | null;
+}
+
+function rows(serve: ServeProcess): Row[] {
+  const db = openDatabase(join(serve.dir, "data", "mail-gateway.db"), { readonly: true });
+  try {
+    return db
+      .query<Row, []>("SELECT m.subject, d.state, d.attempts, d.last_error FROM deliveries d JOIN messages m ON m.id = d.message_id ORDER BY d.id")
+      .all();
+  } finally {
+    db.close();
+  }
+}
+
+async function waitFor(check: () => boolean, ms: number, what: string): Promise<void> {
+  const until = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(50);
+  }
+}
+
+const logged = (serve: ServeProcess, msg: string) => serve.logs.filter((l) => l.msg === msg);
+
+test("a relay that accepts the connection but closes it at MAIL FROM is suspended: no 'relay is back', no connection per forward", async () => {
+  const relay = await rawRelay(PORTS.relay, "close-at-mail");
+  const serve = await startGateway({ ...plainRelay(PORTS.relay), QUEUE_RETRY_BASE_SECONDS: "1" });
+  try {
+    const subjects = Array.from({ length: 20 }, (_, i) => `fwd ${String(i).padStart(2, "0")}`);
+    await send(serve, subjects, 100);
+    await serve.waitForLog((l) => l.msg === SUSPENDED);
+    await Bun.sleep(3000); // probes at 1 s and 2 s after it: both fail the same way
+    // Before: the lost connection counted as "the relay works" (a reply to the message): each
+    // probe ended the suspension with "relay is back", and every forward had a connection of its
+    // own on its own backoff (60 connections for 20 forwards within these 5 s).
+    expect(logged(serve, BACK)).toEqual([]);
+    expect(logged(serve, SUSPENDED)).toHaveLength(1);
+    console.error(`relay closing at MAIL FROM: ${relay.connections} connections for 20 forwards`);
+    expect(relay.connections).toBeLessThanOrEqual(6);
+    const waiting = rows(serve);
+    expect(waiting.filter((r) => r.attempts > 3)).toEqual([]);
+    expect(waiting.filter((r) => r.attempts === 0).length).toBeGreaterThanOrEqual(15);
+    for (const r of waiting) expect(r.last_error ?? "").toStartWith("relay suspended: ");
+
+    relay.mode = "ok";
+    await waitFor(() => relay.subjects.length >= 20, 15_000, "the 20 forwards at the relay once it works");
+    await Bun.sleep(300);
+    expect(relay.subjects.sort()).toEqual(subjects);
+    expect(logged(serve, BACK)).toHaveLength(1);
+  } finally {
+    expect(await serve.stop()).toBe(0);
+    await relay.close();
+  }
+}, 60_000);
