@@ -157,7 +157,7 @@ export interface RelayGateOptions {
 
 /** The worker's side of the suspension (see the module comment). */
 export interface RelayGate {
-  /** At start: a suspension the last run left on record is probed at once; one of another relay (or of none) is dropped. */
+  /** At start: a suspension the last run left on record is probed at once; one of another relay (or of none) is dropped, its forwards due. */
   start(relay: string | null, now: number): void;
   /** Before a claim: how many more forwards may start (Infinity: no limit; 1: the probe; 0: none). Defers the due ones while suspended. */
   beforeClaim(now: number): number;
@@ -219,7 +219,16 @@ export function createRelayGate(opts: RelayGateOptions): RelayGate {
       const stored = readSuspension(db);
       if (stored === null) return;
       if (stored.relay !== relay) {
-        safely("the end of the relay suspension", () => void liftSuspension(db));
+        // Another relay (or none) since: what waited for that one's probe goes now, as after a
+        // reload that changes the relay (lift), not at the old suspension's end.
+        let due = 0;
+        safely("the end of the relay suspension", () => {
+          liftSuspension(db);
+          due = resumeForwards(db, now);
+        });
+        logger.info("the relay suspended when serve stopped is no longer configured: the forwards it held are due now", {
+          suspended_relay: stored.relay, relay, forwards_due: due,
+        });
         return;
       }
       // The suspension goes on, but its probe is due now: a restart is how an admin applies a

@@ -2,7 +2,7 @@
  * Relay suspension (queue/relay-suspension.ts) against the real `mailgw serve`, in the cases
  * serve-relay-suspension.test.ts leaves out: a relay that takes the connection and then closes it
  * or goes silent mid-session (a failure of the relay, as Postfix counts "lost connection" and
- * "conversation timed out": not a reply to the message).
+ * "conversation timed out": not a reply to the message); a restart with another relay configured.
  */
 import { expect, test } from "bun:test";
 import { createServer, type Server, type Socket } from "node:net";
@@ -13,7 +13,7 @@ import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 
 /** Ports of this file (the range the test run gave it). */
-const PORTS = { relay: 28220, smtp: 28221, http: 28222 };
+const PORTS = { relay: 28220, smtp: 28221, http: 28222, otherRelay: 28223 };
 
 const RULES = `domains: [company.com]
 rules:
@@ -165,5 +165,32 @@ test("a relay that accepts the connection but closes it at MAIL FROM is suspende
   } finally {
     expect(await serve.stop()).toBe(0);
     await relay.close();
+  }
+}, 60_000);
+
+test("restarted with another relay: the forwards the old relay's suspension held go to it at once, not at that suspension's end", async () => {
+  // Nothing listens on PORTS.relay: connection refused. A long backoff: only the new relay can make them go within the test.
+  let serve = await startGateway({ ...plainRelay(PORTS.relay), QUEUE_RETRY_BASE_SECONDS: "600" });
+  const other = await rawRelay(PORTS.otherRelay, "ok");
+  try {
+    const subjects = ["fwd a", "fwd b", "fwd c"];
+    await send(serve, subjects, 100);
+    await serve.waitForLog((l) => l.msg === SUSPENDED);
+    await waitFor(() => rows(serve).every((r) => r.state === "deferred"), 5_000, "all three deferred");
+    expect(await serve.stop()).toBe(0);
+
+    // The admin moves to another smarthost (RELAY_SMTP_PORT here) and restarts.
+    writeEnv(serve.dir, { ...plainRelay(PORTS.otherRelay), QUEUE_RETRY_BASE_SECONDS: "600" });
+    serve = await startServe("source", serve.dir, { SMTP_PORT: String(PORTS.smtp), HTTP_PORT: String(PORTS.http) });
+    // Before: the old suspension was forgotten but its forwards kept its end (10 minutes here, up
+    // to an hour), still listed as "relay suspended: …" though no relay was.
+    await waitFor(() => other.subjects.length >= 3, 5_000, "the 3 forwards at the new relay right after the restart");
+    expect(other.subjects.sort()).toEqual(subjects);
+    await waitFor(() => rows(serve).every((r) => r.state === "delivered"), 5_000, "all delivered");
+    const line = await serve.waitForLog((l) => l.msg === "the relay suspended when serve stopped is no longer configured: the forwards it held are due now");
+    expect([line.suspended_relay, line.forwards_due]).toEqual([`127.0.0.1:${PORTS.relay}`, 3]);
+  } finally {
+    expect(await serve.stop()).toBe(0);
+    await other.close();
   }
 }, 60_000);
