@@ -137,13 +137,15 @@ export function deferDueForwards(db: Database, s: RelaySuspension, now: number, 
 
 /**
  * Forwards deferred by a suspension become due now (the relay is back, or the suspension was
- * lifted), the least tried first as in waitUntil.
+ * lifted), the least tried first as in waitUntil; returns how many waited for it. Those due
+ * already (the probe goes at the suspension's end, when they all are) count too: the log's
+ * `forwards_due` is the backlog released, not just the rows whose time moved.
  */
 export function resumeForwards(db: Database, now: number): number {
   return db
     .query(
-      `UPDATE deliveries SET next_attempt_at = ?1 + attempts, updated_at = ?1
-       WHERE kind = 'forward' AND state = 'deferred' AND next_attempt_at > ?1 + attempts AND next_attempt_at <> ${NOT_YET_DURABLE_AT}
+      `UPDATE deliveries SET next_attempt_at = min(next_attempt_at, ?1 + attempts), updated_at = ?1
+       WHERE kind = 'forward' AND state = 'deferred' AND next_attempt_at <> ${NOT_YET_DURABLE_AT}
          AND substr(last_error, 1, ?3) = ?2`,
     )
     .run(now, RELAY_SUSPENDED_PREFIX, RELAY_SUSPENDED_PREFIX.length).changes;

@@ -162,6 +162,9 @@ test("a relay that accepts the connection but closes it at MAIL FROM is suspende
     await Bun.sleep(300);
     expect(relay.subjects.sort()).toEqual(subjects);
     expect(logged(serve, BACK)).toHaveLength(1);
+    // The 19 that waited besides the probe. Before: 0, as they were due already when the probe
+    // (sent at the suspension's end) succeeded, so the line hid the backlog it released.
+    expect(logged(serve, BACK)[0]?.forwards_due).toBe(19);
   } finally {
     expect(await serve.stop()).toBe(0);
     await relay.close();
