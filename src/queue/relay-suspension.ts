@@ -236,7 +236,12 @@ export function createRelayGate(opts: RelayGateOptions): RelayGate {
       // The suspension goes on, but its probe is due now: a restart is how an admin applies a
       // fixed password or CA file. One forward is tried; the others wait for its outcome.
       s = { ...stored, until: now };
-      safely("the relay suspension's probe at start", () => void resumeForwards(db, now));
+      // Recorded too: /stats and `queue list` show the probe going now, not the old end.
+      const probing = s;
+      safely("the relay suspension's probe at start", () => {
+        recordSuspension(db, probing);
+        resumeForwards(db, now);
+      });
       logger.warn("relay suspended when serve stopped: one forward is tried now, the others wait for it", {
         relay, reason: stored.reason, since: new Date(stored.since).toISOString(),
       });

@@ -10,7 +10,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { openDatabase } from "../../src/store/db.ts";
 import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
-import { serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { mailgwQueue, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 
 /** Ports of this file (the range the test run gave it). */
 const PORTS = { relay: 28220, smtp: 28221, http: 28222, otherRelay: 28223 };
@@ -32,10 +32,11 @@ const BACK = "relay is back: the suspension is over, deferred forwards are due n
 /**
  * A plain SMTP relay (no TLS, no AUTH) that greets and answers EHLO, then either takes every
  * message (`ok`) or closes the connection at MAIL FROM (`close-at-mail`: a relay whose backend
- * broke, a proxy in front of it cutting sessions). Counts connections and keeps the subjects taken.
+ * broke, a proxy in front of it cutting sessions), or never greets (`silent`). Counts connections
+ * and keeps the subjects taken.
  */
 interface RawRelay {
-  mode: "ok" | "close-at-mail";
+  mode: "ok" | "close-at-mail" | "silent";
   connections: number;
   subjects: string[];
   close(): Promise<void>;
@@ -49,6 +50,7 @@ async function rawRelay(port: number, mode: RawRelay["mode"]): Promise<RawRelay>
     sockets.add(s);
     s.on("close", () => sockets.delete(s));
     s.on("error", () => undefined);
+    if (relay.mode === "silent") return;
     s.write("220 relay.test ESMTP\r\n");
     let buf = "";
     let data: string | null = null;
@@ -195,5 +197,30 @@ test("restarted with another relay: the forwards the old relay's suspension held
   } finally {
     expect(await serve.stop()).toBe(0);
     await other.close();
+  }
+}, 60_000);
+
+test("restarted while suspended: /stats.json, the stats page and queue list show the probe going now, not the old suspension's end", async () => {
+  let serve = await startGateway({ ...plainRelay(PORTS.relay), QUEUE_RETRY_BASE_SECONDS: "600" });
+  let relay: RawRelay | null = null;
+  try {
+    await send(serve, ["fwd a", "fwd b"], 100);
+    await serve.waitForLog((l) => l.msg === SUSPENDED);
+    await waitFor(() => rows(serve).every((r) => r.state === "deferred"), 5_000, "both deferred");
+    expect(await serve.stop()).toBe(0);
+
+    // The relay now takes connections but never greets: the probe at start waits 15 s for it.
+    relay = await rawRelay(PORTS.relay, "silent");
+    const restarted = Date.now();
+    serve = await startServe("source", serve.dir, { SMTP_PORT: String(PORTS.smtp), HTTP_PORT: String(PORTS.http) });
+    await waitFor(() => relay !== null && relay.connections === 1, 5_000, "the probe at start");
+    const stats = (await (await fetch(`${serve.httpUrl}/stats.json`)).json()) as { relay: { suspended: { until: string } | null } };
+    // Before: the end of the suspension before the restart, ten minutes ahead, while the probe was under way.
+    expect(Date.parse(stats.relay.suspended?.until ?? "")).toBeLessThanOrEqual(Date.now());
+    expect(Date.parse(stats.relay.suspended?.until ?? "")).toBeGreaterThanOrEqual(restarted - 1000);
+    expect((await mailgwQueue(serve.dir, "list")).stdout).toContain("(next probe: now)");
+  } finally {
+    expect(await serve.stop()).toBe(0);
+    await relay?.close();
   }
 }, 60_000);
