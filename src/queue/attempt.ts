@@ -37,6 +37,11 @@ export interface AttemptResult {
   unsent?: true;
   /** A forward's: whether the relay itself failed (RelayAttempt.relayDown); absent when not known. */
   relayDown?: boolean;
+  /**
+   * A forward's: the relay (`host:port`) that had it. After a reload to another relay, a busy
+   * session finishes on the old one: its failure or success says nothing about the new one's.
+   */
+  relay?: string;
 }
 
 export async function runAttempt(d: ClaimedDelivery, ctx: AttemptContext): Promise<AttemptResult> {
@@ -56,7 +61,7 @@ export async function runAttempt(d: ClaimedDelivery, ctx: AttemptContext): Promi
     const sent = await ctx.relay.send({ mailFrom: d.mailFrom, to, raw, signal: ctx.stopSignal, deadlineMs: ctx.deadlineMs });
     // A reload may have handed the message to the new relay: name the one that had it.
     return {
-      target: sent.relay === ctx.relay.label ? target : forwardTarget(sent.relay, to), outcome: sent.outcome,
+      target: sent.relay === ctx.relay.label ? target : forwardTarget(sent.relay, to), outcome: sent.outcome, relay: sent.relay,
       ...(sent.unsent ? { unsent: true } : {}), ...(sent.relayDown === undefined ? {} : { relayDown: sent.relayDown }),
     };
   }

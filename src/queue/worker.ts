@@ -256,7 +256,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     }
     const at = now();
     const signal = AbortSignal.any([AbortSignal.timeout(attemptTimeoutMs), stopController.signal]);
-    const { outcome, target, unsent, relayDown } = await runAttempt(d, {
+    const { outcome, target, unsent, relayDown, relay: sentTo } = await runAttempt(d, {
       spool, relay, webhookSecret: config.webhookSecret, signal, stopSignal: stopController.signal, deadlineMs: attemptTimeoutMs, nowMs: at,
     });
     if (unsent) {
@@ -272,7 +272,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     if (!cutByStop) noteTargetHealth(d, outcome);
     const end = now();
     const suspended = !cutByStop && d.kind === "forward" && relay !== null
-      ? gate.ended(d.id, relay.label, relayDown, outcome.kind === "delivered" ? "" : outcome.error, end)
+      ? gate.ended(d.id, relay.label, sentTo === relay.label ? relayDown : undefined, outcome.kind === "delivered" ? "" : outcome.error, end)
       : null;
     const record = attemptRecord(d, outcome, target, at, end, suspended);
     if (cutByStop) record.step = { state: "deferred", nextAttemptAt: end, reason: `${STOPPED_DURING_ATTEMPT}: ${outcome.error}` };

@@ -2,7 +2,8 @@
  * Relay suspension (queue/relay-suspension.ts) against the real `mailgw serve`, in the cases
  * serve-relay-suspension.test.ts leaves out: a relay that takes the connection and then closes it
  * or goes silent mid-session (a failure of the relay, as Postfix counts "lost connection" and
- * "conversation timed out": not a reply to the message); a restart with another relay configured.
+ * "conversation timed out": not a reply to the message); a restart or a reload with another relay;
+ * what /stats.json and `queue list` show while the probe a restart sends is under way.
  */
 import { expect, test } from "bun:test";
 import { createServer, type Server, type Socket } from "node:net";
@@ -32,11 +33,11 @@ const BACK = "relay is back: the suspension is over, deferred forwards are due n
 /**
  * A plain SMTP relay (no TLS, no AUTH) that greets and answers EHLO, then either takes every
  * message (`ok`) or closes the connection at MAIL FROM (`close-at-mail`: a relay whose backend
- * broke, a proxy in front of it cutting sessions), or never greets (`silent`). Counts connections
- * and keeps the subjects taken.
+ * broke, a proxy in front of it cutting sessions), or does so 1.5 s after MAIL FROM
+ * (`close-late-at-mail`), or never greets (`silent`). Counts connections and keeps the subjects taken.
  */
 interface RawRelay {
-  mode: "ok" | "close-at-mail" | "silent";
+  mode: "ok" | "close-at-mail" | "close-late-at-mail" | "silent";
   connections: number;
   subjects: string[];
   close(): Promise<void>;
@@ -72,6 +73,7 @@ async function rawRelay(port: number, mode: RawRelay["mode"]): Promise<RawRelay>
         buf = buf.slice(eol + 2);
         if (verb === "EHLO") s.write("250-relay.test\r\n250 8BITMIME\r\n");
         else if (verb === "MAIL" && relay.mode === "close-at-mail") return void s.destroy();
+        else if (verb === "MAIL" && relay.mode === "close-late-at-mail") return void setTimeout(() => s.destroy(), 1500);
         else if (verb === "DATA") {
           data = "";
           s.write("354 go ahead\r\n");
@@ -222,5 +224,31 @@ test("restarted while suspended: /stats.json, the stats page and queue list show
   } finally {
     expect(await serve.stop()).toBe(0);
     await relay?.close();
+  }
+}, 60_000);
+
+test("reloaded to another relay while the old one holds forwards: the old one failing them then does not suspend the new one", async () => {
+  const old = await rawRelay(PORTS.relay, "close-late-at-mail");
+  const other = await rawRelay(PORTS.otherRelay, "ok");
+  const serve = await startGateway({ ...plainRelay(PORTS.relay), QUEUE_RETRY_BASE_SECONDS: "600" });
+  try {
+    await send(serve, ["fwd a", "fwd b"]);
+    await waitFor(() => rows(serve).every((r) => r.state === "delivering"), 5_000, "both on the old relay");
+    writeEnv(serve.dir, { ...plainRelay(PORTS.otherRelay), QUEUE_RETRY_BASE_SECONDS: "600" });
+    serve.proc.kill("SIGHUP");
+    await serve.waitForLog((l) => l.msg === "relay settings reloaded");
+    // The old relay closes the sessions the two were on (their sessions finish there).
+    await waitFor(() => rows(serve).every((r) => r.state !== "delivering"), 5_000, "the old relay's failures recorded");
+    await send(serve, ["fwd c"]);
+    // Before: the new relay was suspended for 10 minutes with the old one's error, "fwd c" with it.
+    await waitFor(() => other.subjects.length >= 1, 5_000, "the new forward at the new relay");
+    expect(other.subjects).toEqual(["fwd c"]);
+    expect(logged(serve, SUSPENDED)).toEqual([]);
+    // The two the old relay failed wait for their own retry, as any failed attempt.
+    for (const r of rows(serve).slice(0, 2)) expect([r.state, r.last_error]).toEqual(["deferred", "ECONNECTION: Connection closed unexpectedly"]);
+  } finally {
+    expect(await serve.stop()).toBe(0);
+    await old.close();
+    await other.close();
   }
 }, 60_000);
