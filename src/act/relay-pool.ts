@@ -62,8 +62,8 @@ export interface RelayPoolJob {
  * EHLO, STARTTLS or TLS handshake, AUTH), the relay answered 421 (closing the channel, RFC 5321
  * 3.8) or the session died without a reply (connection closed or reset, socket timeout): the
  * relay's failure, not the message's; false when it failed on a session that was set up (a reply
- * to MAIL, RCPT or DATA: the relay works); absent when no session was tried for it (aborted while
- * waiting, the pool closed).
+ * to MAIL, RCPT or DATA: the relay works); absent when that is not known: no session was tried
+ * for it (the pool closed), or it was aborted (its deadline, the caller's signal) before a reply.
  */
 export type RelayPoolResult = { ok: true; info: SMTPConnectionSendInfo } | { ok: false; error: unknown; relayDown?: boolean };
 
@@ -177,7 +177,9 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
     }
     const error = new Error(reason instanceof Error ? reason.message : "aborted", { cause: reason });
     error.name = "AbortError";
-    settle(w, s !== null ? { ok: false, error, relayDown: false } : { ok: false, error });
+    // No verdict on the relay, even on a session: cut off before a reply, as by a relay too slow
+    // (a tarpit) or a transfer too slow for the deadline; "the relay works" would end a suspension.
+    settle(w, { ok: false, error });
     dispatch();
   }
 

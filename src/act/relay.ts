@@ -65,8 +65,9 @@ export interface RelayAttempt {
   unsent?: true;
   /**
    * Whether the relay itself failed (no session could be set up, it answered 421, or the session
-   * died without a reply): see RelayPoolResult. false: a session worked (the message was taken or refused on it); absent:
-   * no session was tried for the message.
+   * died without a reply): see RelayPoolResult. false: a session worked (the message was taken or
+   * refused on it); absent: not known (no session was tried for the message, or its deadline cut
+   * it off before a reply).
    */
   relayDown?: boolean;
 }

@@ -26,6 +26,8 @@ interface Script {
   refuseAuth?: boolean;
   /** Answer every MAIL FROM with 421 and close (a provider throttling us). */
   closeOnMail421?: boolean;
+  /** Never answer RCPT TO for this recipient (a relay stalling before the data). */
+  stallEnvelopeRcpt?: string;
 }
 
 interface FakeRelay {
@@ -81,6 +83,7 @@ async function startFakeRelay(script: Script = {}): Promise<FakeRelay> {
         socket.write("250 ok\r\n");
       } else if (verb === "RCPT") {
         rcpt = /<(.*)>/.exec(line)?.[1] ?? "";
+        if (rcpt === script.stallEnvelopeRcpt) return;
         socket.write("250 ok\r\n");
       } else if (verb === "DATA") {
         inData = true;
@@ -182,6 +185,19 @@ describe("relay pool", () => {
     expect(errorCode(await send(p, "after@t.test"))).toBe("ok");
     expect(relay.sessions).toBe(2);
     expect(relay.delivered.map((d) => d.to)).toEqual(["after@t.test"]);
+  });
+
+  // The deadline cut it off on a session: a relay too slow (a tarpit answering each command just
+  // within the socket timeout) or a transfer too slow. Neither a reply nor a dead session.
+  test("a message its deadline cuts off on a session gives no verdict on the relay (relayDown absent)", async () => {
+    const relay = await startFakeRelay({ stallEnvelopeRcpt: "slow@t.test" });
+    cleanups.push(() => relay.close());
+    const p = pool(relay.port);
+    const r = await p.send({ from: "a@example.org", to: ["slow@t.test"], raw: Buffer.from("Subject: slow\r\n\r\nhello\r\n"), signal: new AbortController().signal, deadlineMs: 300 });
+    expect(errorCode(r)).toBe("AbortError");
+    // Before: false, "a session worked": the probe of a suspended relay that stalls ended the
+    // suspension ("relay is back"), and every waiting forward went into the stalling relay.
+    expect(r.ok ? "ok" : r.relayDown).toBeUndefined();
   });
 
   // RFC 5321 4.5.3.2.6: up to 10 minutes for the reply to the end of data; cutting it short makes a
