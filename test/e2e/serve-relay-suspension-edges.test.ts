@@ -12,9 +12,12 @@ import { join } from "node:path";
 import { openDatabase } from "../../src/store/db.ts";
 import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { mailgwQueue, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { freePorts } from "../packaging/binary.ts";
 
 /** Ports of this file (the range the test run gave it). */
-const PORTS = { relay: 28220, smtp: 28221, http: 28222, otherRelay: 28223 };
+// Fixed for the file (serve restarts on them, a relay comes up later on its port), picked free at load.
+const [relayPort, smtpPort, httpPort, otherRelayPort] = await freePorts(4);
+const PORTS = { relay: relayPort ?? 0, smtp: smtpPort ?? 0, http: httpPort ?? 0, otherRelay: otherRelayPort ?? 0 };
 
 const RULES = `domains: [company.com]
 rules:

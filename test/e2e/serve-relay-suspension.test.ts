@@ -15,9 +15,12 @@ import { openDatabase } from "../../src/store/db.ts";
 import { relayVars, startRelay, waitFor, type ScriptedRelay } from "../delivery/helpers.ts";
 import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { mailgwQueue, queueList, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { freePorts } from "../packaging/binary.ts";
 
 /** Ports of this file (the range the test run gave it). */
-const PORTS = { relay: 27010, smtp: 27011, http: 27012 };
+// Fixed for the file (serve restarts on them, a relay comes up later on its port), picked free at load.
+const [relayPort, smtpPort, httpPort] = await freePorts(3);
+const PORTS = { relay: relayPort ?? 0, smtp: smtpPort ?? 0, http: httpPort ?? 0 };
 
 const RULES = `domains: [company.com]
 rules:

@@ -132,6 +132,19 @@ export function findTool(name: string): string | null {
   return null;
 }
 
+/** `n` different ports that were free a moment ago on 127.0.0.1 (all held until each is picked). */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = Array.from({ length: n }, () => createServer());
+  await Promise.all(servers.map((server) => new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok))));
+  const ports = servers.map((server) => {
+    const address = server.address();
+    if (address === null || typeof address === "string") throw new Error("no port");
+    return address.port;
+  });
+  await Promise.all(servers.map((server) => new Promise<void>((ok) => server.close(() => ok()))));
+  return ports;
+}
+
 /** A port that was free a moment ago on 127.0.0.1 (for a serve that must be found on a fixed port). */
 export async function freePort(): Promise<number> {
   const server = createServer();
