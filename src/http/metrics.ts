@@ -122,6 +122,9 @@ export function renderMetrics(db: Database, snapshot: StatsSnapshot, floor: Coun
 
   out.family("mailgw_smtp_listening", "gauge", "1 while the SMTP listener accepts connections.").sample("mailgw_smtp_listening", {}, snapshot.smtp.listening ? 1 : 0);
   out.family("mailgw_relay_configured", "gauge", "1 when a relay is configured; 0 means forwards are held.").sample("mailgw_relay_configured", {}, snapshot.relay.configured ? 1 : 0);
+  // For an alert: forwards wait while this is 1 (the relay failed itself; see the log or /stats for why).
+  out.family("mailgw_relay_suspended_since_seconds", "gauge", "Unix time the relay was suspended after failing itself (connection, TLS, login); 0 when it is not.")
+    .sample("mailgw_relay_suspended_since_seconds", {}, snapshot.relay.suspended ? Math.floor(Date.parse(snapshot.relay.suspended.since) / 1000) : 0);
   return out.text();
 }
 

@@ -200,6 +200,7 @@ describe.skipIf(SKIP !== null)("real Prometheus 2.x scraping mailgw serve", () =
       'mailgw_delivery_duration_seconds_bucket{kind="forward",le="+Inf"}': 3,
       'mailgw_queue_depth{state="queued"}': 0,
       'mailgw_relay_configured{}': 1,
+      'mailgw_relay_suspended_since_seconds{}': 0,
     };
     for (const [key, n] of Object.entries(expected)) expect({ key, n: value(settled.samples, key) }).toEqual({ key, n });
 

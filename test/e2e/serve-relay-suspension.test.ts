@@ -198,6 +198,8 @@ test("wrong password (535): suspended with one log line, shown by /healthz, /sta
     expect(Date.parse(suspended?.until ?? "") - Date.parse(suspended?.since ?? "")).toBe(30_000);
     const page = await (await fetch(`${serve.httpUrl}/stats`)).text();
     expect(page).toContain("The relay is suspended since");
+    const metrics = await (await fetch(`${serve.httpUrl}/metrics`)).text();
+    expect(metrics).toContain(`mailgw_relay_suspended_since_seconds ${Math.floor(Date.parse(suspended?.since ?? "") / 1000)}\n`);
     const list = await mailgwQueue(serve.dir, "list");
     expect(list.stdout).toStartWith(`relay 127.0.0.1:${PORTS.relay} suspended since `);
     expect(list.stdout).toContain("535");
@@ -213,6 +215,7 @@ test("wrong password (535): suspended with one log line, shown by /healthz, /sta
     expect(subjectsReceived(relay)).toEqual(subjects);
     await serve.waitForLog((l) => l.msg === "relay suspension lifted (mailgw queue retry, or SIGHUP): trying the relay again");
     expect(((await json(`${serve.httpUrl}/healthz`)).body.warnings as string[])).toEqual([]);
+    expect(await (await fetch(`${serve.httpUrl}/metrics`)).text()).toContain("mailgw_relay_suspended_since_seconds 0\n");
     expect((await mailgwQueue(serve.dir, "list")).stdout).toBe("queue is empty\n");
   } finally {
     expect(await serve.stop()).toBe(0);
