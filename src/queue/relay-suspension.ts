@@ -228,7 +228,9 @@ export function createRelayGate(opts: RelayGateOptions): RelayGate {
           liftSuspension(db);
           due = resumeForwards(db, now);
         });
-        logger.info("the relay suspended when serve stopped is no longer configured: the forwards it held are due now", {
+        // Without a relay at all they are held next (the worker's own warning says so).
+        const next = relay === null ? "held until a relay is set" : "due now";
+        logger.info(`the relay suspended when serve stopped is no longer configured: the forwards it held are ${next}`, {
           suspended_relay: stored.relay, relay, forwards_due: due,
         });
         return;
