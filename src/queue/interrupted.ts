@@ -2,7 +2,8 @@
  * At start: deliveries left `delivering` by a crash (kill -9, the kernel's OOM killer, a
  * delivery thread that died) are attempted again: at-least-once, a duplicate is possible.
  *
- * The interrupted attempt counts as an attempt, recorded with INTERRUPTED_REPLY. The first
+ * The interrupted attempt counts as an attempt, recorded with INTERRUPTED_REPLY and counted as
+ * deferred (failed when given up) in the delivery counters, like one cut off by SIGTERM. The first
  * interruption is retried at once (a crash that had nothing to do with this delivery must not
  * delay it). A delivery whose previous attempt was interrupted too is scheduled as after a
  * temporary failure: with the backoff, and `failed` once older than QUEUE_MAX_AGE_HOURS. Before,
@@ -73,7 +74,9 @@ export function recoverInterrupted(db: Database, opts: RecoverOptions): Interrup
         // duration_ms 0: how long it ran before the crash is not known (and it stays out of the latency histogram).
         db.query(`INSERT INTO delivery_attempts (delivery_id, at, target, duration_ms, ok, reply) VALUES (?, ?, ?, 0, 0, ?)`)
           .run(row.id, row.claimedAt, shownTarget(row), INTERRUPTED_REPLY);
-        if (step) increments.push({ at: opts.now, metric: `${step.state}:${row.kind}`, rule: row.rule, category: row.category });
+        // An attempt's outcome, as for one cut off by SIGTERM: one due again at once counts as deferred
+        // (mailgw_deliveries_total is attempt outcomes; without it, a kill -9 left attempts uncounted).
+        increments.push({ at: opts.now, metric: `${step?.state ?? "deferred"}:${row.kind}`, rule: row.rule, category: row.category });
         return { ...row, interruptedBefore, step };
       });
       bumpCounterBatch(db, increments);

@@ -145,3 +145,23 @@ rules: []
   expect(JSON.stringify(third.logs)).not.toContain("s3cr3t");
   expect(await third.stop("SIGTERM")).toBe(0);
 }, 90_000);
+
+test("an attempt interrupted by kill -9 counts as deferred in /metrics and stats.json, as one cut off by SIGTERM does", async () => {
+  const relay = await startRelay();
+  cleanups.push(() => relay.close());
+  relay.mode = "stall";
+  const dir = serveDir();
+  writeFileSync(join(dir, "rules.yaml"), RULES);
+  await killDuringDelivery(dir, relay, {}, 1, true);
+
+  relay.mode = "ok";
+  const s = await serve(dir, relay, {});
+  await until("the forward is delivered", async () => (await queueList(dir, "delivered")).length === 1, 15_000);
+  const metrics = await (await fetch(`${s.httpUrl}/metrics`)).text();
+  // Two attempts (the interrupted one, then the one that went): one deferred, one delivered.
+  expect(metrics).toContain(`mailgw_deliveries_total{kind="forward",result="deferred"} 1`);
+  expect(metrics).toContain(`mailgw_deliveries_total{kind="forward",result="delivered"} 1`);
+  const stats = (await (await fetch(`${s.httpUrl}/stats.json`)).json()) as { totals: { today: { deliveries: { forward: Record<string, number> } } } };
+  expect(stats.totals.today.deliveries.forward).toEqual({ delivered: 1, deferred: 1, failed: 0 });
+  expect(await s.stop("SIGTERM")).toBe(0);
+}, 60_000);
