@@ -9,10 +9,10 @@ import { expect, test } from "bun:test";
 import { createServer, type Server, type Socket } from "node:net";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { openDatabase } from "../../src/store/db.ts";
-import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { mailgwQueue, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 import { freePorts } from "../packaging/binary.ts";
+import { logged, rows, send, SUSPENDED } from "./relay-suspension-helpers.ts";
+import { waitFor } from "../delivery/helpers.ts";
 
 /** Ports of this file (the range the test run gave it). */
 // Fixed for the file (serve restarts on them, a relay comes up later on its port), picked free at load.
@@ -30,7 +30,6 @@ rules:
       - { field: subject, operator: contains, value: fwd }
 `;
 
-const SUSPENDED = "relay suspended: forwards wait, one is tried when the suspension ends";
 const BACK = "relay is back: the suspension is over, deferred forwards are due now";
 
 /**
@@ -105,44 +104,6 @@ async function startGateway(vars: Record<string, string>, dir = serveDir()): Pro
 
 const plainRelay = (port: number) => ({ RELAY_SMTP_HOST: "127.0.0.1", RELAY_SMTP_PORT: String(port), RELAY_SMTP_SECURE: "none" });
 
-/** Sends one message per subject over one session, `gapMs` apart. */
-async function send(serve: ServeProcess, subjects: string[], gapMs = 0): Promise<void> {
-  const c = await RawClient.connect(serve.smtpPort);
-  await greet(c);
-  for (const subject of subjects) {
-    expect(await sendMail(c, "orders@company.com", simpleMessage(subject))).toStartWith("250 2.0.0");
-    if (gapMs > 0) await Bun.sleep(gapMs);
-  }
-  c.end();
-}
-
-interface Row {
-  subject: string;
-  state: string;
-  attempts: number;
-  last_error: string | null;
-}
-
-function rows(serve: ServeProcess): Row[] {
-  const db = openDatabase(join(serve.dir, "data", "mail-gateway.db"), { readonly: true });
-  try {
-    return db
-      .query<Row, []>("SELECT m.subject, d.state, d.attempts, d.last_error FROM deliveries d JOIN messages m ON m.id = d.message_id ORDER BY d.id")
-      .all();
-  } finally {
-    db.close();
-  }
-}
-
-async function waitFor(check: () => boolean, ms: number, what: string): Promise<void> {
-  const until = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(50);
-  }
-}
-
-const logged = (serve: ServeProcess, msg: string) => serve.logs.filter((l) => l.msg === msg);
 
 test("a relay that accepts the connection but closes it at MAIL FROM is suspended: no 'relay is back', no connection per forward", async () => {
   const relay = await rawRelay(PORTS.relay, "close-at-mail");

@@ -11,11 +11,10 @@ import { expect, test } from "bun:test";
 import { createServer, type Server, type Socket } from "node:net";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { openDatabase } from "../../src/store/db.ts";
 import { relayVars, startRelay, waitFor, type ScriptedRelay } from "../delivery/helpers.ts";
-import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { mailgwQueue, queueList, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 import { freePorts } from "../packaging/binary.ts";
+import { logged, rows, send, SUSPENDED } from "./relay-suspension-helpers.ts";
 
 /** Ports of this file (the range the test run gave it). */
 // Fixed for the file (serve restarts on them, a relay comes up later on its port), picked free at load.
@@ -67,40 +66,10 @@ async function startGateway(vars: Record<string, string>): Promise<ServeProcess>
   return startServe("source", dir, { SMTP_PORT: String(PORTS.smtp), HTTP_PORT: String(PORTS.http) });
 }
 
-/** Sends one message per subject over one session, `gapMs` apart. */
-async function send(serve: ServeProcess, subjects: string[], gapMs = 0): Promise<void> {
-  const c = await RawClient.connect(serve.smtpPort);
-  await greet(c);
-  for (const subject of subjects) {
-    expect(await sendMail(c, "orders@company.com", simpleMessage(subject))).toStartWith("250 2.0.0");
-    if (gapMs > 0) await Bun.sleep(gapMs);
-  }
-  c.end();
-}
-
-interface Row {
-  subject: string;
-  state: string;
-  attempts: number;
-  last_error: string | null;
-}
-
-function rows(serve: ServeProcess): Row[] {
-  const db = openDatabase(join(serve.dir, "data", "mail-gateway.db"), { readonly: true });
-  try {
-    return db
-      .query<Row, []>("SELECT m.subject, d.state, d.attempts, d.last_error FROM deliveries d JOIN messages m ON m.id = d.message_id ORDER BY d.id")
-      .all();
-  } finally {
-    db.close();
-  }
-}
-
 function subjectsReceived(relay: ScriptedRelay): string[] {
   return relay.received.map((m) => /^Subject: (.*)$/m.exec(m.data.toString("latin1"))?.[1]?.trim() ?? "").sort();
 }
 
-const logged = (serve: ServeProcess, msg: string) => serve.logs.filter((l) => l.msg === msg);
 
 for (const answer of ["421", "close"] as const) {
   test(`relay down (${answer === "421" ? "421 at the greeting" : "connection closed at once"}): 30 forwards make a handful of connections, then all are delivered once it is back`, async () => {
@@ -162,7 +131,6 @@ test("a 550 to RCPT for one forward suspends nothing: the others flow", async ()
   }
 }, 30_000);
 
-const SUSPENDED = "relay suspended: forwards wait, one is tried when the suspension ends";
 
 async function json(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
   const r = await fetch(url);
