@@ -63,8 +63,8 @@ const MESSAGE = [
   "",
 ].join("\r\n");
 
-async function signed(selector = "sel", message = MESSAGE): Promise<string> {
-  const key = { signingDomain: "example.org", selector, privateKey: privateKey.export({ type: "pkcs8", format: "pem" }) };
+async function signed(selector = "sel", message = MESSAGE, signingDomain = "example.org"): Promise<string> {
+  const key = { signingDomain, selector, privateKey: privateKey.export({ type: "pkcs8", format: "pem" }) };
   return (await dkimSign(message, { ...key, signatureData: [key] })).signatures + message;
 }
 
@@ -73,6 +73,10 @@ const ZONE: Record<string, DnsEntry> = {
   // A 2048-bit key is longer than 255 bytes: one TXT record of two strings, as every DNS host publishes it.
   "sel._domainkey.example.org": { txt: [`v=DKIM1; k=rsa; p=${PUBLIC_KEY_B64}`] },
   "_dmarc.example.org": { txt: ["v=DMARC1; p=reject"] },
+  // SPF and the DKIM key answer SERVFAIL (a passing DNS trouble of the sender's); DMARC answers.
+  "flaky.example": { rcode: 2 },
+  "sel._domainkey.flaky.example": { rcode: 2 },
+  "_dmarc.flaky.example": { txt: ["v=DMARC1; p=reject"] },
   // The DNS server of this key never answers.
   "down._domainkey.example.org": { silent: true },
   // An SPF record of 20 networks, the client's last: past the first 255-byte string.
@@ -134,6 +138,11 @@ describe("serve: SPF/DKIM/DMARC through the system resolver", () => {
     await until("the rejected message's session line", async () => serve.logs.some(rejected));
     expect(serve.logs.find(rejected)).toMatchObject({ auth: "spf=pass dkim=none dmarc=pass", rule: "auth-pass-none-pass" });
     expect(serve.logs.find((l) => l.msg === "message rejected" && l.rule === "auth-pass-none-pass")).toMatchObject({ auth: "spf=pass dkim=none dmarc=pass" });
+  });
+
+  test.skipIf(SKIP !== null)("SERVFAIL for SPF and the DKIM key: DMARC is temperror, not fail (a dmarc-fail reject rule must not refuse it for good)", async () => {
+    const flaky = MESSAGE.replace("From: Alice <alice@example.org>", "From: Alice <alice@flaky.example>");
+    expect(await send(await signed("sel", flaky, "flaky.example"), "alice@flaky.example")).toBe("550 5.7.1 auth spf=temperror dkim=temperror dmarc=temperror");
   });
 
   test.skipIf(SKIP !== null)("an SPF record longer than 255 bytes is read whole", async () => {
