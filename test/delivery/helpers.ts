@@ -394,3 +394,34 @@ export function startRawRelay(): Promise<{ server: Server; port: number; capture
     }),
   );
 }
+
+// ---- webhook receiver -------------------------------------------------------------------------
+
+export interface WebhookReceiver {
+  /** Bodies of the posts answered 200. */
+  posts: string[];
+  url: string;
+  /** While true, a post is taken and never answered (a hanging receiver). */
+  stall: boolean;
+  stop(): void;
+}
+
+/** A Bun.serve webhook receiver on loopback that answers 200, or hangs while `stall` is set. */
+export function startWebhookReceiver(opts: { stall?: boolean } = {}): WebhookReceiver {
+  const posts: string[] = [];
+  const receiver: WebhookReceiver = { posts, url: "", stall: opts.stall ?? false, stop: () => undefined };
+  const server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    idleTimeout: 0,
+    async fetch(req) {
+      const body = await req.text();
+      if (receiver.stall) return new Promise<Response>(() => undefined);
+      posts.push(body);
+      return new Response("ok");
+    },
+  });
+  receiver.url = `http://127.0.0.1:${server.port}/hook`;
+  receiver.stop = () => void server.stop(true);
+  return receiver;
+}

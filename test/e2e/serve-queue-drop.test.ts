@@ -11,7 +11,7 @@
 import { afterEach, expect, test } from "bun:test";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { relayVars, startRelay, waitFor } from "../delivery/helpers.ts";
+import { relayVars, startRelay, waitFor, type ScriptedRelay } from "../delivery/helpers.ts";
 import { greet, RawClient, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { mailgwQueue, queueList, serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
 
@@ -26,18 +26,24 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-test("drop of a forward being sent: the command says the relay may still receive it; serve goes on", async () => {
+/** A relay in `mode`, serve (from source) forwarding to it, and a greeted client session. */
+async function startWithRelay(mode: ScriptedRelay["mode"]) {
   const relay = await startRelay();
   cleanups.push(() => relay.close());
-  relay.mode = "stall";
+  relay.mode = mode;
   const dir = serveDir();
   writeFileSync(join(dir, "rules.yaml"), RULES);
-  const s: ServeProcess = await startServe("source", dir, relayVars(relay));
+  const serve: ServeProcess = await startServe("source", dir, relayVars(relay));
   cleanups.push(async () => {
-    if (s.proc.exitCode === null) await s.stop("SIGKILL");
+    if (serve.proc.exitCode === null) await serve.stop("SIGKILL");
   });
-  const c = await RawClient.connect(s.smtpPort);
+  const c = await RawClient.connect(serve.smtpPort);
   await greet(c);
+  return { relay, dir, serve, c };
+}
+
+test("drop of a forward being sent: the command says the relay may still receive it; serve goes on", async () => {
+  const { dir, serve: s, c } = await startWithRelay("stall");
   const reply = await sendMail(c, "b@company.com", simpleMessage("please forward"));
   expect(reply).toStartWith("250 2.0.0");
   const id = reply.split(" ").pop() ?? "";
@@ -56,17 +62,7 @@ test("drop of a forward being sent: the command says the relay may still receive
 }, 60_000);
 
 test("a forward interrupted by kill -9: queue list and retry say serve attempts it again at start; it does", async () => {
-  const relay = await startRelay();
-  cleanups.push(() => relay.close());
-  relay.mode = "stall";
-  const dir = serveDir();
-  writeFileSync(join(dir, "rules.yaml"), RULES);
-  const first = await startServe("source", dir, relayVars(relay));
-  cleanups.push(async () => {
-    if (first.proc.exitCode === null) await first.stop("SIGKILL");
-  });
-  const c = await RawClient.connect(first.smtpPort);
-  await greet(c);
+  const { relay, dir, serve: first, c } = await startWithRelay("stall");
   const reply = await sendMail(c, "b@company.com", simpleMessage("please forward"));
   expect(reply).toStartWith("250 2.0.0");
   const id = reply.split(" ").pop() ?? "";
@@ -104,17 +100,7 @@ test("a forward interrupted by kill -9: queue list and retry say serve attempts 
 }, 90_000);
 
 test("drop --failed removes every failed delivery (and its spool file) while serve runs, nothing else", async () => {
-  const relay = await startRelay();
-  cleanups.push(() => relay.close());
-  relay.mode = "permfail"; // 550: the forwards fail for good
-  const dir = serveDir();
-  writeFileSync(join(dir, "rules.yaml"), RULES);
-  const s: ServeProcess = await startServe("source", dir, relayVars(relay));
-  cleanups.push(async () => {
-    if (s.proc.exitCode === null) await s.stop("SIGKILL");
-  });
-  const c = await RawClient.connect(s.smtpPort);
-  await greet(c);
+  const { relay, dir, c } = await startWithRelay("permfail"); // 550: the forwards fail for good
   const ids: string[] = [];
   for (const subject of ["forward one", "forward two"]) ids.push((await sendMail(c, "b@company.com", simpleMessage(subject))).split(" ").pop() ?? "");
   await until("both forwards failed", async () => (await queueList(dir, "failed")).length === 2, 15_000);

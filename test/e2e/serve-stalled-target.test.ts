@@ -12,7 +12,7 @@
  *   reverse, a stalled relay's large forwards do not hold back a large post to a healthy receiver.
  */
 import { afterEach, expect, test } from "bun:test";
-import { relayVars, startRelay, type ScriptedRelay } from "../delivery/helpers.ts";
+import { relayVars, startRelay, startWebhookReceiver, type ScriptedRelay } from "../delivery/helpers.ts";
 import { greet, RawClient, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { serveEachTest, until } from "../smtp/serve-process.ts";
 import { LARGE_MESSAGE_BYTES } from "../../src/queue/worker.ts";
@@ -25,20 +25,9 @@ afterEach(async () => {
 
 /** Counts posts; `stall`: takes the request and never answers it. */
 function receiver(stall: boolean) {
-  const posts: string[] = [];
-  const server = Bun.serve({
-    port: 0,
-    hostname: "127.0.0.1",
-    idleTimeout: 0,
-    async fetch(req) {
-      const body = await req.text();
-      if (stall) return new Promise<Response>(() => undefined);
-      posts.push(body);
-      return new Response("ok");
-    },
-  });
-  cleanups.push(() => server.stop(true));
-  return { posts, url: `http://127.0.0.1:${server.port}/hook` };
+  const r = startWebhookReceiver({ stall });
+  cleanups.push(() => r.stop());
+  return r;
 }
 
 async function relay(): Promise<ScriptedRelay> {

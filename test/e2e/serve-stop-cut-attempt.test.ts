@@ -8,29 +8,18 @@
 import { expect, test } from "bun:test";
 import { queueList, serveEachTest } from "../smtp/serve-process.ts";
 import { greet, RawClient, sendMail, simpleMessage } from "../smtp/helpers.ts";
+import { startWebhookReceiver } from "../delivery/helpers.ts";
 import { STOP_GRACE_MS, STOPPED_DURING_ATTEMPT } from "../../src/queue/worker.ts";
 
 const serve = serveEachTest();
 
 test("a post cut off by serve's stop is due again at the next start, without the backoff", async () => {
-  let stall = true;
-  const posts: string[] = [];
-  const receiver = Bun.serve({
-    port: 0,
-    hostname: "127.0.0.1",
-    idleTimeout: 0,
-    async fetch(req) {
-      const body = await req.text();
-      if (stall) return new Promise<Response>(() => undefined);
-      posts.push(body);
-      return new Response("ok");
-    },
-  });
+  const receiver = startWebhookReceiver({ stall: true });
   try {
     const rules = `domains: [company.com]
 default: { action: archive, category: default }
 rules:
-  - { name: hook, action: webhook, url: "http://127.0.0.1:${receiver.port}/hook", conditions: [{ field: rcpt, operator: equals, value: orders@company.com }] }
+  - { name: hook, action: webhook, url: "${receiver.url}", conditions: [{ field: rcpt, operator: equals, value: orders@company.com }] }
 `;
     const first = await serve({ QUEUE_RETRY_BASE_SECONDS: "60" }, rules);
     const c = await RawClient.connect(first.smtpPort);
@@ -50,11 +39,11 @@ rules:
     const next = entry?.nextAttemptAt ?? null;
     expect(next === null || next === "now" || Date.parse(next) <= Date.now()).toBe(true);
 
-    stall = false;
+    receiver.stall = false;
     const second = await serve({ QUEUE_RETRY_BASE_SECONDS: "60" }, rules, first.dir);
     await second.waitForLog((l) => l.msg === "delivered" && l.id === id, 10_000);
-    expect(posts).toHaveLength(1);
+    expect(receiver.posts).toHaveLength(1);
   } finally {
-    receiver.stop(true);
+    receiver.stop();
   }
 }, 60_000);
