@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { edenGC, heapSize } from "bun:jsc";
-import { heapUsed, QUIET_GROWTH_BYTES, startHeapGovernor } from "../../src/serve/heap-governor.ts";
+import { heapUsed, memoryNow, QUIET_GROWTH_BYTES, startHeapGovernor } from "../../src/serve/heap-governor.ts";
 
 const MB = 1024 * 1024;
 
@@ -153,6 +153,64 @@ describe("heap governor", () => {
       governor.stop();
     }
   });
+  test("buffers count: young collections on heap + buffers growth; a full one at bufferGrowthBytes though the heap stayed", () => {
+    const heap = 20 * MB;
+    let buffers = 2 * MB;
+    let promoted = 0; // chunks that lived through a young collection: only a full one frees them
+    const calls: string[] = [];
+    const governor = startHeapGovernor({
+      checkEveryMs: 60_000,
+      growthBytes: 8 * MB,
+      youngGrowthBytes: 4 * MB,
+      bufferGrowthBytes: 24 * MB,
+      heapSize: () => heap,
+      bufferSize: () => buffers,
+      collectYoung: () => {
+        calls.push("young");
+        promoted += 3 * MB;
+        buffers = 2 * MB + promoted;
+      },
+      collect: () => {
+        calls.push("full");
+        promoted = 0;
+        buffers = 2 * MB;
+      },
+    });
+    try {
+      buffers += 3.5 * MB;
+      expect(governor.check()).toBe(false);
+      expect(calls).toEqual([]);
+      // The heap itself never grows: counting it alone, nothing would ever be collected.
+      // Each young collection leaves 3 MB more promoted: the 8th puts 24 MB over the floor.
+      for (let i = 0; i < 8; i++) {
+        buffers += 5 * MB;
+        governor.check();
+      }
+      expect(calls).toEqual([...Array(8).fill("young"), "full"]);
+      expect(governor.collections()).toBe(1);
+      expect(buffers).toBeLessThan(2 * MB + 24 * MB);
+    } finally {
+      governor.stop();
+    }
+  });
+
+  test("with real ArrayBuffers: memoryNow counts them, and the default reader collects on their growth", () => {
+    Bun.gc(true);
+    // Full collections only on heap + buffers growth (the heap's own threshold is out of reach).
+    const governor = startHeapGovernor({ checkEveryMs: 60_000, growthBytes: 256 * MB, bufferGrowthBytes: 8 * MB });
+    try {
+      const before = memoryNow();
+      let chunks: Uint8Array[] = Array.from({ length: 200 }, () => new Uint8Array(new ArrayBuffer(64 * 1024)));
+      expect(memoryNow().buffers - before.buffers).toBeGreaterThanOrEqual(12 * MB);
+      expect(chunks).toHaveLength(200);
+      chunks = []; // written to their files: garbage
+      expect(governor.check()).toBe(true);
+      expect(memoryNow().buffers - before.buffers).toBeLessThan(2 * MB);
+    } finally {
+      governor.stop();
+    }
+  });
+
   test("idle: backs off once the heap is quiet; growth or wake() brings the fast checks back", () => {
     let size = 10 * MB;
     const governor = startHeapGovernor({ checkEveryMs: 60_000, idleCheckEveryMs: 600_000, quietChecks: 3, growthBytes: 64 * MB, heapSize: () => size });
