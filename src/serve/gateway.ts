@@ -62,7 +62,7 @@ const RELAY_RELOAD_HINT =
   "RELAY_SMTP_HOST is read again from .env or --env-file on SIGHUP; set in the service's environment " +
   "(systemd's /etc/mailgw/mailgw.env, docker --env-file) it needs a restart";
 /** See heap-governor.ts: bounds the main thread's garbage between full collections. */
-const HEAP_GOVERNOR = { checkEveryMs: 50, idleCheckEveryMs: 1000, growthBytes: 8 * 1024 * 1024, youngGrowthBytes: 4 * 1024 * 1024, bufferGrowthBytes: 24 * 1024 * 1024 };
+const HEAP_GOVERNOR = { checkEveryMs: 20, idleCheckEveryMs: 1000, growthBytes: 8 * 1024 * 1024, youngGrowthBytes: 4 * 1024 * 1024, bufferGrowthBytes: 24 * 1024 * 1024 };
 
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const { config, logger } = opts;

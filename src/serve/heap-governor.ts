@@ -17,9 +17,10 @@
  * died; a full one follows when the heap is `growthBytes` over its floor, or heap + buffers
  * `bufferGrowthBytes` over theirs (chunks that waited for their file write through a young
  * collection were promoted, and only a full one frees them). Measured at 100 sessions × ~10
- * messages of 100 KB (1,000-message runs): peak RSS 132–146 MB instead of 154–171, for about
- * twice the full collections (~15 instead of ~6 per 3,200 messages, a few % more CPU). The
- * pipeline also calls `check()` right after an 8 MB+ message, before its parse.
+ * messages of 100 KB, with checks every 20 ms under load (at 50 ms, 20 MB piled up between two):
+ * peak RSS 133–140 MB (VmHWM 138–149) instead of 166–168 (176–184), for about three times the
+ * full collections and ~10% more CPU at that workload; none of it at 4 KB. The pipeline also
+ * calls `check()` right after an 8 MB+ message, before its parse.
  *
  * Idle, the checks back off (`idleCheckEveryMs`) once the heap has stopped growing for
  * `quietChecks` checks: every check reads the heap size and wakes the thread, which was half of
