@@ -8,6 +8,7 @@
  */
 import { promises as dns } from "node:dns";
 import { isIP } from "node:net";
+import { Readable } from "node:stream";
 import { dkimVerify, dmarc, spf, type DNSResolver } from "mailauth";
 import type { AuthResult, Envelope } from "../types.ts";
 import { resolveTxt } from "./dns-txt.ts";
@@ -79,6 +80,28 @@ function dmarcVerdict(verdict: AuthResult, spfResult: StatusHolder, dkimResults:
   return temporary ? "temperror" : verdict;
 }
 
+/**
+ * Messages bigger than this go to the DKIM verifier in slices of this size, with a turn of the
+ * event loop between two. Why: mailauth feeds a Buffer in 64 KB writes, but its verifier drains
+ * each one in the same microtask chain, so the whole body was canonicalized and hashed as ONE
+ * task: a 24.5 MB message held every other session for 180 ms (measured with a 1 ms interval
+ * timer; other replies were late by 244–560 ms in serve). Sliced: ~2–3 ms at most, same total.
+ */
+export const DKIM_SLICE_BYTES = 256 * 1024;
+
+async function* slices(bytes: Buffer): AsyncGenerator<Buffer> {
+  for (let at = 0; at < bytes.length; at += DKIM_SLICE_BYTES) {
+    yield bytes.subarray(at, at + DKIM_SLICE_BYTES);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+/** What dkimVerify reads: the bytes as they are, or for a big message a stream of slices. */
+function dkimInput(raw: Uint8Array): Buffer | Readable {
+  const bytes = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  return bytes.length > DKIM_SLICE_BYTES ? Readable.from(slices(bytes), { objectMode: false }) : bytes;
+}
+
 class DeadlineError extends Error {
   readonly code = "ETIMEOUT";
 }
@@ -115,7 +138,7 @@ export async function authenticate(raw: Uint8Array, envelope: Envelope, options:
       found.spf = statusOf(result);
       return result;
     });
-  const dkimRun = dkimVerify(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength), { resolver, sender: envelope.mailFrom })
+  const dkimRun = dkimVerify(dkimInput(raw), { resolver, sender: envelope.mailFrom })
     .then((result) => {
       found.dkim = dkimVerdict(result.results);
       return result;
