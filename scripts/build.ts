@@ -46,6 +46,14 @@ export function buildCommand(outfile: string, commit: string): string[] {
     "build",
     "--compile",
     "--minify",
+    // Compiled bytecode in the executable instead of source to parse at every start (measured):
+    // a CLI command takes ~14 ms instead of ~60 (`rules lint` in CI 20 ms instead of 72, Docker's
+    // `mailgw healthcheck` every 30 s), serve listens after ~120 ms instead of ~240, idle RSS
+    // 2–3 MB lower; msg/s and peak RSS unchanged. The executable is ~8 MB bigger (119 MB).
+    "--bytecode",
+    // ESM as from source: with --bytecode bun defaults to CommonJS, where import.meta.url is the
+    // source path, not /$bunfs/, so worker-url.ts could not find the worker entry points.
+    "--format=esm",
     // mailgw reads .env itself (src/config) with its own precedence; a bunfig.toml in the
     // directory the operator happens to run from must not change the program either.
     "--no-compile-autoload-dotenv",
