@@ -8,7 +8,7 @@
 import { defineCommand } from "citty";
 import { bunDotenvWarning } from "../config/bun-dotenv.ts";
 import { loadConfig, type LoadOptions } from "../config/config.ts";
-import { createLogger, logSinkSurvivingClosedStdout } from "../log/logger.ts";
+import { createLogger, logSinkSurvivingClosedStdout, routeConsoleToLogger } from "../log/logger.ts";
 import { startGateway } from "../serve/gateway.ts";
 import { runUntilSignalled } from "../serve/signals.ts";
 import { cliAction } from "./action.ts";
@@ -50,6 +50,7 @@ export default defineCommand({
     process.umask(process.umask() | 0o027);
     const sink = logSinkSurvivingClosedStdout((error) => logger.warn("log output on stdout failed: logging to stderr from now on", { error }));
     const logger = createLogger({ ...config.log, write: sink });
+    routeConsoleToLogger(logger);
     for (const warning of config.warnings) logger.warn(warning);
     const dotenv = bunDotenvWarning(Bun.main, process.execArgv, process.cwd());
     if (dotenv !== null) logger.warn(dotenv);

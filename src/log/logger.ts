@@ -4,6 +4,7 @@
  * off: a mail log must show every session, even identical ones.
  * Secrets never reach here: callers pass only the fields they mean to log.
  */
+import { format } from "node:util";
 import { createConsola, type ConsolaReporter, type LogObject } from "consola/core";
 import type { LogFormat, LogLevel } from "../config/config.ts";
 
@@ -85,6 +86,27 @@ export function createLogger(opts: { level: LogLevel; format: LogFormat; write?:
     warn: (msg, fields) => consola.warn(msg, fields),
     error: (msg, fields) => consola.error(msg, fields),
   };
+}
+
+/** Longest library output kept in one log line. */
+const LIBRARY_OUTPUT_MAX_CHARS = 2000;
+
+/**
+ * Sends what libraries print with `console.*` into serve's log, as `library output` lines, instead
+ * of raw lines in the middle of the JSON stream a log shipper parses. Why: mailauth prints
+ * `TOTAL <n> EXPECTING <m>` on stdout for every DKIM signature whose `l=` differs from the body's
+ * length, which any sender can put in a message. log/info/debug go to debug, warn/error to warn.
+ * serve only: the CLI's own commands print their output with console.log.
+ */
+export function routeConsoleToLogger(logger: Logger): void {
+  const line = (args: unknown[]): { text: string } => ({ text: format(...args).slice(0, LIBRARY_OUTPUT_MAX_CHARS) });
+  const quiet = (...args: unknown[]): void => logger.debug("library output", line(args));
+  const loud = (...args: unknown[]): void => logger.warn("library output", line(args));
+  console.log = quiet;
+  console.info = quiet;
+  console.debug = quiet;
+  console.warn = loud;
+  console.error = loud;
 }
 
 /**

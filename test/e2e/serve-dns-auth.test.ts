@@ -158,6 +158,18 @@ describe("serve: SPF/DKIM/DMARC through the system resolver", () => {
     expect(await send(tampered)).toBe("550 5.7.1 auth spf=pass dkim=neutral dmarc=pass");
   });
 
+  test.skipIf(SKIP !== null)("a DKIM signature whose l= is past the body's end prints nothing raw into the JSON log stream", async () => {
+    // mailauth prints "TOTAL <n> EXPECTING <l>" with console.log for such a signature.
+    const raw = (await signed("sel", MESSAGE.replace("Subject: signed", "Subject: keep"))).replace("DKIM-Signature: ", "DKIM-Signature: l=50000; ");
+    const reply = await send(raw);
+    expect(reply).toStartWith("250 2.0.0 Queued as ");
+    const id = reply.split(" ").pop();
+    await until("the session line", async () => serve.logs.some((l) => l.msg === "smtp session" && l.id === id));
+    expect(serve.logs.filter((l) => String(l.msg).includes("EXPECTING"))).toEqual([]);
+    // Every line on stdout was a JSON log line (startServe keeps any other line as { msg: line }).
+    expect(serve.logs.every((l) => typeof l.level === "string")).toBe(true);
+  });
+
   test.skipIf(SKIP !== null)("an SPF record longer than 255 bytes is read whole", async () => {
     // long.example.org is aligned with From: example.org (relaxed), so DMARC passes on SPF alone.
     expect(await send(MESSAGE, "bounces@long.example.org")).toBe("550 5.7.1 auth spf=pass dkim=none dmarc=pass");
