@@ -156,6 +156,13 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
   const setupRetryMs = opts.setupRetryMs ?? SETUP_RETRY_MS;
   /** See setupFailed: while now is before this, sessions that work are all the pool uses. */
   let openBlockedUntil = 0;
+  /**
+   * Whether a session got through setup (connect … AUTH) since the pool started or a setup last
+   * failed. Until then one session sets up at a time: with a wrong password the waiting messages
+   * cost one refused login, not one each (Gmail and SES lock an account after a few), however
+   * slow the relay's answer is; a dead relay, one connection attempt.
+   */
+  let proven = false;
   let closed = false;
 
   function settle(w: Waiting, result: RelayPoolResult): void {
@@ -232,6 +239,7 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
       }
       if (sessions.size >= opts.maxConnections || opening >= waiting.length) return;
       if (sessions.size > 0 && performance.now() < openBlockedUntil) return;
+      if (!proven && opening > 0) return;
       open();
       opening++;
     }
@@ -247,6 +255,7 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
     // A refused login leaves a sound session: say QUIT. Anything else broke it.
     if ((err as { code?: unknown } | null)?.code === "EAUTH") void retire(s);
     else drop(s);
+    proven = false;
     if (sessions.size > 0) openBlockedUntil = performance.now() + setupRetryMs;
     else for (const w of waiting.splice(0)) settle(w, { ok: false, error: err, relayDown: true });
     dispatch();
@@ -280,6 +289,7 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
       if (setUp || s.gone) return;
       setUp = true;
       s.ready = true;
+      proven = true;
       release(s);
     }
   }

@@ -232,6 +232,24 @@ describe("relay pool", () => {
     expect(p.sessions()).toBe(0);
   });
 
+  test("a refused login (535) costs one login for all the waiting messages: one session sets up at a time until one has", async () => {
+    const relay = await startFakeRelay({ refuseAuth: true });
+    cleanups.push(() => relay.close());
+    const p = pool(relay.port, 4, { auth: { user: "u", pass: "wrong" } });
+    const results = await Promise.all(Array.from({ length: 6 }, (_, i) => send(p, `m${i}@t.test`)));
+    expect(results.map(errorCode)).toEqual(Array(6).fill("EAUTH"));
+    expect(results.every((r) => !r.ok && r.relayDown === true)).toBe(true);
+    // Before: 4 sessions opened at once for the 6 waiting messages, 4 refused logins.
+    expect(relay.sessions).toBe(1);
+    // Once a session is up, the pool opens the others side by side again.
+    const good = await startFakeRelay({ dataReplyDelayMs: 50 });
+    cleanups.push(() => good.close());
+    const q = pool(good.port, 4);
+    const sent = await Promise.all(Array.from({ length: 8 }, (_, i) => send(q, `n${i}@t.test`)));
+    expect(sent.map(errorCode)).toEqual(Array(8).fill("ok"));
+    expect(good.sessions).toBe(4);
+  });
+
   test("a relay allowing fewer connections than the pool: its 421s cap the pool, no reconnect loop, nothing fails", async () => {
     const relay = await startFakeRelay({ maxSessions: 2, dataReplyDelayMs: 5 });
     cleanups.push(() => relay.close());
