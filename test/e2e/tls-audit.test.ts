@@ -120,12 +120,22 @@ async function sClient(port: number, args: string[], input: string | [string, Re
     while (!pattern.test(out) && Date.now() < deadline && proc.exitCode === null) await Bun.sleep(20);
   };
   for (const [text, next] of typeof input === "string" ? [[input, /(?:)/] as [string, RegExp]] : input) {
-    if (text) proc.stdin.write(text);
-    proc.stdin.flush();
+    // s_client quits at a refused handshake, maybe before this write: the pipe is then closed.
+    try {
+      if (text) proc.stdin.write(text);
+      await proc.stdin.flush();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EPIPE") throw err;
+      break;
+    }
     await waitFor(next);
   }
   while (until && !until.test(out) && Date.now() < deadline && proc.exitCode === null) await Bun.sleep(20);
-  proc.stdin.end();
+  try {
+    await proc.stdin.end();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EPIPE") throw err;
+  }
   await proc.exited;
   await reading;
   const protocol = /^\s+Protocol\s*:\s*(TLSv\S+)/m.exec(out)?.[1] ?? /^New, (TLSv1\.3),/m.exec(out)?.[1] ?? null;
