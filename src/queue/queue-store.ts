@@ -94,21 +94,41 @@ export function dueCandidates(db: Database, now: number, limits: ClaimLimits): C
     if (limits.forwards > 0) {
       found.push(...db.query<ClaimedDelivery, [string, number, number, number, number]>(DUE_FORWARDS).all(state, now, limits.forwards, large.bytes, large.forwards ? 1 : 0));
     }
-    if (limits.webhooks > 0) {
-      found.push(...db.query<ClaimedDelivery, [string, number, number, number, number, string, string]>(DUE_WEBHOOKS)
-        .all(state, now, limits.webhooks, large.bytes, large.webhooks ? 1 : 0, JSON.stringify(limits.webhookTargets), JSON.stringify(large.webhookTargets)));
-    }
+    if (limits.webhooks > 0) found.push(...dueWebhooks(db, state, now, limits, large));
   }
-  return found.length < 2 ? found : found.sort((a, b) => a.nextAttemptAt - b.nextAttemptAt);
+  return found.length < 2 ? found : found.sort(byDue);
+}
+
+const byDue = (a: ClaimedDelivery, b: ClaimedDelivery): number => a.nextAttemptAt - b.nextAttemptAt;
+
+/**
+ * The first `limits.webhooks` due webhook posts in `state` of URLs not at their cap. Read per
+ * URL: the rows of a URL at its cap are never visited, however many are due behind it.
+ */
+function dueWebhooks(db: Database, state: string, now: number, limits: ClaimLimits, large: LargeLimits): ClaimedDelivery[] {
+  const atCap = new Set(limits.webhookTargets);
+  const largeAtCap = new Set(large.webhookTargets);
+  const due: ClaimedDelivery[] = [];
+  for (const { url } of db.query<{ url: string }, [string]>(WEBHOOK_URLS).all(state)) {
+    if (atCap.has(url)) continue;
+    const largeOk = large.webhooks && !largeAtCap.has(url) ? 1 : 0;
+    due.push(...db.query<ClaimedDelivery, [string, string, number, number, number, number]>(DUE_WEBHOOKS_OF).all(state, url, now, limits.webhooks, large.bytes, largeOk));
+  }
+  return due.length <= limits.webhooks ? due : due.sort(byDue).slice(0, limits.webhooks);
 }
 
 const DUE_FORWARDS = `SELECT ${CLAIM_COLUMNS} FROM deliveries d JOIN messages m ON m.id = d.message_id
   WHERE d.kind = 'forward' AND d.state = ?1 AND d.next_attempt_at <= ?2 AND (m.size < ?4 OR ?5)
   ORDER BY d.next_attempt_at LIMIT ?3`;
-const DUE_WEBHOOKS = `SELECT ${CLAIM_COLUMNS} FROM deliveries d JOIN messages m ON m.id = d.message_id
-  WHERE d.kind = 'webhook' AND d.state = ?1 AND d.next_attempt_at <= ?2
-    AND (m.size < ?4 OR (?5 AND d.target NOT IN (SELECT value FROM json_each(?7))))
-    AND d.target NOT IN (SELECT value FROM json_each(?6)) ORDER BY d.next_attempt_at LIMIT ?3`;
+/** The webhook URLs with rows in state ?1: a loose scan of deliveries_webhook_due, one seek per URL. */
+const WEBHOOK_URLS = `WITH RECURSIVE urls(url) AS (
+    SELECT (SELECT min(target) FROM deliveries WHERE kind = 'webhook' AND state = ?1)
+    UNION ALL
+    SELECT (SELECT min(target) FROM deliveries WHERE kind = 'webhook' AND state = ?1 AND target > urls.url) FROM urls WHERE urls.url IS NOT NULL)
+  SELECT url FROM urls WHERE url IS NOT NULL`;
+const DUE_WEBHOOKS_OF = `SELECT ${CLAIM_COLUMNS} FROM deliveries d JOIN messages m ON m.id = d.message_id
+  WHERE d.kind = 'webhook' AND d.state = ?1 AND d.target = ?2 AND d.next_attempt_at <= ?3 AND (m.size < ?5 OR ?6)
+  ORDER BY d.next_attempt_at LIMIT ?4`;
 
 /**
  * Marks the given candidates `delivering` in one UPDATE; returns those it actually took (the

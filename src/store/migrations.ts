@@ -217,4 +217,15 @@ export const MIGRATIONS: readonly Migration[] = [
       DROP TABLE attempt_buckets;
     `,
   },
+  {
+    // A webhook URL at its cap (a receiver that hangs: each post holds its slot until the
+    // timeout) keeps its backlog due, and the claim's one query over deliveries_kind_due walked
+    // every row of it to reach another URL's posts: 2 ms per claim at 20,000 rows, hundreds of
+    // claims a second while forwards flow. The claim now finds the URLs with rows in a state
+    // (a seek per URL) and reads each free URL's due rows on their own (queue-store.ts).
+    // Partial: forwards, the bulk of the rows, do not maintain it.
+    version: 7,
+    name: "webhook-target-due",
+    sql: `CREATE INDEX deliveries_webhook_due ON deliveries(state, target, next_attempt_at) WHERE kind = 'webhook';`,
+  },
 ];
