@@ -1,6 +1,6 @@
 /**
- * Attachment contents left out of the webhook's postal-mime parse, with their decoded sizes
- * still exact. postal-mime decodes every attachment (line strings, chunks, a Blob, an
+ * Attachment contents (and big 8-bit text: webhook-text-cut.ts) left out of the webhook's
+ * postal-mime parse, with their decoded sizes still exact. postal-mime decodes every attachment (line strings, chunks, a Blob, an
  * ArrayBuffer: ~7× an 18 MB attachment) only for the payload to take its byte length.
  *
  * In the content of a non-text leaf part (parse/leaf-cut.ts's span walk: every "--" line and
@@ -23,6 +23,7 @@
 import { randomBytes } from "node:crypto";
 import type { Attachment } from "postal-mime";
 import { headerEnd, kindOf, PART_HEADER_SCAN_BYTES, partHeader } from "../parse/leaf-cut.ts";
+import { isPlainUtf8Text, MIN_TEXT_CUT_BYTES, newTextNonce, textMarkerLine, textRuns, type TextRun } from "./webhook-text-cut.ts";
 
 /** Clean-line runs shorter than this are left in (a marker saves nothing on small parts). */
 export const MIN_CUT_BYTES = 64 * 1024;
@@ -38,11 +39,20 @@ interface Run {
   textBytes: number;
 }
 
-export interface AttachmentCut {
+export interface ContentCut {
   /** The body with the runs replaced by marker lines (slices of the raw message and markers). */
   body: Uint8Array[];
   runs: Run[];
   nonce: string;
+  /** Runs of text leaves (webhook-text-cut.ts), in order, with their markers' nonce. */
+  texts: TextRun[];
+  textNonce: string;
+}
+
+/** The top-level part: its type and its Content-* header lines (latin1). */
+export interface TopPart {
+  type: string | null;
+  header: string;
 }
 
 /** 24 characters of nonce, then the run number in 4 characters and "AAAA": 32, a multiple of 4. */
@@ -52,20 +62,31 @@ function marker(nonce: string, run: number): string {
   return `${nonce}${index.toString("base64")}`;
 }
 
-/** The body [bodyStart, end) with long clean runs of non-text leaf contents replaced by markers; null when there are none. */
-export function cutAttachmentContents(raw: Uint8Array, bodyStart: number, end: number, topContentType: string | null, minCutBytes = MIN_CUT_BYTES): AttachmentCut | null {
+/**
+ * The body [bodyStart, end) with long clean runs of non-text leaf contents and long runs of
+ * 8-bit UTF-8 text leaves replaced by markers; null when there are none.
+ */
+export function cutContents(raw: Uint8Array, bodyStart: number, end: number, top: TopPart, minBytes = { attachment: MIN_CUT_BYTES, text: MIN_TEXT_CUT_BYTES }): ContentCut | null {
   const buffer = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
   const nonce = randomBytes(18).toString("base64");
+  const textNonce = newTextNonce();
   const body: Uint8Array[] = [];
   const runs: Run[] = [];
+  const texts: TextRun[] = [];
   let keptFrom = bodyStart;
   const cutRun = (from: number, to: number, chars: number, lines: number) => {
     body.push(raw.subarray(keptFrom, from), Buffer.from(`${marker(nonce, runs.length)}\r\n`, "latin1"));
     runs.push({ base64Bytes: (chars / 4) * 3, textBytes: chars + lines });
     keptFrom = to;
   };
-  const topKind = kindOf(topContentType);
-  if (topKind === "other") cleanRuns(buffer, bodyStart, end, minCutBytes, cutRun);
+  const cutText = (run: TextRun) => {
+    body.push(raw.subarray(keptFrom, run.from), textMarkerLine(textNonce, texts.length));
+    texts.push(run);
+    keptFrom = run.to;
+  };
+  const topKind = kindOf(top.type);
+  if (topKind === "other") cleanRuns(buffer, bodyStart, end, minBytes.attachment, cutRun);
+  else if (topKind === "text" && isPlainUtf8Text(top.header, true)) textRuns(buffer, bodyStart, end, minBytes.text, cutText);
   else if (topKind === "container") {
     // The spans of leaf-cut.ts: from each line starting with "--" to the next one.
     for (let at = buffer.indexOf("\n--", Math.max(0, bodyStart - 1)); at >= 0 && at + 1 < end; ) {
@@ -74,13 +95,15 @@ export function cutAttachmentContents(raw: Uint8Array, bodyStart: number, end: n
       const next = buffer.indexOf("\n--", headersFrom - 1);
       const spanEnd = next < 0 || next >= end ? end : next + 1;
       const headersTo = headerEnd(buffer, headersFrom, Math.min(spanEnd, headersFrom + PART_HEADER_SCAN_BYTES));
-      if (headersTo >= 0 && kindOf(partHeader(buffer, headersFrom, headersTo).type) === "other") cleanRuns(buffer, headersTo, spanEnd, minCutBytes, cutRun);
+      const kind = headersTo >= 0 ? kindOf(partHeader(buffer, headersFrom, headersTo).type) : null;
+      if (kind === "other") cleanRuns(buffer, headersTo, spanEnd, minBytes.attachment, cutRun);
+      else if (kind === "text" && isPlainUtf8Text(buffer.toString("latin1", headersFrom, headersTo), false)) textRuns(buffer, headersTo, spanEnd, minBytes.text, cutText);
       at = next < 0 || next >= end ? -1 : next;
     }
   }
-  if (runs.length === 0) return null;
+  if (runs.length === 0 && texts.length === 0) return null;
   body.push(raw.subarray(keptFrom, end));
-  return { body, runs, nonce };
+  return { body, runs, nonce, texts, textNonce };
 }
 
 /** Calls `cut` for each run of at least `minBytes` of whole clean lines (LF-ended) in [from, to) with a multiple of 4 characters. */
@@ -130,7 +153,7 @@ interface MarkerForm {
   length: number;
 }
 
-function markerForms(cut: AttachmentCut): MarkerForm[] {
+function markerForms(cut: ContentCut): MarkerForm[] {
   const markers = cut.runs.map((_, i) => marker(cut.nonce, i));
   // As text (quoted-printable, 7bit/8bit/binary): the characters and a "\n".
   const forms: MarkerForm[] = [{ prefix: Buffer.from(cut.nonce, "latin1"), markerBytes: 33, base64: false, runs: new Map(markers.map((m, i) => [Buffer.from(m, "latin1").toString("hex"), i])), length: 32 }];
@@ -153,7 +176,7 @@ function markerForms(cut: AttachmentCut): MarkerForm[] {
 const REENCODED = new Set(["text/calendar", "application/ics"]);
 
 /** The decoded size of each attachment of a parse of the cut body, or null when a marker is not where it can be accounted for. */
-export function restoredSizes(attachments: Attachment[], cut: AttachmentCut): number[] | null {
+export function restoredSizes(attachments: Attachment[], cut: ContentCut): number[] | null {
   const forms = markerForms(cut);
   const found = new Array<number>(cut.runs.length).fill(0);
   const sizes: number[] = [];

@@ -17,7 +17,8 @@ import { decodeEncodedWords } from "../parse/encoded-words.ts";
 import { splitHeaderBlock, type RawHeaderField } from "../parse/header-block.ts";
 import { declaredCharset, fieldText } from "../parse/header-text.ts";
 import { MAX_ADDRESSES_PER_LIST } from "../parse/limits.ts";
-import { cutAttachmentContents, restoredSizes, type AttachmentCut } from "./webhook-cut.ts";
+import { cutContents, restoredSizes, type ContentCut } from "./webhook-cut.ts";
+import { restoredTexts } from "./webhook-text-cut.ts";
 
 /** Header bytes postal-mime may decode in a MIME part. Stops a megabyte part header of encoded words costing seconds of CPU. */
 export const WEBHOOK_PARSE_MAX_HEADER_BYTES = 128 * 1024;
@@ -106,7 +107,7 @@ export async function buildWebhookPayload(msg: WebhookMessage, nowMs: number): P
   const notes = [...top.notes];
   let parsed: { email: Email; sizes: number[] } | null = null;
   try {
-    parsed = await parseContent(top.mime);
+    parsed = await parseContent(top.mime, msg.raw);
   } catch (err) {
     notes.push(err instanceof Error ? err.message : String(err));
   }
@@ -128,14 +129,15 @@ export async function buildWebhookPayload(msg: WebhookMessage, nowMs: number): P
 
 /**
  * postal-mime's parse of the body and each attachment's decoded size. Big attachment contents
- * are left out of the parse (webhook-cut.ts) when their sizes can be restored exactly; when
- * they cannot, the whole body is parsed, as the size must be the decoded bytes.
+ * and big 8-bit text are left out of the parse (webhook-cut.ts, webhook-text-cut.ts) when their
+ * sizes and text can be restored exactly; when they cannot, the whole body is parsed.
  */
-async function parseContent(mime: MimeInput): Promise<{ email: Email; sizes: number[] }> {
+async function parseContent(mime: MimeInput, raw: Uint8Array): Promise<{ email: Email; sizes: number[] }> {
   if (mime.cut) {
     const email = await parseMime(Buffer.concat([...mime.head, ...mime.cut.body])).catch(() => null);
     const sizes = email && restoredSizes(email.attachments, mime.cut);
-    if (email && sizes) return { email, sizes };
+    const texts = sizes && restoredTexts(email, raw, mime.cut.textNonce, mime.cut.texts);
+    if (email && sizes && texts) return { email: { ...email, ...texts }, sizes };
   }
   const email = await parseMime(Buffer.concat([...mime.head, mime.body]));
   return { email, sizes: email.attachments.map((a) => (typeof a.content === "string" ? a.content.length : a.content.byteLength)) };
@@ -201,7 +203,7 @@ function mailboxes(values: string[]): MailboxJson[] {
 interface MimeInput {
   head: Uint8Array[];
   body: Uint8Array;
-  cut: AttachmentCut | null;
+  cut: ContentCut | null;
 }
 
 function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number): MimeInput {
@@ -213,5 +215,6 @@ function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number)
   head.push(Buffer.from("\r\n"));
   const contentType = fields.find((field) => field.name === "content-type");
   const topType = contentType ? (/^\s*([^\s;]+)/.exec(Buffer.from(contentType.value).toString("latin1"))?.[1] ?? null) : null;
-  return { head, body: raw.subarray(bodyStart), cut: cutAttachmentContents(raw, bodyStart, raw.byteLength, topType) };
+  const topHeader = Buffer.concat(head).toString("latin1");
+  return { head, body: raw.subarray(bodyStart), cut: cutContents(raw, bodyStart, raw.byteLength, { type: topType, header: topHeader }) };
 }

@@ -6,7 +6,7 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import { createHmac } from "node:crypto";
-import { webhookBody, writeBase64 } from "../../src/act/webhook-body.ts";
+import { webhookBody, writeBase64, writeJsonString } from "../../src/act/webhook-body.ts";
 import { postWebhook } from "../../src/act/webhook.ts";
 import { buildWebhookPayload, type WebhookFields, type WebhookMessage } from "../../src/act/webhook-payload.ts";
 
@@ -27,6 +27,19 @@ test("writeBase64 is Buffer's base64, for every length mod 3", () => {
     expect(end).toBe(1 + 4 * Math.ceil(n / 3));
     expect(out.toString("latin1", 1, end)).toBe(bytes.toString("base64"));
     expect([out[0], out[end]]).toEqual([0x7e, 0x7e]); // nothing written outside
+  }
+});
+
+test("writeJsonString is JSON.stringify as UTF-8: escapes, every control character, 2- to 4-byte characters, lone surrogates, null", () => {
+  const controls = Array.from({ length: 32 }, (_, i) => String.fromCharCode(i)).join("");
+  const values = [null, "", "plain", `${controls}"\\/\u007f`, "é ß € 中 \u2028\u2029 \u{1F600}\u{10FFFF}", "lone \ud83d here, \ude00 there, at the end \ud83d", "\udc00\ud800", "x".repeat(70_000) + "😀"];
+  for (const value of values) {
+    const expected = Buffer.from(JSON.stringify(value));
+    expect(writeJsonString(value, null, 3)).toBe(3 + expected.byteLength);
+    const out = Buffer.alloc(expected.byteLength + 4, 0x7e);
+    expect(writeJsonString(value, out, 2)).toBe(2 + expected.byteLength);
+    expect(out.subarray(2, 2 + expected.byteLength).equals(expected)).toBe(true);
+    expect([out[1], out[2 + expected.byteLength]]).toEqual([0x7e, 0x7e]);
   }
 });
 

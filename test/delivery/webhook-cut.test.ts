@@ -11,7 +11,8 @@ import { expect, test } from "bun:test";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import PostalMime, { type Email } from "postal-mime";
-import { cutAttachmentContents, MIN_CUT_BYTES, restoredSizes } from "../../src/act/webhook-cut.ts";
+import { cutContents, MIN_CUT_BYTES, restoredSizes } from "../../src/act/webhook-cut.ts";
+import { MIN_TEXT_CUT_BYTES, restoredTexts } from "../../src/act/webhook-text-cut.ts";
 import { buildWebhookPayload, WEBHOOK_PARSE_MAX_DEPTH, WEBHOOK_PARSE_MAX_HEADER_BYTES, WEBHOOK_PARSE_MAX_RFC822_DEPTH } from "../../src/act/webhook-payload.ts";
 import { splitHeaderBlock } from "../../src/parse/header-block.ts";
 
@@ -26,7 +27,7 @@ function mimeParts(raw: Uint8Array) {
   head.push(Buffer.from("\r\n"));
   const ct = block.fields.find((f) => f.name === "content-type");
   const topType = ct ? (/^\s*([^\s;]+)/.exec(Buffer.from(ct.value).toString("latin1"))?.[1] ?? null) : null;
-  return { head, topType, bodyStart: block.bodyStart };
+  return { head, topType, topHeader: Buffer.concat(head).toString("latin1"), bodyStart: block.bodyStart };
 }
 
 /** What a receiver sees of the content, from a parse and the attachment sizes. */
@@ -46,13 +47,15 @@ async function fullParse(raw: Uint8Array) {
 }
 
 /** The cut parse with restored sizes, or null when the cut does not apply or is not accounted for (the payload then parses in full). */
-async function cutParse(raw: Uint8Array, minCutBytes = MIN_CUT_BYTES) {
-  const { head, topType, bodyStart } = mimeParts(raw);
-  const cut = cutAttachmentContents(raw, bodyStart, raw.byteLength, topType, minCutBytes);
+async function cutParse(raw: Uint8Array, minCutBytes = MIN_CUT_BYTES, minTextBytes = MIN_TEXT_CUT_BYTES) {
+  const { head, topType, topHeader, bodyStart } = mimeParts(raw);
+  const cut = cutContents(raw, bodyStart, raw.byteLength, { type: topType, header: topHeader }, { attachment: minCutBytes, text: minTextBytes });
   if (!cut) return null;
   const email = await PostalMime.parse(Buffer.concat([...head, ...cut.body]), OPTIONS);
   const sizes = restoredSizes(email.attachments, cut);
-  return sizes ? { parsed: content(email, sizes), inputBytes: Buffer.concat(cut.body).byteLength } : null;
+  const texts = sizes && restoredTexts(email, raw, cut.textNonce, cut.texts);
+  if (!sizes || !texts) return null;
+  return { parsed: content({ ...email, ...texts }, sizes), inputBytes: Buffer.concat(cut.body).byteLength, textRuns: cut.texts.length };
 }
 
 function files(dir: string): string[] {
@@ -62,21 +65,37 @@ function files(dir: string): string[] {
   });
 }
 
-test("every corpus message: cut at every clean line, the same text, html and attachments as a full parse", async () => {
+test("every corpus message: cut at every clean line and every text run, the same text, html and attachments as a full parse", async () => {
   let cut = 0;
+  let textCut = 0;
   for (const file of files(CORPUS)) {
     const raw = new Uint8Array(readFileSync(file));
-    const result = await cutParse(raw, 1).catch(() => null);
+    const result = await cutParse(raw, 1, 1).catch(() => null);
     if (!result) continue;
     cut++;
+    if (result.textRuns > 0) textCut++;
     expect({ file, ...result.parsed }).toEqual({ file, ...(await fullParse(raw)) });
   }
   expect(cut).toBeGreaterThan(100);
+  expect(textCut).toBeGreaterThan(50);
 }, 120_000);
 
 const crlf = (lines: string[]) => `${lines.join("\r\n")}\r\n`;
 const bytes = (n: number, seed = 7) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 2654435761 + seed) >>> 24));
 const base64Lines = (data: Buffer, width = 76, eol = "\r\n") => `${(data.toString("base64").match(new RegExp(`.{1,${width}}`, "g")) ?? []).join(eol)}${eol}`;
+/** A message whose body is given as UTF-8 text (message() writes latin1 strings as UTF-8 too: the same bytes for ASCII). */
+const utf8Message = (headers: string[], body: string) => {
+  const bytes = Buffer.from(`${crlf(["From: a@sender.example", "To: hook@company.com", "Subject: tricky", "MIME-Version: 1.0", ...headers, ""])}${body}`, "utf8");
+  const cutShort = Buffer.from(CUT_SHORT, "utf8");
+  const parts: Buffer[] = [];
+  let from = 0;
+  for (let at = bytes.indexOf(cutShort); at >= 0; at = bytes.indexOf(cutShort, from)) {
+    parts.push(bytes.subarray(from, at), Buffer.from([0xe2, 0x82]));
+    from = at + cutShort.length;
+  }
+  parts.push(bytes.subarray(from));
+  return new Uint8Array(Buffer.concat(parts));
+};
 const message = (headers: string[], body: string) => new TextEncoder().encode(`${crlf(["From: a@sender.example", "To: hook@company.com", "Subject: tricky", "MIME-Version: 1.0", ...headers, ""])}${body}`);
 const mixed = (...parts: string[]) => `${parts.map((p) => `--b1\r\n${p}`).join("")}--b1--\r\n`;
 const part = (headers: string[], body: string) => `${crlf([...headers, ""])}${body}`;
@@ -86,6 +105,11 @@ const pdf = (data: Buffer, lines = base64Lines(data)) => part(['Content-Type: ap
 const MULTI = ['Content-Type: multipart/mixed; boundary="b1"'];
 /** Letters only: clean lines in any encoding. */
 const letterLines = (n: number, width = 76) => Array.from({ length: n }, (_, i) => "abcdefghijklmnopqrstuvwxyz".repeat(4).slice(i % 26, (i % 26) + width)).join("\r\n");
+
+/** UTF-8 text lines with what JSON and a decoder must get right: quotes, tabs, a CR inside a line, 4-byte characters, a cut-short sequence. */
+const utf8Lines = (n: number) => Array.from({ length: n }, (_, i) => `Zeile ${i}: Grüße "€" \t\u{1F600} a\rb ${i % 7 === 0 ? CUT_SHORT : "ok"} ${"x".repeat(i % 50)}`).join("\r\n");
+/** Stands for the first two bytes of "€" (E2 82) without the third: utf8Message writes them so. */
+const CUT_SHORT = "\u{10FFFD}";
 
 const TRICKY: { name: string; raw: Uint8Array; cut: boolean }[] = [
   { name: "text + base64 pdf (CRLF, 76 columns)", raw: message(MULTI, mixed(TEXT, pdf(bytes(300_001)))), cut: true },
@@ -113,7 +137,23 @@ const TRICKY: { name: string; raw: Uint8Array; cut: boolean }[] = [
     cut: true,
   },
   { name: "a single-part attachment", raw: message(['Content-Type: application/pdf; name="only.pdf"', "Content-Transfer-Encoding: base64"], base64Lines(bytes(250_000))), cut: true },
-  { name: "no MIME at all", raw: message([], `${letterLines(5000)}\r\n`), cut: false },
+  { name: "no MIME at all (text: cut as a text run)", raw: message([], `${letterLines(5000)}\r\n`), cut: true },
+  { name: "big UTF-8 text/plain, single part, 8bit", raw: utf8Message(["Content-Type: text/plain; charset=UTF-8", "Content-Transfer-Encoding: 8bit"], `${utf8Lines(8000)}\r\n`), cut: true },
+  { name: "big UTF-8 text/plain ending without a line break, CR CR LF lines, a BOM and -- lines inside", raw: utf8Message(["Content-Type: text/plain; charset=utf-8"], `\ufeffBOM first\r\n${utf8Lines(5000)}\r\r\n-- \r\n\ufeffBOM again\r\n${utf8Lines(5000)}\r\n--\r\n${utf8Lines(5000)}`), cut: true },
+  {
+    name: "mixed: alternative of big text and html, and a pdf",
+    raw: utf8Message(MULTI, mixed(
+      part(['Content-Type: multipart/alternative; boundary="alt"'], `--alt\r\n${part(["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit"], `${utf8Lines(6000)}\r\n`)}--alt\r\n${part(["Content-Type: text/html; charset=utf-8"], `<p>\r\n${utf8Lines(6000).replace(/&/g, "&amp;")}\r\n</p>\r\n`)}--alt--\r\n`),
+      pdf(bytes(100_001)))),
+    cut: true,
+  },
+  { name: "big text as a text/plain attachment (its marker is not in text: full parse)", raw: utf8Message(MULTI, mixed(TEXT, part(['Content-Type: text/plain; charset=utf-8; name="log.txt"', 'Content-Disposition: attachment; filename="log.txt"'], `${utf8Lines(8000)}\r\n`))), cut: false },
+  {
+    name: "a fake utf-8 part header inside a quoted-printable latin-1 part (the marker comes out changed: full parse)",
+    raw: utf8Message(MULTI, mixed(part(["Content-Type: text/plain; charset=iso-8859-1", "Content-Transfer-Encoding: quoted-printable"], `caf=E9\r\n--not-a-boundary\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${utf8Lines(8000)}\r\nsoft=\r\nend\r\n`))),
+    cut: false,
+  },
+  { name: "format=flowed (left to postal-mime)", raw: utf8Message(["Content-Type: text/plain; charset=utf-8; format=flowed"], `${utf8Lines(8000).replace(/ok/g, "ok ")}\r\n`), cut: false },
   { name: "text/calendar in base64 (re-encoded by postal-mime)", raw: message(MULTI, mixed(TEXT, part(["Content-Type: application/ics; method=REQUEST", "Content-Transfer-Encoding: base64"], base64Lines(Buffer.from(`BEGIN:VCALENDAR\r\n${"X-A:b\r\n".repeat(20_000)}END:VCALENDAR\r\n`))))), cut: false },
 ];
 
