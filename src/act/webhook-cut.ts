@@ -23,7 +23,7 @@
 import { randomBytes } from "node:crypto";
 import type { Attachment } from "postal-mime";
 import { headerEnd, kindOf, PART_HEADER_SCAN_BYTES, partHeader } from "../parse/leaf-cut.ts";
-import { isPlainUtf8Text, MIN_TEXT_CUT_BYTES, newTextNonce, textMarkerLine, textRuns, type TextRun } from "./webhook-text-cut.ts";
+import { MIN_TEXT_CUT_BYTES, newTextNonce, textMarkerLine, textRuns, utf8TextEncoding, type TextRun } from "./webhook-text-cut.ts";
 
 /** Clean-line runs shorter than this are left in (a marker saves nothing on small parts). */
 export const MIN_CUT_BYTES = 64 * 1024;
@@ -86,7 +86,10 @@ export function cutContents(raw: Uint8Array, bodyStart: number, end: number, top
   };
   const topKind = kindOf(top.type);
   if (topKind === "other") cleanRuns(buffer, bodyStart, end, minBytes.attachment, cutRun);
-  else if (topKind === "text" && isPlainUtf8Text(top.header, true)) textRuns(buffer, bodyStart, end, minBytes.text, cutText);
+  else if (topKind === "text") {
+    const encoding = utf8TextEncoding(top.header, true);
+    if (encoding) textRuns(buffer, bodyStart, end, encoding === "quoted-printable", minBytes.text, cutText);
+  }
   else if (topKind === "container") {
     // The spans of leaf-cut.ts: from each line starting with "--" to the next one.
     for (let at = buffer.indexOf("\n--", Math.max(0, bodyStart - 1)); at >= 0 && at + 1 < end; ) {
@@ -97,7 +100,10 @@ export function cutContents(raw: Uint8Array, bodyStart: number, end: number, top
       const headersTo = headerEnd(buffer, headersFrom, Math.min(spanEnd, headersFrom + PART_HEADER_SCAN_BYTES));
       const kind = headersTo >= 0 ? kindOf(partHeader(buffer, headersFrom, headersTo).type) : null;
       if (kind === "other") cleanRuns(buffer, headersTo, spanEnd, minBytes.attachment, cutRun);
-      else if (kind === "text" && isPlainUtf8Text(buffer.toString("latin1", headersFrom, headersTo), false)) textRuns(buffer, headersTo, spanEnd, minBytes.text, cutText);
+      else if (kind === "text") {
+        const encoding = utf8TextEncoding(buffer.toString("latin1", headersFrom, headersTo), false);
+        if (encoding) textRuns(buffer, headersTo, spanEnd, encoding === "quoted-printable", minBytes.text, cutText);
+      }
       at = next < 0 || next >= end ? -1 : next;
     }
   }

@@ -108,6 +108,12 @@ const letterLines = (n: number, width = 76) => Array.from({ length: n }, (_, i) 
 
 /** UTF-8 text lines with what JSON and a decoder must get right: quotes, tabs, a CR inside a line, 4-byte characters, a cut-short sequence. */
 const utf8Lines = (n: number) => Array.from({ length: n }, (_, i) => `Zeile ${i}: Grüße "€" \t\u{1F600} a\rb ${i % 7 === 0 ? CUT_SHORT : "ok"} ${"x".repeat(i % 50)}`).join("\r\n");
+/** Quoted-printable lines: escaped UTF-8, soft breaks (one between the bytes of "é"), "=" not followed by two hex digits, lowercase hex, a trailing "=" alone. */
+const qpLines = (n: number) => Array.from({ length: n }, (_, i) => [
+  `Zeile ${i}: Gr=C3=BC=C3=9Fe "=E2=82=AC" =3D x`,
+  `soft =C3=\r\n=A9 break, bad =ZZ and =4 and =e2=82=ac ${"y".repeat(i % 60)}=`,
+  `joined ${i % 3 === 0 ? "=" : "end"}`,
+][i % 3]).join("\r\n");
 /** Stands for the first two bytes of "€" (E2 82) without the third: utf8Message writes them so. */
 const CUT_SHORT = "\u{10FFFD}";
 
@@ -152,6 +158,14 @@ const TRICKY: { name: string; raw: Uint8Array; cut: boolean }[] = [
     name: "a fake utf-8 part header inside a quoted-printable latin-1 part (the marker comes out changed: full parse)",
     raw: utf8Message(MULTI, mixed(part(["Content-Type: text/plain; charset=iso-8859-1", "Content-Transfer-Encoding: quoted-printable"], `caf=E9\r\n--not-a-boundary\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${utf8Lines(8000)}\r\nsoft=\r\nend\r\n`))),
     cut: false,
+  },
+  { name: "big quoted-printable UTF-8 text, single part: soft breaks (one inside a character), bad and lowercase escapes", raw: utf8Message(["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: quoted-printable"], `${qpLines(9000)}\r\n`), cut: true },
+  {
+    name: "quoted-printable text and html in an alternative, and a pdf",
+    raw: utf8Message(MULTI, mixed(
+      part(['Content-Type: multipart/alternative; boundary="alt"'], `--alt\r\n${part(["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: quoted-printable"], `${qpLines(6000)}\r\n`)}--alt\r\n${part(["Content-Type: text/html; charset=UTF-8", "Content-Transfer-Encoding: Quoted-Printable"], `<p>=\r\n${qpLines(6000)}\r\n</p>\r\n`)}--alt--\r\n`),
+      pdf(bytes(100_001)))),
+    cut: true,
   },
   { name: "format=flowed (left to postal-mime)", raw: utf8Message(["Content-Type: text/plain; charset=utf-8; format=flowed"], `${utf8Lines(8000).replace(/ok/g, "ok ")}\r\n`), cut: false },
   { name: "text/calendar in base64 (re-encoded by postal-mime)", raw: message(MULTI, mixed(TEXT, part(["Content-Type: application/ics; method=REQUEST", "Content-Transfer-Encoding: base64"], base64Lines(Buffer.from(`BEGIN:VCALENDAR\r\n${"X-A:b\r\n".repeat(20_000)}END:VCALENDAR\r\n`))))), cut: false },
