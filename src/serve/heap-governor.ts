@@ -76,9 +76,10 @@ export interface HeapGovernor {
 /**
  * The heap's size as the governor reads it: `process.memoryUsage().heapUsed`, in constant time.
  * Measured on Bun 1.4 (2026-11-24): it moves only when JSC collects (eden collections included),
- * as bun:jsc's `heapSize()` does; between two collections both stay put while the program allocates (in a process with a 400 MB heap, 40 MB of allocation went by
- * without a collection and without a change). So the governor acts on what JSC's own
- * collections, frequent at serve's 20–40 MB heap, leave behind, not on allocation as it happens.
+ * as bun:jsc's `heapSize()` does; between two collections both stay put while the program
+ * allocates (in a process with a 400 MB heap, 40 MB of allocation went by without a collection
+ * and without a change). So the governor acts on what JSC's own collections, frequent at
+ * serve's 20–40 MB heap, leave behind, not on allocation as it happens.
  * bun:jsc's `heapSize()` walks every block of the heap instead: ~55 µs at 23 MB, 0.6–0.9 ms at
  * 140 MB, measured; at 20 checks a second under load that was ~6% of the event loop's samples
  * at 100 sessions (`bun --cpu-prof-md`). A test checks the two agree.
