@@ -129,8 +129,9 @@ export async function buildWebhookPayload(msg: WebhookMessage, nowMs: number): P
 
 /**
  * postal-mime's parse of the body and each attachment's decoded size. Big attachment contents
- * and big 8-bit text are left out of the parse (webhook-cut.ts, webhook-text-cut.ts) when their
- * sizes and text can be restored exactly; when they cannot, the whole body is parsed.
+ * and big UTF-8 text (8bit or quoted-printable) are left out of the parse (webhook-cut.ts,
+ * webhook-text-cut.ts) when their sizes and text can be restored exactly; when they cannot, the
+ * whole body is parsed.
  */
 async function parseContent(mime: MimeInput, raw: Uint8Array): Promise<{ email: Email; sizes: number[] }> {
   if (mime.cut) {

@@ -18,6 +18,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { Email } from "postal-mime";
+import { hexValue } from "../parse/encoded-words.ts";
 
 /** Runs shorter than this are left in: the parse of a small text costs little. */
 export const MIN_TEXT_CUT_BYTES = 256 * 1024;
@@ -185,8 +186,8 @@ function decodeQuotedPrintableLines(bytes: Uint8Array, out: Uint8Array, o: numbe
     const softBreak = end > line && bytes[end - 1] === 0x3d;
     if (softBreak) end--;
     for (let i = line; i < end; i++) {
-      const high = bytes[i] === 0x3d && i + 2 < end ? hexNibble(bytes[i + 1]!) : -1;
-      const low = high >= 0 ? hexNibble(bytes[i + 2]!) : -1;
+      const high = bytes[i] === 0x3d && i + 2 < end ? hexValue(bytes[i + 1]!) : -1;
+      const low = high >= 0 ? hexValue(bytes[i + 2]!) : -1;
       if (low >= 0) {
         out[o++] = (high << 4) | low;
         i += 2;
@@ -196,13 +197,6 @@ function decodeQuotedPrintableLines(bytes: Uint8Array, out: Uint8Array, o: numbe
     line = lf + 1;
   }
   return o;
-}
-
-function hexNibble(c: number): number {
-  if (c >= 0x30 && c <= 0x39) return c - 0x30;
-  if (c >= 0x61 && c <= 0x66) return c - 0x61 + 10;
-  if (c >= 0x41 && c <= 0x46) return c - 0x41 + 10;
-  return -1;
 }
 
 function occurrences(value: string | undefined, marker: string): number {

@@ -44,8 +44,9 @@ export function signWebhookBody(body: string | Uint8Array, secret: string): stri
 
 export async function postWebhook(input: WebhookPostInput): Promise<AttemptOutcome> {
   const fields = await buildWebhookPayload(input.message, input.nowMs);
-  // postal-mime leaves ~7× a big text part in garbage (line chunks, a Blob, its ArrayBuffer copy):
-  // collected now, before the body (2.2× the message) is built on top of it.
+  // A part postal-mime decoded in full (text in another charset or in base64, an attachment it
+  // could not be spared) leaves ~7× its size in garbage (line views, a Blob, its ArrayBuffer
+  // copy): collected now, before the body (2.2× the message) is built on top of it.
   if (input.message.raw.byteLength >= COLLECT_AFTER_PARSE_BYTES) Bun.gc(true);
   // Encoded once, into one Buffer (webhook-body.ts): the bytes signed are the bytes sent, and
   // neither the HMAC nor fetch (handed slices of it) makes its own copy.

@@ -12,7 +12,8 @@ import { decoderFor } from "./charset.ts";
 const ENCODED_WORD = /=\?([^?\s]{1,64})\?([QqBb])\?([^?]*)\?=/g;
 const LINEAR_WHITESPACE = /^[ \t\r\n]*$/;
 
-function hexValue(code: number): number {
+/** The value of a hex digit's character code (either case), -1 for anything else. */
+export function hexValue(code: number): number {
   if (code >= 0x30 && code <= 0x39) return code - 0x30;
   if (code >= 0x41 && code <= 0x46) return code - 0x37;
   if (code >= 0x61 && code <= 0x66) return code - 0x57;
