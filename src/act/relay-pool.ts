@@ -32,6 +32,7 @@ import SMTPConnection, {
   type SMTPConnectionOptions,
   type SMTPConnectionSendInfo,
 } from "nodemailer/lib/smtp-connection";
+import { downgradeTo7bit } from "./mime-downgrade.ts";
 import { deadlineError, poolClosedError, poolError, smtpUtf8Missing, TRANSIENT_CODES } from "./relay-pool-errors.ts";
 
 export { isPoolClosedError } from "./relay-pool-errors.ts";
@@ -41,7 +42,7 @@ export interface RelayPoolJob {
   to: string[];
   /** Complete message, CRLF line endings; SMTPConnection dot-stuffs it. */
   raw: Buffer;
-  /** Bytes above 127 in `raw`: declared with BODY=8BITMIME when the relay offers it (RFC 6152). */
+  /** Bytes above 127 in `raw`: declared with BODY=8BITMIME when the relay offers it, else converted (RFC 6152). */
   eightBit?: boolean;
   /**
    * An envelope address only SMTPUTF8 can carry (relay-envelope.ts): a session whose relay does
@@ -114,6 +115,8 @@ interface Waiting {
   session: Session | null;
   onAbort: () => void;
   deadline: ReturnType<typeof setTimeout> | null;
+  /** The job's message converted for a relay without 8BITMIME, once one needed it. */
+  sevenBit?: Buffer;
 }
 
 interface Session {
@@ -314,6 +317,10 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
       settle(w, { ok: false, error: smtpUtf8Missing(needs), relayDown: false });
       return;
     }
+    // RFC 6152: 8-bit data only to a relay that offers 8BITMIME; for one that does not, the
+    // message is converted (mime-downgrade.ts), as Postfix does.
+    const downgrade = w.job.eightBit === true && !offers(s, "8BITMIME");
+    const raw = downgrade ? (w.sevenBit ??= downgradeTo7bit(w.job.raw)) : w.job.raw;
     s.current = w;
     w.session = s;
     const reused = s.messages > 0;
@@ -325,11 +332,11 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
         dataStarted = true;
         // 'end': the dot-stuffed data and the final dot are all in the socket's hands.
         (dest as unknown as NodeJS.ReadableStream).once("end", () => s.current === w && awaitFinalReply(s, w));
-        dest.end(w.job.raw);
+        dest.end(raw);
       },
     } as unknown as NodeJS.ReadableStream as Parameters<SMTPConnection["send"]>[1];
     // SIZE= (RFC 1870, when offered): a relay with a lower limit refuses at MAIL FROM, not after the transfer.
-    const envelope = { from: w.job.from, to: w.job.to, use8BitMime: w.job.eightBit === true, size: w.job.raw.length };
+    const envelope = { from: w.job.from, to: w.job.to, use8BitMime: w.job.eightBit === true && !downgrade, size: raw.length };
     s.smtp.send(envelope, message, (err, info) => {
       s.messages++;
       if (s.current !== w) return; // aborted: the session was dropped already

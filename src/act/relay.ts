@@ -9,7 +9,8 @@
  * Bytes: the stored message is sent as `raw` after normalizeLineEndings (no bare CR/LF,
  * SMTP smuggling); nodemailer only dot-stuffs. Envelope = original MAIL FROM → forward_to, with
  * BODY=8BITMIME when the message has 8-bit bytes (else a relay such as Postfix records it as
- * 7-bit and would pass the bytes unconverted to a 7-bit-only next hop), SIZE= when offered,
+ * 7-bit and would pass the bytes unconverted to a 7-bit-only next hop), converted to 7-bit for a
+ * relay that does not offer 8BITMIME (mime-downgrade.ts), SIZE= when offered,
  * UTF-8 domains as A-labels, SMTPUTF8 when a local part needs it (relay-envelope.ts).
  * Latency: nodemailer ≥ 10 sets TCP_NODELAY on its sockets (smtp-connection `_onConnect`),
  * which avoids the 40 ms Nagle/delayed-ACK stall per message Haraka suffers from.

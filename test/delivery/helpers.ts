@@ -194,6 +194,8 @@ export interface RelayOptions {
   port?: number;
   /** Leave SMTPUTF8 out of the EHLO reply (smtp-server offers it by default). */
   hideSmtpUtf8?: boolean;
+  /** Leave 8BITMIME out of the EHLO reply (smtp-server offers it by default). */
+  hide8BitMime?: boolean;
   /** Announce SIZE with this limit and refuse bigger MAIL FROM SIZE= values (552). */
   sizeLimit?: number;
 }
@@ -231,6 +233,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
     hideSTARTTLS: !starttls,
     allowInsecureAuth: !starttls,
     hideSMTPUTF8: opts.hideSmtpUtf8 ?? false,
+    hide8BITMIME: opts.hide8BitMime ?? false,
     ...(opts.sizeLimit !== undefined ? { size: opts.sizeLimit } : {}),
     onConnect(_session, cb) {
       relay.connections++;

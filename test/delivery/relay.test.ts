@@ -5,9 +5,11 @@
  * STARTTLS, implicit TLS (RELAY_SMTP_SECURE=tls) with a TLS relay and with a plain one, connection reuse.
  */
 import { afterEach, describe, expect, test } from "bun:test";
+import { isAscii } from "node:buffer";
 import { existsSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
+import PostalMime from "postal-mime";
 import { silentLogger } from "../../src/log/logger.ts";
 import { retryNow } from "../../src/queue/queue-store.ts";
 import { createDeliveryWorker, type DeliveryWorker } from "../../src/queue/worker.ts";
@@ -64,6 +66,21 @@ describe("forward through the relay", () => {
     const bodyOf = (needle: string) => relay.received.filter((m) => m.data.includes(needle)).map((m) => m.body);
     expect(bodyOf("Grüße")).toEqual(["8BITMIME"]);
     expect(relay.received.filter((m) => !m.data.includes("Grüße")).map((m) => m.body)).toEqual([undefined]);
+  }, 30_000);
+
+  // RFC 6152 §3: to a relay without 8BITMIME the message goes converted (as Postfix does), not
+  // as 8-bit data it did not agree to take, and the reader gets the same text.
+  test("to a relay without 8BITMIME an 8-bit message goes as quoted-printable, without BODY=", async () => {
+    const { relay, t, worker } = await setup({ hide8BitMime: true });
+    const raw = Buffer.from(`${SAMPLE_MESSAGE}Grüße, ½ €\r\n`, "utf8");
+    const id = seedDelivery(t, { raw });
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "delivered", 10_000, "delivered");
+    const m = relay.received[0]!;
+    expect(m.body).toBeUndefined();
+    expect(isAscii(m.data)).toBe(true);
+    expect(m.data.toString("latin1")).toContain("Content-Transfer-Encoding: quoted-printable\r\n\r\n");
+    expect((await PostalMime.parse(m.data)).text).toBe((await PostalMime.parse(raw)).text);
   }, 30_000);
 
   test("null sender is relayed as MAIL FROM:<>", async () => {
