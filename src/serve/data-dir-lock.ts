@@ -14,6 +14,10 @@
  * holds the holder's pid, only for the refusal message: the lock decides, never the pid. The
  * file itself stays: deleting a lock file races with a serve that has just opened it.
  * `mailgw queue` and `mailgw healthcheck` never take this lock: they work beside a running serve.
+ * The database is locked the same way (`<DATABASE_URL>.serve.lock` beside it): a second serve
+ * with a DATA_DIR of its own but the same DATABASE_URL got past the DATA_DIR lock, and its
+ * recovery found none of the first one's queued messages in its own spool: every waiting forward
+ * became `failed` ("spool file missing"), and a second delivery thread claimed from the same queue.
  *
  * Trusts: nothing. Failure: held by another serve → CliError (serve exits 1 having changed
  * nothing); the file cannot be created → CliError naming it; no flock here (no libc reachable
@@ -22,15 +26,17 @@
  */
 import { closeSync, constants as fsConstants, ftruncateSync, mkdirSync, openSync, readSync, writeSync } from "node:fs";
 import { constants as osConstants } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { CliError, describeError } from "../errors.ts";
 import { loadLibcFunction } from "../libc.ts";
 import type { Logger } from "../log/logger.ts";
 
 export const DATA_DIR_LOCK_FILE = "serve.lock";
+/** Appended to the database's path: its lock file, beside it. */
+export const DATABASE_LOCK_SUFFIX = ".serve.lock";
 
 export interface DataDirLock {
-  /** DATA_DIR/serve.lock. */
+  /** DATA_DIR/serve.lock (or the database's lock file). */
   readonly path: string;
   /** false: this platform or file system cannot lock (a warning was logged); nothing is held. */
   readonly held: boolean;
@@ -74,19 +80,49 @@ function loadFlock(): FlockSupport {
  * `flock` is libc's; tests pass their own to reach the fallbacks.
  */
 export function lockDataDir(dataDir: string, logger: Pick<Logger, "warn">, flock: FlockSupport = loadFlock()): DataDirLock {
-  const path = join(dataDir, DATA_DIR_LOCK_FILE);
-  if ("unavailable" in flock) return unlocked(dataDir, path, flock.unavailable, logger);
-  const file = openLockFile(dataDir, path);
+  return lockFile(dataDir, join(dataDir, DATA_DIR_LOCK_FILE), flock, logger, {
+    refusal: (holder) => `DATA_DIR ${dataDir} is in use by another mailgw serve${holder}; stop it first or use another DATA_DIR`,
+    unlocked: "DATA_DIR cannot be locked: nothing stops a second mailgw serve from using it, so run only one",
+    fields: { data_dir: dataDir },
+    setting: "DATA_DIR",
+  });
+}
+
+/**
+ * Takes the database at `dbPath` for this process (taken after lockDataDir, so a serve refused
+ * here holds another DATA_DIR: the message says so). Same rules and fallbacks as lockDataDir.
+ */
+export function lockDatabase(dbPath: string, logger: Pick<Logger, "warn">, flock: FlockSupport = loadFlock()): DataDirLock {
+  return lockFile(dirname(dbPath), `${dbPath}${DATABASE_LOCK_SUFFIX}`, flock, logger, {
+    refusal: (holder) => `database ${dbPath} (DATABASE_URL) is in use by another mailgw serve${holder} with another DATA_DIR; stop it first or use another DATABASE_URL`,
+    unlocked: "the database cannot be locked: nothing stops a second mailgw serve from using it, so run only one",
+    fields: { database: dbPath },
+    setting: "DATABASE_URL",
+  });
+}
+
+interface LockWords {
+  /** The refusal, given " (pid N)" or "". */
+  refusal(holder: string): string;
+  /** The warning when nothing can be locked here. */
+  unlocked: string;
+  fields: Record<string, string>;
+  /** The variable that put the lock file where it is, for the hints. */
+  setting: string;
+}
+
+function lockFile(dir: string, path: string, flock: FlockSupport, logger: Pick<Logger, "warn">, words: LockWords): DataDirLock {
+  if ("unavailable" in flock) return unlocked(path, flock.unavailable, logger, words);
+  const file = openLockFile(dir, path, words.setting);
   if (flock.flock(file.fd, LOCK_EX | LOCK_NB) !== 0) {
     const errno = flock.errno();
     if (LOCK_HELD_ERRNOS.has(errno)) {
       const pid = readPid(file.fd);
       closeSync(file.fd);
-      const holder = pid === null ? "" : ` (pid ${pid})`;
-      throw new CliError(`DATA_DIR ${dataDir} is in use by another mailgw serve${holder}; stop it first or use another DATA_DIR`);
+      throw new CliError(words.refusal(pid === null ? "" : ` (pid ${pid})`));
     }
     closeSync(file.fd);
-    return unlocked(dataDir, path, `flock on ${path} failed (errno ${errno})`, logger);
+    return unlocked(path, `flock on ${path} failed (errno ${errno})`, logger, words);
   }
   if (file.writable) writePid(file.fd);
   let released = false;
@@ -128,12 +164,8 @@ export function serveRunning(dataDir: string): boolean | null {
   }
 }
 
-function unlocked(dataDir: string, path: string, reason: string, logger: Pick<Logger, "warn">): DataDirLock {
-  logger.warn("DATA_DIR cannot be locked: nothing stops a second mailgw serve from using it, so run only one", {
-    data_dir: dataDir,
-    lock_file: path,
-    reason,
-  });
+function unlocked(path: string, reason: string, logger: Pick<Logger, "warn">, words: LockWords): DataDirLock {
+  logger.warn(words.unlocked, { ...words.fields, lock_file: path, reason });
   return { path, held: false, release() {} };
 }
 
@@ -142,9 +174,9 @@ function unlocked(dataDir: string, path: string, reason: string, logger: Pick<Lo
  * serve's pid. flock needs no write access, so a lock file left by another user (serve once run
  * as root) is locked read-only, without the pid, rather than refusing to start.
  */
-function openLockFile(dataDir: string, path: string): { fd: number; writable: boolean } {
+function openLockFile(dir: string, path: string, setting: string): { fd: number; writable: boolean } {
   try {
-    mkdirSync(dataDir, { recursive: true });
+    mkdirSync(dir, { recursive: true });
     return { fd: openSync(path, fsConstants.O_RDWR | fsConstants.O_CREAT, 0o640), writable: true };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
@@ -157,8 +189,8 @@ function openLockFile(dataDir: string, path: string): { fd: number; writable: bo
     }
     // Under systemd, ProtectSystem=strict makes everything but the unit's ReadWritePaths read-only.
     const hint = code === "EROFS"
-      ? "a read-only file system: under systemd, run `mailgw systemd install` again after moving DATA_DIR, so the unit lets serve write there"
-      : "check DATA_DIR and its permissions";
+      ? `a read-only file system: under systemd, run \`mailgw systemd install\` again after moving ${setting}, so the unit lets serve write there`
+      : `check ${setting} and its permissions`;
     throw new CliError(`cannot open the lock file ${path}: ${describeError(err)} (${hint})`);
   }
 }

@@ -1,12 +1,12 @@
 /**
  * `mailgw serve` wiring: locks the data dir, opens the database, loads the rules, builds the
  * pipeline and the long-running services, and starts them in order:
- *   DATA_DIR lock → database (migrations) → rules → pipeline (spool recovery) → session
+ *   DATA_DIR lock → database lock → database (migrations) → rules → pipeline (spool recovery) → session
  *   counters → delivery worker → SMTP → HTTP
  * The lock comes first: a second serve on the same DATA_DIR must be refused before its recovery
  * or migrations touch anything the running one uses (data-dir-lock.ts). HTTP comes last so
  * `/healthz` answers ok only when SMTP is listening. Stop runs in reverse: HTTP, SMTP (sessions
- * in flight finish, bounded), worker, counters, pipeline, rules, database, lock.
+ * in flight finish, bounded), worker, counters, pipeline, rules, database, locks.
  * SIGHUP (reload): rules, TLS certificate, relay settings (config re-read).
  *
  * Trusts: the validated Config. Failure: anything that cannot start throws (CliError naming
@@ -34,7 +34,7 @@ import type { OwningMessageSink } from "../spool/message-bytes.ts";
 import { SPOOL_SUFFIX } from "../spool/spool.ts";
 import type { ReceiveOutcome } from "../types.ts";
 import { VERSION_STRING } from "../version.ts";
-import { lockDataDir } from "./data-dir-lock.ts";
+import { lockDatabase, lockDataDir, type DataDirLock } from "./data-dir-lock.ts";
 import { startHeapGovernor, type HeapGovernor } from "./heap-governor.ts";
 import { serviceGroup, type Service } from "./services.ts";
 import { createSessionCounters } from "./session-counters.ts";
@@ -68,20 +68,28 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const { config, logger } = opts;
   // Before anything opens the database or the spool: throws if another serve has DATA_DIR.
   const lock = lockDataDir(config.dataDir, logger);
+  let dbLock: DataDirLock | null = null;
   let db: Database;
   try {
+    // A serve with another DATA_DIR on the same database would run its recovery over this queue.
+    dbLock = lockDatabase(config.databasePath, logger);
     refuseNewDatabaseBesideSpool(config);
     db = openDatabase(config.databasePath);
   } catch (err) {
+    dbLock?.release();
     lock.release();
     throw err;
   }
+  const releaseLocks = (): void => {
+    dbLock.release();
+    lock.release();
+  };
   let gateway: Gateway;
   try {
     gateway = await startServices(db, opts);
   } catch (err) {
     db.close();
-    lock.release();
+    releaseLocks();
     throw err;
   }
   return {
@@ -89,7 +97,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     async stop() {
       await gateway.stop();
       // Last: a serve started after this one's stop must find the database closed too.
-      lock.release();
+      releaseLocks();
     },
   };
 }

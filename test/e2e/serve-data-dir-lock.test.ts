@@ -8,13 +8,16 @@
  * `mailgw queue list` and `mailgw healthcheck` still work beside the running serve (they take
  * no lock); after kill -9 of the holder a new serve starts (the OS dropped the lock), and after
  * a clean stop too (compiled executable).
+ * The database is locked as well: a second serve with a DATA_DIR of its own but the same
+ * DATABASE_URL ran its recovery over the first one's queue (every forward waiting in the first
+ * serve's spool had "no file" in the second's, so became `failed`) and a second delivery thread.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { readdir, readFile, realpath, rm } from "node:fs/promises";
+import { readdir, readFile, realpath, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { REPO_ROOT } from "../packaging/binary.ts";
 import { RawClient, greet } from "../smtp/helpers.ts";
-import { archivedCopy, cleanupBinary, runServeOnce, serveDir, startServe, until, type ServeMode } from "../smtp/serve-process.ts";
+import { archivedCopy, cleanupBinary, RULES_YAML, runServeOnce, serveDir, startServe, until, type ServeMode } from "../smtp/serve-process.ts";
 
 /** Over the 64 KB that the SMTP front keeps in memory: this message is spilled to spool/<id>.tmp as it arrives. */
 const SPILLED_MESSAGE_BYTES = 100 * 1024;
@@ -50,6 +53,14 @@ async function spoolFiles(dir: string): Promise<string[]> {
 }
 
 const archived = archivedCopy;
+
+const FORWARD_RULE = `  - name: fwd
+    priority: 10
+    action: forward
+    forward_to: [inbox@dest.example]
+    conditions:
+      - { field: rcpt, operator: equals, value: fwd@company.com }
+`;
 
 
 /** `mailgw <args>` from source in `dir`, with the environment the e2e serves get. */
@@ -133,4 +144,37 @@ describe("one serve per DATA_DIR", () => {
     const again = await startServe("binary", dir);
     expect(await again.stop()).toBe(0);
   }, 90_000);
+
+  test("a second serve with another DATA_DIR but the same DATABASE_URL is refused, the first one's queue untouched", async () => {
+    const dir = await workDir();
+    const dbPath = join(dir, "data", "mail-gateway.db");
+    // The forward waits in the queue: its relay refuses connections.
+    const relayDown = { RELAY_SMTP_HOST: "127.0.0.1", RELAY_SMTP_PORT: "9", RELAY_SMTP_SECURE: "none", QUEUE_RETRY_BASE_SECONDS: "3600" };
+    await writeFile(join(dir, "rules.yaml"), RULES_YAML.replace("rules:\n", "rules:\n" + FORWARD_RULE));
+    const first = await startServe("source", dir, relayDown);
+    try {
+      const client = await RawClient.connect(first.smtpPort);
+      expect(await greet(client)).toStartWith("250");
+      expect(await client.cmd("MAIL FROM:<a@sender.example>")).toStartWith("250");
+      expect(await client.cmd("RCPT TO:<fwd@company.com>")).toStartWith("250");
+      expect(await client.cmd("DATA")).toStartWith("354");
+      client.write("Subject: waits for the relay\r\n\r\nhello\r\n.\r\n");
+      expect(await client.reply(30_000)).toStartWith("250");
+      client.end();
+      await first.waitForLog((l) => l.msg === "deferred");
+
+      const second = await runServeOnce("source", dir, { SMTP_HOST: "127.0.0.1", HTTP_HOST: "127.0.0.1", DATA_DIR: join(dir, "other-data"), DATABASE_URL: `file:${dbPath}`, ...relayDown }, [], SECOND_SERVE_TIMEOUT_MS);
+      expect({ exitCode: second.exitCode, stderr: second.stderr }).toEqual({
+        exitCode: 1,
+        stderr: `mailgw: database ${dbPath} (DATABASE_URL) is in use by another mailgw serve (pid ${first.proc.pid}) with another DATA_DIR; stop it first or use another DATABASE_URL\n`,
+      });
+      expect(second.stdout).toBe("");
+      const queue = await mailgw(dir, ["queue", "list", "--json"]);
+      expect(queue.exitCode).toBe(0);
+      const states = (JSON.parse(queue.stdout) as { state: string }[]).map((d) => d.state);
+      expect(states).toEqual(["deferred"]);
+    } finally {
+      expect(await first.stop()).toBe(0);
+    }
+  }, 60_000);
 });

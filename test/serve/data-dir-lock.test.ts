@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { CliError } from "../../src/errors.ts";
 import { constants as osConstants } from "node:os";
 import { silentLogger, type LogFields } from "../../src/log/logger.ts";
-import { DATA_DIR_LOCK_FILE, lockDataDir } from "../../src/serve/data-dir-lock.ts";
+import { DATA_DIR_LOCK_FILE, DATABASE_LOCK_SUFFIX, lockDatabase, lockDataDir } from "../../src/serve/data-dir-lock.ts";
 import { spawnSync } from "node:child_process";
 import { withTmpfs } from "../helpers/tmpfs.ts";
 
@@ -73,6 +73,23 @@ describe.skipIf(!FLOCK_PLATFORM)("DATA_DIR lock", () => {
     expect(second.held).toBe(true);
     second.release();
     expect(existsSync(second.path)).toBe(true);
+  });
+
+  test("the database lock: a second acquisition is refused naming DATABASE_URL; other databases in the same directory are not", () => {
+    const dir = dataDir();
+    const db = join(dir, "mail-gateway.db");
+    const lock = lockDatabase(db, silentLogger);
+    const other = lockDatabase(join(dir, "other.db"), silentLogger);
+    try {
+      expect(lock.path).toBe(`${db}${DATABASE_LOCK_SUFFIX}`);
+      expect(other.held).toBe(true);
+      expect(refusedWith(() => lockDatabase(db, silentLogger)).message).toBe(
+        `database ${db} (DATABASE_URL) is in use by another mailgw serve (pid ${process.pid}) with another DATA_DIR; stop it first or use another DATABASE_URL`,
+      );
+    } finally {
+      lock.release();
+      other.release();
+    }
   });
 
   test("different data dirs are locked independently", () => {
