@@ -34,6 +34,7 @@ import type { OwningMessageSink } from "../spool/message-bytes.ts";
 import { SPOOL_SUFFIX } from "../spool/spool.ts";
 import type { ReceiveOutcome } from "../types.ts";
 import { VERSION_STRING } from "../version.ts";
+import { requireWritableDataDir } from "./data-dir-access.ts";
 import { lockDatabase, lockDataDir, type DataDirLock } from "./data-dir-lock.ts";
 import { startHeapGovernor, type HeapGovernor } from "./heap-governor.ts";
 import { serviceGroup, type Service } from "./services.ts";
@@ -74,6 +75,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     // A serve with another DATA_DIR on the same database would run its recovery over this queue.
     dbLock = lockDatabase(config.databasePath, logger);
     refuseNewDatabaseBesideSpool(config);
+    requireWritableDataDir(config.dataDir, Date.now());
     db = openDatabase(config.databasePath);
   } catch (err) {
     dbLock?.release();

@@ -193,6 +193,35 @@ describe("mailgw serve refuses bad configuration with exit 1 and one line", () =
     }
   });
 
+  test("a data dir given to the service user without -R (spool/ and archive/ still root's): exit 1 naming the directory and the fix, not a 451 for every message", async () => {
+    const setpriv = findTool("setpriv");
+    if (!setpriv || process.getuid?.() !== 0) {
+      console.warn("skip: needs setpriv (util-linux) and a root test run to drop to uid 65534");
+      return;
+    }
+    const dir = serveDir();
+    chmodSync(dir, 0o777);
+    const binary = copyBinaryToTemp();
+    try {
+      const wrapper = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"];
+      const env = { SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", HTTP_PORT: "0", LOG_FORMAT: "json" };
+      const data = join(dir, "data");
+      // As root's `mkdir -p` or a restore by root leaves them (0755), then `chown nobody data`:
+      // serve could read them, so it started, and then answered 451 to every message.
+      for (const d of [data, join(data, "spool"), join(data, "spool", "orphaned"), join(data, "archive")]) mkdirSync(d, { mode: 0o755 });
+      chownSync(data, 65534, 65534);
+      const r = await runBinary(binary.bin, ["serve"], { cwd: dir, env, wrapper, timeoutMs: 15_000 });
+      expect(r.exitCode).toBe(1);
+      expect(oneLine(r.stderr)).toBe(
+        `mailgw: ${join(data, "spool")} is not writable by this user (EACCES), so every message would be answered 451: ` +
+          `give DATA_DIR to the user mailgw runs as, e.g. chown -R 65534:65534 ${data}`,
+      );
+    } finally {
+      binary.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("missing rules file, port in use, missing --env-file", async () => {
     const dir = serveDir();
     const rules = await runServeOnce("source", dir, {}, ["--rules", "nope.yaml"]);
