@@ -1,7 +1,7 @@
 /**
  * GET /healthz (open even with STATS_TOKEN, for Docker and load balancers): 200 when the SMTP
  * listener accepts connections, the database answers (and is still the file at DATABASE_URL,
- * and the last commit of a received message did not fail) and the data dir takes a write; 503 with the reason otherwise. A missing relay is a warning, not a failure (SPEC §2: forwards are held);
+ * and the last commit of a received message did not fail) and the data dir's spool takes a write; 503 with the reason otherwise. A missing relay is a warning, not a failure (SPEC §2: forwards are held);
  * so is a suspended one (it failed itself: forwards wait, mail is still received);
  * so are a refused rules or TLS certificate reload and an expired or soon-expiring STARTTLS
  * certificate (mail still flows: senders mostly use opportunistic TLS).
@@ -95,8 +95,14 @@ function checkDatabase(db: Database, dbFile: DatabaseFile | null, status: Status
   return problem === null ? { ok: true } : { ok: false, ...problem };
 }
 
+/**
+ * The probe goes where every message is written first: the spool. DATA_DIR itself taking a write
+ * said "ok" while a removed or root-owned spool/ got every message a 451. Named `.tmp`, so one
+ * left by a crash is removed by the next start's recovery like any unfinished spool write.
+ */
 async function checkDataDir(dataDir: string): Promise<CheckResult> {
-  const probe = join(dataDir, `.healthz-${process.pid}-${randomBytes(6).toString("hex")}`);
+  const spoolDir = join(dataDir, "spool");
+  const probe = join(spoolDir, `.healthz-${process.pid}-${randomBytes(6).toString("hex")}.tmp`);
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`no answer within ${DATA_DIR_PROBE_TIMEOUT_MS} ms`)), DATA_DIR_PROBE_TIMEOUT_MS);
@@ -106,7 +112,7 @@ async function checkDataDir(dataDir: string): Promise<CheckResult> {
     return { ok: true };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    return { ok: false, reason: `data dir is not writable${code ? ` (${code})` : ""}`, detail: `${dataDir}: ${describeError(err)}` };
+    return { ok: false, reason: `data dir is not writable${code ? ` (${code})` : ""}`, detail: `${spoolDir}: ${describeError(err)}` };
   } finally {
     clearTimeout(timer);
   }

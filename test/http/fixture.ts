@@ -4,7 +4,7 @@
  * StatusSource made of plain values the test can change.
  */
 import type { Database } from "bun:sqlite";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createHttpServer, type HttpServer } from "../../src/http/server.ts";
@@ -49,6 +49,8 @@ export function makeFixture(): Fixture {
   const dir = mkdtempSync(join(tmpdir(), "mailgw-http-"));
   const dataDir = join(dir, "data");
   const db = openDatabase(join(dataDir, "mail-gateway.db"));
+  // As serve's recovery leaves it: /healthz probes the spool, where every message is written first.
+  mkdirSync(join(dataDir, "spool"));
   return {
     dir,
     dataDir,

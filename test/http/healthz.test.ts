@@ -1,6 +1,6 @@
 /**
- * /healthz: 200 when SMTP listens, the database answers and the data dir takes a write; 503
- * naming the failed check otherwise (data dir removed or replaced by a file, SMTP down, database
+ * /healthz: 200 when SMTP listens, the database answers and the data dir's spool takes a write; 503
+ * naming the failed check otherwise (data dir or its spool removed, data dir replaced by a file, SMTP down, database
  * closed, its file deleted or replaced). A missing relay is only a warning. Health changes are logged with the detail.
  */
 import { afterEach, beforeEach, expect, test } from "bun:test";
@@ -36,6 +36,15 @@ test("healthy: 200 with status ok, and the probe leaves nothing behind", async (
   expect(body.checks).toEqual({ smtp: { ok: true }, database: { ok: true }, dataDir: { ok: true } });
   expect(body.warnings).toEqual([]);
   expect(readdirSync(fx.dataDir).filter((f) => f.startsWith(".healthz"))).toEqual([]);
+  expect(readdirSync(join(fx.dataDir, "spool"))).toEqual([]);
+});
+
+test("spool dir removed (every message would get 451) → 503 naming it in the log", async () => {
+  rmSync(join(fx.dataDir, "spool"), { recursive: true });
+  const down = await health();
+  expect(down.status).toBe(503);
+  expect(down.body.reason).toBe("dataDir: data dir is not writable (ENOENT)");
+  expect(log.join("")).toContain(join(fx.dataDir, "spool"));
 });
 
 test("data dir removed → 503; restored → 200 again", async () => {
