@@ -2,8 +2,8 @@
  * One delivery attempt: read the stored bytes, hand them to the transport the delivery's
  * kind names, and report what happened. Knows nothing about scheduling or the database.
  *
- * Trusts: the claimed row (written by the pipeline). Failure: never throws. A missing spool
- * file is permanent (nothing left to send; the log says so loudly), any other read error is
+ * Trusts: the claimed row (written by the pipeline). Failure: never throws. A missing or damaged
+ * spool file is permanent (nothing left to send; the log says so loudly), any other read error is
  * temporary (disk hiccup), and transport outcomes pass through.
  */
 import type { RelayClient } from "../act/relay.ts";
@@ -54,6 +54,8 @@ export async function runAttempt(d: ClaimedDelivery, ctx: AttemptContext): Promi
     if (isMissingFile(err)) return { target, outcome: { kind: "permanent", error: `spool file missing: ${text}` } };
     return { target, outcome: { kind: "temporary", error: `cannot read spool file: ${text}` } };
   }
+  const damage = spoolDamage(d, raw);
+  if (damage !== null) return { target, outcome: { kind: "permanent", error: `spool file damaged: ${damage}` } };
   if (d.kind === "forward") {
     if (ctx.relay === null) return { target, outcome: { kind: "temporary", error: "no relay configured" } };
     const to = parseAddresses(d.target);
@@ -81,6 +83,18 @@ export async function runAttempt(d: ClaimedDelivery, ctx: AttemptContext): Promi
     },
   });
   return { target, outcome };
+}
+
+/**
+ * Why the bytes read are not the message accepted, or null. A spool file truncated (a power cut
+ * on a file system that lost its data, a careless `> file`) or zeroed was sent as it was: an
+ * empty message reached the relay, the delivery counted as done and the file was removed. The
+ * row's size and CRC-32 (taken as the bytes arrived) tell; the failed delivery keeps the file.
+ */
+function spoolDamage(d: ClaimedDelivery, raw: Uint8Array): string | null {
+  if (raw.byteLength !== d.size) return `${raw.byteLength} bytes on disk, ${d.size} accepted; the file is kept in the spool`;
+  if (d.spoolCrc === null || Bun.hash.crc32(raw) === d.spoolCrc) return null;
+  return `its bytes are not the ones accepted (CRC-32 differs); the file is kept in the spool`;
 }
 
 export function describeTarget(d: ClaimedDelivery, relay: RelayClient | null): string {

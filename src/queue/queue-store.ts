@@ -44,6 +44,8 @@ export interface ClaimedDelivery {
   subject: string;
   /** Bytes of the stored message. */
   size: number;
+  /** CRC-32 of those bytes, recorded at intake (null: a row from before migration 3). */
+  spoolCrc: number | null;
 }
 
 /**
@@ -80,7 +82,7 @@ export interface LargeLimits {
 const CLAIM_COLUMNS = `d.id, d.message_id AS messageId, d.kind, d.target, d.rule, d.category, d.attempts,
   d.created_at AS createdAt, coalesce(d.retry_from, d.created_at) AS ageFrom, d.retry_attempts AS retryAttempts,
   d.next_attempt_at AS nextAttemptAt, m.mail_from AS mailFrom, m.recipients,
-  m.client_ip AS clientIp, m.helo, m.tls, m.received_at AS receivedAt, m.subject, m.size`;
+  m.client_ip AS clientIp, m.helo, m.tls, m.received_at AS receivedAt, m.subject, m.size, m.spool_crc AS spoolCrc`;
 
 /**
  * Due deliveries (oldest due first), not yet claimed. One ordered range seek per
