@@ -8,10 +8,16 @@
  *
  * Trusts: nothing. Failure: a directory that exists and cannot be written → CliError naming it
  * and the fix; a missing one is fine (recovery creates it), anything else is left to recovery.
+ *
+ * Also: a DATA_DIR without a spool/ at all, beside a database whose queue needs spool files, is the
+ * wrong DATA_DIR (a typo, a unit and a manual run that disagree), not a lost spool: recovery found
+ * none of the files and failed every waiting delivery ("spool file missing at start").
  */
-import { accessSync, constants } from "node:fs";
+import type { Database } from "bun:sqlite";
+import { accessSync, constants, existsSync } from "node:fs";
 import { join } from "node:path";
 import { dayKey } from "../store/db.ts";
+import { messagesNeedingSpool, pendingMessages } from "../store/messages.ts";
 import { CliError } from "../errors.ts";
 
 export function requireWritableDataDir(dataDir: string, nowMs: number): void {
@@ -37,4 +43,16 @@ export function requireWritableDataDir(dataDir: string, nowMs: number): void {
  */
 function currentOwner(): string {
   return `${process.getuid?.() ?? 0}:${process.getgid?.() ?? 0}`;
+}
+
+/** See the header: refuses before recovery when DATA_DIR has no spool/ and the database's queue needs one. */
+export function refuseQueueWithoutSpool(db: Database, dataDir: string, dbPath: string): void {
+  const spoolDir = join(dataDir, "spool");
+  if (existsSync(spoolDir)) return;
+  if (pendingMessages(db, "", 1).length === 0 && messagesNeedingSpool(db, "", 1).length === 0) return;
+  throw new CliError(
+    `DATA_DIR ${dataDir} has no spool directory, but database ${dbPath} (DATABASE_URL) has accepted messages whose files ` +
+      `should be in one: point DATA_DIR at the data dir this database was used with; if that spool is lost for good, ` +
+      `mkdir ${spoolDir} and start again (their deliveries then fail as "spool file missing")`,
+  );
 }

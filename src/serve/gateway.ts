@@ -34,7 +34,7 @@ import type { OwningMessageSink } from "../spool/message-bytes.ts";
 import { SPOOL_SUFFIX } from "../spool/spool.ts";
 import type { ReceiveOutcome } from "../types.ts";
 import { VERSION_STRING } from "../version.ts";
-import { requireWritableDataDir } from "./data-dir-access.ts";
+import { refuseQueueWithoutSpool, requireWritableDataDir } from "./data-dir-access.ts";
 import { lockDatabase, lockDataDir, type DataDirLock } from "./data-dir-lock.ts";
 import { startHeapGovernor, type HeapGovernor } from "./heap-governor.ts";
 import { serviceGroup, type Service } from "./services.ts";
@@ -70,14 +70,16 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   // Before anything opens the database or the spool: throws if another serve has DATA_DIR.
   const lock = lockDataDir(config.dataDir, logger);
   let dbLock: DataDirLock | null = null;
-  let db: Database;
+  let db: Database | null = null;
   try {
     // A serve with another DATA_DIR on the same database would run its recovery over this queue.
     dbLock = lockDatabase(config.databasePath, logger);
     refuseNewDatabaseBesideSpool(config);
     requireWritableDataDir(config.dataDir, Date.now());
     db = openDatabase(config.databasePath);
+    refuseQueueWithoutSpool(db, config.dataDir, config.databasePath);
   } catch (err) {
+    db?.close();
     dbLock?.release();
     lock.release();
     throw err;

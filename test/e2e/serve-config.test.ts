@@ -113,6 +113,29 @@ describe("mailgw serve refuses bad configuration with exit 1 and one line", () =
     db.close();
   });
 
+  test("the database of a queue with a DATA_DIR that has no spool (a typo, a manual run beside the unit): exit 1, the queue untouched", async () => {
+    const dir = serveDir();
+    writeFileSync(join(dir, "rules.yaml"), "domains: [company.com]\ndefault: { action: forward, forward_to: ops@elsewhere.example }\n");
+    const db = join(dir, "data", "mail-gateway.db");
+    const first = await startServe("source", dir);
+    const c = await RawClient.connect(first.smtpPort);
+    await greet(c);
+    expect(await sendMail(c, "a@company.com", "Subject: held\r\n\r\nno relay yet\r\n")).toStartWith("250 ");
+    c.end();
+    expect(await first.stop()).toBe(0);
+
+    const wrong = join(dir, "dta");
+    const r = await runServeOnce("source", dir, { DATA_DIR: wrong, DATABASE_URL: `file:${db}` });
+    expect(r.exitCode).toBe(1);
+    expect(oneLine(r.stderr)).toBe(
+      `mailgw: DATA_DIR ${wrong} has no spool directory, but database ${db} (DATABASE_URL) has accepted messages whose files should be in one: ` +
+        `point DATA_DIR at the data dir this database was used with; if that spool is lost for good, mkdir ${join(wrong, "spool")} and start again (their deliveries then fail as "spool file missing")`,
+    );
+    const check = new Database(db, { readonly: true });
+    expect(check.query<{ state: string }, []>("SELECT state FROM deliveries").all()).toEqual([{ state: "held" }]);
+    check.close();
+  });
+
   test("SMTP_TLS_ENABLED=true with an unreadable key names the file", async () => {
     const dir = serveDir();
     const missing = join(dir, "missing-key.pem");
