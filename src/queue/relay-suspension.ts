@@ -255,6 +255,13 @@ export function createRelayGate(opts: RelayGateOptions): RelayGate {
         return Infinity;
       }
       if (probe !== null) return 0;
+      // No suspension lasts longer than RETRY_CAP_MS: an end further away was set before the
+      // clock was stepped back (NTP), and every forward would wait for the clock to catch up
+      // (a day for a day's step). It ends now; the worker's clock check has made them due.
+      if (s.until - now > RETRY_CAP_MS) {
+        const ended = (s = { ...s, until: now });
+        safely("the relay suspension", () => recordSuspension(db, ended));
+      }
       if (now >= s.until) return 1;
       failFor(deferDueForwards(db, s, now, queue.maxAgeHours), s);
       return 0;

@@ -7,18 +7,29 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { greet, RawClient } from "../smtp/helpers.ts";
+import { relayVars, startRelay, waitFor, type ScriptedRelay } from "../delivery/helpers.ts";
+import { greet, RawClient, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { cleanupBinary, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 
 const LIBFAKETIME = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1"].find(existsSync);
 if (!LIBFAKETIME) console.warn("skip: libfaketime not installed (apt-get install faketime)");
 
 let serve: ServeProcess | null = null;
+let relay: ScriptedRelay | null = null;
 afterEach(async () => {
   await serve?.stop();
   serve = null;
+  await relay?.close();
+  relay = null;
   cleanupBinary();
 });
+
+/** serve's environment with its wall clock read from the file `clock` in `dir` (offsets such as `-1d`). */
+function fakeClock(dir: string): { clock: string; env: Record<string, string> } {
+  const clock = join(dir, "clock");
+  writeFileSync(clock, "+0\n");
+  return { clock, env: { LD_PRELOAD: LIBFAKETIME ?? "", FAKETIME_TIMESTAMP_FILE: clock, FAKETIME_NO_CACHE: "1", DONT_FAKE_MONOTONIC: "1" } };
+}
 
 /** A session up to MAIL FROM (where the rate limit is checked); its reply. */
 async function mailFrom(port: number): Promise<string> {
@@ -36,13 +47,9 @@ async function mailFrom(port: number): Promise<string> {
 describe.skipIf(!LIBFAKETIME)("serve with a wall clock stepped back", () => {
   test("a client at its rate limit is let in again once the window is over, not when the clock has caught up", async () => {
     const dir = serveDir();
-    const clock = join(dir, "clock");
-    writeFileSync(clock, "+0\n");
+    const { clock, env } = fakeClock(dir);
     serve = await startServe("binary", dir, {
-      LD_PRELOAD: LIBFAKETIME ?? "",
-      FAKETIME_TIMESTAMP_FILE: clock,
-      FAKETIME_NO_CACHE: "1",
-      DONT_FAKE_MONOTONIC: "1",
+      ...env,
       RATE_LIMIT_MAX: "2",
       RATE_LIMIT_WINDOW_MS: "1500",
     });
@@ -54,5 +61,29 @@ describe.skipIf(!LIBFAKETIME)("serve with a wall clock stepped back", () => {
     writeFileSync(clock, "-1h\n");
     await Bun.sleep(1700);
     expect(await mailFrom(port)).toStartWith("250");
+  }, 60_000);
+});
+
+describe.skipIf(!LIBFAKETIME)("serve with a wall clock stepped back", () => {
+  test("a relay suspended just before the step is probed when its suspension ends, not a day later when the clock has caught up", async () => {
+    const dir = serveDir();
+    writeFileSync(join(dir, "rules.yaml"), `domains: [company.com]
+rules:
+  - { name: fwd, priority: 1, action: forward, forward_to: [sales@forward.example], conditions: [{ field: subject, operator: contains, value: fwd }] }
+`);
+    const { clock, env } = fakeClock(dir);
+    relay = await startRelay();
+    relay.password = "changed at the provider"; // 535: the relay fails itself and is suspended
+    serve = await startServe("binary", dir, { ...env, ...relayVars(relay), QUEUE_RETRY_BASE_SECONDS: "1" });
+    const c = await RawClient.connect(serve.smtpPort);
+    await greet(c);
+    expect(await sendMail(c, "orders@company.com", simpleMessage("fwd 1"))).toStartWith("250 2.0.0");
+    c.end();
+    await serve.waitForLog((l) => l.msg === "relay suspended: forwards wait, one is tried when the suspension ends");
+    // NTP steps the clock back a day; the password is fixed. The suspension lasts a second or two.
+    writeFileSync(clock, "-1d\n");
+    relay.password = "relaypass";
+    const fixed = relay;
+    await waitFor(() => fixed.received.length === 1, 15_000, "the forward at the relay");
   }, 60_000);
 });
