@@ -92,11 +92,13 @@ export function relaySuspendedWarning(since: number): string {
 export function collectStats(db: Database, status: StatusSource, now: number, hostname: string): StatsSnapshot {
   const today = dayKey(now);
   const firstDay = dayKey(now - (CHART_DAYS - 1) * DAY_MS);
+  // Up to today only: days after it were counted by a clock that was ahead (a wrong RTC at boot,
+  // before NTP); the chart stops at today, and the last 30 days' totals must not count them.
   const rows = db
-    .query<CounterRow, [string]>(
-      `SELECT day, metric, rule, category, SUM(n) AS n FROM daily_counters WHERE day >= ? GROUP BY day, metric, rule, category`,
+    .query<CounterRow, [string, string]>(
+      `SELECT day, metric, rule, category, SUM(n) AS n FROM daily_counters WHERE day >= ? AND day <= ? GROUP BY day, metric, rule, category`,
     )
-    .all(firstDay);
+    .all(firstDay, today);
   const rules = status.rules();
   const relay = status.relay();
   return {

@@ -87,3 +87,26 @@ rules:
     await waitFor(() => fixed.received.length === 1, 15_000, "the forward at the relay");
   }, 60_000);
 });
+
+describe.skipIf(!LIBFAKETIME)("serve after a clock that was ahead is corrected", () => {
+  test("/stats.json's last 30 days leave out the days after today, as its chart does", async () => {
+    const dir = serveDir();
+    const { clock, env } = fakeClock(dir);
+    writeFileSync(clock, "+3d\n"); // a wrong RTC at boot, before NTP
+    serve = await startServe("binary", dir, env);
+    const c = await RawClient.connect(serve.smtpPort);
+    await greet(c);
+    expect(await sendMail(c, "info@company.com", simpleMessage("while the clock was ahead"))).toStartWith("250 2.0.0");
+    c.end();
+    writeFileSync(clock, "+0\n");
+    const stats = (await (await fetch(`${serve.httpUrl}/stats.json`)).json()) as {
+      receivedPerDay: { received: number }[];
+      totals: { last30Days: { received: number; byAction: { archive: number } } };
+      categories: { category: string; last30Days: number }[];
+    };
+    expect(stats.receivedPerDay.reduce((n, d) => n + d.received, 0)).toBe(0);
+    expect(stats.totals.last30Days.received).toBe(0);
+    expect(stats.totals.last30Days.byAction.archive).toBe(0);
+    expect(stats.categories.filter((k) => k.last30Days > 0)).toEqual([]);
+  }, 60_000);
+});
