@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { describeError } from "../errors.ts";
 import { databaseFileProblem, type DatabaseFile } from "../store/db-file.ts";
 import { VERSION_STRING } from "../version.ts";
-import type { StatusSource, TlsCertificateStatus } from "./status-source.ts";
+import { uptimeSeconds, type StatusSource, type TlsCertificateStatus } from "./status-source.ts";
 import { RELAY_MISSING_WARNING, relaySuspendedWarning } from "./stats-data.ts";
 
 /** A data dir probe slower than this counts as unusable: a hung disk must not hang the health check. */
@@ -57,7 +57,7 @@ export async function checkHealth(db: Database, dataDir: string, status: StatusS
     status: failed.length === 0 ? "ok" : "unhealthy",
     ...(failed.length > 0 ? { reason: failed.map(([name, c]) => `${name}: ${c.reason}`).join("; ") } : {}),
     version: VERSION_STRING,
-    uptimeSeconds: Math.max(0, Math.floor((now - status.startedAt) / 1000)),
+    uptimeSeconds: uptimeSeconds(status, now),
     checks,
     warnings,
   };

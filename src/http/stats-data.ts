@@ -12,7 +12,7 @@ import type { Action, DeliveryKind, DeliveryState } from "../types.ts";
 import { dayKey } from "../store/db.ts";
 import { VERSION_STRING } from "../version.ts";
 import { deliveriesByRule, deliveryMetric, type DeliveryResult, type DeliveryRuleCount } from "./deliveries-by-rule.ts";
-import type { RelayStatus, RulesStatus, StatusSource } from "./status-source.ts";
+import { uptimeSeconds, type RelayStatus, type RulesStatus, type StatusSource } from "./status-source.ts";
 
 /** Days in the received-per-day chart. */
 export const CHART_DAYS = 30;
@@ -105,7 +105,7 @@ export function collectStats(db: Database, status: StatusSource, now: number, ho
     generatedAt: new Date(now).toISOString(),
     version: VERSION_STRING,
     startedAt: new Date(status.startedAt).toISOString(),
-    uptimeSeconds: Math.max(0, Math.floor((now - status.startedAt) / 1000)),
+    uptimeSeconds: uptimeSeconds(status, now),
     today,
     smtp: { hostname, listening: status.smtpListening(), tls: status.smtpTls() },
     relay: {

@@ -39,8 +39,13 @@ export interface TlsCertificateStatus {
 }
 
 export interface StatusSource {
-  /** Process start (unix ms), for uptime. */
+  /** Process start (unix ms), shown as when it started. */
   readonly startedAt: number;
+  /**
+   * Seconds serve has run, by the monotonic clock; without it, uptime is counted from
+   * `startedAt` by the wall clock, which NTP can step (tests pass plain objects).
+   */
+  uptimeSeconds?(): number;
   /** Whether the SMTP listener is accepting connections. */
   smtpListening(): boolean;
   /** Whether STARTTLS is offered (and required). */
@@ -56,6 +61,8 @@ export interface StatusSource {
 /** The shapes `serve` already has, described structurally so http/ imports none of them. */
 export interface StatusParts {
   startedAt: number;
+  /** Milliseconds since the start by the monotonic clock (performance.now() minus its value then). */
+  uptimeMs?: () => number;
   smtpListening: () => boolean;
   tls: { enabled: boolean; required: boolean };
   /** The relay in force (config.relay; may change on SIGHUP), null when none is configured. */
@@ -78,8 +85,10 @@ export interface StatusParts {
 
 /** Adapts serve's components to a StatusSource (dates to unix ms, never credentials). */
 export function createStatusSource(parts: StatusParts): StatusSource {
+  const { uptimeMs } = parts;
   return {
     startedAt: parts.startedAt,
+    ...(uptimeMs ? { uptimeSeconds: () => Math.floor(uptimeMs() / 1000) } : {}),
     smtpListening: parts.smtpListening,
     smtpTls: () => ({ enabled: parts.tls.enabled, required: parts.tls.required }),
     databaseWriteFailure: () => parts.databaseWriteFailure?.() ?? null,
@@ -107,4 +116,13 @@ export function createStatusSource(parts: StatusParts): StatusSource {
       };
     },
   };
+}
+
+/**
+ * Uptime for /stats, /healthz and /metrics: the monotonic one when the source has it. By the
+ * wall clock, a step back of an hour showed 0 for an hour (a "restarted" alert) and a step
+ * forward of a day added a day.
+ */
+export function uptimeSeconds(status: StatusSource, now: number): number {
+  return Math.max(0, status.uptimeSeconds?.() ?? Math.floor((now - status.startedAt) / 1000));
 }

@@ -133,6 +133,7 @@ function refuseNewDatabaseBesideSpool(config: Config): void {
 async function startServices(db: Database, opts: GatewayOptions): Promise<Gateway> {
   const { config, logger } = opts;
   const startedAt = Date.now();
+  const startedMono = performance.now();
   const rules = await startRulesRuntime({ file: config.rulesFile, logger, db });
   let heap: HeapGovernor | null = null;
   let relay: RelayConfig | null = config.relay;
@@ -178,6 +179,7 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
     logger,
     status: createStatusSource({
       startedAt,
+      uptimeMs: () => performance.now() - startedMono,
       smtpListening: () => smtpAddress !== null,
       tls: { enabled: config.smtp.tls.enabled, required: config.smtp.tls.required },
       relay: () => relay,

@@ -88,6 +88,28 @@ rules:
   }, 60_000);
 });
 
+/** Uptime as /stats.json, /healthz and /metrics give it. */
+async function uptimes(url: string): Promise<number[]> {
+  const stats = (await (await fetch(`${url}/stats.json`)).json()) as { uptimeSeconds: number };
+  const health = (await (await fetch(`${url}/healthz`)).json()) as { uptimeSeconds: number };
+  const metric = /^mailgw_uptime_seconds (\S+)$/m.exec(await (await fetch(`${url}/metrics`)).text())?.[1];
+  return [stats.uptimeSeconds, health.uptimeSeconds, Number(metric)];
+}
+
+describe.skipIf(!LIBFAKETIME)("serve with a wall clock stepped either way", () => {
+  test("uptime counts the time serve has run: not 0 for an hour after a step back, not a day more after a step forward", async () => {
+    const dir = serveDir();
+    const { clock, env } = fakeClock(dir);
+    serve = await startServe("binary", dir, env);
+    await Bun.sleep(1100);
+    // An alert on `mailgw_uptime_seconds < 300` (a restart) fired for an hour after this step.
+    writeFileSync(clock, "-1h\n");
+    for (const u of await uptimes(serve.httpUrl)) expect(u).toBeWithin(1, 60);
+    writeFileSync(clock, "+1d\n");
+    for (const u of await uptimes(serve.httpUrl)) expect(u).toBeWithin(1, 60);
+  }, 60_000);
+});
+
 describe.skipIf(!LIBFAKETIME)("serve after a clock that was ahead is corrected", () => {
   test("/stats.json's last 30 days leave out the days after today, as its chart does", async () => {
     const dir = serveDir();
