@@ -35,6 +35,7 @@ export interface SmtpServerDeps {
   limits?: Partial<SmtpLimits>;
   /** Called once per session when it ends (counters `session` / `session_tls`). */
   onSessionEnd?: (summary: SessionSummary) => void;
+  /** Clock of session durations (and, when set, of the rate limiter); default monotonic. */
   now?: () => number;
 }
 
@@ -64,7 +65,9 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     });
     limits.maxClients = maxClients;
   }
-  const now = deps.now ?? Date.now;
+  // Monotonic: it only measures how long sessions take (the log's duration_ms), and a wall
+  // clock stepped by NTP during a session made that the step (a day) or 0.
+  const now = deps.now ?? (() => performance.now());
   const cfg = deps.smtp;
   const tls: TlsManager | null = cfg.tls.enabled ? createTlsManager(cfg.tls, deps.logger) : null;
   const states = new Map<string, SessionState>();

@@ -76,6 +76,7 @@ export interface MessageSummary {
 export interface SessionState extends Omit<SessionSummary, "durationMs"> {
   /** Id of the message being finished (accepted, or recorded as rejected); null before. */
   messageId: string | null;
+  /** When the session started, by the SMTP server's clock (monotonic): only durations are taken from it. */
   startedAt: number;
   /** Envelope of the last message that reached the end of DATA (see `from` above). */
   lastMessage: { from: string; recipients: string[] } | null;
@@ -166,7 +167,7 @@ export function isNotableReply(code: number, text: string): boolean {
 export function summarize(state: SessionState, now: number): SessionSummary {
   const { startedAt, storing: _storing, receiving: _receiving, afterReceiving: _afterReceiving, lastMessage, messageId: _messageId, ...rest } = state;
   const envelope = lastMessage ? { from: lastMessage.from, recipients: [...lastMessage.recipients] } : {};
-  return { ...rest, ...envelope, durationMs: Math.max(0, now - startedAt) };
+  return { ...rest, ...envelope, durationMs: Math.max(0, Math.round(now - startedAt)) };
 }
 
 /** No transaction was even started: nothing to trace (a probe, a scanner, a health check). */

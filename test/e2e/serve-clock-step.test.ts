@@ -110,6 +110,22 @@ describe.skipIf(!LIBFAKETIME)("serve with a wall clock stepped either way", () =
   }, 60_000);
 });
 
+describe.skipIf(!LIBFAKETIME)("serve with a wall clock stepped during a session", () => {
+  test("the session line's duration_ms is the time the session took, not the step", async () => {
+    const dir = serveDir();
+    const { clock, env } = fakeClock(dir);
+    serve = await startServe("binary", dir, env);
+    const c = await RawClient.connect(serve.smtpPort);
+    await greet(c);
+    writeFileSync(clock, "+1d\n");
+    expect(await sendMail(c, "info@company.com", simpleMessage("across a step"))).toStartWith("250 2.0.0");
+    await c.cmd("QUIT").catch(() => "");
+    c.end();
+    const line = await serve.waitForLog((l) => l.msg === "smtp session" && l.decision === "archive");
+    expect(line.duration_ms as number).toBeLessThan(60_000);
+  }, 60_000);
+});
+
 describe.skipIf(!LIBFAKETIME)("serve after a clock that was ahead is corrected", () => {
   test("/stats.json's last 30 days leave out the days after today, as its chart does", async () => {
     const dir = serveDir();
