@@ -255,6 +255,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       return;
     }
     const at = now();
+    // Its duration by the monotonic clock: `end - at` was a day when NTP stepped the clock a day.
+    const startedMono = performance.now();
     const signal = AbortSignal.any([AbortSignal.timeout(attemptTimeoutMs), stopController.signal]);
     const { outcome, target, unsent, relayDown, relay: sentTo } = await runAttempt(d, {
       spool, relay, webhookSecret: config.webhookSecret, signal, stopSignal: stopController.signal, deadlineMs: attemptTimeoutMs, nowMs: at,
@@ -274,7 +276,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     const suspended = !cutByStop && d.kind === "forward" && relay !== null
       ? gate.ended(d.id, relay.label, sentTo === relay.label ? relayDown : undefined, outcome.kind === "delivered" ? "" : outcome.error, end)
       : null;
-    const record = attemptRecord(d, outcome, target, at, end, suspended);
+    const record = attemptRecord(d, outcome, target, at, end, Math.round(performance.now() - startedMono), suspended);
     if (cutByStop) record.step = { state: "deferred", nextAttemptAt: end, reason: `${STOPPED_DURING_ATTEMPT}: ${outcome.error}` };
     const result = await persistently("a delivery result", d, () => recordFinished(record));
     if (result === null) return;
@@ -304,7 +306,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
    * The attempt's result and the next state of its delivery (and of recipients split off). A
    * forward the relay itself failed (`suspended`) waits for the suspension's end, not its own backoff.
    */
-  function attemptRecord(d: store.ClaimedDelivery, outcome: AttemptOutcome, target: string, at: number, end: number, suspended: RelaySuspension | null): store.AttemptRecord {
+  function attemptRecord(d: store.ClaimedDelivery, outcome: AttemptOutcome, target: string, at: number, end: number, tookMs: number, suspended: RelaySuspension | null): store.AttemptRecord {
     const schedule = (o: AttemptOutcome) =>
       nextStep({ outcome: o, attempts: d.attempts + 1 - d.retryAttempts, createdAt: d.ageFrom, now: end, ...config.queue, random });
     const ok = outcome.kind === "delivered";
@@ -316,7 +318,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     const now: NextStep = { state: "deferred", nextAttemptAt: end, reason: null };
     const deferred = split ? { ...split, step: split.retryNow ? now : schedule({ kind: "temporary", error: split.error }) } : undefined;
     return {
-      delivery: d, at, durationMs: Math.max(0, end - at), target, ok,
+      delivery: d, at, durationMs: Math.max(0, tookMs), target, ok,
       reply: ok ? outcome.reply : outcome.error,
       step: suspended ? suspendedStep(schedule(outcome), suspended, d.attempts + 1, d.ageFrom + config.queue.maxAgeHours * 3600 * 1000) : schedule(outcome),
       ...(refused ? { refused } : {}), ...(deferred ? { deferred } : {}),

@@ -31,6 +31,11 @@ function fakeClock(dir: string): { clock: string; env: Record<string, string> } 
   return { clock, env: { LD_PRELOAD: LIBFAKETIME ?? "", FAKETIME_TIMESTAMP_FILE: clock, FAKETIME_NO_CACHE: "1", DONT_FAKE_MONOTONIC: "1" } };
 }
 
+const FORWARD_RULES = `domains: [company.com]
+rules:
+  - { name: fwd, priority: 1, action: forward, forward_to: [sales@forward.example], conditions: [{ field: subject, operator: contains, value: fwd }] }
+`;
+
 /** A session up to MAIL FROM (where the rate limit is checked); its reply. */
 async function mailFrom(port: number): Promise<string> {
   const c = await RawClient.connect(port);
@@ -67,10 +72,7 @@ describe.skipIf(!LIBFAKETIME)("serve with a wall clock stepped back", () => {
 describe.skipIf(!LIBFAKETIME)("serve with a wall clock stepped back", () => {
   test("a relay suspended just before the step is probed when its suspension ends, not a day later when the clock has caught up", async () => {
     const dir = serveDir();
-    writeFileSync(join(dir, "rules.yaml"), `domains: [company.com]
-rules:
-  - { name: fwd, priority: 1, action: forward, forward_to: [sales@forward.example], conditions: [{ field: subject, operator: contains, value: fwd }] }
-`);
+    writeFileSync(join(dir, "rules.yaml"), FORWARD_RULES);
     const { clock, env } = fakeClock(dir);
     relay = await startRelay();
     relay.password = "changed at the provider"; // 535: the relay fails itself and is suspended
@@ -123,6 +125,28 @@ describe.skipIf(!LIBFAKETIME)("serve with a wall clock stepped during a session"
     c.end();
     const line = await serve.waitForLog((l) => l.msg === "smtp session" && l.decision === "archive");
     expect(line.duration_ms as number).toBeLessThan(60_000);
+  }, 60_000);
+});
+
+describe.skipIf(!LIBFAKETIME)("serve with a wall clock stepped during a delivery", () => {
+  test("the attempt's duration (log, histogram) is the time it took, not the step", async () => {
+    const dir = serveDir();
+    writeFileSync(join(dir, "rules.yaml"), FORWARD_RULES);
+    const { clock, env } = fakeClock(dir);
+    relay = await startRelay();
+    relay.dataReplyDelayMs = 1500;
+    serve = await startServe("binary", dir, { ...env, ...relayVars(relay) });
+    const c = await RawClient.connect(serve.smtpPort);
+    await greet(c);
+    expect(await sendMail(c, "orders@company.com", simpleMessage("fwd across a step"))).toStartWith("250 2.0.0");
+    c.end();
+    const sending = relay;
+    await waitFor(() => sending.mailFroms.length === 1, 10_000, "the attempt under way");
+    writeFileSync(clock, "+1d\n"); // while the relay takes its time over DATA
+    const line = await serve.waitForLog((l) => l.msg === "delivered");
+    expect(line.duration_ms as number).toBeWithin(1000, 60_000);
+    const sum = /^mailgw_delivery_duration_seconds_sum\{kind="forward"\} (\S+)$/m.exec(await (await fetch(`${serve.httpUrl}/metrics`)).text())?.[1];
+    expect(Number(sum)).toBeWithin(1, 60);
   }, 60_000);
 });
 
