@@ -5,7 +5,8 @@
  * copy; the stats come from daily_counters) unless a delivery still needs them: one not
  * delivered yet, or failed and waiting for `mailgw queue retry` (only its archive copy goes).
  * Day directories wholly older than the cutoff are then removed with whatever they still hold
- * (copies without a row, leftover `.tmp` files). Spool files are never touched.
+ * (copies without a row, leftover `.tmp` files); other names under archive/ are left alone.
+ * Spool files are never touched.
  *
  * Runs in the background (once at start, then hourly), in pages with a yield to the event
  * loop between them and async file I/O only, so a large archive never stalls SMTP sessions.
@@ -20,6 +21,7 @@ import { join, normalize, sep } from "node:path";
 import { describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { ignoreMissing } from "../spool/spool.ts";
+import { dayKey } from "./db.ts";
 import { commitWhenFree } from "../spool/wal-sync.ts";
 import { archivedBefore, clearArchivePath, deleteMessages, expiredMessages } from "./messages.ts";
 
@@ -81,13 +83,23 @@ export async function pruneArchive(db: Database, dataDir: string, maxAgeDays: nu
   const days = await readdir(root).catch((err: unknown) => (ignoreMissing(err), [] as string[]));
   for (const day of days) {
     if (stopped()) return report;
-    if (!DAY_DIR_PATTERN.test(day)) continue;
-    const dayEnd = Date.parse(`${day}T00:00:00Z`) + DAY_MS;
-    if (!(dayEnd <= cutoffMs)) continue;
+    const dayStart = dayDirStart(day);
+    if (dayStart === null || !(dayStart + DAY_MS <= cutoffMs)) continue;
     await rm(join(root, day), { recursive: true, force: true });
     report.dayDirsRemoved++;
   }
   return report;
+}
+
+/**
+ * Start (unix ms) of the UTC day a directory is named after; null for a name that is no day.
+ * Date.parse rolls an impossible day over ("2025-02-30" is March 2): such a directory is not
+ * one the archive made, and was removed with whatever someone had put in it.
+ */
+function dayDirStart(name: string): number | null {
+  if (!DAY_DIR_PATTERN.test(name)) return null;
+  const ms = Date.parse(`${name}T00:00:00Z`);
+  return Number.isFinite(ms) && dayKey(ms) === name ? ms : null;
 }
 
 export interface RetentionTimer {

@@ -145,6 +145,21 @@ describe("archive retention", () => {
     expect(pastKept.length).toBe(bounds.length - 2);
   });
 
+  test("directories under archive/ whose names are no day (not even 2025-02-30) are left alone, old day directories go", async () => {
+    h = await makeHarness();
+    const now = Date.now();
+    const root = join(h.config.dataDir, "archive");
+    const kept = ["notes/readme.txt", "2025-02-30/kept.eml", "2025-04-31/kept.eml", "2025-13-01/kept.eml", "0000-00-00/kept.eml"];
+    for (const f of kept) {
+      await mkdir(join(root, f, ".."), { recursive: true });
+      await writeFile(join(root, f), "not mailgw's");
+    }
+    await mkdir(join(root, dayKey(now - 40 * DAY)), { recursive: true }); // an empty old day: removed
+    const report = await pruneArchive(h.db, h.config.dataDir, 7, now);
+    expect(report.dayDirsRemoved).toBe(1);
+    expect(await listFiles(root)).toEqual([...kept].sort());
+  });
+
   test("ARCHIVE_MAX_AGE_DAYS=0 keeps everything", async () => {
     h = await makeHarness();
     const now = Date.now();
