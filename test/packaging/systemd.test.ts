@@ -76,6 +76,8 @@ describe("systemd install --root", () => {
     };
     for (const [key, value] of Object.entries(expected)) expect({ key, values: service.get(key) }).toEqual({ key, values: [value] });
     expect(service.has("AmbientCapabilities")).toBe(false);
+    // Started once the clock is set: a 1970 date would file mail under a day retention removes.
+    expect(parseUnit(readFileSync(unitPath, "utf8")).get("Unit")?.get("After")).toEqual(["network-online.target time-sync.target"]);
     expect(statSync(unitPath).mode & 0o777).toBe(0o644);
   });
 
