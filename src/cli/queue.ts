@@ -8,6 +8,7 @@ import { accessSync, constants } from "node:fs";
 import { defineCommand } from "citty";
 import { loadStoragePaths, type StoragePaths } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
+import { terminalSafeJson } from "../log/terminal-json.ts";
 import { drop, dropFailed, formatList, formatRetry, interruptedNote, listEntries, parseStates, retry, suspensionNote, truncationNote } from "../queue/queue-admin.ts";
 import { countQueue } from "../queue/queue-store.ts";
 import { createSpoolAccess } from "../queue/spool-access.ts";
@@ -85,7 +86,9 @@ const list = defineCommand({
     }
     // The JSON stays an array (scripts read it); notes go to stderr.
     for (const note of [suspended, truncationNote(entries.length, total), interrupted]) if (note !== null) process.stderr.write(`mailgw: ${note}\n`);
-    process.stdout.write(`${JSON.stringify(entries, null, 2)}\n`);
+    // A receiver's or relay's reply in lastError may carry bidi overrides and C1 controls:
+    // escaped, as the table shows them as '?' (the same values for a JSON parser).
+    process.stdout.write(`${terminalSafeJson(entries, 2)}\n`);
   }),
 });
 

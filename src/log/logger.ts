@@ -7,6 +7,7 @@
 import { format } from "node:util";
 import { createConsola, type ConsolaReporter, type LogObject } from "consola/core";
 import type { LogFormat, LogLevel } from "../config/config.ts";
+import { terminalSafeJson as json } from "./terminal-json.ts";
 
 type LogScalar = string | number | boolean | null | undefined;
 /** A flat record inside a field (one entry of a session's `messages`). */
@@ -46,12 +47,6 @@ const jsonReporter = (write: (s: string) => void): ConsolaReporter => ({
  * zero-width and line/paragraph separators.
  */
 const NEEDS_QUOTES = /[\s"=\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/;
-/** The ones JSON.stringify leaves as they are; written as \uXXXX inside the quotes. */
-const ESCAPE_IN_QUOTES = /[\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
-
-function json(v: unknown): string {
-  return JSON.stringify(v).replace(ESCAPE_IN_QUOTES, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-}
 
 function textValue(v: LogFields[string]): string {
   // A list of records (a session's `messages`) as JSON, which delimits itself.

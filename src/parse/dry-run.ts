@@ -7,6 +7,7 @@ import type { ClassifyResult, ConditionTrace, RuleSet, RuleTrace, TraceValue } f
 import { REGEX_BUDGET_MS } from "../rules/matchers.ts";
 import { canonicalSender } from "../smtp/recipient-policy.ts";
 import type { Envelope, MessageFacts } from "../types.ts";
+import { terminalSafeJson } from "../log/terminal-json.ts";
 
 /** Envelope flags of `mailgw test`; an absent from/to means "take it from the headers". */
 export interface EnvelopeFlags {
@@ -153,11 +154,11 @@ function terminalSafe(text: string): string {
 /** Characters of body text included in --json output. */
 const JSON_BODY_PREVIEW_CHARS = 500;
 
-/** Machine-readable dry run (`--json`). */
+/** Machine-readable dry run (`--json`); often read in a terminal too, so terminal-safe like the text report. */
 export function renderJson(report: DryRunReport): string {
   const { facts, rules, result } = report;
   const { headers, body, ...scalarFacts } = facts;
-  return `${JSON.stringify(
+  return `${terminalSafeJson(
     {
       source: report.source,
       inputNotes: report.inputNotes ?? [],
@@ -178,7 +179,6 @@ export function renderJson(report: DryRunReport): string {
         headers: Object.fromEntries(headers),
       },
     },
-    null,
     2,
   )}\n`;
 }

@@ -303,4 +303,17 @@ rules:
     expect(run.stdout).toContain("mail_from=<a\\u001b[31mred@evil.example>");
     expect(run.stdout).toContain('subject:  "\\u202etxt.exe"');
   });
+
+  test("--json: bidi overrides, C1 controls and zero-width characters are \\uXXXX too, and parse to the same values", async () => {
+    const hostile = join(dir, "escapes-json.eml");
+    const subject = "\u202etxt.exe\u009b2J\u200b\u2028x";
+    writeFileSync(hostile, `From: "\u202eevil" <a@evil.example>\r\nTo: b@company.com\r\nSubject: =?utf-8?B?${Buffer.from(subject).toString("base64")}?=\r\n\r\nbody\u202e\r\n`);
+    const run = await mailgw([hostile, "--rules", rulesFile, "--json"]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\u2028\u202e]/);
+    const report = JSON.parse(run.stdout);
+    expect(report.facts.subject).toBe(subject);
+    expect(report.facts.fromName).toBe("\u202eevil");
+    expect(report.facts.bodyPreview).toContain("body\u202e");
+  });
 });

@@ -8,7 +8,8 @@
  *   SMTP session, /healthz) stays responsive, and the log names the rule (it used to stall the
  *   whole process about a second per name);
  * - a webhook receiver whose error reply carries terminal escapes or a bidi override: `mailgw
- *   queue list` shows them as `?`, not as bytes that drive the admin's terminal or reverse the line;
+ *   queue list` shows them as `?`, not as bytes that drive the admin's terminal or reverse the line
+ *   (`--json`: as \uXXXX escapes);
  * - LOG_FORMAT=text (what an admin reads in a TTY or journalctl): a sender address with a bidi
  *   override is escaped, and the refused recipients are one quoted value;
  * - a message whose first line starts with a space continued mailgw's own Received header (a
@@ -155,6 +156,11 @@ rules: []
       expect(listed.code).toBe(0);
       expect(listed.stdout).toContain("HTTP 400 Bad Request: ?]0;owned??[2Jrefused?[31m ?txt.exe?");
       expect(listed.stdout).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f\u202e\u200b]/);
+      // --json too: the same text, escaped as \uXXXX, decoding to the reply as recorded.
+      const json = await mailgwQueue(s.dir, "list", "--state", "failed", "--json");
+      expect(json.code).toBe(0);
+      expect(json.stdout).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e\u200b]/);
+      expect(JSON.parse(json.stdout)[0].lastError).toBe("HTTP 400 Bad Request: \x1b]0;owned\x07\x1b[2Jrefused\x1b[31m \u202etxt.exe\u200b");
       expect(await s.stop()).toBe(0);
     } finally {
       receiver.stop(true);
