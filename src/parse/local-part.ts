@@ -9,10 +9,15 @@
 /** RFC 5322 atext (plus UTF-8, RFC 6531), in dot-atom form: a local part that needs no quotes. */
 const DOT_ATOM = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uffff-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uffff-]+)*$/;
 
-/** `"v"` → `v`; anything that needs its quotes is kept as sent. */
+/** A quoted-pair: the backslash and the character it stands for. */
+const QUOTED_PAIR = /\\([\s\S])/g;
+
+/** `"v"` and `"\v"` → `v`; anything that needs its quotes is kept as sent. */
 export function unquoteLocalPart(local: string): string {
   if (local.length < 3 || !local.startsWith('"') || !local.endsWith('"')) return local;
-  const inner = local.slice(1, -1);
+  // A quoted-pair is its character (RFC 5321 §4.1.2, RFC 5322 §3.2.4), as Postfix reads it:
+  // kept as sent, `"c\eo"@company.com` slipped past a rule for ceo@company.com.
+  const inner = local.slice(1, -1).replace(QUOTED_PAIR, "$1");
   return DOT_ATOM.test(inner) ? inner : local;
 }
 

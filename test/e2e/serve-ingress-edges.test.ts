@@ -211,6 +211,32 @@ rules:
     expect(await s.stop()).toBe(0);
   }, 30_000);
 
+  test("quoted-pairs (<\"c\\eo\"@…>, To: <\"c\\eo\"@…>) stand for their characters: no way past a rule on rcpt, mail_from or to", async () => {
+    // RFC 5321 §4.1.2 / RFC 5322 §3.2.4: `"c\eo"` is the local part `ceo`, as Postfix reads it.
+    const rules = RULES_YAML + [
+      `  - { name: no-ceo, priority: 60, category: policy, action: reject, reject_message: "Not for the CEO", conditions: [{ field: rcpt, operator: equals, value: ceo@company.com }] }`,
+      `  - { name: no-bob, priority: 50, category: policy, action: reject, reject_message: "Not from bob", conditions: [{ field: mail_from, operator: equals, value: bob@sender.example }] }`,
+      `  - { name: no-cfo, priority: 40, category: policy, action: reject, reject_message: "Not to the CFO", conditions: [{ field: to, operator: equals, value: cfo@company.com }] }`,
+    ].join("\n") + "\n";
+    const s = await serve({}, rules);
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    expect(await sendMail(c, '"c\\eo"@company.com')).toBe("550 5.7.1 Not for the CEO");
+    expect(await sendMail(c, '"\\c\\e\\o"@company.com')).toBe("550 5.7.1 Not for the CEO");
+    expect(await c.cmd('MAIL FROM:<"b\\ob"@sender.example>')).toStartWith("250");
+    expect(await c.cmd("RCPT TO:<b@company.com>")).toStartWith("250");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    expect(await c.cmd("Subject: hi\r\n\r\nhello\r\n.")).toBe("550 5.7.1 Not from bob");
+    expect(await sendMail(c, "b@company.com", 'To: CFO <"c\\fo"@company.com>\r\nSubject: hi\r\n\r\nhello\r\n')).toBe("550 5.7.1 Not to the CFO");
+    // A quoted-pair whose character needs the quotes keeps them: `"a\"b"` is not `ab`.
+    const kept = await sendMail(c, '"a\\"b"@company.com');
+    expect(kept).toMatch(/^250 2\.0\.0 Queued as /);
+    c.end();
+    const line = await s.waitForLog((l) => l.msg === "smtp session" && typeof l.id === "string");
+    expect(line.recipients).toEqual(['"a\\"b"@company.com']);
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+
   test("UTF-8 address without SMTPUTF8 → 553, `Received :` counts as a hop, the log line describes the last message", async () => {
     const s = await serve();
     const c = await RawClient.connect(s.smtpPort);

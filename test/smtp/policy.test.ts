@@ -119,6 +119,12 @@ describe("policy units", () => {
     expect(checkRecipient('TO:<".lead"@company.com>', '".lead"@company.com', domains)).toEqual({ ok: true, address: '".lead"@company.com' });
     expect(unquoteLocalPart('"jörg"')).toBe("jörg");
     expect(unquoteLocalPart('""')).toBe('""');
+    // Quoted-pairs stand for their characters; a pair that needs the quotes, or a trailing lone backslash, keeps them.
+    expect(unquoteLocalPart('"c\\eo"')).toBe("ceo");
+    expect(checkRecipient('TO:<"\\c\\e\\o"@company.com>', '"\\c\\e\\o"@company.com', domains)).toEqual({ ok: true, address: "ceo@company.com" });
+    expect(unquoteLocalPart('"a\\"b"')).toBe('"a\\"b"');
+    expect(unquoteLocalPart('"a\\ b"')).toBe('"a\\ b"');
+    expect(unquoteLocalPart('"ab\\"')).toBe('"ab\\"');
     expect(canonicalSender('"bob"@sender.example')).toBe("bob@sender.example");
     expect(canonicalSender("")).toBe("");
   });
