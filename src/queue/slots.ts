@@ -51,6 +51,19 @@ export interface SlotUse {
   answering: ReadonlySet<string>;
   /** The webhook URLs (not keys) whose last attempt failed for now. */
   failing: ReadonlyMap<string, unknown>;
+  /** The webhook URLs (not keys) whose receiver asked for time (Retry-After) that has not passed: none of their posts start. */
+  paused?: ReadonlySet<string>;
+}
+
+/**
+ * The URLs of `until` (URL → unix ms a receiver's Retry-After runs to) still paused at `now`;
+ * the entries that have run out are removed. A receiver that answers 429 or 503 with Retry-After
+ * asks the client to wait (RFC 9110 §10.2.3, RFC 6585 §4), not one request: posting the
+ * next message at once only earns it another refusal.
+ */
+export function pausedUrls(until: Map<string, number>, now: number): Set<string> {
+  for (const [url, at] of until) if (at <= now) until.delete(url);
+  return new Set(until.keys());
 }
 
 /** The running attempts' key for a delivery: one per relay, one per webhook URL. */
@@ -70,6 +83,10 @@ function targetCap(use: SlotUse, key: string): number {
 
 function isFailing(use: SlotUse, key: string): boolean {
   return key !== "relay" && use.failing.has(key.slice("webhook:".length));
+}
+
+function isPaused(use: SlotUse, key: string): boolean {
+  return key !== "relay" && (use.paused?.has(key.slice("webhook:".length)) ?? false);
 }
 
 /** Webhook attempts the failing URLs may have in flight together. */
@@ -98,6 +115,7 @@ export function claimLimits(use: SlotUse, free: number): ClaimLimits {
   }
   // Not read at all once they hold their share: their older rows would fill the read (claimDue).
   if (use.running.filter((r) => isFailing(use, r.key)).length >= failingCap(use)) for (const url of use.failing.keys()) webhookTargets.add(url);
+  for (const url of use.paused ?? []) webhookTargets.add(url);
   const relayRunning = countByKey(use, "relay");
   // Without a relay, forwards were just held; any claimed meanwhile go back to held in attempt().
   const forwards = use.relayCap === null ? free : Math.min(free, Math.max(0, use.relayCap - relayRunning));
@@ -125,7 +143,7 @@ export function applyCaps(use: SlotUse, candidates: readonly ClaimedDelivery[], 
     if (chosen.length >= free) break;
     const key = keyOf(d);
     const n = counts.get(key) ?? countByKey(use, key);
-    if (n >= targetCap(use, key)) continue;
+    if (n >= targetCap(use, key) || isPaused(use, key)) continue;
     if (key !== "relay" && webhooks >= use.webhookCap) continue;
     if (isFailing(use, key) && failing >= failingCap(use)) continue;
     if (isLarge(d)) {

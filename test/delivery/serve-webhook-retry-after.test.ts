@@ -5,6 +5,8 @@
  * backoff (QUEUE_RETRY_BASE_SECONDS=0.05) would retry within a tenth of a second; a
  * `Retry-After` of a day is capped at the one-hour retry cap, and `queue list` shows what the
  * receiver asked for. Before, the header was ignored and a rate-limited receiver was hammered.
+ * It holds for the URL, not only for the post that got it: other messages to that receiver wait
+ * too (before, each was posted at once and got its own 429).
  */
 import { afterEach, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
@@ -84,5 +86,30 @@ test("Retry-After on a webhook's 429/503 delays the next post (seconds or HTTP-d
   const dueIn = Date.parse(entry!.nextAttemptAt!) - Date.now();
   expect(dueIn).toBeGreaterThan(55 * 60_000);
   expect(dueIn).toBeLessThanOrEqual(60 * 60_000);
+  expect(await s.stop()).toBe(0);
+}, 60_000);
+
+test("Retry-After holds back the other messages to that URL too, not only the post that got it", async () => {
+  const hook = receiver({ "/limited": [() => new Response("slow down", { status: 429, headers: { "retry-after": "3" } })] });
+  const dir = serveDir();
+  writeFileSync(
+    join(dir, "rules.yaml"),
+    ["domains: [company.com]", "default: { action: archive, category: default }", "rules:",
+      `  - { name: limited, action: webhook, url: "${hook.base}/limited", conditions: [{ field: rcpt, operator: equals, value: limited@company.com }] }`, ""].join("\n"),
+  );
+  const s: ServeProcess = await startServe("source", dir, { QUEUE_RETRY_BASE_SECONDS: "0.05", RATE_LIMIT_MAX: "1000" });
+  cleanups.push(async () => {
+    if (s.proc.exitCode === null && s.proc.signalCode === null) await s.stop("SIGKILL");
+  });
+
+  await sendTo(s.smtpPort, "limited@company.com");
+  await waitFor(() => (hook.posts["/limited"]?.length ?? 0) >= 1, 15_000, "the first post (429)");
+  const limitedAt = hook.posts["/limited"]![0]!;
+  // Two more messages for the receiver that asked for 3 s of quiet.
+  await sendTo(s.smtpPort, "limited@company.com");
+  await sendTo(s.smtpPort, "limited@company.com");
+  await waitFor(() => (hook.posts["/limited"]?.length ?? 0) >= 4, 15_000, "all three delivered");
+  // Nothing reached it before the 3 s it asked for (a little slack for timers).
+  expect(hook.posts["/limited"]![1]! - limitedAt).toBeGreaterThanOrEqual(2900);
   expect(await s.stop()).toBe(0);
 }, 60_000);
