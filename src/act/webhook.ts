@@ -51,14 +51,22 @@ export async function postWebhook(input: WebhookPostInput): Promise<AttemptOutco
   // Encoded once, into one Buffer (webhook-body.ts): the bytes signed are the bytes sent, and
   // neither the HMAC nor fetch (handed slices of it) makes its own copy.
   const body = webhookBody(fields, input.message.raw);
-  const headers: Record<string, string> = { "content-type": "application/json", "content-length": String(body.byteLength), "user-agent": input.userAgent };
+  // The reply is read only for a line in the attempt record: asked for as it is, and not
+  // decompressed. Bun asks for gzip/br/zstd by default, and a receiver whose 2xx claimed an
+  // encoding its body did not have failed to decode: "the reply broke off", posted again.
+  const headers: Record<string, string> = {
+    "content-type": "application/json",
+    "content-length": String(body.byteLength),
+    "user-agent": input.userAgent,
+    "accept-encoding": "identity",
+  };
   if (input.secret !== null) {
     headers[SIGNATURE_HEADER] = signWebhookBody(body, input.secret);
     headers[TIMESTAMP_HEADER] = String(fields.timestamp);
   }
   let res: Response;
   try {
-    res = await fetch(input.url, { method: "POST", body: bodyStream(body), headers, redirect: "manual", signal: input.signal });
+    res = await fetch(input.url, { method: "POST", body: bodyStream(body), headers, redirect: "manual", signal: input.signal, decompress: false });
   } catch (err) {
     const text = errorText(err);
     if (input.signal.aborted) return { kind: "temporary", error: `timed out: ${text}` };
@@ -107,6 +115,8 @@ async function readReplySnippet(res: Response): Promise<ReplySnippet> {
   } finally {
     reader.cancel().catch(() => undefined);
   }
+  const encoding = res.headers.get("content-encoding")?.trim().toLowerCase() ?? "identity";
+  if (encoding !== "identity" && encoding !== "") return { snippet: size > 0 ? `: (a ${encoding}-encoded reply, not shown)` : "", broken };
   const text = Buffer.concat(chunks).subarray(0, WEBHOOK_MAX_REPLY_BYTES).toString("utf8");
   const line = replyLine(text, res.headers.get("content-type"));
   return { snippet: line ? `: ${line}` : "", broken };

@@ -183,6 +183,36 @@ describe("webhook", () => {
     expect(posts).toBe(2);
   }, 30_000);
 
+  // The reply is only read for the attempt record: a 2xx whose body claims an encoding it does not
+  // have (a receiver's framework bug) was undecodable for Bun, "broke off", and was posted again
+  // and again, each time a duplicate the receiver had already taken.
+  test("a 2xx whose body is mislabelled as gzip is delivered once; the post asks for an unencoded reply", async () => {
+    const requests: string[] = [];
+    const server = createServer((socket) => {
+      let seen = "";
+      socket.on("data", (d: Buffer) => {
+        seen += d.toString("latin1");
+        const head = seen.indexOf("\r\n\r\n");
+        const length = Number(/content-length: *(\d+)/i.exec(seen)?.[1] ?? -1);
+        if (head < 0 || seen.length < head + 4 + length) return;
+        requests.push(seen.slice(0, head));
+        seen = "";
+        socket.end("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+      });
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+    cleanups.push(() => new Promise<void>((ok) => server.close(() => ok())));
+    const { t, worker } = setup();
+    const id = seedDelivery(t, { kind: "webhook", target: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook` });
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state !== "queued" && deliveryOf(t.db, id).state !== "delivering", 10_000, "attempted");
+    expect(deliveryOf(t.db, id).state).toBe("delivered");
+    expect(attemptsOf(t.db, id).map((a) => a.reply)).toEqual(["HTTP 200 OK: (a gzip-encoded reply, not shown)"]);
+    expect(requests).toHaveLength(1);
+    expect(requests[0]).toMatch(/\r\naccept-encoding: identity\r\n/i);
+  }, 30_000);
+
   // Bun names the URL in some errors (`Malformed_HTTP_Response fetching "…?token=…"`), and the
   // error is kept for `queue list`, the stats page and the log, where the query must not show.
   test("a reply that is not HTTP: deferred, and the error does not carry the URL's query (a token)", async () => {
