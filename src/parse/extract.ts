@@ -183,10 +183,15 @@ async function parseMime(input: Uint8Array): Promise<Email> {
   });
 }
 
+/**
+ * The text part, else the HTML as text. A text part of blank lines beside an HTML one (an
+ * alternative whose plain part was left empty) is no text: the reader sees the HTML, and a
+ * `body` rule must too, or a message hides its words from the rules behind an empty part.
+ */
 function bodyText(email: Email): string {
-  if (email.text) return email.text.slice(0, MAX_BODY_TEXT_CHARS);
-  if (email.html) return htmlToText(email.html, MAX_BODY_TEXT_CHARS);
-  return "";
+  const text = email.text ?? "";
+  if (email.html && !/\S/.test(text)) return htmlToText(email.html, MAX_BODY_TEXT_CHARS);
+  return text.slice(0, MAX_BODY_TEXT_CHARS);
 }
 
 function isMessage(mimeType: string): boolean {

@@ -126,6 +126,21 @@ describe("mailgw test decides as serve does", () => {
     expect((await dryRun(worded)).decision.rule).toBeNull();
   }, 30_000);
 
+  test("a blank text part beside an HTML one (multipart/alternative) is no text: `body` is the HTML's", async () => {
+    const message = lines(
+      "From: a@sender.example", "To: b@company.com", "Subject: offer", "Content-Type: multipart/alternative; boundary=b", "",
+      "--b", "Content-Type: text/plain; charset=utf-8", "", "", " ",
+      "--b", "Content-Type: text/html; charset=utf-8", "", "<p>cheap viagra</p>",
+      "--b--",
+    );
+    const served = await sendToServe(message);
+    expect(served.reply).toStartWith("550 5.7.1");
+    expect(served.rule).toBe("no-viagra");
+    const dry = await dryRun(message);
+    expect(dry.decision.rule).toBe("no-viagra");
+    expect(dry.facts.bodyPreview).toBe("cheap viagra");
+  }, 30_000);
+
   test("every From address counts for a `from` rule: a second one (in the list or a second field) is not hidden", async () => {
     for (const from of ['From: "Doe, John" <john@sender.example>, CEO@company.com', "From: john@sender.example\r\nFrom: ceo@company.com"]) {
       const message = lines(from, "To: b@company.com", "Subject: wire transfer", "", "Please pay today.");
