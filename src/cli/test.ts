@@ -161,6 +161,11 @@ export async function runDryRun(source: string, flags: EnvelopeFlags, opts: DryR
     envelope = { ...envelope, rcptTo: [...headerTo] };
   }
   envelope = { ...envelope, rcptTo: envelope.rcptTo.map((a) => asServeKeeps(a, domains)) };
+  // serve classifies with the recipients it accepted: one refused at RCPT is in neither its
+  // `rcpt` nor its Received line's `for`. With none accepted there is no message; all are kept.
+  const refused = refusedRecipients(envelope.rcptTo, domains);
+  const accepted = envelope.rcptTo.filter((a) => !refused.some((r) => r.address === a));
+  if (accepted.length > 0) envelope = { ...envelope, rcptTo: accepted };
   const received = Buffer.from(
     buildReceivedHeader({
       helo: envelope.helo, clientIp: envelope.clientIp, hostname, protocol: `${receivedWith(envelope)}${envelope.tls ? "S" : ""}`,
@@ -171,9 +176,8 @@ export async function runDryRun(source: string, flags: EnvelopeFlags, opts: DryR
   const authGiven = AUTH_FIELDS.filter((f) => auth[f] !== undefined);
   const parsed = await extractFacts(asReceived, envelope, { auth });
   const defaulted = applyHeaderDefaults(parsed, flags);
-  const facts = { ...defaulted, rcpt: defaulted.rcpt.map((a) => asServeKeeps(a, domains)) };
+  const facts = { ...defaulted, rcpt: [...envelope.rcptTo] };
   const result = classify(facts, loaded.rules);
-  const refused = refusedRecipients(facts.rcpt, domains);
   // serve's loop check (smtp/data-handler.ts) counts the client's Received: lines, not its own.
   const loop = countReceivedHeaders(raw.subarray(0, MAX_HEADER_BLOCK_BYTES), MAX_RECEIVED_HEADERS) > MAX_RECEIVED_HEADERS;
   const refusedMessage = maxMessageBytes !== null && raw.byteLength > maxMessageBytes

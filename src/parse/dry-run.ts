@@ -85,7 +85,7 @@ export interface DryRunReport {
   result: ClassifyResult;
   /** Authentication results given on the command line (a dry run checks none itself). */
   authGiven?: readonly string[];
-  /** Envelope recipients `serve` would refuse at RCPT (not in `domains`), with the reply. */
+  /** Envelope recipients `serve` would refuse at RCPT (not in `domains`), with the reply; `facts.rcpt` holds the others (all when none is left). */
   refusedRecipients?: readonly RefusedRecipient[];
   /** serve's reply when it would refuse the whole message after DATA whatever the rules say (mail loop). */
   refusedMessage?: string | null;
@@ -126,7 +126,7 @@ export function renderText(report: DryRunReport): string {
   if (report.refusedSender) lines.push(`note:     serve would refuse MAIL FROM <${facts.mailFrom}> (${report.refusedSender}): the message would not be accepted at all`);
   const refused = report.refusedRecipients ?? [];
   if (refused.length > 0) {
-    const all = refused.length === facts.rcpt.length;
+    const all = facts.rcpt.every((address) => refused.some((r) => r.address === address));
     lines.push(`note:     serve would refuse at RCPT ${refused.map((r) => `<${r.address}> (${r.reply})`).join(", ")}${all ? ": with no recipient left, the message would not be accepted at all" : ""}`);
   }
   if (report.refusedMessage) lines.push(`note:     serve would refuse this message after DATA, before the rules: ${report.refusedMessage}`);

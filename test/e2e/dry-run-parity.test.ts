@@ -22,6 +22,7 @@ rules:
   - { name: loopback-v4, priority: 5, action: archive, conditions: [{ field: client_ip, operator: equals, value: 127.0.0.1 }, { field: subject, operator: equals, value: from loopback }] }
   - { name: over-size, priority: 4, action: archive, conditions: [{ field: subject, operator: equals, value: sized }, { field: size, operator: gt, value: 100MB }] }
   - { name: forged-hop, priority: 40, action: reject, conditions: [{ field: "header:received", operator: contains, value: by trusted.example }] }
+  - { name: outside-rcpt, priority: 3, action: drop, conditions: [{ field: rcpt, operator: ends_with, value: "@other.example" }] }
   - { name: invoice-de, priority: 10, action: archive, conditions: [{ field: body, operator: contains, value: "Rechnung für Müller" }] }
 `;
 
@@ -47,12 +48,12 @@ interface Served {
   size: number | null;
 }
 
-/** Sends `message` (CRLF lines) from a@sender.example to b@company.com; serve's reply and recorded rule. */
-async function sendToServe(message: string, mailFrom = "<a@sender.example>"): Promise<Served> {
+/** Sends `message` (CRLF lines) from a@sender.example to b@company.com (or `rcpts`); serve's reply and recorded rule. */
+async function sendToServe(message: string, mailFrom = "<a@sender.example>", rcpts = ["b@company.com"]): Promise<Served> {
   const c = await RawClient.connect(serve.smtpPort, "127.0.0.1");
   await greet(c);
   await c.cmd(`MAIL FROM:${mailFrom}`);
-  await c.cmd("RCPT TO:<b@company.com>");
+  for (const rcpt of rcpts) await c.cmd(`RCPT TO:<${rcpt}>`);
   await c.cmd("DATA");
   const reply = await c.cmd(`${message.replace(/\r\n\./g, "\r\n..")}.`); // message ends with CRLF
   c.end();
@@ -204,6 +205,22 @@ describe("mailgw test decides as serve does", () => {
     const dry = await dryRun(message, [], ["--from", "jörg@sender.example", "--to", "b@company.com"]);
     expect(dry.facts.headers.received[0]).toContain("with UTF8SMTP");
     expect(dry.facts.size).toBe(served.size);
+  }, 30_000);
+
+  test("a recipient serve refuses at RCPT is not in the rcpt the dry run classifies on, nor in its Received line", async () => {
+    const message = lines("From: a@sender.example", "To: b@company.com, c@other.example", "Subject: two", "", "hi");
+    const served = await sendToServe(message, "<a@sender.example>", ["b@company.com", "c@other.example"]);
+    expect(served.reply).toStartWith("250 ");
+    expect(served.rule).toBeNull();
+    for (const envelope of [["--from", "a@sender.example", "--to", "b@company.com", "--to", "c@other.example"], []]) {
+      const dry = await dryRun(message, [], envelope);
+      expect(dry.decision.rule).toBeNull();
+      expect(dry.facts.rcpt).toEqual(["b@company.com"]);
+      expect(dry.facts.size).toBe(served.size);
+      expect(dry.refusedRecipients).toEqual([{ address: "c@other.example", reply: "550 5.7.1 Relaying denied" }]);
+    }
+    const text = await runBinary(binary.bin, ["test", "dry-run.eml", "--rules", "rules.yaml"], { cwd: serve.dir });
+    expect(text.stdout).toContain("note:     serve would refuse at RCPT <c@other.example> (550 5.7.1 Relaying denied)\n");
   }, 30_000);
 
   test("more than 50 Received: lines: serve answers 554 5.4.6, and the dry run says it would", async () => {
