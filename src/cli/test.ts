@@ -26,7 +26,6 @@ import { formatDiagnostics } from "../rules/format.ts";
 import { loadRules } from "../rules/load.ts";
 import { cliAction } from "./action.ts";
 import { repeatedFlag } from "./argv.ts";
-import type { Envelope } from "../types.ts";
 
 interface TestArgs {
   message?: string;
@@ -154,11 +153,14 @@ export async function runDryRun(source: string, flags: EnvelopeFlags, opts: DryR
   }
   const domains = loaded.rules.domains;
   let envelope = flagEnvelope(flags);
-  if (flags.to.length === 0) {
+  // The addresses as the client sends them, before serve puts their domains in ASCII form.
+  let sent = [flags.from ?? "", ...flags.to];
+  if (flags.to.length === 0 || flags.from === null) {
     // The default recipients (header To) go into the Received: line's `for` as serve writes it
     // for its envelope, so `size` and `header:received` see the same line as in serve.
-    const headerTo = (await extractFacts(raw, envelope, { auth })).to;
-    envelope = { ...envelope, rcptTo: [...headerTo] };
+    const header = await extractFacts(raw, envelope, { auth, content: false });
+    if (flags.to.length === 0) envelope = { ...envelope, rcptTo: [...header.to] };
+    sent = [flags.from ?? header.from, ...(flags.to.length > 0 ? flags.to : header.to)];
   }
   envelope = { ...envelope, rcptTo: envelope.rcptTo.map((a) => asServeKeeps(a, domains)) };
   // serve classifies with the recipients it accepted: one refused at RCPT is in neither its
@@ -168,7 +170,7 @@ export async function runDryRun(source: string, flags: EnvelopeFlags, opts: DryR
   if (accepted.length > 0) envelope = { ...envelope, rcptTo: accepted };
   const received = Buffer.from(
     buildReceivedHeader({
-      helo: envelope.helo, clientIp: envelope.clientIp, hostname, protocol: `${receivedWith(envelope)}${envelope.tls ? "S" : ""}`,
+      helo: envelope.helo, clientIp: envelope.clientIp, hostname, protocol: `${receivedWith(sent)}${envelope.tls ? "S" : ""}`,
       tls: envelope.tls ? DRY_RUN_TLS : null, id: newMessageId(), recipients: envelope.rcptTo, date: new Date(),
     }),
   );
@@ -223,10 +225,11 @@ export default defineCommand({
 });
 
 /**
- * serve's Received `with` type for this envelope: a client must declare SMTPUTF8 for a UTF-8
- * address (else 553), and serve then writes UTF8SMTP (RFC 6531): `size` counts the same bytes.
+ * serve's Received `with` type for the envelope addresses as sent: a client must declare SMTPUTF8
+ * for a UTF-8 address, its domain too (else 553), and serve then writes UTF8SMTP (RFC 6531):
+ * `size` counts the same bytes. (serve's stored form of a UTF-8 domain is ASCII: not asked here.)
  */
-function receivedWith(envelope: Envelope): "UTF8SMTP" | "ESMTP" {
+function receivedWith(addresses: readonly string[]): "UTF8SMTP" | "ESMTP" {
   const nonAscii = /[^\x00-\x7f]/;
-  return [envelope.mailFrom, ...envelope.rcptTo].some((a) => nonAscii.test(a)) ? "UTF8SMTP" : "ESMTP";
+  return addresses.some((a) => nonAscii.test(a)) ? "UTF8SMTP" : "ESMTP";
 }

@@ -12,7 +12,7 @@ import { RawClient, greet } from "../smtp/helpers.ts";
 import { cleanupBinary, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 import { BARE_PATH, copyBinaryToTemp, runBinary, type CopiedBinary } from "../packaging/binary.ts";
 
-const RULES = `domains: [company.com]
+const RULES = `domains: [company.com, bücher.example]
 default: { action: archive, category: default }
 rules:
   - { name: no-viagra, priority: 30, action: reject, conditions: [{ field: body, operator: contains, value: viagra }] }
@@ -221,6 +221,18 @@ describe("mailgw test decides as serve does", () => {
     }
     const text = await runBinary(binary.bin, ["test", "dry-run.eml", "--rules", "rules.yaml"], { cwd: serve.dir });
     expect(text.stdout).toContain("note:     serve would refuse at RCPT <c@other.example> (550 5.7.1 Relaying denied)\n");
+  }, 30_000);
+
+  test("size with a UTF-8 recipient domain: the client declared SMTPUTF8, so the dry run's Received: says UTF8SMTP too", async () => {
+    const message = lines("From: a@sender.example", "To: info@bücher.example", "Subject: sized", "", "x".repeat(100));
+    const served = await sendToServe(message, "<a@sender.example> SMTPUTF8", ["info@bücher.example"]);
+    expect(served.reply).toStartWith("250 ");
+    for (const envelope of [["--from", "a@sender.example", "--to", "info@bücher.example"], []]) {
+      const dry = await dryRun(message, [], envelope);
+      expect(dry.facts.rcpt).toEqual(["info@xn--bcher-kva.example"]);
+      expect(dry.facts.headers.received[0]).toContain("with UTF8SMTP");
+      expect(dry.facts.size).toBe(served.size);
+    }
   }, 30_000);
 
   test("more than 50 Received: lines: serve answers 554 5.4.6, and the dry run says it would", async () => {
