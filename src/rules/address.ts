@@ -42,6 +42,20 @@ export function normalizeMailbox(input: string): string | null {
   return `${local}@${domain}`;
 }
 
+/**
+ * `address` with what follows its last `@` (all of it when there is none) in ASCII form when it
+ * is an IDN, as serve keeps envelope addresses (`info@bücher.example` → `info@xn--bcher-kva.example`):
+ * header addresses and the values of address rules are compared in that form, so a rule may name
+ * a domain either way. Unchanged when that part is ASCII already or no valid domain name.
+ */
+export function asciiDomainForm(address: string): string {
+  const at = address.lastIndexOf("@");
+  const domain = address.slice(at + 1);
+  if (/^[\x00-\x7f]*$/.test(domain)) return address;
+  const ascii = domainToASCII(domain);
+  return ascii === "" ? address : `${address.slice(0, at + 1)}${ascii}`;
+}
+
 /** True for an absolute http(s) URL with a host. */
 export function isWebhookUrl(input: string): boolean {
   if (!URL.canParse(input)) return false;

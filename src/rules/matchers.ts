@@ -5,6 +5,7 @@
  * Everything that can be prepared ahead (lower-cased expected text, RegExp objects,
  * CIDR bounds) is prepared here, once per rules load. Pure; the inputs were validated.
  */
+import { asciiDomainForm } from "./address.ts";
 import { coversEverything, type CidrRange, ipInRanges, parseClientIp } from "./cidr.ts";
 import type { FieldKind } from "./schema.ts";
 import type {
@@ -160,6 +161,32 @@ function textPredicate(operator: Operator, expectedLower: string): StringPredica
   }
 }
 
+/**
+ * Fields holding mail addresses. An IDN domain is in ASCII form in the envelope (as serve keeps it)
+ * and in whichever form the sender wrote in the headers: the text operators compare such an
+ * address with its domain in ASCII form (asciiDomainForm), so a rule may name it either way.
+ */
+const ADDRESS_FIELDS: ReadonlySet<FieldName> = new Set<FieldName>(["from", "to", "cc", "rcpt", "mail_from"]);
+
+/** Lower-cased, and on an address field with the domain in ASCII form: what the text operators compare. */
+function comparable(field: FieldName): (value: string) => string {
+  return ADDRESS_FIELDS.has(field) ? (v) => asciiDomainForm(v.toLowerCase()) : (v) => v.toLowerCase();
+}
+
+/**
+ * textPredicate for the condition's value; on an address field an IDN in the value (`@bücher.example`)
+ * is also tried in its ASCII form. Both forms, as a value without `@` (`jörg`) may be a local
+ * part as well as a domain.
+ */
+function valuePredicate(spec: ConditionSpec, text: string): StringPredicate {
+  const lower = text.toLowerCase();
+  const ascii = ADDRESS_FIELDS.has(spec.field) ? asciiDomainForm(text).toLowerCase() : lower;
+  const predicate = textPredicate(spec.operator, lower);
+  if (ascii === lower) return predicate;
+  const asciiPredicate = textPredicate(spec.operator, ascii);
+  return (v) => predicate(v) || asciiPredicate(v);
+}
+
 function anyOf(values: readonly string[], predicate: StringPredicate): boolean {
   for (let i = 0; i < values.length; i++) {
     if (predicate(values[i] as string)) return true;
@@ -209,11 +236,12 @@ function singleTextTest(spec: ConditionSpec, slot: number): Test {
   }
   if (value.kind !== "text") throw new Error(`unexpected value for ${spec.field} ${operator}`);
   const expected = value.text.toLowerCase();
-  const predicate = textPredicate(operator, expected);
+  const predicate = valuePredicate(spec, value.text);
+  const normalize = comparable(spec.field);
   const lowered = (s: EvalScope): string => {
     let v = s.lowered[slot];
     if (v === undefined) {
-      v = read(s.facts).toLowerCase();
+      v = normalize(read(s.facts));
       s.lowered[slot] = v;
     }
     return v as string;
@@ -230,11 +258,12 @@ function listTest(spec: ConditionSpec, slot: number): Test {
     return { test: (s) => anyOf(read(s.facts), (v) => budgetedTest(regex, v, s)), alwaysTrue: false };
   }
   if (value.kind !== "text") throw new Error(`unexpected value for ${spec.field} ${operator}`);
-  const predicate = textPredicate(operator, value.text.toLowerCase());
+  const predicate = valuePredicate(spec, value.text);
+  const normalize = comparable(spec.field);
   const lowered = (s: EvalScope): readonly string[] => {
     let v = s.lowered[slot];
     if (v === undefined) {
-      v = read(s.facts).map((item) => item.toLowerCase());
+      v = read(s.facts).map(normalize);
       s.lowered[slot] = v;
     }
     return v as readonly string[];

@@ -23,6 +23,7 @@ rules:
   - { name: over-size, priority: 4, action: archive, conditions: [{ field: subject, operator: equals, value: sized }, { field: size, operator: gt, value: 100MB }] }
   - { name: forged-hop, priority: 40, action: reject, conditions: [{ field: "header:received", operator: contains, value: by trusted.example }] }
   - { name: outside-rcpt, priority: 3, action: drop, conditions: [{ field: rcpt, operator: ends_with, value: "@other.example" }] }
+  - { name: idn-shop, priority: 2, action: drop, conditions: [{ field: rcpt, operator: ends_with, value: "@bücher.example" }, { field: from, operator: equals, value: "verkauf@bücher.example" }, { field: to, operator: equals, value: "info@xn--bcher-kva.example" }] }
   - { name: invoice-de, priority: 10, action: archive, conditions: [{ field: body, operator: contains, value: "Rechnung für Müller" }] }
 `;
 
@@ -233,6 +234,16 @@ describe("mailgw test decides as serve does", () => {
       expect(dry.facts.headers.received[0]).toContain("with UTF8SMTP");
       expect(dry.facts.size).toBe(served.size);
     }
+  }, 30_000);
+
+  test("an IDN domain in a rule matches an address written in either form (UTF-8 or xn--), in the envelope and the header", async () => {
+    const message = lines("From: verkauf@xn--bcher-kva.example", "To: info@BÜCHER.example", "Subject: idn", "", "hallo");
+    const served = await sendToServe(message, "<a@sender.example> SMTPUTF8", ["info@bücher.example"]);
+    expect(served.reply).toStartWith("250 ");
+    expect(served.rule).toBe("idn-shop");
+    const dry = await dryRun(message, [], ["--from", "a@sender.example", "--to", "info@bücher.example"]);
+    expect(dry.decision.rule).toBe("idn-shop");
+    expect(dry.facts.to).toEqual(["info@bücher.example"]); // shown as written
   }, 30_000);
 
   test("more than 50 Received: lines: serve answers 554 5.4.6, and the dry run says it would", async () => {

@@ -113,6 +113,18 @@ describe("multi-valued fields match when any value matches", () => {
     });
   }
 
+  test("an IDN in an address rule is also tried in the ASCII form the facts hold; a UTF-8 local part stays as written", () => {
+    const idn = { rcpt: ["jörg@xn--bcher-kva.example"], mailFrom: "info@xn--bcher-kva.example" };
+    for (const field of ["rcpt", "mail_from"]) {
+      expect(matches(`{ field: ${field}, operator: ends_with, value: "@BÜCHER.example" }`, idn)).toBe(true);
+      expect(matches(`{ field: ${field}, operator: contains, value: "bücher" }`, idn)).toBe(true);
+      expect(matches(`{ field: ${field}, operator: ends_with, value: "@bücher.example", not: true }`, idn)).toBe(false);
+    }
+    expect(matches(`{ field: rcpt, operator: equals, value: "jörg@bücher.example" }`, idn)).toBe(true);
+    expect(matches(`{ field: rcpt, operator: starts_with, value: "jörg" }`, idn)).toBe(true);
+    expect(matches(`{ field: subject, operator: contains, value: "bücher" }`, { subject: "xn--bcher-kva" })).toBe(false);
+  });
+
   test("header names are case-insensitive and absent headers do not exist", () => {
     const facts = { headers: { "X-Spam-Flag": "YES" } };
     expect(matches(`{ field: header:x-spam-flag, operator: equals, value: yes }`, facts)).toBe(true);
