@@ -194,6 +194,14 @@ function bodyText(email: Email): string {
   return text.slice(0, MAX_BODY_TEXT_CHARS);
 }
 
+/**
+ * An attachment's name as it is saved: Windows drops trailing spaces and dots, so `setup.exe .`
+ * is setup.exe when opened, and an `attachment ends_with .exe` rule must see it that way.
+ */
+function savedName(filename: string): string {
+  return filename.replace(/[\s.]+$/u, "").replace(/^\s+/u, "");
+}
+
 function isMessage(mimeType: string): boolean {
   return mimeType === "message/rfc822" || mimeType === "message/global";
 }
@@ -226,7 +234,8 @@ async function contentFacts(inputOf: MimeInputOf, depth: number, budget: ParseBu
       note(budget, `more than ${MAX_ATTACHMENTS} attachments, the rest not listed`);
       break;
     }
-    if (attachment.filename) facts.attachments.push(attachment.filename);
+    const filename = attachment.filename ? savedName(attachment.filename) : "";
+    if (filename) facts.attachments.push(filename);
     facts.attachmentTypes.push(attachment.mimeType.toLowerCase());
     if (!isMessage(attachment.mimeType) || typeof attachment.content === "string") continue;
     if (depth >= MAX_NESTED_MESSAGE_DEPTH || budget.nestedLeft <= 0) {

@@ -143,6 +143,21 @@ describe("mailgw test decides as serve does", () => {
     expect(dry.facts.bodyPreview).toBe("cheap viagra");
   }, 30_000);
 
+  test("an attachment name with trailing spaces or dots (Windows drops them when saving) still ends with .exe", async () => {
+    for (const name of ['filename="setup.EXE "', 'filename="setup.exe."', "filename*=utf-8''setup.exe%20%2E"]) {
+      const message = lines(
+        "From: a@sender.example", "To: b@company.com", "Subject: setup", "Content-Type: multipart/mixed; boundary=b", "",
+        "--b", "Content-Type: text/plain", "", "see attached",
+        "--b", "Content-Type: application/octet-stream", `Content-Disposition: attachment; ${name}`, "", "TVo=",
+        "--b--",
+      );
+      const served = await sendToServe(message);
+      expect(served.reply).toStartWith("550 5.7.1");
+      expect(served.rule).toBe("no-exe");
+      expect((await dryRun(message)).decision.rule).toBe("no-exe");
+    }
+  }, 30_000);
+
   test("every From address counts for a `from` rule: a second one (in the list or a second field) is not hidden", async () => {
     for (const from of ['From: "Doe, John" <john@sender.example>, CEO@company.com', "From: john@sender.example\r\nFrom: ceo@company.com"]) {
       const message = lines(from, "To: b@company.com", "Subject: wire transfer", "", "Please pay today.");
