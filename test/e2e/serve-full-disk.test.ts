@@ -7,7 +7,7 @@
  */
 import { expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { newMessageId } from "../../src/spool/ids.ts";
 import { openDatabase } from "../../src/store/db.ts";
@@ -73,6 +73,8 @@ test("restart after a crash on a full disk: exit 1, one line naming the database
     const dbPath = join(mnt, "mail-gateway.db");
     // What a kill -9 between a group's commit and its syncfs leaves: a row whose file never
     // became durable. Recovery must delete it, which a full disk refuses.
+    // The crashed serve's spool (without it, serve takes DATA_DIR for the wrong one and refuses).
+    mkdirSync(join(mnt, "spool"));
     const db = openDatabase(dbPath);
     const id = newMessageId();
     insertMessage(db, {
@@ -92,7 +94,12 @@ test("restart after a crash on a full disk: exit 1, one line naming the database
       return lines[0] ?? "";
     };
     // Its WAL index still there (as after a kill -9): the database opens, recovery's delete fails.
-    expect(await errorLine()).toContain(`recovering the spool failed: database or disk is full (database ${dbPath}, DATA_DIR ${mnt})`);
+    try {
+      expect(await errorLine()).toContain(`recovering the spool failed: database or disk is full (database ${dbPath}, DATA_DIR ${mnt})`);
+    } catch (err) {
+      db.close(); // else the tmpfs stays busy, and its failed unmount hides this failure
+      throw err;
+    }
     // Closed cleanly (room to checkpoint, WAL and index removed): opening it fails already.
     rmSync(join(mnt, "filler"));
     db.close();
