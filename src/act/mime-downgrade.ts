@@ -276,9 +276,11 @@ export function escapeInQuotedPrintable(content: Buffer): Buffer {
   let column = 0;
   for (let i = 0; i < content.length; i++) {
     const byte = content[i]!;
-    if (byte === LF) {
-      to[at++] = LF;
-      column = 0;
+    // CR of the line's CRLF takes no column: counted, a soft break went between a line's own
+    // soft break ('=' at its end) and its CRLF, "==" that decodes to a stray '=' and a new line.
+    if (byte === LF || (byte === CR && content[i + 1] === LF)) {
+      to[at++] = byte;
+      if (byte === LF) column = 0;
       continue;
     }
     // An escape already there is one token: a soft break never lands inside it.

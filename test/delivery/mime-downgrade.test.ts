@@ -202,6 +202,18 @@ describe("downgradeTo7bit", () => {
     expect((await decoded(qpOut)).text).toBe((await decoded(qp)).text);
   });
 
+  // A soft break added to a long line must not land between the line's own soft break ('=' at
+  // its end) and the CRLF: "==\r\n\r\n" decodes to a stray '=' and a line break the sender never wrote.
+  test("a quoted-printable line that grows to the limit at its own soft break keeps its text", async () => {
+    for (let n = 985; n <= 995; n++) {
+      const qp = crlf(`Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n\u00e9${"x".repeat(n)}=\nyyyy\n`);
+      const out = downgradeTo7bit(qp);
+      expect(isAscii(out)).toBe(true);
+      expect({ n, text: (await decoded(out)).text }).toEqual({ n, text: (await decoded(qp)).text });
+      expect(Math.max(...out.toString("latin1").split("\r\n").map((l) => l.length))).toBeLessThanOrEqual(998);
+    }
+  });
+
   test("quoted-printable encoding: '=', trailing space and tab, control bytes, a last line without CRLF", () => {
     expect(encodeQuotedPrintable(Buffer.from("a=b \r\nc\t\r\n\x00é ", "latin1")).toString("latin1")).toBe("a=3Db=20\r\nc=09\r\n=00=E9=20");
     const line = encodeQuotedPrintable(Buffer.from(`${"x".repeat(74)}é`, "latin1")).toString("latin1");
