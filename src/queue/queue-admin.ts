@@ -16,6 +16,7 @@ import {
 } from "./queue-store.ts";
 import { liftSuspension, readSuspension, RELAY_SUSPENDED_PREFIX, type RelaySuspension } from "./relay-suspension.ts";
 import type { SpoolAccess } from "./spool-access.ts";
+import { recordWebhookRetry } from "./webhook-pauses.ts";
 
 /**
  * Rows `queue list` prints at most, the oldest first (a huge backlog must not flood a terminal);
@@ -154,7 +155,9 @@ export interface RetryResult {
 export function retry(db: Database, ref: string | null, now: number, serveStopped = false): RetryResult {
   if (ref === null) {
     const held = db.query<{ n: number }, []>(`SELECT COUNT(*) AS n FROM deliveries WHERE state = 'held'`).get()?.n ?? 0;
-    return { retried: retryNow(db, null, now), held, lifted: liftSuspension(db) };
+    const retried = retryNow(db, null, now);
+    if (retried > 0) recordWebhookRetry(db);
+    return { retried, held, lifted: liftSuspension(db) };
   }
   const entries = resolveRef(db, ref);
   const retryable = entries.filter((e) => RETRYABLE_STATES.includes(e.state));
@@ -166,7 +169,10 @@ export function retry(db: Database, ref: string | null, now: number, serveStoppe
     throw new CliError(`delivery ${ref} is ${states}: only ${RETRYABLE_STATES.join(", ")} deliveries can be retried`);
   }
   const lifted = retryable.some((e) => e.kind === "forward") ? liftSuspension(db) : null;
-  return { retried: retryNow(db, retryable.map((e) => e.id), now), held: retryable.filter((e) => e.state === "held").length, lifted };
+  const retried = retryNow(db, retryable.map((e) => e.id), now);
+  // A receiver's Retry-After no longer holds them (webhook-pauses.ts), as a suspension no longer holds forwards.
+  if (retryable.some((e) => e.kind === "webhook")) recordWebhookRetry(db);
+  return { retried, held: retryable.filter((e) => e.state === "held").length, lifted };
 }
 
 /** `queue retry`'s report; held forwards get a note, or "queued for a new attempt" would promise a send no relay makes. */

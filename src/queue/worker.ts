@@ -32,9 +32,10 @@ import { logInterrupted, recoverInterrupted } from "./interrupted.ts";
 import * as store from "./queue-store.ts";
 import { createRelayGate, suspendedStep, type RelaySuspension } from "./relay-suspension.ts";
 import { nextStep, RETRY_CAP_MS, type AttemptOutcome, type NextStep } from "./retry.ts";
-import { applyCaps, claimLimits, countByKey, isLarge, keyOf, MAX_PER_WEBHOOK_TARGET, pausedUrls, type SlotUse } from "./slots.ts";
+import { applyCaps, claimLimits, countByKey, isLarge, keyOf, MAX_PER_WEBHOOK_TARGET, type SlotUse } from "./slots.ts";
 import { createSpoolAccess, type SpoolAccess } from "./spool-access.ts";
 import { takenRecipients } from "./split-deliveries.ts";
+import { createWebhookPauses } from "./webhook-pauses.ts";
 
 /**
  * Attempts running at once, all targets together. Bounds sockets, memory (message bytes) and
@@ -121,8 +122,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   const answering = new Set<string>();
   /** Webhook URLs whose last attempt failed for now, with its error; and the relay's (expire.ts). */
   const failing = new Map<string, string>();
-  /** Webhook URLs whose receiver answered with Retry-After, to when (slots.ts pausedUrls). */
-  const pausedUntil = new Map<string, number>();
+  /** Webhook URLs whose receiver answered with Retry-After, until then or a `queue retry`. */
+  const pauses = createWebhookPauses(db, pollMs);
   let relayFailure: string | null = null;
   /** The relay suspended after it failed itself: forwards wait for one probe (relay-suspension.ts). */
   const gate = createRelayGate({ db, logger, queue: config.queue });
@@ -152,7 +153,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   function slotUse(): SlotUse {
     const all = [...running.values()];
     const relayRunning = all.filter((r) => r.key === "relay").length;
-    return { running: all, relayCap: relay === null ? null : Math.min(relayCap(), relayRunning + forwardAllowance), webhookCap, answering, failing, paused: pausedUrls(pausedUntil, now()) };
+    return { running: all, relayCap: relay === null ? null : Math.min(relayCap(), relayRunning + forwardAllowance), webhookCap, answering, failing, paused: pauses.paused(now()) };
   }
 
   /** Coalesces wake-ups (intake, finished attempts) into one claim per event-loop turn. */
@@ -302,7 +303,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       answering.delete(keyOf(d));
       failing.set(d.target, error);
       const asked = outcome.kind === "temporary" ? outcome.retryAfterMs : undefined;
-      if (asked !== undefined) pausedUntil.set(d.target, Math.max(pausedUntil.get(d.target) ?? 0, now() + Math.min(RETRY_CAP_MS, asked)));
+      if (asked !== undefined) pauses.pause(d.target, asked, now());
     }
   }
 

@@ -12,7 +12,7 @@ import { afterEach, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { RawClient, greet, sendMail } from "../smtp/helpers.ts";
-import { queueList, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { mailgwQueue, queueList, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 import { waitFor } from "./helpers.ts";
 
 const cleanups: (() => Promise<unknown> | void)[] = [];
@@ -111,5 +111,31 @@ test("Retry-After holds back the other messages to that URL too, not only the po
   await waitFor(() => (hook.posts["/limited"]?.length ?? 0) >= 4, 15_000, "all three delivered");
   // Nothing reached it before the 3 s it asked for (a little slack for timers).
   expect(hook.posts["/limited"]![1]! - limitedAt).toBeGreaterThanOrEqual(2900);
+  expect(await s.stop()).toBe(0);
+}, 60_000);
+
+// `queue retry` means "the cause is fixed, send it now" (as it ends a relay suspension): a
+// receiver's Retry-After must not hold the retried post back for up to an hour.
+test("mailgw queue retry sends to a URL paused by Retry-After at once", async () => {
+  const hook = receiver({ "/maint": [() => new Response("maintenance", { status: 503, headers: { "retry-after": "3600" } })] });
+  const dir = serveDir();
+  writeFileSync(
+    join(dir, "rules.yaml"),
+    ["domains: [company.com]", "default: { action: archive, category: default }", "rules:",
+      `  - { name: maint, action: webhook, url: "${hook.base}/maint", conditions: [{ field: rcpt, operator: equals, value: maint@company.com }] }`, ""].join("\n"),
+  );
+  const s: ServeProcess = await startServe("source", dir, { QUEUE_RETRY_BASE_SECONDS: "0.05", RATE_LIMIT_MAX: "1000" });
+  cleanups.push(async () => {
+    if (s.proc.exitCode === null && s.proc.signalCode === null) await s.stop("SIGKILL");
+  });
+
+  const id = await sendTo(s.smtpPort, "maint@company.com");
+  await waitFor(() => (hook.posts["/maint"]?.length ?? 0) >= 1, 15_000, "the first post (503)");
+  await sendTo(s.smtpPort, "maint@company.com");
+  const r = await mailgwQueue(dir, "retry", "--all");
+  expect(r.code).toBe(0);
+  expect(r.stdout).toContain("1 delivery queued for a new attempt");
+  await waitFor(() => (hook.posts["/maint"]?.length ?? 0) >= 3, 10_000, "both posted after the retry");
+  expect((await queueList(dir)).filter((e) => e.id === id)).toEqual([]);
   expect(await s.stop()).toBe(0);
 }, 60_000);
