@@ -5,7 +5,8 @@
  * a retried post waited for the rest of its receiver's pause, up to the one-hour cap, while the
  * retry said it was queued for a new attempt. The CLI counts the retries that made webhook
  * deliveries due in meta (`webhook_retries`); the worker reads that count at most once per poll
- * while a pause runs, and a count that moved on lifts the pauses begun before it.
+ * while a pause runs, and a count that moved on lifts the pauses begun before it. Wall-clock
+ * ends, as the retry times are: a clock stepped back ends the pauses (see paused).
  *
  * Trusts: the meta table. Failure: a database that cannot be read lifts nothing (the pauses
  * still end at their time); never throws.
@@ -66,6 +67,9 @@ export function createWebhookPauses(db: Database, checkEveryMs: number): Webhook
         checkedAt = now;
         liftIfRetried();
       }
+      // No pause lasts longer than RETRY_CAP_MS: an end further away was set before the clock
+      // was stepped back (NTP), and held the URL until the clock caught up (a day for a day's step).
+      for (const [url, at] of until) if (at - now > RETRY_CAP_MS) until.delete(url);
       return pausedUrls(until, now);
     },
   };

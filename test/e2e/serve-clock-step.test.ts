@@ -90,6 +90,40 @@ describe.skipIf(!LIBFAKETIME)("serve with a wall clock stepped back", () => {
   }, 60_000);
 });
 
+describe.skipIf(!LIBFAKETIME)("serve with a wall clock stepped back", () => {
+  test("a webhook URL paused by a 2 s Retry-After just before the step is posted to within seconds, not a day later when the clock has caught up", async () => {
+    const dir = serveDir();
+    const posts: number[] = [];
+    const receiver = Bun.serve({
+      port: 0,
+      hostname: "127.0.0.1",
+      async fetch(req) {
+        await req.arrayBuffer();
+        posts.push(Date.now());
+        return posts.length === 1 ? new Response("slow down", { status: 429, headers: { "retry-after": "2" } }) : new Response("ok");
+      },
+    });
+    try {
+      writeFileSync(join(dir, "rules.yaml"), `domains: [company.com]
+rules:
+  - { name: hook, priority: 1, action: webhook, url: "http://127.0.0.1:${receiver.port}/hook", conditions: [{ field: subject, operator: contains, value: hook }] }
+`);
+      const { clock, env } = fakeClock(dir);
+      serve = await startServe("binary", dir, { ...env, QUEUE_RETRY_BASE_SECONDS: "1" });
+      const c = await RawClient.connect(serve.smtpPort);
+      await greet(c);
+      expect(await sendMail(c, "orders@company.com", simpleMessage("hook 1"))).toStartWith("250 2.0.0");
+      c.end();
+      await waitFor(() => posts.length === 1, 15_000, "the first post (429)");
+      // NTP steps the clock back a day: the receiver's 2 s must not become a day and 2 s.
+      writeFileSync(clock, "-1d\n");
+      await waitFor(() => posts.length === 2, 15_000, "the second post");
+    } finally {
+      await receiver.stop(true);
+    }
+  }, 60_000);
+});
+
 /** Uptime as /stats.json, /healthz and /metrics give it. */
 async function uptimes(url: string): Promise<number[]> {
   const stats = (await (await fetch(`${url}/stats.json`)).json()) as { uptimeSeconds: number };
