@@ -160,6 +160,17 @@ describe("downgradeTo7bit", () => {
     expect(await decoded(out)).toEqual(await decoded(raw));
   });
 
+  // RFC 2045 5.1/6.1: a structured field may carry comments; read as an unknown label (identity),
+  // quoted-printable content was encoded a second time and the reader saw "=3D" for "=".
+  test("a Content-Transfer-Encoding with a comment is still that encoding", async () => {
+    const raw = crlf("MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable (qp)\n\nGr\u00fc=C3=9Fe =3D 1\n");
+    const out = downgradeTo7bit(raw);
+    expect(isAscii(out)).toBe(true);
+    expect((await decoded(out)).text).toBe((await decoded(raw)).text);
+    const b64 = crlf("MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: (enc) Base64\n\nR3L\u00fcDDn2Ug\n");
+    expect((await decoded(downgradeTo7bit(b64))).text).toBe((await decoded(b64)).text);
+  });
+
   test("quoted-printable with raw 8-bit bytes: escaped in place; base64 with stray 8-bit bytes: dropped", async () => {
     const raw = crlf(
       [
