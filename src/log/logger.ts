@@ -108,18 +108,29 @@ export function routeConsoleToLogger(logger: Logger): void {
  * serve's log sink. A mail server must not stop because its log reader went away (`serve |
  * tee log` with tee killed, a log shipper restarted): Bun turned the EPIPE of the next
  * stdout write into an uncaught error that ended serve, every session with it. From the
- * first EPIPE on, lines go to stderr and `onSwitch` is told once (serve logs it, through
- * this sink); if stderr is gone too, lines are dropped. The mail never depended on the log.
+ * first failed write on (EPIPE, ENOSPC on a full disk), lines go to stderr, and `onSwitch` is
+ * told once (serve logs it, through this sink); if stderr is gone too, lines are dropped. The
+ * lines whose write failed go to stderr too: the one the disk filled up in was left half-written,
+ * and those still waiting for a pipe when its reader went were lost. The mail never depended
+ * on the log.
  */
 export function logSinkSurvivingClosedStdout(onSwitch: (error: string) => void): (s: string) => void {
   let target: NodeJS.WriteStream = process.stdout;
+  // Each write's callback is given the error too; without a listener it would also end serve.
+  process.stdout.on("error", () => undefined);
   process.stderr.on("error", () => undefined);
-  process.stdout.on("error", (err: NodeJS.ErrnoException) => {
-    if (target !== process.stdout) return;
-    target = process.stderr;
-    onSwitch(err.code ?? err.message);
-  });
-  return (s) => void target.write(s);
+  const write = (s: string): void => {
+    const into = target;
+    into.write(s, (err?: NodeJS.ErrnoException | null) => {
+      if (!err || into !== process.stdout) return;
+      if (target === process.stdout) {
+        target = process.stderr;
+        onSwitch(err.code ?? err.message);
+      }
+      write(s);
+    });
+  };
+  return write;
 }
 
 /** For tests and commands that must stay quiet. */
