@@ -48,7 +48,10 @@ export default defineCommand({
     // are 0640 already). The systemd unit sets UMask=0027; this does the same when run by hand.
     // Only ever tightens: a stricter umask (077) is kept.
     process.umask(process.umask() | 0o027);
-    const sink = logSinkSurvivingClosedStdout((error) => logger.warn("log output on stdout failed: logging to stderr from now on", { error }));
+    const sink = logSinkSurvivingClosedStdout(
+      (error) => logger.warn("log output on stdout failed: logging to stderr from now on", { error }),
+      (dropped) => logger.warn("log lines dropped: the log reader was not keeping up", { dropped }),
+    );
     const logger = createLogger({ ...config.log, write: sink });
     routeConsoleToLogger(logger);
     for (const warning of config.warnings) logger.warn(warning);

@@ -105,29 +105,60 @@ export function routeConsoleToLogger(logger: Logger): void {
 }
 
 /**
+ * Log text handed to the output and not yet written, past which lines are dropped. Bun never
+ * blocks on a full pipe: it keeps what does not fit, so a reader that stopped reading without
+ * going away (a stopped `| logger`, a log shipper stuck on its own output) made serve's memory
+ * grow by everything it logged, for as long as the reader stalled (measured: 82 MB of session
+ * lines into a pipe nobody read took RSS from 88 to 234 MB, still climbing; with this bound it
+ * stays at 155-185 MB, as with a reader that keeps up). Postfix's syslog does not wait for its
+ * reader either. 4 Mi characters are ~10,000 session lines: a reader back within minutes of a
+ * busy gateway's log loses nothing.
+ */
+const LOG_PENDING_MAX_CHARS = 4 * 1024 * 1024;
+
+/**
  * serve's log sink. A mail server must not stop because its log reader went away (`serve |
  * tee log` with tee killed, a log shipper restarted): Bun turned the EPIPE of the next
  * stdout write into an uncaught error that ended serve, every session with it. From the
- * first failed write on (EPIPE, ENOSPC on a full disk), lines go to stderr, and `onSwitch` is
- * told once (serve logs it, through this sink); if stderr is gone too, lines are dropped. The
- * lines whose write failed go to stderr too: the one the disk filled up in was left half-written,
- * and those still waiting for a pipe when its reader went were lost. The mail never depended
- * on the log.
+ * first failed write on (EPIPE, ENOSPC on a full disk), lines go to stderr, the failed ones
+ * included, and `onSwitch` is told once (serve logs it, through this sink); if stderr is gone
+ * too, lines are dropped. Nor must serve wait for, or hoard memory for, a reader that stalls:
+ * past LOG_PENDING_MAX_CHARS lines are dropped, and `onDropped` is told how many once half of
+ * what waited has been written. The mail never depended on the log.
  */
-export function logSinkSurvivingClosedStdout(onSwitch: (error: string) => void): (s: string) => void {
+export function logSinkSurvivingClosedStdout(onSwitch: (error: string) => void, onDropped: (lines: number) => void): (s: string) => void {
   let target: NodeJS.WriteStream = process.stdout;
+  // Bun's writableLength stays 0 for a pipe, so what waits is counted here, per write.
+  let pending = 0;
+  let dropped = 0;
   // Each write's callback is given the error too; without a listener it would also end serve.
   process.stdout.on("error", () => undefined);
   process.stderr.on("error", () => undefined);
   const write = (s: string): void => {
+    if (pending > LOG_PENDING_MAX_CHARS) {
+      dropped++;
+      return;
+    }
     const into = target;
+    pending += s.length;
     into.write(s, (err?: NodeJS.ErrnoException | null) => {
-      if (!err || into !== process.stdout) return;
-      if (target === process.stdout) {
-        target = process.stderr;
-        onSwitch(err.code ?? err.message);
+      // A callback from stdout after the switch: its count went with the switch.
+      if (into === target) pending -= s.length;
+      if (err) {
+        if (into !== process.stdout) return;
+        if (target === process.stdout) {
+          target = process.stderr;
+          pending = 0;
+          onSwitch(err.code ?? err.message);
+        }
+        write(s);
+        return;
       }
-      write(s);
+      if (dropped > 0 && into === target && pending <= LOG_PENDING_MAX_CHARS / 2) {
+        const lines = dropped;
+        dropped = 0;
+        onDropped(lines);
+      }
     });
   };
   return write;
