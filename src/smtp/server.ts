@@ -213,6 +213,8 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     maxErrors: limits.maxErrors,
     onReply(session, code, text) {
       if (isNotableReply(code, text)) stateOf(session).reply = `${code} ${text}`;
+      // smtp-server answers 221 to QUIT only.
+      if (code === 221) stateOf(session).quitAnswered = true;
     },
     isStoring: (session) => states.get(session.id)?.storing ?? false,
     onMailRefused: (session, address) => noteSender(stateOf(session), canonicalSender(address)),

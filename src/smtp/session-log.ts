@@ -86,6 +86,8 @@ export interface SessionState extends Omit<SessionSummary, "durationMs"> {
   receiving: boolean;
   /** Set when the session closed while `receiving`: writes its line once the handler settles. */
   afterReceiving: (() => void) | null;
+  /** The client's QUIT was answered (221): the session ended as it should, however the socket then goes. */
+  quitAnswered: boolean;
 }
 
 export function newSessionState(id: string, client: string, now: number): SessionState {
@@ -116,6 +118,7 @@ export function newSessionState(id: string, client: string, now: number): Sessio
     storing: false,
     receiving: false,
     afterReceiving: null,
+    quitAnswered: false,
   };
 }
 
@@ -165,7 +168,7 @@ export function isNotableReply(code: number, text: string): boolean {
 }
 
 export function summarize(state: SessionState, now: number): SessionSummary {
-  const { startedAt, storing: _storing, receiving: _receiving, afterReceiving: _afterReceiving, lastMessage, messageId: _messageId, ...rest } = state;
+  const { startedAt, storing: _storing, receiving: _receiving, afterReceiving: _afterReceiving, quitAnswered: _quitAnswered, lastMessage, messageId: _messageId, ...rest } = state;
   const envelope = lastMessage ? { from: lastMessage.from, recipients: [...lastMessage.recipients] } : {};
   return { ...rest, ...envelope, durationMs: Math.max(0, Math.round(now - startedAt)) };
 }
@@ -225,9 +228,12 @@ const ERROR_TEXT_MAX = 200;
  * The first connection error of a session, as smtp-server reports it: a failed TLS handshake
  * carries the TLS library's own text in `meta.message` (the error says only "Failed to establish
  * TLS session") and `meta.stage` "connect".
+ * Not after the 221 to QUIT: a client that then resets the connection instead of closing it
+ * (smtp-source, anything with SO_LINGER 0) had "ECONNRESET" in the line of every session that
+ * ended as it should.
  */
 export function noteConnectionError(state: SessionState, err: unknown): void {
-  if (state.error !== null || !(err instanceof Error)) return;
+  if (state.error !== null || state.quitAnswered || !(err instanceof Error)) return;
   const meta = (err as { meta?: { stage?: unknown; message?: unknown } }).meta;
   const code = (err as { code?: unknown }).code;
   const detail = typeof meta?.message === "string" ? meta.message : err.message;

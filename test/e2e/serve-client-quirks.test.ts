@@ -5,12 +5,14 @@
  *   once and the session line names it. A shutdown mid-DATA stores nothing and the session ends
  *   at once;
  * - a client that resets the connection right after the final dot: the message it sent is kept
- *   all the same, and the session line waits for it, to name it.
+ *   all the same, and the session line waits for it, to name it;
+ * - a client that resets the connection once it has read the 221 to its QUIT (Postfix's
+ *   smtp-source, SO_LINGER 0): a session that ended as it should, with no error in its line.
  */
 import { describe, expect, test } from "bun:test";
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { RawClient, greet, makeCert, simpleMessage, terminated } from "../smtp/helpers.ts";
+import { RawClient, greet, makeCert, sendMail, simpleMessage, terminated } from "../smtp/helpers.ts";
 import { archivedCopy, RULES_YAML, serveDir, serveEachTest, until } from "../smtp/serve-process.ts";
 
 const serve = serveEachTest();
@@ -85,6 +87,20 @@ describe("mailgw serve and clients in the wild", () => {
     expect(line.id).toBeString();
     expect(await archivedCopy(s.dir, String(line.id))).not.toBeNull();
     expect(line.error).toBeString();
+    expect(await s.stop()).toBe(0);
+  }, 30_000);
+
+  // Every session of smtp-source's load tests was logged with "error":"ECONNRESET: read ECONNRESET".
+  test("a reset after the 221 to QUIT: the session line has no error", async () => {
+    const s = await serve();
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    expect(await sendMail(c)).toMatch(/^250 2\.0\.0 Queued as /);
+    expect(await c.cmd("QUIT")).toMatch(/^221 /);
+    c.socket.resetAndDestroy();
+    const line = await s.waitForLog((l) => l.msg === "smtp session" && l.from === "a@sender.example");
+    expect(line.reply).toMatch(/^250 2\.0\.0 Queued as /);
+    expect(line.error).toBeUndefined();
     expect(await s.stop()).toBe(0);
   }, 30_000);
 });
