@@ -64,7 +64,9 @@ export interface MessageSummary {
   /** Absent when the message was refused before it got one (too big, a loop, a storage failure). */
   id?: string;
   from: string;
+  /** The first MESSAGE_RECIPIENTS_LOGGED of its recipients; `recipients_count` says how many when more. */
   recipients: string[];
+  recipients_count?: number;
   size: number | null;
   decision: string | null;
   category?: string;
@@ -144,6 +146,12 @@ export function noteRefusedRecipient(state: SessionState, address: string, code:
 
 /** Messages listed in one session line; a client sending thousands still gets one line. */
 const MESSAGES_LOGGED_MAX = 100;
+/**
+ * Recipients named per listed message (the last message's are all in the line's `recipients`).
+ * All of them made a session of 100 messages to 100 recipients a 0.3–2 MB line: journald splits
+ * lines over 48 KB (LineMax) and Docker over 16 KB, and a log shipper then gets broken JSON.
+ */
+const MESSAGE_RECIPIENTS_LOGGED = 3;
 
 /** A message got its final reply (250 with its id, or a refusal after DATA). */
 export function noteMessageEnd(state: SessionState, code: number, text: string): void {
@@ -152,7 +160,8 @@ export function noteMessageEnd(state: SessionState, code: number, text: string):
   state.messages.push({
     ...(state.messageId !== null ? { id: state.messageId } : {}),
     from: state.lastMessage.from,
-    recipients: [...state.lastMessage.recipients],
+    recipients: state.lastMessage.recipients.slice(0, MESSAGE_RECIPIENTS_LOGGED),
+    ...(state.lastMessage.recipients.length > MESSAGE_RECIPIENTS_LOGGED ? { recipients_count: state.lastMessage.recipients.length } : {}),
     size: state.size,
     decision: state.decision,
     ...(state.category !== null ? { category: state.category } : {}),

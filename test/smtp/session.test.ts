@@ -261,6 +261,27 @@ describe("SMTP session", () => {
     expect(String(messages[1]!.reply)).toStartWith("552 5.3.4");
   });
 
+  // 100 messages to 100 recipients each made a line of 0.3–2 MB: journald splits lines over 48 KB.
+  test("a listed message names its first 3 recipients and their count; the last message's are all at top level", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c, "many.example");
+    const rcpts = Array.from({ length: 40 }, (_, i) => `user${i}@company.com`);
+    for (let m = 0; m < 2; m++) {
+      expect(await c.cmd("MAIL FROM:<a@sender.example>")).toStartWith("250");
+      for (const r of rcpts) expect(await c.cmd(`RCPT TO:<${r}>`)).toStartWith("250");
+      expect(await c.cmd("DATA")).toStartWith("354");
+      expect(await c.cmd(`${simpleMessage(`m${m}`, "hi\r\n")}.`)).toStartWith("250 2.0.0 Queued");
+    }
+    await c.cmd("QUIT");
+    const deadline = Date.now() + 2000;
+    while (server.sessions.length === 0 && Date.now() < deadline) await Bun.sleep(20);
+    const f = server.logs.lines.find((l) => l.msg === "smtp session")?.fields ?? {};
+    expect(f.recipients).toEqual(rcpts);
+    const messages = f.messages as Record<string, unknown>[];
+    for (const m of messages) expect(m).toMatchObject({ recipients: rcpts.slice(0, 3), recipients_count: 40 });
+  });
+
   test("the log line's reply carries the enhanced code the client saw, also for the library's own replies", async () => {
     server = await startTestServer();
     const c = await RawClient.connect(server.port);
