@@ -8,7 +8,7 @@
 import { defineCommand } from "citty";
 import { bunDotenvWarning } from "../config/bun-dotenv.ts";
 import { loadConfig, type LoadOptions } from "../config/config.ts";
-import { createLogger, logSinkSurvivingClosedStdout, routeConsoleToLogger } from "../log/logger.ts";
+import { createLogger, logSinkSurvivingClosedStdout, routeConsoleToLogger, stdoutIsJournal } from "../log/logger.ts";
 import { startGateway } from "../serve/gateway.ts";
 import { runUntilSignalled } from "../serve/signals.ts";
 import { cliAction } from "./action.ts";
@@ -52,7 +52,7 @@ export default defineCommand({
       (error) => logger.warn("log output on stdout failed: logging to stderr from now on", { error }),
       (dropped) => logger.warn("log lines dropped: the log reader was not keeping up", { dropped }),
     );
-    const logger = createLogger({ ...config.log, write: sink });
+    const logger = createLogger({ level: config.log.level, format: config.log.format, write: sink, journalPriority: stdoutIsJournal(config.log.journalStream) });
     routeConsoleToLogger(logger);
     for (const warning of config.warnings) logger.warn(warning);
     const dotenv = bunDotenvWarning(Bun.main, process.execArgv, process.cwd());

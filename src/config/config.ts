@@ -56,7 +56,11 @@ export interface Config {
   archiveMaxAgeDays: number;
   rulesFile: string;
   http: { host: string; port: number; statsToken: string | null };
-  log: { level: LogLevel; format: LogFormat };
+  /**
+   * `journalStream`: systemd's JOURNAL_STREAM (`dev:inode` of the journal stream it gave the
+   * service as stdout or stderr), from the process environment; null when not set.
+   */
+  log: { level: LogLevel; format: LogFormat; journalStream: string | null };
   queue: { maxAgeHours: number; retryBaseSeconds: number };
   webhookSecret: string | null;
   /** Settings that were ignored (unknown names, e.g. a typo); `serve` logs them at start. */
@@ -211,7 +215,11 @@ function loadConfigValues(opts: LoadOptions): Config {
       port: integer(get, "HTTP_PORT", 0, 65535),
       statsToken: statsToken(get),
     },
-    log: { level: oneOf(get, "LOG_LEVEL", ["debug", "info", "warn", "error"] as const), format: logFormat(get, opts.isTty) },
+    log: {
+      level: oneOf(get, "LOG_LEVEL", ["debug", "info", "warn", "error"] as const),
+      format: logFormat(get, opts.isTty),
+      journalStream: (opts.env ?? process.env).JOURNAL_STREAM?.trim() || null,
+    },
     queue: {
       maxAgeHours: number(get, "QUEUE_MAX_AGE_HOURS", 0.001, 1e6),
       retryBaseSeconds: number(get, "QUEUE_RETRY_BASE_SECONDS", 0.001, 86400),

@@ -4,6 +4,7 @@
  * off: a mail log must show every session, even identical ones.
  * Secrets never reach here: callers pass only the fields they mean to log.
  */
+import { fstatSync } from "node:fs";
 import { format } from "node:util";
 import { createConsola, type ConsolaReporter, type LogObject } from "consola/core";
 import type { LogFormat, LogLevel } from "../config/config.ts";
@@ -23,6 +24,34 @@ export interface Logger {
 
 const LEVELS: Record<LogLevel, number> = { error: 0, warn: 1, info: 3, debug: 4 };
 
+/** syslog priorities (RFC 5424) of consola's types, for journald's `<N>` line prefix. */
+const SYSLOG_PRIORITY: Record<string, number> = { fatal: 2, error: 3, warn: 4, info: 6, log: 6, debug: 7 };
+
+/**
+ * `<N>` for a line journald reads from the service's stdout: with systemd's default
+ * SyslogLevelPrefix=yes it takes N as the entry's priority and drops the prefix. Without it,
+ * every line was priority 6 (info), and `journalctl -u mailgw -p warning` showed nothing,
+ * the failed deliveries and refused reloads included.
+ */
+function levelPrefix(type: string): string {
+  return `<${SYSLOG_PRIORITY[type] ?? 6}>`;
+}
+
+/**
+ * Whether stdout is the journal stream systemd named in JOURNAL_STREAM (`dev:inode`): only then
+ * is the prefix read as a priority; anywhere else (a pipe to another program, a file, Docker)
+ * it would be text in the line. systemd's advice is to compare both numbers.
+ */
+export function stdoutIsJournal(journalStream: string | null): boolean {
+  if (journalStream === null) return false;
+  try {
+    const st = fstatSync(1, { bigint: true });
+    return journalStream === `${st.dev}:${st.ino}`;
+  } catch {
+    return false;
+  }
+}
+
 function splitArgs(obj: LogObject): { msg: string; fields: LogFields } {
   const [msg, fields] = obj.args as [unknown, LogFields | undefined];
   return { msg: String(msg), fields: fields ?? {} };
@@ -33,10 +62,10 @@ function splitArgs(obj: LogObject): { msg: string; fields: LogFields } {
  * terminal as they are, where a raw bidi override in a client's HELO or sender reversed the
  * rest of the line. The escapes decode to the same string for a log shipper.
  */
-const jsonReporter = (write: (s: string) => void): ConsolaReporter => ({
+const jsonReporter = (write: (s: string) => void, prefix: (type: string) => string): ConsolaReporter => ({
   log(obj) {
     const { msg, fields } = splitArgs(obj);
-    write(`${json({ time: obj.date.toISOString(), level: obj.type, msg, ...fields })}\n`);
+    write(`${prefix(obj.type)}${json({ time: obj.date.toISOString(), level: obj.type, msg, ...fields })}\n`);
   },
 });
 
@@ -57,23 +86,25 @@ function textValue(v: LogFields[string]): string {
   return NEEDS_QUOTES.test(s) || s === "" ? json(s) : s;
 }
 
-const textReporter = (write: (s: string) => void): ConsolaReporter => ({
+const textReporter = (write: (s: string) => void, prefix: (type: string) => string): ConsolaReporter => ({
   log(obj) {
     const { msg, fields } = splitArgs(obj);
     const kv = Object.entries(fields)
       .filter(([, v]) => v !== undefined)
       .map(([k, v]) => `${k}=${textValue(v)}`)
       .join(" ");
-    write(`${obj.date.toISOString()} ${obj.type.toUpperCase().padEnd(5)} ${msg}${kv ? ` ${kv}` : ""}\n`);
+    write(`${prefix(obj.type)}${obj.date.toISOString()} ${obj.type.toUpperCase().padEnd(5)} ${msg}${kv ? ` ${kv}` : ""}\n`);
   },
 });
 
-export function createLogger(opts: { level: LogLevel; format: LogFormat; write?: (s: string) => void }): Logger {
+/** `journalPriority`: each line starts with its syslog priority (`<6>`), for journald (stdoutIsJournal). */
+export function createLogger(opts: { level: LogLevel; format: LogFormat; write?: (s: string) => void; journalPriority?: boolean }): Logger {
   const write = opts.write ?? ((s: string) => void process.stdout.write(s));
+  const prefix = opts.journalPriority === true ? levelPrefix : (): string => "";
   const consola = createConsola({
     level: LEVELS[opts.level],
     throttle: 0,
-    reporters: [opts.format === "json" ? jsonReporter(write) : textReporter(write)],
+    reporters: [opts.format === "json" ? jsonReporter(write, prefix) : textReporter(write, prefix)],
   });
   return {
     debug: (msg, fields) => consola.debug(msg, fields),

@@ -38,7 +38,8 @@ describe("loadConfig", () => {
     expect(c.rulesFile).toBe(join(cwd, "rules.yaml"));
     expect(c.archiveMaxAgeDays).toBe(0);
     expect(c.http).toEqual({ host: "127.0.0.1", port: 3000, statsToken: null });
-    expect(c.log).toEqual({ level: "info", format: "json" });
+    expect(c.log).toEqual({ level: "info", format: "json", journalStream: null });
+    expect(loadConfig({ env: { JOURNAL_STREAM: "8:12345" }, cwd }).log.journalStream).toBe("8:12345");
     expect(c.queue).toEqual({ maxAgeHours: 96, retryBaseSeconds: 60 });
     expect(loadConfig({ env: {}, cwd, isTty: true }).log.format).toBe("text");
   });

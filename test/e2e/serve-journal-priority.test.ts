@@ -1,0 +1,69 @@
+/**
+ * Under systemd, serve's stdout is a journal stream and systemd names it in JOURNAL_STREAM
+ * (`dev:inode`). Each line then starts with its syslog priority (`<4>` warn, `<6>` info), which
+ * journald (SyslogLevelPrefix=yes, its default) takes as the entry's priority, so
+ * `journalctl -u mailgw -p warning` shows the warnings and errors; before, every line was
+ * priority 6. Anywhere else (JOURNAL_STREAM naming another file, or unset) lines are unprefixed.
+ * Real serve from source, its stdout a file whose device and inode stand in for the journal's.
+ */
+import { afterAll, expect, test } from "bun:test";
+import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { BARE_PATH, freePort } from "../packaging/binary.ts";
+import { greet, RawClient, sendMail } from "../smtp/helpers.ts";
+import { serveCommand, serveDir, until } from "../smtp/serve-process.ts";
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) if (!process.env.KEEP) rmSync(d, { recursive: true, force: true });
+});
+
+/** Runs serve with stdout into `out.log`, sends one message, stops it; returns the log's lines. */
+async function serveLines(journalStream: (outFile: string) => string): Promise<string[]> {
+  const dir = serveDir();
+  dirs.push(dir);
+  const out = join(dir, "out.log");
+  writeFileSync(out, "");
+  const [smtpPort, httpPort] = [await freePort(), await freePort()];
+  const proc = Bun.spawn(["bash", "-c", 'exec "$@" >> out.log 2>> err.log', "serve", ...serveCommand("source")], {
+    cwd: dir,
+    env: {
+      PATH: BARE_PATH, HOME: dir, LOG_FORMAT: "json", SMTP_HOST: "127.0.0.1", SMTP_PORT: String(smtpPort),
+      HTTP_HOST: "127.0.0.1", HTTP_PORT: String(httpPort), SMTP_HOSTNAME: "mx.test", JOURNAL_STREAM: journalStream(out),
+    },
+    stdout: "ignore",
+    stderr: "ignore",
+  });
+  try {
+    await until("serve logged its start", async () => readFileSync(out, "utf8").includes('"msg":"mailgw serve started"'), 20_000);
+    const c = await RawClient.connect(smtpPort);
+    await greet(c);
+    expect(await sendMail(c)).toMatch(/^250 2\.0\.0 Queued as /);
+    await c.cmd("QUIT");
+    c.socket.destroy();
+    await until("the session line", async () => readFileSync(out, "utf8").includes('"msg":"smtp session"'));
+  } finally {
+    proc.kill("SIGTERM");
+    await proc.exited;
+  }
+  return readFileSync(out, "utf8").trim().split("\n");
+}
+
+test("stdout is the journal stream JOURNAL_STREAM names: each line starts with its syslog priority", async () => {
+  const lines = await serveLines((out) => {
+    const st = statSync(out, { bigint: true });
+    return `${st.dev}:${st.ino}`;
+  });
+  // The example rules forward, and no relay is set: serve warns at start.
+  const warn = lines.find((l) => l.includes('"level":"warn"'));
+  expect(warn).toStartWith('<4>{"time":');
+  const session = lines.find((l) => l.includes('"msg":"smtp session"'));
+  expect(session).toStartWith('<6>{"time":');
+  for (const line of lines) expect(JSON.parse(line.replace(/^<\d>/, "")).time).toBeString();
+}, 30_000);
+
+test("JOURNAL_STREAM naming another stream (a pipe or file in between): no prefix", async () => {
+  const lines = await serveLines(() => "8:1");
+  expect(lines.length).toBeGreaterThan(2);
+  for (const line of lines) expect(line).toStartWith('{"time":');
+}, 30_000);
