@@ -31,16 +31,25 @@ function fileDiagnostic(file: string, code: string, message: string): Diagnostic
   return { severity: "error", file, line: 1, col: 1, message, code };
 }
 
+/**
+ * The limit is on the file's UTF-8 bytes, as readRulesFile applies it: `text.length` counts
+ * UTF-16 units, a third of the bytes for Hangul or CJK, so a text under it in characters may
+ * be a file serve refuses (and `rules add` would write one).
+ */
+function overSizeLimit(text: string): boolean {
+  return Buffer.byteLength(text, "utf8") > MAX_RULES_FILE_BYTES;
+}
+
 /** Diagnostics for a rules file's text (errors and warnings, sorted by position). */
 export function lintRules(text: string, fileName: string): Diagnostic[] {
-  if (text.length > MAX_RULES_FILE_BYTES) {
+  if (overSizeLimit(text)) {
     return [fileDiagnostic(fileName, "file-too-large", `rules file is larger than ${MAX_RULES_FILE_BYTES} bytes`)];
   }
   return validateRulesText(text, fileName).diagnostics;
 }
 
 export function parseRules(text: string, fileName: string, options: ParseOptions = {}): ParseResult {
-  if (text.length > MAX_RULES_FILE_BYTES) return { ok: false, diagnostics: lintRules(text, fileName) };
+  if (overSizeLimit(text)) return { ok: false, diagnostics: lintRules(text, fileName) };
   const { diagnostics, compiled } = validateRulesText(text, fileName);
   if (compiled === null) return { ok: false, diagnostics };
   const rules: RuleSet = Object.freeze({

@@ -8,6 +8,7 @@ import { existsSync } from "node:fs";
 import { chmod, chown, cp, lstat, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { MAX_RULES_FILE_BYTES } from "../../src/rules/schema.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const MAIN = join(ROOT, "src/main.ts");
@@ -172,6 +173,24 @@ describe("rules add", () => {
       expect(Buffer.compare(await readFile(file), before)).toBe(0);
     }
     expect((await readdir(dir)).filter((name) => name.endsWith(".tmp"))).toEqual([]);
+  });
+
+  test("a rule that would take a non-ASCII file past the size limit in bytes → exit 1, file byte-identical", async () => {
+    // A Korean company's file: 3 UTF-8 bytes per Hangul character, so the byte size is
+    // far above the character count. The limit is in bytes (serve refuses such a file).
+    const head = "domains: [company.com]\ndefault: { action: archive, category: default }\nrules:\n";
+    const rule = (i: number): string => `  - name: kr-${i}\n    action: archive\n    conditions:\n      - { field: subject, operator: contains, value: 견적서요청번호${i} }\n`;
+    let text = head;
+    for (let i = 0; Buffer.byteLength(text + rule(i)) < MAX_RULES_FILE_BYTES - 300; i++) text += rule(i);
+    const file = join(dir, "add-too-big.yaml");
+    await writeFile(file, text);
+    expect((await mailgw("lint", "add-too-big.yaml")).code).toBe(0);
+    const value = "견적서 ".repeat(60);
+    const conditions = JSON.stringify([{ field: "subject", operator: "contains", value }]);
+    const run = await mailgw("add", "one-more", "--action", "archive", "--conditions", conditions, "--file", "add-too-big.yaml");
+    expect(run.code).toBe(1);
+    expect(run.stderr).toContain(`larger than ${MAX_RULES_FILE_BYTES} bytes`);
+    expect(await readFile(file, "utf8")).toBe(text);
   });
 
   test("a missing --file is refused, not created; a file that is not UTF-8 is refused, not rewritten", async () => {
