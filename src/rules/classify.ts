@@ -11,11 +11,11 @@
 import type {
   ClassifyOptions,
   ClassifyResult,
-  CompiledCondition,
   CompiledRule,
   ConditionTrace,
   EvalScope,
   MessageFacts,
+  RuleCheck,
   RuleSet,
   RuleTrace,
 } from "./types.ts";
@@ -25,18 +25,18 @@ function newScope(facts: MessageFacts, slotCount: number): EvalScope {
   return { facts, lowered: new Array<string | readonly string[] | undefined>(slotCount), clientIp: undefined, regexMs: 0 };
 }
 
-function conditionHolds(condition: CompiledCondition, scope: EvalScope): boolean {
+function conditionHolds(condition: RuleCheck, scope: EvalScope): boolean {
   return condition.test(scope) !== condition.negate;
 }
 
-/** Short-circuit evaluation for the hot path. */
+/** Short-circuit evaluation for the hot path, over the rule's checks (equals runs merged). */
 function ruleMatches(rule: CompiledRule, scope: EvalScope): boolean {
-  const conditions = rule.conditions;
+  const checks = rule.checks;
   if (rule.match === "any") {
-    for (let i = 0; i < conditions.length; i++) if (conditionHolds(conditions[i] as CompiledCondition, scope)) return true;
+    for (let i = 0; i < checks.length; i++) if (conditionHolds(checks[i] as RuleCheck, scope)) return true;
     return false;
   }
-  for (let i = 0; i < conditions.length; i++) if (!conditionHolds(conditions[i] as CompiledCondition, scope)) return false;
+  for (let i = 0; i < checks.length; i++) if (!conditionHolds(checks[i] as RuleCheck, scope)) return false;
   return true;
 }
 

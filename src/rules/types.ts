@@ -98,6 +98,12 @@ export interface CompiledCondition {
   readonly pos: SourcePos;
 }
 
+/** What the untraced evaluation of a rule runs: a test, and whether `not` inverts it. */
+export interface RuleCheck {
+  readonly test: (scope: EvalScope) => boolean;
+  readonly negate: boolean;
+}
+
 export interface CompiledRule {
   readonly name: string;
   readonly priority: number;
@@ -105,6 +111,8 @@ export interface CompiledRule {
   readonly action: Action;
   readonly match: MatchMode;
   readonly conditions: readonly CompiledCondition[];
+  /** The same as `conditions` for untraced classification, with equals runs merged (hot-path.ts). */
+  readonly checks: readonly RuleCheck[];
   /** The frozen decision returned when this rule matches. */
   readonly decision: Decision;
   /** Position of the rule in its file (its first key). */

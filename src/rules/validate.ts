@@ -7,6 +7,7 @@
  */
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type YAMLMap } from "yaml";
 import { normalizeDomain } from "./address.ts";
+import { ruleChecks } from "./hot-path.ts";
 import { compileCondition, SlotAllocator } from "./matchers.ts";
 import { MAX_RULES, TOP_LEVEL_KEYS } from "./schema.ts";
 import type { CompiledRule, Decision, Diagnostic } from "./types.ts";
@@ -103,13 +104,15 @@ function checkDuplicateNames(ctx: YamlContext, items: readonly unknown[]): void 
 
 function compileRule(draft: RuleDraft, slots: SlotAllocator): CompiledRule {
   const category = draft.fields.category ?? draft.name;
+  const conditions = Object.freeze(draft.conditions.map((spec) => compileCondition(spec, slots)));
   return Object.freeze({
     name: draft.name,
     priority: draft.priority,
     category,
     action: draft.fields.action,
     match: draft.match,
-    conditions: Object.freeze(draft.conditions.map((spec) => compileCondition(spec, slots))),
+    conditions,
+    checks: ruleChecks(draft.match, draft.conditions, conditions, slots),
     decision: freezeDecision(draft.name, category, draft.fields),
     pos: draft.pos,
     fileIndex: draft.fileIndex,
