@@ -67,14 +67,14 @@ describe("blocklist rules", () => {
     });
   }
 
-  test("a message that matches none costs a Set lookup per rule, not one comparison per listed address", () => {
-    const facts = makeFacts({ mailFrom: "friend@example.org", rcpt: ["ceo@company.com"] });
-    for (let i = 0; i < 200; i++) classify(facts, RULES, { trace: false });
-    const runs = 500;
-    const start = performance.now();
-    for (let i = 0; i < runs; i++) classify(facts, RULES, { trace: false });
-    const perMessage = (performance.now() - start) / runs;
-    // About 0.5 ms with 10,000 comparisons, 0.01 ms with Set lookups.
-    expect(perMessage).toBeLessThan(0.15);
+  // Speed is measured in bench/, not asserted here: what is checked is the shape serve evaluates.
+  test("each blocklist rule runs as one Set lookup, not one comparison per listed address; the mixed rule keeps its order", () => {
+    const blocked = RULES.rules.filter((r) => r.name.startsWith("blocked-"));
+    expect(blocked).toHaveLength(Math.ceil(BLOCKED / 256));
+    for (const r of blocked) expect(r.checks).toHaveLength(1);
+    const mixed = RULES.rules.find((r) => r.name === "mixed");
+    // rcpt ×4 merged; then not, subject equals, contains, equals, client_ip one each; header ×4 merged.
+    expect(mixed?.checks).toHaveLength(7);
+    expect(mixed?.conditions).toHaveLength(13);
   });
 });
