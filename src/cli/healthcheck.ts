@@ -2,7 +2,7 @@
  * `mailgw healthcheck`: asks the running gateway's /healthz (for Docker HEALTHCHECK) and
  * prints one line. Exit 0 healthy, 1 not (unreachable, timeout, 503, unreadable answer).
  * Trusts: the configured HTTP_HOST/HTTP_PORT; a wildcard bind address (0.0.0.0, ::) is asked
- * on loopback. Failure: every failure is one line on stderr and exit 1, never a stack trace.
+ * on loopback (`::` on ::1, then on 127.0.0.1 if ::1 cannot be reached). Failure: every failure is one line on stderr and exit 1, never a stack trace.
  */
 import { defineCommand } from "citty";
 import { loadConfig } from "../config/config.ts";
@@ -18,6 +18,16 @@ export function healthzUrl(host: string, port: number): string {
   return `http://${h.includes(":") ? `[${h}]` : h}:${port}/healthz`;
 }
 
+/**
+ * Every URL to try, in order. A `::` socket also takes IPv4, and with IPv6 turned off by sysctl
+ * (`docker run --sysctl net.ipv6.conf.all.disable_ipv6=1`, hardened hosts) it still listens but
+ * ::1 does not exist: asking only ::1 reported a healthy gateway unhealthy (EADDRNOTAVAIL).
+ */
+export function healthzUrls(host: string, port: number): string[] {
+  const first = healthzUrl(host, port);
+  return host === "::" || host === "[::]" ? [first, healthzUrl("0.0.0.0", port)] : [first];
+}
+
 export default defineCommand({
   meta: { name: "healthcheck", description: "Ask the running gateway's /healthz; exit 0 when healthy, 1 when not (for Docker HEALTHCHECK)" },
   args: {
@@ -30,14 +40,24 @@ export default defineCommand({
       throw new CliError(`--timeout=${args.timeout} is not a number of milliseconds between 1 and 600000`);
     }
     const config = loadConfig({ envFile: envFileOption(args["env-file"]) });
-    const url = healthzUrl(config.http.host, config.http.port);
-    let res: Response;
-    try {
-      res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: "error" });
-    } catch (err) {
-      const why = err instanceof Error && err.name === "TimeoutError" ? `no answer within ${timeoutMs} ms` : describeError(err);
-      throw new CliError(`unhealthy: ${url} unreachable: ${why} (is mailgw serve running? check HTTP_HOST/HTTP_PORT)`);
+    const urls = healthzUrls(config.http.host, config.http.port);
+    const deadline = AbortSignal.timeout(timeoutMs);
+    let res: Response | null = null;
+    let url = "";
+    for (const [i, candidate] of urls.entries()) {
+      url = candidate;
+      try {
+        res = await fetch(url, { signal: deadline, redirect: "error" });
+        break;
+      } catch (err) {
+        const timedOut = err instanceof Error && err.name === "TimeoutError";
+        // Only an address that cannot be reached moves on to the next; a timeout is the answer.
+        if (!timedOut && i + 1 < urls.length) continue;
+        const why = timedOut ? `no answer within ${timeoutMs} ms` : describeError(err);
+        throw new CliError(`unhealthy: ${url} unreachable: ${why} (is mailgw serve running? check HTTP_HOST/HTTP_PORT)`);
+      }
     }
+    if (res === null) throw new CliError(`unhealthy: ${url} unreachable`); // not reached: the loop answers or throws
     const body = await res.text().catch(() => "");
     let report: { status?: unknown; reason?: unknown; warnings?: unknown } = {};
     try {

@@ -5,7 +5,7 @@
 import { afterEach, beforeEach, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { healthzUrl } from "../../src/cli/healthcheck.ts";
+import { healthzUrl, healthzUrls } from "../../src/cli/healthcheck.ts";
 import type { HttpServer } from "../../src/http/server.ts";
 import { makeFixture, startServer, type Fixture } from "./fixture.ts";
 
@@ -88,4 +88,10 @@ test("a bad --timeout is refused", async () => {
   const r = await healthcheck(portOf(server), "127.0.0.1", ["--timeout", "soon"]);
   expect(r.code).toBe(1);
   expect(r.stderr).toContain("--timeout=soon");
+});
+
+test("HTTP_HOST=:: is asked on ::1, then on 127.0.0.1 (IPv6 may be turned off in a container)", () => {
+  expect(healthzUrls("::", 3000)).toEqual(["http://[::1]:3000/healthz", "http://127.0.0.1:3000/healthz"]);
+  expect(healthzUrls("::1", 3000)).toEqual(["http://[::1]:3000/healthz"]);
+  expect(healthzUrls("0.0.0.0", 3000)).toEqual(["http://127.0.0.1:3000/healthz"]);
 });
