@@ -44,7 +44,10 @@ export async function writeFileAtomic(path: string, content: string): Promise<vo
   const dir = dirname(target);
   const tmp = join(dir, `.${basename(target)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
   const before = await ownershipOf(target);
-  const handle = await open(tmp, "wx", before?.mode ?? DEFAULT_FILE_MODE);
+  const handle = await open(tmp, "wx", before?.mode ?? DEFAULT_FILE_MODE).catch((err: unknown) => {
+    // Bare, the errno named only the temporary file, as if it were the problem.
+    throw new CliError(`cannot write ${target}: the new version is written beside it in ${dir} and renamed over it, so that directory must be writable (${describeError(err)}); file unchanged`);
+  });
   try {
     try {
       if (before !== null) await keepOwnership(handle, target, before);
@@ -53,7 +56,11 @@ export async function writeFileAtomic(path: string, content: string): Promise<vo
     } finally {
       await handle.close();
     }
-    await rename(tmp, target);
+    await rename(tmp, target).catch((err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code !== "EBUSY") throw err;
+      // A file bind-mounted on its own (docker -v ./rules.yaml:/app/rules.yaml) is a mount point: no rename can replace it.
+      throw new CliError(`cannot replace ${target}: it is a mount point of its own (a file bind-mounted alone, as docker -v FILE:FILE); mount its directory instead; file unchanged`);
+    });
   } catch (err) {
     await unlink(tmp).catch(() => undefined);
     throw err;

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
-import { chmod, chown, cp, lstat, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { chmod, chown, cp, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MAX_RULES_FILE_BYTES } from "../../src/rules/schema.ts";
@@ -33,7 +33,12 @@ interface Run {
 }
 
 async function mailgw(...args: string[]): Promise<Run> {
-  const child = Bun.spawn([process.execPath, MAIN, "rules", ...args], {
+  return mailgwUnder([], ...args);
+}
+
+/** `prefix` runs the command inside another program (setpriv as another user, unshare). */
+async function mailgwUnder(prefix: string[], ...args: string[]): Promise<Run> {
+  const child = Bun.spawn([...prefix, process.execPath, MAIN, "rules", ...args], {
     cwd: dir,
     stdout: "pipe",
     stderr: "pipe",
@@ -222,6 +227,27 @@ describe("rules add", () => {
     expect((await mailgw("add", "shared", "--action", "drop", "--conditions", CONDITIONS, "--file", "owned.yaml")).code).toBe(0);
     expect((await stat(path)).mode & 0o7777).toBe(0o664);
     expect(await readFile(path, "utf8")).toContain("name: shared");
+  });
+
+  // Containers: /app belongs to root, the file alone may be writable or bind-mounted on its own.
+  test.skipIf(!isRoot)("a directory the user cannot write, or a file bind-mounted alone: refused naming why; file unchanged", async () => {
+    const sub = join(dir, "locked");
+    await chmod(dir, 0o755); // mkdtemp's 0700 would hide the file itself from the other user
+    await mkdir(sub, { mode: 0o755 });
+    const path = join(sub, "rules.yaml");
+    await writeFile(path, "domains: [company.com]\nrules:\n", { mode: 0o666 });
+    await chmod(path, 0o666);
+    const before = await readFile(path, "utf8");
+    const asNobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
+    const denied = await mailgwUnder(asNobody, "add", "denied", "--action", "drop", "--conditions", CONDITIONS, "--file", path);
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toStartWith(`mailgw: cannot write ${path}: the new version is written beside it in ${sub} and renamed over it, so that directory must be writable (EACCES`);
+    expect(denied.stderr).toEndWith("; file unchanged\n");
+    const bindMounted = ["unshare", "-m", "--propagation", "private", "sh", "-c", 'mount --bind "$0" "$0" && exec "$@"', path];
+    const busy = await mailgwUnder(bindMounted, "add", "busy", "--action", "drop", "--conditions", CONDITIONS, "--file", path);
+    expect(busy.stderr).toBe(`mailgw: cannot replace ${path}: it is a mount point of its own (a file bind-mounted alone, as docker -v FILE:FILE); mount its directory instead; file unchanged\n`);
+    expect(await readFile(path, "utf8")).toBe(before);
+    expect((await readdir(sub)).sort()).toEqual(["rules.yaml"]);
   });
 
   test("webhook with --url, --archive and --reject-message; a symlinked file stays a symlink", async () => {
