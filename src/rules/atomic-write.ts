@@ -76,6 +76,6 @@ async function keepOwnership(handle: Awaited<ReturnType<typeof open>>, target: s
   try {
     await handle.chown(before.uid, before.gid);
   } catch (err) {
-    throw new CliError(`cannot keep the owner and group of ${target} (${before.uid}:${before.gid}): ${describeError(err)}; run as root or as its owner; file unchanged`);
+    throw new CliError(`cannot keep the owner and group of ${target} (${before.uid}:${before.gid}): ${describeError(err)}; run as root, or as its owner while a member of its group; file unchanged`);
   }
 }

@@ -250,6 +250,19 @@ describe("rules add", () => {
     expect((await readdir(sub)).sort()).toEqual(["rules.yaml"]);
   });
 
+  test.skipIf(!isRoot)("its owner outside its group is told the group is the problem, not to run as its owner", async () => {
+    const sub = join(dir, "owners");
+    await chmod(dir, 0o755);
+    await mkdir(sub, { mode: 0o755 });
+    await chown(sub, 65534, 65534);
+    const path = join(sub, "rules.yaml");
+    await writeFile(path, "domains: [company.com]\nrules:\n");
+    await chown(path, 65534, 0);
+    const run = await mailgwUnder(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"], "add", "grp", "--action", "drop", "--conditions", CONDITIONS, "--file", path);
+    expect(run.stderr).toStartWith(`mailgw: cannot keep the owner and group of ${path} (65534:0): EPERM`);
+    expect(run.stderr).toEndWith("; run as root, or as its owner while a member of its group; file unchanged\n");
+  });
+
   test("webhook with --url, --archive and --reject-message; a symlinked file stays a symlink", async () => {
     const target = join(dir, "real-rules.yaml");
     await writeFile(target, "domains: [company.com]\nrules:\n");
