@@ -122,7 +122,7 @@ describe(".dockerignore", () => {
 
 describe("docker-compose.yml", () => {
   const compose = parseYaml(readFileSync(join(REPO_ROOT, "docker-compose.yml"), "utf8")) as {
-    services?: Record<string, { volumes?: string[]; ports?: string[]; environment?: Record<string, string> }>;
+    services?: Record<string, { volumes?: string[]; ports?: string[]; environment?: Record<string, string>; init?: boolean }>;
     volumes?: Record<string, unknown>;
   };
 
@@ -136,5 +136,7 @@ describe("docker-compose.yml", () => {
     expect(service.ports).toContain("25:2525");
     expect(service.ports).toContain("127.0.0.1:3000:3000");
     expect(service.environment?.SMTP_TLS_CERT).toStartWith("/app/certs/");
+    // PID 1 ignores signals it has no handler for yet: an init forwards them (and reaps).
+    expect(service.init).toBe(true);
   });
 });
