@@ -9,6 +9,7 @@ import { chmod, chown, cp, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, s
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MAX_RULES_FILE_BYTES } from "../../src/rules/schema.ts";
+import { copyBinaryToTemp } from "../packaging/binary.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const MAIN = join(ROOT, "src/main.ts");
@@ -38,7 +39,24 @@ async function mailgw(...args: string[]): Promise<Run> {
 
 /** `prefix` runs the command inside another program (setpriv as another user, unshare). */
 async function mailgwUnder(prefix: string[], ...args: string[]): Promise<Run> {
-  const child = Bun.spawn([...prefix, process.execPath, MAIN, "rules", ...args], {
+  return run([...prefix, process.execPath, MAIN, "rules", ...args]);
+}
+
+/**
+ * The compiled executable, copied where another user can run it (the checkout may sit in a
+ * 0700 directory, as CI's mktemp clone does), under `prefix` (setpriv, unshare).
+ */
+async function binaryUnder(prefix: string[], ...args: string[]): Promise<Run> {
+  const binary = copyBinaryToTemp();
+  try {
+    return await run([...prefix, binary.bin, "rules", ...args]);
+  } finally {
+    binary.cleanup();
+  }
+}
+
+async function run(command: string[]): Promise<Run> {
+  const child = Bun.spawn(command, {
     cwd: dir,
     stdout: "pipe",
     stderr: "pipe",
@@ -196,7 +214,7 @@ describe("rules add", () => {
     expect(run.code).toBe(1);
     expect(run.stderr).toContain(`larger than ${MAX_RULES_FILE_BYTES} bytes`);
     expect(await readFile(file, "utf8")).toBe(text);
-  });
+  }, 30_000);
 
   test("a missing --file is refused, not created; a file that is not UTF-8 is refused, not rewritten", async () => {
     const missing = await mailgw("add", "typo", "--action", "drop", "--conditions", CONDITIONS, "--file", "rule.yaml");
@@ -239,16 +257,16 @@ describe("rules add", () => {
     await chmod(path, 0o666);
     const before = await readFile(path, "utf8");
     const asNobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
-    const denied = await mailgwUnder(asNobody, "add", "denied", "--action", "drop", "--conditions", CONDITIONS, "--file", path);
+    const denied = await binaryUnder(asNobody, "add", "denied", "--action", "drop", "--conditions", CONDITIONS, "--file", path);
     expect(denied.code).toBe(1);
     expect(denied.stderr).toStartWith(`mailgw: cannot write ${path}: the new version is written beside it in ${sub} and renamed over it, so that directory must be writable (EACCES`);
     expect(denied.stderr).toEndWith("; file unchanged\n");
     const bindMounted = ["unshare", "-m", "--propagation", "private", "sh", "-c", 'mount --bind "$0" "$0" && exec "$@"', path];
-    const busy = await mailgwUnder(bindMounted, "add", "busy", "--action", "drop", "--conditions", CONDITIONS, "--file", path);
+    const busy = await binaryUnder(bindMounted, "add", "busy", "--action", "drop", "--conditions", CONDITIONS, "--file", path);
     expect(busy.stderr).toBe(`mailgw: cannot replace ${path}: it is a mount point of its own (a file bind-mounted alone, as docker -v FILE:FILE); mount its directory instead; file unchanged\n`);
     expect(await readFile(path, "utf8")).toBe(before);
     expect((await readdir(sub)).sort()).toEqual(["rules.yaml"]);
-  });
+  }, 120_000);
 
   test.skipIf(!isRoot)("its owner outside its group is told the group is the problem, not to run as its owner", async () => {
     const sub = join(dir, "owners");
@@ -258,10 +276,10 @@ describe("rules add", () => {
     const path = join(sub, "rules.yaml");
     await writeFile(path, "domains: [company.com]\nrules:\n");
     await chown(path, 65534, 0);
-    const run = await mailgwUnder(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"], "add", "grp", "--action", "drop", "--conditions", CONDITIONS, "--file", path);
+    const run = await binaryUnder(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"], "add", "grp", "--action", "drop", "--conditions", CONDITIONS, "--file", path);
     expect(run.stderr).toStartWith(`mailgw: cannot keep the owner and group of ${path} (65534:0): EPERM`);
     expect(run.stderr).toEndWith("; run as root, or as its owner while a member of its group; file unchanged\n");
-  });
+  }, 120_000);
 
   test("webhook with --url, --archive and --reject-message; a symlinked file stays a symlink", async () => {
     const target = join(dir, "real-rules.yaml");
