@@ -1,0 +1,67 @@
+/**
+ * The compiled `mailgw serve` forwarding an 8-bit message to a relay that does not offer
+ * 8BITMIME (an smtp-server instance with hide8BITMIME): RFC 6152 §3 forbids sending it the 8-bit
+ * bytes, so the copy arrives converted (quoted-printable, no BODY= parameter), and a reader
+ * decodes the same text as from what the client sent. A relay that offers 8BITMIME gets the
+ * bytes as sent, with BODY=8BITMIME.
+ */
+import { afterAll, afterEach, expect, test } from "bun:test";
+import { isAscii } from "node:buffer";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import PostalMime from "postal-mime";
+import { relayVars, startRelay, waitFor } from "../delivery/helpers.ts";
+import { greet, RawClient } from "../smtp/helpers.ts";
+import { cleanupBinary, queueList, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+
+const RULES = `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - { name: fwd, priority: 10, category: ops, action: forward, forward_to: [inbox@forward.example], conditions: [{ field: size, operator: gt, value: 0 }] }
+`;
+const MESSAGE =
+  "From: alice@example.org\r\nTo: bob@company.com\r\nSubject: Gruss\r\nMIME-Version: 1.0\r\n" +
+  "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße aus Köln, ½ €.\r\n";
+
+const cleanups: (() => Promise<unknown> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+afterAll(() => cleanupBinary());
+
+async function forwardThrough(hide8BitMime: boolean) {
+  const relay = await startRelay({ hide8BitMime });
+  cleanups.push(() => relay.close());
+  const dir = serveDir();
+  writeFileSync(join(dir, "rules.yaml"), RULES);
+  const s: ServeProcess = await startServe("binary", dir, relayVars(relay));
+  cleanups.push(async () => {
+    if (s.proc.exitCode === null) await s.stop("SIGKILL");
+  });
+  const c = await RawClient.connect(s.smtpPort);
+  await greet(c);
+  expect(await c.cmd("MAIL FROM:<alice@example.org> BODY=8BITMIME")).toStartWith("250");
+  expect(await c.cmd("RCPT TO:<bob@company.com>")).toStartWith("250");
+  expect(await c.cmd("DATA")).toStartWith("354");
+  c.write(Buffer.from(`${MESSAGE}.\r\n`, "utf8"));
+  expect(await c.reply()).toStartWith("250 2.0.0 Queued");
+  await c.cmd("QUIT");
+  await waitFor(() => relay.received.length === 1, 15_000, "the forward at the relay");
+  expect(await queueList(s.dir)).toEqual([]);
+  expect(await s.stop()).toBe(0);
+  return relay.received[0]!;
+}
+
+test("a relay without 8BITMIME gets the 8-bit message as quoted-printable, no BODY=, the same text", async () => {
+  const copy = await forwardThrough(true);
+  expect(copy.body).toBeUndefined();
+  expect(isAscii(copy.data)).toBe(true);
+  expect(copy.data.toString("latin1")).toContain("Content-Transfer-Encoding: quoted-printable\r\n\r\nGr=C3=BC=C3=9Fe aus K=C3=B6ln");
+  expect((await PostalMime.parse(copy.data)).text).toBe((await PostalMime.parse(Buffer.from(MESSAGE, "utf8"))).text);
+}, 60_000);
+
+test("a relay with 8BITMIME gets the bytes as sent, with BODY=8BITMIME", async () => {
+  const copy = await forwardThrough(false);
+  expect(copy.body).toBe("8BITMIME");
+  expect(copy.data.toString("utf8")).toEndWith(MESSAGE);
+}, 60_000);
