@@ -61,10 +61,13 @@ export interface SlotUse {
  * asks the client to wait (RFC 9110 §10.2.3, RFC 6585 §4), not one request: posting the
  * next message at once only earns it another refusal.
  */
-export function pausedUrls(until: Map<string, number>, now: number): Set<string> {
+export function pausedUrls(until: Map<string, number>, now: number): ReadonlySet<string> {
   for (const [url, at] of until) if (at <= now) until.delete(url);
-  return new Set(until.keys());
+  // Read at every claim and after every attempt: nothing allocated while no receiver asked for quiet.
+  return until.size === 0 ? NO_URLS : new Set(until.keys());
 }
+
+const NO_URLS: ReadonlySet<string> = new Set();
 
 /** The running attempts' key for a delivery: one per relay, one per webhook URL. */
 export function keyOf(d: ClaimedDelivery): string {

@@ -37,7 +37,7 @@ export interface WebhookPauses {
   /** The receiver of `url` asked for `ms` of quiet at `now` (held at most RETRY_CAP_MS). */
   pause(url: string, ms: number, now: number): void;
   /** The URLs none of whose posts may start at `now`. */
-  paused(now: number): Set<string>;
+  paused(now: number): ReadonlySet<string>;
 }
 
 /** `checkEveryMs`: how often, at most, the retry count is read while a pause runs. */
