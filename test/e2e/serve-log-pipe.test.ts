@@ -11,22 +11,12 @@ import { join } from "node:path";
 import { withTmpfs } from "../helpers/tmpfs.ts";
 import { BARE_PATH, freePort } from "../packaging/binary.ts";
 import { greet, RawClient, sendMail, sendOne } from "../smtp/helpers.ts";
-import { serveCommand, serveDir, until } from "../smtp/serve-process.ts";
+import { connects, serveCommand, serveDir, until } from "../smtp/serve-process.ts";
 
 const dirs: string[] = [];
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
-
-async function connects(port: number): Promise<boolean> {
-  try {
-    const s = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
-    s.end();
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 test("the log reader gone: serve goes on accepting mail and logs to stderr", async () => {
   const dir = serveDir();

@@ -11,22 +11,12 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BARE_PATH, freePort } from "../packaging/binary.ts";
 import { greet, RawClient, sendOne, simpleMessage, terminated } from "../smtp/helpers.ts";
-import { serveCommand, serveDir, until } from "../smtp/serve-process.ts";
+import { connects, serveCommand, serveDir, until } from "../smtp/serve-process.ts";
 
 const dirs: string[] = [];
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
-
-async function connects(port: number): Promise<boolean> {
-  try {
-    const s = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
-    s.end();
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * One session of 100 messages to 100 long recipients each, pipelined: its log line lists every

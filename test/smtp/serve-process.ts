@@ -174,6 +174,17 @@ export async function archivedCopy(dir: string, id: string): Promise<Buffer | nu
   return null;
 }
 
+/** Whether something accepts TCP connections on 127.0.0.1:`port` (serve started by a test's own command line). */
+export async function connects(port: number): Promise<boolean> {
+  try {
+    const s = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
+    s.end();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Polls `check` every 50 ms until it holds; throws naming `what` after `ms`. */
 export async function until(what: string, check: () => Promise<boolean>, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
