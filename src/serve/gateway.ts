@@ -62,6 +62,11 @@ export interface Gateway {
 const RELAY_RELOAD_HINT =
   "RELAY_SMTP_HOST is read again from .env or --env-file on SIGHUP; set in the service's environment " +
   "(systemd's /etc/mailgw/mailgw.env, docker --env-file) it needs a restart";
+/**
+ * Domains named in the start line; the rest are counted. A list of 50,000 domains made it a
+ * ~1 MB line, which journald splits at 48 KB and a log viewer shows as one unreadable wall.
+ */
+const ANNOUNCED_DOMAINS_MAX = 20;
 /** See heap-governor.ts: bounds the main thread's garbage between full collections. */
 const HEAP_GOVERNOR = { checkEveryMs: 20, idleCheckEveryMs: 1000, growthBytes: 8 * 1024 * 1024, youngGrowthBytes: 4 * 1024 * 1024, bufferGrowthBytes: 24 * 1024 * 1024 };
 
@@ -274,7 +279,9 @@ function announce(logger: Logger, config: Config, smtp: { host: string; port: nu
     tls_required: config.smtp.tls.required,
     proxy_protocol: config.smtp.proxyProtocol,
     relay: describeRelay(config.relay),
-    domains: [...domains],
+    domains: domains.slice(0, ANNOUNCED_DOMAINS_MAX),
+    // Only when the list is cut: says how many the listed ones are out of.
+    domains_total: domains.length > ANNOUNCED_DOMAINS_MAX ? domains.length : undefined,
   });
   warnRelaySettings(logger, config.relay);
 }
