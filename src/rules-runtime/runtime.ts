@@ -34,6 +34,8 @@ export const RELOAD_SETTLE_MS = 1_000;
 const MAX_SETTLE_ROUNDS = 10;
 /** Diagnostics quoted in one error line (the rest are counted). */
 const MAX_QUOTED_DIAGNOSTICS = 3;
+/** Lint warnings logged one per line at a load (the rest are counted; `rules lint` lists them all). */
+const MAX_LOGGED_WARNINGS = 5;
 
 export type RulesLoader = (path: string) => ParseResult | Promise<ParseResult>;
 
@@ -76,7 +78,8 @@ export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<Rule
   }
   const first = await loadOnce(opts);
   if (!first.ok) throw new CliError(`RULES_FILE ${opts.file} is invalid: ${first.error}`);
-  logWarnings(opts.logger, first.warnings);
+  // What the log has said about the file's warnings, so a reload repeats none of them.
+  let warned = logWarnings(opts.logger, opts.file, first.warnings, new Set());
   let rules = first.rules;
   const status: RulesStatus = {
     file: opts.file,
@@ -108,8 +111,8 @@ export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<Rule
     if (changed) {
       status.version = rules.version;
       status.loadedAt = rules.loadedAt;
-      opts.logger.info("rules reloaded", { file: opts.file, version: rules.version, rules: rules.rules.length });
-      logWarnings(opts.logger, next.warnings);
+      opts.logger.info("rules reloaded", { file: opts.file, version: rules.version, rules: rules.rules.length, warnings: next.warnings.length || undefined });
+      warned = logWarnings(opts.logger, opts.file, next.warnings, warned);
     } else if (recovered) {
       // The log's last word on the rules was an error: say that the file is fine again.
       opts.logger.info("rules file valid again; the rules in force are unchanged", { file: opts.file, version: rules.version });
@@ -177,9 +180,25 @@ function refuseLosingDomains(next: LoadOutcome, current: RuleSet): LoadOutcome {
   return { ok: false, error: "the new rules list no domains: every recipient would be refused (550 5.7.1); add domains: [...] (restart serve to run with none)" };
 }
 
-/** Lint warnings (shadowed rules, forward loops, no domains) in the log, as `mailgw rules lint` shows them. */
-function logWarnings(logger: Logger, warnings: readonly Diagnostic[]): void {
-  for (const w of warnings) logger.warn("rules warning", { warning: `${w.file}:${w.line}:${w.col}: ${w.message}`, code: w.code });
+/**
+ * A warning as the same problem across edits: without its position, nor the line a message
+ * names (a shadowing catch-all's), which an added comment line moves.
+ */
+const warningKey = (w: Diagnostic): string => `${w.code} ${w.message.replace(/\bline \d+/g, "line")}`;
+
+/**
+ * Lint warnings (shadowed rules, forward loops, no domains) in the log, as `mailgw rules lint`
+ * shows them: only those not logged at the previous load, the first few one per line and the
+ * rest counted. A file with 300 shadowed rules logged 300 lines at start and again at every
+ * save, a comment edit included. Returns the keys of `warnings`, for the next reload.
+ */
+function logWarnings(logger: Logger, file: string, warnings: readonly Diagnostic[], logged: ReadonlySet<string>): Set<string> {
+  const fresh = warnings.filter((w) => !logged.has(warningKey(w)));
+  for (const w of fresh.slice(0, MAX_LOGGED_WARNINGS)) logger.warn("rules warning", { warning: `${w.file}:${w.line}:${w.col}: ${w.message}`, code: w.code });
+  if (fresh.length > MAX_LOGGED_WARNINGS) {
+    logger.warn("more rules warnings, not logged one by one", { file, not_logged: fresh.length - MAX_LOGGED_WARNINGS, warnings: warnings.length, hint: `mailgw rules lint ${file} lists them all` });
+  }
+  return new Set(warnings.map(warningKey));
 }
 
 async function loadOnce(opts: RulesRuntimeOptions): Promise<LoadOutcome> {

@@ -10,6 +10,14 @@ import { cleanupBinary, serveDir, startServe } from "../smtp/serve-process.ts";
 
 afterAll(() => cleanupBinary());
 
+/** A catch-all rule, then `shadowed` rules it leaves no message to (lint: shadowed-rule each). */
+function shadowingRules(shadowed: number, header = ""): string {
+  const lines = [header, "domains: [company.com]", "default: { action: archive }", "rules:"];
+  lines.push("  - name: catch-all", "    priority: 1000", "    action: archive", "    conditions: [{ field: client_ip, operator: in_cidr, value: ['0.0.0.0/0', '::/0'] }]");
+  for (let i = 0; i < shadowed; i++) lines.push(`  - name: r${i}`, "    action: drop", "    conditions: [{ field: subject, operator: contains, value: x }]");
+  return `${lines.join("\n")}\n`;
+}
+
 describe("serve's log stays readable with a big rules file", () => {
   test("50,000 domains: the start line names the first ones and counts them all, and stays short", async () => {
     const dir = serveDir();
@@ -21,6 +29,29 @@ describe("serve's log stays readable with a big rules file", () => {
       expect(JSON.stringify(started).length).toBeLessThan(2000);
       expect((started.domains as string[]).slice(0, 2)).toEqual(["d0.example", "d1.example"]);
       expect(started.domains_total).toBe(50_000);
+    } finally {
+      expect(await serve.stop()).toBe(0);
+    }
+  }, 30_000);
+
+  test("300 shadowed rules: a few warning lines and a count at start; a reload repeats none of them, and names a new one", async () => {
+    const dir = serveDir();
+    const file = join(dir, "rules.yaml");
+    writeFileSync(file, shadowingRules(300));
+    const serve = await startServe("binary", dir);
+    const warnings = () => serve.logs.filter((l) => l.msg === "rules warning");
+    try {
+      expect(warnings()).toHaveLength(5);
+      expect(serve.logs.find((l) => String(l.msg).startsWith("more rules warnings"))).toMatchObject({ not_logged: 295, warnings: 300, hint: `mailgw rules lint ${file} lists them all` });
+      // A comment added on top moves every rule, and the catch-all's line every message names.
+      writeFileSync(file, shadowingRules(300, "# reviewed"));
+      await serve.waitForLog((l) => l.msg === "rules reloaded");
+      expect(serve.logs.find((l) => l.msg === "rules reloaded")?.warnings).toBe(300);
+      writeFileSync(file, shadowingRules(301, "# reviewed"));
+      await serve.waitForLog((l) => l.msg === "rules reloaded" && l.warnings === 301);
+      expect(warnings()).toHaveLength(6);
+      expect(String(warnings()[5]?.warning)).toContain("rule 'r300' can never match");
+      expect(serve.logs.filter((l) => String(l.msg).startsWith("more rules warnings"))).toHaveLength(1);
     } finally {
       expect(await serve.stop()).toBe(0);
     }
