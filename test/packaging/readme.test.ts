@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import pkg from "../../package.json" with { type: "json" };
 import { withCurrentTable } from "../../scripts/gen-config-docs.ts";
+import { MAX_RULES_FILE_BYTES } from "../../src/rules/schema.ts";
 import { REPO_ROOT, copyBinaryToTemp, findTool, registeredCommands, runBinary } from "./binary.ts";
 import { cleanupBinary, serveDir, startServe } from "../smtp/serve-process.ts";
 
@@ -70,6 +71,23 @@ describe("README", () => {
     writeFileSync(join(work, "rules.yaml"), example);
     const out = await runBinary(binary.bin, ["rules", "lint", "rules.yaml"], { cwd: work });
     expect({ exitCode: out.exitCode, stdout: out.stdout }).toEqual({ exitCode: 0, stdout: "0 errors, 0 warnings in 1 file\n" });
+  });
+
+  // An admin whose generated rules file grew past the limit should find the error in the README.
+  test.skipIf(!registeredCommands().has("rules"))("the rules file's size limit is in the Rules section, with the error lint prints for it (compiled executable)", async () => {
+    const section = readme.slice(readme.indexOf("## Rules"), readme.indexOf("## Commands"));
+    expect(MAX_RULES_FILE_BYTES).toBe(1024 * 1024);
+    expect(section).toContain("at most 1 MiB");
+    const binary = copyBinaryToTemp();
+    temps.push(binary.dir);
+    const work = mkdtempSync(join(tmpdir(), "mailgw-readme-"));
+    temps.push(work);
+    writeFileSync(join(work, "rules.yaml"), `# ${"x".repeat(MAX_RULES_FILE_BYTES)}\ndomains: [company.com]\nrules: []\n`);
+    const out = await runBinary(binary.bin, ["rules", "lint", "rules.yaml"], { cwd: work });
+    const error = /^rules\.yaml:1:1: error: (.*) \[(file-too-large)\]$/m.exec(out.stdout);
+    expect({ exitCode: out.exitCode, found: error !== null }).toEqual({ exitCode: 1, found: true });
+    expect(section).toContain(`\`${error?.[1]}\``);
+    expect(section).toContain(`\`${error?.[2]}\``);
   });
 
   test.skipIf(SWAKS === null || !registeredCommands().has("serve"))(
