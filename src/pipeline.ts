@@ -92,6 +92,8 @@ export interface PipelineDeps {
    * for it, or held without one. Default: `config.relay` as loaded at start.
    */
   relayConfigured?: () => boolean;
+  /** Called before a message's SPF/DKIM/DMARC checks (serve says once that no DNS server is configured). */
+  authChecksNeeded?: () => void;
 }
 
 export interface Pipeline extends MessageSink {
@@ -229,6 +231,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       parsed = await parse({ kind: "bytes", bytes: bytes ?? file.headerSection(HEADER_PREFIX_BYTES) }, envelope, size, false);
     } else {
       const inMemory = file.bytes();
+      if (needs.auth) deps.authChecksNeeded?.();
       const raw = needs.auth ? (inMemory ?? await readFileBytes(file.path)) : null;
       // The authentication checks read the bytes meanwhile, and a message kept in memory still
       // has to be written to the spool: the worker then gets a copy.

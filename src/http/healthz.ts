@@ -4,7 +4,8 @@
  * and the last commit of a received message did not fail) and the data dir's spool takes a write; 503 with the reason otherwise. A missing relay is a warning, not a failure (SPEC §2: forwards are held);
  * so is a suspended one (it failed itself: forwards wait, mail is still received);
  * so are a refused rules or TLS certificate reload and an expired or soon-expiring STARTTLS
- * certificate (mail still flows: senders mostly use opportunistic TLS).
+ * certificate (mail still flows: senders mostly use opportunistic TLS), and rules on SPF/DKIM/DMARC
+ * with no DNS name server configured (they see temperror).
  * Trusts: nothing from the request. The answer names no paths (the endpoint is unauthenticated);
  * the full detail goes to the log when health changes.
  * Failure: each probe's failure becomes its reason; the probes themselves never throw.
@@ -53,6 +54,8 @@ export async function checkHealth(db: Database, dataDir: string, status: StatusS
   const rulesError = safe(() => status.rules().lastError, null);
   if (rulesError !== null) warnings.push("the last rules reload was refused; the previous rules are in force");
   warnings.push(...tlsWarnings(safe(() => status.tlsCertificate?.() ?? null, null), now));
+  const dns = safe(() => status.dnsWarning?.() ?? null, null);
+  if (dns !== null) warnings.push(dns);
   return {
     status: failed.length === 0 ? "ok" : "unhealthy",
     ...(failed.length > 0 ? { reason: failed.map(([name, c]) => `${name}: ${c.reason}`).join("; ") } : {}),

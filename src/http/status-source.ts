@@ -56,6 +56,8 @@ export interface StatusSource {
   databaseWriteFailure?(): string | null;
   /** The STARTTLS certificate in force; null when STARTTLS is off. */
   tlsCertificate?(): TlsCertificateStatus | null;
+  /** Why SPF/DKIM/DMARC checks the rules need cannot get DNS answers, in words safe for /healthz; null when they can. */
+  dnsWarning?(): string | null;
 }
 
 /** The shapes `serve` already has, described structurally so http/ imports none of them. */
@@ -81,6 +83,8 @@ export interface StatusParts {
   databaseWriteFailure?: () => string | null;
   /** SmtpServerHandle.tlsStatus(). */
   tlsStatus?: () => { certificate: { notBefore: Date; notAfter: Date } | null; reloadError: string | null } | null;
+  /** serve/resolver-notice.ts's warning for the rules in force. */
+  dnsWarning?: () => string | null;
 }
 
 /** Adapts serve's components to a StatusSource (dates to unix ms, never credentials). */
@@ -92,6 +96,7 @@ export function createStatusSource(parts: StatusParts): StatusSource {
     smtpListening: parts.smtpListening,
     smtpTls: () => ({ enabled: parts.tls.enabled, required: parts.tls.required }),
     databaseWriteFailure: () => parts.databaseWriteFailure?.() ?? null,
+    dnsWarning: () => parts.dnsWarning?.() ?? null,
     tlsCertificate() {
       const s = parts.tlsStatus?.() ?? null;
       if (s === null) return null;

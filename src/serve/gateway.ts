@@ -26,6 +26,7 @@ import { createPipeline } from "../pipeline.ts";
 import { anyHeld } from "../queue/queue-store.ts";
 import { liftSuspension, readSuspension } from "../queue/relay-suspension.ts";
 import { createThreadedDeliveryWorker } from "../queue/threaded-worker.ts";
+import { factNeeds } from "../rules/fact-needs.ts";
 import { startRulesRuntime } from "../rules-runtime/runtime.ts";
 import type { SmtpLimits } from "../smtp/limits.ts";
 import { createSmtpServer } from "../smtp/server.ts";
@@ -37,6 +38,7 @@ import { VERSION_STRING } from "../version.ts";
 import { refuseQueueWithoutSpool, requireWritableDataDir } from "./data-dir-access.ts";
 import { lockDatabase, lockDataDir, type DataDirLock } from "./data-dir-lock.ts";
 import { startHeapGovernor, type HeapGovernor } from "./heap-governor.ts";
+import { createResolverNotice } from "./resolver-notice.ts";
 import { serviceGroup, type Service } from "./services.ts";
 import { createSessionCounters } from "./session-counters.ts";
 
@@ -140,12 +142,15 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
   const startedAt = Date.now();
   const startedMono = performance.now();
   const rules = await startRulesRuntime({ file: config.rulesFile, logger, db });
+  const resolver = createResolverNotice(logger);
+  const authNeeded = (): boolean => factNeeds(rules.current()).auth;
   let heap: HeapGovernor | null = null;
   let relay: RelayConfig | null = config.relay;
   const pipeline = createPipeline({
     config, db, logger, rules,
     afterBigMessage: () => void heap?.check(),
     relayConfigured: () => relay !== null,
+    authChecksNeeded: () => resolver.authChecksNeeded(),
   });
   // Delivery runs in its own thread (own SQLite connection), so it uses a second core.
   const worker = createThreadedDeliveryWorker({ config, db, logger });
@@ -192,6 +197,7 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
       rules: () => rules.status(),
       databaseWriteFailure: () => pipeline.databaseWriteFailure(),
       tlsStatus: () => smtp.tlsStatus(),
+      dnsWarning: () => resolver.warning(authNeeded()),
     }),
   });
 
@@ -227,6 +233,8 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
   const group = serviceGroup(services, logger);
   await group.start();
   announce(logger, config, smtpAddress, rules.domains(), http.url);
+  // Said at start when the rules need DNS now; else before the first message whose rules do.
+  if (authNeeded()) resolver.authChecksNeeded();
 
   return {
     smtpAddress: () => smtpAddress,
