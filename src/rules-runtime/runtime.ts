@@ -34,6 +34,8 @@ export const RELOAD_SETTLE_MS = 1_000;
 const MAX_SETTLE_ROUNDS = 10;
 /** Diagnostics quoted in one error line (the rest are counted). */
 const MAX_QUOTED_DIAGNOSTICS = 3;
+/** Longest diagnostic quoted in an error line (`file:line:col: message`). */
+const MAX_QUOTED_DIAGNOSTIC_CHARS = 300;
 /** Lint warnings logged one per line at a load (the rest are counted; `rules lint` lists them all). */
 const MAX_LOGGED_WARNINGS = 5;
 
@@ -212,11 +214,19 @@ async function loadOnce(opts: RulesRuntimeOptions): Promise<LoadOutcome> {
   }
 }
 
+/**
+ * The first errors, each cut to MAX_QUOTED_DIAGNOSTIC_CHARS, the rest counted; when anything was
+ * left out, where to see it all. A message quotes what the file says (a 200,000-character rule
+ * name made a 600 KB error line, kept as is on the stats page too).
+ */
 export function describeDiagnostics(diagnostics: readonly Diagnostic[]): string {
   const errors = diagnostics.filter((d) => d.severity === "error");
-  const shown = errors.slice(0, MAX_QUOTED_DIAGNOSTICS).map((d) => `${d.file}:${d.line}:${d.col}: ${d.message}`);
+  const quoted = errors.slice(0, MAX_QUOTED_DIAGNOSTICS).map((d) => `${d.file}:${d.line}:${d.col}: ${d.message}`);
+  const shown = quoted.map((q) => (q.length > MAX_QUOTED_DIAGNOSTIC_CHARS ? `${q.slice(0, MAX_QUOTED_DIAGNOSTIC_CHARS)}…` : q));
   const more = errors.length - shown.length;
-  return shown.join("; ") + (more > 0 ? `; and ${more} more error(s)` : "") || "invalid rules file";
+  const cut = more > 0 || shown.some((q, i) => q !== quoted[i]);
+  const file = errors[0]?.file;
+  return shown.join("; ") + (more > 0 ? `; and ${more} more error(s)` : "") + (cut && file ? ` (mailgw rules lint ${file} lists them in full)` : "") || "invalid rules file";
 }
 
 /** The rules file watched (watch-files.ts: its directory, a symlink's target, ConfigMap swaps). */

@@ -58,6 +58,25 @@ describe("serve's log stays readable with a big rules file", () => {
     }
   }, 30_000);
 
+  test("a refused reload quoting a 200,000-character rule name: a short error line, pointing to rules lint", async () => {
+    const dir = serveDir();
+    const file = join(dir, "rules.yaml");
+    const serve = await startServe("binary", dir);
+    try {
+      const rule = (name: string) => [`  - name: ${name}`, "    action: drop", "    conditions: [{ field: subject, operator: contains, value: x }]"];
+      const long = "a".repeat(200_000);
+      writeFileSync(file, ["domains: [company.com]", "rules:", ...rule(long), ...rule(long), ...rule("BAD"), ...rule("ALSO-BAD")].join("\n") + "\n");
+      const refused = await serve.waitForLog((l) => l.msg === "rules reload refused, previous rules stay in force");
+      expect(JSON.stringify(refused).length).toBeLessThan(2000);
+      expect(String(refused.error)).toStartWith(`${file}:3:11: rule name 'aaaa`);
+      expect(String(refused.error)).toEndWith(`; and 2 more error(s) (mailgw rules lint ${file} lists them in full)`);
+      const stats = (await (await fetch(`${serve.httpUrl}stats.json`)).json()) as { rules: { lastError: string } };
+      expect(stats.rules.lastError).toBe(String(refused.error));
+    } finally {
+      expect(await serve.stop()).toBe(0);
+    }
+  }, 30_000);
+
   test("a short domains list is named whole, without a count", async () => {
     const serve = await startServe("binary", serveDir());
     try {
