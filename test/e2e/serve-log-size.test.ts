@@ -6,6 +6,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { cleanupBinary, serveDir, startServe } from "../smtp/serve-process.ts";
 
 afterAll(() => cleanupBinary());
@@ -72,6 +73,28 @@ describe("serve's log stays readable with a big rules file", () => {
       expect(String(refused.error)).toEndWith(`; and 2 more error(s) (mailgw rules lint ${file} lists them in full)`);
       const stats = (await (await fetch(`${serve.httpUrl}stats.json`)).json()) as { rules: { lastError: string } };
       expect(stats.rules.lastError).toBe(String(refused.error));
+    } finally {
+      expect(await serve.stop()).toBe(0);
+    }
+  }, 30_000);
+
+  test("a message whose slow regex leaves 2,000 rules unevaluated: the warning names the first 20 and counts them all", async () => {
+    const dir = serveDir();
+    const lines = ["domains: [company.com]", "default: { action: archive }", "rules:"];
+    lines.push("  - name: slow", "    priority: 1000", "    action: reject", "    conditions: [{ field: subject, operator: regex, value: '(a+)+$' }]");
+    for (let i = 0; i < 2000; i++) lines.push(`  - name: regex-rule-with-a-longer-name-${i}`, "    action: drop", `    conditions: [{ field: subject, operator: regex, value: 'zz${i}' }]`);
+    writeFileSync(join(dir, "rules.yaml"), `${lines.join("\n")}\n`);
+    const serve = await startServe("binary", dir);
+    try {
+      const c = await RawClient.connect(serve.smtpPort);
+      await greet(c);
+      expect(await sendMail(c, "b@company.com", simpleMessage(`${"a".repeat(40)}!`))).toStartWith("250 2.0.0 Queued as ");
+      c.end();
+      const warned = await serve.waitForLog((l) => String(l.msg).startsWith("rule regexes used up"));
+      expect(JSON.stringify(warned).length).toBeLessThan(2000);
+      expect((warned.rules as string[])[0]).toBe("regex-rule-with-a-longer-name-0");
+      expect(warned.rules).toHaveLength(20);
+      expect(warned.rules_total).toBe(2000);
     } finally {
       expect(await serve.stop()).toBe(0);
     }
