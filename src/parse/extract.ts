@@ -15,7 +15,7 @@
  */
 import { normalizeLineEndings } from "../act/normalize-crlf.ts";
 import { readFileBytes } from "../read-file.ts";
-import PostalMime, { type Email } from "postal-mime";
+import type { Email } from "postal-mime";
 import type { AuthResult, Envelope, MessageFacts } from "../types.ts";
 import { describeError } from "../errors.ts";
 import { parseAddressList, type Mailbox } from "./address-list.ts";
@@ -24,6 +24,7 @@ import { splitHeaderBlock, type RawHeaderField } from "./header-block.ts";
 import { declaredCharset, fieldText } from "./header-text.ts";
 import { htmlToText } from "./html-text.ts";
 import { cutLeafContents, type ContentBudget } from "./leaf-cut.ts";
+import { parseNamingParts, type NamedAttachment, type NamedEmail } from "./part-names.ts";
 import {
   MAX_ADDRESSES_PER_LIST, MAX_ATTACHMENTS, MAX_FROM_MAILBOXES, MAX_BODY_TEXT_CHARS, MAX_BOUNDARY_LINES, MAX_MIME_DEPTH,
   MAX_MIME_PART_HEADER_BYTES, MAX_NESTED_MESSAGE_DEPTH, MAX_NESTED_MESSAGES, MAX_PARSE_BYTES_TOTAL,
@@ -173,8 +174,8 @@ function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number,
   return Buffer.concat([...head, ...body]);
 }
 
-async function parseMime(input: Uint8Array): Promise<Email> {
-  return PostalMime.parse(input, {
+async function parseMime(input: Uint8Array): Promise<NamedEmail> {
+  return parseNamingParts(input, {
     forceRfc822Attachments: true, // nested messages are parsed by contentFacts, within the budget
     maxRfc822NestingDepth: 0,
     maxNestingDepth: MAX_MIME_DEPTH,
@@ -202,6 +203,16 @@ function savedName(filename: string): string {
   return filename.replace(/[\s.]+$/u, "").replace(/^\s+/u, "");
 }
 
+/** Each distinct saved name of an attachment: postal-mime's choice first, then every other name its part gives. */
+function attachmentNames(attachment: NamedAttachment): string[] {
+  const names = new Set<string>();
+  for (const name of [attachment.filename ?? "", ...(attachment.names ?? [])]) {
+    const saved = savedName(name);
+    if (saved) names.add(saved);
+  }
+  return [...names];
+}
+
 function isMessage(mimeType: string): boolean {
   return mimeType === "message/rfc822" || mimeType === "message/global";
 }
@@ -216,7 +227,7 @@ function mimeInputOf(raw: Uint8Array, fields: RawHeaderField[], bodyStart: numbe
 /** Body and attachment facts of a message (its MIME input), nested messages included. */
 async function contentFacts(inputOf: MimeInputOf, depth: number, budget: ParseBudget): Promise<ContentFacts> {
   const facts: ContentFacts = { body: "", attachments: [], attachmentTypes: [] };
-  let email: Email;
+  let email: NamedEmail;
   try {
     email = await parseMime(await inputOf(FIRST_CUT, budget));
   } catch (err) {
@@ -234,8 +245,7 @@ async function contentFacts(inputOf: MimeInputOf, depth: number, budget: ParseBu
       note(budget, `more than ${MAX_ATTACHMENTS} attachments, the rest not listed`);
       break;
     }
-    const filename = attachment.filename ? savedName(attachment.filename) : "";
-    if (filename) facts.attachments.push(filename);
+    facts.attachments.push(...attachmentNames(attachment));
     facts.attachmentTypes.push(attachment.mimeType.toLowerCase());
     if (!isMessage(attachment.mimeType) || typeof attachment.content === "string") continue;
     if (depth >= MAX_NESTED_MESSAGE_DEPTH || budget.nestedLeft <= 0) {

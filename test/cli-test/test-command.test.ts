@@ -5,7 +5,7 @@
  * Rules files are written to a mkdtemp dir per run.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -243,6 +243,27 @@ rules:
     expect(out.source).toBe("(stdin)");
     expect(out.decision.rule).toBe("pdf-from-lan");
     expect(out.facts.attachments).toEqual(["invoice.pdf", "견적.exe", "사진.png"]);
+  });
+
+  test("a part named twice (Content-Type name, Content-Disposition filename): a rule sees every name, in any encoding", async () => {
+    const blockFile = join(dir, "block.yaml");
+    writeFileSync(blockFile, `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - { name: no-scr, priority: 30, action: reject, conditions: [{ field: attachment, operator: ends_with, value: .scr }] }
+  - { name: no-exe, priority: 20, action: reject, conditions: [{ field: attachment, operator: ends_with, value: .exe }] }
+`);
+    const run = await mailgw([fixture("two-names.eml"), "--rules", blockFile, "--json"]);
+    expect(run.code).toBe(0);
+    const out = JSON.parse(run.stdout);
+    // report.scr is only in an RFC 2047 name=, beside filename*0*/filename*1* sections saying report.pdf.
+    expect(out.decision.rule).toBe("no-scr");
+    expect(out.facts.attachments).toEqual(["invoice.pdf", "invoice.exe", "report.pdf", "report.scr", "photo.js", "photo.jpg", "list.csv"]);
+    // invoice.exe is only in name=, beside filename="invoice.pdf".
+    writeFileSync(blockFile, readFileSync(blockFile, "utf8").replace(".scr", ".none"));
+    const text = await mailgw([fixture("two-names.eml"), "--rules", blockFile]);
+    expect(text.stdout).toContain('yes  attachment ends_with ".exe"   actual: ["invoice.pdf", "invoice.exe", "report.pdf", "report.scr", "photo.js", "photo.jpg", "list.csv"]');
+    expect(text.stdout).toContain("decision: reject  rule=no-exe");
   });
 
   test("RULES_FILE is honoured when --rules is absent", async () => {

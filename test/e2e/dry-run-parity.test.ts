@@ -158,6 +158,28 @@ describe("mailgw test decides as serve does", () => {
     }
   }, 30_000);
 
+  test("a part named twice (filename= and name=, plain, encoded words or RFC 2231): serve rejects on the .exe in either", async () => {
+    const names = [
+      ['Content-Type: application/octet-stream; name="invoice.exe"', 'Content-Disposition: attachment; filename="invoice.pdf"'],
+      ['Content-Type: application/pdf; name="invoice.pdf"', 'Content-Disposition: attachment; filename="invoice.exe"'],
+      ['Content-Type: application/pdf; name="=?utf-8?B?aW52b2ljZS5leGU=?="', "Content-Disposition: attachment; filename*0*=utf-8''invoice; filename*1=.pdf"],
+      ["Content-Type: application/pdf", "Content-Disposition: attachment; filename=\"invoice.exe\"; filename*=utf-8''invoice.pdf"],
+    ];
+    for (const fields of names) {
+      const message = lines(
+        "From: a@sender.example", "To: b@company.com", "Subject: invoice", "Content-Type: multipart/mixed; boundary=b", "",
+        "--b", "Content-Type: text/plain", "", "see attached",
+        "--b", ...fields, "Content-Transfer-Encoding: base64", "", "TVqQAAMAAAAEAAAA",
+        "--b--",
+      );
+      const served = await sendToServe(message);
+      expect({ fields, reply: served.reply.slice(0, 9), rule: served.rule }).toEqual({ fields, reply: "550 5.7.1", rule: "no-exe" });
+      const dry = await dryRun(message);
+      expect(dry.decision.rule).toBe("no-exe");
+      expect(dry.facts.attachments.toSorted()).toEqual(["invoice.exe", "invoice.pdf"]);
+    }
+  }, 30_000);
+
   test("every From address counts for a `from` rule: a second one (in the list or a second field) is not hidden", async () => {
     for (const from of ['From: "Doe, John" <john@sender.example>, CEO@company.com', "From: john@sender.example\r\nFrom: ceo@company.com"]) {
       const message = lines(from, "To: b@company.com", "Subject: wire transfer", "", "Please pay today.");

@@ -1,9 +1,10 @@
-/** Unit tables for the linear decoders: RFC 2047 words, address lists, HTML → text. */
+/** Unit tables for the linear decoders: RFC 2047 words, address lists, HTML → text, part file names. */
 import { describe, expect, test } from "bun:test";
 import { parseAddressList } from "../../src/parse/address-list.ts";
 import { decodeHeaderBytes } from "../../src/parse/charset.ts";
 import { decodeEncodedWords } from "../../src/parse/encoded-words.ts";
 import { htmlToText } from "../../src/parse/html-text.ts";
+import { partNames } from "../../src/parse/part-names.ts";
 
 describe("decodeEncodedWords", () => {
   const cases: [string, string][] = [
@@ -19,6 +20,24 @@ describe("decodeEncodedWords", () => {
     ["=?utf-8?Q?broken", "=?utf-8?Q?broken"],
   ];
   for (const [input, expected] of cases) test(JSON.stringify(input), () => expect(decodeEncodedWords(input)).toBe(expected));
+});
+
+describe("partNames (every name in a part's Content-Type / Content-Disposition)", () => {
+  const cases: [string, string, string[]][] = [
+    ['application/pdf; name="a.pdf"', 'attachment; filename="a.exe"', ["a.pdf", "a.exe"]],
+    ['application/pdf; name="a.pdf"', "attachment; filename*=utf-8''a.pdf", ["a.pdf"]], // the same name once
+    ["application/pdf", "attachment; filename=\"a.pdf\"; filename*=iso-8859-1''M%FCller.exe", ["a.pdf", "Müller.exe"]],
+    ["application/pdf", "attachment; filename*1*=%2Eexe; filename*0*=utf-8'en'%EA%B2%AC; filename*2=\".zip\"", ["견.exe.zip"]],
+    ["application/pdf; name==?utf-8?Q?x=2Eexe?=", "attachment", ["x.exe"]],
+    ["application/pdf", 'attachment; filename="a\\"b\\".exe" (comment); size=3', ['a"b".exe']],
+    ["application/pdf", "attachment; filename=C:\\temp\\a(1).exe (comment)", ["C:\\temp\\a(1).exe"]],
+    ["application/pdf; x; name", "inline; flag; filename = \"x.js\" ; name=\"not-a-filename\"", ["x.js"]],
+  ];
+  for (const [type, disposition, names] of cases) {
+    test(`${type} | ${disposition}`, () => {
+      expect(partNames([{ key: "content-type", value: type }, { key: "content-disposition", value: disposition }])).toEqual(names);
+    });
+  }
 });
 
 describe("parseAddressList", () => {

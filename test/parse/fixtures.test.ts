@@ -35,6 +35,12 @@ const CASES: Record<string, Expected> = {
     attachments: ["inner.docx"],
     attachmentTypes: ["message/rfc822", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"],
   },
+  // Each name a part gives counts (postal-mime's choice first): mail clients differ in which one they save.
+  "two-names.eml": {
+    body: "Invoices attached.\n",
+    attachments: ["invoice.pdf", "invoice.exe", "report.pdf", "report.scr", "photo.js", "photo.jpg", "list.csv"],
+    attachmentTypes: ["application/octet-stream", "application/pdf", "image/jpeg", "text/csv"],
+  },
   "broken-mime.eml": { subject: "broken", from: "broken@example.com", attachments: ["half.pdf"] },
   "spam-subject.eml": { subject: "[SPAM] cheap pills", from: "deals@spam.example", fromName: "Pharmacy" },
   "bare-lf.eml": { subject: "bare line endings", to: ["sales@company.com"], body: "Body line one\nBody line two\n" },
