@@ -9,8 +9,9 @@
  *
  * The names are read from the fields postal-mime split for the part (every Content-Type and
  * Content-Disposition field, a repeated one too, as clients differ there as well), through a
- * subclass that hooks postal-mime's internal collectAttachment. Trusts nothing in the values;
- * linear in their length (postal-mime's maxHeadersSize bounds them); never throws.
+ * subclass that hooks postal-mime's internal collectAttachment and isInlineTextNode. Trusts
+ * nothing in the values; linear in their length (postal-mime's maxHeadersSize bounds them);
+ * never throws.
  */
 import PostalMime, { type Attachment, type Email } from "postal-mime";
 import { decoderFor } from "./charset.ts";
@@ -25,10 +26,15 @@ interface PartField {
 /** The part as postal-mime's collectAttachment gets it (only what is read here). */
 interface PartNode {
   headers: PartField[];
+  contentType: { parsed: { value: string } };
+  contentDisposition: { parsed: { value: string } };
 }
 
-/** An attachment with every name its part gives (`names`, decoded, possibly empty). */
-export type NamedAttachment = Attachment & { names?: string[] };
+/**
+ * An attachment with every name its part gives (`names`, decoded, possibly empty);
+ * `inlineText`: a named text part that postal-mime read as body text (no content here).
+ */
+export type NamedAttachment = Attachment & { names?: string[]; inlineText?: boolean };
 
 /** A parse whose attachments carry their names. */
 export type NamedEmail = Email & { attachments: NamedAttachment[] };
@@ -184,12 +190,23 @@ export function partNames(fields: readonly PartField[]): string[] {
 }
 
 type CollectAttachment = (this: PostalMime, node: PartNode, ...rest: unknown[]) => void;
+type IsInlineTextNode = (this: PostalMime, node: PartNode) => boolean;
 
-const collectAttachment = (PostalMime.prototype as unknown as { collectAttachment?: CollectAttachment }).collectAttachment;
-// An upgrade that renamed the hook would silently give rules one name per part again: fail at load instead.
-if (typeof collectAttachment !== "function") throw new Error("postal-mime has no collectAttachment: part names cannot be read");
+const hooks = PostalMime.prototype as unknown as { collectAttachment?: CollectAttachment; isInlineTextNode?: IsInlineTextNode };
+const collectAttachment = hooks.collectAttachment;
+const isInlineTextNode = hooks.isInlineTextNode;
+// An upgrade that renamed a hook would silently hide names from the rules again: fail at load instead.
+if (typeof collectAttachment !== "function" || typeof isInlineTextNode !== "function") {
+  throw new Error("postal-mime has no collectAttachment / isInlineTextNode: part names cannot be read");
+}
 
-/** postal-mime, each attachment also carrying every name its part gives (`names`). */
+/**
+ * postal-mime, each attachment also carrying every name its part gives (`names`). A text part
+ * that names a file but is not marked `attachment` (`text/plain; name="x.exe"`, `text/html`
+ * with `Content-Disposition: inline; filename=…`) stays body text, as postal-mime reads it, and
+ * is listed as an attachment too (`inlineText`): mail clients list and save it under that name,
+ * and an `attachment ends_with .exe` or `.html` rule never saw it.
+ */
 class NamingParser extends PostalMime {
   declare attachments: NamedAttachment[];
 
@@ -198,6 +215,16 @@ class NamingParser extends PostalMime {
     (collectAttachment as CollectAttachment).call(this, node, ...rest);
     const attachment = this.attachments[this.attachments.length - 1];
     if (attachment && this.attachments.length > before) attachment.names = partNames(node.headers);
+  }
+
+  isInlineTextNode(node: PartNode): boolean {
+    const inline = (isInlineTextNode as IsInlineTextNode).call(this, node);
+    const names = inline ? partNames(node.headers) : [];
+    if (names.length > 0) {
+      const disposition = node.contentDisposition.parsed.value || null;
+      this.attachments.push({ filename: null, names, mimeType: node.contentType.parsed.value, disposition, content: new ArrayBuffer(0), inlineText: true });
+    }
+    return inline;
   }
 }
 

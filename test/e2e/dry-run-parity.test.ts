@@ -180,6 +180,24 @@ describe("mailgw test decides as serve does", () => {
     }
   }, 30_000);
 
+  test("a text part that names a file but is not marked attachment is listed as one too (clients show and save it), and stays body text", async () => {
+    for (const fields of [['Content-Type: text/plain; name="x.exe"'], ["Content-Type: text/html", 'Content-Disposition: inline; filename="x.exe"']]) {
+      const message = lines(
+        "From: a@sender.example", "To: b@company.com", "Subject: invoice", "Content-Type: multipart/mixed; boundary=b", "",
+        "--b", "Content-Type: text/plain", "", "see attached",
+        "--b", ...fields, "Content-Transfer-Encoding: base64", "", Buffer.from("MZ program").toString("base64"),
+        "--b--",
+      );
+      const served = await sendToServe(message);
+      expect({ fields, reply: served.reply.slice(0, 9), rule: served.rule }).toEqual({ fields, reply: "550 5.7.1", rule: "no-exe" });
+      const dry = await dryRun(message);
+      expect(dry.decision.rule).toBe("no-exe");
+      expect(dry.facts.attachments).toEqual(["x.exe"]);
+      expect(dry.facts.attachmentTypes).toEqual([fields[0]?.includes("html") ? "text/html" : "text/plain"]);
+      expect(dry.facts.bodyPreview).toContain("MZ program");
+    }
+  }, 30_000);
+
   test("every From address counts for a `from` rule: a second one (in the list or a second field) is not hidden", async () => {
     for (const from of ['From: "Doe, John" <john@sender.example>, CEO@company.com', "From: john@sender.example\r\nFrom: ceo@company.com"]) {
       const message = lines(from, "To: b@company.com", "Subject: wire transfer", "", "Please pay today.");
