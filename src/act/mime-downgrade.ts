@@ -24,6 +24,7 @@
  */
 import { isAscii, isUtf8 } from "node:buffer";
 import { MAX_MIME_DEPTH } from "../parse/limits.ts";
+import { parameters, parameterValues } from "../parse/mime-parameters.ts";
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -103,9 +104,15 @@ function mediaType(value: string): string {
   return (value.split(";")[0] ?? "").trim().toLowerCase();
 }
 
+/**
+ * The multipart's boundary, as postal-mime and mail clients read it: the RFC 2231 form
+ * (`boundary*=us-ascii''…`, `boundary*0=…; boundary*1=…`) over a plain one, else the first plain
+ * one. Unread, such a multipart was encoded as one quoted-printable leaf, and the reader got
+ * neither its text nor its attachments.
+ */
 function boundaryOf(value: string): string | null {
-  const m = /;\s*boundary\s*=\s*(?:"([^"]+)"|([^\s;"]+))/i.exec(value);
-  return m ? (m[1] ?? m[2] ?? null) : null;
+  const { plain, extended } = parameterValues(parameters(value), "boundary");
+  return extended[0] || plain[0] || null;
 }
 
 function downgradeEntity(buf: Buffer, start: number, end: number, place: Place, out: Buffer[]): void {

@@ -160,6 +160,38 @@ describe("downgradeTo7bit", () => {
     expect(await decoded(out)).toEqual(await decoded(raw));
   });
 
+  // RFC 2231: postal-mime and mail clients read the boundary from boundary*= and boundary*0=…
+  // sections; unread, the multipart was encoded as one quoted-printable leaf and decoded to nothing.
+  test("a boundary in RFC 2231 form (extended, sections) is walked: parts converted, the reader gets them all", async () => {
+    for (const param of ["boundary*=us-ascii'en'b%3D1", "boundary*0=b; boundary*1*=%3D1", 'boundary*0="b"; boundary*1="=1"', "boundary=wrong; boundary*=''b=1"]) {
+      const raw = crlf(
+        [
+          "MIME-Version: 1.0",
+          `Content-Type: multipart/mixed; ${param}`,
+          "",
+          "--b=1",
+          "Content-Type: text/plain; charset=utf-8",
+          "Content-Transfer-Encoding: 8bit",
+          "",
+          "Grüße",
+          "--b=1",
+          'Content-Type: application/octet-stream; name="x.exe"',
+          "Content-Transfer-Encoding: base64",
+          "",
+          "TVqQ",
+          "--b=1--",
+          "",
+        ].join("\n"),
+      );
+      const out = downgradeTo7bit(raw);
+      expect(isAscii(out)).toBe(true);
+      expect(out.toString("latin1")).toContain(`Content-Type: multipart/mixed; ${param}\r\n\r\n--b=1\r\n`);
+      const before = await decoded(raw);
+      expect({ param, text: before.text, names: before.attachments.map((a) => a.filename) }).toEqual({ param, text: "Grüße\n", names: ["x.exe"] });
+      expect(await decoded(out)).toEqual(before);
+    }
+  });
+
   // RFC 2045 5.1/6.1: a structured field may carry comments; read as an unknown label (identity),
   // quoted-printable content was encoded a second time and the reader saw "=3D" for "=".
   test("a Content-Transfer-Encoding with a comment is still that encoding", async () => {
