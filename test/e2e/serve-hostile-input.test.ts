@@ -19,6 +19,9 @@
  *   `<CR>Content-Type: multipart/mixed…`, parts split by bare CRs) hid an .exe attachment from
  *   an attachment rule, while the relay got it as a plain attachment: the rules now read the
  *   message with CRLF line ends, as it is forwarded, small (in memory) or big (spool file);
+ * - an attachment name of 200,000 spaces before `x.exe` held a parse worker past its 10 s timeout
+ *   (the trailing-space trim was a regex retried at every space), and the message was then
+ *   classified without its content: an attachment rule's reject became the default's archive;
  * - LOG_FORMAT=json (the default off a TTY, read with journalctl or docker logs): a bidi
  *   override in the HELO name and the sender is written as \u202e, not as the raw character
  *   that reversed the rest of the line on the admin's terminal.
@@ -123,6 +126,27 @@ rules:
     expect(s.logs.some((l) => l.msg === "rules warning" && l.code === "slow-regex")).toBe(true);
     expect(await s.stop()).toBe(0);
   }, 120_000);
+
+  test("an attachment name of 200,000 spaces (folded lines) before x.exe is rejected at once, not let through after the parse timeout", async () => {
+    const rules = `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - { name: no-exe, priority: 10, action: reject, conditions: [{ field: attachment, operator: ends_with, value: .exe }] }
+`;
+    const s = await serve({}, rules);
+    const name = `a${`\r\n${" ".repeat(900)}`.repeat(222)}x.exe`;
+    const message = `From: a@sender.example\r\nTo: b@company.com\r\nSubject: spaces\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="p"\r\n\r\n` +
+      `--p\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="${name}"\r\n\r\nTVo=\r\n--p--\r\n`;
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    const started = Date.now();
+    // Trimmed by a regex that retried at every space: the parse worker hit its 10 s timeout, and the
+    // message was classified without its content (the default: archived, the .exe let through).
+    expect(await sendMail(c, "b@company.com", message)).toBe("550 5.7.1 Message rejected");
+    expect(Date.now() - started).toBeLessThan(5000);
+    c.end();
+    expect(await s.stop()).toBe(0);
+  }, 60_000);
 
   test("1,001 padding header fields before the Subject do not hide it from a subject rule", async () => {
     const s = await serve();

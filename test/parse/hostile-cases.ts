@@ -119,6 +119,15 @@ export const HOSTILE_CASES: HostileCase[] = [
       ),
   },
   {
+    name: "filename-spaces-200k",
+    trap: "attachment file name of 200,000 spaces (folded lines) before x.exe (trailing-space trim by regex retried at each one)",
+    build: () =>
+      message(
+        `${BASE_HEADERS}\r\nContent-Type: multipart/mixed; boundary="p"`,
+        `--p\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="a${`\r\n${" ".repeat(900)}`.repeat(222)}x.exe"\r\n\r\nx\r\n--p--\r\n`,
+      ),
+  },
+  {
     name: "header-line-20mb",
     trap: "one 20 MB header line",
     build: () => message(`${BASE_HEADERS}\r\nX-Long: ${fill("abcdefgh", 20 * MB)}`, "x"),

@@ -40,6 +40,10 @@ const EXPECTED: Record<string, (facts: MessageFacts) => void> = {
     expect(f.parseError).toBeUndefined();
     expect(f.attachments[0]?.startsWith("견견")).toBe(true);
   },
+  "filename-spaces-200k": (f) => {
+    expect(f.parseError).toBeUndefined();
+    expect(f.attachments).toEqual([`a${" ".repeat(900 * 222)}x.exe`]);
+  },
   "header-folds-200k": (f) => expect(f.parseError).toContain(FIELD_CUT),
   "many-headers-100k": (f) => {
     expect(f.parseError).toContain(`more than ${MAX_HEADER_FIELDS} header fields`);
