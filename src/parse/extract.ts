@@ -213,12 +213,18 @@ function savedName(filename: string): string {
   return filename.slice(start, end);
 }
 
-/** Each distinct saved name of an attachment: postal-mime's choice first, then every other name its part gives. */
+/**
+ * Each distinct saved name of an attachment: postal-mime's choice first, then every other name its
+ * part gives. A name with a NUL (`x.exe%00.pdf`, `=?utf-8?Q?x.exe=00.pdf?=`) is also the name before
+ * it: software that keeps names as C strings, as Windows' file APIs do, saves `x.exe`.
+ */
 function attachmentNames(attachment: NamedAttachment): string[] {
   const names = new Set<string>();
   for (const name of [attachment.filename ?? "", ...(attachment.names ?? [])]) {
-    const saved = savedName(name);
-    if (saved) names.add(saved);
+    const nul = name.indexOf("\0");
+    for (const saved of nul < 0 ? [savedName(name)] : [savedName(name), savedName(name.slice(0, nul))]) {
+      if (saved) names.add(saved);
+    }
   }
   return [...names];
 }

@@ -198,6 +198,22 @@ describe("mailgw test decides as serve does", () => {
     }
   }, 30_000);
 
+  test("a name with a NUL in it (RFC 2231 %00, RFC 2047 =00) is also the name before the NUL, as C-string software saves it", async () => {
+    for (const field of ["filename*=utf-8''x.exe%00.pdf", 'filename="=?utf-8?Q?x.exe=00.pdf?="']) {
+      const message = lines(
+        "From: a@sender.example", "To: b@company.com", "Subject: nul", "Content-Type: multipart/mixed; boundary=b", "",
+        "--b", "Content-Type: text/plain", "", "see attached",
+        "--b", "Content-Type: application/pdf", `Content-Disposition: attachment; ${field}`, "Content-Transfer-Encoding: base64", "", "TVqQ",
+        "--b--",
+      );
+      const served = await sendToServe(message);
+      expect({ field, reply: served.reply.slice(0, 9), rule: served.rule }).toEqual({ field, reply: "550 5.7.1", rule: "no-exe" });
+      const dry = await dryRun(message);
+      expect(dry.decision.rule).toBe("no-exe");
+      expect(dry.facts.attachments).toEqual(["x.exe\u0000.pdf", "x.exe"]);
+    }
+  }, 30_000);
+
   test("every From address counts for a `from` rule: a second one (in the list or a second field) is not hidden", async () => {
     for (const from of ['From: "Doe, John" <john@sender.example>, CEO@company.com', "From: john@sender.example\r\nFrom: ceo@company.com"]) {
       const message = lines(from, "To: b@company.com", "Subject: wire transfer", "", "Please pay today.");
