@@ -32,6 +32,7 @@ const SP = 0x20;
 const TAB = 0x09;
 const EQUALS = 0x3d;
 const QUESTION = 0x3f;
+const DASH = 0x2d;
 /** RFC 2045 6.7 (5): encoded lines at most 76 characters, the soft break's '=' included. */
 const QP_LINE = 76;
 /** RFC 5321 4.5.3.1.6: a line of text at most 998 bytes (before CRLF). */
@@ -267,6 +268,16 @@ export function encodeQuotedPrintable(content: Buffer): Buffer {
     if (column + width > (lineEnds ? QP_LINE : QP_LINE - 1)) {
       at = writeSoftBreak(to, at);
       column = 0;
+      // A line a soft break starts never begins with '-': "--boundary" from the middle of a long
+      // line, moved to the start of one, is a delimiter line to the reader (RFC 2046 5.1.1), who
+      // saw the part end there and the rest of its text become a part of its own (an attachment
+      // the sender never attached). =2D decodes to the same '-'. Lines the sender began are kept:
+      // they were no delimiters.
+      if (byte === DASH) {
+        at = writeEscape(to, at, DASH);
+        column = 3;
+        continue;
+      }
     }
     if (literal) to[at++] = byte;
     else at = writeEscape(to, at, byte);
@@ -297,6 +308,12 @@ export function escapeInQuotedPrintable(content: Buffer): Buffer {
     if (column + width > SMTP_LINE - 2) {
       at = writeSoftBreak(to, at);
       column = 0;
+      // As in encodeQuotedPrintable: no line a soft break starts may read as a boundary.
+      if (byte === DASH) {
+        at = writeEscape(to, at, DASH);
+        column = 3;
+        continue;
+      }
     }
     if (byte >= 0x80) {
       at = writeEscape(to, at, byte);

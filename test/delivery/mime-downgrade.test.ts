@@ -257,6 +257,19 @@ describe("downgradeTo7bit", () => {
     }
   });
 
+  // "--b" from the middle of a long line, moved by a soft break to the start of one, is a
+  // delimiter to the reader: the part ended there and the rest of its text became a part of its own.
+  test("no line a soft break starts reads as a boundary, in new and in existing quoted-printable", async () => {
+    const part = (encoding: string, line: string) =>
+      crlf(`MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: ${encoding}\n\nGr\u00fc\u00dfe\n${line}--b\nContent-Type: application/octet-stream; name="x.exe"\n\nTVqQ\n--b--\n`);
+    for (const raw of [part("8bit", "x".repeat(75)), part("quoted-printable", "x".repeat(996))]) {
+      const out = downgradeTo7bit(raw);
+      expect(isAscii(out)).toBe(true);
+      expect(out.toString("latin1")).toContain("=\r\n=2D-b\r\n");
+      expect(await decoded(out)).toEqual(await decoded(raw));
+    }
+  });
+
   test("quoted-printable encoding: '=', trailing space and tab, control bytes, a last line without CRLF", () => {
     expect(encodeQuotedPrintable(Buffer.from("a=b \r\nc\t\r\n\x00é ", "latin1")).toString("latin1")).toBe("a=3Db=20\r\nc=09\r\n=00=E9=20");
     const line = encodeQuotedPrintable(Buffer.from(`${"x".repeat(74)}é`, "latin1")).toString("latin1");

@@ -29,7 +29,7 @@ afterEach(async () => {
 });
 afterAll(() => cleanupBinary());
 
-async function forwardThrough(hide8BitMime: boolean) {
+async function forwardThrough(hide8BitMime: boolean, message = MESSAGE) {
   const relay = await startRelay({ hide8BitMime });
   cleanups.push(() => relay.close());
   const dir = serveDir();
@@ -43,7 +43,7 @@ async function forwardThrough(hide8BitMime: boolean) {
   expect(await c.cmd("MAIL FROM:<alice@example.org> BODY=8BITMIME")).toStartWith("250");
   expect(await c.cmd("RCPT TO:<bob@company.com>")).toStartWith("250");
   expect(await c.cmd("DATA")).toStartWith("354");
-  c.write(Buffer.from(`${MESSAGE}.\r\n`, "utf8"));
+  c.write(Buffer.from(`${message}.\r\n`, "utf8"));
   expect(await c.reply()).toStartWith("250 2.0.0 Queued");
   await c.cmd("QUIT");
   await waitFor(() => relay.received.length === 1, 15_000, "the forward at the relay");
@@ -64,4 +64,19 @@ test("a relay with 8BITMIME gets the bytes as sent, with BODY=8BITMIME", async (
   const copy = await forwardThrough(false);
   expect(copy.body).toBe("8BITMIME");
   expect(copy.data.toString("utf8")).toEndWith(MESSAGE);
+}, 60_000);
+
+// A soft break before "--b42" in the middle of a long line put the part's boundary at the start of
+// a line: the relay's reader saw the part end there and the rest of the text become a part of its
+// own (here an attachment the sender never attached, and rules never saw).
+test("a soft break never starts a line with the enclosing boundary: the reader gets the same parts", async () => {
+  const message =
+    'From: alice@example.org\r\nTo: bob@company.com\r\nSubject: Gruss\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b42"\r\n\r\n' +
+    "--b42\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße\r\n" +
+    `${"x".repeat(75)}--b42\r\nContent-Type: application/octet-stream; name="payload.exe"\r\n\r\nTVqQAAMAAAAEAAAA\r\n--b42--\r\n`;
+  const copy = await forwardThrough(true, message);
+  expect(isAscii(copy.data)).toBe(true);
+  const [before, after] = [await PostalMime.parse(Buffer.from(message, "utf8")), await PostalMime.parse(copy.data)];
+  expect(after.attachments).toEqual([]);
+  expect(after.text).toBe(before.text);
 }, 60_000);
