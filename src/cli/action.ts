@@ -6,8 +6,9 @@
  * refused (exit 1) before it runs, instead of being ignored (see argv.ts).
  */
 import { resolve } from "node:path";
-import { debugRequested } from "../config/config.ts";
+import { debugRequested, journalStream } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
+import { stderrIsJournal } from "../log/logger.ts";
 import { unexpectedArgument } from "./argv.ts";
 
 /**
@@ -38,6 +39,15 @@ function commandPath(rawArgs: readonly string[]): string {
   return ["mailgw", ...argv.slice(0, Math.max(0, argv.length - rawArgs.length))].join(" ");
 }
 
+/**
+ * Under systemd (stderr the journal stream), every line with priority 3 (err), as serve's own
+ * log lines carry theirs: unprefixed, the reason serve refused to start (a DATA_DIR in use, a bad
+ * setting) was logged as info, and `journalctl -u mailgw -p err` did not show it.
+ */
+function asErrorForJournal(text: string): string {
+  return stderrIsJournal(journalStream()) ? text.replace(/^(?=.)/gm, "<3>") : text;
+}
+
 export function cliAction<A>(run: (args: A, rawArgs: readonly string[]) => Promise<number | void> | number | void) {
   return async (context: RunContext<A>): Promise<void> => {
     try {
@@ -50,8 +60,8 @@ export function cliAction<A>(run: (args: A, rawArgs: readonly string[]) => Promi
       // LOG_LEVEL=debug may come from the --env-file the command was given, too.
       const envFile = (context.args as { "env-file"?: unknown } | undefined)?.["env-file"];
       const debug = debugRequested(typeof envFile === "string" ? { envFile: resolve(envFile) } : {});
-      process.stderr.write(`mailgw: ${describeError(err)}\n`);
-      if (debug && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+      const text = `mailgw: ${describeError(err)}\n${debug && err instanceof Error && err.stack ? `${err.stack}\n` : ""}`;
+      process.stderr.write(asErrorForJournal(text));
       exitWith(err instanceof CliError ? err.exitCode : 1);
     }
   };

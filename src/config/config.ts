@@ -218,7 +218,7 @@ function loadConfigValues(opts: LoadOptions): Config {
     log: {
       level: oneOf(get, "LOG_LEVEL", ["debug", "info", "warn", "error"] as const),
       format: logFormat(get, opts.isTty),
-      journalStream: (opts.env ?? process.env).JOURNAL_STREAM?.trim() || null,
+      journalStream: journalStream(opts.env),
     },
     queue: {
       maxAgeHours: number(get, "QUEUE_MAX_AGE_HOURS", 0.001, 1e6),
@@ -391,6 +391,11 @@ export function redactedConfig(config: Config): Config {
     http: { ...config.http, statsToken: config.http.statsToken ? "***" : null },
     webhookSecret: config.webhookSecret ? "***" : null,
   };
+}
+
+/** systemd's JOURNAL_STREAM (`dev:inode`), null when not set; the CLI error path reads it too. */
+export function journalStream(env: NodeJS.ProcessEnv = process.env): string | null {
+  return env.JOURNAL_STREAM?.trim() || null;
 }
 
 /**

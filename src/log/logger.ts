@@ -43,9 +43,18 @@ function levelPrefix(type: string): string {
  * it would be text in the line. systemd's advice is to compare both numbers.
  */
 export function stdoutIsJournal(journalStream: string | null): boolean {
+  return isJournal(1, journalStream);
+}
+
+/** stdoutIsJournal for stderr, where a command's fatal error goes (cli/action.ts). */
+export function stderrIsJournal(journalStream: string | null): boolean {
+  return isJournal(2, journalStream);
+}
+
+function isJournal(fd: number, journalStream: string | null): boolean {
   if (journalStream === null) return false;
   try {
-    const st = fstatSync(1, { bigint: true });
+    const st = fstatSync(fd, { bigint: true });
     return journalStream === `${st.dev}:${st.ino}`;
   } catch {
     return false;

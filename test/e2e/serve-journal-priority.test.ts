@@ -11,11 +11,12 @@ import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BARE_PATH, freePort } from "../packaging/binary.ts";
 import { greet, RawClient, sendMail } from "../smtp/helpers.ts";
-import { serveCommand, serveDir, until } from "../smtp/serve-process.ts";
+import { cleanupBinary, serveCommand, serveDir, until } from "../smtp/serve-process.ts";
 
 const dirs: string[] = [];
 afterAll(() => {
   for (const d of dirs) if (!process.env.KEEP) rmSync(d, { recursive: true, force: true });
+  cleanupBinary();
 });
 
 /** Runs serve with stdout into `out.log`, sends one message, stops it; returns the log's lines. */
@@ -66,4 +67,26 @@ test("JOURNAL_STREAM naming another stream (a pipe or file in between): no prefi
   const lines = await serveLines(() => "8:1");
   expect(lines.length).toBeGreaterThan(2);
   for (const line of lines) expect(line).toStartWith('{"time":');
+}, 30_000);
+
+// The reason serve refuses to start goes to stderr, which systemd gives the same journal stream:
+// unprefixed it was priority 6 (info), and `journalctl -u mailgw -p err` did not show why serve failed.
+test("a start-up refusal on stderr, the journal stream: each of its lines has priority 3 (err)", async () => {
+  const dir = serveDir();
+  dirs.push(dir);
+  const err = join(dir, "err.log");
+  writeFileSync(err, "");
+  const st = statSync(err, { bigint: true });
+  const proc = Bun.spawn(["bash", "-c", 'exec "$@" 2>> err.log', "serve", ...serveCommand("binary")], {
+    cwd: dir,
+    // LOG_LEVEL=debug: the stack trace follows the error line, every line of it prefixed too.
+    env: { PATH: BARE_PATH, HOME: dir, LOG_LEVEL: "debug", SMTP_PORT: "70000", JOURNAL_STREAM: `${st.dev}:${st.ino}` },
+    stdout: "ignore",
+    stderr: "ignore",
+  });
+  expect(await proc.exited).not.toBe(0);
+  const lines = readFileSync(err, "utf8").trimEnd().split("\n");
+  expect(lines[0]).toStartWith("<3>mailgw: SMTP_PORT");
+  expect(lines.length).toBeGreaterThan(1);
+  for (const line of lines) expect(line).toStartWith("<3>");
 }, 30_000);
