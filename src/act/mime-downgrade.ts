@@ -131,8 +131,11 @@ function downgradeEntity(buf: Buffer, start: number, end: number, place: Place, 
   const typeField = field(header, "content-type");
   const type = typeField ? mediaType(typeField.value) : place.defaultType;
   // Comments are allowed in the field (RFC 2045 6.1, RFC 822 3.4.3) and readers skip them: kept,
-  // "quoted-printable (qp)" was read as no encoding and its content encoded a second time.
-  const encoding = (field(header, "content-transfer-encoding")?.value ?? "").replace(/\([^()]*\)/g, " ").trim().toLowerCase();
+  // "quoted-printable (qp)" was read as no encoding and its content encoded a second time. Then,
+  // as postal-mime (serve's parser) reads it, the first token: '"quoted-printable"' and
+  // 'base64; x=1' are those encodings to the reader, whole they were no encoding here.
+  const label = (field(header, "content-transfer-encoding")?.value ?? "").replace(/\([^()]*\)/g, " ").toLowerCase();
+  const encoding = /[\w-]+/.exec(label)?.[0] ?? "";
   // Labels that are not encodings ("7-bit", "plain", "8bits") are read as identity by parsers.
   const identity = !ENCODINGS_KEPT.has(encoding);
   // A container's label: 8bit or binary no longer true once its parts are converted.

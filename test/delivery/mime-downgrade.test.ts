@@ -203,6 +203,18 @@ describe("downgradeTo7bit", () => {
     expect((await decoded(downgradeTo7bit(b64))).text).toBe((await decoded(b64)).text);
   });
 
+  // Readers (postal-mime, which serve parses with) take the label's first token: a quoted one or
+  // one with a parameter was read as no encoding, and its content encoded a second time.
+  test("a quoted Content-Transfer-Encoding, or one with more after its token, is still that encoding", async () => {
+    for (const label of ['"quoted-printable"', "quoted-printable; x=1", '"Base64"', "base64 base64"]) {
+      const content = label.toLowerCase().includes("base64") ? "R3L\u00fcDDn2Ug\n" : "Gr\u00fc=C3=9Fe =3D 1\n";
+      const raw = crlf(`MIME-Version: 1.0\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: ${label}\n\n${content}`);
+      const out = downgradeTo7bit(raw);
+      expect(isAscii(out)).toBe(true);
+      expect({ label, out: await decoded(out) }).toEqual({ label, out: await decoded(raw) });
+    }
+  });
+
   test("quoted-printable with raw 8-bit bytes: escaped in place; base64 with stray 8-bit bytes: dropped", async () => {
     const raw = crlf(
       [

@@ -80,3 +80,17 @@ test("a soft break never starts a line with the enclosing boundary: the reader g
   expect(after.attachments).toEqual([]);
   expect(after.text).toBe(before.text);
 }, 60_000);
+
+// serve reads a part's Content-Transfer-Encoding as postal-mime does, by its first token: the
+// rules saw '"quoted-printable"' decoded. The conversion took the label for no encoding and
+// encoded the quoted-printable a second time: the relay's reader saw "=C3=BC" for "ü".
+test("a quoted or parameterised Content-Transfer-Encoding is still that encoding: the reader gets the same text", async () => {
+  const message =
+    "From: alice@example.org\r\nTo: bob@company.com\r\nSubject: Gruss\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+    'Content-Transfer-Encoding: "quoted-printable"\r\n\r\nGr=C3=BC=C3=9Fe und K\u00f6ln =3D 1\r\n';
+  const copy = await forwardThrough(true, message);
+  expect(isAscii(copy.data)).toBe(true);
+  const [before, after] = [await PostalMime.parse(Buffer.from(message, "utf8")), await PostalMime.parse(copy.data)];
+  expect(before.text).toBe("Grüße und Köln = 1\n");
+  expect(after.text).toBe(before.text);
+}, 60_000);
