@@ -20,13 +20,17 @@ export function hexValue(code: number): number {
   return -1;
 }
 
-function decodeQ(text: string): Uint8Array {
+/**
+ * Bytes of `text` with `escape` + two hex digits as the byte they name (Q: `=`, RFC 2231: `%`),
+ * `_` as a space when `underscoreIsSpace` (Q only), any other character as its UTF-8 bytes.
+ */
+export function hexEscapedBytes(text: string, escape: number, underscoreIsSpace: boolean): Uint8Array {
   const out: number[] = [];
   for (let i = 0; i < text.length; i++) {
     const code = text.charCodeAt(i);
-    if (code === 0x5f) {
+    if (code === 0x5f && underscoreIsSpace) {
       out.push(0x20);
-    } else if (code === 0x3d && i + 2 < text.length && hexValue(text.charCodeAt(i + 1)) >= 0 && hexValue(text.charCodeAt(i + 2)) >= 0) {
+    } else if (code === escape && i + 2 < text.length && hexValue(text.charCodeAt(i + 1)) >= 0 && hexValue(text.charCodeAt(i + 2)) >= 0) {
       out.push(hexValue(text.charCodeAt(i + 1)) * 16 + hexValue(text.charCodeAt(i + 2)));
       i += 2;
     } else if (code < 0x80) {
@@ -40,7 +44,7 @@ function decodeQ(text: string): Uint8Array {
 
 function wordBytes(encoding: string, text: string): Uint8Array {
   if (encoding === "B" || encoding === "b") return Buffer.from(text.replace(/[^A-Za-z0-9+/]/g, ""), "base64");
-  return decodeQ(text);
+  return hexEscapedBytes(text, 0x3d, true);
 }
 
 interface PendingRun {

@@ -6,7 +6,7 @@
  * mail clients do. Trusts nothing in the value; linear in its length; never throws.
  */
 import { decoderFor } from "./charset.ts";
-import { hexValue } from "./encoded-words.ts";
+import { hexEscapedBytes } from "./encoded-words.ts";
 
 export interface Parameter {
   key: string;
@@ -69,23 +69,6 @@ export function parameters(value: string): Parameter[] {
   return params;
 }
 
-/** `%XX` escapes as bytes, any other character as its UTF-8 bytes. */
-function percentBytes(text: string): Uint8Array {
-  const out: number[] = [];
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if (code === 0x25 && i + 2 < text.length && hexValue(text.charCodeAt(i + 1)) >= 0 && hexValue(text.charCodeAt(i + 2)) >= 0) {
-      out.push(hexValue(text.charCodeAt(i + 1)) * 16 + hexValue(text.charCodeAt(i + 2)));
-      i += 2;
-    } else if (code < 0x80) {
-      out.push(code);
-    } else {
-      for (const byte of Buffer.from(text[i] ?? "", "utf8")) out.push(byte);
-    }
-  }
-  return Uint8Array.from(out);
-}
-
 interface Section {
   nr: number;
   value: string;
@@ -113,11 +96,11 @@ function joinSections(sections: Section[]): string {
       pending += section.value;
       continue;
     }
-    if (pending) result += decoder.decode(percentBytes(pending));
+    if (pending) result += decoder.decode(hexEscapedBytes(pending, 0x25, false));
     pending = "";
     result += section.value;
   }
-  if (pending) result += decoder.decode(percentBytes(pending));
+  if (pending) result += decoder.decode(hexEscapedBytes(pending, 0x25, false));
   return result;
 }
 
