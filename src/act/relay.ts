@@ -20,6 +20,7 @@
 import { isAscii } from "node:buffer";
 import { isIP } from "node:net";
 import type { RelayConfig } from "../config/config.ts";
+import { hostPort } from "../host-port.ts";
 import type { AttemptOutcome } from "../queue/retry.ts";
 import { normalizeLineEndings } from "./normalize-crlf.ts";
 import { relayErrorHint } from "./relay-advice.ts";
@@ -118,7 +119,7 @@ export function createRelayClient(relay: RelayConfig, opts: RelayClientOptions):
     // (relay idle timeout); anything beyond that is the queue's job, with backoff.
     maxRequeues: 1,
   });
-  const label = `${relay.host}:${relay.port}`;
+  const label = hostPort(relay.host, relay.port);
   let successor: RelayClient | null = null;
   return {
     maxConnections,

@@ -14,6 +14,7 @@ import { isIP } from "node:net";
 import { hostname } from "node:os";
 import type { Config } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
+import { hostPort } from "../host-port.ts";
 import type { Logger } from "../log/logger.ts";
 import { databaseFile } from "../store/db-file.ts";
 import { AUTH_CHALLENGES, createTokenChecker } from "./auth.ts";
@@ -134,7 +135,7 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
           },
         });
       } catch (err) {
-        throw new CliError(`cannot listen for HTTP on ${config.http.host}:${config.http.port}: ${describeError(err)} (check HTTP_HOST and HTTP_PORT)`);
+        throw new CliError(`cannot listen for HTTP on ${hostPort(config.http.host, config.http.port)}: ${describeError(err)} (check HTTP_HOST and HTTP_PORT)`);
       }
       logger.info("http listening", { url: url(), auth: token.required ? "token" : "none" });
       const warning = exposureWarning(config.http.host, token.required);

@@ -6,6 +6,8 @@
  * Failure: none here; a getter that throws is reported by the caller as an internal error.
  */
 
+import { hostPort } from "../host-port.ts";
+
 export interface RulesStatus {
   /** Version of the rules in force (e.g. a content hash or mtime), null before the first load. */
   version: string | null;
@@ -105,7 +107,7 @@ export function createStatusSource(parts: StatusParts): StatusSource {
     relay() {
       const r = parts.relay();
       if (!r) return { configured: false, address: null, suspended: null };
-      const address = `${r.host}:${r.port}`;
+      const address = hostPort(r.host, r.port);
       const s = parts.relaySuspension?.() ?? null;
       // One recorded for another relay (a reload changed it) is not this one's; the worker drops it.
       return { configured: true, address, suspended: s !== null && s.relay === address ? { since: s.since, until: s.until, reason: s.reason } : null };

@@ -22,6 +22,7 @@ import { CliError, describeError } from "../errors.ts";
 import { createHttpServer } from "../http/server.ts";
 import { createStatusSource } from "../http/status-source.ts";
 import type { Logger } from "../log/logger.ts";
+import { hostPort } from "../host-port.ts";
 import { createPipeline } from "../pipeline.ts";
 import { anyHeld } from "../queue/queue-store.ts";
 import { liftSuspension, readSuspension } from "../queue/relay-suspension.ts";
@@ -280,7 +281,7 @@ function storageError(err: unknown, config: Config): unknown {
 function announce(logger: Logger, config: Config, smtp: { host: string; port: number } | null, domains: readonly string[], httpUrl: string): void {
   logger.info("mailgw serve started", {
     version: VERSION_STRING,
-    smtp: smtp ? `${smtp.host}:${smtp.port}` : null,
+    smtp: smtp ? hostPort(smtp.host, smtp.port) : null,
     http: httpUrl,
     hostname: config.smtp.hostname,
     tls: config.smtp.tls.enabled,
@@ -297,7 +298,7 @@ function announce(logger: Logger, config: Config, smtp: { host: string; port: nu
 /** `host:port (mode)` for the log; never the credentials. */
 function describeRelay(relay: RelayConfig | null): string {
   if (relay === null) return "none";
-  return `${relay.host}:${relay.port} (${relay.secure}${relay.secure !== "none" && !relay.tlsVerify ? ", certificate not verified" : ""}${relay.user !== null ? ", SASL" : ""})`;
+  return `${hostPort(relay.host, relay.port)} (${relay.secure}${relay.secure !== "none" && !relay.tlsVerify ? ", certificate not verified" : ""}${relay.user !== null ? ", SASL" : ""})`;
 }
 
 /** Settings accepted but likely wrong (TLS mode vs port, `none` off this machine): said at start and reload. */

@@ -1,0 +1,75 @@
+/**
+ * IPv6 as an admin on a dual-stack or IPv6-only host sees it, against the compiled dist/mailgw:
+ * - SMTP on ::1 and a relay at an IPv6 literal (a real smtp-server on ::1): the start line, the
+ *   delivery log and /stats.json write each address with its port as `[::1]:PORT`, never as
+ *   `::1:PORT` (itself a valid IPv6 address, so the port could not be told from it).
+ */
+import { afterAll, expect, test } from "bun:test";
+import { rmSync } from "node:fs";
+import { SMTPServer } from "smtp-server";
+import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
+import { cleanupBinary, serveDir, startServe } from "../smtp/serve-process.ts";
+
+const FORWARD_RULES = `domains: [company.com]
+default: { action: forward, category: default, forward_to: [ops@forward.example] }
+rules: []
+`;
+
+const dirs: string[] = [];
+afterAll(() => {
+  cleanupBinary();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** A plain-SMTP relay on ::1; resolves with its port and the recipients of what it took. */
+async function ipv6Relay(): Promise<{ port: number; received: string[]; close(): Promise<void> }> {
+  const received: string[] = [];
+  const relay = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ["STARTTLS"],
+    logger: false,
+    onData(stream, session, cb) {
+      stream.resume();
+      stream.on("end", () => {
+        received.push(`${session.remoteAddress}:${session.envelope.rcptTo.map((r) => r.address).join(",")}`);
+        cb();
+      });
+    },
+  });
+  relay.on("error", () => undefined);
+  await new Promise<void>((resolve) => relay.listen(0, "::1", () => resolve()));
+  const address = relay.server.address();
+  return {
+    port: typeof address === "object" && address ? address.port : 0,
+    received,
+    close: () => new Promise<void>((resolve) => relay.close(() => resolve())),
+  };
+}
+
+test("SMTP on ::1, relay at ::1: the start line, the delivery log and /stats.json write [::1]:PORT (binary)", async () => {
+  const dir = serveDir();
+  dirs.push(dir);
+  await Bun.write(`${dir}/rules.yaml`, FORWARD_RULES);
+  const relay = await ipv6Relay();
+  const serve = await startServe("binary", dir, { SMTP_HOST: "::1", RELAY_SMTP_HOST: "::1", RELAY_SMTP_PORT: String(relay.port), RELAY_SMTP_SECURE: "none" });
+  try {
+    const started = await serve.waitForLog((l) => l.msg === "mailgw serve started");
+    expect(started.smtp).toBe(`[::1]:${serve.smtpPort}`);
+    expect(started.relay).toBe(`[::1]:${relay.port} (none)`);
+
+    const c = await RawClient.connect(serve.smtpPort, "::1");
+    await greet(c);
+    const reply = await sendMail(c, "b@company.com", simpleMessage("over ipv6"));
+    c.end();
+    const id = reply.split(" ").pop() ?? "";
+    const delivered = await serve.waitForLog((l) => l.msg === "delivered" && l.id === id, 15_000);
+    expect(delivered.target).toBe(`[::1]:${relay.port} → ops@forward.example`);
+    expect(relay.received).toEqual(["::1:ops@forward.example"]);
+
+    const stats = (await (await fetch(`${serve.httpUrl}stats.json`)).json()) as { relay: { address: string } };
+    expect(stats.relay.address).toBe(`[::1]:${relay.port}`);
+  } finally {
+    await serve.stop("SIGTERM");
+    await relay.close();
+  }
+}, 90_000);
