@@ -28,6 +28,12 @@ export function parseCidrList(value: string, name: string): string[] {
   const items = value.split(",").map((s) => s.trim()).filter(Boolean);
   if (items.length === 0) throw new CliError(`${name} is empty: expected comma-separated CIDRs such as 10.0.0.0/8,::1/128`);
   return items.map((item) => {
+    // A zone id (fe80::1%eth0) reads as "only on that interface", which the check cannot do:
+    // the client address is all it compares, so the zone was dropped and any interface matched.
+    if (item.includes("%")) {
+      const bare = item.replace(/%[^/]*/, "");
+      throw new CliError(`${name}: "${item}" names an interface (zone id): client addresses are matched without their interface; write ${bare}`);
+    }
     const [addr = "", prefix, extra] = item.split("/");
     const family = isIP(addr);
     const max = family === 4 ? 32 : 128;

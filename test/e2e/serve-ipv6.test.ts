@@ -2,13 +2,16 @@
  * IPv6 as an admin on a dual-stack or IPv6-only host sees it, against the compiled dist/mailgw:
  * - SMTP on ::1 and a relay at an IPv6 literal (a real smtp-server on ::1): the start line, the
  *   delivery log and /stats.json write each address with its port as `[::1]:PORT`, never as
- *   `::1:PORT` (itself a valid IPv6 address, so the port could not be told from it).
+ *   `::1:PORT` (itself a valid IPv6 address, so the port could not be told from it);
+ * - an IPv6 zone id in SMTP_ALLOWED_IPS or SMTP_PROXY_TRUSTED (`fe80::%eth0/10`) is refused at
+ *   start: the check compares addresses only, and the interface was silently dropped, so any
+ *   interface matched.
  */
 import { afterAll, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
 import { SMTPServer } from "smtp-server";
 import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
-import { cleanupBinary, serveDir, startServe } from "../smtp/serve-process.ts";
+import { cleanupBinary, runServeOnce, serveDir, startServe } from "../smtp/serve-process.ts";
 
 const FORWARD_RULES = `domains: [company.com]
 default: { action: forward, category: default, forward_to: [ops@forward.example] }
@@ -73,3 +76,18 @@ test("SMTP on ::1, relay at ::1: the start line, the delivery log and /stats.jso
     await relay.close();
   }
 }, 90_000);
+
+test("a zone id in SMTP_ALLOWED_IPS or SMTP_PROXY_TRUSTED is refused at start, naming the variable and the fix (binary)", async () => {
+  const dir = serveDir();
+  dirs.push(dir);
+  for (const [name, value, fix] of [
+    ["SMTP_ALLOWED_IPS", "fe80::%eth0/10", "fe80::/10"],
+    ["SMTP_ALLOWED_IPS", "192.0.2.0/24,fe80::1%eth0", "fe80::1"],
+    ["SMTP_PROXY_TRUSTED", "fe80::/64%lo", "fe80::/64"],
+  ] as const) {
+    const run = await runServeOnce("binary", dir, { SMTP_HOST: "127.0.0.1", HTTP_HOST: "127.0.0.1", [name]: value });
+    expect(run.exitCode).toBe(1);
+    const item = value.split(",").pop() ?? "";
+    expect(run.stderr).toBe(`mailgw: ${name}: "${item}" names an interface (zone id): client addresses are matched without their interface; write ${fix}\n`);
+  }
+}, 60_000);
