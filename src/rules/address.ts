@@ -5,6 +5,7 @@
  * are refused here too, so a rule can never forward to an address the gateway itself
  * would treat as a relay attempt. Pure functions; invalid input returns null / false.
  */
+import { isIPv6 } from "node:net";
 import { domainToASCII } from "node:url";
 
 /** RFC 5321 limits: local part 64 octets, domain 253 characters, label 63. */
@@ -54,6 +55,17 @@ export function asciiDomainForm(address: string): string {
   if (/^[\x00-\x7f]*$/.test(domain)) return address;
   const ascii = domainToASCII(domain);
   return ascii === "" ? address : `${address.slice(0, at + 1)}${ascii}`;
+}
+
+/**
+ * Whether an http(s) URL that does not parse has an IPv6 address without brackets as its host
+ * (`http://::1:8080/in`): it is absolute, so "write an absolute URL" alone did not say what to fix.
+ */
+export function hasBareIpv6Host(input: string): boolean {
+  const authority = /^https?:\/\/([^/?#[\]]*)/i.exec(input)?.[1];
+  if (authority === undefined) return false;
+  const host = authority.slice(authority.lastIndexOf("@") + 1);
+  return isIPv6(host) || isIPv6(host.replace(/:\d*$/, ""));
 }
 
 /** True for an absolute http(s) URL with a host. */

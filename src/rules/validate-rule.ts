@@ -6,7 +6,7 @@
  * Reports every problem at its key or value; returns null when the rule has errors.
  */
 import { isScalar, type Node, type YAMLMap } from "yaml";
-import { isWebhookUrl, normalizeMailbox } from "./address.ts";
+import { hasBareIpv6Host, isWebhookUrl, normalizeMailbox } from "./address.ts";
 import type { ConditionSpec } from "./matchers.ts";
 import {
   ACTIONS,
@@ -117,7 +117,10 @@ export function parseActionFields(ctx: YamlContext, entries: Map<string, MapEntr
     if (urlEntry === undefined) ctx.error(actionNode, "missing-url", "action webhook needs url: https://…");
     else {
       url = ctx.string(urlEntry.value, "url", urlEntry.keyNode);
-      if (url !== null && !isWebhookUrl(url)) ctx.error(urlEntry.value, "invalid-url", `invalid url '${url}'; write an absolute http:// or https:// URL`);
+      if (url !== null && !isWebhookUrl(url)) {
+        const fix = hasBareIpv6Host(url) ? "an IPv6 address goes in brackets, e.g. http://[2001:db8::5]:8080/hook" : "write an absolute http:// or https:// URL";
+        ctx.error(urlEntry.value, "invalid-url", `invalid url '${url}'; ${fix}`);
+      }
     }
   } else if (urlEntry) ctx.warn(urlEntry.keyNode, "ignored-key", `url is ignored with action ${action}`);
   const rejectEntry = entries.get("reject_message");
