@@ -34,7 +34,7 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: "RELAY_SMTP_SECURE", default: "starttls", help: "starttls (587) | tls (465) | none (loopback/test only)" },
   { name: "RELAY_SMTP_TLS_VERIFY", default: "true", help: "verify the relay's certificate" },
   { name: "FORWARD_FROM", default: "", help: "(planned) From address for forwarded copies", planned: true },
-  { name: "RATE_LIMIT_MAX", default: "200", help: "messages per client IP per window; over it → 451 4.7.1" },
+  { name: "RATE_LIMIT_MAX", default: "200", help: "messages per client IP (IPv6: per /64) per window; over it → 451 4.7.1" },
   { name: "RATE_LIMIT_WINDOW_MS", default: "60000", help: "rate limit window in milliseconds" },
   { name: "MAX_MESSAGE_SIZE_MB", default: "25", help: "advertised SIZE; bigger → 552 5.3.4" },
   { name: "DATABASE_URL", default: "file:./data/mail-gateway.db", help: "SQLite file (WAL); when unset, mail-gateway.db in DATA_DIR" },

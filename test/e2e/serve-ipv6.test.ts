@@ -5,7 +5,9 @@
  *   `::1:PORT` (itself a valid IPv6 address, so the port could not be told from it);
  * - an IPv6 zone id in SMTP_ALLOWED_IPS or SMTP_PROXY_TRUSTED (`fe80::%eth0/10`) is refused at
  *   start: the check compares addresses only, and the interface was silently dropped, so any
- *   interface matched.
+ *   interface matched;
+ * - RATE_LIMIT_MAX counts an IPv6 client by its /64 (README: one host usually owns a whole /64),
+ *   here through a PROXY v1 TCP6 header from a proxy on ::1 trusted as ::1/128.
  */
 import { afterAll, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
@@ -89,5 +91,28 @@ test("a zone id in SMTP_ALLOWED_IPS or SMTP_PROXY_TRUSTED is refused at start, n
     expect(run.exitCode).toBe(1);
     const item = value.split(",").pop() ?? "";
     expect(run.stderr).toBe(`mailgw: ${name}: "${item}" names an interface (zone id): client addresses are matched without their interface; write ${fix}\n`);
+  }
+}, 60_000);
+
+test("the message rate limit counts an IPv6 client's /64, behind a proxy on ::1 (binary)", async () => {
+  const dir = serveDir();
+  dirs.push(dir);
+  const serve = await startServe("binary", dir, { SMTP_HOST: "::1", SMTP_PROXY_PROTOCOL: "true", SMTP_PROXY_TRUSTED: "::1/128", RATE_LIMIT_MAX: "1" });
+  const mailFrom = async (client: string): Promise<string> => {
+    const c = await RawClient.connect(serve.smtpPort, "::1", `PROXY TCP6 ${client} 2001:db8:ffff::25 51000 25\r\n`);
+    try {
+      await greet(c);
+      return await sendMail(c);
+    } finally {
+      c.end();
+    }
+  };
+  try {
+    expect(await mailFrom("2001:db8:1:2::1")).toMatch(/^250 2\.0\.0 Queued as /);
+    // Another address of the same /64: the same client.
+    expect(await mailFrom("2001:db8:1:2:ffff::7")).toBe("451 4.7.1 Too many messages from your address, try again later");
+    expect(await mailFrom("2001:db8:1:3::1")).toMatch(/^250 2\.0\.0 Queued as /);
+  } finally {
+    await serve.stop("SIGTERM");
   }
 }, 60_000);
