@@ -214,6 +214,10 @@ export default defineCommand({
     const rulesPath = raw.get("RULES_FILE") ?? "./rules.yaml";
     const to = repeatedFlag(rawArgs, ["to"]);
     if (isIP(args["client-ip"]) === 0) throw new CliError(`--client-ip must be an IPv4 or IPv6 address (got ${JSON.stringify(args["client-ip"])})`);
+    // isIP takes a zone id (fe80::1%eth0), which serve's client addresses never carry: the dry
+    // run matched `equals fe80::1` differently from serve and wrote the zone into Received.
+    const zone = args["client-ip"].indexOf("%");
+    if (zone !== -1) throw new CliError(`--client-ip ${args["client-ip"]} has an interface (zone id): serve sees the address without it; give ${args["client-ip"].slice(0, zone)}`);
     // In serve's form (smtp/ip.ts): an IPv4-mapped address is the IPv4 one, IPv6 compressed lower-case.
     const clientIp = normalizeIp(args["client-ip"]);
     const flags: EnvelopeFlags = { from: args.from ?? null, to, clientIp, helo: args.helo, tls: args.tls };

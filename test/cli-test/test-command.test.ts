@@ -197,6 +197,18 @@ describe("mailgw test", () => {
     expect(run.stderr).toBe('mailgw: --client-ip must be an IPv4 or IPv6 address (got "not-an-ip")\n');
   });
 
+  test("--client-ip in IPv6 forms: the address serve would log (compressed, lower case, mapped IPv4 unwrapped); a zone id is refused", async () => {
+    for (const [given, serveForm] of [["2001:DB8:0:0:0:0:0:1", "2001:db8::1"], ["::FFFF:10.1.2.3", "10.1.2.3"], ["::ffff:a01:203", "10.1.2.3"]]) {
+      const run = await mailgw([fixture("utf8-korean-subject.eml"), "--rules", rulesFile, "--client-ip", given ?? "", "--json"]);
+      expect(run.code).toBe(0);
+      expect((JSON.parse(run.stdout) as { facts: { clientIp: string } }).facts.clientIp).toBe(serveForm ?? "");
+    }
+    const zoned = await mailgw([fixture("utf8-korean-subject.eml"), "--rules", rulesFile, "--client-ip", "fe80::1%eth0"]);
+    expect(zoned.code).toBe(1);
+    expect(zoned.stdout).toBe("");
+    expect(zoned.stderr).toBe("mailgw: --client-ip fe80::1%eth0 has an interface (zone id): serve sees the address without it; give fe80::1\n");
+  });
+
   test("like serve: mailgw's Received: header is on top, and counts in size", async () => {
     const plain = (await Bun.file(fixture("spam-subject.eml")).bytes()).byteLength;
     const run = await mailgw([fixture("spam-subject.eml"), "--rules", rulesFile, "--json", "--helo", "client.example"], { env: { SMTP_HOSTNAME: "mx.test" } });
