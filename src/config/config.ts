@@ -343,7 +343,8 @@ function relayHost(v: string, port: number): string {
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(v)) {
     throw new CliError(`RELAY_SMTP_HOST=${v} is a URL: give the host name only (e.g. smtp.mailgun.org), the port in RELAY_SMTP_PORT and TLS in RELAY_SMTP_SECURE`);
   }
-  const withPort = /^([^:\s]+):(\d+)$/.exec(v);
+  // [2001:db8::5]:587 is how an IPv6 address is written with a port (and how the log writes the relay).
+  const withPort = /^([^:\s]+):(\d+)$/.exec(v) ?? /^\[([^\]\s]+)\]:(\d+)$/.exec(v);
   if (withPort) {
     throw new CliError(`RELAY_SMTP_HOST=${v} has a port in it: set RELAY_SMTP_HOST=${withPort[1]} and RELAY_SMTP_PORT=${withPort[2]} (now ${port})`);
   }

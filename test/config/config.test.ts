@@ -111,6 +111,9 @@ describe("loadConfig", () => {
     expect(errorOf(() => loadConfig({ env: { RELAY_SMTP_HOST: "smtp.example.com:587" }, cwd }))).toBe(
       "RELAY_SMTP_HOST=smtp.example.com:587 has a port in it: set RELAY_SMTP_HOST=smtp.example.com and RELAY_SMTP_PORT=587 (now 587)",
     );
+    expect(errorOf(() => loadConfig({ env: { RELAY_SMTP_HOST: "[2001:db8::5]:2525" }, cwd }))).toBe(
+      "RELAY_SMTP_HOST=[2001:db8::5]:2525 has a port in it: set RELAY_SMTP_HOST=2001:db8::5 and RELAY_SMTP_PORT=2525 (now 587)",
+    );
     expect(errorOf(() => loadConfig({ env: { RELAY_SMTP_HOST: "smtp://smtp.example.com" }, cwd }))).toContain("is a URL: give the host name only");
     for (const bad of ["bad host!", "a b", "999.1.1.1", "smtp.example.com>"]) {
       expect(errorOf(() => loadConfig({ env: { RELAY_SMTP_HOST: bad }, cwd }))).toBe(`RELAY_SMTP_HOST=${bad} is not a host name or IP address (e.g. smtp.mailgun.org, 10.0.0.5)`);
