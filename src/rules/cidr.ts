@@ -7,7 +7,7 @@
  * IPv4 forms (`10.1`) and malformed IPv6 (`2001:db8:acme::`, which cidr-tools reads as some
  * other network) are refused. Invalid input yields null, never a throw.
  */
-import { isIPv6 } from "node:net";
+import { isIP, isIPv6 } from "node:net";
 import { normalizeCidr, parseCidr } from "cidr-tools";
 import type { ParsedClientIp } from "./types.ts";
 
@@ -70,6 +70,18 @@ export function parseClientIp(input: string): ParsedClientIp | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * The address as serve gives `client_ip` (smtp/ip.ts normalizeIp): an IPv4-mapped address as
+ * its IPv4 one, IPv6 compressed and lower-case. null when the input is not an address.
+ */
+export function clientIpForm(input: string): string | null {
+  const address = input.replace(/^\[(.*)\]$/, "$1");
+  const ip = isIP(address) === 0 || address.includes("%") ? null : parseClientIp(address);
+  if (ip === null) return null;
+  if (ip.v4 !== null) return [24n, 16n, 8n, 0n].map((shift) => String(((ip.v4 ?? 0n) >> shift) & 0xffn)).join(".");
+  return normalizeCidr(address, { compress: true }).toLowerCase();
 }
 
 export function ipInRanges(ip: ParsedClientIp, ranges: readonly CidrRange[]): boolean {

@@ -5,7 +5,7 @@
  * compile, and so does the file). Regexes are compiled here, once.
  */
 import { isScalar, isSeq, type Node } from "yaml";
-import { parseCidrRange, type CidrRange } from "./cidr.ts";
+import { clientIpForm, parseCidrRange, type CidrRange } from "./cidr.ts";
 import { REGEX_BUDGET_MS, type ConditionSpec, type ConditionValue } from "./matchers.ts";
 import { nestedRepetition } from "./regex-risk.ts";
 import {
@@ -212,7 +212,19 @@ function conditionValue(ctx: YamlContext, c: ValueContext): ConditionValue | nul
   if (c.kind === "bool") return boolValue(ctx, valueEntry);
   if (c.kind === "auth") return authValue(ctx, valueEntry, c.field);
   const text = ctx.string(valueEntry.value, "value", valueEntry.keyNode);
+  if (text !== null && c.kind === "ip" && c.operator === "equals") warnClientIpForm(ctx, valueEntry, text);
   return text === null ? null : { kind: "text", text };
+}
+
+/**
+ * client_ip is text in serve's form (`::1`, `192.0.2.1` for `::ffff:192.0.2.1`) and equals
+ * compares text: an address written another way (`0:0:0:0:0:0:0:1`, mapped) never matched,
+ * and nothing said so.
+ */
+function warnClientIpForm(ctx: YamlContext, entry: MapEntry, text: string): void {
+  const form = clientIpForm(text.trim());
+  if (form === null || form === text.toLowerCase()) return;
+  ctx.warn(entry.value ?? entry.keyNode, "client-ip-form", `client_ip is written as serve sees it, so '${text}' never matches: write ${form} (or use in_cidr)`);
 }
 
 /** Validates a condition node; null when it has errors (already reported). */

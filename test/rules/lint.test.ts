@@ -276,6 +276,18 @@ rules:
     ]);
   });
 
+  // client_ip is text in serve's form and equals compares text: these never matched, silently.
+  test("client_ip equals an address written otherwise than serve writes it: a warning naming the form to write", () => {
+    const equalsIp = (value: string) => rule("action: drop", "conditions:", `  - { field: client_ip, operator: equals, value: "${value}" }`);
+    const warnings = (value: string) => lintRules(equalsIp(value), "f").map((d) => [d.code, d.message]);
+    for (const [written, form] of [["0:0:0:0:0:0:0:1", "::1"], ["::ffff:192.0.2.1", "192.0.2.1"], ["::FFFF:C000:201", "192.0.2.1"], ["[2001:db8::1]", "2001:db8::1"]]) {
+      expect(warnings(written ?? "")).toEqual([["client-ip-form", `client_ip is written as serve sees it, so '${written}' never matches: write ${form} (or use in_cidr)`]]);
+    }
+    // Serve's own forms (case does not matter to equals), and text that is no address, are left alone.
+    for (const fine of ["::1", "2001:DB8::1", "192.0.2.1", "unknown"]) expect(warnings(fine)).toEqual([]);
+    expect(found(rule("action: drop", "conditions:", '  - { field: client_ip, operator: equals, value: "0:0:0:0:0:0:0:1" }'))).toEqual([[6, 54, "warning", "client-ip-form"]]);
+  });
+
   test("50,000 domains (a hosting gateway) load without a quadratic scan", () => {
     // Serve validates on its event loop at start and on every hot reload: a quadratic duplicate
     // check took over 4 s here, stalling every SMTP session for that long.
