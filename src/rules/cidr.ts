@@ -92,9 +92,10 @@ export function ipInRanges(ip: ParsedClientIp, ranges: readonly CidrRange[]): bo
   return false;
 }
 
-/** True when the ranges together cover every IPv4 and IPv6 address. */
+/**
+ * True when the ranges together cover every IPv4 and IPv6 address. `::/0` alone does: an IPv4
+ * client is matched against IPv6 ranges in its mapped form (::ffff:192.0.2.1), so it is inside.
+ */
 export function coversEverything(ranges: readonly CidrRange[]): boolean {
-  const allV4 = ranges.some((r) => r.version === 4 && r.start === 0n && r.end === LOW_32_BITS);
-  const allV6 = ranges.some((r) => r.version === 6 && r.start === 0n && r.end === (1n << 128n) - 1n);
-  return allV4 && allV6;
+  return ranges.some((r) => r.version === 6 && r.start === 0n && r.end === (1n << 128n) - 1n);
 }

@@ -187,6 +187,23 @@ rules:
     expect(found(allOfThem)).toEqual([]);
   });
 
+  // An IPv4 client is matched against IPv6 ranges in its mapped form, so ::/0 takes it too.
+  test("client_ip in_cidr ::/0 is a catch-all, as 0.0.0.0/0 with ::/0 is; 0.0.0.0/0 alone is not", () => {
+    const cidrFirst = (value: string) => `domains: [company.com]
+rules:
+  - name: by-address
+    priority: 2
+    action: archive
+    conditions: [{ field: client_ip, operator: in_cidr, value: ${value} }]
+  - name: after
+    action: drop
+    ${SUBJECT_EXISTS}
+`;
+    expect(found(cidrFirst('"::/0"'))).toEqual([[7, 5, "warning", "shadowed-rule"]]);
+    expect(found(cidrFirst('[0.0.0.0/0, "::/0"]'))).toEqual([[7, 5, "warning", "shadowed-rule"]]);
+    expect(found(cidrFirst("0.0.0.0/0"))).toEqual([]);
+  });
+
   test("anchored or asserting regexes are not catch-alls", () => {
     for (const regex of ["'^$'", "'.*$'", "'\\bx'", "'^(?!spam)'", "'.+'"]) {
       const text = `domains: [company.com]
