@@ -220,7 +220,9 @@ export default defineCommand({
     if (zone !== -1) throw new CliError(`--client-ip ${args["client-ip"]} has an interface (zone id): serve sees the address without it; give ${args["client-ip"].slice(0, zone)}`);
     // In serve's form (smtp/ip.ts): an IPv4-mapped address is the IPv4 one, IPv6 compressed lower-case.
     const clientIp = normalizeIp(args["client-ip"]);
-    const flags: EnvelopeFlags = { from: args.from ?? null, to, clientIp, helo: args.helo, tls: args.tls };
+    // Lower-cased as serve's smtp-server gives it (EHLO [IPv6:::1] is helo=[ipv6:::1] there): a
+    // case-sensitive helo regex decided otherwise in the dry run, and its Received differed.
+    const flags: EnvelopeFlags = { from: args.from ?? null, to, clientIp, helo: args.helo.toLowerCase(), tls: args.tls };
     // Only to say that serve would refuse it: a bad value is serve's to report, not the dry run's.
     const maxMb = Number(raw.get("MAX_MESSAGE_SIZE_MB"));
     const maxMessageBytes = Number.isFinite(maxMb) && maxMb > 0 ? Math.floor(maxMb * 1024 * 1024) : null;

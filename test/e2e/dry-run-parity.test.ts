@@ -25,6 +25,7 @@ rules:
   - { name: outside-rcpt, priority: 3, action: drop, conditions: [{ field: rcpt, operator: ends_with, value: "@other.example" }] }
   - { name: idn-shop, priority: 2, action: drop, conditions: [{ field: rcpt, operator: ends_with, value: "@bücher.example" }, { field: from, operator: equals, value: "verkauf@bücher.example" }, { field: to, operator: equals, value: "info@xn--bcher-kva.example" }] }
   - { name: invoice-de, priority: 10, action: archive, conditions: [{ field: body, operator: contains, value: "Rechnung für Müller" }] }
+  - { name: helo-v6-literal, priority: 1, action: drop, conditions: [{ field: helo, operator: regex, value: '^\\[ipv6:', flags: "" }, { field: subject, operator: equals, value: v6 helo }] }
 `;
 
 let serve: ServeProcess;
@@ -50,9 +51,9 @@ interface Served {
 }
 
 /** Sends `message` (CRLF lines) from a@sender.example to b@company.com (or `rcpts`); serve's reply and recorded rule. */
-async function sendToServe(message: string, mailFrom = "<a@sender.example>", rcpts = ["b@company.com"]): Promise<Served> {
+async function sendToServe(message: string, mailFrom = "<a@sender.example>", rcpts = ["b@company.com"], helo = "client.example"): Promise<Served> {
   const c = await RawClient.connect(serve.smtpPort, "127.0.0.1");
-  await greet(c);
+  await greet(c, helo);
   await c.cmd(`MAIL FROM:${mailFrom}`);
   for (const rcpt of rcpts) await c.cmd(`RCPT TO:<${rcpt}>`);
   await c.cmd("DATA");
@@ -68,10 +69,10 @@ async function sendToServe(message: string, mailFrom = "<a@sender.example>", rcp
 }
 
 /** `mailgw test` on the same bytes and envelope; its JSON output. */
-async function dryRun(message: string, extra: string[] = [], envelope = ["--from", "a@sender.example", "--to", "b@company.com"]) {
+async function dryRun(message: string, extra: string[] = [], envelope = ["--from", "a@sender.example", "--to", "b@company.com"], helo = "client.example") {
   const file = join(serve.dir, "dry-run.eml");
   writeFileSync(file, message);
-  const args = ["test", file, "--rules", "rules.yaml", ...envelope, "--helo", "client.example", "--json", ...extra];
+  const args = ["test", file, "--rules", "rules.yaml", ...envelope, "--helo", helo, "--json", ...extra];
   const out = await runBinary(binary.bin, args, { cwd: serve.dir, env: { PATH: BARE_PATH, SMTP_HOSTNAME: "mx.test" } });
   expect({ exit: out.exitCode, stderr: out.stderr }).toEqual({ exit: 0, stderr: "" });
   return JSON.parse(out.stdout);
@@ -80,6 +81,17 @@ async function dryRun(message: string, extra: string[] = [], envelope = ["--from
 const lines = (...l: string[]): string => `${l.join("\r\n")}\r\n`;
 
 describe("mailgw test decides as serve does", () => {
+  // serve's smtp-server lower-cases the EHLO name; a case-sensitive helo regex saw the difference.
+  test("EHLO [IPv6:::1]: a case-sensitive helo regex decides alike, and the facts show helo as serve has it", async () => {
+    const message = lines("From: a@sender.example", "To: b@company.com", "Subject: v6 helo", "", "hi");
+    const served = await sendToServe(message, "<a@sender.example>", ["b@company.com"], "[IPv6:::1]");
+    expect(served.reply).toStartWith("250 ");
+    expect(served.rule).toBe("helo-v6-literal");
+    const dry = await dryRun(message, [], ["--from", "a@sender.example", "--to", "b@company.com"], "[IPv6:::1]");
+    expect(dry.decision.rule).toBe("helo-v6-literal");
+    expect(dry.facts.helo).toBe("[ipv6:::1]");
+  }, 30_000);
+
   test("an HTML entity named like an Object member (&constructor;) costs no body or attachment facts", async () => {
     const message = lines(
       "From: a@sender.example", "To: b@company.com", "Subject: offer", "Content-Type: multipart/mixed; boundary=b", "",
