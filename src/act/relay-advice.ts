@@ -8,8 +8,8 @@
  *
  * Trusts: a validated RelayConfig. Failure: none; pure functions, never throw.
  */
-import { isIP } from "node:net";
 import type { RelayConfig } from "../config/config.ts";
+import { isLoopbackHost } from "../host-port.ts";
 import { RELAY_GREETING_TIMEOUT_MS } from "./relay.ts";
 
 /** Ports where the relay speaks plain SMTP first and upgrades with STARTTLS. */
@@ -74,11 +74,4 @@ function certificateHint(error: string): string | null {
   }
   if (/certificate/i.test(error)) return "relay certificate refused: renew or fix the relay's certificate, or set RELAY_SMTP_TLS_VERIFY=false if it is a private smarthost";
   return null;
-}
-
-function isLoopbackHost(host: string): boolean {
-  const h = host.toLowerCase().replace(/^\[|\]$/g, "");
-  if (h === "localhost" || h.endsWith(".localhost")) return true;
-  if (isIP(h) === 4) return h.startsWith("127.");
-  return h === "::1" || h === "::ffff:127.0.0.1";
 }

@@ -14,7 +14,7 @@ import { isIP } from "node:net";
 import { hostname } from "node:os";
 import type { Config } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
-import { hostPort } from "../host-port.ts";
+import { hostPort, isLoopbackHost } from "../host-port.ts";
 import type { Logger } from "../log/logger.ts";
 import { databaseFile } from "../store/db-file.ts";
 import { AUTH_CHALLENGES, createTokenChecker } from "./auth.ts";
@@ -230,7 +230,4 @@ export function exposureWarning(host: string, tokenRequired: boolean): string | 
 }
 
 /** 127.0.0.0/8, ::1 and localhost: addresses only this machine can reach. */
-export function isLoopback(host: string): boolean {
-  const h = host.toLowerCase().replace(/^\[|\]$/g, "");
-  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || h === "::ffff:127.0.0.1";
-}
+export const isLoopback = isLoopbackHost;

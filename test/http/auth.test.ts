@@ -67,6 +67,16 @@ test("a non-loopback bind without a token is warned about; loopback or a token i
   expect(isLoopback("0.0.0.0")).toBe(false);
   expect(isLoopback("::")).toBe(false);
   expect(isLoopback("192.0.2.7")).toBe(false);
+  // Other written forms of the same addresses (they were taken for public ones).
+  expect(isLoopback("0:0:0:0:0:0:0:1")).toBe(true);
+  expect(isLoopback("[0000::0001]")).toBe(true);
+  expect(isLoopback("::FFFF:127.0.0.1")).toBe(true);
+  expect(isLoopback("::ffff:7f00:1")).toBe(true);
+  expect(isLoopback("::ffff:127.9.8.7")).toBe(true);
+  expect(isLoopback("::ffff:192.0.2.7")).toBe(false);
+  expect(isLoopback("0:0:0:0:0:0:0:0")).toBe(false);
+  expect(isLoopback("::2")).toBe(false);
+  expect(isLoopback("mx.localhost")).toBe(true);
   expect(exposureWarning("0.0.0.0", false)).toContain("set STATS_TOKEN");
   expect(exposureWarning("192.0.2.7", false)).toContain("set STATS_TOKEN");
   expect(exposureWarning("0.0.0.0", true)).toBeNull();
