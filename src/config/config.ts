@@ -322,9 +322,13 @@ function hostName(get: (n: string) => string, name: string): string {
 /**
  * A listen address: an IP, or a name such as localhost. Checked here because a bad one fails
  * late and obscurely at bind time (Bun answered HTTP_HOST=999.1.1.1 with EEXIST).
+ * `localhost` is 127.0.0.1: Bun binds a name to its first address only, ::1 where /etc/hosts
+ * lists it first (Debian), so nginx's `proxy_pass 127.0.0.1:2525` or `curl 127.0.0.1:3000`
+ * were refused while the address an admin meant is the IPv4 loopback (the HTTP default).
  */
 function listenHost(get: (n: string) => string, name: string): string {
   const v = nonEmpty(get, name);
+  if (v.toLowerCase() === "localhost") return "127.0.0.1";
   const bare = v.replace(/^\[(.*)\]$/, "$1");
   if (isIP(bare) !== 0) return bare;
   if (!/^[\d.]+$/.test(v) && HOST_NAME.test(v)) return v;

@@ -122,7 +122,8 @@ describe("loadConfig", () => {
 
   test("listen addresses: IPs (brackets dropped) and names; SMTP_HOSTNAME: a host name", () => {
     const cwd = emptyDir();
-    for (const [value, host] of [["::", "::"], ["[::1]", "::1"], ["10.0.0.5", "10.0.0.5"], ["localhost", "localhost"], ["mx-1.internal", "mx-1.internal"]]) {
+    // localhost is the IPv4 loopback: Bun would bind only the first address the name has (::1 on Debian).
+    for (const [value, host] of [["::", "::"], ["[::1]", "::1"], ["10.0.0.5", "10.0.0.5"], ["localhost", "127.0.0.1"], ["LocalHost", "127.0.0.1"], ["mx-1.internal", "mx-1.internal"]]) {
       expect(loadConfig({ env: { HTTP_HOST: value }, cwd }).http.host).toBe(host ?? "");
     }
     expect(loadConfig({ env: { SMTP_HOSTNAME: "mx1.example.com." }, cwd }).smtp.hostname).toBe("mx1.example.com.");
