@@ -135,6 +135,10 @@ export function createFront(opts: FrontOptions): Front {
     }
     void readProxy(socket, peer);
   });
-  server.on("error", (err) => opts.logger.error("SMTP listener error", { error: err.message }));
+  // Before it listens, an error is the bind's: listen() in server.ts turns it into the one
+  // start-up error naming SMTP_HOST/SMTP_PORT (logged here as well, it came out twice).
+  server.on("error", (err) => {
+    if (server.listening) opts.logger.error("SMTP listener error", { error: err.message });
+  });
   return { server, pending };
 }

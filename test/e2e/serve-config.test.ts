@@ -161,6 +161,18 @@ describe("mailgw serve refuses bad configuration with exit 1 and one line", () =
     expect(oneLine(r.stderr)).toContain("SMTP_TLS_REQUIRED=true needs STARTTLS");
   });
 
+  test("SMTP_HOST not on this machine: one start-up error naming it, not a listener error logged before it", async () => {
+    const dir = serveDir();
+    try {
+      const r = await runServeOnce("source", dir, { SMTP_HOST: "192.0.2.1", SMTP_PORT: "2525" });
+      expect(r.exitCode).toBe(1);
+      expect(oneLine(r.stderr)).toBe("mailgw: cannot listen on SMTP_HOST=192.0.2.1 SMTP_PORT=2525: EADDRNOTAVAIL (SMTP_HOST is not an address of this machine)");
+      expect(r.stdout).not.toContain("SMTP listener error");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test("SMTP_PORT=25 without the capability (env file edited, install not re-run): the line says how to fix it", async () => {
     const setpriv = findTool("setpriv");
     if (!setpriv || process.getuid?.() !== 0) {
