@@ -6,6 +6,10 @@
  * message was answered 451 (EACCES on `spool/<id>.tmp` or the archive's day directory), forever.
  * SQLite's files have their own check (store/db.ts); this covers the rest of DATA_DIR.
  *
+ * A read-only file system (a `mount -o ro`, an ext4 remounted read-only after an error, systemd's
+ * ProtectSystem=strict outside ReadWritePaths) did the same: access(2) says EROFS there, not
+ * EACCES, and the lock file, left by an earlier run, is opened read-only (data-dir-lock.ts).
+ *
  * Trusts: nothing. Failure: a directory that exists and cannot be written → CliError naming it
  * and the fix; a missing one is fine (recovery creates it), anything else is left to recovery.
  *
@@ -28,6 +32,14 @@ export function requireWritableDataDir(dataDir: string, nowMs: number): void {
       accessSync(dir, constants.W_OK | constants.X_OK);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
+      if (code === "EROFS") {
+        // chown cannot help here: the file system itself refuses every write.
+        throw new CliError(
+          `${dir} is not writable (EROFS: read-only file system), so every message would be answered 451: ` +
+            "remount it read-write (dmesg says why it went read-only) or point DATA_DIR at a writable directory " +
+            "(under systemd, run `mailgw systemd install` again after moving DATA_DIR, so the unit lets serve write there)",
+        );
+      }
       if (code !== "EACCES" && code !== "EPERM") continue;
       throw new CliError(
         `${dir} is not writable by this user (${code}), so every message would be answered 451: ` +

@@ -6,9 +6,11 @@
 import { describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { copyBinaryToTemp, findTool, runBinary } from "../packaging/binary.ts";
+import { withTmpfs } from "../helpers/tmpfs.ts";
 import { greet, RawClient, sendMail } from "../smtp/helpers.ts";
 import { runServeOnce, serveDir, startServe } from "../smtp/serve-process.ts";
 
@@ -256,6 +258,32 @@ describe("mailgw serve refuses bad configuration with exit 1 and one line", () =
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  test("a data dir on a read-only file system (spool/, archive/ and serve.lock left by an earlier run): exit 1 naming the directory and EROFS, not a 451 for every message", async () => {
+    const dir = serveDir();
+    const binary = copyBinaryToTemp();
+    try {
+      await withTmpfs("mailgw-ro-data-", 4, async (mnt) => {
+        const data = join(mnt, "data");
+        for (const d of [data, join(data, "spool"), join(data, "spool", "orphaned"), join(data, "archive")]) mkdirSync(d);
+        writeFileSync(join(data, "serve.lock"), "");
+        expect(spawnSync("mount", ["-o", "remount,ro", mnt]).status).toBe(0);
+        // The database on a writable disk: only DATA_DIR is read-only. serve started, /healthz said
+        // "unhealthy", and every message was answered 451 (EROFS on spool/<id>.tmp).
+        const env = { SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", HTTP_PORT: "0", LOG_FORMAT: "json", DATA_DIR: data, DATABASE_URL: `file:${join(dir, "mail-gateway.db")}` };
+        const r = await runBinary(binary.bin, ["serve"], { cwd: dir, env, timeoutMs: 15_000 });
+        expect(r.exitCode).toBe(1);
+        expect(oneLine(r.stderr)).toBe(
+          `mailgw: ${join(data, "spool")} is not writable (EROFS: read-only file system), so every message would be answered 451: ` +
+            "remount it read-write (dmesg says why it went read-only) or point DATA_DIR at a writable directory " +
+            "(under systemd, run `mailgw systemd install` again after moving DATA_DIR, so the unit lets serve write there)",
+        );
+      });
+    } finally {
+      binary.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 40_000);
 
   test("missing rules file, port in use, missing --env-file", async () => {
     const dir = serveDir();
