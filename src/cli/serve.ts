@@ -2,13 +2,14 @@
  * `mailgw serve`: the gateway in one process (SPEC §1). Flags map to configuration variables
  * (flags > environment > .env > defaults); everything else lives in src/serve/.
  * Exit 0 after a clean stop (SIGTERM/SIGINT), 1 on bad configuration (one line naming the
- * variable or file), when another serve holds DATA_DIR (serve/data-dir-lock.ts) or when a port
- * cannot be bound.
+ * variable or file), when another serve holds DATA_DIR (serve/data-dir-lock.ts), when a port
+ * cannot be bound, or on a crash (serve/crash.ts).
  */
 import { defineCommand } from "citty";
 import { bunDotenvWarning } from "../config/bun-dotenv.ts";
 import { loadConfig, type LoadOptions } from "../config/config.ts";
 import { createLogger, logSinkSurvivingClosedStdout, routeConsoleToLogger, stdoutIsJournal } from "../log/logger.ts";
+import { exitOnUncaughtError } from "../serve/crash.ts";
 import { startGateway } from "../serve/gateway.ts";
 import { runUntilSignalled } from "../serve/signals.ts";
 import { cliAction } from "./action.ts";
@@ -54,6 +55,8 @@ export default defineCommand({
     );
     const logger = createLogger({ level: config.log.level, format: config.log.format, write: sink, journalPriority: stdoutIsJournal(config.log.journalStream) });
     routeConsoleToLogger(logger);
+    // From here on, a crash's reason is a line of this log (with its journal priority), not Bun's bare stderr.
+    exitOnUncaughtError(logger);
     for (const warning of config.warnings) logger.warn(warning);
     const dotenv = bunDotenvWarning(Bun.main, process.execArgv, process.cwd());
     if (dotenv !== null) logger.warn(dotenv);

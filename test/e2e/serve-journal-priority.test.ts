@@ -90,3 +90,54 @@ test("a start-up refusal on stderr, the journal stream: each of its lines has pr
   expect(lines.length).toBeGreaterThan(1);
   for (const line of lines) expect(line).toStartWith("<3>");
 }, 30_000);
+
+/**
+ * A crash (an exception no handler caught, a rejection nobody awaited): Bun printed a source
+ * excerpt and the stack as bare lines on stderr, each a journal entry of priority 6, and nothing
+ * in the JSON log. Now one error line of serve's log, `<3>` in the journal, then exit 1.
+ * The crash is injected from outside: a preload (BUN_OPTIONS, which the compiled executable
+ * honours too) that throws, or leaves a promise rejected, when serve gets SIGUSR2.
+ */
+const CRASH_PRELOAD = `process.on("SIGUSR2", () => {
+  if (process.env.CRASH_KIND === "rejection") void Promise.reject(new Error("injected rejection"));
+  else throw new Error("injected crash");
+});
+`;
+
+for (const kind of ["exception", "rejection"] as const) {
+  test(`a crash (${kind}) under systemd: one log line of priority 3 (err) with the reason, nothing bare, exit 1`, async () => {
+    const dir = serveDir();
+    dirs.push(dir);
+    const out = join(dir, "journal.log");
+    writeFileSync(out, "");
+    writeFileSync(join(dir, "crash-preload.ts"), CRASH_PRELOAD);
+    const st = statSync(out, { bigint: true });
+    const [smtpPort, httpPort] = [await freePort(), await freePort()];
+    // systemd gives stdout and stderr the same journal stream.
+    const proc = Bun.spawn(["bash", "-c", 'exec "$@" >> journal.log 2>&1', "serve", ...serveCommand("binary")], {
+      cwd: dir,
+      env: {
+        PATH: BARE_PATH, HOME: dir, LOG_FORMAT: "json", SMTP_HOST: "127.0.0.1", SMTP_PORT: String(smtpPort), HTTP_HOST: "127.0.0.1",
+        HTTP_PORT: String(httpPort), JOURNAL_STREAM: `${st.dev}:${st.ino}`, BUN_OPTIONS: `--preload ${join(dir, "crash-preload.ts")}`, CRASH_KIND: kind,
+      },
+      stdout: "ignore",
+      stderr: "ignore",
+    });
+    try {
+      await until("serve logged its start", async () => readFileSync(out, "utf8").includes('"msg":"mailgw serve started"'), 20_000);
+      proc.kill("SIGUSR2");
+      expect(await proc.exited).toBe(1);
+    } finally {
+      proc.kill("SIGKILL");
+    }
+    const lines = readFileSync(out, "utf8").trimEnd().split("\n");
+    // Every line is one of serve's log lines, with its priority: no bare excerpt or stack lines.
+    for (const line of lines) expect(line).toMatch(/^<\d>\{"time":/);
+    const crash = lines.filter((l) => l.startsWith("<3>"));
+    expect(crash).toHaveLength(1);
+    const fields = JSON.parse((crash[0] ?? "").slice(3)) as Record<string, unknown>;
+    expect(fields.msg).toBe(`serve crashed (${kind === "exception" ? "uncaught exception" : "unhandled promise rejection"}): exiting with status 1 so that it is restarted`);
+    expect(fields.error).toBe(kind === "exception" ? "injected crash" : "injected rejection");
+    expect(fields.stack).toContain("crash-preload.ts");
+  }, 40_000);
+}
