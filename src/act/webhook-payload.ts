@@ -1,6 +1,8 @@
 /**
  * The JSON body a `webhook` rule posts (SPEC §3 `url`): envelope, headers, text, html,
- * attachment metadata (no contents) and the raw message in base64.
+ * attachment metadata (no contents) and the raw message in base64. The attachments are those
+ * the `attachment` rules see (parse/part-names.ts: every name a part gives, named text parts),
+ * so a receiver that saves them gets the file a rule matched.
  *
  * Trusts nothing in the message. The top-level header block is decoded the way the rules see
  * it (parse/header-block.ts, header-text.ts, encoded-words.ts, address-list.ts: linear and
@@ -11,12 +13,12 @@
  * hits a limit) is still posted, with what could be decoded, `parseError` set, and the raw
  * bytes intact — the receiver can always re-parse.
  */
-import PostalMime, { type Email } from "postal-mime";
 import { parseAddressList } from "../parse/address-list.ts";
 import { decodeEncodedWords } from "../parse/encoded-words.ts";
 import { splitHeaderBlock, type RawHeaderField } from "../parse/header-block.ts";
 import { declaredCharset, fieldText } from "../parse/header-text.ts";
 import { MAX_ADDRESSES_PER_LIST } from "../parse/limits.ts";
+import { parseNamingParts, type NamedAttachment, type NamedEmail } from "../parse/part-names.ts";
 import { cutContents, restoredSizes, type ContentCut } from "./webhook-cut.ts";
 import { restoredTexts } from "./webhook-text-cut.ts";
 
@@ -53,6 +55,12 @@ export interface WebhookAttachmentMeta {
   size: number;
   disposition: string | null;
   contentId: string | null;
+  /**
+   * Every distinct name the part gives its file, `filename` first: Content-Type `name=` and
+   * Content-Disposition `filename=` can differ (invoice.pdf / invoice.exe), mail clients differ
+   * in which one they save, and the `attachment` rules see each (parse/part-names.ts).
+   */
+  names: string[];
 }
 
 interface MailboxJson {
@@ -105,7 +113,7 @@ export async function buildWebhookPayload(msg: WebhookMessage, nowMs: number): P
     size: msg.raw.byteLength,
   };
   const notes = [...top.notes];
-  let parsed: { email: Email; sizes: number[] } | null = null;
+  let parsed: { email: NamedEmail; sizes: number[] } | null = null;
   try {
     parsed = await parseContent(top.mime, msg.raw);
   } catch (err) {
@@ -121,6 +129,7 @@ export async function buildWebhookPayload(msg: WebhookMessage, nowMs: number): P
           size: parsed.sizes[i]!,
           disposition: a.disposition,
           contentId: a.contentId ?? null,
+          names: namesOf(a),
         })),
       }
     : {};
@@ -132,20 +141,29 @@ export async function buildWebhookPayload(msg: WebhookMessage, nowMs: number): P
  * and big UTF-8 text (8bit or quoted-printable) are left out of the parse (webhook-cut.ts,
  * webhook-text-cut.ts) when their sizes and text can be restored exactly; when they cannot, the
  * whole body is parsed.
+ * A text part that names a file (`text/plain; name="x.exe"`) is listed as an attachment as the
+ * rules see it, its text staying in `text` or `html` too; its size is its parsed size, which a
+ * text cut would shorten, so a message with both is parsed whole.
  */
-async function parseContent(mime: MimeInput, raw: Uint8Array): Promise<{ email: Email; sizes: number[] }> {
+async function parseContent(mime: MimeInput, raw: Uint8Array): Promise<{ email: NamedEmail; sizes: number[] }> {
   if (mime.cut) {
     const email = await parseMime(Buffer.concat([...mime.head, ...mime.cut.body])).catch(() => null);
-    const sizes = email && restoredSizes(email.attachments, mime.cut);
+    const namedText = email !== null && mime.cut.texts.length > 0 && email.attachments.some((a) => a.inlineText);
+    const sizes = email && !namedText && restoredSizes(email.attachments, mime.cut);
     const texts = sizes && restoredTexts(email, raw, mime.cut.textNonce, mime.cut.texts);
-    if (email && sizes && texts) return { email: { ...email, ...texts }, sizes };
+    if (email && sizes && texts) return { email: { ...email, ...texts }, sizes: email.attachments.map((a, i) => (a.inlineText ? (a.textSize ?? 0) : sizes[i]!)) };
   }
   const email = await parseMime(Buffer.concat([...mime.head, mime.body]));
-  return { email, sizes: email.attachments.map((a) => (typeof a.content === "string" ? a.content.length : a.content.byteLength)) };
+  return { email, sizes: email.attachments.map((a) => (a.inlineText ? (a.textSize ?? 0) : typeof a.content === "string" ? a.content.length : a.content.byteLength)) };
 }
 
-function parseMime(input: Uint8Array): Promise<Email> {
-  return PostalMime.parse(input, {
+/** `filename`, then every other name the part gives (none for a part of a message postal-mime parsed inline). */
+function namesOf(attachment: NamedAttachment): string[] {
+  return [...new Set([attachment.filename ?? "", ...(attachment.names ?? [])])].filter((name) => name !== "");
+}
+
+function parseMime(input: Uint8Array): Promise<NamedEmail> {
+  return parseNamingParts(input, {
     maxHeadersSize: WEBHOOK_PARSE_MAX_HEADER_BYTES,
     maxNestingDepth: WEBHOOK_PARSE_MAX_DEPTH,
     maxRfc822NestingDepth: WEBHOOK_PARSE_MAX_RFC822_DEPTH,

@@ -26,18 +26,22 @@ interface PartField {
 /** The part as postal-mime's collectAttachment gets it (only what is read here). */
 interface PartNode {
   headers: PartField[];
-  contentType: { parsed: { value: string } };
-  contentDisposition: { parsed: { value: string } };
+  contentType: { parsed: { value: string; params: Record<string, string> } };
+  contentDisposition: { parsed: { value: string; params: Record<string, string> } };
+  contentId?: string;
+  /** The decoded content (transfer encoding undone), once the part is parsed. */
+  content: ArrayBuffer | null;
 }
 
 /**
  * An attachment with every name its part gives (`names`, decoded, possibly empty);
- * `inlineText`: a named text part that postal-mime read as body text (no content here).
+ * `inlineText`: a named text part that postal-mime read as body text (no content here: the text
+ * is in the body; `textSize` is its decoded size in bytes, for the webhook's listing).
  */
-export type NamedAttachment = Attachment & { names?: string[]; inlineText?: boolean };
+export type NamedAttachment = Attachment & { names?: string[]; inlineText?: boolean; textSize?: number };
 
 /** A parse whose attachments carry their names. */
-export type NamedEmail = Email & { attachments: NamedAttachment[] };
+export type NamedEmail = Omit<Email, "attachments"> & { attachments: NamedAttachment[] };
 
 /** The names parameter `base` gives in one field: plain, extended and sectioned, each decoded. */
 function namesOf(params: Parameter[], base: string): string[] {
@@ -89,7 +93,18 @@ class NamingParser extends PostalMime {
     const names = inline ? partNames(node.headers) : [];
     if (names.length > 0) {
       const disposition = node.contentDisposition.parsed.value || null;
-      this.attachments.push({ filename: null, names, mimeType: node.contentType.parsed.value, disposition, content: new ArrayBuffer(0), inlineText: true });
+      // The name postal-mime's collectAttachment would pick (filename, else name), as for any attachment.
+      const chosen = node.contentDisposition.parsed.params.filename || node.contentType.parsed.params.name || "";
+      this.attachments.push({
+        filename: chosen ? decodeEncodedWords(chosen) : null,
+        names,
+        mimeType: node.contentType.parsed.value,
+        disposition,
+        ...(node.contentId ? { contentId: node.contentId } : {}),
+        content: new ArrayBuffer(0),
+        inlineText: true,
+        textSize: node.content?.byteLength ?? 0,
+      });
     }
     return inline;
   }

@@ -15,6 +15,7 @@ import { cutContents, MIN_CUT_BYTES, restoredSizes } from "../../src/act/webhook
 import { MIN_TEXT_CUT_BYTES, restoredTexts } from "../../src/act/webhook-text-cut.ts";
 import { buildWebhookPayload, WEBHOOK_PARSE_MAX_DEPTH, WEBHOOK_PARSE_MAX_HEADER_BYTES, WEBHOOK_PARSE_MAX_RFC822_DEPTH } from "../../src/act/webhook-payload.ts";
 import { splitHeaderBlock } from "../../src/parse/header-block.ts";
+import { parseNamingParts } from "../../src/parse/part-names.ts";
 
 const CORPUS = "/work/shared/corpus";
 const OPTIONS = { maxHeadersSize: WEBHOOK_PARSE_MAX_HEADER_BYTES, maxNestingDepth: WEBHOOK_PARSE_MAX_DEPTH, maxRfc822NestingDepth: WEBHOOK_PARSE_MAX_RFC822_DEPTH };
@@ -44,6 +45,18 @@ async function fullParse(raw: Uint8Array) {
   const { head, bodyStart } = mimeParts(raw);
   const email = await PostalMime.parse(Buffer.concat([...head, raw.subarray(bodyStart)]), OPTIONS);
   return content(email, email.attachments.map((a) => (a.content as ArrayBuffer).byteLength));
+}
+
+/**
+ * What the payload lists: the full parse, by the parser that also lists every name of a part and
+ * the text parts that name a file (their size: the text's decoded bytes).
+ */
+async function payloadReference(raw: Uint8Array) {
+  const { head, bodyStart } = mimeParts(raw);
+  const email = await parseNamingParts(Buffer.concat([...head, raw.subarray(bodyStart)]), OPTIONS);
+  const parsed = content(email as Email, email.attachments.map((a) => (a.inlineText ? a.textSize! : (a.content as ArrayBuffer).byteLength)));
+  const names = email.attachments.map((a) => [...new Set([a.filename ?? "", ...(a.names ?? [])])].filter((n) => n !== ""));
+  return { ...parsed, attachments: parsed.attachments.map((a, i) => ({ ...a, names: names[i]! })) };
 }
 
 /** The cut parse with restored sizes, or null when the cut does not apply or is not accounted for (the payload then parses in full). */
@@ -181,6 +194,21 @@ for (const { name, raw, cut } of TRICKY) {
       expect(result.inputBytes).toBeLessThan(raw.byteLength - MIN_CUT_BYTES + 100); // a run left out, a marker line in
     }
     const payload = await buildWebhookPayload({ id: "m1", receivedAt: 0, rule: null, category: "c", envelope: { mailFrom: "", rcptTo: [], clientIp: "", helo: "", tls: false }, raw }, 0);
-    expect({ text: payload.text, html: payload.html, attachments: payload.attachments }).toEqual(full);
+    expect({ text: payload.text, html: payload.html, attachments: payload.attachments }).toEqual(await payloadReference(raw));
+    // Nothing but the names is added to what postal-mime gives (no named text part here).
+    expect(payload.attachments.map(({ names: _, ...rest }) => rest)).toEqual(full.attachments);
   }, 30_000);
 }
+
+test("a big UTF-8 text part that names a file: listed with the size of its whole text, though the text is cut from the parse", async () => {
+  const body = `${utf8Lines(8000)}\r\n`;
+  const raw = utf8Message(MULTI, mixed(TEXT, part(['Content-Type: text/plain; charset=utf-8; name="notes.txt"', "Content-Transfer-Encoding: 8bit"], body)));
+  // The cut applies (its marker is in the text)...
+  expect((await cutParse(raw))?.textRuns).toBeGreaterThan(0);
+  const payload = await buildWebhookPayload({ id: "m1", receivedAt: 0, rule: null, category: "c", envelope: { mailFrom: "", rcptTo: [], clientIp: "", helo: "", tls: false }, raw }, 0);
+  const reference = await payloadReference(raw);
+  expect(payload.attachments.map((a) => [a.filename, a.contentType, a.names])).toEqual([["notes.txt", "text/plain", ["notes.txt"]]]);
+  // ...but the listed size is the whole part's, as a full parse gives it, not the marker's.
+  expect(reference.attachments[0]!.size).toBeGreaterThan(MIN_TEXT_CUT_BYTES);
+  expect({ text: payload.text, html: payload.html, attachments: payload.attachments }).toEqual(reference);
+}, 30_000);

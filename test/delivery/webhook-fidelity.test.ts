@@ -6,7 +6,11 @@
  * - a Korean mailer writing raw EUC-KR header bytes, declared only in Content-Type's charset;
  * - a UTF-8 character split across two encoded words with an RFC 2231 language (`utf-8*sl`);
  * - a To: and Cc: of 1,100 addresses each and a long References: (over postal-mime's 128 KB header
- *   limit), the Subject after them.
+ *   limit), the Subject after them;
+ * - a part naming its file twice (filename="invoice.pdf", name="invoice.exe") and text parts that
+ *   name a file (text/plain; name="x.exe", text/html inline; filename=…): an `attachment` rule
+ *   matched the .exe, and the post listed only invoice.pdf, or no attachment at all, so a
+ *   receiver saving the attachments never had the file the rule matched.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
@@ -38,6 +42,11 @@ beforeAll(async () => {
 default: { action: archive, category: default }
 rules:
   - { name: hook, priority: 10, action: webhook, url: "http://127.0.0.1:${receiver.port}/in", conditions: [{ field: rcpt, operator: equals, value: hook@company.com }] }
+  - name: hook-exe
+    priority: 20
+    action: webhook
+    url: "http://127.0.0.1:${receiver.port}/in"
+    conditions: [{ field: rcpt, operator: equals, value: hook@company.com }, { field: attachment, operator: ends_with, value: .exe }]
 `,
   );
   serve = await startServe("source", dir, { QUEUE_RETRY_BASE_SECONDS: "0.05" });
@@ -145,4 +154,35 @@ test("headers over 128 KB (To:, Cc:, References:): subject, from, text and attac
   expect(payload.text).toBe("the text\n");
   expect(payload.attachments.map((a) => [a.filename, a.contentType, a.size])).toEqual([["a.pdf", "application/pdf", 5]]);
   expect(payload.parseError).toBeUndefined();
+}, 30_000);
+
+test("every name a part gives, and a text part that names a file, are in the post's attachments as the rules saw them", async () => {
+  const twoNames = crlf([
+    "From: a@sender.example", "To: hook@company.com", "Subject: two names", "MIME-Version: 1.0", 'Content-Type: multipart/mixed; boundary="b"', "",
+    "--b", "Content-Type: text/plain", "", "see attached",
+    "--b", 'Content-Type: application/octet-stream; name="invoice.exe"', 'Content-Disposition: attachment; filename="invoice.pdf"', "Content-Transfer-Encoding: base64", "", "TVqQAAMAAAAEAAAA",
+    "--b--",
+  ]);
+  const first = (await post(twoNames)).payload;
+  expect(first.rule).toBe("hook-exe");
+  expect(first.attachments).toEqual([{ filename: "invoice.pdf", contentType: "application/octet-stream", size: 12, disposition: "attachment", contentId: null, names: ["invoice.pdf", "invoice.exe"] }]);
+
+  const namedText = crlf([
+    "From: a@sender.example", "To: hook@company.com", "Subject: named text", "MIME-Version: 1.0", 'Content-Type: multipart/mixed; boundary="b"', "",
+    "--b", "Content-Type: text/plain", "", "hello",
+    "--b", 'Content-Type: text/plain; name="x.exe"', "Content-ID: <part2@sender.example>", "", "MZ: the named text part",
+    "--b", 'Content-Type: text/html; charset=utf-8', 'Content-Disposition: inline; filename="invoice.html"', "", "<p>pay here</p>",
+    "--b--",
+  ]);
+  const second = (await post(namedText)).payload;
+  expect(second.rule).toBe("hook-exe");
+  // Still body text, as before (and as mail clients show them inline), and listed as files too,
+  // sized as postal-mime sizes a text attachment (decoded, its last line end included).
+  expect(second.text).toBe("hello\n\nMZ: the named text part\n\n\npay here\n");
+  expect(second.html).toContain("<p>pay here</p>");
+  expect(second.attachments).toEqual([
+    { filename: "x.exe", contentType: "text/plain", size: "MZ: the named text part\n".length, disposition: null, contentId: "<part2@sender.example>", names: ["x.exe"] },
+    { filename: "invoice.html", contentType: "text/html", size: "<p>pay here</p>\n".length, disposition: "inline", contentId: null, names: ["invoice.html"] },
+  ]);
+  expect(second.parseError).toBeUndefined();
 }, 30_000);

@@ -101,7 +101,7 @@ describe("webhook", () => {
     worker.start();
     await waitFor(() => deliveryOf(t.db, id).state === "delivered", 10_000, "delivered");
     const p = JSON.parse(hook.received[0]!.body) as WebhookPayload;
-    expect(p.attachments).toEqual([{ filename: "q.pdf", contentType: "application/pdf", size: 9, disposition: "attachment", contentId: null }]);
+    expect(p.attachments).toEqual([{ filename: "q.pdf", contentType: "application/pdf", size: 9, disposition: "attachment", contentId: null, names: ["q.pdf"] }]);
   }, 30_000);
 
   test("500 then 200: deferred once, then delivered", async () => {

@@ -80,7 +80,7 @@ test.skipIf(SKIP !== null)("a 24 MB message is posted whole and serve's RSS grow
   const post = py.posts().find((p) => p.id === id)!;
   expect(post.error, py.output()).toBeUndefined();
   expect(post.text).toBe("Please find the scan attached.\n");
-  expect(post.attachments).toEqual([{ filename: "scan.pdf", contentType: "application/pdf", size: ATTACHMENT_BYTES, disposition: "attachment", contentId: null }]);
+  expect(post.attachments).toEqual([{ filename: "scan.pdf", contentType: "application/pdf", size: ATTACHMENT_BYTES, disposition: "attachment", contentId: null, names: ["scan.pdf"] }]);
   const raw = py.raw(post.n);
   expect(raw.subarray(raw.length - bytes.length).equals(bytes)).toBe(true);
   expect((post as unknown as { rawSha256: string }).rawSha256).toBe(createHash("sha256").update(raw).digest("hex"));

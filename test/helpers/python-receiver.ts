@@ -37,7 +37,7 @@ export interface ReceivedPost {
   category: string;
   text: string | null;
   html: string | null;
-  attachments: { filename: string | null; contentType: string; size: number; disposition: string | null; contentId: string | null }[];
+  attachments: { filename: string | null; contentType: string; size: number; disposition: string | null; contentId: string | null; names: string[] }[];
   headerNames: string[];
   size: number;
   rawLength: number;

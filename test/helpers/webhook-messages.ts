@@ -65,7 +65,8 @@ export const MESSAGES: TestMessage[] = [
       subject: "월간 보고서",
       text: "See the attached report.\n",
       html: "<p>See the <b>attached</b> report.</p>\n",
-      attachments: [{ filename: "보고서.pdf", contentType: "application/pdf", size: PDF.length, disposition: "attachment", contentId: null }],
+      // Two names (RFC 2231 filename*=, plain name=): postal-mime's pick first, then the other.
+      attachments: [{ filename: "보고서.pdf", contentType: "application/pdf", size: PDF.length, disposition: "attachment", contentId: null, names: ["보고서.pdf", "report.pdf"] }],
       headerNames: ["Received", "From", "To", "Subject", "MIME-Version", "Content-Type"],
     },
   },
