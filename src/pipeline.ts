@@ -14,7 +14,8 @@
  *
  * Trusts: the bytes and envelope from smtp/ (size already limited there). Nothing from the
  * message becomes a path. Failure: any storage error → SmtpError 451 4.3.0 (detail logged,
- * nothing half-written); an unexpected error anywhere → 451 too, never 250.
+ * nothing half-written); an unexpected error anywhere → 451 too, never 250. A parse worker that
+ * crashes or times out on a message → 451 as well (see receiveFile).
  * Start-up: `recover()` before SMTP listens (finishes what a crash left, starts the
  * background retention and retry timers). `close()` waits for work in flight.
  */
@@ -197,7 +198,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   /**
    * Facts of a message, from its bytes in memory or from its spool file: in a parse worker when
    * the rules read the body or the message is big, else in-thread. A worker that fails on this
-   * message: a decision on facts without content, with `parseError` (the file is still here).
+   * message throws its ParseWorkerError (receiveFile answers 451).
    */
   async function parse(source: ParseSource, envelope: Envelope, size: number, content: boolean): Promise<MessageFacts> {
     const pool = parsePool;
@@ -205,17 +206,10 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       const raw = source.kind === "bytes" ? source.bytes : await readFileBytes(source.path);
       return extractFacts(raw, envelope, { content });
     }
-    try {
-      const outcome = source.kind === "bytes"
-        ? await pool.parse(source.bytes, envelope, { content })
-        : await pool.parseFile(source.path, envelope, { content });
-      return outcome.facts;
-    } catch (err) {
-      if (!(err instanceof ParseWorkerError)) throw err;
-      logger.error("parse worker failed on a message, classified without its content", { error: describeError(err) });
-      const facts = await extractFacts(new Uint8Array(0), envelope, { content: false });
-      return { ...facts, parseError: `not parsed: ${err.message}` };
-    }
+    const outcome = source.kind === "bytes"
+      ? await pool.parse(source.bytes, envelope, { content })
+      : await pool.parseFile(source.path, envelope, { content });
+    return outcome.facts;
   }
 
   /**
@@ -264,7 +258,13 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       classified = await classifyMessage(file, envelope);
     } catch (err) {
       await file.abort();
-      logger.error("classification failed", { id, error: describeError(err) });
+      if (err instanceof ParseWorkerError) {
+        // As Postfix does when a content filter fails (milter_default_action=tempfail, a
+        // smtpd_proxy_filter timeout): the sender retries. Classified on the envelope alone, as
+        // it was, the message got the default action past every subject, from, header, body and
+        // attachment rule (an .exe forwarded), and a rule with `not: true` matched the empty fields.
+        logger.error("parsing the message failed: answered 451 (the sender retries later), no rule applied", { id, error: describeError(err) });
+      } else logger.error("classification failed", { id, error: describeError(err) });
       throw SmtpError.temporaryLogged(err);
     }
     const { facts, decision, unevaluated, auth } = classified;
