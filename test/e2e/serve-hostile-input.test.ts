@@ -22,15 +22,19 @@
  * - an attachment name of 200,000 spaces before `x.exe` held a parse worker past its 10 s timeout
  *   (the trailing-space trim was a regex retried at every space), and the message was then
  *   classified without its content: an attachment rule's reject became the default's archive;
+ * - header fields of 63,000 spaces (folded lines) before one letter: the value's trim was a regex
+ *   retried at every space, 1.4 s a field; 15 of them stalled the event loop 20 s (header-only
+ *   rules) or ran the parse worker past its timeout, and a subject rule's reject became an archive;
  * - LOG_FORMAT=json (the default off a TTY, read with journalctl or docker logs): a bidi
  *   override in the HELO name and the sender is written as \u202e, not as the raw character
  *   that reversed the rest of the line on the admin's terminal.
  */
 import { afterEach, describe, expect, test } from "bun:test";
+import { renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
-import { archivedCopy, logLines, mailgwQueue, queueList, serveCommand, serveDir, startServe, statusWithHost, until, serveEachTest } from "../smtp/serve-process.ts";
+import { RawClient, greet, sendMail, sendOne, simpleMessage } from "../smtp/helpers.ts";
+import { RULES_YAML, archivedCopy, logLines, mailgwQueue, queueList, serveCommand, serveDir, startServe, statusWithHost, until, serveEachTest } from "../smtp/serve-process.ts";
 import { BARE_PATH } from "../packaging/binary.ts";
 
 const textProcs: Subprocess[] = [];
@@ -147,6 +151,36 @@ rules:
     c.end();
     expect(await s.stop()).toBe(0);
   }, 60_000);
+
+  test("header fields of 63,000 spaces before one letter: a subject rule still rejects at once, other sessions go on", async () => {
+    const s = await serve();
+    const padding = Array.from({ length: 15 }, (_, i) => `X-Pad-${i}: a${`\r\n${" ".repeat(900)}`.repeat(70)}b\r\n`).join("");
+    const message = `From: a@sender.example\r\nTo: b@company.com\r\nSubject: [SPAM] buy now\r\n${padding}\r\nhello\r\n`;
+    // Header-only rules: parsed on the event loop. With an attachment rule too: in a parse worker.
+    const withAttachmentRule = `${RULES_YAML}  - { name: no-exe, priority: 10, action: reject, conditions: [{ field: attachment, operator: ends_with, value: .exe }] }\n`;
+    for (const rules of [RULES_YAML, withAttachmentRule]) {
+      if (rules !== RULES_YAML) {
+        writeFileSync(join(s.dir, "rules.yaml.new"), rules);
+        renameSync(join(s.dir, "rules.yaml.new"), join(s.dir, "rules.yaml"));
+        await s.waitForLog((l) => l.msg === "rules reloaded");
+      }
+      const c = await RawClient.connect(s.smtpPort);
+      await greet(c);
+      const started = Date.now();
+      const hostileReply = sendMail(c, "b@company.com", message).then((reply) => ({ reply, ms: Date.now() - started }));
+      await Bun.sleep(300);
+      const otherStarted = Date.now();
+      await sendOne(s.smtpPort, "ordinary");
+      const otherMs = Date.now() - otherStarted;
+      // Trimmed by a regex: 20 s on the event loop, or the worker's 10 s timeout and then the default's archive.
+      const { reply, ms } = await hostileReply;
+      c.end();
+      expect(reply).toBe("550 5.7.1 Message rejected as spam");
+      expect(ms).toBeLessThan(5000);
+      expect(otherMs).toBeLessThan(5000);
+    }
+    expect(await s.stop()).toBe(0);
+  }, 90_000);
 
   test("1,001 padding header fields before the Subject do not hide it from a subject rule", async () => {
     const s = await serve();

@@ -128,6 +128,11 @@ export const HOSTILE_CASES: HostileCase[] = [
       ),
   },
   {
+    name: "header-spaces-15x63k",
+    trap: "15 header fields of 63,000 spaces (folded lines) before one letter (value trim by regex retried at each space)",
+    build: () => message(`${BASE_HEADERS}\r\n${Array.from({ length: 15 }, (_, i) => `X-Pad-${i}: a${`\r\n${" ".repeat(900)}`.repeat(70)}b\r\n`).join("")}X-End: 1`, "x"),
+  },
+  {
     name: "header-line-20mb",
     trap: "one 20 MB header line",
     build: () => message(`${BASE_HEADERS}\r\nX-Long: ${fill("abcdefgh", 20 * MB)}`, "x"),
