@@ -5,8 +5,10 @@
  * ending left is CRLF, and dot-stuffing (done by the SMTP client) covers the rest.
  *
  * Trusts nothing about the input. Failure: none; any byte string has a normal form.
- * Cost: a message that is already canonical is scanned with native `indexOf` and returned
- * without a copy; otherwise one allocation of the exact output size.
+ * Cost: one loop over the bytes to count, and for a message that is not canonical one more to
+ * copy into one allocation of the exact output size (a canonical one is returned as it is).
+ * Not a native `indexOf` per line ending: its call cost made 20 MB of bare newlines (every byte
+ * a line ending) take 1.3 s, and every message is normalized before its rules see it (extract.ts).
  */
 
 const CR = 0x0d;
@@ -15,11 +17,12 @@ const LF = 0x0a;
 /** How many bytes the normal form adds: one per bare CR and one per bare LF. */
 export function countBareLineEndings(input: Uint8Array): number {
   let extra = 0;
-  for (let i = input.indexOf(LF); i !== -1; i = input.indexOf(LF, i + 1)) {
-    if (i === 0 || input[i - 1] !== CR) extra++;
-  }
-  for (let i = input.indexOf(CR); i !== -1; i = input.indexOf(CR, i + 1)) {
-    if (input[i + 1] !== LF) extra++;
+  const n = input.length;
+  for (let i = 0; i < n; i++) {
+    const byte = input[i];
+    if (byte === LF) {
+      if (i === 0 || input[i - 1] !== CR) extra++;
+    } else if (byte === CR && input[i + 1] !== LF) extra++;
   }
   return extra;
 }
@@ -30,20 +33,16 @@ export function normalizeLineEndings(input: Uint8Array): Uint8Array {
   if (extra === 0) return input;
   const out = new Uint8Array(input.length + extra);
   let o = 0;
-  let copied = 0;
-  let cr = input.indexOf(CR);
-  let lf = input.indexOf(LF);
-  // Walk line ending to line ending, copying the text between them in one native call each.
-  while (cr !== -1 || lf !== -1) {
-    const at = cr === -1 ? lf : lf === -1 ? cr : Math.min(cr, lf);
-    out.set(input.subarray(copied, at), o);
-    o += at - copied;
+  const n = input.length;
+  for (let i = 0; i < n; i++) {
+    const byte = input[i] as number;
+    if (byte !== CR && byte !== LF) {
+      out[o++] = byte;
+      continue;
+    }
     out[o++] = CR;
     out[o++] = LF;
-    copied = input[at] === CR && input[at + 1] === LF ? at + 2 : at + 1;
-    if (cr !== -1 && cr < copied) cr = input.indexOf(CR, copied);
-    if (lf !== -1 && lf < copied) lf = input.indexOf(LF, copied);
+    if (byte === CR && input[i + 1] === LF) i++;
   }
-  out.set(input.subarray(copied), o);
   return out;
 }
