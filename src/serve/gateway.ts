@@ -65,6 +65,9 @@ export interface Gateway {
 const RELAY_RELOAD_HINT =
   "RELAY_SMTP_HOST is read again from .env or --env-file on SIGHUP; set in the service's environment " +
   "(systemd's /etc/mailgw/mailgw.env, docker --env-file) it needs a restart";
+/** Migrations are one-way: the admin learns it when they run, not when a rollback is refused. */
+const UPGRADED_HINT =
+  "an older mailgw refuses this database now: to roll back, restore the backup taken before the upgrade (README: Upgrading)";
 /**
  * Domains named in the start line; the rest are counted. A list of 50,000 domains made it a
  * ~1 MB line, which journald splits at 48 KB and a log viewer shows as one unreadable wall.
@@ -84,7 +87,10 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     dbLock = lockDatabase(config.databasePath, logger);
     refuseNewDatabaseBesideSpool(config);
     requireWritableDataDir(config.dataDir, Date.now());
-    db = openDatabase(config.databasePath);
+    db = openDatabase(config.databasePath, {
+      onUpgrade: (from, to) =>
+        logger.info("database schema upgraded", { database: config.databasePath, from_version: from, to_version: to, hint: UPGRADED_HINT }),
+    });
     refuseQueueWithoutSpool(db, config.dataDir, config.databasePath);
   } catch (err) {
     db?.close();

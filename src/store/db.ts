@@ -29,7 +29,11 @@ export const WAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024;
  * A new binary's admin command must not upgrade the database under an older serve still running
  * on it (that serve's own `mailgw queue` would then refuse it, and going back takes a restore).
  */
-export function openDatabase(path: string, opts: { readonly?: boolean; migrate?: boolean } = {}): Database {
+/**
+ * `onUpgrade`: called once migrations took an existing database (not a new file) from version
+ * `from` to `to`, for serve's log: from then on an older mailgw refuses the file.
+ */
+export function openDatabase(path: string, opts: { readonly?: boolean; migrate?: boolean; onUpgrade?: (from: number, to: number) => void } = {}): Database {
   let db: Database;
   if (!opts.readonly) requireWritable(path);
   try {
@@ -54,7 +58,12 @@ export function openDatabase(path: string, opts: { readonly?: boolean; migrate?:
     throw new CliError(`database ${path} (DATABASE_URL) cannot be used: ${describeError(err)}; point DATABASE_URL at mailgw's database, or at a new file`);
   }
   if (opts.migrate === false) requireCurrentSchema(db, path);
-  else migrate(db, path);
+  else {
+    const from = schemaVersion(db);
+    migrate(db, path);
+    const to = schemaVersion(db);
+    if (from > 0 && to > from) opts.onUpgrade?.(from, to);
+  }
   return db;
 }
 

@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { relayVars, startRelay, waitFor } from "../delivery/helpers.ts";
 import { find, parseExposition, type Sample } from "../helpers/exposition.ts";
 import { BARE_PATH } from "../packaging/binary.ts";
+import { MIGRATIONS } from "../../src/store/migrations.ts";
 import { archivedCopy, cleanupBinary, serveCommand, serveDir, startServe, type QueueEntry } from "../smtp/serve-process.ts";
 
 const FIXTURE = join(import.meta.dir, "../fixtures/upgrade");
@@ -96,6 +97,10 @@ test("the current serve takes over an old gateway's data dir: nothing lost, noth
     // 1. No relay yet, the receiver answering 500: the old queue as the old version left it.
     let serve = await startServe("binary", dir, {});
     try {
+      // The log says the database was upgraded, and that the old executable cannot go back to it.
+      const upgraded = await serve.waitForLog((l) => l.msg === "database schema upgraded");
+      expect(upgraded).toMatchObject({ from_version: 1, to_version: MIGRATIONS.at(-1)?.version });
+      expect(String(upgraded.hint)).toContain("restore");
       const recovered = await serve.waitForLog((l) => l.msg === "spool recovered");
       expect(recovered.finished).toBe(1); // accepted just before the kill -9: finished now
       expect(await archivedCopy(dir, killed)).not.toBeNull();
@@ -119,6 +124,7 @@ test("the current serve takes over an old gateway's data dir: nothing lost, noth
     hook.status = 200;
     serve = await startServe("binary", dir, { ...relayVars(relay), ARCHIVE_MAX_AGE_DAYS: String(keepDays) });
     try {
+      expect(serve.logs.filter((l) => l.msg === "database schema upgraded")).toEqual([]); // once only
       const waiting = ["fwd held 1", "fwd waiting 1", "fwd waiting 2", "keep held 1", "keep waiting 1"];
       await waitFor(() => relay.received.length >= waiting.length, 20_000, "waiting forwards delivered");
       // The webhook's next attempt is minutes away (phase 1 got a 500): the admin retries it.
