@@ -115,7 +115,11 @@ function migrate(db: Database, path: string): void {
   const current = schemaVersion(db);
   const latest = MIGRATIONS.at(-1)?.version ?? 0;
   if (current > latest) {
-    throw new CliError(`database ${path} has schema version ${current}, newer than this mailgw (${latest}): upgrade mailgw`);
+    // Usually met when rolling back: the newer executable migrated the file at its start.
+    throw new CliError(
+      `database ${path} has schema version ${current}, newer than this mailgw (${latest}): a newer mailgw upgraded it; ` +
+        `run the newer mailgw again, or restore the database backup taken before the upgrade to use this one (README: Upgrading)`,
+    );
   }
   for (const m of MIGRATIONS) {
     if (m.version <= current) continue;

@@ -26,6 +26,9 @@ test("a database from a newer mailgw is refused with a clear message", () => {
   db.exec("PRAGMA user_version = 999");
   db.close();
   expect(() => openDatabase(path)).toThrow(/schema version 999, newer than this mailgw/);
+  // Met when rolling back an upgrade: "upgrade mailgw" alone would send the admin the wrong way.
+  expect(() => openDatabase(path)).toThrow(/run the newer mailgw .*, or restore the database backup taken before the upgrade/);
+  expect(() => openDatabase(path, { migrate: false })).toThrow(/restore the database backup taken before the upgrade/);
 });
 
 test("counters accumulate per day, metric, rule and category", () => {
