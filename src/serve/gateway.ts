@@ -1,7 +1,7 @@
 /**
  * `mailgw serve` wiring: locks the data dir, opens the database, loads the rules, builds the
  * pipeline and the long-running services, and starts them in order:
- *   DATA_DIR lock → database lock → database (migrations) → rules → pipeline (spool recovery) → session
+ *   DATA_DIR lock → database lock → SMTP port free? → database (migrations) → rules → pipeline (spool recovery) → session
  *   counters → delivery worker → SMTP → HTTP
  * The lock comes first: a second serve on the same DATA_DIR must be refused before its recovery
  * or migrations touch anything the running one uses (data-dir-lock.ts). HTTP comes last so
@@ -30,7 +30,7 @@ import { createThreadedDeliveryWorker } from "../queue/threaded-worker.ts";
 import { factNeeds } from "../rules/fact-needs.ts";
 import { startRulesRuntime } from "../rules-runtime/runtime.ts";
 import type { SmtpLimits } from "../smtp/limits.ts";
-import { createSmtpServer } from "../smtp/server.ts";
+import { createSmtpServer, probeSmtpPort } from "../smtp/server.ts";
 import { isStorageError, openDatabase } from "../store/db.ts";
 import type { OwningMessageSink } from "../spool/message-bytes.ts";
 import { SPOOL_SUFFIX } from "../spool/spool.ts";
@@ -85,6 +85,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   try {
     // A serve with another DATA_DIR on the same database would run its recovery over this queue.
     dbLock = lockDatabase(config.databasePath, logger);
+    // An older serve holds no lock, only the port: it must be refused before migrations and recovery.
+    await probeSmtpPort(config.smtp.host, config.smtp.port);
     refuseNewDatabaseBesideSpool(config);
     requireWritableDataDir(config.dataDir, Date.now());
     db = openDatabase(config.databasePath, {

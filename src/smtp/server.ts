@@ -8,7 +8,7 @@
  * Failure: start-up problems (TLS files, port in use) reject/throw with a message naming the
  * variable or file; per-session problems become SMTP replies and never stop the server.
  */
-import type { AddressInfo } from "node:net";
+import { createServer, type AddressInfo } from "node:net";
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from "smtp-server";
 import { CliError, describeError } from "../errors.ts";
 import type { Config } from "../config/config.ts";
@@ -263,6 +263,19 @@ function listenHint(code: string | undefined, port: number): string {
   if (code === "EADDRINUSE") return " (another process listens there: stop it or choose another SMTP_PORT)";
   if (code === "EADDRNOTAVAIL") return " (SMTP_HOST is not an address of this machine)";
   return "";
+}
+
+/**
+ * Binds SMTP_HOST:SMTP_PORT and lets go at once, failing as the listener would. serve asks
+ * before it touches the database or the spool: an older serve still running there took no
+ * DATA_DIR lock (versions before the lock), and a start that found out only at listen had
+ * migrated the database under it and re-sent its deliveries in flight.
+ */
+export async function probeSmtpPort(host: string, port: number): Promise<void> {
+  if (port === 0) return;
+  const probe = createServer();
+  await listen(probe, host, port, () => undefined);
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
 }
 
 function listen(server: import("node:net").Server, host: string, port: number, started: () => void): Promise<{ host: string; port: number }> {

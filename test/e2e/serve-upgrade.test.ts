@@ -10,13 +10,14 @@
  */
 import { Database } from "bun:sqlite";
 import { afterAll, expect, test } from "bun:test";
+import { createServer } from "node:net";
 import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { relayVars, startRelay, waitFor } from "../delivery/helpers.ts";
 import { find, parseExposition, type Sample } from "../helpers/exposition.ts";
 import { BARE_PATH } from "../packaging/binary.ts";
 import { MIGRATIONS } from "../../src/store/migrations.ts";
-import { archivedCopy, cleanupBinary, serveCommand, serveDir, startServe, type QueueEntry } from "../smtp/serve-process.ts";
+import { archivedCopy, cleanupBinary, runServeOnce, serveCommand, serveDir, startServe, type QueueEntry } from "../smtp/serve-process.ts";
 
 const FIXTURE = join(import.meta.dir, "../fixtures/upgrade");
 const DAY_MS = 86_400_000;
@@ -161,3 +162,42 @@ test("the current serve takes over an old gateway's data dir: nothing lost, noth
     hook.stop();
   }
 }, 90_000);
+
+/**
+ * An old serve still running (a new one started by hand before the service was stopped) holds no
+ * DATA_DIR lock: versions before 33efcf3 took none. Its SMTP port is the only sign of it, and a
+ * start that first migrated the database and ran recovery and the delivery worker (re-sending
+ * the old serve's deliveries in flight) only then failed on that port. A plain listener stands
+ * for the old serve here.
+ */
+test("a serve whose SMTP port is taken changes nothing in the data dir: no migration, no recovery", async () => {
+  const dir = copyFixture("http://127.0.0.1:9/hook");
+  const oldServe = createServer().listen(0, "127.0.0.1");
+  await new Promise((resolve) => oldServe.once("listening", resolve));
+  const port = (oldServe.address() as { port: number }).port;
+  const dbFile = join(dir, "data", "mail-gateway.db");
+  const snapshot = () => {
+    const db = new Database(dbFile, { readonly: true });
+    try {
+      return {
+        version: db.query<{ user_version: number }, []>("PRAGMA user_version").get()?.user_version,
+        messages: db.query("SELECT id, status, archive_path FROM messages ORDER BY id").all(),
+        deliveries: db.query("SELECT id, state, attempts, next_attempt_at FROM deliveries ORDER BY id").all(),
+        spool: readdirSync(join(dir, "data", "spool")).sort(),
+      };
+    } finally {
+      db.close();
+    }
+  };
+  const before = snapshot();
+  try {
+    const r = await runServeOnce("binary", dir, { SMTP_HOST: "127.0.0.1", SMTP_PORT: String(port), HTTP_HOST: "127.0.0.1", HTTP_PORT: "0" });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain(`SMTP_PORT=${port}: EADDRINUSE`);
+    expect(r.stdout).not.toContain("database schema upgraded");
+    expect(snapshot()).toEqual(before);
+    expect(before.version).toBe(1);
+  } finally {
+    oldServe.close();
+  }
+});
