@@ -17,10 +17,9 @@
  * wrong DATA_DIR (a typo, a unit and a manual run that disagree), not a lost spool: recovery found
  * none of the files and failed every waiting delivery ("spool file missing at start").
  */
-import type { Database } from "bun:sqlite";
 import { accessSync, constants, existsSync } from "node:fs";
 import { join } from "node:path";
-import { dayKey } from "../store/db.ts";
+import { dayKey, openDatabase, schemaVersion } from "../store/db.ts";
 import { messagesNeedingSpool, pendingMessages } from "../store/messages.ts";
 import { CliError } from "../errors.ts";
 
@@ -57,11 +56,24 @@ function currentOwner(): string {
   return `${process.getuid?.() ?? 0}:${process.getgid?.() ?? 0}`;
 }
 
-/** See the header: refuses before recovery when DATA_DIR has no spool/ and the database's queue needs one. */
-export function refuseQueueWithoutSpool(db: Database, dataDir: string, dbPath: string): void {
+/**
+ * See the header: refuses when DATA_DIR has no spool/ and the database's queue needs one. Runs
+ * before migrations, on a read-only handle (its queries read columns every schema version has):
+ * a start refused here must leave an older database as it was, or the executable it came from
+ * could no longer open it.
+ */
+export function refuseQueueWithoutSpool(dataDir: string, dbPath: string): void {
   const spoolDir = join(dataDir, "spool");
-  if (existsSync(spoolDir)) return;
-  if (pendingMessages(db, "", 1).length === 0 && messagesNeedingSpool(db, "", 1).length === 0) return;
+  if (existsSync(spoolDir) || !existsSync(dbPath)) return;
+  const db = openDatabase(dbPath, { readonly: true });
+  let waiting: boolean;
+  try {
+    // Version 0: an empty file, no tables yet.
+    waiting = schemaVersion(db) > 0 && (pendingMessages(db, "", 1).length > 0 || messagesNeedingSpool(db, "", 1).length > 0);
+  } finally {
+    db.close();
+  }
+  if (!waiting) return;
   throw new CliError(
     `DATA_DIR ${dataDir} has no spool directory, but database ${dbPath} (DATABASE_URL) has accepted messages whose files ` +
       `should be in one: point DATA_DIR at the data dir this database was used with; if that spool is lost for good, ` +

@@ -89,11 +89,11 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     await probeSmtpPort(config.smtp.host, config.smtp.port);
     refuseNewDatabaseBesideSpool(config);
     requireWritableDataDir(config.dataDir, Date.now());
+    refuseQueueWithoutSpool(config.dataDir, config.databasePath);
     db = openDatabase(config.databasePath, {
       onUpgrade: (from, to) =>
         logger.info("database schema upgraded", { database: config.databasePath, from_version: from, to_version: to, hint: UPGRADED_HINT }),
     });
-    refuseQueueWithoutSpool(db, config.dataDir, config.databasePath);
   } catch (err) {
     db?.close();
     dbLock?.release();

@@ -201,3 +201,14 @@ test("a serve whose SMTP port is taken changes nothing in the data dir: no migra
     oldServe.close();
   }
 });
+
+/** A wrong DATA_DIR is refused (data-dir-access.ts); the database must keep its old schema then, or the old executable could not go back to it. */
+test("a start refused for a DATA_DIR without spool/ leaves an old database's schema as it was", async () => {
+  const dir = copyFixture("http://127.0.0.1:9/hook");
+  const r = await runServeOnce("binary", dir, { DATA_DIR: join(dir, "elsewhere"), DATABASE_URL: `file:${join(dir, "data", "mail-gateway.db")}` });
+  expect(r.exitCode).toBe(1);
+  expect(r.stderr).toContain("has no spool directory");
+  const db = new Database(join(dir, "data", "mail-gateway.db"), { readonly: true });
+  expect(db.query<{ user_version: number }, []>("PRAGMA user_version").get()?.user_version).toBe(1);
+  db.close();
+});
