@@ -9,7 +9,8 @@
  * bounded), so `subject`, `from`, `to`… are what a rule was matched on: raw 8-bit headers in
  * the declared charset (EUC-KR, KOI8-R, Big5…), UTF-8 split across encoded words, and a To:
  * too big for postal-mime's header limit. postal-mime reads only the MIME structure (the
- * Content-* headers and the body) under explicit limits. A message that cannot be parsed (or
+ * Content-* headers and the body) under explicit limits, its cost too (WEBHOOK_PARSE_MAX_LINES
+ * and the next two: the payload is built in the delivery thread). A message that cannot be parsed (or
  * hits a limit) is still posted, with what could be decoded, `parseError` set, and the raw
  * bytes intact — the receiver can always re-parse.
  */
@@ -17,7 +18,8 @@ import { parseAddressList } from "../parse/address-list.ts";
 import { decodeEncodedWords } from "../parse/encoded-words.ts";
 import { splitHeaderBlock, type RawHeaderField } from "../parse/header-block.ts";
 import { declaredCharset, fieldText } from "../parse/header-text.ts";
-import { MAX_ADDRESSES_PER_LIST } from "../parse/limits.ts";
+import { budgetEnd, kindOf, type WholePartsBudget } from "../parse/leaf-cut.ts";
+import { MAX_ADDRESSES_PER_LIST, MAX_PARSE_LINES } from "../parse/limits.ts";
 import { parseNamingParts, type NamedAttachment, type NamedEmail } from "../parse/part-names.ts";
 import { cutContents, restoredSizes, type ContentCut } from "./webhook-cut.ts";
 import { restoredTexts } from "./webhook-text-cut.ts";
@@ -30,6 +32,22 @@ export const WEBHOOK_PARSE_MAX_DEPTH = 20;
 export const WEBHOOK_PARSE_MAX_RFC822_DEPTH = 3;
 /** Attachments listed. Stops a 10,000-part message from producing a huge metadata array. */
 export const WEBHOOK_MAX_ATTACHMENTS = 1000;
+/**
+ * What postal-mime is handed for one payload, its nested messages included (parse/leaf-cut.ts
+ * budgetEnd): lines (the classifier's MAX_PARSE_LINES), lines starting with "--", and padded
+ * base64 units outside quoted-printable. The payload is built in the delivery thread, and every
+ * forward and post waited behind a hostile one: 20 MB of bare newlines in a message/rfc822 part
+ * took 23 s, 18 MB of "QQ=" base64 units 4.7 s, 3.5 million "--" lines 3 s. Within these, any
+ * message's parse stays near half a second. Ordinary mail is far below them (a 25 MB message of
+ * 76-column base64 has 330,000 lines; some mailers pad every base64 line: 330,000 units), and
+ * the rest of a message past them is left out of `text`, `html` and `attachments`, with
+ * `parseError` saying so (`raw` is whole).
+ */
+export const WEBHOOK_PARSE_MAX_LINES = MAX_PARSE_LINES;
+/** Lines starting with "--" (postal-mime compares each with the open boundaries; budgetEnd walks each as a part). */
+export const WEBHOOK_PARSE_MAX_DASH_LINES = 100_000;
+/** Padded base64 units (postal-mime's decoder makes a buffer for each, ~1 µs). */
+export const WEBHOOK_PARSE_MAX_PAD_UNITS = 400_000;
 
 export interface WebhookEnvelope {
   mailFrom: string;
@@ -114,11 +132,13 @@ export async function buildWebhookPayload(msg: WebhookMessage, nowMs: number): P
   };
   const notes = [...top.notes];
   let parsed: { email: NamedEmail; sizes: number[] } | null = null;
+  const limits = new Set<string>(top.mime.dashesCut ? [DASHES_NOTE] : []);
   try {
-    parsed = await parseContent(top.mime, msg.raw);
+    parsed = await parseContent(top.mime, msg.raw, limits);
   } catch (err) {
     notes.push(err instanceof Error ? err.message : String(err));
   }
+  notes.push(...limits);
   const content: Partial<WebhookFields> = parsed
     ? {
         text: parsed.email.text ?? null,
@@ -144,17 +164,31 @@ export async function buildWebhookPayload(msg: WebhookMessage, nowMs: number): P
  * A text part that names a file (`text/plain; name="x.exe"`) is listed as an attachment as the
  * rules see it, its text staying in `text` or `html` too; its size is its parsed size, which a
  * text cut would shorten, so a message with both is parsed whole.
+ * What postal-mime is handed is within one budget (newBudget, nested messages included) for both
+ * parses together, so the whole body's parse after the cut body's gets what that one left;
+ * `limits` gets the notes of the limits hit. The cut body's parse runs only when all of it fits
+ * (cut short, it would lose markers); the whole body's then has a budget of its own.
  */
-async function parseContent(mime: MimeInput, raw: Uint8Array): Promise<{ email: NamedEmail; sizes: number[] }> {
-  if (mime.cut) {
-    const email = await parseMime(Buffer.concat([...mime.head, ...mime.cut.body])).catch(() => null);
-    const namedText = email !== null && mime.cut.texts.length > 0 && email.attachments.some((a) => a.inlineText);
-    const sizes = email && !namedText && restoredSizes(email.attachments, mime.cut);
-    const texts = sizes && restoredTexts(email, raw, mime.cut.textNonce, mime.cut.texts);
-    if (email && sizes && texts) return { email: { ...email, ...texts }, sizes: email.attachments.map((a, i) => (a.inlineText ? (a.textSize ?? 0) : sizes[i]!)) };
+async function parseContent(mime: MimeInput, raw: Uint8Array, limits: Set<string>): Promise<{ email: NamedEmail; sizes: number[] }> {
+  const headBytes = mime.head.reduce((n, part) => n + part.byteLength, 0);
+  const within = (input: Buffer, budget: WholePartsBudget) => input.subarray(0, budgetEnd(input, headBytes, input.byteLength, mime.top.type, budget, mime.top.quotedPrintable));
+  let budget = newBudget();
+  try {
+    if (mime.cut) {
+      const input = Buffer.concat([...mime.head, ...mime.cut.body]);
+      const fits = within(input, budget).byteLength === input.byteLength;
+      const email = fits ? await parseWithin(input, budget).catch(() => null) : null;
+      if (!fits) budget = newBudget();
+      const namedText = email !== null && mime.cut.texts.length > 0 && email.attachments.some((a) => a.inlineText);
+      const sizes = email && !namedText && restoredSizes(email.attachments, mime.cut);
+      const texts = sizes && restoredTexts(email, raw, mime.cut.textNonce, mime.cut.texts);
+      if (email && sizes && texts) return { email: { ...email, ...texts }, sizes: email.attachments.map((a, i) => (a.inlineText ? (a.textSize ?? 0) : sizes[i]!)) };
+    }
+    const email = await parseWithin(within(Buffer.concat([...mime.head, mime.body]), budget), budget);
+    return { email, sizes: email.attachments.map((a) => (a.inlineText ? (a.textSize ?? 0) : typeof a.content === "string" ? a.content.length : a.content.byteLength)) };
+  } finally {
+    for (const note of budgetNotes(budget)) limits.add(note);
   }
-  const email = await parseMime(Buffer.concat([...mime.head, mime.body]));
-  return { email, sizes: email.attachments.map((a) => (a.inlineText ? (a.textSize ?? 0) : typeof a.content === "string" ? a.content.length : a.content.byteLength)) };
 }
 
 /** `filename`, then every other name the part gives (none for a part of a message postal-mime parsed inline). */
@@ -162,12 +196,30 @@ function namesOf(attachment: NamedAttachment): string[] {
   return [...new Set([attachment.filename ?? "", ...(attachment.names ?? [])])].filter((name) => name !== "");
 }
 
-function parseMime(input: Uint8Array): Promise<NamedEmail> {
-  return parseNamingParts(input, {
-    maxHeadersSize: WEBHOOK_PARSE_MAX_HEADER_BYTES,
-    maxNestingDepth: WEBHOOK_PARSE_MAX_DEPTH,
-    maxRfc822NestingDepth: WEBHOOK_PARSE_MAX_RFC822_DEPTH,
-  });
+/** postal-mime's parse of `input`, each nested message cut to what is left of the budget first. */
+function parseWithin(input: Uint8Array, budget: WholePartsBudget): Promise<NamedEmail> {
+  const cutSubMessage = (content: Uint8Array): Uint8Array => {
+    const block = splitHeaderBlock(content);
+    const top = topPart(block.fields);
+    return content.subarray(0, budgetEnd(content, block.bodyStart, content.byteLength, top.type, budget, top.quotedPrintable));
+  };
+  const options = { maxHeadersSize: WEBHOOK_PARSE_MAX_HEADER_BYTES, maxNestingDepth: WEBHOOK_PARSE_MAX_DEPTH, maxRfc822NestingDepth: WEBHOOK_PARSE_MAX_RFC822_DEPTH };
+  return parseNamingParts(input, options, cutSubMessage);
+}
+
+function newBudget(): WholePartsBudget {
+  return { left: WEBHOOK_PARSE_MAX_LINES, cut: false, padsLeft: WEBHOOK_PARSE_MAX_PAD_UNITS, padsCut: false, spansLeft: WEBHOOK_PARSE_MAX_DASH_LINES, spansCut: false };
+}
+
+const DASHES_NOTE = `more than ${WEBHOOK_PARSE_MAX_DASH_LINES} lines starting with "--" to decode, the rest not decoded`;
+
+/** What `parseError` says of the budget's limits that were hit. */
+function budgetNotes(budget: WholePartsBudget): string[] {
+  const notes: string[] = [];
+  if (budget.cut) notes.push(`more than ${WEBHOOK_PARSE_MAX_LINES} lines to decode, the rest not decoded`);
+  if (budget.spansCut) notes.push(DASHES_NOTE);
+  if (budget.padsCut) notes.push(`more than ${WEBHOOK_PARSE_MAX_PAD_UNITS} padded base64 units (runs of '=') to decode, the rest not decoded`);
+  return notes;
 }
 
 type HeaderFields = Pick<WebhookPayload, "subject" | "messageId" | "date" | "from" | "to" | "cc" | "replyTo" | "headers">;
@@ -221,8 +273,22 @@ function mailboxes(values: string[]): MailboxJson[] {
 /** The message as postal-mime needs it for the body: the top-level Content-* fields and a blank line, then the body (in full or cut). */
 interface MimeInput {
   head: Uint8Array[];
+  /** The body, up to the line past WEBHOOK_PARSE_MAX_DASH_LINES lines starting with "--" in a multipart. */
   body: Uint8Array;
+  /** Set when `body` was cut there. */
+  dashesCut: boolean;
   cut: ContentCut | null;
+  top: { type: string | null; quotedPrintable: boolean };
+}
+
+/** The type and quoted-printable encoding a message's own Content-Type and Content-Transfer-Encoding fields give. */
+function topPart(fields: RawHeaderField[]): { type: string | null; quotedPrintable: boolean } {
+  const contentType = fields.find((field) => field.name === "content-type");
+  const encoding = fields.find((field) => field.name === "content-transfer-encoding");
+  return {
+    type: contentType ? (/^\s*([^\s;]+)/.exec(Buffer.from(contentType.value).toString("latin1"))?.[1] ?? null) : null,
+    quotedPrintable: encoding !== undefined && /^\s*"?quoted-printable\b/i.test(Buffer.from(encoding.value).toString("latin1")),
+  };
 }
 
 function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number): MimeInput {
@@ -232,8 +298,21 @@ function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number)
     head.push(Buffer.from(`${field.originalName}:`, "latin1"), field.value, Buffer.from("\r\n"));
   }
   head.push(Buffer.from("\r\n"));
-  const contentType = fields.find((field) => field.name === "content-type");
-  const topType = contentType ? (/^\s*([^\s;]+)/.exec(Buffer.from(contentType.value).toString("latin1"))?.[1] ?? null) : null;
+  const top = topPart(fields);
   const topHeader = Buffer.concat(head).toString("latin1");
-  return { head, body: raw.subarray(bodyStart), cut: cutContents(raw, bodyStart, raw.byteLength, { type: topType, header: topHeader }) };
+  // Before webhook-cut.ts walks the parts (3.5 million "--" lines took it 1.6 s); a leaf at the
+  // top has no parts, its "--" lines are text.
+  const end = kindOf(top.type) === "container" ? dashLinesEnd(raw, bodyStart) : raw.byteLength;
+  return { head, body: raw.subarray(bodyStart, end), dashesCut: end < raw.byteLength, cut: cutContents(raw, bodyStart, end, { type: top.type, header: topHeader }), top };
+}
+
+/** The start of the line past WEBHOOK_PARSE_MAX_DASH_LINES lines starting with "--" in the body, or the end. */
+function dashLinesEnd(raw: Uint8Array, bodyStart: number): number {
+  const buffer = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  let lines = 0;
+  // From the line end before the body, as budgetEnd: a body that opens with "--" counts it.
+  for (let at = buffer.indexOf("\n--", Math.max(0, bodyStart - 1)); at >= 0; at = buffer.indexOf("\n--", at + 3)) {
+    if (++lines > WEBHOOK_PARSE_MAX_DASH_LINES) return at + 1;
+  }
+  return raw.byteLength;
 }

@@ -15,6 +15,8 @@
  * capped, by the caller's ContentBudget: postal-mime spends ~0.5 µs per line whatever its length,
  * so 20 MB of bare newlines took 10-15 s although every byte cap held. So are the padded units
  * of base64 content (MAX_BASE64_PAD_UNITS: its decoder spends ~1 µs on each; see padBudgetEnd).
+ * budgetEnd serves a parse that needs whole parts instead (the webhook's payload): no byte caps,
+ * the same budget walk (lines, padded units) and a cap on "--" lines, cutting the body short.
  * Trusts nothing in the bytes; linear in the body size. Never throws.
  */
 import { MAX_BODY_TEXT_CHARS } from "./limits.ts";
@@ -137,18 +139,61 @@ export function cutLeafContents(
     if (keepTo < next) cut = true;
     slices.push(raw.subarray(spanStart, Math.max(spanStart, keepTo)));
     if (next >= end) break;
-    // The next span: a "--" line, then (if it is a boundary) the part's header lines.
     spanStart = next;
     searchFrom = next;
-    const lineEnd = buffer.indexOf(0x0a, next);
-    const headersFrom = lineEnd < 0 || lineEnd >= end ? end : lineEnd + 1;
-    const nextDashes = buffer.indexOf("\n--", headersFrom - 1);
-    const spanEnd = nextDashes < 0 || nextDashes >= end ? end : nextDashes + 1;
-    const headersTo = headerEnd(buffer, headersFrom, Math.min(spanEnd, headersFrom + PART_HEADER_SCAN_BYTES));
-    contentStart = headersTo < 0 ? headersFrom : headersTo;
-    const header = headersTo < 0 ? { type: null, quotedPrintable: false } : partHeader(buffer, headersFrom, headersTo);
-    kind = headersTo < 0 ? "text" : kindOf(header.type);
-    quotedPrintable = header.quotedPrintable;
+    ({ contentStart, kind, quotedPrintable } = spanAt(buffer, next, end));
   }
   return cut ? slices : [raw.subarray(bodyStart, end)];
+}
+
+/** The span starting at `start` (a "--" line, then, if it is a boundary, the part's header lines): where its content starts and what it is. */
+function spanAt(buffer: Buffer, start: number, end: number): { contentStart: number; kind: Kind; quotedPrintable: boolean } {
+  const lineEnd = buffer.indexOf(0x0a, start);
+  const headersFrom = lineEnd < 0 || lineEnd >= end ? end : lineEnd + 1;
+  const nextDashes = buffer.indexOf("\n--", headersFrom - 1);
+  const spanEnd = nextDashes < 0 || nextDashes >= end ? end : nextDashes + 1;
+  const headersTo = headerEnd(buffer, headersFrom, Math.min(spanEnd, headersFrom + PART_HEADER_SCAN_BYTES));
+  if (headersTo < 0) return { contentStart: headersFrom, kind: "text", quotedPrintable: false };
+  const header = partHeader(buffer, headersFrom, headersTo);
+  return { contentStart: headersTo, kind: kindOf(header.type), quotedPrintable: header.quotedPrintable };
+}
+
+/** A ContentBudget that also bounds the lines starting with "--" (each one a span to walk in budgetEnd). */
+export interface WholePartsBudget extends ContentBudget {
+  spansLeft: number;
+  /** Set when content was cut because `spansLeft` ran out. */
+  spansCut: boolean;
+}
+
+/**
+ * For a parse that must see whole parts (the webhook's payload, whose text and attachment sizes
+ * are the message's own: no byte caps): the end of the longest prefix of the body
+ * [bodyStart, end) that fits the budget, at a line start (`end` when all of it does). Every line
+ * counts, "--" and part header lines too (postal-mime's cost is per line), as do the lines
+ * starting with "--" (`spansLeft`: the walk below costs per span) and, outside quoted-printable
+ * content, the padded base64 units. Linear in the prefix; never throws.
+ */
+export function budgetEnd(raw: Uint8Array, bodyStart: number, end: number, topContentType: string | null, budget: WholePartsBudget, topQuotedPrintable = false): number {
+  const buffer = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  // As in cutLeafContents: a leaf at the top is one part, its "--" lines are content.
+  const topIsLeaf = kindOf(topContentType) !== "container";
+  let spanStart = bodyStart;
+  let contentStart = bodyStart;
+  let quotedPrintable = topQuotedPrintable;
+  let searchFrom = Math.max(0, bodyStart - 1);
+  for (;;) {
+    let next = topIsLeaf ? -1 : buffer.indexOf("\n--", searchFrom);
+    next = next < 0 || next >= end ? end : next + 1;
+    const lineTo = lineBudgetEnd(buffer, spanStart, next, budget);
+    const keepTo = quotedPrintable ? lineTo : padBudgetEnd(buffer, contentStart, lineTo, budget);
+    if (keepTo < next || next >= end) return keepTo;
+    if (budget.spansLeft <= 0) {
+      budget.spansCut = true;
+      return next;
+    }
+    budget.spansLeft--;
+    spanStart = next;
+    searchFrom = next;
+    ({ contentStart, quotedPrintable } = spanAt(buffer, next, end));
+  }
 }

@@ -62,13 +62,36 @@ export function partNames(fields: readonly PartField[]): string[] {
 
 type CollectAttachment = (this: PostalMime, node: PartNode, ...rest: unknown[]) => void;
 type IsInlineTextNode = (this: PostalMime, node: PartNode) => boolean;
+type AddTextEntry = (this: PostalMime, node: PartNode, type: "plain" | "html", entry: { type: "subMessage"; value: Email }) => void;
 
-const hooks = PostalMime.prototype as unknown as { collectAttachment?: CollectAttachment; isInlineTextNode?: IsInlineTextNode };
+const hooks = PostalMime.prototype as unknown as {
+  collectAttachment?: CollectAttachment;
+  isInlineTextNode?: IsInlineTextNode;
+  collectSubMessage?: unknown;
+  addTextEntry?: AddTextEntry;
+};
 const collectAttachment = hooks.collectAttachment;
 const isInlineTextNode = hooks.isInlineTextNode;
+const addTextEntry = hooks.addTextEntry;
 // An upgrade that renamed a hook would silently hide names from the rules again: fail at load instead.
 if (typeof collectAttachment !== "function" || typeof isInlineTextNode !== "function") {
   throw new Error("postal-mime has no collectAttachment / isInlineTextNode: part names cannot be read");
+}
+// Nor may a renamed collectSubMessage let nested messages be parsed without their cut (see NamingParser).
+if (typeof hooks.collectSubMessage !== "function" || typeof addTextEntry !== "function") {
+  throw new Error("postal-mime has no collectSubMessage / addTextEntry: nested messages cannot be cut");
+}
+
+/** Cuts the decoded bytes of an inline message/rfc822 part before a nested parser reads them. */
+export type SubMessageCut = (content: Uint8Array) => Uint8Array;
+
+/** postal-mime's internal state that collectSubMessage reads and writes (postal-mime 4). */
+interface ParserState {
+  mimeOptions: { maxNestingDepth: number; maxHeadersSize: number };
+  maxRfc822NestingDepth: number;
+  rfc822NestingDepth: number;
+  textMap: Map<unknown, unknown>;
+  attachments: NamedAttachment[];
 }
 
 /**
@@ -81,16 +104,24 @@ if (typeof collectAttachment !== "function" || typeof isInlineTextNode !== "func
 class NamingParser extends PostalMime {
   declare attachments: NamedAttachment[];
 
+  /**
+   * `names`: false in the parser of a nested message, which lists that message's files as
+   * postal-mime's own nested parser does (filename alone, README). `cutSubMessage`: see parseNamingParts.
+   */
+  constructor(options: ConstructorParameters<typeof PostalMime>[0], private readonly names: boolean, private readonly cutSubMessage: SubMessageCut | null) {
+    super(options);
+  }
+
   collectAttachment(node: PartNode, ...rest: unknown[]): void {
     const before = this.attachments.length;
     (collectAttachment as CollectAttachment).call(this, node, ...rest);
     const attachment = this.attachments[this.attachments.length - 1];
-    if (attachment && this.attachments.length > before) attachment.names = partNames(node.headers);
+    if (this.names && attachment && this.attachments.length > before) attachment.names = partNames(node.headers);
   }
 
   isInlineTextNode(node: PartNode): boolean {
     const inline = (isInlineTextNode as IsInlineTextNode).call(this, node);
-    const names = inline ? partNames(node.headers) : [];
+    const names = inline && this.names ? partNames(node.headers) : [];
     if (names.length > 0) {
       const disposition = node.contentDisposition.parsed.value || null;
       // The name postal-mime's collectAttachment would pick (filename, else name), as for any attachment.
@@ -108,9 +139,34 @@ class NamingParser extends PostalMime {
     }
     return inline;
   }
+
+  /**
+   * postal-mime 4's collectSubMessage, with the nested message's bytes cut by `cutSubMessage`
+   * first and its parser one of these (so its own nested messages are cut too). postal-mime
+   * decodes the part (base64, quoted-printable) before a nested parser reads it: 16 MB of base64
+   * of bare newlines was 12 million lines that no cut of the outer message could see (6 s).
+   */
+  async collectSubMessage(node: PartNode & { subMessage?: Email }): Promise<void> {
+    const self = this as unknown as ParserState;
+    const cut = this.cutSubMessage;
+    const subParser = new NamingParser({ ...self.mimeOptions, maxRfc822NestingDepth: self.maxRfc822NestingDepth, attachmentEncoding: "arraybuffer" }, false, cut);
+    (subParser as unknown as ParserState).rfc822NestingDepth = self.rfc822NestingDepth + 1;
+    const content = node.content ?? new ArrayBuffer(0);
+    const kept = cut ? cut(new Uint8Array(content)) : null;
+    // The ArrayBuffer itself when nothing is cut: postal-mime copies a view.
+    const subMessage = (node.subMessage = await subParser.parse(kept && kept.byteLength < content.byteLength ? kept : content));
+    if (subMessage.text || !subMessage.html) (addTextEntry as AddTextEntry).call(this, node, "plain", { type: "subMessage", value: subMessage });
+    if (subMessage.html) (addTextEntry as AddTextEntry).call(this, node, "html", { type: "subMessage", value: subMessage });
+    (subParser as unknown as ParserState).textMap.forEach((entry, textNode) => self.textMap.set(textNode, entry));
+    for (const attachment of subMessage.attachments) self.attachments.push(attachment);
+  }
 }
 
-/** PostalMime.parse, with `names` on each attachment. */
-export async function parseNamingParts(input: Uint8Array, options: ConstructorParameters<typeof PostalMime>[0]): Promise<NamedEmail> {
-  return new NamingParser(options).parse(input);
+/**
+ * PostalMime.parse, with `names` on each attachment. `cutSubMessage`: applied to the bytes of
+ * each inline message/rfc822 part, at every depth, before it is parsed (the webhook's payload
+ * keeps the cost of nested messages within its budget; the classifier parses none inline).
+ */
+export async function parseNamingParts(input: Uint8Array, options: ConstructorParameters<typeof PostalMime>[0], cutSubMessage: SubMessageCut | null = null): Promise<NamedEmail> {
+  return new NamingParser(options, true, cutSubMessage).parse(input);
 }
