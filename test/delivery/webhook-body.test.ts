@@ -2,7 +2,7 @@
  * The webhook body written in pieces (src/act/webhook-body.ts) is byte for byte
  * JSON.stringify of the payload with `raw` in base64, in the field order receivers have
  * always had, for every remainder of the message length mod 3, with and without `parseError`,
- * with text that JSON must escape (24 MB of it in well under a second); and it goes out with a
+ * with text that JSON must escape (24 MB of it too); and it goes out with a
  * Content-Length, not chunked.
  */
 import { afterEach, expect, test } from "bun:test";
@@ -44,18 +44,15 @@ test("writeJsonString is JSON.stringify as UTF-8: escapes, every control charact
   }
 });
 
-test("24 MB of text that JSON escapes character by character is written in well under a second (the delivery thread writes it)", () => {
-  // Measured: 0.86-1.35 s when each \u00XX escape went through a closure and a new array;
-  // 0.15-0.17 s since. Generous, but below the old cost.
+test("24 MB of text that JSON escapes character by character: counted and written exactly (the delivery thread writes it)", () => {
+  // Measured, not asserted here: 0.86-1.35 s when each \u00XX escape went through a closure and
+  // a new array; 0.15-0.17 s since.
   const text = "\x01\x02\t\n".repeat(6_000_000);
-  const started = performance.now();
   const out = Buffer.allocUnsafe(writeJsonString(text, null, 0));
   const end = writeJsonString(text, out, 0);
-  const ms = performance.now() - started;
   expect(end).toBe(2 + 6_000_000 * 16);
   expect(out.subarray(0, 23).toString("latin1")).toBe(JSON.stringify(text.slice(0, 5)).slice(0, -1));
   expect(out.subarray(-17).toString("latin1")).toBe(JSON.stringify(text.slice(-4)).slice(1));
-  expect(ms).toBeLessThan(700);
 });
 
 test("the body is JSON.stringify of the payload, byte for byte", async () => {
