@@ -196,12 +196,17 @@ function namesOf(attachment: NamedAttachment): string[] {
   return [...new Set([attachment.filename ?? "", ...(attachment.names ?? [])])].filter((name) => name !== "");
 }
 
-/** postal-mime's parse of `input`, each nested message cut to what is left of the budget first. */
+/**
+ * postal-mime's parse of `input`, each nested message cut to what is left of the budget first.
+ * A nested message not transfer-encoded (a 7bit forward) had its parts' padded units counted in
+ * the walk of the message that holds it: counted again, a forwarded attachment padded on every
+ * line used the budget up at half its size (a forward of a forward, at a third).
+ */
 function parseWithin(input: Uint8Array, budget: WholePartsBudget): Promise<NamedEmail> {
-  const cutSubMessage = (content: Uint8Array): Uint8Array => {
+  const cutSubMessage = (content: Uint8Array, asIs: boolean): Uint8Array => {
     const block = splitHeaderBlock(content);
     const top = topPart(block.fields);
-    return content.subarray(0, budgetEnd(content, block.bodyStart, content.byteLength, top.type, budget, top.quotedPrintable));
+    return content.subarray(0, budgetEnd(content, block.bodyStart, content.byteLength, top.type, budget, top.quotedPrintable, asIs));
   };
   const options = { maxHeadersSize: WEBHOOK_PARSE_MAX_HEADER_BYTES, maxNestingDepth: WEBHOOK_PARSE_MAX_DEPTH, maxRfc822NestingDepth: WEBHOOK_PARSE_MAX_RFC822_DEPTH };
   return parseNamingParts(input, options, cutSubMessage);

@@ -171,9 +171,13 @@ export interface WholePartsBudget extends ContentBudget {
  * [bodyStart, end) that fits the budget, at a line start (`end` when all of it does). Every line
  * counts, "--" and part header lines too (postal-mime's cost is per line), as do the lines
  * starting with "--" (`spansLeft`: the walk below costs per span) and, outside quoted-printable
- * content, the padded base64 units. Linear in the prefix; never throws.
+ * content, the padded base64 units. `partsCounted`: the padded units past the first span were
+ * counted already, by the walk of the message that holds this one as it is (a 7bit forward: that
+ * walk read the same "--" lines, part headers and contents), so they count once, not at each
+ * level; the first span (this message's own body) counts still, as that walk may have read it as
+ * quoted-printable. Linear in the prefix; never throws.
  */
-export function budgetEnd(raw: Uint8Array, bodyStart: number, end: number, topContentType: string | null, budget: WholePartsBudget, topQuotedPrintable = false): number {
+export function budgetEnd(raw: Uint8Array, bodyStart: number, end: number, topContentType: string | null, budget: WholePartsBudget, topQuotedPrintable = false, partsCounted = false): number {
   const buffer = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
   // As in cutLeafContents: a leaf at the top is one part, its "--" lines are content.
   const topIsLeaf = kindOf(topContentType) !== "container";
@@ -181,11 +185,11 @@ export function budgetEnd(raw: Uint8Array, bodyStart: number, end: number, topCo
   let contentStart = bodyStart;
   let quotedPrintable = topQuotedPrintable;
   let searchFrom = Math.max(0, bodyStart - 1);
-  for (;;) {
+  for (let first = true; ; first = false) {
     let next = topIsLeaf ? -1 : buffer.indexOf("\n--", searchFrom);
     next = next < 0 || next >= end ? end : next + 1;
     const lineTo = lineBudgetEnd(buffer, spanStart, next, budget);
-    const keepTo = quotedPrintable ? lineTo : padBudgetEnd(buffer, contentStart, lineTo, budget);
+    const keepTo = quotedPrintable || (partsCounted && !first) ? lineTo : padBudgetEnd(buffer, contentStart, lineTo, budget);
     if (keepTo < next || next >= end) return keepTo;
     if (budget.spansLeft <= 0) {
       budget.spansCut = true;

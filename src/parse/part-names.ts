@@ -29,6 +29,8 @@ interface PartNode {
   contentType: { parsed: { value: string; params: Record<string, string> } };
   contentDisposition: { parsed: { value: string; params: Record<string, string> } };
   contentId?: string;
+  /** `encoding`: the first token of its Content-Transfer-Encoding, as postal-mime picks its decoder by. */
+  contentTransferEncoding: { encoding: string };
   /** The decoded content (transfer encoding undone), once the part is parsed. */
   content: ArrayBuffer | null;
 }
@@ -82,8 +84,12 @@ if (typeof hooks.collectSubMessage !== "function" || typeof addTextEntry !== "fu
   throw new Error("postal-mime has no collectSubMessage / addTextEntry: nested messages cannot be cut");
 }
 
-/** Cuts the decoded bytes of an inline message/rfc822 part before a nested parser reads them. */
-export type SubMessageCut = (content: Uint8Array) => Uint8Array;
+/**
+ * Cuts the decoded bytes of an inline message/rfc822 part before a nested parser reads them.
+ * `asIs`: the part had no base64 or quoted-printable encoding, so its bytes are those the
+ * parent's own cut walked.
+ */
+export type SubMessageCut = (content: Uint8Array, asIs: boolean) => Uint8Array;
 
 /** postal-mime's internal state that collectSubMessage reads and writes (postal-mime 4). */
 interface ParserState {
@@ -152,7 +158,9 @@ class NamingParser extends PostalMime {
     const subParser = new NamingParser({ ...self.mimeOptions, maxRfc822NestingDepth: self.maxRfc822NestingDepth, attachmentEncoding: "arraybuffer" }, false, cut);
     (subParser as unknown as ParserState).rfc822NestingDepth = self.rfc822NestingDepth + 1;
     const content = node.content ?? new ArrayBuffer(0);
-    const kept = cut ? cut(new Uint8Array(content)) : null;
+    // postal-mime's decoder choice (mime-node.js setupContentDecoder): anything else passes through.
+    const asIs = !/base64|quoted-printable/i.test(node.contentTransferEncoding.encoding);
+    const kept = cut ? cut(new Uint8Array(content), asIs) : null;
     // The ArrayBuffer itself when nothing is cut: postal-mime copies a view.
     const subMessage = (node.subMessage = await subParser.parse(kept && kept.byteLength < content.byteLength ? kept : content));
     if (subMessage.text || !subMessage.html) (addTextEntry as AddTextEntry).call(this, node, "plain", { type: "subMessage", value: subMessage });

@@ -46,6 +46,14 @@ const HOSTILE: { name: string; limit: string; build: () => Uint8Array }[] = [
     build: () => mixed(`--p\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n${base64Lines(Buffer.from(`Subject: in\r\n\r\n${"\n".repeat(12_000_000)}`))}\r\n`),
   },
   {
+    // A 7bit forward counts its parts' padded units once (the outer walk reads them); its own
+    // body must still count, even when a second Content-Transfer-Encoding makes the outer part
+    // look quoted-printable to the walk (postal-mime takes the first: 7bit).
+    name: "a 7bit message/rfc822 part whose own body is base64 of \"QQ=\" units",
+    limit: PADS,
+    build: () => mixed(`--p\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: 7bit\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nSubject: in\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n${"QQ=QQ=QQ=QQ=QQ=QQ=QQ=QQ=\r\n".repeat(700_000)}\r\n`),
+  },
+  {
     name: "a quoted-printable message/rfc822 part of 7 million encoded newlines",
     limit: LINES,
     build: () => mixed(`--p\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nSubject: in=0A=0A${`${"=0A".repeat(25)}=\r\n`.repeat(280_000)}\r\n`),
@@ -75,6 +83,21 @@ test("ordinary mail past the classifier's caps is decoded whole: a base64 attach
   const full = await PostalMime.parse(Buffer.from(raw));
   expect(fields.parseError).toBeUndefined();
   expect(fields.text === (full.text ?? null)).toBe(true);
+  expect(fields.attachments.map((a) => [a.filename, a.size])).toEqual(full.attachments.map((a) => [a.filename, (a.content as ArrayBuffer).byteLength]));
+  expect(fields.attachments[0]!.size).toBe(chunks.reduce((n, c) => n + Buffer.from(c, "base64").byteLength, 0));
+}, 30_000);
+
+test("a forward (message/rfc822, 7bit) of an attachment padded on every line is decoded whole: its units count once, not at each level", async () => {
+  // 250,000 units: within WEBHOOK_PARSE_MAX_PAD_UNITS, but not if the outer walk and the forward's own both count them.
+  const chunks = Array.from({ length: 250_000 }, (_, i) => Buffer.from(`line ${i} of the export`.padEnd(31, ".")).toString("base64"));
+  const forward =
+    `From: b@example.com\r\nSubject: fwd\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=q\r\n\r\n` +
+    `--q\r\nContent-Type: text/plain\r\n\r\nthe export\r\n` +
+    `--q\r\nContent-Type: application/octet-stream; name="export.bin"\r\nContent-Transfer-Encoding: base64\r\n\r\n${chunks.join("\r\n")}\r\n--q--\r\n`;
+  const raw = mixed(`--p\r\nContent-Type: text/plain\r\n\r\nsee below\r\n--p\r\nContent-Type: message/rfc822\r\n\r\n${forward}\r\n`);
+  const { fields } = await payload(raw);
+  const full = await PostalMime.parse(Buffer.from(raw));
+  expect(fields.parseError).toBeUndefined();
   expect(fields.attachments.map((a) => [a.filename, a.size])).toEqual(full.attachments.map((a) => [a.filename, (a.content as ArrayBuffer).byteLength]));
   expect(fields.attachments[0]!.size).toBe(chunks.reduce((n, c) => n + Buffer.from(c, "base64").byteLength, 0));
 }, 30_000);
