@@ -18,7 +18,7 @@ import { parseAddressList } from "../parse/address-list.ts";
 import { decodeEncodedWords } from "../parse/encoded-words.ts";
 import { splitHeaderBlock, type RawHeaderField } from "../parse/header-block.ts";
 import { declaredCharset, fieldText } from "../parse/header-text.ts";
-import { budgetEnd, kindOf, type WholePartsBudget } from "../parse/leaf-cut.ts";
+import { budgetEnd, kindOf, QUOTED_PRINTABLE_VALUE, type WholePartsBudget } from "../parse/leaf-cut.ts";
 import { MAX_ADDRESSES_PER_LIST, MAX_PARSE_LINES } from "../parse/limits.ts";
 import { parseNamingParts, type NamedAttachment, type NamedEmail } from "../parse/part-names.ts";
 import { cutContents, restoredSizes, type ContentCut } from "./webhook-cut.ts";
@@ -292,7 +292,7 @@ function topPart(fields: RawHeaderField[]): { type: string | null; quotedPrintab
   const encoding = fields.find((field) => field.name === "content-transfer-encoding");
   return {
     type: contentType ? (/^\s*([^\s;]+)/.exec(Buffer.from(contentType.value).toString("latin1"))?.[1] ?? null) : null,
-    quotedPrintable: encoding !== undefined && /^\s*"?quoted-printable\b/i.test(Buffer.from(encoding.value).toString("latin1")),
+    quotedPrintable: encoding !== undefined && QUOTED_PRINTABLE_VALUE.test(Buffer.from(encoding.value).toString("latin1")),
   };
 }
 

@@ -45,6 +45,16 @@ const HOSTILE: { name: string; limit: string; build: () => Uint8Array }[] = [
     limit: LINES,
     build: () => mixed(`--p\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n${base64Lines(Buffer.from(`Subject: in\r\n\r\n${"\n".repeat(12_000_000)}`))}\r\n`),
   },
+  ...[
+    ["a second Content-Transfer-Encoding field", "Content-Transfer-Encoding: base64\r\nContent-Transfer-Encoding: quoted-printable"],
+    ["a field name with a space before the colon", "Content-Transfer-Encoding : base64\r\nContent-Transfer-Encoding: quoted-printable"],
+    ["\"quoted-printable-base64\"", "Content-Transfer-Encoding: quoted-printable-base64"],
+  ].map(([what, encoding]) => ({
+    // postal-mime decodes by the first field, and by "base64" anywhere in its first token.
+    name: `a base64 part of "QQ=" units that looks quoted-printable to a regex: ${what}`,
+    limit: PADS,
+    build: () => mixed(`--p\r\nContent-Type: application/octet-stream\r\n${encoding}\r\n\r\n${"QQ=QQ=QQ=QQ=QQ=QQ=QQ=QQ=\r\n".repeat(700_000)}`),
+  })),
   {
     // A 7bit forward counts its parts' padded units once (the outer walk reads them); its own
     // body must still count, even when a second Content-Transfer-Encoding makes the outer part
