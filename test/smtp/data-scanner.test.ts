@@ -14,7 +14,7 @@ interface Outcome {
   commands: string[];
 }
 
-function run(parser: SMTPStream, chunks: Buffer[]): Promise<Outcome> {
+function run(parser: SMTPStream, chunks: Buffer[], onPiece?: () => void): Promise<Outcome> {
   return new Promise((resolve) => {
     const commands: string[] = [];
     const parts: Buffer[] = [];
@@ -23,7 +23,10 @@ function run(parser: SMTPStream, chunks: Buffer[]): Promise<Outcome> {
       callback?.();
     };
     const data = parser.startDataMode(0);
-    data.on("data", (b: Buffer) => parts.push(b));
+    data.on("data", (b: Buffer) => {
+      parts.push(b);
+      onPiece?.();
+    });
     data.on("end", () => parser.continue());
     for (const chunk of chunks) parser.write(chunk);
     parser.end();
@@ -94,4 +97,81 @@ test("a 100 KB message in 64 KB chunks: same bytes, dots unstuffed", async () =>
   }
   expect(fast.commands).toEqual(["QUIT"]);
   expect(fast.message.startsWith(".dot-stuffed")).toBe(true);
+});
+
+/** Each way to cut `bytes` into two or three chunks, with the fast scanner (joined and not) and the library. */
+async function expectSameAtEveryCut(bytes: Buffer): Promise<void> {
+  for (let a = 1; a < bytes.length; a++) {
+    for (let b = a; b < bytes.length; b++) {
+      const chunks = a === b ? [bytes.subarray(0, a), bytes.subarray(a)] : [bytes.subarray(0, a), bytes.subarray(a, b), bytes.subarray(b)];
+      const expected = await run(new SMTPStream(), chunks);
+      expect(await run(useFastDataScanner(new SMTPStream()), chunks)).toEqual(expected);
+      expect(await run(useFastDataScanner(new SMTPStream(), { joinMaxBytes: 0 }), chunks)).toEqual(expected);
+    }
+  }
+}
+
+test("escape dots cut between the CRLF and the dot, between the two dots, right after them: same as the library", async () => {
+  // Dot-stuffed lines back to back (several escape dots in one chunk), a stuffed lone dot, a
+  // stuffed terminator look-alike, bare-LF dots, and the real end with commands after it.
+  await expectSameAtEveryCut(Buffer.from("a\r\n..b\r\n...\r\n..\r\n..\r\n\n..\r\n.\r\nQUIT\r\n", "latin1"));
+  // A message that starts with escape dots (the start-of-DATA checks).
+  await expectSameAtEveryCut(Buffer.from("..\r\n...x\r\n.\r\nNOOP\r\n", "latin1"));
+  await expectSameAtEveryCut(Buffer.from("...\r\n\r\n.\r\nNOOP\r\n", "latin1"));
+}, 30_000);
+
+test("long random messages dense with escape dots in chunks of up to 600 bytes: same as the library", async () => {
+  const rand = seeded(7);
+  const alphabet = ["a", "\r\n", "\r\n..", "\r\n...", "\r\n..\r\n", "\n..", "\r\n.", "\r", "."];
+  for (let i = 0; i < 150; i++) {
+    let text = "";
+    const n = 200 + Math.floor(rand() * 2000);
+    for (let t = 0; t < n; t++) text += alphabet[Math.floor(rand() * alphabet.length)];
+    const bytes = Buffer.from(`${text}\r\n.\r\nQUIT\r\n`, "latin1");
+    const chunks = randomChunks(bytes, rand, 1 + Math.floor(rand() * 600));
+    const expected = await run(new SMTPStream(), chunks);
+    expect(await run(useFastDataScanner(new SMTPStream()), chunks)).toEqual(expected);
+    expect(await run(useFastDataScanner(new SMTPStream(), { joinMaxBytes: 0 }), chunks)).toEqual(expected);
+  }
+}, 30_000);
+
+test("a paused DATA stream holds the socket back while dot-stuffed lines arrive, then gets every byte", async () => {
+  const body = Buffer.from("..\r\n".repeat(400_000) + ".\r\nQUIT\r\n", "latin1");
+  const chunks = randomChunks(body, seeded(3), 65536);
+  const parser = useFastDataScanner(new SMTPStream());
+  const commands: string[] = [];
+  parser.oncommand = (command: Buffer, callback?: () => void) => {
+    commands.push(command.toString("latin1"));
+    callback?.();
+  };
+  const data = parser.startDataMode(0);
+  let written = 0;
+  for (const chunk of chunks) parser.write(chunk, () => written++);
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+  // Nobody reads: the parser stops after about one chunk beyond the stream's buffer.
+  expect(data.readableLength).toBeLessThan(3 * 65536);
+  expect(written).toBeLessThan(4);
+  const parts: Buffer[] = [];
+  const ended = new Promise<void>((resolve) => data.on("end", () => resolve()));
+  data.on("data", (b: Buffer) => parts.push(b));
+  await ended;
+  parser.continue();
+  await new Promise((r) => setTimeout(r, 10));
+  const message = Buffer.concat(parts);
+  expect(message.length).toBe(3 * 400_000);
+  expect(message.equals(Buffer.from(".\r\n".repeat(400_000), "latin1"))).toBe(true);
+  expect(commands).toEqual(["QUIT"]);
+  expect(parser.dataBytes).toBe(3 * 400_000);
+});
+
+test("a chunk of dot-stuffed lines reaches the DATA stream in one piece, not one per escape dot", async () => {
+  // smtp-server wrote each piece between escape dots and went on in a setImmediate: 20 MB of
+  // `..` lines cost ~17 times the CPU of 20 MB without the dots.
+  const body = Buffer.from("..\r\n".repeat(160_000) + ".\r\nQUIT\r\n", "latin1");
+  const chunks = randomChunks(body, seeded(5), 65536);
+  let pieces = 0;
+  const outcome = await run(useFastDataScanner(new SMTPStream()), chunks, () => pieces++);
+  expect(outcome.message).toBe(".\r\n".repeat(160_000));
+  // A bridge over the bytes held back from the previous chunk may add one piece per chunk.
+  expect(pieces).toBeLessThanOrEqual(2 * chunks.length + 2);
 });
