@@ -166,12 +166,19 @@ function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number,
   head.push(Buffer.from("\r\n"));
   const contentType = fields.find((field) => field.name === "content-type");
   const topType = contentType ? (/^\s*([^\s;]+)/.exec(Buffer.from(contentType.value).toString("latin1"))?.[1] ?? null) : null;
-  const encoding = fields.find((field) => field.name === "content-transfer-encoding");
-  const topQuotedPrintable = encoding !== undefined && /^\s*"?quoted-printable\b/i.test(Buffer.from(encoding.value).toString("latin1"));
-  const body = cutLeafContents(raw, bodyStart, end, topType, budget.lines, topQuotedPrintable);
+  const body = cutLeafContents(raw, bodyStart, end, topType, budget.lines, topEncoding(fields));
   if (budget.lines.cut) note(budget, `more than ${MAX_PARSE_LINES} lines to parse, the rest not inspected`);
   if (budget.lines.padsCut) note(budget, `more than ${MAX_BASE64_PAD_UNITS} padded base64 units (runs of '=') to decode, the rest not inspected`);
   return Buffer.concat([...head, ...body]);
+}
+
+/** Whether the top-level body is quoted-printable, and whether it is encoded at all. */
+function topEncoding(fields: RawHeaderField[]): { quotedPrintable: boolean; encoded: boolean } {
+  const encodings = fields.filter((field) => field.name === "content-transfer-encoding").map((field) => Buffer.from(field.value).toString("latin1").trim().replace(/^"|"$/g, "").toLowerCase());
+  return {
+    quotedPrintable: encodings[0] !== undefined && /^quoted-printable\b/.test(encodings[0]),
+    encoded: encodings.some((encoding) => !["", "7bit", "8bit", "binary"].includes(encoding)),
+  };
 }
 
 async function parseMime(input: Uint8Array): Promise<NamedEmail> {

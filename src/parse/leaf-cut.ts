@@ -17,6 +17,10 @@
  * of base64 content (MAX_BASE64_PAD_UNITS: its decoder spends ~1 µs on each; see padBudgetEnd).
  * budgetEnd serves a parse that needs whole parts instead (the webhook's payload): no byte caps,
  * the same budget walk (lines, padded units) and a cap on "--" lines, cutting the body short.
+ * A budget cuts contents, never part headers: each span's header lines are kept, and so is the
+ * header block of a message/* part (the attached message's Content-Type: without it the files
+ * inside were hidden from the rules by any earlier text part that used up a budget), up to
+ * NESTED_HEADER_BYTES in all.
  * Trusts nothing in the bytes; linear in the body size. Never throws.
  */
 import { MAX_BODY_TEXT_CHARS } from "./limits.ts";
@@ -30,6 +34,8 @@ export interface ContentBudget {
   padsLeft: number;
   /** Set when content was cut because `padsLeft` ran out. */
   padsCut: boolean;
+  /** Bytes of attached messages' header blocks it may still be handed past the budgets above. */
+  headerBytesLeft?: number;
 }
 
 /** Content bytes of a text part handed to the parser: 4 bytes per body-text character kept. */
@@ -38,6 +44,12 @@ export const TEXT_PART_BYTES = 4 * MAX_BODY_TEXT_CHARS;
 export const OTHER_PART_BYTES = 64 * 1024;
 /** Part header bytes looked at for the Content-Type. */
 export const PART_HEADER_SCAN_BYTES = 16 * 1024;
+/**
+ * Header block bytes of attached messages (message/* parts) kept past a used-up line or pad
+ * budget, per message with its nested ones: postal-mime's own cap on part headers
+ * (MAX_MIME_PART_HEADER_BYTES), as these are part headers once the attached message is parsed.
+ */
+export const NESTED_HEADER_BYTES = 256 * 1024;
 
 export type Kind = "container" | "text" | "other";
 
@@ -63,11 +75,13 @@ export function headerEnd(buffer: Buffer, from: number, limit: number): number {
   return from - 1 + at + (at === b && (a < 0 || b < a) ? 3 : 2);
 }
 
-/** The part's Content-Type and whether postal-mime decodes its content as quoted-printable (from its header lines). */
-export function partHeader(buffer: Buffer, start: number, end: number): { type: string | null; quotedPrintable: boolean } {
+/** The part's Content-Type, whether postal-mime decodes its content as quoted-printable, and whether it is transfer-encoded at all (from its header lines). */
+export function partHeader(buffer: Buffer, start: number, end: number): { type: string | null; quotedPrintable: boolean; encoded: boolean } {
   const text = buffer.toString("latin1", start, Math.min(end, start + PART_HEADER_SCAN_BYTES));
   const type = /^content-type:[ \t\r\n]*([^\s;]+)/im.exec(text)?.[1] ?? null;
-  return { type, quotedPrintable: quotedPrintableHeader(text) };
+  const encoding = transferEncodingValue(text);
+  const token = encoding === null ? "" : (/^[ \t\r\n]*"?([^\s;"(]*)/.exec(encoding)?.[1] ?? "").toLowerCase();
+  return { type, quotedPrintable: encoding !== null && QUOTED_PRINTABLE_VALUE.test(encoding), encoded: !["", "7bit", "8bit", "binary"].includes(token) };
 }
 
 /**
@@ -79,14 +93,14 @@ export function partHeader(buffer: Buffer, start: number, end: number): { type: 
 export const QUOTED_PRINTABLE_VALUE = /^[ \t\r\n]*"?quoted-printable(?![\w-])/i;
 
 /**
- * Whether the header lines `text` make postal-mime decode the content as quoted-printable, read
- * as its mime-node.js reads them: lines split at "\n", continued by lines starting with SP or
- * HTAB, the name trimmed of SP and HTAB, and the FIRST Content-Transfer-Encoding field deciding.
- * A regex over every line took `Content-Transfer-Encoding: base64` followed by a second field
- * saying quoted-printable (or `Content-Transfer-Encoding : base64`) as quoted-printable, and the
- * base64 decoder's '=' runs went uncounted (18 MB of them: 4 s of the delivery thread).
+ * The value of the FIRST Content-Transfer-Encoding field in the header lines `text` (null: none),
+ * read as postal-mime's mime-node.js reads them: lines split at "\n", continued by lines starting
+ * with SP or HTAB, the name trimmed of SP and HTAB. A regex over every line took
+ * `Content-Transfer-Encoding: base64` followed by a second field saying quoted-printable (or
+ * `Content-Transfer-Encoding : base64`) as quoted-printable, and the base64 decoder's '=' runs
+ * went uncounted (18 MB of them: 4 s of the delivery thread).
  */
-function quotedPrintableHeader(text: string): boolean {
+function transferEncodingValue(text: string): string | null {
   const lines = text.split("\n");
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!;
@@ -94,9 +108,9 @@ function quotedPrintableHeader(text: string): boolean {
     if (colon < 0 || !/^[ \t]*content-transfer-encoding[ \t]*$/i.test(line.slice(0, colon)) || (i > 0 && /^[ \t]/.test(line))) continue;
     let value = line.slice(colon + 1);
     for (let j = i + 1; j < lines.length && /^[ \t]/.test(lines[j]!); j++) value += lines[j];
-    return QUOTED_PRINTABLE_VALUE.test(value);
+    return value;
   }
-  return false;
+  return null;
 }
 
 /**
@@ -134,6 +148,23 @@ function lineBudgetEnd(buffer: Buffer, from: number, to: number, lines: ContentB
   }
 }
 
+function isMessage(type: string | null): boolean {
+  return type !== null && type.toLowerCase().startsWith("message/");
+}
+
+/**
+ * Past `keepTo` (where a budget cut the content of a message/* part starting at `from`), the
+ * attached message's header block too, while `lines.headerBytesLeft` lasts: the rules see the
+ * files inside it only when its Content-Type reaches the parser.
+ */
+function keepNestedHeader(buffer: Buffer, from: number, next: number, keepTo: number, lines: ContentBudget): number {
+  const end = headerEnd(buffer, from, Math.min(next, from + PART_HEADER_SCAN_BYTES));
+  const left = lines.headerBytesLeft ?? NESTED_HEADER_BYTES;
+  if (end <= keepTo || end - keepTo > left) return keepTo;
+  lines.headerBytesLeft = left - (end - keepTo);
+  return end;
+}
+
 /**
  * The body bytes [bodyStart, end) with over-long leaf contents cut, as slices of `raw` (no
  * copies). `topContentType`: the message's own Content-Type (for the span before the first
@@ -143,7 +174,7 @@ function lineBudgetEnd(buffer: Buffer, from: number, to: number, lines: ContentB
 export function cutLeafContents(
   raw: Uint8Array, bodyStart: number, end: number, topContentType: string | null,
   lines: ContentBudget = { left: Number.POSITIVE_INFINITY, cut: false, padsLeft: Number.POSITIVE_INFINITY, padsCut: false },
-  topQuotedPrintable = false,
+  top: { quotedPrintable: boolean; encoded: boolean } = { quotedPrintable: false, encoded: false },
 ): Uint8Array[] {
   const buffer = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
   const slices: Uint8Array[] = [];
@@ -151,7 +182,8 @@ export function cutLeafContents(
   let spanStart = bodyStart;
   let contentStart = bodyStart;
   let kind = kindOf(topContentType);
-  let quotedPrintable = topQuotedPrintable;
+  let quotedPrintable = top.quotedPrintable;
+  let nestedHeader = isMessage(topContentType) && !top.encoded;
   // A leaf at the top (text/*, an attachment, no Content-Type) is one part to postal-mime: its
   // "--" lines are content, not boundaries, and must not open uncapped "container" spans
   // (a text/plain base64 body of fake multipart spans went to the base64 decoder whole).
@@ -164,27 +196,29 @@ export function cutLeafContents(
     const capTo = Math.min(next, contentStart + capOf(kind));
     const lastLf = capTo < next ? buffer.lastIndexOf(0x0a, capTo - 1) : -1;
     const lineTo = lineBudgetEnd(buffer, contentStart, capTo < next && lastLf >= contentStart ? lastLf + 1 : capTo, lines);
-    const keepTo = quotedPrintable ? lineTo : padBudgetEnd(buffer, contentStart, lineTo, lines);
+    let keepTo = quotedPrintable ? lineTo : padBudgetEnd(buffer, contentStart, lineTo, lines);
+    if (nestedHeader && keepTo < next) keepTo = keepNestedHeader(buffer, contentStart, next, keepTo, lines);
     if (keepTo < next) cut = true;
     slices.push(raw.subarray(spanStart, Math.max(spanStart, keepTo)));
     if (next >= end) break;
     spanStart = next;
     searchFrom = next;
-    ({ contentStart, kind, quotedPrintable } = spanAt(buffer, next, end));
+    ({ contentStart, kind, quotedPrintable, nestedHeader } = spanAt(buffer, next, end));
   }
   return cut ? slices : [raw.subarray(bodyStart, end)];
 }
 
 /** The span starting at `start` (a "--" line, then, if it is a boundary, the part's header lines): where its content starts and what it is. */
-function spanAt(buffer: Buffer, start: number, end: number): { contentStart: number; kind: Kind; quotedPrintable: boolean } {
+function spanAt(buffer: Buffer, start: number, end: number): { contentStart: number; kind: Kind; quotedPrintable: boolean; nestedHeader: boolean } {
   const lineEnd = buffer.indexOf(0x0a, start);
   const headersFrom = lineEnd < 0 || lineEnd >= end ? end : lineEnd + 1;
   const nextDashes = buffer.indexOf("\n--", headersFrom - 1);
   const spanEnd = nextDashes < 0 || nextDashes >= end ? end : nextDashes + 1;
   const headersTo = headerEnd(buffer, headersFrom, Math.min(spanEnd, headersFrom + PART_HEADER_SCAN_BYTES));
-  if (headersTo < 0) return { contentStart: headersFrom, kind: "text", quotedPrintable: false };
+  if (headersTo < 0) return { contentStart: headersFrom, kind: "text", quotedPrintable: false, nestedHeader: false };
   const header = partHeader(buffer, headersFrom, headersTo);
-  return { contentStart: headersTo, kind: kindOf(header.type), quotedPrintable: header.quotedPrintable };
+  // An attached message as it is (not transfer-encoded): its header block is kept past a budget.
+  return { contentStart: headersTo, kind: kindOf(header.type), quotedPrintable: header.quotedPrintable, nestedHeader: isMessage(header.type) && !header.encoded };
 }
 
 /** A ContentBudget that also bounds the lines starting with "--" (each one a span to walk in budgetEnd). */

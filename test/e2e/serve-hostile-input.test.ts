@@ -25,6 +25,8 @@
  * - header fields of 63,000 spaces (folded lines) before one letter: the value's trim was a regex
  *   retried at every space, 1.4 s a field; 15 of them stalled the event loop 20 s (header-only
  *   rules) or ran the parse worker past its timeout, and a subject rule's reject became an archive;
+ * - a text part that used up a parse limit (its `a=b` lines counted as base64 padding, or a million
+ *   lines) cut the header of a later attached message: the .exe inside it reached no rule;
  * - LOG_FORMAT=json (the default off a TTY, read with journalctl or docker logs): a bidi
  *   override in the HELO name and the sender is written as \u202e, not as the raw character
  *   that reversed the rest of the line on the admin's terminal.
@@ -148,6 +150,29 @@ rules:
     // message was classified without its content (the default: archived, the .exe let through).
     expect(await sendMail(c, "b@company.com", message)).toBe("550 5.7.1 Message rejected");
     expect(Date.now() - started).toBeLessThan(5000);
+    c.end();
+    expect(await s.stop()).toBe(0);
+  }, 60_000);
+
+  test("a text part that uses up a parse limit (100,001 `a=b` lines, 1,000,001 bare newlines) does not hide the .exe in a later attached message", async () => {
+    const rules = `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - { name: no-exe, priority: 10, action: reject, conditions: [{ field: attachment, operator: ends_with, value: .exe }] }
+`;
+    const s = await serve({}, rules);
+    const inner = `From: z@example.org\r\nSubject: inner\r\nContent-Type: multipart/mixed; boundary="in"\r\n\r\n--in\r\nContent-Type: text/plain\r\n\r\nhello\r\n` +
+      `--in\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="x.exe"\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA\r\n--in--\r\n`;
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    // The '=' counted as base64 padding in a plain text part, the lines of the text part used up the
+    // line budget: either way the attached message's header was cut, its parts never reached the
+    // rules, and the default archived the .exe.
+    for (const text of ["a=b\r\n".repeat(100_001), "\n".repeat(1_000_001)]) {
+      const message = `From: a@sender.example\r\nTo: b@company.com\r\nSubject: limits\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="out"\r\n\r\n` +
+        `--out\r\nContent-Type: text/plain\r\n\r\n${text}\r\n--out\r\nContent-Type: message/rfc822\r\n\r\n${inner}\r\n--out--\r\n`;
+      expect(await sendMail(c, "b@company.com", message)).toBe("550 5.7.1 Message rejected");
+    }
     c.end();
     expect(await s.stop()).toBe(0);
   }, 60_000);

@@ -269,6 +269,16 @@ export const HOSTILE_CASES: HostileCase[] = [
       ),
   },
   {
+    name: "rfc822-headers-past-budget-20mb",
+    trap: "a text part of 1,000,001 bare newlines (line budget used up), then 1,200 message/rfc822 parts of 16 KB header blocks of short lines (kept past the budget)",
+    build: () =>
+      message(
+        `${BASE_HEADERS}\r\nContent-Type: multipart/mixed; boundary="p"`,
+        `--p\r\nContent-Type: text/plain\r\n\r\n${"\n".repeat(1_000_001)}` +
+          `${`--p\r\nContent-Type: message/rfc822\r\n\r\n${"a:\n".repeat(5400)}\r\nx\r\n`.repeat(1200)}--p--\r\n`,
+      ),
+  },
+  {
     name: "content-type-params-1mb",
     trap: "Content-Type with 1 MB of parameters and RFC 2231 sections",
     build: () =>

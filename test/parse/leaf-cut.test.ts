@@ -116,3 +116,37 @@ test("runs of '=' are capped per message (MAX_BASE64_PAD_UNITS); quoted-printabl
   expect(facts.parseError ?? "").not.toContain("padded");
   expect(facts.body.startsWith("café = café")).toBe(true);
 }, 30_000);
+
+test("a budget cuts the contents of an attached message, not its header block", () => {
+  const raw = new TextEncoder().encode(
+    "X: y\n\n--b\nContent-Type: text/plain\n\n1\n2\n3\n--b\nContent-Type: message/rfc822\n\n" +
+      "Subject: in\nContent-Type: multipart/mixed; boundary=in\n\npreamble\n--in\nContent-Type: application/x-msdownload; name=x.exe\n\nTVo=\n--in--\n--b--\n",
+  );
+  const lines = { left: 2, cut: false, padsLeft: Infinity, padsCut: false };
+  const kept = Buffer.concat(cutLeafContents(raw, 6, raw.byteLength, "multipart/mixed", lines)).toString("latin1");
+  expect(kept).toBe(
+    "--b\nContent-Type: text/plain\n\n1\n2\n--b\nContent-Type: message/rfc822\n\nSubject: in\nContent-Type: multipart/mixed; boundary=in\n\n" +
+      "--in\nContent-Type: application/x-msdownload; name=x.exe\n\n--in--\n--b--\n",
+  );
+  expect(lines.cut).toBe(true);
+});
+
+const ATTACHED_EXE = 'Subject: in\r\nContent-Type: multipart/mixed; boundary="in"\r\n\r\n--in\r\nContent-Type: application/octet-stream\r\n' +
+  'Content-Disposition: attachment; filename="x.exe"\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA\r\n--in--\r\n';
+
+/** A text part of `text`, then a message/rfc822 part whose inner multipart holds x.exe. */
+function textThenAttachedExe(text: string): Uint8Array {
+  return new TextEncoder().encode(
+    'From: a@example.org\r\nContent-Type: multipart/mixed; boundary="p"\r\n\r\n--p\r\nContent-Type: text/plain\r\n\r\n' + text +
+      `\r\n--p\r\nContent-Type: message/rfc822\r\n\r\n${ATTACHED_EXE}--p--\r\n`,
+  );
+}
+
+// A text part of 1,000,001 bare newlines (977 KB) used up the line budget: the attached message
+// after it lost its header, and with it the files inside (an `attachment ends_with .exe` bypass).
+test("a used-up line budget still lists the files of a later attached message", async () => {
+  const facts = await extractFacts(textThenAttachedExe("\n".repeat(MAX_PARSE_LINES + 1)), ENVELOPE);
+  expect(facts.parseError).toContain(`more than ${MAX_PARSE_LINES} lines to parse`);
+  expect(facts.attachments).toEqual(["x.exe"]);
+  expect(facts.attachmentTypes).toEqual(["message/rfc822", "application/octet-stream"]);
+});
