@@ -172,11 +172,15 @@ function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number,
   return Buffer.concat([...head, ...body]);
 }
 
-/** Whether the top-level body is quoted-printable, and whether it is encoded at all. */
-function topEncoding(fields: RawHeaderField[]): { quotedPrintable: boolean; encoded: boolean } {
-  const encodings = fields.filter((field) => field.name === "content-transfer-encoding").map((field) => Buffer.from(field.value).toString("latin1").trim().replace(/^"|"$/g, "").toLowerCase());
+/**
+ * Whether the top-level body may be base64 (the word in any of its Content-* fields, as
+ * leaf-cut.ts partHeader reads a part's header) and whether it is encoded at all.
+ */
+function topEncoding(fields: RawHeaderField[]): { base64: boolean; encoded: boolean } {
+  const mime = fields.filter((field) => MIME_HEADERS.has(field.name));
+  const encodings = mime.filter((field) => field.name === "content-transfer-encoding").map((field) => Buffer.from(field.value).toString("latin1").trim().replace(/^"|"$/g, "").toLowerCase());
   return {
-    quotedPrintable: encodings[0] !== undefined && /^quoted-printable\b/.test(encodings[0]),
+    base64: mime.some((field) => /base64/i.test(Buffer.from(field.value).toString("latin1"))),
     encoded: encodings.some((encoding) => !["", "7bit", "8bit", "binary"].includes(encoding)),
   };
 }

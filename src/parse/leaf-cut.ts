@@ -30,7 +30,7 @@ export interface ContentBudget {
   left: number;
   /** Set when content was cut because the budget ran out. */
   cut: boolean;
-  /** Runs of '=' outside quoted-printable content it may still be handed (see padBudgetEnd). */
+  /** Runs of '=' in content that may lie inside a base64 part it may still be handed (see padBudgetEnd). */
   padsLeft: number;
   /** Set when content was cut because `padsLeft` ran out. */
   padsCut: boolean;
@@ -75,13 +75,22 @@ export function headerEnd(buffer: Buffer, from: number, limit: number): number {
   return from - 1 + at + (at === b && (a < 0 || b < a) ? 3 : 2);
 }
 
-/** The part's Content-Type, whether postal-mime decodes its content as quoted-printable, and whether it is transfer-encoded at all (from its header lines). */
-export function partHeader(buffer: Buffer, start: number, end: number): { type: string | null; quotedPrintable: boolean; encoded: boolean } {
+/**
+ * From a part's header lines: its Content-Type, whether postal-mime decodes its content as
+ * quoted-printable, whether it may be base64 (the word anywhere in them: erring towards yes only
+ * costs pad budget), and whether it is transfer-encoded at all.
+ */
+export function partHeader(buffer: Buffer, start: number, end: number): { type: string | null; quotedPrintable: boolean; base64: boolean; encoded: boolean } {
   const text = buffer.toString("latin1", start, Math.min(end, start + PART_HEADER_SCAN_BYTES));
   const type = /^content-type:[ \t\r\n]*([^\s;]+)/im.exec(text)?.[1] ?? null;
   const encoding = transferEncodingValue(text);
   const token = encoding === null ? "" : (/^[ \t\r\n]*"?([^\s;"(]*)/.exec(encoding)?.[1] ?? "").toLowerCase();
-  return { type, quotedPrintable: encoding !== null && QUOTED_PRINTABLE_VALUE.test(encoding), encoded: !["", "7bit", "8bit", "binary"].includes(token) };
+  return {
+    type,
+    quotedPrintable: encoding !== null && QUOTED_PRINTABLE_VALUE.test(encoding),
+    base64: /base64/i.test(text),
+    encoded: !["", "7bit", "8bit", "binary"].includes(token),
+  };
 }
 
 /**
@@ -115,10 +124,12 @@ function transferEncodingValue(text: string): string | null {
 
 /**
  * `to`, or the start of the line where the content in [from, to) uses up the pad budget. A unit
- * is a run of '=' (postal-mime's base64 decoder splits its input there). Counted in every span
- * but quoted-printable ones (where '=' is the escape and costs nothing): a span's own header does
- * not say whether it lies inside a base64 part, as "--x" lines and fake part headers within one
- * split it too (18 MB of them took 5.5 s).
+ * is a run of '=' (postal-mime's base64 decoder splits its input there; elsewhere, in a text
+ * part's `a=b` lines or quoted-printable escapes, '=' costs it nothing). The caller counts the
+ * spans that may lie inside a base64 part: every one from the first header that may declare
+ * base64 on, as a span's own header does not say where it lies: "--x" lines and fake part
+ * headers inside a base64 part split it too (18 MB of them took 5.5 s; fake quoted-printable
+ * ones, not counted, 4.7 s).
  */
 function padBudgetEnd(buffer: Buffer, from: number, to: number, lines: ContentBudget): number {
   const window = buffer.subarray(0, to);
@@ -174,7 +185,7 @@ function keepNestedHeader(buffer: Buffer, from: number, next: number, keepTo: nu
 export function cutLeafContents(
   raw: Uint8Array, bodyStart: number, end: number, topContentType: string | null,
   lines: ContentBudget = { left: Number.POSITIVE_INFINITY, cut: false, padsLeft: Number.POSITIVE_INFINITY, padsCut: false },
-  top: { quotedPrintable: boolean; encoded: boolean } = { quotedPrintable: false, encoded: false },
+  top: { base64: boolean; encoded: boolean } = { base64: false, encoded: false },
 ): Uint8Array[] {
   const buffer = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
   const slices: Uint8Array[] = [];
@@ -182,7 +193,8 @@ export function cutLeafContents(
   let spanStart = bodyStart;
   let contentStart = bodyStart;
   let kind = kindOf(topContentType);
-  let quotedPrintable = top.quotedPrintable;
+  // From the first header that may declare base64 on, any content may be inside a base64 part.
+  let base64Seen = top.base64;
   let nestedHeader = isMessage(topContentType) && !top.encoded;
   // A leaf at the top (text/*, an attachment, no Content-Type) is one part to postal-mime: its
   // "--" lines are content, not boundaries, and must not open uncapped "container" spans
@@ -196,29 +208,35 @@ export function cutLeafContents(
     const capTo = Math.min(next, contentStart + capOf(kind));
     const lastLf = capTo < next ? buffer.lastIndexOf(0x0a, capTo - 1) : -1;
     const lineTo = lineBudgetEnd(buffer, contentStart, capTo < next && lastLf >= contentStart ? lastLf + 1 : capTo, lines);
-    let keepTo = quotedPrintable ? lineTo : padBudgetEnd(buffer, contentStart, lineTo, lines);
+    let keepTo = base64Seen ? padBudgetEnd(buffer, contentStart, lineTo, lines) : lineTo;
     if (nestedHeader && keepTo < next) keepTo = keepNestedHeader(buffer, contentStart, next, keepTo, lines);
     if (keepTo < next) cut = true;
     slices.push(raw.subarray(spanStart, Math.max(spanStart, keepTo)));
     if (next >= end) break;
     spanStart = next;
     searchFrom = next;
-    ({ contentStart, kind, quotedPrintable, nestedHeader } = spanAt(buffer, next, end));
+    let base64: boolean;
+    ({ contentStart, kind, base64, nestedHeader } = spanAt(buffer, next, end));
+    base64Seen ||= base64;
   }
   return cut ? slices : [raw.subarray(bodyStart, end)];
 }
 
 /** The span starting at `start` (a "--" line, then, if it is a boundary, the part's header lines): where its content starts and what it is. */
-function spanAt(buffer: Buffer, start: number, end: number): { contentStart: number; kind: Kind; quotedPrintable: boolean; nestedHeader: boolean } {
+function spanAt(buffer: Buffer, start: number, end: number): { contentStart: number; kind: Kind; quotedPrintable: boolean; base64: boolean; nestedHeader: boolean } {
   const lineEnd = buffer.indexOf(0x0a, start);
   const headersFrom = lineEnd < 0 || lineEnd >= end ? end : lineEnd + 1;
   const nextDashes = buffer.indexOf("\n--", headersFrom - 1);
   const spanEnd = nextDashes < 0 || nextDashes >= end ? end : nextDashes + 1;
   const headersTo = headerEnd(buffer, headersFrom, Math.min(spanEnd, headersFrom + PART_HEADER_SCAN_BYTES));
-  if (headersTo < 0) return { contentStart: headersFrom, kind: "text", quotedPrintable: false, nestedHeader: false };
+  if (headersTo < 0) {
+    // Header lines not ended within the scan window may go on to declare base64 past it.
+    const base64 = spanEnd > headersFrom + PART_HEADER_SCAN_BYTES || partHeader(buffer, headersFrom, spanEnd).base64;
+    return { contentStart: headersFrom, kind: "text", quotedPrintable: false, base64, nestedHeader: false };
+  }
   const header = partHeader(buffer, headersFrom, headersTo);
   // An attached message as it is (not transfer-encoded): its header block is kept past a budget.
-  return { contentStart: headersTo, kind: kindOf(header.type), quotedPrintable: header.quotedPrintable, nestedHeader: isMessage(header.type) && !header.encoded };
+  return { contentStart: headersTo, kind: kindOf(header.type), quotedPrintable: header.quotedPrintable, base64: header.base64, nestedHeader: isMessage(header.type) && !header.encoded };
 }
 
 /** A ContentBudget that also bounds the lines starting with "--" (each one a span to walk in budgetEnd). */

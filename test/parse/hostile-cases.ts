@@ -269,6 +269,16 @@ export const HOSTILE_CASES: HostileCase[] = [
       ),
   },
   {
+    name: "base64-fake-qp-spans-18mb",
+    trap: "18 MB base64 text part of fake \"--f\" / quoted-printable part headers with \"QQ=\" content ('=' not counted in quoted-printable)",
+    build: () =>
+      message(
+        `${BASE_HEADERS}\r\nContent-Type: multipart/mixed; boundary="p"`,
+        `--p\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n` +
+          `${fill(`--f\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n${"QQ=".repeat(700)}\r\n`, 18 * MB)}--p--\r\n`,
+      ),
+  },
+  {
     name: "rfc822-headers-past-budget-20mb",
     trap: "a text part of 1,000,001 bare newlines (line budget used up), then 1,200 message/rfc822 parts of 16 KB header blocks of short lines (kept past the budget)",
     build: () =>
