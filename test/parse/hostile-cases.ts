@@ -209,6 +209,20 @@ export const HOSTILE_CASES: HostileCase[] = [
     build: () => message(`${BASE_HEADERS}\r\nContent-Type: text/html`, fill("<a <!-- <script ", 20 * MB)),
   },
   {
+    name: "rfc822-chain-20-deep-20mb",
+    trap: "message/rfc822 nested 20 deep around 20 MB of short text lines (each level parsed in turn)",
+    build: () => {
+      let inner = `Content-Type: text/plain\r\n\r\n${fill("ab\r\n", 20 * MB)}`;
+      for (let level = 0; level < 20; level++) inner = `Subject: level ${level}\r\nContent-Type: message/rfc822\r\n\r\n${inner}`;
+      return encoder.encode(`${BASE_HEADERS}\r\n${inner}`);
+    },
+  },
+  {
+    name: "rfc822-chain-20-deep-500-parts",
+    trap: "message/rfc822 nested 20 deep, 500 attachment parts at each level",
+    build: () => nestedRfc822(20, 500),
+  },
+  {
     name: "newlines-in-rfc822-20mb",
     trap: "20 MB of bare newlines inside a message/rfc822 part (postal-mime's cost per line)",
     build: () => message(`${BASE_HEADERS}\r\nContent-Type: message/rfc822`, `Subject: in\r\n\r\n${"\n".repeat(20 * MB)}`),
