@@ -35,13 +35,13 @@ export const WEBHOOK_MAX_ATTACHMENTS = 1000;
 /**
  * What postal-mime is handed for one payload, its nested messages included (parse/leaf-cut.ts
  * budgetEnd): lines (the classifier's MAX_PARSE_LINES), lines starting with "--", and padded
- * base64 units outside quoted-printable. The payload is built in the delivery thread, and every
- * forward and post waited behind a hostile one: 20 MB of bare newlines in a message/rfc822 part
- * took 23 s, 18 MB of "QQ=" base64 units 4.7 s, 3.5 million "--" lines 3 s. Within these, any
- * message's parse stays near half a second. Ordinary mail is far below them (a 25 MB message of
- * 76-column base64 has 330,000 lines; some mailers pad every base64 line: 330,000 units), and
- * the rest of a message past them is left out of `text`, `html` and `attachments`, with
- * `parseError` saying so (`raw` is whole).
+ * base64 units (not in quoted-printable content before a base64 part). The payload is built in the
+ * delivery thread, and every forward and post waited behind a hostile one: 20 MB of bare newlines
+ * in a message/rfc822 part took 23 s, 18 MB of "QQ=" base64 units 4.7 s, 3.5 million "--" lines
+ * 3 s. Within these, any message's parse stays near half a second. Ordinary mail is far below them
+ * (a 25 MB message of 76-column base64 has 330,000 lines; some mailers pad every base64 line:
+ * 330,000 units), and the rest of a message past them is left out of `text`, `html` and
+ * `attachments`, with `parseError` saying so (`raw` is whole).
  */
 export const WEBHOOK_PARSE_MAX_LINES = MAX_PARSE_LINES;
 /** Lines starting with "--" (postal-mime compares each with the open boundaries; budgetEnd walks each as a part). */

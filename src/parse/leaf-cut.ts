@@ -251,8 +251,10 @@ export interface WholePartsBudget extends ContentBudget {
  * are the message's own: no byte caps): the end of the longest prefix of the body
  * [bodyStart, end) that fits the budget, at a line start (`end` when all of it does). Every line
  * counts, "--" and part header lines too (postal-mime's cost is per line), as do the lines
- * starting with "--" (`spansLeft`: the walk below costs per span) and, outside quoted-printable
- * content, the padded base64 units. `partsCounted`: the padded units past the first span were
+ * starting with "--" (`spansLeft`: the walk below costs per span) and the padded base64 units:
+ * outside quoted-printable content, and in all of it from the first part header that may declare
+ * base64 on (as in cutLeafContents: fake quoted-printable part headers inside a base64 part
+ * escaped the count, 18 MB of them took the delivery thread 5-7 s). `partsCounted`: the padded units past the first span were
  * counted already, by the walk of the message that holds this one as it is (a 7bit forward: that
  * walk read the same "--" lines, part headers and contents), so they count once, not at each
  * level; the first span (this message's own body) counts still, as that walk may have read it as
@@ -265,12 +267,13 @@ export function budgetEnd(raw: Uint8Array, bodyStart: number, end: number, topCo
   let spanStart = bodyStart;
   let contentStart = bodyStart;
   let quotedPrintable = topQuotedPrintable;
+  let base64Seen = false;
   let searchFrom = Math.max(0, bodyStart - 1);
   for (let first = true; ; first = false) {
     let next = topIsLeaf ? -1 : buffer.indexOf("\n--", searchFrom);
     next = next < 0 || next >= end ? end : next + 1;
     const lineTo = lineBudgetEnd(buffer, spanStart, next, budget);
-    const keepTo = quotedPrintable || (partsCounted && !first) ? lineTo : padBudgetEnd(buffer, contentStart, lineTo, budget);
+    const keepTo = (quotedPrintable && !base64Seen) || (partsCounted && !first) ? lineTo : padBudgetEnd(buffer, contentStart, lineTo, budget);
     if (keepTo < next || next >= end) return keepTo;
     if (budget.spansLeft <= 0) {
       budget.spansCut = true;
@@ -279,6 +282,8 @@ export function budgetEnd(raw: Uint8Array, bodyStart: number, end: number, topCo
     budget.spansLeft--;
     spanStart = next;
     searchFrom = next;
-    ({ contentStart, quotedPrintable } = spanAt(buffer, next, end));
+    let base64: boolean;
+    ({ contentStart, quotedPrintable, base64 } = spanAt(buffer, next, end));
+    base64Seen ||= base64;
   }
 }
