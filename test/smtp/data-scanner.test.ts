@@ -3,7 +3,8 @@
  * loop: for random messages made of the bytes that matter (CR, LF, '.', 'a') cut into random
  * chunks, both must emit exactly the same message bytes and the same bytes after the end
  * (the next commands) — same end of DATA, same dot-unstuffing, same smuggling resistance —
- * also when chunks are not joined to the bytes held back from the previous one.
+ * and the same byte count (what the SIZE limit is decided on: a DATA stream's byteLength and
+ * sizeExceeded), also when chunks are not joined to the bytes held back from the previous one.
  */
 import { expect, test } from "bun:test";
 import { SMTPStream } from "smtp-server/lib/smtp-stream.js";
@@ -12,25 +13,34 @@ import { useFastDataScanner } from "../../src/smtp/data-scanner.ts";
 interface Outcome {
   message: string;
   commands: string[];
+  /** The DATA stream's byteLength and sizeExceeded when it ended (a 40-byte SIZE limit). */
+  counted: { byteLength: number; sizeExceeded: boolean } | null;
 }
+
+/** Small enough that the random messages fall on both sides of it. */
+const SIZE_LIMIT = 40;
 
 function run(parser: SMTPStream, chunks: Buffer[], onPiece?: () => void): Promise<Outcome> {
   return new Promise((resolve) => {
     const commands: string[] = [];
     const parts: Buffer[] = [];
+    let counted: Outcome["counted"] = null;
     parser.oncommand = (command: Buffer, callback?: () => void) => {
       commands.push(command.toString("latin1"));
       callback?.();
     };
-    const data = parser.startDataMode(0);
+    const data = parser.startDataMode(SIZE_LIMIT);
     data.on("data", (b: Buffer) => {
       parts.push(b);
       onPiece?.();
     });
-    data.on("end", () => parser.continue());
+    data.on("end", () => {
+      counted = { byteLength: data.byteLength, sizeExceeded: data.sizeExceeded };
+      parser.continue();
+    });
     for (const chunk of chunks) parser.write(chunk);
     parser.end();
-    parser.on("finish", () => setTimeout(() => resolve({ message: Buffer.concat(parts).toString("latin1"), commands }), 1));
+    parser.on("finish", () => setTimeout(() => resolve({ message: Buffer.concat(parts).toString("latin1"), commands, counted }), 1));
   });
 }
 
@@ -118,6 +128,8 @@ test("escape dots cut between the CRLF and the dot, between the two dots, right 
   // A message that starts with escape dots (the start-of-DATA checks).
   await expectSameAtEveryCut(Buffer.from("..\r\n...x\r\n.\r\nNOOP\r\n", "latin1"));
   await expectSameAtEveryCut(Buffer.from("...\r\n\r\n.\r\nNOOP\r\n", "latin1"));
+  // A message of nothing but dot lines, the end right after the last escape dot's line.
+  await expectSameAtEveryCut(Buffer.from("..\r\n..\r\n...\r\n..\r\n.\r\nQUIT\r\n", "latin1"));
 }, 30_000);
 
 test("long random messages dense with escape dots in chunks of up to 600 bytes: same as the library", async () => {
