@@ -8,7 +8,7 @@
  * Failure: start-up problems (TLS files, port in use) reject/throw with a message naming the
  * variable or file; per-session problems become SMTP replies and never stop the server.
  */
-import { createServer, type AddressInfo } from "node:net";
+import { connect, type AddressInfo } from "node:net";
 import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from "smtp-server";
 import { CliError, describeError } from "../errors.ts";
 import type { Config } from "../config/config.ts";
@@ -266,16 +266,36 @@ function listenHint(code: string | undefined, port: number): string {
 }
 
 /**
- * Binds SMTP_HOST:SMTP_PORT and lets go at once, failing as the listener would. serve asks
- * before it touches the database or the spool: an older serve still running there took no
- * DATA_DIR lock (versions before the lock), and a start that found out only at listen had
- * migrated the database under it and re-sent its deliveries in flight.
+ * Refuses (as the listener would, EADDRINUSE) when something already accepts connections on
+ * SMTP_HOST:SMTP_PORT. serve asks before it touches the database or the spool: an older serve
+ * still running there took no DATA_DIR lock (versions before the lock), and a start that found
+ * out only at listen had migrated the database under it and re-sent its deliveries in flight.
+ * Asked by connecting, not by binding: a bound probe socket listens for a moment, and a client
+ * (a readiness check polling the port, a sender) connected to it in that moment was reset.
+ * Other bind failures (EACCES, EADDRNOTAVAIL) show at listen, as before: no other serve runs then.
  */
 export async function probeSmtpPort(host: string, port: number): Promise<void> {
   if (port === 0) return;
-  const probe = createServer();
-  await listen(probe, host, port, () => undefined);
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  const targets = host === "0.0.0.0" ? ["127.0.0.1"] : host === "::" ? ["::1", "127.0.0.1"] : [host];
+  for (const target of targets) {
+    if (await accepts(target, port)) {
+      throw new CliError(`cannot listen on SMTP_HOST=${host} SMTP_PORT=${port}: EADDRINUSE${listenHint("EADDRINUSE", port)}`);
+    }
+  }
+}
+
+/** Whether a TCP connection to host:port is accepted within a second. */
+function accepts(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const done = (answer: boolean): void => {
+      socket.destroy();
+      resolve(answer);
+    };
+    socket.setTimeout(1000, () => done(false));
+    socket.once("connect", () => done(true));
+    socket.once("error", () => done(false));
+  });
 }
 
 function listen(server: import("node:net").Server, host: string, port: number, started: () => void): Promise<{ host: string; port: number }> {
