@@ -23,7 +23,7 @@ import { decodeEncodedWords } from "./encoded-words.ts";
 import { splitHeaderBlock, type RawHeaderField } from "./header-block.ts";
 import { declaredCharset, fieldText } from "./header-text.ts";
 import { htmlToText } from "./html-text.ts";
-import { cutLeafContents, type ContentBudget } from "./leaf-cut.ts";
+import { cutLeafContents, transferEncoded, type ContentBudget } from "./leaf-cut.ts";
 import { parseNamingParts, type NamedAttachment, type NamedEmail } from "./part-names.ts";
 import {
   MAX_ADDRESSES_PER_LIST, MAX_ATTACHMENTS, MAX_FROM_MAILBOXES, MAX_BODY_TEXT_CHARS, MAX_BOUNDARY_LINES, MAX_MIME_DEPTH,
@@ -174,14 +174,15 @@ function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number,
 
 /**
  * Whether the top-level body may be base64 (the word in any of its Content-* fields, as
- * leaf-cut.ts partHeader reads a part's header) and whether it is encoded at all.
+ * leaf-cut.ts partHeader reads a part's header) and whether it is encoded at all (by its first
+ * Content-Transfer-Encoding field, the one postal-mime decodes by, as partHeader reads it).
  */
 function topEncoding(fields: RawHeaderField[]): { base64: boolean; encoded: boolean } {
   const mime = fields.filter((field) => MIME_HEADERS.has(field.name));
-  const encodings = mime.filter((field) => field.name === "content-transfer-encoding").map((field) => Buffer.from(field.value).toString("latin1").trim().replace(/^"|"$/g, "").toLowerCase());
+  const encoding = mime.find((field) => field.name === "content-transfer-encoding");
   return {
     base64: mime.some((field) => /base64/i.test(Buffer.from(field.value).toString("latin1"))),
-    encoded: encodings.some((encoding) => !["", "7bit", "8bit", "binary"].includes(encoding)),
+    encoded: transferEncoded(encoding ? Buffer.from(encoding.value).toString("latin1") : null),
   };
 }
 

@@ -84,13 +84,18 @@ export function partHeader(buffer: Buffer, start: number, end: number): { type: 
   const text = buffer.toString("latin1", start, Math.min(end, start + PART_HEADER_SCAN_BYTES));
   const type = /^content-type:[ \t\r\n]*([^\s;]+)/im.exec(text)?.[1] ?? null;
   const encoding = transferEncodingValue(text);
-  const token = encoding === null ? "" : (/^[ \t\r\n]*"?([^\s;"(]*)/.exec(encoding)?.[1] ?? "").toLowerCase();
   return {
     type,
     quotedPrintable: encoding !== null && QUOTED_PRINTABLE_VALUE.test(encoding),
     base64: /base64/i.test(text),
-    encoded: !["", "7bit", "8bit", "binary"].includes(token),
+    encoded: transferEncoded(encoding),
   };
+}
+
+/** Whether a Content-Transfer-Encoding value (null: none) is an encoding postal-mime decodes: its first token is not 7bit, 8bit or binary. */
+export function transferEncoded(value: string | null): boolean {
+  const token = value === null ? "" : (/^[ \t\r\n]*"?([^\s;"(]*)/.exec(value)?.[1] ?? "").toLowerCase();
+  return !["", "7bit", "8bit", "binary"].includes(token);
 }
 
 /**
