@@ -79,6 +79,24 @@ test("SMTP on ::1, relay at ::1: the start line, the delivery log and /stats.jso
   }
 }, 90_000);
 
+test("SMTP_HOST=localhost and HTTP_HOST=localhost listen on 127.0.0.1, whatever /etc/hosts lists first (binary)", async () => {
+  const dir = serveDir();
+  dirs.push(dir);
+  const serve = await startServe("binary", dir, { SMTP_HOST: "localhost", HTTP_HOST: "localhost" });
+  try {
+    const started = await serve.waitForLog((l) => l.msg === "mailgw serve started");
+    expect(started.smtp).toBe(`127.0.0.1:${serve.smtpPort}`);
+    const c = await RawClient.connect(serve.smtpPort, "127.0.0.1");
+    await greet(c);
+    expect(await sendMail(c, "b@company.com", simpleMessage("over localhost"))).toMatch(/^250 2\.0\.0 Queued as /);
+    c.end();
+    expect(new URL(serve.httpUrl).hostname).toBe("127.0.0.1");
+    expect((await fetch(`${serve.httpUrl}healthz`)).status).toBe(200);
+  } finally {
+    await serve.stop("SIGTERM");
+  }
+}, 60_000);
+
 test("a zone id in SMTP_ALLOWED_IPS or SMTP_PROXY_TRUSTED is refused at start, naming the variable and the fix (binary)", async () => {
   const dir = serveDir();
   dirs.push(dir);
