@@ -1,0 +1,24 @@
+/**
+ * Preloaded by `bun test` (bunfig.toml): every temporary file or directory a test makes through
+ * `os.tmpdir()` goes under one directory for the run, removed when the run ends. Test files make
+ * thousands of data dirs, spools and copied executables; removing each where it is made was easy
+ * to forget, and repeated runs filled a developer's disk (70 GB in /tmp after a few days).
+ * `KEEP_TEST_TMP=1` keeps the directory to look at after a failure; its path is printed then.
+ */
+import { afterAll } from "bun:test";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const root = mkdtempSync(join(tmpdir(), "mailgw-test-run-"));
+// Sticky and world-writable like /tmp itself: some tests run serve as another user.
+chmodSync(root, 0o1777);
+process.env.TMPDIR = root;
+
+afterAll(() => {
+  if (process.env.KEEP_TEST_TMP === "1") {
+    console.log(`test files kept in ${root}`);
+    return;
+  }
+  rmSync(root, { recursive: true, force: true, maxRetries: 3 });
+});
