@@ -32,6 +32,8 @@ export const RELOAD_DEBOUNCE_MS = 200;
 export const RELOAD_SETTLE_MS = 1_000;
 /** A file still changing after this many settle rounds is loaded as it is then. */
 const MAX_SETTLE_ROUNDS = 10;
+/** A refusal with the same error within this time after the last is not logged again. */
+const REPEATED_REFUSAL_MS = 3 * RELOAD_SETTLE_MS;
 /** Diagnostics quoted in one error line (the rest are counted). */
 const MAX_QUOTED_DIAGNOSTICS = 3;
 /** Longest diagnostic quoted in an error line (`file:line:col: message`). */
@@ -97,6 +99,10 @@ export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<Rule
   const reloadNow = async (): Promise<ReloadResult> => {
     const next = refuseLosingDomains(await loadOnce(opts), rules);
     if (!next.ok) {
+      // One edit followed by SIGHUP reaches here twice (the watcher's settled reload, then the
+      // signal's): the same refusal moments apart is one event, logged and counted once.
+      const repeated = next.error === status.lastError && status.lastErrorAt !== null && Math.abs(Date.now() - status.lastErrorAt.getTime()) < REPEATED_REFUSAL_MS;
+      if (repeated) return { ok: false, error: next.error };
       status.reloads.error++;
       status.lastError = next.error;
       status.lastErrorAt = new Date();

@@ -158,4 +158,22 @@ describe("rules hot reload", () => {
     expect(e2).toBeInstanceOf(CliError);
     expect((e2 as CliError).message).toContain(bad);
   });
+  test("an invalid edit followed by SIGHUP (a watched reload, then a direct one) is refused once in the log and the counters", async () => {
+    const log = captureLogger();
+    const { file, rt } = await start({ logger: log });
+    await writeFile(file, "domains: [three.example]\nrules:\n  - name: BAD NAME\n    action: explode\n");
+    await until(() => rt.status().lastError !== null, "refused reload");
+    const again = await rt.reload();
+    expect(again.ok).toBe(false);
+    const refusals = () => log.lines.filter((l) => l.msg.startsWith("rules reload refused"));
+    expect(refusals()).toHaveLength(1);
+    expect(rt.status().reloads.error).toBe(1);
+
+    // A different error is news, and so is the same one once the file was fixed in between.
+    await writeFile(file, "domains: [three.example]\nrules:\n  - name: x\n    action: explode\n");
+    expect((await rt.reload()).ok).toBe(false);
+    expect(refusals()).toHaveLength(2);
+    expect(rt.status().reloads.error).toBe(2);
+    expect(rt.domains()).toEqual(["one.example"]);
+  });
 });
