@@ -10,6 +10,7 @@ import { defineCommand } from "citty";
 import { CliError, describeError } from "../errors.ts";
 import { addRuleToText, type NewRule } from "../rules/add.ts";
 import { writeFileAtomic } from "../rules/atomic-write.ts";
+import { withFileLock } from "../rules/file-lock.ts";
 import { alignColumns, ruleRows } from "../rules/describe.ts";
 import { formatDiagnostics, LINT_FORMATS, type LintFormat, lintExitCode } from "../rules/format.ts";
 import { loadRules, readRulesFile } from "../rules/load.ts";
@@ -92,11 +93,14 @@ async function addRule(args: AddArgs, rawArgs: readonly string[]): Promise<void>
   if (args.url !== undefined) rule.url = args.url;
   if (args["reject-message"] !== undefined) rule.rejectMessage = args["reject-message"];
   if (args.archive === true) rule.archive = true;
-  const before = await readExisting(args.file);
-  const result = addRuleToText(before, args.file, rule);
-  printDiagnostics(result.diagnostics, process.stderr);
-  if (!result.ok) throw new CliError(`rule '${args.name}' not added: ${args.file} would not lint (positions above are in the file with the rule appended); file unchanged`);
-  await writeFileAtomic(args.file, result.text);
+  // Read and written under one lock: two adds at once each kept only their own rule.
+  await withFileLock(args.file, async () => {
+    const before = await readExisting(args.file);
+    const result = addRuleToText(before, args.file, rule);
+    printDiagnostics(result.diagnostics, process.stderr);
+    if (!result.ok) throw new CliError(`rule '${args.name}' not added: ${args.file} would not lint (positions above are in the file with the rule appended); file unchanged`);
+    await writeFileAtomic(args.file, result.text);
+  });
   process.stdout.write(`added rule '${args.name}' to ${args.file}\n`);
 }
 

@@ -9,7 +9,7 @@ import { chmod, chown, cp, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, s
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MAX_RULES_FILE_BYTES } from "../../src/rules/schema.ts";
-import { copyBinaryToTemp } from "../packaging/binary.ts";
+import { copyBinaryToTemp, ensureBinary } from "../packaging/binary.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const MAIN = join(ROOT, "src/main.ts");
@@ -297,6 +297,20 @@ describe("rules add", () => {
     expect(await readFile(target, "utf8")).toContain("name: spam");
     expect((await lstat(join(dir, "linked.yaml"))).isSymbolicLink()).toBe(true);
   });
+
+  // Provisioning scripts (Ansible with forks, parallel CI jobs) run several adds at once: each
+  // read the file, appended its rule and renamed its version over the others'. All said "added".
+  test("concurrent adds to one file: every rule is kept", async () => {
+    const path = join(dir, "concurrent.yaml");
+    await writeFile(path, "domains: [company.com]\nrules:\n");
+    const names = Array.from({ length: 6 }, (_, i) => `par-${i}`);
+    const runs = await Promise.all(names.map((name) => run([ensureBinary(), "rules", "add", name, "--action", "drop", "--conditions", CONDITIONS, "--file", path])));
+    expect(runs.map((r) => r.code)).toEqual(names.map(() => 0));
+    const list = await mailgw("list", "concurrent.yaml");
+    expect(list.code).toBe(0);
+    for (const name of names) expect(list.stdout).toContain(` ${name} `);
+    expect((await readdir(dir)).filter((f) => f.startsWith(".concurrent.yaml"))).toEqual([]);
+  }, 60_000);
 
   test("--help for every subcommand", async () => {
     for (const args of [["--help"], ["lint", "--help"], ["list", "--help"], ["add", "--help"]]) {
