@@ -27,8 +27,34 @@ export function rulesVersion(bytes: Uint8Array | string): string {
   return createHash("sha256").update(bytes).digest("hex").slice(0, VERSION_HEX_DIGITS);
 }
 
-function fileDiagnostic(file: string, code: string, message: string): Diagnostic {
-  return { severity: "error", file, line: 1, col: 1, message, code };
+function fileDiagnostic(file: string, code: string, message: string, at = { line: 1, col: 1 }): Diagnostic {
+  return { severity: "error", file, ...at, message, code };
+}
+
+const REPLACEMENT_CHAR = "\ufffd";
+const REPLACEMENT_BYTES = Buffer.from(REPLACEMENT_CHAR, "utf8");
+
+/**
+ * line:col of the first byte that is not UTF-8 (a Latin-1 "ü" deep in the file), as the other
+ * diagnostics count them: at 1:1 the admin had the whole file to search. A U+FFFD the file
+ * really contains is passed over.
+ */
+function firstInvalidUtf8(bytes: Uint8Array): { line: number; col: number } {
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
+  let byteOffset = 0;
+  let from = 0;
+  for (let at = text.indexOf(REPLACEMENT_CHAR); at >= 0; at = text.indexOf(REPLACEMENT_CHAR, at + 1)) {
+    byteOffset += Buffer.byteLength(text.slice(from, at), "utf8");
+    from = at;
+    const encoded = Buffer.from(bytes.buffer, bytes.byteOffset + byteOffset, Math.min(REPLACEMENT_BYTES.length, bytes.byteLength - byteOffset));
+    if (!encoded.equals(REPLACEMENT_BYTES)) {
+      const lineStart = text.lastIndexOf("\n", at) + 1;
+      return { line: text.slice(0, lineStart).split("\n").length, col: at - lineStart + 1 };
+    }
+    byteOffset += REPLACEMENT_BYTES.length;
+    from = at + 1;
+  }
+  return { line: 1, col: 1 };
 }
 
 /**
@@ -82,7 +108,7 @@ export async function readRulesFile(path: string): Promise<ReadResult> {
     const text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
     return { ok: true, text, bytes };
   } catch {
-    return { ok: false, diagnostic: fileDiagnostic(path, "not-utf8", "rules file is not valid UTF-8") };
+    return { ok: false, diagnostic: fileDiagnostic(path, "not-utf8", "rules file is not valid UTF-8", firstInvalidUtf8(bytes)) };
   }
 }
 

@@ -90,6 +90,15 @@ describe("rules lint", () => {
     expect(run.stdout).toContain("missing.yaml:1:1: error: cannot read rules file (ENOENT) [file-unreadable]");
   });
 
+  // A file saved as Latin-1 (Windows editors) has its bad byte deep inside, not at 1:1.
+  test("a file that is not UTF-8 is pointed at its first bad byte", async () => {
+    const text = "domains: [company.com]\nrules:\n  - { name: de, action: archive, conditions: [{ field: subject, operator: contains, value: \"Rechnung f\xfcr\" }] }\n";
+    await writeFile(join(dir, "latin1-lint.yaml"), Buffer.from(text, "latin1"));
+    const run = await mailgw("lint", "latin1-lint.yaml");
+    expect(run.code).toBe(1);
+    expect(run.stdout).toContain("latin1-lint.yaml:3:103: error: rules file is not valid UTF-8 [not-utf8]");
+  });
+
   test("--format json", async () => {
     const run = await mailgw("lint", "--format", "json", "invalid.yaml");
     expect(run.code).toBe(1);
