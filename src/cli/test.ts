@@ -63,13 +63,15 @@ function authFlags(args: TestArgs): Partial<AuthResults> {
 
 const CR = 0x0d;
 const LF = 0x0a;
+const CRLF = Buffer.from("\r\n");
 const MBOX_SEPARATOR = Buffer.from("From ");
 
 /**
  * The file as an SMTP client sends it, so that `size` (and the rest) decide as in serve: a file
  * saved with Unix line endings (no CR anywhere) goes over the wire with CRLF (sendmail, swaks and
  * nodemailer convert), and a leading mbox `From ` separator (a message saved from a mailbox file)
- * is not part of the message (sendmail and procmail drop it; as a header it would be malformed).
+ * is not part of the message (sendmail and procmail drop it; as a header it would be malformed),
+ * and a last line without a line break gets the CRLF every client ends the data with.
  * `notes` say what was changed, for the report.
  */
 export function asSent(raw: Uint8Array): { bytes: Uint8Array; notes: string[] } {
@@ -83,6 +85,12 @@ export function asSent(raw: Uint8Array): { bytes: Uint8Array; notes: string[] } 
   if (bytes.indexOf(CR) < 0 && bytes.indexOf(LF) >= 0) {
     bytes = Buffer.from(bytes.toString("latin1").replaceAll("\n", "\r\n"), "latin1");
     notes.push("LF line endings counted as CRLF, as an SMTP client sends them");
+  }
+  // Every client ends the data with CRLF before the final dot (RFC 5321 4.1.1.4): without it,
+  // `size` was two bytes short of serve's.
+  if (bytes.byteLength > 0 && bytes[bytes.byteLength - 1] !== LF && bytes[bytes.byteLength - 1] !== CR) {
+    bytes = Buffer.concat([bytes, CRLF]);
+    notes.push("no line break at the end: counted with the CRLF an SMTP client adds");
   }
   return { bytes, notes };
 }

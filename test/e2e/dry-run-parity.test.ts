@@ -282,6 +282,19 @@ describe("mailgw test decides as serve does", () => {
     expect((await dryRun(message)).inputNotes).toEqual([]);
   }, 30_000);
 
+  // Saved by a script or an editor without a final newline: every SMTP client ends the data with
+  // CRLF before the final dot (RFC 5321 4.1.1.4), so serve has two more bytes than the file.
+  test("a file without a line break at its end: the dry run counts the CRLF an SMTP client adds", async () => {
+    const message = lines("From: a@sender.example", "To: b@company.com", "Subject: sized", "", "x".repeat(100));
+    const served = await sendToServe(message);
+    expect(served.reply).toStartWith("250 ");
+    for (const file of [message.slice(0, -2), message.replaceAll("\r\n", "\n").slice(0, -1)]) {
+      const dry = await dryRun(file);
+      expect(dry.facts.size).toBe(served.size);
+      expect(dry.inputNotes).toContain("no line break at the end: counted with the CRLF an SMTP client adds");
+    }
+  }, 30_000);
+
   test("size with a UTF-8 sender: serve's Received: says UTF8SMTP (RFC 6531), and the dry run counts it too", async () => {
     const message = lines("From: jörg@sender.example", "To: b@company.com", "Subject: sized", "", "x".repeat(100));
     const served = await sendToServe(message, "<jörg@sender.example> SMTPUTF8");
