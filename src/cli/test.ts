@@ -124,6 +124,26 @@ function asServeKeeps(address: string, domains: readonly string[]): string {
   return rcptVerdict(address, domains).address;
 }
 
+/**
+ * smtp-server's envelope keeps one entry per address as sent, compared case-insensitively: a
+ * repeated RCPT replaces the earlier entry in its place. With both kept, the dry run's Received
+ * line lost its `for <…>` (serve writes it for one recipient) and `size` was short.
+ */
+function oneEntryPerAddress(rcpt: readonly string[]): string[] {
+  const index = new Map<string, number>();
+  const kept: string[] = [];
+  for (const address of rcpt) {
+    const at = index.get(address.toLowerCase());
+    if (at === undefined) {
+      index.set(address.toLowerCase(), kept.length);
+      kept.push(address);
+    } else {
+      kept[at] = address;
+    }
+  }
+  return kept;
+}
+
 /** The RCPT check of `serve` on the dry run's recipients. */
 function refusedRecipients(rcpt: readonly string[], domains: readonly string[]): RefusedRecipient[] {
   const refused: RefusedRecipient[] = [];
@@ -170,7 +190,7 @@ export async function runDryRun(source: string, flags: EnvelopeFlags, opts: DryR
     if (flags.to.length === 0) envelope = { ...envelope, rcptTo: [...header.to] };
     sent = [flags.from ?? header.from, ...(flags.to.length > 0 ? flags.to : header.to)];
   }
-  envelope = { ...envelope, rcptTo: envelope.rcptTo.map((a) => asServeKeeps(a, domains)) };
+  envelope = { ...envelope, rcptTo: oneEntryPerAddress(envelope.rcptTo).map((a) => asServeKeeps(a, domains)) };
   // serve classifies with the recipients it accepted: one refused at RCPT is in neither its
   // `rcpt` nor its Received line's `for`. With none accepted there is no message; all are kept.
   const refused = refusedRecipients(envelope.rcptTo, domains);

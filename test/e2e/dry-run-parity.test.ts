@@ -320,6 +320,22 @@ describe("mailgw test decides as serve does", () => {
     expect(text.stdout).toContain("note:     serve would refuse at RCPT <c@other.example> (550 5.7.1 Relaying denied)\n");
   }, 30_000);
 
+  // A list expanded twice, or To: and a --to for the same mailbox: smtp-server keeps one entry
+  // per address (any case), the later spelling in the earlier one's place. The dry run had both:
+  // no `for <…>` in its Received line (size 24 bytes short) and a repeated rcpt.
+  test("a recipient given twice (any case) is one recipient, as serve keeps it", async () => {
+    const message = lines("From: a@sender.example", "To: b@company.com, B@company.com", "Subject: sized", "", "x".repeat(100));
+    const served = await sendToServe(message, "<a@sender.example>", ["b@company.com", "B@Company.com"]);
+    expect(served.reply).toStartWith("250 ");
+    const dry = await dryRun(message, [], ["--from", "a@sender.example", "--to", "b@company.com", "--to", "B@Company.com"]);
+    expect(dry.facts.rcpt).toEqual(["B@company.com"]);
+    expect(dry.facts.size).toBe(served.size);
+    // The default recipients, from To: (header addresses are compared in lower case).
+    const fromHeader = await dryRun(message, [], ["--from", "a@sender.example"]);
+    expect(fromHeader.facts.rcpt).toEqual(["b@company.com"]);
+    expect(fromHeader.facts.size).toBe(served.size);
+  }, 30_000);
+
   test("size with a UTF-8 recipient domain: the client declared SMTPUTF8, so the dry run's Received: says UTF8SMTP too", async () => {
     const message = lines("From: a@sender.example", "To: info@bücher.example", "Subject: sized", "", "x".repeat(100));
     const served = await sendToServe(message, "<a@sender.example> SMTPUTF8", ["info@bücher.example"]);
