@@ -3,11 +3,12 @@
  * diagnostics that refuse it. The existing bytes are kept exactly (comments, alignment,
  * quoting): yaml's Document API locates the end of the `rules:` list and renders the new
  * rule, which is spliced in as text. (Re-stringifying the whole document would move
- * comments and re-space flow lists.) An empty `rules: []` becomes a block list; only a
- * non-empty flow list (or a file that is one flow mapping) falls back to re-stringifying.
+ * comments and re-space flow lists.) An empty `rules: []` becomes a block list; a non-empty
+ * flow list gets the rule as a flow mapping; only a file that is one flow mapping falls back
+ * to re-stringifying.
  * The result is validated by the same lint as the loader; any error refuses the change.
  */
-import { Document, isMap, isScalar, isSeq, parseDocument, type Node, type YAMLMap } from "yaml";
+import { Document, isMap, isScalar, isSeq, parseDocument, type Node, type YAMLMap, type YAMLSeq } from "yaml";
 import { lintRules } from "./load.ts";
 import type { Diagnostic } from "./types.ts";
 
@@ -113,6 +114,7 @@ function spliceRule(text: string, rule: NewRule): string | null {
     const before = at === without.length ? withNewline(without) : without.slice(0, at);
     return `${before}${renderRule(rule, 2)}${without.slice(at)}`;
   }
+  if (isSeq(value) && value.flow === true && value.items.length > 0 && doc.contents.flow !== true) return spliceIntoFlowList(text, value, rule);
   if (!isSeq(value) || value.flow === true || value.items.length === 0) return null;
   const last = value.items[value.items.length - 1] as Node;
   const seqStart = value.range?.[0] ?? 0;
@@ -122,7 +124,42 @@ function spliceRule(text: string, rule: NewRule): string | null {
   return `${before}${renderRule(rule, indent)}${text.slice(at)}`;
 }
 
-/** Fallback for flow-style `rules: [...]`: append through the Document API. */
+/** The rule as one flow mapping, `{ name: …, conditions: [ … ] }`, for a flow-style list. */
+function renderFlowRule(rule: NewRule): string {
+  const doc = new Document(ruleObject(rule));
+  if (isMap(doc.contents)) doc.contents.flow = true;
+  return doc.toString({ lineWidth: 0 }).trimEnd();
+}
+
+/**
+ * `rules: [ {…}, {…} ]`: the rule goes after the last one as a flow mapping; a `]` on a line of
+ * its own gets the rule on a line before it, indented as the last rule. null when the list's
+ * text is not as expected, or the result would not hold exactly one more rule (then restringify).
+ */
+function spliceIntoFlowList(text: string, seq: YAMLSeq, rule: NewRule): string | null {
+  const last = seq.items[seq.items.length - 1] as Node;
+  const [lastStart, lastEnd] = last.range ?? [];
+  const close = (seq.range?.[1] ?? 0) - 1;
+  if (lastStart === undefined || lastEnd === undefined || text[close] !== "]" || close < lastEnd) return null;
+  const comma = /^\s*,/.exec(text.slice(lastEnd, close));
+  const flowRule = renderFlowRule(rule);
+  const closeLine = lineStart(text, close);
+  let next: string;
+  if (closeLine > lastEnd && text.slice(closeLine, close).trim() === "") {
+    const lead = text.slice(lineStart(text, lastStart), lastStart);
+    const indent = lead.trim() === "" ? lead : `${text.slice(closeLine, close)}  `;
+    const eol = text.slice(closeLine - 2, closeLine) === "\r\n" ? "\r\n" : "\n";
+    next = `${text.slice(0, lastEnd)}${comma ? "" : ","}${text.slice(lastEnd, closeLine)}${indent}${flowRule}${eol}${text.slice(closeLine)}`;
+  } else {
+    const at = comma ? lastEnd + comma[0].length : lastEnd;
+    next = `${text.slice(0, at)}${comma ? " " : ", "}${flowRule}${text.slice(at)}`;
+  }
+  const check = parseDocument(next);
+  const rules = check.errors.length === 0 ? check.get("rules", true) : null;
+  return isSeq(rules) && rules.items.length === seq.items.length + 1 ? next : null;
+}
+
+/** Fallback for a file that is one flow mapping: append through the Document API. */
 function restringify(text: string, rule: NewRule): string {
   const doc = parseDocument(text);
   const rendered = new Document(ruleObject(rule)).contents;

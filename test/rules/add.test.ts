@@ -77,6 +77,31 @@ describe("addRuleToText", () => {
     expect(parseRules(flow, "f").ok && flow.includes("name: b")).toBe(true);
   });
 
+  // Re-stringifying rewrote every line: `[company.com]` became `[ company.com ]`, alignment and
+  // the list's layout went, and a blank line appeared: the whole file changed in `git diff`.
+  test("a non-empty flow list gets the rule spliced in; every other byte stays", () => {
+    const rule: NewRule = { name: "b", action: "drop", conditions: [{ field: "helo", operator: "exists" }] };
+    const flowRule = "{ name: b, action: drop, conditions: [ { field: helo, operator: exists } ] }";
+    const multi = "domains: [company.com]   # ours\nrules: [\n  # first\n  {name: a, action: drop,   conditions: [{field: subject, operator: exists}]}  # aligned\n]\n# end\n";
+    expect(added(multi, rule)).toBe(
+      `domains: [company.com]   # ours\nrules: [\n  # first\n  {name: a, action: drop,   conditions: [{field: subject, operator: exists}]},  # aligned\n  ${flowRule}\n]\n# end\n`,
+    );
+    const trailingComma = "domains: [company.com]\nrules: [\n  {name: a, action: drop, conditions: [{field: subject, operator: exists}]},\n]\n";
+    expect(added(trailingComma, rule)).toBe(
+      `domains: [company.com]\nrules: [\n  {name: a, action: drop, conditions: [{field: subject, operator: exists}]},\n  ${flowRule}\n]\n`,
+    );
+    const oneLine = "domains: [company.com]\nrules: [{name: a, action: drop, conditions: [{field: subject, operator: exists}]}] # flow\n";
+    expect(added(oneLine, rule)).toBe(
+      `domains: [company.com]\nrules: [{name: a, action: drop, conditions: [{field: subject, operator: exists}]}, ${flowRule}] # flow\n`,
+    );
+    const crlf = multi.replaceAll("\n", "\r\n");
+    expect(added(crlf, rule)).toBe(added(multi, rule).replaceAll("\n", "\r\n"));
+    for (const text of [multi, trailingComma, oneLine]) {
+      const parsed = parseRules(added(text, rule), "f");
+      expect(parsed.ok && parsed.rules.rules.map((r) => r.name)).toEqual(["a", "b"]);
+    }
+  });
+
   test("refuses a rule that would not lint, with positioned diagnostics", () => {
     const cases: [NewRule, string][] = [
       [{ ...INVOICES, forwardTo: [] }, "missing-forward-to"],
