@@ -1,11 +1,12 @@
 /**
  * `mailgw healthcheck`: asks the running gateway's /healthz (for Docker HEALTHCHECK) and
  * prints one line. Exit 0 healthy, 1 not (unreachable, timeout, 503, unreadable answer).
- * Trusts: the configured HTTP_HOST/HTTP_PORT; a wildcard bind address (0.0.0.0, ::) is asked
+ * Trusts: the configured HTTP_HOST/HTTP_PORT (or `--http-port`, as given to serve), and no other
+ * setting: a typo elsewhere in .env is for the next start of serve to refuse; a wildcard bind address (0.0.0.0, ::) is asked
  * on loopback (`::` on ::1, then on 127.0.0.1 if ::1 cannot be reached). Failure: every failure is one line on stderr and exit 1, never a stack trace.
  */
 import { defineCommand } from "citty";
-import { loadConfig } from "../config/config.ts";
+import { loadHttpAddress } from "../config/config.ts";
 import { envFileArg, envFileOption } from "./env-file.ts";
 import { CliError, describeError } from "../errors.ts";
 import { cliAction } from "./action.ts";
@@ -32,15 +33,16 @@ export default defineCommand({
   meta: { name: "healthcheck", description: "Ask the running gateway's /healthz; exit 0 when healthy, 1 when not (for Docker HEALTHCHECK)" },
   args: {
     timeout: { type: "string", description: `Give up after this many milliseconds (default ${HEALTHCHECK_TIMEOUT_MS})` },
+    "http-port": { type: "string", description: "Stats/health HTTP port serve was given (HTTP_PORT, default 3000)" },
     ...envFileArg,
   },
-  run: cliAction<{ timeout?: string; "env-file"?: string }>(async (args) => {
+  run: cliAction<{ timeout?: string; "http-port"?: string; "env-file"?: string }>(async (args) => {
     const timeoutMs = args.timeout === undefined ? HEALTHCHECK_TIMEOUT_MS : Number(args.timeout);
     if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000) {
       throw new CliError(`--timeout=${args.timeout} is not a number of milliseconds between 1 and 600000`);
     }
-    const config = loadConfig({ envFile: envFileOption(args["env-file"]) });
-    const urls = healthzUrls(config.http.host, config.http.port);
+    const http = loadHttpAddress({ envFile: envFileOption(args["env-file"]), flags: { HTTP_PORT: args["http-port"] } });
+    const urls = healthzUrls(http.host, http.port);
     const deadline = AbortSignal.timeout(timeoutMs);
     let res: Response | null = null;
     let url = "";

@@ -8,12 +8,12 @@
  * path. Nothing else in mailgw reads `process.env`.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { CliError } from "../errors.ts";
 import { VARIABLES, VARIABLE_NAMES } from "./variables.ts";
 import { parseCidrList, parseDotenv } from "./parse-values.ts";
+import { bool, hostName, integer, listenAddressesOverlap, listenHost, number, oneOf, relayHost } from "./scalar-values.ts";
 import { unknownVariableWarnings } from "./unknown-variables.ts";
 
 export type RelaySecurity = "starttls" | "tls" | "none";
@@ -170,6 +170,22 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   }
 }
 
+/**
+ * HTTP_HOST and HTTP_PORT alone, for `mailgw healthcheck`: a typo in another variable (which the
+ * next start of serve will refuse) must not make a running, healthy gateway report unhealthy.
+ */
+export function loadHttpAddress(opts: LoadOptions = {}): { host: string; port: number } {
+  const { raw } = resolveSettings(opts);
+  const get = (name: string): string => raw.get(name) ?? "";
+  return { host: listenHost(get, "HTTP_HOST"), port: integer(get, "HTTP_PORT", 0, 65535) };
+}
+
+/** Both listeners on one port would fail at bind time with a message about HTTP alone. */
+function refuseSharedPort(smtp: { host: string; port: number }, http: { host: string; port: number }): void {
+  if (smtp.port === 0 || smtp.port !== http.port || !listenAddressesOverlap(smtp.host, http.host)) return;
+  throw new CliError(`SMTP_PORT and HTTP_PORT are both ${smtp.port} (on ${smtp.host} and ${http.host}): give the stats/health HTTP server another port (HTTP_PORT, default 3000)`);
+}
+
 function loadConfigValues(opts: LoadOptions): Config {
   const cwd = opts.cwd ?? process.cwd();
   const { raw, given, warnings } = resolveSettings(opts);
@@ -193,7 +209,7 @@ function loadConfigValues(opts: LoadOptions): Config {
     throw new CliError(`SMTP_TLS_REQUIRED=true needs STARTTLS: set SMTP_TLS_KEY and SMTP_TLS_CERT (and do not set SMTP_TLS_ENABLED=false)`);
   }
   const maxMb = number(get, "MAX_MESSAGE_SIZE_MB", 0.001, 1024);
-  return {
+  const config: Config = {
     cwd,
     smtp: {
       host: listenHost(get, "SMTP_HOST"),
@@ -227,6 +243,8 @@ function loadConfigValues(opts: LoadOptions): Config {
     webhookSecret: get("WEBHOOK_SECRET") || null,
     warnings,
   };
+  refuseSharedPort(config.smtp, config.http);
+  return config;
 }
 
 /**
@@ -301,91 +319,6 @@ export function databasePath(cwd: string, url: string): string {
 function resolvePath(cwd: string, value: string, name: string): string {
   if (!value) throw new CliError(`${name} is empty: expected a path`);
   return isAbsolute(value) ? value : resolve(cwd, value);
-}
-
-function nonEmpty(get: (n: string) => string, name: string): string {
-  const v = get(name);
-  if (!v) throw new CliError(`${name} is empty`);
-  return v;
-}
-
-/** Letters, digits, `-` and `_` in dot-separated labels (`_` is seen in real host names). */
-const HOST_NAME = /^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$/i;
-
-/** A name for the banner, EHLO and Received: a space or a bracket there breaks the protocol line. */
-function hostName(get: (n: string) => string, name: string): string {
-  const v = nonEmpty(get, name);
-  if (!HOST_NAME.test(v)) throw new CliError(`${name}=${v} is not a host name (letters, digits, '-' and '_' in dot-separated labels, e.g. mx.example.com)`);
-  return v;
-}
-
-/**
- * A listen address: an IP, or a name such as localhost. Checked here because a bad one fails
- * late and obscurely at bind time (Bun answered HTTP_HOST=999.1.1.1 with EEXIST).
- * `localhost` is 127.0.0.1: Bun binds a name to its first address only, ::1 where /etc/hosts
- * lists it first (Debian), so nginx's `proxy_pass 127.0.0.1:2525` or `curl 127.0.0.1:3000`
- * were refused while the address an admin meant is the IPv4 loopback (the HTTP default).
- */
-function listenHost(get: (n: string) => string, name: string): string {
-  const v = nonEmpty(get, name);
-  if (v.toLowerCase() === "localhost") return "127.0.0.1";
-  const bare = v.replace(/^\[(.*)\]$/, "$1");
-  if (isIP(bare) !== 0) return bare;
-  if (!/^[\d.]+$/.test(v) && HOST_NAME.test(v)) return v;
-  throw new CliError(`${name}=${v} is not an IP address or host name (e.g. 0.0.0.0, ::, 127.0.0.1, localhost)`);
-}
-
-/**
- * RELAY_SMTP_HOST: a host name or IP address ("" = no relay). Checked at start because a bad
- * one only showed at delivery time, every forward retried until QUEUE_MAX_AGE_HOURS; the usual
- * slips (`smtp.example.com:587`, `smtp://…`) get their fix named.
- */
-function relayHost(v: string, port: number): string {
-  if (!v) return "";
-  const bare = v.replace(/^\[(.*)\]$/, "$1");
-  if (isIP(bare) !== 0) return bare;
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(v)) {
-    throw new CliError(`RELAY_SMTP_HOST=${v} is a URL: give the host name only (e.g. smtp.mailgun.org), the port in RELAY_SMTP_PORT and TLS in RELAY_SMTP_SECURE`);
-  }
-  // [2001:db8::5]:587 is how an IPv6 address is written with a port (and how the log writes the relay).
-  const withPort = /^([^:\s]+):(\d+)$/.exec(v) ?? /^\[([^\]\s]+)\]:(\d+)$/.exec(v);
-  if (withPort) {
-    throw new CliError(`RELAY_SMTP_HOST=${v} has a port in it: set RELAY_SMTP_HOST=${withPort[1]} and RELAY_SMTP_PORT=${withPort[2]} (now ${port})`);
-  }
-  if (!/^[\d.]+$/.test(v) && HOST_NAME.test(v)) return v;
-  throw new CliError(`RELAY_SMTP_HOST=${v} is not a host name or IP address (e.g. smtp.mailgun.org, 10.0.0.5)`);
-}
-
-function bool(get: (n: string) => string, name: string): boolean {
-  const v = get(name).toLowerCase();
-  if (["true", "1", "yes", "on"].includes(v)) return true;
-  if (["false", "0", "no", "off", ""].includes(v)) return false;
-  throw new CliError(`${name}=${get(name)} is not a boolean: use true or false`);
-}
-
-function number(get: (n: string) => string, name: string, min: number, max: number): number {
-  const v = get(name);
-  const n = Number(v);
-  if (v === "" || !Number.isFinite(n) || n < min || n > max) {
-    throw new CliError(`${name}=${v} is not a number between ${min} and ${max}`);
-  }
-  return n;
-}
-
-function integer(get: (n: string) => string, name: string, min: number, max: number): number {
-  const v = get(name);
-  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) {
-    throw new CliError(`${name}=${v} is not an integer between ${min} and ${max}`);
-  }
-  return Number(v);
-}
-
-function oneOf<const T extends readonly string[]>(get: (n: string) => string, name: string, allowed: T): T[number] {
-  const v = get(name).toLowerCase();
-  if (!(allowed as readonly string[]).includes(v)) {
-    throw new CliError(`${name}=${get(name)} is not one of: ${allowed.join(", ")}`);
-  }
-  return v as T[number];
 }
 
 /** A copy of the config safe to log or show: secrets replaced. */

@@ -15,6 +15,7 @@ import { CliError, describeError } from "../errors.ts";
 import { isCompiled, NO_ENV_FILE_FLAG } from "../config/bun-dotenv.ts";
 import { databasePath } from "../config/config.ts";
 import { parseDotenv } from "../config/parse-values.ts";
+import { listenAddressesOverlap } from "../config/scalar-values.ts";
 import { VARIABLES } from "../config/variables.ts";
 import { STARTER_RULES_YAML } from "./starter-rules.ts";
 import {
@@ -204,10 +205,18 @@ function writableDirs(values: ReadonlyMap<string, string>): string[] {
 export function planUnit(opts: SystemdOptions): { unit: string; env: ReturnType<typeof serviceSettings> } {
   const env = serviceSettings(opts, target(opts, ENV_FILE_PATH));
   const get = (n: string): string => env.values.get(n) ?? "";
+  // Without an env file the values come from the flags or the environment: name the one typed.
+  const source = (name: string): string => (!env.exists && opts.portFlags?.has(name) ? (name === "SMTP_PORT" ? "--smtp-port" : "--http-port") : env.source);
+  const smtpPort = parsePort("SMTP_PORT", get("SMTP_PORT"), source("SMTP_PORT"));
+  const httpPort = parsePort("HTTP_PORT", get("HTTP_PORT"), source("HTTP_PORT"));
+  if (smtpPort !== 0 && smtpPort === httpPort && listenAddressesOverlap(get("SMTP_HOST"), get("HTTP_HOST"))) {
+    // serve would refuse to start (config.ts): a unit that can never run is not written.
+    throw new CliError(`SMTP_PORT and HTTP_PORT are both ${smtpPort} (${source("SMTP_PORT")}, ${source("HTTP_PORT")}): give the stats/health HTTP server another port`);
+  }
   const unit = renderUnit({
     exec: opts.exec,
-    smtpPort: parsePort("SMTP_PORT", get("SMTP_PORT"), env.source),
-    httpPort: parsePort("HTTP_PORT", get("HTTP_PORT"), env.source),
+    smtpPort,
+    httpPort,
     writablePaths: writableDirs(env.values),
     version: opts.version,
   });

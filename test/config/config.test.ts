@@ -130,6 +130,22 @@ describe("loadConfig", () => {
     expect(errorOf(() => loadConfig({ env: { HTTP_HOST: "999.1.1.1" }, cwd }))).toBe("HTTP_HOST=999.1.1.1 is not an IP address or host name (e.g. 0.0.0.0, ::, 127.0.0.1, localhost)");
   });
 
+  test("SMTP and HTTP on one port are refused at start, naming both; apart, or on addresses that do not overlap, they are fine", () => {
+    const cwd = emptyDir();
+    const clash = "SMTP_PORT and HTTP_PORT are both 2600";
+    expect(errorOf(() => loadConfig({ env: { SMTP_PORT: "2600", HTTP_PORT: "2600" }, cwd }))).toStartWith(`${clash} (on 0.0.0.0 and 127.0.0.1)`);
+    expect(errorOf(() => loadConfig({ flags: { SMTP_PORT: "2600", HTTP_PORT: "2600" }, env: { SMTP_HOST: "::", HTTP_HOST: "::1" }, cwd }))).toStartWith(clash);
+    expect(errorOf(() => loadConfig({ env: { SMTP_PORT: "2600", HTTP_PORT: "2600", SMTP_HOST: "10.0.0.5", HTTP_HOST: "10.0.0.5" }, cwd }))).toStartWith(clash);
+    for (const env of [
+      { SMTP_PORT: "2600", HTTP_PORT: "2601" },
+      { SMTP_PORT: "0", HTTP_PORT: "0" },
+      { SMTP_PORT: "2600", HTTP_PORT: "2600", SMTP_HOST: "10.0.0.5", HTTP_HOST: "127.0.0.1" },
+      { SMTP_PORT: "2600", HTTP_PORT: "2600", SMTP_HOST: "0.0.0.0", HTTP_HOST: "::1" },
+    ]) {
+      expect(loadConfig({ env, cwd }).http.port).toBe(Number(env.HTTP_PORT));
+    }
+  });
+
   test("0 is not silently turned into the default", () => {
     const c = loadConfig({ env: { ARCHIVE_MAX_AGE_DAYS: "0", SMTP_PORT: "0" }, cwd: emptyDir() });
     expect(c.archiveMaxAgeDays).toBe(0);

@@ -57,6 +57,20 @@ test("--env-file: the port comes from the file serve was started with; a missing
   expect(missing.stderr).toBe(`mailgw: --env-file ${join(fx.dir, "nope.env")} does not exist\n`);
 });
 
+test("another setting's typo in .env (for the next start to refuse) does not make a running gateway unhealthy", async () => {
+  writeFileSync(join(fx.dir, ".env"), "RATE_LIMIT_MAX=lots\nRELAY_SMTP_SECURE=maybe\n");
+  const r = await healthcheck(portOf(server));
+  expect({ code: r.code, stdout: r.stdout, stderr: r.stderr }).toEqual({ code: 0, stdout: `healthy: http://127.0.0.1:${portOf(server)}/healthz\n`, stderr: "" });
+});
+
+test("--http-port, as serve was given it, overrides HTTP_PORT", async () => {
+  const r = await healthcheck(1, "127.0.0.1", ["--http-port", String(portOf(server))]);
+  expect({ code: r.code, stdout: r.stdout }).toEqual({ code: 0, stdout: `healthy: http://127.0.0.1:${portOf(server)}/healthz\n` });
+  const bad = await healthcheck(portOf(server), "127.0.0.1", ["--http-port", "http"]);
+  expect(bad.code).toBe(1);
+  expect(bad.stderr).toStartWith("mailgw: HTTP_PORT=http is not an integer");
+});
+
 test("a wildcard HTTP_HOST is asked on loopback", async () => {
   expect(healthzUrl("0.0.0.0", 3000)).toBe("http://127.0.0.1:3000/healthz");
   expect(healthzUrl("::", 3000)).toBe("http://[::1]:3000/healthz");

@@ -171,6 +171,21 @@ describe("systemd install --root", () => {
     expect(commented.stderr).toContain(`${envPath} exists and does not set SMTP_PORT (so the default 2525 applies) (install never rewrites it); set SMTP_PORT=25 there`);
   });
 
+  test("a bad port names the flag it came from; SMTP and HTTP on one port write nothing (serve could never start)", async () => {
+    const root = newRoot();
+    const bad = await install(root, {}, ["--smtp-port", "99999"]);
+    expect(bad.exitCode).toBe(1);
+    expect(bad.stderr).toContain("SMTP_PORT=99999 (--smtp-port) is not a port number between 0 and 65535");
+    const clash = await install(root, {}, ["--smtp-port", "25", "--http-port", "25"]);
+    expect(clash.exitCode).toBe(1);
+    expect(clash.stderr).toContain("SMTP_PORT and HTTP_PORT are both 25 (--smtp-port, --http-port)");
+    expect(existsSync(join(root, "etc/systemd/system/mailgw.service"))).toBe(false);
+    // One port on two addresses that do not overlap is a valid setup.
+    mkdirSync(join(root, "etc/mailgw"), { recursive: true });
+    writeFileSync(join(root, "etc/mailgw/mailgw.env"), "SMTP_HOST=203.0.113.5\nSMTP_PORT=8025\nHTTP_PORT=8025\n");
+    expect((await install(root)).exitCode).toBe(0);
+  });
+
   test("an env file it cannot read: exit 1 with one line saying to use sudo", async () => {
     const root = newRoot();
     mkdirSync(join(root, "etc/mailgw/mailgw.env"), { recursive: true }); // a directory: unreadable as a file
