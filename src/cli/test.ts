@@ -191,6 +191,9 @@ export async function runDryRun(source: string, flags: EnvelopeFlags, opts: DryR
     sent = [flags.from ?? header.from, ...(flags.to.length > 0 ? flags.to : header.to)];
   }
   envelope = { ...envelope, rcptTo: oneEntryPerAddress(envelope.rcptTo).map((a) => asServeKeeps(a, domains)) };
+  if (envelope.rcptTo.length === 0) {
+    inputNotes.push("no recipient (no --to, none in the header To): serve takes no message without an accepted RCPT TO; give --to");
+  }
   // serve classifies with the recipients it accepted: one refused at RCPT is in neither its
   // `rcpt` nor its Received line's `for`. With none accepted there is no message; all are kept.
   const refused = refusedRecipients(envelope.rcptTo, domains);

@@ -299,6 +299,17 @@ rules:
     expect(run.stderr).toContain("nope.yaml");
   });
 
+  test("no recipient at all (undisclosed-recipients, no --to): decided, with a note that serve needs a RCPT TO", async () => {
+    const eml = join(dir, "undisclosed.eml");
+    writeFileSync(eml, "From: a@sender.example\r\nTo: undisclosed-recipients:;\r\nSubject: hi\r\n\r\nbody\r\n");
+    const note = "no recipient (no --to, none in the header To): serve takes no message without an accepted RCPT TO; give --to";
+    const run = await mailgw([eml, "--rules", rulesFile]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain(note);
+    const given = await mailgw([eml, "--rules", rulesFile, "--json", "--to", "b@company.com"]);
+    expect(JSON.parse(given.stdout).inputNotes).not.toContain(note);
+  });
+
   test("unreadable message: exit 2, one line on stderr", async () => {
     const run = await mailgw([join(dir, "missing.eml"), "--rules", rulesFile]);
     expect(run.code).toBe(2);
