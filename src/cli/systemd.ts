@@ -27,9 +27,7 @@ interface SystemdArgs {
   "http-port"?: string;
 }
 
-const commonArgs = {
-  root: { type: "string", valueHint: "DIR", description: "write the files below DIR instead of / (no root needed, no systemctl)" },
-} as const;
+const rootArg = (verb: string) => ({ type: "string", valueHint: "DIR", description: `${verb} the files below DIR instead of / (no root needed, no systemctl)` }) as const;
 
 function options(args: SystemdArgs): SystemdOptions {
   const root = rootOption(args.root);
@@ -62,7 +60,7 @@ const install = defineCommand({
   meta: { name: "install", description: "Write mailgw.service, /etc/mailgw/mailgw.env (if absent) and /etc/mailgw/rules.yaml (if absent); systemctl daemon-reload" },
   args: {
     print: { type: "boolean", description: "print the unit to stdout; write nothing" },
-    ...commonArgs,
+    root: rootArg("write"),
     "exec-path": { type: "string", valueHint: "PATH", description: "absolute path of mailgw for ExecStart (default: this executable)" },
     "smtp-port": { type: "string", valueHint: "PORT", description: "SMTP_PORT the service will use (CAP_NET_BIND_SERVICE below 1024)" },
     "http-port": { type: "string", valueHint: "PORT", description: "HTTP_PORT the service will use" },
@@ -82,7 +80,7 @@ const install = defineCommand({
 
 const uninstall = defineCommand({
   meta: { name: "uninstall", description: "Stop and disable the service and remove mailgw.service (settings and data are kept)" },
-  args: { ...commonArgs },
+  args: { root: rootArg("remove") },
   run: cliAction<SystemdArgs>((args) => {
     printReport(uninstallSystemd(options(args)));
     return 0;
