@@ -135,7 +135,7 @@ export function createFront(opts: FrontOptions): Front {
     }
     void readProxy(socket, peer);
   });
-  // Before it listens, an error is the bind's: listen() in server.ts turns it into the one
+  // Before it listens, an error is the bind's: listen() in listen.ts turns it into the one
   // start-up error naming SMTP_HOST/SMTP_PORT (logged here as well, it came out twice).
   server.on("error", (err) => {
     if (server.listening) opts.logger.error("SMTP listener error", { error: err.message });
