@@ -13,7 +13,7 @@ import { describeError } from "../errors.ts";
 import type { Config } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
 import type { MessageSink } from "../types.ts";
-import { GatewaySmtpServer, isProxyOwnSession, repliesAfterClientEnd, lastAddressCommand, lastRcptArgument } from "./connection.ts";
+import { GatewaySmtpServer, lastAddressCommand, lastRcptArgument } from "./connection.ts";
 import { receiveMessage, toSmtpServerError } from "./data-handler.ts";
 import { createFront } from "./front.ts";
 import { listen } from "./listen.ts";
@@ -22,7 +22,8 @@ import { MAX_COMMAND_LINE_BYTES, maxClientsForFiles, openFileLimit, resolveLimit
 import { createRateLimiter } from "./rate-limiter.ts";
 import { MAIL_PARAMETERS, RCPT_PARAMETERS, unsupportedParameter, utf8Refusal } from "./parameters.ts";
 import { canonicalSender, checkRecipient } from "./recipient-policy.ts";
-import { isNotableReply, logSession, newSessionState, noteConnectionError, noteMessageEnd, noteRefusedRecipient, noteSender, noteTlsEstablished, startedNoMail, summarize, type SessionState, type SessionSummary } from "./session-log.ts";
+import { noteMessageEnd, noteRefusedRecipient, noteSender, type SessionSummary } from "./session-log.ts";
+import { createSessionRegistry } from "./session-registry.ts";
 import { createShutdown } from "./shutdown.ts";
 import { createTlsManager, type TlsManager, type TlsStatus } from "./tls-manager.ts";
 
@@ -72,22 +73,11 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
   const now = deps.now ?? (() => performance.now());
   const cfg = deps.smtp;
   const tls: TlsManager | null = cfg.tls.enabled ? createTlsManager(cfg.tls, deps.logger) : null;
-  const states = new Map<string, SessionState>();
   // Its own (monotonic) clock unless a test sets one: the wall clock can be stepped back.
   const limiter = createRateLimiter({ ...cfg.rateLimit, maxTracked: limits.rateLimitTrackedClients, ...(deps.now ? { now: deps.now } : {}) });
 
-  const stateOf = (session: SMTPServerSession): SessionState => {
-    let state = states.get(session.id);
-    if (!state) {
-      state = newSessionState(session.id, session.remoteAddress, now());
-      states.set(session.id, state);
-    }
-    return state;
-  };
-  const endSession = (summary: SessionSummary): void => {
-    logSession(deps.logger, summary);
-    deps.onSessionEnd?.(summary);
-  };
+  const sessions = createSessionRegistry({ logger: deps.logger, now, onSessionEnd: deps.onSessionEnd });
+  const { stateOf } = sessions;
 
   const options: SMTPServerOptions = {
     name: cfg.hostname,
@@ -108,17 +98,7 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     logger: false,
     ...(tls ? tls.current() : {}),
 
-    onConnect(session, callback) {
-      stateOf(session);
-      callback();
-    },
-    onSecure(socket, session, callback) {
-      // After STARTTLS: the negotiated protocol and cipher, for the session line and Received.
-      if ("getProtocol" in socket) noteTlsEstablished(stateOf(session), socket);
-      // A client that half-closes after the final dot still gets its 250 over TLS as well.
-      repliesAfterClientEnd(socket);
-      callback();
-    },
+    ...sessions.lifecycle,
     onMailFrom(address: SMTPServerAddress, session, callback) {
       const state = stateOf(session);
       state.helo = session.hostNameAppearsAs || "";
@@ -182,47 +162,18 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
         },
       );
     },
-    onClose(session) {
-      const state = states.get(session.id) ?? newSessionState(session.id, session.remoteAddress, now());
-      const closedAt = now();
-      state.tls = state.tls || Boolean(session.secure);
-      state.helo = state.helo || session.hostNameAppearsAs || "";
-      const log = (): void => {
-        states.delete(session.id);
-        const summary = summarize(state, closedAt);
-        // A proxy's health check every few seconds would otherwise fill the log and the session
-        // counter; it is not a client's session unless it started a transaction.
-        if (isProxyOwnSession(session) && startedNoMail(summary)) return logSession(deps.logger, summary, "debug");
-        endSession(summary);
-      };
-      // The client left while its message was being received or stored. The line waits for the
-      // outcome: it was written without the id of a message kept all the same (the client saw
-      // no reply and may send it again), which then appeared in no log line at all.
-      if (state.receiving) {
-        state.afterReceiving = () => {
-          state.error ??= "connection closed before the reply to DATA";
-          log();
-        };
-        return;
-      }
-      log();
-    },
   };
 
   const smtp = new GatewaySmtpServer(options, {
     sessionTimeoutMs: limits.sessionTimeoutMs,
     dataTimeoutMs: limits.dataTimeoutMs,
     maxErrors: limits.maxErrors,
-    onReply(session, code, text) {
-      if (isNotableReply(code, text)) stateOf(session).reply = `${code} ${text}`;
-      // smtp-server answers 221 to QUIT only.
-      if (code === 221) stateOf(session).quitAnswered = true;
-    },
-    isStoring: (session) => states.get(session.id)?.storing ?? false,
+    onReply: sessions.noteReply,
+    isStoring: sessions.isStoring,
     onMailRefused: (session, address) => noteSender(stateOf(session), canonicalSender(address)),
   });
   smtp.on("error", (err: Error) => deps.logger.debug("SMTP connection error", { error: err.message }));
-  noteErrorsBySession(smtp, states);
+  sessions.noteErrorsOf(smtp);
   tls?.attach(smtp);
 
   const front = createFront({
@@ -233,13 +184,9 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     proxyTrusted: cfg.proxyTrusted,
     limits,
     logger: deps.logger,
-    onRefused(client, reply) {
-      const state = newSessionState("-", client, now());
-      state.reply = reply;
-      endSession(summarize(state, now()));
-    },
+    onRefused: sessions.noteRefused,
   });
-  const shutdown = createShutdown({ smtp, front, isStoring: () => [...states.values()].some((s) => s.storing) });
+  const shutdown = createShutdown({ smtp, front, isStoring: sessions.anyStoring });
 
   return {
     listen: () => listen(front.server, cfg.host, cfg.port, () => tls?.watch()),
@@ -250,22 +197,5 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
       await shutdown(graceMs);
     },
     sessionCount: () => smtp.connections.size,
-  };
-}
-
-/**
- * smtp-server gives a connection's error (a failed TLS handshake, a reset) with its session id
- * only to its logger, then emits it without the id. With `logger: false` every level is a no-op
- * function on `server.logger`; only `error` is replaced, to note the error for the session's
- * log line (the other levels, called for every command, stay no-ops).
- */
-function noteErrorsBySession(smtp: GatewaySmtpServer, states: ReadonlyMap<string, SessionState>): void {
-  const lib = smtp as unknown as { logger?: Record<string, unknown> };
-  if (typeof lib.logger?.error !== "function") return;
-  lib.logger.error = (data: unknown, _format: unknown, id: unknown): void => {
-    const entry = data as { tnx?: unknown; err?: unknown } | null;
-    if (entry?.tnx !== "error" || typeof id !== "string") return;
-    const state = states.get(id);
-    if (state) noteConnectionError(state, entry.err);
   };
 }
