@@ -8,23 +8,21 @@
  * Failure: start-up problems (TLS files, port in use) reject/throw with a message naming the
  * variable or file; per-session problems become SMTP replies and never stop the server.
  */
-import type { SMTPServerAddress, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from "smtp-server";
+import type { SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from "smtp-server";
 import { describeError } from "../errors.ts";
 import type { Config } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
 import type { MessageSink } from "../types.ts";
-import { GatewaySmtpServer, lastAddressCommand, lastRcptArgument } from "./connection.ts";
+import { GatewaySmtpServer } from "./connection.ts";
 import { receiveMessage, toSmtpServerError } from "./data-handler.ts";
+import { createEnvelopeHandlers } from "./envelope-handlers.ts";
 import { createFront } from "./front.ts";
 import { listen } from "./listen.ts";
-import { clientKey } from "./ip.ts";
 import { MAX_COMMAND_LINE_BYTES, maxClientsForFiles, openFileLimit, resolveLimits, type SmtpLimits } from "./limits.ts";
-import { createRateLimiter } from "./rate-limiter.ts";
-import { MAIL_PARAMETERS, RCPT_PARAMETERS, unsupportedParameter, utf8Refusal } from "./parameters.ts";
-import { canonicalSender, checkRecipient } from "./recipient-policy.ts";
-import { noteMessageEnd, noteRefusedRecipient, noteSender, type SessionSummary } from "./session-log.ts";
+import { noteMessageEnd, type SessionSummary } from "./session-log.ts";
 import { createSessionRegistry } from "./session-registry.ts";
 import { createShutdown } from "./shutdown.ts";
+import { smtpFailure } from "./smtp-failure.ts";
 import { createTlsManager, type TlsManager, type TlsStatus } from "./tls-manager.ts";
 
 export { probeSmtpPort } from "./listen.ts";
@@ -55,8 +53,6 @@ export interface SmtpServerHandle {
   sessionCount(): number;
 }
 
-const SMTP_FAILURE = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
-
 export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
   const limits = resolveLimits(deps.limits);
   const fileLimit = openFileLimit();
@@ -73,11 +69,9 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
   const now = deps.now ?? (() => performance.now());
   const cfg = deps.smtp;
   const tls: TlsManager | null = cfg.tls.enabled ? createTlsManager(cfg.tls, deps.logger) : null;
-  // Its own (monotonic) clock unless a test sets one: the wall clock can be stepped back.
-  const limiter = createRateLimiter({ ...cfg.rateLimit, maxTracked: limits.rateLimitTrackedClients, ...(deps.now ? { now: deps.now } : {}) });
-
   const sessions = createSessionRegistry({ logger: deps.logger, now, onSessionEnd: deps.onSessionEnd });
   const { stateOf } = sessions;
+  const envelope = createEnvelopeHandlers({ smtp: cfg, rateLimitTrackedClients: limits.rateLimitTrackedClients, now: deps.now, domains: deps.domains, stateOf });
 
   const options: SMTPServerOptions = {
     name: cfg.hostname,
@@ -99,44 +93,8 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     ...(tls ? tls.current() : {}),
 
     ...sessions.lifecycle,
-    onMailFrom(address: SMTPServerAddress, session, callback) {
-      const state = stateOf(session);
-      state.helo = session.hostNameAppearsAs || "";
-      state.tls = Boolean(session.secure);
-      address.address = canonicalSender(address.address);
-      // Noted before any check: a sender refused here (an option, the rate limit, TLS required)
-      // is what an admin searches the log for, as Postfix's `NOQUEUE: reject: MAIL … from=<…>`.
-      noteSender(state, address.address);
-      const unsupported = unsupportedParameter(address.args, MAIL_PARAMETERS);
-      if (unsupported !== null) return callback(SMTP_FAILURE(555, `5.5.4 Unsupported option: ${unsupported}`));
-      const utf8 = utf8Refusal(lastAddressCommand(session), address.args !== false && address.args.SMTPUTF8 === true);
-      if (utf8 !== null) return callback(SMTP_FAILURE(utf8.code, utf8.text));
-      if (cfg.tls.required && !session.secure) {
-        return callback(SMTP_FAILURE(530, "5.7.0 Must issue a STARTTLS command first"));
-      }
-      if (!limiter.take(clientKey(state.client))) {
-        return callback(SMTP_FAILURE(451, "4.7.1 Too many messages from your address, try again later"));
-      }
-      callback();
-    },
-    onRcptTo(address: SMTPServerAddress, session, callback) {
-      const unsupported = unsupportedParameter(address.args, RCPT_PARAMETERS);
-      if (unsupported !== null) return callback(SMTP_FAILURE(555, `5.5.4 Unsupported option: ${unsupported}`));
-      const state = stateOf(session);
-      const utf8 = utf8Refusal(lastAddressCommand(session), session.envelope.smtpUtf8 === true);
-      if (utf8 !== null) {
-        noteRefusedRecipient(state, address.address, utf8.code);
-        return callback(SMTP_FAILURE(utf8.code, utf8.text));
-      }
-      const verdict = checkRecipient(lastRcptArgument(session), address.address, deps.domains());
-      if (!verdict.ok) {
-        noteRefusedRecipient(state, address.address, verdict.code);
-        return callback(SMTP_FAILURE(verdict.code, `${verdict.enhanced} ${verdict.text}`));
-      }
-      address.address = verdict.address;
-      if (!state.recipients.includes(verdict.address)) state.recipients.push(verdict.address);
-      callback();
-    },
+    onMailFrom: envelope.onMailFrom,
+    onRcptTo: envelope.onRcptTo,
     onData(stream: SMTPServerDataStream, session, callback) {
       const state = stateOf(session);
       const ctx = { sink: deps.sink, logger: deps.logger, hostname: cfg.hostname, maxMessageBytes: cfg.maxMessageBytes, maxReceivedHeaders: limits.maxReceivedHeaders };
@@ -147,7 +105,7 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
       };
       receiveMessage(stream, session, state, ctx).then(
         (reply) => {
-          if (!reply) callback(SMTP_FAILURE(451, "4.4.2 Connection lost during DATA"));
+          if (!reply) callback(smtpFailure(451, "4.4.2 Connection lost during DATA"));
           else {
             noteMessageEnd(state, reply.code, reply.text);
             if (reply.code === 250) callback(null, reply.text);
@@ -157,7 +115,7 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
         },
         (err: unknown) => {
           deps.logger.error("DATA handler failed", { session: session.id, error: describeError(err) });
-          callback(SMTP_FAILURE(451, "4.3.0 Temporary local problem, please try again later"));
+          callback(smtpFailure(451, "4.3.0 Temporary local problem, please try again later"));
           settled();
         },
       );
@@ -170,7 +128,7 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     maxErrors: limits.maxErrors,
     onReply: sessions.noteReply,
     isStoring: sessions.isStoring,
-    onMailRefused: (session, address) => noteSender(stateOf(session), canonicalSender(address)),
+    onMailRefused: envelope.noteRefusedSender,
   });
   smtp.on("error", (err: Error) => deps.logger.debug("SMTP connection error", { error: err.message }));
   sessions.noteErrorsOf(smtp);

@@ -1,0 +1,81 @@
+/**
+ * MAIL FROM and RCPT TO: the gateway's envelope policy as smtp-server handlers. At MAIL: the
+ * offered parameters only, SMTPUTF8 rules, STARTTLS when required, the per-client rate limit
+ * (whose state lives here). At RCPT: the parameters, SMTPUTF8, and the domain and
+ * routing-trick check (recipient-policy.ts). Senders and refused recipients are noted in the
+ * session's state for its log line. Separate from server.ts: the policy of a command, apart
+ * from how the listener is assembled; created once per server, run for every command.
+ */
+import type { SMTPServerAddress, SMTPServerOptions, SMTPServerSession } from "smtp-server";
+import type { Config } from "../config/config.ts";
+import { lastAddressCommand, lastRcptArgument } from "./connection.ts";
+import { clientKey } from "./ip.ts";
+import { MAIL_PARAMETERS, RCPT_PARAMETERS, unsupportedParameter, utf8Refusal } from "./parameters.ts";
+import { createRateLimiter } from "./rate-limiter.ts";
+import { canonicalSender, checkRecipient } from "./recipient-policy.ts";
+import { noteRefusedRecipient, noteSender, type SessionState } from "./session-log.ts";
+import { smtpFailure } from "./smtp-failure.ts";
+
+export interface EnvelopeHandlers {
+  onMailFrom: NonNullable<SMTPServerOptions["onMailFrom"]>;
+  onRcptTo: NonNullable<SMTPServerOptions["onRcptTo"]>;
+  /** ConnectionHooks.onMailRefused: a MAIL FROM the library refused before onMailFrom ran. */
+  noteRefusedSender(session: SMTPServerSession, address: string): void;
+}
+
+export function createEnvelopeHandlers(opts: {
+  smtp: Pick<Config["smtp"], "tls" | "rateLimit">;
+  /** Client IPs (or IPv6 /64s) the rate limiter remembers at once (limits.ts). */
+  rateLimitTrackedClients: number;
+  /** The rate limiter's clock when a test sets one; otherwise its own monotonic clock. */
+  now: (() => number) | undefined;
+  /** The domains of the rules currently in force (changes on hot reload). */
+  domains: () => readonly string[];
+  stateOf(session: SMTPServerSession): SessionState;
+}): EnvelopeHandlers {
+  const { smtp: cfg, stateOf } = opts;
+  // Its own (monotonic) clock unless a test sets one: the wall clock can be stepped back.
+  const limiter = createRateLimiter({ ...cfg.rateLimit, maxTracked: opts.rateLimitTrackedClients, ...(opts.now ? { now: opts.now } : {}) });
+
+  return {
+    onMailFrom(address: SMTPServerAddress, session, callback) {
+      const state = stateOf(session);
+      state.helo = session.hostNameAppearsAs || "";
+      state.tls = Boolean(session.secure);
+      address.address = canonicalSender(address.address);
+      // Noted before any check: a sender refused here (an option, the rate limit, TLS required)
+      // is what an admin searches the log for, as Postfix's `NOQUEUE: reject: MAIL … from=<…>`.
+      noteSender(state, address.address);
+      const unsupported = unsupportedParameter(address.args, MAIL_PARAMETERS);
+      if (unsupported !== null) return callback(smtpFailure(555, `5.5.4 Unsupported option: ${unsupported}`));
+      const utf8 = utf8Refusal(lastAddressCommand(session), address.args !== false && address.args.SMTPUTF8 === true);
+      if (utf8 !== null) return callback(smtpFailure(utf8.code, utf8.text));
+      if (cfg.tls.required && !session.secure) {
+        return callback(smtpFailure(530, "5.7.0 Must issue a STARTTLS command first"));
+      }
+      if (!limiter.take(clientKey(state.client))) {
+        return callback(smtpFailure(451, "4.7.1 Too many messages from your address, try again later"));
+      }
+      callback();
+    },
+    onRcptTo(address: SMTPServerAddress, session, callback) {
+      const unsupported = unsupportedParameter(address.args, RCPT_PARAMETERS);
+      if (unsupported !== null) return callback(smtpFailure(555, `5.5.4 Unsupported option: ${unsupported}`));
+      const state = stateOf(session);
+      const utf8 = utf8Refusal(lastAddressCommand(session), session.envelope.smtpUtf8 === true);
+      if (utf8 !== null) {
+        noteRefusedRecipient(state, address.address, utf8.code);
+        return callback(smtpFailure(utf8.code, utf8.text));
+      }
+      const verdict = checkRecipient(lastRcptArgument(session), address.address, opts.domains());
+      if (!verdict.ok) {
+        noteRefusedRecipient(state, address.address, verdict.code);
+        return callback(smtpFailure(verdict.code, `${verdict.enhanced} ${verdict.text}`));
+      }
+      address.address = verdict.address;
+      if (!state.recipients.includes(verdict.address)) state.recipients.push(verdict.address);
+      callback();
+    },
+    noteRefusedSender: (session, address) => noteSender(stateOf(session), canonicalSender(address)),
+  };
+}
