@@ -14,16 +14,18 @@
  * and dropped, 451 4.3.0; SmtpError from the sink → its code and public text; anything else →
  * 451 4.3.0 with a generic text (smtp-server sends err.message verbatim), detail to the log.
  */
-import type { SMTPServerDataStream, SMTPServerSession } from "smtp-server";
+import type { SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from "smtp-server";
+import type { Config } from "../config/config.ts";
 import { RejectedMessage, SmtpError, describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { MAX_HEADER_BLOCK_BYTES } from "../parse/limits.ts";
 import { isOwningSink } from "../spool/incoming-file.ts";
 import { MessageCollector, type IncomingMessage } from "../spool/message-bytes.ts";
 import type { Envelope, MessageSink, ReceiveOutcome } from "../types.ts";
-import { oversizeReplyText } from "./limits.ts";
+import { oversizeReplyText, type SmtpLimits } from "./limits.ts";
 import { buildReceivedHeader, continuesReceived, countReceivedHeaders, FOLD_BREAK, LOOP_REPLY } from "./received-header.ts";
-import type { SessionState } from "./session-log.ts";
+import { noteMessageEnd, type SessionState } from "./session-log.ts";
+import { smtpFailure } from "./smtp-failure.ts";
 
 export interface DataContext {
   sink: MessageSink;
@@ -102,6 +104,46 @@ function pump(stream: SMTPServerDataStream, incoming: IncomingMessage | null, ma
 
 export function toSmtpServerError(reply: DataReply): Error & { responseCode: number } {
   return Object.assign(new Error(reply.text), { responseCode: reply.code });
+}
+
+/**
+ * smtp-server's onData: receives the message (receiveMessage) and answers with its reply.
+ * While the handler has not settled the session is `receiving`: a session closed meanwhile
+ * writes its log line only afterwards (session-registry.ts onClose), with the outcome.
+ */
+export function createDataHandler(opts: {
+  sink: MessageSink;
+  logger: Logger;
+  smtp: Pick<Config["smtp"], "hostname" | "maxMessageBytes">;
+  limits: Pick<SmtpLimits, "maxReceivedHeaders">;
+  stateOf(session: SMTPServerSession): SessionState;
+}): NonNullable<SMTPServerOptions["onData"]> {
+  const { smtp: cfg, limits, stateOf } = opts;
+  return (stream: SMTPServerDataStream, session, callback) => {
+    const state = stateOf(session);
+    const ctx = { sink: opts.sink, logger: opts.logger, hostname: cfg.hostname, maxMessageBytes: cfg.maxMessageBytes, maxReceivedHeaders: limits.maxReceivedHeaders };
+    state.receiving = true;
+    const settled = (): void => {
+      state.receiving = false;
+      state.afterReceiving?.();
+    };
+    receiveMessage(stream, session, state, ctx).then(
+      (reply) => {
+        if (!reply) callback(smtpFailure(451, "4.4.2 Connection lost during DATA"));
+        else {
+          noteMessageEnd(state, reply.code, reply.text);
+          if (reply.code === 250) callback(null, reply.text);
+          else callback(toSmtpServerError(reply));
+        }
+        settled();
+      },
+      (err: unknown) => {
+        opts.logger.error("DATA handler failed", { session: session.id, error: describeError(err) });
+        callback(smtpFailure(451, "4.3.0 Temporary local problem, please try again later"));
+        settled();
+      },
+    );
+  };
 }
 
 /** Receives one message; resolves with the reply to send, or null when the client went away. */

@@ -8,21 +8,19 @@
  * Failure: start-up problems (TLS files, port in use) reject/throw with a message naming the
  * variable or file; per-session problems become SMTP replies and never stop the server.
  */
-import type { SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from "smtp-server";
-import { describeError } from "../errors.ts";
+import type { SMTPServerOptions } from "smtp-server";
 import type { Config } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
 import type { MessageSink } from "../types.ts";
 import { GatewaySmtpServer } from "./connection.ts";
-import { receiveMessage, toSmtpServerError } from "./data-handler.ts";
+import { createDataHandler } from "./data-handler.ts";
 import { createEnvelopeHandlers } from "./envelope-handlers.ts";
 import { createFront } from "./front.ts";
 import { listen } from "./listen.ts";
 import { MAX_COMMAND_LINE_BYTES, maxClientsForFiles, openFileLimit, resolveLimits, type SmtpLimits } from "./limits.ts";
-import { noteMessageEnd, type SessionSummary } from "./session-log.ts";
+import type { SessionSummary } from "./session-log.ts";
 import { createSessionRegistry } from "./session-registry.ts";
 import { createShutdown } from "./shutdown.ts";
-import { smtpFailure } from "./smtp-failure.ts";
 import { createTlsManager, type TlsManager, type TlsStatus } from "./tls-manager.ts";
 
 export { probeSmtpPort } from "./listen.ts";
@@ -95,31 +93,7 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     ...sessions.lifecycle,
     onMailFrom: envelope.onMailFrom,
     onRcptTo: envelope.onRcptTo,
-    onData(stream: SMTPServerDataStream, session, callback) {
-      const state = stateOf(session);
-      const ctx = { sink: deps.sink, logger: deps.logger, hostname: cfg.hostname, maxMessageBytes: cfg.maxMessageBytes, maxReceivedHeaders: limits.maxReceivedHeaders };
-      state.receiving = true;
-      const settled = (): void => {
-        state.receiving = false;
-        state.afterReceiving?.();
-      };
-      receiveMessage(stream, session, state, ctx).then(
-        (reply) => {
-          if (!reply) callback(smtpFailure(451, "4.4.2 Connection lost during DATA"));
-          else {
-            noteMessageEnd(state, reply.code, reply.text);
-            if (reply.code === 250) callback(null, reply.text);
-            else callback(toSmtpServerError(reply));
-          }
-          settled();
-        },
-        (err: unknown) => {
-          deps.logger.error("DATA handler failed", { session: session.id, error: describeError(err) });
-          callback(smtpFailure(451, "4.3.0 Temporary local problem, please try again later"));
-          settled();
-        },
-      );
-    },
+    onData: createDataHandler({ sink: deps.sink, logger: deps.logger, smtp: cfg, limits, stateOf }),
   };
 
   const smtp = new GatewaySmtpServer(options, {
