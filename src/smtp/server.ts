@@ -19,6 +19,7 @@ import { createFront } from "./front.ts";
 import { listen } from "./listen.ts";
 import { MAX_COMMAND_LINE_BYTES, maxClientsForFiles, openFileLimit, resolveLimits, type SmtpLimits } from "./limits.ts";
 import type { SessionSummary } from "./session-log.ts";
+import { createSessionEnd } from "./session-end.ts";
 import { createSessionRegistry } from "./session-registry.ts";
 import { createShutdown } from "./shutdown.ts";
 import { createTlsManager, type TlsManager, type TlsStatus } from "./tls-manager.ts";
@@ -67,7 +68,8 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
   const now = deps.now ?? (() => performance.now());
   const cfg = deps.smtp;
   const tls: TlsManager | null = cfg.tls.enabled ? createTlsManager(cfg.tls, deps.logger) : null;
-  const sessions = createSessionRegistry({ logger: deps.logger, now, onSessionEnd: deps.onSessionEnd });
+  const sessions = createSessionRegistry(now);
+  const sessionEnd = createSessionEnd({ sessions, logger: deps.logger, now, onSessionEnd: deps.onSessionEnd });
   const { stateOf } = sessions;
   const envelope = createEnvelopeHandlers({ smtp: cfg, rateLimitTrackedClients: limits.rateLimitTrackedClients, now: deps.now, domains: deps.domains, stateOf });
 
@@ -91,6 +93,7 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     ...(tls ? tls.current() : {}),
 
     ...sessions.lifecycle,
+    onClose: sessionEnd.onClose,
     onMailFrom: envelope.onMailFrom,
     onRcptTo: envelope.onRcptTo,
     onData: createDataHandler({ sink: deps.sink, logger: deps.logger, smtp: cfg, limits, stateOf }),
@@ -116,7 +119,7 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     proxyTrusted: cfg.proxyTrusted,
     limits,
     logger: deps.logger,
-    onRefused: sessions.noteRefused,
+    onRefused: sessionEnd.noteRefused,
   });
   const shutdown = createShutdown({ smtp, front, isStoring: sessions.anyStoring });
 

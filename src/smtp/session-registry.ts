@@ -1,42 +1,36 @@
 /**
- * The open SMTP sessions' bookkeeping: one SessionState per smtp-server session id, from
- * connect to close, and the one log line written when a session ends (session-log.ts), or at
- * once for a connection the front refused before any session existed. The MAIL/RCPT/DATA
- * handlers note into a session's state through stateOf(); only this file creates and removes
- * states, so the Map is bounded by the open sessions (MAX_CLIENTS).
- * Separate from server.ts: the session lifecycle (connect, STARTTLS, replies, errors, close)
- * is one piece of state with its own rules, whatever policy the command handlers apply.
+ * The open SMTP sessions' bookkeeping: one SessionState per smtp-server session id, created at
+ * connect (or first use), noted into by every handler through stateOf(), removed when its log
+ * line is written (session-end.ts), so the Map is bounded by the open sessions (MAX_CLIENTS).
+ * Here too what smtp-server reports about a session outside the command handlers: the STARTTLS
+ * outcome, every reply line, connection errors. Separate from server.ts: one piece of state
+ * with its own rules, whatever policy the command handlers apply.
  */
 import type { SMTPServerOptions, SMTPServerSession } from "smtp-server";
-import type { Logger } from "../log/logger.ts";
-import { isProxyOwnSession, repliesAfterClientEnd, type GatewaySmtpServer } from "./connection.ts";
-import { isNotableReply, logSession, newSessionState, noteConnectionError, noteTlsEstablished, startedNoMail, summarize, type SessionState, type SessionSummary } from "./session-log.ts";
+import { repliesAfterClientEnd, type GatewaySmtpServer } from "./connection.ts";
+import { isNotableReply, newSessionState, noteConnectionError, noteTlsEstablished, type SessionState } from "./session-log.ts";
 
 export interface SessionRegistry {
   /** The session's state, created on first use. */
   stateOf(session: SMTPServerSession): SessionState;
-  /** smtp-server's onConnect, onSecure and onClose: a session's state from start to log line. */
-  lifecycle: Required<Pick<SMTPServerOptions, "onConnect" | "onSecure" | "onClose">>;
+  /** A session's state when there is one; never creates it. */
+  find(id: string): SessionState | undefined;
+  /** Forgets a session (its line is written). */
+  remove(id: string): void;
+  /** smtp-server's onConnect and onSecure. */
+  lifecycle: Required<Pick<SMTPServerOptions, "onConnect" | "onSecure">>;
   /** ConnectionHooks.onReply: every reply line written to a session. */
   noteReply(session: SMTPServerSession, code: number, text: string): void;
   /** ConnectionHooks.isStoring: the session's message is being stored (deadlines wait). */
   isStoring(session: SMTPServerSession): boolean;
   /** Any session's message is being stored (the graceful stop waits for it). */
   anyStoring(): boolean;
-  /** A connection refused before any SMTP session existed: its line and counters at once. */
-  noteRefused(client: string, reply: string): void;
   /** Connection errors smtp-server reports only with a session id go to that session's line. */
   noteErrorsOf(smtp: GatewaySmtpServer): void;
 }
 
-export function createSessionRegistry(opts: {
-  logger: Logger;
-  /** Clock of session durations (monotonic unless a test sets one). */
-  now: () => number;
-  /** Called once per session when it ends (counters `session` / `session_tls`). */
-  onSessionEnd: ((summary: SessionSummary) => void) | undefined;
-}): SessionRegistry {
-  const { logger, now } = opts;
+/** `now`: clock of session durations (monotonic unless a test sets one). */
+export function createSessionRegistry(now: () => number): SessionRegistry {
   const states = new Map<string, SessionState>();
 
   const stateOf = (session: SMTPServerSession): SessionState => {
@@ -46,10 +40,6 @@ export function createSessionRegistry(opts: {
       states.set(session.id, state);
     }
     return state;
-  };
-  const endSession = (summary: SessionSummary): void => {
-    logSession(logger, summary);
-    opts.onSessionEnd?.(summary);
   };
 
   const lifecycle: SessionRegistry["lifecycle"] = {
@@ -64,35 +54,12 @@ export function createSessionRegistry(opts: {
       repliesAfterClientEnd(socket);
       callback();
     },
-    onClose(session) {
-      const state = states.get(session.id) ?? newSessionState(session.id, session.remoteAddress, now());
-      const closedAt = now();
-      state.tls = state.tls || Boolean(session.secure);
-      state.helo = state.helo || session.hostNameAppearsAs || "";
-      const log = (): void => {
-        states.delete(session.id);
-        const summary = summarize(state, closedAt);
-        // A proxy's health check every few seconds would otherwise fill the log and the session
-        // counter; it is not a client's session unless it started a transaction.
-        if (isProxyOwnSession(session) && startedNoMail(summary)) return logSession(logger, summary, "debug");
-        endSession(summary);
-      };
-      // The client left while its message was being received or stored. The line waits for the
-      // outcome: it was written without the id of a message kept all the same (the client saw
-      // no reply and may send it again), which then appeared in no log line at all.
-      if (state.receiving) {
-        state.afterReceiving = () => {
-          state.error ??= "connection closed before the reply to DATA";
-          log();
-        };
-        return;
-      }
-      log();
-    },
   };
 
   return {
     stateOf,
+    find: (id) => states.get(id),
+    remove: (id) => void states.delete(id),
     lifecycle,
     noteReply(session, code, text) {
       if (isNotableReply(code, text)) stateOf(session).reply = `${code} ${text}`;
@@ -101,11 +68,6 @@ export function createSessionRegistry(opts: {
     },
     isStoring: (session) => states.get(session.id)?.storing ?? false,
     anyStoring: () => [...states.values()].some((s) => s.storing),
-    noteRefused(client, reply) {
-      const state = newSessionState("-", client, now());
-      state.reply = reply;
-      endSession(summarize(state, now()));
-    },
     noteErrorsOf: (smtp) => noteErrorsBySession(smtp, states),
   };
 }
