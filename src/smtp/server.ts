@@ -3,6 +3,9 @@
  * the gateway policy in its handlers: STARTTLS (required or not), per-client rate limit at
  * MAIL, the domain and routing-trick check at RCPT, DATA via data-handler.ts, one log line
  * per session. It knows nothing of storage or delivery: messages go to the MessageSink.
+ * This file assembles the pieces: what smtp-server offers (smtp-options.ts), the sessions'
+ * state and log line (session-registry.ts, session-end.ts), MAIL/RCPT (envelope-handlers.ts),
+ * DATA (data-handler.ts), the TCP front (front.ts), the bind (listen.ts).
  *
  * Depends only on its deps object. Trusts nothing from clients.
  * Failure: start-up problems (TLS files, port in use) reject/throw with a message naming the
@@ -17,11 +20,12 @@ import { createDataHandler } from "./data-handler.ts";
 import { createEnvelopeHandlers } from "./envelope-handlers.ts";
 import { createFront } from "./front.ts";
 import { listen } from "./listen.ts";
-import { MAX_COMMAND_LINE_BYTES, maxClientsForFiles, openFileLimit, resolveLimits, type SmtpLimits } from "./limits.ts";
+import { maxClientsForFiles, openFileLimit, resolveLimits, type SmtpLimits } from "./limits.ts";
 import type { SessionSummary } from "./session-log.ts";
 import { createSessionEnd } from "./session-end.ts";
 import { createSessionRegistry } from "./session-registry.ts";
 import { createShutdown } from "./shutdown.ts";
+import { protocolOptions } from "./smtp-options.ts";
 import { createTlsManager, type TlsManager, type TlsStatus } from "./tls-manager.ts";
 
 export { probeSmtpPort } from "./listen.ts";
@@ -53,16 +57,7 @@ export interface SmtpServerHandle {
 }
 
 export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
-  const limits = resolveLimits(deps.limits);
-  const fileLimit = openFileLimit();
-  const maxClients = maxClientsForFiles(limits.maxClients, fileLimit);
-  if (maxClients < limits.maxClients) {
-    deps.logger.warn("the open-file limit lowers the SMTP connection limit", {
-      open_file_limit: fileLimit, max_clients: maxClients, without_it: limits.maxClients,
-      hint: "raise LimitNOFILE (systemd), --ulimit nofile (Docker) or ulimit -Hn",
-    });
-    limits.maxClients = maxClients;
-  }
+  const limits = withinOpenFileLimit(resolveLimits(deps.limits), deps.logger);
   // Monotonic: it only measures how long sessions take (the log's duration_ms), and a wall
   // clock stepped by NTP during a session made that the step (a day) or 0.
   const now = deps.now ?? (() => performance.now());
@@ -74,24 +69,7 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
   const envelope = createEnvelopeHandlers({ smtp: cfg, rateLimitTrackedClients: limits.rateLimitTrackedClients, now: deps.now, domains: deps.domains, stateOf });
 
   const options: SMTPServerOptions = {
-    name: cfg.hostname,
-    size: cfg.maxMessageBytes,
-    hideENHANCEDSTATUSCODES: false,
-    authOptional: true,
-    disabledCommands: ["AUTH", "XCLIENT", "XFORWARD", "WIZ", "SHELL", "KILL", ...(tls ? [] : ["STARTTLS"])],
-    hideSTARTTLS: !tls,
-    // REQUIRETLS (RFC 8689) promises TLS on every later hop; a relay with RELAY_SMTP_SECURE=none
-    // or no verification could not keep it. SPEC §4 lists what is offered.
-    hideREQUIRETLS: true,
-    disableReverseLookup: true,
-    maxClients: limits.maxClients,
-    maxRecipients: limits.maxRecipients,
-    socketTimeout: limits.idleTimeoutMs,
-    closeTimeout: limits.shutdownGraceMs,
-    maxCommandLength: MAX_COMMAND_LINE_BYTES,
-    logger: false,
-    ...(tls ? tls.current() : {}),
-
+    ...protocolOptions(cfg, limits, tls),
     ...sessions.lifecycle,
     onClose: sessionEnd.onClose,
     onMailFrom: envelope.onMailFrom,
@@ -133,4 +111,18 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     },
     sessionCount: () => smtp.connections.size,
   };
+}
+
+/** Lowers limits.maxClients (with a warning) when the process may not open that many files. */
+function withinOpenFileLimit(limits: SmtpLimits, logger: Logger): SmtpLimits {
+  const fileLimit = openFileLimit();
+  const maxClients = maxClientsForFiles(limits.maxClients, fileLimit);
+  if (maxClients < limits.maxClients) {
+    logger.warn("the open-file limit lowers the SMTP connection limit", {
+      open_file_limit: fileLimit, max_clients: maxClients, without_it: limits.maxClients,
+      hint: "raise LimitNOFILE (systemd), --ulimit nofile (Docker) or ulimit -Hn",
+    });
+    limits.maxClients = maxClients;
+  }
+  return limits;
 }
