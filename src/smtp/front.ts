@@ -19,8 +19,9 @@
  */
 import { createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "../log/logger.ts";
+import { createAdmission } from "./admission.ts";
 import type { GatewaySmtpServer } from "./connection.ts";
-import { clientKey, createIpMatcher, normalizeIp } from "./ip.ts";
+import { createIpMatcher, normalizeIp } from "./ip.ts";
 import type { SmtpLimits } from "./limits.ts";
 import { PROXY_TIMEOUT_REASON, readProxyHeader } from "./proxy-protocol.ts";
 
@@ -42,9 +43,6 @@ export interface Front {
   pending: Set<Socket>;
 }
 
-/** A refused socket gets this long to receive its reply line before it is destroyed. */
-const REFUSAL_LINGER_MS = 1000;
-
 const ignore = (): void => {};
 
 /**
@@ -54,13 +52,9 @@ const ignore = (): void => {};
  */
 const OVERLOAD_WARNING_INTERVAL_MS = 60_000;
 
-/** Clients exempt from the per-client connection limit (limits.ts MAX_CONNECTIONS_PER_CLIENT). */
-const LOOPBACK = ["127.0.0.0/8", "::1/128"];
-
 export function createFront(opts: FrontOptions): Front {
-  const allowed = createIpMatcher(opts.allowedIps);
+  const { admit, refuse } = createAdmission(opts);
   const trusted = createIpMatcher(opts.proxyTrusted);
-  const loopback = createIpMatcher(LOOPBACK);
   let overloadWarnedAt = -Infinity;
   let refusedSinceWarning = 0;
   const noteOverload = (): void => {
@@ -72,25 +66,6 @@ export function createFront(opts: FrontOptions): Front {
     refusedSinceWarning = 0;
   };
   const pending = new Set<Socket>();
-
-  /** `proxyOwn`: a proxy's health check, refused all the same but only as a debug line, not a session. */
-  const refuse = (socket: Socket, client: string, reply: string, proxyOwn = false): void => {
-    if (proxyOwn) opts.logger.debug("proxy's own connection refused (a health check)", { client, reply });
-    else opts.onRefused(client, reply);
-    if (!socket.destroyed && socket.writable) socket.end(`${reply}\r\n`);
-    setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref();
-  };
-
-  const admit = (socket: Socket, client: string, port: number | undefined, proxyOwn = false): void => {
-    if (socket.destroyed) return;
-    // An allow-list of senders that leaves out the proxy's own address refuses its checks too,
-    // every few seconds: that is the admin's choice, but not worth a log line each time.
-    if (!allowed(client)) return refuse(socket, client, `554 5.7.1 ${opts.hostname} Access denied`, proxyOwn);
-    if (!loopback(client) && opts.smtp.connectionsOf(clientKey(client)) >= opts.limits.maxClientConnections) {
-      return refuse(socket, client, `421 4.7.0 ${opts.hostname} Too many connections from your address, try again later`, proxyOwn);
-    }
-    opts.smtp.connect(socket, { remoteAddress: client, remotePort: port }, proxyOwn);
-  };
 
   const readProxy = async (socket: Socket, peer: string): Promise<void> => {
     pending.add(socket);
