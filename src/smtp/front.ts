@@ -2,7 +2,7 @@
  * The TCP listener in front of smtp-server. It owns everything that happens before the SMTP
  * greeting: the connection limits (in all, and per client once its address is known), the
  * PROXY protocol header (v1 and v2, only from SMTP_PROXY_TRUSTED), and the SMTP_ALLOWED_IPS
- * check against the real client address.
+ * check against the real client address (the per-client part in admission.ts).
  * Accepted sockets are handed to smtp-server with that address, so allow-lists, rate limits,
  * logs, the Received header and the rules all see the same client.
  *
@@ -52,12 +52,11 @@ const ignore = (): void => {};
  */
 const OVERLOAD_WARNING_INTERVAL_MS = 60_000;
 
-export function createFront(opts: FrontOptions): Front {
-  const { admit, refuse } = createAdmission(opts);
-  const trusted = createIpMatcher(opts.proxyTrusted);
+/** Counts a connection refused because the limit in all is reached; warns at most every interval. */
+function overloadWarning(opts: Pick<FrontOptions, "logger" | "limits">): () => void {
   let overloadWarnedAt = -Infinity;
   let refusedSinceWarning = 0;
-  const noteOverload = (): void => {
+  return (): void => {
     refusedSinceWarning++;
     const now = performance.now();
     if (now - overloadWarnedAt < OVERLOAD_WARNING_INTERVAL_MS) return;
@@ -65,6 +64,12 @@ export function createFront(opts: FrontOptions): Front {
     overloadWarnedAt = now;
     refusedSinceWarning = 0;
   };
+}
+
+export function createFront(opts: FrontOptions): Front {
+  const { admit, refuse } = createAdmission(opts);
+  const trusted = createIpMatcher(opts.proxyTrusted);
+  const noteOverload = overloadWarning(opts);
   const pending = new Set<Socket>();
 
   const readProxy = async (socket: Socket, peer: string): Promise<void> => {
