@@ -17,10 +17,11 @@ import { CliError, describeError } from "../errors.ts";
 import { hostPort, isLoopbackHost } from "../host-port.ts";
 import type { Logger } from "../log/logger.ts";
 import { databaseFile } from "../store/db-file.ts";
-import { AUTH_CHALLENGES, createTokenChecker } from "./auth.ts";
+import { createTokenChecker } from "./auth.ts";
 import { checkHealth, publicHealthReport } from "./healthz.ts";
 import { METRICS_CONTENT_TYPE, renderMetrics, type CounterFloor } from "./metrics.ts";
 import { collectStats } from "./stats-data.ts";
+import { baseHeaders, json, respond, text, unauthorized, type Reply } from "./reply.ts";
 import { renderStatsPage } from "./stats-page.ts";
 import { LOCKED_CSP, STATS_PAGE_CSP } from "./stats-page-assets.ts";
 import type { StatusSource } from "./status-source.ts";
@@ -46,14 +47,6 @@ export interface HttpServer {
   stop(): Promise<void>;
   /** Base URL once started, e.g. `http://127.0.0.1:3000/`. */
   readonly url: string;
-}
-
-interface Reply {
-  status: number;
-  body: string;
-  contentType: string;
-  csp?: string;
-  headers?: Record<string, string>;
 }
 
 type Route = "/stats" | "/stats.json" | "/metrics" | "/healthz";
@@ -166,40 +159,6 @@ function requestPath(url: string): string | null {
   } catch {
     return null;
   }
-}
-
-function json(status: number, value: unknown): Reply {
-  return { status, body: `${JSON.stringify(value, null, 2)}\n`, contentType: "application/json; charset=utf-8" };
-}
-
-function text(status: number, body: string): Reply {
-  return { status, body, contentType: "text/plain; charset=utf-8" };
-}
-
-function unauthorized(req: Request): Response {
-  const res = respond(req, text(401, "authorization required: send Authorization: Bearer <STATS_TOKEN>\n"));
-  for (const challenge of AUTH_CHALLENGES) res.headers.append("www-authenticate", challenge);
-  return res;
-}
-
-function baseHeaders(contentType: string, csp: string): Headers {
-  return new Headers({
-    "content-type": contentType,
-    "content-security-policy": csp,
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
-    "x-frame-options": "DENY",
-    "cross-origin-resource-policy": "same-origin",
-    "cache-control": "no-store",
-  });
-}
-
-function respond(req: Request, reply: Reply): Response {
-  const headers = baseHeaders(reply.contentType, reply.csp ?? LOCKED_CSP);
-  for (const [k, v] of Object.entries(reply.headers ?? {})) headers.set(k, v);
-  const bytes = new TextEncoder().encode(reply.body);
-  headers.set("content-length", String(bytes.byteLength));
-  return new Response(req.method === "HEAD" ? null : bytes, { status: reply.status, headers });
 }
 
 const FOREIGN_HOST_TEXT =
