@@ -16,14 +16,10 @@ import type { Config } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
 import { hostPort, isLoopbackHost } from "../host-port.ts";
 import type { Logger } from "../log/logger.ts";
-import { databaseFile } from "../store/db-file.ts";
 import { createTokenChecker } from "./auth.ts";
-import { checkHealth, publicHealthReport } from "./healthz.ts";
-import { METRICS_CONTENT_TYPE, renderMetrics, type CounterFloor } from "./metrics.ts";
-import { collectStats } from "./stats-data.ts";
-import { baseHeaders, json, respond, text, unauthorized, type Reply } from "./reply.ts";
-import { renderStatsPage } from "./stats-page.ts";
-import { LOCKED_CSP, STATS_PAGE_CSP } from "./stats-page-assets.ts";
+import { baseHeaders, respond, text, unauthorized } from "./reply.ts";
+import { ROUTES, createRoutes, type Route } from "./routes.ts";
+import { LOCKED_CSP } from "./stats-page-assets.ts";
 import type { StatusSource } from "./status-source.ts";
 
 /** We never read request bodies; anything larger is refused by Bun before it is buffered (memory exhaustion). */
@@ -49,41 +45,12 @@ export interface HttpServer {
   readonly url: string;
 }
 
-type Route = "/stats" | "/stats.json" | "/metrics" | "/healthz";
-const ROUTES: ReadonlySet<string> = new Set<Route>(["/stats", "/stats.json", "/metrics", "/healthz"]);
-
 export function createHttpServer(opts: HttpServerOptions): HttpServer {
   const { config, db, logger, status } = opts;
   const now = opts.now ?? Date.now;
   const token = createTokenChecker(config.http.statsToken);
-  const counterFloor: CounterFloor = new Map();
-  // The database is open by now: /healthz checks that DATABASE_URL still names this file.
-  const dbFile = databaseFile(config.databasePath);
+  const route = createRoutes({ config, db, logger, status, now });
   let server: Server<undefined> | null = null;
-  let lastHealthy: boolean | null = null;
-
-  async function route(path: Route): Promise<Reply> {
-    const t = now();
-    switch (path) {
-      case "/stats":
-        return { status: 200, body: renderStatsPage(collectStats(db, status, t, config.smtp.hostname), t), contentType: "text/html; charset=utf-8", csp: STATS_PAGE_CSP };
-      case "/stats.json":
-        return json(200, collectStats(db, status, t, config.smtp.hostname));
-      case "/metrics":
-        return { status: 200, body: renderMetrics(db, collectStats(db, status, t, config.smtp.hostname), counterFloor), contentType: METRICS_CONTENT_TYPE };
-      case "/healthz": {
-        const report = await checkHealth(db, config.dataDir, status, t, dbFile);
-        const healthy = report.status === "ok";
-        if (healthy !== lastHealthy) {
-          const details = Object.entries(report.checks).filter(([, c]) => !c.ok).map(([n, c]) => `${n}: ${c.detail ?? c.reason}`);
-          if (healthy) logger.info("health ok", { warnings: report.warnings });
-          else logger.warn("health check failing", { reasons: details });
-          lastHealthy = healthy;
-        }
-        return json(healthy ? 200 : 503, publicHealthReport(report));
-      }
-    }
-  }
 
   const hostAllowed = rebindingGuard(config.http.host, token.required, [config.smtp.hostname, hostname()]);
 
