@@ -16,8 +16,8 @@ import type { Config } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
 import { hostPort, isLoopbackHost } from "../host-port.ts";
 import type { Logger } from "../log/logger.ts";
-import { createTokenChecker } from "./auth.ts";
-import { baseHeaders, respond, text, unauthorized } from "./reply.ts";
+import { createTokenChecker, type TokenChecker } from "./auth.ts";
+import { baseHeaders, respond, text, unauthorized, type Reply } from "./reply.ts";
 import { ROUTES, createRoutes, type Route } from "./routes.ts";
 import { LOCKED_CSP } from "./stats-page-assets.ts";
 import type { StatusSource } from "./status-source.ts";
@@ -50,28 +50,9 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
   const now = opts.now ?? Date.now;
   const token = createTokenChecker(config.http.statsToken);
   const route = createRoutes({ config, db, logger, status, now });
-  let server: Server<undefined> | null = null;
-
   const hostAllowed = rebindingGuard(config.http.host, token.required, [config.smtp.hostname, hostname()]);
-
-  async function handle(req: Request): Promise<Response> {
-    const path = requestPath(req.url);
-    // A Host header that is no host name (`[evil.example]`, `%`) gives Bun a url no parser takes:
-    // the client's mistake, answered 400 without an ERROR line in the log for every such request.
-    if (path === null) return respond(req, text(400, "bad request: invalid Host header\n"));
-    if (!ROUTES.has(path)) return respond(req, text(404, "not found\n"));
-    if (req.method !== "GET" && req.method !== "HEAD") return respond(req, { ...text(405, "method not allowed\n"), headers: { allow: "GET, HEAD" } });
-    // /healthz is open even with a token (SPEC §6) and says nothing the guard protects: a load
-    // balancer or proxy probing it by the public name must not see the gateway as down.
-    if (path !== "/healthz" && !hostAllowed(req.headers.get("host"))) return respond(req, text(403, FOREIGN_HOST_TEXT));
-    if (path !== "/healthz" && !token.allows(req.headers.get("authorization"))) return unauthorized(req);
-    try {
-      return respond(req, await route(path as Route));
-    } catch (err) {
-      logger.error("http request failed", { path, error: describeError(err) });
-      return respond(req, text(path === "/healthz" ? 503 : 500, path === "/healthz" ? '{"status":"unhealthy","reason":"internal error"}\n' : "internal error\n"));
-    }
-  }
+  const handle = requestHandler({ route, hostAllowed, token, logger });
+  let server: Server<undefined> | null = null;
 
   function url(): string {
     if (!server) throw new Error("http server not started");
@@ -115,6 +96,38 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
     get url() {
       return url();
     },
+  };
+}
+
+/**
+ * Who may ask what, in order: a url that parses, a known path, GET or HEAD, then for all but
+ * /healthz the Host check and the token; then the route, whose failure is a generic 500 (503
+ * for /healthz) with the detail in the log.
+ */
+function requestHandler(gate: {
+  route: (path: Route) => Promise<Reply>;
+  hostAllowed: (host: string | null) => boolean;
+  token: TokenChecker;
+  logger: Logger;
+}): (req: Request) => Promise<Response> {
+  const { route, hostAllowed, token, logger } = gate;
+  return async function handle(req: Request): Promise<Response> {
+    const path = requestPath(req.url);
+    // A Host header that is no host name (`[evil.example]`, `%`) gives Bun a url no parser takes:
+    // the client's mistake, answered 400 without an ERROR line in the log for every such request.
+    if (path === null) return respond(req, text(400, "bad request: invalid Host header\n"));
+    if (!ROUTES.has(path)) return respond(req, text(404, "not found\n"));
+    if (req.method !== "GET" && req.method !== "HEAD") return respond(req, { ...text(405, "method not allowed\n"), headers: { allow: "GET, HEAD" } });
+    // /healthz is open even with a token (SPEC §6) and says nothing the guard protects: a load
+    // balancer or proxy probing it by the public name must not see the gateway as down.
+    if (path !== "/healthz" && !hostAllowed(req.headers.get("host"))) return respond(req, text(403, FOREIGN_HOST_TEXT));
+    if (path !== "/healthz" && !token.allows(req.headers.get("authorization"))) return unauthorized(req);
+    try {
+      return respond(req, await route(path as Route));
+    } catch (err) {
+      logger.error("http request failed", { path, error: describeError(err) });
+      return respond(req, text(path === "/healthz" ? 503 : 500, path === "/healthz" ? '{"status":"unhealthy","reason":"internal error"}\n' : "internal error\n"));
+    }
   };
 }
 
