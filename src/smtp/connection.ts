@@ -148,8 +148,8 @@ function continueAfterData(parser: SMTPStream): SMTPStream {
 /**
  * A client that shut down its sending side after its last command still reads the replies owed
  * to it, as from Postfix. The plain socket is half-open from the listener (front.ts); the TLS
- * socket STARTTLS makes is not, and is made so here (server.ts onSecure), or it ended our side
- * on the client's. The library writes a reply only while readyState is "open", not "writeOnly":
+ * socket STARTTLS makes is not, and is made so here (session-registry.ts onSecure), or it
+ * ended our side on the client's. The library writes a reply only while readyState is "open", not "writeOnly":
  * its check dropped them, the 250 of a message already stored included.
  */
 export function repliesAfterClientEnd(socket: Socket | TLSSocket): void {

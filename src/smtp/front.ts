@@ -14,7 +14,7 @@
  * Load balancers' health checks (HAProxy `check`, AWS NLB) connect every few seconds and reset
  * at once, with or without a PROXY header. Those are not clients: a socket already gone when
  * accepted, or one from a trusted proxy that leaves without sending a byte, is only a debug line;
- * a session the proxy opened for itself is marked so that server.ts can keep it out of the
+ * a session the proxy opened for itself is marked so that session-end.ts can keep it out of the
  * info log when it carried no mail.
  */
 import { createServer, type Server, type Socket } from "node:net";
