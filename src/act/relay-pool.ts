@@ -29,8 +29,9 @@
  */
 import SMTPConnection from "nodemailer/lib/smtp-connection";
 import { downgradeTo7bit } from "./mime-downgrade.ts";
-import { deadlineError, poolClosedError, poolError, smtpUtf8Missing, TRANSIENT_CODES } from "./relay-pool-errors.ts";
-import type { RelayPool, RelayPoolJob, RelayPoolOptions, RelayPoolResult } from "./relay-pool-types.ts";
+import { poolError, smtpUtf8Missing, TRANSIENT_CODES } from "./relay-pool-errors.ts";
+import { createMessageQueue, settle, type Waiting } from "./relay-pool-queue.ts";
+import type { RelayPool, RelayPoolOptions } from "./relay-pool-types.ts";
 
 export { isPoolClosedError } from "./relay-pool-errors.ts";
 export type { RelayPool, RelayPoolJob, RelayPoolOptions, RelayPoolResult } from "./relay-pool-types.ts";
@@ -40,19 +41,7 @@ export const SETUP_RETRY_MS = 5_000;
 /** How long an ending session waits for the reply to its QUIT before the socket is closed anyway. */
 export const QUIT_TIMEOUT_MS = 2_000;
 
-interface Waiting {
-  job: RelayPoolJob;
-  resolve: (r: RelayPoolResult) => void;
-  requeues: number;
-  settled: boolean;
-  session: Session | null;
-  onAbort: () => void;
-  deadline: ReturnType<typeof setTimeout> | null;
-  /** The job's message converted for a relay without 8BITMIME, once one needed it. */
-  sevenBit?: Buffer;
-}
-
-interface Session {
+export interface Session {
   smtp: SMTPConnection;
   ready: boolean;
   current: Waiting | null;
@@ -87,7 +76,7 @@ function setSocketTimeout(s: Session, ms: number | undefined): void {
 }
 
 export function createRelayPool(opts: RelayPoolOptions): RelayPool {
-  const waiting: Waiting[] = [];
+  const queue = createMessageQueue({ dispatch, abandon });
   const sessions = new Set<Session>();
   const setupRetryMs = opts.setupRetryMs ?? SETUP_RETRY_MS;
   /** See setupFailed: while now is before this, sessions that work are all the pool uses. */
@@ -99,31 +88,10 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
    * slow the relay's answer is; a dead relay, one connection attempt.
    */
   let proven = false;
-  let closed = false;
 
-  function settle(w: Waiting, result: RelayPoolResult): void {
-    if (w.settled) return;
-    w.settled = true;
-    w.session = null;
-    if (w.deadline) clearTimeout(w.deadline);
-    w.job.signal.removeEventListener("abort", w.onAbort);
-    w.resolve(result);
-  }
-
-  function abort(w: Waiting, reason: unknown): void {
-    const i = waiting.indexOf(w);
-    if (i !== -1) waiting.splice(i, 1);
-    const s = w.session;
-    if (s !== null) {
-      s.current = null;
-      drop(s);
-    }
-    const error = new Error(reason instanceof Error ? reason.message : "aborted", { cause: reason });
-    error.name = "AbortError";
-    // No verdict on the relay, even on a session: cut off before a reply, as by a relay too slow
-    // (a tarpit) or a transfer too slow for the deadline; "the relay works" would end a suspension.
-    settle(w, { ok: false, error });
-    dispatch();
+  function abandon(s: Session): void {
+    s.current = null;
+    drop(s);
   }
 
   /** Takes the session out of the pool; true if it was still in. */
@@ -158,10 +126,10 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
   }
 
   function dispatch(): void {
-    if (closed) return;
+    if (queue.isClosed()) return;
     let opening = 0;
     for (const s of sessions) if (!s.ready) opening++;
-    while (waiting.length > 0) {
+    while (queue.count() > 0) {
       let idle: Session | null = null;
       for (const s of sessions) {
         if (s.ready && s.current === null && !s.resetting) {
@@ -170,10 +138,10 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
         }
       }
       if (idle !== null) {
-        run(idle, waiting.shift() as Waiting);
+        run(idle, queue.next());
         continue;
       }
-      if (sessions.size >= opts.maxConnections || opening >= waiting.length) return;
+      if (sessions.size >= opts.maxConnections || opening >= queue.count()) return;
       if (sessions.size > 0 && performance.now() < openBlockedUntil) return;
       if (!proven && opening > 0) return;
       open();
@@ -193,7 +161,7 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
     else drop(s);
     proven = false;
     if (sessions.size > 0) openBlockedUntil = performance.now() + setupRetryMs;
-    else for (const w of waiting.splice(0)) settle(w, { ok: false, error: err, relayDown: true });
+    else queue.failAll(err);
     dispatch();
   }
 
@@ -233,7 +201,7 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
   /** The session can take the next message (or is retired). */
   function release(s: Session): void {
     if (s.gone) return;
-    if (closed || s.messages >= opts.maxMessagesPerConnection) {
+    if (queue.isClosed() || s.messages >= opts.maxMessagesPerConnection) {
       void retire(s);
       dispatch();
       return;
@@ -286,10 +254,7 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
         w.requeues++;
         w.session = null;
         drop(s);
-        // Closed meanwhile (a reload): not sent, so the caller may take it to the new pool.
-        if (closed) return settle(w, { ok: false, error: poolClosedError() });
-        waiting.unshift(w);
-        return dispatch();
+        return queue.requeue(w);
       }
       // 421, or the relay closing the connection or going silent without a reply (throttled,
       // overloaded, its backend broken): a failure of the relay, not of this message (Postfix
@@ -321,20 +286,9 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
   }
 
   return {
-    send(job) {
-      return new Promise<RelayPoolResult>((resolve) => {
-        const w: Waiting = { job, resolve, requeues: 0, settled: false, session: null, onAbort: () => abort(w, job.signal.reason), deadline: null };
-        if (closed) return settle(w, { ok: false, error: poolClosedError() });
-        if (job.signal.aborted) return abort(w, job.signal.reason);
-        if (job.deadlineMs !== undefined) w.deadline = setTimeout(() => abort(w, deadlineError()), job.deadlineMs);
-        job.signal.addEventListener("abort", w.onAbort, { once: true });
-        waiting.push(w);
-        dispatch();
-      });
-    },
+    send: queue.send,
     async close() {
-      closed = true;
-      for (const w of waiting.splice(0)) settle(w, { ok: false, error: poolClosedError() });
+      queue.close();
       // One still opening has no reply to wait for yet: closed. Busy ones retire after their message.
       const idle = [...sessions].filter((s) => s.current === null);
       for (const s of idle) if (!s.ready) drop(s);
