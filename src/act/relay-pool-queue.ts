@@ -8,7 +8,7 @@
  * cannot send settles with an error (see RelayPoolResult).
  */
 import { deadlineError, poolClosedError } from "./relay-pool-errors.ts";
-import type { Session } from "./relay-pool.ts";
+import type { Session } from "./relay-pool-session.ts";
 import type { RelayPoolJob, RelayPoolResult } from "./relay-pool-types.ts";
 
 export interface Waiting {

@@ -27,10 +27,11 @@
  * command) for relay.ts to classify. A failed session setup fails the waiting messages when
  * no other session is up (relay down or misconfigured: the queue retries them with backoff).
  */
-import SMTPConnection from "nodemailer/lib/smtp-connection";
+import type SMTPConnection from "nodemailer/lib/smtp-connection";
 import { downgradeTo7bit } from "./mime-downgrade.ts";
-import { poolError, smtpUtf8Missing, TRANSIENT_CODES } from "./relay-pool-errors.ts";
+import { smtpUtf8Missing, TRANSIENT_CODES } from "./relay-pool-errors.ts";
 import { createMessageQueue, settle, type Waiting } from "./relay-pool-queue.ts";
+import { newSession, offers, setSocketTimeout, setUpSession, type Session, type SessionSetupEvents } from "./relay-pool-session.ts";
 import type { RelayPool, RelayPoolOptions } from "./relay-pool-types.ts";
 
 export { isPoolClosedError } from "./relay-pool-errors.ts";
@@ -41,43 +42,10 @@ export const SETUP_RETRY_MS = 5_000;
 /** How long an ending session waits for the reply to its QUIT before the socket is closed anyway. */
 export const QUIT_TIMEOUT_MS = 2_000;
 
-export interface Session {
-  smtp: SMTPConnection;
-  ready: boolean;
-  current: Waiting | null;
-  messages: number;
-  idleTimer: ReturnType<typeof setTimeout> | null;
-  gone: boolean;
-  /**
-   * RSET sent after a refused message, reply pending: the session takes no message until it
-   * comes (SMTPConnection would pipeline MAIL behind it, and RSET's reply clears the new
-   * envelope: the MAIL reply then throws inside nodemailer and kills the delivery thread).
-   */
-  resetting: boolean;
-}
-
-/**
- * Whether the session's relay announced `extension` in its (last) EHLO reply. SMTPConnection
- * keeps the list in a private field; if a nodemailer upgrade drops it, the answer is "yes",
- * today's behaviour (test/delivery/relay-envelope.test.ts checks the field is still there).
- */
-function offers(s: Session, extension: string): boolean {
-  const list = (s.smtp as unknown as { _supportedExtensions?: unknown })._supportedExtensions;
-  return !Array.isArray(list) || list.includes(extension);
-}
-
-/**
- * Sets the inactivity timeout of the session's socket (the TLS one after STARTTLS). SMTPConnection
- * sets it once, from socketTimeout, in a private field; without the field, nothing changes.
- */
-function setSocketTimeout(s: Session, ms: number | undefined): void {
-  const socket = (s.smtp as unknown as { _socket?: { setTimeout?: unknown } })._socket;
-  if (ms !== undefined && socket && typeof socket.setTimeout === "function") (socket as { setTimeout(ms: number): void }).setTimeout(ms);
-}
-
 export function createRelayPool(opts: RelayPoolOptions): RelayPool {
   const queue = createMessageQueue({ dispatch, abandon });
   const sessions = new Set<Session>();
+  const setupEvents: SessionSetupEvents = { ready, failed: setupFailed, lostIdle: drop };
   const setupRetryMs = opts.setupRetryMs ?? SETUP_RETRY_MS;
   /** See setupFailed: while now is before this, sessions that work are all the pool uses. */
   let openBlockedUntil = 0;
@@ -149,6 +117,11 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
     }
   }
 
+  function ready(s: Session): void {
+    proven = true;
+    release(s);
+  }
+
   /**
    * A session failed before it was usable. With another one up or still opening, the waiting
    * messages wait for it and no new session is opened for a while (else a relay capping its
@@ -166,36 +139,9 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
   }
 
   function open(): void {
-    const s: Session = { smtp: new SMTPConnection(opts.connection), ready: false, current: null, messages: 0, idleTimer: null, gone: false, resetting: false };
+    const s = newSession(opts.connection);
     sessions.add(s);
-    let setUp = false;
-    const fail = (err: unknown): void => {
-      if (setUp) return;
-      setUp = true;
-      setupFailed(s, err);
-    };
-    s.smtp.on("error", (err: unknown) => {
-      if (!setUp) fail(err);
-      // After setup, an error during a send reaches its callback; on an idle session it is the end.
-      else if (s.current === null) drop(s);
-    });
-    s.smtp.once("end", () => {
-      if (!setUp) fail(poolError("Connection closed unexpectedly", "ECONNECTION"));
-      else if (s.current === null) drop(s);
-    });
-    s.smtp.connect((err) => {
-      if (err) return fail(err);
-      if (setUp || s.gone) return;
-      if (opts.auth === null || !s.smtp.allowsAuth) return ready();
-      s.smtp.login(opts.auth, (loginErr) => (loginErr ? fail(loginErr) : ready()));
-    });
-    function ready(): void {
-      if (setUp || s.gone) return;
-      setUp = true;
-      s.ready = true;
-      proven = true;
-      release(s);
-    }
+    setUpSession(s, opts.auth, setupEvents);
   }
 
   /** The session can take the next message (or is retired). */
