@@ -31,21 +31,21 @@ import type SMTPConnection from "nodemailer/lib/smtp-connection";
 import { downgradeTo7bit } from "./mime-downgrade.ts";
 import { smtpUtf8Missing, TRANSIENT_CODES } from "./relay-pool-errors.ts";
 import { createMessageQueue, settle, type Waiting } from "./relay-pool-queue.ts";
+import { createSessionSet } from "./relay-pool-session-set.ts";
 import { newSession, offers, setSocketTimeout, setUpSession, type Session, type SessionSetupEvents } from "./relay-pool-session.ts";
 import type { RelayPool, RelayPoolOptions } from "./relay-pool-types.ts";
 
 export { isPoolClosedError } from "./relay-pool-errors.ts";
+export { QUIT_TIMEOUT_MS } from "./relay-pool-session-set.ts";
 export type { RelayPool, RelayPoolJob, RelayPoolOptions, RelayPoolResult } from "./relay-pool-types.ts";
 
 /** See RelayPoolOptions.setupRetryMs. */
 export const SETUP_RETRY_MS = 5_000;
-/** How long an ending session waits for the reply to its QUIT before the socket is closed anyway. */
-export const QUIT_TIMEOUT_MS = 2_000;
 
 export function createRelayPool(opts: RelayPoolOptions): RelayPool {
   const queue = createMessageQueue({ dispatch, abandon });
-  const sessions = new Set<Session>();
-  const setupEvents: SessionSetupEvents = { ready, failed: setupFailed, lostIdle: drop };
+  const sessions = createSessionSet();
+  const setupEvents: SessionSetupEvents = { ready, failed: setupFailed, lostIdle: sessions.drop };
   const setupRetryMs = opts.setupRetryMs ?? SETUP_RETRY_MS;
   /** See setupFailed: while now is before this, sessions that work are all the pool uses. */
   let openBlockedUntil = 0;
@@ -59,58 +59,20 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
 
   function abandon(s: Session): void {
     s.current = null;
-    drop(s);
-  }
-
-  /** Takes the session out of the pool; true if it was still in. */
-  function remove(s: Session): boolean {
-    if (s.gone) return false;
-    s.gone = true;
-    if (s.idleTimer) clearTimeout(s.idleTimer);
-    sessions.delete(s);
-    return true;
-  }
-
-  /** Closes a session whose state is unknown or broken (nothing more may be sent on it). */
-  function drop(s: Session): void {
-    if (remove(s)) s.smtp.close();
-  }
-
-  /** Ends an idle, healthy session: QUIT, and close on its reply (or after QUIT_TIMEOUT_MS). */
-  function retire(s: Session): Promise<void> {
-    if (!remove(s)) return Promise.resolve();
-    if (s.smtp.destroyed) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        s.smtp.close();
-        resolve();
-      }, QUIT_TIMEOUT_MS);
-      s.smtp.once("end", () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      s.smtp.quit();
-    });
+    sessions.drop(s);
   }
 
   function dispatch(): void {
     if (queue.isClosed()) return;
-    let opening = 0;
-    for (const s of sessions) if (!s.ready) opening++;
+    let opening = sessions.opening();
     while (queue.count() > 0) {
-      let idle: Session | null = null;
-      for (const s of sessions) {
-        if (s.ready && s.current === null && !s.resetting) {
-          idle = s;
-          break;
-        }
-      }
+      const idle = sessions.idle();
       if (idle !== null) {
         run(idle, queue.next());
         continue;
       }
-      if (sessions.size >= opts.maxConnections || opening >= queue.count()) return;
-      if (sessions.size > 0 && performance.now() < openBlockedUntil) return;
+      if (sessions.size() >= opts.maxConnections || opening >= queue.count()) return;
+      if (sessions.size() > 0 && performance.now() < openBlockedUntil) return;
       if (!proven && opening > 0) return;
       open();
       opening++;
@@ -130,10 +92,10 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
    */
   function setupFailed(s: Session, err: unknown): void {
     // A refused login leaves a sound session: say QUIT. Anything else broke it.
-    if ((err as { code?: unknown } | null)?.code === "EAUTH") void retire(s);
-    else drop(s);
+    if ((err as { code?: unknown } | null)?.code === "EAUTH") void sessions.retire(s);
+    else sessions.drop(s);
     proven = false;
-    if (sessions.size > 0) openBlockedUntil = performance.now() + setupRetryMs;
+    if (sessions.size() > 0) openBlockedUntil = performance.now() + setupRetryMs;
     else queue.failAll(err);
     dispatch();
   }
@@ -148,12 +110,11 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
   function release(s: Session): void {
     if (s.gone) return;
     if (queue.isClosed() || s.messages >= opts.maxMessagesPerConnection) {
-      void retire(s);
+      void sessions.retire(s);
       dispatch();
       return;
     }
-    if (s.idleTimer) s.idleTimer.refresh();
-    else s.idleTimer = setTimeout(() => s.current === null && void retire(s), opts.idleTimeoutMs).unref();
+    sessions.keepIdle(s, opts.idleTimeoutMs);
     dispatch();
   }
 
@@ -199,7 +160,7 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
       if (reused && dead && !dataStarted && w.requeues < opts.maxRequeues) {
         w.requeues++;
         w.session = null;
-        drop(s);
+        sessions.drop(s);
         return queue.requeue(w);
       }
       // 421, or the relay closing the connection or going silent without a reply (throttled,
@@ -213,13 +174,13 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
         s.smtp.reset((resetErr) => {
           s.resetting = false;
           if (resetErr) {
-            drop(s);
+            sessions.drop(s);
             dispatch();
           } else release(s);
         });
         return;
       }
-      drop(s);
+      sessions.drop(s);
       dispatch();
     });
   }
@@ -235,11 +196,8 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
     send: queue.send,
     async close() {
       queue.close();
-      // One still opening has no reply to wait for yet: closed. Busy ones retire after their message.
-      const idle = [...sessions].filter((s) => s.current === null);
-      for (const s of idle) if (!s.ready) drop(s);
-      await Promise.all(idle.map(retire));
+      await sessions.closeIdle();
     },
-    sessions: () => sessions.size,
+    sessions: () => sessions.size(),
   };
 }
