@@ -30,32 +30,23 @@
 import type SMTPConnection from "nodemailer/lib/smtp-connection";
 import { downgradeTo7bit } from "./mime-downgrade.ts";
 import { smtpUtf8Missing, TRANSIENT_CODES } from "./relay-pool-errors.ts";
+import { createOpenLimits } from "./relay-pool-limits.ts";
 import { createMessageQueue, settle, type Waiting } from "./relay-pool-queue.ts";
 import { createSessionSet } from "./relay-pool-session-set.ts";
 import { newSession, offers, setSocketTimeout, setUpSession, type Session, type SessionSetupEvents } from "./relay-pool-session.ts";
 import type { RelayPool, RelayPoolOptions } from "./relay-pool-types.ts";
 
 export { isPoolClosedError } from "./relay-pool-errors.ts";
+export { SETUP_RETRY_MS } from "./relay-pool-limits.ts";
 export { QUIT_TIMEOUT_MS } from "./relay-pool-session-set.ts";
 export type { RelayPool, RelayPoolJob, RelayPoolOptions, RelayPoolResult } from "./relay-pool-types.ts";
 
-/** See RelayPoolOptions.setupRetryMs. */
-export const SETUP_RETRY_MS = 5_000;
 
 export function createRelayPool(opts: RelayPoolOptions): RelayPool {
   const queue = createMessageQueue({ dispatch, abandon });
   const sessions = createSessionSet();
   const setupEvents: SessionSetupEvents = { ready, failed: setupFailed, lostIdle: sessions.drop };
-  const setupRetryMs = opts.setupRetryMs ?? SETUP_RETRY_MS;
-  /** See setupFailed: while now is before this, sessions that work are all the pool uses. */
-  let openBlockedUntil = 0;
-  /**
-   * Whether a session got through setup (connect … AUTH) since the pool started or a setup last
-   * failed. Until then one session sets up at a time: with a wrong password the waiting messages
-   * cost one refused login, not one each (Gmail and SES lock an account after a few), however
-   * slow the relay's answer is; a dead relay, one connection attempt.
-   */
-  let proven = false;
+  const limits = createOpenLimits(opts);
 
   function abandon(s: Session): void {
     s.current = null;
@@ -71,16 +62,14 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
         run(idle, queue.next());
         continue;
       }
-      if (sessions.size() >= opts.maxConnections || opening >= queue.count()) return;
-      if (sessions.size() > 0 && performance.now() < openBlockedUntil) return;
-      if (!proven && opening > 0) return;
+      if (!limits.mayOpen(sessions.size(), opening, queue.count())) return;
       open();
       opening++;
     }
   }
 
   function ready(s: Session): void {
-    proven = true;
+    limits.setUp();
     release(s);
   }
 
@@ -94,9 +83,9 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
     // A refused login leaves a sound session: say QUIT. Anything else broke it.
     if ((err as { code?: unknown } | null)?.code === "EAUTH") void sessions.retire(s);
     else sessions.drop(s);
-    proven = false;
-    if (sessions.size() > 0) openBlockedUntil = performance.now() + setupRetryMs;
-    else queue.failAll(err);
+    const othersUp = sessions.size() > 0;
+    limits.setupFailed(othersUp);
+    if (!othersUp) queue.failAll(err);
     dispatch();
   }
 
