@@ -27,13 +27,11 @@
  * command) for relay.ts to classify. A failed session setup fails the waiting messages when
  * no other session is up (relay down or misconfigured: the queue retries them with backoff).
  */
-import type SMTPConnection from "nodemailer/lib/smtp-connection";
-import { downgradeTo7bit } from "./mime-downgrade.ts";
-import { smtpUtf8Missing, TRANSIENT_CODES } from "./relay-pool-errors.ts";
 import { createOpenLimits } from "./relay-pool-limits.ts";
-import { createMessageQueue, settle, type Waiting } from "./relay-pool-queue.ts";
+import { createMessageQueue } from "./relay-pool-queue.ts";
 import { createSessionSet } from "./relay-pool-session-set.ts";
-import { newSession, offers, setSocketTimeout, setUpSession, type Session, type SessionSetupEvents } from "./relay-pool-session.ts";
+import { newSession, setUpSession, type Session, type SessionSetupEvents } from "./relay-pool-session.ts";
+import { runMessage, type TransactionPool } from "./relay-pool-transaction.ts";
 import type { RelayPool, RelayPoolOptions } from "./relay-pool-types.ts";
 
 export { isPoolClosedError } from "./relay-pool-errors.ts";
@@ -41,12 +39,12 @@ export { SETUP_RETRY_MS } from "./relay-pool-limits.ts";
 export { QUIT_TIMEOUT_MS } from "./relay-pool-session-set.ts";
 export type { RelayPool, RelayPoolJob, RelayPoolOptions, RelayPoolResult } from "./relay-pool-types.ts";
 
-
 export function createRelayPool(opts: RelayPoolOptions): RelayPool {
   const queue = createMessageQueue({ dispatch, abandon });
   const sessions = createSessionSet();
   const setupEvents: SessionSetupEvents = { ready, failed: setupFailed, lostIdle: sessions.drop };
   const limits = createOpenLimits(opts);
+  const transactionPool: TransactionPool = { opts, release, relayFailed: setupFailed, drop: sessions.drop, dispatch, requeue: queue.requeue };
 
   function abandon(s: Session): void {
     s.current = null;
@@ -59,7 +57,7 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
     while (queue.count() > 0) {
       const idle = sessions.idle();
       if (idle !== null) {
-        run(idle, queue.next());
+        runMessage(idle, queue.next(), transactionPool);
         continue;
       }
       if (!limits.mayOpen(sessions.size(), opening, queue.count())) return;
@@ -105,80 +103,6 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
     }
     sessions.keepIdle(s, opts.idleTimeoutMs);
     dispatch();
-  }
-
-  function run(s: Session, w: Waiting): void {
-    const needs = w.job.smtpUtf8Address;
-    if (needs && !offers(s, "SMTPUTF8")) {
-      // Nothing was sent: the session stays idle and dispatch's loop hands it the next message.
-      settle(w, { ok: false, error: smtpUtf8Missing(needs), relayDown: false });
-      return;
-    }
-    // RFC 6152: 8-bit data only to a relay that offers 8BITMIME; for one that does not, the
-    // message is converted (mime-downgrade.ts), as Postfix does.
-    const downgrade = w.job.eightBit === true && !offers(s, "8BITMIME");
-    const raw = downgrade ? (w.sevenBit ??= downgradeTo7bit(w.job.raw)) : w.job.raw;
-    s.current = w;
-    w.session = s;
-    const reused = s.messages > 0;
-    let dataStarted = false;
-    // SMTPConnection pipes a stream-like message into its data stream once the envelope is
-    // accepted; this one-call "stream" tells us whether DATA began (requeue only before that).
-    const message = {
-      pipe(dest: NodeJS.WritableStream): void {
-        dataStarted = true;
-        // 'end': the dot-stuffed data and the final dot are all in the socket's hands.
-        (dest as unknown as NodeJS.ReadableStream).once("end", () => s.current === w && awaitFinalReply(s, w));
-        dest.end(raw);
-      },
-    } as unknown as NodeJS.ReadableStream as Parameters<SMTPConnection["send"]>[1];
-    // SIZE= (RFC 1870, when offered): a relay with a lower limit refuses at MAIL FROM, not after the transfer.
-    const envelope = { from: w.job.from, to: w.job.to, use8BitMime: w.job.eightBit === true && !downgrade, size: raw.length };
-    s.smtp.send(envelope, message, (err, info) => {
-      s.messages++;
-      if (s.current !== w) return; // aborted: the session was dropped already
-      if (opts.finalReplyTimeoutMs !== undefined) setSocketTimeout(s, opts.connection.socketTimeout);
-      s.current = null;
-      if (!err && info) {
-        settle(w, { ok: true, info });
-        return release(s);
-      }
-      const code = typeof err?.code === "string" ? err.code : "";
-      const responseCode = typeof err?.responseCode === "number" ? err.responseCode : 0;
-      const dead = TRANSIENT_CODES.has(code) || responseCode === 421;
-      if (reused && dead && !dataStarted && w.requeues < opts.maxRequeues) {
-        w.requeues++;
-        w.session = null;
-        sessions.drop(s);
-        return queue.requeue(w);
-      }
-      // 421, or the relay closing the connection or going silent without a reply (throttled,
-      // overloaded, its backend broken): a failure of the relay, not of this message (Postfix
-      // throttles the destination on "lost connection" and "timed out" too). Each waiting message
-      // would open a session only to meet the same; they fail with it, as at setup.
-      settle(w, { ok: false, error: err, relayDown: dead });
-      if (dead) return setupFailed(s, err);
-      if ((code === "EENVELOPE" || code === "EMESSAGE") && !s.gone) {
-        s.resetting = true;
-        s.smtp.reset((resetErr) => {
-          s.resetting = false;
-          if (resetErr) {
-            sessions.drop(s);
-            dispatch();
-          } else release(s);
-        });
-        return;
-      }
-      sessions.drop(s);
-      dispatch();
-    });
-  }
-
-  /** The message is sent: the deadline no longer applies, the relay gets its time to answer. */
-  function awaitFinalReply(s: Session, w: Waiting): void {
-    if (w.deadline) clearTimeout(w.deadline);
-    w.deadline = null;
-    if (opts.finalReplyTimeoutMs !== undefined) setSocketTimeout(s, opts.finalReplyTimeoutMs);
   }
 
   return {

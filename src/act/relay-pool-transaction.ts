@@ -1,0 +1,120 @@
+/**
+ * One message on one session of the relay pool (relay-pool.ts): what the session's relay must
+ * offer for it (SMTPUTF8, 8BITMIME or a 7-bit copy), the SMTP transaction, and what its outcome
+ * means for the message (settled or sent again) and for the session (next message, RSET,
+ * closed, or the relay down). Separate from the scheduling: the pool decides which session takes
+ * which message; this says what became of both.
+ *
+ * Trusts: SMTPConnection for the protocol. Failure: every outcome settles the message (or
+ * requeues it) and hands the session back to the pool.
+ */
+import type SMTPConnection from "nodemailer/lib/smtp-connection";
+import { downgradeTo7bit } from "./mime-downgrade.ts";
+import { smtpUtf8Missing, TRANSIENT_CODES } from "./relay-pool-errors.ts";
+import { settle, type Waiting } from "./relay-pool-queue.ts";
+import { offers, setSocketTimeout, type Session } from "./relay-pool-session.ts";
+import type { RelayPoolOptions } from "./relay-pool-types.ts";
+
+/** What the pool does with a session, or a message, once the message has an outcome. */
+export interface TransactionPool {
+  readonly opts: RelayPoolOptions;
+  /** The session can take the next message (or is retired). */
+  release(s: Session): void;
+  /** The relay failed on the session (421, or no reply): as when a setup fails. */
+  relayFailed(s: Session, err: unknown): void;
+  /** Closes a session whose state is unknown or broken. */
+  drop(s: Session): void;
+  /** Hand waiting messages to sessions. */
+  dispatch(): void;
+  /** The message, none of it sent, goes first again (MessageQueue.requeue). */
+  requeue(w: Waiting): void;
+}
+
+/** Sends the message on the session, which is set up and idle. */
+export function runMessage(s: Session, w: Waiting, pool: TransactionPool): void {
+  const needs = w.job.smtpUtf8Address;
+  if (needs && !offers(s, "SMTPUTF8")) {
+    // Nothing was sent: the session stays idle and dispatch's loop hands it the next message.
+    settle(w, { ok: false, error: smtpUtf8Missing(needs), relayDown: false });
+    return;
+  }
+  // RFC 6152: 8-bit data only to a relay that offers 8BITMIME; for one that does not, the
+  // message is converted (mime-downgrade.ts), as Postfix does.
+  const downgrade = w.job.eightBit === true && !offers(s, "8BITMIME");
+  const raw = downgrade ? (w.sevenBit ??= downgradeTo7bit(w.job.raw)) : w.job.raw;
+  s.current = w;
+  w.session = s;
+  const reused = s.messages > 0;
+  let dataStarted = false;
+  // SMTPConnection pipes a stream-like message into its data stream once the envelope is
+  // accepted; this one-call "stream" tells us whether DATA began (requeue only before that).
+  const message = {
+    pipe(dest: NodeJS.WritableStream): void {
+      dataStarted = true;
+      // 'end': the dot-stuffed data and the final dot are all in the socket's hands.
+      (dest as unknown as NodeJS.ReadableStream).once("end", () => s.current === w && awaitFinalReply(s, w, pool.opts));
+      dest.end(raw);
+    },
+  } as unknown as NodeJS.ReadableStream as Parameters<SMTPConnection["send"]>[1];
+  // SIZE= (RFC 1870, when offered): a relay with a lower limit refuses at MAIL FROM, not after the transfer.
+  const envelope = { from: w.job.from, to: w.job.to, use8BitMime: w.job.eightBit === true && !downgrade, size: raw.length };
+  s.smtp.send(envelope, message, (err, info) => {
+    s.messages++;
+    if (s.current !== w) return; // aborted: the session was dropped already
+    finishMessage(s, w, err, info, reused && !dataStarted, pool);
+  });
+}
+
+/** The message is sent: the deadline no longer applies, the relay gets its time to answer. */
+function awaitFinalReply(s: Session, w: Waiting, opts: RelayPoolOptions): void {
+  if (w.deadline) clearTimeout(w.deadline);
+  w.deadline = null;
+  if (opts.finalReplyTimeoutMs !== undefined) setSocketTimeout(s, opts.finalReplyTimeoutMs);
+}
+
+/** The transaction's outcome; `reusedBeforeData`: on a reused session, and DATA had not begun. */
+function finishMessage(
+  s: Session,
+  w: Waiting,
+  err: SMTPConnection.SMTPError | null,
+  info: SMTPConnection.SentMessageInfo,
+  reusedBeforeData: boolean,
+  pool: TransactionPool,
+): void {
+  if (pool.opts.finalReplyTimeoutMs !== undefined) setSocketTimeout(s, pool.opts.connection.socketTimeout);
+  s.current = null;
+  if (!err && info) {
+    settle(w, { ok: true, info });
+    return pool.release(s);
+  }
+  const code = typeof err?.code === "string" ? err.code : "";
+  const responseCode = typeof err?.responseCode === "number" ? err.responseCode : 0;
+  const dead = TRANSIENT_CODES.has(code) || responseCode === 421;
+  if (reusedBeforeData && dead && w.requeues < pool.opts.maxRequeues) {
+    w.requeues++;
+    w.session = null;
+    pool.drop(s);
+    return pool.requeue(w);
+  }
+  // 421, or the relay closing the connection or going silent without a reply (throttled,
+  // overloaded, its backend broken): a failure of the relay, not of this message (Postfix
+  // throttles the destination on "lost connection" and "timed out" too). Each waiting message
+  // would open a session only to meet the same; they fail with it, as at setup.
+  settle(w, { ok: false, error: err, relayDown: dead });
+  if (dead) return pool.relayFailed(s, err);
+  if ((code === "EENVELOPE" || code === "EMESSAGE") && !s.gone) return resetAfterRefusal(s, pool);
+  pool.drop(s);
+  pool.dispatch();
+}
+
+/** The relay refused the envelope or the data: RSET keeps the session for the next message. */
+function resetAfterRefusal(s: Session, pool: TransactionPool): void {
+  s.resetting = true;
+  s.smtp.reset((resetErr) => {
+    s.resetting = false;
+    if (resetErr) {
+      pool.drop(s);
+      pool.dispatch();
+    } else pool.release(s);
+  });
+}
