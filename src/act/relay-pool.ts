@@ -26,25 +26,28 @@
  * { ok: true, info } or { ok: false, error } with nodemailer's error (code, responseCode,
  * command) for relay.ts to classify. A failed session setup fails the waiting messages when
  * no other session is up (relay down or misconfigured: the queue retries them with backoff).
+ *
+ * This file only connects the parts: the waiting messages (relay-pool-queue.ts), the sessions
+ * (relay-pool-session-set.ts; one session's setup: relay-pool-session.ts), when one may open
+ * (relay-pool-opener.ts) and one message on one session (relay-pool-transaction.ts).
  */
-import { createOpenLimits } from "./relay-pool-limits.ts";
+import { createSessionOpener } from "./relay-pool-opener.ts";
 import { createMessageQueue } from "./relay-pool-queue.ts";
 import { createSessionSet } from "./relay-pool-session-set.ts";
-import { newSession, setUpSession, type Session, type SessionSetupEvents } from "./relay-pool-session.ts";
+import type { Session } from "./relay-pool-session.ts";
 import { runMessage, type TransactionPool } from "./relay-pool-transaction.ts";
 import type { RelayPool, RelayPoolOptions } from "./relay-pool-types.ts";
 
 export { isPoolClosedError } from "./relay-pool-errors.ts";
-export { SETUP_RETRY_MS } from "./relay-pool-limits.ts";
+export { SETUP_RETRY_MS } from "./relay-pool-opener.ts";
 export { QUIT_TIMEOUT_MS } from "./relay-pool-session-set.ts";
 export type { RelayPool, RelayPoolJob, RelayPoolOptions, RelayPoolResult } from "./relay-pool-types.ts";
 
 export function createRelayPool(opts: RelayPoolOptions): RelayPool {
-  const queue = createMessageQueue({ dispatch, abandon });
   const sessions = createSessionSet();
-  const setupEvents: SessionSetupEvents = { ready, failed: setupFailed, lostIdle: sessions.drop };
-  const limits = createOpenLimits(opts);
-  const transactionPool: TransactionPool = { opts, release, relayFailed: setupFailed, drop: sessions.drop, dispatch, requeue: queue.requeue };
+  const queue = createMessageQueue({ dispatch, abandon });
+  const opener = createSessionOpener(opts, sessions, { release, dispatch, failAll: queue.failAll });
+  const transactionPool: TransactionPool = { opts, release, relayFailed: opener.setupFailed, drop: sessions.drop, dispatch, requeue: queue.requeue };
 
   function abandon(s: Session): void {
     s.current = null;
@@ -60,37 +63,10 @@ export function createRelayPool(opts: RelayPoolOptions): RelayPool {
         runMessage(idle, queue.next(), transactionPool);
         continue;
       }
-      if (!limits.mayOpen(sessions.size(), opening, queue.count())) return;
-      open();
+      if (!opener.mayOpen(opening, queue.count())) return;
+      opener.open();
       opening++;
     }
-  }
-
-  function ready(s: Session): void {
-    limits.setUp();
-    release(s);
-  }
-
-  /**
-   * A session failed before it was usable. With another one up or still opening, the waiting
-   * messages wait for it and no new session is opened for a while (else a relay capping its
-   * connections below ours is hit in a tight connect-421 loop); with none, they fail (the relay
-   * is down or refuses us: the queue retries them with backoff).
-   */
-  function setupFailed(s: Session, err: unknown): void {
-    // A refused login leaves a sound session: say QUIT. Anything else broke it.
-    if ((err as { code?: unknown } | null)?.code === "EAUTH") void sessions.retire(s);
-    else sessions.drop(s);
-    const othersUp = sessions.size() > 0;
-    limits.setupFailed(othersUp);
-    if (!othersUp) queue.failAll(err);
-    dispatch();
-  }
-
-  function open(): void {
-    const s = newSession(opts.connection);
-    sessions.add(s);
-    setUpSession(s, opts.auth, setupEvents);
   }
 
   /** The session can take the next message (or is retired). */
