@@ -25,22 +25,9 @@
  * lifting are logged; the suspension in memory still applies (and bounds the connections).
  */
 import type { Database } from "bun:sqlite";
-import { describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
-import { forwardTarget, parseAddresses } from "./attempt.ts";
-import {
-  deferDueForwards,
-  deleteSuspension,
-  liftSuspension,
-  readSuspension,
-  recordSuspension,
-  resumeForwards,
-  suspendedError,
-  suspensionRecorded,
-  waitUntil,
-  type FailedForward,
-  type RelaySuspension,
-} from "./relay-suspension-store.ts";
+import { createSuspensionJournal, takeOverAtStart } from "./relay-suspension-journal.ts";
+import { suspendedError, waitUntil, type RelaySuspension } from "./relay-suspension-store.ts";
 import { gaveUpReason, RETRY_CAP_MS, type NextStep } from "./retry.ts";
 
 export {
@@ -89,82 +76,25 @@ export interface RelayGate {
 }
 
 export function createRelayGate(opts: RelayGateOptions): RelayGate {
-  const { db, logger, queue } = opts;
+  const journal = createSuspensionJournal(opts);
+  const { queue } = opts;
   let s: RelaySuspension | null = null;
   let probe: number | null = null;
-
-  /** Runs a database write whose failure must not lose the attempt that triggered it. */
-  function safely(what: string, write: () => void): void {
-    try {
-      write();
-    } catch (err) {
-      logger.error(`${what} could not be recorded`, { error: describeError(err) });
-    }
-  }
-
-  /** `queue retry` or SIGHUP deleted the row: the suspension is over. */
-  function liftedElsewhere(): boolean {
-    return !suspensionRecorded(db);
-  }
 
   function resume(now: number, back: boolean): void {
     const was = s;
     s = null;
-    if (was === null) return;
-    let due = 0;
-    safely("the end of the relay suspension", () => {
-      if (back) deleteSuspension(db);
-      due = resumeForwards(db, now);
-    });
-    const fields = { relay: was.relay, suspended_since: new Date(was.since).toISOString(), forwards_due: due };
-    if (back) logger.info("relay is back: the suspension is over, deferred forwards are due now", fields);
-    else logger.info("relay suspension lifted (mailgw queue retry, or SIGHUP): trying the relay again", fields);
-  }
-
-  function failFor(failed: FailedForward[], suspended: RelaySuspension): void {
-    for (const f of failed) {
-      logger.error("failed", {
-        id: f.messageId, delivery: f.id, kind: "forward", rule: f.rule, category: f.category,
-        target: forwardTarget(suspended.relay, parseAddresses(f.target)), error: gaveUpReason(queue.maxAgeHours, suspendedError(suspended)),
-      });
-    }
+    if (was !== null) journal.resumed(was, now, back);
   }
 
   return {
     start(relay, now) {
-      const stored = readSuspension(db);
-      if (stored === null) return;
-      if (stored.relay !== relay) {
-        // Another relay (or none) since: what waited for that one's probe goes now, as after a
-        // reload that changes the relay (lift), not at the old suspension's end.
-        let due = 0;
-        safely("the end of the relay suspension", () => {
-          liftSuspension(db);
-          due = resumeForwards(db, now);
-        });
-        // Without a relay at all they are held next (the worker's own warning says so).
-        const next = relay === null ? "held until a relay is set" : "due now";
-        logger.info(`the relay suspended when serve stopped is no longer configured: the forwards it held are ${next}`, {
-          suspended_relay: stored.relay, relay, forwards_due: due,
-        });
-        return;
-      }
-      // The suspension goes on, but its probe is due now: a restart is how an admin applies a
-      // fixed password or CA file. One forward is tried; the others wait for its outcome.
-      s = { ...stored, until: now };
-      // Recorded too: /stats and `queue list` show the probe going now, not the old end.
-      const probing = s;
-      safely("the relay suspension's probe at start", () => {
-        recordSuspension(db, probing);
-        resumeForwards(db, now);
-      });
-      logger.warn("relay suspended when serve stopped: one forward is tried now, the others wait for it", {
-        relay, reason: stored.reason, since: new Date(stored.since).toISOString(),
-      });
+      const stored = takeOverAtStart(opts, relay, now);
+      if (stored !== null) s = stored;
     },
     beforeClaim(now) {
       if (s === null) return Infinity;
-      if (liftedElsewhere()) {
+      if (journal.liftedElsewhere()) {
         resume(now, false);
         return Infinity;
       }
@@ -172,12 +102,9 @@ export function createRelayGate(opts: RelayGateOptions): RelayGate {
       // No suspension lasts longer than RETRY_CAP_MS: an end further away was set before the
       // clock was stepped back (NTP), and every forward would wait for the clock to catch up
       // (a day for a day's step). It ends now; the worker's clock check has made them due.
-      if (s.until - now > RETRY_CAP_MS) {
-        const ended = (s = { ...s, until: now });
-        safely("the relay suspension", () => recordSuspension(db, ended));
-      }
+      if (s.until - now > RETRY_CAP_MS) journal.record((s = { ...s, until: now }));
       if (now >= s.until) return 1;
-      failFor(deferDueForwards(db, s, now, queue.maxAgeHours), s);
+      journal.deferDue(s, now);
       return 0;
     },
     claimed(id) {
@@ -189,20 +116,17 @@ export function createRelayGate(opts: RelayGateOptions): RelayGate {
         return null;
       }
       if (relayDown !== true) return null;
-      if (s !== null && liftedElsewhere()) s = null; // lifted during the attempt: this failure starts anew
+      if (s !== null && journal.liftedElsewhere()) s = null; // lifted during the attempt: this failure starts anew
       if (s === null) {
         s = { relay, since: now, until: now + suspensionDelayMs(1, queue.retryBaseSeconds), reason: error, failures: 1 };
-        logger.warn("relay suspended: forwards wait, one is tried when the suspension ends", {
-          relay, reason: error, until: new Date(s.until).toISOString(), hint: "fix the relay or its settings, then mailgw queue retry --all (or SIGHUP)",
-        });
+        journal.suspended(s);
       } else if (probe === id) {
         s = { ...s, reason: error, failures: s.failures + 1 };
         s.until = now + suspensionDelayMs(s.failures, queue.retryBaseSeconds);
       } else {
         return s; // in flight when the relay was suspended: waits for the same end
       }
-      const recorded = s;
-      safely("the relay suspension", () => recordSuspension(db, recorded));
+      journal.record(s);
       return s;
     },
     settled(id) {
@@ -212,7 +136,7 @@ export function createRelayGate(opts: RelayGateOptions): RelayGate {
       probe = null;
       if (s === null) return;
       resume(now, false);
-      safely("the end of the relay suspension", () => void liftSuspension(db));
+      journal.lifted();
     },
     current: () => s,
   };
