@@ -52,6 +52,19 @@ export function suspendedStep(step: NextStep, s: RelaySuspension, attempts: numb
   return { state: "deferred", nextAttemptAt: waitUntil(s, attempts, expiresAt), reason: suspendedError(s) };
 }
 
+/**
+ * The suspension after an attempt the relay itself failed: a new one when none was on; after a
+ * failed probe, the next with the backoff doubled; else `s` itself (the attempt was in flight
+ * when the relay was suspended: it waits for the same end).
+ */
+function afterRelayFailure(s: RelaySuspension | null, probe: boolean, relay: string, error: string, now: number, baseSeconds: number): RelaySuspension {
+  if (s === null) return { relay, since: now, until: now + suspensionDelayMs(1, baseSeconds), reason: error, failures: 1 };
+  if (!probe) return s;
+  const next = { ...s, reason: error, failures: s.failures + 1 };
+  next.until = now + suspensionDelayMs(next.failures, baseSeconds);
+  return next;
+}
+
 export interface RelayGateOptions {
   db: Database;
   logger: Logger;
@@ -117,16 +130,10 @@ export function createRelayGate(opts: RelayGateOptions): RelayGate {
       }
       if (relayDown !== true) return null;
       if (s !== null && journal.liftedElsewhere()) s = null; // lifted during the attempt: this failure starts anew
-      if (s === null) {
-        s = { relay, since: now, until: now + suspensionDelayMs(1, queue.retryBaseSeconds), reason: error, failures: 1 };
-        journal.suspended(s);
-      } else if (probe === id) {
-        s = { ...s, reason: error, failures: s.failures + 1 };
-        s.until = now + suspensionDelayMs(s.failures, queue.retryBaseSeconds);
-      } else {
-        return s; // in flight when the relay was suspended: waits for the same end
-      }
-      journal.record(s);
+      const was = s;
+      s = afterRelayFailure(was, probe === id, relay, error, now, queue.retryBaseSeconds);
+      if (was === null) journal.suspended(s);
+      if (s !== was) journal.record(s);
       return s;
     },
     settled(id) {
