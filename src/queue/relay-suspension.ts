@@ -20,6 +20,8 @@
  * The suspension lives in the delivery worker; its meta row (`relay_suspension`) is what
  * /healthz, /stats and `mailgw queue list` show, and what the next start goes on with.
  * A reply to MAIL, RCPT or DATA is the message's problem (its own backoff), never a suspension.
+ * This file holds the backoff and the gate's state (the suspension, the probe); the rows are in
+ * relay-suspension-store.ts, what the gate writes and logs in relay-suspension-journal.ts.
  *
  * Trusts: the worker's calls (one gate per worker). Failure: database errors while recording or
  * lifting are logged; the suspension in memory still applies (and bounds the connections).
@@ -28,7 +30,7 @@ import type { Database } from "bun:sqlite";
 import type { Logger } from "../log/logger.ts";
 import { createSuspensionJournal, takeOverAtStart } from "./relay-suspension-journal.ts";
 import { suspendedError, waitUntil, type RelaySuspension } from "./relay-suspension-store.ts";
-import { gaveUpReason, RETRY_CAP_MS, type NextStep } from "./retry.ts";
+import { RETRY_CAP_MS, type NextStep } from "./retry.ts";
 
 export {
   deferDueForwards,
@@ -115,7 +117,10 @@ export function createRelayGate(opts: RelayGateOptions): RelayGate {
       // No suspension lasts longer than RETRY_CAP_MS: an end further away was set before the
       // clock was stepped back (NTP), and every forward would wait for the clock to catch up
       // (a day for a day's step). It ends now; the worker's clock check has made them due.
-      if (s.until - now > RETRY_CAP_MS) journal.record((s = { ...s, until: now }));
+      if (s.until - now > RETRY_CAP_MS) {
+        s = { ...s, until: now };
+        journal.record(s);
+      }
       if (now >= s.until) return 1;
       journal.deferDue(s, now);
       return 0;
