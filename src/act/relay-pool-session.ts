@@ -49,7 +49,7 @@ export function newSession(connection: SMTPConnectionOptions): Session {
   return { smtp: new SMTPConnection(connection), ready: false, current: null, messages: 0, idleTimer: null, gone: false, resetting: false };
 }
 
-/** What a session's setup tells the pool; each is called at most once per session, `lostIdle` only after `ready`. */
+/** What a session's setup tells the pool: `ready` or `failed`, once; after `ready`, maybe `lostIdle` (again is harmless: drop). */
 export interface SessionSetupEvents {
   /** Set up (and logged in when the relay offers AUTH): it can take a message. */
   ready(s: Session): void;
