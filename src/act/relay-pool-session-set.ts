@@ -78,7 +78,9 @@ export function createSessionSet(): SessionSet {
     retire,
     keepIdle(s, idleTimeoutMs) {
       if (s.idleTimer) s.idleTimer.refresh();
-      else s.idleTimer = setTimeout(() => s.current === null && void retire(s), idleTimeoutMs).unref();
+      // Not while its RSET is on the wire: a message may be waiting for this session (the pool
+      // at its limit), and RSET's reply re-arms the timer through release().
+      else s.idleTimer = setTimeout(() => s.current === null && !s.resetting && void retire(s), idleTimeoutMs).unref();
     },
     closeIdle() {
       // One still opening has no reply to wait for yet: closed. Busy ones retire after their message.

@@ -28,6 +28,8 @@ interface Script {
   closeOnMail421?: boolean;
   /** Never answer RCPT TO for this recipient (a relay stalling before the data). */
   stallEnvelopeRcpt?: string;
+  /** Answer RSET after this many ms (commands after it wait, as a real relay reads in order). */
+  rsetReplyDelayMs?: number;
 }
 
 interface FakeRelay {
@@ -60,7 +62,10 @@ async function startFakeRelay(script: Script = {}): Promise<FakeRelay> {
     let rcpt = "";
     let mails = 0;
     socket.write("220 fake.test ESMTP\r\n");
-    onLines(socket, (line) => {
+    let paused = false;
+    const held: string[] = [];
+    onLines(socket, (line) => (paused ? void held.push(line) : handle(line)));
+    function handle(line: string): void {
       if (socket.destroyed) return;
       if (inData) {
         if (line === ".") {
@@ -89,12 +94,19 @@ async function startFakeRelay(script: Script = {}): Promise<FakeRelay> {
         inData = true;
         body = "";
         socket.write("354 go\r\n");
+      } else if (verb === "RSET" && script.rsetReplyDelayMs) {
+        paused = true;
+        setTimeout(() => {
+          paused = false;
+          socket.write("250 reset\r\n");
+          for (const l of held.splice(0)) handle(l);
+        }, script.rsetReplyDelayMs);
       } else if (verb === "QUIT") {
         state.quits++;
         socket.end("221 bye\r\n");
       }
       else socket.write("250 ok\r\n");
-    });
+    }
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const address = server.address();
@@ -174,6 +186,23 @@ describe("relay pool", () => {
     expect(uncaught).toEqual([]);
     expect(relay.delivered.map((d) => d.to)).toEqual(["next0@t.test", "next1@t.test", "next2@t.test"]);
     expect(relay.sessions).toBe(1); // the session is kept after the RSET, not replaced
+  });
+
+  test("a session whose idle time runs out during its RSET is not retired under a message waiting for it", async () => {
+    // The pool is at its one connection; the message sent during the RSET waits for that session.
+    const relay = await startFakeRelay({ tempfailRcpt: "later@t.test", rsetReplyDelayMs: 300 });
+    cleanups.push(() => relay.close());
+    const p = pool(relay.port, 1, { idleTimeoutMs: 200 });
+    expect(errorCode(await send(p, "first@t.test"))).toBe("ok");
+    await Bun.sleep(120); // the idle timer has run 120 of its 200 ms
+    const refused = send(p, "later@t.test");
+    await Bun.sleep(20);
+    const waiting = p.send({ from: "a@example.org", to: ["waiting@t.test"], raw: Buffer.from("Subject: w\r\n\r\nhello\r\n"), signal: new AbortController().signal, deadlineMs: 5_000 });
+    expect(errorCode(await refused)).toBe("EMESSAGE");
+    // Before: the idle timer retired the session mid-RSET and nothing dispatched the waiting
+    // message, which failed at its deadline (AbortError) although the relay was fine.
+    expect(errorCode(await waiting)).toBe("ok");
+    expect(relay.delivered.map((d) => d.to)).toEqual(["first@t.test", "waiting@t.test"]);
   });
 
   test("an aborted (stalled) message closes only its session; the next one is delivered", async () => {
