@@ -88,6 +88,8 @@ export class SpoolFlusher {
   /** Sends the queued batch when only afterSync() callers wait in it. */
   private passiveTimer: ReturnType<typeof setTimeout> | null = null;
   private closed = false;
+  /** Whether the worker holds the process open now (see keepAlive). */
+  private referenced = false;
   private deathListeners: ((reason: string) => void)[] = [];
 
   private constructor(
@@ -140,6 +142,7 @@ export class SpoolFlusher {
         clearTimeout(timer);
         const reply = event.data;
         if (reply.kind === "ready") {
+          // An idle flusher does not keep the process alive; one with a batch out does (keepAlive).
           worker.unref();
           resolve({ flusher: new SpoolFlusher(worker, reply.rows ? null : (reply.rowsReason ?? "no database")) });
         } else {
@@ -223,6 +226,7 @@ export class SpoolFlusher {
     }
     batch.seq = ++this.seq;
     this.sent.push(batch);
+    this.keepAlive();
     // The bytes are moved, not copied (the callers gave them away; each buffer listed once).
     const transfer = new Set<ArrayBuffer>();
     for (const j of batch.jobs) if (j.bytes && ownsWholeBuffer(j.bytes)) transfer.add(j.bytes.buffer as ArrayBuffer);
@@ -232,6 +236,7 @@ export class SpoolFlusher {
     } catch (err) {
       // Never left waiting for a reply that cannot come: this batch fails, the next may go.
       this.sent.pop();
+      this.keepAlive();
       const error = new Error(`spool writer thread refused the batch: ${err instanceof Error ? err.message : String(err)}`);
       for (const caller of batch.callers) caller.reject(error);
       this.sendQueued();
@@ -242,6 +247,7 @@ export class SpoolFlusher {
     const done = this.sent[0];
     if (reply.kind !== "synced" || done === undefined || reply.seq !== done.seq) return;
     this.sent.shift();
+    this.keepAlive();
     let group = 0;
     for (const caller of done.callers) {
       const rowsError = caller.rows ? reply.groupErrors[group++] : null;
@@ -258,6 +264,21 @@ export class SpoolFlusher {
     for (const batch of [...this.sent, this.queued]) for (const caller of batch?.callers ?? []) caller.reject(err);
     this.sent = [];
     this.queued = null;
+    this.keepAlive();
+  }
+
+  /**
+   * Holds the process open while a batch is out. An unref'd worker's reply does not: in serve's
+   * stop, once the sockets and the delivery thread were gone, the finisher's wait for the sync
+   * of its done marks was all that was left, and the process exited 0 right there, mid-stop
+   * (no "stopped" line, the database not closed). The passive timer is a timer: it holds anyway.
+   */
+  private keepAlive(): void {
+    const busy = this.sent.length > 0;
+    if (busy === this.referenced) return;
+    this.referenced = busy;
+    if (busy) this.worker.ref();
+    else this.worker.unref();
   }
 }
 

@@ -1,12 +1,14 @@
 /**
  * SpoolFlusher: starts its syncfs worker (Linux), flushes (many concurrent flushes all
  * resolve, sharing syncfs calls), writes and renames the spool files handed to it (a job that
- * fails fails alone), rejects after close, and close() releases the directory fd (a tmpfs
- * holding it can be unmounted, when mount is allowed here).
+ * fails fails alone), rejects after close, close() releases the directory fd (a tmpfs
+ * holding it can be unmounted, when mount is allowed here), and a sync being waited for keeps
+ * the process alive (serve's stop waited for one with nothing else left running).
  */
 import { expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { fileURLToPath } from "node:url";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { SpoolJob } from "../../src/spool/incoming-file.ts";
@@ -113,6 +115,33 @@ test("a worker that dies tells onDeath; what it had and every later flush fail",
     expect(await caught).toContain("syncfs worker failed");
     await expect(flusher.flush()).rejects.toThrow("closed");
   }));
+
+test("a process waiting for a sync is kept alive until it is answered", async () => {
+  if (process.platform !== "linux") return console.log("skipped: syncfs is Linux only");
+  const dir = await mkdtemp(join(tmpdir(), "flusher-alive-"));
+  try {
+    // serve's stop: the sockets and the delivery thread are gone, and the finisher waits for the
+    // sync of its done marks. The worker is unref'd; with nothing else running, the process
+    // ended there (exit 0) without finishing its stop: no "stopped" line, the database left open.
+    const script = join(dir, "wait-for-sync.ts");
+    const module = fileURLToPath(new URL("../../src/spool/spool-flusher.ts", import.meta.url));
+    await writeFile(script, `import { SpoolFlusher } from ${JSON.stringify(module)};
+const started = await SpoolFlusher.start(${JSON.stringify(dir)});
+if (!started.flusher) throw new Error(started.reason);
+const flusher = started.flusher;
+void (async () => {
+  for (let i = 0; i < 3; i++) await flusher.afterSync();
+  await flusher.flush();
+  console.log("synced");
+  await flusher.close();
+})();
+`);
+    const run = spawnSync(process.execPath, [script], { encoding: "utf8", timeout: 10_000 });
+    expect({ status: run.status, stdout: run.stdout, stderr: run.stderr }).toEqual({ status: 0, stdout: "synced\n", stderr: "" });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
 
 test("close() releases the directory: its tmpfs can be unmounted", () =>
   withTmpfs("flusher-tmpfs-", 1, async (mnt) => {
