@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { VARIABLES } from "../../src/config/variables.ts";
+import { STOP_TIMEOUT_SECONDS } from "../../src/systemd/unit.ts";
 import { REPO_ROOT } from "./binary.ts";
 
 interface Instruction {
@@ -122,7 +123,7 @@ describe(".dockerignore", () => {
 
 describe("docker-compose.yml", () => {
   const compose = parseYaml(readFileSync(join(REPO_ROOT, "docker-compose.yml"), "utf8")) as {
-    services?: Record<string, { volumes?: string[]; ports?: string[]; environment?: Record<string, string>; init?: boolean }>;
+    services?: Record<string, { volumes?: string[]; ports?: string[]; environment?: Record<string, string>; init?: boolean; stop_grace_period?: string }>;
     volumes?: Record<string, unknown>;
   };
 
@@ -138,5 +139,15 @@ describe("docker-compose.yml", () => {
     expect(service.environment?.SMTP_TLS_CERT).toStartWith("/app/certs/");
     // PID 1 ignores signals it has no handler for yet: an init forwards them (and reaps).
     expect(service.init).toBe(true);
+  });
+
+  test("a stop gets as long as systemd gives it, in the compose file and in the README's docker run", () => {
+    // Sessions get 10 s, then deliveries 10 s more: a stalled client and a hung webhook made
+    // serve's stop take 20 s, and Docker's default 10 s ended it with SIGKILL (exit 137).
+    expect(compose.services?.mailgw?.stop_grace_period).toBe(`${STOP_TIMEOUT_SECONDS}s`);
+    const readme = readFileSync(join(REPO_ROOT, "README.md"), "utf8").replace(/\\\n\s*/g, " ");
+    const runs = readme.split("\n").filter((l) => l.startsWith("docker run ") && / mailgw$/.test(l));
+    expect(runs.length).toBeGreaterThan(0);
+    for (const run of runs) expect(run).toContain(`--stop-timeout ${STOP_TIMEOUT_SECONDS} `);
   });
 });
