@@ -212,6 +212,20 @@ export class GatewayConnection extends SMTPConnection {
     super._onClose();
   }
 
+  /**
+   * A handshake our side cut short (the shutdown's 421, the idle timeout) ends with the plain
+   * socket: under Bun the TLS socket over it emits no 'close' then, the only close the library
+   * listens for during the handshake, so the session never ended (no line, no count, its state
+   * kept). Once the handshake is done the TLS socket is the connection's, and this is moot.
+   */
+  override upgrade(callback: () => void, secureCallback?: () => void): void {
+    const plain = this._socket;
+    super.upgrade(callback, secureCallback);
+    plain.once("close", () => {
+      if (this._socket === plain) this._onClose();
+    });
+  }
+
   override _createParser(): SMTPStream {
     const parser = continueAfterData(useFastDataScanner(super._createParser()));
     // The socket ends the parser when the client has sent its last byte (the listener is

@@ -3,14 +3,15 @@
  * 421 at once, new connections are refused, a session in the middle of DATA, or of a
  * transaction between its commands, finishes and gets its 250 (a new MAIL then gets 421), and
  * the process exits 0; a client stalled mid-DATA is cut
- * off after the grace, leaving no file and no row. SIGINT also exits 0.
+ * off after the grace, leaving no file and no row. SIGINT also exits 0. A client stalled in
+ * its STARTTLS handshake is closed and still gets its session line.
  */
 import { describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { readdirSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
-import { RawClient, greet, sendMail } from "../smtp/helpers.ts";
+import { RawClient, greet, makeCert, sendMail } from "../smtp/helpers.ts";
 import { serveDir, startServe } from "../smtp/serve-process.ts";
 
 function refused(port: number): Promise<boolean> {
@@ -87,6 +88,21 @@ describe("mailgw serve graceful stop", () => {
     expect(db.query<{ n: number }, []>("SELECT count(*) AS n FROM messages").get()?.n).toBe(0);
     db.close();
   }, 40_000);
+
+  test("SIGTERM with a client stalled in its STARTTLS handshake: closed, and its session logged", async () => {
+    const dir = serveDir();
+    const { key, cert } = makeCert(dir, "tls");
+    const serve = await startServe("source", dir, { SMTP_TLS_KEY: key, SMTP_TLS_CERT: cert });
+    const stalled = await RawClient.connect(serve.smtpPort);
+    await greet(stalled);
+    expect(await stalled.cmd("STARTTLS")).toMatch(/^220 /);
+    // No ClientHello follows. Closing it mid-handshake (here, or at the idle timeout) fired no
+    // close event under Bun: the session never got its line, nor its count.
+    expect(await serve.stop("SIGTERM")).toBe(0);
+    stalled.end();
+    const sessions = serve.logs.filter((l) => l.msg === "smtp session");
+    expect(sessions.map((l) => ({ helo: l.helo, tls: l.tls }))).toEqual([{ helo: "client.example", tls: false }]);
+  }, 30_000);
 
   test("SIGINT with no sessions exits 0 promptly", async () => {
     const serve = await startServe("source", serveDir());
