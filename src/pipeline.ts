@@ -39,16 +39,14 @@ import { Finisher } from "./act/finish.ts";
 import { deliveriesFor, messageRow } from "./act/decision-rows.ts";
 import { Intake, type IntakeEntry, type IntakeStats } from "./act/intake.ts";
 import { newMessageId } from "./spool/ids.ts";
-import { recoverSpool, sweepPending, type RecoveryReport } from "./spool/recovery.ts";
+import { recoverSpool, type RecoveryReport } from "./spool/recovery.ts";
 import { IncomingFile } from "./spool/incoming-file.ts";
 import { Spool } from "./spool/spool.ts";
 import { IntakeRowsError, SpoolFlusher } from "./spool/spool-flusher.ts";
 import { WalSync } from "./spool/wal-sync.ts";
-import { startRetention, type RetentionTimer } from "./store/retention.ts";
 import type { Decision, Envelope, MessageFacts, MessageSink, ReceiveOutcome } from "./types.ts";
+import { BackgroundTimers } from "./pipeline/background-timers.ts";
 
-/** How often messages left `spooled` by a failed archive copy are retried. */
-const SWEEP_INTERVAL_MS = 60_000;
 /** Longest reject text sent to a client (after `550 5.7.1 `): one SMTP reply line. */
 const MAX_REJECT_TEXT_CHARS = 400;
 const DEFAULT_REJECT_TEXT = "Message rejected";
@@ -145,12 +143,11 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   const wal = new WalSync(db);
   const intake = new Intake(db, spool, wal);
   const finisher = new Finisher(db, spool, archive, logger, wal);
+  const timers = new BackgroundTimers({ config, db, logger, finisher, archive, now });
   let closed = false;
-  let retention: RetentionTimer | null = null;
   let flusher: SpoolFlusher | null = null;
   /** Parse workers (started by recover()); null: parse in-thread. */
   let parsePool: ParsePool | null = null;
-  let sweepTimer: ReturnType<typeof setInterval> | null = null;
   /** Archive-only messages go straight to the archive (writer thread, archive on the spool's file system). */
   let directArchive = false;
 
@@ -355,13 +352,12 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
         parsePool = pool.pool;
         logger.info("messages parsed in parse workers", { workers: pool.pool.size });
       } else logger.warn("parse workers did not start, parsing in-thread", { reason: pool.reason });
-      startTimers();
+      if (!closed) timers.start();
       return report;
     },
     async close() {
       closed = true;
-      await retention?.stop(); // before the database closes under a pass
-      if (sweepTimer) clearInterval(sweepTimer);
+      await timers.stop();
       if (active > 0) await new Promise<void>((resolve) => inactiveWaiters.push(resolve));
       await intake.drain();
       await finisher.idle();
@@ -376,29 +372,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     },
     intakeStats: () => ({ ...intake.stats }),
     databaseWriteFailure: () => databaseWriteFailure,
-    sweep,
+    sweep: () => timers.sweep(),
   };
-
-  function sweep(): Promise<number> {
-    return sweepPending(db, finisher, now() - SWEEP_INTERVAL_MS);
-  }
-
-  function startTimers(): void {
-    if (closed || sweepTimer) return;
-    let sweeping = false;
-    sweepTimer = setInterval(() => {
-      if (sweeping) return;
-      sweeping = true;
-      sweep()
-        .catch((err: unknown) => logger.error("retrying unfinished messages failed", { error: describeError(err) }))
-        .finally(() => (sweeping = false));
-    }, SWEEP_INTERVAL_MS);
-    sweepTimer.unref();
-    retention = startRetention({
-      db, dataDir: config.dataDir, maxAgeDays: config.archiveMaxAgeDays, logger, now,
-      onPruned: () => archive.forgetDays(),
-    });
-  }
 }
 
 function sameFileSystem(a: string, b: string): boolean {
