@@ -20,9 +20,9 @@
  * background retention and retry timers). `close()` waits for work in flight.
  */
 import type { Database } from "bun:sqlite";
-import { mkdirSync, statSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { readFileBytes } from "./read-file.ts";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import type { Config } from "./config/config.ts";
 import { describeError, RejectedMessage, SmtpError } from "./errors.ts";
 import type { Logger } from "./log/logger.ts";
@@ -42,10 +42,11 @@ import { newMessageId } from "./spool/ids.ts";
 import { recoverSpool, type RecoveryReport } from "./spool/recovery.ts";
 import { IncomingFile } from "./spool/incoming-file.ts";
 import { Spool } from "./spool/spool.ts";
-import { IntakeRowsError, SpoolFlusher } from "./spool/spool-flusher.ts";
+import { IntakeRowsError } from "./spool/spool-flusher.ts";
 import { WalSync } from "./spool/wal-sync.ts";
 import type { Decision, Envelope, MessageFacts, MessageSink, ReceiveOutcome } from "./types.ts";
 import { BackgroundTimers } from "./pipeline/background-timers.ts";
+import { DurabilityMode } from "./pipeline/durability-mode.ts";
 
 /** Longest reject text sent to a client (after `550 5.7.1 `): one SMTP reply line. */
 const MAX_REJECT_TEXT_CHARS = 400;
@@ -143,13 +144,11 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   const wal = new WalSync(db);
   const intake = new Intake(db, spool, wal);
   const finisher = new Finisher(db, spool, archive, logger, wal);
+  const durability = new DurabilityMode({ db, spool, wal, intake, archive, logger });
   const timers = new BackgroundTimers({ config, db, logger, finisher, archive, now });
   let closed = false;
-  let flusher: SpoolFlusher | null = null;
   /** Parse workers (started by recover()); null: parse in-thread. */
   let parsePool: ParsePool | null = null;
-  /** Archive-only messages go straight to the archive (writer thread, archive on the spool's file system). */
-  let directArchive = false;
 
   let active = 0;
   const inactiveWaiters: (() => void)[] = [];
@@ -277,7 +276,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     }
     // Archive only: the writer thread puts the file straight into the archive (no spool file,
     // no post-250 work). Otherwise the spool file stays for the archive copy or the deliveries.
-    const direct = directArchive && decision.archive && decision.action === "archive";
+    const direct = durability.directArchive && decision.archive && decision.action === "archive";
     const finishLater = decision.archive && !direct;
     const row = messageRow(id, receivedAt, facts, decision, finishLater ? "spooled" : "done");
     if (direct) row.archivePath = archiveRelativePath(id, receivedAt);
@@ -324,29 +323,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     openIncoming,
     async recover() {
       const report = await recoverSpool(db, spool, finisher, logger, config.dataDir);
-      const walToo = wal.file !== null && sameFileSystem(dirname(wal.file), spool.dir);
-      // The writer thread commits the intake's rows on its own connection (a WAL database only).
-      const database = wal.file !== null ? { path: db.filename, walFsync: walToo ? null : wal.file } : undefined;
-      const started = await SpoolFlusher.start(spool.dir, database);
-      if (started.flusher) {
-        const spoolFlusher = (flusher = started.flusher);
-        intake.useFlusher(spoolFlusher, { coversWal: walToo });
-        if (spoolFlusher.rowsUnavailable !== null) logger.warn("intake rows committed on the event loop", { reason: spoolFlusher.rowsUnavailable });
-        mkdirSync(archive.root, { recursive: true });
-        directArchive = sameFileSystem(archive.root, spool.dir);
-        // The finisher's done marks ride on the intake's next group syncfs (see afterSync).
-        if (walToo) wal.useSyncer(() => spoolFlusher.afterSync());
-        logger.info("spool files made durable by group syncfs", { wal_by_syncfs: walToo, archive_direct: directArchive });
-        spoolFlusher.onDeath((reason) => {
-          // Messages in its hands get 451; from now on every file is fsynced by the intake itself.
-          logger.error("spool writer thread died, spool files are fsynced one by one from now on", { reason });
-          flusher = null;
-          directArchive = false;
-          intake.useFlusher(null, { coversWal: false });
-          wal.useSyncer(null);
-        });
-      }
-      else logger.info("spool files fsynced one by one (no syncfs)", { reason: started.reason });
+      await durability.start();
       const pool = await ParsePool.start();
       if (pool.pool) {
         parsePool = pool.pool;
@@ -361,7 +338,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       if (active > 0) await new Promise<void>((resolve) => inactiveWaiters.push(resolve));
       await intake.drain();
       await finisher.idle();
-      await flusher?.close();
+      await durability.close();
       await parsePool?.close();
     },
     releaseSpool: (id) => finisher.release(id),
@@ -374,14 +351,6 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     databaseWriteFailure: () => databaseWriteFailure,
     sweep: () => timers.sweep(),
   };
-}
-
-function sameFileSystem(a: string, b: string): boolean {
-  try {
-    return statSync(a).dev === statSync(b).dev;
-  } catch {
-    return false;
-  }
 }
 
 /** The rule's reject text as one safe reply line (no control characters, bounded). */
