@@ -21,18 +21,12 @@
  */
 import type { Database } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
-import { readFileBytes } from "./read-file.ts";
 import { join } from "node:path";
 import type { Config } from "./config/config.ts";
 import { describeError, RejectedMessage, SmtpError } from "./errors.ts";
 import type { Logger } from "./log/logger.ts";
-import { authenticate, type AuthResults } from "./parse/authenticate.ts";
-import { extractFacts } from "./parse/extract.ts";
-import { MAX_HEADER_BLOCK_BYTES, MAX_HEADER_FIELD_BYTES } from "./parse/limits.ts";
-import { ParsePool, ParseWorkerError } from "./parse/parse-pool.ts";
-import { classify } from "./rules/classify.ts";
+import { ParseWorkerError } from "./parse/parse-pool.ts";
 import { REGEX_BUDGET_MS } from "./rules/matchers.ts";
-import { factNeeds } from "./rules/fact-needs.ts";
 import type { RulesRuntime } from "./rules-runtime/runtime.ts";
 import { Archive, archiveRelativePath } from "./act/archive.ts";
 import { Finisher } from "./act/finish.ts";
@@ -47,34 +41,16 @@ import { WalSync } from "./spool/wal-sync.ts";
 import type { Decision, Envelope, MessageFacts, MessageSink, ReceiveOutcome } from "./types.ts";
 import { BackgroundTimers } from "./pipeline/background-timers.ts";
 import { DurabilityMode } from "./pipeline/durability-mode.ts";
+import { HEADER_PREFIX_BYTES, MessageClassifier, type Classified } from "./pipeline/message-classifier.ts";
 
 /** Longest reject text sent to a client (after `550 5.7.1 `): one SMTP reply line. */
 const MAX_REJECT_TEXT_CHARS = 400;
 const DEFAULT_REJECT_TEXT = "Message rejected";
 /**
- * Deadline for SPF/DKIM/DMARC (DNS) per message: a slow or hostile DNS zone cannot hold
- * a session longer; missing results become temperror. Only run when a rule looks at them.
- */
-const AUTH_TIMEOUT_MS = 5000;
-/**
  * Rules named in a message's regex-budget warning; the rest are counted. Named all, 2,000 rules
  * after a slow regex made an 86 KB line for every message that hit it (10,000: ~650 KB).
  */
 const LOGGED_UNEVALUATED_RULES_MAX = 20;
-/**
- * Messages above this size are parsed in a parse worker even when only the header block is
- * read (below it, and for header-only rules, the in-thread parse costs less than the hand-over).
- */
-const WORKER_PARSE_MIN_BYTES = 1024 * 1024;
-/**
- * Bytes of a message in parts joined for a header-only parse: the header block limit plus two
- * field lengths, so a field crossing the limit is cut exactly as in a whole-message parse.
- */
-const HEADER_PREFIX_BYTES = MAX_HEADER_BLOCK_BYTES + 2 * MAX_HEADER_FIELD_BYTES;
-
-/** Where a parse reads the message: its bytes in memory, or its spool file. */
-type ParseSource = { kind: "bytes"; bytes: Uint8Array } | { kind: "file"; path: string };
-
 /**
  * After receiving a message this big, `afterBigMessage` runs before the message is parsed: its
  * socket chunks (dead once written to the spool file, two copies of every byte through
@@ -146,9 +122,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   const finisher = new Finisher(db, spool, archive, logger, wal);
   const durability = new DurabilityMode({ db, spool, wal, intake, archive, logger });
   const timers = new BackgroundTimers({ config, db, logger, finisher, archive, now });
+  const classifier = new MessageClassifier({ config, logger, rules, authChecksNeeded: deps.authChecksNeeded });
   let closed = false;
-  /** Parse workers (started by recover()); null: parse in-thread. */
-  let parsePool: ParsePool | null = null;
 
   let active = 0;
   const inactiveWaiters: (() => void)[] = [];
@@ -191,67 +166,13 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     }
   }
 
-  /**
-   * Facts of a message, from its bytes in memory or from its spool file: in a parse worker when
-   * the rules read the body or the message is big, else in-thread. A worker that fails on this
-   * message throws its ParseWorkerError (receiveFile answers 451).
-   */
-  async function parse(source: ParseSource, envelope: Envelope, size: number, content: boolean): Promise<MessageFacts> {
-    const pool = parsePool;
-    if (pool === null || !pool.usable || (!content && size <= WORKER_PARSE_MIN_BYTES)) {
-      const raw = source.kind === "bytes" ? source.bytes : await readFileBytes(source.path);
-      return extractFacts(raw, envelope, { content });
-    }
-    const outcome = source.kind === "bytes"
-      ? await pool.parse(source.bytes, envelope, { content })
-      : await pool.parseFile(source.path, envelope, { content });
-    return outcome.facts;
-  }
-
-  /**
-   * Classifies the message in `file`. Header-only rules: the in-memory prefix (the whole message
-   * when small) is parsed. Rules that read the body: the bytes in memory when the whole
-   * message is there, else the parse worker reads the spool file. Authentication checks need
-   * the whole message in memory (read back from the file when big).
-   */
-  async function classifyMessage(file: IncomingFile, envelope: Envelope): Promise<{ facts: MessageFacts; decision: Decision; unevaluated?: string[]; auth?: string }> {
-    const ruleSet = rules.current();
-    const needs = factNeeds(ruleSet);
-    const size = file.size;
-    let parsed: MessageFacts;
-    let authResults: AuthResults | undefined;
-    if (!needs.content && !needs.auth) {
-      // A spilled message's body is on disk: only its header section is parsed (not joined).
-      const bytes = file.keptInMemory ? file.bytes() : null;
-      parsed = await parse({ kind: "bytes", bytes: bytes ?? file.headerSection(HEADER_PREFIX_BYTES) }, envelope, size, false);
-    } else {
-      const inMemory = file.bytes();
-      if (needs.auth) deps.authChecksNeeded?.();
-      const raw = needs.auth ? (inMemory ?? await readFileBytes(file.path)) : null;
-      // The authentication checks read the bytes meanwhile, and a message kept in memory still
-      // has to be written to the spool: the worker then gets a copy.
-      const auth = raw ? authenticate(raw, envelope, { timeoutMs: AUTH_TIMEOUT_MS, mta: config.smtp.hostname }) : undefined;
-      const copy = raw !== null || file.keptInMemory;
-      const source: ParseSource = inMemory ? { kind: "bytes", bytes: copy ? new Uint8Array(inMemory) : inMemory } : { kind: "file", path: file.path };
-      const [result, authDone] = await Promise.all([parse(source, envelope, size, needs.content), auth]);
-      parsed = result;
-      authResults = authDone;
-    }
-    file.forgetPrefix();
-    const facts: MessageFacts = { ...parsed, ...authResults, size };
-    const { decision, unevaluated } = classify(facts, ruleSet, { trace: false });
-    // Which results the rules saw: `mailgw test` cannot tell afterwards (it does no DNS).
-    const auth = authResults ? `spf=${authResults.spf} dkim=${authResults.dkim} dmarc=${authResults.dmarc}` : undefined;
-    return { facts, decision, ...(unevaluated ? { unevaluated } : {}), ...(auth ? { auth } : {}) };
-  }
-
   async function receiveFile(file: IncomingFile, envelope: Envelope): Promise<ReceiveOutcome> {
     const { id, receivedAt } = file;
-    let classified: Awaited<ReturnType<typeof classifyMessage>>;
+    let classified: Classified;
     try {
       await file.end();
       if (file.size >= BIG_MESSAGE_BYTES) deps.afterBigMessage?.();
-      classified = await classifyMessage(file, envelope);
+      classified = await classifier.classify(file, envelope);
     } catch (err) {
       await file.abort();
       if (err instanceof ParseWorkerError) {
@@ -324,11 +245,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     async recover() {
       const report = await recoverSpool(db, spool, finisher, logger, config.dataDir);
       await durability.start();
-      const pool = await ParsePool.start();
-      if (pool.pool) {
-        parsePool = pool.pool;
-        logger.info("messages parsed in parse workers", { workers: pool.pool.size });
-      } else logger.warn("parse workers did not start, parsing in-thread", { reason: pool.reason });
+      await classifier.startWorkers();
       if (!closed) timers.start();
       return report;
     },
@@ -339,7 +256,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       await intake.drain();
       await finisher.idle();
       await durability.close();
-      await parsePool?.close();
+      await classifier.close();
     },
     releaseSpool: (id) => finisher.release(id),
     readSpooled: (id) => spool.read(id),
