@@ -39,6 +39,7 @@ import { Spool } from "./spool/spool.ts";
 import { IntakeRowsError } from "./spool/spool-flusher.ts";
 import { WalSync } from "./spool/wal-sync.ts";
 import type { Decision, Envelope, MessageFacts, MessageSink, ReceiveOutcome } from "./types.ts";
+import { Admission, shuttingDown } from "./pipeline/admission.ts";
 import { BackgroundTimers } from "./pipeline/background-timers.ts";
 import { DurabilityMode } from "./pipeline/durability-mode.ts";
 import { HEADER_PREFIX_BYTES, MessageClassifier, type Classified } from "./pipeline/message-classifier.ts";
@@ -123,14 +124,11 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   const durability = new DurabilityMode({ db, spool, wal, intake, archive, logger });
   const timers = new BackgroundTimers({ config, db, logger, finisher, archive, now });
   const classifier = new MessageClassifier({ config, logger, rules, authChecksNeeded: deps.authChecksNeeded });
-  let closed = false;
-
-  let active = 0;
-  const inactiveWaiters: (() => void)[] = [];
+  const admission = new Admission();
 
   /** MessageSink: the caller keeps its bytes (they are written to a new spool file). */
   function receive(raw: Uint8Array, envelope: Envelope): Promise<ReceiveOutcome> {
-    return guarded(async () => {
+    return admission.run(async () => {
       const file = await openIncoming();
       file.write(raw);
       return receiveFile(file, envelope);
@@ -139,30 +137,19 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
 
   /** From smtp/: `file` was written as the message arrived; the pipeline installs or removes it. */
   function receiveOwned(file: IncomingFile, envelope: Envelope): Promise<ReceiveOutcome> {
-    if (closed) void file.abort();
-    return guarded(() => receiveFile(file, envelope));
+    if (admission.closed) void file.abort();
+    return admission.run(() => receiveFile(file, envelope));
   }
 
   /** A new message's spool file (`<id>.tmp`), for the SMTP layer to write DATA into as it arrives. */
   async function openIncoming(): Promise<IncomingFile> {
-    if (closed) throw SmtpError.temporary(new Error("pipeline is shutting down"));
+    if (admission.closed) throw shuttingDown();
     const receivedAt = now();
     try {
       return await IncomingFile.create(spool, newMessageId(receivedAt), receivedAt, HEADER_PREFIX_BYTES);
     } catch (err) {
       logger.error("creating a spool file failed", { error: describeError(err) });
       throw SmtpError.temporaryLogged(err);
-    }
-  }
-
-  async function guarded(run: () => Promise<ReceiveOutcome>): Promise<ReceiveOutcome> {
-    if (closed) throw SmtpError.temporary(new Error("pipeline is shutting down"));
-    active++;
-    try {
-      return await run();
-    } finally {
-      active--;
-      if (active === 0) for (const wake of inactiveWaiters.splice(0)) wake();
     }
   }
 
@@ -246,13 +233,13 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       const report = await recoverSpool(db, spool, finisher, logger, config.dataDir);
       await durability.start();
       await classifier.startWorkers();
-      if (!closed) timers.start();
+      if (!admission.closed) timers.start();
       return report;
     },
     async close() {
-      closed = true;
+      admission.close();
       await timers.stop();
-      if (active > 0) await new Promise<void>((resolve) => inactiveWaiters.push(resolve));
+      await admission.idle();
       await intake.drain();
       await finisher.idle();
       await durability.close();
