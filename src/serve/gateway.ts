@@ -16,13 +16,11 @@
 import type { Database } from "bun:sqlite";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { relaySettingWarnings } from "../act/relay-advice.ts";
 import type { Config, RelayConfig } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
 import { createHttpServer } from "../http/server.ts";
 import { createStatusSource } from "../http/status-source.ts";
 import type { Logger } from "../log/logger.ts";
-import { hostPort } from "../host-port.ts";
 import { createPipeline } from "../pipeline.ts";
 import { anyHeld } from "../queue/queue-store.ts";
 import { liftSuspension, readSuspension } from "../queue/relay-suspension.ts";
@@ -35,7 +33,7 @@ import { isStorageError, openDatabase } from "../store/db.ts";
 import type { OwningMessageSink } from "../spool/message-bytes.ts";
 import { SPOOL_SUFFIX } from "../spool/spool.ts";
 import type { ReceiveOutcome } from "../types.ts";
-import { VERSION_STRING } from "../version.ts";
+import { announce, describeRelay, warnRelaySettings } from "./announce.ts";
 import { refuseQueueWithoutSpool, requireWritableDataDir } from "./data-dir-access.ts";
 import { lockDatabase, lockDataDir, type DataDirLock } from "./data-dir-lock.ts";
 import { startHeapGovernor, type HeapGovernor } from "./heap-governor.ts";
@@ -68,11 +66,6 @@ const RELAY_RELOAD_HINT =
 /** Migrations are one-way: the admin learns it when they run, not when a rollback is refused. */
 const UPGRADED_HINT =
   "an older mailgw refuses this database now: to roll back, restore the backup taken before the upgrade (README: Upgrading)";
-/**
- * Domains named in the start line; the rest are counted. A list of 50,000 domains made it a
- * ~1 MB line, which journald splits at 48 KB and a log viewer shows as one unreadable wall.
- */
-const ANNOUNCED_DOMAINS_MAX = 20;
 /** See heap-governor.ts: bounds the main thread's garbage between full collections. */
 const HEAP_GOVERNOR = { checkEveryMs: 20, idleCheckEveryMs: 1000, growthBytes: 8 * 1024 * 1024, youngGrowthBytes: 4 * 1024 * 1024, bufferGrowthBytes: 24 * 1024 * 1024 };
 
@@ -284,33 +277,4 @@ function storageError(err: unknown, config: Config): unknown {
     `recovering the spool failed: ${describeError(err)} (database ${config.databasePath}, DATA_DIR ${config.dataDir}); ` +
       "free space there or make it writable, then start serve again (nothing accepted is lost meanwhile)",
   );
-}
-
-function announce(logger: Logger, config: Config, smtp: { host: string; port: number } | null, domains: readonly string[], httpUrl: string): void {
-  logger.info("mailgw serve started", {
-    version: VERSION_STRING,
-    smtp: smtp ? hostPort(smtp.host, smtp.port) : null,
-    http: httpUrl,
-    hostname: config.smtp.hostname,
-    tls: config.smtp.tls.enabled,
-    tls_required: config.smtp.tls.required,
-    proxy_protocol: config.smtp.proxyProtocol,
-    relay: describeRelay(config.relay),
-    domains: domains.slice(0, ANNOUNCED_DOMAINS_MAX),
-    // Only when the list is cut: says how many the listed ones are out of.
-    domains_total: domains.length > ANNOUNCED_DOMAINS_MAX ? domains.length : undefined,
-  });
-  warnRelaySettings(logger, config.relay);
-}
-
-/** `host:port (mode)` for the log; never the credentials. */
-function describeRelay(relay: RelayConfig | null): string {
-  if (relay === null) return "none";
-  return `${hostPort(relay.host, relay.port)} (${relay.secure}${relay.secure !== "none" && !relay.tlsVerify ? ", certificate not verified" : ""}${relay.user !== null ? ", SASL" : ""})`;
-}
-
-/** Settings accepted but likely wrong (TLS mode vs port, `none` off this machine): said at start and reload. */
-function warnRelaySettings(logger: Logger, relay: RelayConfig | null): void {
-  if (relay === null) return;
-  for (const warning of relaySettingWarnings(relay)) logger.warn("relay settings look wrong", { warning });
 }
