@@ -30,15 +30,15 @@ import { startRulesRuntime } from "../rules-runtime/runtime.ts";
 import type { SmtpLimits } from "../smtp/limits.ts";
 import { createSmtpServer, probeSmtpPort } from "../smtp/server.ts";
 import { isStorageError, openDatabase } from "../store/db.ts";
-import type { OwningMessageSink } from "../spool/message-bytes.ts";
 import { SPOOL_SUFFIX } from "../spool/spool.ts";
-import type { ReceiveOutcome } from "../types.ts";
 import { announce, describeRelay, warnRelaySettings } from "./announce.ts";
 import { refuseQueueWithoutSpool, requireWritableDataDir } from "./data-dir-access.ts";
 import { lockDatabase, lockDataDir, type DataDirLock } from "./data-dir-lock.ts";
-import { startHeapGovernor, type HeapGovernor } from "./heap-governor.ts";
+import { startHeapGovernor } from "./heap-governor.ts";
+import { intakeSink } from "./intake-sink.ts";
 import { createResolverNotice } from "./resolver-notice.ts";
 import { serviceGroup, type Service } from "./services.ts";
+import type { ServeState } from "./serve-state.ts";
 import { createSessionCounters } from "./session-counters.ts";
 
 export interface GatewayOptions {
@@ -146,45 +146,24 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
   const rules = await startRulesRuntime({ file: config.rulesFile, logger, db });
   const resolver = createResolverNotice(logger);
   const authNeeded = (): boolean => factNeeds(rules.current()).auth;
-  let heap: HeapGovernor | null = null;
-  let relay: RelayConfig | null = config.relay;
+  const state: ServeState = { heap: null, relay: config.relay, smtpAddress: null };
   const pipeline = createPipeline({
     config, db, logger, rules,
-    afterBigMessage: () => void heap?.check(),
-    relayConfigured: () => relay !== null,
+    afterBigMessage: () => void state.heap?.check(),
+    relayConfigured: () => state.relay !== null,
     authChecksNeeded: () => resolver.authChecksNeeded(),
   });
   // Delivery runs in its own thread (own SQLite connection), so it uses a second core.
   const worker = createThreadedDeliveryWorker({ config, db, logger });
   const counters = createSessionCounters(db, logger, Date.now, (at, sessions, tls) => worker.countSessions(at, sessions, tls));
-  const wakeDelivery = (outcome: ReceiveOutcome): ReceiveOutcome => {
-    if (outcome.decision.action === "forward" || outcome.decision.action === "webhook") worker.wake();
-    return outcome;
-  };
-  // Every message wakes the heap governor from its idle back-off (a no-op while it is awake).
-  const sink: OwningMessageSink = {
-    receive(raw, envelope) {
-      heap?.wake();
-      return pipeline.receive(raw, envelope).then(wakeDelivery);
-    },
-    receiveOwned(message, envelope) {
-      heap?.wake();
-      return pipeline.receiveOwned(message, envelope).then(wakeDelivery);
-    },
-    openIncoming() {
-      heap?.wake();
-      return pipeline.openIncoming();
-    },
-  };
   const smtp = createSmtpServer({
     smtp: config.smtp,
     logger,
-    sink,
+    sink: intakeSink(pipeline, worker, state),
     domains: () => rules.domains(),
     limits: opts.smtpLimits,
     onSessionEnd: (s) => counters.count(s.tls),
   });
-  let smtpAddress: { host: string; port: number } | null = null;
   const http = createHttpServer({
     config,
     db,
@@ -192,9 +171,9 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
     status: createStatusSource({
       startedAt,
       uptimeMs: () => performance.now() - startedMono,
-      smtpListening: () => smtpAddress !== null,
+      smtpListening: () => state.smtpAddress !== null,
       tls: { enabled: config.smtp.tls.enabled, required: config.smtp.tls.required },
-      relay: () => relay,
+      relay: () => state.relay,
       relaySuspension: () => readSuspension(db),
       rules: () => rules.status(),
       databaseWriteFailure: () => pipeline.databaseWriteFailure(),
@@ -207,15 +186,15 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
     { name: "rules", start() {}, stop: () => rules.close(), reload: () => rules.reload().then(() => undefined) },
     { name: "pipeline", start: () => pipeline.recover().then(() => undefined, (err: unknown) => Promise.reject(storageError(err, config))), stop: () => pipeline.close() },
     { name: "session counters", start: () => counters.start(), stop: () => counters.stop() },
-    { name: "heap governor", start: () => void (heap = startHeapGovernor(HEAP_GOVERNOR)), stop: () => heap?.stop() },
+    { name: "heap governor", start: () => void (state.heap = startHeapGovernor(HEAP_GOVERNOR)), stop: () => state.heap?.stop() },
     {
       name: "delivery",
       start: () => worker.start(),
       stop: () => worker.stop(),
       reload() {
         // A relay removed from the configuration is removed here too: new forwards are held.
-        const next = opts.reloadConfig ? opts.reloadConfig().relay : relay;
-        if (reloadRelay(db, logger, relay, next, worker)) relay = next;
+        const next = opts.reloadConfig ? opts.reloadConfig().relay : state.relay;
+        if (reloadRelay(db, logger, state.relay, next, worker)) state.relay = next;
         // SIGHUP also says "the relay is fixed" (its password reset, its certificate renewed): a
         // suspension ends; the delivery worker sees it on its next claim and logs it (relay-suspension.ts).
         liftSuspension(db);
@@ -223,9 +202,9 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
     },
     {
       name: "smtp",
-      start: async () => void (smtpAddress = await smtp.listen()),
+      start: async () => void (state.smtpAddress = await smtp.listen()),
       stop: async () => {
-        smtpAddress = null;
+        state.smtpAddress = null;
         await smtp.close();
       },
       reload: () => void smtp.reloadTls(),
@@ -234,12 +213,12 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
   ];
   const group = serviceGroup(services, logger);
   await group.start();
-  announce(logger, config, smtpAddress, rules.domains(), http.url);
+  announce(logger, config, state.smtpAddress, rules.domains(), http.url);
   // Said at start when the rules need DNS now; else before the first message whose rules do.
   if (authNeeded()) resolver.authChecksNeeded();
 
   return {
-    smtpAddress: () => smtpAddress,
+    smtpAddress: () => state.smtpAddress,
     reload: async () => {
       logger.info("SIGHUP: reloading rules, TLS certificate and relay settings");
       await group.reload();
