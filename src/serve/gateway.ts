@@ -8,6 +8,8 @@
  * `/healthz` answers ok only when SMTP is listening. Stop runs in reverse: HTTP, SMTP (sessions
  * in flight finish, bounded), worker, counters, pipeline, rules, database, locks.
  * SIGHUP (reload): rules, TLS certificate, relay settings (config re-read).
+ * The start order and each service's start/stop/reload: gateway-services.ts; the sink handed to
+ * SMTP: intake-sink.ts; the state the services set while serve runs: serve-state.ts.
  *
  * Trusts: the validated Config. Failure: anything that cannot start throws (CliError naming
  * the variable/file), after stopping what had started; the database is closed and the lock
@@ -16,28 +18,27 @@
 import type { Database } from "bun:sqlite";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import type { Config, RelayConfig } from "../config/config.ts";
+import type { Config } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
 import { createHttpServer } from "../http/server.ts";
-import { createStatusSource } from "../http/status-source.ts";
+import { createStatusSource, type StatusSource } from "../http/status-source.ts";
 import type { Logger } from "../log/logger.ts";
-import { createPipeline } from "../pipeline.ts";
-import { anyHeld } from "../queue/queue-store.ts";
-import { liftSuspension, readSuspension } from "../queue/relay-suspension.ts";
+import { createPipeline, type Pipeline } from "../pipeline.ts";
+import { readSuspension } from "../queue/relay-suspension.ts";
 import { createThreadedDeliveryWorker } from "../queue/threaded-worker.ts";
 import { factNeeds } from "../rules/fact-needs.ts";
-import { startRulesRuntime } from "../rules-runtime/runtime.ts";
+import { startRulesRuntime, type RulesRuntime } from "../rules-runtime/runtime.ts";
 import type { SmtpLimits } from "../smtp/limits.ts";
-import { createSmtpServer, probeSmtpPort } from "../smtp/server.ts";
-import { isStorageError, openDatabase } from "../store/db.ts";
+import { createSmtpServer, probeSmtpPort, type SmtpServerHandle } from "../smtp/server.ts";
+import { openDatabase } from "../store/db.ts";
 import { SPOOL_SUFFIX } from "../spool/spool.ts";
-import { announce, describeRelay, warnRelaySettings } from "./announce.ts";
+import { announce } from "./announce.ts";
 import { refuseQueueWithoutSpool, requireWritableDataDir } from "./data-dir-access.ts";
 import { lockDatabase, lockDataDir, type DataDirLock } from "./data-dir-lock.ts";
-import { startHeapGovernor } from "./heap-governor.ts";
+import { gatewayServices } from "./gateway-services.ts";
 import { intakeSink } from "./intake-sink.ts";
 import { createResolverNotice } from "./resolver-notice.ts";
-import { serviceGroup, type Service } from "./services.ts";
+import { serviceGroup, type ServiceGroup } from "./services.ts";
 import type { ServeState } from "./serve-state.ts";
 import { createSessionCounters } from "./session-counters.ts";
 
@@ -55,19 +56,9 @@ export interface Gateway {
   stop(): Promise<void>;
 }
 
-/**
- * SIGHUP re-reads `.env` (or `--env-file`) and the flags, but the process environment is fixed
- * at start: a variable that systemd's EnvironmentFile or `docker --env-file` put there, and any
- * edit of that file, is seen only after a restart.
- */
-const RELAY_RELOAD_HINT =
-  "RELAY_SMTP_HOST is read again from .env or --env-file on SIGHUP; set in the service's environment " +
-  "(systemd's /etc/mailgw/mailgw.env, docker --env-file) it needs a restart";
 /** Migrations are one-way: the admin learns it when they run, not when a rollback is refused. */
 const UPGRADED_HINT =
   "an older mailgw refuses this database now: to roll back, restore the backup taken before the upgrade (README: Upgrading)";
-/** See heap-governor.ts: bounds the main thread's garbage between full collections. */
-const HEAP_GOVERNOR = { checkEveryMs: 20, idleCheckEveryMs: 1000, growthBytes: 8 * 1024 * 1024, youngGrowthBytes: 4 * 1024 * 1024, bufferGrowthBytes: 24 * 1024 * 1024 };
 
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const { config, logger } = opts;
@@ -164,59 +155,38 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
     limits: opts.smtpLimits,
     onSessionEnd: (s) => counters.count(s.tls),
   });
-  const http = createHttpServer({
-    config,
-    db,
-    logger,
-    status: createStatusSource({
-      startedAt,
-      uptimeMs: () => performance.now() - startedMono,
-      smtpListening: () => state.smtpAddress !== null,
-      tls: { enabled: config.smtp.tls.enabled, required: config.smtp.tls.required },
-      relay: () => state.relay,
-      relaySuspension: () => readSuspension(db),
-      rules: () => rules.status(),
-      databaseWriteFailure: () => pipeline.databaseWriteFailure(),
-      tlsStatus: () => smtp.tlsStatus(),
-      dnsWarning: () => resolver.warning(authNeeded()),
-    }),
-  });
-
-  const services: Service[] = [
-    { name: "rules", start() {}, stop: () => rules.close(), reload: () => rules.reload().then(() => undefined) },
-    { name: "pipeline", start: () => pipeline.recover().then(() => undefined, (err: unknown) => Promise.reject(storageError(err, config))), stop: () => pipeline.close() },
-    { name: "session counters", start: () => counters.start(), stop: () => counters.stop() },
-    { name: "heap governor", start: () => void (state.heap = startHeapGovernor(HEAP_GOVERNOR)), stop: () => state.heap?.stop() },
-    {
-      name: "delivery",
-      start: () => worker.start(),
-      stop: () => worker.stop(),
-      reload() {
-        // A relay removed from the configuration is removed here too: new forwards are held.
-        const next = opts.reloadConfig ? opts.reloadConfig().relay : state.relay;
-        if (reloadRelay(db, logger, state.relay, next, worker)) state.relay = next;
-        // SIGHUP also says "the relay is fixed" (its password reset, its certificate renewed): a
-        // suspension ends; the delivery worker sees it on its next claim and logs it (relay-suspension.ts).
-        liftSuspension(db);
-      },
-    },
-    {
-      name: "smtp",
-      start: async () => void (state.smtpAddress = await smtp.listen()),
-      stop: async () => {
-        state.smtpAddress = null;
-        await smtp.close();
-      },
-      reload: () => void smtp.reloadTls(),
-    },
-    { name: "http", start: () => http.start(), stop: () => http.stop() },
-  ];
-  const group = serviceGroup(services, logger);
+  const status = statusSource(db, config, state, { startedAt, startedMono, rules, pipeline, smtp, dnsWarning: () => resolver.warning(authNeeded()) });
+  const http = createHttpServer({ config, db, logger, status });
+  const group = serviceGroup(gatewayServices(db, opts, state, { rules, pipeline, counters, worker, smtp, http }), logger);
   await group.start();
   announce(logger, config, state.smtpAddress, rules.domains(), http.url);
   // Said at start when the rules need DNS now; else before the first message whose rules do.
   if (authNeeded()) resolver.authChecksNeeded();
+  return runningGateway(db, logger, group, state);
+}
 
+/** What the status page, stats.json, /metrics and /healthz read (http/ only reads). */
+function statusSource(
+  db: Database, config: Config, state: ServeState,
+  parts: { startedAt: number; startedMono: number; rules: RulesRuntime; pipeline: Pipeline; smtp: SmtpServerHandle; dnsWarning: () => string | null },
+): StatusSource {
+  const { startedMono, rules, pipeline, smtp } = parts;
+  return createStatusSource({
+    startedAt: parts.startedAt,
+    uptimeMs: () => performance.now() - startedMono,
+    smtpListening: () => state.smtpAddress !== null,
+    tls: { enabled: config.smtp.tls.enabled, required: config.smtp.tls.required },
+    relay: () => state.relay,
+    relaySuspension: () => readSuspension(db),
+    rules: () => rules.status(),
+    databaseWriteFailure: () => pipeline.databaseWriteFailure(),
+    tlsStatus: () => smtp.tlsStatus(),
+    dnsWarning: parts.dnsWarning,
+  });
+}
+
+/** The started gateway: its SMTP address, SIGHUP, and stop (services in reverse, then the database). */
+function runningGateway(db: Database, logger: Logger, group: ServiceGroup, state: ServeState): Gateway {
   return {
     smtpAddress: () => state.smtpAddress,
     reload: async () => {
@@ -232,28 +202,4 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
       }
     },
   };
-}
-
-/** SIGHUP: hands changed relay settings to the delivery worker; true if they changed. */
-function reloadRelay(db: Database, logger: Logger, current: RelayConfig | null, next: RelayConfig | null, worker: { reloadRelay(r: RelayConfig | null): void }): boolean {
-  // The usual trap: RELAY_* added to the systemd env file, then `systemctl reload`.
-  // Only when forwards are waiting: an archive- or webhook-only gateway needs no relay.
-  if (next === null && anyHeld(db)) logger.warn("no relay after the reload: forwards stay held", { hint: RELAY_RELOAD_HINT });
-  if (JSON.stringify(next) === JSON.stringify(current)) return false;
-  worker.reloadRelay(next);
-  logger.info("relay settings reloaded", { relay: describeRelay(next) });
-  warnRelaySettings(logger, next);
-  return true;
-}
-
-/**
- * Recovery writes before SMTP listens: after a crash on a full or read-only disk serve cannot
- * start, and SQLite's bare "database or disk is full" named neither the file nor the fix.
- */
-function storageError(err: unknown, config: Config): unknown {
-  if (err instanceof CliError || !isStorageError(err)) return err;
-  return new CliError(
-    `recovering the spool failed: ${describeError(err)} (database ${config.databasePath}, DATA_DIR ${config.dataDir}); ` +
-      "free space there or make it writable, then start serve again (nothing accepted is lost meanwhile)",
-  );
 }
