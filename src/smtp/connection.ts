@@ -18,6 +18,8 @@
  *    message were lost when the same read held a second whole transaction.
  *  - Replies to a client that shut down its sending side (half-open listener, front.ts): still
  *    written, and the connection closed once none is owed (closeWhenAnswered).
+ *  - A STARTTLS handshake the client never finishes: the session ends (and is logged) when the
+ *    idle timeout closes it, which Bun's TLS socket does not report (upgrade, _onTimeout).
  *
  * Failure: a deadline answers 421 4.4.2 and closes the session; the library then aborts the
  * DATA stream so nothing half-received is stored.
@@ -213,17 +215,26 @@ export class GatewayConnection extends SMTPConnection {
   }
 
   /**
-   * A handshake our side cut short (the shutdown's 421, the idle timeout) ends with the plain
-   * socket: under Bun the TLS socket over it emits no 'close' then, the only close the library
-   * listens for during the handshake, so the session never ended (no line, no count, its state
-   * kept). Once the handshake is done the TLS socket is the connection's, and this is moot.
+   * A handshake cut short from our side (the idle timeout, the shutdown's 421) ends with the plain
+   * socket under the TLS socket that is still handshaking. Bun's TLS socket then emits no 'close',
+   * and upgrade() removed the plain socket's own listener: the session never ended — no log line,
+   * no session counted, and its state and timers kept for SESSION_TIMEOUT_MS. The plain socket's
+   * close ends it while the handshake has not finished.
    */
   override upgrade(callback: () => void, secureCallback?: () => void): void {
     const plain = this._socket;
     super.upgrade(callback, secureCallback);
     plain.once("close", () => {
-      if (this._socket === plain) this._onClose();
+      if (this._upgrading && !this._closed) this._onClose();
     });
+  }
+
+  /** The idle timeout during a STARTTLS handshake: the session's log line says what failed. */
+  override _onTimeout(): void {
+    if (this._upgrading && !this._closing && !this._closed) {
+      this._onError(Object.assign(new Error("timed out"), { meta: { stage: "connect" } }));
+    }
+    super._onTimeout();
   }
 
   override _createParser(): SMTPStream {

@@ -106,6 +106,28 @@ describe("STARTTLS", () => {
     expect(server.sessions[1]?.error).toBeNull();
   });
 
+  test("a client that stalls in the STARTTLS handshake is timed out, frees its slot and gets its log line", async () => {
+    server = await startTestServer({ env: tlsEnv(tempDir()), limits: { idleTimeoutMs: 500 } });
+    const stall = async (partialHello: boolean): Promise<RawClient> => {
+      const c = await RawClient.connect(server!.port);
+      await greet(c);
+      expect(await c.cmd("STARTTLS")).toMatch(/^220 /);
+      // The first bytes of a TLS record header, and then nothing (a ClientHello cut short).
+      if (partialHello) c.write(Buffer.from("160301020001", "hex"));
+      return c;
+    };
+    const clients = [await stall(false), await stall(true)];
+    for (const c of clients) expect(await c.waitClose(5000)).toBe(true);
+    const deadline = Date.now() + 3000;
+    while (server.sessions.length < 2 && Date.now() < deadline) await Bun.sleep(20);
+    expect(server.handle.sessionCount()).toBe(0);
+    expect(server.sessions.map((s) => ({ tls: s.tls, error: s.error }))).toEqual([
+      { tls: false, error: "TLS handshake failed: timed out" },
+      { tls: false, error: "TLS handshake failed: timed out" },
+    ]);
+    expect(server.logs.lines.filter((l) => l.msg === "smtp session")).toHaveLength(2);
+  });
+
   test("SMTP_TLS_REQUIRED: MAIL before STARTTLS → 530 5.7.0, after STARTTLS accepted", async () => {
     server = await startTestServer({ env: tlsEnv(tempDir(), { SMTP_TLS_REQUIRED: "true" }) });
     const c = await RawClient.connect(server.port);
