@@ -5,9 +5,10 @@
  * handshakes use the new certificate while sessions already under TLS keep theirs.
  * Failure on reload: logged, the previous certificate stays in force; so does it when the new
  * certificate has expired and the one in force has not. An expired certificate at start is
- * served (senders mostly use opportunistic TLS) with a warning. status() tells /healthz which
- * certificate is in force and whether the last reload was refused: a renewal that keeps failing
- * is otherwise only in the log, until the certificate expires.
+ * served (senders mostly use opportunistic TLS) with a warning, and so is one not valid yet, at
+ * start and on reload. status() tells /healthz which certificate is in force and whether the
+ * last reload was refused: a renewal that keeps failing is otherwise only in the log, until the
+ * certificate expires.
  */
 import type { SMTPServer } from "smtp-server";
 import type { TlsConfig } from "../config/config.ts";
@@ -41,6 +42,11 @@ export function createTlsManager(cfg: TlsConfig, logger: Logger, debounceMs?: nu
     if (warning) logger.warn(warning);
     const info = certificateInfo(cert);
     if (isExpired(info, Date.now())) logger.warn(`SMTP_TLS_CERT=${certPath} expired on ${info?.notAfter.toISOString()}: senders that verify certificates will not deliver over it; renew it`);
+    // Served all the same (this machine's clock may be the one that is wrong), but a reload to it
+    // was only "TLS certificate reloaded" at info level while verifying senders were turned away.
+    if (info && info.notBefore.getTime() > Date.now()) {
+      logger.warn(`SMTP_TLS_CERT=${certPath} is not valid before ${info.notBefore.toISOString()}: senders that verify certificates will not deliver over it until then; check the certificate and this machine's clock`);
+    }
   };
   warnAbout(material.cert);
   let inForce = certificateInfo(material.cert);

@@ -5,6 +5,8 @@
  * failing), and when the last reload of the files was refused; it stays quiet about a fresh
  * certificate. Before, an expired certificate was said once in the start-up log, a refused
  * reload only in the log, and a certificate that expired while serve ran nowhere at all.
+ * A certificate not valid yet is served, with a warning in the log at start and on reload (a
+ * reload to one said only "TLS certificate reloaded").
  */
 import { afterAll, expect, test } from "bun:test";
 import { execFileSync } from "node:child_process";
@@ -93,5 +95,29 @@ test("/healthz warns about an expired, a soon-expiring and a refused certificate
     serve.proc.kill("SIGHUP");
     await serve.waitForLog((l) => l.msg === "TLS certificate reloaded");
     expect(await healthWarnings(serve)).toEqual([]);
+  });
+}, 120_000);
+
+test("a certificate not valid yet is served with a warning in the log, at start and on reload (binary)", async () => {
+  const work = serveDir();
+  dirs.push(work);
+  const from = Date.now() + 3 * DAY;
+  const future = certValid(work, from, from + 90 * DAY);
+  const notBefore = new Date(Math.floor(from / 1000) * 1000).toISOString();
+  const warned = (l: Record<string, unknown>): boolean => l.level === "warn" && String(l.msg).includes(`is not valid before ${notBefore}`);
+
+  await withServe(makeCert(work, "valid-now"), async (serve, dir) => {
+    expect(serve.logs.some(warned)).toBe(false);
+    copyFileSync(future.key, join(dir, "key.pem"));
+    copyFileSync(future.cert, join(dir, "cert.pem"));
+    serve.proc.kill("SIGHUP");
+    await serve.waitForLog((l) => l.msg === "TLS certificate reloaded");
+    // Before, that info line was all the log said while verifying senders were turned away.
+    await serve.waitForLog(warned);
+  });
+
+  await withServe(future, async (serve) => {
+    await serve.waitForLog(warned);
+    expect(await healthWarnings(serve)).toEqual([`the STARTTLS certificate is not valid before ${notBefore}: senders that verify certificates will not deliver over it until then`]);
   });
 }, 120_000);
