@@ -343,6 +343,16 @@ export class GatewayConnection extends SMTPConnection {
     if (!this._closing && !this._closed) this.send(421, `4.3.2 ${this.name} Service shutting down, try again later`);
   }
 
+  /** The stop's last resort for a client that kept its side open after the 421 (shutdown.ts). */
+  destroySocket(): void {
+    this._socket.destroy();
+  }
+
+  /** Whether the session has ended (its socket closed: the library's close handler has run). */
+  hasEnded(): boolean {
+    return this._closed;
+  }
+
   private deadline(ms: number, text: string): ReturnType<typeof setTimeout> {
     const fire = (): void => {
       if (this._closing || this._closed) return;

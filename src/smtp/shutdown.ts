@@ -10,15 +10,24 @@ import { GatewayConnection, type GatewaySmtpServer } from "./connection.ts";
 
 /** Upper bound on waiting for a message whose storage already started. */
 const STORE_WAIT_MS = 30_000;
+/** After the last 421s: how long a client gets to close its side before its socket is destroyed. */
+const CLOSE_WAIT_MS = 1_000;
 const POLL_MS = 50;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export function createShutdown(opts: { smtp: GatewaySmtpServer; front: Front; isStoring: () => boolean }) {
   const { smtp, front } = opts;
+  /** Sessions sent their 421: the library forgets them at once, before their sockets close. */
+  const told = new Set<GatewayConnection>();
   const closeWhere = (pick: (c: GatewayConnection) => boolean): void => {
-    for (const c of smtp.connections) if (c instanceof GatewayConnection && pick(c)) c.shutDown();
+    for (const c of smtp.connections) {
+      if (!(c instanceof GatewayConnection) || !pick(c)) continue;
+      c.shutDown();
+      told.add(c);
+    }
   };
+  const open = (): GatewayConnection[] => [...told].filter((c) => !c.hasEnded());
   return async (graceMs: number): Promise<void> => {
     front.server.close();
     for (const socket of front.pending) socket.destroy();
@@ -38,5 +47,12 @@ export function createShutdown(opts: { smtp: GatewaySmtpServer; front: Front; is
       await sleep(POLL_MS);
     }
     closeWhere(() => true);
+    // A client that does not close its side after the 421 (a stalled sender) keeps its socket
+    // until the library's close timer, after the process has exited: its session had no line.
+    const closeEnd = performance.now() + CLOSE_WAIT_MS;
+    while (open().length > 0 && performance.now() < closeEnd) await sleep(POLL_MS);
+    const stalled = open();
+    for (const c of stalled) c.destroySocket();
+    if (stalled.length > 0) await sleep(0); // the sockets' 'close' (and the lines) come next
   };
 }

@@ -63,7 +63,8 @@ describe("mailgw serve graceful stop", () => {
 
   test("SIGTERM with a client stalled mid-DATA: cut off after the grace, nothing stored, no .tmp, exit 0", async () => {
     const serve = await startServe("source", serveDir());
-    const stalled = await RawClient.connect(serve.smtpPort);
+    // Half-open: serve's close after its 421 does not close the client's side (a silent client).
+    const stalled = await RawClient.connect(serve.smtpPort, "127.0.0.1", undefined, undefined, true);
     await greet(stalled);
     await stalled.cmd("MAIL FROM:<a@sender.example>");
     await stalled.cmd("RCPT TO:<b@company.com>");
@@ -83,6 +84,8 @@ describe("mailgw serve graceful stop", () => {
     const took = Date.now() - t;
     expect(took).toBeGreaterThan(5_000);
     expect(took).toBeLessThan(20_000);
+    // The client kept its side open after the 421: its session still gets its line before the exit.
+    expect(serve.logs.filter((l) => l.msg === "smtp session").map((l) => l.helo)).toEqual(["client.example"]);
     expect(readdirSync(spool, { recursive: true })).toEqual(["orphaned"]); // recovery's (empty) folder
     const db = new Database(join(serve.dir, "data", "mail-gateway.db"), { readonly: true });
     expect(db.query<{ n: number }, []>("SELECT count(*) AS n FROM messages").get()?.n).toBe(0);

@@ -109,10 +109,13 @@ export class RawClient {
     this.attach(socket);
   }
 
-  /** `localAddress`: the source address to connect from (127.0.0.2 on Linux, to tell a client from a proxy). */
-  static connect(port: number, host = "127.0.0.1", preface?: Buffer | string, localAddress?: string): Promise<RawClient> {
+  /**
+   * `localAddress`: the source address to connect from (127.0.0.2 on Linux, to tell a client from a proxy).
+   * `allowHalfOpen`: the server's close (FIN) does not close this side (a client that went silent).
+   */
+  static connect(port: number, host = "127.0.0.1", preface?: Buffer | string, localAddress?: string, allowHalfOpen = false): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const socket = netConnect({ port, host, ...(localAddress ? { localAddress } : {}) }, () => {
+      const socket = netConnect({ port, host, allowHalfOpen, ...(localAddress ? { localAddress } : {}) }, () => {
         if (preface !== undefined) socket.write(preface);
         resolve(new RawClient(socket));
       });
