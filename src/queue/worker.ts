@@ -24,17 +24,17 @@ import type { Database } from "bun:sqlite";
 import { createRelayClient, type RelayClient } from "../act/relay.ts";
 import type { Config, RelayConfig } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
-import { narrowTarget, parseAddresses, runAttempt } from "./attempt.ts";
+import { runAttempt } from "./attempt.ts";
+import { attemptRecord, logAttempt } from "./attempt-record.ts";
 import { WalSync } from "../spool/wal-sync.ts";
 import { expireWaiting, logExpired } from "./expire.ts";
 import { createGroupCommit } from "./group-commit.ts";
 import { logInterrupted, recoverInterrupted } from "./interrupted.ts";
 import * as store from "./queue-store.ts";
-import { createRelayGate, suspendedStep, type RelaySuspension } from "./relay-suspension.ts";
-import { nextStep, RETRY_CAP_MS, type AttemptOutcome, type NextStep } from "./retry.ts";
+import { createRelayGate } from "./relay-suspension.ts";
+import { RETRY_CAP_MS, type AttemptOutcome } from "./retry.ts";
 import { applyCaps, claimLimits, countByKey, isLarge, keyOf, MAX_PER_WEBHOOK_TARGET, type SlotUse } from "./slots.ts";
 import { createSpoolAccess, type SpoolAccess } from "./spool-access.ts";
-import { takenRecipients } from "./split-deliveries.ts";
 import { createWebhookPauses } from "./webhook-pauses.ts";
 
 /**
@@ -279,11 +279,11 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     const suspended = !cutByStop && d.kind === "forward" && relay !== null
       ? gate.ended(d.id, relay.label, sentTo === relay.label ? relayDown : undefined, outcome.kind === "delivered" ? "" : outcome.error, end)
       : null;
-    const record = attemptRecord(d, outcome, target, at, end, Math.round(performance.now() - startedMono), suspended);
+    const record = attemptRecord(d, outcome, target, at, end, Math.round(performance.now() - startedMono), suspended, config.queue, random);
     if (cutByStop) record.step = { state: "deferred", nextAttemptAt: end, reason: `${STOPPED_DURING_ATTEMPT}: ${outcome.error}` };
     const result = await persistently("a delivery result", d, () => recordFinished(record));
     if (result === null) return;
-    logAttempt(record, result);
+    logAttempt(logger, record, result);
     if (!result.recorded || !result.spoolReleasable) return;
     await durable();
     await spool.remove(d.messageId);
@@ -305,68 +305,6 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       const asked = outcome.kind === "temporary" ? outcome.retryAfterMs : undefined;
       if (asked !== undefined) pauses.pause(d.target, asked, now());
     }
-  }
-
-  /**
-   * The attempt's result and the next state of its delivery (and of recipients split off). A
-   * forward the relay itself failed (`suspended`) waits for the suspension's end, not its own backoff.
-   */
-  function attemptRecord(d: store.ClaimedDelivery, outcome: AttemptOutcome, target: string, at: number, end: number, tookMs: number, suspended: RelaySuspension | null): store.AttemptRecord {
-    const schedule = (o: AttemptOutcome) =>
-      nextStep({ outcome: o, attempts: d.attempts + 1 - d.retryAttempts, createdAt: d.ageFrom, now: end, ...config.queue, random });
-    const ok = outcome.kind === "delivered";
-    const refused = outcome.kind === "delivered" ? outcome.refused : undefined;
-    // Recipients deferred while the others took the message: scheduled as this delivery would
-    // have been had the whole attempt failed temporarily (same backoff, same age limit).
-    const split = outcome.kind === "delivered" ? outcome.deferred : undefined;
-    // Over the relay's recipient cap: the rest go in a new transaction now (RFC 5321 4.5.3.1.10).
-    const now: NextStep = { state: "deferred", nextAttemptAt: end, reason: null };
-    const deferred = split ? { ...split, step: split.retryNow ? now : schedule({ kind: "temporary", error: split.error }) } : undefined;
-    return {
-      delivery: d, at, durationMs: Math.max(0, tookMs), target, ok,
-      reply: ok ? outcome.reply : outcome.error,
-      step: suspended ? suspendedStep(schedule(outcome), suspended, d.attempts + 1, d.ageFrom + config.queue.maxAgeHours * 3600 * 1000) : schedule(outcome),
-      ...(refused ? { refused } : {}), ...(deferred ? { deferred } : {}),
-    };
-  }
-
-  /** One line per attempt, plus one per group of recipients split off into their own delivery. */
-  function logAttempt(record: store.AttemptRecord, result: store.FinishResult): void {
-    const { delivery: d, step, refused, deferred } = record;
-    // Each line names only its own recipients, as `queue list` does (split-deliveries.ts).
-    const split = [...(refused?.recipients ?? []), ...(deferred?.recipients ?? [])];
-    const fields = {
-      id: d.messageId,
-      delivery: d.id,
-      kind: d.kind,
-      rule: d.rule,
-      category: d.category,
-      target: split.length ? narrowTarget(record.target, takenRecipients(parseAddresses(d.target), split)) : record.target,
-      attempt: d.attempts + 1,
-      duration_ms: record.durationMs,
-      ...(record.ok ? { reply: record.reply } : { error: step.reason ?? record.reply }),
-      ...(step.state === "deferred" ? { next_attempt: new Date(step.nextAttemptAt).toISOString() } : {}),
-    };
-    if (!result.recorded) {
-      logger.warn("delivery dropped while in flight", fields);
-      return;
-    }
-    // Under the new delivery's number, as for deferred below: the one `queue list` shows for them.
-    if (refused) {
-      logger.error("failed", { ...fields, delivery: result.refusedDelivery, target: narrowTarget(record.target, refused.recipients), recipients: refused.recipients, error: refused.error });
-    }
-    if (deferred) {
-      // Logged under the new delivery's number: the one `queue list` shows for these recipients.
-      const own = {
-        ...fields, delivery: result.deferredDelivery, target: narrowTarget(record.target, deferred.recipients),
-        recipients: deferred.recipients, error: deferred.step.reason ?? deferred.error,
-      };
-      if (deferred.step.state === "deferred") logger.warn("deferred", { ...own, next_attempt: new Date(deferred.step.nextAttemptAt).toISOString() });
-      else logger.error("failed", own);
-    }
-    if (step.state === "delivered") logger.info("delivered", fields);
-    else if (step.state === "deferred") logger.warn("deferred", fields);
-    else logger.error("failed", fields);
   }
 
   function releaseHeldIfRelay(): void {
