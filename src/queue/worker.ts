@@ -32,10 +32,10 @@ import { createGroupCommit } from "./group-commit.ts";
 import { logInterrupted, recoverInterrupted } from "./interrupted.ts";
 import * as store from "./queue-store.ts";
 import { createRelayGate } from "./relay-suspension.ts";
-import { RETRY_CAP_MS, type AttemptOutcome } from "./retry.ts";
+import { RETRY_CAP_MS } from "./retry.ts";
 import { applyCaps, claimLimits, countByKey, isLarge, keyOf, MAX_PER_WEBHOOK_TARGET, type SlotUse } from "./slots.ts";
 import { createSpoolAccess, type SpoolAccess } from "./spool-access.ts";
-import { createWebhookPauses } from "./webhook-pauses.ts";
+import { createTargetHealth } from "./target-health.ts";
 
 /**
  * Attempts running at once, all targets together. Bounds sockets, memory (message bytes) and
@@ -118,13 +118,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   const stopRequested = new AbortController();
   const recordRetryMs = opts.recordRetryMs ?? RECORD_RETRY_MS;
   const running = new Map<number, { promise: Promise<void>; key: string; large: boolean }>();
-  /** Webhook URLs (keys) whose last attempt got an answer: slots.ts gives the others one slot. */
-  const answering = new Set<string>();
-  /** Webhook URLs whose last attempt failed for now, with its error; and the relay's (expire.ts). */
-  const failing = new Map<string, string>();
-  /** Webhook URLs whose receiver answered with Retry-After, until then or a `queue retry`. */
-  const pauses = createWebhookPauses(db, pollMs);
-  let relayFailure: string | null = null;
+  /** The webhook URLs that answer, fail for now or asked for quiet; the relay's last failure. */
+  const health = createTargetHealth(db, pollMs, now);
   /** The relay suspended after it failed itself: forwards wait for one probe (relay-suspension.ts). */
   const gate = createRelayGate({ db, logger, queue: config.queue });
   /** Forwards the gate lets start on this claim besides those running (Infinity: no suspension). */
@@ -153,7 +148,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   function slotUse(): SlotUse {
     const all = [...running.values()];
     const relayRunning = all.filter((r) => r.key === "relay").length;
-    return { running: all, relayCap: relay === null ? null : Math.min(relayCap(), relayRunning + forwardAllowance), webhookCap, answering, failing, paused: pauses.paused(now()) };
+    return { running: all, relayCap: relay === null ? null : Math.min(relayCap(), relayRunning + forwardAllowance), webhookCap, answering: health.answering, failing: health.failing, paused: health.paused(now()) };
   }
 
   /** Coalesces wake-ups (intake, finished attempts) into one claim per event-loop turn. */
@@ -195,7 +190,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     // Before the claim: a failing target's slot goes to a delivery still within the age limit.
     if (Math.abs(t - expiryCheckedAt) >= EXPIRY_CHECK_MS) {
       expiryCheckedAt = t;
-      logExpired(logger, expireWaiting(db, t, config.queue.maxAgeHours, { webhooks: failing, relay: relayFailure }));
+      logExpired(logger, expireWaiting(db, t, config.queue.maxAgeHours, { webhooks: health.failing, relay: health.relayFailure() }));
     }
     forwardAllowance = relay === null ? Infinity : gate.beforeClaim(t);
     const free = maxInFlight - running.size;
@@ -274,7 +269,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     // as soon as serve starts, with no backoff and no suspension of the relay, as Postfix's
     // active queue is taken up again after a restart.
     const cutByStop = stopController.signal.aborted && outcome.kind === "temporary";
-    if (!cutByStop) noteTargetHealth(d, outcome);
+    // A target starting to fail: the deliveries past the age limit behind it go before the next claim.
+    if (!cutByStop && health.note(d, outcome)) expiryCheckedAt = -Infinity;
     const end = now();
     const suspended = !cutByStop && d.kind === "forward" && relay !== null
       ? gate.ended(d.id, relay.label, sentTo === relay.label ? relayDown : undefined, outcome.kind === "delivered" ? "" : outcome.error, end)
@@ -287,24 +283,6 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     if (!result.recorded || !result.spoolReleasable) return;
     await durable();
     await spool.remove(d.messageId);
-  }
-
-  /** Whether the attempt's target answers: its slots (slots.ts), and what expire.ts gives up. */
-  function noteTargetHealth(d: store.ClaimedDelivery, outcome: AttemptOutcome): void {
-    const error = outcome.kind === "temporary" ? outcome.error : null;
-    // A target starting to fail: the deliveries past the age limit behind it go before the next claim.
-    if (error !== null && (d.kind === "webhook" ? !failing.has(d.target) : relayFailure === null)) expiryCheckedAt = -Infinity;
-    if (d.kind === "forward") {
-      relayFailure = error;
-    } else if (error === null) {
-      answering.add(keyOf(d));
-      failing.delete(d.target);
-    } else {
-      answering.delete(keyOf(d));
-      failing.set(d.target, error);
-      const asked = outcome.kind === "temporary" ? outcome.retryAfterMs : undefined;
-      if (asked !== undefined) pauses.pause(d.target, asked, now());
-    }
   }
 
   function releaseHeldIfRelay(): void {
@@ -344,7 +322,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       if (stopping) return; // stop() closes the pool; a new one would never be closed
       const previous = relay;
       relay = makeRelay(next);
-      relayFailure = null; // the new relay's health is not known yet
+      health.forgetRelay(); // the new relay's health is not known yet
       // The old relay's idle sessions say QUIT in the background; what waited for one of them
       // goes to the new relay (nothing deferred by a reload), busy ones finish their message.
       void previous?.close(relay ?? undefined);

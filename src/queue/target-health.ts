@@ -1,0 +1,65 @@
+/**
+ * What the delivery worker (worker.ts) knows of its targets from their last attempts: the webhook
+ * URLs that answer, those failing for now (with the error), the receivers that asked for quiet
+ * (Retry-After), and the relay's last failure. Read by the slot caps (slots.ts) at every claim and
+ * by expiry (expire.ts); written once per attempt. Apart from the attempts in flight because it
+ * outlives them: only an attempt's outcome, or new relay settings, change it.
+ *
+ * Trusts: the attempt's outcome. Failure: none (webhook-pauses.ts never throws).
+ */
+import type { Database } from "bun:sqlite";
+import type { ClaimedDelivery } from "./queue-store.ts";
+import type { AttemptOutcome } from "./retry.ts";
+import { keyOf } from "./slots.ts";
+import { createWebhookPauses } from "./webhook-pauses.ts";
+
+export interface TargetHealth {
+  /** Webhook URLs (keys) whose last attempt got an answer: slots.ts gives the others one slot. */
+  readonly answering: ReadonlySet<string>;
+  /** Webhook URLs whose last attempt failed for now, with its error; and the relay's (expire.ts). */
+  readonly failing: ReadonlyMap<string, string>;
+  relayFailure(): string | null;
+  /** Webhook URLs whose receiver answered with Retry-After, until then or a `queue retry`. */
+  paused(now: number): ReadonlySet<string>;
+  /**
+   * Whether the attempt's target answers: its slots (slots.ts), and what expire.ts gives up.
+   * True when the target starts failing with it.
+   */
+  note(d: ClaimedDelivery, outcome: AttemptOutcome): boolean;
+  /** New relay settings: the new relay's health is not known yet. */
+  forgetRelay(): void;
+}
+
+/** `pollMs`: how often, at most, a running pause looks for a `queue retry` (webhook-pauses.ts). */
+export function createTargetHealth(db: Database, pollMs: number, now: () => number): TargetHealth {
+  const answering = new Set<string>();
+  const failing = new Map<string, string>();
+  const pauses = createWebhookPauses(db, pollMs);
+  let relayFailure: string | null = null;
+
+  return {
+    answering,
+    failing,
+    relayFailure: () => relayFailure,
+    paused: (at) => pauses.paused(at),
+    note(d, outcome) {
+      const error = outcome.kind === "temporary" ? outcome.error : null;
+      const startsFailing = error !== null && (d.kind === "webhook" ? !failing.has(d.target) : relayFailure === null);
+      if (d.kind === "forward") {
+        relayFailure = error;
+      } else if (error === null) {
+        answering.add(keyOf(d));
+        failing.delete(d.target);
+      } else {
+        answering.delete(keyOf(d));
+        failing.set(d.target, error);
+        const asked = outcome.kind === "temporary" ? outcome.retryAfterMs : undefined;
+        if (asked !== undefined) pauses.pause(d.target, asked, now());
+      }
+      return startsFailing;
+    },
+    forgetRelay() {
+      relayFailure = null;
+    },
+  };
+}
