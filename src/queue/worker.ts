@@ -21,13 +21,13 @@
  * stay `delivering` until a restart; a stop meanwhile leaves it for the next start to redo.
  */
 import type { Database } from "bun:sqlite";
-import { createRelayClient, type RelayClient } from "../act/relay.ts";
 import type { Config, RelayConfig } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
 import { runAttempt } from "./attempt.ts";
 import { attemptRecord, logAttempt } from "./attempt-record.ts";
 import { WalSync } from "../spool/wal-sync.ts";
 import { expireWaiting, logExpired } from "./expire.ts";
+import { createCurrentRelay } from "./current-relay.ts";
 import { createGroupCommit } from "./group-commit.ts";
 import { logInterrupted, recoverInterrupted } from "./interrupted.ts";
 import * as store from "./queue-store.ts";
@@ -47,12 +47,7 @@ export const MAX_IN_FLIGHT = 48;
 export { LARGE_MESSAGE_BYTES, MAX_LARGE_IN_FLIGHT, MAX_LARGE_PER_TARGET, MAX_PER_WEBHOOK_TARGET } from "./slots.ts";
 /** Webhook attempts running at once, all URLs together. */
 export const MAX_WEBHOOKS_IN_FLIGHT = 16;
-/**
- * Forwards in flight per pooled relay connection: keeps each connection busy and lets claims and
- * result commits cover several messages (2 -> 4: -11% delivery CPU per message), while the
- * queue behind one connection stays short.
- */
-export const FORWARDS_PER_RELAY_CONNECTION = 4;
+export { FORWARDS_PER_RELAY_CONNECTION } from "./current-relay.ts";
 /** Fallback poll: picks up `mailgw queue retry` from another process and missed wake-ups. */
 export const POLL_INTERVAL_MS = 500;
 /** How often the queue is checked for retry times a clock that went back left far ahead. */
@@ -124,7 +119,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   const gate = createRelayGate({ db, logger, queue: config.queue });
   /** Forwards the gate lets start on this claim besides those running (Infinity: no suspension). */
   let forwardAllowance = Infinity;
-  let relay: RelayClient | null = null;
+  /** The relay pool forwards go to (none: they are held), swapped by start, reload and stop. */
+  const relay = createCurrentRelay({ config, db, logger, now });
   let timer: ReturnType<typeof setTimeout> | null = null;
   let started = false;
   let stopping = false;
@@ -137,18 +133,11 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   const walSync = opts.durable ? null : new WalSync(db);
   const durable = opts.durable ?? (() => (walSync as WalSync).sync());
 
-  const makeRelay = (r: RelayConfig | null): RelayClient | null =>
-    r === null ? null : createRelayClient(r, { ehloName: config.smtp.hostname });
-
-  function relayCap(): number {
-    return relay === null ? 0 : relay.maxConnections * FORWARDS_PER_RELAY_CONNECTION;
-  }
-
   /** The attempts in flight and the caps, for slots.ts. */
   function slotUse(): SlotUse {
     const all = [...running.values()];
     const relayRunning = all.filter((r) => r.key === "relay").length;
-    return { running: all, relayCap: relay === null ? null : Math.min(relayCap(), relayRunning + forwardAllowance), webhookCap, answering: health.answering, failing: health.failing, paused: health.paused(now()) };
+    return { running: all, relayCap: relay.client() === null ? null : Math.min(relay.cap(), relayRunning + forwardAllowance), webhookCap, answering: health.answering, failing: health.failing, paused: health.paused(now()) };
   }
 
   /** Coalesces wake-ups (intake, finished attempts) into one claim per event-loop turn. */
@@ -172,14 +161,14 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
 
   function claimAndRun(): void {
     const t = now();
-    if (relay === null) {
+    if (relay.client() === null) {
       const held = store.holdForwards(db, t);
       if (held > 0) logger.warn("forwards held: no relay configured (set RELAY_SMTP_HOST)", { count: held });
     } else if (Math.abs(t - heldCheckedAt) >= pollMs) {
       // A forward the intake held while a SIGHUP was adding the relay (it decided before the
       // reload, committed after the release): found here within a poll, never left held.
       heldCheckedAt = t;
-      if (store.anyHeld(db)) releaseHeldIfRelay();
+      if (store.anyHeld(db)) relay.releaseHeld();
     }
     // abs: after the clock went back, t is below the last check's time.
     if (Math.abs(t - clockCheckedAt) >= CLOCK_CHECK_MS) {
@@ -192,7 +181,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       expiryCheckedAt = t;
       logExpired(logger, expireWaiting(db, t, config.queue.maxAgeHours, { webhooks: health.failing, relay: health.relayFailure() }));
     }
-    forwardAllowance = relay === null ? Infinity : gate.beforeClaim(t);
+    forwardAllowance = relay.client() === null ? Infinity : gate.beforeClaim(t);
     const free = maxInFlight - running.size;
     if (free <= 0) return;
     const use = slotUse();
@@ -208,7 +197,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
    * message). Idle targets and webhooks (small caps) still refill at once; the poll covers the rest.
    */
   function worthClaiming(key: string): boolean {
-    const cap = key === "relay" ? relayCap() : MAX_PER_WEBHOOK_TARGET;
+    const cap = key === "relay" ? relay.cap() : MAX_PER_WEBHOOK_TARGET;
     return countByKey(slotUse(), key) <= Math.floor((cap * 3) / 4);
   }
 
@@ -248,7 +237,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   }
 
   async function attempt(d: store.ClaimedDelivery): Promise<void> {
-    if (d.kind === "forward" && relay === null) {
+    if (d.kind === "forward" && relay.client() === null) {
       await persistently("a held forward", d, () => store.holdClaimed(db, d.id, now()));
       return;
     }
@@ -257,12 +246,12 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     const startedMono = performance.now();
     const signal = AbortSignal.any([AbortSignal.timeout(attemptTimeoutMs), stopController.signal]);
     const { outcome, target, unsent, relayDown, relay: sentTo } = await runAttempt(d, {
-      spool, relay, webhookSecret: config.webhookSecret, signal, stopSignal: stopController.signal, deadlineMs: attemptTimeoutMs, nowMs: at,
+      spool, relay: relay.client(), webhookSecret: config.webhookSecret, signal, stopSignal: stopController.signal, deadlineMs: attemptTimeoutMs, nowMs: at,
     });
     if (unsent) {
       // The relay was removed while it waited for a connection: held, as if claimed without one.
       await persistently("a held forward", d, () => store.holdClaimed(db, d.id, now()));
-      releaseHeldIfRelay(); // a relay set again since
+      relay.releaseHeld(); // a relay set again since
       return;
     }
     // Cut off by our own stop (STOP_GRACE_MS passed): not the target's failure. It is due again
@@ -272,8 +261,9 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     // A target starting to fail: the deliveries past the age limit behind it go before the next claim.
     if (!cutByStop && health.note(d, outcome)) expiryCheckedAt = -Infinity;
     const end = now();
-    const suspended = !cutByStop && d.kind === "forward" && relay !== null
-      ? gate.ended(d.id, relay.label, sentTo === relay.label ? relayDown : undefined, outcome.kind === "delivered" ? "" : outcome.error, end)
+    const current = relay.client();
+    const suspended = !cutByStop && d.kind === "forward" && current !== null
+      ? gate.ended(d.id, current.label, sentTo === current.label ? relayDown : undefined, outcome.kind === "delivered" ? "" : outcome.error, end)
       : null;
     const record = attemptRecord(d, outcome, target, at, end, Math.round(performance.now() - startedMono), suspended, config.queue, random);
     if (cutByStop) record.step = { state: "deferred", nextAttemptAt: end, reason: `${STOPPED_DURING_ATTEMPT}: ${outcome.error}` };
@@ -285,21 +275,15 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     await spool.remove(d.messageId);
   }
 
-  function releaseHeldIfRelay(): void {
-    if (relay === null) return;
-    const n = store.releaseHeld(db, now());
-    if (n > 0) logger.info("held forwards released to the relay", { count: n, relay: relay.label });
-  }
-
   return {
     start() {
       if (started) return;
       started = true;
-      relay = makeRelay(config.relay);
+      relay.swap(config.relay);
       logInterrupted(logger, recoverInterrupted(db, { now: now(), ...config.queue, random }));
-      gate.start(relay?.label ?? null, now());
-      if (relay === null) logger.warn("no relay configured (RELAY_SMTP_HOST): forward deliveries are held until one is set");
-      releaseHeldIfRelay();
+      gate.start(relay.client()?.label ?? null, now());
+      if (relay.client() === null) logger.warn("no relay configured (RELAY_SMTP_HOST): forward deliveries are held until one is set");
+      relay.releaseHeld();
       tick();
     },
     async stop() {
@@ -313,21 +297,18 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       clearTimeout(graceTimer);
       // Before the delivery thread ends: its sockets would otherwise die without QUIT. Taken out
       // first, so a reload during the QUITs cannot swap in a pool that is never closed.
-      const closing = relay;
-      relay = null;
-      await closing?.close();
+      await relay.swap(null)?.close();
     },
     wake: scheduleTick,
     reloadRelay(next) {
       if (stopping) return; // stop() closes the pool; a new one would never be closed
-      const previous = relay;
-      relay = makeRelay(next);
+      const previous = relay.swap(next);
       health.forgetRelay(); // the new relay's health is not known yet
       // The old relay's idle sessions say QUIT in the background; what waited for one of them
       // goes to the new relay (nothing deferred by a reload), busy ones finish their message.
-      void previous?.close(relay ?? undefined);
+      void previous?.close(relay.client() ?? undefined);
       gate.lift(now());
-      releaseHeldIfRelay();
+      relay.releaseHeld();
       scheduleTick();
     },
     inFlight: () => running.size,
