@@ -26,13 +26,12 @@ import type { Logger } from "../log/logger.ts";
 import { runAttempt } from "./attempt.ts";
 import { attemptRecord, logAttempt } from "./attempt-record.ts";
 import { WalSync } from "../spool/wal-sync.ts";
-import { expireWaiting, logExpired } from "./expire.ts";
 import { createCurrentRelay } from "./current-relay.ts";
 import { createGroupCommit } from "./group-commit.ts";
 import { logInterrupted, recoverInterrupted } from "./interrupted.ts";
 import * as store from "./queue-store.ts";
+import { createQueueHousekeeping } from "./queue-housekeeping.ts";
 import { createRelayGate } from "./relay-suspension.ts";
-import { RETRY_CAP_MS } from "./retry.ts";
 import { applyCaps, claimLimits, countByKey, isLarge, keyOf, MAX_PER_WEBHOOK_TARGET, type SlotUse } from "./slots.ts";
 import { createSpoolAccess, type SpoolAccess } from "./spool-access.ts";
 import { createTargetHealth } from "./target-health.ts";
@@ -50,12 +49,6 @@ export const MAX_WEBHOOKS_IN_FLIGHT = 16;
 export { FORWARDS_PER_RELAY_CONNECTION } from "./current-relay.ts";
 /** Fallback poll: picks up `mailgw queue retry` from another process and missed wake-ups. */
 export const POLL_INTERVAL_MS = 500;
-/** How often the queue is checked for retry times a clock that went back left far ahead. */
-const CLOCK_CHECK_MS = 60_000;
-/** Ahead of now by more than this (the longest retry wait, plus slack for clock slewing) = the clock went back. */
-const CLOCK_BACK_MS = RETRY_CAP_MS + 60_000;
-/** How often deliveries waiting for a failing target are checked against QUEUE_MAX_AGE_HOURS (expire.ts). */
-const EXPIRY_CHECK_MS = 5_000;
 /**
  * Deadline of one attempt: a relay or webhook that stalls is cut off and retried later. A forward
  * whose data is all sent then waits for the relay's reply instead (RELAY_FINAL_REPLY_TIMEOUT_MS).
@@ -125,10 +118,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   let started = false;
   let stopping = false;
   let tickScheduled = false;
-  /** When claimAndRun last looked for held forwards while a relay is set. */
-  let heldCheckedAt = -Infinity;
-  let clockCheckedAt = -Infinity;
-  let expiryCheckedAt = -Infinity;
+  /** Held forwards, clock steps and expiry, checked before a claim. */
+  const housekeeping = createQueueHousekeeping({ db, logger, queue: config.queue, relay, health, pollMs });
   const recordFinished = createGroupCommit((records: store.AttemptRecord[]) => store.finishAttempts(db, records));
   const walSync = opts.durable ? null : new WalSync(db);
   const durable = opts.durable ?? (() => (walSync as WalSync).sync());
@@ -161,26 +152,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
 
   function claimAndRun(): void {
     const t = now();
-    if (relay.client() === null) {
-      const held = store.holdForwards(db, t);
-      if (held > 0) logger.warn("forwards held: no relay configured (set RELAY_SMTP_HOST)", { count: held });
-    } else if (Math.abs(t - heldCheckedAt) >= pollMs) {
-      // A forward the intake held while a SIGHUP was adding the relay (it decided before the
-      // reload, committed after the release): found here within a poll, never left held.
-      heldCheckedAt = t;
-      if (store.anyHeld(db)) relay.releaseHeld();
-    }
-    // abs: after the clock went back, t is below the last check's time.
-    if (Math.abs(t - clockCheckedAt) >= CLOCK_CHECK_MS) {
-      clockCheckedAt = t;
-      const n = store.rescheduleFromFuture(db, t, CLOCK_BACK_MS);
-      if (n > 0) logger.warn("deliveries scheduled by a clock that has gone back since are due now", { count: n });
-    }
-    // Before the claim: a failing target's slot goes to a delivery still within the age limit.
-    if (Math.abs(t - expiryCheckedAt) >= EXPIRY_CHECK_MS) {
-      expiryCheckedAt = t;
-      logExpired(logger, expireWaiting(db, t, config.queue.maxAgeHours, { webhooks: health.failing, relay: health.relayFailure() }));
-    }
+    housekeeping.beforeClaim(t);
     forwardAllowance = relay.client() === null ? Infinity : gate.beforeClaim(t);
     const free = maxInFlight - running.size;
     if (free <= 0) return;
@@ -259,7 +231,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     // active queue is taken up again after a restart.
     const cutByStop = stopController.signal.aborted && outcome.kind === "temporary";
     // A target starting to fail: the deliveries past the age limit behind it go before the next claim.
-    if (!cutByStop && health.note(d, outcome)) expiryCheckedAt = -Infinity;
+    if (!cutByStop && health.note(d, outcome)) housekeeping.expireSoon();
     const end = now();
     const current = relay.client();
     const suspended = !cutByStop && d.kind === "forward" && current !== null
