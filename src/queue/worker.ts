@@ -28,6 +28,7 @@ import { attemptRecord, logAttempt } from "./attempt-record.ts";
 import { WalSync } from "../spool/wal-sync.ts";
 import { createCurrentRelay } from "./current-relay.ts";
 import { createGroupCommit } from "./group-commit.ts";
+import { createPersistentWrite, RECORD_RETRY_MS } from "./persistent-write.ts";
 import { logInterrupted, recoverInterrupted } from "./interrupted.ts";
 import * as store from "./queue-store.ts";
 import { createQueueHousekeeping } from "./queue-housekeeping.ts";
@@ -58,9 +59,7 @@ export const ATTEMPT_TIMEOUT_MS = 120_000;
 export const STOP_GRACE_MS = 10_000;
 /** Starts the last error of an attempt serve's stop cut off (due again at the next start). */
 export const STOPPED_DURING_ATTEMPT = "cut off by serve's stop, due again at start";
-/** First wait before committing an attempt's result again after the commit failed; doubles. */
-export const RECORD_RETRY_MS = 1_000;
-const RECORD_RETRY_MAX_MS = 30_000;
+export { RECORD_RETRY_MS } from "./persistent-write.ts";
 
 export interface DeliveryWorkerOptions {
   config: Config;
@@ -104,7 +103,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   const stopController = new AbortController();
   /** Aborted as soon as stop() is called (stopController only after the grace period). */
   const stopRequested = new AbortController();
-  const recordRetryMs = opts.recordRetryMs ?? RECORD_RETRY_MS;
+  /** Commits an attempt's result (or a forward held again) until the database takes it. */
+  const persistently = createPersistentWrite({ logger, firstWaitMs: opts.recordRetryMs ?? RECORD_RETRY_MS, stopRequested: stopRequested.signal });
   const running = new Map<number, { promise: Promise<void>; key: string; large: boolean }>();
   /** The webhook URLs that answer, fail for now or asked for quiet; the relay's last failure. */
   const health = createTargetHealth(db, pollMs, now);
@@ -182,30 +182,6 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
         if (worthClaiming(keyOf(d))) scheduleTick();
       });
     running.set(d.id, { promise, key: keyOf(d), large: isLarge(d) });
-  }
-
-  /**
-   * Runs `write` until the database takes it. null when the worker is stopping and it still
-   * fails: the row stays `delivering`, which the next start queues again (at-least-once).
-   */
-  async function persistently<T>(what: string, d: store.ClaimedDelivery, write: () => T | Promise<T>): Promise<T | null> {
-    for (let wait = recordRetryMs; ; wait = Math.min(wait * 2, RECORD_RETRY_MAX_MS)) {
-      try {
-        return await write();
-      } catch (err) {
-        if (stopping) return null;
-        logger.error(`${what} could not be recorded; retrying`, { id: d.messageId, delivery: d.id, error: err instanceof Error ? err.message : String(err), retry_in_ms: wait });
-        await new Promise<void>((resolve) => {
-          const done = (): void => {
-            clearTimeout(timer);
-            stopRequested.signal.removeEventListener("abort", done);
-            resolve();
-          };
-          const timer = setTimeout(done, wait);
-          stopRequested.signal.addEventListener("abort", done);
-        });
-      }
-    }
   }
 
   async function attempt(d: store.ClaimedDelivery): Promise<void> {
