@@ -23,12 +23,9 @@
 import type { Database } from "bun:sqlite";
 import type { Config, RelayConfig } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
-import { runAttempt } from "./attempt.ts";
-import { attemptRecord, logAttempt } from "./attempt-record.ts";
-import { WalSync } from "../spool/wal-sync.ts";
+import { createAttemptRunner } from "./attempt-runner.ts";
 import { createCurrentRelay } from "./current-relay.ts";
-import { createGroupCommit } from "./group-commit.ts";
-import { createPersistentWrite, RECORD_RETRY_MS } from "./persistent-write.ts";
+import { RECORD_RETRY_MS } from "./persistent-write.ts";
 import { logInterrupted, recoverInterrupted } from "./interrupted.ts";
 import * as store from "./queue-store.ts";
 import { createQueueHousekeeping } from "./queue-housekeeping.ts";
@@ -57,8 +54,7 @@ export const POLL_INTERVAL_MS = 500;
 export const ATTEMPT_TIMEOUT_MS = 120_000;
 /** On stop, how long running attempts may finish before they are aborted. */
 export const STOP_GRACE_MS = 10_000;
-/** Starts the last error of an attempt serve's stop cut off (due again at the next start). */
-export const STOPPED_DURING_ATTEMPT = "cut off by serve's stop, due again at start";
+export { STOPPED_DURING_ATTEMPT } from "./attempt-runner.ts";
 export { RECORD_RETRY_MS } from "./persistent-write.ts";
 
 export interface DeliveryWorkerOptions {
@@ -103,8 +99,6 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   const stopController = new AbortController();
   /** Aborted as soon as stop() is called (stopController only after the grace period). */
   const stopRequested = new AbortController();
-  /** Commits an attempt's result (or a forward held again) until the database takes it. */
-  const persistently = createPersistentWrite({ logger, firstWaitMs: opts.recordRetryMs ?? RECORD_RETRY_MS, stopRequested: stopRequested.signal });
   const running = new Map<number, { promise: Promise<void>; key: string; large: boolean }>();
   /** The webhook URLs that answer, fail for now or asked for quiet; the relay's last failure. */
   const health = createTargetHealth(db, pollMs, now);
@@ -120,9 +114,10 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   let tickScheduled = false;
   /** Held forwards, clock steps and expiry, checked before a claim. */
   const housekeeping = createQueueHousekeeping({ db, logger, queue: config.queue, relay, health, pollMs });
-  const recordFinished = createGroupCommit((records: store.AttemptRecord[]) => store.finishAttempts(db, records));
-  const walSync = opts.durable ? null : new WalSync(db);
-  const durable = opts.durable ?? (() => (walSync as WalSync).sync());
+  const attempt = createAttemptRunner({
+    config, db, logger, spool, relay, gate, health, housekeeping, now, random, attemptTimeoutMs,
+    recordRetryMs: opts.recordRetryMs ?? RECORD_RETRY_MS, stopRequested: stopRequested.signal, stopped: stopController.signal, durable: opts.durable,
+  });
 
   /** The attempts in flight and the caps, for slots.ts. */
   function slotUse(): SlotUse {
@@ -182,45 +177,6 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
         if (worthClaiming(keyOf(d))) scheduleTick();
       });
     running.set(d.id, { promise, key: keyOf(d), large: isLarge(d) });
-  }
-
-  async function attempt(d: store.ClaimedDelivery): Promise<void> {
-    if (d.kind === "forward" && relay.client() === null) {
-      await persistently("a held forward", d, () => store.holdClaimed(db, d.id, now()));
-      return;
-    }
-    const at = now();
-    // Its duration by the monotonic clock: `end - at` was a day when NTP stepped the clock a day.
-    const startedMono = performance.now();
-    const signal = AbortSignal.any([AbortSignal.timeout(attemptTimeoutMs), stopController.signal]);
-    const { outcome, target, unsent, relayDown, relay: sentTo } = await runAttempt(d, {
-      spool, relay: relay.client(), webhookSecret: config.webhookSecret, signal, stopSignal: stopController.signal, deadlineMs: attemptTimeoutMs, nowMs: at,
-    });
-    if (unsent) {
-      // The relay was removed while it waited for a connection: held, as if claimed without one.
-      await persistently("a held forward", d, () => store.holdClaimed(db, d.id, now()));
-      relay.releaseHeld(); // a relay set again since
-      return;
-    }
-    // Cut off by our own stop (STOP_GRACE_MS passed): not the target's failure. It is due again
-    // as soon as serve starts, with no backoff and no suspension of the relay, as Postfix's
-    // active queue is taken up again after a restart.
-    const cutByStop = stopController.signal.aborted && outcome.kind === "temporary";
-    // A target starting to fail: the deliveries past the age limit behind it go before the next claim.
-    if (!cutByStop && health.note(d, outcome)) housekeeping.expireSoon();
-    const end = now();
-    const current = relay.client();
-    const suspended = !cutByStop && d.kind === "forward" && current !== null
-      ? gate.ended(d.id, current.label, sentTo === current.label ? relayDown : undefined, outcome.kind === "delivered" ? "" : outcome.error, end)
-      : null;
-    const record = attemptRecord(d, outcome, target, at, end, Math.round(performance.now() - startedMono), suspended, config.queue, random);
-    if (cutByStop) record.step = { state: "deferred", nextAttemptAt: end, reason: `${STOPPED_DURING_ATTEMPT}: ${outcome.error}` };
-    const result = await persistently("a delivery result", d, () => recordFinished(record));
-    if (result === null) return;
-    logAttempt(logger, record, result);
-    if (!result.recorded || !result.spoolReleasable) return;
-    await durable();
-    await spool.remove(d.messageId);
   }
 
   return {
