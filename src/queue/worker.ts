@@ -24,13 +24,14 @@ import type { Database } from "bun:sqlite";
 import type { Config, RelayConfig } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
 import { createAttemptRunner } from "./attempt-runner.ts";
+import { createAttemptsInFlight } from "./attempts-in-flight.ts";
 import { createCurrentRelay } from "./current-relay.ts";
 import { RECORD_RETRY_MS } from "./persistent-write.ts";
 import { logInterrupted, recoverInterrupted } from "./interrupted.ts";
 import * as store from "./queue-store.ts";
 import { createQueueHousekeeping } from "./queue-housekeeping.ts";
 import { createRelayGate } from "./relay-suspension.ts";
-import { applyCaps, claimLimits, countByKey, isLarge, keyOf, MAX_PER_WEBHOOK_TARGET, type SlotUse } from "./slots.ts";
+import { applyCaps, claimLimits, keyOf } from "./slots.ts";
 import { createSpoolAccess, type SpoolAccess } from "./spool-access.ts";
 import { createTargetHealth } from "./target-health.ts";
 
@@ -99,13 +100,10 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   const stopController = new AbortController();
   /** Aborted as soon as stop() is called (stopController only after the grace period). */
   const stopRequested = new AbortController();
-  const running = new Map<number, { promise: Promise<void>; key: string; large: boolean }>();
   /** The webhook URLs that answer, fail for now or asked for quiet; the relay's last failure. */
   const health = createTargetHealth(db, pollMs, now);
   /** The relay suspended after it failed itself: forwards wait for one probe (relay-suspension.ts). */
   const gate = createRelayGate({ db, logger, queue: config.queue });
-  /** Forwards the gate lets start on this claim besides those running (Infinity: no suspension). */
-  let forwardAllowance = Infinity;
   /** The relay pool forwards go to (none: they are held), swapped by start, reload and stop. */
   const relay = createCurrentRelay({ config, db, logger, now });
   let timer: ReturnType<typeof setTimeout> | null = null;
@@ -114,17 +112,11 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   let tickScheduled = false;
   /** Held forwards, clock steps and expiry, checked before a claim. */
   const housekeeping = createQueueHousekeeping({ db, logger, queue: config.queue, relay, health, pollMs });
+  const inFlight = createAttemptsInFlight({ relay, health, webhookCap, now });
   const attempt = createAttemptRunner({
     config, db, logger, spool, relay, gate, health, housekeeping, now, random, attemptTimeoutMs,
     recordRetryMs: opts.recordRetryMs ?? RECORD_RETRY_MS, stopRequested: stopRequested.signal, stopped: stopController.signal, durable: opts.durable,
   });
-
-  /** The attempts in flight and the caps, for slots.ts. */
-  function slotUse(): SlotUse {
-    const all = [...running.values()];
-    const relayRunning = all.filter((r) => r.key === "relay").length;
-    return { running: all, relayCap: relay.client() === null ? null : Math.min(relay.cap(), relayRunning + forwardAllowance), webhookCap, answering: health.answering, failing: health.failing, paused: health.paused(now()) };
-  }
 
   /** Coalesces wake-ups (intake, finished attempts) into one claim per event-loop turn. */
   function scheduleTick(): void {
@@ -148,35 +140,26 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   function claimAndRun(): void {
     const t = now();
     housekeeping.beforeClaim(t);
-    forwardAllowance = relay.client() === null ? Infinity : gate.beforeClaim(t);
-    const free = maxInFlight - running.size;
+    const forwardAllowance = relay.client() === null ? Infinity : gate.beforeClaim(t);
+    inFlight.allowForwards(forwardAllowance);
+    const free = maxInFlight - inFlight.size();
     if (free <= 0) return;
-    const use = slotUse();
+    const use = inFlight.use();
     for (const d of store.claimDue(db, t, claimLimits(use, free), (candidates) => applyCaps(use, candidates, free))) {
       if (d.kind === "forward" && forwardAllowance === 1) gate.claimed(d.id);
       startAttempt(d);
     }
   }
 
-  /**
-   * After an attempt ends: claim again only once a quarter of its target's slots are free, so a
-   * busy relay is refilled in small batches (one claim query and commit per batch, not per
-   * message). Idle targets and webhooks (small caps) still refill at once; the poll covers the rest.
-   */
-  function worthClaiming(key: string): boolean {
-    const cap = key === "relay" ? relay.cap() : MAX_PER_WEBHOOK_TARGET;
-    return countByKey(slotUse(), key) <= Math.floor((cap * 3) / 4);
-  }
-
   function startAttempt(d: store.ClaimedDelivery): void {
     const promise = attempt(d)
       .catch((err) => logger.error("delivery attempt error", { id: d.messageId, delivery: d.id, error: String(err) }))
       .finally(() => {
-        running.delete(d.id);
+        inFlight.remove(d.id);
         gate.settled(d.id);
-        if (worthClaiming(keyOf(d))) scheduleTick();
+        if (inFlight.worthClaiming(keyOf(d))) scheduleTick();
       });
-    running.set(d.id, { promise, key: keyOf(d), large: isLarge(d) });
+    inFlight.add(d, promise);
   }
 
   return {
@@ -195,9 +178,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       stopping = true;
       stopRequested.abort();
       if (timer) clearTimeout(timer);
-      const all = () => Promise.allSettled([...running.values()].map((r) => r.promise));
       const graceTimer = setTimeout(() => stopController.abort(new Error("mailgw is stopping")), STOP_GRACE_MS);
-      await all();
+      await inFlight.allSettled();
       clearTimeout(graceTimer);
       // Before the delivery thread ends: its sockets would otherwise die without QUIT. Taken out
       // first, so a reload during the QUITs cannot swap in a pool that is never closed.
@@ -215,6 +197,6 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       relay.releaseHeld();
       scheduleTick();
     },
-    inFlight: () => running.size,
+    inFlight: inFlight.size,
   };
 }
