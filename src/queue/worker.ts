@@ -25,13 +25,12 @@ import type { Config, RelayConfig } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
 import { createAttemptRunner } from "./attempt-runner.ts";
 import { createAttemptsInFlight } from "./attempts-in-flight.ts";
+import { createClaimLoop } from "./claim-loop.ts";
 import { createCurrentRelay } from "./current-relay.ts";
 import { RECORD_RETRY_MS } from "./persistent-write.ts";
 import { logInterrupted, recoverInterrupted } from "./interrupted.ts";
-import * as store from "./queue-store.ts";
 import { createQueueHousekeeping } from "./queue-housekeeping.ts";
 import { createRelayGate } from "./relay-suspension.ts";
-import { applyCaps, claimLimits, keyOf } from "./slots.ts";
 import { createSpoolAccess, type SpoolAccess } from "./spool-access.ts";
 import { createTargetHealth } from "./target-health.ts";
 
@@ -106,10 +105,6 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   const gate = createRelayGate({ db, logger, queue: config.queue });
   /** The relay pool forwards go to (none: they are held), swapped by start, reload and stop. */
   const relay = createCurrentRelay({ config, db, logger, now });
-  let timer: ReturnType<typeof setTimeout> | null = null;
-  let started = false;
-  let stopping = false;
-  let tickScheduled = false;
   /** Held forwards, clock steps and expiry, checked before a claim. */
   const housekeeping = createQueueHousekeeping({ db, logger, queue: config.queue, relay, health, pollMs });
   const inFlight = createAttemptsInFlight({ relay, health, webhookCap, now });
@@ -118,66 +113,22 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     recordRetryMs: opts.recordRetryMs ?? RECORD_RETRY_MS, stopRequested: stopRequested.signal, stopped: stopController.signal, durable: opts.durable,
   });
 
-  /** Coalesces wake-ups (intake, finished attempts) into one claim per event-loop turn. */
-  function scheduleTick(): void {
-    if (tickScheduled || !started || stopping) return;
-    tickScheduled = true;
-    setImmediate(tick);
-  }
-
-  function tick(): void {
-    tickScheduled = false;
-    if (!started || stopping) return;
-    if (timer) clearTimeout(timer);
-    timer = setTimeout(tick, pollMs);
-    try {
-      claimAndRun();
-    } catch (err) {
-      logger.error("delivery queue error", { error: err instanceof Error ? err.message : String(err) });
-    }
-  }
-
-  function claimAndRun(): void {
-    const t = now();
-    housekeeping.beforeClaim(t);
-    const forwardAllowance = relay.client() === null ? Infinity : gate.beforeClaim(t);
-    inFlight.allowForwards(forwardAllowance);
-    const free = maxInFlight - inFlight.size();
-    if (free <= 0) return;
-    const use = inFlight.use();
-    for (const d of store.claimDue(db, t, claimLimits(use, free), (candidates) => applyCaps(use, candidates, free))) {
-      if (d.kind === "forward" && forwardAllowance === 1) gate.claimed(d.id);
-      startAttempt(d);
-    }
-  }
-
-  function startAttempt(d: store.ClaimedDelivery): void {
-    const promise = attempt(d)
-      .catch((err) => logger.error("delivery attempt error", { id: d.messageId, delivery: d.id, error: String(err) }))
-      .finally(() => {
-        inFlight.remove(d.id);
-        gate.settled(d.id);
-        if (inFlight.worthClaiming(keyOf(d))) scheduleTick();
-      });
-    inFlight.add(d, promise);
-  }
+  /** Claims on wake-ups and the poll; the worker's running state. */
+  const loop = createClaimLoop({ db, logger, now, pollMs, maxInFlight, relay, gate, housekeeping, inFlight, attempt });
 
   return {
     start() {
-      if (started) return;
-      started = true;
+      if (!loop.begin()) return;
       relay.swap(config.relay);
       logInterrupted(logger, recoverInterrupted(db, { now: now(), ...config.queue, random }));
       gate.start(relay.client()?.label ?? null, now());
       if (relay.client() === null) logger.warn("no relay configured (RELAY_SMTP_HOST): forward deliveries are held until one is set");
       relay.releaseHeld();
-      tick();
+      loop.tick();
     },
     async stop() {
-      if (!started || stopping) return;
-      stopping = true;
+      if (!loop.end()) return;
       stopRequested.abort();
-      if (timer) clearTimeout(timer);
       const graceTimer = setTimeout(() => stopController.abort(new Error("mailgw is stopping")), STOP_GRACE_MS);
       await inFlight.allSettled();
       clearTimeout(graceTimer);
@@ -185,9 +136,9 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       // first, so a reload during the QUITs cannot swap in a pool that is never closed.
       await relay.swap(null)?.close();
     },
-    wake: scheduleTick,
+    wake: loop.wake,
     reloadRelay(next) {
-      if (stopping) return; // stop() closes the pool; a new one would never be closed
+      if (loop.stopping()) return; // stop() closes the pool; a new one would never be closed
       const previous = relay.swap(next);
       health.forgetRelay(); // the new relay's health is not known yet
       // The old relay's idle sessions say QUIT in the background; what waited for one of them
@@ -195,7 +146,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
       void previous?.close(relay.client() ?? undefined);
       gate.lift(now());
       relay.releaseHeld();
-      scheduleTick();
+      loop.wake();
     },
     inFlight: inFlight.size,
   };
