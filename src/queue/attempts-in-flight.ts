@@ -4,14 +4,18 @@
  * slots.ts picks a claim's deliveries by. Apart from the claim loop because the claim, the
  * refill after an attempt and the stop all read it.
  *
- * Trusts: the claim loop to add each attempt it starts and remove it once settled. Failure: none.
+ * Trusts: nothing. Failure: an attempt that throws is logged; its slot is freed all the same.
  */
+import type { Logger } from "../log/logger.ts";
+import type { AttemptRunner } from "./attempt-runner.ts";
 import type { CurrentRelay } from "./current-relay.ts";
 import type { ClaimedDelivery } from "./queue-store.ts";
 import { countByKey, isLarge, keyOf, MAX_PER_WEBHOOK_TARGET, type SlotUse } from "./slots.ts";
 import type { TargetHealth } from "./target-health.ts";
 
 export interface AttemptsInFlightOptions {
+  logger: Logger;
+  attempt: AttemptRunner;
   relay: CurrentRelay;
   health: TargetHealth;
   /** Webhook attempts in flight at most, all URLs together. */
@@ -21,8 +25,8 @@ export interface AttemptsInFlightOptions {
 
 export interface AttemptsInFlight {
   size(): number;
-  add(d: ClaimedDelivery, promise: Promise<void>): void;
-  remove(id: number): void;
+  /** Runs the delivery's attempt in a slot; once it settles, the slot is free and `settled(d)` is called. */
+  start(d: ClaimedDelivery, settled: (d: ClaimedDelivery) => void): void;
   /** Forwards the gate lets start on this claim besides those running (Infinity: no suspension). */
   allowForwards(n: number): void;
   /** The attempts in flight and the caps, for slots.ts. */
@@ -34,7 +38,7 @@ export interface AttemptsInFlight {
 }
 
 export function createAttemptsInFlight(opts: AttemptsInFlightOptions): AttemptsInFlight {
-  const { relay, health, webhookCap, now } = opts;
+  const { logger, attempt, relay, health, webhookCap, now } = opts;
   const running = new Map<number, { promise: Promise<void>; key: string; large: boolean }>();
   let forwardAllowance = Infinity;
 
@@ -46,11 +50,14 @@ export function createAttemptsInFlight(opts: AttemptsInFlightOptions): AttemptsI
 
   return {
     size: () => running.size,
-    add(d, promise) {
+    start(d, settled) {
+      const promise = attempt(d)
+        .catch((err) => logger.error("delivery attempt error", { id: d.messageId, delivery: d.id, error: String(err) }))
+        .finally(() => {
+          running.delete(d.id);
+          settled(d);
+        });
       running.set(d.id, { promise, key: keyOf(d), large: isLarge(d) });
-    },
-    remove(id) {
-      running.delete(id);
     },
     allowForwards(n) {
       forwardAllowance = n;

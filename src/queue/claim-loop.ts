@@ -7,11 +7,10 @@
  * turn on and off.
  *
  * Trusts: its parts (worker.ts wires them). Failure: a claim's database error is logged and the
- * next tick tries again; an attempt that throws is logged, and its slot freed.
+ * next tick tries again.
  */
 import type { Database } from "bun:sqlite";
 import type { Logger } from "../log/logger.ts";
-import type { AttemptRunner } from "./attempt-runner.ts";
 import type { AttemptsInFlight } from "./attempts-in-flight.ts";
 import type { CurrentRelay } from "./current-relay.ts";
 import type { QueueHousekeeping } from "./queue-housekeeping.ts";
@@ -29,7 +28,6 @@ export interface ClaimLoopOptions {
   gate: RelayGate;
   housekeeping: QueueHousekeeping;
   inFlight: AttemptsInFlight;
-  attempt: AttemptRunner;
 }
 
 export interface ClaimLoop {
@@ -45,7 +43,7 @@ export interface ClaimLoop {
 }
 
 export function createClaimLoop(opts: ClaimLoopOptions): ClaimLoop {
-  const { db, logger, now, pollMs, maxInFlight, relay, gate, housekeeping, inFlight, attempt } = opts;
+  const { db, logger, now, pollMs, maxInFlight, relay, gate, housekeeping, inFlight } = opts;
   let state: "idle" | "running" | "stopping" = "idle";
   let timer: ReturnType<typeof setTimeout> | null = null;
   let tickScheduled = false;
@@ -78,19 +76,14 @@ export function createClaimLoop(opts: ClaimLoopOptions): ClaimLoop {
     const use = inFlight.use();
     for (const d of store.claimDue(db, t, claimLimits(use, free), (candidates) => applyCaps(use, candidates, free))) {
       if (d.kind === "forward" && forwardAllowance === 1) gate.claimed(d.id);
-      startAttempt(d);
+      inFlight.start(d, settled);
     }
   }
 
-  function startAttempt(d: store.ClaimedDelivery): void {
-    const promise = attempt(d)
-      .catch((err) => logger.error("delivery attempt error", { id: d.messageId, delivery: d.id, error: String(err) }))
-      .finally(() => {
-        inFlight.remove(d.id);
-        gate.settled(d.id);
-        if (inFlight.worthClaiming(keyOf(d))) scheduleTick();
-      });
-    inFlight.add(d, promise);
+  /** An attempt is over (recorded or not): its probe slot is free, and its target may refill. */
+  function settled(d: store.ClaimedDelivery): void {
+    gate.settled(d.id);
+    if (inFlight.worthClaiming(keyOf(d))) scheduleTick();
   }
 
   return {

@@ -107,14 +107,14 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   const relay = createCurrentRelay({ config, db, logger, now });
   /** Held forwards, clock steps and expiry, checked before a claim. */
   const housekeeping = createQueueHousekeeping({ db, logger, queue: config.queue, relay, health, pollMs });
-  const inFlight = createAttemptsInFlight({ relay, health, webhookCap, now });
   const attempt = createAttemptRunner({
     config, db, logger, spool, relay, gate, health, housekeeping, now, random, attemptTimeoutMs,
     recordRetryMs: opts.recordRetryMs ?? RECORD_RETRY_MS, stopRequested: stopRequested.signal, stopped: stopController.signal, durable: opts.durable,
   });
 
+  const inFlight = createAttemptsInFlight({ logger, attempt, relay, health, webhookCap, now });
   /** Claims on wake-ups and the poll; the worker's running state. */
-  const loop = createClaimLoop({ db, logger, now, pollMs, maxInFlight, relay, gate, housekeeping, inFlight, attempt });
+  const loop = createClaimLoop({ db, logger, now, pollMs, maxInFlight, relay, gate, housekeeping, inFlight });
 
   return {
     start() {
