@@ -33,6 +33,7 @@ import { createQueueHousekeeping } from "./queue-housekeeping.ts";
 import { createRelayGate } from "./relay-suspension.ts";
 import { createSpoolAccess, type SpoolAccess } from "./spool-access.ts";
 import { createTargetHealth } from "./target-health.ts";
+import { createWorkerStop } from "./worker-stop.ts";
 
 /**
  * Attempts running at once, all targets together. Bounds sockets, memory (message bytes) and
@@ -96,9 +97,8 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   const attemptTimeoutMs = opts.attemptTimeoutMs ?? ATTEMPT_TIMEOUT_MS;
   const maxInFlight = opts.maxInFlight ?? MAX_IN_FLIGHT;
   const webhookCap = Math.min(maxInFlight, MAX_WEBHOOKS_IN_FLIGHT);
-  const stopController = new AbortController();
-  /** Aborted as soon as stop() is called (stopController only after the grace period). */
-  const stopRequested = new AbortController();
+  /** Requested when stop() is called; running attempts cut STOP_GRACE_MS later. */
+  const workerStop = createWorkerStop(STOP_GRACE_MS);
   /** The webhook URLs that answer, fail for now or asked for quiet; the relay's last failure. */
   const health = createTargetHealth(db, pollMs, now);
   /** The relay suspended after it failed itself: forwards wait for one probe (relay-suspension.ts). */
@@ -109,7 +109,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
   const housekeeping = createQueueHousekeeping({ db, logger, queue: config.queue, relay, health, pollMs });
   const attempt = createAttemptRunner({
     config, db, logger, spool, relay, gate, health, housekeeping, now, random, attemptTimeoutMs,
-    recordRetryMs: opts.recordRetryMs ?? RECORD_RETRY_MS, stopRequested: stopRequested.signal, stopped: stopController.signal, durable: opts.durable,
+    recordRetryMs: opts.recordRetryMs ?? RECORD_RETRY_MS, stopRequested: workerStop.requested, stopped: workerStop.cut, durable: opts.durable,
   });
 
   const inFlight = createAttemptsInFlight({ logger, attempt, relay, health, webhookCap, now });
@@ -128,10 +128,7 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     },
     async stop() {
       if (!loop.end()) return;
-      stopRequested.abort();
-      const graceTimer = setTimeout(() => stopController.abort(new Error("mailgw is stopping")), STOP_GRACE_MS);
-      await inFlight.allSettled();
-      clearTimeout(graceTimer);
+      await workerStop.run(inFlight.allSettled);
       // Before the delivery thread ends: its sockets would otherwise die without QUIT. Taken out
       // first, so a reload during the QUITs cannot swap in a pool that is never closed.
       await relay.swap(null)?.close();
