@@ -16,13 +16,12 @@ import type { Database } from "bun:sqlite";
 import type { Config, RelayConfig } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
 import { workerSpecifier } from "../spool/worker-url.ts";
+import { launchDeliveryThread, type ThreadLaunch } from "./thread-launch.ts";
 import type { ThreadReply, ThreadRequest } from "./thread-protocol.ts";
 import { createDeliveryWorker, STOP_GRACE_MS, type DeliveryWorker } from "./worker.ts";
 
 /** The thread's file, below src/ (also listed in scripts/build.ts WORKER_ENTRYPOINTS). */
 export const DELIVERY_THREAD_PATH = "queue/delivery-thread.ts";
-/** How long a new thread may take to load, open the database and start. */
-const START_TIMEOUT_MS = 15_000;
 /** First wait before a crashed thread is replaced; doubles while it keeps crashing. */
 export const RESTART_DELAY_MS = 1000;
 /** Longest wait between restarts: a crash loop is retried (and logged) every 30 s at most. */
@@ -55,8 +54,6 @@ export interface ThreadedDeliveryWorker extends DeliveryWorker {
   countSessions(at: number, sessions: number, tls: number): boolean;
 }
 
-type Launch = { thread: Worker } | { reason: string };
-
 export function createThreadedDeliveryWorker(opts: ThreadedDeliveryWorkerOptions): ThreadedDeliveryWorker {
   const { logger } = opts;
   const specifier = opts.specifier ?? workerSpecifier(DELIVERY_THREAD_PATH);
@@ -85,34 +82,7 @@ export function createThreadedDeliveryWorker(opts: ThreadedDeliveryWorkerOptions
     }
   }
 
-  /** Starts a thread and waits until its worker runs (or it failed). */
-  function launch(): Promise<Launch> {
-    return new Promise((resolve) => {
-      let t: Worker;
-      try {
-        t = new Worker(specifier);
-      } catch (err) {
-        resolve({ reason: err instanceof Error ? err.message : String(err) });
-        return;
-      }
-      const fail = (reason: string) => {
-        clearTimeout(timer);
-        t.terminate();
-        resolve({ reason });
-      };
-      const timer = setTimeout(() => fail("the delivery thread did not start in time"), START_TIMEOUT_MS);
-      t.onerror = (event) => fail(`delivery thread failed: ${event.message}`);
-      t.onmessage = (event: MessageEvent<ThreadReply>) => {
-        const reply = event.data;
-        if (reply.kind === "ready") t.postMessage({ kind: "init", config: { ...opts.config, relay } } satisfies ThreadRequest);
-        else if (reply.kind === "start-failed") fail(reply.error);
-        else if (reply.kind === "started") {
-          clearTimeout(timer);
-          resolve({ thread: t });
-        } else onReply(reply);
-      };
-    });
-  }
+  const launch = (): Promise<ThreadLaunch> => launchDeliveryThread(specifier, () => ({ ...opts.config, relay }), onReply);
 
   function attach(t: Worker): void {
     thread = t;
