@@ -18,16 +18,12 @@ import type { Logger } from "../log/logger.ts";
 import { workerSpecifier } from "../spool/worker-url.ts";
 import { launchDeliveryThread, type ThreadLaunch } from "./thread-launch.ts";
 import type { ThreadReply, ThreadRequest } from "./thread-protocol.ts";
+import { createThreadRestarts, RESTART_DELAY_MS } from "./thread-restarts.ts";
 import { createDeliveryWorker, STOP_GRACE_MS, type DeliveryWorker } from "./worker.ts";
 
 /** The thread's file, below src/ (also listed in scripts/build.ts WORKER_ENTRYPOINTS). */
 export const DELIVERY_THREAD_PATH = "queue/delivery-thread.ts";
-/** First wait before a crashed thread is replaced; doubles while it keeps crashing. */
-export const RESTART_DELAY_MS = 1000;
-/** Longest wait between restarts: a crash loop is retried (and logged) every 30 s at most. */
-export const RESTART_DELAY_CAP_MS = 30_000;
-/** A thread that ran this long without dying resets the restart delay. */
-const STABLE_AFTER_MS = 60_000;
+export { RESTART_DELAY_CAP_MS, RESTART_DELAY_MS } from "./thread-restarts.ts";
 /** On stop, how long past the attempts' own grace the thread may take to answer. */
 const STOP_MARGIN_MS = 5000;
 
@@ -57,17 +53,12 @@ export interface ThreadedDeliveryWorker extends DeliveryWorker {
 export function createThreadedDeliveryWorker(opts: ThreadedDeliveryWorkerOptions): ThreadedDeliveryWorker {
   const { logger } = opts;
   const specifier = opts.specifier ?? workerSpecifier(DELIVERY_THREAD_PATH);
-  const baseDelay = opts.restartDelayMs ?? RESTART_DELAY_MS;
   let relay: RelayConfig | null = opts.config.relay;
   let thread: Worker | null = null;
   let fallback: DeliveryWorker | null = null;
   let stopping = false;
   let wakePosted = false;
   let inFlight = 0;
-  let restarts = 0;
-  let delay = baseDelay;
-  let startedAt = 0;
-  let restartTimer: ReturnType<typeof setTimeout> | null = null;
   let onStopped: (() => void) | null = null;
 
   const send = (req: ThreadRequest): void => thread?.postMessage(req);
@@ -83,10 +74,11 @@ export function createThreadedDeliveryWorker(opts: ThreadedDeliveryWorkerOptions
   }
 
   const launch = (): Promise<ThreadLaunch> => launchDeliveryThread(specifier, () => ({ ...opts.config, relay }), onReply);
+  const restarts = createThreadRestarts({ logger, baseDelayMs: opts.restartDelayMs ?? RESTART_DELAY_MS, launch, attach, stopping: () => stopping });
 
   function attach(t: Worker): void {
     thread = t;
-    startedAt = performance.now();
+    restarts.began();
     t.onmessage = (event: MessageEvent<ThreadReply>) => onReply(event.data);
     t.onerror = (event) => died(t, `uncaught error: ${event.message}`);
     t.addEventListener("close", () => died(t, "the thread exited"));
@@ -101,29 +93,7 @@ export function createThreadedDeliveryWorker(opts: ThreadedDeliveryWorkerOptions
       onStopped?.();
       return;
     }
-    if (performance.now() - startedAt > STABLE_AFTER_MS) delay = baseDelay;
-    logger.error("delivery thread crashed; starting a new one", { reason, restart_in_ms: delay });
-    restartTimer = setTimeout(restart, delay);
-    delay = Math.min(delay * 2, RESTART_DELAY_CAP_MS);
-  }
-
-  async function restart(): Promise<void> {
-    restartTimer = null;
-    if (stopping) return;
-    const launched = await launch();
-    if (stopping) {
-      if ("thread" in launched) launched.thread.terminate();
-      return;
-    }
-    if ("reason" in launched) {
-      logger.error("delivery thread did not restart; trying again", { reason: launched.reason, restart_in_ms: delay });
-      restartTimer = setTimeout(restart, delay);
-      delay = Math.min(delay * 2, RESTART_DELAY_CAP_MS);
-      return;
-    }
-    restarts++;
-    attach(launched.thread);
-    logger.warn("delivery thread restarted", { restarts });
+    restarts.crashed(reason);
   }
 
   return {
@@ -142,7 +112,7 @@ export function createThreadedDeliveryWorker(opts: ThreadedDeliveryWorkerOptions
     async stop() {
       if (stopping) return;
       stopping = true;
-      if (restartTimer) clearTimeout(restartTimer);
+      restarts.cancel();
       if (fallback) return fallback.stop();
       const t = thread;
       if (t === null) return;
@@ -177,6 +147,6 @@ export function createThreadedDeliveryWorker(opts: ThreadedDeliveryWorkerOptions
     },
     inFlight: () => (fallback ? fallback.inFlight() : inFlight),
     mode: () => (fallback ? "main" : thread ? "thread" : "none"),
-    restarts: () => restarts,
+    restarts: restarts.count,
   };
 }
