@@ -16,16 +16,13 @@ import type { Database } from "bun:sqlite";
 import type { Config, RelayConfig } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
 import { workerSpecifier } from "../spool/worker-url.ts";
-import { launchDeliveryThread, type ThreadLaunch } from "./thread-launch.ts";
-import type { ThreadReply, ThreadRequest } from "./thread-protocol.ts";
-import { createThreadRestarts, RESTART_DELAY_MS } from "./thread-restarts.ts";
-import { createDeliveryWorker, STOP_GRACE_MS, type DeliveryWorker } from "./worker.ts";
+import { createDeliveryThreadHost } from "./delivery-thread-host.ts";
+import { RESTART_DELAY_MS } from "./thread-restarts.ts";
+import { createDeliveryWorker, type DeliveryWorker } from "./worker.ts";
 
 /** The thread's file, below src/ (also listed in scripts/build.ts WORKER_ENTRYPOINTS). */
 export const DELIVERY_THREAD_PATH = "queue/delivery-thread.ts";
 export { RESTART_DELAY_CAP_MS, RESTART_DELAY_MS } from "./thread-restarts.ts";
-/** On stop, how long past the attempts' own grace the thread may take to answer. */
-const STOP_MARGIN_MS = 5000;
 
 export interface ThreadedDeliveryWorkerOptions {
   config: Config;
@@ -52,101 +49,55 @@ export interface ThreadedDeliveryWorker extends DeliveryWorker {
 
 export function createThreadedDeliveryWorker(opts: ThreadedDeliveryWorkerOptions): ThreadedDeliveryWorker {
   const { logger } = opts;
-  const specifier = opts.specifier ?? workerSpecifier(DELIVERY_THREAD_PATH);
   let relay: RelayConfig | null = opts.config.relay;
-  let thread: Worker | null = null;
   let fallback: DeliveryWorker | null = null;
-  let stopping = false;
   let wakePosted = false;
-  let inFlight = 0;
-  let onStopped: (() => void) | null = null;
-
-  const send = (req: ThreadRequest): void => thread?.postMessage(req);
-
-  function onReply(reply: ThreadReply): void {
-    if (reply.kind === "logs") {
-      inFlight = reply.inFlight;
-      for (const r of reply.records) logger[r.level](r.msg, r.fields);
-    } else if (reply.kind === "stopped") {
-      inFlight = 0;
-      onStopped?.();
-    }
-  }
-
-  const launch = (): Promise<ThreadLaunch> => launchDeliveryThread(specifier, () => ({ ...opts.config, relay }), onReply);
-  const restarts = createThreadRestarts({ logger, baseDelayMs: opts.restartDelayMs ?? RESTART_DELAY_MS, launch, attach, stopping: () => stopping });
-
-  function attach(t: Worker): void {
-    thread = t;
-    restarts.began();
-    t.onmessage = (event: MessageEvent<ThreadReply>) => onReply(event.data);
-    t.onerror = (event) => died(t, `uncaught error: ${event.message}`);
-    t.addEventListener("close", () => died(t, "the thread exited"));
-  }
-
-  function died(t: Worker, reason: string): void {
-    if (thread !== t) return;
-    thread = null;
-    inFlight = 0;
-    t.terminate();
-    if (stopping) {
-      onStopped?.();
-      return;
-    }
-    restarts.crashed(reason);
-  }
+  const host = createDeliveryThreadHost({
+    logger,
+    specifier: opts.specifier ?? workerSpecifier(DELIVERY_THREAD_PATH),
+    config: () => ({ ...opts.config, relay }),
+    restartDelayMs: opts.restartDelayMs ?? RESTART_DELAY_MS,
+  });
 
   return {
     async start() {
-      if (thread !== null || fallback !== null) return;
-      const launched = await launch();
-      if ("thread" in launched) {
-        attach(launched.thread);
+      if (host.running() || fallback !== null) return;
+      const reason = await host.start();
+      if (reason === null) {
         logger.info("deliveries run in their own thread");
         return;
       }
-      logger.warn("delivery thread unavailable: delivering on the main thread", { reason: launched.reason });
+      logger.warn("delivery thread unavailable: delivering on the main thread", { reason });
       fallback = createDeliveryWorker({ config: { ...opts.config, relay }, db: opts.db, logger });
       fallback.start();
     },
     async stop() {
-      if (stopping) return;
-      stopping = true;
-      restarts.cancel();
+      if (host.stopping()) return;
+      const threadStopped = host.stop();
       if (fallback) return fallback.stop();
-      const t = thread;
-      if (t === null) return;
-      const stopped = new Promise<void>((resolve) => {
-        onStopped = resolve;
-      });
-      const limit = setTimeout(() => onStopped?.(), STOP_GRACE_MS + STOP_MARGIN_MS);
-      t.postMessage({ kind: "stop" } satisfies ThreadRequest);
-      await stopped;
-      clearTimeout(limit);
-      thread = null;
-      t.terminate();
+      return threadStopped;
     },
     wake() {
       if (fallback) return fallback.wake();
-      if (wakePosted || thread === null) return;
+      if (wakePosted || !host.running()) return;
       wakePosted = true;
       queueMicrotask(() => {
         wakePosted = false;
-        send({ kind: "wake" });
+        host.send({ kind: "wake" });
       });
     },
     reloadRelay(next) {
       relay = next;
       if (fallback) fallback.reloadRelay(next);
-      else send({ kind: "reload-relay", relay: next });
+      else host.send({ kind: "reload-relay", relay: next });
     },
     countSessions(at, sessions, tls) {
-      if (thread === null || stopping) return false;
-      send({ kind: "count-sessions", at, sessions, tls });
+      if (!host.running() || host.stopping()) return false;
+      host.send({ kind: "count-sessions", at, sessions, tls });
       return true;
     },
-    inFlight: () => (fallback ? fallback.inFlight() : inFlight),
-    mode: () => (fallback ? "main" : thread ? "thread" : "none"),
-    restarts: restarts.count,
+    inFlight: () => (fallback ? fallback.inFlight() : host.inFlight()),
+    mode: () => (fallback ? "main" : host.running() ? "thread" : "none"),
+    restarts: host.restarts,
   };
 }
