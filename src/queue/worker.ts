@@ -27,8 +27,8 @@ import { createAttemptRunner } from "./attempt-runner.ts";
 import { createAttemptsInFlight } from "./attempts-in-flight.ts";
 import { createClaimLoop } from "./claim-loop.ts";
 import { createCurrentRelay } from "./current-relay.ts";
-import { RECORD_RETRY_MS } from "./persistent-write.ts";
 import { logInterrupted, recoverInterrupted } from "./interrupted.ts";
+import { RECORD_RETRY_MS } from "./persistent-write.ts";
 import { createQueueHousekeeping } from "./queue-housekeeping.ts";
 import { createRelayGate } from "./relay-suspension.ts";
 import { createSpoolAccess, type SpoolAccess } from "./spool-access.ts";
@@ -111,7 +111,6 @@ export function createDeliveryWorker(opts: DeliveryWorkerOptions): DeliveryWorke
     config, db, logger, spool, relay, gate, health, housekeeping, now, random, attemptTimeoutMs,
     recordRetryMs: opts.recordRetryMs ?? RECORD_RETRY_MS, stopRequested: workerStop.requested, stopped: workerStop.cut, durable: opts.durable,
   });
-
   const inFlight = createAttemptsInFlight({ logger, attempt, relay, health, webhookCap, now });
   /** Claims on wake-ups and the poll; the worker's running state. */
   const loop = createClaimLoop({ db, logger, now, pollMs, maxInFlight, relay, gate, housekeeping, inFlight });
