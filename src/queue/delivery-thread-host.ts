@@ -10,7 +10,7 @@
  */
 import type { Config } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
-import { launchDeliveryThread } from "./thread-launch.ts";
+import { launchDeliveryThread, type ThreadLaunch } from "./thread-launch.ts";
 import type { ThreadReply, ThreadRequest } from "./thread-protocol.ts";
 import { createThreadRestarts } from "./thread-restarts.ts";
 import { STOP_GRACE_MS } from "./worker.ts";
@@ -33,7 +33,7 @@ export interface DeliveryThreadHost {
   start(): Promise<string | null>;
   /** No restarts from now on; a running thread is asked to stop (bounded), then terminated. */
   stop(): Promise<void>;
-  /** Posts to the running thread; dropped when none runs. */
+  /** Posts to the running thread, or to one starting that has its Config; dropped when neither. */
   send(req: ThreadRequest): void;
   running(): boolean;
   stopping(): boolean;
@@ -46,6 +46,11 @@ export interface DeliveryThreadHost {
 export function createDeliveryThreadHost(opts: DeliveryThreadHostOptions): DeliveryThreadHost {
   const { logger } = opts;
   let thread: Worker | null = null;
+  /**
+   * A thread being launched, from its init on: it counts as running only once it started, but a
+   * relay reload meanwhile must reach it, or it keeps the relay of its init until the next SIGHUP.
+   */
+  let starting: Worker | null = null;
   let stopping = false;
   let inFlight = 0;
   let onStopped: (() => void) | null = null;
@@ -60,7 +65,12 @@ export function createDeliveryThreadHost(opts: DeliveryThreadHostOptions): Deliv
     }
   }
 
-  const launch = () => launchDeliveryThread(opts.specifier, opts.config, onReply);
+  async function launch(): Promise<ThreadLaunch> {
+    const launched = await launchDeliveryThread(opts.specifier, opts.config, onReply, (t) => (starting = t));
+    starting = null;
+    return launched;
+  }
+
   const restarts = createThreadRestarts({ logger, baseDelayMs: opts.restartDelayMs, launch, attach, stopping: () => stopping });
 
   function attach(t: Worker): void {
@@ -102,7 +112,7 @@ export function createDeliveryThreadHost(opts: DeliveryThreadHostOptions): Deliv
       thread = null;
       t.terminate();
     },
-    send: (req) => thread?.postMessage(req),
+    send: (req) => (thread ?? starting)?.postMessage(req),
     running: () => thread !== null,
     stopping: () => stopping,
     inFlight: () => inFlight,

@@ -83,6 +83,8 @@ async function handle(req: ThreadRequest): Promise<void> {
       worker?.wake();
       return;
     case "reload-relay":
+      // Also posted while the init runs (thread-launch.ts onInit): handled after it, so the
+      // worker must exist once init's synchronous part is done, before its first await.
       worker?.reloadRelay(req.relay);
       return;
     case "count-sessions":

@@ -18,8 +18,15 @@ export type ThreadLaunch = { thread: Worker } | { reason: string };
 /**
  * Starts a thread and waits until its worker runs (or it failed). `config` is read when the thread
  * asks for it; replies other than the handshake's (its start's log lines) go to `onReply`.
+ * `onInit` gets the thread once its init is posted: what is posted to it from then on is handled
+ * after its start, so a change of the Config meanwhile can still reach it.
  */
-export function launchDeliveryThread(specifier: string, config: () => Config, onReply: (reply: ThreadReply) => void): Promise<ThreadLaunch> {
+export function launchDeliveryThread(
+  specifier: string,
+  config: () => Config,
+  onReply: (reply: ThreadReply) => void,
+  onInit: (thread: Worker) => void,
+): Promise<ThreadLaunch> {
   return new Promise((resolve) => {
     let t: Worker;
     try {
@@ -37,8 +44,10 @@ export function launchDeliveryThread(specifier: string, config: () => Config, on
     t.onerror = (event) => fail(`delivery thread failed: ${event.message}`);
     t.onmessage = (event: MessageEvent<ThreadReply>) => {
       const reply = event.data;
-      if (reply.kind === "ready") t.postMessage({ kind: "init", config: config() } satisfies ThreadRequest);
-      else if (reply.kind === "start-failed") fail(reply.error);
+      if (reply.kind === "ready") {
+        t.postMessage({ kind: "init", config: config() } satisfies ThreadRequest);
+        onInit(t);
+      } else if (reply.kind === "start-failed") fail(reply.error);
       else if (reply.kind === "started") {
         clearTimeout(timer);
         resolve({ thread: t });

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { createLogger, type Logger } from "../../src/log/logger.ts";
 import { createThreadedDeliveryWorker } from "../../src/queue/threaded-worker.ts";
 import { deliveryOf, makeEnv, relayVars, seedDelivery, startRelay, waitFor } from "../delivery/helpers.ts";
+import { freePortsIn } from "../helpers/interop.ts";
 
 const CRASHABLE = new URL("./crashable-delivery-thread.ts", import.meta.url).href;
 
@@ -95,6 +96,31 @@ test("a crashed thread is replaced; the attempts it left delivering are delivere
   await waitFor(() => ids.every((id) => deliveryOf(t.db, id).state === "delivered"), 20_000, "delivered after restart");
   expect(log.lines().some((l) => l.msg === "deliveries interrupted by a stop or crash are queued again")).toBe(true);
   expect(worker.mode()).toBe("thread");
+}, 45_000);
+
+test("a relay reload while a crashed thread's replacement starts reaches that thread", async () => {
+  const [portA, portB] = await freePortsIn(2, 37300, 37399);
+  const [oldRelay, newRelay] = [await startRelay({ port: portA }), await startRelay({ port: portB })];
+  cleanups.push(() => oldRelay.close(), () => newRelay.close());
+  const t = makeEnv(relayVars(oldRelay));
+  writeFileSync(join(t.dataDir, "crash-thread"), "100");
+  const log = capture();
+  const worker = createThreadedDeliveryWorker({ config: t.config, db: t.db, logger: log.logger, specifier: CRASHABLE, restartDelayMs: 300 });
+  cleanups.push(() => worker.stop());
+  await worker.start();
+  await waitFor(() => log.lines().some((l) => l.msg === "delivery thread crashed; starting a new one"), 10_000, "crash logged");
+  const slowStart = join(t.dataDir, "slow-start");
+  writeFileSync(slowStart, "1500");
+  // The replacement has its init (with the old relay) and is starting: not attached yet.
+  await waitFor(() => !existsSync(slowStart), 10_000, "replacement initialised");
+  expect(worker.restarts()).toBe(0);
+  worker.reloadRelay(makeEnv(relayVars(newRelay)).config.relay);
+  await waitFor(() => worker.restarts() === 1, 10_000, "restarted");
+  const id = seedDelivery(t);
+  worker.wake();
+  await waitFor(() => deliveryOf(t.db, id).state === "delivered", 15_000, "delivered");
+  expect(newRelay.received).toHaveLength(1);
+  expect(oldRelay.received).toHaveLength(0);
 }, 45_000);
 
 test("a thread that cannot start falls back to the main thread and still delivers", async () => {
