@@ -31,7 +31,10 @@ export interface DeliveryThreadHostOptions {
 export interface DeliveryThreadHost {
   /** Launches the thread: null once it runs, else why it did not start. */
   start(): Promise<string | null>;
-  /** No restarts from now on; a running thread is asked to stop (bounded), then terminated. */
+  /**
+   * No restarts from now on; a running thread, or one a restart is launching (once started), is
+   * asked to stop (bounded), then terminated.
+   */
   stop(): Promise<void>;
   /** Posts to the running thread, or to one starting that has its Config; dropped when neither. */
   send(req: ThreadRequest): void;
@@ -99,7 +102,8 @@ export function createDeliveryThreadHost(opts: DeliveryThreadHostOptions): Deliv
     },
     async stop() {
       stopping = true;
-      restarts.cancel();
+      // A restart waiting for its launch (at most START_TIMEOUT_MS) attaches its thread first.
+      await restarts.cancel();
       const t = thread;
       if (t === null) return;
       const stopped = new Promise<void>((resolve) => {

@@ -25,7 +25,7 @@ export interface ThreadRestartsOptions {
   launch: () => Promise<ThreadLaunch>;
   /** Takes a restarted thread into use. */
   attach: (thread: Worker) => void;
-  /** serve is stopping: no thread is started, one started meanwhile is terminated. */
+  /** serve is stopping: no thread is started; one started meanwhile is attached, for the stop. */
   stopping: () => boolean;
 }
 
@@ -34,8 +34,12 @@ export interface ThreadRestarts {
   began(): void;
   /** The running thread died while serve runs: logged, and a new one launched after the delay. */
   crashed(reason: string): void;
-  /** serve stops: a pending restart is dropped. */
-  cancel(): void;
+  /**
+   * serve stops: a pending restart is dropped. Resolves once a launch already under way ended,
+   * its thread attached: that thread may have claimed deliveries at its start, so the stop must
+   * end it like a running one (attempts get the grace, relay sessions their QUIT), not cut it.
+   */
+  cancel(): Promise<void>;
   /** Threads replaced after a crash. */
   count(): number;
 }
@@ -46,19 +50,28 @@ export function createThreadRestarts(opts: ThreadRestartsOptions): ThreadRestart
   let delay = baseDelayMs;
   let startedAt = 0;
   let restartTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The latest restart, from its timer on (what cancel() waits for). */
+  let restarting: Promise<void> = Promise.resolve();
+
+  function schedule(): void {
+    restartTimer = setTimeout(() => {
+      restarting = restart();
+    }, delay);
+    delay = Math.min(delay * 2, RESTART_DELAY_CAP_MS);
+  }
 
   async function restart(): Promise<void> {
     restartTimer = null;
     if (stopping()) return;
     const launched = await launch();
     if (stopping()) {
-      if ("thread" in launched) launched.thread.terminate();
+      // Not terminated here: it may have claimed deliveries at its start (see cancel()).
+      if ("thread" in launched) attach(launched.thread);
       return;
     }
     if ("reason" in launched) {
       logger.error("delivery thread did not restart; trying again", { reason: launched.reason, restart_in_ms: delay });
-      restartTimer = setTimeout(restart, delay);
-      delay = Math.min(delay * 2, RESTART_DELAY_CAP_MS);
+      schedule();
       return;
     }
     restarts++;
@@ -73,11 +86,11 @@ export function createThreadRestarts(opts: ThreadRestartsOptions): ThreadRestart
     crashed(reason) {
       if (performance.now() - startedAt > STABLE_AFTER_MS) delay = baseDelayMs;
       logger.error("delivery thread crashed; starting a new one", { reason, restart_in_ms: delay });
-      restartTimer = setTimeout(restart, delay);
-      delay = Math.min(delay * 2, RESTART_DELAY_CAP_MS);
+      schedule();
     },
     cancel() {
       if (restartTimer) clearTimeout(restartTimer);
+      return restarting;
     },
     count: () => restarts,
   };

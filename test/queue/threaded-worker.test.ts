@@ -123,6 +123,28 @@ test("a relay reload while a crashed thread's replacement starts reaches that th
   expect(oldRelay.received).toHaveLength(0);
 }, 45_000);
 
+test("a stop while a crashed thread's replacement starts lets that thread's attempts finish", async () => {
+  const [port] = await freePortsIn(1, 37300, 37399);
+  const relay = await startRelay({ port });
+  cleanups.push(() => relay.close());
+  relay.dataReplyDelayMs = 1000; // the relay has the message well before it answers 250
+  const t = makeEnv(relayVars(relay));
+  writeFileSync(join(t.dataDir, "crash-thread"), "100");
+  const log = capture();
+  const worker = createThreadedDeliveryWorker({ config: t.config, db: t.db, logger: log.logger, specifier: CRASHABLE, restartDelayMs: 300 });
+  cleanups.push(() => worker.stop());
+  await worker.start();
+  await waitFor(() => log.lines().some((l) => l.msg === "delivery thread crashed; starting a new one"), 10_000, "crash logged");
+  writeFileSync(join(t.dataDir, "slow-start"), "1000");
+  const id = seedDelivery(t);
+  // The replacement has claimed the delivery at its start; serve stops before it is attached.
+  await waitFor(() => deliveryOf(t.db, id).state === "delivering", 10_000, "claimed by the replacement");
+  expect(worker.restarts()).toBe(0);
+  await worker.stop();
+  expect(deliveryOf(t.db, id).state).toBe("delivered");
+  expect(relay.received).toHaveLength(1);
+}, 45_000);
+
 test("a thread that cannot start falls back to the main thread and still delivers", async () => {
   const relay = await startRelay();
   cleanups.push(() => relay.close());
