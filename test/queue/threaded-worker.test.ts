@@ -11,7 +11,6 @@ import { join } from "node:path";
 import { createLogger, type Logger } from "../../src/log/logger.ts";
 import { createThreadedDeliveryWorker } from "../../src/queue/threaded-worker.ts";
 import { deliveryOf, makeEnv, relayVars, seedDelivery, startRelay, waitFor } from "../delivery/helpers.ts";
-import { freePortsIn } from "../helpers/interop.ts";
 
 const CRASHABLE = new URL("./crashable-delivery-thread.ts", import.meta.url).href;
 
@@ -99,8 +98,7 @@ test("a crashed thread is replaced; the attempts it left delivering are delivere
 }, 45_000);
 
 test("a relay reload while a crashed thread's replacement starts reaches that thread", async () => {
-  const [portA, portB] = await freePortsIn(2, 37300, 37399);
-  const [oldRelay, newRelay] = [await startRelay({ port: portA }), await startRelay({ port: portB })];
+  const [oldRelay, newRelay] = [await startRelay(), await startRelay()];
   cleanups.push(() => oldRelay.close(), () => newRelay.close());
   const t = makeEnv(relayVars(oldRelay));
   writeFileSync(join(t.dataDir, "crash-thread"), "100");
@@ -124,8 +122,7 @@ test("a relay reload while a crashed thread's replacement starts reaches that th
 }, 45_000);
 
 test("a stop while a crashed thread's replacement starts lets that thread's attempts finish", async () => {
-  const [port] = await freePortsIn(1, 37300, 37399);
-  const relay = await startRelay({ port });
+  const relay = await startRelay();
   cleanups.push(() => relay.close());
   relay.dataReplyDelayMs = 1000; // the relay has the message well before it answers 250
   const t = makeEnv(relayVars(relay));
