@@ -14,7 +14,7 @@
  * SMTP greeting and no /healthz answer meanwhile. Counts a commit could not take are kept for the next.
  * Trusts: the Config the main thread validated. Failure: a start error is reported
  * (start-failed) and the main thread falls back to an in-thread worker; an uncaught exception
- * ends this thread and the main thread starts a new one (threaded-worker.ts).
+ * ends this thread and the main thread starts a new one (thread-restarts.ts).
  */
 import type { Database } from "bun:sqlite";
 import type { LogFields, Logger } from "../log/logger.ts";

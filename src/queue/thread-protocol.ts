@@ -1,6 +1,7 @@
 /**
- * Messages between the main thread (threaded-worker.ts) and the delivery thread
- * (delivery-thread.ts). Plain data only (structured clone). Trusts: both ends are this build.
+ * Messages between the main thread (its side: delivery-thread-host.ts, the start handshake in
+ * thread-launch.ts) and the delivery thread (delivery-thread.ts). Plain data only (structured
+ * clone). Trusts: both ends are this build.
  */
 import type { Config, RelayConfig } from "../config/config.ts";
 import type { LogFields } from "../log/logger.ts";

@@ -109,7 +109,7 @@ export function toSmtpServerError(reply: DataReply): Error & { responseCode: num
 /**
  * smtp-server's onData: receives the message (receiveMessage) and answers with its reply.
  * While the handler has not settled the session is `receiving`: a session closed meanwhile
- * writes its log line only afterwards (session-registry.ts onClose), with the outcome.
+ * writes its log line only afterwards (session-end.ts onClose), with the outcome.
  */
 export function createDataHandler(opts: {
   sink: MessageSink;
