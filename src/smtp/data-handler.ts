@@ -102,10 +102,6 @@ function pump(stream: SMTPServerDataStream, incoming: IncomingMessage | null, ma
   });
 }
 
-export function toSmtpServerError(reply: DataReply): Error & { responseCode: number } {
-  return Object.assign(new Error(reply.text), { responseCode: reply.code });
-}
-
 /**
  * smtp-server's onData: receives the message (receiveMessage) and answers with its reply.
  * While the handler has not settled the session is `receiving`: a session closed meanwhile
@@ -133,7 +129,7 @@ export function createDataHandler(opts: {
         else {
           noteMessageEnd(state, reply.code, reply.text);
           if (reply.code === 250) callback(null, reply.text);
-          else callback(toSmtpServerError(reply));
+          else callback(smtpFailure(reply.code, reply.text));
         }
         settled();
       },
