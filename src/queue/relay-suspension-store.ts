@@ -51,7 +51,7 @@ export function readSuspension(db: Database): RelaySuspension | null {
 /** Ends the suspension on record (`queue retry`, SIGHUP); returns it, null when there was none. */
 export function liftSuspension(db: Database): RelaySuspension | null {
   const s = readSuspension(db);
-  db.query(`DELETE FROM meta WHERE key = ?`).run(META_KEY);
+  deleteSuspension(db);
   return s;
 }
 
