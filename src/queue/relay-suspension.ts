@@ -87,7 +87,6 @@ export interface RelayGate {
   settled(id: number): void;
   /** New relay settings: whatever was suspended is not this relay. */
   lift(now: number): void;
-  current(): RelaySuspension | null;
 }
 
 export function createRelayGate(opts: RelayGateOptions): RelayGate {
@@ -150,6 +149,5 @@ export function createRelayGate(opts: RelayGateOptions): RelayGate {
       resume(now, false);
       journal.lifted();
     },
-    current: () => s,
   };
 }
