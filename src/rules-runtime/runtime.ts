@@ -13,8 +13,8 @@
  * Failure: an invalid or unreadable file is refused with a logged error; the last good
  * rules stay in force and `status().lastError` says why. At start, a missing or invalid file
  * throws a CliError naming it (serve exits 1).
- * Each reload is recorded in `meta` (rules.version, rules.loaded_at, rules.last_error,
- * rules.reloads_ok, rules.reloads_error) for the stats page and metrics.
+ * Each reload is recorded in `meta` (rules-status-record.ts: rules.version, rules.loaded_at,
+ * rules.last_error, rules.reloads_ok, rules.reloads_error) for the stats page and metrics.
  */
 import type { Database } from "bun:sqlite";
 import { existsSync } from "node:fs";
@@ -23,8 +23,8 @@ import { CliError, describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { watchFiles } from "../watch-files.ts";
 import { loadRules } from "../rules/load.ts";
-import { commitWhenFree } from "../spool/wal-sync.ts";
 import type { Diagnostic, ParseResult, RuleSet } from "../rules/types.ts";
+import { recordRulesStatus } from "./rules-status-record.ts";
 
 /** Quiet time after the last file event before reloading: editors write in several steps. */
 export const RELOAD_DEBOUNCE_MS = 200;
@@ -93,7 +93,7 @@ export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<Rule
     lastErrorAt: null,
     reloads: { ok: 0, error: 0 },
   };
-  await record(opts.db, status);
+  await recordRulesStatus(opts.db, status);
 
   let chain: Promise<ReloadResult> = Promise.resolve({ ok: true, version: rules.version, changed: false });
   const reloadNow = async (): Promise<ReloadResult> => {
@@ -107,7 +107,7 @@ export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<Rule
       status.lastError = next.error;
       status.lastErrorAt = new Date();
       opts.logger.error("rules reload refused, previous rules stay in force", { file: opts.file, error: next.error, version: rules.version });
-      await record(opts.db, status);
+      await recordRulesStatus(opts.db, status);
       return { ok: false, error: next.error };
     }
     const changed = next.rules.version !== rules.version;
@@ -125,7 +125,7 @@ export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<Rule
       // The log's last word on the rules was an error: say that the file is fine again.
       opts.logger.info("rules file valid again; the rules in force are unchanged", { file: opts.file, version: rules.version });
     }
-    await record(opts.db, status);
+    await recordRulesStatus(opts.db, status);
     return { ok: true, version: rules.version, changed };
   };
   const reload = (): Promise<ReloadResult> => (chain = chain.then(reloadNow, reloadNow));
@@ -243,24 +243,4 @@ function watchFile(opts: RulesRuntimeOptions, onChange: () => void): { close(): 
     onError: (err) => opts.logger.warn("watching the rules directory failed; SIGHUP still reloads", { file: opts.file, error: describeError(err) }),
   });
   return { close };
-}
-
-const META_UPSERT = `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
-
-/** Never waits for the write lock on the event loop (commitWhenFree); reloads run one at a time. */
-async function record(db: Database | undefined, s: RulesStatus): Promise<void> {
-  if (!db) return;
-  try {
-    await commitWhenFree(db, () => {
-      const put = db.query(META_UPSERT);
-      put.run("rules.file", s.file);
-      put.run("rules.version", s.version);
-      put.run("rules.loaded_at", s.loadedAt.toISOString());
-      put.run("rules.last_error", s.lastError ?? "");
-      put.run("rules.reloads_ok", String(s.reloads.ok));
-      put.run("rules.reloads_error", String(s.reloads.error));
-    });
-  } catch {
-    // Recording is informational; the rules in force do not depend on it.
-  }
 }
