@@ -22,8 +22,8 @@ import { readFile } from "node:fs/promises";
 import { CliError, describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { watchFiles } from "../watch-files.ts";
-import { loadRules } from "../rules/load.ts";
 import type { Diagnostic, ParseResult, RuleSet } from "../rules/types.ts";
+import { loadOnce, refuseLosingDomains } from "./rules-load.ts";
 import { recordRulesStatus } from "./rules-status-record.ts";
 
 /** Quiet time after the last file event before reloading: editors write in several steps. */
@@ -34,10 +34,6 @@ export const RELOAD_SETTLE_MS = 1_000;
 const MAX_SETTLE_ROUNDS = 10;
 /** A refusal with the same error within this time after the last is not logged again. */
 const REPEATED_REFUSAL_MS = 3 * RELOAD_SETTLE_MS;
-/** Diagnostics quoted in one error line (the rest are counted). */
-const MAX_QUOTED_DIAGNOSTICS = 3;
-/** Longest diagnostic quoted in an error line (`file:line:col: message`). */
-const MAX_QUOTED_DIAGNOSTIC_CHARS = 300;
 /** Lint warnings logged one per line at a load (the rest are counted; `rules lint` lists them all). */
 const MAX_LOGGED_WARNINGS = 5;
 
@@ -62,6 +58,8 @@ export interface RulesRuntime {
   status(): RulesStatus;
   close(): void;
 }
+
+export { describeDiagnostics } from "./rules-load.ts";
 
 export interface RulesRuntimeOptions {
   file: string;
@@ -176,18 +174,6 @@ async function readOrNull(file: string): Promise<Buffer | null> {
   }
 }
 
-type LoadOutcome = { ok: true; rules: RuleSet; warnings: Diagnostic[] } | { ok: false; error: string };
-
-/**
- * A reload that would take every domain away is refused: every RCPT would get 550 (a
- * permanent bounce for real senders), and a half-written or wrong file is the usual cause.
- * Starting with no domains is still allowed (lint and the start-up log warn).
- */
-function refuseLosingDomains(next: LoadOutcome, current: RuleSet): LoadOutcome {
-  if (!next.ok || next.rules.domains.length > 0 || current.domains.length === 0) return next;
-  return { ok: false, error: "the new rules list no domains: every recipient would be refused (550 5.7.1); add domains: [...] (restart serve to run with none)" };
-}
-
 /**
  * A warning as the same problem across edits: without its position, nor the line a message
  * names (a shadowing catch-all's), which an added comment line moves.
@@ -207,32 +193,6 @@ function logWarnings(logger: Logger, file: string, warnings: readonly Diagnostic
     logger.warn("more rules warnings, not logged one by one", { file, not_logged: fresh.length - MAX_LOGGED_WARNINGS, warnings: warnings.length, hint: `mailgw rules lint ${file} lists them all` });
   }
   return new Set(warnings.map(warningKey));
-}
-
-async function loadOnce(opts: RulesRuntimeOptions): Promise<LoadOutcome> {
-  try {
-    if (!existsSync(opts.file)) return { ok: false, error: `${opts.file}: file does not exist` };
-    const result = await (opts.load ?? loadRules)(opts.file);
-    if (result.ok) return { ok: true, rules: result.rules, warnings: result.diagnostics.filter((d) => d.severity === "warning") };
-    return { ok: false, error: describeDiagnostics(result.diagnostics) };
-  } catch (err) {
-    return { ok: false, error: `${opts.file}: ${describeError(err)}` };
-  }
-}
-
-/**
- * The first errors, each cut to MAX_QUOTED_DIAGNOSTIC_CHARS, the rest counted; when anything was
- * left out, where to see it all. A message quotes what the file says (a 200,000-character rule
- * name made a 600 KB error line, kept as is on the stats page too).
- */
-export function describeDiagnostics(diagnostics: readonly Diagnostic[]): string {
-  const errors = diagnostics.filter((d) => d.severity === "error");
-  const quoted = errors.slice(0, MAX_QUOTED_DIAGNOSTICS).map((d) => `${d.file}:${d.line}:${d.col}: ${d.message}`);
-  const shown = quoted.map((q) => (q.length > MAX_QUOTED_DIAGNOSTIC_CHARS ? `${q.slice(0, MAX_QUOTED_DIAGNOSTIC_CHARS)}…` : q));
-  const more = errors.length - shown.length;
-  const cut = more > 0 || shown.some((q, i) => q !== quoted[i]);
-  const file = errors[0]?.file;
-  return shown.join("; ") + (more > 0 ? `; and ${more} more error(s)` : "") + (cut && file ? ` (mailgw rules lint ${file} lists them in full)` : "") || "invalid rules file";
 }
 
 /** The rules file watched (watch-files.ts: its directory, a symlink's target, ConfigMap swaps). */
