@@ -22,9 +22,10 @@ import { readFile } from "node:fs/promises";
 import { CliError, describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { watchFiles } from "../watch-files.ts";
-import type { Diagnostic, ParseResult, RuleSet } from "../rules/types.ts";
+import type { ParseResult, RuleSet } from "../rules/types.ts";
 import { loadOnce, refuseLosingDomains } from "./rules-load.ts";
 import { recordRulesStatus } from "./rules-status-record.ts";
+import { createRulesWarningLog } from "./rules-warnings.ts";
 
 /** Quiet time after the last file event before reloading: editors write in several steps. */
 export const RELOAD_DEBOUNCE_MS = 200;
@@ -34,8 +35,6 @@ export const RELOAD_SETTLE_MS = 1_000;
 const MAX_SETTLE_ROUNDS = 10;
 /** A refusal with the same error within this time after the last is not logged again. */
 const REPEATED_REFUSAL_MS = 3 * RELOAD_SETTLE_MS;
-/** Lint warnings logged one per line at a load (the rest are counted; `rules lint` lists them all). */
-const MAX_LOGGED_WARNINGS = 5;
 
 export type RulesLoader = (path: string) => ParseResult | Promise<ParseResult>;
 
@@ -80,8 +79,8 @@ export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<Rule
   }
   const first = await loadOnce(opts);
   if (!first.ok) throw new CliError(`RULES_FILE ${opts.file} is invalid: ${first.error}`);
-  // What the log has said about the file's warnings, so a reload repeats none of them.
-  let warned = logWarnings(opts.logger, opts.file, first.warnings, new Set());
+  const warnings = createRulesWarningLog(opts.logger, opts.file);
+  warnings.log(first.warnings);
   let rules = first.rules;
   const status: RulesStatus = {
     file: opts.file,
@@ -118,7 +117,7 @@ export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<Rule
       status.version = rules.version;
       status.loadedAt = rules.loadedAt;
       opts.logger.info("rules reloaded", { file: opts.file, version: rules.version, rules: rules.rules.length, warnings: next.warnings.length || undefined });
-      warned = logWarnings(opts.logger, opts.file, next.warnings, warned);
+      warnings.log(next.warnings);
     } else if (recovered) {
       // The log's last word on the rules was an error: say that the file is fine again.
       opts.logger.info("rules file valid again; the rules in force are unchanged", { file: opts.file, version: rules.version });
@@ -172,27 +171,6 @@ async function readOrNull(file: string): Promise<Buffer | null> {
   } catch {
     return null; // missing or unreadable: loadOnce says why
   }
-}
-
-/**
- * A warning as the same problem across edits: without its position, nor the line a message
- * names (a shadowing catch-all's), which an added comment line moves.
- */
-const warningKey = (w: Diagnostic): string => `${w.code} ${w.message.replace(/\bline \d+/g, "line")}`;
-
-/**
- * Lint warnings (shadowed rules, forward loops, no domains) in the log, as `mailgw rules lint`
- * shows them: only those not logged at the previous load, the first few one per line and the
- * rest counted. A file with 300 shadowed rules logged 300 lines at start and again at every
- * save, a comment edit included. Returns the keys of `warnings`, for the next reload.
- */
-function logWarnings(logger: Logger, file: string, warnings: readonly Diagnostic[], logged: ReadonlySet<string>): Set<string> {
-  const fresh = warnings.filter((w) => !logged.has(warningKey(w)));
-  for (const w of fresh.slice(0, MAX_LOGGED_WARNINGS)) logger.warn("rules warning", { warning: `${w.file}:${w.line}:${w.col}: ${w.message}`, code: w.code });
-  if (fresh.length > MAX_LOGGED_WARNINGS) {
-    logger.warn("more rules warnings, not logged one by one", { file, not_logged: fresh.length - MAX_LOGGED_WARNINGS, warnings: warnings.length, hint: `mailgw rules lint ${file} lists them all` });
-  }
-  return new Set(warnings.map(warningKey));
 }
 
 /** The rules file watched (watch-files.ts: its directory, a symlink's target, ConfigMap swaps). */
