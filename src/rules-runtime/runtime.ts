@@ -3,8 +3,8 @@
  * valid new version of RULES_FILE appears. A session classifies with whatever
  * `current()` returns at that moment; a swap never affects a classification in progress.
  *
- * Watching (watch-files.ts): the DIRECTORY of the file (editors and `mv` replace the file), and
- * for a symlinked file its target's directory and the `..data` swaps of a Kubernetes ConfigMap;
+ * Watching (reload-schedule.ts, watch-files.ts): the DIRECTORY of the file (editors and `mv`
+ * replace the file), and for a symlinked file its target's directory and the `..data` swaps of a Kubernetes ConfigMap;
  * events debounced, then the file must read the same twice RELOAD_SETTLE_MS apart before it is
  * loaded: a writer that pauses (a slow copy, scp, `cat >` with a paste) leaves a prefix that can
  * be valid YAML with fewer rules, and loading it would silently drop the rest until the write
@@ -18,21 +18,14 @@
  */
 import type { Database } from "bun:sqlite";
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
-import { CliError, describeError } from "../errors.ts";
+import { CliError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
-import { watchFiles } from "../watch-files.ts";
 import type { ParseResult, RuleSet } from "../rules/types.ts";
+import { createReloadSchedule, RELOAD_SETTLE_MS } from "./reload-schedule.ts";
 import { loadOnce, refuseLosingDomains } from "./rules-load.ts";
 import { recordRulesStatus } from "./rules-status-record.ts";
 import { createRulesWarningLog } from "./rules-warnings.ts";
 
-/** Quiet time after the last file event before reloading: editors write in several steps. */
-export const RELOAD_DEBOUNCE_MS = 200;
-/** A watched change is loaded once two reads this far apart agree (a writer may pause). */
-export const RELOAD_SETTLE_MS = 1_000;
-/** A file still changing after this many settle rounds is loaded as it is then. */
-const MAX_SETTLE_ROUNDS = 10;
 /** A refusal with the same error within this time after the last is not logged again. */
 const REPEATED_REFUSAL_MS = 3 * RELOAD_SETTLE_MS;
 
@@ -58,6 +51,7 @@ export interface RulesRuntime {
   close(): void;
 }
 
+export { RELOAD_DEBOUNCE_MS, RELOAD_SETTLE_MS } from "./reload-schedule.ts";
 export { describeDiagnostics } from "./rules-load.ts";
 
 export interface RulesRuntimeOptions {
@@ -92,7 +86,6 @@ export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<Rule
   };
   await recordRulesStatus(opts.db, status);
 
-  let chain: Promise<ReloadResult> = Promise.resolve({ ok: true, version: rules.version, changed: false });
   const reloadNow = async (): Promise<ReloadResult> => {
     const next = refuseLosingDomains(await loadOnce(opts), rules);
     if (!next.ok) {
@@ -125,60 +118,12 @@ export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<Rule
     await recordRulesStatus(opts.db, status);
     return { ok: true, version: rules.version, changed };
   };
-  const reload = (): Promise<ReloadResult> => (chain = chain.then(reloadNow, reloadNow));
-  // Events during a slow write queue one settled reload, not one per event.
-  let settledQueued = false;
-  let closed = false;
-  const reloadSettled = async (): Promise<ReloadResult> => {
-    settledQueued = false;
-    await untilSettled(opts.file, opts.settleMs ?? RELOAD_SETTLE_MS);
-    if (closed) return { ok: true, version: rules.version, changed: false };
-    return reloadNow();
-  };
-  const onChange = (): void => {
-    if (settledQueued) return;
-    settledQueued = true;
-    chain = chain.then(reloadSettled, reloadSettled);
-  };
-
-  const watcher = opts.watch === false ? null : watchFile(opts, onChange);
+  const schedule = createReloadSchedule(opts, { reloadNow, unchanged: () => ({ ok: true, version: rules.version, changed: false }) });
   return {
     current: () => rules,
     domains: () => rules.domains,
-    reload,
+    reload: schedule.reload,
     status: () => ({ ...status, reloads: { ...status.reloads } }),
-    close: () => {
-      closed = true;
-      watcher?.close();
-    },
+    close: schedule.close,
   };
-}
-
-/** Waits until two reads of the file `ms` apart return the same bytes (or the same failure). */
-async function untilSettled(file: string, ms: number): Promise<void> {
-  let before = await readOrNull(file);
-  for (let round = 0; round < MAX_SETTLE_ROUNDS; round++) {
-    await new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
-    const after = await readOrNull(file);
-    if (before === null ? after === null : after !== null && before.equals(after)) return;
-    before = after;
-  }
-}
-
-async function readOrNull(file: string): Promise<Buffer | null> {
-  try {
-    return await readFile(file);
-  } catch {
-    return null; // missing or unreadable: loadOnce says why
-  }
-}
-
-/** The rules file watched (watch-files.ts: its directory, a symlink's target, ConfigMap swaps). */
-function watchFile(opts: RulesRuntimeOptions, onChange: () => void): { close(): void } {
-  const close = watchFiles([opts.file], {
-    debounceMs: opts.debounceMs ?? RELOAD_DEBOUNCE_MS,
-    onChange,
-    onError: (err) => opts.logger.warn("watching the rules directory failed; SIGHUP still reloads", { file: opts.file, error: describeError(err) }),
-  });
-  return { close };
 }
