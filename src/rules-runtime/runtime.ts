@@ -21,13 +21,9 @@ import { existsSync } from "node:fs";
 import { CliError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { ParseResult, RuleSet } from "../rules/types.ts";
-import { createReloadSchedule, RELOAD_SETTLE_MS } from "./reload-schedule.ts";
-import { loadOnce, refuseLosingDomains } from "./rules-load.ts";
-import { recordRulesStatus } from "./rules-status-record.ts";
-import { createRulesWarningLog } from "./rules-warnings.ts";
-
-/** A refusal with the same error within this time after the last is not logged again. */
-const REPEATED_REFUSAL_MS = 3 * RELOAD_SETTLE_MS;
+import { createReloadSchedule } from "./reload-schedule.ts";
+import { startRulesInForce } from "./rules-in-force.ts";
+import { loadOnce } from "./rules-load.ts";
 
 export type RulesLoader = (path: string) => ParseResult | Promise<ParseResult>;
 
@@ -73,57 +69,13 @@ export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<Rule
   }
   const first = await loadOnce(opts);
   if (!first.ok) throw new CliError(`RULES_FILE ${opts.file} is invalid: ${first.error}`);
-  const warnings = createRulesWarningLog(opts.logger, opts.file);
-  warnings.log(first.warnings);
-  let rules = first.rules;
-  const status: RulesStatus = {
-    file: opts.file,
-    version: rules.version,
-    loadedAt: rules.loadedAt,
-    lastError: null,
-    lastErrorAt: null,
-    reloads: { ok: 0, error: 0 },
-  };
-  await recordRulesStatus(opts.db, status);
-
-  const reloadNow = async (): Promise<ReloadResult> => {
-    const next = refuseLosingDomains(await loadOnce(opts), rules);
-    if (!next.ok) {
-      // One edit followed by SIGHUP reaches here twice (the watcher's settled reload, then the
-      // signal's): the same refusal moments apart is one event, logged and counted once.
-      const repeated = next.error === status.lastError && status.lastErrorAt !== null && Math.abs(Date.now() - status.lastErrorAt.getTime()) < REPEATED_REFUSAL_MS;
-      if (repeated) return { ok: false, error: next.error };
-      status.reloads.error++;
-      status.lastError = next.error;
-      status.lastErrorAt = new Date();
-      opts.logger.error("rules reload refused, previous rules stay in force", { file: opts.file, error: next.error, version: rules.version });
-      await recordRulesStatus(opts.db, status);
-      return { ok: false, error: next.error };
-    }
-    const changed = next.rules.version !== rules.version;
-    const recovered = status.lastError !== null;
-    rules = next.rules;
-    status.reloads.ok++;
-    status.lastError = null;
-    status.lastErrorAt = null;
-    if (changed) {
-      status.version = rules.version;
-      status.loadedAt = rules.loadedAt;
-      opts.logger.info("rules reloaded", { file: opts.file, version: rules.version, rules: rules.rules.length, warnings: next.warnings.length || undefined });
-      warnings.log(next.warnings);
-    } else if (recovered) {
-      // The log's last word on the rules was an error: say that the file is fine again.
-      opts.logger.info("rules file valid again; the rules in force are unchanged", { file: opts.file, version: rules.version });
-    }
-    await recordRulesStatus(opts.db, status);
-    return { ok: true, version: rules.version, changed };
-  };
-  const schedule = createReloadSchedule(opts, { reloadNow, unchanged: () => ({ ok: true, version: rules.version, changed: false }) });
+  const inForce = await startRulesInForce(opts, first);
+  const schedule = createReloadSchedule(opts, inForce);
   return {
-    current: () => rules,
-    domains: () => rules.domains,
+    current: inForce.current,
+    domains: inForce.domains,
     reload: schedule.reload,
-    status: () => ({ ...status, reloads: { ...status.reloads } }),
+    status: inForce.status,
     close: schedule.close,
   };
 }
