@@ -4,17 +4,18 @@
  * changes (watch()). A reload swaps smtp-server's secure context (updateSecureContext), so new
  * handshakes use the new certificate while sessions already under TLS keep theirs.
  * Failure on reload: logged, the previous certificate stays in force; so does it when the new
- * certificate has expired and the one in force has not. An expired certificate at start is
- * served (senders mostly use opportunistic TLS) with a warning, and so is one not valid yet, at
- * start and on reload. status() tells /healthz which certificate is in force and whether the
- * last reload was refused: a renewal that keeps failing is otherwise only in the log, until the
- * certificate expires.
+ * certificate has expired and the one in force has not (tls-certificate-check.ts). An expired
+ * certificate at start is served (senders mostly use opportunistic TLS) with a warning, and so is
+ * one not valid yet, at start and on reload. status() tells /healthz which certificate is in
+ * force and whether the last reload was refused: a renewal that keeps failing is otherwise only
+ * in the log, until the certificate expires.
  */
 import type { SMTPServer } from "smtp-server";
 import type { TlsConfig } from "../config/config.ts";
 import { describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
-import { certificateInfo, isExpired, type CertificateInfo, loadTlsMaterial, missingChainWarning, sameMaterial, watchTlsFiles, type TlsMaterial } from "./tls-files.ts";
+import { readRenewal, warnAboutCertificate } from "./tls-certificate-check.ts";
+import { certificateInfo, type CertificateInfo, loadTlsMaterial, watchTlsFiles, type TlsMaterial } from "./tls-files.ts";
 
 export interface TlsManager {
   current(): TlsMaterial;
@@ -37,18 +38,7 @@ export function createTlsManager(cfg: TlsConfig, logger: Logger, debounceMs?: nu
   const keyPath = cfg.keyPath ?? "";
   const certPath = cfg.certPath ?? "";
   let material = loadTlsMaterial(keyPath, certPath);
-  const warnAbout = (cert: Buffer): void => {
-    const warning = missingChainWarning(certPath, cert);
-    if (warning) logger.warn(warning);
-    const info = certificateInfo(cert);
-    if (isExpired(info, Date.now())) logger.warn(`SMTP_TLS_CERT=${certPath} expired on ${info?.notAfter.toISOString()}: senders that verify certificates will not deliver over it; renew it`);
-    // Served all the same (this machine's clock may be the one that is wrong), but a reload to it
-    // was only "TLS certificate reloaded" at info level while verifying senders were turned away.
-    if (info && info.notBefore.getTime() > Date.now()) {
-      logger.warn(`SMTP_TLS_CERT=${certPath} is not valid before ${info.notBefore.toISOString()}: senders that verify certificates will not deliver over it until then; check the certificate and this machine's clock`);
-    }
-  };
-  warnAbout(material.cert);
+  warnAboutCertificate(logger, certPath, material.cert);
   let inForce = certificateInfo(material.cert);
   let server: SMTPServer | null = null;
   let stopWatching: (() => void) | null = null;
@@ -61,23 +51,14 @@ export function createTlsManager(cfg: TlsConfig, logger: Logger, debounceMs?: nu
   };
 
   const reload = (): boolean => {
-    let next: TlsMaterial;
-    try {
-      next = loadTlsMaterial(keyPath, certPath);
-    } catch (err) {
-      return fail(err);
-    }
-    if (sameMaterial(next, material)) {
+    const renewal = readRenewal(keyPath, certPath, material);
+    if (renewal.kind === "refused") return fail(renewal.error);
+    if (renewal.kind === "same") {
       if (failing !== null) logger.info("TLS certificate files valid again; the certificate in force is unchanged", { cert: certPath });
       failing = null;
       return true;
     }
-    const info = certificateInfo(next.cert);
-    const now = Date.now();
-    // A renewal gone wrong (an old file restored, a stale copy) must not replace a valid certificate.
-    if (isExpired(info, now) && !isExpired(certificateInfo(material.cert), now)) {
-      return fail(new Error(`the new certificate ${certPath} expired on ${info?.notAfter.toISOString()} (serial ${info?.serial})`));
-    }
+    const { material: next, info } = renewal;
     try {
       server?.updateSecureContext({ key: next.key, cert: next.cert });
     } catch (err) {
@@ -87,7 +68,7 @@ export function createTlsManager(cfg: TlsConfig, logger: Logger, debounceMs?: nu
     inForce = info;
     failing = null;
     logger.info("TLS certificate reloaded", { cert: certPath, serial: info?.serial, subject: info?.subject, not_after: info?.notAfter.toISOString() });
-    warnAbout(next.cert);
+    warnAboutCertificate(logger, certPath, next.cert);
     return true;
   };
 
