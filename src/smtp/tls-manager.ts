@@ -15,7 +15,8 @@ import type { TlsConfig } from "../config/config.ts";
 import { describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { readRenewal, warnAboutCertificate } from "./tls-certificate-check.ts";
-import { certificateInfo, type CertificateInfo, loadTlsMaterial, watchTlsFiles, type TlsMaterial } from "./tls-files.ts";
+import { certificateInfo, type CertificateInfo, loadTlsMaterial, type TlsMaterial } from "./tls-files.ts";
+import { createTlsWatch } from "./tls-watch.ts";
 
 export interface TlsManager {
   current(): TlsMaterial;
@@ -41,7 +42,6 @@ export function createTlsManager(cfg: TlsConfig, logger: Logger, debounceMs?: nu
   warnAboutCertificate(logger, certPath, material.cert);
   let inForce = certificateInfo(material.cert);
   let server: SMTPServer | null = null;
-  let stopWatching: (() => void) | null = null;
   /** Why the last reload attempt failed: the next good one says so, even with nothing to swap. */
   let failing: string | null = null;
   const fail = (err: unknown): false => {
@@ -72,6 +72,7 @@ export function createTlsManager(cfg: TlsConfig, logger: Logger, debounceMs?: nu
     return true;
   };
 
+  const watcher = createTlsWatch([keyPath, certPath], () => void reload(), logger, debounceMs);
   return {
     current: () => material,
     status: () => ({ certificate: inForce, reloadError: failing }),
@@ -79,17 +80,7 @@ export function createTlsManager(cfg: TlsConfig, logger: Logger, debounceMs?: nu
       server = smtp;
     },
     reload,
-    watch() {
-      stopWatching ??= watchTlsFiles(
-        [keyPath, certPath],
-        () => void reload(),
-        (err) => logger.warn("cannot watch TLS files for changes; SIGHUP still reloads them", { error: describeError(err) }),
-        debounceMs,
-      );
-    },
-    unwatch() {
-      stopWatching?.();
-      stopWatching = null;
-    },
+    watch: watcher.watch,
+    unwatch: watcher.unwatch,
   };
 }
