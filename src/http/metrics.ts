@@ -65,18 +65,27 @@ function formatValue(v: number): string {
   return String(v);
 }
 
+type CounterRow = { metric: string; rule: string; category: string; n: number };
+
 export function renderMetrics(db: Database, snapshot: StatsSnapshot, floor: CounterFloor | null = null): string {
   const counterRows = db
-    .query<{ metric: string; rule: string; category: string; n: number }, []>(
-      `SELECT metric, rule, category, SUM(n) AS n FROM daily_counters GROUP BY metric, rule, category`,
-    )
+    .query<CounterRow, []>(`SELECT metric, rule, category, SUM(n) AS n FROM daily_counters GROUP BY metric, rule, category`)
     .all();
-  const all = periodTotals(counterRows);
   const out = new Exposition(floor);
 
   out.family("mailgw_build_info", "gauge", "Build information; the value is always 1.").sample("mailgw_build_info", { version: snapshot.version }, 1);
   out.family("mailgw_uptime_seconds", "gauge", "Seconds since this gateway process started.").sample("mailgw_uptime_seconds", {}, snapshot.uptimeSeconds);
+  sampleTraffic(out, counterRows);
+  sampleQueue(out, snapshot);
+  sampleDurations(out, counterRows);
+  sampleRules(out, snapshot);
+  sampleServices(out, snapshot);
+  return out.text();
+}
 
+/** The all-time counters of daily_counters: messages, sessions, delivery outcomes. */
+function sampleTraffic(out: Exposition, counterRows: readonly CounterRow[]): void {
+  const all = periodTotals(counterRows);
   out.family("mailgw_messages_received_total", "counter", "Messages received to the end of DATA (rejected ones included).");
   out.sample("mailgw_messages_received_total", {}, all.received);
 
@@ -99,12 +108,16 @@ export function renderMetrics(db: Database, snapshot: StatsSnapshot, floor: Coun
     const m = deliveryMetric(r.metric);
     if (m !== null) out.sample("mailgw_deliveries_by_rule_total", { kind: m.kind, result: m.result, rule: r.rule, category: r.category || "default" }, r.n);
   }
+}
 
+function sampleQueue(out: Exposition, snapshot: StatsSnapshot): void {
   out.family("mailgw_queue_depth", "gauge", "Deliveries in the queue by state (failed ones wait for `mailgw queue retry`).");
   for (const state of QUEUE_STATES) out.sample("mailgw_queue_depth", { state }, snapshot.queue.depth[state]);
   out.family("mailgw_queue_oldest_deferred_age_seconds", "gauge", "Age of the oldest deferred delivery; 0 when none is deferred.");
   out.sample("mailgw_queue_oldest_deferred_age_seconds", {}, snapshot.queue.oldestDeferredAgeSeconds ?? 0);
+}
 
+function sampleDurations(out: Exposition, counterRows: readonly CounterRow[]): void {
   out.family("mailgw_delivery_duration_seconds", "histogram", "Duration of delivery attempts (relay SMTP or webhook POST).");
   for (const kind of DELIVERY_KINDS) {
     const s = durationHistogram(counterRows, kind);
@@ -113,19 +126,23 @@ export function renderMetrics(db: Database, snapshot: StatsSnapshot, floor: Coun
     out.sample("mailgw_delivery_duration_seconds_sum", { kind }, s.sumSeconds);
     out.sample("mailgw_delivery_duration_seconds_count", { kind }, s.count);
   }
+}
 
+function sampleRules(out: Exposition, snapshot: StatsSnapshot): void {
   out.family("mailgw_rules_reload_total", "counter", "Rules file reloads since start (the initial load not counted), by result; a refused reload keeps the last good rules.");
   out.sample("mailgw_rules_reload_total", { result: "success" }, snapshot.rules.reloads.ok);
   out.sample("mailgw_rules_reload_total", { result: "failure" }, snapshot.rules.reloads.failed);
   out.family("mailgw_rules_last_reload_ok", "gauge", "1 when the last rules reload succeeded, 0 when it was refused.");
   out.sample("mailgw_rules_last_reload_ok", {}, snapshot.rules.lastError === null ? 1 : 0);
+}
 
+/** Whether the listener, the relay and its suspension are in a state to take mail. */
+function sampleServices(out: Exposition, snapshot: StatsSnapshot): void {
   out.family("mailgw_smtp_listening", "gauge", "1 while the SMTP listener accepts connections.").sample("mailgw_smtp_listening", {}, snapshot.smtp.listening ? 1 : 0);
   out.family("mailgw_relay_configured", "gauge", "1 when a relay is configured; 0 means forwards are held.").sample("mailgw_relay_configured", {}, snapshot.relay.configured ? 1 : 0);
   // For an alert: forwards wait while this is 1 (the relay failed itself; see the log or /stats for why).
   out.family("mailgw_relay_suspended_since_seconds", "gauge", "Unix time the relay was suspended after failing itself (connection, TLS, login); 0 when it is not.")
     .sample("mailgw_relay_suspended_since_seconds", {}, snapshot.relay.suspended ? Math.floor(Date.parse(snapshot.relay.suspended.since) / 1000) : 0);
-  return out.text();
 }
 
 /** One sample per (action, category) seen, plus a zero sample per action never seen so every action has a series. */
