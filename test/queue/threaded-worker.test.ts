@@ -97,16 +97,22 @@ test("a crashed thread is replaced; the attempts it left delivering are delivere
   expect(worker.mode()).toBe("thread");
 }, 45_000);
 
-test("a relay reload while a crashed thread's replacement starts reaches that thread", async () => {
-  const [oldRelay, newRelay] = [await startRelay(), await startRelay()];
-  cleanups.push(() => oldRelay.close(), () => newRelay.close());
-  const t = makeEnv(relayVars(oldRelay));
+/** A threaded worker on the crashable thread, once that thread has crashed (its replacement pending). */
+async function workerWhoseThreadCrashed(t: ReturnType<typeof makeEnv>) {
   writeFileSync(join(t.dataDir, "crash-thread"), "100");
   const log = capture();
   const worker = createThreadedDeliveryWorker({ config: t.config, db: t.db, logger: log.logger, specifier: CRASHABLE, restartDelayMs: 300 });
   cleanups.push(() => worker.stop());
   await worker.start();
   await waitFor(() => log.lines().some((l) => l.msg === "delivery thread crashed; starting a new one"), 10_000, "crash logged");
+  return worker;
+}
+
+test("a relay reload while a crashed thread's replacement starts reaches that thread", async () => {
+  const [oldRelay, newRelay] = [await startRelay(), await startRelay()];
+  cleanups.push(() => oldRelay.close(), () => newRelay.close());
+  const t = makeEnv(relayVars(oldRelay));
+  const worker = await workerWhoseThreadCrashed(t);
   const slowStart = join(t.dataDir, "slow-start");
   writeFileSync(slowStart, "1500");
   // The replacement has its init (with the old relay) and is starting: not attached yet.
@@ -126,12 +132,7 @@ test("a stop while a crashed thread's replacement starts lets that thread's atte
   cleanups.push(() => relay.close());
   relay.dataReplyDelayMs = 1000; // the relay has the message well before it answers 250
   const t = makeEnv(relayVars(relay));
-  writeFileSync(join(t.dataDir, "crash-thread"), "100");
-  const log = capture();
-  const worker = createThreadedDeliveryWorker({ config: t.config, db: t.db, logger: log.logger, specifier: CRASHABLE, restartDelayMs: 300 });
-  cleanups.push(() => worker.stop());
-  await worker.start();
-  await waitFor(() => log.lines().some((l) => l.msg === "delivery thread crashed; starting a new one"), 10_000, "crash logged");
+  const worker = await workerWhoseThreadCrashed(t);
   writeFileSync(join(t.dataDir, "slow-start"), "1000");
   const id = seedDelivery(t);
   // The replacement has claimed the delivery at its start; serve stops before it is attached.
