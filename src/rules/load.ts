@@ -33,6 +33,7 @@ function fileDiagnostic(file: string, code: string, message: string, at = { line
 
 const REPLACEMENT_CHAR = "\ufffd";
 const REPLACEMENT_BYTES = Buffer.from(REPLACEMENT_CHAR, "utf8");
+const BOM = "\ufeff";
 
 /**
  * line:col of the first byte that is not UTF-8 (a Latin-1 "ü" deep in the file), as the other
@@ -49,7 +50,9 @@ function firstInvalidUtf8(bytes: Uint8Array): { line: number; col: number } {
     const encoded = Buffer.from(bytes.buffer, bytes.byteOffset + byteOffset, Math.min(REPLACEMENT_BYTES.length, bytes.byteLength - byteOffset));
     if (!encoded.equals(REPLACEMENT_BYTES)) {
       const lineStart = text.lastIndexOf("\n", at) + 1;
-      return { line: text.slice(0, lineStart).split("\n").length, col: at - lineStart + 1 };
+      // A leading BOM is no column: the strict decoder drops it before the other diagnostics count.
+      const bom = lineStart === 0 && text.startsWith(BOM) ? 1 : 0;
+      return { line: text.slice(0, lineStart).split("\n").length, col: at - lineStart + 1 - bom };
     }
     byteOffset += REPLACEMENT_BYTES.length;
     from = at + 1;

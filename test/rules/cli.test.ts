@@ -99,6 +99,16 @@ describe("rules lint", () => {
     expect(run.stdout).toContain("latin1-lint.yaml:3:103: error: rules file is not valid UTF-8 [not-utf8]");
   });
 
+  // A BOM is not a column: every other diagnostic counts from after it (the decoder drops it),
+  // and an editor shows none. The not-UTF-8 position counted it on line 1 (col 15 here).
+  test("a bad byte on line 1 after a BOM is at the column an editor shows", async () => {
+    const text = "domains: [caf\xe9.com]\nrules: []\n";
+    await writeFile(join(dir, "bom-latin1.yaml"), Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(text, "latin1")]));
+    const run = await mailgw("lint", "bom-latin1.yaml");
+    expect(run.code).toBe(1);
+    expect(run.stdout).toContain("bom-latin1.yaml:1:14: error: rules file is not valid UTF-8 [not-utf8]");
+  });
+
   test("--format json", async () => {
     const run = await mailgw("lint", "--format", "json", "invalid.yaml");
     expect(run.code).toBe(1);
