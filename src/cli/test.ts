@@ -20,7 +20,7 @@ import { MAX_RECEIVED_HEADERS, oversizeReplyText } from "../smtp/limits.ts";
 import { buildReceivedHeader, continuesReceived, countReceivedHeaders, FOLD_BREAK, LOOP_REPLY } from "../smtp/received-header.ts";
 import { newMessageId } from "../spool/ids.ts";
 import { parseEnvelopeAddress } from "../smtp/connection.ts";
-import { checkRecipient } from "../smtp/recipient-policy.ts";
+import { checkRecipient, oneEntryPerAddress } from "../smtp/recipient-policy.ts";
 import { classify } from "../rules/classify.ts";
 import { formatDiagnostics } from "../rules/format.ts";
 import { loadRules } from "../rules/load.ts";
@@ -124,26 +124,6 @@ function asServeKeeps(address: string, domains: readonly string[]): string {
   return rcptVerdict(address, domains).address;
 }
 
-/**
- * smtp-server's envelope keeps one entry per address as sent, compared case-insensitively: a
- * repeated RCPT replaces the earlier entry in its place. With both kept, the dry run's Received
- * line lost its `for <…>` (serve writes it for one recipient) and `size` was short.
- */
-function oneEntryPerAddress(rcpt: readonly string[]): string[] {
-  const index = new Map<string, number>();
-  const kept: string[] = [];
-  for (const address of rcpt) {
-    const at = index.get(address.toLowerCase());
-    if (at === undefined) {
-      index.set(address.toLowerCase(), kept.length);
-      kept.push(address);
-    } else {
-      kept[at] = address;
-    }
-  }
-  return kept;
-}
-
 /** The RCPT check of `serve` on the dry run's recipients. */
 function refusedRecipients(rcpt: readonly string[], domains: readonly string[]): RefusedRecipient[] {
   const refused: RefusedRecipient[] = [];
@@ -190,7 +170,9 @@ export async function runDryRun(source: string, flags: EnvelopeFlags, opts: DryR
     if (flags.to.length === 0) envelope = { ...envelope, rcptTo: [...header.to] };
     sent = [flags.from ?? header.from, ...(flags.to.length > 0 ? flags.to : header.to)];
   }
-  envelope = { ...envelope, rcptTo: oneEntryPerAddress(envelope.rcptTo).map((a) => asServeKeeps(a, domains)) };
+  // One entry per address as serve keeps it (a repeat in the earlier one's place): with both
+  // kept, the Received line lost its `for <…>` (serve writes it for one recipient), `size` was short.
+  envelope = { ...envelope, rcptTo: oneEntryPerAddress(envelope.rcptTo.map((a) => asServeKeeps(a, domains))) };
   if (envelope.rcptTo.length === 0) {
     inputNotes.push("no recipient (no --to, none in the header To): serve takes no message without an accepted RCPT TO; give --to");
   }

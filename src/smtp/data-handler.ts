@@ -24,6 +24,7 @@ import { MessageCollector, type IncomingMessage } from "../spool/message-bytes.t
 import type { Envelope, MessageSink, ReceiveOutcome } from "../types.ts";
 import { oversizeReplyText, type SmtpLimits } from "./limits.ts";
 import { buildReceivedHeader, continuesReceived, countReceivedHeaders, FOLD_BREAK, LOOP_REPLY } from "./received-header.ts";
+import { oneEntryPerAddress } from "./recipient-policy.ts";
 import { noteMessageEnd, type SessionState } from "./session-log.ts";
 import { smtpFailure } from "./smtp-failure.ts";
 
@@ -258,7 +259,8 @@ function envelopeOf(session: SMTPServerSession, state: SessionState): Envelope {
   const mailFrom = session.envelope.mailFrom;
   return {
     mailFrom: mailFrom ? mailFrom.address : "",
-    rcptTo: session.envelope.rcptTo.map((r) => r.address),
+    // smtp-server's own check for a repeat saw the address before onRcptTo rewrote it.
+    rcptTo: oneEntryPerAddress(session.envelope.rcptTo.map((r) => r.address)),
     clientIp: state.client,
     helo: session.hostNameAppearsAs || "",
     tls: Boolean(session.secure),

@@ -87,3 +87,25 @@ export function canonicalSender(address: string): string {
   const ascii = domain.startsWith("[") || domain.endsWith(".") ? domain : normalizeDomain(domain);
   return `${unquoteLocalPart(address.slice(0, at))}@${ascii === "" ? domain : ascii}`;
 }
+
+/**
+ * One entry per accepted address, compared case-insensitively, a repeat's spelling in the earlier
+ * entry's place (smtp-server's rule for a repeated RCPT). smtp-server applies it to the address
+ * as the client wrote it, before the RCPT handler rewrites it (`postmaster` → with our domain,
+ * needless quotes dropped, an IDN as its A-label), so `<postmaster>` twice stayed two entries:
+ * this applies it again to the addresses serve keeps.
+ */
+export function oneEntryPerAddress(addresses: readonly string[]): string[] {
+  const index = new Map<string, number>();
+  const kept: string[] = [];
+  for (const address of addresses) {
+    const at = index.get(address.toLowerCase());
+    if (at === undefined) {
+      index.set(address.toLowerCase(), kept.length);
+      kept.push(address);
+    } else {
+      kept[at] = address;
+    }
+  }
+  return kept;
+}

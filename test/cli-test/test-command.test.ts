@@ -161,6 +161,9 @@ describe("mailgw test", () => {
     expect(postmaster.refusedRecipients).toEqual([]);
     expect(postmaster.facts.rcpt).toEqual(["postmaster@company.com"]);
     expect(postmaster.facts.mailFrom).toBe("a@xn--mnchen-3ya.de");
+    // Two spellings of one address serve keeps once (its stored form, as recipient-policy.ts has it).
+    const twice = await json("--to", "postmaster", "--to", "postmaster@company.com", "--to", '"v"@company.com', "--to", "v@company.com");
+    expect(twice.facts.rcpt).toEqual(["postmaster@company.com", "v@company.com"]);
     const text = await mailgw([fixture("utf8-korean-subject.eml"), "--rules", rulesFile, "--from", "a@b@c"]);
     expect(text.stdout).toContain("note:     serve would refuse MAIL FROM <a@b@c> (501 5.1.7 Bad sender address syntax): the message would not be accepted at all\n");
   });

@@ -49,6 +49,24 @@ describe("RCPT policy (raw socket)", () => {
     expect(server.sink.messages[0]?.envelope.rcptTo).toEqual(["v@company.com", "postmaster@company.com"]);
   });
 
+  // smtp-server keeps one entry per address as the client wrote it; serve then rewrites the
+  // accepted address (postmaster gets the domain, needless quotes go, an IDN becomes its A-label),
+  // so a repeated RCPT no longer matched its earlier entry and was kept twice: two recipients
+  // in the database, no `for <…>` in the Received line, and the dry run (one entry) disagreed.
+  test("a recipient serve rewrites, given twice, is one recipient (in the earlier one's place)", async () => {
+    server = await startTestServer({ domains: ["company.com", "bücher.example"] });
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    expect(await c.cmd("MAIL FROM:<a@sender.example> SMTPUTF8")).toStartWith("250");
+    for (const rcpt of ["postmaster", '"v"@company.com', "info@bücher.example", "w@company.com", "Postmaster", "v@company.com", "info@xn--bcher-kva.example"]) {
+      expect(await c.cmd(`RCPT TO:<${rcpt}>`)).toStartWith("250");
+    }
+    expect(await c.cmd("DATA")).toStartWith("354");
+    c.write("Subject: x\r\n\r\nx\r\n.\r\n");
+    expect(await c.reply()).toStartWith("250 2.0.0");
+    expect(server.sink.messages[0]?.envelope.rcptTo).toEqual(["postmaster@company.com", "v@company.com", "info@xn--bcher-kva.example", "w@company.com"]);
+  });
+
   test("no domains configured → every recipient is refused (never an open relay)", async () => {
     server = await startTestServer({ domains: [] });
     const c = await RawClient.connect(server.port);
