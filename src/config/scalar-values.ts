@@ -92,11 +92,28 @@ export function oneOf<const T extends readonly string[]>(get: (n: string) => str
 
 /**
  * Whether two listen addresses can take the same port: the same address, or a wildcard that
- * covers the other (`::` takes IPv4 as well; `0.0.0.0` every IPv4 address). A host name is
- * compared as written.
+ * covers the other (`::` takes IPv4 as well; `0.0.0.0` every IPv4 address). Each is first read
+ * as a listener is bound (see listenAddress); a host name is compared as written.
  */
 export function listenAddressesOverlap(a: string, b: string): boolean {
-  if (a === b || a === "::" || b === "::") return true;
+  const [x, y] = [listenAddress(a), listenAddress(b)];
+  if (x === y || x === "::" || y === "::") return true;
   const v4 = (h: string) => isIP(h) === 4;
-  return (a === "0.0.0.0" && v4(b)) || (b === "0.0.0.0" && v4(a));
+  return (x === "0.0.0.0" && v4(y)) || (y === "0.0.0.0" && v4(x));
+}
+
+/**
+ * One spelling per listener: brackets dropped, `localhost` as listenHost reads it, an IPv6 address
+ * in its short form (`::0` is `::`), an IPv4-mapped one as its IPv4 address (the kernel gives both
+ * one port space). systemd install compares the env file's text, which listenHost never saw.
+ */
+function listenAddress(host: string): string {
+  const bare = host.replace(/^\[(.*)\]$/, "$1").toLowerCase();
+  if (bare === "localhost") return "127.0.0.1";
+  if (isIP(bare) !== 6) return bare;
+  const short = new URL(`http://[${bare}]/`).hostname.slice(1, -1);
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(short);
+  if (mapped === null) return short;
+  const [hi, lo] = [parseInt(mapped[1] ?? "0", 16), parseInt(mapped[2] ?? "0", 16)];
+  return [hi >> 8, hi & 0xff, lo >> 8, lo & 0xff].join(".");
 }

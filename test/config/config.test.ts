@@ -146,6 +146,16 @@ describe("loadConfig", () => {
     }
   });
 
+  // The kernel keeps one port space for an IPv4 address and its IPv4-mapped IPv6 form, and `::0`
+  // is the IPv6 wildcard written another way: compared as text, serve started and then failed
+  // at bind time with 'cannot listen for HTTP' (the refusal this check exists to replace).
+  test("SMTP and HTTP on one port: an IPv4-mapped address or another spelling of :: is the same listener", () => {
+    const cwd = emptyDir();
+    for (const [smtp, http] of [["::ffff:127.0.0.1", "127.0.0.1"], ["0.0.0.0", "::ffff:10.0.0.5"], ["::0", "127.0.0.1"], ["0:0:0:0:0:0:0:1", "::1"], ["[::FFFF:7F00:1]", "localhost"]]) {
+      expect({ smtp, http, error: errorOf(() => loadConfig({ env: { SMTP_PORT: "2600", HTTP_PORT: "2600", SMTP_HOST: smtp, HTTP_HOST: http }, cwd })) }).toEqual({ smtp, http, error: expect.stringMatching(/^SMTP_PORT and HTTP_PORT are both 2600/) });
+    }
+  });
+
   test("0 is not silently turned into the default", () => {
     const c = loadConfig({ env: { ARCHIVE_MAX_AGE_DAYS: "0", SMTP_PORT: "0" }, cwd: emptyDir() });
     expect(c.archiveMaxAgeDays).toBe(0);

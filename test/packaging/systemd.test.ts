@@ -186,6 +186,19 @@ describe("systemd install --root", () => {
     expect((await install(root)).exitCode).toBe(0);
   });
 
+  // serve reads `localhost` as 127.0.0.1 and `[::]` as ::, and then refuses one port for both:
+  // install compared the env file's text, so it wrote a unit that could never start.
+  test("SMTP and HTTP on one port written as localhost or [::] in the env file: nothing written", async () => {
+    for (const host of ["localhost", "[::]"]) {
+      const root = newRoot();
+      mkdirSync(join(root, "etc/mailgw"), { recursive: true });
+      writeFileSync(join(root, "etc/mailgw/mailgw.env"), `SMTP_HOST=${host}\nSMTP_PORT=8025\nHTTP_PORT=8025\n`);
+      const run = await install(root);
+      expect({ host, code: run.exitCode, stderr: run.stderr }).toEqual({ host, code: 1, stderr: expect.stringContaining("SMTP_PORT and HTTP_PORT are both 8025") });
+      expect(existsSync(join(root, "etc/systemd/system/mailgw.service"))).toBe(false);
+    }
+  });
+
   test("an env file it cannot read: exit 1 with one line saying to use sudo", async () => {
     const root = newRoot();
     mkdirSync(join(root, "etc/mailgw/mailgw.env"), { recursive: true }); // a directory: unreadable as a file
