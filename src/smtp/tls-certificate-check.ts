@@ -39,9 +39,20 @@ export function readRenewal(keyPath: string, certPath: string, inForce: TlsMater
   if (sameMaterial(next, inForce)) return { kind: "same" };
   const info = certificateInfo(next.cert);
   const now = Date.now();
-  // A renewal gone wrong (an old file restored, a stale copy) must not replace a valid certificate.
-  if (isExpired(info, now) && !isExpired(certificateInfo(inForce.cert), now)) {
-    return { kind: "refused", error: new Error(`the new certificate ${certPath} expired on ${info?.notAfter.toISOString()} (serial ${info?.serial})`) };
+  // A renewal gone wrong (an old file restored, a stale copy, one staged before its date) must
+  // not replace a certificate senders accept now: verifying senders would be turned away.
+  if (usableAt(certificateInfo(inForce.cert), now)) {
+    if (isExpired(info, now)) {
+      return { kind: "refused", error: new Error(`the new certificate ${certPath} expired on ${info?.notAfter.toISOString()} (serial ${info?.serial})`) };
+    }
+    if (info && info.notBefore.getTime() > now) {
+      return { kind: "refused", error: new Error(`the new certificate ${certPath} is not valid before ${info.notBefore.toISOString()} (serial ${info.serial}): install it from that date on`) };
+    }
   }
   return { kind: "new", material: next, info };
+}
+
+/** Within its validity now (an unreadable date counts as usable: nothing to compare). */
+function usableAt(info: CertificateInfo | null, now: number): boolean {
+  return !isExpired(info, now) && !(info && info.notBefore.getTime() > now);
 }
