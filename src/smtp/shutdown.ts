@@ -53,6 +53,8 @@ export function createShutdown(opts: { smtp: GatewaySmtpServer; front: Front; is
     while (open().length > 0 && performance.now() < closeEnd) await sleep(POLL_MS);
     const stalled = open();
     for (const c of stalled) c.destroySocket();
-    if (stalled.length > 0) await sleep(0); // the sockets' 'close' (and the lines) come next
+    // Their 'close' comes on a later turn, and a session cut mid-DATA logs once its message is
+    // given up: a moment for both, not a bare turn that the rest of the stop may outrun.
+    if (stalled.length > 0) await sleep(POLL_MS);
   };
 }
