@@ -96,12 +96,15 @@ export function canonicalSender(address: string): string {
  * this applies it again to the addresses serve keeps.
  */
 export function oneEntryPerAddress(addresses: readonly string[]): string[] {
+  // Per message in serve: most have one recipient, which needs no index.
+  if (addresses.length < 2) return [...addresses];
   const index = new Map<string, number>();
   const kept: string[] = [];
   for (const address of addresses) {
-    const at = index.get(address.toLowerCase());
+    const key = address.toLowerCase();
+    const at = index.get(key);
     if (at === undefined) {
-      index.set(address.toLowerCase(), kept.length);
+      index.set(key, kept.length);
       kept.push(address);
     } else {
       kept[at] = address;
