@@ -22,6 +22,12 @@ function oneLine(stderr: string): string {
 }
 
 describe("mailgw serve refuses bad configuration with exit 1 and one line", () => {
+  test("SMTP and HTTP on one port: refused before anything binds, naming both", async () => {
+    const run = await runServeOnce("source", serveDir(), {}, ["--port", "2600", "--http-port", "2600"]);
+    expect(run.exitCode).toBe(1);
+    expect(oneLine(run.stderr)).toStartWith("mailgw: SMTP_PORT and HTTP_PORT are both 2600 (on 0.0.0.0 and 127.0.0.1)");
+  });
+
   test("bad variable values, from the environment and from flags", async () => {
     const dir = serveDir();
     const env = await runServeOnce("source", dir, { RATE_LIMIT_MAX: "lots" });
