@@ -403,6 +403,8 @@ export function startRawRelay(): Promise<{ server: Server; port: number; capture
 export interface WebhookReceiver {
   /** Bodies of the posts answered 200. */
   posts: string[];
+  /** Posts whose body was read, answered or not: a stalled post counts once it is under way. */
+  taken: number;
   url: string;
   /** While true, a post is taken and never answered (a hanging receiver). */
   stall: boolean;
@@ -412,13 +414,14 @@ export interface WebhookReceiver {
 /** A Bun.serve webhook receiver on loopback that answers 200, or hangs while `stall` is set. */
 export function startWebhookReceiver(opts: { stall?: boolean } = {}): WebhookReceiver {
   const posts: string[] = [];
-  const receiver: WebhookReceiver = { posts, url: "", stall: opts.stall ?? false, stop: () => undefined };
+  const receiver: WebhookReceiver = { posts, taken: 0, url: "", stall: opts.stall ?? false, stop: () => undefined };
   const server = Bun.serve({
     port: 0,
     hostname: "127.0.0.1",
     idleTimeout: 0,
     async fetch(req) {
       const body = await req.text();
+      receiver.taken++;
       if (receiver.stall) return new Promise<Response>(() => undefined);
       posts.push(body);
       return new Response("ok");

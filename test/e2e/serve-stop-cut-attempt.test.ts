@@ -6,7 +6,7 @@
  * that first takes the post and never answers, then answers.
  */
 import { expect, test } from "bun:test";
-import { queueList, serveEachTest } from "../smtp/serve-process.ts";
+import { queueList, serveEachTest, until } from "../smtp/serve-process.ts";
 import { greet, RawClient, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { startWebhookReceiver } from "../delivery/helpers.ts";
 import { STOP_GRACE_MS, STOPPED_DURING_ATTEMPT } from "../../src/queue/worker.ts";
@@ -26,8 +26,9 @@ rules:
     await greet(c);
     const id = (await sendMail(c, "orders@company.com", simpleMessage("cut by stop"))).split(" ").pop() ?? "";
     c.end();
-    await first.waitForLog((l) => l.msg === "smtp session" && l.id === id);
-    await Bun.sleep(500); // the post is running (and stalled)
+    // The post itself at the receiver (stalled there), not a time after the 250: a post not yet
+    // started when SIGTERM comes is no attempt cut off, and serve stops at once.
+    await until("the post taken by the receiver", async () => receiver.taken === 1, 15_000);
     const stoppedAt = Date.now();
     expect(await first.stop("SIGTERM")).toBe(0);
     expect(Date.now() - stoppedAt).toBeGreaterThanOrEqual(STOP_GRACE_MS - 1000);
