@@ -9,7 +9,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { createServer, type Server, type Socket } from "node:net";
 import { createRelayPool, isPoolClosedError, type RelayPool, type RelayPoolOptions, type RelayPoolResult } from "../../src/act/relay-pool.ts";
-import { onLines } from "./helpers.ts";
+import { onLines, waitFor } from "./helpers.ts";
 
 interface Script {
   /** Close the session without a reply when its Nth MAIL FROM arrives (1-based). */
@@ -39,12 +39,14 @@ interface FakeRelay {
   quits: number;
   ended: number;
   delivered: { to: string; body: string }[];
+  /** Messages to `stallRcpt` whose end of data arrived (and is never answered). */
+  stalled: number;
   close(): Promise<void>;
 }
 
 async function startFakeRelay(script: Script = {}): Promise<FakeRelay> {
   const sockets = new Set<Socket>();
-  const state: FakeRelay = { port: 0, sessions: 0, quits: 0, ended: 0, delivered: [], close: async () => {} };
+  const state: FakeRelay = { port: 0, sessions: 0, quits: 0, ended: 0, delivered: [], stalled: 0, close: async () => {} };
   const server: Server = createServer((socket) => {
     sockets.add(socket);
     socket.on("close", () => {
@@ -70,7 +72,7 @@ async function startFakeRelay(script: Script = {}): Promise<FakeRelay> {
       if (inData) {
         if (line === ".") {
           inData = false;
-          if (rcpt === script.stallRcpt) return;
+          if (rcpt === script.stallRcpt) return void state.stalled++;
           if (rcpt === script.tempfailRcpt) return void socket.write("451 4.3.0 try again later\r\n");
           state.delivered.push({ to: rcpt, body });
           if (script.dataReplyDelayMs) setTimeout(() => socket.write("250 2.0.0 queued\r\n"), script.dataReplyDelayMs);
@@ -307,7 +309,9 @@ describe("relay pool", () => {
     const p = pool(relay.port);
     const busy = send(p, "stall@t.test", AbortSignal.timeout(1_000));
     const queued = send(p, "queued@t.test");
-    await Bun.sleep(100);
+    // Its data at the relay, not a time: one still waiting for the connection at close() is
+    // failed as never started like the queued one.
+    await waitFor(() => relay.stalled === 1, 900, "the busy message's data at the relay");
     p.close();
     const waited = await queued;
     expect(errorCode(waited)).toBe("ECONNECTION");
@@ -326,11 +330,13 @@ describe("relay pool", () => {
     cleanups.push(() => relay.close());
     const p = pool(relay.port);
     const busy = send(p, "slow@t.test");
-    await Bun.sleep(150);
+    // The end of data at the relay, its reply 300 ms away (not a time: a message still waiting
+    // for the connection at close() is failed as never started).
+    await waitFor(() => relay.delivered.length === 1, 5_000, "the message's data at the relay");
     const closed = p.close();
     expect(errorCode(await busy)).toBe("ok");
     await closed;
-    await Bun.sleep(50);
+    await waitFor(() => relay.ended === 1, 2_000, "the session's end at the relay");
     expect(relay.quits).toBe(1);
   });
 
