@@ -188,7 +188,10 @@ test.skipIf(!haveChromium)("the CSP blocks injected inline script and style, and
   })()`)) as { injected: boolean; color: string };
   expect(ran.injected).toBe(false);
   expect(ran.color).not.toBe("rgb(255, 0, 0)");
-  await page.waitForTimeout(200);
-  expect(watch.errors.join("\n")).toMatch(/Content Security Policy|CSP violation/);
+  // The console messages come over the DevTools connection, after the evaluate's result.
+  const reported = /Content Security Policy|CSP violation/;
+  const deadline = Date.now() + 5000;
+  while (!reported.test(watch.errors.join("\n")) && Date.now() < deadline) await Bun.sleep(25);
+  expect(watch.errors.join("\n")).toMatch(reported);
   await page.close();
 });
