@@ -57,7 +57,7 @@ describe("mailgw serve graceful stop", () => {
     // A new transaction is not: 421, and the connection closes.
     expect(await midway.cmd("MAIL FROM:<a@sender.example>")).toMatch(/^421 4\.3\.2 /);
     expect(await midway.reply(3000)).toBe("");
-    expect(await serve.proc.exited).toBe(0);
+    expect(await serve.exited()).toBe(0);
     expect(serve.logs.some((l) => l.msg === "smtp session" && reply.endsWith(String(l.id)))).toBe(true);
   }, 30_000);
 
@@ -79,7 +79,7 @@ describe("mailgw serve graceful stop", () => {
     serve.proc.kill("SIGTERM");
     // The session gets the shutdown grace (10 s) to finish its transaction, then the process goes.
     const lastWords = stalled.reply(20_000).catch((err: unknown) => `no reply: ${String(err)}`);
-    expect(await serve.proc.exited).toBe(0);
+    expect(await serve.exited()).toBe(0);
     expect(await lastWords).toMatch(/^421 4\.3\.2 /); // the sender's MTA knows to retry
     const took = Date.now() - t;
     expect(took).toBeGreaterThan(5_000);

@@ -23,7 +23,9 @@ export interface ServeProcess {
   logs: Record<string, unknown>[];
   stderr(): string;
   waitForLog(pred: (l: Record<string, unknown>) => boolean, ms?: number): Promise<Record<string, unknown>>;
-  /** Sends the signal and resolves with the exit code. */
+  /** Resolves with the exit code once serve has exited and its output has been read into `logs`. */
+  exited(): Promise<number>;
+  /** Sends the signal and resolves as `exited()`. */
   stop(signal?: NodeJS.Signals): Promise<number>;
 }
 
@@ -120,7 +122,7 @@ export async function startServe(mode: ServeMode, dir: string, env: Record<strin
   const logs: Record<string, unknown>[] = [];
   let stderr = "";
   const listeners: (() => void)[] = [];
-  void (async () => {
+  const stdoutRead = (async () => {
     for await (const lines of logLines(proc.stdout)) {
       for (const line of lines) {
         try {
@@ -132,14 +134,27 @@ export async function startServe(mode: ServeMode, dir: string, env: Record<strin
       for (const l of listeners.splice(0)) l();
     }
   })();
-  void new Response(proc.stderr).text().then((t) => (stderr = t));
+  const stderrRead = new Response(proc.stderr).text().then((t) => void (stderr = t));
+  // The exit is seen apart from the pipes: serve's last lines (a session closed by the stop,
+  // "stopped") may still be unread when `proc.exited` resolves. Bounded: a process that kept a
+  // copy of the pipe open must not hang the test.
+  const exited = async (): Promise<number> => {
+    const code = await proc.exited;
+    await Promise.race([Promise.all([stdoutRead, stderrRead]).catch(() => undefined), Bun.sleep(5_000)]);
+    return code;
+  };
 
   const waitForLog = async (pred: (l: Record<string, unknown>) => boolean, ms = 10_000) => {
     const deadline = Date.now() + ms;
     for (;;) {
       const found = logs.find(pred);
       if (found) return found;
-      if (proc.exitCode !== null) throw new Error(`serve exited ${proc.exitCode}: ${stderr}`);
+      if (proc.exitCode !== null) {
+        await exited();
+        const last = logs.find(pred);
+        if (last) return last;
+        throw new Error(`serve exited ${proc.exitCode}: ${stderr}`);
+      }
       if (Date.now() > deadline) throw new Error(`log line not seen in ${ms} ms; logs: ${JSON.stringify(logs.slice(-5))}`);
       await new Promise<void>((r) => {
         listeners.push(r);
@@ -157,9 +172,10 @@ export async function startServe(mode: ServeMode, dir: string, env: Record<strin
     logs,
     stderr: () => stderr,
     waitForLog,
+    exited,
     async stop(signal = "SIGTERM") {
       proc.kill(signal);
-      return proc.exited;
+      return exited();
     },
   };
 }
