@@ -168,6 +168,8 @@ export interface ScriptedRelay {
   connections: number;
   /** MAIL FROM commands that reached the relay (accepted or not). */
   mailFroms: string[];
+  /** Messages whose end of DATA arrived in mode "stall" (and are never answered). */
+  stalled: number;
   /** Answer 451 to this many DATA commands before accepting. */
   tempFailures: number;
   /** RCPT TO these addresses gets 550 5.1.1 (the others are accepted). */
@@ -213,6 +215,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
     password: pass,
     connections: 0,
     mailFroms: [],
+    stalled: 0,
     tempFailures: 0,
     refuseRecipients: [],
     deferRecipients: new Map(),
@@ -265,7 +268,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
       const chunks: Buffer[] = [];
       stream.on("data", (c: Buffer) => chunks.push(c));
       stream.on("end", () => {
-        if (relay.mode === "stall") return; // never answer
+        if (relay.mode === "stall") return void relay.stalled++; // never answer
         if (relay.mode === "drop") {
           for (const s of sockets) if (s.remotePort === session.remotePort) s.destroy();
           return;

@@ -87,7 +87,8 @@ describe("delivery inside mailgw serve", () => {
     const ids = await send(first, ["quote 1", "quote 2", "quote 3"]);
     const db = dbOf(dir);
     await waitFor(() => states(db, ids).every((s) => s === "delivering"), 15_000, "delivering");
-    await Bun.sleep(200);
+    // Claimed is not yet mid-DATA (a forward may still wait for its connection): the relay holds each one's DATA.
+    await waitFor(() => relay.stalled === ids.length, 15_000, "each one's DATA held by the relay");
     await first.stop("SIGKILL");
     expect(relay.received).toHaveLength(0);
 

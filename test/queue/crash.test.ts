@@ -35,7 +35,8 @@ describe("kill -9 during delivery", () => {
     const first = spawnWorker(t);
     cleanups.push(() => void first.kill(9));
     await waitFor(() => ids.every((id) => deliveryOf(t.db, id).state === "delivering"), 15_000, "all delivering");
-    await Bun.sleep(200); // the relay is now holding DATA of each
+    // Claimed is not yet mid-DATA (a forward may still wait for its connection): the relay holds each one's DATA.
+    await waitFor(() => relay.stalled === ids.length, 15_000, "each one's DATA held by the relay");
     first.kill(9);
     await first.exited;
     expect(first.signalCode).toBe("SIGKILL");
