@@ -294,8 +294,14 @@ describe.skipIf(SKIP !== null)("webhooks to a Python receiver, straight and behi
       expect(postsOf(id)).toHaveLength(1);
     }
     const log = readFileSync(join(nginx.dir, "access.log"), "utf8");
-    // keepalive_requests 3: mailgw sent three posts on one connection, then opened a new one when nginx closed it.
-    expect(log.slice(log.indexOf("/hook/big-reply"))).toMatch(/^\/hook 200 conn=\d+ req=3 te=-$/m);
+    // keepalive_requests 3: nginx closes a connection after its third post, and the next post is
+    // still delivered at its first attempt (checked above). Whether a post reuses an idle
+    // connection is Bun's fetch pool's choice: usually three posts share one, but in one loaded CI
+    // run every post had a connection of its own (all req=1), so reuse is reported, not required.
+    const reqs = [...log.slice(log.indexOf("/hook/big-reply")).matchAll(/^\/hook 200 conn=\d+ req=(\d+) te=-$/gm)].map((m) => Number(m[1]));
+    console.error(`posts after the 2 MB reply, request number on their connection: ${reqs.join(" ")}`);
+    expect(reqs).toHaveLength(4);
+    expect(reqs.every((n) => n >= 1 && n <= 3)).toBe(true);
     expect(log).toMatch(/^\/hook\/chunked 200 conn=\d+ req=\d+ te=chunked$/m);
     expect(log).toMatch(/^\/hook\/204 204 /m);
     expect(log).toMatch(/^\/hook\/202 202 /m);
