@@ -47,7 +47,18 @@ export interface ConnectionHooks {
    * over the limit, a bad BODY=): the sender, for the session's log line.
    */
   onMailRefused(session: SMTPServerSession, address: string): void;
+  /** SMTP_TLS_REQUIRED: commands that need TLS get 530 until STARTTLS (refusedBeforeTls). */
+  tlsRequired: boolean;
 }
+
+/**
+ * With SMTP_TLS_REQUIRED, the commands answered 530 before STARTTLS. RFC 3207 §4 refuses all
+ * but EHLO, STARTTLS, NOOP and QUIT; Postfix (smtpd_tls_security_level=encrypt) allows HELO
+ * too, and leaves verbs it does not know to "command not recognized" (and the library answers
+ * an HTTP request line 421). MAIL is left to onMailFrom, which answers the same 530 and notes
+ * the sender for the session's log line.
+ */
+const NEEDS_TLS = new Set(["RCPT", "DATA", "RSET", "VRFY", "EXPN", "HELP", "ETRN", "BDAT"]);
 
 const ENHANCED_PREFIX = /^[245]\.\d{1,3}\.\d{1,3} /;
 const rcptArguments = new WeakMap<SMTPServerSession, string>();
@@ -258,6 +269,23 @@ export class GatewayConnection extends SMTPConnection {
       return;
     }
     this.close();
+  }
+
+  /**
+   * SMTP_TLS_REQUIRED before STARTTLS: RSET, VRFY, HELP, RCPT, DATA... get 530 (NEEDS_TLS; the
+   * library answered VRFY 252 and HELP 214 in plain text). What the library refuses first (a
+   * command during the handshake, before the greeting, while closing) keeps its answer.
+   */
+  override _onCommand(command: Buffer, callback?: () => void): void {
+    if (!this.refusedBeforeTls(command)) return super._onCommand(command, callback);
+    this.send(530, "5.7.0 Must issue a STARTTLS command first");
+    this._whenWritable(callback ?? (() => false));
+  }
+
+  private refusedBeforeTls(command: Buffer): boolean {
+    if (!this.hooks.tlsRequired || this.secure || this._upgrading || !this._ready || this._nextHandler || this._server._closeTimeout) return false;
+    const verb = command.toString("latin1", 0, Math.min(command.length, 16)).split(" ", 1)[0]?.toUpperCase() ?? "";
+    return NEEDS_TLS.has(verb);
   }
 
   override send(code: number, data?: string | string[] | null, context?: string | false): void {

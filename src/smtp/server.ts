@@ -84,6 +84,7 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     onReply: sessions.noteReply,
     isStoring: sessions.isStoring,
     onMailRefused: envelope.noteRefusedSender,
+    tlsRequired: cfg.tls.required,
   });
   smtp.on("error", (err: Error) => deps.logger.debug("SMTP connection error", { error: err.message }));
   sessions.noteErrorsOf(smtp);

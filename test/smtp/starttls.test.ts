@@ -140,6 +140,37 @@ describe("STARTTLS", () => {
     expect(await sendMail(c)).toStartWith("250");
   });
 
+  test("SMTP_TLS_REQUIRED: only EHLO, HELO, STARTTLS, NOOP and QUIT before STARTTLS (RFC 3207 §4)", async () => {
+    server = await startTestServer({ env: tlsEnv(tempDir(), { SMTP_TLS_REQUIRED: "true" }) });
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    const refused = "530 5.7.0 Must issue a STARTTLS command first";
+    for (const command of ["RSET", "VRFY postmaster", "HELP", "RCPT TO:<x@company.com>", "DATA", "EXPN staff"]) {
+      expect([command, await c.cmd(command)]).toEqual([command, refused]);
+    }
+    expect(await c.cmd("NOOP")).toStartWith("250");
+    expect(await c.cmd("HELO client.example")).toStartWith("250");
+    // A verb nobody knows is "not recognized", as from Postfix, not a TLS matter.
+    expect(await c.cmd("FOO bar")).toMatch(/^5\d\d /);
+    expect(await c.cmd("FOO bar")).not.toBe(refused);
+    await c.cmd("EHLO client.example");
+    await startTls(c);
+    await c.cmd("EHLO client.example");
+    expect(await c.cmd("RSET")).toStartWith("250");
+    expect(await c.cmd("VRFY postmaster")).toStartWith("252");
+    expect(await sendMail(c)).toStartWith("250 2.0.0");
+    await c.cmd("QUIT");
+  });
+
+  test("SMTP_TLS_REQUIRED off: RSET and VRFY answered in plain text as before", async () => {
+    server = await startTestServer({ env: tlsEnv(tempDir()) });
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    expect(await c.cmd("RSET")).toStartWith("250");
+    expect(await c.cmd("VRFY postmaster")).toStartWith("252");
+    expect(await sendMail(c)).toStartWith("250 2.0.0");
+  });
+
   test("certificate reload (SIGHUP path and file change) keeps open TLS sessions", async () => {
     const dir = tempDir();
     const live = join(dir, "live");
