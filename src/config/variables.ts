@@ -26,7 +26,7 @@ export const VARIABLES: readonly VariableSpec[] = [
   { name: "SMTP_TLS_ENABLED", default: "", help: "offer STARTTLS (default: true when key and cert are set)" },
   { name: "SMTP_TLS_KEY", default: "", help: "PEM private key path (reloaded on SIGHUP and on change)" },
   { name: "SMTP_TLS_CERT", default: "", help: "PEM certificate chain path (reloaded on SIGHUP and on change)" },
-  { name: "SMTP_TLS_REQUIRED", default: "false", help: "refuse MAIL before STARTTLS with 530 5.7.0 (needs `SMTP_TLS_KEY` and `SMTP_TLS_CERT`: `serve` refuses to start without them)" },
+  { name: "SMTP_TLS_REQUIRED", default: "false", help: "refuse MAIL (and RCPT, DATA, RSET, VRFY, HELP) before STARTTLS with 530 5.7.0, as RFC 3207 §4 and Postfix do (needs `SMTP_TLS_KEY` and `SMTP_TLS_CERT`: `serve` refuses to start without them)" },
   { name: "RELAY_SMTP_HOST", default: "", help: "relay for forward (e.g. smtp.mailgun.org); unset = forwards are held" },
   { name: "RELAY_SMTP_PORT", default: "587", help: "relay port" },
   { name: "RELAY_SMTP_USER", default: "", help: "relay SASL user" },
