@@ -54,6 +54,8 @@ export interface Gateway {
   smtpAddress(): { host: string; port: number } | null;
   reload(): Promise<void>;
   stop(): Promise<void>;
+  /** The service whose stop is under way, null when none is. */
+  stopping(): string | null;
 }
 
 /** Migrations are one-way: the admin learns it when they run, not when a rollback is refused. */
@@ -193,6 +195,7 @@ function runningGateway(db: Database, logger: Logger, group: ServiceGroup, state
       logger.info("SIGHUP: reloading rules, TLS certificate and relay settings");
       await group.reload();
     },
+    stopping: () => group.stopping(),
     async stop() {
       await group.stop();
       try {

@@ -20,20 +20,25 @@ export interface ServiceGroup {
   start(): Promise<void>;
   stop(): Promise<void>;
   reload(): Promise<void>;
+  /** The service whose stop is under way (null when none): what a stop that hangs is waiting for. */
+  stopping(): string | null;
 }
 
 export function serviceGroup(services: readonly Service[], logger: Logger): ServiceGroup {
   const running: Service[] = [];
+  let stopping: string | null = null;
   const stopRunning = async (): Promise<void> => {
     while (running.length > 0) {
       const service = running.pop();
       if (!service) break;
+      stopping = service.name;
       try {
         await service.stop();
       } catch (err) {
         logger.error("stopping a service failed", { service: service.name, error: describeError(err) });
       }
     }
+    stopping = null;
   };
   return {
     async start() {
@@ -48,6 +53,7 @@ export function serviceGroup(services: readonly Service[], logger: Logger): Serv
       }
     },
     stop: stopRunning,
+    stopping: () => stopping,
     async reload() {
       for (const service of running) {
         try {

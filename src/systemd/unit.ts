@@ -27,8 +27,11 @@ export const SERVICE_PATH_SETTINGS: ReadonlyMap<string, string> = new Map([
 export const FIRST_UNPRIVILEGED_PORT = 1024;
 /** Open files (sockets + spool files); SMTP bursts from many clients exceed the default 1024. */
 export const SERVICE_NOFILE_LIMIT = 65536;
-/** How long `systemctl stop` waits for sessions in flight before SIGKILL. */
-export const STOP_TIMEOUT_SECONDS = 60;
+/**
+ * How long `systemctl stop` (and `docker stop`) waits before SIGKILL: longer than serve's own
+ * STOP_DEADLINE_MS (serve/signals.ts), so a stop that hangs is logged by serve first.
+ */
+export const STOP_TIMEOUT_SECONDS = 90;
 
 export interface UnitOptions {
   /** Absolute argv that starts mailgw, without the `serve` subcommand. */

@@ -1,0 +1,77 @@
+/**
+ * serve/signals.ts's stop deadline: a stop that hangs ends with an error line naming the
+ * service it waited for and exit 1, before the supervisor's SIGKILL (TimeoutStopSec); a stop
+ * that finishes leaves no timer behind. The signal is emitted on `process` (its handlers run
+ * as for a real SIGTERM); a real serve's stop is covered by test/e2e.
+ */
+import { afterEach, expect, test } from "bun:test";
+import { STOP_DEADLINE_MS, runUntilSignalled } from "../../src/serve/signals.ts";
+import { STOP_TIMEOUT_SECONDS } from "../../src/systemd/unit.ts";
+import type { Gateway } from "../../src/serve/gateway.ts";
+import { serviceGroup } from "../../src/serve/services.ts";
+import { silentLogger } from "../../src/log/logger.ts";
+import { captureLogger } from "../smtp/helpers.ts";
+
+const exits: number[] = [];
+afterEach(() => {
+  exits.length = 0;
+});
+
+function gateway(stop: () => Promise<void>, stopping: () => string | null): Gateway {
+  return { smtpAddress: () => null, reload: async () => {}, stop, stopping };
+}
+
+test("systemd's TimeoutStopSec (and docker's stop timeout) is longer than serve's own deadline", () => {
+  expect(STOP_TIMEOUT_SECONDS * 1000).toBeGreaterThan(STOP_DEADLINE_MS + 5000);
+});
+
+test("a stop that hangs: logged with the service it waits for, then exit 1", async () => {
+  const logs = captureLogger();
+  const stopped: string[] = [];
+  const group = serviceGroup([
+    { name: "pipeline", start() {}, stop: () => void stopped.push("pipeline") },
+    { name: "delivery", start() {}, stop: () => new Promise<void>(() => {}) },
+    { name: "smtp", start() {}, stop: () => void stopped.push("smtp") },
+  ], silentLogger);
+  await group.start();
+  expect(group.stopping()).toBeNull();
+  const hung = gateway(() => group.stop(), () => group.stopping());
+  const before = signalListeners();
+  const done = runUntilSignalled(Promise.resolve(hung), logs, { ms: 150, exit: (code) => exits.push(code) });
+  await Bun.sleep(20);
+  process.emit("SIGTERM", "SIGTERM");
+  await Bun.sleep(60);
+  expect(exits).toEqual([]);
+  const deadline = Date.now() + 3000;
+  while (exits.length === 0 && Date.now() < deadline) await Bun.sleep(10);
+  expect(exits).toEqual([1]);
+  const line = logs.lines.find((l) => l.level === "error");
+  expect(line?.msg).toBe("the stop did not finish within 0.15 s: exiting without waiting");
+  expect(line?.fields?.still_stopping).toBe("delivery");
+  expect(stopped).toEqual(["smtp"]);
+  void done;
+  // The handlers stay (a real exit ends the process here): removed for the next test.
+  for (const [signal, known] of before) {
+    for (const l of process.listeners(signal) as NodeJS.SignalsListener[]) if (!known.includes(l)) process.off(signal, l);
+  }
+});
+
+function signalListeners(): Map<NodeJS.Signals, NodeJS.SignalsListener[]> {
+  const signals: NodeJS.Signals[] = ["SIGTERM", "SIGINT", "SIGHUP"];
+  return new Map(signals.map((s) => [s, process.listeners(s) as NodeJS.SignalsListener[]]));
+}
+
+test("a stop that finishes in time: no exit, no error, handlers removed", async () => {
+  const logs = captureLogger();
+  const quick = gateway(() => Bun.sleep(30), () => null);
+  const listeners = process.listenerCount("SIGTERM");
+  const done = runUntilSignalled(Promise.resolve(quick), logs, { ms: 150, exit: (code) => exits.push(code) });
+  await Bun.sleep(20);
+  process.emit("SIGTERM", "SIGTERM");
+  await done;
+  await Bun.sleep(250);
+  expect(exits).toEqual([]);
+  expect(logs.lines.filter((l) => l.level === "error")).toEqual([]);
+  expect(logs.lines.map((l) => l.msg)).toContain("stopped");
+  expect(process.listenerCount("SIGTERM")).toBe(listeners);
+});
