@@ -124,6 +124,21 @@ export function suggestion(word: string, known: readonly string[]): string {
   return close ? ` (did you mean '${best}'?)` : "";
 }
 
+/** Longest user text a diagnostic quotes whole; longer text is cut (its length said). */
+export const QUOTE_MAX_CHARS = 80;
+
+/**
+ * `'text'` for a diagnostic: control characters escaped (a newline in a quoted YAML value
+ * must not break the lint's one-line-per-problem output), text over QUOTE_MAX_CHARS cut with
+ * its length (a 1 MB name was quoted whole, in the lint output and serve's log).
+ */
+export function quoted(text: string): string {
+  const cut = text.length > QUOTE_MAX_CHARS ? `${text.slice(0, QUOTE_MAX_CHARS - 20)}…` : text;
+  // eslint-disable-next-line no-control-regex
+  const shown = cut.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return text.length > QUOTE_MAX_CHARS ? `'${shown}' (${text.length.toLocaleString("en-US")} characters)` : `'${shown}'`;
+}
+
 /** `a, b or c` for messages listing the allowed words. */
 export function oneOf(words: readonly string[]): string {
   if (words.length <= 1) return words.join("");

@@ -23,6 +23,7 @@ import {
   OPERATORS_BY_KIND,
   oneOf,
   suggestion,
+  quoted,
 } from "./schema.ts";
 import type { AuthResult, FieldName, Operator } from "./types.ts";
 import { entryMap, type MapEntry, type YamlContext } from "./yaml-context.ts";
@@ -39,18 +40,18 @@ function parseField(ctx: YamlContext, entry: MapEntry): { field: FieldName; kind
   if (text.startsWith(HEADER_FIELD_PREFIX)) {
     const name = text.slice(HEADER_FIELD_PREFIX.length).trim();
     if (!HEADER_NAME_PATTERN.test(name)) {
-      ctx.error(entry.value, "unknown-field", `'${text}' names no header; write header:<Name>, e.g. header:X-Spam-Flag`);
+      ctx.error(entry.value, "unknown-field", `${quoted(text)} names no header; write header:<Name>, e.g. header:X-Spam-Flag`);
       return null;
     }
     return { field: `header:${name.toLowerCase()}`, kind: "list" };
   }
   if (isFixedField(text)) return { field: text, kind: FIELD_KINDS[text] };
   if (PLANNED_FIELDS.includes(text)) {
-    ctx.error(entry.value, "planned-field", `field '${text}' is planned but not available yet; fields: ${oneOf([...FIXED_FIELDS, "header:<Name>"])}`);
+    ctx.error(entry.value, "planned-field", `field ${quoted(text)} is planned but not available yet; fields: ${oneOf([...FIXED_FIELDS, "header:<Name>"])}`);
     return null;
   }
   const known = [...FIXED_FIELDS, "header:<Name>"];
-  ctx.error(entry.value, "unknown-field", `unknown field '${text}'${suggestion(text, FIXED_FIELDS)}; fields: ${oneOf(known)}`);
+  ctx.error(entry.value, "unknown-field", `unknown field ${quoted(text)}${suggestion(text, FIXED_FIELDS)}; fields: ${oneOf(known)}`);
   return null;
 }
 
@@ -59,7 +60,7 @@ function parseOperator(ctx: YamlContext, entry: MapEntry, field: FieldName, kind
   if (text === null) return null;
   const operator = OPERATORS.find((op) => op === text);
   if (operator === undefined) {
-    ctx.error(entry.value, "unknown-operator", `unknown operator '${text}'${suggestion(text, OPERATORS)}; operators: ${oneOf(OPERATORS)}`);
+    ctx.error(entry.value, "unknown-operator", `unknown operator ${quoted(text)}${suggestion(text, OPERATORS)}; operators: ${oneOf(OPERATORS)}`);
     return null;
   }
   const allowed = OPERATORS_BY_KIND[kind];
@@ -92,7 +93,7 @@ function regexFlags(ctx: YamlContext, flagsEntry: MapEntry | undefined): string 
     }
   }
   if (problem === null) return flags;
-  ctx.error(flagsEntry.value, "invalid-regex-flags", `invalid regex flags '${flags}': ${problem}`);
+  ctx.error(flagsEntry.value, "invalid-regex-flags", `invalid regex flags ${quoted(flags)}: ${problem}`);
   return null;
 }
 
@@ -110,13 +111,13 @@ function regexValue(ctx: YamlContext, entry: MapEntry, flags: string): Condition
       ctx.warn(
         entry.value,
         "slow-regex",
-        `regex '${source}' repeats '${nested}', a group whose body repeats too: on hostile text it backtracks for seconds per value (ReDoS), and serve stops evaluating regexes for a message after ${REGEX_BUDGET_MS} ms; repeat only one level (e.g. 'a+' for '(a+)+')`,
+        `regex ${quoted(source)} repeats ${quoted(nested)}, a group whose body repeats too: on hostile text it backtracks for seconds per value (ReDoS), and serve stops evaluating regexes for a message after ${REGEX_BUDGET_MS} ms; repeat only one level (e.g. 'a+' for '(a+)+')`,
       );
     }
     return { kind: "regex", regex };
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
-    ctx.error(entry.value, "invalid-regex", `invalid regex '${source}': ${reason}`);
+    ctx.error(entry.value, "invalid-regex", `invalid regex ${quoted(source)}: ${reason}`);
     return null;
   }
 }
@@ -133,7 +134,7 @@ function cidrValue(ctx: YamlContext, entry: MapEntry): ConditionValue | null {
     if (text === null) continue;
     const range = parseCidrRange(text);
     if (range === null) {
-      ctx.error(item, "invalid-cidr", `invalid CIDR '${text}'; write an address or address/prefix, e.g. 192.0.2.0/24 or 2001:db8::/32`);
+      ctx.error(item, "invalid-cidr", `invalid CIDR ${quoted(text)}; write an address or address/prefix, e.g. 192.0.2.0/24 or 2001:db8::/32`);
       continue;
     }
     if (range.hostBitsSet) ctx.warn(item, "cidr-host-bits", `'${text}' has host bits set; it means ${range.text}`);
@@ -171,7 +172,7 @@ function authValue(ctx: YamlContext, entry: MapEntry, field: FieldName): Conditi
   if (text === null) return null;
   const result = AUTH_RESULTS.find((r) => r === text.toLowerCase());
   if (result !== undefined) return { kind: "auth", value: result as AuthResult };
-  ctx.error(entry.value, "invalid-value", `'${text}' is not a ${field} result; use ${oneOf(AUTH_RESULTS)}`);
+  ctx.error(entry.value, "invalid-value", `${quoted(text)} is not a ${field} result; use ${oneOf(AUTH_RESULTS)}`);
   return null;
 }
 

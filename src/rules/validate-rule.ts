@@ -18,6 +18,7 @@ import {
   RULE_NAME_PATTERN,
   oneOf,
   suggestion,
+  quoted,
 } from "./schema.ts";
 import type { Action, MatchMode, SourcePos } from "./types.ts";
 import { validateCondition } from "./validate-condition.ts";
@@ -62,7 +63,7 @@ function parseAction(ctx: YamlContext, entry: MapEntry | undefined, fallback: Ac
   const text = ctx.string(entry.value, "action", entry.keyNode);
   if (text === null) return null;
   const action = ACTIONS.find((a) => a === text);
-  if (action === undefined) ctx.error(entry.value, "unknown-action", `unknown action '${text}'${suggestion(text, ACTIONS)}; actions: ${oneOf(ACTIONS)}`);
+  if (action === undefined) ctx.error(entry.value, "unknown-action", `unknown action ${quoted(text)}${suggestion(text, ACTIONS)}; actions: ${oneOf(ACTIONS)}`);
   return action ?? null;
 }
 
@@ -77,7 +78,7 @@ function parseForwardTo(ctx: YamlContext, entry: MapEntry | undefined, actionNod
     const text = ctx.string(item, "a forward_to address", entry?.keyNode ?? null);
     if (text === null) continue;
     const address = normalizeMailbox(text.trim());
-    if (address === null) ctx.error(item, "invalid-address", `invalid address '${text}' in forward_to; write user@example.com (no %, !, quotes or IP literals)`);
+    if (address === null) ctx.error(item, "invalid-address", `invalid address ${quoted(text)} in forward_to; write user@example.com (no %, !, quotes or IP literals)`);
     else targets.push({ address, node: item });
   }
   return targets;
@@ -119,7 +120,7 @@ export function parseActionFields(ctx: YamlContext, entries: Map<string, MapEntr
       url = ctx.string(urlEntry.value, "url", urlEntry.keyNode);
       if (url !== null && !isWebhookUrl(url)) {
         const fix = hasBareIpv6Host(url) ? "an IPv6 address goes in brackets, e.g. http://[2001:db8::5]:8080/hook" : "write an absolute http:// or https:// URL";
-        ctx.error(urlEntry.value, "invalid-url", `invalid url '${url}'; ${fix}`);
+        ctx.error(urlEntry.value, "invalid-url", `invalid url ${quoted(url)}; ${fix}`);
       }
     }
   } else if (urlEntry) ctx.warn(urlEntry.keyNode, "ignored-key", `url is ignored with action ${action}`);
@@ -143,7 +144,7 @@ function parseName(ctx: YamlContext, entry: MapEntry | undefined, map: YAMLMap):
   const name = ctx.string(entry.value, "name", entry.keyNode);
   if (name === null) return null;
   if (RULE_NAME_PATTERN.test(name) && name.length <= MAX_NAME_CHARS) return name;
-  ctx.error(entry.value, "invalid-name", `rule name '${name}' must be 1 to ${MAX_NAME_CHARS} characters of a-z, 0-9 and -`);
+  ctx.error(entry.value, "invalid-name", `rule name ${quoted(name)} must be 1 to ${MAX_NAME_CHARS} characters of a-z, 0-9 and -`);
   return null;
 }
 
@@ -162,7 +163,7 @@ function parseMatch(ctx: YamlContext, entry: MapEntry | undefined): MatchMode | 
   if (entry === undefined) return "all";
   const text = ctx.string(entry.value, "match", entry.keyNode);
   if (text === "all" || text === "any") return text;
-  if (text !== null) ctx.error(entry.value, "invalid-value", `match must be all or any, not '${text}'`);
+  if (text !== null) ctx.error(entry.value, "invalid-value", `match must be all or any, not ${quoted(text)}`);
   return null;
 }
 

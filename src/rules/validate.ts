@@ -9,7 +9,7 @@ import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type YAM
 import { normalizeDomain } from "./address.ts";
 import { ruleChecks } from "./hot-path.ts";
 import { compileCondition, SlotAllocator } from "./matchers.ts";
-import { MAX_RULES, TOP_LEVEL_KEYS } from "./schema.ts";
+import { MAX_RULES, quoted, TOP_LEVEL_KEYS } from "./schema.ts";
 import type { CompiledRule, Decision, Diagnostic } from "./types.ts";
 import { type ActionFields, type RuleDraft, validateDefault, validateRule } from "./validate-rule.ts";
 import { entryMap, type MapEntry, YamlContext } from "./yaml-context.ts";
@@ -53,7 +53,7 @@ function parseDomains(ctx: YamlContext, entry: MapEntry | undefined, top: YAMLMa
     const text = ctx.string(item, "a domain", entry.keyNode);
     if (text === null) continue;
     const domain = normalizeDomain(text.trim());
-    if (domain === null) ctx.error(item, "invalid-domain", `'${text}' is not a valid domain name (write example.com, without @ or brackets)`);
+    if (domain === null) ctx.error(item, "invalid-domain", `${quoted(text)} is not a valid domain name (write example.com, without @ or brackets)`);
     else if (domains.has(domain)) ctx.warn(item, "duplicate-domain", `domain '${text}' is listed twice`);
     else domains.add(domain);
   }
@@ -98,7 +98,7 @@ function checkDuplicateNames(ctx: YamlContext, items: readonly unknown[]): void 
     if (!isScalar(nameNode) || typeof nameNode.value !== "string") continue;
     const firstLine = seen.get(nameNode.value);
     if (firstLine === undefined) seen.set(nameNode.value, ctx.posOf(map).line);
-    else ctx.error(nameNode, "duplicate-name", `duplicate rule name '${nameNode.value}' (first defined at line ${firstLine})`);
+    else ctx.error(nameNode, "duplicate-name", `duplicate rule name ${quoted(String(nameNode.value))} (first defined at line ${firstLine})`);
   }
 }
 

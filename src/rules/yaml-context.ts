@@ -6,7 +6,7 @@
  * shape problems become diagnostics and the caller gets `null`.
  */
 import { type Document, isAlias, isMap, isScalar, isSeq, type LineCounter, type Node, type Scalar, type YAMLMap, type YAMLSeq } from "yaml";
-import { MAX_ALIAS_RESOLUTIONS, oneOf, suggestion } from "./schema.ts";
+import { MAX_ALIAS_RESOLUTIONS, oneOf, quoted, suggestion } from "./schema.ts";
 import type { Diagnostic, Severity, SourcePos } from "./types.ts";
 
 /** A `key: value` pair of a mapping with its nodes, for precise positions. */
@@ -99,7 +99,7 @@ export class YamlContext {
         continue;
       }
       if (!allowed.includes(key)) {
-        this.error(keyNode, "unknown-key", `unknown key '${key}' in ${where}${suggestion(key, allowed)}; allowed: ${oneOf(allowed)}`);
+        this.error(keyNode, "unknown-key", `unknown key ${quoted(key)} in ${where}${suggestion(key, allowed)}; allowed: ${oneOf(allowed)}`);
         continue;
       }
       result.push({ key, keyNode, value: this.deref(pair.value) });

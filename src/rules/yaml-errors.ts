@@ -7,6 +7,7 @@
  * `: ` inside a value as "nested mappings". Pure.
  */
 import { CST, Lexer, type YAMLError } from "yaml";
+import { quoted } from "./schema.ts";
 
 export interface YamlProblem {
   offset: number;
@@ -91,7 +92,7 @@ function describe(err: YAMLError, text: string, unclosedFlow: () => ReturnType<t
   }
   if (/^Map keys must be unique/.test(message)) {
     const key = /^[^:\n]*/.exec(text.slice(offset))?.[0].trim() ?? "";
-    return { offset, message: key ? `duplicate key '${key}': each key may appear once in a mapping` : "duplicate key: each key may appear once in a mapping" };
+    return { offset, message: key ? `duplicate key ${quoted(key)}: each key may appear once in a mapping` : "duplicate key: each key may appear once in a mapping" };
   }
   if (err.code === "BAD_INDENT" && /^Flow (map|sequence) in block collection/.test(message)) {
     const start = unclosedFlow();

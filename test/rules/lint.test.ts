@@ -117,6 +117,19 @@ rules:
     expect(messages[0]).toContain("did you mean 'subject'?");
   });
 
+  test("a huge or multi-line value is quoted cut to 80 characters with its length, on one line", () => {
+    const huge = "x".repeat(100_000);
+    const [name] = lintRules(`domains: [company.com]\nrules:\n  - name: ${huge}_\n    action: drop\n    ${SUBJECT_EXISTS}\n`, "rules.yaml");
+    expect(name?.code).toBe("invalid-name");
+    expect(name?.message).toBe(`rule name '${"x".repeat(60)}…' (100,001 characters) must be 1 to 64 characters of a-z, 0-9 and -`);
+    const [field] = lintRules(rule("action: drop", "conditions:", '  - { field: "sub\\nject", operator: exists }'), "rules.yaml");
+    expect(field?.message).toStartWith("unknown field 'sub\\u000aject'");
+    expect(field?.message).not.toContain("\n");
+    // Short values are quoted whole, as before.
+    const [action] = lintRules(rule("action: forwrd", SUBJECT_EXISTS), "rules.yaml");
+    expect(action?.message).toStartWith("unknown action 'forwrd' (did you mean 'forward'?)");
+  });
+
   test("several errors in one file are all reported, in position order", () => {
     const text = `domains: [company.com]
 rules:
