@@ -97,9 +97,10 @@ async function run(): Promise<RunResult> {
   db.transaction(() => {
     for (let i = 0; i < total; i++) {
       const id = newMessageId(now);
-      writeFileSync(join(dataDir, "spool", `${id}.eml`), message(i));
+      const bytes = Buffer.from(message(i));
+      writeFileSync(join(dataDir, "spool", `${id}.eml`), bytes);
       db.query(`INSERT INTO messages (id, received_at, client_ip, helo, tls, mail_from, recipients, subject, size, rule, category, action, archive, status)
-                VALUES (?, ?, '127.0.0.1', 'bench', 0, 'bench@example.org', '["sink@example.net"]', 'bench', ?, 'r', 'c', 'forward', 0, 'done')`).run(id, now, size);
+                VALUES (?, ?, '127.0.0.1', 'bench', 0, 'bench@example.org', '["sink@example.net"]', 'bench', ?, 'r', 'c', 'forward', 0, 'done')`).run(id, now, bytes.length);
       db.query(`INSERT INTO deliveries (message_id, kind, target, rule, category, state, attempts, created_at, next_attempt_at, updated_at)
                 VALUES (?, 'forward', '["sink@example.net"]', 'r', 'c', 'queued', 0, ?, ?, ?)`).run(id, now, now, now);
     }
@@ -115,7 +116,10 @@ async function run(): Promise<RunResult> {
   while (pending.get() !== null) await Bun.sleep(20);
   const seconds = (performance.now() - start) / 1000;
   const delivered = db.query<{ n: number }, []>(`SELECT count(*) AS n FROM deliveries WHERE state = 'delivered'`).get()?.n ?? 0;
-  if (delivered !== total) console.error(`only ${delivered} of ${total} delivered`);
+  if (delivered !== total) {
+    const states = db.query<{ state: string; n: number; err: string | null }, []>(`SELECT state, count(*) AS n, max(last_error) AS err FROM deliveries GROUP BY state`).all();
+    console.error(`only ${delivered} of ${total} delivered: ${JSON.stringify(states)}`);
+  }
   const cpu = process.cpuUsage(cpuBefore);
   const sinkCpu = processCpuMicros(sinkPid()) - sinkBefore;
   await worker.stop();
