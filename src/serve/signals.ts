@@ -57,7 +57,8 @@ export function runUntilSignalled(starting: Promise<Gateway>, logger: Logger, de
         });
         deadline.exit(1);
       }, deadline.ms);
-      watchdog.unref();
+      // Not unref'd: a stop stuck on a promise that nothing will settle would otherwise let the
+      // process run out of work and exit 0 halfway through, with nothing logged.
       starting
         .then((g) => g.stop())
         .catch((err: unknown) => logger.error("stop failed", { error: describeError(err) }))

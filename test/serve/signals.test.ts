@@ -61,6 +61,35 @@ function signalListeners(): Map<NodeJS.Signals, NodeJS.SignalsListener[]> {
   return new Map(signals.map((s) => [s, process.listeners(s) as NodeJS.SignalsListener[]]));
 }
 
+test("in a process of its own: a stop stuck on a promise nothing settles is logged and exits 1, not 0 halfway", async () => {
+  const signals = JSON.stringify(new URL("../../src/serve/signals.ts", import.meta.url).pathname);
+  const script = `
+    const { runUntilSignalled } = await import(${signals});
+    const logger = { debug() {}, info: (m) => console.log(m), warn: (m) => console.log(m), error: (m, f) => console.log(m, JSON.stringify(f)) };
+    const gateway = { smtpAddress: () => null, reload: async () => {}, stop: () => new Promise(() => {}), stopping: () => "smtp" };
+    runUntilSignalled(Promise.resolve(gateway), logger, { ms: 300, exit: (code) => process.exit(code) });
+    console.log("ready");
+    setTimeout(() => {}, 100);`;
+  const child = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "pipe" });
+  const reader = child.stdout.getReader();
+  let out = "";
+  while (!out.includes("ready")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += new TextDecoder().decode(value);
+  }
+  child.kill("SIGTERM");
+  const code = await child.exited;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += new TextDecoder().decode(value);
+  }
+  expect(code).toBe(1);
+  expect(out).toContain("the stop did not finish within 0.3 s: exiting without waiting");
+  expect(out).toContain(`"still_stopping":"smtp"`);
+});
+
 test("a stop that finishes in time: no exit, no error, handlers removed", async () => {
   const logs = captureLogger();
   const quick = gateway(() => Bun.sleep(30), () => null);
