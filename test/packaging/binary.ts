@@ -1,5 +1,5 @@
 /**
- * Test helper: a fresh dist/mailgw, hard-linked (or copied) into a temp directory outside the
+ * Test helper: a fresh dist/mailgw, hard-linked (or copied) outside the repository, and a
  * way to run it with a PATH that holds neither bun nor node_modules.
  *
  * The executable is rebuilt (scripts/build.ts, atomic rename) only when it is missing or older
