@@ -3,7 +3,8 @@
  * and as the compiled dist/mailgw copied outside the repository — because STARTTLS under Bun
  * has had runtime-specific bugs (bun#21541, bun#25044, smtp-server#199): handshake with swaks
  * and nodemailer, the two plaintext-injection cases, a 10 MB message over TLS (archived byte
- * for byte), certificate reload on SIGHUP without dropping a TLS session, SIGTERM → exit 0.
+ * for byte), certificate reload on SIGHUP without dropping a TLS session, SIGTERM → exit 0;
+ * SMTP_TLS_REQUIRED refusing every command but EHLO, HELO, STARTTLS, NOOP and QUIT before TLS.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { copyFileSync, existsSync, readdirSync, readFileSync } from "node:fs";
@@ -136,4 +137,36 @@ describe.each(["source", "binary"] as ServeMode[])("mailgw serve STARTTLS (%s)",
     const sessions = serve.logs.filter((l) => l.msg === "smtp session");
     expect(sessions.some((s) => s.tls === true && typeof s.id === "string")).toBe(true);
   }, 90_000);
+
+  test("SMTP_TLS_REQUIRED: only EHLO, HELO, STARTTLS, NOOP and QUIT in plain text (RFC 3207 §4); after STARTTLS mail is accepted", async () => {
+    const dir = serveDir();
+    const { key, cert } = makeCert(dir);
+    const serve = await startServe(mode, dir, { SMTP_TLS_KEY: key, SMTP_TLS_CERT: cert, SMTP_TLS_REQUIRED: "true" });
+    const refused = "530 5.7.0 Must issue a STARTTLS command first";
+    try {
+      const c = await RawClient.connect(serve.smtpPort);
+      expect(await greet(c)).toContain("STARTTLS");
+      for (const command of ["MAIL FROM:<a@sender.example>", "RCPT TO:<b@company.com>", "DATA", "RSET", "VRFY postmaster", "HELP"]) {
+        expect([command, await c.cmd(command)]).toEqual([command, refused]);
+      }
+      expect(await c.cmd("NOOP")).toStartWith("250");
+      await startTls(c);
+      await c.cmd("EHLO client.example");
+      expect(await c.cmd("RSET")).toStartWith("250");
+      const reply = await sendMail(c);
+      expect(reply).toMatch(/^250 2\.0\.0 Queued as /);
+      await archived(dir, reply.split(" ").pop() ?? "");
+      await c.cmd("QUIT");
+      if (SWAKS) {
+        // A real client that does not ask for STARTTLS is refused at MAIL and told why.
+        const plain = await swaks(serve.smtpPort, false);
+        expect(plain.code).not.toBe(0);
+        expect(plain.out).toContain(refused);
+      }
+      if (SWAKS_TLS) expect((await swaks(serve.smtpPort, true)).out).toMatch(/250 2\.0\.0 Queued as /);
+    } finally {
+      const code = await serve.stop("SIGTERM");
+      expect({ code, stderr: code === 0 ? "" : serve.stderr() }).toEqual({ code: 0, stderr: "" });
+    }
+  }, 60_000);
 });

@@ -120,6 +120,21 @@ describe("rules lint", () => {
     expect(parsed.summary).toEqual({ files: 1, errors: 2, warnings: 0 });
   });
 
+  test("a huge name and a value with a newline: one line each, the value cut with its length, at line:col", async () => {
+    const text = `domains: [company.com]\nrules:\n  - name: ${"x".repeat(50_000)}_\n    action: drop\n    conditions: [{ field: "sub\\nject", operator: exists }]\n`;
+    await writeFile(join(dir, "huge-name.yaml"), text);
+    const run = await mailgw("lint", "huge-name.yaml");
+    expect(run.code).toBe(1);
+    expect(run.stdout.split("\n")).toEqual([
+      `huge-name.yaml:3:11: error: rule name '${"x".repeat(60)}…' (50,001 characters) must be 1 to 64 characters of a-z, 0-9 and - [invalid-name]`,
+      expect.stringMatching(/^huge-name\.yaml:5:27: error: unknown field 'sub\\u000aject' \(did you mean 'subject'\?\); fields: .* \[unknown-field\]$/),
+      "2 errors, 0 warnings in 1 file",
+      "",
+    ]);
+    const github = await mailgw("lint", "--format", "github", "huge-name.yaml");
+    expect(github.stdout.split("\n").filter((l) => l.startsWith("::error")).map((l) => l.length < 400)).toEqual([true, true]);
+  });
+
   test("--format github", async () => {
     const run = await mailgw("lint", "--format=github", "invalid.yaml", "rules.yaml");
     expect(run.code).toBe(1);
