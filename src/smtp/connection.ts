@@ -59,6 +59,8 @@ export interface ConnectionHooks {
  * the sender for the session's log line.
  */
 const NEEDS_TLS = new Set(["RCPT", "DATA", "RSET", "VRFY", "EXPN", "HELP", "ETRN", "BDAT"]);
+/** The 530's text, for those commands here and for MAIL in onMailFrom (envelope-handlers.ts). */
+export const TLS_FIRST_TEXT = "5.7.0 Must issue a STARTTLS command first";
 
 const ENHANCED_PREFIX = /^[245]\.\d{1,3}\.\d{1,3} /;
 const rcptArguments = new WeakMap<SMTPServerSession, string>();
@@ -278,7 +280,7 @@ export class GatewayConnection extends SMTPConnection {
    */
   override _onCommand(command: Buffer, callback?: () => void): void {
     if (!this.refusedBeforeTls(command)) return super._onCommand(command, callback);
-    this.send(530, "5.7.0 Must issue a STARTTLS command first");
+    this.send(530, TLS_FIRST_TEXT);
     this._whenWritable(callback ?? (() => false));
   }
 

@@ -8,7 +8,7 @@
  */
 import type { SMTPServerAddress, SMTPServerOptions, SMTPServerSession } from "smtp-server";
 import type { Config } from "../config/config.ts";
-import { lastAddressCommand, lastRcptArgument } from "./connection.ts";
+import { TLS_FIRST_TEXT, lastAddressCommand, lastRcptArgument } from "./connection.ts";
 import { clientKey } from "./ip.ts";
 import { MAIL_PARAMETERS, RCPT_PARAMETERS, unsupportedParameter, utf8Refusal } from "./parameters.ts";
 import { createRateLimiter } from "./rate-limiter.ts";
@@ -51,7 +51,7 @@ export function createEnvelopeHandlers(opts: {
       const utf8 = utf8Refusal(lastAddressCommand(session), address.args !== false && address.args.SMTPUTF8 === true);
       if (utf8 !== null) return callback(smtpFailure(utf8.code, utf8.text));
       if (cfg.tls.required && !session.secure) {
-        return callback(smtpFailure(530, "5.7.0 Must issue a STARTTLS command first"));
+        return callback(smtpFailure(530, TLS_FIRST_TEXT));
       }
       if (!limiter.take(clientKey(state.client))) {
         return callback(smtpFailure(451, "4.7.1 Too many messages from your address, try again later"));
