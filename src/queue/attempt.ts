@@ -9,6 +9,7 @@
 import type { RelayClient } from "../act/relay.ts";
 import { postWebhook, redactUrl } from "../act/webhook.ts";
 import { VERSION } from "../version.ts";
+import { MISSING_FILE_PREFIX } from "../store/messages.ts";
 import type { ClaimedDelivery } from "./queue-store.ts";
 import type { AttemptOutcome } from "./retry.ts";
 import { isMissingFile, type SpoolAccess } from "./spool-access.ts";
@@ -51,7 +52,7 @@ export async function runAttempt(d: ClaimedDelivery, ctx: AttemptContext): Promi
     raw = await ctx.spool.read(d.messageId);
   } catch (err) {
     const text = err instanceof Error ? err.message : String(err);
-    if (isMissingFile(err)) return { target, outcome: { kind: "permanent", error: `spool file missing: ${text}` } };
+    if (isMissingFile(err)) return { target, outcome: { kind: "permanent", error: `${MISSING_FILE_PREFIX}: ${text}` } };
     return { target, outcome: { kind: "temporary", error: `cannot read spool file: ${text}` } };
   }
   const damage = spoolDamage(d, raw);

@@ -31,7 +31,7 @@ import { join } from "node:path";
 import type { Logger } from "../log/logger.ts";
 import { readIntakeMarks, uncertainSpoolRows, writeIntakeMarks } from "../store/intake-marks.ts";
 import { uncountIntakeRows } from "../store/intake-rows.ts";
-import { deleteMessages, existingMessageIds, failDeliveriesWithoutFile, releaseDeliveriesCreatedBefore, markMessageDone, messagesNeedingSpool, pendingMessages } from "../store/messages.ts";
+import { deleteMessages, existingMessageIds, failDeliveriesWithoutFile, MISSING_FILE_PREFIX, releaseDeliveriesCreatedBefore, markMessageDone, messagesNeedingSpool, pendingMessages } from "../store/messages.ts";
 import { archiveRelativePath } from "../act/archive.ts";
 import type { Finisher } from "../act/finish.ts";
 import type { Spool, SpoolListing } from "./spool.ts";
@@ -60,9 +60,10 @@ export async function recoverSpool(db: Database, spool: Spool, finisher: Finishe
   const onDisk = new Set(listing.messages);
   await quarantineRowless(spool, logger, listing.messages, withRow, report);
   const uncertain = await checkUncertainRows(db, spool, logger, dataDir, onDisk, report);
-  const withoutFile = (id: string): void => (uncertain.has(id) ? dropUnacknowledged(db, logger, id, report) : keepWithoutFile(db, logger, id, report));
-  await finishPending(db, finisher, dataDir, onDisk, report, withoutFile);
-  dropDeliveriesWithoutFile(db, onDisk, withoutFile);
+  const withoutFile = (id: string, pending: boolean): void =>
+    uncertain.has(id) ? dropUnacknowledged(db, logger, id, report) : keepWithoutFile(db, logger, id, report, pending);
+  await finishPending(db, finisher, dataDir, onDisk, report, (id) => withoutFile(id, true));
+  dropDeliveriesWithoutFile(db, onDisk, (id) => withoutFile(id, false));
   await finisher.idle();
   for (const id of listing.messages) {
     if (withRow.has(id) && (await finisher.release(id))) report.released++;
@@ -170,18 +171,22 @@ async function checkUncertainRows(db: Database, spool: Spool, logger: Logger, da
   return uncertain;
 }
 
-/** An acknowledged message whose spool file is gone: see the header. */
-function keepWithoutFile(db: Database, logger: Logger, id: string, report: RecoveryReport): void {
-  db.transaction(() => {
-    failDeliveriesWithoutFile(db, id, MISSING_FILE_ERROR, Date.now());
+/**
+ * An acknowledged message whose spool file is gone: see the header. `pending`: its post-250 work
+ * was unfinished; else only deliveries need the file, and those a start before this one already
+ * failed for it are not reported again (each start would log the same error until they are dropped).
+ */
+function keepWithoutFile(db: Database, logger: Logger, id: string, report: RecoveryReport, pending: boolean): void {
+  const failed = db.transaction(() => {
     markMessageDone(db, id, null);
+    return failDeliveriesWithoutFile(db, id, MISSING_FILE_ERROR, Date.now());
   }).immediate();
+  if (!pending && failed === 0) return;
   report.missing.push(id);
   logger.error("accepted message's spool file is missing (data dir restored from a backup? file deleted?): record kept, its deliveries failed", { id });
 }
 
-const MISSING_FILE_ERROR =
-  "spool file missing at start: the message was accepted, but its file is gone (data dir restored from a backup taken while it was being delivered, or deleted); nothing left to send";
+const MISSING_FILE_ERROR = `${MISSING_FILE_PREFIX} at start: the message was accepted, but its file is gone (data dir restored from a backup taken while it was being delivered, or deleted); nothing left to send`;
 
 /** A record whose spool file never became durable: its client never got 250. */
 function dropUnacknowledged(db: Database, logger: Logger, id: string, report: RecoveryReport): void {

@@ -187,13 +187,23 @@ export function messagesNeedingSpool(db: Database, afterId: string, limit: numbe
     .map((r) => r.message_id);
 }
 
-/** Every delivery of the message that still needs its spool file becomes `failed` with `error`. */
-export function failDeliveriesWithoutFile(db: Database, messageId: string, error: string, now: number): void {
-  db.query(
-    `UPDATE deliveries SET state = 'failed', last_error = ?, updated_at = ?
-      WHERE message_id = ? AND state IN (${SPOOL_NEEDED_STATES.map((s) => `'${s}'`).join(", ")})`,
-  ).run(error, now, messageId);
+/**
+ * Every delivery of the message that still needs its spool file becomes `failed` with `error`,
+ * except those already failed for a missing file (a start before this one, or an attempt, said
+ * so). Returns how many changed: 0 means there is nothing new to report.
+ */
+export function failDeliveriesWithoutFile(db: Database, messageId: string, error: string, now: number): number {
+  return db
+    .query(
+      `UPDATE deliveries SET state = 'failed', last_error = ?, updated_at = ?
+        WHERE message_id = ? AND state IN (${SPOOL_NEEDED_STATES.map((s) => `'${s}'`).join(", ")})
+          AND NOT (state = 'failed' AND last_error LIKE '${MISSING_FILE_PREFIX}%')`,
+    )
+    .run(error, now, messageId).changes;
 }
+
+/** How every "the spool file is gone" error starts (recovery's and an attempt's). */
+export const MISSING_FILE_PREFIX = "spool file missing";
 
 /** Ids (of those given) that have a message row. */
 export function existingMessageIds(db: Database, ids: readonly string[]): Set<string> {

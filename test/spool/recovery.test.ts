@@ -138,7 +138,20 @@ describe("recover", () => {
     expect(delivery?.last_error).toContain("spool file missing at start");
     const counted = h.db.query<{ metric: string; n: number }, []>("SELECT metric, sum(n) AS n FROM daily_counters GROUP BY metric ORDER BY metric").all();
     expect(counted).toEqual([{ metric: "action:archive", n: 1 }, { metric: "action:forward", n: 1 }, { metric: "received", n: 2 }]);
-    expect(logs.lines.filter((l) => l.level === "error" && l.msg.startsWith("accepted message's spool file is missing"))).toHaveLength(2);
+    const missingLines = () => logs.lines.filter((l) => l.level === "error" && l.msg.startsWith("accepted message's spool file is missing"));
+    expect(missingLines()).toHaveLength(2);
+    // The next start has nothing new to say: the same error at every start would bury real ones.
+    const again = await h.pipeline.recover();
+    expect(again.missing).toEqual([]);
+    expect(missingLines()).toHaveLength(2);
+    // A delivery retried since (queue retry) and failed by its attempt is not reported again either.
+    h.db.run("UPDATE deliveries SET state = 'failed', last_error = 'spool file missing: ENOENT'");
+    expect((await h.pipeline.recover()).missing).toEqual([]);
+    // One failed for another reason (a 550), whose file went since: reported once, with the reason.
+    h.db.run("UPDATE deliveries SET state = 'failed', last_error = '550 5.1.1 no such user'");
+    expect((await h.pipeline.recover()).missing).toEqual([forwardId]);
+    expect(h.db.query<{ last_error: string }, []>("SELECT last_error FROM deliveries").get()?.last_error).toContain("spool file missing at start");
+    expect(missingLines()).toHaveLength(3);
   });
 
   test("rows of groups after the durable mark: files that do not match size and CRC were never acknowledged", async () => {
