@@ -58,6 +58,8 @@ export class RejectedMessage {
     readonly id: string,
     readonly rule: string | null,
     readonly category: string | null,
+    /** Its row (and counters) committed: a failed write is logged, the 550 stands. */
+    readonly recorded: boolean,
     /** `spf=… dkim=… dmarc=…` when the checks ran (see ReceiveOutcome). */
     readonly auth?: string,
   ) {}

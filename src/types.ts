@@ -19,6 +19,12 @@ export interface Envelope {
   helo: string;
   /** Whether the session was under TLS when DATA began. */
   tls: boolean;
+  /**
+   * The session has not been counted yet (`session` / `session_tls` counters): the first
+   * message it hands over counts it, in the same commit as the message's own counters, so a
+   * crash never leaves more messages counted than sessions. Absent: counted elsewhere (tests, dry run).
+   */
+  firstInSession?: boolean;
 }
 
 /**

@@ -122,13 +122,14 @@ export class Receiver {
     if (unevaluated) this.warnUnevaluated(id, unevaluated, decision);
     if (decision.action === "reject") {
       await file.abort();
-      return this.reject(id, receivedAt, facts, decision, auth);
+      return this.reject(id, receivedAt, facts, decision, envelope.firstInSession === true, auth);
     }
     // Archive only: the writer thread puts the file straight into the archive (no spool file,
     // no post-250 work). Otherwise the spool file stays for the archive copy or the deliveries.
     const direct = durability.directArchive && decision.archive && decision.action === "archive";
     const finishLater = decision.archive && !direct;
     const row = messageRow(id, receivedAt, facts, decision, finishLater ? "spooled" : "done");
+    row.countsSession = envelope.firstInSession === true;
     if (direct) row.archivePath = archiveRelativePath(id, receivedAt);
     const keepBytes = decision.archive || decision.action === "forward" || decision.action === "webhook";
     if (!keepBytes) await file.abort();
@@ -151,14 +152,20 @@ export class Receiver {
     return auth ? { id, decision, auth } : { id, decision };
   }
 
-  private async reject(id: string, receivedAt: number, facts: MessageFacts, decision: Decision, auth?: string): Promise<never> {
+  private async reject(id: string, receivedAt: number, facts: MessageFacts, decision: Decision, countsSession: boolean, auth?: string): Promise<never> {
     const { intake, logger } = this.deps;
     const row = messageRow(id, receivedAt, facts, decision, "done");
-    await intake.commit({ row, file: null, deliveries: [] }).catch((err: unknown) => {
-      logger.error("recording a rejected message failed", { id, error: describeError(err) });
-    });
+    row.countsSession = countsSession;
+    const recorded = await intake.commit({ row, file: null, deliveries: [] }).then(
+      () => true,
+      (err: unknown) => {
+        logger.error("recording a rejected message failed", { id, error: describeError(err) });
+        return false;
+      },
+    );
     logger.info("message rejected", { id, rule: decision.rule, category: decision.category, size: facts.size, auth });
-    throw new SmtpError(550, "5.7.1", publicRejectText(decision.rejectMessage), new RejectedMessage(id, decision.rule, decision.category, auth));
+    const detail = new RejectedMessage(id, decision.rule, decision.category, recorded, auth);
+    throw new SmtpError(550, "5.7.1", publicRejectText(decision.rejectMessage), detail);
   }
 
   private logClassifyFailure(id: string, err: unknown): void {

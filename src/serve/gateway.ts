@@ -155,7 +155,10 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
     sink: intakeSink(pipeline, worker, state),
     domains: () => rules.domains(),
     limits: opts.smtpLimits,
-    onSessionEnd: (s) => counters.count(s.tls),
+    // A session that handed over a message was counted in that message's commit.
+    onSessionEnd: (s) => {
+      if (!s.countedWithMessage) counters.count(s.tls);
+    },
   });
   const status = statusSource(db, config, state, { startedAt, startedMono, rules, pipeline, smtp, dnsWarning: () => resolver.warning(authNeeded()) });
   const http = createHttpServer({ config, db, logger, status });

@@ -1,7 +1,9 @@
 /**
- * The `session` / `session_tls` daily counters (metrics and stats page), batched: sessions are
- * counted in memory and written in one small transaction per FLUSH_INTERVAL_MS, so a flood of
- * short connections does not cost one SQLite commit each. With a delivery thread (`offload`),
+ * The `session` / `session_tls` daily counters (metrics and stats page) of sessions that handed
+ * over no message (a session that did was counted in its first message's commit, so a crash
+ * never leaves more messages counted than sessions), batched: counted in memory and written in
+ * one small transaction per FLUSH_INTERVAL_MS, so a flood of short connections (scanners,
+ * refused relaying) does not cost one SQLite commit each. With a delivery thread (`offload`),
  * the counts are handed to it and committed on its connection: a write on the event loop
  * waits as long as the disk does (a WAL write blocked 23 s behind the syncfs of big messages on
  * a slow disk, and for good on a frozen file system), and every session and /healthz with it.
@@ -10,7 +12,7 @@
  * wait for the next flush. stop() writes what is left here (waiting for the lock and synced, as
  * shutdown may; the delivery thread has stopped by then).
  * Failure: a failed write is logged and the counts are kept for the next flush. At most a few
- * intervals of counts are lost on a crash (statistics only, never mail).
+ * intervals of these counts are lost on a crash (statistics only, never mail).
  */
 import type { Database } from "bun:sqlite";
 import { describeError } from "../errors.ts";

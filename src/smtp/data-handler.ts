@@ -231,6 +231,7 @@ function storageFailed(err: unknown, state: SessionState, ctx: DataContext): Dat
 async function store(receiver: Receiver, envelope: Envelope, state: SessionState, ctx: DataContext): Promise<DataReply> {
   try {
     const outcome = await receiver.deliver(envelope);
+    if (envelope.firstInSession) state.countedWithMessage = true;
     state.decision = outcome.decision.action;
     state.category = outcome.decision.category;
     state.rule = outcome.decision.rule;
@@ -242,6 +243,7 @@ async function store(receiver: Receiver, envelope: Envelope, state: SessionState
     const smtpError = err instanceof SmtpError ? err : SmtpError.temporary(err);
     if (smtpError.code >= 500) state.decision = "reject";
     if (smtpError.detail instanceof RejectedMessage) {
+      if (envelope.firstInSession && smtpError.detail.recorded) state.countedWithMessage = true;
       state.messageId = smtpError.detail.id;
       state.rule = smtpError.detail.rule;
       state.category = smtpError.detail.category;
@@ -264,6 +266,7 @@ function envelopeOf(session: SMTPServerSession, state: SessionState): Envelope {
     clientIp: state.client,
     helo: session.hostNameAppearsAs || "",
     tls: Boolean(session.secure),
+    firstInSession: !state.countedWithMessage,
   };
 }
 

@@ -43,6 +43,11 @@ export interface SessionSummary {
   /** Ids of every message accepted in the session. */
   ids: string[];
   /**
+   * A message's commit counted the session already (Envelope.firstInSession): its end does not
+   * count it again.
+   */
+  countedWithMessage: boolean;
+  /**
    * Every message that reached its final reply, in order (the first MESSAGES_LOGGED_MAX): the
    * line lists them when there was more than one, or when the session's last reply is not the
    * message's, so each id goes with its own envelope, decision and reply (the top-level fields
@@ -110,6 +115,7 @@ export function newSessionState(id: string, client: string, now: number): Sessio
     rule: null,
     auth: null,
     ids: [],
+    countedWithMessage: false,
     messages: [],
     messageCount: 0,
     messageId: null,

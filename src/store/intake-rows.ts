@@ -56,12 +56,20 @@ export function releaseIntakeDeliveries(db: Database, items: readonly IntakeRowI
   return ids.length;
 }
 
-/** The `received` and `action:<action>` increments of a group's rows. */
-export function intakeCounterIncrements(rows: readonly Pick<MessageRow, "receivedAt" | "rule" | "category" | "action">[]): CounterIncrement[] {
-  return rows.flatMap((r) => [
-    { at: r.receivedAt, metric: "received" as const, rule: r.rule, category: r.category },
-    { at: r.receivedAt, metric: `action:${r.action}` as const, rule: r.rule, category: r.category },
-  ]);
+type CountedRow = Pick<MessageRow, "receivedAt" | "rule" | "category" | "action"> & Partial<Pick<MessageRow, "tls" | "countsSession">>;
+
+/** The `received` and `action:<action>` increments of a group's rows, and the sessions they count. */
+export function intakeCounterIncrements(rows: readonly CountedRow[]): CounterIncrement[] {
+  return rows.flatMap((r): CounterIncrement[] => {
+    const message: CounterIncrement[] = [
+      { at: r.receivedAt, metric: "received", rule: r.rule, category: r.category },
+      { at: r.receivedAt, metric: `action:${r.action}`, rule: r.rule, category: r.category },
+    ];
+    if (!r.countsSession) return message;
+    message.push({ at: r.receivedAt, metric: "session", rule: null, category: "" });
+    if (r.tls) message.push({ at: r.receivedAt, metric: "session_tls", rule: null, category: "" });
+    return message;
+  });
 }
 
 /**

@@ -30,6 +30,8 @@ export interface MessageRow {
   commitSeq?: number | null;
   /** Set at intake for a message written straight to the archive (relative to DATA_DIR). */
   archivePath?: string | null;
+  /** Not stored: the message's commit also counts its SMTP session (Envelope.firstInSession). */
+  countsSession?: boolean;
 }
 
 export interface NewDelivery {

@@ -117,7 +117,7 @@ describe("SMTP session", () => {
     const raw = m?.raw.toString("latin1") ?? "";
     expect(raw).toMatch(/^Received: from client\.example \(\[127\.0\.0\.1\]\)\r\n\tby mx\.test \(mailgw\) with ESMTP\r\n\tid \S+ for <Bob@company\.com>;\r\n\t\w{3}, \d+ \w{3} \d{4} \d\d:\d\d:\d\d \+0000\r\nFrom: /);
     expect(raw.endsWith("Hi there.\r\n")).toBe(true);
-    expect(m?.envelope).toEqual({ mailFrom: "a@sender.example", rcptTo: ["Bob@company.com"], clientIp: "127.0.0.1", helo: "client.example", tls: false });
+    expect(m?.envelope).toEqual({ mailFrom: "a@sender.example", rcptTo: ["Bob@company.com"], clientIp: "127.0.0.1", helo: "client.example", tls: false, firstInSession: true });
   });
 
   test("a transaction that declared SMTPUTF8 is received 'with UTF8SMTP' (RFC 6531), the next one without it 'with ESMTP'", async () => {
