@@ -201,12 +201,12 @@ function loadConfigValues(opts: LoadOptions): Config {
     throw new CliError(`${set} is set but ${unset} is not: set both to offer STARTTLS (or SMTP_TLS_ENABLED=false to run without it)`);
   }
   if (tlsEnabled && (!keyPath || !certPath)) {
-    throw new CliError(`SMTP_TLS_ENABLED=true needs SMTP_TLS_KEY and SMTP_TLS_CERT (PEM file paths)`);
+    throw new CliError(`SMTP_TLS_ENABLED=${get("SMTP_TLS_ENABLED")} needs SMTP_TLS_KEY and SMTP_TLS_CERT (PEM file paths)`);
   }
   const tlsRequired = bool(get, "SMTP_TLS_REQUIRED");
   if (tlsRequired && !tlsEnabled) {
     // Without STARTTLS on offer, every MAIL would get 530: a gateway that takes no mail at all.
-    throw new CliError(`SMTP_TLS_REQUIRED=true needs STARTTLS: set SMTP_TLS_KEY and SMTP_TLS_CERT (and do not set SMTP_TLS_ENABLED=false)`);
+    throw new CliError(`SMTP_TLS_REQUIRED=${get("SMTP_TLS_REQUIRED")} needs STARTTLS: set SMTP_TLS_KEY and SMTP_TLS_CERT (and do not set SMTP_TLS_ENABLED=false)`);
   }
   const maxMb = number(get, "MAX_MESSAGE_SIZE_MB", 0.001, 1024);
   const config: Config = {

@@ -62,7 +62,7 @@ export function bool(get: (n: string) => string, name: string): boolean {
   const v = get(name).toLowerCase();
   if (["true", "1", "yes", "on"].includes(v)) return true;
   if (["false", "0", "no", "off", ""].includes(v)) return false;
-  throw new CliError(`${name}=${get(name)} is not a boolean: use true or false`);
+  throw new CliError(`${name}=${get(name)} is not a boolean: use true or false (yes/no, on/off and 1/0 are taken too)`);
 }
 
 export function number(get: (n: string) => string, name: string, min: number, max: number): number {

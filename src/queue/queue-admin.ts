@@ -215,9 +215,14 @@ export async function dropFailed(db: Database, spool: SpoolAccess): Promise<stri
   return `${messageIds.length} failed deliver${messageIds.length === 1 ? "y" : "ies"} dropped\n`;
 }
 
+/**
+ * Whole units, cut down; below 10 minutes with the seconds, so a retry due in 119 s reads
+ * `in 1m59s`, not `in 1m` (a webhook's `Retry-After: 120` looked ignored).
+ */
 export function formatDuration(seconds: number): string {
   if (seconds < 60) return `${seconds}s`;
   const m = Math.floor(seconds / 60);
+  if (m < 10) return `${m}m${seconds % 60 ? `${seconds % 60}s` : ""}`;
   if (m < 60) return `${m}m`;
   const h = Math.floor(m / 60);
   if (h < 48) return `${h}h${m % 60 ? `${m % 60}m` : ""}`;

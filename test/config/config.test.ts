@@ -72,6 +72,17 @@ describe("loadConfig", () => {
     expect(errorOf(() => loadConfig({ env: { SMTP_TLS_KEY: "k.pem", SMTP_TLS_CERT: "c.pem", SMTP_TLS_ENABLED: "false", SMTP_TLS_REQUIRED: "true" }, cwd }))).toContain("SMTP_TLS_REQUIRED");
   });
 
+  test("booleans: the spellings taken are named in the error; a follow-on error quotes what was written", () => {
+    const cwd = emptyDir();
+    for (const v of ["yes", "on", "1", "TRUE"]) expect(loadConfig({ env: { SMTP_PROXY_PROTOCOL: v }, cwd }).smtp.proxyProtocol).toBe(true);
+    for (const v of ["no", "off", "0", "False"]) expect(loadConfig({ env: { SMTP_PROXY_PROTOCOL: v }, cwd }).smtp.proxyProtocol).toBe(false);
+    expect(errorOf(() => loadConfig({ env: { SMTP_PROXY_PROTOCOL: "maybe" }, cwd }))).toBe(
+      "SMTP_PROXY_PROTOCOL=maybe is not a boolean: use true or false (yes/no, on/off and 1/0 are taken too)",
+    );
+    expect(errorOf(() => loadConfig({ env: { SMTP_TLS_ENABLED: "1" }, cwd }))).toStartWith("SMTP_TLS_ENABLED=1 needs SMTP_TLS_KEY");
+    expect(errorOf(() => loadConfig({ env: { SMTP_TLS_REQUIRED: "on" }, cwd }))).toStartWith("SMTP_TLS_REQUIRED=on needs STARTTLS");
+  });
+
   test("relay config, secrets redacted", () => {
     const env = { RELAY_SMTP_HOST: "smtp.mailgun.org", RELAY_SMTP_USER: "u", RELAY_SMTP_PASS: "s3cret", STATS_TOKEN: "t0k", WEBHOOK_SECRET: "w" };
     const c = loadConfig({ env, cwd: emptyDir() });
