@@ -86,7 +86,7 @@ export function renderMetrics(db: Database, snapshot: StatsSnapshot, floor: Coun
 /** The all-time counters of daily_counters: messages, sessions, delivery outcomes. */
 function sampleTraffic(out: Exposition, counterRows: readonly CounterRow[]): void {
   const all = periodTotals(counterRows);
-  out.family("mailgw_messages_received_total", "counter", "Messages received to the end of DATA (rejected ones included).");
+  out.family("mailgw_messages_received_total", "counter", "Messages received to the end of DATA and classified (those a rule rejected included; refused for size or a mail loop: mailgw_smtp_refusals_total).");
   out.sample("mailgw_messages_received_total", {}, all.received);
 
   out.family("mailgw_messages_total", "counter", "Classified messages by action and category.");
@@ -97,6 +97,9 @@ function sampleTraffic(out: Exposition, counterRows: readonly CounterRow[]): voi
   out.family("mailgw_smtp_sessions_total", "counter", "SMTP sessions, by whether they used TLS.");
   out.sample("mailgw_smtp_sessions_total", { tls: "true" }, all.tlsSessions);
   out.sample("mailgw_smtp_sessions_total", { tls: "false" }, Math.max(0, all.sessions - all.tlsSessions));
+
+  out.family("mailgw_smtp_refusals_total", "counter", "Commands and connections the gateway itself refused (not a rule's reject), by reason.");
+  for (const [reason, n] of Object.entries(all.refused)) out.sample("mailgw_smtp_refusals_total", { reason }, n);
 
   out.family("mailgw_deliveries_total", "counter", "Delivery attempt outcomes by kind (forward, webhook) and result.");
   for (const kind of DELIVERY_KINDS) {

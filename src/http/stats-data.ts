@@ -10,6 +10,7 @@
 import type { Database } from "bun:sqlite";
 import type { Action, DeliveryKind, DeliveryState } from "../types.ts";
 import { dayKey } from "../store/db.ts";
+import { isRefusalReason, REFUSAL_REASONS, type RefusalReason } from "../smtp/refusals.ts";
 import { VERSION_STRING } from "../version.ts";
 import { deliveriesByRule, deliveryMetric, type DeliveryResult, type DeliveryRuleCount } from "./deliveries-by-rule.ts";
 import { uptimeSeconds, type RelayStatus, type RulesStatus, type StatusSource } from "./status-source.ts";
@@ -34,6 +35,8 @@ export interface PeriodTotals {
   /** tlsSessions / sessions, null when there were no sessions. */
   tlsShare: number | null;
   byAction: Record<Action, number>;
+  /** Clients the gateway itself refused (relaying, size, rate limit...), by reason: smtp/refusals.ts. */
+  refused: Record<RefusalReason, number>;
   deliveries: Record<DeliveryKind, Record<DeliveryResult, number>>;
 }
 
@@ -171,6 +174,7 @@ export function periodTotals(rows: readonly { metric: string; n: number }[]): Pe
     tlsSessions: 0,
     tlsShare: null,
     byAction: emptyActionCounts(),
+    refused: Object.fromEntries(REFUSAL_REASONS.map((r) => [r, 0])) as Record<RefusalReason, number>,
     deliveries: emptyDeliveryCounts(),
   };
   for (const r of rows) {
@@ -179,6 +183,7 @@ export function periodTotals(rows: readonly { metric: string; n: number }[]): Pe
     else if (head === "session") t.sessions += r.n;
     else if (head === "session_tls") t.tlsSessions += r.n;
     else if (head === "action" && isAction(tail)) t.byAction[tail] += r.n;
+    else if (head === "refused" && isRefusalReason(tail)) t.refused[tail] += r.n;
     else {
       const delivery = deliveryMetric(r.metric);
       if (delivery !== null) t.deliveries[delivery.kind][delivery.result] += r.n;

@@ -38,6 +38,7 @@ main.wrap{padding-top:16px;padding-bottom:24px;display:grid;gap:16px}
 .kpi.warn .value{color:var(--warn)}.kpi.bad .value{color:var(--bad)}
 h2{font-size:12.5px;text-transform:uppercase;letter-spacing:.07em;color:var(--muted);margin:0 0 10px;font-weight:650}
 h2 small{text-transform:none;letter-spacing:0;font-weight:400}
+table+h2{margin-top:20px}
 .cols{display:grid;gap:16px;grid-template-columns:repeat(auto-fit,minmax(min(100%,330px),1fr))}
 table{width:100%;border-collapse:collapse;font-size:14px}
 th,td{padding:6px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}

@@ -6,6 +6,7 @@
  * Failure: none (pure rendering).
  */
 import type { Action } from "../types.ts";
+import { REFUSAL_REASONS, type RefusalReason } from "../smtp/refusals.ts";
 import { escapeHtml as e } from "./escape.ts";
 import { formatAgo, formatCount, formatDuration, formatPercent, formatTime } from "./format.ts";
 import { renderChart } from "./stats-chart.ts";
@@ -40,7 +41,7 @@ ${kpis(s)}
 <section class="card" aria-labelledby="h-categories">${categoriesSection(s)}</section>
 </div>
 <section class="card" aria-labelledby="h-by-rule">${deliveriesByRuleSection(s)}</section>
-<section class="card" aria-labelledby="h-failed">${failedSection(s.failedDeliveries, now)}</section>
+<section class="card" aria-labelledby="h-failed">${failedSection(s.failedDeliveries, s.queue.depth.failed, now)}</section>
 <div class="cols">
 <section class="card" aria-labelledby="h-queue">${queueSection(s)}</section>
 <section class="card" aria-labelledby="h-rules">${rulesSection(s, now)}</section>
@@ -128,7 +129,33 @@ function actionsSection(s: StatsSnapshot): string {
       `<tr data-action="${a}"><td>${ACTION_LABELS[a]} <span class="muted">(${a})</span>${miniBar(m[a], max)}</td><td class="num">${formatCount(t[a])}</td><td class="num">${formatCount(m[a])}</td></tr>`,
   ).join("");
   return `<h2 id="h-actions">By action</h2>
-<table><thead><tr><th>Action</th><th class="num">Today</th><th class="num">30 days</th></tr></thead><tbody>${rows}</tbody></table>`;
+<table><thead><tr><th>Action</th><th class="num">Today</th><th class="num">30 days</th></tr></thead><tbody>${rows}</tbody></table>
+${refusedTable(s)}`;
+}
+
+const REFUSAL_LABELS: Record<RefusalReason, string> = {
+  relay_denied: "Relaying denied (recipient outside domains)",
+  too_many_recipients: "Too many recipients",
+  rate_limited: "Rate limit",
+  tls_required: "STARTTLS required",
+  too_big: "Too big",
+  mail_loop: "Mail loop",
+  not_allowed: "Address not allowed",
+  too_many_connections: "Too many connections",
+  too_many_errors: "Too many errors",
+};
+
+/** The gateway's own refusals in the SMTP session (no message was classified), reasons seen in 30 days. */
+function refusedTable(s: StatsSnapshot): string {
+  const t = s.totals.today.refused;
+  const m = s.totals.last30Days.refused;
+  const seen = REFUSAL_REASONS.filter((r) => m[r] > 0);
+  if (seen.length === 0) return `<h2 id="h-refused">Refused in the SMTP session <small>no message classified</small></h2><p class="muted">None in 30 days (relaying attempts, oversize mail, rate limits... show up here).</p>`;
+  const rows = seen
+    .map((r) => `<tr data-refused="${r}"><td>${e(REFUSAL_LABELS[r])} <span class="muted">(${r})</span></td><td class="num">${formatCount(t[r])}</td><td class="num">${formatCount(m[r])}</td></tr>`)
+    .join("");
+  return `<h2 id="h-refused">Refused in the SMTP session <small>no message classified</small></h2>
+<table><thead><tr><th>Reason</th><th class="num">Today</th><th class="num">30 days</th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
 function categoriesSection(s: StatsSnapshot): string {
@@ -159,12 +186,15 @@ function deliveriesByRuleSection(s: StatsSnapshot): string {
 <table class="stack by-rule"><thead><tr><th>Rule</th><th>Category</th><th>Kind</th><th class="num">Delivered</th><th class="num">Deferred</th><th class="num">Failed</th></tr></thead><tbody>${body}</tbody></table>`;
 }
 
-function failedSection(failed: readonly FailedDelivery[], now: number): string {
+/** `total`: every failed delivery in the queue; the list holds the latest few. */
+function failedSection(failed: readonly FailedDelivery[], total: number, now: number): string {
   if (failed.length === 0) {
     return `<h2 id="h-failed">Failed deliveries</h2><p class="muted">No failed deliveries. Deliveries that give up (permanent error or too old) show up here with the command to retry them.</p>`;
   }
   const rows = failed.map((f) => failedRow(f, now)).join("\n");
-  return `<h2 id="h-failed">Failed deliveries <small>latest ${failed.length}</small></h2>
+  const heading = total > failed.length ? `latest ${failed.length} of ${formatCount(total)}` : `${failed.length}`;
+  const all = total > failed.length ? `\n<p class="muted">All of them: <code class="cmd">mailgw queue list --state failed</code></p>` : "";
+  return `<h2 id="h-failed">Failed deliveries <small>${heading}</small></h2>${all}
 <table class="stack failed"><thead><tr><th>Failed</th><th>Message</th><th>Target</th><th>Last error</th><th>Retry with</th></tr></thead><tbody>
 ${rows}
 </tbody></table>`;

@@ -3,12 +3,12 @@
  * relay SMTP, result commits, fsyncs) uses a second core instead of sharing the event loop
  * with intake. It opens its own SQLite connection (same file, WAL) and its own relay pool.
  * Protocol (structured clone; see thread-protocol.ts):
- *   in:  init { config } once, then wake, reload-relay { relay }, count-sessions, stop
+ *   in:  init { config } once, then wake, reload-relay { relay }, count-sessions { counts }, stop
  *   out: ready (module loaded), started | start-failed { error }, logs { records, inFlight },
  *        stopped
  * Log records are filtered by LOG_LEVEL here and written by the main thread's logger, so the
  * lines are the same as with an in-thread worker (one per attempt, with the message id).
- * count-sessions: the SMTP session counters (serve/session-counters.ts) are committed here, not
+ * count-sessions: the SMTP session and refusal counters (serve/session-counters.ts) are committed here, not
  * on the event loop, where a write to the WAL waited as long as the disk did: behind a syncfs of
  * big messages on a slow disk (23 s), or until a frozen or hung file system came back, with no
  * SMTP greeting and no /healthz answer meanwhile. Counts a commit could not take are kept for the next.
@@ -18,7 +18,7 @@
  */
 import type { Database } from "bun:sqlite";
 import type { LogFields, Logger } from "../log/logger.ts";
-import { bumpCounter } from "../store/counters.ts";
+import { addSessionCounts, bumpSessionCounts, emptySessionCounts, hasSessionCounts } from "../store/counters.ts";
 import { openDatabase } from "../store/db.ts";
 import { describeError } from "../errors.ts";
 import { commitWithShortWaits } from "../spool/wal-sync.ts";
@@ -33,8 +33,9 @@ let worker: DeliveryWorker | null = null;
 let db: Database | null = null;
 let pending: ThreadLogRecord[] = [];
 let log: Logger | null = null;
-/** Ended sessions not yet committed, and the time of the latest count. */
-const sessionCounts = { at: 0, sessions: 0, tls: 0 };
+/** Ended sessions and refusals not yet committed, and the time of the latest count. */
+const sessionCounts = emptySessionCounts();
+let sessionCountsAt = 0;
 let flushScheduled = false;
 
 function post(reply: ThreadReply): void {
@@ -88,9 +89,8 @@ async function handle(req: ThreadRequest): Promise<void> {
       worker?.reloadRelay(req.relay);
       return;
     case "count-sessions":
-      sessionCounts.at = req.at;
-      sessionCounts.sessions += req.sessions;
-      sessionCounts.tls += req.tls;
+      sessionCountsAt = req.at;
+      addSessionCounts(sessionCounts, req.counts);
       commitSessionCounts();
       return;
     case "stop":
@@ -107,15 +107,11 @@ async function handle(req: ThreadRequest): Promise<void> {
 
 function commitSessionCounts(): void {
   const conn = db;
-  const { at, sessions, tls } = sessionCounts;
-  if (conn === null || (sessions === 0 && tls === 0)) return;
+  if (conn === null || !hasSessionCounts(sessionCounts)) return;
+  const counts = structuredClone(sessionCounts);
   try {
-    commitWithShortWaits(conn, () => {
-      if (sessions > 0) bumpCounter(conn, at, "session", {}, sessions);
-      if (tls > 0) bumpCounter(conn, at, "session_tls", {}, tls);
-    });
-    sessionCounts.sessions -= sessions;
-    sessionCounts.tls -= tls;
+    commitWithShortWaits(conn, () => bumpSessionCounts(conn, sessionCountsAt, counts));
+    addSessionCounts(sessionCounts, counts, -1);
   } catch (err) {
     log?.error("writing session counters failed; kept for the next try", { error: describeError(err) });
   }

@@ -5,13 +5,14 @@
  */
 import type { Config, RelayConfig } from "../config/config.ts";
 import type { LogFields } from "../log/logger.ts";
+import type { SessionCounts } from "../store/counters.ts";
 
 export type ThreadRequest =
   | { kind: "init"; config: Config }
   | { kind: "wake" }
   | { kind: "reload-relay"; relay: RelayConfig | null }
-  /** SMTP sessions that ended (serve/session-counters.ts), committed here on this thread's connection. */
-  | { kind: "count-sessions"; at: number; sessions: number; tls: number }
+  /** SMTP sessions that ended and refusals (serve/session-counters.ts), committed here on this thread's connection. */
+  | { kind: "count-sessions"; at: number; counts: SessionCounts }
   | { kind: "stop" };
 
 export interface ThreadLogRecord {

@@ -15,6 +15,7 @@
 import type { Database } from "bun:sqlite";
 import type { Config, RelayConfig } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
+import type { SessionCounts } from "../store/counters.ts";
 import { workerSpecifier } from "../spool/worker-url.ts";
 import { createDeliveryThreadHost } from "./delivery-thread-host.ts";
 import { RESTART_DELAY_MS } from "./thread-restarts.ts";
@@ -44,7 +45,7 @@ export interface ThreadedDeliveryWorker extends DeliveryWorker {
    * Hands ended SMTP sessions to the thread, which commits their counters on its own connection;
    * false when no thread runs (the caller commits them itself).
    */
-  countSessions(at: number, sessions: number, tls: number): boolean;
+  countSessions(at: number, counts: SessionCounts): boolean;
 }
 
 export function createThreadedDeliveryWorker(opts: ThreadedDeliveryWorkerOptions): ThreadedDeliveryWorker {
@@ -91,9 +92,9 @@ export function createThreadedDeliveryWorker(opts: ThreadedDeliveryWorkerOptions
       if (fallback) fallback.reloadRelay(next);
       else host.send({ kind: "reload-relay", relay: next });
     },
-    countSessions(at, sessions, tls) {
+    countSessions(at, counts) {
       if (!host.running() || host.stopping()) return false;
-      host.send({ kind: "count-sessions", at, sessions, tls });
+      host.send({ kind: "count-sessions", at, counts });
       return true;
     },
     inFlight: () => (fallback ? fallback.inFlight() : host.inFlight()),

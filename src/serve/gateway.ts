@@ -148,7 +148,7 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
   });
   // Delivery runs in its own thread (own SQLite connection), so it uses a second core.
   const worker = createThreadedDeliveryWorker({ config, db, logger });
-  const counters = createSessionCounters(db, logger, Date.now, (at, sessions, tls) => worker.countSessions(at, sessions, tls));
+  const counters = createSessionCounters(db, logger, Date.now, (at, counts) => worker.countSessions(at, counts));
   const smtp = createSmtpServer({
     smtp: config.smtp,
     logger,
@@ -159,6 +159,7 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
     onSessionEnd: (s) => {
       if (!s.countedWithMessage) counters.count(s.tls);
     },
+    onRefusal: (reason) => counters.refused(reason),
   });
   const status = statusSource(db, config, state, { startedAt, startedMono, rules, pipeline, smtp, dnsWarning: () => resolver.warning(authNeeded()) });
   const http = createHttpServer({ config, db, logger, status });

@@ -1,5 +1,6 @@
 /**
- * The `session` / `session_tls` daily counters (metrics and stats page) of sessions that handed
+ * The `refused:<reason>` daily counters (smtp/refusals.ts), and the `session` / `session_tls`
+ * ones (metrics and stats page) of sessions that handed
  * over no message (a session that did was counted in its first message's commit, so a crash
  * never leaves more messages counted than sessions), batched: counted in memory and written in
  * one small transaction per FLUSH_INTERVAL_MS, so a flood of short connections (scanners,
@@ -17,50 +18,49 @@
 import type { Database } from "bun:sqlite";
 import { describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
+import type { RefusalReason } from "../smtp/refusals.ts";
 import { tryCommitWithoutWaiting } from "../spool/wal-sync.ts";
-import { bumpCounter } from "../store/counters.ts";
+import { addSessionCounts, bumpSessionCounts, emptySessionCounts, hasSessionCounts, type SessionCounts } from "../store/counters.ts";
 
 /** Stats readers see a session at most this long after it ended. */
 export const FLUSH_INTERVAL_MS = 2000;
 
 export interface SessionCounters {
   count(tls: boolean): void;
+  refused(reason: RefusalReason): void;
   start(): void;
   stop(): void;
 }
 
 /** Hands counts to another thread that commits them; false when it cannot take them now. */
-export type SessionCountsOffload = (at: number, sessions: number, tls: number) => boolean;
+export type SessionCountsOffload = (at: number, counts: SessionCounts) => boolean;
 
 export function createSessionCounters(db: Database, logger: Logger, now: () => number = Date.now, offload: SessionCountsOffload | null = null): SessionCounters {
-  let sessions = 0;
-  let tlsSessions = 0;
+  const counts = emptySessionCounts();
   let timer: ReturnType<typeof setInterval> | null = null;
   const flush = (wait: boolean): void => {
-    if (sessions === 0 && tlsSessions === 0) return;
-    const [s, t] = [sessions, tlsSessions];
-    const write = (): void => {
-      if (s > 0) bumpCounter(db, now(), "session", {}, s);
-      if (t > 0) bumpCounter(db, now(), "session_tls", {}, t);
-    };
+    if (!hasSessionCounts(counts)) return;
+    const taken = structuredClone(counts);
+    const write = (): void => bumpSessionCounts(db, now(), taken);
     try {
-      if (!wait && offload?.(now(), s, t)) {
-        sessions -= s;
-        tlsSessions -= t;
+      if (!wait && offload?.(now(), taken)) {
+        addSessionCounts(counts, taken, -1);
         return;
       }
       if (wait) db.transaction(write).immediate();
       else if (!tryCommitWithoutWaiting(db, write)) return; // the lock is busy: next time
-      sessions -= s;
-      tlsSessions -= t;
+      addSessionCounts(counts, taken, -1);
     } catch (err) {
       logger.error("writing session counters failed; kept for the next try", { error: describeError(err) });
     }
   };
   return {
     count(tls) {
-      sessions++;
-      if (tls) tlsSessions++;
+      counts.sessions++;
+      if (tls) counts.tls++;
+    },
+    refused(reason) {
+      counts.refused[reason] = (counts.refused[reason] ?? 0) + 1;
     },
     start() {
       timer ??= setInterval(() => flush(false), FLUSH_INTERVAL_MS);

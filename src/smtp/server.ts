@@ -26,6 +26,7 @@ import { createSessionEnd } from "./session-end.ts";
 import { createSessionRegistry } from "./session-registry.ts";
 import { createShutdown } from "./shutdown.ts";
 import { protocolOptions } from "./smtp-options.ts";
+import { refusalReason, refusalReasonOfLine, type RefusalReason } from "./refusals.ts";
 import { createTlsManager, type TlsManager, type TlsStatus } from "./tls-manager.ts";
 
 export { probeSmtpPort } from "./listen.ts";
@@ -39,6 +40,8 @@ export interface SmtpServerDeps {
   limits?: Partial<SmtpLimits>;
   /** Called once per session when it ends (counters `session` / `session_tls`). */
   onSessionEnd?: (summary: SessionSummary) => void;
+  /** Called for every reply, or refused connection, by which the gateway itself refused a client (refusals.ts). */
+  onRefusal?: (reason: RefusalReason) => void;
   /** Clock of session durations (and, when set, of the rate limiter); default monotonic. */
   now?: () => number;
 }
@@ -81,7 +84,11 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     sessionTimeoutMs: limits.sessionTimeoutMs,
     dataTimeoutMs: limits.dataTimeoutMs,
     maxErrors: limits.maxErrors,
-    onReply: sessions.noteReply,
+    onReply: (session, code, reply) => {
+      sessions.noteReply(session, code, reply);
+      const refusal = deps.onRefusal && refusalReason(code, reply);
+      if (refusal) deps.onRefusal?.(refusal);
+    },
     isStoring: sessions.isStoring,
     onMailRefused: envelope.noteRefusedSender,
     tlsRequired: cfg.tls.required,
@@ -98,7 +105,11 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     proxyTrusted: cfg.proxyTrusted,
     limits,
     logger: deps.logger,
-    onRefused: sessionEnd.noteRefused,
+    onRefused: (client, reply) => {
+      sessionEnd.noteRefused(client, reply);
+      const refusal = deps.onRefusal && refusalReasonOfLine(reply);
+      if (refusal) deps.onRefusal?.(refusal);
+    },
   });
   const shutdown = createShutdown({ smtp, front, isStoring: sessions.anyStoring });
 

@@ -10,6 +10,7 @@ export type CounterMetric =
   | "received"
   | "session"
   | "session_tls"
+  | `refused:${string}`
   | `action:${string}`
   | `delivered:${"forward" | "webhook"}`
   | `deferred:${"forward" | "webhook"}`
@@ -53,4 +54,40 @@ export function bumpCounterBatch(db: Database, increments: Iterable<CounterIncre
     else sums.set(key, { ...inc, n: inc.n ?? 1 });
   }
   for (const s of sums.values()) bumpCounter(db, s.at, s.metric, { rule: s.rule, category: s.category }, sign * s.n);
+}
+
+/**
+ * SMTP sessions and the gateway's refusals (smtp/refusals.ts, by reason), counted in memory
+ * between two commits (serve/session-counters.ts, and the delivery thread that commits them).
+ */
+export interface SessionCounts {
+  sessions: number;
+  tls: number;
+  refused: Record<string, number>;
+}
+
+export function emptySessionCounts(): SessionCounts {
+  return { sessions: 0, tls: 0, refused: {} };
+}
+
+export function hasSessionCounts(c: SessionCounts): boolean {
+  return c.sessions > 0 || c.tls > 0 || Object.values(c.refused).some((n) => n > 0);
+}
+
+/** `into` += `c` × `sign` (−1 once `c` is committed). */
+export function addSessionCounts(into: SessionCounts, c: SessionCounts, sign: 1 | -1 = 1): void {
+  into.sessions += sign * c.sessions;
+  into.tls += sign * c.tls;
+  for (const [reason, n] of Object.entries(c.refused)) {
+    const left = (into.refused[reason] ?? 0) + sign * n;
+    if (left === 0) delete into.refused[reason];
+    else into.refused[reason] = left;
+  }
+}
+
+/** Writes `c` at day `at`; call inside a transaction. */
+export function bumpSessionCounts(db: Database, at: number, c: SessionCounts): void {
+  if (c.sessions > 0) bumpCounter(db, at, "session", {}, c.sessions);
+  if (c.tls > 0) bumpCounter(db, at, "session_tls", {}, c.tls);
+  for (const [reason, n] of Object.entries(c.refused)) if (n > 0) bumpCounter(db, at, `refused:${reason}`, {}, n);
 }

@@ -95,14 +95,16 @@ test.skipIf(!SERVE_REGISTERED)("counts on /stats.json, /metrics and /stats match
       await send(smtpPort, "user@example.test", "[SPAM] again"),
       await send(smtpPort, "sales@example.test", "quote please"),
       await send(smtpPort, "user@example.test", "noise from a printer"),
+      // Refused at RCPT (a domain not in `domains`): a session, a refusal, no message.
+      await send(smtpPort, "user@elsewhere.example", "relay me"),
     ];
-    expect(outcomes).toEqual(["accepted", "accepted", "accepted", "rejected", "rejected", "accepted", "accepted"]);
+    expect(outcomes).toEqual(["accepted", "accepted", "accepted", "rejected", "rejected", "accepted", "accepted", "rejected"]);
 
     expect((await fetch(`${base}/stats.json`)).status).toBe(401);
     expect((await fetch(`${base}/metrics`)).status).toBe(401);
     const s = await waitFor("counters settled", SETTLE_TIMEOUT_MS, async () => {
       const snap = (await (await fetch(`${base}/stats.json`, auth)).json()) as StatsSnapshot;
-      return snap.totals.today.sessions >= 7 && snap.queue.depth.held === 1 ? snap : null;
+      return snap.totals.today.sessions >= 8 && snap.queue.depth.held === 1 ? snap : null;
     });
     const today = dayKey(Date.now());
     expect(s.today).toBe(today);
@@ -110,7 +112,8 @@ test.skipIf(!SERVE_REGISTERED)("counts on /stats.json, /metrics and /stats match
     expect(s.smtp.hostname).toBe("mx.example.test");
     expect(s.totals.today.received).toBe(7);
     expect(s.totals.today.byAction).toEqual({ reject: 2, archive: 3, forward: 1, webhook: 0, drop: 1 });
-    expect(s.totals.today.sessions).toBe(7);
+    expect(s.totals.today.sessions).toBe(8);
+    expect(s.totals.today.refused).toMatchObject({ relay_denied: 1, too_big: 0, rate_limited: 0 });
     expect(s.totals.today.tlsShare).toBe(0);
     expect(s.receivedPerDay.at(-1)).toEqual({ day: today, received: 7 });
     const cats = Object.fromEntries(s.categories.map((c) => [c.category, c.today]));
@@ -125,13 +128,16 @@ test.skipIf(!SERVE_REGISTERED)("counts on /stats.json, /metrics and /stats match
     const metrics = await (await fetch(`${base}/metrics`, auth)).text();
     expect(metrics).toContain("mailgw_messages_received_total 7\n");
     expect(metrics).toContain('mailgw_messages_total{action="reject",category="spam"} 2\n');
-    expect(metrics).toContain('mailgw_smtp_sessions_total{tls="false"} 7\n');
+    expect(metrics).toContain('mailgw_smtp_sessions_total{tls="false"} 8\n');
+    expect(metrics).toContain('mailgw_smtp_refusals_total{reason="relay_denied"} 1\n');
+    expect(metrics).toContain('mailgw_smtp_refusals_total{reason="too_big"} 0\n');
     expect(metrics).toContain('mailgw_queue_depth{state="held"} 1\n');
     expect(metrics).toContain('mailgw_rules_reload_total{result="success"} 0\n');
 
     const page = await (await fetch(`${base}/stats`, auth)).text();
     expect(/<g class="bar today"[^>]*>/.exec(page)?.[0]).toContain(`aria-label="Today, ${today}: 7 received"`);
     expect(page).toContain("No relay configured");
+    expect(page).toMatch(/<tr data-refused="relay_denied"><td>Relaying denied[^<]*<span class="muted">\(relay_denied\)<\/span><\/td><td class="num">1<\/td><td class="num">1<\/td><\/tr>/);
 
     const health = (await (await fetch(`${base}/healthz`)).json()) as { status: string; warnings: string[] };
     expect(health.status).toBe("ok");

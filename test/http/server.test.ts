@@ -158,6 +158,10 @@ describe("stats.json", () => {
     expect(s.failedDeliveries[0]?.subject).toBe("s24");
     expect(s.failedDeliveries[19]?.subject).toBe("s5");
     expect(s.queue.depth.failed).toBe(25);
+    // The page says the list is cut, and how to see them all.
+    const html = await (await get(server, "/stats")).text();
+    expect(html).toContain("Failed deliveries <small>latest 20 of 25</small>");
+    expect(html).toContain("mailgw queue list --state failed");
   });
 });
 

@@ -15,6 +15,7 @@ import type { Logger, LogFields } from "../../src/log/logger.ts";
 import { createSmtpServer, type SmtpServerHandle } from "../../src/smtp/server.ts";
 import type { SmtpLimits } from "../../src/smtp/limits.ts";
 import type { SessionSummary } from "../../src/smtp/session-log.ts";
+import type { RefusalReason } from "../../src/smtp/refusals.ts";
 import type { Decision, Envelope, MessageSink, ReceiveOutcome } from "../../src/types.ts";
 
 export interface StoredMessage {
@@ -67,6 +68,8 @@ export interface TestServer {
   sink: ReturnType<typeof fileSink>;
   logs: ReturnType<typeof captureLogger>;
   sessions: SessionSummary[];
+  /** Every refusal reason reported (onRefusal), in order. */
+  refusals: RefusalReason[];
   config: Config;
   dir: string;
   close(): Promise<void>;
@@ -84,6 +87,7 @@ export async function startTestServer(
   const sink = fileSink(dir);
   const logs = captureLogger();
   const sessions: SessionSummary[] = [];
+  const refusals: RefusalReason[] = [];
   const domains = opts.domains ?? ["company.com"];
   const handle = createSmtpServer({
     smtp: config.smtp,
@@ -92,10 +96,11 @@ export async function startTestServer(
     domains: () => domains,
     limits: opts.limits,
     onSessionEnd: (s) => sessions.push(s),
+    onRefusal: (r) => refusals.push(r),
     now: opts.now,
   });
   const { port } = await handle.listen();
-  return { port, handle, sink, logs, sessions, config, dir, close: () => handle.close(200) };
+  return { port, handle, sink, logs, sessions, refusals, config, dir, close: () => handle.close(200) };
 }
 
 /** A raw SMTP client: exact bytes out, whole replies in. */
