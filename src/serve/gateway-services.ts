@@ -7,6 +7,7 @@
  */
 import type { Database } from "bun:sqlite";
 import type { Config, RelayConfig } from "../config/config.ts";
+import { changedUntilRestart } from "../config/restart-settings.ts";
 import { CliError, describeError } from "../errors.ts";
 import type { HttpServer } from "../http/server.ts";
 import type { Logger } from "../log/logger.ts";
@@ -65,7 +66,10 @@ export function gatewayServices(db: Database, settings: ServiceSettings, state: 
       stop: () => worker.stop(),
       reload() {
         // A relay removed from the configuration is removed here too: new forwards are held.
-        const next = settings.reloadConfig ? settings.reloadConfig().relay : state.relay;
+        const reloaded = settings.reloadConfig?.() ?? null;
+        const next = reloaded ? reloaded.relay : state.relay;
+        const waiting = reloaded ? changedUntilRestart(config, reloaded) : [];
+        if (waiting.length > 0) logger.warn("settings changed since start are applied at restart only (a reload applies RELAY_*)", { changed: waiting });
         if (reloadRelay(db, logger, state.relay, next, worker)) state.relay = next;
         // SIGHUP also says "the relay is fixed" (its password reset, its certificate renewed): a
         // suspension ends; the delivery worker sees it on its next claim and logs it (relay-suspension.ts).

@@ -123,4 +123,21 @@ describe("mailgw serve domains follow rules reloads", () => {
       expect(await serve.stop()).toBe(0);
     }
   }, 30_000);
+
+  // Only RELAY_* (and the rules and TLS files) are reloaded: a changed WEBHOOK_SECRET kept
+  // signing with the old secret, and nothing said so.
+  test("other settings changed in .env are named at SIGHUP as waiting for a restart, without their values", async () => {
+    const dir = serveDir();
+    writeFileSync(join(dir, ".env"), "WEBHOOK_SECRET=first-secret\nRATE_LIMIT_MAX=100\n");
+    const serve = await startServe("source", dir);
+    try {
+      writeFileSync(join(dir, ".env"), "WEBHOOK_SECRET=second-secret\nRATE_LIMIT_MAX=5\n");
+      serve.proc.kill("SIGHUP");
+      const warned = await serve.waitForLog((l) => String(l.msg).startsWith("settings changed since start are applied at restart only"));
+      expect(warned.changed).toEqual(["RATE_LIMIT_MAX", "WEBHOOK_SECRET"]);
+      expect(JSON.stringify(serve.logs)).not.toContain("second-secret");
+    } finally {
+      expect(await serve.stop()).toBe(0);
+    }
+  }, 30_000);
 });
