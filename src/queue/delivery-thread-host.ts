@@ -12,7 +12,7 @@ import type { Config } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
 import { launchDeliveryThread, type ThreadLaunch } from "./thread-launch.ts";
 import type { ThreadReply, ThreadRequest } from "./thread-protocol.ts";
-import { createThreadRestarts } from "./thread-restarts.ts";
+import { createThreadRestarts, type ThreadRestarts } from "./thread-restarts.ts";
 import { STOP_GRACE_MS } from "./worker.ts";
 
 /** On stop, how long past the attempts' own grace the thread may take to answer. */
@@ -47,79 +47,105 @@ export interface DeliveryThreadHost {
 }
 
 export function createDeliveryThreadHost(opts: DeliveryThreadHostOptions): DeliveryThreadHost {
-  const { logger } = opts;
-  let thread: Worker | null = null;
+  return new ThreadHost(opts);
+}
+
+class ThreadHost implements DeliveryThreadHost {
+  private thread: Worker | null = null;
   /**
    * A thread being launched, from its init on: it counts as running only once it started, but a
    * relay reload meanwhile must reach it, or it keeps the relay of its init until the next SIGHUP.
    */
-  let starting: Worker | null = null;
-  let stopping = false;
-  let inFlight = 0;
-  let onStopped: (() => void) | null = null;
+  private starting: Worker | null = null;
+  private isStopping = false;
+  private attemptsInFlight = 0;
+  private onStopped: (() => void) | null = null;
+  private readonly restartsOf: ThreadRestarts;
 
-  function onReply(reply: ThreadReply): void {
+  constructor(private readonly opts: DeliveryThreadHostOptions) {
+    this.restartsOf = createThreadRestarts({
+      logger: opts.logger,
+      baseDelayMs: opts.restartDelayMs,
+      launch: () => this.launch(),
+      attach: (t) => this.attach(t),
+      stopping: () => this.isStopping,
+    });
+  }
+
+  async start(): Promise<string | null> {
+    const launched = await this.launch();
+    if ("reason" in launched) return launched.reason;
+    this.attach(launched.thread);
+    return null;
+  }
+
+  async stop(): Promise<void> {
+    this.isStopping = true;
+    // A restart waiting for its launch (at most START_TIMEOUT_MS) attaches its thread first.
+    await this.restartsOf.cancel();
+    const t = this.thread;
+    if (t === null) return;
+    const stopped = new Promise<void>((resolve) => {
+      this.onStopped = resolve;
+    });
+    const limit = setTimeout(() => this.onStopped?.(), STOP_GRACE_MS + STOP_MARGIN_MS);
+    t.postMessage({ kind: "stop" } satisfies ThreadRequest);
+    await stopped;
+    clearTimeout(limit);
+    this.thread = null;
+    t.terminate();
+  }
+
+  send(req: ThreadRequest): void {
+    (this.thread ?? this.starting)?.postMessage(req);
+  }
+
+  running(): boolean {
+    return this.thread !== null;
+  }
+
+  stopping(): boolean {
+    return this.isStopping;
+  }
+
+  inFlight(): number {
+    return this.attemptsInFlight;
+  }
+
+  restarts(): number {
+    return this.restartsOf.count();
+  }
+
+  private onReply(reply: ThreadReply): void {
     if (reply.kind === "logs") {
-      inFlight = reply.inFlight;
-      for (const r of reply.records) logger[r.level](r.msg, r.fields);
+      this.attemptsInFlight = reply.inFlight;
+      for (const r of reply.records) this.opts.logger[r.level](r.msg, r.fields);
     } else if (reply.kind === "stopped") {
-      inFlight = 0;
-      onStopped?.();
+      this.attemptsInFlight = 0;
+      this.onStopped?.();
     }
   }
 
-  async function launch(): Promise<ThreadLaunch> {
-    const launched = await launchDeliveryThread(opts.specifier, opts.config, onReply, (t) => (starting = t));
-    starting = null;
+  private async launch(): Promise<ThreadLaunch> {
+    const launched = await launchDeliveryThread(this.opts.specifier, this.opts.config, (reply) => this.onReply(reply), (t) => (this.starting = t));
+    this.starting = null;
     return launched;
   }
 
-  const restarts = createThreadRestarts({ logger, baseDelayMs: opts.restartDelayMs, launch, attach, stopping: () => stopping });
-
-  function attach(t: Worker): void {
-    thread = t;
-    restarts.began();
-    t.onmessage = (event: MessageEvent<ThreadReply>) => onReply(event.data);
-    t.onerror = (event) => died(t, `uncaught error: ${event.message}`);
-    t.addEventListener("close", () => died(t, "the thread exited"));
+  private attach(t: Worker): void {
+    this.thread = t;
+    this.restartsOf.began();
+    t.onmessage = (event: MessageEvent<ThreadReply>) => this.onReply(event.data);
+    t.onerror = (event) => this.died(t, `uncaught error: ${event.message}`);
+    t.addEventListener("close", () => this.died(t, "the thread exited"));
   }
 
-  function died(t: Worker, reason: string): void {
-    if (thread !== t) return;
-    thread = null;
-    inFlight = 0;
+  private died(t: Worker, reason: string): void {
+    if (this.thread !== t) return;
+    this.thread = null;
+    this.attemptsInFlight = 0;
     t.terminate();
-    if (stopping) onStopped?.();
-    else restarts.crashed(reason);
+    if (this.isStopping) this.onStopped?.();
+    else this.restartsOf.crashed(reason);
   }
-
-  return {
-    async start() {
-      const launched = await launch();
-      if ("reason" in launched) return launched.reason;
-      attach(launched.thread);
-      return null;
-    },
-    async stop() {
-      stopping = true;
-      // A restart waiting for its launch (at most START_TIMEOUT_MS) attaches its thread first.
-      await restarts.cancel();
-      const t = thread;
-      if (t === null) return;
-      const stopped = new Promise<void>((resolve) => {
-        onStopped = resolve;
-      });
-      const limit = setTimeout(() => onStopped?.(), STOP_GRACE_MS + STOP_MARGIN_MS);
-      t.postMessage({ kind: "stop" } satisfies ThreadRequest);
-      await stopped;
-      clearTimeout(limit);
-      thread = null;
-      t.terminate();
-    },
-    send: (req) => (thread ?? starting)?.postMessage(req),
-    running: () => thread !== null,
-    stopping: () => stopping,
-    inFlight: () => inFlight,
-    restarts: restarts.count,
-  };
 }

@@ -99,6 +99,6 @@ export function createThreadedDeliveryWorker(opts: ThreadedDeliveryWorkerOptions
     },
     inFlight: () => (fallback ? fallback.inFlight() : host.inFlight()),
     mode: () => (fallback ? "main" : host.running() ? "thread" : "none"),
-    restarts: host.restarts,
+    restarts: () => host.restarts(),
   };
 }
