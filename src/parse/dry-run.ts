@@ -39,7 +39,8 @@ export function flagEnvelope(flags: EnvelopeFlags): Envelope {
 export function applyHeaderDefaults(facts: MessageFacts, flags: EnvelopeFlags): MessageFacts {
   return {
     ...facts,
-    mailFrom: flags.from === null ? facts.from : facts.mailFrom,
+    // In the form serve keeps an envelope sender (ASCII domain), as --from is.
+    mailFrom: flags.from === null ? (facts.from === "" ? "" : canonicalSender(facts.from)) : facts.mailFrom,
     rcpt: flags.to.length === 0 ? [...facts.to] : facts.rcpt,
   };
 }

@@ -187,6 +187,12 @@ describe("mailgw test", () => {
     expect(facts.rcpt).toEqual(["ceo@company.com"]);
   });
 
+  test("the default envelope sender (header From) takes serve's form too: an IDN domain in ASCII", async () => {
+    const message = new TextEncoder().encode("From: Anna <anna@Bücher.example>\r\nTo: a@company.com\r\nSubject: hi\r\n\r\nhi\r\n");
+    const out = JSON.parse((await mailgw(["-", "--rules", rulesFile, "--json"], { stdin: message })).stdout);
+    expect(out.facts.mailFrom).toBe("anna@xn--bcher-kva.example");
+  });
+
   test("no MESSAGE is a usage error: exit 1 (2 is for a message that cannot be read)", async () => {
     const run = await mailgw(["--rules", rulesFile]);
     expect(run.code).toBe(1);
