@@ -7,6 +7,7 @@
  */
 import { existsSync } from "node:fs";
 import { defineCommand } from "citty";
+import { resolveRawValues } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
 import { addRuleToText, type NewRule } from "../rules/add.ts";
 import { writeFileAtomic } from "../rules/atomic-write.ts";
@@ -20,6 +21,16 @@ import { repeatedFlag } from "./argv.ts";
 
 const DEFAULT_RULES_FILE = "rules.yaml";
 
+/**
+ * The file serve would load: RULES_FILE (environment or .env, as `mailgw test` and serve read
+ * it), else ./rules.yaml. A lint in CI or by hand checks the gateway's file, not a stray one.
+ */
+function defaultRulesFile(): string {
+  const configured = resolveRawValues().get("RULES_FILE");
+  // The variable's default is ./rules.yaml; named as before, `rules.yaml:3:5` (GitHub annotations' form).
+  return !configured || configured === `./${DEFAULT_RULES_FILE}` ? DEFAULT_RULES_FILE : configured;
+}
+
 function printDiagnostics(diagnostics: readonly Diagnostic[], stream: NodeJS.WriteStream): void {
   for (const d of diagnostics) stream.write(`${d.file}:${d.line}:${d.col}: ${d.severity}: ${d.message} [${d.code}]\n`);
 }
@@ -27,11 +38,11 @@ function printDiagnostics(diagnostics: readonly Diagnostic[], stream: NodeJS.Wri
 const lint = defineCommand({
   meta: { name: "lint", description: "Validate rules files without starting anything (exit 0 ok, 1 errors, 2 unreadable)" },
   args: {
-    files: { type: "positional", required: false, valueHint: "FILE...", description: `Rules files (default ./${DEFAULT_RULES_FILE})` },
+    files: { type: "positional", required: false, valueHint: "FILE...", description: `Rules files (default: RULES_FILE, else ./${DEFAULT_RULES_FILE})` },
     format: { type: "enum", options: [...LINT_FORMATS], default: "text", description: "Output: text, json or github (annotations)" },
   },
   run: cliAction(async (args: { _: string[]; format: string }) => {
-    const files = args._.length > 0 ? args._ : [DEFAULT_RULES_FILE];
+    const files = args._.length > 0 ? args._ : [defaultRulesFile()];
     const diagnostics: Diagnostic[] = [];
     for (const file of files) diagnostics.push(...(await loadRules(file)).diagnostics);
     process.stdout.write(formatDiagnostics(args.format as LintFormat, diagnostics, files.length));
@@ -42,10 +53,10 @@ const lint = defineCommand({
 const list = defineCommand({
   meta: { name: "list", description: "Show the rules in evaluation order: priority, name, action, category, targets, conditions" },
   args: {
-    file: { type: "positional", required: false, valueHint: "FILE", description: `Rules file (default ./${DEFAULT_RULES_FILE})` },
+    file: { type: "positional", required: false, valueHint: "FILE", description: `Rules file (default: RULES_FILE, else ./${DEFAULT_RULES_FILE})` },
   },
   run: cliAction(async (args: { file?: string }) => {
-    const file = args.file ?? DEFAULT_RULES_FILE;
+    const file = args.file ?? defaultRulesFile();
     const result = await loadRules(file);
     printDiagnostics(result.diagnostics, process.stderr);
     if (!result.ok) throw new CliError(`${file} has errors; fix them (mailgw rules lint ${file}) and retry`);
@@ -62,7 +73,7 @@ interface AddArgs {
   "reject-message"?: string;
   archive?: boolean;
   conditions: string;
-  file: string;
+  file?: string;
 }
 
 function parseConditions(json: string): unknown {
@@ -93,15 +104,16 @@ async function addRule(args: AddArgs, rawArgs: readonly string[]): Promise<void>
   if (args.url !== undefined) rule.url = args.url;
   if (args["reject-message"] !== undefined) rule.rejectMessage = args["reject-message"];
   if (args.archive === true) rule.archive = true;
+  const file = args.file ?? defaultRulesFile();
   // Read and written under one lock: two adds at once each kept only their own rule.
-  await withFileLock(args.file, async () => {
-    const before = await readExisting(args.file);
-    const result = addRuleToText(before, args.file, rule);
+  await withFileLock(file, async () => {
+    const before = await readExisting(file);
+    const result = addRuleToText(before, file, rule);
     printDiagnostics(result.diagnostics, process.stderr);
-    if (!result.ok) throw new CliError(`rule '${args.name}' not added: ${args.file} would not lint (positions above are in the file with the rule appended); file unchanged`);
-    await writeFileAtomic(args.file, result.text);
+    if (!result.ok) throw new CliError(`rule '${args.name}' not added: ${file} would not lint (positions above are in the file with the rule appended); file unchanged`);
+    await writeFileAtomic(file, result.text);
   });
-  process.stdout.write(`added rule '${args.name}' to ${args.file}\n`);
+  process.stdout.write(`added rule '${args.name}' to ${file}\n`);
 }
 
 const add = defineCommand({
@@ -116,7 +128,7 @@ const add = defineCommand({
     "reject-message": { type: "string", valueHint: "TEXT", description: "Text after 550 5.7.1 (action reject)" },
     archive: { type: "boolean", description: "Also archive (forward / webhook)" },
     conditions: { type: "string", required: true, valueHint: "JSON", description: 'List of conditions, e.g. \'[{"field":"subject","operator":"contains","value":"invoice"}]\'' },
-    file: { type: "string", default: DEFAULT_RULES_FILE, valueHint: "F", description: "Rules file to change" },
+    file: { type: "string", valueHint: "F", description: `Rules file to change (default: RULES_FILE, else ./${DEFAULT_RULES_FILE})` },
   },
   run: cliAction((args: AddArgs, rawArgs) => addRule(args, rawArgs)),
 });

@@ -143,6 +143,29 @@ describe("rules lint", () => {
   });
 });
 
+// As serve and `mailgw test` read it: a lint in the gateway's directory checks the gateway's file.
+describe("RULES_FILE (environment or .env) is the default file of lint, list and add", () => {
+  test("lint, list and add with no file act on RULES_FILE from .env; the environment outranks .env", async () => {
+    const where = await mkdtemp(join(dir, "rules-file-"));
+    await mkdir(join(where, "conf"));
+    await cp(join(dir, "valid.yaml"), join(where, "conf", "gw.yaml"));
+    await writeFile(join(where, ".env"), "RULES_FILE=conf/gw.yaml\n");
+    const here = async (args: string[], env: Record<string, string> = {}): Promise<Run> => {
+      const child = Bun.spawn([process.execPath, MAIN, "rules", ...args], { cwd: where, stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1", ...env } });
+      const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+      return { code, stdout, stderr };
+    };
+    expect((await here(["lint"])).code).toBe(0); // there is no ./rules.yaml here: exit 2 if it were read
+    expect((await here(["list"])).stdout).not.toBe("");
+    const added = await here(["add", "from-env", "--action", "archive", "--conditions", CONDITIONS]);
+    expect(added.stdout).toBe("added rule 'from-env' to conf/gw.yaml\n");
+    expect(await readFile(join(where, "conf", "gw.yaml"), "utf8")).toContain("from-env");
+    const invalid = await here(["lint"], { RULES_FILE: join(dir, "invalid.yaml") });
+    expect(invalid.code).toBe(1);
+    expect(invalid.stdout).toContain("invalid.yaml:");
+  });
+});
+
 describe("rules list", () => {
   test("one line per rule in evaluation order, then the default", async () => {
     const run = await mailgw("list");
