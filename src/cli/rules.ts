@@ -72,6 +72,7 @@ interface AddArgs {
   url?: string;
   "reject-message"?: string;
   archive?: boolean;
+  "loop-ok"?: boolean;
   conditions: string;
   file?: string;
 }
@@ -104,6 +105,7 @@ async function addRule(args: AddArgs, rawArgs: readonly string[]): Promise<void>
   if (args.url !== undefined) rule.url = args.url;
   if (args["reject-message"] !== undefined) rule.rejectMessage = args["reject-message"];
   if (args.archive === true) rule.archive = true;
+  if (args["loop-ok"] === true) rule.loopOk = true;
   const file = args.file ?? defaultRulesFile();
   // Read and written under one lock: two adds at once each kept only their own rule.
   await withFileLock(file, async () => {
@@ -127,6 +129,7 @@ const add = defineCommand({
     url: { type: "string", valueHint: "URL", description: "Webhook target (action webhook)" },
     "reject-message": { type: "string", valueHint: "TEXT", description: "Text after 550 5.7.1 (action reject)" },
     archive: { type: "boolean", description: "Also archive (forward / webhook)" },
+    "loop-ok": { type: "boolean", description: "Forward targets inside domains are meant (the relay delivers them elsewhere): no forward-loop warning" },
     conditions: { type: "string", required: true, valueHint: "JSON", description: 'List of conditions, e.g. \'[{"field":"subject","operator":"contains","value":"invoice"}]\'' },
     file: { type: "string", valueHint: "F", description: `Rules file to change (default: RULES_FILE, else ./${DEFAULT_RULES_FILE})` },
   },

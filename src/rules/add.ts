@@ -22,6 +22,8 @@ export interface NewRule {
   url?: string;
   rejectMessage?: string;
   archive?: boolean;
+  /** The forward targets are in `domains` on purpose (the relay delivers them to the mailbox server). */
+  loopOk?: boolean;
   /** Parsed JSON: a list of condition objects (or one object); lint validates it. */
   conditions: unknown;
 }
@@ -42,6 +44,7 @@ function ruleObject(rule: NewRule): Record<string, unknown> {
   }
   if (rule.url !== undefined) object.url = rule.url;
   if (rule.archive === true) object.archive = true;
+  if (rule.loopOk === true) object.loop_ok = true;
   object.conditions = Array.isArray(rule.conditions) ? rule.conditions : [rule.conditions];
   return object;
 }

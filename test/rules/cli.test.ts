@@ -355,6 +355,18 @@ describe("rules add", () => {
     expect((await lstat(join(dir, "linked.yaml"))).isSymbolicLink()).toBe(true);
   });
 
+  test("--loop-ok: a forward into domains, meant (the relay delivers it elsewhere), adds without the forward-loop warning", async () => {
+    const file = join(dir, "loop-ok.yaml");
+    await writeFile(file, "domains: [company.com]\nrules:\n");
+    const warned = await mailgw("add", "to-ap", "--action", "forward", "--forward-to", "ap@company.com", "--conditions", CONDITIONS, "--file", "loop-ok.yaml");
+    expect(warned.code).toBe(0);
+    expect(warned.stderr).toContain("[forward-loop]");
+    const meant = await mailgw("add", "to-cfo", "--action", "forward", "--forward-to", "cfo@company.com", "--loop-ok", "--conditions", CONDITIONS, "--file", "loop-ok.yaml");
+    expect(meant.code).toBe(0);
+    expect(meant.stderr).not.toContain("to-cfo");
+    expect(await readFile(file, "utf8")).toContain("loop_ok: true");
+  });
+
   // Provisioning scripts (Ansible with forks, parallel CI jobs) run several adds at once: each
   // read the file, appended its rule and renamed its version over the others'. All said "added".
   test("concurrent adds to one file: every rule is kept", async () => {
