@@ -42,11 +42,17 @@ export function ruleRows(rules: RuleSet): string[][] {
 
 /** Rows as aligned columns (the last column is not padded). */
 export function alignColumns(rows: readonly string[][]): string {
+  // Terminal columns, not UTF-16 units: a Korean category takes two columns a character.
+  const width = (cell: string): number => Bun.stringWidth(cell);
+  const pad = (cell: string, to: number, start: boolean): string => {
+    const fill = " ".repeat(Math.max(0, to - width(cell)));
+    return start ? fill + cell : cell + fill;
+  };
   const widths: number[] = [];
-  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
+  for (const row of rows) row.forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 0, width(cell))));
   const lines = rows.map((row) =>
     row
-      .map((cell, i) => (i === row.length - 1 ? cell : i === 0 ? cell.padStart(widths[i] ?? 0) : cell.padEnd(widths[i] ?? 0)))
+      .map((cell, i) => (i === row.length - 1 ? cell : pad(cell, widths[i] ?? 0, i === 0)))
       .join("  ")
       .trimEnd(),
   );
