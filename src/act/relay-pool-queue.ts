@@ -21,6 +21,8 @@ export interface Waiting {
   deadline: ReturnType<typeof setTimeout> | null;
   /** The job's message converted for a relay without 8BITMIME, once one needed it. */
   sevenBit?: Buffer;
+  /** The data and its final dot are in the socket's hands: only the relay's reply is missing. */
+  dataSent?: boolean;
 }
 
 export function settle(w: Waiting, result: RelayPoolResult): void {

@@ -67,6 +67,7 @@ export function runMessage(s: Session, w: Waiting, pool: TransactionPool): void 
 
 /** The message is sent: the deadline no longer applies, the relay gets its time to answer. */
 function awaitFinalReply(s: Session, w: Waiting, opts: RelayPoolOptions): void {
+  w.dataSent = true;
   if (w.deadline) clearTimeout(w.deadline);
   w.deadline = null;
   if (opts.finalReplyTimeoutMs !== undefined) setSocketTimeout(s, opts.finalReplyTimeoutMs);
@@ -89,6 +90,7 @@ function finishMessage(
   }
   const code = typeof err?.code === "string" ? err.code : "";
   const responseCode = typeof err?.responseCode === "number" ? err.responseCode : 0;
+  if (w.dataSent && TRANSIENT_CODES.has(code)) return lostAfterData(s, w, err, code, pool);
   const dead = TRANSIENT_CODES.has(code) || responseCode === 421;
   if (reusedBeforeData && dead && w.requeues < pool.opts.maxRequeues) {
     w.requeues++;
@@ -103,6 +105,23 @@ function finishMessage(
   settle(w, { ok: false, error: err, relayDown: dead });
   if (dead) return pool.relayFailed(s, err);
   if ((code === "EENVELOPE" || code === "EMESSAGE") && !s.gone) return resetAfterRefusal(s, pool);
+  pool.drop(s);
+  pool.dispatch();
+}
+
+/**
+ * The connection went (or went silent) after the whole message and its final dot were sent: the
+ * relay took the transaction as far as the data, so it is up, and what failed may be this
+ * message (a content scanner that crashes on it, a proxy that cuts big transfers). It is this
+ * message's temporary failure, on its own backoff, as Postfix's "lost connection ... while
+ * sending end of data": treated as the relay's, it suspended the relay, came due again with
+ * every held forward when the next message lifted the suspension, and was sent again about once
+ * a retry period for days, stalling the other forwards each time. The relay may have kept it, so
+ * the error says a copy may arrive twice.
+ */
+function lostAfterData(s: Session, w: Waiting, err: SMTPConnection.SMTPError | null, code: string, pool: TransactionPool): void {
+  const error = Object.assign(new Error(`no reply to the end of data (${err?.message ?? code}): the relay may have the message, so it may arrive twice`), { code });
+  settle(w, { ok: false, error, relayDown: false });
   pool.drop(s);
   pool.dispatch();
 }

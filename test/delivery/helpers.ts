@@ -183,6 +183,10 @@ export interface ScriptedRelay {
   maxRecipients: number;
   /** Answer the end of DATA (with 250) only after this many ms, as a relay scanning the message does. */
   dataReplyDelayMs: number;
+  /** Drop the connection after the end of DATA, unanswered, for the messages this matches (a scanner crashing on one). */
+  dropWhen: ((data: Buffer) => boolean) | null;
+  /** How many connections dropWhen cut. */
+  dropped: number;
   mode: RelayMode;
   close(): Promise<void>;
 }
@@ -221,6 +225,8 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
     deferRecipients: new Map(),
     maxRecipients: Infinity,
     dataReplyDelayMs: 0,
+    dropWhen: null,
+    dropped: 0,
     mode: "ok",
     close: async () => undefined,
   };
@@ -269,7 +275,8 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
       stream.on("data", (c: Buffer) => chunks.push(c));
       stream.on("end", () => {
         if (relay.mode === "stall") return void relay.stalled++; // never answer
-        if (relay.mode === "drop") {
+        if (relay.mode === "drop" || relay.dropWhen?.(Buffer.concat(chunks))) {
+          if (relay.mode !== "drop") relay.dropped++;
           for (const s of sockets) if (s.remotePort === session.remotePort) s.destroy();
           return;
         }

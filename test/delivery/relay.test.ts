@@ -181,6 +181,34 @@ describe("forward through the relay", () => {
     expect(relay.received).toHaveLength(1);
   }, 30_000);
 
+  // A relay (or a proxy before it) that cuts the connection after the end of data of one
+  // message only: that message waits on its own backoff, the others go on. Taken for the
+  // relay's failure, it suspended the relay, came due again with every held forward when the
+  // next message lifted the suspension, and was sent about once a retry period for days.
+  test("a connection lost after one message's end of data defers that message on its own backoff; the relay is not suspended", async () => {
+    const { relay, t, worker } = await setup({}, { QUEUE_RETRY_BASE_SECONDS: "4" });
+    relay.dropWhen = (data) => data.includes("POISON");
+    const poison = seedDelivery(t, { raw: SAMPLE_MESSAGE.replace("Subject: ", "Subject: POISON ") });
+    const first = seedDelivery(t);
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, poison).attempts === 1 && deliveryOf(t.db, first).state === "delivered", 10_000, "first round");
+    const d = deliveryOf(t.db, poison);
+    expect(d.state).toBe("deferred");
+    expect(d.last_error ?? "").toContain("no reply to the end of data");
+    expect(d.last_error ?? "").toContain("may arrive twice");
+    const times = t.db.query<{ wait: number }, [string]>("SELECT next_attempt_at - updated_at AS wait FROM deliveries WHERE message_id = ?").get(poison);
+    expect(times?.wait).toBeGreaterThanOrEqual(3_000); // 4 s ± 20%
+    // Later mail goes at once, and does not bring the deferred one forward.
+    const later = seedDelivery(t);
+    worker.wake();
+    await waitFor(() => deliveryOf(t.db, later).state === "delivered", 5_000, "a later message delivered");
+    expect(relay.dropped).toBe(1);
+    expect(deliveryOf(t.db, poison).attempts).toBe(1);
+    relay.dropWhen = null;
+    await waitFor(() => deliveryOf(t.db, poison).state === "delivered", 15_000, "delivered on its retry");
+    expect(relay.received).toHaveLength(3);
+  }, 30_000);
+
   test("a stalled relay is cut off by the attempt deadline and retried", async () => {
     const { relay, t, worker } = await setup({}, {}, { attemptTimeoutMs: 500 });
     relay.mode = "stall-mail"; // before the message is sent: the deadline applies (see the next test for after)
