@@ -67,7 +67,11 @@ export function createMessageQueue(hooks: MessageQueueHooks): MessageQueue {
     if (i !== -1) waiting.splice(i, 1);
     const s = w.session;
     if (s !== null) hooks.abandon(s);
-    const error = new Error(reason instanceof Error ? reason.message : "aborted", { cause: reason });
+    const text = reason instanceof Error ? reason.message : "aborted";
+    // Still in line: every connection was busy (or opening one took that long). Said so, or
+    // "timed out" read as if the relay had been tried.
+    const where = i !== -1 && s === null ? " while waiting for a connection to the relay (all busy with other messages, or still opening); nothing was sent" : "";
+    const error = new Error(where ? `${text.replace(/\.$/, "")}${where}` : text, { cause: reason });
     error.name = "AbortError";
     // No verdict on the relay, even on a session: cut off before a reply, as by a relay too slow
     // (a tarpit) or a transfer too slow for the deadline; "the relay works" would end a suspension.

@@ -218,6 +218,22 @@ describe("relay pool", () => {
     expect(relay.delivered.map((d) => d.to)).toEqual(["after@t.test"]);
   });
 
+  // Every connection busy: the message still in line when its deadline passes was never sent,
+  // and its error says so (it read "The operation timed out.", as if the relay had been tried).
+  test("a message whose deadline passes while it waits for a connection says it waited and nothing was sent", async () => {
+    const relay = await startFakeRelay({ dataReplyDelayMs: 1_000 });
+    cleanups.push(() => relay.close());
+    const p = pool(relay.port, 1);
+    const busy = send(p, "first@t.test");
+    const r = await p.send({ from: "a@example.org", to: ["second@t.test"], raw: Buffer.from("Subject: s\r\n\r\nhello\r\n"), signal: new AbortController().signal, deadlineMs: 200 });
+    expect(r.ok).toBe(false);
+    expect(r.ok ? "" : String((r.error as Error).message)).toBe(
+      "The operation timed out while waiting for a connection to the relay (all busy with other messages, or still opening); nothing was sent",
+    );
+    expect(errorCode(await busy)).toBe("ok");
+    expect(relay.delivered.map((d) => d.to)).toEqual(["first@t.test"]);
+  });
+
   // The deadline cut it off on a session: a relay too slow (a tarpit answering each command just
   // within the socket timeout) or a transfer too slow. Neither a reply nor a dead session.
   test("a message its deadline cuts off on a session gives no verdict on the relay (relayDown absent)", async () => {
