@@ -47,7 +47,7 @@ export function relayErrorHint(relay: Pick<RelayConfig, "secure" | "tlsVerify" |
       : "the relay refused mail without a login although RELAY_SMTP_USER is set (it offered no AUTH here: check RELAY_SMTP_SECURE and the relay's AUTH settings)";
   }
   if (relay.secure === "tls" && /wrong[_ ]version[_ ]number|packet length too long|unknown protocol/i.test(error)) {
-    return "relay answered in plain text, not TLS: set RELAY_SMTP_SECURE=starttls for port 587";
+    return "relay answered in plain text, not TLS: set RELAY_SMTP_SECURE=starttls (a submission port, as 587, starts in plain text), or RELAY_SMTP_PORT to the relay's TLS port (465)";
   }
   if (relay.secure !== "tls" && /greeting never received/i.test(error)) {
     // A relay that greets late (overloaded, a postscreen-style greet delay) looks the same as
