@@ -15,10 +15,16 @@ const root = mkdtempSync(join(tmpdir(), "mailgw-test-run-"));
 chmodSync(root, 0o1777);
 process.env.TMPDIR = root;
 
-afterAll(() => {
-  if (process.env.KEEP_TEST_TMP === "1") {
-    console.log(`test files kept in ${root}`);
-    return;
-  }
-  rmSync(root, { recursive: true, force: true, maxRetries: 3 });
-});
+// With a timeout of its own: this runs after the last test file, and removing the whole run's
+// files (thousands of data dirs and spools) took over bun's 5 s hook default on a loaded CI
+// machine, failing the run as an "(unnamed)" hook after whichever file ran last (serve-ipv6).
+afterAll(
+  () => {
+    if (process.env.KEEP_TEST_TMP === "1") {
+      console.log(`test files kept in ${root}`);
+      return;
+    }
+    rmSync(root, { recursive: true, force: true, maxRetries: 3 });
+  },
+  { timeout: 120_000 },
+);
