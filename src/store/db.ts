@@ -45,7 +45,7 @@ export function openDatabase(path: string, opts: { readonly?: boolean; migrate?:
   try {
     db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     // The first read of the file: where a file that is not SQLite at all says so.
-    schemaVersion(db);
+    if (schemaVersion(db) === 0) requireNoForeignTables(db, path);
     if (opts.readonly) return db;
     db.exec("PRAGMA journal_mode = WAL");
     db.exec(`PRAGMA journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
@@ -53,6 +53,7 @@ export function openDatabase(path: string, opts: { readonly?: boolean; migrate?:
     db.exec("PRAGMA foreign_keys = ON");
   } catch (err) {
     db.close();
+    if (err instanceof CliError) throw err;
     // A full or read-only disk is not a wrong file: a new file would leave the queue behind.
     if (isStorageError(err)) throw new CliError(`database ${path} (DATABASE_URL) cannot be written: ${describeError(err)}; free space there or make it writable, then start again`);
     throw new CliError(`database ${path} (DATABASE_URL) cannot be used: ${describeError(err)}; point DATABASE_URL at mailgw's database, or at a new file`);
@@ -65,6 +66,24 @@ export function openDatabase(path: string, opts: { readonly?: boolean; migrate?:
     if (from > 0 && to > from) opts.onUpgrade?.(from, to);
   }
   return db;
+}
+
+/**
+ * A SQLite file with no mailgw schema but tables of its own is another program's database
+ * (DATABASE_URL pointing at the wrong file): mailgw's tables were added to it, its journal mode
+ * changed, without a word. Refused before anything is written; an empty file is a new database.
+ */
+function requireNoForeignTables(db: Database, path: string): void {
+  const tables = db
+    .query<{ name: string }, []>(`SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, 7) <> 'sqlite_' ORDER BY name LIMIT 6`)
+    .all()
+    .map((r) => r.name);
+  if (tables.length === 0) return;
+  const named = tables.length > 5 ? `${tables.slice(0, 5).join(", ")}, …` : tables.join(", ");
+  throw new CliError(
+    `database ${path} (DATABASE_URL) is not mailgw's: it has tables of another program (${named}) and no mailgw schema; ` +
+      "point DATABASE_URL at mailgw's database, or at a new file",
+  );
 }
 
 function requireCurrentSchema(db: Database, path: string): void {

@@ -11,8 +11,9 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { copyBinaryToTemp, findTool, runBinary } from "../packaging/binary.ts";
 import { withTmpfs } from "../helpers/tmpfs.ts";
+import { openDatabase } from "../../src/store/db.ts";
 import { greet, RawClient, sendMail } from "../smtp/helpers.ts";
-import { runServeOnce, serveDir, startServe } from "../smtp/serve-process.ts";
+import { runServeOnce, serveCommand, serveDir, startServe } from "../smtp/serve-process.ts";
 
 function oneLine(stderr: string): string {
   const lines = stderr.trim().split("\n");
@@ -64,6 +65,31 @@ describe("mailgw serve refuses bad configuration with exit 1 and one line", () =
     expect(r.exitCode).toBe(1);
     expect(oneLine(r.stderr)).toBe(`mailgw: database ${bad} (DATABASE_URL) cannot be used: file is not a database; point DATABASE_URL at mailgw's database, or at a new file`);
     expect(readFileSync(bad, "utf8")).toBe("not a database\n");
+  });
+
+  // Another program's database: mailgw's tables were added to it (and its journal mode changed)
+  // without a word, and `queue list` called it "an older schema" to be upgraded by serve.
+  test("DATABASE_URL at another program's SQLite database: exit 1 naming its tables, file untouched; an empty file is a new database", async () => {
+    const dir = serveDir();
+    const other = join(dir, "crm.db");
+    const db = new Database(other);
+    db.exec("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users (name) VALUES ('ann')");
+    db.close();
+    const before = readFileSync(other);
+    const r = await runServeOnce("source", dir, { DATABASE_URL: `file:${other}` });
+    expect(r.exitCode).toBe(1);
+    expect(oneLine(r.stderr)).toBe(
+      `mailgw: database ${other} (DATABASE_URL) is not mailgw's: it has tables of another program (users) and no mailgw schema; point DATABASE_URL at mailgw's database, or at a new file`,
+    );
+    expect(readFileSync(other).equals(before)).toBe(true);
+    const list = Bun.spawnSync([...serveCommand("source").slice(0, -1), "queue", "list", "--database-url", `file:${other}`], { cwd: dir, env: { PATH: process.env.PATH ?? "" } });
+    expect(list.exitCode).toBe(1);
+    expect(list.stderr.toString()).toContain("is not mailgw's");
+    // An empty file (touch) is a new database.
+    const empty = join(dir, "empty.db");
+    writeFileSync(empty, "");
+    const ok = await startServe("source", dir, { DATABASE_URL: `file:${empty}` });
+    expect(await ok.stop()).toBe(0);
   });
 
   test("DATABASE_URL with SQLite URI parameters or a host: exit 1 naming the form to write, no new database made", async () => {
@@ -221,9 +247,7 @@ describe("mailgw serve refuses bad configuration with exit 1 and one line", () =
       // The service user's data dir holding root's copy of the database (sqlite3 .backup, then cp).
       mkdirSync(data);
       chownSync(data, 65534, 65534);
-      const db = new Database(join(data, "mail-gateway.db"));
-      db.exec("PRAGMA journal_mode = WAL; CREATE TABLE t (x)");
-      db.close();
+      openDatabase(join(data, "mail-gateway.db")).close(); // a mailgw database, made by root
       const r = await runBinary(binary.bin, ["serve"], { cwd: dir, env, wrapper, timeoutMs: 15_000 });
       expect(r.exitCode).toBe(1);
       expect(oneLine(r.stderr)).toBe(
