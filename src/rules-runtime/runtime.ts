@@ -17,8 +17,8 @@
  * rules.last_error, rules.reloads_ok, rules.reloads_error) for the stats page and metrics.
  */
 import type { Database } from "bun:sqlite";
-import { existsSync } from "node:fs";
-import { CliError } from "../errors.ts";
+import { accessSync, constants } from "node:fs";
+import { CliError, describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { ParseResult, RuleSet } from "../rules/types.ts";
 import { createReloadSchedule } from "./reload-schedule.ts";
@@ -63,10 +63,22 @@ export interface RulesRuntimeOptions {
   settleMs?: number;
 }
 
-export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<RulesRuntime> {
-  if (!existsSync(opts.file)) {
-    throw new CliError(`RULES_FILE ${opts.file} does not exist: create it (see README) or set RULES_FILE`);
+/**
+ * A missing file is told to be created; one this user may not reach (a directory made 0700
+ * for the secrets beside it, under systemd's DynamicUser) is told so, not "does not exist".
+ */
+function requireReachable(file: string): void {
+  try {
+    accessSync(file, constants.R_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") throw new CliError(`RULES_FILE ${file} does not exist: create it (see README) or set RULES_FILE`);
+    throw new CliError(`RULES_FILE ${file} cannot be read by this user (${code ?? describeError(err)}): make it and its directories readable by the user mailgw runs as`);
   }
+}
+
+export async function startRulesRuntime(opts: RulesRuntimeOptions): Promise<RulesRuntime> {
+  requireReachable(opts.file);
   const first = await loadOnce(opts);
   if (!first.ok) throw new CliError(`RULES_FILE ${opts.file} is invalid: ${first.error}`);
   const inForce = await startRulesInForce(opts, first);

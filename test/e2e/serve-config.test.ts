@@ -231,6 +231,37 @@ describe("mailgw serve refuses bad configuration with exit 1 and one line", () =
     }
   });
 
+  // `chmod 700 /etc/mailgw` for the env file's secrets, under DynamicUser: the rules file is
+  // there but out of reach, and serve said "does not exist: create it".
+  test("RULES_FILE missing, or out of this user's reach: each said as it is", async () => {
+    const dir = serveDir();
+    const missing = await runServeOnce("source", dir, { RULES_FILE: join(dir, "nope.yaml") });
+    expect(missing.exitCode).toBe(1);
+    expect(oneLine(missing.stderr)).toBe(`mailgw: RULES_FILE ${join(dir, "nope.yaml")} does not exist: create it (see README) or set RULES_FILE`);
+    const setpriv = findTool("setpriv");
+    if (!setpriv || process.getuid?.() !== 0) {
+      console.warn("skip (unreachable part): needs setpriv (util-linux) and a root test run to drop to uid 65534");
+      return;
+    }
+    const fresh = serveDir(); // the run above made data/ as root
+    chmodSync(fresh, 0o777);
+    const conf = join(fresh, "conf");
+    mkdirSync(conf, { mode: 0o700 });
+    writeFileSync(join(conf, "rules.yaml"), readFileSync(join(fresh, "rules.yaml")));
+    const binary = copyBinaryToTemp();
+    try {
+      const wrapper = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"];
+      const env = { SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", HTTP_PORT: "0", LOG_FORMAT: "json", RULES_FILE: join(conf, "rules.yaml") };
+      const r = await runBinary(binary.bin, ["serve"], { cwd: fresh, env, wrapper, timeoutMs: 15_000 });
+      expect(r.exitCode).toBe(1);
+      expect(oneLine(r.stderr)).toBe(
+        `mailgw: RULES_FILE ${join(conf, "rules.yaml")} cannot be read by this user (EACCES): make it and its directories readable by the user mailgw runs as`,
+      );
+    } finally {
+      binary.cleanup();
+    }
+  });
+
   test("a restored database owned by root (README: Backups): exit 1 naming the file and the fix, not a bare SQLite error", async () => {
     const setpriv = findTool("setpriv");
     if (!setpriv || process.getuid?.() !== 0) {
