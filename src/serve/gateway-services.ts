@@ -56,7 +56,16 @@ export function gatewayServices(db: Database, settings: ServiceSettings, state: 
   const { config, logger } = settings;
   const { rules, pipeline, counters, worker, smtp, http } = parts;
   return [
-    { name: "rules", start() {}, stop: () => rules.close(), reload: () => rules.reload().then(() => undefined) },
+    {
+      name: "rules",
+      start() {},
+      stop: () => rules.close(),
+      async reload() {
+        // A changed file says "rules reloaded", a refused one its error; the same file said nothing.
+        const result = await rules.reload();
+        if (result.ok && !result.changed) logger.info("rules unchanged: the file is the one in force", { version: result.version });
+      },
+    },
     { name: "pipeline", start: () => pipeline.recover().then(() => undefined, (err: unknown) => Promise.reject(storageError(err, config))), stop: () => pipeline.close() },
     { name: "session counters", start: () => counters.start(), stop: () => counters.stop() },
     { name: "heap governor", start: () => void (state.heap = startHeapGovernor(HEAP_GOVERNOR)), stop: () => state.heap?.stop() },

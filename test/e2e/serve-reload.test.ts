@@ -135,6 +135,8 @@ describe("mailgw serve domains follow rules reloads", () => {
       serve.proc.kill("SIGHUP");
       const warned = await serve.waitForLog((l) => String(l.msg).startsWith("settings changed since start are applied at restart only"));
       expect(warned.changed).toEqual(["RATE_LIMIT_MAX", "WEBHOOK_SECRET"]);
+      // The rules file was not touched: the reload says so, not nothing.
+      expect((await serve.waitForLog((l) => String(l.msg).startsWith("rules unchanged"))).version).toBeString();
       expect(JSON.stringify(serve.logs)).not.toContain("second-secret");
     } finally {
       expect(await serve.stop()).toBe(0);
