@@ -2,7 +2,8 @@
 # mailgw container image: the one executable (SPEC §7) on a slim glibc base, as a non-root user.
 #
 #   docker build --build-arg MAILGW_BUILD_COMMIT=$(git rev-parse --short HEAD) -t mailgw .
-#   docker run -d -p 25:2525 -p 127.0.0.1:3000:3000 -v mailgw-data:/app/data mailgw
+#   docker run -d --init --stop-timeout 90 -p 25:2525 -p 127.0.0.1:3000:3000 -v mailgw-data:/app/data mailgw
+#   (--init: a SIGTERM right at start is not lost to PID 1's ignore-by-default; --stop-timeout 90: README, Docker)
 #
 # Build stage: installs exactly what package-lock.json pins (npm ci, which also brings the bun
 # compiler as a devDependency) and compiles dist/mailgw. Runtime stage: distroless "cc" image

@@ -108,6 +108,21 @@ export function resolveRawValues(opts: LoadOptions = {}): Map<string, string> {
 }
 
 /** The raw values, and which variables were given (flag, environment or .env), not defaulted. */
+/** Credentials whose value could carry quotes by mistake (a wrong one only shows as a refused login later). */
+const QUOTABLE_SECRETS = ["RELAY_SMTP_USER", "RELAY_SMTP_PASS", "STATS_TOKEN", "WEBHOOK_SECRET"] as const;
+
+/**
+ * One env file serves systemd's EnvironmentFile (which strips quotes) and `docker --env-file`
+ * (which keeps them): a quoted password then reaches mailgw with its quotes under Docker, and
+ * the relay's login, the stats token or the webhook signatures fail with no clue. Said at start,
+ * by name only (never the value).
+ */
+function quotedSecretWarnings(raw: ReadonlyMap<string, string>): string[] {
+  return QUOTABLE_SECRETS.filter((name) => /^(["']).*\1$/s.test(raw.get(name) ?? "")).map(
+    (name) => `${name} starts and ends with a quote, kept as part of the value (docker --env-file keeps quotes; systemd and .env drop them): remove them if they are not part of it`,
+  );
+}
+
 function resolveSettings(opts: LoadOptions): { raw: Map<string, string>; given: Set<string>; warnings: string[] } {
   const cwd = opts.cwd ?? process.cwd();
   const env = opts.env ?? process.env;
@@ -125,6 +140,7 @@ function resolveSettings(opts: LoadOptions): { raw: Map<string, string>; given: 
   }
   const warnings = unknownVariableWarnings(env, dotenv.size > 0 ? { path: envFile, keys: dotenv.keys() } : null);
   for (const v of VARIABLES) if (v.planned && raw.get(v.name)) warnings.push(PLANNED_WARNINGS[v.name] ?? `${v.name} is set, but it is planned, not implemented yet: it has no effect`);
+  warnings.push(...quotedSecretWarnings(raw));
   return { raw, given, warnings };
 }
 

@@ -72,6 +72,16 @@ describe("loadConfig", () => {
     expect(errorOf(() => loadConfig({ env: { SMTP_TLS_KEY: "k.pem", SMTP_TLS_CERT: "c.pem", SMTP_TLS_ENABLED: "false", SMTP_TLS_REQUIRED: "true" }, cwd }))).toContain("SMTP_TLS_REQUIRED");
   });
 
+  test("a credential wrapped in quotes (docker --env-file keeps them) is warned about by name, never by value", () => {
+    const cwd = emptyDir();
+    const c = loadConfig({ env: { RELAY_SMTP_HOST: "smtp.example.com", RELAY_SMTP_USER: "u", RELAY_SMTP_PASS: '"s3cret"', STATS_TOKEN: "'tok'" }, cwd });
+    expect(c.warnings.filter((w) => w.includes("starts and ends with a quote")).map((w) => w.split(" ")[0])).toEqual(["RELAY_SMTP_PASS", "STATS_TOKEN"]);
+    expect(c.warnings.join("\n")).not.toContain("s3cret");
+    // In .env the quotes are syntax, dropped: nothing to say.
+    writeFileSync(join(cwd, ".env"), 'RELAY_SMTP_HOST=smtp.example.com\nRELAY_SMTP_USER=u\nRELAY_SMTP_PASS="s3cret"\n');
+    expect(loadConfig({ env: {}, cwd }).warnings.some((w) => w.includes("quote"))).toBe(false);
+  });
+
   test("booleans: the spellings taken are named in the error; a follow-on error quotes what was written", () => {
     const cwd = emptyDir();
     for (const v of ["yes", "on", "1", "TRUE"]) expect(loadConfig({ env: { SMTP_PROXY_PROTOCOL: v }, cwd }).smtp.proxyProtocol).toBe(true);
