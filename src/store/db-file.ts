@@ -33,6 +33,10 @@ export function databaseFileProblem(file: DatabaseFile): { reason: string; detai
     return { reason: "database file was replaced since start", detail: `database ${file.path} was replaced since mailgw opened it: restart mailgw` };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EACCES" || code === "EPERM") {
+      // The file may well be there: its directory was made unreadable to mailgw's user.
+      return { reason: `database file cannot be reached (${code})`, detail: `database ${file.path} cannot be reached by mailgw's user (${code}): restore the permissions of its directory` };
+    }
     const what = code === "ENOENT" ? "was deleted since mailgw opened it" : `cannot be checked (${describeError(err)})`;
     return { reason: `database file is gone${code ? ` (${code})` : ""}`, detail: `database ${file.path} ${what}: restart mailgw` };
   }
