@@ -295,7 +295,12 @@ export class GatewayConnection extends SMTPConnection {
     const sentContext = own ? false : context;
     // What goes on the wire: the log's `reply` must show the enhanced code the client saw.
     const enhanced = this._getEnhancedStatusCode(code, sentContext);
+    // As the library decides whether it writes (not during a TLS handshake, not on a closed
+    // socket): a reply it drops is not the session's. The 451 answered to a DATA whose client
+    // had gone, or that mailgw had just timed out with 421, was logged as the reply it got.
+    const written = !this._upgrading && this._socket !== undefined && !this._socket.destroyed && this._socket.readyState === "open";
     super.send(code, data, sentContext);
+    if (!written) return;
     const text = Array.isArray(data) ? (data[0] ?? "") : (data ?? "");
     const reply = enhanced ? `${enhanced} ${text}` : text;
     this.hooks.onReply(this.session, code, reply);

@@ -51,7 +51,10 @@ export function createSessionEnd(opts: {
       // no reply and may send it again), which then appeared in no log line at all.
       if (state.receiving) {
         state.afterReceiving = () => {
-          state.error ??= "connection closed before the reply to DATA";
+          // A 421 written during DATA (the idle timeout, the DATA time limit, a stop) is mailgw
+          // ending it, as Postfix's "timeout after DATA" is not its "lost connection after DATA".
+          const ours = state.reply?.startsWith("421 ") === true;
+          state.error ??= ours ? "mailgw closed the connection during DATA (see reply)" : "connection closed before the reply to DATA";
           log();
         };
         return;

@@ -6,6 +6,7 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { RawClient, greet, sendMail, simpleMessage, startTestServer, terminated, type TestServer } from "./helpers.ts";
+import { waitFor } from "../delivery/helpers.ts";
 
 let server: TestServer | null = null;
 afterEach(async () => {
@@ -108,6 +109,10 @@ describe("malformed input", () => {
     expect(await c.reply(3000)).toMatch(/^421 /);
     expect(await c.waitClose(7000)).toBe(true);
     expect(server.sink.messages).toHaveLength(0);
+    // The session line names the 421 the client got, not a 451 that was never written.
+    await waitFor(() => server!.sessions.length === 1, 5_000, "the session line");
+    expect(server.sessions[0]?.reply).toBe("421 4.4.2 Timeout - closing connection");
+    expect(server.sessions[0]?.error ?? "").not.toContain("connection closed before the reply"); // the client did not go
     await stillServes(server);
   });
 
@@ -143,6 +148,8 @@ describe("malformed input", () => {
     c.end();
     await Bun.sleep(200);
     expect(server.sink.messages).toHaveLength(0);
+    await waitFor(() => server!.sessions.length === 1, 5_000, "the session line");
+    expect(String(server.sessions[0]?.reply)).not.toMatch(/^451/); // nothing was answered
     await stillServes(server);
   });
 });
