@@ -47,6 +47,11 @@ export interface ConnectionHooks {
    * over the limit, a bad BODY=): the sender, for the session's log line.
    */
   onMailRefused(session: SMTPServerSession, address: string): void;
+  /**
+   * A RCPT TO refused (5xx), by the library (501 syntax, 555 parameters) or by our policy: the
+   * address as the client wrote it, for the session's log line (Postfix logs every such reject).
+   */
+  onRcptRefused(session: SMTPServerSession, address: string, code: number): void;
   /** SMTP_TLS_REQUIRED: commands that need TLS get 530 until STARTTLS (refusedBeforeTls). */
   tlsRequired: boolean;
 }
@@ -64,6 +69,12 @@ export const TLS_FIRST_TEXT = "5.7.0 Must issue a STARTTLS command first";
 
 const ENHANCED_PREFIX = /^[245]\.\d{1,3}\.\d{1,3} /;
 const rcptArguments = new WeakMap<SMTPServerSession, string>();
+
+/** The address of a RCPT argument (`TO:<a@b> NOTIFY=NEVER`) as written, for the log; the argument itself when it has no `<…>`. */
+function rcptAddress(argument: string): string {
+  const m = /<([^>]*)>/.exec(argument);
+  return (m?.[1] ?? argument.replace(/^\s*TO\s*:\s*/i, "")).trim();
+}
 const addressCommands = new WeakMap<SMTPServerSession, Buffer>();
 /** How long a deadline that fell during storage is postponed before it is checked again. */
 const DEADLINE_RECHECK_MS = 1000;
@@ -202,6 +213,8 @@ export class GatewayConnection extends SMTPConnection {
   /** Error replies since the session started or last queued a message. */
   private errors = 0;
   private dataTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The RCPT argument whose reply is the next one sent (commands are answered in order). */
+  private rcptAwaitingReply: string | null = null;
 
   private get hooks(): ConnectionHooks {
     return (this._server as GatewaySmtpServer).hooks;
@@ -300,10 +313,14 @@ export class GatewayConnection extends SMTPConnection {
     // had gone, or that mailgw had just timed out with 421, was logged as the reply it got.
     const written = !this._upgrading && this._socket !== undefined && !this._socket.destroyed && this._socket.readyState === "open";
     super.send(code, data, sentContext);
+    const rcpt = this.rcptAwaitingReply;
+    this.rcptAwaitingReply = null;
     if (!written) return;
     const text = Array.isArray(data) ? (data[0] ?? "") : (data ?? "");
     const reply = enhanced ? `${enhanced} ${text}` : text;
     this.hooks.onReply(this.session, code, reply);
+    // A refused recipient, whoever refused it; not a RCPT out of sequence (503) or before TLS (530).
+    if (rcpt !== null && code >= 500 && code !== 503 && code !== 530) this.hooks.onRcptRefused(this.session, rcptAddress(rcpt), code);
     this.countError(code, reply);
   }
 
@@ -340,7 +357,9 @@ export class GatewayConnection extends SMTPConnection {
 
   override handler_RCPT(command: Buffer, callback: () => void): void {
     addressCommands.set(this.session, command);
-    rcptArguments.set(this.session, command.toString("latin1").replace(/^\s*RCPT\s*/i, ""));
+    const argument = command.toString("latin1").replace(/^\s*RCPT\s*/i, "");
+    rcptArguments.set(this.session, argument);
+    this.rcptAwaitingReply = argument;
     super.handler_RCPT(command, callback);
   }
 

@@ -21,6 +21,8 @@ export interface EnvelopeHandlers {
   onRcptTo: NonNullable<SMTPServerOptions["onRcptTo"]>;
   /** ConnectionHooks.onMailRefused: a MAIL FROM the library refused before onMailFrom ran. */
   noteRefusedSender(session: SMTPServerSession, address: string): void;
+  /** ConnectionHooks.onRcptRefused: every refused RCPT TO, as the client wrote the address. */
+  noteRefusedRecipient(session: SMTPServerSession, address: string, code: number): void;
 }
 
 export function createEnvelopeHandlers(opts: {
@@ -63,19 +65,15 @@ export function createEnvelopeHandlers(opts: {
       if (unsupported !== null) return callback(smtpFailure(555, `5.5.4 Unsupported option: ${unsupported}`));
       const state = stateOf(session);
       const utf8 = utf8Refusal(lastAddressCommand(session), session.envelope.smtpUtf8 === true);
-      if (utf8 !== null) {
-        noteRefusedRecipient(state, address.address, utf8.code);
-        return callback(smtpFailure(utf8.code, utf8.text));
-      }
+      // Refusals are noted for the log line by the connection (onRcptRefused), as the client wrote them.
+      if (utf8 !== null) return callback(smtpFailure(utf8.code, utf8.text));
       const verdict = checkRecipient(lastRcptArgument(session), address.address, opts.domains());
-      if (!verdict.ok) {
-        noteRefusedRecipient(state, address.address, verdict.code);
-        return callback(smtpFailure(verdict.code, `${verdict.enhanced} ${verdict.text}`));
-      }
+      if (!verdict.ok) return callback(smtpFailure(verdict.code, `${verdict.enhanced} ${verdict.text}`));
       address.address = verdict.address;
       if (!state.recipients.includes(verdict.address)) state.recipients.push(verdict.address);
       callback();
     },
     noteRefusedSender: (session, address) => noteSender(stateOf(session), canonicalSender(address)),
+    noteRefusedRecipient: (session, address, code) => noteRefusedRecipient(stateOf(session), address, code),
   };
 }

@@ -91,6 +91,7 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
     },
     isStoring: sessions.isStoring,
     onMailRefused: envelope.noteRefusedSender,
+    onRcptRefused: envelope.noteRefusedRecipient,
     tlsRequired: cfg.tls.required,
   });
   smtp.on("error", (err: Error) => deps.logger.debug("SMTP connection error", { error: err.message }));

@@ -239,6 +239,28 @@ describe("SMTP session", () => {
     expect(f.refused).toEqual(["x@elsewhere.example (550)"]);
   });
 
+  // Postfix logs every RCPT it rejects; the relay tricks smtp-server refuses itself (501) were
+  // missing from the line, and a refused A-label was logged decoded (a lookalike of our domain).
+  test("every refused recipient is in the log line as the client wrote it, whoever refused it", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    expect(await c.cmd("MAIL FROM:<a@sender.example>")).toStartWith("250");
+    expect(await c.cmd("RCPT TO:<u@company.com.>")).toStartWith("501");
+    expect(await c.cmd('RCPT TO:<"x@evil.org"@company.com>')).toStartWith("501");
+    expect(await c.cmd("RCPT TO:<u@other.org>")).toStartWith("550");
+    expect(await c.cmd("RCPT TO:<u@company.com> NOTIFY=NEVER")).toStartWith("555");
+    expect(await c.cmd("RCPT TO:<u@xn--cmpany-5ya.com>")).toStartWith("550");
+    expect(await c.cmd("RCPT TO:<ok@company.com>")).toStartWith("250");
+    await c.cmd("QUIT");
+    const deadline = Date.now() + 2000;
+    while (server.sessions.length === 0 && Date.now() < deadline) await Bun.sleep(20);
+    const f = server.logs.lines.find((l) => l.msg === "smtp session")?.fields ?? {};
+    expect(f.refused).toEqual([
+      "u@company.com. (501)", '"x@evil.org"@company.com (501)', "u@other.org (550)", "u@company.com (555)", "u@xn--cmpany-5ya.com (550)",
+    ]);
+  });
+
   test("the log line's top-level fields are the last message's (an oversized second one has no id, no decision); each is listed", async () => {
     server = await startTestServer({ env: { MAX_MESSAGE_SIZE_MB: "0.01" } });
     const c = await RawClient.connect(server.port);
