@@ -131,6 +131,28 @@ test("a 550 to RCPT for one forward suspends nothing: the others flow", async ()
   }
 }, 30_000);
 
+// SPEC §5 backoff for the one message a relay (or a proxy before it) drops after its final dot:
+// taken for the relay's failure, it suspended the relay and was sent again with every forward
+// that lifted the suspension, about once a retry period, stalling the others each time.
+test("a connection lost after one message's end of data: that message backs off alone; the relay is not suspended", async () => {
+  const relay = await startRelay({ port: PORTS.relay });
+  relay.dropWhen = (data) => data.includes("Subject: fwd poison");
+  const serve = await startGateway({ ...relayVars(relay), QUEUE_RETRY_BASE_SECONDS: "30" });
+  try {
+    await send(serve, ["fwd poison", "fwd 1"]);
+    await waitFor(() => rows(serve).some((r) => r.subject === "fwd 1" && r.state === "delivered"), 10_000, "the other delivered");
+    await send(serve, ["fwd 2", "fwd 3"]);
+    await waitFor(() => rows(serve).filter((r) => r.state === "delivered").length === 3, 10_000, "the later ones delivered");
+    const poison = rows(serve).find((r) => r.subject === "fwd poison");
+    expect(poison).toMatchObject({ state: "deferred", attempts: 1 });
+    expect(relay.dropped).toBe(1); // not sent again with the later forwards
+    expect(logged(serve, SUSPENDED)).toEqual([]);
+    expect(subjectsReceived(relay)).toEqual(["fwd 1", "fwd 2", "fwd 3"]);
+  } finally {
+    expect(await serve.stop()).toBe(0);
+    await relay.close();
+  }
+}, 30_000);
 
 async function json(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
   const r = await fetch(url);
