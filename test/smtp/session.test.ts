@@ -6,6 +6,14 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { RawClient, greet, sendMail, simpleMessage, startTestServer, terminated, type TestServer } from "./helpers.ts";
 
+
+/** The first session's log line fields, once the session ended (within 2 s). */
+async function sessionLine(t: TestServer): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + 2000;
+  while (t.sessions.length === 0 && Date.now() < deadline) await Bun.sleep(20);
+  return t.logs.lines.find((l) => l.msg === "smtp session")?.fields ?? {};
+}
+
 let server: TestServer | null = null;
 afterEach(async () => {
   await server?.close();
@@ -192,8 +200,7 @@ describe("SMTP session", () => {
     await greet(c, "log.example");
     await sendMail(c);
     await c.cmd("QUIT");
-    const deadline = Date.now() + 2000;
-    while (server.sessions.length === 0 && Date.now() < deadline) await Bun.sleep(20);
+    await sessionLine(server);
     const lines = server.logs.lines.filter((l) => l.msg === "smtp session");
     expect(lines).toHaveLength(1);
     const f = lines[0]?.fields ?? {};
@@ -214,9 +221,7 @@ describe("SMTP session", () => {
     expect(await c.cmd("RCPT TO:<victim@gmail.com>")).toStartWith("550 5.7.1");
     for (let i = 0; i < 11; i++) expect(await c.cmd(`RCPT TO:<v${i}@elsewhere.example>`)).toStartWith("550");
     await c.cmd("QUIT");
-    const deadline = Date.now() + 2000;
-    while (server.sessions.length === 0 && Date.now() < deadline) await Bun.sleep(20);
-    const f = server.logs.lines.find((l) => l.msg === "smtp session")?.fields ?? {};
+    const f = await sessionLine(server);
     expect(f.recipients).toEqual(["x@company.com"]);
     expect((f.refused as string[]).slice(0, 2)).toEqual(["victim@gmail.com (550)", "v0@elsewhere.example (550)"]);
     expect(f.refused).toHaveLength(10);
@@ -231,9 +236,7 @@ describe("SMTP session", () => {
     expect(await c.cmd("MAIL FROM:<bob@other.example>")).toStartWith("250");
     expect(await c.cmd("RCPT TO:<x@elsewhere.example>")).toStartWith("550 5.7.1");
     await c.cmd("QUIT");
-    const deadline = Date.now() + 2000;
-    while (server.sessions.length === 0 && Date.now() < deadline) await Bun.sleep(20);
-    const f = server.logs.lines.find((l) => l.msg === "smtp session")?.fields ?? {};
+    const f = await sessionLine(server);
     // The message t1 came from a@sender.example to b@company.com, not from bob.
     expect(f).toMatchObject({ from: "a@sender.example", recipients: ["b@company.com"], id: "t1", decision: "archive" });
     expect(f.refused).toEqual(["x@elsewhere.example (550)"]);
@@ -253,9 +256,7 @@ describe("SMTP session", () => {
     expect(await c.cmd("RCPT TO:<u@xn--cmpany-5ya.com>")).toStartWith("550");
     expect(await c.cmd("RCPT TO:<ok@company.com>")).toStartWith("250");
     await c.cmd("QUIT");
-    const deadline = Date.now() + 2000;
-    while (server.sessions.length === 0 && Date.now() < deadline) await Bun.sleep(20);
-    const f = server.logs.lines.find((l) => l.msg === "smtp session")?.fields ?? {};
+    const f = await sessionLine(server);
     expect(f.refused).toEqual([
       "u@company.com. (501)", '"x@evil.org"@company.com (501)', "u@other.org (550)", "u@company.com (555)", "u@xn--cmpany-5ya.com (550)",
     ]);
@@ -268,9 +269,7 @@ describe("SMTP session", () => {
     expect(await sendMail(c)).toStartWith("250 2.0.0 Queued as t1");
     expect(await sendMail(c, "c@company.com", simpleMessage("big", `${"x".repeat(998)}\r\n`.repeat(20)))).toStartWith("552 5.3.4");
     await c.cmd("QUIT");
-    const deadline = Date.now() + 2000;
-    while (server.sessions.length === 0 && Date.now() < deadline) await Bun.sleep(20);
-    const f = server.logs.lines.find((l) => l.msg === "smtp session")?.fields ?? {};
+    const f = await sessionLine(server);
     // The top-level fields are the last message's: it has no id (t1 was the first one's).
     expect(f).toMatchObject({ recipients: ["c@company.com"] });
     expect(f.id).toBeUndefined();
@@ -296,9 +295,7 @@ describe("SMTP session", () => {
       expect(await c.cmd(`${simpleMessage(`m${m}`, "hi\r\n")}.`)).toStartWith("250 2.0.0 Queued");
     }
     await c.cmd("QUIT");
-    const deadline = Date.now() + 2000;
-    while (server.sessions.length === 0 && Date.now() < deadline) await Bun.sleep(20);
-    const f = server.logs.lines.find((l) => l.msg === "smtp session")?.fields ?? {};
+    const f = await sessionLine(server);
     expect(f.recipients).toEqual(rcpts);
     const messages = f.messages as Record<string, unknown>[];
     for (const m of messages) expect(m).toMatchObject({ recipients: rcpts.slice(0, 3), recipients_count: 40 });
@@ -311,9 +308,7 @@ describe("SMTP session", () => {
     const wire = await c.cmd("RCPT TO:<b@company.com>");
     expect(wire).toMatch(/^503 5\.\d\.\d /);
     await c.cmd("QUIT");
-    const deadline = Date.now() + 2000;
-    while (server.sessions.length === 0 && Date.now() < deadline) await Bun.sleep(20);
-    const f = server.logs.lines.find((l) => l.msg === "smtp session")?.fields ?? {};
+    const f = await sessionLine(server);
     expect(f.reply).toBe(wire);
   });
 });
