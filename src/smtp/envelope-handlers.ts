@@ -48,7 +48,7 @@ export function createEnvelopeHandlers(opts: {
       // Noted before any check: a sender refused here (an option, the rate limit, TLS required)
       // is what an admin searches the log for, as Postfix's `NOQUEUE: reject: MAIL … from=<…>`.
       noteSender(state, address.address);
-      const unsupported = unsupportedParameter(address.args, MAIL_PARAMETERS);
+      const unsupported = unsupportedParameter(address.args, MAIL_PARAMETERS, lastAddressCommand(session));
       if (unsupported !== null) return callback(smtpFailure(555, `5.5.4 Unsupported option: ${unsupported}`));
       const utf8 = utf8Refusal(lastAddressCommand(session), address.args !== false && address.args.SMTPUTF8 === true);
       if (utf8 !== null) return callback(smtpFailure(utf8.code, utf8.text));
@@ -61,7 +61,7 @@ export function createEnvelopeHandlers(opts: {
       callback();
     },
     onRcptTo(address: SMTPServerAddress, session, callback) {
-      const unsupported = unsupportedParameter(address.args, RCPT_PARAMETERS);
+      const unsupported = unsupportedParameter(address.args, RCPT_PARAMETERS, lastAddressCommand(session));
       if (unsupported !== null) return callback(smtpFailure(555, `5.5.4 Unsupported option: ${unsupported}`));
       const state = stateOf(session);
       const utf8 = utf8Refusal(lastAddressCommand(session), session.envelope.smtpUtf8 === true);

@@ -14,14 +14,32 @@ export const RCPT_PARAMETERS: ReadonlySet<string> = new Set<string>();
  * (`FOO=bar`), or null. smtp-server accepts any; RFC 5321 §4.1.1.11 and Postfix answer 555, so
  * a client cannot rely on an option (a DSN request, REQUIRETLS) that is silently not honoured.
  */
-export function unsupportedParameter(args: unknown, allowed: ReadonlySet<string>): string | null {
+export function unsupportedParameter(args: unknown, allowed: ReadonlySet<string>, command?: Uint8Array): string | null {
+  const nameless = command === undefined ? undefined : namelessParameter(command);
+  if (nameless !== undefined) return shown(nameless);
   if (typeof args !== "object" || args === null) return null;
   for (const [name, value] of Object.entries(args as Record<string, unknown>)) {
     if (allowed.has(name.toUpperCase())) continue;
-    const shown = typeof value === "string" ? `${name}=${value}` : name;
-    return shown.slice(0, 100).replace(/[^\x21-\x7e]/g, "?");
+    return shown(typeof value === "string" ? `${name}=${value}` : name);
   }
   return null;
+}
+
+/**
+ * A parameter with no name (`MAIL FROM:<a@b> =x`): smtp-server's parser skips it before args
+ * reach the hooks, so it read as accepted; Postfix answers 555 for it as for any unknown option.
+ * Split as that parser splits (the address is the first word after the colon), so an `=` inside
+ * the address (an SRS sender) is never taken for one.
+ */
+function namelessParameter(command: Uint8Array): string | undefined {
+  const line = Buffer.from(command.buffer, command.byteOffset, command.byteLength).toString("latin1");
+  const words = line.split(":").slice(1).join(":").trim().split(/\s+/).slice(1);
+  return words.find((word) => word.startsWith("="));
+}
+
+/** A parameter as the reply quotes it: bounded, printable ASCII only. */
+function shown(parameter: string): string {
+  return parameter.slice(0, 100).replace(/[^\x21-\x7e]/g, "?");
 }
 
 /**

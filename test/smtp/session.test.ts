@@ -45,8 +45,15 @@ describe("SMTP session", () => {
     expect(await c.cmd("MAIL FROM:<a@sender.example> AUTH=<>")).toMatch(/^555 5\.5\.4 /);
     // Not offered, so not "530 not permitted on non-TLS connections" (as if it were after STARTTLS).
     expect(await c.cmd("MAIL FROM:<a@sender.example> REQUIRETLS")).toBe("555 5.5.4 Unsupported option: REQUIRETLS");
+    // smtp-server's parser drops a parameter with no name before the hooks see it.
+    expect(await c.cmd("MAIL FROM:<a@sender.example> =x")).toBe("555 5.5.4 Unsupported option: =x");
+    expect(await c.cmd("MAIL FROM:<a@sender.example> SIZE=10 =")).toBe("555 5.5.4 Unsupported option: =");
+    // An `=` in the address (an SRS sender) is not a parameter.
+    expect(await c.cmd("MAIL FROM:<SRS0=ab12=XY=sender.example=a@fwd.example>")).toStartWith("250 2.1.0");
+    expect(await c.cmd("RSET")).toStartWith("250");
     expect(await c.cmd("MAIL FROM:<a@sender.example> SIZE=1000 BODY=8BITMIME SMTPUTF8")).toStartWith("250 2.1.0");
     expect(await c.cmd("RCPT TO:<b@company.com> NOTIFY=NEVER")).toBe("555 5.5.4 Unsupported option: NOTIFY=NEVER");
+    expect(await c.cmd("RCPT TO:<b@company.com> =NEVER")).toBe("555 5.5.4 Unsupported option: =NEVER");
     expect(await c.cmd("RCPT TO:<b@company.com>")).toStartWith("250 2.1.5");
     expect(await c.cmd("DATA")).toStartWith("354");
     c.write(terminated(simpleMessage("hi")));
