@@ -72,11 +72,19 @@ async function usageErrorLine(main: AnyCommand, rawArgs: readonly string[], err:
   if (code === "E_UNKNOWN_COMMAND" || code === "E_NO_COMMAND") {
     const reordered = optionsBeforeCommand(rawArgs, path, subCommands);
     if (reordered !== null) return `options go after the command: ${reordered} (${help})`;
-    const what = code === "E_NO_COMMAND" ? "no command given" : message.replace(/^unknown command [`'"]?(.*?)[`'"]?$/, "unknown command '$1'");
+    const what = code === "E_NO_COMMAND" ? noCommandGiven(rawArgs, path) : message.replace(/^unknown command [`'"]?(.*?)[`'"]?$/, "unknown command '$1'");
     return `${what}: expected one of ${subCommands.join(", ")} (${help})`;
   }
   if (code === "EARG") return `${message.replace(/\.$/, "")} (${help})`;
   return message;
+}
+
+/** `mailgw --bogus`: the options given where a command was expected are named, so a typo shows. */
+function noCommandGiven(rawArgs: readonly string[], path: readonly string[]): string {
+  const options = rawArgs.slice(rawArgs.indexOf(path[path.length - 1] ?? "") + 1).filter((a) => a.startsWith("-"));
+  if (options.length === 0) return "no command given";
+  const shown = options.slice(0, 3).map((o) => `'${o.split("=")[0]}'`).join(", ");
+  return `no command given, only the option${options.length === 1 ? "" : "s"} ${shown}${options.length > 3 ? ", …" : ""}`;
 }
 
 /**

@@ -76,6 +76,9 @@ describe("commands refuse what they do not define", () => {
     [["frob"], "unknown command 'frob': expected one of healthcheck, queue, rules, serve, systemd, test, version (see mailgw --help)"],
     [[], "no command given: expected one of healthcheck, queue, rules, serve, systemd, test, version (see mailgw --help)"],
     [["rules"], "no command given: expected one of lint, list, add (see mailgw rules --help)"],
+    // An option where the command belongs: named, so a typo (--verison) shows.
+    [["--bogus"], "no command given, only the option '--bogus': expected one of healthcheck, queue, rules, serve, systemd, test, version (see mailgw --help)"],
+    [["rules", "--format=json"], "no command given, only the option '--format': expected one of lint, list, add (see mailgw rules --help)"],
     [["queue", "frob"], "unknown command 'frob': expected one of list, retry, drop (see mailgw queue --help)"],
     // Options before the command word: citty took the option's value for the command.
     [["queue", "--env-file", "prod.env", "list"], "options go after the command: mailgw queue list --env-file prod.env (see mailgw queue --help)"],
