@@ -30,8 +30,15 @@ const V2_HEADER_BYTES = 16;
 
 export function parseProxyHeader(buf: Buffer): ProxyParse {
   if (buf.length === 0) return { kind: "incomplete" };
-  if (buf[0] === V2_SIGNATURE[0]) return parseV2(buf);
-  if (buf[0] === V1_PREFIX[0]) return parseV1(buf);
+  try {
+    if (buf[0] === V2_SIGNATURE[0]) return parseV2(buf);
+    if (buf[0] === V1_PREFIX[0]) return parseV1(buf);
+  } catch {
+    // A read past the bytes a header declared (a RangeError) would otherwise be thrown in the
+    // socket's 'readable' handler: an uncaught exception, and the whole gateway down for one
+    // connection. Its bounds are checked below; this is for the one that was missed.
+    return { kind: "invalid", reason: "malformed PROXY header" };
+  }
   return { kind: "invalid", reason: "not a PROXY header" };
 }
 

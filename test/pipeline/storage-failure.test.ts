@@ -25,6 +25,12 @@ function messageCount(hh: Harness): number {
   return hh.db.query<{ n: number }, []>("SELECT count(*) AS n FROM messages").get()?.n ?? -1;
 }
 
+/** The message counters' totals, zero rows left out. */
+function counterTotals(hh: Harness): Record<string, number> {
+  const rows = hh.db.query<{ metric: string; n: number }, []>("SELECT metric, sum(n) AS n FROM daily_counters WHERE metric NOT LIKE 'session%' GROUP BY metric HAVING sum(n) != 0").all();
+  return Object.fromEntries(rows.map((r) => [r.metric, r.n]));
+}
+
 describe("storage failure", () => {
   test("spool directory unusable (replaced by a file) → 451, nothing recorded; works again once fixed", async () => {
     h = await makeHarness();
@@ -35,11 +41,14 @@ describe("storage failure", () => {
     await expect451(h.pipeline.receive(message("a quote"), envelope()));
     expect(messageCount(h)).toBe(0);
     expect(h.db.query<{ n: number }, []>("SELECT count(*) AS n FROM deliveries").get()?.n).toBe(0);
+    // Counted with their rows, taken back with them: a client that retries is counted once.
+    expect(counterTotals(h)).toEqual({});
     await rm(spoolDir);
     await mkdir(spoolDir);
     const ok = await h.pipeline.receive(message("hello again"), envelope());
     await h.pipeline.settle();
     expect(messageCount(h)).toBe(1);
+    expect(counterTotals(h)).toMatchObject({ received: 1, "action:archive": 1 });
     expect(ok.decision.action).toBe("archive");
   });
 

@@ -147,6 +147,20 @@ describe("policy units", () => {
     expect(canonicalSender("")).toBe("");
   });
 
+  test("checkRecipient refuses every routing trick itself (the dry run has no smtp-server in front to refuse them first)", () => {
+    const domains = ["company.com"];
+    const refused = (address: string) => checkRecipient(`TO:<${address}>`, address, domains);
+    const syntax = { ok: false, code: 501, enhanced: "5.1.3", text: "Bad recipient address syntax" } as const;
+    expect(refused('"v@other.example"@company.com')).toEqual(syntax);
+    expect(refused("v@company.com.")).toEqual(syntax);
+    expect(refused("v@other.example@company.com")).toEqual(syntax);
+    for (const trick of ["v%other.example@company.com", "other.example!v@company.com", "v@[192.0.2.1]"]) {
+      expect(refused(trick)).toMatchObject({ ok: false, code: 550, enhanced: "5.7.1" });
+    }
+    expect(checkRecipient("TO:<@company.com:v@other.example>", "v@other.example", domains)).toMatchObject({ ok: false, code: 550 });
+    expect(refused("v@other.example")).toMatchObject({ ok: false, code: 550, enhanced: "5.7.1" });
+  });
+
   test("checkRecipient normalizes the domain to lower-case ASCII (IDN)", () => {
     expect(checkRecipient("TO:<a@bücher.example>", "a@bücher.example", ["xn--bcher-kva.example"])).toEqual({ ok: true, address: "a@xn--bcher-kva.example" });
     expect(checkRecipient("TO:<a@b.example>", "a@b.example", ["B.example"])).toEqual({ ok: true, address: "a@b.example" });

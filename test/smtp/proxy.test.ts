@@ -103,6 +103,7 @@ describe("PROXY protocol", () => {
       "PROXY TCP6 203.0.113.9 10.0.0.1 51000 25\r\n",
       Buffer.concat([v2(0x11, Buffer.alloc(12)).subarray(0, 14), Buffer.from([0xff, 0xff])]),
       v2(0x12, Buffer.alloc(12)),
+      v2(0x11, Buffer.alloc(6)), // a TCP4 block too short for its ports
     ];
     for (const preface of cases) {
       const c = await RawClient.connect(server.port, "127.0.0.1", preface);
@@ -200,5 +201,13 @@ describe("PROXY protocol", () => {
     expect(parseProxyHeader(SIG.subarray(0, 5)).kind).toBe("incomplete");
     expect(parseProxyHeader(v2Tcp4("1.2.3.4", 5).subarray(0, 20)).kind).toBe("incomplete");
     expect(parseProxyHeader(Buffer.concat([v2Tcp4("1.2.3.4", 5), Buffer.from("EHLO")]))).toMatchObject({ kind: "ok", consumed: 28, source: { address: "1.2.3.4", port: 5 } });
+    // Address blocks shorter than their family needs (the port would be read past them).
+    for (const n of [0, 4, 6, 8, 10, 11]) expect(parseProxyHeader(v2(0x11, Buffer.alloc(n)))).toEqual({ kind: "invalid", reason: "PROXY v2 short IPv4 block" });
+    for (const n of [0, 16, 32, 35]) expect(parseProxyHeader(v2(0x21, Buffer.alloc(n)))).toEqual({ kind: "invalid", reason: "PROXY v2 short IPv6 block" });
+    expect(parseProxyHeader(v2(0x11, Buffer.alloc(12))).kind).toBe("ok");
+    // The v2 length cap: a header declaring more than 1024 bytes is refused at once, not waited for.
+    const declared = (n: number) => Buffer.concat([SIG, Buffer.from([0x21, 0x11, n >> 8, n & 0xff])]);
+    expect(parseProxyHeader(declared(1025))).toEqual({ kind: "invalid", reason: "PROXY v2 header too long" });
+    expect(parseProxyHeader(declared(1024)).kind).toBe("incomplete");
   });
 });

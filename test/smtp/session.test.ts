@@ -135,6 +135,17 @@ describe("SMTP session", () => {
     expect(m?.envelope).toEqual({ mailFrom: "a@sender.example", rcptTo: ["Bob@company.com"], clientIp: "127.0.0.1", helo: "client.example", tls: false, firstInSession: true });
   });
 
+  test("a HELO carrying header syntax cannot forge the Received line: only [A-Za-z0-9.-_:[]] reach it", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c, "x.example);by=mx.bank.example;(for=<ceo@company.com>");
+    expect(await sendMail(c)).toStartWith("250 2.0.0");
+    const raw = server.sink.messages[0]?.raw.toString("latin1") ?? "";
+    const received = raw.slice(0, raw.indexOf("\r\n"));
+    expect(received).toBe("Received: from x.example??by?mx.bank.example??for??ceo?company.com? ([127.0.0.1])");
+    expect(received.match(/[();<>@=]/g)).toEqual(["(", ")"]); // only our own "([127.0.0.1])"
+  });
+
   test("a transaction that declared SMTPUTF8 is received 'with UTF8SMTP' (RFC 6531), the next one without it 'with ESMTP'", async () => {
     server = await startTestServer();
     const c = await RawClient.connect(server.port);
@@ -173,6 +184,20 @@ describe("SMTP session", () => {
     expect(await sendMail(c, "b@company.com", big)).toMatch(/^552 5\.3\.4 /);
     expect(server.sink.messages).toHaveLength(0);
     expect(await sendMail(c)).toStartWith("250 2.0.0");
+  });
+
+  test("a message of exactly MAX_MESSAGE_SIZE_MB is accepted, one byte more → 552 (SPEC: bigger ones)", async () => {
+    server = await startTestServer({ env: { MAX_MESSAGE_SIZE_MB: "0.01" } }); // floor(0.01 MiB) = 10,485 bytes
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    const sized = (n: number) => {
+      const head = simpleMessage("exact", "");
+      return head + "x".repeat(n - head.length - 2) + "\r\n";
+    };
+    expect(sized(10_485)).toHaveLength(10_485);
+    expect(await sendMail(c, "b@company.com", sized(10_485))).toStartWith("250 2.0.0");
+    expect(await sendMail(c, "b@company.com", sized(10_486))).toMatch(/^552 5\.3\.4 /);
+    expect(server.sink.messages).toHaveLength(1);
   });
 
   test("three transactions and QUIT pipelined in one write: every command answered, in order", async () => {
