@@ -125,9 +125,16 @@ test("the WAL on another file system is fsynced after the syncfs; if that fails,
   await withWriter("wal", async ({ dir, flusher }) => {
     expect(await flusher.flush([job(dir, "w1")], [item("w1", { job: 0 })])).toEqual([null]);
   });
-  await withWriter("missing", async ({ dir, flusher }) => {
-    const err = await flusher.flush([job(dir, "w2")], [item("w2", { job: 0 })]).then(() => null, (e: Error) => e);
+  await withWriter("missing", async ({ dir, db, flusher }) => {
+    const err = await flusher.flush([job(dir, "w2")], [item("w2", { job: 0, forward: true })]).then(() => null, (e: Error) => e);
     expect(err?.message).toContain("fsync of");
+    // Not durable, so nothing moves on: the delivery stays held back (no relay gets a message
+    // whose client was answered 451) and the durable mark stays behind the group, so recovery
+    // still checks its row after a crash.
+    const d = db.query<{ next_attempt_at: number }, []>("SELECT next_attempt_at FROM deliveries").get();
+    expect(d?.next_attempt_at).toBe(NOT_YET_DURABLE_AT);
+    expect(meta(db, "intake_seq")).toBe("1");
+    expect(meta(db, "intake_durable_seq") ?? "0").toBe("0");
   });
 });
 
