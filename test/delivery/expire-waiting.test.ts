@@ -6,6 +6,8 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import { silentLogger } from "../../src/log/logger.ts";
+import { expireWaiting } from "../../src/queue/expire.ts";
+import { retryNow } from "../../src/queue/queue-store.ts";
 import { createDeliveryWorker } from "../../src/queue/worker.ts";
 import { attemptsOf, counter, deliveryOf, makeEnv, relayVars, seedDelivery, startRelay, waitFor } from "./helpers.ts";
 
@@ -34,3 +36,17 @@ test("forwards waiting for a slot of a relay that stalls become failed at QUEUE_
   }
   expect(counter(t.db, "failed:forward")).toBe(40);
 }, 30_000);
+
+test("the limit counts from a `queue retry`, not from the first queueing", () => {
+  const t = makeEnv({ QUEUE_MAX_AGE_HOURS: "1" });
+  const now = Date.now();
+  const old = now - 2 * 3600 * 1000;
+  const retried = seedDelivery(t, { createdAt: old, state: "failed" });
+  const waiting = seedDelivery(t, { createdAt: old });
+  expect(retryNow(t.db, [deliveryOf(t.db, retried).id], now - 1000)).toBe(1);
+  const failing = { webhooks: new Map<string, string>(), relay: "451 4.3.0 try later" };
+  const expired = expireWaiting(t.db, now, 1, failing);
+  expect(expired.map((d) => d.messageId)).toEqual([waiting]);
+  expect(deliveryOf(t.db, retried).state).toBe("queued");
+  expect(deliveryOf(t.db, waiting).state).toBe("failed");
+});

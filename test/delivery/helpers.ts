@@ -184,6 +184,8 @@ export interface ScriptedRelay {
   /** Answer the end of DATA (with 250) only after this many ms, as a relay scanning the message does. */
   dataReplyDelayMs: number;
   /** Drop the connection after the end of DATA, unanswered, for the messages this matches (a scanner crashing on one). */
+  /** MAIL FROMs answered by closing the connection (a pooled one the relay let go of meanwhile). */
+  dropMailFroms: number;
   dropWhen: ((data: Buffer) => boolean) | null;
   /** How many connections dropWhen cut. */
   dropped: number;
@@ -225,6 +227,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
     deferRecipients: new Map(),
     maxRecipients: Infinity,
     dataReplyDelayMs: 0,
+    dropMailFroms: 0,
     dropWhen: null,
     dropped: 0,
     mode: "ok",
@@ -257,6 +260,11 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
     onMailFrom(address, session, cb) {
       relay.mailFroms.push(address.address);
       if (relay.mode === "stall-mail") return; // never answer
+      if (relay.dropMailFroms > 0) {
+        relay.dropMailFroms--;
+        for (const s of sockets) if (s.remotePort === session.remotePort) s.destroy();
+        return;
+      }
       if (!session.user) return cb(Object.assign(new Error("Authentication required"), { responseCode: 530 }));
       cb();
     },

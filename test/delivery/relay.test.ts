@@ -6,12 +6,13 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { isAscii } from "node:buffer";
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import PostalMime from "postal-mime";
 import { silentLogger } from "../../src/log/logger.ts";
 import { retryNow } from "../../src/queue/queue-store.ts";
+import { MISSING_FILE_PREFIX } from "../../src/store/messages.ts";
 import { createDeliveryWorker, type DeliveryWorker } from "../../src/queue/worker.ts";
 import {
   attemptsOf, counter, deliveryOf, makeEnv, onLines, relayVars, SAMPLE_MESSAGE, seedDelivery, startRelay,
@@ -22,6 +23,10 @@ const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
+
+function countersOf(t: TestEnv, metric: string): { rule: string; category: string; n: number }[] {
+  return t.db.query<{ rule: string; category: string; n: number }, [string]>("SELECT rule, category, n FROM daily_counters WHERE metric = ?").all(metric);
+}
 
 async function setup(relayOpts = {}, vars: Record<string, string> = {}, workerOpts = {}): Promise<{ relay: ScriptedRelay; t: TestEnv; worker: DeliveryWorker }> {
   const relay = await startRelay(relayOpts);
@@ -35,7 +40,7 @@ async function setup(relayOpts = {}, vars: Record<string, string> = {}, workerOp
 describe("forward through the relay", () => {
   test("delivers with STARTTLS + AUTH, original envelope sender, forward_to recipients, bytes intact", async () => {
     const { relay, t, worker } = await setup();
-    const id = seedDelivery(t, { target: ["sales@company.com", "boss@company.com"], mailFrom: "alice@example.org" });
+    const id = seedDelivery(t, { target: ["sales@company.com", "boss@company.com"], mailFrom: "alice@example.org", rule: "to-sales", category: "sales" });
     worker.start();
     await waitFor(() => deliveryOf(t.db, id).state === "delivered", 10_000, "delivered");
     expect(relay.received).toHaveLength(1);
@@ -51,6 +56,8 @@ describe("forward through the relay", () => {
     expect(attempts[0]!.ok).toBe(1);
     expect(attempts[0]!.reply).toContain("250");
     expect(counter(t.db, "delivered:forward")).toBe(1);
+    // Counted under the delivery's rule and category (the stats page's and /metrics' labels).
+    expect(countersOf(t, "delivered:forward")).toEqual([{ rule: "to-sales", category: "sales", n: 1 }]);
     // delivered + message done → spool file released
     await waitFor(() => !existsSync(join(t.dataDir, "spool", `${id}.eml`)), 5_000, "spool file released");
   }, 30_000);
@@ -81,6 +88,20 @@ describe("forward through the relay", () => {
     expect(isAscii(m.data)).toBe(true);
     expect(m.data.toString("latin1")).toContain("Content-Transfer-Encoding: quoted-printable\r\n\r\n");
     expect((await PostalMime.parse(m.data)).text).toBe((await PostalMime.parse(raw)).text);
+  }, 30_000);
+
+  // Line ends are made CRLF before the conversion: given bare LFs, quoted-printable would encode
+  // each as =0A and the reader would get the body as one line.
+  test("to a relay without 8BITMIME, an 8-bit message with bare LF line ends keeps its lines", async () => {
+    const { relay, t, worker } = await setup({ hide8BitMime: true });
+    const raw = Buffer.from("From: a@example.org\nTo: b@company.com\nSubject: lf\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n\nhéllo\nwörld\n", "utf8");
+    const id = seedDelivery(t, { raw });
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "delivered", 10_000, "delivered");
+    const data = relay.received[0]!.data.toString("latin1");
+    expect(data).toContain("\r\n\r\nh=C3=A9llo\r\nw=C3=B6rld\r\n");
+    expect(data).not.toContain("=0A");
+    expect(data.replace(/\r\n/g, "")).not.toMatch(/[\r\n]/);
   }, 30_000);
 
   test("null sender is relayed as MAIL FROM:<>", async () => {
@@ -134,13 +155,26 @@ describe("forward through the relay", () => {
   test("550 → failed at once, spool file kept for `queue retry`", async () => {
     const { relay, t, worker } = await setup();
     relay.mode = "permfail";
-    const id = seedDelivery(t);
+    const id = seedDelivery(t, { rule: "catch-all", category: "default" });
     worker.start();
     await waitFor(() => deliveryOf(t.db, id).state === "failed", 10_000, "failed");
     expect(deliveryOf(t.db, id).attempts).toBe(1);
     expect(deliveryOf(t.db, id).last_error ?? "").toContain("550");
     expect(existsSync(join(t.dataDir, "spool", `${id}.eml`))).toBe(true);
-    expect(counter(t.db, "failed:forward")).toBe(1);
+    expect(countersOf(t, "failed:forward")).toEqual([{ rule: "catch-all", category: "default", n: 1 }]);
+  }, 30_000);
+
+  // Nothing to send, now or later: failed at once and listed (a backup restored without its
+  // spool), not retried for QUEUE_MAX_AGE_HOURS.
+  test("spool file missing → failed at the first attempt, nothing sent", async () => {
+    const { relay, t, worker } = await setup();
+    const id = seedDelivery(t);
+    rmSync(join(t.dataDir, "spool", `${id}.eml`));
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state === "failed", 10_000, "failed");
+    expect(deliveryOf(t.db, id).attempts).toBe(1);
+    expect(deliveryOf(t.db, id).last_error ?? "").toStartWith(`${MISSING_FILE_PREFIX}: `);
+    expect(relay.received).toHaveLength(0);
   }, 30_000);
 
   test("a recipient the relay refuses (550) while it takes the others: a failed delivery of its own, retryable alone", async () => {
@@ -207,6 +241,22 @@ describe("forward through the relay", () => {
     relay.dropWhen = null;
     await waitFor(() => deliveryOf(t.db, poison).state === "delivered", 15_000, "delivered on its retry");
     expect(relay.received).toHaveLength(3);
+  }, 30_000);
+
+  // The relay closed the pooled connection while it was idle, and the close crossed our next
+  // MAIL: sent again at once on a fresh connection (nothing of it had been sent), no deferral.
+  test("a pooled connection that dies at MAIL: the message goes on a fresh one in the same attempt", async () => {
+    const { relay, t, worker } = await setup();
+    const first = seedDelivery(t);
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, first).state === "delivered", 10_000, "first delivered");
+    relay.dropMailFroms = 1;
+    const second = seedDelivery(t);
+    worker.wake();
+    await waitFor(() => deliveryOf(t.db, second).state === "delivered", 10_000, "second delivered");
+    expect(relay.dropMailFroms).toBe(0);
+    expect(attemptsOf(t.db, second).map((a) => a.ok)).toEqual([1]);
+    expect(relay.received).toHaveLength(2);
   }, 30_000);
 
   test("a stalled relay is cut off by the attempt deadline and retried", async () => {

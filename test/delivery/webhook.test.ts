@@ -120,7 +120,8 @@ describe("webhook", () => {
   }, 30_000);
 
   // 408: the receiver timed out reading the request (SPEC §5 lists timeouts as temporary).
-  test.each([[429], [408]])("%d is temporary too", async (status) => {
+  // A reverse proxy in front of a restarting receiver answers 502 or 504: temporary, as any 5xx.
+  test.each([[429], [408], [502], [504]])("%d is temporary too", async (status) => {
     const hook = receiver([status, status]);
     cleanups.push(() => hook.server.stop(true));
     const { t, worker } = setup();

@@ -59,3 +59,23 @@ test("stopping while a result cannot be recorded ends promptly; the row stays de
   expect(Date.now() - started).toBeLessThan(2_000);
   expect(deliveryOf(t.db, id).state).toBe("delivering");
 }, 30_000);
+
+test("a delivered message's spool file is removed only once the WAL holding 'delivered' is durable", async () => {
+  const relay = await startRelay();
+  cleanups.push(() => relay.close());
+  const t = makeEnv(relayVars(relay));
+  // The worker's durability step, held by the test: a power cut before it ends would lose the
+  // 'delivered' row, and with the file gone too the message would be lost, not sent twice.
+  let release: () => void = () => undefined;
+  const synced = new Promise<void>((resolve) => (release = resolve));
+  const worker = createDeliveryWorker({ config: t.config, db: t.db, logger: createLogger({ level: "error", format: "json", write: () => undefined }), pollIntervalMs: 50, durable: () => synced });
+  cleanups.push(() => worker.stop());
+  const id = seedDelivery(t);
+  const spoolFile = join(t.dataDir, "spool", `${id}.eml`);
+  worker.start();
+  await waitFor(() => deliveryOf(t.db, id).state === "delivered", 10_000, "delivered");
+  await Bun.sleep(300);
+  expect(existsSync(spoolFile)).toBe(true);
+  release();
+  await waitFor(() => !existsSync(spoolFile), 5_000, "spool released after the sync");
+}, 30_000);
