@@ -9,7 +9,7 @@
  * No other test sees a missing fsync: the bytes are in the page cache either way.
  */
 import { Database } from "bun:sqlite";
-import { describe, expect, test } from "bun:test";
+import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
@@ -52,21 +52,33 @@ function first(calls: Call[], pred: (c: Call) => boolean, what: string): Call {
 
 const ok = (c: Call) => c.ret === "0" || c.ret.startsWith("0 ");
 
+const running: ServeProcess[] = [];
+afterEach(async () => {
+  // A test that failed before stopAndTrace: strace, signalled, would leave serve running.
+  for (const s of running.splice(0)) if (s.proc.exitCode === null) await stopServe(s, "SIGKILL");
+});
+
 /** serve under strace in a fresh directory; `inject`: strace's fault injection for syncfs. */
 async function tracedServe(inject: string | null): Promise<{ serve: ServeProcess; dir: string; trace: string }> {
   const dir = serveDir();
   const trace = join(dir, "trace");
   const prefix = [STRACE!, "-f", "-y", "-s", "120", "-e", `trace=${TRACED}`, ...(inject ? ["-e", inject] : []), "-o", trace];
   const serve = await startServe("source", dir, {}, 60_000, prefix);
+  running.push(serve);
   return { serve, dir, trace };
 }
 
-/** Stops serve itself (strace, signalled, would detach from it) and returns its calls. */
-async function stopAndTrace(serve: ServeProcess, trace: string): Promise<Call[]> {
+/** Signals serve itself, not strace (which would detach from it), and waits for both to end. */
+async function stopServe(serve: ServeProcess, signal: NodeJS.Signals): Promise<void> {
   const straced = serve.proc.pid;
   const children = readFileSync(`/proc/${straced}/task/${straced}/children`, "utf8").trim().split(/\s+/).filter(Boolean);
-  for (const pid of children) process.kill(Number(pid), "SIGTERM");
+  for (const pid of children) process.kill(Number(pid), signal);
   await serve.exited();
+}
+
+/** Stops serve and returns its calls. */
+async function stopAndTrace(serve: ServeProcess, trace: string): Promise<Call[]> {
+  await stopServe(serve, "SIGTERM");
   return parseTrace(readFileSync(trace, "utf8"));
 }
 

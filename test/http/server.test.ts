@@ -146,6 +146,15 @@ describe("stats.json", () => {
     expect(page).toContain("No relay configured");
     expect(page).toContain("The last rules reload was refused");
     expect(page).toContain("rules.yaml:3:5 unknown operator");
+    // An alert on it, and a health check that says so without failing (the old rules work).
+    const metrics = await (await get(server, "/metrics")).text();
+    expect(metrics).toMatch(/^mailgw_rules_last_reload_ok 0$/m);
+    expect(metrics).toMatch(/^mailgw_rules_reload_total\{result="failure"\} 1$/m);
+    const health = await get(server, "/healthz");
+    expect(health.status).toBe(200);
+    expect(((await health.json()) as { warnings: string[] }).warnings).toContain("the last rules reload was refused; the previous rules are in force");
+    fx.status.rulesStatus = { ...fx.status.rulesStatus, lastError: null, lastErrorAt: null, reloads: { ok: 2, failed: 1 } };
+    expect(await (await get(server, "/metrics")).text()).toMatch(/^mailgw_rules_last_reload_ok 1$/m);
   });
 
   test("only the last 20 failed deliveries are listed, newest first", async () => {

@@ -87,6 +87,16 @@ describe("fixtures → facts", () => {
     expect(facts.from).toBe("first@x.example"); // folded name: unfolded before parsing, first From wins
   });
 
+  test("every From mailbox and display name is a fact (a spoofed second one included); the first Subject is the subject", async () => {
+    const raw = new TextEncoder().encode('From: a@x.example, "CEO" <Ceo@Company.com>\r\nSubject: first\r\nSubject: second\r\n\r\nhi\r\n');
+    const facts = await extractFacts(raw, ENVELOPE);
+    expect([facts.from, facts.fromName]).toEqual(["a@x.example", ""]);
+    expect(facts.fromAll).toEqual(["a@x.example", "ceo@company.com"]);
+    expect(facts.fromNames).toEqual(["CEO"]);
+    expect(facts.subject).toBe("first");
+    expect(facts.headers.get("subject")).toEqual(["first", "second"]);
+  });
+
   test("empty and garbage input still yield facts", async () => {
     for (const raw of [new Uint8Array(0), new Uint8Array([0, 255, 10, 13, 0]), new TextEncoder().encode("no header here")]) {
       const facts = await extractFacts(raw, ENVELOPE);

@@ -48,6 +48,17 @@ test("fact needs: header/envelope rules need no content, body/attachment rules d
   expect(factNeeds(body.rules)).toEqual({ content: true, auth: false });
   expect(factNeeds(attach.rules)).toEqual({ content: true, auth: false });
   expect(factNeeds(auth.rules)).toEqual({ content: false, auth: true });
+  // Each authentication field alone starts the checks (else it would stay `none` in serve).
+  for (const field of ["spf", "dkim", "dmarc"]) {
+    const only = parseRules(HEADER_RULES.replace("field: cc, operator: exists", `field: ${field}, operator: equals, value: fail`), `${field}.yaml`);
+    if (!only.ok) throw new Error(`${field} rules do not load`);
+    expect(factNeeds(only.rules)).toEqual({ content: false, auth: true });
+  }
+  for (const field of ["body", "attachment", "attachment_type"]) {
+    const only = parseRules(HEADER_RULES.replace("field: cc, operator: exists", `field: ${field}, operator: exists`), `${field}.yaml`);
+    if (!only.ok) throw new Error(`${field} rules do not load`);
+    expect(factNeeds(only.rules)).toEqual({ content: true, auth: false });
+  }
 });
 
 test("header-only parse decides exactly like a full parse over the corpus", async () => {

@@ -167,6 +167,10 @@ describe("size, tls and authentication results", () => {
     [`{ field: size, operator: lt, value: 1000 }`, { size: 1000 }, false],
     [`{ field: size, operator: equals, value: 1000 }`, { size: 1000 }, true],
     [`{ field: size, operator: gt, value: 1KB }`, { size: 1025 }, true],
+    // 1 KB is 1,024 bytes, as MAX_MESSAGE_SIZE_MB's MB is 1,048,576.
+    [`{ field: size, operator: gt, value: 1KB }`, { size: 1024 }, false],
+    [`{ field: size, operator: gt, value: 1k }`, { size: 1001 }, false],
+    [`{ field: size, operator: lt, value: 2MB }`, { size: 2 * 1024 * 1024 - 1 }, true],
     [`{ field: size, operator: gt, value: "10 MB" }`, { size: 10 * 1024 * 1024 }, false],
     [`{ field: size, operator: lt, value: 1000, not: true }`, { size: 5000 }, true],
     [`{ field: tls, operator: equals, value: true }`, { tls: true }, true],

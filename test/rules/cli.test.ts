@@ -182,6 +182,7 @@ describe("rules list", () => {
     const run = await mailgw("list", "valid.yaml");
     expect(run.code).toBe(0);
     expect(run.stdout).toContain('https://erp.example/inbound +archive  to equals "orders@company.com" AND not client_ip in_cidr "192.0.2.0/24, 2001:db8::/32"');
+    expect(run.stdout).toContain('subject contains "urgent" OR header:x-priority equals "1"');
   });
 
   test("a file with errors → exit 1, diagnostics on stderr", async () => {
