@@ -112,7 +112,7 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
       if (refusal) deps.onRefusal?.(refusal);
     },
   });
-  const shutdown = createShutdown({ smtp, front, isStoring: sessions.anyStoring });
+  const shutdown = createShutdown({ smtp, front, isStoring: sessions.anyStoring, unlogged: sessions.unlogged });
 
   return {
     listen: () => listen(front.server, cfg.host, cfg.port, () => tls?.watch()),

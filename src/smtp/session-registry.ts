@@ -25,6 +25,8 @@ export interface SessionRegistry {
   isStoring(session: SMTPServerSession): boolean;
   /** Any session's message is being stored (the graceful stop waits for it). */
   anyStoring(): boolean;
+  /** Sessions whose line is not written yet (the graceful stop waits for them, bounded). */
+  unlogged(): number;
   /** Connection errors smtp-server reports only with a session id go to that session's line. */
   noteErrorsOf(smtp: GatewaySmtpServer): void;
 }
@@ -68,6 +70,7 @@ export function createSessionRegistry(now: () => number): SessionRegistry {
     },
     isStoring: (session) => states.get(session.id)?.storing ?? false,
     anyStoring: () => [...states.values()].some((s) => s.storing),
+    unlogged: () => states.size,
     noteErrorsOf: (smtp) => noteErrorsBySession(smtp, states),
   };
 }

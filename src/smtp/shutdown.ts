@@ -16,7 +16,7 @@ const POLL_MS = 50;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-export function createShutdown(opts: { smtp: GatewaySmtpServer; front: Front; isStoring: () => boolean }) {
+export function createShutdown(opts: { smtp: GatewaySmtpServer; front: Front; isStoring: () => boolean; unlogged: () => number }) {
   const { smtp, front } = opts;
   /** Sessions sent their 421: the library forgets them at once, before their sockets close. */
   const told = new Set<GatewayConnection>();
@@ -49,8 +49,11 @@ export function createShutdown(opts: { smtp: GatewaySmtpServer; front: Front; is
     closeWhere(() => true);
     // A client that does not close its side after the 421 (a stalled sender) keeps its socket
     // until the library's close timer, after the process has exited: its session had no line.
+    // A session that ended by QUIT just before the stop left `connections` at once, but its
+    // socket closes, and its line and session count come, a moment later: waited for too, or
+    // the stop outran them (a session missing from the log and the counters).
     const closeEnd = performance.now() + CLOSE_WAIT_MS;
-    while (open().length > 0 && performance.now() < closeEnd) await sleep(POLL_MS);
+    while ((open().length > 0 || opts.unlogged() > 0) && performance.now() < closeEnd) await sleep(POLL_MS);
     const stalled = open();
     for (const c of stalled) c.destroySocket();
     // Their 'close' comes on a later turn, and a session cut mid-DATA logs once its message is

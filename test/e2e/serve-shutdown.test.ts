@@ -107,6 +107,27 @@ describe("mailgw serve graceful stop", () => {
     expect(sessions.map((l) => ({ helo: l.helo, tls: l.tls }))).toEqual([{ helo: "client.example", tls: false }]);
   }, 30_000);
 
+  test("SIGTERM right after sessions said QUIT: each still gets its log line and its session count", async () => {
+    const dir = serveDir();
+    const serve = await startServe("source", dir);
+    const SESSIONS = 20;
+    const clients = await Promise.all(Array.from({ length: SESSIONS }, async () => {
+      const c = await RawClient.connect(serve.smtpPort);
+      await greet(c);
+      return c;
+    }));
+    // Their sockets close a moment after the 221: the stop must not outrun that.
+    expect(await Promise.all(clients.map((c) => c.cmd("QUIT")))).toEqual(Array(SESSIONS).fill("221 2.0.0 Bye"));
+    expect(await serve.stop("SIGTERM")).toBe(0);
+    expect(serve.logs.filter((l) => l.msg === "smtp session" && l.helo === "client.example")).toHaveLength(SESSIONS);
+    const db = new Database(join(dir, "data", "mail-gateway.db"), { readonly: true });
+    try {
+      expect(db.query<{ n: number }, []>("SELECT sum(n) AS n FROM daily_counters WHERE metric = 'session'").get()?.n).toBe(SESSIONS);
+    } finally {
+      db.close();
+    }
+  }, 30_000);
+
   test("SIGINT with no sessions exits 0 promptly", async () => {
     const serve = await startServe("source", serveDir());
     const c = await RawClient.connect(serve.smtpPort);
