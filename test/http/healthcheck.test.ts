@@ -109,3 +109,34 @@ test("HTTP_HOST=:: is asked on ::1, then on 127.0.0.1 (IPv6 may be turned off in
   expect(healthzUrls("::1", 3000)).toEqual(["http://[::1]:3000/healthz"]);
   expect(healthzUrls("0.0.0.0", 3000)).toEqual(["http://127.0.0.1:3000/healthz"]);
 });
+
+test("HTTP_HOST=:: with the server on 127.0.0.1 only: ::1 refuses, 127.0.0.1 answers → healthy", async () => {
+  const r = await healthcheck(portOf(server), "::");
+  expect(r.code).toBe(0);
+  expect(r.stdout).toStartWith(`healthy: http://127.0.0.1:${portOf(server)}/healthz`);
+});
+
+test("a 200 that is not mailgw's report (another service on HTTP_PORT) → unhealthy", async () => {
+  const other = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response("<html>It works!</html>", { headers: { "content-type": "text/html" } }) });
+  try {
+    const r = await healthcheck(other.port ?? 0);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`mailgw: unhealthy: HTTP 200 (http://127.0.0.1:${other.port}/healthz)\n`);
+  } finally {
+    await other.stop(true);
+  }
+});
+
+test("a /healthz that never answers → exit 1 after --timeout, saying so", async () => {
+  const { createServer } = await import("node:net");
+  const silent = createServer(() => undefined); // accepts, never replies
+  await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", () => resolve()));
+  const port = (silent.address() as { port: number }).port;
+  try {
+    const r = await healthcheck(port, "127.0.0.1", ["--timeout", "300"]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain("no answer within 300 ms");
+  } finally {
+    silent.close();
+  }
+});

@@ -80,6 +80,12 @@ describe("Dockerfile", () => {
     const health = argsOf(runtimeStage, "HEALTHCHECK");
     expect(health.length).toBe(1);
     expect(health[0]).toEndWith('CMD ["/app/mailgw","healthcheck"]');
+    // A hung check is a failure within seconds (mailgw healthcheck itself gives up after 3 s).
+    const seconds = (opt: string) => Number(new RegExp(`--${opt}=(\\d+)s`).exec(health[0] ?? "")?.[1]);
+    expect(seconds("timeout")).toBeGreaterThan(3);
+    expect(seconds("timeout")).toBeLessThan(seconds("interval"));
+    // docker stop must let serve drain its sessions (SIGTERM), never kill it outright.
+    expect(argsOf(runtimeStage, "STOPSIGNAL")).toEqual(["SIGTERM"]);
     expect(argsOf(runtimeStage, "ENTRYPOINT")).toEqual(['["/app/mailgw"]']);
     expect(argsOf(runtimeStage, "CMD")).toEqual(['["serve"]']);
   });

@@ -106,6 +106,8 @@ describe("systemd install --root", () => {
       { env: {}, flags: ["--smtp-port", "25"], privileged: true },
       { env: { HTTP_PORT: "80" }, flags: [], privileged: true },
       { env: { SMTP_PORT: "0" }, flags: [], privileged: false },
+      { env: { SMTP_PORT: "1023" }, flags: [], privileged: true },
+      { env: { SMTP_PORT: "1024" }, flags: [], privileged: false },
     ];
     for (const c of cases) {
       const root = newRoot();

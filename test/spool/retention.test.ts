@@ -67,6 +67,23 @@ describe("archive retention", () => {
     expect(left("SELECT count(*) AS n FROM delivery_attempts")).toBe(0);
   });
 
+  test("the limit is exact: a copy an hour inside it stays (its day directory too), one an hour past it goes", async () => {
+    h = await makeHarness();
+    const now = Date.UTC(2026, 5, 15, 12, 0, 0); // cutoff at 7 days: 2026-06-08 12:00 UTC
+    const HOUR = 3_600_000;
+    const cutoff = now - 7 * DAY;
+    const inside = await archivedAt(h, now - 6.5 * DAY);
+    const justInside = await archivedAt(h, cutoff + HOUR);
+    const justPast = await archivedAt(h, cutoff - HOUR); // the same day as justInside
+    const past = await archivedAt(h, now - 8 * DAY);
+    const report = await pruneArchive(h.db, h.config.dataDir, 7, now);
+    expect(report).toMatchObject({ filesDeleted: 2, rowsCleared: 2, rowsDeleted: 2, dayDirsRemoved: 1 });
+    expect(await listFiles(join(h.config.dataDir, "archive"))).toEqual([`2026-06-08/${justInside}.eml`, `2026-06-09/${inside}.eml`]);
+    const ids = h.db.query<{ id: string }, []>("SELECT id FROM messages ORDER BY received_at").all().map((r) => r.id);
+    expect(ids).toEqual([justInside, inside]);
+    expect([justPast, past].some((id) => ids.includes(id))).toBe(false);
+  });
+
   test("with ARCHIVE_MAX_AGE_DAYS set, the pass started by recover() prunes in the background", async () => {
     h = await makeHarness({ env: { ARCHIVE_MAX_AGE_DAYS: "7" }, recover: false });
     const now = Date.now();
