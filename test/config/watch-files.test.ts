@@ -120,3 +120,22 @@ test("after stop, nothing fires", async () => {
   await Bun.sleep(150);
   expect(changes).toBe(0);
 });
+
+// A certbot renewal or an editor writes in several steps (key, then cert; write, then rename):
+// one reload after the last, not one per step with the files half-written.
+test("five writes within the debounce interval make one change", async () => {
+  const c = confDir();
+  let changes = 0;
+  const stop = watchFiles([c.file], { debounceMs: 200, recheckMs: 1000, onChange: () => changes++, onError: () => undefined });
+  await Bun.sleep(50);
+  try {
+    for (let i = 0; i < 5; i++) {
+      writeFileSync(c.file, `v${i + 2}`);
+      await Bun.sleep(20);
+    }
+    await Bun.sleep(500);
+    expect(changes).toBe(1);
+  } finally {
+    stop();
+  }
+});

@@ -90,6 +90,34 @@ test("in a process of its own: a stop stuck on a promise nothing settles is logg
   expect(out).toContain(`"still_stopping":"smtp"`);
 });
 
+test("in a process of its own: a second SIGTERM during a slow stop exits 1 at once", async () => {
+  const signals = JSON.stringify(new URL("../../src/serve/signals.ts", import.meta.url).pathname);
+  const script = `
+    const { runUntilSignalled } = await import(${signals});
+    const logger = { debug() {}, info: (m) => console.log(m), warn: (m) => console.log(m), error: (m) => console.log(m) };
+    const gateway = { smtpAddress: () => null, reload: async () => {}, stop: () => new Promise(() => {}), stopping: () => "smtp" };
+    runUntilSignalled(Promise.resolve(gateway), logger, { ms: 60_000, exit: (code) => process.exit(code) });
+    setInterval(() => {}, 1000); // alive until a signal ends it, as serve's listeners keep it
+    console.log("ready");`;
+  const child = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "pipe" });
+  const reader = child.stdout.getReader();
+  let out = "";
+  const readUntil = async (text: string): Promise<void> => {
+    while (!out.includes(text)) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      out += new TextDecoder().decode(value);
+    }
+  };
+  await readUntil("ready");
+  child.kill("SIGTERM");
+  await readUntil("stopping:");
+  child.kill("SIGTERM"); // the admin's "stop now"
+  expect(await child.exited).toBe(1);
+  await readUntil("\u0000"); // the rest, to its end
+  expect(out).toContain("second stop signal: exiting without waiting");
+});
+
 test("a stop that finishes in time: no exit, no error, handlers removed", async () => {
   const logs = captureLogger();
   const quick = gateway(() => Bun.sleep(30), () => null);
