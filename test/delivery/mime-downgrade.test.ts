@@ -162,6 +162,14 @@ describe("downgradeTo7bit", () => {
 
   // RFC 2231: postal-mime and mail clients read the boundary from boundary*= and boundary*0=…
   // sections; unread, the multipart was encoded as one quoted-printable leaf and decoded to nothing.
+  test("a multipart labelled binary says 7bit once its 8-bit part is converted", () => {
+    const raw = crlf(['Content-Type: multipart/mixed; boundary="b"', "Content-Transfer-Encoding: binary", "", "--b", "Content-Type: text/plain; charset=utf-8", "", "Grüße", "--b--", ""].join("\n"));
+    const out = downgradeTo7bit(raw).toString("latin1");
+    expect(isAscii(Buffer.from(out, "latin1"))).toBe(true);
+    expect(out.slice(0, out.indexOf("\r\n\r\n"))).toContain("\r\nContent-Transfer-Encoding: 7bit");
+    expect(out).not.toContain("binary");
+  });
+
   test("a boundary in RFC 2231 form (extended, sections) is walked: parts converted, the reader gets them all", async () => {
     for (const param of ["boundary*=us-ascii'en'b%3D1", "boundary*0=b; boundary*1*=%3D1", 'boundary*0="b"; boundary*1="=1"', "boundary=wrong; boundary*=''b=1"]) {
       const raw = crlf(

@@ -39,6 +39,10 @@ describe("relayEnvelope", () => {
     expect(e.from).toBe("info@xn--bcher-kva.example");
     expect(e.to).toEqual(["sales@company.com", "jörg@example.org", "björn@example.org"]);
     expect(e.smtpUtf8Address).toBe("jörg@example.org");
+    // A domain IDNA refuses has no ASCII form: never `local@` with the domain gone.
+    expect(asciiAddress("info@%bücher.example")).toBeNull();
+    expect(asciiAddress("info@bad\u0000ü")).toBeNull();
+    expect(relayEnvelope("a@b.example", ["info@%bücher.example"]).smtpUtf8Address).toBe("info@%bücher.example");
   });
 });
 

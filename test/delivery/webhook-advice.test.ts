@@ -30,6 +30,8 @@ describe("webhook failure advice", () => {
   });
 
   test("other statuses are the status and reason phrase alone", () => {
+    expect(describeStatus({ status: 300, statusText: "Multiple Choices", location: null, bodyBytes: 10 })).toMatch(/^HTTP 300 Multiple Choices \(redirects are not followed/);
+    expect(describeStatus({ status: 399, statusText: "", location: null, bodyBytes: 10 })).toMatch(/redirects are not followed/);
     expect(describeStatus({ status: 400, statusText: "Bad Request", location: null, bodyBytes: 10 })).toBe("HTTP 400 Bad Request");
     expect(describeStatus({ status: 502, statusText: "", location: null, bodyBytes: 10 })).toBe("HTTP 502");
   });
@@ -56,6 +58,8 @@ describe("parseRetryAfter", () => {
   test("delay-seconds and an HTTP-date (past dates are 0); anything else is ignored", () => {
     expect(parseRetryAfter("120", now)).toBe(120_000);
     expect(parseRetryAfter(" 0 ", now)).toBe(0);
+    // Digits beyond any sensible delay stay a finite number (the scheduler caps it at an hour).
+    expect(parseRetryAfter("99999999999999999999999", now)).toBe(1e12);
     expect(parseRetryAfter("Mon, 23 Nov 2026 12:05:00 GMT", now)).toBe(300_000);
     expect(parseRetryAfter("Mon, 23 Nov 2026 11:00:00 GMT", now)).toBe(0);
     for (const bad of [null, "", "-5", "1.5", "soon", "12 34"]) expect(parseRetryAfter(bad, now)).toBeNull();

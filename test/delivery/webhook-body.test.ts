@@ -102,3 +102,23 @@ test("posted with Content-Length (not chunked), signed over the bytes sent", asy
   const fields = await buildWebhookPayload(message(raw), 1_700_000_123_000);
   expect(post!.body.equals(reference(fields, raw))).toBe(true);
 });
+
+test("the top-level fields: every To and Cc mailbox over repeated fields, Message-ID, Date as ISO 8601, size of the stored bytes", async () => {
+  const raw = new TextEncoder().encode(
+    'From: "Alice" <alice@example.org>\r\nTo: a@company.com, "Bo" <b@company.com>\r\nTo: c@company.com\r\nCc: d@company.com\r\n' +
+      "Reply-To: e@example.org\r\nMessage-ID: <x1@example.org>\r\nDate: Tue, 1 Jul 2025 12:34:56 +0200\r\nSubject: fields\r\n\r\nbody\r\n",
+  );
+  const fields = await buildWebhookPayload(message(raw), 1_700_000_123_000);
+  expect(fields.to.map((m) => m.address)).toEqual(["a@company.com", "b@company.com", "c@company.com"]);
+  expect(fields.to[1]).toEqual({ name: "Bo", address: "b@company.com" });
+  expect(fields.cc.map((m) => m.address)).toEqual(["d@company.com"]);
+  expect(fields.replyTo.map((m) => m.address)).toEqual(["e@example.org"]);
+  expect(fields.from).toEqual({ name: "Alice", address: "alice@example.org" });
+  expect(fields.messageId).toBe("<x1@example.org>");
+  expect(fields.date).toBe("2025-07-01T10:34:56.000Z");
+  expect(fields.size).toBe(raw.byteLength);
+  expect([fields.timestamp, fields.receivedAt]).toEqual([1_700_000_123, "2023-11-14T22:13:20.000Z"]);
+  // A Date that reads as no date is passed on as written.
+  const odd = await buildWebhookPayload(message(new TextEncoder().encode("Date: the day after tomorrow\r\n\r\nx\r\n")), 0);
+  expect(odd.date).toBe("the day after tomorrow");
+});

@@ -66,3 +66,64 @@ describe("resolveTxt", () => {
     expect(await resolveTxt("short.example", { servers: [at(failing), at(server)], tryTimeoutMs: 200 })).toEqual([["v=spf1 -all"]]);
   });
 });
+
+/**
+ * A server that first answers with forgeries, then truly: the same id for another name, the
+ * right answer from another port (an off-path attacker's guesses), and, when `dropFirst`, no
+ * reply at all to the first query (a lost packet).
+ */
+async function forgingServer(dropFirst: boolean): Promise<{ port: number; queries: number; close: () => void }> {
+  const { createSocket } = await import("node:dgram");
+  const socket = createSocket("udp4");
+  const other = createSocket("udp4");
+  await new Promise<void>((resolve) => other.bind(0, "127.0.0.1", () => resolve()));
+  const state = { port: 0, queries: 0, close: () => (socket.close(), other.close()) };
+  const answer = (query: Buffer, text: string, question = query.subarray(12)): Buffer => {
+    const head = Buffer.alloc(12);
+    query.copy(head, 0, 0, 2);
+    head.writeUInt16BE(0x8180, 2);
+    head.writeUInt16BE(1, 4);
+    head.writeUInt16BE(1, 6);
+    const rdata = Buffer.concat([Buffer.from([text.length]), Buffer.from(text)]);
+    const rr = Buffer.alloc(12);
+    rr.writeUInt16BE(0xc00c, 0);
+    rr.writeUInt16BE(16, 2);
+    rr.writeUInt16BE(1, 4);
+    rr.writeUInt32BE(60, 6);
+    rr.writeUInt16BE(rdata.length, 10);
+    return Buffer.concat([head, question, rr, rdata]);
+  };
+  socket.on("message", (query, from) => {
+    state.queries++;
+    if (dropFirst && state.queries === 1) return;
+    const otherName = Buffer.from(query.subarray(12));
+    otherName[1] = otherName[1] === 0x7a ? 0x79 : 0x7a; // first letter of the name changed
+    socket.send(answer(query, "v=spf1 +all forged-name", otherName), from.port, from.address);
+    other.send(answer(query, "v=spf1 +all forged-port"), from.port, from.address);
+    setTimeout(() => socket.send(answer(query, "v=spf1 -all"), from.port, from.address), 50);
+  });
+  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", () => resolve()));
+  state.port = (socket.address() as { port: number }).port;
+  return state;
+}
+
+describe("resolveTxt against forged and lost answers", () => {
+  test("an answer for another name, or from another port, is ignored; the true one is taken", async () => {
+    const forger = await forgingServer(false);
+    try {
+      expect(await resolveTxt("short.example", { servers: [`127.0.0.1:${forger.port}`], tryTimeoutMs: 1000 })).toEqual([["v=spf1 -all"]]);
+    } finally {
+      forger.close();
+    }
+  });
+
+  test("a lost first query is asked again", async () => {
+    const forger = await forgingServer(true);
+    try {
+      expect(await resolveTxt("short.example", { servers: [`127.0.0.1:${forger.port}`], tryTimeoutMs: 300 })).toEqual([["v=spf1 -all"]]);
+      expect(forger.queries).toBe(2);
+    } finally {
+      forger.close();
+    }
+  });
+});
