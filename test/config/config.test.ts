@@ -260,6 +260,18 @@ describe("value parsers", () => {
   test("CIDR list: single addresses get a full prefix", () => {
     expect(parseCidrList("10.0.0.1, ::1,192.168.0.0/16", "X")).toEqual(["10.0.0.1/32", "::1/128", "192.168.0.0/16"]);
   });
+  test(".env values: `#` starts a comment only after a space and outside quotes; quotes only in pairs", () => {
+    const env = parseDotenv(`A="x #y"\nB=abc#def\nC="x'\nD=v # note\nE='q #r'\n`, ".env");
+    expect(Object.fromEntries(env)).toEqual({ A: "x #y", B: "abc#def", C: `"x'`, D: "v", E: "q #r" });
+  });
+
+  test("values: numbers whole and not empty, spaces around a value ignored, choices in any case", () => {
+    expect(errorOf(() => loadConfig({ env: { SMTP_PORT: "25abc" }, cwd: emptyDir() }))).toBe("SMTP_PORT=25abc is not an integer between 0 and 65535");
+    expect(errorOf(() => loadConfig({ env: { ARCHIVE_MAX_AGE_DAYS: "" }, cwd: emptyDir() }))).toContain("ARCHIVE_MAX_AGE_DAYS=");
+    expect(loadConfig({ env: { SMTP_PORT: " 2526 " }, cwd: emptyDir() }).smtp.port).toBe(2526);
+    expect(loadConfig({ env: { LOG_FORMAT: "TEXT", LOG_LEVEL: "DEBUG" }, cwd: emptyDir() }).log).toMatchObject({ format: "text", level: "debug" });
+  });
+
   test(".env syntax errors name file and line", () => {
     expect(errorOf(() => parseDotenv("A=1\nthis is wrong\n", "/x/.env"))).toBe("/x/.env:2: not a KEY=VALUE line");
   });

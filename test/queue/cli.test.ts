@@ -95,6 +95,20 @@ describe("mailgw queue", () => {
     }
   }, 30_000);
 
+  test("list shows held forwards by default; drop of one of a message's two deliveries keeps the file the other needs", () => {
+    const t = makeEnv();
+    const held = seedDelivery(t, { state: "held" });
+    expect((JSON.parse(mailgw(t, "list", "--json").stdout) as ListedEntry[]).map((e) => [e.id, e.state])).toEqual([[held, "held"]]);
+    expect(mailgw(t, "list").stdout).toContain(`${held}  1  held`);
+    // The same message also waits for a webhook post: dropping the forward must not take its bytes.
+    t.db.query(`INSERT INTO deliveries (message_id, kind, target, rule, category, state, attempts, created_at, next_attempt_at, updated_at)
+      SELECT message_id, 'webhook', 'https://erp.example/in', rule, category, 'queued', 0, created_at, next_attempt_at, updated_at FROM deliveries WHERE message_id = ?`).run(held);
+    expect(mailgw(t, "drop", `${held}#1`)).toMatchObject({ code: 0, stdout: "1 delivery dropped\n" });
+    expect(existsSync(join(t.dataDir, "spool", `${held}.eml`))).toBe(true);
+    expect(mailgw(t, "drop", `${held}#2`)).toMatchObject({ code: 0, stdout: "1 delivery dropped\n" });
+    expect(existsSync(join(t.dataDir, "spool", `${held}.eml`))).toBe(false);
+  }, 30_000);
+
   test("retry of a held forward says it stays held until serve has a relay", () => {
     const t = makeEnv();
     const held = seedDelivery(t, { state: "held" });

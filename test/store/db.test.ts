@@ -128,3 +128,18 @@ test("migration 6 counts the attempts on record into the duration histogram's da
   expect(durationHistogram(rows, "forward")).toEqual({ buckets: [1, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3], count: 3, sumSeconds: 0.801 });
   expect(durationHistogram(rows, "webhook")).toEqual({ buckets: [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], count: 2, sumSeconds: 200 });
 });
+
+test("every connection commits durably (synchronous FULL) and enforces foreign keys", () => {
+  const db = openDatabase(dbPath());
+  expect(db.query<{ synchronous: number }, []>("PRAGMA synchronous").get()?.synchronous).toBe(2);
+  expect(db.query<{ foreign_keys: number }, []>("PRAGMA foreign_keys").get()?.foreign_keys).toBe(1);
+  expect(() => db.run("INSERT INTO deliveries (message_id, kind, target, rule, category, state, attempts, created_at, next_attempt_at, updated_at) VALUES ('none', 'forward', '[]', '', '', 'queued', 0, 0, 0, 0)")).toThrow(/FOREIGN KEY/);
+  db.close();
+});
+
+test("counter days are UTC days, whatever the machine's time zone", () => {
+  // 20:00 UTC on 1 January is already 2 January in Kiritimati (UTC+14).
+  const script = `import { dayKey } from ${JSON.stringify(join(import.meta.dir, "../../src/store/db.ts"))}; console.log(dayKey(Date.UTC(2026, 0, 1, 20)), new Date(Date.UTC(2026, 0, 1, 20)).getDate());`;
+  const run = Bun.spawnSync([process.execPath, "-e", script], { env: { ...process.env, TZ: "Pacific/Kiritimati" } });
+  expect(run.stdout.toString().trim()).toBe("2026-01-01 2"); // the second figure: the zone was in effect
+});
