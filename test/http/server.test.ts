@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { rebindingGuard, type HttpServer } from "../../src/http/server.ts";
 import type { StatsSnapshot } from "../../src/http/stats-data.ts";
 import { dayKey } from "../../src/store/db.ts";
+import { bumpCounter } from "../../src/store/counters.ts";
 import { addAttempt, addDelivery, addMessage, addSession, get, makeFixture, startServer, type Fixture } from "./fixture.ts";
 
 const DAY = 86_400_000;
@@ -133,6 +134,17 @@ describe("stats.json", () => {
     expect(s.rules.version).toBe("sha256:1a2b3c4d");
     expect(s.uptimeSeconds).toBeGreaterThanOrEqual(3723);
     expect(s.relay).toEqual({ configured: true, address: "smtp.relay.example:587", suspended: null, warning: null });
+  });
+
+  test("the last 30 days are today and the 29 before it; a category seen only yesterday has 0 today", async () => {
+    const now = Date.now();
+    bumpCounter(fx.db, now - 29 * DAY, "received", {}, 5);
+    bumpCounter(fx.db, now - 30 * DAY, "received", {}, 7); // the 31st day back: out
+    bumpCounter(fx.db, now - DAY, "action:archive", { category: "newsletter" }, 3);
+    const s = (await (await get(server, "/stats.json")).json()) as StatsSnapshot;
+    expect(s.totals.last30Days.received).toBe(5);
+    expect(s.receivedPerDay[0]).toEqual({ day: dayKey(now - 29 * DAY), received: 5 });
+    expect(s.categories.find((c) => c.category === "newsletter")).toEqual({ category: "newsletter", today: 0, last30Days: 3 });
   });
 
   test("relay missing and refused rules reload are reported", async () => {
