@@ -43,7 +43,10 @@ describe("mailgw queue", () => {
     expect(table.stdout).toMatch(/ID\s+#\s+STATE\s+KIND\s+AGE\s+ATTEMPTS\s+NEXT TRY\s+TARGET\s+LAST ERROR/);
     const json = JSON.parse(mailgw(t, "list", "--json").stdout) as ListedEntry[];
     expect(json.map((e) => e.id).sort()).toEqual([a, b].sort());
-    const failed = JSON.parse(mailgw(t, "list", "--json", "--state", "failed").stdout) as ListedEntry[];
+    // A queued row says when it is due (an ISO time, as deferred ones); a failed one has none.
+    expect(json.find((e) => e.id === a)?.nextAttemptAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    expect(json.find((e) => e.id === b)?.nextAttemptAt).toBeNull();
+    const failed = JSON.parse(mailgw(t, "list", "--json", "--state", "Failed").stdout) as ListedEntry[];
     expect(failed).toHaveLength(1);
     expect(failed[0]).toMatchObject({ id: b, state: "failed", kind: "webhook", attempts: 3, target: "https://erp.example/inbound", lastError: "550 5.1.1 no such user" });
     const bad = mailgw(t, "list", "--state", "bogus");
