@@ -4,7 +4,7 @@
  * a resolver that never answers yields "temperror" within the timeout.
  */
 import { describe, expect, test } from "bun:test";
-import { generateKeyPairSync } from "node:crypto";
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { dkimSign } from "mailauth";
 import { authenticate, DKIM_SLICE_BYTES, type DNSResolver } from "../../src/parse/authenticate.ts";
 import type { Envelope } from "../../src/types.ts";
@@ -45,6 +45,17 @@ async function signed(): Promise<Uint8Array> {
   const result = await dkimSign(MESSAGE, { ...key, signatureData: [key] });
   if (result.signatures.split("DKIM-Signature:").length !== 2) throw new Error(`expected one signature: ${result.signatures}`);
   return new TextEncoder().encode(result.signatures + MESSAGE);
+}
+
+/** The message signed by each key, in order: the first key's DKIM-Signature comes first. */
+async function signedBy(keys: { domain: string; selector: string; key: KeyObject }[]): Promise<Uint8Array> {
+  let raw = MESSAGE;
+  // Signing the signed message again puts the new signature on top: sign the last one first.
+  for (const k of [...keys].reverse()) {
+    const key = { signingDomain: k.domain, selector: k.selector, privateKey: k.key.export({ type: "pkcs8", format: "pem" }) };
+    raw = (await dkimSign(raw, { ...key, signatureData: [key] })).signatures + raw;
+  }
+  return new TextEncoder().encode(raw);
 }
 
 function envelope(clientIp: string): Envelope {
@@ -111,6 +122,47 @@ describe("authenticate", () => {
     const results = await authenticate(await signed(), envelope("192.0.2.10"), { resolver: flaky, timeoutMs: 5000 });
     expect(results).toEqual({ spf: "temperror", dkim: "temperror", dmarc: "temperror" });
     // A real failure stays a failure (see the modified-body test above).
+  });
+
+  describe("several DKIM signatures, and a weak key", () => {
+    // other.example publishes a key that is not the one it signs with (its signatures fail);
+    // nokey.example publishes none (neutral); servfail.example's DNS fails (temperror); weak.example a 512-bit one (mailauth: "policy").
+    const stranger = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const weak = generateKeyPairSync("rsa", { modulusLength: 512 });
+    const der = (k: KeyObject) => k.export({ type: "spki", format: "der" }).toString("base64");
+    const table: Record<string, string[][]> = {
+      ...DNS,
+      "sel._domainkey.other.example/TXT": [[`v=DKIM1; k=rsa; p=${PUBLIC_KEY_B64}`]],
+      "sel._domainkey.weak.example/TXT": [[`v=DKIM1; k=rsa; p=${der(weak.publicKey)}`]],
+    };
+    const resolver: DNSResolver = async (domain, rrtype) => {
+      if (domain.endsWith(".servfail.example")) throw Object.assign(new Error("SERVFAIL"), { code: "ESERVFAIL" });
+      const answer = table[`${domain.toLowerCase()}/${rrtype}`];
+      if (!answer) throw notFound(domain);
+      return answer;
+    };
+    const own = { domain: "example.org", selector: "sel", key: privateKey };
+    const failing = { domain: "other.example", selector: "sel", key: stranger.privateKey };
+    const keyless = { domain: "nokey.example", selector: "sel", key: stranger.privateKey };
+    const check = async (keys: Parameters<typeof signedBy>[0]) => (await authenticate(await signedBy(keys), envelope("192.0.2.10"), { resolver, timeoutMs: 5000 })).dkim;
+
+    test("any signature that passes makes DKIM pass, whatever comes before it", async () => {
+      expect(await check([failing, keyless, own])).toBe("pass");
+    });
+
+    test("without a pass, a failing signature is the verdict even when another one comes first", async () => {
+      expect(await check([failing])).toBe("fail");
+      expect(await check([keyless])).toBe("neutral");
+      expect(await check([keyless, failing])).toBe("fail");
+      // Neither: the topmost signature's result.
+      const unanswered = { domain: "servfail.example", selector: "sel", key: stranger.privateKey };
+      expect(await check([keyless, unanswered])).toBe("neutral");
+      expect(await check([unanswered, keyless])).toBe("temperror");
+    });
+
+    test("a key below 1024 bits (mailauth's policy result) is a fail, not a pass", async () => {
+      expect(await check([{ domain: "weak.example", selector: "sel", key: weak.privateKey }])).toBe("fail");
+    });
   });
 
   test("a big signed message passes DKIM without holding the event loop for the whole body", async () => {
