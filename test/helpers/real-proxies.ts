@@ -67,10 +67,29 @@ export async function pickPorts(n: number, first = PORT_FIRST, count = PORT_COUN
   return ports;
 }
 
-/** The proxy listens once the port can no longer be bound (no connection made: it would reach mailgw). */
+/**
+ * Whether a socket listens on `port` (any address), as the kernel lists it. Neither a connection
+ * (it would reach mailgw through the proxy) nor a bind: a probe that binds the port races the
+ * proxy's own bind, which then fails once (nginx: "[emerg] bind() … Address already in use" on
+ * stderr), is retried half a second later and succeeds, leaving the error in its output: an
+ * intermittent failure of the "nginx logged no warning or error" checks.
+ */
+function listening(port: number): boolean {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  const LISTEN = "0A";
+  return ["/proc/net/tcp", "/proc/net/tcp6"].some((table) => {
+    if (!existsSync(table)) return false;
+    return readFileSync(table, "utf8").split("\n").slice(1).some((row) => {
+      const [, local, , state] = row.trim().split(/\s+/);
+      return local?.endsWith(hex) === true && state === LISTEN;
+    });
+  });
+}
+
+/** Waits until the proxy listens on `port`. */
 async function waitListening(port: number, proc: Subprocess, output: () => string): Promise<void> {
   const deadline = Date.now() + START_MS;
-  while (await canListen(port, "127.0.0.1")) {
+  while (!listening(port)) {
     if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`proxy not listening on ${port}: ${output()}`);
     await Bun.sleep(50);
   }
