@@ -119,17 +119,18 @@ export function splitHeaderBlock(raw: Uint8Array): HeaderBlock {
   let pos = 0;
   let bodyStart = raw.length;
   while (pos < raw.length) {
-    if (pos >= MAX_HEADER_BLOCK_BYTES) {
-      collector.note(`header block longer than ${MAX_HEADER_BLOCK_BYTES} bytes, the rest ignored`);
-      bodyStart = findBlankLine(buffer, pos - 1);
-      break;
-    }
     const lf = buffer.indexOf(LF, pos);
     const lineEnd = lf < 0 ? raw.length : lf;
     const next = lf < 0 ? raw.length : lf + 1;
     const end = contentEnd(raw, pos, lineEnd);
     if (end === pos) {
       bodyStart = next;
+      break;
+    }
+    // Checked after the blank line: a block that ends exactly at the cap lost nothing.
+    if (pos >= MAX_HEADER_BLOCK_BYTES) {
+      collector.note(`header block longer than ${MAX_HEADER_BLOCK_BYTES} bytes, the rest ignored`);
+      bodyStart = findBlankLine(buffer, pos - 1);
       break;
     }
     const first = raw[pos];
