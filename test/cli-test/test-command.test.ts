@@ -94,6 +94,78 @@ describe("mailgw test", () => {
     expect(JSON.parse((await mailgw([big, "--rules", rulesFile, "--json"], { env: { MAX_MESSAGE_SIZE_MB: "lots" } })).stdout).refusedMessage).toBeNull();
   });
 
+  // serve counts the client's bytes (data-handler.ts: size > maxBytes), not its own Received line,
+  // and answers 552 before it looks for a mail loop.
+  test("MAX_MESSAGE_SIZE_MB at the exact byte: the limit's size is taken, one byte more gets 552; 552 comes before the loop refusal; 0 is serve's to refuse", async () => {
+    const env = { MAX_MESSAGE_SIZE_MB: "0.001" }; // 1,048 bytes
+    const sized = (bytes: number, head = "From: a@sender.example\r\nTo: b@company.com\r\nSubject: sized\r\n\r\n") => {
+      const file = join(dir, `sized-${bytes}.eml`);
+      writeFileSync(file, `${head}${"x".repeat(bytes - head.length - 2)}\r\n`);
+      expect(readFileSync(file).byteLength).toBe(bytes);
+      return file;
+    };
+    const refused = async (file: string, extra: Record<string, string> = env) =>
+      JSON.parse((await mailgw([file, "--rules", rulesFile, "--json"], { env: extra })).stdout).refusedMessage;
+    expect(await refused(sized(1048))).toBeNull();
+    expect(await refused(sized(1049))).toBe("552 5.3.4 Message size exceeds fixed maximum message size 1048");
+    expect(await refused(sized(1048), { MAX_MESSAGE_SIZE_MB: "0" })).toBeNull();
+    const hops = Array.from({ length: 51 }, (_, i) => `Received: from hop${i}.example by hop${i + 1}.example; Mon, 1 Jan 2024 00:00:00 +0000\r\n`).join("");
+    const loopHead = `${hops}From: a@sender.example\r\nTo: b@company.com\r\nSubject: loop\r\n\r\n`;
+    expect(await refused(sized(loopHead.length + 2, loopHead), {})).toStartWith("554 5.4.6 ");
+    expect(await refused(sized(loopHead.length + 2, loopHead), { MAX_MESSAGE_SIZE_MB: "0.001" })).toBe("552 5.3.4 Message size exceeds fixed maximum message size 1048");
+  });
+
+  test("a file with LF line endings and 8-bit (not UTF-8) bytes is counted byte for byte as its CRLF form", async () => {
+    const crlf = Buffer.from("From: a@sender.example\r\nTo: b@company.com\r\nSubject: caf\xe9\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nna\xefve r\xe9sum\xe9\r\n", "latin1");
+    const lf = Buffer.from(crlf.toString("latin1").replaceAll("\r\n", "\n"), "latin1");
+    const run = async (bytes: Uint8Array) => JSON.parse((await mailgw(["-", "--rules", rulesFile, "--json"], { stdin: bytes })).stdout).facts;
+    const [asCrlf, asLf] = [await run(crlf), await run(lf)];
+    expect(asLf.size).toBe(asCrlf.size);
+    expect(asLf.bodyPreview).toBe("naïve résumé\n");
+    expect(asLf.bodyPreview).toBe(asCrlf.bodyPreview);
+  });
+
+  test("every recipient refused at RCPT: they stay the rcpt the rules see, and the report says serve would take no message", async () => {
+    const json = JSON.parse((await mailgw([fixture("utf8-korean-subject.eml"), "--rules", rulesFile, "--json", "--to", "someone@gmail.com"])).stdout);
+    expect(json.refusedRecipients).toEqual([{ address: "someone@gmail.com", reply: "550 5.7.1 Relaying denied" }]);
+    expect(json.facts.rcpt).toEqual(["someone@gmail.com"]);
+    expect(json.facts.headers.received[0]).toContain("for <someone@gmail.com>");
+    const text = await mailgw([fixture("utf8-korean-subject.eml"), "--rules", rulesFile, "--to", "someone@gmail.com"]);
+    expect(text.stdout).toContain("rcpt=<someone@gmail.com> ");
+    expect(text.stdout).toContain("note:     serve would refuse at RCPT <someone@gmail.com> (550 5.7.1 Relaying denied): with no recipient left, the message would not be accepted at all\n");
+  });
+
+  test("a header From that serve would refuse as MAIL FROM is no refused sender without --from (the client's envelope is its own)", async () => {
+    const message = new TextEncoder().encode('From: "john doe"@sender.example\r\nTo: b@company.com\r\nSubject: hi\r\n\r\nhi\r\n');
+    const out = JSON.parse((await mailgw(["-", "--rules", rulesFile, "--json"], { stdin: message })).stdout);
+    expect(out.facts.mailFrom).toBe('"john doe"@sender.example');
+    expect(out.refusedSender).toBeNull();
+    const given = JSON.parse((await mailgw(["-", "--rules", rulesFile, "--json", "--from", '"john doe"@sender.example'], { stdin: message })).stdout);
+    expect(given.refusedSender).toBe("501 5.1.7 Bad sender address syntax");
+  });
+
+  test("the text report: the size counted, rcpt (none), an empty list as [] (none), +archive only for a rule that also archives, every auth result given", async () => {
+    const rules = join(dir, "render.yaml");
+    writeFileSync(rules, `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - { name: no-exe, priority: 20, action: reject, conditions: [{ field: attachment, operator: ends_with, value: .exe }] }
+  - { name: copy-hi, priority: 10, action: forward, forward_to: [x@sales-desk.example], archive: true, conditions: [{ field: subject, operator: equals, value: hi }] }
+`);
+    const eml = join(dir, "render.eml");
+    writeFileSync(eml, "From: a@sender.example\r\nTo: undisclosed-recipients:;\r\nSubject: hi\r\n\r\nbody\r\n");
+    const size = JSON.parse((await mailgw([eml, "--rules", rules, "--json"])).stdout).facts.size;
+    const run = await mailgw([eml, "--rules", rules, "--spf", "pass", "--dkim", "pass", "--dmarc", "pass"]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain(`message:  ${eml} (${size} bytes with mailgw's Received: header)\n`);
+    expect(run.stdout).toContain("envelope: mail_from=<a@sender.example> rcpt=(none) client_ip=127.0.0.1");
+    expect(run.stdout).toContain('no   attachment ends_with ".exe"   actual: [] (none)\n');
+    expect(run.stdout).toContain("auth:     spf=pass (given) dkim=pass (given) dmarc=pass (given)\n");
+    expect(run.stdout).toContain("decision: forward  rule=copy-hi  category=copy-hi  forward_to=x@sales-desk.example  +archive\n");
+    const plain = await mailgw([fixture("spam-subject.eml"), "--rules", rulesFile]);
+    expect(plain.stdout).toContain('decision: reject  rule=reject-spam-subject  category=spam  reply="550 5.7.1 Message rejected as spam"\n');
+  });
+
   test("spam subject: reject, with the matching condition and its actual value", async () => {
     const run = await mailgw([fixture("spam-subject.eml"), "--rules", rulesFile]);
     expect(run.code).toBe(0);

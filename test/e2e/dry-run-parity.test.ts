@@ -8,9 +8,12 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { RawClient, greet } from "../smtp/helpers.ts";
-import { cleanupBinary, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
-import { BARE_PATH, copyBinaryToTemp, runBinary, type CopiedBinary } from "../packaging/binary.ts";
+import { RawClient, greet, makeCert } from "../smtp/helpers.ts";
+import { archivedCopy, cleanupBinary, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { BARE_PATH, copyBinaryToTemp, findTool, runBinary, type CopiedBinary } from "../packaging/binary.ts";
+
+const PYTHON = findTool("python3");
+if (!PYTHON) console.warn("skip (the --tls parity test): python3 not installed, its smtplib is the OpenSSL client");
 
 const RULES = `domains: [company.com, bücher.example]
 default: { action: archive, category: default }
@@ -34,7 +37,8 @@ let binary: CopiedBinary;
 beforeAll(async () => {
   const dir = serveDir();
   writeFileSync(join(dir, "rules.yaml"), RULES);
-  serve = await startServe("binary", dir);
+  const { key, cert } = makeCert(dir); // STARTTLS offered, for the --tls case
+  serve = await startServe("binary", dir, { SMTP_TLS_KEY: key, SMTP_TLS_CERT: cert });
   binary = copyBinaryToTemp();
 }, 60_000);
 
@@ -334,6 +338,55 @@ describe("mailgw test decides as serve does", () => {
     const fromHeader = await dryRun(message, [], ["--from", "a@sender.example"]);
     expect(fromHeader.facts.rcpt).toEqual(["b@company.com"]);
     expect(fromHeader.facts.size).toBe(served.size);
+  }, 30_000);
+
+  // Without --from the envelope sender is the header From: a UTF-8 one is sent with SMTPUTF8,
+  // so serve's Received line says UTF8SMTP, with or without --to.
+  test("size with a UTF-8 header From and no --from: the dry run's Received: says UTF8SMTP as serve's does", async () => {
+    const message = lines("From: jörg@sender.example", "To: b@company.com", "Subject: sized", "", "x".repeat(100));
+    const served = await sendToServe(message, "<jörg@sender.example> SMTPUTF8");
+    expect(served.reply).toStartWith("250 ");
+    for (const envelope of [[], ["--to", "b@company.com"]]) {
+      const dry = await dryRun(message, [], envelope);
+      expect(dry.facts.mailFrom).toBe("jörg@sender.example");
+      expect(dry.facts.headers.received[0]).toContain("with UTF8SMTP");
+      expect(dry.facts.size).toBe(served.size);
+    }
+  }, 30_000);
+
+  // serve names the negotiated TLS version and cipher in its Received line; `--tls` writes the
+  // line of the usual TLS 1.3 session, so `size` and `header:received` decide alike. The client is
+  // Python's smtplib (OpenSSL, as Postfix and Exim): Bun's own TLS client negotiates AES-128.
+  test.skipIf(!PYTHON)("--tls: the dry run's Received: line is serve's after STARTTLS from an OpenSSL client (ESMTPS, TLS version, cipher), and size counts it exactly", async () => {
+    const message = lines("From: a@sender.example", "To: b@company.com", "Subject: sized", "", "x".repeat(100));
+    const client = [
+      "import smtplib, ssl, sys",
+      "ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE",
+      "s = smtplib.SMTP('127.0.0.1', int(sys.argv[1])); s.ehlo('client.example'); s.starttls(context=ctx); s.ehlo('client.example')",
+      "s.sendmail('a@sender.example', ['b@company.com'], sys.stdin.buffer.read()); s.quit()",
+    ].join("\n");
+    const sent = Bun.spawn([PYTHON ?? "python3", "-c", client, String(serve.smtpPort)], { stdin: Buffer.from(message), stdout: "pipe", stderr: "pipe" });
+    expect({ exit: await sent.exited, stderr: await new Response(sent.stderr).text() }).toEqual({ exit: 0, stderr: "" });
+    const db = new Database(join(serve.dir, "data", "mail-gateway.db"), { readonly: true });
+    const row = db.query<{ id: string; size: number }, []>("SELECT id, size FROM messages ORDER BY received_at DESC, rowid DESC LIMIT 1").get();
+    db.close();
+    const stored = (await archivedCopy(serve.dir, row?.id ?? ""))?.toString("latin1") ?? "";
+    // serve's first field, unfolded as the facts show it; the id and the date differ per message.
+    const received = /^Received: ((?:.|\r\n\t)*)\r\n(?!\t)/.exec(stored)?.[1]?.replaceAll("\r\n", "") ?? "";
+    const masked = (line: string) => line.replace(/\tid \S+/, "\tid ID").replace(/;\t.*$/, ";\tDATE");
+    expect(received).toContain("with ESMTPS\t(version=TLSv1.3 cipher=");
+    const dry = await dryRun(message, ["--tls"]);
+    expect(masked(dry.facts.headers.received[0])).toBe(masked(received));
+    expect(dry.facts.size).toBe(row?.size);
+  }, 30_000);
+
+  test("a reject rule without reject_message: the dry run shows the reply serve sends", async () => {
+    const message = lines("From: a@sender.example", "To: b@company.com", "Subject: offer", "", "cheap viagra");
+    const served = await sendToServe(message);
+    expect(served.reply).toStartWith("550 5.7.1 ");
+    await dryRun(message);
+    const text = await runBinary(binary.bin, ["test", "dry-run.eml", "--rules", "rules.yaml"], { cwd: serve.dir });
+    expect(text.stdout).toContain(`decision: reject  rule=no-viagra  category=no-viagra  reply="${served.reply.trim()}"\n`);
   }, 30_000);
 
   test("size with a UTF-8 recipient domain: the client declared SMTPUTF8, so the dry run's Received: says UTF8SMTP too", async () => {
