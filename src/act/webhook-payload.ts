@@ -24,8 +24,15 @@ import { parseNamingParts, type NamedAttachment, type NamedEmail } from "../pars
 import { cutContents, restoredSizes, type ContentCut } from "./webhook-cut.ts";
 import { restoredTexts } from "./webhook-text-cut.ts";
 
-/** Header bytes postal-mime may decode in a MIME part. Stops a megabyte part header of encoded words costing seconds of CPU. */
-export const WEBHOOK_PARSE_MAX_HEADER_BYTES = 128 * 1024;
+/**
+ * Header bytes postal-mime may decode, counted over the whole message (every part's header, the
+ * top one too): past it the payload has no text and no attachments, only parseError. It bounds
+ * the work on header bytes (a 1 MiB To: of encoded-word mailboxes: ~165 ms; 128 KiB: ~40 ms) but
+ * must not refuse ordinary mail: at 128 KiB a message of 1,000 attachments with ~140-byte part
+ * headers (Content-Type with a name, Content-Disposition, Content-Transfer-Encoding) lost its
+ * text, as did a top header block over 128 KiB, which the classifier reads up to 1 MiB.
+ */
+export const WEBHOOK_PARSE_MAX_HEADER_BYTES = 1024 * 1024;
 /** MIME nesting depth parsed. Stops deeply nested multiparts. */
 export const WEBHOOK_PARSE_MAX_DEPTH = 20;
 /** message/rfc822 levels parsed inline; deeper ones are listed as attachments. */

@@ -44,6 +44,25 @@ test("writeJsonString is JSON.stringify as UTF-8: escapes, every control charact
   }
 });
 
+test("writeJsonString at the edges of each UTF-8 length: U+007F/U+0080, U+07FF/U+0800, U+D7FF/U+E000, U+FFFF, lone U+DBFF and U+DFFF, the first and last pairs", () => {
+  const values = ["\u007f\u0080", "\u07ff\u0800", "\ud7ff\ue000\uffff", "lone \udfff and \udbff", "\ud800\udc00 \udbff\udfff"];
+  const expected = [
+    "22 7f c2 80 22",
+    "22 df bf e0 a0 80 22",
+    "22 ed 9f bf ee 80 80 ef bf bf 22",
+    `22 ${Buffer.from("lone \\udfff and \\udbff", "latin1").toString("hex").replace(/../g, "$& ").trim()} 22`,
+    "22 f0 90 80 80 20 f4 8f bf bf 22",
+  ];
+  for (const [i, value] of values.entries()) {
+    const hex = (b: Buffer) => b.toString("hex").replace(/../g, "$& ").trim();
+    expect(hex(Buffer.from(JSON.stringify(value)))).toBe(expected[i]!);
+    const out = Buffer.alloc(64, 0x7e);
+    const end = writeJsonString(value, out, 1);
+    expect(hex(out.subarray(1, end))).toBe(expected[i]!);
+    expect(writeJsonString(value, null, 1)).toBe(end);
+  }
+});
+
 test("24 MB of text that JSON escapes character by character: counted and written exactly (the delivery thread writes it)", () => {
   // Measured, not asserted here: 0.86-1.35 s when each \u00XX escape went through a closure and
   // a new array; 0.15-0.17 s since.
@@ -121,4 +140,16 @@ test("the top-level fields: every To and Cc mailbox over repeated fields, Messag
   // A Date that reads as no date is passed on as written.
   const odd = await buildWebhookPayload(message(new TextEncoder().encode("Date: the day after tomorrow\r\n\r\nx\r\n")), 0);
   expect(odd.date).toBe("the day after tomorrow");
+});
+
+test("To: over several fields is listed up to 1000 mailboxes in all, the first ones in field order", async () => {
+  const field = (from: number, n: number) => `To: ${Array.from({ length: n }, (_, i) => `r${from + i}@company.com`).join(", ")}\r\n`;
+  // 600 + 400 fill the list; the third field adds nothing (not even its first mailbox).
+  const raw = new TextEncoder().encode(`${field(0, 600)}${field(600, 400)}${field(1000, 5)}Subject: many\r\n\r\nbody\r\n`);
+  const fields = await buildWebhookPayload(message(raw), 0);
+  expect(fields.to).toHaveLength(1000);
+  expect([fields.to[0]!.address, fields.to[599]!.address, fields.to[600]!.address, fields.to[999]!.address]).toEqual(["r0@company.com", "r599@company.com", "r600@company.com", "r999@company.com"]);
+  // A first field of 700 leaves 300 for the second.
+  const two = await buildWebhookPayload(message(new TextEncoder().encode(`${field(0, 700)}${field(700, 700)}\r\nx\r\n`)), 0);
+  expect(two.to.map((m) => m.address)).toEqual(Array.from({ length: 1000 }, (_, i) => `r${i}@company.com`));
 });

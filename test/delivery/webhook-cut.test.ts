@@ -139,6 +139,15 @@ const TRICKY: { name: string; raw: Uint8Array; cut: boolean }[] = [
     raw: message(MULTI, mixed(TEXT, pdf(bytes(1), `${base64Lines(bytes(200_000))}QUJD\r\nQQ==\r\n${base64Lines(bytes(100_000, 3)).replace("\r\n", " \r\n")}--b1x not a boundary\r\n${base64Lines(bytes(150_000, 5))}QUJDRA\r\n${base64Lines(bytes(90_000, 9))}`))),
     cut: true,
   },
+  {
+    // A blank line after 1002 lines of 75: the run left out is the first 1000 (75,000 characters, a multiple of 4), not all 1002 (2 mod 4: half a byte).
+    name: "base64 in 75 columns, a blank line after an even number of lines whose characters are 2 mod 4",
+    raw: message(MULTI, mixed(TEXT, pdf(bytes(1), (() => {
+      const lines = bytes(80_000).toString("base64").match(/.{1,75}/g)!;
+      return `${[...lines.slice(0, 1002), "", ...lines.slice(1002)].join("\r\n")}\r\n`;
+    })()))),
+    cut: true,
+  },
   { name: "CR CR LF line ends", raw: message(MULTI, mixed(TEXT, pdf(bytes(1), base64Lines(bytes(200_001), 76, "\r\r\n")))), cut: true },
   { name: "base64 html (not cut) and a pdf", raw: message(['Content-Type: multipart/mixed; boundary="b1"'], mixed(HTML_B64, pdf(bytes(100_003)))), cut: true },
   {
@@ -159,6 +168,7 @@ const TRICKY: { name: string; raw: Uint8Array; cut: boolean }[] = [
   { name: "no MIME at all (text: cut as a text run)", raw: message([], `${letterLines(5000)}\r\n`), cut: true },
   { name: "big UTF-8 text/plain, single part, 8bit", raw: utf8Message(["Content-Type: text/plain; charset=UTF-8", "Content-Transfer-Encoding: 8bit"], `${utf8Lines(8000)}\r\n`), cut: true },
   { name: "big UTF-8 text/plain ending without a line break, CR CR LF lines, a BOM and -- lines inside", raw: utf8Message(["Content-Type: text/plain; charset=utf-8"], `\ufeffBOM first\r\n${utf8Lines(5000)}\r\r\n-- \r\n\ufeffBOM again\r\n${utf8Lines(5000)}\r\n--\r\n${utf8Lines(5000)}`), cut: true },
+  { name: "big UTF-8 text starting with two BOMs (the decoder drops one, the text keeps the other)", raw: utf8Message(["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit"], `\ufeff\ufeffHallo\r\n${utf8Lines(8000)}\r\n`), cut: true },
   {
     name: "mixed: alternative of big text and html, and a pdf",
     raw: utf8Message(MULTI, mixed(
@@ -178,6 +188,18 @@ const TRICKY: { name: string; raw: Uint8Array; cut: boolean }[] = [
     raw: utf8Message(MULTI, mixed(
       part(['Content-Type: multipart/alternative; boundary="alt"'], `--alt\r\n${part(["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: quoted-printable"], `${qpLines(6000)}\r\n`)}--alt\r\n${part(["Content-Type: text/html; charset=UTF-8", "Content-Transfer-Encoding: Quoted-Printable"], `<p>=\r\n${qpLines(6000)}\r\n</p>\r\n`)}--alt--\r\n`),
       pdf(bytes(100_001)))),
+    cut: true,
+  },
+  {
+    // The run ends at the last hard break: "caf=C3=" joins the last line, and "é" is split between them.
+    name: "quoted-printable UTF-8 text whose last line break is soft, inside a character (=C3= / =A9)",
+    raw: utf8Message(["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: quoted-printable"], `${qpLines(9000)}\r\ncaf=C3=\r\n=A9 au lait\r\n`),
+    cut: true,
+  },
+  {
+    // After a "--" line ending in a soft break, the next run starts after the next hard break, not inside "ü".
+    name: "quoted-printable UTF-8 text with a \"--\" line softly broken inside a character (=C3= / =BC)",
+    raw: utf8Message(["Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: quoted-printable"], `Hallo\r\n${qpLines(300)}\r\n-------- Gr=C3=\r\n=BC=C3=9Fe --------\r\n${qpLines(9000)}\r\n`),
     cut: true,
   },
   { name: "format=flowed (left to postal-mime)", raw: utf8Message(["Content-Type: text/plain; charset=utf-8; format=flowed"], `${utf8Lines(8000).replace(/ok/g, "ok ")}\r\n`), cut: false },
@@ -211,4 +233,13 @@ test("a big UTF-8 text part that names a file: listed with the size of its whole
   // ...but the listed size is the whole part's, as a full parse gives it, not the marker's.
   expect(reference.attachments[0]!.size).toBeGreaterThan(MIN_TEXT_CUT_BYTES);
   expect({ text: payload.text, html: payload.html, attachments: payload.attachments }).toEqual(reference);
+}, 30_000);
+
+test("a small text part that names a file, next to a big attachment left out of the parse: listed with its text's size, not 0", async () => {
+  const raw = message(MULTI, mixed(TEXT, part(['Content-Type: text/plain; charset=utf-8; name="notes.txt"'], "first line\r\nsecond line\r\n"), pdf(bytes(300_001))));
+  // The attachment cut applies (no text run: the parse of the cut body is the payload's)...
+  expect((await cutParse(raw))?.textRuns).toBe(0);
+  const payload = await buildWebhookPayload({ id: "m1", receivedAt: 0, rule: null, category: "c", envelope: { mailFrom: "", rcptTo: [], clientIp: "", helo: "", tls: false }, raw }, 0);
+  expect(payload.attachments.map((a) => [a.filename, a.contentType, a.size])).toEqual([["notes.txt", "text/plain", "first line\nsecond line\n".length], ["a.pdf", "application/pdf", 300_001]]);
+  expect({ text: payload.text, html: payload.html, attachments: payload.attachments }).toEqual(await payloadReference(raw));
 }, 30_000);
