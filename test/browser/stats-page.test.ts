@@ -70,7 +70,7 @@ beforeAll(async () => {
     headless: true,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
-});
+}, 60_000);
 
 afterAll(async () => {
   if (!haveChromium) return;
@@ -78,7 +78,7 @@ afterAll(async () => {
   await server?.stop();
   fx?.cleanup();
   rmSync(profileDir, { recursive: true, force: true });
-});
+}, 60_000);
 
 interface Watch {
   errors: string[];

@@ -26,14 +26,14 @@ beforeAll(async () => {
   addMessage(fx.db, { action: "archive", category: "default" });
   server = await startServer(fx, { token: TOKEN });
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ["--no-sandbox", "--disable-gpu"] });
-});
+}, 60_000);
 
 afterAll(async () => {
   if (!haveChromium) return;
   await browser?.close();
   await server?.stop();
   fx?.cleanup();
-});
+}, 60_000);
 
 test.skipIf(!haveChromium)("the browser's login prompt (token as password) opens /stats and its refresh", async () => {
   const context = await browser.newContext({ httpCredentials: { username: "admin", password: TOKEN } });

@@ -12,7 +12,7 @@ import { repeatedFlag, unexpectedArgument } from "../../src/cli/argv.ts";
 
 const MAIN = join(import.meta.dir, "../../src/main.ts");
 const dir = mkdtempSync(join(tmpdir(), "mailgw-argv-"));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => rmSync(dir, { recursive: true, force: true }), 60_000);
 
 function mailgw(...args: string[]) {
   const r = Bun.spawnSync([process.execPath, MAIN, ...args], { cwd: dir, env: { PATH: process.env.PATH ?? "", HOME: dir, NO_COLOR: "1" } });

@@ -57,7 +57,7 @@ beforeAll(() => {
   writeFileSync(badRulesFile, BAD_RULES);
 });
 
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => rmSync(dir, { recursive: true, force: true }), 60_000);
 
 interface Run {
   code: number;

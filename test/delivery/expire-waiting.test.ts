@@ -14,7 +14,7 @@ import { attemptsOf, counter, deliveryOf, makeEnv, relayVars, seedDelivery, star
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
+}, 60_000);
 
 test("forwards waiting for a slot of a relay that stalls become failed at QUEUE_MAX_AGE_HOURS, without an attempt", async () => {
   const relay = await startRelay();

@@ -12,7 +12,7 @@ import { attemptsOf, deliveryOf, makeEnv, relayVars, SAMPLE_MESSAGE, seedDeliver
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
+}, 60_000);
 
 async function setup(relayOpts: RelayOptions) {
   const relay = await startRelay(relayOpts);

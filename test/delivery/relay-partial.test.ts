@@ -19,7 +19,7 @@ import {
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
+}, 60_000);
 
 async function setup(vars: Record<string, string> = {}, logger = silentLogger): Promise<{ relay: ScriptedRelay; t: TestEnv; worker: DeliveryWorker }> {
   const relay = await startRelay();

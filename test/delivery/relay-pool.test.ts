@@ -124,7 +124,7 @@ async function startFakeRelay(script: Script = {}): Promise<FakeRelay> {
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
+}, 60_000);
 
 function pool(port: number, maxConnections = 1, more: Partial<RelayPoolOptions> = {}): RelayPool {
   const p = createRelayPool({

@@ -22,7 +22,7 @@ import {
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
+}, 60_000);
 
 function countersOf(t: TestEnv, metric: string): { rule: string; category: string; n: number }[] {
   return t.db.query<{ rule: string; category: string; n: number }, [string]>("SELECT rule, category, n FROM daily_counters WHERE metric = ?").all(metric);

@@ -30,7 +30,7 @@ const SECRET = "serve-webhook-secret";
 const cleanups: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
+}, 60_000);
 
 async function serve(rules: string, env: Record<string, string>): Promise<ServeProcess> {
   const dir = serveDir();

@@ -30,7 +30,7 @@ rules:
 const cleanups: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
+}, 60_000);
 
 function gatewayDir(): string {
   const dir = serveDir();

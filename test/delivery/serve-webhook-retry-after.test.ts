@@ -18,7 +18,7 @@ import { waitFor } from "./helpers.ts";
 const cleanups: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
+}, 60_000);
 
 /** Each path's answers in order (then 200); the time of every post per path. */
 function receiver(script: Record<string, (() => Response)[]>) {

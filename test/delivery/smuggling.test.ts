@@ -23,7 +23,7 @@ function messageWith(payload: string): string {
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
+}, 60_000);
 
 describe("smuggling payloads reach the relay as one message each", () => {
   test("raw capture: one MAIL per message, no bare CR/LF inside DATA", async () => {

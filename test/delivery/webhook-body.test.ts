@@ -98,7 +98,7 @@ test("the body is JSON.stringify of the payload, byte for byte", async () => {
 const servers: ReturnType<typeof Bun.serve>[] = [];
 afterEach(() => {
   for (const s of servers.splice(0)) s.stop(true);
-});
+}, 60_000);
 
 test("posted with Content-Length (not chunked), signed over the bytes sent", async () => {
   const seen: { length: string | null; encoding: string | null; signature: string | null; body: Buffer }[] = [];

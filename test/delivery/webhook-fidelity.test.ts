@@ -57,7 +57,7 @@ afterAll(async () => {
   db?.close();
   await serve?.stop();
   receiver?.stop(true);
-});
+}, 60_000);
 
 /** Sends `message` (exact bytes, CRLF lines, dot-stuffed here) to hook@company.com; waits for its post. */
 async function post(message: Buffer): Promise<{ payload: WebhookPayload; classifiedSubject: string }> {

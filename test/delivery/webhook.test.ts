@@ -53,7 +53,7 @@ function validSignature(r: Received): boolean {
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
+}, 60_000);
 
 function setup(vars: Record<string, string> = { WEBHOOK_SECRET: SECRET }, workerOpts = {}) {
   const t = makeEnv(vars);

@@ -19,11 +19,11 @@ const commands = registeredCommands();
 beforeAll(() => {
   binary = copyBinaryToTemp();
   work = mkdtempSync(join(tmpdir(), "mailgw-cli-"));
-});
+}, 60_000);
 afterAll(() => {
   binary.cleanup();
   rmSync(work, { recursive: true, force: true });
-});
+}, 60_000);
 
 const run = (args: string[], stdin?: string) => runBinary(binary.bin, args, stdin === undefined ? { cwd: work } : { cwd: work, stdin });
 

@@ -36,11 +36,11 @@ beforeAll(() => {
   binary = copyBinaryToTemp();
   work = mkdtempSync(join(tmpdir(), "mailgw-container-"));
   writeFileSync(join(work, "rules.yaml"), "domains: [example.test]\ndefault: { action: archive }\nrules: []\n");
-});
+}, 60_000);
 afterAll(() => {
   binary?.cleanup();
   if (work) rmSync(work, { recursive: true, force: true });
-});
+}, 60_000);
 
 test.skipIf(SKIP !== null)("HTTP_HOST=:: with IPv6 disabled: serve listens on IPv4 and healthcheck finds it (exit 0)", async () => {
   const proc = Bun.spawn([unshare as string, "-n", "sh", "-c", SCRIPT, binary.bin], {

@@ -23,11 +23,11 @@ const dirs: string[] = [];
 
 beforeAll(() => {
   binary = copyBinaryToTemp();
-});
+}, 60_000);
 afterAll(() => {
   binary?.cleanup();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+}, 60_000);
 
 const RULES = [
   "domains: [example.test]",

@@ -23,11 +23,11 @@ beforeAll(() => {
   if (!SERVE_REGISTERED) return;
   binary = copyBinaryToTemp();
   work = mkdtempSync(join(tmpdir(), "mailgw-serve-"));
-});
+}, 60_000);
 afterAll(() => {
   binary?.cleanup();
   if (work) rmSync(work, { recursive: true, force: true });
-});
+}, 60_000);
 
 async function waitForHealthy(bin: string, env: Record<string, string>, proc: { exitCode: number | null }): Promise<void> {
   const deadline = Date.now() + STARTUP_TIMEOUT_MS;

@@ -22,11 +22,11 @@ let work: string;
 beforeAll(() => {
   binary = copyBinaryToTemp();
   work = mkdtempSync(join(tmpdir(), "mailgw-workers-"));
-});
+}, 60_000);
 afterAll(() => {
   binary?.cleanup();
   if (work) rmSync(work, { recursive: true, force: true });
-});
+}, 60_000);
 
 async function waitForHealthy(env: Record<string, string>, proc: { exitCode: number | null }): Promise<void> {
   const deadline = Date.now() + STARTUP_TIMEOUT_MS;

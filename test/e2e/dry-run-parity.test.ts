@@ -46,7 +46,7 @@ afterAll(async () => {
   await serve?.stop();
   binary?.cleanup();
   cleanupBinary();
-});
+}, 60_000);
 
 interface Served {
   reply: string;

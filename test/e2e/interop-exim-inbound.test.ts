@@ -76,7 +76,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await exim?.stop();
   await gateway?.close();
-});
+}, 60_000);
 
 const ex = (): Exim => exim as Exim;
 const gw = (): MxGateway => gateway as MxGateway;

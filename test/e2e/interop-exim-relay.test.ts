@@ -77,7 +77,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await exim?.stop();
   await capture?.close();
-});
+}, 60_000);
 
 const ex = (): Exim => exim as Exim;
 const capturedOf = (raw: Buffer): Captured[] => (capture as Capture).of(raw);

@@ -95,7 +95,7 @@ afterAll(async () => {
   await haproxy?.stop();
   capture?.server.close();
   if (serve?.proc.exitCode === null) expect(await serve.stop()).toBe(0);
-});
+}, 60_000);
 
 const session = (id: string) => serve.waitForLog((l) => l.msg === "smtp session" && l.id === id);
 

@@ -51,7 +51,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await nginx?.stop();
   if (serve?.proc.exitCode === null) expect(await serve.stop()).toBe(0);
-});
+}, 60_000);
 
 const session = (id: string) => serve.waitForLog((l) => l.msg === "smtp session" && l.id === id);
 

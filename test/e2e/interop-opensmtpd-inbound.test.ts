@@ -59,7 +59,7 @@ afterAll(async () => {
   await bounces?.close();
   await gateway?.close();
   await limited?.close();
-});
+}, 60_000);
 
 const od = (): OpenSmtpd => smtpd as OpenSmtpd;
 const gw = (): MxGateway => gateway as MxGateway;

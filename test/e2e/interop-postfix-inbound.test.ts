@@ -52,7 +52,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await postfix?.stop();
   await gateway?.close();
-});
+}, 60_000);
 
 const pf = (): Postfix => postfix as Postfix;
 const gw = (): MxGateway => gateway as MxGateway;

@@ -68,7 +68,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await postfix?.stop();
   await capture?.close();
-});
+}, 60_000);
 
 const pf = (): Postfix => postfix as Postfix;
 

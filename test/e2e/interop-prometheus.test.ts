@@ -162,7 +162,7 @@ describe.skipIf(SKIP !== null)("real Prometheus 2.x scraping mailgw serve", () =
     }
     await relay?.close();
     await webhook?.close();
-  });
+  }, 60_000);
 
   test("mailgw counts mail of every outcome, and promtool check metrics finds nothing to lint", async () => {
     const port = ports.smtpA;

@@ -117,7 +117,7 @@ afterAll(async () => {
   await py?.cleanup();
   cleanupBinary();
   for (const d of [dir, certDir]) if (d) rmSync(d, { recursive: true, force: true });
-});
+}, 60_000);
 
 const postsOf = (id: string): ReceivedPost[] => py.posts().filter((p) => p.id === id);
 const entryOf = async (id: string, states = "queued,deferred,failed,held,delivered"): Promise<QueueEntry | undefined> => (await queueList(dir, states)).find((e) => e.id === id);

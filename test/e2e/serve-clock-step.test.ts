@@ -22,7 +22,7 @@ afterEach(async () => {
   await relay?.close();
   relay = null;
   cleanupBinary();
-});
+}, 60_000);
 
 /** serve's environment with its wall clock read from the file `clock` in `dir` (offsets such as `-1d`). */
 function fakeClock(dir: string): { clock: string; env: Record<string, string> } {

@@ -24,7 +24,7 @@ rules: []
 const cleanups: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
+}, 60_000);
 
 async function serve(dir: string, relay: ScriptedRelay, extra: Record<string, string>): Promise<ServeProcess> {
   const s = await startServe("source", dir, relayVars(relay, extra));

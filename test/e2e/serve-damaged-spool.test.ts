@@ -13,7 +13,7 @@ import { relayVars, startRelay } from "../delivery/helpers.ts";
 import { greet, RawClient, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { cleanupBinary, serveDir, startServe } from "../smtp/serve-process.ts";
 
-afterAll(cleanupBinary);
+afterAll(cleanupBinary, 60_000);
 
 const RULES = `domains: [company.com]
 default: { action: archive, category: default }

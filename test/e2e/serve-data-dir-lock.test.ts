@@ -28,7 +28,7 @@ const dirs: string[] = [];
 afterAll(async () => {
   cleanupBinary();
   for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
+}, 60_000);
 
 async function workDir(): Promise<string> {
   // realpath: serve resolves ./data against its working directory, which the kernel reports resolved.

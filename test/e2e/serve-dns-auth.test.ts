@@ -96,12 +96,12 @@ beforeAll(async () => {
   writeFileSync(join(dir, "resolv.conf"), `nameserver ${host}\n`);
   const inNamespace = ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"', join(dir, "resolv.conf")];
   serve = await startServe("binary", dir, { SMTP_HOSTNAME: "mx.company.test" }, 20_000, inNamespace);
-});
+}, 60_000);
 afterAll(async () => {
   if (serve && serve.proc.exitCode === null) await serve.stop();
   await dns?.close();
   cleanupBinary();
-});
+}, 60_000);
 
 async function send(raw: string, from = "alice@example.org"): Promise<string> {
   const transport = nodemailer.createTransport({ host: "127.0.0.1", port: serve.smtpPort, secure: false, ignoreTLS: true, name: "mail.example.org" });

@@ -34,8 +34,8 @@ let serve: ServeProcess | null = null;
 afterEach(async () => {
   if (serve && serve.proc.exitCode === null) await serve.stop("SIGKILL");
   serve = null;
-});
-afterAll(() => cleanupBinary());
+}, 60_000);
+afterAll(() => cleanupBinary(), 60_000);
 
 /** serve (compiled) in `dir`, with an empty /etc/resolv.conf of its own. */
 async function serveWithoutResolver(dir: string): Promise<ServeProcess> {

@@ -56,7 +56,7 @@ const running: ServeProcess[] = [];
 afterEach(async () => {
   // A test that failed before stopAndTrace: strace, signalled, would leave serve running.
   for (const s of running.splice(0)) if (s.proc.exitCode === null) await stopServe(s, "SIGKILL");
-});
+}, 60_000);
 
 /** serve under strace in a fresh directory; `inject`: strace's fault injection for syncfs. */
 async function tracedServe(inject: string | null): Promise<{ serve: ServeProcess; dir: string; trace: string }> {

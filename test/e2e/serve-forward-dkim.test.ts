@@ -47,13 +47,13 @@ beforeAll(async () => {
     RELAY_SMTP_PORT: String(relay.port),
     RELAY_SMTP_SECURE: "none",
   });
-});
+}, 60_000);
 afterAll(async () => {
   if (serve && serve.proc.exitCode === null) await serve.stop();
   await relay?.close();
   await dns?.close();
   cleanupBinary();
-});
+}, 60_000);
 
 async function sign(message: Buffer, canonicalization: string): Promise<Buffer> {
   const key = { signingDomain: "example.org", selector: "sel", privateKey: PRIVATE_PEM, canonicalization };

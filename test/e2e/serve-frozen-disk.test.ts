@@ -19,7 +19,7 @@ import { serveDir, startServe } from "../smtp/serve-process.ts";
 const cleanups: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
+}, 60_000);
 
 function run(cmd: string, ...args: string[]): { ok: boolean; out: string } {
   const r = spawnSync(cmd, args, { encoding: "utf8" });

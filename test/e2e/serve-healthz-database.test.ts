@@ -13,7 +13,7 @@ import { runBinary } from "../packaging/binary.ts";
 import { greet, RawClient, sendMail } from "../smtp/helpers.ts";
 import { cleanupBinary, serveCommand, serveDir, startServe } from "../smtp/serve-process.ts";
 
-afterAll(cleanupBinary);
+afterAll(cleanupBinary, 60_000);
 
 test("database file removed while serve runs → /healthz 503 and healthcheck exits 1 naming the database", async () => {
   const dir = serveDir();

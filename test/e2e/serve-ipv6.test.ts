@@ -24,7 +24,7 @@ const dirs: string[] = [];
 afterAll(() => {
   cleanupBinary();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+}, 60_000);
 
 /** A plain-SMTP relay on ::1; resolves with its port and the recipients of what it took. */
 async function ipv6Relay(): Promise<{ port: number; received: string[]; close(): Promise<void> }> {

@@ -17,7 +17,7 @@ const dirs: string[] = [];
 afterAll(() => {
   for (const d of dirs) if (!process.env.KEEP) rmSync(d, { recursive: true, force: true });
   cleanupBinary();
-});
+}, 60_000);
 
 /** Runs serve with stdout into `out.log`, sends one message, stops it; returns the log's lines. */
 async function serveLines(journalStream: (outFile: string) => string): Promise<string[]> {

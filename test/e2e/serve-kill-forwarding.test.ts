@@ -38,7 +38,7 @@ rules:
       - { field: subject, operator: contains, value: chaos }
 `;
 
-afterAll(() => cleanupBinary());
+afterAll(() => cleanupBinary(), 60_000);
 
 /** Deterministic PRNG (mulberry32), so a failing run can be replayed with its seed. */
 function seeded(seed: number): () => number {

@@ -16,7 +16,7 @@ import { connects, serveCommand, serveDir, until } from "../smtp/serve-process.t
 const dirs: string[] = [];
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+}, 60_000);
 
 test("the log reader gone: serve goes on accepting mail and logs to stderr", async () => {
   const dir = serveDir();

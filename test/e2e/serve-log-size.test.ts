@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { cleanupBinary, serveDir, startServe } from "../smtp/serve-process.ts";
 
-afterAll(() => cleanupBinary());
+afterAll(() => cleanupBinary(), 60_000);
 
 /** A catch-all rule, then `shadowed` rules it leaves no message to (lint: shadowed-rule each). */
 function shadowingRules(shadowed: number, header = ""): string {

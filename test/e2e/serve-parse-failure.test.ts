@@ -17,7 +17,7 @@ import { PARSE_TIMEOUT_MS } from "../../src/parse/parse-pool.ts";
 import { greet, RawClient, sendMail } from "../smtp/helpers.ts";
 import { cleanupBinary, serveDir, startServe } from "../smtp/serve-process.ts";
 
-afterAll(() => cleanupBinary());
+afterAll(() => cleanupBinary(), 60_000);
 
 const HANG_PRELOAD = `const post = Worker.prototype.postMessage;
 Worker.prototype.postMessage = function (data, ...rest) {

@@ -16,7 +16,7 @@ import { queueList, serveDir, startServe, until, type ServeProcess } from "../sm
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
+}, 60_000);
 
 /** Answers each post after `delayMs` with `status`; counts them. */
 function receiver(status: number, delayMs: number) {

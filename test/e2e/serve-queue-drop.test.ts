@@ -24,7 +24,7 @@ rules:
 const cleanups: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
+}, 60_000);
 
 /** A relay in `mode`, serve (from source) forwarding to it, and a greeted client session. */
 async function startWithRelay(mode: ScriptedRelay["mode"]) {

@@ -26,8 +26,8 @@ const MESSAGE =
 const cleanups: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
-afterAll(() => cleanupBinary());
+}, 60_000);
+afterAll(() => cleanupBinary(), 60_000);
 
 async function forwardThrough(hide8BitMime: boolean, message = MESSAGE) {
   const relay = await startRelay({ hide8BitMime });

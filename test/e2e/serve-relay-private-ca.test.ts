@@ -21,7 +21,7 @@ const dirs: string[] = [];
 afterAll(() => {
   cleanupBinary();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+}, 60_000);
 
 test("private-CA relay: deferred with the NODE_EXTRA_CA_CERTS fix named; delivered after a restart with it (binary)", async () => {
   const dir = serveDir();

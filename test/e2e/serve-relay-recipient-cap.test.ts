@@ -22,8 +22,8 @@ rules:
 const cleanups: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
-afterAll(() => cleanupBinary());
+}, 60_000);
+afterAll(() => cleanupBinary(), 60_000);
 
 test("a relay taking 2 recipients per message: 5 forward_to addresses get one copy each at once, in 3 transactions", async () => {
   const relay = await startRelay();

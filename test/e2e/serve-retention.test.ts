@@ -19,7 +19,7 @@ let serve: ServeProcess | null = null;
 afterEach(async () => {
   if (serve?.proc.exitCode === null) await serve.stop("SIGKILL");
   serve = null;
-});
+}, 60_000);
 
 /** `n` archived messages received 30 to 60 days ago, each with its file under archive/. */
 function seedOldArchive(dataDir: string, n: number): void {

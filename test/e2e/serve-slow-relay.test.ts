@@ -21,8 +21,8 @@ rules:
 const cleanups: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
-afterAll(() => cleanupBinary());
+}, 60_000);
+afterAll(() => cleanupBinary(), 60_000);
 
 test("a relay answering the end of data after 65 s: waited for, delivered once, no retry", async () => {
   const relay = await startRelay();

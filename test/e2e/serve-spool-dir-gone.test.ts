@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { greet, RawClient, sendMail } from "../smtp/helpers.ts";
 import { cleanupBinary, serveDir, startServe } from "../smtp/serve-process.ts";
 
-afterAll(cleanupBinary);
+afterAll(cleanupBinary, 60_000);
 
 async function send(port: number): Promise<string> {
   const c = await RawClient.connect(port);

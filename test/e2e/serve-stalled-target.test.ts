@@ -21,7 +21,7 @@ const serve = serveEachTest();
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
+}, 60_000);
 
 /** Counts posts; `stall`: takes the request and never answers it. */
 function receiver(stall: boolean) {

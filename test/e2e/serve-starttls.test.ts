@@ -15,7 +15,7 @@ import { findTool } from "../packaging/binary.ts";
 import { RawClient, greet, makeCert, sendMail } from "../smtp/helpers.ts";
 import { cleanupBinary, serveDir, startServe, type ServeMode } from "../smtp/serve-process.ts";
 
-afterAll(() => cleanupBinary());
+afterAll(() => cleanupBinary(), 60_000);
 
 const SWAKS = findTool("swaks");
 /** swaks does STARTTLS only with Net::SSLeay (Debian: libnet-ssleay-perl, a Recommends). */

@@ -17,7 +17,7 @@ import { cleanupBinary, serveDir, startServe, type ServeProcess } from "../smtp/
 const ROUNDS = 4;
 const SENDERS = 6;
 
-afterAll(() => cleanupBinary());
+afterAll(() => cleanupBinary(), 60_000);
 
 /** Sends until `stopAfterMs`, then SIGTERM; the acknowledged ids and subjects, and the exit code. */
 async function roundUntilStopped(serve: ServeProcess, stopAfterMs: number, counter: { next: number }) {

@@ -25,7 +25,7 @@ const ENV = { MAX_MESSAGE_SIZE_MB: "30", RATE_LIMIT_MAX: "1000" };
 const dirs: string[] = [];
 afterAll(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
-});
+}, 60_000);
 
 async function serveWithBodyRules(): Promise<ServeProcess> {
   const dir = serveDir();

@@ -20,7 +20,7 @@ const dirs: string[] = [];
 afterAll(() => {
   cleanupBinary();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+}, 60_000);
 
 /** openssl ca's date format (UTC): YYYYMMDDHHMMSSZ. */
 function caDate(ms: number): string {

@@ -22,7 +22,7 @@ const dirs: string[] = [];
 afterAll(() => {
   cleanupBinary();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+}, 60_000);
 
 function openssl(dir: string, ...args: string[]): void {
   execFileSync("openssl", args, { cwd: dir, stdio: "ignore" });

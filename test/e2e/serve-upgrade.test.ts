@@ -22,7 +22,7 @@ import { archivedCopy, cleanupBinary, runServeOnce, serveCommand, serveDir, star
 const FIXTURE = join(import.meta.dir, "../fixtures/upgrade");
 const DAY_MS = 86_400_000;
 
-afterAll(() => cleanupBinary());
+afterAll(() => cleanupBinary(), 60_000);
 
 /** The fixture in a fresh serve dir, its webhook URL (a port of the run that made it) replaced by `hookUrl`. */
 function copyFixture(hookUrl: string): string {

@@ -19,7 +19,7 @@ afterEach(async () => {
   await serve?.stop();
   serve = null;
   cleanupBinary();
-});
+}, 60_000);
 
 const walSize = (db: string): number => statSync(`${db}-wal`, { throwIfNoEntry: false })?.size ?? 0;
 

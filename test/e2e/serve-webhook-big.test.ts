@@ -41,7 +41,7 @@ afterAll(async () => {
   await serve?.stop();
   await py?.cleanup();
   if (dir) await rm(dir, { recursive: true, force: true });
-});
+}, 60_000);
 
 function rssBytes(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) * 1024;

@@ -53,11 +53,11 @@ beforeAll(() => {
   if (!SERVE_REGISTERED) return;
   binary = copyBinaryToTemp();
   work = mkdtempSync(join(tmpdir(), "mailgw-stats-e2e-"));
-});
+}, 60_000);
 afterAll(() => {
   binary?.cleanup();
   if (work) rmSync(work, { recursive: true, force: true });
-});
+}, 60_000);
 
 async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | null>): Promise<T> {
   const deadline = Date.now() + timeoutMs;

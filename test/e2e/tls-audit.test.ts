@@ -27,7 +27,7 @@ import { findTool } from "../packaging/binary.ts";
 import { RawClient, greet, sendMail } from "../smtp/helpers.ts";
 import { archivedCopy, cleanupBinary, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 
-afterAll(() => cleanupBinary());
+afterAll(() => cleanupBinary(), 60_000);
 
 const OPENSSL = findTool("openssl");
 if (!OPENSSL) console.warn("skip: openssl not installed (apt-get install -y openssl)");

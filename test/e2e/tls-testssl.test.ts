@@ -13,7 +13,7 @@ import { BARE_PATH, findTool } from "../packaging/binary.ts";
 import { makeCert } from "../smtp/helpers.ts";
 import { cleanupBinary, serveDir, startServe } from "../smtp/serve-process.ts";
 
-afterAll(() => cleanupBinary());
+afterAll(() => cleanupBinary(), 60_000);
 
 const TESTSSL = findTool("testssl") ?? findTool("testssl.sh");
 if (!TESTSSL) console.warn("skip: testssl.sh not installed (apt-get install -y --no-install-recommends testssl.sh)");

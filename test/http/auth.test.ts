@@ -19,7 +19,7 @@ afterEach(async () => {
   fx?.cleanup();
   server = null;
   fx = null;
-});
+}, 60_000);
 
 test("without a token every route is open", async () => {
   fx = makeFixture();

@@ -14,11 +14,11 @@ let server: HttpServer;
 beforeEach(async () => {
   fx = makeFixture();
   server = await startServer(fx, { hostname: `<b>mx</b>` });
-});
+}, 60_000);
 afterEach(async () => {
   await server.stop();
   fx.cleanup();
-});
+}, 60_000);
 
 test("escapeHtml covers the five characters that matter in content and attributes", () => {
   expect(escapeHtml(`<a href="x" title='y'>&amp;</a>`)).toBe("&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;amp;&lt;/a&gt;");

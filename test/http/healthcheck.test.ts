@@ -15,11 +15,11 @@ let server: HttpServer;
 beforeEach(async () => {
   fx = makeFixture();
   server = await startServer(fx);
-});
+}, 60_000);
 afterEach(async () => {
   await server.stop();
   fx.cleanup();
-});
+}, 60_000);
 
 async function healthcheck(port: number, host = "127.0.0.1", extra: string[] = []) {
   const proc = Bun.spawn([process.execPath, MAIN, "healthcheck", ...extra], {

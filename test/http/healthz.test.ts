@@ -18,11 +18,11 @@ beforeEach(async () => {
   fx = makeFixture();
   log = [];
   server = await startServer(fx, { logger: createLogger({ level: "info", format: "json", write: (s) => void log.push(s) }) });
-});
+}, 60_000);
 afterEach(async () => {
   await server.stop();
   fx.cleanup();
-});
+}, 60_000);
 
 async function health(): Promise<{ status: number; body: HealthReport }> {
   const res = await get(server, "/healthz");

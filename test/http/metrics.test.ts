@@ -17,11 +17,11 @@ let server: HttpServer;
 beforeEach(async () => {
   fx = makeFixture();
   server = await startServer(fx);
-});
+}, 60_000);
 afterEach(async () => {
   await server.stop();
   fx.cleanup();
-});
+}, 60_000);
 
 test("exposition is valid and the numbers match the database", async () => {
   addMessage(fx.db, { action: "archive" });

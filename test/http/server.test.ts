@@ -19,11 +19,11 @@ let server: HttpServer;
 beforeEach(async () => {
   fx = makeFixture();
   server = await startServer(fx);
-});
+}, 60_000);
 afterEach(async () => {
   await server.stop();
   fx.cleanup();
-});
+}, 60_000);
 
 function populate(db: Fixture["db"]): void {
   const now = Date.now();

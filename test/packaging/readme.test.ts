@@ -22,7 +22,7 @@ const temps: string[] = [];
 afterAll(() => {
   for (const t of temps) rmSync(t, { recursive: true, force: true });
   cleanupBinary();
-});
+}, 60_000);
 const SWAKS = findTool("swaks");
 
 describe("README", () => {

@@ -17,11 +17,11 @@ const roots: string[] = [];
 
 beforeAll(() => {
   binary = copyBinaryToTemp();
-});
+}, 60_000);
 afterAll(() => {
   binary.cleanup();
   for (const r of roots) rmSync(r, { recursive: true, force: true });
-});
+}, 60_000);
 
 function newRoot(): string {
   const root = mkdtempSync(join(tmpdir(), "mailgw-root-"));

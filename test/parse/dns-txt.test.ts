@@ -24,10 +24,10 @@ beforeAll(async () => {
   });
   silent = await startDnsServer({ "short.example": { silent: true } });
   failing = await startDnsServer({ "short.example": { rcode: 2 } });
-});
+}, 60_000);
 afterAll(async () => {
   await Promise.all([server?.close(), silent?.close(), failing?.close()]);
-});
+}, 60_000);
 
 const at = (s: DnsServer) => `${s.host}:${s.port}`;
 

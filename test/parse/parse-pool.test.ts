@@ -30,7 +30,7 @@ rules:
 const pools: ParsePool[] = [];
 afterAll(async () => {
   for (const pool of pools) await pool.close();
-});
+}, 60_000);
 
 async function startPool(opts: Parameters<typeof ParsePool.start>[0] = {}): Promise<ParsePool> {
   const started = await ParsePool.start(opts);

@@ -20,7 +20,7 @@ const CHILD = join(import.meta.dir, "fixtures", "crash-child.ts");
 let dir = "";
 afterEach(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
-});
+}, 60_000);
 
 interface Acked {
   id: string;

@@ -17,7 +17,7 @@ let h: Harness | null = null;
 afterEach(async () => {
   await h?.close();
   h = null;
-});
+}, 60_000);
 
 test("deliveries are held back until their message is durable, then due at once", async () => {
   h = await makeHarness();

@@ -10,7 +10,7 @@ let h: Harness | null = null;
 afterEach(async () => {
   await h?.close();
   h = null;
-});
+}, 60_000);
 
 function row(hh: Harness, id: string) {
   return hh.db

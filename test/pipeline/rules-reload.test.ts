@@ -22,7 +22,7 @@ afterEach(async () => {
   runtime?.close();
   runtime = null;
   if (dir) await rm(dir, { recursive: true, force: true });
-});
+}, 60_000);
 
 async function until(cond: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
   const end = Date.now() + timeoutMs;

@@ -13,7 +13,7 @@ let h: Harness | null = null;
 afterEach(async () => {
   await h?.close();
   h = null;
-});
+}, 60_000);
 
 async function expect451(p: Promise<unknown>): Promise<void> {
   const err = await p.then(() => null, (e: unknown) => e);

@@ -16,7 +16,7 @@ let h: Harness | null = null;
 afterEach(async () => {
   await h?.close();
   h = null;
-});
+}, 60_000);
 
 test("a write lock held elsewhere delays the 250 but never blocks the event loop", async () => {
   if (process.platform !== "linux") {

@@ -26,7 +26,7 @@ function mailgw(t: TestEnv, ...args: string[]): { code: number; stdout: string; 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
+}, 60_000);
 
 describe("mailgw queue", () => {
   test("list (table and --json), --state filter, empty queue", () => {

@@ -12,7 +12,7 @@ import { deliveryOf, makeEnv, relayVars, seedDelivery, startRelay, waitFor } fro
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
+}, 60_000);
 
 const DAY_MS = 24 * 3600 * 1000;
 

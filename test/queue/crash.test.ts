@@ -23,7 +23,7 @@ function spawnWorker(t: TestEnv): Subprocess<"ignore", "pipe", "pipe"> {
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
+}, 60_000);
 
 describe("kill -9 during delivery", () => {
   test("deliveries interrupted mid-DATA are delivered after a restart", async () => {

@@ -12,7 +12,7 @@ import { deliveryOf, makeEnv, seedDelivery, waitFor } from "../delivery/helpers.
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
+}, 60_000);
 
 test("without a relay, queued and deferred forwards are held at the first claim, with one warning; a deferred webhook is not", async () => {
   const t = makeEnv();

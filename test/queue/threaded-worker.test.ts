@@ -17,7 +17,7 @@ const CRASHABLE = new URL("./crashable-delivery-thread.ts", import.meta.url).hre
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
+}, 60_000);
 
 function capture(): { logger: Logger; lines: () => { msg: string; id?: string; level: string }[] } {
   const out: string[] = [];

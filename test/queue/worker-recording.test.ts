@@ -13,7 +13,7 @@ import { deliveryOf, makeEnv, relayVars, seedDelivery, startRelay, waitFor } fro
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
-});
+}, 60_000);
 
 test("a result the database refuses is committed once it takes writes again; the spool file is then released", async () => {
   const relay = await startRelay();

@@ -21,11 +21,11 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "mailgw-rules-cli-"));
   await cp(join(ROOT, "rules.yaml"), join(dir, "rules.yaml"));
   for (const name of ["commented.yaml", "invalid.yaml", "valid.yaml"]) await cp(join(FIXTURES, name), join(dir, name));
-});
+}, 60_000);
 
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
-});
+}, 60_000);
 
 interface Run {
   code: number;

@@ -23,7 +23,7 @@ const FLOCK_PLATFORM = process.platform === "linux" || process.platform === "dar
 const roots: string[] = [];
 afterAll(() => {
   for (const r of roots) rmSync(r, { recursive: true, force: true });
-});
+}, 60_000);
 
 function dataDir(): string {
   const root = mkdtempSync(join(tmpdir(), "mailgw-lock-"));

@@ -12,7 +12,7 @@ let server: TestServer | null = null;
 afterEach(async () => {
   await server?.close();
   server = null;
-});
+}, 60_000);
 
 async function stillServes(s: TestServer): Promise<void> {
   const c = await RawClient.connect(s.port);

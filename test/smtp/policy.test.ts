@@ -12,7 +12,7 @@ let server: TestServer | null = null;
 afterEach(async () => {
   await server?.close();
   server = null;
-});
+}, 60_000);
 
 const TRICKS: [string, string, RegExp][] = [
   ["other domain", "<v@other.example>", /^550 5\.7\.1 /],

@@ -13,7 +13,7 @@ let server: TestServer | null = null;
 afterEach(async () => {
   await server?.close();
   server = null;
-});
+}, 60_000);
 
 const SIG = Buffer.from("0d0a0d0a000d0a515549540a", "hex");
 

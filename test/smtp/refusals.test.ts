@@ -11,7 +11,7 @@ let server: TestServer | null = null;
 afterEach(async () => {
   await server?.close();
   server = null;
-});
+}, 60_000);
 
 async function session(port: number): Promise<RawClient> {
   const c = await RawClient.connect(port);

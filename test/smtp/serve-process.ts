@@ -88,7 +88,7 @@ export function serveEachTest(): (env?: Record<string, string>, rules?: string, 
   const running: ServeProcess[] = [];
   afterEach(async () => {
     for (const s of running.splice(0)) if (s.proc.exitCode === null) await s.stop("SIGKILL");
-  });
+  }, 60_000);
   return async (env = {}, rules = RULES_YAML, prepared?: string) => {
     const dir = prepared ?? serveDir();
     if (prepared === undefined) writeFileSync(join(dir, "rules.yaml"), rules);

@@ -18,7 +18,7 @@ let server: TestServer | null = null;
 afterEach(async () => {
   await server?.close();
   server = null;
-});
+}, 60_000);
 
 describe("SMTP session", () => {
   test("banner and EHLO advertise the SPEC §4 extensions and no AUTH", async () => {

@@ -18,7 +18,7 @@ let server: TestServer | null = null;
 afterEach(async () => {
   await server?.close();
   server = null;
-});
+}, 60_000);
 
 function tlsEnv(dir: string, extra: Record<string, string> = {}): Record<string, string> {
   const { key, cert } = makeCert(dir);

@@ -18,7 +18,7 @@ const PREFIX_LIMIT = 128 * 1024;
 let dir = "";
 afterEach(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
-});
+}, 60_000);
 
 function bytesOf(size: number): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(size);

@@ -23,7 +23,7 @@ const PREFIX = MAX_HEADER_BLOCK_BYTES + 2 * MAX_HEADER_FIELD_BYTES;
 const dirs: string[] = [];
 afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
-});
+}, 60_000);
 
 function inParts(bytes: Uint8Array, partSize: number): MessageBytes {
   const parts: Uint8Array[] = [];

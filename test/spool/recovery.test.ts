@@ -18,7 +18,7 @@ let h: Harness | null = null;
 afterEach(async () => {
   await h?.close();
   h = null;
-});
+}, 60_000);
 
 function row(id: string, receivedAt: number, over: Partial<MessageRow> = {}): MessageRow {
   return {

@@ -16,7 +16,7 @@ let h: Harness | null = null;
 afterEach(async () => {
   await h?.close();
   h = null;
-});
+}, 60_000);
 
 async function archivedAt(hh: Harness, receivedAt: number): Promise<string> {
   const id = newMessageId(receivedAt);

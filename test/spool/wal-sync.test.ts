@@ -26,7 +26,7 @@ beforeEach(() => {
 afterEach(() => {
   db.close();
   rmSync(dir, { recursive: true, force: true });
-});
+}, 60_000);
 
 function synchronousSetting(): number | undefined {
   return db.query<{ synchronous: number }, []>("PRAGMA synchronous").get()?.synchronous;
