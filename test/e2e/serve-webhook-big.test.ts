@@ -86,3 +86,24 @@ test.skipIf(SKIP !== null)("a 24 MB message is posted whole and serve's RSS grow
   expect((post as unknown as { rawSha256: string }).rawSha256).toBe(createHash("sha256").update(raw).digest("hex"));
   expect(peak - before).toBeLessThan(4 * bytes.length);
 }, 90_000);
+
+// postal-mime counts header bytes over the whole message: at the old 128 KiB cap, these 1,000
+// ordinary part headers (~140 bytes each) made serve post no text and no attachments at all.
+test.skipIf(SKIP !== null)("a message with 1,000 attachments is posted with its text and every attachment listed", async () => {
+  const parts = Array.from({ length: 1000 }, (_, i) => {
+    const name = `invoice-${String(i).padStart(4, "0")}.pdf`;
+    return `--many\r\nContent-Type: application/pdf; name="${name}"\r\nContent-Disposition: attachment; filename="${name}"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n`;
+  });
+  const bytes = Buffer.from([
+    "From: Billing <billing@sender.example>", "To: big@company.com", "Subject: this year's invoices", "MIME-Version: 1.0",
+    'Content-Type: multipart/mixed; boundary="many"', "", "--many", "Content-Type: text/plain; charset=utf-8", "",
+    "All invoices attached.", `${parts.join("")}--many--`, "",
+  ].join("\r\n"));
+  const id = await sendMessage(serve.smtpPort, "big@company.com", { name: "many", mailFrom: "billing@sender.example", bytes, expected: {} });
+  await until("the post of 1,000 attachments", async () => py.posts().some((p) => p.id === id), 30_000);
+  const post = py.posts().find((p) => p.id === id)!;
+  expect(post.error, py.output()).toBeUndefined();
+  expect(post.text).toBe("All invoices attached.\n");
+  expect(post.attachments).toHaveLength(1000);
+  expect(post.attachments[999]).toEqual({ filename: "invoice-0999.pdf", contentType: "application/pdf", size: 9, disposition: "attachment", contentId: null, names: ["invoice-0999.pdf"] });
+}, 60_000);
