@@ -33,7 +33,9 @@ function options(args: SystemdArgs): SystemdOptions {
   const root = rootOption(args.root);
   const { exec, warning } = resolveExec(process.execPath, Bun.main, args["exec-path"]);
   if (warning) process.stderr.write(`mailgw: warning: ${warning}\n`);
-  const settings = resolveRawValues({ flags: { SMTP_PORT: args["smtp-port"], HTTP_PORT: args["http-port"] } });
+  // Flags and the environment only: a .env in the directory install is run from (a dev
+  // checkout's SMTP_PORT=2526) is that checkout's, not the service's, and was copied silently.
+  const settings = resolveRawValues({ flags: { SMTP_PORT: args["smtp-port"], HTTP_PORT: args["http-port"] }, envFile: null });
   const portFlags = new Map<string, string>();
   if (args["smtp-port"] !== undefined) portFlags.set("SMTP_PORT", args["smtp-port"].trim());
   if (args["http-port"] !== undefined) portFlags.set("HTTP_PORT", args["http-port"].trim());

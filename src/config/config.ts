@@ -73,8 +73,8 @@ export interface LoadOptions {
   /** Defaults to process.env. */
   env?: Record<string, string | undefined>;
   cwd?: string;
-  /** Path of the .env file; default `<cwd>/.env` (missing is fine). */
-  envFile?: string;
+  /** Path of the .env file; default `<cwd>/.env` (missing is fine); null: none is read. */
+  envFile?: string | null;
   /** Whether stdout is a TTY (for the LOG_FORMAT default). */
   isTty?: boolean;
   /** The command-line spelling of `flags` (SMTP_PORT → --port), for errors about a flag's value. */
@@ -126,8 +126,8 @@ function quotedSecretWarnings(raw: ReadonlyMap<string, string>): string[] {
 function resolveSettings(opts: LoadOptions): { raw: Map<string, string>; given: Set<string>; warnings: string[] } {
   const cwd = opts.cwd ?? process.cwd();
   const env = opts.env ?? process.env;
-  const envFile = opts.envFile ?? resolve(cwd, ".env");
-  const dotenv = existsSync(envFile) ? parseDotenv(readEnvFile(envFile), envFile) : new Map<string, string>();
+  const envFile = opts.envFile === null ? null : (opts.envFile ?? resolve(cwd, ".env"));
+  const dotenv = envFile !== null && existsSync(envFile) ? parseDotenv(readEnvFile(envFile), envFile) : new Map<string, string>();
   for (const key of Object.keys(opts.flags ?? {})) {
     if (!VARIABLE_NAMES.has(key)) throw new CliError(`unknown configuration variable ${key}`);
   }
@@ -138,7 +138,7 @@ function resolveSettings(opts: LoadOptions): { raw: Map<string, string>; given: 
     if (value !== undefined) given.add(v.name);
     raw.set(v.name, (value ?? v.default).trim());
   }
-  const warnings = unknownVariableWarnings(env, dotenv.size > 0 ? { path: envFile, keys: dotenv.keys() } : null);
+  const warnings = unknownVariableWarnings(env, envFile !== null && dotenv.size > 0 ? { path: envFile, keys: dotenv.keys() } : null);
   for (const v of VARIABLES) if (v.planned && raw.get(v.name)) warnings.push(PLANNED_WARNINGS[v.name] ?? `${v.name} is set, but it is planned, not implemented yet: it has no effect`);
   warnings.push(...quotedSecretWarnings(raw));
   return { raw, given, warnings };

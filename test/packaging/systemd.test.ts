@@ -127,6 +127,22 @@ describe("systemd install --root", () => {
     }
   });
 
+  test("a .env where install is run (a dev checkout's) is not the service's: its ports are not copied", async () => {
+    const root = newRoot();
+    const checkout = newRoot();
+    writeFileSync(join(checkout, ".env"), "SMTP_PORT=26025\nHTTP_PORT=26080\nRELAY_SMTP_PASS=devpass\n");
+    const run = await runBinary(binary.bin, ["systemd", "install", "--root", root], { cwd: checkout });
+    expect(run.exitCode).toBe(0);
+    const envText = readFileSync(join(root, "etc/mailgw/mailgw.env"), "utf8");
+    expect(envText).not.toMatch(/^(SMTP_PORT|HTTP_PORT)=/m);
+    expect(envText).not.toContain("devpass");
+    expect(envText).toMatch(/^#SMTP_PORT=2525$/m);
+    // The environment still counts, as the README says (sudo SMTP_PORT=25 mailgw systemd install).
+    const root25 = newRoot();
+    expect((await runBinary(binary.bin, ["systemd", "install", "--root", root25], { cwd: checkout, env: { SMTP_PORT: "25" } })).exitCode).toBe(0);
+    expect(readFileSync(join(root25, "etc/mailgw/mailgw.env"), "utf8")).toMatch(/^SMTP_PORT=25$/m);
+  });
+
   test("never overwrites an existing env file or rules file; its ports decide the capability", async () => {
     const root = newRoot();
     mkdirSync(join(root, "etc/mailgw"), { recursive: true });
