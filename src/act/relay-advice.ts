@@ -46,6 +46,18 @@ export function relayErrorHint(relay: Pick<RelayConfig, "secure" | "tlsVerify" |
       ? "the relay requires a login: set RELAY_SMTP_USER and RELAY_SMTP_PASS"
       : "the relay refused mail without a login although RELAY_SMTP_USER is set (it offered no AUTH here: check RELAY_SMTP_SECURE and the relay's AUTH settings)";
   }
+  if (/\bEAUTH\b/.test(error) && /\b535\b|invalid login/i.test(error)) {
+    return "the relay refused the login: check RELAY_SMTP_USER and RELAY_SMTP_PASS";
+  }
+  if (relay.secure === "starttls" && /upgrading connection with STARTTLS/i.test(error)) {
+    // The relay answered STARTTLS with an error (500: it has none, 454: not now); nothing was
+    // sent in the clear. The raw text ("500 Error: command not recognized") names no setting.
+    return (
+      "the relay refused STARTTLS, which RELAY_SMTP_SECURE=starttls requires (no password was sent): " +
+      "turn STARTTLS on at the relay, use its TLS port (RELAY_SMTP_SECURE=tls, RELAY_SMTP_PORT=465), " +
+      "or set RELAY_SMTP_SECURE=none for a relay on this machine only"
+    );
+  }
   if (relay.secure === "tls" && /wrong[_ ]version[_ ]number|packet length too long|unknown protocol/i.test(error)) {
     return "relay answered in plain text, not TLS: set RELAY_SMTP_SECURE=starttls (a submission port, as 587, starts in plain text), or RELAY_SMTP_PORT to the relay's TLS port (465)";
   }

@@ -5,6 +5,7 @@
  * and relay errors all pass through escapeHtml; numbers are formatted, never interpolated raw.
  * Failure: none (pure rendering).
  */
+import { RELAY_FIX_HINT } from "../queue/relay-suspension-store.ts";
 import type { Action } from "../types.ts";
 import { REFUSAL_REASONS, type RefusalReason } from "../smtp/refusals.ts";
 import { escapeHtml as e } from "./escape.ts";
@@ -74,7 +75,7 @@ function alerts(s: StatsSnapshot): string {
   } else if (s.relay.suspended !== null) {
     const r = s.relay.suspended;
     out.push(alert("warn", `The relay is suspended since ${formatTime(r.since)}: forwarded mail waits; one message is tried at ${formatTime(r.until)}.`,
-      `${r.reason} — fix the relay or its settings, then run mailgw queue retry --all (or send SIGHUP).`));
+      `${r.reason} — ${RELAY_FIX_HINT}.`));
   }
   return out.join("\n");
 }

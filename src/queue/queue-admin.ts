@@ -14,7 +14,7 @@ import { parseAddresses } from "./attempt.ts";
 import {
   dropDeliveries, dropFailedDeliveries, findDeliveries, listQueue, PENDING_STATES, type QueueEntry, RETRYABLE_STATES, retryNow,
 } from "./queue-store.ts";
-import { liftSuspension, readSuspension, RELAY_SUSPENDED_PREFIX, type RelaySuspension } from "./relay-suspension.ts";
+import { liftSuspension, readSuspension, RELAY_FIX_HINT, RELAY_SUSPENDED_PREFIX, type RelaySuspension } from "./relay-suspension.ts";
 import type { SpoolAccess } from "./spool-access.ts";
 import { recordWebhookRetry } from "./webhook-pauses.ts";
 
@@ -128,7 +128,7 @@ export function suspensionNote(db: Database, now: number, serveStopped: boolean)
   const probe = s.until <= now ? "now" : `in ${formatDuration(Math.ceil((s.until - now) / 1000))}`;
   return `relay ${s.relay} suspended ${since} (next probe: ${probe}): ${oneLine(s.reason, 300)}
 ` +
-    `forwards wait without attempts; once it is fixed, mailgw queue retry --all (or SIGHUP) tries it at once`;
+    `forwards wait without attempts; ${RELAY_FIX_HINT}`;
 }
 
 /** Resolves an ID argument: `<message id>`, `<message id>#<n>` or a delivery number `<n>`. */
@@ -182,7 +182,10 @@ export function formatRetry(r: RetryResult): string {
     out += `note: ${r.held} of them ${r.held === 1 ? "was a forward" : "were forwards"} held for want of a relay: serve holds ` +
       `${r.held === 1 ? "it" : "them"} again until RELAY_SMTP_HOST is set (restart it, or SIGHUP with .env / --env-file)\n`;
   }
-  if (r.lifted !== null) out += `the relay ${r.lifted.relay} is no longer suspended: serve tries it again now\n`;
+  if (r.lifted !== null) {
+    out += `the relay ${r.lifted.relay} is no longer suspended: serve tries it again now, with the relay settings it has ` +
+      `(a RELAY_* setting changed since, such as the password, needs SIGHUP or a restart)\n`;
+  }
   return out;
 }
 

@@ -17,6 +17,7 @@ import {
   liftSuspension,
   readSuspension,
   recordSuspension,
+  RELAY_FIX_HINT,
   resumeForwards,
   suspendedError,
   suspensionRecorded,
@@ -108,7 +109,7 @@ export function createSuspensionJournal(opts: SuspensionJournalOptions): Suspens
     liftedElsewhere: () => !suspensionRecorded(db),
     suspended(s) {
       logger.warn("relay suspended: forwards wait, one is tried when the suspension ends", {
-        relay: s.relay, reason: s.reason, until: new Date(s.until).toISOString(), hint: "fix the relay or its settings, then mailgw queue retry --all (or SIGHUP)",
+        relay: s.relay, reason: s.reason, until: new Date(s.until).toISOString(), hint: RELAY_FIX_HINT,
       });
     },
     record(s) {

@@ -15,6 +15,14 @@ import { gaveUpReason } from "./retry.ts";
 
 /** Starts the last error of every forward waiting for a suspended relay (and finds them again). */
 export const RELAY_SUSPENDED_PREFIX = "relay suspended: ";
+/**
+ * What ends a suspension, for the log, /stats and `queue list`. `queue retry` only lifts it: a
+ * fixed password in .env took a second failed login that way (Gmail and SES lock accounts after
+ * a few) until SIGHUP read it, so the way to load changed settings is named with it.
+ */
+export const RELAY_FIX_HINT =
+  "once the relay works again, mailgw queue retry --all tries it at once; a changed RELAY_* setting (a fixed password) " +
+  "is read on SIGHUP from .env or --env-file, or at a restart (systemd's env file): queue retry keeps the settings serve has";
 const META_KEY = "relay_suspension";
 
 export interface RelaySuspension {

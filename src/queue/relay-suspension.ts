@@ -36,6 +36,7 @@ export {
   deferDueForwards,
   liftSuspension,
   readSuspension,
+  RELAY_FIX_HINT,
   RELAY_SUSPENDED_PREFIX,
   resumeForwards,
   suspendedError,

@@ -42,7 +42,14 @@ describe("relay settings warnings", () => {
     expect(relayErrorHint({ secure: "starttls", tlsVerify: true, user: "u" }, mismatch)).toContain("set RELAY_SMTP_HOST to a name the certificate lists");
     expect(relayErrorHint({ secure: "starttls", tlsVerify: true, user: "u" }, "ESOCKET: certificate has expired")).toContain("renew");
     expect(relayErrorHint({ secure: "starttls", tlsVerify: false, user: "u" }, "ESOCKET: self signed certificate")).toBeNull();
-    expect(relayErrorHint({ secure: "starttls", tlsVerify: true, user: "u" }, "EAUTH: Invalid login: 535 Authentication failed")).toBeNull();
+    expect(relayErrorHint({ secure: "starttls", tlsVerify: true, user: "u" }, "EAUTH: Invalid login: 535 Authentication failed")).toBe(
+      "the relay refused the login: check RELAY_SMTP_USER and RELAY_SMTP_PASS",
+    );
+    // A 535 to a message (not the login) is that message's: no login hint.
+    expect(relayErrorHint({ secure: "starttls", tlsVerify: true, user: "u" }, "EENVELOPE: Mail command failed: 535 5.7.8 no")).toBeNull();
+    const noStarttls = "ETLS: Error upgrading connection with STARTTLS: 500 Error: command not recognized";
+    expect(relayErrorHint({ secure: "starttls", tlsVerify: true, user: "u" }, noStarttls)).toStartWith("the relay refused STARTTLS, which RELAY_SMTP_SECURE=starttls requires (no password was sent)");
+    expect(relayErrorHint({ secure: "starttls", tlsVerify: true, user: "u" }, "ETLS: Error upgrading connection with STARTTLS: 454 4.7.0 TLS not available")).toContain("RELAY_SMTP_SECURE=tls");
     const required = "EENVELOPE: Mail command failed: 530 5.7.0 Authentication required";
     expect(relayErrorHint({ secure: "starttls", tlsVerify: true, user: null }, required)).toBe("the relay requires a login: set RELAY_SMTP_USER and RELAY_SMTP_PASS");
     expect(relayErrorHint({ secure: "starttls", tlsVerify: true, user: "u" }, required)).toContain("check RELAY_SMTP_SECURE");

@@ -177,7 +177,8 @@ test("wrong password (535): suspended with one log line, shown by /healthz, /sta
     // (no login of their own); how many depends on the machine's speed, the rest waited.
     const waiting = rows(serve).filter((r) => r.attempts === 0);
     expect(waiting.length).toBeGreaterThanOrEqual(5);
-    for (const r of waiting) expect([r.state, r.last_error?.slice(0, 23)]).toEqual(["deferred", "relay suspended: EAUTH:"]);
+    const prefix = "relay suspended: the relay refused the login: check RELAY_SMTP_USER and RELAY_SMTP_PASS: EAUTH:";
+    for (const r of waiting) expect([r.state, r.last_error?.slice(0, prefix.length)]).toEqual(["deferred", prefix]);
 
     const health = await json(`${serve.httpUrl}/healthz`);
     expect(health.status).toBe(200);
@@ -193,13 +194,17 @@ test("wrong password (535): suspended with one log line, shown by /healthz, /sta
     const list = await mailgwQueue(serve.dir, "list");
     expect(list.stdout).toStartWith(`relay 127.0.0.1:${PORTS.relay} suspended since `);
     expect(list.stdout).toContain("535");
+    // Where the fix goes: retry for the relay, SIGHUP or a restart for a changed password.
+    expect(list.stdout).toContain("mailgw queue retry --all tries it at once; a changed RELAY_* setting (a fixed password) is read on SIGHUP");
+    expect(String(line.hint)).toContain("is read on SIGHUP from .env or --env-file, or at a restart");
+    expect(page).toContain("queue retry keeps the settings serve has");
     const listed = await queueList(serve.dir);
     expect(listed).toHaveLength(10);
 
     relay.password = "0ld-pa55word"; // the account's password set back to what mailgw has
     const retried = await mailgwQueue(serve.dir, "retry", "--all");
     expect(retried.code).toBe(0);
-    expect(retried.stdout).toContain(`the relay 127.0.0.1:${PORTS.relay} is no longer suspended`);
+    expect(retried.stdout).toContain(`the relay 127.0.0.1:${PORTS.relay} is no longer suspended: serve tries it again now, with the relay settings it has (a RELAY_* setting changed since, such as the password, needs SIGHUP or a restart)`);
     await waitFor(() => relay.received.length >= 10, 5_000, "the 10 forwards at the relay, well before the 30 s suspension ends");
     await Bun.sleep(300);
     expect(subjectsReceived(relay)).toEqual(subjects);

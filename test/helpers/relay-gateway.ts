@@ -106,6 +106,7 @@ export async function wrongPasswordThenFixed(c: WrongPasswordCase): Promise<void
     const [id = ""] = await sendToGateway(s, [{ raw, from: "alice@sender.example" }]);
     const deferred = await s.waitForLog((l) => l.msg === "deferred" && l.id === id, 20_000);
     expect(String(deferred.error)).toMatch(/535|EAUTH/);
+    expect(String(deferred.error)).toContain("check RELAY_SMTP_USER and RELAY_SMTP_PASS");
     await c.relayRefused();
     const [listed] = await queueList(s.dir);
     expect({ id: listed?.id, state: listed?.state }).toEqual({ id, state: "deferred" });
