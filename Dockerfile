@@ -2,7 +2,8 @@
 # mailgw container image: the one executable (SPEC §7) on a slim glibc base, as a non-root user.
 #
 #   docker build --build-arg MAILGW_BUILD_COMMIT=$(git rev-parse --short HEAD) -t mailgw .
-#   docker run -d --init --stop-timeout 90 -p 25:2525 -p 127.0.0.1:3000:3000 -v mailgw-data:/app/data mailgw
+#   docker run -d --init --stop-timeout 90 -p 25:2525 -p 127.0.0.1:3000:3000 -v mailgw-data:/app/data \
+#     -v "$PWD/config:/app/config:ro" -e RULES_FILE=/app/config/rules.yaml mailgw   (your rules; README, Docker)
 #   (--init: a SIGTERM right at start is not lost to PID 1's ignore-by-default; --stop-timeout 90: README, Docker)
 #
 # Build stage: installs exactly what package-lock.json pins (npm ci, which also brings the bun
@@ -60,7 +61,7 @@ ENV SMTP_HOST=0.0.0.0 \
 VOLUME /app/data
 EXPOSE 2525 3000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 CMD ["/app/mailgw","healthcheck"]
-# SIGTERM: stop accepting, finish sessions in flight, exit 0 (give it time: docker stop -t 60).
+# SIGTERM: stop accepting, finish sessions in flight, exit 0 (give it time: --stop-timeout 90, as README).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/app/mailgw"]
 CMD ["serve"]

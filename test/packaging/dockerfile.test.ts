@@ -118,7 +118,8 @@ describe(".dockerignore", () => {
     .filter((l) => l && !l.startsWith("#"));
 
   test("keeps local state and secrets out of the build context", () => {
-    for (const p of ["node_modules", ".git", "dist", "data", ".env"]) expect(patterns).toContain(p);
+    // config/ and certs/ are docker-compose.yml's: relay password, TLS private key.
+    for (const p of ["node_modules", ".git", "dist", "data", ".env", "config", "certs"]) expect(patterns).toContain(p);
   });
 
   test("keeps what the build stage needs", () => {
