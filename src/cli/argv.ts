@@ -25,6 +25,16 @@ function definitions(defs: unknown): [string, ArgDef][] {
 }
 
 /**
+ * ` (did you mean --port?)` for an option named as another command names it (`serve
+ * --smtp-port`: systemd install's spelling of serve's `--port`) or with `_` for `-`, else "".
+ */
+function nearOption(name: string, known: ReadonlySet<string>): string {
+  const dashed = name.replaceAll("_", "-");
+  const near = known.has(dashed) ? dashed : [...known].find((k) => k.length > 1 && (name.endsWith(`-${k}`) || name.startsWith(`${k}-`)));
+  return near === undefined ? "" : ` (did you mean --${near}?)`;
+}
+
+/**
  * The first token of `rawArgs` that no definition accepts: an unknown option, or a positional
  * beyond the declared ones (a `valueHint` ending in "..." takes any number). null when all fit.
  */
@@ -58,7 +68,7 @@ export function unexpectedArgument(defs: unknown, rawArgs: readonly string[]): s
       continue;
     }
     const name = token.replace(/^--?/, "").split("=")[0] ?? "";
-    if (!isFlag.has(name)) return `unknown option ${token.split("=")[0]}`;
+    if (!isFlag.has(name)) return `unknown option ${token.split("=")[0]}${nearOption(name, isFlag)}`;
     // citty reads `--tls=no` as true (any string is): only the two words it gets right pass.
     if (!takesValue.has(name) && token.includes("=") && !/=(true|false)$/.test(token)) {
       return `${token}: --${name} is a switch, give it alone (or =true, =false)`;

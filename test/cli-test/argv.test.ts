@@ -33,7 +33,8 @@ describe("unexpectedArgument", () => {
     expect(unexpectedArgument(defs, ["--", "-odd-name.eml"])).toBeNull();
   });
   test("names the first unknown option or extra argument", () => {
-    expect(unexpectedArgument(defs, ["m.eml", "--client_ip", "10.0.0.1"])).toBe("unknown option --client_ip");
+    expect(unexpectedArgument(defs, ["m.eml", "--client_ip", "10.0.0.1"])).toBe("unknown option --client_ip (did you mean --client-ip?)");
+    expect(unexpectedArgument(defs, ["--mail-to", "a@b"])).toBe("unknown option --mail-to (did you mean --to?)");
     expect(unexpectedArgument(defs, ["-x"])).toBe("unknown option -x");
     expect(unexpectedArgument(defs, ["--bogus=1"])).toBe("unknown option --bogus");
     expect(unexpectedArgument(defs, ["a.eml", "b.eml"])).toBe("unexpected argument 'b.eml'");
@@ -66,10 +67,10 @@ describe("unexpectedArgument", () => {
 
 describe("commands refuse what they do not define", () => {
   test.each([
-    [["serve", "--smtp-port", "25"], "unknown option --smtp-port (see mailgw serve --help)"],
-    [["test", "m.eml", "--client_ip", "10.0.0.1"], "unknown option --client_ip (see mailgw test --help)"],
+    [["serve", "--smtp-port", "25"], "unknown option --smtp-port (did you mean --port?) (see mailgw serve --help)"],
+    [["test", "m.eml", "--client_ip", "10.0.0.1"], "unknown option --client_ip (did you mean --client-ip?) (see mailgw test --help)"],
     [["queue", "retry", "ID1", "ID2"], "unexpected argument 'ID2' (see mailgw queue retry --help)"],
-    [["queue", "list", "--data_dir", "/var/lib/x"], "unknown option --data_dir (see mailgw queue list --help)"],
+    [["queue", "list", "--data_dir", "/var/lib/x"], "unknown option --data_dir (did you mean --data-dir?) (see mailgw queue list --help)"],
     [["rules", "list", "a.yaml", "b.yaml"], "unexpected argument 'b.yaml' (see mailgw rules list --help)"],
     [["version", "extra"], "unexpected argument 'extra' (see mailgw version --help)"],
     // citty's own usage errors: before, the whole usage on stdout and a colour-coded line.
