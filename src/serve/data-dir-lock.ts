@@ -24,7 +24,7 @@
  * through bun:ffi, Windows) or on this file system (ENOLCK on some NFS mounts) → a warning, and
  * serve runs unprotected, as it did before this lock existed.
  */
-import { closeSync, constants as fsConstants, ftruncateSync, mkdirSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, constants as fsConstants, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { dirname, join } from "node:path";
 import { CliError, describeError } from "../errors.ts";
@@ -157,7 +157,8 @@ export function serveRunning(dataDir: string): boolean | null {
   if (pid === null) return false;
   try {
     process.kill(pid, 0);
-    return true;
+    // A serve killed (-9) by a shell that has not reaped it yet is a zombie: signalable, gone.
+    return !isZombie(pid);
   } catch (err) {
     // EPERM: alive, another user's (serve runs as mailgw, the admin as root or themself).
     return (err as NodeJS.ErrnoException).code === "EPERM";
@@ -204,6 +205,16 @@ function writePid(fd: number): void {
 }
 
 /** The pid the holder wrote, or null (not written yet, unreadable, not ours). */
+/** Linux: the state letter in /proc/<pid>/stat (after the command name's closing paren). */
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z";
+  } catch {
+    return false;
+  }
+}
+
 function readPid(fd: number): number | null {
   try {
     const buf = Buffer.alloc(PID_READ_BYTES);

@@ -7,13 +7,13 @@
  * in test/e2e/serve-data-dir-lock.test.ts.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CliError } from "../../src/errors.ts";
 import { constants as osConstants } from "node:os";
 import { silentLogger, type LogFields } from "../../src/log/logger.ts";
-import { DATA_DIR_LOCK_FILE, DATABASE_LOCK_SUFFIX, lockDatabase, lockDataDir } from "../../src/serve/data-dir-lock.ts";
+import { DATA_DIR_LOCK_FILE, DATABASE_LOCK_SUFFIX, lockDatabase, lockDataDir, serveRunning } from "../../src/serve/data-dir-lock.ts";
 import { spawnSync } from "node:child_process";
 import { withTmpfs } from "../helpers/tmpfs.ts";
 
@@ -161,4 +161,34 @@ test("a DATA_DIR on a read-only file system (systemd's ProtectSystem outside Rea
     expect(err.message).toContain("EROFS");
     expect(err.message).toEndWith("(a read-only file system: under systemd, run `mailgw systemd install` again after moving DATA_DIR, so the unit lets serve write there)");
   });
+});
+
+describe("serveRunning (mailgw queue's notes)", () => {
+  const lockFile = (pidText: string): string => {
+    const dir = dataDir();
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, DATA_DIR_LOCK_FILE), pidText);
+    return dir;
+  };
+
+  test("no lock file: cannot tell; emptied by a clean stop: stopped; a live pid: running; a gone pid: stopped", () => {
+    expect(serveRunning(dataDir())).toBeNull();
+    expect(serveRunning(lockFile(""))).toBe(false);
+    expect(serveRunning(lockFile(`${process.pid}\n`))).toBe(true);
+    const gone = spawnSync("true").pid;
+    expect(serveRunning(lockFile(`${gone}\n`))).toBe(false);
+  });
+
+  test.skipIf(process.platform !== "linux")("a serve killed -9 that its parent has not reaped yet (a zombie) is not running", async () => {
+    // python3 forks a child that exits at once and is never waited for: a zombie while the parent sleeps.
+    const parent = Bun.spawn(["python3", "-c", "import os,time\npid=os.fork()\nif pid==0: os._exit(0)\ntime.sleep(0.3)\nprint(pid,flush=True)\ntime.sleep(30)"], { stdout: "pipe" });
+    try {
+      const reader = parent.stdout.getReader();
+      const pid = Number(new TextDecoder().decode((await reader.read()).value).trim());
+      expect(readFileSync(`/proc/${pid}/stat`, "latin1")).toMatch(/^\d+ \(.*\) Z /);
+      expect(serveRunning(lockFile(`${pid}\n`))).toBe(false);
+    } finally {
+      parent.kill();
+    }
+  }, 60_000);
 });
