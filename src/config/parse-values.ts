@@ -15,7 +15,9 @@ export function parseDotenv(text: string, file: string): Map<string, string> {
     const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(trimmed);
     if (!m) throw new CliError(`${file}:${i + 1}: not a KEY=VALUE line`);
     let value = m[2] ?? "";
-    const quoted = /^(["'])(.*)\1$/.exec(value);
+    // `KEY="value" # note`: the note goes as after an unquoted value (it kept the quotes, so a
+    // quoted STATS_TOKEN with a note was refused with 401 and a quoted password failed the login).
+    const quoted = /^(["'])(.*?)\1\s+#.*$/.exec(value) ?? /^(["'])(.*)\1$/.exec(value);
     if (quoted) value = quoted[2] ?? "";
     else value = value.replace(/\s+#.*$/, "");
     out.set(m[1] ?? "", value);

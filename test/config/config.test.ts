@@ -263,6 +263,14 @@ describe("value parsers", () => {
   test(".env values: `#` starts a comment only after a space and outside quotes; quotes only in pairs", () => {
     const env = parseDotenv(`A="x #y"\nB=abc#def\nC="x'\nD=v # note\nE='q #r'\n`, ".env");
     expect(Object.fromEntries(env)).toEqual({ A: "x #y", B: "abc#def", C: `"x'`, D: "v", E: "q #r" });
+    // A note after a quoted value goes too, and the quotes with it (they were kept: a quoted
+    // STATS_TOKEN with a note got 401, a quoted password failed the relay login).
+    const noted = parseDotenv(`T="abc123" # my token
+U='p #w'   # note "x"
+V="a" #
+W="x"#y
+`, ".env");
+    expect(Object.fromEntries(noted)).toEqual({ T: "abc123", U: "p #w", V: "a", W: `"x"#y` });
   });
 
   test("values: numbers whole and not empty, spaces around a value ignored, choices in any case", () => {
