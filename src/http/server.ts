@@ -116,6 +116,8 @@ function requestHandler(gate: {
     // A Host header that is no host name (`[evil.example]`, `%`) gives Bun a url no parser takes:
     // the client's mistake, answered 400 without an ERROR line in the log for every such request.
     if (path === null) return respond(req, text(400, "bad request: invalid Host header\n"));
+    // The start log names the root url: it leads to the page (relative, so a proxy's prefix stays).
+    if (path === "/" && (req.method === "GET" || req.method === "HEAD")) return respond(req, { ...text(302, "see stats\n"), headers: { location: "stats" } });
     if (!ROUTES.has(path)) return respond(req, text(404, "not found\n"));
     if (req.method !== "GET" && req.method !== "HEAD") return respond(req, { ...text(405, "method not allowed\n"), headers: { allow: "GET, HEAD" } });
     // /healthz is open even with a token (SPEC §6) and says nothing the guard protects: a load

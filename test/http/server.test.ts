@@ -74,8 +74,18 @@ describe("routes and methods", () => {
     expect(Number(head.headers.get("content-length"))).toBeGreaterThan(getBody.length / 2);
   });
 
+  test("/ leads to the page (the start log names it), relative so a proxy's path prefix stays", async () => {
+    const res = await get(server, "/", { redirect: "manual" });
+    expect(res.status).toBe(302);
+    expect(res.headers.get("location")).toBe("stats");
+    const followed = await get(server, "/");
+    expect(followed.url).toBe(new URL("/stats", server.url).href);
+    expect(followed.headers.get("content-type")).toBe("text/html; charset=utf-8");
+    expect((await get(server, "/", { method: "POST", body: "x", redirect: "manual" })).status).toBe(404);
+  });
+
   test("unknown paths are 404, other methods 405 with Allow", async () => {
-    for (const path of ["/", "/stats/", "/admin", "/stats.json/../etc/passwd", "/favicon.ico"]) {
+    for (const path of ["/stats/", "/admin", "/stats.json/../etc/passwd", "/favicon.ico", "/index.html"]) {
       expect((await get(server, path)).status, path).toBe(404);
     }
     for (const method of ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"]) {
