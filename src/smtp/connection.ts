@@ -14,8 +14,9 @@
  *    session that collects MAX_ERRORS_PER_SESSION of them without delivering mail is closed.
  *  - The DATA scanner (data-scanner.ts): the same end-of-DATA and dot-unstuffing decisions,
  *    found with the native indexOf instead of a JavaScript loop over every byte.
- *  - The parser's continue() made re-entrant (continueAfterData): commands pipelined after a
+ *  - The parser's continue() made re-entrant (parser-patches.ts): commands pipelined after a
  *    message were lost when the same read held a second whole transaction.
+ *  - Over-long command lines answered 500 with the session going on (parser-patches.ts).
  *  - Replies to a client that shut down its sending side (half-open listener, front.ts): still
  *    written, and the connection closed once none is owed (closeWhenAnswered).
  *  - A STARTTLS handshake the client never finishes: the session ends (and is logged) when the
@@ -30,7 +31,12 @@ import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp
 import { SMTPConnection, type SMTPConnectionOptions } from "smtp-server/lib/smtp-connection.js";
 import type { SMTPStream } from "smtp-server/lib/smtp-stream.js";
 import { useFastDataScanner } from "./data-scanner.ts";
+import { MAX_COMMAND_LINE_BYTES } from "./limits.ts";
+import { answerLongLines, continueAfterData } from "./parser-patches.ts";
 import { clientKey } from "./ip.ts";
+
+/** Postfix's words for a line past its line_length_limit. */
+const LINE_TOO_LONG_TEXT = "5.5.2 Error: line too long";
 
 /** What the gateway layer wants to know about every connection. */
 export interface ConnectionHooks {
@@ -151,27 +157,6 @@ export class GatewaySmtpServer extends SMTPServer {
 }
 
 /**
- * SMTPStream.continue() runs the callback that parses what followed a message's final dot,
- * and only then clears it. When that remainder holds a whole further transaction (MAIL, RCPT,
- * DATA, message, dot: one read from a pipelining client), the callback's own end of DATA sets
- * the next callback synchronously, and continue() then wipes it: every command after the
- * second message (QUIT, the next MAIL) was never answered and the client hung until the idle
- * timeout. Cleared before the call instead; otherwise the library's code.
- */
-function continueAfterData(parser: SMTPStream): SMTPStream {
-  parser.continue = (): void => {
-    const next = parser._continueCallback;
-    if (typeof next !== "function") {
-      parser._continueCallback = true;
-      return;
-    }
-    parser._continueCallback = false;
-    next();
-  };
-  return parser;
-}
-
-/**
  * A client that shut down its sending side after its last command still reads the replies owed
  * to it, as from Postfix. The plain socket is half-open from the listener (front.ts); the TLS
  * socket STARTTLS makes is not, and is made so here (session-registry.ts onSecure), or it
@@ -264,7 +249,8 @@ export class GatewayConnection extends SMTPConnection {
   }
 
   override _createParser(): SMTPStream {
-    const parser = continueAfterData(useFastDataScanner(super._createParser()));
+    const longLine = (): void => this.send(500, LINE_TOO_LONG_TEXT);
+    const parser = answerLongLines(continueAfterData(useFastDataScanner(super._createParser())), MAX_COMMAND_LINE_BYTES, longLine);
     // The socket ends the parser when the client has sent its last byte (the listener is
     // half-open, front.ts); by then every whole command before it has been answered.
     parser.once("finish", () => this.closeWhenAnswered());

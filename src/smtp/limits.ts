@@ -66,9 +66,9 @@ export const RATE_LIMIT_TRACKED_CLIENTS = 50_000;
 /** SIGTERM: sessions in the middle of a transaction get this long to finish. */
 export const SHUTDOWN_GRACE_MS = 10_000;
 /**
- * Longest command line kept in memory (smtp-server maxCommandLength). A 10,000-byte line still
- * gets a 5xx and the session goes on; beyond this the session is closed with 421 instead of
- * buffering without end.
+ * Longest command line parsed (smtp-server maxCommandLength, replaced by long-lines.ts): a longer
+ * one is answered `500 5.5.2 Error: line too long` and skipped without being buffered, and the
+ * session goes on. A 10,000-byte line is parsed (and answered as what it says).
  */
 export const MAX_COMMAND_LINE_BYTES = 16 * 1024;
 /** PROXY v1 lines are at most 107 bytes (spec); anything longer is not a proxy. */

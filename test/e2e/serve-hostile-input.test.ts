@@ -27,6 +27,8 @@
  *   rules) or ran the parse worker past its timeout, and a subject rule's reject became an archive;
  * - a text part that used up a parse limit (its `a=b` lines counted as base64 padding, or a million
  *   lines) cut the header of a later attached message: the .exe inside it reached no rule;
+ * - a command line over 16 KB (2 MB here) ended the session with 421 and lost its transaction:
+ *   now answered 500 5.5.2 and skipped without being buffered, and the session goes on;
  * - LOG_FORMAT=json (the default off a TTY, read with journalctl or docker logs): a bidi
  *   override in the HELO name and the sender is written as \u202e, not as the raw character
  *   that reversed the rest of the line on the admin's terminal.
@@ -285,6 +287,26 @@ rules: []
     expect(JSON.parse(line)).toMatchObject({ helo: "\u202eevil.example", from: "\u202egro.live@evil.example" });
     s.proc.kill("SIGTERM");
     expect(await s.proc.exited).toBe(0);
+  }, 30_000);
+
+  test("a command line of 2 MB: 500 5.5.2 without buffering it, and the session's message is still accepted and archived", async () => {
+    const s = await serve({});
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    expect(await c.cmd("MAIL FROM:<a@sender.example>")).toStartWith("250");
+    for (let i = 0; i < 32; i++) c.write(`${i === 0 ? "RCPT TO:<" : ""}${"x".repeat(65_536)}`);
+    c.write("@company.com>\r\n");
+    // It used to be 421 "Command line too long" and a closed connection, the transaction lost.
+    expect(await c.reply()).toBe("500 5.5.2 Error: line too long");
+    expect(await c.cmd("RCPT TO:<b@company.com>")).toStartWith("250");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    c.write("Subject: after a long line\r\n\r\nbody\r\n.\r\n");
+    const reply = await c.reply();
+    expect(reply).toMatch(/^250 2\.0\.0 Queued as /);
+    expect(await c.cmd("QUIT")).toStartWith("221");
+    const stored = (await archivedCopy(s.dir, reply.split(" ").pop() ?? ""))?.toString("latin1") ?? "";
+    expect(stored).toContain("Subject: after a long line");
+    expect(await s.stop()).toBe(0);
   }, 30_000);
 
   test("a first line starting with a space is not folded into mailgw's Received header", async () => {
