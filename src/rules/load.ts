@@ -6,7 +6,7 @@
  * be read yields one `file-unreadable` diagnostic (CLI exit 2), never a throw.
  */
 import { createHash } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { readConfigFile } from "../read-file.ts";
 import { MAX_RULES_FILE_BYTES } from "./schema.ts";
 import type { Diagnostic, ParseResult, RuleSet } from "./types.ts";
 import { validateRulesText } from "./validate.ts";
@@ -99,9 +99,12 @@ export type ReadResult = { ok: true; text: string; bytes: Uint8Array } | { ok: f
 export async function readRulesFile(path: string): Promise<ReadResult> {
   let bytes: Uint8Array;
   try {
-    bytes = await readFile(path);
+    // A regular file, at most the limit: a FIFO or /dev/zero put there neither hangs nor fills memory.
+    bytes = await readConfigFile(path, MAX_RULES_FILE_BYTES);
   } catch (err) {
-    const reason = err instanceof Error && "code" in err ? String(err.code) : String(err);
+    const code = err instanceof Error && "code" in err ? String(err.code) : String(err);
+    if (code === "EFBIG") return { ok: false, diagnostic: fileDiagnostic(path, "file-too-large", `rules file is larger than ${MAX_RULES_FILE_BYTES} bytes`) };
+    const reason = code === "ENOTREG" ? "not a regular file" : code;
     return { ok: false, diagnostic: fileDiagnostic(path, UNREADABLE_CODE, `cannot read rules file (${reason})`) };
   }
   if (bytes.byteLength > MAX_RULES_FILE_BYTES) {

@@ -10,9 +10,9 @@
  * and keeps the certificate in force — a half-written renewal never takes TLS down.
  */
 import { createPrivateKey, X509Certificate } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { createSecureContext } from "node:tls";
 import { CliError, describeError } from "../errors.ts";
+import { readConfigFileSync } from "../read-file.ts";
 import { watchFiles } from "../watch-files.ts";
 
 export interface TlsMaterial {
@@ -67,13 +67,19 @@ function laterMatchingCertificate(key: Buffer, cert: Buffer): number | null {
 }
 
 const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+/** A key and a chain of a few certificates are a few KB; a CA bundle by mistake about 200 KB. */
+const MAX_PEM_FILE_BYTES = 1024 * 1024;
 
 function readPem(path: string, variable: string): Buffer {
   let data: Buffer;
   try {
-    data = readFileSync(path);
+    // A regular file of sane size: a FIFO at the path (even for a moment) blocked this read, on
+    // the event loop, until a signal; every session and /healthz waited with it.
+    data = readConfigFileSync(path, MAX_PEM_FILE_BYTES);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? describeError(err);
+    if (code === "ENOTREG") throw new CliError(`${variable}=${path} is not a regular file (a FIFO, a device or a directory): point it at the PEM file`);
+    if (code === "EFBIG") throw new CliError(`${variable}=${path} is larger than ${MAX_PEM_FILE_BYTES} bytes: not a PEM key or certificate chain`);
     throw new CliError(`${variable}=${path} cannot be read (${code}): check the path and permissions`);
   }
   if (!data.includes("-----BEGIN")) throw new CliError(`${variable}=${path} is not a PEM file`);

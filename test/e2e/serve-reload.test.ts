@@ -5,7 +5,8 @@
  * setting changed in .env is read again on SIGHUP when serve runs the way `npm start` runs it.
  */
 import { describe, expect, test } from "bun:test";
-import { closeSync, mkdirSync, openSync, renameSync, writeFileSync, writeSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { closeSync, mkdirSync, openSync, renameSync, rmSync, symlinkSync, truncateSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { RULES_YAML, serveDir, startServe } from "../smtp/serve-process.ts";
@@ -36,6 +37,37 @@ describe("mailgw serve domains follow rules reloads", () => {
       expect(await serve.stop()).toBe(0);
     }
   }, 30_000);
+
+  test("a FIFO, /dev/zero or an oversized file at the rules path is refused at once, without hanging or filling memory; the next good file loads", async () => {
+    const dir = serveDir();
+    const serve = await startServe("source", dir);
+    const rules = join(dir, "rules.yaml");
+    try {
+      const refused = async (make: () => void, reason: string): Promise<void> => {
+        rmSync(rules);
+        make();
+        serve.proc.kill("SIGHUP");
+        const line = await serve.waitForLog((l) => String(l.msg).startsWith("rules reload refused") && JSON.stringify(l).includes(reason), 10_000);
+        expect(line).toBeDefined();
+      };
+      // A FIFO held the reload's read in a pool thread for good: every later reload was silently lost.
+      await refused(() => execFileSync("mkfifo", [rules]), "not a regular file");
+      await refused(() => symlinkSync("/dev/zero", rules), "not a regular file");
+      // Read whole before its size was checked: a 1.2 GB file cost 2.7 GB of RSS. 64 MB here.
+      await refused(() => truncateSync((writeFileSync(rules, ""), rules), 64 * 1024 * 1024), "larger than 1048576 bytes");
+      rmSync(rules);
+      writeFileSync(rules, RULES_YAML.replace("domains: [company.com]", "domains: [company.com, new.example]"));
+      serve.proc.kill("SIGHUP");
+      await serve.waitForLog((l) => l.msg === "rules reloaded");
+      const c = await RawClient.connect(serve.smtpPort);
+      await greet(c);
+      await c.cmd("MAIL FROM:<a@sender.example>");
+      expect(await c.cmd("RCPT TO:<x@new.example>")).toStartWith("250");
+      c.end();
+    } finally {
+      expect(await serve.stop()).toBe(0);
+    }
+  }, 60_000);
 
   // A deployed configuration directory swapped as a whole (rsync, git checkout, Ansible), with
   // no SIGHUP: the watch must follow the new directory; a file listing no domains is refused.

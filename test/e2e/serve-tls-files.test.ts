@@ -12,7 +12,7 @@
  */
 import { afterAll, expect, test } from "bun:test";
 import { execFileSync } from "node:child_process";
-import { copyFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { TLSSocket } from "node:tls";
 import { RawClient, greet, makeCaSignedCert } from "../smtp/helpers.ts";
@@ -117,6 +117,37 @@ test("a running serve refuses a fullchain cut short on reload, says why, and kee
     const failed = await serve.waitForLog((l) => l.msg === "TLS certificate reload failed; the current certificate stays in force");
     expect(failed.error).toBe(`SMTP_TLS_CERT=${fullchain} is cut short: certificate 2 of 2 has no END line (a partly written file?)`);
     expect(await served()).toBe(before);
+  } finally {
+    expect(await serve.stop("SIGTERM")).toBe(0);
+  }
+}, 60_000);
+
+test("a FIFO or a device put at the certificate path: refused on reload at once, sessions and /healthz go on, the real file is taken again (binary)", async () => {
+  const dir = serveDir();
+  dirs.push(dir);
+  const signed = makeCaSignedCert(dir);
+  const fullchain = join(dir, "fullchain.pem");
+  writeFileSync(fullchain, readFileSync(signed.cert, "latin1") + readFileSync(signed.ca, "latin1"));
+  const serve = await startServe("binary", dir, { SMTP_TLS_KEY: signed.key, SMTP_TLS_CERT: fullchain });
+  try {
+    renameSync(fullchain, `${fullchain}.real`);
+    execFileSync("mkfifo", [fullchain]);
+    // The watcher sees the change by itself: no signal, which is what used to free the stuck read.
+    const failed = await serve.waitForLog((l) => l.msg === "TLS certificate reload failed; the current certificate stays in force", 10_000);
+    expect(failed.error).toBe(`SMTP_TLS_CERT=${fullchain} is not a regular file (a FIFO, a device or a directory): point it at the PEM file`);
+    const c = await RawClient.connect(serve.smtpPort);
+    expect(await greet(c)).toBeDefined();
+    expect(await c.cmd("STARTTLS")).toMatch(/^220 /);
+    c.end();
+    expect((await fetch(`${serve.httpUrl}/healthz`)).status).toBe(200);
+    rmSync(fullchain);
+    symlinkSync("/dev/zero", fullchain);
+    serve.proc.kill("SIGHUP");
+    await serve.waitForLog((l) => l.msg === "TLS certificate reload failed; the current certificate stays in force" && String(l.error).includes("not a regular file") && l !== failed);
+    rmSync(fullchain);
+    renameSync(`${fullchain}.real`, fullchain);
+    serve.proc.kill("SIGHUP");
+    await serve.waitForLog((l) => l.msg === "TLS certificate files valid again; the certificate in force is unchanged" || l.msg === "TLS certificate reloaded");
   } finally {
     expect(await serve.stop("SIGTERM")).toBe(0);
   }

@@ -4,7 +4,8 @@
  * leaves the file byte-identical, repeatable --forward-to, refusal of a missing or non-UTF-8 file.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, symlinkSync } from "node:fs";
 import { chmod, chown, cp, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -88,6 +89,15 @@ describe("rules lint", () => {
     const run = await mailgw("lint", "valid.yaml", "missing.yaml");
     expect(run.code).toBe(2);
     expect(run.stdout).toContain("missing.yaml:1:1: error: cannot read rules file (ENOENT) [file-unreadable]");
+  });
+
+  test("a FIFO or a device is not read (it hung, or read /dev/zero until memory ran out) → exit 2", async () => {
+    execFileSync("mkfifo", [join(dir, "fifo.yaml")]);
+    symlinkSync("/dev/zero", join(dir, "zero.yaml"));
+    const run = await mailgw("lint", "fifo.yaml", "zero.yaml");
+    expect(run.code).toBe(2);
+    expect(run.stdout).toContain("fifo.yaml:1:1: error: cannot read rules file (not a regular file) [file-unreadable]");
+    expect(run.stdout).toContain("zero.yaml:1:1: error: cannot read rules file (not a regular file) [file-unreadable]");
   });
 
   // A file saved as Latin-1 (Windows editors) has its bad byte deep inside, not at 1:1.
