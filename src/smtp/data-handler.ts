@@ -25,7 +25,7 @@ import type { Envelope, MessageSink, ReceiveOutcome } from "../types.ts";
 import { oversizeReplyText, type SmtpLimits } from "./limits.ts";
 import { buildReceivedHeader, continuesReceived, countReceivedHeaders, FOLD_BREAK, LOOP_REPLY } from "./received-header.ts";
 import { oneEntryPerAddress } from "./recipient-policy.ts";
-import { noteMessageEnd, type SessionState } from "./session-log.ts";
+import { noteDataCutShort, noteMessageEnd, type SessionState } from "./session-log.ts";
 import { smtpFailure } from "./smtp-failure.ts";
 
 export interface DataContext {
@@ -126,7 +126,10 @@ export function createDataHandler(opts: {
     };
     receiveMessage(stream, session, state, ctx).then(
       (reply) => {
-        if (!reply) callback(smtpFailure(451, "4.4.2 Connection lost during DATA"));
+        if (!reply) {
+          noteDataCutShort(state);
+          callback(smtpFailure(451, "4.4.2 Connection lost during DATA"));
+        }
         else {
           noteMessageEnd(state, reply.code, reply.text);
           if (reply.code === 250) callback(null, reply.text);

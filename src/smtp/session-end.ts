@@ -9,7 +9,7 @@ import type { SMTPServerOptions } from "smtp-server";
 import type { Logger } from "../log/logger.ts";
 import { isProxyOwnSession } from "./connection.ts";
 import type { SessionRegistry } from "./session-registry.ts";
-import { logSession, newSessionState, startedNoMail, summarize, type SessionSummary } from "./session-log.ts";
+import { logSession, newSessionState, noteDataCutShort, startedNoMail, summarize, type SessionSummary } from "./session-log.ts";
 
 export interface SessionEnd {
   /** smtp-server's onClose. */
@@ -51,10 +51,7 @@ export function createSessionEnd(opts: {
       // no reply and may send it again), which then appeared in no log line at all.
       if (state.receiving) {
         state.afterReceiving = () => {
-          // A 421 written during DATA (the idle timeout, the DATA time limit, a stop) is mailgw
-          // ending it, as Postfix's "timeout after DATA" is not its "lost connection after DATA".
-          const ours = state.reply?.startsWith("421 ") === true;
-          state.error ??= ours ? "mailgw closed the connection during DATA (see reply)" : "connection closed before the reply to DATA";
+          noteDataCutShort(state);
           log();
         };
         return;
