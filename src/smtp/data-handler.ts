@@ -25,7 +25,7 @@ import type { Envelope, MessageSink, ReceiveOutcome } from "../types.ts";
 import { oversizeReplyText, type SmtpLimits } from "./limits.ts";
 import { buildReceivedHeader, continuesReceived, countReceivedHeaders, FOLD_BREAK, LOOP_REPLY } from "./received-header.ts";
 import { oneEntryPerAddress } from "./recipient-policy.ts";
-import { noteDataCutShort, noteMessageEnd, type SessionState } from "./session-log.ts";
+import { flushLoggedMessages, noteDataCutShort, noteMessageEnd, type SessionState } from "./session-log.ts";
 import { smtpFailure } from "./smtp-failure.ts";
 
 export interface DataContext {
@@ -132,6 +132,7 @@ export function createDataHandler(opts: {
         }
         else {
           noteMessageEnd(state, reply.code, reply.text);
+          flushLoggedMessages(opts.logger, state);
           if (reply.code === 250) callback(null, reply.text);
           else callback(smtpFailure(reply.code, reply.text));
         }

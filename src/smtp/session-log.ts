@@ -55,6 +55,10 @@ export interface SessionSummary {
    */
   messages: MessageSummary[];
   messageCount: number;
+  /** Messages already written in "smtp session messages" lines (flushLoggedMessages). */
+  messagesLogged: number;
+  /** Id of the last message that reached its final reply (none when refused before it got one). */
+  lastId: string | null;
   durationMs: number;
   /** Last notable reply (an error, a refusal, or `250 2.0.0 Queued as ...`). */
   reply: string | null;
@@ -118,6 +122,8 @@ export function newSessionState(id: string, client: string, now: number): Sessio
     countedWithMessage: false,
     messages: [],
     messageCount: 0,
+    messagesLogged: 0,
+    lastId: null,
     messageId: null,
     reply: null,
     error: null,
@@ -174,6 +180,7 @@ export function noteDataCutShort(state: SessionState): void {
 /** A message got its final reply (250 with its id, or a refusal after DATA). */
 export function noteMessageEnd(state: SessionState, code: number, text: string): void {
   state.messageCount++;
+  state.lastId = state.messageId;
   if (state.messages.length >= MESSAGES_LOGGED_MAX || state.lastMessage === null) return;
   state.messages.push({
     ...(state.messageId !== null ? { id: state.messageId } : {}),
@@ -187,6 +194,24 @@ export function noteMessageEnd(state: SessionState, code: number, text: string):
     ...(state.auth !== null ? { auth: state.auth } : {}),
     reply: `${code} ${text}`,
   });
+}
+
+/**
+ * A session's MESSAGES_LOGGED_MAX-th listed message: the list goes out in a line of its own
+ * ("smtp session messages", the session's id, the number of its first message) and starts
+ * again, so every message id is in some line, as Postfix logs every queue id. Past the cap a
+ * session of thousands of messages (one client's whole batch) named none after the 100th.
+ */
+export function flushLoggedMessages(logger: Logger, state: SessionState): void {
+  if (state.messages.length < MESSAGES_LOGGED_MAX) return;
+  logger.info("smtp session messages", {
+    session: state.id,
+    client: state.client,
+    first: state.messagesLogged + 1,
+    messages: state.messages.map((m): LogRecord => ({ ...m })),
+  });
+  state.messagesLogged += state.messages.length;
+  state.messages = [];
 }
 
 /** Replies worth keeping as the session's outcome: failures and the final queued reply. */
@@ -228,8 +253,10 @@ export function logSession(logger: Logger, s: SessionSummary, level: "info" | "d
     // One message: its id, also when a rule rejected it (it is recorded under that id, and the
     // "message rejected" line names it). Several: the last one's (the fields above are the last
     // one's too), and each message with its own id, envelope and decision below.
-    id: s.messageCount > 1 ? s.messages[s.messages.length - 1]?.id : s.ids.length ? s.ids.join(",") : s.messages[0]?.id,
-    messages: listed ? s.messages.map((m): LogRecord => ({ ...m })) : undefined,
+    id: s.messageCount > 1 ? (s.lastId ?? undefined) : s.ids.length ? s.ids.join(",") : s.messages[0]?.id,
+    messages: listed && s.messages.length > 0 ? s.messages.map((m): LogRecord => ({ ...m })) : undefined,
+    // Earlier ones are in "smtp session messages" lines of this session.
+    messages_first: s.messagesLogged > 0 && s.messages.length > 0 ? s.messagesLogged + 1 : undefined,
     messages_count: s.messageCount > s.messages.length ? s.messageCount : undefined,
     duration_ms: s.durationMs,
     reply: s.reply ?? undefined,

@@ -244,6 +244,28 @@ describe("SMTP session", () => {
     expect(f.refused).toBeUndefined();
   });
 
+  test("a session of 230 messages: every id is in a log line (two 'smtp session messages' lines of 100, then the session's)", async () => {
+    server = await startTestServer({ env: { RATE_LIMIT_MAX: "1000" } });
+    const c = await RawClient.connect(server.port);
+    await greet(c, "batch.example");
+    const ids: string[] = [];
+    for (let i = 0; i < 230; i++) {
+      const reply = await sendMail(c);
+      expect(reply).toStartWith("250 2.0.0 Queued as ");
+      ids.push(reply.split(" ").pop() ?? "");
+    }
+    await c.cmd("QUIT");
+    await sessionLine(server);
+    const parts = server.logs.lines.filter((l) => l.msg === "smtp session messages");
+    expect(parts.map((l) => [l.fields?.first, (l.fields?.messages as unknown[]).length])).toEqual([[1, 100], [101, 100]]);
+    const line = server.logs.lines.find((l) => l.msg === "smtp session")?.fields ?? {};
+    expect({ first: line.messages_first, count: line.messages_count, listed: (line.messages as unknown[]).length, id: line.id }).toEqual({ first: 201, count: 230, listed: 30, id: ids[229] });
+    const logged = [...parts, { fields: line }].flatMap((l) => (l.fields?.messages as { id: string }[]).map((m) => m.id));
+    // Before: the 100 first, then the 230th as the line's id; 129 ids in no line at all.
+    expect(logged).toEqual(ids);
+    expect(new Set(parts.map((l) => l.fields?.session))).toEqual(new Set([line.session]));
+  });
+
   test("a client that leaves mid-DATA (closed or reset, at any point of the body): every line says so", async () => {
     server = await startTestServer();
     const n = 30;
