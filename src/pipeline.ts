@@ -91,6 +91,12 @@ export interface Pipeline extends MessageSink {
    */
   databaseWriteFailure(): string | null;
   /**
+   * Why the last message file could not be written (spool or archive: the message got 451) or
+   * archived after its 250 (it waits in the spool for the minute sweep), null once a later one
+   * succeeded: the spool probe of /healthz passes while the archive directory is unusable.
+   */
+  fileWriteFailure(): string | null;
+  /**
    * What the minute timer runs: releases held-back deliveries and finishes messages left
    * unfinished (created or received over a minute ago). Resolves with the messages scheduled.
    */
@@ -144,6 +150,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     },
     intakeStats: () => ({ ...intake.stats }),
     databaseWriteFailure: () => receiver.databaseWriteFailure,
+    fileWriteFailure: () => receiver.fileWriteFailure ?? finisher.archiveFailure,
     sweep: () => timers.sweep(),
   };
 }

@@ -39,6 +39,8 @@ export class Finisher {
    */
   private readonly reserved = new Set<string>();
   private idleWaiters: (() => void)[] = [];
+  /** Why the last archive copy failed, null once one succeeded: /healthz shows it meanwhile. */
+  archiveFailure: string | null = null;
 
   constructor(
     private readonly db: Database,
@@ -120,8 +122,13 @@ export class Finisher {
     const done: { id: string; archivePath: string | null }[] = batch.filter((it) => !it.archive).map((it) => ({ id: it.id, archivePath: null }));
     toArchive.forEach((it, i) => {
       const r = results[i];
-      if (r && r.error === null) done.push({ id: it.id, archivePath: r.archivePath });
-      else this.logger.error("archive failed, message stays spooled", { id: it.id, error: describeError(r?.error) });
+      if (r && r.error === null) {
+        done.push({ id: it.id, archivePath: r.archivePath });
+        this.archiveFailure = null;
+      } else {
+        this.archiveFailure = describeError(r?.error);
+        this.logger.error("archive failed, message stays spooled", { id: it.id, error: this.archiveFailure });
+      }
     });
     if (done.length === 0) return;
     // Durable (WAL fsynced, off the event loop) before any spool file goes; a write lock held

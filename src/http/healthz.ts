@@ -44,7 +44,7 @@ export async function checkHealth(db: Database, dataDir: string, status: StatusS
   const checks = {
     smtp: checkSmtp(status),
     database: checkDatabase(db, dbFile, status),
-    dataDir: await checkDataDir(dataDir),
+    dataDir: await checkDataDir(dataDir, status),
   };
   const failed = Object.entries(checks).filter(([, c]) => !c.ok);
   const warnings: string[] = [];
@@ -103,7 +103,7 @@ function checkDatabase(db: Database, dbFile: DatabaseFile | null, status: Status
  * said "ok" while a removed or root-owned spool/ got every message a 451. Named `.tmp`, so one
  * left by a crash is removed by the next start's recovery like any unfinished spool write.
  */
-async function checkDataDir(dataDir: string): Promise<CheckResult> {
+async function checkDataDir(dataDir: string, status: StatusSource): Promise<CheckResult> {
   const spoolDir = join(dataDir, "spool");
   const probe = join(spoolDir, `.healthz-${process.pid}-${randomBytes(6).toString("hex")}.tmp`);
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -112,6 +112,10 @@ async function checkDataDir(dataDir: string): Promise<CheckResult> {
   });
   try {
     await Promise.race([writeFile(probe, "ok\n", { flag: "wx" }).then(() => unlink(probe)), timeout]);
+    // The spool takes a write, but the archive may not (a file where today's directory goes, its
+    // own file system full): archive-only messages got 451, or waited in the spool, while this said ok.
+    const fileFailure = safe(() => status.fileWriteFailure?.() ?? null, null);
+    if (fileFailure !== null) return { ok: false, reason: "the last message file (spool or archive) could not be written", detail: fileFailure };
     return { ok: true };
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;

@@ -56,6 +56,8 @@ export interface StatusSource {
   relay(): RelayStatus;
   /** Why the last commit of a received message failed, null when the last one succeeded (or none yet). */
   databaseWriteFailure?(): string | null;
+  /** Pipeline.fileWriteFailure(): the last message file (spool or archive) that could not be written. */
+  fileWriteFailure?(): string | null;
   /** The STARTTLS certificate in force; null when STARTTLS is off. */
   tlsCertificate?(): TlsCertificateStatus | null;
   /** Why SPF/DKIM/DMARC checks the rules need cannot get DNS answers, in words safe for /healthz; null when they can. */
@@ -83,6 +85,8 @@ export interface StatusParts {
   };
   /** Pipeline.databaseWriteFailure(). */
   databaseWriteFailure?: () => string | null;
+  /** Pipeline.fileWriteFailure(). */
+  fileWriteFailure?: () => string | null;
   /** SmtpServerHandle.tlsStatus(). */
   tlsStatus?: () => { certificate: { notBefore: Date; notAfter: Date } | null; reloadError: string | null } | null;
   /** serve/resolver-notice.ts's warning for the rules in force. */
@@ -98,6 +102,7 @@ export function createStatusSource(parts: StatusParts): StatusSource {
     smtpListening: parts.smtpListening,
     smtpTls: () => ({ enabled: parts.tls.enabled, required: parts.tls.required }),
     databaseWriteFailure: () => parts.databaseWriteFailure?.() ?? null,
+    fileWriteFailure: () => parts.fileWriteFailure?.() ?? null,
     dnsWarning: () => parts.dnsWarning?.() ?? null,
     tlsCertificate() {
       const s = parts.tlsStatus?.() ?? null;

@@ -63,6 +63,8 @@ export interface ReceiverDeps {
 
 export class Receiver {
   private lastCommitFailure: string | null = null;
+  /** The same for the message's file (spool or archive: a full disk, an unusable day directory). */
+  private lastFileFailure: string | null = null;
 
   constructor(private readonly deps: ReceiverDeps) {}
 
@@ -105,6 +107,11 @@ export class Receiver {
     return this.lastCommitFailure;
   }
 
+  /** Why writing the last received message's file failed (it got 451), or null once one succeeded. */
+  get fileWriteFailure(): string | null {
+    return this.lastFileFailure;
+  }
+
   private async receiveFile(file: IncomingFile, envelope: Envelope): Promise<ReceiveOutcome> {
     const { config, logger, intake, finisher, durability, now, relayConfigured } = this.deps;
     const { id, receivedAt } = file;
@@ -141,9 +148,11 @@ export class Receiver {
     try {
       await intake.commit(entry);
       this.lastCommitFailure = null;
+      this.lastFileFailure = null;
     } catch (err) {
       if (finishLater) finisher.unreserve(id);
       if (err instanceof IntakeRowsError) this.lastCommitFailure = describeError(err);
+      else this.lastFileFailure = describeError(err);
       logger.error("storing message failed, answered 451", { id, error: describeError(err) });
       throw SmtpError.temporaryLogged(err);
     }

@@ -186,6 +186,7 @@ function statusSource(
     relaySuspension: () => readSuspension(db),
     rules: () => rules.status(),
     databaseWriteFailure: () => pipeline.databaseWriteFailure(),
+    fileWriteFailure: () => pipeline.fileWriteFailure(),
     tlsStatus: () => smtp.tlsStatus(),
     dnsWarning: parts.dnsWarning,
   });

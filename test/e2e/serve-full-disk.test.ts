@@ -7,7 +7,7 @@
  */
 import { expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { newMessageId } from "../../src/spool/ids.ts";
 import { openDatabase } from "../../src/store/db.ts";
@@ -129,3 +129,65 @@ test("DATA_DIR fills up during a big message: 451, nothing left behind, the log 
       expect(await serve.stop("SIGTERM")).toBe(0);
     }
   }), 30_000);
+
+async function healthz(url: string): Promise<{ status: number; body: { checks?: { dataDir?: { ok: boolean; reason?: string } } } }> {
+  const r = await fetch(`${url}/healthz`);
+  return { status: r.status, body: (await r.json()) as { checks?: { dataDir?: { ok: boolean; reason?: string } } } };
+}
+
+const FILE_FAILURE = "the last message file (spool or archive) could not be written";
+
+test("today's archive directory unusable (a file in its place): 451, and /healthz says so (503) until a message is stored again", async () => {
+  const dir = serveDir();
+  const dataDir = join(dir, "data");
+  const serve = await startServe("source", dir, { DATA_DIR: dataDir });
+  const today = join(dataDir, "archive", new Date().toISOString().slice(0, 10));
+  try {
+    mkdirSync(join(dataDir, "archive"), { recursive: true });
+    rmSync(today, { recursive: true, force: true });
+    writeFileSync(today, "not a directory\n");
+    const c = await RawClient.connect(serve.smtpPort);
+    await greet(c);
+    expect(await sendMail(c)).toMatch(/^451 4\.3\.0 /);
+    // The spool probe alone said ok while every archived message got 451.
+    const failing = await healthz(serve.httpUrl);
+    expect({ status: failing.status, dataDir: failing.body.checks?.dataDir?.ok, reason: failing.body.checks?.dataDir?.reason }).toEqual({ status: 503, dataDir: false, reason: FILE_FAILURE });
+    rmSync(today);
+    expect(await sendMail(c)).toMatch(/^250 2\.0\.0 /);
+    expect((await healthz(serve.httpUrl)).status).toBe(200);
+    c.end();
+  } finally {
+    expect(await serve.stop("SIGTERM")).toBe(0);
+  }
+}, 60_000);
+
+test("the archive on its own file system, full: 250 (the spool keeps the message), /healthz 503 until an archive copy succeeds again", () =>
+  withTmpfs("mailgw-archive-full-", 1, async (mnt) => {
+    const dir = serveDir();
+    const dataDir = join(dir, "data");
+    mkdirSync(dataDir, { recursive: true });
+    // DATA_DIR/archive is the mount: a copy, not a link, after the 250 (the finisher's path).
+    spawnSync("rmdir", [join(dataDir, "archive")]);
+    spawnSync("ln", ["-s", mnt, join(dataDir, "archive")]);
+    const filler = join(mnt, "filler");
+    spawnSync("dd", ["if=/dev/zero", `of=${filler}`, "bs=64k", "count=100"]);
+    const serve = await startServe("source", dir, { DATA_DIR: dataDir });
+    try {
+      const c = await RawClient.connect(serve.smtpPort);
+      await greet(c);
+      const reply = await sendMail(c, "b@company.com", simpleMessage("kept", `${"y".repeat(76)}\r\n`.repeat(2000)));
+      expect(reply).toMatch(/^250 2\.0\.0 /);
+      const id = reply.split(" ").pop() ?? "";
+      await serve.waitForLog((l) => l.msg === "archive failed, message stays spooled" && l.id === id);
+      const failing = await healthz(serve.httpUrl);
+      expect({ status: failing.status, reason: failing.body.checks?.dataDir?.reason }).toEqual({ status: 503, reason: FILE_FAILURE });
+      expect(readdirSync(join(dataDir, "spool")).some((f) => f.startsWith(id))).toBe(true);
+      rmSync(filler);
+      expect(await sendMail(c)).toMatch(/^250 2\.0\.0 /);
+      await Bun.sleep(500);
+      expect((await healthz(serve.httpUrl)).status).toBe(200);
+      c.end();
+    } finally {
+      expect(await serve.stop("SIGTERM")).toBe(0);
+    }
+  }));
