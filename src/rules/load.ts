@@ -69,10 +69,14 @@ function overSizeLimit(text: string): boolean {
   return Buffer.byteLength(text, "utf8") > MAX_RULES_FILE_BYTES;
 }
 
+function tooLarge(file: string): Diagnostic {
+  return fileDiagnostic(file, "file-too-large", `rules file is larger than ${MAX_RULES_FILE_BYTES} bytes`);
+}
+
 /** Diagnostics for a rules file's text (errors and warnings, sorted by position). */
 export function lintRules(text: string, fileName: string): Diagnostic[] {
   if (overSizeLimit(text)) {
-    return [fileDiagnostic(fileName, "file-too-large", `rules file is larger than ${MAX_RULES_FILE_BYTES} bytes`)];
+    return [tooLarge(fileName)];
   }
   return validateRulesText(text, fileName).diagnostics;
 }
@@ -103,12 +107,12 @@ export async function readRulesFile(path: string): Promise<ReadResult> {
     bytes = await readConfigFile(path, MAX_RULES_FILE_BYTES);
   } catch (err) {
     const code = err instanceof Error && "code" in err ? String(err.code) : String(err);
-    if (code === "EFBIG") return { ok: false, diagnostic: fileDiagnostic(path, "file-too-large", `rules file is larger than ${MAX_RULES_FILE_BYTES} bytes`) };
+    if (code === "EFBIG") return { ok: false, diagnostic: tooLarge(path) };
     const reason = code === "ENOTREG" ? "not a regular file" : code;
     return { ok: false, diagnostic: fileDiagnostic(path, UNREADABLE_CODE, `cannot read rules file (${reason})`) };
   }
   if (bytes.byteLength > MAX_RULES_FILE_BYTES) {
-    return { ok: false, diagnostic: fileDiagnostic(path, "file-too-large", `rules file is larger than ${MAX_RULES_FILE_BYTES} bytes`) };
+    return { ok: false, diagnostic: tooLarge(path) };
   }
   try {
     const text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
