@@ -5,7 +5,7 @@
  * compiled executable.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
@@ -35,7 +35,11 @@ describe("README", () => {
     expect(shell).toContain("npm install && npm start\n");
     expect(shell).toContain("npm install && npm test\n");
     expect(pkg.scripts.start).toBe("bun --no-env-file src/main.ts serve");
-    expect(pkg.scripts.test).toBe("bun test");
+    // Four test files at a time: most of a serial run is waiting (servers starting, retries, timeouts).
+    expect(pkg.scripts.test).toBe("bun test --parallel=4 --timings=test/timings.json");
+    // The timings only order the files (slowest first); every entry must still be a test file.
+    const timings = JSON.parse(readFileSync(join(REPO_ROOT, "test/timings.json"), "utf8")) as { files: Record<string, number> };
+    for (const file of Object.keys(timings.files)) expect({ file, exists: existsSync(join(REPO_ROOT, file)) }).toEqual({ file, exists: true });
     expect(readFileSync(join(REPO_ROOT, ".ci/run"), "utf8")).toMatch(/^\s*npm test 2>&1/m);
   });
 

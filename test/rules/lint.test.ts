@@ -4,6 +4,7 @@
  */
 import { describe, expect, test } from "bun:test";
 import { lintRules, parseRules } from "../../src/rules/load.ts";
+import { withCpuMs } from "../helpers/cpu-time.ts";
 
 type Expected = [line: number, col: number, severity: "error" | "warning", code: string];
 
@@ -324,9 +325,7 @@ rules:
     const domains = Array.from({ length: 50_000 }, (_, i) => `brand${i}.example`);
     const forwards = Array.from({ length: 200 }, (_, i) => `  - name: f-${i}\n    action: forward\n    forward_to: desk@brand${i}.example\n    loop_ok: true\n    conditions: [{ field: subject, operator: exists }]\n`);
     const text = `domains: [${domains.join(", ")}, brand7.example]\nrules:\n${forwards.join("")}`;
-    const start = performance.now();
-    const result = parseRules(text, "rules.yaml");
-    const ms = performance.now() - start;
+    const { value: result, ms } = withCpuMs(() => parseRules(text, "rules.yaml"));
     expect(result.ok).toBe(true);
     expect(result.diagnostics.map((d) => d.code)).toEqual(["duplicate-domain"]);
     if (result.ok) expect(result.rules.domains.length).toBe(50_000);
@@ -372,8 +371,8 @@ rules:
     const levels = ["a0: &a0 [{ field: subject, operator: exists }]"];
     for (let i = 1; i < 12; i++) levels.push(`a${i}: &a${i} [${Array.from({ length: 10 }, () => `*a${i - 1}`).join(", ")}]`);
     const bomb = `${levels.join("\n")}\n`;
-    const started = performance.now();
-    expect(parseRules(bomb, "f").ok).toBe(false);
-    expect(performance.now() - started).toBeLessThan(2000);
+    const { value: ok, ms } = withCpuMs(() => parseRules(bomb, "f").ok);
+    expect(ok).toBe(false);
+    expect(ms).toBeLessThan(2000);
   });
 });

@@ -1,8 +1,10 @@
 /**
  * Preloaded by `bun test` (bunfig.toml): every temporary file or directory a test makes through
- * `os.tmpdir()` goes under one directory for the run, removed when the run ends. Test files make
- * thousands of data dirs, spools and copied executables; removing each where it is made was easy
- * to forget, and repeated runs filled a developer's disk (70 GB in /tmp after a few days).
+ * `os.tmpdir()` goes under one directory, removed when the test file ends (`npm test` runs the
+ * files in parallel worker processes, each file isolated, so this runs once per file; a plain
+ * `bun test` of several files runs it once for all of them). Test files make thousands of data
+ * dirs, spools and copied executables; removing each where it is made was easy to forget, and
+ * repeated runs filled a developer's disk (70 GB in /tmp after a few days).
  * `KEEP_TEST_TMP=1` keeps the directory to look at after a failure; its path is printed then.
  */
 import { afterAll } from "bun:test";

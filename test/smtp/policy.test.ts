@@ -7,6 +7,7 @@ import { RawClient, greet, sendMail, startTestServer, type TestServer } from "./
 import { canonicalSender, checkRecipient, unquoteLocalPart } from "../../src/smtp/recipient-policy.ts";
 import { createRateLimiter } from "../../src/smtp/rate-limiter.ts";
 import { clientKey, createIpMatcher, normalizeIp } from "../../src/smtp/ip.ts";
+import { withCpuMs } from "../helpers/cpu-time.ts";
 
 let server: TestServer | null = null;
 afterEach(async () => {
@@ -196,9 +197,10 @@ describe("policy units", () => {
   test("rate limiter: a full table of live windows admits each new client without a sweep of the table", () => {
     const rl = createRateLimiter({ max: 200, windowMs: 60_000, maxTracked: 50_000 });
     for (let i = 0; i < 50_000; i++) rl.take(`10.0.${i >> 8}.${i & 255}`);
-    const started = performance.now();
-    for (let i = 0; i < 5_000; i++) rl.take(`11.0.${i >> 8}.${i & 255}`);
-    expect(performance.now() - started).toBeLessThan(300);
+    const { ms } = withCpuMs(() => {
+      for (let i = 0; i < 5_000; i++) rl.take(`11.0.${i >> 8}.${i & 255}`);
+    });
+    expect(ms).toBeLessThan(300);
     expect(rl.size()).toBe(50_000);
     // The oldest were forgotten, the newest are counted.
     expect(rl.take("11.0.19.135")).toBe(true);
