@@ -56,6 +56,31 @@ export function quoteExecArg(arg: string): string {
   return `"${escaped.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
 }
 
+/**
+ * The service's sandbox, the same for every install: the whole file system read-only but the
+ * paths in ReadWritePaths=, no devices, no kernel knobs, IP and Unix sockets only.
+ */
+const SANDBOX = [
+  "NoNewPrivileges=yes",
+  "ProtectSystem=strict",
+  "ProtectHome=yes",
+  "PrivateTmp=yes",
+  "PrivateDevices=yes",
+  "ProtectKernelTunables=yes",
+  "ProtectKernelModules=yes",
+  "ProtectKernelLogs=yes",
+  "ProtectControlGroups=yes",
+  "ProtectClock=yes",
+  "ProtectHostname=yes",
+  "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+  "RestrictNamespaces=yes",
+  "RestrictRealtime=yes",
+  "RestrictSUIDSGID=yes",
+  "LockPersonality=yes",
+  "SystemCallArchitectures=native",
+  "# No MemoryDenyWriteExecute=: the JavaScript JIT needs writable+executable memory.",
+] as const;
+
 export function renderUnit(opts: UnitOptions): string {
   const privileged = needsBindCapability([opts.smtpPort, opts.httpPort]);
   const capabilities = privileged
@@ -97,24 +122,7 @@ export function renderUnit(opts: UnitOptions): string {
     `EnvironmentFile=${ENV_FILE_PATH}`,
     "UMask=0027",
     `LimitNOFILE=${SERVICE_NOFILE_LIMIT}`,
-    "NoNewPrivileges=yes",
-    "ProtectSystem=strict",
-    "ProtectHome=yes",
-    "PrivateTmp=yes",
-    "PrivateDevices=yes",
-    "ProtectKernelTunables=yes",
-    "ProtectKernelModules=yes",
-    "ProtectKernelLogs=yes",
-    "ProtectControlGroups=yes",
-    "ProtectClock=yes",
-    "ProtectHostname=yes",
-    "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
-    "RestrictNamespaces=yes",
-    "RestrictRealtime=yes",
-    "RestrictSUIDSGID=yes",
-    "LockPersonality=yes",
-    "SystemCallArchitectures=native",
-    "# No MemoryDenyWriteExecute=: the JavaScript JIT needs writable+executable memory.",
+    ...SANDBOX,
     `ReadWritePaths=${writable}`,
     ...capabilities,
     "",
