@@ -43,7 +43,7 @@ class MailboxDraft {
     let address = "";
     let nameWords = this.words;
     if (this.angle !== null) {
-      address = unquoteAddress(stripRoute(this.angle.trim()));
+      address = unquoteAddress(stripRoute(withoutCommentsAndSpace(this.angle)));
     } else {
       const index = this.words.findIndex((word) => !word.quoted && word.text.includes("@"));
       if (index >= 0) {
@@ -55,6 +55,42 @@ class MailboxDraft {
     const name = decodeEncodedWords(phrase || this.comments.join(" ")).trim();
     return address || name ? { name, address } : null;
   }
+}
+
+/**
+ * An angle-addr's content without its comments and folding whitespace, quoted strings kept:
+ * RFC 5322 allows CFWS around each part of an addr-spec, so `<ceo@company.com (Chief)>`,
+ * `<ceo(x)@company.com>` and `<jdoe@test . example>` are ceo@company.com and jdoe@test.example,
+ * as mail clients show them. Kept as written, a rule for ceo@company.com missed them.
+ */
+function withoutCommentsAndSpace(inside: string): string {
+  let out = "";
+  let i = 0;
+  while (i < inside.length) {
+    const ch = inside[i] as string;
+    if (ch === '"') {
+      const end = scanQuoted(inside, i).end;
+      out += inside.slice(i, end);
+      i = end;
+    } else if (ch === "(") {
+      i = scanComment(inside, i).end;
+    } else {
+      if (!FOLDING_SPACE.has(ch)) out += ch;
+      i++;
+    }
+  }
+  return out;
+}
+
+const FOLDING_SPACE = new Set([" ", "\t", "\r", "\n"]);
+
+/**
+ * Whether a comment between `before` and `after` sits inside a bare addr-spec
+ * (`ceo(x)@company.com`, `c@(host)company.com`) rather than beside it, where it is the name.
+ */
+function insideBareAddress(before: string | undefined, after: string | undefined): boolean {
+  if (before === undefined || after === undefined || WORD_BREAK.has(before) || WORD_BREAK.has(after)) return false;
+  return before === "@" || after === "@" || before === "." || after === ".";
 }
 
 /** `@relay1,@relay2:user@example.com` (obsolete source route) → `user@example.com`. */
@@ -107,6 +143,8 @@ export function parseAddressList(value: string, maxMailboxes: number): AddressLi
     return mailboxes.length < maxMailboxes;
   };
   let i = 0;
+  /** A comment inside a bare addr-spec was just skipped: the next word continues the last one. */
+  let glueNextWord = false;
   while (i < value.length) {
     const ch = value[i] as string;
     if (ch === '"') {
@@ -124,7 +162,8 @@ export function parseAddressList(value: string, maxMailboxes: number): AddressLi
       i = quoted.end;
     } else if (ch === "(") {
       const comment = scanComment(value, i);
-      draft.comments.push(comment.text);
+      if (insideBareAddress(value[i - 1], value[comment.end])) glueNextWord = draft.words.length > 0;
+      else draft.comments.push(comment.text);
       i = comment.end;
     } else if (ch === "<") {
       const close = value.indexOf(">", i + 1);
@@ -143,8 +182,11 @@ export function parseAddressList(value: string, maxMailboxes: number): AddressLi
     } else {
       const start = i;
       while (i < value.length && !WORD_BREAK.has(value[i] as string)) i++;
-      draft.words.push({ text: value.slice(start, i), quoted: false });
+      const last = draft.words[draft.words.length - 1];
+      if (glueNextWord && last && !last.quoted) last.text += value.slice(start, i);
+      else draft.words.push({ text: value.slice(start, i), quoted: false });
     }
+    glueNextWord &&= ch === "(";
   }
   if (mailboxes.length < maxMailboxes) flush();
   else if (!draft.isEmpty()) return { mailboxes, truncated: true };

@@ -60,6 +60,17 @@ describe("parseAddressList", () => {
     ['"john doe"@company.com, "ceo"@company.com', [["", '"john doe"@company.com'], ["", "ceo@company.com"]]],
     ['"a\\"b"@x.example (Q)', [["Q", '"a\\"b"@x.example']]],
     ['"first.last"@x.example', [["", "first.last@x.example"]]],
+    // Comments and folding whitespace inside an addr-spec (RFC 5322 CFWS) are not the address:
+    // kept, `<ceo@company.com (Chief)>` slipped past a rule for ceo@company.com.
+    ["CEO <ceo@company.com (Chief)>", [["CEO", "ceo@company.com"]]],
+    ["<ceo(x)@company.com>", [["", "ceo@company.com"]]],
+    ["Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>", [["Pete", "pete@silly.test"]]],
+    ["<c@(Chris's host.)public.example>", [["", "c@public.example"]]],
+    ["A <a @ company.com>", [["A", "a@company.com"]]],
+    ['x <"a (b)"@company.com>', [["x", '"a (b)"@company.com']]],
+    ["ceo(x)@company.com", [["", "ceo@company.com"]]],
+    ["c@(host)public.example", [["", "c@public.example"]]],
+    ["a@b.c (one), d@e.f (two)", [["one", "a@b.c"], ["two", "d@e.f"]]],
   ];
   for (const [input, expected] of cases) {
     test(JSON.stringify(input), () => {
