@@ -2,7 +2,8 @@
  * Splits the top-level header block of a raw message into fields, before (and instead of)
  * postal-mime, so that header-borne traps never reach a parser with super-linear parts.
  * Lines are split on LF (a CR before it is dropped), a line of nothing but CRs ends the
- * block, like postal-mime. Bounded by MAX_HEADER_BLOCK_BYTES, MAX_HEADER_FIELDS and
+ * block, like postal-mime, and so does a line of only spaces or tabs followed by text (see
+ * headerGoesOn). Bounded by MAX_HEADER_BLOCK_BYTES, MAX_HEADER_FIELDS and
  * MAX_HEADER_FIELD_BYTES; what a limit cut off is named in `notes`. Never throws.
  */
 import { MAX_HEADER_BLOCK_BYTES, MAX_HEADER_FIELD_BYTES, MAX_HEADER_FIELDS, MAX_NAMED_FIELDS_PAST_LIMIT } from "./limits.ts";
@@ -45,6 +46,32 @@ function contentEnd(raw: Uint8Array, start: number, lineEnd: number): number {
   let end = lineEnd;
   while (end > start && raw[end - 1] === CR) end--;
   return end;
+}
+
+/** Whether raw[start, end) is nothing but spaces and tabs. */
+function isBlank(raw: Uint8Array, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (raw[i] !== SP && raw[i] !== TAB) return false;
+  return true;
+}
+
+/**
+ * After a line of only spaces or tabs: whether the header block goes on at `next` (a folded
+ * line, a `Name:` field line, or the empty line that ends it). A whitespace line followed by
+ * text is where a sender meant the empty line: mail clients (and Python's parser) show what
+ * follows as the body. Taken as folding, the body became junk header lines and `body` rules
+ * saw nothing (a real Gmail-delivered message in the corpus; an easy way past body rules).
+ * A whitespace line followed by header fields (several corpus messages start with one) stays
+ * folding, as before.
+ */
+function headerGoesOn(buffer: Buffer, next: number): boolean {
+  if (next >= buffer.length) return false;
+  const first = buffer[next];
+  if (first === SP || first === TAB || first === CR || first === LF) return true;
+  let i = next;
+  while (i < buffer.length && (buffer[i] as number) > 32 && (buffer[i] as number) < 127 && buffer[i] !== COLON) i++;
+  if (i === next) return false;
+  while (i < buffer.length && (buffer[i] === SP || buffer[i] === TAB)) i++;
+  return buffer[i] === COLON;
 }
 
 /** Body start for a header block too long to walk line by line: first empty line. */
@@ -123,7 +150,7 @@ export function splitHeaderBlock(raw: Uint8Array): HeaderBlock {
     const lineEnd = lf < 0 ? raw.length : lf;
     const next = lf < 0 ? raw.length : lf + 1;
     const end = contentEnd(raw, pos, lineEnd);
-    if (end === pos) {
+    if (end === pos || (isBlank(raw, pos, end) && !headerGoesOn(buffer, next))) {
       bodyStart = next;
       break;
     }

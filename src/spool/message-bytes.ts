@@ -113,7 +113,8 @@ function blankLineEnd(bytes: Buffer): number {
 /**
  * Finds where the header section ends in bytes fed in order: the end of the first `\n\n` or
  * `\n\r\n` (either is a blank line for splitHeaderBlock, which may find an earlier one — a
- * line of several CRs — but never a later one, so the whole header block is before it), also
+ * line of several CRs, or of spaces with text after it — but never a later one, so the whole
+ * header block is before it), also
  * across the boundary between two feeds. Each byte is looked at once.
  */
 export class HeaderEndFinder {

@@ -121,3 +121,19 @@ test("a header block that ends exactly at MAX_HEADER_BLOCK_BYTES lost nothing: n
     expect(b.bodyStart).toBe(MAX_HEADER_BLOCK_BYTES + 2);
   }
 });
+
+test("a line of only spaces or tabs ends the block when text follows it, and is folding when header lines follow", () => {
+  const at = (text: string) => {
+    const parsed = splitHeaderBlock(encode(text));
+    return { names: parsed.fields.map((f) => f.name), body: new TextDecoder().decode(encode(text).subarray(parsed.bodyStart)) };
+  };
+  // The sender's empty line with a space in it (a Gmail-delivered message of the corpus): the text is the body.
+  expect(at("Subject: hi\r\nContent-Type: text/plain\r\n \r\nwire transfer\r\n")).toEqual({ names: ["subject", "content-type"], body: "wire transfer\r\n" });
+  expect(at("Subject: hi\n\t \nwire transfer\n")).toEqual({ names: ["subject"], body: "wire transfer\n" });
+  expect(at("Subject: hi\r\n \r\n--boundary\r\n")).toEqual({ names: ["subject"], body: "--boundary\r\n" });
+  // Followed by a field, a folded line or the empty line, it is folding as before (messages that start with one exist).
+  expect(at(" \r\nFrom: a@b.example\r\nSubject: hi\r\n\r\nbody\r\n")).toEqual({ names: ["from", "subject"], body: "body\r\n" });
+  expect(at("Subject: hi\r\n \r\nDate  : Mon\r\n\r\nbody\r\n")).toEqual({ names: ["subject", "date"], body: "body\r\n" });
+  expect(at("Subject: hi\r\n \r\n there\r\n\r\nbody\r\n")).toEqual({ names: ["subject"], body: "body\r\n" });
+  expect(at("Subject: hi\r\n \r\n\r\nbody\r\n")).toEqual({ names: ["subject"], body: "body\r\n" });
+});

@@ -1,8 +1,9 @@
 /**
- * A comment or folding whitespace inside an address (RFC 5322 CFWS: `<ceo@company.com (Chief)>`)
- * is not part of it: the rules see the address a mail client shows. Kept as written, the
- * comment let a message past a rule for ceo@company.com (found by comparing the corpus's facts
- * with Python's email package).
+ * Malformed-but-readable messages give the rules the facts a mail client shows, so they cannot
+ * be used to slip past a rule (found by comparing the corpus's facts with Python's email
+ * package): a comment or folding whitespace inside an address (RFC 5322 CFWS:
+ * `<ceo@company.com (Chief)>`) is not part of it; a header block ended by a line holding a
+ * space does not hide the body from `body` rules.
  */
 import { expect, test } from "bun:test";
 import { extractFacts } from "../../src/parse/extract.ts";
@@ -17,6 +18,7 @@ default: { action: archive, category: default }
 rules:
   - { name: ceo-spoof, priority: 10, action: reject, category: spoof, conditions: [{ field: from, operator: equals, value: ceo@company.com }] }
   - { name: to-sales, priority: 5, action: drop, category: sales, conditions: [{ field: to, operator: equals, value: sales@company.com }] }
+  - { name: wire, priority: 20, action: reject, category: fraud, conditions: [{ field: body, operator: contains, value: wire transfer }] }
 `;
 
 function message(from: string, to: string): Uint8Array {
@@ -31,5 +33,16 @@ test("a comment inside From's or To's address does not hide it from a rule", asy
     expect({ from, address: facts.from }).toEqual({ from, address: "ceo@company.com" });
     expect(facts.to).toEqual(["sales@company.com"]);
     expect(classify(facts, parsed.rules).decision.rule).toBe("ceo-spoof");
+  }
+});
+
+test("a header block ended by a line holding only a space does not hide the body from a body rule", async () => {
+  const parsed = parseRules(RULES, "rules.yaml");
+  if (!parsed.ok) throw new Error("rules did not compile");
+  for (const blank of [" ", "\t", "  \t"]) {
+    const raw = `From: a@b.example\r\nTo: sales@company.com\r\nSubject: hi\r\nContent-Type: text/plain; charset=utf-8\r\n${blank}\r\nPlease send the wire transfer today.\r\n`;
+    const facts = await extractFacts(new TextEncoder().encode(raw), ENVELOPE);
+    expect({ blank, body: facts.body.trim() }).toEqual({ blank, body: "Please send the wire transfer today." });
+    expect(classify(facts, parsed.rules).decision.rule).toBe("wire");
   }
 });
