@@ -62,6 +62,21 @@ export function partNames(fields: readonly PartField[]): string[] {
   return [...names];
 }
 
+/** `type/subtype` at the start of a Content-Type value (RFC 2045 tokens). */
+const LEADING_MIME_TYPE = /^[a-z0-9!#$%&'*+.^_`|~-]+\/[a-z0-9!#$%&'*+.^_`|~-]+/i;
+
+/**
+ * A leaf's type as a mail client reads it: `text plain`, `text`, `<html>` or an empty value
+ * are not a type, and RFC 2045 §5.2 says to take text/plain then; `text/plain>` or
+ * `application/pdf name="x.pdf"` (no `;`) are the type they start with. Kept as written, the
+ * text of such a part was neither body nor a recognisable attachment: `body` and
+ * `attachment_type` rules missed it (spam uses broken types for just that).
+ */
+export function validMimeType(value: string): string {
+  const type = LEADING_MIME_TYPE.exec(value.trim())?.[0];
+  return type ? type.toLowerCase() : "text/plain";
+}
+
 type CollectAttachment = (this: PostalMime, node: PartNode, ...rest: unknown[]) => void;
 type IsInlineTextNode = (this: PostalMime, node: PartNode) => boolean;
 type AddTextEntry = (this: PostalMime, node: PartNode, type: "plain" | "html", entry: { type: "subMessage"; value: Email }) => void;
@@ -126,6 +141,9 @@ class NamingParser extends PostalMime {
   }
 
   isInlineTextNode(node: PartNode): boolean {
+    // The first hook postal-mime calls for every leaf: from here on its text/attachment choice,
+    // the body's text type and the attachment's mimeType all read the repaired type.
+    node.contentType.parsed.value = validMimeType(node.contentType.parsed.value);
     const inline = (isInlineTextNode as IsInlineTextNode).call(this, node);
     const names = inline && this.names ? partNames(node.headers) : [];
     if (names.length > 0) {

@@ -3,11 +3,12 @@
  * be used to slip past a rule (found by comparing the corpus's facts with Python's email
  * package): a comment or folding whitespace inside an address (RFC 5322 CFWS:
  * `<ceo@company.com (Chief)>`) is not part of it; a header block ended by a line holding a
- * space does not hide the body from `body` rules.
+ * space does not hide the body from `body` rules; nor does a Content-Type that is not a type.
  */
 import { expect, test } from "bun:test";
 import { extractFacts } from "../../src/parse/extract.ts";
 import { classify } from "../../src/rules/classify.ts";
+import { validMimeType } from "../../src/parse/part-names.ts";
 import { parseRules } from "../../src/rules/load.ts";
 import type { Envelope } from "../../src/types.ts";
 
@@ -18,6 +19,7 @@ default: { action: archive, category: default }
 rules:
   - { name: ceo-spoof, priority: 10, action: reject, category: spoof, conditions: [{ field: from, operator: equals, value: ceo@company.com }] }
   - { name: to-sales, priority: 5, action: drop, category: sales, conditions: [{ field: to, operator: equals, value: sales@company.com }] }
+  - { name: pdf, priority: 30, action: reject, category: pdf, conditions: [{ field: attachment_type, operator: equals, value: application/pdf }] }
   - { name: wire, priority: 20, action: reject, category: fraud, conditions: [{ field: body, operator: contains, value: wire transfer }] }
 `;
 
@@ -45,4 +47,26 @@ test("a header block ended by a line holding only a space does not hide the body
     expect({ blank, body: facts.body.trim() }).toEqual({ blank, body: "Please send the wire transfer today." });
     expect(classify(facts, parsed.rules).decision.rule).toBe("wire");
   }
+});
+
+test("a Content-Type that is not a type is read as text/plain, or as the type it starts with", async () => {
+  expect(["text plain", "text", "<html>", "", " ; name=x", "text/plain>", "TEXT/HTML", "application/pdf name=x.pdf"].map(validMimeType))
+    .toEqual(["text/plain", "text/plain", "text/plain", "text/plain", "text/plain", "text/plain", "text/html", "application/pdf"]);
+  const parsed = parseRules(RULES, "rules.yaml");
+  if (!parsed.ok) throw new Error("rules did not compile");
+  const head = "From: a@b.example\r\nTo: sales@company.com\r\nSubject: hi\r\nMIME-Version: 1.0\r\n";
+  for (const type of ["text plain", "text/plain>", "<html>", "text"]) {
+    const top = `${head}Content-Type: ${type}\r\n\r\nPlease send the wire transfer today.\r\n`;
+    const inPart = `${head}Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: ${type}\r\n\r\nPlease send the wire transfer today.\r\n--b--\r\n`;
+    for (const raw of [top, inPart]) {
+      const facts = await extractFacts(new TextEncoder().encode(raw), ENVELOPE);
+      expect({ type, body: facts.body.trim(), types: facts.attachmentTypes }).toEqual({ type, body: "Please send the wire transfer today.", types: [] });
+      expect(classify(facts, parsed.rules).decision.rule).toBe("wire");
+    }
+  }
+  // An attachment whose type lost its ';' still has its type.
+  const pdf = `${head}Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--b\r\nContent-Type: application/pdf name="inv.pdf"\r\nContent-Disposition: attachment; filename="inv.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n`;
+  const facts = await extractFacts(new TextEncoder().encode(pdf), ENVELOPE);
+  expect(facts.attachmentTypes).toEqual(["application/pdf"]);
+  expect(classify(facts, parsed.rules).decision.rule).toBe("pdf");
 });
