@@ -5,6 +5,21 @@
  * list however many made-up labels a message carries.
  */
 
+import { utf7Decoder } from "./utf7.ts";
+
+/** What decoderFor hands out: a TextDecoder, or one of ours for a charset TextDecoder lacks. */
+export interface BytesDecoder {
+  decode(bytes?: Uint8Array): string;
+}
+
+/** UTF-7's labels (RFC 2152; IANA's alias; what Outlook writes with `x-`). */
+const UTF7_LABELS = new Set(["utf-7", "unicode-1-1-utf-7", "csunicode11utf7", "x-utf-7", "utf7"]);
+
+/** Whether `label` names UTF-7 (decoded by utf7.ts; TextDecoder does not know it). */
+export function isUtf7(label: string | null | undefined): boolean {
+  return UTF7_LABELS.has((label ?? "").trim().toLowerCase().split("*")[0] ?? "");
+}
+
 /** Labels mail software writes that TextDecoder does not know, mapped to one it does. */
 const CHARSET_ALIASES = new Map<string, string>([
   ["cp949", "euc-kr"],
@@ -18,7 +33,6 @@ const CHARSET_ALIASES = new Map<string, string>([
   ["cp936", "gbk"],
   ["cp950", "big5"],
   ["utf8", "utf-8"],
-  ["unicode-1-1-utf-7", "utf-8"],
   ["iso-8859-8-i", "iso-8859-8"],
   ["tis-620", "windows-874"],
 ]);
@@ -42,7 +56,8 @@ function tryDecoder(label: string): TextDecoder | null {
 }
 
 /** A decoder for `label`, or windows-1252 when the label is unknown or missing. */
-export function decoderFor(label: string | null | undefined): TextDecoder {
+export function decoderFor(label: string | null | undefined): BytesDecoder {
+  if (isUtf7(label)) return utf7Decoder;
   const clean = (label ?? "").trim().toLowerCase().slice(0, MAX_CHARSET_LABEL_CHARS);
   const withoutLanguage = clean.split("*")[0] ?? ""; // RFC 2231 `charset*lang`
   const direct = withoutLanguage ? tryDecoder(withoutLanguage) : null;

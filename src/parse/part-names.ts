@@ -14,7 +14,9 @@
  * never throws.
  */
 import PostalMime, { type Attachment, type Email } from "postal-mime";
+import { isUtf7 } from "./charset.ts";
 import { decodeEncodedWords } from "./encoded-words.ts";
+import { decodeUtf7 } from "./utf7.ts";
 import { parameters, parameterValues, type Parameter } from "./mime-parameters.ts";
 
 /** A header field of a part as postal-mime splits it: lower-case key, unfolded value. */
@@ -33,6 +35,8 @@ interface PartNode {
   contentTransferEncoding: { encoding: string };
   /** The decoded content (transfer encoding undone), once the part is parsed. */
   content: ArrayBuffer | null;
+  /** Its text, decoded by the Content-Type charset (postal-mime's, replaced here for UTF-7). */
+  getTextContent(): string;
 }
 
 /**
@@ -144,6 +148,7 @@ class NamingParser extends PostalMime {
     // The first hook postal-mime calls for every leaf: from here on its text/attachment choice,
     // the body's text type and the attachment's mimeType all read the repaired type.
     node.contentType.parsed.value = validMimeType(node.contentType.parsed.value);
+    if (isUtf7(node.contentType.parsed.params.charset)) node.getTextContent = () => (node.content ? decodeUtf7(new Uint8Array(node.content)) : "");
     const inline = (isInlineTextNode as IsInlineTextNode).call(this, node);
     const names = inline && this.names ? partNames(node.headers) : [];
     if (names.length > 0) {

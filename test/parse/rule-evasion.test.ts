@@ -3,7 +3,8 @@
  * be used to slip past a rule (found by comparing the corpus's facts with Python's email
  * package): a comment or folding whitespace inside an address (RFC 5322 CFWS:
  * `<ceo@company.com (Chief)>`) is not part of it; a header block ended by a line holding a
- * space does not hide the body from `body` rules; nor does a Content-Type that is not a type.
+ * space does not hide the body from `body` rules; nor does a Content-Type that is not a type;
+ * UTF-7 text (which Outlook shows) is decoded.
  */
 import { expect, test } from "bun:test";
 import { extractFacts } from "../../src/parse/extract.ts";
@@ -19,6 +20,8 @@ default: { action: archive, category: default }
 rules:
   - { name: ceo-spoof, priority: 10, action: reject, category: spoof, conditions: [{ field: from, operator: equals, value: ceo@company.com }] }
   - { name: to-sales, priority: 5, action: drop, category: sales, conditions: [{ field: to, operator: equals, value: sales@company.com }] }
+  - { name: invoice, priority: 40, action: reject, category: subject, conditions: [{ field: subject, operator: contains, value: invoice }] }
+  - { name: exe, priority: 35, action: reject, category: exe, conditions: [{ field: attachment, operator: ends_with, value: .exe }] }
   - { name: pdf, priority: 30, action: reject, category: pdf, conditions: [{ field: attachment_type, operator: equals, value: application/pdf }] }
   - { name: wire, priority: 20, action: reject, category: fraud, conditions: [{ field: body, operator: contains, value: wire transfer }] }
 `;
@@ -69,4 +72,23 @@ test("a Content-Type that is not a type is read as text/plain, or as the type it
   const facts = await extractFacts(new TextEncoder().encode(pdf), ENVELOPE);
   expect(facts.attachmentTypes).toEqual(["application/pdf"]);
   expect(classify(facts, parsed.rules).decision.rule).toBe("pdf");
+});
+
+test("UTF-7 in a subject, a text part and a file name is read as UTF-7", async () => {
+  const parsed = parseRules(RULES, "rules.yaml");
+  if (!parsed.ok) throw new Error("rules did not compile");
+  const part = (headers: string, body: string) => `--b\r\n${headers}\r\n\r\n${body}\r\n`;
+  const message = (subject: string, parts: string[]) =>
+    new TextEncoder().encode(`From: a@b.example\r\nTo: sales@company.com\r\nSubject: ${subject}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n${parts.join("")}--b--\r\n`);
+  const text = part("Content-Type: text/plain; charset=utf-7", "Please send the +AHcAaQByAGU- transfer today.");
+  const subject = await extractFacts(message("=?utf-7?Q?+AEkAbgB2AG8AaQBjAGU-?=", [text]), ENVELOPE);
+  expect(subject.subject).toBe("Invoice");
+  expect(subject.body.trim()).toBe("Please send the wire transfer today.");
+  expect(classify(subject, parsed.rules).decision.rule).toBe("invoice");
+  const body = await extractFacts(message("hi", [text]), ENVELOPE);
+  expect(classify(body, parsed.rules).decision.rule).toBe("wire");
+  const file = part('Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="=?utf-7?Q?evil+AC4-exe?="', "eHg=");
+  const attached = await extractFacts(message("hi", [part("Content-Type: text/plain", "hello"), file]), ENVELOPE);
+  expect(attached.attachments).toContain("evil.exe");
+  expect(classify(attached, parsed.rules).decision.rule).toBe("exe");
 });
