@@ -19,7 +19,7 @@ import { normalizeIp } from "../smtp/ip.ts";
 import { MAX_RECEIVED_HEADERS, oversizeReplyText } from "../smtp/limits.ts";
 import { buildReceivedHeader, continuesReceived, countReceivedHeaders, FOLD_BREAK, LOOP_REPLY } from "../smtp/received-header.ts";
 import { newMessageId } from "../spool/ids.ts";
-import { parseEnvelopeAddress } from "../smtp/connection.ts";
+import { parseEnvelopeAddress } from "../smtp/lenient-syntax.ts";
 import { checkRecipient, oneEntryPerAddress } from "../smtp/recipient-policy.ts";
 import { classify } from "../rules/classify.ts";
 import { formatDiagnostics } from "../rules/format.ts";

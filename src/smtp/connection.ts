@@ -33,6 +33,7 @@ import type { SMTPStream } from "smtp-server/lib/smtp-stream.js";
 import { useFastDataScanner } from "./data-scanner.ts";
 import { MAX_COMMAND_LINE_BYTES } from "./limits.ts";
 import { answerLongLines, continueAfterData } from "./parser-patches.ts";
+import { heloWithOneName, parseWithQuotedSpaces } from "./lenient-syntax.ts";
 import { clientKey } from "./ip.ts";
 
 /** Postfix's words for a line past its line_length_limit. */
@@ -97,19 +98,6 @@ export function isProxyOwnSession(session: SMTPServerSession): boolean {
 /** The RCPT argument (`TO:<...> PARAMS`) of the command being handled, before any parsing. */
 export function lastRcptArgument(session: SMTPServerSession): string {
   return rcptArguments.get(session) ?? "";
-}
-
-/**
- * What smtp-server's own parser makes of `MAIL FROM:<address>` / `RCPT TO:<address>`: the
- * address it would hand our hooks (A-labels decoded), or false where serve answers 501 before
- * any hook runs (`"a b"@x`, `a@b@c`, a trailing dot, no `@`). For the dry run (`mailgw test
- * --from/--to`), so it refuses exactly what serve refuses; the parser uses only its options
- * and logger from the connection.
- */
-export function parseEnvelopeAddress(verb: "MAIL FROM" | "RCPT TO", address: string): string | false {
-  const connection = { _server: { options: {}, logger: { error() {} } }, session: {}, id: "dry-run" };
-  const parsed = SMTPConnection.prototype._parseAddressCommand.call(connection as unknown as SMTPConnection, verb, `${verb}:<${address}>`);
-  return parsed === false ? false : parsed.address;
 }
 
 /** The MAIL or RCPT command being handled, as the client's bytes (smtp-server decodes A-labels). */
@@ -281,6 +269,19 @@ export class GatewayConnection extends SMTPConnection {
     if (!this.refusedBeforeTls(command)) return super._onCommand(command, callback);
     this.send(530, TLS_FIRST_TEXT);
     this._whenWritable(callback ?? (() => false));
+  }
+
+  /** Quoted local parts with spaces, and `HELO host name`: see lenient-syntax.ts. */
+  override _parseAddressCommand(name: string, command: Buffer | string): ReturnType<SMTPConnection["_parseAddressCommand"]> {
+    return parseWithQuotedSpaces((n, c) => super._parseAddressCommand(n, c), name, command.toString());
+  }
+
+  override handler_HELO(command: Buffer, callback: () => void): void {
+    super.handler_HELO(heloWithOneName(command), callback);
+  }
+
+  override handler_EHLO(command: Buffer, callback: () => void): void {
+    super.handler_EHLO(heloWithOneName(command), callback);
   }
 
   private refusedBeforeTls(command: Buffer): boolean {

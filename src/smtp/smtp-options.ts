@@ -6,6 +6,7 @@
  */
 import type { SMTPServerOptions } from "smtp-server";
 import type { Config } from "../config/config.ts";
+import { ADDRESS_PARSER_OPTIONS } from "./lenient-syntax.ts";
 import { MAX_COMMAND_LINE_BYTES, type SmtpLimits } from "./limits.ts";
 import type { TlsManager } from "./tls-manager.ts";
 
@@ -21,6 +22,8 @@ export function protocolOptions(cfg: Config["smtp"], limits: SmtpLimits, tls: Tl
     // or no verification could not keep it. SPEC §4 lists what is offered.
     hideREQUIRETLS: true,
     disableReverseLookup: true,
+    // Addresses Postfix accepts (`taro..yamada@docomo.ne.jp`): see lenient-syntax.ts.
+    ...ADDRESS_PARSER_OPTIONS,
     maxClients: limits.maxClients,
     maxRecipients: limits.maxRecipients,
     socketTimeout: limits.idleTimeoutMs,
