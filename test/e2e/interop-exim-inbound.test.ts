@@ -67,7 +67,7 @@ mailgw:
 
 beforeAll(async () => {
   if (SKIP) return;
-  const [e = 0, s = 0, h = 0] = await freePortsIn(3, 38000, 38999);
+  const [e = 0, s = 0, h = 0] = await freePortsIn(3, 24000, 24499);
   mxPort = s;
   gateway = await startMxGateway({ smtp: s, http: h });
   exim = await startExim(eximSettings(e));

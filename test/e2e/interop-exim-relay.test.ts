@@ -68,7 +68,7 @@ login:
 
 beforeAll(async () => {
   if (SKIP) return;
-  const [capturePort = 0, starttls = 0, implicit = 0] = await freePortsIn(3, 38000, 38999);
+  const [capturePort = 0, starttls = 0, implicit = 0] = await freePortsIn(3, 24500, 24999);
   ports = { starttls, implicit };
   capture = await startCapture(capturePort);
   exim = await startExim(eximSettings(capturePort));
@@ -85,7 +85,7 @@ const waitFor = (what: string, check: () => boolean): Promise<void> => waitUntil
 const relay = () => ({ port: ports.starttls, user: USER, pass: PASS });
 
 async function gateway(vars: Record<string, string> = {}): Promise<ServeProcess> {
-  const [smtp = 0, http = 0] = await freePortsIn(2, 38000, 38999);
+  const [smtp = 0, http = 0] = await freePortsIn(2, 24500, 24999);
   return startRelayGateway({ smtp, http }, relay(), vars);
 }
 

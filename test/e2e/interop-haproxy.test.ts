@@ -84,7 +84,7 @@ beforeAll(async () => {
   const dir = serveDir();
   const { key, cert } = makeCert(dir);
   serve = await startServe("source", dir, { SMTP_PROXY_PROTOCOL: "true", SMTP_PROXY_TRUSTED: "127.0.0.1/32", SMTP_TLS_KEY: key, SMTP_TLS_CERT: cert, LOG_LEVEL: "debug" });
-  const [v1 = 0, v2 = 0, tlv = 0, cap = 0, captureTarget = 0] = await pickPorts(5);
+  const [v1 = 0, v2 = 0, tlv = 0, cap = 0, captureTarget = 0] = await pickPorts(5, 29000, 500);
   ports = { v1, v2, tlv, capture: cap };
   capture = captureServer(captureTarget);
   haproxy = await startHaproxy(haproxyConfig({ ...ports, mailgw: serve.smtpPort, captureTarget }), v1);

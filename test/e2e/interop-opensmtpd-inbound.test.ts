@@ -36,7 +36,7 @@ let ports = { smtpd: 0, mx: 0 };
 
 beforeAll(async () => {
   if (SKIP) return;
-  const [o = 0, s = 0, h = 0, b = 0, rs = 0, rh = 0] = await freePortsIn(6, 38000, 38999);
+  const [o = 0, s = 0, h = 0, b = 0, rs = 0, rh = 0] = await freePortsIn(6, 26000, 26499);
   ports = { smtpd: o, mx: s };
   gateway = await startMxGateway({ smtp: s, http: h });
   limited = await startMxGateway({ smtp: rs, http: rh }, { RATE_LIMIT_MAX: "1", RATE_LIMIT_WINDOW_MS: String(RATE_WINDOW_MS) });

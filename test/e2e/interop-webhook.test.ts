@@ -16,7 +16,7 @@
  * - a 200 whose reply breaks off (straight and through nginx) → deferred, then delivered;
  * - a receiver that never answers → the attempt times out (temporary), retried. serve's attempt
  *   timeout is a fixed 120 s, so this one case runs the delivery worker in-process with 1 s.
- * Ports 39500–39999 on loopback; nginx and Python run in temp dirs and are stopped by their pids.
+ * Ports 23500–23999 on loopback; nginx and Python run in temp dirs and are stopped by their pids.
  * Skips, with the reason printed, when nginx or python3 is missing.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -99,7 +99,7 @@ function nginxBlock(generation: number, maxBody?: string): string {
 
 beforeAll(async () => {
   if (SKIP) return;
-  const [p = 0, h = 0, t = 0, s = 0] = await pickPorts(4, 39500, 500);
+  const [p = 0, h = 0, t = 0, s = 0] = await pickPorts(4, 23500, 500);
   ports = { py: p, http: h, tls: t, self: s };
   dir = serveDir();
   certDir = mkdtempSync(join(tmpdir(), "mailgw-hook-certs-"));

@@ -7,7 +7,7 @@
  * later is posted within seconds.
  * Measured before the caps: the payload of 20 MB of bare newlines inside a message/rfc822 part
  * took ~23 s to build in the delivery thread, and the ordinary post arrived ~23 s late.
- * Ports: picked in 34500-34999 (loopback).
+ * Ports: picked in 27000-27499 (loopback).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { rm, writeFile } from "node:fs/promises";
@@ -28,7 +28,7 @@ let serve: ServeProcess;
 let dir = "";
 
 beforeAll(async () => {
-  const [hookPort, smtpPort, httpPort] = await pickPorts(3, 34500, 500);
+  const [hookPort, smtpPort, httpPort] = await pickPorts(3, 27000, 500);
   receiver = Bun.serve({
     port: hookPort,
     hostname: "127.0.0.1",

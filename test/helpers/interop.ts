@@ -10,7 +10,15 @@ import { join } from "node:path";
 import { SMTPServer } from "smtp-server";
 import { RawClient, greet } from "../smtp/helpers.ts";
 
-/** `n` distinct loopback ports in [min, max] that were free a moment ago (each suite has its range). */
+/**
+ * `n` distinct loopback ports in [min, max] that were free a moment ago. Each suite has a range
+ * of its own, below 32768 where Linux never picks a port for a client socket or a listen(0)
+ * (ip_local_port_range 32768–60999): `npm test` runs four files at once, and a port checked
+ * free inside the ephemeral range was taken by another file's connection before serve bound it
+ * (EADDRINUSE). Ranges: Postfix 21000–21999, nginx 22000–22999, Prometheus 23000–23499, webhook
+ * interop 23500–23999, Exim inbound 24000–24499, Exim relay 24500–24999, OpenSMTPD 26000–26499,
+ * hostile webhook 27000–27499, big webhook 28100–28199, HAProxy 29000–29499.
+ */
 export async function freePortsIn(n: number, min: number, max: number): Promise<number[]> {
   const found: number[] = [];
   const start = min + Math.floor(Math.random() * (max - min));

@@ -17,7 +17,7 @@ import type { Subprocess } from "bun";
 import { freePortsIn, watchLog, type LogWatch } from "./interop.ts";
 
 /** This helper's port range (the other suites use ephemeral ports or other ranges). */
-export const freePorts = (n: number): Promise<number[]> => freePortsIn(n, 36000, 36999);
+export const freePorts = (n: number): Promise<number[]> => freePortsIn(n, 21000, 21999);
 
 export interface QueuedMessage {
   queue_id: string;

@@ -16,7 +16,7 @@ import { collectOutput } from "./process-output.ts";
 
 export const PROMETHEUS = findTool("prometheus");
 export const PROMTOOL = findTool("promtool");
-const PORT_FIRST = 39000;
+const PORT_FIRST = 23000;
 const PORT_COUNT = 500;
 const READY_MS = 20_000;
 
@@ -35,7 +35,7 @@ function canListen(port: number): Promise<boolean> {
   });
 }
 
-/** `n` different ports in 39000–39499 that were free on 127.0.0.1 a moment ago. */
+/** `n` different ports in 23000–23499 that were free on 127.0.0.1 a moment ago (see freePortsIn in interop.ts for the ranges). */
 export async function pickPorts(n: number): Promise<number[]> {
   const start = Math.floor(Math.random() * PORT_COUNT);
   const ports: number[] = [];
@@ -43,7 +43,7 @@ export async function pickPorts(n: number): Promise<number[]> {
     const port = PORT_FIRST + ((start + i) % PORT_COUNT);
     if (await canListen(port)) ports.push(port);
   }
-  if (ports.length < n) throw new Error(`not ${n} free ports in 39000-39499`);
+  if (ports.length < n) throw new Error(`not ${n} free ports in ${PORT_FIRST}-${PORT_FIRST + PORT_COUNT - 1}`);
   return ports;
 }
 

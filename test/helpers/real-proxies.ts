@@ -2,7 +2,7 @@
  * Real nginx (`stream`, PROXY v1) and HAProxy (`send-proxy`, `send-proxy-v2`) in front of the
  * real `mailgw serve`, for the interoperability tests, and nginx as the HTTP reverse proxy in
  * front of a webhook receiver. Each proxy runs in the foreground with its own config and files in
- * a temp dir, on loopback ports only (37000–37999 unless the caller names its own range), and is
+ * a temp dir, on loopback ports only (22000–22999 unless the caller names its own range), and is
  * stopped or reloaded by its own pid (never by name: other nginx or HAProxy may run on the machine).
  *
  * A missing tool, stream module or loopback address is a skip reason (printed by the caller),
@@ -20,7 +20,7 @@ export const NGINX = findTool("nginx");
 export const HAPROXY = findTool("haproxy");
 /** Debian's libnginx-mod-stream; nginx built with the module in needs no load_module line. */
 const STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so";
-const PORT_FIRST = 37000;
+const PORT_FIRST = 22000;
 const PORT_COUNT = 1000;
 const START_MS = 10_000;
 
@@ -55,7 +55,7 @@ export async function loopbackSkipReason(): Promise<string | null> {
   return null;
 }
 
-/** `n` different ports in first…first+count−1 (default 37000–37999), each free on both 127.0.0.1 and ::1 a moment ago. */
+/** `n` different ports in first…first+count−1 (default 22000–22999), each free on both 127.0.0.1 and ::1 a moment ago. */
 export async function pickPorts(n: number, first = PORT_FIRST, count = PORT_COUNT): Promise<number[]> {
   const start = Math.floor(Math.random() * count);
   const ports: number[] = [];

@@ -9,7 +9,7 @@
 import { chmodSync, copyFileSync, existsSync, linkSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { createServer } from "node:net";
+import { createServer, type AddressInfo, type Server } from "node:net";
 
 export const REPO_ROOT = resolve(import.meta.dir, "../..");
 export const DIST_BINARY = join(REPO_ROOT, "dist/mailgw");
@@ -143,25 +143,40 @@ export function findTool(name: string): string | null {
   return null;
 }
 
+/**
+ * Where freePorts picks: below 32768, so no client socket of a test file running beside this one
+ * (`npm test` runs four at once) takes the port between the pick and serve's bind — Linux gives
+ * client sockets and listen(0) ports from 32768–60999 only. Above the suites' own ranges (see
+ * freePortsIn in test/helpers/interop.ts).
+ */
+const PICK_FIRST = 30000;
+const PICK_COUNT = 2768;
+
 /** `n` different ports that were free a moment ago on 127.0.0.1 (all held until each is picked). */
 export async function freePorts(n: number): Promise<number[]> {
-  const servers = Array.from({ length: n }, () => createServer());
-  await Promise.all(servers.map((server) => new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok))));
-  const ports = servers.map((server) => {
-    const address = server.address();
-    if (address === null || typeof address === "string") throw new Error("no port");
-    return address.port;
-  });
-  await Promise.all(servers.map((server) => new Promise<void>((ok) => server.close(() => ok()))));
+  const held: Server[] = [];
+  const start = Math.floor(Math.random() * PICK_COUNT);
+  for (let i = 0; i < PICK_COUNT && held.length < n; i++) {
+    const server = await listening(PICK_FIRST + ((start + i) % PICK_COUNT));
+    if (server) held.push(server);
+  }
+  const ports = held.map((server) => (server.address() as AddressInfo).port);
+  await Promise.all(held.map((server) => new Promise<void>((ok) => server.close(() => ok()))));
+  if (ports.length < n) throw new Error(`not ${n} free ports in ${PICK_FIRST}-${PICK_FIRST + PICK_COUNT - 1}`);
   return ports;
+}
+
+function listening(port: number): Promise<Server | null> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once("error", () => resolve(null));
+    server.listen({ port, host: "127.0.0.1", exclusive: true }, () => resolve(server));
+  });
 }
 
 /** A port that was free a moment ago on 127.0.0.1 (for a serve that must be found on a fixed port). */
 export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
-  const address = server.address();
-  await new Promise<void>((ok) => server.close(() => ok()));
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
+  const [port] = await freePorts(1);
+  if (port === undefined) throw new Error("no port");
+  return port;
 }

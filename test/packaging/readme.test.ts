@@ -36,7 +36,9 @@ describe("README", () => {
     expect(shell).toContain("npm install && npm test\n");
     expect(pkg.scripts.start).toBe("bun --no-env-file src/main.ts serve");
     // Four test files at a time: most of a serial run is waiting (servers starting, retries, timeouts).
-    expect(pkg.scripts.test).toBe("bun test --parallel=4 --timings=test/timings.json");
+    // --timeout: bun 1.4 applies neither bunfig.toml's [test] timeout nor, so, 60 s to a test
+    // without its own: under four files' load a 3 s e2e test could pass bun's default 5 s.
+    expect(pkg.scripts.test).toBe("bun test --parallel=4 --timeout=60000 --timings=test/timings.json");
     // The timings only order the files (slowest first); every entry must still be a test file.
     const timings = JSON.parse(readFileSync(join(REPO_ROOT, "test/timings.json"), "utf8")) as { files: Record<string, number> };
     for (const file of Object.keys(timings.files)) expect({ file, exists: existsSync(join(REPO_ROOT, file)) }).toEqual({ file, exists: true });
