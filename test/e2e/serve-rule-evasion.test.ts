@@ -1,0 +1,69 @@
+/**
+ * The real `mailgw serve` (from source), over its socket, for what the differential reviews of
+ * 2026-11-25 found (against Postfix 3.7 and Python's email package):
+ * - addresses Postfix takes are taken (a quoted space, a carrier's dotted local part, `_` in a
+ *   domain), `HELO host name` can send; SPEC §4's routing tricks are still refused;
+ * - a rule cannot be slipped past with a comment inside an address, a header block ended by a
+ *   line of spaces, a Content-Type that is not a type, or UTF-7: each gets the rule's 550.
+ * The server stays up throughout and stores what it answered 250 for.
+ */
+import { expect, test } from "bun:test";
+import { RawClient, greet, terminated } from "../smtp/helpers.ts";
+import { serveEachTest } from "../smtp/serve-process.ts";
+
+const serve = serveEachTest();
+
+const RULES = `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - { name: ceo, priority: 50, action: reject, reject_message: "ceo rule", conditions: [{ field: from, operator: equals, value: ceo@company.com }] }
+  - { name: invoice, priority: 40, action: reject, reject_message: "invoice rule", conditions: [{ field: subject, operator: contains, value: invoice }] }
+  - { name: wire, priority: 30, action: reject, reject_message: "wire rule", conditions: [{ field: body, operator: contains, value: wire transfer }] }
+`;
+
+/** One transaction on a greeted connection; the reply to the final dot (or the first refusal). */
+async function transaction(c: RawClient, from: string, to: string, message: string): Promise<string> {
+  const mail = await c.cmd(`MAIL FROM:<${from}>`);
+  if (!mail.startsWith("250")) return mail;
+  const rcpt = await c.cmd(`RCPT TO:<${to}>`);
+  if (!rcpt.startsWith("250")) return rcpt;
+  expect(await c.cmd("DATA")).toStartWith("354");
+  c.write(terminated(message));
+  return c.reply();
+}
+
+test("serve: Postfix's addresses and a several-word HELO are taken; routing tricks are not", async () => {
+  const s = await serve({}, RULES);
+  const c = await RawClient.connect(s.smtpPort);
+  expect(await c.reply()).toStartWith("220");
+  expect(await c.cmd("HELO office scanner")).toStartWith("250");
+  const plain = "From: a@b.example\r\nSubject: hi\r\n\r\nhello\r\n";
+  for (const [from, to] of [['"john smith"@example.org', "sales@company.com"], ["taro..yamada@docomo.ne.jp", '"sales team"@company.com'], ["bounce@mail_out.example.com", "john..doe@company.com"]] as const) {
+    expect({ from, to, reply: await transaction(c, from, to, plain) }).toEqual({ from, to, reply: expect.stringMatching(/^250 2\.0\.0 Queued as /) });
+  }
+  for (const trick of ["v%other.example@company.com", "v@[192.0.2.1]", '"v w"@other.example']) {
+    expect(await c.cmd("RSET")).toStartWith("250");
+    expect(await c.cmd("MAIL FROM:<a@b.example>")).toStartWith("250");
+    expect({ trick, reply: await c.cmd(`RCPT TO:<${trick}>`) }).toEqual({ trick, reply: expect.stringMatching(/^550 5\.7\.1 /) });
+  }
+  await c.cmd("QUIT");
+  const line = await s.waitForLog((l) => l.msg === "smtp session" && l.helo === "office");
+  expect((line.messages as unknown[]).length).toBe(3);
+});
+
+test("serve: a comment in an address, a blank-looking line, a broken Content-Type and UTF-7 do not slip past a rule", async () => {
+  const s = await serve({}, RULES);
+  const c = await RawClient.connect(s.smtpPort);
+  await greet(c);
+  const cases: [string, string][] = [
+    ["From: CEO <ceo@company.com (Chief)>\r\nSubject: hi\r\n\r\nhello\r\n", "550 5.7.1 ceo rule"],
+    ["From: a@b.example\r\nSubject: hi\r\n \r\nPlease send the wire transfer.\r\n", "550 5.7.1 wire rule"],
+    ["From: a@b.example\r\nSubject: hi\r\nContent-Type: text plain\r\n\r\nPlease send the wire transfer.\r\n", "550 5.7.1 wire rule"],
+    ["From: a@b.example\r\nSubject: =?utf-7?Q?+AEkAbgB2AG8AaQBjAGU-?=\r\n\r\nhello\r\n", "550 5.7.1 invoice rule"],
+  ];
+  for (const [message, expected] of cases) expect({ message, reply: await transaction(c, "a@b.example", "sales@company.com", message) }).toEqual({ message, reply: expected });
+  // Still up, still storing.
+  expect(await transaction(c, "a@b.example", "sales@company.com", "From: a@b.example\r\nSubject: hi\r\n\r\nhello\r\n")).toStartWith("250 2.0.0 Queued as ");
+  await c.cmd("QUIT");
+  expect((await fetch(`${s.httpUrl}/healthz`)).status).toBe(200);
+});
