@@ -57,9 +57,9 @@ function tryDecoder(label: string): TextDecoder | null {
 
 /** A decoder for `label`, or windows-1252 when the label is unknown or missing. */
 export function decoderFor(label: string | null | undefined): BytesDecoder {
-  if (isUtf7(label)) return utf7Decoder;
   const clean = (label ?? "").trim().toLowerCase().slice(0, MAX_CHARSET_LABEL_CHARS);
   const withoutLanguage = clean.split("*")[0] ?? ""; // RFC 2231 `charset*lang`
+  if (UTF7_LABELS.has(withoutLanguage)) return utf7Decoder;
   const direct = withoutLanguage ? tryDecoder(withoutLanguage) : null;
   if (direct) return direct;
   const stripped = withoutLanguage.replace(/^x-/, "");
