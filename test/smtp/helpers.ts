@@ -3,6 +3,7 @@
  * 127.0.0.1 port 0 with a temp dir, a raw SMTP client over node:net / node:tls, and a
  * self-signed certificate made with openssl. No mocks: real sockets, real files.
  */
+import { expect } from "bun:test";
 import { execFileSync } from "node:child_process";
 import { closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, writeFileSync, writeSync } from "node:fs";
 import { connect as netConnect, type Socket } from "node:net";
@@ -267,6 +268,17 @@ export async function sendMail(c: RawClient, rcpt = "b@company.com", message = s
   if (!d.startsWith("354")) return d;
   c.write(terminated(message));
   return c.reply();
+}
+
+/** `n` transactions in a row on an open, greeted connection, each answered 250; their ids. */
+export async function sendMany(c: RawClient, n: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const reply = await sendMail(c);
+    expect(reply).toStartWith("250 2.0.0 Queued as ");
+    ids.push(reply.split(" ").pop() ?? "");
+  }
+  return ids;
 }
 
 /** One message to b@company.com on a new connection; the id of its `250 2.0.0 Queued as`, or throws. */
