@@ -43,7 +43,7 @@ export interface ClaimLoop {
 }
 
 export function createClaimLoop(opts: ClaimLoopOptions): ClaimLoop {
-  const { db, logger, now, pollMs, maxInFlight, relay, gate, housekeeping, inFlight } = opts;
+  const { logger, pollMs, gate, inFlight } = opts;
   let state: "idle" | "running" | "stopping" = "idle";
   let timer: ReturnType<typeof setTimeout> | null = null;
   let tickScheduled = false;
@@ -60,23 +60,9 @@ export function createClaimLoop(opts: ClaimLoopOptions): ClaimLoop {
     if (timer) clearTimeout(timer);
     timer = setTimeout(tick, pollMs);
     try {
-      claimAndRun();
+      claimAndRun(opts, settled);
     } catch (err) {
       logger.error("delivery queue error", { error: err instanceof Error ? err.message : String(err) });
-    }
-  }
-
-  function claimAndRun(): void {
-    const t = now();
-    housekeeping.beforeClaim(t);
-    const forwardAllowance = relay.client() === null ? Infinity : gate.beforeClaim(t);
-    inFlight.allowForwards(forwardAllowance);
-    const free = maxInFlight - inFlight.size();
-    if (free <= 0) return;
-    const use = inFlight.use();
-    for (const d of store.claimDue(db, t, claimLimits(use, free), (candidates) => applyCaps(use, candidates, free))) {
-      if (d.kind === "forward" && forwardAllowance === 1) gate.claimed(d.id);
-      inFlight.start(d, settled);
     }
   }
 
@@ -102,4 +88,20 @@ export function createClaimLoop(opts: ClaimLoopOptions): ClaimLoop {
     },
     stopping: () => state === "stopping",
   };
+}
+
+/** One claim: housekeeping, the relay gate's allowance, then what the free slots allow. */
+function claimAndRun(opts: ClaimLoopOptions, settled: (d: store.ClaimedDelivery) => void): void {
+  const { db, now, maxInFlight, relay, gate, housekeeping, inFlight } = opts;
+  const t = now();
+  housekeeping.beforeClaim(t);
+  const forwardAllowance = relay.client() === null ? Infinity : gate.beforeClaim(t);
+  inFlight.allowForwards(forwardAllowance);
+  const free = maxInFlight - inFlight.size();
+  if (free <= 0) return;
+  const use = inFlight.use();
+  for (const d of store.claimDue(db, t, claimLimits(use, free), (candidates) => applyCaps(use, candidates, free))) {
+    if (d.kind === "forward" && forwardAllowance === 1) gate.claimed(d.id);
+    inFlight.start(d, settled);
+  }
 }

@@ -28,7 +28,7 @@
  */
 import type { Database } from "bun:sqlite";
 import type { Logger } from "../log/logger.ts";
-import { createSuspensionJournal, takeOverAtStart } from "./relay-suspension-journal.ts";
+import { createSuspensionJournal, type SuspensionJournal, takeOverAtStart } from "./relay-suspension-journal.ts";
 import { suspendedError, waitUntil, type RelaySuspension } from "./relay-suspension-store.ts";
 import { RETRY_CAP_MS, type NextStep } from "./retry.ts";
 
@@ -66,6 +66,18 @@ function afterRelayFailure(s: RelaySuspension | null, probe: boolean, relay: str
   const next = { ...s, reason: error, failures: s.failures + 1 };
   next.until = now + suspensionDelayMs(next.failures, baseSeconds);
   return next;
+}
+
+/**
+ * No suspension lasts longer than RETRY_CAP_MS: an end further away was set before the clock
+ * was stepped back (NTP), and every forward would wait for the clock to catch up (a day for a
+ * day's step). It ends now (recorded); the worker's clock check has made them due.
+ */
+function withinRetryCap(s: RelaySuspension, now: number, journal: SuspensionJournal): RelaySuspension {
+  if (s.until - now <= RETRY_CAP_MS) return s;
+  const ended = { ...s, until: now };
+  journal.record(ended);
+  return ended;
 }
 
 export interface RelayGateOptions {
@@ -114,13 +126,7 @@ export function createRelayGate(opts: RelayGateOptions): RelayGate {
         return Infinity;
       }
       if (probe !== null) return 0;
-      // No suspension lasts longer than RETRY_CAP_MS: an end further away was set before the
-      // clock was stepped back (NTP), and every forward would wait for the clock to catch up
-      // (a day for a day's step). It ends now; the worker's clock check has made them due.
-      if (s.until - now > RETRY_CAP_MS) {
-        s = { ...s, until: now };
-        journal.record(s);
-      }
+      s = withinRetryCap(s, now, journal);
       if (now >= s.until) return 1;
       journal.deferDue(s, now);
       return 0;
