@@ -13,22 +13,28 @@
  * The routing tricks SPEC §4 refuses stay refused (recipient-policy.ts; a quoted `@` or a double
  * `@` is still 501 from the parser). Pure string work; never throws.
  */
+import { isIPv4, isIPv6 } from "node:net";
 import { SMTPConnection } from "smtp-server/lib/smtp-connection.js";
 
-/** Stands for a space or tab inside a quoted local part while smtp-server splits the argument (a private-use character: never in an address otherwise). */
+/**
+ * Stands for a space inside a quoted local part while smtp-server splits the argument (a
+ * private-use character; a command that already holds one is left as it is, so a client's own
+ * never turns into a space). Only the space: a tab is a control character, which RFC 5321's
+ * qtextSMTP excludes and smtp-server refuses even in lenient mode; hidden, it reached the
+ * Received header, the log and the database.
+ */
 const HIDDEN_SPACE = "\uE000";
-const HIDDEN_TAB = "\uE001";
 
 /**
- * `command` with the whitespace inside the quoted local part of its `<…>` path hidden, or null
- * when there is nothing to hide (no quotes, or no whitespace inside them).
+ * `command` with the spaces inside the quoted local part of its `<…>` path hidden, or null
+ * when there is nothing to hide (no quotes, or no space inside them).
  */
 export function hideQuotedSpaces(command: string): string | null {
   const open = command.indexOf("<");
   const close = open < 0 ? -1 : command.indexOf(">", open);
-  if (close < 0) return null;
+  if (close < 0 || command.includes(HIDDEN_SPACE)) return null;
   const path = command.slice(open, close);
-  if (!path.includes('"') || !/[ \t]/.test(path)) return null;
+  if (!path.includes('"') || !path.includes(" ")) return null;
   let out = "";
   let quoted = false;
   for (let i = 0; i < path.length; i++) {
@@ -44,12 +50,12 @@ export function hideQuotedSpaces(command: string): string | null {
 }
 
 function hide(ch: string): string {
-  return ch === " " ? HIDDEN_SPACE : ch === "\t" ? HIDDEN_TAB : ch;
+  return ch === " " ? HIDDEN_SPACE : ch;
 }
 
-/** The address with the whitespace hideQuotedSpaces hid put back. */
+/** The address with the spaces hideQuotedSpaces hid put back. */
 export function restoreQuotedSpaces(address: string): string {
-  return address.replaceAll(HIDDEN_SPACE, " ").replaceAll(HIDDEN_TAB, "\t");
+  return address.replaceAll(HIDDEN_SPACE, " ");
 }
 
 /**
@@ -59,16 +65,39 @@ export function restoreQuotedSpaces(address: string): string {
  */
 export const MAX_ADDRESS_CHARS = 253;
 
+/** A host name's characters (smtp-server's strict set, IDNs' included) plus '_', which Postfix takes. */
+const DOMAIN_CHARS = /^[A-Za-z0-9_\u0080-\uFFFF.-]+$/;
+
 /**
- * smtp-server's address parser in lenient mode, with quoted whitespace kept whole and the path
- * length still checked: `parse` is its `_parseAddressCommand` (bound). Its result (the address
- * restored), or false (501).
+ * Whether the domain of `address` passes smtp-server's strict domain check, '_' allowed. Lenient
+ * mode checks no domain at all, and the recipient policy's IDNA step (WHATWG host parsing) cuts a
+ * host at '/', '?', '#' or a backslash and decodes '%2e': `v@company.com/evil.example` and
+ * `v@company%2ecom` got 250 as v@company.com, and `MAIL FROM:<ceo@company.com/x>` was recorded
+ * and relayed as ceo@company.com. An address without '@' (`<>`, `<postmaster>`) is left to the parser.
+ */
+function acceptableDomain(address: string): boolean {
+  const at = address.lastIndexOf("@");
+  if (at < 0) return true;
+  const domain = address.slice(at + 1);
+  if (domain.startsWith("[") && domain.endsWith("]")) {
+    const ip = domain.slice(1, -1);
+    return /^ipv6:/i.test(ip) ? isIPv6(ip.slice(5)) : isIPv4(ip);
+  }
+  return DOMAIN_CHARS.test(domain) && !domain.startsWith(".") && !domain.endsWith(".") && !/\.\.|\.-|-\./.test(domain);
+}
+
+/**
+ * smtp-server's address parser in lenient mode, with quoted spaces kept whole and the path
+ * length and the domain still checked as its strict mode does: `parse` is its
+ * `_parseAddressCommand` (bound). Its result (the address restored), or false (501).
  */
 export function parseWithQuotedSpaces<T extends { address: string }>(parse: (name: string, command: string) => T | false, name: string, command: string): T | false {
   const hidden = hideQuotedSpaces(command);
   const parsed = parse(name, hidden ?? command);
   if (parsed === false || parsed.address.length > MAX_ADDRESS_CHARS) return false;
-  return hidden === null ? parsed : { ...parsed, address: restoreQuotedSpaces(parsed.address) };
+  const address = hidden === null ? parsed.address : restoreQuotedSpaces(parsed.address);
+  if (!acceptableDomain(address)) return false;
+  return hidden === null ? parsed : { ...parsed, address };
 }
 
 /** `HELO host name` → `HELO host`: the first word of several is the name; any other command as it is. */

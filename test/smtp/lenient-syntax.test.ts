@@ -5,7 +5,7 @@
  * sending the same commands to mailgw and to a Postfix 3.7).
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { hideQuotedSpaces, restoreQuotedSpaces } from "../../src/smtp/lenient-syntax.ts";
+import { hideQuotedSpaces, parseEnvelopeAddress, restoreQuotedSpaces } from "../../src/smtp/lenient-syntax.ts";
 import { RawClient, greet, startTestServer, terminated, simpleMessage, type TestServer } from "./helpers.ts";
 
 let server: TestServer | null = null;
@@ -70,7 +70,30 @@ describe("lenient address and HELO syntax", () => {
   test("hideQuotedSpaces hides only inside the quotes of the path", () => {
     expect(hideQuotedSpaces("TO:<a@b> NOTIFY=NEVER")).toBeNull();
     expect(hideQuotedSpaces('TO:<"a b"@c> X=1')).not.toContain('"a b"');
-    expect(restoreQuotedSpaces(hideQuotedSpaces('TO:<"a \\" b\tc"@d> X=1') as string)).toBe('TO:<"a \\" b\tc"@d> X=1');
+    expect(restoreQuotedSpaces(hideQuotedSpaces('TO:<"a \\" b c"@d> X=1') as string)).toBe('TO:<"a \\" b c"@d> X=1');
+    // A tab is a control character (not qtextSMTP): left as it is, for smtp-server to refuse.
+    expect(hideQuotedSpaces('TO:<"a\tb"@d>')).toBeNull();
+    // A client's own private-use character never becomes a space.
+    expect(hideQuotedSpaces('TO:<"a b"@d\uE000x>')).toBeNull();
     expect((hideQuotedSpaces('TO:<"a b"@c> X=1') as string).endsWith("@c> X=1")).toBe(true);
+  });
+
+  test("a domain is still checked as smtp-server's strict mode does ('_' allowed): the IDNA step would cut it at '/', '?', '#' or a backslash", async () => {
+    for (const address of ["v@company.com/evil.example", "v@company.com?x", "v@company.com#evil.example", "v@company.com\\evil.example", "v@company%2ecom", "v@company.com.", '"a b"@company.com/evil', '"a\tb"@company.com', "v@[1.2.3.4/x]"]) {
+      expect({ address, parsed: parseEnvelopeAddress("RCPT TO", address) }).toEqual({ address, parsed: false });
+    }
+    expect(parseEnvelopeAddress("MAIL FROM", "ceo@company.com/attacker.example")).toBe(false);
+    for (const address of ["v@company.com", "v@mail_out.company.com", '"a b"@company.com', "taro..yamada@company.com", "v@[192.0.2.1]", "v@[IPv6:2001:db8::1]"]) {
+      expect({ address, parsed: parseEnvelopeAddress("RCPT TO", address) }).toEqual({ address, parsed: address });
+    }
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    expect(await c.cmd("MAIL FROM:<ceo@company.com/attacker.example>")).toStartWith("501");
+    expect(await c.cmd("MAIL FROM:<a@example.org>")).toStartWith("250");
+    for (const rcpt of ["v@company.com/evil.example", "v@company%2ecom", '"a\tb"@company.com']) {
+      expect({ rcpt, reply: await c.cmd(`RCPT TO:<${rcpt}>`) }).toEqual({ rcpt, reply: expect.stringMatching(/^501 /) });
+    }
+    await c.cmd("QUIT");
   });
 });
