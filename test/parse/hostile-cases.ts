@@ -303,6 +303,14 @@ export const HOSTILE_CASES: HostileCase[] = [
       ),
   },
   {
+    name: "utf7-plus-bang-6x4mb",
+    trap: "UTF-7 text parts of '+!' (an empty shifted run per 2 bytes), each just under the 4 MB text cut",
+    build: () => {
+      const part = `--p\r\nContent-Type: text/plain; charset=utf-7\r\n\r\n${fill(`${"+!".repeat(499)}\r\n`, 4 * MB - 4096)}`;
+      return message(`${BASE_HEADERS}\r\nContent-Type: multipart/mixed; boundary="p"`, `${part.repeat(6)}--p--\r\n`);
+    },
+  },
+  {
     name: "content-type-params-1mb",
     trap: "Content-Type with 1 MB of parameters and RFC 2231 sections",
     build: () =>
