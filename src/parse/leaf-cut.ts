@@ -7,7 +7,8 @@
  * with "--" (every boundary line is one, so no cut can touch the MIME structure) and the
  * content of a span past its part header is kept only up to a cap:
  *   - Content-Type multipart/* or message/*: no cap (nested messages are parsed in turn);
- *   - text/*, no Content-Type, or anything unclear (a "--" line inside a text): TEXT_PART_BYTES,
+ *   - text/*, no Content-Type, a value that is not a type (text/plain to the parser, see
+ *     mime-type.ts) or anything unclear (a "--" line inside a text): TEXT_PART_BYTES,
  *     enough for MAX_BODY_TEXT_CHARS of text in any transfer encoding short of
  *     quoted-printable of 4-byte characters;
  *   - any other type (attachments: only name and type are facts): OTHER_PART_BYTES.
@@ -24,6 +25,7 @@
  * Trusts nothing in the bytes; linear in the body size. Never throws.
  */
 import { MAX_BODY_TEXT_CHARS } from "./limits.ts";
+import { validMimeType } from "./mime-type.ts";
 
 /** What of the content the parser may still be handed: lines and runs of '=' (shared by a message and its nested ones). */
 export interface ContentBudget {
@@ -54,10 +56,12 @@ export const NESTED_HEADER_BYTES = 256 * 1024;
 export type Kind = "container" | "text" | "other";
 
 export function kindOf(contentType: string | null): Kind {
-  const type = (contentType ?? "text/plain").trim().toLowerCase();
+  // The type the parser will give the part (mime-type.ts): one that is not a type is text/plain
+  // there, body text. Read here as an attachment (`<text/plain>`, `"text/plain"`, `(c)text/plain`
+  // hold a '/'), its text was cut at 64 KB and a `body` rule missed the words past that.
+  const type = validMimeType(contentType ?? "");
   if (type.startsWith("multipart/") || type.startsWith("message/")) return "container";
-  if (type.startsWith("text/")) return "text";
-  return type.includes("/") ? "other" : "text";
+  return type.startsWith("text/") ? "text" : "other";
 }
 
 function capOf(kind: Kind): number {

@@ -16,6 +16,7 @@
 import PostalMime, { type Attachment, type Email } from "postal-mime";
 import { isUtf7 } from "./charset.ts";
 import { decodeEncodedWords } from "./encoded-words.ts";
+import { validMimeType } from "./mime-type.ts";
 import { decodeUtf7 } from "./utf7.ts";
 import { parameters, parameterValues, type Parameter } from "./mime-parameters.ts";
 
@@ -66,20 +67,7 @@ export function partNames(fields: readonly PartField[]): string[] {
   return [...names];
 }
 
-/** `type/subtype` at the start of a Content-Type value (RFC 2045 tokens). */
-const LEADING_MIME_TYPE = /^[a-z0-9!#$%&'*+.^_`|~-]+\/[a-z0-9!#$%&'*+.^_`|~-]+/i;
-
-/**
- * A leaf's type as a mail client reads it: `text plain`, `text`, `<html>` or an empty value
- * are not a type, and RFC 2045 §5.2 says to take text/plain then; `text/plain>` or
- * `application/pdf name="x.pdf"` (no `;`) are the type they start with. Kept as written, the
- * text of such a part was neither body nor a recognisable attachment: `body` and
- * `attachment_type` rules missed it (spam uses broken types for just that).
- */
-export function validMimeType(value: string): string {
-  const type = LEADING_MIME_TYPE.exec(value.trim())?.[0];
-  return type ? type.toLowerCase() : "text/plain";
-}
+export { validMimeType };
 
 type CollectAttachment = (this: PostalMime, node: PartNode, ...rest: unknown[]) => void;
 type IsInlineTextNode = (this: PostalMime, node: PartNode) => boolean;

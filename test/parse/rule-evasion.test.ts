@@ -74,6 +74,31 @@ test("a Content-Type that is not a type is read as text/plain, or as the type it
   expect(classify(facts, parsed.rules).decision.rule).toBe("pdf");
 });
 
+test("the spaces and comments RFC 2045 allows in a Content-Type do not make an attachment's type text/plain", async () => {
+  expect(["application / pdf", "application/ pdf", "(scan) application/pdf", "application/(x)pdf", "text /html"].map(validMimeType))
+    .toEqual(["application/pdf", "application/pdf", "application/pdf", "application/pdf", "text/html"]);
+  const parsed = parseRules(RULES, "rules.yaml");
+  if (!parsed.ok) throw new Error("rules did not compile");
+  const head = "From: a@b.example\r\nTo: sales@company.com\r\nSubject: hi\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n";
+  for (const type of ["application / pdf", "(scan) application/pdf"]) {
+    const raw = `${head}--b\r\nContent-Type: ${type}\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n`;
+    const facts = await extractFacts(new TextEncoder().encode(raw), ENVELOPE);
+    expect({ type, types: facts.attachmentTypes, body: facts.body.trim() }).toEqual({ type, types: ["application/pdf"], body: "see attached" });
+    expect(classify(facts, parsed.rules).decision.rule).toBe("pdf");
+  }
+});
+
+test("a part whose Content-Type is not a type but holds a '/' is body text past 64 KB too (the content cut reads its type as the parser does)", async () => {
+  const parsed = parseRules(RULES, "rules.yaml");
+  if (!parsed.ok) throw new Error("rules did not compile");
+  const filler = "lorem ipsum dolor sit amet, consectetur adipiscing elit\r\n".repeat(2000); // ~116 KB
+  for (const type of ["<text/plain>", '"text/plain"']) {
+    const raw = `From: a@b.example\r\nTo: sales@company.com\r\nSubject: hi\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: ${type}\r\n\r\n${filler}Please send the wire transfer today.\r\n--b--\r\n`;
+    const facts = await extractFacts(new TextEncoder().encode(raw), ENVELOPE);
+    expect({ type, rule: classify(facts, parsed.rules).decision.rule }).toEqual({ type, rule: "wire" });
+  }
+});
+
 test("UTF-7 in a subject, a text part and a file name is read as UTF-7", async () => {
   const parsed = parseRules(RULES, "rules.yaml");
   if (!parsed.ok) throw new Error("rules did not compile");
