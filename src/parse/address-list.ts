@@ -45,10 +45,12 @@ class MailboxDraft {
     if (this.angle !== null) {
       address = unquoteAddress(stripRoute(withoutCommentsAndSpace(this.angle)));
     } else {
-      const index = this.words.findIndex((word) => !word.quoted && word.text.includes("@"));
+      const words = joinBareAddress(this.words);
+      const index = words.findIndex((word) => !word.quoted && word.text.includes("@"));
+      nameWords = words;
       if (index >= 0) {
-        address = this.words[index]?.text ?? "";
-        nameWords = this.words.filter((_, i) => i !== index);
+        address = words[index]?.text ?? "";
+        nameWords = words.filter((_, i) => i !== index);
       }
     }
     const phrase = nameWords.map((word) => word.text).join(" ");
@@ -91,6 +93,39 @@ const FOLDING_SPACE = new Set([" ", "\t", "\r", "\n"]);
 function insideBareAddress(before: string | undefined, after: string | undefined): boolean {
   if (before === undefined || after === undefined || WORD_BREAK.has(before) || WORD_BREAK.has(after)) return false;
   return before === "@" || after === "@" || before === "." || after === ".";
+}
+
+/**
+ * The words of a mailbox without angle brackets, those of a bare addr-spec written with folding
+ * space around its '@' or its domain's dots joined (`ceo @ company.com`, `"ceo" @company.com`,
+ * `ceo@company .com`): RFC 5322 allows CFWS there, and Python's email package reads
+ * ceo@company.com. Left apart, the address was `@` or `@company.com`, and a rule for
+ * ceo@company.com missed it although a comment in the same place (`ceo(x)@company.com`) was
+ * already read through. Never more than one '@' in a joined word. Linear.
+ */
+function joinBareAddress(words: readonly Word[]): Word[] {
+  const out: Word[] = [];
+  let lastHasAt = false;
+  for (const word of words) {
+    const last = out[out.length - 1];
+    const at = word.quoted ? -1 : word.text.indexOf("@");
+    const oneAtFirst = at === 0 && word.text.indexOf("@", 1) < 0;
+    let joined: string | null = null;
+    if (last?.quoted && oneAtFirst) joined = unquoteAddress(quoteLocalPart(last.text) + word.text);
+    else if (last && !last.quoted && !word.quoted) {
+      const aroundAt = (last.text.endsWith("@") && at < 0) || (oneAtFirst && !lastHasAt);
+      const aroundDot = lastHasAt && at < 0 && (last.text.endsWith(".") || word.text.startsWith("."));
+      if (aroundAt || aroundDot) joined = last.text + word.text;
+    }
+    if (joined !== null) {
+      out[out.length - 1] = { text: joined, quoted: false };
+      lastHasAt = true;
+    } else {
+      out.push(word);
+      lastHasAt = at >= 0;
+    }
+  }
+  return out;
 }
 
 /** `@relay1,@relay2:user@example.com` (obsolete source route) → `user@example.com`. */
