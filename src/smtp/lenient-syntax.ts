@@ -14,6 +14,7 @@
  * `@` is still 501 from the parser). Pure string work; never throws.
  */
 import { isIPv4, isIPv6 } from "node:net";
+import { domainToASCII } from "node:url";
 import { SMTPConnection } from "smtp-server/lib/smtp-connection.js";
 
 /**
@@ -87,6 +88,18 @@ function acceptableDomain(address: string): boolean {
 }
 
 /**
+ * The address's length with its domain as A-labels, as the client sent it and as it is stored
+ * and relayed: smtp-server hands the domain over decoded (`xn--ls8h` → one emoji, two code
+ * units), so measured as handed over, a 549-character sender of 60 such labels passed the limit.
+ */
+function asciiLength(address: string): number {
+  const at = address.lastIndexOf("@");
+  if (at < 0) return address.length;
+  const domain = address.slice(at + 1);
+  return at + 1 + (domainToASCII(domain) || domain).length;
+}
+
+/**
  * smtp-server's address parser in lenient mode, with quoted spaces kept whole and the path
  * length and the domain still checked as its strict mode does: `parse` is its
  * `_parseAddressCommand` (bound). Its result (the address restored), or false (501).
@@ -94,9 +107,9 @@ function acceptableDomain(address: string): boolean {
 export function parseWithQuotedSpaces<T extends { address: string }>(parse: (name: string, command: string) => T | false, name: string, command: string): T | false {
   const hidden = hideQuotedSpaces(command);
   const parsed = parse(name, hidden ?? command);
-  if (parsed === false || parsed.address.length > MAX_ADDRESS_CHARS) return false;
+  if (parsed === false) return false;
   const address = hidden === null ? parsed.address : restoreQuotedSpaces(parsed.address);
-  if (!acceptableDomain(address)) return false;
+  if (!acceptableDomain(address) || asciiLength(address) > MAX_ADDRESS_CHARS) return false;
   return hidden === null ? parsed : { ...parsed, address };
 }
 

@@ -83,6 +83,9 @@ describe("lenient address and HELO syntax", () => {
       expect({ address, parsed: parseEnvelopeAddress("RCPT TO", address) }).toEqual({ address, parsed: false });
     }
     expect(parseEnvelopeAddress("MAIL FROM", "ceo@company.com/attacker.example")).toBe(false);
+    // The 253-character limit counts the domain as sent (A-labels), not as smtp-server decodes it.
+    expect(parseEnvelopeAddress("MAIL FROM", `v@${"xn--ls8h.".repeat(60)}example`)).toBe(false);
+    expect(parseEnvelopeAddress("MAIL FROM", `v@${"xn--ls8h.".repeat(20)}example`)).not.toBe(false);
     for (const address of ["v@company.com", "v@mail_out.company.com", '"a b"@company.com', "taro..yamada@company.com", "v@[192.0.2.1]", "v@[IPv6:2001:db8::1]"]) {
       expect({ address, parsed: parseEnvelopeAddress("RCPT TO", address) }).toEqual({ address, parsed: address });
     }
