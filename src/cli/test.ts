@@ -19,7 +19,7 @@ import { normalizeIp } from "../smtp/ip.ts";
 import { MAX_RECEIVED_HEADERS, oversizeReplyText } from "../smtp/limits.ts";
 import { buildReceivedHeader, continuesReceived, countReceivedHeaders, FOLD_BREAK, LOOP_REPLY } from "../smtp/received-header.ts";
 import { newMessageId } from "../spool/ids.ts";
-import { parseEnvelopeAddress } from "../smtp/lenient-syntax.ts";
+import { heloName, parseEnvelopeAddress } from "../smtp/lenient-syntax.ts";
 import { checkRecipient, oneEntryPerAddress } from "../smtp/recipient-policy.ts";
 import { classify } from "../rules/classify.ts";
 import { formatDiagnostics } from "../rules/format.ts";
@@ -235,7 +235,9 @@ export default defineCommand({
     const clientIp = normalizeIp(args["client-ip"]);
     // Lower-cased as serve's smtp-server gives it (EHLO [IPv6:::1] is helo=[ipv6:::1] there): a
     // case-sensitive helo regex decided otherwise in the dry run, and its Received differed.
-    const flags: EnvelopeFlags = { from: args.from ?? null, to, clientIp, helo: args.helo.toLowerCase(), tls: args.tls };
+    // Its first word only, as serve takes `HELO office scanner` (lenient-syntax.ts): a rule for
+    // helo `office` matched in serve and not in the dry run.
+    const flags: EnvelopeFlags = { from: args.from ?? null, to, clientIp, helo: heloName(args.helo).toLowerCase(), tls: args.tls };
     // Only to say that serve would refuse it: a bad value is serve's to report, not the dry run's.
     const maxMb = Number(raw.get("MAX_MESSAGE_SIZE_MB"));
     const maxMessageBytes = Number.isFinite(maxMb) && maxMb > 0 ? Math.floor(maxMb * 1024 * 1024) : null;

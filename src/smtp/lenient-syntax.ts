@@ -113,6 +113,11 @@ export function parseWithQuotedSpaces<T extends { address: string }>(parse: (nam
   return hidden === null ? parsed : { ...parsed, address };
 }
 
+/** The name serve takes from a HELO/EHLO argument (heloWithOneName): the first word of several. For the dry run's --helo. */
+export function heloName(argument: string): string {
+  return argument.trim().split(/\s+/)[0] ?? "";
+}
+
 /** `HELO host name` → `HELO host`: the first word of several is the name; any other command as it is. */
 export function heloWithOneName(command: Buffer): Buffer {
   const parts = command.toString("latin1").trim().split(/\s+/);

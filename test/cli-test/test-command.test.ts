@@ -297,6 +297,12 @@ rules:
     expect(zoned.stderr).toBe("mailgw: --client-ip fe80::1%eth0 has an interface (zone id): serve sees the address without it; give fe80::1\n");
   });
 
+  test("like serve: --helo with several words is its first word (serve takes `HELO office scanner` as office)", async () => {
+    const out = JSON.parse((await mailgw([fixture("spam-subject.eml"), "--rules", rulesFile, "--json", "--helo", "Office Scanner 2"])).stdout);
+    expect(out.facts.helo).toBe("office");
+    expect(out.facts.headers.received[0]).toStartWith("from office ([127.0.0.1])");
+  });
+
   test("like serve: mailgw's Received: header is on top, and counts in size", async () => {
     const plain = (await Bun.file(fixture("spam-subject.eml")).bytes()).byteLength;
     const run = await mailgw([fixture("spam-subject.eml"), "--rules", rulesFile, "--json", "--helo", "client.example"], { env: { SMTP_HOSTNAME: "mx.test" } });
