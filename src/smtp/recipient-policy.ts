@@ -39,9 +39,18 @@ function domainSet(domains: readonly string[]): ReadonlySet<string> {
   return set;
 }
 
+/**
+ * Characters WHATWG host parsing (domainToASCII) reads as the end of a host or as an escape:
+ * `company.com/evil.example` and `company%2ecom` came back as company.com. The SMTP parser
+ * refuses them (lenient-syntax.ts); refused here too, whoever calls.
+ */
+const URL_HOST_DELIMITERS = /[/?#\\%@:\s]/;
+
 /** Lower-case ASCII (punycode) form; "" when the domain is not a valid IDN. */
 export function normalizeDomain(domain: string): string {
-  return domainToASCII(domain.trim().replace(/\.$/, "").toLowerCase());
+  const trimmed = domain.trim();
+  if (URL_HOST_DELIMITERS.test(trimmed)) return "";
+  return domainToASCII(trimmed.replace(/\.$/, "").toLowerCase());
 }
 
 /**

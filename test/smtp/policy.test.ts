@@ -130,6 +130,16 @@ describe("RCPT policy (raw socket)", () => {
 });
 
 describe("policy units", () => {
+  test("a domain that URL host parsing would cut or unescape is refused, whoever hands it over", () => {
+    // domainToASCII reads 'company.com/evil.example' as company.com and 'company%2ecom' as
+    // company.com; the SMTP parser refuses them first, this is the policy's own check.
+    for (const domain of ["company.com/evil.example", "company%2ecom", "company.com?x", "company.com#x", "company.com\\evil", "company.com:25", "x@company.com"]) {
+      expect(checkRecipient(`TO:<v@${domain}>`, `v@${domain}`, ["company.com"]).ok).toBe(false);
+    }
+    expect(canonicalSender("ceo@company.com/x")).toBe("ceo@company.com/x");
+    expect(checkRecipient("TO:<v@Company.COM>", "v@Company.COM", ["company.com"])).toEqual({ ok: true, address: "v@company.com" });
+  });
+
   test("a quoted local part that needs no quotes is unquoted (one form for rules); one that does is kept", () => {
     const domains = ["company.com"];
     expect(checkRecipient('TO:<"ceo"@company.com>', '"ceo"@company.com', domains)).toEqual({ ok: true, address: "ceo@company.com" });
