@@ -145,6 +145,17 @@ function traceList(values: readonly string[]): readonly string[] {
 
 type StringPredicate = (value: string) => boolean;
 
+/**
+ * Text in Unicode normalization form C. The same text can come precomposed (`견`, `ü`) or
+ * decomposed (the jamo `ᄀ ᅧ ᆫ`, `u` + U+0308): macOS writes file names decomposed, so an
+ * attachment `견적서.pdf` or `データ.xlsx` from a Mac, or a subject or address typed there, arrives
+ * in that form and looks the same in every mail client. Both sides of a comparison (the rule's
+ * value and the message's) are put in NFC, or `contains 견적` missed text that reads 견적.
+ */
+function nfc(text: string): string {
+  return text.normalize("NFC");
+}
+
 /** Case-insensitive comparison against an already lower-cased value. */
 function textPredicate(operator: Operator, expectedLower: string): StringPredicate {
   switch (operator) {
@@ -170,7 +181,7 @@ const ADDRESS_FIELDS: ReadonlySet<FieldName> = new Set<FieldName>(["from", "to",
 
 /** Lower-cased, and on an address field with the domain in ASCII form: what the text operators compare. */
 function comparable(field: FieldName): (value: string) => string {
-  return ADDRESS_FIELDS.has(field) ? (v) => asciiDomainForm(v.toLowerCase()) : (v) => v.toLowerCase();
+  return ADDRESS_FIELDS.has(field) ? (v) => asciiDomainForm(nfc(v).toLowerCase()) : (v) => nfc(v).toLowerCase();
 }
 
 /**
@@ -179,8 +190,8 @@ function comparable(field: FieldName): (value: string) => string {
  * part as well as a domain.
  */
 function valuePredicate(spec: ConditionSpec, text: string): StringPredicate {
-  const lower = text.toLowerCase();
-  const ascii = ADDRESS_FIELDS.has(spec.field) ? asciiDomainForm(text).toLowerCase() : lower;
+  const lower = nfc(text).toLowerCase();
+  const ascii = ADDRESS_FIELDS.has(spec.field) ? asciiDomainForm(nfc(text)).toLowerCase() : lower;
   const predicate = textPredicate(spec.operator, lower);
   if (ascii === lower) return predicate;
   const asciiPredicate = textPredicate(spec.operator, ascii);
@@ -232,7 +243,8 @@ function singleTextTest(spec: ConditionSpec, slot: number): Test {
   }
   if (value.kind === "regex") {
     const regex = value.regex;
-    return { test: (s) => budgetedTest(regex, read(s.facts), s), alwaysTrue: regexMatchesEverything(regex) };
+    const text = nfcText(spec.field, slot);
+    return { test: (s) => budgetedTest(regex, text(s), s), alwaysTrue: regexMatchesEverything(regex) };
   }
   if (value.kind !== "text") throw new Error(`unexpected value for ${spec.field} ${operator}`);
   const expected = value.text.toLowerCase();
@@ -241,32 +253,42 @@ function singleTextTest(spec: ConditionSpec, slot: number): Test {
   return { test: (s) => predicate(lowered(s)), alwaysTrue: expected === "" && operator !== "equals" };
 }
 
-/** A text field as the text operators compare it, computed once per message in its slot. */
-function loweredText(field: FieldName, slot: number): (s: EvalScope) => string {
-  const read = textReader(field);
-  const normalize = comparable(field);
+/** `compute` of the message's facts, computed once per message in its slot. */
+function perMessage<T extends string | readonly string[]>(slot: number, compute: (facts: MessageFacts) => T): (s: EvalScope) => T {
   return (s) => {
     let v = s.lowered[slot];
     if (v === undefined) {
-      v = normalize(read(s.facts));
+      v = compute(s.facts);
       s.lowered[slot] = v;
     }
-    return v as string;
+    return v as T;
   };
+}
+
+/** A text field as the text operators compare it. */
+function loweredText(field: FieldName, slot: number): (s: EvalScope) => string {
+  const read = textReader(field);
+  const normalize = comparable(field);
+  return perMessage(slot, (f) => normalize(read(f)));
 }
 
 /** loweredText for a multi-valued field. */
 function loweredList(field: FieldName, slot: number): (s: EvalScope) => readonly string[] {
   const read = listReader(field);
   const normalize = comparable(field);
-  return (s) => {
-    let v = s.lowered[slot];
-    if (v === undefined) {
-      v = read(s.facts).map(normalize);
-      s.lowered[slot] = v;
-    }
-    return v as readonly string[];
-  };
+  return perMessage(slot, (f) => read(f).map(normalize));
+}
+
+/** A text field in NFC, as a regex sees it. */
+function nfcText(field: FieldName, slot: number): (s: EvalScope) => string {
+  const read = textReader(field);
+  return perMessage(slot, (f) => nfc(read(f)));
+}
+
+/** nfcText for a multi-valued field. */
+function nfcList(field: FieldName, slot: number): (s: EvalScope) => readonly string[] {
+  const read = listReader(field);
+  return perMessage(slot, (f) => read(f).map(nfc));
 }
 
 function listTest(spec: ConditionSpec, slot: number): Test {
@@ -275,7 +297,8 @@ function listTest(spec: ConditionSpec, slot: number): Test {
   if (operator === "exists") return { test: (s) => read(s.facts).length > 0, alwaysTrue: false };
   if (value.kind === "regex") {
     const regex = value.regex;
-    return { test: (s) => anyOf(read(s.facts), (v) => budgetedTest(regex, v, s)), alwaysTrue: false };
+    const values = nfcList(spec.field, slot);
+    return { test: (s) => anyOf(values(s), (v) => budgetedTest(regex, v, s)), alwaysTrue: false };
   }
   if (value.kind !== "text") throw new Error(`unexpected value for ${spec.field} ${operator}`);
   const predicate = valuePredicate(spec, value.text);
@@ -301,8 +324,8 @@ export function equalsAnyTest(specs: readonly ConditionSpec[], slots: SlotAlloca
   const expected = new Set<string>();
   for (const spec of specs) {
     if (spec.value.kind !== "text") throw new Error(`unexpected value for ${spec.field} ${spec.operator}`);
-    expected.add(spec.value.text.toLowerCase());
-    if (ADDRESS_FIELDS.has(spec.field)) expected.add(asciiDomainForm(spec.value.text).toLowerCase());
+    expected.add(nfc(spec.value.text).toLowerCase());
+    if (ADDRESS_FIELDS.has(spec.field)) expected.add(asciiDomainForm(nfc(spec.value.text)).toLowerCase());
   }
   const slot = slots.slotFor(first.field);
   if (first.fieldKind === "list") {
@@ -379,7 +402,8 @@ function expectedText(value: ConditionValue): string {
 }
 
 export function compileCondition(spec: ConditionSpec, slots: SlotAllocator): CompiledCondition {
-  const slot = slots.slotFor(spec.field);
+  // A regex reads the field in NFC, not lower-cased: a slot of its own (no field name has a space).
+  const slot = slots.slotFor(spec.value.kind === "regex" ? `nfc ${spec.field}` : spec.field);
   const kind = spec.fieldKind;
   const raw = kind === "text" || kind === "ip" ? singleTextTest(spec, slot) : kind === "list" ? listTest(spec, slot) : scalarTest(spec);
   return Object.freeze({

@@ -105,7 +105,8 @@ function regexValue(ctx: YamlContext, entry: MapEntry, flags: string): Condition
     return null;
   }
   try {
-    const regex = new RegExp(source, flags);
+    // In NFC as the text it is tested on (matchers.ts): a pattern pasted from a macOS file name is decomposed.
+    const regex = new RegExp(source.normalize("NFC"), flags);
     const nested = nestedRepetition(source);
     if (nested !== null) {
       ctx.warn(
