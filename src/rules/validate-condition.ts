@@ -8,6 +8,7 @@ import { isScalar, isSeq, type Node } from "yaml";
 import { clientIpForm, parseCidrRange, type CidrRange } from "./cidr.ts";
 import { REGEX_BUDGET_MS, type ConditionSpec, type ConditionValue } from "./matchers.ts";
 import { nestedRepetition } from "./regex-risk.ts";
+import { asciiBoundaryNextToLetter, unicodeEscapeWithoutU } from "./regex-unicode.ts";
 import {
   AUTH_RESULTS,
   CONDITION_KEYS,
@@ -107,6 +108,23 @@ function regexValue(ctx: YamlContext, entry: MapEntry, flags: string): Condition
   try {
     // In NFC as the text it is tested on (matchers.ts): a pattern pasted from a macOS file name is decomposed.
     const regex = new RegExp(source.normalize("NFC"), flags);
+    const escape = unicodeEscapeWithoutU(source, flags);
+    if (escape !== null) {
+      ctx.error(
+        entry.value,
+        "invalid-regex",
+        `regex ${quoted(source)} uses ${escape}…}, which JavaScript reads as a Unicode property or code point only with the u flag (without it, as the letters after the backslash): add flags: iu (or u for case-sensitive)`,
+      );
+      return null;
+    }
+    const boundary = asciiBoundaryNextToLetter(source);
+    if (boundary !== null) {
+      ctx.warn(
+        entry.value,
+        "ascii-word-boundary",
+        `regex ${quoted(source)} has ${quoted(boundary)}: JavaScript's \\b counts only ASCII letters, digits and _ as word characters, so next to a non-ASCII letter it is a boundary only after an ASCII one; write (?<![\\p{L}\\p{N}_]) and (?![\\p{L}\\p{N}_]) with flags: iu`,
+      );
+    }
     const nested = nestedRepetition(source);
     if (nested !== null) {
       ctx.warn(
