@@ -25,6 +25,7 @@
  * Failure: a deadline answers 421 4.4.2 and closes the session; the library then aborts the
  * DATA stream so nothing half-received is stored.
  */
+import { isUtf8 } from "node:buffer";
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
@@ -344,7 +345,10 @@ export class GatewayConnection extends SMTPConnection {
 
   override handler_RCPT(command: Buffer, callback: () => void): void {
     addressCommands.set(this.session, command);
-    const argument = command.toString("latin1").replace(/^\s*RCPT\s*/i, "");
+    // UTF-8 when it is (an SMTPUTF8 address, or one refused for lacking it): read as latin1, a
+    // refused `josé@other.example` was logged as `josÃ©@other.example`, which no grep finds.
+    // Other bytes stay latin1, one character per byte, as the client sent them.
+    const argument = command.toString(isUtf8(command) ? "utf8" : "latin1").replace(/^\s*RCPT\s*/i, "");
     rcptArguments.set(this.session, argument);
     this.rcptAwaitingReply = argument;
     super.handler_RCPT(command, callback);
