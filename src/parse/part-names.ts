@@ -129,7 +129,13 @@ class NamingParser extends PostalMime {
     const before = this.attachments.length;
     (collectAttachment as CollectAttachment).call(this, node, ...rest);
     const attachment = this.attachments[this.attachments.length - 1];
-    if (this.names && attachment && this.attachments.length > before) attachment.names = partNames(node.headers);
+    if (!attachment || this.attachments.length === before) return;
+    // The name postal-mime picked, decoded as the rules and the subject are: postal-mime's own
+    // decoding of encoded words split inside a character (`=?utf-8?B?6rKs7A==?= =?utf-8?B?oIHshJwucGRm?=`)
+    // gave `견���서.pdf` as the webhook's `filename` while the rules saw `견적서.pdf`.
+    const chosen = node.contentDisposition.parsed.params.filename || node.contentType.parsed.params.name || "";
+    if (chosen) attachment.filename = decodeEncodedWords(chosen);
+    if (this.names) attachment.names = partNames(node.headers);
   }
 
   isInlineTextNode(node: PartNode): boolean {
