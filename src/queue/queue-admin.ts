@@ -95,8 +95,10 @@ export function formatList(entries: readonly ListedEntry[], now: number, total =
     // The suspension's prefix does not push the error (and a hint's fix) out of the column.
     oneLine(e.lastError ?? "-", 120 + (e.lastError?.startsWith(RELAY_SUSPENDED_PREFIX) ? RELAY_SUSPENDED_PREFIX.length : 0)),
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ");
+  // Terminal columns, not UTF-16 units: an EAI target (用户@例子.example) takes two a character.
+  const width = (cell: string): number => Bun.stringWidth(cell);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => width(r[i] ?? ""))));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c + " ".repeat(Math.max(0, (widths[i] ?? 0) - width(c))))).join("  ");
   const footer = truncationNote(entries.length, total) ?? `${entries.length} deliver${entries.length === 1 ? "y" : "ies"}`;
   return [line(header), ...rows.map(line)].join("\n") + `\n${footer}\n`;
 }
