@@ -35,6 +35,23 @@ const CHARSET_ALIASES = new Map<string, string>([
   ["utf8", "utf-8"],
   ["iso-8859-8-i", "iso-8859-8"],
   ["tis-620", "windows-874"],
+  // Spellings Chinese, Korean, Japanese and Russian mailers write that the WHATWG list lacks
+  // (Python's codecs know them): `=?EUC-CN?B?…?=` read as windows-1252 was mojibake that no
+  // `subject contains 发票` rule matched. `_` for `-` (euc_kr, UTF_8) is tried in decoderFor.
+  ["euc-cn", "gbk"],
+  ["euccn", "gbk"],
+  ["gb2312-80", "gbk"],
+  ["gb2312-1980", "gbk"],
+  ["euckr", "euc-kr"],
+  ["ksx1001", "euc-kr"],
+  ["ks-x-1001", "euc-kr"],
+  ["eucjp", "euc-jp"],
+  ["ujis", "euc-jp"],
+  ["shiftjis", "shift_jis"],
+  ["big-5", "big5"],
+  ["koi8r", "koi8-r"],
+  ["win-1251", "windows-1251"],
+  ["cp-1251", "windows-1251"],
 ]);
 
 /** Longest label worth trying; real labels are under 30 characters. */
@@ -55,16 +72,41 @@ function tryDecoder(label: string): TextDecoder | null {
   }
 }
 
-/** A decoder for `label`, or windows-1252 when the label is unknown or missing. */
-export function decoderFor(label: string | null | undefined): BytesDecoder {
-  const clean = (label ?? "").trim().toLowerCase().slice(0, MAX_CHARSET_LABEL_CHARS);
-  const withoutLanguage = clean.split("*")[0] ?? ""; // RFC 2231 `charset*lang`
-  if (UTF7_LABELS.has(withoutLanguage)) return utf7Decoder;
+/** The TextDecoder `label` names (directly, without `x-`, with `-` for `_`, or by alias), or null. */
+function knownDecoder(withoutLanguage: string): TextDecoder | null {
   const direct = withoutLanguage ? tryDecoder(withoutLanguage) : null;
   if (direct) return direct;
   const stripped = withoutLanguage.replace(/^x-/, "");
-  const alias = CHARSET_ALIASES.get(stripped) ?? stripped;
-  return (alias ? tryDecoder(alias) : null) ?? (tryDecoder("windows-1252") as TextDecoder);
+  for (const name of new Set([stripped, stripped.replaceAll("_", "-")])) {
+    const alias = CHARSET_ALIASES.get(name) ?? name;
+    const decoder = alias ? tryDecoder(alias) : null;
+    if (decoder) return decoder;
+  }
+  return null;
+}
+
+function labelOf(label: string | null | undefined): string {
+  const clean = (label ?? "").trim().toLowerCase().slice(0, MAX_CHARSET_LABEL_CHARS);
+  return clean.split("*")[0] ?? ""; // RFC 2231 `charset*lang`
+}
+
+/** A decoder for `label`, or windows-1252 when the label is unknown or missing. */
+export function decoderFor(label: string | null | undefined): BytesDecoder {
+  const withoutLanguage = labelOf(label);
+  if (UTF7_LABELS.has(withoutLanguage)) return utf7Decoder;
+  return knownDecoder(withoutLanguage) ?? (tryDecoder("windows-1252") as TextDecoder);
+}
+
+/**
+ * The standard name (`gbk`, `euc-kr`) of the charset `label` names by this module's aliases, or
+ * null when it names none (or UTF-7): what a body part's label is given as to postal-mime, whose
+ * own table lacks some of those aliases (EUC-CN, GB2312-80, win-1251…), so that `body` reads
+ * the text as the subject does.
+ */
+export function standardCharsetName(label: string | null | undefined): string | null {
+  const withoutLanguage = labelOf(label);
+  if (UTF7_LABELS.has(withoutLanguage)) return null;
+  return knownDecoder(withoutLanguage)?.encoding ?? null;
 }
 
 /**

@@ -14,7 +14,7 @@
  * never throws.
  */
 import PostalMime, { type Attachment, type Email } from "postal-mime";
-import { isUtf7 } from "./charset.ts";
+import { isUtf7, standardCharsetName } from "./charset.ts";
 import { decodeEncodedWords } from "./encoded-words.ts";
 import { validMimeType } from "./mime-type.ts";
 import { decodeUtf7 } from "./utf7.ts";
@@ -142,7 +142,10 @@ class NamingParser extends PostalMime {
     // The first hook postal-mime calls for every leaf: from here on its text/attachment choice,
     // the body's text type and the attachment's mimeType all read the repaired type.
     node.contentType.parsed.value = validMimeType(node.contentType.parsed.value);
-    if (isUtf7(node.contentType.parsed.params.charset)) node.getTextContent = () => (node.content ? decodeUtf7(new Uint8Array(node.content)) : "");
+    const params = node.contentType.parsed.params;
+    if (isUtf7(params.charset)) node.getTextContent = () => (node.content ? decodeUtf7(new Uint8Array(node.content)) : "");
+    const standard = params.charset ? standardCharsetName(params.charset) : null;
+    if (standard !== null) params.charset = standard;
     const inline = (isInlineTextNode as IsInlineTextNode).call(this, node);
     const names = inline && this.names ? partNames(node.headers) : [];
     if (names.length > 0) {
