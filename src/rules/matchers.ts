@@ -7,6 +7,7 @@
  */
 import { asciiDomainForm } from "./address.ts";
 import { coversEverything, type CidrRange, ipInRanges, parseClientIp } from "./cidr.ts";
+import { ADDRESS_FIELDS, AUTH_READERS, listReader, loweredList, loweredText, nfc, nfcList, nfcText, textReader } from "./field-values.ts";
 import type { FieldKind } from "./schema.ts";
 import type {
   AuthResult,
@@ -86,51 +87,6 @@ export class SlotAllocator {
   }
 }
 
-const NO_VALUES: readonly string[] = Object.freeze([]);
-
-type TextReader = (facts: MessageFacts) => string;
-type ListReader = (facts: MessageFacts) => readonly string[];
-
-const TEXT_READERS: Readonly<Record<string, TextReader>> = {
-  subject: (f) => f.subject,
-  mail_from: (f) => f.mailFrom,
-  body: (f) => f.body,
-  helo: (f) => f.helo,
-  client_ip: (f) => f.clientIp,
-};
-
-const LIST_READERS: Readonly<Record<string, ListReader>> = {
-  from: (f) => f.fromAll,
-  from_name: (f) => f.fromNames,
-  to: (f) => f.to,
-  cc: (f) => f.cc,
-  rcpt: (f) => f.rcpt,
-  attachment: (f) => f.attachments,
-  attachment_type: (f) => f.attachmentTypes,
-};
-
-const AUTH_READERS: Readonly<Record<string, (facts: MessageFacts) => AuthResult>> = {
-  spf: (f) => f.spf,
-  dkim: (f) => f.dkim,
-  dmarc: (f) => f.dmarc,
-};
-
-function listReader(field: FieldName): ListReader {
-  if (field.startsWith("header:")) {
-    const name = field.slice("header:".length);
-    return (f) => f.headers.get(name) ?? NO_VALUES;
-  }
-  const reader = LIST_READERS[field];
-  if (reader === undefined) throw new Error(`no list reader for ${field}`);
-  return reader;
-}
-
-function textReader(field: FieldName): TextReader {
-  const reader = TEXT_READERS[field];
-  if (reader === undefined) throw new Error(`no text reader for ${field}`);
-  return reader;
-}
-
 function truncate(value: string): string {
   return value.length > MAX_TRACE_VALUE_CHARS ? `${value.slice(0, MAX_TRACE_VALUE_CHARS)}…` : value;
 }
@@ -144,17 +100,6 @@ function traceList(values: readonly string[]): readonly string[] {
 }
 
 type StringPredicate = (value: string) => boolean;
-
-/**
- * Text in Unicode normalization form C. The same text can come precomposed (`견`, `ü`) or
- * decomposed (the jamo `ᄀ ᅧ ᆫ`, `u` + U+0308): macOS writes file names decomposed, so an
- * attachment `견적서.pdf` or `データ.xlsx` from a Mac, or a subject or address typed there, arrives
- * in that form and looks the same in every mail client. Both sides of a comparison (the rule's
- * value and the message's) are put in NFC, or `contains 견적` missed text that reads 견적.
- */
-function nfc(text: string): string {
-  return text.normalize("NFC");
-}
 
 /** Case-insensitive comparison against an already lower-cased value. */
 function textPredicate(operator: Operator, expectedLower: string): StringPredicate {
@@ -170,18 +115,6 @@ function textPredicate(operator: Operator, expectedLower: string): StringPredica
     default:
       throw new Error(`${operator} is not a text comparison`);
   }
-}
-
-/**
- * Fields holding mail addresses. An IDN domain is in ASCII form in the envelope (as serve keeps it)
- * and in whichever form the sender wrote in the headers: the text operators compare such an
- * address with its domain in ASCII form (asciiDomainForm), so a rule may name it either way.
- */
-const ADDRESS_FIELDS: ReadonlySet<FieldName> = new Set<FieldName>(["from", "to", "cc", "rcpt", "mail_from"]);
-
-/** Lower-cased, and on an address field with the domain in ASCII form: what the text operators compare. */
-function comparable(field: FieldName): (value: string) => string {
-  return ADDRESS_FIELDS.has(field) ? (v) => asciiDomainForm(nfc(v).toLowerCase()) : (v) => nfc(v).toLowerCase();
 }
 
 /**
@@ -251,44 +184,6 @@ function singleTextTest(spec: ConditionSpec, slot: number): Test {
   const predicate = valuePredicate(spec, value.text);
   const lowered = loweredText(spec.field, slot);
   return { test: (s) => predicate(lowered(s)), alwaysTrue: expected === "" && operator !== "equals" };
-}
-
-/** `compute` of the message's facts, computed once per message in its slot. */
-function perMessage<T extends string | readonly string[]>(slot: number, compute: (facts: MessageFacts) => T): (s: EvalScope) => T {
-  return (s) => {
-    let v = s.lowered[slot];
-    if (v === undefined) {
-      v = compute(s.facts);
-      s.lowered[slot] = v;
-    }
-    return v as T;
-  };
-}
-
-/** A text field as the text operators compare it. */
-function loweredText(field: FieldName, slot: number): (s: EvalScope) => string {
-  const read = textReader(field);
-  const normalize = comparable(field);
-  return perMessage(slot, (f) => normalize(read(f)));
-}
-
-/** loweredText for a multi-valued field. */
-function loweredList(field: FieldName, slot: number): (s: EvalScope) => readonly string[] {
-  const read = listReader(field);
-  const normalize = comparable(field);
-  return perMessage(slot, (f) => read(f).map(normalize));
-}
-
-/** A text field in NFC, as a regex sees it. */
-function nfcText(field: FieldName, slot: number): (s: EvalScope) => string {
-  const read = textReader(field);
-  return perMessage(slot, (f) => nfc(read(f)));
-}
-
-/** nfcText for a multi-valued field. */
-function nfcList(field: FieldName, slot: number): (s: EvalScope) => readonly string[] {
-  const read = listReader(field);
-  return perMessage(slot, (f) => read(f).map(nfc));
 }
 
 function listTest(spec: ConditionSpec, slot: number): Test {
