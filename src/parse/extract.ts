@@ -2,7 +2,8 @@
  * Raw message + envelope → MessageFacts (what the rules look at).
  *
  * Trusts nothing in the message. The top-level header block is split and decoded here
- * (header-block.ts, encoded-words.ts, address-list.ts: all linear); postal-mime only sees
+ * (header-block.ts, header-facts.ts: all linear; a block ended by a line of only spaces is
+ * read both ways, header-readings.ts); postal-mime only sees
  * the MIME structure: the Content-* headers and the body, cut to the limits in limits.ts.
  * Attached message/rfc822 parts are parsed in turn, within a shared budget, for their
  * attachments and (when inline) their text. Any failure or limit hit yields partial facts
@@ -18,15 +19,14 @@ import { readFileBytes } from "../read-file.ts";
 import type { Email } from "postal-mime";
 import type { AuthResult, Envelope, MessageFacts } from "../types.ts";
 import { describeError } from "../errors.ts";
-import { parseAddressList, type Mailbox } from "./address-list.ts";
-import { decodeEncodedWords } from "./encoded-words.ts";
-import { splitHeaderBlock, type RawHeaderField } from "./header-block.ts";
-import { declaredCharset, fieldText } from "./header-text.ts";
+import { splitHeaderBlock, type HeaderBlock, type RawHeaderField } from "./header-block.ts";
+import { foldedReading, joinContent, READ_BOTH_WAYS_NOTE, type ContentFacts } from "./header-readings.ts";
+import { emptyHeaderFacts, headerFacts, type HeaderFacts } from "./header-facts.ts";
 import { htmlToText } from "./html-text.ts";
 import { cutLeafContents, transferEncoded, type ContentBudget } from "./leaf-cut.ts";
 import { parseNamingParts, type NamedAttachment, type NamedEmail } from "./part-names.ts";
 import {
-  MAX_ADDRESSES_PER_LIST, MAX_ATTACHMENTS, MAX_FROM_MAILBOXES, MAX_BODY_TEXT_CHARS, MAX_BOUNDARY_LINES, MAX_MIME_DEPTH,
+  MAX_ATTACHMENTS, MAX_BODY_TEXT_CHARS, MAX_BOUNDARY_LINES, MAX_MIME_DEPTH,
   MAX_MIME_PART_HEADER_BYTES, MAX_NESTED_MESSAGE_DEPTH, MAX_NESTED_MESSAGES, MAX_PARSE_BYTES_TOTAL,
   MAX_BASE64_PAD_UNITS, MAX_PARSE_LINES, MAX_RETRY_BOUNDARY_LINES, MAX_RETRY_PARSE_BYTES,
 } from "./limits.ts";
@@ -42,11 +42,7 @@ export interface ExtractOptions {
   content?: boolean;
 }
 
-/** Header-derived facts of one message. */
-type HeaderFacts = Pick<MessageFacts, "subject" | "from" | "fromName" | "fromAll" | "fromNames" | "to" | "cc" | "headers">;
 
-/** Body-derived facts of one message (and its nested messages). */
-type ContentFacts = Pick<MessageFacts, "body" | "attachments" | "attachmentTypes">;
 
 /** Limits shared by a message and the messages nested in it. */
 interface ParseBudget {
@@ -63,62 +59,6 @@ function note(budget: ParseBudget, text: string): void {
   if (!budget.notes.includes(text)) budget.notes.push(text);
 }
 
-function addressFacts(values: string[], header: string, budget: ParseBudget): string[] {
-  const addresses: string[] = [];
-  for (const value of values) {
-    const list = parseAddressList(value, MAX_ADDRESSES_PER_LIST - addresses.length);
-    for (const mailbox of list.mailboxes) if (mailbox.address) addresses.push(mailbox.address.toLowerCase());
-    if (list.truncated || addresses.length >= MAX_ADDRESSES_PER_LIST) {
-      if (list.truncated || values.indexOf(value) < values.length - 1) {
-        note(budget, `more than ${MAX_ADDRESSES_PER_LIST} ${header} addresses, the rest ignored`);
-      }
-      break;
-    }
-  }
-  return addresses;
-}
-
-/** The mailboxes of every From field (a forged second one counts too), at most MAX_FROM_MAILBOXES. */
-function fromMailboxes(values: string[]): Mailbox[] {
-  const mailboxes: Mailbox[] = [];
-  for (const value of values) {
-    if (mailboxes.length >= MAX_FROM_MAILBOXES) break;
-    mailboxes.push(...parseAddressList(value, MAX_FROM_MAILBOXES - mailboxes.length).mailboxes);
-  }
-  return mailboxes;
-}
-
-function appendValue(map: Map<string, string[]>, name: string, value: string): void {
-  const values = map.get(name);
-  if (values) values.push(value);
-  else map.set(name, [value]);
-}
-
-function headerFacts(fields: RawHeaderField[], budget: ParseBudget): { facts: HeaderFacts; raw: Map<string, string[]> } {
-  const charset = declaredCharset(fields);
-  const raw = new Map<string, string[]>();
-  const headers = new Map<string, string[]>();
-  for (const field of fields) {
-    const text = fieldText(field, charset);
-    appendValue(raw, field.name, text);
-    appendValue(headers, field.name, decodeEncodedWords(text));
-  }
-  const senders = fromMailboxes(raw.get("from") ?? []);
-  const from = senders[0];
-  return {
-    raw,
-    facts: {
-      subject: headers.get("subject")?.[0] ?? "",
-      from: from?.address.toLowerCase() ?? "",
-      fromName: from?.name ?? "",
-      fromAll: senders.flatMap((m) => (m.address ? [m.address.toLowerCase()] : [])),
-      fromNames: senders.flatMap((m) => (m.name ? [m.name] : [])),
-      to: addressFacts(raw.get("to") ?? [], "To", budget),
-      cc: addressFacts(raw.get("cc") ?? [], "Cc", budget),
-      headers,
-    },
-  };
-}
 
 /** How much of a body postal-mime may see. */
 interface ParseCut {
@@ -294,12 +234,25 @@ async function contentFacts(inputOf: MimeInputOf, depth: number, budget: ParseBu
   return facts;
 }
 
-function emptyHeaderFacts(): HeaderFacts {
-  return { subject: "", from: "", fromName: "", fromAll: [], fromNames: [], to: [], cc: [], headers: new Map() };
-}
 
 function newBudget(): ParseBudget {
   return { bytesLeft: MAX_PARSE_BYTES_TOTAL, lines: { left: MAX_PARSE_LINES, cut: false, padsLeft: MAX_BASE64_PAD_UNITS, padsCut: false }, nestedLeft: MAX_NESTED_MESSAGES, notes: [] };
+}
+
+/** Header facts of the block, or of its folded reading (header-readings.ts: the same fields first, then more). */
+function headerFactsOf(block: HeaderBlock, folded: HeaderBlock | null, budget: ParseBudget): HeaderFacts {
+  budget.notes.push(...block.notes);
+  if (folded === null) return headerFacts(block.fields, (text) => note(budget, text));
+  for (const text of [...folded.notes, READ_BOTH_WAYS_NOTE]) note(budget, text);
+  return headerFacts(folded.fields, (text) => note(budget, text));
+}
+
+/** Content facts of the folded reading, on a budget of its own (the first reading's cannot use it up); its notes are the message's. */
+async function foldedContentFacts(inputOf: MimeInputOf, budget: ParseBudget): Promise<ContentFacts> {
+  const own = newBudget();
+  const facts = await contentFacts(inputOf, 0, own);
+  for (const text of own.notes) note(budget, text);
+  return facts;
 }
 
 /**
@@ -313,9 +266,12 @@ export async function extractFacts(raw: Uint8Array, envelope: Envelope, opts: Ex
   try {
     const forwarded = normalizeLineEndings(raw);
     const block = splitHeaderBlock(forwarded);
-    budget.notes.push(...block.notes);
-    header = headerFacts(block.fields, budget).facts;
-    if (opts.content !== false) content = await contentFacts(mimeInputOf(forwarded, block.fields, block.bodyStart), 0, budget);
+    const folded = foldedReading(forwarded, block);
+    header = headerFactsOf(block, folded, budget);
+    if (opts.content !== false) {
+      content = await contentFacts(mimeInputOf(forwarded, block.fields, block.bodyStart), 0, budget);
+      if (folded) content = joinContent(content, await foldedContentFacts(mimeInputOf(forwarded, folded.fields, folded.bodyStart), budget));
+    }
   } catch (err) {
     note(budget, `message not parsed: ${describeError(err)}`);
   }
@@ -349,7 +305,14 @@ export async function extractFactsFromFile(path: string, envelope: Envelope, opt
       const raw = normalizeLineEndings(await readFileBytes(path));
       return mimeInput(raw, top.fields, top.bodyStart, parseEnd(raw, top.bodyStart, cut, b), b);
     };
-    if (opts.content !== false) content = await contentFacts(inputOf, 0, budget);
+    if (opts.content !== false) {
+      content = await contentFacts(inputOf, 0, budget);
+      const folded = top.folded;
+      if (folded) content = joinContent(content, await foldedContentFacts(async (cut, b) => {
+        const raw = normalizeLineEndings(await readFileBytes(path));
+        return mimeInput(raw, folded.fields, folded.bodyStart, parseEnd(raw, folded.bodyStart, cut, b), b);
+      }, budget));
+    }
   } catch (err) {
     note(budget, `message not parsed: ${describeError(err)}`);
   }
@@ -361,10 +324,10 @@ async function readTop(path: string, budget: ParseBudget, content: boolean) {
   const stored = await readFileBytes(path);
   const raw = normalizeLineEndings(stored);
   const block = splitHeaderBlock(raw);
-  budget.notes.push(...block.notes);
-  const header = headerFacts(block.fields, budget).facts;
+  const folded = foldedReading(raw, block);
+  const header = headerFactsOf(block, folded, budget);
   const firstInput = content ? mimeInput(raw, block.fields, block.bodyStart, parseEnd(raw, block.bodyStart, FIRST_CUT, budget), budget) : null;
-  return { header, fields: block.fields, bodyStart: block.bodyStart, size: stored.byteLength, firstInput };
+  return { header, fields: block.fields, bodyStart: block.bodyStart, folded, size: stored.byteLength, firstInput };
 }
 
 function assembleFacts(header: HeaderFacts, content: ContentFacts, size: number, envelope: Envelope, opts: ExtractOptions, budget: ParseBudget): MessageFacts {

@@ -3,7 +3,8 @@
  * postal-mime, so that header-borne traps never reach a parser with super-linear parts.
  * Lines are split on LF (a CR before it is dropped), a line of nothing but CRs ends the
  * block, like postal-mime, and so does a line of only spaces or tabs followed by text (see
- * headerGoesOn). Bounded by MAX_HEADER_BLOCK_BYTES, MAX_HEADER_FIELDS and
+ * headerGoesOn; `blankLinesFold` reads on past it, the other way mail clients read it).
+ * Bounded by MAX_HEADER_BLOCK_BYTES, MAX_HEADER_FIELDS and
  * MAX_HEADER_FIELD_BYTES; what a limit cut off is named in `notes`. Never throws.
  */
 import { MAX_HEADER_BLOCK_BYTES, MAX_HEADER_FIELD_BYTES, MAX_HEADER_FIELDS, MAX_NAMED_FIELDS_PAST_LIMIT } from "./limits.ts";
@@ -26,6 +27,18 @@ export interface HeaderBlock {
   bodyStart: number;
   /** Limits that were hit, one short sentence each. */
   notes: string[];
+  /**
+   * True when the block ended at a line of only spaces or tabs followed by text (headerGoesOn),
+   * not at an empty line: mail clients differ there (Python shows what follows as the body,
+   * Thunderbird and postal-mime read on to the empty line, taking the fields they find), so
+   * the rules read both (extract.ts; `splitHeaderBlock(raw, { blankLinesFold: true })`).
+   */
+  endedAtBlankLine: boolean;
+}
+
+export interface SplitOptions {
+  /** Lines of only spaces or tabs always fold (the other reading; see endedAtBlankLine). */
+  blankLinesFold?: boolean;
 }
 
 const LF = 0x0a;
@@ -140,18 +153,24 @@ class FieldCollector {
 }
 
 /** Splits the header block at the start of `raw`. */
-export function splitHeaderBlock(raw: Uint8Array): HeaderBlock {
+export function splitHeaderBlock(raw: Uint8Array, opts: SplitOptions = {}): HeaderBlock {
   const buffer = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
   const collector = new FieldCollector();
   let pos = 0;
   let bodyStart = raw.length;
+  let endedAtBlankLine = false;
   while (pos < raw.length) {
     const lf = buffer.indexOf(LF, pos);
     const lineEnd = lf < 0 ? raw.length : lf;
     const next = lf < 0 ? raw.length : lf + 1;
     const end = contentEnd(raw, pos, lineEnd);
-    if (end === pos || (isBlank(raw, pos, end) && !headerGoesOn(buffer, next))) {
+    if (end === pos) {
       bodyStart = next;
+      break;
+    }
+    if (!opts.blankLinesFold && isBlank(raw, pos, end) && !headerGoesOn(buffer, next)) {
+      bodyStart = next;
+      endedAtBlankLine = true;
       break;
     }
     // Checked after the blank line: a block that ends exactly at the cap lost nothing.
@@ -166,5 +185,5 @@ export function splitHeaderBlock(raw: Uint8Array): HeaderBlock {
     pos = next;
   }
   collector.finish();
-  return { fields: collector.fields, bodyStart, notes: collector.notes };
+  return { fields: collector.fields, bodyStart, notes: collector.notes, endedAtBlankLine };
 }

@@ -4,7 +4,8 @@
  * - addresses Postfix takes are taken (a quoted space, a carrier's dotted local part, `_` in a
  *   domain), `HELO host name` can send; SPEC §4's routing tricks are still refused;
  * - a rule cannot be slipped past with a comment inside an address, a header block ended by a
- *   line of spaces, a Content-Type that is not a type, or UTF-7: each gets the rule's 550.
+ *   line of spaces (whichever way a mail client reads on past it), a Content-Type that is not a
+ *   type, or UTF-7: each gets the rule's 550.
  * The server stays up throughout and stores what it answered 250 for.
  */
 import { expect, test } from "bun:test";
@@ -19,6 +20,7 @@ rules:
   - { name: ceo, priority: 50, action: reject, reject_message: "ceo rule", conditions: [{ field: from, operator: equals, value: ceo@company.com }] }
   - { name: invoice, priority: 40, action: reject, reject_message: "invoice rule", conditions: [{ field: subject, operator: contains, value: invoice }] }
   - { name: wire, priority: 30, action: reject, reject_message: "wire rule", conditions: [{ field: body, operator: contains, value: wire transfer }] }
+  - { name: exe, priority: 20, action: reject, reject_message: "exe rule", conditions: [{ field: attachment, operator: ends_with, value: .exe }] }
 `;
 
 /** One transaction on a greeted connection; the reply to the final dot (or the first refusal). */
@@ -60,6 +62,13 @@ test("serve: a comment in an address, a blank-looking line, a broken Content-Typ
     ["From: a@b.example\r\nSubject: hi\r\n \r\nPlease send the wire transfer.\r\n", "550 5.7.1 wire rule"],
     ["From: a@b.example\r\nSubject: hi\r\nContent-Type: text plain\r\n\r\nPlease send the wire transfer.\r\n", "550 5.7.1 wire rule"],
     ["From: a@b.example\r\nSubject: =?utf-7?Q?+AEkAbgB2AG8AaQBjAGU-?=\r\n\r\nhello\r\n", "550 5.7.1 invoice rule"],
+    // Past a line of spaces and a junk line, the From and the attachment Thunderbird shows.
+    ["Subject: hi\r\n \r\nX\r\nFrom: CEO <ceo@company.com>\r\n\r\nhello\r\n", "550 5.7.1 ceo rule"],
+    [
+      "From: a@b.example\r\nSubject: hi\r\n \r\nX\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nhello\r\n" +
+        "--b1\r\nContent-Type: application/octet-stream; name=evil.exe\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA\r\n--b1--\r\n",
+      "550 5.7.1 exe rule",
+    ],
   ];
   for (const [message, expected] of cases) expect({ message, reply: await transaction(c, "a@b.example", "sales@company.com", message) }).toEqual({ message, reply: expected });
   // Still up, still storing.

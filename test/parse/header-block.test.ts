@@ -137,3 +137,12 @@ test("a line of only spaces or tabs ends the block when text follows it, and is 
   expect(at("Subject: hi\r\n \r\n there\r\n\r\nbody\r\n")).toEqual({ names: ["subject"], body: "body\r\n" });
   expect(at("Subject: hi\r\n \r\n\r\nbody\r\n")).toEqual({ names: ["subject"], body: "body\r\n" });
 });
+
+test("the block says when it ended at a line of spaces; read with blankLinesFold it goes on to the empty line", () => {
+  const text = "Subject: hi\r\n \r\nX\r\nFrom: CEO <ceo@company.com>\r\n\r\nbody\r\n";
+  const first = splitHeaderBlock(encode(text));
+  expect({ names: first.fields.map((f) => f.name), ended: first.endedAtBlankLine }).toEqual({ names: ["subject"], ended: true });
+  const folded = splitHeaderBlock(encode(text), { blankLinesFold: true });
+  expect({ names: folded.fields.map((f) => f.name), body: text.slice(folded.bodyStart), ended: folded.endedAtBlankLine }).toEqual({ names: ["subject", "from"], body: "body\r\n", ended: false });
+  expect(splitHeaderBlock(encode("Subject: hi\r\n\r\n \r\nX\r\n")).endedAtBlankLine).toBe(false);
+});

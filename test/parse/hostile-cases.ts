@@ -311,6 +311,15 @@ export const HOSTILE_CASES: HostileCase[] = [
     },
   },
   {
+    name: "two-readings-320x78kb",
+    trap: "a line of spaces before text in the header block (read both ways: two MIME parses), then 320 base64 attachments of 78 KB",
+    build: () => {
+      const part = (i: number) => `--p\r\nContent-Type: application/octet-stream; name=f${i}.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n${fill(`${"QUFB".repeat(19)}\r\n`, 78 * 1024)}`;
+      const parts = Array.from({ length: 320 }, (_, i) => part(i)).join("");
+      return encoder.encode(`${BASE_HEADERS}\r\nContent-Type: multipart/mixed; boundary="p"\r\n \r\nX\r\n\r\n${parts}--p--\r\n`);
+    },
+  },
+  {
     name: "content-type-params-1mb",
     trap: "Content-Type with 1 MB of parameters and RFC 2231 sections",
     build: () =>

@@ -7,7 +7,10 @@
  * UTF-7 text (which Outlook shows) is decoded.
  */
 import { expect, test } from "bun:test";
-import { extractFacts } from "../../src/parse/extract.ts";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { extractFacts, extractFactsFromFile } from "../../src/parse/extract.ts";
 import { classify } from "../../src/rules/classify.ts";
 import { validMimeType } from "../../src/parse/part-names.ts";
 import { parseRules } from "../../src/rules/load.ts";
@@ -51,6 +54,37 @@ test("a header block ended by a line holding only a space does not hide the body
     expect({ blank, body: facts.body.trim() }).toEqual({ blank, body: "Please send the wire transfer today." });
     expect(classify(facts, parsed.rules).decision.rule).toBe("wire");
   }
+});
+
+test("past a line of only spaces, the fields and attachments a mail client still reads are the rules' too, and so is the body", async () => {
+  // Thunderbird and postal-mime read on to the empty line (taking the From and the multipart
+  // structure there); Python shows the text after the spaces as the body. Each hid something.
+  const parsed = parseRules(RULES, "rules.yaml");
+  if (!parsed.ok) throw new Error("rules did not compile");
+  const dir = mkdtempSync(join(tmpdir(), "mailgw-two-readings-"));
+  const cases: [string, string][] = [
+    ["Subject: hi\r\nMessage-ID: <1@b.example>\r\n \r\nX\r\nFrom: CEO <ceo@company.com>\r\n\r\nhello\r\n", "ceo-spoof"],
+    [
+      "From: a@b.example\r\nSubject: hi\r\n \r\nX\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nhello\r\n" +
+        "--b1\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=evil.exe\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA\r\n--b1--\r\n",
+      "exe",
+    ],
+    ["From: a@b.example\r\nSubject: hi\r\n \r\nPlease send the wire transfer.\r\nNote: today\r\n\r\nthanks\r\n", "wire"],
+    // Base64 text only the folded reading decodes.
+    ["From: a@b.example\r\nSubject: hi\r\n \r\nX\r\nContent-Transfer-Encoding: base64\r\n\r\n" + Buffer.from("Please send the wire transfer.").toString("base64") + "\r\n", "wire"],
+  ];
+  for (const [i, [raw, rule]] of cases.entries()) {
+    const bytes = new TextEncoder().encode(raw);
+    const path = join(dir, `${i}.eml`);
+    writeFileSync(path, bytes);
+    for (const facts of [await extractFacts(bytes, ENVELOPE), await extractFactsFromFile(path, ENVELOPE)]) {
+      expect({ i, rule: classify(facts, parsed.rules).decision.rule }).toEqual({ i, rule });
+      expect(facts.parseError).toContain("read two ways");
+    }
+  }
+  // The folded reading adds to the facts, it does not replace them: Subject and From of the first stay first.
+  const both = await extractFacts(new TextEncoder().encode("Subject: first\r\nFrom: a@b.example\r\n \r\nX\r\nSubject: second\r\nFrom: c@d.example\r\n\r\nhello\r\n"), ENVELOPE);
+  expect({ subject: both.subject, from: both.from, fromAll: both.fromAll }).toEqual({ subject: "first", from: "a@b.example", fromAll: ["a@b.example", "c@d.example"] });
 });
 
 test("a Content-Type that is not a type is read as text/plain, or as the type it starts with", async () => {
