@@ -17,7 +17,7 @@
 import { parseAddressList } from "../parse/address-list.ts";
 import { decodeEncodedWords } from "../parse/encoded-words.ts";
 import { splitHeaderBlock, type RawHeaderField } from "../parse/header-block.ts";
-import { declaredCharset, fieldText } from "../parse/header-text.ts";
+import { fieldText, headerCharset } from "../parse/header-text.ts";
 import { budgetEnd, kindOf, QUOTED_PRINTABLE_VALUE, type WholePartsBudget } from "../parse/leaf-cut.ts";
 import { MAX_ADDRESSES_PER_LIST, MAX_PARSE_LINES } from "../parse/limits.ts";
 import { parseNamingParts, type NamedAttachment, type NamedEmail } from "../parse/part-names.ts";
@@ -239,7 +239,7 @@ type HeaderFields = Pick<WebhookPayload, "subject" | "messageId" | "date" | "fro
 /** The top-level header fields of the payload, postal-mime's input (Content-* headers + body), and the limits hit. */
 function topLevel(raw: Uint8Array): { fields: HeaderFields; mime: MimeInput; notes: string[] } {
   const block = splitHeaderBlock(raw);
-  const charset = declaredCharset(block.fields);
+  const charset = headerCharset(block.fields, raw, block.bodyStart);
   const headers = block.fields.map((field) => ({ name: field.originalName, value: fieldText(field, charset) }));
   const first = (name: string): string | null => {
     const at = block.fields.findIndex((field) => field.name === name);

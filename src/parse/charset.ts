@@ -112,15 +112,17 @@ export function standardCharsetName(label: string | null | undefined): string | 
 /**
  * Decodes header bytes: UTF-8 when they are valid UTF-8 (RFC 6532), otherwise with the
  * message's declared charset (legacy clients write raw EUC-KR / Shift_JIS headers), otherwise
- * windows-1252.
+ * mostly-UTF-8 with a stray bad byte as UTF-8, otherwise the charset `guess` names (asked only
+ * then: the one a text part of the message declares), otherwise windows-1252.
  */
-export function decodeHeaderBytes(bytes: Uint8Array, fallbackCharset: string | null): string {
+export function decodeHeaderBytes(bytes: Uint8Array, fallbackCharset: string | null, guess: () => string | null = () => null): string {
   try {
     return utf8Fatal.decode(bytes);
   } catch {
     if (fallbackCharset === null) {
       const lossy = mostlyUtf8(bytes);
       if (lossy !== null) return lossy;
+      return decoderFor(guess()).decode(bytes);
     }
     return decoderFor(fallbackCharset).decode(bytes);
   }
@@ -146,4 +148,31 @@ function mostlyUtf8(bytes: Uint8Array): string | null {
     else if (c > 0x7f) valid++;
   }
   return valid >= broken * UTF8_VALID_PER_BROKEN ? text : null;
+}
+
+/** How far into an HTML part its `<meta>` charset is looked for: the HTML standard's prescan length. */
+const META_PRESCAN_BYTES = 1024;
+
+/** `<meta charset=…>` or `<meta http-equiv="Content-Type" content="text/html; charset=…">`. */
+const META_CHARSET = /<meta\b[^>]*?charset\s*=\s*["']?\s*([a-z0-9._:-]{1,40})/i;
+
+/**
+ * The charset an HTML part names in a `<meta>` tag, for a part whose Content-Type names none
+ * (postal-mime then reads UTF-8): a Shift_JIS or GBK page came out as U+FFFD, so `body` rules
+ * missed its words, where mail clients honour the tag as browsers do. Only for bytes that are
+ * not valid UTF-8 (valid UTF-8 read otherwise would be garbled); a UTF-16 label is ignored
+ * (the HTML standard reads it as UTF-8 there). Null: none, or none worth applying.
+ */
+export function htmlMetaCharset(content: Uint8Array): string | null {
+  const head = Buffer.from(content.buffer, content.byteOffset, Math.min(content.byteLength, META_PRESCAN_BYTES)).toString("latin1");
+  const label = META_CHARSET.exec(head)?.[1];
+  if (label === undefined) return null;
+  const standard = standardCharsetName(label);
+  if (standard === null || standard.startsWith("utf-")) return null;
+  try {
+    utf8Fatal.decode(content);
+    return null;
+  } catch {
+    return standard;
+  }
 }

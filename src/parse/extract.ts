@@ -22,6 +22,7 @@ import { describeError } from "../errors.ts";
 import { splitHeaderBlock, type HeaderBlock, type RawHeaderField } from "./header-block.ts";
 import { foldedReading, joinContent, READ_BOTH_WAYS_NOTE, type ContentFacts } from "./header-readings.ts";
 import { emptyHeaderFacts, headerFacts, type HeaderFacts } from "./header-facts.ts";
+import { headerCharset } from "./header-text.ts";
 import { htmlToText } from "./html-text.ts";
 import { cutLeafContents, transferEncoded, type ContentBudget } from "./leaf-cut.ts";
 import { parseNamingParts, type NamedAttachment, type NamedEmail } from "./part-names.ts";
@@ -240,11 +241,11 @@ function newBudget(): ParseBudget {
 }
 
 /** Header facts of the block, or of its folded reading (header-readings.ts: the same fields first, then more). */
-function headerFactsOf(block: HeaderBlock, folded: HeaderBlock | null, budget: ParseBudget): HeaderFacts {
+function headerFactsOf(raw: Uint8Array, block: HeaderBlock, folded: HeaderBlock | null, budget: ParseBudget): HeaderFacts {
   budget.notes.push(...block.notes);
-  if (folded === null) return headerFacts(block.fields, (text) => note(budget, text));
-  for (const text of [...folded.notes, READ_BOTH_WAYS_NOTE]) note(budget, text);
-  return headerFacts(folded.fields, (text) => note(budget, text));
+  if (folded !== null) for (const text of [...folded.notes, READ_BOTH_WAYS_NOTE]) note(budget, text);
+  const fields = (folded ?? block).fields;
+  return headerFacts(fields, headerCharset(fields, raw, block.bodyStart), (text) => note(budget, text));
 }
 
 /** Content facts of the folded reading, on a budget of its own (the first reading's cannot use it up); its notes are the message's. */
@@ -267,7 +268,7 @@ export async function extractFacts(raw: Uint8Array, envelope: Envelope, opts: Ex
     const forwarded = normalizeLineEndings(raw);
     const block = splitHeaderBlock(forwarded);
     const folded = foldedReading(forwarded, block);
-    header = headerFactsOf(block, folded, budget);
+    header = headerFactsOf(forwarded, block, folded, budget);
     if (opts.content !== false) {
       content = await contentFacts(mimeInputOf(forwarded, block.fields, block.bodyStart), 0, budget);
       if (folded) content = joinContent(content, await foldedContentFacts(mimeInputOf(forwarded, folded.fields, folded.bodyStart), budget));
@@ -325,7 +326,7 @@ async function readTop(path: string, budget: ParseBudget, content: boolean) {
   const raw = normalizeLineEndings(stored);
   const block = splitHeaderBlock(raw);
   const folded = foldedReading(raw, block);
-  const header = headerFactsOf(block, folded, budget);
+  const header = headerFactsOf(raw, block, folded, budget);
   const firstInput = content ? mimeInput(raw, block.fields, block.bodyStart, parseEnd(raw, block.bodyStart, FIRST_CUT, budget), budget) : null;
   return { header, fields: block.fields, bodyStart: block.bodyStart, folded, size: stored.byteLength, firstInput };
 }

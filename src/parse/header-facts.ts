@@ -8,7 +8,7 @@ import type { MessageFacts } from "../types.ts";
 import { parseAddressList, type Mailbox } from "./address-list.ts";
 import { decodeEncodedWords } from "./encoded-words.ts";
 import type { RawHeaderField } from "./header-block.ts";
-import { declaredCharset, fieldText } from "./header-text.ts";
+import { fieldText, type HeaderCharset } from "./header-text.ts";
 import { MAX_ADDRESSES_PER_LIST, MAX_FROM_MAILBOXES } from "./limits.ts";
 
 /** Header-derived facts of one message. */
@@ -45,9 +45,8 @@ function appendValue(map: Map<string, string[]>, name: string, value: string): v
   else map.set(name, [value]);
 }
 
-/** The header facts of `fields` (the rules' subject, from, to, cc and headers); `note` is told what a limit cut off. */
-export function headerFacts(fields: RawHeaderField[], note: (text: string) => void): HeaderFacts {
-  const charset = declaredCharset(fields);
+/** The header facts of `fields` (the rules' subject, from, to, cc and headers), raw 8-bit bytes read as `charset` says; `note` is told what a limit cut off. */
+export function headerFacts(fields: RawHeaderField[], charset: HeaderCharset, note: (text: string) => void): HeaderFacts {
   const raw = new Map<string, string[]>();
   const headers = new Map<string, string[]>();
   for (const field of fields) {

@@ -14,7 +14,7 @@
  * never throws.
  */
 import PostalMime, { type Attachment, type Email } from "postal-mime";
-import { isUtf7, standardCharsetName } from "./charset.ts";
+import { htmlMetaCharset, isUtf7, standardCharsetName } from "./charset.ts";
 import { decodeEncodedWords } from "./encoded-words.ts";
 import { validMimeType } from "./mime-type.ts";
 import { decodeUtf7 } from "./utf7.ts";
@@ -68,6 +68,13 @@ export function partNames(fields: readonly PartField[]): string[] {
 }
 
 export { validMimeType };
+
+/** For an HTML leaf without a charset parameter, the charset its `<meta>` tag names (charset.ts htmlMetaCharset). */
+function htmlCharset(node: PartNode): string | null {
+  if (node.contentType.parsed.value !== "text/html" || !node.content) return null;
+  const content = node.content as ArrayBuffer | Uint8Array; // a Uint8Array at run time: no copy then
+  return htmlMetaCharset(content instanceof Uint8Array ? content : new Uint8Array(content));
+}
 
 type CollectAttachment = (this: PostalMime, node: PartNode, ...rest: unknown[]) => void;
 type IsInlineTextNode = (this: PostalMime, node: PartNode) => boolean;
@@ -144,7 +151,7 @@ class NamingParser extends PostalMime {
     node.contentType.parsed.value = validMimeType(node.contentType.parsed.value);
     const params = node.contentType.parsed.params;
     if (isUtf7(params.charset)) node.getTextContent = () => (node.content ? decodeUtf7(new Uint8Array(node.content)) : "");
-    const standard = params.charset ? standardCharsetName(params.charset) : null;
+    const standard = params.charset ? standardCharsetName(params.charset) : htmlCharset(node);
     if (standard !== null) params.charset = standard;
     const inline = (isInlineTextNode as IsInlineTextNode).call(this, node);
     const names = inline && this.names ? partNames(node.headers) : [];

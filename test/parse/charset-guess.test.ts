@@ -1,0 +1,52 @@
+/**
+ * Raw 8-bit text whose charset the message names only elsewhere is read in that charset, as mail
+ * clients show it: a raw GBK subject of a multipart message (no charset at the top) in the first
+ * text part's charset, for the rules and the webhook alike; an HTML part without a charset
+ * parameter in the one its `<meta>` tag names. Read as windows-1252 and UTF-8, no subject or
+ * body rule matched them (common in Chinese and Japanese spam).
+ */
+import { expect, test } from "bun:test";
+import { buildWebhookPayload } from "../../src/act/webhook-payload.ts";
+import { htmlMetaCharset } from "../../src/parse/charset.ts";
+import { extractFacts } from "../../src/parse/extract.ts";
+import type { Envelope } from "../../src/types.ts";
+
+const ENVELOPE: Envelope = { mailFrom: "a@b.example", rcptTo: ["v@company.com"], clientIp: "192.0.2.1", helo: "mx.b.example", tls: false };
+const GBK = Buffer.from([0xb7, 0xa2, 0xc6, 0xb1, 0xb4, 0xfa, 0xbf, 0xaa]); // 发票代开
+const SJIS = Buffer.from([0x8c, 0xa9, 0x90, 0xcf, 0x8f, 0x91]); // 見積書
+
+const ascii = (text: string) => Buffer.from(text, "latin1");
+
+function multipartWithRawSubject(partCharsetLines: string): Uint8Array {
+  return Buffer.concat([
+    ascii("From: a@b.example\r\nTo: v@company.com\r\nSubject: "), GBK,
+    ascii(`\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative;\r\n boundary="b1"\r\n\r\nPreamble\r\n--b1\r\n${partCharsetLines}\r\nContent-Transfer-Encoding: base64\r\n\r\n${GBK.toString("base64")}\r\n--b1--\r\n`),
+  ]);
+}
+
+test("a raw subject of a multipart message is read in its first text part's charset (folded parameter too), in the facts and the webhook", async () => {
+  for (const part of ['Content-Type: text/plain; charset="gb2312"', "Content-Type: text/plain;\r\n\tcharset=GBK", "content-type: TEXT/html;\r\n format=flowed;\r\n charset=EUC-CN"]) {
+    const raw = multipartWithRawSubject(part);
+    expect({ part, subject: (await extractFacts(raw, ENVELOPE)).subject }).toEqual({ part, subject: "发票代开" });
+    const payload = await buildWebhookPayload({ id: "x", receivedAt: 0, rule: null, category: "c", envelope: ENVELOPE, raw }, 0);
+    expect(payload.subject).toBe("发票代开");
+  }
+  // A charset declared at the top still decides; with none anywhere, windows-1252 as before.
+  const top = Buffer.concat([ascii("Subject: "), Buffer.from([0xb0, 0xdf, 0xc0, 0xfb]), ascii("\r\nContent-Type: text/plain; charset=euc-kr\r\n\r\nx\r\n")]);
+  expect((await extractFacts(top, ENVELOPE)).subject).toBe("견적");
+  const none = Buffer.concat([ascii("Subject: caf"), Buffer.from([0xe9]), ascii("\r\n\r\nx\r\n")]);
+  expect((await extractFacts(none, ENVELOPE)).subject).toBe("café");
+});
+
+test("an HTML part without a charset parameter is read in the charset its <meta> names, when it is not UTF-8", async () => {
+  for (const meta of ['<meta http-equiv="Content-Type" content="text/html; charset=Shift_JIS">', "<META charset='sjis'>", '<meta charset="x-sjis" />']) {
+    const raw = Buffer.concat([ascii(`Subject: hi\r\nContent-Type: text/html\r\n\r\n<html><head>${meta}</head><body>`), SJIS, ascii("</body></html>\r\n")]);
+    expect({ meta, body: (await extractFacts(raw, ENVELOPE)).body.trim() }).toEqual({ meta, body: "見積書" });
+  }
+  // Valid UTF-8 stays UTF-8 whatever the tag says; a UTF-16 label or none changes nothing.
+  expect(htmlMetaCharset(Buffer.from('<meta charset="shift_jis">見積書'))).toBeNull();
+  expect(htmlMetaCharset(Buffer.concat([ascii('<meta charset="utf-16">'), SJIS]))).toBeNull();
+  expect(htmlMetaCharset(Buffer.concat([ascii("<p>"), SJIS]))).toBeNull();
+  // Past the 1,024 bytes a browser's prescan reads, a tag is not looked for.
+  expect(htmlMetaCharset(Buffer.concat([ascii(`${" ".repeat(1100)}<meta charset="sjis">`), SJIS]))).toBeNull();
+});
