@@ -72,6 +72,14 @@ function tryDecoder(label: string): TextDecoder | null {
   }
 }
 
+/**
+ * UTF-16 reads ASCII text as CJK-looking code units. Only a label TextDecoder itself takes may
+ * name it: `x-utf-16`, `UTF_16` or `utf_16be` are unknown to postal-mime and to Thunderbird,
+ * which show such a part as windows-1252 (its ASCII words readable), so a `body` or `subject`
+ * rule must read them that way too, not as 湐慥敳搠 from which no rule matches anything.
+ */
+const ASCII_UNSAFE = new Set(["utf-16le", "utf-16be"]);
+
 /** The TextDecoder `label` names (directly, without `x-`, with `-` for `_`, or by alias), or null. */
 function knownDecoder(withoutLanguage: string): TextDecoder | null {
   const direct = withoutLanguage ? tryDecoder(withoutLanguage) : null;
@@ -80,7 +88,7 @@ function knownDecoder(withoutLanguage: string): TextDecoder | null {
   for (const name of new Set([stripped, stripped.replaceAll("_", "-")])) {
     const alias = CHARSET_ALIASES.get(name) ?? name;
     const decoder = alias ? tryDecoder(alias) : null;
-    if (decoder) return decoder;
+    if (decoder && !ASCII_UNSAFE.has(decoder.encoding)) return decoder;
   }
   return null;
 }

@@ -60,3 +60,17 @@ test.each([
   const facts = await extractFacts(raw, { mailFrom: "a@example.cn", rcptTo: ["b@company.com"], clientIp: "127.0.0.1", helo: "h", tls: false });
   expect(facts.body.trim()).toBe(text);
 });
+
+// UTF-16 only by its own labels: postal-mime and Thunderbird know no `UTF_16` or `x-utf-16` and
+// show the part's ASCII words as they are; read as UTF-16 they were 汐慥敳 to every rule.
+test.each(["UTF_16", "x-utf-16", "x-utf-16le", "utf_16be"])("charset=%s is not UTF-16 to the rules", async (label) => {
+  const raw = Buffer.from(`From: a@example.com\r\nTo: b@company.com\r\nSubject: =?${label}?Q?Invoice_overdue?=\r\nContent-Type: text/plain; charset=${label}\r\n\r\nPlease do the wire transfer today.\r\n`);
+  const facts = await extractFacts(raw, { mailFrom: "a@example.com", rcptTo: ["b@company.com"], clientIp: "127.0.0.1", helo: "h", tls: false });
+  expect(facts.subject).toBe("Invoice overdue");
+  expect(facts.body.trim()).toBe("Please do the wire transfer today.");
+});
+
+test("a label TextDecoder takes as UTF-16 is still UTF-16", () => {
+  expect(decoderFor("utf-16").decode(new Uint8Array([0x68, 0, 0x69, 0]))).toBe("hi");
+  expect(decoderFor("UTF-16BE").decode(new Uint8Array([0, 0x68, 0, 0x69]))).toBe("hi");
+});
