@@ -225,7 +225,15 @@ async function contentFacts(inputOf: MimeInputOf, depth: number, budget: ParseBu
     const content = attachment.content;
     const nestedRaw = content instanceof ArrayBuffer ? new Uint8Array(content) : new Uint8Array(content.buffer, content.byteOffset, content.byteLength);
     const nestedBlock = splitHeaderBlock(nestedRaw);
-    const nested = await contentFacts(mimeInputOf(nestedRaw, nestedBlock.fields, nestedBlock.bodyStart), depth + 1, budget);
+    let nested = await contentFacts(mimeInputOf(nestedRaw, nestedBlock.fields, nestedBlock.bodyStart), depth + 1, budget);
+    // Read both ways as the top-level block is (header-readings.ts): a forwarded message whose
+    // multipart Content-Type sits past a line of spaces showed its .exe in postal-mime and
+    // Thunderbird and hid it from the rules. On the shared budget (bytes, lines, nested count).
+    const nestedFolded = foldedReading(nestedRaw, nestedBlock);
+    if (nestedFolded) {
+      note(budget, READ_BOTH_WAYS_NOTE);
+      nested = joinContent(nested, await contentFacts(mimeInputOf(nestedRaw, nestedFolded.fields, nestedFolded.bodyStart), depth + 1, budget));
+    }
     if (attachment.disposition !== "attachment" && nested.body) bodies.push(nested.body);
     facts.attachments.push(...nested.attachments);
     facts.attachmentTypes.push(...nested.attachmentTypes);

@@ -87,6 +87,24 @@ test("past a line of only spaces, the fields and attachments a mail client still
   expect({ subject: both.subject, from: both.from, fromAll: both.fromAll }).toEqual({ subject: "first", from: "a@b.example", fromAll: ["a@b.example", "c@d.example"] });
 });
 
+test("a forwarded message (message/rfc822) whose header has a line of only spaces is read both ways too", async () => {
+  // postal-mime and Thunderbird show the inner .exe (they read on to the empty line); the
+  // first reading alone took the inner message for text/plain.
+  const parsed = parseRules(RULES, "rules.yaml");
+  if (!parsed.ok) throw new Error("rules did not compile");
+  const inner =
+    "From: a@b.example\r\nSubject: fwd\r\n \r\nX\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=in\r\n\r\n--in\r\nContent-Type: text/plain\r\n\r\nhello\r\n" +
+    "--in\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=evil.exe\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA\r\n--in--\r\n";
+  const raw = `From: a@b.example\r\nTo: sales@company.com\r\nSubject: hi\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=out\r\n\r\n--out\r\nContent-Type: text/plain\r\n\r\nsee below\r\n--out\r\nContent-Type: message/rfc822\r\n\r\n${inner}\r\n--out--\r\n`;
+  const bytes = new TextEncoder().encode(raw);
+  const path = join(mkdtempSync(join(tmpdir(), "mailgw-two-readings-")), "nested.eml");
+  writeFileSync(path, bytes);
+  for (const facts of [await extractFacts(bytes, ENVELOPE), await extractFactsFromFile(path, ENVELOPE)]) {
+    expect(facts.attachments).toContain("evil.exe");
+    expect(classify(facts, parsed.rules).decision.rule).toBe("exe");
+  }
+});
+
 test("a Content-Type that is not a type is read as text/plain, or as the type it starts with", async () => {
   expect(["text plain", "text", "<html>", "", " ; name=x", "text/plain>", "TEXT/HTML", "application/pdf name=x.pdf"].map(validMimeType))
     .toEqual(["text/plain", "text/plain", "text/plain", "text/plain", "text/plain", "text/plain", "text/html", "application/pdf"]);
