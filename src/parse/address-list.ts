@@ -16,6 +16,13 @@ export interface Mailbox {
   name: string;
   /** Address as written (case kept); "" when the entry has no address. */
   address: string;
+  /**
+   * A bare address's first word that is an address on its own, when joinBareAddress read another
+   * (`ceo@company.com .evil.example` is ceo@company.com.evil.example to Python, ceo@company.com to
+   * postal-mime; `x @ ceo@company.com` is x@ here, ceo@company.com there): the other reading,
+   * so a rule for ceo@company.com still sees what such clients show.
+   */
+  unjoined?: string;
 }
 
 export interface AddressList {
@@ -41,6 +48,7 @@ class MailboxDraft {
 
   toMailbox(): Mailbox | null {
     let address = "";
+    let unjoined: string | undefined;
     let nameWords = this.words;
     if (this.angle !== null) {
       address = unquoteAddress(stripRoute(withoutCommentsAndSpace(this.angle)));
@@ -52,10 +60,13 @@ class MailboxDraft {
         address = words[index]?.text ?? "";
         nameWords = words.filter((_, i) => i !== index);
       }
+      const whole = this.words.find((word) => !word.quoted && /[^@]@[^@]/.test(word.text))?.text;
+      if (whole !== undefined && whole !== address) unjoined = whole;
     }
     const phrase = nameWords.map((word) => word.text).join(" ");
     const name = decodeEncodedWords(phrase || this.comments.join(" ")).trim();
-    return address || name ? { name, address } : null;
+    if (!address && !name) return null;
+    return unjoined === undefined ? { name, address } : { name, address, unjoined };
   }
 }
 

@@ -60,7 +60,9 @@ export function headerFacts(fields: RawHeaderField[], charset: HeaderCharset, no
     subject: headers.get("subject")?.[0] ?? "",
     from: from?.address.toLowerCase() ?? "",
     fromName: from?.name ?? "",
-    fromAll: senders.flatMap((m) => (m.address ? [m.address.toLowerCase()] : [])),
+    // With the other reading of a joined bare address (Mailbox.unjoined): a From rule is a spoofing
+    // check, and must not miss the address postal-mime shows.
+    fromAll: senders.flatMap((m) => [m.address, m.unjoined ?? ""].filter((a) => a !== "").map((a) => a.toLowerCase())),
     fromNames: senders.flatMap((m) => (m.name ? [m.name] : [])),
     to: addressFacts(raw.get("to") ?? [], "To", note),
     cc: addressFacts(raw.get("cc") ?? [], "Cc", note),

@@ -45,6 +45,18 @@ test("a comment inside From's or To's address does not hide it from a rule", asy
   }
 });
 
+test("a bare From address joined across a space is also read as postal-mime shows it", async () => {
+  // Python reads ceo@company.com.evil.example (obsolete CFWS in the domain); postal-mime, and the
+  // clients that read as it does, show ceo@company.com: the spoofing rule must see that too.
+  const parsed = parseRules(RULES, "rules.yaml");
+  if (!parsed.ok) throw new Error("rules did not compile");
+  for (const from of ["ceo@company.com .evil.example", "ceo@company.com (x) .evil.example", "x @ ceo@company.com"]) {
+    const facts = await extractFacts(message(from, "sales@company.com"), ENVELOPE);
+    expect({ from, fromAll: facts.fromAll.includes("ceo@company.com") }).toEqual({ from, fromAll: true });
+    expect(classify(facts, parsed.rules).decision.rule).toBe("ceo-spoof");
+  }
+});
+
 test("a header block ended by a line holding only a space does not hide the body from a body rule", async () => {
   const parsed = parseRules(RULES, "rules.yaml");
   if (!parsed.ok) throw new Error("rules did not compile");
