@@ -5,6 +5,7 @@
  * list however many made-up labels a message carries.
  */
 
+import { eucCnDecoder, ksx1001Decoder } from "./strict-euc.ts";
 import { utf7Decoder } from "./utf7.ts";
 
 /** What decoderFor hands out: a TextDecoder, or one of ours for a charset TextDecoder lacks. */
@@ -20,7 +21,12 @@ export function isUtf7(label: string | null | undefined): boolean {
   return UTF7_LABELS.has((label ?? "").trim().toLowerCase().split("*")[0] ?? "");
 }
 
-/** Labels mail software writes that TextDecoder does not know, mapped to one it does. */
+/** Aliases of the labels strict-euc.ts decodes (not TextDecoder labels). */
+const EUC_CN = "euc-cn";
+const KSX1001 = "ksx1001";
+const STRICT_EUC: ReadonlyMap<string, BytesDecoder & { encoding: string }> = new Map([[EUC_CN, eucCnDecoder], [KSX1001, ksx1001Decoder]]);
+
+/** Labels mail software writes that TextDecoder does not know, mapped to one it does (or EUC_CN). */
 const CHARSET_ALIASES = new Map<string, string>([
   ["cp949", "euc-kr"],
   ["uhc", "euc-kr"],
@@ -38,13 +44,14 @@ const CHARSET_ALIASES = new Map<string, string>([
   // Spellings Chinese, Korean, Japanese and Russian mailers write that the WHATWG list lacks
   // (Python's codecs know them): `=?EUC-CN?B?…?=` read as windows-1252 was mojibake that no
   // `subject contains 发票` rule matched. `_` for `-` (euc_kr, UTF_8) is tried in decoderFor.
-  ["euc-cn", "gbk"],
-  ["euccn", "gbk"],
-  ["gb2312-80", "gbk"],
-  ["gb2312-1980", "gbk"],
+  // EUC-CN proper, not GBK (strict-euc.ts): strictly GB2312's byte pairs, as Python reads them.
+  ["euc-cn", EUC_CN],
+  ["euccn", EUC_CN],
+  ["gb2312-80", EUC_CN],
+  ["gb2312-1980", EUC_CN],
   ["euckr", "euc-kr"],
-  ["ksx1001", "euc-kr"],
-  ["ks-x-1001", "euc-kr"],
+  ["ksx1001", KSX1001],
+  ["ks-x-1001", KSX1001],
   ["eucjp", "euc-jp"],
   ["ujis", "euc-jp"],
   ["shiftjis", "shift_jis"],
@@ -80,13 +87,15 @@ function tryDecoder(label: string): TextDecoder | null {
  */
 const ASCII_UNSAFE = new Set(["utf-16le", "utf-16be"]);
 
-/** The TextDecoder `label` names (directly, without `x-`, with `-` for `_`, or by alias), or null. */
-function knownDecoder(withoutLanguage: string): TextDecoder | null {
+/** The decoder `label` names (directly, without `x-`, with `-` for `_`, or by alias), or null. */
+function knownDecoder(withoutLanguage: string): BytesDecoder & { encoding: string } | null {
   const direct = withoutLanguage ? tryDecoder(withoutLanguage) : null;
   if (direct) return direct;
   const stripped = withoutLanguage.replace(/^x-/, "");
   for (const name of new Set([stripped, stripped.replaceAll("_", "-")])) {
     const alias = CHARSET_ALIASES.get(name) ?? name;
+    const strict = STRICT_EUC.get(alias);
+    if (strict) return strict;
     const decoder = alias ? tryDecoder(alias) : null;
     if (decoder && !ASCII_UNSAFE.has(decoder.encoding)) return decoder;
   }
@@ -107,14 +116,23 @@ export function decoderFor(label: string | null | undefined): BytesDecoder {
 
 /**
  * The standard name (`gbk`, `euc-kr`) of the charset `label` names by this module's aliases, or
- * null when it names none (or UTF-7): what a body part's label is given as to postal-mime, whose
+ * null when it names none (or UTF-7, EUC-CN, KS X 1001: ownTextDecoder): what a body part's label is given as to postal-mime, whose
  * own table lacks some of those aliases (EUC-CN, GB2312-80, win-1251…), so that `body` reads
  * the text as the subject does.
  */
 export function standardCharsetName(label: string | null | undefined): string | null {
   const withoutLanguage = labelOf(label);
   if (UTF7_LABELS.has(withoutLanguage)) return null;
-  return knownDecoder(withoutLanguage)?.encoding ?? null;
+  const decoder = knownDecoder(withoutLanguage);
+  return decoder === null || STRICT_EUC.has(decoder.encoding) ? null : decoder.encoding;
+}
+
+/** Our own decoder for a body part in `label` (UTF-7, EUC-CN, KS X 1001), where postal-mime has no right one; null: postal-mime's (given standardCharsetName). */
+export function ownTextDecoder(label: string | null | undefined): BytesDecoder | null {
+  const withoutLanguage = labelOf(label);
+  if (UTF7_LABELS.has(withoutLanguage)) return utf7Decoder;
+  const decoder = knownDecoder(withoutLanguage);
+  return decoder !== null && STRICT_EUC.has(decoder.encoding) ? decoder : null;
 }
 
 /**

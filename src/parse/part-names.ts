@@ -14,10 +14,9 @@
  * never throws.
  */
 import PostalMime, { type Attachment, type Email } from "postal-mime";
-import { htmlMetaCharset, isUtf7, standardCharsetName } from "./charset.ts";
+import { htmlMetaCharset, ownTextDecoder, standardCharsetName } from "./charset.ts";
 import { decodeEncodedWords } from "./encoded-words.ts";
 import { validMimeType } from "./mime-type.ts";
-import { decodeUtf7 } from "./utf7.ts";
 import { parameters, parameterValues, type Parameter } from "./mime-parameters.ts";
 
 /** A header field of a part as postal-mime splits it: lower-case key, unfolded value. */
@@ -150,7 +149,8 @@ class NamingParser extends PostalMime {
     // the body's text type and the attachment's mimeType all read the repaired type.
     node.contentType.parsed.value = validMimeType(node.contentType.parsed.value);
     const params = node.contentType.parsed.params;
-    if (isUtf7(params.charset)) node.getTextContent = () => (node.content ? decodeUtf7(new Uint8Array(node.content)) : "");
+    const own = ownTextDecoder(params.charset);
+    if (own !== null) node.getTextContent = () => (node.content ? own.decode(new Uint8Array(node.content)) : "");
     const standard = params.charset ? standardCharsetName(params.charset) : htmlCharset(node);
     if (standard !== null) params.charset = standard;
     const inline = (isInlineTextNode as IsInlineTextNode).call(this, node);

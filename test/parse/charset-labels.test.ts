@@ -74,3 +74,14 @@ test("a label TextDecoder takes as UTF-16 is still UTF-16", () => {
   expect(decoderFor("utf-16").decode(new Uint8Array([0x68, 0, 0x69, 0]))).toBe("hi");
   expect(decoderFor("UTF-16BE").decode(new Uint8Array([0, 0x68, 0, 0x69]))).toBe("hi");
 });
+
+// EUC-CN is GB2312 proper, KS X 1001 EUC-KR proper: GBK's and UHC's wider trail bytes took the ASCII letter after a stray
+// lead byte, hiding "wire transfer" from a body rule while Python, postal-mime and Thunderbird show it.
+test.each([["EUC-CN", GB, "发票"], ["x-euc-cn", GB, "发票"], ["GB2312-80", GB, "发票"], ["KSX1001", KR, "견적"], ["ks_x_1001", KR, "견적"]] as [string, number[], string][])("charset=%s does not take an ASCII letter into a character", async (label, bytes, text) => {
+  expect(decoderFor(label).decode(new Uint8Array([0xb0, 0x77, ...bytes, 0x80, 0x41]))).toBe(`\ufffdw${text}\ufffdA`);
+  const body = Buffer.concat([Buffer.from("Please do the "), Buffer.from([0xb0]), Buffer.from("wire transfer, "), Buffer.from(bytes), Buffer.from("\r\n")]);
+  const raw = Buffer.concat([Buffer.from(`From: a@example.cn\r\nTo: b@company.com\r\nSubject: =?${label}?Q?=B0wire?=\r\nContent-Type: text/plain; charset=${label}\r\n\r\n`), body]);
+  const facts = await extractFacts(raw, { mailFrom: "a@example.cn", rcptTo: ["b@company.com"], clientIp: "127.0.0.1", helo: "h", tls: false });
+  expect(facts.subject).toBe("\ufffdwire");
+  expect(facts.body.trim()).toBe(`Please do the \ufffdwire transfer, ${text}`);
+});
