@@ -20,7 +20,7 @@ import type { Email } from "postal-mime";
 import type { AuthResult, Envelope, MessageFacts } from "../types.ts";
 import { describeError } from "../errors.ts";
 import { splitHeaderBlock, type HeaderBlock, type RawHeaderField } from "./header-block.ts";
-import { foldedReading, joinContent, READ_BOTH_WAYS_NOTE, type ContentFacts } from "./header-readings.ts";
+import { foldedReading, joinContent, READ_BOTH_WAYS_NOTE, sameMimeParse, type ContentFacts } from "./header-readings.ts";
 import { emptyHeaderFacts, headerFacts, type HeaderFacts } from "./header-facts.ts";
 import { headerCharset } from "./header-text.ts";
 import { htmlToText } from "./html-text.ts";
@@ -230,8 +230,8 @@ async function contentFacts(inputOf: MimeInputOf, depth: number, budget: ParseBu
     // multipart Content-Type sits past a line of spaces showed its .exe in postal-mime and
     // Thunderbird and hid it from the rules. On the shared budget (bytes, lines, nested count).
     const nestedFolded = foldedReading(nestedRaw, nestedBlock);
-    if (nestedFolded) {
-      note(budget, READ_BOTH_WAYS_NOTE);
+    if (nestedFolded) note(budget, READ_BOTH_WAYS_NOTE);
+    if (nestedFolded && !sameMimeParse(nestedRaw, nestedBlock, nestedFolded)) {
       nested = joinContent(nested, await contentFacts(mimeInputOf(nestedRaw, nestedFolded.fields, nestedFolded.bodyStart), depth + 1, budget));
     }
     if (attachment.disposition !== "attachment" && nested.body) bodies.push(nested.body);
@@ -256,14 +256,6 @@ function headerFactsOf(raw: Uint8Array, block: HeaderBlock, folded: HeaderBlock 
   return headerFacts(fields, headerCharset(fields, raw, block.bodyStart), (text) => note(budget, text));
 }
 
-/** Content facts of the folded reading, on a budget of its own (the first reading's cannot use it up); its notes are the message's. */
-async function foldedContentFacts(inputOf: MimeInputOf, budget: ParseBudget): Promise<ContentFacts> {
-  const own = newBudget();
-  const facts = await contentFacts(inputOf, 0, own);
-  for (const text of own.notes) note(budget, text);
-  return facts;
-}
-
 /**
  * Builds the facts the rules evaluate. Never throws: a message that cannot be parsed yields
  * the envelope facts with empty message facts and `parseError` set.
@@ -279,7 +271,9 @@ export async function extractFacts(raw: Uint8Array, envelope: Envelope, opts: Ex
     header = headerFactsOf(forwarded, block, folded, budget);
     if (opts.content !== false) {
       content = await contentFacts(mimeInputOf(forwarded, block.fields, block.bodyStart), 0, budget);
-      if (folded) content = joinContent(content, await foldedContentFacts(mimeInputOf(forwarded, folded.fields, folded.bodyStart), budget));
+      // On what the first parse left of the budget: two full parses of a costly 25 MB message
+      // took its classification past 1 s of CPU.
+      if (folded && !sameMimeParse(forwarded, block, folded)) content = joinContent(content, await contentFacts(mimeInputOf(forwarded, folded.fields, folded.bodyStart), 0, budget));
     }
   } catch (err) {
     note(budget, `message not parsed: ${describeError(err)}`);
@@ -316,11 +310,11 @@ export async function extractFactsFromFile(path: string, envelope: Envelope, opt
     };
     if (opts.content !== false) {
       content = await contentFacts(inputOf, 0, budget);
-      const folded = top.folded;
-      if (folded) content = joinContent(content, await foldedContentFacts(async (cut, b) => {
+      const folded = top.foldedContent;
+      if (folded) content = joinContent(content, await contentFacts(async (cut, b) => {
         const raw = normalizeLineEndings(await readFileBytes(path));
         return mimeInput(raw, folded.fields, folded.bodyStart, parseEnd(raw, folded.bodyStart, cut, b), b);
-      }, budget));
+      }, 0, budget));
     }
   } catch (err) {
     note(budget, `message not parsed: ${describeError(err)}`);
@@ -336,7 +330,8 @@ async function readTop(path: string, budget: ParseBudget, content: boolean) {
   const folded = foldedReading(raw, block);
   const header = headerFactsOf(raw, block, folded, budget);
   const firstInput = content ? mimeInput(raw, block.fields, block.bodyStart, parseEnd(raw, block.bodyStart, FIRST_CUT, budget), budget) : null;
-  return { header, fields: block.fields, bodyStart: block.bodyStart, folded, size: stored.byteLength, firstInput };
+  const foldedContent = folded && !sameMimeParse(raw, block, folded) ? folded : null;
+  return { header, fields: block.fields, bodyStart: block.bodyStart, foldedContent, size: stored.byteLength, firstInput };
 }
 
 function assembleFacts(header: HeaderFacts, content: ContentFacts, size: number, envelope: Envelope, opts: ExtractOptions, budget: ParseBudget): MessageFacts {

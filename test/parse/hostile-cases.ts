@@ -326,3 +326,23 @@ export const HOSTILE_CASES: HostileCase[] = [
       message(`${BASE_HEADERS}\r\nContent-Type: text/plain; ${fill("name*7*=%41%42; x=(c) ", 1024 * 1024)}`, "x"),
   },
 ];
+
+/**
+ * The same case with a line of spaces and a junk line after its first header field: a header
+ * block read both ways (src/parse/header-readings.ts), so parsed twice unless the two readings
+ * are the same MIME structure. For the bench; the heaviest cases only.
+ */
+function withSpaceLine(hostile: HostileCase): HostileCase {
+  return {
+    name: `${hostile.name}+space-line`,
+    trap: `${hostile.trap}, its header block read both ways`,
+    build: () => {
+      const raw = Buffer.from(hostile.build());
+      const firstLineEnd = raw.indexOf("\r\n") + 2;
+      return Buffer.concat([raw.subarray(0, firstLineEnd), Buffer.from(" \r\nX\r\n"), raw.subarray(firstLineEnd)]);
+    },
+  };
+}
+
+const SPACE_LINE_VARIANTS = ["newline-text-parts-20mb", "rfc822-headers-past-budget-20mb", "rfc822-chain-20-deep-20mb", "base64-attachment-18mb", "mixed-html-hostile-20mb"];
+HOSTILE_CASES.push(...HOSTILE_CASES.filter((hostile) => SPACE_LINE_VARIANTS.includes(hostile.name)).map(withSpaceLine));

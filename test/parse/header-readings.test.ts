@@ -1,0 +1,46 @@
+/**
+ * The two readings of a header block ended by a line of spaces (src/parse/header-readings.ts):
+ * when the second MIME parse can be skipped (it would find what the first found), and how the
+ * two readings' texts share the body cap.
+ */
+import { expect, test } from "bun:test";
+import { splitHeaderBlock } from "../../src/parse/header-block.ts";
+import { foldedReading, joinContent, sameMimeParse } from "../../src/parse/header-readings.ts";
+import { MAX_BODY_TEXT_CHARS } from "../../src/parse/limits.ts";
+
+function readings(text: string) {
+  const raw = new TextEncoder().encode(text);
+  const first = splitHeaderBlock(raw);
+  const folded = foldedReading(raw, first);
+  if (folded === null) throw new Error("not read both ways");
+  return sameMimeParse(raw, first, folded);
+}
+
+const BODY = "\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b1--\r\n";
+
+test("the second parse is skipped only when it would find the same: same MIME fields, a multipart, no boundary-like line between", () => {
+  // The Content-Type before the spaces, a junk line and a field after: the same multipart either way.
+  expect(readings(`Content-Type: multipart/mixed; boundary=b1\r\n \r\nX\r\nFrom: a@b.example${BODY}`)).toBe(true);
+  // A line starting with "--" between the two bodies' starts may be a part of the first reading's body.
+  expect(readings(`Content-Type: multipart/mixed; boundary=b1\r\n \r\n--b1\r\nFrom: a@b.example${BODY}`)).toBe(false);
+  expect(readings(`Content-Type: multipart/mixed; boundary=b1\r\n \r\nX\r\n--b1${BODY}`)).toBe(false);
+  // A MIME field only past the spaces, or a different one: different parses.
+  expect(readings(`Subject: hi\r\n \r\nX\r\nContent-Type: multipart/mixed; boundary=b1${BODY}`)).toBe(false);
+  expect(readings(`Content-Type: multipart/mixed; boundary=b1\r\n \r\nX\r\nContent-Transfer-Encoding: base64${BODY}`)).toBe(false);
+  // Not a multipart: the stretch between is text of the first reading's body.
+  expect(readings(`Content-Type: text/plain\r\n \r\nX\r\nFrom: a@b.example${BODY}`)).toBe(false);
+});
+
+test("both readings' texts are kept, the same text once; over the cap each keeps at least half of it", () => {
+  const facts = (body: string, attachments: string[] = []) => ({ body, attachments, attachmentTypes: attachments.map(() => "application/octet-stream") });
+  expect(joinContent(facts("a"), facts("b", ["x.exe"]))).toEqual(facts("a\nb", ["x.exe"]));
+  expect(joinContent(facts("same"), facts("same")).body).toBe("same");
+  expect(joinContent(facts(""), facts("b")).body).toBe("b");
+  const long = "x".repeat(MAX_BODY_TEXT_CHARS);
+  const joined = joinContent(facts(long), facts("wire transfer")).body;
+  expect(joined.length).toBeLessThanOrEqual(MAX_BODY_TEXT_CHARS);
+  expect(joined.endsWith("\nwire transfer")).toBe(true);
+  const both = joinContent(facts(long), facts("y".repeat(MAX_BODY_TEXT_CHARS))).body;
+  expect(both.length).toBe(MAX_BODY_TEXT_CHARS);
+  expect(both.indexOf("y")).toBeLessThanOrEqual(MAX_BODY_TEXT_CHARS / 2 + 1);
+});
