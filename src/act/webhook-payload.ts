@@ -17,6 +17,7 @@
 import { parseAddressList } from "../parse/address-list.ts";
 import { decodeEncodedWords } from "../parse/encoded-words.ts";
 import { splitHeaderBlock, type RawHeaderField } from "../parse/header-block.ts";
+import { foldedReading, READ_BOTH_WAYS_NOTE, sameMimeParse } from "../parse/header-readings.ts";
 import { fieldText, headerCharset } from "../parse/header-text.ts";
 import { budgetEnd, kindOf, QUOTED_PRINTABLE_VALUE, type WholePartsBudget } from "../parse/leaf-cut.ts";
 import { MAX_ADDRESSES_PER_LIST, MAX_PARSE_LINES } from "../parse/limits.ts";
@@ -138,29 +139,48 @@ export async function buildWebhookPayload(msg: WebhookMessage, nowMs: number): P
     size: msg.raw.byteLength,
   };
   const notes = [...top.notes];
+  const first = await contentOf(top.mime, msg.raw, notes);
+  // The other reading of a header block ended by a line of spaces (parse/header-readings.ts), as
+  // the rules read it: an attachment a rule matched there is in the payload too.
+  const content = top.foldedMime ? joinPayloadContent(first, await contentOf(top.foldedMime, msg.raw, notes)) : first;
+  return { ...base, ...content, ...(notes.length > 0 ? { parseError: notes.join("; ") } : {}) };
+}
+
+type PayloadContent = Pick<WebhookFields, "text" | "html" | "attachments">;
+
+/** `text`, `html` and `attachments` of the MIME input, or none when it cannot be parsed (`notes` says why, and which limits were hit). */
+async function contentOf(mime: MimeInput, raw: Uint8Array, notes: string[]): Promise<Partial<PayloadContent>> {
   let parsed: { email: NamedEmail; sizes: number[] } | null = null;
-  const limits = new Set<string>(top.mime.dashesCut ? [DASHES_NOTE] : []);
+  const limits = new Set<string>(mime.dashesCut ? [DASHES_NOTE] : []);
   try {
-    parsed = await parseContent(top.mime, msg.raw, limits);
+    parsed = await parseContent(mime, raw, limits);
   } catch (err) {
     notes.push(err instanceof Error ? err.message : String(err));
   }
-  notes.push(...limits);
-  const content: Partial<WebhookFields> = parsed
-    ? {
-        text: parsed.email.text ?? null,
-        html: parsed.email.html ?? null,
-        attachments: parsed.email.attachments.slice(0, WEBHOOK_MAX_ATTACHMENTS).map((a, i) => ({
-          filename: a.filename,
-          contentType: a.mimeType,
-          size: parsed.sizes[i]!,
-          disposition: a.disposition,
-          contentId: a.contentId ?? null,
-          names: namesOf(a),
-        })),
-      }
-    : {};
-  return { ...base, ...content, ...(notes.length > 0 ? { parseError: notes.join("; ") } : {}) };
+  for (const limit of limits) if (!notes.includes(limit)) notes.push(limit);
+  if (!parsed) return {};
+  return {
+    text: parsed.email.text ?? null,
+    html: parsed.email.html ?? null,
+    attachments: parsed.email.attachments.slice(0, WEBHOOK_MAX_ATTACHMENTS).map((a, i) => ({
+      filename: a.filename,
+      contentType: a.mimeType,
+      size: parsed.sizes[i]!,
+      disposition: a.disposition,
+      contentId: a.contentId ?? null,
+      names: namesOf(a),
+    })),
+  };
+}
+
+/** Both readings' content: the first's text and HTML (the other's where the first has none, both texts when they differ) and the attachments of both. */
+function joinPayloadContent(first: Partial<PayloadContent>, second: Partial<PayloadContent>): Partial<PayloadContent> {
+  const texts = [first.text, second.text].filter((text): text is string => typeof text === "string" && text !== "");
+  return {
+    text: texts.length === 0 ? (first.text ?? second.text ?? null) : [...new Set(texts)].join("\n"),
+    html: first.html ?? second.html ?? null,
+    attachments: [...(first.attachments ?? []), ...(second.attachments ?? [])].slice(0, WEBHOOK_MAX_ATTACHMENTS),
+  };
 }
 
 /**
@@ -237,15 +257,18 @@ function budgetNotes(budget: WholePartsBudget): string[] {
 type HeaderFields = Pick<WebhookPayload, "subject" | "messageId" | "date" | "from" | "to" | "cc" | "replyTo" | "headers">;
 
 /** The top-level header fields of the payload, postal-mime's input (Content-* headers + body), and the limits hit. */
-function topLevel(raw: Uint8Array): { fields: HeaderFields; mime: MimeInput; notes: string[] } {
+function topLevel(raw: Uint8Array): { fields: HeaderFields; mime: MimeInput; foldedMime: MimeInput | null; notes: string[] } {
   const block = splitHeaderBlock(raw);
-  const charset = headerCharset(block.fields, raw, block.bodyStart);
-  const headers = block.fields.map((field) => ({ name: field.originalName, value: fieldText(field, charset) }));
+  // Ended by a line of spaces: the fields of the reading that goes on (the same ones first, then more), as the rules read them.
+  const folded = foldedReading(raw, block);
+  const fields = (folded ?? block).fields;
+  const charset = headerCharset(fields, raw, block.bodyStart);
+  const headers = fields.map((field) => ({ name: field.originalName, value: fieldText(field, charset) }));
   const first = (name: string): string | null => {
-    const at = block.fields.findIndex((field) => field.name === name);
+    const at = fields.findIndex((field) => field.name === name);
     return at < 0 ? null : (headers[at]?.value ?? null);
   };
-  const all = (name: string): string[] => headers.filter((_, i) => block.fields[i]?.name === name).map((h) => h.value);
+  const all = (name: string): string[] => headers.filter((_, i) => fields[i]?.name === name).map((h) => h.value);
   const subject = first("subject");
   const messageId = first("message-id");
   const date = first("date");
@@ -262,7 +285,8 @@ function topLevel(raw: Uint8Array): { fields: HeaderFields; mime: MimeInput; not
       headers,
     },
     mime: mimeInput(raw, block.fields, block.bodyStart),
-    notes: block.notes,
+    foldedMime: folded && !sameMimeParse(raw, block, folded) ? mimeInput(raw, folded.fields, folded.bodyStart) : null,
+    notes: folded ? [...block.notes, ...folded.notes.filter((n) => !block.notes.includes(n)), READ_BOTH_WAYS_NOTE] : block.notes,
   };
 }
 

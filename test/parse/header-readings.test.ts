@@ -1,9 +1,10 @@
 /**
  * The two readings of a header block ended by a line of spaces (src/parse/header-readings.ts):
- * when the second MIME parse can be skipped (it would find what the first found), and how the
- * two readings' texts share the body cap.
+ * when the second MIME parse can be skipped (it would find what the first found), how the two
+ * readings' texts share the body cap, and that a webhook's payload shows what the rules saw.
  */
 import { expect, test } from "bun:test";
+import { buildWebhookPayload } from "../../src/act/webhook-payload.ts";
 import { splitHeaderBlock } from "../../src/parse/header-block.ts";
 import { foldedReading, joinContent, sameMimeParse } from "../../src/parse/header-readings.ts";
 import { MAX_BODY_TEXT_CHARS } from "../../src/parse/limits.ts";
@@ -43,4 +44,18 @@ test("both readings' texts are kept, the same text once; over the cap each keeps
   const both = joinContent(facts(long), facts("y".repeat(MAX_BODY_TEXT_CHARS))).body;
   expect(both.length).toBe(MAX_BODY_TEXT_CHARS);
   expect(both.indexOf("y")).toBeLessThanOrEqual(MAX_BODY_TEXT_CHARS / 2 + 1);
+});
+
+test("a webhook's payload has the fields and attachments of both readings, as the rules see them", async () => {
+  const envelope = { mailFrom: "a@b.example", rcptTo: ["v@company.com"], clientIp: "192.0.2.1", helo: "h", tls: false };
+  const post = (text: string) => buildWebhookPayload({ id: "x", receivedAt: 0, rule: "r", category: "c", envelope, raw: new TextEncoder().encode(text) }, 0);
+  const from = await post("Subject: hi\r\n \r\nX\r\nFrom: CEO <ceo@company.com>\r\n\r\nhello\r\n");
+  expect(from.from?.address).toBe("ceo@company.com");
+  expect(from.parseError).toContain("read two ways");
+  const exe = await post(
+    "From: a@b.example\r\nSubject: hi\r\n \r\nX\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nhello\r\n" +
+      "--b1\r\nContent-Type: application/octet-stream; name=evil.exe\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA\r\n--b1--\r\n",
+  );
+  expect(exe.attachments.map((a) => a.filename)).toEqual(["evil.exe"]);
+  expect(exe.text).toContain("hello");
 });
