@@ -107,15 +107,21 @@ function regexValue(ctx: YamlContext, entry: MapEntry, flags: string): Condition
   }
   try {
     // In NFC as the text it is tested on (matchers.ts): a pattern pasted from a macOS file name is decomposed.
-    const regex = new RegExp(source.normalize("NFC"), flags);
+    const normalized = source.normalize("NFC");
+    let regex = new RegExp(normalized, flags);
     const escape = unicodeEscapeWithoutU(source, flags);
     if (escape !== null) {
-      ctx.error(
-        entry.value,
-        "invalid-regex",
-        `regex ${quoted(source)} uses ${escape}…}, which JavaScript reads as a Unicode property or code point only with the u flag (without it, as the letters after the backslash): add flags: iu (or u for case-sensitive)`,
-      );
-      return null;
+      // Without the u flag JavaScript reads `\p{Script=Hangul}` as the letters "p{Script=Hangul}",
+      // which no admin means (PCRE, as in Postfix's pcre tables, needs no flag): compiled with it,
+      // and said, so that a rules file written so works, and keeps loading after an upgrade.
+      const why = `regex ${quoted(source)} uses ${escape}…}, which JavaScript reads as a Unicode property or code point only with the u flag`;
+      try {
+        regex = new RegExp(normalized, `${flags}u`);
+      } catch (err) {
+        ctx.error(entry.value, "invalid-regex", `${why}, and with it the regex is invalid (${err instanceof Error ? err.message : String(err)}): fix it and add flags: iu (or u for case-sensitive)`);
+        return null;
+      }
+      ctx.warn(entry.value, "unicode-escape-without-u", `${why}: compiled with it; add flags: iu (or u for case-sensitive) to say so`);
     }
     const boundary = asciiBoundaryNextToLetter(source);
     if (boundary !== null) {

@@ -1,7 +1,8 @@
 /**
- * Lint on regexes that silently fail on non-Latin text: `\p{…}` without the u flag is an error
- * (it compiled, linted clean and matched the letters "p{…}", never Hangul), and `\b` next to a
- * non-ASCII letter is a warning (JavaScript's \b knows ASCII word characters only).
+ * Lint on regexes that silently failed on non-Latin text: `\p{…}` without the u flag (it
+ * compiled, linted clean and matched the letters "p{…}", never Hangul) is compiled with the u
+ * flag and warned about, and `\b` next to a non-ASCII letter is a warning (JavaScript's \b
+ * knows ASCII word characters only).
  */
 import { describe, expect, test } from "bun:test";
 import { classify } from "../../src/rules/classify.ts";
@@ -15,18 +16,32 @@ function lint(condition: string) {
 }
 
 describe("\\p{…} without the u flag", () => {
-  test("is an error naming the fix, at the value", () => {
+  test("is compiled with it, as meant, and a warning naming the fix, at the value", () => {
     const result = lint(`{ field: subject, operator: regex, value: '\\p{Script=Hangul}{2,}' }`);
+    expect(result.ok).toBe(true);
+    const d = result.diagnostics.find((x) => x.code === "unicode-escape-without-u");
+    expect(d?.severity).toBe("warning");
+    expect(d?.message).toContain("flags: iu");
+    expect([d?.line, d?.col]).toEqual([6, 51]);
+    if (!result.ok) return;
+    expect(classify(makeFacts({ subject: "[요청] 견적서" }), result.rules).decision.rule).toBe("r");
+    expect(classify(makeFacts({ subject: "p{Script=Hangul}" }), result.rules).decision.rule).toBeNull();
+  });
+
+  test.each([`'\\P{L}'`, `'[\\p{Script=Han}]'`, `'\\u{1F600}'`])("%s with the default flags or flags: i is taken with a warning", (value) => {
+    for (const flags of ["", ", flags: i"]) {
+      const result = lint(`{ field: subject, operator: regex, value: ${value}${flags} }`);
+      expect(result.ok).toBe(true);
+      expect(result.diagnostics.map((d) => d.code)).toContain("unicode-escape-without-u");
+    }
+  });
+
+  test("invalid with the u flag (an identity escape u refuses): an error saying so", () => {
+    const result = lint(`{ field: subject, operator: regex, value: '\\p{Han}\\-x' }`);
     expect(result.ok).toBe(false);
     const d = result.diagnostics.find((x) => x.severity === "error");
     expect(d?.code).toBe("invalid-regex");
-    expect(d?.message).toContain("flags: iu");
-    expect([d?.line, d?.col]).toEqual([6, 51]);
-  });
-
-  test.each([`'\\P{L}'`, `'[\\p{Han}]'`, `'\\u{1F600}'`])("%s with the default flags or flags: i is refused", (value) => {
-    expect(lint(`{ field: subject, operator: regex, value: ${value} }`).ok).toBe(false);
-    expect(lint(`{ field: subject, operator: regex, value: ${value}, flags: i }`).ok).toBe(false);
+    expect(d?.message).toContain("with it the regex is invalid");
   });
 
   test("with u or v it compiles and matches Korean text", () => {
