@@ -112,14 +112,25 @@ export function loweredList(field: FieldName, slot: number): (s: EvalScope) => r
   return perMessage(slot, (f) => read(f).map(normalize));
 }
 
-/** A text field in NFC, as a regex sees it. */
-export function nfcText(field: FieldName, slot: number): (s: EvalScope) => string {
-  const read = textReader(field);
-  return perMessage(slot, (f) => nfc(read(f)));
+/**
+ * The forms a regex is tried on: the text as sent and, when it differs, in NFC. NFC alone hid
+ * what a pattern for combining marks (`[\u0300-\u036f]`, a check for stacked-mark text) looks
+ * for, as sent alone a decomposed `견적` from a Mac from a pattern typed precomposed. Most text is
+ * NFC already: one form.
+ */
+function regexForms(text: string): readonly string[] {
+  const composed = nfc(text);
+  return composed === text ? [text] : [text, composed];
 }
 
-/** nfcText for a multi-valued field. */
-export function nfcList(field: FieldName, slot: number): (s: EvalScope) => readonly string[] {
+/** A text field as a regex sees it (regexForms), once per message. */
+export function regexText(field: FieldName, slot: number): (s: EvalScope) => readonly string[] {
+  const read = textReader(field);
+  return perMessage(slot, (f) => regexForms(read(f)));
+}
+
+/** regexText for a multi-valued field: every form of every value. */
+export function regexList(field: FieldName, slot: number): (s: EvalScope) => readonly string[] {
   const read = listReader(field);
-  return perMessage(slot, (f) => read(f).map(nfc));
+  return perMessage(slot, (f) => read(f).flatMap(regexForms));
 }

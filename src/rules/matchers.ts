@@ -7,7 +7,7 @@
  */
 import { asciiDomainForm } from "./address.ts";
 import { coversEverything, type CidrRange, ipInRanges, parseClientIp } from "./cidr.ts";
-import { ADDRESS_FIELDS, AUTH_READERS, listReader, loweredList, loweredText, nfc, nfcList, nfcText, textReader } from "./field-values.ts";
+import { ADDRESS_FIELDS, AUTH_READERS, listReader, loweredList, loweredText, nfc, regexList, regexText, textReader } from "./field-values.ts";
 import type { FieldKind } from "./schema.ts";
 import type {
   AuthResult,
@@ -176,8 +176,8 @@ function singleTextTest(spec: ConditionSpec, slot: number): Test {
   }
   if (value.kind === "regex") {
     const regex = value.regex;
-    const text = nfcText(spec.field, slot);
-    return { test: (s) => budgetedTest(regex, text(s), s), alwaysTrue: regexMatchesEverything(regex) };
+    const forms = regexText(spec.field, slot);
+    return { test: (s) => anyOf(forms(s), (v) => budgetedTest(regex, v, s)), alwaysTrue: regexMatchesEverything(regex) };
   }
   if (value.kind !== "text") throw new Error(`unexpected value for ${spec.field} ${operator}`);
   const expected = value.text.toLowerCase();
@@ -192,7 +192,7 @@ function listTest(spec: ConditionSpec, slot: number): Test {
   if (operator === "exists") return { test: (s) => read(s.facts).length > 0, alwaysTrue: false };
   if (value.kind === "regex") {
     const regex = value.regex;
-    const values = nfcList(spec.field, slot);
+    const values = regexList(spec.field, slot);
     return { test: (s) => anyOf(values(s), (v) => budgetedTest(regex, v, s)), alwaysTrue: false };
   }
   if (value.kind !== "text") throw new Error(`unexpected value for ${spec.field} ${operator}`);
@@ -297,8 +297,8 @@ function expectedText(value: ConditionValue): string {
 }
 
 export function compileCondition(spec: ConditionSpec, slots: SlotAllocator): CompiledCondition {
-  // A regex reads the field in NFC, not lower-cased: a slot of its own (no field name has a space).
-  const slot = slots.slotFor(spec.value.kind === "regex" ? `nfc ${spec.field}` : spec.field);
+  // A regex reads the field as sent and in NFC, not lower-cased: a slot of its own (no field name has a space).
+  const slot = slots.slotFor(spec.value.kind === "regex" ? `regex ${spec.field}` : spec.field);
   const kind = spec.fieldKind;
   const raw = kind === "text" || kind === "ip" ? singleTextTest(spec, slot) : kind === "list" ? listTest(spec, slot) : scalarTest(spec);
   return Object.freeze({

@@ -51,6 +51,14 @@ describe("NFC and NFD forms of the same text match", () => {
     expect(decided([`{ field: subject, operator: contains, value: 견적 }`, `{ field: subject, operator: regex, value: '^prüfung', flags: "" }`], { subject: nfd("Prüfung 견적") })).toBeNull();
   });
 
+  test("regex: the text as sent is tried too, so a pattern for combining marks still sees them", () => {
+    // A check for stacked-mark text: NFC composes e + U+0301 into é, and the mark was gone.
+    expect(decided([`{ field: subject, operator: regex, value: '[\\u0300-\\u036f]' }`], { subject: "Cafe\u0301 offer" })).toBe("r");
+    expect(decided([`{ field: attachment, operator: regex, value: '[\\u0300-\\u036f]' }`], { attachments: ["a.pdf", "inv\u0301oice.pdf"] })).toBe("r");
+    expect(decided([`{ field: subject, operator: regex, value: '[\\u0300-\\u036f]' }`], { subject: "Café offer" })).toBeNull();
+    expect(decided([`{ field: subject, operator: regex, value: '[\\u0300-\\u036f]', not: true }`], { subject: "Cafe\u0301 offer" })).toBeNull();
+  });
+
   test("a match: any run of equals (one Set lookup) compares in NFC too", () => {
     const conditions = ["견적", "請求書", "счёт", "Prüfung"].map((v) => `{ field: subject, operator: equals, value: ${v} }`);
     expect(decided(conditions, { subject: nfd("請求書") }, "any", false)).toBe("r");
