@@ -37,6 +37,8 @@ interface PartNode {
   content: ArrayBuffer | null;
   /** Its text, decoded by the Content-Type charset (postal-mime's, replaced here for UTF-7). */
   getTextContent(): string;
+  /** Its header lines as written, one entry per field (continuation lines joined with "\n"), a line that is no field too. */
+  rawHeaderLines?: { key: string; line: string }[];
 }
 
 /**
@@ -67,6 +69,25 @@ export function partNames(fields: readonly PartField[]): string[] {
 }
 
 export { validMimeType };
+
+/** A line Python's email package reads as part of a header: a field, an mbox `From ` line, a continuation. */
+const HEADER_LINE = /^(?:[\x21-\x39\x3b-\x7e]*:|From |[ \t])/;
+
+/**
+ * A text part's header lines from the first that is no field on, put before its text: Python's
+ * email package ends the part's header there and shows them as the part's text, while
+ * postal-mime (and Thunderbird) read on to the empty line and drop them, so `Content-Type:
+ * text/plain` / ` ` / `Please send the wire transfer` hid the text from `body` rules. Both
+ * readings, as for the top-level block (header-readings.ts). Bounded by the part header cap.
+ */
+function withTextPastHeader(node: PartNode): void {
+  const lines = node.rawHeaderLines ?? [];
+  const first = lines.findIndex((entry) => !HEADER_LINE.test(entry.line));
+  if (first < 0) return;
+  const past = lines.slice(first).map((entry) => entry.line).join("\n");
+  const text = node.getTextContent.bind(node);
+  node.getTextContent = () => `${past}\n${text()}`;
+}
 
 /** For an HTML leaf without a charset parameter, the charset its `<meta>` tag names (charset.ts htmlMetaCharset). */
 function htmlCharset(node: PartNode): string | null {
@@ -154,6 +175,7 @@ class NamingParser extends PostalMime {
     const standard = params.charset ? standardCharsetName(params.charset) : htmlCharset(node);
     if (standard !== null) params.charset = standard;
     const inline = (isInlineTextNode as IsInlineTextNode).call(this, node);
+    if (inline) withTextPastHeader(node);
     const names = inline && this.names ? partNames(node.headers) : [];
     if (names.length > 0) {
       const disposition = node.contentDisposition.parsed.value || null;

@@ -117,6 +117,26 @@ test("a forwarded message (message/rfc822) whose header has a line of only space
   }
 });
 
+test("text in a part's header past a line that is no field is body text too (Python shows it as the part's text)", async () => {
+  const parsed = parseRules(RULES, "rules.yaml");
+  if (!parsed.ok) throw new Error("rules did not compile");
+  const multipart = (part: string) => `From: a@b.example\r\nSubject: hi\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\n${part}--b1--\r\n`;
+  for (const part of [
+    "Content-Type: text/plain\r\n \r\nPlease send the wire transfer today.\r\n",
+    "Content-Type: text/plain\r\nPlease send the wire transfer today.\r\nX-Note: y\r\n\r\nhello\r\n",
+    "Please send the wire transfer today.\r\n",
+    "Content-Type: text/html\r\n\t\r\nPlease send the wire transfer : today\r\n",
+  ]) {
+    const facts = await extractFacts(new TextEncoder().encode(multipart(part)), ENVELOPE);
+    expect({ part, rule: classify(facts, parsed.rules).decision.rule }).toEqual({ part, rule: "wire" });
+  }
+  // Fields and continuation lines are no such text; a name with a space before its colon is (as for Python).
+  const clean = await extractFacts(new TextEncoder().encode(multipart("Content-Type: text/plain;\r\n charset=utf-8\r\nX-Note: y\r\n\r\nhello\r\n")), ENVELOPE);
+  expect(clean.body.trim()).toBe("hello");
+  const spaced = await extractFacts(new TextEncoder().encode(multipart("Content-Type: text/plain\r\nX-Note : y\r\n\r\nhello\r\n")), ENVELOPE);
+  expect(spaced.body.trim()).toBe("X-Note : y\nhello");
+});
+
 test("a Content-Type that is not a type is read as text/plain, or as the type it starts with", async () => {
   expect(["text plain", "text", "<html>", "", " ; name=x", "text/plain>", "TEXT/HTML", "application/pdf name=x.pdf"].map(validMimeType))
     .toEqual(["text/plain", "text/plain", "text/plain", "text/plain", "text/plain", "text/plain", "text/html", "application/pdf"]);
