@@ -8,13 +8,14 @@
  * Needs root (a loop-mounted ext4 that can be frozen): elsewhere the test prints why it is skipped.
  */
 import { afterEach, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { greet, RawClient } from "../smtp/helpers.ts";
 import { serveDir, startServe } from "../smtp/serve-process.ts";
+import { unmount } from "../helpers/tmpfs.ts";
 
 const cleanups: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
@@ -40,7 +41,7 @@ function loopExt4(): string | null {
       return null;
     }
   }
-  cleanups.push(() => void run("umount", mnt));
+  cleanups.push(() => unmount(mnt));
   return mnt;
 }
 
@@ -74,6 +75,10 @@ test("while the data dir's file system is frozen, SMTP still greets and /healthz
   const c = await RawClient.connect(s.smtpPort);
   await greet(c);
   c.end();
+  // A thaw that outlives this process: killed before its cleanup (a timeout, ^C), the test left
+  // the file system frozen, its serve and anything touching the run's temp dir (even rm -rf)
+  // stuck in uninterruptible sleep until someone ran fsfreeze --unfreeze by hand.
+  spawn("sh", ["-c", `sleep 45; fsfreeze --unfreeze '${mnt}' 2>/dev/null`], { detached: true, stdio: "ignore" }).unref();
   const frozen = run("fsfreeze", "--freeze", mnt);
   if (!frozen.ok) {
     console.log(`skipped: fsfreeze failed (${frozen.out})`);

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { makeCert } from "../smtp/helpers.ts";
 import { serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 import { archivedCopies, archiveFiles } from "./interop.ts";
+import { unmount } from "./tmpfs.ts";
 
 export interface MxGateway {
   /** The running gateway (replaced by `restart`). */
@@ -54,7 +55,7 @@ export async function startMxGateway(ports: { smtp: number; http: number }, env:
     },
     async close() {
       if (gateway.serve.proc.exitCode === null) await gateway.serve.stop();
-      spawnSync("umount", [dataDir]);
+      unmount(dataDir);
       rmSync(dataDir, { recursive: true, force: true });
       rmSync(dir, { recursive: true, force: true });
     },

@@ -1,7 +1,8 @@
 /**
  * A small tmpfs for tests that need a file system that fills up or can be unmounted. Mounting
  * needs root: elsewhere the test prints why it is skipped (never passes silently) and `body`
- * does not run. The mount is undone and the directory removed afterwards, whatever happens.
+ * does not run. The mount is undone and the directory removed afterwards, whatever happens
+ * (unmount, also for the other tests that mount something).
  */
 import { spawnSync } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -19,7 +20,20 @@ export async function withTmpfs(prefix: string, sizeMb: number, body: (mnt: stri
   try {
     await body(mnt);
   } finally {
-    spawnSync("umount", [mnt]);
+    unmount(mnt);
     await rm(mnt, { recursive: true, force: true });
   }
+}
+
+/**
+ * Unmounts `mnt`, waiting up to ~2 s for a process that still has a file open there (a serve
+ * that is exiting, a closing database) and then detaching it lazily: a plain umount that failed
+ * "target is busy" left the mount, and with it the test run's temp directory, behind for good.
+ */
+export function unmount(mnt: string): void {
+  for (let i = 0; i < 20; i++) {
+    if (spawnSync("umount", [mnt]).status === 0) return;
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+  }
+  spawnSync("umount", ["-l", mnt]);
 }
