@@ -148,10 +148,21 @@ export function decodeHeaderBytes(bytes: Uint8Array, fallbackCharset: string | n
     if (fallbackCharset === null) {
       const lossy = mostlyUtf8(bytes);
       if (lossy !== null) return lossy;
-      return decoderFor(guess()).decode(bytes);
+      return headerDecoderFor(guess()).decode(bytes);
     }
-    return decoderFor(fallbackCharset).decode(bytes);
+    return headerDecoderFor(fallbackCharset).decode(bytes);
   }
+}
+
+/**
+ * decoderFor for raw 8-bit header bytes, but windows-1252 for UTF-16 (ASCII_UNSAFE): a header
+ * is not UTF-16 whatever a part says, and read so, `Subject: Invoice f<FC>r you` of a message
+ * whose text part was `charset=utf-16` became 䤠癮楯散… and no subject rule matched the
+ * `Invoice` Python and postal-mime show.
+ */
+function headerDecoderFor(label: string | null): BytesDecoder {
+  const decoder = decoderFor(label);
+  return "encoding" in decoder && ASCII_UNSAFE.has(String(decoder.encoding)) ? decoderFor(null) : decoder;
 }
 
 const utf8Lossy = new TextDecoder("utf-8", { ignoreBOM: true });

@@ -50,3 +50,16 @@ test("an HTML part without a charset parameter is read in the charset its <meta>
   // Past the 1,024 bytes a browser's prescan reads, a tag is not looked for.
   expect(htmlMetaCharset(Buffer.concat([ascii(`${" ".repeat(1100)}<meta charset="sjis">`), SJIS]))).toBeNull();
 });
+
+test("raw header bytes are never read as UTF-16, whatever a text part or the top says: the ASCII words stay", async () => {
+  // One 8-bit byte in the subject, and a first text part (or the top) in UTF-16: read as UTF-16,
+  // the subject was 䤠癮楯散…, and `subject contains invoice` missed what Python and postal-mime show.
+  const subject = Buffer.concat([ascii("Subject: Invoice f"), Buffer.from([0xfc]), ascii("r you\r\n")]);
+  const part = ascii("MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-16\r\nContent-Transfer-Encoding: base64\r\n\r\n//5oAGkA\r\n--b1--\r\n");
+  const top = ascii("Content-Type: text/plain; charset=UTF-16BE\r\n\r\nx\r\n");
+  for (const raw of [Buffer.concat([subject, part]), Buffer.concat([subject, top])]) {
+    expect((await extractFacts(raw, ENVELOPE)).subject).toBe("Invoice für you");
+    const payload = await buildWebhookPayload({ id: "x", receivedAt: 0, rule: null, category: "c", envelope: ENVELOPE, raw }, 0);
+    expect(payload.subject).toBe("Invoice für you");
+  }
+});
