@@ -179,8 +179,25 @@ function joinPayloadContent(first: Partial<PayloadContent>, second: Partial<Payl
   return {
     text: texts.length === 0 ? (first.text ?? second.text ?? null) : [...new Set(texts)].join("\n"),
     html: first.html ?? second.html ?? null,
-    attachments: [...(first.attachments ?? []), ...(second.attachments ?? [])].slice(0, WEBHOOK_MAX_ATTACHMENTS),
+    attachments: [...(first.attachments ?? []), ...onlyInSecond(first.attachments ?? [], second.attachments ?? [])].slice(0, WEBHOOK_MAX_ATTACHMENTS),
   };
+}
+
+/**
+ * The second reading's attachments less those the first lists (each of the first's matching one
+ * of the second's at most, so two equal files of one reading stay two): both readings parse the
+ * same multipart when only a field past the spaces (a Content-Transfer-Encoding) or a "--" line
+ * before its body tells them apart, and the payload listed each of its files twice.
+ */
+function onlyInSecond(first: WebhookAttachmentMeta[], second: WebhookAttachmentMeta[]): WebhookAttachmentMeta[] {
+  const unmatched = new Map<string, number>();
+  for (const a of first) unmatched.set(JSON.stringify(a), (unmatched.get(JSON.stringify(a)) ?? 0) + 1);
+  return second.filter((a) => {
+    const key = JSON.stringify(a);
+    const left = unmatched.get(key) ?? 0;
+    if (left > 0) unmatched.set(key, left - 1);
+    return left === 0;
+  });
 }
 
 /**

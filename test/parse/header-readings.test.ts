@@ -59,3 +59,11 @@ test("a webhook's payload has the fields and attachments of both readings, as th
   expect(exe.attachments.map((a) => a.filename)).toEqual(["evil.exe"]);
   expect(exe.text).toContain("hello");
 });
+
+test("a webhook's payload lists a file both readings parse once (two equal files of one reading stay two)", async () => {
+  // Only a Content-Transfer-Encoding past the spaces tells the readings apart: the same multipart, parsed twice.
+  const part = (name: string) => `--b1\r\nContent-Type: application/pdf; name=${name}\r\nContent-Disposition: attachment; filename=${name}\r\n\r\nJVBERi0=\r\n`;
+  const raw = Buffer.from(`From: a@b.example\r\nContent-Type: multipart/mixed; boundary=b1\r\n \r\nX\r\nContent-Transfer-Encoding: 7bit\r\n\r\n${part("a.pdf")}${part("b.pdf")}${part("b.pdf")}--b1--\r\n`);
+  const payload = await buildWebhookPayload({ id: "x", receivedAt: 0, rule: null, category: "c", envelope: { mailFrom: "a@b.example", rcptTo: ["v@company.com"], clientIp: "192.0.2.1", helo: "h", tls: false }, raw }, 0);
+  expect(payload.attachments.map((a) => a.filename)).toEqual(["a.pdf", "b.pdf", "b.pdf"]);
+});
