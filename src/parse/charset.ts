@@ -190,8 +190,59 @@ function mostlyUtf8(bytes: Uint8Array): string | null {
 /** How far into an HTML part its `<meta>` charset is looked for: the HTML standard's prescan length. */
 const META_PRESCAN_BYTES = 1024;
 
-/** `<meta charset=…>` or `<meta http-equiv="Content-Type" content="text/html; charset=…">`. */
-const META_CHARSET = /<meta\b[^>]*?charset\s*=\s*["']?\s*([a-z0-9._:-]{1,40})/i;
+/** A charset in a meta tag: its `charset` attribute, or the `charset=` in a `content` value. */
+const META_CHARSET = /charset\s*=\s*["']?\s*([a-z0-9._:-]{1,40})/i;
+
+/**
+ * The charset label of the first `<meta>` tag in `head` that names one, as a browser's prescan
+ * finds it: comments and the insides of other tags (quoted attribute values) are skipped, and
+ * `content=…charset=` counts only with `http-equiv="Content-Type"`. Read anywhere, a tag in a
+ * comment (`<!-- <meta charset="gbk"> -->`) or an attribute (`alt="<meta charset=gbk>"`), which
+ * browsers ignore, made a stray byte take the ASCII letter after it (`\xB0wire` read 皐ire) and a
+ * body rule miss the word. Each character is looked at a bounded number of times.
+ */
+function metaLabel(head: string): string | null {
+  for (let i = head.indexOf("<"); i >= 0; i = head.indexOf("<", i)) {
+    if (head.startsWith("<!--", i)) {
+      const close = head.indexOf("-->", i + 4);
+      if (close < 0) return null;
+      i = close + 3;
+      continue;
+    }
+    const end = tagEnd(head, i);
+    const tag = head.slice(i, end < 0 ? head.length : end + 1);
+    if (/^<meta[\s/]/i.test(tag)) {
+      const label = metaTagLabel(tag);
+      if (label !== null) return label;
+    }
+    if (end < 0) return null;
+    i = end + 1;
+  }
+  return null;
+}
+
+/** A meta tag's charset: its `charset` attribute, else with `http-equiv="Content-Type"` the one in its `content`. */
+function metaTagLabel(tag: string): string | null {
+  // Attribute names are found with the quoted values blanked (same length, so indexes hold).
+  const names = tag.replace(/"[^"]*"|'[^']*'/g, (value) => `"${" ".repeat(value.length - 2)}"`);
+  const attribute = /[\s/"']charset\s*=/i.exec(names);
+  if (attribute !== null) return META_CHARSET.exec(tag.slice(attribute.index))?.[1] ?? null;
+  if (!/[\s/"']http-equiv\s*=\s*["']?\s*content-type/i.test(tag)) return null;
+  return META_CHARSET.exec(tag)?.[1] ?? null;
+}
+
+/** The `>` that ends the tag opening at `from`, outside quoted attribute values; -1: none. */
+function tagEnd(text: string, from: number): number {
+  let quote: string | null = null;
+  for (let j = from + 1; j < text.length; j++) {
+    const c = text[j];
+    if (quote !== null) {
+      if (c === quote) quote = null;
+    } else if (c === '"' || c === "'") quote = c;
+    else if (c === ">") return j;
+  }
+  return -1;
+}
 
 /**
  * The charset an HTML part names in a `<meta>` tag, for a part whose Content-Type names none
@@ -202,8 +253,8 @@ const META_CHARSET = /<meta\b[^>]*?charset\s*=\s*["']?\s*([a-z0-9._:-]{1,40})/i;
  */
 export function htmlMetaCharset(content: Uint8Array): string | null {
   const head = Buffer.from(content.buffer, content.byteOffset, Math.min(content.byteLength, META_PRESCAN_BYTES)).toString("latin1");
-  const label = META_CHARSET.exec(head)?.[1];
-  if (label === undefined) return null;
+  const label = metaLabel(head);
+  if (label === null) return null;
   const standard = standardCharsetName(label);
   if (standard === null || standard.startsWith("utf-")) return null;
   try {

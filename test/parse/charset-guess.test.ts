@@ -47,6 +47,12 @@ test("an HTML part without a charset parameter is read in the charset its <meta>
   expect(htmlMetaCharset(Buffer.from('<meta charset="shift_jis">見積書'))).toBeNull();
   expect(htmlMetaCharset(Buffer.concat([ascii('<meta charset="utf-16">'), SJIS]))).toBeNull();
   expect(htmlMetaCharset(Buffer.concat([ascii("<p>"), SJIS]))).toBeNull();
+  // As a browser's prescan: a tag in a comment or inside another tag's attribute is none, nor is content= without http-equiv.
+  for (const decoy of ['<!-- <meta charset="gbk"> -->', '<img alt="<meta charset=gbk>">', '<meta name="x" content="text/html; charset=gbk">']) {
+    const html = Buffer.concat([ascii(`<html><head>${decoy}</head><body>the `), Buffer.from([0xb0]), ascii("wire transfer</body></html>")]);
+    expect({ decoy, charset: htmlMetaCharset(html) }).toEqual({ decoy, charset: null });
+  }
+  expect(htmlMetaCharset(Buffer.concat([ascii('<!-- x --><meta charset="gbk">'), Buffer.from([0xb0])]))).toBe("gbk");
   // Past the 1,024 bytes a browser's prescan reads, a tag is not looked for.
   expect(htmlMetaCharset(Buffer.concat([ascii(`${" ".repeat(1100)}<meta charset="sjis">`), SJIS]))).toBeNull();
 });
