@@ -80,11 +80,14 @@ const HEADER_LINE = /^(?:[\x21-\x39\x3b-\x7e]*:|From |[ \t])/;
  * text/plain` / ` ` / `Please send the wire transfer` hid the text from `body` rules. Both
  * readings, as for the top-level block (header-readings.ts). Bounded by the part header cap.
  */
-function withTextPastHeader(node: PartNode): void {
+function textPastHeader(node: PartNode): string | null {
   const lines = node.rawHeaderLines ?? [];
   const first = lines.findIndex((entry) => !HEADER_LINE.test(entry.line));
-  if (first < 0) return;
-  const past = lines.slice(first).map((entry) => entry.line).join("\n");
+  if (first < 0) return null;
+  return lines.slice(first).map((entry) => entry.line).join("\n");
+}
+
+function withTextPastHeader(node: PartNode, past: string): void {
   const text = node.getTextContent.bind(node);
   node.getTextContent = () => `${past}\n${text()}`;
 }
@@ -98,7 +101,7 @@ function htmlCharset(node: PartNode): string | null {
 
 type CollectAttachment = (this: PostalMime, node: PartNode, ...rest: unknown[]) => void;
 type IsInlineTextNode = (this: PostalMime, node: PartNode) => boolean;
-type AddTextEntry = (this: PostalMime, node: PartNode, type: "plain" | "html", entry: { type: "subMessage"; value: Email }) => void;
+type AddTextEntry = (this: PostalMime, node: PartNode, type: "plain" | "html", entry: { type: "subMessage"; value: Email } | { type: "text"; value: string }) => void;
 
 const hooks = PostalMime.prototype as unknown as {
   collectAttachment?: CollectAttachment;
@@ -175,7 +178,12 @@ class NamingParser extends PostalMime {
     const standard = params.charset ? standardCharsetName(params.charset) : htmlCharset(node);
     if (standard !== null) params.charset = standard;
     const inline = (isInlineTextNode as IsInlineTextNode).call(this, node);
-    if (inline) withTextPastHeader(node);
+    const past = textPastHeader(node);
+    // A field past the break (`Content-Disposition: attachment`, `Content-Type:
+    // application/octet-stream`) made postal-mime file the part as an attachment, while Python,
+    // whose header ended at the break, shows it as text/plain: its lines are body text too.
+    if (past !== null && inline) withTextPastHeader(node, past);
+    else if (past !== null) (addTextEntry as AddTextEntry).call(this, node, "plain", { type: "text", value: past });
     const names = inline && this.names ? partNames(node.headers) : [];
     if (names.length > 0) {
       const disposition = node.contentDisposition.parsed.value || null;

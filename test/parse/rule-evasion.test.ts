@@ -137,6 +137,21 @@ test("text in a part's header past a line that is no field is body text too (Pyt
   expect(spaced.body.trim()).toBe("X-Note : y\nhello");
 });
 
+test("text past the break in a part postal-mime files as an attachment (a field after the break) is body text too (Python shows the part as text/plain)", async () => {
+  const parsed = parseRules(RULES, "rules.yaml");
+  if (!parsed.ok) throw new Error("rules did not compile");
+  const multipart = (part: string) => `From: a@b.example\r\nSubject: hi\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/html\r\n\r\n<p>Hello</p>\r\n--b1\r\n${part}--b1--\r\n`;
+  for (const part of [
+    "X-Note: hi\r\nPlease send the wire transfer today\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=\"a.txt\"\r\n\r\nhello\r\n",
+    "X-Note: hi\r\nPlease send the wire transfer today\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAAA\r\n",
+  ]) {
+    const facts = await extractFacts(new TextEncoder().encode(multipart(part)), ENVELOPE);
+    expect({ part, rule: classify(facts, parsed.rules).decision.rule }).toEqual({ part, rule: "wire" });
+    // The HTML part's text is still there.
+    expect(facts.body).toContain("Hello");
+  }
+});
+
 test("a Content-Type that is not a type is read as text/plain, or as the type it starts with", async () => {
   expect(["text plain", "text", "<html>", "", " ; name=x", "text/plain>", "TEXT/HTML", "application/pdf name=x.pdf"].map(validMimeType))
     .toEqual(["text/plain", "text/plain", "text/plain", "text/plain", "text/plain", "text/plain", "text/html", "application/pdf"]);
