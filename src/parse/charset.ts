@@ -204,9 +204,22 @@ const META_CHARSET = /charset\s*=\s*["']?\s*([a-z0-9._:-]{1,40})/i;
 function metaLabel(head: string): string | null {
   for (let i = head.indexOf("<"); i >= 0; i = head.indexOf("<", i)) {
     if (head.startsWith("<!--", i)) {
-      const close = head.indexOf("-->", i + 4);
+      // The first '>' after two '-' past the '<': '<!-->' closes itself, as in the prescan.
+      const close = head.indexOf("-->", i + 2);
       if (close < 0) return null;
       i = close + 3;
+      continue;
+    }
+    if (!/^<\/?[a-z]/i.test(head.slice(i, i + 3))) {
+      // '<!', '</', '<?' not before a letter skip to the first '>', quotes or not; any other
+      // '<' (text's '1 <" 2') is no tag: a quote after it opened none in a browser.
+      if (!/^<[!/?]/.test(head.slice(i, i + 2))) {
+        i += 1;
+        continue;
+      }
+      const close = head.indexOf(">", i);
+      if (close < 0) return null;
+      i = close + 1;
       continue;
     }
     const end = tagEnd(head, i);

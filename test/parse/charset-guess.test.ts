@@ -53,6 +53,10 @@ test("an HTML part without a charset parameter is read in the charset its <meta>
     expect({ decoy, charset: htmlMetaCharset(html) }).toEqual({ decoy, charset: null });
   }
   expect(htmlMetaCharset(Buffer.concat([ascii('<!-- x --><meta charset="gbk">'), Buffer.from([0xb0])]))).toBe("gbk");
+  // A '<' before no letter is no tag (a quote after it opens nothing), '<!x' ends at the first '>', '<!-->' is a whole comment: the browser reads the meta after them.
+  for (const before of ['<p>1 <" 2</p>', "<!DOCTYPE html \">", "<!-->", "<!--->"]) {
+    expect({ before, charset: htmlMetaCharset(Buffer.concat([ascii(`${before}<meta charset="gbk">`), Buffer.from([0xb0, 0xa1])])) }).toEqual({ before, charset: "gbk" });
+  }
   // Past the 1,024 bytes a browser's prescan reads, a tag is not looked for.
   expect(htmlMetaCharset(Buffer.concat([ascii(`${" ".repeat(1100)}<meta charset="sjis">`), SJIS]))).toBeNull();
 });
