@@ -57,3 +57,16 @@ export function asciiBoundaryNextToLetter(source: string): string | null {
   }
   return null;
 }
+
+/** A property escape of letter case: under the i flag (with u) it matches letters of either case. */
+const CASE_PROPERTY = /\\[pP]\{\s*(?:(?:gc|General_Category)\s*=\s*)?(?:Lu|Ll|Lt|LC|Uppercase_Letter|Lowercase_Letter|Titlecase_Letter|Cased_Letter|Uppercase|Lowercase)\s*\}/;
+
+/**
+ * The first letter-case property escape (`\p{Lu}`, `\p{Lowercase}`…) in a regex compiled with
+ * both the i and the u flag, or null: case-insensitive matching folds them, so `\p{Lu}` matches
+ * "a" too and `^[\p{Lu}\s]+$`, an "all capitals" check, matched every subject of letters.
+ */
+export function caseClassUnderI(source: string, flags: string): string | null {
+  if (!flags.includes("i") || !(flags.includes("u") || flags.includes("v"))) return null;
+  return CASE_PROPERTY.exec(source)?.[0] ?? null;
+}

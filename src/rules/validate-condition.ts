@@ -8,7 +8,7 @@ import { isScalar, isSeq, type Node } from "yaml";
 import { clientIpForm, parseCidrRange, type CidrRange } from "./cidr.ts";
 import { REGEX_BUDGET_MS, type ConditionSpec, type ConditionValue } from "./matchers.ts";
 import { nestedRepetition } from "./regex-risk.ts";
-import { asciiBoundaryNextToLetter, unicodeEscapeWithoutU } from "./regex-unicode.ts";
+import { asciiBoundaryNextToLetter, caseClassUnderI, unicodeEscapeWithoutU } from "./regex-unicode.ts";
 import {
   AUTH_RESULTS,
   CONDITION_KEYS,
@@ -121,7 +121,16 @@ function regexValue(ctx: YamlContext, entry: MapEntry, flags: string): Condition
         ctx.error(entry.value, "invalid-regex", `${why}, and with it the regex is invalid (${err instanceof Error ? err.message : String(err)}): fix it and add flags: iu (or u for case-sensitive)`);
         return null;
       }
+      const folded = caseClassUnderI(source, `${flags}u`);
+      if (folded !== null) {
+        // Refused, as before the u flag was added for it: the default i would make it match both cases.
+        ctx.error(entry.value, "invalid-regex", `${why}, and ${quoted(folded)} with the i flag (the default) matches letters of either case: write flags: u`);
+        return null;
+      }
       ctx.warn(entry.value, "unicode-escape-without-u", `${why}: compiled with it; add flags: iu (or u for case-sensitive) to say so`);
+    } else {
+      const folded = caseClassUnderI(source, flags);
+      if (folded !== null) ctx.warn(entry.value, "case-class-ignores-case", `regex ${quoted(source)} has ${quoted(folded)} with the i flag, so it matches letters of either case: drop i (flags: u) for an upper- or lower-case test`);
     }
     const boundary = asciiBoundaryNextToLetter(source);
     if (boundary !== null) {

@@ -36,6 +36,20 @@ describe("\\p{…} without the u flag", () => {
     }
   });
 
+  test("a letter-case property with the default i flag is refused (it would match either case); with flags: iu written, a warning", () => {
+    const refused = lint(`{ field: subject, operator: regex, value: '^[\\p{Lu}\\s]+$' }`);
+    expect(refused.ok).toBe(false);
+    expect(refused.diagnostics.find((d) => d.severity === "error")?.message).toContain("flags: u");
+    const written = lint(`{ field: subject, operator: regex, value: '^[\\p{Lu}\\s]+$', flags: iu }`);
+    expect(written.ok).toBe(true);
+    expect(written.diagnostics.map((d) => d.code)).toContain("case-class-ignores-case");
+    const exact = lint(`{ field: subject, operator: regex, value: '^[\\p{Lu}\\s]+$', flags: u }`);
+    expect(exact.ok && exact.diagnostics.length).toBe(0);
+    if (!exact.ok) return;
+    expect(classify(makeFacts({ subject: "URGENT NOTICE" }), exact.rules).decision.rule).toBe("r");
+    expect(classify(makeFacts({ subject: "urgent notice" }), exact.rules).decision.rule).toBeNull();
+  });
+
   test("invalid with the u flag (an identity escape u refuses): an error saying so", () => {
     const result = lint(`{ field: subject, operator: regex, value: '\\p{Han}\\-x' }`);
     expect(result.ok).toBe(false);
