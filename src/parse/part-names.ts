@@ -80,11 +80,31 @@ const HEADER_LINE = /^(?:[\x21-\x39\x3b-\x7e]*:|From |[ \t])/;
  * text/plain` / ` ` / `Please send the wire transfer` hid the text from `body` rules. Both
  * readings, as for the top-level block (header-readings.ts). Bounded by the part header cap.
  */
-function textPastHeader(node: PartNode): string | null {
+function textPastHeader(node: PartNode): { past: string; pythonText: boolean } | null {
   const lines = node.rawHeaderLines ?? [];
   const first = lines.findIndex((entry) => !HEADER_LINE.test(entry.line));
   if (first < 0) return null;
-  return lines.slice(first).map((entry) => entry.line).join("\n");
+  return { past: lines.slice(first).map((entry) => entry.line).join("\n"), pythonText: pythonReadsText(lines.slice(0, first)) };
+}
+
+/**
+ * Whether Python, whose header of the part ends at the break, reads it as body text: the first
+ * Content-Type before the break is text/plain or text/html (none: text/plain), and no
+ * Content-Disposition before it says attachment. A part whose `Content-Type:
+ * application/x-zip-compressed;` is followed by its `name=` on a line of its own (no fold) is a
+ * zip to Python too: its header lines are not text.
+ */
+function pythonReadsText(lines: readonly { line: string }[]): boolean {
+  const field = (name: string): string | null => {
+    for (const { line } of lines) {
+      const sep = line.indexOf(":");
+      if (sep >= 0 && line.slice(0, sep).trim().toLowerCase() === name) return line.slice(sep + 1).split(";")[0]!.trim().toLowerCase();
+    }
+    return null;
+  };
+  const type = field("content-type");
+  const text = type === null || ["text/plain", "text/html"].includes(validMimeType(type));
+  return text && field("content-disposition") !== "attachment";
 }
 
 function withTextPastHeader(node: PartNode, past: string): void {
@@ -178,12 +198,19 @@ class NamingParser extends PostalMime {
     const standard = params.charset ? standardCharsetName(params.charset) : htmlCharset(node);
     if (standard !== null) params.charset = standard;
     const inline = (isInlineTextNode as IsInlineTextNode).call(this, node);
-    const past = textPastHeader(node);
+    const found = textPastHeader(node);
     // A field past the break (`Content-Disposition: attachment`, `Content-Type:
     // application/octet-stream`) made postal-mime file the part as an attachment, while Python,
-    // whose header ended at the break, shows it as text/plain: its lines are body text too.
-    if (past !== null && inline) withTextPastHeader(node, past);
-    else if (past !== null) (addTextEntry as AddTextEntry).call(this, node, "plain", { type: "text", value: past });
+    // whose header ended at the break, shows it as text/plain: its lines are body text too, and
+    // so is its content (the text of `Content-Disposition: attachment` past the break was hidden
+    // from `body` rules), unless base64 of a type not text (a binary's bytes; Python shows the
+    // base64 letters).
+    if (found !== null && inline) withTextPastHeader(node, found.past);
+    else if (found !== null && found.pythonText) {
+      const binary = !node.contentType.parsed.value.startsWith("text/") && /base64/i.test(node.contentTransferEncoding.encoding);
+      const value = binary ? found.past : `${found.past}\n${node.getTextContent()}`;
+      (addTextEntry as AddTextEntry).call(this, node, "plain", { type: "text", value });
+    }
     const names = inline && this.names ? partNames(node.headers) : [];
     if (names.length > 0) {
       const disposition = node.contentDisposition.parsed.value || null;

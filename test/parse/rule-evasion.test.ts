@@ -152,6 +152,16 @@ test("text past the break in a part postal-mime files as an attachment (a field 
   }
 });
 
+test("a part past whose break postal-mime files an attachment: its content is body text when Python reads text/plain, and nothing is when Python reads a file too", async () => {
+  const multipart = (part: string) => `From: a@b.example\r\nSubject: hi\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nA text section\r\n--b1\r\n${part}--b1--\r\n`;
+  const hidden = await extractFacts(new TextEncoder().encode(multipart("X-Note: hi\r\nsee below\r\nContent-Disposition: attachment; filename=\"a.txt\"\r\n\r\nPlease send the wire transfer today\r\n")), ENVELOPE);
+  expect(hidden.body).toContain("Please send the wire transfer today");
+  // enmime low-quality/bad-header-wrap.eml: Python reads application/x-zip-compressed.
+  const zip = await extractFacts(new TextEncoder().encode(multipart("Content-Transfer-Encoding: base64\r\nContent-Type: application/x-zip-compressed; x-unix-mode=0600;\r\nname=\"a.zip\"\r\nContent-Disposition: attachment; filename=\"a.zip\"\r\n\r\nPGh0bWw+Cg==\r\n")), ENVELOPE);
+  expect(zip.body.trim()).toBe("A text section");
+  expect(zip.attachments).toEqual(["a.zip"]);
+});
+
 test("a Content-Type that is not a type is read as text/plain, or as the type it starts with", async () => {
   expect(["text plain", "text", "<html>", "", " ; name=x", "text/plain>", "TEXT/HTML", "application/pdf name=x.pdf"].map(validMimeType))
     .toEqual(["text/plain", "text/plain", "text/plain", "text/plain", "text/plain", "text/plain", "text/html", "application/pdf"]);
