@@ -191,7 +191,7 @@ function mostlyUtf8(bytes: Uint8Array): string | null {
 const META_PRESCAN_BYTES = 1024;
 
 /** A charset in a meta tag: its `charset` attribute, or the `charset=` in a `content` value. */
-const META_CHARSET = /charset\s*=\s*["']?\s*([a-z0-9._:-]{1,40})/i;
+const META_CHARSET = /charset[\t\n\f\r ]*=[\t\n\f\r ]*["']?[\t\n\f\r ]*([a-z0-9._:-]{1,40})/i;
 
 /**
  * The charset label of the first `<meta>` tag in `head` that names one, as a browser's prescan
@@ -201,6 +201,8 @@ const META_CHARSET = /charset\s*=\s*["']?\s*([a-z0-9._:-]{1,40})/i;
  * browsers ignore, made a stray byte take the ASCII letter after it (`\xB0wire` read 皐ire) and a
  * body rule miss the word. Each character is looked at a bounded number of times.
  */
+// Whitespace is the prescan's five ASCII bytes only: JS `\s` also took 0xA0 and 0x0B (latin1), so
+// `<meta\xA0charset=gbk>`, no meta to a browser, made 0x81 take the `w` of `wire`.
 function metaLabel(head: string): string | null {
   for (let i = head.indexOf("<"); i >= 0; i = head.indexOf("<", i)) {
     if (head.startsWith("<!--", i)) {
@@ -224,7 +226,7 @@ function metaLabel(head: string): string | null {
     }
     const end = tagEnd(head, i);
     const tag = head.slice(i, end < 0 ? head.length : end + 1);
-    if (/^<meta[\s/]/i.test(tag)) {
+    if (/^<meta[\t\n\f\r /]/i.test(tag)) {
       const label = metaTagLabel(tag);
       if (label !== null) return label;
     }
@@ -238,9 +240,9 @@ function metaLabel(head: string): string | null {
 function metaTagLabel(tag: string): string | null {
   // Attribute names are found with the quoted values blanked (same length, so indexes hold).
   const names = tag.replace(/"[^"]*"|'[^']*'/g, (value) => `"${" ".repeat(value.length - 2)}"`);
-  const attribute = /[\s/"']charset\s*=/i.exec(names);
+  const attribute = /[\t\n\f\r /"']charset[\t\n\f\r ]*=/i.exec(names);
   if (attribute !== null) return META_CHARSET.exec(tag.slice(attribute.index))?.[1] ?? null;
-  if (!/[\s/"']http-equiv\s*=\s*["']?\s*content-type/i.test(tag)) return null;
+  if (!/[\t\n\f\r /"']http-equiv[\t\n\f\r ]*=[\t\n\f\r ]*["']?[\t\n\f\r ]*content-type/i.test(tag)) return null;
   return META_CHARSET.exec(tag)?.[1] ?? null;
 }
 

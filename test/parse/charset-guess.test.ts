@@ -73,3 +73,11 @@ test("raw header bytes are never read as UTF-16, whatever a text part or the top
     expect(payload.subject).toBe("Invoice für you");
   }
 });
+
+test("the meta prescan's whitespace is ASCII only: a <meta> a browser does not see (0xA0, 0x0B) names no charset", () => {
+  const bytes = (s: string) => Buffer.from(s, "latin1");
+  for (const meta of ["<meta\xa0charset=gbk>", "<meta\x0bcharset=gbk>", "<meta x\xa0charset=gbk>", "<meta charset=\xa0gbk>", "<meta charset\xa0=gbk>"]) {
+    expect({ meta, label: htmlMetaCharset(bytes(`${meta}<p>\x81wire</p>`)) }).toEqual({ meta, label: null });
+  }
+  expect(htmlMetaCharset(bytes("<meta\tcharset = gbk><p>\x81wire</p>"))).toBe("gbk");
+});
