@@ -43,7 +43,12 @@ test("a write lock held elsewhere delays the 250 but never blocks the event loop
     expect(out.decision.action).toBe("archive");
     expect(releasedAt).toBeGreaterThan(0);
     expect(tookMs).toBeGreaterThanOrEqual(HOLD_MS - 5);
-    expect(ticks).toBeGreaterThanOrEqual(10);
+    // Blocked in SQLite's busy handler, the event loop could not have run the timer that releases
+    // the lock before busy_timeout (5 s) gave up, and the intake would have answered 451. How
+    // often the ticker ran says little more: on a loaded CI machine (four test files at once on
+    // two cores) this process was once descheduled for most of the 150 ms, 2 ticks instead of 30.
+    expect(tookMs).toBeLessThan(4_000);
+    expect(ticks).toBeGreaterThanOrEqual(1);
     expect(h.pipeline.intakeStats().sqliteMs).toBe(0); // no intake SQL ran on this thread
     const n = h.db.query<{ n: number }, []>("SELECT count(*) AS n FROM messages").get()?.n;
     expect(n).toBe(1);
