@@ -209,7 +209,10 @@ class NamingParser extends PostalMime {
     else if (found !== null && found.pythonText) {
       const binary = !node.contentType.parsed.value.startsWith("text/") && /base64/i.test(node.contentTransferEncoding.encoding);
       const value = binary ? found.past : `${found.past}\n${node.getTextContent()}`;
-      (addTextEntry as AddTextEntry).call(this, node, "plain", { type: "text", value });
+      // An HTML part's text is HTML, as on the inline path (withTextPastHeader): read as plain,
+      // its tags split words (`wire <b>transfer</b>`) and its entities (`w&#105;re`) hid them.
+      const html = !binary && node.contentType.parsed.value === "text/html";
+      (addTextEntry as AddTextEntry).call(this, node, html ? "html" : "plain", { type: "text", value });
     }
     const names = inline && this.names ? partNames(node.headers) : [];
     if (names.length > 0) {

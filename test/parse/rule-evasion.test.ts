@@ -162,6 +162,15 @@ test("a part past whose break postal-mime files an attachment: its content is bo
   expect(zip.attachments).toEqual(["a.zip"]);
 });
 
+test("an HTML part past whose break postal-mime files an attachment is body text as HTML: its tags and entities hide no word", async () => {
+  const multipart = (part: string) => `From: a@b.example\r\nSubject: hi\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nA text section\r\n--b1\r\n${part}--b1--\r\n`;
+  const html = "<p>Please send the w&#105;re <b>transfer</b> today</p>\r\n";
+  const inline = await extractFacts(new TextEncoder().encode(multipart(`Content-Type: text/html\r\nsee below\r\n\r\n${html}`)), ENVELOPE);
+  const attached = await extractFacts(new TextEncoder().encode(multipart(`Content-Type: text/html\r\nsee below\r\nContent-Disposition: attachment; filename="a.html"\r\n\r\n${html}`)), ENVELOPE);
+  expect(inline.body).toContain("Please send the wire transfer today");
+  expect(attached.body).toContain("Please send the wire transfer today");
+});
+
 test("a Content-Type that is not a type is read as text/plain, or as the type it starts with", async () => {
   expect(["text plain", "text", "<html>", "", " ; name=x", "text/plain>", "TEXT/HTML", "application/pdf name=x.pdf"].map(validMimeType))
     .toEqual(["text/plain", "text/plain", "text/plain", "text/plain", "text/plain", "text/plain", "text/html", "application/pdf"]);
