@@ -195,7 +195,7 @@ const META_CHARSET = /charset[\t\n\f\r ]*=[\t\n\f\r ]*["']?[\t\n\f\r ]*([a-z0-9.
 
 /**
  * The charset label of the first `<meta>` tag in `head` that names one, as a browser's prescan
- * finds it: comments and the insides of other tags (quoted attribute values) are skipped, and
+ * finds it: comments and the insides of other tags (their attribute values) are skipped, and
  * `content=…charset=` counts only with `http-equiv="Content-Type"`. Read anywhere, a tag in a
  * comment (`<!-- <meta charset="gbk"> -->`) or an attribute (`alt="<meta charset=gbk>"`), which
  * browsers ignore, made a stray byte take the ASCII letter after it (`\xB0wire` read 皐ire) and a
@@ -224,39 +224,75 @@ function metaLabel(head: string): string | null {
       i = close + 1;
       continue;
     }
-    const end = tagEnd(head, i);
-    const tag = head.slice(i, end < 0 ? head.length : end + 1);
-    if (/^<meta[\t\n\f\r /]/i.test(tag)) {
-      const label = metaTagLabel(tag);
+    const meta = /^<meta[\t\n\f\r /]/i.test(head.slice(i, i + 6));
+    // A tag's name runs to whitespace or '>' ('<meta' to its own end), then its attributes.
+    let from = i + 5;
+    if (!meta) for (from = i + 1; from < head.length && !PRESCAN_SPACE.includes(head[from]!) && head[from] !== ">"; from++);
+    const tag = readAttributes(head, from);
+    if (meta) {
+      const label = metaTagLabel(tag.attributes);
       if (label !== null) return label;
     }
-    if (end < 0) return null;
-    i = end + 1;
+    if (tag.end < 0) return null;
+    i = tag.end;
   }
   return null;
 }
 
+/** The whitespace of the HTML prescan: five ASCII bytes (not 0xA0 or 0x0B, which `\s` takes). */
+const PRESCAN_SPACE = "\t\n\f\r ";
+
+/** A charset label as the prescan may take it. */
+const CHARSET_LABEL = /^[a-z0-9._:-]{1,40}$/i;
+
 /** A meta tag's charset: its `charset` attribute, else with `http-equiv="Content-Type"` the one in its `content`. */
-function metaTagLabel(tag: string): string | null {
-  // Attribute names are found with the quoted values blanked (same length, so indexes hold).
-  const names = tag.replace(/"[^"]*"|'[^']*'/g, (value) => `"${" ".repeat(value.length - 2)}"`);
-  const attribute = /[\t\n\f\r /"']charset[\t\n\f\r ]*=/i.exec(names);
-  if (attribute !== null) return META_CHARSET.exec(tag.slice(attribute.index))?.[1] ?? null;
-  if (!/[\t\n\f\r /"']http-equiv[\t\n\f\r ]*=[\t\n\f\r ]*["']?[\t\n\f\r ]*content-type/i.test(tag)) return null;
-  return META_CHARSET.exec(tag)?.[1] ?? null;
+function metaTagLabel(attributes: ReadonlyMap<string, string>): string | null {
+  // ASCII whitespace only around the label, as the Encoding standard's "get an encoding" strips
+  // it (trim() also takes 0xA0, which makes `charset=\xA0gbk` no label to a browser).
+  const charset = attributes.get("charset")?.replace(/^[\t\n\f\r ]+|[\t\n\f\r ]+$/g, "");
+  if (charset !== undefined) return CHARSET_LABEL.test(charset) ? charset : null;
+  if (attributes.get("http-equiv")?.trim().toLowerCase() !== "content-type") return null;
+  return META_CHARSET.exec(attributes.get("content") ?? "")?.[1] ?? null;
 }
 
-/** The `>` that ends the tag opening at `from`, outside quoted attribute values; -1: none. */
-function tagEnd(text: string, from: number): number {
-  let quote: string | null = null;
-  for (let j = from + 1; j < text.length; j++) {
-    const c = text[j];
-    if (quote !== null) {
-      if (c === quote) quote = null;
-    } else if (c === '"' || c === "'") quote = c;
-    else if (c === ">") return j;
+/**
+ * The attributes of a tag from `from` (past its name) to its '>', read as the HTML prescan's "get
+ * an attribute" reads them: a quote opens a value only right after '=' (`x=y"z` is a value with a
+ * quote in it), an unquoted value ends at whitespace or '>'. The first of a repeated name counts.
+ * `end`: the index past the '>', or -1 when the tag does not end. Each character is read once.
+ */
+function readAttributes(text: string, from: number): { end: number; attributes: Map<string, string> } {
+  const attributes = new Map<string, string>();
+  let j = from;
+  const space = (k: number): boolean => k < text.length && PRESCAN_SPACE.includes(text[k]!);
+  for (;;) {
+    while (space(j) || text[j] === "/") j++;
+    if (j >= text.length) return { end: -1, attributes };
+    if (text[j] === ">") return { end: j + 1, attributes };
+    const nameStart = j;
+    // A name takes a leading '=' (the prescan's rule), so this always advances.
+    j++;
+    while (j < text.length && !space(j) && text[j] !== "/" && text[j] !== ">" && text[j] !== "=") j++;
+    const name = text.slice(nameStart, j).toLowerCase();
+    while (space(j)) j++;
+    let value = "";
+    if (text[j] === "=") {
+      j++;
+      while (space(j)) j++;
+      const quote = text[j];
+      if (quote === '"' || quote === "'") {
+        const close = text.indexOf(quote, j + 1);
+        if (close < 0) return { end: -1, attributes };
+        value = text.slice(j + 1, close);
+        j = close + 1;
+      } else {
+        const valueStart = j;
+        while (j < text.length && !space(j) && text[j] !== ">") j++;
+        value = text.slice(valueStart, j);
+      }
+    }
+    if (!attributes.has(name)) attributes.set(name, value);
   }
-  return -1;
 }
 
 /**

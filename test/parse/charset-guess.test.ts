@@ -53,6 +53,10 @@ test("an HTML part without a charset parameter is read in the charset its <meta>
     expect({ decoy, charset: htmlMetaCharset(html) }).toEqual({ decoy, charset: null });
   }
   expect(htmlMetaCharset(Buffer.concat([ascii('<!-- x --><meta charset="gbk">'), Buffer.from([0xb0])]))).toBe("gbk");
+  // A quote opens a value only after '=': here the <meta> is inside another tag's value, as a browser reads it.
+  expect(htmlMetaCharset(Buffer.concat([ascii('<a x=y"z x="> <meta charset=gbk> ">'), Buffer.from([0xb0])]))).toBeNull();
+  expect(htmlMetaCharset(Buffer.concat([ascii('<a title=it\'s><meta charset=gbk>'), Buffer.from([0xb0])]))).toBe("gbk");
+  expect(htmlMetaCharset(Buffer.concat([ascii('<meta/charset=gbk>'), Buffer.from([0xb0])]))).toBe("gbk");
   // A '<' before no letter is no tag (a quote after it opens nothing), '<!x' ends at the first '>', '<!-->' is a whole comment: the browser reads the meta after them.
   for (const before of ['<p>1 <" 2</p>', "<!DOCTYPE html \">", "<!-->", "<!--->"]) {
     expect({ before, charset: htmlMetaCharset(Buffer.concat([ascii(`${before}<meta charset="gbk">`), Buffer.from([0xb0, 0xa1])])) }).toEqual({ before, charset: "gbk" });
