@@ -6,6 +6,9 @@
  * - a rule cannot be slipped past with a comment inside an address, a header block ended by a
  *   line of spaces (whichever way a mail client reads on past it), a Content-Type that is not a
  *   type, or UTF-7: each gets the rule's 550.
+ * - later the same day: an address that URL host parsing would cut (`v@company.com/evil.example`) is
+ *   refused; a raw GBK subject, a decomposed file name and text past a broken part header reach
+ *   the rules.
  * The server stays up throughout and stores what it answered 250 for.
  */
 import { expect, test } from "bun:test";
@@ -21,6 +24,8 @@ rules:
   - { name: invoice, priority: 40, action: reject, reject_message: "invoice rule", conditions: [{ field: subject, operator: contains, value: invoice }] }
   - { name: wire, priority: 30, action: reject, reject_message: "wire rule", conditions: [{ field: body, operator: contains, value: wire transfer }] }
   - { name: exe, priority: 20, action: reject, reject_message: "exe rule", conditions: [{ field: attachment, operator: ends_with, value: .exe }] }
+  - { name: fapiao, priority: 45, action: reject, reject_message: "fapiao rule", conditions: [{ field: subject, operator: contains, value: 发票 }] }
+  - { name: quote, priority: 15, action: reject, reject_message: "quote rule", conditions: [{ field: attachment, operator: contains, value: 견적서 }] }
 `;
 
 /** One transaction on a greeted connection; the reply to the final dot (or the first refusal). */
@@ -69,6 +74,42 @@ test("serve: a comment in an address, a blank-looking line, a broken Content-Typ
         "--b1\r\nContent-Type: application/octet-stream; name=evil.exe\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA\r\n--b1--\r\n",
       "550 5.7.1 exe rule",
     ],
+  ];
+  for (const [message, expected] of cases) expect({ message, reply: await transaction(c, "a@b.example", "sales@company.com", message) }).toEqual({ message, reply: expected });
+  // Still up, still storing.
+  expect(await transaction(c, "a@b.example", "sales@company.com", "From: a@b.example\r\nSubject: hi\r\n\r\nhello\r\n")).toStartWith("250 2.0.0 Queued as ");
+  await c.cmd("QUIT");
+  expect((await fetch(`${s.httpUrl}/healthz`)).status).toBe(200);
+});
+
+test("serve: an address URL host parsing would cut is refused; GBK, decomposed text and text past a broken part header reach the rules", async () => {
+  const s = await serve({}, RULES);
+  const c = await RawClient.connect(s.smtpPort);
+  await greet(c);
+  // WHATWG host parsing read these as company.com: 250 and a recorded v@company.com before.
+  for (const rcpt of ["v@company.com/evil.example", "v@company%2ecom", "v@company.com?x"]) {
+    expect(await c.cmd("RSET")).toStartWith("250");
+    expect(await c.cmd("MAIL FROM:<a@b.example>")).toStartWith("250");
+    expect({ rcpt, reply: await c.cmd(`RCPT TO:<${rcpt}>`) }).toEqual({ rcpt, reply: expect.stringMatching(/^5\d\d /) });
+  }
+  expect(await c.cmd("RSET")).toStartWith("250");
+  expect(await c.cmd("MAIL FROM:<ceo@company.com/attacker.example>")).toMatch(/^5\d\d /);
+  expect(await c.cmd("RSET")).toStartWith("250");
+  // A raw GBK subject of a multipart message, read in its text part's charset.
+  const gbk = Buffer.from([0xb7, 0xa2, 0xc6, 0xb1]); // 发票
+  expect(await c.cmd("MAIL FROM:<a@b.example>")).toStartWith("250");
+  expect(await c.cmd("RCPT TO:<sales@company.com>")).toStartWith("250");
+  expect(await c.cmd("DATA")).toStartWith("354");
+  c.write(Buffer.concat([
+    Buffer.from("From: a@b.example\r\nSubject: "), gbk,
+    Buffer.from(`\r\nContent-Type: multipart/alternative; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain; charset=gb2312\r\nContent-Transfer-Encoding: base64\r\n\r\n${gbk.toString("base64")}\r\n--b1--\r\n.\r\n`),
+  ]));
+  expect(await c.reply()).toBe("550 5.7.1 fapiao rule");
+  const cases: [string, string][] = [
+    // A file name as macOS writes it (decomposed Hangul), against a rule that names it precomposed.
+    [`From: a@b.example\r\nSubject: hi\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b1\r\nContent-Type: application/pdf; name="${"견적서.pdf".normalize("NFD")}"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b1--\r\n`, "550 5.7.1 quote rule"],
+    // Text past a line that is no field in a part's header: Python shows it as the part's text.
+    ["From: a@b.example\r\nSubject: hi\r\nContent-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\nContent-Type: text/plain\r\n \r\nPlease send the wire transfer today.\r\n--b1--\r\n", "550 5.7.1 wire rule"],
   ];
   for (const [message, expected] of cases) expect({ message, reply: await transaction(c, "a@b.example", "sales@company.com", message) }).toEqual({ message, reply: expected });
   // Still up, still storing.
