@@ -20,7 +20,7 @@ import type { Email } from "postal-mime";
 import type { AuthResult, Envelope, MessageFacts } from "../types.ts";
 import { describeError } from "../errors.ts";
 import { splitHeaderBlock, type HeaderBlock, type RawHeaderField } from "./header-block.ts";
-import { foldedReading, joinContent, READ_BOTH_WAYS_NOTE, sameMimeParse, type ContentFacts } from "./header-readings.ts";
+import { foldedReading, joinContent, MIME_FIELDS, READ_BOTH_WAYS_NOTE, sameMimeParse, type ContentFacts } from "./header-readings.ts";
 import { emptyHeaderFacts, headerFacts, type HeaderFacts } from "./header-facts.ts";
 import { headerCharset } from "./header-text.ts";
 import { htmlToText } from "./html-text.ts";
@@ -53,8 +53,6 @@ interface ParseBudget {
   notes: string[];
 }
 
-/** Content-* headers postal-mime needs to read the top-level body. */
-const MIME_HEADERS = new Set(["content-type", "content-transfer-encoding", "content-disposition"]);
 
 function note(budget: ParseBudget, text: string): void {
   if (!budget.notes.includes(text)) budget.notes.push(text);
@@ -101,7 +99,7 @@ function parseEnd(raw: Uint8Array, bodyStart: number, cut: ParseCut, budget: Par
 function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number, end: number, budget: ParseBudget): Uint8Array {
   const head: Uint8Array[] = [];
   for (const field of fields) {
-    if (!MIME_HEADERS.has(field.name)) continue;
+    if (!MIME_FIELDS.has(field.name)) continue;
     head.push(Buffer.from(`${field.originalName}:`, "latin1"), field.value, Buffer.from("\r\n"));
   }
   head.push(Buffer.from("\r\n"));
@@ -119,7 +117,7 @@ function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number,
  * Content-Transfer-Encoding field, the one postal-mime decodes by, as partHeader reads it).
  */
 function topEncoding(fields: RawHeaderField[]): { base64: boolean; encoded: boolean } {
-  const mime = fields.filter((field) => MIME_HEADERS.has(field.name));
+  const mime = fields.filter((field) => MIME_FIELDS.has(field.name));
   const encoding = mime.find((field) => field.name === "content-transfer-encoding");
   return {
     base64: mime.some((field) => /base64/i.test(Buffer.from(field.value).toString("latin1"))),

@@ -27,8 +27,8 @@ export function foldedReading(raw: Uint8Array, block: HeaderBlock): HeaderBlock 
   return block.endedAtBlankLine ? splitHeaderBlock(raw, { blankLinesFold: true }) : null;
 }
 
-/** The header fields that decide a MIME parse (extract.ts hands postal-mime these and the body). */
-const MIME_FIELDS: ReadonlySet<string> = new Set(["content-type", "content-transfer-encoding", "content-disposition"]);
+/** The header fields that decide a MIME parse: extract.ts hands postal-mime these and the body. */
+export const MIME_FIELDS: ReadonlySet<string> = new Set(["content-type", "content-transfer-encoding", "content-disposition"]);
 
 function mimeFields(block: HeaderBlock): string[] {
   return block.fields.filter((field) => MIME_FIELDS.has(field.name)).map((field) => `${field.name}:${Buffer.from(field.value).toString("latin1").trim()}`);
