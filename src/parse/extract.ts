@@ -53,7 +53,6 @@ interface ParseBudget {
   notes: string[];
 }
 
-
 function note(budget: ParseBudget, text: string): void {
   if (!budget.notes.includes(text)) budget.notes.push(text);
 }
