@@ -44,7 +44,7 @@ export function createEnvelopeHandlers(opts: {
       const state = stateOf(session);
       state.helo = session.hostNameAppearsAs || "";
       state.tls = Boolean(session.secure);
-      address.address = canonicalSender(address.address);
+      address.address = canonicalSender(address.address, lastAddressCommand(session)?.toString("utf8"));
       // Noted before any check: a sender refused here (an option, the rate limit, TLS required)
       // is what an admin searches the log for, as Postfix's `NOQUEUE: reject: MAIL … from=<…>`.
       noteSender(state, address.address);

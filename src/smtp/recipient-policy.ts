@@ -77,7 +77,44 @@ export function checkRecipient(rawArgument: string, address: string, domains: re
   if (domain.endsWith(".")) return BAD_SYNTAX;
   const ascii = normalizeDomain(domain);
   if (!ascii || !allowed.has(ascii)) return RELAY_DENIED;
+  if (!writtenAsDecoded(rawArgument, ascii)) return RELAY_DENIED;
   return { ok: true, address: `${unquoteLocalPart(local)}@${ascii}` };
+}
+
+/**
+ * smtp-server decodes every `xn--` label of an address with punycode, IDNA-invalid ones too:
+ * `v@xn--company-.com` and `v@company.xn--com-` reached us as v@company.com and got 250, for
+ * domains nobody has (an A-label must round-trip, RFC 5890). So the domain as the client wrote
+ * it must name the same domain as what we were handed; a command we cannot read it from is
+ * left to the checks above.
+ */
+function writtenAsDecoded(command: string, ascii: string): boolean {
+  const written = writtenDomain(command);
+  return written === null || !/(^|\.)xn--/i.test(written) || normalizeDomain(written) === ascii;
+}
+
+/**
+ * The domain of the path in a MAIL or RCPT argument as the client wrote it (`TO:<v@d> …` → d,
+ * `FROM:v@d` → d), quotes in the local part skipped; null when there is none.
+ */
+export function writtenDomain(command: string): string | null {
+  const colon = command.indexOf(":");
+  if (colon < 0) return null;
+  const rest = command.slice(colon + 1).trimStart();
+  let end = rest.length;
+  let quoted = false;
+  for (let i = rest.startsWith("<") ? 1 : 0; i < rest.length; i++) {
+    const c = rest[i];
+    if (quoted && c === "\\") i++;
+    else if (c === '"') quoted = !quoted;
+    else if (!quoted && (c === ">" || c === " " || c === "\t" || c === "\r" || c === "\n")) {
+      end = i;
+      break;
+    }
+  }
+  const path = rest.slice(rest.startsWith("<") ? 1 : 0, end);
+  const at = path.lastIndexOf("@");
+  return at < 0 ? null : path.slice(at + 1);
 }
 
 /**
@@ -88,10 +125,13 @@ export function checkRecipient(rawArgument: string, address: string, domains: re
  * sender, domain-less addresses, IP literals, a trailing dot and domains IDNA refuses are kept
  * as they are.
  */
-export function canonicalSender(address: string): string {
+export function canonicalSender(address: string, command?: string): string {
   const at = address.lastIndexOf("@");
   if (at <= 0) return address;
-  const domain = address.slice(at + 1);
+  // An A-label IDNA refuses (`ceo@xn--company-.com`) is kept as written, not as the domain
+  // smtp-server's punycode decoding made of it (`company.com`): see writtenAsDecoded.
+  const written = command === undefined ? null : writtenDomain(command);
+  const domain = written !== null && /(^|\.)xn--/i.test(written) && normalizeDomain(written) === "" ? written.toLowerCase() : address.slice(at + 1);
   // A trailing dot never gets past smtp-server (501); kept, so the dry run can say so.
   const ascii = domain.startsWith("[") || domain.endsWith(".") ? domain : normalizeDomain(domain);
   return `${unquoteLocalPart(address.slice(0, at))}@${ascii === "" ? domain : ascii}`;

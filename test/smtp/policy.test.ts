@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { RawClient, greet, sendMail, startTestServer, type TestServer } from "./helpers.ts";
-import { canonicalSender, checkRecipient, unquoteLocalPart } from "../../src/smtp/recipient-policy.ts";
+import { canonicalSender, checkRecipient, writtenDomain, unquoteLocalPart } from "../../src/smtp/recipient-policy.ts";
 import { createRateLimiter } from "../../src/smtp/rate-limiter.ts";
 import { clientKey, createIpMatcher, normalizeIp } from "../../src/smtp/ip.ts";
 import { withCpuMs } from "../helpers/cpu-time.ts";
@@ -138,6 +138,21 @@ describe("policy units", () => {
     }
     expect(canonicalSender("ceo@company.com/x")).toBe("ceo@company.com/x");
     expect(checkRecipient("TO:<v@Company.COM>", "v@Company.COM", ["company.com"])).toEqual({ ok: true, address: "v@company.com" });
+  });
+
+  test("the domain as written must be the one handed over: an invalid A-label smtp-server decoded is refused", () => {
+    const domains = ["company.com", "münchen.de"];
+    expect(checkRecipient("TO:<v@xn--company-.com>", "v@company.com", domains).ok).toBe(false);
+    expect(checkRecipient("TO:<v@company.xn--com-> NOTIFY=NEVER", "v@company.com", domains).ok).toBe(false);
+    expect(checkRecipient('TO:<"a>b"@xn--company-.com>', '"a>b"@company.com', domains).ok).toBe(false);
+    expect(checkRecipient("TO:v@xn--company-.com", "v@company.com", domains).ok).toBe(false);
+    expect(checkRecipient("TO:<v@xn--mnchen-3ya.de>", "v@münchen.de", domains)).toEqual({ ok: true, address: "v@xn--mnchen-3ya.de" });
+    expect(checkRecipient("TO:<v@München.de>", "v@München.de", domains)).toEqual({ ok: true, address: "v@xn--mnchen-3ya.de" });
+    expect(checkRecipient("TO:<v@company.com> ORCPT=rfc822;v@xn--x-.example", "v@company.com", domains)).toEqual({ ok: true, address: "v@company.com" });
+    expect(canonicalSender("ceo@company.com", "MAIL FROM:<ceo@XN--COMPANY-.com> SIZE=10")).toBe("ceo@xn--company-.com");
+    expect(canonicalSender("a@münchen.de", "MAIL FROM:<a@xn--mnchen-3ya.de>")).toBe("a@xn--mnchen-3ya.de");
+    expect(writtenDomain('FROM:<"x@y"@d.example> BODY=8BITMIME')).toBe("d.example");
+    expect(writtenDomain("FROM:<>")).toBeNull();
   });
 
   test("a quoted local part that needs no quotes is unquoted (one form for rules); one that does is kept", () => {

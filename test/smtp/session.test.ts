@@ -99,6 +99,25 @@ describe("SMTP session", () => {
     expect(server.sink.messages[1]!.envelope.mailFrom).toBe("a@xn--mnchen-3ya.de");
   });
 
+  // smtp-server's punycode decoding makes `company` of the invalid A-label `xn--company-`.
+  test("an A-label IDNA refuses is not read as the domain its decoding makes: RCPT 550, the sender kept as written", async () => {
+    server = await startTestServer({ domains: ["company.com", "münchen.de"] });
+    const c = await RawClient.connect(server.port);
+    await greet(c, "client.example");
+    expect(await c.cmd("MAIL FROM:<ceo@xn--company-.com>")).toStartWith("250 2.1.0");
+    for (const rcpt of ["v@xn--company-.com", "v@company.xn--com-", "v@xn--company-.xn--com-", "<@relay.example:v@xn--company-.com>"]) {
+      expect(await c.cmd(`RCPT TO:${rcpt.startsWith("<") ? rcpt : `<${rcpt}>`}`)).toMatch(/^5\d\d 5\.7\.1 /);
+    }
+    // Valid A-labels, alone or beside a Unicode label, are still ours.
+    expect(await c.cmd("RCPT TO:<v@xn--mnchen-3ya.de>")).toStartWith("250 2.1.5");
+    expect(await c.cmd("RCPT TO:<x@company.com>")).toStartWith("250 2.1.5");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    c.write(terminated(simpleMessage("bad a-label")));
+    expect(await c.reply()).toStartWith("250 2.0.0 Queued as");
+    expect(server.sink.messages[0]!.envelope.mailFrom).toBe("ceo@xn--company-.com");
+    expect(server.sink.messages[0]!.envelope.rcptTo).toEqual(["v@xn--mnchen-3ya.de", "x@company.com"]);
+  });
+
   test("bytes that are not UTF-8 in MAIL or RCPT → 500 5.5.2 (as Postfix), declared SMTPUTF8 or not; nothing stored", async () => {
     server = await startTestServer();
     const c = await RawClient.connect(server.port);
