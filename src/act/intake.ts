@@ -34,7 +34,7 @@ import { unlink } from "node:fs/promises";
 import { bumpCounterBatch } from "../store/counters.ts";
 import { readIntakeMarks, writeIntakeMarks, type IntakeMarks } from "../store/intake-marks.ts";
 import { databaseFile, databaseFileProblem, type DatabaseFile } from "../store/db-file.ts";
-import { insertIntakeGroup, intakeCounterIncrements, releaseIntakeDeliveries, type IntakeRowItem } from "../store/intake-rows.ts";
+import { insertIntakeGroup, intakeCounterIncrements, markUnwritten, releaseIntakeDeliveries, unwrittenRowIds, type IntakeRowItem } from "../store/intake-rows.ts";
 import { deleteMessages, type MessageRow, type NewDelivery } from "../store/messages.ts";
 import type { IncomingFile, SpoolJob } from "../spool/incoming-file.ts";
 import type { Spool } from "../spool/spool.ts";
@@ -103,6 +103,8 @@ export class Intake {
   private flushCoversWal = false;
   /** Read from the database at the first group (after recovery has settled them). */
   private marks: IntakeMarks | null = null;
+  /** Rows committed here whose file failed, not yet marked UNWRITTEN_SEQ (see releaseDeliveries). */
+  private unwritten: string[] = [];
   /** The database file as opened: rows are not committed into it once deleted or replaced. */
   private readonly dbFile: DatabaseFile | null;
   readonly stats: IntakeStats = { groups: 0, committed: 0, largestGroup: 0, dirSyncMs: 0, sqliteMs: 0, walSyncMs: 0, flushMs: 0 };
@@ -188,8 +190,10 @@ export class Intake {
     const flusher = this.flusher;
     const inWriter = flusher !== null && flusher.rowsUnavailable === null;
     let failures: (string | null)[];
+    let seq: number | null = null;
     try {
-      failures = inWriter ? await this.flushWithRows(flusher, spooled, items) : await this.commitHere(spooled, items);
+      if (inWriter) failures = await this.flushWithRows(flusher, spooled, items);
+      else ({ failures, seq } = await this.commitHere(spooled, items));
     } catch (err) {
       await this.fail(group, spooled, err, !(err instanceof IntakeRowsError));
       return;
@@ -201,7 +205,7 @@ export class Intake {
       group = group.filter((w) => !failedSet.has(w));
     }
     // The writer thread released the deliveries itself, before it answered.
-    if (!inWriter) this.releaseDeliveries(items, failures);
+    if (!inWriter) this.releaseDeliveries(items, failures, seq);
     this.stats.groups++;
     this.stats.committed += group.length;
     this.stats.largestGroup = Math.max(this.stats.largestGroup, group.length);
@@ -220,7 +224,7 @@ export class Intake {
   }
 
   /** Rows committed on this connection (no fsync), then the files and the sync. */
-  private async commitHere(spooled: Waiting[], items: IntakeRowItem[]): Promise<(string | null)[]> {
+  private async commitHere(spooled: Waiting[], items: IntakeRowItem[]): Promise<{ failures: (string | null)[]; seq: number }> {
     const marks = (this.marks ??= readIntakeMarks(this.db));
     const t0 = performance.now();
     let seq = 0;
@@ -233,26 +237,32 @@ export class Intake {
       throw new IntakeRowsError(`committing the rows failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }
     this.stats.sqliteMs += performance.now() - t0;
-    const failures = await this.makeDurable(spooled);
-    // Not lastSeq: the next group may have committed its rows meanwhile, not yet durable.
-    marks.durableSeq = Math.max(marks.durableSeq, seq);
-    return failures;
+    // The durable mark advances to `seq` with releaseDeliveries.
+    return { failures: await this.makeDurable(spooled), seq };
   }
 
   /**
    * The group's deliveries become claimable (before the callers hear 250 and wake the worker).
    * If this fails they stay held back until the pipeline's sweep or the next start releases them.
    */
-  private releaseDeliveries(items: IntakeRowItem[], failures: (string | null)[]): void {
+  private releaseDeliveries(items: IntakeRowItem[], failures: (string | null)[], seq: number | null): void {
     const marks = this.marks;
+    this.unwritten.push(...unwrittenRowIds(items, failures));
+    // Not lastSeq: the next group may have committed its rows meanwhile, not yet durable.
+    const durableSeq = marks !== null && seq !== null ? Math.max(marks.durableSeq, seq) : null;
     try {
-      // The advanced durable mark too (see syncfs-worker.ts releaseRows for why).
+      // The advanced durable mark too (see syncfs-worker.ts releaseRows for why), with the rows
+      // whose file failed marked: the mark never passes them unmarked (UNWRITTEN_SEQ).
       this.wal.commitUnsynced(() => {
-        if (marks !== null) writeIntakeMarks(this.db, marks);
+        markUnwritten(this.db, this.unwritten);
+        if (marks !== null) writeIntakeMarks(this.db, { ...marks, durableSeq: durableSeq ?? marks.durableSeq });
         releaseIntakeDeliveries(this.db, items, failures);
       });
+      if (marks !== null && durableSeq !== null) marks.durableSeq = durableSeq;
+      this.unwritten = [];
     } catch {
-      // Released later (sweep, recovery); the messages themselves are stored.
+      // Released later (sweep, recovery), the mark and the marking with the next group; the
+      // messages themselves are stored.
     }
   }
 

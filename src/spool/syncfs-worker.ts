@@ -32,7 +32,7 @@ import { loadLibcFunction } from "../libc.ts";
 import { openDatabase } from "../store/db.ts";
 import { databaseFile, databaseFileProblem, type DatabaseFile } from "../store/db-file.ts";
 import { readIntakeMarks, writeIntakeMarks, type IntakeMarks } from "../store/intake-marks.ts";
-import { insertIntakeGroup, releaseIntakeDeliveries, type IntakeRowItem } from "../store/intake-rows.ts";
+import { insertIntakeGroup, markUnwritten, releaseIntakeDeliveries, unwrittenRowIds, type IntakeRowItem } from "../store/intake-rows.ts";
 import type { SpoolJob } from "./incoming-file.ts";
 import { commitWithShortWaits } from "./wal-sync.ts";
 
@@ -74,6 +74,8 @@ let walFsync: string | null = null;
 let marks: IntakeMarks | null = null;
 /** The durable mark as last written to the database by releaseRows. */
 let writtenDurableSeq = -1;
+/** Rows committed whose job failed, not yet marked UNWRITTEN_SEQ (see releaseRows). */
+let unwritten: string[] = [];
 
 self.onmessage = (event: MessageEvent<Request>) => {
   const req = event.data;
@@ -175,19 +177,25 @@ function syncAll(): { errno: number; error?: string } {
 function releaseRows(groups: RowsGroup[], groupErrors: (string | null)[], failures: (string | null)[]): void {
   if (db === null || marks === null) return;
   const m = marks;
-  m.durableSeq = m.lastSeq;
+  groups.forEach((g, i) => void (groupErrors[i] === null && unwritten.push(...unwrittenRowIds(g.items, failures.slice(g.from)))));
   const releasing = groups.filter((g, i) => groupErrors[i] === null && g.items.some((item) => item.deliveries.length > 0));
-  if (releasing.length === 0 && m.durableSeq === writtenDurableSeq) return;
+  if (releasing.length === 0 && unwritten.length === 0 && m.lastSeq === writtenDurableSeq) return;
   const conn = db;
+  const durable: IntakeMarks = { lastSeq: m.lastSeq, durableSeq: m.lastSeq };
   try {
-    // Not fsynced: lost in a crash, the mark is only behind (recovery checks more rows).
+    // Not fsynced: lost in a crash, the mark is only behind (recovery checks more rows). The rows
+    // whose file failed are marked in the same transaction: the mark never passes them unmarked.
     commitWithShortWaits(conn, () => {
-      writeIntakeMarks(conn, m);
+      markUnwritten(conn, unwritten);
+      writeIntakeMarks(conn, durable);
       for (const g of releasing) releaseIntakeDeliveries(conn, g.items, failures.slice(g.from));
     });
-    writtenDurableSeq = m.durableSeq;
+    m.durableSeq = durable.durableSeq;
+    writtenDurableSeq = durable.durableSeq;
+    unwritten = [];
   } catch {
-    // Released later (the pipeline's sweep, recovery), the mark with the next group; the
+    // Released later (the pipeline's sweep, recovery), the mark and the marking with the next
+    // group (whose own transaction writes the mark as it was: not past unmarked rows); the
     // messages themselves are stored.
   }
 }

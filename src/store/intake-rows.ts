@@ -56,6 +56,30 @@ export function releaseIntakeDeliveries(db: Database, items: readonly IntakeRowI
   return ids.length;
 }
 
+/**
+ * commit_seq of a row whose spool file was never written (its job failed: its client got 451).
+ * Above every durable mark, so recovery checks it like a row of a group whose sync never
+ * finished: it finds no file and removes the row as unacknowledged. The intake deletes such
+ * rows itself, but not before the database lets it (a full disk refuses deletes too): a crash
+ * meanwhile left them in a durable group, where recovery took them for accepted mail whose file
+ * was lost (deliveries failed "spool file missing", an archive row without its file, counted).
+ */
+export const UNWRITTEN_SEQ = Number.MAX_SAFE_INTEGER;
+
+/** Ids of the group's rows whose job failed (`jobFailures[i]` non-null: job i was not written). */
+export function unwrittenRowIds(items: readonly IntakeRowItem[], jobFailures: readonly (string | null)[]): string[] {
+  return items.filter((i) => i.job !== null && jobFailures[i.job] != null).map((i) => i.row.id);
+}
+
+/**
+ * Marks those rows UNWRITTEN_SEQ; call inside the transaction that advances the durable mark past
+ * their group, so that the mark never passes them unmarked.
+ */
+export function markUnwritten(db: Database, ids: readonly string[]): void {
+  if (ids.length === 0) return;
+  db.query(`UPDATE messages SET commit_seq = ? WHERE id IN (SELECT value FROM json_each(?))`).run(UNWRITTEN_SEQ, JSON.stringify(ids));
+}
+
 type CountedRow = Pick<MessageRow, "receivedAt" | "rule" | "category" | "action"> & Partial<Pick<MessageRow, "tls" | "countsSession">>;
 
 /** The `received` and `action:<action>` increments of a group's rows, and the sessions they count. */
