@@ -67,10 +67,18 @@ export class Archive {
   private async archiveOne(it: ArchiveItem): Promise<ArchiveResult> {
     try {
       const rel = archiveRelativePath(it.id, it.receivedAt);
-      await this.ensureDay(dayKey(it.receivedAt));
+      const day = dayKey(it.receivedAt);
+      await this.ensureDay(day);
       const final = join(this.dataDir, rel);
       try {
-        await link(it.source, final);
+        await link(it.source, final).catch(async (err: unknown) => {
+          // The day directory known to exist was removed since (moved away by an admin's script,
+          // the archive cleared): made again, once. Cached, every retry failed ENOENT until a restart.
+          if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+          this.knownDays.delete(day);
+          await this.ensureDay(day);
+          await link(it.source, final);
+        });
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code ?? "";
         if (code === "EEXIST") return { archivePath: rel, error: null };

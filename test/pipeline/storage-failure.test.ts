@@ -107,6 +107,24 @@ describe("storage failure", () => {
     expect(counterTotals(h)).toEqual({});
   }, 30_000);
 
+  // The day directory was cached as made: every copy after failed ENOENT, the minute sweep's
+  // retries too, and /healthz said the archive failed, until serve was restarted.
+  test("archive removed while serving (an admin's script moved it away): the next copy makes it again", async () => {
+    let clock = Date.now();
+    h = await makeHarness({ now: () => clock });
+    await h.pipeline.receive(message("keepcopy one"), envelope());
+    await h.pipeline.settle();
+    await rm(join(h.config.dataDir, "archive"), { recursive: true });
+    const { id } = await h.pipeline.receive(message("keepcopy two"), envelope());
+    await h.pipeline.settle();
+    clock += 2 * 60_000;
+    await h.pipeline.sweep();
+    await h.pipeline.settle();
+    expect((await listFiles(join(h.config.dataDir, "archive"))).map((f) => f.slice(f.indexOf("/") + 1))).toEqual([`${id}.eml`]);
+    expect(h.db.query<{ status: string }, [string]>("SELECT status FROM messages WHERE id = ?").get(id)?.status).toBe("done");
+    expect(h.pipeline.fileWriteFailure()).toBeNull();
+  });
+
   test("database write fails → 451, the spool file written for it is removed", async () => {
     h = await makeHarness();
     h.db.exec("CREATE TRIGGER simulate_db_failure BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'simulated disk I/O error'); END");
