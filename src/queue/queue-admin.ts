@@ -30,6 +30,9 @@ const ALL_STATES: readonly DeliveryState[] = ["queued", "deferred", "held", "del
 export function parseStates(arg: string | undefined): DeliveryState[] {
   if (arg === undefined || arg.trim() === "") return [...PENDING_STATES];
   const states = arg.split(",").map((s) => s.trim().toLowerCase()).filter(Boolean);
+  // Only commas (a script's empty list joined): no state named, and an empty IN () printed
+  // "queue is empty" over a queue with deliveries in it.
+  if (states.length === 0) throw new CliError(`--state=${arg} names no delivery state: use ${ALL_STATES.join(", ")} (comma-separated)`);
   for (const s of states) {
     if (!(ALL_STATES as readonly string[]).includes(s)) {
       throw new CliError(`--state=${s} is not a delivery state: use ${ALL_STATES.join(", ")} (comma-separated)`);
