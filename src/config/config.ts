@@ -11,8 +11,9 @@ import { existsSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { CliError } from "../errors.ts";
+import { RETRY_CAP_MS } from "../queue/retry.ts";
 import { VARIABLES, VARIABLE_NAMES } from "./variables.ts";
-import { parseCidrList, parseDotenv } from "./parse-values.ts";
+import { hostBitWarnings, parseCidrList, parseDotenv } from "./parse-values.ts";
 import { bool, hostName, integer, listenAddressesOverlap, listenHost, number, oneOf, relayHost } from "./scalar-values.ts";
 import { unknownVariableWarnings } from "./unknown-variables.ts";
 
@@ -260,6 +261,10 @@ function loadConfigValues(opts: LoadOptions): Config {
     warnings,
   };
   refuseSharedPort(config.smtp, config.http);
+  warnings.push(...hostBitWarnings(config.smtp.allowedIps, "SMTP_ALLOWED_IPS"), ...hostBitWarnings(config.smtp.proxyTrusted, "SMTP_PROXY_TRUSTED"));
+  if (config.queue.retryBaseSeconds > RETRY_CAP_MS / 1000) {
+    warnings.push(`QUEUE_RETRY_BASE_SECONDS=${get("QUEUE_RETRY_BASE_SECONDS")} is above the ${RETRY_CAP_MS / 1000} s cap on every retry delay: retries wait ${RETRY_CAP_MS / 1000} s`);
+  }
   return config;
 }
 

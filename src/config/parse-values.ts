@@ -2,6 +2,7 @@
  * Parsers for configuration values that are more than a scalar: `.env` files and CIDR
  * lists. Both throw a CliError naming the variable (or file:line) on bad input.
  */
+import { normalizeCidr, parseCidr } from "cidr-tools";
 import { isIP } from "node:net";
 import { CliError } from "../errors.ts";
 
@@ -23,6 +24,21 @@ export function parseDotenv(text: string, file: string): Map<string, string> {
     out.set(m[1] ?? "", value);
   });
   return out;
+}
+
+/**
+ * One warning per CIDR with host bits set (`10.0.0.1/8` means all of 10.0.0.0/8): usually a
+ * slip for a single address (/32) that widens an allow-list or the trusted proxies without a
+ * word; Postfix warns about "non-null host address bits" in the same place.
+ */
+export function hostBitWarnings(cidrs: readonly string[], name: string): string[] {
+  return cidrs.flatMap((cidr) => {
+    const [addr = "", prefix = ""] = cidr.split("/");
+    const max = isIP(addr) === 4 ? 32 : 128;
+    if (Number(prefix) === max || parseCidr(cidr).start === parseCidr(`${addr}/${max}`).start) return [];
+    const network = normalizeCidr(cidr);
+    return [`${name}: ${cidr} has host bits set and means the whole network ${network}; write ${network} if that is meant, or ${addr}/${max} for the one address`];
+  });
 }
 
 /** Comma-separated CIDRs or single addresses, validated; single addresses get /32 or /128. */

@@ -65,10 +65,16 @@ export function bool(get: (n: string) => string, name: string): boolean {
   throw new CliError(`${name}=${get(name)} is not a boolean: use true or false (yes/no, on/off and 1/0 are taken too)`);
 }
 
+/**
+ * Decimal only: Number() also reads `0x10`, `0b11`, `0o7` and `1e3`, so MAX_MESSAGE_SIZE_MB=0x10
+ * started serve with 16 MB where an admin (or a template's placeholder) meant something else.
+ */
+const DECIMAL = /^-?(?:\d+(?:\.\d*)?|\.\d+)$/;
+
 export function number(get: (n: string) => string, name: string, min: number, max: number): number {
   const v = get(name);
   const n = Number(v);
-  if (v === "" || !Number.isFinite(n) || n < min || n > max) {
+  if (!DECIMAL.test(v) || !Number.isFinite(n) || n < min || n > max) {
     throw new CliError(`${name}=${v} is not a number between ${min} and ${max}`);
   }
   return n;

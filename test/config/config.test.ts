@@ -280,6 +280,32 @@ W="x"#y
     expect(loadConfig({ env: { LOG_FORMAT: "TEXT", LOG_LEVEL: "DEBUG" }, cwd: emptyDir() }).log).toMatchObject({ format: "text", level: "debug" });
   });
 
+  test("decimal numbers only: hex, binary, octal and exponent forms are refused, naming the variable", () => {
+    for (const v of ["0x10", "0b11", "0o7", "1e3", "Infinity", "+5"]) {
+      expect(errorOf(() => loadConfig({ env: { MAX_MESSAGE_SIZE_MB: v }, cwd: emptyDir() }))).toBe(`MAX_MESSAGE_SIZE_MB=${v} is not a number between 0.001 and 1024`);
+    }
+    expect(loadConfig({ env: { MAX_MESSAGE_SIZE_MB: "0.5" }, cwd: emptyDir() }).smtp.maxMessageBytes).toBe(524288);
+    expect(loadConfig({ env: { QUEUE_MAX_AGE_HOURS: "12." }, cwd: emptyDir() }).queue.maxAgeHours).toBe(12);
+    expect(loadConfig({ env: { ARCHIVE_MAX_AGE_DAYS: " 30 " }, cwd: emptyDir() }).archiveMaxAgeDays).toBe(30);
+  });
+
+  test("a CIDR with host bits set is taken as its network, with a warning naming both readings", () => {
+    const c = loadConfig({ env: { SMTP_ALLOWED_IPS: "10.0.0.1/8,192.0.2.7,2001:db8::1/32,198.51.100.0/24", SMTP_PROXY_TRUSTED: "127.0.0.1/8" }, cwd: emptyDir() });
+    expect(c.warnings).toEqual([
+      "SMTP_ALLOWED_IPS: 10.0.0.1/8 has host bits set and means the whole network 10.0.0.0/8; write 10.0.0.0/8 if that is meant, or 10.0.0.1/32 for the one address",
+      "SMTP_ALLOWED_IPS: 2001:db8::1/32 has host bits set and means the whole network 2001:db8::/32; write 2001:db8::/32 if that is meant, or 2001:db8::1/128 for the one address",
+      "SMTP_PROXY_TRUSTED: 127.0.0.1/8 has host bits set and means the whole network 127.0.0.0/8; write 127.0.0.0/8 if that is meant, or 127.0.0.1/32 for the one address",
+    ]);
+    expect(c.smtp.allowedIps).toEqual(["10.0.0.1/8", "192.0.2.7/32", "2001:db8::1/32", "198.51.100.0/24"]);
+  });
+
+  test("QUEUE_RETRY_BASE_SECONDS above the one-hour cap on retry delays is warned about: it cannot take effect", () => {
+    expect(loadConfig({ env: { QUEUE_RETRY_BASE_SECONDS: "7200" }, cwd: emptyDir() }).warnings).toEqual([
+      "QUEUE_RETRY_BASE_SECONDS=7200 is above the 3600 s cap on every retry delay: retries wait 3600 s",
+    ]);
+    expect(loadConfig({ env: { QUEUE_RETRY_BASE_SECONDS: "3600" }, cwd: emptyDir() }).warnings).toEqual([]);
+  });
+
   test(".env syntax errors name file and line", () => {
     expect(errorOf(() => parseDotenv("A=1\nthis is wrong\n", "/x/.env"))).toBe("/x/.env:2: not a KEY=VALUE line");
   });
