@@ -12,6 +12,7 @@
  * before those bytes (or its end) arrive is temporary: a handler that sends its status first and
  * then dies looks exactly like that, and a duplicate (same `id`) is recoverable, a loss is not.
  */
+import { redactUrl } from "./redact-url.ts";
 import { createHmac } from "node:crypto";
 import type { AttemptOutcome } from "../queue/retry.ts";
 import { describeStatus, parseRetryAfter, replyLine, requestErrorHint } from "./webhook-advice.ts";
@@ -145,14 +146,4 @@ function errorText(err: unknown): string {
     .replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>]+/gi, (url) => redactUrl(url))
     .trim()
     .replace(/\.$/, "");
-}
-
-/** URL as shown in logs and attempt records: no query string or credentials (they may carry tokens). */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    return `${u.protocol}//${u.host}${u.pathname}`;
-  } catch {
-    return "(invalid url)";
-  }
 }

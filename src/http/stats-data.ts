@@ -7,6 +7,7 @@
  * addresses, relay errors) are returned as-is: the renderers escape them.
  * Failure: a database error propagates; the server answers 500 (or 503 for /healthz).
  */
+import { redactUrl } from "../act/redact-url.ts";
 import type { Database } from "bun:sqlite";
 import type { Action, DeliveryKind, DeliveryState } from "../types.ts";
 import { dayKey } from "../store/db.ts";
@@ -267,8 +268,7 @@ export function retryCommand(deliveryId: number): string {
 export function displayTarget(kind: string, target: string): string {
   if (kind === "webhook") {
     try {
-      const u = new URL(target);
-      return `${u.protocol}//${u.host}${u.pathname}${u.search ? "?…" : ""}`;
+      return `${redactUrl(target)}${new URL(target).search ? "?…" : ""}`;
     } catch {
       return "(invalid URL)";
     }

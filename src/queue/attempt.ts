@@ -7,7 +7,8 @@
  * temporary (disk hiccup), and transport outcomes pass through.
  */
 import type { RelayClient } from "../act/relay.ts";
-import { postWebhook, redactUrl } from "../act/webhook.ts";
+import { redactUrl } from "../act/redact-url.ts";
+import { postWebhook } from "../act/webhook.ts";
 import { VERSION } from "../version.ts";
 import { MISSING_FILE_PREFIX } from "../store/messages.ts";
 import type { ClaimedDelivery } from "./queue-store.ts";

@@ -13,7 +13,7 @@
  * Trusts: the schema of store/migrations.ts. Failure: SQLite errors are thrown to the caller.
  */
 import type { Database } from "bun:sqlite";
-import { redactUrl } from "../act/webhook.ts";
+import { redactUrl } from "../act/redact-url.ts";
 import type { Logger } from "../log/logger.ts";
 import { commitWithShortWaits, withoutFsync } from "../spool/wal-sync.ts";
 import { bumpCounterBatch } from "../store/counters.ts";

@@ -15,7 +15,7 @@
  * Trusts: the schema of store/migrations.ts. Failure: SQLite errors are thrown to the caller.
  */
 import type { Database } from "bun:sqlite";
-import { redactUrl } from "../act/webhook.ts";
+import { redactUrl } from "../act/redact-url.ts";
 import type { Logger } from "../log/logger.ts";
 import { bumpCounterBatch, type CounterIncrement } from "../store/counters.ts";
 import type { ClaimedDelivery } from "./queue-store.ts";

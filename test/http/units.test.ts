@@ -2,6 +2,7 @@
  * The small pure pieces behind the page: chart scale, formatting, target display, and the
  * StatusSource adapter serve uses (dates → ms, reload counts renamed, no credentials).
  */
+import { redactUrl } from "../../src/act/redact-url.ts";
 import { expect, test } from "bun:test";
 import { formatCount, formatDay, formatDuration, formatPercent } from "../../src/http/format.ts";
 import { niceCeiling } from "../../src/http/stats-chart.ts";
@@ -29,10 +30,16 @@ test("formatting", () => {
   expect(formatDay("2025-03-07")).toBe("Mar 7");
 });
 
-test("targets: forward addresses joined, webhook URLs without credentials or query", () => {
+test("targets: forward addresses joined, webhook URLs without credentials, query or path past its first segment", () => {
   expect(displayTarget("forward", '["a@x.example","b@y.example"]')).toBe("a@x.example, b@y.example");
   expect(displayTarget("forward", "plain@x.example")).toBe("plain@x.example");
-  expect(displayTarget("webhook", "https://user:pw@hooks.example:8443/in/abc?token=s3cret#frag")).toBe("https://hooks.example:8443/in/abc?…");
+  expect(displayTarget("webhook", "https://user:pw@hooks.example:8443/in/abc?token=s3cret#frag")).toBe("https://hooks.example:8443/in/…?…");
+  // Receivers that carry their secret in the path: shown, the secret is not.
+  expect(displayTarget("webhook", "https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX")).toBe("https://hooks.slack.com/services/…");
+  expect(redactUrl("https://discord.com/api/webhooks/123456/s3cret-token")).toBe("https://discord.com/api/…");
+  expect(redactUrl("http://127.0.0.1:8080/hook")).toBe("http://127.0.0.1:8080/hook");
+  expect(redactUrl("http://127.0.0.1:8080/hook/")).toBe("http://127.0.0.1:8080/hook/");
+  expect(redactUrl("http://127.0.0.1:8080/")).toBe("http://127.0.0.1:8080/");
   expect(displayTarget("webhook", "not a url")).toBe("(invalid URL)");
 });
 
