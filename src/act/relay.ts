@@ -14,7 +14,8 @@
  * UTF-8 domains as A-labels, SMTPUTF8 when a local part needs it (relay-envelope.ts).
  * Latency: nodemailer ≥ 10 sets TCP_NODELAY on its sockets (smtp-connection `_onConnect`),
  * which avoids the 40 ms Nagle/delayed-ACK stall per message Haraka suffers from.
- * Failure: never throws; every send resolves to an AttemptOutcome (see classifyRelayError and,
+ * Failure: never throws; every send resolves to an AttemptOutcome (see classifyRelayError,
+ * splitAllRefused when every recipient was refused, some for good, and,
  * when the relay took the message for only some recipients, acceptedOutcome).
  */
 import { isAscii } from "node:buffer";
@@ -135,7 +136,7 @@ export function createRelayClient(relay: RelayConfig, opts: RelayClientOptions):
         if (successor !== null) return successor.send(input);
         return { relay: label, outcome: { kind: "temporary", error: "not sent: the relay was removed by a reload" }, unsent: true };
       }
-      const outcome = classifyRelayError(result.error);
+      const outcome = splitAllRefused(result.error) ?? classifyRelayError(result.error);
       // TLS mode vs port, certificate checks: the raw error names neither the setting nor the fix.
       const hint = relayErrorHint(relay, outcome.error);
       const down = result.relayDown === undefined ? {} : { relayDown: result.relayDown };
@@ -227,6 +228,29 @@ export function acceptedOutcome(response: string, rejected: readonly unknown[] |
     outcome.reply += ` (deferred: ${describeRefusals(temporary)})`;
   }
   return outcome;
+}
+
+/**
+ * Every recipient refused, some for good (5xx), the others for now (4xx): nodemailer reports it
+ * as one error carrying the 4xx reply, so the whole delivery was retried, the 5xx recipients
+ * with it until QUEUE_MAX_AGE_HOURS, their reply shown nowhere. As Postfix does, they fail at
+ * once (`refused`: a failed delivery of their own) and only the others are retried. null when
+ * the refusals are all of one kind, or a 5xx one names no recipient (classifyRelayError then).
+ */
+export function splitAllRefused(err: unknown): Extract<AttemptOutcome, { kind: "temporary" }> | null {
+  const e = typeof err === "object" && err !== null ? (err as RelayErrorFields & { rejectedErrors?: unknown }) : {};
+  if (e.code !== "EENVELOPE" || e.command !== "RCPT TO" || !Array.isArray(e.rejectedErrors)) return null;
+  const list = e.rejectedErrors as RejectedRecipient[];
+  const permanent = list.filter(isPermanentRefusal);
+  if (permanent.length === 0 || permanent.length === list.length) return null;
+  const recipients = permanent.map(recipientOf);
+  if (recipients.some((r) => r === null)) return null;
+  const temporary = list.filter((r) => !isPermanentRefusal(r));
+  return {
+    kind: "temporary",
+    error: `recipients deferred by the relay: ${describeRefusals(temporary)}`,
+    refused: { recipients: recipients as string[], error: `recipients refused by the relay: ${describeRefusals(permanent)}` },
+  };
 }
 
 function isPermanentRefusal(r: RejectedRecipient): boolean {

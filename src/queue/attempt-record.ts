@@ -25,7 +25,8 @@ export function attemptRecord(
   const schedule = (o: AttemptOutcome) =>
     nextStep({ outcome: o, attempts: d.attempts + 1 - d.retryAttempts, createdAt: d.ageFrom, now: end, ...queue, random });
   const ok = outcome.kind === "delivered";
-  const refused = outcome.kind === "delivered" ? outcome.refused : undefined;
+  // A 5xx recipient is done with whether the others took the message or were deferred.
+  const refused = outcome.kind === "permanent" ? undefined : outcome.refused;
   // Recipients deferred while the others took the message: scheduled as this delivery would
   // have been had the whole attempt failed temporarily (same backoff, same age limit).
   const split = outcome.kind === "delivered" ? outcome.deferred : undefined;
@@ -63,7 +64,9 @@ export function logAttempt(logger: Logger, record: AttemptRecord, result: Finish
   }
   // Under the new delivery's number, as for deferred below: the one `queue list` shows for them.
   if (refused) {
-    logger.error("failed", { ...fields, delivery: result.refusedDelivery, target: narrowTarget(record.target, refused.recipients), recipients: refused.recipients, error: refused.error });
+    // Done with: the next try of a delivery deferred for the others is not theirs.
+    const { next_attempt: _, ...done } = fields;
+    logger.error("failed", { ...done, delivery: result.refusedDelivery, target: narrowTarget(record.target, refused.recipients), recipients: refused.recipients, error: refused.error });
   }
   if (deferred) {
     // Logged under the new delivery's number: the one `queue list` shows for these recipients.

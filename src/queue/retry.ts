@@ -35,8 +35,10 @@ export type AttemptOutcome =
   /**
    * `retryAfterMs`: how long the other side asked us to wait (a webhook's `Retry-After` on a 429
    * or 503); the next attempt is not made sooner than that, nor later than RETRY_CAP_MS.
+   * `refused`: a forward's recipients refused for good while the others were refused for now
+   * (nobody took it): they fail at once; the delivery is retried for the others only.
    */
-  | { kind: "temporary"; error: string; retryAfterMs?: number }
+  | { kind: "temporary"; error: string; retryAfterMs?: number; refused?: RefusedRecipients }
   | { kind: "permanent"; error: string };
 
 /**

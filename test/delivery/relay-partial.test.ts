@@ -3,7 +3,8 @@
  * and a real smtp-server relay: the recipients that took the message are done and get exactly
  * one copy; a 4xx recipient gets a deferred delivery of its own, retried with backoff until it
  * takes the message (one copy too); a 5xx one a failed delivery; one deferred past
- * QUEUE_MAX_AGE_HOURS fails at once; a 4xx for every recipient retries the whole delivery.
+ * QUEUE_MAX_AGE_HOURS fails at once; a 4xx for every recipient retries the whole delivery; a 5xx
+ * and a 4xx with nobody taking it: the 5xx one fails at once, the 4xx one alone is retried.
  */
 import { afterEach, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
@@ -187,4 +188,32 @@ test("450 for every recipient: nothing was sent, the whole delivery is retried (
   expect(rowsOf(t, id)[0]!.attempts).toBe(2);
   expect(attemptsOfDelivery(t, rowsOf(t, id)[0]!.id)[0]!.reply).toContain("450");
   expect(relay.received.map((m) => m.to)).toEqual([["a@company.com", "b@company.com"]]);
+}, 30_000);
+
+test("550 for a and 450 for b, nobody took it: a failed at once with its 550, only b is retried", async () => {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger({ level: "info", format: "json", write: (s) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
+  const { relay, t, worker } = await setup({ QUEUE_RETRY_BASE_SECONDS: "0.3" }, logger);
+  relay.refuseRecipients = ["a@company.com"];
+  // b's mailbox stays busy: before, a (which does not exist) waited with it, retried for
+  // QUEUE_MAX_AGE_HOURS under b's 450, its own 550 shown nowhere.
+  relay.deferRecipients.set("b@company.com", Infinity);
+  const id = seedDelivery(t, { target: ["a@company.com", "b@company.com"] });
+  worker.start();
+  await waitFor(() => rowsOf(t, id).length === 2 && rowsOf(t, id)[0]!.attempts >= 2, 15_000, "a split off, b retried");
+  const [kept, refused] = rowsOf(t, id);
+  expect(refused).toMatchObject({ target: '["a@company.com"]', state: "failed", attempts: 1 });
+  expect(refused!.last_error).toContain("550");
+  expect(kept).toMatchObject({ target: '["b@company.com"]', state: "deferred" });
+  expect(kept!.last_error).toContain("450");
+  expect(counter(t.db, "failed:forward")).toBe(1);
+  const first = lines.filter((l) => l.id === id && l.attempt === 1).map((l) => [l.msg, String(l.target).replace(/^.* → /, ""), "next_attempt" in l]);
+  expect(first).toEqual([["failed", "a@company.com", false], ["deferred", "b@company.com", true]]);
+  // The retry asks for b alone.
+  expect(relay.mailFroms.length).toBeGreaterThanOrEqual(2);
+  expect(relay.received).toEqual([]);
+  relay.deferRecipients.set("b@company.com", 0);
+  await waitFor(() => rowsOf(t, id)[0]!.state === "delivered", 15_000, "b delivered");
+  expect(relay.received.map((m) => m.to)).toEqual([["b@company.com"]]);
+  expect(rowsOf(t, id)).toHaveLength(2);
 }, 30_000);
