@@ -83,7 +83,7 @@ export interface LoadOptions {
 }
 
 /** The database's file name in DATA_DIR when DATABASE_URL is not set. */
-const DEFAULT_DATABASE_FILE = "mail-gateway.db";
+export const DEFAULT_DATABASE_FILE = "mail-gateway.db";
 
 /** The env file's text; a directory or an unreadable file is named with the reason. */
 function readEnvFile(path: string): string {

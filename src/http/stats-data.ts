@@ -129,7 +129,7 @@ export function collectStats(db: Database, status: StatusSource, now: number, ho
     categories: categoryCounts(rows, today),
     deliveriesByRule: deliveriesByRule(rows, today),
     queue: queueFigures(db, now),
-    failedDeliveries: failedDeliveries(db),
+    failedDeliveries: failedDeliveries(db, status.queueCommandArgs ?? ""),
   };
 }
 
@@ -237,7 +237,7 @@ interface FailedRow {
   mail_from: string | null;
 }
 
-function failedDeliveries(db: Database): FailedDelivery[] {
+function failedDeliveries(db: Database, queueArgs: string): FailedDelivery[] {
   const rows = db
     .query<FailedRow, [number]>(
       `SELECT d.id, d.message_id, d.kind, d.target, d.attempts, d.updated_at, d.last_error, m.subject, m.mail_from
@@ -255,13 +255,16 @@ function failedDeliveries(db: Database): FailedDelivery[] {
     lastError: r.last_error,
     subject: r.subject,
     mailFrom: r.mail_from,
-    retryCommand: retryCommand(r.id),
+    retryCommand: retryCommand(r.id, queueArgs),
   }));
 }
 
-/** The command an admin runs to put this one failed delivery back in the queue (`queue retry` takes a delivery number or a message id). */
-export function retryCommand(deliveryId: number): string {
-  return `mailgw queue retry ${deliveryId}`;
+/**
+ * The command an admin runs to put this one failed delivery back in the queue (`queue retry` takes a
+ * delivery number or a message id), with what finds serve's queue from any directory (StatusSource.queueCommandArgs).
+ */
+export function retryCommand(deliveryId: number, queueArgs = ""): string {
+  return `mailgw queue retry ${deliveryId}${queueArgs}`;
 }
 
 /** Forward targets are a JSON array of addresses; webhook URLs lose credentials and query (they may hold secrets). */

@@ -62,6 +62,11 @@ export interface StatusSource {
   tlsCertificate?(): TlsCertificateStatus | null;
   /** Why SPF/DKIM/DMARC checks the rules need cannot get DNS answers, in words safe for /healthz; null when they can. */
   dnsWarning?(): string | null;
+  /**
+   * What `mailgw queue` needs to find this serve's queue from any directory (`--data-dir /var/lib/mailgw`):
+   * the stats page's retry commands carry it. "" when not known (tests).
+   */
+  queueCommandArgs?: string;
 }
 
 /** The shapes `serve` already has, described structurally so http/ imports none of them. */
@@ -91,6 +96,8 @@ export interface StatusParts {
   tlsStatus?: () => { certificate: { notBefore: Date; notAfter: Date } | null; reloadError: string | null } | null;
   /** serve/resolver-notice.ts's warning for the rules in force. */
   dnsWarning?: () => string | null;
+  /** serve's data directory, and its database when not the default file in it (absolute), for the commands the stats page suggests. */
+  storage?: { dataDir: string; ownDatabase: string | null };
 }
 
 /** Adapts serve's components to a StatusSource (dates to unix ms, never credentials). */
@@ -104,6 +111,7 @@ export function createStatusSource(parts: StatusParts): StatusSource {
     databaseWriteFailure: () => parts.databaseWriteFailure?.() ?? null,
     fileWriteFailure: () => parts.fileWriteFailure?.() ?? null,
     dnsWarning: () => parts.dnsWarning?.() ?? null,
+    queueCommandArgs: parts.storage ? queueCommandArgs(parts.storage) : "",
     tlsCertificate() {
       const s = parts.tlsStatus?.() ?? null;
       if (s === null) return null;
@@ -137,4 +145,19 @@ export function createStatusSource(parts: StatusParts): StatusSource {
  */
 export function uptimeSeconds(status: StatusSource, now: number): number {
   return Math.max(0, status.uptimeSeconds?.() ?? Math.floor((now - status.startedAt) / 1000));
+}
+
+/**
+ * `mailgw queue` run from another directory than serve's (an admin's shell, with a systemd unit
+ * whose variables come from its EnvironmentFile) reads ./data: the flags that name serve's own
+ * data directory, and its database when that is not the default file in it. Quoted for a POSIX shell.
+ */
+function queueCommandArgs(s: { dataDir: string; ownDatabase: string | null }): string {
+  const own = s.ownDatabase === null ? "" : ` --database-url ${shellWord(`file:${s.ownDatabase}`)}`;
+  return ` --data-dir ${shellWord(s.dataDir)}${own}`;
+}
+
+/** A word the shell reads back as `w`: as it is when it is made of safe characters, else in single quotes. */
+function shellWord(w: string): string {
+  return /^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`;
 }

@@ -18,7 +18,7 @@
 import type { Database } from "bun:sqlite";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import type { Config } from "../config/config.ts";
+import { DEFAULT_DATABASE_FILE, type Config } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
 import { createHttpServer } from "../http/server.ts";
 import { createStatusSource, type StatusSource } from "../http/status-source.ts";
@@ -189,6 +189,7 @@ function statusSource(
     fileWriteFailure: () => pipeline.fileWriteFailure(),
     tlsStatus: () => smtp.tlsStatus(),
     dnsWarning: parts.dnsWarning,
+    storage: { dataDir: config.dataDir, ownDatabase: config.databasePath === join(config.dataDir, DEFAULT_DATABASE_FILE) ? null : config.databasePath },
   });
 }
 
