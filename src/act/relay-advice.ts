@@ -10,6 +10,7 @@
  */
 import type { RelayConfig } from "../config/config.ts";
 import { isLoopbackHost } from "../host-port.ts";
+import { AUTH_OFFER_PREFIX } from "./relay-pool-session.ts";
 import { RELAY_GREETING_TIMEOUT_MS } from "./relay.ts";
 
 /** Ports where the relay speaks plain SMTP first and upgrades with STARTTLS. */
@@ -45,6 +46,10 @@ export function relayErrorHint(relay: Pick<RelayConfig, "secure" | "tlsVerify" |
     return relay.user === null
       ? "the relay requires a login: set RELAY_SMTP_USER and RELAY_SMTP_PASS"
       : "the relay refused mail without a login although RELAY_SMTP_USER is set (it offered no AUTH here: check RELAY_SMTP_SECURE and the relay's AUTH settings)";
+  }
+  const offer = new RegExp(`${AUTH_OFFER_PREFIX} ([^)]*)`).exec(error);
+  if (offer) {
+    return `the relay offers no login mailgw can use (AUTH ${offer[1]}; mailgw logs in with PLAIN or LOGIN, over TLS): enable one of them at the relay (Exchange: Basic authentication on the receive connector)`;
   }
   if (/\bEAUTH\b/.test(error) && /\b535\b|invalid login/i.test(error)) {
     return "the relay refused the login: check RELAY_SMTP_USER and RELAY_SMTP_PASS";

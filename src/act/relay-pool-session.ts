@@ -80,7 +80,8 @@ export function setUpSession(s: Session, auth: SMTPConnectionAuth | null, events
     if (err) return fail(err);
     if (setUp || s.gone) return;
     if (auth === null || !s.smtp.allowsAuth) return ready();
-    s.smtp.login(auth, (loginErr) => (loginErr ? fail(loginErr) : ready()));
+    const offered = unusableAuthOffer(s.smtp);
+    s.smtp.login(auth, (loginErr) => (loginErr ? fail(offered === null ? loginErr : withAuthOffer(loginErr, offered)) : ready()));
   });
   function ready(): void {
     if (setUp || s.gone) return;
@@ -89,3 +90,31 @@ export function setUpSession(s: Session, auth: SMTPConnectionAuth | null, events
     events.ready(s);
   }
 }
+
+/** How nodemailer logs in (SMTPConnection's list; it tries PLAIN when the relay offers none of them). */
+const USABLE_AUTH = ["PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"];
+
+/**
+ * The AUTH mechanisms the relay's EHLO offered when none is one nodemailer has (`NTLM GSSAPI`: an
+ * Exchange receive connector without Basic authentication), else null. Read from the EHLO lines
+ * SMTPConnection keeps in a private field; without the field, null (nothing changes).
+ */
+function unusableAuthOffer(smtp: SMTPConnection): string | null {
+  const lines = (smtp as unknown as { _ehloLines?: unknown })._ehloLines;
+  if (!Array.isArray(lines)) return null;
+  const offered = lines.flatMap((l) => /^AUTH[\s=](.*)/i.exec(String(l))?.[1]?.trim().toUpperCase().split(/[\s=]+/) ?? []);
+  return offered.length > 0 && !offered.some((m) => USABLE_AUTH.includes(m)) ? offered.join(" ") : null;
+}
+
+/**
+ * The login's error with what the relay offered: its 504 ("Unrecognized authentication type")
+ * otherwise read as a wrong password (relay-advice.ts names the fix from this text).
+ */
+function withAuthOffer(err: unknown, offered: string): unknown {
+  if (!(err instanceof Error)) return err;
+  err.message = `${err.message} (${AUTH_OFFER_PREFIX} ${offered})`;
+  return err;
+}
+
+/** How withAuthOffer's note starts; relay-advice.ts looks for it. */
+export const AUTH_OFFER_PREFIX = "the relay offers only AUTH";

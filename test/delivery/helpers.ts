@@ -206,6 +206,8 @@ export interface RelayOptions {
   hide8BitMime?: boolean;
   /** Announce SIZE with this limit and refuse bigger MAIL FROM SIZE= values (552). */
   sizeLimit?: number;
+  /** The AUTH mechanisms offered (default PLAIN LOGIN); others are answered 504. */
+  authMethods?: string[];
 }
 
 /** A real smtp-server relay: STARTTLS (self-signed), AUTH required after TLS, scripted failures. */
@@ -239,7 +241,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
     key,
     cert,
     logger: false,
-    authMethods: ["PLAIN", "LOGIN"],
+    authMethods: opts.authMethods ?? ["PLAIN", "LOGIN"],
     secure: opts.implicitTls ?? false,
     disabledCommands: starttls ? [] : ["STARTTLS"],
     hideSTARTTLS: !starttls,

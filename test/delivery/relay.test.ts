@@ -126,6 +126,18 @@ describe("forward through the relay", () => {
     expect(counter(t.db, "deferred:forward")).toBeGreaterThanOrEqual(2);
   }, 30_000);
 
+  test("a relay offering only logins mailgw lacks (AUTH NTLM GSSAPI): the error names them and the fix, not the password", async () => {
+    const { relay, t, worker } = await setup({ authMethods: ["NTLM", "GSSAPI"] });
+    const id = seedDelivery(t);
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).attempts >= 1, 10_000, "an attempt");
+    const error = deliveryOf(t.db, id).last_error ?? "";
+    expect(error).toContain("the relay offers no login mailgw can use (AUTH NTLM GSSAPI; mailgw logs in with PLAIN or LOGIN, over TLS)");
+    expect(error).toContain("504");
+    expect(error).not.toContain("check RELAY_SMTP_USER");
+    expect(relay.received).toHaveLength(0);
+  }, 30_000);
+
   test("a relay that requires a login, none configured: deferred (530 is not the message's fault), the error names the settings", async () => {
     const { relay, t, worker } = await setup({}, { RELAY_SMTP_USER: "", RELAY_SMTP_PASS: "" });
     const id = seedDelivery(t);
