@@ -34,6 +34,21 @@ function counterTotals(hh: Harness): Record<string, number> {
   return Object.fromEntries(rows.map((r) => [r.metric, r.n]));
 }
 
+/**
+ * The spool made a file (the rows commit, the message file cannot be written: 451) and deletes
+ * of message rows refused as a full disk refuses them, until `DELETE FROM refuse_deletes`.
+ */
+async function unwritableSpoolAndUndeletableRows(h: Harness): Promise<string> {
+  const spoolDir = join(h.config.dataDir, "spool");
+  await rm(spoolDir, { recursive: true });
+  await writeFile(spoolDir, "not a directory");
+  h.db.exec("CREATE TABLE refuse_deletes (x)");
+  h.db.exec("INSERT INTO refuse_deletes VALUES (1)");
+  h.db.exec(`CREATE TRIGGER simulate_full_disk BEFORE DELETE ON messages WHEN (SELECT count(*) FROM refuse_deletes) > 0
+             BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`);
+  return spoolDir;
+}
+
 describe("storage failure", () => {
   test("spool directory unusable (replaced by a file) → 451, nothing recorded; works again once fixed", async () => {
     h = await makeHarness();
@@ -57,13 +72,7 @@ describe("storage failure", () => {
 
   test("the rows of a 451 that the database will not delete yet (disk full) are deleted once it will", async () => {
     h = await makeHarness();
-    const spoolDir = join(h.config.dataDir, "spool");
-    await rm(spoolDir, { recursive: true });
-    await writeFile(spoolDir, "not a directory"); // the rows commit, the file cannot be written
-    h.db.exec("CREATE TABLE refuse_deletes (x)");
-    h.db.exec("INSERT INTO refuse_deletes VALUES (1)");
-    h.db.exec(`CREATE TRIGGER simulate_full_disk BEFORE DELETE ON messages WHEN (SELECT count(*) FROM refuse_deletes) > 0
-               BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`);
+    const spoolDir = await unwritableSpoolAndUndeletableRows(h);
     await expect451(h.pipeline.receive(message("hello"), envelope()));
     await expect451(h.pipeline.receive(message("a quote"), envelope()));
     expect(messageCount(h)).toBeGreaterThan(0); // left behind for now
@@ -82,13 +91,7 @@ describe("storage failure", () => {
   // missing" (an error in the log, in `queue list`), an archive row pointing at no file.
   test("the rows of a 451 the database would not delete yet are not taken for accepted mail after a crash", async () => {
     h = await makeHarness();
-    const spoolDir = join(h.config.dataDir, "spool");
-    await rm(spoolDir, { recursive: true });
-    await writeFile(spoolDir, "not a directory"); // the rows commit, the file cannot be written
-    h.db.exec("CREATE TABLE refuse_deletes (x)");
-    h.db.exec("INSERT INTO refuse_deletes VALUES (1)");
-    h.db.exec(`CREATE TRIGGER simulate_full_disk BEFORE DELETE ON messages WHEN (SELECT count(*) FROM refuse_deletes) > 0
-               BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`);
+    const spoolDir = await unwritableSpoolAndUndeletableRows(h);
     for (const subject of ["hello", "a quote", "an order"]) await expect451(h.pipeline.receive(message(subject), envelope()));
     expect(messageCount(h)).toBe(3); // left behind for now
     // The crash: the intake's retried delete dies with it (its database is closed here).
