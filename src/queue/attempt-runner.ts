@@ -23,6 +23,15 @@ import type { RelayGate } from "./relay-suspension.ts";
 import type { SpoolAccess } from "./spool-access.ts";
 import type { TargetHealth } from "./target-health.ts";
 
+/**
+ * An attempt's time beyond ATTEMPT_TIMEOUT_MS (worker.ts) per byte of its message: the deadline
+ * runs while the data is sent, and a 25 MB forward needs ~1.7 Mbit/s to fit in 120 s (a webhook
+ * post of it, base64 and all, more), so on a slower uplink it timed out at every try until
+ * QUEUE_MAX_AGE_HOURS. 32 KB/s gives a 25 MB message 800 s more. A relay that stalls is still cut
+ * by its socket's idle timeout; a webhook receiver that stalls, at this longer deadline.
+ */
+export const TRANSFER_ALLOWANCE_BYTES_PER_SECOND = 32 * 1024;
+
 /** Starts the last error of an attempt serve's stop cut off (due again at the next start). */
 export const STOPPED_DURING_ATTEMPT = "cut off by serve's stop, due again at start";
 
@@ -50,6 +59,11 @@ export interface AttemptRunnerOptions {
 
 export type AttemptRunner = (d: store.ClaimedDelivery) => Promise<void>;
 
+/** An attempt's deadline: `baseMs`, plus the time to send `bytes` at TRANSFER_ALLOWANCE_BYTES_PER_SECOND. */
+export function attemptDeadlineMs(baseMs: number, bytes: number): number {
+  return baseMs + Math.ceil((Math.max(0, bytes) / TRANSFER_ALLOWANCE_BYTES_PER_SECOND) * 1000);
+}
+
 export function createAttemptRunner(opts: AttemptRunnerOptions): AttemptRunner {
   const { config, db, logger, spool, relay, gate, health, housekeeping, now, random, attemptTimeoutMs, stopped } = opts;
   const persistently = createPersistentWrite({ logger, firstWaitMs: opts.recordRetryMs, stopRequested: opts.stopRequested });
@@ -65,9 +79,10 @@ export function createAttemptRunner(opts: AttemptRunnerOptions): AttemptRunner {
     const at = now();
     // Its duration by the monotonic clock: `end - at` was a day when NTP stepped the clock a day.
     const startedMono = performance.now();
-    const signal = AbortSignal.any([AbortSignal.timeout(attemptTimeoutMs), stopped]);
+    const deadlineMs = attemptDeadlineMs(attemptTimeoutMs, d.size);
+    const signal = AbortSignal.any([AbortSignal.timeout(deadlineMs), stopped]);
     const { outcome, target, unsent, relayDown, relay: sentTo } = await runAttempt(d, {
-      spool, relay: relay.client(), webhookSecret: config.webhookSecret, signal, stopSignal: stopped, deadlineMs: attemptTimeoutMs, nowMs: at,
+      spool, relay: relay.client(), webhookSecret: config.webhookSecret, signal, stopSignal: stopped, deadlineMs, nowMs: at,
     });
     if (unsent) {
       // The relay was removed while it waited for a connection: held, as if claimed without one.

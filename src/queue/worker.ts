@@ -53,6 +53,8 @@ export const POLL_INTERVAL_MS = 500;
  * whose data is all sent then waits for the relay's reply instead (RELAY_FINAL_REPLY_TIMEOUT_MS).
  */
 export const ATTEMPT_TIMEOUT_MS = 120_000;
+/** Plus time per byte of the message (attempt-runner.ts attemptDeadlineMs). */
+export { TRANSFER_ALLOWANCE_BYTES_PER_SECOND } from "./attempt-runner.ts";
 /** On stop, how long running attempts may finish before they are aborted. */
 export const STOP_GRACE_MS = 10_000;
 export { STOPPED_DURING_ATTEMPT } from "./attempt-runner.ts";

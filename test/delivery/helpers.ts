@@ -208,6 +208,8 @@ export interface RelayOptions {
   sizeLimit?: number;
   /** The AUTH mechanisms offered (default PLAIN LOGIN); others are answered 504. */
   authMethods?: string[];
+  /** Read the message data no faster than this (a slow link: TCP backpressure slows the sender). */
+  readBytesPerSecond?: number;
 }
 
 /** A real smtp-server relay: STARTTLS (self-signed), AUTH required after TLS, scripted failures. */
@@ -282,7 +284,13 @@ export async function startRelay(opts: RelayOptions = {}): Promise<ScriptedRelay
     },
     onData(stream, session, cb) {
       const chunks: Buffer[] = [];
-      stream.on("data", (c: Buffer) => chunks.push(c));
+      const rate = opts.readBytesPerSecond;
+      stream.on("data", (c: Buffer) => {
+        chunks.push(c);
+        if (rate === undefined) return;
+        stream.pause();
+        setTimeout(() => stream.resume(), (c.length / rate) * 1000);
+      });
       stream.on("end", () => {
         if (relay.mode === "stall") return void relay.stalled++; // never answer
         if (relay.mode === "drop" || relay.dropWhen?.(Buffer.concat(chunks))) {

@@ -4,6 +4,7 @@
  * then up, a relay without STARTTLS (from the start, or after pooled deliveries), a 454 to
  * STARTTLS, implicit TLS (RELAY_SMTP_SECURE=tls) with a TLS relay and with a plain one, connection reuse.
  */
+import { attemptDeadlineMs } from "../../src/queue/attempt-runner.ts";
 import { afterEach, describe, expect, test } from "bun:test";
 import { isAscii } from "node:buffer";
 import { existsSync, rmSync } from "node:fs";
@@ -125,6 +126,19 @@ describe("forward through the relay", () => {
     expect(d.last_error ?? "").not.toContain("wrong-secret-pass");
     expect(counter(t.db, "deferred:forward")).toBeGreaterThanOrEqual(2);
   }, 30_000);
+
+  // The deadline ran while the data was sent: on a link slower than size / 120 s, every try timed out.
+  test("a big message over a slow link is delivered: the attempt's deadline grows with the message's size", async () => {
+    const { relay, t, worker } = await setup({ readBytesPerSecond: 4 * 1024 * 1024 }, {}, { attemptTimeoutMs: 1_000 });
+    const line = `${"x".repeat(76)}\r\n`;
+    const raw = `Subject: big\r\n\r\n${line.repeat(Math.ceil((24 * 1024 * 1024) / line.length))}`;
+    const id = seedDelivery(t, { raw });
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).state !== "queued" && deliveryOf(t.db, id).state !== "delivering", 40_000, "an outcome");
+    expect({ state: deliveryOf(t.db, id).state, error: deliveryOf(t.db, id).last_error }).toEqual({ state: "delivered", error: null });
+    expect(relay.received[0]?.data.length).toBe(Buffer.byteLength(raw));
+    expect(attemptDeadlineMs(1_000, 24 * 1024 * 1024)).toBe(1_000 + 768_000);
+  }, 60_000);
 
   test("a relay offering only logins mailgw lacks (AUTH NTLM GSSAPI): the error names them and the fix, not the password", async () => {
     const { relay, t, worker } = await setup({ authMethods: ["NTLM", "GSSAPI"] });
