@@ -113,7 +113,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   const intake = new Intake(db, spool, wal);
   const finisher = new Finisher(db, spool, archive, logger, wal);
   const durability = new DurabilityMode({ db, spool, wal, intake, archive, logger });
-  const timers = new BackgroundTimers({ config, db, logger, finisher, archive, now });
+  const timers = new BackgroundTimers({ config, db, logger, finisher, archive, now, heldBackSince: () => intake.heldBackSince() });
   const classifier = new MessageClassifier({ config, logger, rules, authChecksNeeded: deps.authChecksNeeded });
   const admission = new Admission();
   const receiver = new Receiver({

@@ -96,6 +96,12 @@ export class Intake {
   private groupsInFlight = 0;
   /** Entries handed in and not yet resolved or rejected. */
   private inFlight = 0;
+  /**
+   * Their deliveries' creation times (held back until their group is durable): the minute sweep
+   * releases only older ones. A group whose write or sync hangs for over a minute (a disk that
+   * stopped answering) would otherwise have its deliveries made due before their files exist.
+   */
+  private readonly heldBack = new Map<IntakeEntry, number>();
   private idleWaiters: (() => void)[] = [];
   /** The spool writer thread (syncfs); null: each file and the directory are fsynced. */
   private flusher: SpoolFlusher | null = null;
@@ -131,6 +137,8 @@ export class Intake {
   /** Resolves once the entry's file (if any) and rows are durable; rejects if not stored. */
   commit(entry: IntakeEntry): Promise<void> {
     this.inFlight++;
+    const createdAt = entry.deliveries[0]?.createdAt;
+    if (createdAt !== undefined) this.heldBack.set(entry, createdAt);
     const settled = new Promise<void>((resolve, reject) => {
       const file = entry.file;
       const waiting: Waiting = { entry, job: null, resolve, reject };
@@ -148,10 +156,18 @@ export class Intake {
     });
     const done = (): void => {
       this.inFlight--;
+      this.heldBack.delete(entry);
       this.notifyIdle();
     };
     settled.then(done, done);
     return settled;
+  }
+
+  /** The oldest creation time of deliveries whose message is still being stored; Infinity: none. */
+  heldBackSince(): number {
+    let oldest = Infinity;
+    for (const t of this.heldBack.values()) oldest = Math.min(oldest, t);
+    return oldest;
   }
 
   /** Resolves when everything handed in so far has been committed or rejected. */

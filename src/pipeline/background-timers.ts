@@ -21,6 +21,8 @@ export interface BackgroundTimersDeps {
   db: Database;
   logger: Logger;
   finisher: Finisher;
+  /** The oldest delivery creation time of a message still being stored (Intake.heldBackSince). */
+  heldBackSince: () => number;
   archive: Archive;
   now: () => number;
 }
@@ -33,8 +35,10 @@ export class BackgroundTimers {
 
   /** Releases held-back deliveries and finishes messages created or received over a minute ago. */
   sweep(): Promise<number> {
-    const { db, finisher, now } = this.deps;
-    return sweepPending(db, finisher, now() - SWEEP_INTERVAL_MS);
+    const { db, finisher, now, heldBackSince } = this.deps;
+    // A group whose write or sync has hung for over a minute keeps its deliveries held back:
+    // released now, one would be claimed before its file exists, or sent for a 451.
+    return sweepPending(db, finisher, now() - SWEEP_INTERVAL_MS, heldBackSince());
   }
 
   /** Starts the sweep and retention timers (once). */

@@ -200,11 +200,13 @@ function dropUnacknowledged(db: Database, logger: Logger, id: string, report: Re
 
 /**
  * Retries messages left `spooled` by a failed archive, and releases deliveries an intake could
- * not release (called periodically by the pipeline; only what is older than `olderThanMs`).
+ * not release (called periodically by the pipeline; only what is older than `olderThanMs`, and
+ * deliveries only if created before `releaseBeforeMs`: the oldest of a group still being stored).
  */
-export async function sweepPending(db: Database, finisher: Finisher, olderThanMs: number): Promise<number> {
+export async function sweepPending(db: Database, finisher: Finisher, olderThanMs: number, releaseBeforeMs = olderThanMs): Promise<number> {
+  const before = Math.min(olderThanMs, releaseBeforeMs);
   // No fsync needed (recovery releases them again after a crash); never waits on the event loop.
-  await commitWhenFree(db, () => void releaseDeliveriesCreatedBefore(db, olderThanMs));
+  await commitWhenFree(db, () => void releaseDeliveriesCreatedBefore(db, before));
   let n = 0;
   let cursor = "";
   for (;;) {
