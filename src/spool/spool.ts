@@ -11,7 +11,8 @@
  * Files found without a database row are moved to `spool/orphaned/`, never deleted.
  * All I/O is async (thread pool), never synchronous on the event loop.
  */
-import { mkdir, open, readdir, rename, unlink, type FileHandle } from "node:fs/promises";
+import { constants } from "node:fs";
+import { copyFile, mkdir, open, readdir, rename, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { isMessageId } from "./ids.ts";
 import { fsyncPath } from "../fs-sync.ts";
@@ -132,13 +133,23 @@ export class Spool {
     return this.quarantineFrom(join(this.dir, name));
   }
 
-  /** Moves the file at `path` (the spool or the archive) to `spool/orphaned/`; returns the new path. */
+  /**
+   * Moves the file at `path` (the spool or the archive) to `spool/orphaned/`; returns the new path.
+   * An archive on a file system of its own is moved by a copy (fsynced) and an unlink: a rename
+   * fails EXDEV there, and recovery's failure kept serve from starting.
+   */
   async quarantineFrom(path: string): Promise<string> {
     const name = basename(path);
     let target = join(this.orphanDir, name);
     let n = 0;
     while (await exists(target)) target = join(this.orphanDir, `${name}.${++n}`);
-    await rename(path, target);
+    await rename(path, target).catch(async (err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
+      await copyFile(path, target, constants.COPYFILE_EXCL);
+      await fsyncPath(target);
+      await fsyncPath(this.orphanDir); // the copy durable before the original goes
+      await unlink(path);
+    });
     await fsyncPath(this.orphanDir);
     await fsyncPath(dirname(path));
     return target;
