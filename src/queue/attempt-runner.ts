@@ -32,6 +32,10 @@ import type { TargetHealth } from "./target-health.ts";
  */
 export const TRANSFER_ALLOWANCE_BYTES_PER_SECOND = 32 * 1024;
 
+/** First wait before a spool file whose removal failed is removed again; doubles to REMOVE_RETRY_MAX_MS. */
+export const REMOVE_RETRY_MS = 5_000;
+const REMOVE_RETRY_MAX_MS = 10 * 60_000;
+
 /** Starts the last error of an attempt serve's stop cut off (due again at the next start). */
 export const STOPPED_DURING_ATTEMPT = "cut off by serve's stop, due again at start";
 
@@ -108,6 +112,18 @@ export function createAttemptRunner(opts: AttemptRunnerOptions): AttemptRunner {
     logAttempt(logger, record, result);
     if (!result.recorded || !result.spoolReleasable) return;
     await durable();
-    await spool.remove(d.messageId);
+    await spool.remove(d.messageId).catch((err: unknown) => removeLater(d.messageId, err, REMOVE_RETRY_MS));
   };
+
+  /**
+   * A removal that failed (a spool directory read-only for a while) is tried again, checked
+   * against the database as `mailgw queue` does: only logged, the file stayed until a restart.
+   */
+  function removeLater(id: string, err: unknown, waitMs: number): void {
+    if (stopped.aborted) return; // the next start's recovery releases it
+    logger.warn("removing a delivered message's spool file failed, will retry", { id, error: String(err), retry_in_ms: waitMs });
+    setTimeout(() => {
+      void spool.release(id).catch((again: unknown) => removeLater(id, again, Math.min(waitMs * 2, REMOVE_RETRY_MAX_MS)));
+    }, waitMs).unref();
+  }
 }
