@@ -95,15 +95,25 @@ function writtenAsDecoded(command: string, ascii: string): boolean {
 
 /**
  * The domain of the path in a MAIL or RCPT argument as the client wrote it (`TO:<v@d> …` → d,
- * `FROM:v@d` → d), quotes in the local part skipped; null when there is none.
+ * `FROM:v@d` → d; without `<…>`, quotes in the local part skipped); null when there is none.
  */
 export function writtenDomain(command: string): string | null {
   const colon = command.indexOf(":");
   if (colon < 0) return null;
   const rest = command.slice(colon + 1).trimStart();
+  // smtp-server's path is `<` to the first `>` (it refuses any other `<` or `>` in it, quoted or
+  // not), so the domain as written is read there. Read with quotes, a lone `"` in the local part
+  // (`<o"b@xn--mnchen-3ya.de> SIZE=10`, which lenient parsing takes) ran the domain on to the end
+  // of the command: the sender was recorded as `o"b@xn--mnchen-3ya.de> size=10` and such a
+  // recipient of ours got 550.
+  if (rest.startsWith("<")) {
+    const path = rest.slice(1, rest.includes(">") ? rest.indexOf(">") : rest.length);
+    const at = path.lastIndexOf("@");
+    return at < 0 ? null : path.slice(at + 1);
+  }
   let end = rest.length;
   let quoted = false;
-  for (let i = rest.startsWith("<") ? 1 : 0; i < rest.length; i++) {
+  for (let i = 0; i < rest.length; i++) {
     const c = rest[i];
     if (quoted && c === "\\") i++;
     else if (c === '"') quoted = !quoted;
@@ -112,7 +122,7 @@ export function writtenDomain(command: string): string | null {
       break;
     }
   }
-  const path = rest.slice(rest.startsWith("<") ? 1 : 0, end);
+  const path = rest.slice(0, end);
   const at = path.lastIndexOf("@");
   return at < 0 ? null : path.slice(at + 1);
 }

@@ -144,7 +144,12 @@ describe("policy units", () => {
     const domains = ["company.com", "münchen.de"];
     expect(checkRecipient("TO:<v@xn--company-.com>", "v@company.com", domains).ok).toBe(false);
     expect(checkRecipient("TO:<v@company.xn--com-> NOTIFY=NEVER", "v@company.com", domains).ok).toBe(false);
-    expect(checkRecipient('TO:<"a>b"@xn--company-.com>', '"a>b"@company.com', domains).ok).toBe(false);
+    // The path is `<` to the first `>`, as smtp-server reads it (it refuses `<"a>b"@…>` with 501):
+    // a lone quote does not carry the domain on into the parameters.
+    expect(writtenDomain('TO:<"a>b"@xn--company-.com>')).toBeNull();
+    expect(writtenDomain('FROM:<o"b@xn--mnchen-3ya.de> SIZE=10')).toBe("xn--mnchen-3ya.de");
+    expect(canonicalSender('o"b@münchen.de', 'MAIL FROM:<o"b@xn--mnchen-3ya.de> SIZE=10')).toBe('o"b@xn--mnchen-3ya.de');
+    expect(checkRecipient('TO:<o"b@xn--company-.com> NOTIFY=NEVER', 'o"b@company.com', domains).ok).toBe(false);
     expect(checkRecipient("TO:v@xn--company-.com", "v@company.com", domains).ok).toBe(false);
     expect(checkRecipient("TO:<v@xn--mnchen-3ya.de>", "v@münchen.de", domains)).toEqual({ ok: true, address: "v@xn--mnchen-3ya.de" });
     expect(checkRecipient("TO:<v@München.de>", "v@München.de", domains)).toEqual({ ok: true, address: "v@xn--mnchen-3ya.de" });
