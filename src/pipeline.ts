@@ -139,6 +139,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       await admission.idle();
       await intake.drain();
       await finisher.idle();
+      finisher.close();
       await durability.close();
       await classifier.close();
     },

@@ -18,6 +18,10 @@ import { WalSync } from "../spool/wal-sync.ts";
 import { describeError } from "../errors.ts";
 import type { Archive } from "./archive.ts";
 
+/** First wait before a spool file whose removal failed is removed again; doubles to REMOVE_RETRY_MAX_MS (as attempt-runner.ts). */
+export const REMOVE_RETRY_MS = 5_000;
+const REMOVE_RETRY_MAX_MS = 10 * 60_000;
+
 export interface FinishItem {
   id: string;
   receivedAt: number;
@@ -39,6 +43,9 @@ export class Finisher {
    */
   private readonly reserved = new Set<string>();
   private idleWaiters: (() => void)[] = [];
+  /** Removals waiting to be tried again (removeLater); cleared at close, recovery releases them. */
+  private readonly removeTimers = new Set<ReturnType<typeof setTimeout>>();
+  private closed = false;
   /** Why the last archive copy failed, null once one succeeded: /healthz shows it meanwhile. */
   archiveFailure: string | null = null;
 
@@ -94,6 +101,28 @@ export class Finisher {
     return this.spool.remove(id);
   }
 
+  /** No removal is tried again from now on (the database closes; the next start's recovery releases the files). */
+  close(): void {
+    this.closed = true;
+    for (const t of this.removeTimers) clearTimeout(t);
+    this.removeTimers.clear();
+  }
+
+  /**
+   * A removal that failed (a spool directory read-only for a while) is tried again: the row is
+   * already `done`, which the sweep never looks at: only logged, the file stayed until a restart.
+   */
+  private removeLater(id: string, err: unknown, waitMs: number): void {
+    if (this.closed) return;
+    this.logger.warn("removing a finished message's spool file failed, will retry", { id, error: describeError(err), retry_in_ms: waitMs });
+    const timer = setTimeout(() => {
+      this.removeTimers.delete(timer);
+      this.release(id).catch((again: unknown) => this.removeLater(id, again, Math.min(waitMs * 2, REMOVE_RETRY_MAX_MS)));
+    }, waitMs);
+    timer.unref();
+    this.removeTimers.add(timer);
+  }
+
   private async run(): Promise<void> {
     if (this.running) return;
     this.running = true;
@@ -137,7 +166,7 @@ export class Finisher {
       for (const d of done) markMessageDone(this.db, d.id, d.archivePath);
     });
     const unneeded = done.filter((d) => !spoolStillNeeded(this.db, d.id));
-    await Promise.all(unneeded.map((d) => this.spool.remove(d.id)));
+    await Promise.all(unneeded.map((d) => this.spool.remove(d.id).catch((err: unknown) => this.removeLater(d.id, err, REMOVE_RETRY_MS))));
     for (const d of done) this.logger.debug("message done", { id: d.id, archive_path: d.archivePath });
   }
 }
