@@ -153,7 +153,8 @@ export function uptimeSeconds(status: StatusSource, now: number): number {
  * data directory, and its database when that is not the default file in it. Quoted for a POSIX shell.
  */
 function queueCommandArgs(s: { dataDir: string; ownDatabase: string | null }): string {
-  const own = s.ownDatabase === null ? "" : ` --database-url ${shellWord(`file:${s.ownDatabase}`)}`;
+  // The bare path (absolute): as `file:…`, a `#` or `?` in it was refused as a fragment or query.
+  const own = s.ownDatabase === null ? "" : ` --database-url ${shellWord(s.ownDatabase)}`;
   return ` --data-dir ${shellWord(s.dataDir)}${own}`;
 }
 
