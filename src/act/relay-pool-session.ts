@@ -91,8 +91,12 @@ export function setUpSession(s: Session, auth: SMTPConnectionAuth | null, events
   }
 }
 
-/** How nodemailer logs in (SMTPConnection's list; it tries PLAIN when the relay offers none of them). */
-const USABLE_AUTH = ["PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"];
+/**
+ * How nodemailer logs in with a user and a password (SMTPConnection's list; it tries PLAIN when the
+ * relay offers none of them). Not XOAUTH2: nodemailer uses it only with an OAuth2 token, which
+ * mailgw never has; a relay offering only XOAUTH2 got the "check the password" hint.
+ */
+const USABLE_AUTH = ["PLAIN", "LOGIN", "CRAM-MD5"];
 
 /**
  * The AUTH mechanisms the relay's EHLO offered when none is one nodemailer has (`NTLM GSSAPI`: an

@@ -152,6 +152,18 @@ describe("forward through the relay", () => {
     expect(relay.received).toHaveLength(0);
   }, 30_000);
 
+  // mailgw has a user and a password, never an OAuth2 token: nodemailer does not use XOAUTH2 then.
+  test("a relay offering only AUTH XOAUTH2: named as a login mailgw cannot use, not taken for a wrong password", async () => {
+    const { relay, t, worker } = await setup({ authMethods: ["XOAUTH2"] });
+    const id = seedDelivery(t);
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).attempts >= 1, 10_000, "an attempt");
+    const error = deliveryOf(t.db, id).last_error ?? "";
+    expect(error).toContain("the relay offers no login mailgw can use (AUTH XOAUTH2;");
+    expect(error).not.toContain("check RELAY_SMTP_USER");
+    expect(relay.received).toHaveLength(0);
+  }, 30_000);
+
   test("a relay that requires a login, none configured: deferred (530 is not the message's fault), the error names the settings", async () => {
     const { relay, t, worker } = await setup({}, { RELAY_SMTP_USER: "", RELAY_SMTP_PASS: "" });
     const id = seedDelivery(t);
