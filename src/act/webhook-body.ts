@@ -141,10 +141,13 @@ export function writeBase64(bytes: Uint8Array, out: Uint8Array, at: number): num
  * goes out with the Content-Length header the caller sets (not chunked: receivers such as
  * Python's http.server read exactly Content-Length bytes).
  */
-export function bodyStream(body: Uint8Array): ReadableStream<Uint8Array> {
+export function bodyStream(body: Uint8Array, onPull?: () => void): ReadableStream<Uint8Array> {
   let at = 0;
   return new ReadableStream<Uint8Array>({
+    // fetch pulls as the socket takes the bytes (`onPull`: the upload's progress; after the last
+    // one, only what the socket still buffers is left).
     pull(controller) {
+      onPull?.();
       if (at >= body.byteLength) return controller.close();
       controller.enqueue(body.subarray(at, at + STREAM_CHUNK_BYTES));
       at += STREAM_CHUNK_BYTES;

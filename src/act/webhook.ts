@@ -34,6 +34,13 @@ export interface WebhookPostInput {
   secret: string | null;
   /** Aborting (attempt timeout, shutdown) ends the request as a temporary failure. */
   signal: AbortSignal;
+  /**
+   * How long the post may make no progress: the receiver takes no bytes, or no answer comes once
+   * they are all sent. `signal`'s deadline allows for the upload of a large message
+   * (attempt-runner.ts attemptDeadlineMs), a receiver that stalls gets only this, as a relay's
+   * socket idle timeout and its final reply's wait. Without it, only `signal`.
+   */
+  idleTimeoutMs?: number;
   nowMs: number;
   userAgent: string;
 }
@@ -65,21 +72,29 @@ export async function postWebhook(input: WebhookPostInput): Promise<AttemptOutco
     headers[SIGNATURE_HEADER] = signWebhookBody(body, input.secret);
     headers[TIMESTAMP_HEADER] = String(fields.timestamp);
   }
+  // A receiver that took a 25 MB post and never answered (or stopped reading it) held its slot,
+  // and one of the large-message slots every forward shares, for the 800 s its upload was allowed.
+  const idle = idleWatch(input.idleTimeoutMs);
+  const signal = idle === null ? input.signal : AbortSignal.any([input.signal, idle.signal]);
   let res: Response;
+  let replied: ReplySnippet;
   try {
-    res = await fetch(input.url, { method: "POST", body: bodyStream(body), headers, redirect: "manual", signal: input.signal, decompress: false });
+    res = await fetch(input.url, { method: "POST", body: bodyStream(body, idle?.progress), headers, redirect: "manual", signal, decompress: false });
+    replied = await readReplySnippet(res);
   } catch (err) {
     const text = errorText(err);
-    if (input.signal.aborted) return { kind: "temporary", error: `timed out: ${text}` };
+    if (signal.aborted) return { kind: "temporary", error: `timed out: ${text}` };
     const hint = requestErrorHint(text);
     return { kind: "temporary", error: `request failed: ${text}${hint ? ` (${hint})` : ""}` };
+  } finally {
+    idle?.stop();
   }
-  const { snippet, broken } = await readReplySnippet(res);
+  const { snippet, broken } = replied;
   const status = describeStatus({ status: res.status, statusText: res.statusText, location: locationOf(res, input.url), bodyBytes: body.byteLength });
   const reply = `${status}${snippet}`;
   if (res.status >= 200 && res.status < 300) {
     if (broken === null) return { kind: "delivered", reply };
-    const why = input.signal.aborted ? `timed out: ${broken}` : broken;
+    const why = signal.aborted ? `timed out: ${broken}` : broken;
     return { kind: "temporary", error: `${reply} (the reply broke off, so the post is not taken as received: ${why})` };
   }
   if (res.status === 408 || res.status === 429 || res.status >= 500) {
@@ -89,6 +104,20 @@ export async function postWebhook(input: WebhookPostInput): Promise<AttemptOutco
     return { kind: "temporary", error: `${reply} (Retry-After: ${Math.round(retryAfterMs / 1000)} s)`, retryAfterMs };
   }
   return { kind: "permanent", error: reply };
+}
+
+/** Aborts its signal once `progress` has not been called for `ms` (one timer, re-armed when it fires early). */
+function idleWatch(ms: number | undefined): { signal: AbortSignal; progress: () => void; stop: () => void } | null {
+  if (ms === undefined) return null;
+  const controller = new AbortController();
+  let last = performance.now();
+  const check = (): void => {
+    const quiet = performance.now() - last;
+    if (quiet >= ms) controller.abort(new Error(`no progress for ${Math.round(ms / 1000)} s`));
+    else timer = setTimeout(check, ms - quiet);
+  };
+  let timer = setTimeout(check, ms);
+  return { signal: controller.signal, progress: () => void (last = performance.now()), stop: () => clearTimeout(timer) };
 }
 
 interface ReplySnippet {

@@ -28,7 +28,8 @@ import type { TargetHealth } from "./target-health.ts";
  * runs while the data is sent, and a 25 MB forward needs ~1.7 Mbit/s to fit in 120 s (a webhook
  * post of it, base64 and all, more), so on a slower uplink it timed out at every try until
  * QUEUE_MAX_AGE_HOURS. 32 KB/s gives a 25 MB message 800 s more. A relay that stalls is still cut
- * by its socket's idle timeout; a webhook receiver that stalls, at this longer deadline.
+ * by its socket's idle timeout; a webhook receiver that stalls (takes no bytes, or no answer comes
+ * once they are sent), after ATTEMPT_TIMEOUT_MS without progress (webhook.ts idleTimeoutMs).
  */
 export const TRANSFER_ALLOWANCE_BYTES_PER_SECOND = 32 * 1024;
 
@@ -86,7 +87,7 @@ export function createAttemptRunner(opts: AttemptRunnerOptions): AttemptRunner {
     const deadlineMs = attemptDeadlineMs(attemptTimeoutMs, d.size);
     const signal = AbortSignal.any([AbortSignal.timeout(deadlineMs), stopped]);
     const { outcome, target, unsent, relayDown, relay: sentTo } = await runAttempt(d, {
-      spool, relay: relay.client(), webhookSecret: config.webhookSecret, signal, stopSignal: stopped, deadlineMs, nowMs: at,
+      spool, relay: relay.client(), webhookSecret: config.webhookSecret, signal, stopSignal: stopped, deadlineMs, idleTimeoutMs: attemptTimeoutMs, nowMs: at,
     });
     if (unsent) {
       // The relay was removed while it waited for a connection: held, as if claimed without one.

@@ -28,6 +28,8 @@ export interface AttemptContext {
    */
   stopSignal: AbortSignal;
   deadlineMs: number;
+  /** Webhooks: how long a post may make no progress (`signal` allows for the upload of a large message). */
+  idleTimeoutMs?: number;
   nowMs: number;
 }
 
@@ -73,6 +75,7 @@ export async function runAttempt(d: ClaimedDelivery, ctx: AttemptContext): Promi
     url: d.target,
     secret: ctx.webhookSecret,
     signal: ctx.signal,
+    ...(ctx.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: ctx.idleTimeoutMs }),
     nowMs: ctx.nowMs,
     userAgent: `mailgw/${VERSION}`,
     message: {

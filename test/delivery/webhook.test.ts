@@ -278,6 +278,74 @@ describe("webhook", () => {
     expect(Date.now() - started).toBeLessThan(4_000);
   }, 30_000);
 
+  // The deadline grows with the message for the time its upload takes (attemptDeadlineMs), not for
+  // the wait for the reply: a receiver that took a 1 MB post at once and never answered held its
+  // slot, and one of the MAX_LARGE_IN_FLIGHT large slots every forward shares, 32 s more per MB
+  // (800 s for 25 MB) before the post was taken for failed.
+  test("a receiver that takes a large post and never answers is cut at the base deadline after the upload, not the size's", async () => {
+    const stalled = Bun.serve({ port: 0, hostname: "127.0.0.1", idleTimeout: 0, fetch: async (req) => (await req.arrayBuffer(), new Promise<Response>(() => undefined)) });
+    cleanups.push(() => stalled.stop(true));
+    const { t, worker } = setup({ WEBHOOK_SECRET: SECRET }, { attemptTimeoutMs: 1_000 });
+    const big = `Subject: big\r\n\r\n${"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n".repeat(Math.ceil(LARGE_MESSAGE_BYTES / 64) + 1)}`;
+    const id = seedDelivery(t, { kind: "webhook", target: `http://127.0.0.1:${stalled.port}/hook`, raw: big });
+    const started = Date.now();
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).attempts >= 1, 20_000, "the attempt cut");
+    expect(Date.now() - started).toBeLessThan(8_000); // 1 s after the upload; 33 s by the size's deadline
+    expect(attemptsOf(t.db, id)[0]!.reply ?? "").toMatch(/timed out/);
+  }, 60_000);
+
+  test("a receiver that stops reading a large post is cut once it has taken nothing for the base deadline", async () => {
+    const sockets: import("node:net").Socket[] = [];
+    const deaf = createServer((sock) => void (sockets.push(sock), sock.pause())); // accepts, never reads
+    await new Promise<void>((resolve) => deaf.listen(0, "127.0.0.1", resolve));
+    cleanups.push(() => void (sockets.forEach((s) => s.destroy()), deaf.close()));
+    const { t, worker } = setup({ WEBHOOK_SECRET: SECRET }, { attemptTimeoutMs: 1_000 });
+    // More than the socket buffers take: 24 MB of JSON, a deadline of 1 s + 400 s by its size.
+    const big = `Subject: big\r\n\r\n${"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n".repeat(16 * 1024 * 1024 / 64)}`;
+    const id = seedDelivery(t, { kind: "webhook", target: `http://127.0.0.1:${(deaf.address() as AddressInfo).port}/hook`, raw: big });
+    const started = Date.now();
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).attempts >= 1, 20_000, "the attempt cut");
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(attemptsOf(t.db, id)[0]!.reply ?? "").toMatch(/timed out/);
+  }, 60_000);
+
+  test("a receiver reading a large post slowly but steadily gets it whole, past the base deadline", async () => {
+    const sockets: import("node:net").Socket[] = [];
+    let got = 0;
+    const slow = createServer((sock) => {
+      sockets.push(sock);
+      sock.pause();
+      // One read every 50 ms (about 1 MB/s): the answer once the request is all in.
+      const tick = setInterval(() => sock.resume(), 50);
+      let head = "";
+      sock.on("data", (d: Buffer) => {
+        sock.pause();
+        got += d.length;
+        if (head.length < 4096) head += d.toString("latin1");
+        const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? -1);
+        const start = head.indexOf("\r\n\r\n");
+        if (length >= 0 && start >= 0 && got >= start + 4 + length) {
+          clearInterval(tick);
+          sock.resume();
+          sock.end("HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+        }
+      });
+      sock.on("close", () => clearInterval(tick));
+    });
+    await new Promise<void>((resolve) => slow.listen(0, "127.0.0.1", resolve));
+    cleanups.push(() => void (sockets.forEach((s) => s.destroy()), slow.close()));
+    const { t, worker } = setup({ WEBHOOK_SECRET: SECRET }, { attemptTimeoutMs: 1_000 });
+    const big = `Subject: big\r\n\r\n${"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\r\n".repeat(8 * 1024 * 1024 / 64)}`;
+    const id = seedDelivery(t, { kind: "webhook", target: `http://127.0.0.1:${(slow.address() as AddressInfo).port}/hook`, raw: big });
+    const started = Date.now();
+    worker.start();
+    await waitFor(() => deliveryOf(t.db, id).attempts >= 1, 40_000, "the attempt");
+    expect(attemptsOf(t.db, id)[0]!.reply ?? "").toStartWith("HTTP 200");
+    expect(Date.now() - started).toBeGreaterThan(1_500); // past the base deadline
+  }, 60_000);
+
   test("at most MAX_LARGE_IN_FLIGHT large messages in flight (memory); small ones are not held back", async () => {
     let running = 0;
     let peak = 0;
