@@ -211,9 +211,14 @@ export class Intake {
       if (inWriter) failures = await this.flushWithRows(flusher, spooled, items);
       else ({ failures, seq } = await this.commitHere(spooled, items));
     } catch (err) {
-      await this.fail(group, spooled, err, !(err instanceof IntakeRowsError));
+      const rowsCommitted = !(err instanceof IntakeRowsError);
+      // Noted before the first await: the other group in flight may move the durable mark past these rows meanwhile.
+      if (!inWriter && rowsCommitted) this.unwritten.push(...group.map((w) => w.entry.row.id));
+      await this.fail(group, spooled, err, rowsCommitted);
       return;
     }
+    // As above: before fail() awaits, so the next releaseDeliveries marks them whichever group runs it.
+    if (!inWriter) this.unwritten.push(...unwrittenRowIds(items, failures));
     const failed = spooled.filter((_, i) => failures[i] != null);
     if (failed.length > 0) {
       const failedSet = new Set(failed);
@@ -263,7 +268,6 @@ export class Intake {
    */
   private releaseDeliveries(items: IntakeRowItem[], failures: (string | null)[], seq: number | null): void {
     const marks = this.marks;
-    this.unwritten.push(...unwrittenRowIds(items, failures));
     // Not lastSeq: the next group may have committed its rows meanwhile, not yet durable.
     const durableSeq = marks !== null && seq !== null ? Math.max(marks.durableSeq, seq) : null;
     try {
