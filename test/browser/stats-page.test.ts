@@ -56,7 +56,13 @@ function populate(): void {
   const hook = addMessage(fx.db, { action: "webhook", category: "orders", subject: "Order 10442 confirmation" });
   todayCount++;
   addDelivery(fx.db, hook, { kind: "webhook", target: "https://erp.internal/inbound?key=abc", state: "failed", attempts: 8, lastError: "HTTP 404 Not Found", updatedAt: now - 3 * 3600_000 });
+  // A data dir with two spaces in its name: the command copied from the page must keep them.
+  fx.status.queueCommandArgs = QUEUE_ARGS;
 }
+
+const QUEUE_ARGS = " --data-dir '/srv/mail  data'";
+/** The retry commands as the page renders them (what a copy takes), in page order. */
+const RENDERED_COMMANDS = `[...document.querySelectorAll("code.cmd")].map((c) => c.innerText)`;
 
 beforeAll(async () => {
   if (!haveChromium) return;
@@ -130,6 +136,10 @@ test.skipIf(!haveChromium)("desktop: today's bar is labelled with today's count;
   // The hostile subject is shown as text, and no dialog ever opened.
   expect(await page.getByText(XSS, { exact: true }).count()).toBe(1);
   expect(await page.locator("img").count()).toBe(0);
+  // Spaces in the command kept as written (white-space collapsed them: the pasted command named another directory).
+  const commands = (await page.evaluate(RENDERED_COMMANDS)) as string[];
+  expect(commands.length).toBe(2);
+  for (const c of commands) expect(c).toMatch(new RegExp(`^mailgw queue retry \\d+${QUEUE_ARGS.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`));
   await page.screenshot({ path: join(OUTPUT, "stats-desktop-light.png"), fullPage: true });
   expect(watch.errors).toEqual([]);
   expect(watch.foreign).toEqual([]);
@@ -141,6 +151,8 @@ test.skipIf(!haveChromium)("phone, dark: fits 390 px without horizontal scrollin
   const { page, watch } = await openStats(390, 844, "dark");
   const overflow = (await page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")) as number;
   expect(overflow).toBeLessThanOrEqual(0);
+  // Wrapped on a phone, the spaces still kept.
+  for (const c of (await page.evaluate(RENDERED_COMMANDS)) as string[]) expect(c.replace(/\n/g, "")).toContain(QUEUE_ARGS.trim());
   const bg = await page.evaluate("getComputedStyle(document.body).backgroundColor");
   expect(bg).toBe("rgb(14, 17, 21)"); // the dark palette applied
   expect(await page.locator('g.bar[data-today="true"]').getAttribute("data-count")).toBe(String(todayCount));
