@@ -145,7 +145,11 @@ export class Spool {
     while (await exists(target)) target = join(this.orphanDir, `${name}.${++n}`);
     await rename(path, target).catch(async (err: unknown) => {
       if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
-      await copyFile(path, target, constants.COPYFILE_EXCL);
+      // A copy cut short (the orphan directory's disk full) is removed: each start would add another `.N`.
+      await copyFile(path, target, constants.COPYFILE_EXCL).catch(async (copyErr: unknown) => {
+        await unlink(target).catch(() => undefined);
+        throw copyErr;
+      });
       await fsyncPath(target);
       await fsyncPath(this.orphanDir); // the copy durable before the original goes
       await unlink(path);
