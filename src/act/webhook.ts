@@ -36,7 +36,7 @@ export interface WebhookPostInput {
   signal: AbortSignal;
   /**
    * How long the post may make no progress: the receiver takes no bytes, or no answer comes once
-   * they are all sent. `signal`'s deadline allows for the upload of a large message
+   * they are all sent, or its answer stops coming (each of its chunks is progress). `signal`'s deadline allows for the upload of a large message
    * (attempt-runner.ts attemptDeadlineMs), a receiver that stalls gets only this, as a relay's
    * socket idle timeout and its final reply's wait. Without it, only `signal`.
    */
@@ -80,7 +80,10 @@ export async function postWebhook(input: WebhookPostInput): Promise<AttemptOutco
   let replied: ReplySnippet;
   try {
     res = await fetch(input.url, { method: "POST", body: bodyStream(body, idle?.progress), headers, redirect: "manual", signal, decompress: false });
-    replied = await readReplySnippet(res);
+    // The answer's headers and each of its chunks are progress too: counted from the last pull
+    // alone, a 2xx whose reply was still coming was cut, taken as not received and posted again.
+    idle?.progress();
+    replied = await readReplySnippet(res, idle?.progress);
   } catch (err) {
     const text = errorText(err);
     if (signal.aborted) return { kind: "temporary", error: `timed out: ${text}` };
@@ -127,7 +130,7 @@ interface ReplySnippet {
   broken: string | null;
 }
 
-async function readReplySnippet(res: Response): Promise<ReplySnippet> {
+async function readReplySnippet(res: Response, onChunk?: () => void): Promise<ReplySnippet> {
   if (!res.body) return { snippet: "", broken: null };
   const reader = res.body.getReader();
   const chunks: Uint8Array[] = [];
@@ -137,6 +140,7 @@ async function readReplySnippet(res: Response): Promise<ReplySnippet> {
     while (size < WEBHOOK_MAX_REPLY_BYTES) {
       const { done, value } = await reader.read();
       if (done) break;
+      onChunk?.();
       chunks.push(value);
       size += value.byteLength;
     }
