@@ -51,7 +51,7 @@ td:first-child,th:first-child{padding-left:0}td:last-child,th:last-child{padding
 dl{display:grid;grid-template-columns:max-content 1fr;gap:6px 14px;margin:0;font-size:14px}
 dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere;font-variant-numeric:tabular-nums}
 code{font:12.5px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,"Liberation Mono",monospace;background:var(--code);border:1px solid var(--line);padding:1px 6px;border-radius:5px;overflow-wrap:anywhere}
-code.cmd{user-select:all;white-space:pre}
+code.cmd{user-select:all;white-space:pre-wrap}
 .muted{color:var(--muted)}.ok{color:var(--ok)}.warn{color:var(--warn)}.bad{color:var(--bad)}
 .err{color:var(--bad);overflow-wrap:anywhere}
 .subject{font-weight:600;overflow-wrap:anywhere}
@@ -82,7 +82,6 @@ footer a{margin-right:12px}
  table.stack tr:last-child{border-bottom:0}
  table.stack td{display:flex;gap:10px;border:0;padding:2px 0;width:auto!important}
  table.stack td::before{content:attr(data-label);color:var(--muted);font-size:12.5px;min-width:5.5em;flex:none;padding-top:1px}
- code.cmd{white-space:pre-wrap;overflow-wrap:anywhere}
 }
 `;
 

@@ -60,7 +60,8 @@ function populate(): void {
   fx.status.queueCommandArgs = QUEUE_ARGS;
 }
 
-const QUEUE_ARGS = " --data-dir '/srv/mail  data'";
+// With serve's own database as well (0ddc6cb): a command of ~100 characters, as on a real host.
+const QUEUE_ARGS = " --data-dir '/srv/mail  data' --database-url '/var/lib/mailgw-db/mail-gateway.db'";
 /** The retry commands as the page renders them (what a copy takes), in page order. */
 const RENDERED_COMMANDS = `[...document.querySelectorAll("code.cmd")].map((c) => c.innerText)`;
 
@@ -140,6 +141,14 @@ test.skipIf(!haveChromium)("desktop: today's bar is labelled with today's count;
   const commands = (await page.evaluate(RENDERED_COMMANDS)) as string[];
   expect(commands.length).toBe(2);
   for (const c of commands) expect(c).toMatch(new RegExp(`^mailgw queue retry \\d+${QUEUE_ARGS.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`));
+  // Kept on one line (nowrap, then pre), the command set the table's width: it ran 90 px past its
+  // card at 1280 px, the error and target squeezed to a few letters a line, and at 1024 px the page scrolled sideways.
+  const fits = `(() => { const t = document.querySelector("table.failed"); return t.scrollWidth - t.closest(".card").clientWidth; })()`;
+  expect((await page.evaluate(fits)) as number).toBeLessThanOrEqual(0);
+  await page.setViewportSize({ width: 1024, height: 900 });
+  expect((await page.evaluate(fits)) as number).toBeLessThanOrEqual(0);
+  expect((await page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")) as number).toBeLessThanOrEqual(0);
+  await page.setViewportSize({ width: 1280, height: 900 });
   await page.screenshot({ path: join(OUTPUT, "stats-desktop-light.png"), fullPage: true });
   expect(watch.errors).toEqual([]);
   expect(watch.foreign).toEqual([]);
