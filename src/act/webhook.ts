@@ -35,10 +35,11 @@ export interface WebhookPostInput {
   /** Aborting (attempt timeout, shutdown) ends the request as a temporary failure. */
   signal: AbortSignal;
   /**
-   * How long the post may make no progress: the receiver takes no bytes, or no answer comes once
-   * they are all sent, or its answer stops coming (each of its chunks is progress). `signal`'s deadline allows for the upload of a large message
-   * (attempt-runner.ts attemptDeadlineMs), a receiver that stalls gets only this, as a relay's
-   * socket idle timeout and its final reply's wait. Without it, only `signal`.
+   * How long the post may make no progress: the receiver takes no bytes, no answer comes once
+   * they are all sent, or its answer stops coming (each of its chunks is progress). `signal`'s
+   * deadline allows for the upload of a large message (attempt-runner.ts attemptDeadlineMs); a
+   * receiver that stalls gets only this, as a relay's socket idle timeout and its final reply's
+   * wait. Without it, only `signal`.
    */
   idleTimeoutMs?: number;
   nowMs: number;

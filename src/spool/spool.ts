@@ -147,7 +147,8 @@ export class Spool {
       if ((err as NodeJS.ErrnoException).code !== "EXDEV") throw err;
       // A copy cut short (the orphan directory's disk full) is removed: each start would add another `.N`.
       await copyFile(path, target, constants.COPYFILE_EXCL).catch(async (copyErr: unknown) => {
-        await unlink(target).catch(() => undefined);
+        // EEXIST: the file there is not this copy's (exists() could not see it): left alone.
+        if ((copyErr as NodeJS.ErrnoException).code !== "EEXIST") await unlink(target).catch(() => undefined);
         throw copyErr;
       });
       await fsyncPath(target);
