@@ -8,42 +8,18 @@
  * Needs root (a loop-mounted ext4 that can be frozen): elsewhere the test prints why it is skipped.
  */
 import { afterEach, expect, test } from "bun:test";
-import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
 import { createConnection } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { greet, RawClient } from "../smtp/helpers.ts";
 import { serveDir, startServe } from "../smtp/serve-process.ts";
-import { unmount } from "../helpers/tmpfs.ts";
+import { loopExt4, run } from "../helpers/loop-ext4.ts";
 
 const cleanups: (() => Promise<unknown> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 }, 60_000);
 
-function run(cmd: string, ...args: string[]): { ok: boolean; out: string } {
-  const r = spawnSync(cmd, args, { encoding: "utf8" });
-  return { ok: r.status === 0, out: `${r.stdout ?? ""}${r.stderr ?? ""}${r.error ? String(r.error) : ""}`.trim() };
-}
-
-/** A small ext4 on a loop device, mounted; null (with the reason printed) where that cannot be done. */
-function loopExt4(): string | null {
-  const dir = mkdtempSync(join(tmpdir(), "mailgw-frozen-"));
-  const image = join(dir, "fs.img");
-  const mnt = join(dir, "mnt");
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const steps: [string, ...string[]][] = [["truncate", "-s", "64M", image], ["mkfs.ext4", "-q", "-F", image], ["mkdir", mnt], ["mount", "-o", "loop", image, mnt]];
-  for (const [cmd, ...args] of steps) {
-    const r = run(cmd, ...args);
-    if (!r.ok) {
-      console.log(`skipped: cannot mount a loop ext4 here (${cmd}: ${r.out || "failed"}); run as root`);
-      return null;
-    }
-  }
-  cleanups.push(() => unmount(mnt));
-  return mnt;
-}
 
 /** Milliseconds until the SMTP greeting arrives, or null if none within `ms`. */
 function greetingAfter(port: number, ms: number): Promise<number | null> {
@@ -62,7 +38,7 @@ function greetingAfter(port: number, ms: number): Promise<number | null> {
 }
 
 test("while the data dir's file system is frozen, SMTP still greets and /healthz answers 503", async () => {
-  const mnt = loopExt4();
+  const mnt = loopExt4("mailgw-frozen-", cleanups);
   if (mnt === null) return;
   const dir = serveDir();
   const data = join(mnt, "data");

@@ -8,6 +8,7 @@
  * every copy asked for is archived exactly once, no id is given twice, nothing is left queued,
  * failed or in the spool. The kill points are random; the seed is printed to replay a failure.
  */
+import { seeded } from "../helpers/seeded.ts";
 import { afterAll, expect, test } from "bun:test";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -39,18 +40,6 @@ rules:
 `;
 
 afterAll(() => cleanupBinary(), 60_000);
-
-/** Deterministic PRNG (mulberry32), so a failing run can be replayed with its seed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Acked {
   id: string;

@@ -8,6 +8,7 @@
  * received mail counts more than the acks and the unanswered ones (a kill before the reply).
  * The seed is printed to replay a failure.
  */
+import { seeded } from "../helpers/seeded.ts";
 import { afterAll, expect, test } from "bun:test";
 import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -29,18 +30,6 @@ rules:
   - { name: forward, priority: 20, category: sales, action: forward, forward_to: [sales@forward.example], conditions: [{ field: subject, operator: contains, value: "kind=forward" }] }
   - { name: hook, priority: 10, category: hooked, action: webhook, url: "${hook}", conditions: [{ field: subject, operator: contains, value: "kind=hook" }] }
 `;
-}
-
-/** mulberry32, so a failing run can be replayed with its seed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 interface Sent {

@@ -11,12 +11,10 @@
  * Needs root (a loop-mounted ext4 that can be frozen): elsewhere the test prints why it is skipped.
  */
 import { afterEach, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { NOT_YET_DURABLE_AT } from "../../src/store/messages.ts";
-import { unmount } from "../helpers/tmpfs.ts";
+import { loopExt4, run } from "../helpers/loop-ext4.ts";
 import { envelope, makeHarness, message, type Harness } from "./helpers.ts";
 
 const cleanups: (() => Promise<unknown> | void)[] = [];
@@ -24,31 +22,9 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 }, 60_000);
 
-function run(cmd: string, ...args: string[]): { ok: boolean; out: string } {
-  const r = spawnSync(cmd, args, { encoding: "utf8" });
-  return { ok: r.status === 0, out: `${r.stdout ?? ""}${r.stderr ?? ""}${r.error ? String(r.error) : ""}`.trim() };
-}
-
-/** A small ext4 on a loop device, mounted; null (with the reason printed) where that cannot be done. */
-function loopExt4(): string | null {
-  const dir = mkdtempSync(join(tmpdir(), "mailgw-sweep-frozen-"));
-  const image = join(dir, "fs.img");
-  const mnt = join(dir, "mnt");
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const steps: [string, ...string[]][] = [["truncate", "-s", "64M", image], ["mkfs.ext4", "-q", "-F", image], ["mkdir", mnt], ["mount", "-o", "loop", image, mnt]];
-  for (const [cmd, ...args] of steps) {
-    const r = run(cmd, ...args);
-    if (!r.ok) {
-      console.log(`skipped: cannot mount a loop ext4 here (${cmd}: ${r.out || "failed"}); run as root`);
-      return null;
-    }
-  }
-  cleanups.push(() => unmount(mnt));
-  return mnt;
-}
 
 test("the minute sweep leaves a group's deliveries held back while its spool write hangs for over a minute", async () => {
-  const mnt = loopExt4();
+  const mnt = loopExt4("mailgw-sweep-frozen-", cleanups);
   if (mnt === null) return;
   const start = Date.now();
   let clock = start;
