@@ -36,9 +36,20 @@ export function hostBitWarnings(cidrs: readonly string[], name: string): string[
     const [addr = "", prefix = ""] = cidr.split("/");
     const max = isIP(addr) === 4 ? 32 : 128;
     if (Number(prefix) === max || parseCidr(cidr).start === parseCidr(`${addr}/${max}`).start) return [];
-    const network = normalizeCidr(cidr);
+    const network = readableNetwork(cidr);
     return [`${name}: ${cidr} has host bits set and means the whole network ${network}; write ${network} if that is meant, or ${addr}/${max} for the one address`];
   });
+}
+
+/**
+ * The network of a CIDR, an IPv4-mapped one written as it was (`::ffff:10.0.0.0/104`): the
+ * canonical IPv6 form (`::ffff:a00:0/104`) is correct but not what an admin would recognise.
+ */
+function readableNetwork(cidr: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)\/(\d+)$/i.exec(cidr);
+  const prefix = Number(mapped?.[2]);
+  if (!mapped || prefix < 96) return normalizeCidr(cidr);
+  return `::ffff:${normalizeCidr(`${mapped[1]}/${prefix - 96}`).split("/")[0]}/${prefix}`;
 }
 
 /** Comma-separated CIDRs or single addresses, validated; single addresses get /32 or /128. */

@@ -297,6 +297,10 @@ W="x"#y
       "SMTP_PROXY_TRUSTED: 127.0.0.1/8 has host bits set and means the whole network 127.0.0.0/8; write 127.0.0.0/8 if that is meant, or 127.0.0.1/32 for the one address",
     ]);
     expect(c.smtp.allowedIps).toEqual(["10.0.0.1/8", "192.0.2.7/32", "2001:db8::1/32", "198.51.100.0/24"]);
+    // An IPv4-mapped range is named in the form it was written in, not as hex.
+    expect(loadConfig({ env: { SMTP_ALLOWED_IPS: "::ffff:10.0.0.1/104" }, cwd: emptyDir() }).warnings).toEqual([
+      "SMTP_ALLOWED_IPS: ::ffff:10.0.0.1/104 has host bits set and means the whole network ::ffff:10.0.0.0/104; write ::ffff:10.0.0.0/104 if that is meant, or ::ffff:10.0.0.1/128 for the one address",
+    ]);
   });
 
   test("QUEUE_RETRY_BASE_SECONDS above the one-hour cap on retry delays is warned about: it cannot take effect", () => {
