@@ -17,10 +17,8 @@ import type { Spool } from "../spool/spool.ts";
 import { WalSync } from "../spool/wal-sync.ts";
 import { describeError } from "../errors.ts";
 import type { Archive } from "./archive.ts";
+import { createRemovalRetry, type RemovalRetry } from "../spool/removal-retry.ts";
 
-/** First wait before a spool file whose removal failed is removed again; doubles to REMOVE_RETRY_MAX_MS (as attempt-runner.ts). */
-export const REMOVE_RETRY_MS = 5_000;
-const REMOVE_RETRY_MAX_MS = 10 * 60_000;
 
 export interface FinishItem {
   id: string;
@@ -43,9 +41,8 @@ export class Finisher {
    */
   private readonly reserved = new Set<string>();
   private idleWaiters: (() => void)[] = [];
-  /** Removals waiting to be tried again (removeLater); cleared at close, recovery releases them. */
-  private readonly removeTimers = new Set<ReturnType<typeof setTimeout>>();
-  private closed = false;
+  /** Removals that failed, tried again (stopped at close: the next start's recovery releases them). */
+  private readonly removalRetry: RemovalRetry;
   /** Why the last archive copy failed, null once one succeeded: /healthz shows it meanwhile. */
   archiveFailure: string | null = null;
 
@@ -55,7 +52,10 @@ export class Finisher {
     private readonly archive: Archive,
     private readonly logger: Logger,
     private readonly wal: WalSync = new WalSync(db),
-  ) {}
+  ) {
+    // The row is already `done`, which the minute sweep never looks at: nothing else retries it.
+    this.removalRetry = createRemovalRetry(logger, "a finished message's", (id) => this.release(id));
+  }
 
   /** Before committing a message that schedule() will get: from now on the sweep leaves it alone. */
   reserve(id: string): void {
@@ -103,24 +103,7 @@ export class Finisher {
 
   /** No removal is tried again from now on (the database closes; the next start's recovery releases the files). */
   close(): void {
-    this.closed = true;
-    for (const t of this.removeTimers) clearTimeout(t);
-    this.removeTimers.clear();
-  }
-
-  /**
-   * A removal that failed (a spool directory read-only for a while) is tried again: the row is
-   * already `done`, which the sweep never looks at: only logged, the file stayed until a restart.
-   */
-  private removeLater(id: string, err: unknown, waitMs: number): void {
-    if (this.closed) return;
-    this.logger.warn("removing a finished message's spool file failed, will retry", { id, error: describeError(err), retry_in_ms: waitMs });
-    const timer = setTimeout(() => {
-      this.removeTimers.delete(timer);
-      this.release(id).catch((again: unknown) => this.removeLater(id, again, Math.min(waitMs * 2, REMOVE_RETRY_MAX_MS)));
-    }, waitMs);
-    timer.unref();
-    this.removeTimers.add(timer);
+    this.removalRetry.stop();
   }
 
   private async run(): Promise<void> {
@@ -166,7 +149,7 @@ export class Finisher {
       for (const d of done) markMessageDone(this.db, d.id, d.archivePath);
     });
     const unneeded = done.filter((d) => !spoolStillNeeded(this.db, d.id));
-    await Promise.all(unneeded.map((d) => this.spool.remove(d.id).catch((err: unknown) => this.removeLater(d.id, err, REMOVE_RETRY_MS))));
+    await Promise.all(unneeded.map((d) => this.spool.remove(d.id).catch((err: unknown) => this.removalRetry.failed(d.id, err))));
     for (const d of done) this.logger.debug("message done", { id: d.id, archive_path: d.archivePath });
   }
 }

@@ -11,6 +11,7 @@
 import type { Database } from "bun:sqlite";
 import type { Config } from "../config/config.ts";
 import type { Logger } from "../log/logger.ts";
+import { createRemovalRetry } from "../spool/removal-retry.ts";
 import { WalSync } from "../spool/wal-sync.ts";
 import { runAttempt } from "./attempt.ts";
 import { attemptRecord, logAttempt } from "./attempt-record.ts";
@@ -32,10 +33,6 @@ import type { TargetHealth } from "./target-health.ts";
  * once they are sent), after ATTEMPT_TIMEOUT_MS without progress (webhook.ts idleTimeoutMs).
  */
 export const TRANSFER_ALLOWANCE_BYTES_PER_SECOND = 32 * 1024;
-
-/** First wait before a spool file whose removal failed is removed again; doubles to REMOVE_RETRY_MAX_MS. */
-export const REMOVE_RETRY_MS = 5_000;
-const REMOVE_RETRY_MAX_MS = 10 * 60_000;
 
 /** Starts the last error of an attempt serve's stop cut off (due again at the next start). */
 export const STOPPED_DURING_ATTEMPT = "cut off by serve's stop, due again at start";
@@ -75,6 +72,9 @@ export function createAttemptRunner(opts: AttemptRunnerOptions): AttemptRunner {
   const recordFinished = createGroupCommit((records: store.AttemptRecord[]) => store.finishAttempts(db, records));
   const walSync = opts.durable ? null : new WalSync(db);
   const durable = opts.durable ?? (() => (walSync as WalSync).sync());
+  // Checked against the database (release) as `mailgw queue` does; none once the worker stops.
+  const removalRetry = createRemovalRetry(logger, "a delivered message's", (id) => spool.release(id));
+  stopped.addEventListener("abort", () => removalRetry.stop(), { once: true });
 
   return async function attempt(d: store.ClaimedDelivery): Promise<void> {
     if (d.kind === "forward" && relay.client() === null) {
@@ -113,18 +113,6 @@ export function createAttemptRunner(opts: AttemptRunnerOptions): AttemptRunner {
     logAttempt(logger, record, result);
     if (!result.recorded || !result.spoolReleasable) return;
     await durable();
-    await spool.remove(d.messageId).catch((err: unknown) => removeLater(d.messageId, err, REMOVE_RETRY_MS));
+    await spool.remove(d.messageId).catch((err: unknown) => removalRetry.failed(d.messageId, err));
   };
-
-  /**
-   * A removal that failed (a spool directory read-only for a while) is tried again, checked
-   * against the database as `mailgw queue` does: only logged, the file stayed until a restart.
-   */
-  function removeLater(id: string, err: unknown, waitMs: number): void {
-    if (stopped.aborted) return; // the next start's recovery releases it
-    logger.warn("removing a delivered message's spool file failed, will retry", { id, error: String(err), retry_in_ms: waitMs });
-    setTimeout(() => {
-      void spool.release(id).catch((again: unknown) => removeLater(id, again, Math.min(waitMs * 2, REMOVE_RETRY_MAX_MS)));
-    }, waitMs).unref();
-  }
 }

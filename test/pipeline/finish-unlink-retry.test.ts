@@ -10,7 +10,7 @@ import { afterEach, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Spool } from "../../src/spool/spool.ts";
-import { REMOVE_RETRY_MS } from "../../src/act/finish.ts";
+import { REMOVE_RETRY_MS } from "../../src/spool/removal-retry.ts";
 import { envelope, makeHarness, message, type Harness } from "./helpers.ts";
 
 let h: Harness | null = null;
