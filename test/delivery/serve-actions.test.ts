@@ -8,6 +8,7 @@
  *   → row and spool file gone, the relay never sees it;
  * - forward to two addresses, the relay answering 450 to one of them: the other gets one copy,
  *   `queue list` shows a deferred delivery for the refused one alone, which gets one copy later;
+ *   550 to one and 450 to the other (nobody took it): the 550 one fails at once on its own;
  * - smuggling payloads sent over SMTP arrive at a raw-capture relay as one message each, with no
  *   bare CR or LF on the wire;
  * - wrong relay credentials → deferred, and the password is in no log line.
@@ -239,6 +240,30 @@ rules:
     await waitFor(() => rows().map((r) => r.state).join() === "delivered,delivered", 15_000, "b delivered");
     expect(relay.received.map((m) => m.to)).toEqual([["a@forward.example"], ["b@forward.example"]]);
     await waitFor(() => !existsSync(spoolFile(s, id)), 5_000, "spool file released");
+    expect(await s.stop()).toBe(0);
+  }, 60_000);
+
+  test("forward: 550 for one forward_to address, 450 for the other, nobody took it: the 550 one fails at once, only the 450 one is retried", async () => {
+    const relay = await startRelay();
+    cleanups.push(() => relay.close());
+    relay.refuseRecipients = ["a@forward.example"];
+    relay.deferRecipients.set("b@forward.example", Infinity);
+    const rules = `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - { name: to-both, priority: 10, category: sales, action: forward, forward_to: [a@forward.example, b@forward.example], conditions: [{ field: subject, operator: contains, value: quote }] }
+`;
+    const s = await serve(rules, relayVars(relay));
+    const id = await sendRaw(s.smtpPort, "b@company.com", "From: a@sender.example\r\nTo: b@company.com\r\nSubject: quote\r\n\r\nbody\r\n");
+    const listed = () => (JSON.parse(queue(s, "list", "--json").stdout) as { id: string; target: string; state: string; lastError: string }[]).filter((e) => e.id === id);
+    await waitFor(() => listed().length === 2, 15_000, "the 550 address split off");
+    const byTarget = Object.fromEntries(listed().map((e) => [e.target, e]));
+    expect(byTarget["a@forward.example"]).toMatchObject({ state: "failed", lastError: expect.stringContaining("550") });
+    expect(byTarget["b@forward.example"]?.lastError).toContain("450");
+    expect(["deferred", "queued", "delivering"]).toContain(byTarget["b@forward.example"]?.state ?? "");
+    relay.deferRecipients.delete("b@forward.example");
+    await waitFor(() => relay.received.length === 1, 15_000, "b delivered");
+    expect(relay.received.map((m) => m.to)).toEqual([["b@forward.example"]]);
     expect(await s.stop()).toBe(0);
   }, 60_000);
 

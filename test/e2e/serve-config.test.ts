@@ -55,6 +55,20 @@ describe("mailgw serve refuses bad configuration with exit 1 and one line", () =
     const tokenLine = oneLine(token.stderr);
     expect(tokenLine).toContain("STATS_TOKEN has a space");
     expect(tokenLine).not.toContain("tok en");
+    // Decimal only: Number() would have read 0x10 as 16 MB.
+    const hex = await runServeOnce("source", dir, { MAX_MESSAGE_SIZE_MB: "0x10" });
+    expect(hex.exitCode).toBe(1);
+    expect(oneLine(hex.stderr)).toBe("mailgw: MAX_MESSAGE_SIZE_MB=0x10 is not a number between 0.001 and 1024");
+  });
+
+  test("a CIDR with host bits set: serve starts, and its log warns naming both readings", async () => {
+    const s = await startServe("source", serveDir(), { SMTP_ALLOWED_IPS: "127.0.0.1/8" });
+    try {
+      const warned = await s.waitForLog((l) => l.level === "warn" && String(l.msg).startsWith("SMTP_ALLOWED_IPS:"));
+      expect(warned.msg).toBe("SMTP_ALLOWED_IPS: 127.0.0.1/8 has host bits set and means the whole network 127.0.0.0/8; write 127.0.0.0/8 if that is meant, or 127.0.0.1/32 for the one address");
+    } finally {
+      await s.stop();
+    }
   });
 
   test("DATABASE_URL at a file that is not SQLite: exit 1 naming the file and the variable, file untouched", async () => {

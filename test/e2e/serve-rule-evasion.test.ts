@@ -117,3 +117,21 @@ test("serve: an address URL host parsing would cut is refused; GBK, decomposed t
   await c.cmd("QUIT");
   expect((await fetch(`${s.httpUrl}/healthz`)).status).toBe(200);
 });
+
+// smtp-server punycode-decodes every xn-- label, invalid ones too: `xn--company-` became `company`.
+test("serve: an A-label IDNA refuses is not taken for one of our domains; its sender is kept as written; serve stores after", async () => {
+  const s = await serve({}, RULES);
+  const c = await RawClient.connect(s.smtpPort);
+  await greet(c);
+  for (const rcpt of ["v@xn--company-.com", "v@company.xn--com-"]) {
+    expect(await c.cmd("RSET")).toStartWith("250");
+    expect(await c.cmd("MAIL FROM:<a@b.example>")).toStartWith("250");
+    expect({ rcpt, reply: await c.cmd(`RCPT TO:<${rcpt}>`) }).toEqual({ rcpt, reply: expect.stringMatching(/^550 5\.7\.1 /) });
+  }
+  expect(await c.cmd("RSET")).toStartWith("250");
+  const reply = await transaction(c, "boss@xn--company-.com", "sales@company.com", "From: a@b.example\r\nSubject: hi\r\n\r\nhello\r\n");
+  expect(reply).toMatch(/^250 2\.0\.0 Queued as /);
+  await c.cmd("QUIT");
+  const line = await s.waitForLog((l) => l.msg === "smtp session" && l.helo === "client.example");
+  expect(line).toMatchObject({ from: "boss@xn--company-.com", recipients: ["sales@company.com"], refused: ["v@xn--company-.com (550)", "v@company.xn--com- (550)"], decision: "archive" });
+});

@@ -30,7 +30,7 @@ test("the failed delivery's retry command names serve's data dir and database, a
   const dir = serveDir();
   dirs.push(dir);
   writeFileSync(join(dir, "rules.yaml"), `domains: [company.com]
-default: { action: webhook, url: "http://127.0.0.1:${receiver.port}/hook", category: default }
+default: { action: webhook, url: "http://127.0.0.1:${receiver.port}/services/T0/B0/s3cret-token", category: default }
 rules: []
 `);
   const dataDir = join(dir, "mail data");
@@ -47,6 +47,11 @@ rules: []
     return stats.failedDeliveries.length === 1;
   }, 15_000);
   const failed = (stats as StatsSnapshot | null)?.failedDeliveries[0];
+  // The receiver's secret is in its path (as Slack's and Discord's): not on the page, not in the log.
+  expect(failed?.target).toBe(`http://127.0.0.1:${receiver.port}/services/…`);
+  await serve.waitForLog((l) => l.msg === "failed" && l.kind === "webhook");
+  expect(JSON.stringify(serve.logs)).not.toContain("s3cret-token");
+  expect(await (await fetch(`${serve.httpUrl}stats`)).text()).not.toContain("s3cret-token");
   expect(failed?.retryCommand).toBe(`mailgw queue retry ${failed?.id} --data-dir '${dataDir}' --database-url '${database}'`);
   // As the admin would: the shell splits it, from a directory with no data of its own.
   const elsewhere = join(tmpdir(), `mailgw-elsewhere-${process.pid}`);
@@ -57,4 +62,7 @@ rules: []
   expect(r.stderr).toBe("");
   expect(r.code).toBe(0);
   await until("posted again", async () => posts >= 2, 15_000);
+  const listed = await mailgwQueue(elsewhere, "list", "--data-dir", dataDir, "--database-url", database);
+  expect(listed.stdout).toContain("/services/…");
+  expect(listed.stdout).not.toContain("s3cret-token");
 });
