@@ -88,9 +88,12 @@ export function checkRecipient(rawArgument: string, address: string, domains: re
  * it must name the same domain as what we were handed; a command we cannot read it from is
  * left to the checks above.
  */
+/** A domain with an IDNA A-label, the labels smtp-server punycode-decodes. */
+const A_LABEL = /(^|\.)xn--/i;
+
 function writtenAsDecoded(command: string, ascii: string): boolean {
   const written = writtenDomain(command);
-  return written === null || !/(^|\.)xn--/i.test(written) || normalizeDomain(written) === ascii;
+  return written === null || !A_LABEL.test(written) || normalizeDomain(written) === ascii;
 }
 
 /**
@@ -141,7 +144,7 @@ export function canonicalSender(address: string, command?: string): string {
   // An A-label IDNA refuses (`ceo@xn--company-.com`) is kept as written, not as the domain
   // smtp-server's punycode decoding made of it (`company.com`): see writtenAsDecoded.
   const written = command === undefined ? null : writtenDomain(command);
-  const domain = written !== null && /(^|\.)xn--/i.test(written) && normalizeDomain(written) === "" ? written.toLowerCase() : address.slice(at + 1);
+  const domain = written !== null && A_LABEL.test(written) && normalizeDomain(written) === "" ? written.toLowerCase() : address.slice(at + 1);
   // A trailing dot never gets past smtp-server (501); kept, so the dry run can say so.
   const ascii = domain.startsWith("[") || domain.endsWith(".") ? domain : normalizeDomain(domain);
   return `${unquoteLocalPart(address.slice(0, at))}@${ascii === "" ? domain : ascii}`;
