@@ -5,6 +5,9 @@
  * (`/api/webhooks/<id>/<token>`) and similar receivers carry their secret in the path: whoever
  * could read the stats page or the log could have posted as the gateway.
  *
+ * A first segment that looks like a token (webhook.site/<uuid>, Make's hook.<zone>.make.com/<key>)
+ * is the secret itself, so it goes too.
+ *
  * Failure: a string that is no URL is shown as "(invalid url)".
  */
 export function redactUrl(url: string): string {
@@ -16,8 +19,22 @@ export function redactUrl(url: string): string {
   }
 }
 
-/** `/services/T0/B0/x` → `/services/…`; a path of one segment (`/hook`, `/hook/`) as it is. */
+/**
+ * `/services/T0/B0/x` → `/services/…`; a path of one segment (`/hook`, `/hook/`) as it is, unless
+ * that segment looks like a token: then `/…`.
+ */
 function firstSegment(path: string): string {
   const cut = path.indexOf("/", 1);
+  const segment = cut < 0 ? path.slice(1) : path.slice(1, cut);
+  if (looksLikeToken(segment)) return "/…";
   return cut < 0 || cut === path.length - 1 ? path : `${path.slice(0, cut)}/…`;
+}
+
+/**
+ * 16 or more characters of one run of letters, digits and `-_.~%`, with a digit among them: a
+ * UUID, a hex or base64url key. A path word an admin chose (`/inbound`, `/mailgw-hook`) has no
+ * digit or is short, so it stays readable, which is what tells two webhooks apart on the page.
+ */
+function looksLikeToken(segment: string): boolean {
+  return segment.length >= 16 && /^[A-Za-z0-9._~%-]+$/.test(segment) && /[0-9]/.test(segment);
 }

@@ -40,6 +40,12 @@ test("targets: forward addresses joined, webhook URLs without credentials, query
   expect(redactUrl("http://127.0.0.1:8080/hook")).toBe("http://127.0.0.1:8080/hook");
   expect(redactUrl("http://127.0.0.1:8080/hook/")).toBe("http://127.0.0.1:8080/hook/");
   expect(redactUrl("http://127.0.0.1:8080/")).toBe("http://127.0.0.1:8080/");
+  // The whole secret as the first (or only) segment: webhook.site, Make.
+  expect(redactUrl("https://webhook.site/6f1c3a2e-9b7d-4c1e-8a5f-0d2b3c4e5f60")).toBe("https://webhook.site/…");
+  expect(redactUrl("https://hook.eu1.make.com/abcdefgh1jklmnopqrstuvwxyz123456/")).toBe("https://hook.eu1.make.com/…");
+  expect(redactUrl("https://x.example/0123456789abcdef0123/more")).toBe("https://x.example/…");
+  expect(redactUrl("https://erp.internal/mailgw-inbound-hook")).toBe("https://erp.internal/mailgw-inbound-hook");
+  expect(redactUrl("https://erp.internal/inbound2024/x")).toBe("https://erp.internal/inbound2024/…");
   expect(displayTarget("webhook", "not a url")).toBe("(invalid URL)");
 });
 
