@@ -8,6 +8,7 @@
  */
 import type { Database } from "bun:sqlite";
 import type { Action, DeliveryKind, DeliveryState, MessageStatus } from "../types.ts";
+import { bumpCounterBatch } from "./counters.ts";
 
 export interface MessageRow {
   id: string;
@@ -192,16 +193,21 @@ export function messagesNeedingSpool(db: Database, afterId: string, limit: numbe
 /**
  * Every delivery of the message that still needs its spool file becomes `failed` with `error`,
  * except those already failed for a missing file (a start before this one, or an attempt, said
- * so). Returns how many changed: 0 means there is nothing new to report.
+ * so). Returns how many changed: 0 means there is nothing new to report. Call inside a transaction.
+ * Those that were not failed yet are counted `failed:<kind>`, as an attempt, the age limit or a
+ * suspended relay failing them are: otherwise mailgw_deliveries_total{result="failed"} and the
+ * per-rule "Failed" column missed deliveries the queue (and mailgw_queue_depth) shows failed.
  */
 export function failDeliveriesWithoutFile(db: Database, messageId: string, error: string, now: number): number {
-  return db
-    .query(
-      `UPDATE deliveries SET state = 'failed', last_error = ?, updated_at = ?
-        WHERE message_id = ? AND state IN (${SPOOL_NEEDED_STATES.map((s) => `'${s}'`).join(", ")})
-          AND NOT (state = 'failed' AND last_error LIKE '${MISSING_FILE_PREFIX}%')`,
+  const where = `message_id = ? AND state IN (${SPOOL_NEEDED_STATES.map((s) => `'${s}'`).join(", ")})
+          AND NOT (state = 'failed' AND last_error LIKE '${MISSING_FILE_PREFIX}%')`;
+  const newlyFailed = db
+    .query<{ kind: DeliveryKind; rule: string | null; category: string }, [string]>(
+      `SELECT kind, rule, category FROM deliveries WHERE ${where} AND state <> 'failed'`,
     )
-    .run(error, now, messageId).changes;
+    .all(messageId);
+  bumpCounterBatch(db, newlyFailed.map((d) => ({ at: now, metric: `failed:${d.kind}` as const, rule: d.rule, category: d.category })));
+  return db.query(`UPDATE deliveries SET state = 'failed', last_error = ?, updated_at = ? WHERE ${where}`).run(error, now, messageId).changes;
 }
 
 /** How every "the spool file is gone" error starts (recovery's and an attempt's). */

@@ -137,7 +137,8 @@ describe("recover", () => {
     expect(delivery?.state).toBe("failed");
     expect(delivery?.last_error).toContain("spool file missing at start");
     const counted = h.db.query<{ metric: string; n: number }, []>("SELECT metric, sum(n) AS n FROM daily_counters GROUP BY metric ORDER BY metric").all();
-    expect(counted).toEqual([{ metric: "action:archive", n: 1 }, { metric: "action:forward", n: 1 }, { metric: "received", n: 2 }]);
+    // The delivery it failed counts as failed, as one an attempt fails (mailgw_deliveries_total).
+    expect(counted).toEqual([{ metric: "action:archive", n: 1 }, { metric: "action:forward", n: 1 }, { metric: "failed:forward", n: 1 }, { metric: "received", n: 2 }]);
     const missingLines = () => logs.lines.filter((l) => l.level === "error" && l.msg.startsWith("accepted message's spool file is missing"));
     expect(missingLines()).toHaveLength(2);
     // The next start has nothing new to say: the same error at every start would bury real ones.
@@ -152,6 +153,8 @@ describe("recover", () => {
     expect((await h.pipeline.recover()).missing).toEqual([forwardId]);
     expect(h.db.query<{ last_error: string }, []>("SELECT last_error FROM deliveries").get()?.last_error).toContain("spool file missing at start");
     expect(missingLines()).toHaveLength(3);
+    // It was counted failed by its attempt already: the new reason does not count it again.
+    expect(h.db.query<{ n: number }, []>("SELECT sum(n) AS n FROM daily_counters WHERE metric = 'failed:forward'").get()?.n).toBe(1);
   });
 
   test("rows of groups after the durable mark: files that do not match size and CRC were never acknowledged", async () => {
