@@ -35,7 +35,7 @@ import { bumpCounterBatch } from "../store/counters.ts";
 import { readIntakeMarks, writeIntakeMarks, type IntakeMarks } from "../store/intake-marks.ts";
 import { databaseFile, databaseFileProblem, type DatabaseFile } from "../store/db-file.ts";
 import { insertIntakeGroup, intakeCounterIncrements, markUnwritten, releaseIntakeDeliveries, unwrittenRowIds, type IntakeRowItem } from "../store/intake-rows.ts";
-import { deleteMessages, type MessageRow, type NewDelivery } from "../store/messages.ts";
+import { deleteMessages, existingMessageIds, type MessageRow, type NewDelivery } from "../store/messages.ts";
 import type { IncomingFile, SpoolJob } from "../spool/incoming-file.ts";
 import type { Spool } from "../spool/spool.ts";
 import { IntakeRowsError, type SpoolFlusher } from "../spool/spool-flusher.ts";
@@ -342,8 +342,12 @@ export class Intake {
   private deleteRows(rows: readonly MessageRow[], wait = DELETE_RETRY_MS): Promise<void> {
     return this.wal
       .commitWhenFree(() => {
-        deleteMessages(this.db, rows.map((r) => r.id));
-        bumpCounterBatch(this.db, intakeCounterIncrements(rows), -1);
+        // Only the rows found were counted: a group the writer thread died before committing
+        // (its error is not an IntakeRowsError) has none, and taking its counts back anyway
+        // left received/action counters below the mail actually received.
+        const found = existingMessageIds(this.db, rows.map((r) => r.id));
+        deleteMessages(this.db, [...found]);
+        bumpCounterBatch(this.db, intakeCounterIncrements(rows.filter((r) => found.has(r.id))), -1);
       })
       .catch(() => {
         setTimeout(() => void this.deleteRows(rows, Math.min(wait * 2, DELETE_RETRY_MAX_MS)), wait).unref();
