@@ -89,6 +89,9 @@ function sampleTraffic(out: Exposition, counterRows: readonly CounterRow[]): voi
   out.family("mailgw_messages_received_total", "counter", "Messages received to the end of DATA and classified (those a rule rejected included; refused for size or a mail loop: mailgw_smtp_refusals_total).");
   out.sample("mailgw_messages_received_total", {}, all.received);
 
+  out.family("mailgw_messages_archived_total", "counter", "Messages with a copy written to the archive: the archive action and forward/webhook rules with archive: true (mailgw_messages_total{action=\"archive\"} counts the first only).");
+  out.sample("mailgw_messages_archived_total", {}, all.archived);
+
   out.family("mailgw_messages_total", "counter", "Classified messages by action and category.");
   for (const { action, category, n } of messagesByActionCategory(counterRows)) {
     out.sample("mailgw_messages_total", { action, category }, n);

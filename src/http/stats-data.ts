@@ -31,6 +31,8 @@ export type { DeliveryResult };
 
 export interface PeriodTotals {
   received: number;
+  /** Messages with a copy in the archive (the archive action, and rules with `archive: true`). */
+  archived: number;
   sessions: number;
   tlsSessions: number;
   /** tlsSessions / sessions, null when there were no sessions. */
@@ -171,6 +173,7 @@ export function emptyDeliveryCounts(): Record<DeliveryKind, Record<DeliveryResul
 export function periodTotals(rows: readonly { metric: string; n: number }[]): PeriodTotals {
   const t: PeriodTotals = {
     received: 0,
+    archived: 0,
     sessions: 0,
     tlsSessions: 0,
     tlsShare: null,
@@ -181,6 +184,7 @@ export function periodTotals(rows: readonly { metric: string; n: number }[]): Pe
   for (const r of rows) {
     const [head, tail] = splitMetric(r.metric);
     if (head === "received") t.received += r.n;
+    else if (head === "archived") t.archived += r.n;
     else if (head === "session") t.sessions += r.n;
     else if (head === "session_tls") t.tlsSessions += r.n;
     else if (head === "action" && isAction(tail)) t.byAction[tail] += r.n;

@@ -131,6 +131,7 @@ function actionsSection(s: StatsSnapshot): string {
   ).join("");
   return `<h2 id="h-actions">By action</h2>
 <table><thead><tr><th>Action</th><th class="num">Today</th><th class="num">30 days</th></tr></thead><tbody>${rows}</tbody></table>
+<p class="muted" id="archived-copies">Copies archived (the archive action, and forward or webhook rules with <code>archive: true</code>): ${formatCount(s.totals.today.archived)} today, ${formatCount(s.totals.last30Days.archived)} in 30 days.</p>
 ${refusedTable(s)}`;
 }
 

@@ -8,6 +8,8 @@ import { dayKey } from "./db.ts";
 
 export type CounterMetric =
   | "received"
+  /** A copy went to the archive: the archive action, or `archive: true` on a forward/webhook rule. */
+  | "archived"
   | "session"
   | "session_tls"
   | `refused:${string}`

@@ -80,15 +80,20 @@ export function markUnwritten(db: Database, ids: readonly string[]): void {
   db.query(`UPDATE messages SET commit_seq = ? WHERE id IN (SELECT value FROM json_each(?))`).run(UNWRITTEN_SEQ, JSON.stringify(ids));
 }
 
-type CountedRow = Pick<MessageRow, "receivedAt" | "rule" | "category" | "action"> & Partial<Pick<MessageRow, "tls" | "countsSession">>;
+type CountedRow = Pick<MessageRow, "receivedAt" | "rule" | "category" | "action" | "archive"> & Partial<Pick<MessageRow, "tls" | "countsSession">>;
 
-/** The `received` and `action:<action>` increments of a group's rows, and the sessions they count. */
+/**
+ * The `received`, `action:<action>` and `archived` increments of a group's rows, and the sessions
+ * they count. `archived` counts archive copies whatever the action: `action:archive` alone left
+ * out those of forward/webhook rules with `archive: true`, so the files outnumbered the count.
+ */
 export function intakeCounterIncrements(rows: readonly CountedRow[]): CounterIncrement[] {
   return rows.flatMap((r): CounterIncrement[] => {
     const message: CounterIncrement[] = [
       { at: r.receivedAt, metric: "received", rule: r.rule, category: r.category },
       { at: r.receivedAt, metric: `action:${r.action}`, rule: r.rule, category: r.category },
     ];
+    if (r.archive) message.push({ at: r.receivedAt, metric: "archived", rule: r.rule, category: r.category });
     if (!r.countsSession) return message;
     message.push({ at: r.receivedAt, metric: "session", rule: null, category: "" });
     if (r.tls) message.push({ at: r.receivedAt, metric: "session_tls", rule: null, category: "" });
@@ -103,9 +108,10 @@ export function intakeCounterIncrements(rows: readonly CountedRow[]): CounterInc
  */
 export function uncountIntakeRows(db: Database, ids: readonly string[]): void {
   const rows = db
-    .query<Pick<MessageRow, "receivedAt" | "rule" | "category" | "action">, [string]>(
-      `SELECT received_at AS receivedAt, rule, category, action FROM messages WHERE id IN (SELECT value FROM json_each(?))`,
+    .query<Pick<MessageRow, "receivedAt" | "rule" | "category" | "action"> & { archive: number }, [string]>(
+      `SELECT received_at AS receivedAt, rule, category, action, archive FROM messages WHERE id IN (SELECT value FROM json_each(?))`,
     )
-    .all(JSON.stringify(ids));
+    .all(JSON.stringify(ids))
+    .map((r) => ({ ...r, archive: r.archive !== 0 }));
   bumpCounterBatch(db, intakeCounterIncrements(rows), -1);
 }

@@ -179,6 +179,9 @@ test("mixed mail, kill -9 with deliveries under way, restart: every figure count
       const archive = join(dir, "data", "archive");
       const files = readdirSync(archive).flatMap((d) => readdirSync(join(archive, d)));
       expect(files.length).toBe(per("plain") + per("keep") + per("hbad"));
+      // The archived count is the files' count, archive: true copies included.
+      expect(t.archived).toBe(files.length);
+      expect(await metric(second, "mailgw_messages_archived_total")).toBe(files.length);
       expect(s.receivedPerDay.at(-1)?.received).toBe(t.received);
     } finally {
       db.close();

@@ -111,7 +111,7 @@ describe("recover", () => {
     expect(h.db.query<{ n: number }, []>("SELECT (SELECT count(*) FROM messages) + (SELECT count(*) FROM deliveries) AS n").get()?.n).toBe(0);
     // No client got 250 for them: the stats page must not count them as received.
     const counted = h.db.query<{ metric: string; n: number }, []>("SELECT metric, sum(n) AS n FROM daily_counters GROUP BY metric ORDER BY metric").all();
-    expect(counted).toEqual([{ metric: "action:archive", n: 0 }, { metric: "action:forward", n: 0 }, { metric: "received", n: 0 }]);
+    expect(counted).toEqual([{ metric: "action:archive", n: 0 }, { metric: "action:forward", n: 0 }, { metric: "archived", n: 0 }, { metric: "received", n: 0 }]);
   });
 
   // A data dir restored from a backup whose files were copied after the database: the rows
@@ -138,7 +138,7 @@ describe("recover", () => {
     expect(delivery?.last_error).toContain("spool file missing at start");
     const counted = h.db.query<{ metric: string; n: number }, []>("SELECT metric, sum(n) AS n FROM daily_counters GROUP BY metric ORDER BY metric").all();
     // The delivery it failed counts as failed, as one an attempt fails (mailgw_deliveries_total).
-    expect(counted).toEqual([{ metric: "action:archive", n: 1 }, { metric: "action:forward", n: 1 }, { metric: "failed:forward", n: 1 }, { metric: "received", n: 2 }]);
+    expect(counted).toEqual([{ metric: "action:archive", n: 1 }, { metric: "action:forward", n: 1 }, { metric: "archived", n: 1 }, { metric: "failed:forward", n: 1 }, { metric: "received", n: 2 }]);
     const missingLines = () => logs.lines.filter((l) => l.level === "error" && l.msg.startsWith("accepted message's spool file is missing"));
     expect(missingLines()).toHaveLength(2);
     // The next start has nothing new to say: the same error at every start would bury real ones.
