@@ -18,6 +18,7 @@ import { basename, join } from "node:path";
 import { seeded } from "../helpers/seeded.ts";
 import { archiveFiles } from "../helpers/interop.ts";
 import { replyProblems, runSession, type SessionResult } from "../helpers/smtp-fuzz.ts";
+import { makeCert } from "../smtp/helpers.ts";
 import { queueList, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 
 const SEED = Number(process.env.FUZZ_SEED ?? 7);
@@ -56,32 +57,13 @@ function afterReceived(file: Buffer, expected: Buffer): Buffer | null {
 
 const queuedId = (reply: string | null): string | null => /^250 2\.0\.0 Queued as (\S+)$/.exec(reply ?? "")?.[1] ?? null;
 
-test(`random SMTP sessions (seed ${SEED}, ${SESSIONS} sessions) keep every invariant`, async () => {
-  const dir = serveDir();
-  writeFileSync(join(dir, "rules.yaml"), RULES);
-  const serve = await startServe("source", dir, { RATE_LIMIT_MAX: "1000000", MAX_MESSAGE_SIZE_MB: "0.25", LOG_LEVEL: "debug" });
-  serves.push(serve);
-  const results: SessionResult[] = [];
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < SESSIONS) {
-      const n = next++;
-      const rand = seeded(SEED * 1_000_003 + n);
-      results.push(await runSession(serve.smtpPort, rand, `fz${SEED}-${n}`, { bigBytes: MAX_BYTES + 1000, replyMs: 15_000 }));
-    }
-  };
-  await Promise.all(Array.from({ length: WORKERS }, worker));
-
+/**
+ * What is stored against what the clients were told: each 250 is in the archive (bytes as
+ * sent) or the queue (or was a drop), no id was given twice, and nothing stored lacks a 250
+ * unless its client left between the final dot and the reply (`maybe` counts those).
+ */
+async function storedProblems(dir: string, results: readonly SessionResult[]): Promise<{ problems: string[]; maybe: number }> {
   const problems: string[] = [];
-  for (const r of results) {
-    for (const p of [...r.problems, ...replyProblems(r.raw)]) problems.push(`${r.label}: ${p}`);
-  }
-  expect(serve.proc.exitCode).toBeNull();
-  // Every connection's session line is written (after the close: allow a moment).
-  await serve.waitForLog(() => serve.logs.filter((l) => l.msg === "smtp session").length >= results.length, 20_000).catch(() => undefined);
-  const sessionLines = serve.logs.filter((l) => l.msg === "smtp session");
-  if (sessionLines.length !== results.length) problems.push(`${sessionLines.length} smtp session lines for ${results.length} sessions`);
-
   const files = new Map(archiveFiles(join(dir, "data")).map((f) => [basename(f, ".eml"), f]));
   const rows = new Set((await queueList(dir, "queued,deferred,held,delivering,failed,delivered")).map((e) => e.id));
   const seen = new Set<string>();
@@ -92,6 +74,7 @@ test(`random SMTP sessions (seed ${SEED}, ${SESSIONS} sessions) keep every invar
         if (m.reply?.startsWith("250")) problems.push(`${r.label} message ${i}: odd 250: ${m.reply}`);
         continue;
       }
+      if (seen.has(id)) problems.push(`${r.label} message ${i}: ${id} was given to another message too`);
       seen.add(id);
       const file = files.get(id);
       if (!file) {
@@ -108,6 +91,43 @@ test(`random SMTP sessions (seed ${SEED}, ${SESSIONS} sessions) keep every invar
   const maybe = results.flatMap((r) => r.messages.filter((m) => m.reply === null && m.complete)).length;
   const unexplained = [...new Set([...files.keys(), ...rows])].filter((id) => !seen.has(id));
   if (unexplained.length > maybe) problems.push(`${unexplained.length} archive files or queue rows without a 250 (at most ${maybe} clients left after the final dot): ${unexplained.slice(0, 5).join(",")}`);
+
+  return { problems, maybe };
+}
+
+async function fuzz(tls: boolean): Promise<void> {
+  const dir = serveDir();
+  writeFileSync(join(dir, "rules.yaml"), RULES);
+  const env: Record<string, string> = { RATE_LIMIT_MAX: "1000000", MAX_MESSAGE_SIZE_MB: "0.25", LOG_LEVEL: "debug" };
+  if (tls) {
+    const { key, cert } = makeCert(dir);
+    Object.assign(env, { SMTP_TLS_KEY: key, SMTP_TLS_CERT: cert });
+  }
+  const serve = await startServe("source", dir, env);
+  serves.push(serve);
+  const results: SessionResult[] = [];
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < SESSIONS) {
+      const n = next++;
+      const rand = seeded(SEED * 1_000_003 + n);
+      results.push(await runSession(serve.smtpPort, rand, `fz${SEED}-${n}`, { bigBytes: MAX_BYTES + 1000, replyMs: 15_000, tls }));
+    }
+  };
+  await Promise.all(Array.from({ length: WORKERS }, worker));
+
+  const problems: string[] = [];
+  for (const r of results) {
+    for (const p of [...r.problems, ...replyProblems(r.raw)]) problems.push(`${r.label}: ${p}`);
+  }
+  expect(serve.proc.exitCode).toBeNull();
+  // Every connection's session line is written (after the close: allow a moment).
+  await serve.waitForLog(() => serve.logs.filter((l) => l.msg === "smtp session").length >= results.length, 20_000).catch(() => undefined);
+  const sessionLines = serve.logs.filter((l) => l.msg === "smtp session");
+  if (sessionLines.length !== results.length) problems.push(`${sessionLines.length} smtp session lines for ${results.length} sessions`);
+
+  const { problems: stored, maybe } = await storedProblems(dir, results);
+  problems.push(...stored);
 
   // The server still serves a plain session.
   const after = await runSession(serve.smtpPort, seeded(1), "after", { bigBytes: 0, replyMs: 15_000 });
@@ -130,7 +150,46 @@ test(`random SMTP sessions (seed ${SEED}, ${SESSIONS} sessions) keep every invar
   const agrees = (): boolean => got.accepted! >= want.accepted && got.accepted! <= want.accepted + maybe && got.reject! >= want.reject && got.reject! <= want.reject + maybe && got.too_big === want.too_big && got.too_many_errors! >= want.too_many_errors && got.received === got.accepted! + got.reject! && got.sessions === results.length + 1;
   for (let i = 0; i < 40 && (await read(), !agrees()); i++) await Bun.sleep(100);
   if (!agrees()) problems.push(`stats ${JSON.stringify(got)} for clients' ${JSON.stringify(want)} (+${maybe} maybe), ${results.length + 1} sessions`);
-  console.log(`fuzz seed ${SEED}: ${results.length} sessions, ${replies.length} replies, ${results.reduce((n, r) => n + r.messages.length, 0)} messages, ${queued} queued, ${files.size} archived, ${rows.size} queue rows, ${maybe} maybe; stats ${JSON.stringify(got)}`);
+  console.log(`fuzz seed ${SEED}${tls ? " (tls)" : ""}: ${results.length} sessions, ${replies.length} replies, ${results.reduce((n, r) => n + r.messages.length, 0)} messages, ${queued} queued, ${maybe} maybe; stats ${JSON.stringify(got)}`);
   expect(problems.slice(0, 30)).toEqual([]);
   expect(await serve.stop()).toBe(0);
+}
+
+test(`random SMTP sessions (seed ${SEED}, ${SESSIONS} sessions) keep every invariant`, () => fuzz(false), 120_000);
+test(`random SMTP sessions with STARTTLS offered (seed ${SEED}, ${SESSIONS} sessions) keep every invariant`, () => fuzz(true), 120_000);
+
+/**
+ * SIGTERM in the middle of the random sessions (SPEC §1: stop accepting, finish sessions in
+ * flight, exit 0): every 250 given before or during the stop is stored, nothing else is, and a
+ * restart on the same data dir (spool recovery) keeps exactly that.
+ */
+test(`SIGTERM during random SMTP sessions (seed ${SEED}) loses and invents nothing, also across a restart`, async () => {
+  const dir = serveDir();
+  writeFileSync(join(dir, "rules.yaml"), RULES);
+  const env = { RATE_LIMIT_MAX: "1000000", MAX_MESSAGE_SIZE_MB: "0.25" };
+  const serve = await startServe("source", dir, env);
+  serves.push(serve);
+  const rand = seeded(SEED);
+  const results: SessionResult[] = [];
+  let next = 0;
+  const stopped: Promise<number>[] = [];
+  const stopAfter = 40 + Math.floor(rand() * 80);
+  const worker = async (): Promise<void> => {
+    while (next < 200) {
+      const n = next++;
+      if (n === stopAfter) stopped.push(serve.stop("SIGTERM"));
+      const r = await runSession(serve.smtpPort, seeded(SEED * 7_000_003 + n), `st${SEED}-${n}`, { bigBytes: MAX_BYTES + 1000, replyMs: 20_000 }).catch(() => null);
+      if (r) results.push(r);
+    }
+  };
+  await Promise.all(Array.from({ length: WORKERS }, worker));
+  expect(await Promise.all(stopped)).toEqual([0]);
+  const problems = results.flatMap((r) => [...r.problems, ...replyProblems(r.raw)].map((p) => `${r.label}: ${p}`));
+  problems.push(...(await storedProblems(dir, results)).problems);
+  const again = await startServe("source", dir, env);
+  serves.push(again);
+  expect(await again.stop()).toBe(0);
+  problems.push(...(await storedProblems(dir, results)).problems.map((p) => `after restart: ${p}`));
+  console.log(`stop fuzz seed ${SEED}: stop after session ${stopAfter}, ${results.length} sessions ran, ${results.flatMap((r) => r.messages).filter((m) => queuedId(m.reply)).length} queued`);
+  expect(problems.slice(0, 30)).toEqual([]);
 }, 120_000);

@@ -7,6 +7,7 @@
  * the archive and the log. Everything derives from the seed, so a failure replays exactly.
  */
 import { connect, type Socket } from "node:net";
+import { connect as tlsConnect } from "node:tls";
 
 export type Rand = () => number;
 
@@ -152,9 +153,19 @@ class Client {
   private replies: string[] = [];
   private waiter: (() => void) | null = null;
   closed = false;
+  /** Bytes read after a 220 to STARTTLS and before the handshake: replies to commands that had to be discarded. */
+  leaked = "";
+  private upgrading = false;
   constructor(public socket: Socket) {
     socket.setNoDelay(true);
+    this.attach(socket);
+  }
+  private attach(socket: Socket): void {
     socket.on("data", (d: Buffer) => {
+      if (this.upgrading) {
+        this.leaked += d.toString(LATIN1);
+        return;
+      }
       const t = d.toString(LATIN1);
       this.raw += t;
       this.buf += t;
@@ -171,6 +182,30 @@ class Client {
       this.waiter?.();
     });
     socket.on("error", () => {});
+  }
+  /** STARTTLS handshake on the same socket; false if it failed. */
+  async upgrade(): Promise<boolean> {
+    const plain = this.socket;
+    this.upgrading = true;
+    plain.removeAllListeners("close");
+    plain.on("close", () => {
+      this.closed = true;
+      this.waiter?.();
+    });
+    try {
+      const secure = await new Promise<Socket>((resolve, reject) => {
+        const t = tlsConnect({ socket: plain, rejectUnauthorized: false, servername: "localhost" }, () => resolve(t));
+        t.once("error", reject);
+      });
+      plain.removeAllListeners("data");
+      this.upgrading = false;
+      this.socket = secure;
+      this.buf = "";
+      this.attach(secure);
+      return true;
+    } catch {
+      return false;
+    }
   }
   async closedWithin(ms: number): Promise<boolean> {
     const deadline = Date.now() + ms;
@@ -205,7 +240,7 @@ export function openClient(port: number): Promise<Client> {
 }
 
 /** Runs one random session; `label` names it (seed and number) in the helo and in problems. */
-export async function runSession(port: number, rand: Rand, label: string, opts: { bigBytes: number; replyMs: number }): Promise<SessionResult> {
+export async function runSession(port: number, rand: Rand, label: string, opts: { bigBytes: number; replyMs: number; tls?: boolean }): Promise<SessionResult> {
   const result: SessionResult = { label, helo: null, raw: "", exchanges: [], messages: [], problems: [] };
   const c = await openClient(port);
   const cutAt = rand() < 0.25 ? int(rand, 0, 12) : -1;
@@ -219,8 +254,11 @@ export async function runSession(port: number, rand: Rand, label: string, opts: 
   try {
     const banner = await expectReply("<connect>");
     if (banner === null || banner === "") return result;
+    // 421 4.3.2: serve is stopping (SIGTERM).
+    if (banner.startsWith("421 4.3.2 ")) return result;
     if (!banner.startsWith("220")) result.problems.push(`banner: ${banner}`);
     let ehlo = false;
+    let secure = false;
     const ops = int(rand, 1, 10);
     for (let op = 0; op < ops && !c.closed; op++) {
       if (step++ === cutAt) {
@@ -243,10 +281,27 @@ export async function runSession(port: number, rand: Rand, label: string, opts: 
         if (!(await blast(c, rand, result, expectReply, opts))) return result;
       } else if (r < 0.7) {
         await transaction(c, rand, ehlo, result, expectReply, opts, rand() < 0.1);
+      } else if (r < 0.78 && opts.tls && !secure) {
+        // STARTTLS, sometimes with commands pipelined after it in the same write (to be discarded).
+        const extra = rand() < 0.4 ? pick(rand, ["MAIL FROM:<inject@evil.example>\r\n", "RSET\r\nNOOP\r\n", "RCPT TO:<b@company.com>\r\nDATA\r\n"]) : "";
+        c.socket.write(b(`${randomCase(rand, "STARTTLS")}\r\n${extra}`));
+        const rep = await expectReply("STARTTLS");
+        if (rep?.startsWith("220")) {
+          const ok = await c.upgrade();
+          if (c.leaked) result.problems.push(`plaintext after the 220 to STARTTLS: ${JSON.stringify(c.leaked.slice(0, 200))}`);
+          if (!ok) {
+            result.problems.push("TLS handshake failed");
+            return result;
+          }
+          secure = true;
+          ehlo = false;
+          result.helo = null;
+        }
       } else if (r < 0.95) {
         const line = pick(rand, MISC);
         c.socket.write(b(`${randomCase(rand, line)}${rand() < 0.9 ? "\r\n" : "\n"}`));
-        await expectReply(line);
+        // A STARTTLS the client does not follow with a handshake: nothing more can be said.
+        if ((await expectReply(line))?.startsWith("220")) return result;
       } else {
         const line = `NOOP ${"z".repeat(pick(rand, [500, 17_000, 40_000]))}`;
         await sendChunked(rand, c.socket, b(`${line}\r\n`));
@@ -259,7 +314,7 @@ export async function runSession(port: number, rand: Rand, label: string, opts: 
       if (q && !/^(221|421) /.test(q)) result.problems.push(`QUIT answered ${q}`);
     }
   } finally {
-    result.raw = c.raw;
+    result.raw = c.raw + c.leaked;
     c.socket.destroy();
   }
   return result;
