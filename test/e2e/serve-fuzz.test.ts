@@ -70,6 +70,10 @@ async function storedProblems(dir: string, results: readonly SessionResult[]): P
   for (const r of results) {
     for (const [i, m] of r.messages.entries()) {
       const id = queuedId(m.reply);
+      // A message whose header section is the generator's plain one is classified by its Subject.
+      const clean = /^From: a@sender\.example\r\nTo: b@company\.com\r\nSubject: (\[SPAM\]|\[DROP\]|fuzz)/.exec(m.expected.toString("latin1"))?.[1];
+      if (m.reply && !m.reply.startsWith("552 ") && clean === "[SPAM]" && !m.reply.startsWith("550 5.7.1 Message rejected as spam")) problems.push(`${r.label} message ${i}: [SPAM] subject answered ${m.reply}`);
+      if (id !== null && clean === "[DROP]" && (files.has(id) || rows.has(id))) problems.push(`${r.label} message ${i}: [DROP] subject stored as ${id}`);
       if (id === null) {
         if (m.reply?.startsWith("250")) problems.push(`${r.label} message ${i}: odd 250: ${m.reply}`);
         continue;
