@@ -14,6 +14,7 @@
  * hits a limit) is still posted, with what could be decoded, `parseError` set, and the raw
  * bytes intact — the receiver can always re-parse.
  */
+import { normalizeLineEndings } from "./normalize-crlf.ts";
 import { parseAddressList } from "../parse/address-list.ts";
 import { decodeEncodedWords } from "../parse/encoded-words.ts";
 import { splitHeaderBlock, type RawHeaderField } from "../parse/header-block.ts";
@@ -124,7 +125,12 @@ export interface WebhookPayload {
 export type WebhookFields = Omit<WebhookPayload, "raw">;
 
 export async function buildWebhookPayload(msg: WebhookMessage, nowMs: number): Promise<WebhookFields> {
-  const top = topLevel(msg.raw);
+  // Decoded from the message as the rules read it and the relay sends it (parse/extract.ts):
+  // bare CRs and LFs as CRLF. Read as stored, `Subject: x<CR>Content-Type: multipart/mixed…` was
+  // one Subject here and two fields to the rules: the subject, From and the attachment a webhook
+  // rule matched were not in its payload. `raw` stays the stored bytes (webhook-body.ts).
+  const forwarded = normalizeLineEndings(msg.raw);
+  const top = topLevel(forwarded);
   const base: WebhookFields = {
     id: msg.id,
     timestamp: Math.floor(nowMs / 1000),
@@ -140,12 +146,12 @@ export async function buildWebhookPayload(msg: WebhookMessage, nowMs: number): P
   };
   const notes = [...top.notes];
   const budget = newBudget();
-  const first = await contentOf(top.mime, msg.raw, notes, budget);
+  const first = await contentOf(top.mime, forwarded, notes, budget);
   // The other reading of a header block ended by a line of spaces (parse/header-readings.ts), as
   // the rules read it: an attachment a rule matched there is in the payload too. On what the
   // first parse left of the budget: a second budget of its own doubled the delivery thread's
   // CPU for a costly 25 MB message (1.5 s).
-  const content = top.foldedMime ? joinPayloadContent(first, await contentOf(top.foldedMime, msg.raw, notes, budget)) : first;
+  const content = top.foldedMime ? joinPayloadContent(first, await contentOf(top.foldedMime, forwarded, notes, budget)) : first;
   return { ...base, ...content, ...(notes.length > 0 ? { parseError: notes.join("; ") } : {}) };
 }
 

@@ -11,6 +11,7 @@ import { expect, test } from "bun:test";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import PostalMime, { type Email } from "postal-mime";
+import { normalizeLineEndings } from "../../src/act/normalize-crlf.ts";
 import { cutContents, MIN_CUT_BYTES, restoredSizes } from "../../src/act/webhook-cut.ts";
 import { MIN_TEXT_CUT_BYTES, restoredTexts } from "../../src/act/webhook-text-cut.ts";
 import { buildWebhookPayload, WEBHOOK_PARSE_MAX_DEPTH, WEBHOOK_PARSE_MAX_HEADER_BYTES, WEBHOOK_PARSE_MAX_RFC822_DEPTH } from "../../src/act/webhook-payload.ts";
@@ -49,9 +50,11 @@ async function fullParse(raw: Uint8Array) {
 
 /**
  * What the payload lists: the full parse, by the parser that also lists every name of a part and
- * the text parts that name a file (their size: the text's decoded bytes).
+ * the text parts that name a file (their size: the text's decoded bytes), of the message as the
+ * rules read it (bare CRs and LFs as CRLF: webhook-payload.ts).
  */
-async function payloadReference(raw: Uint8Array) {
+async function payloadReference(stored: Uint8Array) {
+  const raw = normalizeLineEndings(stored);
   const { head, bodyStart } = mimeParts(raw);
   const email = await parseNamingParts(Buffer.concat([...head, raw.subarray(bodyStart)]), OPTIONS);
   const parsed = content(email as Email, email.attachments.map((a) => (a.inlineText ? a.textSize! : (a.content as ArrayBuffer).byteLength)));
@@ -218,7 +221,7 @@ for (const { name, raw, cut } of TRICKY) {
     const payload = await buildWebhookPayload({ id: "m1", receivedAt: 0, rule: null, category: "c", envelope: { mailFrom: "", rcptTo: [], clientIp: "", helo: "", tls: false }, raw }, 0);
     expect({ text: payload.text, html: payload.html, attachments: payload.attachments }).toEqual(await payloadReference(raw));
     // Nothing but the names is added to what postal-mime gives (no named text part here).
-    expect(payload.attachments.map(({ names: _, ...rest }) => rest)).toEqual(full.attachments);
+    expect(payload.attachments.map(({ names: _, ...rest }) => rest)).toEqual((await fullParse(normalizeLineEndings(raw))).attachments);
   }, 30_000);
 }
 
