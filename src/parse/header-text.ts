@@ -9,6 +9,7 @@
  */
 import { decodeHeaderBytes } from "./charset.ts";
 import type { RawHeaderField } from "./header-block.ts";
+import { HEADER_SECTION_BYTES } from "./limits.ts";
 
 /** How raw 8-bit header bytes of one message are read (see the module comment). */
 export interface HeaderCharset {
@@ -35,7 +36,12 @@ export function headerCharset(fields: readonly RawHeaderField[], raw: Uint8Array
     declared: declaredCharset(fields),
     ofParts: () => {
       if (ofParts === undefined) {
-        const head = Buffer.from(raw.buffer, raw.byteOffset + bodyStart, Math.max(0, Math.min(raw.byteLength - bodyStart, PART_CHARSET_SEARCH_BYTES)));
+        // Never past HEADER_SECTION_BYTES: serve parses only those of a spilled message for
+        // header-only rules (the starter rules), and a part charset past them (after a header block
+        // over 1 MB) decoded a raw Shift_JIS subject as 見積 in `mailgw test` and in a full parse,
+        // and as windows-1252 mojibake in serve, which a `subject contains 見積` rule then missed.
+        const end = Math.min(raw.byteLength, bodyStart + PART_CHARSET_SEARCH_BYTES, HEADER_SECTION_BYTES);
+        const head = Buffer.from(raw.buffer, raw.byteOffset + bodyStart, Math.max(0, end - bodyStart));
         ofParts = TEXT_PART_CHARSET.exec(head.toString("latin1"))?.[1] ?? null;
       }
       return ofParts;

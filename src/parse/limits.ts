@@ -25,6 +25,14 @@ export const MAX_NAMED_FIELDS_PAST_LIMIT = 100;
  */
 export const MAX_HEADER_FIELD_BYTES = 64 * 1024;
 
+/**
+ * Bytes at the start of a stored message that a header-only parse reads (the header block limit
+ * plus two field lengths, so a field crossing the limit is cut exactly as in a whole-message
+ * parse): serve parses only these of a spilled message when no rule reads the body
+ * (pipeline/message-classifier.ts). Header facts must read nothing past them (header-text.ts).
+ */
+export const HEADER_SECTION_BYTES = MAX_HEADER_BLOCK_BYTES + 2 * MAX_HEADER_FIELD_BYTES;
+
 /** Addresses kept per address header list (To, Cc). Stops a To: of 300,000 short addresses. */
 export const MAX_ADDRESSES_PER_LIST = 1000;
 

@@ -10,7 +10,7 @@ import type { Logger } from "../log/logger.ts";
 import { readFileBytes } from "../read-file.ts";
 import { authenticate, type AuthResults } from "../parse/authenticate.ts";
 import { extractFacts } from "../parse/extract.ts";
-import { MAX_HEADER_BLOCK_BYTES, MAX_HEADER_FIELD_BYTES } from "../parse/limits.ts";
+import { HEADER_SECTION_BYTES } from "../parse/limits.ts";
 import { ParsePool } from "../parse/parse-pool.ts";
 import { classify } from "../rules/classify.ts";
 import { factNeeds } from "../rules/fact-needs.ts";
@@ -28,11 +28,8 @@ const AUTH_TIMEOUT_MS = 5000;
  * read (below it, and for header-only rules, the in-thread parse costs less than the hand-over).
  */
 const WORKER_PARSE_MIN_BYTES = 1024 * 1024;
-/**
- * Bytes of a message in parts joined for a header-only parse: the header block limit plus two
- * field lengths, so a field crossing the limit is cut exactly as in a whole-message parse.
- */
-export const HEADER_PREFIX_BYTES = MAX_HEADER_BLOCK_BYTES + 2 * MAX_HEADER_FIELD_BYTES;
+/** Bytes of a message in parts joined for a header-only parse (limits.ts HEADER_SECTION_BYTES). */
+export const HEADER_PREFIX_BYTES = HEADER_SECTION_BYTES;
 
 /** Where a parse reads the message: its bytes in memory, or its spool file. */
 type ParseSource = { kind: "bytes"; bytes: Uint8Array } | { kind: "file"; path: string };
