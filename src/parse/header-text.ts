@@ -20,7 +20,7 @@ export interface HeaderCharset {
 }
 
 /** How much of the body is searched for a text part's charset: where a first part's header is. */
-const PART_CHARSET_SEARCH_BYTES = 64 * 1024;
+export const PART_CHARSET_SEARCH_BYTES = 64 * 1024;
 
 /**
  * `Content-Type: text/…` of a part header with a charset parameter, on one line or folded (the

@@ -11,6 +11,7 @@ import { readFileBytes } from "../read-file.ts";
 import { authenticate, type AuthResults } from "../parse/authenticate.ts";
 import { extractFacts } from "../parse/extract.ts";
 import { HEADER_SECTION_BYTES } from "../parse/limits.ts";
+import { PART_CHARSET_SEARCH_BYTES } from "../parse/header-text.ts";
 import { ParsePool } from "../parse/parse-pool.ts";
 import { classify } from "../rules/classify.ts";
 import { factNeeds } from "../rules/fact-needs.ts";
@@ -30,6 +31,26 @@ const AUTH_TIMEOUT_MS = 5000;
 const WORKER_PARSE_MIN_BYTES = 1024 * 1024;
 /** Bytes of a message in parts joined for a header-only parse (limits.ts HEADER_SECTION_BYTES). */
 export const HEADER_PREFIX_BYTES = HEADER_SECTION_BYTES;
+
+/**
+ * What a header-only parse of a spilled message reads: its header section, and when that has
+ * 8-bit bytes, the start of the body too, read back from the spool file. Raw 8-bit header bytes
+ * with no charset declared are read in the first text part's charset (parse/header-text.ts),
+ * found there: with the header section alone, a raw Shift_JIS or GBK subject of a multipart
+ * message over 64 KB was windows-1252 mojibake to serve's header-only rules (the starter rules)
+ * and the text `mailgw test` and a full parse show, so `subject contains 見積` decided otherwise.
+ */
+async function headerOnlyBytes(file: IncomingFile): Promise<Uint8Array> {
+  const section = file.headerSection(HEADER_PREFIX_BYTES);
+  if (section.byteLength >= Math.min(file.size, HEADER_SECTION_BYTES) || !hasEightBit(section)) return section;
+  const end = Math.min(file.size, section.byteLength + PART_CHARSET_SEARCH_BYTES, HEADER_SECTION_BYTES);
+  return new Uint8Array(await Bun.file(file.path).slice(0, end).arrayBuffer());
+}
+
+function hasEightBit(bytes: Uint8Array): boolean {
+  for (const byte of bytes) if (byte >= 0x80) return true;
+  return false;
+}
 
 /** Where a parse reads the message: its bytes in memory, or its spool file. */
 type ParseSource = { kind: "bytes"; bytes: Uint8Array } | { kind: "file"; path: string };
@@ -86,7 +107,7 @@ export class MessageClassifier {
     if (!needs.content && !needs.auth) {
       // A spilled message's body is on disk: only its header section is parsed (not joined).
       const bytes = file.keptInMemory ? file.bytes() : null;
-      parsed = await this.parse({ kind: "bytes", bytes: bytes ?? file.headerSection(HEADER_PREFIX_BYTES) }, envelope, size, false);
+      parsed = await this.parse({ kind: "bytes", bytes: bytes ?? await headerOnlyBytes(file) }, envelope, size, false);
     } else {
       const inMemory = file.bytes();
       if (needs.auth) this.deps.authChecksNeeded?.();
