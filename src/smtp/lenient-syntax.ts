@@ -61,10 +61,11 @@ export function restoreQuotedSpaces(address: string): string {
 
 /**
  * Longest address taken (local part, `@`, domain): RFC 5321 §4.5.3.1.3's 256-octet path less
- * `<`, `>` and one spare, smtp-server's strict limit, kept without its other strict checks.
- * Stops a 10 KB "address" from reaching the logs, the database and the relay.
+ * its `<` and `>` (RFC 3696 erratum 1690). Stops a 10 KB "address" from reaching the logs, the
+ * database and the relay. Not 253 (smtp-server's strict limit, one short): a 254-octet sender
+ * or recipient (a long VERP/SRS bounce address) is valid, Postfix takes it, and it got 501 here.
  */
-export const MAX_ADDRESS_CHARS = 253;
+export const MAX_ADDRESS_CHARS = 254;
 
 /** A host name's characters (smtp-server's strict set, IDNs' included) plus '_', which Postfix takes. */
 const DOMAIN_CHARS = /^[A-Za-z0-9_\u0080-\uFFFF.-]+$/;

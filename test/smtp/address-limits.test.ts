@@ -1,0 +1,38 @@
+/**
+ * Envelope addresses at the edges of RFC 5321's syntax, judged as Postfix 3.7 judges them
+ * (found by sending the same commands to mailgw serve and to a Postfix MX,
+ * test/e2e/serve-postfix-differential.test.ts): the longest valid path is taken, and a local
+ * part Postfix refuses as unparseable is refused here too, before a 250 that the relay would
+ * contradict.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
+import { parseEnvelopeAddress } from "../../src/smtp/lenient-syntax.ts";
+import { RawClient, greet, simpleMessage, startTestServer, terminated, type TestServer } from "./helpers.ts";
+
+let server: TestServer | null = null;
+afterEach(async () => {
+  await server?.close();
+  server = null;
+});
+
+/** An address of exactly `n` characters in `domain`. */
+const ofLength = (n: number, domain: string): string => `${"a".repeat(n - 1 - domain.length)}@${domain}`;
+
+describe("envelope address limits", () => {
+  test("a 254-character address (RFC 5321's 256-octet path less <>) is taken; 255 is not", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    const from = ofLength(254, "sender.example");
+    const rcpt = ofLength(254, "company.com");
+    expect(await c.cmd(`MAIL FROM:<${ofLength(255, "sender.example")}>`)).toStartWith("501 5.1.7");
+    expect(await c.cmd(`MAIL FROM:<${from}>`)).toBe("250 2.1.0 Accepted");
+    expect(await c.cmd(`RCPT TO:<${ofLength(255, "company.com")}>`)).toStartWith("501 5.1.3");
+    expect(await c.cmd(`RCPT TO:<${rcpt}>`)).toBe("250 2.1.5 Accepted");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    c.write(terminated(simpleMessage()));
+    expect(await c.reply()).toStartWith("250 2.0.0");
+    expect(server.sink.messages.at(-1)?.envelope).toMatchObject({ mailFrom: from, rcptTo: [rcpt] });
+    await c.cmd("QUIT");
+  });
+});
