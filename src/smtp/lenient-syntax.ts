@@ -89,6 +89,31 @@ function acceptableDomain(address: string): boolean {
 }
 
 /**
+ * Characters that end or open an address in RFC 5322 (list separators, a domain literal's
+ * opening bracket, a quote) and are not atext: outside a quoted local part Postfix refuses them
+ * with 501 (`a,b@x`, `a;b@x`, `a[b@x`, `a"b@x`), and smtp-server's lenient mode took them.
+ * Accepted, such a sender was relayed as is on forward and refused by the relay (a Postfix
+ * smarthost) after our 250. `]`, `(`, `)`, `\`, `:` stay taken, as Postfix takes them.
+ */
+const LOCAL_PART_SPECIALS = /[",;[]/;
+
+/**
+ * Whether the local part of `address` is a dot-string (leniently: any dots) without the
+ * characters above, or one whole quoted string (RFC 5321 §4.1.2 Local-part: a quote may not
+ * open or close in the middle, as in `a"b"c@x` or `"a"b@x`).
+ */
+function acceptableLocalPart(address: string): boolean {
+  const at = address.lastIndexOf("@");
+  const local = at < 0 ? address : address.slice(0, at);
+  if (!local.startsWith('"')) return !LOCAL_PART_SPECIALS.test(local);
+  for (let i = 1; i < local.length; i++) {
+    if (local[i] === "\\") i++;
+    else if (local[i] === '"') return i === local.length - 1;
+  }
+  return false;
+}
+
+/**
  * The address's length with its domain as A-labels, as the client sent it and as it is stored
  * and relayed: smtp-server hands the domain over decoded (`xn--ls8h` → one emoji, two code
  * units), so measured as handed over, a 549-character sender of 60 such labels passed the limit.
@@ -110,7 +135,7 @@ export function parseWithQuotedSpaces<T extends { address: string }>(parse: (nam
   const parsed = parse(name, hidden ?? command);
   if (parsed === false) return false;
   const address = hidden === null ? parsed.address : restoreQuotedSpaces(parsed.address);
-  if (!acceptableDomain(address) || asciiLength(address) > MAX_ADDRESS_CHARS) return false;
+  if (!acceptableDomain(address) || !acceptableLocalPart(address) || asciiLength(address) > MAX_ADDRESS_CHARS) return false;
   return hidden === null ? parsed : { ...parsed, address };
 }
 

@@ -36,3 +36,38 @@ describe("envelope address limits", () => {
     await c.cmd("QUIT");
   });
 });
+
+describe("local parts Postfix cannot parse", () => {
+  const refused = ['a"b', '"a', 'a"b"c', '"a"b', '"a\\"', "a,b", "a;b", "a[b", "a[b]"];
+  const taken = ['"a"', '"a b"', '"a\\"b"', '""', "a\\b", "a(b)", "a:b", "a]b", "a..b", "o'brien", "a+tag", "#$&'*+-/=?^_`{}|~x"];
+
+  test("a stray quote, ',' ';' '[' outside a quoted local part: 501 at MAIL and RCPT; the rest still 250", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    for (const local of refused) {
+      expect({ local, reply: await c.cmd(`MAIL FROM:<${local}@sender.example>`) }).toEqual({ local, reply: expect.stringMatching(/^501 5\.1\.7 /) });
+    }
+    for (const local of taken) {
+      expect({ local, reply: await c.cmd(`MAIL FROM:<${local}@sender.example>`) }).toEqual({ local, reply: "250 2.1.0 Accepted" });
+      expect(await c.cmd("RSET")).toStartWith("250");
+    }
+    await c.cmd("QUIT");
+    // A new session: twenty refusals end one (MAX_ERRORS_PER_SESSION, as Postfix's hard limit).
+    const d = await RawClient.connect(server.port);
+    await greet(d);
+    expect(await d.cmd("MAIL FROM:<a@sender.example>")).toStartWith("250");
+    for (const local of refused) {
+      expect({ local, reply: await d.cmd(`RCPT TO:<${local}@company.com>`) }).toEqual({ local, reply: expect.stringMatching(/^501 5\.1\.3 /) });
+    }
+    for (const local of taken) {
+      expect({ local, reply: await d.cmd(`RCPT TO:<${local}@company.com>`) }).toEqual({ local, reply: "250 2.1.5 Accepted" });
+    }
+    await d.cmd("QUIT");
+  });
+
+  test("the dry run (mailgw test --from/--to) refuses the same addresses", () => {
+    for (const local of refused) expect({ local, parsed: parseEnvelopeAddress("MAIL FROM", `${local}@sender.example`) }).toEqual({ local, parsed: false });
+    for (const local of taken) expect({ local, parsed: parseEnvelopeAddress("RCPT TO", `${local}@company.com`) }).toEqual({ local, parsed: `${local}@company.com` });
+  });
+});
