@@ -85,7 +85,19 @@ function acceptableDomain(address: string): boolean {
     const ip = domain.slice(1, -1);
     return /^ipv6:/i.test(ip) ? isIPv6(ip.slice(5)) : isIPv4(ip);
   }
-  return DOMAIN_CHARS.test(domain) && !domain.startsWith(".") && !domain.endsWith(".") && !/\.\.|\.-|-\./.test(domain);
+  return DOMAIN_CHARS.test(domain) && !domain.startsWith(".") && !domain.endsWith(".") && !/\.\.|\.-|-\./.test(domain) && hostNameLabels(domain);
+}
+
+/**
+ * RFC 1035/1123 host-name rules that Postfix's valid_hostname() applies to a MAIL or RCPT domain
+ * (501 there): labels of at most 63 octets as A-labels, none starting or ending with '-' (the
+ * check above saw only the '-' next to a dot, so `a@-s.example` and `a@s.example-` got 250), and
+ * not all digits (`a@192.0.2.1`: an address literal needs brackets). Accepted here, such a sender
+ * was relayed on forward and refused by the relay (a Postfix smarthost) after our 250.
+ */
+function hostNameLabels(domain: string): boolean {
+  const ascii = domainToASCII(domain) || domain;
+  return /[^0-9.]/.test(ascii) && ascii.split(".").every((label) => label.length <= 63 && !label.startsWith("-") && !label.endsWith("-"));
 }
 
 /**

@@ -71,3 +71,22 @@ describe("local parts Postfix cannot parse", () => {
     for (const local of taken) expect({ local, parsed: parseEnvelopeAddress("RCPT TO", `${local}@company.com`) }).toEqual({ local, parsed: `${local}@company.com` });
   });
 });
+
+describe("domains Postfix's valid_hostname() refuses", () => {
+  const refused = ["-s.example", "s.example-", "s-.example", "192.0.2.1", "123.45", `${"b".repeat(64)}.example`];
+  const taken = ["s-x.example", "3com.example", "1a.2b", `${"b".repeat(63)}.example`, "mail_out.example", "localhost", "[192.0.2.1]"];
+
+  test("a label starting or ending with '-', a label over 63 octets, an all-digit domain: 501; the rest 250", async () => {
+    server = await startTestServer();
+    const c = await RawClient.connect(server.port);
+    await greet(c);
+    for (const domain of refused) {
+      expect({ domain, reply: await c.cmd(`MAIL FROM:<a@${domain}>`) }).toEqual({ domain, reply: expect.stringMatching(/^501 5\.1\.7 /) });
+    }
+    for (const domain of taken) {
+      expect({ domain, reply: await c.cmd(`MAIL FROM:<a@${domain}>`) }).toEqual({ domain, reply: "250 2.1.0 Accepted" });
+      expect(await c.cmd("RSET")).toStartWith("250");
+    }
+    await c.cmd("QUIT");
+  });
+});
