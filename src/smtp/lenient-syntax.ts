@@ -16,6 +16,7 @@
 import { isIPv4, isIPv6 } from "node:net";
 import { domainToASCII } from "node:url";
 import { SMTPConnection } from "smtp-server/lib/smtp-connection.js";
+import { writtenDomain } from "./recipient-policy.ts";
 
 /**
  * Stands for a space inside a quoted local part while smtp-server splits the argument (a
@@ -148,6 +149,10 @@ export function parseWithQuotedSpaces<T extends { address: string }>(parse: (nam
   if (parsed === false) return false;
   const address = hidden === null ? parsed.address : restoreQuotedSpaces(parsed.address);
   if (!acceptableDomain(address) || !acceptableLocalPart(address) || asciiLength(address) > MAX_ADDRESS_CHARS) return false;
+  // The labels as the client wrote them too: smtp-server decodes an A-label IDNA refuses
+  // (`xn--company-`) to `company`, which passes, and the sender is kept and relayed as written.
+  const written = writtenDomain(command);
+  if (written !== null && !written.startsWith("[") && !hostNameLabels(written)) return false;
   return hidden === null ? parsed : { ...parsed, address };
 }
 

@@ -71,7 +71,7 @@ const CASES: Case[] = [
   },
   {
     name: "address syntax both refuse: no closing bracket, no domain, stray quote, ',' ';' '[', bad host names, empty RCPT",
-    script: [E, "MAIL FROM:<a@sender.example", "MAIL FROM:<a@>", 'MAIL FROM:<a"b@sender.example>', "MAIL FROM:<a,b@sender.example>", "MAIL FROM:<a@-sender.example>", "MAIL FROM:<a@sender.example->", "MAIL FROM:<a@192.0.2.1>", `MAIL FROM:<a@${"b".repeat(64)}.example>`, M, "RCPT TO:<>", 'RCPT TO:<a"b"c@company.com>', "RCPT TO:<a;b@company.com>", "RCPT TO:<a[b]@company.com>", "NOOP"],
+    script: [E, "MAIL FROM:<a@sender.example", "MAIL FROM:<a@>", 'MAIL FROM:<a"b@sender.example>', "MAIL FROM:<a,b@sender.example>", "MAIL FROM:<a@-sender.example>", "MAIL FROM:<a@sender.example->", "MAIL FROM:<a@192.0.2.1>", `MAIL FROM:<a@${"b".repeat(64)}.example>`, "MAIL FROM:<a@xn--company-.com>", M, "RCPT TO:<>", 'RCPT TO:<a"b"c@company.com>', "RCPT TO:<a;b@company.com>", "RCPT TO:<a[b]@company.com>", "NOOP"],
   },
   {
     name: "RFC 5321 lengths: a 254-octet path is taken, a 300-octet one not by mailgw; a 65-octet local part is taken",
