@@ -16,6 +16,8 @@
 import PostalMime, { type Attachment, type Email } from "postal-mime";
 import { htmlMetaCharset, ownTextDecoder, standardCharsetName } from "./charset.ts";
 import { decodeEncodedWords } from "./encoded-words.ts";
+import { splitHeaderBlock } from "./header-block.ts";
+import { MAX_HEADER_FIELD_BYTES } from "./limits.ts";
 import { validMimeType } from "./mime-type.ts";
 import { parameters, parameterValues, type Parameter } from "./mime-parameters.ts";
 
@@ -31,6 +33,8 @@ interface PartNode {
   contentType: { parsed: { value: string; params: Record<string, string> } };
   contentDisposition: { parsed: { value: string; params: Record<string, string> } };
   contentId?: string;
+  /** Content-Description, unfolded (postal-mime decodes its encoded words into the attachment's description). */
+  contentDescription?: string;
   /** `encoding`: the first token of its Content-Transfer-Encoding, as postal-mime picks its decoder by. */
   contentTransferEncoding: { encoding: string };
   /** The decoded content (transfer encoding undone), once the part is parsed. */
@@ -177,13 +181,15 @@ class NamingParser extends PostalMime {
 
   collectAttachment(node: PartNode, ...rest: unknown[]): void {
     const before = this.attachments.length;
+    const chosen = node.contentDisposition.parsed.params.filename || node.contentType.parsed.params.name || "";
+    const restore = hideLongValues(node);
     (collectAttachment as CollectAttachment).call(this, node, ...rest);
+    restore();
     const attachment = this.attachments[this.attachments.length - 1];
     if (!attachment || this.attachments.length === before) return;
     // The name postal-mime picked, decoded as the rules and the subject are: postal-mime's own
     // decoding of encoded words split inside a character (`=?utf-8?B?6rKs7A==?= =?utf-8?B?oIHshJwucGRm?=`)
     // gave `견���서.pdf` as the webhook's `filename` while the rules saw `견적서.pdf`.
-    const chosen = node.contentDisposition.parsed.params.filename || node.contentType.parsed.params.name || "";
     if (chosen) attachment.filename = decodeEncodedWords(chosen);
     if (this.names) attachment.names = partNames(node.headers);
   }
@@ -247,15 +253,69 @@ class NamingParser extends PostalMime {
     const content = node.content ?? new ArrayBuffer(0);
     // postal-mime's decoder choice (mime-node.js setupContentDecoder): anything else passes through.
     const asIs = !/base64|quoted-printable/i.test(node.contentTransferEncoding.encoding);
-    const kept = cut ? cut(new Uint8Array(content), asIs) : null;
+    const cutBytes = cut ? cut(new Uint8Array(content), asIs) : null;
+    const kept = cutBytes ? withLongFieldsCut(cutBytes) : null;
+    const changed = kept !== null && (kept !== cutBytes || kept.byteLength < content.byteLength);
     // The ArrayBuffer itself when nothing is cut: postal-mime copies a view.
-    const subMessage = (node.subMessage = await subParser.parse(kept && kept.byteLength < content.byteLength ? kept : content));
+    const subMessage = (node.subMessage = await subParser.parse(changed ? kept : content));
     if (subMessage.text || !subMessage.html) (addTextEntry as AddTextEntry).call(this, node, "plain", { type: "subMessage", value: subMessage });
     if (subMessage.html) (addTextEntry as AddTextEntry).call(this, node, "html", { type: "subMessage", value: subMessage });
     (subParser as unknown as ParserState).textMap.forEach((entry, textNode) => self.textMap.set(textNode, entry));
     for (const attachment of subMessage.attachments) self.attachments.push(attachment);
   }
 }
+
+/*
+ * postal-mime's decodeWords takes time quadratic in a value's length when it is a run of encoded
+ * words (it joins them into one string and re-reads that string for each next word): a part's
+ * 800 KB `name=`, `Content-Description` or nested Subject / From of encoded words took 0.6-0.9 s
+ * of the delivery thread per webhook post, for a message under 1 MB. The values are decoded here
+ * (decodeEncodedWords, linear) or cut as the top-level header is (MAX_HEADER_FIELD_BYTES).
+ */
+
+/** Values longer than this are not handed to postal-mime's decodeWords (no file name is this long). */
+const LONG_VALUE_CHARS = 16 * 1024;
+
+/**
+ * Cuts the part's long file name and description values for postal-mime's collectAttachment,
+ * which decodes them; returns the undo. collectAttachment above decodes the whole file name
+ * itself; the description is read by nobody (not in the webhook's listing), so it stays cut.
+ */
+function hideLongValues(node: PartNode): () => void {
+  const params = [node.contentDisposition.parsed.params, node.contentType.parsed.params];
+  const saved: (() => void)[] = [];
+  for (const p of params) {
+    for (const key of ["filename", "name"]) {
+      const value = p[key];
+      if (value !== undefined && value.length > LONG_VALUE_CHARS) {
+        p[key] = value.slice(0, LONG_VALUE_CHARS);
+        saved.push(() => void (p[key] = value));
+      }
+    }
+  }
+  const description = node.contentDescription;
+  if (description !== undefined && description.length > LONG_VALUE_CHARS) {
+    node.contentDescription = description.slice(0, LONG_VALUE_CHARS);
+    saved.push(() => void (node.contentDescription = description));
+  }
+  return () => saved.forEach((undo) => undo());
+}
+
+/**
+ * A nested message with every header field cut to MAX_HEADER_FIELD_BYTES, as the top-level header
+ * is read (header-block.ts): its header rebuilt from the fields, unfolded. The same bytes when
+ * no field is that long (a cheap check first: no header line can be that long without such a field
+ * unless the header is at least that long).
+ */
+function withLongFieldsCut(content: Uint8Array): Uint8Array {
+  if (content.byteLength <= MAX_HEADER_FIELD_BYTES) return content;
+  const block = splitHeaderBlock(content);
+  if (!block.notes.some((note) => note.startsWith("header field longer"))) return content;
+  const head = block.fields.map((f) => Buffer.concat([Buffer.from(`${f.originalName}:`, "latin1"), f.value, CRLF]));
+  return Buffer.concat([...head, CRLF, content.subarray(block.bodyStart)]);
+}
+
+const CRLF = Buffer.from("\r\n");
 
 /**
  * PostalMime.parse, with `names` on each attachment. `cutSubMessage`: applied to the bytes of
