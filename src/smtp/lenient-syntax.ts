@@ -106,19 +106,25 @@ function hostNameLabels(domain: string): boolean {
  * opening bracket, a quote) and are not atext: outside a quoted local part Postfix refuses them
  * with 501 (`a,b@x`, `a;b@x`, `a[b@x`, `a"b@x`), and smtp-server's lenient mode took them.
  * Accepted, such a sender was relayed as is on forward and refused by the relay (a Postfix
- * smarthost) after our 250. `]`, `(`, `)`, `\`, `:` stay taken, as Postfix takes them.
+ * smarthost) after our 250. `(` and `\` too: Postfix reads an RFC 822 comment and a quoted
+ * pair there, so it refuses some (`a(b)c@x`: 501) and relays the others as another address
+ * (`a(b@x` as `a@` its own domain, `(b)a@x` as `a@x`, `a\b@x` as `ab@x`); neither is RFC
+ * 5321 atext. `]`, `)`, `:` stay taken: Postfix quotes them and keeps the address.
  */
-const LOCAL_PART_SPECIALS = /[",;[]/;
+const LOCAL_PART_SPECIALS = /[",;[(\\]/;
 
 /**
  * Whether the local part of `address` is a dot-string (leniently: any dots) without the
  * characters above, or one whole quoted string (RFC 5321 §4.1.2 Local-part: a quote may not
- * open or close in the middle, as in `a"b"c@x` or `"a"b@x`).
+ * open or close in the middle, as in `a"b"c@x` or `"a"b@x`). Neither may start with `-`
+ * (`-a@x`, `"-a"@x`, `"\-a"@x`): Postfix refuses such an address with 501 at MAIL and RCPT (it
+ * could pass for a command-line option), so a sender like that got our 250 and the relay's 501.
  */
 function acceptableLocalPart(address: string): boolean {
   const at = address.lastIndexOf("@");
   const local = at < 0 ? address : address.slice(0, at);
-  if (!local.startsWith('"')) return !LOCAL_PART_SPECIALS.test(local);
+  if (!local.startsWith('"')) return !LOCAL_PART_SPECIALS.test(local) && !local.startsWith("-");
+  if (local[1] === "-" || (local[1] === "\\" && local[2] === "-")) return false;
   for (let i = 1; i < local.length; i++) {
     if (local[i] === "\\") i++;
     else if (local[i] === '"') return i === local.length - 1;

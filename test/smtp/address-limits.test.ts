@@ -38,10 +38,12 @@ describe("envelope address limits", () => {
 });
 
 describe("local parts Postfix cannot parse", () => {
-  const refused = ['a"b', '"a', 'a"b"c', '"a"b', '"a\\"', "a,b", "a;b", "a[b", "a[b]"];
-  const taken = ['"a"', '"a b"', '"a\\"b"', '""', "a\\b", "a(b)", "a:b", "a]b", "a..b", "o'brien", "a+tag", "#$&'*+-/=?^_`{}|~x"];
+  // `(` and `\\` Postfix reads as a comment and a quoted pair (a(b)c: 501; a(b, (b)a, a\\b: relayed
+  // as another address); a leading `-`, quoted or not, it refuses with 501.
+  const refused = ['a"b', '"a', 'a"b"c', '"a"b', '"a\\"', "a,b", "a;b", "a[b", "a[b]", "a\\b", "a(b)", "a(b", "(b)a", "a.(b)", "-a", '"-a"', '"\\-a"', "-"];
+  const taken = ['"a"', '"a b"', '"a\\"b"', '""', '"a(b)"', '"a\\\\b"', "a)b", "a:b", "a]b", "a..b", "a-", "a.-b", "o'brien", "a+tag", "#$&'*+-/=?^_`{}|~x"];
 
-  test("a stray quote, ',' ';' '[' outside a quoted local part: 501 at MAIL and RCPT; the rest still 250", async () => {
+  test("a stray quote, ',' ';' '[' '(' backslash outside a quoted local part, a leading '-': 501 at MAIL and RCPT; the rest still 250", async () => {
     server = await startTestServer();
     const c = await RawClient.connect(server.port);
     await greet(c);
