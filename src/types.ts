@@ -25,6 +25,12 @@ export interface Envelope {
    * crash never leaves more messages counted than sessions. Absent: counted elsewhere (tests, dry run).
    */
   firstInSession?: boolean;
+  /**
+   * The client's Received: header fields, as serve's loop check counted them (up to one more
+   * than its limit): a forward refuses a message its relay would refuse as a loop
+   * (act/relay-hops.ts). Absent: not counted (tests, the dry run before its own count).
+   */
+  receivedHeaders?: number;
 }
 
 /**

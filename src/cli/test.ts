@@ -17,6 +17,7 @@ import { extractFacts } from "../parse/extract.ts";
 import { MAX_HEADER_BLOCK_BYTES } from "../parse/limits.ts";
 import { normalizeIp } from "../smtp/ip.ts";
 import { MAX_RECEIVED_HEADERS, oversizeReplyText } from "../smtp/limits.ts";
+import { FORWARD_LOOP_TEXT, forwardWouldLoop } from "../act/relay-hops.ts";
 import { buildReceivedHeader, continuesReceived, countReceivedHeaders, FOLD_BREAK, LOOP_REPLY } from "../smtp/received-header.ts";
 import { newMessageId } from "../spool/ids.ts";
 import { heloName, parseEnvelopeAddress } from "../smtp/lenient-syntax.ts";
@@ -194,13 +195,16 @@ export async function runDryRun(source: string, flags: EnvelopeFlags, opts: DryR
   const facts = { ...defaulted, rcpt: [...envelope.rcptTo] };
   const result = classify(facts, loaded.rules);
   // serve's loop check (smtp/data-handler.ts) counts the client's Received: lines, not its own.
-  const loop = countReceivedHeaders(raw.subarray(0, MAX_HEADER_BLOCK_BYTES), MAX_RECEIVED_HEADERS) > MAX_RECEIVED_HEADERS;
+  const receivedHeaders = countReceivedHeaders(raw.subarray(0, MAX_HEADER_BLOCK_BYTES), MAX_RECEIVED_HEADERS);
+  const loop = receivedHeaders > MAX_RECEIVED_HEADERS;
   const refusedMessage = maxMessageBytes !== null && raw.byteLength > maxMessageBytes
     ? `552 ${oversizeReplyText(maxMessageBytes)}`
     : loop ? `${LOOP_REPLY.code} ${LOOP_REPLY.text}` : null;
   // smtp-server's MAIL syntax check (501 before any hook); only a sender given with --from.
   const refusedSender = flags.from !== null && parseEnvelopeAddress("MAIL FROM", facts.mailFrom) === false ? "501 5.1.7 Bad sender address syntax" : null;
-  const report = { source: source === "-" ? "(stdin)" : source, inputNotes, facts, rules: loaded.rules, result, authGiven, refusedRecipients: refused, refusedMessage, refusedSender };
+  // After the rules: the pipeline refuses a forward its relay would refuse as a loop (act/relay-hops.ts).
+  const refusedForward = refusedMessage === null && result.decision.action === "forward" && forwardWouldLoop(receivedHeaders) ? `554 5.4.6 ${FORWARD_LOOP_TEXT}` : null;
+  const report = { source: source === "-" ? "(stdin)" : source, inputNotes, facts, rules: loaded.rules, result, authGiven, refusedRecipients: refused, refusedMessage, refusedSender, refusedForward };
   process.stdout.write(json ? renderJson(report) : renderText(report));
   return 0;
 }

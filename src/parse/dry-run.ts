@@ -92,6 +92,8 @@ export interface DryRunReport {
   refusedMessage?: string | null;
   /** serve's reply to the MAIL FROM, when it would refuse the envelope sender's syntax. */
   refusedSender?: string | null;
+  /** serve's reply to a forward its relay would refuse as a mail loop (after the rules), or null. */
+  refusedForward?: string | null;
 }
 
 export interface RefusedRecipient {
@@ -131,6 +133,7 @@ export function renderText(report: DryRunReport): string {
     lines.push(`note:     serve would refuse at RCPT ${refused.map((r) => `<${r.address}> (${r.reply})`).join(", ")}${all ? ": with no recipient left, the message would not be accepted at all" : ""}`);
   }
   if (report.refusedMessage) lines.push(`note:     serve would refuse this message after DATA, before the rules: ${report.refusedMessage}`);
+  if (report.refusedForward) lines.push(`note:     serve would refuse this forward after DATA, as its relay would refuse it as a mail loop (too many Received: lines): ${report.refusedForward}`);
   if (result.unevaluated) {
     lines.push(`note:     rule regexes took more than ${REGEX_BUDGET_MS} ms on this message: ${result.unevaluated.join(", ")} not evaluated (no match); check them with \`mailgw rules lint\``);
   }
@@ -172,6 +175,7 @@ export function renderJson(report: DryRunReport): string {
       refusedRecipients: report.refusedRecipients ?? [],
       refusedMessage: report.refusedMessage ?? null,
       refusedSender: report.refusedSender ?? null,
+      refusedForward: report.refusedForward ?? null,
       unevaluatedRules: result.unevaluated ?? [],
       facts: {
         ...scalarFacts,

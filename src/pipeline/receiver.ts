@@ -17,6 +17,7 @@ import type { Logger } from "../log/logger.ts";
 import { ParseWorkerError } from "../parse/parse-pool.ts";
 import { REGEX_BUDGET_MS } from "../rules/matchers.ts";
 import { archiveRelativePath } from "../act/archive.ts";
+import { FORWARD_LOOP_TEXT, forwardWouldLoop, RELAY_HOPCOUNT_LIMIT } from "../act/relay-hops.ts";
 import type { Finisher } from "../act/finish.ts";
 import { deliveriesFor, messageRow } from "../act/decision-rows.ts";
 import type { Intake, IntakeEntry } from "../act/intake.ts";
@@ -130,6 +131,12 @@ export class Receiver {
     if (decision.action === "reject") {
       await file.abort();
       return this.reject(id, receivedAt, facts, decision, envelope.firstInSession === true, auth);
+    }
+    if (decision.action === "forward" && forwardWouldLoop(envelope.receivedHeaders ?? 0)) {
+      // Refused as serve's loop check refuses (nothing stored): a 250 would end in the relay's 554.
+      await file.abort();
+      logger.info("message refused: the relay would refuse the forward as a mail loop", { id, rule: decision.rule, received_headers: envelope.receivedHeaders, relay_hopcount_limit: RELAY_HOPCOUNT_LIMIT });
+      throw new SmtpError(554, "5.4.6", FORWARD_LOOP_TEXT);
     }
     // Archive only: the writer thread puts the file straight into the archive (no spool file,
     // no post-250 work). Otherwise the spool file stays for the archive copy or the deliveries.

@@ -219,11 +219,13 @@ async function finishMessage(receiver: Receiver, headerBytes: number, envelope: 
   }
   // The loop check reads the client's header section only (not our own Received: line).
   const clientPart = receiver.incoming.headerSection(headerBytes + MAX_HEADER_BLOCK_BYTES).subarray(headerBytes);
-  if (countReceivedHeaders(clientPart, ctx.maxReceivedHeaders) > ctx.maxReceivedHeaders) {
+  const receivedHeaders = countReceivedHeaders(clientPart, ctx.maxReceivedHeaders);
+  if (receivedHeaders > ctx.maxReceivedHeaders) {
     await receiver.incoming.abort();
     return { ...LOOP_REPLY };
   }
-  return store(receiver, envelope, state, ctx);
+  // The pipeline refuses a forward its relay would refuse as a loop (act/relay-hops.ts).
+  return store(receiver, { ...envelope, receivedHeaders }, state, ctx);
 }
 
 function storageFailed(err: unknown, state: SessionState, ctx: DataContext): DataReply {

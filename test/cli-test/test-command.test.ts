@@ -115,6 +115,24 @@ describe("mailgw test", () => {
     expect(await refused(sized(loopHead.length + 2, loopHead), { MAX_MESSAGE_SIZE_MB: "0.001" })).toBe("552 5.3.4 Message size exceeds fixed maximum message size 1048");
   });
 
+  // A forwarded copy carries mailgw's Received: line and the relay's: a Postfix relay refuses 48
+  // or more of the client's as a loop (hopcount_limit 50), so serve refuses such a forward at DATA.
+  test("48 Received: lines: a forward would be refused (554 5.4.6, after the rules), an archive not; 47: neither", async () => {
+    const hops = (n: number): string => Array.from({ length: n }, (_, i) => `Received: from hop${i}.example by hop${i + 1}.example; Mon, 1 Jan 2024 00:00:00 +0000\r\n`).join("");
+    const dry = async (n: number, subject: string) => {
+      const file = join(dir, `hops-${n}-${subject.length}.eml`);
+      writeFileSync(file, `${hops(n)}From: a@sender.example\r\nTo: b@company.com\r\nSubject: ${subject}\r\n\r\nx\r\n`);
+      const json = await mailgw([file, "--rules", rulesFile, "--json", "--tls"]);
+      const text = await mailgw([file, "--rules", rulesFile, "--tls"]);
+      const parsed = JSON.parse(json.stdout) as { refusedForward: string | null; refusedMessage: string | null; decision: { action: string } };
+      return { action: parsed.decision.action, refusedForward: parsed.refusedForward, refusedMessage: parsed.refusedMessage, noted: text.stdout.includes("serve would refuse this forward after DATA") };
+    };
+    const loop = "554 5.4.6 Too many hops (Received headers), mail loop suspected";
+    expect(await dry(48, "견적")).toEqual({ action: "forward", refusedForward: loop, refusedMessage: null, noted: true });
+    expect(await dry(47, "견적")).toEqual({ action: "forward", refusedForward: null, refusedMessage: null, noted: false });
+    expect(await dry(48, "plain")).toEqual({ action: "archive", refusedForward: null, refusedMessage: null, noted: false });
+  });
+
   test("a file with LF line endings and 8-bit (not UTF-8) bytes is counted byte for byte as its CRLF form", async () => {
     const crlf = Buffer.from("From: a@sender.example\r\nTo: b@company.com\r\nSubject: caf\xe9\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nna\xefve r\xe9sum\xe9\r\n", "latin1");
     const lf = Buffer.from(crlf.toString("latin1").replaceAll("\r\n", "\n"), "latin1");

@@ -5,7 +5,7 @@
  * gave, and the bytes mailgw archived. Otherwise mailgw must refuse in the SMTP session, as
  * Postfix's own smtpd would, so the sender gets the bounce rather than a `failed` forward nobody
  * sees. Variants: envelope senders of every shape mailgw takes, and Received: counts at Postfix's
- * hopcount_limit. Needs root and Postfix ≥ 3.4; skips with the reason printed otherwise.
+ * hopcount_limit (an archive decision keeps serve's own loop limit: test/cli-test's dry run). Needs root and Postfix ≥ 3.4; skips with the reason printed otherwise.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
@@ -151,4 +151,19 @@ describe.skipIf(SKIP !== null)("mailgw serve forwarding through a Postfix smarth
     expect(outcomes).toEqual(expected);
     expect(await queueList((serve as ServeProcess).dir, "failed,deferred")).toEqual([]);
   }, 120_000);
+
+  // Postfix counts the Received: fields with mailgw's and its own, and refuses at hopcount_limit
+  // (50): 48 to 50 passed serve's loop check (more than 50), got 250, and then the relay's 554.
+  test("Received: counts at the relay's hop limit: each forward is refused at DATA (554 5.4.6) or delivered", async () => {
+    const hops = (n: number): string => Array.from({ length: n }, (_, i) => `Received: from h${i}.example by h${i + 1}.example; Mon, 23 Nov 2026 10:00:00 +0000\r\n`).join("");
+    const outcomes: Record<number, string> = {};
+    for (const n of [46, 47, 48, 49, 50]) {
+      const sent = await sendThrough("a@sender.example", Buffer.concat([Buffer.from(hops(n)), testMessage(`hops ${n}`, "x\r\n")]));
+      outcomes[n] = sent.id === null ? (sent.final ?? sent.mail) : await fateOf(sent.id);
+      if (sent.id !== null && outcomes[n] === "delivered") await sunkCopy(sent.id);
+    }
+    const loop = "554 5.4.6 Too many hops (Received headers), mail loop suspected";
+    expect(outcomes).toEqual({ 46: "delivered", 47: "delivered", 48: loop, 49: loop, 50: loop });
+    expect(await queueList((serve as ServeProcess).dir, "failed,deferred")).toEqual([]);
+  }, 60_000);
 });

@@ -171,7 +171,7 @@ describe("SMTP session", () => {
     const raw = m?.raw.toString("latin1") ?? "";
     expect(raw).toMatch(/^Received: from client\.example \(\[127\.0\.0\.1\]\)\r\n\tby mx\.test \(mailgw\) with ESMTP\r\n\tid \S+ for <Bob@company\.com>;\r\n\t\w{3}, \d+ \w{3} \d{4} \d\d:\d\d:\d\d \+0000\r\nFrom: /);
     expect(raw.endsWith("Hi there.\r\n")).toBe(true);
-    expect(m?.envelope).toEqual({ mailFrom: "a@sender.example", rcptTo: ["Bob@company.com"], clientIp: "127.0.0.1", helo: "client.example", tls: false, firstInSession: true });
+    expect(m?.envelope).toEqual({ mailFrom: "a@sender.example", rcptTo: ["Bob@company.com"], clientIp: "127.0.0.1", helo: "client.example", tls: false, firstInSession: true, receivedHeaders: 0 });
   });
 
   test("a HELO carrying header syntax cannot forge the Received line: only [A-Za-z0-9.-_:[]] reach it", async () => {
