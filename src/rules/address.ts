@@ -13,8 +13,13 @@ const MAX_LOCAL_PART_CHARS = 64;
 const MAX_DOMAIN_CHARS = 253;
 
 const DOMAIN_LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
-/** dot-atom text without `%` and `!` (routing tricks); Unicode letters allowed (SMTPUTF8). */
-const LOCAL_PART = /^[\p{L}\p{N}#$&'*+/=?^_`{|}~-]+(?:\.[\p{L}\p{N}#$&'*+/=?^_`{|}~-]+)*$/u;
+/**
+ * dot-atom text without `%` and `!` (routing tricks); Unicode letters allowed (SMTPUTF8). Not
+ * starting with `-`: a Postfix relay refuses such a recipient (`501 5.1.3 Bad recipient address
+ * syntax`, it could pass for a command-line option), so every message the rule forwarded got our
+ * 250 and then failed at the relay.
+ */
+const LOCAL_PART = /^(?!-)[\p{L}\p{N}#$&'*+/=?^_`{|}~-]+(?:\.[\p{L}\p{N}#$&'*+/=?^_`{|}~-]+)*$/u;
 
 /**
  * Lower-case ASCII form of a domain name (IDNs converted to punycode), or null when it is

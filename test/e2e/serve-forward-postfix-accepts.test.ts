@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { freePortsIn, testMessage, waitUntil } from "../helpers/interop.ts";
 import { postfixSkipReason, startPostfix, type Postfix } from "../helpers/postfix.ts";
 import { mailFromAddress, startRawSink, type RawSink, type Sunk } from "../helpers/raw-sink.ts";
+import { normalizeMailbox } from "../../src/rules/address.ts";
 import { RawClient, greet } from "../smtp/helpers.ts";
 import { archivedCopy, queueList, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 
@@ -34,10 +35,12 @@ rules:
 let sink: RawSink | null = null;
 let postfix: Postfix | null = null;
 let serve: ServeProcess | null = null;
+let relayPort = 0;
 
 beforeAll(async () => {
   if (SKIP) return;
-  const [sinkPort = 0, relayPort = 0] = await freePortsIn(2, 45000, 45499);
+  const [sinkPort = 0, smarthostPort = 0] = await freePortsIn(2, 45000, 45499);
+  relayPort = smarthostPort;
   sink = await startRawSink(sinkPort);
   postfix = await startPostfix({
     services: [`127.0.0.1:${relayPort} inet n - n - - smtpd`],
@@ -166,4 +169,19 @@ describe.skipIf(SKIP !== null)("mailgw serve forwarding through a Postfix smarth
     expect(outcomes).toEqual({ 46: "delivered", 47: "delivered", 48: loop, 49: loop, 50: loop });
     expect(await queueList((serve as ServeProcess).dir, "failed,deferred")).toEqual([]);
   }, 60_000);
+
+  // forward_to comes from rules.yaml: an address the relay refuses there fails every forward of
+  // the rule after our 250. Postfix refuses a recipient starting with '-'; so does rules lint.
+  test("forward_to addresses: one the smarthost refuses at RCPT is refused by rules lint", async () => {
+    const c = await RawClient.connect(relayPort);
+    try {
+      await greet(c, "mx.test");
+      expect(await c.cmd("MAIL FROM:<a@sender.example>")).toStartWith("250");
+      const replies = Object.fromEntries(await Promise.all(["-ops@forward.example", "ops-@forward.example", "o-ps@forward.example"].map(async (a) => [a, (await c.cmd(`RCPT TO:<${a}>`)).slice(0, 3)] as const)));
+      expect(replies).toEqual({ "-ops@forward.example": "501", "ops-@forward.example": "250", "o-ps@forward.example": "250" });
+      for (const [address, reply] of Object.entries(replies)) expect({ address, lint: normalizeMailbox(address) !== null }).toEqual({ address, lint: reply === "250" });
+    } finally {
+      c.end();
+    }
+  });
 });

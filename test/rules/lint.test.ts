@@ -43,6 +43,8 @@ const ERROR_CASES: [string, string, Expected[]][] = [
   ["empty forward_to", rule("action: forward", "forward_to: []", SUBJECT_EXISTS), [[5, 17, "error", "missing-forward-to"]]],
   ["invalid forward_to address", rule("action: forward", "forward_to: [ok@other.example, 'bad%hack@other.example']", SUBJECT_EXISTS), [[5, 36, "error", "invalid-address"]]],
   ["forward_to without @", rule("action: forward", "forward_to: nobody", SUBJECT_EXISTS), [[5, 17, "error", "invalid-address"]]],
+  // A Postfix relay answers 501 to RCPT TO:<-ops@…>: every forward would fail after our 250.
+  ["forward_to local part starting with '-'", rule("action: forward", "forward_to: [ok-@other.example, -ops@other.example]", SUBJECT_EXISTS), [[5, 37, "error", "invalid-address"]]],
   ["missing url", rule("action: webhook", SUBJECT_EXISTS), [[4, 13, "error", "missing-url"]]],
   ["invalid url", rule("action: webhook", "url: ftp://files.example/x", SUBJECT_EXISTS), [[5, 10, "error", "invalid-url"]]],
   ["unknown action", rule("action: forwrd", SUBJECT_EXISTS), [[4, 13, "error", "unknown-action"]]],
