@@ -8,6 +8,7 @@
  * Trusts: the attempt's outcome. Failure: none (webhook-pauses.ts never throws).
  */
 import type { Database } from "bun:sqlite";
+import type { TargetFailure } from "./expire.ts";
 import type { ClaimedDelivery } from "./queue-store.ts";
 import type { AttemptOutcome } from "./retry.ts";
 import { keyOf } from "./slots.ts";
@@ -16,9 +17,9 @@ import { createWebhookPauses } from "./webhook-pauses.ts";
 export interface TargetHealth {
   /** Webhook URLs (keys) whose last attempt got an answer: slots.ts gives the others one slot. */
   readonly answering: ReadonlySet<string>;
-  /** Webhook URLs whose last attempt failed for now, with its error; and the relay's (expire.ts). */
-  readonly failing: ReadonlyMap<string, string>;
-  relayFailure(): string | null;
+  /** Webhook URLs whose last attempt failed for now, with its error and end; and the relay's (expire.ts). */
+  readonly failing: ReadonlyMap<string, TargetFailure>;
+  relayFailure(): TargetFailure | null;
   /** Webhook URLs whose receiver answered with Retry-After, until then or a `queue retry`. */
   paused(now: number): ReadonlySet<string>;
   /**
@@ -33,9 +34,9 @@ export interface TargetHealth {
 /** `pollMs`: how often, at most, a running pause looks for a `queue retry` (webhook-pauses.ts). */
 export function createTargetHealth(db: Database, pollMs: number, now: () => number): TargetHealth {
   const answering = new Set<string>();
-  const failing = new Map<string, string>();
+  const failing = new Map<string, TargetFailure>();
   const pauses = createWebhookPauses(db, pollMs);
-  let relayFailure: string | null = null;
+  let relayFailure: TargetFailure | null = null;
 
   return {
     answering,
@@ -43,16 +44,17 @@ export function createTargetHealth(db: Database, pollMs: number, now: () => numb
     relayFailure: () => relayFailure,
     paused: (at) => pauses.paused(at),
     note(d, outcome) {
-      const error = outcome.kind === "temporary" ? outcome.error : null;
-      const startsFailing = error !== null && (d.kind === "webhook" ? !failing.has(d.target) : relayFailure === null);
+      // When it ended: expire.ts gives up untried only what was due before the target failed.
+      const failure = outcome.kind === "temporary" ? { error: outcome.error, at: now() } : null;
+      const startsFailing = failure !== null && (d.kind === "webhook" ? !failing.has(d.target) : relayFailure === null);
       if (d.kind === "forward") {
-        relayFailure = error;
-      } else if (error === null) {
+        relayFailure = failure;
+      } else if (failure === null) {
         answering.add(keyOf(d));
         failing.delete(d.target);
       } else {
         answering.delete(keyOf(d));
-        failing.set(d.target, error);
+        failing.set(d.target, failure);
         const asked = outcome.kind === "temporary" ? outcome.retryAfterMs : undefined;
         if (asked !== undefined) pauses.pause(d.target, asked, now());
       }

@@ -44,7 +44,7 @@ test("the limit counts from a `queue retry`, not from the first queueing", () =>
   const retried = seedDelivery(t, { createdAt: old, state: "failed" });
   const waiting = seedDelivery(t, { createdAt: old });
   expect(retryNow(t.db, [deliveryOf(t.db, retried).id], now - 1000)).toBe(1);
-  const failing = { webhooks: new Map<string, string>(), relay: "451 4.3.0 try later" };
+  const failing = { webhooks: new Map(), relay: { error: "451 4.3.0 try later", at: now } };
   const expired = expireWaiting(t.db, now, 1, failing);
   expect(expired.map((d) => d.messageId)).toEqual([waiting]);
   expect(deliveryOf(t.db, retried).state).toBe("queued");
