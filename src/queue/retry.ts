@@ -49,7 +49,11 @@ export function retryDelayMs(attempts: number, baseSeconds: number, random: () =
   const exponent = Math.max(0, Math.min(attempts - 1, 40));
   const unjittered = Math.min(RETRY_CAP_MS, baseSeconds * 1000 * 2 ** exponent);
   const factor = 1 - RETRY_JITTER_FRACTION + 2 * RETRY_JITTER_FRACTION * random();
-  return Math.max(1, Math.min(RETRY_CAP_MS, Math.round(unjittered * factor)));
+  const jittered = Math.round(unjittered * factor);
+  // Above the cap the jitter is folded back below it, not cut off: cut off, half of the capped
+  // retries were exactly one hour, so deliveries deferred in one burst (a relay's 451 rate limit,
+  // a restart, a clock stepped back) came back in the same second every hour.
+  return Math.max(1, jittered > RETRY_CAP_MS ? 2 * RETRY_CAP_MS - jittered : jittered);
 }
 
 /** The last error of a delivery given up at QUEUE_MAX_AGE_HOURS. */

@@ -23,6 +23,15 @@ describe("retryDelayMs", () => {
     expect(retryDelayMs(1000, 60, () => 0.99)).toBeLessThanOrEqual(RETRY_CAP_MS);
     expect(retryDelayMs(7, 60, () => 0)).toBe(0.8 * RETRY_CAP_MS);
   });
+  test("at the cap the jitter still spreads the retries (below the hour), not half of them on the hour exactly", () => {
+    for (const attempts of [7, 8, 30]) {
+      const delays = Array.from({ length: 2000 }, () => retryDelayMs(attempts, 60, Math.random));
+      for (const d of delays) expect(d).toBeWithin(0.8 * RETRY_CAP_MS, RETRY_CAP_MS + 1);
+      // Deliveries deferred in one burst: few share a second an hour later.
+      expect(delays.filter((d) => d === RETRY_CAP_MS).length).toBeLessThan(20);
+      expect(new Set(delays.map((d) => Math.floor(d / 1000))).size).toBeGreaterThan(400);
+    }
+  });
   test("tiny bases (tests) still give a positive delay", () => {
     expect(retryDelayMs(1, 0.001, () => 0)).toBeGreaterThan(0);
   });
