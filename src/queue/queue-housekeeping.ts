@@ -1,6 +1,6 @@
 /**
  * The delivery worker's checks before each claim (worker.ts): forwards held while there is no
- * relay, or found held while there is one; retry times a clock that went back left far ahead;
+ * relay, or found held while there is one; retry times (and ages) a clock that went back left far ahead;
  * deliveries waiting for a failing target past QUEUE_MAX_AGE_HOURS (expire.ts). Apart from the
  * claim because each has its own interval and its own "last done" time, none of them per message.
  *
@@ -63,6 +63,8 @@ export function createQueueHousekeeping(opts: QueueHousekeepingOptions): QueueHo
         clockCheckedAt = t;
         const n = store.rescheduleFromFuture(db, t, CLOCK_BACK_MS);
         if (n > 0) logger.warn("deliveries scheduled by a clock that has gone back since are due now", { count: n });
+        const aged = store.ageFromFuture(db, t, CLOCK_BACK_MS);
+        if (aged > 0) logger.warn("deliveries queued by a clock that has gone back since: QUEUE_MAX_AGE_HOURS counts from now", { count: aged });
       }
       // Before the claim: a failing target's slot goes to a delivery still within the age limit.
       if (Math.abs(t - expiryCheckedAt) >= EXPIRY_CHECK_MS) {

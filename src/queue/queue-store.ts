@@ -158,3 +158,15 @@ export function rescheduleFromFuture(db: Database, now: number, aheadMs: number)
   if (db.query(`SELECT 1 FROM deliveries WHERE ${where} LIMIT 1`).get(now + aheadMs) === null) return 0;
   return db.query(`UPDATE deliveries SET next_attempt_at = ?2, updated_at = ?2 WHERE ${where}`).run(now + aheadMs, now).changes;
 }
+
+/**
+ * Deliveries whose QUEUE_MAX_AGE_HOURS counts from more than `aheadMs` after `now`: queued (or
+ * retried) by a clock that has gone back since. Their limit counts from now (retry_from), else a
+ * message taken while the clock was a month ahead was retried for a month and its limit on top,
+ * not given up at the limit. Read first: no write lock unless one is found.
+ */
+export function ageFromFuture(db: Database, now: number, aheadMs: number): number {
+  const where = `state IN ('queued', 'deferred') AND coalesce(retry_from, created_at) > ?1`;
+  if (db.query(`SELECT 1 FROM deliveries WHERE ${where} LIMIT 1`).get(now + aheadMs) === null) return 0;
+  return db.query(`UPDATE deliveries SET retry_from = ?2, updated_at = ?2 WHERE ${where}`).run(now + aheadMs, now).changes;
+}
