@@ -61,6 +61,8 @@ export interface PipelineDeps {
    * for it, or held without one. Default: `config.relay` as loaded at start.
    */
   relayConfigured?: () => boolean;
+  /** See ReceiverDeps.relaySizeLimit (default: none known). */
+  relaySizeLimit?: () => number | null;
   /** Called before a message's SPF/DKIM/DMARC checks (serve says once that no DNS server is configured). */
   authChecksNeeded?: () => void;
 }
@@ -119,6 +121,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   const receiver = new Receiver({
     config, logger, spool, intake, finisher, classifier, durability, admission, now,
     relayConfigured: deps.relayConfigured ?? ((): boolean => config.relay !== null),
+    ...(deps.relaySizeLimit ? { relaySizeLimit: deps.relaySizeLimit } : {}),
     afterBigMessage: deps.afterBigMessage,
   });
 

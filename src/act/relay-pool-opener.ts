@@ -9,7 +9,7 @@
  * other session is up (relay down or misconfigured: the queue retries them with backoff).
  */
 import type { SessionSet } from "./relay-pool-session-set.ts";
-import { newSession, setUpSession, type Session, type SessionSetupEvents } from "./relay-pool-session.ts";
+import { advertisedSize, newSession, setUpSession, type Session, type SessionSetupEvents } from "./relay-pool-session.ts";
 import type { RelayPoolOptions } from "./relay-pool-types.ts";
 
 /** See RelayPoolOptions.setupRetryMs. */
@@ -49,6 +49,7 @@ export function createSessionOpener(opts: RelayPoolOptions, sessions: SessionSet
 
   function ready(s: Session): void {
     proven = true;
+    opts.onSessionReady?.(advertisedSize(s));
     pool.release(s);
   }
 

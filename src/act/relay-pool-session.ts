@@ -37,6 +37,16 @@ export function offers(s: Session, extension: string): boolean {
 }
 
 /**
+ * The SIZE the session's relay announced in its (last) EHLO reply, in bytes; null for none or
+ * `SIZE 0` (no limit). SMTPConnection keeps it in a private field; without the field, null
+ * (no limit known: forwards are not refused for size, today's behaviour).
+ */
+export function advertisedSize(s: Session): number | null {
+  const size = (s.smtp as unknown as { _maxAllowedSize?: unknown })._maxAllowedSize;
+  return typeof size === "number" && Number.isFinite(size) && size > 0 ? size : null;
+}
+
+/**
  * Sets the inactivity timeout of the session's socket (the TLS one after STARTTLS). SMTPConnection
  * sets it once, from socketTimeout, in a private field; without the field, nothing changes.
  */

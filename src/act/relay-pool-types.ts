@@ -55,6 +55,8 @@ export interface RelayPoolOptions {
    * connection.socketTimeout (restored after it). Default: no change.
    */
   finalReplyTimeoutMs?: number;
+  /** A session is set up: the largest message its relay advertised (EHLO SIZE), null for none. */
+  onSessionReady?: (maxMessageBytes: number | null) => void;
 }
 
 export interface RelayPool {

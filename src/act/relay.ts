@@ -92,6 +92,8 @@ export interface RelayClientOptions {
   /** Name sent in EHLO (SMTP_HOSTNAME). */
   ehloName: string;
   maxConnections?: number;
+  /** See RelayPoolOptions.onSessionReady. */
+  onSessionReady?: (maxMessageBytes: number | null) => void;
 }
 
 export function createRelayClient(relay: RelayConfig, opts: RelayClientOptions): RelayClient {
@@ -119,6 +121,7 @@ export function createRelayClient(relay: RelayConfig, opts: RelayClientOptions):
     // One immediate retry on a fresh connection when a pooled one was closed under us
     // (relay idle timeout); anything beyond that is the queue's job, with backoff.
     maxRequeues: 1,
+    ...(opts.onSessionReady ? { onSessionReady: opts.onSessionReady } : {}),
   });
   const label = hostPort(relay.host, relay.port);
   let successor: RelayClient | null = null;

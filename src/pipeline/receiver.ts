@@ -18,6 +18,7 @@ import { ParseWorkerError } from "../parse/parse-pool.ts";
 import { REGEX_BUDGET_MS } from "../rules/matchers.ts";
 import { archiveRelativePath } from "../act/archive.ts";
 import { FORWARD_LOOP_TEXT, forwardWouldLoop, RELAY_HOPCOUNT_LIMIT } from "../act/relay-hops.ts";
+import { tooBigForRelay } from "../queue/relay-size-limit.ts";
 import type { Finisher } from "../act/finish.ts";
 import { deliveriesFor, messageRow } from "../act/decision-rows.ts";
 import type { Intake, IntakeEntry } from "../act/intake.ts";
@@ -58,6 +59,8 @@ export interface ReceiverDeps {
   now: () => number;
   /** Whether a relay is configured now: new forwards are queued for it, or held without one. */
   relayConfigured: () => boolean;
+  /** The largest message the relay takes, as it advertised it (queue/relay-size-limit.ts); null: unknown. */
+  relaySizeLimit?: () => number | null;
   /** Called after a message of BIG_MESSAGE_BYTES or more, before its parse. */
   afterBigMessage?: () => void;
 }
@@ -131,6 +134,13 @@ export class Receiver {
     if (decision.action === "reject") {
       await file.abort();
       return this.reject(id, receivedAt, facts, decision, envelope.firstInSession === true, auth);
+    }
+    if (decision.action === "forward" && tooBigForRelay(file.size, this.deps.relaySizeLimit?.() ?? null)) {
+      // Refused as an oversized message is (nothing stored): a 250 would end in the relay's 552.
+      const limit = this.deps.relaySizeLimit?.() ?? 0;
+      await file.abort();
+      logger.info("message refused: too big for the relay its rule forwards through", { id, rule: decision.rule, size: file.size, relay_size_bytes: limit });
+      throw new SmtpError(552, "5.3.4", `Message too big for the relay it is forwarded through (at most ${limit} bytes)`);
     }
     if (decision.action === "forward" && forwardWouldLoop(envelope.receivedHeaders ?? 0)) {
       // Refused as serve's loop check refuses (nothing stored): a 250 would end in the relay's 554.

@@ -9,8 +9,11 @@
 import type { Database } from "bun:sqlite";
 import { createRelayClient, type RelayClient } from "../act/relay.ts";
 import type { Config, RelayConfig } from "../config/config.ts";
+import { describeError } from "../errors.ts";
+import { hostPort } from "../host-port.ts";
 import type { Logger } from "../log/logger.ts";
 import * as store from "./queue-store.ts";
+import { recordRelaySizeLimit, RELAY_SIZE_MARGIN_BYTES } from "./relay-size-limit.ts";
 
 /**
  * Forwards in flight per pooled relay connection: keeps each connection busy and lets claims and
@@ -34,12 +37,37 @@ export function createCurrentRelay(opts: { config: Config; db: Database; logger:
   const { config, db, logger, now } = opts;
   let relay: RelayClient | null = null;
 
+  /**
+   * What a set-up session's relay advertised, recorded when it changes (relay-size-limit.ts: the
+   * intake refuses bigger forwards at DATA from then on), with a warning when it is below
+   * MAX_MESSAGE_SIZE_MB: the admin learns why such forwards now get 552.
+   */
+  const sizeNoter = (label: string) => {
+    let noted: number | null | undefined;
+    return (bytes: number | null): void => {
+      if (bytes === noted) return;
+      try {
+        recordRelaySizeLimit(db, label, bytes);
+        noted = bytes;
+      } catch (err) {
+        logger.warn("recording the relay's SIZE failed; retried at its next session", { relay: label, error: describeError(err) });
+        return;
+      }
+      if (bytes !== null && bytes - RELAY_SIZE_MARGIN_BYTES < config.smtp.maxMessageBytes) {
+        logger.warn(
+          "the relay takes smaller messages than MAX_MESSAGE_SIZE_MB allows: forwards too big for it are refused at DATA (552 5.3.4); raise its limit, or lower MAX_MESSAGE_SIZE_MB to match",
+          { relay: label, relay_size_bytes: bytes, max_message_bytes: config.smtp.maxMessageBytes },
+        );
+      }
+    };
+  };
+
   return {
     client: () => relay,
     cap: () => (relay === null ? 0 : relay.maxConnections * FORWARDS_PER_RELAY_CONNECTION),
     swap(next) {
       const previous = relay;
-      relay = next === null ? null : createRelayClient(next, { ehloName: config.smtp.hostname });
+      relay = next === null ? null : createRelayClient(next, { ehloName: config.smtp.hostname, onSessionReady: sizeNoter(hostPort(next.host, next.port)) });
       return previous;
     },
     releaseHeld() {

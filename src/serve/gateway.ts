@@ -25,6 +25,8 @@ import { createStatusSource, type StatusSource } from "../http/status-source.ts"
 import type { Logger } from "../log/logger.ts";
 import { createPipeline, type Pipeline } from "../pipeline.ts";
 import { readSuspension } from "../queue/relay-suspension.ts";
+import { relaySizeLimitReader } from "../queue/relay-size-limit.ts";
+import { hostPort } from "../host-port.ts";
 import { createThreadedDeliveryWorker } from "../queue/threaded-worker.ts";
 import { factNeeds } from "../rules/fact-needs.ts";
 import { startRulesRuntime, type RulesRuntime } from "../rules-runtime/runtime.ts";
@@ -144,6 +146,7 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
     config, db, logger, rules,
     afterBigMessage: () => void state.heap?.check(),
     relayConfigured: () => state.relay !== null,
+    relaySizeLimit: relaySizeLimitReader(db, () => (state.relay === null ? null : hostPort(state.relay.host, state.relay.port))),
     authChecksNeeded: () => resolver.authChecksNeeded(),
   });
   // Delivery runs in its own thread (own SQLite connection), so it uses a second core.
