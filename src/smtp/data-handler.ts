@@ -225,7 +225,8 @@ async function finishMessage(receiver: Receiver, headerBytes: number, envelope: 
     return { ...LOOP_REPLY };
   }
   // The pipeline refuses a forward its relay would refuse as a loop (act/relay-hops.ts).
-  return store(receiver, { ...envelope, receivedHeaders }, state, ctx);
+  envelope.receivedHeaders = receivedHeaders;
+  return store(receiver, envelope, state, ctx);
 }
 
 function storageFailed(err: unknown, state: SessionState, ctx: DataContext): DataReply {
@@ -273,6 +274,8 @@ function envelopeOf(session: SMTPServerSession, state: SessionState): Envelope {
     helo: session.hostNameAppearsAs || "",
     tls: Boolean(session.secure),
     firstInSession: !state.countedWithMessage,
+    // Counted once the header is in (finishMessage); set here so the object keeps one shape.
+    receivedHeaders: 0,
   };
 }
 
