@@ -7,13 +7,12 @@
  * Skipped, with the reason, where libfaketime is not installed.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { greet, RawClient, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { queueList, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { fakeClock, LIBFAKETIME } from "../helpers/fake-clock.ts";
 
-const LIBFAKETIME = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1"].find(existsSync);
-if (!LIBFAKETIME) console.warn("skip: libfaketime not installed (apt-get install faketime)");
 
 const stops: (() => unknown)[] = [];
 afterEach(async () => {
@@ -38,12 +37,8 @@ describe.skipIf(!LIBFAKETIME)("serve after a clock that was ahead is corrected",
 rules:
   - { name: hook, priority: 1, action: webhook, url: "http://127.0.0.1:${receiver.port}/hook", conditions: [{ field: subject, operator: contains, value: hook }] }
 `);
-    const clock = join(dir, "clock");
-    writeFileSync(clock, "+30d\n");
-    const serve: ServeProcess = await startServe("source", dir, {
-      LD_PRELOAD: LIBFAKETIME ?? "", FAKETIME_TIMESTAMP_FILE: clock, FAKETIME_NO_CACHE: "1", DONT_FAKE_MONOTONIC: "1",
-      QUEUE_RETRY_BASE_SECONDS: "60", QUEUE_MAX_AGE_HOURS: "1",
-    });
+    const { clock, env } = fakeClock(dir, "+30d");
+    const serve: ServeProcess = await startServe("source", dir, { ...env, QUEUE_RETRY_BASE_SECONDS: "60", QUEUE_MAX_AGE_HOURS: "1" });
     stops.push(() => serve.stop());
     const c = await RawClient.connect(serve.smtpPort);
     await greet(c);

@@ -5,14 +5,13 @@
  * as a real step leaves it. Skipped, with the reason, where libfaketime is not installed.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { relayVars, startRelay, waitFor, type ScriptedRelay } from "../delivery/helpers.ts";
 import { greet, RawClient, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { cleanupBinary, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { fakeClock, LIBFAKETIME } from "../helpers/fake-clock.ts";
 
-const LIBFAKETIME = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1"].find(existsSync);
-if (!LIBFAKETIME) console.warn("skip: libfaketime not installed (apt-get install faketime)");
 
 let serve: ServeProcess | null = null;
 let relay: ScriptedRelay | null = null;
@@ -23,13 +22,6 @@ afterEach(async () => {
   relay = null;
   cleanupBinary();
 }, 60_000);
-
-/** serve's environment with its wall clock read from the file `clock` in `dir` (offsets such as `-1d`). */
-function fakeClock(dir: string): { clock: string; env: Record<string, string> } {
-  const clock = join(dir, "clock");
-  writeFileSync(clock, "+0\n");
-  return { clock, env: { LD_PRELOAD: LIBFAKETIME ?? "", FAKETIME_TIMESTAMP_FILE: clock, FAKETIME_NO_CACHE: "1", DONT_FAKE_MONOTONIC: "1" } };
-}
 
 const FORWARD_RULES = `domains: [company.com]
 rules:

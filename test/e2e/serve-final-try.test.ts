@@ -8,14 +8,13 @@
  * Skipped, with the reason, where libfaketime is not installed.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { relayVars, startRelay, waitFor, type ScriptedRelay } from "../delivery/helpers.ts";
 import { greet, RawClient, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { queueList, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { fakeClock, LIBFAKETIME } from "../helpers/fake-clock.ts";
 
-const LIBFAKETIME = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1"].find(existsSync);
-if (!LIBFAKETIME) console.warn("skip: libfaketime not installed (apt-get install faketime)");
 
 let serve: ServeProcess | null = null;
 let relay: ScriptedRelay | null = null;
@@ -33,15 +32,8 @@ afterEach(async () => {
  * alone. 0.01 h = 36 s: the first retry (60 s ± 20%) is pulled in to the limit, the final try.
  */
 function clockedEnv(dir: string): { clock: string; env: Record<string, string> } {
-  const clock = join(dir, "clock");
-  writeFileSync(clock, "+0\n");
-  return {
-    clock,
-    env: {
-      LD_PRELOAD: LIBFAKETIME ?? "", FAKETIME_TIMESTAMP_FILE: clock, FAKETIME_NO_CACHE: "1", DONT_FAKE_MONOTONIC: "1",
-      QUEUE_RETRY_BASE_SECONDS: "60", QUEUE_MAX_AGE_HOURS: "0.01",
-    },
-  };
+  const { clock, env } = fakeClock(dir);
+  return { clock, env: { ...env, QUEUE_RETRY_BASE_SECONDS: "60", QUEUE_MAX_AGE_HOURS: "0.01" } };
 }
 
 async function send(port: number, subjects: string[]): Promise<void> {
