@@ -1,6 +1,6 @@
 /**
  * GET /metrics: Prometheus text exposition format 0.0.4. Counters, the delivery duration
- * histogram included, are all-time sums of daily_counters (they survive restarts, `queue drop`
+ * histogram included, are all-time sums of daily_counters, kept in counter_totals (they survive restarts, `queue drop`
  * and archive retention), never exported lower than before by this process (CounterFloor);
  * mailgw_rules_reload_total alone counts since start. Gauges come from the same snapshot as
  * the stats page.
@@ -69,7 +69,8 @@ type CounterRow = { metric: string; rule: string; category: string; n: number };
 
 export function renderMetrics(db: Database, snapshot: StatsSnapshot, floor: CounterFloor | null = null): string {
   const counterRows = db
-    .query<CounterRow, []>(`SELECT metric, rule, category, SUM(n) AS n FROM daily_counters GROUP BY metric, rule, category`)
+    // counter_totals, not a SUM over daily_counters: that read every row of every day (migration 8).
+    .query<CounterRow, []>(`SELECT metric, rule, category, n FROM counter_totals ORDER BY metric, rule, category`)
     .all();
   const out = new Exposition(floor);
 
