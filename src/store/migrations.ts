@@ -264,4 +264,12 @@ export const MIGRATIONS: readonly Migration[] = [
       END;
     `,
   },
+  {
+    // The stats page lists the 20 latest failed deliveries. With only deliveries_due (state,
+    // next_attempt_at), SQLite read every failed row, long relay errors included, and sorted them
+    // per request: 40 ms of event loop at 5,000 failed. Partial: only failed rows maintain it.
+    version: 9,
+    name: "deliveries-failed-latest",
+    sql: `CREATE INDEX deliveries_failed_latest ON deliveries(updated_at, id) WHERE state = 'failed';`,
+  },
 ];

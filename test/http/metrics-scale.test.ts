@@ -63,3 +63,35 @@ test("counter_totals stays the sum of daily_counters through inserts, upserts, t
   const received = find(parseExposition(renderMetrics(fx.db, collectStats(fx.db, fx.status, now, "mx.test"))).samples, "mailgw_messages_received_total");
   expect(received).toBe(fx.db.query<{ n: number }, []>("SELECT SUM(n) AS n FROM daily_counters WHERE metric = 'received'").get()?.n ?? -1);
 });
+
+test("the stats page's latest failed deliveries are read from an index, not sorted from every failed row", () => {
+  const sqls = statementsOf(fx.db, () => collectStats(fx.db, fx.status, Date.now(), "mx.test")).filter((s) => s.includes("'failed'"));
+  expect(sqls.length).toBe(1);
+  const plan = fx.db.query<{ detail: string }, [number]>(`EXPLAIN QUERY PLAN ${sqls[0]}`).all(20).map((r) => r.detail);
+  expect(plan.join("\n")).not.toContain("TEMP B-TREE");
+  expect(plan.join("\n")).toContain("deliveries_failed_latest");
+});
+
+test("the stats snapshot reads at most two counter rows per series (today, the earlier days), not one per day", () => {
+  const now = Date.now();
+  for (let d = 0; d < 30; d++) for (let r = 0; r < 10; r++) bumpCounter(fx.db, now - d * DAY_MS, "received", { rule: `r${r}`, category: "c" }, 1);
+  let rowsRead = 0;
+  const original = fx.db.query.bind(fx.db);
+  Object.assign(fx.db, {
+    query: (sql: string) => {
+      const stmt = original(sql);
+      const all = stmt.all.bind(stmt);
+      return Object.assign(stmt, { all: (...p: never[]) => { const rows = all(...p); rowsRead += rows.length; return rows; } });
+    },
+  });
+  let s: ReturnType<typeof collectStats>;
+  try {
+    s = collectStats(fx.db, fx.status, now, "mx.test");
+  } finally {
+    Object.assign(fx.db, { query: original });
+  }
+  expect(rowsRead).toBeLessThanOrEqual(2 * 10 + 30);
+  expect(s.totals.last30Days.received).toBe(300);
+  expect(s.totals.today.received).toBe(10);
+  expect(s.receivedPerDay.map((d) => d.received)).toEqual(Array(30).fill(10));
+});

@@ -78,7 +78,7 @@ test("migration 5 keeps every delivery and attempt (orphans aside), and ids are 
   const attemptsSql = db.query<{ sql: string }, []>("SELECT sql FROM sqlite_schema WHERE name = 'delivery_attempts'").get()!.sql;
   expect(attemptsSql).toContain('REFERENCES "deliveries"(id)');
   const indexes = db.query<{ name: string }, []>("SELECT name FROM sqlite_schema WHERE type = 'index' AND name LIKE 'deliver%' ORDER BY name").all();
-  expect(indexes.map((i) => i.name)).toEqual(["deliveries_due", "deliveries_kind_due", "deliveries_message", "deliveries_webhook_due", "delivery_attempts_delivery"]);
+  expect(indexes.map((i) => i.name)).toEqual(["deliveries_due", "deliveries_failed_latest", "deliveries_kind_due", "deliveries_message", "deliveries_webhook_due", "delivery_attempts_delivery"]);
 
   // `queue drop` of the newest delivery, then a new one: a fresh id, not 7 again (nor attempt 4).
   db.exec("DELETE FROM delivery_attempts WHERE delivery_id = 7; DELETE FROM deliveries WHERE id = 7");
