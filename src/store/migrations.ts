@@ -252,7 +252,15 @@ export const MIGRATIONS: readonly Migration[] = [
         INSERT INTO counter_totals (metric, rule, category, n) VALUES (NEW.metric, NEW.rule, NEW.category, NEW.n)
           ON CONFLICT (metric, rule, category) DO UPDATE SET n = n + excluded.n;
       END;
-      CREATE TRIGGER daily_counters_total_update AFTER UPDATE ON daily_counters BEGIN
+      -- The counters' own upsert (n = n + excluded.n, the same key): one UPDATE by primary key, on
+      -- every commit group's counters; the row exists (the insert trigger, or the copy above).
+      CREATE TRIGGER daily_counters_total_update AFTER UPDATE OF n ON daily_counters
+        WHEN OLD.metric = NEW.metric AND OLD.rule = NEW.rule AND OLD.category = NEW.category BEGIN
+        UPDATE counter_totals SET n = n + NEW.n - OLD.n WHERE metric = NEW.metric AND rule = NEW.rule AND category = NEW.category;
+      END;
+      -- A row moved to another key (no code does; a hand-made fix might): out of one total, into the other.
+      CREATE TRIGGER daily_counters_total_rekey AFTER UPDATE ON daily_counters
+        WHEN OLD.metric IS NOT NEW.metric OR OLD.rule IS NOT NEW.rule OR OLD.category IS NOT NEW.category BEGIN
         INSERT INTO counter_totals (metric, rule, category, n) VALUES (OLD.metric, OLD.rule, OLD.category, -OLD.n)
           ON CONFLICT (metric, rule, category) DO UPDATE SET n = n + excluded.n;
         INSERT INTO counter_totals (metric, rule, category, n) VALUES (NEW.metric, NEW.rule, NEW.category, NEW.n)
