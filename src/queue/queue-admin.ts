@@ -202,6 +202,9 @@ export async function drop(db: Database, spool: SpoolAccess, ref: string): Promi
   const entries = resolveRef(db, ref).filter((e) => e.state !== "delivered");
   if (entries.length === 0) throw new CliError(`delivery ${ref} was delivered: nothing to drop`);
   const { dropped, inFlight } = dropDeliveries(db, entries.map((e) => e.id));
+  // Gone or delivered since the lookup (another `queue drop`, or the attempt under way ended):
+  // the error a drop run a moment later gives, not "0 deliveries dropped" with exit 0.
+  if (dropped === 0 && resolveRef(db, ref).every((e) => e.state === "delivered")) throw new CliError(`delivery ${ref} was delivered: nothing to drop`);
   for (const messageId of new Set(entries.map((e) => e.messageId))) await spool.release(messageId);
   let out = `${dropped} deliver${dropped === 1 ? "y" : "ies"} dropped\n`;
   // The attempt under way is not recalled: the relay or webhook may still take the message.

@@ -98,13 +98,17 @@ export function dropFailedDeliveries(db: Database): string[] {
  * Removes deliveries and their attempts (`queue drop`); returns how many were removed.
  * Deletes the deliveries; `inFlight`: how many of them the worker was attempting at that moment
  * (state read by the DELETE itself, so a claim between the caller's lookup and now counts too).
+ * A delivery the worker recorded as delivered since the caller's lookup stays, with its attempts:
+ * the lookup saw it `delivering`, and deleting it reported "dropped" for a message the relay
+ * had just taken, and erased its history.
  */
 export function dropDeliveries(db: Database, ids: readonly number[]): { dropped: number; inFlight: number } {
   const list = JSON.stringify(ids);
+  const undelivered = `SELECT id FROM deliveries WHERE id IN (SELECT value FROM json_each(?)) AND state <> 'delivered'`;
   return db
     .transaction(() => {
-      db.query(`DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT value FROM json_each(?))`).run(list);
-      const states = db.query<{ state: string }, [string]>(`DELETE FROM deliveries WHERE id IN (SELECT value FROM json_each(?)) RETURNING state`).all(list);
+      db.query(`DELETE FROM delivery_attempts WHERE delivery_id IN (${undelivered})`).run(list);
+      const states = db.query<{ state: string }, [string]>(`DELETE FROM deliveries WHERE id IN (${undelivered}) RETURNING state`).all(list);
       return { dropped: states.length, inFlight: states.filter((r) => r.state === "delivering").length };
     })
     .immediate();
