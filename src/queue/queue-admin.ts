@@ -166,18 +166,25 @@ export function retry(db: Database, ref: string | null, now: number, serveStoppe
   }
   const entries = resolveRef(db, ref);
   const retryable = entries.filter((e) => RETRYABLE_STATES.includes(e.state));
-  if (retryable.length === 0) {
-    if (serveStopped && entries.every((e) => e.state === "delivering")) {
-      throw new CliError(`delivery ${ref} was being delivered when serve stopped: serve attempts it again when it starts (at once, or after the backoff if its attempt before was interrupted too; nothing to retry now)`);
-    }
-    const states = [...new Set(entries.map((e) => e.state))].join(", ");
-    throw new CliError(`delivery ${ref} is ${states}: only ${RETRYABLE_STATES.join(", ")} deliveries can be retried`);
-  }
+  if (retryable.length === 0) refuseRetry(ref, entries, serveStopped);
+  // Lifted first: a running worker that saw the forwards due while still suspended deferred them again.
   const lifted = retryable.some((e) => e.kind === "forward") ? liftSuspension(db) : null;
   const retried = retryNow(db, retryable.map((e) => e.id), now);
+  // Changed since the lookup (serve claimed it, another `queue retry` or a drop got there first):
+  // the answer a retry a moment later gives, not "0 deliveries queued for a new attempt" with exit 0.
+  if (retried === 0) refuseRetry(ref, resolveRef(db, ref), serveStopped);
   // A receiver's Retry-After no longer holds them (webhook-pauses.ts), as a suspension no longer holds forwards.
   if (retryable.some((e) => e.kind === "webhook")) recordWebhookRetry(db);
   return { retried, held: retryable.filter((e) => e.state === "held").length, lifted };
+}
+
+/** Why none of `entries` (what `ref` names) can be retried: always throws. */
+function refuseRetry(ref: string, entries: readonly QueueEntry[], serveStopped: boolean): never {
+  if (serveStopped && entries.every((e) => e.state === "delivering")) {
+    throw new CliError(`delivery ${ref} was being delivered when serve stopped: serve attempts it again when it starts (at once, or after the backoff if its attempt before was interrupted too; nothing to retry now)`);
+  }
+  const states = [...new Set(entries.map((e) => e.state))].join(", ");
+  throw new CliError(`delivery ${ref} is ${states}: only ${RETRYABLE_STATES.join(", ")} deliveries can be retried`);
 }
 
 /** `queue retry`'s report; held forwards get a note, or "queued for a new attempt" would promise a send no relay makes. */
