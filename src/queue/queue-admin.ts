@@ -161,7 +161,10 @@ export function retry(db: Database, ref: string | null, now: number, serveStoppe
   if (ref === null) {
     const held = db.query<{ n: number }, []>(`SELECT COUNT(*) AS n FROM deliveries WHERE state = 'held'`).get()?.n ?? 0;
     const retried = retryNow(db, null, now);
-    if (retried > 0) recordWebhookRetry(db);
+    // Even when nothing was retryable, as for the relay's suspension below: the posts a receiver's
+    // Retry-After holds show `queued`, NEXT TRY now, and once the post that got it was dropped (or
+    // claimed), `retry --all` left them waiting for the rest of the pause (up to an hour).
+    recordWebhookRetry(db);
     return { retried, held, lifted: liftSuspension(db) };
   }
   const entries = resolveRef(db, ref);
