@@ -2,7 +2,8 @@
  * `mailgw queue list|retry|drop` (SPEC §1): inspect and act on the delivery queue of a data
  * dir, also while `serve` runs on it. Wiring only; the work is in src/queue/queue-admin.ts.
  * Config: DATABASE_URL and DATA_DIR as for serve (flags > environment > .env > defaults).
- * Exit 0 done, 1 on any error (unknown ID, nothing retryable, unreadable database).
+ * Exit 0 done (`retry --all` with nothing to retry included), 1 on any error (unknown ID, an ID that
+ * cannot be retried, unreadable database).
  */
 import { accessSync, constants } from "node:fs";
 import { defineCommand } from "citty";

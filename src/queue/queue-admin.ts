@@ -151,6 +151,8 @@ export interface RetryResult {
   held: number;
   /** The relay suspension this retry lifted (the admin fixed the relay or its password), if any. */
   lifted: RelaySuspension | null;
+  /** `retry ID` of queued webhook posts: receivers' Retry-After waits were ended instead (how many posts). */
+  waitEnded?: number;
 }
 
 /**
@@ -169,6 +171,12 @@ export function retry(db: Database, ref: string | null, now: number, serveStoppe
   }
   const entries = resolveRef(db, ref);
   const retryable = entries.filter((e) => RETRYABLE_STATES.includes(e.state));
+  // A post a receiver's Retry-After holds shows `queued`, NEXT TRY now (README): retrying it by
+  // id ends the wait, as `retry --all` does, instead of refusing a state the admin cannot change.
+  if (retryable.length === 0 && entries.every((e) => e.kind === "webhook" && e.state === "queued")) {
+    recordWebhookRetry(db);
+    return { retried: 0, held: 0, lifted: null, waitEnded: entries.length };
+  }
   if (retryable.length === 0) refuseRetry(ref, entries, serveStopped);
   // Lifted first: a running worker that saw the forwards due while still suspended deferred them again.
   const lifted = retryable.some((e) => e.kind === "forward") ? liftSuspension(db) : null;
@@ -192,6 +200,10 @@ function refuseRetry(ref: string, entries: readonly QueueEntry[], serveStopped: 
 
 /** `queue retry`'s report; held forwards get a note, or "queued for a new attempt" would promise a send no relay makes. */
 export function formatRetry(r: RetryResult): string {
+  if (r.waitEnded !== undefined) {
+    return `${r.waitEnded} webhook deliver${r.waitEnded === 1 ? "y is" : "ies are"} queued already: receivers' Retry-After waits are ended, ` +
+      `so ${r.waitEnded === 1 ? "it is" : "they are"} posted as soon as ${r.waitEnded === 1 ? "its URL has" : "their URLs have"} a free slot\n`;
+  }
   let out = `${r.retried} deliver${r.retried === 1 ? "y" : "ies"} queued for a new attempt\n`;
   if (r.held > 0) {
     out += `note: ${r.held} of them ${r.held === 1 ? "was a forward" : "were forwards"} held for want of a relay: serve holds ` +
