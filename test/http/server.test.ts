@@ -220,6 +220,19 @@ describe("stats page", () => {
     expect(html).not.toMatch(/\sstyle="/);
   });
 
+  test("the deliveries-by-rule table shows the 50 busiest rows and counts the rest with their failures", async () => {
+    const now = Date.now();
+    for (let i = 0; i < 60; i++) bumpCounter(fx.db, now, "delivered:forward", { rule: `rule-${String(i).padStart(2, "0")}`, category: "c" }, 100 - i);
+    bumpCounter(fx.db, now, "failed:forward", { rule: "rule-59", category: "c" }, 1);
+    const html = await (await get(server, "/stats")).text();
+    expect((html.match(/<tr data-rule="rule-/g) ?? []).length).toBe(50);
+    expect(html).toContain('data-rule="rule-00"');
+    expect(html).not.toContain('data-rule="rule-55"');
+    expect(html).toContain("10 more rule, category and kind combinations with fewer attempts (1 failed in 30 days)");
+    const json = (await (await get(server, "/stats.json")).json()) as StatsSnapshot;
+    expect(json.deliveriesByRule.length).toBe(60);
+  });
+
   test("an empty database renders a complete page", async () => {
     const html = await (await get(server, "/stats")).text();
     expect(html).toContain("No failed deliveries");
