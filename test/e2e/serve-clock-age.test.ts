@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { greet, RawClient, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { queueList, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 import { fakeClock, LIBFAKETIME } from "../helpers/fake-clock.ts";
+import { recordPosts } from "../helpers/post-recorder.ts";
 
 
 const stops: (() => unknown)[] = [];
@@ -21,17 +22,9 @@ afterEach(async () => {
 
 describe.skipIf(!LIBFAKETIME)("serve after a clock that was ahead is corrected", () => {
   test("a post taken while the clock was 30 days ahead is given up at QUEUE_MAX_AGE_HOURS from the correction", async () => {
-    const posts: number[] = [];
-    const receiver = Bun.serve({
-      port: 0,
-      hostname: "127.0.0.1",
-      async fetch(req) {
-        await req.arrayBuffer();
-        posts.push(Date.now());
-        return new Response("down", { status: 500 });
-      },
-    });
-    stops.push(() => receiver.stop(true));
+    const receiver = recordPosts(() => new Response("down", { status: 500 }));
+    const posts = receiver.posts;
+    stops.push(() => receiver.stop());
     const dir = serveDir();
     writeFileSync(join(dir, "rules.yaml"), `domains: [company.com]
 rules:

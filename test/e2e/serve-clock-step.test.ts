@@ -11,6 +11,7 @@ import { relayVars, startRelay, waitFor, type ScriptedRelay } from "../delivery/
 import { greet, RawClient, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { cleanupBinary, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 import { fakeClock, LIBFAKETIME } from "../helpers/fake-clock.ts";
+import { recordPosts } from "../helpers/post-recorder.ts";
 
 
 let serve: ServeProcess | null = null;
@@ -85,16 +86,8 @@ describe.skipIf(!LIBFAKETIME)("serve with a wall clock stepped back", () => {
 describe.skipIf(!LIBFAKETIME)("serve with a wall clock stepped back", () => {
   test("a webhook URL paused by a 2 s Retry-After just before the step is posted to within seconds, not a day later when the clock has caught up", async () => {
     const dir = serveDir();
-    const posts: number[] = [];
-    const receiver = Bun.serve({
-      port: 0,
-      hostname: "127.0.0.1",
-      async fetch(req) {
-        await req.arrayBuffer();
-        posts.push(Date.now());
-        return posts.length === 1 ? new Response("slow down", { status: 429, headers: { "retry-after": "2" } }) : new Response("ok");
-      },
-    });
+    const receiver = recordPosts((n) => (n === 1 ? new Response("slow down", { status: 429, headers: { "retry-after": "2" } }) : new Response("ok")));
+    const posts = receiver.posts;
     try {
       writeFileSync(join(dir, "rules.yaml"), `domains: [company.com]
 rules:
@@ -111,7 +104,7 @@ rules:
       writeFileSync(clock, "-1d\n");
       await waitFor(() => posts.length === 2, 15_000, "the second post");
     } finally {
-      await receiver.stop(true);
+      await receiver.stop();
     }
   }, 60_000);
 });

@@ -14,6 +14,7 @@ import { relayVars, startRelay, waitFor, type ScriptedRelay } from "../delivery/
 import { greet, RawClient, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { queueList, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 import { fakeClock, LIBFAKETIME } from "../helpers/fake-clock.ts";
+import { recordPosts } from "../helpers/post-recorder.ts";
 
 
 let serve: ServeProcess | null = null;
@@ -45,17 +46,9 @@ async function send(port: number, subjects: string[]): Promise<void> {
 
 describe.skipIf(!LIBFAKETIME)("the final try at QUEUE_MAX_AGE_HOURS", () => {
   test("a webhook post whose receiver answered 500 and is back is posted at the limit and delivered, not given up untried", async () => {
-    const posts: number[] = [];
-    const receiver = Bun.serve({
-      port: 0,
-      hostname: "127.0.0.1",
-      async fetch(req) {
-        await req.arrayBuffer();
-        posts.push(Date.now());
-        return posts.length === 1 ? new Response("down", { status: 500 }) : new Response("ok");
-      },
-    });
-    stops.push(() => receiver.stop(true));
+    const receiver = recordPosts((n) => (n === 1 ? new Response("down", { status: 500 }) : new Response("ok")));
+    const posts = receiver.posts;
+    stops.push(() => receiver.stop());
     const dir = serveDir();
     writeFileSync(join(dir, "rules.yaml"), `domains: [company.com]
 rules:
