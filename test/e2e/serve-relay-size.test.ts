@@ -3,7 +3,9 @@
  * MAX_MESSAGE_SIZE_MB (a Postfix smarthost's default 10,240,000 bytes against mailgw's 25 MB):
  * once a session told serve the relay's limit, a forward too big for it is refused at DATA with
  * 552 5.3.4 instead of 250 followed by a permanent failure at the relay; archived mail of that
- * size and smaller forwards go on, and the admin is told why in the log.
+ * size and smaller forwards go on, and the admin is told why in the log. Also, without any Postfix:
+ * a forward carrying 48 Received: lines is refused 554 5.4.6 at DATA (its relay would see 50 and
+ * refuse it as a loop after our 250), while archived mail with as many is taken.
  */
 import { afterAll, expect, test } from "bun:test";
 import { SMTPServer } from "smtp-server";
@@ -72,5 +74,24 @@ test("a forward too big for the relay's advertised SIZE gets 552 at DATA once th
   const read = async () => (today = ((await (await fetch(`${s.httpUrl}/stats.json`)).json()) as { totals: { today: Totals } }).totals.today);
   for (let i = 0; i < 50 && (await read()).refused.too_big !== 1; i++) await Bun.sleep(200);
   expect(today).toMatchObject({ refused: { too_big: 1 }, byAction: { forward: 3, archive: 1 } });
+  expect(await s.stop()).toBe(0);
+}, 60_000);
+
+test("a forward with 48 Received: lines gets 554 5.4.6 at DATA; archived mail with 48 is taken; the server goes on", async () => {
+  const s = await serve({ RELAY_SMTP_HOST: "127.0.0.1", RELAY_SMTP_PORT: String(relayPort), RELAY_SMTP_SECURE: "none" }, RULES);
+  const hops = (n: number, subject: string) =>
+    `${"Received: from a.example by b.example; Mon, 1 Jan 2024 00:00:00 +0000\r\n".repeat(n)}From: a@sender.example\r\nTo: b@company.com\r\nSubject: ${subject}\r\n\r\nhi\r\n`;
+  const sendRaw = async (text: string): Promise<string> => {
+    const c = await RawClient.connect(s.smtpPort);
+    await greet(c);
+    const reply = await sendMail(c, "b@company.com", text);
+    await c.cmd("QUIT");
+    return reply;
+  };
+  expect(await sendRaw(hops(48, "fwd looped"))).toStartWith("554 5.4.6 ");
+  expect(await sendRaw(hops(47, "fwd near"))).toStartWith("250 ");
+  expect(await sendRaw(hops(48, "archived looped"))).toStartWith("250 ");
+  await waitUntil("the 47-hop forward delivered", () => received.includes("fwd near"));
+  expect(received).not.toContain("fwd looped");
   expect(await s.stop()).toBe(0);
 }, 60_000);
