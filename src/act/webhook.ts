@@ -153,7 +153,9 @@ async function readReplySnippet(res: Response, onChunk?: () => void): Promise<Re
   const encoding = res.headers.get("content-encoding")?.trim().toLowerCase() ?? "identity";
   if (encoding !== "identity" && encoding !== "") return { snippet: size > 0 ? `: (a ${encoding}-encoded reply, not shown)` : "", broken };
   const text = Buffer.concat(chunks).subarray(0, WEBHOOK_MAX_REPLY_BYTES).toString("utf8");
-  const line = replyLine(text, res.headers.get("content-type"));
+  // A redirect's page names its target ("Redirecting to https://…/hook?token=…"), error pages
+  // the URL asked for: shown as the rule's URL is, in queue list, on the stats page and in the log.
+  const line = redactUrlsIn(replyLine(text, res.headers.get("content-type")));
   return { snippet: line ? `: ${line}` : "", broken };
 }
 
@@ -175,9 +177,12 @@ function locationOf(res: Response, url: string): string | null {
  */
 function errorText(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
-  return text
-    .replace(/\s*For more information, pass `verbose: true`[^.]*\.?/, "")
-    .replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>]+/gi, (url) => redactUrl(url))
+  return redactUrlsIn(text.replace(/\s*For more information, pass `verbose: true`[^.]*\.?/, ""))
     .trim()
     .replace(/\.$/, "");
+}
+
+/** Every absolute URL in `text` as redactUrl shows it (no credentials, query or path past its first segment). */
+function redactUrlsIn(text: string): string {
+  return text.replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>]+/gi, (url) => redactUrl(url));
 }
