@@ -51,23 +51,29 @@ function ruleMatchesWithinBudget(rule: CompiledRule, scope: EvalScope): boolean 
 }
 
 /**
- * Evaluates every condition (no short-circuit) so the trace shows all of them. A rule with a
- * condition the regex budget left unevaluated does not match (`unevaluated` is true).
+ * The rule's decision exactly as the SMTP path takes it (ruleMatchesWithinBudget: short-circuit,
+ * charging the message's regex budget as serve does), then every condition evaluated for the
+ * trace with the budget put back as it was before and after: charged for conditions serve never
+ * runs, a slow regex past a failed condition used up the budget, and `mailgw test` then skipped a
+ * later regex rule that serve matched (another decision than serve's). A rule with a condition
+ * the budget left unevaluated does not match (`unevaluated` is true).
  */
 function traceRule(rule: CompiledRule, scope: EvalScope): RuleTrace & { unevaluated: boolean } {
-  let unevaluated = false;
+  const before = scope.regexMs;
+  const decided = ruleMatchesWithinBudget(rule, scope);
+  const after = scope.regexMs;
+  scope.regexMs = before;
   const conditions: ConditionTrace[] = rule.conditions.map((condition) => {
     let matched = false;
     try {
       matched = conditionHolds(condition, scope);
     } catch (err) {
       if (!(err instanceof RegexBudgetExceeded)) throw err;
-      unevaluated = true;
     }
     return { field: condition.field, operator: condition.operator, not: condition.negate, expected: condition.expected, actual: condition.actual(scope.facts), matched };
   });
-  const matched = !unevaluated && (rule.match === "any" ? conditions.some((c) => c.matched) : conditions.every((c) => c.matched));
-  return { rule: rule.name, priority: rule.priority, match: rule.match, matched, conditions, unevaluated };
+  scope.regexMs = after;
+  return { rule: rule.name, priority: rule.priority, match: rule.match, matched: decided === true, conditions, unevaluated: decided === null };
 }
 
 export function classify(facts: MessageFacts, rules: RuleSet, options?: ClassifyOptions): ClassifyResult {

@@ -85,6 +85,21 @@ describe("per-message regex budget", () => {
     expect(result.unevaluated).toEqual(["slow-names", "later-regex"]);
   }, 60_000);
 
+  test("a slow regex behind a condition that already failed: the trace (mailgw test) decides as serve, which never runs it", () => {
+    const { rules } = compile(`domains: [company.com]
+rules:
+  - { name: slow-behind, priority: 10, action: reject, conditions: [{ field: subject, operator: equals, value: never }, { field: body, operator: regex, value: '^(a+)+$' }] }
+  - { name: hello, priority: 5, action: drop, conditions: [{ field: subject, operator: regex, value: '^hello' }] }
+`);
+    const facts = makeFacts({ subject: "hello", body: `${"a".repeat(32)}!` });
+    const served = classify(facts, rules, { trace: false });
+    const dryRun = classify(facts, rules);
+    expect(served.decision.rule).toBe("hello");
+    expect(dryRun.decision.rule).toBe("hello");
+    expect(dryRun.unevaluated).toBeUndefined();
+    expect(dryRun.trace.map((t) => [t.rule, t.matched])).toEqual([["slow-behind", false], ["hello", true]]);
+  }, 60_000);
+
   test("an ordinary message has no unevaluated rules", () => {
     const { rules } = compile(RULES);
     const result = classify(makeFacts({ subject: "hello", attachments: ["invoice.pdf"] }), rules, { trace: false });
