@@ -88,17 +88,22 @@ function warnLoops(ctx: YamlContext, fields: ActionFields, domains: ReadonlySet<
   }
 }
 
-/** Duplicate names are checked on the raw items, so a rule with other errors still counts. */
+/**
+ * Duplicate names are checked on the raw items, so a rule with other errors still counts. A name
+ * is compared as parseName reads it (ctx.text): `name: 2024` is a number to YAML, and two such
+ * rules were both accepted, sharing one name in the decisions, logs and stats.
+ */
 function checkDuplicateNames(ctx: YamlContext, items: readonly unknown[]): void {
   const seen = new Map<string, number>();
   for (const item of items) {
     const map = ctx.deref(item);
     if (!isMap(map)) continue;
     const nameNode = map.items.find((pair) => isScalar(pair.key) && pair.key.value === "name")?.value;
-    if (!isScalar(nameNode) || typeof nameNode.value !== "string") continue;
-    const firstLine = seen.get(nameNode.value);
-    if (firstLine === undefined) seen.set(nameNode.value, ctx.posOf(map).line);
-    else ctx.error(nameNode, "duplicate-name", `duplicate rule name ${quoted(String(nameNode.value))} (first defined at line ${firstLine})`);
+    if (!isScalar(nameNode) || nameNode.value === null || typeof nameNode.value === "object") continue;
+    const name = ctx.text(nameNode);
+    const firstLine = seen.get(name);
+    if (firstLine === undefined) seen.set(name, ctx.posOf(map).line);
+    else ctx.error(nameNode, "duplicate-name", `duplicate rule name ${quoted(name)} (first defined at line ${firstLine})`);
   }
 }
 

@@ -98,6 +98,25 @@ rules:
     expect(diagnostics[0]?.message).toContain("first defined at line 3");
   });
 
+  test("duplicate rule names that YAML reads as numbers (name: 2024, and the quoted \"2024\") are reported too", () => {
+    const text = `domains: [company.com]
+rules:
+  - name: 2024
+    action: drop
+    ${SUBJECT_EXISTS}
+  - name: 2024
+    action: archive
+    ${SUBJECT_EXISTS}
+  - name: "2024"
+    action: archive
+    ${SUBJECT_EXISTS}
+`;
+    const diagnostics = lintRules(text, "rules.yaml");
+    expect(diagnostics.filter((d) => d.severity === "error").map((d) => [d.line, d.col, d.code])).toEqual([[6, 11, "duplicate-name"], [9, 11, "duplicate-name"]]);
+    expect(diagnostics[0]?.message).toBe("duplicate rule name '2024' (first defined at line 3)");
+    expect(parseRules(text, "rules.yaml").ok).toBe(false);
+  });
+
   test("a YAML merge key is named as such, at the '<<'", () => {
     const text = "domains: [company.com]\nbase: &base { action: drop }\nrules:\n  - <<: *base\n    name: r\n    " + SUBJECT_EXISTS + "\n";
     const merge = lintRules(text, "rules.yaml").find((d) => d.message.includes("merge keys"));
