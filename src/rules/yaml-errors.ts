@@ -58,6 +58,24 @@ function unclosedFlowStart(text: string): { offset: number; bracket: string; com
   return null;
 }
 
+/**
+ * A key indented one space too far (`  - name: a` then `     action: drop`) continues the plain
+ * value above it, which then holds ': ': the library reports that at the value (`a`, the line
+ * before) as nested mappings or a multi-line key, and "put the value in quotes" sent the admin to
+ * the wrong line. The line that continues the value, and its key, when the value at `offset`
+ * runs onto another line before its ': '; else null.
+ */
+function overIndentedLine(text: string, offset: number): { offset: number; key: string } | null {
+  const colon = /:(?=[ \t\r\n]|$)/g;
+  colon.lastIndex = offset;
+  const end = colon.exec(text)?.index ?? text.length;
+  const newline = text.indexOf("\n", offset);
+  if (newline === -1 || newline >= end) return null;
+  const start = newline + 1 + (/^[ \t]*/.exec(text.slice(newline + 1, end))?.[0].length ?? 0);
+  const key = text.slice(start, text.indexOf(":", start)).trim();
+  return start < end && key !== "" ? { offset: start, key: `${key}:` } : null;
+}
+
 /** "Map keys must be unique at line 2, column 1:\n…" → "Map keys must be unique". */
 function firstLine(message: string): string {
   return (message.split("\n")[0] ?? message).replace(/ at line \d+, column \d+:?$/, "");
@@ -103,6 +121,15 @@ function describe(err: YAMLError, text: string, unclosedFlow: () => ReturnType<t
         message: start.comment
           ? `'${start.bracket}' is not closed: ' #' starts a comment in YAML, which hid the rest of the line and its '${close}'; quote the value with '#' in it (value: '^Case #\\d+')`
           : `'${start.bracket}' is never closed: add '${close}', or indent its continuation lines more than the line it opens on`,
+      };
+    }
+  }
+  if (err.code === "BLOCK_AS_IMPLICIT_KEY" || err.code === "MULTILINE_IMPLICIT_KEY") {
+    const continued = overIndentedLine(text, offset);
+    if (continued !== null) {
+      return {
+        offset: continued.offset,
+        message: `${quoted(continued.key)} is indented more than the line above it, so YAML reads it as more of that line's value: indent it as far as the keys beside it`,
       };
     }
   }

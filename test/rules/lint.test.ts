@@ -280,6 +280,14 @@ rules:
     expect(new Set(deep.map((d) => String(d))).size).toBe(deep.length); // each once
   });
 
+  test("a key indented one space too far is reported on its own line, as an indentation mistake, once", () => {
+    const messages = (text: string) => lintRules(text, "rules.yaml").map((d) => [d.line, d.col, d.message]);
+    const said = (key: string) => `'${key}:' is indented more than the line above it, so YAML reads it as more of that line's value: indent it as far as the keys beside it`;
+    expect(messages("domains: [company.com]\nrules:\n  - name: a\n     action: drop\n    conditions: []\n")).toEqual([[4, 6, said("action")]]);
+    expect(messages("domains: [company.com]\nrules:\n  - name: a\n    action: drop\n    conditions:\n      - field: subject\n         operator: contains\n        value: x\n")).toEqual([[7, 10, said("operator")]]);
+    expect(messages("domains: [company.com]\r\ndefault:\r\n  action: archive\r\n   category: x\r\n")).toEqual([[4, 4, said("category")]]);
+  });
+
   test("a quoted priority says to write it without the quotes", () => {
     const messages = lintRules(rule('priority: "10"', "action: drop", SUBJECT_EXISTS), "rules.yaml").map((d) => [d.line, d.col, d.message]);
     expect(messages).toEqual([[4, 15, "priority must be a whole number ≥ 0 (higher is evaluated first): write priority: 10 without quotes"]]);
