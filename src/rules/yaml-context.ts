@@ -88,11 +88,13 @@ export class YamlContext {
     const result: MapEntry[] = [];
     for (const pair of map.items) {
       const keyNode = this.deref(pair.key);
-      if (!isScalar(keyNode) || typeof keyNode.value !== "string") {
-        this.error(keyNode ?? map, "invalid-key", `${where} keys must be plain words`);
+      // Under a `%YAML 1.1` directive the library reads `<<` as its merge-key symbol, not text.
+      const merge = isScalar(keyNode) && typeof keyNode.value === "symbol" && keyNode.value.description === "<<";
+      if (!merge && (!isScalar(keyNode) || typeof keyNode.value !== "string")) {
+        this.error(keyNode ?? map, "invalid-key", `keys of ${where} must be plain words`);
         continue;
       }
-      const key = keyNode.value;
+      const key = merge ? "<<" : String(keyNode.value);
       if (key === "<<") {
         // YAML 1.1 merge keys are not part of YAML 1.2, which the rules are read as.
         this.error(keyNode, "unknown-key", `YAML merge keys ('<<: *anchor') are not supported in ${where}: write the keys out in each one`);

@@ -124,6 +124,13 @@ rules:
     expect(merge?.message).toBe("YAML merge keys ('<<: *anchor') are not supported in a rule: write the keys out in each one");
   });
 
+  test("a merge key under a %YAML 1.1 directive (where the library reads '<<' as a symbol) is named as such too", () => {
+    const text = "%YAML 1.1\n---\ndomains: [company.com]\nrules:\n  - name: r\n    <<: { action: drop }\n    " + SUBJECT_EXISTS + "\n";
+    const diagnostics = lintRules(text, "rules.yaml");
+    expect(diagnostics.map((d) => [d.line, d.col, d.code])).toContainEqual([6, 5, "unknown-key"]);
+    expect(diagnostics.find((d) => d.line === 6)?.message).toBe("YAML merge keys ('<<: *anchor') are not supported in a rule: write the keys out in each one");
+  });
+
   // Absolute and http://, so "write an absolute http:// URL" alone did not say what was wrong.
   test("a webhook url with an IPv6 address not in brackets says so; a bracketed one is valid", () => {
     const messages = (url: string) => lintRules(rule("action: webhook", `url: "${url}"`, SUBJECT_EXISTS), "f").map((d) => d.message);
