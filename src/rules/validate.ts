@@ -93,10 +93,9 @@ function warnLoops(ctx: YamlContext, fields: ActionFields, domains: ReadonlySet<
  * is compared as parseName reads it (ctx.text): `name: 2024` is a number to YAML, and two such
  * rules were both accepted, sharing one name in the decisions, logs and stats.
  */
-function checkDuplicateNames(ctx: YamlContext, items: readonly unknown[]): void {
+function checkDuplicateNames(ctx: YamlContext, rules: readonly (Node | null)[]): void {
   const seen = new Map<string, number>();
-  for (const item of items) {
-    const map = ctx.deref(item);
+  for (const map of rules) {
     if (!isMap(map)) continue;
     const nameNode = map.items.find((pair) => isScalar(pair.key) && pair.key.value === "name")?.value;
     if (!isScalar(nameNode) || nameNode.value === null || typeof nameNode.value === "object") continue;
@@ -153,9 +152,11 @@ function validateRules(ctx: YamlContext, entry: MapEntry | undefined): { drafts:
     ctx.error(seq, "too-many-rules", `more than ${MAX_RULES} rules`);
     return { drafts: [], ok: false };
   }
-  const results = seq.items.map((item, index) => validateRule(ctx, ctx.deref(item), seq, index));
+  // Each alias followed once (the alias budget counts what it repeats).
+  const nodes = seq.items.map((item) => ctx.deref(item));
+  const results = nodes.map((node, index) => validateRule(ctx, node, seq, index));
   const drafts = results.filter((d): d is RuleDraft => d !== null);
-  checkDuplicateNames(ctx, seq.items);
+  checkDuplicateNames(ctx, nodes);
   return { drafts, ok: drafts.length === results.length };
 }
 

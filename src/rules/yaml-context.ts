@@ -6,7 +6,7 @@
  * shape problems become diagnostics and the caller gets `null`.
  */
 import { type Document, isAlias, isMap, isScalar, isSeq, type LineCounter, type Node, type Scalar, type YAMLMap, type YAMLSeq } from "yaml";
-import { MAX_ALIAS_RESOLUTIONS, oneOf, quoted, suggestion } from "./schema.ts";
+import { MAX_ALIAS_EXPANDED_BYTES, MAX_ALIAS_RESOLUTIONS, oneOf, quoted, suggestion } from "./schema.ts";
 import type { Diagnostic, Severity, SourcePos } from "./types.ts";
 
 /** A `key: value` pair of a mapping with its nodes, for precise positions. */
@@ -20,6 +20,9 @@ export interface MapEntry {
 export class YamlContext {
   readonly diagnostics: Diagnostic[] = [];
   private aliasResolutions = 0;
+  /** Bytes of the nodes the aliases resolved to, summed (MAX_ALIAS_EXPANDED_BYTES). */
+  private aliasBytes = 0;
+  private aliasBudgetSpent = false;
   private errors = 0;
 
   constructor(
@@ -39,6 +42,9 @@ export class YamlContext {
   }
 
   report(severity: Severity, node: Node | null | undefined, code: string, message: string): void {
+    // Once the alias budget is spent, each alias left is a missing node: too-many-aliases said
+    // why, once; not also "must be a mapping" for each of 10,000 `*r`.
+    if (this.aliasBudgetSpent && code === "invalid-type") return;
     this.reportAt(severity, this.posOf(node), code, message);
   }
 
@@ -64,13 +70,19 @@ export class YamlContext {
     let current: unknown = node;
     while (isAlias(current)) {
       this.aliasResolutions++;
-      if (this.aliasResolutions > MAX_ALIAS_RESOLUTIONS) {
-        if (this.aliasResolutions === MAX_ALIAS_RESOLUTIONS + 1) {
-          this.error(current, "too-many-aliases", `more than ${MAX_ALIAS_RESOLUTIONS} alias references; expand them`);
-        }
+      if (this.aliasBudgetSpent || this.aliasResolutions > MAX_ALIAS_RESOLUTIONS) {
+        if (!this.aliasBudgetSpent) this.error(current, "too-many-aliases", `more than ${MAX_ALIAS_RESOLUTIONS} alias references; expand them`);
+        this.aliasBudgetSpent = true;
         return null;
       }
       const target = current.resolve(this.doc);
+      const range = (target as Node | undefined)?.range;
+      this.aliasBytes += range ? Math.max(1, range[2] - range[0]) : 1;
+      if (this.aliasBytes > MAX_ALIAS_EXPANDED_BYTES) {
+        this.error(current, "too-many-aliases", `aliases repeat more than ${MAX_ALIAS_EXPANDED_BYTES.toLocaleString("en-US")} bytes of the file in all; write the rules out instead`);
+        this.aliasBudgetSpent = true;
+        return null;
+      }
       if (target === undefined) {
         // The yaml library leaves an alias without an earlier anchor unresolved, with no error:
         // skipped silently, it dropped a forward_to target or turned into "missing forward_to".
