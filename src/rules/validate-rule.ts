@@ -6,7 +6,7 @@
  * Reports every problem at its key or value; returns null when the rule has errors.
  */
 import { isScalar, type Node, type YAMLMap } from "yaml";
-import { hasBareIpv6Host, isWebhookUrl, normalizeMailbox } from "./address.ts";
+import { asciiDomainForm, hasBareIpv6Host, isWebhookUrl, normalizeMailbox } from "./address.ts";
 import type { ConditionSpec } from "./matchers.ts";
 import {
   ACTIONS,
@@ -74,12 +74,31 @@ function parseForwardTo(ctx: YamlContext, entry: MapEntry | undefined, actionNod
     return [];
   }
   const targets: ForwardTarget[] = [];
+  /** Each address in its relayed form (domain as A-label), lower-cased → as first written. */
+  const seen = new Map<string, string>();
   for (const item of items) {
     const text = ctx.string(item, "a forward_to address", entry?.keyNode ?? null);
     if (text === null) continue;
     const address = normalizeMailbox(text.trim());
-    if (address === null) ctx.error(item, "invalid-address", `invalid address ${quoted(text)} in forward_to; write user@example.com (no %, !, quotes or IP literals)`);
-    else targets.push({ address, node: item });
+    if (address === null) {
+      ctx.error(item, "invalid-address", `invalid address ${quoted(text)} in forward_to; write user@example.com (no %, !, quotes or IP literals)`);
+      continue;
+    }
+    // Listed twice, it went out as two RCPT TO of one transaction: a relay that does not merge
+    // them (smtp-server, Haraka, some providers) delivers two copies. The same address again is
+    // dropped; one differing only in the case of its local part is kept (RFC 5321 lets a server
+    // tell them apart) but warned about, as nearly every mailbox server takes them as one.
+    const relayed = asciiDomainForm(address);
+    const first = seen.get(relayed.toLowerCase());
+    if (first === undefined) {
+      seen.set(relayed.toLowerCase(), relayed);
+      targets.push({ address, node: item });
+    } else if (first === relayed) {
+      ctx.warn(item, "duplicate-forward-to", `forward_to lists ${quoted(text)} again (as '${first}' before); it gets one copy`);
+    } else {
+      ctx.warn(item, "duplicate-forward-to", `forward_to lists ${quoted(text)} and '${first}', which differ only in case: most mailbox servers take them as one mailbox, which then gets two copies`);
+      targets.push({ address, node: item });
+    }
   }
   return targets;
 }
