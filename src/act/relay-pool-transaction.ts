@@ -102,11 +102,24 @@ function finishMessage(
   // overloaded, its backend broken): a failure of the relay, not of this message (Postfix
   // throttles the destination on "lost connection" and "timed out" too). Each waiting message
   // would open a session only to meet the same; they fail with it, as at setup.
+  if (code === "EMESSAGE") withRcptRefusals(s, err);
   settle(w, { ok: false, error: err, relayDown: dead });
   if (dead) return pool.relayFailed(s, err);
   if ((code === "EENVELOPE" || code === "EMESSAGE") && !s.gone) return resetAfterRefusal(s, pool);
   pool.drop(s);
   pool.dispatch();
+}
+
+/**
+ * A refusal of the data (its reply to the end of data) says nothing about the recipients refused
+ * at RCPT before it, whose replies nodemailer leaves off that error: they are put on it as
+ * `rejectedErrors` (as on an all-refused error) so relay.ts can give each its own outcome.
+ * SMTPConnection keeps them in a private field; without it, nothing changes.
+ */
+function withRcptRefusals(s: Session, err: SMTPConnection.SMTPError | null): void {
+  const envelope = (s.smtp as unknown as { _envelope?: { rejectedErrors?: unknown } })._envelope;
+  const refusals = envelope?.rejectedErrors;
+  if (err && Array.isArray(refusals) && refusals.length > 0) Object.assign(err, { rejectedErrors: [...refusals] });
 }
 
 /**

@@ -15,7 +15,8 @@
  * Latency: nodemailer ≥ 10 sets TCP_NODELAY on its sockets (smtp-connection `_onConnect`),
  * which avoids the 40 ms Nagle/delayed-ACK stall per message Haraka suffers from.
  * Failure: never throws; every send resolves to an AttemptOutcome (see classifyRelayError,
- * splitAllRefused when every recipient was refused, some for good, and,
+ * splitAllRefused when every recipient was refused, some for good, splitDataRefused when the
+ * data was refused after some recipients were, and,
  * when the relay took the message for only some recipients, acceptedOutcome).
  */
 import { isAscii } from "node:buffer";
@@ -139,7 +140,7 @@ export function createRelayClient(relay: RelayConfig, opts: RelayClientOptions):
         if (successor !== null) return successor.send(input);
         return { relay: label, outcome: { kind: "temporary", error: "not sent: the relay was removed by a reload" }, unsent: true };
       }
-      const outcome = splitAllRefused(result.error) ?? classifyRelayError(result.error);
+      const outcome = splitAllRefused(result.error) ?? splitDataRefused(result.error, envelope.to) ?? classifyRelayError(result.error);
       // TLS mode vs port, certificate checks: the raw error names neither the setting nor the fix.
       const hint = relayErrorHint(relay, outcome.error);
       const down = result.relayDown === undefined ? {} : { relayDown: result.relayDown };
@@ -253,6 +254,36 @@ export function splitAllRefused(err: unknown): Extract<AttemptOutcome, { kind: "
     kind: "temporary",
     error: `recipients deferred by the relay: ${describeRefusals(temporary)}`,
     refused: { recipients: recipients as string[], error: `recipients refused by the relay: ${describeRefusals(permanent)}` },
+  };
+}
+
+/**
+ * The data refused (the reply to the end of data) after the relay refused some recipients at RCPT,
+ * some for good and some for now: the data's reply applies only to the recipients RCPT accepted.
+ * As Postfix does, each recipient gets the outcome of its own reply: with a 5xx to the data, the
+ * accepted recipients and those refused with a 5xx fail, and those refused with a 4xx are retried
+ * (before, all failed, a 4xx recipient given up for another one's reply); with a 4xx to the data,
+ * the 5xx recipients fail at once and the others are retried. null when the RCPT refusals leave
+ * no such split, or a refused recipient is not named (classifyRelayError then).
+ */
+export function splitDataRefused(err: unknown, to: readonly string[]): Extract<AttemptOutcome, { kind: "temporary" }> | null {
+  const e = typeof err === "object" && err !== null ? (err as RelayErrorFields & { rejectedErrors?: unknown; response?: unknown }) : {};
+  if (e.code !== "EMESSAGE" || !Array.isArray(e.rejectedErrors) || typeof e.responseCode !== "number") return null;
+  const list = e.rejectedErrors as RejectedRecipient[];
+  if (list.some((r) => recipientOf(r) === null)) return null;
+  const refusedAt = new Set(list.map((r) => r.recipient));
+  const accepted = to.filter((a) => !refusedAt.has(a));
+  const dataReply = oneLine(typeof e.response === "string" ? e.response : String(e.message ?? ""));
+  const permanent = list.filter(isPermanentRefusal);
+  const temporary = list.filter((r) => !isPermanentRefusal(r));
+  const dataRefusedForGood = e.responseCode >= 500 && e.responseCode < 600;
+  const failing = dataRefusedForGood ? [...accepted.map((recipient) => ({ recipient, response: dataReply })), ...permanent] : permanent;
+  const retried = dataRefusedForGood ? temporary : [...accepted.map((recipient) => ({ recipient, response: dataReply })), ...temporary];
+  if (failing.length === 0 || retried.length === 0) return null;
+  return {
+    kind: "temporary",
+    error: `recipients deferred by the relay: ${describeRefusals(retried)}`,
+    refused: { recipients: failing.map((r) => r.recipient as string), error: `recipients refused by the relay: ${describeRefusals(failing)}` },
   };
 }
 
