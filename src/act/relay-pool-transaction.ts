@@ -119,7 +119,8 @@ function finishMessage(
 function withRcptRefusals(s: Session, err: SMTPConnection.SMTPError | null): void {
   const envelope = (s.smtp as unknown as { _envelope?: { rejectedErrors?: unknown } })._envelope;
   const refusals = envelope?.rejectedErrors;
-  if (err && Array.isArray(refusals) && refusals.length > 0) Object.assign(err, { rejectedErrors: [...refusals] });
+  // A reply number: a refusal by the relay, not nodemailer's own SIZE check before MAIL (the field still holds the last envelope).
+  if (err && typeof err.responseCode === "number" && Array.isArray(refusals) && refusals.length > 0) Object.assign(err, { rejectedErrors: [...refusals] });
 }
 
 /**
