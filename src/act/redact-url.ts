@@ -38,3 +38,25 @@ function firstSegment(path: string): string {
 function looksLikeToken(segment: string): boolean {
   return segment.length >= 16 && /^[A-Za-z0-9._~%-]+$/.test(segment) && /[0-9]/.test(segment);
 }
+
+/**
+ * Every URL in `text` (a receiver's reply, an error message) as redactUrl shows it: absolute ones,
+ * and references by path (`/hook/?token=…`, `//host/…`), which a redirect page writes as often
+ * (Express's trailing-slash redirect: "Redirecting to /hook/?token=abc"). A path must follow a
+ * space, a quote, `(`, `=` or `>` to count, so "and/or" and dates stay as written.
+ */
+export function redactUrlsIn(text: string): string {
+  return text
+    .replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>]+/gi, (url) => redactUrl(url))
+    .replace(/(^|[\s"'(=>])(\/[^\s"'<>]*)/g, (_, before: string, ref: string) => before + redactReference(ref));
+}
+
+/** `/a/b?x` → `/a/…`; `//host/a/b` → `//host/a/…` (a reference that keeps the page's scheme). */
+function redactReference(ref: string): string {
+  if (ref.startsWith("//")) return redactUrl(`http:${ref}`).replace(/^http:/, "");
+  try {
+    return firstSegment(new URL(ref, "http://h").pathname);
+  } catch {
+    return "/…";
+  }
+}

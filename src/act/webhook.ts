@@ -12,7 +12,7 @@
  * before those bytes (or its end) arrive is temporary: a handler that sends its status first and
  * then dies looks exactly like that, and a duplicate (same `id`) is recoverable, a loss is not.
  */
-import { redactUrl } from "./redact-url.ts";
+import { redactUrl, redactUrlsIn } from "./redact-url.ts";
 import { createHmac } from "node:crypto";
 import type { AttemptOutcome } from "../queue/retry.ts";
 import { describeStatus, parseRetryAfter, replyLine, requestErrorHint } from "./webhook-advice.ts";
@@ -180,9 +180,4 @@ function errorText(err: unknown): string {
   return redactUrlsIn(text.replace(/\s*For more information, pass `verbose: true`[^.]*\.?/, ""))
     .trim()
     .replace(/\.$/, "");
-}
-
-/** Every absolute URL in `text` as redactUrl shows it (no credentials, query or path past its first segment). */
-function redactUrlsIn(text: string): string {
-  return text.replace(/\b[a-z][a-z0-9+.-]*:\/\/[^\s"'<>]+/gi, (url) => redactUrl(url));
 }

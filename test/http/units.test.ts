@@ -2,7 +2,7 @@
  * The small pure pieces behind the page: chart scale, formatting, target display, and the
  * StatusSource adapter serve uses (dates → ms, reload counts renamed, no credentials).
  */
-import { redactUrl } from "../../src/act/redact-url.ts";
+import { redactUrl, redactUrlsIn } from "../../src/act/redact-url.ts";
 import { expect, test } from "bun:test";
 import { formatCount, formatDay, formatDuration, formatPercent } from "../../src/http/format.ts";
 import { niceCeiling } from "../../src/http/stats-chart.ts";
@@ -47,6 +47,17 @@ test("targets: forward addresses joined, webhook URLs without credentials, query
   expect(redactUrl("https://erp.internal/mailgw-inbound-hook")).toBe("https://erp.internal/mailgw-inbound-hook");
   expect(redactUrl("https://erp.internal/inbound2024/x")).toBe("https://erp.internal/inbound2024/…");
   expect(displayTarget("webhook", "not a url")).toBe("(invalid URL)");
+});
+
+test("URLs in a receiver's reply are shown as the rule's URL is, by path too", () => {
+  expect(redactUrlsIn("Redirecting to https://erp.example/hook?token=abc")).toBe("Redirecting to https://erp.example/hook");
+  // Express's trailing-slash redirect and HTML pages name a path, not a whole URL.
+  expect(redactUrlsIn("Redirecting to /hook/?token=abc")).toBe("Redirecting to /hook/");
+  expect(redactUrlsIn('<a href="/services/T0/B0/s3cret">here</a>')).toBe('<a href="/services/…">here</a>');
+  expect(redactUrlsIn("moved to //other.example/api/webhooks/1/tok?x=1")).toBe("moved to //other.example/api/…");
+  expect(redactUrlsIn("see /0123456789abcdef0123 now")).toBe("see /… now");
+  // Not paths: a slash inside a word or a date.
+  expect(redactUrlsIn("and/or 2024/01/02 a/b?c")).toBe("and/or 2024/01/02 a/b?c");
 });
 
 test("createStatusSource adapts serve's shapes", () => {
