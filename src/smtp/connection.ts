@@ -326,6 +326,11 @@ export class GatewayConnection extends SMTPConnection {
       return;
     }
     addressCommands.set(this.session, command);
+    // smtp-server sets SMTPUTF8/BODY= on the envelope before onMailFrom and keeps them when it
+    // refuses the MAIL (555, 553, 451): a next MAIL without SMTPUTF8 had UTF-8 RCPTs taken
+    // (RFC 6531 §3.4). Not during a transaction: a nested MAIL (503) must leave it as it is.
+    const envelope = this.session.envelope;
+    if (envelope && !envelope.mailFrom) Object.assign(envelope, { smtpUtf8: false, bodyType: "7bit" });
     super.handler_MAIL(command, callback);
   }
 
