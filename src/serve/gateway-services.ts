@@ -115,7 +115,16 @@ function reloadRelay(db: Database, logger: Logger, current: RelayConfig | null, 
  * start, and SQLite's bare "database or disk is full" named neither the file nor the fix.
  */
 function storageError(err: unknown, config: Config): unknown {
-  if (err instanceof CliError || !isStorageError(err)) return err;
+  if (err instanceof CliError) return err;
+  // Recovery's first write waited busy_timeout for a lock another process holds (a sqlite3
+  // shell inside BEGIN IMMEDIATE, a VACUUM): bare, "database is locked" named neither.
+  if ((err as { code?: unknown } | null)?.code === "SQLITE_BUSY") {
+    return new CliError(
+      `recovering the spool failed: database ${config.databasePath} (DATABASE_URL) stayed locked for writing by another process ` +
+        "(a sqlite3 shell or a backup inside a transaction, a VACUUM?): end it, then start serve again (nothing accepted is lost meanwhile)",
+    );
+  }
+  if (!isStorageError(err)) return err;
   return new CliError(
     `recovering the spool failed: ${describeError(err)} (database ${config.databasePath}, DATA_DIR ${config.dataDir}); ` +
       "free space there or make it writable, then start serve again (nothing accepted is lost meanwhile)",
