@@ -46,9 +46,12 @@ export function relayHost(v: string, port: number): string {
   if (!v) return "";
   const bare = v.replace(/^\[(.*)\]$/, "$1");
   if (isIP(bare) !== 0) return bare;
+  const shown = withoutLogin(v);
+  const login = shown === v ? "" : ", the login in RELAY_SMTP_USER and RELAY_SMTP_PASS";
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(v)) {
-    throw new CliError(`RELAY_SMTP_HOST=${v} is a URL: give the host name only (e.g. smtp.mailgun.org), the port in RELAY_SMTP_PORT and TLS in RELAY_SMTP_SECURE`);
+    throw new CliError(`RELAY_SMTP_HOST=${shown} is a URL: give the host name only (e.g. smtp.mailgun.org), the port in RELAY_SMTP_PORT and TLS in RELAY_SMTP_SECURE${login}`);
   }
+  if (login) throw new CliError(`RELAY_SMTP_HOST=${shown} has a login in it: give the host name only (e.g. smtp.mailgun.org)${login}`);
   // [2001:db8::5]:587 is how an IPv6 address is written with a port (and how the log writes the relay).
   const withPort = /^([^:\s]+):(\d+)$/.exec(v) ?? /^\[([^\]\s]+)\]:(\d+)$/.exec(v);
   if (withPort) {
@@ -56,6 +59,15 @@ export function relayHost(v: string, port: number): string {
   }
   if (!/^[\d.]+$/.test(v) && HOST_NAME.test(v)) return v;
   throw new CliError(`RELAY_SMTP_HOST=${v} is not a host name or IP address (e.g. smtp.mailgun.org, 10.0.0.5)`);
+}
+
+/**
+ * The value with a `user:password@` written into it (an SMTP URL as other tools take it) cut
+ * to `…@`: the error goes to stderr and the journal (at a reload, to the log), where the relay
+ * password must never be (SPEC §2). Up to the last `@`, as a password may hold one.
+ */
+function withoutLogin(v: string): string {
+  return v.replace(/^([a-z][a-z0-9+.-]*:\/\/)?.*@/i, "$1…@");
 }
 
 export function bool(get: (n: string) => string, name: string): boolean {
