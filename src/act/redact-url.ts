@@ -60,3 +60,21 @@ function redactReference(ref: string): string {
     return "/…";
   }
 }
+
+/**
+ * redactUrl for text that may be no URL at all (a rules file's misspelt webhook url, quoted by
+ * lint): the same parts go — a login, a query or fragment, the path past its first segment — read
+ * from the text as written, so what made it invalid (a space in the host, a wrong scheme) stays
+ * visible. Lint's messages reach serve's log when a reload or a start is refused.
+ */
+export function redactUrlText(text: string): string {
+  if (URL.canParse(text)) return redactUrl(text);
+  const m = /^([a-z][a-z0-9+.-]*:\/\/)?([^/?#]*)([^?#]*)/i.exec(text);
+  const scheme = m?.[1] ?? "";
+  const authority = (m?.[2] ?? "").replace(/^.*@/s, "…@");
+  const path = m?.[3] ?? "";
+  const cut = path.indexOf("/", 1);
+  const shownPath = cut < 0 ? path : `${path.slice(0, cut)}/…`;
+  const rest = text.length > (m?.[0].length ?? 0) && !shownPath.endsWith("…") ? "…" : "";
+  return `${scheme}${authority}${shownPath}${rest}`;
+}

@@ -7,6 +7,7 @@
  */
 import { isScalar, type Node, type YAMLMap } from "yaml";
 import { asciiDomainForm, hasBareIpv6Host, isWebhookUrl, normalizeMailbox } from "./address.ts";
+import { redactUrlText } from "../act/redact-url.ts";
 import type { ConditionSpec } from "./matchers.ts";
 import {
   ACTIONS,
@@ -139,7 +140,7 @@ export function parseActionFields(ctx: YamlContext, entries: Map<string, MapEntr
       url = ctx.string(urlEntry.value, "url", urlEntry.keyNode);
       if (url !== null && !isWebhookUrl(url)) {
         const fix = hasBareIpv6Host(url) ? "an IPv6 address goes in brackets, e.g. http://[2001:db8::5]:8080/hook" : "write an absolute http:// or https:// URL";
-        ctx.error(urlEntry.value, "invalid-url", `invalid url ${quoted(url)}; ${fix}`);
+        ctx.error(urlEntry.value, "invalid-url", `invalid url ${quoted(redactUrlText(url))}; ${fix}`);
       }
     }
   } else if (urlEntry) ctx.warn(urlEntry.keyNode, "ignored-key", `url is ignored with action ${action}`);
