@@ -14,7 +14,7 @@ import { CliError } from "../errors.ts";
 import { RETRY_CAP_MS } from "../queue/retry.ts";
 import { VARIABLES, VARIABLE_NAMES } from "./variables.ts";
 import { hostBitWarnings, parseCidrList, parseDotenv } from "./parse-values.ts";
-import { bool, hostName, integer, listenAddressesOverlap, listenHost, number, oneOf, relayHost } from "./scalar-values.ts";
+import { bool, hostName, integer, listenAddressesOverlap, listenHost, number, oneOf, relayHost, withoutLogin } from "./scalar-values.ts";
 import { unknownVariableWarnings } from "./unknown-variables.ts";
 
 export type RelaySecurity = "starttls" | "tls" | "none";
@@ -312,7 +312,7 @@ export function databasePath(cwd: string, url: string): string {
   const scheme = /^(?:sqlite|file):/.exec(url)?.[0] ?? "";
   let p = url.slice(scheme.length);
   if (!p || /^[a-z][a-z0-9+.-]*:/i.test(p)) {
-    throw new CliError(`DATABASE_URL=${url} is not a SQLite file URL: expected file:PATH (e.g. file:./data/mail-gateway.db)`);
+    throw new CliError(`DATABASE_URL=${withoutLogin(url)} is not a SQLite file URL: expected file:PATH (e.g. file:./data/mail-gateway.db)`);
   }
   if (scheme !== "") {
     const cut = p.search(/[?#]/);

@@ -64,9 +64,10 @@ export function relayHost(v: string, port: number): string {
 /**
  * The value with a `user:password@` written into it (an SMTP URL as other tools take it) cut
  * to `…@`: the error goes to stderr and the journal (at a reload, to the log), where the relay
- * password must never be (SPEC §2). Up to the last `@`, as a password may hold one.
+ * password must never be (SPEC §2), nor a database's (DATABASE_URL=postgres://user:pw@…). Up to
+ * the last `@`, as a password may hold one.
  */
-function withoutLogin(v: string): string {
+export function withoutLogin(v: string): string {
   return v.replace(/^([a-z][a-z0-9+.-]*:\/\/)?.*@/i, "$1…@");
 }
 

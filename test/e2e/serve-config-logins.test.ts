@@ -1,6 +1,7 @@
 /**
- * RELAY_SMTP_HOST written as other tools take an SMTP relay, with the login in it
- * (`smtp://user:password@host:587`, `user:password@host`): refused with the fix named, and the
+ * Settings written as other tools take them, with a login in them: RELAY_SMTP_HOST as an SMTP
+ * URL (`smtp://user:password@host:587`, `user:password@host`), DATABASE_URL as another
+ * database's URL (`postgres://user:password@…`): refused with the fix named, and the
  * password in no line serve writes, at start (stderr, the journal) nor at a SIGHUP that reads it
  * from .env (the log). SPEC §2: relay credentials are never logged.
  */
@@ -23,6 +24,12 @@ test("at start: exit 1, one line naming the fix, without the password", async ()
     expect(lines[0]).toContain("the login in RELAY_SMTP_USER and RELAY_SMTP_PASS");
     expect(r.stderr + r.stdout).not.toContain(PASSWORD);
   }
+}, 30_000);
+
+test("DATABASE_URL of another database: exit 1 naming the fix, without its password", async () => {
+  const r = await runServeOnce("source", serveDir(), { DATABASE_URL: `postgresql://mailgw:${PASSWORD}@db.internal:5432/mailgw` });
+  expect(r.exitCode).toBe(1);
+  expect(r.stderr.trim()).toBe("mailgw: DATABASE_URL=postgresql://…@db.internal:5432/mailgw is not a SQLite file URL: expected file:PATH (e.g. file:./data/mail-gateway.db)");
 }, 30_000);
 
 test("at a SIGHUP that reads it from .env: refused in the log, without the password", async () => {
