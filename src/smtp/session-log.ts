@@ -294,6 +294,8 @@ export function noteConnectionError(state: SessionState, err: unknown): void {
   // smtp-server labels every error of the TLS socket stage "connect", also one after the
   // handshake (a refused renegotiation: BoringSSL answers no_renegotiation and the client drops).
   const tlsText = state.tlsVersion === null ? "TLS handshake failed" : "TLS error after the handshake";
-  const text = meta?.stage === "connect" ? `${tlsText}: ${detail}` : `${typeof code === "string" ? `${code}: ` : ""}${detail}`;
+  // Bun's socket errors already start with their code ("EPIPE: broken pipe, read"): not twice.
+  const prefix = typeof code === "string" && !detail.startsWith(`${code}:`) ? `${code}: ` : "";
+  const text = meta?.stage === "connect" ? `${tlsText}: ${detail}` : `${prefix}${detail}`;
   state.error = text.replace(/[\x00-\x1f\x7f]+/g, " ").trim().slice(0, ERROR_TEXT_MAX);
 }
