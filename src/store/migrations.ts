@@ -9,7 +9,7 @@
  *  deliveries        one row per forward/webhook action: the durable queue (SPEC §5).
  *  delivery_attempts every attempt: when, how long, ok, the reply or error.
  *  daily_counters    counters per UTC day, metric, rule and category, for /stats and /metrics.
- *                    metric: received | action:<action> | session | session_tls |
+ *                    metric: received | action:<action> | archived | session | session_tls |
  *                    <delivered|deferred|failed>:<forward|webhook> |
  *                    duration:<forward|webhook>:<le> | duration_ms:<forward|webhook>
  *  counter_totals    all-time sums of daily_counters per metric, rule and category (/metrics),
@@ -279,5 +279,25 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 9,
     name: "deliveries-failed-latest",
     sql: `CREATE INDEX deliveries_failed_latest ON deliveries(updated_at, id) WHERE state = 'failed';`,
+  },
+  {
+    // The `archived` counter (archive copies, archive: true forwards/webhooks included) came
+    // without a migration: after an upgrade, /stats said "0 archived today, 0 in 30 days" and
+    // mailgw_messages_archived_total started at 0 beside the archive the old version had filled.
+    // Backfilled from what is on record: `action:archive` counters (these outlive retention), and
+    // the rows of archive: true forwards/webhooks still kept. Databases that already count it
+    // (made after the counter came, at schema 8 or 9) keep their figures: max(), never a sum.
+    version: 10,
+    name: "archived-counter-backfill",
+    sql: `
+      INSERT INTO daily_counters (day, metric, rule, category, n)
+        SELECT day, 'archived', rule, category, SUM(n) FROM (
+          SELECT day, rule, category, n FROM daily_counters WHERE metric = 'action:archive'
+          UNION ALL
+          SELECT strftime('%Y-%m-%d', received_at / 1000, 'unixepoch'), coalesce(rule, ''), category, count(*)
+            FROM messages WHERE archive = 1 AND action <> 'archive' GROUP BY 1, 2, 3
+        ) WHERE true GROUP BY day, rule, category
+        ON CONFLICT (day, metric, rule, category) DO UPDATE SET n = max(n, excluded.n);
+    `,
   },
 ];

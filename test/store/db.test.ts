@@ -143,3 +143,39 @@ test("counter days are UTC days, whatever the machine's time zone", () => {
   const run = Bun.spawnSync([process.execPath, "-e", script], { env: { ...process.env, TZ: "Pacific/Kiritimati" } });
   expect(run.stdout.toString().trim()).toBe("2026-01-01 2"); // the second figure: the zone was in effect
 });
+
+test("migration 10 backfills the archived counter where it is missing, and keeps the figures of a database that counts it", () => {
+  const path = dbPath();
+  mkdirSync(dirname(path), { recursive: true });
+  const old = new Database(path, { create: true });
+  for (const m of MIGRATIONS.filter((m) => m.version <= 9)) old.exec(m.sql);
+  old.exec("PRAGMA user_version = 9");
+  const insert = old.query(
+    `INSERT INTO messages (id, received_at, client_ip, helo, tls, mail_from, recipients, subject, size, rule, category, action, archive, status)
+     VALUES (?, ?, '192.0.2.1', 'h', 0, 'a@b.example', '[]', 's', 1, ?, ?, ?, ?, 'done')`,
+  );
+  const oct = Date.UTC(2026, 9, 1, 12);
+  const nov = Date.UTC(2026, 10, 1, 12);
+  insert.run("m1", oct, "keep", "kept", "forward", 1);
+  insert.run("m2", oct, "keep", "kept", "forward", 1);
+  insert.run("m3", oct, "fwd", "sales", "forward", 0);
+  insert.run("m4", nov, "keep", "kept", "forward", 1);
+  insert.run("m5", nov, null, "default", "archive", 1);
+  // October: counted before `archived` existed (an archive-action row of a pruned message too).
+  bumpCounter(old, oct, "action:archive", { category: "default" }, 4);
+  // November: counted by a version that has it (the forward's copy and the archived message).
+  bumpCounter(old, nov, "action:archive", { category: "default" });
+  bumpCounter(old, nov, "archived", { category: "default" });
+  bumpCounter(old, nov, "archived", { rule: "keep", category: "kept" });
+  old.close();
+
+  const db = openDatabase(path);
+  const rows = db.query("SELECT day, rule, category, n FROM daily_counters WHERE metric = 'archived' ORDER BY day, rule").all();
+  expect(rows).toEqual([
+    { day: "2026-10-01", rule: "", category: "default", n: 4 },
+    { day: "2026-10-01", rule: "keep", category: "kept", n: 2 },
+    { day: "2026-11-01", rule: "", category: "default", n: 1 },
+    { day: "2026-11-01", rule: "keep", category: "kept", n: 1 },
+  ]);
+  expect(db.query("SELECT n FROM counter_totals WHERE metric = 'archived' ORDER BY rule").all()).toEqual([{ n: 5 }, { n: 3 }]);
+});
