@@ -4,7 +4,8 @@
  *
  *  - `<id>.tmp` files: a write that never finished; its client never got 250 → removed.
  *  - `<id>.eml` without a row: fsynced but not committed (crash between the two); the client
- *    never got 250 and will retry → moved to `spool/orphaned/`, logged, never deleted.
+ *    never got 250 and will retry → moved to `spool/orphaned/`, logged, never deleted. (Or the
+ *    database was restored from a backup older than the spool: the log says both.)
  *  - rows of commit groups after the durable mark (committed, then the crash came before or
  *    during the group's syncfs, act/intake.ts): a spool file whose size or CRC-32 does not
  *    match was never complete on disk, so no 250 was sent → file moved to `spool/orphaned/`,
@@ -93,15 +94,24 @@ async function clearUnfinishedAndForeign(spool: Spool, logger: Logger, listing: 
   }
 }
 
-/** Fsynced but never committed: the client got no 250 and will retry. Kept aside, never deleted. */
+/**
+ * Fsynced but never committed: the client got no 250 and will retry. Kept aside, never deleted.
+ * The one other way there: a database restored from a backup older than the spool (the live
+ * spool kept, or copied back over it). Those messages did get their 250, and nothing sends
+ * them now: the log must not tell the admin they were never acknowledged.
+ */
 async function quarantineRowless(spool: Spool, logger: Logger, ids: readonly string[], withRow: Set<string>, report: RecoveryReport): Promise<void> {
   for (const id of ids) {
     if (withRow.has(id)) continue;
     const to = await spool.quarantine(`${id}.eml`);
     report.orphaned.push(to);
-    logger.warn("spool file without a record (never acknowledged) moved aside", { id, moved_to: to });
+    logger.warn("spool file without a record moved aside", { id, moved_to: to, hint: ROWLESS_HINT });
   }
 }
+
+const ROWLESS_HINT =
+  "after a crash: never acknowledged, the sender retries; after the database was restored from a backup older " +
+  "than the spool: accepted and not delivered, send it to mailgw again (README: Backups)";
 
 /** Rows `spooled` (250 sent, post-250 work unfinished): finished now, a page at a time. */
 async function finishPending(db: Database, finisher: Finisher, dataDir: string, onDisk: Set<string>, report: RecoveryReport, withoutFile: (id: string) => void): Promise<void> {
