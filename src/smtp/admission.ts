@@ -18,6 +18,15 @@ export interface Admission {
 
 /** A refused socket gets this long to receive its reply line before it is destroyed. */
 const REFUSAL_LINGER_MS = 1000;
+/**
+ * Refused sockets kept open for REFUSAL_LINGER_MS at once. Each holds a descriptor that the
+ * connection limit does not count (limits.ts maxClientsForFiles): a flood of clients that keep
+ * their sockets after the 421 took every descriptor left, accept() then failed with EMFILE in a
+ * loop (a core busy) and the clients behind them waited seconds in the backlog for a reply. Past
+ * this many, a refused socket is closed as soon as its reply is written (a client that already
+ * sent something may then see a reset instead of the 421: either way it tries again later).
+ */
+const MAX_LINGERING_REFUSALS = 16;
 
 /** Clients exempt from the per-client connection limit (limits.ts MAX_CONNECTIONS_PER_CLIENT). */
 const LOOPBACK = ["127.0.0.0/8", "::1/128"];
@@ -26,10 +35,19 @@ export function createAdmission(opts: Pick<FrontOptions, "smtp" | "hostname" | "
   const allowed = createIpMatcher(opts.allowedIps);
   const loopback = createIpMatcher(LOOPBACK);
 
+  let lingering = 0;
+
   const refuse = (socket: Socket, client: string, reply: string, proxyOwn = false): void => {
     if (proxyOwn) opts.logger.debug("proxy's own connection refused (a health check)", { client, reply });
     else opts.onRefused(client, reply);
-    if (!socket.destroyed && socket.writable) socket.end(`${reply}\r\n`);
+    if (socket.destroyed || !socket.writable) return void socket.destroy();
+    if (lingering >= MAX_LINGERING_REFUSALS) {
+      socket.end(`${reply}\r\n`, () => socket.destroy());
+    } else {
+      lingering++;
+      socket.once("close", () => lingering--);
+      socket.end(`${reply}\r\n`);
+    }
     setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS).unref();
   };
 
