@@ -9,8 +9,9 @@
  * whole big message — only the chunks not yet written (at most about
  * INCOMING_HIGH_WATER_BYTES: above it `write` returns false and the caller pauses the socket
  * until `drained()`) and its header section: the bytes through the first blank line, found as
- * they arrive (at most `prefixLimit`; all of them while no blank line is found). Keeping the
- * body chunks until the message ends made every one outlive the young-generation collections.
+ * they arrive, up to SPILLED_HEADER_MEMORY_MAX_BYTES. A longer header section is read back from
+ * the file when the message ends (at most `prefixLimit`). Keeping the body chunks until the
+ * message ends made every one outlive the young-generation collections.
  * Every byte also goes through a running CRC-32 (`crc`), recorded with the message's row:
  * recovery checks it for rows committed just before a crash (see act/intake.ts).
  * Accepted: `spoolJob()` for the writer thread, or `install()` (write or close, fsync when asked,
@@ -44,6 +45,15 @@ const INCOMING_LOW_WATER_BYTES = 256 * 1024;
  */
 export const INCOMING_MEMORY_MAX_BYTES = 64 * 1024;
 
+/**
+ * A spilled message's header section kept in memory while it arrives, at most; past it the
+ * section is read back from the file at the end. Real header sections are a few KB (a long
+ * ARC/DKIM chain ~20 KB). Holding up to `prefixLimit` (1.15 MB) for the whole of DATA let a
+ * sender hold ~1.2 MB per session for as long as it kept the session open: 450 such sessions
+ * took serve to ~650 MB. Now a session in DATA holds at most this plus the write backlog.
+ */
+export const SPILLED_HEADER_MEMORY_MAX_BYTES = 64 * 1024;
+
 type State = "open" | "ended" | "installed" | "aborted";
 
 /** What the spool writer thread does for one accepted message (spool-flusher.ts). */
@@ -71,6 +81,9 @@ export class IncomingFile implements IncomingMessage {
   private error: Error | null = null;
   private prefixParts: Uint8Array[] = [];
   private prefixBytes = 0;
+  /** The header section outgrew SPILLED_HEADER_MEMORY_MAX_BYTES: end() reads it back from the file. */
+  private prefixOnDisk = false;
+  private prefixReadBack: Promise<void> | null = null;
   /** The prefix joined into one buffer (by joinedPrefix), or null. */
   private joined: Uint8Array | null = null;
   /** The whole message of a message never spilled, once ended (kept until it is written). */
@@ -112,6 +125,7 @@ export class IncomingFile implements IncomingMessage {
       this.prefixParts.push(take === bytes.byteLength ? bytes : bytes.subarray(0, take));
       this.prefixBytes += take;
     }
+    if (this.spilled && this.prefixBytes > SPILLED_HEADER_MEMORY_MAX_BYTES) this.movePrefixToDisk();
     if (!this.spilled || this.error) return true; // failed: dropped, end() reports it
     this.enqueue(bytes);
     return this.queuedBytes < INCOMING_HIGH_WATER_BYTES;
@@ -132,11 +146,17 @@ export class IncomingFile implements IncomingMessage {
     await this.idle();
     if (this.error) throw this.error;
     if (this.state === "aborted") throw new Error("spool file was discarded");
+    if (this.prefixOnDisk) await (this.prefixReadBack ??= this.readPrefixBack());
   }
 
   /** Whether the whole message is in memory (the prefix holds all of it). */
   get whollyInMemory(): boolean {
     return this.memory !== null || this.prefixBytes === this.size;
+  }
+
+  /** Bytes of the message's start held in memory now, outside the write backlog (SPILLED_HEADER_MEMORY_MAX_BYTES). */
+  get prefixHeldBytes(): number {
+    return this.prefixBytes;
   }
 
   /** Whether nothing is on disk yet: the bytes are written at commit (spoolJob / install). */
@@ -253,6 +273,7 @@ export class IncomingFile implements IncomingMessage {
    * its header section (once found) none of it is held in memory until the message ends.
    */
   private prefixKeep(): number {
+    if (this.prefixOnDisk) return 0;
     return this.spilled && this.headerEnd.end >= 0 ? Math.min(this.headerEnd.end, this.prefixLimit) : this.prefixLimit;
   }
 
@@ -267,6 +288,33 @@ export class IncomingFile implements IncomingMessage {
       this.prefixParts = [prefixOf(parts, keep)];
       this.prefixBytes = keep;
     }
+  }
+
+  /** The header section is too long to hold while the message arrives: the file has it (spill()). */
+  private movePrefixToDisk(): void {
+    this.prefixOnDisk = true;
+    this.forgetPrefix();
+  }
+
+  /** After the last write: the header section (at most `prefixLimit`) from the file, as the prefix. */
+  private async readPrefixBack(): Promise<void> {
+    const length = Math.min(this.headerEnd.end >= 0 ? this.headerEnd.end : this.size, this.prefixLimit);
+    const prefix = Buffer.allocUnsafeSlow(length);
+    const fh = await open(this.path, "r");
+    try {
+      let at = 0;
+      while (at < length) {
+        const { bytesRead } = await fh.read(prefix, at, length - at, at);
+        if (bytesRead === 0) throw new Error(`reading ${this.path} back: ${at} of ${length} bytes`);
+        at += bytesRead;
+      }
+    } finally {
+      await fh.close();
+    }
+    if (this.state === "aborted") throw new Error("spool file was discarded");
+    this.prefixParts = [prefix];
+    this.prefixBytes = length;
+    this.prefixOnDisk = false;
   }
 
   private enqueue(bytes: Uint8Array): void {

@@ -10,7 +10,7 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { newMessageId } from "../../src/spool/ids.ts";
-import { IncomingFile } from "../../src/spool/incoming-file.ts";
+import { IncomingFile, SPILLED_HEADER_MEMORY_MAX_BYTES } from "../../src/spool/incoming-file.ts";
 import { Spool } from "../../src/spool/spool.ts";
 
 const MEMORY_LIMIT = 64 * 1024;
@@ -102,4 +102,36 @@ test("a spilled message keeps only its header section in memory, whatever the ch
   expect(file.whollyInMemory).toBe(true);
   expect(file.bytes()).toEqual(noBlank);
   await file.abort();
+});
+
+test("a spilled message's long header section is not held while it arrives: read back from the file at the end", async () => {
+  dir = await mkdtemp(join(tmpdir(), "incoming-"));
+  const spool = new Spool(dir);
+  await spool.ensureDirs();
+  const prefixLimit = 1024 * 1024 + 128 * 1024;
+  const line = `X-Pad: ${"a".repeat(990)}\r\n`;
+  const encode = (text: string): Uint8Array<ArrayBuffer> => new TextEncoder().encode(text);
+  // 1 MB of header fields, the Subject last; then one whose header section passes the prefix limit.
+  const cases = [
+    { header: `Received: from x\r\n${line.repeat(1000)}Subject: last\r\n\r\n`, body: "b".repeat(50_000) },
+    { header: `Received: from x\r\n${line.repeat(1300)}\r\n`, body: "b" },
+  ];
+  for (const { header, body } of cases) {
+    const whole = encode(header + body);
+    const file = await IncomingFile.create(spool, newMessageId(), Date.now(), prefixLimit, MEMORY_LIMIT);
+    let mostHeld = 0;
+    for (const part of chunked(whole, [16_384])) {
+      if (!file.write(part)) await file.drained();
+      mostHeld = Math.max(mostHeld, file.prefixHeldBytes);
+    }
+    // Before: the whole header section (up to the prefix limit) stayed in memory through DATA.
+    expect(mostHeld).toBeLessThanOrEqual(SPILLED_HEADER_MEMORY_MAX_BYTES + 16_384);
+    await file.end();
+    const expected = encode(header).subarray(0, prefixLimit);
+    expect(file.headerSection(prefixLimit)).toEqual(expected);
+    expect(file.headerSection(100)).toEqual(expected.subarray(0, 100));
+    expect(file.whollyInMemory).toBe(false);
+    await file.install({ fsync: false });
+    expect(new Uint8Array(await readFile(spool.pathOf(file.id)))).toEqual(new Uint8Array(whole));
+  }
 });
