@@ -92,6 +92,8 @@ export interface Pipeline extends MessageSink {
    * meanwhile, since a query alone still answers while every message gets 451.
    */
   databaseWriteFailure(): string | null;
+  /** The database took a write again (store/write-probe.ts): forgets `failure` if it is still the one on record. */
+  databaseWriteRecovered(failure: string): void;
   /**
    * Why the last message file could not be written (spool or archive: the message got 451) or
    * archived after its 250 (it waits in the spool for the minute sweep), null once a later one
@@ -154,6 +156,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     },
     intakeStats: () => ({ ...intake.stats }),
     databaseWriteFailure: () => receiver.databaseWriteFailure,
+    databaseWriteRecovered: (failure) => receiver.forgetCommitFailure(failure),
     fileWriteFailure: () => receiver.fileWriteFailure ?? finisher.archiveFailure,
     sweep: () => timers.sweep(),
   };

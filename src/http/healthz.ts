@@ -1,7 +1,7 @@
 /**
  * GET /healthz (open even with STATS_TOKEN, for Docker and load balancers): 200 when the SMTP
  * listener accepts connections, the database answers (and is still the file at DATABASE_URL,
- * and the last commit of a received message did not fail) and the data dir's spool takes a write; 503 with the reason otherwise. A missing relay is a warning, not a failure (SPEC §2: forwards are held);
+ * and, when the last commit of a received message failed, a write goes through now) and the data dir's spool takes a write; 503 with the reason otherwise. A missing relay is a warning, not a failure (SPEC §2: forwards are held);
  * so is a suspended one (it failed itself: forwards wait, mail is still received);
  * so are a refused rules or TLS certificate reload and an expired or soon-expiring STARTTLS
  * certificate (mail still flows: senders mostly use opportunistic TLS), and rules on SPF/DKIM/DMARC
@@ -43,7 +43,7 @@ export interface HealthReport {
 export async function checkHealth(db: Database, dataDir: string, status: StatusSource, now: number, dbFile: DatabaseFile | null = null): Promise<HealthReport> {
   const checks = {
     smtp: checkSmtp(status),
-    database: checkDatabase(db, dbFile, status),
+    database: await checkDatabase(db, dbFile, status),
     dataDir: await checkDataDir(dataDir, status),
   };
   const failed = Object.entries(checks).filter(([, c]) => !c.ok);
@@ -83,14 +83,14 @@ function checkSmtp(status: StatusSource): CheckResult {
   }
 }
 
-function checkDatabase(db: Database, dbFile: DatabaseFile | null, status: StatusSource): CheckResult {
+async function checkDatabase(db: Database, dbFile: DatabaseFile | null, status: StatusSource): Promise<CheckResult> {
   try {
     db.query("SELECT COUNT(*) FROM meta").get();
   } catch (err) {
     return { ok: false, reason: "database query failed", detail: describeError(err) };
   }
   // A full or read-only database still answers queries while every message gets 451.
-  const writeFailure = safe(() => status.databaseWriteFailure?.() ?? null, null);
+  const writeFailure = await Promise.resolve(safe(() => status.databaseWriteFailure?.() ?? null, null)).catch(() => null);
   if (writeFailure !== null) {
     return { ok: false, reason: "the last commit of a received message failed; every message gets 451", detail: writeFailure };
   }

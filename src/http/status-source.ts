@@ -54,8 +54,11 @@ export interface StatusSource {
   smtpTls(): { enabled: boolean; required: boolean };
   rules(): RulesStatus;
   relay(): RelayStatus;
-  /** Why the last commit of a received message failed, null when the last one succeeded (or none yet). */
-  databaseWriteFailure?(): string | null;
+  /**
+   * Why the last commit of a received message failed and a write still fails now, null when the
+   * last one succeeded (or none yet) or a write goes through again (store/write-probe.ts).
+   */
+  databaseWriteFailure?(): string | null | Promise<string | null>;
   /** Pipeline.fileWriteFailure(): the last message file (spool or archive) that could not be written. */
   fileWriteFailure?(): string | null;
   /** The STARTTLS certificate in force; null when STARTTLS is off. */
@@ -88,8 +91,8 @@ export interface StatusParts {
     lastErrorAt: Date | null;
     reloads: { ok: number; error: number };
   };
-  /** Pipeline.databaseWriteFailure(). */
-  databaseWriteFailure?: () => string | null;
+  /** Pipeline.databaseWriteFailure(), rechecked by a write. */
+  databaseWriteFailure?: () => string | null | Promise<string | null>;
   /** Pipeline.fileWriteFailure(). */
   fileWriteFailure?: () => string | null;
   /** SmtpServerHandle.tlsStatus(). */

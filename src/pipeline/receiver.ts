@@ -111,6 +111,11 @@ export class Receiver {
     return this.lastCommitFailure;
   }
 
+  /** A write went through since `failure` (a health check's probe): forgotten, unless a newer one replaced it. */
+  forgetCommitFailure(failure: string): void {
+    if (this.lastCommitFailure === failure) this.lastCommitFailure = null;
+  }
+
   /** Why writing the last received message's file failed (it got 451), or null once one succeeded. */
   get fileWriteFailure(): string | null {
     return this.lastFileFailure;

@@ -33,6 +33,7 @@ import { startRulesRuntime, type RulesRuntime } from "../rules-runtime/runtime.t
 import type { SmtpLimits } from "../smtp/limits.ts";
 import { createSmtpServer, probeSmtpPort, type SmtpServerHandle } from "../smtp/server.ts";
 import { openDatabase } from "../store/db.ts";
+import { recheckWriteFailure } from "../store/write-probe.ts";
 import { SPOOL_SUFFIX } from "../spool/spool.ts";
 import { announce } from "./announce.ts";
 import { refuseQueueWithoutSpool, requireWritableDataDir } from "./data-dir-access.ts";
@@ -188,7 +189,10 @@ function statusSource(
     relay: () => state.relay,
     relaySuspension: () => readSuspension(db),
     rules: () => rules.status(),
-    databaseWriteFailure: () => pipeline.databaseWriteFailure(),
+    databaseWriteFailure: () => {
+      const failure = pipeline.databaseWriteFailure();
+      return recheckWriteFailure(db, failure, () => failure !== null && pipeline.databaseWriteRecovered(failure));
+    },
     fileWriteFailure: () => pipeline.fileWriteFailure(),
     tlsStatus: () => smtp.tlsStatus(),
     dnsWarning: parts.dnsWarning,

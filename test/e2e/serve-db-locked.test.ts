@@ -9,6 +9,7 @@ import { expect, test } from "bun:test";
 import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { openDatabase } from "../../src/store/db.ts";
+import { greet, RawClient, sendMail, simpleMessage, terminated } from "../smtp/helpers.ts";
 import { runServeOnce, serveDir, startServe } from "../smtp/serve-process.ts";
 
 test("database write-locked by another process at start: exit 1, one line naming the database and what to do", async () => {
@@ -31,6 +32,37 @@ test("database write-locked by another process at start: exit 1, one line naming
     expect(await s.stop("SIGTERM")).toBe(0);
   } finally {
     holder.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);
+
+test("database write-locked for a while under a running serve: 451 and /healthz 503 meanwhile, 200 again once the lock is gone, with no message needed", async () => {
+  const dir = serveDir();
+  const serve = await startServe("source", dir);
+  const holder = openDatabase(join(dir, "data", "mail-gateway.db"));
+  const health = async (): Promise<{ code: number; reason?: string }> => {
+    const res = await fetch(new URL("/healthz", serve.httpUrl));
+    return { code: res.status, reason: ((await res.json()) as { reason?: string }).reason };
+  };
+  try {
+    const c = await RawClient.connect(serve.smtpPort);
+    await greet(c);
+    expect(await sendMail(c, "b@company.com", simpleMessage("before"))).toMatch(/^250 /);
+    holder.exec("BEGIN IMMEDIATE");
+    for (const line of ["MAIL FROM:<a@sender.example>", "RCPT TO:<b@company.com>", "DATA"]) expect(await c.cmd(line)).toMatch(/^(250|354) /);
+    c.write(terminated(simpleMessage("while locked")));
+    expect(await c.reply(20_000)).toMatch(/^451 4\.3\.0 /); // after busy_timeout (5 s)
+    expect(await health()).toEqual({ code: 503, reason: "database: the last commit of a received message failed; every message gets 451" });
+    holder.exec("COMMIT");
+    // Before: 503 until the next message was stored, which a balancer that drops unhealthy
+    // backends never sends.
+    expect(await health()).toEqual({ code: 200, reason: undefined });
+    await serve.waitForLog((l) => l.msg === "health ok");
+    expect(await sendMail(c, "b@company.com", simpleMessage("after"))).toMatch(/^250 /);
+    c.end();
+  } finally {
+    holder.close();
+    expect(await serve.stop("SIGTERM")).toBe(0);
     rmSync(dir, { recursive: true, force: true });
   }
 }, 60_000);

@@ -3,7 +3,7 @@
  * volume): every message gets 451 4.3.0 ("committing the rows failed: database or disk is
  * full"), but the database still answers queries, and /healthz said 200 "ok" throughout, so
  * Docker's HEALTHCHECK and monitoring saw a healthy gateway refusing all mail. It must say 503
- * (database) while commits fail, without paths, and 200 again once a message is stored.
+ * (database) while commits fail, without paths, and 200 again once a write goes through.
  * Needs root (mount); skips with a printed reason otherwise.
  */
 import { expect, test } from "bun:test";
@@ -25,7 +25,7 @@ async function health(url: string): Promise<{ code: number; body: Health }> {
   return { code: res.status, body: (await res.json()) as Health };
 }
 
-test("database volume full: /healthz 503 (database) while messages get 451, 200 again once one is stored", () =>
+test("database volume full: /healthz 503 (database) while messages get 451, 200 again once a write goes through", () =>
   withTmpfs("mailgw-dbfull-", 1, async (mnt) => {
     const dir = serveDir();
     const serve = await startServe("source", dir, { DATABASE_URL: `file:${join(mnt, "mail-gateway.db")}` });
@@ -48,6 +48,9 @@ test("database volume full: /healthz 503 (database) while messages get 451, 200 
       expect(JSON.stringify(failing.body)).not.toContain(mnt);
 
       rmSync(join(mnt, "filler"));
+      // Healthy again as soon as a write goes through: a balancer that stops sending to an
+      // unhealthy gateway would never deliver the message that cleared it before.
+      expect((await health(serve.httpUrl)).code).toBe(200);
       expect(await sendMail(c, "b@company.com", simpleMessage("after"))).toMatch(/^250 /);
       expect((await health(serve.httpUrl)).code).toBe(200);
       c.end();
