@@ -100,6 +100,8 @@ export interface Pipeline extends MessageSink {
    * succeeded: the spool probe of /healthz passes while the archive directory is unusable.
    */
   fileWriteFailure(): string | null;
+  /** A file could be written again (store/write-probe.ts): forgets the received message's `failure` if still on record. */
+  fileWriteRecovered(failure: string): void;
   /**
    * What the minute timer runs: releases held-back deliveries and finishes messages left
    * unfinished (created or received over a minute ago). Resolves with the messages scheduled.
@@ -158,6 +160,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     databaseWriteFailure: () => receiver.databaseWriteFailure,
     databaseWriteRecovered: (failure) => receiver.forgetCommitFailure(failure),
     fileWriteFailure: () => receiver.fileWriteFailure ?? finisher.archiveFailure,
+    fileWriteRecovered: (failure) => receiver.forgetFileFailure(failure),
     sweep: () => timers.sweep(),
   };
 }

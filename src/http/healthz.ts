@@ -111,10 +111,12 @@ async function checkDataDir(dataDir: string, status: StatusSource): Promise<Chec
     timer = setTimeout(() => reject(new Error(`no answer within ${DATA_DIR_PROBE_TIMEOUT_MS} ms`)), DATA_DIR_PROBE_TIMEOUT_MS);
   });
   try {
-    await Promise.race([writeFile(probe, "ok\n", { flag: "wx" }).then(() => unlink(probe)), timeout]);
     // The spool takes a write, but the archive may not (a file where today's directory goes, its
     // own file system full): archive-only messages got 451, or waited in the spool, while this said ok.
-    const fileFailure = safe(() => status.fileWriteFailure?.() ?? null, null);
+    const fileFailure = await Promise.race([
+      writeFile(probe, "ok\n", { flag: "wx" }).then(() => unlink(probe)).then(() => safe(() => status.fileWriteFailure?.() ?? null, null)),
+      timeout,
+    ]);
     if (fileFailure !== null) return { ok: false, reason: "the last message file (spool or archive) could not be written", detail: fileFailure };
     return { ok: true };
   } catch (err) {

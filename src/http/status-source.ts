@@ -60,7 +60,7 @@ export interface StatusSource {
    */
   databaseWriteFailure?(): string | null | Promise<string | null>;
   /** Pipeline.fileWriteFailure(): the last message file (spool or archive) that could not be written. */
-  fileWriteFailure?(): string | null;
+  fileWriteFailure?(): string | null | Promise<string | null>;
   /** The STARTTLS certificate in force; null when STARTTLS is off. */
   tlsCertificate?(): TlsCertificateStatus | null;
   /** Why SPF/DKIM/DMARC checks the rules need cannot get DNS answers, in words safe for /healthz; null when they can. */
@@ -94,7 +94,7 @@ export interface StatusParts {
   /** Pipeline.databaseWriteFailure(), rechecked by a write. */
   databaseWriteFailure?: () => string | null | Promise<string | null>;
   /** Pipeline.fileWriteFailure(). */
-  fileWriteFailure?: () => string | null;
+  fileWriteFailure?: () => string | null | Promise<string | null>;
   /** SmtpServerHandle.tlsStatus(). */
   tlsStatus?: () => { certificate: { notBefore: Date; notAfter: Date } | null; reloadError: string | null } | null;
   /** serve/resolver-notice.ts's warning for the rules in force. */

@@ -116,6 +116,11 @@ export class Receiver {
     if (this.lastCommitFailure === failure) this.lastCommitFailure = null;
   }
 
+  /** A file could be written since `failure` (a health check's probe): forgotten, unless a newer one replaced it. */
+  forgetFileFailure(failure: string): void {
+    if (this.lastFileFailure === failure) this.lastFileFailure = null;
+  }
+
   /** Why writing the last received message's file failed (it got 451), or null once one succeeded. */
   get fileWriteFailure(): string | null {
     return this.lastFileFailure;

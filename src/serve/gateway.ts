@@ -33,7 +33,7 @@ import { startRulesRuntime, type RulesRuntime } from "../rules-runtime/runtime.t
 import type { SmtpLimits } from "../smtp/limits.ts";
 import { createSmtpServer, probeSmtpPort, type SmtpServerHandle } from "../smtp/server.ts";
 import { openDatabase } from "../store/db.ts";
-import { recheckWriteFailure } from "../store/write-probe.ts";
+import { recheckFileFailure, recheckWriteFailure } from "../store/write-probe.ts";
 import { SPOOL_SUFFIX } from "../spool/spool.ts";
 import { announce } from "./announce.ts";
 import { refuseQueueWithoutSpool, requireWritableDataDir } from "./data-dir-access.ts";
@@ -193,7 +193,11 @@ function statusSource(
       const failure = pipeline.databaseWriteFailure();
       return recheckWriteFailure(db, failure, () => failure !== null && pipeline.databaseWriteRecovered(failure));
     },
-    fileWriteFailure: () => pipeline.fileWriteFailure(),
+    // An archive failure after the 250 is cleared by the minute sweep's next archive, not here.
+    fileWriteFailure: () => {
+      const failure = pipeline.fileWriteFailure();
+      return recheckFileFailure(config.dataDir, Date.now(), failure, () => failure !== null && pipeline.fileWriteRecovered(failure));
+    },
     tlsStatus: () => smtp.tlsStatus(),
     dnsWarning: parts.dnsWarning,
     storage: { dataDir: config.dataDir, ownDatabase: config.databasePath === join(config.dataDir, DEFAULT_DATABASE_FILE) ? null : config.databasePath },

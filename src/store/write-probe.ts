@@ -1,15 +1,21 @@
 /**
- * Whether the database takes a write again, after a received message's commit failed (disk full,
- * read-only file, a lock held past busy_timeout by a `sqlite3` shell or a backup). /healthz said
- * 503 from such a failure until the next message was stored; a load balancer or an orchestrator
- * that stops sending mail to an unhealthy gateway then kept it "unhealthy" for good. So while a
- * failure is on record, each health check tries one small write of its own (a row in `meta`,
- * without an fsync: nothing depends on it) and clears the failure when it goes through.
- * Trusts: nothing. Failure: never throws; the write's error becomes the failure reported.
+ * Whether the database, or the archive, takes a write again after a received message got 451
+ * because writing there failed (disk full, a read-only file, a lock held past busy_timeout by a
+ * `sqlite3` shell or a backup, a file where today's archive directory goes). /healthz said 503
+ * from such a failure until the next message was stored; a load balancer or an orchestrator that
+ * stops sending mail to an unhealthy gateway then kept it "unhealthy" for good. So while a
+ * failure is on record, each health check tries one small write of its own (a row in `meta`
+ * without an fsync, a file in today's archive directory, removed at once: nothing depends on
+ * either) and forgets the failure when it goes through.
+ * Trusts: nothing. Failure: never throws; a failed probe reports the failure still.
  */
 import type { Database } from "bun:sqlite";
+import { randomBytes } from "node:crypto";
+import { stat, unlink, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { describeError } from "../errors.ts";
 import { tryCommitWithoutWaiting } from "../spool/wal-sync.ts";
+import { dayKey } from "./db.ts";
 
 const PROBE_KEY = "write_probe";
 /** How long a probe waits for a write lock held elsewhere (the health check must answer fast). */
@@ -31,6 +37,30 @@ export async function recheckWriteFailure(db: Database, failure: string | null, 
     }
   } catch (err) {
     return describeError(err);
+  }
+  recovered();
+  return null;
+}
+
+/**
+ * `failure` (the last message file's, or null) as it stands now: null when a file can be written
+ * in today's archive directory, or in `archive/` while today's does not exist yet (the probe
+ * never creates it: the archive fsyncs the directories it creates, so durability stays its job);
+ * `recovered` is called first. The spool is probed by /healthz itself. The probe is named `.tmp`
+ * and starts with a dot: no archive reader takes it for a message.
+ */
+export async function recheckFileFailure(dataDir: string, now: number, failure: string | null, recovered: () => void): Promise<string | null> {
+  if (failure === null) return null;
+  const root = join(dataDir, "archive");
+  const day = join(root, dayKey(now));
+  try {
+    const dir = await stat(day).then((s) => (s.isDirectory() ? day : null), () => root);
+    if (dir === null) return failure;
+    const probe = join(dir, `.write-probe-${process.pid}-${randomBytes(6).toString("hex")}.tmp`);
+    await writeFile(probe, "ok\n", { flag: "wx" });
+    await unlink(probe);
+  } catch {
+    return failure;
   }
   recovered();
   return null;

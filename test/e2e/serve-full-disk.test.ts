@@ -7,7 +7,7 @@
  */
 import { expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { newMessageId } from "../../src/spool/ids.ts";
 import { openDatabase } from "../../src/store/db.ts";
@@ -137,7 +137,7 @@ async function healthz(url: string): Promise<{ status: number; body: { checks?: 
 
 const FILE_FAILURE = "the last message file (spool or archive) could not be written";
 
-test("today's archive directory unusable (a file in its place): 451, and /healthz says so (503) until a message is stored again", async () => {
+test("today's archive directory unusable (a file in its place): 451, and /healthz says so (503) until a file can be written there again", async () => {
   const dir = serveDir();
   const dataDir = join(dir, "data");
   const serve = await startServe("source", dir, { DATA_DIR: dataDir });
@@ -153,8 +153,13 @@ test("today's archive directory unusable (a file in its place): 451, and /health
     const failing = await healthz(serve.httpUrl);
     expect({ status: failing.status, dataDir: failing.body.checks?.dataDir?.ok, reason: failing.body.checks?.dataDir?.reason }).toEqual({ status: 503, dataDir: false, reason: FILE_FAILURE });
     rmSync(today);
+    // Healthy again once a file can be written there, before any mail (a balancer that drops an
+    // unhealthy gateway sends none); the probe does not create the day directory itself.
+    expect((await healthz(serve.httpUrl)).status).toBe(200);
+    expect(existsSync(today)).toBe(false);
     expect(await sendMail(c)).toMatch(/^250 2\.0\.0 /);
     expect((await healthz(serve.httpUrl)).status).toBe(200);
+    expect(readdirSync(today).filter((f) => !f.endsWith(".eml"))).toEqual([]);
     c.end();
   } finally {
     expect(await serve.stop("SIGTERM")).toBe(0);
