@@ -77,12 +77,14 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     // An older serve holds no lock, only the port: it must be refused before migrations and recovery.
     await probeSmtpPort(config.smtp.host, config.smtp.port);
     refuseNewDatabaseBesideSpool(config);
+    const newDatabase = !existsSync(config.databasePath);
     requireWritableDataDir(config.dataDir, Date.now());
     refuseQueueWithoutSpool(config.dataDir, config.databasePath);
     db = openDatabase(config.databasePath, {
       onUpgrade: (from, to) =>
         logger.info("database schema upgraded", { database: config.databasePath, from_version: from, to_version: to, hint: UPGRADED_HINT }),
     });
+    if (newDatabase) warnNewDatabaseBesideArchive(config, logger);
   } catch (err) {
     db?.close();
     dbLock?.release();
@@ -133,6 +135,27 @@ function refuseNewDatabaseBesideSpool(config: Config): void {
       `recorded in another database: point DATABASE_URL at it (with DATABASE_URL unset, older versions kept it in ` +
       `./data/mail-gateway.db of the directory they ran in); to start on a new database, move those .eml files out of the spool first`,
   );
+}
+
+/**
+ * A new database beside an archive that earlier starts filled: with an empty spool nothing is
+ * lost (refuseNewDatabaseBesideSpool covers a queue), but the stats and the messages' history
+ * start from zero, which a wrong DATABASE_URL after a move or a restore also does silently.
+ */
+function warnNewDatabaseBesideArchive(config: Config, logger: Logger): void {
+  const archiveDir = join(config.dataDir, "archive");
+  let archived: string | undefined;
+  try {
+    archived = readdirSync(archiveDir).find((day) => readdirSync(join(archiveDir, day)).some((name) => name.endsWith(SPOOL_SUFFIX)));
+  } catch {
+    return; // no archive (a first start), or a file among the days: the archive reports that itself
+  }
+  if (archived === undefined) return;
+  logger.warn("a new database was created, but the archive holds messages from earlier starts", {
+    database: config.databasePath,
+    archive: archiveDir,
+    hint: "if the database was moved or restored elsewhere, stop serve and point DATABASE_URL at it; otherwise the stats and message history start empty",
+  });
 }
 
 async function startServices(db: Database, opts: GatewayOptions): Promise<Gateway> {
