@@ -79,6 +79,7 @@ export async function postWebhook(input: WebhookPostInput): Promise<AttemptOutco
   const signal = idle === null ? input.signal : AbortSignal.any([input.signal, idle.signal]);
   let res: Response;
   let replied: ReplySnippet;
+  const startedMono = performance.now();
   try {
     res = await fetch(input.url, { method: "POST", body: bodyStream(body, idle?.progress), headers, redirect: "manual", signal, decompress: false });
     // The answer's headers and each of its chunks are progress too: counted from the last pull
@@ -103,7 +104,8 @@ export async function postWebhook(input: WebhookPostInput): Promise<AttemptOutco
   }
   if (res.status === 408 || res.status === 429 || res.status >= 500) {
     // A rate-limited or overloaded receiver's Retry-After sets the earliest next attempt.
-    const retryAfterMs = parseRetryAfter(res.headers.get("retry-after"), input.nowMs);
+    // An HTTP-date counts from now, the reply's time, not from the start of a post that may have taken minutes.
+    const retryAfterMs = parseRetryAfter(res.headers.get("retry-after"), input.nowMs + (performance.now() - startedMono));
     if (retryAfterMs === null) return { kind: "temporary", error: reply };
     return { kind: "temporary", error: `${reply} (Retry-After: ${Math.round(retryAfterMs / 1000)} s)`, retryAfterMs };
   }

@@ -21,7 +21,7 @@ afterEach(async () => {
 }, 60_000);
 
 /** Each path's answers in order (then 200); the time of every post per path. */
-function receiver(script: Record<string, (() => Response)[]>) {
+function receiver(script: Record<string, (() => Response | Promise<Response>)[]>) {
   const posts: Record<string, number[]> = {};
   const server = Bun.serve({
     port: 0,
@@ -31,7 +31,7 @@ function receiver(script: Record<string, (() => Response)[]>) {
       const path = new URL(req.url).pathname;
       (posts[path] ??= []).push(Date.now());
       const next = script[path]?.shift();
-      return next ? next() : new Response("ok");
+      return next ? await next() : new Response("ok");
     },
   });
   cleanups.push(() => server.stop(true));
@@ -137,5 +137,37 @@ test("mailgw queue retry sends to a URL paused by Retry-After at once", async ()
   expect(r.stdout).toContain("1 delivery queued for a new attempt");
   await waitFor(() => (hook.posts["/maint"]?.length ?? 0) >= 3, 10_000, "both posted after the retry");
   expect((await queueList(dir)).filter((e) => e.id === id)).toEqual([]);
+  expect(await s.stop()).toBe(0);
+}, 60_000);
+
+// An HTTP-date is a moment, not a delay: it counts from when the reply came, not from when the
+// post started. A receiver that took 3 s to answer "come back in 2 s" was left alone for 5 s.
+test("a Retry-After HTTP-date from a slow receiver counts from its reply, not from the start of the post", async () => {
+  let repliedAt = 0;
+  const hook = receiver({
+    "/slow": [
+      async () => {
+        await Bun.sleep(3000);
+        repliedAt = Date.now();
+        return new Response("busy", { status: 503, headers: { "retry-after": new Date(repliedAt + 2000).toUTCString() } });
+      },
+    ],
+  });
+  const dir = serveDir();
+  writeFileSync(
+    join(dir, "rules.yaml"),
+    ["domains: [company.com]", "default: { action: archive, category: default }", "rules:",
+      `  - { name: slow, action: webhook, url: "${hook.base}/slow", conditions: [{ field: rcpt, operator: equals, value: slow@company.com }] }`, ""].join("\n"),
+  );
+  const s: ServeProcess = await startServe("source", dir, { QUEUE_RETRY_BASE_SECONDS: "0.05", RATE_LIMIT_MAX: "1000" });
+  cleanups.push(async () => {
+    if (s.proc.exitCode === null && s.proc.signalCode === null) await s.stop("SIGKILL");
+  });
+  await sendTo(s.smtpPort, "slow@company.com");
+  await waitFor(() => (hook.posts["/slow"]?.length ?? 0) >= 2, 20_000, "posted again");
+  // The date has whole seconds: 1-2 s after the reply. Before: 3 s later than that.
+  const waited = hook.posts["/slow"]![1]! - repliedAt;
+  expect(waited).toBeGreaterThanOrEqual(900);
+  expect(waited).toBeLessThan(3500);
   expect(await s.stop()).toBe(0);
 }, 60_000);
