@@ -4,7 +4,8 @@
  * file name `=?utf-7?Q?evil+AC4-exe?=` is "evil.exe". Read as another charset it stayed
  * `+AEkAbgB2...`, so subject, body and attachment rules missed it (a known filter-evasion
  * trick). Linear in the input; never throws: a malformed shifted run is decoded as far as its
- * base64 goes and the rest dropped, as permissive decoders do.
+ * base64 goes and the rest dropped, as permissive decoders do. A lone surrogate (`+2AA-`)
+ * becomes U+FFFD, as TextDecoder makes it for UTF-16.
  */
 
 const BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -16,8 +17,11 @@ const MINUS = 0x2d;
 
 /**
  * Decodes into one buffer of UTF-16LE code units (never more units than input bytes: a direct
- * byte is one, six base64 bits are less than one), read as a string once at the end (lone
- * surrogates kept, as String.fromCharCode keeps them). A per-run array, a Buffer per stretch of
+ * byte is one, six base64 bits are less than one), read as a string once at the end. Lone
+ * surrogates are replaced as they are written: kept, they reached the webhook post as `\ud800`
+ * escapes, which strict JSON readers refuse (PostgreSQL's jsonb, Rust's serde_json) and Python
+ * cannot encode back to UTF-8, so any sender could make its posts fail at such a receiver; a pair
+ * split over two runs (`+2D3-+3gA-`) still makes its character. A per-run array, a Buffer per stretch of
  * direct text and a string append per `+` cost ~170 ns per `+!` pair: 24 MB of them in text
  * parts (six under the 4 MB cut of a text part) took 2.8 s of serve's CPU and 1.2 GB, where a
  * text part in any other charset costs a tenth of that.
@@ -25,9 +29,15 @@ const MINUS = 0x2d;
 export function decodeUtf7(bytes: Uint8Array): string {
   const out = Buffer.allocUnsafe(bytes.length * 2);
   let n = 0;
+  // Whether the last unit written is a high surrogate still waiting for its low one.
+  let high = false;
   const push = (unit: number): void => {
-    out[n++] = unit & 0xff;
-    out[n++] = unit >> 8;
+    const low = unit >= 0xdc00 && unit <= 0xdfff;
+    if (high && !low) (out[n - 2] = 0xfd), (out[n - 1] = 0xff);
+    const written = low && !high ? 0xfffd : unit;
+    out[n++] = written & 0xff;
+    out[n++] = written >> 8;
+    high = unit >= 0xd800 && unit <= 0xdbff;
   };
   let i = 0;
   while (i < bytes.length) {
@@ -54,6 +64,7 @@ export function decodeUtf7(bytes: Uint8Array): string {
     if (i === from && bytes[i] === MINUS) push(PLUS);
     if (bytes[i] === MINUS) i++;
   }
+  if (high) (out[n - 2] = 0xfd), (out[n - 1] = 0xff);
   return out.toString("utf16le", 0, n);
 }
 

@@ -24,6 +24,16 @@ test("'+-' is a plus, a run may end without '-', and malformed runs never throw"
   expect(decodeUtf7(new Uint8Array([0x61, 0xe9, 0x2b, 0xff]))).toBe("aé\u00ff");
 });
 
+test("a lone surrogate becomes U+FFFD, as TextDecoder makes it for UTF-16; a pair split over two runs is kept", () => {
+  expect(utf7("a+2AA-b")).toBe("a\ufffdb"); // a high half alone
+  expect(utf7("a+3AA-b")).toBe("a\ufffdb"); // a low half alone
+  expect(utf7("+3ADYAA-")).toBe("\ufffd\ufffd"); // low then high: no pair
+  expect(utf7("+2D0-")).toBe("\ufffd"); // at the very end
+  expect(utf7("+2D3-+3gA-")).toBe("😀");
+  expect(utf7("+2D3-x+3gA-")).toBe("\ufffdx\ufffd");
+  expect(utf7("+2D3YAA-")).toBe("\ufffd\ufffd"); // high then high
+});
+
 test("the UTF-7 labels get the UTF-7 decoder, in encoded words too", () => {
   for (const label of ["utf-7", "UTF-7", "unicode-1-1-utf-7", "x-utf-7", "utf-7*en"]) expect({ label, utf7: isUtf7(label) }).toEqual({ label, utf7: true });
   expect(isUtf7("utf-8")).toBe(false);

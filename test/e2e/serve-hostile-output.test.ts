@@ -1,0 +1,116 @@
+/**
+ * What a sender writes, as it comes out of the real `mailgw serve` (from source) on the operator's
+ * side: a webhook receiver's JSON parser, `/stats.json` and `/stats` read with curl in a
+ * terminal.
+ * - A UTF-7 encoded word or text part whose shifted run is one half of a surrogate pair
+ *   (`+2AA-`) reached the webhook post as a `\ud800` escape: valid for JavaScript, refused by
+ *   strict readers (PostgreSQL's jsonb, Rust's serde_json), and Python cannot encode it back to
+ *   UTF-8; it is U+FFFD now, as TextDecoder makes it for UTF-16.
+ * Ports: the webhook receiver's in 30000-30999 (loopback); serve's are 0.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { freePortsIn } from "../helpers/interop.ts";
+import { RawClient, greet } from "../smtp/helpers.ts";
+import { serveEachTest } from "../smtp/serve-process.ts";
+
+const serve = serveEachTest();
+
+/** Each post's body as it arrived (text), by path; `/fail` answers 400, so its delivery fails. */
+const posts: { path: string; body: string }[] = [];
+let receiver: ReturnType<typeof Bun.serve>;
+
+beforeAll(async () => {
+  const [port] = await freePortsIn(1, 30000, 30999);
+  receiver = Bun.serve({
+    port,
+    hostname: "127.0.0.1",
+    async fetch(req) {
+      const path = new URL(req.url).pathname;
+      posts.push({ path, body: await req.text() });
+      return new Response(path === "/fail" ? "refused" : "ok", { status: path === "/fail" ? 400 : 200 });
+    },
+  });
+});
+
+afterAll(() => receiver?.stop(true));
+
+function rulesYaml(): string {
+  const url = (path: string) => `"http://127.0.0.1:${receiver.port}${path}"`;
+  return `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - name: hook
+    priority: 20
+    action: webhook
+    url: ${url("/in")}
+    conditions:
+      - { field: rcpt, operator: equals, value: hook@company.com }
+  - name: hook-fails
+    priority: 10
+    action: webhook
+    url: ${url("/fail")}
+    conditions:
+      - { field: rcpt, operator: equals, value: fail@company.com }
+`;
+}
+
+/** One message over SMTP; returns mailgw's queue id. */
+async function send(port: number, rcpt: string, message: string): Promise<string> {
+  const c = await RawClient.connect(port);
+  try {
+    await greet(c, "client.test");
+    expect(await c.cmd("MAIL FROM:<sender@client.test>")).toStartWith("250");
+    expect(await c.cmd(`RCPT TO:<${rcpt}>`)).toStartWith("250");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    c.write(Buffer.from(`${message}\r\n.\r\n`, "latin1"));
+    const reply = await c.reply(15_000);
+    const id = /^250 2\.0\.0 Queued as (\S+)/.exec(reply)?.[1];
+    if (!id) throw new Error(`mailgw answered ${reply}`);
+    return id;
+  } finally {
+    c.end();
+  }
+}
+
+async function postFor(id: string, path = "/in"): Promise<string> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const found = posts.find((p) => p.path === path && p.body.includes(`"id":"${id}"`));
+    if (found) return found.body;
+    if (Date.now() > deadline) throw new Error(`no post for ${id} on ${path}`);
+    await Bun.sleep(50);
+  }
+}
+
+/** A `\uD800`-`\uDFFF` escape that is not half of a pair: what strict JSON readers refuse. */
+const LONE_SURROGATE_ESCAPE = /\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}/i;
+
+test("UTF-7 halves of surrogate pairs reach the webhook post as U+FFFD, not as lone \\ud800 escapes", async () => {
+  const s = await serve({}, rulesYaml());
+  const message = [
+    "From: =?utf-7?Q?Eve+2AA-?= <eve@client.test>",
+    "To: hook@company.com",
+    "Subject: =?utf-7?Q?lone+2AA-high+3AA-low+2D3eAA-pair?=",
+    "Content-Type: multipart/mixed; boundary=b",
+    "",
+    "--b",
+    "Content-Type: text/plain; charset=utf-7",
+    "",
+    "body +2AA- text",
+    "--b",
+    'Content-Type: application/octet-stream; name="=?utf-7?Q?f+2AA-.exe?="',
+    "",
+    "AAAA",
+    "--b--",
+  ].join("\r\n");
+  const id = await send(s.smtpPort, "hook@company.com", message);
+  const body = await postFor(id);
+  expect(body).not.toMatch(LONE_SURROGATE_ESCAPE);
+  const post = JSON.parse(body) as { subject: string; text: string; from: { name: string }; attachments: { filename: string }[] };
+  expect(post.subject).toBe("lone\ufffdhigh\ufffdlow😀pair");
+  expect(post.text).toContain("body \ufffd text");
+  expect(post.from.name).toBe("Eve\ufffd");
+  expect(post.attachments.map((a) => a.filename)).toEqual(["f\ufffd.exe"]);
+});
