@@ -6,11 +6,17 @@
  *   (`+2AA-`) reached the webhook post as a `\ud800` escape: valid for JavaScript, refused by
  *   strict readers (PostgreSQL's jsonb, Rust's serde_json), and Python cannot encode it back to
  *   UTF-8; it is U+FFFD now, as TextDecoder makes it for UTF-16.
+ * - A subject with terminal escapes (OSC 0 sets the window title, CSI 2J clears the screen,
+ *   U+009B is a CSI too), a CR and a bidi override, on a failed delivery: `/stats` carried the
+ *   controls as raw bytes to whoever ran `curl /stats` in a terminal. The page now shows them as
+ *   `?` (in Chromium too).
  * Ports: the webhook receiver's in 30000-30999 (loopback); serve's are 0.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { chromium } from "playwright-core";
 import { freePortsIn } from "../helpers/interop.ts";
 import { RawClient, greet } from "../smtp/helpers.ts";
 import { serveEachTest } from "../smtp/serve-process.ts";
@@ -114,3 +120,40 @@ test("UTF-7 halves of surrogate pairs reach the webhook post as U+FFFD, not as l
   expect(post.from.name).toBe("Eve\ufffd");
   expect(post.attachments.map((a) => a.filename)).toEqual(["f\ufffd.exe"]);
 });
+
+const CHROMIUM = "/usr/bin/chromium";
+
+/** Control characters a terminal acts on (all but tab and LF). */
+const RAW_CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/;
+
+/** A failed delivery of a message whose subject carries terminal escapes, a CR and a bidi override; returns serve and the id. */
+async function failedHostileSubject() {
+  const s = await serve({}, rulesYaml());
+  const encoded = "=?utf-8?q?a=1B]0;pwned=07b=1B[2Jc=0D=0Ad=C2=9Be=E2=80=AEf?=";
+  const id = await send(s.smtpPort, "fail@company.com", `From: eve@client.test\r\nTo: fail@company.com\r\nSubject: ${encoded}\r\n\r\nhi`);
+  await s.waitForLog((l) => l.msg === "failed" && l.id === id, 15_000);
+  return { s, id };
+}
+
+/** The subject as sent (decoded), and as the page shows it. */
+const HOSTILE_SUBJECT = "a\x1b]0;pwned\x07b\x1b[2Jc\r\nd\x9be\u202ef";
+const SHOWN_SUBJECT = "a?]0;pwned?b?[2Jc\nd?e\u202ef";
+
+test("a subject's terminal escapes reach /stats as '?', in the bytes and in Chromium", async () => {
+  const { s, id } = await failedHostileSubject();
+  const page = await (await fetch(new URL("stats", s.httpUrl))).text();
+  expect(page).toContain(SHOWN_SUBJECT);
+  expect(page).not.toMatch(RAW_CONTROL);
+
+  if (!existsSync(CHROMIUM)) return console.log(`skipping the Chromium half: ${CHROMIUM} not found`);
+  const profile = mkdtempSync(join(tmpdir(), "mailgw-chromium-"));
+  const browser = await chromium.launchPersistentContext(profile, { executablePath: CHROMIUM, headless: true, args: ["--headless", "--no-sandbox", "--disable-gpu"] });
+  try {
+    const tab = await browser.newPage();
+    await tab.goto(new URL("stats", s.httpUrl).href, { waitUntil: "load" });
+    expect(await tab.locator(`tr:has(code:text-is("${id}")) .subject`).textContent()).toBe(SHOWN_SUBJECT);
+  } finally {
+    await browser.close();
+    rmSync(profile, { recursive: true, force: true });
+  }
+}, 60_000);

@@ -25,6 +25,10 @@ test("escapeHtml covers the five characters that matter in content and attribute
   expect(escapePromLabel('a\\b"c\nd')).toBe('a\\\\b\\"c\\nd');
 });
 
+test("escapeHtml makes controls but tab and LF a '?' and CR a LF, as terminals would act on them", () => {
+  expect(escapeHtml("a\x1b]0;t\x07b\x1b[2Jc\r\nd\re\tf\x9bg\x7fh\x00i\u202ej")).toBe("a?]0;t?b?[2Jc\nd\ne\tf?g?h?i\u202ej");
+});
+
 test("a hostile subject, sender, relay error, category and rules error render as text", async () => {
   const id = addMessage(fx.db, { subject: XSS, mailFrom: `"<script>alert(2)</script>"@evil.example`, action: "forward", category: `"><svg onload=alert(3)>` });
   addDelivery(fx.db, id, {
