@@ -4,6 +4,7 @@
  * same-origin, no-store), an exact Content-Length, and no body for HEAD. Separate from the
  * routes (what is answered) and the server (who may ask).
  */
+import { terminalSafeJson } from "../log/terminal-json.ts";
 import { AUTH_CHALLENGES } from "./auth.ts";
 import { LOCKED_CSP } from "./stats-page-assets.ts";
 
@@ -15,8 +16,13 @@ export interface Reply {
   headers?: Record<string, string>;
 }
 
+/**
+ * `curl /stats.json` is read in a terminal, and its failed deliveries carry senders' subjects and
+ * addresses: C1 controls (U+009B is a CSI) and bidi overrides are written as \uXXXX escapes, as
+ * in the log and `mailgw queue list --json`; a JSON reader gets the same strings.
+ */
 export function json(status: number, value: unknown): Reply {
-  return { status, body: `${JSON.stringify(value, null, 2)}\n`, contentType: "application/json; charset=utf-8" };
+  return { status, body: `${terminalSafeJson(value, 2)}\n`, contentType: "application/json; charset=utf-8" };
 }
 
 export function text(status: number, body: string): Reply {

@@ -8,8 +8,9 @@
  *   UTF-8; it is U+FFFD now, as TextDecoder makes it for UTF-16.
  * - A subject with terminal escapes (OSC 0 sets the window title, CSI 2J clears the screen,
  *   U+009B is a CSI too), a CR and a bidi override, on a failed delivery: `/stats` carried the
- *   controls as raw bytes to whoever ran `curl /stats` in a terminal. The page now shows them as
- *   `?` (in Chromium too).
+ *   controls as raw bytes to whoever ran `curl /stats` in a terminal, and `/stats.json` the C1
+ *   CSI and the override (JSON.stringify escapes only C0). The page now shows them as `?` (in
+ *   Chromium too), and stats.json writes them as \uXXXX escapes that decode to the subject.
  * Ports: the webhook receiver's in 30000-30999 (loopback); serve's are 0.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
@@ -123,8 +124,9 @@ test("UTF-7 halves of surrogate pairs reach the webhook post as U+FFFD, not as l
 
 const CHROMIUM = "/usr/bin/chromium";
 
-/** Control characters a terminal acts on (all but tab and LF). */
+/** Control characters a terminal acts on (all but tab and LF), and the bidi controls JSON.stringify leaves raw. */
 const RAW_CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/;
+const RAW_C1_OR_BIDI = /[\x7f-\x9f\u202a-\u202e\u2066-\u2069]/;
 
 /** A failed delivery of a message whose subject carries terminal escapes, a CR and a bidi override; returns serve and the id. */
 async function failedHostileSubject() {
@@ -157,3 +159,12 @@ test("a subject's terminal escapes reach /stats as '?', in the bytes and in Chro
     rmSync(profile, { recursive: true, force: true });
   }
 }, 60_000);
+
+test("/stats.json writes a subject's C1 controls and bidi override as \\uXXXX escapes that decode to the subject", async () => {
+  const { s, id } = await failedHostileSubject();
+  const raw = await (await fetch(new URL("stats.json", s.httpUrl))).text();
+  expect(raw).not.toMatch(RAW_C1_OR_BIDI);
+  expect(raw).toContain("d\\u009be\\u202ef");
+  const stats = JSON.parse(raw) as { failedDeliveries: { messageId: string; subject: string }[] };
+  expect(stats.failedDeliveries.find((f) => f.messageId === id)?.subject).toBe(HOSTILE_SUBJECT);
+}, 30_000);
