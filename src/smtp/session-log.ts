@@ -7,6 +7,7 @@
  */
 import type { TLSSocket } from "node:tls";
 import type { Logger, LogRecord } from "../log/logger.ts";
+import { terminalSafeJson } from "../log/terminal-json.ts";
 
 export interface SessionSummary {
   id: string;
@@ -99,6 +100,8 @@ export interface SessionState extends Omit<SessionSummary, "durationMs"> {
   afterReceiving: (() => void) | null;
   /** The client's QUIT was answered (221): the session ended as it should, however the socket then goes. */
   quitAnswered: boolean;
+  /** Logged characters of `messages` (loggedChars), for MESSAGES_LOGGED_CHARS. */
+  messagesChars: number;
 }
 
 export function newSessionState(id: string, client: string, now: number): SessionState {
@@ -133,6 +136,7 @@ export function newSessionState(id: string, client: string, now: number): Sessio
     receiving: false,
     afterReceiving: null,
     quitAnswered: false,
+    messagesChars: 0,
   };
 }
 
@@ -148,12 +152,42 @@ const REFUSED_LOGGED_MAX = 10;
 const REFUSED_ADDRESS_MAX = 256;
 
 /**
+ * Characters that the addresses listed in one line may take as the log writes them (loggedChars).
+ * Their length is the sender's (up to 254) and so is what they are written as (a bidi override
+ * is `\u202e`, six characters): one message to 100 such recipients made a 144 KB line, and a
+ * session's 100 listed messages up to 600 KB. journald splits a line past 48 KB (LineMax) into
+ * several entries, and a log shipper then reads broken JSON. Ordinary addresses all fit (100
+ * recipients of 30 characters take 3,300); past the budget a count says how many there were.
+ * With the other fields (a HELO name and a sender of at most ~1,800 each) a line stays under 40 KB.
+ */
+const RECIPIENTS_LOGGED_CHARS = 8_000;
+const REFUSED_LOGGED_CHARS = 4_000;
+/** The listed messages go out in a line of their own (flushLoggedMessages) past this. */
+const MESSAGES_LOGGED_CHARS = 16_000;
+
+/** Characters `value` takes in a log line (as JSON, terminal-safe: what both formats write). */
+function loggedChars(value: unknown): number {
+  return terminalSafeJson(value).length;
+}
+
+/** The first of `list` whose logged characters fit in `budget`. */
+function fitting(list: readonly string[], budget: number): string[] {
+  let used = 0;
+  let n = 0;
+  while (n < list.length && (used += loggedChars(list[n]) + 1) <= budget) n++;
+  return list.slice(0, n);
+}
+
+/**
  * Notes a recipient refused at RCPT, like Postfix's `NOQUEUE: reject: RCPT … to=<…>`, so relay
  * probing shows in the log even when the session stores nothing.
  */
 export function noteRefusedRecipient(state: SessionState, address: string, code: number): void {
   state.refusedCount++;
-  if (state.refused.length < REFUSED_LOGGED_MAX) state.refused.push(`${address.slice(0, REFUSED_ADDRESS_MAX)} (${code})`);
+  const entry = `${address.slice(0, REFUSED_ADDRESS_MAX)} (${code})`;
+  // The first ones only: once one is left out, so are the later ones (refused_count counts them).
+  const allListed = state.refused.length === state.refusedCount - 1;
+  if (allListed && state.refused.length < REFUSED_LOGGED_MAX && loggedChars([...state.refused, entry]) <= REFUSED_LOGGED_CHARS) state.refused.push(entry);
 }
 
 /** Messages listed in one session line; a client sending thousands still gets one line. */
@@ -182,7 +216,7 @@ export function noteMessageEnd(state: SessionState, code: number, text: string):
   state.messageCount++;
   state.lastId = state.messageId;
   if (state.messages.length >= MESSAGES_LOGGED_MAX || state.lastMessage === null) return;
-  state.messages.push({
+  const listed: MessageSummary = {
     ...(state.messageId !== null ? { id: state.messageId } : {}),
     from: state.lastMessage.from,
     recipients: state.lastMessage.recipients.slice(0, MESSAGE_RECIPIENTS_LOGGED),
@@ -193,17 +227,20 @@ export function noteMessageEnd(state: SessionState, code: number, text: string):
     ...(state.rule !== null ? { rule: state.rule } : {}),
     ...(state.auth !== null ? { auth: state.auth } : {}),
     reply: `${code} ${text}`,
-  });
+  };
+  state.messages.push(listed);
+  state.messagesChars += loggedChars(listed) + 1;
 }
 
 /**
- * A session's MESSAGES_LOGGED_MAX-th listed message: the list goes out in a line of its own
- * ("smtp session messages", the session's id, the number of its first message) and starts
- * again, so every message id is in some line, as Postfix logs every queue id. Past the cap a
- * session of thousands of messages (one client's whole batch) named none after the 100th.
+ * A session's MESSAGES_LOGGED_MAX-th listed message, or the one that takes the list past
+ * MESSAGES_LOGGED_CHARS: the list goes out in a line of its own ("smtp session messages", the
+ * session's id, the number of its first message) and starts again, so every message id is in
+ * some line, as Postfix logs every queue id. Past the cap a session of thousands of messages
+ * (one client's whole batch) named none after the 100th.
  */
 export function flushLoggedMessages(logger: Logger, state: SessionState): void {
-  if (state.messages.length < MESSAGES_LOGGED_MAX) return;
+  if (state.messages.length < MESSAGES_LOGGED_MAX && state.messagesChars < MESSAGES_LOGGED_CHARS) return;
   logger.info("smtp session messages", {
     session: state.id,
     client: state.client,
@@ -212,6 +249,7 @@ export function flushLoggedMessages(logger: Logger, state: SessionState): void {
   });
   state.messagesLogged += state.messages.length;
   state.messages = [];
+  state.messagesChars = 0;
 }
 
 /** Replies worth keeping as the session's outcome: failures and the final queued reply. */
@@ -220,7 +258,7 @@ export function isNotableReply(code: number, text: string): boolean {
 }
 
 export function summarize(state: SessionState, now: number): SessionSummary {
-  const { startedAt, storing: _storing, receiving: _receiving, afterReceiving: _afterReceiving, quitAnswered: _quitAnswered, lastMessage, messageId: _messageId, ...rest } = state;
+  const { startedAt, storing: _storing, receiving: _receiving, afterReceiving: _afterReceiving, quitAnswered: _quitAnswered, lastMessage, messageId: _messageId, messagesChars: _messagesChars, ...rest } = state;
   const envelope = lastMessage ? { from: lastMessage.from, recipients: [...lastMessage.recipients] } : {};
   return { ...rest, ...envelope, durationMs: Math.max(0, Math.round(now - startedAt)) };
 }
@@ -234,6 +272,7 @@ export function logSession(logger: Logger, s: SessionSummary, level: "info" | "d
   // The messages are listed, each with its own reply, when there were several, or when a later
   // reply (a MAIL refused by the rate limit) is the session's: `id=X reply=451` would say X was refused.
   const listed = s.messageCount > 1 || (s.messageCount === 1 && s.messages[0] !== undefined && s.messages[0].reply !== s.reply);
+  const recipients = fitting(s.recipients, RECIPIENTS_LOGGED_CHARS);
   logger[level]("smtp session", {
     session: s.id,
     client: s.client,
@@ -242,7 +281,8 @@ export function logSession(logger: Logger, s: SessionSummary, level: "info" | "d
     tls_version: s.tlsVersion ?? undefined,
     tls_cipher: s.tlsCipher ?? undefined,
     from: s.from ?? undefined,
-    recipients: s.recipients.length ? s.recipients : undefined,
+    recipients: recipients.length ? recipients : undefined,
+    recipients_count: recipients.length < s.recipients.length ? s.recipients.length : undefined,
     refused: s.refused.length ? s.refused : undefined,
     refused_count: s.refusedCount > s.refused.length ? s.refusedCount : undefined,
     size: s.size ?? undefined,

@@ -11,6 +11,10 @@
  *   controls as raw bytes to whoever ran `curl /stats` in a terminal, and `/stats.json` the C1
  *   CSI and the override (JSON.stringify escapes only C0). The page now shows them as `?` (in
  *   Chromium too), and stats.json writes them as \uXXXX escapes that decode to the subject.
+ * - Addresses of 254 characters, bidi overrides all but a number (written `\u202e` in the log, six each): one
+ *   message to 100 of them made a 144 KB `smtp session` line, 100 messages in a session 600 KB,
+ *   and journald splits a line past 48 KB into entries a log shipper cannot parse. Lines now
+ *   name the first recipients and count them all, and the messages are flushed by size too.
  * Ports: the webhook receiver's in 30000-30999 (loopback); serve's are 0.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
@@ -20,7 +24,8 @@ import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { freePortsIn } from "../helpers/interop.ts";
 import { RawClient, greet } from "../smtp/helpers.ts";
-import { serveEachTest } from "../smtp/serve-process.ts";
+import { BARE_PATH } from "../packaging/binary.ts";
+import { logLines, serveCommand, serveDir, serveEachTest } from "../smtp/serve-process.ts";
 
 const serve = serveEachTest();
 
@@ -168,3 +173,72 @@ test("/stats.json writes a subject's C1 controls and bidi override as \\uXXXX es
   const stats = JSON.parse(raw) as { failedDeliveries: { messageId: string; subject: string }[] };
   expect(stats.failedDeliveries.find((f) => f.messageId === id)?.subject).toBe(HOSTILE_SUBJECT);
 }, 30_000);
+
+/** journald's LineMax: a longer line is split into several journal entries. */
+const JOURNALD_LINE_MAX = 48 * 1024;
+
+/** serve (LOG_FORMAT as given) with its raw log lines; killed at the end of the test. */
+async function serveRawLog(format: "json" | "text") {
+  const dir = serveDir();
+  const proc = Bun.spawn(serveCommand("source"), {
+    cwd: dir,
+    env: { PATH: BARE_PATH, HOME: dir, LOG_FORMAT: format, SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", HTTP_HOST: "127.0.0.1", HTTP_PORT: "0", SMTP_HOSTNAME: "mx.test" },
+    stdout: "pipe",
+    stderr: "ignore",
+  });
+  const lines: string[] = [];
+  void (async () => {
+    for await (const chunk of logLines(proc.stdout)) lines.push(...chunk);
+  })();
+  const waitFor = async (pred: (l: string) => boolean, ms = 20_000): Promise<string> => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const found = lines.find(pred);
+      if (found !== undefined) return found;
+      if (Date.now() > deadline) throw new Error(`log line not seen in ${ms} ms`);
+      await Bun.sleep(50);
+    }
+  };
+  const started = await waitFor((l) => l.includes("mailgw serve started"));
+  const port = Number(/smtp[=":]+127\.0\.0\.1:(\d+)/.exec(started)?.[1]);
+  return { proc, port, lines, waitFor };
+}
+
+/** A local part of 236 bidi overrides before `tag`: with `@company.com`, 254 characters (the most), 1,430 as the log writes them. */
+const longLocal = (tag: number): string => `${"\u202e".repeat(236)}${String(tag).padStart(6, "0")}`;
+
+for (const format of ["json", "text"] as const) {
+  test(`${format} log: long bidi addresses keep every line under journald's 48 KB, ids and counts kept`, async () => {
+    const s = await serveRawLog(format);
+    try {
+      const c = await RawClient.connect(s.port);
+      await greet(c, "client.test");
+      const ids: string[] = [];
+      const send = async (from: string, rcpts: string[]): Promise<void> => {
+        expect(await c.cmd(`MAIL FROM:<${from}> SMTPUTF8`)).toStartWith("250");
+        for (const r of rcpts) expect(await c.cmd(`RCPT TO:<${r}>`)).toStartWith("250");
+        expect(await c.cmd("DATA")).toStartWith("354");
+        const reply = await c.cmd("Subject: x\r\n\r\nhi\r\n.", 15_000);
+        ids.push(/Queued as (\S+)/.exec(reply)?.[1] ?? reply);
+      };
+      // 30 messages to 3 such recipients each, then one to 100 of them.
+      for (let m = 0; m < 30; m++) await send(`${longLocal(m)}@client.test`, [0, 1, 2].map((i) => `${longLocal(i)}@company.com`));
+      await send(`${longLocal(99)}@client.test`, Array.from({ length: 100 }, (_, i) => `${longLocal(i)}@company.com`));
+      // Refused recipients (not in domains) with such addresses too.
+      expect(await c.cmd(`MAIL FROM:<${longLocal(100)}@client.test> SMTPUTF8`)).toStartWith("250");
+      for (let i = 0; i < 10; i++) expect(await c.cmd(`RCPT TO:<${longLocal(i)}@other.test>`)).toStartWith("550");
+      await c.cmd("QUIT");
+      c.end();
+      const session = await s.waitFor((l) => l.includes("smtp session") && !l.includes("smtp session messages") && l.includes(ids.at(-1)!));
+      const sessionLines = s.lines.filter((l) => l.includes("smtp session"));
+      for (const l of sessionLines) expect(Buffer.byteLength(l)).toBeLessThan(JOURNALD_LINE_MAX);
+      // Flushed by size: more than one line, and every id is in one of them.
+      expect(sessionLines.length).toBeGreaterThan(1);
+      for (const id of ids) expect(sessionLines.some((l) => l.includes(id))).toBe(true);
+      expect(session).toMatch(/recipients_count["=:]+100\b/);
+      expect(session).toMatch(/refused_count["=:]+10\b/);
+    } finally {
+      s.proc.kill("SIGKILL");
+    }
+  }, 60_000);
+}
