@@ -15,6 +15,9 @@
  *   message to 100 of them made a 144 KB `smtp session` line, 100 messages in a session 600 KB,
  *   and journald splits a line past 48 KB into entries a log shipper cannot parse. Lines now
  *   name the first recipients and count them all, and the messages are flushed by size too.
+ * - A refused recipient of an `a` and 200 emoji, logged cut at 256 UTF-16 units, ended in half
+ *   an emoji: the JSON log line carried `\ud83d`, which strict readers refuse (Vector's
+ *   serde_json), so a sender chose lines a log shipper could not read. It is U+FFFD now.
  * Ports: the webhook receiver's in 30000-30999 (loopback); serve's are 0.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
@@ -242,3 +245,21 @@ for (const format of ["json", "text"] as const) {
     }
   }, 60_000);
 }
+
+test("json log: a refused address cut in the middle of an emoji is logged with U+FFFD, not a lone \\ud83d", async () => {
+  const s = await serveRawLog("json");
+  try {
+    const c = await RawClient.connect(s.port);
+    await greet(c, "client.test");
+    expect(await c.cmd("MAIL FROM:<a@client.test> SMTPUTF8")).toStartWith("250");
+    expect(await c.cmd(`RCPT TO:<a${"\u{1F600}".repeat(200)}@company.com>`)).toStartWith("501");
+    await c.cmd("QUIT");
+    c.end();
+    const line = await s.waitFor((l) => l.includes('"msg":"smtp session"') && l.includes("(501)"));
+    expect(line).not.toMatch(LONE_SURROGATE_ESCAPE);
+    const refused = (JSON.parse(line) as { refused: string[] }).refused[0];
+    expect(refused).toBe(`a${"\u{1F600}".repeat(127)}\ufffd (501)`);
+  } finally {
+    s.proc.kill("SIGKILL");
+  }
+}, 30_000);

@@ -1,5 +1,6 @@
 import { expect, test } from "bun:test";
 import { createLogger } from "../../src/log/logger.ts";
+import { terminalSafeJson } from "../../src/log/terminal-json.ts";
 
 test("json lines carry every field and are not throttled", () => {
   const lines: string[] = [];
@@ -26,4 +27,9 @@ test("text values: lists are one quoted value; controls, bidi overrides and sepa
     ' smtp session from="\\u202egro.live@evil.example" refused="x=y@other.example (550),z@other.example (550)" recipients=a@company.com,b@company.com helo="a\\u001b[2Jb" note="x\\u2028y"\n',
   );
   expect(lines[0]).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u202e\u2028]/);
+});
+
+test("terminalSafeJson writes a lone surrogate as U+FFFD (strict JSON readers refuse \\ud83d); pairs and escaped text stay", () => {
+  const value = { cut: "a\u{1F600}".slice(0, 2), low: "\udc00x", pair: "\u{1F600}", text: "\\ud83d", nested: ["\ud800"] };
+  expect(JSON.parse(terminalSafeJson(value))).toEqual({ cut: "a\ufffd", low: "\ufffdx", pair: "\u{1F600}", text: "\\ud83d", nested: ["\ufffd"] });
 });
