@@ -33,3 +33,12 @@ test("terminalSafeJson writes a lone surrogate as U+FFFD (strict JSON readers re
   const value = { cut: "a\u{1F600}".slice(0, 2), low: "\udc00x", pair: "\u{1F600}", text: "\\ud83d", nested: ["\ud800"] };
   expect(JSON.parse(terminalSafeJson(value))).toEqual({ cut: "a\ufffd", low: "\ufffdx", pair: "\u{1F600}", text: "\\ud83d", nested: ["\ufffd"] });
 });
+
+test("terminalSafeJson: a string's own backslash before 'ud800' is text, not an escaped surrogate; pairs stay whole", () => {
+  const values = ["\\ud800", "\\\\ud800", "a\\\ud83d", "😀", "x\ud83d\\ud83d", "\udc00\\\udc00"];
+  for (const value of values) {
+    const text = terminalSafeJson({ value });
+    expect(JSON.parse(text).value).toBe(value.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "\ufffd"));
+    expect(text).not.toMatch(/(?<!\\)(?:\\\\)*\\ud[89a-f]/);
+  }
+});
