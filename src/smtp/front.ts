@@ -23,7 +23,7 @@ import { createAdmission } from "./admission.ts";
 import type { GatewaySmtpServer } from "./connection.ts";
 import { createIpMatcher, normalizeIp } from "./ip.ts";
 import type { SmtpLimits } from "./limits.ts";
-import { PROXY_TIMEOUT_REASON, readProxyHeader } from "./proxy-protocol.ts";
+import { PROXY_TIMEOUT_REASON, readProxyHeader, startsLikeProxyHeader } from "./proxy-protocol.ts";
 
 export interface FrontOptions {
   smtp: GatewaySmtpServer;
@@ -46,23 +46,54 @@ export interface Front {
 const ignore = (): void => {};
 
 /**
- * The connection limit reached is a warning at most this often, with the clients refused since
- * the last one: each refusal is also its own info session line, but at LOG_LEVEL=warn nothing
- * said that senders were being turned away, and a flood must not make a warning per client.
+ * The connection limit reached (or a stray PROXY header) is a warning at most this often, with
+ * the connections refused since the last one: each refusal is also its own info session line,
+ * but at LOG_LEVEL=warn nothing said that senders were being turned away, and a flood must not
+ * make a warning per client.
  */
-const OVERLOAD_WARNING_INTERVAL_MS = 60_000;
+const WARNING_INTERVAL_MS = 60_000;
+
+/** Counts an event; calls `warn` with it and the number of events since the last warning, at most every interval. */
+function throttledWarning<T>(warn: (latest: T, since: number) => void): (latest: T) => void {
+  let warnedAt = -Infinity;
+  let since = 0;
+  return (latest: T): void => {
+    since++;
+    const now = performance.now();
+    if (now - warnedAt < WARNING_INTERVAL_MS) return;
+    warn(latest, since);
+    warnedAt = now;
+    since = 0;
+  };
+}
 
 /** Counts a connection refused because the limit in all is reached; warns at most every interval. */
 function overloadWarning(opts: Pick<FrontOptions, "logger" | "limits">): () => void {
-  let overloadWarnedAt = -Infinity;
-  let refusedSinceWarning = 0;
-  return (): void => {
-    refusedSinceWarning++;
-    const now = performance.now();
-    if (now - overloadWarnedAt < OVERLOAD_WARNING_INTERVAL_MS) return;
-    opts.logger.warn("SMTP connection limit reached: new clients get 421", { max_clients: opts.limits.maxClients, refused: refusedSinceWarning });
-    overloadWarnedAt = now;
-    refusedSinceWarning = 0;
+  const warn = throttledWarning<null>((_, refused) => opts.logger.warn("SMTP connection limit reached: new clients get 421", { max_clients: opts.limits.maxClients, refused }));
+  return () => warn(null);
+}
+
+/**
+ * Without SMTP_PROXY_PROTOCOL, a proxy that sends a PROXY header (nginx `proxy_protocol on`,
+ * HAProxy `send-proxy`) has every connection answered `421 You talk too soon` by smtp-server (an
+ * early talker): all mail is deferred, and the session lines, at info level, did not say why.
+ * Watches a socket's first bytes, sent before the greeting, and warns (at most every interval)
+ * with the fix.
+ */
+function strayProxyHeaderWatch(opts: Pick<FrontOptions, "logger">): (socket: Socket, peer: string) => void {
+  const warn = throttledWarning<string>((peer, connections) =>
+    opts.logger.warn("a PROXY protocol header arrived but SMTP_PROXY_PROTOCOL is off: such connections get 421 and their mail is deferred", {
+      peer,
+      connections,
+      hint: "set SMTP_PROXY_PROTOCOL=true (with the proxy's address in SMTP_PROXY_TRUSTED), or stop the proxy sending the header",
+    }),
+  );
+  return (socket, peer) => {
+    // First in line, before smtp-server's parser answers it: nothing written yet means the
+    // bytes came before the greeting, as a proxy's header does.
+    socket.prependOnceListener("data", (chunk: Buffer) => {
+      if (socket.bytesWritten === 0 && Buffer.isBuffer(chunk) && startsLikeProxyHeader(chunk)) warn(peer);
+    });
   };
 }
 
@@ -70,6 +101,7 @@ export function createFront(opts: FrontOptions): Front {
   const { admit, refuse } = createAdmission(opts);
   const trusted = createIpMatcher(opts.proxyTrusted);
   const noteOverload = overloadWarning(opts);
+  const watchStrayProxyHeader = strayProxyHeaderWatch(opts);
   const pending = new Set<Socket>();
 
   const readProxy = async (socket: Socket, peer: string): Promise<void> => {
@@ -109,7 +141,10 @@ export function createFront(opts: FrontOptions): Front {
       noteOverload();
       return refuse(socket, peer, `421 4.7.0 ${opts.hostname} Too many connections, try again later`);
     }
-    if (!opts.proxyProtocol) return admit(socket, peer, socket.remotePort);
+    if (!opts.proxyProtocol) {
+      admit(socket, peer, socket.remotePort);
+      return watchStrayProxyHeader(socket, peer);
+    }
     if (!trusted(peer)) {
       return refuse(socket, peer, `421 4.7.0 ${opts.hostname} PROXY protocol accepted only from trusted proxies`);
     }

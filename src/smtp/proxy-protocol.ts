@@ -112,6 +112,16 @@ function ipv6(bytes: Buffer): string {
   return normalizeIp(groups.join(":"));
 }
 
+/**
+ * Whether the first bytes a client sent are a PROXY header (v1 `PROXY ` or the v2 signature):
+ * on a listener without SMTP_PROXY_PROTOCOL that is a proxy configured to send one, whose every
+ * connection smtp-server refuses as an early talker (front.ts warns about it).
+ */
+export function startsLikeProxyHeader(chunk: Buffer): boolean {
+  const signature = chunk[0] === V2_SIGNATURE[0] ? V2_SIGNATURE : V1_PREFIX;
+  return chunk.length >= signature.length && chunk.compare(signature, 0, signature.length, 0, signature.length) === 0;
+}
+
 /** What reading a socket's header came to; `closed`: the peer left first, after `bytes` bytes. */
 export type ProxyRead = Exclude<ProxyParse, { kind: "incomplete" }> | { kind: "closed"; bytes: number };
 

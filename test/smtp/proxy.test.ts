@@ -7,7 +7,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { createConnection } from "node:net";
 import { RawClient, greet, sendMail, startTestServer, type TestServer } from "./helpers.ts";
 import { until } from "./serve-process.ts";
-import { parseProxyHeader } from "../../src/smtp/proxy-protocol.ts";
+import { parseProxyHeader, startsLikeProxyHeader } from "../../src/smtp/proxy-protocol.ts";
 
 let server: TestServer | null = null;
 afterEach(async () => {
@@ -209,5 +209,14 @@ describe("PROXY protocol", () => {
     const declared = (n: number) => Buffer.concat([SIG, Buffer.from([0x21, 0x11, n >> 8, n & 0xff])]);
     expect(parseProxyHeader(declared(1025))).toEqual({ kind: "invalid", reason: "PROXY v2 header too long" });
     expect(parseProxyHeader(declared(1024)).kind).toBe("incomplete");
+  });
+
+  test("startsLikeProxyHeader: v1 and v2 openings, not SMTP or a short chunk", () => {
+    expect(startsLikeProxyHeader(Buffer.from("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n"))).toBe(true);
+    expect(startsLikeProxyHeader(Buffer.from("PROXY UNKNOWN\r\n"))).toBe(true);
+    expect(startsLikeProxyHeader(v2Tcp4("1.2.3.4", 5))).toBe(true);
+    expect(startsLikeProxyHeader(SIG)).toBe(true);
+    for (const other of ["EHLO proxy.example\r\n", "PROXY", "\r\n", "proxy tcp4"]) expect(startsLikeProxyHeader(Buffer.from(other))).toBe(false);
+    expect(startsLikeProxyHeader(SIG.subarray(0, 11))).toBe(false);
   });
 });
