@@ -142,22 +142,43 @@ export function watchTlsFiles(
 }
 
 /**
- * A warning when SMTP_TLS_CERT holds a CA-issued server certificate without its intermediate
- * (certbot's cert.pem instead of fullchain.pem): the handshake works, but senders that verify
- * (MTA-STS, DANE with a CA usage, `smtp_tls_security_level = verify`) cannot build the chain and
- * defer or bounce. null when the file carries more than one certificate or a self-signed one.
+ * A warning when SMTP_TLS_CERT holds a CA-issued server certificate without its intermediate:
+ * alone (certbot's cert.pem instead of fullchain.pem), or followed by certificates none of which
+ * issued it (an intermediate kept from an earlier certificate: Let's Encrypt's R3 after the
+ * switch to R10/R11, a hand-built chain). The handshake works, but senders that verify (MTA-STS,
+ * DANE with a CA usage, `smtp_tls_security_level = verify`) cannot build the chain and defer or
+ * bounce. null when the issuer is there, or the server certificate is self-signed.
  */
 export function missingChainWarning(certPath: string, cert: Buffer): string | null {
-  if ((cert.toString("latin1").match(PEM_CERTIFICATE) ?? []).length !== 1) return null;
-  let leaf: X509Certificate;
+  let certificates: X509Certificate[];
   try {
-    leaf = new X509Certificate(cert);
+    certificates = (cert.toString("latin1").match(PEM_CERTIFICATE_BLOCK) ?? []).map((block) => new X509Certificate(block));
   } catch {
     return null;
   }
-  if (leaf.checkIssued(leaf)) return null;
-  const issuer = leaf.issuer.replace(/\n/g, ", ");
-  return `SMTP_TLS_CERT=${certPath} holds only the server certificate, without the intermediate of its issuer (${issuer}): senders that verify certificates (MTA-STS, DANE) cannot build the chain; point it at the full chain (certbot: fullchain.pem, not cert.pem)`;
+  const [leaf, ...rest] = certificates;
+  if (!leaf || leaf.checkIssued(leaf)) return null;
+  const issuer = oneLine(leaf.issuer);
+  const senders = "senders that verify certificates (MTA-STS, DANE) cannot build the chain";
+  if (rest.length === 0) {
+    return `SMTP_TLS_CERT=${certPath} holds only the server certificate, without the intermediate of its issuer (${issuer}): ${senders}; point it at the full chain (certbot: fullchain.pem, not cert.pem)`;
+  }
+  if (rest.some((candidate) => issuedBy(leaf, candidate))) return null;
+  const after = rest.map((c) => oneLine(c.subject)).join("; ");
+  return `SMTP_TLS_CERT=${certPath} does not hold the issuer of its server certificate (${issuer}): the certificates after it (${after}) did not issue it, so ${senders}; use the chain that came with this certificate (certbot: fullchain.pem), not an intermediate kept from an earlier one`;
+}
+
+/** Names match and the signature verifies with the candidate's key (a same-named intermediate with another key is not it). */
+function issuedBy(cert: X509Certificate, candidate: X509Certificate): boolean {
+  try {
+    return cert.checkIssued(candidate) && cert.verify(candidate.publicKey);
+  } catch {
+    return false;
+  }
+}
+
+function oneLine(name: string): string {
+  return name.replace(/\n/g, ", ");
 }
 
 /** True when two loads carry the same bytes (nothing to reload). */
@@ -176,7 +197,7 @@ export interface CertificateInfo {
 export function certificateInfo(cert: Buffer): CertificateInfo | null {
   try {
     const leaf = new X509Certificate(cert);
-    return { serial: leaf.serialNumber, subject: leaf.subject.replace(/\n/g, ", "), notBefore: new Date(leaf.validFrom), notAfter: new Date(leaf.validTo) };
+    return { serial: leaf.serialNumber, subject: oneLine(leaf.subject), notBefore: new Date(leaf.validFrom), notAfter: new Date(leaf.validTo) };
   } catch {
     return null;
   }
