@@ -78,6 +78,11 @@ export interface MessageSummary {
   recipients: string[];
   recipients_count?: number;
   size: number | null;
+  /**
+   * Whether this message came under TLS: a session's `tls` is true once STARTTLS succeeded, also
+   * for a message sent in plain text before it, which a search for `"tls":false` then missed.
+   */
+  tls: boolean;
   decision: string | null;
   category?: string;
   rule?: string;
@@ -222,6 +227,7 @@ export function noteMessageEnd(state: SessionState, code: number, text: string):
     recipients: state.lastMessage.recipients.slice(0, MESSAGE_RECIPIENTS_LOGGED),
     ...(state.lastMessage.recipients.length > MESSAGE_RECIPIENTS_LOGGED ? { recipients_count: state.lastMessage.recipients.length } : {}),
     size: state.size,
+    tls: state.tls,
     decision: state.decision,
     ...(state.category !== null ? { category: state.category } : {}),
     ...(state.rule !== null ? { rule: state.rule } : {}),
