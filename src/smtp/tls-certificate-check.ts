@@ -8,12 +8,14 @@
  * returned as a refusal, never thrown.
  */
 import type { Logger } from "../log/logger.ts";
-import { certificateInfo, isExpired, loadTlsMaterial, missingChainWarning, sameMaterial, type CertificateInfo, type TlsMaterial } from "./tls-files.ts";
+import { certificateInfo, extraPairWarnings, isExpired, loadTlsMaterial, missingChainWarning, sameMaterial, type CertificateInfo, type TlsMaterial } from "./tls-files.ts";
 
 /** Logs what senders that verify certificates will stumble on; the certificate is served anyway. */
-export function warnAboutCertificate(logger: Logger, certPath: string, cert: Buffer): void {
+export function warnAboutCertificate(logger: Logger, keyPath: string, certPath: string, material: TlsMaterial): void {
+  const { cert } = material;
   const warning = missingChainWarning(certPath, cert);
   if (warning) logger.warn(warning);
+  for (const extra of extraPairWarnings(keyPath, material.key, certPath, cert)) logger.warn(extra);
   const info = certificateInfo(cert);
   if (isExpired(info, Date.now())) logger.warn(`SMTP_TLS_CERT=${certPath} expired on ${info?.notAfter.toISOString()}: senders that verify certificates will not deliver over it; renew it`);
   // Served all the same (this machine's clock may be the one that is wrong), but a reload to it

@@ -168,6 +168,39 @@ export function missingChainWarning(certPath: string, cert: Buffer): string | nu
   return `SMTP_TLS_CERT=${certPath} does not hold the issuer of its server certificate (${issuer}): the certificates after it (${after}) did not issue it, so ${senders}; use the chain that came with this certificate (certbot: fullchain.pem), not an intermediate kept from an earlier one`;
 }
 
+/**
+ * Warnings for files holding more than one server's material: Postfix's smtpd_tls_chain_files
+ * file (an RSA key and chain, then an ECDSA key and chain) given as both paths, or two
+ * certificates concatenated. Loading takes the first key and sends every certificate after the
+ * first as its chain, so the second pair was silently not served (an ECDSA-only client failed
+ * its handshake) and senders got a server certificate in the chain.
+ */
+export function extraPairWarnings(keyPath: string, key: Buffer, certPath: string, cert: Buffer): string[] {
+  const warnings: string[] = [];
+  const keys = (key.toString("latin1").match(PEM_PRIVATE_KEY) ?? []).length;
+  if (keys > 1) {
+    warnings.push(
+      `SMTP_TLS_KEY=${keyPath} holds ${keys} private keys: only the first is used, with the first certificate of SMTP_TLS_CERT (mailgw serves one key and certificate, not an RSA and an ECDSA pair as Postfix's smtpd_tls_chain_files); keep one pair`,
+    );
+  }
+  let later: X509Certificate[];
+  try {
+    later = (cert.toString("latin1").match(PEM_CERTIFICATE_BLOCK) ?? []).slice(1).map((block) => new X509Certificate(block));
+  } catch {
+    return warnings;
+  }
+  const position = later.findIndex((c) => !c.ca);
+  const leaf = later[position];
+  if (leaf) {
+    warnings.push(
+      `SMTP_TLS_CERT=${certPath} holds a server certificate after the first (certificate ${position + 2}, ${oneLine(leaf.subject)}): it is not served as such but sent to senders as part of the first one's chain; keep the server certificate and its intermediates only`,
+    );
+  }
+  return warnings;
+}
+
+const PEM_PRIVATE_KEY = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/g;
+
 /** Names match and the signature verifies with the candidate's key (a same-named intermediate with another key is not it). */
 function issuedBy(cert: X509Certificate, candidate: X509Certificate): boolean {
   try {

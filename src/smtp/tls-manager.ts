@@ -39,7 +39,7 @@ export function createTlsManager(cfg: TlsConfig, logger: Logger, debounceMs?: nu
   const keyPath = cfg.keyPath ?? "";
   const certPath = cfg.certPath ?? "";
   let material = loadTlsMaterial(keyPath, certPath);
-  warnAboutCertificate(logger, certPath, material.cert);
+  warnAboutCertificate(logger, keyPath, certPath, material);
   let inForce = certificateInfo(material.cert);
   let server: SMTPServer | null = null;
   /** Why the last reload attempt failed: the next good one says so, even with nothing to swap. */
@@ -68,7 +68,7 @@ export function createTlsManager(cfg: TlsConfig, logger: Logger, debounceMs?: nu
     inForce = info;
     failing = null;
     logger.info("TLS certificate reloaded", { cert: certPath, serial: info?.serial, subject: info?.subject, not_after: info?.notAfter.toISOString() });
-    warnAboutCertificate(logger, certPath, next.cert);
+    warnAboutCertificate(logger, keyPath, certPath, next);
     return true;
   };
 

@@ -9,7 +9,7 @@ import { execFileSync } from "node:child_process";
 import { copyFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createTlsManager } from "../../src/smtp/tls-manager.ts";
-import { missingChainWarning } from "../../src/smtp/tls-files.ts";
+import { extraPairWarnings, missingChainWarning } from "../../src/smtp/tls-files.ts";
 import { findTool } from "../packaging/binary.ts";
 import { captureLogger, makeCaSignedCert, makeCert, tempDir } from "./helpers.ts";
 
@@ -77,6 +77,29 @@ describe.skipIf(!OPENSSL)("missing intermediate warning", () => {
     writeFileSync(cert, readFileSync(pki.leaf, "latin1") + readFileSync(pki.issuer, "latin1"));
     expect(tls.reload()).toBe(true);
     expect(logs.lines.filter((l) => l.level === "warn")).toHaveLength(1);
+  });
+
+  // Postfix's smtpd_tls_chain_files: one file with an RSA key and chain, then an ECDSA key and chain.
+  test("two key and certificate pairs in the files (an RSA+ECDSA file as Postfix's): the unused pair is named at start", () => {
+    const dir = tempDir();
+    const pki = twoIntermediates(dir);
+    const rsa = makeCert(dir, "rsa");
+    execFileSync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", join(dir, "ec-key.pem"), "-out", join(dir, "ec.pem"), "-days", "2", "-subj", "/CN=localhost"], { stdio: "ignore" });
+    const both = join(dir, "chain-files.pem");
+    writeFileSync(both, [rsa.key, rsa.cert, join(dir, "ec-key.pem"), join(dir, "ec.pem")].map((f) => readFileSync(f, "latin1")).join(""));
+    const logs = captureLogger();
+    createTlsManager({ enabled: true, keyPath: both, certPath: both, required: false }, logs);
+    expect(logs.lines.filter((l) => l.level === "warn").map((l) => l.msg)).toEqual([expect.stringContaining(`SMTP_TLS_KEY=${both} holds 2 private keys: only the first is used`)]);
+
+    // Two CA-issued server certificates concatenated: the second goes out as a chain certificate.
+    const twice = join(dir, "twice.pem");
+    writeFileSync(twice, [pki.leaf, pki.issuer, pki.leaf].map((f) => readFileSync(f, "latin1")).join(""));
+    expect(extraPairWarnings(pki.leafKey, readFileSync(pki.leafKey), twice, readFileSync(twice))).toEqual([
+      `SMTP_TLS_CERT=${twice} holds a server certificate after the first (certificate 3, CN=localhost): it is not served as such but sent to senders as part of the first one's chain; keep the server certificate and its intermediates only`,
+    ]);
+    const good = join(dir, "good.pem");
+    writeFileSync(good, [pki.leaf, pki.issuer].map((f) => readFileSync(f, "latin1")).join(""));
+    expect(extraPairWarnings(pki.leafKey, readFileSync(pki.leafKey), good, readFileSync(good))).toEqual([]);
   });
 });
 
