@@ -41,6 +41,12 @@ export interface Front {
   server: Server;
   /** Sockets still sending their PROXY header. */
   pending: Set<Socket>;
+  /**
+   * The stop: closes the sockets still sending their PROXY header. Mailgw closed them, not the
+   * proxy: no "PROXY header refused … disconnected" warning, nor a session line with a 421 that
+   * was never sent, for each.
+   */
+  dropPending(): void;
 }
 
 const ignore = (): void => {};
@@ -103,11 +109,16 @@ export function createFront(opts: FrontOptions): Front {
   const noteOverload = overloadWarning(opts);
   const watchStrayProxyHeader = strayProxyHeaderWatch(opts);
   const pending = new Set<Socket>();
+  let dropping = false;
 
   const readProxy = async (socket: Socket, peer: string): Promise<void> => {
     pending.add(socket);
     const header = await readProxyHeader(socket, opts.limits.proxyHeaderTimeoutMs);
     pending.delete(socket);
+    if (dropping) {
+      opts.logger.debug("connection closed by the stop while its PROXY header was awaited", { peer });
+      return void socket.destroy();
+    }
     if (header.kind === "closed" && header.bytes === 0) {
       opts.logger.debug("proxy connection closed before any byte (a TCP health check)", { peer });
       return void socket.destroy();
@@ -155,5 +166,9 @@ export function createFront(opts: FrontOptions): Front {
   server.on("error", (err) => {
     if (server.listening) opts.logger.error("SMTP listener error", { error: err.message });
   });
-  return { server, pending };
+  const dropPending = (): void => {
+    dropping = true;
+    for (const socket of pending) socket.destroy();
+  };
+  return { server, pending, dropPending };
 }

@@ -30,7 +30,7 @@ export function createShutdown(opts: { smtp: GatewaySmtpServer; front: Front; is
   const open = (): GatewayConnection[] => [...told].filter((c) => !c.hasEnded());
   return async (graceMs: number): Promise<void> => {
     front.server.close();
-    for (const socket of front.pending) socket.destroy();
+    front.dropPending();
     // Not smtp.close(): see GatewaySmtpServer.draining (its listener never listened anyway:
     // connections come through front).
     smtp.draining = true;

@@ -3,6 +3,8 @@
  * (nginx `proxy_protocol on` with the variable forgotten): smtp-server answers every such
  * connection `421 You talk too soon`, so all mail is deferred. The log must say why, once a
  * minute at most, at warning level; a client that types `PROXY` after the greeting is no proxy.
+ * And with SMTP_PROXY_PROTOCOL on, a stop that closes a socket still sending its header is not
+ * logged as the proxy's fault.
  */
 import { expect, test } from "bun:test";
 import { RawClient, greet } from "../smtp/helpers.ts";
@@ -34,4 +36,14 @@ test("PROXY headers to a listener without SMTP_PROXY_PROTOCOL: 421 as before, an
   expect(await s.stop()).toBe(0);
   // Throttled: the second proxied connection is counted for the next warning, not a line of its own.
   expect(s.logs.filter(isStrayWarning)).toHaveLength(1);
+}, 30_000);
+
+// The stop closes a socket whose PROXY header is still awaited: mailgw's doing, not the proxy's.
+test("a stop while a PROXY header is awaited: no 'PROXY header refused' warning, no session line for it", async () => {
+  const s = await serve({ SMTP_PROXY_PROTOCOL: "true" });
+  const c = await RawClient.connect(s.smtpPort, "127.0.0.1", "PROXY TCP4 203.0.113.9");
+  await Bun.sleep(200);
+  expect(await s.stop()).toBe(0);
+  expect(await c.waitClose()).toBe(true);
+  expect(s.logs.filter((l) => l.msg === "PROXY header refused" || l.msg === "smtp session")).toEqual([]);
 }, 30_000);

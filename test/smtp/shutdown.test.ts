@@ -13,7 +13,7 @@ import { createShutdown } from "../../src/smtp/shutdown.ts";
 function parts(): { smtp: GatewaySmtpServer; front: Front; closed: () => boolean } {
   let closed = false;
   const smtp = { connections: new Set(), draining: false } as unknown as GatewaySmtpServer;
-  const front = { server: { close: () => void (closed = true) } as unknown as Server, pending: new Set() } as unknown as Front;
+  const front = { server: { close: () => void (closed = true) } as unknown as Server, pending: new Set(), dropPending: () => {} } as unknown as Front;
   return { smtp, front, closed: () => closed };
 }
 
