@@ -163,12 +163,16 @@ const REFUSED_ADDRESS_MAX = 256;
  * session's 100 listed messages up to 600 KB. journald splits a line past 48 KB (LineMax) into
  * several entries, and a log shipper then reads broken JSON. Ordinary addresses all fit (100
  * recipients of 30 characters take 3,300); past the budget a count says how many there were.
- * With the other fields (a HELO name and a sender of at most ~1,800 each) a line stays under 40 KB.
+ * With the other fields (a HELO name and a sender of at most ~1,800 each, the listed messages up
+ * to MESSAGES_LOGGED_CHARS plus one message's ~6,500) a line stays under 44 KB.
  */
 const RECIPIENTS_LOGGED_CHARS = 8_000;
 const REFUSED_LOGGED_CHARS = 4_000;
-/** The listed messages go out in a line of their own (flushLoggedMessages) past this. */
-const MESSAGES_LOGGED_CHARS = 16_000;
+/**
+ * The listed messages go out in a line of their own (flushLoggedMessages) past this: 100
+ * ordinary ones (~160-200 characters each, `tls` included) still fit.
+ */
+const MESSAGES_LOGGED_CHARS = 20_000;
 
 /** Characters `value` takes in a log line (as JSON, terminal-safe: what both formats write). */
 function loggedChars(value: unknown): number {
