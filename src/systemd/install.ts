@@ -9,7 +9,7 @@
  * failing `systemctl` becomes a warning in the report, not a failure: the files are in place.
  * On a file-system error it throws a CliError naming the path.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { CliError, describeError } from "../errors.ts";
 import { isCompiled, NO_ENV_FILE_FLAG } from "../config/bun-dotenv.ts";
@@ -131,11 +131,31 @@ function target(opts: SystemdOptions, path: string): string {
   return opts.root === null ? path : join(opts.root, path);
 }
 
+/** Directories install creates (/etc/mailgw): the service's user must be able to enter them. */
+const DIR_MODE = 0o755;
+
+/**
+ * Creates `dir` and its missing parents as 0755, whatever the umask. Under an administrator's
+ * umask 027 or 077 (CIS-hardened hosts; sudo keeps the caller's umask) mkdir's mode was cut to
+ * 0750/0700 root:root, and the service's own user could not reach /etc/mailgw/rules.yaml: serve
+ * refused to start. A directory that already exists keeps its mode and owner (the operator's).
+ */
+function makeDirs(dir: string): void {
+  const first = mkdirSync(dir, { recursive: true });
+  if (first === undefined) return;
+  for (let d = dir; ; d = dirname(d)) {
+    chmodSync(d, DIR_MODE);
+    if (d === first || d === dirname(d)) break;
+  }
+}
+
 function writeAtomic(path: string, text: string, mode: number): void {
   const tmp = `${path}.tmp-${process.pid}`;
   try {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+    makeDirs(dirname(path));
     writeFileSync(tmp, text, { mode });
+    // open(2)'s mode is cut by the umask: the rules file must stay readable by the service's user.
+    chmodSync(tmp, mode);
     renameSync(tmp, path);
   } catch (err) {
     rmSync(tmp, { force: true });

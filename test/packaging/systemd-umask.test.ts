@@ -1,0 +1,71 @@
+/**
+ * `mailgw systemd install` run by an administrator whose umask is stricter than 022 (CIS-hardened
+ * hosts set 027 or 077, and sudo keeps the caller's). The service runs as its own user, so what
+ * install creates for it must not depend on that umask: /etc/mailgw must be enterable and the
+ * starter rules.yaml readable by that user, while the env file (secrets) stays 0600.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { copyBinaryToTemp, findTool, runBinary, type CopiedBinary } from "./binary.ts";
+
+let binary: CopiedBinary;
+const roots: string[] = [];
+
+beforeAll(() => {
+  binary = copyBinaryToTemp();
+}, 60_000);
+afterAll(() => {
+  binary.cleanup();
+  for (const r of roots) rmSync(r, { recursive: true, force: true });
+}, 60_000);
+
+function newRoot(): string {
+  const root = mkdtempSync(join(tmpdir(), "mailgw-root-umask-"));
+  chmodSync(root, 0o755);
+  roots.push(root);
+  return root;
+}
+
+const mode = (path: string): string => (statSync(path).mode & 0o7777).toString(8).padStart(4, "0");
+
+/** Runs install under `umask`, as `sudo` under a hardened login would. */
+function installUnder(umask: string, root: string) {
+  return runBinary("/bin/sh", ["-c", `umask ${umask}; exec "$0" systemd install --root "$1" --exec-path /usr/local/bin/mailgw`, binary.bin, root], { cwd: binary.dir });
+}
+
+test.each(["077", "027"])("umask %s: /etc/mailgw 0755, rules.yaml 0644, env file 0600, unit 0644", async (umask) => {
+  const root = newRoot();
+  const run = await installUnder(umask, root);
+  expect({ exitCode: run.exitCode, stderr: run.stderr }).toEqual({ exitCode: 0, stderr: "" });
+  expect({
+    etcMailgw: mode(join(root, "etc/mailgw")),
+    rules: mode(join(root, "etc/mailgw/rules.yaml")),
+    env: mode(join(root, "etc/mailgw/mailgw.env")),
+    unitDir: mode(join(root, "etc/systemd/system")),
+    unit: mode(join(root, "etc/systemd/system/mailgw.service")),
+  }).toEqual({ etcMailgw: "0755", rules: "0644", env: "0600", unitDir: "0755", unit: "0644" });
+});
+
+test("umask 077: the service's user (uid 65534) can lint the starter rules install wrote", async () => {
+  const setpriv = findTool("setpriv");
+  if (!setpriv || process.getuid?.() !== 0) {
+    console.warn("skip: needs setpriv (util-linux) and a root test run to drop to uid 65534");
+    return;
+  }
+  const root = newRoot();
+  expect((await installUnder("077", root)).exitCode).toBe(0);
+  const wrapper = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"];
+  const lint = await runBinary(binary.bin, ["rules", "lint", join(root, "etc/mailgw/rules.yaml")], { cwd: binary.dir, wrapper });
+  expect({ exitCode: lint.exitCode, stderr: lint.stderr }).toEqual({ exitCode: 0, stderr: "" });
+});
+
+test("an existing /etc/mailgw keeps the mode the operator gave it", async () => {
+  const root = newRoot();
+  mkdirSync(join(root, "etc/mailgw"), { recursive: true });
+  chmodSync(join(root, "etc/mailgw"), 0o750);
+  writeFileSync(join(root, "etc/mailgw/rules.yaml"), "domains: [mine.example]\n", { mode: 0o640 });
+  expect((await installUnder("022", root)).exitCode).toBe(0);
+  expect({ dir: mode(join(root, "etc/mailgw")), rules: mode(join(root, "etc/mailgw/rules.yaml")) }).toEqual({ dir: "0750", rules: "0640" });
+});
