@@ -24,7 +24,7 @@
  * through bun:ffi, Windows) or on this file system (ENOLCK on some NFS mounts) → a warning, and
  * serve runs unprotected, as it did before this lock existed.
  */
-import { closeSync, constants as fsConstants, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
+import { closeSync, constants as fsConstants, existsSync, ftruncateSync, mkdirSync, openSync, readFileSync, readSync, writeSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import { dirname, join } from "node:path";
 import { CliError, describeError } from "../errors.ts";
@@ -188,12 +188,23 @@ function openLockFile(dir: string, path: string, setting: string): { fd: number;
         // fall through: report the first error, it names the real problem
       }
     }
-    // Under systemd, ProtectSystem=strict makes everything but the unit's ReadWritePaths read-only.
-    const hint = code === "EROFS"
-      ? `a read-only file system: under systemd, run \`mailgw systemd install\` again after moving ${setting}, so the unit lets serve write there`
-      : `check ${setting} and its permissions`;
-    throw new CliError(`cannot open the lock file ${path}: ${describeError(err)} (${hint})`);
+    throw new CliError(`cannot open the lock file ${path}: ${describeError(err)} (${lockFileHint(code, dir, setting)})`);
   }
+}
+
+/**
+ * Under systemd, ProtectSystem=strict makes everything but the unit's ReadWritePaths read-only.
+ * A directory the unit names but that does not exist stays read-only too (systemd skips a
+ * missing "-" path), and no install can change that: only creating it does.
+ */
+function lockFileHint(code: string | undefined, dir: string, setting: string): string {
+  if (code !== "EROFS") return `check ${setting} and its permissions`;
+  if (existsSync(dir)) return `a read-only file system: under systemd, run \`mailgw systemd install\` again after moving ${setting}, so the unit lets serve write there`;
+  return (
+    `a read-only file system where ${dir} would be created: create it for the user serve runs as ` +
+    `(under systemd the service writes only into existing directories: sudo install -d -m 0750 -o mailgw -g mailgw ${dir}, ` +
+    `then run \`mailgw systemd install\` again if ${setting} changed since it last ran)`
+  );
 }
 
 function writePid(fd: number): void {

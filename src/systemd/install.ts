@@ -201,24 +201,45 @@ function activeTemplateValues(values: ReadonlyMap<string, string>): Map<string, 
 }
 
 /**
- * ReadWritePaths: the state directory (exists: systemd creates it before the namespace), plus a
- * DATA_DIR / database directory configured outside it, prefixed "-" so a missing one lets the
- * service start and mailgw itself report the bad path.
+ * Directories the service writes outside the state directory: DATA_DIR and the database's
+ * directory when configured elsewhere (read as serve reads them: the unit's WorkingDirectory is
+ * STATE_DIR; a DATABASE_URL serve would refuse is serve's to name).
  */
-function writableDirs(values: ReadonlyMap<string, string>): string[] {
-  const dirs = [STATE_DIR];
-  const dataDir = values.get("DATA_DIR") ?? "";
+function outsideDirs(values: ReadonlyMap<string, string>): { setting: string; dir: string }[] {
   let dbPath = "";
   try {
-    // Read as serve reads it (the unit's WorkingDirectory is STATE_DIR); a bad one is serve's to name.
     dbPath = databasePath(STATE_DIR, values.get("DATABASE_URL") ?? "");
   } catch {
     // left out
   }
-  for (const dir of [dataDir, isAbsolute(dbPath) ? dirname(dbPath) : ""]) {
-    if (isAbsolute(dir) && dir !== STATE_DIR && !dir.startsWith(`${STATE_DIR}/`)) dirs.push(`-${dir}`);
+  const found = new Map<string, string>();
+  for (const [setting, dir] of [["DATA_DIR", values.get("DATA_DIR") ?? ""], ["DATABASE_URL", isAbsolute(dbPath) ? dirname(dbPath) : ""]] as const) {
+    if (isAbsolute(dir) && dir !== STATE_DIR && !dir.startsWith(`${STATE_DIR}/`) && !found.has(dir)) found.set(dir, setting);
   }
-  return [...new Set(dirs)];
+  return [...found].map(([dir, setting]) => ({ setting, dir }));
+}
+
+/**
+ * ReadWritePaths: the state directory (exists: systemd creates it before the namespace), plus the
+ * outside directories, prefixed "-" so a missing one lets the service start and mailgw itself
+ * report the bad path.
+ */
+function writableDirs(values: ReadonlyMap<string, string>): string[] {
+  return [STATE_DIR, ...outsideDirs(values).map((o) => `-${o.dir}`)];
+}
+
+/**
+ * An outside directory that does not exist yet: the service cannot create it (ProtectSystem=strict
+ * leaves its parent read-only), so serve would stop at start with EROFS, install after install.
+ */
+function missingOutsideDirWarnings(opts: SystemdOptions, values: ReadonlyMap<string, string>): string[] {
+  return outsideDirs(values)
+    .filter((o) => !existsSync(target(opts, o.dir)))
+    .map(
+      (o) =>
+        `${o.dir} (${o.setting}) does not exist, and the service cannot create it (ProtectSystem=strict): create it for the service's user before starting, ` +
+        `with the mailgw system user (README "TLS certificates": useradd --system ... mailgw) and sudo install -d -m 0750 -o mailgw -g mailgw ${o.dir}`,
+    );
 }
 
 /** The unit text for the settings the service will run with. */
@@ -254,6 +275,7 @@ export function installSystemd(opts: SystemdOptions): SystemdReport {
   }
   const { unit, env } = planUnit(opts);
   if (env.exists) refuseIgnoredPortFlags(opts, env);
+  report.warnings.push(...missingOutsideDirWarnings(opts, env.values));
   const unitPath = target(opts, UNIT_PATH);
   writeAtomic(unitPath, unit, 0o644);
   report.written.push(unitPath);

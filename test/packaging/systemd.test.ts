@@ -171,6 +171,20 @@ describe("systemd install --root", () => {
     }
   });
 
+  test("a DATA_DIR outside the state directory that does not exist yet: a warning saying to create it (the service cannot)", async () => {
+    const root = newRoot();
+    mkdirSync(join(root, "etc/mailgw"), { recursive: true });
+    writeFileSync(join(root, "etc/mailgw/mailgw.env"), "DATA_DIR=/srv/mailgw-data\nDATABASE_URL=file:/srv/mailgw-data/x.db\n");
+    const run = await install(root, {}, ["--exec-path", "/usr/local/bin/mailgw"]);
+    expect(run.exitCode).toBe(0);
+    expect(run.stderr.trim().split("\n")).toEqual([
+      "mailgw: warning: /srv/mailgw-data (DATA_DIR) does not exist, and the service cannot create it (ProtectSystem=strict): create it for the service's user before starting, " +
+        `with the mailgw system user (README "TLS certificates": useradd --system ... mailgw) and sudo install -d -m 0750 -o mailgw -g mailgw /srv/mailgw-data`,
+    ]);
+    mkdirSync(join(root, "srv/mailgw-data"), { recursive: true });
+    expect((await install(root, {}, ["--exec-path", "/usr/local/bin/mailgw"])).stderr).toBe("");
+  });
+
   test("a port flag an existing env file contradicts is refused (exit 1), not silently ignored", async () => {
     const root = newRoot();
     mkdirSync(join(root, "etc/mailgw"), { recursive: true });

@@ -153,13 +153,31 @@ describe("DATA_DIR lock unavailable", () => {
 
 test("a DATA_DIR on a read-only file system (systemd's ProtectSystem outside ReadWritePaths): the error says to re-run install", async () => {
   await withTmpfs("mailgw-lock-ro-", 1, async (mnt) => {
+    const dir = join(mnt, "data");
+    mkdirSync(dir);
+    const remount = spawnSync("mount", ["-o", "remount,ro", mnt]);
+    expect(remount.status).toBe(0);
+    const err = refusedWith(() => lockDataDir(dir, silentLogger));
+    expect(err.message).toStartWith(`cannot open the lock file ${join(dir, DATA_DIR_LOCK_FILE)}: `);
+    expect(err.message).toContain("EROFS");
+    expect(err.message).toEndWith("(a read-only file system: under systemd, run `mailgw systemd install` again after moving DATA_DIR, so the unit lets serve write there)");
+  });
+});
+
+test("a DATA_DIR that does not exist, on a read-only file system: the error says to create it (re-running install cannot help)", async () => {
+  // systemd skips a missing "-" ReadWritePaths entry: the service can never create the directory itself.
+  await withTmpfs("mailgw-lock-ro-missing-", 1, async (mnt) => {
     const remount = spawnSync("mount", ["-o", "remount,ro", mnt]);
     expect(remount.status).toBe(0);
     const dir = join(mnt, "data");
     const err = refusedWith(() => lockDataDir(dir, silentLogger));
     expect(err.message).toStartWith(`cannot open the lock file ${join(dir, DATA_DIR_LOCK_FILE)}: `);
     expect(err.message).toContain("EROFS");
-    expect(err.message).toEndWith("(a read-only file system: under systemd, run `mailgw systemd install` again after moving DATA_DIR, so the unit lets serve write there)");
+    expect(err.message).toEndWith(
+      `(a read-only file system where ${dir} would be created: create it for the user serve runs as ` +
+        `(under systemd the service writes only into existing directories: sudo install -d -m 0750 -o mailgw -g mailgw ${dir}, ` +
+        "then run `mailgw systemd install` again if DATA_DIR changed since it last ran))",
+    );
   });
 });
 
