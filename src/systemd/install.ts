@@ -9,7 +9,7 @@
  * failing `systemctl` becomes a warning in the report, not a failure: the files are in place.
  * On a file-system error it throws a CliError naming the path.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { CliError, describeError } from "../errors.ts";
 import { isCompiled, NO_ENV_FILE_FLAG } from "../config/bun-dotenv.ts";
@@ -281,8 +281,10 @@ export function installSystemd(opts: SystemdOptions): SystemdReport {
   report.written.push(unitPath);
 
   const envPath = target(opts, ENV_FILE_PATH);
-  if (env.exists) report.kept.push(envPath);
-  else {
+  if (env.exists) {
+    report.kept.push(envPath);
+    report.warnings.push(...envFileModeWarning(envPath));
+  } else {
     writeAtomic(envPath, renderEnvTemplate(activeTemplateValues(env.values), opts.version), 0o600);
     report.written.push(envPath);
   }
@@ -303,6 +305,22 @@ export function installSystemd(opts: SystemdOptions): SystemdReport {
     "systemctl enable --now mailgw && systemctl status mailgw",
   );
   return report;
+}
+
+/**
+ * The env file holds the relay password and STATS_TOKEN; systemd reads it as root, so nobody else
+ * needs to. One the operator created before install (an editor's 0644) was kept as it was, silently.
+ */
+function envFileModeWarning(path: string): string[] {
+  let mode: number;
+  try {
+    mode = statSync(path).mode & 0o777;
+  } catch {
+    return [];
+  }
+  if ((mode & 0o077) === 0) return [];
+  const octal = mode.toString(8).padStart(4, "0");
+  return [`${path} is mode ${octal}: users other than its owner can read the secrets it may hold (RELAY_SMTP_PASS, STATS_TOKEN, WEBHOOK_SECRET); sudo chmod 600 ${path}`];
 }
 
 /** An existing env file is never rewritten: a port flag that says otherwise would be ignored silently. */

@@ -4,7 +4,7 @@
  * key, then by `systemd-analyze verify` where the Debian systemd package is installed.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { VARIABLES } from "../../src/config/variables.ts";
@@ -174,7 +174,7 @@ describe("systemd install --root", () => {
   test("a DATA_DIR outside the state directory that does not exist yet: a warning saying to create it (the service cannot)", async () => {
     const root = newRoot();
     mkdirSync(join(root, "etc/mailgw"), { recursive: true });
-    writeFileSync(join(root, "etc/mailgw/mailgw.env"), "DATA_DIR=/srv/mailgw-data\nDATABASE_URL=file:/srv/mailgw-data/x.db\n");
+    writeFileSync(join(root, "etc/mailgw/mailgw.env"), "DATA_DIR=/srv/mailgw-data\nDATABASE_URL=file:/srv/mailgw-data/x.db\n", { mode: 0o600 });
     const run = await install(root, {}, ["--exec-path", "/usr/local/bin/mailgw"]);
     expect(run.exitCode).toBe(0);
     expect(run.stderr.trim().split("\n")).toEqual([
@@ -182,6 +182,20 @@ describe("systemd install --root", () => {
         `with the mailgw system user (README "TLS certificates": useradd --system ... mailgw) and sudo install -d -m 0750 -o mailgw -g mailgw /srv/mailgw-data`,
     ]);
     mkdirSync(join(root, "srv/mailgw-data"), { recursive: true });
+    expect((await install(root, {}, ["--exec-path", "/usr/local/bin/mailgw"])).stderr).toBe("");
+  });
+
+  test("an existing env file other users can read is kept, with a warning to chmod 600 it", async () => {
+    const root = newRoot();
+    const envPath = join(root, "etc/mailgw/mailgw.env");
+    mkdirSync(join(root, "etc/mailgw"), { recursive: true });
+    writeFileSync(envPath, "RELAY_SMTP_PASS=s3cret\n");
+    chmodSync(envPath, 0o644);
+    const run = await install(root, {}, ["--exec-path", "/usr/local/bin/mailgw"]);
+    expect(run.exitCode).toBe(0);
+    expect(run.stderr).toBe(`mailgw: warning: ${envPath} is mode 0644: users other than its owner can read the secrets it may hold (RELAY_SMTP_PASS, STATS_TOKEN, WEBHOOK_SECRET); sudo chmod 600 ${envPath}\n`);
+    expect(statSync(envPath).mode & 0o777).toBe(0o644);
+    chmodSync(envPath, 0o600);
     expect((await install(root, {}, ["--exec-path", "/usr/local/bin/mailgw"])).stderr).toBe("");
   });
 
