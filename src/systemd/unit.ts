@@ -97,6 +97,7 @@ export function renderUnit(opts: UnitOptions): string {
     `# Settings: ${ENV_FILE_PATH}. Rules: ${RULES_PATH}. Data: ${STATE_DIR}.`,
     "# Re-run `mailgw systemd install` after moving the executable, changing ports below 1024, or",
     `# pointing DATA_DIR or DATABASE_URL outside ${STATE_DIR} (ReadWritePaths below follows them).`,
+    "# Each install rewrites this file: put local changes in a drop-in (sudo systemctl edit mailgw).",
     "[Unit]",
     "Description=mailgw inbound mail gateway (SMTP, rules, archive / forward / webhook)",
     "# time-sync.target: on a VM without a clock until NTP runs, mail received at 1970-01-01 would be",

@@ -143,6 +143,14 @@ describe("systemd install --root", () => {
     expect(readFileSync(join(root25, "etc/mailgw/mailgw.env"), "utf8")).toMatch(/^SMTP_PORT=25$/m);
   });
 
+  test("the unit says each install rewrites it and local changes go in a drop-in", async () => {
+    const root = newRoot();
+    expect((await install(root, {}, ["--exec-path", "/usr/local/bin/mailgw"])).exitCode).toBe(0);
+    expect(readFileSync(join(root, "etc/systemd/system/mailgw.service"), "utf8")).toContain(
+      "\n# Each install rewrites this file: put local changes in a drop-in (sudo systemctl edit mailgw).\n",
+    );
+  });
+
   test("never overwrites an existing env file or rules file; its ports decide the capability", async () => {
     const root = newRoot();
     mkdirSync(join(root, "etc/mailgw"), { recursive: true });
