@@ -9,7 +9,7 @@
  * failing `systemctl` becomes a warning in the report, not a failure: the files are in place.
  * On a file-system error it throws a CliError naming the path.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, fchmodSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { CliError, describeError } from "../errors.ts";
 import { isCompiled, NO_ENV_FILE_FLAG } from "../config/bun-dotenv.ts";
@@ -153,9 +153,16 @@ function writeAtomic(path: string, text: string, mode: number): void {
   const tmp = `${path}.tmp-${process.pid}`;
   try {
     makeDirs(dirname(path));
-    writeFileSync(tmp, text, { mode });
-    // open(2)'s mode is cut by the umask: the rules file must stay readable by the service's user.
-    chmodSync(tmp, mode);
+    rmSync(tmp, { force: true });
+    // "wx": never through a file or symlink left at the temporary name.
+    const fd = openSync(tmp, "wx", mode);
+    try {
+      writeFileSync(fd, text);
+      // open(2)'s mode is cut by the umask: the rules file must stay readable by the service's user.
+      fchmodSync(fd, mode);
+    } finally {
+      closeSync(fd);
+    }
     renameSync(tmp, path);
   } catch (err) {
     rmSync(tmp, { force: true });

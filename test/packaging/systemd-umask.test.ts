@@ -2,12 +2,14 @@
  * `mailgw systemd install` run by an administrator whose umask is stricter than 022 (CIS-hardened
  * hosts set 027 or 077, and sudo keeps the caller's). The service runs as its own user, so what
  * install creates for it must not depend on that umask: /etc/mailgw must be enterable and the
- * starter rules.yaml readable by that user, while the env file (secrets) stays 0600.
+ * starter rules.yaml readable by that user, while the env file (secrets) stays 0600. And the
+ * temporary file each one is written to first is created anew, never reached through a symlink.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { installSystemd } from "../../src/systemd/install.ts";
 import { copyBinaryToTemp, findTool, runBinary, type CopiedBinary } from "./binary.ts";
 
 let binary: CopiedBinary;
@@ -68,4 +70,18 @@ test("an existing /etc/mailgw keeps the mode the operator gave it", async () => 
   writeFileSync(join(root, "etc/mailgw/rules.yaml"), "domains: [mine.example]\n", { mode: 0o640 });
   expect((await installUnder("022", root)).exitCode).toBe(0);
   expect({ dir: mode(join(root, "etc/mailgw")), rules: mode(join(root, "etc/mailgw/rules.yaml")) }).toEqual({ dir: "0750", rules: "0640" });
+});
+
+test("a symlink at the temporary file's name is replaced, not written through or chmodded", () => {
+  const root = newRoot();
+  const victim = join(root, "victim");
+  writeFileSync(victim, "keep\n", { mode: 0o600 });
+  chmodSync(victim, 0o600);
+  mkdirSync(join(root, "etc/mailgw"), { recursive: true });
+  // In-process, so the temporary names (path.tmp-<pid>) are known.
+  for (const name of ["etc/mailgw/rules.yaml", "etc/mailgw/mailgw.env"]) symlinkSync(victim, join(root, `${name}.tmp-${process.pid}`));
+  installSystemd({ root, uid: 0, exec: ["/usr/local/bin/mailgw"], settings: new Map(), version: "test", runSystemctl: () => ({ ok: true, detail: "" }) });
+  expect({ victim: readFileSync(victim, "utf8"), mode: mode(victim) }).toEqual({ victim: "keep\n", mode: "0600" });
+  expect(readFileSync(join(root, "etc/mailgw/rules.yaml"), "utf8")).toContain("domains:");
+  expect(mode(join(root, "etc/mailgw/rules.yaml"))).toBe("0644");
 });
