@@ -102,6 +102,8 @@ export interface Pipeline extends MessageSink {
   fileWriteFailure(): string | null;
   /** A file could be written again (store/write-probe.ts): forgets the received message's `failure` if still on record. */
   fileWriteRecovered(failure: string): void;
+  /** Resolves when the sync every accepted message waits for goes through now (Intake.syncNow). */
+  syncStorage(): Promise<void>;
   /**
    * What the minute timer runs: releases held-back deliveries and finishes messages left
    * unfinished (created or received over a minute ago). Resolves with the messages scheduled.
@@ -161,6 +163,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     databaseWriteRecovered: (failure) => receiver.forgetCommitFailure(failure),
     fileWriteFailure: () => receiver.fileWriteFailure ?? finisher.archiveFailure,
     fileWriteRecovered: (failure) => receiver.forgetFileFailure(failure),
+    syncStorage: () => intake.syncNow(),
     sweep: () => timers.sweep(),
   };
 }

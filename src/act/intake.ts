@@ -163,6 +163,17 @@ export class Intake {
     return settled;
   }
 
+  /**
+   * The sync that ends every commit group, with nothing of its own: resolves when it goes through
+   * now (the syncfs, or the spool directory's and the WAL's fsyncs). For /healthz after a message
+   * got 451 because that sync failed (store/write-probe.ts): a file written without it proves nothing.
+   */
+  async syncNow(): Promise<void> {
+    const flusher = this.flusher;
+    if (flusher) await Promise.all([flusher.flush([]), this.flushCoversWal ? undefined : this.wal.sync()]);
+    else await Promise.all([this.spool.syncDir(), this.wal.sync()]);
+  }
+
   /** The oldest creation time of deliveries whose message is still being stored; Infinity: none. */
   heldBackSince(): number {
     let oldest = Infinity;

@@ -219,7 +219,7 @@ function statusSource(
     // An archive failure after the 250 is cleared by the minute sweep's next archive, not here.
     fileWriteFailure: () => {
       const failure = pipeline.fileWriteFailure();
-      return recheckFileFailure(config.dataDir, Date.now(), failure, () => failure !== null && pipeline.fileWriteRecovered(failure));
+      return recheckFileFailure(config.dataDir, Date.now(), failure, () => pipeline.syncStorage(), () => failure !== null && pipeline.fileWriteRecovered(failure));
     },
     tlsStatus: () => smtp.tlsStatus(),
     dnsWarning: parts.dnsWarning,

@@ -11,7 +11,7 @@
  */
 import type { Database } from "bun:sqlite";
 import { randomBytes } from "node:crypto";
-import { stat, unlink, writeFile } from "node:fs/promises";
+import { open, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { describeError } from "../errors.ts";
 import { tryCommitWithoutWaiting } from "../spool/wal-sync.ts";
@@ -44,24 +44,37 @@ export async function recheckWriteFailure(db: Database, failure: string | null, 
 
 /**
  * `failure` (the last message file's, or null) as it stands now: null when a file can be written
- * in today's archive directory, or in `archive/` while today's does not exist yet (the probe
- * never creates it: the archive fsyncs the directories it creates, so durability stays its job);
- * `recovered` is called first. The spool is probed by /healthz itself. The probe is named `.tmp`
- * and starts with a dot: no archive reader takes it for a message.
+ * and fsynced in today's archive directory, or in `archive/` while today's does not exist yet
+ * (the probe never creates it: the archive fsyncs the directories it creates, so durability stays
+ * its job), and then `sync` (the one every accepted message waits for) goes through; `recovered`
+ * is called first. Without the syncs, a syncfs failing with EIO for every message was forgotten
+ * at the first check: 200 while all mail got 451. The spool is probed by /healthz itself. The
+ * probe is named `.tmp` and starts with a dot: no archive reader takes it for a message.
  */
-export async function recheckFileFailure(dataDir: string, now: number, failure: string | null, recovered: () => void): Promise<string | null> {
+export async function recheckFileFailure(dataDir: string, now: number, failure: string | null, sync: () => Promise<void>, recovered: () => void): Promise<string | null> {
   if (failure === null) return null;
   const root = join(dataDir, "archive");
   const day = join(root, dayKey(now));
   try {
     const dir = await stat(day).then((s) => (s.isDirectory() ? day : null), () => root);
     if (dir === null) return failure;
-    const probe = join(dir, `.write-probe-${process.pid}-${randomBytes(6).toString("hex")}.tmp`);
-    await writeFile(probe, "ok\n", { flag: "wx" });
-    await unlink(probe);
+    await writeProbeFile(join(dir, `.write-probe-${process.pid}-${randomBytes(6).toString("hex")}.tmp`));
+    await sync();
   } catch {
     return failure;
   }
   recovered();
   return null;
+}
+
+/** Creates, writes and fsyncs `path`, and removes it whatever happened (once created). */
+async function writeProbeFile(path: string): Promise<void> {
+  const fh = await open(path, "wx");
+  try {
+    await fh.writeFile("ok\n");
+    await fh.sync();
+  } finally {
+    await fh.close().catch(() => undefined);
+    await unlink(path);
+  }
 }

@@ -153,6 +153,13 @@ describe("durability before 250, as system calls (strace)", () => {
     expect(await deliver(serve, "lost disk")).toMatch(/^451 4\.3\.0 /);
     expect(await deliver(serve, "still lost")).toMatch(/^451 4\.3\.0 /);
     expect(serve.proc.exitCode).toBeNull();
+    // Every message still gets 451: /healthz must keep saying so. Its write probe (a file in the
+    // archive, no sync) went through and said 200, with syncfs failing for every message.
+    for (let i = 0; i < 2; i++) {
+      const res = await fetch(new URL("/healthz", serve.httpUrl));
+      const body = (await res.json()) as { checks: { dataDir: { reason?: string } } };
+      expect({ status: res.status, reason: body.checks.dataDir.reason }).toEqual({ status: 503, reason: "the last message file (spool or archive) could not be written" });
+    }
     await stopAndTrace(serve, trace);
     const db = new Database(join(dir, "data", "mail-gateway.db"), { readonly: true });
     try {
