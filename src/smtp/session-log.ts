@@ -105,8 +105,8 @@ export interface SessionState extends Omit<SessionSummary, "durationMs"> {
   afterReceiving: (() => void) | null;
   /** The client's QUIT was answered (221): the session ended as it should, however the socket then goes. */
   quitAnswered: boolean;
-  /** Logged characters of `messages` (loggedChars), for MESSAGES_LOGGED_CHARS. */
-  messagesChars: number;
+  /** Logged bytes of `messages` (loggedBytes), for MESSAGES_LOGGED_BYTES. */
+  messagesBytes: number;
 }
 
 export function newSessionState(id: string, client: string, now: number): SessionState {
@@ -141,7 +141,7 @@ export function newSessionState(id: string, client: string, now: number): Sessio
     receiving: false,
     afterReceiving: null,
     quitAnswered: false,
-    messagesChars: 0,
+    messagesBytes: 0,
   };
 }
 
@@ -157,33 +157,37 @@ const REFUSED_LOGGED_MAX = 10;
 const REFUSED_ADDRESS_MAX = 256;
 
 /**
- * Characters that the addresses listed in one line may take as the log writes them (loggedChars).
- * Their length is the sender's (up to 254) and so is what they are written as (a bidi override
- * is `\u202e`, six characters): one message to 100 such recipients made a 144 KB line, and a
- * session's 100 listed messages up to 600 KB. journald splits a line past 48 KB (LineMax) into
- * several entries, and a log shipper then reads broken JSON. Ordinary addresses all fit (100
- * recipients of 30 characters take 3,300); past the budget a count says how many there were.
- * With the other fields (a HELO name and a sender of at most ~1,800 each, the listed messages up
- * to MESSAGES_LOGGED_CHARS plus one message's ~6,500) a line stays under 44 KB.
+ * Bytes that the addresses listed in one line may take as the log writes them (loggedBytes).
+ * Their length is the sender's (up to 254 characters) and so is what they are written as (a bidi
+ * override is `\u202e`, six bytes; a CJK character three bytes of UTF-8): one message to 100 such
+ * recipients made a 144 KB line, and a session's 100 listed messages up to 600 KB. journald
+ * splits a line past 48 KB (LineMax, in bytes) into several entries, and a log shipper then reads
+ * broken JSON. Ordinary addresses all fit (100 recipients of 30 characters take 3,300); past the
+ * budget a count says how many there were. With the other fields (a HELO name and a sender of at
+ * most ~1,800 bytes each, the listed messages up to MESSAGES_LOGGED_BYTES plus one message's
+ * ~6,500) a line stays under 44 KB.
  */
-const RECIPIENTS_LOGGED_CHARS = 8_000;
-const REFUSED_LOGGED_CHARS = 4_000;
+const RECIPIENTS_LOGGED_BYTES = 8_000;
+const REFUSED_LOGGED_BYTES = 4_000;
 /**
  * The listed messages go out in a line of their own (flushLoggedMessages) past this: 100
- * ordinary ones (~160-200 characters each, `tls` included) still fit.
+ * ordinary ones (~160-200 bytes each, `tls` included) still fit.
  */
-const MESSAGES_LOGGED_CHARS = 20_000;
+const MESSAGES_LOGGED_BYTES = 20_000;
 
-/** Characters `value` takes in a log line (as JSON, terminal-safe: what both formats write). */
-function loggedChars(value: unknown): number {
-  return terminalSafeJson(value).length;
+/**
+ * Bytes `value` takes in a log line (as JSON, terminal-safe: what both formats write), in UTF-8:
+ * counted in UTF-16 units, 17 messages with CJK addresses made a 53 KB line.
+ */
+function loggedBytes(value: unknown): number {
+  return Buffer.byteLength(terminalSafeJson(value));
 }
 
-/** The first of `list` whose logged characters fit in `budget`. */
+/** The first of `list` whose logged bytes fit in `budget`. */
 function fitting(list: readonly string[], budget: number): string[] {
   let used = 0;
   let n = 0;
-  while (n < list.length && (used += loggedChars(list[n]) + 1) <= budget) n++;
+  while (n < list.length && (used += loggedBytes(list[n]) + 1) <= budget) n++;
   return list.slice(0, n);
 }
 
@@ -196,7 +200,7 @@ export function noteRefusedRecipient(state: SessionState, address: string, code:
   const entry = `${address.slice(0, REFUSED_ADDRESS_MAX)} (${code})`;
   // The first ones only: once one is left out, so are the later ones (refused_count counts them).
   const allListed = state.refused.length === state.refusedCount - 1;
-  if (allListed && state.refused.length < REFUSED_LOGGED_MAX && loggedChars([...state.refused, entry]) <= REFUSED_LOGGED_CHARS) state.refused.push(entry);
+  if (allListed && state.refused.length < REFUSED_LOGGED_MAX && loggedBytes([...state.refused, entry]) <= REFUSED_LOGGED_BYTES) state.refused.push(entry);
 }
 
 /** Messages listed in one session line; a client sending thousands still gets one line. */
@@ -239,18 +243,18 @@ export function noteMessageEnd(state: SessionState, code: number, text: string):
     reply: `${code} ${text}`,
   };
   state.messages.push(listed);
-  state.messagesChars += loggedChars(listed) + 1;
+  state.messagesBytes += loggedBytes(listed) + 1;
 }
 
 /**
  * A session's MESSAGES_LOGGED_MAX-th listed message, or the one that takes the list past
- * MESSAGES_LOGGED_CHARS: the list goes out in a line of its own ("smtp session messages", the
+ * MESSAGES_LOGGED_BYTES: the list goes out in a line of its own ("smtp session messages", the
  * session's id, the number of its first message) and starts again, so every message id is in
  * some line, as Postfix logs every queue id. Past the cap a session of thousands of messages
  * (one client's whole batch) named none after the 100th.
  */
 export function flushLoggedMessages(logger: Logger, state: SessionState): void {
-  if (state.messages.length < MESSAGES_LOGGED_MAX && state.messagesChars < MESSAGES_LOGGED_CHARS) return;
+  if (state.messages.length < MESSAGES_LOGGED_MAX && state.messagesBytes < MESSAGES_LOGGED_BYTES) return;
   logger.info("smtp session messages", {
     session: state.id,
     client: state.client,
@@ -259,7 +263,7 @@ export function flushLoggedMessages(logger: Logger, state: SessionState): void {
   });
   state.messagesLogged += state.messages.length;
   state.messages = [];
-  state.messagesChars = 0;
+  state.messagesBytes = 0;
 }
 
 /** Replies worth keeping as the session's outcome: failures and the final queued reply. */
@@ -268,7 +272,7 @@ export function isNotableReply(code: number, text: string): boolean {
 }
 
 export function summarize(state: SessionState, now: number): SessionSummary {
-  const { startedAt, storing: _storing, receiving: _receiving, afterReceiving: _afterReceiving, quitAnswered: _quitAnswered, lastMessage, messageId: _messageId, messagesChars: _messagesChars, ...rest } = state;
+  const { startedAt, storing: _storing, receiving: _receiving, afterReceiving: _afterReceiving, quitAnswered: _quitAnswered, lastMessage, messageId: _messageId, messagesBytes: _messagesBytes, ...rest } = state;
   const envelope = lastMessage ? { from: lastMessage.from, recipients: [...lastMessage.recipients] } : {};
   return { ...rest, ...envelope, durationMs: Math.max(0, Math.round(now - startedAt)) };
 }
@@ -282,7 +286,7 @@ export function logSession(logger: Logger, s: SessionSummary, level: "info" | "d
   // The messages are listed, each with its own reply, when there were several, or when a later
   // reply (a MAIL refused by the rate limit) is the session's: `id=X reply=451` would say X was refused.
   const listed = s.messageCount > 1 || (s.messageCount === 1 && s.messages[0] !== undefined && s.messages[0].reply !== s.reply);
-  const recipients = fitting(s.recipients, RECIPIENTS_LOGGED_CHARS);
+  const recipients = fitting(s.recipients, RECIPIENTS_LOGGED_BYTES);
   logger[level]("smtp session", {
     session: s.id,
     client: s.client,

@@ -207,11 +207,18 @@ async function serveRawLog(format: "json" | "text") {
   return { proc, port, lines, waitFor };
 }
 
-/** A local part of 236 bidi overrides before `tag`: with `@company.com`, 254 characters (the most), 1,430 as the log writes them. */
-const longLocal = (tag: number): string => `${"\u202e".repeat(236)}${String(tag).padStart(6, "0")}`;
+/**
+ * Local parts of 236 characters before `tag`: with `@company.com`, 254 characters (the most).
+ * Bidi overrides are 1,430 characters as the log writes them; CJK characters one each but three
+ * bytes in UTF-8: counted in characters, 17 such messages made a 53 KB `smtp session messages` line.
+ */
+const LOCALS = {
+  bidi: (tag: number): string => `${"\u202e".repeat(236)}${String(tag).padStart(6, "0")}`,
+  CJK: (tag: number): string => `${"\u6587".repeat(236)}${String(tag).padStart(6, "0")}`,
+};
 
-for (const format of ["json", "text"] as const) {
-  test(`${format} log: long bidi addresses keep every line under journald's 48 KB, ids and counts kept`, async () => {
+for (const [kind, longLocal] of Object.entries(LOCALS)) for (const format of ["json", "text"] as const) {
+  test(`${format} log: long ${kind} addresses keep every line under journald's 48 KB, ids and counts kept`, async () => {
     const s = await serveRawLog(format);
     try {
       const c = await RawClient.connect(s.port);
