@@ -137,6 +137,9 @@ function refuseNewDatabaseBesideSpool(config: Config): void {
   );
 }
 
+/** The archive's day directories (act/archive.ts: YYYY-MM-DD). */
+const DAY_DIR_NAME = /^\d{4}-\d{2}-\d{2}$/;
+
 /**
  * A new database beside an archive that earlier starts filled: with an empty spool nothing is
  * lost (refuseNewDatabaseBesideSpool covers a queue), but the stats and the messages' history
@@ -144,11 +147,21 @@ function refuseNewDatabaseBesideSpool(config: Config): void {
  */
 function warnNewDatabaseBesideArchive(config: Config, logger: Logger): void {
   const archiveDir = join(config.dataDir, "archive");
+  // Day directories only, each on its own: an archive disk mounted there has a lost+found the
+  // service's user cannot read, and anything else an admin left there ended the search when it
+  // came first in the listing.
+  const holdsMessages = (day: string): boolean => {
+    try {
+      return DAY_DIR_NAME.test(day) && readdirSync(join(archiveDir, day)).some((name) => name.endsWith(SPOOL_SUFFIX));
+    } catch {
+      return false;
+    }
+  };
   let archived: string | undefined;
   try {
-    archived = readdirSync(archiveDir).find((day) => readdirSync(join(archiveDir, day)).some((name) => name.endsWith(SPOOL_SUFFIX)));
+    archived = readdirSync(archiveDir).find(holdsMessages);
   } catch {
-    return; // no archive (a first start), or a file among the days: the archive reports that itself
+    return; // no archive: a first start
   }
   if (archived === undefined) return;
   logger.warn("a new database was created, but the archive holds messages from earlier starts", {

@@ -5,7 +5,8 @@
  * warns at start, naming the database and the archive. A first start and a restart say nothing.
  */
 import { expect, test } from "bun:test";
-import { rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { sendOne } from "../smtp/helpers.ts";
 import { serveDir, startServe } from "../smtp/serve-process.ts";
@@ -31,6 +32,33 @@ test("a new database beside a filled archive: serve warns naming both; a first s
     expect(line.database).toBe(moved);
     expect(line.archive).toBe(join(dir, "data", "archive"));
     expect(String(line.hint)).toContain("DATABASE_URL");
+  } finally {
+    expect(await fresh.stop("SIGTERM")).toBe(0);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 60_000);
+
+test("the warning also with other entries in the archive: lost+found of an archive disk, an admin's files", async () => {
+  const dir = serveDir();
+  const first = await startServe("source", dir);
+  await sendOne(first.smtpPort, "archived");
+  expect(await first.stop("SIGTERM")).toBe(0);
+  const archive = join(dir, "data", "archive");
+  // An archive on its own disk mounted at DATA_DIR/archive (README) has lost+found, which the
+  // service's user cannot read; and anything else an admin leaves there. Any of them, listed
+  // before the day with the messages, ended the search: no warning.
+  mkdirSync(join(archive, "lost+found"), { mode: 0o700 });
+  if (process.getuid?.() !== 0) chmodSync(join(archive, "lost+found"), 0);
+  for (let i = 0; i < 20; i++) writeFileSync(join(archive, `old-${2000 + i}.tar.gz`), "");
+  // As root (which reads any directory), serve runs as nobody, as it runs as mailgw under systemd.
+  const asUser = process.getuid?.() === 0 ? ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"] : [];
+  if (asUser.length > 0) {
+    spawnSync("chown", ["-R", "nobody:nogroup", dir]);
+    spawnSync("chown", ["root:root", join(archive, "lost+found")]);
+  }
+  const fresh = await startServe("source", dir, { DATABASE_URL: `file:${join(dir, "elsewhere.db")}` }, 20_000, asUser);
+  try {
+    expect((await fresh.waitForLog((l) => l.msg === WARNING)).level).toBe("warn");
   } finally {
     expect(await fresh.stop("SIGTERM")).toBe(0);
     rmSync(dir, { recursive: true, force: true });
