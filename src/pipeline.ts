@@ -100,6 +100,8 @@ export interface Pipeline extends MessageSink {
    * succeeded: the spool probe of /healthz passes while the archive directory is unusable.
    */
   fileWriteFailure(): string | null;
+  /** The part of fileWriteFailure() a received message's 451 put there (what a write probe may clear), or null. */
+  receivedFileFailure(): string | null;
   /** A file could be written again (store/write-probe.ts): forgets the received message's `failure` if still on record. */
   fileWriteRecovered(failure: string): void;
   /** Resolves when the sync every accepted message waits for goes through now (Intake.syncNow). */
@@ -162,6 +164,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     databaseWriteFailure: () => receiver.databaseWriteFailure,
     databaseWriteRecovered: (failure) => receiver.forgetCommitFailure(failure),
     fileWriteFailure: () => receiver.fileWriteFailure ?? finisher.archiveFailure,
+    receivedFileFailure: () => receiver.fileWriteFailure,
     fileWriteRecovered: (failure) => receiver.forgetFileFailure(failure),
     syncStorage: () => intake.syncNow(),
     sweep: () => timers.sweep(),

@@ -229,10 +229,13 @@ function statusSource(
       const failure = pipeline.databaseWriteFailure();
       return recheckWriteFailure(db, failure, () => failure !== null && pipeline.databaseWriteRecovered(failure));
     },
-    // An archive failure after the 250 is cleared by the minute sweep's next archive, not here.
-    fileWriteFailure: () => {
-      const failure = pipeline.fileWriteFailure();
-      return recheckFileFailure(config.dataDir, Date.now(), failure, () => pipeline.syncStorage(), () => failure !== null && pipeline.fileWriteRecovered(failure));
+    // The probe clears a received message's failure only. An archive copy's failure after the 250
+    // is cleared by the minute sweep's next copy: a probe of a few bytes passed on an archive disk
+    // too full for the messages, which then piled up in the spool while /healthz said 200.
+    fileWriteFailure: async () => {
+      const received = pipeline.receivedFileFailure();
+      if (received !== null) await recheckFileFailure(config.dataDir, Date.now(), received, () => pipeline.syncStorage(), () => pipeline.fileWriteRecovered(received));
+      return pipeline.fileWriteFailure();
     },
     tlsStatus: () => smtp.tlsStatus(),
     dnsWarning: parts.dnsWarning,
