@@ -4,9 +4,10 @@
  * `sqlite3` shell or a backup, a file where today's archive directory goes). /healthz said 503
  * from such a failure until the next message was stored; a load balancer or an orchestrator that
  * stops sending mail to an unhealthy gateway then kept it "unhealthy" for good. So while a
- * failure is on record, each health check tries one small write of its own (a row in `meta`
- * without an fsync, a file in today's archive directory, removed at once: nothing depends on
- * either) and forgets the failure when it goes through.
+ * failure is on record, each health check tries one small write of its own (a `messages` row
+ * removed in the same transaction, and a row in `meta`, without an fsync; a file in today's
+ * archive directory, removed at once: nothing depends on either) and forgets the failure when it
+ * goes through.
  * Trusts: nothing. Failure: never throws; a failed probe reports the failure still.
  */
 import type { Database } from "bun:sqlite";
@@ -18,6 +19,25 @@ import { tryCommitWithoutWaiting } from "../spool/wal-sync.ts";
 import { dayKey } from "./db.ts";
 
 const PROBE_KEY = "write_probe";
+/**
+ * The probe's own `messages` row, inserted and deleted in one transaction (no reader ever sees
+ * it). After every message id ('~' sorts after their letters and digits), as a new message's
+ * row goes: the same rightmost pages of the table and its indexes a message's commit writes. A
+ * row in `meta` alone went through with a `messages` index damaged ("database disk image is
+ * malformed" for every message) and /healthz said 200.
+ */
+const PROBE_MESSAGE_ID = "~write-probe";
+
+/** One message row's worth of writes (see PROBE_MESSAGE_ID), left as it was, and the probe's `meta` row. */
+function probeWrite(db: Database): void {
+  const now = Date.now();
+  db.query(
+    `INSERT INTO messages (id, received_at, client_ip, helo, tls, mail_from, recipients, subject, size, category, action, status, commit_seq)
+     VALUES (?, ?, '', '', 0, '', '[]', '', 0, 'write-probe', 'drop', 'spooled', ?)`,
+  ).run(PROBE_MESSAGE_ID, now, Number.MAX_SAFE_INTEGER);
+  db.query("DELETE FROM messages WHERE id = ?").run(PROBE_MESSAGE_ID);
+  db.query("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)").run(PROBE_KEY, String(now));
+}
 /** How long a probe waits for a write lock held elsewhere (the health check must answer fast). */
 const PROBE_LOCK_WAIT_MS = 500;
 const PROBE_RETRY_MS = 10;
@@ -28,7 +48,7 @@ const PROBE_RETRY_MS = 10;
  */
 export async function recheckWriteFailure(db: Database, failure: string | null, recovered: () => void): Promise<string | null> {
   if (failure === null) return null;
-  const write = (): void => void db.query("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)").run(PROBE_KEY, String(Date.now()));
+  const write = (): void => probeWrite(db);
   const deadline = performance.now() + PROBE_LOCK_WAIT_MS;
   try {
     while (!tryCommitWithoutWaiting(db, write)) {
