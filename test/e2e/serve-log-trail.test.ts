@@ -73,7 +73,7 @@ describe("mailgw serve log trail", () => {
     const line = await s.waitForLog((l) => l.msg === "smtp session");
     expect(String(line.reply)).toStartWith("451 4.7.1");
     expect(line.messages).toEqual([
-      { id: queued.split(" ").pop(), from: "a@sender.example", recipients: ["b@company.com"], size: expect.any(Number), decision: "archive", category: "default", reply: queued },
+      { id: queued.split(" ").pop(), from: "a@sender.example", recipients: ["b@company.com"], size: expect.any(Number), tls: false, decision: "archive", category: "default", reply: queued },
     ]);
     expect(await s.stop()).toBe(0);
   }, 30_000);
