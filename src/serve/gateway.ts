@@ -225,22 +225,32 @@ function statusSource(
     relay: () => state.relay,
     relaySuspension: () => readSuspension(db),
     rules: () => rules.status(),
-    databaseWriteFailure: () => {
+    databaseWriteFailure: oneAtATime(() => {
       const failure = pipeline.databaseWriteFailure();
       return recheckWriteFailure(db, failure, () => failure !== null && pipeline.databaseWriteRecovered(failure));
-    },
+    }),
     // The probe clears a received message's failure only. An archive copy's failure after the 250
     // is cleared by the minute sweep's next copy: a probe of a few bytes passed on an archive disk
     // too full for the messages, which then piled up in the spool while /healthz said 200.
-    fileWriteFailure: async () => {
+    fileWriteFailure: oneAtATime(async () => {
       const received = pipeline.receivedFileFailure();
       if (received !== null) await recheckFileFailure(config.dataDir, Date.now(), received, () => pipeline.syncStorage(), () => pipeline.fileWriteRecovered(received));
       return pipeline.fileWriteFailure();
-    },
+    }),
     tlsStatus: () => smtp.tlsStatus(),
     dnsWarning: parts.dnsWarning,
     storage: { dataDir: config.dataDir, ownDatabase: config.databasePath === join(config.dataDir, DEFAULT_DATABASE_FILE) ? null : config.databasePath },
   });
+}
+
+/**
+ * `probe`, with calls made while one runs given that one's answer: /healthz is open to anyone
+ * who reaches the HTTP port, and while a write failure is on record each check writes (and
+ * syncs): a burst of checks must not become a burst of syncfs calls.
+ */
+export function oneAtATime<T>(probe: () => Promise<T>): () => Promise<T> {
+  let running: Promise<T> | null = null;
+  return () => (running ??= probe().finally(() => (running = null)));
 }
 
 /** The started gateway: its SMTP address, SIGHUP, and stop (services in reverse, then the database). */
