@@ -50,8 +50,12 @@ test("the warning also with other entries in the archive: lost+found of an archi
   mkdirSync(join(archive, "lost+found"), { mode: 0o700 });
   if (process.getuid?.() !== 0) chmodSync(join(archive, "lost+found"), 0);
   for (let i = 0; i < 20; i++) writeFileSync(join(archive, `old-${2000 + i}.tar.gz`), "");
-  // As root (which reads any directory), serve runs as nobody, as it runs as mailgw under systemd.
-  const asUser = process.getuid?.() === 0 ? ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"] : [];
+  // As root (which reads any directory), serve runs as nobody, as it runs as mailgw under systemd,
+  // when nobody can read the checkout (a clone in a mktemp directory is 0700: then as root, where
+  // the files alone, listed before the day in 21 of 22 orders, show it).
+  const nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"];
+  const nobodyReads = process.getuid?.() === 0 && spawnSync(nobody[0] ?? "", [...nobody.slice(1), "test", "-r", join(import.meta.dir, "../../src/main.ts")]).status === 0;
+  const asUser = nobodyReads ? nobody : [];
   if (asUser.length > 0) {
     spawnSync("chown", ["-R", "nobody:nogroup", dir]);
     spawnSync("chown", ["root:root", join(archive, "lost+found")]);
