@@ -15,6 +15,7 @@ import { RETRY_CAP_MS } from "../queue/retry.ts";
 import { VARIABLES, VARIABLE_NAMES } from "./variables.ts";
 import { hostBitWarnings, parseCidrList, parseDotenv } from "./parse-values.ts";
 import { bool, hostName, integer, listenAddressesOverlap, listenHost, number, oneOf, relayHost, withoutLogin } from "./scalar-values.ts";
+import { inlineCommentWarnings } from "./inline-comments.ts";
 import { unknownVariableWarnings } from "./unknown-variables.ts";
 
 export type RelaySecurity = "starttls" | "tls" | "none";
@@ -124,7 +125,15 @@ function quotedSecretWarnings(raw: ReadonlyMap<string, string>): string[] {
   );
 }
 
-function resolveSettings(opts: LoadOptions): { raw: Map<string, string>; given: Set<string>; warnings: string[] } {
+/** `fromEnvironment`: the variables whose value came from the process environment (not a flag, not the env file). */
+interface Settings {
+  raw: Map<string, string>;
+  given: Set<string>;
+  fromEnvironment: Set<string>;
+  warnings: string[];
+}
+
+function resolveSettings(opts: LoadOptions): Settings {
   const cwd = opts.cwd ?? process.cwd();
   const env = opts.env ?? process.env;
   const envFile = opts.envFile === null ? null : (opts.envFile ?? resolve(cwd, ".env"));
@@ -134,15 +143,17 @@ function resolveSettings(opts: LoadOptions): { raw: Map<string, string>; given: 
   }
   const raw = new Map<string, string>();
   const given = new Set<string>();
+  const fromEnvironment = new Set<string>();
   for (const v of VARIABLES) {
     const value = opts.flags?.[v.name] ?? env[v.name] ?? dotenv.get(v.name);
     if (value !== undefined) given.add(v.name);
+    if (opts.flags?.[v.name] === undefined && env[v.name] !== undefined) fromEnvironment.add(v.name);
     raw.set(v.name, (value ?? v.default).trim());
   }
   const warnings = unknownVariableWarnings(env, envFile !== null && dotenv.size > 0 ? { path: envFile, keys: dotenv.keys() } : null);
   for (const v of VARIABLES) if (v.planned && raw.get(v.name)) warnings.push(PLANNED_WARNINGS[v.name] ?? `${v.name} is set, but it is planned, not implemented yet: it has no effect`);
   warnings.push(...quotedSecretWarnings(raw));
-  return { raw, given, warnings };
+  return { raw, given, fromEnvironment, warnings };
 }
 
 /** Where the spool, archive and database are: DATA_DIR and DATABASE_URL, nothing else read. */
@@ -165,7 +176,8 @@ function storage(cwd: string, get: (n: string) => string, given: ReadonlySet<str
  * is exactly when it is needed.
  */
 export function loadStoragePaths(opts: LoadOptions = {}): StoragePaths {
-  const { raw, given } = resolveSettings(opts);
+  const { raw, given, fromEnvironment } = resolveSettings(opts);
+  inlineCommentWarnings(["DATA_DIR", "DATABASE_URL"], raw, fromEnvironment);
   return storage(opts.cwd ?? process.cwd(), (name) => raw.get(name) ?? "", given);
 }
 
@@ -192,7 +204,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
  * next start of serve will refuse) must not make a running, healthy gateway report unhealthy.
  */
 export function loadHttpAddress(opts: LoadOptions = {}): { host: string; port: number } {
-  const { raw } = resolveSettings(opts);
+  const { raw, fromEnvironment } = resolveSettings(opts);
+  inlineCommentWarnings(["HTTP_HOST", "HTTP_PORT"], raw, fromEnvironment);
   const get = (name: string): string => raw.get(name) ?? "";
   return { host: listenHost(get, "HTTP_HOST"), port: integer(get, "HTTP_PORT", 0, 65535) };
 }
@@ -205,7 +218,9 @@ function refuseSharedPort(smtp: { host: string; port: number }, http: { host: st
 
 function loadConfigValues(opts: LoadOptions): Config {
   const cwd = opts.cwd ?? process.cwd();
-  const { raw, given, warnings } = resolveSettings(opts);
+  const { raw, given, fromEnvironment, warnings } = resolveSettings(opts);
+  // Before the values are checked: "SMTP_PORT=25 # smtp is not an integer" did not say why.
+  warnings.push(...inlineCommentWarnings(VARIABLE_NAMES, raw, fromEnvironment));
   const get = (name: string): string => raw.get(name) ?? "";
   const path = (name: string): string => resolvePath(cwd, get(name), name);
   const keyPath = get("SMTP_TLS_KEY") ? path("SMTP_TLS_KEY") : null;

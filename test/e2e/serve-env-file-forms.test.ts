@@ -1,0 +1,76 @@
+/**
+ * Env files as admins write them, read by the real `mailgw serve`: the same file reaches serve
+ * through systemd's EnvironmentFile= (or docker --env-file), which keeps a note after a value
+ * as part of it, and through mailgw's own reader (`--env-file`, ./.env), which drops it. Each
+ * form is read as meant or refused naming the file and line (or the variable): never misread.
+ */
+import { describe, expect, test } from "bun:test";
+import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import pkg from "../../package.json" with { type: "json" };
+import { BARE_PATH, REPO_ROOT } from "../packaging/binary.ts";
+import { runServeOnce, serveDir, serveEachTest } from "../smtp/serve-process.ts";
+
+const serve = serveEachTest();
+
+function oneLine(stderr: string): string {
+  const lines = stderr.trim().split("\n");
+  expect(lines).toHaveLength(1);
+  return lines[0] ?? "";
+}
+
+/** `mailgw ARGS` from source in `dir` with exactly `env` (plus PATH and HOME). */
+async function mailgw(dir: string, env: Record<string, string>, ...args: string[]): Promise<{ code: number; stderr: string }> {
+  const [bun = "bun", ...flags] = pkg.scripts.mailgw.split(" ");
+  const cmd = [bun === "bun" ? process.execPath : bun, ...flags.map((a) => (a.endsWith(".ts") ? join(REPO_ROOT, a) : a)), ...args];
+  const proc = Bun.spawn(cmd, { cwd: dir, env: { PATH: BARE_PATH, HOME: dir, NO_COLOR: "1", ...env }, stdout: "pipe", stderr: "pipe" });
+  const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+  return { code, stderr };
+}
+
+describe("a note after a value, as systemd's EnvironmentFile and docker --env-file pass it", () => {
+  test("DATA_DIR with a note: serve exits 1 naming it, and no second data dir is created", async () => {
+    const dir = serveDir();
+    const r = await runServeOnce("source", dir, { DATA_DIR: `${dir}/data # spool and archive` });
+    expect(r.exitCode).toBe(1);
+    expect(oneLine(r.stderr)).toBe(
+      `mailgw: DATA_DIR=${dir}/data # spool and archive has a note in its value: systemd's EnvironmentFile and docker --env-file take everything after the = as the value (only a line that starts with # is a comment); move the note to a line of its own`,
+    );
+    expect(readdirSync(dir).filter((f) => f.startsWith("data"))).toEqual([]);
+    // The queue CLI would look at another directory than serve: refused the same way.
+    const q = await mailgw(dir, { DATA_DIR: `${dir}/data # spool` }, "queue", "list");
+    expect(q.code).toBe(1);
+    expect(q.stderr).toContain(`DATA_DIR=${dir}/data # spool has a note in its value`);
+    expect(existsSync(`${dir}/data # spool`)).toBe(false);
+  });
+
+  test("a number with a note is refused with the reason, not only as 'not an integer'", async () => {
+    const r = await runServeOnce("source", serveDir(), { RATE_LIMIT_MAX: "500 # per minute" });
+    expect(r.exitCode).toBe(1);
+    expect(oneLine(r.stderr)).toStartWith("mailgw: RATE_LIMIT_MAX=500 # per minute has a note in its value: systemd's EnvironmentFile");
+    // `KEY=   # optional`: systemd drops the spaces and passes "# optional".
+    const empty = await runServeOnce("source", serveDir(), { SMTP_HOSTNAME: "# machine name if unset" });
+    expect(empty.exitCode).toBe(1);
+    expect(oneLine(empty.stderr)).toContain("SMTP_HOSTNAME=# machine name if unset has a note in its value");
+  });
+
+  test("a secret with a note: serve starts and warns by name, never showing the value", async () => {
+    const s = await serve({ RELAY_SMTP_HOST: "127.0.0.1", RELAY_SMTP_USER: "gw", RELAY_SMTP_PASS: "s3cret # relay login", WEBHOOK_SECRET: "# optional" });
+    for (const name of ["RELAY_SMTP_PASS", "WEBHOOK_SECRET"]) {
+      const line = await s.waitForLog((l) => l.level === "warn" && String(l.msg).startsWith(`${name} has a '#'`));
+      expect(String(line.msg)).toContain("move it to a line of its own");
+    }
+    const all = JSON.stringify(s.logs);
+    expect(all).not.toContain("s3cret");
+    expect(all).not.toContain("relay login");
+    expect(all).not.toContain("optional");
+  });
+
+  test("the same note in a file mailgw reads itself is dropped (--env-file)", async () => {
+    const dir = serveDir();
+    writeFileSync(join(dir, "gw.env"), `DATA_DIR=${dir}/data # spool\nRATE_LIMIT_MAX=500 # per minute\n`);
+    const r = await mailgw(dir, {}, "queue", "list", "--env-file", join(dir, "gw.env"));
+    // DATA_DIR read without its note: the database looked for is the one in <dir>/data.
+    expect(r.stderr).toStartWith(`mailgw: no database at ${dir}/data/mail-gateway.db:`);
+  });
+});
