@@ -13,7 +13,7 @@ import { isAbsolute, join, resolve } from "node:path";
 import { CliError } from "../errors.ts";
 import { RETRY_CAP_MS } from "../queue/retry.ts";
 import { VARIABLES, VARIABLE_NAMES } from "./variables.ts";
-import { hostBitWarnings, parseCidrList, parseDotenv } from "./parse-values.ts";
+import { decodeEnvFile, hostBitWarnings, parseCidrList, parseDotenv } from "./parse-values.ts";
 import { bool, hostName, integer, listenAddressesOverlap, listenHost, number, oneOf, relayHost, withoutLogin } from "./scalar-values.ts";
 import { inlineCommentWarnings } from "./inline-comments.ts";
 import { unknownVariableWarnings } from "./unknown-variables.ts";
@@ -89,8 +89,9 @@ export const DEFAULT_DATABASE_FILE = "mail-gateway.db";
 /** The env file's text; a directory or an unreadable file is named with the reason. */
 function readEnvFile(path: string): string {
   try {
-    return readFileSync(path, "utf8");
+    return decodeEnvFile(readFileSync(path), path);
   } catch (err) {
+    if (err instanceof CliError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === "EISDIR" ? "it is a directory" : code === "EACCES" ? "permission denied" : String((err as Error).message);
     throw new CliError(`cannot read env file ${path}: ${why}`);

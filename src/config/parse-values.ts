@@ -6,24 +6,55 @@ import { normalizeCidr, parseCidr } from "cidr-tools";
 import { isIP } from "node:net";
 import { CliError } from "../errors.ts";
 
-/** KEY=VALUE lines; `#` comments; optional `export `; single or double quotes. */
+/**
+ * An env file's bytes as text. A file saved as Windows-1252 or Latin-1 ("Passwört" from a
+ * Windows editor) was decoded with U+FFFD in place of the byte, and the relay then got a
+ * password that was never typed; systemd ignores such a line. Refused, naming the line.
+ */
+export function decodeEnvFile(bytes: Uint8Array, file: string): string {
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    const text = new TextDecoder("utf-8").decode(bytes);
+    const line = text.slice(0, text.indexOf("\ufffd")).split("\n").length;
+    throw new CliError(`${file}:${line}: not UTF-8 text (saved as Windows-1252 or Latin-1?): save the file as UTF-8`);
+  }
+}
+
+/**
+ * KEY=VALUE lines; `#` comments; optional `export `; single or double quotes. A `#` starts a
+ * note at the start of a line or after a space outside quotes, so `KEY=   # note` is empty
+ * (it was the value "# note": a WEBHOOK_SECRET or relay login nobody wrote). A quote that is
+ * not closed on its line, or text after a closing quote, is refused: systemd reads the first
+ * as a value running on over the following lines, the second as one glued value.
+ */
 export function parseDotenv(text: string, file: string): Map<string, string> {
   const out = new Map<string, string>();
   const lines = text.split(/\r?\n/);
   lines.forEach((line, i) => {
     const trimmed = line.trim();
     if (!trimmed || trimmed.startsWith("#")) return;
-    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(trimmed);
+    const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$/.exec(trimmed);
     if (!m) throw new CliError(`${file}:${i + 1}: not a KEY=VALUE line`);
-    let value = m[2] ?? "";
-    // `KEY="value" # note`: the note goes as after an unquoted value (it kept the quotes, so a
-    // quoted STATS_TOKEN with a note was refused with 401 and a quoted password failed the login).
-    const quoted = /^(["'])(.*?)\1\s+#.*$/.exec(value) ?? /^(["'])(.*)\1$/.exec(value);
-    if (quoted) value = quoted[2] ?? "";
-    else value = value.replace(/\s+#.*$/, "");
-    out.set(m[1] ?? "", value);
+    out.set(m[1] ?? "", dotenvValue(m[2] ?? "", `${file}:${i + 1}: ${m[1]}`));
   });
   return out;
+}
+
+/** The value after `=`; `where` (file:line: KEY) starts an error. */
+function dotenvValue(afterEquals: string, where: string): string {
+  const value = afterEquals.replace(/^\s+#.*$/, "").trim();
+  const quote = value[0];
+  if (quote !== '"' && quote !== "'") return value.replace(/\s+#.*$/, "");
+  // `KEY="value" # note`: the note goes as after an unquoted value (it kept the quotes, so a
+  // quoted STATS_TOKEN with a note was refused with 401 and a quoted password failed the login).
+  const quoted = /^(["'])(.*?)\1\s+#.*$/.exec(value) ?? /^(["'])(.*)\1$/.exec(value);
+  if (quoted) return quoted[2] ?? "";
+  const other = quote === '"' ? "'" : '"';
+  if (value.indexOf(quote, 1) === -1) {
+    throw new CliError(`${where}: the value opens a ${quote} quote that is not closed on this line (a value is one line); close it, or put a value that starts with ${quote} in ${other} quotes`);
+  }
+  throw new CliError(`${where}: text after the closing ${quote} quote; put the whole value in the quotes, or a note after a space and #`);
 }
 
 /**

@@ -14,7 +14,7 @@ import { dirname, isAbsolute, join, resolve } from "node:path";
 import { CliError, describeError } from "../errors.ts";
 import { isCompiled, NO_ENV_FILE_FLAG } from "../config/bun-dotenv.ts";
 import { databasePath } from "../config/config.ts";
-import { parseDotenv } from "../config/parse-values.ts";
+import { decodeEnvFile, parseDotenv } from "../config/parse-values.ts";
 import { listenAddressesOverlap } from "../config/scalar-values.ts";
 import { VARIABLES } from "../config/variables.ts";
 import { STARTER_RULES_YAML } from "./starter-rules.ts";
@@ -180,14 +180,14 @@ function parsePort(name: string, value: string, source: string): number {
 /** Settings the service will run with: the existing env file wins over the install-time values. */
 function serviceSettings(opts: SystemdOptions, envFile: string): { values: Map<string, string>; source: string; exists: boolean; setInFile: Set<string> } {
   if (existsSync(envFile)) {
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = readFileSync(envFile, "utf8");
+      bytes = readFileSync(envFile);
     } catch (err) {
       // install creates it 0600: `--print` as a normal user lands here.
       throw new CliError(`cannot read ${envFile} (${describeError(err)}): the unit depends on its ports; run this with sudo`);
     }
-    const fromFile = parseDotenv(text, envFile);
+    const fromFile = parseDotenv(decodeEnvFile(bytes, envFile), envFile);
     const values = new Map<string, string>();
     for (const v of VARIABLES) values.set(v.name, fromFile.get(v.name) ?? SERVICE_PATH_SETTINGS.get(v.name) ?? v.default);
     return { values, source: envFile, exists: true, setInFile: new Set(fromFile.keys()) };

@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig, redactedConfig } from "../../src/config/config.ts";
-import { parseCidrList, parseDotenv } from "../../src/config/parse-values.ts";
+import { decodeEnvFile, parseCidrList, parseDotenv } from "../../src/config/parse-values.ts";
 import { CliError } from "../../src/errors.ts";
 
 const emptyDir = () => mkdtempSync(join(tmpdir(), "mailgw-config-"));
@@ -261,16 +261,33 @@ describe("value parsers", () => {
     expect(parseCidrList("10.0.0.1, ::1,192.168.0.0/16", "X")).toEqual(["10.0.0.1/32", "::1/128", "192.168.0.0/16"]);
   });
   test(".env values: `#` starts a comment only after a space and outside quotes; quotes only in pairs", () => {
-    const env = parseDotenv(`A="x #y"\nB=abc#def\nC="x'\nD=v # note\nE='q #r'\n`, ".env");
-    expect(Object.fromEntries(env)).toEqual({ A: "x #y", B: "abc#def", C: `"x'`, D: "v", E: "q #r" });
+    const env = parseDotenv(`A="x #y"\nB=abc#def\nC='"x'\nD=v # note\nE='q #r'\nF=   # optional\nG=\t#\nH=#x\n`, ".env");
+    // `KEY=   # note` is empty, as after a value; `#` right after `=` is the value's.
+    expect(Object.fromEntries(env)).toEqual({ A: "x #y", B: "abc#def", C: `"x`, D: "v", E: "q #r", F: "", G: "", H: "#x" });
     // A note after a quoted value goes too, and the quotes with it (they were kept: a quoted
     // STATS_TOKEN with a note got 401, a quoted password failed the relay login).
     const noted = parseDotenv(`T="abc123" # my token
 U='p #w'   # note "x"
 V="a" #
-W="x"#y
 `, ".env");
-    expect(Object.fromEntries(noted)).toEqual({ T: "abc123", U: "p #w", V: "a", W: `"x"#y` });
+    expect(Object.fromEntries(noted)).toEqual({ T: "abc123", U: "p #w", V: "a" });
+  });
+
+  test(".env: a quote not closed on its line, or text glued after a closing quote, is refused naming file, line and key", () => {
+    // systemd reads the first as a value running on over the next lines, the second as one value ("x#y").
+    expect(errorOf(() => parseDotenv(`A=1\nRELAY_SMTP_PASS="s3cret\nB=2\n`, "/x/.env"))).toBe(
+      `/x/.env:2: RELAY_SMTP_PASS: the value opens a " quote that is not closed on this line (a value is one line); close it, or put a value that starts with " in ' quotes`,
+    );
+    expect(errorOf(() => parseDotenv(`C="x'\n`, "/x/.env"))).toStartWith(`/x/.env:1: C: the value opens a " quote that is not closed`);
+    expect(errorOf(() => parseDotenv(`W="x"#y\n`, "/x/.env"))).toBe(
+      `/x/.env:1: W: text after the closing " quote; put the whole value in the quotes, or a note after a space and #`,
+    );
+  });
+
+  test(".env: bytes that are not UTF-8 are refused naming the line (they were read as U+FFFD)", () => {
+    const bytes = Buffer.concat([Buffer.from("A=1\r\nRELAY_SMTP_PASS=Passw"), Buffer.from([0xf6]), Buffer.from("rt\r\n")]);
+    expect(errorOf(() => decodeEnvFile(bytes, "/x/.env"))).toBe("/x/.env:2: not UTF-8 text (saved as Windows-1252 or Latin-1?): save the file as UTF-8");
+    expect(decodeEnvFile(Buffer.from("\ufeffA=ü\n"), "/x/.env")).toBe("A=ü\n");
   });
 
   test("values: numbers whole and not empty, spaces around a value ignored, choices in any case", () => {

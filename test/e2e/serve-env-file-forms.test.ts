@@ -74,3 +74,32 @@ describe("a note after a value, as systemd's EnvironmentFile and docker --env-fi
     expect(r.stderr).toStartWith(`mailgw: no database at ${dir}/data/mail-gateway.db:`);
   });
 });
+
+describe("forms mailgw's own reader (.env, --env-file) reads as meant or refuses with file:line", () => {
+  test("`KEY=   # note` (a template's blank with its note) is empty: no relay login nobody wrote", async () => {
+    const dir = serveDir();
+    // CRLF and a BOM, as a Windows editor saves it; `export` as a shell-sourced file has it.
+    writeFileSync(join(dir, ".env"), "\ufeffexport RELAY_SMTP_HOST=127.0.0.1\r\nRELAY_SMTP_USER=   # login at the relay\r\nRELAY_SMTP_PASS=\t# its password\r\n");
+    const s = await serve({}, undefined, dir);
+    const started = await s.waitForLog((l) => l.msg === "mailgw serve started");
+    expect(started.relay).toBe("127.0.0.1:587 (starttls)");
+  });
+
+  test("a quote left open is refused naming file, line and variable (systemd would read on into the next lines)", async () => {
+    const dir = serveDir();
+    const file = join(dir, "gw.env");
+    writeFileSync(file, `RELAY_SMTP_HOST=smtp.example.com\nRELAY_SMTP_USER=gw\nRELAY_SMTP_PASS="s3cret\nSTATS_TOKEN=abc\n`);
+    const r = await runServeOnce("source", dir, {}, ["--env-file", file]);
+    expect(r.exitCode).toBe(1);
+    expect(oneLine(r.stderr)).toStartWith(`mailgw: ${file}:3: RELAY_SMTP_PASS: the value opens a " quote that is not closed on this line`);
+    expect(r.stderr).not.toContain("s3cret");
+  });
+
+  test("a file saved as Windows-1252 is refused naming the line, not read with U+FFFD in a password", async () => {
+    const dir = serveDir();
+    writeFileSync(join(dir, ".env"), Buffer.concat([Buffer.from("RELAY_SMTP_HOST=127.0.0.1\nRELAY_SMTP_USER=gw\nRELAY_SMTP_PASS=Passw"), Buffer.from([0xf6]), Buffer.from("rt\n")]));
+    const r = await runServeOnce("source", dir, {});
+    expect(r.exitCode).toBe(1);
+    expect(oneLine(r.stderr)).toBe(`mailgw: ${join(dir, ".env")}:3: not UTF-8 text (saved as Windows-1252 or Latin-1?): save the file as UTF-8`);
+  });
+});
