@@ -15,6 +15,7 @@ import { CliError, describeError } from "../errors.ts";
 import { isCompiled, NO_ENV_FILE_FLAG } from "../config/bun-dotenv.ts";
 import { databasePath } from "../config/config.ts";
 import { decodeEnvFile, parseDotenv } from "../config/parse-values.ts";
+import { systemdReadingWarnings } from "./env-file-check.ts";
 import { listenAddressesOverlap } from "../config/scalar-values.ts";
 import { VARIABLES } from "../config/variables.ts";
 import { STARTER_RULES_YAML } from "./starter-rules.ts";
@@ -178,7 +179,11 @@ function parsePort(name: string, value: string, source: string): number {
 }
 
 /** Settings the service will run with: the existing env file wins over the install-time values. */
-function serviceSettings(opts: SystemdOptions, envFile: string): { values: Map<string, string>; source: string; exists: boolean; setInFile: Set<string> } {
+/** `systemdWarnings`: lines of the existing env file systemd reads otherwise than mailgw (env-file-check.ts). */
+function serviceSettings(
+  opts: SystemdOptions,
+  envFile: string,
+): { values: Map<string, string>; source: string; exists: boolean; setInFile: Set<string>; systemdWarnings: string[] } {
   if (existsSync(envFile)) {
     let bytes: Buffer;
     try {
@@ -187,14 +192,15 @@ function serviceSettings(opts: SystemdOptions, envFile: string): { values: Map<s
       // install creates it 0600: `--print` as a normal user lands here.
       throw new CliError(`cannot read ${envFile} (${describeError(err)}): the unit depends on its ports; run this with sudo`);
     }
-    const fromFile = parseDotenv(decodeEnvFile(bytes, envFile), envFile);
+    const text = decodeEnvFile(bytes, envFile);
+    const fromFile = parseDotenv(text, envFile);
     const values = new Map<string, string>();
     for (const v of VARIABLES) values.set(v.name, fromFile.get(v.name) ?? SERVICE_PATH_SETTINGS.get(v.name) ?? v.default);
-    return { values, source: envFile, exists: true, setInFile: new Set(fromFile.keys()) };
+    return { values, source: envFile, exists: true, setInFile: new Set(fromFile.keys()), systemdWarnings: systemdReadingWarnings(bytes, text, envFile) };
   }
   const values = new Map<string, string>();
   for (const v of VARIABLES) values.set(v.name, SERVICE_PATH_SETTINGS.get(v.name) ?? opts.settings.get(v.name) ?? v.default);
-  return { values, source: "environment", exists: false, setInFile: new Set() };
+  return { values, source: "environment", exists: false, setInFile: new Set(), systemdWarnings: [] };
 }
 
 /** Lines the new env file sets: the service paths, and ports that differ from the defaults. */
@@ -290,7 +296,7 @@ export function installSystemd(opts: SystemdOptions): SystemdReport {
   const envPath = target(opts, ENV_FILE_PATH);
   if (env.exists) {
     report.kept.push(envPath);
-    report.warnings.push(...envFileModeWarning(envPath));
+    report.warnings.push(...envFileModeWarning(envPath), ...env.systemdWarnings);
   } else {
     writeAtomic(envPath, renderEnvTemplate(activeTemplateValues(env.values), opts.version), 0o600);
     report.written.push(envPath);
