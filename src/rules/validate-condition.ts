@@ -98,9 +98,30 @@ function regexFlags(ctx: YamlContext, flagsEntry: MapEntry | undefined): string 
   return null;
 }
 
+/**
+ * A value pasted from a word processor, chat or a macOS/iOS keyboard with "smart quotes":
+ * `value: “Invoice”` is, in YAML, the text with those curly quotes in it (only straight quotes
+ * quote), so the rule matched only a subject that had them, and nothing said so. Warned
+ * about when the value is written without YAML quotes; `"“Invoice”"` says they are meant.
+ */
+const TYPOGRAPHIC_QUOTED = /^[“”„‘’‚«»][^]*[“”‘’«»]$/;
+/** Longer values are not repeated in the fix the warning suggests. */
+const MAX_SHOWN_FIX_CHARS = 80;
+
+function warnTypographicQuotes(ctx: YamlContext, node: Node | null, text: string): void {
+  if (!isScalar(node) || node.type !== "PLAIN" || text.length < 2 || !TYPOGRAPHIC_QUOTED.test(text)) return;
+  const [straight, kept] = text.length <= MAX_SHOWN_FIX_CHARS ? [` ("${text.slice(1, -1)}")`, ` ("${text}")`] : ["", ""];
+  ctx.warn(
+    node,
+    "typographic-quotes",
+    `value ${quoted(text)} is wrapped in typographic quotes, which YAML keeps as part of the value: write it in straight quotes${straight} if they were meant as quoting, or quote it whole${kept} if they are part of it`,
+  );
+}
+
 function regexValue(ctx: YamlContext, entry: MapEntry, flags: string): ConditionValue | null {
   const source = ctx.string(entry.value, "a regex", entry.keyNode);
   if (source === null) return null;
+  warnTypographicQuotes(ctx, entry.value, source);
   if (source.length > MAX_REGEX_SOURCE_CHARS) {
     ctx.error(entry.value, "invalid-regex", `regex longer than ${MAX_REGEX_SOURCE_CHARS} characters`);
     return null;
@@ -247,6 +268,7 @@ function conditionValue(ctx: YamlContext, c: ValueContext): ConditionValue | nul
   if (c.kind === "bool") return boolValue(ctx, valueEntry);
   if (c.kind === "auth") return authValue(ctx, valueEntry, c.field);
   const text = ctx.string(valueEntry.value, "value", valueEntry.keyNode);
+  if (text !== null) warnTypographicQuotes(ctx, valueEntry.value, text);
   if (text !== null && c.kind === "ip" && c.operator === "equals") warnClientIpForm(ctx, valueEntry, text);
   return text === null ? null : { kind: "text", text };
 }

@@ -356,6 +356,22 @@ rules:
     expect(found(rule("action: drop", "conditions:", '  - { field: client_ip, operator: equals, value: "0:0:0:0:0:0:0:1" }'))).toEqual([[6, 54, "warning", "client-ip-form"]]);
   });
 
+  // Pasted from a word processor or chat: in YAML the curly quotes are part of the value, so
+  // the rule matched only text that had them, and nothing said so.
+  test("a value wrapped in typographic quotes without YAML quotes: a warning at the value, with both fixes", () => {
+    const cond = (c: string) => rule("action: drop", "conditions:", `  - ${c}`);
+    expect(lintRules(cond("{ field: subject, operator: contains, value: “Invoice” }"), "f").map((d) => [d.line, d.col, d.severity, d.code, d.message])).toEqual([
+      [6, 54, "warning", "typographic-quotes", `value '“Invoice”' is wrapped in typographic quotes, which YAML keeps as part of the value: write it in straight quotes ("Invoice") if they were meant as quoting, or quote it whole ("“Invoice”") if they are part of it`],
+    ]);
+    for (const c of ["{ field: subject, operator: regex, value: ‘^urgent’ }", "{ field: from, operator: equals, value: „boss@x.example“ }", "{ field: body, operator: contains, value: «promo» }"]) {
+      expect(found(cond(c))).toEqual([[6, expect.any(Number) as unknown as number, "warning", "typographic-quotes"]]);
+    }
+    // Quoted in YAML, the curly quotes are meant; inside a value, or on one side only, they are text.
+    for (const c of [`{ field: subject, operator: contains, value: "“Invoice”" }`, "{ field: subject, operator: contains, value: say “hi” now }", "{ field: subject, operator: contains, value: “Invoice }"]) {
+      expect(found(cond(c))).toEqual([]);
+    }
+  });
+
   test("50,000 domains (a hosting gateway) load without a quadratic scan", () => {
     // Serve validates on its event loop at start and on every hot reload: a quadratic duplicate
     // check took over 4 s here, stalling every SMTP session for that long.

@@ -1,0 +1,48 @@
+/**
+ * rules.yaml as editors save it, through the real `mailgw serve` hot reload and `mailgw rules
+ * lint`: both must decide alike, at the same line:col. Here: a value pasted with typographic
+ * ("smart") quotes, which YAML keeps as part of the value, in a file saved with CRLF and a BOM.
+ */
+import { describe, expect, test } from "bun:test";
+import { renameSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import pkg from "../../package.json" with { type: "json" };
+import { BARE_PATH, REPO_ROOT } from "../packaging/binary.ts";
+import { serveEachTest } from "../smtp/serve-process.ts";
+
+const serve = serveEachTest();
+
+async function lint(dir: string, file: string): Promise<{ code: number; stdout: string }> {
+  const [bun = "bun", ...flags] = pkg.scripts.mailgw.split(" ");
+  const cmd = [bun === "bun" ? process.execPath : bun, ...flags.map((a) => (a.endsWith(".ts") ? join(REPO_ROOT, a) : a)), "rules", "lint", "--format", "github", file];
+  const proc = Bun.spawn(cmd, { cwd: dir, env: { PATH: BARE_PATH, HOME: dir, NO_COLOR: "1" }, stdout: "pipe", stderr: "pipe" });
+  const [stdout, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+  return { code, stdout };
+}
+
+const SMART = [
+  "\ufeffdomains: [company.com]",
+  "rules:",
+  "  - name: invoices",
+  "    priority: 10",
+  "    action: drop",
+  "    conditions:",
+  "      - { field: subject, operator: contains, value: “Invoice” }",
+  "",
+].join("\r\n");
+
+describe("typographic quotes around a rule value", () => {
+  test("serve's reload takes the file with a warning at line:col, as lint reports it", async () => {
+    const s = await serve();
+    const file = join(s.dir, "rules.yaml");
+    writeFileSync(`${file}.new`, SMART);
+    renameSync(`${file}.new`, file);
+    const warned = await s.waitForLog((l) => l.msg === "rules warning" && String(l.warning).includes("typographic quotes"));
+    expect(warned.code).toBe("typographic-quotes");
+    expect(String(warned.warning)).toStartWith(`${file}:7:54: value '“Invoice”' is wrapped in typographic quotes, which YAML keeps as part of the value`);
+    await s.waitForLog((l) => l.msg === "rules reloaded");
+    const r = await lint(s.dir, file);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toStartWith(`::warning file=${file},line=7,col=54,title=typographic-quotes::value '“Invoice”' is wrapped`);
+  });
+});
