@@ -13,6 +13,7 @@ import { MAX_RULES, quoted, TOP_LEVEL_KEYS } from "./schema.ts";
 import type { CompiledRule, Decision, Diagnostic } from "./types.ts";
 import { type ActionFields, type RuleDraft, validateDefault, validateRule } from "./validate-rule.ts";
 import { entryMap, type MapEntry, YamlContext } from "./yaml-context.ts";
+import { oddSpaceProblems } from "./odd-spaces.ts";
 import { yamlProblems } from "./yaml-errors.ts";
 
 export interface CompiledRules {
@@ -188,10 +189,15 @@ export function validateRulesText(text: string, file: string): ValidationResult 
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   const ctx = new YamlContext(file, doc, lineCounter);
-  for (const p of yamlProblems(doc.errors, text)) ctx.reportAt("error", ctx.posAt(p.offset), "yaml-syntax", p.message);
-  for (const p of yamlProblems(doc.warnings, text)) ctx.reportAt("warning", ctx.posAt(p.offset), "yaml-warning", p.message);
+  // A no-break space where YAML needs a space: the library's errors about it point elsewhere.
+  const spaces = oddSpaceProblems(text);
+  for (const p of spaces) ctx.reportAt("error", ctx.posAt(p.offset), "yaml-syntax", p.message);
+  if (spaces.length === 0) {
+    for (const p of yamlProblems(doc.errors, text)) ctx.reportAt("error", ctx.posAt(p.offset), "yaml-syntax", p.message);
+    for (const p of yamlProblems(doc.warnings, text)) ctx.reportAt("warning", ctx.posAt(p.offset), "yaml-warning", p.message);
+  }
   let compiled: CompiledRules | null = null;
-  if (doc.errors.length === 0) {
+  if (doc.errors.length === 0 && spaces.length === 0) {
     const contents = ctx.deref(doc.contents) as Node | null;
     if (contents === null) ctx.reportAt("error", { line: 1, col: 1 }, "empty-file", "rules file is empty; it needs at least domains: [...]");
     else {

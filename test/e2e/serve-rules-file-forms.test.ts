@@ -1,7 +1,8 @@
 /**
  * rules.yaml as editors save it, through the real `mailgw serve` hot reload and `mailgw rules
  * lint`: both must decide alike, at the same line:col. Here: a value pasted with typographic
- * ("smart") quotes, which YAML keeps as part of the value, in a file saved with CRLF and a BOM.
+ * ("smart") quotes, which YAML keeps as part of the value, in a file saved with CRLF and a BOM;
+ * indentation pasted with no-break spaces.
  */
 import { describe, expect, test } from "bun:test";
 import { renameSync, writeFileSync } from "node:fs";
@@ -44,5 +45,21 @@ describe("typographic quotes around a rule value", () => {
     const r = await lint(s.dir, file);
     expect(r.code).toBe(0);
     expect(r.stdout).toStartWith(`::warning file=${file},line=7,col=54,title=typographic-quotes::value '“Invoice”' is wrapped`);
+  });
+});
+
+describe("no-break spaces pasted as indentation", () => {
+  test("serve's reload refuses the file at the line and column of the first one, as lint does", async () => {
+    const s = await serve();
+    const file = join(s.dir, "rules.yaml");
+    const pasted = ["domains: [company.com]", "rules:", "  - name: invoices", "    priority: 10", "\u00a0\u00a0\u00a0\u00a0action: drop", "    conditions:", "      - { field: subject, operator: contains, value: Invoice }", ""].join("\n");
+    writeFileSync(`${file}.new`, pasted);
+    renameSync(`${file}.new`, file);
+    const refused = await s.waitForLog((l) => l.msg === "rules reload refused, previous rules stay in force");
+    const why = "a no-break space (U+00A0) where YAML needs a plain space (pasted from a web page or a document?): retype it as a space";
+    expect(refused.error).toBe(`${file}:5:1: ${why}`);
+    const r = await lint(s.dir, file);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe(`::error file=${file},line=5,col=1,title=yaml-syntax::${why}\n`);
   });
 });

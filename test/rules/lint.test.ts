@@ -23,6 +23,11 @@ const ERROR_CASES: [string, string, Expected[]][] = [
   ["YAML syntax error", "domains: [company.com\nrules: []\n", [[1, 10, "error", "yaml-syntax"]]],
   ["duplicate YAML key", "domains: [company.com]\ndomains: [other.com]\n", [[2, 1, "error", "yaml-syntax"]]],
   ["empty file", "# only a comment\n", [[1, 1, "error", "empty-file"]]],
+  // Pasted no-break spaces: at the line and column where they are (the library named the next line).
+  ["no-break spaces as indentation", rule("action: drop", "\u00a0\u00a0\u00a0\u00a0priority: 5", SUBJECT_EXISTS), [[5, 5, "error", "yaml-syntax"]]],
+  ["a no-break space after key:", rule("action:\u00a0drop", SUBJECT_EXISTS), [[4, 12, "error", "yaml-syntax"]]],
+  ["a no-break space after -", "domains: [company.com]\nrules:\n  -\u00a0name: r\n    action: drop\n", [[3, 4, "error", "yaml-syntax"]]],
+  ["an ideographic space as indentation", rule("action: drop", "\u3000\u3000priority: 5", SUBJECT_EXISTS), [[5, 5, "error", "yaml-syntax"]]],
   ["top level is not a mapping", "- a\n- b\n", [[1, 1, "error", "invalid-type"]]],
   ["unknown top-level key", "domains: [company.com]\nrulez: []\n", [[2, 1, "error", "unknown-key"]]],
   ["unknown rule key", rule("action: drop", "prority: 5", SUBJECT_EXISTS), [[5, 5, "error", "unknown-key"]]],
@@ -81,6 +86,14 @@ describe("errors point at the offending key or value", () => {
   test.each(ERROR_CASES)("%s", (_name, text, expected) => {
     expect(found(text)).toEqual(expected);
     expect(parseRules(text, "rules.yaml").ok).toBe(false);
+  });
+
+  test("an odd space is named by what it is; inside a quoted value, or a BOM starting the file, it is no problem", () => {
+    expect(lintRules(rule("action: drop", "\u00a0\u00a0\u00a0\u00a0priority: 5", SUBJECT_EXISTS), "f").map((d) => d.message)).toEqual([
+      "a no-break space (U+00A0) where YAML needs a plain space (pasted from a web page or a document?): retype it as a space",
+    ]);
+    expect(found(rule("action: drop", "conditions:", "  - { field: subject, operator: contains, value: 'a:\u00a0b' }"))).toEqual([]);
+    expect(found(`\ufeff${rule("action: drop", SUBJECT_EXISTS)}`)).toEqual([]);
   });
 
   test("duplicate rule names: the second name is reported, naming the first's line", () => {
