@@ -166,8 +166,21 @@ function writeAtomic(path: string, text: string, mode: number): void {
     }
     renameSync(tmp, path);
   } catch (err) {
-    rmSync(tmp, { force: true });
+    removeLeftover(tmp);
     throw new CliError(`cannot write ${path}: ${describeError(err)}`);
+  }
+}
+
+/**
+ * Best effort: when the directory could not be made (/etc/mailgw is a file), removing the
+ * temporary file fails too (ENOTDIR; Bun says EFAULT), and that error replaced the one naming
+ * what is wrong: "EFAULT: bad address in system call argument, rm '…/mailgw.env.tmp-123'".
+ */
+function removeLeftover(tmp: string): void {
+  try {
+    rmSync(tmp, { force: true });
+  } catch {
+    // Nothing was created there, or it cannot be reached: the caller reports the first error.
   }
 }
 
