@@ -147,6 +147,10 @@ export function parseActionFields(ctx: YamlContext, entries: Map<string, MapEntr
   const rejectEntry = entries.get("reject_message");
   const rejectMessage = rejectEntry === undefined ? null : parseRejectMessage(ctx, rejectEntry);
   if (rejectEntry && action !== "reject") ctx.warn(rejectEntry.keyNode, "ignored-key", `reject_message is ignored with action ${action}`);
+  // loop_ok only acknowledges the forward-loop warning: elsewhere (`rules add --loop-ok` on an
+  // archive rule) it was written and silently meant nothing, unlike the other ignored keys.
+  const loopEntry = entries.get("loop_ok");
+  if (loopEntry && action !== "forward") ctx.warn(loopEntry.keyNode, "ignored-key", `loop_ok is ignored with action ${action} (it acknowledges a forward into domains)`);
   const archiveEntry = entries.get("archive");
   const archiveFlag = archiveEntry === undefined ? false : ctx.boolean(archiveEntry.value, "archive", archiveEntry.keyNode);
   if (archiveFlag === true && (action === "reject" || action === "drop")) {

@@ -84,6 +84,19 @@ describe("rules lint (compiled)", () => {
   });
 });
 
+describe("rules add (compiled)", () => {
+  testCommand("rules", "--loop-ok on a rule that does not forward is written with an ignored-key warning, as url or reject_message are", async () => {
+    writeFileSync(join(work, "loop-ok.yaml"), "domains: [company.com]\nrules: []\n");
+    const conditions = '[{"field":"subject","operator":"contains","value":"x"}]';
+    const out = await run(["rules", "add", "keep", "--action", "archive", "--loop-ok", "--conditions", conditions, "--file", "loop-ok.yaml"]);
+    expect(out.exitCode).toBe(0);
+    expect(out.stderr).toContain("loop-ok.yaml:5:5: warning: loop_ok is ignored with action archive");
+    expect(out.stderr).toContain("[ignored-key]");
+    const forward = await run(["rules", "add", "fw", "--action", "forward", "--forward-to", "inbox@company.com", "--loop-ok", "--conditions", conditions, "--file", "loop-ok.yaml"]);
+    expect({ exit: forward.exitCode, stderr: forward.stderr }).toEqual({ exit: 0, stderr: "" });
+  });
+});
+
 describe("test (compiled)", () => {
   testCommand("test", "classifies fixtures with the repository's rules, file and stdin", async () => {
     copyFileSync(join(REPO_ROOT, "rules.yaml"), join(work, "rules.yaml"));
