@@ -12,6 +12,7 @@
  * Trusts: nothing. Failure: a CliError naming the variable (never a secret's value).
  */
 import { CliError } from "../errors.ts";
+import { withoutLogin } from "./scalar-values.ts";
 import { VARIABLES } from "./variables.ts";
 
 /** A `#` at the start of the value or after a space: how a note is written. */
@@ -36,7 +37,8 @@ export function inlineCommentWarnings(names: Iterable<string>, raw: ReadonlyMap<
       warnings.push(`${name} has a '#' after a space or at its start, kept as part of the value: ${WHY}; if it is a note, move it to a line of its own`);
       continue;
     }
-    throw new CliError(`${name}=${value} has a note in its value: ${WHY}; move the note to a line of its own`);
+    // A login written into a URL (RELAY_SMTP_HOST=smtp://user:pw@…) is not shown, as elsewhere.
+    throw new CliError(`${name}=${withoutLogin(value)} has a note in its value: ${WHY}; move the note to a line of its own`);
   }
   return warnings;
 }

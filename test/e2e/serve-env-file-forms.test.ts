@@ -52,6 +52,11 @@ describe("a note after a value, as systemd's EnvironmentFile and docker --env-fi
     const empty = await runServeOnce("source", serveDir(), { SMTP_HOSTNAME: "# machine name if unset" });
     expect(empty.exitCode).toBe(1);
     expect(oneLine(empty.stderr)).toContain("SMTP_HOSTNAME=# machine name if unset has a note in its value");
+    // A login written into the relay's URL is not shown with it.
+    const login = await runServeOnce("source", serveDir(), { RELAY_SMTP_HOST: "smtp://user:s3cret@smtp.example.com # relay" });
+    expect(login.exitCode).toBe(1);
+    expect(oneLine(login.stderr)).toContain("RELAY_SMTP_HOST=smtp://…@smtp.example.com # relay has a note in its value");
+    expect(login.stderr).not.toContain("s3cret");
   });
 
   test("a secret with a note: serve starts and warns by name, never showing the value", async () => {
