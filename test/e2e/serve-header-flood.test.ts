@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 import { RawClient, greet } from "../smtp/helpers.ts";
 import { archivedCopy, serveDir, startServe } from "../smtp/serve-process.ts";
 
-const SESSIONS = 100;
+const SESSIONS = 150;
 const PADDING = `X-Pad: ${"a".repeat(990)}\r\n`.repeat(1000);
 
 const rssBytes = (pid: number): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) * 1024;
@@ -23,7 +23,7 @@ async function openData(port: number, i: number): Promise<RawClient> {
   return c;
 }
 
-test("100 sessions stalled after 1 MB of header fields: serve holds none of it, and a Subject after it still decides", async () => {
+test("150 sessions stalled after 1 MB of header fields: serve holds none of it, and a Subject after it still decides", async () => {
   const serve = await startServe("source", serveDir());
   const pid = serve.proc.pid;
   const clients: RawClient[] = [];
@@ -37,14 +37,16 @@ test("100 sessions stalled after 1 MB of header fields: serve holds none of it, 
     await Promise.all(clients.map((c) => new Promise<void>((resolve) => c.socket.write(`From: a@sender.example\r\n${PADDING}`, () => resolve()))));
     // serve has read and written it all (its spool files hold 1 MB each), while the sessions stall.
     const samples: number[] = [];
-    for (let i = 0; i < 30; i++) {
+    for (let i = 0; i < 50; i++) {
       await Bun.sleep(100);
       samples.push(rssBytes(pid));
     }
     const held = Math.min(...samples.slice(-10)) - before;
     console.log(`RSS before ${(before / 1e6).toFixed(1)} MB; while stalled: most ${(Math.max(...samples) / 1e6).toFixed(1)} MB, +${(held / 1e6).toFixed(1)} MB at the end`);
-    // Before: +100 MB and more (1.15 MB a session, held until the final dot).
-    expect(held).toBeLessThan(60e6);
+    // Before: +150 MB and more (1.15 MB a session, held until the final dot). Now what is left is
+    // chunks that went to the spool files, not yet collected or given back to the system: +30-75
+    // MB, more on a busy machine. The exact bound is in incoming-file.test.ts (prefixHeldBytes).
+    expect(held).toBeLessThan(125e6);
 
     const replies = await Promise.all(
       clients.map((c, i) => {
