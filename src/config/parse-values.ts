@@ -9,16 +9,24 @@ import { CliError } from "../errors.ts";
 /**
  * An env file's bytes as text. A file saved as Windows-1252 or Latin-1 ("Passwört" from a
  * Windows editor) was decoded with U+FFFD in place of the byte, and the relay then got a
- * password that was never typed; systemd ignores such a line. Refused, naming the line.
+ * password that was never typed; systemd ignores such a line. Refused, naming the line. Only
+ * a line that sets something counts: a comment or blank line in Latin-1 ("# Konfiguration für
+ * mailgw") is read by systemd and was read by mailgw, and refusing it stopped a working service.
  */
 export function decodeEnvFile(bytes: Uint8Array, file: string): string {
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
-    const text = new TextDecoder("utf-8").decode(bytes);
-    const line = text.slice(0, text.indexOf("\ufffd")).split("\n").length;
-    throw new CliError(`${file}:${line}: not UTF-8 text (saved as Windows-1252 or Latin-1?): save the file as UTF-8`);
+    const lines = new TextDecoder("utf-8").decode(bytes).split("\n");
+    const bad = lines.findIndex((line) => line.includes("\ufffd") && !isCommentOrBlank(line));
+    if (bad !== -1) throw new CliError(`${file}:${bad + 1}: not UTF-8 text (saved as Windows-1252 or Latin-1?): save the file as UTF-8`);
+    return lines.join("\n");
   }
+}
+
+function isCommentOrBlank(line: string): boolean {
+  const trimmed = line.trim();
+  return trimmed === "" || trimmed.startsWith("#");
 }
 
 /**

@@ -290,6 +290,13 @@ V="a" #
     expect(decodeEnvFile(Buffer.from("\ufeffA=ü\n"), "/x/.env")).toBe("A=ü\n");
   });
 
+  test(".env: a comment line saved as Windows-1252 is read, as systemd and mailgw before it did: only a setting is refused", () => {
+    const bytes = Buffer.concat([Buffer.from("# Konfiguration f"), Buffer.from([0xfc]), Buffer.from("r mailgw\r\n  #  "), Buffer.from([0xe9]), Buffer.from("\r\nA=1\r\n")]);
+    expect(parseDotenv(decodeEnvFile(bytes, "/x/.env"), "/x/.env")).toEqual(new Map([["A", "1"]]));
+    const alsoInSetting = Buffer.concat([bytes, Buffer.from("B=Passw"), Buffer.from([0xf6]), Buffer.from("rt\n")]);
+    expect(errorOf(() => decodeEnvFile(alsoInSetting, "/x/.env"))).toBe("/x/.env:4: not UTF-8 text (saved as Windows-1252 or Latin-1?): save the file as UTF-8");
+  });
+
   test("values: numbers whole and not empty, spaces around a value ignored, choices in any case", () => {
     expect(errorOf(() => loadConfig({ env: { SMTP_PORT: "25abc" }, cwd: emptyDir() }))).toBe("SMTP_PORT=25abc is not an integer between 0 and 65535");
     expect(errorOf(() => loadConfig({ env: { ARCHIVE_MAX_AGE_DAYS: "" }, cwd: emptyDir() }))).toContain("ARCHIVE_MAX_AGE_DAYS=");

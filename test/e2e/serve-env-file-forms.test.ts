@@ -107,4 +107,12 @@ describe("forms mailgw's own reader (.env, --env-file) reads as meant or refuses
     expect(r.exitCode).toBe(1);
     expect(oneLine(r.stderr)).toBe(`mailgw: ${join(dir, ".env")}:3: not UTF-8 text (saved as Windows-1252 or Latin-1?): save the file as UTF-8`);
   });
+
+  test("a Windows-1252 byte in a comment line only: serve starts with the file's settings (it did before, and systemd reads it)", async () => {
+    const dir = serveDir();
+    writeFileSync(join(dir, ".env"), Buffer.concat([Buffer.from("# Konfiguration f"), Buffer.from([0xfc]), Buffer.from("r mailgw\nRELAY_SMTP_HOST=127.0.0.1\n")]));
+    const s = await serve({}, undefined, dir);
+    const started = await s.waitForLog((l) => l.msg === "mailgw serve started");
+    expect(started.relay).toBe("127.0.0.1:587 (starttls)");
+  });
 });
