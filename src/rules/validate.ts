@@ -13,7 +13,7 @@ import { MAX_RULES, quoted, TOP_LEVEL_KEYS } from "./schema.ts";
 import type { CompiledRule, Decision, Diagnostic } from "./types.ts";
 import { type ActionFields, type RuleDraft, validateDefault, validateRule } from "./validate-rule.ts";
 import { entryMap, type MapEntry, YamlContext } from "./yaml-context.ts";
-import { oddSpaceProblems } from "./odd-spaces.ts";
+import { oddSpaceProblems, quotedScalarRanges } from "./odd-spaces.ts";
 import { yamlProblems } from "./yaml-errors.ts";
 
 export interface CompiledRules {
@@ -190,7 +190,7 @@ export function validateRulesText(text: string, file: string): ValidationResult 
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   const ctx = new YamlContext(file, doc, lineCounter);
   // A no-break space where YAML needs a space: the library's errors about it point elsewhere.
-  const spaces = oddSpaceProblems(text);
+  const spaces = oddSpaceProblems(text, quotedScalarRanges(doc));
   for (const p of spaces) ctx.reportAt("error", ctx.posAt(p.offset), "yaml-syntax", p.message);
   if (spaces.length === 0) {
     for (const p of yamlProblems(doc.errors, text)) ctx.reportAt("error", ctx.posAt(p.offset), "yaml-syntax", p.message);

@@ -62,4 +62,16 @@ describe("no-break spaces pasted as indentation", () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toBe(`::error file=${file},line=5,col=1,title=yaml-syntax::${why}\n`);
   });
+
+  test("inside a quoted value wrapped after one, it is text: serve's reload takes the file, lint passes it", async () => {
+    const s = await serve();
+    const file = join(s.dir, "rules.yaml");
+    const wrapped = ["domains: [company.com]", "rules:", "  - name: factures", "    action: drop", "    conditions:", "      - field: subject", "        operator: contains", '        value: "Votre facture', '          \u00a0: disponible"', ""].join("\n");
+    writeFileSync(`${file}.new`, wrapped);
+    renameSync(`${file}.new`, file);
+    await s.waitForLog((l) => l.msg === "rules reloaded" || l.msg === "rules reload refused, previous rules stay in force");
+    expect(s.logs.some((l) => l.msg === "rules reload refused, previous rules stay in force")).toBe(false);
+    const r = await lint(s.dir, file);
+    expect(r).toEqual({ code: 0, stdout: "" });
+  });
 });

@@ -94,6 +94,10 @@ describe("errors point at the offending key or value", () => {
     ]);
     expect(found(rule("action: drop", "conditions:", "  - { field: subject, operator: contains, value: 'a:\u00a0b' }"))).toEqual([]);
     expect(found(`\ufeff${rule("action: drop", SUBJECT_EXISTS)}`)).toEqual([]);
+    // A quoted or block value wrapped after a no-break space keeps it as text: no problem there.
+    for (const value of ['"Facture\n          \u00a0: disponible"', "'a:\n          -\u00a0b'", ">-\n          Facture\n          \u00a0disponible"]) {
+      expect(found(rule("action: drop", "conditions:", "  - field: subject", "    operator: contains", `    value: ${value}`))).toEqual([]);
+    }
   });
 
   test("duplicate rule names: the second name is reported, naming the first's line", () => {
