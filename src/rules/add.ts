@@ -8,8 +8,9 @@
  * to re-stringifying.
  * The result is validated by the same lint as the loader; any error refuses the change.
  */
-import { Document, isMap, isScalar, isSeq, parseDocument, type Node, type YAMLMap, type YAMLSeq } from "yaml";
+import { Document, isMap, isScalar, isSeq, parseDocument, type Node, visit, type YAMLMap, type YAMLSeq } from "yaml";
 import { lintRules } from "./load.ts";
+import { TYPOGRAPHIC_QUOTED } from "./validate-condition.ts";
 import type { Diagnostic } from "./types.ts";
 
 export interface NewRule {
@@ -49,9 +50,24 @@ function ruleObject(rule: NewRule): Record<string, unknown> {
   return object;
 }
 
+/**
+ * The rule as a YAML document. A value given wrapped in typographic quotes (`« Promo »`, a
+ * subject as French mail writes it) is written in double quotes: plain, it was what lint warns
+ * about (typographic-quotes), so the file `rules add` wrote warned on every lint and reload.
+ */
+function ruleDocument(value: unknown): Document {
+  const doc = new Document(value);
+  visit(doc, {
+    Scalar(_key, node) {
+      if (typeof node.value === "string" && node.value.length >= 2 && TYPOGRAPHIC_QUOTED.test(node.value)) node.type = "QUOTE_DOUBLE";
+    },
+  });
+  return doc;
+}
+
 /** `- name: …` block for the rule, each line indented by `indent` spaces. */
 export function renderRule(rule: NewRule, indent: number): string {
-  const doc = new Document([ruleObject(rule)]);
+  const doc = ruleDocument([ruleObject(rule)]);
   const seq = doc.contents;
   if (isSeq(seq)) {
     for (const item of seq.items) if (isMap(item)) flowStyleLists(item);
@@ -129,7 +145,7 @@ function spliceRule(text: string, rule: NewRule): string | null {
 
 /** The rule as one flow mapping, `{ name: …, conditions: [ … ] }`, for a flow-style list. */
 function renderFlowRule(rule: NewRule): string {
-  const doc = new Document(ruleObject(rule));
+  const doc = ruleDocument(ruleObject(rule));
   if (isMap(doc.contents)) doc.contents.flow = true;
   return doc.toString({ lineWidth: 0 }).trimEnd();
 }
@@ -165,7 +181,7 @@ function spliceIntoFlowList(text: string, seq: YAMLSeq, rule: NewRule): string |
 /** Fallback for a file that is one flow mapping: append through the Document API. */
 function restringify(text: string, rule: NewRule): string {
   const doc = parseDocument(text);
-  const rendered = new Document(ruleObject(rule)).contents;
+  const rendered = ruleDocument(ruleObject(rule)).contents;
   if (isMap(rendered)) flowStyleLists(rendered);
   const rules = doc.get("rules", true);
   if (isSeq(rules)) rules.items.push(rendered);

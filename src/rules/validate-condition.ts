@@ -104,7 +104,7 @@ function regexFlags(ctx: YamlContext, flagsEntry: MapEntry | undefined): string 
  * quote), so the rule matched only a subject that had them, and nothing said so. Warned
  * about when the value is written without YAML quotes; `"“Invoice”"` says they are meant.
  */
-const TYPOGRAPHIC_QUOTED = /^[“”„‘’‚«»][^]*[“”‘’«»]$/;
+export const TYPOGRAPHIC_QUOTED = /^[“”„‘’‚«»][^]*[“”‘’«»]$/;
 /** Longer values are not repeated in the fix the warning suggests. */
 const MAX_SHOWN_FIX_CHARS = 80;
 

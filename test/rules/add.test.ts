@@ -149,3 +149,14 @@ test("a CRLF file gets CRLF lines for the new rule", () => {
       "  - name: b\r\n    action: drop\r\n    conditions:\r\n      - { field: helo, operator: exists }\r\n# end\r\n",
   );
 });
+
+// A subject as French mail writes it, given on purpose: plain, the curly quotes are what the
+// typographic-quotes warning is about, so the file `rules add` wrote warned on every lint.
+test("a value given in typographic quotes is written in double quotes, and the file lints clean", () => {
+  const promo: NewRule = { name: "promo", action: "drop", conditions: [{ field: "subject", operator: "contains", value: "« Promo »" }] };
+  for (const text of ["domains: [company.com]\nrules: []\n", "domains: [company.com]\nrules: [{ name: a, action: drop, conditions: [{ field: helo, operator: exists }] }]\n", "{ domains: [company.com], rules: [] }\n"]) {
+    const result = addRuleToText(text, "rules.yaml", promo);
+    expect(result).toMatchObject({ ok: true, diagnostics: [] });
+    if (result.ok) expect(result.text).toContain('value: "« Promo »"');
+  }
+});
