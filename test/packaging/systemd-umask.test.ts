@@ -5,36 +5,21 @@
  * starter rules.yaml readable by that user, while the env file (secrets) stays 0600. And the
  * temporary file each one is written to first is created anew, never reached through a symlink.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
+import { chmodSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { installSystemd } from "../../src/systemd/install.ts";
-import { copyBinaryToTemp, findTool, runBinary, type CopiedBinary } from "./binary.ts";
+import { findTool, runBinary } from "./binary.ts";
+import { systemdTestRoots } from "./systemd-roots.ts";
 
-let binary: CopiedBinary;
-const roots: string[] = [];
-
-beforeAll(() => {
-  binary = copyBinaryToTemp();
-}, 60_000);
-afterAll(() => {
-  binary.cleanup();
-  for (const r of roots) rmSync(r, { recursive: true, force: true });
-}, 60_000);
-
-function newRoot(): string {
-  const root = mkdtempSync(join(tmpdir(), "mailgw-root-umask-"));
-  chmodSync(root, 0o755);
-  roots.push(root);
-  return root;
-}
+const setup = systemdTestRoots("mailgw-root-umask-", 0o755);
+const newRoot = (): string => setup.newRoot();
 
 const mode = (path: string): string => (statSync(path).mode & 0o7777).toString(8).padStart(4, "0");
 
 /** Runs install under `umask`, as `sudo` under a hardened login would. */
 function installUnder(umask: string, root: string) {
-  return runBinary("/bin/sh", ["-c", `umask ${umask}; exec "$0" systemd install --root "$1" --exec-path /usr/local/bin/mailgw`, binary.bin, root], { cwd: binary.dir });
+  return runBinary("/bin/sh", ["-c", `umask ${umask}; exec "$0" systemd install --root "$1" --exec-path /usr/local/bin/mailgw`, setup.binary.bin, root], { cwd: setup.binary.dir });
 }
 
 test.each(["077", "027"])("umask %s: /etc/mailgw 0755, rules.yaml 0644, env file 0600, unit 0644", async (umask) => {
@@ -59,7 +44,7 @@ test("umask 077: the service's user (uid 65534) can lint the starter rules insta
   const root = newRoot();
   expect((await installUnder("077", root)).exitCode).toBe(0);
   const wrapper = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"];
-  const lint = await runBinary(binary.bin, ["rules", "lint", join(root, "etc/mailgw/rules.yaml")], { cwd: binary.dir, wrapper });
+  const lint = await runBinary(setup.binary.bin, ["rules", "lint", join(root, "etc/mailgw/rules.yaml")], { cwd: setup.binary.dir, wrapper });
   expect({ exitCode: lint.exitCode, stderr: lint.stderr }).toEqual({ exitCode: 0, stderr: "" });
 });
 

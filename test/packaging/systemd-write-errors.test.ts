@@ -3,30 +3,16 @@
  * the error names the file and the reason, in one line, instead of the failed clean-up of the
  * temporary file (Bun's "EFAULT: bad address in system call argument, rm '….tmp-<pid>'").
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { expect, test } from "bun:test";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { copyBinaryToTemp, runBinary, type CopiedBinary } from "./binary.ts";
+import { runBinary } from "./binary.ts";
+import { systemdTestRoots } from "./systemd-roots.ts";
 
-let binary: CopiedBinary;
-const roots: string[] = [];
+const setup = systemdTestRoots("mailgw-root-write-");
+const newRoot = (): string => setup.newRoot();
 
-beforeAll(() => {
-  binary = copyBinaryToTemp();
-}, 60_000);
-afterAll(() => {
-  binary.cleanup();
-  for (const r of roots) rmSync(r, { recursive: true, force: true });
-}, 60_000);
-
-function newRoot(): string {
-  const root = mkdtempSync(join(tmpdir(), "mailgw-root-write-"));
-  roots.push(root);
-  return root;
-}
-
-const install = (root: string) => runBinary(binary.bin, ["systemd", "install", "--root", root, "--exec-path", "/usr/local/bin/mailgw"], { cwd: binary.dir });
+const install = (root: string) => runBinary(setup.binary.bin, ["systemd", "install", "--root", root, "--exec-path", "/usr/local/bin/mailgw"], { cwd: setup.binary.dir });
 
 test("/etc/mailgw is a file: exit 1, one line naming the env file and why mkdir failed", async () => {
   const root = newRoot();

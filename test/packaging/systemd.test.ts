@@ -3,31 +3,17 @@
  * outside the repository, writing below `--root` into a temp dir. The unit is checked key by
  * key, then by `systemd-analyze verify` where the Debian systemd package is installed.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { VARIABLES } from "../../src/config/variables.ts";
 import { hiddenExecReason, installSystemd, rootOption, type SystemdOptions } from "../../src/systemd/install.ts";
 import { quoteExecArg } from "../../src/systemd/unit.ts";
-import { copyBinaryToTemp, findTool, runBinary, type CopiedBinary } from "./binary.ts";
+import { findTool, runBinary } from "./binary.ts";
+import { systemdTestRoots } from "./systemd-roots.ts";
 
-let binary: CopiedBinary;
-const roots: string[] = [];
-
-beforeAll(() => {
-  binary = copyBinaryToTemp();
-}, 60_000);
-afterAll(() => {
-  binary.cleanup();
-  for (const r of roots) rmSync(r, { recursive: true, force: true });
-}, 60_000);
-
-function newRoot(): string {
-  const root = mkdtempSync(join(tmpdir(), "mailgw-root-"));
-  roots.push(root);
-  return root;
-}
+const setup = systemdTestRoots("mailgw-root-");
+const newRoot = (): string => setup.newRoot();
 
 /** [Section] → key → values, in file order (repeated keys keep every value). */
 function parseUnit(text: string): Map<string, Map<string, string[]>> {
@@ -43,7 +29,7 @@ function parseUnit(text: string): Map<string, Map<string, string[]>> {
 }
 
 async function install(root: string, env: Record<string, string> = {}, extra: string[] = []) {
-  return runBinary(binary.bin, ["systemd", "install", "--root", root, ...extra], { cwd: binary.dir, env });
+  return runBinary(setup.binary.bin, ["systemd", "install", "--root", root, ...extra], { cwd: setup.binary.dir, env });
 }
 
 describe("systemd install --root", () => {
@@ -51,14 +37,14 @@ describe("systemd install --root", () => {
     const root = newRoot();
     const run = await install(root);
     // The copy under test lives in /tmp, which the service cannot see: said below --root, refused live.
-    expect(run.stderr).toBe(`mailgw: warning: ${hiddenExecReason([binary.bin])}\n`);
+    expect(run.stderr).toBe(`mailgw: warning: ${hiddenExecReason([setup.binary.bin])}\n`);
     expect(run.exitCode).toBe(0);
     const unitPath = join(root, "etc/systemd/system/mailgw.service");
     expect(run.stdout).toContain(`wrote   ${unitPath}`);
     const service = parseUnit(readFileSync(unitPath, "utf8")).get("Service");
     if (!service) throw new Error("no [Service] section");
     const expected: Record<string, string> = {
-      ExecStart: `${binary.bin} serve`,
+      ExecStart: `${setup.binary.bin} serve`,
       ExecReload: "/bin/kill -HUP $MAINPID",
       Restart: "always",
       DynamicUser: "yes",
@@ -131,7 +117,7 @@ describe("systemd install --root", () => {
     const root = newRoot();
     const checkout = newRoot();
     writeFileSync(join(checkout, ".env"), "SMTP_PORT=26025\nHTTP_PORT=26080\nRELAY_SMTP_PASS=devpass\n");
-    const run = await runBinary(binary.bin, ["systemd", "install", "--root", root], { cwd: checkout });
+    const run = await runBinary(setup.binary.bin, ["systemd", "install", "--root", root], { cwd: checkout });
     expect(run.exitCode).toBe(0);
     const envText = readFileSync(join(root, "etc/mailgw/mailgw.env"), "utf8");
     expect(envText).not.toMatch(/^(SMTP_PORT|HTTP_PORT)=/m);
@@ -139,7 +125,7 @@ describe("systemd install --root", () => {
     expect(envText).toMatch(/^#SMTP_PORT=2525$/m);
     // The environment still counts, as the README says (sudo SMTP_PORT=25 mailgw systemd install).
     const root25 = newRoot();
-    expect((await runBinary(binary.bin, ["systemd", "install", "--root", root25], { cwd: checkout, env: { SMTP_PORT: "25" } })).exitCode).toBe(0);
+    expect((await runBinary(setup.binary.bin, ["systemd", "install", "--root", root25], { cwd: checkout, env: { SMTP_PORT: "25" } })).exitCode).toBe(0);
     expect(readFileSync(join(root25, "etc/mailgw/mailgw.env"), "utf8")).toMatch(/^SMTP_PORT=25$/m);
   });
 
@@ -266,7 +252,7 @@ describe("systemd install --root", () => {
     const run = await install(root, {}, ["--print"]);
     expect(run.exitCode).toBe(0);
     expect(run.stdout.startsWith("# /etc/systemd/system/mailgw.service")).toBe(true);
-    expect(run.stdout).toContain(`\nExecStart=${binary.bin} serve\n`);
+    expect(run.stdout).toContain(`\nExecStart=${setup.binary.bin} serve\n`);
     expect(existsSync(join(root, "etc"))).toBe(false);
   });
 
@@ -287,7 +273,7 @@ describe("systemd install --root", () => {
   test("uninstall --root removes the unit and keeps settings", async () => {
     const root = newRoot();
     expect((await install(root)).exitCode).toBe(0);
-    const run = await runBinary(binary.bin, ["systemd", "uninstall", "--root", root], { cwd: binary.dir });
+    const run = await runBinary(setup.binary.bin, ["systemd", "uninstall", "--root", root], { cwd: setup.binary.dir });
     expect(run.exitCode).toBe(0);
     expect(existsSync(join(root, "etc/systemd/system/mailgw.service"))).toBe(false);
     expect(existsSync(join(root, "etc/mailgw/mailgw.env"))).toBe(true);
@@ -319,7 +305,7 @@ describe("systemd install without root", () => {
       return;
     }
     const wrapper = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"];
-    const run = await runBinary(binary.bin, ["systemd", "install"], { cwd: binary.dir, wrapper });
+    const run = await runBinary(setup.binary.bin, ["systemd", "install"], { cwd: setup.binary.dir, wrapper });
     expect(run.exitCode).toBe(1);
     expect(run.stderr.trim().split("\n")).toEqual([expect.stringContaining("systemd install needs root")]);
     expect(run.stderr).toContain("--root DIR");
@@ -375,7 +361,7 @@ describe("--root with an empty value", () => {
     // Given last with nothing after it: refused by the argument check before systemd's own.
     [["--root"], "mailgw: --root needs a value (see mailgw systemd install --help)"],
   ])("the executable with %p: exit 1, one line, nothing printed", async (flags, message) => {
-    const run = await runBinary(binary.bin, ["systemd", "install", "--print", ...flags], { cwd: binary.dir });
+    const run = await runBinary(setup.binary.bin, ["systemd", "install", "--print", ...flags], { cwd: setup.binary.dir });
     expect(run.exitCode).toBe(1);
     expect(run.stdout).toBe("");
     expect(run.stderr.trim()).toBe(message);
