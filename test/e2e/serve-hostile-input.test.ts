@@ -33,47 +33,14 @@
  *   override in the HELO name and the sender is written as \u202e, not as the raw character
  *   that reversed the rest of the line on the admin's terminal.
  */
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Subprocess } from "bun";
 import { RawClient, greet, sendMail, sendOne, simpleMessage } from "../smtp/helpers.ts";
-import { RULES_YAML, archivedCopy, logLines, mailgwQueue, queueList, serveCommand, serveDir, startServe, statusWithHost, until, serveEachTest } from "../smtp/serve-process.ts";
-import { BARE_PATH } from "../packaging/binary.ts";
+import { RULES_YAML, archivedCopy, mailgwQueue, queueList, startServe, startServeRawLog, statusWithHost, until, serveEachTest } from "../smtp/serve-process.ts";
 
-const textProcs: Subprocess[] = [];
 const serve = serveEachTest();
-afterEach(() => {
-  for (const p of textProcs.splice(0)) if (p.exitCode === null) p.kill("SIGKILL");
-});
 
-/** serve with LOG_FORMAT=text, or json kept as raw lines (startServe parses them): its SMTP port and its log lines. */
-async function serveLogLines(format: "text" | "json" = "text") {
-  const dir = serveDir();
-  const proc = Bun.spawn(serveCommand("source"), {
-    cwd: dir,
-    env: { PATH: BARE_PATH, HOME: dir, LOG_FORMAT: format, SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", HTTP_HOST: "127.0.0.1", HTTP_PORT: "0", SMTP_HOSTNAME: "mx.test" },
-    stdout: "pipe",
-    stderr: "ignore",
-  });
-  textProcs.push(proc);
-  const lines: string[] = [];
-  void (async () => {
-    for await (const chunk of logLines(proc.stdout)) lines.push(...chunk);
-  })();
-  const waitForLine = async (pred: (l: string) => boolean, ms = 15_000): Promise<string> => {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const found = lines.find(pred);
-      if (found !== undefined) return found;
-      if (Date.now() > deadline) throw new Error(`log line not seen in ${ms} ms: ${lines.slice(-3).join("\n")}`);
-      await Bun.sleep(50);
-    }
-  };
-  const started = await waitForLine((l) => l.includes(format === "text" ? " mailgw serve started " : '"msg":"mailgw serve started"'));
-  const port = format === "text" ? / smtp=127\.0\.0\.1:(\d+) /.exec(started)?.[1] : /"smtp":"127\.0\.0\.1:(\d+)"/.exec(started)?.[1];
-  return { proc, smtpPort: Number(port), waitForLine };
-}
 
 describe("mailgw serve against hostile input", () => {
   test("a Host header that is no host name gets 400, not a 500 with an ERROR log line", async () => {
@@ -253,7 +220,7 @@ rules: []
   }, 60_000);
 
   test("text log: a bidi override in a sender is escaped and refused recipients are one quoted value", async () => {
-    const s = await serveLogLines();
+    const s = await startServeRawLog("text");
     const c = await RawClient.connect(s.smtpPort);
     await greet(c);
     expect(await c.cmd("MAIL FROM:<\u202egro.live@evil.example> SMTPUTF8")).toStartWith("250");
@@ -272,7 +239,7 @@ rules: []
   }, 30_000);
 
   test("json log: a bidi override in the HELO name and the sender is escaped, and decodes to the same value", async () => {
-    const s = await serveLogLines("json");
+    const s = await startServeRawLog("json");
     const c = await RawClient.connect(s.smtpPort);
     expect(await greet(c, "\u202eevil.example")).toStartWith("250");
     expect(await c.cmd("MAIL FROM:<\u202egro.live@evil.example> SMTPUTF8")).toStartWith("250");

@@ -27,8 +27,7 @@ import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { freePortsIn } from "../helpers/interop.ts";
 import { RawClient, greet } from "../smtp/helpers.ts";
-import { BARE_PATH } from "../packaging/binary.ts";
-import { logLines, serveCommand, serveDir, serveEachTest } from "../smtp/serve-process.ts";
+import { serveEachTest, startServeRawLog } from "../smtp/serve-process.ts";
 
 const serve = serveEachTest();
 
@@ -180,32 +179,6 @@ test("/stats.json writes a subject's C1 controls and bidi override as \\uXXXX es
 /** journald's LineMax: a longer line is split into several journal entries. */
 const JOURNALD_LINE_MAX = 48 * 1024;
 
-/** serve (LOG_FORMAT as given) with its raw log lines; killed at the end of the test. */
-async function serveRawLog(format: "json" | "text") {
-  const dir = serveDir();
-  const proc = Bun.spawn(serveCommand("source"), {
-    cwd: dir,
-    env: { PATH: BARE_PATH, HOME: dir, LOG_FORMAT: format, SMTP_HOST: "127.0.0.1", SMTP_PORT: "0", HTTP_HOST: "127.0.0.1", HTTP_PORT: "0", SMTP_HOSTNAME: "mx.test" },
-    stdout: "pipe",
-    stderr: "ignore",
-  });
-  const lines: string[] = [];
-  void (async () => {
-    for await (const chunk of logLines(proc.stdout)) lines.push(...chunk);
-  })();
-  const waitFor = async (pred: (l: string) => boolean, ms = 20_000): Promise<string> => {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const found = lines.find(pred);
-      if (found !== undefined) return found;
-      if (Date.now() > deadline) throw new Error(`log line not seen in ${ms} ms`);
-      await Bun.sleep(50);
-    }
-  };
-  const started = await waitFor((l) => l.includes("mailgw serve started"));
-  const port = Number(/smtp[=":]+127\.0\.0\.1:(\d+)/.exec(started)?.[1]);
-  return { proc, port, lines, waitFor };
-}
 
 /**
  * Local parts of 236 characters before `tag`: with `@company.com`, 254 characters (the most).
@@ -219,9 +192,9 @@ const LOCALS = {
 
 for (const [kind, longLocal] of Object.entries(LOCALS)) for (const format of ["json", "text"] as const) {
   test(`${format} log: long ${kind} addresses keep every line under journald's 48 KB, ids and counts kept`, async () => {
-    const s = await serveRawLog(format);
+    const s = await startServeRawLog(format);
     try {
-      const c = await RawClient.connect(s.port);
+      const c = await RawClient.connect(s.smtpPort);
       await greet(c, "client.test");
       const ids: string[] = [];
       const send = async (from: string, rcpts: string[]): Promise<void> => {
@@ -239,7 +212,7 @@ for (const [kind, longLocal] of Object.entries(LOCALS)) for (const format of ["j
       for (let i = 0; i < 10; i++) expect(await c.cmd(`RCPT TO:<${longLocal(i)}@other.test>`)).toStartWith("550");
       await c.cmd("QUIT");
       c.end();
-      const session = await s.waitFor((l) => l.includes("smtp session") && !l.includes("smtp session messages") && l.includes(ids.at(-1)!));
+      const session = await s.waitForLine((l) => l.includes("smtp session") && !l.includes("smtp session messages") && l.includes(ids.at(-1)!));
       const sessionLines = s.lines.filter((l) => l.includes("smtp session"));
       for (const l of sessionLines) expect(Buffer.byteLength(l)).toBeLessThan(JOURNALD_LINE_MAX);
       // Flushed by size: more than one line, and every id is in one of them.
@@ -254,15 +227,15 @@ for (const [kind, longLocal] of Object.entries(LOCALS)) for (const format of ["j
 }
 
 test("json log: a refused address cut in the middle of an emoji is logged with U+FFFD, not a lone \\ud83d", async () => {
-  const s = await serveRawLog("json");
+  const s = await startServeRawLog("json");
   try {
-    const c = await RawClient.connect(s.port);
+    const c = await RawClient.connect(s.smtpPort);
     await greet(c, "client.test");
     expect(await c.cmd("MAIL FROM:<a@client.test> SMTPUTF8")).toStartWith("250");
     expect(await c.cmd(`RCPT TO:<a${"\u{1F600}".repeat(200)}@company.com>`)).toStartWith("501");
     await c.cmd("QUIT");
     c.end();
-    const line = await s.waitFor((l) => l.includes('"msg":"smtp session"') && l.includes("(501)"));
+    const line = await s.waitForLine((l) => l.includes('"msg":"smtp session"') && l.includes("(501)"));
     expect(line).not.toMatch(LONE_SURROGATE_ESCAPE);
     const refused = (JSON.parse(line) as { refused: string[] }).refused[0];
     expect(refused).toBe(`a${"\u{1F600}".repeat(127)}\ufffd (501)`);
