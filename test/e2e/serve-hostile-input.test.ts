@@ -37,7 +37,8 @@ import { describe, expect, test } from "bun:test";
 import { renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { RawClient, greet, sendMail, sendOne, simpleMessage } from "../smtp/helpers.ts";
-import { RULES_YAML, archivedCopy, mailgwQueue, queueList, startServe, startServeRawLog, statusWithHost, until, serveEachTest } from "../smtp/serve-process.ts";
+import { RULES_YAML, archivedCopy, mailgwQueue, queueList, startServe, statusWithHost, until, serveEachTest } from "../smtp/serve-process.ts";
+import { startServeRawLog } from "../smtp/serve-raw-log.ts";
 
 const serve = serveEachTest();
 

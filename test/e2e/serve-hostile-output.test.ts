@@ -27,7 +27,8 @@ import { join } from "node:path";
 import { chromium } from "playwright-core";
 import { freePortsIn } from "../helpers/interop.ts";
 import { RawClient, greet } from "../smtp/helpers.ts";
-import { serveEachTest, startServeRawLog } from "../smtp/serve-process.ts";
+import { serveEachTest } from "../smtp/serve-process.ts";
+import { startServeRawLog } from "../smtp/serve-raw-log.ts";
 
 const serve = serveEachTest();
 
