@@ -10,8 +10,9 @@ import type { Logger } from "../log/logger.ts";
 import { databaseFile } from "../store/db-file.ts";
 import { checkHealth, publicHealthReport } from "./healthz.ts";
 import { METRICS_CONTENT_TYPE, renderMetrics, type CounterFloor } from "./metrics.ts";
+import { coalesced } from "./coalesce.ts";
 import { json, type Reply } from "./reply.ts";
-import { collectStats } from "./stats-data.ts";
+import { collectStats, type StatsSnapshot } from "./stats-data.ts";
 import { renderStatsPage } from "./stats-page.ts";
 import { STATS_PAGE_CSP } from "./stats-page-assets.ts";
 import type { StatusSource } from "./status-source.ts";
@@ -32,18 +33,28 @@ export function createRoutes(opts: {
   // The database is open by now: /healthz checks that DATABASE_URL still names this file.
   const dbFile = databaseFile(config.databasePath);
   let lastHealthy: boolean | null = null;
+  // Requests that come together share one snapshot, and one metrics exposition (coalesce.ts).
+  const snapshot = coalesced((): { at: number; stats: StatsSnapshot } => {
+    const at = now();
+    return { at, stats: collectStats(db, status, at, config.smtp.hostname) };
+  });
+  const metricsText = coalesced(() => {
+    const at = now();
+    return renderMetrics(db, collectStats(db, status, at, config.smtp.hostname), counterFloor);
+  });
 
   return async function route(path: Route): Promise<Reply> {
-    const t = now();
     switch (path) {
-      case "/stats":
-        return { status: 200, body: renderStatsPage(collectStats(db, status, t, config.smtp.hostname), t), contentType: "text/html; charset=utf-8", csp: STATS_PAGE_CSP };
+      case "/stats": {
+        const { at, stats } = await snapshot();
+        return { status: 200, body: renderStatsPage(stats, at), contentType: "text/html; charset=utf-8", csp: STATS_PAGE_CSP };
+      }
       case "/stats.json":
-        return json(200, collectStats(db, status, t, config.smtp.hostname));
+        return json(200, (await snapshot()).stats);
       case "/metrics":
-        return { status: 200, body: renderMetrics(db, collectStats(db, status, t, config.smtp.hostname), counterFloor), contentType: METRICS_CONTENT_TYPE };
+        return { status: 200, body: await metricsText(), contentType: METRICS_CONTENT_TYPE };
       case "/healthz": {
-        const report = await checkHealth(db, config.dataDir, status, t, dbFile);
+        const report = await checkHealth(db, config.dataDir, status, now(), dbFile);
         const healthy = report.status === "ok";
         if (healthy !== lastHealthy) {
           const details = Object.entries(report.checks).filter(([, c]) => !c.ok).map(([n, c]) => `${n}: ${c.detail ?? c.reason}`);
