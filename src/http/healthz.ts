@@ -5,7 +5,8 @@
  * so is a suspended one (it failed itself: forwards wait, mail is still received);
  * so are a refused rules or TLS certificate reload and an expired or soon-expiring STARTTLS
  * certificate (mail still flows: senders mostly use opportunistic TLS), and rules on SPF/DKIM/DMARC
- * with no DNS name server configured (they see temperror).
+ * with no DNS name server configured (they see temperror), and a disk with less free space than
+ * 1.5× the message size limit (smaller messages are still stored; larger ones get 452 or 451).
  * Trusts: nothing from the request. The answer names no paths (the endpoint is unauthenticated);
  * the full detail goes to the log when health changes.
  * Failure: each probe's failure becomes its reason; the probes themselves never throw.
@@ -56,6 +57,7 @@ export async function checkHealth(db: Database, dataDir: string, status: StatusS
   warnings.push(...tlsWarnings(safe(() => status.tlsCertificate?.() ?? null, null), now));
   const dns = safe(() => status.dnsWarning?.() ?? null, null);
   if (dns !== null) warnings.push(dns);
+  warnings.push(...safe(() => status.diskWarnings?.() ?? [], []));
   return {
     status: failed.length === 0 ? "ok" : "unhealthy",
     ...(failed.length > 0 ? { reason: failed.map(([name, c]) => `${name}: ${c.reason}`).join("; ") } : {}),

@@ -74,6 +74,8 @@ export interface StatsSnapshot {
   /** `suspended`: as RelayStatus's, with ISO times. `warning`: the relay is missing, or suspended. */
   relay: Omit<RelayStatus, "suspended"> & { suspended: { since: string; until: string; reason: string } | null; warning: string | null };
   rules: { version: string | null; loadedAt: string | null; lastError: string | null; lastErrorAt: string | null; reloads: RulesStatus["reloads"] };
+  /** `warnings`: file systems with less free space than 1.5× the message size limit, as /healthz says them. */
+  storage: { warnings: string[] };
   /** Oldest first; the last entry is today. */
   receivedPerDay: { day: string; received: number }[];
   totals: { today: PeriodTotals; last30Days: PeriodTotals };
@@ -122,6 +124,7 @@ export function collectStats(db: Database, status: StatusSource, now: number, ho
       lastErrorAt: isoOrNull(rules.lastErrorAt),
       reloads: { ...rules.reloads },
     },
+    storage: { warnings: status.diskWarnings?.() ?? [] },
     receivedPerDay: receivedPerDay(db, firstDay, today, now),
     totals: { today: periodTotals(rows.filter((r) => r.day === today)), last30Days: periodTotals(rows) },
     categories: categoryCounts(rows, today),

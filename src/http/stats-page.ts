@@ -77,8 +77,11 @@ function alerts(s: StatsSnapshot): string {
     out.push(alert("warn", `The relay is suspended since ${formatTime(r.since)}: forwarded mail waits; one message is tried at ${formatTime(r.until)}.`,
       `${r.reason} — ${RELAY_FIX_HINT}.`));
   }
+  for (const w of s.storage.warnings) out.push(alert("warn", `${w.charAt(0).toUpperCase()}${w.slice(1)}.`, DISK_FIX_HINT));
   return out.join("\n");
 }
+
+const DISK_FIX_HINT = "Free space on that disk (ARCHIVE_MAX_AGE_DAYS prunes the archive), or move it to a bigger one; mail that fits is still received.";
 
 function alert(kind: "warn" | "bad", title: string, detail: string): string {
   return `<div class="alert ${kind}" role="${kind === "bad" ? "alert" : "status"}"><strong>${e(title)}</strong><span>${e(detail)}</span></div>`;
@@ -145,6 +148,7 @@ const REFUSAL_LABELS: Record<RefusalReason, string> = {
   not_allowed: "Address not allowed",
   too_many_connections: "Too many connections",
   too_many_errors: "Too many errors",
+  insufficient_storage: "Declared size does not fit on the disk",
 };
 
 /** The gateway's own refusals in the SMTP session (no message was classified), reasons seen in 30 days. */

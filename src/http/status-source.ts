@@ -65,6 +65,8 @@ export interface StatusSource {
   tlsCertificate?(): TlsCertificateStatus | null;
   /** Why SPF/DKIM/DMARC checks the rules need cannot get DNS answers, in words safe for /healthz; null when they can. */
   dnsWarning?(): string | null;
+  /** File systems with less free space than the message size limit needs (store/free-space.ts), in words safe for /healthz. */
+  diskWarnings?(): string[];
   /**
    * What `mailgw queue` needs to find this serve's queue from any directory (`--data-dir /var/lib/mailgw`):
    * the stats page's retry commands carry it. "" when not known (tests).
@@ -99,6 +101,8 @@ export interface StatusParts {
   tlsStatus?: () => { certificate: { notBefore: Date; notAfter: Date } | null; reloadError: string | null } | null;
   /** serve/resolver-notice.ts's warning for the rules in force. */
   dnsWarning?: () => string | null;
+  /** FreeSpaceMonitor.warnings(). */
+  diskWarnings?: () => string[];
   /** serve's data directory, and its database when not the default file in it (absolute), for the commands the stats page suggests. */
   storage?: { dataDir: string; ownDatabase: string | null };
 }
@@ -114,6 +118,7 @@ export function createStatusSource(parts: StatusParts): StatusSource {
     databaseWriteFailure: () => parts.databaseWriteFailure?.() ?? null,
     fileWriteFailure: () => parts.fileWriteFailure?.() ?? null,
     dnsWarning: () => parts.dnsWarning?.() ?? null,
+    diskWarnings: () => parts.diskWarnings?.() ?? [],
     queueCommandArgs: parts.storage ? queueCommandArgs(parts.storage) : "",
     tlsCertificate() {
       const s = parts.tlsStatus?.() ?? null;

@@ -1,7 +1,7 @@
 /**
  * The long-running parts of `mailgw serve` as services, in start order (stopped in reverse,
- * services.ts): rules → pipeline (spool recovery) → session counters → heap governor → delivery
- * worker → SMTP → HTTP. HTTP comes last so `/healthz` answers ok only when SMTP is listening.
+ * services.ts): rules → pipeline (spool recovery) → session counters → heap governor → free disk
+ * space → delivery worker → SMTP → HTTP. HTTP comes last so `/healthz` answers ok only when SMTP is listening.
  * Each entry says what its part does on start, stop and SIGHUP, and sets the ServeState it owns.
  * Separate from gateway.ts, which builds the parts; this file decides their order and reloads.
  */
@@ -17,6 +17,7 @@ import { liftSuspension } from "../queue/relay-suspension.ts";
 import type { ThreadedDeliveryWorker } from "../queue/threaded-worker.ts";
 import type { RulesRuntime } from "../rules-runtime/runtime.ts";
 import type { SmtpServerHandle } from "../smtp/server.ts";
+import type { FreeSpaceMonitor } from "../store/free-space.ts";
 import { isStorageError } from "../store/db.ts";
 import { describeRelay, warnRelaySettings } from "./announce.ts";
 import { startHeapGovernor } from "./heap-governor.ts";
@@ -40,6 +41,7 @@ export interface GatewayParts {
   rules: RulesRuntime;
   pipeline: Pipeline;
   counters: SessionCounters;
+  freeSpace: FreeSpaceMonitor;
   worker: ThreadedDeliveryWorker;
   smtp: SmtpServerHandle;
   http: HttpServer;
@@ -54,7 +56,7 @@ export interface ServiceSettings {
 
 export function gatewayServices(db: Database, settings: ServiceSettings, state: ServeState, parts: GatewayParts): Service[] {
   const { config, logger } = settings;
-  const { rules, pipeline, counters, worker, smtp, http } = parts;
+  const { rules, pipeline, counters, freeSpace, worker, smtp, http } = parts;
   return [
     {
       name: "rules",
@@ -69,6 +71,8 @@ export function gatewayServices(db: Database, settings: ServiceSettings, state: 
     { name: "pipeline", start: () => pipeline.recover().then(() => undefined, (err: unknown) => Promise.reject(storageError(err, config))), stop: () => pipeline.close() },
     { name: "session counters", start: () => counters.start(), stop: () => counters.stop() },
     { name: "heap governor", start: () => void (state.heap = startHeapGovernor(HEAP_GOVERNOR)), stop: () => state.heap?.stop() },
+    // After recovery (the spool exists), before SMTP: the first MAIL FROM already has a reading.
+    { name: "free disk space", start: () => freeSpace.start(), stop: () => freeSpace.stop() },
     {
       name: "delivery",
       start: () => worker.start(),

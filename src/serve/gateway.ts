@@ -2,7 +2,7 @@
  * `mailgw serve` wiring: locks the data dir, opens the database, loads the rules, builds the
  * pipeline and the long-running services, and starts them in order:
  *   DATA_DIR lock → database lock → SMTP port free? → database (migrations) → rules → pipeline (spool recovery) → session
- *   counters → delivery worker → SMTP → HTTP
+ *   counters → free disk space → delivery worker → SMTP → HTTP
  * The lock comes first: a second serve on the same DATA_DIR must be refused before its recovery
  * or migrations touch anything the running one uses (data-dir-lock.ts). HTTP comes last so
  * `/healthz` answers ok only when SMTP is listening. Stop runs in reverse: HTTP, SMTP (sessions
@@ -33,6 +33,7 @@ import { startRulesRuntime, type RulesRuntime } from "../rules-runtime/runtime.t
 import type { SmtpLimits } from "../smtp/limits.ts";
 import { createSmtpServer, probeSmtpPort, type SmtpServerHandle } from "../smtp/server.ts";
 import { openDatabase } from "../store/db.ts";
+import { createFreeSpaceMonitor, type FreeSpaceMonitor } from "../store/free-space.ts";
 import { recheckFileFailure, recheckWriteFailure } from "../store/write-probe.ts";
 import { SPOOL_SUFFIX } from "../spool/spool.ts";
 import { announce } from "./announce.ts";
@@ -189,6 +190,7 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
   // Delivery runs in its own thread (own SQLite connection), so it uses a second core.
   const worker = createThreadedDeliveryWorker({ config, db, logger });
   const counters = createSessionCounters(db, logger, Date.now, (at, counts) => worker.countSessions(at, counts));
+  const freeSpace = createFreeSpaceMonitor({ dataDir: config.dataDir, databasePath: config.databasePath, maxMessageBytes: config.smtp.maxMessageBytes, logger });
   const smtp = createSmtpServer({
     smtp: config.smtp,
     logger,
@@ -200,10 +202,11 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
       if (!s.countedWithMessage) counters.count(s.tls);
     },
     onRefusal: (reason) => counters.refused(reason),
+    roomFor: (bytes) => freeSpace.roomFor(bytes),
   });
-  const status = statusSource(db, config, state, { startedAt, startedMono, rules, pipeline, smtp, dnsWarning: () => resolver.warning(authNeeded()) });
+  const status = statusSource(db, config, state, { startedAt, startedMono, rules, pipeline, smtp, freeSpace, dnsWarning: () => resolver.warning(authNeeded()) });
   const http = createHttpServer({ config, db, logger, status });
-  const group = serviceGroup(gatewayServices(db, opts, state, { rules, pipeline, counters, worker, smtp, http }), logger);
+  const group = serviceGroup(gatewayServices(db, opts, state, { rules, pipeline, counters, freeSpace, worker, smtp, http }), logger);
   await group.start();
   announce(logger, config, state.smtpAddress, rules.domains(), http.url);
   // Said at start when the rules need DNS now; else before the first message whose rules do.
@@ -214,7 +217,7 @@ async function startServices(db: Database, opts: GatewayOptions): Promise<Gatewa
 /** What the status page, stats.json, /metrics and /healthz read (http/ only reads). */
 function statusSource(
   db: Database, config: Config, state: ServeState,
-  parts: { startedAt: number; startedMono: number; rules: RulesRuntime; pipeline: Pipeline; smtp: SmtpServerHandle; dnsWarning: () => string | null },
+  parts: { startedAt: number; startedMono: number; rules: RulesRuntime; pipeline: Pipeline; smtp: SmtpServerHandle; freeSpace: FreeSpaceMonitor; dnsWarning: () => string | null },
 ): StatusSource {
   const { startedMono, rules, pipeline, smtp } = parts;
   return createStatusSource({
@@ -239,6 +242,7 @@ function statusSource(
     }),
     tlsStatus: () => smtp.tlsStatus(),
     dnsWarning: parts.dnsWarning,
+    diskWarnings: () => parts.freeSpace.warnings(),
     storage: { dataDir: config.dataDir, ownDatabase: config.databasePath === join(config.dataDir, DEFAULT_DATABASE_FILE) ? null : config.databasePath },
   });
 }

@@ -1,7 +1,7 @@
 /**
  * MAIL FROM and RCPT TO: the gateway's envelope policy as smtp-server handlers. At MAIL: the
  * offered parameters only, SMTPUTF8 rules, STARTTLS when required, the per-client rate limit
- * (whose state lives here). At RCPT: the parameters, SMTPUTF8, and the domain and
+ * (whose state lives here), and a declared SIZE= that does not fit on the disk now. At RCPT: the parameters, SMTPUTF8, and the domain and
  * routing-trick check (recipient-policy.ts). Senders and refused recipients are noted in the
  * session's state for its log line. Separate from server.ts: the policy of a command, apart
  * from how the listener is assembled; created once per server, run for every command.
@@ -15,6 +15,9 @@ import { createRateLimiter } from "./rate-limiter.ts";
 import { canonicalSender, checkRecipient } from "./recipient-policy.ts";
 import { noteRefusedRecipient, noteSender, type SessionState } from "./session-log.ts";
 import { smtpFailure } from "./smtp-failure.ts";
+
+/** Postfix's reply (RFC 1870 §6.1, RFC 3463 X.3.1 "mail system full"): the sender tries again later. */
+export const INSUFFICIENT_STORAGE_TEXT = "4.3.1 Insufficient system storage";
 
 export interface EnvelopeHandlers {
   onMailFrom: NonNullable<SMTPServerOptions["onMailFrom"]>;
@@ -34,6 +37,8 @@ export function createEnvelopeHandlers(opts: {
   /** The domains of the rules currently in force (changes on hot reload). */
   domains: () => readonly string[];
   stateOf(session: SMTPServerSession): SessionState;
+  /** SmtpServerDeps.roomFor. */
+  roomFor: ((bytes: number) => boolean) | undefined;
 }): EnvelopeHandlers {
   const { smtp: cfg, stateOf } = opts;
   // Its own (monotonic) clock unless a test sets one: the wall clock can be stepped back.
@@ -55,6 +60,8 @@ export function createEnvelopeHandlers(opts: {
       if (cfg.tls.required && !session.secure) {
         return callback(smtpFailure(530, TLS_FIRST_TEXT));
       }
+      // Before the rate limit: a MAIL refused for the disk must not use up the sender's allowance.
+      if (!fits(address.args, opts.roomFor)) return callback(smtpFailure(452, INSUFFICIENT_STORAGE_TEXT));
       if (!limiter.take(clientKey(state.client))) {
         return callback(smtpFailure(451, "4.7.1 Too many messages from your address, try again later"));
       }
@@ -76,4 +83,15 @@ export function createEnvelopeHandlers(opts: {
     noteRefusedSender: (session, address) => noteSender(stateOf(session), canonicalSender(address)),
     noteRefusedRecipient: (session, address, code) => noteRefusedRecipient(stateOf(session), address, code),
   };
+}
+
+/**
+ * Whether the size a MAIL FROM declared (SIZE=, digits only: smtp-server refused anything else
+ * with 501, and a size over MAX_MESSAGE_SIZE_MB with 552, before this runs) fits on the disk now.
+ * No SIZE= always fits here: that message goes on to DATA and gets 451 4.3.0 if storing it fails.
+ */
+function fits(args: SMTPServerAddress["args"], roomFor: ((bytes: number) => boolean) | undefined): boolean {
+  if (roomFor === undefined || args === false) return true;
+  const declared = (args as Record<string, unknown>).SIZE;
+  return typeof declared !== "string" || roomFor(Number(declared));
 }

@@ -17,6 +17,7 @@ export const REFUSAL_REASONS = [
   "not_allowed",
   "too_many_connections",
   "too_many_errors",
+  "insufficient_storage",
 ] as const;
 export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
@@ -30,6 +31,7 @@ export function refusalReason(code: number, reply: string): RefusalReason | null
     case 550:
       return reply.startsWith("5.7.1 Relaying denied") ? "relay_denied" : null;
     case 452:
+      if (reply.startsWith("4.3.1 ")) return "insufficient_storage";
       return reply.startsWith("4.5.3 ") ? "too_many_recipients" : null;
     case 451:
       return reply.startsWith("4.7.1 ") ? "rate_limited" : null;

@@ -44,6 +44,11 @@ export interface SmtpServerDeps {
   onRefusal?: (reason: RefusalReason) => void;
   /** Clock of session durations (and, when set, of the rate limiter); default monotonic. */
   now?: () => number;
+  /**
+   * Whether a message that declared SIZE=`bytes` fits on the disk now (a cached figure: called
+   * on the event loop for every such MAIL); false → 452 4.3.1. Without it every size fits.
+   */
+  roomFor?: (bytes: number) => boolean;
 }
 
 export interface SmtpServerHandle {
@@ -69,7 +74,7 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
   const sessions = createSessionRegistry(now);
   const sessionEnd = createSessionEnd({ sessions, logger: deps.logger, now, onSessionEnd: deps.onSessionEnd });
   const { stateOf } = sessions;
-  const envelope = createEnvelopeHandlers({ smtp: cfg, rateLimitTrackedClients: limits.rateLimitTrackedClients, now: deps.now, domains: deps.domains, stateOf });
+  const envelope = createEnvelopeHandlers({ smtp: cfg, rateLimitTrackedClients: limits.rateLimitTrackedClients, now: deps.now, domains: deps.domains, stateOf, roomFor: deps.roomFor });
 
   const options: SMTPServerOptions = {
     ...protocolOptions(cfg, limits, tls),

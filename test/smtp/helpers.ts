@@ -77,7 +77,7 @@ export interface TestServer {
 }
 
 export async function startTestServer(
-  opts: { env?: Record<string, string>; limits?: Partial<SmtpLimits>; domains?: string[]; host?: string; now?: () => number } = {},
+  opts: { env?: Record<string, string>; limits?: Partial<SmtpLimits>; domains?: string[]; host?: string; now?: () => number; roomFor?: (bytes: number) => boolean } = {},
 ): Promise<TestServer> {
   const dir = tempDir();
   const config = loadConfig({
@@ -99,6 +99,7 @@ export async function startTestServer(
     onSessionEnd: (s) => sessions.push(s),
     onRefusal: (r) => refusals.push(r),
     now: opts.now,
+    ...(opts.roomFor ? { roomFor: opts.roomFor } : {}),
   });
   const { port } = await handle.listen();
   return { port, handle, sink, logs, sessions, refusals, config, dir, close: () => handle.close(200) };

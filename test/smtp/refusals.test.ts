@@ -71,6 +71,23 @@ describe("refusals by reason", () => {
     expect(server.refusals).toEqual(["tls_required", "tls_required"]);
   });
 
+  test("a declared size the disk has no room for: 452 4.3.1 at MAIL, after 552 for one over the limit, before the rate limit; no SIZE= is never refused", async () => {
+    const asked: number[] = [];
+    server = await startTestServer({ env: { RATE_LIMIT_MAX: "1" }, roomFor: (bytes) => (asked.push(bytes), bytes <= 5000) });
+    const c = await session(server.port);
+    expect(await c.cmd("MAIL FROM:<a@sender.example> SIZE=99999999999")).toStartWith("552 5.3.4");
+    expect(await c.cmd("MAIL FROM:<a@sender.example> SIZE=6000")).toBe("452 4.3.1 Insufficient system storage");
+    expect(await c.cmd("MAIL FROM:<a@sender.example> size=6000")).toBe("452 4.3.1 Insufficient system storage");
+    // The refusals did not use up the sender's one message of the rate limit.
+    expect(await c.cmd("MAIL FROM:<a@sender.example> SIZE=5000")).toStartWith("250");
+    expect(await c.cmd("RSET")).toStartWith("250");
+    expect(await c.cmd("MAIL FROM:<a@sender.example>")).toStartWith("451 4.7.1"); // no SIZE=: the rate limit, not the disk
+    await c.cmd("QUIT");
+    await Bun.sleep(50);
+    expect(asked).toEqual([6000, 6000, 5000]);
+    expect(server.refusals).toEqual(["too_big", "insufficient_storage", "insufficient_storage", "rate_limited"]);
+  });
+
   test("a client outside SMTP_ALLOWED_IPS is refused at connect", async () => {
     server = await startTestServer({ env: { SMTP_ALLOWED_IPS: "192.0.2.0/24" } });
     const c = await RawClient.connect(server.port);

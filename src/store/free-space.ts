@@ -1,0 +1,204 @@
+/**
+ * Free space on the file systems mail is written to: the spool (DATA_DIR/spool), the archive
+ * (DATA_DIR/archive, which may be a mount of its own) and the database's directory. What
+ * Postfix's smtpd does with queue_minfree: a MAIL FROM that declares (RFC 1870 SIZE=) more than
+ * fits is answered `452 4.3.1 Insufficient system storage` before the client sends a byte of it,
+ * and a disk with less than 1.5× the message size limit free is a warning in /healthz, on the
+ * stats page and in the log, before mail is refused. Without it the first sign of a nearly full
+ * disk was a 25 MB message sent in full and then answered 451, and /healthz, whose probe writes a
+ * few bytes that still fit, went back to 200.
+ *
+ * Read in the background (statfs, at most once a second, one reading at a time, so a disk that
+ * stopped answering leaves the last figures in force and queues no more calls); the SMTP check
+ * compares a declared size with one cached number and never touches the disk. A message without
+ * SIZE= is never refused here: it goes on to DATA and gets 451 4.3.0 if storing it fails (SPEC §4).
+ * Trusts: nothing. Failure: never throws; a file system that cannot be read counts as having
+ * enough room (the write itself still fails safely with 451), and keeps its last warning state.
+ */
+import { stat, statfs } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { describeError } from "../errors.ts";
+import type { Logger } from "../log/logger.ts";
+
+export type DiskRole = "spool" | "archive" | "database";
+
+/** One file system and what of mailgw's it holds; `freeBytes` null when it could not be read. */
+export interface DiskReading {
+  roles: DiskRole[];
+  /** The directory read (the nearest existing one): for the log only, never /healthz. */
+  path: string;
+  freeBytes: number | null;
+}
+
+const MIB = 1024 * 1024;
+/** Room kept beyond a declared size: the message's rows and the WAL growing until its checkpoint. */
+export const STORAGE_RESERVE_BYTES = 1 * MIB;
+/**
+ * Less free space than this many times MAX_MESSAGE_SIZE_MB is a warning: Postfix's figure
+ * (postconf(5) queue_minfree: "at least 1.5*$message_size_limit"), room for one message of the
+ * limit with a margin for the ones arriving beside it.
+ */
+export const LOW_SPACE_FACTOR = 1.5;
+/** A warning ends only once free space is this share of the threshold above it: no line per second at the edge. */
+const RECOVERY_MARGIN = 0.1;
+/** How often the file systems are read. */
+export const FREE_SPACE_REFRESH_MS = 1000;
+/** How long start waits for the first reading (a hung disk must not hold serve's start). */
+const FIRST_READING_WAIT_MS = 2000;
+
+/**
+ * The biggest declared message size that fits now: the least free space of the file systems a
+ * message is written to (spool, archive) less the reserve; 0 or less when a file system that holds
+ * only the database has less than the reserve. Infinity when nothing could be read.
+ */
+export function declaredSizeLimit(readings: readonly DiskReading[]): number {
+  let limit = Infinity;
+  for (const r of readings) {
+    if (r.freeBytes === null) continue;
+    const holdsMessages = r.roles.includes("spool") || r.roles.includes("archive");
+    limit = Math.min(limit, holdsMessages ? r.freeBytes - STORAGE_RESERVE_BYTES : r.freeBytes >= STORAGE_RESERVE_BYTES ? Infinity : -1);
+  }
+  return limit;
+}
+
+/** Below this much free space a file system is low (LOW_SPACE_FACTOR × the message size limit). */
+export function lowSpaceThreshold(maxMessageBytes: number): number {
+  return LOW_SPACE_FACTOR * maxMessageBytes;
+}
+
+/** Whether a file system is low now, given whether it was: in below the threshold, out only above it plus the margin; unknown keeps the state. */
+export function isLow(wasLow: boolean, freeBytes: number | null, threshold: number): boolean {
+  if (freeBytes === null) return wasLow;
+  return wasLow ? freeBytes < threshold * (1 + RECOVERY_MARGIN) : freeBytes < threshold;
+}
+
+/** The warning for a low file system, in words safe for /healthz (no paths). */
+export function lowSpaceWarning(roles: readonly DiskRole[], freeBytes: number, maxMessageBytes: number): string {
+  const disk = roles.includes("spool") ? "the data dir's disk" : `the ${roles.join(" and ")} disk`;
+  const effect = roles.includes("spool")
+    ? "larger messages get 452 when their size is declared, else 451"
+    : roles.includes("archive")
+      ? "larger messages get 452 when their size is declared, else wait in the spool"
+      : "once it is full, every message gets 451";
+  return `${disk} has ${megabytes(freeBytes, Math.floor)} MB free, less than ${LOW_SPACE_FACTOR}× the ${megabytes(maxMessageBytes, Math.round)} MB message size limit: ${effect}`;
+}
+
+/** Whole megabytes from 10 up; below, two significant digits (a limit of 0.5 MB, 3.2 MB free). */
+function megabytes(bytes: number, round: (n: number) => number): string {
+  const mb = bytes / MIB;
+  return mb >= 10 ? String(round(mb)) : String(Number(mb.toPrecision(2)));
+}
+
+export interface FreeSpaceMonitor {
+  /** Reads once (bounded wait), then every FREE_SPACE_REFRESH_MS. */
+  start(): Promise<void>;
+  stop(): void;
+  /** Whether a message that declared `bytes` fits: one comparison with the last reading. */
+  roomFor(bytes: number): boolean;
+  /** The warnings for the low file systems (empty when none). */
+  warnings(): string[];
+  /** Reads now (tests; the timer calls it). */
+  refresh(): Promise<void>;
+}
+
+export function createFreeSpaceMonitor(opts: { dataDir: string; databasePath: string; maxMessageBytes: number; logger: Logger }): FreeSpaceMonitor {
+  const { maxMessageBytes, logger } = opts;
+  const places: { role: DiskRole; path: string }[] = [
+    { role: "spool", path: join(opts.dataDir, "spool") },
+    { role: "archive", path: join(opts.dataDir, "archive") },
+    { role: "database", path: dirname(opts.databasePath) },
+  ];
+  const threshold = lowSpaceThreshold(maxMessageBytes);
+  let limit = Infinity;
+  let current: string[] = [];
+  /** File systems that are low, by their roles (a mount that comes or goes changes the key). */
+  const low = new Set<string>();
+  let timer: ReturnType<typeof setInterval> | null = null;
+  let running: Promise<void> | null = null;
+
+  const apply = (readings: DiskReading[]): void => {
+    limit = declaredSizeLimit(readings);
+    const warnings: string[] = [];
+    for (const r of readings) {
+      const key = r.roles.join("+");
+      const was = low.has(key);
+      const now = isLow(was, r.freeBytes, threshold);
+      if (now !== was) logCrossing(logger, r, now, threshold, maxMessageBytes);
+      if (now) low.add(key);
+      else low.delete(key);
+      if (now && r.freeBytes !== null) warnings.push(lowSpaceWarning(r.roles, r.freeBytes, maxMessageBytes));
+    }
+    // A key no file system has any more (a mount undone) is no longer low.
+    for (const key of low) if (!readings.some((r) => r.roles.join("+") === key)) low.delete(key);
+    current = warnings;
+  };
+
+  const refresh = (): Promise<void> =>
+    (running ??= readDisks(places)
+      .then(apply, (err: unknown) => logger.debug("reading free disk space failed", { error: describeError(err) }))
+      .finally(() => (running = null)));
+
+  return {
+    async start() {
+      await Promise.race([refresh(), Bun.sleep(FIRST_READING_WAIT_MS)]);
+      timer = setInterval(() => void refresh(), FREE_SPACE_REFRESH_MS);
+      timer.unref();
+    },
+    stop() {
+      if (timer !== null) clearInterval(timer);
+      timer = null;
+    },
+    roomFor: (bytes) => bytes <= limit,
+    warnings: () => [...current],
+    refresh,
+  };
+}
+
+function logCrossing(logger: Logger, r: DiskReading, low: boolean, threshold: number, maxMessageBytes: number): void {
+  const fields = { disk: r.roles.join("+"), path: r.path, free_bytes: r.freeBytes, threshold_bytes: Math.round(threshold) };
+  if (!low) return logger.info("free disk space recovered", fields);
+  logger.warn("free disk space low", {
+    ...fields,
+    warning: lowSpaceWarning(r.roles, r.freeBytes ?? 0, maxMessageBytes),
+    hint: "free space there (ARCHIVE_MAX_AGE_DAYS prunes the archive) or move it to a bigger disk",
+  });
+}
+
+/** The file systems of `places`, one reading each (places on the same device share it). */
+async function readDisks(places: readonly { role: DiskRole; path: string }[]): Promise<DiskReading[]> {
+  const byDevice = new Map<string, DiskReading>();
+  for (const place of places) {
+    const found = await nearestExisting(place.path);
+    const key = found === null ? `?${place.path}` : String(found.dev);
+    const seen = byDevice.get(key);
+    if (seen) {
+      seen.roles.push(place.role);
+      continue;
+    }
+    byDevice.set(key, { roles: [place.role], path: found?.path ?? place.path, freeBytes: found === null ? null : await freeBytes(found.path) });
+  }
+  return [...byDevice.values()];
+}
+
+/** `path`, or its nearest existing parent (DATA_DIR/archive before the first archived message). */
+async function nearestExisting(path: string): Promise<{ path: string; dev: number } | null> {
+  for (let p = path; ; p = dirname(p)) {
+    try {
+      return { path: p, dev: (await stat(p)).dev };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT" || dirname(p) === p) return null;
+    }
+  }
+}
+
+/** Bytes an unprivileged writer may still use (statfs f_bavail: root's reserved blocks excluded), null when unreadable. */
+async function freeBytes(path: string): Promise<number | null> {
+  try {
+    const s = await statfs(path);
+    // f_bavail counts fragments of f_frsize (which Bun reports; Node's type lacks it); f_bsize when absent.
+    const unit = (s as { frsize?: number }).frsize || s.bsize;
+    return Number(s.bavail) * Number(unit);
+  } catch {
+    return null;
+  }
+}
