@@ -28,6 +28,10 @@ export interface DiskReading {
   /** The directory read (the nearest existing one): for the log only, never /healthz. */
   path: string;
   freeBytes: number | null;
+  /** Free inodes (one per spool or archive file); null when unreadable or the file system has no fixed count (btrfs reports 0 of 0). */
+  freeInodes?: number | null;
+  /** All inodes of the file system, with `freeInodes`. */
+  totalInodes?: number | null;
 }
 
 const MIB = 1024 * 1024;
@@ -70,6 +74,22 @@ export function lowSpaceThreshold(maxMessageBytes: number): number {
 export function isLow(wasLow: boolean, freeBytes: number | null, threshold: number): boolean {
   if (freeBytes === null) return wasLow;
   return wasLow ? freeBytes < threshold * (1 + RECOVERY_MARGIN) : freeBytes < threshold;
+}
+
+/**
+ * Fewer free inodes than this is a warning: every message is a file (spool, archive), so a disk of
+ * small archived messages can run out of inodes with gigabytes free (ext4 makes one per 16 KB),
+ * and then every message gets 451. 5% of the file system's inodes, at most 50,000 (hours of mail
+ * at a busy gateway's rate: time to prune or grow before it is full).
+ */
+export function lowInodesThreshold(totalInodes: number): number {
+  return Math.min(50_000, Math.floor(totalInodes * 0.05));
+}
+
+/** The inode warning, in words safe for /healthz (no paths). */
+export function lowInodesWarning(roles: readonly DiskRole[], freeInodes: number): string {
+  const disk = roles.includes("spool") ? "the data dir's disk" : `the ${roles.join(" and ")} disk`;
+  return `${disk} has ${freeInodes} free inodes left (each stored message is a file): when none are left, every message gets 451`;
 }
 
 /** The warning for a low file system, in words safe for /healthz (no paths). */
@@ -119,18 +139,38 @@ export function createFreeSpaceMonitor(opts: { dataDir: string; databasePath: st
   const apply = (readings: DiskReading[]): void => {
     limit = declaredSizeLimit(readings);
     const warnings: string[] = [];
+    const keys = new Set<string>();
     for (const r of readings) {
       const key = r.roles.join("+");
+      keys.add(key).add(`inodes:${key}`);
       const was = low.has(key);
       const now = isLow(was, r.freeBytes, threshold);
       if (now !== was) logCrossing(logger, r, now, threshold, maxMessageBytes);
       if (now) low.add(key);
       else low.delete(key);
       if (now && r.freeBytes !== null) warnings.push(lowSpaceWarning(r.roles, r.freeBytes, maxMessageBytes));
+      if (inodesLowNow(r, low.has(`inodes:${key}`))) warnings.push(lowInodesWarning(r.roles, r.freeInodes ?? 0));
     }
     // A key no file system has any more (a mount undone) is no longer low.
-    for (const key of low) if (!readings.some((r) => r.roles.join("+") === key)) low.delete(key);
+    for (const key of low) if (!keys.has(key)) low.delete(key);
     current = warnings;
+  };
+
+  /** Whether `r` is low on inodes now (its state kept in `low` under `inodes:<roles>`); logs a crossing. */
+  const inodesLowNow = (r: DiskReading, was: boolean): boolean => {
+    const key = `inodes:${r.roles.join("+")}`;
+    // Unreadable, or no fixed count: the state stays (isLow with null).
+    const now = isLow(was, r.freeInodes ?? null, lowInodesThreshold(r.totalInodes ?? 0));
+    if (now === was) return now;
+    const fields = { disk: r.roles.join("+"), path: r.path, free_inodes: r.freeInodes, total_inodes: r.totalInodes };
+    if (now) {
+      low.add(key);
+      logger.warn("free inodes low", { ...fields, warning: lowInodesWarning(r.roles, r.freeInodes ?? 0), hint: "remove files there (ARCHIVE_MAX_AGE_DAYS prunes the archive) or move it to a file system with more inodes" });
+    } else {
+      low.delete(key);
+      logger.info("free inodes recovered", fields);
+    }
+    return now;
   };
 
   const refresh = (): Promise<void> =>
@@ -175,7 +215,8 @@ async function readDisks(places: readonly { role: DiskRole; path: string }[]): P
       seen.roles.push(place.role);
       continue;
     }
-    byDevice.set(key, { roles: [place.role], path: found?.path ?? place.path, freeBytes: found === null ? null : await freeBytes(found.path) });
+    const free = found === null ? null : await freeOn(found.path);
+    byDevice.set(key, { roles: [place.role], path: found?.path ?? place.path, freeBytes: free?.bytes ?? null, freeInodes: free?.inodes ?? null, totalInodes: free?.totalInodes ?? null });
   }
   return [...byDevice.values()];
 }
@@ -191,13 +232,18 @@ async function nearestExisting(path: string): Promise<{ path: string; dev: numbe
   }
 }
 
-/** Bytes an unprivileged writer may still use (statfs f_bavail: root's reserved blocks excluded), null when unreadable. */
-async function freeBytes(path: string): Promise<number | null> {
+/**
+ * Bytes an unprivileged writer may still use (statfs f_bavail: root's reserved blocks excluded),
+ * and free inodes (f_ffree of f_files; null when the file system reports no fixed count); null
+ * when unreadable.
+ */
+async function freeOn(path: string): Promise<{ bytes: number; inodes: number | null; totalInodes: number | null } | null> {
   try {
     const s = await statfs(path);
     // f_bavail counts fragments of f_frsize (which Bun reports; Node's type lacks it); f_bsize when absent.
     const unit = (s as { frsize?: number }).frsize || s.bsize;
-    return Number(s.bavail) * Number(unit);
+    const totalInodes = Number(s.files);
+    return { bytes: Number(s.bavail) * Number(unit), inodes: totalInodes > 0 ? Number(s.ffree) : null, totalInodes: totalInodes > 0 ? totalInodes : null };
   } catch {
     return null;
   }

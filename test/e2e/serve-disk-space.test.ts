@@ -8,7 +8,7 @@
  * (mount); skips with a printed reason otherwise.
  */
 import { expect, test } from "bun:test";
-import { readdirSync, rmSync, statfsSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { StatsSnapshot } from "../../src/http/stats-data.ts";
 import { withTmpfs } from "../helpers/tmpfs.ts";
@@ -140,3 +140,35 @@ test("a full disk without SIZE= is still 451 4.3.0 after DATA (SPEC §4); with S
       expect(await serve.stop("SIGTERM")).toBe(0);
     }
   }), 60_000);
+
+test("a disk running out of inodes with megabytes free: /healthz 200 with the inode warning, logged once, cleared when files are removed", () =>
+  withTmpfs(
+    "mailgw-inodes-",
+    16,
+    async (mnt) => {
+      const dir = serveDir();
+      const serve = await startServe("source", dir, { DATA_DIR: mnt, DATABASE_URL: `file:${join(dir, "db", "mail-gateway.db")}`, MAX_MESSAGE_SIZE_MB: "1" });
+      try {
+        expect((await healthz(serve)).warnings).toEqual([]);
+        // 1,000 inodes, 5% = 50: use all but ~20 of them, as an archive of small messages does.
+        const fillers = join(mnt, "fillers");
+        mkdirSync(fillers);
+        for (let i = 0; statfsSync(mnt).ffree > 20; i++) writeFileSync(join(fillers, String(i)), "x");
+        const low = await serve.waitForLog((l) => l.msg === "free inodes low");
+        expect(low.level).toBe("warn");
+        const health = await healthz(serve);
+        expect(health.status).toBe(200);
+        expect(health.warnings).toHaveLength(1);
+        expect(health.warnings[0]).toMatch(/^the data dir's disk has \d+ free inodes left \(each stored message is a file\): when none are left, every message gets 451$/);
+        expect(statfsSync(mnt).bavail * statfsSync(mnt).bsize).toBeGreaterThan(10 * 1024 * 1024); // bytes were never short
+        await Bun.sleep(2500);
+        expect(serve.logs.filter((l) => l.msg === "free inodes low")).toHaveLength(1);
+        rmSync(fillers, { recursive: true });
+        expect((await serve.waitForLog((l) => l.msg === "free inodes recovered")).level).toBe("info");
+        expect(await healthz(serve)).toEqual({ status: 200, warnings: [] });
+      } finally {
+        expect(await serve.stop("SIGTERM")).toBe(0);
+      }
+    },
+    "nr_inodes=1000",
+  ), 60_000);

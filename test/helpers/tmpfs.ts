@@ -9,9 +9,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-export async function withTmpfs(prefix: string, sizeMb: number, body: (mnt: string) => Promise<void>): Promise<void> {
+export async function withTmpfs(prefix: string, sizeMb: number, body: (mnt: string) => Promise<void>, options = ""): Promise<void> {
   const mnt = await mkdtemp(join(tmpdir(), prefix));
-  const mount = spawnSync("mount", ["-t", "tmpfs", "-o", `size=${sizeMb}m`, "tmpfs", mnt]);
+  const mount = spawnSync("mount", ["-t", "tmpfs", "-o", `size=${sizeMb}m${options ? `,${options}` : ""}`, "tmpfs", mnt]);
   if (mount.status !== 0) {
     console.log(`skipped: cannot mount a tmpfs here (${String(mount.stderr).trim() || "mount failed"}); run as root`);
     await rm(mnt, { recursive: true, force: true });

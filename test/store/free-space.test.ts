@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger } from "../../src/log/logger.ts";
 import {
-  createFreeSpaceMonitor, declaredSizeLimit, isLow, lowSpaceThreshold, lowSpaceWarning, STORAGE_RESERVE_BYTES, type DiskReading,
+  createFreeSpaceMonitor, declaredSizeLimit, isLow, lowInodesThreshold, lowInodesWarning, lowSpaceThreshold, lowSpaceWarning, STORAGE_RESERVE_BYTES, type DiskReading,
 } from "../../src/store/free-space.ts";
 
 const MB = 1024 * 1024;
@@ -64,6 +64,20 @@ describe("lowSpaceWarning", () => {
     expect(lowSpaceWarning(["database"], 0.5 * MB, 0.5 * MB)).toBe(
       "the database disk has 0.5 MB free, less than 1.5× the 0.5 MB message size limit: once it is full, every message gets 451",
     );
+  });
+});
+
+describe("inodes", () => {
+  test("low below 5% of the file system's inodes, at most 50,000", () => {
+    expect(lowInodesThreshold(2000)).toBe(100);
+    expect(lowInodesThreshold(3_276_800)).toBe(50_000); // a 50 GB ext4
+    expect(lowInodesThreshold(0)).toBe(0); // no fixed count: never low
+  });
+  test("the warning says which disk, how many are left and what it means; no path", () => {
+    expect(lowInodesWarning(["spool", "archive", "database"], 42)).toBe(
+      "the data dir's disk has 42 free inodes left (each stored message is a file): when none are left, every message gets 451",
+    );
+    expect(lowInodesWarning(["archive"], 7)).toStartWith("the archive disk has 7 free inodes left");
   });
 });
 
