@@ -37,6 +37,8 @@ function open(args: ConfigArgs) {
   } catch (err) {
     const code = err instanceof Error && "code" in err ? String(err.code) : "";
     if (code === "ENOENT") throw new CliError(`no database at ${config.databasePath}: run mailgw queue where serve runs, or pass --env-file, --data-dir or --database-url`);
+    // A file where a directory of the path should be: a wrong --data-dir, not a permission.
+    if (code === "ENOTDIR") throw new CliError(`no database at ${config.databasePath}: a part of that path is a file, not a directory; check --data-dir, --database-url or the --env-file's DATA_DIR/DATABASE_URL`);
     // existsSync says "no" to a file it may not look at: name the real problem.
     throw new CliError(`cannot open ${config.databasePath} (${code || describeError(err)}): run mailgw queue as the user serve runs as (README: systemd)`);
   }

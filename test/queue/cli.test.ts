@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { Database } from "bun:sqlite";
-import { existsSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { silentLogger } from "../../src/log/logger.ts";
 import type { ListedEntry } from "../../src/queue/queue-admin.ts";
@@ -222,13 +222,32 @@ describe("mailgw queue", () => {
     });
     expect(r.exitCode).toBe(1);
     expect(r.stderr.toString()).toContain("no database");
-    // A path it may not look into is not "no database" (as root, a file as a directory stands in for EACCES).
-    const blocked = Bun.spawnSync([BUN, join(ROOT, "src/main.ts"), "queue", "list"], {
+    // A file where a directory of the path should be is a wrong path, not a permission problem.
+    const throughFile = Bun.spawnSync([BUN, join(ROOT, "src/main.ts"), "queue", "list"], {
       cwd: t.dir,
       env: { PATH: process.env.PATH ?? "", DATABASE_URL: `file:${join(t.dbPath, "x.db")}`, DATA_DIR: t.dataDir },
     });
-    expect(blocked.exitCode).toBe(1);
-    expect(blocked.stderr.toString()).toBe(`mailgw: cannot open ${join(t.dbPath, "x.db")} (ENOTDIR): run mailgw queue as the user serve runs as (README: systemd)\n`);
+    expect(throughFile.exitCode).toBe(1);
+    expect(throughFile.stderr.toString()).toBe(
+      `mailgw: no database at ${join(t.dbPath, "x.db")}: a part of that path is a file, not a directory; check --data-dir, --database-url or the --env-file's DATA_DIR/DATABASE_URL\n`,
+    );
+    // A database it may not open is not "no database": the user is wrong. Root reads any file, so
+    // the command runs without CAP_DAC_OVERRIDE (setpriv, util-linux) against a mode-000 file.
+    if (process.getuid?.() !== 0 || Bun.which("setpriv") === null) {
+      console.log("skipped the EACCES case: needs root and setpriv to drop CAP_DAC_OVERRIDE");
+    } else {
+      chmodSync(t.dbPath, 0o000);
+      try {
+        const denied = Bun.spawnSync(["setpriv", "--bounding-set", "-dac_override,-dac_read_search", BUN, join(ROOT, "src/main.ts"), "queue", "list"], {
+          cwd: t.dir,
+          env: { PATH: process.env.PATH ?? "", DATABASE_URL: `file:${t.dbPath}`, DATA_DIR: t.dataDir },
+        });
+        expect(denied.exitCode).toBe(1);
+        expect(denied.stderr.toString()).toBe(`mailgw: cannot open ${t.dbPath} (EACCES): run mailgw queue as the user serve runs as (README: systemd)\n`);
+      } finally {
+        chmodSync(t.dbPath, 0o600);
+      }
+    }
   }, 30_000);
 
   test("a database of an older schema (serve not yet restarted after an upgrade) is refused, not upgraded under it", () => {
