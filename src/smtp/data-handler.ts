@@ -282,12 +282,16 @@ function envelopeOf(session: SMTPServerSession, state: SessionState): Envelope {
 /**
  * The Received header's `with` type: smtp-server's SMTP / ESMTP / ESMTPS, or, for a transaction
  * that declared SMTPUTF8, RFC 6531's UTF8SMTP / UTF8SMTPS (so a reader of the trace can tell
- * the message may carry UTF-8 addresses and headers).
+ * the message may carry UTF-8 addresses and headers). A HELO session is `SMTP` under TLS too:
+ * smtp-server wrote `SMTPS`, which is no registered transmission type (RFC 3848 defines the S
+ * and A suffixes for ESMTP and LMTP only), and Postfix writes `with SMTP` there; the comment
+ * after it still names the TLS version and cipher.
  */
 function withProtocol(session: SMTPServerSession): string {
   const base = session.transmissionType || "ESMTP";
+  if (!base.startsWith("ESMTP")) return "SMTP";
   const args = session.envelope.mailFrom ? (session.envelope.mailFrom.args as Record<string, unknown> | false) : false;
-  if (!args || !args.SMTPUTF8 || !base.startsWith("ESMTP")) return base;
+  if (!args || !args.SMTPUTF8) return base;
   return `UTF8SMTP${base.slice("ESMTP".length)}`;
 }
 
