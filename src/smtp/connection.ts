@@ -292,6 +292,7 @@ export class GatewayConnection extends SMTPConnection {
   }
 
   override send(code: number, data?: string | string[] | null, context?: string | false): void {
+    if (code === 421 && typeof data === "string") data = this.withOwnName(data);
     const own = typeof data === "string" && ENHANCED_PREFIX.test(data);
     const sentContext = own ? false : context;
     // What goes on the wire: the log's `reply` must show the enhanced code the client saw.
@@ -310,6 +311,19 @@ export class GatewayConnection extends SMTPConnection {
     // A refused recipient, whoever refused it; not a RCPT out of sequence (503) or before TLS (530).
     if (rcpt !== null && code >= 500 && code !== 503 && code !== 530) this.hooks.onRcptRefused(this.session, rcptAddress(rcpt), code);
     this.countError(code, reply);
+  }
+
+  /**
+   * RFC 5321 §3.8/§4.2: a 421 starts with the server's name (`421 4.4.2 mx.example …`, as
+   * Postfix's `421 4.4.2 mx.example Error: timeout exceeded`), so a client's log says which
+   * host closed on it. Ours carry it; smtp-server's own did not (the idle timeout, too many
+   * unrecognized commands, an HTTP request line, a parser error): the name is put in after
+   * the enhanced code, if any.
+   */
+  private withOwnName(text: string): string {
+    const enhanced = ENHANCED_PREFIX.exec(text)?.[0] ?? "";
+    const rest = text.slice(enhanced.length);
+    return rest.startsWith(`${this.name} `) ? text : `${enhanced}${this.name} ${rest}`;
   }
 
   /** As Postfix's smtpd_hard_error_limit: errors without mail delivered in between end the session. */

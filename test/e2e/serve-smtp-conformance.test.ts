@@ -39,3 +39,21 @@ describe("Received header transmission type (RFC 3848)", () => {
     expect(types).toEqual(["SMTP", "ESMTPS", "SMTP"]);
   }, 30_000);
 });
+
+describe("every 421 names the server (RFC 5321 §3.8, §4.2)", () => {
+  // Postfix: `421 4.4.2 mx.test Error: timeout exceeded`, `421 4.7.0 mx.test Error: too many errors`.
+  // The idle timeout (smtp-server's too) is held in test/smtp/bad-input.test.ts: serve's is 2 minutes.
+  test("too many unrecognized commands, an HTTP request line: 421 <enhanced code> mx.test …", async () => {
+    const s = await serve({});
+    const junk = await RawClient.connect(s.smtpPort);
+    expect(await junk.reply()).toStartWith("220 mx.test ");
+    let last = "";
+    for (let i = 0; i < 10 && !last.startsWith("421"); i++) last = await junk.cmd(`FOO${i}`);
+    expect(last).toMatch(/^421 4\.\d\.\d mx\.test Error: too many unrecognized commands/);
+    expect(await junk.waitClose()).toBe(true);
+    const http = await RawClient.connect(s.smtpPort);
+    expect(await http.reply()).toStartWith("220 mx.test ");
+    expect(await http.cmd("GET / HTTP/1.1")).toMatch(/^421 4\.\d\.\d mx\.test HTTP requests not allowed/);
+    expect(await http.waitClose()).toBe(true);
+  }, 30_000);
+});
