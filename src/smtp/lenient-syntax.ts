@@ -9,7 +9,8 @@
  *     (smtp-options.ts), and recipient-policy.ts stays the one judge of RCPT addresses;
  *   - `HELO host name` (several words, from scanners and NAS boxes): 501, after which every MAIL
  *     got 503 "send HELO/EHLO first", so such a client could never send. The first word is the
- *     name, as Postfix takes it.
+ *     name, as Postfix takes it;
+ *   - `MAIL  FROM:` / `RCPT\tTO:` (more than one space, or a tab, between the words): 501 or 500.
  * The routing tricks SPEC §4 refuses stay refused (recipient-policy.ts; a quoted `@` or a double
  * `@` is still 501 from the parser). Pure string work; never throws.
  */
@@ -171,6 +172,35 @@ export function heloName(argument: string): string {
 export function heloWithOneName(command: Buffer): Buffer {
   const parts = command.toString("latin1").trim().split(/\s+/);
   return parts.length > 2 ? Buffer.from(`${parts[0]} ${parts[1]}`, "latin1") : command;
+}
+
+/** `MAIL  FROM:`, `RCPT\tTO :` and the like: the verb, the keyword and the whitespace around them. */
+const SPACED_ADDRESS_VERB = /^(MAIL|RCPT)[ \t]+(FROM|TO)[ \t]*:/i;
+/** Any other verb followed by a tab or by more than one space. */
+const SPACED_VERB = /^([A-Za-z]+)(?:\t[ \t]*| [ \t]+)/;
+/** The longest head either pattern can need: past it, the whitespace of a flood is left alone. */
+const VERB_HEAD_BYTES = 64;
+
+/**
+ * The command with the whitespace between its words as one space: `MAIL  FROM:<a@b>` (two
+ * spaces), `RCPT\tTO:<b@c>`, `HELO\tname`. smtp-server splits the verb on one space and
+ * compares `MAIL FROM`/`RCPT TO` exactly, so such a sender or recipient got 501 (a tab: 500,
+ * command not recognized) and the mail bounced; Postfix (smtpd_strict_rfc821_envelopes=no, its
+ * default) reads the words whatever whitespace separates them and answers 250. Only the head
+ * changes: the path and parameters keep their bytes (quoted spaces included). Any other
+ * command is returned as it is.
+ */
+export function oneSpaceBetweenWords(command: Buffer): Buffer {
+  const head = command.toString("latin1", 0, Math.min(command.length, VERB_HEAD_BYTES));
+  const address = SPACED_ADDRESS_VERB.exec(head);
+  if (address) {
+    const [matched, verb, keyword] = address as unknown as [string, string, string];
+    const normal = `${verb} ${keyword}:`;
+    return matched === normal ? command : Buffer.concat([Buffer.from(normal, "latin1"), command.subarray(matched.length)]);
+  }
+  const spaced = SPACED_VERB.exec(head);
+  if (!spaced) return command;
+  return Buffer.concat([Buffer.from(`${spaced[1]} `, "latin1"), command.subarray(spaced[0].length)]);
 }
 
 /** The options smtp-server's address parser reads (smtp-options.ts sets them on the server). */

@@ -57,3 +57,28 @@ describe("every 421 names the server (RFC 5321 §3.8, §4.2)", () => {
     expect(await http.waitClose()).toBe(true);
   }, 30_000);
 });
+
+describe("whitespace between a command's words (Postfix's smtpd_strict_rfc821_envelopes=no)", () => {
+  // Postfix 3.7 answers 250 to each of these; smtp-server answered 501 (two spaces) or 500 (a tab).
+  test("MAIL  FROM, RCPT   TO, tabs: 250 and the message stored with the envelope as meant", async () => {
+    const s = await serve({});
+    const c = await RawClient.connect(s.smtpPort);
+    expect(await c.reply()).toStartWith("220 ");
+    expect(await c.cmd("EHLO\tclient.example")).toStartWith("250");
+    expect(await c.cmd("MAIL  FROM:<a@sender.example>")).toBe("250 2.1.0 Accepted");
+    expect(await c.cmd("RSET")).toStartWith("250");
+    expect(await c.cmd("MAIL\tFROM:\t<a@sender.example> SIZE=100")).toBe("250 2.1.0 Accepted");
+    expect(await c.cmd("RCPT  TO:<b@company.com>")).toBe("250 2.1.5 Accepted");
+    expect(await c.cmd('rcpt \t to:<"sales  team"@company.com>')).toBe("250 2.1.5 Accepted");
+    // The domain check is not bypassed by the spacing: another domain is still relaying denied.
+    expect(await c.cmd("RCPT   TO:<b@other.example>")).toStartWith("550 5.7.1 Relaying denied");
+    expect(await c.cmd("RCPT  TO:<@company.com:v@other.example>")).toStartWith("550 5.7.1 ");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    c.write("Subject: spaced\r\n\r\nhi\r\n.\r\n");
+    expect(await c.reply()).toStartWith("250 2.0.0 Queued as ");
+    expect(await c.cmd("NOOP  x")).toStartWith("250");
+    expect(await c.cmd("QUIT")).toStartWith("221");
+    const line = await s.waitForLog((l) => l.msg === "smtp session" && l.helo === "client.example");
+    expect(line).toMatchObject({ from: "a@sender.example", recipients: ["b@company.com", '"sales  team"@company.com'] });
+  }, 30_000);
+});

@@ -5,7 +5,7 @@
  * sending the same commands to mailgw and to a Postfix 3.7).
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { hideQuotedSpaces, parseEnvelopeAddress, restoreQuotedSpaces } from "../../src/smtp/lenient-syntax.ts";
+import { hideQuotedSpaces, oneSpaceBetweenWords, parseEnvelopeAddress, restoreQuotedSpaces } from "../../src/smtp/lenient-syntax.ts";
 import { RawClient, greet, startTestServer, terminated, simpleMessage, type TestServer } from "./helpers.ts";
 
 let server: TestServer | null = null;
@@ -98,5 +98,16 @@ describe("lenient address and HELO syntax", () => {
       expect({ rcpt, reply: await c.cmd(`RCPT TO:<${rcpt}>`) }).toEqual({ rcpt, reply: expect.stringMatching(/^501 /) });
     }
     await c.cmd("QUIT");
+  });
+
+  test("oneSpaceBetweenWords: only the whitespace between the words; the rest keeps its bytes", () => {
+    const one = (line: string): string => oneSpaceBetweenWords(Buffer.from(line, "utf8")).toString("utf8");
+    expect(one("MAIL  FROM:<a@b>")).toBe("MAIL FROM:<a@b>");
+    expect(one("rcpt\t to \t:<\"x  y\"@b>  NOTIFY=NEVER")).toBe("rcpt to:<\"x  y\"@b>  NOTIFY=NEVER");
+    expect(one("RCPT TO:<jörg@b>")).toBe("RCPT TO:<jörg@b>");
+    expect(one("HELO\tname")).toBe("HELO name");
+    expect(one("NOOP   a  b")).toBe("NOOP a  b");
+    // Left as they are: one space already, no verb first (Postfix takes a leading space; nobody sends one).
+    for (const line of ["MAIL FROM:<a@b>", " RCPT TO:<a@b>", "QUIT", ""]) expect(one(line)).toBe(line);
   });
 });
