@@ -34,7 +34,7 @@ import type { SMTPStream } from "smtp-server/lib/smtp-stream.js";
 import { useFastDataScanner } from "./data-scanner.ts";
 import { MAX_COMMAND_LINE_BYTES } from "./limits.ts";
 import { answerLongLines, continueAfterData } from "./parser-patches.ts";
-import { heloWithOneName, oneSpaceBetweenWords, parseWithQuotedSpaces } from "./lenient-syntax.ts";
+import { heloWithOneName, oneSpaceBetweenWords, parseWithQuotedSpaces, withoutTrailingCr } from "./lenient-syntax.ts";
 import { clientKey } from "./ip.ts";
 
 /** Postfix's words for a line past its line_length_limit. */
@@ -265,10 +265,11 @@ export class GatewayConnection extends SMTPConnection {
    * SMTP_TLS_REQUIRED before STARTTLS: RSET, VRFY, HELP, RCPT, DATA... get 530 (NEEDS_TLS; the
    * library answered VRFY 252 and HELP 214 in plain text). What the library refuses first (a
    * command during the handshake, before the greeting, while closing) keeps its answer.
-   * First, the whitespace between the command's words is made one space (lenient-syntax.ts).
+   * First, the whitespace between the command's words is made one space and stray CRs at its
+   * end are dropped (lenient-syntax.ts).
    */
   override _onCommand(raw: Buffer, callback?: () => void): void {
-    const command = oneSpaceBetweenWords(raw);
+    const command = oneSpaceBetweenWords(withoutTrailingCr(raw));
     if (!this.refusedBeforeTls(command)) return super._onCommand(command, callback);
     this.send(530, TLS_FIRST_TEXT);
     this._whenWritable(callback ?? (() => false));

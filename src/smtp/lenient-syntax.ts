@@ -10,7 +10,8 @@
  *   - `HELO host name` (several words, from scanners and NAS boxes): 501, after which every MAIL
  *     got 503 "send HELO/EHLO first", so such a client could never send. The first word is the
  *     name, as Postfix takes it;
- *   - `MAIL  FROM:` / `RCPT\tTO:` (more than one space, or a tab, between the words): 501 or 500.
+ *   - `MAIL  FROM:` / `RCPT\tTO:` (more than one space, or a tab, between the words): 501 or 500;
+ *   - `DATA\r\r\n` (a stray CR before the line's CRLF): 500.
  * The routing tricks SPEC §4 refuses stay refused (recipient-policy.ts; a quoted `@` or a double
  * `@` is still 501 from the parser). Pure string work; never throws.
  */
@@ -201,6 +202,19 @@ export function oneSpaceBetweenWords(command: Buffer): Buffer {
   const spaced = SPACED_VERB.exec(head);
   if (!spaced) return command;
   return Buffer.concat([Buffer.from(`${spaced[1]} `, "latin1"), command.subarray(spaced[0].length)]);
+}
+
+/**
+ * The command without the carriage returns at its end: a line ending `\r\r\n` (a client that
+ * writes CRLF through a text-mode stream). smtp-server takes one CR off with the LF, and the
+ * other stayed in the verb: `DATA\r`, `QUIT\r`, `RSET\r` got 500 "command not recognized",
+ * so such a client's mail bounced at DATA after MAIL and RCPT had been taken; Postfix reads the
+ * CR as whitespace and answers 354. A CR inside the line is left to the parser.
+ */
+export function withoutTrailingCr(command: Buffer): Buffer {
+  let end = command.length;
+  while (end > 0 && command[end - 1] === 0x0d) end--;
+  return end === command.length ? command : command.subarray(0, end);
 }
 
 /** The options smtp-server's address parser reads (smtp-options.ts sets them on the server). */

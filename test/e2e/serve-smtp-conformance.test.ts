@@ -82,3 +82,23 @@ describe("whitespace between a command's words (Postfix's smtpd_strict_rfc821_en
     expect(line).toMatchObject({ from: "a@sender.example", recipients: ["b@company.com", '"sales  team"@company.com'] });
   }, 30_000);
 });
+
+describe("a stray CR before a command line's CRLF", () => {
+  // `\r\r\n`: CRLF written through a text-mode stream. Postfix 3.7 reads the CR as whitespace and
+  // answers 354; smtp-server took MAIL and RCPT (the CR trimmed with the address) but DATA got 500.
+  test("EHLO, MAIL, RCPT, DATA, QUIT each ending in \\r\\r\\n: the message is taken", async () => {
+    const s = await serve({});
+    const c = await RawClient.connect(s.smtpPort);
+    expect(await c.reply()).toStartWith("220 ");
+    for (const [line, code] of [["EHLO client.example", "250"], ["MAIL FROM:<a@sender.example>", "250"], ["RCPT TO:<b@company.com>", "250"], ["DATA", "354"]] as const) {
+      c.write(`${line}\r\r\n`);
+      expect({ line, reply: (await c.reply()).slice(0, 3) }).toEqual({ line, reply: code });
+    }
+    c.write("Subject: cr\r\n\r\nhi\r\n.\r\n");
+    expect(await c.reply()).toStartWith("250 2.0.0 Queued as ");
+    c.write("QUIT\r\r\n");
+    expect(await c.reply()).toStartWith("221 ");
+    const line = await s.waitForLog((l) => l.msg === "smtp session" && l.helo === "client.example");
+    expect(line).toMatchObject({ from: "a@sender.example", recipients: ["b@company.com"] });
+  }, 30_000);
+});
