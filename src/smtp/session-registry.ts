@@ -7,7 +7,8 @@
  * with its own rules, whatever policy the command handlers apply.
  */
 import type { SMTPServerOptions, SMTPServerSession } from "smtp-server";
-import { repliesAfterClientEnd, type GatewaySmtpServer } from "./connection.ts";
+import type { GatewaySmtpServer } from "./connection.ts";
+import { repliesAfterClientEnd } from "./half-open.ts";
 import { isNotableReply, newSessionState, noteConnectionError, noteTlsEstablished, type SessionState } from "./session-log.ts";
 
 export interface SessionRegistry {
