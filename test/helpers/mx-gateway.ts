@@ -9,6 +9,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { FREE_SPACE_REFRESH_MS } from "../../src/store/free-space.ts";
 import { makeCert } from "../smtp/helpers.ts";
 import { serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 import { archivedCopies, archiveFiles } from "./interop.ts";
@@ -22,7 +23,7 @@ export interface MxGateway {
   restart(env?: Record<string, string>): Promise<ServeProcess>;
   archiveFiles(): string[];
   archivedCopies(raw: Buffer): Buffer[];
-  /** Fills DATA_DIR's file system; the returned function frees the space again. */
+  /** Fills DATA_DIR's file system; the returned function frees the space again, and returns once serve has seen it. */
   fillDisk(): () => void;
   close(): Promise<void>;
 }
@@ -51,7 +52,13 @@ export async function startMxGateway(ports: { smtp: number; http: number }, env:
     fillDisk() {
       const filler = join(dataDir, "filler");
       spawnSync("dd", ["if=/dev/zero", `of=${filler}`, "bs=64k"]);
-      return () => rmSync(filler, { force: true });
+      return () => {
+        rmSync(filler, { force: true });
+        // serve reads free space once a second (store/free-space.ts): until its next reading, a
+        // sending MTA's retry that declares SIZE= would still get 452 4.3.1 at MAIL, and its
+        // queue would wait minutes before the next one.
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, FREE_SPACE_REFRESH_MS + 500);
+      };
     },
     async close() {
       if (gateway.serve.proc.exitCode === null) await gateway.serve.stop();
