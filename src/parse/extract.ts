@@ -20,7 +20,7 @@ import type { Email } from "postal-mime";
 import type { AuthResult, Envelope, MessageFacts } from "../types.ts";
 import { describeError } from "../errors.ts";
 import { splitHeaderBlock, type HeaderBlock, type RawHeaderField } from "./header-block.ts";
-import { foldedReading, joinContent, MIME_FIELDS, READ_BOTH_WAYS_NOTE, sameMimeParse, type ContentFacts } from "./header-readings.ts";
+import { foldedReading, joinContent, MIME_FIELDS, NON_FIELD_NOTE, nonFieldReading, READ_BOTH_WAYS_NOTE, sameMimeParse, type ContentFacts } from "./header-readings.ts";
 import { emptyHeaderFacts, headerFacts, type HeaderFacts } from "./header-facts.ts";
 import { headerCharset } from "./header-text.ts";
 import { htmlToText } from "./html-text.ts";
@@ -267,6 +267,22 @@ async function foldedContentFacts(inputOf: MimeInputOf, budget: ParseBudget): Pr
 }
 
 /**
+ * The other readings of the block whose MIME parse may find more than its own (header-readings.ts):
+ * the one folding a line of spaces, and the one ending at a line that starts no field (Python's,
+ * Postfix's). A reading whose parse would find the same is left out.
+ */
+function otherReadings(raw: Uint8Array, block: HeaderBlock, folded: HeaderBlock | null, budget: ParseBudget): HeaderBlock[] {
+  const readings: HeaderBlock[] = [];
+  if (folded && !sameMimeParse(raw, block, folded)) readings.push(folded);
+  const cut = nonFieldReading(block);
+  if (cut && !sameMimeParse(raw, cut, block)) {
+    note(budget, NON_FIELD_NOTE);
+    readings.push(cut);
+  }
+  return readings;
+}
+
+/**
  * Builds the facts the rules evaluate. Never throws: a message that cannot be parsed yields
  * the envelope facts with empty message facts and `parseError` set.
  */
@@ -280,10 +296,13 @@ export async function extractFacts(raw: Uint8Array, envelope: Envelope, opts: Ex
     const folded = foldedReading(forwarded, block);
     header = headerFactsOf(forwarded, block, folded, budget);
     if (opts.content !== false) {
+      const others = otherReadings(forwarded, block, folded, budget);
       content = await contentFacts(mimeInputOf(forwarded, block.fields, block.bodyStart), 0, budget);
       // On what the first parse left of the line budget (foldedContentFacts): two full parses
       // of a costly 25 MB message took its classification past 1 s of CPU.
-      if (folded && !sameMimeParse(forwarded, block, folded)) content = joinContent(content, await foldedContentFacts(mimeInputOf(forwarded, folded.fields, folded.bodyStart), budget));
+      for (const other of others) {
+        content = joinContent(content, await foldedContentFacts(mimeInputOf(forwarded, other.fields, other.bodyStart), budget));
+      }
     }
   } catch (err) {
     note(budget, `message not parsed: ${describeError(err)}`);
@@ -320,11 +339,12 @@ export async function extractFactsFromFile(path: string, envelope: Envelope, opt
     };
     if (opts.content !== false) {
       content = await contentFacts(inputOf, 0, budget);
-      const folded = top.foldedContent;
-      if (folded) content = joinContent(content, await foldedContentFacts(async (cut, b) => {
-        const raw = normalizeLineEndings(await readFileBytes(path));
-        return mimeInput(raw, folded.fields, folded.bodyStart, parseEnd(raw, folded.bodyStart, cut, b), b);
-      }, budget));
+      for (const other of top.otherReadings) {
+        content = joinContent(content, await foldedContentFacts(async (cut, b) => {
+          const raw = normalizeLineEndings(await readFileBytes(path));
+          return mimeInput(raw, other.fields, other.bodyStart, parseEnd(raw, other.bodyStart, cut, b), b);
+        }, budget));
+      }
     }
   } catch (err) {
     note(budget, `message not parsed: ${describeError(err)}`);
@@ -339,9 +359,9 @@ async function readTop(path: string, budget: ParseBudget, content: boolean) {
   const block = splitHeaderBlock(raw);
   const folded = foldedReading(raw, block);
   const header = headerFactsOf(raw, block, folded, budget);
+  const others = content ? otherReadings(raw, block, folded, budget) : [];
   const firstInput = content ? mimeInput(raw, block.fields, block.bodyStart, parseEnd(raw, block.bodyStart, FIRST_CUT, budget), budget) : null;
-  const foldedContent = folded && !sameMimeParse(raw, block, folded) ? folded : null;
-  return { header, fields: block.fields, bodyStart: block.bodyStart, foldedContent, size: stored.byteLength, firstInput };
+  return { header, fields: block.fields, bodyStart: block.bodyStart, otherReadings: others, size: stored.byteLength, firstInput };
 }
 
 function assembleFacts(header: HeaderFacts, content: ContentFacts, size: number, envelope: Envelope, opts: ExtractOptions, budget: ParseBudget): MessageFacts {

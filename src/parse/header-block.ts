@@ -34,6 +34,15 @@ export interface HeaderBlock {
    * the rules read both (extract.ts; `splitHeaderBlock(raw, { blankLinesFold: true })`).
    */
   endedAtBlankLine: boolean;
+  /**
+   * The first line of the block that starts no field for Python's email package or for Postfix
+   * (startsField: `Please send the wire transfer`, `Subject : x`), or null. Read on past it here
+   * (as Thunderbird and postal-mime do); Python ends the header there and shows it and what
+   * follows as the body, and so does Postfix (its cleanup puts an empty line before a line that
+   * is no field, and a relay passes that on): header-readings.ts reads the block that way too.
+   * `fields`: how many fields precede it.
+   */
+  nonFieldLine: { at: number; fields: number } | null;
 }
 
 export interface SplitOptions {
@@ -85,6 +94,22 @@ function headerGoesOn(buffer: Buffer, next: number): boolean {
   if (i === next) return false;
   while (i < buffer.length && (buffer[i] === SP || buffer[i] === TAB)) i++;
   return buffer[i] === COLON;
+}
+
+const MBOX_FROM = Buffer.from("From ");
+
+/**
+ * Whether a line that is no continuation starts a field for Python's email package and for
+ * Postfix (is_header) alike: a name of printable ASCII other than ':' and then ':' on the same
+ * line, or an mbox `From ` line, which Python reads as part of the header (and `mailgw test` drops
+ * when it comes first). A space before the colon (RFC 5322's obsolete syntax, a field to Postfix,
+ * Thunderbird and here) ends Python's header: its text is body text there.
+ */
+function startsField(raw: Uint8Array, start: number, end: number): boolean {
+  if (end - start >= MBOX_FROM.length && MBOX_FROM.equals(raw.subarray(start, start + MBOX_FROM.length))) return true;
+  let i = start;
+  while (i < end && (raw[i] as number) > 32 && (raw[i] as number) < 127 && raw[i] !== COLON) i++;
+  return i > start && i < end && raw[i] === COLON;
 }
 
 /** Body start for a header block too long to walk line by line: first empty line. */
@@ -159,6 +184,7 @@ export function splitHeaderBlock(raw: Uint8Array, opts: SplitOptions = {}): Head
   let pos = 0;
   let bodyStart = raw.length;
   let endedAtBlankLine = false;
+  let nonFieldLine: HeaderBlock["nonFieldLine"] = null;
   while (pos < raw.length) {
     const lf = buffer.indexOf(LF, pos);
     const lineEnd = lf < 0 ? raw.length : lf;
@@ -181,9 +207,15 @@ export function splitHeaderBlock(raw: Uint8Array, opts: SplitOptions = {}): Head
     }
     const first = raw[pos];
     if (first === SP || first === TAB) collector.append(raw.subarray(pos, end));
-    else collector.start(raw.subarray(pos, end));
+    else {
+      if (nonFieldLine === null && !startsField(raw, pos, end)) {
+        collector.finish();
+        nonFieldLine = { at: pos, fields: collector.fields.length };
+      }
+      collector.start(raw.subarray(pos, end));
+    }
     pos = next;
   }
   collector.finish();
-  return { fields: collector.fields, bodyStart, notes: collector.notes, endedAtBlankLine };
+  return { fields: collector.fields, bodyStart, notes: collector.notes, endedAtBlankLine, nonFieldLine };
 }

@@ -27,6 +27,23 @@ export function foldedReading(raw: Uint8Array, block: HeaderBlock): HeaderBlock 
   return block.endedAtBlankLine ? splitHeaderBlock(raw, { blankLinesFold: true }) : null;
 }
 
+/** What a parse note says of a message whose header has a line that starts no field. */
+export const NON_FIELD_NOTE = "header block read two ways (a line that is no header field before the empty line): facts of both";
+
+/**
+ * The block as Python's email package and Postfix read it when a line in it starts no field
+ * (HeaderBlock.nonFieldLine): the fields before that line, and the body from it on. Thunderbird
+ * and postal-mime drop such a line and read on (`block`, whose fields are a superset of these);
+ * Python shows it and the rest as the body, and Postfix, as a relay, sends them on as the body
+ * (after an empty line it adds). Read only one way, `Subject: hi` / `Please send the wire
+ * transfer today` / (empty line) hid those words from `body` rules. Null when there is no such line.
+ */
+export function nonFieldReading(block: HeaderBlock): HeaderBlock | null {
+  const line = block.nonFieldLine;
+  if (line === null) return null;
+  return { fields: block.fields.slice(0, line.fields), bodyStart: line.at, notes: [], endedAtBlankLine: false, nonFieldLine: null };
+}
+
 /** The header fields that decide a MIME parse: extract.ts hands postal-mime these and the body. */
 export const MIME_FIELDS: ReadonlySet<string> = new Set(["content-type", "content-transfer-encoding", "content-disposition"]);
 

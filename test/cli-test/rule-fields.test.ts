@@ -1,0 +1,52 @@
+/**
+ * `mailgw test message.eml` (a subprocess, as an admin runs it) on messages where the facts the
+ * rules see differed from what Python's email package (and the mail clients that read as it
+ * does) show, found by a differential of the corpus: the rule that should match now does.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const ROOT = join(import.meta.dir, "../..");
+
+const RULES = `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - name: wire-fraud
+    priority: 100
+    category: fraud
+    action: reject
+    conditions:
+      - { field: body, operator: contains, value: wire transfer }
+`;
+
+let dir = "";
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "fields-s10-cli-"));
+  writeFileSync(join(dir, "rules.yaml"), RULES);
+});
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** The decision `mailgw test FILE --json` prints for `raw`. */
+async function decide(name: string, raw: string): Promise<{ rule: string | null; action: string }> {
+  const file = join(dir, `${name}.eml`);
+  writeFileSync(file, raw);
+  const child = Bun.spawn([process.execPath, join(ROOT, "src/main.ts"), "test", file, "--rules", join(dir, "rules.yaml"), "--json"], {
+    cwd: dir,
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { PATH: process.env.PATH ?? "", HOME: dir },
+  });
+  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
+  const json = JSON.parse(stdout);
+  return { rule: json.decision.rule ?? null, action: json.decision.action };
+}
+
+test("a line of text among the header fields: Python and a Postfix relay show it as the body, and the body rule matches it", async () => {
+  const raw = "From: boss@partner.example\r\nTo: sales@company.com\r\nSubject: urgent\r\nPlease send the wire transfer today\r\nMIME-Version: 1.0\r\n\r\n";
+  expect(await decide("non-field-line", raw)).toEqual({ rule: "wire-fraud", action: "reject" });
+});
