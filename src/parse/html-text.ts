@@ -42,6 +42,38 @@ const LATIN1_ENTITY_NAMES = (
 LATIN1_ENTITY_NAMES.forEach((name, i) => (NAMED_ENTITIES[name] ??= String.fromCharCode(0xa0 + i)));
 
 /**
+ * HTML 4's Greek letters, in code point order from U+0391 and U+03B1 (`_`: U+03A2 has no letter,
+ * its small one is the final sigma). PHP's htmlentities() writes Greek text this way (`&Alpha;`…),
+ * so a newsletter's whole body can be entities: left as they were, `&tau;&alpha;` hid the word τα.
+ */
+"Alpha Beta Gamma Delta Epsilon Zeta Eta Theta Iota Kappa Lambda Mu Nu Xi Omicron Pi Rho _ Sigma Tau Upsilon Phi Chi Psi Omega"
+  .split(" ")
+  .forEach((name, i) => {
+    if (name === "_") return;
+    NAMED_ENTITIES[name] ??= String.fromCharCode(0x391 + i);
+    NAMED_ENTITIES[name.toLowerCase()] ??= String.fromCharCode(0x3b1 + i);
+  });
+
+/** The rest of HTML 4's entities (symbols, arrows, math), with HTML 5's values (`lang`, `rang`). */
+const HTML4_SYMBOLS =
+  "sigmaf ς thetasym ϑ upsih ϒ piv ϖ fnof ƒ circ ˆ tilde ˜ lrm \u200e rlm \u200f dagger † Dagger ‡ permil ‰ lsaquo ‹ rsaquo › " +
+  "prime ′ Prime ″ oline ‾ frasl ⁄ weierp ℘ image ℑ real ℜ alefsym ℵ larr ← uarr ↑ rarr → darr ↓ harr ↔ crarr ↵ " +
+  "lArr ⇐ uArr ⇑ rArr ⇒ dArr ⇓ hArr ⇔ forall ∀ part ∂ exist ∃ empty ∅ nabla ∇ isin ∈ notin ∉ ni ∋ prod ∏ sum ∑ " +
+  "minus − lowast ∗ radic √ prop ∝ infin ∞ ang ∠ and ∧ or ∨ cap ∩ cup ∪ int ∫ there4 ∴ sim ∼ cong ≅ asymp ≈ ne ≠ " +
+  "equiv ≡ le ≤ ge ≥ sub ⊂ sup ⊃ nsub ⊄ sube ⊆ supe ⊇ oplus ⊕ otimes ⊗ perp ⊥ sdot ⋅ lceil ⌈ rceil ⌉ lfloor ⌊ " +
+  "rfloor ⌋ lang ⟨ rang ⟩ loz ◊ spades ♠ clubs ♣ hearts ♥ diams ♦";
+for (let i = 0, words = HTML4_SYMBOLS.split(" "); i + 1 < words.length; i += 2) NAMED_ENTITIES[words[i] as string] ??= words[i + 1] as string;
+
+/**
+ * The names a browser decodes in text without their ';' (HTML 5's legacy ones: the Latin-1 set,
+ * amp, lt, gt, quot and a few capitalized): `Bonjour&nbspmonde`, `&copy2024` and `a &amp b` show
+ * as `Bonjour monde`, `©2024` and `a & b`, and a rule must read them so. The longest one is taken.
+ */
+const LEGACY_ENTITIES = new Set([...LATIN1_ENTITY_NAMES, "amp", "lt", "gt", "quot", "AMP", "LT", "GT", "QUOT", "COPY", "REG"]);
+const LEGACY_ENTITY_CHARS = 6;
+const LEGACY_UPPER: Record<string, string> = { AMP: "&", LT: "<", GT: ">", QUOT: '"', COPY: "©", REG: "®" };
+
+/**
  * Own entries only: a plain lookup would find Object.prototype's members, and `&constructor;`
  * in a message would throw here and cost the message its body and attachment facts (rules on
  * them evaded).
@@ -54,6 +86,26 @@ function namedEntity(name: string): string | null {
 const MAX_ENTITY_CHARS = 12;
 
 function decodeEntity(html: string, at: number): { text: string; end: number } | null {
+  return terminatedEntity(html, at) ?? legacyEntity(html, at);
+}
+
+/** A legacy entity (LEGACY_ENTITIES, or a number) at `at` without its ';', as browsers read one in text. */
+function legacyEntity(html: string, at: number): { text: string; end: number } | null {
+  const number = /^#(?:[xX]([0-9a-fA-F]{1,6})|([0-9]{1,7}))/.exec(html.slice(at + 1, at + 1 + MAX_ENTITY_CHARS));
+  if (number) {
+    const code = number[1] !== undefined ? Number.parseInt(number[1], 16) : Number.parseInt(number[2] ?? "", 10);
+    const valid = code > 0 && code <= 0x10ffff && (code < 0xd800 || code > 0xdfff);
+    return { text: valid ? String.fromCodePoint(code) : "\ufffd", end: at + 1 + number[0].length };
+  }
+  for (let length = LEGACY_ENTITY_CHARS; length >= 2; length--) {
+    const name = html.slice(at + 1, at + 1 + length);
+    if (LEGACY_ENTITIES.has(name)) return { text: LEGACY_UPPER[name] ?? (namedEntity(name) as string), end: at + 1 + length };
+  }
+  return null;
+}
+
+/** An entity ended by ';' at `at`: `&name;`, `&#nn;`, `&#xhh;`. */
+function terminatedEntity(html: string, at: number): { text: string; end: number } | null {
   const near = html.slice(at + 1, at + 1 + MAX_ENTITY_CHARS).indexOf(";");
   if (near < 0) return null;
   const semi = at + 1 + near;

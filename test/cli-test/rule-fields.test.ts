@@ -19,6 +19,12 @@ rules:
     action: reject
     conditions:
       - { field: body, operator: contains, value: wire transfer }
+  - name: greek-bill
+    priority: 90
+    category: bills
+    action: archive
+    conditions:
+      - { field: body, operator: contains, value: "τα αναλυτικά στοιχεία" }
 `;
 
 let dir = "";
@@ -49,4 +55,11 @@ async function decide(name: string, raw: string): Promise<{ rule: string | null;
 test("a line of text among the header fields: Python and a Postfix relay show it as the body, and the body rule matches it", async () => {
   const raw = "From: boss@partner.example\r\nTo: sales@company.com\r\nSubject: urgent\r\nPlease send the wire transfer today\r\nMIME-Version: 1.0\r\n\r\n";
   expect(await decide("non-field-line", raw)).toEqual({ rule: "wire-fraud", action: "reject" });
+});
+
+const HTML_HEAD = "From: a@partner.example\r\nTo: sales@company.com\r\nSubject: hi\r\nContent-Type: text/html; charset=utf-8\r\n\r\n";
+
+test("an HTML body in entities, as PHP's htmlentities() writes Greek: the rule for its words matches", async () => {
+  const raw = `${HTML_HEAD}<p>&Gamma;&iota;&alpha; &tau;&alpha; &alpha;&nu;&alpha;&lambda;&upsilon;&tau;&iota;&kappa;&#940; &sigma;&tau;&omicron;&iota;&chi;&epsilon;&#943;&alpha;</p>\r\n`;
+  expect(await decide("greek-entities", raw)).toEqual({ rule: "greek-bill", action: "archive" });
 });
