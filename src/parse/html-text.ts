@@ -191,6 +191,16 @@ function skipElementContent(html: string, from: number, name: string): number {
   }
 }
 
+/**
+ * Whether the '<' at `at` opens markup: a tag (a letter next), an end tag, a comment or
+ * declaration (`/`, `!`, `?`). Any other '<' is text in a browser; read as a tag, `I <3 you, wire
+ * the money</p>` lost everything to the next '>' and a `body` rule missed words the reader sees.
+ */
+function opensMarkup(html: string, at: number): boolean {
+  const next = html.charCodeAt(at + 1);
+  return (next >= 0x41 && next <= 0x5a) || (next >= 0x61 && next <= 0x7a) || next === 0x2f || next === 0x21 || next === 0x3f;
+}
+
 /** Converts HTML to readable plain text of at most `maxChars` characters. */
 export function htmlToText(html: string, maxChars: number): string {
   const sink = new TextSink(maxChars);
@@ -215,6 +225,11 @@ export function htmlToText(html: string, maxChars: number): string {
   while (pos < html.length && !sink.full) {
     const lt = html.indexOf("<", pos);
     if (lt < 0) break;
+    if (!opensMarkup(html, lt)) {
+      // `I <3 you`, `price < 5`: text to a browser (HTML's tag open state), flushed with what follows.
+      pos = lt + 1;
+      continue;
+    }
     flushText(lt);
     if (html.startsWith("<!--", lt)) {
       const close = html.indexOf("-->", lt + 4);

@@ -63,3 +63,8 @@ test("an HTML body in entities, as PHP's htmlentities() writes Greek: the rule f
   const raw = `${HTML_HEAD}<p>&Gamma;&iota;&alpha; &tau;&alpha; &alpha;&nu;&alpha;&lambda;&upsilon;&tau;&iota;&kappa;&#940; &sigma;&tau;&omicron;&iota;&chi;&epsilon;&#943;&alpha;</p>\r\n`;
   expect(await decide("greek-entities", raw)).toEqual({ rule: "greek-bill", action: "archive" });
 });
+
+test("a '<' that opens no tag in an HTML body is text: the words after it reach the body rule", async () => {
+  const raw = `${HTML_HEAD}<p>Amounts < 5,000 EUR: please send the wire transfer today</p>\r\n`;
+  expect(await decide("lt-text", raw)).toEqual({ rule: "wire-fraud", action: "reject" });
+});

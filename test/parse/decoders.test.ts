@@ -96,7 +96,8 @@ describe("htmlToText", () => {
     ["&constructor; &toString; &__proto__; &hasOwnProperty; ok", "&constructor; &toString; &__proto__; &hasOwnProperty; ok"],
     ["caf&eacute; f&uuml;r &Auml;rger &szlig; &ntilde; &ccedil;a &AElig;&oelig; &frac12; &AMP;", "café für Ärger ß ñ ça Æœ ½ &"],
     ["<td>a</td><td>b</td>", "a b"],
-    ["keep < this", "keep"],
+    ["keep < this", "keep < this"], // '<' before a space is text to a browser
+    ["keep <b this", "keep"], // an unclosed tag is not
     ["<a <!-- <script", ""],
     ["  lots   of\n\n  space  ", "lots of space"],
   ];

@@ -1,8 +1,9 @@
 /**
  * The `body` of an HTML-only message is the text a reader sees in it (found by a differential of
  * the corpus against Python's email package and html.parser): HTML 4's Greek and symbol entities
- * are decoded (PHP's htmlentities() writes Greek text that way), and so are the legacy ones a
- * browser reads without ';'.
+ * are decoded (PHP's htmlentities() writes Greek text that way), so are the legacy ones a browser
+ * reads without ';', and a '<' that opens no tag (`I <3 you`, `< 5 EUR`) is text, not the start of
+ * a tag that swallowed everything to the next '>'.
  */
 import { expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
@@ -67,4 +68,12 @@ test("HTML 4's entities: Greek letters, arrows, math and card suits", () => {
 test("the legacy entities a browser reads without ';', and numbers without it", () => {
   expect(htmlToText("Bonjour&nbspmonde, a &amp b, &copy2024, &notit;, &#65B &#x42;", 100)).toBe("Bonjour monde, a & b, ©2024, ¬it;, AB B");
   expect(htmlToText("&unknown &toString &constructor;", 100)).toBe("&unknown &toString &constructor;");
+});
+
+test("a '<' that opens no tag is text: the words after it reach the rules", async () => {
+  expect(htmlToText("<p>I <3 you, wire the money</p><p>ok</p>", 100)).toBe("I <3 you, wire the money\n\nok");
+  expect(htmlToText("<p>price < 5 EUR & up > 3</p>", 100)).toBe("price < 5 EUR & up > 3");
+  expect(htmlToText("<p>a</p></ x>b<!x>c<?x>d", 100)).toBe("a\nbcd");
+  const raw = "From: a@x.example\r\nTo: sales@company.com\r\nContent-Type: text/html\r\n\r\n<p>I <3 you, wire the money today</p>\r\n";
+  expect(decide(await extractFacts(new TextEncoder().encode(raw), ENVELOPE))).toBe("wire");
 });
