@@ -81,9 +81,24 @@ const CGJ = "\u034F";
  */
 export const ADDRESS_FIELDS: ReadonlySet<FieldName> = new Set<FieldName>(["from", "to", "cc", "rcpt", "mail_from"]);
 
-/** Lower-cased, and on an address field with the domain in ASCII form: what the text operators compare. */
+/**
+ * Text as the case-insensitive operators compare it. toLowerCase() writes a capital sigma as ς at
+ * the end of a word and σ elsewhere, so the same letters came out differently with what follows
+ * them: `contains ΠΡΟΣ` ("προς") missed the subject "ΠΡΟΣΦΟΡΑ" ("προσφορα"), which even a
+ * case-sensitive test finds, and `ends_with Σ` missed "ΟΔΟΣ". Both are lower-case Σ: one form.
+ */
+export function lowerCase(text: string): string {
+  const lower = text.toLowerCase();
+  return lower.includes("ς") ? lower.replaceAll("ς", "σ") : lower;
+}
+
+/**
+ * Lower-cased, and on an address field with the domain in ASCII form: what the text operators
+ * compare. The domain is converted before lowerCase: IDNA keeps ς and σ apart (`οδος.gr` and
+ * `οδοσ.gr` are two domains), and the envelope holds the ASCII form serve made of the domain as sent.
+ */
 export function comparable(field: FieldName): (value: string) => string {
-  return ADDRESS_FIELDS.has(field) ? (v) => asciiDomainForm(nfc(v).toLowerCase()) : (v) => nfc(v).toLowerCase();
+  return ADDRESS_FIELDS.has(field) ? (v) => lowerCase(asciiDomainForm(nfc(v).toLowerCase())) : (v) => lowerCase(nfc(v));
 }
 
 /** `compute` of the message's facts, computed once per message in its slot. */

@@ -7,7 +7,7 @@
  */
 import { asciiDomainForm } from "./address.ts";
 import { coversEverything, type CidrRange, ipInRanges, parseClientIp } from "./cidr.ts";
-import { ADDRESS_FIELDS, AUTH_READERS, listReader, loweredList, loweredText, nfc, regexList, regexText, textReader } from "./field-values.ts";
+import { ADDRESS_FIELDS, AUTH_READERS, listReader, loweredList, loweredText, lowerCase, nfc, regexList, regexText, textReader } from "./field-values.ts";
 import type { FieldKind } from "./schema.ts";
 import type {
   AuthResult,
@@ -123,8 +123,8 @@ function textPredicate(operator: Operator, expectedLower: string): StringPredica
  * part as well as a domain.
  */
 function valuePredicate(spec: ConditionSpec, text: string): StringPredicate {
-  const lower = nfc(text).toLowerCase();
-  const ascii = ADDRESS_FIELDS.has(spec.field) ? asciiDomainForm(nfc(text)).toLowerCase() : lower;
+  const lower = lowerCase(nfc(text));
+  const ascii = ADDRESS_FIELDS.has(spec.field) ? lowerCase(asciiDomainForm(nfc(text))) : lower;
   const predicate = textPredicate(spec.operator, lower);
   if (ascii === lower) return predicate;
   const asciiPredicate = textPredicate(spec.operator, ascii);
@@ -180,7 +180,7 @@ function singleTextTest(spec: ConditionSpec, slot: number): Test {
     return { test: (s) => anyOf(forms(s), (v) => budgetedTest(regex, v, s)), alwaysTrue: regexMatchesEverything(regex) };
   }
   if (value.kind !== "text") throw new Error(`unexpected value for ${spec.field} ${operator}`);
-  const expected = value.text.toLowerCase();
+  const expected = lowerCase(value.text);
   const predicate = valuePredicate(spec, value.text);
   const lowered = loweredText(spec.field, slot);
   return { test: (s) => predicate(lowered(s)), alwaysTrue: expected === "" && operator !== "equals" };
@@ -219,8 +219,8 @@ export function equalsAnyTest(specs: readonly ConditionSpec[], slots: SlotAlloca
   const expected = new Set<string>();
   for (const spec of specs) {
     if (spec.value.kind !== "text") throw new Error(`unexpected value for ${spec.field} ${spec.operator}`);
-    expected.add(nfc(spec.value.text).toLowerCase());
-    if (ADDRESS_FIELDS.has(spec.field)) expected.add(asciiDomainForm(nfc(spec.value.text)).toLowerCase());
+    expected.add(lowerCase(nfc(spec.value.text)));
+    if (ADDRESS_FIELDS.has(spec.field)) expected.add(lowerCase(asciiDomainForm(nfc(spec.value.text))));
   }
   const slot = slots.slotFor(first.field);
   if (first.fieldKind === "list") {
