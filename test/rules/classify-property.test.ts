@@ -3,7 +3,8 @@
  * same validation as `rules lint`) and random message facts, classified by mailgw and by a plain
  * reference written from SPEC §3 and the README (reference-classifier.ts). They must agree on the
  * decision (rule, action, category), on the rules tried and on each traced condition's result;
- * serve's untraced path (merged equals runs) must reach the same decision as the traced one.
+ * serve's untraced path (merged equals runs) must reach the same decision as the traced one, and
+ * a condition compiled as always true (what lint's shadowed-rule warning relies on) must hold.
  *
  * Seeded (RULES_PROP_SEED=n to replay or explore another seed; the seed is in every failure) and
  * bounded: MAX_SETS rule sets, or TIME_BUDGET_MS, whichever comes first.
@@ -46,6 +47,12 @@ function difference(facts: MessageFacts, set: RefRuleSet, rules: RuleSet): strin
         return `rule ${w?.rule} condition ${show(rule?.conditions[c])}: mailgw ${g?.conditions[c]?.matched} reference ${w?.conditions[c]} (actual ${show(g?.conditions[c]?.actual)})`;
       }
     }
+  }
+  // Lint's shadowed-rule warning trusts alwaysTrue; serve always has a client address for in_cidr.
+  for (const traced of got.trace) {
+    const conditions = rules.rules.find((r) => r.name === traced.rule)?.conditions ?? [];
+    const wrong = conditions.findIndex((c, i) => c.alwaysTrue && traced.conditions[i]?.matched !== true && facts.clientIp !== "");
+    if (wrong >= 0) return `rule ${traced.rule} condition ${wrong} is alwaysTrue but did not hold`;
   }
   if (decision(got.decision) !== decision(want.decision)) return `decision: mailgw ${decision(got.decision)} reference ${decision(want.decision)}`;
   if (decision(hot.decision) !== decision(got.decision)) return `untraced decision ${decision(hot.decision)}, traced ${decision(got.decision)}`;
