@@ -86,17 +86,38 @@ function namedEntity(name: string): string | null {
 const MAX_ENTITY_CHARS = 12;
 
 function decodeEntity(html: string, at: number): { text: string; end: number } | null {
-  return terminatedEntity(html, at) ?? legacyEntity(html, at);
+  return numericReference(html, at) ?? terminatedEntity(html, at) ?? legacyEntity(html, at);
 }
 
-/** A legacy entity (LEGACY_ENTITIES, or a number) at `at` without its ';', as browsers read one in text. */
+/** `&#` and digits (`x` and hex digits), with or without ';': sticky, so it reads the digits and no further. */
+const NUMERIC_REFERENCE = /#(?:[xX]([0-9a-fA-F]+)|([0-9]+));?/y;
+
+/**
+ * Windows-1252's characters for the C1 code points a numeric reference names (HTML's table): a
+ * browser shows `&#128;` as € and `&#150;` as –, not as invisible control characters.
+ */
+const C1_REMAP = "\u20ac\u0081\u201a\u0192\u201e\u2026\u2020\u2021\u02c6\u2030\u0160\u2039\u0152\u008d\u017d\u008f\u0090\u2018\u2019\u201c\u201d\u2022\u2013\u2014\u02dc\u2122\u0161\u203a\u0153\u009d\u017e\u0178";
+
+/**
+ * A numeric reference at `at`, as a browser reads one: any number of digits (leading zeros
+ * included: `V&#00000105;agra` shows as Viagra, and read as 7 digits at most it hid the word),
+ * ';' optional, a value past U+10FFFF, 0 or a surrogate as U+FFFD, C1 as Windows-1252 (C1_REMAP).
+ * Linear in its digits; null when `&#` is followed by none.
+ */
+function numericReference(html: string, at: number): { text: string; end: number } | null {
+  NUMERIC_REFERENCE.lastIndex = at + 1;
+  const number = NUMERIC_REFERENCE.exec(html);
+  if (!number) return null;
+  const hex = number[1] !== undefined;
+  const digits = (number[1] ?? number[2] ?? "").replace(/^0+/, "");
+  const code = digits.length > (hex ? 6 : 7) ? -1 : digits === "" ? 0 : Number.parseInt(digits, hex ? 16 : 10);
+  const valid = code > 0 && code <= 0x10ffff && (code < 0xd800 || code > 0xdfff);
+  const text = !valid ? "\ufffd" : code >= 0x80 && code <= 0x9f ? (C1_REMAP[code - 0x80] as string) : String.fromCodePoint(code);
+  return { text, end: NUMERIC_REFERENCE.lastIndex };
+}
+
+/** A legacy named entity (LEGACY_ENTITIES) at `at` without its ';', as browsers read one in text. */
 function legacyEntity(html: string, at: number): { text: string; end: number } | null {
-  const number = /^#(?:[xX]([0-9a-fA-F]{1,6})|([0-9]{1,7}))/.exec(html.slice(at + 1, at + 1 + MAX_ENTITY_CHARS));
-  if (number) {
-    const code = number[1] !== undefined ? Number.parseInt(number[1], 16) : Number.parseInt(number[2] ?? "", 10);
-    const valid = code > 0 && code <= 0x10ffff && (code < 0xd800 || code > 0xdfff);
-    return { text: valid ? String.fromCodePoint(code) : "\ufffd", end: at + 1 + number[0].length };
-  }
   for (let length = LEGACY_ENTITY_CHARS; length >= 2; length--) {
     const name = html.slice(at + 1, at + 1 + length);
     if (LEGACY_ENTITIES.has(name)) return { text: LEGACY_UPPER[name] ?? (namedEntity(name) as string), end: at + 1 + length };
@@ -104,22 +125,15 @@ function legacyEntity(html: string, at: number): { text: string; end: number } |
   return null;
 }
 
-/** An entity ended by ';' at `at`: `&name;`, `&#nn;`, `&#xhh;`. */
+/** A named entity ended by ';' at `at`: `&name;`. */
 function terminatedEntity(html: string, at: number): { text: string; end: number } | null {
   const near = html.slice(at + 1, at + 1 + MAX_ENTITY_CHARS).indexOf(";");
   if (near < 0) return null;
   const semi = at + 1 + near;
   const name = html.slice(at + 1, semi);
-  let code = -1;
-  if (/^#[0-9]{1,7}$/.test(name)) code = Number.parseInt(name.slice(1), 10);
-  else if (/^#[xX][0-9a-fA-F]{1,6}$/.test(name)) code = Number.parseInt(name.slice(2), 16);
-  else {
-    // Names are case-sensitive (&Auml; is not &auml;); &AMP;, &NBSP;... are accepted too.
-    const named = namedEntity(name) ?? namedEntity(name.toLowerCase());
-    return named === null ? null : { text: named, end: semi + 1 };
-  }
-  const valid = code > 0 && code <= 0x10ffff && (code < 0xd800 || code > 0xdfff);
-  return { text: valid ? String.fromCodePoint(code) : "\ufffd", end: semi + 1 };
+  // Names are case-sensitive (&Auml; is not &auml;); &AMP;, &NBSP;... are accepted too.
+  const named = namedEntity(name) ?? namedEntity(name.toLowerCase());
+  return named === null ? null : { text: named, end: semi + 1 };
 }
 
 /** Lower-case tag name starting at `at` (just after '<' or '</'). */

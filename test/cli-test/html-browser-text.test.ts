@@ -1,0 +1,65 @@
+/**
+ * `mailgw test message.eml` (a subprocess, as an admin runs it) on HTML-only messages whose text
+ * a browser (and so a mail client: Thunderbird's and Chromium's HTML parsers) shows, but that
+ * mailgw's HTML-to-text step read differently, so a `body` rule on the words the reader sees
+ * missed them. Checked against Chromium's rendering (innerText) of the same markup.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const ROOT = join(import.meta.dir, "../..");
+
+const RULES = `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - name: wire-fraud
+    priority: 100
+    category: fraud
+    action: reject
+    conditions:
+      - { field: body, operator: contains, value: send the wire transfer today }
+  - name: euro-amount
+    priority: 90
+    category: fraud
+    action: reject
+    conditions:
+      - { field: body, operator: contains, value: "€5000" }
+`;
+
+let dir = "";
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "html-text-s10-cli-"));
+  writeFileSync(join(dir, "rules.yaml"), RULES);
+});
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const HEAD = "From: a@partner.example\r\nTo: sales@company.com\r\nSubject: hi\r\nContent-Type: text/html; charset=utf-8\r\n\r\n";
+
+/** The rule `mailgw test FILE --json` decides for an HTML-only message of `html`. */
+async function ruleFor(name: string, html: string): Promise<string | null> {
+  const file = join(dir, `${name}.eml`);
+  writeFileSync(file, `${HEAD}${html}\r\n`);
+  const child = Bun.spawn([process.execPath, join(ROOT, "src/main.ts"), "test", file, "--rules", join(dir, "rules.yaml"), "--json"], {
+    cwd: dir,
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { PATH: process.env.PATH ?? "", HOME: dir },
+  });
+  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
+  return (JSON.parse(stdout) as { decision: { rule: string | null } }).decision.rule ?? null;
+}
+
+test("the plain message matches (the rules are right)", async () => {
+  expect(await ruleFor("plain", "<p>Please send the wire transfer today</p>")).toBe("wire-fraud");
+});
+
+test("a numeric reference with leading zeros (any number of digits, as browsers read it) or naming a C1 code point (Windows-1252's character)", async () => {
+  expect(await ruleFor("zeros", "<p>Please send the wire tr&#00000097;nsfer today</p>")).toBe("wire-fraud");
+  expect(await ruleFor("zeros-hex", "<p>Please send the wire tr&#x00000061nsfer today</p>")).toBe("wire-fraud");
+  expect(await ruleFor("c1-euro", "<p>Pay &#128;5000 now</p>")).toBe("euro-amount");
+});
