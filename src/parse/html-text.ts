@@ -1,6 +1,6 @@
 /**
  * HTML → plain text for the `body` fact when a message has only an HTML part.
- * One forward pass: tags are skipped to the next '>', comments to '-->', script/style/head
+ * One forward pass: tags are skipped to the next '>', comments to '-->' (or '--!>'), script/style/head
  * content to its closing tag, found by indexOf from a position that only moves forward, so
  * the cost is linear whatever the markup (unclosed '<', '<!--', '<script' included). The
  * searches for '&' and an entity's ';' are bounded the same way (a cached next '&', a ';'
@@ -215,12 +215,40 @@ function opensMarkup(html: string, at: number): boolean {
   return (next >= 0x41 && next <= 0x5a) || (next >= 0x61 && next <= 0x7a) || next === 0x2f || next === 0x21 || next === 0x3f;
 }
 
+/**
+ * Where the comments of `html` end, as a browser's parser ends them: `<!-->` and `<!--->` are
+ * whole (empty) comments, and `--!>` closes one as `-->` does. Read to the next `-->` only,
+ * `<!-->Please send the wire transfer<!-- -->` hid words every mail client shows. The next
+ * `-->` and `--!>` are each looked for once and kept (they only move forward): looked for again
+ * at each comment, a document of many comments closed by one and without the other was scanned
+ * to its end each time.
+ */
+function commentEnds(html: string): { end(from: number): number } {
+  const next = { "-->": -2, "--!>": -2 }; // indexOf from some earlier position; -1: there is none further
+  const find = (close: keyof typeof next, from: number): number => {
+    if (next[close] !== -1 && next[close] < from) next[close] = html.indexOf(close, from);
+    return next[close];
+  };
+  return {
+    /** Position after the comment whose text starts at `from` (just after `<!--`). */
+    end(from: number): number {
+      if (html.startsWith(">", from)) return from + 1;
+      if (html.startsWith("->", from)) return from + 2;
+      const dashes = find("-->", from);
+      const bang = find("--!>", from);
+      if (dashes >= 0 && (bang < 0 || dashes < bang)) return dashes + 3;
+      return bang >= 0 ? bang + 4 : html.length;
+    },
+  };
+}
+
 /** Converts HTML to readable plain text of at most `maxChars` characters. */
 export function htmlToText(html: string, maxChars: number): string {
   const sink = new TextSink(maxChars);
   let pos = 0;
   let textFrom = 0;
   let nextAmp = -2; // html.indexOf("&") from some earlier position; -1: there is none further
+  const comments = commentEnds(html);
   const flushText = (end: number): void => {
     let run = textFrom;
     while (run < end && !sink.full) {
@@ -246,8 +274,7 @@ export function htmlToText(html: string, maxChars: number): string {
     }
     flushText(lt);
     if (html.startsWith("<!--", lt)) {
-      const close = html.indexOf("-->", lt + 4);
-      pos = textFrom = close < 0 ? html.length : close + 3;
+      pos = textFrom = comments.end(lt + 4);
       continue;
     }
     const gt = html.indexOf(">", lt + 1);

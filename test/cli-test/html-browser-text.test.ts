@@ -63,3 +63,9 @@ test("a numeric reference with leading zeros (any number of digits, as browsers 
   expect(await ruleFor("zeros-hex", "<p>Please send the wire tr&#x00000061nsfer today</p>")).toBe("wire-fraud");
   expect(await ruleFor("c1-euro", "<p>Pay &#128;5000 now</p>")).toBe("euro-amount");
 });
+
+test("comments end where a browser ends them: '<!-->' and '<!--->' are empty comments, '--!>' closes one", async () => {
+  expect(await ruleFor("abrupt", "<p><!-->Please send the wire transfer today<!-- --></p>")).toBe("wire-fraud");
+  expect(await ruleFor("abrupt-dash", "<p><!--->Please send the wire transfer today<!-- --></p>")).toBe("wire-fraud");
+  expect(await ruleFor("bang", "<p><!-- x --!>Please send the wire transfer today<!-- --></p>")).toBe("wire-fraud");
+});
