@@ -1,6 +1,6 @@
 /**
  * HTML → plain text for the `body` fact when a message has only an HTML part.
- * One forward pass: tags are skipped to the next '>', comments to '-->' (or '--!>'), script/style/head
+ * One forward pass: tags are skipped to the next '>' outside a quoted value, comments to '-->' (or '--!>'), script/style/head
  * content to its closing tag, found by indexOf from a position that only moves forward, so
  * the cost is linear whatever the markup (unclosed '<', '<!--', '<script' included). The
  * searches for '&' and an entity's ';' are bounded the same way (a cached next '&', a ';'
@@ -215,6 +215,48 @@ function opensMarkup(html: string, at: number): boolean {
   return (next >= 0x41 && next <= 0x5a) || (next >= 0x61 && next <= 0x7a) || next === 0x2f || next === 0x21 || next === 0x3f;
 }
 
+const isAsciiLetter = (c: number): boolean => (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
+/** HTML's whitespace between attributes (CR too: line ends are not normalized here). */
+const isTagSpace = (c: number): boolean => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0c || c === 0x0d;
+
+/** States of HTML's tokenizer inside a tag that decide where it ends (markupEnd). */
+const enum Tag { Name, BeforeAttribute, AttributeName, AfterAttributeName, BeforeValue, UnquotedValue }
+
+/**
+ * The '>' that ends the markup opened at `lt` (-1: none, the rest is markup). A tag or end tag
+ * (a letter after `<` or `</`) ends at the first '>' outside a quoted attribute value, as
+ * HTML's tokenizer reads it: cut at a '>' inside `title=">"`, `Vi<b title=">">agra` read as
+ * `Vi">agra` and a body rule missed a word the reader sees. A quote opens a value only after an
+ * attribute's name and '=' (in `<b x'>`, `<b ="x>`, `<b="x>` it is part of a name). Other markup
+ * (`<!x`, `<?x`, `</3`) ends at the first '>'. Linear: each character of the tag is looked at
+ * once, a quoted value skipped by indexOf.
+ */
+function markupEnd(html: string, lt: number): number {
+  let i = html[lt + 1] === "/" ? lt + 2 : lt + 1;
+  if (!isAsciiLetter(html.charCodeAt(i))) return html.indexOf(">", lt + 1);
+  let state = Tag.Name;
+  for (; i < html.length; i++) {
+    const c = html.charCodeAt(i);
+    if (c === 0x3e) return i;
+    const space = isTagSpace(c);
+    if (state === Tag.BeforeValue && (c === 0x22 || c === 0x27)) {
+      i = html.indexOf(c === 0x22 ? '"' : "'", i + 1);
+      if (i < 0) return -1;
+      state = Tag.BeforeAttribute;
+    } else if (state === Tag.Name || state === Tag.UnquotedValue) {
+      if (space || c === 0x2f) state = Tag.BeforeAttribute;
+    } else if (state === Tag.BeforeValue) {
+      if (!space) state = Tag.UnquotedValue;
+    } else if (c === 0x2f) state = Tag.BeforeAttribute;
+    else if (state === Tag.BeforeAttribute) {
+      if (!space) state = Tag.AttributeName;
+    } else if (c === 0x3d) state = Tag.BeforeValue;
+    else if (space) state = Tag.AfterAttributeName;
+    else state = Tag.AttributeName;
+  }
+  return -1;
+}
+
 /**
  * Where the comments of `html` end, as a browser's parser ends them: `<!-->` and `<!--->` are
  * whole (empty) comments, and `--!>` closes one as `-->` does. Read to the next `-->` only,
@@ -277,7 +319,7 @@ export function htmlToText(html: string, maxChars: number): string {
       pos = textFrom = comments.end(lt + 4);
       continue;
     }
-    const gt = html.indexOf(">", lt + 1);
+    const gt = markupEnd(html, lt);
     if (gt < 0) {
       pos = textFrom = html.length; // an unclosed '<' and everything after it is markup
       break;

@@ -69,3 +69,10 @@ test("comments end where a browser ends them: '<!-->' and '<!--->' are empty com
   expect(await ruleFor("abrupt-dash", "<p><!--->Please send the wire transfer today<!-- --></p>")).toBe("wire-fraud");
   expect(await ruleFor("bang", "<p><!-- x --!>Please send the wire transfer today<!-- --></p>")).toBe("wire-fraud");
 });
+
+test("a '>' inside a quoted attribute value does not end the tag (a quote opens a value only after '=')", async () => {
+  expect(await ruleFor("quoted-gt", `<p>Please send the wire tr<b title=">">ansfer</b> today</p>`)).toBe("wire-fraud");
+  expect(await ruleFor("quoted-gt-single", "<p>Please send the wire tr<span data-x='a>b' >ansfer</span> today</p>")).toBe("wire-fraud");
+  // A quote that opens no value (part of a name) leaves the first '>' as the end, as in a browser.
+  expect(await ruleFor("name-quote", "<p>Please send the wire tr<b x'>ansfer</b> today</p>")).toBe("wire-fraud");
+});
