@@ -76,9 +76,27 @@ export function sameMimeParse(raw: Uint8Array, first: HeaderBlock, folded: Heade
 export function joinContent(first: ContentFacts, second: ContentFacts): ContentFacts {
   return {
     body: joinTexts(first.body, second.body),
-    attachments: [...first.attachments, ...second.attachments],
-    attachmentTypes: [...first.attachmentTypes, ...second.attachmentTypes],
+    attachments: unionOf(first.attachments, second.attachments),
+    attachmentTypes: unionOf(first.attachmentTypes, second.attachmentTypes),
   };
+}
+
+/**
+ * `first` and what `second` has more of: the two readings of one header mostly parse the same
+ * attachments, which listed twice showed each file twice in `mailgw test`; a name the message
+ * really has twice (two `image001.png`) stays twice.
+ */
+function unionOf(first: readonly string[], second: readonly string[]): string[] {
+  if (second.length === 0) return [...first];
+  const left = new Map<string, number>();
+  for (const v of first) left.set(v, (left.get(v) ?? 0) + 1);
+  const out = [...first];
+  for (const v of second) {
+    const n = left.get(v) ?? 0;
+    if (n > 0) left.set(v, n - 1);
+    else out.push(v);
+  }
+  return out;
 }
 
 function joinTexts(a: string, b: string): string {

@@ -38,6 +38,12 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** The decision `mailgw test FILE --json` prints for `raw`. */
 async function decide(name: string, raw: string): Promise<{ rule: string | null; action: string }> {
+  const json = await dryRun(name, raw);
+  return { rule: json.decision.rule ?? null, action: json.decision.action };
+}
+
+/** What `mailgw test FILE --json` prints for `raw`. */
+async function dryRun(name: string, raw: string): Promise<{ decision: { rule?: string; action: string }; facts: { attachments: string[]; attachmentTypes: string[] } }> {
   const file = join(dir, `${name}.eml`);
   writeFileSync(file, raw);
   const child = Bun.spawn([process.execPath, join(ROOT, "src/main.ts"), "test", file, "--rules", join(dir, "rules.yaml"), "--json"], {
@@ -48,13 +54,22 @@ async function decide(name: string, raw: string): Promise<{ rule: string | null;
   });
   const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
   expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
-  const json = JSON.parse(stdout);
-  return { rule: json.decision.rule ?? null, action: json.decision.action };
+  return JSON.parse(stdout);
 }
 
 test("a line of text among the header fields: Python and a Postfix relay show it as the body, and the body rule matches it", async () => {
   const raw = "From: boss@partner.example\r\nTo: sales@company.com\r\nSubject: urgent\r\nPlease send the wire transfer today\r\nMIME-Version: 1.0\r\n\r\n";
   expect(await decide("non-field-line", raw)).toEqual({ rule: "wire-fraud", action: "reject" });
+});
+
+test("a header read both ways whose readings parse the same attachments lists each once; a name the message has twice stays twice", async () => {
+  const part = (name: string) => `--b\r\nContent-Type: application/pdf; name="${name}"\r\nContent-Disposition: attachment; filename="${name}"\r\n\r\nJVBER\r\n`;
+  const raw =
+    "From: a@partner.example\r\nTo: sales@company.com\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\nSubject: hi\r\nPlease see the quote\r\n" +
+    `Content-Transfer-Encoding: 7bit\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n${part("quote.pdf")}${part("scan.pdf")}${part("scan.pdf")}--b--\r\n`;
+  const { facts } = await dryRun("both-readings-attachments", raw);
+  expect(facts.attachments).toEqual(["quote.pdf", "scan.pdf", "scan.pdf"]);
+  expect(facts.attachmentTypes).toEqual(["application/pdf", "application/pdf", "application/pdf"]);
 });
 
 const HTML_HEAD = "From: a@partner.example\r\nTo: sales@company.com\r\nSubject: hi\r\nContent-Type: text/html; charset=utf-8\r\n\r\n";

@@ -36,6 +36,9 @@ test("both readings' texts are kept, the same text once; over the cap each keeps
   const facts = (body: string, attachments: string[] = []) => ({ body, attachments, attachmentTypes: attachments.map(() => "application/octet-stream") });
   expect(joinContent(facts("a"), facts("b", ["x.exe"]))).toEqual(facts("a\nb", ["x.exe"]));
   expect(joinContent(facts("same"), facts("same")).body).toBe("same");
+  // The same attachments in both readings once; what one reading has more of, added.
+  expect(joinContent(facts("a", ["x.pdf", "y.pdf", "y.pdf"]), facts("a", ["y.pdf", "x.pdf", "z.exe"])).attachments).toEqual(["x.pdf", "y.pdf", "y.pdf", "z.exe"]);
+  expect(joinContent(facts("a", ["y.pdf"]), facts("a", ["y.pdf", "y.pdf"])).attachments).toEqual(["y.pdf", "y.pdf"]);
   expect(joinContent(facts(""), facts("b")).body).toBe("b");
   const long = "x".repeat(MAX_BODY_TEXT_CHARS);
   const joined = joinContent(facts(long), facts("wire transfer")).body;
