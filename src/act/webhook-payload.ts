@@ -19,7 +19,7 @@ import { parseAddressList } from "../parse/address-list.ts";
 import { decodeEncodedWords } from "../parse/encoded-words.ts";
 import { splitHeaderBlock, type RawHeaderField } from "../parse/header-block.ts";
 import { foldedReading, READ_BOTH_WAYS_NOTE, sameMimeParse } from "../parse/header-readings.ts";
-import { fieldText, headerCharset } from "../parse/header-text.ts";
+import { fieldText, headerCharset, type HeaderCharset } from "../parse/header-text.ts";
 import { budgetEnd, kindOf, QUOTED_PRINTABLE_VALUE, type WholePartsBudget } from "../parse/leaf-cut.ts";
 import { MAX_ADDRESSES_PER_LIST, MAX_PARSE_LINES } from "../parse/limits.ts";
 import { parseNamingParts, type NamedAttachment, type NamedEmail } from "../parse/part-names.ts";
@@ -234,14 +234,14 @@ async function parseContent(mime: MimeInput, raw: Uint8Array, limits: Set<string
     if (mime.cut) {
       const input = Buffer.concat([...mime.head, ...mime.cut.body]);
       const fits = within(input, budget).byteLength === input.byteLength;
-      const email = fits ? await parseWithin(input, budget).catch(() => null) : null;
+      const email = fits ? await parseWithin(input, budget, mime.charset).catch(() => null) : null;
       if (!fits) Object.assign(budget, start);
       const namedText = email !== null && mime.cut.texts.length > 0 && email.attachments.some((a) => a.inlineText);
       const sizes = email && !namedText && restoredSizes(email.attachments, mime.cut);
       const texts = sizes && restoredTexts(email, raw, mime.cut.textNonce, mime.cut.texts);
       if (email && sizes && texts) return { email: { ...email, ...texts }, sizes: email.attachments.map((a, i) => (a.inlineText ? (a.textSize ?? 0) : sizes[i]!)) };
     }
-    const email = await parseWithin(within(Buffer.concat([...mime.head, mime.body]), budget), budget);
+    const email = await parseWithin(within(Buffer.concat([...mime.head, mime.body]), budget), budget, mime.charset);
     return { email, sizes: email.attachments.map((a) => (a.inlineText ? (a.textSize ?? 0) : typeof a.content === "string" ? a.content.length : a.content.byteLength)) };
   } finally {
     for (const note of budgetNotes(budget)) limits.add(note);
@@ -259,14 +259,14 @@ function namesOf(attachment: NamedAttachment): string[] {
  * the walk of the message that holds it: counted again, a forwarded attachment padded on every
  * line used the budget up at half its size (a forward of a forward, at a third).
  */
-function parseWithin(input: Uint8Array, budget: WholePartsBudget): Promise<NamedEmail> {
+function parseWithin(input: Uint8Array, budget: WholePartsBudget, charset: HeaderCharset): Promise<NamedEmail> {
   const cutSubMessage = (content: Uint8Array, asIs: boolean): Uint8Array => {
     const block = splitHeaderBlock(content);
     const top = topPart(block.fields);
     return content.subarray(0, budgetEnd(content, block.bodyStart, content.byteLength, top.type, budget, top.quotedPrintable, asIs));
   };
   const options = { maxHeadersSize: WEBHOOK_PARSE_MAX_HEADER_BYTES, maxNestingDepth: WEBHOOK_PARSE_MAX_DEPTH, maxRfc822NestingDepth: WEBHOOK_PARSE_MAX_RFC822_DEPTH };
-  return parseNamingParts(input, options, cutSubMessage);
+  return parseNamingParts(input, options, cutSubMessage, () => charset);
 }
 
 function newBudget(): WholePartsBudget {
@@ -314,8 +314,8 @@ function topLevel(raw: Uint8Array): { fields: HeaderFields; mime: MimeInput; fol
       replyTo: mailboxes(all("reply-to")),
       headers,
     },
-    mime: mimeInput(raw, block.fields, block.bodyStart),
-    foldedMime: folded && !sameMimeParse(raw, block, folded) ? mimeInput(raw, folded.fields, folded.bodyStart) : null,
+    mime: mimeInput(raw, block.fields, block.bodyStart, charset),
+    foldedMime: folded && !sameMimeParse(raw, block, folded) ? mimeInput(raw, folded.fields, folded.bodyStart, charset) : null,
     notes: folded ? [...block.notes, ...folded.notes.filter((n) => !block.notes.includes(n)), READ_BOTH_WAYS_NOTE] : block.notes,
   };
 }
@@ -345,6 +345,8 @@ interface MimeInput {
   dashesCut: boolean;
   cut: ContentCut | null;
   top: { type: string | null; quotedPrintable: boolean };
+  /** How the message's raw 8-bit header bytes are read: part headers too (parse/part-header-charset.ts). */
+  charset: HeaderCharset;
 }
 
 /** The type and quoted-printable encoding a message's own Content-Type and Content-Transfer-Encoding fields give. */
@@ -357,7 +359,7 @@ function topPart(fields: RawHeaderField[]): { type: string | null; quotedPrintab
   };
 }
 
-function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number): MimeInput {
+function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number, charset: HeaderCharset): MimeInput {
   const head: Uint8Array[] = [];
   for (const field of fields) {
     if (!field.name.startsWith("content-")) continue;
@@ -369,7 +371,7 @@ function mimeInput(raw: Uint8Array, fields: RawHeaderField[], bodyStart: number)
   // Before webhook-cut.ts walks the parts (3.5 million "--" lines took it 1.6 s); a leaf at the
   // top has no parts, its "--" lines are text.
   const end = kindOf(top.type) === "container" ? dashLinesEnd(raw, bodyStart) : raw.byteLength;
-  return { head, body: raw.subarray(bodyStart, end), dashesCut: end < raw.byteLength, cut: cutContents(raw, bodyStart, end, { type: top.type, header: topHeader }), top };
+  return { head, body: raw.subarray(bodyStart, end), dashesCut: end < raw.byteLength, cut: cutContents(raw, bodyStart, end, { type: top.type, header: topHeader }), top, charset };
 }
 
 /** The start of the line past WEBHOOK_PARSE_MAX_DASH_LINES lines starting with "--" in the body, or the end. */

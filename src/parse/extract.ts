@@ -22,7 +22,7 @@ import { describeError } from "../errors.ts";
 import { splitHeaderBlock, type HeaderBlock, type RawHeaderField } from "./header-block.ts";
 import { foldedReading, joinContent, MIME_FIELDS, NON_FIELD_NOTE, nonFieldReading, READ_BOTH_WAYS_NOTE, sameMimeParse, type ContentFacts } from "./header-readings.ts";
 import { emptyHeaderFacts, headerFacts, type HeaderFacts } from "./header-facts.ts";
-import { headerCharset } from "./header-text.ts";
+import { headerCharset, type HeaderCharset } from "./header-text.ts";
 import { htmlToText } from "./html-text.ts";
 import { cutLeafContents, transferEncoded, type ContentBudget } from "./leaf-cut.ts";
 import { parseNamingParts, type NamedAttachment, type NamedEmail } from "./part-names.ts";
@@ -124,14 +124,15 @@ function topEncoding(fields: RawHeaderField[]): { base64: boolean; encoded: bool
   };
 }
 
-async function parseMime(input: Uint8Array): Promise<NamedEmail> {
+/** postal-mime's parse of `input`; raw 8-bit part header bytes also read as `charset` says (part-header-charset.ts). */
+async function parseMime(input: Uint8Array, charset: HeaderCharset): Promise<NamedEmail> {
   return parseNamingParts(input, {
     forceRfc822Attachments: true, // nested messages are parsed by contentFacts, within the budget
     maxRfc822NestingDepth: 0,
     maxNestingDepth: MAX_MIME_DEPTH,
     maxHeadersSize: MAX_MIME_PART_HEADER_BYTES,
     attachmentEncoding: "arraybuffer",
-  });
+  }, null, () => charset);
 }
 
 /**
@@ -190,16 +191,16 @@ function mimeInputOf(raw: Uint8Array, fields: RawHeaderField[], bodyStart: numbe
   return async (cut, budget) => mimeInput(raw, fields, bodyStart, parseEnd(raw, bodyStart, cut, budget), budget);
 }
 
-/** Body and attachment facts of a message (its MIME input), nested messages included. */
-async function contentFacts(inputOf: MimeInputOf, depth: number, budget: ParseBudget): Promise<ContentFacts> {
+/** Body and attachment facts of a message (its MIME input; `charset`: how its raw 8-bit header bytes are read), nested messages included. */
+async function contentFacts(inputOf: MimeInputOf, depth: number, budget: ParseBudget, charset: HeaderCharset): Promise<ContentFacts> {
   const facts: ContentFacts = { body: "", attachments: [], attachmentTypes: [] };
   let email: NamedEmail;
   try {
-    email = await parseMime(await inputOf(FIRST_CUT, budget));
+    email = await parseMime(await inputOf(FIRST_CUT, budget), charset);
   } catch (err) {
     note(budget, `MIME structure not parsed: ${describeError(err)}`);
     try {
-      email = await parseMime(await inputOf(RETRY_CUT, budget));
+      email = await parseMime(await inputOf(RETRY_CUT, budget), charset);
       note(budget, "parsed again, cut short");
     } catch {
       return facts;
@@ -222,14 +223,16 @@ async function contentFacts(inputOf: MimeInputOf, depth: number, budget: ParseBu
     const content = attachment.content;
     const nestedRaw = content instanceof ArrayBuffer ? new Uint8Array(content) : new Uint8Array(content.buffer, content.byteOffset, content.byteLength);
     const nestedBlock = splitHeaderBlock(nestedRaw);
-    let nested = await contentFacts(mimeInputOf(nestedRaw, nestedBlock.fields, nestedBlock.bodyStart), depth + 1, budget);
+    // Its raw 8-bit part header bytes in its own charset, as its sender wrote them.
+    const nestedCharset = headerCharset(nestedBlock.fields, nestedRaw, nestedBlock.bodyStart);
+    let nested = await contentFacts(mimeInputOf(nestedRaw, nestedBlock.fields, nestedBlock.bodyStart), depth + 1, budget, nestedCharset);
     // Read both ways as the top-level block is (header-readings.ts): a forwarded message whose
     // multipart Content-Type sits past a line of spaces showed its .exe in postal-mime and
     // Thunderbird and hid it from the rules. On the shared budget (bytes, lines, nested count).
     const nestedFolded = foldedReading(nestedRaw, nestedBlock);
     if (nestedFolded) note(budget, READ_BOTH_WAYS_NOTE);
     if (nestedFolded && !sameMimeParse(nestedRaw, nestedBlock, nestedFolded)) {
-      nested = joinContent(nested, await contentFacts(mimeInputOf(nestedRaw, nestedFolded.fields, nestedFolded.bodyStart), depth + 1, budget));
+      nested = joinContent(nested, await contentFacts(mimeInputOf(nestedRaw, nestedFolded.fields, nestedFolded.bodyStart), depth + 1, budget, nestedCharset));
     }
     if (attachment.disposition !== "attachment" && nested.body) bodies.push(nested.body);
     facts.attachments.push(...nested.attachments);
@@ -246,11 +249,15 @@ function newBudget(): ParseBudget {
 }
 
 /** Header facts of the block, or of its folded reading (header-readings.ts: the same fields first, then more). */
-function headerFactsOf(raw: Uint8Array, block: HeaderBlock, folded: HeaderBlock | null, budget: ParseBudget): HeaderFacts {
+function headerFactsOf(block: HeaderBlock, folded: HeaderBlock | null, charset: HeaderCharset, budget: ParseBudget): HeaderFacts {
   budget.notes.push(...block.notes);
   if (folded !== null) for (const text of [...folded.notes, READ_BOTH_WAYS_NOTE]) note(budget, text);
-  const fields = (folded ?? block).fields;
-  return headerFacts(fields, headerCharset(fields, raw, block.bodyStart), (text) => note(budget, text));
+  return headerFacts((folded ?? block).fields, charset, (text) => note(budget, text));
+}
+
+/** How the message's raw 8-bit header bytes are read (header-text.ts): those of the reading whose fields the facts take. */
+function charsetOf(raw: Uint8Array, block: HeaderBlock, folded: HeaderBlock | null): HeaderCharset {
+  return headerCharset((folded ?? block).fields, raw, block.bodyStart);
 }
 
 /**
@@ -261,9 +268,9 @@ function headerFactsOf(raw: Uint8Array, block: HeaderBlock, folded: HeaderBlock 
  * that left (32 MB less the first body), a 24 MB message's folded body was inspected for its
  * first 8 MB only: an `.exe` past that, which postal-mime and Thunderbird show, was not.
  */
-async function foldedContentFacts(inputOf: MimeInputOf, budget: ParseBudget): Promise<ContentFacts> {
+async function foldedContentFacts(inputOf: MimeInputOf, budget: ParseBudget, charset: HeaderCharset): Promise<ContentFacts> {
   budget.bytesLeft = Math.max(budget.bytesLeft, MAX_PARSE_BYTES_TOTAL);
-  return contentFacts(inputOf, 0, budget);
+  return contentFacts(inputOf, 0, budget, charset);
 }
 
 /**
@@ -294,14 +301,15 @@ export async function extractFacts(raw: Uint8Array, envelope: Envelope, opts: Ex
     const forwarded = normalizeLineEndings(raw);
     const block = splitHeaderBlock(forwarded);
     const folded = foldedReading(forwarded, block);
-    header = headerFactsOf(forwarded, block, folded, budget);
+    const charset = charsetOf(forwarded, block, folded);
+    header = headerFactsOf(block, folded, charset, budget);
     if (opts.content !== false) {
       const others = otherReadings(forwarded, block, folded, budget);
-      content = await contentFacts(mimeInputOf(forwarded, block.fields, block.bodyStart), 0, budget);
+      content = await contentFacts(mimeInputOf(forwarded, block.fields, block.bodyStart), 0, budget, charset);
       // On what the first parse left of the line budget (foldedContentFacts): two full parses
       // of a costly 25 MB message took its classification past 1 s of CPU.
       for (const other of others) {
-        content = joinContent(content, await foldedContentFacts(mimeInputOf(forwarded, other.fields, other.bodyStart), budget));
+        content = joinContent(content, await foldedContentFacts(mimeInputOf(forwarded, other.fields, other.bodyStart), budget, charset));
       }
     }
   } catch (err) {
@@ -338,12 +346,12 @@ export async function extractFactsFromFile(path: string, envelope: Envelope, opt
       return mimeInput(raw, top.fields, top.bodyStart, parseEnd(raw, top.bodyStart, cut, b), b);
     };
     if (opts.content !== false) {
-      content = await contentFacts(inputOf, 0, budget);
+      content = await contentFacts(inputOf, 0, budget, top.charset);
       for (const other of top.otherReadings) {
         content = joinContent(content, await foldedContentFacts(async (cut, b) => {
           const raw = normalizeLineEndings(await readFileBytes(path));
           return mimeInput(raw, other.fields, other.bodyStart, parseEnd(raw, other.bodyStart, cut, b), b);
-        }, budget));
+        }, budget, top.charset));
       }
     }
   } catch (err) {
@@ -358,10 +366,20 @@ async function readTop(path: string, budget: ParseBudget, content: boolean) {
   const raw = normalizeLineEndings(stored);
   const block = splitHeaderBlock(raw);
   const folded = foldedReading(raw, block);
-  const header = headerFactsOf(raw, block, folded, budget);
+  const charset = charsetOf(raw, block, folded);
+  const header = headerFactsOf(block, folded, charset, budget);
   const others = content ? otherReadings(raw, block, folded, budget) : [];
   const firstInput = content ? mimeInput(raw, block.fields, block.bodyStart, parseEnd(raw, block.bodyStart, FIRST_CUT, budget), budget) : null;
-  return { header, fields: block.fields, bodyStart: block.bodyStart, otherReadings: others, size: stored.byteLength, firstInput };
+  return { header, fields: block.fields, bodyStart: block.bodyStart, otherReadings: others, size: stored.byteLength, firstInput, charset: settled(charset, content) };
+}
+
+/**
+ * `charset` with its part charset looked up now (when a content parse may ask for it), so that
+ * it does not keep the file's bytes alive while postal-mime runs.
+ */
+function settled(charset: HeaderCharset, content: boolean): HeaderCharset {
+  const ofParts = content && charset.declared === null ? charset.ofParts() : null;
+  return { declared: charset.declared, ofParts: () => ofParts };
 }
 
 function assembleFacts(header: HeaderFacts, content: ContentFacts, size: number, envelope: Envelope, opts: ExtractOptions, budget: ParseBudget): MessageFacts {

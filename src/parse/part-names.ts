@@ -17,19 +17,18 @@ import PostalMime, { type Attachment, type Email } from "postal-mime";
 import { htmlMetaCharset, ownTextDecoder, standardCharsetName } from "./charset.ts";
 import { decodeEncodedWords } from "./encoded-words.ts";
 import { splitHeaderBlock } from "./header-block.ts";
+import { headerCharset, type HeaderCharset } from "./header-text.ts";
 import { MAX_HEADER_FIELD_BYTES } from "./limits.ts";
 import { validMimeType } from "./mime-type.ts";
 import { parameters, parameterValues, type Parameter } from "./mime-parameters.ts";
-
-/** A header field of a part as postal-mime splits it: lower-case key, unfolded value. */
-interface PartField {
-  key: string;
-  value: string;
-}
+import { charsetFields, chosenName, notUtf8, type PartField, type RawPartLines } from "./part-header-charset.ts";
 
 /** The part as postal-mime's collectAttachment gets it (only what is read here). */
 interface PartNode {
   headers: PartField[];
+  /** Its header lines as postal-mime decoded them (UTF-8, U+FFFD for what is not), while `state` is "header". */
+  headerLines: string[];
+  state: string;
   contentType: { parsed: { value: string; params: Record<string, string> } };
   contentDisposition: { parsed: { value: string; params: Record<string, string> } };
   contentId?: string;
@@ -125,6 +124,7 @@ function htmlCharset(node: PartNode): string | null {
 
 type CollectAttachment = (this: PostalMime, node: PartNode, ...rest: unknown[]) => void;
 type IsInlineTextNode = (this: PostalMime, node: PartNode) => boolean;
+type ProcessLine = (this: PostalMime, line: Uint8Array, isFinal: boolean) => Promise<void>;
 type AddTextEntry = (this: PostalMime, node: PartNode, type: "plain" | "html", entry: { type: "subMessage"; value: Email } | { type: "text"; value: string }) => void;
 
 const hooks = PostalMime.prototype as unknown as {
@@ -132,10 +132,12 @@ const hooks = PostalMime.prototype as unknown as {
   isInlineTextNode?: IsInlineTextNode;
   collectSubMessage?: unknown;
   addTextEntry?: AddTextEntry;
+  processLine?: ProcessLine;
 };
 const collectAttachment = hooks.collectAttachment;
 const isInlineTextNode = hooks.isInlineTextNode;
 const addTextEntry = hooks.addTextEntry;
+const processLine = hooks.processLine;
 // An upgrade that renamed a hook would silently hide names from the rules again: fail at load instead.
 if (typeof collectAttachment !== "function" || typeof isInlineTextNode !== "function") {
   throw new Error("postal-mime has no collectAttachment / isInlineTextNode: part names cannot be read");
@@ -144,6 +146,8 @@ if (typeof collectAttachment !== "function" || typeof isInlineTextNode !== "func
 if (typeof hooks.collectSubMessage !== "function" || typeof addTextEntry !== "function") {
   throw new Error("postal-mime has no collectSubMessage / addTextEntry: nested messages cannot be cut");
 }
+// Nor may a renamed processLine hide raw 8-bit file names from the charset reading (part-header-charset.ts).
+if (typeof processLine !== "function") throw new Error("postal-mime has no processLine: raw part header bytes cannot be read");
 
 /**
  * Cuts the decoded bytes of an inline message/rfc822 part before a nested parser reads them.
@@ -154,6 +158,7 @@ export type SubMessageCut = (content: Uint8Array, asIs: boolean) => Uint8Array;
 
 /** postal-mime's internal state that collectSubMessage reads and writes (postal-mime 4). */
 interface ParserState {
+  currentNode: PartNode;
   mimeOptions: { maxNestingDepth: number; maxHeadersSize: number };
   maxRfc822NestingDepth: number;
   rfc822NestingDepth: number;
@@ -175,8 +180,38 @@ class NamingParser extends PostalMime {
    * `names`: false in the parser of a nested message, which lists that message's files as
    * postal-mime's own nested parser does (filename alone, README). `cutSubMessage`: see parseNamingParts.
    */
-  constructor(options: ConstructorParameters<typeof PostalMime>[0], private readonly names: boolean, private readonly cutSubMessage: SubMessageCut | null) {
+  /** Each part's header lines that are not UTF-8 (part-header-charset.ts), kept until the part is collected. */
+  private readonly rawLines = new Map<PartNode, RawPartLines>();
+  private charset: HeaderCharset | null = null;
+
+  /**
+   * `charsetOf`: how this message's raw 8-bit header bytes are read (header-text.ts), asked only
+   * when a part header has bytes that are not UTF-8; null: postal-mime's reading alone.
+   */
+  constructor(options: ConstructorParameters<typeof PostalMime>[0], private readonly names: boolean, private readonly cutSubMessage: SubMessageCut | null, private readonly charsetOf: (() => HeaderCharset) | null) {
     super(options);
+  }
+
+  async processLine(line: Uint8Array, isFinal: boolean): Promise<void> {
+    // A line with a byte over 0x7F is never a boundary line (those are ASCII), so it goes to the
+    // part being read: keep it when it is a header line postal-mime will read with U+FFFD.
+    const node = (this as unknown as ParserState).currentNode;
+    if (this.charsetOf !== null && node.state === "header" && notUtf8(line)) {
+      const lines = this.rawLines.get(node) ?? new Map<number, Uint8Array>();
+      lines.set(node.headerLines.length, line);
+      this.rawLines.set(node, lines);
+    }
+    return (processLine as ProcessLine).call(this, line, isFinal);
+  }
+
+  /** The part's names read in the message's charset, where a header line of it is not UTF-8 (see part-header-charset.ts); null: none such. */
+  private charsetNames(node: PartNode): { chosen: string; names: string[] } | null {
+    const raw = this.rawLines.get(node);
+    if (raw === undefined || this.charsetOf === null) return null;
+    this.rawLines.delete(node);
+    this.charset ??= this.charsetOf();
+    const fields = charsetFields(node.headerLines, raw, this.charset);
+    return { chosen: chosenName(fields), names: partNames(fields) };
   }
 
   collectAttachment(node: PartNode, ...rest: unknown[]): void {
@@ -191,7 +226,10 @@ class NamingParser extends PostalMime {
     // decoding of encoded words split inside a character (`=?utf-8?B?6rKs7A==?= =?utf-8?B?oIHshJwucGRm?=`)
     // gave `견���서.pdf` as the webhook's `filename` while the rules saw `견적서.pdf`.
     if (chosen) attachment.filename = decodeEncodedWords(chosen);
-    if (this.names) attachment.names = partNames(node.headers);
+    // Raw 8-bit names: `filename` as a mail client shows it, and both readings among the names.
+    const read = this.charsetNames(node);
+    if (read?.chosen) attachment.filename = read.chosen;
+    if (this.names) attachment.names = [...new Set([...(read?.names ?? []), ...partNames(node.headers)])];
   }
 
   isInlineTextNode(node: PartNode): boolean {
@@ -220,11 +258,12 @@ class NamingParser extends PostalMime {
       const html = !binary && node.contentType.parsed.value === "text/html";
       (addTextEntry as AddTextEntry).call(this, node, html ? "html" : "plain", { type: "text", value });
     }
-    const names = inline && this.names ? partNames(node.headers) : [];
+    const read = inline && this.names ? this.charsetNames(node) : null;
+    const names = inline && this.names ? [...new Set([...(read?.names ?? []), ...partNames(node.headers)])] : [];
     if (names.length > 0) {
       const disposition = node.contentDisposition.parsed.value || null;
       // The name postal-mime's collectAttachment would pick (filename, else name), as for any attachment.
-      const chosen = node.contentDisposition.parsed.params.filename || node.contentType.parsed.params.name || "";
+      const chosen = read?.chosen || node.contentDisposition.parsed.params.filename || node.contentType.parsed.params.name || "";
       this.attachments.push({
         filename: chosen ? decodeEncodedWords(chosen) : null,
         names,
@@ -248,14 +287,16 @@ class NamingParser extends PostalMime {
   async collectSubMessage(node: PartNode & { subMessage?: Email }): Promise<void> {
     const self = this as unknown as ParserState;
     const cut = this.cutSubMessage;
-    const subParser = new NamingParser({ ...self.mimeOptions, maxRfc822NestingDepth: self.maxRfc822NestingDepth, attachmentEncoding: "arraybuffer" }, false, cut);
-    (subParser as unknown as ParserState).rfc822NestingDepth = self.rfc822NestingDepth + 1;
     const content = node.content ?? new ArrayBuffer(0);
     // postal-mime's decoder choice (mime-node.js setupContentDecoder): anything else passes through.
     const asIs = !/base64|quoted-printable/i.test(node.contentTransferEncoding.encoding);
     const cutBytes = cut ? cut(new Uint8Array(content), asIs) : null;
     const kept = cutBytes ? withLongFieldsCut(cutBytes) : null;
     const changed = kept !== null && (kept !== cutBytes || kept.byteLength < content.byteLength);
+    // The nested message's raw 8-bit bytes are read in its own charset, as its sender wrote them.
+    const charsetOf = this.charsetOf && (() => messageCharset(changed && kept ? kept : new Uint8Array(content)));
+    const subParser = new NamingParser({ ...self.mimeOptions, maxRfc822NestingDepth: self.maxRfc822NestingDepth, attachmentEncoding: "arraybuffer" }, false, cut, charsetOf);
+    (subParser as unknown as ParserState).rfc822NestingDepth = self.rfc822NestingDepth + 1;
     // The ArrayBuffer itself when nothing is cut: postal-mime copies a view.
     const subMessage = (node.subMessage = await subParser.parse(changed ? kept : content));
     if (subMessage.text || !subMessage.html) (addTextEntry as AddTextEntry).call(this, node, "plain", { type: "subMessage", value: subMessage });
@@ -321,7 +362,14 @@ const CRLF = Buffer.from("\r\n");
  * PostalMime.parse, with `names` on each attachment. `cutSubMessage`: applied to the bytes of
  * each inline message/rfc822 part, at every depth, before it is parsed (the webhook's payload
  * keeps the cost of nested messages within its budget; the classifier parses none inline).
+ * `charsetOf`: how the message's raw 8-bit header bytes are read (part-header-charset.ts).
  */
-export async function parseNamingParts(input: Uint8Array, options: ConstructorParameters<typeof PostalMime>[0], cutSubMessage: SubMessageCut | null = null): Promise<NamedEmail> {
-  return new NamingParser(options, true, cutSubMessage).parse(input);
+export async function parseNamingParts(input: Uint8Array, options: ConstructorParameters<typeof PostalMime>[0], cutSubMessage: SubMessageCut | null = null, charsetOf: (() => HeaderCharset) | null = null): Promise<NamedEmail> {
+  return new NamingParser(options, true, cutSubMessage, charsetOf).parse(input);
+}
+
+/** How a whole message's raw 8-bit header bytes are read (header-text.ts), from its own header block. */
+export function messageCharset(message: Uint8Array): HeaderCharset {
+  const block = splitHeaderBlock(message);
+  return headerCharset(block.fields, message, block.bodyStart);
 }

@@ -1,0 +1,60 @@
+/**
+ * Through the real `mailgw serve` (from source) over SMTP: messages whose attachment names are
+ * raw Shift_JIS, CP949, GBK and Big5 bytes (old East-Asian mailers) match `attachment contains`
+ * rules in those scripts, and the webhook post names the file as a mail client in that locale
+ * shows it (parse/part-header-charset.ts). Before, the names were U+FFFD, no rule matched and
+ * the messages fell to the default (archive).
+ * Ports: picked in 48000-48499 (loopback).
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { WebhookPayload } from "../../src/act/webhook-payload.ts";
+import { CJK_CASES, forwarded, rawNameMessage } from "../helpers/cjk-mail.ts";
+import { pickPorts } from "../helpers/real-proxies.ts";
+import { sendMessage } from "../helpers/webhook-messages.ts";
+import { serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
+
+const posts = new Map<string, { text: string; post: WebhookPayload }>();
+let receiver: ReturnType<typeof Bun.serve>;
+let serve: ServeProcess;
+let dir = "";
+
+beforeAll(async () => {
+  const [hookPort, smtpPort, httpPort] = await pickPorts(3, 48000, 500);
+  receiver = Bun.serve({
+    port: hookPort,
+    hostname: "127.0.0.1",
+    async fetch(req) {
+      const text = await req.text();
+      const post = JSON.parse(text) as WebhookPayload;
+      posts.set(post.id, { text, post });
+      return new Response("ok");
+    },
+  });
+  dir = serveDir();
+  const url = `http://127.0.0.1:${receiver.port}/in`;
+  const rules = CJK_CASES.map((c, i) => `  - { name: quote-${i}, priority: ${10 + i}, category: quote-${i}, action: webhook, url: "${url}", conditions: [{ field: attachment, operator: contains, value: ${c.word} }] }`);
+  await writeFile(join(dir, "rules.yaml"), `domains: [company.com]\ndefault: { action: archive, category: default }\nrules:\n${rules.join("\n")}\n`);
+  serve = await startServe("source", dir, { SMTP_PORT: String(smtpPort), HTTP_PORT: String(httpPort) });
+}, 60_000);
+
+afterAll(async () => {
+  await serve?.stop();
+  receiver?.stop(true);
+  if (dir) await rm(dir, { recursive: true, force: true });
+}, 30_000);
+
+test("raw legacy-charset attachment names match `attachment contains` rules and are posted decoded, forwarded inline too", async () => {
+  for (const [i, c] of CJK_CASES.entries()) {
+    for (const bytes of [rawNameMessage(c), forwarded(rawNameMessage(c, "x@example.jp"))]) {
+      const id = await sendMessage(serve.smtpPort, "orders@company.com", { name: c.codec, mailFrom: "sender@example.org", bytes, expected: {} });
+      await until(`the post of the ${c.codec} message`, async () => posts.has(id), 30_000);
+      const { text, post } = posts.get(id)!;
+      expect({ codec: c.codec, category: post.category, rule: post.rule }).toEqual({ codec: c.codec, category: `quote-${i}`, rule: `quote-${i}` });
+      expect(post.attachments.map((a) => a.filename)).toContain(c.file);
+      // The body the receiver got is JSON with the name in it as UTF-8.
+      expect(text).toContain(c.file);
+    }
+  }
+}, 120_000);
