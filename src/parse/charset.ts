@@ -143,7 +143,8 @@ export function ownTextDecoder(label: string | null | undefined): BytesDecoder |
  */
 export function decodeHeaderBytes(bytes: Uint8Array, fallbackCharset: string | null, guess: () => string | null = () => null): string {
   try {
-    return utf8Fatal.decode(bytes);
+    const text = utf8Fatal.decode(bytes);
+    return text.includes("\x1b$") ? (rawIso2022Jp(bytes) ?? text) : text;
   } catch {
     if (fallbackCharset === null) {
       const lossy = mostlyUtf8(bytes);
@@ -152,6 +153,22 @@ export function decodeHeaderBytes(bytes: Uint8Array, fallbackCharset: string | n
     }
     return headerDecoderFor(fallbackCharset).decode(bytes);
   }
+}
+
+/** ISO-2022-JP's switch to JIS X 0208 (ESC $ B, or the older ESC $ @): two-byte kanji and kana follow. */
+const ISO2022JP_TO_JIS = /\x1b\$[@B]/;
+
+/**
+ * 7-bit bytes with ISO-2022-JP escapes, unencoded (Japanese mailers write raw JIS headers and
+ * file names, not RFC 2047 words), read as ISO-2022-JP as Japanese mail clients show them; null
+ * when they have no switch to JIS X 0208 or are not valid ISO-2022-JP (left as they are). Read
+ * as ASCII, `From: ESC$B;3ED B@O:ESC(B <a@example.jp>` was a group (`:`) and no From address at
+ * all, so a `from` rule missed the sender, and the subject was `$B8+@Q=q` to `subject` rules.
+ */
+function rawIso2022Jp(bytes: Uint8Array): string | null {
+  if (!ISO2022JP_TO_JIS.test(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1"))) return null;
+  const text = decoderFor("iso-2022-jp").decode(bytes);
+  return text.includes("\ufffd") ? null : text;
 }
 
 /**

@@ -26,10 +26,16 @@ export type RawPartLines = Map<number, Uint8Array>;
 
 const utf8Fatal = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
-/** Whether `line` has bytes that UTF-8 does not read (postal-mime then makes them U+FFFD). */
+/**
+ * Whether postal-mime misreads `line`: bytes that UTF-8 does not read (it makes them U+FFFD), or
+ * an escape of raw ISO-2022-JP (it keeps them as ASCII: charset.ts decodeHeaderBytes reads them).
+ */
 export function notUtf8(line: Uint8Array): boolean {
   let high = false;
-  for (let i = 0; i < line.length && !high; i++) high = (line[i] as number) >= 0x80;
+  for (let i = 0; i < line.length && !high; i++) {
+    if (line[i] === 0x1b && line[i + 1] === 0x24) return true;
+    high = (line[i] as number) >= 0x80;
+  }
   if (!high) return false;
   try {
     utf8Fatal.decode(line);

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { WebhookPayload } from "../../src/act/webhook-payload.ts";
-import { CJK_CASES, forwarded, rawNameMessage } from "../helpers/cjk-mail.ts";
+import { CJK_CASES, forwarded, rawJisMessage, rawNameMessage } from "../helpers/cjk-mail.ts";
 import { pickPorts } from "../helpers/real-proxies.ts";
 import { sendMessage } from "../helpers/webhook-messages.ts";
 import { serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
@@ -58,3 +58,12 @@ test("raw legacy-charset attachment names match `attachment contains` rules and 
     }
   }
 }, 120_000);
+
+test("a raw ISO-2022-JP message: its attachment matches `attachment contains 見積`, the post has the From, Subject and file name decoded", async () => {
+  const id = await sendMessage(serve.smtpPort, "orders@company.com", { name: "jis", mailFrom: "yamada@example.jp", bytes: rawJisMessage(), expected: {} });
+  await until("the post of the ISO-2022-JP message", async () => posts.has(id), 30_000);
+  const { post } = posts.get(id)!;
+  expect({ rule: post.rule, from: post.from, subject: post.subject, files: post.attachments.map((a) => a.filename) }).toEqual({
+    rule: "quote-0", from: { name: "山田太郎", address: "yamada@example.jp" }, subject: "見積書の件", files: ["見積書.exe"],
+  });
+}, 60_000);

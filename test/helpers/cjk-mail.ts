@@ -47,3 +47,16 @@ export function forwarded(inner: Buffer, to = "orders@company.com"): Buffer {
     inner, ascii("\r\n--OUT--\r\n"),
   ]);
 }
+
+/**
+ * A message as Japanese mailers write it in ISO-2022-JP without RFC 2047: raw JIS escapes in the
+ * From display name, the Subject and the attachment's name (7-bit, so valid ASCII).
+ */
+export function rawJisMessage(to = "orders@company.com"): Buffer {
+  const jis = (text: string) => encodeIn("iso2022_jp", text);
+  return Buffer.concat([
+    ascii("From: "), jis("山田太郎"), ascii(` <yamada@example.jp>\r\nTo: ${to}\r\nSubject: `), jis("見積書の件"),
+    ascii('\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="BB"\r\n\r\n--BB\r\nContent-Type: text/plain; charset=iso-2022-jp\r\n\r\n'), jis("見積書を添付します"),
+    ascii('\r\n--BB\r\nContent-Type: application/octet-stream; name="'), jis("見積書.exe"), ascii('"\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA\r\n--BB--\r\n'),
+  ]);
+}

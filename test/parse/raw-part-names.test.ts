@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { buildWebhookPayload } from "../../src/act/webhook-payload.ts";
 import { extractFacts, extractFactsFromFile } from "../../src/parse/extract.ts";
 import type { Envelope } from "../../src/types.ts";
-import { CJK_CASES, encodeIn, forwarded, rawNameMessage } from "../helpers/cjk-mail.ts";
+import { CJK_CASES, encodeIn, forwarded, rawJisMessage, rawNameMessage } from "../helpers/cjk-mail.ts";
 
 const ENVELOPE: Envelope = { mailFrom: "sender@example.org", rcptTo: ["orders@company.com"], clientIp: "192.0.2.1", helo: "mx.example.org", tls: false };
 const payloadOf = (raw: Uint8Array) => buildWebhookPayload({ id: "x", receivedAt: 0, rule: null, category: "c", envelope: ENVELOPE, raw }, 0);
@@ -61,4 +61,17 @@ test("UTF-8 names and RFC 2231 / RFC 2047 names are read as before (one name, no
   expect((await extractFacts(utf8, ENVELOPE)).attachments).toEqual(["見積書.pdf"]);
   const rfc2231 = Buffer.from("Subject: x\r\nContent-Type: application/pdf; name*=shift_jis''%8C%A9%90%CF%8F%91.pdf\r\n\r\nAAAA\r\n");
   expect((await extractFacts(rfc2231, ENVELOPE)).attachments).toEqual(["見積書.pdf"]);
+});
+
+test("raw ISO-2022-JP (7-bit escapes, no RFC 2047) in From, Subject and a file name is read as ISO-2022-JP: the From address is no longer lost", async () => {
+  const raw = rawJisMessage();
+  const facts = await extractFacts(raw, ENVELOPE);
+  // Read as ASCII, the display name's `:` made a group of it: no From address, `from` rules blind.
+  expect({ from: facts.from, fromName: facts.fromName, subject: facts.subject }).toEqual({ from: "yamada@example.jp", fromName: "山田太郎", subject: "見積書の件" });
+  expect(facts.attachments[0]).toBe("見積書.exe");
+  const payload = await payloadOf(raw);
+  expect({ from: payload.from, subject: payload.subject, filename: payload.attachments[0]?.filename }).toEqual({ from: { name: "山田太郎", address: "yamada@example.jp" }, subject: "見積書の件", filename: "見積書.exe" });
+  // Escapes that are not valid ISO-2022-JP (a space inside JIS mode) are left as they are.
+  const broken = Buffer.from("Subject: \x1b$Bwire transfer\r\n\r\nx\r\n", "latin1");
+  expect((await extractFacts(broken, ENVELOPE)).subject).toBe("\x1b$Bwire transfer");
 });
