@@ -4,12 +4,8 @@
  * mailgw's HTML-to-text step read differently, so a `body` rule on the words the reader sees
  * missed them. Checked against Chromium's rendering (innerText) of the same markup.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-
-const ROOT = join(import.meta.dir, "../..");
+import { expect, test } from "bun:test";
+import { dryRunner } from "./dry-run.ts";
 
 const RULES = `domains: [company.com]
 default: { action: archive, category: default }
@@ -28,30 +24,13 @@ rules:
       - { field: body, operator: contains, value: "€5000" }
 `;
 
-let dir = "";
-
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), "html-text-s10-cli-"));
-  writeFileSync(join(dir, "rules.yaml"), RULES);
-});
-
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dryRun = dryRunner("html-text-s10-cli-", RULES);
 
 const HEAD = "From: a@partner.example\r\nTo: sales@company.com\r\nSubject: hi\r\nContent-Type: text/html; charset=utf-8\r\n\r\n";
 
 /** The rule `mailgw test FILE --json` decides for an HTML-only message of `html`. */
 async function ruleFor(name: string, html: string): Promise<string | null> {
-  const file = join(dir, `${name}.eml`);
-  writeFileSync(file, `${HEAD}${html}\r\n`);
-  const child = Bun.spawn([process.execPath, join(ROOT, "src/main.ts"), "test", file, "--rules", join(dir, "rules.yaml"), "--json"], {
-    cwd: dir,
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { PATH: process.env.PATH ?? "", HOME: dir },
-  });
-  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
-  expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
-  return (JSON.parse(stdout) as { decision: { rule: string | null } }).decision.rule ?? null;
+  return (await dryRun(name, `${HEAD}${html}\r\n`)).decision.rule ?? null;
 }
 
 test("the plain message matches (the rules are right)", async () => {

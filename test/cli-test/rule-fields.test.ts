@@ -3,12 +3,8 @@
  * rules see differed from what Python's email package (and the mail clients that read as it
  * does) show, found by a differential of the corpus: the rule that should match now does.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-
-const ROOT = join(import.meta.dir, "../..");
+import { expect, test } from "bun:test";
+import { dryRunner } from "./dry-run.ts";
 
 const RULES = `domains: [company.com]
 default: { action: archive, category: default }
@@ -27,34 +23,12 @@ rules:
       - { field: body, operator: contains, value: "τα αναλυτικά στοιχεία" }
 `;
 
-let dir = "";
-
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), "fields-s10-cli-"));
-  writeFileSync(join(dir, "rules.yaml"), RULES);
-});
-
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dryRun = dryRunner("fields-s10-cli-", RULES);
 
 /** The decision `mailgw test FILE --json` prints for `raw`. */
 async function decide(name: string, raw: string): Promise<{ rule: string | null; action: string }> {
   const json = await dryRun(name, raw);
   return { rule: json.decision.rule ?? null, action: json.decision.action };
-}
-
-/** What `mailgw test FILE --json` prints for `raw`. */
-async function dryRun(name: string, raw: string): Promise<{ decision: { rule?: string; action: string }; facts: { attachments: string[]; attachmentTypes: string[] } }> {
-  const file = join(dir, `${name}.eml`);
-  writeFileSync(file, raw);
-  const child = Bun.spawn([process.execPath, join(ROOT, "src/main.ts"), "test", file, "--rules", join(dir, "rules.yaml"), "--json"], {
-    cwd: dir,
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { PATH: process.env.PATH ?? "", HOME: dir },
-  });
-  const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
-  expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
-  return JSON.parse(stdout);
 }
 
 test("a line of text among the header fields: Python and a Postfix relay show it as the body, and the body rule matches it", async () => {
