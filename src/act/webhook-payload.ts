@@ -18,7 +18,7 @@ import { normalizeLineEndings } from "./normalize-crlf.ts";
 import { parseAddressList } from "../parse/address-list.ts";
 import { decodeEncodedWords } from "../parse/encoded-words.ts";
 import { splitHeaderBlock, type RawHeaderField } from "../parse/header-block.ts";
-import { foldedReading, READ_BOTH_WAYS_NOTE, sameMimeParse } from "../parse/header-readings.ts";
+import { foldedReading, NON_FIELD_NOTE, nonFieldReading, READ_BOTH_WAYS_NOTE, sameMimeParse } from "../parse/header-readings.ts";
 import { fieldText, headerCharset, type HeaderCharset } from "../parse/header-text.ts";
 import { budgetEnd, kindOf, QUOTED_PRINTABLE_VALUE, type WholePartsBudget } from "../parse/leaf-cut.ts";
 import { MAX_ADDRESSES_PER_LIST, MAX_PARSE_LINES } from "../parse/limits.ts";
@@ -147,11 +147,12 @@ export async function buildWebhookPayload(msg: WebhookMessage, nowMs: number): P
   const notes = [...top.notes];
   const budget = newBudget();
   const first = await contentOf(top.mime, forwarded, notes, budget);
-  // The other reading of a header block ended by a line of spaces (parse/header-readings.ts), as
-  // the rules read it: an attachment a rule matched there is in the payload too. On what the
-  // first parse left of the budget: a second budget of its own doubled the delivery thread's
-  // CPU for a costly 25 MB message (1.5 s).
-  const content = top.foldedMime ? joinPayloadContent(first, await contentOf(top.foldedMime, forwarded, notes, budget)) : first;
+  // The other readings of the header block (parse/header-readings.ts: ended by a line of spaces,
+  // or at a line that starts no field), as the rules read it: an attachment or words a rule
+  // matched there are in the payload too. On what the first parse left of the budget: a second
+  // budget of its own doubled the delivery thread's CPU for a costly 25 MB message (1.5 s).
+  let content = first;
+  for (const other of top.otherMimes) content = joinPayloadContent(content, await contentOf(other, forwarded, notes, budget));
   return { ...base, ...content, ...(notes.length > 0 ? { parseError: notes.join("; ") } : {}) };
 }
 
@@ -287,10 +288,13 @@ function budgetNotes(budget: WholePartsBudget): string[] {
 type HeaderFields = Pick<WebhookPayload, "subject" | "messageId" | "date" | "from" | "to" | "cc" | "replyTo" | "headers">;
 
 /** The top-level header fields of the payload, postal-mime's input (Content-* headers + body), and the limits hit. */
-function topLevel(raw: Uint8Array): { fields: HeaderFields; mime: MimeInput; foldedMime: MimeInput | null; notes: string[] } {
+function topLevel(raw: Uint8Array): { fields: HeaderFields; mime: MimeInput; otherMimes: MimeInput[]; notes: string[] } {
   const block = splitHeaderBlock(raw);
   // Ended by a line of spaces: the fields of the reading that goes on (the same ones first, then more), as the rules read them.
   const folded = foldedReading(raw, block);
+  // Ended at a line that starts no field, as Python and a Postfix relay read it; left out when its parse finds the same.
+  const nonField = nonFieldReading(block);
+  const cut = nonField && !sameMimeParse(raw, nonField, block) ? nonField : null;
   const fields = (folded ?? block).fields;
   const charset = headerCharset(fields, raw, block.bodyStart);
   const headers = fields.map((field) => ({ name: field.originalName, value: fieldText(field, charset) }));
@@ -315,8 +319,8 @@ function topLevel(raw: Uint8Array): { fields: HeaderFields; mime: MimeInput; fol
       headers,
     },
     mime: mimeInput(raw, block.fields, block.bodyStart, charset),
-    foldedMime: folded && !sameMimeParse(raw, block, folded) ? mimeInput(raw, folded.fields, folded.bodyStart, charset) : null,
-    notes: folded ? [...block.notes, ...folded.notes.filter((n) => !block.notes.includes(n)), READ_BOTH_WAYS_NOTE] : block.notes,
+    otherMimes: [folded && !sameMimeParse(raw, block, folded) ? folded : null, cut].filter((b) => b !== null).map((b) => mimeInput(raw, b.fields, b.bodyStart, charset)),
+    notes: [...(folded ? [...block.notes, ...folded.notes.filter((n) => !block.notes.includes(n)), READ_BOTH_WAYS_NOTE] : block.notes), ...(cut ? [NON_FIELD_NOTE] : [])],
   };
 }
 

@@ -63,6 +63,15 @@ test("a webhook's payload has the fields and attachments of both readings, as th
   expect(exe.text).toContain("hello");
 });
 
+test("a webhook's payload has the text from a header line that starts no field on, as the rules read it (and Python and a Postfix relay show it)", async () => {
+  const raw = Buffer.from("From: boss@partner.example\r\nTo: sales@company.com\r\nSubject: urgent\r\nPlease send the wire transfer today\r\nMIME-Version: 1.0\r\n\r\nthanks\r\n");
+  const payload = await buildWebhookPayload({ id: "x", receivedAt: 0, rule: null, category: "c", envelope: { mailFrom: "a@b.example", rcptTo: ["v@company.com"], clientIp: "192.0.2.1", helo: "h", tls: false }, raw }, 0);
+  expect(payload.text).toContain("Please send the wire transfer today");
+  expect(payload.text).toContain("thanks");
+  expect(payload.subject).toBe("urgent");
+  expect(payload.parseError).toContain("a line that is no header field");
+});
+
 test("a webhook's payload lists a file both readings parse once (two equal files of one reading stay two)", async () => {
   // Only a Content-Transfer-Encoding past the spaces tells the readings apart: the same multipart, parsed twice.
   const part = (name: string) => `--b1\r\nContent-Type: application/pdf; name=${name}\r\nContent-Disposition: attachment; filename=${name}\r\n\r\nJVBERi0=\r\n`;
