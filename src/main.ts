@@ -3,6 +3,8 @@
  * mailgw CLI root: wiring only. Each command lives in src/cli/<name>.ts and is loaded
  * lazily so `mailgw rules lint` does not pay for the SMTP stack.
  */
+// First: for `serve`, stop signals are caught from here on (see serve/early-signals.ts).
+import "./serve/early-signals.ts";
 import { defineCommand } from "citty";
 import { runCli } from "./cli/run-main.ts";
 import { VERSION_STRING } from "./version.ts";

@@ -18,6 +18,7 @@
  */
 import { describeError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
+import { takeEarlySignals } from "./early-signals.ts";
 import type { Gateway } from "./gateway.ts";
 
 /** How long a stop may take before serve gives up on it (the slowest normal stop is ~30 s). */
@@ -73,6 +74,9 @@ export function runUntilSignalled(starting: Promise<Gateway>, logger: Logger, de
   process.on("SIGTERM", onStop);
   process.on("SIGINT", onStop);
   process.on("SIGHUP", onHup);
+  // A stop signal that came while serve was loading (src/main.ts caught it) is honoured now.
+  const early = takeEarlySignals();
+  if (early !== null) onStop(early);
   return starting.then(
     (g) => {
       gateway = g;
