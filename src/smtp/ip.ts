@@ -15,6 +15,13 @@ interface Range {
 }
 
 const MAPPED_PREFIX = 0xffffn;
+/** RFC 6052's well-known NAT64 prefix 64:ff9b::/96, as the address's top 96 bits. */
+const NAT64_PREFIX = 0x64ff9bn << 64n;
+
+/** The low 32 bits of an address as dotted IPv4. */
+function ipv4Text(value: bigint): string {
+  return [24n, 16n, 8n, 0n].map((shift) => String((value >> shift) & 0xffn)).join(".");
+}
 
 /**
  * The address as the rest of mailgw sees it: IPv4-mapped IPv6 (`::ffff:192.0.2.1`, also in
@@ -25,9 +32,7 @@ export function normalizeIp(address: string | undefined): string {
   const raw = (address ?? "").trim().replace(/^\[|\]$/g, "");
   if (isIP(raw) !== 6) return raw;
   const value = parseCidr(raw).start;
-  if (value >> 32n === MAPPED_PREFIX) {
-    return [24n, 16n, 8n, 0n].map((shift) => String((value >> shift) & 0xffn)).join(".");
-  }
+  if (value >> 32n === MAPPED_PREFIX) return ipv4Text(value);
   return normalizeCidr(raw, { compress: true }).toLowerCase();
 }
 
@@ -59,11 +64,14 @@ function addressForms(address: string): { version: 4 | 6; value: bigint }[] {
 /**
  * Key for per-client accounting (rate limits): the IPv4 address, or the /64 of an IPv6
  * address — one host usually owns a whole /64, so counting single IPv6 addresses would let
- * it rotate through 2^64 of them.
+ * it rotate through 2^64 of them. An address in the well-known NAT64 prefix (64:ff9b::/96, RFC
+ * 6052) is an IPv4 sender seen through a translator: it counts as that IPv4 address, or every
+ * IPv4 sender behind the translator would share one /64's limit.
  */
 export function clientKey(address: string): string {
   const ip = normalizeIp(address);
   if (isIP(ip) !== 6) return ip;
-  const value = parseCidr(ip).start >> 64n;
-  return `${value.toString(16)}::/64`;
+  const value = parseCidr(ip).start;
+  if (value >> 32n === NAT64_PREFIX) return ipv4Text(value);
+  return `${(value >> 64n).toString(16)}::/64`;
 }

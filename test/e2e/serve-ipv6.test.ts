@@ -7,7 +7,8 @@
  *   start: the check compares addresses only, and the interface was silently dropped, so any
  *   interface matched;
  * - RATE_LIMIT_MAX counts an IPv6 client by its /64 (README: one host usually owns a whole /64),
- *   here through a PROXY v1 TCP6 header from a proxy on ::1 trusted as ::1/128.
+ *   here through a PROXY v1 TCP6 header from a proxy on ::1 trusted as ::1/128; a client in the
+ *   well-known NAT64 prefix by the IPv4 address it carries.
  */
 import { afterAll, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
@@ -130,6 +131,10 @@ test("the message rate limit counts an IPv6 client's /64, behind a proxy on ::1 
     // Another address of the same /64: the same client.
     expect(await mailFrom("2001:db8:1:2:ffff::7")).toBe("451 4.7.1 Too many messages from your address, try again later");
     expect(await mailFrom("2001:db8:1:3::1")).toMatch(/^250 2\.0\.0 Queued as /);
+    // Through a NAT64 translator (64:ff9b::/96): each IPv4 sender it carries is a client of its own.
+    expect(await mailFrom("64:ff9b::c000:201")).toMatch(/^250 2\.0\.0 Queued as /);
+    expect(await mailFrom("64:ff9b::192.0.2.2")).toMatch(/^250 2\.0\.0 Queued as /);
+    expect(await mailFrom("64:ff9b::c000:201")).toBe("451 4.7.1 Too many messages from your address, try again later");
   } finally {
     await serve.stop("SIGTERM");
   }

@@ -208,6 +208,10 @@ describe("policy units", () => {
     expect(normalizeIp("::FFFF:10.1.2.3")).toBe("10.1.2.3");
     expect(normalizeIp("2001:DB8:0:0:0:0:0:1")).toBe("2001:db8::1");
     expect(clientKey("2001:db8:1:2:3:4:5:6")).toBe(clientKey("2001:db8:1:2:ffff::1"));
+    // NAT64's well-known prefix carries an IPv4 sender: keyed by it, not by the shared /64.
+    expect(clientKey("64:ff9b::c000:201")).toBe("192.0.2.1");
+    expect(clientKey("64:ff9b::192.0.2.2")).toBe("192.0.2.2");
+    expect(clientKey("64:ff9b:0:0:1::1")).toBe(clientKey("64:ff9b::1:0:0:2"));
     expect(createIpMatcher(["::/0"])("10.0.0.1")).toBe(true);
   });
 
