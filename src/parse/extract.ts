@@ -234,6 +234,14 @@ async function contentFacts(inputOf: MimeInputOf, depth: number, budget: ParseBu
     if (nestedFolded && !sameMimeParse(nestedRaw, nestedBlock, nestedFolded)) {
       nested = joinContent(nested, await contentFacts(mimeInputOf(nestedRaw, nestedFolded.fields, nestedFolded.bodyStart), depth + 1, budget, nestedCharset));
     }
+    // And ended at a line that starts no field, as Python shows a forwarded message (and as the
+    // top-level block is read, otherReadings): `Subject: urgent` / `Please send the wire
+    // transfer today` in a forward's header hid those words from `body` rules.
+    const nestedCut = nonFieldReading(nestedBlock);
+    if (nestedCut && !sameMimeParse(nestedRaw, nestedCut, nestedBlock)) {
+      note(budget, NON_FIELD_NOTE);
+      nested = joinContent(nested, await contentFacts(mimeInputOf(nestedRaw, nestedCut.fields, nestedCut.bodyStart), depth + 1, budget, nestedCharset));
+    }
     if (attachment.disposition !== "attachment" && nested.body) bodies.push(nested.body);
     facts.attachments.push(...nested.attachments);
     facts.attachmentTypes.push(...nested.attachmentTypes);

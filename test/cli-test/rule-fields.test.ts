@@ -36,6 +36,14 @@ test("a line of text among the header fields: Python and a Postfix relay show it
   expect(await decide("non-field-line", raw)).toEqual({ rule: "wire-fraud", action: "reject" });
 });
 
+test("the same line in the header of a message forwarded inline (message/rfc822): Python shows it as the forward's text, and the body rule matches it", async () => {
+  const inner = "From: boss@partner.example\r\nSubject: urgent\r\nPlease send the wire transfer today\r\nMIME-Version: 1.0\r\n\r\n";
+  const raw =
+    "From: a@partner.example\r\nTo: sales@company.com\r\nSubject: Fwd: urgent\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n" +
+    `--b\r\nContent-Type: text/plain\r\n\r\nsee below\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n${inner}--b--\r\n`;
+  expect(await decide("nested-non-field-line", raw)).toEqual({ rule: "wire-fraud", action: "reject" });
+});
+
 test("a header read both ways whose readings parse the same attachments lists each once; a name the message has twice stays twice", async () => {
   const part = (name: string) => `--b\r\nContent-Type: application/pdf; name="${name}"\r\nContent-Disposition: attachment; filename="${name}"\r\n\r\nJVBER\r\n`;
   const raw =
