@@ -2,7 +2,8 @@
  * RFC 5322 address-list parsing for From/To/Cc, in one linear pass. Replaces postal-mime's
  * addressParser, whose cost per byte is high enough that a 1 MB To: of ':' takes seconds.
  * Lenient like mail clients: groups are flattened, comments become the name when there is
- * no phrase, an address without angle brackets is the first word containing '@'. A quoted
+ * no phrase, an address without angle brackets is the first word containing '@', and an
+ * angle-addr ends its mailbox when another address follows it without a comma. A quoted
  * local part (`"ceo"@x`, bare or in brackets) is part of the address, in the envelope's
  * canonical form (local-part.ts): read as a name, `"ceo"@company.com` became `@company.com`
  * and slipped past a rule for ceo@company.com. Stops after `maxMailboxes` mailboxes
@@ -41,6 +42,19 @@ class MailboxDraft {
   words: Word[] = [];
   comments: string[] = [];
   angle: string | null = null;
+  /** How many of `words` came before the angle-addr (the rest follow it). */
+  wordsBeforeAngle = 0;
+
+  /**
+   * The words past the angle-addr, taken off this draft into a new one: they begin the next
+   * mailbox (see parseAddressList).
+   */
+  splitAfterAngle(): MailboxDraft {
+    const next = new MailboxDraft();
+    next.words = this.words.slice(this.wordsBeforeAngle);
+    this.words = this.words.slice(0, this.wordsBeforeAngle);
+    return next;
+  }
 
   isEmpty(): boolean {
     return this.words.length === 0 && this.comments.length === 0 && this.angle === null;
@@ -60,7 +74,7 @@ class MailboxDraft {
         address = words[index]?.text ?? "";
         nameWords = words.filter((_, i) => i !== index);
       }
-      const whole = this.words.find((word) => !word.quoted && /[^@]@[^@]/.test(word.text))?.text;
+      const whole = this.words.find((word) => !word.quoted && BARE_ADDRESS.test(word.text))?.text;
       if (whole !== undefined && whole !== address) unjoined = whole;
     }
     const phrase = nameWords.map((word) => word.text).join(" ");
@@ -176,6 +190,9 @@ function scanComment(value: string, start: number): { end: number; text: string 
   return { end: i, text: value.slice(start + 1) };
 }
 
+/** A word that is an address on its own (something on both sides of one '@'). */
+const BARE_ADDRESS = /[^@]@[^@]/;
+
 const WORD_BREAK = new Set(['"', "(", "<", ",", ";", ":", " ", "\t", "\r", "\n"]);
 
 /** Parses an address-list header value. */
@@ -187,6 +204,19 @@ export function parseAddressList(value: string, maxMailboxes: number): AddressLi
     draft = new MailboxDraft();
     if (mailbox) mailboxes.push(mailbox);
     return mailboxes.length < maxMailboxes;
+  };
+  /**
+   * A second address after an angle-addr with no comma between (`Bob <bob@x> Bobby <bobby@x>`,
+   * `Bob <bob@x> bobby@x`): the angle-addr ended its mailbox and the words after it begin the
+   * next, as Python's getaddresses reads it. Taken as one mailbox (postal-mime's reading,
+   * Thunderbird's is one garbled address), bobby@x was in no `from` fact and a rule for it
+   * missed the second sender a client may show. False: the cap was reached.
+   */
+  const nextMailbox = (): boolean => {
+    const next = draft.splitAfterAngle();
+    if (!flush()) return false;
+    draft = next;
+    return true;
   };
   let i = 0;
   /** A comment inside a bare addr-spec was just skipped: the next word continues the last one. */
@@ -214,8 +244,9 @@ export function parseAddressList(value: string, maxMailboxes: number): AddressLi
     } else if (ch === "<") {
       const close = value.indexOf(">", i + 1);
       const inside = value.slice(i + 1, close < 0 ? value.length : close);
-      if (draft.angle === null) draft.angle = inside; // `A <a@x> B <b@y>`: the first one counts
-      else draft.words.push({ text: inside, quoted: true });
+      if (draft.angle !== null && !nextMailbox()) return { mailboxes, truncated: true };
+      draft.angle = inside;
+      draft.wordsBeforeAngle = draft.words.length;
       i = close < 0 ? value.length : close + 1;
     } else if (ch === "," || ch === ";") {
       if (!flush()) return { mailboxes, truncated: i + 1 < value.length && value.slice(i + 1).trim() !== "" };
@@ -228,9 +259,13 @@ export function parseAddressList(value: string, maxMailboxes: number): AddressLi
     } else {
       const start = i;
       while (i < value.length && !WORD_BREAK.has(value[i] as string)) i++;
+      const text = value.slice(start, i);
       const last = draft.words[draft.words.length - 1];
-      if (glueNextWord && last && !last.quoted) last.text += value.slice(start, i);
-      else draft.words.push({ text: value.slice(start, i), quoted: false });
+      if (glueNextWord && last && !last.quoted) last.text += text;
+      else {
+        if (draft.angle !== null && BARE_ADDRESS.test(text) && !nextMailbox()) return { mailboxes, truncated: true };
+        draft.words.push({ text, quoted: false });
+      }
     }
     glueNextWord &&= ch === "(";
   }

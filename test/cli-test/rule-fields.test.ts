@@ -15,6 +15,12 @@ rules:
     action: reject
     conditions:
       - { field: body, operator: contains, value: wire transfer }
+  - name: second-sender
+    priority: 95
+    category: fraud
+    action: reject
+    conditions:
+      - { field: from, operator: equals, value: bobby@x.example }
   - name: greek-bill
     priority: 90
     category: bills
@@ -42,6 +48,13 @@ test("the same line in the header of a message forwarded inline (message/rfc822)
     "From: a@partner.example\r\nTo: sales@company.com\r\nSubject: Fwd: urgent\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n" +
     `--b\r\nContent-Type: text/plain\r\n\r\nsee below\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n${inner}--b--\r\n`;
   expect(await decide("nested-non-field-line", raw)).toEqual({ rule: "wire-fraud", action: "reject" });
+});
+
+test("From: with two addresses and no comma between: Python lists both, and a from rule matches the second", async () => {
+  for (const from of ["Bob <bob@x.example> Bobby <bobby@x.example>", "Bob <bob@x.example> bobby@x.example"]) {
+    const raw = `From: ${from}\r\nTo: sales@company.com\r\nSubject: hi\r\n\r\nhello\r\n`;
+    expect(await decide("two-senders", raw)).toEqual({ rule: "second-sender", action: "reject" });
+  }
 });
 
 test("a header read both ways whose readings parse the same attachments lists each once; a name the message has twice stays twice", async () => {

@@ -50,7 +50,11 @@ describe("parseAddressList", () => {
     ["j@d.com (John)", [["John", "j@d.com"]]],
     ["=?UTF-8?B?6rKs7KCB?= <q@x.kr>", [["견적", "q@x.kr"]]],
     ["<@relay.example:user@x.example>", [["", "user@x.example"]]],
-    ["Bob <bob@x> Bobby <bobby@x>", [["Bob Bobby bobby@x", "bob@x"]]],
+    // An angle-addr ends its mailbox when another address follows without a comma (Python's getaddresses).
+    ["Bob <bob@x> Bobby <bobby@x>", [["Bob", "bob@x"], ["Bobby", "bobby@x"]]],
+    ["Bob <bob@x> bobby@x", [["Bob", "bob@x"], ["", "bobby@x"]]],
+    ["<bob@x> (Bob) Bobby <bobby@x>, c@y", [["Bob", "bob@x"], ["Bobby", "bobby@x"], ["", "c@y"]]],
+    ["Bob <bob@x> Smith", [["Bob Smith", "bob@x"]]],
     ["no address here", [["no address here", ""]]],
     ['"unterminated <a@b.c>', [["unterminated <a@b.c>", ""]]],
     // Quoted local parts are the address, in one form: a rule for boss@company.com sees them all.
@@ -83,6 +87,7 @@ describe("parseAddressList", () => {
     expect(list.mailboxes.map((m) => m.address)).toEqual(["a@x", "b@x"]);
     expect(list.truncated).toBe(true);
     expect(parseAddressList("a@x, b@x", 2).truncated).toBe(false);
+    expect(parseAddressList("A <a@x> B <b@x>", 1)).toEqual({ mailboxes: [{ name: "A", address: "a@x" }], truncated: true });
   });
 });
 
