@@ -11,7 +11,7 @@ import { resolveRawValues } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
 import { isIP } from "node:net";
 import { hostname } from "node:os";
-import { applyHeaderDefaults, flagEnvelope, renderJson, renderText, type EnvelopeFlags, type RefusedRecipient } from "../parse/dry-run.ts";
+import { applyHeaderDefaults, flagEnvelope, headerRecipients, renderJson, renderText, type EnvelopeFlags, type RefusedRecipient } from "../parse/dry-run.ts";
 import { AUTH_RESULTS, isAuthResult, type AuthResults } from "../parse/authenticate.ts";
 import { extractFacts } from "../parse/extract.ts";
 import { MAX_HEADER_BLOCK_BYTES } from "../parse/limits.ts";
@@ -168,8 +168,8 @@ export async function runDryRun(source: string, flags: EnvelopeFlags, opts: DryR
     // The default recipients (header To) go into the Received: line's `for` as serve writes it
     // for its envelope, so `size` and `header:received` see the same line as in serve.
     const header = await extractFacts(raw, envelope, { auth, content: false });
-    if (flags.to.length === 0) envelope = { ...envelope, rcptTo: [...header.to] };
-    sent = [flags.from ?? header.from, ...(flags.to.length > 0 ? flags.to : header.to)];
+    if (flags.to.length === 0) envelope = { ...envelope, rcptTo: headerRecipients(header.to) };
+    sent = [flags.from ?? header.from, ...(flags.to.length > 0 ? flags.to : headerRecipients(header.to))];
   }
   // One entry per address as serve keeps it (a repeat in the earlier one's place): with both
   // kept, the Received line lost its `for <…>` (serve writes it for one recipient), `size` was short.

@@ -10,7 +10,7 @@
  * (reported as truncated). Never throws.
  */
 import { decodeEncodedWords } from "./encoded-words.ts";
-import { quoteLocalPart, unquoteAddress } from "./local-part.ts";
+import { isDotAtom, quoteLocalPart, unquoteAddress } from "./local-part.ts";
 
 export interface Mailbox {
   /** Display name, RFC 2047 decoded; "" when none. */
@@ -24,6 +24,13 @@ export interface Mailbox {
    * so a rule for ceo@company.com still sees what such clients show.
    */
   unjoined?: string;
+  /**
+   * An entry that is one word with no '@' and no angle brackets (`Cc: alice@x.example, eryq`):
+   * that word, which Python's email package reads as the address (a local part with no domain),
+   * while postal-mime and Thunderbird show it as a name (`name`). So a `cc equals eryq` rule sees
+   * the recipient Python lists; the address fields and the webhook's mailboxes stay as they were.
+   */
+  localPart?: string;
 }
 
 export interface AddressList {
@@ -80,7 +87,10 @@ class MailboxDraft {
     const phrase = nameWords.map((word) => word.text).join(" ");
     const name = decodeEncodedWords(phrase || this.comments.join(" ")).trim();
     if (!address && !name) return null;
-    return unjoined === undefined ? { name, address } : { name, address, unjoined };
+    const mailbox: Mailbox = unjoined === undefined ? { name, address } : { name, address, unjoined };
+    const localPart = address === "" && this.angle === null ? soleLocalPart(this.words) : null;
+    if (localPart !== null) mailbox.localPart = localPart;
+    return mailbox;
   }
 }
 
@@ -151,6 +161,16 @@ function joinBareAddress(words: readonly Word[]): Word[] {
     }
   }
   return out;
+}
+
+/** RFC 5321's longest local part: a longer word is a name (a 64 KB run of letters is no recipient). */
+const MAX_LOCAL_PART_CHARS = 64;
+
+/** The one word of an entry when it is a bare local part (see Mailbox.localPart), else null; an encoded word is a name. */
+function soleLocalPart(words: readonly Word[]): string | null {
+  const word = words.length === 1 ? words[0] : undefined;
+  if (word === undefined || word.quoted || word.text.length > MAX_LOCAL_PART_CHARS || !isDotAtom(word.text)) return null;
+  return decodeEncodedWords(word.text) === word.text ? word.text : null;
 }
 
 /** `@relay1,@relay2:user@example.com` (obsolete source route) → `user@example.com`. */

@@ -35,13 +35,22 @@ export function flagEnvelope(flags: EnvelopeFlags): Envelope {
   };
 }
 
+/**
+ * The envelope recipients a dry run takes from the header To (no --to): its addresses. A bare
+ * local part there (`To: a@company.com, eryq`, which the `to` fact lists as Python does) is no
+ * recipient a sending MTA could have given, and as one it drew a "serve would refuse" note.
+ */
+export function headerRecipients(to: readonly string[]): string[] {
+  return to.filter((address) => address.includes("@"));
+}
+
 /** Fills envelope facts the flags left out from the header From / To (SPEC §1). */
 export function applyHeaderDefaults(facts: MessageFacts, flags: EnvelopeFlags): MessageFacts {
   return {
     ...facts,
     // In the form serve keeps an envelope sender (ASCII domain), as --from is.
     mailFrom: flags.from === null ? (facts.from === "" ? "" : canonicalSender(facts.from)) : facts.mailFrom,
-    rcpt: flags.to.length === 0 ? [...facts.to] : facts.rcpt,
+    rcpt: flags.to.length === 0 ? headerRecipients(facts.to) : facts.rcpt,
   };
 }
 

@@ -18,7 +18,11 @@ function addressFacts(values: string[], header: string, note: (text: string) => 
   const addresses: string[] = [];
   for (const value of values) {
     const list = parseAddressList(value, MAX_ADDRESSES_PER_LIST - addresses.length);
-    for (const mailbox of list.mailboxes) if (mailbox.address) addresses.push(mailbox.address.toLowerCase());
+    // A bare local part too (`Cc: alice@x.example, eryq`), as Python lists it (Mailbox.localPart).
+    for (const mailbox of list.mailboxes) {
+      const address = mailbox.address || mailbox.localPart;
+      if (address) addresses.push(address.toLowerCase());
+    }
     if (list.truncated || addresses.length >= MAX_ADDRESSES_PER_LIST) {
       if (list.truncated || values.indexOf(value) < values.length - 1) {
         note(`more than ${MAX_ADDRESSES_PER_LIST} ${header} addresses, the rest ignored`);
@@ -62,7 +66,8 @@ export function headerFacts(fields: RawHeaderField[], charset: HeaderCharset, no
     fromName: from?.name ?? "",
     // With the other reading of a joined bare address (Mailbox.unjoined): a From rule is a spoofing
     // check, and must not miss the address postal-mime shows.
-    fromAll: senders.flatMap((m) => [m.address, m.unjoined ?? ""].filter((a) => a !== "").map((a) => a.toLowerCase())),
+    // And a bare local part (`From: eryq`), as Python reads it (Mailbox.localPart).
+    fromAll: senders.flatMap((m) => [m.address, m.unjoined ?? "", m.localPart ?? ""].filter((a) => a !== "").map((a) => a.toLowerCase())),
     fromNames: senders.flatMap((m) => (m.name ? [m.name] : [])),
     to: addressFacts(raw.get("to") ?? [], "To", note),
     cc: addressFacts(raw.get("cc") ?? [], "Cc", note),

@@ -9,6 +9,11 @@
 /** RFC 5322 atext (plus UTF-8, RFC 6531), in dot-atom form: a local part that needs no quotes. */
 const DOT_ATOM = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uffff-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uffff-]+)*$/;
 
+/** Whether `text` is a local part that needs no quotes (RFC 5322 dot-atom, UTF-8 allowed). */
+export function isDotAtom(text: string): boolean {
+  return DOT_ATOM.test(text);
+}
+
 /** A quoted-pair: the backslash and the character it stands for. */
 const QUOTED_PAIR = /\\([\s\S])/g;
 

@@ -12,7 +12,8 @@ const ROOT = join(import.meta.dir, "../..");
 
 export interface DryRunJson {
   decision: { rule?: string | null; action: string };
-  facts: { attachments: string[]; attachmentTypes: string[] };
+  facts: { attachments: string[]; attachmentTypes: string[]; to: string[]; cc: string[]; rcpt: string[] };
+  refusedRecipients: { address: string }[];
 }
 
 /** `run(name, raw)`: writes `raw` to `name`.eml and returns what `mailgw test` prints (exit 0, nothing on stderr, checked). */

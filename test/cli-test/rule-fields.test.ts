@@ -21,6 +21,12 @@ rules:
     action: reject
     conditions:
       - { field: from, operator: equals, value: bobby@x.example }
+  - name: bare-cc
+    priority: 94
+    category: internal
+    action: drop
+    conditions:
+      - { field: cc, operator: equals, value: eryq }
   - name: greek-bill
     priority: 90
     category: bills
@@ -55,6 +61,13 @@ test("From: with two addresses and no comma between: Python lists both, and a fr
     const raw = `From: ${from}\r\nTo: sales@company.com\r\nSubject: hi\r\n\r\nhello\r\n`;
     expect(await decide("two-senders", raw)).toEqual({ rule: "second-sender", action: "reject" });
   }
+});
+
+test("Cc: with an entry that is a local part alone: Python lists it, and a cc rule matches it; as a To default it is no envelope recipient", async () => {
+  const raw = "From: a@partner.example\r\nTo: sales@company.com, eryq\r\nCc: alice@x.example, eryq\r\nSubject: hi\r\n\r\nhello\r\n";
+  const json = await dryRun("bare-cc", raw);
+  expect({ rule: json.decision.rule, cc: json.facts.cc, to: json.facts.to }).toEqual({ rule: "bare-cc", cc: ["alice@x.example", "eryq"], to: ["sales@company.com", "eryq"] });
+  expect({ rcpt: json.facts.rcpt, refused: json.refusedRecipients }).toEqual({ rcpt: ["sales@company.com"], refused: [] });
 });
 
 test("a header read both ways whose readings parse the same attachments lists each once; a name the message has twice stays twice", async () => {

@@ -82,6 +82,13 @@ describe("parseAddressList", () => {
     });
   }
 
+  test("an entry that is one word and no '@' is also that local part (Python's reading), never a quoted or encoded name", () => {
+    const local = (value: string) => parseAddressList(value, 100).mailboxes.map((m) => [m.name, m.address, m.localPart ?? null]);
+    expect(local("alice@x.example, eryq")).toEqual([["", "alice@x.example", null], ["eryq", "", "eryq"]]);
+    expect(local("Eryq (comment)")).toEqual([["Eryq", "", "Eryq"]]);
+    expect(local('"Eryq Jones", no address here, =?utf-8?q?J=C3=B6rg?=, a..b')).toEqual([["Eryq Jones", "", null], ["no address here", "", null], ["Jörg", "", null], ["a..b", "", null]]);
+  });
+
   test("stops at the mailbox cap and says so", () => {
     const list = parseAddressList("a@x, b@x, c@x, d@x", 2);
     expect(list.mailboxes.map((m) => m.address)).toEqual(["a@x", "b@x"]);
