@@ -7,7 +7,8 @@
  * looked for only within MAX_ENTITY_CHARS): unbounded, each text run or '&' scanned on to
  * the end of the document, and 4 MB of `<b>x` or `a & b` took seconds.
  * Block elements become line breaks, whitespace runs collapse, common entities are
- * decoded. Output stops at `maxChars`. Never throws.
+ * decoded (by their case-sensitive names), `xmp` and `plaintext` content is text as written.
+ * Output stops at `maxChars`. Never throws.
  */
 
 const BLOCK_TAGS = new Set([
@@ -15,6 +16,12 @@ const BLOCK_TAGS = new Set([
   "hr", "blockquote", "pre", "section", "article", "header", "footer", "dt", "dd", "center",
 ]);
 const CELL_TAGS = new Set(["td", "th"]);
+/**
+ * Elements whose content a browser shows as it is written, tags, comments and entities included
+ * (HTML's RAWTEXT `xmp`; `plaintext`, which no end tag closes): read as markup, `<xmp>if a<b send
+ * the wire transfer today</xmp>` lost its words to a `<b …>` tag a browser never saw.
+ */
+const RAW_TEXT_TAGS = new Set(["xmp", "plaintext"]);
 /** Elements whose content is not text. */
 const SKIPPED_CONTENT_TAGS = new Set(["script", "style", "head", "title", "template", "noscript"]);
 
@@ -24,6 +31,8 @@ const NAMED_ENTITIES: Record<string, string> = {
   middot: "·", euro: "€", pound: "£", yen: "¥", cent: "¢", laquo: "«", raquo: "»", deg: "°",
   times: "×", divide: "÷", shy: "", zwnj: "", zwj: "", ensp: " ", emsp: " ", thinsp: " ",
   OElig: "Œ", oelig: "œ", Scaron: "Š", scaron: "š", Yuml: "Ÿ", sbquo: "‚", bdquo: "„",
+  // The capitalized names HTML has beside these (its list is case-sensitive: `&NBSP;` is no entity).
+  AMP: "&", LT: "<", GT: ">", QUOT: '"', COPY: "©", REG: "®", TRADE: "™",
 };
 
 /**
@@ -71,7 +80,6 @@ for (let i = 0, words = HTML4_SYMBOLS.split(" "); i + 1 < words.length; i += 2) 
  */
 const LEGACY_ENTITIES = new Set([...LATIN1_ENTITY_NAMES, "amp", "lt", "gt", "quot", "AMP", "LT", "GT", "QUOT", "COPY", "REG"]);
 const LEGACY_ENTITY_CHARS = 6;
-const LEGACY_UPPER: Record<string, string> = { AMP: "&", LT: "<", GT: ">", QUOT: '"', COPY: "©", REG: "®" };
 
 /**
  * Own entries only: a plain lookup would find Object.prototype's members, and `&constructor;`
@@ -120,7 +128,7 @@ function numericReference(html: string, at: number): { text: string; end: number
 function legacyEntity(html: string, at: number): { text: string; end: number } | null {
   for (let length = LEGACY_ENTITY_CHARS; length >= 2; length--) {
     const name = html.slice(at + 1, at + 1 + length);
-    if (LEGACY_ENTITIES.has(name)) return { text: LEGACY_UPPER[name] ?? (namedEntity(name) as string), end: at + 1 + length };
+    if (LEGACY_ENTITIES.has(name)) return { text: namedEntity(name) as string, end: at + 1 + length };
   }
   return null;
 }
@@ -131,8 +139,9 @@ function terminatedEntity(html: string, at: number): { text: string; end: number
   if (near < 0) return null;
   const semi = at + 1 + near;
   const name = html.slice(at + 1, semi);
-  // Names are case-sensitive (&Auml; is not &auml;); &AMP;, &NBSP;... are accepted too.
-  const named = namedEntity(name) ?? namedEntity(name.toLowerCase());
+  // Case-sensitive, as in a browser: `&Auml;` is not `&auml;`, and `&NBSP;` or `&THETA;` is no
+  // entity (shown as written); read in lower case, a rule matched words the reader never saw.
+  const named = namedEntity(name);
   return named === null ? null : { text: named, end: semi + 1 };
 }
 
@@ -191,18 +200,23 @@ class TextSink {
   }
 }
 
-/** Position after the closing `</name ...>` at or after `from`, or the end of the input. */
-function skipElementContent(html: string, from: number, name: string): number {
+/** The closing `</name ...>` at or after `from`: its start and the position after it (both the end of the input when there is none). */
+function closingTag(html: string, from: number, name: string): { start: number; end: number } {
   let search = from;
   for (;;) {
     const close = html.indexOf("</", search);
-    if (close < 0) return html.length;
+    if (close < 0) return { start: html.length, end: html.length };
     if (tagName(html, close + 2) === name) {
       const gt = html.indexOf(">", close);
-      return gt < 0 ? html.length : gt + 1;
+      return { start: close, end: gt < 0 ? html.length : gt + 1 };
     }
     search = close + 2;
   }
+}
+
+/** Position after the closing `</name ...>` at or after `from`, or the end of the input. */
+function skipElementContent(html: string, from: number, name: string): number {
+  return closingTag(html, from, name).end;
 }
 
 /**
@@ -326,8 +340,16 @@ export function htmlToText(html: string, maxChars: number): string {
     }
     const closing = html[lt + 1] === "/";
     const name = tagName(html, lt + (closing ? 2 : 1));
-    if (BLOCK_TAGS.has(name)) sink.lineBreak();
+    if (BLOCK_TAGS.has(name) || RAW_TEXT_TAGS.has(name)) sink.lineBreak();
     else if (CELL_TAGS.has(name)) sink.space();
+    if (!closing && RAW_TEXT_TAGS.has(name)) {
+      // As written, to its end tag (`plaintext` has none: the rest of the document).
+      const close = name === "plaintext" ? { start: html.length, end: html.length } : closingTag(html, gt + 1, name);
+      sink.text(html.slice(gt + 1, close.start));
+      sink.lineBreak();
+      pos = textFrom = close.end;
+      continue;
+    }
     pos = textFrom = !closing && SKIPPED_CONTENT_TAGS.has(name) ? skipElementContent(html, gt + 1, name) : gt + 1;
   }
   if (!sink.full) flushText(html.length);

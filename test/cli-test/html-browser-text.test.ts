@@ -22,6 +22,12 @@ rules:
     action: reject
     conditions:
       - { field: body, operator: contains, value: "€5000" }
+  - name: research
+    priority: 80
+    category: internal
+    action: archive
+    conditions:
+      - { field: body, operator: contains, value: "R&D budget" }
 `;
 
 const dryRun = dryRunner("html-text-s10-cli-", RULES);
@@ -54,4 +60,16 @@ test("a '>' inside a quoted attribute value does not end the tag (a quote opens 
   expect(await ruleFor("quoted-gt-single", "<p>Please send the wire tr<span data-x='a>b' >ansfer</span> today</p>")).toBe("wire-fraud");
   // A quote that opens no value (part of a name) leaves the first '>' as the end, as in a browser.
   expect(await ruleFor("name-quote", "<p>Please send the wire tr<b x'>ansfer</b> today</p>")).toBe("wire-fraud");
+});
+
+test("xmp and plaintext content is text as written, as a browser shows it: a '<' and a letter in it open no tag", async () => {
+  expect(await ruleFor("xmp", "<xmp>if a<b send the wire transfer today</xmp>")).toBe("wire-fraud");
+  expect(await ruleFor("xmp-comment", "<xmp>Please send the wire <!-- -->transfer today</xmp>")).toBe(null);
+  expect(await ruleFor("plaintext", "<plaintext>Note: a<b send the wire transfer today</plaintext>")).toBe("wire-fraud");
+});
+
+test("entity names are case-sensitive: &NBSP; is shown as written, &AMP; (one of HTML's capitalized names) is &", async () => {
+  expect(await ruleFor("nbsp-upper", "<p>Please send the wire&NBSP;transfer today</p>")).toBe(null);
+  expect(await ruleFor("nbsp", "<p>Please send the wire&nbsp;transfer today</p>")).toBe("wire-fraud");
+  expect(await ruleFor("amp-upper", "<p>The R&AMP;D budget</p>")).toBe("research");
 });

@@ -110,6 +110,8 @@ describe("htmlToText", () => {
     ["<td>a</td><td>b</td>", "a b"],
     ["keep < this", "keep < this"], // '<' before a space is text to a browser
     ["keep <b this", "keep"], // an unclosed tag is not
+    ["<XMP>a<b &amp;</XmP >c<plaintext></plaintext>&lt;", "a<b &amp;\nc\n</plaintext>&lt;"], // text as written
+    ["&NBSP;&Amp;&THETA; &TRADE;&Theta;", "&NBSP;&Amp;&THETA; ™Θ"], // names are case-sensitive
     ["<a <!-- <script", ""],
     ["  lots   of\n\n  space  ", "lots of space"],
   ];
@@ -126,6 +128,14 @@ describe("htmlToText", () => {
       const { value: text, ms } = withCpuMs(() => htmlToText(html, 1_000_000));
       expect(ms).toBeLessThan(1000);
       expect(text.startsWith(html.startsWith("<b>") ? "xxx" : "a & b a & b")).toBe(true);
+    }
+  });
+
+  test("linear: 4 MB of xmp elements, or one unclosed xmp of end tags, each well under a second", () => {
+    for (const html of ["<xmp>x</xmp>".repeat(350_000), `<xmp>${"</b>".repeat(1_000_000)}`]) {
+      const { value: text, ms } = withCpuMs(() => htmlToText(html, 1_000_000));
+      expect(ms).toBeLessThan(1000);
+      expect(text.startsWith(html.endsWith("</xmp>") ? "x\n\nx\n\nx" : "</b></b>")).toBe(true);
     }
   });
 });

@@ -9,6 +9,7 @@ import { expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { extractFacts } from "../../src/parse/extract.ts";
 import { htmlToText } from "../../src/parse/html-text.ts";
+import { htmlEntities } from "../../node_modules/postal-mime/src/html-entities.ts";
 import { classify } from "../../src/rules/classify.ts";
 import { parseRules } from "../../src/rules/load.ts";
 import type { Envelope } from "../../src/types.ts";
@@ -76,4 +77,27 @@ test("a '<' that opens no tag is text: the words after it reach the rules", asyn
   expect(htmlToText("<p>a</p></ x>b<!x>c<?x>d", 100)).toBe("a\nbcd");
   const raw = "From: a@x.example\r\nTo: sales@company.com\r\nContent-Type: text/html\r\n\r\n<p>I <3 you, wire the money today</p>\r\n";
   expect(decide(await extractFacts(new TextEncoder().encode(raw), ENVELOPE))).toBe("wire");
+});
+
+/**
+ * HTML's named references (the WHATWG list, as postal-mime ships it): each is read as that list
+ * says or left as written (HTML 5's additions are not all known here), never as another
+ * character; and a name that differs from one only in case, which a browser shows as written
+ * when no name is a prefix of it (`&NBSP;`, `&THETA;`), is shown as written too.
+ */
+test("named references as the WHATWG list reads them, case-sensitively", () => {
+  const whatwg = new Map(Object.entries(htmlEntities).map(([key, value]) => [key.slice(1), value]));
+  const legacy = [...whatwg.keys()].filter((n) => !n.endsWith(";"));
+  for (const [name, value] of whatwg) {
+    // HTML 5 names that start with a legacy one (`&centerdot;`) read as that one here (`¢erdot;`).
+    if (!name.endsWith(";") || legacy.some((key) => name.startsWith(key) && name !== `${key};`)) continue;
+    // Spaces as spaces, and the invisible joiners and soft hyphen dropped (so words stay whole).
+    const shown = (text: string) => text.replace(/\s/gu, " ").replace(/[\u00ad\u200c\u200d]/gu, "");
+    expect([`&${name}`, shown(value)]).toContain(shown(htmlToText(`x&${name}y`, 100).slice(1, -1)));
+  }
+  const variants = [...whatwg.keys()].filter((n) => n.endsWith(";")).flatMap((n) => [n.toUpperCase(), n.toLowerCase(), n[0]!.toUpperCase() + n.slice(1).toLowerCase()]);
+  for (const name of new Set(variants)) {
+    if (whatwg.has(name) || [...whatwg.keys()].some((key) => name.startsWith(key))) continue;
+    expect(htmlToText(`x&${name}y`, 100)).toBe(`x&${name}y`);
+  }
 });
