@@ -21,6 +21,7 @@ import { headerCharset, type HeaderCharset } from "./header-text.ts";
 import { MAX_HEADER_FIELD_BYTES } from "./limits.ts";
 import { validMimeType } from "./mime-type.ts";
 import { parameters, parameterValues, type Parameter } from "./mime-parameters.ts";
+import { rawShownHeader } from "./nested-header.ts";
 import { charsetFields, chosenName, notUtf8, type PartField, type RawPartLines } from "./part-header-charset.ts";
 
 /** The part as postal-mime's collectAttachment gets it (only what is read here). */
@@ -158,6 +159,7 @@ export type SubMessageCut = (content: Uint8Array, asIs: boolean) => Uint8Array;
 
 /** postal-mime's internal state that collectSubMessage reads and writes (postal-mime 4). */
 interface ParserState {
+  root: PartNode;
   currentNode: PartNode;
   mimeOptions: { maxNestingDepth: number; maxHeadersSize: number };
   maxRfc822NestingDepth: number;
@@ -183,6 +185,8 @@ class NamingParser extends PostalMime {
   /** Each part's header lines that are not UTF-8 (part-header-charset.ts), kept until the part is collected. */
   private readonly rawLines = new Map<PartNode, RawPartLines>();
   private charset: HeaderCharset | null = null;
+  /** Whether the message's own header has a line postal-mime misreads (nested-header.ts). */
+  private rawRootHeader = false;
 
   /**
    * `charsetOf`: how this message's raw 8-bit header bytes are read (header-text.ts), asked only
@@ -202,6 +206,7 @@ class NamingParser extends PostalMime {
       const lines = this.rawLines.get(node) ?? new Map<number, Uint8Array>();
       lines.set(node.headerLines.length, line);
       this.rawLines.set(node, lines);
+      if (node === (this as unknown as ParserState).root) this.rawRootHeader = true;
     }
     return (processLine as ProcessLine).call(this, line, isFinal);
   }
@@ -301,6 +306,8 @@ class NamingParser extends PostalMime {
     (subParser as unknown as ParserState).rfc822NestingDepth = self.rfc822NestingDepth + 1;
     // The ArrayBuffer itself when nothing is cut: postal-mime copies a view.
     const subMessage = (node.subMessage = await subParser.parse(changed ? kept : content));
+    // Its Subject, From… as the text's header block shows them: raw 8-bit bytes in its charset.
+    if (subParser.rawRootHeader) Object.assign(subMessage, rawShownHeader(changed && kept ? kept : new Uint8Array(content)));
     if (subMessage.text || !subMessage.html) (addTextEntry as AddTextEntry).call(this, node, "plain", { type: "subMessage", value: subMessage });
     if (subMessage.html) (addTextEntry as AddTextEntry).call(this, node, "html", { type: "subMessage", value: subMessage });
     (subParser as unknown as ParserState).textMap.forEach((entry, textNode) => self.textMap.set(textNode, entry));

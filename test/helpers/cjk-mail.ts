@@ -60,3 +60,11 @@ export function rawJisMessage(to = "orders@company.com"): Buffer {
     ascii('\r\n--BB\r\nContent-Type: application/octet-stream; name="'), jis("見積書.exe"), ascii('"\r\nContent-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA\r\n--BB--\r\n'),
   ]);
 }
+
+/** A text message whose From display name and Subject are raw bytes in `c.codec` (no RFC 2047), its text part declaring `c.label`. */
+export function rawHeaderMessage(c: CjkCase, subject: string, name: string): Buffer {
+  return Buffer.concat([
+    ascii("From: "), encodeIn(c.codec, name), ascii(" <sender@example.org>\r\nTo: x@example.org\r\nSubject: "), encodeIn(c.codec, subject),
+    ascii(`\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=${c.label}\r\nContent-Transfer-Encoding: 8bit\r\n\r\n`), encodeIn(c.codec, c.word), ascii("\r\n"),
+  ]);
+}

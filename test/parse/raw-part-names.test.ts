@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { buildWebhookPayload } from "../../src/act/webhook-payload.ts";
 import { extractFacts, extractFactsFromFile } from "../../src/parse/extract.ts";
 import type { Envelope } from "../../src/types.ts";
-import { CJK_CASES, encodeIn, forwarded, rawJisMessage, rawNameMessage } from "../helpers/cjk-mail.ts";
+import { CJK_CASES, encodeIn, forwarded, rawHeaderMessage, rawJisMessage, rawNameMessage } from "../helpers/cjk-mail.ts";
 
 const ENVELOPE: Envelope = { mailFrom: "sender@example.org", rcptTo: ["orders@company.com"], clientIp: "192.0.2.1", helo: "mx.example.org", tls: false };
 const payloadOf = (raw: Uint8Array) => buildWebhookPayload({ id: "x", receivedAt: 0, rule: null, category: "c", envelope: ENVELOPE, raw }, 0);
@@ -74,4 +74,20 @@ test("raw ISO-2022-JP (7-bit escapes, no RFC 2047) in From, Subject and a file n
   // Escapes that are not valid ISO-2022-JP (a space inside JIS mode) are left as they are.
   const broken = Buffer.from("Subject: \x1b$Bwire transfer\r\n\r\nx\r\n", "latin1");
   expect((await extractFacts(broken, ENVELOPE)).subject).toBe("\x1b$Bwire transfer");
+});
+
+test("the webhook's text of a forwarded message shows its raw legacy-charset or ISO-2022-JP Subject and From decoded, as its top level is", async () => {
+  const names: Record<string, string> = { cp932: "山田太郎", cp949: "김철수", gbk: "王小明", big5: "陳大文" };
+  for (const c of CJK_CASES) {
+    const subject = `${c.word} ${c.file}`;
+    const { text } = await payloadOf(forwarded(rawHeaderMessage(c, subject, names[c.codec]!)));
+    // Read as UTF-8 (postal-mime), both were U+FFFD.
+    expect({ codec: c.codec, fffd: text?.includes("\ufffd") }).toEqual({ codec: c.codec, fffd: false });
+    expect(text).toContain(`Subject: ${subject}\n`);
+    expect(text).toContain(`${names[c.codec]} <sender@example.org>`);
+  }
+  // Read as ASCII, the JIS display name's ':' made the From a group with no address.
+  const { text } = await payloadOf(forwarded(rawJisMessage("x@example.jp")));
+  expect(text).toContain("山田太郎 <yamada@example.jp>");
+  expect(text).toContain("Subject: 見積書の件\n");
 });
