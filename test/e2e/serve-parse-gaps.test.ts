@@ -1,0 +1,102 @@
+/**
+ * Through the real `mailgw serve` (from source) over SMTP: messages on which the facts the rules
+ * see, or the webhook's text, differed from what a mail client or Python's email package shows.
+ * Each rule now decides as it should: a line that starts no field in a forwarded message's
+ * header is the forward's text (as at the top level), `From:` with two addresses and no comma
+ * gives both, `Cc: …, eryq` lists eryq, `<xmp>` content is text; and the webhook's text of a
+ * forward shows its raw EUC-KR Subject decoded. Before, the first four fell to the default
+ * (archive) and the post showed U+FFFD.
+ * Ports: picked in 43000-43999 (loopback).
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { WebhookPayload } from "../../src/act/webhook-payload.ts";
+import { CJK_CASES, forwarded, rawHeaderMessage } from "../helpers/cjk-mail.ts";
+import { freePortsIn } from "../helpers/interop.ts";
+import { sendMessage } from "../helpers/webhook-messages.ts";
+import { greet, RawClient } from "../smtp/helpers.ts";
+import { serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
+
+const posts = new Map<string, WebhookPayload>();
+let receiver: ReturnType<typeof Bun.serve>;
+let serve: ServeProcess;
+let dir = "";
+
+const rule = (name: string, priority: number, condition: string) =>
+  `  - { name: ${name}, priority: ${priority}, category: fraud, action: reject, reject_message: "refused by ${name}", conditions: [${condition}] }`;
+
+beforeAll(async () => {
+  const [hookPort, smtpPort, httpPort] = await freePortsIn(3, 43000, 43999);
+  receiver = Bun.serve({
+    port: hookPort,
+    hostname: "127.0.0.1",
+    async fetch(req) {
+      const post = (await req.json()) as WebhookPayload;
+      posts.set(post.id, post);
+      return new Response("ok");
+    },
+  });
+  dir = serveDir();
+  const rules = [
+    rule("wire", 50, "{ field: body, operator: contains, value: send the wire transfer today }"),
+    rule("second-sender", 40, "{ field: from, operator: equals, value: bobby@x.example }"),
+    rule("bare-cc", 30, "{ field: cc, operator: equals, value: eryq }"),
+    `  - { name: forwards, priority: 10, category: fwd, action: webhook, url: "http://127.0.0.1:${receiver.port}/in", conditions: [{ field: attachment_type, operator: equals, value: message/rfc822 }] }`,
+  ];
+  await writeFile(join(dir, "rules.yaml"), `domains: [company.com]\ndefault: { action: archive, category: default }\nrules:\n${rules.join("\n")}\n`);
+  serve = await startServe("source", dir, { SMTP_PORT: String(smtpPort), HTTP_PORT: String(httpPort) });
+}, 60_000);
+
+afterAll(async () => {
+  await serve?.stop();
+  receiver?.stop(true);
+  if (dir) await rm(dir, { recursive: true, force: true });
+}, 30_000);
+
+/** serve's reply to the end of DATA for `raw`. */
+async function replyTo(raw: string): Promise<string> {
+  const c = await RawClient.connect(serve.smtpPort);
+  try {
+    await greet(c, "client.test");
+    expect(await c.cmd("MAIL FROM:<a@partner.example>")).toStartWith("250");
+    expect(await c.cmd("RCPT TO:<sales@company.com>")).toStartWith("250");
+    expect(await c.cmd("DATA")).toStartWith("354");
+    c.write(`${raw.replace(/^\./gm, "..")}.\r\n`);
+    return await c.reply(15_000);
+  } finally {
+    c.end();
+  }
+}
+
+const HEAD = "To: sales@company.com\r\nSubject: hi\r\nMIME-Version: 1.0\r\n";
+
+test("a line of text in a forwarded message's header is the forward's text: the body rule refuses it", async () => {
+  const inner = "From: boss@partner.example\r\nSubject: urgent\r\nPlease send the wire transfer today\r\nMIME-Version: 1.0\r\n\r\n";
+  const raw = `From: a@partner.example\r\n${HEAD}Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee below\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n${inner}--b--\r\n`;
+  expect(await replyTo(raw)).toBe("550 5.7.1 refused by wire");
+}, 30_000);
+
+test("From: with two addresses and no comma: the from rule for the second refuses it", async () => {
+  expect(await replyTo(`From: Bob <bob@x.example> Bobby <bobby@x.example>\r\n${HEAD}\r\nhello\r\n`)).toBe("550 5.7.1 refused by second-sender");
+}, 30_000);
+
+test("Cc: with a local part alone: the cc rule for it refuses the message", async () => {
+  expect(await replyTo(`From: a@partner.example\r\nCc: alice@x.example, eryq\r\n${HEAD}\r\nhello\r\n`)).toBe("550 5.7.1 refused by bare-cc");
+}, 30_000);
+
+test("an HTML body whose words are in an <xmp> element: the body rule refuses it", async () => {
+  const raw = `From: a@partner.example\r\n${HEAD}Content-Type: text/html; charset=utf-8\r\n\r\n<xmp>if a<b send the wire transfer today</xmp>\r\n`;
+  expect(await replyTo(raw)).toBe("550 5.7.1 refused by wire");
+}, 30_000);
+
+test("the webhook's text of a forward from an old Korean mailer shows its raw EUC-KR Subject and From decoded", async () => {
+  const c = CJK_CASES.find((k) => k.codec === "cp949")!;
+  const bytes = forwarded(rawHeaderMessage(c, "견적서 송부", "김철수"), "sales@company.com");
+  const id = await sendMessage(serve.smtpPort, "sales@company.com", { name: "euc-kr-forward", mailFrom: "fwd@example.org", bytes, expected: {} });
+  await until("the post of the forward", async () => posts.has(id), 30_000);
+  const text = posts.get(id)!.text ?? "";
+  expect(text).toContain("Subject: 견적서 송부\n");
+  expect(text).toContain("김철수 <sender@example.org>");
+  expect(text.includes("\ufffd")).toBe(false);
+}, 60_000);
