@@ -218,6 +218,18 @@ export const HOSTILE_CASES: HostileCase[] = [
     },
   },
   {
+    name: "rfc822-chain-20-deep-non-field-20mb",
+    trap: "message/rfc822 nested 20 deep around 20 MB of short text lines, each level's header with a line that starts no field (each read both ways)",
+    build: () => {
+      let inner = `Content-Type: text/plain\r\n\r\n${fill("ab\r\n", 20 * MB)}`;
+      for (let level = 0; level < 20; level++) {
+        const junk = "Please send the wire transfer today\r\n";
+        inner = level % 2 === 0 ? `Subject: level ${level}\r\nContent-Type: message/rfc822\r\n${junk}\r\n${inner}` : `Subject: level ${level}\r\n${junk}Content-Type: message/rfc822\r\n\r\n${inner}`;
+      }
+      return encoder.encode(`${BASE_HEADERS}\r\n${inner}`);
+    },
+  },
+  {
     name: "rfc822-chain-20-deep-500-parts",
     trap: "message/rfc822 nested 20 deep, 500 attachment parts at each level",
     build: () => nestedRfc822(20, 500),
