@@ -163,14 +163,17 @@ function joinBareAddress(words: readonly Word[]): Word[] {
   return out;
 }
 
+/** An encoded word or a piece of one (a `:` in its text splits it as a group name would). */
+const ENCODED_WORD_PART = /=\?|\?=/;
+
 /** RFC 5321's longest local part: a longer word is a name (a 64 KB run of letters is no recipient). */
 const MAX_LOCAL_PART_CHARS = 64;
 
-/** The one word of an entry when it is a bare local part (see Mailbox.localPart), else null; an encoded word is a name. */
+/** The one word of an entry when it is a bare local part (see Mailbox.localPart), else null; an encoded word (or part of one) is a name. */
 function soleLocalPart(words: readonly Word[]): string | null {
   const word = words.length === 1 ? words[0] : undefined;
   if (word === undefined || word.quoted || word.text.length > MAX_LOCAL_PART_CHARS || !isDotAtom(word.text)) return null;
-  return decodeEncodedWords(word.text) === word.text ? word.text : null;
+  return ENCODED_WORD_PART.test(word.text) ? null : word.text;
 }
 
 /** `@relay1,@relay2:user@example.com` (obsolete source route) → `user@example.com`. */

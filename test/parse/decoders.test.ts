@@ -87,6 +87,8 @@ describe("parseAddressList", () => {
     expect(local("alice@x.example, eryq")).toEqual([["", "alice@x.example", null], ["eryq", "", "eryq"]]);
     expect(local("Eryq (comment)")).toEqual([["Eryq", "", "Eryq"]]);
     expect(local('"Eryq Jones", no address here, =?utf-8?q?J=C3=B6rg?=, a..b')).toEqual([["Eryq Jones", "", null], ["no address here", "", null], ["Jörg", "", null], ["a..b", "", null]]);
+    // An encoded word that a ':' in its text cut as a group name would: no local part either.
+    expect(local("=?utf-8?Q?date=3E2017-08-20T10:08:28.617=3C/pr?=")).toEqual([["28.617=3C/pr?=", "", null]]);
   });
 
   test("stops at the mailbox cap and says so", () => {
