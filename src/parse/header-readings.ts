@@ -30,6 +30,19 @@ export function foldedReading(raw: Uint8Array, block: HeaderBlock): HeaderBlock 
 /** What a parse note says of a message whose header has a line that starts no field. */
 export const NON_FIELD_NOTE = "header block read two ways (a line that is no header field before the empty line): facts of both";
 
+/** Notes that say a header was read two ways: every fact is there, nothing was given up. */
+const READING_NOTES: ReadonlySet<string> = new Set([READ_BOTH_WAYS_NOTE, NON_FIELD_NOTE]);
+
+/**
+ * Whether a message's parse notes (MessageFacts.parseError, joined with "; ") say that part of
+ * it was not inspected (a limit, a structure that did not parse), not only that a header was
+ * read two ways: serve logs the former at warn, and a malformed header line, common in bulk
+ * mail, is no reason to wake an admin.
+ */
+export function parseGaveUp(parseError: string | undefined): boolean {
+  return parseError !== undefined && parseError.split("; ").some((note) => !READING_NOTES.has(note));
+}
+
 /**
  * The block as Python's email package and Postfix read it when a line in it starts no field
  * (HeaderBlock.nonFieldLine): the fields before that line, and the body from it on. Thunderbird

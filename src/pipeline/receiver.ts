@@ -15,6 +15,7 @@ import type { Config } from "../config/config.ts";
 import { describeError, RejectedMessage, SmtpError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { ParseWorkerError } from "../parse/parse-pool.ts";
+import { parseGaveUp } from "../parse/header-readings.ts";
 import { REGEX_BUDGET_MS } from "../rules/matchers.ts";
 import { archiveRelativePath } from "../act/archive.ts";
 import { FORWARD_LOOP_TEXT, forwardWouldLoop, RELAY_HOPCOUNT_LIMIT } from "../act/relay-hops.ts";
@@ -224,12 +225,13 @@ export class Receiver {
 
   private logStored(id: string, decision: Decision, facts: MessageFacts): void {
     // The session's log line (smtp/session-log.ts) reports every message at info level; this one
-    // adds the per-message detail at debug, or at warn when the parser gave up on the content.
+    // adds the per-message detail at debug, or at warn when the parser gave up on part of the
+    // content (not when it only read a header two ways: parseGaveUp).
     const stored = {
       id, action: decision.action, rule: decision.rule, category: decision.category, size: facts.size,
       archive: decision.archive, parse_error: facts.parseError,
     };
-    if (facts.parseError) this.deps.logger.warn("message stored", stored);
+    if (parseGaveUp(facts.parseError)) this.deps.logger.warn("message stored", stored);
     else this.deps.logger.debug("message stored", stored);
   }
 }
