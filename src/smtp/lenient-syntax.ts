@@ -18,7 +18,7 @@
 import { isIPv4, isIPv6 } from "node:net";
 import { domainToASCII } from "node:url";
 import { SMTPConnection } from "smtp-server/lib/smtp-connection.js";
-import { writtenDomain } from "./recipient-policy.ts";
+import { withoutRootDot, writtenDomain } from "./recipient-policy.ts";
 
 /**
  * Stands for a space inside a quoted local part while smtp-server splits the argument (a
@@ -83,7 +83,7 @@ const DOMAIN_CHARS = /^[A-Za-z0-9_\u0080-\uFFFF.-]+$/;
 function acceptableDomain(address: string): boolean {
   const at = address.lastIndexOf("@");
   if (at < 0) return true;
-  const domain = address.slice(at + 1);
+  const domain = withoutRootDot(address.slice(at + 1));
   if (domain.startsWith("[") && domain.endsWith("]")) {
     const ip = domain.slice(1, -1);
     return /^ipv6:/i.test(ip) ? isIPv6(ip.slice(5)) : isIPv4(ip);
@@ -160,7 +160,7 @@ export function parseWithQuotedSpaces<T extends { address: string }>(parse: (nam
   // The labels as the client wrote them too: smtp-server decodes an A-label IDNA refuses
   // (`xn--company-`) to `company`, which passes, and the sender is kept and relayed as written.
   const written = writtenDomain(command);
-  if (written !== null && !written.startsWith("[") && !hostNameLabels(written)) return false;
+  if (written !== null && !written.startsWith("[") && !hostNameLabels(withoutRootDot(written))) return false;
   return hidden === null ? parsed : { ...parsed, address };
 }
 

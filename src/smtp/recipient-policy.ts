@@ -46,6 +46,18 @@ function domainSet(domains: readonly string[]): ReadonlySet<string> {
  */
 const URL_HOST_DELIMITERS = /[/?#\\%@:\s]/;
 
+/**
+ * The domain without the one dot a fully qualified name may end with (`company.com.`, the DNS
+ * root): Postfix and Sendmail take `b@company.com.` as b@company.com (Postfix's trivial-rewrite
+ * strips the dot, checks relay_domains on the rest and relays the address without it), and the
+ * recipient policy, the stored sender and the parser (lenient-syntax.ts) do the same. Refused
+ * with 501, a sender that wrote the dot had its mail bounce at this MX alone. Two dots (`company.com..`)
+ * or a dot alone stay refused, as Postfix refuses them.
+ */
+export function withoutRootDot(domain: string): string {
+  return domain.length > 1 && domain.endsWith(".") && !domain.endsWith("..") ? domain.slice(0, -1) : domain;
+}
+
 /** Lower-case ASCII (punycode) form; "" when the domain is not a valid IDN. */
 export function normalizeDomain(domain: string): string {
   const trimmed = domain.trim();
@@ -72,10 +84,12 @@ export function checkRecipient(rawArgument: string, address: string, domains: re
   if (local.includes("@")) return BAD_SYNTAX;
   if (local.includes("%") || local.includes("!")) return ROUTING_REFUSED;
   if (domain.startsWith("[")) return ROUTING_REFUSED;
-  // smtp-server refuses a trailing dot (`v@company.com.`) with 501 5.1.3 before this runs; the
-  // dry run (mailgw test --to) has no smtp-server in front and must say the same.
-  if (domain.endsWith(".")) return BAD_SYNTAX;
-  const ascii = normalizeDomain(domain);
+  // `v@company.com.` is v@company.com (withoutRootDot), checked and stored without the dot;
+  // `v@company.com..` is refused by the parser with 501 before this runs, and the dry run
+  // (mailgw test --to), with no parser in front, must say the same.
+  const bare = withoutRootDot(domain);
+  if (bare.endsWith(".")) return BAD_SYNTAX;
+  const ascii = normalizeDomain(bare);
   if (!ascii || !allowed.has(ascii)) return RELAY_DENIED;
   if (!writtenAsDecoded(rawArgument, ascii)) return RELAY_DENIED;
   return { ok: true, address: `${unquoteLocalPart(local)}@${ascii}` };
@@ -135,8 +149,8 @@ export function writtenDomain(command: string): string | null {
  * lower-cased in its ASCII form (an IDN as its A-label, which is also how it can go to any
  * relay). smtp-server hands `a@xn--mnchen-3ya.de` over as `a@münchen.de`; without this, rules
  * and the database would see the Unicode form of what the client sent in ASCII. The null
- * sender, domain-less addresses, IP literals, a trailing dot and domains IDNA refuses are kept
- * as they are.
+ * sender, domain-less addresses, IP literals, two trailing dots and domains IDNA refuses are
+ * kept as they are; one trailing dot (the DNS root's) is dropped.
  */
 export function canonicalSender(address: string, command?: string): string {
   const at = address.lastIndexOf("@");
@@ -145,9 +159,11 @@ export function canonicalSender(address: string, command?: string): string {
   // smtp-server's punycode decoding made of it (`company.com`): see writtenAsDecoded.
   const written = command === undefined ? null : writtenDomain(command);
   const domain = written !== null && A_LABEL.test(written) && normalizeDomain(written) === "" ? written.toLowerCase() : address.slice(at + 1);
-  // A trailing dot never gets past smtp-server (501); kept, so the dry run can say so.
-  const ascii = domain.startsWith("[") || domain.endsWith(".") ? domain : normalizeDomain(domain);
-  return `${unquoteLocalPart(address.slice(0, at))}@${ascii === "" ? domain : ascii}`;
+  // The root's dot (`sender.example.`) dropped, as for a recipient; two dots never get past the
+  // parser (501) and are kept, so the dry run can say so.
+  const bare = withoutRootDot(domain);
+  const ascii = bare.startsWith("[") || bare.endsWith(".") ? bare : normalizeDomain(bare);
+  return `${unquoteLocalPart(address.slice(0, at))}@${ascii === "" ? bare : ascii}`;
 }
 
 /**

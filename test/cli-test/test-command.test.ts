@@ -248,7 +248,7 @@ rules:
       expect({ from, refused: (await json("--from", from)).refusedSender }).toEqual({ from, refused: null });
     }
     expect((await json("--from", `${"a".repeat(250)}@b.example`)).refusedSender).toBe("501 5.1.7 Bad sender address syntax");
-    for (const to of ["x@company.com.", '"v@x"@company.com']) {
+    for (const to of ["x@company.com..", '"v@x"@company.com']) {
       expect((await json("--to", to)).refusedRecipients).toEqual([{ address: to, reply: "501 5.1.3 Bad recipient address syntax" }]);
     }
     const quoted = await json("--to", '"john smith"@company.com', "--to", "john..doe@company.com");
@@ -258,6 +258,9 @@ rules:
     expect(postmaster.refusedRecipients).toEqual([]);
     expect(postmaster.facts.rcpt).toEqual(["postmaster@company.com"]);
     expect(postmaster.facts.mailFrom).toBe("a@xn--mnchen-3ya.de");
+    // The DNS root's dot: serve takes `x@company.com.` and `a@sender.example.` without it, as Postfix does.
+    const dotted = await json("--to", "x@company.com.", "--from", "a@Sender.example.");
+    expect({ refused: dotted.refusedRecipients, sender: dotted.refusedSender, rcpt: dotted.facts.rcpt, from: dotted.facts.mailFrom }).toEqual({ refused: [], sender: null, rcpt: ["x@company.com"], from: "a@sender.example" });
     // Two spellings of one address serve keeps once (its stored form, as recipient-policy.ts has it).
     const twice = await json("--to", "postmaster", "--to", "postmaster@company.com", "--to", '"v"@company.com', "--to", "v@company.com");
     expect(twice.facts.rcpt).toEqual(["postmaster@company.com", "v@company.com"]);

@@ -4,6 +4,7 @@
  * the real serve over its socket.
  */
 import { describe, expect, test } from "bun:test";
+import { startCapture, waitUntil } from "../helpers/interop.ts";
 import { RawClient, makeCert, sendMail, tempDir } from "../smtp/helpers.ts";
 import { archivedCopy, serveEachTest, until } from "../smtp/serve-process.ts";
 
@@ -102,3 +103,60 @@ describe("a stray CR before a command line's CRLF", () => {
     expect(line).toMatchObject({ from: "a@sender.example", recipients: ["b@company.com"] });
   }, 30_000);
 });
+
+describe("a domain ending in the DNS root's dot (`company.com.`)", () => {
+  // Postfix 3.7 takes `RCPT TO:<b@company.com.>` and `MAIL FROM:<a@sender.example.>` (trivial-rewrite
+  // strips the dot), checks relay_domains on the rest (`b@other.example.` 554) and relays both
+  // addresses without the dot; `company.com..` is 501. mailgw answered 501 to both, and the mail bounced.
+  const RULES = `domains: [company.com]
+default: { action: archive, category: default }
+rules:
+  - name: to-b
+    priority: 10
+    action: forward
+    archive: true
+    forward_to: dest@final.example
+    conditions:
+      - { field: rcpt, operator: equals, value: b@company.com }
+`;
+
+  test("taken as the domain without the dot: the allow-list, the rules, the Received header and the relay see it so", async () => {
+    const relay = await startCapture(0);
+    let s: Awaited<ReturnType<typeof serve>> | null = null;
+    try {
+      s = await serve({ RELAY_SMTP_HOST: "127.0.0.1", RELAY_SMTP_PORT: String(relay.port), RELAY_SMTP_SECURE: "none" }, RULES);
+      const c = await RawClient.connect(s.smtpPort);
+      expect(await c.reply()).toStartWith("220 ");
+      expect(await c.cmd("EHLO client.example")).toStartWith("250");
+      expect(await c.cmd("MAIL FROM:<a@Sender.example.>")).toBe("250 2.1.0 Accepted");
+      // Another domain's dotted form is still relaying denied; two dots or a dot alone are no domain.
+      expect(await c.cmd("RCPT TO:<b@other.example.>")).toStartWith("550 5.7.1 Relaying denied");
+      expect(await c.cmd("RCPT TO:<b@company.com..>")).toStartWith("501 5.1.3 ");
+      expect(await c.cmd("RCPT TO:<b@.>")).toStartWith("501 5.1.3 ");
+      expect(await c.cmd("RCPT TO:<b@company.com.>")).toBe("250 2.1.5 Accepted");
+      expect(await c.cmd("DATA")).toStartWith("354");
+      c.write("Message-ID: <root-dot@sender.example>\r\nSubject: dot\r\n\r\nhi\r\n.\r\n");
+      const reply = await c.reply();
+      expect(reply).toStartWith("250 2.0.0 Queued as ");
+      c.end();
+      const line = await s.waitForLog((l) => l.msg === "smtp session" && l.helo === "client.example");
+      expect(line).toMatchObject({ from: "a@sender.example", recipients: ["b@company.com"], decision: "forward" });
+      expect(await receivedFor(s.dir, reply)).toBe("for <b@company.com>");
+      await waitUntil("the forward at the relay", () => relay.captured.length > 0, 15_000);
+      expect(relay.captured.map((m) => ({ from: m.from, to: m.to }))).toEqual([{ from: "a@sender.example", to: ["dest@final.example"] }]);
+    } finally {
+      // serve first: the capture's close waits for the pooled relay connection to end.
+      await s?.stop();
+      await relay.close();
+    }
+  }, 40_000);
+});
+
+/** The `for <…>` clause of the Received header serve prepended to message `reply`. */
+async function receivedFor(dir: string, reply: string): Promise<string> {
+  const id = /Queued as (\S+)/.exec(reply)?.[1] ?? "";
+  let copy: Buffer | null = null;
+  await until(`${id} archived`, async () => (copy = await archivedCopy(dir, id)) !== null, 5000);
+  const received = /^Received:[^]*?;/m.exec(String(copy))?.[0] ?? "";
+  return /\bfor <[^>]*>/.exec(received)?.[0] ?? received;
+}

@@ -79,14 +79,14 @@ describe("lenient address and HELO syntax", () => {
   });
 
   test("a domain is still checked as smtp-server's strict mode does ('_' allowed): the IDNA step would cut it at '/', '?', '#' or a backslash", async () => {
-    for (const address of ["v@company.com/evil.example", "v@company.com?x", "v@company.com#evil.example", "v@company.com\\evil.example", "v@company%2ecom", "v@company.com.", '"a b"@company.com/evil', '"a\tb"@company.com', "v@[1.2.3.4/x]"]) {
+    for (const address of ["v@company.com/evil.example", "v@company.com?x", "v@company.com#evil.example", "v@company.com\\evil.example", "v@company%2ecom", "v@company.com..", "v@.", "v@.company.com", "v@xn--company-.com.", '"a b"@company.com/evil', '"a\tb"@company.com', "v@[1.2.3.4/x]"]) {
       expect({ address, parsed: parseEnvelopeAddress("RCPT TO", address) }).toEqual({ address, parsed: false });
     }
     expect(parseEnvelopeAddress("MAIL FROM", "ceo@company.com/attacker.example")).toBe(false);
     // The 254-character limit counts the domain as sent (A-labels), not as smtp-server decodes it.
     expect(parseEnvelopeAddress("MAIL FROM", `v@${"xn--ls8h.".repeat(60)}example`)).toBe(false);
     expect(parseEnvelopeAddress("MAIL FROM", `v@${"xn--ls8h.".repeat(20)}example`)).not.toBe(false);
-    for (const address of ["v@company.com", "v@mail_out.company.com", '"a b"@company.com', "taro..yamada@company.com", "v@[192.0.2.1]", "v@[IPv6:2001:db8::1]"]) {
+    for (const address of ["v@company.com", "v@mail_out.company.com", '"a b"@company.com', "taro..yamada@company.com", "v@[192.0.2.1]", "v@[IPv6:2001:db8::1]", "v@company.com."]) {
       expect({ address, parsed: parseEnvelopeAddress("RCPT TO", address) }).toEqual({ address, parsed: address });
     }
     server = await startTestServer();

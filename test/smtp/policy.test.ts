@@ -183,7 +183,12 @@ describe("policy units", () => {
     const refused = (address: string) => checkRecipient(`TO:<${address}>`, address, domains);
     const syntax = { ok: false, code: 501, enhanced: "5.1.3", text: "Bad recipient address syntax" } as const;
     expect(refused('"v@other.example"@company.com')).toEqual(syntax);
-    expect(refused("v@company.com.")).toEqual(syntax);
+    expect(refused("v@company.com..")).toEqual(syntax);
+    // The DNS root's dot is dropped, as Postfix drops it: the allow-list is checked on the rest.
+    expect(checkRecipient("TO:<v@Company.com.>", "v@Company.com.", domains)).toEqual({ ok: true, address: "v@company.com" });
+    expect(refused("v@other.example.")).toMatchObject({ ok: false, code: 550, enhanced: "5.7.1" });
+    expect(canonicalSender("a@Sender.example.")).toBe("a@sender.example");
+    expect(canonicalSender("a@sender.example..")).toBe("a@sender.example..");
     expect(refused("v@other.example@company.com")).toEqual(syntax);
     for (const trick of ["v%other.example@company.com", "other.example!v@company.com", "v@[192.0.2.1]"]) {
       expect(refused(trick)).toMatchObject({ ok: false, code: 550, enhanced: "5.7.1" });
