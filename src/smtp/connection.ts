@@ -19,6 +19,7 @@
  *  - Over-long command lines answered 500 with the session going on (parser-patches.ts).
  *  - Replies to a client that shut down its sending side (half-open listener, front.ts): still
  *    written, and the connection closed once none is owed (closeWhenAnswered).
+ *  - A message body read as commands after a refused DATA: the session ends (body-as-commands.ts).
  *  - A STARTTLS handshake the client never finishes: the session ends (and is logged) when the
  *    idle timeout closes it, which Bun's TLS socket does not report (upgrade, _onTimeout).
  *
@@ -31,6 +32,7 @@ import type { TLSSocket } from "node:tls";
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
 import { SMTPConnection, type SMTPConnectionOptions } from "smtp-server/lib/smtp-connection.js";
 import type { SMTPStream } from "smtp-server/lib/smtp-stream.js";
+import { BodyAsCommands } from "./body-as-commands.ts";
 import { useFastDataScanner } from "./data-scanner.ts";
 import { MAX_COMMAND_LINE_BYTES } from "./limits.ts";
 import { answerLongLines, continueAfterData } from "./parser-patches.ts";
@@ -155,6 +157,7 @@ export class GatewayConnection extends SMTPConnection {
   private dataTimer: ReturnType<typeof setTimeout> | null = null;
   /** The RCPT argument whose reply is the next one sent (commands are answered in order). */
   private rcptAwaitingReply: string | null = null;
+  private readonly bodyAsCommands = new BodyAsCommands();
 
   private get hooks(): ConnectionHooks {
     return (this._server as GatewaySmtpServer).hooks;
@@ -236,6 +239,12 @@ export class GatewayConnection extends SMTPConnection {
    */
   override _onCommand(raw: Buffer, callback?: () => void): void {
     const command = oneSpaceBetweenWords(withoutTrailingCr(raw));
+    // Not while the library discards or refuses input itself (a handshake, before the greeting).
+    const body = this._upgrading || !this._ready || this._nextHandler ? null : this.bodyAsCommands.refusal(command);
+    if (body !== null) {
+      this.send(421, body);
+      return callback?.();
+    }
     if (!this.refusedBeforeTls(command)) return super._onCommand(command, callback);
     this.send(530, TLS_FIRST_TEXT);
     this._whenWritable(callback ?? (() => false));
@@ -342,7 +351,12 @@ export class GatewayConnection extends SMTPConnection {
     super.handler_RCPT(command, callback);
   }
 
-  override handler_DATA(command: Buffer, callback: () => void): void {
+  override handler_DATA(command: Buffer, answered: () => void): void {
+    // Before the parser hands on the next line (synchronously, from `answered`): a refusal noted.
+    const callback = (): void => {
+      if (!this._dataStream) this.bodyAsCommands.dataRefused();
+      answered();
+    };
     // DATA takes no argument (RFC 5321 §4.1.1.4); smtp-server ignored one and answered 354.
     if (/^DATA\s*\S/i.test(command.toString("latin1"))) {
       this.send(501, "5.5.4 Syntax: DATA");

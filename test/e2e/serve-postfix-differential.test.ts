@@ -116,6 +116,13 @@ const CASES: Case[] = [
     script: [E, "MAIL FROM:<a@sender.example.>", "RCPT TO:<bob@company.com.>", "RCPT TO:<bob@other.example.>", "RCPT TO:<bob@company.com..>", "RCPT TO:<bob@.>", "DATA", MSG, "MAIL FROM:<a@sender.example..>", "NOOP"],
   },
   {
+    name: "valid difference: a message header sent as a command ends the session",
+    script: [E, M, "RCPT TO:<x@other.example>", "DATA", "Subject: hi", "NOOP"],
+    // Both hang up: Postfix with `221 2.7.0 Error: I can break rules, too. Goodbye.` (non-SMTP command),
+    // mailgw with 421: the client takes the reply as its message's, which must not look delivered.
+    differs: { 5: "4" },
+  },
+  {
     name: "valid difference: after STARTTLS the client says EHLO again before MAIL",
     script: [E, "STARTTLS", "!TLS", M, "RSET", E, M, R],
     // RFC 3207 §4.2: the server forgets the EHLO; the client SHOULD send it again, and mailgw requires HELO/EHLO before MAIL in any state.

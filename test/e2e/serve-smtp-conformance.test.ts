@@ -160,3 +160,54 @@ async function receivedFor(dir: string, reply: string): Promise<string> {
   const received = /^Received:[^]*?;/m.exec(String(copy))?.[0] ?? "";
   return /\bfor <[^>]*>/.exec(received)?.[0] ?? received;
 }
+
+describe("a message body read as commands after a refused DATA (RFC 2920 §3.1: the client must wait for 354)", () => {
+  // A body holding an SMTP transaction, sent by a client that did not wait for the 354, to a
+  // recipient we refuse. Postfix 3.7 hangs up at a header line ("non-SMTP command"), and with
+  // smtpd_forbid_unauth_pipelining (the default since 3.9) at anything sent with the refused DATA.
+  // mailgw answered each line and took the message the body wrote, with the body's envelope.
+  const SMUGGLED = "RSET\r\nMAIL FROM:<ceo@company.com>\r\nRCPT TO:<finance@company.com>\r\nDATA\r\nSubject: pay now\r\n\r\nwire it\r\n.\r\nQUIT\r\n";
+  const OPEN = "MAIL FROM:<a@sender.example>\r\nRCPT TO:<x@other.example>\r\nDATA\r\n";
+
+  /** The replies to each write (as many as it is owed), then whether the server hung up. */
+  async function play(port: number, writes: [string, number][]): Promise<string[]> {
+    const c = await RawClient.connect(port);
+    expect(await c.reply()).toStartWith("220 ");
+    expect(await c.cmd("EHLO client.example")).toStartWith("250");
+    const replies: string[] = [];
+    for (const [bytes, owed] of writes) {
+      c.write(bytes);
+      for (let i = 0; i < owed; i++) replies.push(await c.reply());
+    }
+    replies.push((await c.waitClose(2000)) ? "closed" : "open");
+    c.end();
+    return replies;
+  }
+
+  test("the body in the same write as the refused DATA, or a header line later: 421 and closed, the body's message not taken", async () => {
+    const s = await serve({});
+    const sameWrite = await play(s.smtpPort, [[`${OPEN}Hello Bob,\r\n${SMUGGLED}`, 4]]);
+    expect(sameWrite).toEqual([
+      "250 2.1.0 Accepted",
+      "550 5.7.1 Relaying denied",
+      "503 5.5.1 Error: need RCPT command",
+      "421 4.5.0 mx.test Error: SMTP protocol synchronization (input sent after a refused DATA), closing connection",
+      "closed",
+    ]);
+    const laterWrite = await play(s.smtpPort, [[OPEN, 3], [`From: a@sender.example\r\nSubject: hi\r\n\r\n${SMUGGLED}`, 1]]);
+    expect(laterWrite.slice(3)).toEqual(["421 4.5.0 mx.test Error: message header sent as a command, closing connection", "closed"]);
+    // What the client writes after reading the refusal is still a command: RSET, and a message.
+    const c = await RawClient.connect(s.smtpPort);
+    expect(await c.reply()).toStartWith("220 ");
+    expect(await c.cmd("EHLO client.example")).toStartWith("250");
+    c.write(OPEN);
+    for (const code of ["250", "550", "503"]) expect((await c.reply()).slice(0, 3)).toBe(code);
+    expect(await c.cmd("RSET")).toStartWith("250");
+    expect(await sendMail(c)).toStartWith("250 2.0.0 Queued as ");
+    c.end();
+    await Bun.sleep(300);
+    const sessions = s.logs.filter((l) => l.msg === "smtp session");
+    expect(sessions.filter((l) => l.from === "ceo@company.com" || JSON.stringify(l).includes("finance@company.com"))).toEqual([]);
+    expect(sessions.map((l) => l.recipients ?? [])).toContainEqual(["b@company.com"]);
+  }, 30_000);
+});
