@@ -7,6 +7,7 @@
  * certificate (mail still flows: senders mostly use opportunistic TLS), and rules on SPF/DKIM/DMARC
  * with no DNS name server configured (they see temperror), and a disk with less free space than
  * 1.5× the message size limit (smaller messages are still stored; larger ones get 452 or 451).
+ * Out of file descriptors (smtp/descriptor-guard.ts), every new SMTP client gets 421: 503.
  * Trusts: nothing from the request. The answer names no paths (the endpoint is unauthenticated);
  * the full detail goes to the log when health changes.
  * Failure: each probe's failure becomes its reason; the probes themselves never throw.
@@ -79,7 +80,9 @@ export function publicHealthReport(report: HealthReport): HealthReport {
 
 function checkSmtp(status: StatusSource): CheckResult {
   try {
-    return status.smtpListening() ? { ok: true } : { ok: false, reason: "SMTP listener is not accepting connections" };
+    if (!status.smtpListening()) return { ok: false, reason: "SMTP listener is not accepting connections" };
+    if (status.smtpOutOfDescriptors?.()) return { ok: false, reason: "out of file descriptors: new SMTP clients get 421" };
+    return { ok: true };
   } catch (err) {
     return { ok: false, reason: "SMTP listener state unknown", detail: describeError(err) };
   }

@@ -50,6 +50,8 @@ export interface StatusSource {
   uptimeSeconds?(): number;
   /** Whether the SMTP listener is accepting connections. */
   smtpListening(): boolean;
+  /** Whether the process is out of file descriptors, so new SMTP clients get 421 (smtp/descriptor-guard.ts). */
+  smtpOutOfDescriptors?(): boolean;
   /** Whether STARTTLS is offered (and required). */
   smtpTls(): { enabled: boolean; required: boolean };
   rules(): RulesStatus;
@@ -80,6 +82,8 @@ export interface StatusParts {
   /** Milliseconds since the start by the monotonic clock (performance.now() minus its value then). */
   uptimeMs?: () => number;
   smtpListening: () => boolean;
+  /** SmtpServerHandle.outOfDescriptors(). */
+  smtpOutOfDescriptors?: () => boolean;
   tls: { enabled: boolean; required: boolean };
   /** The relay in force (config.relay; may change on SIGHUP), null when none is configured. */
   relay: () => { host: string; port: number } | null;
@@ -114,6 +118,7 @@ export function createStatusSource(parts: StatusParts): StatusSource {
     startedAt: parts.startedAt,
     ...(uptimeMs ? { uptimeSeconds: () => Math.floor(uptimeMs() / 1000) } : {}),
     smtpListening: parts.smtpListening,
+    smtpOutOfDescriptors: () => parts.smtpOutOfDescriptors?.() ?? false,
     smtpTls: () => ({ enabled: parts.tls.enabled, required: parts.tls.required }),
     databaseWriteFailure: () => parts.databaseWriteFailure?.() ?? null,
     fileWriteFailure: () => parts.fileWriteFailure?.() ?? null,

@@ -224,6 +224,7 @@ function statusSource(
     startedAt: parts.startedAt,
     uptimeMs: () => performance.now() - startedMono,
     smtpListening: () => state.smtpAddress !== null,
+    smtpOutOfDescriptors: () => smtp.outOfDescriptors(),
     tls: { enabled: config.smtp.tls.enabled, required: config.smtp.tls.required },
     relay: () => state.relay,
     relaySuspension: () => readSuspension(db),

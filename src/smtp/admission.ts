@@ -12,8 +12,11 @@ import { clientKey, createIpMatcher } from "./ip.ts";
 export interface Admission {
   /** Hands the socket to smtp-server as `client`, or refuses it. */
   admit(socket: Socket, client: string, port: number | undefined, proxyOwn?: boolean): void;
-  /** `proxyOwn`: a proxy's health check, refused all the same but only as a debug line, not a session. */
-  refuse(socket: Socket, client: string, reply: string, proxyOwn?: boolean): void;
+  /**
+   * `proxyOwn`: a proxy's health check, refused all the same but only as a debug line, not a session.
+   * `linger` false: the socket is closed as soon as the reply is written (out of descriptors).
+   */
+  refuse(socket: Socket, client: string, reply: string, proxyOwn?: boolean, linger?: boolean): void;
 }
 
 /** A refused socket gets this long to receive its reply line before it is destroyed. */
@@ -37,11 +40,11 @@ export function createAdmission(opts: Pick<FrontOptions, "smtp" | "hostname" | "
 
   let lingering = 0;
 
-  const refuse = (socket: Socket, client: string, reply: string, proxyOwn = false): void => {
+  const refuse = (socket: Socket, client: string, reply: string, proxyOwn = false, linger = true): void => {
     if (proxyOwn) opts.logger.debug("proxy's own connection refused (a health check)", { client, reply });
     else opts.onRefused(client, reply);
     if (socket.destroyed || !socket.writable) return void socket.destroy();
-    if (lingering >= MAX_LINGERING_REFUSALS) {
+    if (!linger || lingering >= MAX_LINGERING_REFUSALS) {
       socket.end(`${reply}\r\n`, () => socket.destroy());
     } else {
       lingering++;

@@ -22,6 +22,7 @@ import type { Logger } from "../log/logger.ts";
 import { createAdmission } from "./admission.ts";
 import type { GatewaySmtpServer } from "./connection.ts";
 import { createIpMatcher, normalizeIp } from "./ip.ts";
+import type { DescriptorGuard } from "./descriptor-guard.ts";
 import type { SmtpLimits } from "./limits.ts";
 import { PROXY_TIMEOUT_REASON, readProxyHeader, startsLikeProxyHeader } from "./proxy-protocol.ts";
 
@@ -35,6 +36,12 @@ export interface FrontOptions {
   logger: Logger;
   /** A connection refused before any SMTP session existed (for the session log and counters). */
   onRefused(client: string, reply: string): void;
+  /**
+   * The file-descriptor guard once listening (descriptor-guard.ts): while it says the process is
+   * out of descriptors, a new client is answered 421 and closed at once, which frees its
+   * descriptor for the next one.
+   */
+  descriptors?: () => Pick<DescriptorGuard, "short" | "noteRefused"> | null;
 }
 
 export interface Front {
@@ -148,6 +155,12 @@ export function createFront(opts: FrontOptions): Front {
       return void socket.destroy();
     }
     const peer = normalizeIp(socket.remoteAddress);
+    const descriptors = opts.descriptors?.() ?? null;
+    if (descriptors?.short()) {
+      descriptors.noteRefused();
+      // "Too many connections": counted and labelled with the connection limit's refusals.
+      return refuse(socket, peer, `421 4.3.2 ${opts.hostname} Too many connections (out of file descriptors), try again later`, false, false);
+    }
     if (pending.size + opts.smtp.connections.size >= opts.limits.maxClients) {
       noteOverload();
       return refuse(socket, peer, `421 4.7.0 ${opts.hostname} Too many connections, try again later`);

@@ -111,15 +111,17 @@ export function oversizeReplyText(maxMessageBytes: number): string {
 /**
  * Descriptors kept for everything but SMTP sessions: the database (three connections, each with
  * its file, WAL and index), logs, the spool and archive files of post-250 work, relay and webhook
- * connections, HTTP clients, file watches, worker threads' pipes.
+ * connections, HTTP clients, file watches, worker threads' pipes, and the descriptor guard's
+ * reserve (descriptor-guard.ts).
  */
 export const FILE_DESCRIPTOR_RESERVE = 64;
 
 /**
  * The connection limit the process's open-file limit can carry: each SMTP session holds its
  * socket and, during DATA, its spool file. Past the file limit the listener cannot accept (the
- * clients wait in the backlog with no greeting while accept() fails in a loop, a core busy) and
- * a DATA already under way gets 451 for want of a spool file; under it, a client gets the 421.
+ * clients wait in the backlog with no greeting while accept() fails in a loop, a core busy,
+ * until descriptor-guard.ts sees it) and a DATA already under way may get 451 for want of a
+ * spool file; under it, a client gets the 421.
  */
 export function maxClientsForFiles(maxClients: number, openFileLimit: number | null): number {
   if (openFileLimit === null) return maxClients;

@@ -17,6 +17,7 @@ import type { Logger } from "../log/logger.ts";
 import type { MessageSink } from "../types.ts";
 import { GatewaySmtpServer } from "./connection.ts";
 import { createDataHandler } from "./data-handler.ts";
+import { startDescriptorGuard, type DescriptorGuard } from "./descriptor-guard.ts";
 import { createEnvelopeHandlers } from "./envelope-handlers.ts";
 import { createFront } from "./front.ts";
 import { listen } from "./listen.ts";
@@ -62,6 +63,8 @@ export interface SmtpServerHandle {
   close(graceMs?: number): Promise<void>;
   /** Open SMTP sessions (for health checks and tests). */
   sessionCount(): number;
+  /** True while the process is out of file descriptors and new clients get 421 (descriptor-guard.ts). */
+  outOfDescriptors(): boolean;
 }
 
 export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
@@ -103,6 +106,7 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
   sessions.noteErrorsOf(smtp);
   tls?.attach(smtp);
 
+  let descriptors: DescriptorGuard | null = null;
   const front = createFront({
     smtp,
     hostname: cfg.hostname,
@@ -116,18 +120,25 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
       const refusal = deps.onRefusal && refusalReasonOfLine(reply);
       if (refusal) deps.onRefusal?.(refusal);
     },
+    descriptors: () => descriptors,
   });
   const shutdown = createShutdown({ smtp, front, isStoring: sessions.anyStoring, unlogged: sessions.unlogged });
 
   return {
-    listen: () => listen(front.server, cfg.host, cfg.port, () => tls?.watch()),
+    listen: () =>
+      listen(front.server, cfg.host, cfg.port, () => {
+        tls?.watch();
+        descriptors ??= startDescriptorGuard({ logger: deps.logger });
+      }),
     reloadTls: () => tls?.reload() ?? false,
     tlsStatus: () => tls?.status() ?? null,
     async close(graceMs = limits.shutdownGraceMs) {
       tls?.unwatch();
+      descriptors?.stop();
       await shutdown(graceMs);
     },
     sessionCount: () => smtp.connections.size,
+    outOfDescriptors: () => descriptors?.short() ?? false,
   };
 }
 
