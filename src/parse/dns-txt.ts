@@ -10,6 +10,12 @@
  * bytes is always sent as several strings (RFC 1035 §3.3.14, RFC 7208 §3.3), so every 2048-bit
  * DKIM key reached mailauth cut after 255 bytes (never a pass) and long SPF records lost their
  * tail. A, AAAA, MX and PTR answers are not affected and stay with node:dns.
+ *
+ * Each query has a socket of its own (and so its own random source port), so at most MAX_QUERIES_IN_FLIGHT are asked at once; the others wait their turn within their own
+ * try's timeout. Unbounded, a name server that stopped answering held one socket per message
+ * for the whole check: 68 SMTP sessions under a 200-file limit (each already holding its socket
+ * and, at the end of DATA, its spool file) ran the process out of descriptors, and their
+ * messages got 451.
  */
 import { randomInt } from "node:crypto";
 import { createSocket } from "node:dgram";
@@ -27,6 +33,40 @@ const TYPE_TXT = 16;
 const CLASS_IN = 1;
 const ROUNDS = 2;
 const DEFAULT_TRY_TIMEOUT_MS = 2000;
+/** Part of the descriptors limits.ts FILE_DESCRIPTOR_RESERVE keeps for everything but sessions. */
+export const MAX_QUERIES_IN_FLIGHT = 32;
+let inFlight = 0;
+const waiting: (() => void)[] = [];
+
+/**
+ * `ask` once a socket may be opened, or "timeout" if none came free within `timeoutMs` (as if
+ * the server had not answered: the next one is asked, then the next round).
+ */
+async function withQuerySlot<T>(timeoutMs: number, ask: () => Promise<T>): Promise<T | "timeout"> {
+  if (inFlight >= MAX_QUERIES_IN_FLIGHT) {
+    const turn = await new Promise<boolean>((resolve) => {
+      const go = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        waiting.splice(waiting.indexOf(go), 1);
+        resolve(false);
+      }, timeoutMs);
+      waiting.push(go);
+    });
+    if (!turn) return "timeout";
+  } else inFlight++;
+  try {
+    return await ask();
+  } finally {
+    // The slot goes straight to the next waiter, if any (inFlight stays as it is).
+    const next = waiting.shift();
+    if (next) next();
+    else inFlight--;
+  }
+}
+
 const RCODE_ERRORS: Record<number, string> = { 1: "EFORMERR", 2: "ESERVFAIL", 4: "ENOTIMP", 5: "EREFUSED" };
 
 function dnsError(code: string, name: string): Error {
@@ -168,8 +208,10 @@ export async function resolveTxt(name: string, options: TxtLookupOptions = {}): 
       const query = encodeQuery(randomInt(0x10000), domain);
       let answer: Parsed | "timeout";
       try {
-        answer = await askUdp(query, host, port, tryTimeoutMs);
-        if (answer !== "timeout" && answer.truncated) answer = await askTcp(query, host, port, tryTimeoutMs);
+        answer = await withQuerySlot(tryTimeoutMs, async () => {
+          const udp = await askUdp(query, host, port, tryTimeoutMs);
+          return udp !== "timeout" && udp.truncated ? askTcp(query, host, port, tryTimeoutMs) : udp;
+        });
       } catch (err) {
         lastError = err instanceof RangeError ? "EBADRESP" : "ECONNREFUSED";
         continue;

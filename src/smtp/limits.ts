@@ -111,10 +111,12 @@ export function oversizeReplyText(maxMessageBytes: number): string {
 /**
  * Descriptors kept for everything but SMTP sessions: the database (three connections, each with
  * its file, WAL and index), logs, the spool and archive files of post-250 work, relay and webhook
- * connections, HTTP clients, file watches, worker threads' pipes, and the descriptor guard's
- * reserve (descriptor-guard.ts).
+ * connections, HTTP clients, file watches, worker threads' pipes, the descriptor guard's reserve
+ * (descriptor-guard.ts), and the TXT queries of SPF/DKIM/DMARC checks (parse/dns-txt.ts
+ * MAX_QUERIES_IN_FLIGHT): about 36 at rest; at 64, a silent name server's queries and the
+ * sessions' spool files at the end of DATA ran the process out of them.
  */
-export const FILE_DESCRIPTOR_RESERVE = 64;
+export const FILE_DESCRIPTOR_RESERVE = 96;
 
 /**
  * The connection limit the process's open-file limit can carry: each SMTP session holds its

@@ -143,17 +143,17 @@ test("descriptors taken by HTTP clients: 451 for the message that cannot be spoo
 test("a low open-file limit lowers the connection limit: the client past it gets 421 at once, admitted ones can still store", async () => {
   if (!prlimitInstalled()) return;
   const dir = serveDir();
-  // 200 descriptors carry (200 - 64) / 2 = 68 sessions, each with its socket and its spool file.
+  // 200 descriptors carry (200 - 96) / 2 = 52 sessions, each with its socket and its spool file.
   const serve = await startServe("source", dir, {}, 20_000, ["prlimit", "--nofile=200:200", "--"]);
   const clients: RawClient[] = [];
   try {
     const warning = await serve.waitForLog((l) => l.msg === "the open-file limit lowers the SMTP connection limit");
-    expect(warning.max_clients).toBe(68);
+    expect(warning.max_clients).toBe(52);
     for (let i = 0; i < 250; i++) clients.push(await RawClient.connect(serve.smtpPort));
     const greetings = await Promise.all(clients.map((c) => c.reply(5000).catch(() => "no greeting")));
     const count = (re: RegExp): number => greetings.filter((g) => re.test(g)).length;
-    expect(count(/^220 /)).toBe(68);
-    expect(count(/^421 4\.7\.0 .*Too many connections/)).toBe(250 - 68);
+    expect(count(/^220 /)).toBe(52);
+    expect(count(/^421 4\.7\.0 .*Too many connections/)).toBe(250 - 52);
 
     // Every admitted session has its socket; one of them still gets a spool file for its DATA.
     const admitted = clients.filter((_, i) => greetings[i]?.startsWith("220"));

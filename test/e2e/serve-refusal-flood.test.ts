@@ -1,7 +1,7 @@
 /**
  * A connection flood past the connection limit, from clients that do not close after the 421
  * (a bot that never reads, a scanner holding its sockets): the real `mailgw serve` under a low
- * open-file limit (prlimit --nofile=200, so 68 sessions). Each refused socket was kept open for a
+ * open-file limit (prlimit --nofile=200, so 52 sessions). Each refused socket was kept open for a
  * second so the client could read its 421; a few hundred of them took every descriptor the
  * session limit had left free, accept() then failed with EMFILE in a loop (a core at 100%), and
  * the clients behind them waited in the listen backlog, seconds, for their reply. Now only a few
@@ -15,7 +15,7 @@ import { RawClient, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { serveDir, startServe } from "../smtp/serve-process.ts";
 
 const FILE_LIMIT = 200;
-const SESSIONS = 68; // (200 - 64) / 2, limits.ts maxClientsForFiles
+const SESSIONS = 52; // (200 - 96) / 2, limits.ts maxClientsForFiles
 const REFUSED = 320;
 
 const openFds = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length;

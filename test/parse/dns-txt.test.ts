@@ -2,10 +2,12 @@
  * resolveTxt() against a real DNS server on loopback (UDP and TCP): a record of several
  * character-strings stays one record (Bun's node:dns splits it: oven-sh/bun#21370), a
  * truncated UDP answer is asked again over TCP, and NXDOMAIN, NODATA, SERVFAIL and silence
- * give node:dns's error codes, the next server being asked when one fails.
+ * give node:dns's error codes, the next server being asked when one fails; a silent server does
+ * not make every message's query hold a socket of its own.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { resolveTxt } from "../../src/parse/dns-txt.ts";
+import { readdirSync } from "node:fs";
+import { MAX_QUERIES_IN_FLIGHT, resolveTxt } from "../../src/parse/dns-txt.ts";
 import { startDnsServer, type DnsServer } from "../helpers/dns-server.ts";
 
 const LONG_SPF = `v=spf1 ${Array.from({ length: 30 }, (_, i) => `ip4:198.51.${i}.0/24`).join(" ")} -all`;
@@ -64,6 +66,18 @@ describe("resolveTxt", () => {
     expect(performance.now() - started).toBeLessThan(1500);
     expect(await resolveTxt("short.example", { servers: [at(silent), at(server)], tryTimeoutMs: 200 })).toEqual([["v=spf1 -all"]]);
     expect(await resolveTxt("short.example", { servers: [at(failing), at(server)], tryTimeoutMs: 200 })).toEqual([["v=spf1 -all"]]);
+  });
+
+  test("queries to a silent server hold at most MAX_QUERIES_IN_FLIGHT sockets at once; the others wait within their try's timeout", async () => {
+    const open = (): number => readdirSync("/proc/self/fd").length;
+    const before = open();
+    const lookups = Array.from({ length: 100 }, () => errorCode(resolveTxt("short.example", { servers: [at(silent)], tryTimeoutMs: 400 })));
+    await Bun.sleep(100);
+    // One socket per query: 100 messages checked while the name server was silent took 100.
+    expect(open() - before).toBeLessThanOrEqual(MAX_QUERIES_IN_FLIGHT + 2);
+    expect(new Set(await Promise.all(lookups))).toEqual(new Set(["ETIMEOUT"]));
+    // Afterwards a query gets a slot at once.
+    expect(await resolveTxt("short.example", { servers: [at(server)], tryTimeoutMs: 200 })).toEqual([["v=spf1 -all"]]);
   });
 });
 
