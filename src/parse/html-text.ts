@@ -3,13 +3,15 @@
  * One forward pass: tags are skipped to the next '>' outside a quoted value, comments to '-->' (or '--!>'), script/style/head
  * content to its closing tag, found by indexOf from a position that only moves forward, so
  * the cost is linear whatever the markup (unclosed '<', '<!--', '<script' included). The
- * searches for '&' and an entity's ';' are bounded the same way (a cached next '&', a ';'
- * looked for only within MAX_ENTITY_CHARS): unbounded, each text run or '&' scanned on to
- * the end of the document, and 4 MB of `<b>x` or `a & b` took seconds.
- * Block elements become line breaks, whitespace runs collapse, common entities are
- * decoded (by their case-sensitive names), `xmp` and `plaintext` content is text as written.
+ * searches for '&' and an entity's end are bounded the same way (a cached next '&', a name
+ * read for at most MAX_ENTITY_CHARS): unbounded, each text run or '&' scanned on to the end of
+ * the document, and 4 MB of `<b>x` or `a & b` took seconds.
+ * Block elements become line breaks, whitespace runs collapse, character references are decoded
+ * as HTML's tokenizer reads them in text (every name of HTML's list, case-sensitively, the
+ * longest first), `xmp` and `plaintext` content is text as written.
  * Output stops at `maxChars`. Never throws.
  */
+import { LEGACY_NAMES, NAMED_REFERENCES } from "./html-entity-table.ts";
 
 const BLOCK_TAGS = new Set([
   "br", "p", "div", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5", "h6",
@@ -25,76 +27,38 @@ const RAW_TEXT_TAGS = new Set(["xmp", "plaintext"]);
 /** Elements whose content is not text. */
 const SKIPPED_CONTENT_TAGS = new Set(["script", "style", "head", "title", "template", "noscript"]);
 
-const NAMED_ENTITIES: Record<string, string> = {
-  amp: "&", lt: "<", gt: ">", quot: '"', apos: "'", nbsp: " ", copy: "©", reg: "®", trade: "™",
-  hellip: "…", mdash: "—", ndash: "–", lsquo: "‘", rsquo: "’", ldquo: "“", rdquo: "”", bull: "•",
-  middot: "·", euro: "€", pound: "£", yen: "¥", cent: "¢", laquo: "«", raquo: "»", deg: "°",
-  times: "×", divide: "÷", shy: "", zwnj: "", zwj: "", ensp: " ", emsp: " ", thinsp: " ",
-  OElig: "Œ", oelig: "œ", Scaron: "Š", scaron: "š", Yuml: "Ÿ", sbquo: "‚", bdquo: "„",
-  // The capitalized names HTML has beside these (its list is case-sensitive: `&NBSP;` is no entity).
-  AMP: "&", LT: "<", GT: ">", QUOT: '"', COPY: "©", REG: "®", TRADE: "™",
-};
-
 /**
- * The HTML 4 Latin-1 entities, U+00A0 to U+00FF in order. Mail clients and newsletter tools
- * write accented letters this way (`f&uuml;r`, `caf&eacute;`); a `body` rule written in plain
- * text must still match them.
+ * HTML's named references, all of them (the WHATWG list: html-entity-table.ts), by their
+ * case-sensitive names. Not only HTML 4's: PHP's htmlentities() writes Greek text as `&tau;&alpha;`,
+ * newsletter tools write `&period;` and `&Tab;`, and a name read as a shorter one (`&centerdot;`
+ * as `&cent;` and `erdot;`) put text no reader sees in the body. What a reference shows as
+ * (shownAs) is its value, except that a space of any width is a space and an invisible character
+ * (a soft hyphen, a zero-width joiner or space, a word joiner) is nothing, so `wi&shy;re` is one word.
  */
-const LATIN1_ENTITY_NAMES = (
-  "nbsp iexcl cent pound curren yen brvbar sect uml copy ordf laquo not shy reg macr " +
-  "deg plusmn sup2 sup3 acute micro para middot cedil sup1 ordm raquo frac14 frac12 frac34 iquest " +
-  "Agrave Aacute Acirc Atilde Auml Aring AElig Ccedil Egrave Eacute Ecirc Euml Igrave Iacute Icirc Iuml " +
-  "ETH Ntilde Ograve Oacute Ocirc Otilde Ouml times Oslash Ugrave Uacute Ucirc Uuml Yacute THORN szlig " +
-  "agrave aacute acirc atilde auml aring aelig ccedil egrave eacute ecirc euml igrave iacute icirc iuml " +
-  "eth ntilde ograve oacute ocirc otilde ouml divide oslash ugrave uacute ucirc uuml yacute thorn yuml"
-).split(" ");
-LATIN1_ENTITY_NAMES.forEach((name, i) => (NAMED_ENTITIES[name] ??= String.fromCharCode(0xa0 + i)));
+const NAMED = new Map<string, string>();
+for (let i = 0, words = NAMED_REFERENCES.split(" "); i + 1 < words.length; i += 2) NAMED.set(words[i] as string, shownAs(words[i + 1] as string));
 
-/**
- * HTML 4's Greek letters, in code point order from U+0391 and U+03B1 (`_`: U+03A2 has no letter,
- * its small one is the final sigma). PHP's htmlentities() writes Greek text this way (`&Alpha;`…),
- * so a newsletter's whole body can be entities: left as they were, `&tau;&alpha;` hid the word τα.
- */
-"Alpha Beta Gamma Delta Epsilon Zeta Eta Theta Iota Kappa Lambda Mu Nu Xi Omicron Pi Rho _ Sigma Tau Upsilon Phi Chi Psi Omega"
-  .split(" ")
-  .forEach((name, i) => {
-    if (name === "_") return;
-    NAMED_ENTITIES[name] ??= String.fromCharCode(0x391 + i);
-    NAMED_ENTITIES[name.toLowerCase()] ??= String.fromCharCode(0x3b1 + i);
-  });
-
-/** The rest of HTML 4's entities (symbols, arrows, math), with HTML 5's values (`lang`, `rang`). */
-const HTML4_SYMBOLS =
-  "sigmaf ς thetasym ϑ upsih ϒ piv ϖ fnof ƒ circ ˆ tilde ˜ lrm \u200e rlm \u200f dagger † Dagger ‡ permil ‰ lsaquo ‹ rsaquo › " +
-  "prime ′ Prime ″ oline ‾ frasl ⁄ weierp ℘ image ℑ real ℜ alefsym ℵ larr ← uarr ↑ rarr → darr ↓ harr ↔ crarr ↵ " +
-  "lArr ⇐ uArr ⇑ rArr ⇒ dArr ⇓ hArr ⇔ forall ∀ part ∂ exist ∃ empty ∅ nabla ∇ isin ∈ notin ∉ ni ∋ prod ∏ sum ∑ " +
-  "minus − lowast ∗ radic √ prop ∝ infin ∞ ang ∠ and ∧ or ∨ cap ∩ cup ∪ int ∫ there4 ∴ sim ∼ cong ≅ asymp ≈ ne ≠ " +
-  "equiv ≡ le ≤ ge ≥ sub ⊂ sup ⊃ nsub ⊄ sube ⊆ supe ⊇ oplus ⊕ otimes ⊗ perp ⊥ sdot ⋅ lceil ⌈ rceil ⌉ lfloor ⌊ " +
-  "rfloor ⌋ lang ⟨ rang ⟩ loz ◊ spades ♠ clubs ♣ hearts ♥ diams ♦";
-for (let i = 0, words = HTML4_SYMBOLS.split(" "); i + 1 < words.length; i += 2) NAMED_ENTITIES[words[i] as string] ??= words[i + 1] as string;
+function shownAs(value: string): string {
+  if (/^\s+$/u.test(value)) return " ";
+  return /^[\u00ad\u200b-\u200d\u2060-\u2063]+$/u.test(value) ? "" : value;
+}
 
 /**
  * The names a browser decodes in text without their ';' (HTML 5's legacy ones: the Latin-1 set,
  * amp, lt, gt, quot and a few capitalized): `Bonjour&nbspmonde`, `&copy2024` and `a &amp b` show
- * as `Bonjour monde`, `©2024` and `a & b`, and a rule must read them so. The longest one is taken.
+ * as `Bonjour monde`, `©2024` and `a & b`, and a rule must read them so.
  */
-const LEGACY_ENTITIES = new Set([...LATIN1_ENTITY_NAMES, "amp", "lt", "gt", "quot", "AMP", "LT", "GT", "QUOT", "COPY", "REG"]);
-const LEGACY_ENTITY_CHARS = 6;
+const LEGACY = new Set(LEGACY_NAMES.split(" "));
+const LEGACY_NAME_CHARS = Math.max(...[...LEGACY].map((name) => name.length));
 
 /**
- * Own entries only: a plain lookup would find Object.prototype's members, and `&constructor;`
- * in a message would throw here and cost the message its body and attachment facts (rules on
- * them evaded).
+ * Longest name worth reading after '&' (`CounterClockwiseContourIntegral`, 31): a run of letters
+ * and digits is looked at no further, so a document of '&' and long words costs at most this per '&'.
  */
-function namedEntity(name: string): string | null {
-  return Object.hasOwn(NAMED_ENTITIES, name) ? (NAMED_ENTITIES[name] as string) : null;
-}
-
-/** Longest entity worth looking at: `&#x10FFFF;` and the named ones above fit. */
-const MAX_ENTITY_CHARS = 12;
+const MAX_ENTITY_CHARS = Math.max(...[...NAMED.keys()].map((name) => name.length));
 
 function decodeEntity(html: string, at: number): { text: string; end: number } | null {
-  return numericReference(html, at) ?? terminatedEntity(html, at) ?? legacyEntity(html, at);
+  return numericReference(html, at) ?? namedReference(html, at);
 }
 
 /** `&#` and digits (`x` and hex digits), with or without ';': sticky, so it reads the digits and no further. */
@@ -124,25 +88,25 @@ function numericReference(html: string, at: number): { text: string; end: number
   return { text, end: NUMERIC_REFERENCE.lastIndex };
 }
 
-/** A legacy named entity (LEGACY_ENTITIES) at `at` without its ';', as browsers read one in text. */
-function legacyEntity(html: string, at: number): { text: string; end: number } | null {
-  for (let length = LEGACY_ENTITY_CHARS; length >= 2; length--) {
+const isAsciiAlphanumeric = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
+
+/**
+ * A named reference at `at`, read as HTML's tokenizer reads one in text: the longest name of the
+ * list that the input starts with. That is `&name;` when the whole run of letters and digits
+ * after '&', with a ';' after it, is a name (`&centerdot;` is ·), else the longest legacy name
+ * the run starts with (`&notit;` is ¬it;, `&ampx` is &x). Null when there is none: the '&' is text.
+ */
+function namedReference(html: string, at: number): { text: string; end: number } | null {
+  const limit = Math.min(html.length, at + 1 + MAX_ENTITY_CHARS);
+  let end = at + 1;
+  while (end < limit && isAsciiAlphanumeric(html.charCodeAt(end))) end++;
+  const named = html.charCodeAt(end) === 0x3b ? NAMED.get(html.slice(at + 1, end)) : undefined;
+  if (named !== undefined) return { text: named, end: end + 1 };
+  for (let length = Math.min(LEGACY_NAME_CHARS, end - at - 1); length >= 2; length--) {
     const name = html.slice(at + 1, at + 1 + length);
-    if (LEGACY_ENTITIES.has(name)) return { text: namedEntity(name) as string, end: at + 1 + length };
+    if (LEGACY.has(name)) return { text: NAMED.get(name) as string, end: at + 1 + length };
   }
   return null;
-}
-
-/** A named entity ended by ';' at `at`: `&name;`. */
-function terminatedEntity(html: string, at: number): { text: string; end: number } | null {
-  const near = html.slice(at + 1, at + 1 + MAX_ENTITY_CHARS).indexOf(";");
-  if (near < 0) return null;
-  const semi = at + 1 + near;
-  const name = html.slice(at + 1, semi);
-  // Case-sensitive, as in a browser: `&Auml;` is not `&auml;`, and `&NBSP;` or `&THETA;` is no
-  // entity (shown as written); read in lower case, a rule matched words the reader never saw.
-  const named = namedEntity(name);
-  return named === null ? null : { text: named, end: semi + 1 };
 }
 
 /** Lower-case tag name starting at `at` (just after '<' or '</'). */

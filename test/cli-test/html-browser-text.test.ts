@@ -73,3 +73,8 @@ test("entity names are case-sensitive: &NBSP; is shown as written, &AMP; (one of
   expect(await ruleFor("nbsp", "<p>Please send the wire&nbsp;transfer today</p>")).toBe("wire-fraud");
   expect(await ruleFor("amp-upper", "<p>The R&AMP;D budget</p>")).toBe("research");
 });
+
+test("HTML 5's names read as a browser shows them (&Tab;, &NewLine;, &period;; invisible ones as nothing)", async () => {
+  expect(await ruleFor("html5-names", "<p>Please&Tab;send the wire&NewLine;transfer today&period;</p>")).toBe("wire-fraud");
+  expect(await ruleFor("invisible", "<p>Please send the wi&ZeroWidthSpace;re tr&NoBreak;ansfer today</p>")).toBe("wire-fraud");
+});

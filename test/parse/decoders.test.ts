@@ -133,6 +133,16 @@ describe("htmlToText", () => {
     }
   });
 
+  // A name is read for at most the longest name's length (31): 4 MB of names that show as nothing
+  // (no output cap stops them) or of near misses of the longest name.
+  test("linear: 4 MB of invisible entities, or of '&' and long words, each well under a second", () => {
+    for (const html of ["&NegativeVeryThinSpace;&shy&Tab;".repeat(120_000), "&CounterClockwiseContourIntegralx ".repeat(120_000)]) {
+      const { value: text, ms } = withCpuMs(() => htmlToText(html, 1_000_000));
+      expect(ms).toBeLessThan(1000);
+      expect(text.slice(0, 5)).toBe(html.startsWith("&N") ? "" : "&Coun");
+    }
+  });
+
   test("linear: 4 MB of xmp elements, or one unclosed xmp of end tags, each well under a second", () => {
     for (const html of ["<xmp>x</xmp>".repeat(350_000), `<xmp>${"</b>".repeat(1_000_000)}`]) {
       const { value: text, ms } = withCpuMs(() => htmlToText(html, 1_000_000));

@@ -261,6 +261,17 @@ export const HOSTILE_CASES: HostileCase[] = [
     build: () => message(`${BASE_HEADERS}\r\nContent-Type: text/html`, fill("<p>&amp;&#x41;&unknown;&#99999999;</p>\n", 20 * MB)),
   },
   {
+    name: "html-invisible-entities-20mb",
+    trap: "20 MB HTML-only body of HTML 5's long names that show as nothing or one space (no output stops the reading)",
+    build: () =>
+      message(`${BASE_HEADERS}\r\nContent-Type: text/html`, fill("&NegativeVeryThinSpace;&InvisibleTimes;&Tab;&shy", 20 * MB)),
+  },
+  {
+    name: "html-shy-no-semicolon-20mb",
+    trap: "20 MB HTML-only body of `&shy` (a legacy name without ';' that shows as nothing: no output stops the reading)",
+    build: () => message(`${BASE_HEADERS}\r\nContent-Type: text/html`, fill("&shy", 20 * MB)),
+  },
+  {
     name: "body-one-line-24mb",
     trap: "24 MB body without a line break",
     build: () => message(BASE_HEADERS, fill("abcdefgh", 24 * MB)),

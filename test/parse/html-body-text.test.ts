@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { extractFacts } from "../../src/parse/extract.ts";
 import { htmlToText } from "../../src/parse/html-text.ts";
 import { htmlEntities } from "../../node_modules/postal-mime/src/html-entities.ts";
+import { renderTable, TABLE_PATH } from "../../scripts/gen-html-entities.ts";
 import { classify } from "../../src/rules/classify.ts";
 import { parseRules } from "../../src/rules/load.ts";
 import type { Envelope } from "../../src/types.ts";
@@ -81,23 +82,36 @@ test("a '<' that opens no tag is text: the words after it reach the rules", asyn
 
 /**
  * HTML's named references (the WHATWG list, as postal-mime ships it): each is read as that list
- * says or left as written (HTML 5's additions are not all known here), never as another
- * character; and a name that differs from one only in case, which a browser shows as written
- * when no name is a prefix of it (`&NBSP;`, `&THETA;`), is shown as written too.
+ * says, with a ';' and (the legacy ones) without; a space of any width is a space and an
+ * invisible character (soft hyphen, zero-width joiners and space, word joiner, invisible
+ * operators) is nothing, so words stay whole. A name that differs from one only in case, which
+ * a browser shows as written when no name is a prefix of it (`&NBSP;`, `&THETA;`), is shown as
+ * written too, and so is a name of HTML 5 without its ';' (`&Tab`, `&period`).
  */
 test("named references as the WHATWG list reads them, case-sensitively", () => {
   const whatwg = new Map(Object.entries(htmlEntities).map(([key, value]) => [key.slice(1), value]));
   const legacy = [...whatwg.keys()].filter((n) => !n.endsWith(";"));
-  for (const [name, value] of whatwg) {
-    // HTML 5 names that start with a legacy one (`&centerdot;`) read as that one here (`¢erdot;`).
-    if (!name.endsWith(";") || legacy.some((key) => name.startsWith(key) && name !== `${key};`)) continue;
-    // Spaces as spaces, and the invisible joiners and soft hyphen dropped (so words stay whole).
-    const shown = (text: string) => text.replace(/\s/gu, " ").replace(/[\u00ad\u200c\u200d]/gu, "");
-    expect([`&${name}`, shown(value)]).toContain(shown(htmlToText(`x&${name}y`, 100).slice(1, -1)));
+  const shown = (value: string) => (/^\s+$/u.test(value) ? " " : value.replace(/[\u00ad\u200b-\u200d\u2060-\u2063]/gu, ""));
+  for (const [name, value] of whatwg) expect([name, htmlToText(`x&${name}y`, 100)]).toEqual([name, `x${shown(value)}y`]);
+  for (const name of whatwg.keys()) {
+    const bare = name.replace(/;$/, "");
+    if (whatwg.has(bare) || legacy.some((key) => bare.startsWith(key))) continue;
+    expect(htmlToText(`x&${bare} y`, 100)).toBe(`x&${bare} y`);
   }
   const variants = [...whatwg.keys()].filter((n) => n.endsWith(";")).flatMap((n) => [n.toUpperCase(), n.toLowerCase(), n[0]!.toUpperCase() + n.slice(1).toLowerCase()]);
   for (const name of new Set(variants)) {
     if (whatwg.has(name) || [...whatwg.keys()].some((key) => name.startsWith(key))) continue;
     expect(htmlToText(`x&${name}y`, 100)).toBe(`x&${name}y`);
   }
+});
+
+test("HTML 5's names, and the longest name first: &centerdot; is ·, not ¢ and 'erdot;'", () => {
+  expect(htmlToText("a&centerdot;b &period;&Lt;&NewLine;&Tab;&CounterClockwiseContourIntegral;", 100)).toBe("a·b .≪ ∳");
+  // Without ';' only a legacy name is read, the longest that starts the run: as a browser shows them.
+  expect(htmlToText("&centerdot &notin &notin; &ampx &Tab &CounterClockwiseContourIntegralx;", 100)).toBe("¢erdot ¬in ∉ &x &Tab &CounterClockwiseContourIntegralx;");
+  expect(htmlToText("wi&ZeroWidthSpace;re tr&NoBreak;ans&shy;fer", 100)).toBe("wire transfer");
+});
+
+test("the entity table is what scripts/gen-html-entities.ts makes of postal-mime's list", () => {
+  expect(readFileSync(TABLE_PATH, "utf8")).toBe(renderTable());
 });
