@@ -22,6 +22,7 @@ import { MAX_HEADER_FIELD_BYTES } from "./limits.ts";
 import { validMimeType } from "./mime-type.ts";
 import { parameters, parameterValues, type Parameter } from "./mime-parameters.ts";
 import { rawShownHeader } from "./nested-header.ts";
+import { droppedHeaderText } from "./nested-readings.ts";
 import { charsetFields, chosenName, notUtf8, type PartField, type RawPartLines } from "./part-header-charset.ts";
 
 /** The part as postal-mime's collectAttachment gets it (only what is read here). */
@@ -187,6 +188,8 @@ class NamingParser extends PostalMime {
   private charset: HeaderCharset | null = null;
   /** Whether the message's own header has a line postal-mime misreads (nested-header.ts). */
   private rawRootHeader = false;
+  /** Whether the message is one leaf that isInlineTextNode read (textPastHeader shows its header's other reading). */
+  private leafRoot = false;
 
   /**
    * `charsetOf`: how this message's raw 8-bit header bytes are read (header-text.ts), asked only
@@ -240,6 +243,7 @@ class NamingParser extends PostalMime {
   }
 
   isInlineTextNode(node: PartNode): boolean {
+    if (node === (this as unknown as ParserState).root) this.leafRoot = true;
     // The first hook postal-mime calls for every leaf: from here on its text/attachment choice,
     // the body's text type and the attachment's mimeType all read the repaired type.
     node.contentType.parsed.value = validMimeType(node.contentType.parsed.value);
@@ -310,6 +314,16 @@ class NamingParser extends PostalMime {
     if (subParser.rawRootHeader) Object.assign(subMessage, rawShownHeader(changed && kept ? kept : new Uint8Array(content)));
     if (subMessage.text || !subMessage.html) (addTextEntry as AddTextEntry).call(this, node, "plain", { type: "subMessage", value: subMessage });
     if (subMessage.html) (addTextEntry as AddTextEntry).call(this, node, "html", { type: "subMessage", value: subMessage });
+    // After its header block, the header lines postal-mime dropped that the rules read as its
+    // text (nested-readings.ts): a multipart forward's `Please send the wire transfer today` on a
+    // line that starts no field was in the rules' `body`, not in the post's `text`. (A forward
+    // that is one leaf has them already: textPastHeader.)
+    const dropped = subParser.leafRoot ? null : droppedHeaderText(changed && kept ? kept : new Uint8Array(content));
+    if (dropped !== null) {
+      // An HTML-only forward has no plain entry yet: its header block first, as for any other.
+      if (!subMessage.text && subMessage.html) (addTextEntry as AddTextEntry).call(this, node, "plain", { type: "subMessage", value: subMessage });
+      (addTextEntry as AddTextEntry).call(this, node, "plain", { type: "text", value: dropped });
+    }
     (subParser as unknown as ParserState).textMap.forEach((entry, textNode) => self.textMap.set(textNode, entry));
     for (const attachment of subMessage.attachments) self.attachments.push(attachment);
   }
