@@ -8,6 +8,7 @@ import { REGEX_BUDGET_MS } from "../rules/matchers.ts";
 import { canonicalSender } from "../smtp/recipient-policy.ts";
 import type { Envelope, MessageFacts } from "../types.ts";
 import { terminalSafeJson } from "../log/terminal-json.ts";
+import { parseGaveUp } from "./header-readings.ts";
 
 /** Envelope flags of `mailgw test`; an absent from/to means "take it from the headers". */
 export interface EnvelopeFlags {
@@ -124,7 +125,7 @@ function showAuth(report: DryRunReport): string {
 export function renderText(report: DryRunReport): string {
   const { facts, rules, result } = report;
   const lines = [
-    `message:  ${report.source} (${facts.size} bytes with mailgw's Received: header)${facts.parseError ? ` — parsed partially: ${facts.parseError}` : ""}`,
+    `message:  ${report.source} (${facts.size} bytes with mailgw's Received: header)${facts.parseError ? ` — ${parseGaveUp(facts.parseError) ? "parsed partially" : "parsed in full"}: ${facts.parseError}` : ""}`,
     ...(report.inputNotes ?? []).map((n) => `          ${n}`),
     `subject:  ${JSON.stringify(facts.subject)}  from: ${facts.from || "(none)"}`,
     `envelope: mail_from=<${facts.mailFrom}> rcpt=${facts.rcpt.map((r) => `<${r}>`).join(",") || "(none)"} client_ip=${facts.clientIp} helo=${facts.helo} tls=${facts.tls}`,

@@ -414,6 +414,17 @@ rules:
     expect(run.stderr).toContain("nope.yaml");
   });
 
+  test("a header read two ways is 'parsed in full'; a message cut at a parse limit is 'parsed partially'", async () => {
+    const twoWays = join(dir, "two-ways.eml");
+    writeFileSync(twoWays, "From: a@sender.example\r\nTo: b@company.com\r\nthis line starts no field\r\nSubject: hi\r\n\r\nbody\r\n");
+    const run = await mailgw([twoWays, "--rules", rulesFile]);
+    expect(run.stdout).toMatch(/ — parsed in full: header block read two ways \(a line that is no header field/);
+    const attachments = Array.from({ length: 1001 }, (_, i) => `--b\r\nContent-Type: application/octet-stream; name="f${i}.bin"\r\n\r\nx\r\n`).join("");
+    const many = join(dir, "many-attachments.eml");
+    writeFileSync(many, `From: a@sender.example\r\nTo: b@company.com\r\nSubject: hi\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n${attachments}--b--\r\n`);
+    expect((await mailgw([many, "--rules", rulesFile])).stdout).toMatch(/ — parsed partially: more than 1000 attachments, the rest not listed/);
+  });
+
   test("no recipient at all (undisclosed-recipients, no --to): decided, with a note that serve needs a RCPT TO", async () => {
     const eml = join(dir, "undisclosed.eml");
     writeFileSync(eml, "From: a@sender.example\r\nTo: undisclosed-recipients:;\r\nSubject: hi\r\n\r\nbody\r\n");
