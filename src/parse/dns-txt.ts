@@ -142,18 +142,27 @@ function hostPort(server: string): { host: string; port: number } {
   return { host, port: Number(port) };
 }
 
+/**
+ * The socket is connected to the server: the kernel then passes on only datagrams from that
+ * address and port (RFC 5452 §9.1, as c-ares and every stub resolver check). Unconnected, an
+ * answer from port 53 of any host was taken once its id and question matched: an off-path
+ * attacker needed no spoofed source address (which egress filters stop) to feed mailauth an SPF,
+ * DKIM key or DMARC record of their choosing. A port that refuses (ICMP) fails the try at once.
+ */
 function askUdp(query: Buffer, host: string, port: number, timeoutMs: number): Promise<Parsed | "timeout"> {
   return new Promise((resolve, reject) => {
     const socket = createSocket(isIPv6(host) ? "udp6" : "udp4");
+    let done = false;
     const timer = setTimeout(() => finish(() => resolve("timeout")), timeoutMs);
     function finish(settle: () => void): void {
+      if (done) return;
+      done = true;
       clearTimeout(timer);
       socket.close();
       settle();
     }
     socket.on("error", (err) => finish(() => reject(err)));
-    socket.on("message", (msg, from) => {
-      if (from.port !== port) return;
+    socket.on("message", (msg) => {
       try {
         const parsed = parseAnswer(msg, query);
         if (parsed) finish(() => resolve(parsed));
@@ -161,7 +170,9 @@ function askUdp(query: Buffer, host: string, port: number, timeoutMs: number): P
         finish(() => reject(err));
       }
     });
-    socket.send(query, port, host);
+    socket.connect(port, host, () => {
+      if (!done) socket.send(query);
+    });
   });
 }
 

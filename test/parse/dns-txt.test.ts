@@ -83,15 +83,19 @@ describe("resolveTxt", () => {
 
 /**
  * A server that first answers with forgeries, then truly: the same id for another name, the
- * right answer from another port (an off-path attacker's guesses), and, when `dropFirst`, no
- * reply at all to the first query (a lost packet).
+ * right answer from another port, and the right answer from the server's port on another
+ * address (an off-path attacker's guesses: sending from port 53 of a host of one's own needs no
+ * spoofed source address, which egress filters stop), and, when `dropFirst`, no reply at all to
+ * the first query (a lost packet).
  */
 async function forgingServer(dropFirst: boolean): Promise<{ port: number; queries: number; close: () => void }> {
   const { createSocket } = await import("node:dgram");
   const socket = createSocket("udp4");
   const other = createSocket("udp4");
+  const elsewhere = createSocket("udp4");
   await new Promise<void>((resolve) => other.bind(0, "127.0.0.1", () => resolve()));
-  const state = { port: 0, queries: 0, close: () => (socket.close(), other.close()) };
+  let closed = false;
+  const state = { port: 0, queries: 0, close: () => ((closed = true), socket.close(), other.close(), elsewhere.close()) };
   const answer = (query: Buffer, text: string, question = query.subarray(12)): Buffer => {
     const head = Buffer.alloc(12);
     query.copy(head, 0, 0, 2);
@@ -114,21 +118,35 @@ async function forgingServer(dropFirst: boolean): Promise<{ port: number; querie
     otherName[1] = otherName[1] === 0x7a ? 0x79 : 0x7a; // first letter of the name changed
     socket.send(answer(query, "v=spf1 +all forged-name", otherName), from.port, from.address);
     other.send(answer(query, "v=spf1 +all forged-port"), from.port, from.address);
-    setTimeout(() => socket.send(answer(query, "v=spf1 -all"), from.port, from.address), 50);
+    elsewhere.send(answer(query, "v=spf1 +all forged-address"), from.port, from.address);
+    setTimeout(() => closed || socket.send(answer(query, "v=spf1 -all"), from.port, from.address), 50);
   });
   await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", () => resolve()));
   state.port = (socket.address() as { port: number }).port;
+  // The server's own port, on another loopback address.
+  await new Promise<void>((resolve) => elsewhere.bind(state.port, "127.0.0.2", () => resolve()));
   return state;
 }
 
 describe("resolveTxt against forged and lost answers", () => {
-  test("an answer for another name, or from another port, is ignored; the true one is taken", async () => {
+  test("an answer for another name, from another port, or from another address is ignored; the true one is taken", async () => {
     const forger = await forgingServer(false);
     try {
       expect(await resolveTxt("short.example", { servers: [`127.0.0.1:${forger.port}`], tryTimeoutMs: 1000 })).toEqual([["v=spf1 -all"]]);
     } finally {
       forger.close();
     }
+  });
+
+  test("a server whose port refuses (ICMP) is skipped at once, not after the try's timeout", async () => {
+    const { createSocket } = await import("node:dgram");
+    const closed = createSocket("udp4");
+    await new Promise<void>((resolve) => closed.bind(0, "127.0.0.1", () => resolve()));
+    const port = (closed.address() as { port: number }).port;
+    closed.close();
+    const started = performance.now();
+    expect(await resolveTxt("short.example", { servers: [`127.0.0.1:${port}`, at(server)], tryTimeoutMs: 2000 })).toEqual([["v=spf1 -all"]]);
+    expect(performance.now() - started).toBeLessThan(1000);
   });
 
   test("a lost first query is asked again", async () => {
