@@ -9,6 +9,7 @@ import { resolve } from "node:path";
 import { debugRequested, journalStream } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
 import { stderrIsJournal } from "../log/logger.ts";
+import { terminalSafeLine } from "../log/terminal-json.ts";
 import { unexpectedArgument } from "./argv.ts";
 
 /**
@@ -60,7 +61,8 @@ export function cliAction<A>(run: (args: A, rawArgs: readonly string[]) => Promi
       // LOG_LEVEL=debug may come from the --env-file the command was given, too.
       const envFile = (context.args as { "env-file"?: unknown } | undefined)?.["env-file"];
       const debug = debugRequested(typeof envFile === "string" ? { envFile: resolve(envFile) } : {});
-      const text = `mailgw: ${describeError(err)}\n${debug && err instanceof Error && err.stack ? `${err.stack}\n` : ""}`;
+      // One line (SPEC §1) whatever a file name or a file's text in it holds.
+      const text = `mailgw: ${terminalSafeLine(describeError(err))}\n${debug && err instanceof Error && err.stack ? `${err.stack}\n` : ""}`;
       process.stderr.write(asErrorForJournal(text));
       exitWith(err instanceof CliError ? err.exitCode : 1);
     }

@@ -13,7 +13,7 @@ import { addRuleToText, type NewRule } from "../rules/add.ts";
 import { writeFileAtomic } from "../rules/atomic-write.ts";
 import { withFileLock } from "../rules/file-lock.ts";
 import { alignColumns, ruleRows } from "../rules/describe.ts";
-import { formatDiagnostics, LINT_FORMATS, type LintFormat, lintExitCode } from "../rules/format.ts";
+import { formatDiagnosticLine, formatDiagnostics, LINT_FORMATS, type LintFormat, lintExitCode } from "../rules/format.ts";
 import { loadRules, readRulesFile } from "../rules/load.ts";
 import type { Diagnostic } from "../rules/types.ts";
 import { cliAction } from "./action.ts";
@@ -32,7 +32,7 @@ function defaultRulesFile(): string {
 }
 
 function printDiagnostics(diagnostics: readonly Diagnostic[], stream: NodeJS.WriteStream): void {
-  for (const d of diagnostics) stream.write(`${d.file}:${d.line}:${d.col}: ${d.severity}: ${d.message} [${d.code}]\n`);
+  for (const d of diagnostics) stream.write(`${formatDiagnosticLine(d)}\n`);
 }
 
 const lint = defineCommand({

@@ -28,3 +28,17 @@ export function terminalSafeJson(value: unknown, indent?: number): string {
   const text = JSON.stringify(value, null, indent).replace(ESCAPE_IN_STRINGS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
   return text.includes("\\ud") ? text.replace(ESCAPED_LONE_SURROGATE, "$1\\ufffd") : text;
 }
+
+/** What a one-line terminal message must not carry as it is: every C0 control, the line feed too. */
+const UNSAFE_IN_LINE = /[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
+
+/**
+ * Text from a file name or a file (a rules file from a pull request, a name given on the command
+ * line by a glob) as one line a terminal shows as it is, escaped as terminalSafeJson escapes it.
+ * A line feed in it would start a line of its own: in a GitHub Actions log, `::notice::…` or
+ * `::add-mask::…` at a line's start is a workflow command; an ESC sequence would act on the
+ * terminal. Pure.
+ */
+export function terminalSafeLine(text: string): string {
+  return text.replace(UNSAFE_IN_LINE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}

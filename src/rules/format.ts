@@ -3,6 +3,7 @@
  * annotations (`github`), and maps them to the lint exit code (SPEC §1: 0 no errors,
  * 1 errors, 2 a file unreadable). Pure string building.
  */
+import { terminalSafeLine } from "../log/terminal-json.ts";
 import { UNREADABLE_CODE } from "./load.ts";
 import type { Diagnostic } from "./types.ts";
 
@@ -29,8 +30,13 @@ function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
 }
 
+/** `file:line:col: severity: message [code]`, one line: a file name from a glob may hold a line feed or an ESC (messages quote values escaped already). */
+export function formatDiagnosticLine(d: Diagnostic): string {
+  return `${terminalSafeLine(d.file)}:${d.line}:${d.col}: ${d.severity}: ${d.message} [${d.code}]`;
+}
+
 export function formatText(diagnostics: readonly Diagnostic[], summary: LintSummary): string {
-  const lines = diagnostics.map((d) => `${d.file}:${d.line}:${d.col}: ${d.severity}: ${d.message} [${d.code}]`);
+  const lines = diagnostics.map(formatDiagnosticLine);
   lines.push(`${plural(summary.errors, "error")}, ${plural(summary.warnings, "warning")} in ${plural(summary.files, "file")}`);
   return `${lines.join("\n")}\n`;
 }
