@@ -9,6 +9,7 @@ import { defineCommand } from "citty";
 import { loadHttpAddress } from "../config/config.ts";
 import { envFileArg, envFileOption } from "./env-file.ts";
 import { CliError, describeError } from "../errors.ts";
+import { terminalSafeLine } from "../log/terminal-json.ts";
 import { cliAction } from "./action.ts";
 
 /** Docker's own timeout is 30 s by default; answer well before it so the reason gets printed. */
@@ -69,7 +70,8 @@ export default defineCommand({
     }
     if (res.status === 200 && report.status === "ok") {
       const warnings = Array.isArray(report.warnings) && report.warnings.length > 0 ? ` (warnings: ${report.warnings.map(String).join("; ")})` : "";
-      process.stdout.write(`healthy: ${url}${warnings}\n`);
+      // A warning can quote a relay's reply or a file name: one line, no terminal escapes.
+      process.stdout.write(`${terminalSafeLine(`healthy: ${url}${warnings}`)}\n`);
       return 0;
     }
     const reason = typeof report.reason === "string" ? report.reason : `HTTP ${res.status}`;

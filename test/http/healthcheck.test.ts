@@ -41,6 +41,21 @@ test("healthy → exit 0, one line on stdout", async () => {
   expect(r.stderr).toBe("");
 });
 
+test("healthy with warnings: a warning's line feed or ESC (a relay's reply quoted in it) is written escaped, on one line", async () => {
+  const fake = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    fetch: () => Response.json({ status: "ok", warnings: ["relay suspended: 554 no\n::notice::x \u001b[2J"] }),
+  });
+  try {
+    const r = await healthcheck(fake.port ?? 0);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(`healthy: http://127.0.0.1:${fake.port}/healthz (warnings: relay suspended: 554 no\\u000a::notice::x \\u001b[2J)\n`);
+  } finally {
+    fake.stop(true);
+  }
+});
+
 test("--env-file: the port comes from the file serve was started with; a missing file is one line", async () => {
   const envFile = join(fx.dir, "mailgw.env");
   writeFileSync(envFile, `HTTP_HOST=127.0.0.1\nHTTP_PORT=${portOf(server)}\n`);
