@@ -20,6 +20,7 @@
  *  - Replies to a client that shut down its sending side (half-open listener, front.ts): still
  *    written, and the connection closed once none is owed (closeWhenAnswered).
  *  - A message body read as commands after a refused DATA: the session ends (body-as-commands.ts).
+ *  - DATA that rests at a bare-LF dot line (`\n.\n`): a 421 that says so (bare-lf-end.ts).
  *  - A STARTTLS handshake the client never finishes: the session ends (and is logged) when the
  *    idle timeout closes it, which Bun's TLS socket does not report (upgrade, _onTimeout).
  *
@@ -32,6 +33,7 @@ import type { TLSSocket } from "node:tls";
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
 import { SMTPConnection, type SMTPConnectionOptions } from "smtp-server/lib/smtp-connection.js";
 import type { SMTPStream } from "smtp-server/lib/smtp-stream.js";
+import { BARE_LF_END_REPLY, BareLfEndWatch } from "./bare-lf-end.ts";
 import { BodyAsCommands } from "./body-as-commands.ts";
 import { useFastDataScanner } from "./data-scanner.ts";
 import { MAX_COMMAND_LINE_BYTES } from "./limits.ts";
@@ -47,6 +49,8 @@ const LINE_TOO_LONG_TEXT = "5.5.2 Error: line too long";
 export interface ConnectionHooks {
   sessionTimeoutMs: number;
   dataTimeoutMs: number;
+  /** limits.ts BARE_LF_END_WAIT_MS. */
+  bareLfEndWaitMs: number;
   /** Error replies a session may collect without delivering mail (limits.ts MAX_ERRORS_PER_SESSION). */
   maxErrors: number;
   /** Called for every reply line written (code and text, enhanced code included). */
@@ -203,7 +207,14 @@ export class GatewayConnection extends SMTPConnection {
     if (this._upgrading && !this._closing && !this._closed) {
       this._onError(Object.assign(new Error("timed out"), { meta: { stage: "connect" } }));
     }
+    if (!this._closing && BareLfEndWatch.of(this._parser)?.atBareLfEnd()) return this.closeAtBareLfEnd();
     super._onTimeout();
+  }
+
+  /** The client rests at a bare-LF dot line, taking it for the end of DATA: 421 with the cause. */
+  private closeAtBareLfEnd(): void {
+    if (this._closing || this._closed || this.hooks.isStoring(this.session)) return;
+    this.send(421, `4.4.2 ${this.name} ${BARE_LF_END_REPLY}`);
   }
 
   override _createParser(): SMTPStream {
@@ -212,6 +223,7 @@ export class GatewayConnection extends SMTPConnection {
     // The socket ends the parser when the client has sent its last byte (the listener is
     // half-open, front.ts); by then every whole command before it has been answered.
     parser.once("finish", () => this.closeWhenAnswered());
+    new BareLfEndWatch(parser, this.hooks.bareLfEndWaitMs, () => this.closeAtBareLfEnd());
     return parser;
   }
 
@@ -363,6 +375,9 @@ export class GatewayConnection extends SMTPConnection {
       callback();
       return;
     }
+    // Before the library's handler: the data after the DATA line may be fed from within it.
+    const bareLfEnd = BareLfEndWatch.of(this._parser);
+    bareLfEnd?.start();
     super.handler_DATA(command, callback);
     const stream = this._dataStream;
     if (!stream) return;
@@ -370,6 +385,7 @@ export class GatewayConnection extends SMTPConnection {
     const stop = (): void => {
       if (this.dataTimer) clearTimeout(this.dataTimer);
       this.dataTimer = null;
+      bareLfEnd?.stop();
     };
     stream.once("end", stop);
     stream.once("close", stop);

@@ -30,6 +30,8 @@ export interface SmtpLimits {
   rateLimitTrackedClients: number;
   /** On SIGTERM, how long sessions in the middle of a transaction may take to finish. */
   shutdownGraceMs: number;
+  /** How long DATA may rest at a bare-LF dot line (`\n.\n`) before the 421 that says so (bare-lf-end.ts). */
+  bareLfEndWaitMs: number;
 }
 
 /** Clients that open a session and go quiet hold a descriptor each; RFC 5321 asks for minutes. */
@@ -66,6 +68,13 @@ export const RATE_LIMIT_TRACKED_CLIENTS = 50_000;
 /** SIGTERM: sessions in the middle of a transaction get this long to finish. */
 export const SHUTDOWN_GRACE_MS = 10_000;
 /**
+ * A client that ended its message with `\n.\n` waits for a reply that never comes (only
+ * CRLF.CRLF ends DATA): it is told why after this long instead of the idle timeout's bare 421.
+ * Well above a network's pauses (a few TCP retransmissions), well below IDLE_TIMEOUT_MS, which
+ * a script's user takes for a hang.
+ */
+export const BARE_LF_END_WAIT_MS = 10_000;
+/**
  * Longest command line parsed (smtp-server maxCommandLength, replaced by long-lines.ts): a longer
  * one is answered `500 5.5.2 Error: line too long` and skipped without being buffered, and the
  * session goes on. A 10,000-byte line is parsed (and answered as what it says).
@@ -88,6 +97,7 @@ export const DEFAULT_LIMITS: SmtpLimits = {
   maxReceivedHeaders: MAX_RECEIVED_HEADERS,
   rateLimitTrackedClients: RATE_LIMIT_TRACKED_CLIENTS,
   shutdownGraceMs: SHUTDOWN_GRACE_MS,
+  bareLfEndWaitMs: BARE_LF_END_WAIT_MS,
 };
 
 /** Defaults merged with overrides; every value must be a positive integer. */

@@ -91,6 +91,7 @@ export function createSmtpServer(deps: SmtpServerDeps): SmtpServerHandle {
   const smtp = new GatewaySmtpServer(options, {
     sessionTimeoutMs: limits.sessionTimeoutMs,
     dataTimeoutMs: limits.dataTimeoutMs,
+    bareLfEndWaitMs: limits.bareLfEndWaitMs,
     maxErrors: limits.maxErrors,
     onReply: (session, code, reply) => {
       sessions.noteReply(session, code, reply);

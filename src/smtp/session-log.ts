@@ -8,6 +8,7 @@
 import type { TLSSocket } from "node:tls";
 import type { Logger, LogRecord } from "../log/logger.ts";
 import { terminalSafeJson } from "../log/terminal-json.ts";
+import { BARE_LF_END_ERROR, BARE_LF_END_REPLY } from "./bare-lf-end.ts";
 
 export interface SessionSummary {
   id: string;
@@ -221,7 +222,8 @@ export function noteDataCutShort(state: SessionState): void {
   // A 421 written during DATA (the idle timeout, the DATA time limit, a stop) is mailgw
   // ending it, as Postfix's "timeout after DATA" is not its "lost connection after DATA".
   const ours = state.reply?.startsWith("421 ") === true;
-  state.error ??= ours ? "mailgw closed the connection during DATA (see reply)" : "connection closed before the reply to DATA";
+  const cause = state.reply?.includes(BARE_LF_END_REPLY) ? BARE_LF_END_ERROR : "mailgw closed the connection during DATA (see reply)";
+  state.error ??= ours ? cause : "connection closed before the reply to DATA";
 }
 
 /** A message got its final reply (250 with its id, or a refusal after DATA). */
