@@ -53,6 +53,22 @@ export function textReader(field: FieldName): TextReader {
 }
 
 /**
+ * The readings of a text field a comparison tries (matching when one matches): the text, and for
+ * a subject with a NUL in it the text before the NUL too, as Thunderbird shows it and a Postfix
+ * relay delivers it (`Urgent wire<NUL>x` is `Urgent wire` there). The header lists have that
+ * reading among their values already (parse/header-facts.ts); the subject is one value.
+ */
+export function textReadings(field: FieldName): (facts: MessageFacts) => readonly string[] {
+  const read = textReader(field);
+  if (field !== "subject") return (f) => [read(f)];
+  return (f) => {
+    const text = read(f);
+    const nul = text.indexOf("\0");
+    return nul < 0 ? [text] : [text, text.slice(0, nul)];
+  };
+}
+
+/**
  * Text in Unicode normalization form C. The same text can come precomposed (`견`, `ü`) or
  * decomposed (the jamo `ᄀ ᅧ ᆫ`, `u` + U+0308): macOS writes file names decomposed, so an
  * attachment `견적서.pdf` or `データ.xlsx` from a Mac, or a subject or address typed there, arrives
@@ -113,11 +129,11 @@ function perMessage<T extends string | readonly string[]>(slot: number, compute:
   };
 }
 
-/** A text field as the text operators compare it. */
-export function loweredText(field: FieldName, slot: number): (s: EvalScope) => string {
-  const read = textReader(field);
+/** A text field's readings (textReadings) as the text operators compare them. */
+export function loweredText(field: FieldName, slot: number): (s: EvalScope) => readonly string[] {
+  const read = textReadings(field);
   const normalize = comparable(field);
-  return perMessage(slot, (f) => normalize(read(f)));
+  return perMessage(slot, (f) => read(f).map(normalize));
 }
 
 /** loweredText for a multi-valued field. */
@@ -140,8 +156,8 @@ function regexForms(text: string): readonly string[] {
 
 /** A text field as a regex sees it (regexForms), once per message. */
 export function regexText(field: FieldName, slot: number): (s: EvalScope) => readonly string[] {
-  const read = textReader(field);
-  return perMessage(slot, (f) => regexForms(read(f)));
+  const read = textReadings(field);
+  return perMessage(slot, (f) => read(f).flatMap(regexForms));
 }
 
 /** regexText for a multi-valued field: every form of every value. */

@@ -7,7 +7,7 @@
  */
 import { asciiDomainForm } from "./address.ts";
 import { coversEverything, type CidrRange, ipInRanges, parseClientIp } from "./cidr.ts";
-import { ADDRESS_FIELDS, AUTH_READERS, listReader, loweredList, loweredText, lowerCase, nfc, regexList, regexText, textReader } from "./field-values.ts";
+import { ADDRESS_FIELDS, AUTH_READERS, listReader, loweredList, loweredText, lowerCase, nfc, regexList, regexText, textReader, textReadings } from "./field-values.ts";
 import type { FieldKind } from "./schema.ts";
 import type {
   AuthResult,
@@ -183,7 +183,7 @@ function singleTextTest(spec: ConditionSpec, slot: number): Test {
   const expected = lowerCase(value.text);
   const predicate = valuePredicate(spec, value.text);
   const lowered = loweredText(spec.field, slot);
-  return { test: (s) => predicate(lowered(s)), alwaysTrue: expected === "" && operator !== "equals" };
+  return { test: (s) => anyOf(lowered(s), predicate), alwaysTrue: expected === "" && operator !== "equals" };
 }
 
 function listTest(spec: ConditionSpec, slot: number): Test {
@@ -229,7 +229,7 @@ export function equalsAnyTest(specs: readonly ConditionSpec[], slots: SlotAlloca
     return (s) => anyOf(lowered(s), has);
   }
   const lowered = loweredText(first.field, slot);
-  return (s) => expected.has(lowered(s));
+  return (s) => anyOf(lowered(s), (v) => expected.has(v));
 }
 
 function scalarTest(spec: ConditionSpec): Test {
@@ -257,8 +257,12 @@ function actualReader(spec: ConditionSpec): (facts: MessageFacts) => TraceValue 
   switch (fieldKind) {
     case "text":
     case "ip": {
-      const read = textReader(field);
-      return (f) => truncate(read(f));
+      // A subject read two ways (textReadings) shows both.
+      const read = textReadings(field);
+      return (f) => {
+        const readings = read(f);
+        return readings.length === 1 ? truncate(readings[0] ?? "") : traceList(readings);
+      };
     }
     case "list": {
       const read = listReader(field);

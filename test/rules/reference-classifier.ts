@@ -69,7 +69,8 @@ function asciiDomain(text: string): string {
 function fieldValues(field: string, facts: MessageFacts): string[] {
   if (field.startsWith("header:")) return facts.headers.get(field.slice(7).toLowerCase()) ?? [];
   switch (field) {
-    case "subject": return [facts.subject];
+    // README: a Subject with a NUL in it is compared as the text before the NUL too.
+    case "subject": return facts.subject.includes("\0") ? [facts.subject, facts.subject.slice(0, facts.subject.indexOf("\0"))] : [facts.subject];
     // README: "each of them when From: lists several": a list, empty when there is no From:.
     case "from": return facts.fromAll;
     case "from_name": return facts.fromNames;

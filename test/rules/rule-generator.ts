@@ -19,7 +19,7 @@ const ATOMS = [
   "invoice", "Invoice", "INVOICE", "Rechnung", "straße", "STRASSE", "Strasse", "ẞ", "İstanbul", "ISTANBUL", "istanbul",
   "ıi", "I", "ΟΔΟΣ", "οδος", "οδοσ", "ΠΡΟΣΦΟΡΑ", "προσφορά", "Σίσυφος", "ＡＢＣ", "ａｂｃ", "abc", "café", "cafe\u0301",
   "CAFE\u0301", "견적", "견적서".normalize("NFD"), "ﬁle", "FILE", "\u212Aelvin", "kelvin", "Ǆ", "ǅ", "ǆ", "Å", "\u212B",
-  "[SPAM]", "spam", "a.b", "x+y", "100%", "😀", "€", "-", " ", "\u00a0", "\t", "0123", "1.10", "007",
+  "[SPAM]", "spam", "a.b", "x+y", "100%", "😀", "€", "-", " ", "\u00a0", "\t", "0123", "1.10", "007", "wire\u0000x",
 ];
 const LOCALS = ["alice", "Bob", "ceo", "info", "sales", "orders", "bounce+x"];
 const DOMAINS = ["company.com", "example.org", "bücher.example", "xn--bcher-kva.example", "sub.company.com", "ÉCOLE.fr"];
