@@ -41,6 +41,7 @@ import { answerLongLines, continueAfterData } from "./parser-patches.ts";
 import { heloWithOneName, oneSpaceBetweenWords, parseWithQuotedSpaces, withoutTrailingCr } from "./lenient-syntax.ts";
 import { clientKey } from "./ip.ts";
 import { repliesAfterClientEnd } from "./half-open.ts";
+import { markProxyOwnSession, noteAddressCommand, noteRcptArgument, rcptAddress } from "./session-records.ts";
 
 /** Postfix's words for a line past its line_length_limit. */
 const LINE_TOO_LONG_TEXT = "5.5.2 Error: line too long";
@@ -83,35 +84,10 @@ const NEEDS_TLS = new Set(["RCPT", "DATA", "RSET", "VRFY", "EXPN", "HELP", "ETRN
 export const TLS_FIRST_TEXT = "5.7.0 Must issue a STARTTLS command first";
 
 const ENHANCED_PREFIX = /^[245]\.\d{1,3}\.\d{1,3} /;
-const rcptArguments = new WeakMap<SMTPServerSession, string>();
-
-/** The address of a RCPT argument (`TO:<a@b> NOTIFY=NEVER`) as written, for the log; the argument itself when it has no `<…>`. */
-function rcptAddress(argument: string): string {
-  const m = /<([^>]*)>/.exec(argument);
-  return (m?.[1] ?? argument.replace(/^\s*TO\s*:\s*/i, "")).trim();
-}
-const addressCommands = new WeakMap<SMTPServerSession, Buffer>();
 /** How long a deadline that fell during storage is postponed before it is checked again. */
 const DEADLINE_RECHECK_MS = 1000;
 /** How often a client that stopped sending is checked for replies still owed to it. */
 const ANSWER_RECHECK_MS = 50;
-
-/** Sessions a trusted proxy opened for itself (PROXY LOCAL, or its own address): its health checks. */
-const proxyOwnSessions = new WeakSet<SMTPServerSession>();
-
-export function isProxyOwnSession(session: SMTPServerSession): boolean {
-  return proxyOwnSessions.has(session);
-}
-
-/** The RCPT argument (`TO:<...> PARAMS`) of the command being handled, before any parsing. */
-export function lastRcptArgument(session: SMTPServerSession): string {
-  return rcptArguments.get(session) ?? "";
-}
-
-/** The MAIL or RCPT command being handled, as the client's bytes (smtp-server decodes A-labels). */
-export function lastAddressCommand(session: SMTPServerSession): Buffer | undefined {
-  return addressCommands.get(session);
-}
 
 export class GatewaySmtpServer extends SMTPServer {
   /**
@@ -129,11 +105,11 @@ export class GatewaySmtpServer extends SMTPServer {
     super(options);
   }
 
-  /** Same as the library's connect(), with our connection class; `proxyOwn`: see isProxyOwnSession. */
+  /** Same as the library's connect(), with our connection class; `proxyOwn`: see session-records.ts isProxyOwnSession. */
   override connect(socket: Socket | TLSSocket, socketOptions?: SMTPConnectionOptions | null, proxyOwn = false): void {
     const connection = new GatewayConnection(this, socket, socketOptions);
     connection.clientKey = clientKey(connection.remoteAddress);
-    if (proxyOwn) proxyOwnSessions.add(connection.session);
+    if (proxyOwn) markProxyOwnSession(connection.session);
     this.connections.add(connection);
     connection.on("error", (err: Error) => this.emit("error", err));
     connection.on("connect", (info: unknown) => this.emit("connect", info));
@@ -329,7 +305,7 @@ export class GatewayConnection extends SMTPConnection {
       callback();
       return;
     }
-    addressCommands.set(this.session, command);
+    noteAddressCommand(this.session, command);
     // smtp-server sets SMTPUTF8/BODY= on the envelope before onMailFrom and keeps them when it
     // refuses the MAIL (555, 553, 451): a next MAIL without SMTPUTF8 had UTF-8 RCPTs taken
     // (RFC 6531 §3.4). Not during a transaction: a nested MAIL (503) must leave it as it is.
@@ -353,12 +329,12 @@ export class GatewayConnection extends SMTPConnection {
   }
 
   override handler_RCPT(command: Buffer, callback: () => void): void {
-    addressCommands.set(this.session, command);
+    noteAddressCommand(this.session, command);
     // UTF-8 when it is (an SMTPUTF8 address, or one refused for lacking it): read as latin1, a
     // refused `josé@other.example` was logged as `josÃ©@other.example`, which no grep finds.
     // Other bytes stay latin1, one character per byte, as the client sent them.
     const argument = command.toString(isUtf8(command) ? "utf8" : "latin1").replace(/^\s*RCPT\s*/i, "");
-    rcptArguments.set(this.session, argument);
+    noteRcptArgument(this.session, argument);
     this.rcptAwaitingReply = argument;
     super.handler_RCPT(command, callback);
   }

@@ -8,7 +8,8 @@
  */
 import type { SMTPServerAddress, SMTPServerOptions, SMTPServerSession } from "smtp-server";
 import type { Config } from "../config/config.ts";
-import { TLS_FIRST_TEXT, lastAddressCommand, lastRcptArgument } from "./connection.ts";
+import { TLS_FIRST_TEXT } from "./connection.ts";
+import { lastAddressCommand, lastRcptArgument } from "./session-records.ts";
 import { clientKey } from "./ip.ts";
 import { MAIL_PARAMETERS, RCPT_PARAMETERS, unsupportedParameter, utf8Refusal } from "./parameters.ts";
 import { createRateLimiter } from "./rate-limiter.ts";

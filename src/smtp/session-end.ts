@@ -7,7 +7,7 @@
  */
 import type { SMTPServerOptions } from "smtp-server";
 import type { Logger } from "../log/logger.ts";
-import { isProxyOwnSession } from "./connection.ts";
+import { isProxyOwnSession } from "./session-records.ts";
 import type { SessionRegistry } from "./session-registry.ts";
 import { logSession, newSessionState, noteDataCutShort, startedNoMail, summarize, type SessionSummary } from "./session-log.ts";
 
