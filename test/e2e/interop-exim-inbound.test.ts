@@ -225,14 +225,14 @@ describe.skipIf(SKIP !== null)("Exim (sending MTA) → mailgw serve", () => {
     await waitUntil("an empty Exim queue", () => ex().queued().length === 0, 10_000, () => ex().queued().join("\n"));
   }, 60_000);
 
-  test("451 4.3.0 (DATA_DIR full) → == and kept queued; space freed + exim -qff → exactly one copy", async () => {
+  test("452 4.3.1 at MAIL (DATA_DIR full, SIZE= declared) → == and kept queued; space freed + exim -qff → exactly one copy", async () => {
     const free = gw().fillDisk();
     const mark = ex().mark();
     const raw = message("while the disk is full", `${"x".repeat(70)}\r\n`.repeat(200));
     let eid = "";
     try {
       eid = await inject({ raw, rcpts: [RCPT], from: "alice@sender.example" });
-      await ex().waitForLog(new RegExp(`${eid} == ${RCPT} R=mailgw T=to_mailgw defer \\(-\\d+\\) H=127\\.0\\.0\\.1 \\[127\\.0\\.0\\.1\\]:${mxPort}${LOCAL}: SMTP error from remote mail server after end of data: 451 4\\.3\\.0 `), mark);
+      await ex().waitForLog(new RegExp(`${eid} == ${RCPT} R=mailgw T=to_mailgw defer \\(-\\d+\\) H=127\\.0\\.0\\.1 \\[127\\.0\\.0\\.1\\]:${mxPort}${LOCAL}: SMTP error from remote mail server after (?:pipelined )?MAIL FROM:<alice@sender\\.example> SIZE=\\d+: 452 4\\.3\\.1 `), mark);
       expect(ex().queued().join("\n")).toContain(eid);
     } finally {
       free();

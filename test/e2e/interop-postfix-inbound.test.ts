@@ -162,17 +162,17 @@ describe.skipIf(SKIP !== null)("Postfix (sending MTA) → mailgw serve", () => {
     await waitForQueueEmpty();
   }, 60_000);
 
-  test("451 4.3.0 (DATA_DIR full) → deferred and kept queued; space freed + postqueue -f → exactly one copy", async () => {
+  test("452 4.3.1 at MAIL (DATA_DIR full, SIZE= declared) → deferred and kept queued; space freed + postqueue -f → exactly one copy", async () => {
     const free = gw().fillDisk();
     const mark = pf().mark();
     const raw = message("while the disk is full", `${"x".repeat(70)}\r\n`.repeat(200));
     let qid = "";
     try {
       qid = await inject(raw);
-      await pf().waitForLog(statusLine(qid, RCPT, "deferred", "host .* said: 451 4\\.3\\.0 .*\\(in reply to end of DATA command\\)"), mark);
+      await pf().waitForLog(statusLine(qid, RCPT, "deferred", "host .* said: 452 4\\.3\\.1 Insufficient system storage \\(in reply to MAIL FROM command\\)"), mark);
       const queued = pf().queued();
       expect(queued.map((q) => [q.queue_id, q.queue_name])).toEqual([[qid, "deferred"]]);
-      expect(queued[0]?.recipients[0]?.delay_reason).toContain("451 4.3.0");
+      expect(queued[0]?.recipients[0]?.delay_reason).toContain("452 4.3.1");
     } finally {
       free();
     }

@@ -2,7 +2,7 @@
  * The real `mailgw serve` as the MX a sending MTA (Postfix, Exim, OpenSMTPD) delivers to, for
  * the interoperability tests: STARTTLS with a self-signed certificate, SMTP on a fixed port
  * (the MTA's configuration names it before mailgw starts), and DATA_DIR on a small tmpfs that
- * `fillDisk` can fill to get the 451 4.3.0 of a full disk. Mounting needs root, which the
+ * `fillDisk` can fill to get the 452 4.3.1 (or 451 4.3.0) of a full disk. Mounting needs root, which the
  * tests running a real MTA need anyway.
  */
 import { spawnSync } from "node:child_process";
@@ -23,9 +23,14 @@ export interface MxGateway {
   restart(env?: Record<string, string>): Promise<ServeProcess>;
   archiveFiles(): string[];
   archivedCopies(raw: Buffer): Buffer[];
-  /** Fills DATA_DIR's file system; the returned function frees the space again, and returns once serve has seen it. */
+  /** Fills DATA_DIR's file system and returns once serve has seen it; the returned function frees the space again, and returns once serve has seen that. */
   fillDisk(): () => void;
   close(): Promise<void>;
+}
+
+/** Blocks until serve has taken a new free-space reading (FREE_SPACE_REFRESH_MS, and a margin). */
+function waitForFreeSpaceReading(): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, FREE_SPACE_REFRESH_MS + 500);
 }
 
 export async function startMxGateway(ports: { smtp: number; http: number }, env: Record<string, string> = {}): Promise<MxGateway> {
@@ -52,12 +57,17 @@ export async function startMxGateway(ports: { smtp: number; http: number }, env:
     fillDisk() {
       const filler = join(dataDir, "filler");
       spawnSync("dd", ["if=/dev/zero", `of=${filler}`, "bs=64k"]);
+      // Once serve has read the full disk (one reading a second, store/free-space.ts), a client
+      // that declares SIZE= (Postfix, Exim) gets 452 4.3.1 at MAIL, one that does not (OpenSMTPD)
+      // 451 4.3.0 at the end of DATA; before that reading, a SIZE= client got as far as the end
+      // of DATA too. Waiting makes the reply a test sees the same every run.
+      waitForFreeSpaceReading();
       return () => {
         rmSync(filler, { force: true });
         // serve reads free space once a second (store/free-space.ts): until its next reading, a
         // sending MTA's retry that declares SIZE= would still get 452 4.3.1 at MAIL, and its
         // queue would wait minutes before the next one.
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, FREE_SPACE_REFRESH_MS + 500);
+        waitForFreeSpaceReading();
       };
     },
     async close() {
