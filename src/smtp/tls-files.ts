@@ -80,6 +80,8 @@ function readPem(path: string, variable: string): Buffer {
     const code = (err as NodeJS.ErrnoException).code ?? describeError(err);
     if (code === "ENOTREG") throw new CliError(`${variable}=${path} is not a regular file (a FIFO, a device or a directory): point it at the PEM file`);
     if (code === "EFBIG") throw new CliError(`${variable}=${path} is larger than ${MAX_PEM_FILE_BYTES} bytes: not a PEM key or certificate chain`);
+    // At start-up or at a reload under a descriptor shortage (smtp/descriptor-guard.ts): the file is fine.
+    if (code === "EMFILE" || code === "ENFILE") throw new CliError(`${variable}=${path} cannot be read now: the process is out of file descriptors (${code}); the file itself is not the problem`);
     throw new CliError(`${variable}=${path} cannot be read (${code}): check the path and permissions`);
   }
   if (!data.includes("-----BEGIN")) throw new CliError(`${variable}=${path} is not a PEM file`);
