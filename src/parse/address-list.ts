@@ -166,6 +166,19 @@ function joinBareAddress(words: readonly Word[]): Word[] {
 /** An encoded word or a piece of one (a `:` in its text splits it as a group name would). */
 const ENCODED_WORD_PART = /=\?|\?=/;
 
+/**
+ * The bare local part of `mailboxes[i]` as a rule should see it (Mailbox.localPart), or "".
+ * Not when the next entry is a name and an address: `To: Smith, John <john@x.example>` is an
+ * unquoted "Last, First" display name (Outlook-style headers written by a tool that forgot the
+ * quotes), and "smith" is nobody's address; listed, it made a rule like "a To address outside
+ * our domain" fire on ordinary mail.
+ */
+export function bareLocalPart(mailboxes: readonly Mailbox[], i: number): string {
+  const next = mailboxes[i + 1];
+  if (next !== undefined && next.name !== "" && next.address !== "") return "";
+  return mailboxes[i]?.localPart ?? "";
+}
+
 /** RFC 5321's longest local part: a longer word is a name (a 64 KB run of letters is no recipient). */
 const MAX_LOCAL_PART_CHARS = 64;
 

@@ -14,7 +14,7 @@
  * Linear in the fields; never throws.
  */
 import type { MessageFacts } from "../types.ts";
-import { parseAddressList, type Mailbox } from "./address-list.ts";
+import { bareLocalPart, parseAddressList, type Mailbox } from "./address-list.ts";
 import { decodeEncodedWords } from "./encoded-words.ts";
 import type { RawHeaderField } from "./header-block.ts";
 import { fieldText, type HeaderCharset } from "./header-text.ts";
@@ -46,8 +46,8 @@ function addressFacts(values: string[], header: string, note: (text: string) => 
   for (const value of values) {
     const list = parseAddressList(value, MAX_ADDRESSES_PER_LIST - addresses.length);
     // A bare local part too (`Cc: alice@x.example, eryq`), as Python lists it (Mailbox.localPart).
-    for (const mailbox of list.mailboxes) {
-      const address = mailbox.address || mailbox.localPart;
+    for (const [i, mailbox] of list.mailboxes.entries()) {
+      const address = mailbox.address || bareLocalPart(list.mailboxes, i);
       if (address) addresses.push(address.toLowerCase());
     }
     if (list.truncated || addresses.length >= MAX_ADDRESSES_PER_LIST) {
@@ -115,7 +115,7 @@ function cutReadings(values: readonly string[] | undefined): string[] {
  * postal-mime shows. And a bare local part (`From: eryq`), as Python reads it (Mailbox.localPart).
  */
 function fromAddresses(senders: Mailbox[]): string[] {
-  return senders.flatMap((m) => [m.address, m.unjoined ?? "", m.localPart ?? ""].filter((a) => a !== "").map((a) => a.toLowerCase()));
+  return senders.flatMap((m, i) => [m.address, m.unjoined ?? "", bareLocalPart(senders, i)].filter((a) => a !== "").map((a) => a.toLowerCase()));
 }
 
 function fromNames(senders: Mailbox[]): string[] {

@@ -70,6 +70,12 @@ test("Cc: with an entry that is a local part alone: Python lists it, and a cc ru
   expect({ rcpt: json.facts.rcpt, refused: json.refusedRecipients }).toEqual({ rcpt: ["sales@company.com"], refused: [] });
 });
 
+test("To: Smith, John <john@…> (a 'Last, First' name without quotes): no surname in to or cc", async () => {
+  const raw = "From: a@partner.example\r\nTo: Smith, John <john@company.com>, Doe, Jane <jane@company.com>\r\nCc: Roe, Rick <rick@company.com>\r\nSubject: hi\r\n\r\nhello\r\n";
+  const json = await dryRun("last-first", raw);
+  expect({ to: json.facts.to, cc: json.facts.cc }).toEqual({ to: ["john@company.com", "jane@company.com"], cc: ["rick@company.com"] });
+});
+
 test("a header read both ways whose readings parse the same attachments lists each once; a name the message has twice stays twice", async () => {
   const part = (name: string) => `--b\r\nContent-Type: application/pdf; name="${name}"\r\nContent-Disposition: attachment; filename="${name}"\r\n\r\nJVBER\r\n`;
   const raw =

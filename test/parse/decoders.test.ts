@@ -1,6 +1,6 @@
 /** Unit tables for the linear decoders: RFC 2047 words, address lists, HTML → text, part file names. */
 import { describe, expect, test } from "bun:test";
-import { parseAddressList } from "../../src/parse/address-list.ts";
+import { bareLocalPart, parseAddressList } from "../../src/parse/address-list.ts";
 import { decodeHeaderBytes } from "../../src/parse/charset.ts";
 import { decodeEncodedWords } from "../../src/parse/encoded-words.ts";
 import { htmlToText } from "../../src/parse/html-text.ts";
@@ -89,6 +89,17 @@ describe("parseAddressList", () => {
     expect(local('"Eryq Jones", no address here, =?utf-8?q?J=C3=B6rg?=, a..b')).toEqual([["Eryq Jones", "", null], ["no address here", "", null], ["Jörg", "", null], ["a..b", "", null]]);
     // An encoded word that a ':' in its text cut as a group name would: no local part either.
     expect(local("=?utf-8?Q?date=3E2017-08-20T10:08:28.617=3C/pr?=")).toEqual([["28.617=3C/pr?=", "", null]]);
+  });
+
+  test("an unquoted 'Last, First <address>' lists no surname as a local part; a bare word at the end or alone still is one", () => {
+    const listed = (value: string) => {
+      const { mailboxes } = parseAddressList(value, 100);
+      return mailboxes.map((m, i) => m.address || bareLocalPart(mailboxes, i)).filter((a) => a !== "");
+    };
+    expect(listed("Smith, John <john@company.com>, Doe, Jane <jane@company.com>")).toEqual(["john@company.com", "jane@company.com"]);
+    expect(listed("alice@x.example, eryq")).toEqual(["alice@x.example", "eryq"]);
+    expect(listed("eryq, bob@x.example")).toEqual(["eryq", "bob@x.example"]);
+    expect(listed("MAILER-DAEMON")).toEqual(["MAILER-DAEMON"]);
   });
 
   test("stops at the mailbox cap and says so", () => {
