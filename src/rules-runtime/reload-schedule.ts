@@ -19,6 +19,8 @@ export const RELOAD_DEBOUNCE_MS = 200;
 export const RELOAD_SETTLE_MS = 1_000;
 /** A file still changing after this many settle rounds is loaded as it is then. */
 const MAX_SETTLE_ROUNDS = 10;
+/** A reload postponed for want of file descriptors is tried again after this. */
+export const POSTPONED_RELOAD_RETRY_MS = 5_000;
 
 /** The reload itself, as the schedule runs it. */
 export interface ReloadStep {
@@ -36,7 +38,18 @@ export interface ReloadSchedule {
 
 export function createReloadSchedule(opts: RulesRuntimeOptions, step: ReloadStep): ReloadSchedule {
   let chain: Promise<ReloadResult> = Promise.resolve(step.unchanged());
-  const reloadNow = step.reloadNow;
+  let retry: ReturnType<typeof setTimeout> | null = null;
+  const reloadNow = async (): Promise<ReloadResult> => {
+    const result = await step.reloadNow();
+    if (!result.ok && result.postponed && !closed && retry === null) {
+      retry = setTimeout(() => {
+        retry = null;
+        chain = chain.then(reloadNow, reloadNow);
+      }, opts.postponedRetryMs ?? POSTPONED_RELOAD_RETRY_MS);
+      retry.unref();
+    }
+    return result;
+  };
   // Events during a slow write queue one settled reload, not one per event.
   let settledQueued = false;
   let closed = false;
@@ -57,6 +70,7 @@ export function createReloadSchedule(opts: RulesRuntimeOptions, step: ReloadStep
     reload: () => (chain = chain.then(reloadNow, reloadNow)),
     close: () => {
       closed = true;
+      if (retry) clearTimeout(retry);
       watcher?.close();
     },
   };

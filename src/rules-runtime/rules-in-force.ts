@@ -73,6 +73,12 @@ export async function startRulesInForce(opts: RulesRuntimeOptions, first: Extrac
     domains: () => rules.domains,
     reloadNow: async () => {
       const next = refuseLosingDomains(await loadOnce(opts), rules);
+      if (!next.ok && next.outOfDescriptors) {
+        // Not the file's fault: recorded as refused, it stayed a /healthz warning once the
+        // shortage was over, until some later edit. The schedule tries again.
+        logger.warn("rules reload postponed: the process is out of file descriptors; trying again shortly", { file: opts.file, error: next.error, version: rules.version });
+        return { ok: false, error: next.error, postponed: true };
+      }
       return next.ok ? swap(next) : refuse(next.error);
     },
     unchanged: () => ({ ok: true, version: rules.version, changed: false }),

@@ -7,7 +7,7 @@
  */
 import { existsSync } from "node:fs";
 import { describeError } from "../errors.ts";
-import { loadRules } from "../rules/load.ts";
+import { loadRules, UNREADABLE_CODE } from "../rules/load.ts";
 import type { Diagnostic, RuleSet } from "../rules/types.ts";
 import type { RulesRuntimeOptions } from "./runtime.ts";
 
@@ -16,7 +16,11 @@ const MAX_QUOTED_DIAGNOSTICS = 3;
 /** Longest diagnostic quoted in an error line (`file:line:col: message`). */
 const MAX_QUOTED_DIAGNOSTIC_CHARS = 300;
 
-export type LoadOutcome = { ok: true; rules: RuleSet; warnings: Diagnostic[] } | { ok: false; error: string };
+/** `outOfDescriptors`: the file could not be read because the process had no descriptor free. */
+export type LoadOutcome = { ok: true; rules: RuleSet; warnings: Diagnostic[] } | { ok: false; error: string; outOfDescriptors?: true };
+
+/** What rules/load.ts says of a file it could not open for want of descriptors (EMFILE, ENFILE). */
+const OUT_OF_DESCRIPTORS = /^cannot read rules file \((EMFILE|ENFILE)\)$/;
 
 /**
  * A reload that would take every domain away is refused: every RCPT would get 550 (a
@@ -33,9 +37,13 @@ export async function loadOnce(opts: Pick<RulesRuntimeOptions, "file" | "load">)
     if (!existsSync(opts.file)) return { ok: false, error: `${opts.file}: file does not exist` };
     const result = await (opts.load ?? loadRules)(opts.file);
     if (result.ok) return { ok: true, rules: result.rules, warnings: result.diagnostics.filter((d) => d.severity === "warning") };
-    return { ok: false, error: describeDiagnostics(result.diagnostics) };
+    const error = describeDiagnostics(result.diagnostics);
+    const short = result.diagnostics.some((d) => d.code === UNREADABLE_CODE && OUT_OF_DESCRIPTORS.test(d.message));
+    return short ? { ok: false, error, outOfDescriptors: true } : { ok: false, error };
   } catch (err) {
-    return { ok: false, error: `${opts.file}: ${describeError(err)}` };
+    const code = (err as NodeJS.ErrnoException | null)?.code;
+    const error = `${opts.file}: ${describeError(err)}`;
+    return code === "EMFILE" || code === "ENFILE" ? { ok: false, error, outOfDescriptors: true } : { ok: false, error };
   }
 }
 

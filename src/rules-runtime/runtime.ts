@@ -27,7 +27,11 @@ import { loadOnce } from "./rules-load.ts";
 
 export type RulesLoader = (path: string) => ParseResult | Promise<ParseResult>;
 
-export type ReloadResult = { ok: true; version: string; changed: boolean } | { ok: false; error: string };
+/**
+ * `postponed`: the file could not be read for want of file descriptors (a shortage, not the
+ * file): nothing is recorded as refused, and the schedule tries again.
+ */
+export type ReloadResult = { ok: true; version: string; changed: boolean } | { ok: false; error: string; postponed?: true };
 
 export interface RulesStatus {
   file: string;
@@ -61,6 +65,8 @@ export interface RulesRuntimeOptions {
   watch?: boolean;
   debounceMs?: number;
   settleMs?: number;
+  /** Default reload-schedule.ts POSTPONED_RELOAD_RETRY_MS (tests shorten it). */
+  postponedRetryMs?: number;
 }
 
 /**
