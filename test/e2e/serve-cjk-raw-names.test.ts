@@ -6,51 +6,25 @@
  * the messages fell to the default (archive).
  * Ports: picked in 48000-48499 (loopback).
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import type { WebhookPayload } from "../../src/act/webhook-payload.ts";
+import { expect, test } from "bun:test";
 import { CJK_CASES, forwarded, rawJisMessage, rawNameMessage } from "../helpers/cjk-mail.ts";
 import { pickPorts } from "../helpers/real-proxies.ts";
 import { sendMessage } from "../helpers/webhook-messages.ts";
-import { serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
+import { serveWithWebhook } from "../helpers/serve-webhook-suite.ts";
 
-const posts = new Map<string, { text: string; post: WebhookPayload }>();
-let receiver: ReturnType<typeof Bun.serve>;
-let serve: ServeProcess;
-let dir = "";
-
-beforeAll(async () => {
-  const [hookPort, smtpPort, httpPort] = await pickPorts(3, 48000, 500);
-  receiver = Bun.serve({
-    port: hookPort,
-    hostname: "127.0.0.1",
-    async fetch(req) {
-      const text = await req.text();
-      const post = JSON.parse(text) as WebhookPayload;
-      posts.set(post.id, { text, post });
-      return new Response("ok");
-    },
-  });
-  dir = serveDir();
-  const url = `http://127.0.0.1:${receiver.port}/in`;
-  const rules = CJK_CASES.map((c, i) => `  - { name: quote-${i}, priority: ${10 + i}, category: quote-${i}, action: webhook, url: "${url}", conditions: [{ field: attachment, operator: contains, value: ${c.word} }] }`);
-  await writeFile(join(dir, "rules.yaml"), `domains: [company.com]\ndefault: { action: archive, category: default }\nrules:\n${rules.join("\n")}\n`);
-  serve = await startServe("source", dir, { SMTP_PORT: String(smtpPort), HTTP_PORT: String(httpPort) });
-}, 60_000);
-
-afterAll(async () => {
-  await serve?.stop();
-  receiver?.stop(true);
-  if (dir) await rm(dir, { recursive: true, force: true });
-}, 30_000);
+const suite = serveWithWebhook(
+  () => pickPorts(3, 48000, 500),
+  (url) => {
+    const rules = CJK_CASES.map((c, i) => `  - { name: quote-${i}, priority: ${10 + i}, category: quote-${i}, action: webhook, url: "${url}", conditions: [{ field: attachment, operator: contains, value: ${c.word} }] }`);
+    return `domains: [company.com]\ndefault: { action: archive, category: default }\nrules:\n${rules.join("\n")}\n`;
+  },
+);
 
 test("raw legacy-charset attachment names match `attachment contains` rules and are posted decoded, forwarded inline too", async () => {
   for (const [i, c] of CJK_CASES.entries()) {
     for (const bytes of [rawNameMessage(c), forwarded(rawNameMessage(c, "x@example.jp"))]) {
-      const id = await sendMessage(serve.smtpPort, "orders@company.com", { name: c.codec, mailFrom: "sender@example.org", bytes, expected: {} });
-      await until(`the post of the ${c.codec} message`, async () => posts.has(id), 30_000);
-      const { text, post } = posts.get(id)!;
+      const id = await sendMessage(suite.serve().smtpPort, "orders@company.com", { name: c.codec, mailFrom: "sender@example.org", bytes, expected: {} });
+      const { text, post } = await suite.postOf(id, `the post of the ${c.codec} message`);
       expect({ codec: c.codec, category: post.category, rule: post.rule }).toEqual({ codec: c.codec, category: `quote-${i}`, rule: `quote-${i}` });
       expect(post.attachments.map((a) => a.filename)).toContain(c.file);
       // The body the receiver got is JSON with the name in it as UTF-8.
@@ -60,9 +34,8 @@ test("raw legacy-charset attachment names match `attachment contains` rules and 
 }, 120_000);
 
 test("a raw ISO-2022-JP message: its attachment matches `attachment contains 見積`, the post has the From, Subject and file name decoded", async () => {
-  const id = await sendMessage(serve.smtpPort, "orders@company.com", { name: "jis", mailFrom: "yamada@example.jp", bytes: rawJisMessage(), expected: {} });
-  await until("the post of the ISO-2022-JP message", async () => posts.has(id), 30_000);
-  const { post } = posts.get(id)!;
+  const id = await sendMessage(suite.serve().smtpPort, "orders@company.com", { name: "jis", mailFrom: "yamada@example.jp", bytes: rawJisMessage(), expected: {} });
+  const { post } = await suite.postOf(id, "the post of the ISO-2022-JP message");
   expect({ rule: post.rule, from: post.from, subject: post.subject, files: post.attachments.map((a) => a.filename) }).toEqual({
     rule: "quote-0", from: { name: "山田太郎", address: "yamada@example.jp" }, subject: "見積書の件", files: ["見積書.exe"],
   });

@@ -8,55 +8,32 @@
  * (archive) and the post showed U+FFFD.
  * Ports: picked in 43000-43999 (loopback).
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
-import type { WebhookPayload } from "../../src/act/webhook-payload.ts";
+import { expect, test } from "bun:test";
 import { CJK_CASES, forwarded, rawHeaderMessage } from "../helpers/cjk-mail.ts";
 import { freePortsIn } from "../helpers/interop.ts";
 import { sendMessage } from "../helpers/webhook-messages.ts";
 import { greet, RawClient } from "../smtp/helpers.ts";
-import { serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
-
-const posts = new Map<string, WebhookPayload>();
-let receiver: ReturnType<typeof Bun.serve>;
-let serve: ServeProcess;
-let dir = "";
+import { serveWithWebhook } from "../helpers/serve-webhook-suite.ts";
 
 const rule = (name: string, priority: number, condition: string) =>
   `  - { name: ${name}, priority: ${priority}, category: fraud, action: reject, reject_message: "refused by ${name}", conditions: [${condition}] }`;
 
-beforeAll(async () => {
-  const [hookPort, smtpPort, httpPort] = await freePortsIn(3, 43000, 43999);
-  receiver = Bun.serve({
-    port: hookPort,
-    hostname: "127.0.0.1",
-    async fetch(req) {
-      const post = (await req.json()) as WebhookPayload;
-      posts.set(post.id, post);
-      return new Response("ok");
-    },
-  });
-  dir = serveDir();
-  const rules = [
-    rule("wire", 50, "{ field: body, operator: contains, value: send the wire transfer today }"),
-    rule("second-sender", 40, "{ field: from, operator: equals, value: bobby@x.example }"),
-    rule("bare-cc", 30, "{ field: cc, operator: equals, value: eryq }"),
-    `  - { name: forwards, priority: 10, category: fwd, action: webhook, url: "http://127.0.0.1:${receiver.port}/in", conditions: [{ field: attachment_type, operator: equals, value: message/rfc822 }] }`,
-  ];
-  await writeFile(join(dir, "rules.yaml"), `domains: [company.com]\ndefault: { action: archive, category: default }\nrules:\n${rules.join("\n")}\n`);
-  serve = await startServe("source", dir, { SMTP_PORT: String(smtpPort), HTTP_PORT: String(httpPort) });
-}, 60_000);
-
-afterAll(async () => {
-  await serve?.stop();
-  receiver?.stop(true);
-  if (dir) await rm(dir, { recursive: true, force: true });
-}, 30_000);
+const suite = serveWithWebhook(
+  () => freePortsIn(3, 43000, 43999),
+  (url) => {
+    const rules = [
+      rule("wire", 50, "{ field: body, operator: contains, value: send the wire transfer today }"),
+      rule("second-sender", 40, "{ field: from, operator: equals, value: bobby@x.example }"),
+      rule("bare-cc", 30, "{ field: cc, operator: equals, value: eryq }"),
+      `  - { name: forwards, priority: 10, category: fwd, action: webhook, url: "${url}", conditions: [{ field: attachment_type, operator: equals, value: message/rfc822 }] }`,
+    ];
+    return `domains: [company.com]\ndefault: { action: archive, category: default }\nrules:\n${rules.join("\n")}\n`;
+  },
+);
 
 /** serve's reply to the end of DATA for `raw`. */
 async function replyTo(raw: string): Promise<string> {
-  const c = await RawClient.connect(serve.smtpPort);
+  const c = await RawClient.connect(suite.serve().smtpPort);
   try {
     await greet(c, "client.test");
     expect(await c.cmd("MAIL FROM:<a@partner.example>")).toStartWith("250");
@@ -93,9 +70,8 @@ test("an HTML body whose words are in an <xmp> element: the body rule refuses it
 test("the webhook's text of a forward from an old Korean mailer shows its raw EUC-KR Subject and From decoded", async () => {
   const c = CJK_CASES.find((k) => k.codec === "cp949")!;
   const bytes = forwarded(rawHeaderMessage(c, "견적서 송부", "김철수"), "sales@company.com");
-  const id = await sendMessage(serve.smtpPort, "sales@company.com", { name: "euc-kr-forward", mailFrom: "fwd@example.org", bytes, expected: {} });
-  await until("the post of the forward", async () => posts.has(id), 30_000);
-  const text = posts.get(id)!.text ?? "";
+  const id = await sendMessage(suite.serve().smtpPort, "sales@company.com", { name: "euc-kr-forward", mailFrom: "fwd@example.org", bytes, expected: {} });
+  const text = (await suite.postOf(id, "the post of the forward")).post.text ?? "";
   expect(text).toContain("Subject: 견적서 송부\n");
   expect(text).toContain("김철수 <sender@example.org>");
   expect(text.includes("\ufffd")).toBe(false);
@@ -107,6 +83,7 @@ test("a header line that starts no field is read two ways without a warning in t
   const attachments = Array.from({ length: 1001 }, (_, i) => `--b\r\nContent-Type: application/octet-stream; name="f${i}.bin"\r\n\r\nx\r\n`).join("");
   const many = `From: a@partner.example\r\n${HEAD}Content-Type: multipart/mixed; boundary="b"\r\n\r\n${attachments}--b--\r\n`;
   expect(await replyTo(many)).toStartWith("250 2.0.0 Queued as ");
+  const serve = suite.serve();
   const stored = await serve.waitForLog((l) => l.msg === "message stored");
   expect(String(stored.parse_error)).toContain("attachments, the rest not listed");
   // Was: a warn line for the first message too, saying only that its header was read two ways.

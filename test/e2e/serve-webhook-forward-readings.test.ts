@@ -7,48 +7,22 @@
  * not one text part (multipart, or itself a forward), the post it sent did not have them.
  * Ports: picked in 46000-46999 (loopback).
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { rm, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { expect, test } from "bun:test";
 import type { WebhookPayload } from "../../src/act/webhook-payload.ts";
 import { freePortsIn } from "../helpers/interop.ts";
 import { sendMessage } from "../helpers/webhook-messages.ts";
-import { serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
-
-const posts = new Map<string, WebhookPayload>();
-let receiver: ReturnType<typeof Bun.serve>;
-let serve: ServeProcess;
-let dir = "";
+import { serveWithWebhook } from "../helpers/serve-webhook-suite.ts";
 
 const WORDS = "Please send the wire transfer today";
 
-beforeAll(async () => {
-  const [hookPort, smtpPort, httpPort] = await freePortsIn(3, 46000, 46999);
-  receiver = Bun.serve({
-    port: hookPort,
-    hostname: "127.0.0.1",
-    async fetch(req) {
-      const post = (await req.json()) as WebhookPayload;
-      posts.set(post.id, post);
-      return new Response("ok");
-    },
-  });
-  dir = serveDir();
-  const url = `http://127.0.0.1:${receiver.port}/in`;
-  const rules = `domains: [company.com]
+const suite = serveWithWebhook(
+  () => freePortsIn(3, 46000, 46999),
+  (url) => `domains: [company.com]
 default: { action: archive, category: default }
 rules:
   - { name: wire-review, priority: 10, category: fraud, action: webhook, url: "${url}", conditions: [{ field: body, operator: contains, value: "send the wire transfer today" }] }
-`;
-  await writeFile(join(dir, "rules.yaml"), rules);
-  serve = await startServe("source", dir, { SMTP_PORT: String(smtpPort), HTTP_PORT: String(httpPort) });
-}, 60_000);
-
-afterAll(async () => {
-  await serve?.stop();
-  receiver?.stop(true);
-  if (dir) await rm(dir, { recursive: true, force: true });
-}, 30_000);
+`,
+);
 
 /** A message from a@partner.example forwarding `inner` inline, after a text part. */
 function forwarding(inner: string): Buffer {
@@ -63,9 +37,8 @@ const PARTS = '--i\r\nContent-Type: text/plain\r\n\r\ninner text\r\n--i\r\nConte
 
 /** The post of `inner` forwarded: the webhook rule sent it (so the rules saw WORDS in the body). */
 async function postOf(name: string, inner: string): Promise<WebhookPayload> {
-  const id = await sendMessage(serve.smtpPort, "sales@company.com", { name, mailFrom: "a@partner.example", bytes: forwarding(inner), expected: {} });
-  await until(`the post of ${name}`, async () => posts.has(id), 30_000);
-  return posts.get(id)!;
+  const id = await sendMessage(suite.serve().smtpPort, "sales@company.com", { name, mailFrom: "a@partner.example", bytes: forwarding(inner), expected: {} });
+  return (await suite.postOf(id, `the post of ${name}`)).post;
 }
 
 test("a multipart forward with a header line that starts no field: the post's text has its words", async () => {
