@@ -21,7 +21,6 @@ import { baseHeaders, respond, text, unauthorized, type Reply } from "./reply.ts
 import { ROUTES, createRoutes, type Route } from "./routes.ts";
 import { LOCKED_CSP } from "./stats-page-assets.ts";
 import type { StatusSource } from "./status-source.ts";
-import { createWrongTokens, type WrongTokens } from "./wrong-tokens.ts";
 
 /** We never read request bodies; anything larger is refused by Bun before it is buffered (memory exhaustion). */
 const MAX_REQUEST_BODY_BYTES = 16 * 1024;
@@ -37,8 +36,6 @@ export interface HttpServerOptions {
   status: StatusSource;
   /** Clock (unix ms); tests may pin it. */
   now?: () => number;
-  /** Wrong STATS_TOKEN guesses per client and minute before it is locked (wrong-tokens.ts); tests of the token parsing raise it. */
-  wrongTokensPerWindow?: number;
 }
 
 export interface HttpServer {
@@ -54,7 +51,7 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
   const token = createTokenChecker(config.http.statsToken);
   const route = createRoutes({ config, db, logger, status, now });
   const hostAllowed = rebindingGuard(config.http.host, token.required, [config.smtp.hostname, hostname()]);
-  const handle = requestHandler({ route, hostAllowed, token, wrongTokens: createWrongTokens(logger, opts.wrongTokensPerWindow), logger });
+  const handle = requestHandler({ route, hostAllowed, token, logger });
   let server: Server<undefined> | null = null;
 
   function url(): string {
@@ -102,25 +99,19 @@ export function createHttpServer(opts: HttpServerOptions): HttpServer {
   };
 }
 
-/** The part of Bun's Server the handler uses: the client's address. */
-interface ClientAddresses {
-  requestIP(req: Request): { address: string } | null;
-}
-
 /**
  * Who may ask what, in order: a url that parses, a known path, GET or HEAD, then for all but
- * /healthz the Host check, the wrong-token lock and the token; then the route, whose failure is
- * a generic 500 (503 for /healthz) with the detail in the log.
+ * /healthz the Host check and the token; then the route, whose failure is a generic 500 (503
+ * for /healthz) with the detail in the log.
  */
 function requestHandler(gate: {
   route: (path: Route) => Promise<Reply>;
   hostAllowed: (host: string | null) => boolean;
   token: TokenChecker;
-  wrongTokens: WrongTokens;
   logger: Logger;
-}): (req: Request, server?: ClientAddresses) => Promise<Response> {
-  const { route, hostAllowed, token, wrongTokens, logger } = gate;
-  return async function handle(req: Request, server?: ClientAddresses): Promise<Response> {
+}): (req: Request) => Promise<Response> {
+  const { route, hostAllowed, token, logger } = gate;
+  return async function handle(req: Request): Promise<Response> {
     const path = requestPath(req.url);
     // A Host header that is no host name (`[evil.example]`, `%`) gives Bun a url no parser takes:
     // the client's mistake, answered 400 without an ERROR line in the log for every such request.
@@ -132,17 +123,7 @@ function requestHandler(gate: {
     // /healthz is open even with a token (SPEC §6) and says nothing the guard protects: a load
     // balancer or proxy probing it by the public name must not see the gateway as down.
     if (path !== "/healthz" && !hostAllowed(req.headers.get("host"))) return respond(req, text(403, FOREIGN_HOST_TEXT));
-    if (path !== "/healthz" && token.required) {
-      const client = server?.requestIP(req)?.address ?? null;
-      const wait = wrongTokens.lockedFor(client);
-      if (wait > 0) return respond(req, { ...text(429, TOO_MANY_WRONG_TOKENS_TEXT), headers: { "retry-after": String(wait) } });
-      const authorization = req.headers.get("authorization");
-      if (!token.allows(authorization)) {
-        // A request without credentials is a browser's first ask, not a guess.
-        if (authorization !== null) wrongTokens.noteWrong(client);
-        return unauthorized(req);
-      }
-    }
+    if (path !== "/healthz" && !token.allows(req.headers.get("authorization"))) return unauthorized(req);
     try {
       return respond(req, await route(path as Route));
     } catch (err) {
@@ -161,8 +142,6 @@ function requestPath(url: string): string | null {
     return null;
   }
 }
-
-const TOO_MANY_WRONG_TOKENS_TEXT = "too many wrong tokens from your address: try again later (see Retry-After)\n";
 
 const FOREIGN_HOST_TEXT =
   "forbidden: without STATS_TOKEN this server answers only to localhost, an IP address or this machine's name (DNS rebinding)\n";

@@ -65,7 +65,7 @@ export function makeFixture(): Fixture {
 
 export async function startServer(
   fx: Fixture,
-  opts: { token?: string | null; host?: string; logger?: Logger; hostname?: string; wrongTokensPerWindow?: number } = {},
+  opts: { token?: string | null; host?: string; logger?: Logger; hostname?: string } = {},
 ): Promise<HttpServer> {
   const server = createHttpServer({
     config: {
@@ -77,7 +77,6 @@ export async function startServer(
     db: fx.db,
     logger: opts.logger ?? silentLogger,
     status: fx.status,
-    ...(opts.wrongTokensPerWindow !== undefined ? { wrongTokensPerWindow: opts.wrongTokensPerWindow } : {}),
   });
   server.start();
   return server;
