@@ -278,11 +278,19 @@ function loadConfigValues(opts: LoadOptions): Config {
   };
   refuseSharedPort(config.smtp, config.http);
   warnings.push(...hostBitWarnings(config.smtp.allowedIps, "SMTP_ALLOWED_IPS"), ...hostBitWarnings(config.smtp.proxyTrusted, "SMTP_PROXY_TRUSTED"));
+  const token = config.http.statsToken;
+  if (token !== null && token.length < MIN_STATS_TOKEN_CHARS) {
+    // Not a lock after wrong guesses: that locked out every scraper sharing the guesser's address.
+    warnings.push(`STATS_TOKEN has ${token.length} characters: a client can try tens of thousands a second, so a short one is guessed in minutes; use at least ${MIN_STATS_TOKEN_CHARS} random ones (openssl rand -hex 32)`);
+  }
   if (config.queue.retryBaseSeconds > RETRY_CAP_MS / 1000) {
     warnings.push(`QUEUE_RETRY_BASE_SECONDS=${get("QUEUE_RETRY_BASE_SECONDS")} is above the ${RETRY_CAP_MS / 1000} s cap on every retry delay: retries wait ${RETRY_CAP_MS / 1000} s`);
   }
   return config;
 }
+
+/** Shorter tokens are warned about at start: guessed at ~50,000 tries a second (measured on loopback). */
+const MIN_STATS_TOKEN_CHARS = 16;
 
 /**
  * A client presents the token as `Authorization: Bearer TOKEN`: a space, a control character

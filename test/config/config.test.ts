@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig, redactedConfig } from "../../src/config/config.ts";
@@ -348,4 +348,13 @@ describe("debugRequested", () => {
     writeFileSync(join(cwd, ".env"), "LOG_LEVEL=debug\n");
     expect(debugRequested({ env: {}, cwd })).toBe(true);
   });
+});
+
+test("a STATS_TOKEN shorter than 16 characters is warned about (guessed quickly); a long one, or none, is not", () => {
+  const cwd = mkdtempSync(join(tmpdir(), "mailgw-token-"));
+  const warned = (token?: string) => loadConfig({ env: token === undefined ? {} : { STATS_TOKEN: token }, cwd }).warnings.filter((w) => w.startsWith("STATS_TOKEN has"));
+  expect(warned("t0k")).toEqual(["STATS_TOKEN has 3 characters: a client can try tens of thousands a second, so a short one is guessed in minutes; use at least 16 random ones (openssl rand -hex 32)"]);
+  expect(warned("0123456789abcdef")).toEqual([]);
+  expect(warned()).toEqual([]);
+  rmSync(cwd, { recursive: true, force: true });
 });
