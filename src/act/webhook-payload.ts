@@ -15,7 +15,7 @@
  * bytes intact — the receiver can always re-parse.
  */
 import { normalizeLineEndings } from "./normalize-crlf.ts";
-import { parseAddressList } from "../parse/address-list.ts";
+import { mailboxesOf, parseAddressList } from "../parse/address-list.ts";
 import { decodeEncodedWords } from "../parse/encoded-words.ts";
 import { splitHeaderBlock, type RawHeaderField } from "../parse/header-block.ts";
 import { foldedReading, NON_FIELD_NOTE, nonFieldReading, READ_BOTH_WAYS_NOTE, sameMimeParse } from "../parse/header-readings.ts";
@@ -313,9 +313,9 @@ function topLevel(raw: Uint8Array): { fields: HeaderFields; mime: MimeInput; oth
       messageId: messageId ? decodeEncodedWords(messageId) : null,
       date: date === null ? null : isoDate(date),
       from: from ? { name: from.name, address: from.address } : null,
-      to: mailboxes(all("to")),
-      cc: mailboxes(all("cc")),
-      replyTo: mailboxes(all("reply-to")),
+      to: mailboxesOf(all("to"), MAX_ADDRESSES_PER_LIST),
+      cc: mailboxesOf(all("cc"), MAX_ADDRESSES_PER_LIST),
+      replyTo: mailboxesOf(all("reply-to"), MAX_ADDRESSES_PER_LIST),
       headers,
     },
     mime: mimeInput(raw, block.fields, block.bodyStart, charset),
@@ -330,15 +330,6 @@ function isoDate(value: string): string {
   return Number.isNaN(date.getTime()) ? value : date.toISOString();
 }
 
-/** Every mailbox of the fields (groups flattened), at most MAX_ADDRESSES_PER_LIST in all. */
-function mailboxes(values: string[]): MailboxJson[] {
-  const out: MailboxJson[] = [];
-  for (const value of values) {
-    if (out.length >= MAX_ADDRESSES_PER_LIST) break;
-    for (const m of parseAddressList(value, MAX_ADDRESSES_PER_LIST - out.length).mailboxes) out.push({ name: m.name, address: m.address });
-  }
-  return out;
-}
 
 /** The message as postal-mime needs it for the body: the top-level Content-* fields and a blank line, then the body (in full or cut). */
 interface MimeInput {

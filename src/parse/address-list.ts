@@ -232,6 +232,16 @@ const BARE_ADDRESS = /[^@]@[^@]/;
 const WORD_BREAK = new Set(['"', "(", "<", ",", ";", ":", " ", "\t", "\r", "\n"]);
 
 /** Parses an address-list header value. */
+/** Every mailbox of the field values (groups flattened), at most `max` in all: name and address only. */
+export function mailboxesOf(values: readonly string[], max: number): { name: string; address: string }[] {
+  const out: { name: string; address: string }[] = [];
+  for (const value of values) {
+    if (out.length >= max) break;
+    for (const m of parseAddressList(value, max - out.length).mailboxes) out.push({ name: m.name, address: m.address });
+  }
+  return out;
+}
+
 export function parseAddressList(value: string, maxMailboxes: number): AddressList {
   const mailboxes: Mailbox[] = [];
   let draft = new MailboxDraft();

@@ -8,8 +8,8 @@
  * given (part-header-charset.ts notUtf8); the others stay as it read them. Bounded by the header
  * block limits (header-block.ts); linear; never throws.
  */
-import type { Address, Email } from "postal-mime";
-import { parseAddressList } from "./address-list.ts";
+import type { Email } from "postal-mime";
+import { mailboxesOf, parseAddressList } from "./address-list.ts";
 import { decodeEncodedWords } from "./encoded-words.ts";
 import { splitHeaderBlock, type RawHeaderField } from "./header-block.ts";
 import { fieldText, headerCharset } from "./header-text.ts";
@@ -21,15 +21,6 @@ export type ShownHeader = Partial<Pick<Email, "subject" | "from" | "to" | "cc" |
 
 /** postal-mime's picks: the first Subject and From; every To, Cc, Bcc and Reply-To. */
 const LISTS = [["to", "to"], ["cc", "cc"], ["bcc", "bcc"], ["reply-to", "replyTo"]] as const;
-
-function mailboxes(texts: string[]): Address[] {
-  const out: Address[] = [];
-  for (const text of texts) {
-    if (out.length >= MAX_ADDRESSES_PER_LIST) break;
-    for (const m of parseAddressList(text, MAX_ADDRESSES_PER_LIST - out.length).mailboxes) out.push({ name: m.name, address: m.address });
-  }
-  return out;
-}
 
 /** The shown fields of the message at the start of `message` that have bytes postal-mime misreads, read in its charset. */
 export function rawShownHeader(message: Uint8Array): ShownHeader {
@@ -47,7 +38,7 @@ export function rawShownHeader(message: Uint8Array): ShownHeader {
   }
   for (const [name, key] of LISTS) {
     const fields = named(name);
-    if (misread(fields)) shown[key] = mailboxes(fields.map((field) => fieldText(field, charset)));
+    if (misread(fields)) shown[key] = mailboxesOf(fields.map((field) => fieldText(field, charset)), MAX_ADDRESSES_PER_LIST);
   }
   return shown;
 }
