@@ -8,34 +8,25 @@
  * Skips with a printed reason when /usr/bin/chromium is missing.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { type BrowserContext, chromium } from "playwright-core";
+import type { BrowserContext } from "playwright-core";
 import { htmlToText } from "../../src/parse/html-text.ts";
 import { htmlEntities } from "../../node_modules/postal-mime/src/html-entities.ts";
+import { CHROMIUM, haveChromium, launchChromium, type HeadlessChromium } from "./chromium.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium) console.log(`skipping browser tests: ${CHROMIUM} not found (apt-get install -y chromium)`);
 
 let context: BrowserContext;
-let profileDir = "";
+let browser: HeadlessChromium | null = null;
 
 beforeAll(async () => {
   if (!haveChromium) return;
-  profileDir = mkdtempSync(join(tmpdir(), "mailgw-chromium-"));
-  context = await chromium.launchPersistentContext(profileDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
+  context = browser.context;
 }, 60_000);
 
 afterAll(async () => {
   if (!haveChromium) return;
-  await context?.close();
-  rmSync(profileDir, { recursive: true, force: true });
+  await browser?.close();
 }, 60_000);
 
 /** Every name as written in the list, without its ';', in upper, lower and title case, and a few names that start with another. */

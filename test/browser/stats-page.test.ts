@@ -7,25 +7,23 @@
  * Skips with a printed reason when /usr/bin/chromium is missing.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium, type BrowserContext, type Page } from "playwright-core";
+import type { BrowserContext, Page } from "playwright-core";
 import type { HttpServer } from "../../src/http/server.ts";
 import { dayKey } from "../../src/store/db.ts";
 import { addAttempt, addDelivery, addMessage, addSession, makeFixture, startServer, type Fixture } from "../http/fixture.ts";
+import { CHROMIUM, haveChromium, launchChromium, type HeadlessChromium } from "./chromium.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const OUTPUT = join(import.meta.dir, "../../test-output");
 const DAY = 86_400_000;
 const XSS = "<img src=x onerror=alert(1)>";
-const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium) console.log(`skipping browser tests: ${CHROMIUM} not found (apt-get install -y chromium)`);
 
 let fx: Fixture;
 let server: HttpServer;
 let context: BrowserContext;
-let profileDir: string;
+let browser: HeadlessChromium | null = null;
 let todayCount = 0;
 
 function populate(): void {
@@ -71,20 +69,15 @@ beforeAll(async () => {
   fx = makeFixture();
   populate();
   server = await startServer(fx, { hostname: "mx.company.com" });
-  profileDir = mkdtempSync(join(tmpdir(), "mailgw-chromium-"));
-  context = await chromium.launchPersistentContext(profileDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  browser = await launchChromium();
+  context = browser.context;
 }, 60_000);
 
 afterAll(async () => {
   if (!haveChromium) return;
-  await context?.close();
+  await browser?.close();
   await server?.stop();
   fx?.cleanup();
-  rmSync(profileDir, { recursive: true, force: true });
 }, 60_000);
 
 interface Watch {
