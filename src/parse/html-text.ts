@@ -8,7 +8,8 @@
  * the document, and 4 MB of `<b>x` or `a & b` took seconds.
  * Block elements become line breaks, whitespace runs collapse, character references are decoded
  * as HTML's tokenizer reads them in text (every name of HTML's list, case-sensitively, the
- * longest first), `xmp` and `plaintext` content is text as written.
+ * longest first), `xmp` and `plaintext` content is text as written, `textarea` content text
+ * with its references decoded.
  * Output stops at `maxChars`. Never throws.
  */
 import { LEGACY_NAMES, NAMED_REFERENCES } from "./html-entity-table.ts";
@@ -24,8 +25,18 @@ const CELL_TAGS = new Set(["td", "th"]);
  * the wire transfer today</xmp>` lost its words to a `<b …>` tag a browser never saw.
  */
 const RAW_TEXT_TAGS = new Set(["xmp", "plaintext"]);
-/** Elements whose content is not text. */
-const SKIPPED_CONTENT_TAGS = new Set(["script", "style", "head", "title", "template", "noscript"]);
+/**
+ * Elements whose content a browser shows as text with its character references decoded, but no
+ * tags (HTML's RCDATA `textarea`; `title` is RCDATA too but not shown in the body): read as
+ * markup, `<textarea>wire <b>now</b> &amp; today</textarea>` lost the words to tags a reader sees as text.
+ */
+const RCDATA_TAGS = new Set(["textarea"]);
+/**
+ * Elements whose content is not text. Not `noscript`: a mail reader runs no script, so it shows
+ * what `noscript` holds (a browser with scripting off does the same), and skipped, text there
+ * was missed by `body` rules.
+ */
+const SKIPPED_CONTENT_TAGS = new Set(["script", "style", "head", "title", "template"]);
 
 /**
  * HTML's named references, all of them (the WHATWG list: html-entity-table.ts), by their
@@ -304,12 +315,21 @@ export function htmlToText(html: string, maxChars: number): string {
     }
     const closing = html[lt + 1] === "/";
     const name = tagName(html, lt + (closing ? 2 : 1));
-    if (BLOCK_TAGS.has(name) || RAW_TEXT_TAGS.has(name)) sink.lineBreak();
+    if (BLOCK_TAGS.has(name) || RAW_TEXT_TAGS.has(name) || RCDATA_TAGS.has(name)) sink.lineBreak();
     else if (CELL_TAGS.has(name)) sink.space();
     if (!closing && RAW_TEXT_TAGS.has(name)) {
       // As written, to its end tag (`plaintext` has none: the rest of the document).
       const close = name === "plaintext" ? { start: html.length, end: html.length } : closingTag(html, gt + 1, name);
       sink.text(html.slice(gt + 1, close.start));
+      sink.lineBreak();
+      pos = textFrom = close.end;
+      continue;
+    }
+    if (!closing && RCDATA_TAGS.has(name)) {
+      // Text with references decoded, to its end tag (none: the rest of the document).
+      const close = closingTag(html, gt + 1, name);
+      textFrom = gt + 1;
+      flushText(close.start);
       sink.lineBreak();
       pos = textFrom = close.end;
       continue;

@@ -78,3 +78,14 @@ test("HTML 5's names read as a browser shows them (&Tab;, &NewLine;, &period;; i
   expect(await ruleFor("html5-names", "<p>Please&Tab;send the wire&NewLine;transfer today&period;</p>")).toBe("wire-fraud");
   expect(await ruleFor("invisible", "<p>Please send the wi&ZeroWidthSpace;re tr&NoBreak;ansfer today</p>")).toBe("wire-fraud");
 });
+
+test("textarea content is text with its references decoded, as a browser shows it: a '<' and a letter in it open no tag", async () => {
+  expect(await ruleFor("textarea", "<textarea>if a<b send the wire transfer today</textarea>")).toBe("wire-fraud");
+  expect(await ruleFor("textarea-tags", "<textarea>Please send the wire <b>transfer</b> today</textarea>")).toBe(null);
+  expect(await ruleFor("textarea-ref", "<textarea readonly>The R&amp;D budget</textarea>")).toBe("research");
+  expect(await ruleFor("textarea-after", "<textarea>x</textarea><p>Please send the wire transfer today</p>")).toBe("wire-fraud");
+});
+
+test("noscript content is shown (a mail reader runs no script): its text is body text", async () => {
+  expect(await ruleFor("noscript", "<script>x()</script><noscript><p>Please send the wire transfer today</p></noscript>")).toBe("wire-fraud");
+});

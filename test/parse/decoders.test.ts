@@ -161,6 +161,14 @@ describe("htmlToText", () => {
       expect(text.startsWith(html.endsWith("</xmp>") ? "x\n\nx\n\nx" : "</b></b>")).toBe(true);
     }
   });
+
+  test("linear: 4 MB of textarea elements, or one unclosed textarea of end tags and references, each well under a second", () => {
+    for (const html of ["<textarea>x</textarea>".repeat(200_000), `<textarea>${"</b>&amp;".repeat(400_000)}`]) {
+      const { value: text, ms } = withCpuMs(() => htmlToText(html, 1_000_000));
+      expect(ms).toBeLessThan(1000);
+      expect(text.startsWith(html.endsWith("</textarea>") ? "x\n\nx\n\nx" : "</b>&</b>&")).toBe(true);
+    }
+  });
 });
 
 describe("decodeHeaderBytes (raw 8-bit header bytes)", () => {
