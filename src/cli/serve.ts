@@ -3,7 +3,7 @@
  * (flags > environment > .env > defaults); everything else lives in src/serve/.
  * Exit 0 after a clean stop (SIGTERM/SIGINT), 1 on bad configuration (one line naming the
  * variable or file), when another serve holds DATA_DIR (serve/data-dir-lock.ts), when a port
- * cannot be bound, or on a crash (serve/crash.ts).
+ * cannot be bound, under an open-file limit too low to run (smtp/limits.ts), or on a crash (serve/crash.ts).
  */
 import { defineCommand } from "citty";
 import { bunDotenvWarning } from "../config/bun-dotenv.ts";
@@ -12,6 +12,8 @@ import { createLogger, logSinkSurvivingClosedStdout, routeConsoleToLogger, stdou
 import { exitOnUncaughtError } from "../serve/crash.ts";
 import { startGateway } from "../serve/gateway.ts";
 import { runUntilSignalled } from "../serve/signals.ts";
+import { CliError } from "../errors.ts";
+import { openFileLimit, tooFewOpenFiles } from "../smtp/limits.ts";
 import { cliAction } from "./action.ts";
 import { envFileArg, envFileOption } from "./env-file.ts";
 
@@ -44,6 +46,8 @@ export default defineCommand({
       flagNames: { SMTP_PORT: "--port", SMTP_HOST: "--host", HTTP_PORT: "--http-port", RULES_FILE: "--rules", DATA_DIR: "--data-dir" },
     };
     const config = loadConfig(loadOptions);
+    const fileShortage = tooFewOpenFiles(openFileLimit());
+    if (fileShortage !== null) throw new CliError(fileShortage);
     // Mail and its metadata are not for other local users: the database, its WAL and the
     // archive's day directories were created 0644/0755 under the usual umask 022 (message files
     // are 0640 already). The systemd unit sets UMask=0027; this does the same when run by hand.

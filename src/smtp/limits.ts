@@ -140,6 +140,22 @@ export function maxClientsForFiles(maxClients: number, openFileLimit: number | n
   return Math.max(1, Math.min(maxClients, Math.floor((openFileLimit - FILE_DESCRIPTOR_RESERVE) / 2)));
 }
 
+/** The lowest open-file limit serve runs under: the reserve and one session (socket and spool file). */
+export const MIN_OPEN_FILES = FILE_DESCRIPTOR_RESERVE + 2;
+
+/**
+ * Why serve cannot run under `openFileLimit`, or null when it can. Under ~44 files it died half
+ * started with Bun's own "ran out of file descriptors" (or an error naming a file it failed to
+ * open); between that and MIN_OPEN_FILES it started, but a session could take the descriptors
+ * its own database and spool files need.
+ */
+export function tooFewOpenFiles(openFileLimit: number | null): string | null {
+  if (openFileLimit === null || openFileLimit >= MIN_OPEN_FILES) return null;
+  return `the open-file limit (${openFileLimit}) is too low for mailgw serve: it needs at least ${MIN_OPEN_FILES} ` +
+    `(${FILE_DESCRIPTOR_RESERVE} for its database, logs, threads and DNS queries, 2 per SMTP session); ` +
+    "raise LimitNOFILE (systemd), --ulimit nofile (Docker) or ulimit -Hn";
+}
+
 /** RLIMIT_NOFILE's soft limit as the process has it (Bun raises it to the hard limit at start); null if unknown or unlimited. */
 export function openFileLimit(read: () => string = () => readFileSync("/proc/self/limits", "utf8")): number | null {
   try {

@@ -10,9 +10,10 @@
  */
 import { expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { readdirSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
 import { RawClient, sendMail, simpleMessage } from "../smtp/helpers.ts";
-import { serveDir, startServe } from "../smtp/serve-process.ts";
+import { runServeOnce, serveDir, startServe } from "../smtp/serve-process.ts";
 
 const FILE_LIMIT = 200;
 const SESSIONS = 52; // (200 - 96) / 2, limits.ts maxClientsForFiles
@@ -53,6 +54,33 @@ test("a flood of clients that keep their sockets after the 421: every one is ans
   } finally {
     clearInterval(sampler);
     for (const c of clients) c.end();
+    expect(await serve.stop("SIGTERM")).toBe(0);
+  }
+}, 60_000);
+
+// Under ~44 files serve died half started with Bun's own "ran out of file descriptors" (or an
+// error naming a file it could not open); under 98 it started, and a session could take the
+// descriptors its database and spool files needed.
+test("an open-file limit too low to run: exit 1 with one line saying what it needs, before anything is opened", async () => {
+  if (spawnSync("prlimit", ["--version"]).status !== 0) {
+    console.log("skipped: prlimit (util-linux) not installed");
+    return;
+  }
+  for (const limit of [20, 97]) {
+    const dir = serveDir();
+    const run = await runServeOnce("source", dir, {}, [], 15_000, ["prlimit", `--nofile=${limit}:${limit}`, "--"]);
+    expect(run.exitCode).toBe(1);
+    expect(run.stderr.trim()).toBe(
+      `mailgw: the open-file limit (${limit}) is too low for mailgw serve: it needs at least 98 (96 for its database, logs, threads and DNS queries, ` +
+        "2 per SMTP session); raise LimitNOFILE (systemd), --ulimit nofile (Docker) or ulimit -Hn",
+    );
+    expect(existsSync(join(dir, "data"))).toBe(false);
+  }
+  // 98 is enough: serve starts, with one session at a time (and says so).
+  const serve = await startServe("source", serveDir(), {}, 20_000, ["prlimit", "--nofile=98:98", "--"]);
+  try {
+    expect((await serve.waitForLog((l) => l.msg === "the open-file limit lowers the SMTP connection limit")).max_clients).toBe(1);
+  } finally {
     expect(await serve.stop("SIGTERM")).toBe(0);
   }
 }, 60_000);

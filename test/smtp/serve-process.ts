@@ -98,9 +98,9 @@ export function serveEachTest(): (env?: Record<string, string>, rules?: string, 
   };
 }
 
-/** Runs serve to completion (for start-up failures); resolves with exit code and output. */
-export async function runServeOnce(mode: ServeMode, dir: string, env: Record<string, string>, args: string[] = [], ms = 15_000) {
-  const proc = Bun.spawn([...serveCommand(mode), ...args], {
+/** Runs serve to completion (for start-up failures); resolves with exit code and output. `prefix` as for startServe. */
+export async function runServeOnce(mode: ServeMode, dir: string, env: Record<string, string>, args: string[] = [], ms = 15_000, prefix: string[] = []) {
+  const proc = Bun.spawn([...prefix, ...serveCommand(mode), ...args], {
     cwd: dir,
     env: { PATH: BARE_PATH, HOME: dir, LOG_FORMAT: "json", SMTP_PORT: "0", HTTP_PORT: "0", ...env },
     stdout: "pipe",
