@@ -22,6 +22,8 @@
  */
 import { randomBytes } from "node:crypto";
 import type { Attachment } from "postal-mime";
+import { decodedSize } from "../parse/line-ends.ts";
+import type { NamedAttachment } from "../parse/part-names.ts";
 import { headerEnd, kindOf, PART_HEADER_SCAN_BYTES, partHeader } from "../parse/leaf-cut.ts";
 import { MIN_TEXT_CUT_BYTES, newTextNonce, textMarkerLine, textRuns, utf8TextEncoding, type TextRun } from "./webhook-text-cut.ts";
 
@@ -35,8 +37,10 @@ for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+
 interface Run {
   /** Decoded bytes of the run as base64. */
   base64Bytes: number;
-  /** Decoded bytes as quoted-printable or 7bit/8bit/binary: each line and a "\n". */
+  /** Decoded bytes as quoted-printable or 7bit/8bit/binary, as postal-mime writes them: each line and a "\n". */
   textBytes: number;
+  /** Its lines (each a line break postal-mime wrote as "\n", a CRLF in the message). */
+  lines: number;
 }
 
 export interface ContentCut {
@@ -76,7 +80,7 @@ export function cutContents(raw: Uint8Array, bodyStart: number, end: number, top
   let keptFrom = bodyStart;
   const cutRun = (from: number, to: number, chars: number, lines: number) => {
     body.push(raw.subarray(keptFrom, from), Buffer.from(`${marker(nonce, runs.length)}\r\n`, "latin1"));
-    runs.push({ base64Bytes: (chars / 4) * 3, textBytes: chars + lines });
+    runs.push({ base64Bytes: (chars / 4) * 3, textBytes: chars + lines, lines });
     keptFrom = to;
   };
   const cutText = (run: TextRun) => {
@@ -181,14 +185,19 @@ function markerForms(cut: ContentCut): MarkerForm[] {
 /** Re-encoded by postal-mime from their text, so their size is not the decoded bytes. */
 const REENCODED = new Set(["text/calendar", "application/ics"]);
 
-/** The decoded size of each attachment of a parse of the cut body, or null when a marker is not where it can be accounted for. */
-export function restoredSizes(attachments: Attachment[], cut: ContentCut): number[] | null {
+/**
+ * The decoded size of each attachment of a parse of the cut body (line-ends.ts, when the parse
+ * counted its line ends: a run found as text was its lines, not the marker's one), or null when
+ * a marker is not where it can be accounted for.
+ */
+export function restoredSizes(attachments: NamedAttachment[], cut: ContentCut): number[] | null {
   const forms = markerForms(cut);
   const found = new Array<number>(cut.runs.length).fill(0);
   const sizes: number[] = [];
   for (const a of attachments) {
     const content = bytesOf(a.content);
     let size = typeof a.content === "string" ? a.content.length : a.content.byteLength;
+    let extraLines = 0;
     for (const form of forms) {
       for (let at = content.indexOf(form.prefix); at >= 0; at = content.indexOf(form.prefix, at + 1)) {
         const run = form.runs.get(content.subarray(at, at + form.length).toString("hex"));
@@ -196,9 +205,10 @@ export function restoredSizes(attachments: Attachment[], cut: ContentCut): numbe
         if (REENCODED.has(a.mimeType.toLowerCase())) return null;
         found[run]!++;
         size += (form.base64 ? cut.runs[run]!.base64Bytes : cut.runs[run]!.textBytes) - form.markerBytes;
+        if (!form.base64) extraLines += cut.runs[run]!.lines - 1;
       }
     }
-    sizes.push(size);
+    sizes.push(decodedSize(size, a.lineEnds, extraLines));
   }
   return found.every((n) => n === 1) ? sizes : null;
 }

@@ -23,6 +23,7 @@ import { fieldText, headerCharset, type HeaderCharset } from "../parse/header-te
 import { budgetEnd, kindOf, QUOTED_PRINTABLE_VALUE, type WholePartsBudget } from "../parse/leaf-cut.ts";
 import { MAX_ADDRESSES_PER_LIST, MAX_PARSE_LINES } from "../parse/limits.ts";
 import { parseNamingParts, type NamedAttachment, type NamedEmail } from "../parse/part-names.ts";
+import { decodedSize } from "../parse/line-ends.ts";
 import { cutContents, restoredSizes, type ContentCut } from "./webhook-cut.ts";
 import { restoredTexts } from "./webhook-text-cut.ts";
 
@@ -214,7 +215,8 @@ function onlyInSecond(first: WebhookAttachmentMeta[], second: WebhookAttachmentM
 }
 
 /**
- * postal-mime's parse of the body and each attachment's decoded size. Big attachment contents
+ * postal-mime's parse of the body and each attachment's decoded size (line-ends.ts: as a MIME
+ * reader gives it, line breaks as CRLF, not the one before the boundary). Big attachment contents
  * and big UTF-8 text (8bit or quoted-printable) are left out of the parse (webhook-cut.ts,
  * webhook-text-cut.ts) when their sizes and text can be restored exactly; when they cannot, the
  * whole body is parsed.
@@ -243,7 +245,7 @@ async function parseContent(mime: MimeInput, raw: Uint8Array, limits: Set<string
       if (email && sizes && texts) return { email: { ...email, ...texts }, sizes: email.attachments.map((a, i) => (a.inlineText ? (a.textSize ?? 0) : sizes[i]!)) };
     }
     const email = await parseWithin(within(Buffer.concat([...mime.head, mime.body]), budget), budget, mime.charset);
-    return { email, sizes: email.attachments.map((a) => (a.inlineText ? (a.textSize ?? 0) : typeof a.content === "string" ? a.content.length : a.content.byteLength)) };
+    return { email, sizes: email.attachments.map((a) => (a.inlineText ? (a.textSize ?? 0) : decodedSize(typeof a.content === "string" ? a.content.length : a.content.byteLength, a.lineEnds))) };
   } finally {
     for (const note of budgetNotes(budget)) limits.add(note);
   }
@@ -267,7 +269,7 @@ function parseWithin(input: Uint8Array, budget: WholePartsBudget, charset: Heade
     return content.subarray(0, budgetEnd(content, block.bodyStart, content.byteLength, top.type, budget, top.quotedPrintable, asIs));
   };
   const options = { maxHeadersSize: WEBHOOK_PARSE_MAX_HEADER_BYTES, maxNestingDepth: WEBHOOK_PARSE_MAX_DEPTH, maxRfc822NestingDepth: WEBHOOK_PARSE_MAX_RFC822_DEPTH };
-  return parseNamingParts(input, options, cutSubMessage, () => charset);
+  return parseNamingParts(input, options, cutSubMessage, () => charset, true);
 }
 
 function newBudget(): WholePartsBudget {

@@ -24,9 +24,10 @@ import { parameters, parameterValues, type Parameter } from "./mime-parameters.t
 import { rawShownHeader } from "./nested-header.ts";
 import { droppedHeaderText } from "./nested-readings.ts";
 import { charsetFields, chosenName, notUtf8, type PartField, type RawPartLines } from "./part-header-charset.ts";
+import { countLineEnds, decodedSize, type DecodingNode, type LineEnds } from "./line-ends.ts";
 
 /** The part as postal-mime's collectAttachment gets it (only what is read here). */
-interface PartNode {
+interface PartNode extends DecodingNode {
   headers: PartField[];
   /** Its header lines as postal-mime decoded them (UTF-8, U+FFFD for what is not), while `state` is "header". */
   headerLines: string[];
@@ -50,8 +51,9 @@ interface PartNode {
  * An attachment with every name its part gives (`names`, decoded, possibly empty);
  * `inlineText`: a named text part that postal-mime read as body text (no content here: the text
  * is in the body; `textSize` is its decoded size in bytes, for the webhook's listing).
+ * `lineEnds`: for the decoded size of a part not base64 (line-ends.ts), when the parse counted them.
  */
-export type NamedAttachment = Attachment & { names?: string[]; inlineText?: boolean; textSize?: number };
+export type NamedAttachment = Attachment & { names?: string[]; inlineText?: boolean; textSize?: number; lineEnds?: LineEnds };
 
 /** A parse whose attachments carry their names. */
 export type NamedEmail = Omit<Email, "attachments"> & { attachments: NamedAttachment[] };
@@ -194,8 +196,9 @@ class NamingParser extends PostalMime {
   /**
    * `charsetOf`: how this message's raw 8-bit header bytes are read (header-text.ts), asked only
    * when a part header has bytes that are not UTF-8; null: postal-mime's reading alone.
+   * `lineEnds`: count line breaks for decoded sizes (line-ends.ts) of a message ("nested": inside a part); null: the rules need none.
    */
-  constructor(options: ConstructorParameters<typeof PostalMime>[0], private readonly names: boolean, private readonly cutSubMessage: SubMessageCut | null, private readonly charsetOf: (() => HeaderCharset) | null) {
+  constructor(options: ConstructorParameters<typeof PostalMime>[0], private readonly names: boolean, private readonly cutSubMessage: SubMessageCut | null, private readonly charsetOf: (() => HeaderCharset) | null, private readonly lineEnds: "message" | "nested" | null = null) {
     super(options);
   }
 
@@ -210,6 +213,9 @@ class NamingParser extends PostalMime {
       lines.set(node.headerLines.length, line);
       this.rawLines.set(node, lines);
       if (node === (this as unknown as ParserState).root) this.rawRootHeader = true;
+    } else if (this.lineEnds !== null && node.state === "body" && node.lineEnds === undefined) {
+      // Its decoder is set up, no body line fed yet. Only the message's own single part has no boundary after it.
+      countLineEnds(node, node !== (this as unknown as ParserState).root || this.lineEnds === "nested");
     }
     return (processLine as ProcessLine).call(this, line, isFinal);
   }
@@ -240,6 +246,7 @@ class NamingParser extends PostalMime {
     const read = this.charsetNames(node);
     if (read?.chosen) attachment.filename = read.chosen;
     if (this.names) attachment.names = [...new Set([...(read?.names ?? []), ...partNames(node.headers)])];
+    if (node.lineEnds) attachment.lineEnds = node.lineEnds;
   }
 
   isInlineTextNode(node: PartNode): boolean {
@@ -283,7 +290,7 @@ class NamingParser extends PostalMime {
         ...(node.contentId ? { contentId: node.contentId } : {}),
         content: new ArrayBuffer(0),
         inlineText: true,
-        textSize: node.content?.byteLength ?? 0,
+        textSize: decodedSize(node.content?.byteLength ?? 0, node.lineEnds),
       });
     }
     return inline;
@@ -306,7 +313,7 @@ class NamingParser extends PostalMime {
     const changed = kept !== null && (kept !== cutBytes || kept.byteLength < content.byteLength);
     // The nested message's raw 8-bit bytes are read in its own charset, as its sender wrote them.
     const charsetOf = this.charsetOf && (() => messageCharset(changed && kept ? kept : new Uint8Array(content)));
-    const subParser = new NamingParser({ ...self.mimeOptions, maxRfc822NestingDepth: self.maxRfc822NestingDepth, attachmentEncoding: "arraybuffer" }, false, cut, charsetOf);
+    const subParser = new NamingParser({ ...self.mimeOptions, maxRfc822NestingDepth: self.maxRfc822NestingDepth, attachmentEncoding: "arraybuffer" }, false, cut, charsetOf, this.lineEnds && "nested");
     (subParser as unknown as ParserState).rfc822NestingDepth = self.rfc822NestingDepth + 1;
     // The ArrayBuffer itself when nothing is cut: postal-mime copies a view.
     const subMessage = (node.subMessage = await subParser.parse(changed ? kept : content));
@@ -386,9 +393,10 @@ const CRLF = Buffer.from("\r\n");
  * each inline message/rfc822 part, at every depth, before it is parsed (the webhook's payload
  * keeps the cost of nested messages within its budget; the classifier parses none inline).
  * `charsetOf`: how the message's raw 8-bit header bytes are read (part-header-charset.ts).
+ * `lineEnds`: each attachment not base64 carries its line ends, for its decoded size (line-ends.ts).
  */
-export async function parseNamingParts(input: Uint8Array, options: ConstructorParameters<typeof PostalMime>[0], cutSubMessage: SubMessageCut | null = null, charsetOf: (() => HeaderCharset) | null = null): Promise<NamedEmail> {
-  return new NamingParser(options, true, cutSubMessage, charsetOf).parse(input);
+export async function parseNamingParts(input: Uint8Array, options: ConstructorParameters<typeof PostalMime>[0], cutSubMessage: SubMessageCut | null = null, charsetOf: (() => HeaderCharset) | null = null, lineEnds = false): Promise<NamedEmail> {
+  return new NamingParser(options, true, cutSubMessage, charsetOf, lineEnds ? "message" : null).parse(input);
 }
 
 /** How a whole message's raw 8-bit header bytes are read (header-text.ts), from its own header block. */

@@ -10,13 +10,14 @@
 import { expect, test } from "bun:test";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import PostalMime, { type Email } from "postal-mime";
+import type { Email } from "postal-mime";
 import { normalizeLineEndings } from "../../src/act/normalize-crlf.ts";
 import { cutContents, MIN_CUT_BYTES, restoredSizes } from "../../src/act/webhook-cut.ts";
 import { MIN_TEXT_CUT_BYTES, restoredTexts } from "../../src/act/webhook-text-cut.ts";
 import { buildWebhookPayload, WEBHOOK_PARSE_MAX_DEPTH, WEBHOOK_PARSE_MAX_HEADER_BYTES, WEBHOOK_PARSE_MAX_RFC822_DEPTH } from "../../src/act/webhook-payload.ts";
 import { splitHeaderBlock } from "../../src/parse/header-block.ts";
-import { parseNamingParts } from "../../src/parse/part-names.ts";
+import { decodedSize } from "../../src/parse/line-ends.ts";
+import { parseNamingParts, type NamedEmail } from "../../src/parse/part-names.ts";
 
 const CORPUS = "/work/shared/corpus";
 const OPTIONS = { maxHeadersSize: WEBHOOK_PARSE_MAX_HEADER_BYTES, maxNestingDepth: WEBHOOK_PARSE_MAX_DEPTH, maxRfc822NestingDepth: WEBHOOK_PARSE_MAX_RFC822_DEPTH };
@@ -41,11 +42,17 @@ function content(email: Email, sizes: number[]) {
   };
 }
 
-/** The reference: postal-mime's parse of the whole body, sizes its decoded byte lengths. */
+/** postal-mime's parse as the payload's parser makes it: every name of a part, each part's line ends counted. */
+const parse = (input: Uint8Array) => parseNamingParts(input, OPTIONS, null, null, true);
+
+/** Decoded sizes (parse/line-ends.ts: line breaks as CRLF, not the boundary's); a text part that names a file: its text's. */
+const decodedSizes = (email: NamedEmail) => email.attachments.map((a) => (a.inlineText ? a.textSize! : decodedSize((a.content as ArrayBuffer).byteLength, a.lineEnds)));
+
+/** The reference: postal-mime's parse of the whole body, sizes as decoded. */
 async function fullParse(raw: Uint8Array) {
   const { head, bodyStart } = mimeParts(raw);
-  const email = await PostalMime.parse(Buffer.concat([...head, raw.subarray(bodyStart)]), OPTIONS);
-  return content(email, email.attachments.map((a) => (a.content as ArrayBuffer).byteLength));
+  const email = await parse(Buffer.concat([...head, raw.subarray(bodyStart)]));
+  return content(email as Email, decodedSizes(email));
 }
 
 /**
@@ -56,8 +63,8 @@ async function fullParse(raw: Uint8Array) {
 async function payloadReference(stored: Uint8Array) {
   const raw = normalizeLineEndings(stored);
   const { head, bodyStart } = mimeParts(raw);
-  const email = await parseNamingParts(Buffer.concat([...head, raw.subarray(bodyStart)]), OPTIONS);
-  const parsed = content(email as Email, email.attachments.map((a) => (a.inlineText ? a.textSize! : (a.content as ArrayBuffer).byteLength)));
+  const email = await parse(Buffer.concat([...head, raw.subarray(bodyStart)]));
+  const parsed = content(email as Email, decodedSizes(email));
   const names = email.attachments.map((a) => [...new Set([a.filename ?? "", ...(a.names ?? [])])].filter((n) => n !== ""));
   return { ...parsed, attachments: parsed.attachments.map((a, i) => ({ ...a, names: names[i]! })) };
 }
@@ -67,11 +74,13 @@ async function cutParse(raw: Uint8Array, minCutBytes = MIN_CUT_BYTES, minTextByt
   const { head, topType, topHeader, bodyStart } = mimeParts(raw);
   const cut = cutContents(raw, bodyStart, raw.byteLength, { type: topType, header: topHeader }, { attachment: minCutBytes, text: minTextBytes });
   if (!cut) return null;
-  const email = await PostalMime.parse(Buffer.concat([...head, ...cut.body]), OPTIONS);
+  const email = await parse(Buffer.concat([...head, ...cut.body]));
+  // A text part that names a file is sized by its text, which a text run cuts: the payload parses such a message whole.
+  if (cut.texts.length > 0 && email.attachments.some((a) => a.inlineText)) return null;
   const sizes = restoredSizes(email.attachments, cut);
-  const texts = sizes && restoredTexts(email, raw, cut.textNonce, cut.texts);
+  const texts = sizes && restoredTexts(email as Email, raw, cut.textNonce, cut.texts);
   if (!sizes || !texts) return null;
-  return { parsed: content({ ...email, ...texts }, sizes), inputBytes: Buffer.concat(cut.body).byteLength, textRuns: cut.texts.length };
+  return { parsed: content({ ...email, ...texts } as Email, email.attachments.map((a, i) => (a.inlineText ? a.textSize! : sizes[i]!))), inputBytes: Buffer.concat(cut.body).byteLength, textRuns: cut.texts.length };
 }
 
 function files(dir: string): string[] {
@@ -220,7 +229,7 @@ for (const { name, raw, cut } of TRICKY) {
     }
     const payload = await buildWebhookPayload({ id: "m1", receivedAt: 0, rule: null, category: "c", envelope: { mailFrom: "", rcptTo: [], clientIp: "", helo: "", tls: false }, raw }, 0);
     expect({ text: payload.text, html: payload.html, attachments: payload.attachments }).toEqual(await payloadReference(raw));
-    // Nothing but the names is added to what postal-mime gives (no named text part here).
+    // Nothing but the names is added to what postal-mime gives (no named text part here), sizes as decoded.
     expect(payload.attachments.map(({ names: _, ...rest }) => rest)).toEqual((await fullParse(normalizeLineEndings(raw))).attachments);
   }, 30_000);
 }
@@ -228,8 +237,9 @@ for (const { name, raw, cut } of TRICKY) {
 test("a big UTF-8 text part that names a file: listed with the size of its whole text, though the text is cut from the parse", async () => {
   const body = `${utf8Lines(8000)}\r\n`;
   const raw = utf8Message(MULTI, mixed(TEXT, part(['Content-Type: text/plain; charset=utf-8; name="notes.txt"', "Content-Transfer-Encoding: 8bit"], body)));
-  // The cut applies (its marker is in the text)...
-  expect((await cutParse(raw))?.textRuns).toBeGreaterThan(0);
+  // The text cut applies (a run of its text would be left out)...
+  const { topType, topHeader, bodyStart } = mimeParts(raw);
+  expect(cutContents(raw, bodyStart, raw.byteLength, { type: topType, header: topHeader })?.texts.length).toBeGreaterThan(0);
   const payload = await buildWebhookPayload({ id: "m1", receivedAt: 0, rule: null, category: "c", envelope: { mailFrom: "", rcptTo: [], clientIp: "", helo: "", tls: false }, raw }, 0);
   const reference = await payloadReference(raw);
   expect(payload.attachments.map((a) => [a.filename, a.contentType, a.names])).toEqual([["notes.txt", "text/plain", ["notes.txt"]]]);
@@ -243,6 +253,6 @@ test("a small text part that names a file, next to a big attachment left out of 
   // The attachment cut applies (no text run: the parse of the cut body is the payload's)...
   expect((await cutParse(raw))?.textRuns).toBe(0);
   const payload = await buildWebhookPayload({ id: "m1", receivedAt: 0, rule: null, category: "c", envelope: { mailFrom: "", rcptTo: [], clientIp: "", helo: "", tls: false }, raw }, 0);
-  expect(payload.attachments.map((a) => [a.filename, a.contentType, a.size])).toEqual([["notes.txt", "text/plain", "first line\nsecond line\n".length], ["a.pdf", "application/pdf", 300_001]]);
+  expect(payload.attachments.map((a) => [a.filename, a.contentType, a.size])).toEqual([["notes.txt", "text/plain", "first line\r\nsecond line".length], ["a.pdf", "application/pdf", 300_001]]);
   expect({ text: payload.text, html: payload.html, attachments: payload.attachments }).toEqual(await payloadReference(raw));
 }, 30_000);

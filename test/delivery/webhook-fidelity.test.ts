@@ -177,12 +177,12 @@ test("every name a part gives, and a text part that names a file, are in the pos
   const second = (await post(namedText)).payload;
   expect(second.rule).toBe("hook-exe");
   // Still body text, as before (and as mail clients show them inline), and listed as files too,
-  // sized as postal-mime sizes a text attachment (decoded, its last line end included).
+  // sized as decoded (line breaks as CRLF; the last one is the boundary's: parse/line-ends.ts).
   expect(second.text).toBe("hello\n\nMZ: the named text part\n\n\npay here\n");
   expect(second.html).toContain("<p>pay here</p>");
   expect(second.attachments).toEqual([
-    { filename: "x.exe", contentType: "text/plain", size: "MZ: the named text part\n".length, disposition: null, contentId: "<part2@sender.example>", names: ["x.exe"] },
-    { filename: "invoice.html", contentType: "text/html", size: "<p>pay here</p>\n".length, disposition: "inline", contentId: null, names: ["invoice.html"] },
+    { filename: "x.exe", contentType: "text/plain", size: "MZ: the named text part".length, disposition: null, contentId: "<part2@sender.example>", names: ["x.exe"] },
+    { filename: "invoice.html", contentType: "text/html", size: "<p>pay here</p>".length, disposition: "inline", contentId: null, names: ["invoice.html"] },
   ]);
   expect(second.parseError).toBeUndefined();
 }, 30_000);
