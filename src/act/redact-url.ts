@@ -20,6 +20,16 @@ export function redactUrl(url: string): string {
 }
 
 /**
+ * A rule's webhook URL as the admin's own tools print it (`mailgw rules list`, `mailgw test`),
+ * and the stats page: redactUrl, and `?…` when it had a query, so two rules that differ only in
+ * their query's token still read as different. Their output is pasted into tickets and chats.
+ */
+export function shownWebhookUrl(url: string): string {
+  const shown = redactUrl(url);
+  return URL.canParse(url) && new URL(url).search ? `${shown}?…` : shown;
+}
+
+/**
  * `/services/T0/B0/x` → `/services/…`; a path of one segment (`/hook`, `/hook/`) as it is, unless
  * that segment looks like a token: then `/…`.
  */

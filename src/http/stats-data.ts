@@ -7,7 +7,7 @@
  * addresses, relay errors) are returned as-is: the renderers escape them.
  * Failure: a database error propagates; the server answers 500 (or 503 for /healthz).
  */
-import { redactUrl } from "../act/redact-url.ts";
+import { shownWebhookUrl } from "../act/redact-url.ts";
 import type { Database } from "bun:sqlite";
 import type { Action, DeliveryKind, DeliveryState } from "../types.ts";
 import { dayKey } from "../store/db.ts";
@@ -299,13 +299,7 @@ export function retryCommand(deliveryId: number, queueArgs = ""): string {
 
 /** Forward targets are a JSON array of addresses; webhook URLs lose credentials and query (they may hold secrets). */
 export function displayTarget(kind: string, target: string): string {
-  if (kind === "webhook") {
-    try {
-      return `${redactUrl(target)}${new URL(target).search ? "?…" : ""}`;
-    } catch {
-      return "(invalid URL)";
-    }
-  }
+  if (kind === "webhook") return URL.canParse(target) ? shownWebhookUrl(target) : "(invalid URL)";
   try {
     const parsed: unknown = JSON.parse(target);
     if (Array.isArray(parsed)) return parsed.map(String).join(", ");

@@ -8,6 +8,7 @@ import { REGEX_BUDGET_MS } from "../rules/matchers.ts";
 import { canonicalSender } from "../smtp/recipient-policy.ts";
 import type { Envelope, MessageFacts } from "../types.ts";
 import { terminalSafeJson } from "../log/terminal-json.ts";
+import { shownWebhookUrl } from "../act/redact-url.ts";
 import { parseGaveUp } from "./header-readings.ts";
 
 /** Envelope flags of `mailgw test`; an absent from/to means "take it from the headers". */
@@ -81,7 +82,8 @@ function showDecision(result: ClassifyResult): string {
   const d = result.decision;
   const parts = [`decision: ${d.action}`, `rule=${d.rule ?? "(default)"}`, `category=${d.category}`];
   if (d.action === "forward") parts.push(`forward_to=${d.forwardTo.join(",")}`);
-  if (d.action === "webhook" && d.url) parts.push(`url=${d.url}`);
+  // Redacted as in the logs: this output is pasted into tickets; the rules file has the URL.
+  if (d.action === "webhook" && d.url) parts.push(`url=${shownWebhookUrl(d.url)}`);
   if (d.action === "reject") parts.push(`reply="550 5.7.1 ${d.rejectMessage ?? "Message rejected"}"`);
   if (d.archive && d.action !== "archive") parts.push("+archive");
   return parts.join("  ");
@@ -176,7 +178,7 @@ export function renderJson(report: DryRunReport): string {
     {
       source: report.source,
       inputNotes: report.inputNotes ?? [],
-      decision: result.decision,
+      decision: { ...result.decision, url: result.decision.url === null ? null : shownWebhookUrl(result.decision.url) },
       trace: result.trace,
       rules: { file: rules.fileName, version: rules.version, count: rules.rules.length },
       // A dry run does no DNS: spf/dkim/dmarc are the given ones, else "none".

@@ -3,6 +3,7 @@
  * priority, name, action, category, targets, conditions — in evaluation order, with
  * the default decision last. Pure string building.
  */
+import { shownWebhookUrl } from "../act/redact-url.ts";
 import type { CompiledCondition, CompiledRule, Decision, RuleSet } from "./types.ts";
 
 export function describeCondition(condition: CompiledCondition): string {
@@ -15,7 +16,8 @@ export function describeCondition(condition: CompiledCondition): string {
 export function describeTargets(decision: Decision): string {
   const targets: string[] = [];
   if (decision.action === "forward") targets.push(decision.forwardTo.join(","));
-  if (decision.action === "webhook" && decision.url !== null) targets.push(decision.url);
+  // Redacted as in the logs: a token in the URL is the rules file's alone (README: Webhooks).
+  if (decision.action === "webhook" && decision.url !== null) targets.push(shownWebhookUrl(decision.url));
   if (decision.action === "reject" && decision.rejectMessage !== null) targets.push(JSON.stringify(decision.rejectMessage));
   if (decision.archive && decision.action !== "archive") targets.push("+archive");
   return targets.length === 0 ? "-" : targets.join(" ");
