@@ -11,7 +11,7 @@ import { resolveRawValues } from "../config/config.ts";
 import { CliError, describeError } from "../errors.ts";
 import { isIP } from "node:net";
 import { hostname } from "node:os";
-import { applyHeaderDefaults, flagEnvelope, headerRecipients, renderJson, renderText, type EnvelopeFlags, type RefusedRecipient } from "../parse/dry-run.ts";
+import { applyHeaderDefaults, flagEnvelope, headerRecipients, headerSender, renderJson, renderText, type EnvelopeFlags, type EnvelopeSource, type RefusedRecipient } from "../parse/dry-run.ts";
 import { AUTH_RESULTS, isAuthResult, type AuthResults } from "../parse/authenticate.ts";
 import { extractFacts } from "../parse/extract.ts";
 import { MAX_HEADER_BLOCK_BYTES } from "../parse/limits.ts";
@@ -116,7 +116,8 @@ async function readMessage(source: string): Promise<Uint8Array> {
  */
 function rcptVerdict(address: string, domains: readonly string[]): { address: string; reply: string | null } {
   const parsed = parseEnvelopeAddress("RCPT TO", address);
-  if (parsed === false) return { address, reply: "501 5.1.3 Bad recipient address syntax" };
+  // smtp-server's own text, as serve sends it.
+  if (parsed === false) return { address, reply: "501 5.1.3 Error: Bad recipient address syntax" };
   const verdict = checkRecipient(`TO:<${address}>`, parsed, domains);
   return verdict.ok ? { address: verdict.address, reply: null } : { address, reply: `${verdict.code} ${verdict.enhanced} ${verdict.text}` };
 }
@@ -164,12 +165,14 @@ export async function runDryRun(source: string, flags: EnvelopeFlags, opts: DryR
   let envelope = flagEnvelope(flags);
   // The addresses as the client sends them, before serve puts their domains in ASCII form.
   let sent = [flags.from ?? "", ...flags.to];
+  const envelopeSource: EnvelopeSource = { mailFrom: flags.from === null ? "header" : "flag", rcpt: flags.to.length === 0 ? "header" : "flag", nulCut: false };
   if (flags.to.length === 0 || flags.from === null) {
     // The default recipients (header To) go into the Received: line's `for` as serve writes it
     // for its envelope, so `size` and `header:received` see the same line as in serve.
     const header = await extractFacts(raw, envelope, { auth, content: false });
     if (flags.to.length === 0) envelope = { ...envelope, rcptTo: headerRecipients(header.to) };
-    sent = [flags.from ?? header.from, ...(flags.to.length > 0 ? flags.to : headerRecipients(header.to))];
+    sent = [flags.from ?? headerSender(header), ...(flags.to.length > 0 ? flags.to : headerRecipients(header.to))];
+    envelopeSource.nulCut = (flags.from === null && header.from.includes("\0")) || (flags.to.length === 0 && header.to.some((a) => a.includes("\0")));
   }
   // One entry per address as serve keeps it (a repeat in the earlier one's place): with both
   // kept, the Received line lost its `for <…>` (serve writes it for one recipient), `size` was short.
@@ -201,10 +204,10 @@ export async function runDryRun(source: string, flags: EnvelopeFlags, opts: DryR
     ? `552 ${oversizeReplyText(maxMessageBytes)}`
     : loop ? `${LOOP_REPLY.code} ${LOOP_REPLY.text}` : null;
   // smtp-server's MAIL syntax check (501 before any hook); only a sender given with --from.
-  const refusedSender = flags.from !== null && parseEnvelopeAddress("MAIL FROM", facts.mailFrom) === false ? "501 5.1.7 Bad sender address syntax" : null;
+  const refusedSender = flags.from !== null && parseEnvelopeAddress("MAIL FROM", facts.mailFrom) === false ? "501 5.1.7 Error: Bad sender address syntax" : null;
   // After the rules: the pipeline refuses a forward its relay would refuse as a loop (act/relay-hops.ts).
   const refusedForward = refusedMessage === null && result.decision.action === "forward" && forwardWouldLoop(receivedHeaders) ? `554 5.4.6 ${FORWARD_LOOP_TEXT}` : null;
-  const report = { source: source === "-" ? "(stdin)" : source, inputNotes, facts, rules: loaded.rules, result, authGiven, refusedRecipients: refused, refusedMessage, refusedSender, refusedForward };
+  const report = { source: source === "-" ? "(stdin)" : source, inputNotes, facts, rules: loaded.rules, result, authGiven, refusedRecipients: refused, refusedMessage, refusedSender, refusedForward, envelopeSource };
   process.stdout.write(json ? renderJson(report) : renderText(report));
   return 0;
 }

@@ -41,19 +41,54 @@ export function flagEnvelope(flags: EnvelopeFlags): Envelope {
  * The envelope recipients a dry run takes from the header To (no --to): its addresses. A bare
  * local part there (`To: a@company.com, eryq`, which the `to` fact lists as Python does) is no
  * recipient a sending MTA could have given, and as one it drew a "serve would refuse" note.
+ * Nor is an address with a NUL in it (the `to` fact's reading that keeps it): no client can
+ * send a NUL in RCPT TO, serve refuses it, and a sender that reads the header as C strings
+ * (`sendmail -t`) sends the text before the NUL, which the `to` fact lists too.
  */
 export function headerRecipients(to: readonly string[]): string[] {
-  return to.filter((address) => address.includes("@"));
+  return to.filter((address) => address.includes("@") && !address.includes("\0"));
+}
+
+/**
+ * The envelope sender a dry run takes from the header From (no --from): its first address, or,
+ * when that has a NUL in it (`From: CEO <ceo@company.com<NUL>.evil.example>`), the first one
+ * without (the text before the NUL: header-facts.ts). serve refuses a NUL in MAIL FROM, so a
+ * `mail_from` rule must not be tried on a value serve never classifies with.
+ */
+export function headerSender(facts: Pick<MessageFacts, "from" | "fromAll">): string {
+  const address = facts.from.includes("\0") ? (facts.fromAll.find((a) => !a.includes("\0")) ?? "") : facts.from;
+  // In the form serve keeps an envelope sender (ASCII domain), as --from is.
+  return address === "" ? "" : canonicalSender(address);
 }
 
 /** Fills envelope facts the flags left out from the header From / To (SPEC §1). */
 export function applyHeaderDefaults(facts: MessageFacts, flags: EnvelopeFlags): MessageFacts {
   return {
     ...facts,
-    // In the form serve keeps an envelope sender (ASCII domain), as --from is.
-    mailFrom: flags.from === null ? (facts.from === "" ? "" : canonicalSender(facts.from)) : facts.mailFrom,
+    mailFrom: flags.from === null ? headerSender(facts) : facts.mailFrom,
     rcpt: flags.to.length === 0 ? headerRecipients(facts.to) : facts.rcpt,
   };
+}
+
+/** Where the dry run's envelope came from: the flags, or (absent) the message's header. */
+export interface EnvelopeSource {
+  mailFrom: "flag" | "header";
+  rcpt: "flag" | "header";
+  /** A header address taken had a NUL: the text before it was taken. */
+  nulCut: boolean;
+}
+
+/** The line under `envelope:` that says which of it is a guess from the header; null when all was given. */
+function envelopeSourceNote(source: EnvelopeSource | undefined): string | null {
+  if (!source) return null;
+  const guessed = [
+    ...(source.mailFrom === "header" ? [{ fact: "mail_from", field: "From", flag: "--from" }] : []),
+    ...(source.rcpt === "header" ? [{ fact: "rcpt", field: "To", flag: "--to" }] : []),
+  ];
+  if (guessed.length === 0) return null;
+  const list = (key: "fact" | "field" | "flag", sep: string) => guessed.map((g) => g[key]).join(sep);
+  const nul = source.nulCut ? "; a header address with a NUL is taken as its text before the NUL (no client can send a NUL)" : "";
+  return `          ${list("fact", " and ")} taken from the header ${list("field", "/")} (no ${list("flag", ", no ")}): serve classifies with the envelope the client sends; give ${list("flag", " and ")} to check that${nul}`;
 }
 
 function showValue(value: TraceValue): string {
@@ -106,6 +141,8 @@ export interface DryRunReport {
   refusedSender?: string | null;
   /** serve's reply to a forward its relay would refuse as a mail loop (after the rules), or null. */
   refusedForward?: string | null;
+  /** Which envelope values were given and which taken from the header. */
+  envelopeSource?: EnvelopeSource;
 }
 
 export interface RefusedRecipient {
@@ -131,6 +168,7 @@ export function renderText(report: DryRunReport): string {
     ...(report.inputNotes ?? []).map((n) => `          ${n}`),
     `subject:  ${JSON.stringify(facts.subject)}  from: ${facts.from || "(none)"}`,
     `envelope: mail_from=<${facts.mailFrom}> rcpt=${facts.rcpt.map((r) => `<${r}>`).join(",") || "(none)"} client_ip=${facts.clientIp} helo=${facts.helo} tls=${facts.tls}`,
+    ...[envelopeSourceNote(report.envelopeSource)].filter((n): n is string => n !== null),
     showAuth(report),
     `rules:    ${rules.fileName} (version ${rules.version}, ${rules.rules.length} rules; first match wins)`,
     "",
@@ -184,6 +222,7 @@ export function renderJson(report: DryRunReport): string {
       // A dry run does no DNS: spf/dkim/dmarc are the given ones, else "none".
       authChecked: false,
       authGiven: report.authGiven ?? [],
+      envelopeSource: report.envelopeSource ?? { mailFrom: "flag", rcpt: "flag", nulCut: false },
       refusedRecipients: report.refusedRecipients ?? [],
       refusedMessage: report.refusedMessage ?? null,
       refusedSender: report.refusedSender ?? null,

@@ -159,7 +159,7 @@ describe("mailgw test", () => {
     expect(out.facts.mailFrom).toBe('"v@x"@sender.example');
     expect(out.refusedSender).toBeNull();
     const given = JSON.parse((await mailgw(["-", "--rules", rulesFile, "--json", "--from", '"v@x"@sender.example'], { stdin: message })).stdout);
-    expect(given.refusedSender).toBe("501 5.1.7 Bad sender address syntax");
+    expect(given.refusedSender).toBe("501 5.1.7 Error: Bad sender address syntax");
   });
 
   test("the text report: the size counted, rcpt (none), an empty list as [] (none), +archive only for a rule that also archives, every auth result given", async () => {
@@ -241,15 +241,15 @@ rules:
   test("addresses serve refuses by syntax (501) are pointed out; postmaster and A-labels take serve's stored form", async () => {
     const json = async (...flags: string[]) => JSON.parse((await mailgw([fixture("utf8-korean-subject.eml"), "--rules", rulesFile, "--json", ...flags])).stdout);
     for (const from of ["not an address", "a@b@c"]) {
-      expect((await json("--from", from)).refusedSender).toBe("501 5.1.7 Bad sender address syntax");
+      expect((await json("--from", from)).refusedSender).toBe("501 5.1.7 Error: Bad sender address syntax");
     }
     // What Postfix takes, serve takes too (smtp/lenient-syntax.ts): a quoted space, dots a carrier allowed.
     for (const from of ["a@b.example", '"john smith"@sender.example', "taro..yamada@docomo.ne.jp", "taro.@ezweb.ne.jp", "bounce@mail_out.example"]) {
       expect({ from, refused: (await json("--from", from)).refusedSender }).toEqual({ from, refused: null });
     }
-    expect((await json("--from", `${"a".repeat(250)}@b.example`)).refusedSender).toBe("501 5.1.7 Bad sender address syntax");
+    expect((await json("--from", `${"a".repeat(250)}@b.example`)).refusedSender).toBe("501 5.1.7 Error: Bad sender address syntax");
     for (const to of ["x@company.com..", '"v@x"@company.com']) {
-      expect((await json("--to", to)).refusedRecipients).toEqual([{ address: to, reply: "501 5.1.3 Bad recipient address syntax" }]);
+      expect((await json("--to", to)).refusedRecipients).toEqual([{ address: to, reply: "501 5.1.3 Error: Bad recipient address syntax" }]);
     }
     const quoted = await json("--to", '"john smith"@company.com', "--to", "john..doe@company.com");
     expect(quoted.refusedRecipients).toEqual([]);
@@ -265,7 +265,7 @@ rules:
     const twice = await json("--to", "postmaster", "--to", "postmaster@company.com", "--to", '"v"@company.com', "--to", "v@company.com");
     expect(twice.facts.rcpt).toEqual(["postmaster@company.com", "v@company.com"]);
     const text = await mailgw([fixture("utf8-korean-subject.eml"), "--rules", rulesFile, "--from", "a@b@c"]);
-    expect(text.stdout).toContain("note:     serve would refuse MAIL FROM <a@b@c> (501 5.1.7 Bad sender address syntax): the message would not be accepted at all\n");
+    expect(text.stdout).toContain("note:     serve would refuse MAIL FROM <a@b@c> (501 5.1.7 Error: Bad sender address syntax): the message would not be accepted at all\n");
   });
 
   test("a quoted local part in From: cannot slip past a rule for the plain address", async () => {
