@@ -39,7 +39,7 @@ export function createEnvelopeHandlers(opts: {
   domains: () => readonly string[];
   stateOf(session: SMTPServerSession): SessionState;
   /** SmtpServerDeps.roomFor. */
-  roomFor: ((bytes: number) => boolean) | undefined;
+  roomFor: ((bytes: number) => boolean | Promise<boolean>) | undefined;
 }): EnvelopeHandlers {
   const { smtp: cfg, stateOf } = opts;
   // Its own (monotonic) clock unless a test sets one: the wall clock can be stepped back.
@@ -61,12 +61,16 @@ export function createEnvelopeHandlers(opts: {
       if (cfg.tls.required && !session.secure) {
         return callback(smtpFailure(530, TLS_FIRST_TEXT));
       }
+      const accept = () => {
+        if (!limiter.take(clientKey(state.client))) return callback(smtpFailure(451, "4.7.1 Too many messages from your address, try again later"));
+        callback();
+      };
       // Before the rate limit: a MAIL refused for the disk must not use up the sender's allowance.
-      if (!fits(address.args, opts.roomFor)) return callback(smtpFailure(452, INSUFFICIENT_STORAGE_TEXT));
-      if (!limiter.take(clientKey(state.client))) {
-        return callback(smtpFailure(451, "4.7.1 Too many messages from your address, try again later"));
-      }
-      callback();
+      const room = fits(address.args, opts.roomFor);
+      const answer = (ok: boolean) => (ok ? accept() : callback(smtpFailure(452, INSUFFICIENT_STORAGE_TEXT)));
+      // A failed reading is unknown room, which counts as enough (the write itself still fails safely with 451).
+      if (typeof room === "boolean") answer(room);
+      else room.then(answer, () => answer(true));
     },
     onRcptTo(address: SMTPServerAddress, session, callback) {
       const unsupported = unsupportedParameter(address.args, RCPT_PARAMETERS, lastAddressCommand(session));
@@ -91,7 +95,7 @@ export function createEnvelopeHandlers(opts: {
  * with 501, and a size over MAX_MESSAGE_SIZE_MB with 552, before this runs) fits on the disk now.
  * No SIZE= always fits here: that message goes on to DATA and gets 451 4.3.0 if storing it fails.
  */
-function fits(args: SMTPServerAddress["args"], roomFor: ((bytes: number) => boolean) | undefined): boolean {
+function fits(args: SMTPServerAddress["args"], roomFor: ((bytes: number) => boolean | Promise<boolean>) | undefined): boolean | Promise<boolean> {
   if (roomFor === undefined || args === false) return true;
   const declared = (args as Record<string, unknown>).SIZE;
   return typeof declared !== "string" || roomFor(Number(declared));

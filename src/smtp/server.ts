@@ -47,9 +47,10 @@ export interface SmtpServerDeps {
   now?: () => number;
   /**
    * Whether a message that declared SIZE=`bytes` fits on the disk now (a cached figure: called
-   * on the event loop for every such MAIL); false → 452 4.3.1. Without it every size fits.
+   * on the event loop for every such MAIL; a promise when a "no" is checked on a new reading,
+   * store/free-space.ts); false → 452 4.3.1. Without it every size fits.
    */
-  roomFor?: (bytes: number) => boolean;
+  roomFor?: (bytes: number) => boolean | Promise<boolean>;
 }
 
 export interface SmtpServerHandle {

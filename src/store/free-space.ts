@@ -8,10 +8,11 @@
  * disk was a 25 MB message sent in full and then answered 451, and /healthz, whose probe writes a
  * few bytes that still fit, went back to 200.
  *
- * Read in the background (statfs, at most once a second, one reading at a time, so a disk that
- * stopped answering leaves the last figures in force and queues no more calls); the SMTP check
- * compares a declared size with one cached number and never touches the disk. A message without
- * SIZE= is never refused here: it goes on to DATA and gets 451 4.3.0 if storing it fails (SPEC §4).
+ * Read in the background (statfs, once a second, one reading at a time, so a disk that stopped
+ * answering leaves the last figures in force and queues no more calls); the SMTP check compares a
+ * declared size with one cached number. Only when that number says "does not fit" and is older
+ * than RECHECK_AFTER_MS is the disk read again first (see there). A message without SIZE= is
+ * never refused here: it goes on to DATA and gets 451 4.3.0 if storing it fails (SPEC §4).
  * Trusts: nothing. Failure: never throws; a file system that cannot be read counts as having
  * enough room (the write itself still fails safely with 451), and keeps its last warning state.
  */
@@ -47,6 +48,16 @@ export const LOW_SPACE_FACTOR = 1.5;
 const RECOVERY_MARGIN = 0.1;
 /** How often the file systems are read. */
 export const FREE_SPACE_REFRESH_MS = 1000;
+/**
+ * A declared size the last reading refuses is checked on a new reading when that one is older
+ * than this: with the reading once a second, a sender retrying right after space was freed (old
+ * archives deleted) got 452 for up to a second more. At most one such reading per interval,
+ * shared by every MAIL waiting for it: a flood of MAIL during a really full disk costs at most
+ * ten rounds of statfs a second more, never one per command.
+ */
+export const RECHECK_AFTER_MS = 100;
+/** How long a MAIL waits for that reading (a disk that stopped answering): then the last figures answer. */
+export const RECHECK_WAIT_MS = 250;
 /** How long start waits for the first reading (a hung disk must not hold serve's start). */
 const FIRST_READING_WAIT_MS = 2000;
 
@@ -113,16 +124,20 @@ export interface FreeSpaceMonitor {
   /** Reads once (bounded wait), then every FREE_SPACE_REFRESH_MS. */
   start(): Promise<void>;
   stop(): void;
-  /** Whether a message that declared `bytes` fits: one comparison with the last reading. */
-  roomFor(bytes: number): boolean;
+  /**
+   * Whether a message that declared `bytes` fits: one comparison with the last reading; when
+   * that says no and is older than RECHECK_AFTER_MS, the answer of a new one (a promise).
+   */
+  roomFor(bytes: number): boolean | Promise<boolean>;
   /** The warnings for the low file systems (empty when none). */
   warnings(): string[];
   /** Reads now (tests; the timer calls it). */
   refresh(): Promise<void>;
 }
 
-export function createFreeSpaceMonitor(opts: { dataDir: string; databasePath: string; maxMessageBytes: number; logger: Logger }): FreeSpaceMonitor {
-  const { maxMessageBytes, logger } = opts;
+/** `read` and `now` (a monotonic clock, ms): the disks' reading and the clock, for tests. */
+export function createFreeSpaceMonitor(opts: { dataDir: string; databasePath: string; maxMessageBytes: number; logger: Logger; read?: typeof readDisks; now?: () => number }): FreeSpaceMonitor {
+  const { maxMessageBytes, logger, read = readDisks, now = () => performance.now() } = opts;
   const places: { role: DiskRole; path: string }[] = [
     { role: "spool", path: join(opts.dataDir, "spool") },
     { role: "archive", path: join(opts.dataDir, "archive") },
@@ -135,6 +150,8 @@ export function createFreeSpaceMonitor(opts: { dataDir: string; databasePath: st
   const low = new Set<string>();
   let timer: ReturnType<typeof setInterval> | null = null;
   let running: Promise<void> | null = null;
+  /** When the last reading started (the figures are at most that old). */
+  let readStartedAt = -Infinity;
 
   const apply = (readings: DiskReading[]): void => {
     limit = declaredSizeLimit(readings);
@@ -173,10 +190,19 @@ export function createFreeSpaceMonitor(opts: { dataDir: string; databasePath: st
     return now;
   };
 
-  const refresh = (): Promise<void> =>
-    (running ??= readDisks(places)
+  const refresh = (): Promise<void> => {
+    if (running === null) readStartedAt = now();
+    return (running ??= read(places)
       .then(apply, (err: unknown) => logger.debug("reading free disk space failed", { error: describeError(err) }))
       .finally(() => (running = null)));
+  };
+
+  const roomFor = (bytes: number): boolean | Promise<boolean> => {
+    if (bytes <= limit) return true;
+    // A reading under way is waited for (it may be the one that sees the space freed).
+    if (running === null && now() - readStartedAt < RECHECK_AFTER_MS) return false;
+    return Promise.race([refresh(), Bun.sleep(RECHECK_WAIT_MS)]).then(() => bytes <= limit);
+  };
 
   return {
     async start() {
@@ -188,7 +214,7 @@ export function createFreeSpaceMonitor(opts: { dataDir: string; databasePath: st
       if (timer !== null) clearInterval(timer);
       timer = null;
     },
-    roomFor: (bytes) => bytes <= limit,
+    roomFor,
     warnings: () => [...current],
     refresh,
   };
