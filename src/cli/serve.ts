@@ -45,7 +45,9 @@ export default defineCommand({
       flags: { SMTP_PORT: args.port, SMTP_HOST: args.host, HTTP_PORT: args["http-port"], RULES_FILE: args.rules, DATA_DIR: args["data-dir"] },
       flagNames: { SMTP_PORT: "--port", SMTP_HOST: "--host", HTTP_PORT: "--http-port", RULES_FILE: "--rules", DATA_DIR: "--data-dir" },
     };
-    const config = loadConfig(loadOptions);
+    const dotenv = bunDotenvWarning(Bun.main, process.execArgv, process.cwd());
+    // A value Bun read from .env itself may be why the settings are refused (a cut at '#'): say so with the refusal.
+    const config = withBunHint(() => loadConfig(loadOptions), dotenv);
     const fileShortage = tooFewOpenFiles(openFileLimit());
     if (fileShortage !== null) throw new CliError(fileShortage);
     // Mail and its metadata are not for other local users: the database, its WAL and the
@@ -62,7 +64,6 @@ export default defineCommand({
     // From here on, a crash's reason is a line of this log (with its journal priority), not Bun's bare stderr.
     exitOnUncaughtError(logger);
     for (const warning of config.warnings) logger.warn(warning);
-    const dotenv = bunDotenvWarning(Bun.main, process.execArgv, process.cwd());
     if (dotenv !== null) logger.warn(dotenv);
     // Signal handlers go in before start-up begins (see serve/signals.ts).
     await runUntilSignalled(startGateway({ config, logger, reloadConfig: () => loadConfig(loadOptions) }), logger);
@@ -70,3 +71,12 @@ export default defineCommand({
     return 0;
   }),
 });
+
+function withBunHint<T>(load: () => T, dotenv: string | null): T {
+  try {
+    return load();
+  } catch (err) {
+    if (dotenv === null || !(err instanceof CliError)) throw err;
+    throw new CliError(`${err.message} (${dotenv})`, err.exitCode);
+  }
+}

@@ -17,6 +17,12 @@ import { VARIABLES } from "./variables.ts";
 
 /** A `#` at the start of the value or after a space: how a note is written. */
 const NOTE = /(?:^|\s)#/;
+/**
+ * In a secret, `#` at its start counts as a note only before a space or alone (`# optional`):
+ * `#abc` is the value systemd passes for `KEY=#abc`, `KEY='#abc'` and `KEY="#abc"` alike, so a
+ * warning at every start for it could not be silenced, quoted or not. `s3cret # note` still is one.
+ */
+const SECRET_NOTE = /^#(?:\s|$)|\s#/;
 
 const SECRETS: ReadonlySet<string> = new Set(VARIABLES.filter((v) => v.secret).map((v) => v.name));
 
@@ -34,6 +40,7 @@ export function inlineCommentWarnings(names: Iterable<string>, raw: ReadonlyMap<
     const value = raw.get(name) ?? "";
     if (!fromEnvironment.has(name) || !NOTE.test(value)) continue;
     if (SECRETS.has(name)) {
+      if (!SECRET_NOTE.test(value)) continue;
       warnings.push(`${name} has a '#' after a space or at its start, kept as part of the value: ${WHY}; if it is a note, move it to a line of its own`);
       continue;
     }
