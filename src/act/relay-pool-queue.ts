@@ -19,8 +19,10 @@ export interface Waiting {
   session: Session | null;
   onAbort: () => void;
   deadline: ReturnType<typeof setTimeout> | null;
-  /** The job's message converted for a relay without 8BITMIME, once one needed it. */
+  /** The job's message converted for a relay without 8BITMIME, once one needed it (long lines broken too). */
   sevenBit?: Buffer;
+  /** The job's message with its long lines broken (long-lines.ts; itself when it has none), once a relay with 8BITMIME took it. */
+  asSent?: Buffer;
   /** The data and its final dot are in the socket's hands: only the relay's reply is missing. */
   dataSent?: boolean;
 }

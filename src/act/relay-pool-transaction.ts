@@ -9,6 +9,7 @@
  * requeues it) and hands the session back to the pool.
  */
 import type SMTPConnection from "nodemailer/lib/smtp-connection";
+import { breakLongLines } from "./long-lines.ts";
 import { downgradeTo7bit } from "./mime-downgrade.ts";
 import { smtpUtf8Missing, TRANSIENT_CODES } from "./relay-pool-errors.ts";
 import { settle, type Waiting } from "./relay-pool-queue.ts";
@@ -39,9 +40,11 @@ export function runMessage(s: Session, w: Waiting, pool: TransactionPool): void 
     return;
   }
   // RFC 6152: 8-bit data only to a relay that offers 8BITMIME; for one that does not, the
-  // message is converted (mime-downgrade.ts), as Postfix does.
+  // message is converted (mime-downgrade.ts), as Postfix does. Lines over 998 octets are broken
+  // after that (long-lines.ts), as Postfix's smtp_line_length_limit: the conversion's
+  // quoted-printable keeps a long 8-bit line's text whole, which a break would not.
   const downgrade = w.job.eightBit === true && !offers(s, "8BITMIME");
-  const raw = downgrade ? (w.sevenBit ??= downgradeTo7bit(w.job.raw)) : w.job.raw;
+  const raw = downgrade ? (w.sevenBit ??= breakLongLines(downgradeTo7bit(w.job.raw))) : (w.asSent ??= breakLongLines(w.job.raw));
   s.current = w;
   w.session = s;
   const reused = s.messages > 0;

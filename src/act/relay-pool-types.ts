@@ -7,7 +7,7 @@ import type { SMTPConnectionAuth, SMTPConnectionOptions, SMTPConnectionSendInfo 
 export interface RelayPoolJob {
   from: string;
   to: string[];
-  /** Complete message, CRLF line endings; SMTPConnection dot-stuffs it. */
+  /** Complete message, CRLF line endings; the pool breaks lines over 998 octets (long-lines.ts), SMTPConnection dot-stuffs it. */
   raw: Buffer;
   /** Bytes above 127 in `raw`: declared with BODY=8BITMIME when the relay offers it, else converted (RFC 6152). */
   eightBit?: boolean;

@@ -7,7 +7,8 @@
  * before AUTH: credentials never travel in clear unless `none` was chosen. The password is
  * handed to nodemailer only; it is never logged or put in an error text.
  * Bytes: the stored message is sent as `raw` after normalizeLineEndings (no bare CR/LF,
- * SMTP smuggling); nodemailer only dot-stuffs. Envelope = original MAIL FROM → forward_to, with
+ * SMTP smuggling), with lines over 998 octets broken as Postfix does (long-lines.ts);
+ * nodemailer only dot-stuffs. Envelope = original MAIL FROM → forward_to, with
  * BODY=8BITMIME when the message has 8-bit bytes (else a relay such as Postfix records it as
  * 7-bit and would pass the bytes unconverted to a 7-bit-only next hop), converted to 7-bit for a
  * relay that does not offer 8BITMIME (mime-downgrade.ts), SIZE= when offered,

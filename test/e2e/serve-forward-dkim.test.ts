@@ -122,7 +122,6 @@ const CANONICAL: Record<string, string> = {
   "plain text": `${HEAD}\r\nHello.\r\n`,
   "an 8-bit UTF-8 body (BODY=8BITMIME)": `${HEAD}${MIME_8BIT}\r\nGrüße aus Köln.\r\n`,
   "lines starting with dots, and a line of one dot": `${HEAD}\r\n.leading dot\r\n.\r\n..two\r\nend\r\n`,
-  "a 5000-byte line": `${HEAD}\r\n${"x".repeat(5000)}\r\n`,
   "trailing white space and empty lines": `${HEAD}\r\nspaces   \r\n\ttab\t\r\n\r\n\r\n`,
   "an empty body": `${HEAD}\r\n`,
   "an Authentication-Results field naming mailgw (kept as the sender wrote it)": `Authentication-Results: mx.company.test; dkim=pass header.d=bank.example\r\n${HEAD}\r\nHi.\r\n`,
@@ -152,6 +151,26 @@ describe("forward: the sender's DKIM signature reaches the recipient intact", ()
       const copy = await forward(signed);
       expect(copy.toString("latin1")).toEndWith("\r\nline one\r\nline two\r\n.dot after LF\r\n");
       expect(await dkim(copy)).toBe("pass");
+    });
+
+    // RFC 5321 4.5.3.1.6: the relay gets lines of at most 998 octets (long-lines.ts), broken as
+    // Postfix's SMTP client breaks them (an Exim relay would bounce the message instead).
+    test(`${canonicalization}, a 5000-byte body line: broken for the relay, so the body hash fails (README)`, async () => {
+      const signed = await sign(Buffer.from(`${HEAD.replaceAll("NAME", `long-body-${canonicalization.replace("/", "-")}`)}\r\n${"x".repeat(5000)}\r\n`), canonicalization);
+      const copy = await forward(signed);
+      // 5000 = 998 + 4 × 997 + 14: each cut is CRLF SPACE.
+      expect(copy.toString("latin1")).toEndWith(`\r\n\r\n${"x".repeat(998)}${`\r\n ${"x".repeat(997)}`.repeat(4)}\r\n ${"x".repeat(14)}\r\n`);
+      expect(await dkim(copy)).toBe("neutral (body hash did not verify)");
+    });
+
+    test(`${canonicalization}, a signed 1,700-octet To: header: folded at its blanks, so a relaxed signature still verifies`, async () => {
+      const to = `To: ${Array.from({ length: 80 }, (_, i) => `user${String(i).padStart(2, "0")}@company.test`).join(", ")}\r\n`;
+      const head = HEAD.replaceAll("NAME", `long-to-${canonicalization.replace("/", "-")}`).replace("To: sales@company.test\r\n", to);
+      const signed = await sign(Buffer.from(`${head}\r\nHi.\r\n`), canonicalization);
+      expect(await dkim(signed)).toBe("pass");
+      const copy = await forward(signed);
+      expect(copy.toString("latin1").replace(/\r\n(?=[ \t])/g, "")).toContain(`\r\n${to}`);
+      expect(await dkim(copy)).toBe(canonicalization === "relaxed/relaxed" ? "pass" : "fail (bad signature)");
     });
 
     test(`${canonicalization}, a bare CR in the body (signed as a byte, against RFC 6376 5.3): made a line break, so the body hash fails (README)`, async () => {
