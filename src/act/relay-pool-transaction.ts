@@ -11,9 +11,9 @@
 import type SMTPConnection from "nodemailer/lib/smtp-connection";
 import { breakLongLines } from "./long-lines.ts";
 import { downgradeTo7bit } from "./mime-downgrade.ts";
-import { smtpUtf8Missing, TRANSIENT_CODES } from "./relay-pool-errors.ts";
+import { grownPastSize, smtpUtf8Missing, TRANSIENT_CODES } from "./relay-pool-errors.ts";
 import { settle, type Waiting } from "./relay-pool-queue.ts";
-import { offers, setSocketTimeout, type Session } from "./relay-pool-session.ts";
+import { advertisedSize, offers, setSocketTimeout, type Session } from "./relay-pool-session.ts";
 import type { RelayPoolOptions } from "./relay-pool-types.ts";
 
 /** What the pool does with a session, or a message, once the message has an outcome. */
@@ -45,6 +45,14 @@ export function runMessage(s: Session, w: Waiting, pool: TransactionPool): void 
   // quoted-printable keeps a long 8-bit line's text whole, which a break would not.
   const downgrade = w.job.eightBit === true && !offers(s, "8BITMIME");
   const raw = downgrade ? (w.sevenBit ??= breakLongLines(downgradeTo7bit(w.job.raw))) : (w.asSent ??= breakLongLines(w.job.raw));
+  // SIZE (RFC 1870): grown on the way past the relay's limit, a message within it as received
+  // got nodemailer's "Message size larger than allowed" in `queue list`, next to a size that is
+  // not. Refused here for good all the same (retrying cannot shrink it), saying what grew.
+  const limit = advertisedSize(s);
+  if (limit !== null && raw.length > limit && w.job.raw.length <= limit) {
+    settle(w, { ok: false, error: grownPastSize(raw.length, w.job.raw.length, limit, downgrade), relayDown: false });
+    return;
+  }
   s.current = w;
   w.session = s;
   const reused = s.messages > 0;

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import PostalMime from "postal-mime";
 import { relayVars, startRelay, waitFor } from "../delivery/helpers.ts";
 import { greet, RawClient } from "../smtp/helpers.ts";
-import { cleanupBinary, queueList, serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
+import { cleanupBinary, queueList, serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
 
 const RULES = `domains: [company.com]
 default: { action: archive, category: default }
@@ -93,4 +93,33 @@ test("a quoted or parameterised Content-Transfer-Encoding is still that encoding
   const [before, after] = [await PostalMime.parse(Buffer.from(message, "utf8")), await PostalMime.parse(copy.data)];
   expect(before.text).toBe("Grüße und Köln = 1\n");
   expect(after.text).toBe(before.text);
+}, 60_000);
+
+// Quoted-printable makes 8-bit text up to three times as big: a message within the relay's SIZE
+// as received can be over it converted. It fails at once, for good, and `queue list` said only
+// nodemailer's "Message size larger than allowed 60000" next to a 44 KB message; now it says why.
+test("converted past the relay's SIZE: failed at once, for good, saying the conversion made it grow", async () => {
+  const relay = await startRelay({ hide8BitMime: true, sizeLimit: 60_000 });
+  cleanups.push(() => relay.close());
+  const dir = serveDir();
+  writeFileSync(join(dir, "rules.yaml"), RULES);
+  const s: ServeProcess = await startServe("binary", dir, relayVars(relay));
+  cleanups.push(async () => {
+    if (s.proc.exitCode === null) await s.stop("SIGKILL");
+  });
+  const text = `${"Grüße aus Köln, ½ €. ".repeat(4)}\r\n`.repeat(400); // 44,000 octets, about 80,000 as quoted-printable
+  const c = await RawClient.connect(s.smtpPort);
+  await greet(c);
+  expect(await c.cmd("MAIL FROM:<alice@example.org> BODY=8BITMIME")).toStartWith("250");
+  expect(await c.cmd("RCPT TO:<bob@company.com>")).toStartWith("250");
+  expect(await c.cmd("DATA")).toStartWith("354");
+  c.write(Buffer.from(`${MESSAGE.slice(0, MESSAGE.indexOf("\r\n\r\n") + 4)}${text}.\r\n`, "utf8"));
+  expect(await c.reply()).toStartWith("250 2.0.0 Queued");
+  await c.cmd("QUIT");
+  await until("the forward failed", async () => (await queueList(s.dir, "failed")).length === 1);
+  const [entry] = await queueList(s.dir, "failed");
+  expect(entry?.lastError).toMatch(/^552 5\.3\.4 the message is \d+ bytes as converted to 7-bit for a relay without 8BITMIME \(\d+ as received\), over the relay's SIZE limit 60000: /);
+  expect(entry?.attempts).toBe(1);
+  expect(relay.mailFroms).toEqual([]);
+  expect(await s.stop()).toBe(0);
 }, 60_000);
