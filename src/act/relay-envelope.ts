@@ -48,3 +48,23 @@ export function asciiAddress(address: string): string | null {
   if (domain === "" || NON_ASCII.test(domain)) return null;
   return `${local}@${domain}`;
 }
+
+/**
+ * mailgw's own Received: field, the stored message's first, with RFC 6531's `with UTF8SMTP` or
+ * `UTF8SMTPS` (smtp/received-header.ts): the client declared SMTPUTF8 on MAIL FROM. The stored
+ * message is the only record of it, and the client cannot forge it (our field comes first, its
+ * HELO name is reduced to a safe character set).
+ */
+const DECLARED_UTF8 = /^Received: from [^\r\n]*\r\n\tby [^\r\n]* \(mailgw\) with UTF8SMTPS?\r\n/;
+/** Bytes of the stored message that hold that field's first two lines (a HELO name is at most 255). */
+const RECEIVED_HEAD_BYTES = 1024;
+
+/**
+ * Whether the client that sent `raw` (as stored, CRLF line ends) declared SMTPUTF8. Postfix
+ * keeps that request when it relays (SMTPUTF8 on MAIL FROM to a relay that offers it), so the
+ * hops after it know the UTF-8 header fields are meant; without the declaration they get none.
+ */
+export function declaredSmtpUtf8(raw: Uint8Array): boolean {
+  const head = Buffer.from(raw.buffer, raw.byteOffset, Math.min(raw.byteLength, RECEIVED_HEAD_BYTES));
+  return DECLARED_UTF8.test(head.toString("latin1"));
+}

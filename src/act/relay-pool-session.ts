@@ -47,6 +47,29 @@ export function advertisedSize(s: Session): number | null {
 }
 
 /**
+ * Has the MAIL FROM of the session's next send() carry SMTPUTF8 (RFC 6531 3.4), which
+ * SMTPConnection adds only for a UTF-8 address, when the relay is known to offer it. send()
+ * writes MAIL FROM synchronously: call the returned function right after it to put the command
+ * writer back. Without those private fields, nothing changes (the message goes without the
+ * parameter, as before): never SMTPUTF8 to a relay that may not know it.
+ */
+export function requestSmtpUtf8(s: Session): () => void {
+  const conn = s.smtp as unknown as { _sendCommand?: (str: string, logStr?: string) => void; _supportedExtensions?: unknown };
+  const original = conn._sendCommand;
+  const offered = Array.isArray(conn._supportedExtensions) && conn._supportedExtensions.includes("SMTPUTF8");
+  if (typeof original !== "function" || !offered) return () => undefined;
+  const own = Object.hasOwn(conn, "_sendCommand");
+  conn._sendCommand = function (this: unknown, str: string, logStr?: string) {
+    const mail = /^MAIL FROM:<[^\r\n]*>/i.test(str) && !/ SMTPUTF8\b/i.test(str);
+    original.call(this, mail ? `${str} SMTPUTF8` : str, logStr);
+  };
+  return () => {
+    if (own) conn._sendCommand = original;
+    else delete conn._sendCommand;
+  };
+}
+
+/**
  * Sets the inactivity timeout of the session's socket (the TLS one after STARTTLS). SMTPConnection
  * sets it once, from socketTimeout, in a private field; without the field, nothing changes.
  */

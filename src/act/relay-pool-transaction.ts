@@ -13,7 +13,7 @@ import { breakLongLines } from "./long-lines.ts";
 import { downgradeTo7bit } from "./mime-downgrade.ts";
 import { grownPastSize, smtpUtf8Missing, TRANSIENT_CODES } from "./relay-pool-errors.ts";
 import { settle, type Waiting } from "./relay-pool-queue.ts";
-import { advertisedSize, offers, setSocketTimeout, type Session } from "./relay-pool-session.ts";
+import { advertisedSize, offers, requestSmtpUtf8, setSocketTimeout, type Session } from "./relay-pool-session.ts";
 import type { RelayPoolOptions } from "./relay-pool-types.ts";
 
 /** What the pool does with a session, or a message, once the message has an outcome. */
@@ -69,11 +69,16 @@ export function runMessage(s: Session, w: Waiting, pool: TransactionPool): void 
   } as unknown as NodeJS.ReadableStream as Parameters<SMTPConnection["send"]>[1];
   // SIZE= (RFC 1870, when offered): a relay with a lower limit refuses at MAIL FROM, not after the transfer.
   const envelope = { from: w.job.from, to: w.job.to, use8BitMime: w.job.eightBit === true && !downgrade, size: raw.length };
+  // The client's SMTPUTF8 goes on to a relay that offers it, as Postfix passes it on; to one
+  // that does not, the message goes without it (Postfix bounces it: mailgw keeps sending what
+  // such relays took before). A UTF-8 address gets it from SMTPConnection itself.
+  const restore = w.job.smtpUtf8Declared === true ? requestSmtpUtf8(s) : null;
   s.smtp.send(envelope, message, (err, info) => {
     s.messages++;
     if (s.current !== w) return; // aborted: the session was dropped already
     finishMessage(s, w, err, info, reused && !dataStarted, pool);
   });
+  restore?.();
 }
 
 /** The message is sent: the deadline no longer applies, the relay gets its time to answer. */

@@ -16,6 +16,11 @@ export interface RelayPoolJob {
    * not offer it refuses the job before MAIL FROM (553 5.6.7, as Postfix) and stays usable.
    */
   smtpUtf8Address?: string | null;
+  /**
+   * The client declared SMTPUTF8 (relay-envelope.ts declaredSmtpUtf8): MAIL FROM carries it to a
+   * relay that offers it, as Postfix does; a relay that does not gets the message without it.
+   */
+  smtpUtf8Declared?: boolean;
   /** Aborting fails the job and closes the session it was using. */
   signal: AbortSignal;
   /**

@@ -12,7 +12,8 @@
  * BODY=8BITMIME when the message has 8-bit bytes (else a relay such as Postfix records it as
  * 7-bit and would pass the bytes unconverted to a 7-bit-only next hop), converted to 7-bit for a
  * relay that does not offer 8BITMIME (mime-downgrade.ts), SIZE= when offered,
- * UTF-8 domains as A-labels, SMTPUTF8 when a local part needs it (relay-envelope.ts).
+ * UTF-8 domains as A-labels, SMTPUTF8 when a local part needs it or the client declared it
+ * (relay-envelope.ts).
  * Latency: nodemailer ≥ 10 sets TCP_NODELAY on its sockets (smtp-connection `_onConnect`),
  * which avoids the 40 ms Nagle/delayed-ACK stall per message Haraka suffers from.
  * Failure: never throws; every send resolves to an AttemptOutcome (see classifyRelayError,
@@ -27,7 +28,7 @@ import { hostPort } from "../host-port.ts";
 import type { AttemptOutcome } from "../queue/retry.ts";
 import { normalizeLineEndings } from "./normalize-crlf.ts";
 import { relayErrorHint } from "./relay-advice.ts";
-import { relayEnvelope } from "./relay-envelope.ts";
+import { declaredSmtpUtf8, relayEnvelope } from "./relay-envelope.ts";
 import { createRelayPool, isPoolClosedError } from "./relay-pool.ts";
 
 /** Parallel connections to the relay; relays throttle per client, a handful is plenty. */
@@ -134,7 +135,8 @@ export function createRelayClient(relay: RelayConfig, opts: RelayClientOptions):
       const normal = normalizeLineEndings(input.raw);
       const raw = Buffer.from(normal.buffer, normal.byteOffset, normal.byteLength);
       const envelope = relayEnvelope(input.mailFrom, input.to);
-      const result = await pool.send({ ...envelope, raw, eightBit: !isAscii(raw), signal: input.signal, deadlineMs: input.deadlineMs });
+      const job = { ...envelope, raw, eightBit: !isAscii(raw), smtpUtf8Declared: declaredSmtpUtf8(raw), signal: input.signal, deadlineMs: input.deadlineMs };
+      const result = await pool.send(job);
       if (result.ok) return { relay: label, outcome: acceptedOutcome(result.info.response, result.info.rejectedErrors), relayDown: false };
       // Closed by a reload before any byte of it was sent: the new relay takes it, no retry delay.
       if (isPoolClosedError(result.error)) {
