@@ -7,12 +7,10 @@
  */
 import { afterAll, afterEach, expect, test } from "bun:test";
 import { isAscii } from "node:buffer";
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
 import PostalMime from "postal-mime";
-import { relayVars, startRelay, waitFor } from "../delivery/helpers.ts";
-import { greet, RawClient } from "../smtp/helpers.ts";
-import { cleanupBinary, queueList, serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
+import { waitFor } from "../delivery/helpers.ts";
+import { forwardGateway, sendOne, type Cleanups } from "../helpers/forward-gateway.ts";
+import { cleanupBinary, queueList, until } from "../smtp/serve-process.ts";
 
 const RULES = `domains: [company.com]
 default: { action: archive, category: default }
@@ -23,29 +21,15 @@ const MESSAGE =
   "From: alice@example.org\r\nTo: bob@company.com\r\nSubject: Gruss\r\nMIME-Version: 1.0\r\n" +
   "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße aus Köln, ½ €.\r\n";
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
+const cleanups: Cleanups = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 }, 60_000);
 afterAll(() => cleanupBinary(), 60_000);
 
 async function forwardThrough(hide8BitMime: boolean, message = MESSAGE) {
-  const relay = await startRelay({ hide8BitMime });
-  cleanups.push(() => relay.close());
-  const dir = serveDir();
-  writeFileSync(join(dir, "rules.yaml"), RULES);
-  const s: ServeProcess = await startServe("binary", dir, relayVars(relay));
-  cleanups.push(async () => {
-    if (s.proc.exitCode === null) await s.stop("SIGKILL");
-  });
-  const c = await RawClient.connect(s.smtpPort);
-  await greet(c);
-  expect(await c.cmd("MAIL FROM:<alice@example.org> BODY=8BITMIME")).toStartWith("250");
-  expect(await c.cmd("RCPT TO:<bob@company.com>")).toStartWith("250");
-  expect(await c.cmd("DATA")).toStartWith("354");
-  c.write(Buffer.from(`${message}.\r\n`, "utf8"));
-  expect(await c.reply()).toStartWith("250 2.0.0 Queued");
-  await c.cmd("QUIT");
+  const { relay, s } = await forwardGateway(cleanups, { mode: "binary", rules: RULES, relay: { hide8BitMime } });
+  await sendOne(s.smtpPort, message, { mailParams: " BODY=8BITMIME" });
   await waitFor(() => relay.received.length === 1, 15_000, "the forward at the relay");
   expect(await queueList(s.dir)).toEqual([]);
   expect(await s.stop()).toBe(0);
@@ -99,23 +83,9 @@ test("a quoted or parameterised Content-Transfer-Encoding is still that encoding
 // as received can be over it converted. It fails at once, for good, and `queue list` said only
 // nodemailer's "Message size larger than allowed 60000" next to a 44 KB message; now it says why.
 test("converted past the relay's SIZE: failed at once, for good, saying the conversion made it grow", async () => {
-  const relay = await startRelay({ hide8BitMime: true, sizeLimit: 60_000 });
-  cleanups.push(() => relay.close());
-  const dir = serveDir();
-  writeFileSync(join(dir, "rules.yaml"), RULES);
-  const s: ServeProcess = await startServe("binary", dir, relayVars(relay));
-  cleanups.push(async () => {
-    if (s.proc.exitCode === null) await s.stop("SIGKILL");
-  });
+  const { relay, s } = await forwardGateway(cleanups, { mode: "binary", rules: RULES, relay: { hide8BitMime: true, sizeLimit: 60_000 } });
   const text = `${"Grüße aus Köln, ½ €. ".repeat(4)}\r\n`.repeat(400); // 44,000 octets, about 80,000 as quoted-printable
-  const c = await RawClient.connect(s.smtpPort);
-  await greet(c);
-  expect(await c.cmd("MAIL FROM:<alice@example.org> BODY=8BITMIME")).toStartWith("250");
-  expect(await c.cmd("RCPT TO:<bob@company.com>")).toStartWith("250");
-  expect(await c.cmd("DATA")).toStartWith("354");
-  c.write(Buffer.from(`${MESSAGE.slice(0, MESSAGE.indexOf("\r\n\r\n") + 4)}${text}.\r\n`, "utf8"));
-  expect(await c.reply()).toStartWith("250 2.0.0 Queued");
-  await c.cmd("QUIT");
+  await sendOne(s.smtpPort, `${MESSAGE.slice(0, MESSAGE.indexOf("\r\n\r\n") + 4)}${text}`, { mailParams: " BODY=8BITMIME" });
   await until("the forward failed", async () => (await queueList(s.dir, "failed")).length === 1);
   const [entry] = await queueList(s.dir, "failed");
   expect(entry?.lastError).toMatch(/^552 5\.3\.4 the message is \d+ bytes as converted to 7-bit for a relay without 8BITMIME \(\d+ as received\), over the relay's SIZE limit 60000: /);

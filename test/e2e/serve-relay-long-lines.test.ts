@@ -9,13 +9,10 @@
  * text whole), then the long header is broken.
  */
 import { afterEach, expect, test } from "bun:test";
-import { join } from "node:path";
-import { writeFileSync } from "node:fs";
 import PostalMime from "postal-mime";
-import { relayVars, startRelay, waitFor, type ReceivedMessage } from "../delivery/helpers.ts";
-import { freePortsIn } from "../helpers/interop.ts";
-import { greet, RawClient } from "../smtp/helpers.ts";
-import { archivedCopy, queueList, serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
+import { waitFor, type ReceivedMessage } from "../delivery/helpers.ts";
+import { forwardGateway, sendOne, type Cleanups } from "../helpers/forward-gateway.ts";
+import { archivedCopy, queueList, until } from "../smtp/serve-process.ts";
 
 const RULES = `domains: [company.com]
 default: { action: archive, category: default }
@@ -32,32 +29,15 @@ const MESSAGE =
   `${LONG_HEADER}\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=us-ascii\r\n\r\n` +
   `${HTML}\r\n${NO_BLANK}\r\n${"b".repeat(998)}\r\n${"c".repeat(999)}\r\n${DOTTED}\r\nend\r\n`;
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
+const cleanups: Cleanups = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 }, 60_000);
 
 /** The message in over SMTP, forwarded to a capturing relay; what the relay got and the archived copy. */
 async function forward(message: string, relayOpts: { hide8BitMime?: boolean; sizeLimit?: number } = {}): Promise<{ copy: ReceivedMessage; archived: Buffer }> {
-  const [relayPort, smtp, http] = await freePortsIn(3, 49000, 49999);
-  const relay = await startRelay({ ...relayOpts, port: relayPort });
-  cleanups.push(() => relay.close());
-  const dir = serveDir();
-  writeFileSync(join(dir, "rules.yaml"), RULES);
-  const s: ServeProcess = await startServe("source", dir, { ...relayVars(relay), SMTP_PORT: String(smtp), HTTP_PORT: String(http) });
-  cleanups.push(async () => {
-    if (s.proc.exitCode === null) await s.stop("SIGKILL");
-  });
-  const c = await RawClient.connect(s.smtpPort);
-  await greet(c);
-  expect(await c.cmd("MAIL FROM:<alice@example.org> BODY=8BITMIME")).toStartWith("250");
-  expect(await c.cmd("RCPT TO:<bob@company.com>")).toStartWith("250");
-  expect(await c.cmd("DATA")).toStartWith("354");
-  // Dot-stuffed on the way in, as any SMTP client does.
-  c.write(Buffer.from(`${message.replace(/^\./gm, "..")}.\r\n`, "utf8"));
-  const reply = await c.reply();
-  expect(reply).toStartWith("250 2.0.0 Queued as ");
-  await c.cmd("QUIT");
+  const { relay, s } = await forwardGateway(cleanups, { mode: "source", rules: RULES, relay: relayOpts, ports: [49000, 49999] });
+  const reply = await sendOne(s.smtpPort, message, { mailParams: " BODY=8BITMIME" });
   await waitFor(() => relay.received.length === 1, 15_000, "the forward at the relay");
   await until("the delivery recorded", async () => (await queueList(s.dir)).length === 0);
   const archived = await archivedCopy(s.dir, reply.split(" ").pop() ?? "");

@@ -6,12 +6,9 @@
  * UTF-8 mail (5.6.7), where mailgw keeps sending it as such relays took it before.
  */
 import { afterEach, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { relayVars, startRelay, waitFor } from "../delivery/helpers.ts";
-import { freePortsIn } from "../helpers/interop.ts";
-import { greet, RawClient } from "../smtp/helpers.ts";
-import { queueList, serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
+import { waitFor } from "../delivery/helpers.ts";
+import { forwardGateway, sendOne, type Cleanups } from "../helpers/forward-gateway.ts";
+import { queueList, until } from "../smtp/serve-process.ts";
 
 const RULES = `domains: [company.com]
 default: { action: archive, category: default }
@@ -20,33 +17,15 @@ rules:
 `;
 const message = (subject: string, first = ""): string => `${first}From: Jörg <alice@example.org>\r\nTo: bob@company.com\r\nSubject: ${subject} Grüße\r\n\r\nHallo.\r\n`;
 
-const cleanups: (() => Promise<unknown> | void)[] = [];
+const cleanups: Cleanups = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 }, 60_000);
 
-async function gateway(hideSmtpUtf8: boolean) {
-  const [relayPort, smtp, http] = await freePortsIn(3, 49000, 49999);
-  const relay = await startRelay({ hideSmtpUtf8, port: relayPort });
-  cleanups.push(() => relay.close());
-  const dir = serveDir();
-  writeFileSync(join(dir, "rules.yaml"), RULES);
-  const s: ServeProcess = await startServe("source", dir, { ...relayVars(relay), SMTP_PORT: String(smtp), HTTP_PORT: String(http) });
-  cleanups.push(async () => {
-    if (s.proc.exitCode === null) await s.stop("SIGKILL");
-  });
-  return { relay, s };
-}
+const gateway = (hideSmtpUtf8: boolean) => forwardGateway(cleanups, { mode: "source", rules: RULES, relay: { hideSmtpUtf8 }, ports: [49000, 49999] });
 
 async function send(port: number, mailParams: string, data: string, helo = "client.example"): Promise<void> {
-  const c = await RawClient.connect(port);
-  await greet(c, helo);
-  expect(await c.cmd(`MAIL FROM:<alice@example.org>${mailParams}`)).toStartWith("250");
-  expect(await c.cmd("RCPT TO:<bob@company.com>")).toStartWith("250");
-  expect(await c.cmd("DATA")).toStartWith("354");
-  c.write(Buffer.from(`${data}.\r\n`, "utf8"));
-  expect(await c.reply()).toStartWith("250 2.0.0 Queued");
-  await c.cmd("QUIT");
+  await sendOne(port, data, { mailParams, helo });
 }
 
 const subjectOf = (data: Buffer): string => /^Subject: (\S+)/m.exec(data.toString("utf8"))?.[1] ?? "";
