@@ -6,20 +6,13 @@
  * that window every time cannot make it pass. Needs root (mount); skips with a printed reason.
  */
 import { expect, test } from "bun:test";
-import { rmSync, statfsSync, writeFileSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { withTmpfs } from "../helpers/tmpfs.ts";
+import { fillUntil, withTmpfs } from "../helpers/tmpfs.ts";
 import { RawClient, greet } from "../smtp/helpers.ts";
 import { serveDir, startServe } from "../smtp/serve-process.ts";
 
 const STORAGE_452 = "452 4.3.1 Insufficient system storage";
-
-function fillUntil(mnt: string, leftBytes: number): string {
-  const s = statfsSync(mnt);
-  const filler = join(mnt, "filler");
-  writeFileSync(filler, Buffer.alloc(Math.max(0, s.bavail * s.bsize - leftBytes)));
-  return filler;
-}
 
 test("452 for a declared size, space freed, the retry 150 ms later is taken (not 452 until the next second's reading)", () =>
   withTmpfs("facts-s12-space-", 8, async (mnt) => {

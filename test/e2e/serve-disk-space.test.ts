@@ -11,21 +11,13 @@ import { expect, test } from "bun:test";
 import { mkdirSync, readdirSync, rmSync, statfsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { StatsSnapshot } from "../../src/http/stats-data.ts";
-import { withTmpfs } from "../helpers/tmpfs.ts";
+import { fillUntil, withTmpfs } from "../helpers/tmpfs.ts";
 import { RawClient, greet, sendMail, simpleMessage } from "../smtp/helpers.ts";
 import { serveDir, startServe, type ServeProcess } from "../smtp/serve-process.ts";
 
 const LOW = "free disk space low";
 const RECOVERED = "free disk space recovered";
 const STORAGE_452 = "452 4.3.1 Insufficient system storage";
-
-/** Fills the file system of `mnt` until about `leftBytes` are free. */
-function fillUntil(mnt: string, leftBytes: number): string {
-  const s = statfsSync(mnt);
-  const filler = join(mnt, "filler");
-  writeFileSync(filler, Buffer.alloc(Math.max(0, s.bavail * s.bsize - leftBytes)));
-  return filler;
-}
 
 async function healthz(serve: ServeProcess): Promise<{ status: number; warnings: string[] }> {
   const r = await fetch(`${serve.httpUrl}/healthz`);

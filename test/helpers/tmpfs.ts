@@ -5,6 +5,7 @@
  * (unmount, also for the other tests that mount something).
  */
 import { spawnSync } from "node:child_process";
+import { statfsSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -36,4 +37,12 @@ export function unmount(mnt: string): void {
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
   }
   spawnSync("umount", ["-l", mnt]);
+}
+
+/** Fills the file system of `mnt` until about `leftBytes` are free; returns the filler file's path (remove it to free the space). */
+export function fillUntil(mnt: string, leftBytes: number): string {
+  const s = statfsSync(mnt);
+  const filler = join(mnt, "filler");
+  writeFileSync(filler, Buffer.alloc(Math.max(0, s.bavail * s.bsize - leftBytes)));
+  return filler;
 }
