@@ -77,6 +77,8 @@ const ZONE: Record<string, DnsEntry> = {
   "flaky.example": { rcode: 2 },
   "sel._domainkey.flaky.example": { rcode: 2 },
   "_dmarc.flaky.example": { txt: ["v=DMARC1; p=reject"] },
+  // SPF through an include: whose target answers SERVFAIL (flaky.example above).
+  "incflaky.example.org": { txt: ["v=spf1 include:flaky.example -all"] },
   // The DNS server of this key never answers.
   "down._domainkey.example.org": { silent: true },
   // An SPF record of 20 networks, the client's last: past the first 255-byte string.
@@ -143,6 +145,10 @@ describe("serve: SPF/DKIM/DMARC through the system resolver", () => {
   test.skipIf(SKIP !== null)("SERVFAIL for SPF and the DKIM key: DMARC is temperror, not fail (a dmarc-fail reject rule must not refuse it for good)", async () => {
     const flaky = MESSAGE.replace("From: Alice <alice@example.org>", "From: Alice <alice@flaky.example>");
     expect(await send(await signed("sel", flaky, "flaky.example"), "alice@flaky.example")).toBe("550 5.7.1 auth spf=temperror dkim=temperror dmarc=temperror");
+  });
+
+  test.skipIf(SKIP !== null)("an SPF include: whose target answers SERVFAIL is temperror, not fail", async () => {
+    expect(await send(await signed(), "bounces@incflaky.example.org")).toBe("550 5.7.1 auth spf=temperror dkim=pass dmarc=pass");
   });
 
   test.skipIf(SKIP !== null)("a 3 MB signed message (verified in slices) passes DKIM; the same with one body byte changed does not", async () => {

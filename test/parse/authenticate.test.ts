@@ -124,6 +124,29 @@ describe("authenticate", () => {
     // A real failure stays a failure (see the modified-body test above).
   });
 
+  test("an include: or redirect= whose DNS fails is temperror, not fail or neutral (RFC 7208 §5.2, §6.1)", async () => {
+    // The include's target answers SERVFAIL (or its server is unreachable) for a moment.
+    const table: Record<string, string[][]> = {
+      "inc.example/TXT": [["v=spf1 include:_spf.provider.example -all"]],
+      "redir.example/TXT": [["v=spf1 redirect=_spf.provider.example"]],
+    };
+    const check = async (code: string, domain: string) => {
+      const resolver: DNSResolver = async (name, rrtype) => {
+        if (name === "_spf.provider.example") throw Object.assign(new Error(code), { code });
+        const answer = table[`${name}/${rrtype}`];
+        if (!answer) throw notFound(name);
+        return answer;
+      };
+      return (await authenticate(await signed(), { ...envelope("192.0.2.10"), mailFrom: `alice@${domain}` }, { resolver, timeoutMs: 5000 })).spf;
+    };
+    for (const code of ["ESERVFAIL", "ECONNREFUSED", "EBADRESP"]) {
+      expect(await check(code, "inc.example")).toBe("temperror");
+      expect(await check(code, "redir.example")).toBe("temperror");
+    }
+    // A target that does not exist stays a permanent error.
+    expect(await check("ENOTFOUND", "inc.example")).toBe("permerror");
+  });
+
   describe("several DKIM signatures, and a weak key", () => {
     // other.example publishes a key that is not the one it signs with (its signatures fail);
     // nokey.example publishes none (neutral); servfail.example's DNS fails (temperror); weak.example a 512-bit one (mailauth: "policy").
