@@ -9,9 +9,10 @@
 import { promises as dns } from "node:dns";
 import { isIP } from "node:net";
 import { Readable } from "node:stream";
-import { dkimVerify, dmarc, spf, type DNSResolver } from "mailauth";
+import { dkimVerify, spf, type DNSResolver } from "mailauth";
 import type { AuthResult, Envelope } from "../types.ts";
 import { resolveTxt } from "./dns-txt.ts";
+import { dmarcVerdict } from "./dmarc-verdict.ts";
 
 export type { DNSResolver };
 
@@ -67,18 +68,6 @@ function statusOf(value: unknown): AuthResult {
  */
 const systemResolver: DNSResolver = (domain, rrtype) =>
   rrtype === "TXT" ? resolveTxt(domain) : dns.resolve(domain, rrtype) as Promise<string[][] | string[]>;
-
-/**
- * DMARC's verdict, except that a "fail" which only stands because SPF or a DKIM signature could
- * not be checked for now is "temperror": mailauth says "fail" whenever nothing aligned passed,
- * so a rule "dmarc equals fail → reject" would refuse for good the mail of a sender whose DNS
- * had a passing SERVFAIL (RFC 7489 §6.6.2 lets a receiver treat that as temporary).
- */
-function dmarcVerdict(verdict: AuthResult, spfResult: StatusHolder, dkimResults: readonly StatusHolder[] | undefined): AuthResult {
-  if (verdict !== "fail") return verdict;
-  const temporary = [spfResult, ...(dkimResults ?? [])].some((row) => normalize(row.status?.result) === "temperror");
-  return temporary ? "temperror" : verdict;
-}
 
 /**
  * Messages bigger than this go to the DKIM verifier in slices of this size, with a turn of the
@@ -169,19 +158,10 @@ export async function authenticate(raw: Uint8Array, envelope: Envelope, options:
     });
   const run = (async () => {
     const [spfResult, dkimResult] = await Promise.all([spfRun, dkimRun]);
-    if (!dkimResult.headerFrom) {
-      found.dmarc = "none";
-      return;
-    }
-    const dmarcResult = await dmarc({
-      headerFrom: dkimResult.headerFrom,
-      spfDomains: spfResult.status.result === "pass" && spfResult.domain ? [spfResult.domain] : [],
-      dkimDomains: (dkimResult.results ?? [])
-        .filter((r) => r.status.result === "pass")
-        .map((r) => ({ id: r.id, domain: r.signingDomain, aligned: r.status.aligned, underSized: r.status.underSized })),
-      resolver,
-    });
-    found.dmarc = dmarcVerdict(statusOf(dmarcResult), spfResult, dkimResult.results);
+    const signatures = (dkimResult.results ?? []).map((r) => ({
+      result: normalize(r.status?.result), id: r.id, signingDomain: r.signingDomain, underSized: r.status?.underSized,
+    }));
+    found.dmarc = await dmarcVerdict(dkimResult.headerFrom ?? [], { spf: { result: statusOf(spfResult), domain: spfResult.domain }, signatures, resolver });
   })().catch(() => {
     // A check that threw (mailauth catches DNS errors itself) leaves its result, and DMARC's, to temperror.
   });

@@ -77,6 +77,9 @@ const ZONE: Record<string, DnsEntry> = {
   "flaky.example": { rcode: 2 },
   "sel._domainkey.flaky.example": { rcode: 2 },
   "_dmarc.flaky.example": { txt: ["v=DMARC1; p=reject"] },
+  // A domain spoofed in From: below.
+  "bank.example": { txt: ["v=spf1 -all"] },
+  "_dmarc.bank.example": { txt: ["v=DMARC1; p=reject"] },
   // SPF through an include: whose target answers SERVFAIL (flaky.example above).
   "incflaky.example.org": { txt: ["v=spf1 include:flaky.example -all"] },
   // The DNS server of this key never answers.
@@ -145,6 +148,11 @@ describe("serve: SPF/DKIM/DMARC through the system resolver", () => {
   test.skipIf(SKIP !== null)("SERVFAIL for SPF and the DKIM key: DMARC is temperror, not fail (a dmarc-fail reject rule must not refuse it for good)", async () => {
     const flaky = MESSAGE.replace("From: Alice <alice@example.org>", "From: Alice <alice@flaky.example>");
     expect(await send(await signed("sel", flaky, "flaky.example"), "alice@flaky.example")).toBe("550 5.7.1 auth spf=temperror dkim=temperror dmarc=temperror");
+  });
+
+  test.skipIf(SKIP !== null)("a spoof whose own envelope domain and signature answer SERVFAIL is dmarc=fail, not temperror", async () => {
+    const spoof = MESSAGE.replace("From: Alice <alice@example.org>", "From: Boss <boss@bank.example>");
+    expect(await send(await signed("sel", spoof, "flaky.example"), "alice@flaky.example")).toBe("550 5.7.1 auth spf=temperror dkim=temperror dmarc=fail");
   });
 
   test.skipIf(SKIP !== null)("an SPF include: whose target answers SERVFAIL is temperror, not fail", async () => {

@@ -1,0 +1,87 @@
+/**
+ * The `dmarc` field's value: mailauth's DMARC check of the message's author domain,
+ * where a verdict of mailauth 4 or of this gateway was not the RFC's, the RFC's:
+ * - A fail that stands only because an identifier which could have aligned was not checkable
+ *   for now is "temperror" (§6.6.2), but only such an identifier. Any temperror of SPF or of any
+ *   signature used to count: a spoofer's MAIL FROM domain or a signature of their own domain
+ *   whose DNS answers SERVFAIL (theirs to break) turned every spoof's fail into temperror, and
+ *   so past a rule "dmarc equals fail → reject".
+ * Trusts only what mailauth verified; the DNS goes through the caller's resolver (its deadline).
+ */
+import { dmarc, type DNSResolver } from "mailauth";
+import { getDomain } from "tldts";
+import type { AuthResult } from "../types.ts";
+
+/** A DKIM signature's outcome, as mailauth's dkimVerify lists it (its result already in rule words). */
+export interface SignatureOutcome {
+  result: AuthResult;
+  id?: string;
+  signingDomain?: string;
+  /** Body bytes after the signature's l= (mailauth sorts those signatures last). */
+  underSized?: boolean;
+}
+
+export interface SpfOutcome {
+  result: AuthResult;
+  /** The domain SPF checked: the MAIL FROM domain, or the HELO name for the null sender. */
+  domain?: string;
+}
+
+function bareDomain(domain: string): string {
+  return domain.trim().toLowerCase().replace(/\.$/, "");
+}
+
+/** Options as mailauth 4 passes them to tldts, so both see the same organizational domains. */
+const TLDTS_OPTIONS = { allowIcannDomains: true, allowPrivateDomains: true };
+
+function organizational(domain: string): string {
+  const bare = bareDomain(domain);
+  return getDomain(bare, TLDTS_OPTIONS) ?? bare;
+}
+
+/** Relaxed alignment (RFC 7489 §3.1): the same organizational domain. */
+export function relaxedAligned(a: string, b: string): boolean {
+  return organizational(a) === organizational(b);
+}
+
+/** The distinct domains of the From addresses (every From field), in order. */
+export function authorDomains(addresses: readonly string[]): string[] {
+  const domains = addresses.filter((a) => a.includes("@")).map((a) => bareDomain(a.slice(a.lastIndexOf("@") + 1)));
+  return [...new Set(domains.filter((d) => d.length > 0))];
+}
+
+function normalizeDmarc(result: unknown): AuthResult {
+  if (result === "pass" || result === "fail" || result === "none" || result === "temperror") return result;
+  return result === "temperr" ? "temperror" : "none";
+}
+
+interface DomainCheck {
+  spf: SpfOutcome;
+  signatures: readonly SignatureOutcome[];
+  resolver: DNSResolver;
+}
+
+/** One author domain's verdict. */
+async function domainVerdict(domain: string, check: DomainCheck): Promise<AuthResult> {
+  const spfDomains = check.spf.result === "pass" && check.spf.domain ? [check.spf.domain] : [];
+  const passing = check.signatures.filter((s) => s.result === "pass" && s.signingDomain);
+  const result = await dmarc({
+    headerFrom: `postmaster@${domain}`,
+    spfDomains,
+    dkimDomains: passing.map((s) => ({ id: s.id, domain: s.signingDomain as string, underSized: s.underSized })),
+    resolver: check.resolver,
+  });
+  if (!result) return "none";
+  const verdict = normalizeDmarc(result.status?.result);
+  if (verdict !== "fail") return verdict;
+  const couldAlign = (checked: string | undefined) => checked !== undefined && relaxedAligned(checked, domain);
+  const unchecked = (check.spf.result === "temperror" && couldAlign(check.spf.domain))
+    || check.signatures.some((s) => s.result === "temperror" && couldAlign(s.signingDomain));
+  return unchecked ? "temperror" : "fail";
+}
+
+/** The message's DMARC verdict; "none" unless the From has exactly one domain (mailauth checks only that). */
+export async function dmarcVerdict(fromAddresses: readonly string[], check: DomainCheck): Promise<AuthResult> {
+  const domains = authorDomains(fromAddresses);
+  return domains.length === 1 ? domainVerdict(domains[0] as string, check) : "none";
+}

@@ -1,0 +1,69 @@
+/**
+ * The `dmarc` verdict authenticate() gives, where mailauth 4 alone disagrees with RFC 7489 and
+ * with an independent evaluation (pyspf + dkimpy + the RFC's alignment rules):
+ * a temperror that only an unaligned identifier caused. DNS comes
+ * from a fixed table (DNS data, not a mock of anything the gateway runs).
+ */
+import { describe, expect, test } from "bun:test";
+import { generateKeyPairSync } from "node:crypto";
+import { dkimSign } from "mailauth";
+import { authenticate, type DNSResolver } from "../../src/parse/authenticate.ts";
+import type { Envelope } from "../../src/types.ts";
+
+const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+const KEY = `v=DKIM1; k=rsa; p=${publicKey.export({ type: "spki", format: "der" }).toString("base64")}`;
+
+const DNS: Record<string, string[][]> = {
+  "example.org/TXT": [["v=spf1 ip4:192.0.2.0/24 -all"]],
+  "_dmarc.example.org/TXT": [["v=DMARC1; p=reject"]],
+  "bank.example/TXT": [["v=spf1 -all"]],
+  "_dmarc.bank.example/TXT": [["v=DMARC1; p=reject"]],
+  "sel._domainkey.bank.example/TXT": [[KEY]],
+  "mail.strict.example/TXT": [["v=spf1 ip4:192.0.2.0/24 -all"]],
+  "_dmarc.strict.example/TXT": [["v=DMARC1; p=reject; aspf=s; adkim=s"]],
+  "sel._domainkey.mail.strict.example/TXT": [[KEY]],
+  "sel._domainkey.strict.example/TXT": [[KEY]],
+};
+
+/** Names under servfail.example (the sender's own zone, say) answer SERVFAIL. */
+const resolver: DNSResolver = async (domain, rrtype) => {
+  if (domain === "servfail.example" || domain.endsWith(".servfail.example")) throw Object.assign(new Error("SERVFAIL"), { code: "ESERVFAIL" });
+  const answer = DNS[`${domain.toLowerCase()}/${rrtype}`];
+  if (!answer) throw Object.assign(new Error(`ENOTFOUND ${domain}`), { code: "ENOTFOUND" });
+  return answer;
+};
+
+function message(fromLines: string[]): string {
+  return [...fromLines, "To: sales@company.test", "Subject: hello", "Date: Mon, 01 Jan 2024 00:00:00 +0000", "Message-ID: <m@example.org>", "", "Hello.", ""].join("\r\n");
+}
+
+async function signed(raw: string, signingDomain: string): Promise<string> {
+  const key = { signingDomain, selector: "sel", privateKey: privateKey.export({ type: "pkcs8", format: "pem" }) };
+  return (await dkimSign(raw, { ...key, signatureData: [key] })).signatures + raw;
+}
+
+async function dmarcOf(raw: string, mailFrom: string, clientIp = "192.0.2.10"): Promise<string> {
+  const envelope: Envelope = { mailFrom, rcptTo: ["sales@company.test"], clientIp, helo: "mail.example.org", tls: false };
+  return (await authenticate(new TextEncoder().encode(raw), envelope, { resolver, timeoutMs: 5000 })).dmarc;
+}
+
+describe("temperror only when an identifier that could align was not checkable", () => {
+  test("a spoof whose envelope domain's DNS fails is fail, not temperror", async () => {
+    // SPF for servfail.example is temperror, but servfail.example could never vouch for bank.example.
+    expect(await dmarcOf(message(["From: Boss <boss@bank.example>"]), "x@servfail.example")).toBe("fail");
+  });
+
+  test("a spoof carrying a signature of its own whose key lookup fails is fail, not temperror", async () => {
+    const raw = await signed(message(["From: Boss <boss@bank.example>"]), "servfail.example");
+    expect(await dmarcOf(raw, "x@bank.example", "198.51.100.9")).toBe("fail");
+  });
+
+  test("the From domain's own signature whose key lookup fails is temperror", async () => {
+    const raw = await signed(message(["From: a <a@mail.servfail.example>"]), "servfail.example");
+    const withPolicy: DNSResolver = (domain, rrtype) => domain === "_dmarc.mail.servfail.example" || domain === "_dmarc.servfail.example"
+      ? Promise.resolve([["v=DMARC1; p=reject"]])
+      : resolver(domain, rrtype);
+    const envelope: Envelope = { mailFrom: "x@bank.example", rcptTo: ["sales@company.test"], clientIp: "198.51.100.9", helo: "h", tls: false };
+    expect((await authenticate(new TextEncoder().encode(raw), envelope, { resolver: withPolicy, timeoutMs: 5000 })).dmarc).toBe("temperror");
+  });
+});
