@@ -1,6 +1,10 @@
 /**
- * The `dmarc` field's value: mailauth's DMARC check of the message's author domain,
+ * The `dmarc` field's value: mailauth's DMARC check run for each author domain of the message,
  * where a verdict of mailauth 4 or of this gateway was not the RFC's, the RFC's:
+ * - Several From addresses, or several From fields, with different domains: every domain is
+ *   checked and the worst verdict stands (RFC 7489 §6.6.1). mailauth answers nothing for such a
+ *   message, which read as "none", as if no domain had a policy: adding one address of their own
+ *   (or a second From field on top of a signed message) let a spoofer past "dmarc equals fail".
  * - A fail that stands only because an identifier which could have aligned was not checkable
  *   for now is "temperror" (§6.6.2), but only such an identifier. Any temperror of SPF or of any
  *   signature used to count: a spoofer's MAIL FROM domain or a signature of their own domain
@@ -26,6 +30,15 @@ export interface SpfOutcome {
   /** The domain SPF checked: the MAIL FROM domain, or the HELO name for the null sender. */
   domain?: string;
 }
+
+/**
+ * Author domains checked per message at most: each costs a few DNS lookups. A From naming more
+ * domains than this is not one DMARC can vouch for (RFC 9989 §11.5): its verdict is "fail".
+ */
+export const MAX_AUTHOR_DOMAINS = 8;
+
+/** Worst first: the verdict of a message with several author domains is the first one found here. */
+const SEVERITY: readonly AuthResult[] = ["fail", "temperror", "permerror", "softfail", "neutral", "none", "pass"];
 
 function bareDomain(domain: string): string {
   return domain.trim().toLowerCase().replace(/\.$/, "");
@@ -80,8 +93,11 @@ async function domainVerdict(domain: string, check: DomainCheck): Promise<AuthRe
   return unchecked ? "temperror" : "fail";
 }
 
-/** The message's DMARC verdict; "none" unless the From has exactly one domain (mailauth checks only that). */
+/** The message's DMARC verdict over all its author domains; "none" when the From has no domain. */
 export async function dmarcVerdict(fromAddresses: readonly string[], check: DomainCheck): Promise<AuthResult> {
   const domains = authorDomains(fromAddresses);
-  return domains.length === 1 ? domainVerdict(domains[0] as string, check) : "none";
+  if (domains.length === 0) return "none";
+  if (domains.length > MAX_AUTHOR_DOMAINS) return "fail";
+  const verdicts = await Promise.all(domains.map((d) => domainVerdict(d, check)));
+  return SEVERITY.find((s) => verdicts.includes(s)) ?? "none";
 }

@@ -155,6 +155,12 @@ describe("serve: SPF/DKIM/DMARC through the system resolver", () => {
     expect(await send(await signed("sel", spoof, "flaky.example"), "alice@flaky.example")).toBe("550 5.7.1 auth spf=temperror dkim=temperror dmarc=fail");
   });
 
+  test.skipIf(SKIP !== null)("a second From field put on top of a signed message is dmarc=fail, not none", async () => {
+    // The signature (and the aligned SPF pass) vouch for example.org only; the reader sees bank.example first.
+    const added = (await signed()).replace("From: Alice", "From: Boss <boss@bank.example>\r\nFrom: Alice");
+    expect(await send(added)).toBe("550 5.7.1 auth spf=pass dkim=pass dmarc=fail");
+  });
+
   test.skipIf(SKIP !== null)("an SPF include: whose target answers SERVFAIL is temperror, not fail", async () => {
     expect(await send(await signed(), "bounces@incflaky.example.org")).toBe("550 5.7.1 auth spf=temperror dkim=pass dmarc=pass");
   });

@@ -1,13 +1,14 @@
 /**
  * The `dmarc` verdict authenticate() gives, where mailauth 4 alone disagrees with RFC 7489 and
- * with an independent evaluation (pyspf + dkimpy + the RFC's alignment rules):
- * a temperror that only an unaligned identifier caused. DNS comes
+ * with an independent evaluation (pyspf + dkimpy + the RFC's alignment rules): several author
+ * domains and a temperror that only an unaligned identifier caused. DNS comes
  * from a fixed table (DNS data, not a mock of anything the gateway runs).
  */
 import { describe, expect, test } from "bun:test";
 import { generateKeyPairSync } from "node:crypto";
 import { dkimSign } from "mailauth";
 import { authenticate, type DNSResolver } from "../../src/parse/authenticate.ts";
+import { authorDomains, MAX_AUTHOR_DOMAINS } from "../../src/parse/dmarc-verdict.ts";
 import type { Envelope } from "../../src/types.ts";
 
 const { privateKey, publicKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -46,6 +47,37 @@ async function dmarcOf(raw: string, mailFrom: string, clientIp = "192.0.2.10"): 
   const envelope: Envelope = { mailFrom, rcptTo: ["sales@company.test"], clientIp, helo: "mail.example.org", tls: false };
   return (await authenticate(new TextEncoder().encode(raw), envelope, { resolver, timeoutMs: 5000 })).dmarc;
 }
+
+describe("several author domains (RFC 7489 §6.6.1): each is checked, the worst verdict stands", () => {
+  test("a From with a spoofed address next to one that passes is fail, in either order", async () => {
+    expect(await dmarcOf(message(["From: a <a@example.org>, Boss <boss@bank.example>"]), "b@example.org")).toBe("fail");
+    expect(await dmarcOf(message(["From: Boss <boss@bank.example>, a <a@example.org>"]), "b@example.org")).toBe("fail");
+  });
+
+  test("a second From field put on top of a message is fail, not none", async () => {
+    const raw = message(["From: Boss <boss@bank.example>", "From: a <a@example.org>"]);
+    expect(await dmarcOf(raw, "b@example.org")).toBe("fail");
+  });
+
+  test("several addresses of one domain that passes: pass", async () => {
+    expect(await dmarcOf(message(["From: a <a@example.org>, b <b@EXAMPLE.org.>"]), "b@example.org")).toBe("pass");
+    expect(await dmarcOf(message(["From: a <a@example.org>", "From: b <b@example.org>"]), "b@example.org")).toBe("pass");
+  });
+
+  test("one domain passing and one without a policy: none (not every author is vouched for)", async () => {
+    expect(await dmarcOf(message(["From: a <a@example.org>, c <c@nodmarc.example>"]), "b@example.org")).toBe("none");
+  });
+
+  test("no From address: none; more author domains than the cap: fail", async () => {
+    expect(await dmarcOf(message(["From: undisclosed-recipients:;"]), "b@example.org")).toBe("none");
+    const many = Array.from({ length: MAX_AUTHOR_DOMAINS + 1 }, (_, i) => `a@d${i}.example`).join(", ");
+    expect(await dmarcOf(message([`From: ${many}`]), "b@example.org")).toBe("fail");
+  });
+
+  test("authorDomains: distinct, lower-case, without a trailing dot", () => {
+    expect(authorDomains(["a@Example.ORG", "b@example.org.", "nobody", "c@other.example"])).toEqual(["example.org", "other.example"]);
+  });
+});
 
 describe("temperror only when an identifier that could align was not checkable", () => {
   test("a spoof whose envelope domain's DNS fails is fail, not temperror", async () => {
