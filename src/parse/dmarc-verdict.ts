@@ -5,6 +5,8 @@
  *   checked and the worst verdict stands (RFC 7489 §6.6.1). mailauth answers nothing for such a
  *   message, which read as "none", as if no domain had a policy: adding one address of their own
  *   (or a second From field on top of a signed message) let a spoofer past "dmarc equals fail".
+ * - adkim=s / aspf=s: mailauth compares organizational domains even in strict mode, so a pass
+ *   for mail.example.com counted for From: example.com. Strict means the same domain (§3.1).
  * - A fail that stands only because an identifier which could have aligned was not checkable
  *   for now is "temperror" (§6.6.2), but only such an identifier. Any temperror of SPF or of any
  *   signature used to count: a spoofer's MAIL FROM domain or a signature of their own domain
@@ -85,7 +87,13 @@ async function domainVerdict(domain: string, check: DomainCheck): Promise<AuthRe
     resolver: check.resolver,
   });
   if (!result) return "none";
-  const verdict = normalizeDmarc(result.status?.result);
+  let verdict = normalizeDmarc(result.status?.result);
+  if (verdict === "pass" && result.alignment) {
+    const { spf, dkim } = result.alignment;
+    const spfAligned = spf.strict ? spfDomains.some((d) => bareDomain(d) === domain) : Boolean(spf.result);
+    const dkimAligned = dkim.strict ? passing.some((s) => bareDomain(s.signingDomain as string) === domain) : Boolean(dkim.result);
+    if (!spfAligned && !dkimAligned) verdict = "fail";
+  }
   if (verdict !== "fail") return verdict;
   const couldAlign = (checked: string | undefined) => checked !== undefined && relaxedAligned(checked, domain);
   const unchecked = (check.spf.result === "temperror" && couldAlign(check.spf.domain))

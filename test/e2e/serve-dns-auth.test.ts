@@ -77,6 +77,10 @@ const ZONE: Record<string, DnsEntry> = {
   "flaky.example": { rcode: 2 },
   "sel._domainkey.flaky.example": { rcode: 2 },
   "_dmarc.flaky.example": { txt: ["v=DMARC1; p=reject"] },
+  // Strict SPF alignment: only strict.example itself aligns; mail.strict.example sends.
+  "strict.example": { txt: ["v=spf1 -all"] },
+  "mail.strict.example": { txt: ["v=spf1 ip4:127.0.0.0/8 -all"] },
+  "_dmarc.strict.example": { txt: ["v=DMARC1; p=reject; aspf=s"] },
   // A domain spoofed in From: below.
   "bank.example": { txt: ["v=spf1 -all"] },
   "_dmarc.bank.example": { txt: ["v=DMARC1; p=reject"] },
@@ -159,6 +163,11 @@ describe("serve: SPF/DKIM/DMARC through the system resolver", () => {
     // The signature (and the aligned SPF pass) vouch for example.org only; the reader sees bank.example first.
     const added = (await signed()).replace("From: Alice", "From: Boss <boss@bank.example>\r\nFrom: Alice");
     expect(await send(added)).toBe("550 5.7.1 auth spf=pass dkim=pass dmarc=fail");
+  });
+
+  test.skipIf(SKIP !== null)("aspf=s: an SPF pass for a subdomain of the From domain does not align", async () => {
+    const strict = MESSAGE.replace("From: Alice <alice@example.org>", "From: Alice <alice@strict.example>");
+    expect(await send(strict, "bounces@mail.strict.example")).toBe("550 5.7.1 auth spf=pass dkim=none dmarc=fail");
   });
 
   test.skipIf(SKIP !== null)("an SPF include: whose target answers SERVFAIL is temperror, not fail", async () => {

@@ -1,7 +1,7 @@
 /**
  * The `dmarc` verdict authenticate() gives, where mailauth 4 alone disagrees with RFC 7489 and
  * with an independent evaluation (pyspf + dkimpy + the RFC's alignment rules): several author
- * domains and a temperror that only an unaligned identifier caused. DNS comes
+ * domains, strict alignment, and a temperror that only an unaligned identifier caused. DNS comes
  * from a fixed table (DNS data, not a mock of anything the gateway runs).
  */
 import { describe, expect, test } from "bun:test";
@@ -76,6 +76,18 @@ describe("several author domains (RFC 7489 §6.6.1): each is checked, the worst 
 
   test("authorDomains: distinct, lower-case, without a trailing dot", () => {
     expect(authorDomains(["a@Example.ORG", "b@example.org.", "nobody", "c@other.example"])).toEqual(["example.org", "other.example"]);
+  });
+});
+
+describe("strict alignment (aspf=s, adkim=s) means the same domain (RFC 7489 §3.1)", () => {
+  test("SPF passing for a subdomain of the From domain does not align", async () => {
+    expect(await dmarcOf(message(["From: a <a@strict.example>"]), "bounce@mail.strict.example")).toBe("fail");
+  });
+
+  test("a DKIM signature of a subdomain does not align; one of the From domain itself does", async () => {
+    const raw = message(["From: a <a@strict.example>"]);
+    expect(await dmarcOf(await signed(raw, "mail.strict.example"), "bounce@elsewhere.example", "198.51.100.9")).toBe("fail");
+    expect(await dmarcOf(await signed(raw, "strict.example"), "bounce@elsewhere.example", "198.51.100.9")).toBe("pass");
   });
 });
 
