@@ -35,7 +35,8 @@ export interface SpfOutcome {
 
 /**
  * Author domains checked per message at most: each costs a few DNS lookups. A From naming more
- * domains than this is not one DMARC can vouch for (RFC 9989 §11.5): its verdict is "fail".
+ * domains than this is not one DMARC can vouch for (RFC 7489 §6.6.1 lets a receiver reject a
+ * multi-valued From outright): its verdict is "fail".
  */
 export const MAX_AUTHOR_DOMAINS = 8;
 
