@@ -1,12 +1,11 @@
 /**
- * The `dmarc` field's value: mailauth's DMARC check run for each author domain of the message,
- * where a verdict of mailauth 4 or of this gateway was not the RFC's, the RFC's:
+ * The `dmarc` field's value: mailauth's DMARC check (RFC 9989: policy and organizational domain
+ * by DNS Tree Walk, adkim=s / aspf=s as the same domain) run for each author domain of the
+ * message, where a verdict of mailauth or of this gateway was not the RFC's, the RFC's:
  * - Several From addresses, or several From fields, with different domains: every domain is
  *   checked and the worst verdict stands (RFC 7489 §6.6.1). mailauth answers nothing for such a
  *   message, which read as "none", as if no domain had a policy: adding one address of their own
  *   (or a second From field on top of a signed message) let a spoofer past "dmarc equals fail".
- * - adkim=s / aspf=s: mailauth compares organizational domains even in strict mode, so a pass
- *   for mail.example.com counted for From: example.com. Strict means the same domain (§3.1).
  * - A fail that stands only because an identifier which could have aligned was not checkable
  *   for now is "temperror" (§6.6.2), but only such an identifier. Any temperror of SPF or of any
  *   signature used to count: a spoofer's MAIL FROM domain or a signature of their own domain
@@ -24,7 +23,7 @@ export interface SignatureOutcome {
   id?: string;
   signingDomain?: string;
   /** Body bytes after the signature's l= (mailauth sorts those signatures last). */
-  underSized?: boolean;
+  underSized?: number;
 }
 
 export interface SpfOutcome {
@@ -47,7 +46,11 @@ function bareDomain(domain: string): string {
   return domain.trim().toLowerCase().replace(/\.$/, "");
 }
 
-/** Options as mailauth 4 passes them to tldts, so both see the same organizational domains. */
+/**
+ * Options as mailauth passes them to tldts. The public suffix list only decides whether an
+ * identifier that could not be checked might have aligned (below); mailauth's own alignment
+ * walks the DNS tree.
+ */
 const TLDTS_OPTIONS = { allowIcannDomains: true, allowPrivateDomains: true };
 
 function organizational(domain: string): string {
@@ -88,13 +91,7 @@ async function domainVerdict(domain: string, check: DomainCheck): Promise<AuthRe
     resolver: check.resolver,
   });
   if (!result) return "none";
-  let verdict = normalizeDmarc(result.status?.result);
-  if (verdict === "pass" && result.alignment) {
-    const { spf, dkim } = result.alignment;
-    const spfAligned = spf.strict ? spfDomains.some((d) => bareDomain(d) === domain) : Boolean(spf.result);
-    const dkimAligned = dkim.strict ? passing.some((s) => bareDomain(s.signingDomain as string) === domain) : Boolean(dkim.result);
-    if (!spfAligned && !dkimAligned) verdict = "fail";
-  }
+  const verdict = normalizeDmarc(result.status?.result);
   if (verdict !== "fail") return verdict;
   const couldAlign = (checked: string | undefined) => checked !== undefined && relaxedAligned(checked, domain);
   const unchecked = (check.spf.result === "temperror" && couldAlign(check.spf.domain))

@@ -86,6 +86,14 @@ const ZONE: Record<string, DnsEntry> = {
   "_dmarc.bank.example": { txt: ["v=DMARC1; p=reject"] },
   // SPF through an include: whose target answers SERVFAIL (flaky.example above).
   "incflaky.example.org": { txt: ["v=spf1 include:flaky.example -all"] },
+  // An ESP's SPF record names the domain it is evaluated for with %{d}: here _spf.esp.example
+  // (RFC 7208 §7.3, §5.2), never the sender's esp.example.org (mailauth 4 expanded it so: fail).
+  "esp.example.org": { txt: ["v=spf1 include:_spf.esp.example -all"] },
+  "_spf.esp.example": { txt: ["v=spf1 exists:%{i}._ip.%{d} -all"] },
+  "127.0.0.1._ip._spf.esp.example": { a: ["127.0.0.2"] },
+  // A host name written fully qualified, with its trailing dot (mailauth 4: permerror).
+  "tdot.example.org": { txt: ["v=spf1 a:host.tdot.example.org. -all"] },
+  "host.tdot.example.org": { a: ["127.0.0.1"] },
   // The DNS server of this key never answers.
   "down._domainkey.example.org": { silent: true },
   // An SPF record of 20 networks, the client's last: past the first 255-byte string.
@@ -172,6 +180,16 @@ describe("serve: SPF/DKIM/DMARC through the system resolver", () => {
 
   test.skipIf(SKIP !== null)("an SPF include: whose target answers SERVFAIL is temperror, not fail", async () => {
     expect(await send(await signed(), "bounces@incflaky.example.org")).toBe("550 5.7.1 auth spf=temperror dkim=pass dmarc=pass");
+  });
+
+  test.skipIf(SKIP !== null)("an include: whose record uses %{d} expands it to the included domain: pass, not a false fail", async () => {
+    // Relaxed alignment with From: example.org, so DMARC passes on SPF alone.
+    expect(await send(MESSAGE, "bounces@esp.example.org")).toBe("550 5.7.1 auth spf=pass dkim=none dmarc=pass");
+    expect(dns.queries).toContain("127.0.0.1._ip._spf.esp.example/A");
+  });
+
+  test.skipIf(SKIP !== null)("a mechanism's host name with a trailing dot (a:host.example.) is valid: pass, not permerror", async () => {
+    expect(await send(MESSAGE, "bounces@tdot.example.org")).toBe("550 5.7.1 auth spf=pass dkim=none dmarc=pass");
   });
 
   test.skipIf(SKIP !== null)("a 3 MB signed message (verified in slices) passes DKIM; the same with one body byte changed does not", async () => {

@@ -147,6 +147,20 @@ describe("authenticate", () => {
     expect(await check("ENOTFOUND", "inc.example")).toBe("permerror");
   });
 
+  test("a key published for another service (s=other) is no DKIM pass (RFC 6376 §3.6.1)", async () => {
+    // The key is not for email: its signature must not vouch for the From (mailauth 4: pass, and so DMARC pass).
+    const table: Record<string, string[][]> = { ...DNS, "sel._domainkey.example.org/TXT": [[`v=DKIM1; k=rsa; s=other; p=${PUBLIC_KEY_B64}`]] };
+    const resolver: DNSResolver = async (name, rrtype) => {
+      const answer = table[`${name.toLowerCase()}/${rrtype}`];
+      if (!answer) throw notFound(name);
+      return answer;
+    };
+    expect(await authenticate(await signed(), envelope("198.51.100.9"), { resolver, timeoutMs: 5000 })).toEqual({ spf: "fail", dkim: "neutral", dmarc: "fail" });
+    // The same key for every service (s=*) is one for email.
+    table["sel._domainkey.example.org/TXT"] = [[`v=DKIM1; k=rsa; s=*; p=${PUBLIC_KEY_B64}`]];
+    expect(await authenticate(await signed(), envelope("198.51.100.9"), { resolver, timeoutMs: 5000 })).toEqual({ spf: "fail", dkim: "pass", dmarc: "pass" });
+  });
+
   describe("several DKIM signatures, and a weak key", () => {
     // other.example publishes a key that is not the one it signs with (its signatures fail);
     // nokey.example publishes none (neutral); servfail.example's DNS fails (temperror); weak.example a 512-bit one (mailauth: "policy").
