@@ -1,6 +1,6 @@
 /**
  * HTML → plain text for the `body` fact when a message has only an HTML part.
- * One forward pass: tags are skipped to the next '>' outside a quoted value, comments to '-->' (or '--!>'), script/style/head
+ * One forward pass: tags are skipped to the next '>' outside a quoted value, comments to '-->' (or '--!>'), script/style/title
  * content to its closing tag, found by indexOf from a position that only moves forward, so
  * the cost is linear whatever the markup (unclosed '<', '<!--', '<script' included). The
  * searches for '&' and an entity's end are bounded the same way (a cached next '&', a name
@@ -34,9 +34,14 @@ const RCDATA_TAGS = new Set(["textarea"]);
 /**
  * Elements whose content is not text. Not `noscript`: a mail reader runs no script, so it shows
  * what `noscript` holds (a browser with scripting off does the same), and skipped, text there
- * was missed by `body` rules.
+ * was missed by `body` rules. Not `head` either: its end tag may be left out (HTML 13.1.2.4),
+ * and a browser ends it at the first thing a head cannot hold (text, `<body>`, `<p>`), so
+ * `<head><title>Invoice</title><body>Please wire…` shows its words; skipped to a `</head>` that
+ * never came, the whole body was "" to the rules. What a head holds that is no text is skipped
+ * on its own (its title, style, script, template, noframes) or is a tag (meta, link, base).
+ * `noframes` is hidden in a browser wherever it stands (its content is raw text, not shown).
  */
-const SKIPPED_CONTENT_TAGS = new Set(["script", "style", "head", "title", "template"]);
+const SKIPPED_CONTENT_TAGS = new Set(["script", "style", "title", "template", "noframes"]);
 
 /**
  * HTML's named references, all of them (the WHATWG list: html-entity-table.ts), by their

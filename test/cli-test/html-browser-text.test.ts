@@ -89,3 +89,12 @@ test("textarea content is text with its references decoded, as a browser shows i
 test("noscript content is shown (a mail reader runs no script): its text is body text", async () => {
   expect(await ruleFor("noscript", "<script>x()</script><noscript><p>Please send the wire transfer today</p></noscript>")).toBe("wire-fraud");
 });
+
+test("a head without its end tag (HTML lets it be left out) ends where a browser ends it: the body's words are body text", async () => {
+  expect(await ruleFor("head-open", "<html><head><title>Invoice</title><body><p>Please send the wire transfer today</p></body></html>")).toBe("wire-fraud");
+  expect(await ruleFor("head-style", "<head><style>p { color: red }</style><p>Please send the wire transfer today</p>")).toBe("wire-fraud");
+  // Chromium with scripting off (a mail reader): text in a head's noscript ends the head and is shown.
+  expect(await ruleFor("head-noscript", "<head><noscript>Please send the wire transfer today</noscript></head><body>Hi</body>")).toBe("wire-fraud");
+  // What a head holds that no reader shows stays out: its title, style, noframes.
+  expect(await ruleFor("head-hidden", "<head><title>Please send the wire transfer today</title><noframes>Please send the wire transfer today</noframes></head><body>Hi</body>")).toBe(null);
+});
