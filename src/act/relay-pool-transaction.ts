@@ -73,12 +73,16 @@ export function runMessage(s: Session, w: Waiting, pool: TransactionPool): void 
   // that does not, the message goes without it (Postfix bounces it: mailgw keeps sending what
   // such relays took before). A UTF-8 address gets it from SMTPConnection itself.
   const restore = w.job.smtpUtf8Declared === true ? requestSmtpUtf8(s) : null;
-  s.smtp.send(envelope, message, (err, info) => {
-    s.messages++;
-    if (s.current !== w) return; // aborted: the session was dropped already
-    finishMessage(s, w, err, info, reused && !dataStarted, pool);
-  });
-  restore?.();
+  try {
+    s.smtp.send(envelope, message, (err, info) => {
+      s.messages++;
+      if (s.current !== w) return; // aborted: the session was dropped already
+      finishMessage(s, w, err, info, reused && !dataStarted, pool);
+    });
+  } finally {
+    // Also if send() threw: a wrapper left on the pooled session would add SMTPUTF8 to every later MAIL.
+    restore?.();
+  }
 }
 
 /** The message is sent: the deadline no longer applies, the relay gets its time to answer. */
