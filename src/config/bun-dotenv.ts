@@ -57,7 +57,8 @@ export function bunCommentCuts(text: string): string[] {
     const m = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=(.*)$/.exec(line.trim());
     if (!m) continue;
     const value = (m[2] ?? "").replace(/^\s+#.*$/, "").trim();
-    if (value.startsWith('"') || value.startsWith("'")) continue;
+    // Bun keeps a '#' in a double-, single- or backtick-quoted value.
+    if (value.startsWith('"') || value.startsWith("'") || value.startsWith("`")) continue;
     if (value.replace(/\s+#.*$/, "").includes("#")) names.push(m[1] ?? "");
   }
   return names;

@@ -28,7 +28,7 @@ test("npm scripts and a source-mode systemd unit run bun with --no-env-file", ()
 });
 
 test("names the variables whose unquoted '#' mailgw keeps and Bun cuts (a comment to Bun anywhere), never a quoted one or a note", () => {
-  expect(bunCommentCuts("A=#abc\nB='#abc'\nC=\"#abc\"\nD=ab#c\nE=ab #note\nF=   # note\nexport G=x#y\n# H=#z\n")).toEqual(["A", "D", "G"]);
+  expect(bunCommentCuts("A=#abc\nB='#abc'\nC=\"#abc\"\nD=ab#c\nE=ab #note\nF=   # note\nexport G=x#y\n# H=#z\nI=`a#b`\n")).toEqual(["A", "D", "G"]);
   const cwd = mkdtempSync(join(tmpdir(), "mailgw-bun-dotenv-"));
   writeFileSync(join(cwd, ".env"), "RELAY_SMTP_USER=gw\nRELAY_SMTP_PASS=#s3cret\n");
   const warning = bunDotenvWarning("/src/main.ts", [], cwd) ?? "";
