@@ -14,7 +14,7 @@ import { spawnSync } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { RawClient, greet, sendMail, simpleMessage, terminated } from "../smtp/helpers.ts";
-import { archivedCopy, serveDir, startServe, until } from "../smtp/serve-process.ts";
+import { archivedCopy, serveDir, startServe, until, type ServeProcess } from "../smtp/serve-process.ts";
 
 const openFds = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length;
 
@@ -43,6 +43,21 @@ async function expectArchivedIfQueued(dir: string, reply: string, subject: strin
   expect((await archivedCopy(dir, id))?.toString("latin1")).toContain(`Subject: ${subject}\r\n`);
 }
 
+/**
+ * A session of `serve` left in DATA (its spool file still to come), then the process's open-file
+ * limit lowered to 16 above what it holds: the state both shortage tests start from.
+ */
+async function inDataWithFewFiles(serve: ServeProcess): Promise<{ c: RawClient; limit: number }> {
+  const c = await RawClient.connect(serve.smtpPort);
+  await greet(c);
+  expect(await c.cmd("MAIL FROM:<a@sender.example>")).toMatch(/^250/);
+  expect(await c.cmd("RCPT TO:<b@company.com>")).toMatch(/^250/);
+  expect(await c.cmd("DATA")).toMatch(/^354/);
+  const limit = openFds(serve.proc.pid) + 16;
+  expect(spawnSync("prlimit", [`--pid=${serve.proc.pid}`, `--nofile=${limit}:${limit}`]).status).toBe(0);
+  return { c, limit };
+}
+
 test("out of descriptors with clients waiting to be accepted: each gets 421 4.3.2 at once, no core spins, /healthz says why, served again once descriptors are free", async () => {
   if (!prlimitInstalled()) return;
   const dir = serveDir();
@@ -50,14 +65,7 @@ test("out of descriptors with clients waiting to be accepted: each gets 421 4.3.
   const pid = serve.proc.pid;
   const idle: RawClient[] = [];
   try {
-    const c = await RawClient.connect(serve.smtpPort);
-    await greet(c);
-    expect(await c.cmd("MAIL FROM:<a@sender.example>")).toMatch(/^250/);
-    expect(await c.cmd("RCPT TO:<b@company.com>")).toMatch(/^250/);
-    expect(await c.cmd("DATA")).toMatch(/^354/);
-
-    const limit = openFds(pid) + 16;
-    expect(spawnSync("prlimit", [`--pid=${pid}`, `--nofile=${limit}:${limit}`]).status).toBe(0);
+    const { c, limit } = await inDataWithFewFiles(serve);
     // More than the descriptors left: the rest wait in the listen backlog.
     for (let i = 0; i < 40; i++) idle.push(await RawClient.connect(serve.smtpPort));
     await Bun.sleep(2500); // the guard probes every second
@@ -100,14 +108,7 @@ test("descriptors taken by HTTP clients: 451 for the message that cannot be spoo
   const pid = serve.proc.pid;
   const http: Socket[] = [];
   try {
-    const c = await RawClient.connect(serve.smtpPort);
-    await greet(c);
-    expect(await c.cmd("MAIL FROM:<a@sender.example>")).toMatch(/^250/);
-    expect(await c.cmd("RCPT TO:<b@company.com>")).toMatch(/^250/);
-    expect(await c.cmd("DATA")).toMatch(/^354/);
-
-    const limit = openFds(pid) + 16;
-    expect(spawnSync("prlimit", [`--pid=${pid}`, `--nofile=${limit}:${limit}`]).status).toBe(0);
+    const { c, limit } = await inDataWithFewFiles(serve);
     // More HTTP clients than descriptors, the guard's reserve included: it has nothing left to give.
     const { port } = new URL(serve.httpUrl);
     for (let i = 0; i < 60; i++) {
